@@ -1,0 +1,131 @@
+//! The client side of the control socket, as uvsadm uses it: synchronous, connecting on
+//! the first request, one request and one answer at a time.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::protocol::{
+    MAX_RESPONSE_BYTES, Request, Response, decode_response, encode_request, read_frame, write_frame,
+};
+use crate::adm::backend::{Backend, BackendError};
+use crate::table::{Command, ConnEntry, Info, ServiceEntry, ServiceKey, Timeouts};
+
+/// How long uvsadm waits for the daemon's answer before giving up.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Client {
+    path: PathBuf,
+    stream: Option<UnixStream>,
+}
+
+impl Client {
+    pub fn new(path: PathBuf) -> Client {
+        Client { path, stream: None }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn unreachable(&self, source: io::Error) -> BackendError {
+        BackendError::Unreachable {
+            socket: self.path.clone(),
+            source,
+        }
+    }
+
+    fn protocol(&self, detail: impl Into<String>) -> BackendError {
+        BackendError::Protocol {
+            socket: self.path.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Sends one request and reads its answer.
+    pub fn call(&mut self, request: &Request) -> Result<Response, BackendError> {
+        if self.stream.is_none() {
+            let stream = UnixStream::connect(&self.path).map_err(|e| self.unreachable(e))?;
+            stream
+                .set_read_timeout(Some(ANSWER_TIMEOUT))
+                .map_err(|e| self.unreachable(e))?;
+            self.stream = Some(stream);
+        }
+        let body = encode_request(request);
+        let result = match self.stream.as_mut() {
+            Some(stream) => {
+                write_frame(stream, &body).and_then(|()| read_frame(stream, MAX_RESPONSE_BYTES))
+            }
+            None => Err(io::Error::from(io::ErrorKind::NotConnected)),
+        };
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.stream = None;
+                return Err(match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                        self.protocol(format!("no answer within {} s", ANSWER_TIMEOUT.as_secs()))
+                    }
+                    io::ErrorKind::InvalidData => self.protocol(e.to_string()),
+                    _ => self.unreachable(e),
+                });
+            }
+        };
+        match decode_response(&answer).map_err(|e| self.protocol(e))? {
+            Response::Refused { error } => Err(BackendError::Table(error)),
+            Response::Error { error } => Err(self.protocol(error.to_string())),
+            other => Ok(other),
+        }
+    }
+
+    fn unexpected(&self, response: Response) -> BackendError {
+        self.protocol(format!("unexpected response {response:?}"))
+    }
+}
+
+impl Backend for Client {
+    fn info(&mut self) -> Result<Info, BackendError> {
+        match self.call(&Request::Info)? {
+            Response::Info { info } => Ok(info),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    fn services(&mut self) -> Result<Vec<ServiceEntry>, BackendError> {
+        match self.call(&Request::ListServices)? {
+            Response::Services { services } => Ok(services),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    fn service(&mut self, key: &ServiceKey) -> Result<ServiceEntry, BackendError> {
+        match self.call(&Request::GetService { service: *key })? {
+            Response::Service { service } => Ok(service),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    fn timeouts(&mut self) -> Result<Timeouts, BackendError> {
+        match self.call(&Request::GetTimeouts)? {
+            Response::Timeouts { timeouts } => Ok(timeouts),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    fn connections(&mut self) -> Result<Vec<ConnEntry>, BackendError> {
+        match self.call(&Request::ListConnections)? {
+            Response::Connections { connections } => Ok(connections),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    fn apply(&mut self, command: &Command) -> Result<(), BackendError> {
+        match self.call(&Request::Apply {
+            command: command.clone(),
+        })? {
+            Response::Applied => Ok(()),
+            other => Err(self.unexpected(other)),
+        }
+    }
+}

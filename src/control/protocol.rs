@@ -1,0 +1,209 @@
+//! The control protocol between uvsadm (and other tools) and the daemon.
+//!
+//! A frame is a 4-byte big-endian length and that many bytes of JSON. A request is
+//! `{"version": 1, "request": {"type": ..., ...}}`; the answer is
+//! `{"version": 1, "response": {"type": ..., ...}}`. Requests larger than
+//! [`MAX_REQUEST_BYTES`] are refused and the connection closed; a malformed, unknown or
+//! wrong-version request gets an `error` response and the connection stays usable.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::table::{Command, ConnEntry, Info, ServiceEntry, ServiceKey, TableError, Timeouts};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest request the daemon reads (a command is a few hundred bytes).
+pub const MAX_REQUEST_BYTES: u32 = 1 << 20;
+/// Largest response a client accepts (a table dump of a big director).
+pub const MAX_RESPONSE_BYTES: u32 = 256 << 20;
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    Info,
+    ListServices,
+    GetService { service: ServiceKey },
+    GetTimeouts,
+    ListConnections,
+    Apply { command: Command },
+}
+
+/// Why a request could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProtocolError {
+    #[error("unsupported protocol version {got}; this daemon speaks version {supported}")]
+    UnsupportedVersion { got: u64, supported: u32 },
+    #[error("malformed request: {detail}")]
+    Malformed { detail: String },
+    #[error("request of {size} bytes is larger than the limit of {limit} bytes")]
+    TooLarge { size: u64, limit: u32 },
+    #[error("too many control connections (limit {limit})")]
+    Busy { limit: usize },
+    #[error("permission denied: uid {uid} may not use this control socket")]
+    PermissionDenied { uid: u32 },
+}
+
+/// What the daemon answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    Info { info: Info },
+    Services { services: Vec<ServiceEntry> },
+    Service { service: ServiceEntry },
+    Timeouts { timeouts: Timeouts },
+    Connections { connections: Vec<ConnEntry> },
+    Applied,
+    /// The table refused the request.
+    Refused { error: TableError },
+    /// The request itself was wrong.
+    Error { error: ProtocolError },
+}
+
+#[derive(Serialize)]
+struct RequestOut<'a> {
+    version: u32,
+    request: &'a Request,
+}
+
+#[derive(Serialize)]
+struct ResponseOut<'a> {
+    version: u32,
+    response: &'a Response,
+}
+
+#[derive(Deserialize)]
+struct ResponseIn {
+    version: u32,
+    response: Response,
+}
+
+pub fn encode_request(request: &Request) -> Vec<u8> {
+    // Serialising these plain types cannot fail (no maps with non-string keys).
+    serde_json::to_vec(&RequestOut {
+        version: PROTOCOL_VERSION,
+        request,
+    })
+    .unwrap_or_default()
+}
+
+pub fn encode_response(response: &Response) -> Vec<u8> {
+    serde_json::to_vec(&ResponseOut {
+        version: PROTOCOL_VERSION,
+        response,
+    })
+    .unwrap_or_default()
+}
+
+/// Reads a request body: the version first, so a future client gets a clear answer.
+pub fn decode_request(body: &[u8]) -> Result<Request, ProtocolError> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        ProtocolError::Malformed {
+            detail: e.to_string(),
+        }
+    })?;
+    let version = value
+        .get("version")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| ProtocolError::Malformed {
+            detail: "missing or non-numeric \"version\"".into(),
+        })?;
+    if version != u64::from(PROTOCOL_VERSION) {
+        return Err(ProtocolError::UnsupportedVersion {
+            got: version,
+            supported: PROTOCOL_VERSION,
+        });
+    }
+    let request = value.get("request").ok_or_else(|| ProtocolError::Malformed {
+        detail: "missing \"request\"".into(),
+    })?;
+    Request::deserialize(request).map_err(|e| ProtocolError::Malformed {
+        detail: e.to_string(),
+    })
+}
+
+/// Reads a response body.
+pub fn decode_response(body: &[u8]) -> Result<Response, String> {
+    let parsed: ResponseIn = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if parsed.version != PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version {} (this client speaks {PROTOCOL_VERSION})",
+            parsed.version
+        ));
+    }
+    Ok(parsed.response)
+}
+
+/// Writes one frame.
+pub fn write_frame(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(body);
+    w.write_all(&frame)
+}
+
+/// Reads one frame of at most `limit` bytes.
+pub fn read_frame(r: &mut impl Read, limit: u32) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len);
+    if len > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes is larger than the limit of {limit}"),
+        ));
+    }
+    let mut body = vec![0u8; len as usize];
+    r.read_exact(&mut body)?;
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        let r = Request::Apply {
+            command: Command::Flush,
+        };
+        assert_eq!(decode_request(&encode_request(&r)), Ok(r));
+        assert_eq!(
+            String::from_utf8(encode_request(&Request::Info)).unwrap(),
+            r#"{"version":1,"request":{"type":"info"}}"#
+        );
+    }
+
+    #[test]
+    fn bad_requests_are_named() {
+        assert!(matches!(
+            decode_request(b"not json"),
+            Err(ProtocolError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode_request(br#"{"version":2,"request":{"type":"info"}}"#),
+            Err(ProtocolError::UnsupportedVersion { got: 2, .. })
+        ));
+        assert!(matches!(
+            decode_request(br#"{"version":1,"request":{"type":"format_disk"}}"#),
+            Err(ProtocolError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode_request(br#"{"request":{"type":"info"}}"#),
+            Err(ProtocolError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn frames() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, b"hello").unwrap();
+        assert_eq!(&buf[..4], &[0, 0, 0, 5]);
+        assert_eq!(read_frame(&mut &buf[..], 16).unwrap(), b"hello");
+        assert!(read_frame(&mut &buf[..], 4).is_err());
+    }
+}

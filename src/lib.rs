@@ -1,0 +1,21 @@
+//! uvs: a userspace virtual server. An L4 (TCP and UDP) load balancer that behaves like
+//! Linux IPVS driven by ipvsadm and ldirectord, without the kernel module or privileges.
+//!
+//! # Layout
+//!
+//! - [`table`]: the virtual-server table, its typed commands, and snapshots for readers.
+//! - [`sched`]: IPVS's schedulers.
+//! - [`stats`]: counters and the 2-second rate estimator.
+//! - [`adm`]: ipvsadm's command language, listings and save format (used by `uvsadm`).
+//! - [`control`]: the control socket protocol, its server (daemon) and client (uvsadm).
+//! - [`daemon`]: the `uvs run` daemon that holds the table.
+//! - [`demo`]: the built-in demonstration behind `uvs demo`.
+
+pub mod adm;
+pub mod control;
+pub mod daemon;
+pub mod demo;
+pub mod sched;
+pub mod stats;
+pub mod sys;
+pub mod table;

@@ -1,0 +1,240 @@
+//! Traffic counters and IPVS's 2-second rate estimator.
+//!
+//! Every service, every real server and the table as a whole own one [`Stats`]. The data
+//! plane adds to the counters with relaxed atomics; the daemon calls [`Stats::estimate`]
+//! every [`ESTIMATOR_INTERVAL`]; listings read a [`StatsView`]. Counters only ever grow:
+//! `-Z` moves a zero point that listings subtract, so exported totals never go backwards.
+//!
+//! The estimator is the kernel's (net/netfilter/ipvs/ip_vs_est.c): every 2 s the change in
+//! each counter is scaled (connections and packets by 2^9, i.e. 2^10 per second over two
+//! seconds; bytes by 2^4) and folded into an average with weight 1/4; reading rounds back
+//! (`(avg + 0x1FF) >> 10` and `(avg + 0xF) >> 5`). "bps" means bytes per second.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How often [`Stats::estimate`] must run for the rates to mean per-second figures.
+pub const ESTIMATOR_INTERVAL: Duration = Duration::from_secs(2);
+
+const CONNS: usize = 0;
+const INPKTS: usize = 1;
+const OUTPKTS: usize = 2;
+const INBYTES: usize = 3;
+const OUTBYTES: usize = 4;
+
+/// The five counters of one service, real server or of the whole table, as a value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub conns: u64,
+    pub inpkts: u64,
+    pub outpkts: u64,
+    pub inbytes: u64,
+    pub outbytes: u64,
+}
+
+impl Counters {
+    fn from_array(a: [u64; 5]) -> Counters {
+        Counters {
+            conns: a[CONNS],
+            inpkts: a[INPKTS],
+            outpkts: a[OUTPKTS],
+            inbytes: a[INBYTES],
+            outbytes: a[OUTBYTES],
+        }
+    }
+}
+
+/// Rates as IPVS reports them: connections, packets and bytes per second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rates {
+    pub cps: u64,
+    pub inpps: u64,
+    pub outpps: u64,
+    pub inbps: u64,
+    pub outbps: u64,
+}
+
+/// What a listing shows: counters since the last `-Z`, and the current rates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsView {
+    pub counters: Counters,
+    pub rates: Rates,
+}
+
+#[derive(Debug, Default)]
+struct Estimator {
+    /// Counter values at the previous estimation.
+    last: [u64; 5],
+    /// Scaled moving averages (cps, inpps, outpps ×2^10; inbps, outbps ×2^5).
+    avg: [i64; 5],
+    /// Counter values at the last `-Z`; listings show the difference.
+    zero_point: [u64; 5],
+}
+
+/// Live counters plus their estimator. Shared by `Arc` between table snapshots, so a
+/// service or real server keeps its counters when it is edited.
+#[derive(Debug, Default)]
+pub struct Stats {
+    counters: [AtomicU64; 5],
+    estimator: Mutex<Estimator>,
+}
+
+impl Stats {
+    pub fn new() -> Stats {
+        Stats::default()
+    }
+
+    /// One connection was scheduled.
+    pub fn add_conn(&self) {
+        self.counters[CONNS].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Packets and bytes from the client towards the real server.
+    pub fn add_in(&self, packets: u64, bytes: u64) {
+        self.counters[INPKTS].fetch_add(packets, Ordering::Relaxed);
+        self.counters[INBYTES].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Packets and bytes from the real server back to the client.
+    pub fn add_out(&self, packets: u64, bytes: u64) {
+        self.counters[OUTPKTS].fetch_add(packets, Ordering::Relaxed);
+        self.counters[OUTBYTES].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn load(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.counters[i].load(Ordering::Relaxed))
+    }
+
+    /// Monotonic totals since creation, untouched by `-Z` (for metrics).
+    pub fn totals(&self) -> Counters {
+        Counters::from_array(self.load())
+    }
+
+    fn estimator(&self) -> std::sync::MutexGuard<'_, Estimator> {
+        // A panic while holding this lock cannot leave the numbers inconsistent in a way
+        // that matters more than losing the listing, so recover the guard.
+        self.estimator.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One estimator step; call every [`ESTIMATOR_INTERVAL`].
+    pub fn estimate(&self) {
+        let now = self.load();
+        let mut est = self.estimator();
+        for i in 0..5 {
+            let delta = now[i].wrapping_sub(est.last[i]);
+            let shift = if i >= INBYTES { 4 } else { 9 };
+            let rate = (delta << shift) as i64;
+            est.avg[i] = est.avg[i].wrapping_add(rate.wrapping_sub(est.avg[i]) >> 2);
+            est.last[i] = now[i];
+        }
+    }
+
+    /// `-Z`: counters restart from zero in listings and the rates are reset.
+    pub fn zero(&self) {
+        let now = self.load();
+        let mut est = self.estimator();
+        est.zero_point = now;
+        est.last = now;
+        est.avg = [0; 5];
+    }
+
+    pub fn view(&self) -> StatsView {
+        let now = self.load();
+        let est = self.estimator();
+        let shown: [u64; 5] = std::array::from_fn(|i| now[i].wrapping_sub(est.zero_point[i]));
+        let per_sec = |avg: i64| (avg as u64).wrapping_add(0x1FF) >> 10;
+        let bytes_per_sec = |avg: i64| (avg as u64).wrapping_add(0xF) >> 5;
+        StatsView {
+            counters: Counters::from_array(shown),
+            rates: Rates {
+                cps: per_sec(est.avg[CONNS]),
+                inpps: per_sec(est.avg[INPKTS]),
+                outpps: per_sec(est.avg[OUTPKTS]),
+                inbps: bytes_per_sec(est.avg[INBYTES]),
+                outbps: bytes_per_sec(est.avg[OUTBYTES]),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_accumulate_and_zero_moves_the_baseline_only() {
+        let s = Stats::new();
+        s.add_conn();
+        s.add_in(3, 300);
+        s.add_out(2, 2000);
+        let v = s.view();
+        assert_eq!(
+            v.counters,
+            Counters {
+                conns: 1,
+                inpkts: 3,
+                outpkts: 2,
+                inbytes: 300,
+                outbytes: 2000
+            }
+        );
+        s.zero();
+        assert_eq!(s.view().counters, Counters::default());
+        assert_eq!(s.totals().outbytes, 2000, "totals never go backwards");
+        s.add_in(1, 10);
+        assert_eq!(s.view().counters.inbytes, 10);
+        assert_eq!(s.totals().inbytes, 310);
+    }
+
+    #[test]
+    fn estimator_follows_the_kernel_arithmetic() {
+        // 100 connections and 1000 bytes per 2 s interval, steady: the kernel's EWMA
+        // converges to 50 cps and 500 B/s. Check the exact sequence of the first steps.
+        let s = Stats::new();
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            for _ in 0..100 {
+                s.add_conn();
+            }
+            s.add_in(0, 1000);
+            s.estimate();
+            let r = s.view().rates;
+            seen.push((r.cps, r.inbps));
+        }
+        // avg_n = avg_{n-1} + (rate - avg_{n-1}) / 4 with rate = 100 << 9 = 51200
+        // -> 12800, 22400, 29600, 35000, 39050, 42088 (scaled by 2^10):
+        //    cps = (avg + 511) >> 10 = 12, 22, 29, 34, 38, 41
+        // bytes: rate = 1000 << 4 = 16000 -> 4000, 7000, 9250, 10937, 12202, 13151
+        //    bps = (avg + 15) >> 5 = 125, 219, 289, 342, 381, 411
+        assert_eq!(
+            seen,
+            vec![
+                (12, 125),
+                (22, 219),
+                (29, 289),
+                (34, 342),
+                (38, 381),
+                (41, 411)
+            ]
+        );
+        s.zero();
+        assert_eq!(s.view().rates, Rates::default());
+    }
+
+    #[test]
+    fn idle_rates_decay_to_zero() {
+        let s = Stats::new();
+        for _ in 0..1000 {
+            s.add_conn();
+        }
+        s.estimate();
+        assert!(s.view().rates.cps > 0);
+        for _ in 0..100 {
+            s.estimate();
+        }
+        assert_eq!(s.view().rates.cps, 0);
+    }
+}

@@ -1,0 +1,82 @@
+//! Plain-value copies of the table for readers outside the process: what `ipvsadm` gets
+//! from the kernel's dumps (ipvs_service_entry, ipvs_dest_entry, /proc/net/ip_vs_conn).
+//! The daemon produces them from a snapshot, the kernel backend from netlink dumps, and
+//! the listing formats consume them without knowing which.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::key::ServiceKey;
+use super::real_server::{Forward, Tunnel};
+use super::service::{Netmask, ServiceFlags};
+use crate::stats::StatsView;
+
+/// IPVS version 1.2.1, as the kernel reports it (and ipvsadm prints it).
+pub const IPVS_VERSION: u32 = 0x0001_0201;
+/// The size of the kernel's connection hash table by default (conn_tab_bits = 12).
+pub const CONN_TAB_SIZE: u32 = 4096;
+
+/// `ipvs_getinfo`: what the first line of a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Info {
+    pub version: u32,
+    pub conn_tab_size: u32,
+}
+
+impl Default for Info {
+    fn default() -> Info {
+        Info {
+            version: IPVS_VERSION,
+            conn_tab_size: CONN_TAB_SIZE,
+        }
+    }
+}
+
+/// One real server as a listing sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerEntry {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub forward: Forward,
+    pub weight: u32,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    pub active_conns: u32,
+    pub inactive_conns: u32,
+    pub persistent_conns: u32,
+    pub tunnel: Tunnel,
+    pub stats: StatsView,
+}
+
+/// One virtual service as a listing sees it, with its servers in list order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEntry {
+    pub key: ServiceKey,
+    pub scheduler: String,
+    pub flags: ServiceFlags,
+    pub timeout: u32,
+    pub netmask: Netmask,
+    pub pe: Option<String>,
+    pub stats: StatsView,
+    pub servers: Vec<ServerEntry>,
+}
+
+/// One entry of the connection table (`-L -c`), as /proc/net/ip_vs_conn describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnEntry {
+    /// "TCP", "UDP", "SCTP", or "IP" for an fwmark persistence template.
+    pub protocol: String,
+    pub client_addr: IpAddr,
+    pub client_port: u16,
+    pub virtual_addr: IpAddr,
+    pub virtual_port: u16,
+    pub dest_addr: IpAddr,
+    pub dest_port: u16,
+    /// IPVS state name: ESTABLISHED, SYN_RECV, FIN_WAIT, TIME_WAIT, CLOSE, UDP, NONE, ...
+    pub state: String,
+    /// Seconds until the entry expires.
+    pub expires: u32,
+    pub pe_name: Option<String>,
+    pub pe_data: Option<String>,
+}

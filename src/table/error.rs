@@ -1,0 +1,40 @@
+//! Why the table refused a command. The variants are the kernel's answers (errno values
+//! that ipvsadm turns into text), and their messages are ipvsadm's, byte for byte, so a
+//! refused `uvsadm` command reads exactly as a refused `ipvsadm` command.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableError {
+    /// EEXIST on add-service.
+    #[error("Service already exists")]
+    ServiceExists,
+    /// ESRCH on edit/delete/zero/get of a service.
+    #[error("No such service")]
+    NoSuchService,
+    /// ESRCH on a real-server command whose service is missing.
+    #[error("Service not defined")]
+    ServiceNotDefined,
+    /// ENOENT on add/edit-service: unknown scheduler or persistence engine.
+    #[error("Scheduler or persistence engine not found")]
+    SchedulerNotFound,
+    /// EEXIST on add-server.
+    #[error("Destination already exists")]
+    ServerExists,
+    /// ENOENT on edit/delete-server.
+    #[error("No such destination")]
+    NoSuchServer,
+    /// EINVAL: an address that is not unicast, a bad prefix length, a family mismatch.
+    #[error("Invalid operation.  Possibly wrong module version, address not unicast, ...")]
+    InvalidOperation,
+    /// ERANGE: negative weight, lower threshold above the upper one.
+    #[error("Numerical result out of range")]
+    OutOfRange,
+    /// Connection-state synchronisation (ipvsadm --start-daemon) is a kernel feature uvs
+    /// does not offer.
+    #[error(
+        "Connection state synchronisation is not available: uvs runs no sync daemon (--start-daemon/--stop-daemon)"
+    )]
+    SyncUnavailable,
+}

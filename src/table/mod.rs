@@ -1,0 +1,350 @@
+//! The virtual-server table: the single source of truth of uvs.
+//!
+//! Writers (uvsadm over the control socket, the config loader, health checks) send typed
+//! [`Command`]s; [`Table::apply`] is the one place that changes the table, and it refuses
+//! exactly what the kernel refuses, in the kernel's order, with the kernel's error. The
+//! [`TableHandle`] publishes each new table as an immutable snapshot that readers (data
+//! plane, listings, metrics, kernel backend) load without locking; live counters sit
+//! behind `Arc`s so they survive edits.
+
+pub mod command;
+pub mod entry;
+pub mod error;
+pub mod key;
+pub mod order;
+pub mod real_server;
+pub mod server_address;
+pub mod service;
+pub mod timeouts;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+pub use command::{Command, ServerConfig, ServiceConfig, SyncRole};
+pub use entry::{ConnEntry, Info, ServerEntry, ServiceEntry};
+pub use error::TableError;
+pub use key::{Family, Protocol, ServerKey, ServiceKey};
+pub use real_server::{
+    Forward, RealServer, RealServerState, Tunnel, TunnelChecksum, TunnelKind,
+};
+pub use server_address::{AddressClassifier, HostInterfaces, UnicastOnly};
+pub use service::{Netmask, PersistenceEngine, Service, ServiceFlags, ServiceState};
+pub use timeouts::Timeouts;
+
+use crate::sched::Scheduler;
+use crate::stats::Stats;
+
+/// The whole table at one moment. Cheap to clone: services are shared `Arc`s.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    services: HashMap<ServiceKey, Arc<Service>>,
+    timeouts: Timeouts,
+    next_created: u64,
+    totals: Arc<Stats>,
+}
+
+impl Table {
+    pub fn new() -> Table {
+        Table::default()
+    }
+
+    pub fn service(&self, key: &ServiceKey) -> Option<&Arc<Service>> {
+        self.services.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// Counters over all services, past and present.
+    pub fn totals(&self) -> &Stats {
+        &self.totals
+    }
+
+    /// Services in the order the kernel would dump them (see [`order`]).
+    pub fn services(&self) -> Vec<&Arc<Service>> {
+        let mut all: Vec<&Arc<Service>> = self.services.values().collect();
+        all.sort_by_key(|s| (order::dump_position(&s.key), std::cmp::Reverse(s.created)));
+        all
+    }
+
+    /// Applies one command, or changes nothing and says why.
+    pub fn apply(
+        &mut self,
+        command: &Command,
+        addresses: &dyn AddressClassifier,
+    ) -> Result<(), TableError> {
+        match command {
+            Command::AddService(config) => {
+                if self.services.contains_key(&config.key) {
+                    return Err(TableError::ServiceExists);
+                }
+                let resolved = ResolvedService::from_config(config)?;
+                let service = Service {
+                    key: config.key,
+                    scheduler: resolved.scheduler,
+                    flags: config.flags,
+                    timeout: config.timeout,
+                    netmask: config.netmask,
+                    pe: resolved.pe,
+                    servers: Vec::new(),
+                    created: self.next_created,
+                    state: Arc::default(),
+                };
+                self.next_created += 1;
+                self.services.insert(config.key, Arc::new(service));
+            }
+            Command::EditService(config) => {
+                let current = self
+                    .services
+                    .get(&config.key)
+                    .ok_or(TableError::NoSuchService)?;
+                let resolved = ResolvedService::from_config(config)?;
+                let mut service = Service::clone(current);
+                service.scheduler = resolved.scheduler;
+                service.flags = config.flags;
+                service.timeout = config.timeout;
+                service.netmask = config.netmask;
+                service.pe = resolved.pe;
+                self.services.insert(config.key, Arc::new(service));
+            }
+            Command::DeleteService { service } => {
+                self.services
+                    .remove(service)
+                    .ok_or(TableError::NoSuchService)?;
+            }
+            Command::Flush => self.services.clear(),
+            Command::AddServer { service, server } => {
+                let mut svc = self.server_command_target(service, server)?;
+                check_server_numbers(server)?;
+                if svc.servers.iter().any(|s| s.key() == server.key()) {
+                    return Err(TableError::ServerExists);
+                }
+                if !addresses.may_be_real_server(server.addr) {
+                    return Err(TableError::InvalidOperation);
+                }
+                let state = Arc::default();
+                svc.servers.insert(0, real_server(server, state));
+                self.services.insert(*service, Arc::new(svc));
+            }
+            Command::EditServer { service, server } => {
+                let mut svc = self.server_command_target(service, server)?;
+                check_server_numbers(server)?;
+                let slot = svc
+                    .servers
+                    .iter_mut()
+                    .find(|s| s.key() == server.key())
+                    .ok_or(TableError::NoSuchServer)?;
+                *slot = real_server(server, Arc::clone(&slot.state));
+                self.services.insert(*service, Arc::new(svc));
+            }
+            Command::DeleteServer { service, server } => {
+                let current = self
+                    .services
+                    .get(service)
+                    .ok_or(TableError::ServiceNotDefined)?;
+                let index = current
+                    .servers
+                    .iter()
+                    .position(|s| s.key() == *server)
+                    .ok_or(TableError::NoSuchServer)?;
+                let mut svc = Service::clone(current);
+                svc.servers.remove(index);
+                self.services.insert(*service, Arc::new(svc));
+            }
+            Command::Zero { service: None } => {
+                for svc in self.services.values() {
+                    zero_service(svc);
+                }
+                self.totals.zero();
+            }
+            Command::Zero {
+                service: Some(key),
+            } => {
+                let svc = self.services.get(key).ok_or(TableError::NoSuchService)?;
+                zero_service(svc);
+            }
+            Command::SetTimeouts(set) => self.timeouts = self.timeouts.updated_with(*set),
+            Command::StartSyncDaemon { .. } | Command::StopSyncDaemon { .. } => {
+                return Err(TableError::SyncUnavailable);
+            }
+        }
+        Ok(())
+    }
+
+    /// The service a real-server add or edit works on (a copy to change), after the
+    /// checks the kernel makes before looking at the server itself.
+    fn server_command_target(
+        &self,
+        key: &ServiceKey,
+        server: &ServerConfig,
+    ) -> Result<Service, TableError> {
+        let current = self.services.get(key).ok_or(TableError::ServiceNotDefined)?;
+        // Mixed families are possible only where the packet is encapsulated anyway.
+        if Family::of(&server.addr) != key.family() && server.forward != Forward::Tunnel {
+            return Err(TableError::InvalidOperation);
+        }
+        Ok(Service::clone(current))
+    }
+
+    /// Every service as a listing sees it, in dump order.
+    pub fn entries(&self) -> Vec<ServiceEntry> {
+        self.services().into_iter().map(|s| entry_of(s)).collect()
+    }
+
+    /// One service as a listing sees it.
+    pub fn entry(&self, key: &ServiceKey) -> Result<ServiceEntry, TableError> {
+        self.services
+            .get(key)
+            .map(|s| entry_of(s))
+            .ok_or(TableError::NoSuchService)
+    }
+}
+
+/// The parts of a service config the kernel looks up by name.
+struct ResolvedService {
+    scheduler: Scheduler,
+    pe: Option<PersistenceEngine>,
+}
+
+impl ResolvedService {
+    fn from_config(config: &ServiceConfig) -> Result<ResolvedService, TableError> {
+        let scheduler: Scheduler = config
+            .scheduler
+            .parse()
+            .map_err(|_| TableError::SchedulerNotFound)?;
+        let pe = match config.pe.as_deref() {
+            None | Some("") => None,
+            Some(name) => {
+                Some(PersistenceEngine::from_name(name).ok_or(TableError::SchedulerNotFound)?)
+            }
+        };
+        let netmask_fits = match (config.key.family(), config.netmask) {
+            (Family::Inet, Netmask::V4(_)) => true,
+            (Family::Inet6, Netmask::V6(prefix)) => (1..=128).contains(&prefix),
+            _ => false,
+        };
+        if !netmask_fits || config.flags.0 & !ServiceFlags::KNOWN != 0 {
+            return Err(TableError::InvalidOperation);
+        }
+        Ok(ResolvedService { scheduler, pe })
+    }
+}
+
+/// The kernel's range checks on a destination (ip_vs_add_dest / ip_vs_edit_dest).
+fn check_server_numbers(server: &ServerConfig) -> Result<(), TableError> {
+    if server.weight < 0 || server.l_threshold > server.u_threshold {
+        return Err(TableError::OutOfRange);
+    }
+    if server.forward == Forward::Tunnel
+        && server.tunnel.kind == TunnelKind::Gue
+        && server.tunnel.port == 0
+    {
+        return Err(TableError::InvalidOperation);
+    }
+    Ok(())
+}
+
+fn real_server(config: &ServerConfig, state: Arc<RealServerState>) -> RealServer {
+    RealServer {
+        addr: config.addr,
+        port: config.port,
+        // check_server_numbers has refused negative weights.
+        weight: config.weight.unsigned_abs(),
+        forward: config.forward,
+        u_threshold: config.u_threshold,
+        l_threshold: config.l_threshold,
+        tunnel: config.tunnel,
+        state,
+    }
+}
+
+fn zero_service(svc: &Service) {
+    svc.state.stats.zero();
+    for server in &svc.servers {
+        server.state.stats.zero();
+    }
+}
+
+fn entry_of(svc: &Service) -> ServiceEntry {
+    use std::sync::atomic::Ordering::Relaxed;
+    ServiceEntry {
+        key: svc.key,
+        scheduler: svc.scheduler.name().to_string(),
+        flags: svc.flags,
+        timeout: svc.timeout,
+        netmask: svc.netmask,
+        pe: svc.pe.map(|pe| pe.name().to_string()),
+        stats: svc.state.stats.view(),
+        servers: svc
+            .servers
+            .iter()
+            .map(|s| ServerEntry {
+                addr: s.addr,
+                port: s.port,
+                forward: s.forward,
+                weight: s.weight,
+                u_threshold: s.u_threshold,
+                l_threshold: s.l_threshold,
+                active_conns: s.state.active_conns.load(Relaxed),
+                inactive_conns: s.state.inactive_conns.load(Relaxed),
+                persistent_conns: s.state.persistent_conns.load(Relaxed),
+                tunnel: s.tunnel,
+                stats: s.state.stats.view(),
+            })
+            .collect(),
+    }
+}
+
+/// The table as a running daemon holds it: one writer at a time, any number of readers
+/// loading the latest snapshot without waiting.
+pub struct TableHandle {
+    current: ArcSwap<Table>,
+    writer: Mutex<()>,
+    addresses: Box<dyn AddressClassifier>,
+}
+
+impl TableHandle {
+    pub fn new(addresses: Box<dyn AddressClassifier>) -> TableHandle {
+        TableHandle {
+            current: ArcSwap::from_pointee(Table::new()),
+            writer: Mutex::new(()),
+            addresses,
+        }
+    }
+
+    /// The latest published table.
+    pub fn snapshot(&self) -> Arc<Table> {
+        self.current.load_full()
+    }
+
+    /// Applies a command and publishes the result; on error nothing is published.
+    pub fn apply(&self, command: &Command) -> Result<(), TableError> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Table::clone(&self.current.load());
+        next.apply(command, self.addresses.as_ref())?;
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for TableHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableHandle")
+            .field("services", &self.current.load().len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,106 @@
+//! Which addresses may become real servers. IPVS refuses (EINVAL, "address not unicast")
+//! a destination whose address is a broadcast, multicast or "this network" address, or an
+//! IPv6 address that is not unicast or is link-local, unless it is one of the host's own
+//! (ip_vs_new_dest). `Table::apply` asks an [`AddressClassifier`] when a server is added.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Tells whether an address is acceptable as a real server's address.
+pub trait AddressClassifier: Send + Sync {
+    fn may_be_real_server(&self, addr: IpAddr) -> bool;
+}
+
+/// The rules that need no knowledge of the host: rejects what is never unicast.
+pub fn never_unicast(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => {
+            // inet_addr_type: 0.0.0.0/8 and 255.255.255.255 are broadcast, 224/4 multicast.
+            a.octets()[0] == 0 || a == Ipv4Addr::BROADCAST || a.is_multicast()
+        }
+        IpAddr::V6(a) => {
+            let is_link_local = a.segments()[0] & 0xffc0 == 0xfe80;
+            let is_v4_mapped = a.to_ipv4_mapped().is_some();
+            a.is_unspecified() || a.is_multicast() || is_link_local || is_v4_mapped
+        }
+    }
+}
+
+/// Classifies against this host's interfaces, read afresh at each question, since
+/// addresses come and go (keepalived moving a VIP).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HostInterfaces;
+
+impl AddressClassifier for HostInterfaces {
+    fn may_be_real_server(&self, addr: IpAddr) -> bool {
+        let interfaces = if_addrs::get_if_addrs().unwrap_or_default();
+        let is_local = interfaces.iter().any(|i| i.ip() == addr);
+        if is_local {
+            return true;
+        }
+        if never_unicast(addr) {
+            return false;
+        }
+        match addr {
+            IpAddr::V4(a) => !interfaces.iter().any(|i| match &i.addr {
+                if_addrs::IfAddr::V4(v4) => ipv4_broadcasts(v4).contains(&a),
+                if_addrs::IfAddr::V6(_) => false,
+            }),
+            IpAddr::V6(_) => true,
+        }
+    }
+}
+
+/// The broadcast addresses the kernel routes for one interface address: the subnet's last
+/// address when the prefix is shorter than /31 (fib_add_ifaddr), and any configured one.
+fn ipv4_broadcasts(v4: &if_addrs::Ifv4Addr) -> Vec<Ipv4Addr> {
+    let mut out = Vec::with_capacity(2);
+    if v4.prefixlen < 31 {
+        let mask = u32::from(v4.netmask);
+        out.push(Ipv4Addr::from(u32::from(v4.ip) | !mask));
+    }
+    out.extend(v4.broadcast);
+    out
+}
+
+/// Applies only the host-independent rules (for tests and offline tools).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UnicastOnly;
+
+impl AddressClassifier for UnicastOnly {
+    fn may_be_real_server(&self, addr: IpAddr) -> bool {
+        !never_unicast(addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> bool {
+        UnicastOnly.may_be_real_server(s.parse().unwrap())
+    }
+
+    #[test]
+    fn host_independent_rules() {
+        assert!(ok("192.168.1.16"));
+        assert!(ok("255.255.255.253"));
+        assert!(!ok("255.255.255.255"));
+        assert!(!ok("0.0.0.0"));
+        assert!(!ok("0.1.2.3"));
+        assert!(!ok("224.0.0.1"));
+        assert!(ok("2001:db8::10"));
+        assert!(!ok("::"));
+        assert!(!ok("ff02::1"));
+        assert!(!ok("fe80::1"));
+        assert!(!ok("::ffff:10.0.0.1"));
+    }
+
+    #[test]
+    fn loopback_broadcast_is_refused_on_this_host() {
+        // lo carries 127.0.0.1/8 on every Linux host, so 127.255.255.255 is a broadcast
+        // route there (this is the reference capture's "address not unicast" case).
+        assert!(!HostInterfaces.may_be_real_server("127.255.255.255".parse().unwrap()));
+        assert!(HostInterfaces.may_be_real_server("127.0.0.1".parse().unwrap()));
+        assert!(HostInterfaces.may_be_real_server("127.0.0.2".parse().unwrap()));
+    }
+}

@@ -1,0 +1,146 @@
+//! A virtual service as the table stores it: key, scheduler, flags, persistence, and its
+//! real servers in IPVS's list order. Built and changed only by `table::Table::apply`.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::key::{Family, ServiceKey};
+use super::real_server::RealServer;
+use crate::sched::Scheduler;
+use crate::stats::Stats;
+
+/// IPVS's service flags (IP_VS_SVC_F_*), kept as the kernel's bit values so they pass to
+/// the kernel backend and back unchanged. The scheduler bits are named by the scheduler
+/// that reads them: bit 1 is `sh-fallback` for sh, `mh-fallback` for mh, `flag-1` else.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ServiceFlags(pub u32);
+
+impl ServiceFlags {
+    pub const PERSISTENT: u32 = 0x0001;
+    pub const ONE_PACKET: u32 = 0x0004;
+    pub const SCHED1: u32 = 0x0008;
+    pub const SCHED2: u32 = 0x0010;
+    pub const SCHED3: u32 = 0x0020;
+    pub const SCHED_MASK: u32 = Self::SCHED1 | Self::SCHED2 | Self::SCHED3;
+    /// The bits a service may carry; anything else from a client is refused.
+    pub const KNOWN: u32 = Self::PERSISTENT | Self::ONE_PACKET | Self::SCHED_MASK;
+
+    pub fn persistent(self) -> bool {
+        self.0 & Self::PERSISTENT != 0
+    }
+
+    pub fn one_packet(self) -> bool {
+        self.0 & Self::ONE_PACKET != 0
+    }
+
+    pub fn has(self, bit: u32) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// The scheduler flags, named as ipvsadm names them for `sched`, comma-separated.
+    /// A bit without a name for this scheduler (flag-3 on sh) is shown as `flag-N`, where
+    /// ipvsadm would print nothing and write a `-b` that it cannot read back.
+    pub fn scheduler_flag_names(self, sched: &str) -> String {
+        let mut names = Vec::new();
+        for (bit, generic) in [
+            (Self::SCHED1, "flag-1"),
+            (Self::SCHED2, "flag-2"),
+            (Self::SCHED3, "flag-3"),
+        ] {
+            if self.0 & bit == 0 {
+                continue;
+            }
+            let named = match (sched, bit) {
+                ("sh", Self::SCHED1) => "sh-fallback",
+                ("sh", Self::SCHED2) => "sh-port",
+                ("mh", Self::SCHED1) => "mh-fallback",
+                ("mh", Self::SCHED2) => "mh-port",
+                _ => generic,
+            };
+            names.push(named);
+        }
+        names.join(",")
+    }
+}
+
+/// Persistence granularity (`-M`): an IPv4 mask, or an IPv6 prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Netmask {
+    V4(Ipv4Addr),
+    V6(u32),
+}
+
+impl Netmask {
+    /// /32 or /128: every client address is its own persistence group.
+    pub fn full(family: Family) -> Netmask {
+        match family {
+            Family::Inet => Netmask::V4(Ipv4Addr::BROADCAST),
+            Family::Inet6 => Netmask::V6(128),
+        }
+    }
+
+    pub fn is_full(self) -> bool {
+        matches!(self, Netmask::V4(Ipv4Addr::BROADCAST) | Netmask::V6(128))
+    }
+}
+
+impl fmt::Display for Netmask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Netmask::V4(mask) => write!(f, "{mask}"),
+            Netmask::V6(prefix) => write!(f, "{prefix}"),
+        }
+    }
+}
+
+/// An alternative persistence engine (`--pe`). IPVS has one: SIP Call-ID persistence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PersistenceEngine {
+    Sip,
+}
+
+impl PersistenceEngine {
+    pub fn name(self) -> &'static str {
+        match self {
+            PersistenceEngine::Sip => "sip",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<PersistenceEngine> {
+        match name {
+            "sip" => Some(PersistenceEngine::Sip),
+            _ => None,
+        }
+    }
+}
+
+/// Per-service state that outlives edits: counters (and, with the data plane, the
+/// scheduler's position).
+#[derive(Debug, Default)]
+pub struct ServiceState {
+    pub stats: Stats,
+}
+
+/// One virtual service.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub key: ServiceKey,
+    pub scheduler: Scheduler,
+    pub flags: ServiceFlags,
+    /// Persistence timeout in seconds (meaningful with [`ServiceFlags::PERSISTENT`]).
+    pub timeout: u32,
+    pub netmask: Netmask,
+    pub pe: Option<PersistenceEngine>,
+    /// Real servers, newest first: IPVS adds each destination at the head of its list,
+    /// and that order decides scheduling ties and `--nosort` listings.
+    pub servers: Vec<RealServer>,
+    /// Creation sequence number; orders services within a hash bucket (see `order`).
+    pub created: u64,
+    pub state: Arc<ServiceState>,
+}
