@@ -1,0 +1,242 @@
+//! Shared helpers for the integration tests: a real `uvs run` daemon on a private
+//! socket, `uvsadm` runs against it (also under the names `ipvsadm` and
+//! `ipvsadm-save`), and a fake DNS server on loopback so name lookups never leave the
+//! machine. Every wait here is bounded.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use simple_dns::rdata::{A, PTR, RData};
+use simple_dns::{CLASS, Name, Packet, PacketFlag, RCODE, ResourceRecord};
+
+pub const UVS: &str = env!("CARGO_BIN_EXE_uvs");
+pub const UVSADM: &str = env!("CARGO_BIN_EXE_uvsadm");
+
+pub fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(path)
+}
+
+/// What the fake DNS server knows: PTR names for reverse names and A records.
+#[derive(Default, Clone)]
+pub struct Zone {
+    pub ptr: HashMap<String, String>,
+    pub a: HashMap<String, Ipv4Addr>,
+}
+
+/// A DNS server on 127.0.0.1 that answers from a [`Zone`] and NXDOMAIN otherwise.
+pub struct FakeDns {
+    pub port: u16,
+    pub queries: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeDns {
+    pub fn start(zone: Zone) -> FakeDns {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind fake DNS");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let queries = Arc::new(AtomicUsize::new(0));
+        let (stop2, queries2) = (Arc::clone(&stop), Arc::clone(&queries));
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((n, peer)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                queries2.fetch_add(1, Ordering::Relaxed);
+                let Ok(query) = Packet::parse(&buf[..n]) else {
+                    continue;
+                };
+                let mut reply = Packet::new_reply(query.id());
+                reply.set_flags(PacketFlag::RECURSION_AVAILABLE);
+                let Some(q) = query.questions.first() else {
+                    continue;
+                };
+                let qname = q.qname.to_string().to_ascii_lowercase();
+                let name = Name::new_unchecked(&qname).into_owned();
+                let rdata = if let Some(target) = zone.ptr.get(&qname) {
+                    Some(RData::PTR(PTR(Name::new_unchecked(target).into_owned())))
+                } else {
+                    zone.a.get(&qname).map(|a| {
+                        RData::A(A {
+                            address: u32::from(*a),
+                        })
+                    })
+                };
+                reply.questions.push(q.clone());
+                match rdata {
+                    Some(rdata) => reply
+                        .answers
+                        .push(ResourceRecord::new(name, CLASS::IN, 60, rdata)),
+                    None => *reply.rcode_mut() = RCODE::NameError,
+                }
+                if let Ok(bytes) = reply.build_bytes_vec() {
+                    let _ = socket.send_to(&bytes, peer);
+                }
+            }
+        });
+        FakeDns {
+            port,
+            queries,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeDns {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A running `uvs run` on a private socket, killed when dropped.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub child: Child,
+    pub dns: FakeDns,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Daemon::start_with_zone(Zone::default())
+    }
+
+    pub fn start_with_zone(zone: Zone) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("uvs.sock");
+        let child = Command::new(UVS)
+            .args(["run", "--socket"])
+            .arg(&socket)
+            .env("UVS_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn uvs run");
+        let daemon = Daemon {
+            dir,
+            socket,
+            child,
+            dns: FakeDns::start(zone),
+        };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("uvs run did not open {} within 20 s", self.socket.display());
+    }
+
+    /// A directory with `ipvsadm` and `ipvsadm-save` links to uvsadm, for running
+    /// command lines written for ipvsadm.
+    pub fn ipvsadm_bin(&self) -> PathBuf {
+        let bin = self.dir.path().join("bin");
+        if !bin.exists() {
+            std::fs::create_dir(&bin).unwrap();
+            for name in ["ipvsadm", "ipvsadm-save", "uvsadm"] {
+                std::os::unix::fs::symlink(UVSADM, bin.join(name)).unwrap();
+            }
+        }
+        bin
+    }
+
+    /// The environment every uvsadm run gets: this daemon, fixed name files, and the
+    /// fake DNS server as the only nameserver.
+    pub fn configure(&self, cmd: &mut Command) {
+        let resolv = self.dir.path().join("resolv.conf");
+        if !resolv.exists() {
+            std::fs::write(&resolv, "").unwrap();
+        }
+        let path = format!(
+            "{}:{}",
+            self.ipvsadm_bin().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        cmd.env("UVS_SOCKET", &self.socket)
+            .env("UVS_HOSTS", fixture("fixtures/etc/hosts"))
+            .env("UVS_SERVICES", fixture("fixtures/etc/services"))
+            .env("UVS_RESOLV_CONF", resolv)
+            .env("UVS_NAMESERVERS", format!("127.0.0.1:{}", self.dns.port))
+            .env("PATH", path)
+            .env_remove("POSIXLY_CORRECT")
+            .current_dir(self.dir.path());
+    }
+
+    /// Runs uvsadm with `args`.
+    pub fn uvsadm(&self, args: &[&str]) -> Output {
+        self.uvsadm_with_input(args, "")
+    }
+
+    pub fn uvsadm_with_input(&self, args: &[&str], input: &str) -> Output {
+        let mut cmd = Command::new(UVSADM);
+        cmd.args(args);
+        self.configure(&mut cmd);
+        run_with_input(cmd, input)
+    }
+
+    /// Runs a shell command line with this daemon's environment.
+    pub fn shell(&self, line: &str) -> Output {
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c").arg(line);
+        self.configure(&mut cmd);
+        run_with_input(cmd, "")
+    }
+
+    /// `uvsadm -S -n`, which must succeed.
+    pub fn save(&self) -> String {
+        let out = self.uvsadm(&["-S", "-n"]);
+        assert!(out.status.success(), "-S -n failed: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Whether the daemon process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn run_with_input(mut cmd: Command, input: &str) -> Output {
+    use std::io::Write;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    child.wait_with_output().expect("wait")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
