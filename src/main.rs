@@ -16,7 +16,11 @@ use uvs::daemon::Daemon;
 use uvs::table::{HostInterfaces, TableHandle};
 
 #[derive(Parser)]
-#[command(name = "uvs", version, about = "Userspace virtual server: IPVS, ipvsadm and ldirectord without the kernel module")]
+#[command(
+    name = "uvs",
+    version,
+    about = "Userspace virtual server: IPVS, ipvsadm and ldirectord without the kernel module"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

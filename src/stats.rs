@@ -123,12 +123,12 @@ impl Stats {
     pub fn estimate(&self) {
         let now = self.load();
         let mut est = self.estimator();
-        for i in 0..5 {
-            let delta = now[i].wrapping_sub(est.last[i]);
+        for (i, value) in now.into_iter().enumerate() {
+            let delta = value.wrapping_sub(est.last[i]);
             let shift = if i >= INBYTES { 4 } else { 9 };
             let rate = (delta << shift) as i64;
             est.avg[i] = est.avg[i].wrapping_add(rate.wrapping_sub(est.avg[i]) >> 2);
-            est.last[i] = now[i];
+            est.last[i] = value;
         }
     }
 

@@ -93,7 +93,10 @@ fn uvsadm_answers_every_reference_command_as_ipvsadm_did() {
         }
     }
 
-    assert!(compared > 180, "only {compared} reference commands were compared");
+    assert!(
+        compared > 180,
+        "only {compared} reference commands were compared"
+    );
     if !mismatches.is_empty() {
         let report: Vec<String> = mismatches
             .iter()

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::table::{
-    AddressClassifier, Command, ConnEntry, Info, ServiceEntry, ServiceKey, TableError,
-    TableHandle, Timeouts,
+    AddressClassifier, Command, ConnEntry, Info, ServiceEntry, ServiceKey, TableError, TableHandle,
+    Timeouts,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::inet::{atoi, inet_aton, strtol, string_to_number};
+use super::inet::{atoi, inet_aton, string_to_number, strtol};
 use super::listing::Format;
 use super::names::Names;
 use super::popt::{ArgMode, OptionDef, Popt};
@@ -326,7 +326,10 @@ pub enum Parsed {
     /// ipvsadm's `tryhelp_exit(-1)`: the "Try ..." line, exit 255.
     TryHelp,
     /// A popt error after the command: "word: message" on stderr, result -1.
-    BadArgument { word: String, message: &'static str },
+    BadArgument {
+        word: String,
+        message: &'static str,
+    },
 }
 
 /// Address, port and the rest of ipvsadm's `ipvs_service_t` while parsing.
@@ -518,7 +521,8 @@ impl<'n> Parser<'n> {
     }
 
     fn number(value: &str, min: i64, max: i64, what: &str) -> Result<i64, Parsed> {
-        string_to_number(value, min, max).ok_or_else(|| Parsed::Fail(format!("illegal {what} specified")))
+        string_to_number(value, min, max)
+            .ok_or_else(|| Parsed::Fail(format!("illegal {what} specified")))
     }
 
     fn handle(&mut self, tag: Tag, value: Option<String>, bad_word: &str) -> Result<(), Parsed> {
@@ -793,7 +797,12 @@ impl<'n> Parser<'n> {
             TunnelKind::Gue => b"+111",
             TunnelKind::Gre => b"x11x",
         };
-        let options = [Opt::TUN_PORT, Opt::TUN_NOCSUM, Opt::TUN_CSUM, Opt::TUN_REMCSUM];
+        let options = [
+            Opt::TUN_PORT,
+            Opt::TUN_NOCSUM,
+            Opt::TUN_CSUM,
+            Opt::TUN_REMCSUM,
+        ];
         let mut first_exclusive: Option<usize> = None;
         for (rule, k) in rules.iter().zip(options) {
             if !self.has(k) {
@@ -1054,7 +1063,7 @@ fn finish(p: &mut Parser<'_>, cmd: Cmd, timeouts: Timeouts) -> Result<Invocation
         Cmd::Save => Invocation::Save {
             format: p.format.with(Format::RULE),
         },
-        Cmd::Flush => Invocation::Apply(Command::Flush),
+        Cmd::Flush => Invocation::Apply(Command::Flush {}),
         Cmd::Add => Invocation::Apply(Command::AddService(p.service_config())),
         Cmd::Edit => Invocation::Apply(Command::EditService(p.service_config())),
         Cmd::Del => Invocation::Apply(Command::DeleteService { service: key }),

@@ -158,11 +158,14 @@ fn read_answer(reply: &Packet<'_>, qtype: TYPE) -> Answer {
         RCODE::NameError => return Answer::NotFound,
         _ => return Answer::Failed,
     }
-    let found = reply.answers.iter().find_map(|rr| match (&rr.rdata, qtype) {
-        (RData::PTR(ptr), TYPE::PTR) => Some(ptr.0.to_string()),
-        (RData::A(a), TYPE::A) => Some(Ipv4Addr::from(a.address).to_string()),
-        _ => None,
-    });
+    let found = reply
+        .answers
+        .iter()
+        .find_map(|rr| match (&rr.rdata, qtype) {
+            (RData::PTR(ptr), TYPE::PTR) => Some(ptr.0.to_string()),
+            (RData::A(a), TYPE::A) => Some(Ipv4Addr::from(a.address).to_string()),
+            _ => None,
+        });
     match found {
         Some(value) => Answer::Found(value),
         None => Answer::NotFound,

@@ -103,7 +103,9 @@ fn strtoul_c(b: &[u8]) -> Option<(u64, usize)> {
     };
     let mut value: u64 = 0;
     while let Some(d) = b.get(i).and_then(|c| (*c as char).to_digit(radix)) {
-        value = value.checked_mul(u64::from(radix))?.checked_add(u64::from(d))?;
+        value = value
+            .checked_mul(u64::from(radix))?
+            .checked_add(u64::from(d))?;
         i += 1;
     }
     Some((value, i))

@@ -10,7 +10,9 @@ use std::net::IpAddr;
 use super::inet::inet_ntop;
 use super::names::Names;
 use super::sort::{compare_servers, compare_services, merge_sort};
-use crate::table::{ConnEntry, Forward, Info, ServerEntry, ServiceEntry, ServiceKey, Timeouts, TunnelKind};
+use crate::table::{
+    ConnEntry, Forward, Info, ServerEntry, ServiceEntry, ServiceKey, Timeouts, TunnelKind,
+};
 
 /// ipvsadm's printing format flags (FMT_*).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,7 +77,11 @@ pub fn addrport_to_anyname(
 fn largenum(out: &mut String, n: u64, format: Format) {
     if format.has(Format::EXACT) {
         let digits = n.to_string();
-        let width = if digits.len() <= 8 { 9 } else { digits.len() + 1 };
+        let width = if digits.len() <= 8 {
+            9
+        } else {
+            digits.len() + 1
+        };
         let _ = write!(out, "{digits:>width$}");
         return;
     }
@@ -155,7 +161,12 @@ fn mask_suffix(entry: &ServiceEntry, keyword: &str) -> String {
 }
 
 /// `print_service_entry`: the service line and its servers' lines.
-pub fn service_entry(out: &mut String, names: &mut dyn Names, entry: &ServiceEntry, format: Format) {
+pub fn service_entry(
+    out: &mut String,
+    names: &mut dyn Names,
+    entry: &ServiceEntry,
+    format: Format,
+) {
     let rule = format.has(Format::RULE);
     let services_protocol = entry.key.protocol().map(|p| p.services_name());
     let ipv6 = entry.key.family() == crate::table::Family::Inet6;
@@ -223,7 +234,12 @@ pub fn service_entry(out: &mut String, names: &mut dyn Names, entry: &ServiceEnt
             let _ = write!(out, " ({sched_flags})");
         }
         if entry.flags.persistent() {
-            let _ = write!(out, " persistent {}{}", entry.timeout, mask_suffix(entry, "mask"));
+            let _ = write!(
+                out,
+                " persistent {}{}",
+                entry.timeout,
+                mask_suffix(entry, "mask")
+            );
             if let Some(pe) = &entry.pe {
                 let _ = write!(out, " pe {pe}");
             }
@@ -239,7 +255,8 @@ pub fn service_entry(out: &mut String, names: &mut dyn Names, entry: &ServiceEnt
         merge_sort(&mut servers, &compare_servers);
     }
     for server in &servers {
-        let mut dname = addrport_to_anyname(names, &server.addr, server.port, services_protocol, format);
+        let mut dname =
+            addrport_to_anyname(names, &server.addr, server.port, services_protocol, format);
         if !rule && server.addr.is_ipv4() {
             dname = truncate(dname, 28);
         }
@@ -249,7 +266,11 @@ pub fn service_entry(out: &mut String, names: &mut dyn Names, entry: &ServiceEnt
 
 fn server_line(out: &mut String, svc_name: &str, dname: &str, s: &ServerEntry, format: Format) {
     let _ = if format.has(Format::RULE) {
-        let base = format!("-a {svc_name} -r {dname} {} -w {}", s.forward.switch(), s.weight);
+        let base = format!(
+            "-a {svc_name} -r {dname} {} -w {}",
+            s.forward.switch(),
+            s.weight
+        );
         if s.forward == Forward::Tunnel {
             let t = &s.tunnel;
             match t.kind {
@@ -274,7 +295,11 @@ fn server_line(out: &mut String, svc_name: &str, dname: &str, s: &ServerEntry, f
         writeln!(out)
     } else if format.has(Format::RATE) {
         let r = &s.stats.rates;
-        let _ = write!(out, "  -> {dname:<28} {:>8} {:>8} {:>8}", r.cps, r.inpps, r.outpps);
+        let _ = write!(
+            out,
+            "  -> {dname:<28} {:>8} {:>8} {:>8}",
+            r.cps, r.inpps, r.outpps
+        );
         largenum(out, r.inbps, format);
         largenum(out, r.outbps, format);
         writeln!(out)
@@ -338,14 +363,23 @@ pub fn services(out: &mut String, names: &mut dyn Names, entries: &[ServiceEntry
 }
 
 /// `list_service`: title and one service.
-pub fn single_service(out: &mut String, names: &mut dyn Names, entry: &ServiceEntry, format: Format) {
+pub fn single_service(
+    out: &mut String,
+    names: &mut dyn Names,
+    entry: &ServiceEntry,
+    format: Format,
+) {
     title(out, format);
     service_entry(out, names, entry, format);
 }
 
 /// `list_timeout`.
 pub fn timeouts(out: &mut String, t: &Timeouts) {
-    let _ = writeln!(out, "Timeout (tcp tcpfin udp): {} {} {}", t.tcp, t.tcp_fin, t.udp);
+    let _ = writeln!(
+        out,
+        "Timeout (tcp tcpfin udp): {} {} {}",
+        t.tcp, t.tcp_fin, t.udp
+    );
 }
 
 /// `list_conn`: the connection table.
@@ -355,14 +389,14 @@ pub fn connections(out: &mut String, names: &mut dyn Names, conns: &[ConnEntry],
     let _ = if persistent {
         writeln!(
             out,
-            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} {}",
-            "state", "source", "virtual", "destination", "pe name", "pe_data"
+            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data",
+            "state", "source", "virtual", "destination", "pe name"
         )
     } else {
         writeln!(
             out,
-            "pro expire {:<11} {:<18} {:<18} {}",
-            "state", "source", "virtual", "destination"
+            "pro expire {:<11} {:<18} {:<18} destination",
+            "state", "source", "virtual"
         )
     };
     for c in conns {

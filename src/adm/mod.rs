@@ -55,8 +55,8 @@ pub fn uvsadm_main(mut args: Vec<String>) -> i32 {
     let mut stderr = io::stderr();
     let stdin = io::stdin();
     let mut stdin = stdin.lock();
-    let posix =
-        std::env::var_os("POSIXLY_CORRECT").is_some() || std::env::var_os("POSIX_ME_HARDER").is_some();
+    let posix = std::env::var_os("POSIXLY_CORRECT").is_some()
+        || std::env::var_os("POSIX_ME_HARDER").is_some();
     let program = args[0].clone();
     let save_script = std::path::Path::new(&program)
         .file_name()

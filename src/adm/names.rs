@@ -57,9 +57,11 @@ pub fn parse_nameservers(list: &str) -> Vec<SocketAddr> {
     list.split(',')
         .map(str::trim)
         .filter_map(|item| {
-            item.parse::<SocketAddr>()
-                .ok()
-                .or_else(|| item.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+            item.parse::<SocketAddr>().ok().or_else(|| {
+                item.parse::<IpAddr>()
+                    .ok()
+                    .map(|ip| SocketAddr::new(ip, 53))
+            })
         })
         .collect()
 }
@@ -178,7 +180,9 @@ impl Names for SystemNames {
     fn service_port(&mut self, name: &str, protocol: &str) -> Option<u16> {
         self.services()
             .iter()
-            .find(|s| s.protocol == protocol && (s.name == name || s.aliases.iter().any(|a| a == name)))
+            .find(|s| {
+                s.protocol == protocol && (s.name == name || s.aliases.iter().any(|a| a == name))
+            })
             .map(|s| s.port)
     }
 }
@@ -258,10 +262,19 @@ mod tests {
             "127.0.0.1 localhost\n# comment\n::1 localhost ip6-localhost\n10.0.0.5 web web.example # x\n",
             "http 80/tcp www # WorldWideWeb\nhttp 80/udp\nhttp-alt 8080/tcp webcache\ndomain 53/udp\n",
         );
-        assert_eq!(n.host_name("127.0.0.1".parse().unwrap()).as_deref(), Some("localhost"));
-        assert_eq!(n.host_name("::1".parse().unwrap()).as_deref(), Some("localhost"));
+        assert_eq!(
+            n.host_name("127.0.0.1".parse().unwrap()).as_deref(),
+            Some("localhost")
+        );
+        assert_eq!(
+            n.host_name("::1".parse().unwrap()).as_deref(),
+            Some("localhost")
+        );
         assert_eq!(n.host_name("10.9.9.9".parse().unwrap()), None);
-        assert_eq!(n.host_addr("WEB.example"), Some("10.0.0.5".parse().unwrap()));
+        assert_eq!(
+            n.host_addr("WEB.example"),
+            Some("10.0.0.5".parse().unwrap())
+        );
         assert_eq!(n.host_addr("300.1.1.1"), None);
         assert_eq!(n.service_name(80, "tcp").as_deref(), Some("http"));
         assert_eq!(n.service_name(8080, "tcp").as_deref(), Some("http-alt"));

@@ -221,7 +221,13 @@ mod tests {
         },
     ];
 
-    fn run(words: &[&str]) -> (Vec<Result<(char, Option<String>), (PoptError, String)>>, Vec<String>) {
+    /// Each option found (or the error and the word blamed), and the leftovers.
+    type Outcome = (
+        Vec<Result<(char, Option<String>), (PoptError, String)>>,
+        Vec<String>,
+    );
+
+    fn run(words: &[&str]) -> Outcome {
         let args: Vec<String> = std::iter::once("prog")
             .chain(words.iter().copied())
             .map(String::from)

@@ -184,7 +184,9 @@ impl Session<'_> {
 
     fn try_help(&mut self) -> Exit {
         let p = self.program.clone();
-        self.err(&format!("Try `{p} -h' or '{p} --help' for more information.\n"));
+        self.err(&format!(
+            "Try `{p} -h' or '{p} --help' for more information.\n"
+        ));
         Exit(255)
     }
 

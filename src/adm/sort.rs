@@ -40,7 +40,9 @@ fn words(addr: &IpAddr) -> [u32; 4] {
         IpAddr::V4(a) => [u32::from(*a), 0, 0, 0],
         IpAddr::V6(a) => {
             let o = a.octets();
-            std::array::from_fn(|i| u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]))
+            std::array::from_fn(|i| {
+                u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+            })
         }
     }
 }

@@ -86,14 +86,14 @@ impl Client {
 
 impl Backend for Client {
     fn info(&mut self) -> Result<Info, BackendError> {
-        match self.call(&Request::Info)? {
+        match self.call(&Request::Info {})? {
             Response::Info { info } => Ok(info),
             other => Err(self.unexpected(other)),
         }
     }
 
     fn services(&mut self) -> Result<Vec<ServiceEntry>, BackendError> {
-        match self.call(&Request::ListServices)? {
+        match self.call(&Request::ListServices {})? {
             Response::Services { services } => Ok(services),
             other => Err(self.unexpected(other)),
         }
@@ -107,14 +107,14 @@ impl Backend for Client {
     }
 
     fn timeouts(&mut self) -> Result<Timeouts, BackendError> {
-        match self.call(&Request::GetTimeouts)? {
+        match self.call(&Request::GetTimeouts {})? {
             Response::Timeouts { timeouts } => Ok(timeouts),
             other => Err(self.unexpected(other)),
         }
     }
 
     fn connections(&mut self) -> Result<Vec<ConnEntry>, BackendError> {
-        match self.call(&Request::ListConnections)? {
+        match self.call(&Request::ListConnections {})? {
             Response::Connections { connections } => Ok(connections),
             other => Err(self.unexpected(other)),
         }

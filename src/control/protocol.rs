@@ -18,15 +18,16 @@ pub const MAX_REQUEST_BYTES: u32 = 1 << 20;
 /// Largest response a client accepts (a table dump of a big director).
 pub const MAX_RESPONSE_BYTES: u32 = 256 << 20;
 
-/// What a client asks.
+/// What a client asks. Variants without data are `{}` structs so that stray fields are
+/// refused rather than ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    Info,
-    ListServices,
+    Info {},
+    ListServices {},
     GetService { service: ServiceKey },
-    GetTimeouts,
-    ListConnections,
+    GetTimeouts {},
+    ListConnections {},
     Apply { command: Command },
 }
 
@@ -50,16 +51,30 @@ pub enum ProtocolError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Response {
-    Info { info: Info },
-    Services { services: Vec<ServiceEntry> },
-    Service { service: ServiceEntry },
-    Timeouts { timeouts: Timeouts },
-    Connections { connections: Vec<ConnEntry> },
+    Info {
+        info: Info,
+    },
+    Services {
+        services: Vec<ServiceEntry>,
+    },
+    Service {
+        service: ServiceEntry,
+    },
+    Timeouts {
+        timeouts: Timeouts,
+    },
+    Connections {
+        connections: Vec<ConnEntry>,
+    },
     Applied,
     /// The table refused the request.
-    Refused { error: TableError },
+    Refused {
+        error: TableError,
+    },
     /// The request itself was wrong.
-    Error { error: ProtocolError },
+    Error {
+        error: ProtocolError,
+    },
 }
 
 #[derive(Serialize)]
@@ -99,11 +114,10 @@ pub fn encode_response(response: &Response) -> Vec<u8> {
 
 /// Reads a request body: the version first, so a future client gets a clear answer.
 pub fn decode_request(body: &[u8]) -> Result<Request, ProtocolError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        ProtocolError::Malformed {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ProtocolError::Malformed {
             detail: e.to_string(),
-        }
-    })?;
+        })?;
     let version = value
         .get("version")
         .and_then(serde_json::Value::as_u64)
@@ -116,9 +130,11 @@ pub fn decode_request(body: &[u8]) -> Result<Request, ProtocolError> {
             supported: PROTOCOL_VERSION,
         });
     }
-    let request = value.get("request").ok_or_else(|| ProtocolError::Malformed {
-        detail: "missing \"request\"".into(),
-    })?;
+    let request = value
+        .get("request")
+        .ok_or_else(|| ProtocolError::Malformed {
+            detail: "missing \"request\"".into(),
+        })?;
     Request::deserialize(request).map_err(|e| ProtocolError::Malformed {
         detail: e.to_string(),
     })
@@ -169,11 +185,11 @@ mod tests {
     #[test]
     fn requests_round_trip() {
         let r = Request::Apply {
-            command: Command::Flush,
+            command: Command::Flush {},
         };
         assert_eq!(decode_request(&encode_request(&r)), Ok(r));
         assert_eq!(
-            String::from_utf8(encode_request(&Request::Info)).unwrap(),
+            String::from_utf8(encode_request(&Request::Info {})).unwrap(),
             r#"{"version":1,"request":{"type":"info"}}"#
         );
     }

@@ -77,21 +77,21 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
 /// Answers one request from the table. Changes go through `TableHandle::apply`.
 pub fn answer(request: Request, table: &TableHandle) -> Response {
     match request {
-        Request::Info => Response::Info {
+        Request::Info {} => Response::Info {
             info: Info::default(),
         },
-        Request::ListServices => Response::Services {
+        Request::ListServices {} => Response::Services {
             services: table.snapshot().entries(),
         },
         Request::GetService { service } => match table.snapshot().entry(&service) {
             Ok(service) => Response::Service { service },
             Err(error) => Response::Refused { error },
         },
-        Request::GetTimeouts => Response::Timeouts {
+        Request::GetTimeouts {} => Response::Timeouts {
             timeouts: table.snapshot().timeouts(),
         },
         // The connection table arrives with the data plane; until then it is empty.
-        Request::ListConnections => Response::Connections {
+        Request::ListConnections {} => Response::Connections {
             connections: Vec::new(),
         },
         Request::Apply { command } => match table.apply(&command) {

@@ -14,7 +14,9 @@ pub fn default_path() -> PathBuf {
     }
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
         Some(dir) if dir.is_absolute() => dir.join("uvs").join("uvs.sock"),
-        _ => std::env::temp_dir().join(format!("uvs-{uid}")).join("uvs.sock"),
+        _ => std::env::temp_dir()
+            .join(format!("uvs-{uid}"))
+            .join("uvs.sock"),
     }
 }
 

@@ -14,6 +14,7 @@ use super::timeouts::Timeouts;
 
 /// Everything `-A` / `-E` set on a service. `-E` replaces all of it, as IPVS does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     pub key: ServiceKey,
     pub scheduler: String,
@@ -27,6 +28,7 @@ pub struct ServiceConfig {
 
 /// Everything `-a` / `-e` set on a real server. `-e` replaces all of it, as IPVS does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub addr: IpAddr,
     pub port: u16,
@@ -56,15 +58,15 @@ pub enum SyncRole {
 
 /// One change to the table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
     AddService(ServiceConfig),
     EditService(ServiceConfig),
     DeleteService {
         service: ServiceKey,
     },
-    /// Remove every service (`-C`).
-    Flush,
+    /// Remove every service (`-C`). A struct variant, so stray fields are refused.
+    Flush {},
     AddServer {
         service: ServiceKey,
         server: ServerConfig,

@@ -72,7 +72,7 @@ impl Family {
 
 /// Names one virtual service: `proto VIP:port`, or a firewall mark per family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ServiceKey {
     Inet {
         protocol: Protocol,
@@ -135,6 +135,7 @@ impl fmt::Display for ServiceKey {
 
 /// Names one real server within a service: its address (which carries the family) and port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerKey {
     pub addr: IpAddr,
     pub port: u16,

@@ -26,9 +26,7 @@ pub use command::{Command, ServerConfig, ServiceConfig, SyncRole};
 pub use entry::{ConnEntry, Info, ServerEntry, ServiceEntry};
 pub use error::TableError;
 pub use key::{Family, Protocol, ServerKey, ServiceKey};
-pub use real_server::{
-    Forward, RealServer, RealServerState, Tunnel, TunnelChecksum, TunnelKind,
-};
+pub use real_server::{Forward, RealServer, RealServerState, Tunnel, TunnelChecksum, TunnelKind};
 pub use server_address::{AddressClassifier, HostInterfaces, UnicastOnly};
 pub use service::{Netmask, PersistenceEngine, Service, ServiceFlags, ServiceState};
 pub use timeouts::Timeouts;
@@ -123,7 +121,7 @@ impl Table {
                     .remove(service)
                     .ok_or(TableError::NoSuchService)?;
             }
-            Command::Flush => self.services.clear(),
+            Command::Flush {} => self.services.clear(),
             Command::AddServer { service, server } => {
                 let mut svc = self.server_command_target(service, server)?;
                 check_server_numbers(server)?;
@@ -168,9 +166,7 @@ impl Table {
                 }
                 self.totals.zero();
             }
-            Command::Zero {
-                service: Some(key),
-            } => {
+            Command::Zero { service: Some(key) } => {
                 let svc = self.services.get(key).ok_or(TableError::NoSuchService)?;
                 zero_service(svc);
             }
@@ -189,7 +185,10 @@ impl Table {
         key: &ServiceKey,
         server: &ServerConfig,
     ) -> Result<Service, TableError> {
-        let current = self.services.get(key).ok_or(TableError::ServiceNotDefined)?;
+        let current = self
+            .services
+            .get(key)
+            .ok_or(TableError::ServiceNotDefined)?;
         // Mixed families are possible only where the packet is encapsulated anyway.
         if Family::of(&server.addr) != key.family() && server.forward != Forward::Tunnel {
             return Err(TableError::InvalidOperation);

@@ -37,15 +37,18 @@ pub fn dump_position(key: &ServiceKey) -> (u8, u32) {
                 IpAddr::V6(a) => {
                     let o = a.octets();
                     (0..4).fold(0, |acc, i| {
-                        acc ^ u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+                        acc ^ u32::from_be_bytes([
+                            o[4 * i],
+                            o[4 * i + 1],
+                            o[4 * i + 2],
+                            o[4 * i + 3],
+                        ])
                     })
                 }
             };
             let porth = u32::from(*port);
-            let hash = u32::from(protocol.number())
-                ^ (folded ^ NETNS_SALT)
-                ^ (porth >> TAB_BITS)
-                ^ porth;
+            let hash =
+                u32::from(protocol.number()) ^ (folded ^ NETNS_SALT) ^ (porth >> TAB_BITS) ^ porth;
             (0, hash & TAB_MASK)
         }
         ServiceKey::Fwmark { mark, .. } => (1, (NETNS_SALT ^ mark) & TAB_MASK),

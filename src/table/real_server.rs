@@ -98,6 +98,7 @@ impl TunnelChecksum {
 
 /// Tunnel settings; only meaningful with [`Forward::Tunnel`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Tunnel {
     pub kind: TunnelKind,
     /// Destination UDP port of GUE encapsulation (0 = none).

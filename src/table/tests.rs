@@ -54,7 +54,10 @@ fn duplicate_service_is_refused_before_the_scheduler_is_looked_up() {
         Err(TableError::ServiceExists)
     );
     assert_eq!(
-        apply(&mut t, Command::AddService(config(tcp("1.2.3.4", 80), "bogus"))),
+        apply(
+            &mut t,
+            Command::AddService(config(tcp("1.2.3.4", 80), "bogus"))
+        ),
         Err(TableError::SchedulerNotFound)
     );
     assert_eq!(t.len(), 1);
@@ -115,7 +118,10 @@ fn edit_replaces_every_service_option_and_keeps_servers_and_counters() {
     apply(&mut t, Command::EditService(config(key, "wlc"))).unwrap();
     assert!(!t.service(&key).unwrap().flags.persistent());
     assert_eq!(
-        apply(&mut t, Command::EditService(config(tcp("9.9.9.9", 1), "rr"))),
+        apply(
+            &mut t,
+            Command::EditService(config(tcp("9.9.9.9", 1), "rr"))
+        ),
         Err(TableError::NoSuchService)
     );
 }
@@ -222,7 +228,10 @@ fn server_errors_follow_the_kernel() {
     let mut gue = server("192.168.1.2", 80, 1);
     gue.forward = Forward::Tunnel;
     gue.tunnel.kind = TunnelKind::Gue;
-    assert_eq!(apply(&mut t, add(key, gue)), Err(TableError::InvalidOperation));
+    assert_eq!(
+        apply(&mut t, add(key, gue)),
+        Err(TableError::InvalidOperation)
+    );
 }
 
 #[test]
@@ -315,7 +324,9 @@ fn handle_publishes_only_successful_changes() {
     let handle = TableHandle::new(Box::new(UnicastOnly));
     let before = handle.snapshot();
     let key = tcp("1.2.3.4", 80);
-    handle.apply(&Command::AddService(config(key, "rr"))).unwrap();
+    handle
+        .apply(&Command::AddService(config(key, "rr")))
+        .unwrap();
     assert_eq!(before.len(), 0, "old snapshots never change");
     let after = handle.snapshot();
     assert_eq!(

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Idle timeouts: ESTABLISHED TCP, TCP after FIN (FIN_WAIT), and UDP flows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Timeouts {
     pub tcp: u32,
     pub tcp_fin: u32,

@@ -22,7 +22,9 @@ pub const UVS: &str = env!("CARGO_BIN_EXE_uvs");
 pub const UVSADM: &str = env!("CARGO_BIN_EXE_uvsadm");
 
 pub fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(path)
 }
 
 /// What the fake DNS server knows: PTR names for reverse names and A records.
@@ -78,9 +80,11 @@ impl FakeDns {
                 };
                 reply.questions.push(q.clone());
                 match rdata {
-                    Some(rdata) => reply
-                        .answers
-                        .push(ResourceRecord::new(name, CLASS::IN, 60, rdata)),
+                    Some(rdata) => {
+                        reply
+                            .answers
+                            .push(ResourceRecord::new(name, CLASS::IN, 60, rdata))
+                    }
                     None => *reply.rcode_mut() = RCODE::NameError,
                 }
                 if let Ok(bytes) = reply.build_bytes_vec() {

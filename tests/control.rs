@@ -1,0 +1,389 @@
+//! The daemon and its control socket, over real processes and a real Unix socket: who may
+//! connect, what happens with no daemon, with a second daemon, with a stale socket, with
+//! garbage on the socket, and on SIGTERM; and uvsadm's paths through it (-R from stdin,
+//! names from DNS on loopback, the save script, the sync-daemon commands).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, UVS, UVSADM, Zone, text};
+
+const RULES: &str = "\
+-A -t 10.0.0.1:80 -s rr
+-a -t 10.0.0.1:80 -r 192.168.1.2:8080 -m -w 3
+-a -t 10.0.0.1:80 -r 192.168.1.3:8080 -m -w 1
+-A -u 10.0.0.1:53 -s wlc -p 600 -M 255.255.255.0
+-a -u 10.0.0.1:53 -r 192.168.1.4:53 -g -w 1
+-A -f 5 -6 -s sh -p 120 -M 64 -b sh-port
+-a -f 5 -6 -r [2001:db8::20]:0 -g -w 2
+";
+
+fn loaded() -> Daemon {
+    let d = Daemon::start();
+    let out = d.uvsadm_with_input(&["-R"], RULES);
+    assert!(out.status.success(), "{out:?}");
+    d
+}
+
+#[test]
+fn restore_from_stdin_then_save_gives_the_rules_back_in_ipvsadm_order() {
+    let d = loaded();
+    assert_eq!(
+        d.save(),
+        "\
+-A -t 10.0.0.1:80 -s rr
+-a -t 10.0.0.1:80 -r 192.168.1.2:8080 -m -w 3
+-a -t 10.0.0.1:80 -r 192.168.1.3:8080 -m -w 1
+-A -u 10.0.0.1:53 -s wlc -p 600 -M 255.255.255.0
+-a -u 10.0.0.1:53 -r 192.168.1.4:53 -g -w 1
+-A -f 5 -6 -s sh -p 120 -M 64 -b sh-port
+-a -f 5 -6 -r [2001:db8::20]:0 -g -w 2
+"
+    );
+}
+
+#[test]
+fn without_a_daemon_uvsadm_names_the_socket_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("nobody-here.sock");
+    for args in [&["-L", "-n"][..], &["-A", "-t", "1.2.3.4:80"], &[]] {
+        let out = Command::new(UVSADM)
+            .args(args)
+            .env("UVS_SOCKET", &socket)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with("Can't initialize ipvs: cannot reach the uvs daemon at ")
+                && err.contains(&socket.display().to_string()),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    // Argument errors are still reported as such, without a daemon.
+    let out = Command::new(UVSADM)
+        .args(["-A"])
+        .env("UVS_SOCKET", &socket)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "You need to supply the 'service-address' option for the 'add-service' command\n"
+    );
+}
+
+#[test]
+fn the_socket_is_private_to_its_owner() {
+    let d = Daemon::start();
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn socket_option_overrides_the_environment() {
+    let d = loaded();
+    let out = Command::new(UVSADM)
+        .args(["--socket"])
+        .arg(&d.socket)
+        .args(["-L", "-n", "-t", "10.0.0.1:80"])
+        .env("UVS_SOCKET", "/nonexistent/uvs.sock")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        text(&out.stdout),
+        "\
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  10.0.0.1:80 rr
+  -> 192.168.1.2:8080             Masq    3      0          0         
+  -> 192.168.1.3:8080             Masq    1      0          0         
+"
+    );
+}
+
+#[test]
+fn a_live_socket_is_not_taken_over_and_a_stale_one_is() {
+    let d = loaded();
+    let out = Command::new(UVS)
+        .args(["run", "--socket"])
+        .arg(&d.socket)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("another uvs daemon is already listening on"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(d.save().lines().count(), 7, "the first daemon is untouched");
+
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let mut child = Command::new(UVS)
+        .args(["run", "--socket"])
+        .arg(&stale)
+        .env("UVS_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(&stale).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "daemon did not take the stale socket"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    std::fs::write(dir.path().join("plain"), "not a socket").unwrap();
+    let out = Command::new(UVS)
+        .args(["run", "--socket"])
+        .arg(dir.path().join("plain"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("is not a socket"));
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly_and_removes_the_socket() {
+    let mut d = Daemon::start();
+    let pid = d.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = d.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "daemon ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success());
+    assert!(!d.socket.exists());
+}
+
+/// Sends one raw frame (or raw bytes) and reads one answer frame, if any.
+fn exchange(socket: &std::path::Path, bytes: &[u8]) -> Option<serde_json::Value> {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+fn error_kind(answer: &Option<serde_json::Value>) -> String {
+    let a = answer.as_ref().expect("an answer");
+    assert_eq!(a["response"]["type"], "error", "{a}");
+    a["response"]["error"]["kind"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn garbage_on_the_socket_gets_errors_and_never_changes_the_table() {
+    let mut d = loaded();
+    let before = d.save();
+
+    assert_eq!(
+        error_kind(&exchange(&d.socket, &frame(b"not json"))),
+        "malformed"
+    );
+    assert_eq!(
+        error_kind(&exchange(
+            &d.socket,
+            &frame(br#"{"version":9,"request":{"type":"info"}}"#)
+        )),
+        "unsupported_version"
+    );
+    assert_eq!(
+        error_kind(&exchange(
+            &d.socket,
+            &frame(br#"{"version":1,"request":{"type":"drop_tables"}}"#)
+        )),
+        "malformed"
+    );
+    assert_eq!(
+        error_kind(&exchange(
+            &d.socket,
+            &frame(br#"{"version":1,"request":{"type":"apply","command":{"op":"flush","extra":[1,2]}}}"#)
+        )),
+        "malformed",
+        "unknown fields in a command are refused, not ignored"
+    );
+    assert_eq!(
+        error_kind(&exchange(&d.socket, &(u32::MAX).to_be_bytes())),
+        "too_large"
+    );
+    // A command the table refuses: the kernel's answer, nothing changed.
+    let refused = exchange(
+        &d.socket,
+        &frame(
+            br#"{"version":1,"request":{"type":"apply","command":{"op":"add_server","service":{"kind":"inet","protocol":"tcp","addr":"10.0.0.1","port":80},"server":{"addr":"192.168.9.9","port":80,"forward":"masq","weight":-5,"u_threshold":0,"l_threshold":0,"tunnel":{"kind":"ipip","port":0,"checksum":"nocsum"}}}}}"#,
+        ),
+    )
+    .unwrap();
+    assert_eq!(refused["response"]["type"], "refused");
+    assert_eq!(refused["response"]["error"], "out_of_range");
+
+    // Random bytes, truncated frames and early hang-ups, many times over.
+    let mut seed: u64 = 0x5eed;
+    for i in 0..200 {
+        let mut bytes = Vec::new();
+        for _ in 0..(i % 64) {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            bytes.push((seed >> 33) as u8);
+        }
+        if i % 3 == 0 {
+            // A length that promises more than is sent, then hang up.
+            let mut partial = 1000u32.to_be_bytes().to_vec();
+            partial.extend_from_slice(&bytes);
+            bytes = partial;
+        }
+        let mut s = UnixStream::connect(&d.socket).unwrap();
+        let _ = s.write_all(&bytes);
+    }
+
+    assert!(d.alive(), "the daemon survived");
+    assert_eq!(d.save(), before, "the table did not change");
+    let ok = exchange(
+        &d.socket,
+        &frame(br#"{"version":1,"request":{"type":"get_timeouts"}}"#),
+    );
+    assert_eq!(ok.unwrap()["response"]["timeouts"]["tcp"], 900);
+}
+
+#[test]
+fn names_come_from_the_hosts_file_dns_and_services() {
+    let mut zone = Zone::default();
+    zone.a
+        .insert("web.example".into(), "10.0.0.7".parse().unwrap());
+    zone.ptr
+        .insert("7.0.0.10.in-addr.arpa".into(), "web.example".into());
+    let d = Daemon::start_with_zone(zone);
+    let out = d.uvsadm(&["-A", "-t", "web.example:http", "-s", "rr"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = d.uvsadm(&[
+        "-a",
+        "-t",
+        "web.example:www",
+        "-r",
+        "localhost:webcache",
+        "-m",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let out = d.uvsadm(&["-L"]);
+    assert_eq!(
+        text(&out.stdout),
+        "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  web.example:http rr
+  -> localhost:http-alt           Masq    1      0          0         
+"
+    );
+    assert!(d.dns.queries.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    assert_eq!(
+        text(&d.uvsadm(&["-S"]).stdout),
+        "-A -t web.example:http -s rr\n-a -t web.example:http -r localhost:http-alt -m -w 1\n"
+    );
+    let out = d.uvsadm(&["-A", "-t", "unknown.example:80"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "illegal virtual server address[:port] specified\n"
+    );
+}
+
+#[test]
+fn the_save_script() {
+    let d = loaded();
+    let mut cmd = Command::new("ipvsadm-save");
+    cmd.arg("-n");
+    d.configure(&mut cmd);
+    let out = common::run_with_input(cmd, "");
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), d.save());
+    let mut cmd = Command::new("ipvsadm-save");
+    cmd.arg("--help");
+    d.configure(&mut cmd);
+    let out = common::run_with_input(cmd, "");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "ipvsadm-save: Script to save the IPVS table to stdout.\n   With the -n option, prints out the table in numeric format.\n"
+    );
+}
+
+#[test]
+fn sync_daemon_commands_say_state_sync_is_unavailable() {
+    let d = loaded();
+    for args in [
+        &["--start-daemon", "master", "--mcast-interface", "lo"][..],
+        &["--stop-daemon", "backup"],
+    ] {
+        let out = d.uvsadm(args);
+        assert_eq!(out.status.code(), Some(255));
+        assert!(
+            text(&out.stderr).contains("synchronisation is not available"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let out = d.uvsadm(&["-L", "--daemon"]);
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn many_clients_at_once() {
+    let d = loaded();
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let socket = d.socket.clone();
+            std::thread::spawn(move || {
+                let out = Command::new(UVSADM)
+                    .args(["-L", "-n", "--stats"])
+                    .env("UVS_SOCKET", &socket)
+                    .stdout(Stdio::piped())
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "client {i}");
+                text(&out.stdout).lines().count()
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 3 + 7);
+    }
+}
