@@ -69,10 +69,10 @@ fn apply(c: &mut Criterion) {
                 b.iter_batched(
                     || table(size, 0),
                     // Return the table so dropping it is not measured.
-                |t| {
-                    t.apply(black_box(&add_server(size / 2, 1))).unwrap();
-                    t
-                },
+                    |t| {
+                        t.apply(black_box(&add_server(size / 2, 1))).unwrap();
+                        t
+                    },
                     BatchSize::LargeInput,
                 )
             },

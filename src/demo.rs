@@ -44,7 +44,7 @@ pub fn commands() -> Vec<Command> {
 pub fn load(table: &TableHandle) {
     for command in commands() {
         if let Err(e) = table.apply(&command) {
-            tracing::warn!(?command, %e, "demo rule refused");
+            tracing::warn!("demo rule refused: {command}: {e}");
         }
     }
 }

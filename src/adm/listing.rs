@@ -188,12 +188,7 @@ pub fn service_entry(
         } => {
             let vname = addrport_to_anyname(names, addr, *port, services_protocol, format);
             if rule {
-                let switch = match protocol {
-                    crate::table::Protocol::Tcp => "-t",
-                    crate::table::Protocol::Udp => "-u",
-                    crate::table::Protocol::Sctp => "--sctp-service",
-                };
-                format!("{switch} {vname}")
+                format!("{} {vname}", protocol.switch())
             } else {
                 let name = format!("{:<4} {vname}", protocol.label());
                 if ipv6 { name } else { truncate(name, 33) }

@@ -41,8 +41,6 @@ pub enum ProtocolError {
     Malformed { detail: String },
     #[error("request of {size} bytes is larger than the limit of {limit} bytes")]
     TooLarge { size: u64, limit: u32 },
-    #[error("too many control connections (limit {limit})")]
-    Busy { limit: usize },
     #[error("permission denied: uid {uid} may not use this control socket")]
     PermissionDenied { uid: u32 },
 }

@@ -19,10 +19,10 @@ use super::protocol::{
 use crate::sys;
 use crate::table::{Info, TableHandle};
 
-/// Most clients served at once; more are told so and dropped.
+/// Most clients served at once; more wait until one leaves.
 pub const MAX_CLIENTS: usize = 64;
 /// A client that sends nothing for this long is disconnected.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A request body must arrive within this time once its length has.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -96,22 +96,26 @@ pub fn answer(request: Request, table: &TableHandle) -> Response {
         },
         Request::Apply { command } => match table.apply(&command) {
             Ok(()) => {
-                tracing::info!(?command, "table changed");
+                tracing::info!("table changed: {command}");
                 Response::Applied
             }
             Err(error) => {
-                tracing::debug!(?command, %error, "command refused");
+                tracing::debug!("command refused: {command}: {error}");
                 Response::Refused { error }
             }
         },
     }
 }
 
-/// Accepts clients until the future is dropped.
+/// Accepts clients until the future is dropped. At most [`MAX_CLIENTS`] are served at
+/// once; further clients wait in the listen backlog until one leaves.
 pub async fn serve(listener: UnixListener, table: Arc<TableHandle>) {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     let own_uid = sys::effective_uid();
     loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -122,16 +126,9 @@ pub async fn serve(listener: UnixListener, table: Arc<TableHandle>) {
             }
         };
         let table = Arc::clone(&table);
-        let slot = Arc::clone(&slots).try_acquire_owned();
         tokio::spawn(async move {
+            let _slot = slot;
             let mut stream = stream;
-            let Ok(_slot) = slot else {
-                let busy = Response::Error {
-                    error: ProtocolError::Busy { limit: MAX_CLIENTS },
-                };
-                let _ = send(&mut stream, &busy).await;
-                return;
-            };
             if let Ok(cred) = stream.peer_cred()
                 && cred.uid() != own_uid
                 && cred.uid() != 0

@@ -3,12 +3,13 @@
 //! Fields carry what the writer asked for (a scheduler *name*, a signed weight) so the
 //! table can refuse it with the kernel's error, in the kernel's order.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::key::{ServerKey, ServiceKey};
-use super::real_server::{Forward, Tunnel};
+use super::key::{Family, ServerKey, ServiceKey};
+use super::real_server::{Forward, Tunnel, TunnelKind};
 use super::service::{Netmask, ServiceFlags};
 use super::timeouts::Timeouts;
 
@@ -56,6 +57,15 @@ pub enum SyncRole {
     Backup,
 }
 
+impl SyncRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncRole::Master => "master",
+            SyncRole::Backup => "backup",
+        }
+    }
+}
+
 /// One change to the table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -91,4 +101,155 @@ pub enum Command {
     StopSyncDaemon {
         role: SyncRole,
     },
+}
+
+/// `-t 1.2.3.4:80`, `-f 5 -6`: the service as ipvsadm options.
+struct ServiceArgs<'a>(&'a ServiceKey);
+
+impl fmt::Display for ServiceArgs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            ServiceKey::Inet {
+                protocol,
+                addr,
+                port,
+            } => write!(
+                f,
+                "{} {}",
+                protocol.switch(),
+                ServerKey {
+                    addr: *addr,
+                    port: *port
+                }
+            ),
+            ServiceKey::Fwmark { mark, family } => {
+                write!(f, "-f {mark}")?;
+                if *family == Family::Inet6 {
+                    f.write_str(" -6")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl fmt::Display for ServiceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -s {}", ServiceArgs(&self.key), self.scheduler)?;
+        if self.flags.persistent() {
+            write!(f, " -p {}", self.timeout)?;
+            if !self.netmask.is_full() {
+                write!(f, " -M {}", self.netmask)?;
+            }
+        }
+        if let Some(pe) = &self.pe {
+            write!(f, " --pe {pe}")?;
+        }
+        if self.flags.one_packet() {
+            f.write_str(" -o")?;
+        }
+        let flags = self.flags.scheduler_flag_names(&self.scheduler);
+        if !flags.is_empty() {
+            write!(f, " -b {flags}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "-r {} {} -w {}",
+            self.key(),
+            self.forward.switch(),
+            self.weight
+        )?;
+        if self.u_threshold != 0 || self.l_threshold != 0 {
+            write!(f, " -x {} -y {}", self.u_threshold, self.l_threshold)?;
+        }
+        if self.forward == Forward::Tunnel {
+            let t = &self.tunnel;
+            write!(f, " --tun-type {}", t.kind.name())?;
+            if t.kind == TunnelKind::Gue {
+                write!(f, " --tun-port {}", t.port)?;
+            }
+            if t.kind != TunnelKind::Ipip {
+                write!(f, " {}", t.checksum.option())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A command as an ipvsadm command line, numeric (for logs: the words operators know).
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::AddService(c) => write!(f, "-A {c}"),
+            Command::EditService(c) => write!(f, "-E {c}"),
+            Command::DeleteService { service } => write!(f, "-D {}", ServiceArgs(service)),
+            Command::Flush {} => f.write_str("-C"),
+            Command::AddServer { service, server } => {
+                write!(f, "-a {} {server}", ServiceArgs(service))
+            }
+            Command::EditServer { service, server } => {
+                write!(f, "-e {} {server}", ServiceArgs(service))
+            }
+            Command::DeleteServer { service, server } => {
+                write!(f, "-d {} -r {server}", ServiceArgs(service))
+            }
+            Command::Zero { service: None } => f.write_str("-Z"),
+            Command::Zero {
+                service: Some(service),
+            } => write!(f, "-Z {}", ServiceArgs(service)),
+            Command::SetTimeouts(t) => write!(f, "--set {} {} {}", t.tcp, t.tcp_fin, t.udp),
+            Command::StartSyncDaemon { role } => write!(f, "--start-daemon {}", role.name()),
+            Command::StopSyncDaemon { role } => write!(f, "--stop-daemon {}", role.name()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_read_as_ipvsadm_lines() {
+        let key = ServiceKey::Fwmark {
+            mark: 6,
+            family: Family::Inet6,
+        };
+        let add = Command::AddService(ServiceConfig {
+            key,
+            scheduler: "sh".into(),
+            flags: ServiceFlags(ServiceFlags::PERSISTENT | ServiceFlags::SCHED2),
+            timeout: 120,
+            netmask: Netmask::V6(64),
+            pe: None,
+        });
+        assert_eq!(add.to_string(), "-A -f 6 -6 -s sh -p 120 -M 64 -b sh-port");
+        let server = ServerConfig {
+            addr: "2001:db8::20".parse().unwrap(),
+            port: 0,
+            forward: Forward::Tunnel,
+            weight: 3,
+            u_threshold: 10,
+            l_threshold: 5,
+            tunnel: Tunnel {
+                kind: TunnelKind::Gue,
+                port: 6080,
+                checksum: super::super::real_server::TunnelChecksum::Csum,
+            },
+        };
+        assert_eq!(
+            Command::AddServer {
+                service: key,
+                server
+            }
+            .to_string(),
+            "-a -f 6 -6 -r [2001:db8::20]:0 -i -w 3 -x 10 -y 5 --tun-type gue --tun-port 6080 --tun-csum"
+        );
+        assert_eq!(Command::Flush {}.to_string(), "-C");
+    }
 }

@@ -35,6 +35,15 @@ impl Protocol {
         }
     }
 
+    /// The ipvsadm option that names a service of this protocol.
+    pub fn switch(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "-t",
+            Protocol::Udp => "-u",
+            Protocol::Sctp => "--sctp-service",
+        }
+    }
+
     /// The protocol column of /etc/services ("tcp", "udp", "sctp").
     pub fn services_name(self) -> &'static str {
         match self {
