@@ -328,16 +328,16 @@ TCP  web.example:http rr
 #[test]
 fn the_save_script() {
     let d = loaded();
-    let mut cmd = Command::new("ipvsadm-save");
-    cmd.arg("-n");
-    d.configure(&mut cmd);
-    let out = common::run_with_input(cmd, "");
+    let save_script = |arg: &str| {
+        let mut cmd = Command::new("ipvsadm-save");
+        cmd.arg(arg);
+        d.configure(&mut cmd);
+        common::run_with_input(cmd, "")
+    };
+    let out = save_script("-n");
     assert!(out.status.success());
     assert_eq!(text(&out.stdout), d.save());
-    let mut cmd = Command::new("ipvsadm-save");
-    cmd.arg("--help");
-    d.configure(&mut cmd);
-    let out = common::run_with_input(cmd, "");
+    let out = save_script("--help");
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),

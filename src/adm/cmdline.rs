@@ -749,17 +749,17 @@ impl<'n> Parser<'n> {
         Ok(flags)
     }
 
-    /// `generic_opt_check`.
-    fn check_legality(&self, cmd: Cmd) -> Result<(), Parsed> {
-        let table = cmd.legality();
+    /// `generic_opt_check` and `tunnel_opt_check`: each option of `options` against its
+    /// rule, '+' required, 'x' illegal, '1' at most one of the '1's, '.' optional.
+    /// `subject` completes the messages: "the 'list' command", "the 'gue' tunnel type".
+    fn check_rules(&self, rules: &[u8], options: &[usize], subject: &str) -> Result<(), Parsed> {
         let mut first_exclusive: Option<usize> = None;
-        for (j, rule) in table.iter().enumerate() {
+        for (rule, &j) in rules.iter().zip(options) {
+            let name = Opt::NAMES[j];
             if !self.has(j) {
                 if *rule == b'+' {
                     return Err(Parsed::Fail(format!(
-                        "You need to supply the '{}' option for the '{}' command",
-                        Opt::NAMES[j],
-                        cmd.name()
+                        "You need to supply the '{name}' option for {subject}"
                     )));
                 }
                 continue;
@@ -767,19 +767,15 @@ impl<'n> Parser<'n> {
             match rule {
                 b'x' => {
                     return Err(Parsed::Fail(format!(
-                        "Illegal '{}' option with the '{}' command",
-                        Opt::NAMES[j],
-                        cmd.name()
+                        "Illegal '{name}' option with {subject}"
                     )));
                 }
                 b'1' => match first_exclusive {
                     None => first_exclusive = Some(j),
                     Some(last) => {
                         return Err(Parsed::Fail(format!(
-                            "The option '{}' conflicts with the '{}' option in the '{}' command",
-                            Opt::NAMES[j],
-                            Opt::NAMES[last],
-                            cmd.name()
+                            "The option '{name}' conflicts with the '{}' option in {subject}",
+                            Opt::NAMES[last]
                         )));
                     }
                 },
@@ -789,9 +785,18 @@ impl<'n> Parser<'n> {
         Ok(())
     }
 
-    /// `tunnel_opt_check`: tun-port, nocsum, csum, remcsum against the tunnel type.
+    fn check_legality(&self, cmd: Cmd) -> Result<(), Parsed> {
+        let all: Vec<usize> = (0..Opt::COUNT).collect();
+        self.check_rules(
+            cmd.legality(),
+            &all,
+            &format!("the '{}' command", cmd.name()),
+        )
+    }
+
     fn check_tunnel(&self) -> Result<(), Parsed> {
         let kind = self.dest.tunnel.kind;
+        //                           tun-port nocsum csum remcsum
         let rules: &[u8; 4] = match kind {
             TunnelKind::Ipip => b"xxxx",
             TunnelKind::Gue => b"+111",
@@ -803,41 +808,11 @@ impl<'n> Parser<'n> {
             Opt::TUN_CSUM,
             Opt::TUN_REMCSUM,
         ];
-        let mut first_exclusive: Option<usize> = None;
-        for (rule, k) in rules.iter().zip(options) {
-            if !self.has(k) {
-                if *rule == b'+' {
-                    return Err(Parsed::Fail(format!(
-                        "You need to supply the '{}' option for the '{}' tunnel type",
-                        Opt::NAMES[k],
-                        kind.name()
-                    )));
-                }
-                continue;
-            }
-            match rule {
-                b'x' => {
-                    return Err(Parsed::Fail(format!(
-                        "Illegal '{}' option with the '{}' tunnel type",
-                        Opt::NAMES[k],
-                        kind.name()
-                    )));
-                }
-                b'1' => match first_exclusive {
-                    None => first_exclusive = Some(k),
-                    Some(last) => {
-                        return Err(Parsed::Fail(format!(
-                            "The option '{}' conflicts with the '{}' option in the '{}' tunnel type",
-                            Opt::NAMES[k],
-                            Opt::NAMES[last],
-                            kind.name()
-                        )));
-                    }
-                },
-                _ => {}
-            }
-        }
-        Ok(())
+        self.check_rules(
+            rules,
+            &options,
+            &format!("the '{}' tunnel type", kind.name()),
+        )
     }
 
     fn service_key(&self) -> ServiceKey {

@@ -23,6 +23,8 @@ pub struct ResolverConfig {
 
 /// The longest uvsadm waits for one nameserver: listings must not hang on a dead DNS.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(1);
+/// `options timeout:0` would mean "do not wait at all"; wait a little.
+const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 
 impl ResolverConfig {
     /// Reads resolv.conf as glibc does (no nameserver line means 127.0.0.1); the
@@ -48,7 +50,8 @@ impl ResolverConfig {
             }
             config.search = conf.get_search().cloned().unwrap_or_default();
             config.ndots = conf.ndots;
-            config.timeout = Duration::from_secs(u64::from(conf.timeout)).min(MAX_TIMEOUT);
+            config.timeout =
+                Duration::from_secs(u64::from(conf.timeout)).clamp(MIN_TIMEOUT, MAX_TIMEOUT);
         }
         config
     }

@@ -234,22 +234,16 @@ impl Session<'_> {
     /// `restore_table`: each line of stdin as a command line; the status is the last
     /// line's, and a line that makes ipvsadm exit ends the restore.
     fn restore(&mut self) -> Result<i32, Exit> {
-        let mut lines = Vec::new();
         let mut result = 0;
         // Lines are read one at a time and run before the next is read, as ipvsadm does.
         loop {
-            let line = {
-                let mut reader = RestoreReader::new(&mut *self.stdin, &["ipvsadm", "uvsadm"]);
-                reader.next_line()
-            };
+            let line = RestoreReader::new(&mut *self.stdin, &["ipvsadm", "uvsadm"]).next_line();
             let Some(words) = line else { break };
             if words.is_empty() {
                 continue;
             }
-            lines.clear();
-            lines.push(self.program.clone());
-            lines.extend(words);
-            result = self.process(&lines, Context::Restore)?;
+            let args: Vec<String> = std::iter::once(self.program.clone()).chain(words).collect();
+            result = self.process(&args, Context::Restore)?;
         }
         Ok(result)
     }
