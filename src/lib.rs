@@ -6,15 +6,19 @@
 //! - [`table`]: the virtual-server table, its typed commands, and snapshots for readers.
 //! - [`sched`]: IPVS's schedulers.
 //! - [`stats`]: counters and the 2-second rate estimator.
+//! - [`conn`]: the connection table: IPVS states, timeouts, active/inactive counts.
+//! - [`persist`]: persistence templates.
 //! - [`adm`]: ipvsadm's command language, listings and save format (used by `uvsadm`).
 //! - [`control`]: the control socket protocol, its server (daemon) and client (uvsadm).
 //! - [`daemon`]: the `uvs run` daemon that holds the table.
 //! - [`demo`]: the built-in demonstration behind `uvs demo`.
 
 pub mod adm;
+pub mod conn;
 pub mod control;
 pub mod daemon;
 pub mod demo;
+pub mod persist;
 pub mod sched;
 pub mod stats;
 pub mod sys;

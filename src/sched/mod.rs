@@ -1,11 +1,36 @@
-//! The schedulers IPVS knows, by name. The table resolves a service's scheduler name here
-//! (an unknown name is "Scheduler or persistence engine not found", as the kernel says);
-//! the data plane will pick real servers with the algorithm behind each name.
+//! IPVS's schedulers, with the kernel's exact algorithms (net/netfilter/ipvs/ip_vs_*.c),
+//! one file each behind [`Algorithm`].
+//!
+//! The table resolves a service's scheduler by name ([`Scheduler`]; an unknown name is
+//! "Scheduler or persistence engine not found") and keeps, with each service snapshot,
+//! the algorithm's state for exactly that list of real servers. When the list changes,
+//! `Table::apply` derives the next state from the previous one with
+//! [`Algorithm::next`], as the kernel's add/del/upd_dest hooks do; the data plane calls
+//! [`Algorithm::pick`] for each new connection (or flow) with the snapshot's servers, in
+//! IPVS's list order (newest first).
+
+mod dh;
+mod fo;
+mod lblc;
+mod lblcr;
+mod lc;
+mod mh;
+mod nq;
+mod ovf;
+mod rr;
+mod sed;
+mod sh;
+mod siphash;
+mod wlc;
+mod wrr;
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+use crate::table::{RealServer, ServerKey, ServiceFlags};
 
 /// A scheduling algorithm of IPVS. `None` is the kernel's "none": the service schedules
 /// no new connections.
@@ -68,6 +93,26 @@ impl Scheduler {
             Scheduler::None => "none",
         }
     }
+
+    /// A fresh state for a service with these servers (the kernel's init_service).
+    pub fn algorithm(self, servers: &[RealServer]) -> Box<dyn Algorithm> {
+        match self {
+            Scheduler::Rr => Box::new(rr::RoundRobin::new()),
+            Scheduler::Wrr => Box::new(wrr::WeightedRoundRobin::new(servers)),
+            Scheduler::Lc => Box::new(lc::LeastConnection),
+            Scheduler::Wlc => Box::new(wlc::WeightedLeastConnection),
+            Scheduler::Lblc => Box::new(lblc::LocalityLeastConnection::new()),
+            Scheduler::Lblcr => Box::new(lblcr::LocalityReplicated::new()),
+            Scheduler::Dh => Box::new(dh::DestinationHashing::new(servers)),
+            Scheduler::Sh => Box::new(sh::SourceHashing::new(servers)),
+            Scheduler::Sed => Box::new(sed::ShortestExpectedDelay),
+            Scheduler::Nq => Box::new(nq::NeverQueue),
+            Scheduler::Fo => Box::new(fo::WeightedFailover),
+            Scheduler::Ovf => Box::new(ovf::Overflow),
+            Scheduler::Mh => Box::new(mh::Maglev::new(servers)),
+            Scheduler::None => Box::new(NoScheduler),
+        }
+    }
 }
 
 impl fmt::Display for Scheduler {
@@ -92,6 +137,113 @@ impl FromStr for Scheduler {
     }
 }
 
+/// What a scheduler may look at in the packet that opens a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet {
+    /// The client's address and port (the source).
+    pub client: SocketAddr,
+    /// The address and port the client reached (the VIP: the destination).
+    pub local: SocketAddr,
+}
+
+/// How a service's server list changed, for schedulers that follow positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListChange {
+    /// A server was added (at the head of the list).
+    Added,
+    /// A server was removed; `previous` is the server before it in the old list.
+    Removed {
+        removed: ServerKey,
+        previous: Option<ServerKey>,
+    },
+    /// A server's settings (weight, thresholds) changed.
+    Updated,
+}
+
+/// One scheduler's state for one service and one list of servers.
+pub trait Algorithm: Send + Sync + fmt::Debug {
+    /// The server for a new connection, as an index into `servers`, or None when no
+    /// server is available ("no destination available").
+    fn pick(&self, servers: &[RealServer], flags: ServiceFlags, packet: &Packet) -> Option<usize>;
+
+    /// The state for the service's new server list after `change`.
+    fn next(&self, servers: &[RealServer], change: &ListChange) -> Box<dyn Algorithm>;
+}
+
+/// The kernel's "none" scheduler: nothing is ever picked.
+#[derive(Debug)]
+struct NoScheduler;
+
+impl Algorithm for NoScheduler {
+    fn pick(&self, _: &[RealServer], _: ServiceFlags, _: &Packet) -> Option<usize> {
+        None
+    }
+
+    fn next(&self, _: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {
+        Box::new(NoScheduler)
+    }
+}
+
+/// Usable for new connections: weight above zero and not overloaded.
+fn usable(server: &RealServer) -> bool {
+    server.weight > 0 && !server.state.is_overloaded()
+}
+
+/// `ntohl(addr_fold)`: IPv4 as a number, IPv6 folded with XOR of its four words.
+fn fold(addr: &IpAddr) -> u32 {
+    match addr {
+        IpAddr::V4(a) => u32::from(*a),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            (0..4).fold(0, |acc, i| {
+                acc ^ u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+            })
+        }
+    }
+}
+
+/// The greatest common divisor of the positive values, 0 when there are none.
+fn gcd_of(values: impl Iterator<Item = u32>) -> u32 {
+    fn gcd(mut a: u32, mut b: u32) -> u32 {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    }
+    values
+        .filter(|w| *w > 0)
+        .fold(0, |g, w| if g > 0 { gcd(w, g) } else { w })
+}
+
+/// The index of the server with this key in the list.
+fn position(servers: &[RealServer], key: &ServerKey) -> Option<usize> {
+    servers.iter().position(|s| s.key() == *key)
+}
+
+/// Least weighted overhead (`loh * w_d > doh * w_least` switches), from the first usable
+/// server on, skipping overloaded ones: wlc and the locality schedulers' fallback.
+fn weighted_least(servers: &[RealServer], overhead: impl Fn(&RealServer) -> u64) -> Option<usize> {
+    let first = servers.iter().position(usable)?;
+    let mut least = first;
+    let mut loh = overhead(&servers[first]);
+    for (i, s) in servers.iter().enumerate().skip(first + 1) {
+        if s.state.is_overloaded() {
+            continue;
+        }
+        let doh = overhead(s);
+        if u128::from(loh) * u128::from(s.weight)
+            > u128::from(doh) * u128::from(servers[least].weight)
+        {
+            least = i;
+            loh = doh;
+        }
+    }
+    Some(least)
+}
+
+#[cfg(test)]
+pub(crate) mod testing;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +255,12 @@ mod tests {
         }
         assert!("bogus".parse::<Scheduler>().is_err());
         assert!("RR".parse::<Scheduler>().is_err());
+    }
+
+    #[test]
+    fn gcd() {
+        assert_eq!(gcd_of([4, 3, 2].into_iter()), 1);
+        assert_eq!(gcd_of([4, 0, 6].into_iter()), 2);
+        assert_eq!(gcd_of([0, 0].into_iter()), 0);
     }
 }

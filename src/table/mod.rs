@@ -30,7 +30,7 @@ pub use server_address::{AddressClassifier, HostInterfaces, UnicastOnly};
 pub use service::{Netmask, PersistenceEngine, Service, ServiceFlags, ServiceState};
 pub use timeouts::Timeouts;
 
-use crate::sched::Scheduler;
+use crate::sched::{ListChange, Scheduler};
 use crate::stats::Stats;
 
 /// The whole table at one moment. Cloning is O(1) and a change is O(log n): the
@@ -99,6 +99,7 @@ impl Table {
                     servers: Vec::new(),
                     created: self.next_created,
                     state: Arc::default(),
+                    algorithm: Arc::from(resolved.scheduler.algorithm(&[])),
                 };
                 self.next_created += 1;
                 self.services.insert(config.key, Arc::new(service));
@@ -110,6 +111,9 @@ impl Table {
                     .ok_or(TableError::NoSuchService)?;
                 let resolved = ResolvedService::from_config(config)?;
                 let mut service = Service::clone(current);
+                if service.scheduler != resolved.scheduler {
+                    service.algorithm = Arc::from(resolved.scheduler.algorithm(&service.servers));
+                }
                 service.scheduler = resolved.scheduler;
                 service.flags = config.flags;
                 service.timeout = config.timeout;
@@ -118,11 +122,18 @@ impl Table {
                 self.services.insert(config.key, Arc::new(service));
             }
             Command::DeleteService { service } => {
-                self.services
+                let gone = self
+                    .services
                     .remove(service)
                     .ok_or(TableError::NoSuchService)?;
+                retire_servers(&gone);
             }
-            Command::Flush {} => self.services.clear(),
+            Command::Flush {} => {
+                for gone in self.services.values() {
+                    retire_servers(gone);
+                }
+                self.services.clear();
+            }
             Command::AddServer { service, server } => {
                 let mut svc = self.server_command_target(service, server)?;
                 check_server_numbers(server)?;
@@ -132,8 +143,9 @@ impl Table {
                 if !addresses.may_be_real_server(server.addr) {
                     return Err(TableError::InvalidOperation);
                 }
-                let state = Arc::default();
-                svc.servers.insert(0, real_server(server, state));
+                let added = real_server(server, Arc::default(), None);
+                svc.servers.insert(0, added);
+                svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Added));
                 self.services.insert(*service, Arc::new(svc));
             }
             Command::EditServer { service, server } => {
@@ -144,7 +156,8 @@ impl Table {
                     .iter_mut()
                     .find(|s| s.key() == server.key())
                     .ok_or(TableError::NoSuchServer)?;
-                *slot = real_server(server, Arc::clone(&slot.state));
+                *slot = real_server(server, Arc::clone(&slot.state), Some(slot.last_weight));
+                svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Updated));
                 self.services.insert(*service, Arc::new(svc));
             }
             Command::DeleteServer { service, server } => {
@@ -158,7 +171,13 @@ impl Table {
                     .position(|s| s.key() == *server)
                     .ok_or(TableError::NoSuchServer)?;
                 let mut svc = Service::clone(current);
-                svc.servers.remove(index);
+                let change = ListChange::Removed {
+                    removed: *server,
+                    previous: index.checked_sub(1).map(|i| svc.servers[i].key()),
+                };
+                let gone = svc.servers.remove(index);
+                gone.state.retire();
+                svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &change));
                 self.services.insert(*service, Arc::new(svc));
             }
             Command::Zero { service: None } => {
@@ -255,17 +274,37 @@ fn check_server_numbers(server: &ServerConfig) -> Result<(), TableError> {
     Ok(())
 }
 
-fn real_server(config: &ServerConfig, state: Arc<RealServerState>) -> RealServer {
+/// The server a config describes. `previous_last_weight` is the server's last non-zero
+/// weight when it is edited (an edit to weight 0 keeps it), None when it is added.
+fn real_server(
+    config: &ServerConfig,
+    state: Arc<RealServerState>,
+    previous_last_weight: Option<u32>,
+) -> RealServer {
+    // check_server_numbers has refused negative weights.
+    let weight = config.weight.unsigned_abs();
+    state.configure(weight, config.u_threshold, config.l_threshold);
+    let last_weight = match previous_last_weight {
+        Some(previous) if weight == 0 => previous,
+        _ => weight,
+    };
     RealServer {
         addr: config.addr,
         port: config.port,
-        // check_server_numbers has refused negative weights.
-        weight: config.weight.unsigned_abs(),
+        weight,
+        last_weight,
         forward: config.forward,
         u_threshold: config.u_threshold,
         l_threshold: config.l_threshold,
         tunnel: config.tunnel,
         state,
+    }
+}
+
+/// The servers of a deleted service are no longer available (templates to them are void).
+fn retire_servers(svc: &Service) {
+    for server in &svc.servers {
+        server.state.retire();
     }
 }
 

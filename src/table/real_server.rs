@@ -3,7 +3,8 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 
 use serde::{Deserialize, Serialize};
 
@@ -107,13 +108,137 @@ pub struct Tunnel {
 }
 
 /// Live state of a real server, shared by `Arc` between table snapshots and with the data
-/// plane, so edits keep counters and connection counts.
-#[derive(Debug, Default)]
+/// plane, so edits keep counters and connection counts. The settings the data plane needs
+/// between snapshots (weight, thresholds, whether the server is still in the table) are
+/// mirrored here by `Table::apply`.
+#[derive(Debug)]
 pub struct RealServerState {
     pub stats: Stats,
     pub active_conns: AtomicU32,
     pub inactive_conns: AtomicU32,
     pub persistent_conns: AtomicU32,
+    /// IP_VS_DEST_F_OVERLOAD: set and cleared by the thresholds.
+    overloaded: AtomicBool,
+    /// IP_VS_DEST_F_AVAILABLE: false once the server is deleted from its service.
+    available: AtomicBool,
+    weight: AtomicU32,
+    u_threshold: AtomicU32,
+    l_threshold: AtomicU32,
+}
+
+impl Default for RealServerState {
+    fn default() -> RealServerState {
+        RealServerState {
+            stats: Stats::default(),
+            active_conns: AtomicU32::new(0),
+            inactive_conns: AtomicU32::new(0),
+            persistent_conns: AtomicU32::new(0),
+            overloaded: AtomicBool::new(false),
+            available: AtomicBool::new(true),
+            weight: AtomicU32::new(0),
+            u_threshold: AtomicU32::new(0),
+            l_threshold: AtomicU32::new(0),
+        }
+    }
+}
+
+impl RealServerState {
+    pub fn active(&self) -> u32 {
+        self.active_conns.load(Relaxed)
+    }
+
+    pub fn inactive(&self) -> u32 {
+        self.inactive_conns.load(Relaxed)
+    }
+
+    /// IPVS's connection overhead: `(active << 8) + inactive`, what lc and wlc compare.
+    pub fn overhead(&self) -> u64 {
+        (u64::from(self.active()) << 8) + u64::from(self.inactive())
+    }
+
+    pub fn is_overloaded(&self) -> bool {
+        self.overloaded.load(Relaxed)
+    }
+
+    pub fn is_available(&self) -> bool {
+        self.available.load(Relaxed)
+    }
+
+    /// The weight now (it may change after a connection picked the server).
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Relaxed)
+    }
+
+    fn total(&self) -> u64 {
+        u64::from(self.active()) + u64::from(self.inactive())
+    }
+
+    /// A connection is bound to this server (ip_vs_bind_dest): counted, and the upper
+    /// threshold may mark the server overloaded.
+    pub fn bind_connection(&self, active: bool) {
+        if active {
+            self.active_conns.fetch_add(1, Relaxed);
+        } else {
+            self.inactive_conns.fetch_add(1, Relaxed);
+        }
+        let upper = self.u_threshold.load(Relaxed);
+        if upper != 0 && self.total() >= u64::from(upper) {
+            self.overloaded.store(true, Relaxed);
+        }
+    }
+
+    /// A connection leaves this server (ip_vs_unbind_dest): the lower threshold, or 3/4 of
+    /// the upper one, or nothing at all, clears the overload.
+    pub fn unbind_connection(&self, active: bool) {
+        let counter = if active {
+            &self.active_conns
+        } else {
+            &self.inactive_conns
+        };
+        let _ = counter.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+        let (lower, upper) = (
+            self.l_threshold.load(Relaxed),
+            self.u_threshold.load(Relaxed),
+        );
+        let clear = if lower != 0 {
+            self.total() < u64::from(lower)
+        } else if upper != 0 {
+            self.total() * 4 < u64::from(upper) * 3
+        } else {
+            true
+        };
+        if clear {
+            self.overloaded.store(false, Relaxed);
+        }
+    }
+
+    /// A bound connection moves between the active and inactive counts.
+    pub fn set_connection_active(&self, active: bool) {
+        let (from, to) = if active {
+            (&self.inactive_conns, &self.active_conns)
+        } else {
+            (&self.active_conns, &self.inactive_conns)
+        };
+        let _ = from.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+        to.fetch_add(1, Relaxed);
+    }
+
+    /// Mirrors a server's settings (on add and edit). Raising the upper threshold, or
+    /// removing it, clears the overload, as `__ip_vs_update_dest` does.
+    pub(crate) fn configure(&self, weight: u32, u_threshold: u32, l_threshold: u32) {
+        let old_upper = self.u_threshold.swap(u_threshold, Relaxed);
+        if u_threshold == 0 || u_threshold > old_upper {
+            self.overloaded.store(false, Relaxed);
+        }
+        self.weight.store(weight, Relaxed);
+        self.l_threshold.store(l_threshold, Relaxed);
+        self.available.store(true, Relaxed);
+    }
+
+    /// The server left its service: persistence templates pointing at it are void.
+    pub(crate) fn retire(&self) {
+        self.available.store(false, Relaxed);
+    }
 }
 
 /// One real server of a service.
@@ -122,6 +247,9 @@ pub struct RealServer {
     pub addr: IpAddr,
     pub port: u16,
     pub weight: u32,
+    /// The last weight that was not zero (the weight given when added): maglev keeps a
+    /// quiesced server's slots with it.
+    pub last_weight: u32,
     pub forward: Forward,
     pub u_threshold: u32,
     pub l_threshold: u32,
@@ -135,5 +263,48 @@ impl RealServer {
             addr: self.addr,
             port: self.port,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_set_and_clear_overload_as_ipvs_does() {
+        let s = RealServerState::default();
+        s.configure(1, 4, 0);
+        for _ in 0..3 {
+            s.bind_connection(true);
+        }
+        assert!(!s.is_overloaded());
+        s.bind_connection(false);
+        assert!(s.is_overloaded(), "4 connections reach the upper threshold");
+        s.unbind_connection(true);
+        assert!(s.is_overloaded(), "3 * 4 is not below 4 * 3");
+        s.unbind_connection(true);
+        assert!(!s.is_overloaded(), "2 * 4 < 4 * 3 clears it");
+
+        let l = RealServerState::default();
+        l.configure(1, 4, 2);
+        for _ in 0..4 {
+            l.bind_connection(true);
+        }
+        assert!(l.is_overloaded());
+        l.unbind_connection(true);
+        l.unbind_connection(true);
+        assert!(l.is_overloaded(), "2 is not below the lower threshold 2");
+        l.unbind_connection(true);
+        assert!(!l.is_overloaded());
+
+        let raised = RealServerState::default();
+        raised.configure(1, 1, 0);
+        raised.bind_connection(true);
+        assert!(raised.is_overloaded());
+        raised.configure(1, 5, 0);
+        assert!(
+            !raised.is_overloaded(),
+            "raising the upper threshold clears it"
+        );
     }
 }

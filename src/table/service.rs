@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::key::{Family, ServiceKey};
 use super::real_server::RealServer;
-use crate::sched::Scheduler;
+use crate::sched::{Algorithm, Scheduler};
 use crate::stats::Stats;
 
 /// IPVS's service flags (IP_VS_SVC_F_*), kept as the kernel's bit values so they pass to
@@ -143,4 +143,14 @@ pub struct Service {
     /// Creation sequence number; orders services within a hash bucket (see `order`).
     pub created: u64,
     pub state: Arc<ServiceState>,
+    /// The scheduler's state for exactly this list of servers.
+    pub algorithm: Arc<dyn Algorithm>,
+}
+
+impl Service {
+    /// The server IPVS's scheduler picks for a new connection from `packet`.
+    pub fn pick(&self, packet: &crate::sched::Packet) -> Option<&RealServer> {
+        let i = self.algorithm.pick(&self.servers, self.flags, packet)?;
+        self.servers.get(i)
+    }
 }

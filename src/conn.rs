@@ -1,0 +1,442 @@
+//! The connection table: every proxied connection (and UDP flow) with its IPVS state,
+//! its idle timeout, and its place in the ActiveConn/InActConn counts of its real server.
+//!
+//! The data plane opens an entry per connection and moves it through IPVS's states
+//! (SYN_RECV while the real server is reached, ESTABLISHED, FIN_WAIT/CLOSE_WAIT after one
+//! side closes); when the connection ends the entry stays, as in IPVS, in TIME_WAIT (or
+//! CLOSE after a reset) until its timeout, still counted as inactive. A sweeper expires
+//! closed entries and closes live connections idle longer than their state's timeout
+//! (`--set tcp tcpfin udp`). `uvsadm -L -c` lists the table.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::persist::Template;
+use crate::table::{ConnEntry, Protocol, RealServerState, Timeouts};
+
+/// IPVS's connection states (TCP), plus the single UDP state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    SynRecv = 1,
+    Established,
+    FinWait,
+    CloseWait,
+    TimeWait,
+    Close,
+    Udp,
+}
+
+impl State {
+    fn from_u8(v: u8) -> State {
+        match v {
+            2 => State::Established,
+            3 => State::FinWait,
+            4 => State::CloseWait,
+            5 => State::TimeWait,
+            6 => State::Close,
+            7 => State::Udp,
+            _ => State::SynRecv,
+        }
+    }
+
+    /// The name `-L -c` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::SynRecv => "SYN_RECV",
+            State::Established => "ESTABLISHED",
+            State::FinWait => "FIN_WAIT",
+            State::CloseWait => "CLOSE_WAIT",
+            State::TimeWait => "TIME_WAIT",
+            State::Close => "CLOSE",
+            State::Udp => "UDP",
+        }
+    }
+
+    /// Counted in ActiveConn (IPVS's tcp_state_active_table: ESTABLISHED and the
+    /// pre-established states); everything else is InActConn, UDP always.
+    pub fn is_active(self) -> bool {
+        matches!(self, State::SynRecv | State::Established)
+    }
+
+    /// Whether the connection's task has ended (the entry only waits to expire).
+    pub fn is_closed(self) -> bool {
+        matches!(self, State::TimeWait | State::Close)
+    }
+
+    /// Idle timeout in milliseconds. ESTABLISHED, the half-closed states and UDP follow
+    /// `--set`; the others are IPVS's fixed timeouts.
+    pub fn timeout_ms(self, t: &Timeouts) -> u64 {
+        let secs = match self {
+            State::SynRecv => 60,
+            State::Established => u64::from(t.tcp),
+            State::FinWait | State::CloseWait => u64::from(t.tcp_fin),
+            State::TimeWait => 120,
+            State::Close => 10,
+            State::Udp => u64::from(t.udp),
+        };
+        secs * 1000
+    }
+}
+
+/// Milliseconds since the table was made; cheap to store in an atomic.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        Clock {
+            epoch: Instant::now(),
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock::new()
+    }
+}
+
+/// One entry of the connection table.
+#[derive(Debug)]
+pub struct Conn {
+    pub id: u64,
+    pub protocol: Protocol,
+    pub client: SocketAddr,
+    /// The address the client reached (the VIP).
+    pub local: SocketAddr,
+    /// The real server's address and the port connected to.
+    pub dest: SocketAddr,
+    pub server: Arc<RealServerState>,
+    /// The persistence template this connection belongs to.
+    pub template: Option<Arc<Template>>,
+    state: AtomicU8,
+    last_activity: AtomicU64,
+    /// The task serving the connection, so an idle one can be closed.
+    task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Conn {
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Relaxed))
+    }
+
+    /// Traffic was seen: the idle timer restarts.
+    pub fn touch(&self, now_ms: u64) {
+        self.last_activity.store(now_ms, Relaxed);
+    }
+
+    pub fn last_activity(&self) -> u64 {
+        self.last_activity.load(Relaxed)
+    }
+
+    /// Moves to `next`, moving the connection between the server's active and inactive
+    /// counts when the state's class changes.
+    pub fn set_state(&self, next: State) {
+        let previous = State::from_u8(self.state.swap(next as u8, Relaxed));
+        if previous.is_active() != next.is_active() {
+            self.server.set_connection_active(next.is_active());
+        }
+    }
+
+    /// Registers the task serving this connection.
+    pub fn attach(&self, task: tokio::task::AbortHandle) {
+        *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+    }
+
+    fn abort_task(&self) {
+        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+    }
+
+    fn entry(&self, now_ms: u64, timeouts: &Timeouts) -> ConnEntry {
+        let state = self.state();
+        let expires_at = self.last_activity() + state.timeout_ms(timeouts);
+        ConnEntry {
+            protocol: self.protocol.label().to_string(),
+            client_addr: self.client.ip(),
+            client_port: self.client.port(),
+            virtual_addr: self.local.ip(),
+            virtual_port: self.local.port(),
+            dest_addr: self.dest.ip(),
+            dest_port: self.dest.port(),
+            state: state.name().to_string(),
+            expires: (expires_at.saturating_sub(now_ms) / 1000) as u32,
+            pe_name: None,
+            pe_data: None,
+        }
+    }
+
+    /// The entry is gone for good: it leaves its server's counts and its template.
+    fn unbind(&self) {
+        self.server.unbind_connection(self.state().is_active());
+        if let Some(t) = &self.template {
+            t.release_child();
+        }
+    }
+}
+
+/// What a new entry is made of.
+#[derive(Debug)]
+pub struct NewConn {
+    pub protocol: Protocol,
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    pub dest: SocketAddr,
+    pub server: Arc<RealServerState>,
+    pub template: Option<Arc<Template>>,
+    /// SYN_RECV for TCP, UDP for a flow.
+    pub state: State,
+}
+
+const SHARDS: usize = 16;
+
+/// All connections: live ones by id, closed ones by the second they expire.
+#[derive(Debug)]
+pub struct ConnTable {
+    pub clock: Clock,
+    live: Vec<Mutex<HashMap<u64, Arc<Conn>>>>,
+    closed: Mutex<BTreeMap<u64, Vec<Arc<Conn>>>>,
+    next_id: AtomicU64,
+    live_count: AtomicUsize,
+}
+
+impl Default for ConnTable {
+    fn default() -> ConnTable {
+        ConnTable::new()
+    }
+}
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sweep {
+    pub expired: usize,
+    pub idle_closed: usize,
+}
+
+impl ConnTable {
+    pub fn new() -> ConnTable {
+        ConnTable {
+            clock: Clock::new(),
+            live: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            closed: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            live_count: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(&self, id: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
+        self.live[(id as usize) % SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new connection, bound to its server in its first state.
+    pub fn open(&self, new: NewConn) -> Arc<Conn> {
+        let id = self.next_id.fetch_add(1, Relaxed);
+        new.server.bind_connection(new.state.is_active());
+        let conn = Arc::new(Conn {
+            id,
+            protocol: new.protocol,
+            client: new.client,
+            local: new.local,
+            dest: new.dest,
+            server: new.server,
+            template: new.template,
+            state: AtomicU8::new(new.state as u8),
+            last_activity: AtomicU64::new(self.clock.now_ms()),
+            task: Mutex::new(None),
+        });
+        self.shard(id).insert(id, Arc::clone(&conn));
+        self.live_count.fetch_add(1, Relaxed);
+        conn
+    }
+
+    /// The connection's task is over: the entry waits out `state`'s timeout (TIME_WAIT
+    /// after an orderly close, CLOSE after a reset), counted as inactive.
+    pub fn close(&self, conn: &Arc<Conn>, state: State, timeouts: &Timeouts) {
+        if self.shard(conn.id).remove(&conn.id).is_none() {
+            return;
+        }
+        self.live_count.fetch_sub(1, Relaxed);
+        conn.set_state(state);
+        let now = self.clock.now_ms();
+        conn.touch(now);
+        let expiry_second = (now + state.timeout_ms(timeouts)).div_ceil(1000);
+        self.closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(expiry_second)
+            .or_default()
+            .push(Arc::clone(conn));
+    }
+
+    /// Connections whose task is still running.
+    pub fn live(&self) -> usize {
+        self.live_count.load(Relaxed)
+    }
+
+    /// Expires closed entries whose time has come, and closes live connections idle
+    /// longer than their state allows (their task ends and closes them).
+    pub fn sweep(&self, timeouts: &Timeouts) -> Sweep {
+        let now = self.clock.now_ms();
+        let mut result = Sweep::default();
+        let due: Vec<Vec<Arc<Conn>>> = {
+            let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+            let later = closed.split_off(&(now / 1000 + 1));
+            std::mem::replace(&mut *closed, later)
+                .into_values()
+                .collect()
+        };
+        for conn in due.into_iter().flatten() {
+            conn.unbind();
+            result.expired += 1;
+        }
+        for shard in &self.live {
+            let idle: Vec<Arc<Conn>> = shard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .filter(|c| now >= c.last_activity() + c.state().timeout_ms(timeouts))
+                .cloned()
+                .collect();
+            for conn in idle {
+                conn.abort_task();
+                result.idle_closed += 1;
+            }
+        }
+        result
+    }
+
+    /// The table as `-L -c` lists it.
+    pub fn entries(&self, timeouts: &Timeouts) -> Vec<ConnEntry> {
+        let now = self.clock.now_ms();
+        let mut out = Vec::new();
+        for shard in &self.live {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            out.extend(shard.values().map(|c| c.entry(now, timeouts)));
+        }
+        let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        out.extend(closed.values().flatten().map(|c| c.entry(now, timeouts)));
+        out
+    }
+
+    /// Every live connection (for shutdown and tests).
+    pub fn live_connections(&self) -> Vec<Arc<Conn>> {
+        self.live
+            .iter()
+            .flat_map(|s| {
+                s.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn states_move_between_active_and_inactive_counts() {
+        let table = ConnTable::new();
+        let server = Arc::new(RealServerState::default());
+        let t = Timeouts::default();
+        let c = table.open(NewConn {
+            protocol: Protocol::Tcp,
+            client: addr("10.0.0.9:40000"),
+            local: addr("10.0.0.1:80"),
+            dest: addr("10.0.0.2:80"),
+            server: Arc::clone(&server),
+            template: None,
+            state: State::SynRecv,
+        });
+        assert_eq!(
+            (server.active(), server.inactive()),
+            (1, 0),
+            "SYN_RECV is active"
+        );
+        c.set_state(State::Established);
+        assert_eq!((server.active(), server.inactive()), (1, 0));
+        c.set_state(State::FinWait);
+        assert_eq!((server.active(), server.inactive()), (0, 1));
+        table.close(&c, State::TimeWait, &t);
+        assert_eq!(table.live(), 0);
+        assert_eq!(
+            (server.active(), server.inactive()),
+            (0, 1),
+            "TIME_WAIT still counts"
+        );
+        let listed = table.entries(&t);
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].state, "TIME_WAIT");
+        assert!((119..=120).contains(&listed[0].expires));
+        // Not yet due.
+        assert_eq!(table.sweep(&t).expired, 0);
+        assert_eq!(server.inactive(), 1);
+    }
+
+    #[test]
+    fn expired_entries_leave_the_counts() {
+        let table = ConnTable::new();
+        let server = Arc::new(RealServerState::default());
+        let zero = Timeouts {
+            tcp: 0,
+            tcp_fin: 0,
+            udp: 0,
+        };
+        let c = table.open(NewConn {
+            protocol: Protocol::Udp,
+            client: addr("10.0.0.9:40000"),
+            local: addr("10.0.0.1:53"),
+            dest: addr("10.0.0.2:53"),
+            server: Arc::clone(&server),
+            template: None,
+            state: State::Udp,
+        });
+        assert_eq!(
+            (server.active(), server.inactive()),
+            (0, 1),
+            "UDP is inactive"
+        );
+        assert_eq!(
+            table.sweep(&zero).idle_closed,
+            1,
+            "idle past a zero timeout"
+        );
+        table.close(&c, State::Close, &zero);
+        // CLOSE waits 10 s; pretend the time has passed by sweeping a table whose clock
+        // is behind: move the entry to an expired bucket instead.
+        let due = table
+            .closed
+            .lock()
+            .unwrap()
+            .values()
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>();
+        table.closed.lock().unwrap().clear();
+        table.closed.lock().unwrap().insert(0, due);
+        assert_eq!(table.sweep(&zero).expired, 1);
+        assert_eq!((server.active(), server.inactive()), (0, 0));
+        assert!(table.entries(&zero).is_empty());
+    }
+}

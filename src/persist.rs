@@ -1,0 +1,290 @@
+//! Persistence (`-p timeout`, `-M netmask`): IPVS's connection templates
+//! (ip_vs_core.c `ip_vs_sched_persist`). A template ties a client network to a real
+//! server for a service, so that client's next connections skip the scheduler:
+//!
+//! - normal service: `<proto, client_net, VIP, port>` (port 21 uses port 0, as for FTP);
+//! - port-0 service (PCC): `<proto, client_net, VIP, 0>`, every port of the VIP;
+//! - fwmark service (PFWMC): `<IP, client_net, mark>`, every port and protocol of the
+//!   group.
+//!
+//! Each new connection restarts the template's timer (the service's timeout); a template
+//! that expires while it still has connections waits another 60 s. A template whose
+//! server left the service is not used (and, with `expire_quiescent_template`, neither is
+//! one whose server has weight 0). Templates count in the server's PersistConn and are
+//! listed by `-L -c`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+use std::sync::{Arc, Mutex};
+
+use crate::conn::Clock;
+use crate::sched::Packet;
+use crate::table::{
+    ConnEntry, Family, Netmask, Protocol, RealServer, RealServerState, ServerKey, Service,
+    ServiceKey,
+};
+
+/// How long an expired template that still controls connections waits again.
+const REARM_MS: u64 = 60_000;
+const FTP_PORT: u16 = 21;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Scope {
+    Protocol(Protocol),
+    Fwmark(u32),
+}
+
+/// What a template is found by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TemplateKey {
+    scope: Scope,
+    client_net: IpAddr,
+    vaddr: IpAddr,
+    vport: u16,
+}
+
+/// One persistence template.
+#[derive(Debug)]
+pub struct Template {
+    key: TemplateKey,
+    server_key: ServerKey,
+    /// The real server as listed (its own port, 0 for most fwmark servers).
+    dest: SocketAddr,
+    pub server: Arc<RealServerState>,
+    timeout_ms: u64,
+    expires_ms: AtomicU64,
+    children: AtomicU32,
+    /// A connection through it was established (IPVS lists such templates ASSURED).
+    assured: AtomicBool,
+}
+
+impl Template {
+    /// A connection it controls has ended.
+    pub fn release_child(&self) {
+        let _ = self
+            .children
+            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+    }
+
+    /// A connection it controls was established.
+    pub fn assure(&self) {
+        self.assured.store(true, Relaxed);
+    }
+
+    fn entry(&self, now_ms: u64) -> ConnEntry {
+        let k = &self.key;
+        ConnEntry {
+            protocol: match k.scope {
+                Scope::Protocol(p) => p.label().to_string(),
+                Scope::Fwmark(_) => "IP".to_string(),
+            },
+            client_addr: k.client_net,
+            client_port: 0,
+            virtual_addr: k.vaddr,
+            virtual_port: k.vport,
+            dest_addr: self.dest.ip(),
+            dest_port: self.dest.port(),
+            state: if self.assured.load(Relaxed) {
+                "ASSURED"
+            } else {
+                "NONE"
+            }
+            .to_string(),
+            expires: (self.expires_ms.load(Relaxed).saturating_sub(now_ms) / 1000) as u32,
+            pe_name: None,
+            pe_data: None,
+        }
+    }
+}
+
+/// The client's network: its address under the service's persistence netmask.
+pub fn client_net(addr: IpAddr, netmask: Netmask) -> IpAddr {
+    match (addr, netmask) {
+        (IpAddr::V4(a), Netmask::V4(m)) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & u32::from(m))),
+        (IpAddr::V6(a), Netmask::V6(prefix)) => {
+            let bits = prefix.min(128);
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+        }
+        (other, _) => other,
+    }
+}
+
+/// The virtual address of an fwmark template: the mark in the address's first word.
+fn fwmark_vaddr(mark: u32, family: Family) -> IpAddr {
+    match family {
+        Family::Inet => IpAddr::V4(Ipv4Addr::from(mark)),
+        Family::Inet6 => IpAddr::V6(Ipv6Addr::from(u128::from(mark) << 96)),
+    }
+}
+
+/// The real server for a new connection, and its template if the service persists.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    pub server: RealServer,
+    pub template: Option<Arc<Template>>,
+}
+
+/// All templates.
+#[derive(Debug)]
+pub struct Templates {
+    clock: Clock,
+    map: Mutex<HashMap<TemplateKey, Arc<Template>>>,
+    /// Templates no longer found (their server left), kept until they expire.
+    orphans: Mutex<Vec<Arc<Template>>>,
+    /// IPVS's expire_quiescent_template: weight-0 servers lose their persistent clients.
+    expire_quiescent: AtomicBool,
+}
+
+impl Templates {
+    pub fn new(clock: Clock) -> Templates {
+        Templates {
+            clock,
+            map: Mutex::new(HashMap::new()),
+            orphans: Mutex::new(Vec::new()),
+            expire_quiescent: AtomicBool::new(false),
+        }
+    }
+
+    pub fn set_expire_quiescent(&self, on: bool) {
+        self.expire_quiescent.store(on, Relaxed);
+    }
+
+    fn key(service: &Service, packet: &Packet) -> TemplateKey {
+        let client_net = client_net(packet.client.ip(), service.netmask);
+        match service.key {
+            ServiceKey::Fwmark { mark, family } => TemplateKey {
+                scope: Scope::Fwmark(mark),
+                client_net,
+                vaddr: fwmark_vaddr(mark, family),
+                vport: 0,
+            },
+            ServiceKey::Inet { protocol, port, .. } => TemplateKey {
+                scope: Scope::Protocol(protocol),
+                client_net,
+                vaddr: packet.local.ip(),
+                vport: if port == FTP_PORT { 0 } else { port },
+            },
+        }
+    }
+
+    fn usable(&self, t: &Template) -> bool {
+        t.server.is_available() && !(self.expire_quiescent.load(Relaxed) && t.server.weight() == 0)
+    }
+
+    /// `ip_vs_schedule`: the template's server, or the scheduler's pick (and a new
+    /// template for it when the service persists). None: no server available.
+    pub fn choose(&self, service: &Service, packet: &Packet) -> Option<Choice> {
+        if !service.flags.persistent() {
+            return service.pick(packet).map(|server| Choice {
+                server: server.clone(),
+                template: None,
+            });
+        }
+        let key = Templates::key(service, packet);
+        let now = self.clock.now_ms();
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = map.get(&key).cloned() {
+            let current = service.servers.iter().find(|s| s.key() == t.server_key);
+            match current {
+                Some(server) if self.usable(&t) => {
+                    t.children.fetch_add(1, Relaxed);
+                    t.expires_ms.store(now + t.timeout_ms, Relaxed);
+                    return Some(Choice {
+                        server: server.clone(),
+                        template: Some(t),
+                    });
+                }
+                _ => {
+                    map.remove(&key);
+                    self.orphans
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(t);
+                }
+            }
+        }
+        let server = service.pick(packet)?.clone();
+        let timeout_ms = u64::from(service.timeout) * 1000;
+        server.state.persistent_conns.fetch_add(1, Relaxed);
+        let template = Arc::new(Template {
+            key,
+            server_key: server.key(),
+            dest: SocketAddr::new(server.addr, server.port),
+            server: Arc::clone(&server.state),
+            timeout_ms,
+            expires_ms: AtomicU64::new(now + timeout_ms),
+            children: AtomicU32::new(1),
+            assured: AtomicBool::new(false),
+        });
+        map.insert(key, Arc::clone(&template));
+        Some(Choice {
+            server,
+            template: Some(template),
+        })
+    }
+
+    /// Expires templates: gone when due and unused, re-armed for 60 s when still used.
+    pub fn sweep(&self) -> usize {
+        let now = self.clock.now_ms();
+        let due = |t: &Arc<Template>| now >= t.expires_ms.load(Relaxed);
+        let keep = |t: &Arc<Template>| {
+            if !due(t) {
+                return true;
+            }
+            if t.children.load(Relaxed) > 0 {
+                t.expires_ms.store(now + REARM_MS, Relaxed);
+                return true;
+            }
+            let _ = t
+                .server
+                .persistent_conns
+                .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+            false
+        };
+        let mut expired = 0;
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, t| {
+            let k = keep(t);
+            expired += usize::from(!k);
+            k
+        });
+        drop(map);
+        let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        orphans.retain(|t| {
+            let k = keep(t);
+            expired += usize::from(!k);
+            k
+        });
+        expired
+    }
+
+    /// Every template, as `-L -c` lists it.
+    pub fn entries(&self) -> Vec<ConnEntry> {
+        let now = self.clock.now_ms();
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        map.values()
+            .chain(orphans.iter())
+            .map(|t| t.entry(now))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+            + self.orphans.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,217 @@
+//! Persistence templates: stickiness, granularity, PCC, PFWMC, invalid templates.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::*;
+use crate::table::{
+    Command, Forward, ServerConfig, ServiceConfig, ServiceFlags, Table, Tunnel, UnicastOnly,
+};
+
+fn tcp(addr: &str, port: u16) -> ServiceKey {
+    ServiceKey::Inet {
+        protocol: Protocol::Tcp,
+        addr: addr.parse().unwrap(),
+        port,
+    }
+}
+
+fn table(key: ServiceKey, netmask: Netmask, servers: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.apply(
+        &Command::AddService(ServiceConfig {
+            key,
+            scheduler: "rr".into(),
+            flags: ServiceFlags(ServiceFlags::PERSISTENT),
+            timeout: 300,
+            netmask,
+            pe: None,
+        }),
+        &UnicastOnly,
+    )
+    .unwrap();
+    for s in servers {
+        t.apply(
+            &Command::AddServer {
+                service: key,
+                server: ServerConfig {
+                    addr: s.parse().unwrap(),
+                    port: 8080,
+                    forward: Forward::Masq,
+                    weight: 1,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                    tunnel: Tunnel::default(),
+                },
+            },
+            &UnicastOnly,
+        )
+        .unwrap();
+    }
+    t
+}
+
+fn packet(client: &str, local: &str) -> Packet {
+    Packet {
+        client: client.parse().unwrap(),
+        local: local.parse().unwrap(),
+    }
+}
+
+fn chosen(t: &Templates, svc: &Service, client: &str, local: &str) -> String {
+    t.choose(svc, &packet(client, local))
+        .map(|c| c.server.addr.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn clients_stick_to_their_server() {
+    let key = tcp("10.0.0.1", 80);
+    let table = table(
+        key,
+        Netmask::V4(Ipv4Addr::BROADCAST),
+        &["10.1.0.1", "10.1.0.2"],
+    );
+    let svc = table.service(&key).unwrap();
+    let t = Templates::new(Clock::new());
+    let a = chosen(&t, svc, "127.0.0.2:1000", "10.0.0.1:80");
+    let b = chosen(&t, svc, "127.0.0.3:1000", "10.0.0.1:80");
+    assert_ne!(a, b, "rr spreads new clients");
+    for port in 1001..1010 {
+        assert_eq!(
+            chosen(&t, svc, &format!("127.0.0.2:{port}"), "10.0.0.1:80"),
+            a
+        );
+        assert_eq!(
+            chosen(&t, svc, &format!("127.0.0.3:{port}"), "10.0.0.1:80"),
+            b
+        );
+    }
+    assert_eq!(t.len(), 2);
+    let persisted: u32 = svc
+        .servers
+        .iter()
+        .map(|s| s.state.persistent_conns.load(Relaxed))
+        .sum();
+    assert_eq!(
+        persisted, 2,
+        "one template per client, counted in PersistConn"
+    );
+    let listed = t.entries();
+    assert!(
+        listed
+            .iter()
+            .all(|e| e.client_port == 0 && e.virtual_port == 80)
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|e| e.protocol == "TCP" && e.state == "NONE")
+    );
+}
+
+#[test]
+fn the_netmask_groups_clients() {
+    let key = tcp("10.0.0.1", 80);
+    let table = table(
+        key,
+        Netmask::V4("255.255.255.0".parse().unwrap()),
+        &["10.1.0.1", "10.1.0.2"],
+    );
+    let svc = table.service(&key).unwrap();
+    let t = Templates::new(Clock::new());
+    let first = chosen(&t, svc, "127.0.0.2:1000", "10.0.0.1:80");
+    for c in 3..9 {
+        assert_eq!(
+            chosen(&t, svc, &format!("127.0.0.{c}:1000"), "10.0.0.1:80"),
+            first
+        );
+    }
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.entries()[0].client_addr.to_string(), "127.0.0.0");
+}
+
+#[test]
+fn fwmark_persistence_spans_ports_and_protocols() {
+    let key = ServiceKey::Fwmark {
+        mark: 5,
+        family: Family::Inet,
+    };
+    let table = table(
+        key,
+        Netmask::V4(Ipv4Addr::BROADCAST),
+        &["10.1.0.1", "10.1.0.2"],
+    );
+    let svc = table.service(&key).unwrap();
+    let t = Templates::new(Clock::new());
+    let first = chosen(&t, svc, "127.0.0.2:1000", "10.0.0.1:80");
+    assert_eq!(chosen(&t, svc, "127.0.0.2:1001", "10.0.0.1:443"), first);
+    assert_eq!(chosen(&t, svc, "127.0.0.2:1002", "10.0.0.2:8443"), first);
+    let e = &t.entries()[0];
+    assert_eq!(e.protocol, "IP");
+    assert_eq!(e.virtual_addr.to_string(), "0.0.0.5");
+    assert_eq!((e.virtual_port, e.dest_port), (0, 8080));
+}
+
+#[test]
+fn port_zero_services_persist_across_ports() {
+    let key = tcp("10.0.0.1", 0);
+    let table = table(
+        key,
+        Netmask::V4(Ipv4Addr::BROADCAST),
+        &["10.1.0.1", "10.1.0.2"],
+    );
+    let svc = table.service(&key).unwrap();
+    let t = Templates::new(Clock::new());
+    let first = chosen(&t, svc, "127.0.0.2:1000", "10.0.0.1:80");
+    assert_eq!(chosen(&t, svc, "127.0.0.2:1001", "10.0.0.1:443"), first);
+    assert_eq!(t.entries()[0].virtual_port, 0);
+}
+
+#[test]
+fn a_removed_server_is_not_used_and_quiesced_ones_keep_their_clients() {
+    let key = tcp("10.0.0.1", 80);
+    let mut table = table(
+        key,
+        Netmask::V4(Ipv4Addr::BROADCAST),
+        &["10.1.0.1", "10.1.0.2"],
+    );
+    let t = Templates::new(Clock::new());
+    let svc = Arc::clone(table.service(&key).unwrap());
+    let home = chosen(&t, &svc, "127.0.0.2:1000", "10.0.0.1:80");
+    // Quiesce it: the client keeps it (expire_quiescent_template off).
+    let quiesce = |w: i32| Command::EditServer {
+        service: key,
+        server: ServerConfig {
+            addr: home.parse().unwrap(),
+            port: 8080,
+            forward: Forward::Masq,
+            weight: w,
+            u_threshold: 0,
+            l_threshold: 0,
+            tunnel: Tunnel::default(),
+        },
+    };
+    table.apply(&quiesce(0), &UnicastOnly).unwrap();
+    let svc = Arc::clone(table.service(&key).unwrap());
+    assert_eq!(chosen(&t, &svc, "127.0.0.2:1001", "10.0.0.1:80"), home);
+    t.set_expire_quiescent(true);
+    assert_ne!(chosen(&t, &svc, "127.0.0.2:1002", "10.0.0.1:80"), home);
+    t.set_expire_quiescent(false);
+    // Remove the (new) server: the template pointing at it is void.
+    let now_home = chosen(&t, &svc, "127.0.0.2:1003", "10.0.0.1:80");
+    table
+        .apply(
+            &Command::DeleteServer {
+                service: key,
+                server: ServerKey {
+                    addr: now_home.parse().unwrap(),
+                    port: 8080,
+                },
+            },
+            &UnicastOnly,
+        )
+        .unwrap();
+    table.apply(&quiesce(1), &UnicastOnly).unwrap();
+    let svc = table.service(&key).unwrap();
+    assert_eq!(chosen(&t, svc, "127.0.0.2:1004", "10.0.0.1:80"), home);
+}
