@@ -31,6 +31,7 @@ fn add_service(i: u32) -> Command {
         timeout: 0,
         netmask: Netmask::full(key.family()),
         pe: None,
+        options: Default::default(),
     })
 }
 

@@ -1,15 +1,24 @@
-//! The `uvs run` daemon: holds the table, serves the control socket and runs the rate
-//! estimator, until told to stop. `main` wires signals to it; tests start it directly.
+//! The `uvs run` daemon: holds the director (table, connections, templates), serves the
+//! control socket, runs the data plane (listeners that follow the table), the rate
+//! estimator and the expiry sweeper, until told to stop; then it stops accepting, lets
+//! open connections finish up to a drain timeout, and removes its socket. `main` wires
+//! signals to it; tests start it directly.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::UnixListener;
 
 use crate::control::server::{self, BindError};
+use crate::director::Director;
+use crate::proxy::listeners;
 use crate::stats::ESTIMATOR_INTERVAL;
 use crate::table::TableHandle;
+
+/// How long a stopping daemon waits for open connections by default.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -19,39 +28,68 @@ pub enum DaemonError {
 
 /// A daemon whose control socket is bound, ready to run.
 pub struct Daemon {
-    table: Arc<TableHandle>,
+    director: Arc<Director>,
     listener: UnixListener,
     socket: PathBuf,
 }
 
 impl Daemon {
     /// Binds the control socket. Must be called inside a Tokio runtime.
-    pub fn bind(socket: &Path, table: Arc<TableHandle>) -> Result<Daemon, DaemonError> {
+    pub fn bind(socket: &Path, director: Arc<Director>) -> Result<Daemon, DaemonError> {
         let listener = server::bind(socket)?;
         Ok(Daemon {
-            table,
+            director,
             listener,
             socket: socket.to_path_buf(),
         })
     }
 
-    pub fn table(&self) -> &Arc<TableHandle> {
-        &self.table
+    pub fn director(&self) -> &Arc<Director> {
+        &self.director
     }
 
     pub fn socket(&self) -> &Path {
         &self.socket
     }
 
-    /// Serves until `shutdown` completes, then removes the control socket.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        tracing::info!(socket = %self.socket.display(), "uvs daemon listening");
-        let estimator = tokio::spawn(estimate_rates(Arc::clone(&self.table)));
-        tokio::select! {
-            () = server::serve(self.listener, Arc::clone(&self.table)) => {}
-            () = shutdown => {}
+    /// Serves until `shutdown` completes, then drains for at most `drain` and removes
+    /// the control socket.
+    pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
+        tracing::info!(
+            socket = %self.socket.display(),
+            forwarding = %self.director.options.forwarding,
+            "uvs daemon listening"
+        );
+        let director = self.director;
+        let tasks = [
+            tokio::spawn(server::serve(self.listener, Arc::clone(&director))),
+            tokio::spawn(estimate_rates(Arc::clone(&director.table))),
+            tokio::spawn(Arc::clone(&director).sweep()),
+        ];
+        let plane = tokio::spawn(listeners::manage(Arc::clone(&director)));
+        shutdown.await;
+
+        plane.abort();
+        director.stop_listening();
+        let open = director.conns.live();
+        if open > 0 {
+            tracing::info!(
+                open,
+                timeout_s = drain.as_secs(),
+                "draining open connections"
+            );
         }
-        estimator.abort();
+        let deadline = tokio::time::Instant::now() + drain;
+        while director.conns.live() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = director.conns.live();
+        if left > 0 {
+            tracing::warn!(left, "drain timeout: closing the remaining connections");
+        }
+        for task in tasks {
+            task.abort();
+        }
         let _ = std::fs::remove_file(&self.socket);
         tracing::info!("uvs daemon stopped");
     }

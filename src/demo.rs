@@ -1,58 +1,112 @@
-//! `uvs demo`: a daemon with a demonstration table, so uvs can be tried with nothing
-//! else installed. The table is written as ipvsadm rules and loaded through the same
-//! parser as `uvsadm -R`.
+//! `uvs demo`: the seed lab in one command, with nothing else installed. Two built-in
+//! HTTP backends answer `RS1` and `RS2`; a VIP on 127.0.0.1:8080 balances them round
+//! robin, so `curl -s 127.0.0.1:8080` alternates. The table is built with the same
+//! typed commands uvsadm sends.
 
-use crate::adm::cmdline::{self, Context, Invocation, Parsed};
-use crate::adm::names::NoNames;
-use crate::table::{Command, TableHandle};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// The demonstration table, in `ipvsadm -S -n` form.
-pub const RULES: &str = "\
--A -t 127.0.0.1:8080 -s rr
--a -t 127.0.0.1:8080 -r 127.0.0.1:9001 -m -w 1
--a -t 127.0.0.1:8080 -r 127.0.0.1:9002 -m -w 1
--A -t 127.0.0.1:8443 -s wrr -p 600
--a -t 127.0.0.1:8443 -r 127.0.0.1:9443 -m -w 3
--a -t 127.0.0.1:8443 -r 127.0.0.2:9443 -m -w 1
--A -u 127.0.0.1:5353 -s wlc
--a -u 127.0.0.1:5353 -r 127.0.0.1:9053 -m -w 1
--A -t [::1]:8080 -s sh -b sh-port
--a -t [::1]:8080 -r [::1]:9001 -m -w 1
--A -f 10 -s wlc -p 600 -M 255.255.255.0
--a -f 10 -r 127.0.0.1:0 -g -w 2
--a -f 10 -r 127.0.0.2:0 -g -w 0
-";
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
-/// The demonstration table as typed commands.
-pub fn commands() -> Vec<Command> {
-    RULES
-        .lines()
-        .filter_map(|line| {
-            let args: Vec<String> = std::iter::once("uvs")
-                .chain(line.split_whitespace())
-                .map(String::from)
-                .collect();
-            match cmdline::parse(&args, &mut NoNames, Context::Restore, false) {
-                Parsed::Run(Invocation::Apply(command)) => Some(command),
-                _ => None,
+use crate::table::{
+    Command, Forward, Netmask, Protocol, ServerConfig, ServiceConfig, ServiceFlags, ServiceKey,
+    ServiceOptions, TableError, TableHandle, Tunnel,
+};
+
+/// The demo's VIP.
+pub const VIP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+
+/// Answers any HTTP request on the connection with `body`, then closes.
+async fn answer(mut stream: TcpStream, body: &'static str) {
+    let mut request = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    let read = async {
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
             }
-        })
-        .collect()
-}
-
-/// Loads the demonstration table.
-pub fn load(table: &TableHandle) {
-    for command in commands() {
-        if let Err(e) = table.apply(&command) {
-            tracing::warn!("demo rule refused: {command}: {e}");
         }
+        true
+    };
+    if !matches!(
+        tokio::time::timeout(Duration::from_secs(10), read).await,
+        Ok(true)
+    ) {
+        return;
     }
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_demo_rule_parses() {
-        assert_eq!(super::commands().len(), super::RULES.lines().count());
+/// Starts a backend on an ephemeral loopback port; returns its address.
+pub async fn start_backend(body: &'static str) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            if let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(answer(stream, body));
+            }
+        }
+    });
+    Ok(addr)
+}
+
+/// The demo table: the VIP, round robin over the two backends.
+pub fn commands(rs1: SocketAddr, rs2: SocketAddr) -> Vec<Command> {
+    let key = ServiceKey::Inet {
+        protocol: Protocol::Tcp,
+        addr: VIP.ip(),
+        port: VIP.port(),
+    };
+    let server = |addr: SocketAddr| Command::AddServer {
+        service: key,
+        server: ServerConfig {
+            addr: addr.ip(),
+            port: addr.port(),
+            forward: Forward::Masq,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+            tunnel: Tunnel::default(),
+        },
+    };
+    vec![
+        Command::AddService(ServiceConfig {
+            key,
+            scheduler: "rr".into(),
+            flags: ServiceFlags::default(),
+            timeout: 0,
+            netmask: Netmask::full(key.family()),
+            pe: None,
+            options: ServiceOptions::default(),
+        }),
+        // IPVS lists (and round-robins) the newest server first: add RS2 first so the
+        // first request goes to RS1.
+        server(rs2),
+        server(rs1),
+    ]
+}
+
+/// Starts the backends and loads the demo table.
+pub async fn start(table: &Arc<TableHandle>) -> Result<(SocketAddr, SocketAddr), String> {
+    let rs1 = start_backend("RS1\n")
+        .await
+        .map_err(|e| format!("cannot start the demo backend RS1: {e}"))?;
+    let rs2 = start_backend("RS2\n")
+        .await
+        .map_err(|e| format!("cannot start the demo backend RS2: {e}"))?;
+    for command in commands(rs1, rs2) {
+        table
+            .apply(&command)
+            .map_err(|e: TableError| format!("demo rule `{command}' refused: {e}"))?;
     }
+    Ok((rs1, rs2))
 }

@@ -10,6 +10,8 @@
 //! - [`persist`]: persistence templates.
 //! - [`adm`]: ipvsadm's command language, listings and save format (used by `uvsadm`).
 //! - [`control`]: the control socket protocol, its server (daemon) and client (uvsadm).
+//! - [`director`]: the running balancer: table, connections, templates, listeners.
+//! - [`proxy`]: the data plane: listeners, TCP connections, the byte path.
 //! - [`daemon`]: the `uvs run` daemon that holds the table.
 //! - [`demo`]: the built-in demonstration behind `uvs demo`.
 
@@ -18,8 +20,11 @@ pub mod conn;
 pub mod control;
 pub mod daemon;
 pub mod demo;
+pub mod director;
 pub mod persist;
+pub mod proxy;
 pub mod sched;
 pub mod stats;
+pub mod status;
 pub mod sys;
 pub mod table;

@@ -1,18 +1,24 @@
-//! `uvs`: the daemon and its tools. `uvs run` holds the table and serves the control
-//! socket that `uvsadm` talks to; `uvs demo` does the same with a built-in table.
+//! `uvs`: the daemon and its tools. `uvs run` holds the table, balances the traffic and
+//! serves the control socket that `uvsadm` talks to; `uvs demo` runs the seed lab with
+//! built-in backends; `uvs status` shows what a running daemon is doing.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 
 use uvs::adm::backend::LocalBackend;
 use uvs::adm::names::NoNames;
 use uvs::adm::session::Session;
+use uvs::control::client::Client;
+use uvs::control::protocol::{Request, Response};
 use uvs::control::socket_path;
-use uvs::daemon::Daemon;
+use uvs::daemon::{DEFAULT_DRAIN_TIMEOUT, Daemon};
+use uvs::director::{Director, PlaneOptions};
+use uvs::proxy::forward::Forwarding;
 use uvs::table::{HostInterfaces, TableHandle};
 
 #[derive(Parser)]
@@ -26,23 +32,35 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Args)]
+struct DaemonArgs {
+    /// Control socket path [default: $UVS_SOCKET, else /run/uvs/uvs.sock for root,
+    /// $XDG_RUNTIME_DIR/uvs/uvs.sock or $TMPDIR/uvs-<uid>/uvs.sock for others]
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// How TCP bytes move: splice (zero-copy, Linux) or copy
+    #[arg(long, value_name = "HOW", default_value_t = Forwarding::best())]
+    forwarding: Forwarding,
+    /// On SIGTERM/SIGINT, how long open connections may take to finish, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_DRAIN_TIMEOUT.as_secs())]
+    drain_timeout: u64,
+    /// Persistent clients of a weight-0 server are scheduled anew
+    /// (IPVS's expire_quiescent_template)
+    #[arg(long)]
+    expire_quiescent_template: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run the daemon: hold the virtual-server table and serve the control socket.
-    Run {
-        /// Control socket path [default: $UVS_SOCKET, else /run/uvs/uvs.sock for root,
-        /// $XDG_RUNTIME_DIR/uvs/uvs.sock or $TMPDIR/uvs-<uid>/uvs.sock for others]
+    /// Run the daemon: hold the table, balance the traffic, serve the control socket.
+    Run(DaemonArgs),
+    /// Run the seed lab: a VIP on 127.0.0.1:8080, round robin over two built-in backends.
+    Demo(DaemonArgs),
+    /// Show what a running daemon is doing: services, listeners, real servers.
+    Status {
+        /// Control socket path [default: as for `uvs run`]
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
-    },
-    /// Run the daemon with a built-in demonstration table.
-    Demo {
-        /// Control socket path [default: a fresh directory under $TMPDIR]
-        #[arg(long, value_name = "PATH")]
-        socket: Option<PathBuf>,
-        /// Print the demonstration table and exit instead of serving it.
-        #[arg(long)]
-        once: bool,
     },
 }
 
@@ -93,11 +111,43 @@ fn print_table(table: &Arc<TableHandle>) {
     session.run(&["uvsadm".into(), "-L".into(), "-n".into()]);
 }
 
-async fn serve(socket: PathBuf, table: Arc<TableHandle>) -> anyhow::Result<()> {
-    let daemon = Daemon::bind(&socket, table)
+fn director(args: &DaemonArgs) -> Arc<Director> {
+    let table = Arc::new(TableHandle::new(Box::new(HostInterfaces)));
+    let director = Director::new(
+        table,
+        PlaneOptions {
+            forwarding: args.forwarding,
+        },
+    );
+    director
+        .templates
+        .set_expire_quiescent(args.expire_quiescent_template);
+    director
+}
+
+async fn serve(socket: PathBuf, director: Arc<Director>, args: &DaemonArgs) -> anyhow::Result<()> {
+    match uvs::sys::raise_nofile_limit() {
+        Ok(n) => tracing::debug!(limit = n, "open files"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
+    let daemon = Daemon::bind(&socket, director)
         .with_context(|| format!("uvs cannot start on {}", socket.display()))?;
-    daemon.run(shutdown_signal()).await;
+    daemon
+        .run(shutdown_signal(), Duration::from_secs(args.drain_timeout))
+        .await;
     Ok(())
+}
+
+async fn status(socket: Option<PathBuf>) -> anyhow::Result<()> {
+    let socket = socket.unwrap_or_else(socket_path::from_env);
+    let mut client = Client::new(socket);
+    match client.call(&Request::Status {})? {
+        Response::Status { status } => {
+            print!("{}", uvs::status::render(&status));
+            Ok(())
+        }
+        other => bail!("unexpected answer from the daemon: {other:?}"),
+    }
 }
 
 #[tokio::main]
@@ -105,31 +155,33 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Run { socket } => {
-            let socket = socket.unwrap_or_else(socket_path::from_env);
-            let table = Arc::new(TableHandle::new(Box::new(HostInterfaces)));
-            serve(socket, table).await
+        Command::Run(args) => {
+            let socket = args.socket.clone().unwrap_or_else(socket_path::from_env);
+            serve(socket, director(&args), &args).await
         }
-        Command::Demo { socket, once } => {
-            let table = Arc::new(TableHandle::new(Box::new(HostInterfaces)));
-            uvs::demo::load(&table);
-            println!("uvs demo: the demonstration table, as `uvsadm -L -n` shows it:\n");
-            print_table(&table);
-            if once {
-                return Ok(());
-            }
-            let (socket, _dir) = match socket {
-                Some(path) => (path, None),
-                None => {
-                    let dir = std::env::temp_dir().join(format!("uvs-demo-{}", std::process::id()));
-                    (dir.join("uvs.sock"), Some(dir))
-                }
+        Command::Demo(args) => {
+            let director = director(&args);
+            let (rs1, rs2) = uvs::demo::start(&director.table)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let socket = match &args.socket {
+                Some(path) => path.clone(),
+                None => std::env::temp_dir()
+                    .join(format!("uvs-demo-{}", std::process::id()))
+                    .join("uvs.sock"),
             };
             println!(
-                "\nThe daemon serves it on {0}. Try, in another terminal:\n  uvsadm --socket {0} -L -n --stats\n  uvsadm --socket {0} -a -t 127.0.0.1:8080 -r 127.0.0.1:9003 -m -w 2\nStop with Ctrl-C.",
-                socket.display()
+                "uvs demo: a VIP on {} balances round robin over two built-in backends,\nRS1 on {rs1} and RS2 on {rs2}:\n",
+                uvs::demo::VIP
             );
-            serve(socket, table).await
+            print_table(&director.table);
+            println!(
+                "\nTry, in another terminal:\n  for i in $(seq 10); do curl -s {vip}; done\n  uvsadm --socket {s} -L -n --stats\n  uvsadm --socket {s} -L -n -c\n  uvs status --socket {s}\nStop with Ctrl-C.",
+                vip = uvs::demo::VIP,
+                s = socket.display()
+            );
+            serve(socket, director, &args).await
         }
+        Command::Status { socket } => status(socket).await,
     }
 }

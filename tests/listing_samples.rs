@@ -267,6 +267,9 @@ impl Backend for Fixed {
     fn connections(&mut self) -> Result<Vec<ConnEntry>, BackendError> {
         Ok(self.conns.clone())
     }
+    fn listeners(&mut self) -> Result<Vec<uvs::table::ListenRule>, BackendError> {
+        Ok(Vec::new())
+    }
     fn apply(&mut self, _: &Command) -> Result<(), BackendError> {
         unreachable!("listings only")
     }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::table::{
-    AddressClassifier, Command, ConnEntry, Info, ServiceEntry, ServiceKey, TableError, TableHandle,
-    Timeouts,
+    AddressClassifier, Command, ConnEntry, Info, ListenRule, ServiceEntry, ServiceKey, TableError,
+    TableHandle, Timeouts,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,8 @@ pub trait Backend {
     fn service(&mut self, key: &ServiceKey) -> Result<ServiceEntry, BackendError>;
     fn timeouts(&mut self) -> Result<Timeouts, BackendError>;
     fn connections(&mut self) -> Result<Vec<ConnEntry>, BackendError>;
+    /// uvs's listen rules.
+    fn listeners(&mut self) -> Result<Vec<ListenRule>, BackendError>;
     fn apply(&mut self, command: &Command) -> Result<(), BackendError>;
 }
 
@@ -68,6 +70,10 @@ impl Backend for LocalBackend {
 
     fn connections(&mut self) -> Result<Vec<ConnEntry>, BackendError> {
         Ok(Vec::new())
+    }
+
+    fn listeners(&mut self) -> Result<Vec<ListenRule>, BackendError> {
+        Ok(self.table.snapshot().listen_rules())
     }
 
     fn apply(&mut self, command: &Command) -> Result<(), BackendError> {

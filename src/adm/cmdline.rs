@@ -12,8 +12,9 @@ use super::listing::Format;
 use super::names::Names;
 use super::popt::{ArgMode, OptionDef, Popt};
 use crate::table::{
-    Command, Family, Forward, Netmask, Protocol, ServerConfig, ServerKey, ServiceConfig,
-    ServiceFlags, ServiceKey, SyncRole, Timeouts, Tunnel, TunnelChecksum, TunnelKind,
+    Command, Family, Forward, ListenAddr, ListenRule, Netmask, Protocol, ProxyProtocol,
+    ServerConfig, ServerKey, ServiceConfig, ServiceFlags, ServiceKey, ServiceOptions, SyncRole,
+    Timeouts, Tunnel, TunnelChecksum, TunnelKind,
 };
 
 /// `MAX_TIMEOUT`: 31 days.
@@ -82,6 +83,13 @@ enum Tag {
     TunNoCsum,
     TunCsum,
     TunRemCsum,
+    AddListener,
+    DeleteListener,
+    Mark,
+    Listeners,
+    ConnectTimeout,
+    ProxyProtocol,
+    Freebind,
 }
 
 const fn opt(long: &'static str, short: Option<char>, arg: ArgMode, tag: Tag) -> OptionDef<Tag> {
@@ -155,6 +163,14 @@ const OPTIONS: &[OptionDef<Tag>] = &[
     opt("tun-nocsum", None, NoArg, Tag::TunNoCsum),
     opt("tun-csum", None, NoArg, Tag::TunCsum),
     opt("tun-remcsum", None, NoArg, Tag::TunRemCsum),
+    // uvs's own commands and options.
+    opt("add-listener", None, NoArg, Tag::AddListener),
+    opt("delete-listener", None, NoArg, Tag::DeleteListener),
+    opt("mark", None, Required, Tag::Mark),
+    opt("listeners", None, NoArg, Tag::Listeners),
+    opt("connect-timeout", None, Required, Tag::ConnectTimeout),
+    opt("proxy-protocol", None, Required, Tag::ProxyProtocol),
+    opt("freebind", None, NoArg, Tag::Freebind),
 ];
 
 /// The commands, in the order of ipvsadm's tables.
@@ -174,6 +190,8 @@ enum Cmd {
     Restore,
     Save,
     Zero,
+    AddListener,
+    DeleteListener,
 }
 
 impl Cmd {
@@ -193,25 +211,30 @@ impl Cmd {
             Cmd::Restore => "restore",
             Cmd::Save => "save",
             Cmd::Zero => "zero",
+            Cmd::AddListener => "add-listener",
+            Cmd::DeleteListener => "delete-listener",
         }
     }
 
     /// The row of the legality table: one character per option (see [`Opt`]):
-    /// '+' required, 'x' illegal, '1' at most one of the '1's, '.' optional.
+    /// '+' required, 'x' illegal, '1' at most one of the '1's, '.' optional. The first
+    /// 34 columns are ipvsadm's; the last 5 are uvs's own options.
     fn legality(self) -> &'static [u8; Opt::COUNT] {
-        //                      n c s s p M r f w x y m t d s r t p s s e o p b g p t s t t t n c r
-        //                          v       w d         c o m t t h c r i x p e   r o t i i y p o s e
+        //                      n c s s p M r f w x y m t d s r t p s s e o p b g p t s t t t n c r m l c p f
+        //                          v       w d         c o m t t h c r i x p e   r o t i i y p o s e a i t p b
         match self {
-            Cmd::Add | Cmd::Edit => b"xx+...xxxxxxxxxxxxxxx...xxxxxxxxxx",
-            Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::List => b".11xxxxxxxxx11.......xxxxxxx.xxxxx",
-            Cmd::AddDest | Cmd::EditDest => b"xx+xxx+....xxxxxxxxxxxxxxxxxx.....",
-            Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::StartDaemon => b"xxxxxxxxxxx.xxxxxxx.xxxx....xxxxxx",
-            Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxx.xxxxxxxxxxxxxx",
-            Cmd::Save => b".xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::Zero => b"xx.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::Flush | Cmd::Timeout | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::Add | Cmd::Edit => b"xx+...xxxxxxxxxxxxxxx...xxxxxxxxxxxx...",
+            Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::List => b".11xxxxxxxxx11.......xxxxxxx.xxxxxx1xxx",
+            Cmd::AddDest | Cmd::EditDest => b"xx+xxx+....xxxxxxxxxxxxxxxxxx.....xxxxx",
+            Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::StartDaemon => b"xxxxxxxxxxx.xxxxxxx.xxxx....xxxxxxxxxxx",
+            Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxx.xxxxxxxxxxxxxxxxxxx",
+            Cmd::Save => b".xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::Zero => b"xx.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::AddListener => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.xxxx",
+            Cmd::DeleteListener => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::Flush | Cmd::Timeout | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
         }
     }
 }
@@ -220,7 +243,7 @@ impl Cmd {
 struct Opt;
 
 impl Opt {
-    const COUNT: usize = 34;
+    const COUNT: usize = 39;
     const NUMERIC: usize = 0;
     const CONNECTION: usize = 1;
     const SERVICE: usize = 2;
@@ -255,6 +278,11 @@ impl Opt {
     const TUN_NOCSUM: usize = 31;
     const TUN_CSUM: usize = 32;
     const TUN_REMCSUM: usize = 33;
+    const MARK: usize = 34;
+    const LISTENERS: usize = 35;
+    const CONNECT_TIMEOUT: usize = 36;
+    const PROXY_PROTOCOL: usize = 37;
+    const FREEBIND: usize = 38;
 
     const NAMES: [&'static str; Opt::COUNT] = [
         "numeric",
@@ -291,6 +319,11 @@ impl Opt {
         "tun-nocsum",
         "tun-csum",
         "tun-remcsum",
+        "mark",
+        "listeners",
+        "connect-timeout",
+        "proxy-protocol",
+        "freebind",
     ];
 }
 
@@ -302,6 +335,8 @@ pub enum ListTarget {
     Connections,
     Timeouts,
     Daemons,
+    /// uvs's listen rules (`--listeners`).
+    Listeners,
 }
 
 /// A command line that parsed and passed ipvsadm's checks.
@@ -347,6 +382,7 @@ struct ServiceArgs {
     /// An IPv4 mask (host order) or, for IPv6, a prefix length, as ipvsadm keeps it.
     netmask: u32,
     pe_name: String,
+    options: ServiceOptions,
 }
 
 #[derive(Debug, Clone)]
@@ -382,6 +418,16 @@ struct Parser<'n> {
     dest: ServerArgs,
     sync_role: SyncRole,
     sched_flags_arg: String,
+    mark: Option<u32>,
+}
+
+/// `--connect-timeout`: whole seconds, or milliseconds with an `ms` suffix; 1 ms to 1 h.
+fn parse_connect_timeout(v: &str) -> Option<u32> {
+    let ms = match v.strip_suffix("ms") {
+        Some(ms) => string_to_number(ms, 1, 3_600_000)?,
+        None => string_to_number(v.strip_suffix('s').unwrap_or(v), 1, 3600)? * 1000,
+    };
+    Some(ms as u32)
 }
 
 fn c_truncate(s: &str, max: usize) -> String {
@@ -411,6 +457,7 @@ impl<'n> Parser<'n> {
                 timeout: 0,
                 netmask: 0xffff_ffff,
                 pe_name: String::new(),
+                options: ServiceOptions::default(),
             },
             dest: ServerArgs {
                 af: 0,
@@ -424,6 +471,7 @@ impl<'n> Parser<'n> {
             },
             sync_role: SyncRole::Master,
             sched_flags_arg: String::new(),
+            mark: None,
         }
     }
 
@@ -702,6 +750,38 @@ impl<'n> Parser<'n> {
                 self.set_option(Opt::TUN_REMCSUM)?;
                 self.dest.tunnel.checksum = TunnelChecksum::RemCsum;
             }
+            Tag::Mark => {
+                self.set_option(Opt::MARK)?;
+                self.mark =
+                    Some(string_to_number(v, 1, i64::from(u32::MAX)).ok_or_else(|| {
+                        Parsed::Fail(format!("invalid mark value `{v}' specified"))
+                    })? as u32);
+            }
+            Tag::Listeners => self.set_option(Opt::LISTENERS)?,
+            Tag::ConnectTimeout => {
+                self.set_option(Opt::CONNECT_TIMEOUT)?;
+                self.svc.options.connect_timeout_ms = parse_connect_timeout(v).ok_or_else(|| {
+                    Parsed::Fail(format!(
+                        "invalid connect timeout `{v}' specified (seconds, or milliseconds with ms, up to 3600 s)"
+                    ))
+                })?;
+            }
+            Tag::ProxyProtocol => {
+                self.set_option(Opt::PROXY_PROTOCOL)?;
+                self.svc.options.proxy_protocol = Some(match v {
+                    "v1" | "1" => ProxyProtocol::V1,
+                    "v2" | "2" => ProxyProtocol::V2,
+                    _ => {
+                        return Err(Parsed::Fail(format!(
+                            "invalid PROXY protocol version `{v}' (v1 or v2)"
+                        )));
+                    }
+                });
+            }
+            Tag::Freebind => {
+                self.set_option(Opt::FREEBIND)?;
+                self.svc.options.freebind = true;
+            }
             // A command (or -h, -v) after the command.
             _ => return Err(Parsed::Fail(format!("invalid option `{bad_word}'"))),
         }
@@ -846,6 +926,7 @@ impl<'n> Parser<'n> {
                 Family::Inet => Netmask::V4(Ipv4Addr::from(self.svc.netmask)),
             },
             pe: (!self.svc.pe_name.is_empty()).then(|| self.svc.pe_name.clone()),
+            options: self.svc.options,
         }
     }
 
@@ -897,6 +978,8 @@ pub fn parse(args: &[String], names: &mut dyn Names, context: Context, posix: bo
                     Cmd::StopDaemon
                 }
             }
+            Tag::AddListener => Cmd::AddListener,
+            Tag::DeleteListener => Cmd::DeleteListener,
             Tag::Help => return Parsed::Help,
             Tag::Version => return Parsed::Version,
             _ => return Parsed::TryHelp,
@@ -1015,6 +1098,7 @@ fn finish(p: &mut Parser<'_>, cmd: Cmd, timeouts: Timeouts) -> Result<Invocation
             let timeout_or_daemon = p.has(Opt::TIMEOUT) || p.has(Opt::DAEMON);
             if ((p.has(Opt::CONNECTION) || timeout_or_daemon) && stats_like)
                 || (timeout_or_daemon && p.has(Opt::PERSISTENTCONN))
+                || (p.has(Opt::LISTENERS) && (stats_like || p.has(Opt::PERSISTENTCONN)))
             {
                 return Err(Parsed::Fail("options conflicts in the list command".into()));
             }
@@ -1026,6 +1110,8 @@ fn finish(p: &mut Parser<'_>, cmd: Cmd, timeouts: Timeouts) -> Result<Invocation
                 ListTarget::Timeouts
             } else if p.has(Opt::DAEMON) {
                 ListTarget::Daemons
+            } else if p.has(Opt::LISTENERS) {
+                ListTarget::Listeners
             } else {
                 ListTarget::All
             };
@@ -1067,6 +1153,35 @@ fn finish(p: &mut Parser<'_>, cmd: Cmd, timeouts: Timeouts) -> Result<Invocation
         Cmd::Timeout => Invocation::Apply(Command::SetTimeouts(timeouts)),
         Cmd::StartDaemon => Invocation::Apply(Command::StartSyncDaemon { role: p.sync_role }),
         Cmd::StopDaemon => Invocation::Apply(Command::StopSyncDaemon { role: p.sync_role }),
+        Cmd::AddListener | Cmd::DeleteListener => {
+            let listen = match key {
+                ServiceKey::Inet {
+                    protocol: protocol @ (Protocol::Tcp | Protocol::Udp),
+                    addr,
+                    port,
+                } => ListenAddr {
+                    protocol,
+                    addr,
+                    port,
+                },
+                _ => {
+                    return Err(Parsed::Fail(
+                        "a listener is a TCP or UDP address: give it with -t or -u".into(),
+                    ));
+                }
+            };
+            if listen.port == 0 {
+                return Err(Parsed::Fail("Zero port specified for listener".into()));
+            }
+            if cmd == Cmd::AddListener {
+                Invocation::Apply(Command::AddListener(ListenRule {
+                    listen,
+                    mark: p.mark,
+                }))
+            } else {
+                Invocation::Apply(Command::DeleteListener { listen })
+            }
+        }
     })
 }
 

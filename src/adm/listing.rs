@@ -11,7 +11,8 @@ use super::inet::inet_ntop;
 use super::names::Names;
 use super::sort::{compare_servers, compare_services, merge_sort};
 use crate::table::{
-    ConnEntry, Forward, Info, ServerEntry, ServiceEntry, ServiceKey, Timeouts, TunnelKind,
+    ConnEntry, Forward, Info, ListenRule, ServerEntry, ServiceEntry, ServiceKey, Timeouts,
+    TunnelKind,
 };
 
 /// ipvsadm's printing format flags (FMT_*).
@@ -211,6 +212,7 @@ pub fn service_entry(
         if !sched_flags.is_empty() {
             let _ = write!(out, " -b {sched_flags}");
         }
+        out.push_str(&entry.options.arguments());
     } else if format.has(Format::STATS) {
         let _ = write!(out, "{svc_name:<33}");
         let c = &entry.stats.counters;
@@ -330,6 +332,25 @@ fn server_line(out: &mut String, svc_name: &str, dname: &str, s: &ServerEntry, f
             s.inactive_conns
         )
     };
+}
+
+/// uvs's listen rules, as the uvsadm commands that make them.
+pub fn listen_rules(out: &mut String, names: &mut dyn Names, rules: &[ListenRule], format: Format) {
+    for rule in rules {
+        let l = &rule.listen;
+        let name = addrport_to_anyname(
+            names,
+            &l.addr,
+            l.port,
+            Some(l.protocol.services_name()),
+            format,
+        );
+        let _ = write!(out, "--add-listener {} {name}", l.protocol.switch());
+        if let Some(mark) = rule.mark {
+            let _ = write!(out, " --mark {mark}");
+        }
+        out.push('\n');
+    }
 }
 
 /// The first line of `-L`.

@@ -111,9 +111,17 @@ Daemon Options:
   --mcast-group address               IPv4/IPv6 group (default=224.0.0.81)
   --mcast-port port                   UDP port (default=8848)
   --mcast-ttl ttl                     Multicast TTL (default=1)
-uvsadm options:
+uvsadm options (uvs only):
   --socket PATH                       control socket of the uvs daemon
                                       (default: $UVS_SOCKET, else the runtime directory)
+  --add-listener -t|-u address:port [--mark N]
+                                      reach fwmark group N (or the address's port-0
+                                      service) on this address too
+  --delete-listener -t|-u address:port
+  --listeners                         with -L: list the listen rules
+  --connect-timeout seconds|Nms       with -A|-E: how long to wait for a real server
+  --proxy-protocol v1|v2              with -A|-E: send a PROXY header to real servers
+  --freebind                          with -A|-E: listen even if the VIP is not local yet
 ";
 
 /// Ends the program with this status (ipvsadm's `exit()` from deep inside).
@@ -288,6 +296,11 @@ impl Session<'_> {
                 }
                 let entries = self.ask(|b| b.services())?;
                 listing::services(&mut text, self.names, &entries, format);
+                if format.has(Format::RULE) {
+                    // uvs's listen rules follow the services, so -R restores them too.
+                    let rules = self.ask(|b| b.listeners())?;
+                    listing::listen_rules(&mut text, self.names, &rules, format);
+                }
             }
             ListTarget::Service(key) => {
                 let entry = self.ask(|b| b.service(key))?;
@@ -300,6 +313,10 @@ impl Session<'_> {
             ListTarget::Timeouts => {
                 let t = self.ask(|b| b.timeouts())?;
                 listing::timeouts(&mut text, &t);
+            }
+            ListTarget::Listeners => {
+                let rules = self.ask(|b| b.listeners())?;
+                listing::listen_rules(&mut text, self.names, &rules, format);
             }
             ListTarget::Daemons => {
                 // uvs runs no sync daemon, so there is nothing to list; the daemon is

@@ -10,7 +10,7 @@ use super::protocol::{
     MAX_RESPONSE_BYTES, Request, Response, decode_response, encode_request, read_frame, write_frame,
 };
 use crate::adm::backend::{Backend, BackendError};
-use crate::table::{Command, ConnEntry, Info, ServiceEntry, ServiceKey, Timeouts};
+use crate::table::{Command, ConnEntry, Info, ListenRule, ServiceEntry, ServiceKey, Timeouts};
 
 /// How long uvsadm waits for the daemon's answer before giving up.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -116,6 +116,13 @@ impl Backend for Client {
     fn connections(&mut self) -> Result<Vec<ConnEntry>, BackendError> {
         match self.call(&Request::ListConnections {})? {
             Response::Connections { connections } => Ok(connections),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    fn listeners(&mut self) -> Result<Vec<ListenRule>, BackendError> {
+        match self.call(&Request::ListListeners {})? {
+            Response::Listeners { rules } => Ok(rules),
             other => Err(self.unexpected(other)),
         }
     }

@@ -10,7 +10,33 @@ use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::table::{Command, ConnEntry, Info, ServiceEntry, ServiceKey, TableError, Timeouts};
+use crate::table::{
+    Command, ConnEntry, Info, ListenAddr, ListenRule, ServiceEntry, ServiceKey, TableError,
+    Timeouts,
+};
+
+/// One listen address and how it is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerStatus {
+    pub listen: ListenAddr,
+    /// The service it leads to.
+    pub service: ServiceKey,
+    /// "listening", or why not (the bind error, retried).
+    pub state: String,
+}
+
+/// The daemon's view for `uvs status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    /// "userspace" (the kernel backend comes later).
+    pub mode: String,
+    /// How TCP bytes move: "splice" or "copy".
+    pub forwarding: String,
+    pub services: Vec<ServiceEntry>,
+    pub listeners: Vec<ListenerStatus>,
+    pub live_connections: usize,
+}
 
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest request the daemon reads (a command is a few hundred bytes).
@@ -25,10 +51,17 @@ pub const MAX_RESPONSE_BYTES: u32 = 256 << 20;
 pub enum Request {
     Info {},
     ListServices {},
-    GetService { service: ServiceKey },
+    GetService {
+        service: ServiceKey,
+    },
     GetTimeouts {},
     ListConnections {},
-    Apply { command: Command },
+    ListListeners {},
+    /// What the data plane is doing: listeners and their state (`uvs status`).
+    Status {},
+    Apply {
+        command: Command,
+    },
 }
 
 /// Why a request could not be understood.
@@ -63,6 +96,12 @@ pub enum Response {
     },
     Connections {
         connections: Vec<ConnEntry>,
+    },
+    Listeners {
+        rules: Vec<ListenRule>,
+    },
+    Status {
+        status: Box<Status>,
     },
     Applied,
     /// The table refused the request.

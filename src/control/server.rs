@@ -16,8 +16,9 @@ use tokio::sync::Semaphore;
 use super::protocol::{
     MAX_REQUEST_BYTES, ProtocolError, Request, Response, decode_request, encode_response,
 };
+use crate::director::Director;
 use crate::sys;
-use crate::table::{Info, TableHandle};
+use crate::table::Info;
 
 /// Most clients served at once; more wait until one leaves.
 pub const MAX_CLIENTS: usize = 64;
@@ -74,8 +75,9 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
     Ok(listener)
 }
 
-/// Answers one request from the table. Changes go through `TableHandle::apply`.
-pub fn answer(request: Request, table: &TableHandle) -> Response {
+/// Answers one request. Changes go through `TableHandle::apply`.
+pub fn answer(request: Request, director: &Director) -> Response {
+    let table = &director.table;
     match request {
         Request::Info {} => Response::Info {
             info: Info::default(),
@@ -90,9 +92,14 @@ pub fn answer(request: Request, table: &TableHandle) -> Response {
         Request::GetTimeouts {} => Response::Timeouts {
             timeouts: table.snapshot().timeouts(),
         },
-        // The connection table arrives with the data plane; until then it is empty.
         Request::ListConnections {} => Response::Connections {
-            connections: Vec::new(),
+            connections: director.connections(),
+        },
+        Request::ListListeners {} => Response::Listeners {
+            rules: table.snapshot().listen_rules(),
+        },
+        Request::Status {} => Response::Status {
+            status: Box::new(director.status()),
         },
         Request::Apply { command } => match table.apply(&command) {
             Ok(()) => {
@@ -109,7 +116,7 @@ pub fn answer(request: Request, table: &TableHandle) -> Response {
 
 /// Accepts clients until the future is dropped. At most [`MAX_CLIENTS`] are served at
 /// once; further clients wait in the listen backlog until one leaves.
-pub async fn serve(listener: UnixListener, table: Arc<TableHandle>) {
+pub async fn serve(listener: UnixListener, director: Arc<Director>) {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     let own_uid = sys::effective_uid();
     loop {
@@ -125,7 +132,7 @@ pub async fn serve(listener: UnixListener, table: Arc<TableHandle>) {
                 continue;
             }
         };
-        let table = Arc::clone(&table);
+        let director = Arc::clone(&director);
         tokio::spawn(async move {
             let _slot = slot;
             let mut stream = stream;
@@ -139,7 +146,7 @@ pub async fn serve(listener: UnixListener, table: Arc<TableHandle>) {
                 let _ = send(&mut stream, &denied).await;
                 return;
             }
-            client(stream, &table).await;
+            client(stream, &director).await;
         });
     }
 }
@@ -153,7 +160,7 @@ async fn send(stream: &mut UnixStream, response: &Response) -> io::Result<()> {
 }
 
 /// Serves one client until it leaves, stalls, or breaks the framing.
-async fn client(mut stream: UnixStream, table: &TableHandle) {
+async fn client(mut stream: UnixStream, director: &Director) {
     loop {
         let len = match tokio::time::timeout(IDLE_TIMEOUT, stream.read_u32()).await {
             Ok(Ok(len)) => len,
@@ -175,7 +182,7 @@ async fn client(mut stream: UnixStream, table: &TableHandle) {
             _ => return,
         }
         let response = match decode_request(&body) {
-            Ok(request) => answer(request, table),
+            Ok(request) => answer(request, director),
             Err(error) => Response::Error { error },
         };
         if send(&mut stream, &response).await.is_err() {

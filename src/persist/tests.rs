@@ -25,6 +25,7 @@ fn table(key: ServiceKey, netmask: Netmask, servers: &[&str]) -> Table {
             timeout: 300,
             netmask,
             pe: None,
+            options: Default::default(),
         }),
         &UnicastOnly,
     )

@@ -9,8 +9,9 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::key::{Family, ServerKey, ServiceKey};
+use super::listener::{ListenAddr, ListenRule};
 use super::real_server::{Forward, Tunnel, TunnelKind};
-use super::service::{Netmask, ServiceFlags};
+use super::service::{Netmask, ServiceFlags, ServiceOptions};
 use super::timeouts::Timeouts;
 
 /// Everything `-A` / `-E` set on a service. `-E` replaces all of it, as IPVS does.
@@ -25,6 +26,9 @@ pub struct ServiceConfig {
     pub netmask: Netmask,
     /// Persistence engine name (`--pe`), if any.
     pub pe: Option<String>,
+    /// uvs's own settings.
+    #[serde(default)]
+    pub options: ServiceOptions,
 }
 
 /// Everything `-a` / `-e` set on a real server. `-e` replaces all of it, as IPVS does.
@@ -101,6 +105,11 @@ pub enum Command {
     StopSyncDaemon {
         role: SyncRole,
     },
+    /// Reach a service on one more address (see `table::listener`).
+    AddListener(ListenRule),
+    DeleteListener {
+        listen: ListenAddr,
+    },
 }
 
 /// `-t 1.2.3.4:80`, `-f 5 -6`: the service as ipvsadm options.
@@ -152,7 +161,7 @@ impl fmt::Display for ServiceConfig {
         if !flags.is_empty() {
             write!(f, " -b {flags}")?;
         }
-        Ok(())
+        f.write_str(&self.options.arguments())
     }
 }
 
@@ -206,6 +215,8 @@ impl fmt::Display for Command {
             Command::SetTimeouts(t) => write!(f, "--set {} {} {}", t.tcp, t.tcp_fin, t.udp),
             Command::StartSyncDaemon { role } => write!(f, "--start-daemon {}", role.name()),
             Command::StopSyncDaemon { role } => write!(f, "--stop-daemon {}", role.name()),
+            Command::AddListener(rule) => write!(f, "--add-listener {rule}"),
+            Command::DeleteListener { listen } => write!(f, "--delete-listener {listen}"),
         }
     }
 }
@@ -227,6 +238,7 @@ mod tests {
             timeout: 120,
             netmask: Netmask::V6(64),
             pe: None,
+            options: ServiceOptions::default(),
         });
         assert_eq!(add.to_string(), "-A -f 6 -6 -s sh -p 120 -M 64 -b sh-port");
         let server = ServerConfig {

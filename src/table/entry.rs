@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::key::ServiceKey;
 use super::real_server::{Forward, Tunnel};
-use super::service::{Netmask, ServiceFlags};
+use super::service::{Netmask, ServiceFlags, ServiceOptions};
 use crate::stats::StatsView;
 
 /// IPVS version 1.2.1, as the kernel reports it (and ipvsadm prints it).
@@ -58,6 +58,9 @@ pub struct ServiceEntry {
     pub timeout: u32,
     pub netmask: Netmask,
     pub pe: Option<String>,
+    /// uvs's own settings (not shown by ipvsadm's listings; written by `-S`).
+    #[serde(default)]
+    pub options: ServiceOptions,
     pub stats: StatsView,
     pub servers: Vec<ServerEntry>,
 }

@@ -31,6 +31,12 @@ pub enum TableError {
     /// ERANGE: negative weight, lower threshold above the upper one.
     #[error("Numerical result out of range")]
     OutOfRange,
+    /// `--add-listener` for an address that already has a rule.
+    #[error("Listener already exists")]
+    ListenerExists,
+    /// `--delete-listener` for an address without a rule.
+    #[error("No such listener")]
+    NoSuchListener,
     /// Connection-state synchronisation (ipvsadm --start-daemon) is a kernel feature uvs
     /// does not offer.
     #[error(

@@ -11,6 +11,7 @@ pub mod command;
 pub mod entry;
 pub mod error;
 pub mod key;
+pub mod listener;
 pub mod order;
 pub mod real_server;
 pub mod server_address;
@@ -25,9 +26,12 @@ pub use command::{Command, ServerConfig, ServiceConfig, SyncRole};
 pub use entry::{ConnEntry, Info, ServerEntry, ServiceEntry};
 pub use error::TableError;
 pub use key::{Family, Protocol, ServerKey, ServiceKey};
+pub use listener::{ListenAddr, ListenRule};
 pub use real_server::{Forward, RealServer, RealServerState, Tunnel, TunnelChecksum, TunnelKind};
 pub use server_address::{AddressClassifier, HostInterfaces, UnicastOnly};
-pub use service::{Netmask, PersistenceEngine, Service, ServiceFlags, ServiceState};
+pub use service::{
+    Netmask, PersistenceEngine, ProxyProtocol, Service, ServiceFlags, ServiceOptions, ServiceState,
+};
 pub use timeouts::Timeouts;
 
 use crate::sched::{ListChange, Scheduler};
@@ -39,6 +43,7 @@ use crate::stats::Stats;
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     services: imbl::HashMap<ServiceKey, Arc<Service>>,
+    listeners: imbl::HashMap<ListenAddr, Option<u32>>,
     timeouts: Timeouts,
     next_created: u64,
     totals: Arc<Stats>,
@@ -96,6 +101,7 @@ impl Table {
                     timeout: config.timeout,
                     netmask: config.netmask,
                     pe: resolved.pe,
+                    options: config.options,
                     servers: Vec::new(),
                     created: self.next_created,
                     state: Arc::default(),
@@ -119,6 +125,7 @@ impl Table {
                 service.timeout = config.timeout;
                 service.netmask = config.netmask;
                 service.pe = resolved.pe;
+                service.options = config.options;
                 self.services.insert(config.key, Arc::new(service));
             }
             Command::DeleteService { service } => {
@@ -133,6 +140,7 @@ impl Table {
                     retire_servers(gone);
                 }
                 self.services.clear();
+                self.listeners.clear();
             }
             Command::AddServer { service, server } => {
                 let mut svc = self.server_command_target(service, server)?;
@@ -194,6 +202,21 @@ impl Table {
             Command::StartSyncDaemon { .. } | Command::StopSyncDaemon { .. } => {
                 return Err(TableError::SyncUnavailable);
             }
+            Command::AddListener(rule) => {
+                let l = &rule.listen;
+                if l.protocol == Protocol::Sctp || l.port == 0 || rule.mark == Some(0) {
+                    return Err(TableError::InvalidOperation);
+                }
+                if self.listeners.contains_key(l) {
+                    return Err(TableError::ListenerExists);
+                }
+                self.listeners.insert(*l, rule.mark);
+            }
+            Command::DeleteListener { listen } => {
+                self.listeners
+                    .remove(listen)
+                    .ok_or(TableError::NoSuchListener)?;
+            }
         }
         Ok(())
     }
@@ -214,6 +237,78 @@ impl Table {
             return Err(TableError::InvalidOperation);
         }
         Ok(Service::clone(current))
+    }
+
+    /// The listen rules, sorted.
+    pub fn listen_rules(&self) -> Vec<ListenRule> {
+        let mut rules: Vec<ListenRule> = self
+            .listeners
+            .iter()
+            .map(|(listen, mark)| ListenRule {
+                listen: *listen,
+                mark: *mark,
+            })
+            .collect();
+        rules.sort_by_key(|r| (r.listen.protocol, r.listen.addr, r.listen.port));
+        rules
+    }
+
+    /// The service a connection to `listen` belongs to, by IPVS's precedence: an
+    /// fwmark group (through a rule), the exact service, the port-0 service (through a
+    /// rule).
+    pub fn route(&self, listen: &ListenAddr) -> Option<&Arc<Service>> {
+        let rule = self.listeners.get(listen);
+        if let Some(Some(mark)) = rule {
+            let family = Family::of(&listen.addr);
+            if let Some(svc) = self.services.get(&ServiceKey::Fwmark {
+                mark: *mark,
+                family,
+            }) {
+                return Some(svc);
+            }
+        }
+        let exact = ServiceKey::Inet {
+            protocol: listen.protocol,
+            addr: listen.addr,
+            port: listen.port,
+        };
+        if let Some(svc) = self.services.get(&exact) {
+            return Some(svc);
+        }
+        rule?;
+        self.services.get(&ServiceKey::Inet {
+            protocol: listen.protocol,
+            addr: listen.addr,
+            port: 0,
+        })
+    }
+
+    /// Every address the data plane should listen on, with the service it leads to.
+    pub fn listen_addresses(&self) -> Vec<(ListenAddr, Arc<Service>)> {
+        let own = self.services.values().filter_map(|svc| match svc.key {
+            ServiceKey::Inet {
+                protocol: protocol @ (Protocol::Tcp | Protocol::Udp),
+                addr,
+                port,
+            } if port != 0 => Some(ListenAddr {
+                protocol,
+                addr,
+                port,
+            }),
+            _ => None,
+        });
+        let ruled = self.listeners.keys().copied();
+        let mut all: Vec<ListenAddr> = own.chain(ruled).collect();
+        all.sort_by_key(|l| (l.protocol, l.addr, l.port));
+        all.dedup();
+        all.into_iter()
+            .filter_map(|l| self.route(&l).map(|svc| (l, Arc::clone(svc))))
+            .collect()
+    }
+
+    /// Counters over all services, for readers that keep them (the data plane).
+    pub fn totals_handle(&self) -> Arc<Stats> {
+        Arc::clone(&self.totals)
     }
 
     /// Every service as a listing sees it, in dump order.
@@ -324,6 +419,7 @@ fn entry_of(svc: &Service) -> ServiceEntry {
         timeout: svc.timeout,
         netmask: svc.netmask,
         pe: svc.pe.map(|pe| pe.name().to_string()),
+        options: svc.options,
         stats: svc.state.stats.view(),
         servers: svc
             .servers
@@ -351,6 +447,8 @@ pub struct TableHandle {
     current: ArcSwap<Table>,
     writer: Mutex<()>,
     addresses: Box<dyn AddressClassifier>,
+    /// Bumped on every published change, for readers that follow the table.
+    version: tokio::sync::watch::Sender<u64>,
 }
 
 impl TableHandle {
@@ -359,7 +457,13 @@ impl TableHandle {
             current: ArcSwap::from_pointee(Table::new()),
             writer: Mutex::new(()),
             addresses,
+            version: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// A receiver that wakes on every change (the listener manager follows it).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
     }
 
     /// The latest published table.
@@ -373,6 +477,7 @@ impl TableHandle {
         let mut next = Table::clone(&self.current.load());
         next.apply(command, self.addresses.as_ref())?;
         self.current.store(Arc::new(next));
+        self.version.send_modify(|v| *v += 1);
         Ok(())
     }
 }

@@ -107,6 +107,14 @@ pub struct Tunnel {
     pub checksum: TunnelChecksum,
 }
 
+/// Failed connects, by reason.
+#[derive(Debug, Default)]
+pub struct ConnectFailures {
+    pub refused: std::sync::atomic::AtomicU64,
+    pub timeout: std::sync::atomic::AtomicU64,
+    pub other: std::sync::atomic::AtomicU64,
+}
+
 /// Live state of a real server, shared by `Arc` between table snapshots and with the data
 /// plane, so edits keep counters and connection counts. The settings the data plane needs
 /// between snapshots (weight, thresholds, whether the server is still in the table) are
@@ -117,6 +125,8 @@ pub struct RealServerState {
     pub active_conns: AtomicU32,
     pub inactive_conns: AtomicU32,
     pub persistent_conns: AtomicU32,
+    /// Failed connects to this server, by reason.
+    pub connect_failures: ConnectFailures,
     /// IP_VS_DEST_F_OVERLOAD: set and cleared by the thresholds.
     overloaded: AtomicBool,
     /// IP_VS_DEST_F_AVAILABLE: false once the server is deleted from its service.
@@ -133,6 +143,7 @@ impl Default for RealServerState {
             active_conns: AtomicU32::new(0),
             inactive_conns: AtomicU32::new(0),
             persistent_conns: AtomicU32::new(0),
+            connect_failures: ConnectFailures::default(),
             overloaded: AtomicBool::new(false),
             available: AtomicBool::new(true),
             weight: AtomicU32::new(0),

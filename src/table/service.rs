@@ -120,11 +120,80 @@ impl PersistenceEngine {
     }
 }
 
+/// PROXY protocol header sent to real servers before the client's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocol {
+    V1,
+    V2,
+}
+
+impl ProxyProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyProtocol::V1 => "v1",
+            ProxyProtocol::V2 => "v2",
+        }
+    }
+}
+
+/// What uvs adds to a service beyond IPVS (set with uvsadm's extra options or the
+/// configuration file; ipvsadm's listings do not show them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceOptions {
+    /// How long to wait for a real server to accept, in milliseconds (0: the default).
+    pub connect_timeout_ms: u32,
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// Listen even where the VIP is not (yet) a local address (IP_FREEBIND).
+    pub freebind: bool,
+}
+
+impl ServiceOptions {
+    /// The connect timeout when none is set.
+    pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 5000;
+
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        let ms = if self.connect_timeout_ms == 0 {
+            Self::DEFAULT_CONNECT_TIMEOUT_MS
+        } else {
+            self.connect_timeout_ms
+        };
+        std::time::Duration::from_millis(u64::from(ms))
+    }
+
+    /// The uvsadm options that set these (empty when all are defaults).
+    pub fn arguments(&self) -> String {
+        let mut s = String::new();
+        if self.connect_timeout_ms != 0 {
+            if self.connect_timeout_ms.is_multiple_of(1000) {
+                s.push_str(&format!(
+                    " --connect-timeout {}",
+                    self.connect_timeout_ms / 1000
+                ));
+            } else {
+                s.push_str(&format!(" --connect-timeout {}ms", self.connect_timeout_ms));
+            }
+        }
+        if let Some(p) = self.proxy_protocol {
+            s.push_str(&format!(" --proxy-protocol {}", p.name()));
+        }
+        if self.freebind {
+            s.push_str(" --freebind");
+        }
+        s
+    }
+}
+
 /// Per-service state that outlives edits: counters (and, with the data plane, the
 /// scheduler's position).
 #[derive(Debug, Default)]
 pub struct ServiceState {
     pub stats: Stats,
+    /// Connections retried on another real server after a failed connect.
+    pub retries: std::sync::atomic::AtomicU64,
+    /// Connections refused because no real server was available.
+    pub unavailable: std::sync::atomic::AtomicU64,
 }
 
 /// One virtual service.
@@ -137,6 +206,7 @@ pub struct Service {
     pub timeout: u32,
     pub netmask: Netmask,
     pub pe: Option<PersistenceEngine>,
+    pub options: ServiceOptions,
     /// Real servers, newest first: IPVS adds each destination at the head of its list,
     /// and that order decides scheduling ties and `--nosort` listings.
     pub servers: Vec<RealServer>,

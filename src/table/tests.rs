@@ -20,6 +20,7 @@ fn config(key: ServiceKey, sched: &str) -> ServiceConfig {
         timeout: 0,
         netmask: Netmask::full(key.family()),
         pe: None,
+        options: Default::default(),
     }
 }
 

@@ -209,6 +209,44 @@ impl Daemon {
         run_with_input(cmd, "")
     }
 
+    /// Runs uvsadm and requires success.
+    pub fn ok(&self, args: &[&str]) {
+        let out = self.uvsadm(args);
+        assert!(
+            out.status.success(),
+            "uvsadm {args:?} failed: {}",
+            text(&out.stderr)
+        );
+    }
+
+    /// uvsadm's stdout, which must succeed.
+    pub fn list(&self, args: &[&str]) -> String {
+        let out = self.uvsadm(args);
+        assert!(
+            out.status.success(),
+            "uvsadm {args:?}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// `uvs status` of this daemon.
+    pub fn status(&self) -> String {
+        let out = Command::new(UVS)
+            .args(["status", "--socket"])
+            .arg(&self.socket)
+            .output()
+            .expect("uvs status");
+        assert!(out.status.success(), "uvs status: {}", text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    /// Waits until `uvs status` shows `vip` listening (without connecting to it).
+    pub fn wait_listening(&self, vip: std::net::SocketAddr) {
+        let line = format!("listen tcp {vip}: listening");
+        eventually(&line, || self.status().contains(&line));
+    }
+
     /// `uvsadm -S -n`, which must succeed.
     pub fn save(&self) -> String {
         let out = self.uvsadm(&["-S", "-n"]);
@@ -243,4 +281,145 @@ pub fn run_with_input(mut cmd: Command, input: &str) -> Output {
 
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; tests use them at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// What a test backend does with each connection.
+#[derive(Clone, Copy)]
+pub enum Behaviour {
+    /// Writes its name and closes.
+    Name,
+    /// Echoes until the client closes.
+    Echo,
+    /// Reads a PROXY header line (v1) or block (v2) and answers with it, hex-free: the
+    /// raw bytes it got before the first request byte.
+    ProxyHeader,
+}
+
+/// A TCP server on 127.0.0.1 (or ::1) run by a thread per connection; stops when dropped.
+pub struct Backend {
+    pub addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    pub accepted: Arc<AtomicUsize>,
+}
+
+impl Backend {
+    pub fn start(name: &'static str, behaviour: Behaviour) -> Backend {
+        Backend::start_on("127.0.0.1:0", name, behaviour)
+    }
+
+    pub fn start_on(bind: &str, name: &'static str, behaviour: Behaviour) -> Backend {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind(bind).expect("backend bind");
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (stop2, accepted2) = (Arc::clone(&stop), Arc::clone(&accepted));
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        accepted2.fetch_add(1, Ordering::Relaxed);
+                        s.set_nonblocking(false).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                        std::thread::spawn(move || match behaviour {
+                            Behaviour::Name => {
+                                let _ = s.write_all(name.as_bytes());
+                            }
+                            Behaviour::Echo => {
+                                let mut buf = [0u8; 65536];
+                                loop {
+                                    match s.read(&mut buf) {
+                                        Ok(0) | Err(_) => break,
+                                        Ok(n) => {
+                                            if s.write_all(&buf[..n]).is_err() {
+                                                break;
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            Behaviour::ProxyHeader => {
+                                let mut got = Vec::new();
+                                let mut buf = [0u8; 256];
+                                // The client sends "END" after its header.
+                                while !got.ends_with(b"END") {
+                                    match s.read(&mut buf) {
+                                        Ok(0) | Err(_) => break,
+                                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                                    }
+                                }
+                                let _ = s.write_all(&got);
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Backend {
+            addr,
+            stop,
+            accepted,
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Connects to `to`, from `from` if given, with bounded waits.
+pub fn connect(
+    to: std::net::SocketAddr,
+    from: Option<&str>,
+) -> std::io::Result<std::net::TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    if let Some(from) = from {
+        let addr: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+        socket.bind(&addr.into())?;
+    }
+    socket.connect_timeout(&to.into(), Duration::from_secs(10))?;
+    let s: std::net::TcpStream = socket.into();
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.set_write_timeout(Some(Duration::from_secs(20)))?;
+    Ok(s)
+}
+
+/// Reads everything until the peer closes.
+pub fn read_all(s: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// The name a `Behaviour::Name` backend answers through `vip`.
+pub fn ask(vip: std::net::SocketAddr, from: Option<&str>) -> String {
+    let mut s = connect(vip, from).expect("connect to the VIP");
+    String::from_utf8(read_all(&mut s).expect("read")).unwrap()
+}
+
+/// Waits (bounded) until `check` holds.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

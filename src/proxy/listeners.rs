@@ -1,0 +1,120 @@
+//! Listeners follow the table: every address a service is reached on (its own
+//! VIP:port, and listen rules for fwmark groups and port-0 services) gets a socket and an
+//! accept loop; addresses that leave the table are closed (their established
+//! connections go on). A bind that fails (a VIP that is not local yet, a port in use) is
+//! logged once with its reason, shown by `uvs status`, and retried, since the address
+//! may appear later (keepalived moving a VIP). Run by the daemon.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+use tokio::net::TcpListener;
+
+use super::tcp;
+use crate::director::{Director, ListenerState};
+use crate::table::{ListenAddr, Protocol};
+
+/// How often failed binds are tried again.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(2);
+const BACKLOG: i32 = 4096;
+
+/// A listening TCP socket for `listen`.
+pub fn bind_tcp(listen: &ListenAddr, freebind: bool) -> io::Result<TcpListener> {
+    let addr = SocketAddr::new(listen.addr, listen.port);
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // [::]:80 and 0.0.0.0:80 are separate services.
+        socket.set_only_v6(true)?;
+    }
+    if freebind {
+        if addr.is_ipv6() {
+            socket.set_freebind_v6(true)?;
+        } else {
+            socket.set_freebind_v4(true)?;
+        }
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Keeps the listeners in line with the table until the task is aborted.
+pub async fn manage(director: Arc<Director>) {
+    let mut changes = director.table.subscribe();
+    // The last error logged per address, so each is logged once.
+    let mut logged: HashMap<ListenAddr, String> = HashMap::new();
+    loop {
+        let snapshot = director.table.snapshot();
+        let wanted: HashMap<ListenAddr, _> = snapshot
+            .listen_addresses()
+            .into_iter()
+            .filter(|(l, _)| l.protocol == Protocol::Tcp)
+            .collect();
+        drop(snapshot);
+        for listen in director.accepting() {
+            if !wanted.contains_key(&listen) {
+                director.stop_accepting(&listen);
+                tracing::info!(%listen, "stopped listening");
+            }
+        }
+        logged.retain(|l, _| wanted.contains_key(l));
+        let mut failing = false;
+        for (listen, service) in &wanted {
+            if director.is_accepting(listen) {
+                director.set_listener(
+                    *listen,
+                    Some(ListenerState {
+                        service: service.key,
+                        error: None,
+                    }),
+                );
+                continue;
+            }
+            match bind_tcp(listen, service.options.freebind) {
+                Ok(listener) => {
+                    let task =
+                        tokio::spawn(tcp::accept_loop(listener, *listen, Arc::clone(&director)));
+                    director.start_accepting(*listen, service.key, task.abort_handle());
+                    if logged.remove(listen).is_some() {
+                        tracing::info!(%listen, "now listening");
+                    } else {
+                        tracing::debug!(%listen, "listening");
+                    }
+                }
+                Err(e) => {
+                    failing = true;
+                    let reason = e.to_string();
+                    if logged.get(listen) != Some(&reason) {
+                        tracing::warn!(%listen, error = %reason, "cannot listen; retrying every {} s", RETRY_INTERVAL.as_secs());
+                        logged.insert(*listen, reason.clone());
+                    }
+                    director.set_listener(
+                        *listen,
+                        Some(ListenerState {
+                            service: service.key,
+                            error: Some(format!("cannot listen: {reason}; retrying")),
+                        }),
+                    );
+                }
+            }
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = tokio::time::sleep(RETRY_INTERVAL), if failing => {}
+        }
+    }
+}

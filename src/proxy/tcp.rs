@@ -1,0 +1,284 @@
+//! The TCP data plane: accept on a listen address, find the service (fwmark group,
+//! exact service, port-0 service), choose the real server as IPVS does (persistence
+//! template, else the scheduler), connect within the service's connect timeout (once
+//! more elsewhere if refused or timed out), send the PROXY header if the service wants
+//! one, and forward. The connection's IPVS state and counts are kept in the connection
+//! table all along. Called by the listener manager, one accept loop per address.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+
+use super::forward::{Accounting, End, Flow, forward};
+use crate::conn::{Conn, NewConn, State};
+use crate::director::Director;
+use crate::persist::Choice;
+use crate::sched::Packet;
+use crate::table::{ListenAddr, Protocol, ProxyProtocol, RealServer, ServerKey, Service};
+
+/// Accepts connections on `listener` until the task is aborted.
+pub async fn accept_loop(listener: TcpListener, listen: ListenAddr, director: Arc<Director>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let (tx, rx) = oneshot::channel();
+                let task =
+                    tokio::spawn(connection(stream, peer, listen, Arc::clone(&director), rx));
+                let _ = tx.send(task.abort_handle());
+            }
+            Err(e) if is_resource_shortage(&e) => {
+                // Out of descriptors or memory: keep serving what we have, try again soon.
+                warn_rarely(
+                    &ACCEPT_WARNED,
+                    || tracing::warn!(%listen, error = %e, "accept failed; backing off"),
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => tracing::debug!(%listen, error = %e, "accept failed"),
+        }
+    }
+}
+
+fn is_resource_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+static ACCEPT_WARNED: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `log` at most once every ten seconds per `last` stamp.
+fn warn_rarely(last: &AtomicU64, log: impl FnOnce()) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let before = last.load(Ordering::Relaxed);
+    if now >= before + 10
+        && last
+            .compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        log();
+    }
+}
+
+/// Closes with a reset (RST), as a refused or failed connection should look.
+fn reset(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}
+
+/// Puts the connection's entry into its final state however the task ends (an idle
+/// timeout aborts it: that is a CLOSE).
+struct Entry<'a> {
+    director: &'a Director,
+    conn: Arc<Conn>,
+    end: State,
+}
+
+impl Drop for Entry<'_> {
+    fn drop(&mut self) {
+        let timeouts = self.director.table.snapshot().timeouts();
+        self.director.conns.close(&self.conn, self.end, &timeouts);
+    }
+}
+
+/// Why a connect failed.
+enum ConnectError {
+    Refused,
+    Timeout,
+    Other(io::Error),
+}
+
+async fn connect(dest: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    match tokio::time::timeout(timeout, TcpStream::connect(dest)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(ConnectError::Refused),
+        Ok(Err(e)) => Err(ConnectError::Other(e)),
+        Err(_) => Err(ConnectError::Timeout),
+    }
+}
+
+/// The retry after a failed connect: the scheduler again, and if it insists on the
+/// server that failed (hashing schedulers do), the least loaded other usable server.
+fn retry_choice(service: &Service, packet: &Packet, failed: &ServerKey) -> Option<RealServer> {
+    if let Some(s) = service.pick(packet).filter(|s| s.key() != *failed) {
+        return Some(s.clone());
+    }
+    service
+        .servers
+        .iter()
+        .filter(|s| s.key() != *failed && s.weight > 0 && !s.state.is_overloaded())
+        .min_by(|a, b| {
+            let la = u128::from(a.state.overhead()) * u128::from(b.weight);
+            let lb = u128::from(b.state.overhead()) * u128::from(a.weight);
+            la.cmp(&lb)
+        })
+        .cloned()
+}
+
+pub fn proxy_header(version: ProxyProtocol, client: SocketAddr, local: SocketAddr) -> Vec<u8> {
+    match version {
+        ProxyProtocol::V1 => ppp::v1::Addresses::from((client, local))
+            .to_string()
+            .into_bytes(),
+        ProxyProtocol::V2 => ppp::v2::Builder::with_addresses(
+            ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+            ppp::v2::Protocol::Stream,
+            (client, local),
+        )
+        .build()
+        .unwrap_or_default(),
+    }
+}
+
+async fn connection(
+    client: TcpStream,
+    peer: SocketAddr,
+    listen: ListenAddr,
+    director: Arc<Director>,
+    me: oneshot::Receiver<AbortHandle>,
+) {
+    let Ok(local) = client.local_addr() else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let snapshot = director.table.snapshot();
+    let Some(service) = snapshot.route(&listen).cloned() else {
+        reset(&client);
+        return;
+    };
+    let totals = snapshot.totals_handle();
+    drop(snapshot);
+    let me = me.await.ok();
+    let packet = Packet {
+        client: peer,
+        local,
+    };
+
+    let mut failed: Option<ServerKey> = None;
+    let (mut server, entry, accounting, template) = loop {
+        let choice = match &failed {
+            None => director.templates.choose(&service, &packet),
+            Some(f) => retry_choice(&service, &packet, f).map(|server| Choice {
+                server,
+                template: None,
+            }),
+        };
+        let Some(Choice { server, template }) = choice else {
+            service.state.unavailable.fetch_add(1, Relaxed);
+            reset(&client);
+            return;
+        };
+        let port = if server.port == 0 {
+            local.port()
+        } else {
+            server.port
+        };
+        let dest = SocketAddr::new(server.addr, port);
+        let accounting = Accounting::new(
+            Arc::clone(&service.state),
+            Arc::clone(&server.state),
+            Arc::clone(&totals),
+        );
+        accounting.connection();
+        let conn = director.conns.open(NewConn {
+            protocol: Protocol::Tcp,
+            client: peer,
+            local,
+            dest,
+            server: Arc::clone(&server.state),
+            template: template.clone(),
+            state: State::SynRecv,
+        });
+        if let Some(me) = &me {
+            conn.attach(me.clone());
+        }
+        let entry = Entry {
+            director: &director,
+            conn,
+            end: State::Close,
+        };
+        match connect(dest, service.options.connect_timeout()).await {
+            Ok(s) => break (s, entry, accounting, template),
+            Err(e) => {
+                let failures = &server.state.connect_failures;
+                match &e {
+                    ConnectError::Refused => failures.refused.fetch_add(1, Relaxed),
+                    ConnectError::Timeout => failures.timeout.fetch_add(1, Relaxed),
+                    ConnectError::Other(_) => failures.other.fetch_add(1, Relaxed),
+                };
+                if let ConnectError::Other(err) = &e {
+                    tracing::debug!(%dest, error = %err, "connect to real server failed");
+                }
+                drop(entry);
+                if failed.is_some() {
+                    reset(&client);
+                    return;
+                }
+                failed = Some(server.key());
+                service.state.retries.fetch_add(1, Relaxed);
+            }
+        }
+    };
+    let mut entry = entry;
+    entry.conn.set_state(State::Established);
+    if let Some(t) = &template {
+        t.assure();
+    }
+    let _ = server.set_nodelay(true);
+    if let Some(version) = service.options.proxy_protocol {
+        let header = proxy_header(version, peer, local);
+        if server.write_all(&header).await.is_err() {
+            reset(&client);
+            reset(&server);
+            return;
+        }
+    }
+    let flow = Flow {
+        client: &client,
+        server: &server,
+        conn: &entry.conn,
+        clock: &director.conns.clock,
+        accounting: &accounting,
+    };
+    let end = forward(director.options.forwarding, &flow).await;
+    accounting.packets(&client, &server, director.conns.clock.now_ms());
+    entry.end = match end {
+        End::Closed => State::TimeWait,
+        End::Reset => {
+            reset(&client);
+            reset(&server);
+            State::Close
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_headers() {
+        let c: SocketAddr = "127.0.0.2:40000".parse().unwrap();
+        let l: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(
+            proxy_header(ProxyProtocol::V1, c, l),
+            b"PROXY TCP4 127.0.0.2 127.0.0.1 40000 8080\r\n"
+        );
+        let v2 = proxy_header(ProxyProtocol::V2, c, l);
+        assert_eq!(&v2[..12], b"\r\n\r\n\x00\r\nQUIT\n");
+        assert_eq!(v2[12], 0x21, "version 2, PROXY");
+        assert_eq!(v2[13], 0x11, "TCP over IPv4");
+        assert_eq!(v2.len(), 16 + 12);
+    }
+}

@@ -1,0 +1,109 @@
+//! `uvs status`: what the daemon is doing, for people: each service with its options,
+//! the addresses it listens on and their state, and its real servers.
+
+use std::fmt::Write as _;
+
+use crate::adm::inet::inet_ntop;
+use crate::control::protocol::Status;
+use crate::table::{ServerEntry, ServiceEntry, ServiceKey};
+
+fn service_name(key: &ServiceKey) -> String {
+    match key {
+        ServiceKey::Inet {
+            protocol,
+            addr,
+            port,
+        } => {
+            if addr.is_ipv6() {
+                format!("{:<4} [{}]:{port}", protocol.label(), inet_ntop(addr))
+            } else {
+                format!("{:<4} {}:{port}", protocol.label(), inet_ntop(addr))
+            }
+        }
+        ServiceKey::Fwmark { mark, family } => match family {
+            crate::table::Family::Inet => format!("FWM  {mark}"),
+            crate::table::Family::Inet6 => format!("FWM  {mark} IPv6"),
+        },
+    }
+}
+
+fn server_line(out: &mut String, s: &ServerEntry) {
+    let addr = if s.addr.is_ipv6() {
+        format!("[{}]:{}", inet_ntop(&s.addr), s.port)
+    } else {
+        format!("{}:{}", inet_ntop(&s.addr), s.port)
+    };
+    let _ = writeln!(
+        out,
+        "  -> {addr:<28} {:<6} weight {:<5} active {:<5} inactive {:<5} persistent {}",
+        s.forward.label(),
+        s.weight,
+        s.active_conns,
+        s.inactive_conns,
+        s.persistent_conns
+    );
+}
+
+fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
+    let _ = write!(out, "{} {}", service_name(&e.key), e.scheduler);
+    if e.flags.persistent() {
+        let _ = write!(out, " persistent {}", e.timeout);
+    }
+    let options = e.options.arguments();
+    if !options.is_empty() {
+        let _ = write!(out, " ({})", options.trim_start());
+    }
+    out.push('\n');
+    let listeners: Vec<_> = status
+        .listeners
+        .iter()
+        .filter(|l| l.service == e.key)
+        .collect();
+    if listeners.is_empty() {
+        let why = match e.key {
+            ServiceKey::Inet {
+                protocol: crate::table::Protocol::Sctp,
+                ..
+            } => "SCTP is served by the kernel backend only",
+            ServiceKey::Inet { port: 0, .. } => "port 0: add listeners with uvsadm --add-listener",
+            ServiceKey::Fwmark { .. } => {
+                "fwmark group: add listeners with uvsadm --add-listener --mark"
+            }
+            ServiceKey::Inet { .. } => "not listening (UDP comes with the UDP data plane)",
+        };
+        let _ = writeln!(out, "  listen: none ({why})");
+    }
+    for l in listeners {
+        let addr = crate::table::ServerKey {
+            addr: l.listen.addr,
+            port: l.listen.port,
+        };
+        let _ = writeln!(
+            out,
+            "  listen {} {addr}: {}",
+            l.listen.protocol.services_name(),
+            l.state
+        );
+    }
+    for s in &e.servers {
+        server_line(out, s);
+    }
+}
+
+/// The text of `uvs status`.
+pub fn render(status: &Status) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "uvs {} ({} mode, forwarding by {}): {} services, {} open connections",
+        status.version,
+        status.mode,
+        status.forwarding,
+        status.services.len(),
+        status.live_connections
+    );
+    for e in &status.services {
+        service_block(&mut out, status, e);
+    }
+    out
+}

@@ -1,0 +1,551 @@
+//! The TCP data plane over real sockets on loopback: scheduling sequences through the
+//! VIP, persistence by client address, fwmark groups, quiescing and deleting servers
+//! under open connections, thresholds, connect failures and retries, PROXY headers,
+//! listeners that follow the table, idle timeouts, half-close, byte-exact bulk data.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
+
+use common::{Backend, Behaviour, Daemon, ask, connect, eventually, free_port, read_all};
+
+fn vip() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+fn service(d: &Daemon, vip: SocketAddr, extra: &[&str]) {
+    let v = vip.to_string();
+    let mut args = vec!["-A", "-t", &v];
+    args.extend_from_slice(extra);
+    d.ok(&args);
+}
+
+fn server(d: &Daemon, vip: SocketAddr, backend: SocketAddr, extra: &[&str]) {
+    let (v, b) = (vip.to_string(), backend.to_string());
+    let mut args = vec!["-a", "-t", &v, "-r", &b, "-m"];
+    args.extend_from_slice(extra);
+    d.ok(&args);
+}
+
+#[test]
+fn round_robin_alternates_exactly() {
+    let d = Daemon::start();
+    let (a, b) = (
+        Backend::start("A", Behaviour::Name),
+        Backend::start("B", Behaviour::Name),
+    );
+    let v = vip();
+    service(&d, v, &["-s", "rr"]);
+    server(&d, v, a.addr, &[]);
+    server(&d, v, b.addr, &[]);
+    d.wait_listening(v);
+    // IPVS walks the newest server first: B, then A.
+    let seq: String = (0..8).map(|_| ask(v, None)).collect();
+    assert_eq!(seq, "BABABABA");
+    let listing = d.list(&["-L", "-n", "--stats", "-t", &v.to_string()]);
+    let conns: Vec<&str> = listing
+        .lines()
+        .skip(2)
+        .filter(|l| l.starts_with("  -> "))
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(conns, vec!["4", "4"], "{listing}");
+}
+
+#[test]
+fn weighted_round_robin_in_ipvs_order() {
+    let d = Daemon::start();
+    let (a, b) = (
+        Backend::start("A", Behaviour::Name),
+        Backend::start("B", Behaviour::Name),
+    );
+    let v = vip();
+    service(&d, v, &["-s", "wrr"]);
+    server(&d, v, b.addr, &["-w", "1"]);
+    server(&d, v, a.addr, &["-w", "3"]);
+    d.wait_listening(v);
+    // Adding B (weight 1) set the current weight to 1; adding A (3) kept it (IPVS's
+    // wrr_dest_changed), so the first pass takes every server, then 3:1 passes follow.
+    let seq: String = (0..12).map(|_| ask(v, None)).collect();
+    assert_eq!(seq, "ABAAABAAABAA");
+    // Turning the weights round (B to 3, then A to 1) restarts from the list head with
+    // the current weight clamped to 1, as IPVS does: one pass over both, then 3:1.
+    d.ok(&[
+        "-e",
+        "-t",
+        &v.to_string(),
+        "-r",
+        &b.addr.to_string(),
+        "-m",
+        "-w",
+        "3",
+    ]);
+    d.ok(&[
+        "-e",
+        "-t",
+        &v.to_string(),
+        "-r",
+        &a.addr.to_string(),
+        "-m",
+        "-w",
+        "1",
+    ]);
+    let seq: String = (0..8).map(|_| ask(v, None)).collect();
+    assert_eq!(seq, "ABBBABBB");
+}
+
+#[test]
+fn persistent_clients_stick_and_templates_are_listed() {
+    let d = Daemon::start();
+    let (a, b) = (
+        Backend::start("A", Behaviour::Name),
+        Backend::start("B", Behaviour::Name),
+    );
+    let v = vip();
+    service(&d, v, &["-s", "rr", "-p", "60"]);
+    server(&d, v, a.addr, &[]);
+    server(&d, v, b.addr, &[]);
+    d.wait_listening(v);
+    let first2 = ask(v, Some("127.0.0.2"));
+    let first3 = ask(v, Some("127.0.0.3"));
+    assert_ne!(first2, first3, "rr gives the two clients different servers");
+    for _ in 0..6 {
+        assert_eq!(ask(v, Some("127.0.0.2")), first2);
+        assert_eq!(ask(v, Some("127.0.0.3")), first3);
+    }
+    let conns = d.list(&["-L", "-n", "-c"]);
+    let templates: Vec<&str> = conns
+        .lines()
+        .filter(|l| l.contains(":0 ") && l.starts_with("TCP"))
+        .collect();
+    assert_eq!(templates.len(), 2, "{conns}");
+    assert!(
+        templates.iter().any(|l| l.contains("127.0.0.2:0")),
+        "{conns}"
+    );
+    assert!(
+        templates.iter().any(|l| l.contains("127.0.0.3:0")),
+        "{conns}"
+    );
+    assert!(templates.iter().all(|l| l.contains("ASSURED")), "{conns}");
+    let pc = d.list(&["-L", "-n", "--persistent-conn", "-t", &v.to_string()]);
+    let persist: u32 = pc
+        .lines()
+        .skip(2)
+        .filter(|l| l.starts_with("  -> "))
+        .map(|l| l.split_whitespace().nth(3).unwrap().parse::<u32>().unwrap())
+        .sum();
+    assert_eq!(persist, 2, "{pc}");
+}
+
+#[test]
+fn an_fwmark_group_shares_servers_and_persistence_across_ports() {
+    let d = Daemon::start();
+    let (a, b) = (
+        Backend::start("A", Behaviour::Name),
+        Backend::start("B", Behaviour::Name),
+    );
+    let (p1, p2) = (vip(), vip());
+    d.ok(&[
+        "-A",
+        "-f",
+        "5",
+        "-s",
+        "rr",
+        "-p",
+        "600",
+        "-M",
+        "255.255.255.255",
+    ]);
+    for backend in [&a, &b] {
+        d.ok(&["-a", "-f", "5", "-r", &backend.addr.to_string(), "-m"]);
+    }
+    for p in [p1, p2] {
+        d.ok(&["--add-listener", "-t", &p.to_string(), "--mark", "5"]);
+    }
+    d.wait_listening(p1);
+    d.wait_listening(p2);
+    let home = ask(p1, Some("127.0.0.2"));
+    for _ in 0..3 {
+        assert_eq!(ask(p2, Some("127.0.0.2")), home);
+        assert_eq!(ask(p1, Some("127.0.0.2")), home);
+    }
+    let listing = d.list(&["-L", "-n"]);
+    assert!(listing.contains("FWM  5 rr persistent 600\n"), "{listing}");
+    let rules = d.list(&["-L", "--listeners", "-n"]);
+    assert_eq!(
+        rules,
+        format!("--add-listener -t {p1} --mark 5\n--add-listener -t {p2} --mark 5\n")
+            .lines()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    );
+    let conns = d.list(&["-L", "-n", "-c"]);
+    assert!(
+        conns
+            .lines()
+            .any(|l| l.starts_with("IP ") && l.contains("0.0.0.5:0")),
+        "{conns}"
+    );
+}
+
+#[test]
+fn quiescing_or_deleting_a_server_never_cuts_open_connections() {
+    let d = Daemon::start();
+    let (a, b) = (
+        Backend::start("A", Behaviour::Echo),
+        Backend::start("B", Behaviour::Echo),
+    );
+    let v = vip();
+    service(&d, v, &["-s", "rr"]);
+    server(&d, v, a.addr, &[]);
+    server(&d, v, b.addr, &[]);
+    d.wait_listening(v);
+    // Two open connections, one on each server.
+    let mut c1 = connect(v, None).unwrap();
+    let mut c2 = connect(v, None).unwrap();
+    for c in [&mut c1, &mut c2] {
+        c.write_all(b"ping").unwrap();
+        let mut got = [0u8; 4];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"ping");
+    }
+    let before = (
+        a.accepted.load(std::sync::atomic::Ordering::Relaxed),
+        b.accepted.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert_eq!(before, (1, 1));
+    // Quiesce B and delete A: the open connections go on...
+    d.ok(&[
+        "-e",
+        "-t",
+        &v.to_string(),
+        "-r",
+        &b.addr.to_string(),
+        "-m",
+        "-w",
+        "0",
+    ]);
+    d.ok(&["-d", "-t", &v.to_string(), "-r", &a.addr.to_string()]);
+    for c in [&mut c1, &mut c2] {
+        for _ in 0..3 {
+            c.write_all(b"more").unwrap();
+            let mut got = [0u8; 4];
+            c.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"more");
+        }
+    }
+    // ...and new ones have nowhere to go (B quiesced, A gone): refused.
+    let mut c3 = connect(v, None).unwrap();
+    let mut buf = [0u8; 1];
+    assert!(matches!(c3.read(&mut buf), Ok(0) | Err(_)));
+    // Bring B back: new connections go there.
+    d.ok(&[
+        "-e",
+        "-t",
+        &v.to_string(),
+        "-r",
+        &b.addr.to_string(),
+        "-m",
+        "-w",
+        "1",
+    ]);
+    let mut c4 = connect(v, None).unwrap();
+    c4.write_all(b"new!").unwrap();
+    let mut got = [0u8; 4];
+    c4.read_exact(&mut got).unwrap();
+    assert_eq!(b.accepted.load(std::sync::atomic::Ordering::Relaxed), 2);
+    for c in [c1, c2, c4] {
+        c.shutdown(Shutdown::Both).unwrap();
+    }
+}
+
+#[test]
+fn an_upper_threshold_sends_new_connections_elsewhere() {
+    let d = Daemon::start();
+    let (a, b) = (
+        Backend::start("A", Behaviour::Echo),
+        Backend::start("B", Behaviour::Name),
+    );
+    let v = vip();
+    service(&d, v, &["-s", "wlc"]);
+    server(&d, v, b.addr, &[]);
+    server(&d, v, a.addr, &["-w", "100", "-x", "1"]);
+    d.wait_listening(v);
+    // A (weight 100) takes the first; with it open, A reaches its threshold of 1.
+    let mut held = connect(v, None).unwrap();
+    held.write_all(b"x").unwrap();
+    let mut got = [0u8; 1];
+    held.read_exact(&mut got).unwrap();
+    assert_eq!(ask(v, None), "B");
+    let th = d.list(&["-L", "-n", "--thresholds", "-t", &v.to_string()]);
+    assert!(
+        th.contains(&format!(
+            "  -> {:<28} 1          0          1",
+            a.addr.to_string()
+        )),
+        "{th}"
+    );
+}
+
+#[test]
+fn a_refused_connect_is_retried_on_another_server_and_none_reachable_resets() {
+    let d = Daemon::start();
+    let live = Backend::start("LIVE", Behaviour::Name);
+    let dead = free_port();
+    let v = vip();
+    service(&d, v, &["-s", "rr", "--connect-timeout", "2"]);
+    server(&d, v, live.addr, &[]);
+    server(&d, v, SocketAddr::from(([127, 0, 0, 1], dead)), &[]);
+    d.wait_listening(v);
+    for _ in 0..6 {
+        assert_eq!(ask(v, None), "LIVE");
+    }
+    d.ok(&["-d", "-t", &v.to_string(), "-r", &live.addr.to_string()]);
+    let mut c = connect(v, None).unwrap();
+    let mut buf = [0u8; 8];
+    match c.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+        Ok(n) => panic!("got {n} bytes from nowhere"),
+    }
+}
+
+#[test]
+fn proxy_protocol_headers_tell_the_client_address() {
+    let d = Daemon::start();
+    let backend = Backend::start("", Behaviour::ProxyHeader);
+    for (version, check) in [("v1", 1), ("v2", 2)] {
+        let v = vip();
+        service(&d, v, &["-s", "rr", "--proxy-protocol", version]);
+        server(&d, v, backend.addr, &[]);
+        d.wait_listening(v);
+        let mut c = connect(v, Some("127.0.0.7")).unwrap();
+        let client_port = c.local_addr().unwrap().port();
+        c.write_all(b"END").unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let got = read_all(&mut c).unwrap();
+        if check == 1 {
+            let expected = format!(
+                "PROXY TCP4 127.0.0.7 127.0.0.1 {client_port} {}\r\nEND",
+                v.port()
+            );
+            assert_eq!(String::from_utf8_lossy(&got), expected);
+        } else {
+            assert_eq!(&got[..12], b"\r\n\r\n\x00\r\nQUIT\n");
+            assert_eq!(&got[16..20], &[127, 0, 0, 7], "source address");
+            assert_eq!(&got[20..24], &[127, 0, 0, 1], "destination address");
+            assert_eq!(u16::from_be_bytes([got[24], got[25]]), client_port);
+            assert_eq!(u16::from_be_bytes([got[26], got[27]]), v.port());
+            assert_eq!(&got[28..], b"END");
+        }
+    }
+    let saved = d.save();
+    assert!(saved.contains("--proxy-protocol v1"), "{saved}");
+}
+
+#[test]
+fn listeners_follow_the_table_and_deleting_a_service_keeps_its_connections() {
+    let d = Daemon::start();
+    let echo = Backend::start("E", Behaviour::Echo);
+    let v = vip();
+    service(&d, v, &["-s", "rr"]);
+    server(&d, v, echo.addr, &[]);
+    d.wait_listening(v);
+    let mut open = connect(v, None).unwrap();
+    open.write_all(b"hello").unwrap();
+    let mut got = [0u8; 5];
+    open.read_exact(&mut got).unwrap();
+    d.ok(&["-D", "-t", &v.to_string()]);
+    eventually("the listener closes", || {
+        std::net::TcpStream::connect_timeout(&v, Duration::from_millis(500)).is_err()
+    });
+    open.write_all(b"still").unwrap();
+    open.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"still");
+    open.shutdown(Shutdown::Write).unwrap();
+    assert!(read_all(&mut open).unwrap().is_empty());
+}
+
+#[test]
+fn a_vip_that_is_not_local_is_accepted_and_reported() {
+    let d = Daemon::start();
+    // TEST-NET-1: never local here. Only a bind is tried; nothing is sent there.
+    d.ok(&["-A", "-t", "192.0.2.10:80", "-s", "rr"]);
+    eventually("the bind failure in uvs status", || {
+        let s = d.status();
+        s.contains("listen tcp 192.0.2.10:80: cannot listen:") && s.contains("retrying")
+    });
+    // With --freebind the same address can be listened on before it exists.
+    d.ok(&["-E", "-t", "192.0.2.10:80", "-s", "rr", "--freebind"]);
+    eventually("listening with freebind", || {
+        d.status().contains("listen tcp 192.0.2.10:80: listening")
+    });
+}
+
+#[test]
+fn idle_connections_are_closed_after_the_tcp_timeout() {
+    let d = Daemon::start();
+    let echo = Backend::start("E", Behaviour::Echo);
+    let v = vip();
+    service(&d, v, &["-s", "rr"]);
+    server(&d, v, echo.addr, &[]);
+    d.wait_listening(v);
+    d.ok(&["--set", "1", "1", "0"]);
+    let mut c = connect(v, None).unwrap();
+    c.write_all(b"x").unwrap();
+    let mut got = [0u8; 1];
+    c.read_exact(&mut got).unwrap();
+    // Idle for longer than 1 s: uvs closes it (EOF or reset), bounded by the read timeout.
+    let r = c.read(&mut got);
+    assert!(matches!(r, Ok(0)) || r.is_err(), "{r:?}");
+    let conns = d.list(&["-L", "-n", "-c"]);
+    assert!(conns.contains("CLOSE"), "{conns}");
+}
+
+#[test]
+fn half_close_and_a_gibibyte_each_way_arrive_byte_exact() {
+    let d = Daemon::start();
+    // The backend reads everything (checking it) until the client's FIN, then answers
+    // with its own gibibyte and closes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = listener.local_addr().unwrap();
+    const TOTAL: u64 = 1 << 30;
+    let server_side = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let received = check_stream(&mut s, 1);
+        send_stream(&mut s, 2, TOTAL);
+        s.shutdown(Shutdown::Write).unwrap();
+        received
+    });
+    let v = vip();
+    service(&d, v, &["-s", "rr"]);
+    server(&d, v, backend, &[]);
+    d.wait_listening(v);
+    let mut c = connect(v, None).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let reader = c.try_clone().unwrap();
+    let client_reader = std::thread::spawn(move || {
+        let mut r = reader;
+        check_stream(&mut r, 2)
+    });
+    send_stream(&mut c, 1, TOTAL);
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(server_side.join().unwrap(), TOTAL, "client to server");
+    assert_eq!(client_reader.join().unwrap(), TOTAL, "server to client");
+    let stats = d.list(&["-L", "-n", "--stats", "--exact", "-t", &v.to_string()]);
+    let line = stats.lines().find(|l| l.starts_with("TCP")).unwrap();
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .skip(2)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!((n[0], n[3], n[4]), (1, TOTAL, TOTAL), "{stats}");
+    assert!(
+        n[1] > 1000 && n[2] > 1000,
+        "packet counts from TCP_INFO: {stats}"
+    );
+}
+
+/// The byte at offset `i` of stream `seed`: a pattern that exposes any loss,
+/// duplication or reordering.
+fn pattern(seed: u64, block: u64, buf: &mut [u8]) {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ block;
+    for chunk in buf.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = x.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+}
+
+const BLOCK: usize = 1 << 20;
+
+fn send_stream(s: &mut std::net::TcpStream, seed: u64, total: u64) {
+    let mut buf = vec![0u8; BLOCK];
+    for block in 0..total / BLOCK as u64 {
+        pattern(seed, block, &mut buf);
+        s.write_all(&buf).unwrap();
+    }
+}
+
+/// Reads until EOF, comparing with the pattern; returns the byte count.
+fn check_stream(s: &mut std::net::TcpStream, seed: u64) -> u64 {
+    let mut expected = vec![0u8; BLOCK];
+    let mut got = vec![0u8; BLOCK];
+    let mut block = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < BLOCK {
+            match s.read(&mut got[filled..]).unwrap() {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        if filled == 0 {
+            return block * BLOCK as u64;
+        }
+        pattern(seed, block, &mut expected);
+        assert!(got[..filled] == expected[..filled], "block {block} differs");
+        if filled < BLOCK {
+            return block * BLOCK as u64 + filled as u64;
+        }
+        block += 1;
+    }
+}
+
+#[test]
+fn ipv6_through_the_loopback() {
+    let d = Daemon::start();
+    let backend = Backend::start_on("[::1]:0", "six", Behaviour::Name);
+    let v: SocketAddr = format!("[::1]:{}", free_port()).parse().unwrap();
+    d.ok(&["-A", "-t", &v.to_string(), "-s", "rr"]);
+    d.ok(&[
+        "-a",
+        "-t",
+        &v.to_string(),
+        "-r",
+        &backend.addr.to_string(),
+        "-m",
+    ]);
+    d.wait_listening(v);
+    assert_eq!(ask(v, None), "six");
+}
+
+#[test]
+fn sigterm_drains_open_connections_then_exits() {
+    let mut d = Daemon::start();
+    let echo = Backend::start("E", Behaviour::Echo);
+    let v = vip();
+    service(&d, v, &["-s", "rr"]);
+    server(&d, v, echo.addr, &[]);
+    d.wait_listening(v);
+    let mut open = connect(v, None).unwrap();
+    open.write_all(b"a").unwrap();
+    let mut got = [0u8; 1];
+    open.read_exact(&mut got).unwrap();
+    let pid = d.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    eventually("the listener closes on SIGTERM", || {
+        std::net::TcpStream::connect_timeout(&v, Duration::from_millis(500)).is_err()
+    });
+    assert!(d.alive(), "still draining while a connection is open");
+    open.write_all(b"b").unwrap();
+    open.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"b");
+    open.shutdown(Shutdown::Both).unwrap();
+    eventually("the daemon exits once drained", || !d.alive());
+    assert!(d.child.wait().unwrap().success());
+}
