@@ -2,59 +2,23 @@
 //! publishes a new snapshot, so a restore of N rules is O(N^2) in copies), and rendering
 //! `-L -n` / `-S -n` of a large table (sorting with ipvsadm's merge sort).
 
+mod common;
+
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
 use uvs::adm::listing::{self, Format};
 use uvs::adm::names::NoNames;
-use uvs::table::{
-    Command, Forward, Netmask, Protocol, ServerConfig, ServiceConfig, ServiceFlags, ServiceKey,
-    TableHandle, Tunnel, UnicastOnly,
-};
+use uvs::table::{TableHandle, UnicastOnly};
 
-fn service(i: u32) -> ServiceKey {
-    ServiceKey::Inet {
-        protocol: Protocol::Tcp,
-        addr: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)),
-        port: 80,
-    }
-}
-
-fn add_service(i: u32) -> Command {
-    let key = service(i);
-    Command::AddService(ServiceConfig {
-        key,
-        scheduler: "wlc".into(),
-        flags: ServiceFlags::default(),
-        timeout: 0,
-        netmask: Netmask::full(key.family()),
-        pe: None,
-        options: Default::default(),
-    })
-}
-
-fn add_server(i: u32, j: u32) -> Command {
-    Command::AddServer {
-        service: service(i),
-        server: ServerConfig {
-            addr: IpAddr::V4(Ipv4Addr::from(0xc0a8_0000 + j)),
-            port: 8080,
-            forward: Forward::Masq,
-            weight: 1,
-            u_threshold: 0,
-            l_threshold: 0,
-            tunnel: Tunnel::default(),
-        },
-    }
-}
+use common::{add_server, add_service};
 
 /// A table of `services` services with `servers` real servers each.
 fn table(services: u32, servers: u32) -> TableHandle {
     let t = TableHandle::new(Box::new(UnicastOnly));
     for i in 0..services {
-        t.apply(&add_service(i)).unwrap();
+        t.apply(&add_service(i, "wlc", false)).unwrap();
         for j in 0..servers {
             t.apply(&add_server(i, j)).unwrap();
         }

@@ -38,7 +38,7 @@ struct DaemonArgs {
     /// $XDG_RUNTIME_DIR/uvs/uvs.sock or $TMPDIR/uvs-<uid>/uvs.sock for others]
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// How TCP bytes move: splice (zero-copy, Linux) or copy
+    /// How TCP bytes move: auto (copy small messages, splice bulk; Linux), splice or copy
     #[arg(long, value_name = "HOW", default_value_t = Forwarding::best())]
     forwarding: Forwarding,
     /// On SIGTERM/SIGINT, how long open connections may take to finish, in seconds

@@ -16,11 +16,12 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
 use crate::conn::Clock;
 use crate::sched::Packet;
+use crate::table::real_server::locate;
 use crate::table::{
     ConnEntry, Family, Netmask, Protocol, RealServer, RealServerState, ServerKey, Service,
     ServiceKey,
@@ -50,6 +51,8 @@ pub struct TemplateKey {
 pub struct Template {
     key: TemplateKey,
     server_key: ServerKey,
+    /// Where the server was in the service's list when last used (a search hint).
+    server_index: AtomicUsize,
     /// The real server as listed (its own port, 0 for most fwmark servers).
     dest: SocketAddr,
     pub server: Arc<RealServerState>,
@@ -191,9 +194,11 @@ impl Templates {
         let now = self.clock.now_ms();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(t) = map.get(&key).cloned() {
-            let current = service.servers.iter().find(|s| s.key() == t.server_key);
-            match current {
-                Some(server) if self.usable(&t) => {
+            let hint = t.server_index.load(Relaxed);
+            match locate(&service.servers, &t.server_key, hint) {
+                Some(i) if self.usable(&t) => {
+                    let server = &service.servers[i];
+                    t.server_index.store(i, Relaxed);
                     t.children.fetch_add(1, Relaxed);
                     t.expires_ms.store(now + t.timeout_ms, Relaxed);
                     return Some(Choice {
@@ -210,12 +215,14 @@ impl Templates {
                 }
             }
         }
-        let server = service.pick(packet)?.clone();
+        let index = service.pick_index(packet)?;
+        let server = service.servers[index].clone();
         let timeout_ms = u64::from(service.timeout) * 1000;
         server.state.persistent_conns.fetch_add(1, Relaxed);
         let template = Arc::new(Template {
             key,
             server_key: server.key(),
+            server_index: AtomicUsize::new(index),
             dest: SocketAddr::new(server.addr, server.port),
             server: Arc::clone(&server.state),
             timeout_ms,

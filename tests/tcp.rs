@@ -9,7 +9,9 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
-use common::{Backend, Behaviour, Daemon, ask, connect, eventually, free_port, read_all};
+use common::{
+    Backend, Behaviour, Daemon, Zone, ask, connect, eventually, free_port, read_all, refusing_port,
+};
 
 fn vip() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
@@ -193,6 +195,24 @@ fn an_fwmark_group_shares_servers_and_persistence_across_ports() {
     );
 }
 
+/// Asserts that a new connection to `v` is reset (which the client may see as soon as
+/// its connect completes, or at its first read) or closed without a byte.
+fn turned_away(v: SocketAddr) {
+    let mut c = match connect(v, None) {
+        Err(e) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+            return;
+        }
+        Ok(c) => c,
+    };
+    let mut buf = [0u8; 8];
+    match c.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(n) => panic!("got {n} bytes from nowhere"),
+    }
+}
+
 #[test]
 fn quiescing_or_deleting_a_server_never_cuts_open_connections() {
     let d = Daemon::start();
@@ -240,9 +260,7 @@ fn quiescing_or_deleting_a_server_never_cuts_open_connections() {
         }
     }
     // ...and new ones have nowhere to go (B quiesced, A gone): refused.
-    let mut c3 = connect(v, None).unwrap();
-    let mut buf = [0u8; 1];
-    assert!(matches!(c3.read(&mut buf), Ok(0) | Err(_)));
+    turned_away(v);
     // Bring B back: new connections go there.
     d.ok(&[
         "-e",
@@ -296,23 +314,17 @@ fn an_upper_threshold_sends_new_connections_elsewhere() {
 fn a_refused_connect_is_retried_on_another_server_and_none_reachable_resets() {
     let d = Daemon::start();
     let live = Backend::start("LIVE", Behaviour::Name);
-    let dead = free_port();
+    let (_held, dead) = refusing_port();
     let v = vip();
     service(&d, v, &["-s", "rr", "--connect-timeout", "2"]);
     server(&d, v, live.addr, &[]);
-    server(&d, v, SocketAddr::from(([127, 0, 0, 1], dead)), &[]);
+    server(&d, v, dead, &[]);
     d.wait_listening(v);
     for _ in 0..6 {
         assert_eq!(ask(v, None), "LIVE");
     }
     d.ok(&["-d", "-t", &v.to_string(), "-r", &live.addr.to_string()]);
-    let mut c = connect(v, None).unwrap();
-    let mut buf = [0u8; 8];
-    match c.read(&mut buf) {
-        Ok(0) => {}
-        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
-        Ok(n) => panic!("got {n} bytes from nowhere"),
-    }
+    turned_away(v);
 }
 
 #[test]
@@ -407,9 +419,18 @@ fn idle_connections_are_closed_after_the_tcp_timeout() {
     assert!(conns.contains("CLOSE"), "{conns}");
 }
 
+/// Every way of moving bytes: `auto` (copy, splice while reads are large), `splice`, `copy`.
+const FORWARDINGS: [&str; 3] = ["auto", "splice", "copy"];
+
 #[test]
 fn half_close_and_a_gibibyte_each_way_arrive_byte_exact() {
-    let d = Daemon::start();
+    for forwarding in FORWARDINGS {
+        gibibyte_each_way(forwarding);
+    }
+}
+
+fn gibibyte_each_way(forwarding: &str) {
+    let d = Daemon::start_with(Zone::default(), &["--forwarding", forwarding]);
     // The backend reads everything (checking it) until the client's FIN, then answers
     // with its own gibibyte and closes.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -436,8 +457,16 @@ fn half_close_and_a_gibibyte_each_way_arrive_byte_exact() {
     });
     send_stream(&mut c, 1, TOTAL);
     c.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(server_side.join().unwrap(), TOTAL, "client to server");
-    assert_eq!(client_reader.join().unwrap(), TOTAL, "server to client");
+    assert_eq!(
+        server_side.join().unwrap(),
+        TOTAL,
+        "{forwarding}: client to server"
+    );
+    assert_eq!(
+        client_reader.join().unwrap(),
+        TOTAL,
+        "{forwarding}: server to client"
+    );
     let stats = d.list(&["-L", "-n", "--stats", "--exact", "-t", &v.to_string()]);
     let line = stats.lines().find(|l| l.starts_with("TCP")).unwrap();
     let n: Vec<u64> = line
@@ -445,11 +474,69 @@ fn half_close_and_a_gibibyte_each_way_arrive_byte_exact() {
         .skip(2)
         .map(|x| x.parse().unwrap())
         .collect();
-    assert_eq!((n[0], n[3], n[4]), (1, TOTAL, TOTAL), "{stats}");
+    assert_eq!(
+        (n[0], n[3], n[4]),
+        (1, TOTAL, TOTAL),
+        "{forwarding}: {stats}"
+    );
     assert!(
         n[1] > 1000 && n[2] > 1000,
         "packet counts from TCP_INFO: {stats}"
     );
+}
+
+/// A conversation of messages from 1 byte to 1 MiB, each echoed back whole before the
+/// next is sent, so every message ends in a short read: no byte may be lost, reordered,
+/// or left waiting (a missed wake-up would stall until the read timeout), including
+/// when `auto` switches between copying and splicing.
+#[test]
+fn messages_of_every_size_cross_in_every_forwarding() {
+    let sizes = [
+        1usize,
+        100,
+        20_000,
+        1 << 20,
+        5,
+        70_000,
+        3,
+        16_384,
+        300_000,
+        1,
+    ];
+    let echo = Backend::start("", Behaviour::Echo);
+    for forwarding in FORWARDINGS {
+        let d = Daemon::start_with(Zone::default(), &["--forwarding", forwarding]);
+        let v = vip();
+        service(&d, v, &["-s", "rr"]);
+        server(&d, v, echo.addr, &[]);
+        d.wait_listening(v);
+        let mut c = connect(v, None).unwrap();
+        let mut total = 0u64;
+        for (i, size) in sizes.iter().enumerate() {
+            let mut msg = vec![0u8; *size];
+            pattern(i as u64, 0, &mut msg);
+            c.write_all(&msg).unwrap();
+            let mut back = vec![0u8; *size];
+            c.read_exact(&mut back)
+                .unwrap_or_else(|e| panic!("{forwarding}: message {i} ({size} bytes): {e}"));
+            assert!(back == msg, "{forwarding}: message {i} came back different");
+            total += *size as u64;
+        }
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(
+            read_all(&mut c).unwrap(),
+            b"",
+            "{forwarding}: EOF after the echo"
+        );
+        let stats = d.list(&["-L", "-n", "--stats", "--exact", "-t", &v.to_string()]);
+        let line = stats.lines().find(|l| l.starts_with("TCP")).unwrap();
+        let n: Vec<u64> = line
+            .split_whitespace()
+            .skip(2)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        assert_eq!((n[3], n[4]), (total, total), "{forwarding}: {stats}");
+    }
 }
 
 /// The byte at offset `i` of stream `seed`: a pattern that exposes any loss,

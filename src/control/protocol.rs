@@ -31,7 +31,7 @@ pub struct Status {
     pub version: String,
     /// "userspace" (the kernel backend comes later).
     pub mode: String,
-    /// How TCP bytes move: "splice" or "copy".
+    /// How TCP bytes move: "auto", "splice" or "copy".
     pub forwarding: String,
     pub services: Vec<ServiceEntry>,
     pub listeners: Vec<ListenerStatus>,

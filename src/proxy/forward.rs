@@ -1,47 +1,49 @@
 //! Moving the bytes of one proxied TCP connection: both directions at once, a half-close
-//! passed on as a half-close, bytes counted as they move (service, real server, totals),
-//! the idle timer restarted on activity, and packet counts read from the kernel's
-//! per-socket segment counters (TCP_INFO) every two seconds of activity and at the end.
+//! passed on as a half-close, bytes counted as they move, the idle timer restarted on
+//! activity, packet counts brought up to date every two seconds of activity. Called by
+//! the TCP path (`tcp`) once the real server is connected.
 //!
-//! On Linux bytes move with splice(2) through a pipe, never entering userspace; the
-//! portable path reads into a pooled buffer and writes it out. `uvs run --forwarding`
-//! chooses (splice by default on Linux).
+//! Two ways to move bytes: read(2) into a pooled buffer and write(2) it out, or
+//! splice(2) through a pooled pipe so the bytes never enter userspace (Linux). Splice
+//! wins for bulk transfers and loses for small messages (two splices and pipe handling
+//! cost more than a read and a write of a few hundred bytes), so the default, `auto`,
+//! does what HAProxy's splice-auto does: copy, and splice while reads come in large.
+//! `uvs run --forwarding auto|splice|copy` chooses.
 
 use std::fmt;
-use std::io;
+use std::io::{self, Read as _};
 use std::net::Shutdown;
-use std::os::fd::AsFd;
 use std::str::FromStr;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicU32, AtomicU64};
-use std::sync::{Arc, Mutex};
 
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+use super::accounting::Accounting;
+use super::pools::{give_back_buffer, take_buffer};
 use crate::conn::{Clock, Conn, State};
-use crate::stats::Stats;
-use crate::sys;
-use crate::table::{RealServerState, ServiceState};
 
-/// How often a busy connection's packet counts are brought up to date.
-const PACKET_INTERVAL_MS: u64 = 2000;
-/// Most bytes moved per step.
-const CHUNK: usize = 64 * 1024;
+/// In `auto` mode, a read of at least this many bytes switches a direction to splice,
+/// and a splice of fewer switches it back to copying.
+const SPLICE_FROM: usize = 16 * 1024;
 
 /// How bytes are moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forwarding {
-    /// splice(2) through a pipe (Linux).
+    /// Copy small messages, splice bulk (Linux).
+    Auto,
+    /// Always splice(2) through a pipe (Linux).
     Splice,
-    /// read(2) and write(2) through a buffer.
+    /// Always read(2) and write(2) through a buffer.
     Copy,
 }
 
 impl Forwarding {
-    /// Splice where the system has it.
+    /// `auto` where the system can splice, else `copy`.
     pub fn best() -> Forwarding {
         if cfg!(target_os = "linux") {
-            Forwarding::Splice
+            Forwarding::Auto
         } else {
             Forwarding::Copy
         }
@@ -51,6 +53,7 @@ impl Forwarding {
 impl fmt::Display for Forwarding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Forwarding::Auto => "auto",
             Forwarding::Splice => "splice",
             Forwarding::Copy => "copy",
         })
@@ -62,81 +65,14 @@ impl FromStr for Forwarding {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
+            "auto" => Ok(Forwarding::best()),
             "splice" if cfg!(target_os = "linux") => Ok(Forwarding::Splice),
             "splice" => Err("splice is only available on Linux".into()),
             "copy" => Ok(Forwarding::Copy),
-            other => Err(format!("unknown forwarding `{other}' (splice or copy)")),
+            other => Err(format!(
+                "unknown forwarding `{other}' (auto, splice or copy)"
+            )),
         }
-    }
-}
-
-/// Where one connection's counts go.
-#[derive(Debug)]
-pub struct Accounting {
-    pub service: Arc<ServiceState>,
-    pub server: Arc<RealServerState>,
-    pub totals: Arc<Stats>,
-    client_segments: AtomicU32,
-    server_segments: AtomicU32,
-    packets_read_at: AtomicU64,
-}
-
-impl Accounting {
-    pub fn new(
-        service: Arc<ServiceState>,
-        server: Arc<RealServerState>,
-        totals: Arc<Stats>,
-    ) -> Accounting {
-        Accounting {
-            service,
-            server,
-            totals,
-            client_segments: AtomicU32::new(0),
-            server_segments: AtomicU32::new(0),
-            packets_read_at: AtomicU64::new(0),
-        }
-    }
-
-    fn each(&self, f: impl Fn(&Stats)) {
-        f(&self.service.stats);
-        f(&self.server.stats);
-        f(&self.totals);
-    }
-
-    /// One connection scheduled to this server.
-    pub fn connection(&self) {
-        self.each(Stats::add_conn);
-    }
-
-    fn bytes_in(&self, n: usize) {
-        self.each(|s| s.add_in(0, n as u64));
-    }
-
-    fn bytes_out(&self, n: usize) {
-        self.each(|s| s.add_out(0, n as u64));
-    }
-
-    /// Adds the segments both sockets received since the last call: the client's are
-    /// IPVS's InPkts, the real server's its OutPkts.
-    pub fn packets(&self, client: &TcpStream, server: &TcpStream, now_ms: u64) {
-        self.packets_read_at.store(now_ms, Relaxed);
-        let delta = |socket: &TcpStream, seen: &AtomicU32| {
-            sys::tcp_segments(socket.as_fd())
-                .map(|(segs_in, _)| u64::from(segs_in.wrapping_sub(seen.swap(segs_in, Relaxed))))
-                .unwrap_or(0)
-        };
-        let (inward, outward) = (
-            delta(client, &self.client_segments),
-            delta(server, &self.server_segments),
-        );
-        self.each(|s| {
-            s.add_in(inward, 0);
-            s.add_out(outward, 0);
-        });
-    }
-
-    fn packets_due(&self, now_ms: u64) -> bool {
-        now_ms.saturating_sub(self.packets_read_at.load(Relaxed)) >= PACKET_INTERVAL_MS
     }
 }
 
@@ -147,6 +83,27 @@ pub struct Flow<'a> {
     pub conn: &'a Conn,
     pub clock: &'a Clock,
     pub accounting: &'a Accounting,
+    /// One direction has seen its end of input.
+    one_way_ended: AtomicBool,
+}
+
+impl<'a> Flow<'a> {
+    pub fn new(
+        client: &'a TcpStream,
+        server: &'a TcpStream,
+        conn: &'a Conn,
+        clock: &'a Clock,
+        accounting: &'a Accounting,
+    ) -> Flow<'a> {
+        Flow {
+            client,
+            server,
+            conn,
+            clock,
+            accounting,
+            one_way_ended: AtomicBool::new(false),
+        }
+    }
 }
 
 /// How forwarding ended.
@@ -189,7 +146,8 @@ pub async fn forward(mode: Forwarding, flow: &Flow<'_>) -> End {
     while !(in_done && out_done) {
         tokio::select! {
             r = &mut inward, if !in_done => {
-                if r.is_err() {
+                if let Err(e) = r {
+                    tracing::debug!(client = %flow.conn.client, error = %e, "client side failed");
                     return End::Reset;
                 }
                 in_done = true;
@@ -199,7 +157,8 @@ pub async fn forward(mode: Forwarding, flow: &Flow<'_>) -> End {
                 }
             }
             r = &mut outward, if !out_done => {
-                if r.is_err() {
+                if let Err(e) = r {
+                    tracing::debug!(server = %flow.conn.dest, error = %e, "server side failed");
                     return End::Reset;
                 }
                 out_done = true;
@@ -217,6 +176,16 @@ fn half_close(socket: &TcpStream) {
     let _ = socket2::SockRef::from(socket).shutdown(Shutdown::Write);
 }
 
+/// What one step of a direction did.
+enum Step {
+    /// Bytes went across.
+    Moved(usize),
+    /// The sender closed its side (end of input).
+    End,
+    /// Nothing to read after all.
+    Idle,
+}
+
 async fn direction(
     mode: Forwarding,
     flow: &Flow<'_>,
@@ -224,118 +193,133 @@ async fn direction(
     to: &TcpStream,
     way: Way,
 ) -> io::Result<()> {
-    match mode {
-        #[cfg(target_os = "linux")]
-        Forwarding::Splice => splice_direction(flow, from, to, way).await,
-        #[cfg(not(target_os = "linux"))]
-        Forwarding::Splice => copy_direction(flow, from, to, way).await,
-        Forwarding::Copy => copy_direction(flow, from, to, way).await,
+    let mut splicing = mode == Forwarding::Splice;
+    loop {
+        from.readable().await?;
+        let step = if splicing {
+            splice_step(from, to).await?
+        } else {
+            copy_step(from, to).await?
+        };
+        match step {
+            Step::Moved(n) => {
+                flow.moved(way, n);
+                if mode == Forwarding::Auto {
+                    splicing = n >= SPLICE_FROM;
+                }
+            }
+            Step::End => {
+                // Pass the half-close on, unless the other way has ended too: then both
+                // sockets are about to be closed, and the close sends the FIN.
+                if !flow.one_way_ended.swap(true, Relaxed) {
+                    half_close(to);
+                }
+                return Ok(());
+            }
+            Step::Idle => {}
+        }
     }
+}
+
+/// Reads what `from` holds into `buf`: Some(0) at end of input, None if there was
+/// nothing. A short read means the socket is drained, so its readiness is cleared then
+/// and there (as HAProxy does), which saves the read that would only say EAGAIN. No
+/// wake-up is lost: data or a FIN arriving after the read is a new readiness event
+/// (tokio clears only the event the read began under), and tokio never clears the
+/// read-closed state.
+fn read_drained(from: &TcpStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    let mut got = None;
+    let read = from.try_io(Interest::READABLE, || {
+        let n = (&*socket2::SockRef::from(from)).read(buf)?;
+        got = Some(n);
+        if n > 0 && n < buf.len() {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(())
+        }
+    });
+    match read {
+        Ok(()) => Ok(got),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(got),
+        Err(e) => Err(e),
+    }
+}
+
+async fn copy_step(from: &TcpStream, to: &TcpStream) -> io::Result<Step> {
+    let mut buf = take_buffer();
+    let n = match read_drained(from, &mut buf) {
+        Ok(Some(0)) => {
+            give_back_buffer(buf);
+            return Ok(Step::End);
+        }
+        Ok(Some(n)) => n,
+        Ok(None) => {
+            give_back_buffer(buf);
+            return Ok(Step::Idle);
+        }
+        Err(e) => {
+            give_back_buffer(buf);
+            return Err(e);
+        }
+    };
+    let mut sent = 0;
+    while sent < n {
+        to.writable().await?;
+        match to.try_write(&buf[sent..n]) {
+            Ok(m) => sent += m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    give_back_buffer(buf);
+    Ok(Step::Moved(n))
 }
 
 #[cfg(target_os = "linux")]
-async fn splice_direction(
-    flow: &Flow<'_>,
-    from: &TcpStream,
-    to: &TcpStream,
-    way: Way,
-) -> io::Result<()> {
-    use super::pipes::PIPES;
-    use tokio::io::Interest;
+async fn splice_step(from: &TcpStream, to: &TcpStream) -> io::Result<Step> {
+    use super::pools::{give_back_pipe, take_pipe};
+    use crate::sys;
+    use std::os::fd::AsFd;
 
-    loop {
-        from.readable().await?;
-        let pipe = PIPES.take()?;
-        let filled = from.try_io(Interest::READABLE, || {
-            sys::splice(from.as_fd(), pipe.write_end(), CHUNK)
-        });
-        let n = match filled {
-            Ok(0) => {
-                PIPES.give_back(pipe);
-                half_close(to);
-                return Ok(());
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                PIPES.give_back(pipe);
-                continue;
-            }
-            Err(e) => {
-                PIPES.give_back(pipe);
-                return Err(e);
-            }
-        };
-        // A pipe that still holds bytes when this fails is dropped, not pooled.
-        let mut left = n;
-        while left > 0 {
-            to.writable().await?;
-            match to.try_io(Interest::WRITABLE, || {
-                sys::splice(pipe.read_end(), to.as_fd(), left)
-            }) {
-                Ok(m) => left -= m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
+    /// Most bytes per splice: what a pipe holds by default.
+    const PIPE_SIZE: usize = 64 * 1024;
+
+    let pipe = take_pipe()?;
+    let filled = from.try_io(Interest::READABLE, || {
+        sys::splice(from.as_fd(), pipe.write_end(), PIPE_SIZE)
+    });
+    let n = match filled {
+        Ok(0) => {
+            give_back_pipe(pipe);
+            return Ok(Step::End);
         }
-        PIPES.give_back(pipe);
-        flow.moved(way, n);
-    }
-}
-
-/// Buffers for the copy path, pooled like the pipes.
-static BUFFERS: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
-const KEEP_BUFFERS: usize = 256;
-
-fn take_buffer() -> Box<[u8]> {
-    BUFFERS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .pop()
-        .unwrap_or_else(|| vec![0u8; CHUNK].into_boxed_slice())
-}
-
-fn give_back_buffer(buf: Box<[u8]>) {
-    let mut pool = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
-    if pool.len() < KEEP_BUFFERS {
-        pool.push(buf);
-    }
-}
-
-async fn copy_direction(
-    flow: &Flow<'_>,
-    from: &TcpStream,
-    to: &TcpStream,
-    way: Way,
-) -> io::Result<()> {
-    loop {
-        from.readable().await?;
-        let mut buf = take_buffer();
-        let n = match from.try_read(&mut buf) {
-            Ok(0) => {
-                give_back_buffer(buf);
-                half_close(to);
-                return Ok(());
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                give_back_buffer(buf);
-                continue;
-            }
-            Err(e) => {
-                give_back_buffer(buf);
-                return Err(e);
-            }
-        };
-        let mut sent = 0;
-        while sent < n {
-            to.writable().await?;
-            match to.try_write(&buf[sent..n]) {
-                Ok(m) => sent += m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            give_back_pipe(pipe);
+            return Ok(Step::Idle);
         }
-        give_back_buffer(buf);
-        flow.moved(way, n);
+        Err(e) => {
+            give_back_pipe(pipe);
+            return Err(e);
+        }
+    };
+    // A pipe that still holds bytes when this fails is dropped, not pooled.
+    let mut left = n;
+    while left > 0 {
+        to.writable().await?;
+        match to.try_io(Interest::WRITABLE, || {
+            sys::splice(pipe.read_end(), to.as_fd(), left)
+        }) {
+            Ok(m) => left -= m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
     }
+    give_back_pipe(pipe);
+    Ok(Step::Moved(n))
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn splice_step(from: &TcpStream, to: &TcpStream) -> io::Result<Step> {
+    copy_step(from, to).await
 }

@@ -42,6 +42,8 @@ pub fn bind_tcp(listen: &ListenAddr, freebind: bool) -> io::Result<TcpListener> 
             socket.set_freebind_v4(true)?;
         }
     }
+    // Accepted sockets inherit it: one setsockopt per listener, not per connection.
+    socket.set_tcp_nodelay(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;

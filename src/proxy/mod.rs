@@ -1,8 +1,9 @@
 //! The data plane: listeners that follow the table (`listeners`), the TCP connection
-//! path (`tcp`), the byte path (`forward`, with pooled `pipes` for splice).
+//! path (`tcp`), the byte path (`forward`, with per-thread `pools` of buffers and pipes)
+//! and the counting of what moves (`accounting`).
 
+pub mod accounting;
 pub mod forward;
 pub mod listeners;
-#[cfg(target_os = "linux")]
-pub mod pipes;
+pub mod pools;
 pub mod tcp;

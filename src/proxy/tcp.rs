@@ -17,7 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
-use super::forward::{Accounting, End, Flow, forward};
+use super::accounting::Accounting;
+use super::forward::{End, Flow, forward};
 use crate::conn::{Conn, NewConn, State};
 use crate::director::Director;
 use crate::persist::Choice;
@@ -69,6 +70,16 @@ fn warn_rarely(last: &AtomicU64, log: impl FnOnce()) {
             .is_ok()
     {
         log();
+    }
+}
+
+/// The address the client reached: the listener's own when it is bound to one address
+/// and port (saving a getsockname per connection), else the accepted socket's.
+fn local_address(client: &TcpStream, listen: &ListenAddr) -> io::Result<SocketAddr> {
+    if listen.addr.is_unspecified() || listen.port == 0 {
+        client.local_addr()
+    } else {
+        Ok(SocketAddr::new(listen.addr, listen.port))
     }
 }
 
@@ -148,10 +159,10 @@ async fn connection(
     director: Arc<Director>,
     me: oneshot::Receiver<AbortHandle>,
 ) {
-    let Ok(local) = client.local_addr() else {
+    // TCP_NODELAY came from the listener.
+    let Ok(local) = local_address(&client, &listen) else {
         return;
     };
-    let _ = client.set_nodelay(true);
     let snapshot = director.table.snapshot();
     let Some(service) = snapshot.route(&listen).cloned() else {
         reset(&client);
@@ -176,6 +187,7 @@ async fn connection(
         };
         let Some(Choice { server, template }) = choice else {
             service.state.unavailable.fetch_add(1, Relaxed);
+            tracing::debug!(client = %peer, %listen, "no real server available");
             reset(&client);
             return;
         };
@@ -189,6 +201,7 @@ async fn connection(
             Arc::clone(&service.state),
             Arc::clone(&server.state),
             Arc::clone(&totals),
+            director.conns.clock.now_ms(),
         );
         accounting.connection();
         let conn = director.conns.open(NewConn {
@@ -217,11 +230,16 @@ async fn connection(
                     ConnectError::Timeout => failures.timeout.fetch_add(1, Relaxed),
                     ConnectError::Other(_) => failures.other.fetch_add(1, Relaxed),
                 };
-                if let ConnectError::Other(err) = &e {
-                    tracing::debug!(%dest, error = %err, "connect to real server failed");
+                match &e {
+                    ConnectError::Refused => tracing::debug!(%dest, "connect refused"),
+                    ConnectError::Timeout => tracing::debug!(%dest, "connect timed out"),
+                    ConnectError::Other(err) => {
+                        tracing::debug!(%dest, error = %err, "connect failed")
+                    }
                 }
                 drop(entry);
                 if failed.is_some() {
+                    tracing::debug!(client = %peer, %listen, "no real server reachable");
                     reset(&client);
                     return;
                 }
@@ -244,15 +262,16 @@ async fn connection(
             return;
         }
     }
-    let flow = Flow {
-        client: &client,
-        server: &server,
-        conn: &entry.conn,
-        clock: &director.conns.clock,
-        accounting: &accounting,
-    };
+    let flow = Flow::new(
+        &client,
+        &server,
+        &entry.conn,
+        &director.conns.clock,
+        &accounting,
+    );
     let end = forward(director.options.forwarding, &flow).await;
     accounting.packets(&client, &server, director.conns.clock.now_ms());
+    tracing::debug!(client = %peer, server = %entry.conn.dest, ?end, "connection ended");
     entry.end = match end {
         End::Closed => State::TimeWait,
         End::Reset => {

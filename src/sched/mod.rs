@@ -30,6 +30,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::table::real_server::locate;
 use crate::table::{RealServer, ServerKey, ServiceFlags};
 
 /// A scheduling algorithm of IPVS. `None` is the kernel's "none": the service schedules
@@ -217,7 +218,38 @@ fn gcd_of(values: impl Iterator<Item = u32>) -> u32 {
 
 /// The index of the server with this key in the list.
 fn position(servers: &[RealServer], key: &ServerKey) -> Option<usize> {
-    servers.iter().position(|s| s.key() == *key)
+    locate(servers, key, usize::MAX)
+}
+
+/// A place in the server list that outlives list changes, as the kernel's list pointer
+/// does: the server's key, and the index it was at, checked first so that a pick does
+/// not search the list (it changes only when the table does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cursor {
+    key: ServerKey,
+    index: usize,
+}
+
+impl Cursor {
+    fn at(servers: &[RealServer], index: usize) -> Cursor {
+        Cursor {
+            key: servers[index].key(),
+            index,
+        }
+    }
+
+    /// A server whose index is not known yet.
+    fn of(key: ServerKey) -> Cursor {
+        Cursor {
+            key,
+            index: usize::MAX,
+        }
+    }
+
+    /// The server's index in this list, if it is still there.
+    fn find(&self, servers: &[RealServer]) -> Option<usize> {
+        locate(servers, &self.key, self.index)
+    }
 }
 
 /// Least weighted overhead (`loh * w_d > doh * w_least` switches), from the first usable

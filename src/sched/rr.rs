@@ -3,13 +3,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{Algorithm, ListChange, Packet, position, usable};
-use crate::table::{RealServer, ServerKey, ServiceFlags};
+use super::{Algorithm, Cursor, ListChange, Packet, usable};
+use crate::table::{RealServer, ServiceFlags};
 
 #[derive(Debug)]
 pub struct RoundRobin {
     /// The server picked last; None is the list head (nothing picked yet).
-    last: Arc<Mutex<Option<ServerKey>>>,
+    last: Arc<Mutex<Option<Cursor>>>,
 }
 
 impl RoundRobin {
@@ -23,7 +23,7 @@ impl RoundRobin {
 impl Algorithm for RoundRobin {
     fn pick(&self, servers: &[RealServer], _: ServiceFlags, _: &Packet) -> Option<usize> {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let start = last.and_then(|k| position(servers, &k));
+        let start = last.and_then(|c| c.find(servers));
         let after = start.map_or(0, |i| i + 1);
         // From the server after the last one to the end; then, unless we began at the
         // head, from the head up to and including the last one.
@@ -31,7 +31,7 @@ impl Algorithm for RoundRobin {
         let hit = (after..servers.len())
             .chain(second_pass)
             .find(|i| usable(&servers[*i]))?;
-        *last = Some(servers[hit].key());
+        *last = Some(Cursor::at(servers, hit));
         Some(hit)
     }
 
@@ -39,7 +39,11 @@ impl Algorithm for RoundRobin {
         let current = *self.last.lock().unwrap_or_else(|e| e.into_inner());
         let last = match change {
             // The kernel steps back to the entry before the removed one.
-            ListChange::Removed { removed, previous } if current == Some(*removed) => *previous,
+            ListChange::Removed { removed, previous }
+                if current.is_some_and(|c| c.key == *removed) =>
+            {
+                previous.map(Cursor::of)
+            }
             _ => current,
         };
         Box::new(RoundRobin {

@@ -4,13 +4,13 @@
 
 use std::sync::Mutex;
 
-use super::{Algorithm, ListChange, Packet, gcd_of, position};
-use crate::table::{RealServer, ServerKey, ServiceFlags};
+use super::{Algorithm, Cursor, ListChange, Packet, gcd_of};
+use crate::table::{RealServer, ServiceFlags};
 
 #[derive(Debug, Clone, Copy)]
 struct Mark {
     /// Current position; None is the list head.
-    cl: Option<ServerKey>,
+    cl: Option<Cursor>,
     /// Current weight.
     cw: i64,
     /// Maximum weight, less (di - 1).
@@ -52,7 +52,7 @@ impl WeightedRoundRobin {
 impl Algorithm for WeightedRoundRobin {
     fn pick(&self, servers: &[RealServer], _: ServiceFlags, _: &Packet) -> Option<usize> {
         let mut m = self.mark.lock().unwrap_or_else(|e| e.into_inner());
-        let mut dest = m.cl.and_then(|k| position(servers, &k));
+        let mut dest = m.cl.and_then(|c| c.find(servers));
         if m.mw == 0 {
             return None;
         }
@@ -62,11 +62,11 @@ impl Algorithm for WeightedRoundRobin {
         loop {
             for (i, s) in servers.iter().enumerate().skip(dest.map_or(0, |d| d + 1)) {
                 if !s.state.is_overloaded() && i64::from(s.weight) >= m.cw {
-                    m.cl = Some(s.key());
+                    m.cl = Some(Cursor::at(servers, i));
                     return Some(i);
                 }
                 if stop == Some(i) {
-                    m.cl = Some(s.key());
+                    m.cl = Some(Cursor::at(servers, i));
                     return None;
                 }
             }

@@ -277,6 +277,16 @@ impl RealServer {
     }
 }
 
+/// The index of the server with this key in `servers`, trying `hint` first: a list
+/// changes only with the table, so a remembered index is nearly always still right and
+/// the per-connection path does not search the list.
+pub fn locate(servers: &[RealServer], key: &ServerKey, hint: usize) -> Option<usize> {
+    match servers.get(hint) {
+        Some(s) if s.key() == *key => Some(hint),
+        _ => servers.iter().position(|s| s.key() == *key),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -220,7 +220,12 @@ pub struct Service {
 impl Service {
     /// The server IPVS's scheduler picks for a new connection from `packet`.
     pub fn pick(&self, packet: &crate::sched::Packet) -> Option<&RealServer> {
+        self.servers.get(self.pick_index(packet)?)
+    }
+
+    /// As [`Service::pick`], the server's index in `servers`.
+    pub fn pick_index(&self, packet: &crate::sched::Packet) -> Option<usize> {
         let i = self.algorithm.pick(&self.servers, self.flags, packet)?;
-        self.servers.get(i)
+        (i < self.servers.len()).then_some(i)
     }
 }

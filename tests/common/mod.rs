@@ -124,12 +124,21 @@ impl Daemon {
     }
 
     pub fn start_with_zone(zone: Zone) -> Daemon {
+        Daemon::start_with(zone, &[])
+    }
+
+    /// `uvs run` with these extra arguments.
+    pub fn start_with(zone: Zone, args: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("uvs.sock");
         let child = Command::new(UVS)
             .args(["run", "--socket"])
             .arg(&socket)
-            .env("UVS_LOG", "warn")
+            .args(args)
+            .env(
+                "UVS_LOG",
+                std::env::var("UVS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn uvs run");
@@ -290,6 +299,17 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A port on 127.0.0.1 that refuses connections for as long as the socket is kept: it
+/// is bound but not listening, so no other test can take the port meanwhile.
+pub fn refusing_port() -> (socket2::Socket, std::net::SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    (s, addr)
 }
 
 /// What a test backend does with each connection.

@@ -1,0 +1,84 @@
+//! Per-thread pools of what moving bytes needs only while bytes move: copy buffers and,
+//! on Linux, pipes for splice. Idle connections hold neither; short connections reuse
+//! them instead of allocating (or creating and closing two pipe descriptors) each time;
+//! an unprivileged daemon stays far from its pipe budget (pipe-user-pages-soft). The
+//! pools are per thread, so taking and giving back never contend; a thing taken on one
+//! worker thread and given back on another just changes pools. Used by `forward`.
+
+use std::cell::RefCell;
+
+/// Bytes a copy buffer holds: one step of the copy path.
+pub const BUFFER_SIZE: usize = 64 * 1024;
+/// Idle buffers (and pipes) kept per thread.
+const KEEP: usize = 256;
+
+thread_local! {
+    static BUFFERS: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer of [`BUFFER_SIZE`] bytes.
+pub fn take_buffer() -> Box<[u8]> {
+    BUFFERS
+        .with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0u8; BUFFER_SIZE].into_boxed_slice())
+}
+
+pub fn give_back_buffer(buf: Box<[u8]>) {
+    BUFFERS.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < KEEP {
+            pool.push(buf);
+        }
+    });
+}
+
+#[cfg(target_os = "linux")]
+pub use pipes::{Pipe, give_back_pipe, take_pipe};
+
+#[cfg(target_os = "linux")]
+mod pipes {
+    use std::cell::RefCell;
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+    use super::KEEP;
+    use crate::sys;
+
+    /// One pipe: bytes go in at the write end and come out at the read end.
+    #[derive(Debug)]
+    pub struct Pipe {
+        read: OwnedFd,
+        write: OwnedFd,
+    }
+
+    impl Pipe {
+        pub fn read_end(&self) -> BorrowedFd<'_> {
+            self.read.as_fd()
+        }
+
+        pub fn write_end(&self) -> BorrowedFd<'_> {
+            self.write.as_fd()
+        }
+    }
+
+    thread_local! {
+        static PIPES: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub fn take_pipe() -> std::io::Result<Pipe> {
+        if let Some(p) = PIPES.with(|pool| pool.borrow_mut().pop()) {
+            return Ok(p);
+        }
+        let (read, write) = sys::pipe()?;
+        Ok(Pipe { read, write })
+    }
+
+    /// Gives back an empty pipe; one that still holds bytes must be dropped instead.
+    pub fn give_back_pipe(pipe: Pipe) {
+        PIPES.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < KEEP {
+                pool.push(pipe);
+            }
+        });
+    }
+}
