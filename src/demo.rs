@@ -60,11 +60,11 @@ pub async fn start_backend(body: &'static str) -> std::io::Result<SocketAddr> {
 }
 
 /// The demo table: the VIP, round robin over the two backends.
-pub fn commands(rs1: SocketAddr, rs2: SocketAddr) -> Vec<Command> {
+pub fn commands(vip: SocketAddr, rs1: SocketAddr, rs2: SocketAddr) -> Vec<Command> {
     let key = ServiceKey::Inet {
         protocol: Protocol::Tcp,
-        addr: VIP.ip(),
-        port: VIP.port(),
+        addr: vip.ip(),
+        port: vip.port(),
     };
     let server = |addr: SocketAddr| Command::AddServer {
         service: key,
@@ -95,15 +95,18 @@ pub fn commands(rs1: SocketAddr, rs2: SocketAddr) -> Vec<Command> {
     ]
 }
 
-/// Starts the backends and loads the demo table.
-pub async fn start(table: &Arc<TableHandle>) -> Result<(SocketAddr, SocketAddr), String> {
+/// Starts the backends and loads the demo table with its service on `vip`.
+pub async fn start(
+    table: &Arc<TableHandle>,
+    vip: SocketAddr,
+) -> Result<(SocketAddr, SocketAddr), String> {
     let rs1 = start_backend("RS1\n")
         .await
         .map_err(|e| format!("cannot start the demo backend RS1: {e}"))?;
     let rs2 = start_backend("RS2\n")
         .await
         .map_err(|e| format!("cannot start the demo backend RS2: {e}"))?;
-    for command in commands(rs1, rs2) {
+    for command in commands(vip, rs1, rs2) {
         table
             .apply(&command)
             .map_err(|e: TableError| format!("demo rule `{command}' refused: {e}"))?;

@@ -13,6 +13,7 @@ use crate::control::protocol::{ListenerStatus, Status};
 use crate::persist::Templates;
 use crate::proxy::forward::Forwarding;
 use crate::table::{ConnEntry, ListenAddr, ServiceKey, TableHandle};
+use crate::workers::Workers;
 
 /// How often connections and templates are expired.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -29,12 +30,15 @@ pub struct ListenerState {
 #[derive(Debug, Clone, Copy)]
 pub struct PlaneOptions {
     pub forwarding: Forwarding,
+    /// Worker threads serving connections.
+    pub threads: usize,
 }
 
 impl Default for PlaneOptions {
     fn default() -> PlaneOptions {
         PlaneOptions {
             forwarding: Forwarding::best(),
+            threads: Workers::default_count(),
         }
     }
 }
@@ -45,23 +49,26 @@ pub struct Director {
     pub conns: ConnTable,
     pub templates: Templates,
     pub options: PlaneOptions,
+    pub workers: Workers,
     listeners: Mutex<BTreeMap<ListenAddr, ListenerState>>,
-    /// The accept loop of each address being listened on.
-    accept_tasks: Mutex<HashMap<ListenAddr, AbortHandle>>,
+    /// The accept loops (one per worker) of each address being listened on.
+    accept_tasks: Mutex<HashMap<ListenAddr, Vec<AbortHandle>>>,
 }
 
 impl Director {
-    pub fn new(table: Arc<TableHandle>, options: PlaneOptions) -> Arc<Director> {
+    /// A director with its worker threads started.
+    pub fn new(table: Arc<TableHandle>, options: PlaneOptions) -> std::io::Result<Arc<Director>> {
         let conns = ConnTable::new();
         let templates = Templates::new(conns.clock);
-        Arc::new(Director {
+        Ok(Arc::new(Director {
             table,
             conns,
             templates,
             options,
+            workers: Workers::start(options.threads)?,
             listeners: Mutex::new(BTreeMap::new()),
             accept_tasks: Mutex::new(HashMap::new()),
-        })
+        }))
     }
 
     /// `-L -c`: connections and persistence templates.
@@ -94,7 +101,7 @@ impl Director {
             .collect()
     }
 
-    fn accepting_map(&self) -> std::sync::MutexGuard<'_, HashMap<ListenAddr, AbortHandle>> {
+    fn accepting_map(&self) -> std::sync::MutexGuard<'_, HashMap<ListenAddr, Vec<AbortHandle>>> {
         self.accept_tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -107,8 +114,13 @@ impl Director {
         self.accepting_map().contains_key(listen)
     }
 
-    pub fn start_accepting(&self, listen: ListenAddr, service: ServiceKey, task: AbortHandle) {
-        self.accepting_map().insert(listen, task);
+    pub fn start_accepting(
+        &self,
+        listen: ListenAddr,
+        service: ServiceKey,
+        tasks: Vec<AbortHandle>,
+    ) {
+        self.accepting_map().insert(listen, tasks);
         self.set_listener(
             listen,
             Some(ListenerState {
@@ -120,7 +132,7 @@ impl Director {
 
     /// Closes one listener; its established connections go on.
     pub fn stop_accepting(&self, listen: &ListenAddr) {
-        if let Some(task) = self.accepting_map().remove(listen) {
+        for task in self.accepting_map().remove(listen).unwrap_or_default() {
             task.abort();
         }
         self.set_listener(*listen, None);

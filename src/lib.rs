@@ -28,3 +28,4 @@ pub mod stats;
 pub mod status;
 pub mod sys;
 pub mod table;
+pub mod workers;

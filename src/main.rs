@@ -20,6 +20,7 @@ use uvs::daemon::{DEFAULT_DRAIN_TIMEOUT, Daemon};
 use uvs::director::{Director, PlaneOptions};
 use uvs::proxy::forward::Forwarding;
 use uvs::table::{HostInterfaces, TableHandle};
+use uvs::workers::Workers;
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +49,18 @@ struct DaemonArgs {
     /// (IPVS's expire_quiescent_template)
     #[arg(long)]
     expire_quiescent_template: bool,
+    /// Worker threads serving connections [default: the number of CPUs]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    daemon: DaemonArgs,
+    /// Where the demo's virtual service listens
+    #[arg(long, value_name = "ADDR:PORT", default_value_t = uvs::demo::VIP)]
+    vip: std::net::SocketAddr,
 }
 
 #[derive(Subcommand)]
@@ -55,7 +68,7 @@ enum Command {
     /// Run the daemon: hold the table, balance the traffic, serve the control socket.
     Run(DaemonArgs),
     /// Run the seed lab: a VIP on 127.0.0.1:8080, round robin over two built-in backends.
-    Demo(DaemonArgs),
+    Demo(DemoArgs),
     /// Show what a running daemon is doing: services, listeners, real servers.
     Status {
         /// Control socket path [default: as for `uvs run`]
@@ -111,18 +124,22 @@ fn print_table(table: &Arc<TableHandle>) {
     session.run(&["uvsadm".into(), "-L".into(), "-n".into()]);
 }
 
-fn director(args: &DaemonArgs) -> Arc<Director> {
+fn director(args: &DaemonArgs) -> anyhow::Result<Arc<Director>> {
     let table = Arc::new(TableHandle::new(Box::new(HostInterfaces)));
     let director = Director::new(
         table,
         PlaneOptions {
             forwarding: args.forwarding,
+            threads: args
+                .threads
+                .map_or_else(Workers::default_count, usize::from),
         },
-    );
+    )
+    .context("cannot start the worker threads")?;
     director
         .templates
         .set_expire_quiescent(args.expire_quiescent_template);
-    director
+    Ok(director)
 }
 
 async fn serve(socket: PathBuf, director: Arc<Director>, args: &DaemonArgs) -> anyhow::Result<()> {
@@ -150,18 +167,20 @@ async fn status(socket: Option<PathBuf>) -> anyhow::Result<()> {
     }
 }
 
-#[tokio::main]
+// The control plane (socket, listeners, estimator, sweeper) runs on this thread; the
+// connections run on the director's worker threads.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
         Command::Run(args) => {
             let socket = args.socket.clone().unwrap_or_else(socket_path::from_env);
-            serve(socket, director(&args), &args).await
+            serve(socket, director(&args)?, &args).await
         }
-        Command::Demo(args) => {
-            let director = director(&args);
-            let (rs1, rs2) = uvs::demo::start(&director.table)
+        Command::Demo(DemoArgs { daemon: args, vip }) => {
+            let director = director(&args)?;
+            let (rs1, rs2) = uvs::demo::start(&director.table, vip)
                 .await
                 .map_err(anyhow::Error::msg)?;
             let socket = match &args.socket {
@@ -171,13 +190,11 @@ async fn main() -> anyhow::Result<()> {
                     .join("uvs.sock"),
             };
             println!(
-                "uvs demo: a VIP on {} balances round robin over two built-in backends,\nRS1 on {rs1} and RS2 on {rs2}:\n",
-                uvs::demo::VIP
+                "uvs demo: a VIP on {vip} balances round robin over two built-in backends,\nRS1 on {rs1} and RS2 on {rs2}:\n"
             );
             print_table(&director.table);
             println!(
                 "\nTry, in another terminal:\n  for i in $(seq 10); do curl -s {vip}; done\n  uvsadm --socket {s} -L -n --stats\n  uvsadm --socket {s} -L -n -c\n  uvs status --socket {s}\nStop with Ctrl-C.",
-                vip = uvs::demo::VIP,
                 s = socket.display()
             );
             serve(socket, director, &args).await

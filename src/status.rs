@@ -33,14 +33,19 @@ fn server_line(out: &mut String, s: &ServerEntry) {
     } else {
         format!("{}:{}", inet_ntop(&s.addr), s.port)
     };
+    let f = &s.connect_failures;
     let _ = writeln!(
         out,
-        "  -> {addr:<28} {:<6} weight {:<5} active {:<5} inactive {:<5} persistent {}",
+        "  -> {addr:<28} {:<6} weight {:<5} active {:<5} inactive {:<5} persistent {:<5} failed connects {} (refused {}, timed out {}, other {})",
         s.forward.label(),
         s.weight,
         s.active_conns,
         s.inactive_conns,
-        s.persistent_conns
+        s.persistent_conns,
+        f.refused + f.timed_out + f.other,
+        f.refused,
+        f.timed_out,
+        f.other
     );
 }
 
@@ -85,6 +90,11 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
             l.state
         );
     }
+    let _ = writeln!(
+        out,
+        "  connections retried elsewhere {}, reset for want of a server {}",
+        e.retries, e.unavailable
+    );
     for s in &e.servers {
         server_line(out, s);
     }

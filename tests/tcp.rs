@@ -325,6 +325,54 @@ fn a_refused_connect_is_retried_on_another_server_and_none_reachable_resets() {
     }
     d.ok(&["-d", "-t", &v.to_string(), "-r", &live.addr.to_string()]);
     turned_away(v);
+    // rr put every other connection on the dead server first: six retries, and the
+    // seventh had nowhere else to go.
+    let status = d.status();
+    assert!(
+        status.contains("connections retried elsewhere 6, reset for want of a server 1"),
+        "{status}"
+    );
+    assert!(
+        status.contains("failed connects 7 (refused 7, timed out 0, other 0)"),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_real_server_that_never_answers_times_out_and_the_client_goes_elsewhere() {
+    let d = Daemon::start();
+    let live = Backend::start("LIVE", Behaviour::Name);
+    // A listener whose accept queue is full: its kernel drops every further SYN, so a
+    // connect to it neither succeeds nor fails until the connect timeout.
+    let silent = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    silent
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    silent.listen(0).unwrap();
+    let silent_addr = silent.local_addr().unwrap().as_socket().unwrap();
+    let _queued = std::net::TcpStream::connect(silent_addr).unwrap();
+    assert!(
+        std::net::TcpStream::connect_timeout(&silent_addr, Duration::from_millis(300)).is_err(),
+        "the silent server's queue is full"
+    );
+    let v = vip();
+    service(&d, v, &["-s", "rr", "--connect-timeout", "300ms"]);
+    server(&d, v, live.addr, &[]);
+    server(&d, v, silent_addr, &[]);
+    d.wait_listening(v);
+    // The silent server is first in the list, so rr tries it for both connections.
+    for _ in 0..2 {
+        assert_eq!(ask(v, None), "LIVE");
+    }
+    let status = d.status();
+    assert!(
+        status.contains("connections retried elsewhere 2, reset for want of a server 0"),
+        "{status}"
+    );
+    assert!(
+        status.contains("failed connects 2 (refused 0, timed out 2, other 0)"),
+        "{status}"
+    );
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub const RETRY_INTERVAL: Duration = Duration::from_secs(2);
 const BACKLOG: i32 = 4096;
 
 /// A listening TCP socket for `listen`.
-pub fn bind_tcp(listen: &ListenAddr, freebind: bool) -> io::Result<TcpListener> {
+pub fn bind_tcp(listen: &ListenAddr, freebind: bool) -> io::Result<std::net::TcpListener> {
     let addr = SocketAddr::new(listen.addr, listen.port);
     let socket = Socket::new(
         Domain::for_address(addr),
@@ -47,7 +47,32 @@ pub fn bind_tcp(listen: &ListenAddr, freebind: bool) -> io::Result<TcpListener> 
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
+}
+
+/// Starts an accept loop for `listener` on every worker, each on its own duplicate of
+/// the socket.
+fn accept_everywhere(
+    director: &Arc<Director>,
+    listener: std::net::TcpListener,
+    listen: ListenAddr,
+) -> io::Result<Vec<tokio::task::AbortHandle>> {
+    let copies = (0..director.workers.len())
+        .map(|_| listener.try_clone())
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut copies = copies.into_iter();
+    Ok(director.workers.spawn_each(|_| {
+        let copy = copies.next();
+        let director = Arc::clone(director);
+        async move {
+            // Registered with the worker's own runtime, so it must be made there.
+            match copy.map(TcpListener::from_std) {
+                Some(Ok(l)) => tcp::accept_loop(l, listen, director).await,
+                Some(Err(e)) => tracing::error!(%listen, error = %e, "cannot poll the listener"),
+                None => {}
+            }
+        }
+    }))
 }
 
 /// Keeps the listeners in line with the table until the task is aborted.
@@ -82,11 +107,11 @@ pub async fn manage(director: Arc<Director>) {
                 );
                 continue;
             }
-            match bind_tcp(listen, service.options.freebind) {
-                Ok(listener) => {
-                    let task =
-                        tokio::spawn(tcp::accept_loop(listener, *listen, Arc::clone(&director)));
-                    director.start_accepting(*listen, service.key, task.abort_handle());
+            match bind_tcp(listen, service.options.freebind)
+                .and_then(|l| accept_everywhere(&director, l, *listen))
+            {
+                Ok(tasks) => {
+                    director.start_accepting(*listen, service.key, tasks);
                     if logged.remove(listen).is_some() {
                         tracing::info!(%listen, "now listening");
                     } else {

@@ -110,8 +110,36 @@ enum ConnectError {
     Other(io::Error),
 }
 
+/// A non-blocking connect that asks the socket for its error (getsockopt SO_ERROR) only
+/// when the wake-up flagged one: writable with no error or hang-up is a success, and
+/// costs no extra system call.
+async fn connect_to(dest: SocketAddr) -> io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(dest),
+        Type::STREAM.nonblocking(),
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_tcp_nodelay(true)?;
+    match socket.connect(&dest.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = TcpStream::from_std(std::net::TcpStream::from(socket))?;
+    let ready = stream
+        .ready(tokio::io::Interest::WRITABLE | tokio::io::Interest::ERROR)
+        .await?;
+    if (ready.is_error() || ready.is_write_closed())
+        && let Some(e) = stream.take_error()?
+    {
+        return Err(e);
+    }
+    Ok(stream)
+}
+
 async fn connect(dest: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
-    match tokio::time::timeout(timeout, TcpStream::connect(dest)).await {
+    match tokio::time::timeout(timeout, connect_to(dest)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(ConnectError::Refused),
         Ok(Err(e)) => Err(ConnectError::Other(e)),
@@ -191,6 +219,9 @@ async fn connection(
             reset(&client);
             return;
         };
+        if failed.is_some() {
+            service.state.retries.fetch_add(1, Relaxed);
+        }
         let port = if server.port == 0 {
             local.port()
         } else {
@@ -239,12 +270,12 @@ async fn connection(
                 }
                 drop(entry);
                 if failed.is_some() {
+                    service.state.unavailable.fetch_add(1, Relaxed);
                     tracing::debug!(client = %peer, %listen, "no real server reachable");
                     reset(&client);
                     return;
                 }
                 failed = Some(server.key());
-                service.state.retries.fetch_add(1, Relaxed);
             }
         }
     };
@@ -253,7 +284,6 @@ async fn connection(
     if let Some(t) = &template {
         t.assure();
     }
-    let _ = server.set_nodelay(true);
     if let Some(version) = service.options.proxy_protocol {
         let header = proxy_header(version, peer, local);
         if server.write_all(&header).await.is_err() {

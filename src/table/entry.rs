@@ -47,6 +47,17 @@ pub struct ServerEntry {
     pub persistent_conns: u32,
     pub tunnel: Tunnel,
     pub stats: StatsView,
+    /// Connects to it that failed (uvs only; the kernel does not connect).
+    #[serde(default)]
+    pub connect_failures: FailureCounts,
+}
+
+/// Failed connects to a real server, by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureCounts {
+    pub refused: u64,
+    pub timed_out: u64,
+    pub other: u64,
 }
 
 /// One virtual service as a listing sees it, with its servers in list order.
@@ -62,6 +73,12 @@ pub struct ServiceEntry {
     #[serde(default)]
     pub options: ServiceOptions,
     pub stats: StatsView,
+    /// Connections retried on another real server after a failed connect (uvs only).
+    #[serde(default)]
+    pub retries: u64,
+    /// Connections reset because no real server was available or reachable (uvs only).
+    #[serde(default)]
+    pub unavailable: u64,
     pub servers: Vec<ServerEntry>,
 }
 

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 pub use command::{Command, ServerConfig, ServiceConfig, SyncRole};
-pub use entry::{ConnEntry, Info, ServerEntry, ServiceEntry};
+pub use entry::{ConnEntry, FailureCounts, Info, ServerEntry, ServiceEntry};
 pub use error::TableError;
 pub use key::{Family, Protocol, ServerKey, ServiceKey};
 pub use listener::{ListenAddr, ListenRule};
@@ -421,6 +421,8 @@ fn entry_of(svc: &Service) -> ServiceEntry {
         pe: svc.pe.map(|pe| pe.name().to_string()),
         options: svc.options,
         stats: svc.state.stats.view(),
+        retries: svc.state.retries.load(Relaxed),
+        unavailable: svc.state.unavailable.load(Relaxed),
         servers: svc
             .servers
             .iter()
@@ -436,6 +438,11 @@ fn entry_of(svc: &Service) -> ServiceEntry {
                 persistent_conns: s.state.persistent_conns.load(Relaxed),
                 tunnel: s.tunnel,
                 stats: s.state.stats.view(),
+                connect_failures: FailureCounts {
+                    refused: s.state.connect_failures.refused.load(Relaxed),
+                    timed_out: s.state.connect_failures.timeout.load(Relaxed),
+                    other: s.state.connect_failures.other.load(Relaxed),
+                },
             })
             .collect(),
     }
