@@ -105,12 +105,18 @@ pub fn render(status: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "uvs {} ({} mode, forwarding by {}): {} services, {} open connections",
+        "uvs {} ({} mode, forwarding by {}): {} service{}, {} open connection{}",
         status.version,
         status.mode,
         status.forwarding,
         status.services.len(),
-        status.live_connections
+        if status.services.len() == 1 { "" } else { "s" },
+        status.live_connections,
+        if status.live_connections == 1 {
+            ""
+        } else {
+            "s"
+        },
     );
     for e in &status.services {
         service_block(&mut out, status, e);
