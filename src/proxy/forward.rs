@@ -180,6 +180,8 @@ fn half_close(socket: &TcpStream) {
 enum Step {
     /// Bytes went across.
     Moved(usize),
+    /// The last bytes went across: the sender had closed its side behind them.
+    Last(usize),
     /// The sender closed its side (end of input).
     End,
     /// Nothing to read after all.
@@ -195,11 +197,13 @@ async fn direction(
 ) -> io::Result<()> {
     let mut splicing = mode == Forwarding::Splice;
     loop {
-        from.readable().await?;
+        let ready = from.ready(Interest::READABLE | Interest::ERROR).await?;
+        // The sender's FIN is in (and no reset): what can be read now is the last.
+        let fin_seen = ready.is_read_closed() && !ready.is_error();
         let step = if splicing {
             splice_step(from, to).await?
         } else {
-            copy_step(from, to).await?
+            copy_step(from, to, fin_seen).await?
         };
         match step {
             Step::Moved(n) => {
@@ -207,17 +211,18 @@ async fn direction(
                 if mode == Forwarding::Auto {
                     splicing = n >= SPLICE_FROM;
                 }
+                continue;
             }
-            Step::End => {
-                // Pass the half-close on, unless the other way has ended too: then both
-                // sockets are about to be closed, and the close sends the FIN.
-                if !flow.one_way_ended.swap(true, Relaxed) {
-                    half_close(to);
-                }
-                return Ok(());
-            }
-            Step::Idle => {}
+            Step::Last(n) => flow.moved(way, n),
+            Step::End => {}
+            Step::Idle => continue,
         }
+        // Pass the half-close on, unless the other way has ended too: then both
+        // sockets are about to be closed, and the close sends the FIN.
+        if !flow.one_way_ended.swap(true, Relaxed) {
+            half_close(to);
+        }
+        return Ok(());
     }
 }
 
@@ -245,7 +250,11 @@ fn read_drained(from: &TcpStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
     }
 }
 
-async fn copy_step(from: &TcpStream, to: &TcpStream) -> io::Result<Step> {
+/// Copies what `from` holds to `to`. When the sender's FIN is known to be in and the
+/// read drains the socket, those bytes are the last: they are sent with MSG_MORE so the
+/// half-close that follows rides on the same segment, and the read that would only say
+/// "end of input" is saved (HAProxy does the same).
+async fn copy_step(from: &TcpStream, to: &TcpStream, fin_seen: bool) -> io::Result<Step> {
     let mut buf = take_buffer();
     let n = match read_drained(from, &mut buf) {
         Ok(Some(0)) => {
@@ -262,17 +271,21 @@ async fn copy_step(from: &TcpStream, to: &TcpStream) -> io::Result<Step> {
             return Err(e);
         }
     };
+    let last = fin_seen && n < buf.len();
+    let flags = if last { libc::MSG_MORE } else { 0 };
     let mut sent = 0;
     while sent < n {
         to.writable().await?;
-        match to.try_write(&buf[sent..n]) {
+        match to.try_io(Interest::WRITABLE, || {
+            socket2::SockRef::from(to).send_with_flags(&buf[sent..n], flags)
+        }) {
             Ok(m) => sent += m,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
     }
     give_back_buffer(buf);
-    Ok(Step::Moved(n))
+    Ok(if last { Step::Last(n) } else { Step::Moved(n) })
 }
 
 #[cfg(target_os = "linux")]
