@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::adm::inet::inet_ntop;
+use crate::adm::inet::inet_ntop_port;
 use crate::control::protocol::Status;
 use crate::table::{ServerEntry, ServiceEntry, ServiceKey};
 
@@ -13,13 +13,7 @@ fn service_name(key: &ServiceKey) -> String {
             protocol,
             addr,
             port,
-        } => {
-            if addr.is_ipv6() {
-                format!("{:<4} [{}]:{port}", protocol.label(), inet_ntop(addr))
-            } else {
-                format!("{:<4} {}:{port}", protocol.label(), inet_ntop(addr))
-            }
-        }
+        } => format!("{:<4} {}", protocol.label(), inet_ntop_port(addr, *port)),
         ServiceKey::Fwmark { mark, family } => match family {
             crate::table::Family::Inet => format!("FWM  {mark}"),
             crate::table::Family::Inet6 => format!("FWM  {mark} IPv6"),
@@ -28,11 +22,7 @@ fn service_name(key: &ServiceKey) -> String {
 }
 
 fn server_line(out: &mut String, s: &ServerEntry) {
-    let addr = if s.addr.is_ipv6() {
-        format!("[{}]:{}", inet_ntop(&s.addr), s.port)
-    } else {
-        format!("{}:{}", inet_ntop(&s.addr), s.port)
-    };
+    let addr = inet_ntop_port(&s.addr, s.port);
     let f = &s.connect_failures;
     let _ = writeln!(
         out,

@@ -219,6 +219,15 @@ pub fn inet_ntop(addr: &std::net::IpAddr) -> String {
     }
 }
 
+/// "addr:port" as ipvsadm prints it numerically: [brackets] around IPv6.
+pub fn inet_ntop_port(addr: &std::net::IpAddr, port: u16) -> String {
+    if addr.is_ipv6() {
+        format!("[{}]:{port}", inet_ntop(addr))
+    } else {
+        format!("{}:{port}", inet_ntop(addr))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

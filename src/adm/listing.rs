@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::inet::inet_ntop;
+use super::inet::{inet_ntop, inet_ntop_port};
 use super::names::Names;
 use super::sort::{compare_servers, compare_services, merge_sort};
 use crate::table::{
@@ -61,10 +61,10 @@ pub fn addrport_to_anyname(
     protocol: Option<&str>,
     format: Format,
 ) -> String {
-    let (open, close) = if addr.is_ipv6() { ("[", "]") } else { ("", "") };
     let text = if format.has(Format::NUMERIC) {
-        format!("{open}{}{close}:{port}", inet_ntop(addr))
+        inet_ntop_port(addr, port)
     } else {
+        let (open, close) = if addr.is_ipv6() { ("[", "]") } else { ("", "") };
         let host = names.host_name(*addr).unwrap_or_else(|| inet_ntop(addr));
         let service = protocol
             .and_then(|p| names.service_name(port, p))

@@ -22,7 +22,7 @@ use super::forward::{End, Flow, forward};
 use crate::conn::{Conn, NewConn, State};
 use crate::director::Director;
 use crate::persist::{Choice, Template};
-use crate::sched::Packet;
+use crate::sched::{Packet, least_loaded_except};
 use crate::stats::Stats;
 use crate::table::{ListenAddr, Protocol, ProxyProtocol, RealServer, ServerKey, Service};
 
@@ -154,16 +154,7 @@ fn retry_choice(service: &Service, packet: &Packet, failed: &ServerKey) -> Optio
     if let Some(s) = service.pick(packet).filter(|s| s.key() != *failed) {
         return Some(s.clone());
     }
-    service
-        .servers
-        .iter()
-        .filter(|s| s.key() != *failed && s.weight > 0 && !s.state.is_overloaded())
-        .min_by(|a, b| {
-            let la = u128::from(a.state.overhead()) * u128::from(b.weight);
-            let lb = u128::from(b.state.overhead()) * u128::from(a.weight);
-            la.cmp(&lb)
-        })
-        .cloned()
+    least_loaded_except(&service.servers, failed).map(|i| service.servers[i].clone())
 }
 
 pub fn proxy_header(version: ProxyProtocol, client: SocketAddr, local: SocketAddr) -> Vec<u8> {

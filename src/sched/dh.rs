@@ -1,7 +1,8 @@
 //! Destination hashing (ip_vs_dh.c): 256 buckets, one server per bucket in list order,
 //! chosen by the address the client reached.
 
-use super::{Algorithm, ListChange, Packet, fold};
+use super::{Algorithm, ListChange, Packet};
+use crate::table::key::addr_fold;
 use crate::table::{RealServer, ServiceFlags};
 
 const TAB_SIZE: usize = 256;
@@ -22,7 +23,8 @@ impl DestinationHashing {
 
 impl Algorithm for DestinationHashing {
     fn pick(&self, servers: &[RealServer], _: ServiceFlags, packet: &Packet) -> Option<usize> {
-        let h = (u64::from(fold(&packet.local.ip())).wrapping_mul(2_654_435_761) & 255) as usize;
+        let h =
+            (u64::from(addr_fold(&packet.local.ip())).wrapping_mul(2_654_435_761) & 255) as usize;
         let i = self.buckets[h]? as usize;
         let s = servers.get(i)?;
         (s.weight > 0 && !s.state.is_overloaded()).then_some(i)

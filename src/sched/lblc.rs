@@ -16,10 +16,10 @@ use crate::table::{RealServer, ServerKey, ServiceFlags};
 /// sysctl lblc_expiration default.
 pub(super) const EXPIRATION: Duration = Duration::from_secs(24 * 60 * 60);
 /// Entries above this count are collected when unused for [`ENTRY_TIMEOUT`].
-pub(super) const MAX_ENTRIES: usize = 1024 * 16;
-pub(super) const ENTRY_TIMEOUT: Duration = Duration::from_secs(6 * 60);
+const MAX_ENTRIES: usize = 1024 * 16;
+const ENTRY_TIMEOUT: Duration = Duration::from_secs(6 * 60);
 /// How often stale entries are looked for.
-pub(super) const CHECK_INTERVAL: Duration = Duration::from_secs(60);
+const CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 struct Entry {
@@ -27,15 +27,53 @@ struct Entry {
     last_use: Instant,
 }
 
+/// What a locality scheduler remembers per destination address, with the kernel's
+/// collection of entries left unused (shared by lblc and lblcr).
 #[derive(Debug)]
-struct Cache {
-    entries: HashMap<IpAddr, Entry>,
+pub(super) struct Cache<E> {
+    pub(super) entries: HashMap<IpAddr, E>,
     last_check: Instant,
+}
+
+/// An entry that knows when it was last used.
+pub(super) trait Used {
+    fn last_use(&self) -> Instant;
+}
+
+impl<E: Used> Cache<E> {
+    pub(super) fn new() -> Cache<E> {
+        Cache {
+            entries: HashMap::new(),
+            last_check: Instant::now(),
+        }
+    }
+
+    /// Once a minute: forgets entries unused for a day, or for six minutes when there
+    /// are more than [`MAX_ENTRIES`].
+    pub(super) fn collect(&mut self, now: Instant) {
+        if now.duration_since(self.last_check) < CHECK_INTERVAL {
+            return;
+        }
+        self.last_check = now;
+        let limit = if self.entries.len() > MAX_ENTRIES {
+            ENTRY_TIMEOUT
+        } else {
+            EXPIRATION
+        };
+        self.entries
+            .retain(|_, e| now.duration_since(e.last_use()) < limit);
+    }
+}
+
+impl Used for Entry {
+    fn last_use(&self) -> Instant {
+        self.last_use
+    }
 }
 
 #[derive(Debug)]
 pub struct LocalityLeastConnection {
-    cache: Arc<Mutex<Cache>>,
+    cache: Arc<Mutex<Cache<Entry>>>,
 }
 
 /// The lblc/lblcr overload test: more active connections than weight while some server
@@ -50,27 +88,8 @@ pub(super) fn is_overloaded(server: &RealServer, servers: &[RealServer]) -> bool
 impl LocalityLeastConnection {
     pub fn new() -> LocalityLeastConnection {
         LocalityLeastConnection {
-            cache: Arc::new(Mutex::new(Cache {
-                entries: HashMap::new(),
-                last_check: Instant::now(),
-            })),
+            cache: Arc::new(Mutex::new(Cache::new())),
         }
-    }
-}
-
-impl Cache {
-    fn collect(&mut self, now: Instant) {
-        if now.duration_since(self.last_check) < CHECK_INTERVAL {
-            return;
-        }
-        self.last_check = now;
-        let limit = if self.entries.len() > MAX_ENTRIES {
-            ENTRY_TIMEOUT
-        } else {
-            EXPIRATION
-        };
-        self.entries
-            .retain(|_, e| now.duration_since(e.last_use) < limit);
     }
 }
 

@@ -3,12 +3,10 @@
 //! is overloaded a new server (wlc over all) joins the set. A set that has not changed
 //! for a day loses its most loaded member.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::lblc::{CHECK_INTERVAL, ENTRY_TIMEOUT, EXPIRATION, MAX_ENTRIES, is_overloaded};
+use super::lblc::{Cache, EXPIRATION, Used, is_overloaded};
 use super::{Algorithm, ListChange, Packet, position, weighted_least};
 use crate::table::{RealServer, RealServerState, ServerKey, ServiceFlags};
 
@@ -27,24 +25,21 @@ struct Entry {
     last_use: Instant,
 }
 
-#[derive(Debug)]
-struct Cache {
-    entries: HashMap<IpAddr, Entry>,
-    last_check: Instant,
+impl Used for Entry {
+    fn last_use(&self) -> Instant {
+        self.last_use
+    }
 }
 
 #[derive(Debug)]
 pub struct LocalityReplicated {
-    cache: Arc<Mutex<Cache>>,
+    cache: Arc<Mutex<Cache<Entry>>>,
 }
 
 impl LocalityReplicated {
     pub fn new() -> LocalityReplicated {
         LocalityReplicated {
-            cache: Arc::new(Mutex::new(Cache {
-                entries: HashMap::new(),
-                last_check: Instant::now(),
-            })),
+            cache: Arc::new(Mutex::new(Cache::new())),
         }
     }
 }
@@ -100,22 +95,6 @@ fn set_max(set: &[Member]) -> Option<ServerKey> {
         }
     }
     Some(most.key)
-}
-
-impl Cache {
-    fn collect(&mut self, now: Instant) {
-        if now.duration_since(self.last_check) < CHECK_INTERVAL {
-            return;
-        }
-        self.last_check = now;
-        let limit = if self.entries.len() > MAX_ENTRIES {
-            ENTRY_TIMEOUT
-        } else {
-            EXPIRATION
-        };
-        self.entries
-            .retain(|_, e| now.duration_since(e.last_use) < limit);
-    }
 }
 
 impl Algorithm for LocalityReplicated {

@@ -6,7 +6,8 @@
 //! mh-fallback its clients are re-hashed.
 
 use super::siphash::hsiphash_u32;
-use super::{Algorithm, ListChange, Packet, fold, gcd_of};
+use super::{Algorithm, ListChange, Packet, gcd_of};
+use crate::table::key::addr_fold;
 use crate::table::{RealServer, ServiceFlags};
 
 /// primes[CONFIG_IP_VS_MH_TAB_INDEX - 8] with the default index 12.
@@ -49,7 +50,7 @@ fn populate(servers: &[RealServer]) -> Vec<Option<u32>> {
     let mut setup: Vec<Setup> = servers
         .iter()
         .map(|s| {
-            let addr = fold(&s.addr);
+            let addr = addr_fold(&s.addr);
             let offset = hashkey(addr, s.port, KEY1, 0) % TAB_SIZE;
             let skip = hashkey(addr, s.port, KEY2, 0) % (TAB_SIZE - 1) + 1;
             let lw = s.last_weight;
@@ -120,7 +121,7 @@ impl Algorithm for Maglev {
         } else {
             0
         };
-        let addr = fold(&packet.client.ip());
+        let addr = addr_fold(&packet.client.ip());
         let at = |offset: u32| {
             let slot = hashkey(addr, port, KEY1, offset) % TAB_SIZE;
             self.lookup[slot as usize]

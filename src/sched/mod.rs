@@ -25,7 +25,7 @@ mod wlc;
 mod wrr;
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -190,19 +190,6 @@ fn usable(server: &RealServer) -> bool {
     server.weight > 0 && !server.state.is_overloaded()
 }
 
-/// `ntohl(addr_fold)`: IPv4 as a number, IPv6 folded with XOR of its four words.
-fn fold(addr: &IpAddr) -> u32 {
-    match addr {
-        IpAddr::V4(a) => u32::from(*a),
-        IpAddr::V6(a) => {
-            let o = a.octets();
-            (0..4).fold(0, |acc, i| {
-                acc ^ u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
-            })
-        }
-    }
-}
-
 /// The greatest common divisor of the positive values, 0 when there are none.
 fn gcd_of(values: impl Iterator<Item = u32>) -> u32 {
     fn gcd(mut a: u32, mut b: u32) -> u32 {
@@ -255,11 +242,20 @@ impl Cursor {
 /// Least weighted overhead (`loh * w_d > doh * w_least` switches), from the first usable
 /// server on, skipping overloaded ones: wlc and the locality schedulers' fallback.
 fn weighted_least(servers: &[RealServer], overhead: impl Fn(&RealServer) -> u64) -> Option<usize> {
-    let first = servers.iter().position(usable)?;
+    weighted_least_among(servers, overhead, |_| true)
+}
+
+/// [`weighted_least`] over the servers `eligible` accepts.
+fn weighted_least_among(
+    servers: &[RealServer],
+    overhead: impl Fn(&RealServer) -> u64,
+    eligible: impl Fn(&RealServer) -> bool,
+) -> Option<usize> {
+    let first = servers.iter().position(|s| usable(s) && eligible(s))?;
     let mut least = first;
     let mut loh = overhead(&servers[first]);
     for (i, s) in servers.iter().enumerate().skip(first + 1) {
-        if s.state.is_overloaded() {
+        if s.state.is_overloaded() || !eligible(s) {
             continue;
         }
         let doh = overhead(s);
@@ -273,12 +269,33 @@ fn weighted_least(servers: &[RealServer], overhead: impl Fn(&RealServer) -> u64)
     Some(least)
 }
 
+/// What wlc would pick if `except` were not in the list: where a connection goes when
+/// its first server could not be reached.
+pub fn least_loaded_except(servers: &[RealServer], except: &ServerKey) -> Option<usize> {
+    weighted_least_among(servers, |s| s.state.overhead(), |s| s.key() != *except)
+}
+
 #[cfg(test)]
 pub(crate) mod testing;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_least_loaded_other_server_leaves_out_the_one_that_failed() {
+        use testing::{load, overload, servers};
+        let s = servers(&[1, 1, 2, 0]);
+        load(&s[0], 5, 0);
+        load(&s[1], 1, 0);
+        load(&s[2], 1, 0);
+        // Overheads per weight: A 5, B 1, C 1/2; D is quiesced.
+        assert_eq!(least_loaded_except(&s, &s[2].key()), Some(1));
+        assert_eq!(least_loaded_except(&s, &s[1].key()), Some(2));
+        overload(&s[2]);
+        assert_eq!(least_loaded_except(&s, &s[1].key()), Some(0));
+        assert_eq!(least_loaded_except(&s[1..2], &s[1].key()), None);
+    }
 
     #[test]
     fn every_name_round_trips() {

@@ -3,7 +3,8 @@
 //! port, with sh-port) picks the bucket. With sh-fallback an unavailable server's
 //! clients are re-hashed around the table; without it they get nothing.
 
-use super::{Algorithm, ListChange, Packet, fold};
+use super::{Algorithm, ListChange, Packet};
+use crate::table::key::addr_fold;
 use crate::table::{RealServer, ServiceFlags};
 
 const TAB_BITS: u32 = 8;
@@ -59,7 +60,7 @@ impl Algorithm for SourceHashing {
         } else {
             0
         };
-        let addr = fold(&packet.client.ip());
+        let addr = addr_fold(&packet.client.ip());
         let at = |h: usize| {
             self.buckets[h]
                 .map(|i| i as usize)

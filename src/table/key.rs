@@ -7,6 +7,20 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+/// The kernel's `ntohl(addr_fold(addr))`: IPv4 as a number, IPv6 folded with XOR of its
+/// four 32-bit words. Service hashing and the hashing schedulers (sh, dh, mh) use it.
+pub fn addr_fold(addr: &IpAddr) -> u32 {
+    match addr {
+        IpAddr::V4(a) => u32::from(*a),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            (0..4).fold(0, |acc, i| {
+                acc ^ u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+            })
+        }
+    }
+}
+
 /// Transport protocol of an address-based virtual service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -12,9 +12,7 @@
 //! was on the machine the reference listings in `tests/golden` were captured on (found by
 //! matching its `--nosort` listings), so uvs reproduces that machine exactly.
 
-use std::net::IpAddr;
-
-use super::key::ServiceKey;
+use super::key::{ServiceKey, addr_fold};
 
 /// `(netns_ipvs >> 8) & 0xff` of the reference machine.
 pub const NETNS_SALT: u32 = 240;
@@ -31,21 +29,8 @@ pub fn dump_position(key: &ServiceKey) -> (u8, u32) {
             addr,
             port,
         } => {
-            // ip_vs_svc_hashkey: IPv6 folds the four address words with XOR before ntohl.
-            let folded = match addr {
-                IpAddr::V4(a) => u32::from(*a),
-                IpAddr::V6(a) => {
-                    let o = a.octets();
-                    (0..4).fold(0, |acc, i| {
-                        acc ^ u32::from_be_bytes([
-                            o[4 * i],
-                            o[4 * i + 1],
-                            o[4 * i + 2],
-                            o[4 * i + 3],
-                        ])
-                    })
-                }
-            };
+            // ip_vs_svc_hashkey
+            let folded = addr_fold(addr);
             let porth = u32::from(*port);
             let hash =
                 u32::from(protocol.number()) ^ (folded ^ NETNS_SALT) ^ (porth >> TAB_BITS) ^ porth;
