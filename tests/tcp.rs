@@ -32,6 +32,18 @@ fn server(d: &Daemon, vip: SocketAddr, backend: SocketAddr, extra: &[&str]) {
     d.ok(&args);
 }
 
+/// A TCP service on a fresh VIP with these `-A` options and real servers (each with its
+/// `-a` options, added in this order), once the daemon listens on it.
+fn balance(d: &Daemon, options: &[&str], servers: &[(SocketAddr, &[&str])]) -> SocketAddr {
+    let v = vip();
+    service(d, v, options);
+    for (backend, extra) in servers {
+        server(d, v, *backend, extra);
+    }
+    d.wait_listening(v);
+    v
+}
+
 #[test]
 fn round_robin_alternates_exactly() {
     let d = Daemon::start();
@@ -39,11 +51,7 @@ fn round_robin_alternates_exactly() {
         Backend::start("A", Behaviour::Name),
         Backend::start("B", Behaviour::Name),
     );
-    let v = vip();
-    service(&d, v, &["-s", "rr"]);
-    server(&d, v, a.addr, &[]);
-    server(&d, v, b.addr, &[]);
-    d.wait_listening(v);
+    let v = balance(&d, &["-s", "rr"], &[(a.addr, &[]), (b.addr, &[])]);
     // IPVS walks the newest server first: B, then A.
     let seq: String = (0..8).map(|_| ask(v, None)).collect();
     assert_eq!(seq, "BABABABA");
@@ -64,11 +72,11 @@ fn weighted_round_robin_in_ipvs_order() {
         Backend::start("A", Behaviour::Name),
         Backend::start("B", Behaviour::Name),
     );
-    let v = vip();
-    service(&d, v, &["-s", "wrr"]);
-    server(&d, v, b.addr, &["-w", "1"]);
-    server(&d, v, a.addr, &["-w", "3"]);
-    d.wait_listening(v);
+    let v = balance(
+        &d,
+        &["-s", "wrr"],
+        &[(b.addr, &["-w", "1"]), (a.addr, &["-w", "3"])],
+    );
     // Adding B (weight 1) set the current weight to 1; adding A (3) kept it (IPVS's
     // wrr_dest_changed), so the first pass takes every server, then 3:1 passes follow.
     let seq: String = (0..12).map(|_| ask(v, None)).collect();
@@ -106,11 +114,11 @@ fn persistent_clients_stick_and_templates_are_listed() {
         Backend::start("A", Behaviour::Name),
         Backend::start("B", Behaviour::Name),
     );
-    let v = vip();
-    service(&d, v, &["-s", "rr", "-p", "60"]);
-    server(&d, v, a.addr, &[]);
-    server(&d, v, b.addr, &[]);
-    d.wait_listening(v);
+    let v = balance(
+        &d,
+        &["-s", "rr", "-p", "60"],
+        &[(a.addr, &[]), (b.addr, &[])],
+    );
     let first2 = ask(v, Some("127.0.0.2"));
     let first3 = ask(v, Some("127.0.0.3"));
     assert_ne!(first2, first3, "rr gives the two clients different servers");
@@ -221,11 +229,7 @@ fn quiescing_or_deleting_a_server_never_cuts_open_connections() {
         Backend::start("A", Behaviour::Echo),
         Backend::start("B", Behaviour::Echo),
     );
-    let v = vip();
-    service(&d, v, &["-s", "rr"]);
-    server(&d, v, a.addr, &[]);
-    server(&d, v, b.addr, &[]);
-    d.wait_listening(v);
+    let v = balance(&d, &["-s", "rr"], &[(a.addr, &[]), (b.addr, &[])]);
     // Two open connections, one on each server.
     let mut c1 = connect(v, None).unwrap();
     let mut c2 = connect(v, None).unwrap();
@@ -290,11 +294,11 @@ fn an_upper_threshold_sends_new_connections_elsewhere() {
         Backend::start("A", Behaviour::Echo),
         Backend::start("B", Behaviour::Name),
     );
-    let v = vip();
-    service(&d, v, &["-s", "wlc"]);
-    server(&d, v, b.addr, &[]);
-    server(&d, v, a.addr, &["-w", "100", "-x", "1"]);
-    d.wait_listening(v);
+    let v = balance(
+        &d,
+        &["-s", "wlc"],
+        &[(b.addr, &[]), (a.addr, &["-w", "100", "-x", "1"])],
+    );
     // A (weight 100) takes the first; with it open, A reaches its threshold of 1.
     let mut held = connect(v, None).unwrap();
     held.write_all(b"x").unwrap();
@@ -316,11 +320,11 @@ fn a_refused_connect_is_retried_on_another_server_and_none_reachable_resets() {
     let d = Daemon::start();
     let live = Backend::start("LIVE", Behaviour::Name);
     let (_held, dead) = refusing_port();
-    let v = vip();
-    service(&d, v, &["-s", "rr", "--connect-timeout", "2"]);
-    server(&d, v, live.addr, &[]);
-    server(&d, v, dead, &[]);
-    d.wait_listening(v);
+    let v = balance(
+        &d,
+        &["-s", "rr", "--connect-timeout", "2"],
+        &[(live.addr, &[]), (dead, &[])],
+    );
     for _ in 0..6 {
         assert_eq!(ask(v, None), "LIVE");
     }
@@ -366,11 +370,11 @@ fn a_real_server_that_never_answers_times_out_and_the_client_goes_elsewhere() {
         std::net::TcpStream::connect_timeout(&silent_addr, Duration::from_millis(300)).is_err(),
         "the silent server's queue is full"
     );
-    let v = vip();
-    service(&d, v, &["-s", "rr", "--connect-timeout", "300ms"]);
-    server(&d, v, live.addr, &[]);
-    server(&d, v, silent_addr, &[]);
-    d.wait_listening(v);
+    let v = balance(
+        &d,
+        &["-s", "rr", "--connect-timeout", "300ms"],
+        &[(live.addr, &[]), (silent_addr, &[])],
+    );
     // The silent server is first in the list, so rr tries it for both connections.
     for _ in 0..2 {
         assert_eq!(ask(v, None), "LIVE");
@@ -383,10 +387,11 @@ fn proxy_protocol_headers_tell_the_client_address() {
     let d = Daemon::start();
     let backend = Backend::start("", Behaviour::ProxyHeader);
     for (version, check) in [("v1", 1), ("v2", 2)] {
-        let v = vip();
-        service(&d, v, &["-s", "rr", "--proxy-protocol", version]);
-        server(&d, v, backend.addr, &[]);
-        d.wait_listening(v);
+        let v = balance(
+            &d,
+            &["-s", "rr", "--proxy-protocol", version],
+            &[(backend.addr, &[])],
+        );
         let mut c = connect(v, Some("127.0.0.7")).unwrap();
         let client_port = c.local_addr().unwrap().port();
         c.write_all(b"END").unwrap();
@@ -415,10 +420,7 @@ fn proxy_protocol_headers_tell_the_client_address() {
 fn listeners_follow_the_table_and_deleting_a_service_keeps_its_connections() {
     let d = Daemon::start();
     let echo = Backend::start("E", Behaviour::Echo);
-    let v = vip();
-    service(&d, v, &["-s", "rr"]);
-    server(&d, v, echo.addr, &[]);
-    d.wait_listening(v);
+    let v = balance(&d, &["-s", "rr"], &[(echo.addr, &[])]);
     let mut open = connect(v, None).unwrap();
     open.write_all(b"hello").unwrap();
     let mut got = [0u8; 5];
@@ -454,10 +456,7 @@ fn a_vip_that_is_not_local_is_accepted_and_reported() {
 fn idle_connections_are_closed_after_the_tcp_timeout() {
     let d = Daemon::start();
     let echo = Backend::start("E", Behaviour::Echo);
-    let v = vip();
-    service(&d, v, &["-s", "rr"]);
-    server(&d, v, echo.addr, &[]);
-    d.wait_listening(v);
+    let v = balance(&d, &["-s", "rr"], &[(echo.addr, &[])]);
     d.ok(&["--set", "1", "1", "0"]);
     let mut c = connect(v, None).unwrap();
     c.write_all(b"x").unwrap();
@@ -508,10 +507,7 @@ fn gibibyte_each_way(forwarding: &str) {
         s.shutdown(Shutdown::Write).unwrap();
         received
     });
-    let v = vip();
-    service(&d, v, &["-s", "rr"]);
-    server(&d, v, backend, &[]);
-    d.wait_listening(v);
+    let v = balance(&d, &["-s", "rr"], &[(backend, &[])]);
     let mut c = connect(v, None).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let reader = c.try_clone().unwrap();
@@ -564,10 +560,7 @@ fn messages_of_every_size_cross_in_every_forwarding() {
     let echo = Backend::start("", Behaviour::Echo);
     for forwarding in FORWARDINGS {
         let d = Daemon::start_with(Zone::default(), &["--forwarding", forwarding]);
-        let v = vip();
-        service(&d, v, &["-s", "rr"]);
-        server(&d, v, echo.addr, &[]);
-        d.wait_listening(v);
+        let v = balance(&d, &["-s", "rr"], &[(echo.addr, &[])]);
         let mut c = connect(v, None).unwrap();
         let mut total = 0u64;
         for (i, size) in sizes.iter().enumerate() {
@@ -661,10 +654,7 @@ fn ipv6_through_the_loopback() {
 fn sigterm_drains_open_connections_then_exits() {
     let mut d = Daemon::start();
     let echo = Backend::start("E", Behaviour::Echo);
-    let v = vip();
-    service(&d, v, &["-s", "rr"]);
-    server(&d, v, echo.addr, &[]);
-    d.wait_listening(v);
+    let v = balance(&d, &["-s", "rr"], &[(echo.addr, &[])]);
     let mut open = connect(v, None).unwrap();
     open.write_all(b"a").unwrap();
     let mut got = [0u8; 1];
