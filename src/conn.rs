@@ -210,6 +210,8 @@ pub struct ConnTable {
     closed: Mutex<BTreeMap<u64, Vec<Arc<Conn>>>>,
     next_id: AtomicU64,
     live_count: AtomicUsize,
+    /// Of which UDP flows.
+    live_udp: AtomicUsize,
 }
 
 impl Default for ConnTable {
@@ -233,6 +235,7 @@ impl ConnTable {
             closed: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             live_count: AtomicUsize::new(0),
+            live_udp: AtomicUsize::new(0),
         }
     }
 
@@ -259,7 +262,7 @@ impl ConnTable {
             task: Mutex::new(None),
         });
         self.shard(id).insert(id, Arc::clone(&conn));
-        self.live_count.fetch_add(1, Relaxed);
+        self.count_live(&conn, true);
         conn
     }
 
@@ -269,7 +272,7 @@ impl ConnTable {
         if self.shard(conn.id).remove(&conn.id).is_none() {
             return;
         }
-        self.live_count.fetch_sub(1, Relaxed);
+        self.count_live(conn, false);
         conn.set_state(state);
         let now = self.clock.now_ms();
         conn.touch(now);
@@ -282,9 +285,35 @@ impl ConnTable {
             .push(Arc::clone(conn));
     }
 
-    /// Connections whose task is still running.
+    /// A UDP flow ends (idle, refused, its server gone, its listener closed): IPVS keeps
+    /// no closing state for UDP, so the entry leaves the table and its counts at once.
+    pub fn remove(&self, conn: &Arc<Conn>) {
+        if self.shard(conn.id).remove(&conn.id).is_some() {
+            self.count_live(conn, false);
+            conn.unbind();
+        }
+    }
+
+    fn count_live(&self, conn: &Conn, up: bool) {
+        let counters = [Some(&self.live_count), (conn.protocol == Protocol::Udp).then_some(&self.live_udp)];
+        for counter in counters.into_iter().flatten() {
+            if up {
+                counter.fetch_add(1, Relaxed);
+            } else {
+                counter.fetch_sub(1, Relaxed);
+            }
+        }
+    }
+
+    /// Connections and flows whose task is still running.
     pub fn live(&self) -> usize {
         self.live_count.load(Relaxed)
+    }
+
+    /// Connections (not UDP flows) whose task is still running: what a stopping daemon
+    /// waits for.
+    pub fn live_streams(&self) -> usize {
+        self.live().saturating_sub(self.live_udp.load(Relaxed))
     }
 
     /// Expires closed entries whose time has come, and closes live connections idle

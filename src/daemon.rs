@@ -71,7 +71,7 @@ impl Daemon {
 
         plane.abort();
         director.stop_listening();
-        let open = director.conns.live();
+        let open = director.conns.live_streams();
         if open > 0 {
             tracing::info!(
                 open,
@@ -80,10 +80,10 @@ impl Daemon {
             );
         }
         let deadline = tokio::time::Instant::now() + drain;
-        while director.conns.live() > 0 && tokio::time::Instant::now() < deadline {
+        while director.conns.live_streams() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let left = director.conns.live();
+        let left = director.conns.live_streams();
         if left > 0 {
             tracing::warn!(left, "drain timeout: closing the remaining connections");
         }

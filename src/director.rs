@@ -12,6 +12,8 @@ use crate::conn::ConnTable;
 use crate::control::protocol::{ListenerStatus, Status};
 use crate::persist::Templates;
 use crate::proxy::forward::Forwarding;
+use crate::proxy::udp::Group;
+use crate::proxy::udp::limit::{DEFAULT_MAX_FLOWS, FlowLimit};
 use crate::table::{ConnEntry, ListenAddr, ServiceKey, TableHandle};
 use crate::workers::Workers;
 
@@ -32,6 +34,8 @@ pub struct PlaneOptions {
     pub forwarding: Forwarding,
     /// Worker threads serving connections.
     pub threads: usize,
+    /// The most UDP flows open at once.
+    pub max_udp_flows: usize,
 }
 
 impl Default for PlaneOptions {
@@ -39,6 +43,7 @@ impl Default for PlaneOptions {
         PlaneOptions {
             forwarding: Forwarding::best(),
             threads: Workers::default_count(),
+            max_udp_flows: DEFAULT_MAX_FLOWS,
         }
     }
 }
@@ -50,9 +55,22 @@ pub struct Director {
     pub templates: Templates,
     pub options: PlaneOptions,
     pub workers: Workers,
+    /// The cap on UDP flows, and how many are open.
+    pub udp_flows: FlowLimit,
     listeners: Mutex<BTreeMap<ListenAddr, ListenerState>>,
-    /// The accept loops (one per worker) of each address being listened on.
-    accept_tasks: Mutex<HashMap<ListenAddr, Vec<AbortHandle>>>,
+    /// What serves each address being listened on.
+    serving: Mutex<HashMap<ListenAddr, Serving>>,
+    /// UDP addresses the table dropped whose flows are still running.
+    draining: Mutex<HashMap<ListenAddr, Arc<Group>>>,
+}
+
+/// What serves a listen address.
+#[derive(Debug)]
+pub enum Serving {
+    /// TCP: an accept loop per worker.
+    Tcp(Vec<AbortHandle>),
+    /// UDP: a socket and receive loop per worker, with their flows.
+    Udp(Arc<Group>),
 }
 
 impl Director {
@@ -66,8 +84,10 @@ impl Director {
             templates,
             options,
             workers: Workers::start(options.threads)?,
+            udp_flows: FlowLimit::new(options.max_udp_flows),
             listeners: Mutex::new(BTreeMap::new()),
-            accept_tasks: Mutex::new(HashMap::new()),
+            serving: Mutex::new(HashMap::new()),
+            draining: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -101,26 +121,25 @@ impl Director {
             .collect()
     }
 
-    fn accepting_map(&self) -> std::sync::MutexGuard<'_, HashMap<ListenAddr, Vec<AbortHandle>>> {
-        self.accept_tasks.lock().unwrap_or_else(|e| e.into_inner())
+    fn serving_map(&self) -> std::sync::MutexGuard<'_, HashMap<ListenAddr, Serving>> {
+        self.serving.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn draining_map(&self) -> std::sync::MutexGuard<'_, HashMap<ListenAddr, Arc<Group>>> {
+        self.draining.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The addresses being listened on.
     pub fn accepting(&self) -> Vec<ListenAddr> {
-        self.accepting_map().keys().copied().collect()
+        self.serving_map().keys().copied().collect()
     }
 
     pub fn is_accepting(&self, listen: &ListenAddr) -> bool {
-        self.accepting_map().contains_key(listen)
+        self.serving_map().contains_key(listen)
     }
 
-    pub fn start_accepting(
-        &self,
-        listen: ListenAddr,
-        service: ServiceKey,
-        tasks: Vec<AbortHandle>,
-    ) {
-        self.accepting_map().insert(listen, tasks);
+    pub fn start_accepting(&self, listen: ListenAddr, service: ServiceKey, serving: Serving) {
+        self.serving_map().insert(listen, serving);
         self.set_listener(
             listen,
             Some(ListenerState {
@@ -130,18 +149,37 @@ impl Director {
         );
     }
 
-    /// Closes one listener; its established connections go on.
+    /// A UDP address dropped by the table and wanted again while its flows still run:
+    /// the same sockets take new flows again.
+    pub fn take_back_draining(&self, listen: &ListenAddr) -> Option<Arc<Group>> {
+        let group = self.draining_map().remove(listen)?;
+        group.revive().then_some(group)
+    }
+
+    /// Stops listening on one address. TCP: the listener closes, established
+    /// connections go on. UDP: no new flows; the sockets stay for the open ones.
     pub fn stop_accepting(&self, listen: &ListenAddr) {
-        for task in self.accepting_map().remove(listen).unwrap_or_default() {
-            task.abort();
+        match self.serving_map().remove(listen) {
+            Some(Serving::Tcp(tasks)) => tasks.iter().for_each(AbortHandle::abort),
+            Some(Serving::Udp(group)) => {
+                group.drain();
+                let mut draining = self.draining_map();
+                draining.retain(|_, g| !g.is_closed());
+                draining.insert(*listen, group);
+            }
+            None => {}
         }
         self.set_listener(*listen, None);
     }
 
-    /// Closes every listener (shutdown: no new connections, the open ones drain).
+    /// Closes every listener (shutdown: no new connections, the open ones drain; UDP
+    /// flows end now, having nothing to finish).
     pub fn stop_listening(&self) {
         for listen in self.accepting() {
             self.stop_accepting(&listen);
+        }
+        for (_, group) in self.draining_map().drain() {
+            group.close();
         }
     }
 
@@ -162,7 +200,10 @@ impl Director {
                     state: s.error.unwrap_or_else(|| "listening".to_string()),
                 })
                 .collect(),
-            live_connections: self.conns.live(),
+            live_connections: self.conns.live_streams(),
+            udp_flows: self.udp_flows.count(),
+            max_udp_flows: self.udp_flows.max(),
+            udp_flows_dropped: self.udp_flows.dropped(),
         }
     }
 

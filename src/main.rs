@@ -52,6 +52,10 @@ struct DaemonArgs {
     /// Worker threads serving connections [default: the number of CPUs]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+    /// The most UDP flows open at once; new flows beyond it are dropped and counted
+    #[arg(long, value_name = "N", default_value_t = uvs::proxy::udp::limit::DEFAULT_MAX_FLOWS as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_udp_flows: u32,
 }
 
 #[derive(Args)]
@@ -133,6 +137,7 @@ fn director(args: &DaemonArgs) -> anyhow::Result<Arc<Director>> {
             threads: args
                 .threads
                 .map_or_else(Workers::default_count, usize::from),
+            max_udp_flows: args.max_udp_flows as usize,
         },
     )
     .context("cannot start the worker threads")?;

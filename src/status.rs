@@ -64,7 +64,7 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
             ServiceKey::Fwmark { .. } => {
                 "fwmark group: add listeners with uvsadm --add-listener --mark"
             }
-            ServiceKey::Inet { .. } => "not listening (UDP comes with the UDP data plane)",
+            ServiceKey::Inet { .. } => "not listening",
         };
         let _ = writeln!(out, "  listen: none ({why})");
     }
@@ -80,11 +80,33 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
             l.state
         );
     }
-    let _ = writeln!(
-        out,
-        "  connections retried elsewhere {}, reset for want of a server {}",
-        e.retries, e.unavailable
+    let udp = matches!(
+        e.key,
+        ServiceKey::Inet {
+            protocol: crate::table::Protocol::Udp,
+            ..
+        }
     );
+    if udp {
+        let _ = writeln!(
+            out,
+            "  datagrams dropped for want of a server {}, new flows dropped (flow table full) {}",
+            e.unavailable, e.flows_dropped
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  connections retried elsewhere {}, reset for want of a server {}",
+            e.retries, e.unavailable
+        );
+        if e.flows_dropped > 0 {
+            let _ = writeln!(
+                out,
+                "  new UDP flows dropped (flow table full) {}",
+                e.flows_dropped
+            );
+        }
+    }
     for s in &e.servers {
         server_line(out, s);
     }
@@ -107,6 +129,11 @@ pub fn render(status: &Status) -> String {
         } else {
             "s"
         },
+    );
+    let _ = writeln!(
+        out,
+        "UDP flows {} of at most {}, new flows dropped for want of room {}",
+        status.udp_flows, status.max_udp_flows, status.udp_flows_dropped
     );
     for e in &status.services {
         service_block(&mut out, status, e);

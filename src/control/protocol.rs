@@ -36,6 +36,13 @@ pub struct Status {
     pub services: Vec<ServiceEntry>,
     pub listeners: Vec<ListenerStatus>,
     pub live_connections: usize,
+    /// UDP flows open, their cap, and new flows dropped for want of room.
+    #[serde(default)]
+    pub udp_flows: usize,
+    #[serde(default)]
+    pub max_udp_flows: usize,
+    #[serde(default)]
+    pub udp_flows_dropped: u64,
 }
 
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -2,7 +2,8 @@
 //! totals, as IPVS counts them (Conns, InPkts/OutPkts, InBytes/OutBytes). Bytes are
 //! added as they move; packets come from the kernel's per-socket segment counters
 //! (TCP_INFO), read every two seconds of activity and when the connection ends.
-//! Made by the TCP path (`tcp`), fed by the byte path (`forward`).
+//! Made by the TCP path (`tcp`), fed by the byte path (`forward`); UDP flows (`udp`)
+//! count each datagram as a packet.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -64,6 +65,16 @@ impl Accounting {
     /// Payload bytes from the real server to the client.
     pub fn bytes_out(&self, n: usize) {
         self.each(|s| s.add_out(0, n as u64));
+    }
+
+    /// Datagrams from the client to the real server (UDP): IPVS's InPkts and InBytes.
+    pub fn datagrams_in(&self, count: usize, bytes: usize) {
+        self.each(|s| s.add_in(count as u64, bytes as u64));
+    }
+
+    /// Datagrams from the real server to the client (UDP): OutPkts and OutBytes.
+    pub fn datagrams_out(&self, count: usize, bytes: usize) {
+        self.each(|s| s.add_out(count as u64, bytes as u64));
     }
 
     /// Adds the segments both sockets received since the last call: the client's are

@@ -1,7 +1,7 @@
 //! Listeners follow the table: every address a service is reached on (its own
-//! VIP:port, and listen rules for fwmark groups and port-0 services) gets a socket and an
-//! accept loop; addresses that leave the table are closed (their established
-//! connections go on). A bind that fails (a VIP that is not local yet, a port in use) is
+//! VIP:port, and listen rules for fwmark groups and port-0 services) gets sockets and
+//! their loops (TCP: accept loops here, UDP: receive loops in `udp`); addresses that
+//! leave the table are closed (their established connections and flows go on). A bind that fails (a VIP that is not local yet, a port in use) is
 //! logged once with its reason, shown by `uvs status`, and retried, since the address
 //! may appear later (keepalived moving a VIP). Run by the daemon.
 
@@ -15,7 +15,8 @@ use socket2::{Domain, Socket, Type};
 use tokio::net::TcpListener;
 
 use super::tcp;
-use crate::director::{Director, ListenerState};
+use super::udp::Group;
+use crate::director::{Director, ListenerState, Serving};
 use crate::table::{ListenAddr, Protocol};
 
 /// How often failed binds are tried again.
@@ -75,6 +76,22 @@ fn accept_everywhere(
     }))
 }
 
+/// Starts serving `listen`: a TCP listener, or UDP sockets (the draining ones, if the
+/// address left the table only a moment ago).
+fn serve(director: &Arc<Director>, listen: &ListenAddr, freebind: bool) -> io::Result<Serving> {
+    match listen.protocol {
+        Protocol::Udp => {
+            if let Some(group) = director.take_back_draining(listen) {
+                return Ok(Serving::Udp(group));
+            }
+            Group::start(director, *listen, freebind).map(Serving::Udp)
+        }
+        _ => bind_tcp(listen, freebind)
+            .and_then(|l| accept_everywhere(director, l, *listen))
+            .map(Serving::Tcp),
+    }
+}
+
 /// Keeps the listeners in line with the table until the task is aborted.
 pub async fn manage(director: Arc<Director>) {
     let mut changes = director.table.subscribe();
@@ -82,11 +99,7 @@ pub async fn manage(director: Arc<Director>) {
     let mut logged: HashMap<ListenAddr, String> = HashMap::new();
     loop {
         let snapshot = director.table.snapshot();
-        let wanted: HashMap<ListenAddr, _> = snapshot
-            .listen_addresses()
-            .into_iter()
-            .filter(|(l, _)| l.protocol == Protocol::Tcp)
-            .collect();
+        let wanted: HashMap<ListenAddr, _> = snapshot.listen_addresses().into_iter().collect();
         drop(snapshot);
         for listen in director.accepting() {
             if !wanted.contains_key(&listen) {
@@ -107,11 +120,9 @@ pub async fn manage(director: Arc<Director>) {
                 );
                 continue;
             }
-            match bind_tcp(listen, service.options.freebind)
-                .and_then(|l| accept_everywhere(&director, l, *listen))
-            {
-                Ok(tasks) => {
-                    director.start_accepting(*listen, service.key, tasks);
+            match serve(&director, listen, service.options.freebind) {
+                Ok(serving) => {
+                    director.start_accepting(*listen, service.key, serving);
                     if logged.remove(listen).is_some() {
                         tracing::info!(%listen, "now listening");
                     } else {

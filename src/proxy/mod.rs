@@ -1,9 +1,29 @@
 //! The data plane: listeners that follow the table (`listeners`), the TCP connection
-//! path (`tcp`), the byte path (`forward`, with per-thread `pools` of buffers and pipes)
-//! and the counting of what moves (`accounting`).
+//! path (`tcp`), the byte path (`forward`, with per-thread `pools` of buffers and pipes),
+//! the UDP flows (`udp`) and the counting of what moves (`accounting`).
 
 pub mod accounting;
 pub mod forward;
 pub mod listeners;
 pub mod pools;
 pub mod tcp;
+pub mod udp;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Runs `log` at most once every ten seconds per `last` stamp.
+pub(crate) fn warn_rarely(last: &AtomicU64, log: impl FnOnce()) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let before = last.load(Ordering::Relaxed);
+    if now >= before + 10
+        && last
+            .compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        log();
+    }
+}
+

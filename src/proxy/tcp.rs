@@ -9,7 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
 use super::accounting::Accounting;
+use super::warn_rarely;
 use super::forward::{End, Flow, forward};
 use crate::conn::{Conn, NewConn, State};
 use crate::director::Director;
@@ -57,22 +58,6 @@ fn is_resource_shortage(e: &io::Error) -> bool {
 }
 
 static ACCEPT_WARNED: AtomicU64 = AtomicU64::new(0);
-
-/// Runs `log` at most once every ten seconds per `last` stamp.
-fn warn_rarely(last: &AtomicU64, log: impl FnOnce()) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let before = last.load(Ordering::Relaxed);
-    if now >= before + 10
-        && last
-            .compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
-        log();
-    }
-}
 
 /// The address the client reached: the listener's own when it is bound to one address
 /// and port (saving a getsockname per connection), else the accepted socket's.

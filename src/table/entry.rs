@@ -79,6 +79,9 @@ pub struct ServiceEntry {
     /// Connections reset because no real server was available or reachable (uvs only).
     #[serde(default)]
     pub unavailable: u64,
+    /// New UDP flows dropped because the flow table was full (uvs only).
+    #[serde(default)]
+    pub flows_dropped: u64,
     pub servers: Vec<ServerEntry>,
 }
 

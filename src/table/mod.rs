@@ -423,6 +423,7 @@ fn entry_of(svc: &Service) -> ServiceEntry {
         stats: svc.state.stats.view(),
         retries: svc.state.retries.load(Relaxed),
         unavailable: svc.state.unavailable.load(Relaxed),
+        flows_dropped: svc.state.flows_dropped.load(Relaxed),
         servers: svc
             .servers
             .iter()

@@ -192,8 +192,11 @@ pub struct ServiceState {
     pub stats: Stats,
     /// Connections retried on another real server after a failed connect.
     pub retries: std::sync::atomic::AtomicU64,
-    /// Connections refused because no real server was available.
+    /// Connections refused (TCP) or datagrams dropped (UDP) because no real server was
+    /// available.
     pub unavailable: std::sync::atomic::AtomicU64,
+    /// New UDP flows dropped because the flow table was full.
+    pub flows_dropped: std::sync::atomic::AtomicU64,
 }
 
 /// One virtual service.

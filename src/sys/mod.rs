@@ -1,5 +1,8 @@
 //! The few calls into libc that the standard library does not offer. All `unsafe` of
-//! uvs lives here, each call with the reason it is sound.
+//! uvs lives here, each call with the reason it is sound; batched datagram I/O is in
+//! `datagram`.
+
+pub mod datagram;
 
 /// The effective user id of this process.
 pub fn effective_uid() -> u32 {

@@ -1,0 +1,564 @@
+//! UDP flows. A flow is (client addr:port, VIP): its first datagram is scheduled as
+//! IPVS schedules a connection (persistence templates included) and the rest follow it
+//! over a socket connected to that real server; the server's replies come back on that
+//! socket and go to the client from the listening socket. The flow is an IPVS UDP entry
+//! in the connection table (InActConn, `-L -c`), expiring after the udp timeout of
+//! silence (the sweeper ends it).
+//!
+//! With one-packet scheduling (`-o`) every datagram is scheduled on its own and counted
+//! as a connection; the flow only keeps an unconnected socket so that replies, from
+//! whichever server, find their way back. Such flows are not IPVS entries and expire by
+//! themselves.
+//!
+//! A flow ends, and the client's next datagram is scheduled anew, when its server
+//! refuses (ICMP port unreachable, seen as ECONNREFUSED) or leaves the service. Called
+//! by the receive loops in `udp`.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::task::AbortHandle;
+
+use super::{BATCH, ListenSocket, ROUNDS};
+use crate::conn::{Conn, NewConn, State};
+use crate::director::Director;
+use crate::persist::Template;
+use crate::proxy::accounting::Accounting;
+use crate::proxy::warn_rarely;
+use crate::sched::Packet;
+use crate::sys::datagram::{Batch, SLOTS};
+use crate::table::real_server::locate;
+use crate::table::{Protocol, RealServer, ServerKey, Service, Table};
+
+/// What a flow is found by: the client, and the address it sent to.
+pub type FlowKey = (SocketAddr, IpAddr);
+
+/// Where a flow's datagrams go.
+#[derive(Debug)]
+enum Route {
+    /// To one real server, as an IPVS connection entry.
+    Server {
+        conn: Arc<Conn>,
+        accounting: Accounting,
+        template: Option<Arc<Template>>,
+        answered: AtomicBool,
+    },
+    /// Each datagram to the server the scheduler picks for it.
+    OnePacket { last_activity: AtomicU64 },
+}
+
+#[derive(Debug)]
+pub struct Flow {
+    pub client: SocketAddr,
+    /// The address the client sent to (the VIP).
+    pub local: IpAddr,
+    upstream: UdpSocket,
+    route: Route,
+    task: OnceLock<AbortHandle>,
+}
+
+impl Flow {
+    fn key(&self) -> FlowKey {
+        (self.client, self.local)
+    }
+
+    /// Whether the client's datagrams may still follow this flow: not when its server
+    /// has left the service (they are scheduled anew).
+    fn is_usable(&self) -> bool {
+        match &self.route {
+            Route::Server { conn, .. } => conn.server.is_available(),
+            Route::OnePacket { .. } => true,
+        }
+    }
+
+    /// Ends the flow: its task stops, and on its way out takes the flow out of the
+    /// tables.
+    pub fn end(&self) {
+        if let Some(task) = self.task.get() {
+            task.abort();
+        }
+    }
+}
+
+/// Everything one batch of client datagrams needs to reach its flows.
+struct Delivery<'a> {
+    listener: &'a Arc<ListenSocket>,
+    director: &'a Arc<Director>,
+    batch: &'a Batch,
+    /// Loaded when a datagram needs the scheduler.
+    table: Option<Arc<Table>>,
+    now_ms: u64,
+}
+
+impl Delivery<'_> {
+    fn table(&mut self) -> Arc<Table> {
+        Arc::clone(
+            self.table
+                .get_or_insert_with(|| self.director.table.snapshot()),
+        )
+    }
+
+    fn service(&mut self) -> Option<Arc<Service>> {
+        self.table().route(&self.listener.listen).cloned()
+    }
+
+    fn packet(&self, key: FlowKey) -> Packet {
+        Packet {
+            client: key.0,
+            local: SocketAddr::new(key.1, self.listener.listen.port),
+        }
+    }
+}
+
+/// Sends each datagram of `batch` (just received on `listener`) on its client's flow,
+/// opening flows for new clients. Runs of datagrams from one client go in one call.
+pub(super) fn forward(listener: &Arc<ListenSocket>, batch: &Batch, director: &Arc<Director>) {
+    let wildcard = listener.listen.addr.is_unspecified();
+    let local_of = |i: usize| {
+        if wildcard {
+            batch.local(i).unwrap_or(listener.listen.addr)
+        } else {
+            listener.listen.addr
+        }
+    };
+    let mut delivery = Delivery {
+        listener,
+        director,
+        batch,
+        table: None,
+        now_ms: director.conns.clock.now_ms(),
+    };
+    let mut flows = listener.flows();
+    let n = batch.len();
+    let mut i = 0;
+    while i < n {
+        let (Some(client), local) = (batch.peer(i), local_of(i)) else {
+            i += 1;
+            continue;
+        };
+        let mut j = i + 1;
+        while j < n && batch.peer(j) == Some(client) && local_of(j) == local {
+            j += 1;
+        }
+        deliver(&mut delivery, &mut flows, (client, local), i..j);
+        i = j;
+    }
+}
+
+/// Sends datagrams `range` of the batch, all from one client, on its flow.
+fn deliver(
+    d: &mut Delivery<'_>,
+    flows: &mut HashMap<FlowKey, Arc<Flow>>,
+    key: FlowKey,
+    range: std::ops::Range<usize>,
+) {
+    let mut refused_once = false;
+    loop {
+        let flow = match flows.get(&key) {
+            Some(flow) if flow.is_usable() => Arc::clone(flow),
+            existing => {
+                if let Some(stale) = existing {
+                    tracing::debug!(client = %key.0, "flow's server left the service: scheduling anew");
+                    stale.end();
+                    flows.remove(&key);
+                }
+                let Some(flow) = open(d, key) else {
+                    return;
+                };
+                flows.insert(key, Arc::clone(&flow));
+                flow
+            }
+        };
+        let Route::Server {
+            conn, accounting, ..
+        } = &flow.route
+        else {
+            send_one_by_one(d, &flow, range);
+            return;
+        };
+        // Sent straight, not through the runtime's write readiness: a new socket is not
+        // known writable until the next turn of the event loop, and a UDP send that
+        // finds the buffer full drops the datagram, as the network would.
+        let result = d
+            .batch
+            .send(flow.upstream.as_fd(), range.clone(), None, None);
+        match result {
+            Ok(sent) => {
+                let bytes = range.clone().take(sent).map(|i| d.batch.data(i).len()).sum();
+                accounting.datagrams_in(sent, bytes);
+                conn.touch(d.now_ms);
+                return;
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                // The server answered an earlier datagram with port unreachable.
+                conn.server.connect_failures.refused.fetch_add(1, Relaxed);
+                tracing::debug!(client = %key.0, server = %conn.dest, "real server refused: scheduling anew");
+                flow.end();
+                flows.remove(&key);
+                if refused_once {
+                    return;
+                }
+                refused_once = true;
+            }
+            Err(e) => {
+                tracing::trace!(client = %key.0, error = %e, "datagram dropped");
+                return;
+            }
+        }
+    }
+}
+
+/// One-packet scheduling: each datagram to the server the scheduler picks for it.
+fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Range<usize>) {
+    let Route::OnePacket { last_activity } = &flow.route else {
+        return;
+    };
+    last_activity.store(d.now_ms, Relaxed);
+    let Some(service) = d.service() else {
+        return;
+    };
+    let packet = d.packet(flow.key());
+    let totals = d.table().totals_handle();
+    for i in range {
+        let Some(choice) = d.director.templates.choose(&service, &packet) else {
+            service.state.unavailable.fetch_add(1, Relaxed);
+            continue;
+        };
+        if let Some(t) = &choice.template {
+            // The "connection" ends with its one datagram.
+            t.release_child();
+        }
+        let dest = destination(&choice.server, &packet);
+        let accounting = Accounting::new(
+            Arc::clone(&service.state),
+            Arc::clone(&choice.server.state),
+            Arc::clone(&totals),
+            d.now_ms,
+        );
+        accounting.connection();
+        match d
+            .batch
+            .send(flow.upstream.as_fd(), i..i + 1, Some(dest), None)
+        {
+            Ok(1) => accounting.datagrams_in(1, d.batch.data(i).len()),
+            Ok(_) => {}
+            Err(e) => tracing::trace!(%dest, error = %e, "datagram dropped"),
+        }
+    }
+}
+
+/// Where a datagram for `server` goes: a server without a port gets the port the client
+/// sent to.
+fn destination(server: &RealServer, packet: &Packet) -> SocketAddr {
+    let port = if server.port == 0 {
+        packet.local.port()
+    } else {
+        server.port
+    };
+    SocketAddr::new(server.addr, port)
+}
+
+static SOCKET_WARNED: AtomicU64 = AtomicU64::new(0);
+
+/// A socket towards real servers of `family_of`'s address family, connected to `dest`
+/// when given.
+fn upstream_socket(family_of: SocketAddr, dest: Option<SocketAddr>) -> io::Result<UdpSocket> {
+    let socket = Socket::new(
+        Domain::for_address(family_of),
+        Type::DGRAM.nonblocking().cloexec(),
+        Some(socket2::Protocol::UDP),
+    )?;
+    match dest {
+        // connect binds an ephemeral port and filters what comes back to the server's.
+        Some(dest) => socket.connect(&dest.into())?,
+        None => {
+            let any: SocketAddr = if family_of.is_ipv4() {
+                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            socket.bind(&any.into())?;
+        }
+    }
+    UdpSocket::from_std(socket.into())
+}
+
+fn socket_failed(e: &io::Error) {
+    warn_rarely(&SOCKET_WARNED, || {
+        tracing::warn!(error = %e, "cannot open a socket for a new UDP flow; datagram dropped");
+    });
+}
+
+/// Opens a flow for a client's first datagram: schedules it (or, for one-packet
+/// scheduling, only makes the reply path), within the flow limit. None: the datagram is
+/// dropped (no service, no room, no server, no socket), each counted where it belongs.
+fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
+    let service = d.service()?;
+    let limit = &d.director.udp_flows;
+    if !limit.admit() {
+        service.state.flows_dropped.fetch_add(1, Relaxed);
+        return None;
+    }
+    let packet = d.packet(key);
+    let route = if service.flags.one_packet() {
+        let upstream = match upstream_socket(packet.local, None) {
+            Ok(s) => s,
+            Err(e) => {
+                socket_failed(&e);
+                limit.release();
+                return None;
+            }
+        };
+        (
+            upstream,
+            Route::OnePacket {
+                last_activity: AtomicU64::new(d.now_ms),
+            },
+        )
+    } else {
+        let Some(choice) = d.director.templates.choose(&service, &packet) else {
+            service.state.unavailable.fetch_add(1, Relaxed);
+            limit.release();
+            tracing::debug!(client = %key.0, "no real server available");
+            return None;
+        };
+        let dest = destination(&choice.server, &packet);
+        let upstream = match upstream_socket(dest, Some(dest)) {
+            Ok(s) => s,
+            Err(e) => {
+                choice.server.state.connect_failures.other.fetch_add(1, Relaxed);
+                if let Some(t) = &choice.template {
+                    t.release_child();
+                }
+                socket_failed(&e);
+                limit.release();
+                return None;
+            }
+        };
+        let accounting = Accounting::new(
+            Arc::clone(&service.state),
+            Arc::clone(&choice.server.state),
+            d.table().totals_handle(),
+            d.now_ms,
+        );
+        accounting.connection();
+        let conn = d.director.conns.open(NewConn {
+            protocol: Protocol::Udp,
+            client: key.0,
+            local: packet.local,
+            dest,
+            server: Arc::clone(&choice.server.state),
+            template: choice.template.clone(),
+            state: State::Udp,
+        });
+        (
+            upstream,
+            Route::Server {
+                conn,
+                accounting,
+                template: choice.template,
+                answered: AtomicBool::new(false),
+            },
+        )
+    };
+    let flow = Arc::new(Flow {
+        client: key.0,
+        local: key.1,
+        upstream: route.0,
+        route: route.1,
+        task: OnceLock::new(),
+    });
+    let end = FlowEnd {
+        flow: Arc::clone(&flow),
+        listener: Arc::clone(d.listener),
+        director: Arc::clone(d.director),
+    };
+    let task = tokio::spawn(relay(end)).abort_handle();
+    if let Route::Server { conn, .. } = &flow.route {
+        conn.attach(task.clone());
+    }
+    let _ = flow.task.set(task);
+    Some(flow)
+}
+
+/// Takes a flow out of its listener's map, the connection table and the flow count when
+/// its task ends, however it ends (idle, refused, aborted before it ever ran).
+struct FlowEnd {
+    flow: Arc<Flow>,
+    listener: Arc<ListenSocket>,
+    director: Arc<Director>,
+}
+
+impl Drop for FlowEnd {
+    fn drop(&mut self) {
+        let key = self.flow.key();
+        let mut flows = self.listener.flows();
+        if flows.get(&key).is_some_and(|f| Arc::ptr_eq(f, &self.flow)) {
+            flows.remove(&key);
+        }
+        drop(flows);
+        if let Route::Server { conn, .. } = &self.flow.route {
+            self.director.conns.remove(conn);
+        }
+        self.director.udp_flows.release();
+    }
+}
+
+/// Brings the real servers' replies back to the client until the flow ends.
+async fn relay(end: FlowEnd) {
+    let flow = &end.flow;
+    loop {
+        let ready = match &flow.route {
+            Route::Server { .. } => {
+                flow.upstream
+                    .ready(Interest::READABLE | Interest::ERROR)
+                    .await
+            }
+            Route::OnePacket { last_activity } => {
+                let timeout_ms = u64::from(end.director.table.snapshot().timeouts().udp) * 1000;
+                let idle_ms = end
+                    .director
+                    .conns
+                    .clock
+                    .now_ms()
+                    .saturating_sub(last_activity.load(Relaxed));
+                if idle_ms >= timeout_ms {
+                    return;
+                }
+                let left = Duration::from_millis(timeout_ms - idle_ms);
+                tokio::select! {
+                    ready = flow.upstream.ready(Interest::READABLE | Interest::ERROR) => ready,
+                    () = tokio::time::sleep(left) => continue,
+                }
+            }
+        };
+        let ready = match ready {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot poll a flow's socket");
+                return;
+            }
+        };
+        if ready.is_error() {
+            let error = flow.upstream.take_error().ok().flatten();
+            if let Some(e) = error {
+                flow_error(flow, &e);
+                if matches!(flow.route, Route::Server { .. }) {
+                    return;
+                }
+            }
+        }
+        let keep = BATCH.with_borrow_mut(|batch| relay_replies(flow, batch, &end));
+        if !keep {
+            return;
+        }
+    }
+}
+
+/// Counts an error a flow's socket reported (an ICMP error from the server's side).
+fn flow_error(flow: &Flow, e: &io::Error) {
+    if let Route::Server { conn, .. } = &flow.route {
+        let failures = &conn.server.connect_failures;
+        if e.kind() == io::ErrorKind::ConnectionRefused {
+            failures.refused.fetch_add(1, Relaxed);
+        } else {
+            failures.other.fetch_add(1, Relaxed);
+        }
+        tracing::debug!(client = %flow.client, server = %conn.dest, error = %e, "flow ended by its real server");
+    }
+}
+
+/// Moves the replies waiting on the flow's socket to the client. False: the flow ends.
+fn relay_replies(flow: &Flow, batch: &mut Batch, end: &FlowEnd) -> bool {
+    for _ in 0..ROUNDS {
+        let result = flow.upstream.try_io(Interest::READABLE, || {
+            let n = batch.receive(flow.upstream.as_fd())?;
+            reply(flow, batch, end);
+            if n < SLOTS {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) => {
+                flow_error(flow, &e);
+                // An unconnected socket's errors say nothing about one server.
+                return matches!(flow.route, Route::OnePacket { .. });
+            }
+        }
+    }
+    true
+}
+
+/// Sends a batch of replies to the client and counts them.
+fn reply(flow: &Flow, batch: &Batch, end: &FlowEnd) {
+    let sent = end
+        .listener
+        .send_to_client(batch, 0..batch.len(), flow.client, flow.local);
+    let now = end.director.conns.clock.now_ms();
+    match &flow.route {
+        Route::Server {
+            conn,
+            accounting,
+            template,
+            answered,
+        } => {
+            let bytes = (0..sent).map(|i| batch.data(i).len()).sum();
+            accounting.datagrams_out(sent, bytes);
+            conn.touch(now);
+            if !answered.swap(true, Relaxed)
+                && let Some(t) = template
+            {
+                t.assure();
+            }
+        }
+        Route::OnePacket { last_activity } => {
+            last_activity.store(now, Relaxed);
+            count_one_packet_replies(batch, sent, end);
+        }
+    }
+}
+
+/// Counts replies of a one-packet flow for the servers they came from.
+fn count_one_packet_replies(batch: &Batch, sent: usize, end: &FlowEnd) {
+    let snapshot = end.director.table.snapshot();
+    let Some(service) = snapshot.route(&end.listener.listen) else {
+        return;
+    };
+    let totals = snapshot.totals_handle();
+    for i in 0..sent {
+        let Some(from) = batch.peer(i) else { continue };
+        let server = [from.port(), 0].into_iter().find_map(|port| {
+            let key = ServerKey {
+                addr: from.ip(),
+                port,
+            };
+            locate(&service.servers, &key, 0)
+        });
+        let len = batch.data(i).len();
+        match server {
+            Some(s) => Accounting::new(
+                Arc::clone(&service.state),
+                Arc::clone(&service.servers[s].state),
+                Arc::clone(&totals),
+                0,
+            )
+            .datagrams_out(1, len),
+            None => {
+                service.state.stats.add_out(1, len as u64);
+                totals.add_out(1, len as u64);
+            }
+        }
+    }
+}

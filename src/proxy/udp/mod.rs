@@ -1,0 +1,305 @@
+//! The UDP data plane. Each UDP listen address gets one socket per worker
+//! (SO_REUSEPORT: the kernel hashes each client's datagrams to one of them, so a flow
+//! stays on one thread). A datagram from a client that has no flow yet is scheduled as
+//! IPVS schedules a connection (persistence included) and opens a flow: a socket
+//! connected to the real server, whose replies go back to the client from the address
+//! and port the client spoke to. Datagrams move in batches (recvmmsg / sendmmsg).
+//!
+//! A listen address the table no longer wants stops taking new flows but keeps serving
+//! the ones it has until they expire, as IPVS keeps forwarding the connections of a
+//! deleted service; if the address is wanted again meanwhile, the same sockets carry on.
+//! Flows themselves live in `flow`; their number is capped by `limit`. Started and
+//! stopped by the listener manager (`listeners`).
+
+pub mod flow;
+pub mod limit;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::sync::atomic::AtomicU8;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::task::AbortHandle;
+
+use self::flow::{Flow, FlowKey};
+use crate::director::Director;
+use crate::sys::datagram::{Batch, SLOTS};
+use crate::table::ListenAddr;
+
+/// How often a draining listen address looks whether its last flow has gone.
+const DRAIN_CHECK: Duration = Duration::from_secs(1);
+/// Batches taken from one socket before other tasks get a turn.
+const ROUNDS: usize = 8;
+/// Receive buffer asked for a listening socket: room for bursts of new clients.
+const LISTEN_RCVBUF: usize = 4 << 20;
+
+thread_local! {
+    /// One batch per worker thread: a batch is filled and emptied within one poll, never
+    /// across an await, so every socket of the thread can share it.
+    static BATCH: RefCell<Batch> = RefCell::new(Batch::new());
+}
+
+/// A listening UDP socket for `listen`; one per worker, sharing the port.
+pub fn bind_udp(listen: &ListenAddr, freebind: bool) -> io::Result<std::net::UdpSocket> {
+    let addr = SocketAddr::new(listen.addr, listen.port);
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    if freebind {
+        if addr.is_ipv6() {
+            socket.set_freebind_v6(true)?;
+        } else {
+            socket.set_freebind_v4(true)?;
+        }
+    }
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(LISTEN_RCVBUF);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    if listen.addr.is_unspecified() {
+        crate::sys::datagram::report_local_address(socket.as_fd(), addr.is_ipv6())?;
+    }
+    Ok(socket.into())
+}
+
+/// One worker's socket for a listen address, and the flows whose clients the kernel
+/// sends to it.
+#[derive(Debug)]
+pub struct ListenSocket {
+    pub listen: ListenAddr,
+    socket: UdpSocket,
+    flows: Mutex<HashMap<FlowKey, Arc<Flow>>>,
+}
+
+impl ListenSocket {
+    fn flows(&self) -> MutexGuard<'_, HashMap<FlowKey, Arc<Flow>>> {
+        self.flows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends datagrams `range` of `batch` to `client`, from `local` when the socket is a
+    /// wildcard one. Returns how many went (the rest are dropped, as a full socket
+    /// buffer drops them).
+    fn send_to_client(
+        &self,
+        batch: &Batch,
+        range: std::ops::Range<usize>,
+        client: SocketAddr,
+        local: IpAddr,
+    ) -> usize {
+        let from = self.listen.addr.is_unspecified().then_some(local);
+        let mut sent = 0;
+        // A second try for what one sendmmsg did not take.
+        for _ in 0..2 {
+            let rest = range.start + sent..range.end;
+            if rest.is_empty() {
+                break;
+            }
+            // Straight to the socket (see `flow::deliver`).
+            match batch.send(self.socket.as_fd(), rest, Some(client), from) {
+                Ok(n) => sent += n,
+                Err(e) => {
+                    tracing::trace!(%client, error = %e, "reply dropped");
+                    break;
+                }
+            }
+        }
+        sent
+    }
+
+    /// Takes the datagrams waiting on the socket, a batch at a time, and sends each to
+    /// its flow.
+    fn receive(self: &Arc<Self>, director: &Arc<Director>) {
+        BATCH.with_borrow_mut(|batch| {
+            for _ in 0..ROUNDS {
+                let result = self.socket.try_io(Interest::READABLE, || {
+                    let n = batch.receive(self.socket.as_fd())?;
+                    flow::forward(self, batch, director);
+                    if n < SLOTS {
+                        // The queue is empty: let the readiness go now rather than
+                        // after one more system call that finds nothing.
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    Ok(())
+                });
+                match result {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) => {
+                        tracing::debug!(listen = %self.listen, error = %e, "receive failed");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+const SERVING: u8 = 0;
+const DRAINING: u8 = 1;
+const CLOSED: u8 = 2;
+
+/// The sockets of one UDP listen address (one per worker) and their tasks.
+#[derive(Debug)]
+pub struct Group {
+    pub listen: ListenAddr,
+    state: AtomicU8,
+    sockets: Mutex<Vec<Arc<ListenSocket>>>,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl Group {
+    /// Binds `listen` once per worker and starts serving it.
+    pub fn start(
+        director: &Arc<Director>,
+        listen: ListenAddr,
+        freebind: bool,
+    ) -> io::Result<Arc<Group>> {
+        let sockets = (0..director.workers.len())
+            .map(|_| bind_udp(&listen, freebind))
+            .collect::<io::Result<Vec<_>>>()?;
+        let group = Arc::new(Group {
+            listen,
+            state: AtomicU8::new(SERVING),
+            sockets: Mutex::new(Vec::new()),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let mut sockets = sockets.into_iter();
+        let tasks = director.workers.spawn_each(|_| {
+            let socket = sockets.next();
+            let (group, director) = (Arc::clone(&group), Arc::clone(director));
+            async move {
+                if let Some(socket) = socket {
+                    serve(socket, group, director).await;
+                }
+            }
+        });
+        *group.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
+        Ok(group)
+    }
+
+    fn sockets(&self) -> Vec<Arc<ListenSocket>> {
+        self.sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Flows open on this address.
+    pub fn flow_count(&self) -> usize {
+        self.sockets().iter().map(|s| s.flows().len()).sum()
+    }
+
+    /// No new flows; the open ones go on until they expire, then the sockets close.
+    pub fn drain(&self) {
+        let _ = self
+            .state
+            .compare_exchange(SERVING, DRAINING, Relaxed, Relaxed);
+    }
+
+    /// Takes new flows again, if the sockets are still open. False: they closed.
+    pub fn revive(&self) -> bool {
+        match self
+            .state
+            .compare_exchange(DRAINING, SERVING, Relaxed, Relaxed)
+        {
+            Ok(_) => true,
+            Err(state) => state == SERVING,
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.state.load(Relaxed) == DRAINING
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state.load(Relaxed) == CLOSED
+    }
+
+    /// Closes the sockets and ends every flow now (shutdown).
+    pub fn close(&self) {
+        self.state.store(CLOSED, Relaxed);
+        for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            task.abort();
+        }
+        for socket in self.sockets().iter() {
+            for (_, flow) in socket.flows().drain() {
+                flow.end();
+            }
+        }
+        self.sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// A draining group whose flows are all gone closes.
+    fn close_if_drained(&self) -> bool {
+        if self.flow_count() == 0
+            && self
+                .state
+                .compare_exchange(DRAINING, CLOSED, Relaxed, Relaxed)
+                .is_ok()
+        {
+            tracing::debug!(listen = %self.listen, "last flow gone: socket closed");
+            self.close();
+            return true;
+        }
+        self.is_closed()
+    }
+}
+
+/// One worker's receive loop for a listen address.
+async fn serve(socket: std::net::UdpSocket, group: Arc<Group>, director: Arc<Director>) {
+    // Registered with the worker's own runtime, so it must be made here.
+    let socket = match UdpSocket::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(listen = %group.listen, error = %e, "cannot poll the socket");
+            return;
+        }
+    };
+    let me = Arc::new(ListenSocket {
+        listen: group.listen,
+        socket,
+        flows: Mutex::new(HashMap::new()),
+    });
+    group
+        .sockets
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Arc::clone(&me));
+    loop {
+        if group.is_closed() {
+            return;
+        }
+        let draining = group.is_draining();
+        tokio::select! {
+            ready = me.socket.readable() => {
+                if let Err(e) = ready {
+                    tracing::error!(listen = %me.listen, error = %e, "cannot poll the socket");
+                    return;
+                }
+                me.receive(&director);
+            }
+            () = tokio::time::sleep(DRAIN_CHECK), if draining => {
+                if group.close_if_drained() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! Batched datagram I/O: many datagrams per system call (recvmmsg, sendmmsg), and for
+//! sockets bound to a wildcard address the local address each datagram reached
+//! (IP_PKTINFO / IPV6_PKTINFO), so that a reply leaves from the address the client
+//! spoke to. The UDP data plane (`proxy::udp`) moves every datagram through here.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// Room for the largest datagram IP can carry (65 507 bytes of UDP payload over IPv4,
+/// 65 527 over IPv6): nothing is ever cut short.
+pub const MAX_DATAGRAM: usize = 65536;
+
+/// Datagrams one batch holds.
+pub const SLOTS: usize = 32;
+
+/// Control-message space per datagram: one pktinfo, 8-byte aligned.
+const CONTROL_WORDS: usize = 8;
+
+/// Buffers for up to [`SLOTS`] datagrams, each with its peer and local address.
+pub struct Batch {
+    buffers: Vec<u8>,
+    lens: [usize; SLOTS],
+    peers: [libc::sockaddr_storage; SLOTS],
+    controls: [[u64; CONTROL_WORDS]; SLOTS],
+    control_lens: [usize; SLOTS],
+    truncated: [bool; SLOTS],
+    filled: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Batch {
+        Batch::new()
+    }
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch {
+            // Zeroed allocations are mapped lazily: pages are only touched as
+            // datagrams fill them.
+            buffers: vec![0; SLOTS * MAX_DATAGRAM],
+            lens: [0; SLOTS],
+            // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+            peers: unsafe { zeroed() },
+            controls: [[0; CONTROL_WORDS]; SLOTS],
+            control_lens: [0; SLOTS],
+            truncated: [false; SLOTS],
+            filled: 0,
+        }
+    }
+
+    /// Datagrams received by the last [`Batch::receive`].
+    pub fn len(&self) -> usize {
+        self.filled
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    pub fn data(&self, i: usize) -> &[u8] {
+        let start = i * MAX_DATAGRAM;
+        &self.buffers[start..start + self.lens[i]]
+    }
+
+    /// Whether datagram `i` was larger than its buffer (never for UDP over IP).
+    pub fn truncated(&self, i: usize) -> bool {
+        self.truncated[i]
+    }
+
+    /// Who sent datagram `i` (None for an address family uvs does not serve).
+    pub fn peer(&self, i: usize) -> Option<SocketAddr> {
+        let storage = &self.peers[i];
+        match libc::c_int::from(storage.ss_family) {
+            libc::AF_INET => {
+                // SAFETY: the family says the storage holds a sockaddr_in, which is
+                // smaller than sockaddr_storage and less strictly aligned.
+                let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                    u16::from_be(sin.sin_port),
+                )))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: as above, for sockaddr_in6.
+                let sin6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                    u16::from_be(sin6.sin6_port),
+                    sin6.sin6_flowinfo,
+                    sin6.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        }
+    }
+
+    /// The address datagram `i` was sent to, when the socket reports it
+    /// ([`report_local_address`]).
+    pub fn local(&self, i: usize) -> Option<IpAddr> {
+        // SAFETY: msghdr is plain old data; only the control fields are used below.
+        let mut msg: libc::msghdr = unsafe { zeroed() };
+        msg.msg_control = self.controls[i].as_ptr() as *mut libc::c_void;
+        msg.msg_controllen = self.control_lens[i] as _;
+        // SAFETY: the control buffer is ours and msg_controllen is what the kernel
+        // wrote into it; CMSG_FIRSTHDR/NXTHDR stay within it and return null at its end.
+        let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        while !cmsg.is_null() {
+            // SAFETY: cmsg points at a complete header inside the buffer (see above).
+            let header = unsafe { &*cmsg };
+            // SAFETY: CMSG_DATA points just past that header, inside the buffer; the
+            // level and type say which struct the kernel put there, and it may be
+            // unaligned, hence read_unaligned.
+            unsafe {
+                let data = libc::CMSG_DATA(cmsg);
+                match (header.cmsg_level, header.cmsg_type) {
+                    (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                        let info = std::ptr::read_unaligned(data as *const libc::in_pktinfo);
+                        return Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                            info.ipi_addr.s_addr,
+                        ))));
+                    }
+                    (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                        let info = std::ptr::read_unaligned(data as *const libc::in6_pktinfo);
+                        return Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                    }
+                    _ => {}
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        None
+    }
+
+    /// Reads as many waiting datagrams as fit, without blocking: Ok(n) with n ≥ 1, or
+    /// WouldBlock when none is waiting.
+    pub fn receive(&mut self, socket: BorrowedFd<'_>) -> io::Result<usize> {
+        self.filled = 0;
+        // SAFETY: plain old data, every field set below before use.
+        let mut iovecs: [libc::iovec; SLOTS] = unsafe { zeroed() };
+        // SAFETY: as above.
+        let mut headers: [libc::mmsghdr; SLOTS] = unsafe { zeroed() };
+        let base = self.buffers.as_mut_ptr();
+        for i in 0..SLOTS {
+            iovecs[i] = libc::iovec {
+                // SAFETY: slot i lies inside the buffer (SLOTS * MAX_DATAGRAM bytes).
+                iov_base: unsafe { base.add(i * MAX_DATAGRAM) }.cast(),
+                iov_len: MAX_DATAGRAM,
+            };
+            let h = &mut headers[i].msg_hdr;
+            h.msg_name = (&mut self.peers[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut iovecs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = self.controls[i].as_mut_ptr().cast();
+            h.msg_controllen = (CONTROL_WORDS * 8) as _;
+        }
+        // SAFETY: every header points at memory owned by `self` or by this frame, all of
+        // it alive and unaliased for the call; the kernel writes within the lengths given.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                headers.as_mut_ptr(),
+                SLOTS as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for (i, header) in headers.iter().enumerate().take(n) {
+            self.lens[i] = header.msg_len as usize;
+            self.control_lens[i] = header.msg_hdr.msg_controllen as usize;
+            self.truncated[i] = header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+        }
+        self.filled = n;
+        Ok(n)
+    }
+
+    /// Sends datagrams `range` of this batch on `socket`: to `to` (None on a connected
+    /// socket), from the local address `from` (None: the socket's own). Returns how
+    /// many went; WouldBlock when the socket could take none.
+    pub fn send(
+        &self,
+        socket: BorrowedFd<'_>,
+        range: std::ops::Range<usize>,
+        to: Option<SocketAddr>,
+        from: Option<IpAddr>,
+    ) -> io::Result<usize> {
+        let count = range.len().min(SLOTS);
+        if count == 0 {
+            return Ok(0);
+        }
+        let to = to.map(socket2::SockAddr::from);
+        let mut control = [0u64; CONTROL_WORDS];
+        let control_len = match from {
+            Some(addr) => write_pktinfo(&mut control, addr),
+            None => 0,
+        };
+        // SAFETY: plain old data, every field used set below.
+        let mut iovecs: [libc::iovec; SLOTS] = unsafe { zeroed() };
+        // SAFETY: as above.
+        let mut headers: [libc::mmsghdr; SLOTS] = unsafe { zeroed() };
+        for (k, i) in range.take(count).enumerate() {
+            let data = self.data(i);
+            iovecs[k] = libc::iovec {
+                iov_base: data.as_ptr() as *mut libc::c_void,
+                iov_len: data.len(),
+            };
+            let h = &mut headers[k].msg_hdr;
+            if let Some(to) = &to {
+                h.msg_name = to.as_ptr() as *mut libc::c_void;
+                h.msg_namelen = to.len();
+            }
+            h.msg_iov = &mut iovecs[k];
+            h.msg_iovlen = 1;
+            if control_len > 0 {
+                h.msg_control = control.as_mut_ptr().cast();
+                h.msg_controllen = control_len as _;
+            }
+        }
+        // SAFETY: the headers point at this batch's buffers, at `to` and at `control`,
+        // all alive for the call; the kernel only reads them (msg_len is written into
+        // the headers, which are ours).
+        let n = unsafe {
+            libc::sendmmsg(
+                socket.as_raw_fd(),
+                headers.as_mut_ptr(),
+                count as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+/// Writes the control message that makes a datagram leave from `from`; returns its
+/// length.
+fn write_pktinfo(control: &mut [u64; CONTROL_WORDS], from: IpAddr) -> usize {
+    // SAFETY: msghdr is plain old data; only the control fields are used.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = (CONTROL_WORDS * 8) as _;
+    // SAFETY: the buffer is 64 bytes, 8-byte aligned, and CMSG_SPACE of either pktinfo
+    // (12 or 20 bytes of data) fits in it, so the first header and its data lie inside;
+    // write_unaligned because CMSG_DATA promises no alignment for the payload type.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        match from {
+            IpAddr::V4(a) => {
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(a).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                (*cmsg).cmsg_level = libc::IPPROTO_IP;
+                (*cmsg).cmsg_type = libc::IP_PKTINFO;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::in_pktinfo, info);
+                libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize
+            }
+            IpAddr::V6(a) => {
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: a.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                };
+                (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
+                (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::in6_pktinfo, info);
+                libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) as usize
+            }
+        }
+    }
+}
+
+/// Asks the kernel to report each datagram's local address (for wildcard sockets).
+pub fn report_local_address(socket: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_PKTINFO)
+    };
+    let on: libc::c_int = 1;
+    // SAFETY: the option takes an int, passed by pointer with its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_batch_goes_out_and_comes_back_with_addresses() {
+        let server = UdpSocket::bind("0.0.0.0:0").unwrap();
+        report_local_address(server.as_fd(), false).unwrap();
+        let port = server.local_addr().unwrap().port();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let target: SocketAddr = format!("127.0.0.3:{port}").parse().unwrap();
+        for i in 0..3u8 {
+            client.send_to(&vec![i; 100 + usize::from(i)], target).unwrap();
+        }
+        server.set_nonblocking(true).unwrap();
+        let mut batch = Batch::new();
+        // Loopback delivers synchronously: all three are queued.
+        assert_eq!(batch.receive(server.as_fd()).unwrap(), 3);
+        for i in 0..3 {
+            assert_eq!(batch.data(i), vec![i as u8; 100 + i].as_slice());
+            assert_eq!(batch.peer(i), Some(client.local_addr().unwrap()));
+            assert_eq!(batch.local(i), Some("127.0.0.3".parse().unwrap()));
+            assert!(!batch.truncated(i));
+        }
+        let sent = batch
+            .send(
+                server.as_fd(),
+                0..3,
+                client.local_addr().ok(),
+                Some("127.0.0.3".parse().unwrap()),
+            )
+            .unwrap();
+        assert_eq!(sent, 3);
+        let mut buf = [0u8; 200];
+        for i in 0..3u8 {
+            let (n, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], vec![i; 100 + usize::from(i)].as_slice());
+            assert_eq!(from, target, "the reply leaves from the address reached");
+        }
+        assert_eq!(
+            batch.receive(server.as_fd()).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+    }
+
+    #[test]
+    fn the_largest_datagram_passes_whole() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let big: Vec<u8> = (0..65507u32).map(|i| (i % 251) as u8).collect();
+        client.send_to(&big, server.local_addr().unwrap()).unwrap();
+        let mut batch = Batch::new();
+        assert_eq!(batch.receive(server.as_fd()).unwrap(), 1);
+        assert_eq!(batch.data(0), big.as_slice());
+        assert_eq!(batch.local(0), None, "not asked for");
+    }
+}
