@@ -295,7 +295,10 @@ impl ConnTable {
     }
 
     fn count_live(&self, conn: &Conn, up: bool) {
-        let counters = [Some(&self.live_count), (conn.protocol == Protocol::Udp).then_some(&self.live_udp)];
+        let counters = [
+            Some(&self.live_count),
+            (conn.protocol == Protocol::Udp).then_some(&self.live_udp),
+        ];
         for counter in counters.into_iter().flatten() {
             if up {
                 counter.fetch_add(1, Relaxed);

@@ -26,4 +26,3 @@ pub(crate) fn warn_rarely(last: &AtomicU64, log: impl FnOnce()) {
         log();
     }
 }
-

@@ -8,8 +8,8 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -18,8 +18,8 @@ use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
 use super::accounting::Accounting;
-use super::warn_rarely;
 use super::forward::{End, Flow, forward};
+use super::warn_rarely;
 use crate::conn::{Conn, NewConn, State};
 use crate::director::Director;
 use crate::persist::{Choice, Template};

@@ -7,6 +7,8 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Room for the largest datagram IP can carry (65 507 bytes of UDP payload over IPv4,
 /// 65 527 over IPv6): nothing is ever cut short.
@@ -174,7 +176,10 @@ impl Batch {
         let n = n as usize;
         for (i, header) in headers.iter().enumerate().take(n) {
             self.lens[i] = header.msg_len as usize;
-            self.control_lens[i] = header.msg_hdr.msg_controllen as usize;
+            // usize in glibc, u32 in musl.
+            #[allow(clippy::unnecessary_cast)]
+            let control_len = header.msg_hdr.msg_controllen as usize;
+            self.control_lens[i] = control_len;
             self.truncated[i] = header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
         }
         self.filled = n;
@@ -182,8 +187,11 @@ impl Batch {
     }
 
     /// Sends datagrams `range` of this batch on `socket`: to `to` (None on a connected
-    /// socket), from the local address `from` (None: the socket's own). Returns how
-    /// many went; WouldBlock when the socket could take none.
+    /// socket), from the local address `from` (None: the socket's own). Runs of
+    /// datagrams of one size go as one segmented send (UDP GSO) when the kernel takes
+    /// it: the stack is walked once for the run and the datagrams are cut apart at the
+    /// far end, each one arriving as sent. Returns how many datagrams went; WouldBlock
+    /// when the socket could take none.
     pub fn send(
         &self,
         socket: BorrowedFd<'_>,
@@ -191,98 +199,186 @@ impl Batch {
         to: Option<SocketAddr>,
         from: Option<IpAddr>,
     ) -> io::Result<usize> {
-        let count = range.len().min(SLOTS);
-        if count == 0 {
+        let range = range.start..range.end.min(range.start + SLOTS);
+        if range.is_empty() {
             return Ok(0);
         }
+        if SEGMENTING.load(Relaxed) {
+            match self.send_messages(socket, range.clone(), to, from, true) {
+                Err(e) if segmenting_refused(&e) => {
+                    // No GSO on this kernel or this route (no checksum offload, a path
+                    // MTU below the size): this send goes datagram by datagram, and a
+                    // kernel without the option is not asked again.
+                    if e.raw_os_error() == Some(libc::ENOPROTOOPT) {
+                        SEGMENTING.store(false, Relaxed);
+                    }
+                }
+                other => return other,
+            }
+        }
+        self.send_messages(socket, range, to, from, false)
+    }
+
+    fn send_messages(
+        &self,
+        socket: BorrowedFd<'_>,
+        range: std::ops::Range<usize>,
+        to: Option<SocketAddr>,
+        from: Option<IpAddr>,
+        segment: bool,
+    ) -> io::Result<usize> {
         let to = to.map(socket2::SockAddr::from);
-        let mut control = [0u64; CONTROL_WORDS];
-        let control_len = match from {
-            Some(addr) => write_pktinfo(&mut control, addr),
-            None => 0,
-        };
         // SAFETY: plain old data, every field used set below.
         let mut iovecs: [libc::iovec; SLOTS] = unsafe { zeroed() };
         // SAFETY: as above.
         let mut headers: [libc::mmsghdr; SLOTS] = unsafe { zeroed() };
-        for (k, i) in range.take(count).enumerate() {
-            let data = self.data(i);
-            iovecs[k] = libc::iovec {
-                iov_base: data.as_ptr() as *mut libc::c_void,
-                iov_len: data.len(),
-            };
-            let h = &mut headers[k].msg_hdr;
+        let mut controls = [[0u64; CONTROL_WORDS]; SLOTS];
+        // Datagrams carried by each message.
+        let mut carried = [0usize; SLOTS];
+        let mut messages = 0;
+        let mut i = range.start;
+        while i < range.end {
+            let size = self.lens[i];
+            // A run: datagrams of `size`, the last of it possibly shorter.
+            let mut end = i + 1;
+            if segment && size <= MAX_SEGMENT {
+                while end < range.end && self.lens[end] <= size {
+                    end += 1;
+                    if self.lens[end - 1] < size {
+                        break;
+                    }
+                }
+            }
+            for (k, j) in (i..end).enumerate() {
+                let data = self.data(j);
+                iovecs[i - range.start + k] = libc::iovec {
+                    iov_base: data.as_ptr() as *mut libc::c_void,
+                    iov_len: data.len(),
+                };
+            }
+            let control = &mut controls[messages];
+            let mut control_len = 0;
+            if let Some(addr) = from {
+                control_len += write_pktinfo(control, 0, addr);
+            }
+            if end - i > 1 {
+                control_len += write_segment_size(control, control_len, size as u16);
+            }
+            let h = &mut headers[messages].msg_hdr;
             if let Some(to) = &to {
                 h.msg_name = to.as_ptr() as *mut libc::c_void;
                 h.msg_namelen = to.len();
             }
-            h.msg_iov = &mut iovecs[k];
-            h.msg_iovlen = 1;
+            h.msg_iov = &mut iovecs[i - range.start];
+            h.msg_iovlen = (end - i) as _;
             if control_len > 0 {
                 h.msg_control = control.as_mut_ptr().cast();
                 h.msg_controllen = control_len as _;
             }
+            carried[messages] = end - i;
+            messages += 1;
+            i = end;
         }
-        // SAFETY: the headers point at this batch's buffers, at `to` and at `control`,
-        // all alive for the call; the kernel only reads them (msg_len is written into
-        // the headers, which are ours).
+        // SAFETY: the headers point at this batch's buffers, at `to`, at the iovecs and
+        // at the control buffers, all alive for the call; the kernel only reads them
+        // (msg_len is written into the headers, which are ours).
         let n = unsafe {
             libc::sendmmsg(
                 socket.as_raw_fd(),
                 headers.as_mut_ptr(),
-                count as libc::c_uint,
+                messages as libc::c_uint,
                 libc::MSG_DONTWAIT,
             )
         };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(n as usize)
+        Ok(carried[..n as usize].iter().sum())
     }
 }
 
-/// Writes the control message that makes a datagram leave from `from`; returns its
-/// length.
-fn write_pktinfo(control: &mut [u64; CONTROL_WORDS], from: IpAddr) -> usize {
-    // SAFETY: msghdr is plain old data; only the control fields are used.
-    let mut msg: libc::msghdr = unsafe { zeroed() };
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = (CONTROL_WORDS * 8) as _;
-    // SAFETY: the buffer is 64 bytes, 8-byte aligned, and CMSG_SPACE of either pktinfo
-    // (12 or 20 bytes of data) fits in it, so the first header and its data lie inside;
-    // write_unaligned because CMSG_DATA promises no alignment for the payload type.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        match from {
-            IpAddr::V4(a) => {
-                let info = libc::in_pktinfo {
-                    ipi_ifindex: 0,
-                    ipi_spec_dst: libc::in_addr {
-                        s_addr: u32::from(a).to_be(),
-                    },
-                    ipi_addr: libc::in_addr { s_addr: 0 },
-                };
-                (*cmsg).cmsg_level = libc::IPPROTO_IP;
-                (*cmsg).cmsg_type = libc::IP_PKTINFO;
-                (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
-                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::in_pktinfo, info);
-                libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize
-            }
-            IpAddr::V6(a) => {
-                let info = libc::in6_pktinfo {
-                    ipi6_addr: libc::in6_addr {
-                        s6_addr: a.octets(),
-                    },
-                    ipi6_ifindex: 0,
-                };
-                (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
-                (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
-                (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as _;
-                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::in6_pktinfo, info);
-                libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) as usize
-            }
-        }
+/// Whether segmented sends work here (cleared when the kernel lacks UDP_SEGMENT).
+static SEGMENTING: AtomicBool = AtomicBool::new(true);
+
+/// The largest datagram sent in segmented runs: one that fits a 1500-byte MTU over
+/// IPv6, since segments may not be fragmented.
+const MAX_SEGMENT: usize = 1452;
+
+/// UDP_SEGMENT (linux/udp.h); not in every libc's tables.
+const UDP_SEGMENT: libc::c_int = 103;
+
+fn segmenting_refused(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+    )
+}
+
+/// Writes, at byte `offset` of `control`, the control message that makes a datagram
+/// leave from `from`; returns the space it takes.
+fn write_pktinfo(control: &mut [u64; CONTROL_WORDS], offset: usize, from: IpAddr) -> usize {
+    match from {
+        IpAddr::V4(a) => write_control(
+            control,
+            offset,
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(a).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            },
+        ),
+        IpAddr::V6(a) => write_control(
+            control,
+            offset,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_PKTINFO,
+            libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: a.octets(),
+                },
+                ipi6_ifindex: 0,
+            },
+        ),
     }
+}
+
+/// Writes the control message that cuts a send into datagrams of `size` bytes.
+fn write_segment_size(control: &mut [u64; CONTROL_WORDS], offset: usize, size: u16) -> usize {
+    write_control(control, offset, libc::SOL_UDP, UDP_SEGMENT, size)
+}
+
+/// Writes one control message carrying `value` at byte `offset` (a multiple of 8, as
+/// every CMSG_SPACE is) of `control`; returns its CMSG_SPACE.
+fn write_control<T: Copy>(
+    control: &mut [u64; CONTROL_WORDS],
+    offset: usize,
+    level: libc::c_int,
+    kind: libc::c_int,
+    value: T,
+) -> usize {
+    let data_len = size_of::<T>() as u32;
+    // SAFETY: CMSG_SPACE/LEN are arithmetic on their argument.
+    let (space, len) = unsafe { (libc::CMSG_SPACE(data_len), libc::CMSG_LEN(data_len)) };
+    let space = space as usize;
+    assert!(
+        offset.is_multiple_of(8) && offset + space <= CONTROL_WORDS * 8,
+        "control messages fit their buffer"
+    );
+    // SAFETY: the header and its data lie within the buffer (checked above); the buffer
+    // is 8-byte aligned and so is `offset`, which suits cmsghdr; the data may not suit
+    // T's alignment, hence write_unaligned.
+    unsafe {
+        let cmsg = (control.as_mut_ptr() as *mut u8).add(offset) as *mut libc::cmsghdr;
+        (*cmsg).cmsg_level = level;
+        (*cmsg).cmsg_type = kind;
+        (*cmsg).cmsg_len = len as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut T, value);
+    }
+    space
 }
 
 /// Asks the kernel to report each datagram's local address (for wildcard sockets).
@@ -323,7 +419,9 @@ mod tests {
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         let target: SocketAddr = format!("127.0.0.3:{port}").parse().unwrap();
         for i in 0..3u8 {
-            client.send_to(&vec![i; 100 + usize::from(i)], target).unwrap();
+            client
+                .send_to(&vec![i; 100 + usize::from(i)], target)
+                .unwrap();
         }
         server.set_nonblocking(true).unwrap();
         let mut batch = Batch::new();
@@ -354,6 +452,30 @@ mod tests {
             batch.receive(server.as_fd()).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
+    }
+
+    #[test]
+    fn runs_of_one_size_arrive_as_the_datagrams_they_were() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.set_nonblocking(true).unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.set_nonblocking(true).unwrap();
+        let sizes = [100, 100, 100, 50, 100, 100, 1452, 1452, 1453, 7, 7];
+        for (i, &n) in sizes.iter().enumerate() {
+            b.send_to(&vec![i as u8; n], a.local_addr().unwrap())
+                .unwrap();
+        }
+        let mut batch = Batch::new();
+        assert_eq!(batch.receive(a.as_fd()).unwrap(), sizes.len());
+        let sent = batch
+            .send(a.as_fd(), 0..sizes.len(), b.local_addr().ok(), None)
+            .unwrap();
+        assert_eq!(sent, sizes.len());
+        let mut back = Batch::new();
+        assert_eq!(back.receive(b.as_fd()).unwrap(), sizes.len());
+        for (i, &n) in sizes.iter().enumerate() {
+            assert_eq!(back.data(i), vec![i as u8; n].as_slice(), "datagram {i}");
+        }
     }
 
     #[test]

@@ -193,7 +193,11 @@ fn deliver(
             .send(flow.upstream.as_fd(), range.clone(), None, None);
         match result {
             Ok(sent) => {
-                let bytes = range.clone().take(sent).map(|i| d.batch.data(i).len()).sum();
+                let bytes = range
+                    .clone()
+                    .take(sent)
+                    .map(|i| d.batch.data(i).len())
+                    .sum();
                 accounting.datagrams_in(sent, bytes);
                 conn.touch(d.now_ms);
                 return;
@@ -335,7 +339,12 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
         let upstream = match upstream_socket(dest, Some(dest)) {
             Ok(s) => s,
             Err(e) => {
-                choice.server.state.connect_failures.other.fetch_add(1, Relaxed);
+                choice
+                    .server
+                    .state
+                    .connect_failures
+                    .other
+                    .fetch_add(1, Relaxed);
                 if let Some(t) = &choice.template {
                     t.release_child();
                 }

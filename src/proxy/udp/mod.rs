@@ -232,7 +232,12 @@ impl Group {
     /// Closes the sockets and ends every flow now (shutdown).
     pub fn close(&self) {
         self.state.store(CLOSED, Relaxed);
-        for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             task.abort();
         }
         for socket in self.sockets().iter() {
