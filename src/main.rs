@@ -149,6 +149,12 @@ fn director(args: &DaemonArgs) -> anyhow::Result<Arc<Director>> {
 
 async fn serve(socket: PathBuf, director: Arc<Director>, args: &DaemonArgs) -> anyhow::Result<()> {
     match uvs::sys::raise_nofile_limit() {
+        Ok(n) if n < u64::from(args.max_udp_flows) + 1024 => tracing::warn!(
+            limit = n,
+            max_udp_flows = args.max_udp_flows,
+            "the open-files limit is below --max-udp-flows (each flow holds a socket): \
+             new flows will be dropped when sockets run out"
+        ),
         Ok(n) => tracing::debug!(limit = n, "open files"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
     }

@@ -250,10 +250,27 @@ impl Daemon {
         text(&out.stdout)
     }
 
-    /// Waits until `uvs status` shows `vip` listening (without connecting to it).
+    /// Waits until `uvs status` shows TCP `vip` listening (without connecting to it).
     pub fn wait_listening(&self, vip: std::net::SocketAddr) {
-        let line = format!("listen tcp {vip}: listening");
+        self.wait_listening_on("tcp", vip);
+    }
+
+    /// Waits until `uvs status` shows `vip` listening on `protocol` ("tcp", "udp").
+    pub fn wait_listening_on(&self, protocol: &str, vip: std::net::SocketAddr) {
+        let line = format!("listen {protocol} {vip}: listening");
         eventually(&line, || self.status().contains(&line));
+    }
+
+    /// The process's resident memory, in bytes (VmRSS).
+    pub fn resident_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/PID/status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status");
+        kib * 1024
     }
 
     /// `uvsadm -S -n`, which must succeed.
@@ -407,6 +424,73 @@ impl Drop for Backend {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// What a UDP test backend answers to each datagram.
+#[derive(Clone, Copy)]
+pub enum Reply {
+    /// Its name.
+    Name,
+    /// The datagram itself.
+    Echo,
+}
+
+/// A UDP server on one address, answering from one thread; stops when dropped.
+pub struct UdpBackend {
+    pub addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    /// Datagrams received.
+    pub received: Arc<AtomicUsize>,
+}
+
+impl UdpBackend {
+    pub fn start(name: &'static str, reply: Reply) -> UdpBackend {
+        UdpBackend::start_on("127.0.0.1:0", name, reply)
+    }
+
+    pub fn start_on(bind: &str, name: &'static str, reply: Reply) -> UdpBackend {
+        let socket = std::net::UdpSocket::bind(bind).expect("UDP backend bind");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicUsize::new(0));
+        let (stop2, received2) = (Arc::clone(&stop), Arc::clone(&received));
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !stop2.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                    received2.fetch_add(1, Ordering::Relaxed);
+                    let answer = match reply {
+                        Reply::Name => name.as_bytes(),
+                        Reply::Echo => &buf[..n],
+                    };
+                    let _ = socket.send_to(answer, from);
+                }
+            }
+        });
+        UdpBackend {
+            addr,
+            stop,
+            received,
+        }
+    }
+}
+
+impl Drop for UdpBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A UDP port on 127.0.0.1 free at the time of asking.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Connects to `to`, from `from` if given, with bounded waits.

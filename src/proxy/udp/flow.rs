@@ -164,7 +164,9 @@ fn deliver(
     let mut refused_once = false;
     loop {
         let flow = match flows.get(&key) {
-            Some(flow) if flow.is_usable() => Arc::clone(flow),
+            // A flow whose server left goes on only while its service is gone too, as
+            // IPVS forwards the connections of a deleted service.
+            Some(flow) if flow.is_usable() || d.service().is_none() => Arc::clone(flow),
             existing => {
                 if let Some(stale) = existing {
                     tracing::debug!(client = %key.0, "flow's server left the service: scheduling anew");
@@ -465,6 +467,11 @@ async fn relay(end: FlowEnd) {
                     return;
                 }
             }
+            // The error is taken (here, or by a send that reported it): forget the
+            // readiness, or the next wait would return at once, forever.
+            let _ = flow.upstream.try_io(Interest::ERROR, || {
+                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+            });
         }
         let keep = BATCH.with_borrow_mut(|batch| relay_replies(flow, batch, &end));
         if !keep {

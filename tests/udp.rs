@@ -1,0 +1,499 @@
+//! The UDP data plane over real sockets on loopback: flows scheduled per client and
+//! followed by the rest of their datagrams, one-packet scheduling, persistence, the
+//! flow cap under a flood, refused and removed servers, idle expiry, deleted services,
+//! wildcard VIPs, fwmark groups spanning TCP and UDP, IPv6 and the largest datagrams.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::{
+    Backend, Behaviour, Daemon, Reply, UdpBackend, Zone, ask, eventually, free_port, free_udp_port,
+};
+
+fn vip() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_udp_port()))
+}
+
+/// A UDP service on `v` with these `-A` options and real servers (added in this order,
+/// each with its `-a` options), once the daemon listens on it.
+fn balance_on(d: &Daemon, v: SocketAddr, options: &[&str], servers: &[(SocketAddr, &[&str])]) {
+    let vs = v.to_string();
+    let mut args = vec!["-A", "-u", &vs];
+    args.extend_from_slice(options);
+    d.ok(&args);
+    for (backend, extra) in servers {
+        let b = backend.to_string();
+        let mut args = vec!["-a", "-u", &vs, "-r", &b, "-m"];
+        args.extend_from_slice(extra);
+        d.ok(&args);
+    }
+    d.wait_listening_on("udp", v);
+}
+
+fn balance(d: &Daemon, options: &[&str], servers: &[(SocketAddr, &[&str])]) -> SocketAddr {
+    let v = vip();
+    balance_on(d, v, options, servers);
+    v
+}
+
+/// A client socket on `from` (an address of 127.0.0.0/8 or ::1), port chosen by the
+/// kernel.
+fn client(from: &str) -> UdpSocket {
+    let s = UdpSocket::bind(format!("{from}:0")).expect("client bind");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// Sends `payload` to `vip` and returns the answer, which must come from `vip`.
+fn exchange(c: &UdpSocket, vip: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    c.send_to(payload, vip).expect("send to the VIP");
+    let mut buf = vec![0u8; 65536];
+    let (n, from) = c.recv_from(&mut buf).expect("an answer through the VIP");
+    assert_eq!(
+        from, vip,
+        "the answer comes from the address the client spoke to"
+    );
+    buf.truncate(n);
+    buf
+}
+
+fn name(c: &UdpSocket, vip: SocketAddr) -> String {
+    String::from_utf8(exchange(c, vip, b"who")).unwrap()
+}
+
+/// Whether an answer arrives within `wait` (for datagrams that must go unanswered).
+fn answered_within(c: &UdpSocket, vip: SocketAddr, wait: Duration) -> bool {
+    c.set_read_timeout(Some(wait)).unwrap();
+    c.send_to(b"who", vip).unwrap();
+    let mut buf = [0u8; 64];
+    let got = c.recv_from(&mut buf).is_ok();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    got
+}
+
+/// The UDP entries of `-L -n -c` (not templates): (client, virtual, destination).
+fn flows(d: &Daemon) -> Vec<(String, String, String)> {
+    d.list(&["-L", "-n", "-c"])
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 6 && f[0] == "UDP" && f[2] == "UDP")
+                .then(|| (f[3].to_string(), f[4].to_string(), f[5].to_string()))
+        })
+        .collect()
+}
+
+/// The ActiveConn and InActConn of `server` in `-L -n`.
+fn conn_counts(d: &Daemon, server: SocketAddr) -> (u32, u32) {
+    let listing = d.list(&["-L", "-n"]);
+    let line = listing
+        .lines()
+        .find(|l| l.contains(&format!("-> {server} ")))
+        .unwrap_or_else(|| panic!("{server} in\n{listing}"));
+    let f: Vec<&str> = line.split_whitespace().collect();
+    (f[4].parse().unwrap(), f[5].parse().unwrap())
+}
+
+#[test]
+fn round_robin_alternates_per_flow_and_each_flow_keeps_its_server() {
+    let d = Daemon::start();
+    let (a, b) = (
+        UdpBackend::start("A", Reply::Name),
+        UdpBackend::start("B", Reply::Name),
+    );
+    let v = balance(&d, &["-s", "rr"], &[(a.addr, &[]), (b.addr, &[])]);
+    let clients: Vec<UdpSocket> = (0..6).map(|_| client("127.0.0.1")).collect();
+    let mut firsts = String::new();
+    for c in &clients {
+        let answers: Vec<String> = (0..3).map(|_| name(c, v)).collect();
+        assert!(
+            answers.iter().all(|n| *n == answers[0]),
+            "a flow stays with its server: {answers:?}"
+        );
+        firsts.push_str(&answers[0]);
+    }
+    // IPVS walks the newest server first.
+    assert_eq!(firsts, "BABABA");
+    // Every flow is an IPVS UDP entry, inactive, expiring after the udp timeout.
+    let entries = d.list(&["-L", "-n", "-c"]);
+    let udp_lines: Vec<&str> = entries.lines().filter(|l| l.starts_with("UDP")).collect();
+    assert_eq!(udp_lines.len(), 6, "{entries}");
+    for line in &udp_lines {
+        assert!(
+            line.starts_with("UDP 04:5") || line.starts_with("UDP 05:00"),
+            "{line}"
+        );
+        assert_eq!(line.split_whitespace().nth(2), Some("UDP"), "{line}");
+    }
+    assert_eq!(conn_counts(&d, a.addr), (0, 3));
+    assert_eq!(conn_counts(&d, b.addr), (0, 3));
+    // Conns are flows; each datagram is a packet, both ways.
+    let stats = d.list(&["-L", "-n", "--stats", "-u", &v.to_string()]);
+    let line = |who: SocketAddr| {
+        stats
+            .lines()
+            .find(|l| l.contains(&format!("-> {who} ")))
+            .unwrap()
+            .split_whitespace()
+            .skip(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // 9 datagrams of 3 bytes in, 9 answers of 1 byte out, per server.
+    assert_eq!(line(a.addr), "3 9 9 27 9");
+    assert_eq!(line(b.addr), "3 9 9 27 9");
+    let status = d.status();
+    assert!(status.contains("UDP flows 6 of at most 65536"), "{status}");
+}
+
+#[test]
+fn one_packet_scheduling_schedules_every_datagram_and_keeps_no_entry() {
+    let d = Daemon::start();
+    let (a, b) = (
+        UdpBackend::start("A", Reply::Name),
+        UdpBackend::start("B", Reply::Name),
+    );
+    let v = balance(&d, &["-s", "rr", "-o"], &[(a.addr, &[]), (b.addr, &[])]);
+    let c = client("127.0.0.1");
+    let seq: String = (0..6).map(|_| name(&c, v)).collect();
+    assert_eq!(seq, "BABABA", "each datagram scheduled on its own");
+    assert!(flows(&d).is_empty(), "no connection entries with -o");
+    assert_eq!(conn_counts(&d, a.addr), (0, 0));
+    let stats = d.list(&["-L", "-n", "--stats", "-u", &v.to_string()]);
+    let service = stats.lines().find(|l| l.starts_with("UDP")).unwrap();
+    assert_eq!(
+        service.split_whitespace().skip(2).collect::<Vec<_>>(),
+        ["6", "6", "6", "18", "6"],
+        "a connection per datagram:\n{stats}"
+    );
+    assert!(d.list(&["-L", "-n"]).contains(" rr ops"));
+}
+
+#[test]
+fn persistent_clients_stick_to_their_servers() {
+    let d = Daemon::start();
+    let (a, b) = (
+        UdpBackend::start("A", Reply::Name),
+        UdpBackend::start("B", Reply::Name),
+    );
+    let v = balance(
+        &d,
+        &["-s", "rr", "-p", "300"],
+        &[(a.addr, &[]), (b.addr, &[])],
+    );
+    let mut per_client = Vec::new();
+    for host in 2..=9 {
+        let from = format!("127.0.0.{host}");
+        // Two sockets (two flows) per client address, two datagrams each.
+        let answers: Vec<String> = (0..2)
+            .flat_map(|_| {
+                let c = client(&from);
+                [name(&c, v), name(&c, v)]
+            })
+            .collect();
+        assert!(
+            answers.iter().all(|n| *n == answers[0]),
+            "{from} sticks to one server: {answers:?}"
+        );
+        per_client.push(answers[0].clone());
+    }
+    assert_eq!(per_client.concat(), "BABABABA");
+    let entries = d.list(&["-L", "-n", "-c"]);
+    let templates = entries
+        .lines()
+        .filter(|l| l.starts_with("UDP") && l.contains(":0 "))
+        .count();
+    assert_eq!(templates, 8, "one template per client:\n{entries}");
+    assert_eq!(flows(&d).len(), 16);
+    let listing = d.list(&["-L", "-n", "--persistent-conn"]);
+    assert!(
+        listing
+            .lines()
+            .filter(|l| l.contains("-> 127."))
+            .all(|l| l.split_whitespace().nth(3) == Some("4")),
+        "four templates each:\n{listing}"
+    );
+}
+
+#[test]
+fn a_flood_of_new_flows_stays_within_the_flow_cap() {
+    const CAP: usize = 10_000;
+    const FLOOD: usize = 50_000;
+    let d = Daemon::start_with(Zone::default(), &["--max-udp-flows", &CAP.to_string()]);
+    let echo = UdpBackend::start("E", Reply::Echo);
+    let v = balance(&d, &["-s", "rr"], &[(echo.addr, &[])]);
+    let established: Vec<UdpSocket> = (0..20).map(|_| client("127.0.0.1")).collect();
+    for (i, c) in established.iter().enumerate() {
+        assert_eq!(
+            exchange(c, v, format!("hello {i}").as_bytes()),
+            format!("hello {i}").as_bytes()
+        );
+    }
+    let counts = || {
+        let status = d.status();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("UDP flows "))
+            .unwrap()
+            .to_string();
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (
+            f[2].parse::<usize>().unwrap(),
+            f[f.len() - 1].parse::<usize>().unwrap(),
+        )
+    };
+    // Distinct sources: 127.0.1.1 and 127.0.1.2, 25 000 ports each, one datagram per
+    // source, sent in paced chunks so that no datagram is lost in a socket buffer.
+    let mut sent = 0;
+    let mut rss_at_cap = None;
+    'flood: for host in 1..=2u8 {
+        for chunk in 0..25 {
+            for port in 0..1000u16 {
+                let port = 20_000 + chunk * 1000 + port;
+                let Ok(s) = UdpSocket::bind((std::net::Ipv4Addr::new(127, 0, 1, host), port))
+                else {
+                    continue;
+                };
+                if s.send_to(b"x", v).is_ok() {
+                    sent += 1;
+                }
+                if sent == FLOOD {
+                    break 'flood;
+                }
+            }
+            let expected = sent;
+            eventually("uvs has taken every datagram sent", || {
+                let (open, dropped) = counts();
+                // 20 established flows were there before the flood.
+                open + dropped == expected + 20
+            });
+            if rss_at_cap.is_none() && counts().0 == CAP {
+                rss_at_cap = Some(d.resident_bytes());
+            }
+        }
+    }
+    assert!(
+        sent >= 40_000,
+        "enough distinct sources could be bound ({sent})"
+    );
+    let (open, dropped) = counts();
+    assert_eq!(open, CAP);
+    assert_eq!(dropped, sent + 20 - CAP);
+    let status = d.status();
+    assert!(
+        status.contains(&format!("new flows dropped (flow table full) {dropped}")),
+        "{status}"
+    );
+    // Memory: what the flood added beyond the cap is small next to what 40 000 more
+    // flows would take (a socket, a task and table entries each).
+    let growth = d
+        .resident_bytes()
+        .saturating_sub(rss_at_cap.expect("the cap was reached"));
+    assert!(
+        growth < 8 << 20,
+        "resident memory grew by {growth} bytes after the cap was reached"
+    );
+    // The flows that were there before still get answers.
+    for (i, c) in established.iter().enumerate() {
+        assert_eq!(
+            exchange(c, v, format!("again {i}").as_bytes()),
+            format!("again {i}").as_bytes()
+        );
+    }
+}
+
+#[test]
+fn a_refusing_server_ends_the_flow_and_the_next_datagram_is_scheduled_anew() {
+    let d = Daemon::start();
+    let b = UdpBackend::start("B", Reply::Name);
+    // A port nobody listens on: the kernel answers with ICMP port unreachable.
+    let closed = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    // Added last, so rr tries it first.
+    let v = balance(&d, &["-s", "rr"], &[(b.addr, &[]), (closed, &[])]);
+    let c = client("127.0.0.1");
+    let mut answer = None;
+    for _ in 0..50 {
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        c.send_to(b"who", v).unwrap();
+        let mut buf = [0u8; 16];
+        if let Ok((n, _)) = c.recv_from(&mut buf) {
+            answer = Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+            break;
+        }
+    }
+    assert_eq!(
+        answer.as_deref(),
+        Some("B"),
+        "rescheduled to the live server"
+    );
+    let f = flows(&d);
+    assert_eq!(f.len(), 1, "only the live flow is left: {f:?}");
+    assert_eq!(f[0].2, b.addr.to_string());
+    let status = d.status();
+    assert!(
+        status.contains(&format!("{closed}"))
+            && status.contains("failed connects 1 (refused 1, timed out 0, other 0)"),
+        "{status}"
+    );
+}
+
+#[test]
+fn quiesced_servers_keep_their_flows_and_removed_ones_lose_them() {
+    let d = Daemon::start();
+    let (a, b) = (
+        UdpBackend::start("A", Reply::Name),
+        UdpBackend::start("B", Reply::Name),
+    );
+    let v = balance(&d, &["-s", "rr"], &[(a.addr, &[]), (b.addr, &[])]);
+    let f = client("127.0.0.1");
+    assert_eq!(name(&f, v), "B");
+    let (vs, bs) = (v.to_string(), b.addr.to_string());
+    d.ok(&["-e", "-u", &vs, "-r", &bs, "-m", "-w", "0"]);
+    assert_eq!(name(&f, v), "B", "weight 0: the live flow goes on");
+    assert_eq!(name(&client("127.0.0.1"), v), "A", "new flows avoid it");
+    d.ok(&["-d", "-u", &vs, "-r", &bs]);
+    assert_eq!(
+        name(&f, v),
+        "A",
+        "its server gone, the flow is scheduled anew"
+    );
+    let port = f.local_addr().unwrap().port();
+    let entry = flows(&d)
+        .into_iter()
+        .find(|e| e.0.ends_with(&format!(":{port}")))
+        .unwrap();
+    assert_eq!(entry.2, a.addr.to_string());
+    assert_eq!(conn_counts(&d, a.addr), (0, 2));
+}
+
+#[test]
+fn idle_flows_expire_after_the_udp_timeout() {
+    let d = Daemon::start();
+    let (a, b) = (
+        UdpBackend::start("A", Reply::Name),
+        UdpBackend::start("B", Reply::Name),
+    );
+    d.ok(&["--set", "0", "0", "1"]);
+    let v = balance(&d, &["-s", "rr"], &[(a.addr, &[]), (b.addr, &[])]);
+    let c = client("127.0.0.1");
+    assert_eq!(name(&c, v), "B");
+    eventually("the idle flow expires", || flows(&d).is_empty());
+    assert_eq!(conn_counts(&d, b.addr), (0, 0));
+    assert_eq!(
+        name(&c, v),
+        "A",
+        "the same client is a new flow, scheduled anew"
+    );
+}
+
+#[test]
+fn deleting_the_service_keeps_live_flows_and_takes_no_new_ones() {
+    let d = Daemon::start();
+    let (a, b) = (
+        UdpBackend::start("A", Reply::Name),
+        UdpBackend::start("B", Reply::Name),
+    );
+    let v = balance(&d, &["-s", "rr"], &[(a.addr, &[])]);
+    let live = client("127.0.0.1");
+    assert_eq!(name(&live, v), "A");
+    d.ok(&["-D", "-u", &v.to_string()]);
+    // As IPVS forwards the connections of a deleted service until they expire.
+    assert_eq!(name(&live, v), "A", "the live flow goes on");
+    assert!(
+        !answered_within(&client("127.0.0.1"), v, Duration::from_millis(300)),
+        "a new client has no service"
+    );
+    // The same address again: the same sockets take new flows.
+    balance_on(&d, v, &["-s", "rr"], &[(b.addr, &[])]);
+    assert_eq!(name(&client("127.0.0.1"), v), "B");
+}
+
+#[test]
+fn a_wildcard_vip_answers_from_the_address_the_client_spoke_to() {
+    let d = Daemon::start();
+    let a = UdpBackend::start("A", Reply::Name);
+    let port = free_udp_port();
+    let any = SocketAddr::from(([0, 0, 0, 0], port));
+    balance_on(&d, any, &["-s", "rr"], &[(a.addr, &[])]);
+    for reached in ["127.0.0.3", "127.0.0.4"] {
+        let v: SocketAddr = format!("{reached}:{port}").parse().unwrap();
+        // exchange() checks the answer's source address.
+        assert_eq!(name(&client("127.0.0.1"), v), "A");
+    }
+    let virtuals: Vec<String> = flows(&d).into_iter().map(|f| f.1).collect();
+    assert!(
+        virtuals.contains(&format!("127.0.0.3:{port}")),
+        "{virtuals:?}"
+    );
+    assert!(
+        virtuals.contains(&format!("127.0.0.4:{port}")),
+        "{virtuals:?}"
+    );
+}
+
+#[test]
+fn the_largest_datagrams_pass_unchanged_over_ipv4_and_ipv6() {
+    let d = Daemon::start();
+    let e4 = UdpBackend::start("E", Reply::Echo);
+    let e6 = UdpBackend::start_on("[::1]:0", "E", Reply::Echo);
+    let v4 = balance(&d, &["-s", "rr"], &[(e4.addr, &[])]);
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, free_udp_port()));
+    balance_on(&d, v6, &["-s", "rr"], &[(e6.addr, &[])]);
+    for (v, from, largest) in [(v4, "127.0.0.1", 65507usize), (v6, "[::1]", 65527)] {
+        let c = client(from);
+        for size in [1, 1472, 9000, largest] {
+            let payload: Vec<u8> = (0..size).map(|i| (i * 7 % 256) as u8).collect();
+            assert_eq!(
+                exchange(&c, v, &payload),
+                payload,
+                "{size} bytes through {v}"
+            );
+        }
+        // Zero-length datagrams are datagrams too.
+        assert_eq!(exchange(&c, v, b""), b"");
+    }
+    let stats = d.list(&["-L", "-n", "--stats", "-u", &v4.to_string()]);
+    let service = stats.lines().find(|l| l.starts_with("UDP")).unwrap();
+    let total = 1 + 1472 + 9000 + 65507;
+    assert_eq!(
+        service.split_whitespace().skip(2).collect::<Vec<_>>(),
+        ["1", "5", "5", &total.to_string(), &total.to_string()],
+        "{stats}"
+    );
+}
+
+#[test]
+fn an_fwmark_group_keeps_a_client_on_one_server_across_tcp_and_udp() {
+    let d = Daemon::start();
+    // Real servers without a port on two addresses: each answers on the port the client
+    // reached, in both protocols.
+    let (tcp_port, udp_port) = (free_port(), free_udp_port());
+    let tcp_servers = [
+        Backend::start_on(&format!("127.0.0.1:{tcp_port}"), "A", Behaviour::Name),
+        Backend::start_on(&format!("127.0.0.2:{tcp_port}"), "B", Behaviour::Name),
+    ];
+    let udp_servers = [
+        UdpBackend::start_on(&format!("127.0.0.1:{udp_port}"), "A", Reply::Name),
+        UdpBackend::start_on(&format!("127.0.0.2:{udp_port}"), "B", Reply::Name),
+    ];
+    d.ok(&["-A", "-f", "7", "-s", "rr", "-p", "300"]);
+    d.ok(&["-a", "-f", "7", "-r", "127.0.0.1", "-m"]);
+    d.ok(&["-a", "-f", "7", "-r", "127.0.0.2", "-m"]);
+    let (tv, uv) = (
+        SocketAddr::from(([127, 0, 0, 10], tcp_port)),
+        SocketAddr::from(([127, 0, 0, 10], udp_port)),
+    );
+    d.ok(&["--add-listener", "-t", &tv.to_string(), "--mark", "7"]);
+    d.ok(&["--add-listener", "-u", &uv.to_string(), "--mark", "7"]);
+    d.wait_listening_on("tcp", tv);
+    d.wait_listening_on("udp", uv);
+    for (host, expected) in [("127.0.0.5", "B"), ("127.0.0.6", "A")] {
+        assert_eq!(ask(tv, Some(host)), expected, "{host} over TCP");
+        assert_eq!(name(&client(host), uv), expected, "{host} over UDP");
+        assert_eq!(ask(tv, Some(host)), expected, "{host} over TCP again");
+    }
+    drop((tcp_servers, udp_servers));
+}
