@@ -58,6 +58,7 @@ impl Daemon {
         tracing::info!(
             socket = %self.socket.display(),
             forwarding = %self.director.options.forwarding,
+            max_udp_flows = self.director.udp_flows.max(),
             "uvs daemon listening"
         );
         let director = self.director;

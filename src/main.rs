@@ -19,6 +19,7 @@ use uvs::control::socket_path;
 use uvs::daemon::{DEFAULT_DRAIN_TIMEOUT, Daemon};
 use uvs::director::{Director, PlaneOptions};
 use uvs::proxy::forward::Forwarding;
+use uvs::proxy::udp::limit::DEFAULT_MAX_FLOWS;
 use uvs::table::{HostInterfaces, TableHandle};
 use uvs::workers::Workers;
 
@@ -53,9 +54,9 @@ struct DaemonArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
     /// The most UDP flows open at once; new flows beyond it are dropped and counted
-    #[arg(long, value_name = "N", default_value_t = uvs::proxy::udp::limit::DEFAULT_MAX_FLOWS as u32,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    max_udp_flows: u32,
+    /// [default: 65536, or half the open-files limit if that is less]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_udp_flows: Option<u32>,
 }
 
 #[derive(Args)]
@@ -128,7 +129,44 @@ fn print_table(table: &Arc<TableHandle>) {
     session.run(&["uvsadm".into(), "-L".into(), "-n".into()]);
 }
 
+/// The open-files limit, raised as far as allowed: every proxied connection holds two
+/// sockets, every UDP flow one.
+fn open_files_limit() -> Option<u64> {
+    match uvs::sys::raise_nofile_limit() {
+        Ok(n) => {
+            tracing::debug!(limit = n, "open files");
+            Some(n)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-files limit");
+            None
+        }
+    }
+}
+
+/// The cap on UDP flows: as asked, else the default within what the open-files limit
+/// allows.
+fn max_udp_flows(asked: Option<u32>, open_files: Option<u64>) -> usize {
+    let fit = open_files.map_or(usize::MAX, |n| usize::try_from(n / 2).unwrap_or(usize::MAX));
+    match asked {
+        Some(n) => {
+            let n = n as usize;
+            if n > fit {
+                tracing::warn!(
+                    max_udp_flows = n,
+                    open_files = open_files.unwrap_or(0),
+                    "--max-udp-flows is more than half the open-files limit: new flows \
+                     will be dropped when sockets run out"
+                );
+            }
+            n
+        }
+        None => DEFAULT_MAX_FLOWS.min(fit).max(1),
+    }
+}
+
 fn director(args: &DaemonArgs) -> anyhow::Result<Arc<Director>> {
+    let open_files = open_files_limit();
     let table = Arc::new(TableHandle::new(Box::new(HostInterfaces)));
     let director = Director::new(
         table,
@@ -137,7 +175,7 @@ fn director(args: &DaemonArgs) -> anyhow::Result<Arc<Director>> {
             threads: args
                 .threads
                 .map_or_else(Workers::default_count, usize::from),
-            max_udp_flows: args.max_udp_flows as usize,
+            max_udp_flows: max_udp_flows(args.max_udp_flows, open_files),
         },
     )
     .context("cannot start the worker threads")?;
@@ -148,16 +186,6 @@ fn director(args: &DaemonArgs) -> anyhow::Result<Arc<Director>> {
 }
 
 async fn serve(socket: PathBuf, director: Arc<Director>, args: &DaemonArgs) -> anyhow::Result<()> {
-    match uvs::sys::raise_nofile_limit() {
-        Ok(n) if n < u64::from(args.max_udp_flows) + 1024 => tracing::warn!(
-            limit = n,
-            max_udp_flows = args.max_udp_flows,
-            "the open-files limit is below --max-udp-flows (each flow holds a socket): \
-             new flows will be dropped when sockets run out"
-        ),
-        Ok(n) => tracing::debug!(limit = n, "open files"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
-    }
     let daemon = Daemon::bind(&socket, director)
         .with_context(|| format!("uvs cannot start on {}", socket.display()))?;
     daemon

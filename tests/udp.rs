@@ -145,7 +145,7 @@ fn round_robin_alternates_per_flow_and_each_flow_keeps_its_server() {
     assert_eq!(line(a.addr), "3 9 9 27 9");
     assert_eq!(line(b.addr), "3 9 9 27 9");
     let status = d.status();
-    assert!(status.contains("UDP flows 6 of at most 65536"), "{status}");
+    assert!(status.contains("UDP flows 6 of at most "), "{status}");
 }
 
 #[test]
