@@ -172,6 +172,31 @@ fn one_packet_scheduling_schedules_every_datagram_and_keeps_no_entry() {
 }
 
 #[test]
+fn only_real_servers_reach_the_client() {
+    let d = Daemon::start();
+    let a = UdpBackend::start("A", Reply::Name);
+    let scheduled = balance(&d, &["-s", "rr"], &[(a.addr, &[])]);
+    let one_packet = balance(&d, &["-s", "rr", "-o"], &[(a.addr, &[])]);
+    for v in [scheduled, one_packet] {
+        let c = client("127.0.0.1");
+        assert_eq!(name(&c, v), "A");
+        // The socket uvs used towards the server, as the server saw it.
+        let towards_server = a.last_peer.lock().unwrap().expect("the server heard uvs");
+        let stranger = client("127.0.0.1");
+        stranger.send_to(b"forged", towards_server).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        assert!(
+            c.recv_from(&mut buf).is_err(),
+            "a datagram from a stranger reached the client through {v}"
+        );
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(name(&c, v), "A", "the flow is unharmed");
+    }
+}
+
+#[test]
 fn persistent_clients_stick_to_their_servers() {
     let d = Daemon::start();
     let (a, b) = (

@@ -441,6 +441,8 @@ pub struct UdpBackend {
     stop: Arc<AtomicBool>,
     /// Datagrams received.
     pub received: Arc<AtomicUsize>,
+    /// Who sent the last one (uvs's socket towards this server).
+    pub last_peer: Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>,
 }
 
 impl UdpBackend {
@@ -456,12 +458,18 @@ impl UdpBackend {
         let addr = socket.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicUsize::new(0));
-        let (stop2, received2) = (Arc::clone(&stop), Arc::clone(&received));
+        let last_peer = Arc::new(std::sync::Mutex::new(None));
+        let (stop2, received2, last_peer2) = (
+            Arc::clone(&stop),
+            Arc::clone(&received),
+            Arc::clone(&last_peer),
+        );
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 65536];
             while !stop2.load(Ordering::Relaxed) {
                 if let Ok((n, from)) = socket.recv_from(&mut buf) {
                     received2.fetch_add(1, Ordering::Relaxed);
+                    *last_peer2.lock().unwrap() = Some(from);
                     let answer = match reply {
                         Reply::Name => name.as_bytes(),
                         Reply::Echo => &buf[..n],
@@ -474,6 +482,7 @@ impl UdpBackend {
             addr,
             stop,
             received,
+            last_peer,
         }
     }
 }

@@ -519,9 +519,6 @@ fn relay_replies(flow: &Flow, batch: &mut Batch, end: &FlowEnd) -> bool {
 
 /// Sends a batch of replies to the client and counts them.
 fn reply(flow: &Flow, batch: &Batch, end: &FlowEnd) {
-    let sent = end
-        .listener
-        .send_to_client(batch, 0..batch.len(), flow.client, flow.local);
     let now = end.director.conns.clock.now_ms();
     match &flow.route {
         Route::Server {
@@ -530,6 +527,10 @@ fn reply(flow: &Flow, batch: &Batch, end: &FlowEnd) {
             template,
             answered,
         } => {
+            // The socket is connected: what it receives comes from the real server.
+            let sent = end
+                .listener
+                .send_to_client(batch, 0..batch.len(), flow.client, flow.local);
             let bytes = (0..sent).map(|i| batch.data(i).len()).sum();
             accounting.datagrams_out(sent, bytes);
             conn.touch(now);
@@ -541,20 +542,23 @@ fn reply(flow: &Flow, batch: &Batch, end: &FlowEnd) {
         }
         Route::OnePacket { last_activity } => {
             last_activity.store(now, Relaxed);
-            count_one_packet_replies(batch, sent, end);
+            reply_one_by_one(flow, batch, end);
         }
     }
 }
 
-/// Counts replies of a one-packet flow for the servers they came from.
-fn count_one_packet_replies(batch: &Batch, sent: usize, end: &FlowEnd) {
+/// Replies on a one-packet flow's unconnected socket: each is passed on and counted
+/// only if it comes from a real server of the service, as IPVS translates only what
+/// matches a connection; anything else reaching the socket's port is dropped.
+fn reply_one_by_one(flow: &Flow, batch: &Batch, end: &FlowEnd) {
     let snapshot = end.director.table.snapshot();
     let Some(service) = snapshot.route(&end.listener.listen) else {
         return;
     };
     let totals = snapshot.totals_handle();
-    for i in 0..sent {
+    for i in 0..batch.len() {
         let Some(from) = batch.peer(i) else { continue };
+        // The server as listed: with its port, or without one (the VIP's port).
         let server = [from.port(), 0].into_iter().find_map(|port| {
             let key = ServerKey {
                 addr: from.ip(),
@@ -562,19 +566,22 @@ fn count_one_packet_replies(batch: &Batch, sent: usize, end: &FlowEnd) {
             };
             locate(&service.servers, &key, 0)
         });
-        let len = batch.data(i).len();
-        match server {
-            Some(s) => Accounting::new(
+        let Some(server) = server else {
+            tracing::trace!(%from, "datagram from a stranger dropped");
+            continue;
+        };
+        if end
+            .listener
+            .send_to_client(batch, i..i + 1, flow.client, flow.local)
+            == 1
+        {
+            Accounting::new(
                 Arc::clone(&service.state),
-                Arc::clone(&service.servers[s].state),
+                Arc::clone(&service.servers[server].state),
                 Arc::clone(&totals),
                 0,
             )
-            .datagrams_out(1, len),
-            None => {
-                service.state.stats.add_out(1, len as u64);
-                totals.add_out(1, len as u64);
-            }
+            .datagrams_out(1, batch.data(i).len());
         }
     }
 }
