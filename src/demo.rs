@@ -1,14 +1,15 @@
 //! `uvs demo`: the seed lab in one command, with nothing else installed. Two built-in
-//! HTTP backends answer `RS1` and `RS2`; a VIP on 127.0.0.1:8080 balances them round
-//! robin, so `curl -s 127.0.0.1:8080` alternates. The table is built with the same
-//! typed commands uvsadm sends.
+//! backends answer `RS1` and `RS2`, over HTTP and to any UDP datagram; a VIP on
+//! 127.0.0.1:8080 balances them round robin in both protocols, so `curl -s
+//! 127.0.0.1:8080` alternates, and so do new UDP clients. The table is built with the
+//! same typed commands uvsadm sends.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use crate::table::{
     Command, Forward, Netmask, Protocol, ServerConfig, ServiceConfig, ServiceFlags, ServiceKey,
@@ -59,10 +60,34 @@ pub async fn start_backend(body: &'static str) -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// The demo table: the VIP, round robin over the two backends.
-pub fn commands(vip: SocketAddr, rs1: SocketAddr, rs2: SocketAddr) -> Vec<Command> {
+/// Starts a UDP backend answering `body` to every datagram, on `port` if it is free (the
+/// TCP backend's, so one address serves both), else on an ephemeral one.
+pub async fn start_udp_backend(port: u16, body: &'static str) -> std::io::Result<SocketAddr> {
+    let socket = match UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).await {
+        Ok(s) => s,
+        Err(_) => UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?,
+    };
+    let addr = socket.local_addr()?;
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            if let Ok((_, from)) = socket.recv_from(&mut buf).await {
+                let _ = socket.send_to(body.as_bytes(), from).await;
+            }
+        }
+    });
+    Ok(addr)
+}
+
+/// The demo table for one protocol: the VIP, round robin over the two backends.
+pub fn commands(
+    protocol: Protocol,
+    vip: SocketAddr,
+    rs1: SocketAddr,
+    rs2: SocketAddr,
+) -> Vec<Command> {
     let key = ServiceKey::Inet {
-        protocol: Protocol::Tcp,
+        protocol,
         addr: vip.ip(),
         port: vip.port(),
     };
@@ -95,21 +120,35 @@ pub fn commands(vip: SocketAddr, rs1: SocketAddr, rs2: SocketAddr) -> Vec<Comman
     ]
 }
 
-/// Starts the backends and loads the demo table with its service on `vip`.
-pub async fn start(
-    table: &Arc<TableHandle>,
-    vip: SocketAddr,
-) -> Result<(SocketAddr, SocketAddr), String> {
-    let rs1 = start_backend("RS1\n")
+/// The demo's backends: where RS1 and RS2 answer over TCP and over UDP.
+#[derive(Debug, Clone, Copy)]
+pub struct Backends {
+    pub tcp: (SocketAddr, SocketAddr),
+    pub udp: (SocketAddr, SocketAddr),
+}
+
+/// Starts the backends and loads the demo table with its services on `vip`.
+pub async fn start(table: &Arc<TableHandle>, vip: SocketAddr) -> Result<Backends, String> {
+    let failed =
+        |name: &str, e: std::io::Error| format!("cannot start the demo backend {name}: {e}");
+    let rs1 = start_backend("RS1\n").await.map_err(|e| failed("RS1", e))?;
+    let rs2 = start_backend("RS2\n").await.map_err(|e| failed("RS2", e))?;
+    let udp1 = start_udp_backend(rs1.port(), "RS1\n")
         .await
-        .map_err(|e| format!("cannot start the demo backend RS1: {e}"))?;
-    let rs2 = start_backend("RS2\n")
+        .map_err(|e| failed("RS1 (UDP)", e))?;
+    let udp2 = start_udp_backend(rs2.port(), "RS2\n")
         .await
-        .map_err(|e| format!("cannot start the demo backend RS2: {e}"))?;
-    for command in commands(vip, rs1, rs2) {
+        .map_err(|e| failed("RS2 (UDP)", e))?;
+    let all = commands(Protocol::Tcp, vip, rs1, rs2)
+        .into_iter()
+        .chain(commands(Protocol::Udp, vip, udp1, udp2));
+    for command in all {
         table
             .apply(&command)
             .map_err(|e: TableError| format!("demo rule `{command}' refused: {e}"))?;
     }
-    Ok((rs1, rs2))
+    Ok(Backends {
+        tcp: (rs1, rs2),
+        udp: (udp1, udp2),
+    })
 }

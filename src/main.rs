@@ -219,21 +219,32 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo(DemoArgs { daemon: args, vip }) => {
             let director = director(&args)?;
-            let (rs1, rs2) = uvs::demo::start(&director.table, vip)
+            let backends = uvs::demo::start(&director.table, vip)
                 .await
                 .map_err(anyhow::Error::msg)?;
+            let (rs1, rs2) = backends.tcp;
             let socket = match &args.socket {
                 Some(path) => path.clone(),
                 None => std::env::temp_dir()
                     .join(format!("uvs-demo-{}", std::process::id()))
                     .join("uvs.sock"),
             };
+            let udp_note = if backends.udp == backends.tcp {
+                String::new()
+            } else {
+                format!(
+                    " (over UDP: RS1 on {} and RS2 on {})",
+                    backends.udp.0, backends.udp.1
+                )
+            };
             println!(
-                "uvs demo: a VIP on {vip} balances round robin over two built-in backends,\nRS1 on {rs1} and RS2 on {rs2}:\n"
+                "uvs demo: a VIP on {vip}, TCP and UDP, balances round robin over two built-in\nbackends, RS1 on {rs1} and RS2 on {rs2}{udp_note}:\n"
             );
             print_table(&director.table);
             println!(
-                "\nTry, in another terminal:\n  for i in $(seq 10); do curl -s {vip}; done\n  uvsadm --socket {s} -L -n --stats\n  uvsadm --socket {s} -L -n -c\n  uvs status --socket {s}\nStop with Ctrl-C.",
+                "\nTry, in another terminal:\n  for i in $(seq 10); do curl -s {vip}; done\n  for i in $(seq 10); do exec 3<>/dev/udp/{ip}/{port}; echo hi >&3; timeout 1 dd bs=64 count=1 status=none <&3; exec 3<&-; done\n  uvsadm --socket {s} -L -n --stats\n  uvsadm --socket {s} -L -n -c\n  uvs status --socket {s}\nStop with Ctrl-C.",
+                ip = vip.ip(),
+                port = vip.port(),
                 s = socket.display()
             );
             serve(socket, director, &args).await

@@ -1,6 +1,6 @@
 //! `uvs demo`, the README's first command: with nothing else running, a VIP balances round
-//! robin over two built-in HTTP backends, so successive requests alternate RS1, RS2, and
-//! uvsadm lists the table. (The test puts the VIP on a free port with `--vip`, so a
+//! robin over two built-in backends, so successive HTTP requests and new UDP clients
+//! alternate RS1, RS2, and uvsadm lists the table. (The test puts the VIP on a free port with `--vip`, so a
 //! machine that already uses 8080 does not fail it.)
 
 mod common;
@@ -73,6 +73,11 @@ fn the_demo_alternates_between_its_two_backends() {
         banner.push_str(&line);
     }
     let (rs1, rs2) = (backend(&banner, "RS1"), backend(&banner, "RS2"));
+    // The UDP backends share the TCP ones' ports unless those were taken.
+    let (udp1, udp2) = match banner.find("(over UDP: ") {
+        Some(at) => (backend(&banner[at..], "RS1"), backend(&banner[at..], "RS2")),
+        None => (rs1, rs2),
+    };
     let uvsadm = |args: &[&str]| {
         let out = Command::new(UVSADM)
             .arg("--socket")
@@ -89,36 +94,63 @@ fn the_demo_alternates_between_its_two_backends() {
             .arg(&socket)
             .output()
             .unwrap();
-        text(&out.stdout).contains(&format!("listen tcp {vip}: listening"))
+        let status = text(&out.stdout);
+        status.contains(&format!("listen tcp {vip}: listening"))
+            && status.contains(&format!("listen udp {vip}: listening"))
     });
 
-    let mut servers = [rs1, rs2];
-    servers.sort_by_key(|s| s.port());
-    let line = |s: &SocketAddr| {
-        format!(
-            "  -> {:<28} {:<7} {:<6} {:<10} {:<10}\n",
-            s, "Masq", 1, 0, 0
-        )
+    let lines = |a: SocketAddr, b: SocketAddr| {
+        let mut servers = [a, b];
+        servers.sort_by_key(|s| s.port());
+        servers
+            .iter()
+            .map(|s| {
+                format!(
+                    "  -> {:<28} {:<7} {:<6} {:<10} {:<10}\n",
+                    s, "Masq", 1, 0, 0
+                )
+            })
+            .collect::<String>()
     };
     let expected = format!(
         "IP Virtual Server version 1.2.1 (size=4096)\n\
          Prot LocalAddress:Port Scheduler Flags\n  \
          -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
-         TCP  {vip} rr\n{}{}",
-        line(&servers[0]),
-        line(&servers[1])
+         TCP  {vip} rr\n{}\
+         UDP  {vip} rr\n{}",
+        lines(rs1, rs2),
+        lines(udp1, udp2),
     );
     assert_eq!(uvsadm(&["-L", "-n"]), expected);
 
     let bodies: Vec<String> = (0..10).map(|_| get(vip)).collect();
     assert_eq!(bodies, ["RS1\n", "RS2\n"].repeat(5));
-    eventually("five connections counted on each backend", || {
-        let stats = uvsadm(&["-L", "-n", "--stats", "--exact"]);
-        stats
-            .lines()
-            .filter(|l| l.starts_with("  -> 127.0.0.1:"))
-            .all(|l| l.split_whitespace().nth(2) == Some("5"))
-    });
+    // Each new UDP client is a new flow, scheduled in turn.
+    let answers: Vec<String> = (0..4)
+        .map(|_| {
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c.send_to(b"hi", vip).unwrap();
+            let mut buf = [0u8; 64];
+            let (n, from) = c.recv_from(&mut buf).expect("a UDP answer");
+            assert_eq!(from, vip);
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        })
+        .collect();
+    assert_eq!(answers, ["RS1\n", "RS2\n"].repeat(2));
+    // Connections per backend: TCP's listed first, then UDP's flows.
+    eventually(
+        "five connections and two flows counted on each backend",
+        || {
+            let stats = uvsadm(&["-L", "-n", "--stats", "--exact"]);
+            let conns: Vec<&str> = stats
+                .lines()
+                .filter(|l| l.starts_with("  -> 127.0.0.1:"))
+                .filter_map(|l| l.split_whitespace().nth(2))
+                .collect();
+            conns == ["5", "5", "2", "2"]
+        },
+    );
 
     // SIGTERM: the demo drains and exits 0.
     sigterm(&demo.0);
