@@ -21,21 +21,34 @@ fn service_name(key: &ServiceKey) -> String {
     }
 }
 
-fn server_line(out: &mut String, s: &ServerEntry) {
+fn server_line(out: &mut String, s: &ServerEntry, udp: bool) {
     let addr = inet_ntop_port(&s.addr, s.port);
     let f = &s.connect_failures;
+    let failures = if udp {
+        // A UDP flow's "failed connect" is an ICMP error from the server's side.
+        format!(
+            "flows ended by ICMP errors {} (port unreachable {}, other {})",
+            f.refused + f.other,
+            f.refused,
+            f.other
+        )
+    } else {
+        format!(
+            "failed connects {} (refused {}, timed out {}, other {})",
+            f.refused + f.timed_out + f.other,
+            f.refused,
+            f.timed_out,
+            f.other
+        )
+    };
     let _ = writeln!(
         out,
-        "  -> {addr:<28} {:<6} weight {:<5} active {:<5} inactive {:<5} persistent {:<5} failed connects {} (refused {}, timed out {}, other {})",
+        "  -> {addr:<28} {:<6} weight {:<5} active {:<5} inactive {:<5} persistent {:<5} {failures}",
         s.forward.label(),
         s.weight,
         s.active_conns,
         s.inactive_conns,
         s.persistent_conns,
-        f.refused + f.timed_out + f.other,
-        f.refused,
-        f.timed_out,
-        f.other
     );
 }
 
@@ -108,7 +121,7 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
         }
     }
     for s in &e.servers {
-        server_line(out, s);
+        server_line(out, s, udp);
     }
 }
 
