@@ -341,12 +341,8 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
         let upstream = match upstream_socket(dest, Some(dest)) {
             Ok(s) => s,
             Err(e) => {
-                choice
-                    .server
-                    .state
-                    .connect_failures
-                    .other
-                    .fetch_add(1, Relaxed);
+                // Our shortage (descriptors, memory), not the server's fault: logged,
+                // not counted against it.
                 if let Some(t) = &choice.template {
                     t.release_child();
                 }
