@@ -366,7 +366,7 @@ fn a_refusing_server_ends_the_flow_and_the_next_datagram_is_scheduled_anew() {
 }
 
 #[test]
-fn quiesced_servers_keep_their_flows_and_removed_ones_lose_them() {
+fn edits_and_quiesced_servers_keep_flows_and_removed_servers_lose_them() {
     let d = Daemon::start();
     let (a, b) = (
         UdpBackend::start("A", Reply::Name),
@@ -376,6 +376,8 @@ fn quiesced_servers_keep_their_flows_and_removed_ones_lose_them() {
     let f = client("127.0.0.1");
     assert_eq!(name(&f, v), "B");
     let (vs, bs) = (v.to_string(), b.addr.to_string());
+    d.ok(&["-E", "-u", &vs, "-s", "wlc"]);
+    assert_eq!(name(&f, v), "B", "an edited service keeps its flows");
     d.ok(&["-e", "-u", &vs, "-r", &bs, "-m", "-w", "0"]);
     assert_eq!(name(&f, v), "B", "weight 0: the live flow goes on");
     assert_eq!(name(&client("127.0.0.1"), v), "A", "new flows avoid it");
