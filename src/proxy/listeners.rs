@@ -23,17 +23,16 @@ use crate::table::{ListenAddr, Protocol};
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(2);
 const BACKLOG: i32 = 4096;
 
-/// A listening TCP socket for `listen`.
-pub fn bind_tcp(listen: &ListenAddr, freebind: bool) -> io::Result<std::net::TcpListener> {
+/// A non-blocking, not yet bound socket for `listen`: IPv6 only for IPv6 addresses
+/// ([::]:80 and 0.0.0.0:80 are separate services), IP_FREEBIND if asked.
+pub fn listen_socket(listen: &ListenAddr, freebind: bool) -> io::Result<Socket> {
     let addr = SocketAddr::new(listen.addr, listen.port);
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
+    let (kind, protocol) = match listen.protocol {
+        Protocol::Udp => (Type::DGRAM, socket2::Protocol::UDP),
+        _ => (Type::STREAM, socket2::Protocol::TCP),
+    };
+    let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
     if addr.is_ipv6() {
-        // [::]:80 and 0.0.0.0:80 are separate services.
         socket.set_only_v6(true)?;
     }
     if freebind {
@@ -43,9 +42,17 @@ pub fn bind_tcp(listen: &ListenAddr, freebind: bool) -> io::Result<std::net::Tcp
             socket.set_freebind_v4(true)?;
         }
     }
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// A listening TCP socket for `listen`.
+pub fn bind_tcp(listen: &ListenAddr, freebind: bool) -> io::Result<std::net::TcpListener> {
+    let addr = SocketAddr::new(listen.addr, listen.port);
+    let socket = listen_socket(listen, freebind)?;
+    socket.set_reuse_address(true)?;
     // Accepted sockets inherit it: one setsockopt per listener, not per connection.
     socket.set_tcp_nodelay(true)?;
-    socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())

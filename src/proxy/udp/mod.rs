@@ -24,13 +24,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use socket2::{Domain, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::task::AbortHandle;
 
 use self::flow::{Flow, FlowKey};
 use crate::director::Director;
+use crate::proxy::listeners::listen_socket;
 use crate::sys::datagram::{Batch, SLOTS};
 use crate::table::ListenAddr;
 
@@ -50,25 +50,10 @@ thread_local! {
 /// A listening UDP socket for `listen`; one per worker, sharing the port.
 pub fn bind_udp(listen: &ListenAddr, freebind: bool) -> io::Result<std::net::UdpSocket> {
     let addr = SocketAddr::new(listen.addr, listen.port);
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )?;
+    let socket = listen_socket(listen, freebind)?;
     socket.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    if freebind {
-        if addr.is_ipv6() {
-            socket.set_freebind_v6(true)?;
-        } else {
-            socket.set_freebind_v4(true)?;
-        }
-    }
     // Best effort: the kernel caps it at net.core.rmem_max.
     let _ = socket.set_recv_buffer_size(LISTEN_RCVBUF);
-    socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     if listen.addr.is_unspecified() {
         crate::sys::datagram::report_local_address(socket.as_fd(), addr.is_ipv6())?;
