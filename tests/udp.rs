@@ -32,6 +32,14 @@ fn balance_on(d: &Daemon, v: SocketAddr, options: &[&str], servers: &[(SocketAdd
     d.wait_listening_on("udp", v);
 }
 
+/// Two UDP backends that answer their names, A and B.
+fn named_pair() -> (UdpBackend, UdpBackend) {
+    (
+        UdpBackend::start("A", Reply::Name),
+        UdpBackend::start("B", Reply::Name),
+    )
+}
+
 fn balance(d: &Daemon, options: &[&str], servers: &[(SocketAddr, &[&str])]) -> SocketAddr {
     let v = vip();
     balance_on(d, v, options, servers);
@@ -99,10 +107,7 @@ fn conn_counts(d: &Daemon, server: SocketAddr) -> (u32, u32) {
 #[test]
 fn round_robin_alternates_per_flow_and_each_flow_keeps_its_server() {
     let d = Daemon::start();
-    let (a, b) = (
-        UdpBackend::start("A", Reply::Name),
-        UdpBackend::start("B", Reply::Name),
-    );
+    let (a, b) = named_pair();
     let v = balance(&d, &["-s", "rr"], &[(a.addr, &[]), (b.addr, &[])]);
     let clients: Vec<UdpSocket> = (0..6).map(|_| client("127.0.0.1")).collect();
     let mut firsts = String::new();
@@ -151,10 +156,7 @@ fn round_robin_alternates_per_flow_and_each_flow_keeps_its_server() {
 #[test]
 fn one_packet_scheduling_schedules_every_datagram_and_keeps_no_entry() {
     let d = Daemon::start();
-    let (a, b) = (
-        UdpBackend::start("A", Reply::Name),
-        UdpBackend::start("B", Reply::Name),
-    );
+    let (a, b) = named_pair();
     let v = balance(&d, &["-s", "rr", "-o"], &[(a.addr, &[]), (b.addr, &[])]);
     let c = client("127.0.0.1");
     let seq: String = (0..6).map(|_| name(&c, v)).collect();
@@ -199,10 +201,7 @@ fn only_real_servers_reach_the_client() {
 #[test]
 fn persistent_clients_stick_to_their_servers() {
     let d = Daemon::start();
-    let (a, b) = (
-        UdpBackend::start("A", Reply::Name),
-        UdpBackend::start("B", Reply::Name),
-    );
+    let (a, b) = named_pair();
     let v = balance(
         &d,
         &["-s", "rr", "-p", "300"],
@@ -368,10 +367,7 @@ fn a_refusing_server_ends_the_flow_and_the_next_datagram_is_scheduled_anew() {
 #[test]
 fn edits_and_quiesced_servers_keep_flows_and_removed_servers_lose_them() {
     let d = Daemon::start();
-    let (a, b) = (
-        UdpBackend::start("A", Reply::Name),
-        UdpBackend::start("B", Reply::Name),
-    );
+    let (a, b) = named_pair();
     let v = balance(&d, &["-s", "rr"], &[(a.addr, &[]), (b.addr, &[])]);
     let f = client("127.0.0.1");
     assert_eq!(name(&f, v), "B");
@@ -399,10 +395,7 @@ fn edits_and_quiesced_servers_keep_flows_and_removed_servers_lose_them() {
 #[test]
 fn idle_flows_expire_after_the_udp_timeout() {
     let d = Daemon::start();
-    let (a, b) = (
-        UdpBackend::start("A", Reply::Name),
-        UdpBackend::start("B", Reply::Name),
-    );
+    let (a, b) = named_pair();
     d.ok(&["--set", "0", "0", "1"]);
     let v = balance(&d, &["-s", "rr"], &[(a.addr, &[]), (b.addr, &[])]);
     let c = client("127.0.0.1");
@@ -419,10 +412,7 @@ fn idle_flows_expire_after_the_udp_timeout() {
 #[test]
 fn deleting_the_service_keeps_live_flows_and_takes_no_new_ones() {
     let d = Daemon::start();
-    let (a, b) = (
-        UdpBackend::start("A", Reply::Name),
-        UdpBackend::start("B", Reply::Name),
-    );
+    let (a, b) = named_pair();
     let v = balance(&d, &["-s", "rr"], &[(a.addr, &[])]);
     let live = client("127.0.0.1");
     assert_eq!(name(&live, v), "A");
