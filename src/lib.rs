@@ -6,6 +6,7 @@
 //! - [`table`]: the virtual-server table, its typed commands, and snapshots for readers.
 //! - [`sched`]: IPVS's schedulers.
 //! - [`stats`]: counters and the 2-second rate estimator.
+//! - [`config`]: the TOML configuration file: schema, reload plan, reloader.
 //! - [`conn`]: the connection table: IPVS states, timeouts, active/inactive counts.
 //! - [`persist`]: persistence templates.
 //! - [`adm`]: ipvsadm's command language, listings and save format (used by `uvsadm`).
@@ -16,6 +17,7 @@
 //! - [`demo`]: the built-in demonstration behind `uvs demo`.
 
 pub mod adm;
+pub mod config;
 pub mod conn;
 pub mod control;
 pub mod daemon;

@@ -9,10 +9,13 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
 
 use uvs::adm::backend::LocalBackend;
 use uvs::adm::names::NoNames;
 use uvs::adm::session::Session;
+use uvs::config::reload::Reloader;
+use uvs::config::{Config, Global, LoadError};
 use uvs::control::client::Client;
 use uvs::control::protocol::{Request, Response};
 use uvs::control::socket_path;
@@ -41,11 +44,13 @@ struct DaemonArgs {
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// How TCP bytes move: auto (copy small messages, splice bulk; Linux), splice or copy
-    #[arg(long, value_name = "HOW", default_value_t = Forwarding::best())]
-    forwarding: Forwarding,
+    /// [default: auto]
+    #[arg(long, value_name = "HOW")]
+    forwarding: Option<Forwarding>,
     /// On SIGTERM/SIGINT, how long open connections may take to finish, in seconds
-    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_DRAIN_TIMEOUT.as_secs())]
-    drain_timeout: u64,
+    /// [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    drain_timeout: Option<u64>,
     /// Persistent clients of a weight-0 server are scheduled anew
     /// (IPVS's expire_quiescent_template)
     #[arg(long)]
@@ -60,6 +65,16 @@ struct DaemonArgs {
 }
 
 #[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    daemon: DaemonArgs,
+    /// Configuration file (TOML) to load, and to reload on SIGHUP; its [global] settings
+    /// apply where the command line does not set them
+    #[arg(short = 'c', long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct DemoArgs {
     #[command(flatten)]
     daemon: DaemonArgs,
@@ -71,7 +86,14 @@ struct DemoArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon: hold the table, balance the traffic, serve the control socket.
-    Run(DaemonArgs),
+    Run(RunArgs),
+    /// Check a configuration file without starting anything: every problem, with its
+    /// line and column; exit 0 when there is none, 1 otherwise.
+    Check {
+        /// The configuration file (TOML)
+        #[arg(short = 'c', long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Run the seed lab: a VIP on 127.0.0.1:8080, round robin over two built-in backends.
     Demo(DemoArgs),
     /// Show what a running daemon is doing: services, listeners, real servers.
@@ -92,8 +114,9 @@ fn init_logging() {
         .init();
 }
 
-/// Completes on SIGTERM or SIGINT. SIGHUP is caught so it does not kill the daemon.
-async fn shutdown_signal() {
+/// Completes on SIGTERM or SIGINT. SIGHUP asks for a configuration reload (`reload`),
+/// and is otherwise logged: it never kills the daemon.
+async fn shutdown_signal(reload: Option<Arc<Notify>>) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -106,7 +129,10 @@ async fn shutdown_signal() {
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
-            _ = hup.recv() => tracing::info!("SIGHUP: no configuration file to reload"),
+            _ = hup.recv() => match &reload {
+                Some(reload) => reload.notify_one(),
+                None => tracing::info!("SIGHUP: no configuration file to reload (uvs run -c FILE)"),
+            },
         }
     }
 }
@@ -165,33 +191,131 @@ fn max_udp_flows(asked: Option<u32>, open_files: Option<u64>) -> usize {
     }
 }
 
-fn director(args: &DaemonArgs) -> anyhow::Result<Arc<Director>> {
+/// The daemon's settings: the command line's, else the file's, else the defaults.
+struct Settings {
+    socket: PathBuf,
+    forwarding: Forwarding,
+    drain_timeout: Duration,
+    expire_quiescent_template: bool,
+    threads: Option<u16>,
+    max_udp_flows: Option<u32>,
+}
+
+impl Settings {
+    fn resolve(args: &DaemonArgs, file: Option<&Global>) -> Settings {
+        let file = file.cloned().unwrap_or_default();
+        Settings {
+            socket: args
+                .socket
+                .clone()
+                .or(file.socket)
+                .unwrap_or_else(socket_path::from_env),
+            forwarding: args
+                .forwarding
+                .or(file.forwarding)
+                .unwrap_or_else(Forwarding::best),
+            drain_timeout: args
+                .drain_timeout
+                .map(Duration::from_secs)
+                .or(file.drain_timeout)
+                .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+            expire_quiescent_template: args.expire_quiescent_template
+                || file.expire_quiescent_template.unwrap_or(false),
+            threads: args.threads.or(file.threads),
+            max_udp_flows: args.max_udp_flows.or(file.max_udp_flows),
+        }
+    }
+}
+
+fn director(settings: &Settings) -> anyhow::Result<Arc<Director>> {
     let open_files = open_files_limit();
     let table = Arc::new(TableHandle::new(Box::new(HostInterfaces)));
     let director = Director::new(
         table,
         PlaneOptions {
-            forwarding: args.forwarding,
-            threads: args
+            forwarding: settings.forwarding,
+            threads: settings
                 .threads
                 .map_or_else(Workers::default_count, usize::from),
-            max_udp_flows: max_udp_flows(args.max_udp_flows, open_files),
+            max_udp_flows: max_udp_flows(settings.max_udp_flows, open_files),
         },
     )
     .context("cannot start the worker threads")?;
     director
         .templates
-        .set_expire_quiescent(args.expire_quiescent_template);
+        .set_expire_quiescent(settings.expire_quiescent_template);
     Ok(director)
 }
 
-async fn serve(socket: PathBuf, director: Arc<Director>, args: &DaemonArgs) -> anyhow::Result<()> {
-    let daemon = Daemon::bind(&socket, director)
-        .with_context(|| format!("uvs cannot start on {}", socket.display()))?;
+async fn serve(
+    director: Arc<Director>,
+    settings: &Settings,
+    reload: Option<Arc<Notify>>,
+) -> anyhow::Result<()> {
+    let daemon = Daemon::bind(&settings.socket, director)
+        .with_context(|| format!("uvs cannot start on {}", settings.socket.display()))?;
     daemon
-        .run(shutdown_signal(), Duration::from_secs(args.drain_timeout))
+        .run(shutdown_signal(reload), settings.drain_timeout)
         .await;
     Ok(())
+}
+
+/// Reads a configuration file, or says everything wrong with it.
+fn read_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    match uvs::config::load(path) {
+        Ok(c) => Ok(c),
+        Err(e @ LoadError::Read { .. }) => bail!("{e}"),
+        Err(LoadError::Invalid(problems)) => {
+            // One line per problem, as a compiler would print them.
+            eprintln!("{problems}");
+            let n = problems.list.len();
+            bail!(
+                "{}: {n} problem{}",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            )
+        }
+    }
+}
+
+/// `uvs check -c FILE`.
+fn check(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = read_config(path)?;
+    let servers: usize = config.services.iter().map(|s| s.servers.len()).sum();
+    println!(
+        "{}: OK, {} service{}, {} real server{}",
+        path.display(),
+        config.services.len(),
+        if config.services.len() == 1 { "" } else { "s" },
+        servers,
+        if servers == 1 { "" } else { "s" }
+    );
+    Ok(())
+}
+
+/// `uvs run`: with `-c`, the file's table is loaded before the socket opens, and
+/// reloaded on SIGHUP (and on change with autoreload).
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => Some((path.clone(), read_config(path)?)),
+        None => None,
+    };
+    let settings = Settings::resolve(&args.daemon, config.as_ref().map(|(_, c)| &c.global));
+    let director = director(&settings)?;
+    let Some((path, config)) = config else {
+        return serve(director, &settings, None).await;
+    };
+    let reloader = Arc::new(Reloader::new(&path, &config));
+    let applied = reloader
+        .apply(&director, &config)
+        .with_context(|| format!("cannot load {}", path.display()))?;
+    tracing::info!(file = %path.display(), changes = applied.commands, autoreload = config.global.autoreload, "configuration loaded");
+    let hangup = Arc::new(Notify::new());
+    let watcher =
+        tokio::spawn(Arc::clone(&reloader).run(Arc::clone(&director), Arc::clone(&hangup)));
+    let result = serve(director, &settings, Some(hangup)).await;
+    watcher.abort();
+    result
 }
 
 async fn status(socket: Option<PathBuf>) -> anyhow::Result<()> {
@@ -209,16 +333,26 @@ async fn status(socket: Option<PathBuf>) -> anyhow::Result<()> {
 // The control plane (socket, listeners, estimator, sweeper) runs on this thread; the
 // connections run on the director's worker threads.
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
-    match cli.command {
-        Command::Run(args) => {
-            let socket = args.socket.clone().unwrap_or_else(socket_path::from_env);
-            serve(socket, director(&args)?, &args).await
+    match dispatch(cli.command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The chain of causes, without anyhow's debug form (and backtrace).
+            eprintln!("uvs: {e:#}");
+            std::process::ExitCode::FAILURE
         }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(args) => run(args).await,
+        Command::Check { config } => check(&config),
         Command::Demo(DemoArgs { daemon: args, vip }) => {
-            let director = director(&args)?;
+            let settings = Settings::resolve(&args, None);
+            let director = director(&settings)?;
             let backends = uvs::demo::start(&director.table, vip)
                 .await
                 .map_err(anyhow::Error::msg)?;
@@ -228,6 +362,10 @@ async fn main() -> anyhow::Result<()> {
                 None => std::env::temp_dir()
                     .join(format!("uvs-demo-{}", std::process::id()))
                     .join("uvs.sock"),
+            };
+            let settings = Settings {
+                socket: socket.clone(),
+                ..settings
             };
             let udp_note = if backends.udp == backends.tcp {
                 String::new()
@@ -247,7 +385,7 @@ async fn main() -> anyhow::Result<()> {
                 port = vip.port(),
                 s = socket.display()
             );
-            serve(socket, director, &args).await
+            serve(director, &settings, None).await
         }
         Command::Status { socket } => status(socket).await,
     }

@@ -479,6 +479,20 @@ impl TableHandle {
         self.current.load_full()
     }
 
+    /// Applies `commands` in order and publishes the result once: all of them or, when
+    /// one is refused, none (the index of the refused one and why).
+    pub fn apply_all(&self, commands: &[Command]) -> Result<(), (usize, TableError)> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Table::clone(&self.current.load());
+        for (i, command) in commands.iter().enumerate() {
+            next.apply(command, self.addresses.as_ref())
+                .map_err(|e| (i, e))?;
+        }
+        self.current.store(Arc::new(next));
+        self.version.send_modify(|v| *v += 1);
+        Ok(())
+    }
+
     /// Applies a command and publishes the result; on error nothing is published.
     pub fn apply(&self, command: &Command) -> Result<(), TableError> {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());

@@ -269,6 +269,19 @@ pub struct RealServer {
 }
 
 impl RealServer {
+    /// What `-a` / `-e` would set to make this server as it is.
+    pub fn config(&self) -> crate::table::ServerConfig {
+        crate::table::ServerConfig {
+            addr: self.addr,
+            port: self.port,
+            forward: self.forward,
+            weight: i32::try_from(self.weight).unwrap_or(i32::MAX),
+            u_threshold: self.u_threshold,
+            l_threshold: self.l_threshold,
+            tunnel: self.tunnel,
+        }
+    }
+
     pub fn key(&self) -> ServerKey {
         ServerKey {
             addr: self.addr,

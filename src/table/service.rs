@@ -221,6 +221,19 @@ pub struct Service {
 }
 
 impl Service {
+    /// What `-A` / `-E` would set to make this service as it is.
+    pub fn config(&self) -> crate::table::ServiceConfig {
+        crate::table::ServiceConfig {
+            key: self.key,
+            scheduler: self.scheduler.name().to_string(),
+            flags: self.flags,
+            timeout: self.timeout,
+            netmask: self.netmask,
+            pe: self.pe.map(|pe| pe.name().to_string()),
+            options: self.options,
+        }
+    }
+
     /// The server IPVS's scheduler picks for a new connection from `packet`.
     pub fn pick(&self, packet: &crate::sched::Packet) -> Option<&RealServer> {
         self.servers.get(self.pick_index(packet)?)

@@ -129,9 +129,20 @@ impl Daemon {
 
     /// `uvs run` with these extra arguments.
     pub fn start_with(zone: Zone, args: &[&str]) -> Daemon {
+        Daemon::spawn(zone, args, false)
+    }
+
+    /// `uvs run` with these extra arguments, logging at info level to a file that
+    /// [`Daemon::log`] reads.
+    pub fn start_logged(args: &[&str]) -> Daemon {
+        Daemon::spawn(Zone::default(), args, true)
+    }
+
+    fn spawn(zone: Zone, args: &[&str], logged: bool) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("uvs.sock");
-        let child = Command::new(UVS)
+        let mut command = Command::new(UVS);
+        command
             .args(["run", "--socket"])
             .arg(&socket)
             .args(args)
@@ -139,9 +150,15 @@ impl Daemon {
                 "UVS_LOG",
                 std::env::var("UVS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn uvs run");
+            .stdin(Stdio::null());
+        if logged {
+            let log = std::fs::File::create(dir.path().join("uvs.log")).expect("log file");
+            command
+                .env("UVS_LOG", "info")
+                .env_remove("RUST_BACKTRACE")
+                .stderr(log);
+        }
+        let child = command.spawn().expect("spawn uvs run");
         let daemon = Daemon {
             dir,
             socket,
@@ -239,6 +256,11 @@ impl Daemon {
         text(&out.stdout)
     }
 
+    /// What a daemon started with [`Daemon::start_logged`] has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("uvs.log")).unwrap_or_default()
+    }
+
     /// `uvs status` of this daemon.
     pub fn status(&self) -> String {
         let out = Command::new(UVS)
@@ -320,11 +342,20 @@ pub fn free_port() -> u16 {
 
 /// Sends SIGTERM to a child process (through kill(1), so the tests need no unsafe code).
 pub fn sigterm(child: &Child) {
+    signal(child, "TERM");
+}
+
+/// Sends SIGHUP to a child process.
+pub fn sighup(child: &Child) {
+    signal(child, "HUP");
+}
+
+fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{name}"), &child.id().to_string()])
         .status()
         .expect("run kill");
-    assert!(status.success(), "kill -TERM {}", child.id());
+    assert!(status.success(), "kill -{name} {}", child.id());
 }
 
 /// A port on 127.0.0.1 that refuses connections for as long as the socket is kept: it

@@ -1,0 +1,264 @@
+//! From a configuration and the running table to the commands that make the table say
+//! what the file says, and nothing more: unchanged services and servers get no command
+//! (so they keep their counters, connections and persistence templates), changed ones
+//! an edit, missing ones an add, and what the file no longer names a delete. The file
+//! owns only what it named: services added at run time with uvsadm, and never named
+//! by the file, are left alone. Used by `reload`.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use super::{Config, ServiceSpec};
+use crate::table::{
+    AddressClassifier, Command, ListenAddr, ListenRule, ServerKey, ServiceKey, Table,
+};
+
+/// What the last applied file named: what the next one may change or remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Owned {
+    pub services: HashSet<ServiceKey>,
+    pub listeners: BTreeSet<ListenAddr>,
+}
+
+impl Owned {
+    pub fn of(config: &Config) -> Owned {
+        Owned {
+            services: config.services.iter().map(|s| s.service.key).collect(),
+            listeners: config
+                .services
+                .iter()
+                .flat_map(|s| s.listen.iter().map(|r| r.listen))
+                .collect(),
+        }
+    }
+}
+
+/// The commands, in an order the table accepts: timeouts; listen rules and services
+/// the file dropped; then each service of the file with its servers and rules.
+pub fn plan(config: &Config, table: &Table, owned: &Owned) -> Vec<Command> {
+    let mut commands = Vec::new();
+    if let Some(set) = config.timeouts
+        && table.timeouts().updated_with(set) != table.timeouts()
+    {
+        commands.push(Command::SetTimeouts(set));
+    }
+    let wanted_rules: BTreeMap<ListenAddr, ListenRule> = config
+        .services
+        .iter()
+        .flat_map(|s| s.listen.iter().map(|r| (r.listen, *r)))
+        .collect();
+    let current_rules: BTreeMap<ListenAddr, ListenRule> = table
+        .listen_rules()
+        .into_iter()
+        .map(|r| (r.listen, r))
+        .collect();
+    for listen in &owned.listeners {
+        let stays = wanted_rules.get(listen) == current_rules.get(listen);
+        if current_rules.contains_key(listen) && !stays {
+            commands.push(Command::DeleteListener { listen: *listen });
+        }
+    }
+    let named: HashSet<ServiceKey> = config.services.iter().map(|s| s.service.key).collect();
+    let mut dropped: Vec<Command> = owned
+        .services
+        .iter()
+        .filter(|key| !named.contains(key) && table.service(key).is_some())
+        .map(|key| Command::DeleteService { service: *key })
+        .collect();
+    // In a stable order, for the log.
+    dropped.sort_by_cached_key(|c| c.to_string());
+    commands.extend(dropped);
+    for spec in &config.services {
+        service_commands(spec, table, &mut commands);
+    }
+    for (listen, rule) in &wanted_rules {
+        if current_rules.get(listen) != Some(rule) {
+            commands.push(Command::AddListener(*rule));
+        }
+    }
+    commands
+}
+
+/// Commands for one service of the file.
+fn service_commands(spec: &ServiceSpec, table: &Table, commands: &mut Vec<Command>) {
+    let key = spec.service.key;
+    let Some(current) = table.service(&key) else {
+        commands.push(Command::AddService(spec.service.clone()));
+        // IPVS lists the newest server first: add in reverse so the list reads as the
+        // file does.
+        for server in spec.servers.iter().rev() {
+            commands.push(Command::AddServer {
+                service: key,
+                server: server.clone(),
+            });
+        }
+        return;
+    };
+    if current.config() != spec.service {
+        commands.push(Command::EditService(spec.service.clone()));
+    }
+    let wanted: HashSet<ServerKey> = spec.servers.iter().map(|s| s.key()).collect();
+    for server in &current.servers {
+        if !wanted.contains(&server.key()) {
+            commands.push(Command::DeleteServer {
+                service: key,
+                server: server.key(),
+            });
+        }
+    }
+    for server in spec.servers.iter().rev() {
+        match current.servers.iter().find(|s| s.key() == server.key()) {
+            None => commands.push(Command::AddServer {
+                service: key,
+                server: server.clone(),
+            }),
+            Some(s) if s.config() != *server => commands.push(Command::EditServer {
+                service: key,
+                server: server.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+}
+
+/// Tries `commands` on a copy of `table` made afresh from its configuration (so nothing
+/// shared with the running table is touched): the index of the first refused command
+/// and why, if any.
+pub fn rehearse(
+    table: &Table,
+    commands: &[Command],
+    addresses: &dyn AddressClassifier,
+) -> Result<(), (usize, crate::table::TableError)> {
+    let mut copy = Table::new();
+    let mut setup = vec![Command::SetTimeouts(table.timeouts())];
+    for service in table.services() {
+        setup.push(Command::AddService(service.config()));
+        for server in service.servers.iter().rev() {
+            setup.push(Command::AddServer {
+                service: service.key,
+                server: server.config(),
+            });
+        }
+    }
+    setup.extend(table.listen_rules().into_iter().map(Command::AddListener));
+    for command in &setup {
+        // The running table holds it, so it holds here; a refusal would only make the
+        // rehearsal stricter than the real thing.
+        let _ = copy.apply(command, addresses);
+    }
+    for (i, command) in commands.iter().enumerate() {
+        copy.apply(command, addresses).map_err(|e| (i, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::schema::parse;
+    use crate::table::UnicastOnly;
+
+    fn config(text: &str) -> Config {
+        parse(text, Path::new("t.toml")).unwrap()
+    }
+
+    fn apply(table: &mut Table, commands: &[Command]) {
+        for c in commands {
+            table.apply(c, &UnicastOnly).unwrap();
+        }
+    }
+
+    const FIRST: &str = r#"
+[[service]]
+tcp = "127.0.0.1:80"
+scheduler = "rr"
+[[service.server]]
+address = "127.0.0.1:8080"
+[[service.server]]
+address = "127.0.0.1:8081"
+
+[[service]]
+udp = "127.0.0.1:53"
+[[service.server]]
+address = "127.0.0.1:5353"
+"#;
+
+    #[test]
+    fn only_what_changed_gets_a_command() {
+        let mut table = Table::new();
+        let first = config(FIRST);
+        let commands = plan(&first, &table, &Owned::default());
+        assert_eq!(commands.len(), 5, "{commands:?}");
+        apply(&mut table, &commands);
+        assert!(
+            plan(&first, &table, &Owned::of(&first)).is_empty(),
+            "nothing to do twice"
+        );
+        // A uvsadm service the file never named.
+        apply(
+            &mut table,
+            &[Command::AddService(
+                config("[[service]]\ntcp = \"127.0.0.1:99\"").services[0]
+                    .service
+                    .clone(),
+            )],
+        );
+        let second = config(
+            r#"
+[[service]]
+tcp = "127.0.0.1:80"
+scheduler = "rr"
+[[service.server]]
+address = "127.0.0.1:8080"
+weight = 3
+[[service.server]]
+address = "127.0.0.1:8082"
+"#,
+        );
+        let commands: Vec<String> = plan(&second, &table, &Owned::of(&first))
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(
+            commands,
+            [
+                "-D -u 127.0.0.1:53",
+                "-d -t 127.0.0.1:80 -r 127.0.0.1:8081",
+                "-a -t 127.0.0.1:80 -r 127.0.0.1:8082 -m -w 1",
+                "-e -t 127.0.0.1:80 -r 127.0.0.1:8080 -m -w 3",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rehearsal_leaves_the_running_table_alone() {
+        let mut table = Table::new();
+        let first = config(FIRST);
+        let commands = plan(&first, &table, &Owned::default());
+        apply(&mut table, &commands);
+        let svc = table
+            .services()
+            .into_iter()
+            .find(|s| s.servers.len() == 2)
+            .unwrap()
+            .clone();
+        let bad = [
+            Command::DeleteServer {
+                service: svc.key,
+                server: svc.servers[0].key(),
+            },
+            Command::DeleteService {
+                service: ServiceKey::Fwmark {
+                    mark: 9,
+                    family: crate::table::Family::Inet,
+                },
+            },
+        ];
+        assert_eq!(rehearse(&table, &bad, &UnicastOnly).unwrap_err().0, 1);
+        assert!(
+            svc.servers[0].state.is_available(),
+            "the rehearsed delete did not retire the running server"
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! Keeping the table in line with the configuration file: the first load at start, and
+//! reloads on SIGHUP and, with `autoreload = true`, whenever the file's contents change
+//! (checked every second, as ldirectord's autoreload polls; an editor's atomic rename
+//! is seen too). A reload applies only the difference (`plan`), all of it or none: an
+//! invalid file, or a change the table refuses, is reported and the running table stays
+//! exactly as it was. Run by `uvs run -c FILE`.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::plan::{Owned, plan, rehearse};
+use super::{Config, Global, LoadError, load};
+use crate::director::Director;
+use crate::table::{HostInterfaces, TableError};
+
+/// How often `autoreload` looks at the file.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("the table refused `{command}': {error}")]
+    Refused { command: String, error: TableError },
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub commands: usize,
+}
+
+/// The configuration file behind a running daemon.
+pub struct Reloader {
+    path: PathBuf,
+    owned: Mutex<Owned>,
+    /// The settings read at start: changes to them wait for a restart.
+    started_with: Global,
+    autoreload: AtomicBool,
+    /// The contents last loaded (a hash), so an unchanged file is not reloaded.
+    loaded: Mutex<Option<u64>>,
+}
+
+fn fingerprint(path: &Path) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some(h.finish())
+}
+
+impl Reloader {
+    /// A reloader for `path`, whose contents `config` were read at start (nothing applied
+    /// yet).
+    pub fn new(path: &Path, config: &Config) -> Reloader {
+        Reloader {
+            path: path.to_path_buf(),
+            owned: Mutex::new(Owned::default()),
+            started_with: config.global.clone(),
+            autoreload: AtomicBool::new(config.global.autoreload),
+            loaded: Mutex::new(fingerprint(path)),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Makes the table say what `config` says.
+    pub fn apply(&self, director: &Director, config: &Config) -> Result<Applied, ReloadError> {
+        let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+        let snapshot = director.table.snapshot();
+        let commands = plan(config, &snapshot, &owned);
+        let refused = |(i, error): (usize, TableError)| ReloadError::Refused {
+            command: commands[i].to_string(),
+            error,
+        };
+        rehearse(&snapshot, &commands, &HostInterfaces).map_err(refused)?;
+        director.table.apply_all(&commands).map_err(refused)?;
+        for command in &commands {
+            tracing::info!(file = %self.path.display(), "table changed: {command}");
+        }
+        *owned = Owned::of(config);
+        if let Some(on) = config.global.expire_quiescent_template {
+            director.templates.set_expire_quiescent(on);
+        }
+        self.autoreload.store(config.global.autoreload, Relaxed);
+        Ok(Applied {
+            commands: commands.len(),
+        })
+    }
+
+    /// Reads the file again and applies it.
+    pub fn reload(&self, director: &Director) -> Result<Applied, ReloadError> {
+        let seen = fingerprint(&self.path);
+        let config = load(&self.path)?;
+        self.warn_about_restart_settings(&config.global);
+        let applied = self.apply(director, &config)?;
+        *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = seen;
+        Ok(applied)
+    }
+
+    fn warn_about_restart_settings(&self, new: &Global) {
+        let old = &self.started_with;
+        let waits = [
+            ("socket", old.socket != new.socket),
+            ("threads", old.threads != new.threads),
+            ("forwarding", old.forwarding != new.forwarding),
+            ("max_udp_flows", old.max_udp_flows != new.max_udp_flows),
+            ("drain_timeout", old.drain_timeout != new.drain_timeout),
+        ];
+        for (key, changed) in waits {
+            if changed {
+                tracing::warn!(file = %self.path.display(), key = %format!("global.{key}"), "changed; it takes effect at the next start");
+            }
+        }
+    }
+
+    fn reload_and_log(&self, director: &Director, why: &str) {
+        match self.reload(director) {
+            Ok(a) => tracing::info!(
+                file = %self.path.display(),
+                changes = a.commands,
+                "{why}: configuration reloaded"
+            ),
+            Err(e) => {
+                // The file is remembered as seen, so autoreload does not retry it every
+                // second; the next change to it is tried.
+                *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = fingerprint(&self.path);
+                tracing::error!(
+                    file = %self.path.display(),
+                    "{why}: reload refused, the running table is unchanged:\n{e}"
+                );
+            }
+        }
+    }
+
+    /// Reloads on every `hangup` notification, and when the file changes if
+    /// `autoreload` is on; until the task is aborted.
+    pub async fn run(self: Arc<Self>, director: Arc<Director>, hangup: Arc<Notify>) {
+        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = hangup.notified() => self.reload_and_log(&director, "SIGHUP"),
+                _ = tick.tick() => {
+                    if !self.autoreload.load(Relaxed) {
+                        continue;
+                    }
+                    let now = fingerprint(&self.path);
+                    let before = *self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+                    if now.is_some() && now != before {
+                        self.reload_and_log(&director, "file changed");
+                    }
+                }
+            }
+        }
+    }
+}

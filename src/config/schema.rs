@@ -1,0 +1,671 @@
+//! The TOML schema: `[global]`, `[timeouts]`, and `[[service]]` tables each with their
+//! `[[service.server]]` tables, read into a [`Config`]. Every problem is collected with
+//! its position; a file that reads cleanly is then rehearsed against an empty table, so
+//! that what the table itself would refuse (an unknown scheduler, a netmask of the wrong
+//! family, thresholds the wrong way round) is reported at the service or server that
+//! asks for it, with IPVS's own words.
+//!
+//! ```toml
+//! [global]
+//! autoreload = true
+//!
+//! [timeouts]
+//! tcp = "15m"
+//! udp = "5m"
+//!
+//! [[service]]
+//! tcp = "127.0.0.1:80"            # or udp = "...", or fwmark = 7 (and ipv6 = true)
+//! scheduler = "wrr"
+//! persistent = "10m"              # or true (300 s)
+//! netmask = "255.255.255.0"       # or a prefix length
+//!
+//! [[service.server]]
+//! address = "127.0.0.1:8080"      # without a port: the port the client reached
+//! weight = 3
+//! forward = "masq"                # masq (nat), gate (dr, route), ipip (tun)
+//! ```
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::de::DeTable;
+
+use super::reader::{Item, Problems, Report, Table};
+use super::{Config, Global, ServiceSpec};
+use crate::table::{
+    Command, Family, Forward, ListenAddr, ListenRule, Netmask, Protocol, ProxyProtocol,
+    ServerConfig, ServiceConfig, ServiceFlags, ServiceKey, ServiceOptions, Table as VsTable,
+    Timeouts, Tunnel, UnicastOnly,
+};
+
+/// The longest persistence ipvsadm accepts (31 days).
+const MAX_PERSISTENCE: u64 = 2_678_400;
+/// The longest connection timeout `--set` takes here: a year.
+const MAX_TIMEOUT: u64 = 31_536_000;
+
+/// Reads `text` (the contents of `file`) into a configuration, or every problem in it.
+pub fn parse(text: &str, file: &Path) -> Result<Config, Problems> {
+    let report = Report::new(text);
+    let (doc, syntax) = DeTable::parse_recoverable(text);
+    for e in &syntax {
+        let span = e.span().unwrap_or(0..0);
+        report.at(&span, "", format!("TOML syntax: {}", e.message()));
+    }
+    if !syntax.is_empty() {
+        return report.finish(file).map(|()| Config::default());
+    }
+    let doc = doc.into_inner();
+    let root = Table::new(&doc, "", &report);
+    let global = root
+        .get("global")
+        .and_then(|g| g.table())
+        .map(|t| read_global(&t))
+        .unwrap_or_default();
+    let timeouts = root
+        .get("timeouts")
+        .and_then(|t| t.table())
+        .and_then(|t| read_timeouts(&t));
+    let mut services = Vec::new();
+    let mut origins = Vec::new();
+    if let Some(list) = root.get("service") {
+        let mut seen = HashSet::new();
+        for (table, span) in list.tables() {
+            if let Some((spec, server_spans)) = read_service(&table, &span) {
+                if !seen.insert(spec.service.key) {
+                    report.at(&span, table.path(), "this service is already defined above");
+                    continue;
+                }
+                services.push(spec);
+                origins.push(Origin {
+                    span,
+                    path: table.path().to_string(),
+                    servers: server_spans,
+                });
+            }
+        }
+    }
+    drop(root);
+    let config = Config {
+        global,
+        timeouts,
+        services,
+    };
+    // What read cleanly is also tried on a table, so that its refusals come in the
+    // same pass.
+    rehearse(&config, &origins, &report);
+    report.finish(file).map(|()| config)
+}
+
+/// Where a service came from in the file: its table's span and path, and its servers'
+/// spans.
+struct Origin {
+    span: Range<usize>,
+    path: String,
+    servers: Vec<Range<usize>>,
+}
+
+/// Applies the whole configuration to an empty table, reporting what it refuses where
+/// the file asked for it.
+fn rehearse(config: &Config, origins: &[Origin], report: &Report<'_>) {
+    let mut table = VsTable::new();
+    for (
+        spec,
+        Origin {
+            span,
+            path,
+            servers: server_spans,
+        },
+    ) in config.services.iter().zip(origins)
+    {
+        if let Err(e) = table.apply(&Command::AddService(spec.service.clone()), &UnicastOnly) {
+            report.at(span, path, e.to_string());
+            continue;
+        }
+        for (i, server) in spec.servers.iter().enumerate() {
+            let command = Command::AddServer {
+                service: spec.service.key,
+                server: server.clone(),
+            };
+            if let Err(e) = table.apply(&command, &UnicastOnly) {
+                report.at(
+                    &server_spans[i],
+                    &format!("{path}.server[{i}]"),
+                    e.to_string(),
+                );
+            }
+        }
+        for rule in &spec.listen {
+            if let Err(e) = table.apply(&Command::AddListener(*rule), &UnicastOnly) {
+                report.at(
+                    span,
+                    &format!("{path}.listen"),
+                    format!("{}: {e}", rule.listen),
+                );
+            }
+        }
+    }
+}
+
+fn read_global(t: &Table<'_, '_>) -> Global {
+    let mut g = Global::default();
+    if let Some(item) = t.get("socket") {
+        g.socket = item.str("a path").map(PathBuf::from);
+    }
+    if let Some(item) = t.get("autoreload") {
+        g.autoreload = item.bool().unwrap_or(false);
+    }
+    if let Some(item) = t.get("threads") {
+        g.threads = item.integer(1..=1024).map(|n| n as u16);
+    }
+    if let Some(item) = t.get("forwarding") {
+        g.forwarding = item
+            .str("\"auto\", \"splice\" or \"copy\"")
+            .and_then(|s| match s.parse() {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    item.problem(e);
+                    None
+                }
+            });
+    }
+    if let Some(item) = t.get("max_udp_flows") {
+        g.max_udp_flows = item.integer(1..=i64::from(u32::MAX)).map(|n| n as u32);
+    }
+    if let Some(item) = t.get("drain_timeout") {
+        g.drain_timeout = item.duration(0..=86_400);
+    }
+    if let Some(item) = t.get("expire_quiescent_template") {
+        g.expire_quiescent_template = item.bool();
+    }
+    g
+}
+
+fn read_timeouts(t: &Table<'_, '_>) -> Option<Timeouts> {
+    let read = |key: &str| {
+        t.get(key)
+            .and_then(|item| item.duration(1..=MAX_TIMEOUT))
+            .map(|d| d.as_secs() as u32)
+    };
+    // Unset ones stay as they are (`--set` with a zero).
+    Some(Timeouts {
+        tcp: read("tcp").unwrap_or(0),
+        tcp_fin: read("tcpfin").unwrap_or(0),
+        udp: read("udp").unwrap_or(0),
+    })
+}
+
+/// `"10.0.0.1:80"`, `"[::1]:53"`.
+fn socket_addr(item: &Item<'_, '_>) -> Option<SocketAddr> {
+    let expected = "an address and port, as \"10.0.0.1:80\" or \"[2001:db8::1]:80\"";
+    let s = item.str(expected)?;
+    match s.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            item.wrong(expected);
+            None
+        }
+    }
+}
+
+/// Which service a `[[service]]` table is: exactly one of tcp, udp, fwmark.
+fn read_key(t: &Table<'_, '_>, span: &Range<usize>) -> Option<ServiceKey> {
+    let tcp = t.get("tcp");
+    let udp = t.get("udp");
+    let fwmark = t.get("fwmark");
+    let ipv6 = t.get("ipv6");
+    let given = [&tcp, &udp, &fwmark].iter().filter(|k| k.is_some()).count();
+    if given != 1 {
+        t.report().at(
+            span,
+            t.path(),
+            "a service needs exactly one of tcp = \"ADDR:PORT\", udp = \"ADDR:PORT\" or fwmark = MARK",
+        );
+        return None;
+    }
+    if let Some(ipv6) = &ipv6
+        && fwmark.is_none()
+    {
+        ipv6.problem("ipv6 is only for fwmark services (an address says its own family)");
+    }
+    for (item, protocol) in [(tcp, Protocol::Tcp), (udp, Protocol::Udp)] {
+        if let Some(item) = item {
+            let addr = socket_addr(&item)?;
+            return Some(ServiceKey::Inet {
+                protocol,
+                addr: addr.ip(),
+                port: addr.port(),
+            });
+        }
+    }
+    let mark = fwmark?.integer(1..=i64::from(u32::MAX))? as u32;
+    let family = match ipv6.and_then(|i| i.bool()) {
+        Some(true) => Family::Inet6,
+        _ => Family::Inet,
+    };
+    Some(ServiceKey::Fwmark { mark, family })
+}
+
+/// The scheduler flags by ipvsadm's names (`-b`), checked against the scheduler.
+fn read_flags(item: &Item<'_, '_>, scheduler: &str) -> u32 {
+    let mut bits = 0;
+    for name in item.array("an array of scheduler flags") {
+        let Some(s) = name.str("a scheduler flag name") else {
+            continue;
+        };
+        let (bit, only_for) = match s {
+            "flag-1" => (ServiceFlags::SCHED1, None),
+            "flag-2" => (ServiceFlags::SCHED2, None),
+            "flag-3" => (ServiceFlags::SCHED3, None),
+            "sh-fallback" => (ServiceFlags::SCHED1, Some("sh")),
+            "sh-port" => (ServiceFlags::SCHED2, Some("sh")),
+            "mh-fallback" => (ServiceFlags::SCHED1, Some("mh")),
+            "mh-port" => (ServiceFlags::SCHED2, Some("mh")),
+            _ => {
+                name.wrong("flag-1, flag-2, flag-3, sh-fallback, sh-port, mh-fallback or mh-port");
+                continue;
+            }
+        };
+        match only_for {
+            Some(sched) if sched != scheduler => {
+                name.problem(format!(
+                    "incompatible scheduler flag `{s}' (it is for {sched})"
+                ));
+            }
+            _ => bits |= bit,
+        }
+    }
+    bits
+}
+
+fn read_netmask(item: &Item<'_, '_>, family: Family) -> Option<Netmask> {
+    match family {
+        Family::Inet => {
+            let expected = "an IPv4 netmask, as \"255.255.255.0\", or a prefix length from 0 to 32";
+            if let toml::de::DeValue::Integer(_) = item.value {
+                let bits = item.integer(0..=32)? as u32;
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - bits)
+                };
+                return Some(Netmask::V4(Ipv4Addr::from(mask)));
+            }
+            let s = item.str(expected)?;
+            match s.parse::<Ipv4Addr>() {
+                Ok(m) if u32::from(m).leading_ones() == u32::from(m).count_ones() => {
+                    Some(Netmask::V4(m))
+                }
+                _ => {
+                    item.wrong(expected);
+                    None
+                }
+            }
+        }
+        Family::Inet6 => item.integer(1..=128).map(|n| Netmask::V6(n as u32)),
+    }
+}
+
+/// `listen = ["tcp 127.0.0.1:8443", "udp [::1]:53"]`, for fwmark groups and port-0
+/// services.
+fn read_listen(item: &Item<'_, '_>, key: &ServiceKey) -> Vec<ListenRule> {
+    let expected = "\"tcp ADDR:PORT\" or \"udp ADDR:PORT\"";
+    let mut rules = Vec::new();
+    for entry in item.array("an array of listen addresses") {
+        let Some(s) = entry.str(expected) else {
+            continue;
+        };
+        let parsed = s.split_once(' ').and_then(|(proto, addr)| {
+            let protocol = match proto {
+                "tcp" => Protocol::Tcp,
+                "udp" => Protocol::Udp,
+                _ => return None,
+            };
+            let addr: SocketAddr = addr.trim().parse().ok()?;
+            Some(ListenAddr {
+                protocol,
+                addr: addr.ip(),
+                port: addr.port(),
+            })
+        });
+        let Some(listen) = parsed else {
+            entry.wrong(expected);
+            continue;
+        };
+        let mark = match key {
+            ServiceKey::Fwmark { mark, family } => {
+                if Family::of(&listen.addr) != *family {
+                    entry.problem("the address is not of the group's family (set ipv6 = true for IPv6 groups)");
+                    continue;
+                }
+                Some(*mark)
+            }
+            ServiceKey::Inet {
+                protocol,
+                addr,
+                port: 0,
+            } => {
+                if listen.protocol != *protocol || listen.addr != *addr {
+                    entry.problem(
+                        "a port-0 service listens on its own protocol and address, on other ports",
+                    );
+                    continue;
+                }
+                None
+            }
+            ServiceKey::Inet { .. } => {
+                entry.problem("listen is for fwmark groups and port-0 services; this service listens on its own address");
+                continue;
+            }
+        };
+        rules.push(ListenRule { listen, mark });
+    }
+    rules
+}
+
+fn read_service(
+    t: &Table<'_, '_>,
+    span: &Range<usize>,
+) -> Option<(ServiceSpec, Vec<Range<usize>>)> {
+    let key = read_key(t, span);
+    let scheduler = t
+        .get("scheduler")
+        .and_then(|i| i.str("a scheduler name, as \"wlc\"").map(str::to_string))
+        .unwrap_or_else(|| "wlc".to_string());
+    let mut flags = t
+        .get("flags")
+        .map_or(0, |item| read_flags(&item, &scheduler));
+    if let Some(item) = t.get("one_packet")
+        && item.bool() == Some(true)
+    {
+        match key {
+            Some(ServiceKey::Inet {
+                protocol: Protocol::Tcp,
+                ..
+            }) => item.problem("One-Packet Scheduling is only for UDP virtual services"),
+            _ => flags |= ServiceFlags::ONE_PACKET,
+        }
+    }
+    let mut timeout = 0;
+    if let Some(item) = t.get("persistent") {
+        match item.value {
+            toml::de::DeValue::Boolean(true) => timeout = 300,
+            toml::de::DeValue::Boolean(false) => {}
+            _ => {
+                if let Some(d) = item.duration(1..=MAX_PERSISTENCE) {
+                    timeout = d.as_secs().max(1) as u32;
+                }
+            }
+        }
+    }
+    if timeout > 0 {
+        flags |= ServiceFlags::PERSISTENT;
+    }
+    let family = key.map_or(Family::Inet, |k| k.family());
+    let netmask = t
+        .get("netmask")
+        .and_then(|item| read_netmask(&item, family))
+        .unwrap_or(Netmask::full(family));
+    let pe = t.get("pe").and_then(|i| {
+        i.str("a persistence engine name, \"sip\"")
+            .map(str::to_string)
+    });
+    let mut options = ServiceOptions::default();
+    if let Some(item) = t.get("connect_timeout")
+        && let Some(d) = item.duration(0..=3600)
+    {
+        match u32::try_from(d.as_millis()) {
+            Ok(ms) if ms > 0 => options.connect_timeout_ms = ms,
+            _ => item.wrong("a duration of at least 1ms and at most an hour"),
+        }
+    }
+    if let Some(item) = t.get("proxy_protocol") {
+        options.proxy_protocol = match item.str("\"v1\" or \"v2\"") {
+            Some("v1") => Some(ProxyProtocol::V1),
+            Some("v2") => Some(ProxyProtocol::V2),
+            Some(_) => {
+                item.wrong("\"v1\" or \"v2\"");
+                None
+            }
+            None => None,
+        };
+    }
+    if let Some(item) = t.get("freebind") {
+        options.freebind = item.bool().unwrap_or(false);
+    }
+    let listen = match (t.get("listen"), &key) {
+        (Some(item), Some(key)) => read_listen(&item, key),
+        _ => Vec::new(),
+    };
+    let mut servers = Vec::new();
+    let mut server_spans = Vec::new();
+    if let Some(list) = t.get("server") {
+        let mut seen = HashSet::new();
+        for (server, server_span) in list.tables() {
+            let Some(config) = read_server(&server, &server_span) else {
+                continue;
+            };
+            if !seen.insert(config.key()) {
+                t.report().at(
+                    &server_span,
+                    server.path(),
+                    "this real server is already listed above",
+                );
+                continue;
+            }
+            servers.push(config);
+            server_spans.push(server_span);
+        }
+    }
+    let key = key?;
+    Some((
+        ServiceSpec {
+            service: ServiceConfig {
+                key,
+                scheduler,
+                flags: ServiceFlags(flags),
+                timeout,
+                netmask,
+                pe,
+                options,
+            },
+            servers,
+            listen,
+        },
+        server_spans,
+    ))
+}
+
+fn read_server(t: &Table<'_, '_>, span: &Range<usize>) -> Option<ServerConfig> {
+    let expected = "an address with or without a port, as \"10.0.0.2:80\", \"10.0.0.2\" or \"[2001:db8::2]:80\"";
+    let address = match t.get("address") {
+        Some(item) => item.str(expected).and_then(|s| {
+            let parsed = s
+                .parse::<SocketAddr>()
+                .map(|a| (a.ip(), a.port()))
+                .or_else(|_| s.parse::<IpAddr>().map(|ip| (ip, 0)));
+            if parsed.is_err() {
+                item.wrong(expected);
+            }
+            parsed.ok()
+        }),
+        None => {
+            t.report()
+                .at(span, t.path(), "a real server needs an address");
+            None
+        }
+    };
+    let weight = t
+        .get("weight")
+        .map_or(Some(1), |item| item.integer(0..=65535))
+        .map(|w| w as i32);
+    let forward = match t.get("forward") {
+        None => Some(Forward::Masq),
+        Some(item) => match item.str("\"masq\", \"gate\" or \"ipip\"") {
+            Some("masq" | "nat") => Some(Forward::Masq),
+            Some("gate" | "dr" | "route") => Some(Forward::Route),
+            Some("ipip" | "tun" | "tunnel") => Some(Forward::Tunnel),
+            Some(_) => {
+                item.wrong("\"masq\", \"gate\" or \"ipip\"");
+                None
+            }
+            None => None,
+        },
+    };
+    let threshold = |key: &str| {
+        t.get(key)
+            .map_or(Some(0), |item| item.integer(0..=i64::from(i32::MAX)))
+            .map(|n| n as u32)
+    };
+    let (upper, lower) = (threshold("upper_threshold"), threshold("lower_threshold"));
+    let (addr, port) = address?;
+    Some(ServerConfig {
+        addr,
+        port,
+        forward: forward?,
+        weight: weight?,
+        u_threshold: upper?,
+        l_threshold: lower?,
+        tunnel: Tunnel::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse(text, Path::new("t.toml")) {
+            Ok(_) => Vec::new(),
+            Err(p) => p.to_string().lines().map(str::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_whole_file_reads_into_commands_worth_of_config() {
+        let text = r#"
+[global]
+autoreload = true
+threads = 2
+
+[timeouts]
+tcp = "15m"
+udp = 60
+
+[[service]]
+tcp = "127.0.0.1:80"
+scheduler = "wrr"
+persistent = "10m"
+netmask = 24
+connect_timeout = "1500ms"
+proxy_protocol = "v2"
+
+[[service.server]]
+address = "127.0.0.1:8080"
+weight = 3
+
+[[service.server]]
+address = "127.0.0.2"
+forward = "gate"
+
+[[service]]
+fwmark = 7
+scheduler = "sh"
+flags = ["sh-port"]
+listen = ["tcp 127.0.0.1:443", "udp 127.0.0.1:443"]
+"#;
+        let c = parse(text, Path::new("t.toml")).unwrap();
+        assert!(c.global.autoreload);
+        assert_eq!(c.global.threads, Some(2));
+        assert_eq!(
+            c.timeouts,
+            Some(Timeouts {
+                tcp: 900,
+                tcp_fin: 0,
+                udp: 60
+            })
+        );
+        let web = &c.services[0];
+        assert_eq!(web.service.timeout, 600);
+        assert!(web.service.flags.persistent());
+        assert_eq!(
+            web.service.netmask,
+            Netmask::V4("255.255.255.0".parse().unwrap())
+        );
+        assert_eq!(web.service.options.connect_timeout_ms, 1500);
+        assert_eq!(web.servers[0].weight, 3);
+        assert_eq!(
+            (web.servers[1].port, web.servers[1].forward),
+            (0, Forward::Route)
+        );
+        let group = &c.services[1];
+        assert_eq!(group.service.flags.0, ServiceFlags::SCHED2);
+        assert_eq!(group.listen.len(), 2);
+        assert!(group.listen.iter().all(|r| r.mark == Some(7)));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_place() {
+        let text = r#"[global]
+threads = "many"
+colour = "blue"
+
+[[service]]
+tcp = "127.0.0.1:80"
+scheduler = "fastest"
+
+[[service.server]]
+address = "127.0.0.1:8080"
+weight = -3
+
+[[service]]
+udp = "localhost:53"
+persistent = "forever"
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:2:11: global.threads: expected an integer from 1 to 1024, found the string \"many\"",
+                "t.toml:3:1: global.colour: unknown key",
+                "t.toml:11:10: service[0].server[0].weight: expected an integer from 0 to 65535, found the integer -3",
+                "t.toml:14:7: service[1].udp: expected an address and port, as \"10.0.0.1:80\" or \"[2001:db8::1]:80\", found the string \"localhost:53\"",
+                "t.toml:15:14: service[1].persistent: expected a duration from 1 to 2678400 seconds, as \"30s\", \"5m\" or a number of seconds, found the string \"forever\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn what_the_table_refuses_is_reported_where_it_was_asked() {
+        let text = r#"
+[[service]]
+tcp = "127.0.0.1:80"
+scheduler = "fastest"
+
+[[service]]
+tcp = "127.0.0.1:81"
+
+[[service.server]]
+address = "127.0.0.1:8080"
+upper_threshold = 5
+lower_threshold = 9
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:2:1: service[0]: Scheduler or persistence engine not found",
+                "t.toml:9:1: service[1].server[0]: Numerical result out of range",
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_their_place_too() {
+        let p = problems("[[service]]\ntcp = \"127.0.0.1:80\nscheduler = 3\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(
+            p,
+            ["t.toml:2:20: TOML syntax: invalid basic string, expected `\"`"]
+        );
+    }
+}
