@@ -628,6 +628,7 @@ persistent = "forever"
             [
                 "t.toml:2:11: global.threads: expected an integer from 1 to 1024, found the string \"many\"",
                 "t.toml:3:1: global.colour: unknown key",
+                "t.toml:5:1: service[0]: Scheduler or persistence engine not found",
                 "t.toml:11:10: service[0].server[0].weight: expected an integer from 0 to 65535, found the integer -3",
                 "t.toml:14:7: service[1].udp: expected an address and port, as \"10.0.0.1:80\" or \"[2001:db8::1]:80\", found the string \"localhost:53\"",
                 "t.toml:15:14: service[1].persistent: expected a duration from 1 to 2678400 seconds, as \"30s\", \"5m\" or a number of seconds, found the string \"forever\"",
