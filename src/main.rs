@@ -83,10 +83,26 @@ struct DemoArgs {
     vip: std::net::SocketAddr,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ImportFormat {
+    /// ldirectord's configuration (ldirectord.cf)
+    Ldirectord,
+    /// ipvsadm-save (ipvsadm -S) output, or any ipvsadm -R input
+    Ipvsadm,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon: hold the table, balance the traffic, serve the control socket.
     Run(RunArgs),
+    /// Print an ldirectord.cf or an ipvsadm-save dump as uvs TOML; what could not be
+    /// taken goes to stderr with its line (exit 1 when anything was left out).
+    Import {
+        #[arg(value_enum)]
+        format: ImportFormat,
+        /// The file to read ("-" for standard input)
+        file: PathBuf,
+    },
     /// Check a configuration file without starting anything: every problem, with its
     /// line and column; exit 0 when there is none, 1 otherwise.
     Check {
@@ -278,6 +294,37 @@ fn read_config(path: &std::path::Path) -> anyhow::Result<Config> {
     }
 }
 
+/// `uvs import FORMAT FILE`.
+fn import(format: ImportFormat, file: &std::path::Path) -> anyhow::Result<()> {
+    use uvs::config::import;
+    let text = if file == std::path::Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    let imported = match format {
+        ImportFormat::Ldirectord => import::ldirectord::import(&text),
+        ImportFormat::Ipvsadm => {
+            let mut names =
+                uvs::adm::names::SystemNames::new(uvs::adm::names::NameSources::from_env());
+            import::ipvsadm::import(text.as_bytes(), &mut names)
+        }
+    };
+    print!("{}", uvs::config::render::render(&imported.config));
+    for s in &imported.skipped {
+        eprintln!("{}:{}: {}", file.display(), s.line, s.message);
+    }
+    let n = imported.skipped.len();
+    if n > 0 {
+        bail!(
+            "{}: {n} line{} not taken",
+            file.display(),
+            if n == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
+}
+
 /// `uvs check -c FILE`.
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let config = read_config(path)?;
@@ -350,6 +397,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(args) => run(args).await,
         Command::Check { config } => check(&config),
+        Command::Import { format, file } => import(format, &file),
         Command::Demo(DemoArgs { daemon: args, vip }) => {
             let settings = Settings::resolve(&args, None);
             let director = director(&settings)?;

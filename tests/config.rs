@@ -395,3 +395,151 @@ fn a_file_the_daemon_cannot_use_stops_it_at_start() {
         )
     );
 }
+
+fn import(format: &str, file: &Path) -> std::process::Output {
+    Command::new(UVS)
+        .args(["import", format])
+        .arg(file)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run uvs import")
+}
+
+#[test]
+fn every_example_in_conf_passes_check() {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&conf).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = check(&path);
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                text(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 5,
+        "the five scenario examples at least ({checked})"
+    );
+}
+
+#[test]
+fn debians_sample_ldirectord_cf_imports_whole_and_checks() {
+    let sample = common::fixture("fixtures/ldirectord/debian-example.cf");
+    let out = import("ldirectord", &sample);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    let toml = text(&out.stdout);
+    for line in [
+        "autoreload = true",
+        "quiescent = false",
+        "tcp = \"192.168.6.240:80\"",
+        "fallback = { address = \"127.0.0.1:80\", forward = \"gate\" }",
+        "receive = \"Test Page\"",
+        "virtualhost = \"www.x.y.z\"",
+    ] {
+        assert!(toml.contains(line), "{line} in\n{toml}");
+    }
+    let (_dir, path) = config_dir();
+    write(&path, &toml);
+    let out = check(&path);
+    assert_eq!(
+        text(&out.stdout),
+        format!("{}: OK, 1 service, 3 real servers\n", path.display()),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn an_ipvsadm_save_dump_imports_into_the_same_table() {
+    // ipvsadm 1.31's own `-S -n` of the reference table (shared/golden).
+    let dump = common::fixture("golden/S_n.out");
+    let out = import("ipvsadm", &dump);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_dir, path) = config_dir();
+    write(&path, &text(&out.stdout));
+    // The addresses are documentation and private ones: the daemon only fails to bind
+    // them (it never sends to them).
+    let d = Daemon::start_with(common::Zone::default(), &["-c", path.to_str().unwrap()]);
+    assert_eq!(
+        d.save(),
+        std::fs::read_to_string(&dump).unwrap(),
+        "the table made from the imported file saves as the dump it came from"
+    );
+}
+
+#[test]
+fn import_reports_every_line_it_could_not_take() {
+    let (_dir, path) = config_dir();
+    write(
+        &path,
+        "logfile=\"local0\"\nvirtual=127.0.0.1:3306\n\treal=127.0.0.2:3306 gate\n\tservice=mysql\n\tlogin=\"readuser\"\n\temailalert=\"root@localhost\"\n",
+    );
+    let out = import("ldirectord", &path);
+    assert_eq!(out.status.code(), Some(1));
+    let p = path.display();
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{p}:1: logfile: no uvs counterpart; not taken\n\
+             {p}:4: service=mysql: uvs negotiates http, https, simpletcp, smtp and dns only; a connect check is used instead\n\
+             {p}:5: login: no uvs counterpart; not taken\n\
+             {p}:6: emailalert: no uvs counterpart; not taken\n\
+             uvs: {p}: 4 lines not taken\n"
+        )
+    );
+    // What was taken is still printed, and usable.
+    assert!(text(&out.stdout).contains("tcp = \"127.0.0.1:3306\""));
+}
+
+#[test]
+fn a_reload_keeps_live_udp_flows_on_their_servers() {
+    let (_dir, path) = config_dir();
+    let (a, b) = (
+        common::UdpBackend::start("A", common::Reply::Name),
+        common::UdpBackend::start("B", common::Reply::Name),
+    );
+    let vip = SocketAddr::from(([127, 0, 0, 1], common::free_udp_port()));
+    let file = |wa: u32, wb: u32| {
+        format!(
+            "[[service]]\nudp = \"{vip}\"\nscheduler = \"wrr\"\n[[service.server]]\naddress = \"{}\"\nweight = {wa}\n[[service.server]]\naddress = \"{}\"\nweight = {wb}\n",
+            a.addr, b.addr
+        )
+    };
+    write(&path, &file(1, 1));
+    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    d.wait_listening_on("udp", vip);
+    let ask = |c: &std::net::UdpSocket| {
+        c.send_to(b"who", vip).unwrap();
+        let mut buf = [0u8; 8];
+        let (n, _) = c.recv_from(&mut buf).expect("an answer");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let clients: Vec<std::net::UdpSocket> = (0..4)
+        .map(|_| {
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c
+        })
+        .collect();
+    let first: Vec<String> = clients.iter().map(ask).collect();
+    // Weights change both ways, one server to 0: live flows stay where they are.
+    write(&path, &file(5, 0));
+    sighup(&d.child);
+    eventually("the reload is logged", || {
+        d.log().contains("SIGHUP: configuration reloaded")
+    });
+    let after: Vec<String> = clients.iter().map(ask).collect();
+    assert_eq!(after, first);
+    let new_client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    new_client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(ask(&new_client), "A", "new flows follow the new weights");
+}

@@ -4,9 +4,11 @@
 //! touching only what changed; `reload` applies files at start, on SIGHUP and, with
 //! `autoreload`, when the file changes. `uvs check`, `uvs run -c` and the daemon use it.
 
+pub mod import;
 pub mod plan;
 pub mod reader;
 pub mod reload;
+pub mod render;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +18,121 @@ use crate::proxy::forward::Forwarding;
 use crate::table::{ListenRule, ServerConfig, ServiceConfig, Timeouts};
 
 pub use reader::{Problem, Problems};
+
+/// How a real server's health is checked (`[service.check]`, defaults in
+/// `[global.check]`): ldirectord's checks, named as ldirectord names them. The health
+/// checker reads these; unset fields take the global default, then the built-in one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Check {
+    pub kind: Option<CheckKind>,
+    /// What `negotiate` speaks: http, https, simpletcp, smtp, dns.
+    pub service: Option<NegotiateService>,
+    /// The port checked, when not the server's own (ldirectord's checkport).
+    pub port: Option<u16>,
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    /// Failed checks in a row before the server is taken down (failurecount).
+    pub failures: Option<u32>,
+    /// Good checks in a row before it is brought back.
+    pub rise: Option<u32>,
+    pub request: Option<String>,
+    /// A regular expression the answer must match.
+    pub receive: Option<String>,
+    pub virtualhost: Option<String>,
+    /// GET or HEAD.
+    pub method: Option<String>,
+    /// The HTTP statuses taken as healthy, inclusive.
+    pub status: Option<(u16, u16)>,
+    /// `external`: the command run with vip vport rip rport.
+    pub command: Option<String>,
+    /// `external`: the exit code sets the weight (keepalived's misc_dynamic).
+    pub dynamic_weight: Option<bool>,
+    /// `https`: verify the server's certificate.
+    pub verify_certificate: Option<bool>,
+}
+
+/// ldirectord's checktype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    Connect,
+    Negotiate,
+    External,
+    /// Always up.
+    On,
+    /// Always down.
+    Off,
+}
+
+impl CheckKind {
+    pub const NAMES: &'static [&'static str] = &["connect", "negotiate", "external", "on", "off"];
+
+    pub fn from_name(name: &str) -> Option<CheckKind> {
+        Some(match name {
+            "connect" => CheckKind::Connect,
+            "negotiate" => CheckKind::Negotiate,
+            "external" => CheckKind::External,
+            "on" => CheckKind::On,
+            "off" => CheckKind::Off,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckKind::Connect => "connect",
+            CheckKind::Negotiate => "negotiate",
+            CheckKind::External => "external",
+            CheckKind::On => "on",
+            CheckKind::Off => "off",
+        }
+    }
+}
+
+/// The protocols `negotiate` checks speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NegotiateService {
+    Http,
+    Https,
+    SimpleTcp,
+    Smtp,
+    Dns,
+}
+
+impl NegotiateService {
+    pub const NAMES: &'static [&'static str] = &["http", "https", "simpletcp", "smtp", "dns"];
+
+    pub fn from_name(name: &str) -> Option<NegotiateService> {
+        Some(match name {
+            "http" => NegotiateService::Http,
+            "https" => NegotiateService::Https,
+            "simpletcp" => NegotiateService::SimpleTcp,
+            "smtp" => NegotiateService::Smtp,
+            "dns" => NegotiateService::Dns,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NegotiateService::Http => "http",
+            NegotiateService::Https => "https",
+            NegotiateService::SimpleTcp => "simpletcp",
+            NegotiateService::Smtp => "smtp",
+            NegotiateService::Dns => "dns",
+        }
+    }
+}
+
+/// What the health checker does with a service: its check, what "down" means, and the
+/// server that stands in while none is up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    pub check: Check,
+    /// Down means weight 0 (true) or removal (false); unset: the global setting.
+    pub quiescent: Option<bool>,
+    /// ldirectord's fallback (keepalived's sorry server).
+    pub fallback: Option<ServerConfig>,
+}
 
 /// Daemon settings from `[global]`. Unset ones fall back to the command line's or the
 /// built-in defaults; the command line wins over the file.
@@ -28,6 +145,11 @@ pub struct Global {
     pub max_udp_flows: Option<u32>,
     pub drain_timeout: Option<Duration>,
     pub expire_quiescent_template: Option<bool>,
+    /// Defaults for every service's health (`[global.check]`, `quiescent`, `fallback`).
+    pub health: Health,
+    /// A file named `ip:port` or `ip` here forces that server down (ldirectord's
+    /// maintenancedir).
+    pub maintenance_dir: Option<PathBuf>,
 }
 
 /// One virtual service with its real servers and listen addresses.
@@ -37,6 +159,10 @@ pub struct ServiceSpec {
     /// In the order the file lists them.
     pub servers: Vec<ServerConfig>,
     pub listen: Vec<ListenRule>,
+    /// ldirectord's servicename and comment.
+    pub name: Option<String>,
+    pub comment: Option<String>,
+    pub health: Health,
 }
 
 /// A whole, valid configuration.

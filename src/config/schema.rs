@@ -14,7 +14,7 @@
 //! udp = "5m"
 //!
 //! [[service]]
-//! tcp = "127.0.0.1:80"            # or udp = "...", or fwmark = 7 (and ipv6 = true)
+//! tcp = "127.0.0.1:80"            # or udp, sctp = "...", or fwmark = 7 (ipv6 = true)
 //! scheduler = "wrr"
 //! persistent = "10m"              # or true (300 s)
 //! netmask = "255.255.255.0"       # or a prefix length
@@ -33,11 +33,11 @@ use std::path::{Path, PathBuf};
 use toml::de::DeTable;
 
 use super::reader::{Item, Problems, Report, Table};
-use super::{Config, Global, ServiceSpec};
+use super::{Check, CheckKind, Config, Global, Health, NegotiateService, ServiceSpec};
 use crate::table::{
     Command, Family, Forward, ListenAddr, ListenRule, Netmask, Protocol, ProxyProtocol,
     ServerConfig, ServiceConfig, ServiceFlags, ServiceKey, ServiceOptions, Table as VsTable,
-    Timeouts, Tunnel, UnicastOnly,
+    Timeouts, Tunnel, TunnelChecksum, TunnelKind, UnicastOnly,
 };
 
 /// The longest persistence ipvsadm accepts (31 days).
@@ -179,7 +179,119 @@ fn read_global(t: &Table<'_, '_>) -> Global {
     if let Some(item) = t.get("expire_quiescent_template") {
         g.expire_quiescent_template = item.bool();
     }
+    if let Some(item) = t.get("maintenance_dir") {
+        g.maintenance_dir = item.str("a directory").map(PathBuf::from);
+    }
+    g.health = read_health(t);
     g
+}
+
+/// `check`, `quiescent` and `fallback` of a service, or their defaults in `[global]`.
+fn read_health(t: &Table<'_, '_>) -> Health {
+    let mut health = Health::default();
+    if let Some(item) = t.get("check")
+        && let Some(table) = item.table()
+    {
+        health.check = read_check(&table);
+    }
+    if let Some(item) = t.get("quiescent") {
+        health.quiescent = item.bool();
+    }
+    if let Some(item) = t.get("fallback")
+        && let Some(table) = item.table()
+    {
+        health.fallback = read_server(&table, &item.span);
+    }
+    health
+}
+
+fn read_check(t: &Table<'_, '_>) -> Check {
+    let mut c = Check::default();
+    let one_of = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(item) = t.get("type") {
+        let expected = one_of(CheckKind::NAMES);
+        c.kind = item.str(&expected).and_then(|s| {
+            let kind = CheckKind::from_name(s);
+            if kind.is_none() {
+                item.wrong(&expected);
+            }
+            kind
+        });
+    }
+    if let Some(item) = t.get("service") {
+        let expected = one_of(NegotiateService::NAMES);
+        c.service = item.str(&expected).and_then(|s| {
+            let service = NegotiateService::from_name(s);
+            if service.is_none() {
+                item.wrong(&expected);
+            }
+            service
+        });
+    }
+    if let Some(item) = t.get("port") {
+        c.port = item.integer(1..=65535).map(|p| p as u16);
+    }
+    if let Some(item) = t.get("interval") {
+        c.interval = item.duration(1..=86_400);
+    }
+    if let Some(item) = t.get("timeout") {
+        c.timeout = item.duration(1..=3600);
+    }
+    if let Some(item) = t.get("failures") {
+        c.failures = item.integer(1..=1000).map(|n| n as u32);
+    }
+    if let Some(item) = t.get("rise") {
+        c.rise = item.integer(1..=1000).map(|n| n as u32);
+    }
+    let text =
+        |key: &str, expected: &str| t.get(key).and_then(|i| i.str(expected).map(str::to_string));
+    c.request = text("request", "the request, as \"/index.html\"");
+    c.virtualhost = text("virtualhost", "a host name");
+    c.command = text("command", "a command line");
+    if let Some(item) = t.get("receive")
+        && let Some(pattern) = item.str("a regular expression")
+    {
+        match regex::Regex::new(pattern) {
+            Ok(_) => c.receive = Some(pattern.to_string()),
+            Err(e) => item.problem(format!("not a regular expression: {e}")),
+        }
+    }
+    if let Some(item) = t.get("method") {
+        match item.str("\"GET\" or \"HEAD\"") {
+            Some(m @ ("GET" | "HEAD")) => c.method = Some(m.to_string()),
+            Some(_) => item.wrong("\"GET\" or \"HEAD\""),
+            None => {}
+        }
+    }
+    if let Some(item) = t.get("status") {
+        let expected = "a status or a range of them, as 200 or \"200-399\"";
+        c.status = match item.value {
+            toml::de::DeValue::Integer(_) => item.integer(100..=599).map(|n| (n as u16, n as u16)),
+            _ => item.str(expected).and_then(|s| {
+                let range = s.split_once('-').and_then(|(a, b)| {
+                    let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
+                    ((100..=599).contains(&a) && (a..=599).contains(&b)).then_some((a, b))
+                });
+                if range.is_none() {
+                    item.wrong(expected);
+                }
+                range
+            }),
+        };
+    }
+    if let Some(item) = t.get("dynamic_weight") {
+        c.dynamic_weight = item.bool();
+    }
+    if let Some(item) = t.get("verify_certificate") {
+        c.verify_certificate = item.bool();
+    }
+    c
 }
 
 fn read_timeouts(t: &Table<'_, '_>) -> Option<Timeouts> {
@@ -213,14 +325,18 @@ fn socket_addr(item: &Item<'_, '_>) -> Option<SocketAddr> {
 fn read_key(t: &Table<'_, '_>, span: &Range<usize>) -> Option<ServiceKey> {
     let tcp = t.get("tcp");
     let udp = t.get("udp");
+    let sctp = t.get("sctp");
     let fwmark = t.get("fwmark");
     let ipv6 = t.get("ipv6");
-    let given = [&tcp, &udp, &fwmark].iter().filter(|k| k.is_some()).count();
+    let given = [&tcp, &udp, &sctp, &fwmark]
+        .iter()
+        .filter(|k| k.is_some())
+        .count();
     if given != 1 {
         t.report().at(
             span,
             t.path(),
-            "a service needs exactly one of tcp = \"ADDR:PORT\", udp = \"ADDR:PORT\" or fwmark = MARK",
+            "a service needs exactly one of tcp = \"ADDR:PORT\", udp = \"ADDR:PORT\", sctp = \"ADDR:PORT\" or fwmark = MARK",
         );
         return None;
     }
@@ -229,7 +345,11 @@ fn read_key(t: &Table<'_, '_>, span: &Range<usize>) -> Option<ServiceKey> {
     {
         ipv6.problem("ipv6 is only for fwmark services (an address says its own family)");
     }
-    for (item, protocol) in [(tcp, Protocol::Tcp), (udp, Protocol::Udp)] {
+    for (item, protocol) in [
+        (tcp, Protocol::Tcp),
+        (udp, Protocol::Udp),
+        (sctp, Protocol::Sctp),
+    ] {
         if let Some(item) = item {
             let addr = socket_addr(&item)?;
             return Some(ServiceKey::Inet {
@@ -458,6 +578,9 @@ fn read_service(
             server_spans.push(server_span);
         }
     }
+    let text = |k: &str| t.get(k).and_then(|i| i.str("a text").map(str::to_string));
+    let (name, comment) = (text("name"), text("comment"));
+    let health = read_health(t);
     let key = key?;
     Some((
         ServiceSpec {
@@ -472,6 +595,9 @@ fn read_service(
             },
             servers,
             listen,
+            name,
+            comment,
+            health,
         },
         server_spans,
     ))
@@ -519,6 +645,7 @@ fn read_server(t: &Table<'_, '_>, span: &Range<usize>) -> Option<ServerConfig> {
             .map(|n| n as u32)
     };
     let (upper, lower) = (threshold("upper_threshold"), threshold("lower_threshold"));
+    let tunnel = read_tunnel(t, forward);
     let (addr, port) = address?;
     Some(ServerConfig {
         addr,
@@ -527,8 +654,62 @@ fn read_server(t: &Table<'_, '_>, span: &Range<usize>) -> Option<ServerConfig> {
         weight: weight?,
         u_threshold: upper?,
         l_threshold: lower?,
-        tunnel: Tunnel::default(),
+        tunnel: tunnel?,
     })
+}
+
+/// `tunnel`, `tunnel_port` and `tunnel_checksum` of an ipip server (`--tun-type`,
+/// `--tun-port`, `--tun-*csum`).
+fn read_tunnel(t: &Table<'_, '_>, forward: Option<Forward>) -> Option<Tunnel> {
+    let mut tunnel = Tunnel::default();
+    let mut ok = true;
+    let items = [
+        t.get("tunnel"),
+        t.get("tunnel_port"),
+        t.get("tunnel_checksum"),
+    ];
+    if forward.is_some_and(|f| f != Forward::Tunnel) {
+        for item in items.iter().flatten() {
+            item.problem("tunnel settings are for forward = \"ipip\" servers");
+        }
+        return Some(tunnel);
+    }
+    let [kind, port, checksum] = items;
+    if let Some(item) = kind {
+        tunnel.kind = match item.str("\"ipip\", \"gue\" or \"gre\"") {
+            Some("ipip") => TunnelKind::Ipip,
+            Some("gue") => TunnelKind::Gue,
+            Some("gre") => TunnelKind::Gre,
+            other => {
+                if other.is_some() {
+                    item.wrong("\"ipip\", \"gue\" or \"gre\"");
+                }
+                ok = false;
+                TunnelKind::Ipip
+            }
+        };
+    }
+    if let Some(item) = port {
+        match item.integer(1..=65535) {
+            Some(p) => tunnel.port = p as u16,
+            None => ok = false,
+        }
+    }
+    if let Some(item) = checksum {
+        tunnel.checksum = match item.str("\"nocsum\", \"csum\" or \"remcsum\"") {
+            Some("nocsum") => TunnelChecksum::NoCsum,
+            Some("csum") => TunnelChecksum::Csum,
+            Some("remcsum") => TunnelChecksum::RemCsum,
+            other => {
+                if other.is_some() {
+                    item.wrong("\"nocsum\", \"csum\" or \"remcsum\"");
+                }
+                ok = false;
+                TunnelChecksum::NoCsum
+            }
+        };
+    }
+    ok.then_some(tunnel)
 }
 
 #[cfg(test)]
