@@ -36,6 +36,10 @@ pub struct PlaneOptions {
     pub threads: usize,
     /// The most UDP flows open at once.
     pub max_udp_flows: usize,
+    /// How long a TCP connect to a real server may take, unless the service says.
+    pub connect_timeout: std::time::Duration,
+    /// Other real servers tried after a failed connect.
+    pub connect_retries: u32,
 }
 
 impl Default for PlaneOptions {
@@ -44,6 +48,8 @@ impl Default for PlaneOptions {
             forwarding: Forwarding::best(),
             threads: Workers::default_count(),
             max_udp_flows: DEFAULT_MAX_FLOWS,
+            connect_timeout: crate::table::ServiceOptions::DEFAULT_CONNECT_TIMEOUT,
+            connect_retries: 1,
         }
     }
 }

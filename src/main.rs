@@ -15,7 +15,7 @@ use uvs::adm::backend::LocalBackend;
 use uvs::adm::names::NoNames;
 use uvs::adm::session::Session;
 use uvs::config::reload::Reloader;
-use uvs::config::{Config, Global, LoadError};
+use uvs::config::{Config, Global, LoadError, Mode};
 use uvs::control::client::Client;
 use uvs::control::protocol::{Request, Response};
 use uvs::control::socket_path;
@@ -58,10 +58,25 @@ struct DaemonArgs {
     /// Worker threads serving connections [default: the number of CPUs]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+    /// Where to balance: auto (the kernel's IPVS where it can be used, else
+    /// userspace), userspace, or kernel [default: auto]
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    mode: Option<Mode>,
+    /// How long a TCP connect to a real server may take, for services without their own
+    /// (--connect-timeout on -A), as "5s" or "500ms" [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    connect_timeout: Option<Duration>,
+    /// Other real servers tried after a failed TCP connect [default: 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+    retries: Option<u32>,
     /// The most UDP flows open at once; new flows beyond it are dropped and counted
     /// [default: 65536, or half the open-files limit if that is less]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_udp_flows: Option<u32>,
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    Mode::from_name(s).ok_or_else(|| format!("unknown mode `{s}' (auto, userspace or kernel)"))
 }
 
 #[derive(Args)]
@@ -209,6 +224,9 @@ fn max_udp_flows(asked: Option<u32>, open_files: Option<u64>) -> usize {
 
 /// The daemon's settings: the command line's, else the file's, else the defaults.
 struct Settings {
+    mode: Mode,
+    connect_timeout: Duration,
+    retries: u32,
     socket: PathBuf,
     forwarding: Forwarding,
     drain_timeout: Duration,
@@ -221,6 +239,12 @@ impl Settings {
     fn resolve(args: &DaemonArgs, file: Option<&Global>) -> Settings {
         let file = file.cloned().unwrap_or_default();
         Settings {
+            mode: args.mode.or(file.mode).unwrap_or(Mode::Auto),
+            connect_timeout: args
+                .connect_timeout
+                .or(file.connect_timeout)
+                .unwrap_or(uvs::table::ServiceOptions::DEFAULT_CONNECT_TIMEOUT),
+            retries: args.retries.or(file.retries).unwrap_or(1),
             socket: args
                 .socket
                 .clone()
@@ -244,6 +268,17 @@ impl Settings {
 }
 
 fn director(settings: &Settings) -> anyhow::Result<Arc<Director>> {
+    match settings.mode {
+        Mode::Kernel => bail!(
+            "mode kernel: this build of uvs has no kernel IPVS backend; use mode auto or userspace"
+        ),
+        Mode::Auto => {
+            tracing::info!(
+                "mode auto: balancing in userspace (this build has no kernel IPVS backend)"
+            )
+        }
+        Mode::Userspace => {}
+    }
     let open_files = open_files_limit();
     let table = Arc::new(TableHandle::new(Box::new(HostInterfaces)));
     let director = Director::new(
@@ -254,6 +289,8 @@ fn director(settings: &Settings) -> anyhow::Result<Arc<Director>> {
                 .threads
                 .map_or_else(Workers::default_count, usize::from),
             max_udp_flows: max_udp_flows(settings.max_udp_flows, open_files),
+            connect_timeout: settings.connect_timeout,
+            connect_retries: settings.retries,
         },
     )
     .context("cannot start the worker threads")?;

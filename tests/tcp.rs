@@ -335,6 +335,26 @@ fn a_refused_connect_is_retried_on_another_server_and_none_reachable_resets() {
     connect_failures_are(&d, (6, 1), (7, 0));
 }
 
+#[test]
+fn retries_set_how_many_other_servers_a_connection_tries() {
+    let live = Backend::start("LIVE", Behaviour::Name);
+    let ((_h1, dead1), (_h2, dead2)) = (refusing_port(), refusing_port());
+    // rr tries the newest first: dead2, then dead1, then the live one.
+    let servers: [(SocketAddr, &[&str]); 3] = [(live.addr, &[]), (dead1, &[]), (dead2, &[])];
+    let once = Daemon::start();
+    let v = balance(&once, &["-s", "rr"], &servers);
+    turned_away(v);
+    connect_failures_are(&once, (1, 1), (1, 0));
+    let twice = Daemon::start_with(Zone::default(), &["--retries", "2"]);
+    let v = balance(&twice, &["-s", "rr"], &servers);
+    assert_eq!(ask(v, None), "LIVE");
+    let status = twice.status();
+    assert!(
+        status.contains("connections retried elsewhere 2, reset for want of a server 0"),
+        "{status}"
+    );
+}
+
 /// `uvs status` shows (connections retried, reset for want of a server) for the one
 /// service, and (refused, timed out) connects for one of its servers.
 fn connect_failures_are(

@@ -134,10 +134,39 @@ pub struct Health {
     pub fallback: Option<ServerConfig>,
 }
 
+/// Where balancing happens (`mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The kernel's IPVS when it can be used, else userspace.
+    Auto,
+    Userspace,
+    Kernel,
+}
+
+impl Mode {
+    pub fn from_name(name: &str) -> Option<Mode> {
+        Some(match name {
+            "auto" => Mode::Auto,
+            "userspace" => Mode::Userspace,
+            "kernel" => Mode::Kernel,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Userspace => "userspace",
+            Mode::Kernel => "kernel",
+        }
+    }
+}
+
 /// Daemon settings from `[global]`. Unset ones fall back to the command line's or the
 /// built-in defaults; the command line wins over the file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Global {
+    pub mode: Option<Mode>,
     pub socket: Option<PathBuf>,
     pub autoreload: bool,
     pub threads: Option<u16>,
@@ -145,6 +174,10 @@ pub struct Global {
     pub max_udp_flows: Option<u32>,
     pub drain_timeout: Option<Duration>,
     pub expire_quiescent_template: Option<bool>,
+    /// TCP connect timeout for services without their own.
+    pub connect_timeout: Option<Duration>,
+    /// Other real servers tried after a failed TCP connect.
+    pub retries: Option<u32>,
     /// Defaults for every service's health (`[global.check]`, `quiescent`, `fallback`).
     pub health: Health,
     /// A file named `ip:port` or `ip` here forces that server down (ldirectord's

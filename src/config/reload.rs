@@ -114,6 +114,12 @@ impl Reloader {
             ("forwarding", old.forwarding != new.forwarding),
             ("max_udp_flows", old.max_udp_flows != new.max_udp_flows),
             ("drain_timeout", old.drain_timeout != new.drain_timeout),
+            ("mode", old.mode != new.mode),
+            (
+                "connect_timeout",
+                old.connect_timeout != new.connect_timeout,
+            ),
+            ("retries", old.retries != new.retries),
         ];
         for (key, changed) in waits {
             if changed {

@@ -250,6 +250,9 @@ pub fn render(config: &Config) -> String {
     let mut out = String::new();
     let g = &config.global;
     let mut global = String::new();
+    if let Some(m) = g.mode {
+        let _ = writeln!(global, "mode = {}", quoted(m.name()));
+    }
     if let Some(p) = &g.socket {
         let _ = writeln!(global, "socket = {}", quoted(&p.display().to_string()));
     }
@@ -270,6 +273,12 @@ pub fn render(config: &Config) -> String {
     }
     if let Some(b) = g.expire_quiescent_template {
         let _ = writeln!(global, "expire_quiescent_template = {b}");
+    }
+    if let Some(d) = g.connect_timeout {
+        let _ = writeln!(global, "connect_timeout = {}", duration(d));
+    }
+    if let Some(n) = g.retries {
+        let _ = writeln!(global, "retries = {n}");
     }
     if let Some(p) = &g.maintenance_dir {
         let _ = writeln!(
@@ -316,8 +325,11 @@ mod tests {
     #[test]
     fn what_is_written_reads_back_the_same() {
         let text = r#"[global]
+mode = "auto"
 autoreload = true
 threads = 2
+connect_timeout = "2s"
+retries = 2
 quiescent = false
 fallback = { address = "127.0.0.1:80", forward = "gate" }
 

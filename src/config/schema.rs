@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use toml::de::DeTable;
 
 use super::reader::{Item, Problems, Report, Table};
-use super::{Check, CheckKind, Config, Global, Health, NegotiateService, ServiceSpec};
+use super::{Check, CheckKind, Config, Global, Health, Mode, NegotiateService, ServiceSpec};
 use crate::table::{
     Command, Family, Forward, ListenAddr, ListenRule, Netmask, Protocol, ProxyProtocol,
     ServerConfig, ServiceConfig, ServiceFlags, ServiceKey, ServiceOptions, Table as VsTable,
@@ -150,6 +150,28 @@ fn rehearse(config: &Config, origins: &[Origin], report: &Report<'_>) {
 
 fn read_global(t: &Table<'_, '_>) -> Global {
     let mut g = Global::default();
+    if let Some(item) = t.get("mode") {
+        let expected = "\"auto\", \"userspace\" or \"kernel\"";
+        g.mode = item.str(expected).and_then(|s| {
+            let mode = Mode::from_name(s);
+            if mode.is_none() {
+                item.wrong(expected);
+            }
+            mode
+        });
+    }
+    if let Some(item) = t.get("connect_timeout")
+        && let Some(d) = item.duration(0..=3600)
+    {
+        if d.is_zero() {
+            item.wrong("a duration of at least 1ms and at most an hour");
+        } else {
+            g.connect_timeout = Some(d);
+        }
+    }
+    if let Some(item) = t.get("retries") {
+        g.retries = item.integer(0..=100).map(|n| n as u32);
+    }
     if let Some(item) = t.get("socket") {
         g.socket = item.str("a path").map(PathBuf::from);
     }

@@ -1,7 +1,7 @@
 //! The TCP data plane: accept on a listen address, find the service (fwmark group,
 //! exact service, port-0 service), choose the real server as IPVS does (persistence
-//! template, else the scheduler), connect within the service's connect timeout (once
-//! more elsewhere if refused or timed out), send the PROXY header if the service wants
+//! template, else the scheduler), connect within the service's connect timeout (on
+//! other servers, up to the retry count, if refused or timed out), send the PROXY header if the service wants
 //! one, and forward. The connection's IPVS state and counts are kept in the connection
 //! table all along. Called by the listener manager, one accept loop per address.
 
@@ -133,10 +133,10 @@ async fn connect(dest: SocketAddr, timeout: Duration) -> Result<TcpStream, Conne
     }
 }
 
-/// The retry after a failed connect: the scheduler again, and if it insists on the
-/// server that failed (hashing schedulers do), the least loaded other usable server.
-fn retry_choice(service: &Service, packet: &Packet, failed: &ServerKey) -> Option<RealServer> {
-    if let Some(s) = service.pick(packet).filter(|s| s.key() != *failed) {
+/// A retry after failed connects: the scheduler again, and if it insists on a server
+/// that failed (hashing schedulers do), the least loaded usable server not yet tried.
+fn retry_choice(service: &Service, packet: &Packet, failed: &[ServerKey]) -> Option<RealServer> {
+    if let Some(s) = service.pick(packet).filter(|s| !failed.contains(&s.key())) {
         return Some(s.clone());
     }
     least_loaded_except(&service.servers, failed).map(|i| service.servers[i].clone())
@@ -185,8 +185,9 @@ fn connect_failed(server: &RealServer, dest: SocketAddr, e: &ConnectError) {
     }
 }
 
-/// Chooses the real server as IPVS would and connects to it, once more elsewhere if
-/// that fails. None: no server could be had, and the client is to be reset.
+/// Chooses the real server as IPVS would and connects to it, and when that fails, on
+/// up to `retries` other servers. None: no server could be had, and the client is to be
+/// reset.
 async fn reach_server<'a>(
     director: &'a Director,
     service: &Service,
@@ -194,21 +195,22 @@ async fn reach_server<'a>(
     packet: &Packet,
     me: Option<&AbortHandle>,
 ) -> Option<Reached<'a>> {
-    let mut failed: Option<ServerKey> = None;
+    let mut failed: Vec<ServerKey> = Vec::new();
     loop {
-        let choice = match &failed {
-            None => director.templates.choose(service, packet),
-            Some(f) => retry_choice(service, packet, f).map(|server| Choice {
+        let choice = if failed.is_empty() {
+            director.templates.choose(service, packet)
+        } else {
+            retry_choice(service, packet, &failed).map(|server| Choice {
                 server,
                 template: None,
-            }),
+            })
         };
         let Some(Choice { server, template }) = choice else {
             service.state.unavailable.fetch_add(1, Relaxed);
             tracing::debug!(client = %packet.client, "no real server available");
             return None;
         };
-        if failed.is_some() {
+        if !failed.is_empty() {
             service.state.retries.fetch_add(1, Relaxed);
         }
         // A server without a port is reached on the port the client connected to.
@@ -242,7 +244,10 @@ async fn reach_server<'a>(
             conn,
             end: State::Close,
         };
-        match connect(dest, service.options.connect_timeout()).await {
+        let timeout = service
+            .options
+            .connect_timeout_or(director.options.connect_timeout);
+        match connect(dest, timeout).await {
             Ok(stream) => {
                 return Some(Reached {
                     server: stream,
@@ -254,12 +259,12 @@ async fn reach_server<'a>(
             Err(e) => {
                 connect_failed(&server, dest, &e);
                 drop(entry);
-                if failed.is_some() {
+                failed.push(server.key());
+                if failed.len() > director.options.connect_retries as usize {
                     service.state.unavailable.fetch_add(1, Relaxed);
                     tracing::debug!(client = %packet.client, "no real server reachable");
                     return None;
                 }
-                failed = Some(server.key());
             }
         }
     }

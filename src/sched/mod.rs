@@ -269,10 +269,14 @@ fn weighted_least_among(
     Some(least)
 }
 
-/// What wlc would pick if `except` were not in the list: where a connection goes when
-/// its first server could not be reached.
-pub fn least_loaded_except(servers: &[RealServer], except: &ServerKey) -> Option<usize> {
-    weighted_least_among(servers, |s| s.state.overhead(), |s| s.key() != *except)
+/// What wlc would pick if the servers in `except` were not in the list: where a
+/// connection goes when the servers it tried could not be reached.
+pub fn least_loaded_except(servers: &[RealServer], except: &[ServerKey]) -> Option<usize> {
+    weighted_least_among(
+        servers,
+        |s| s.state.overhead(),
+        |s| !except.contains(&s.key()),
+    )
 }
 
 #[cfg(test)]
@@ -290,11 +294,12 @@ mod tests {
         load(&s[1], 1, 0);
         load(&s[2], 1, 0);
         // Overheads per weight: A 5, B 1, C 1/2; D is quiesced.
-        assert_eq!(least_loaded_except(&s, &s[2].key()), Some(1));
-        assert_eq!(least_loaded_except(&s, &s[1].key()), Some(2));
+        assert_eq!(least_loaded_except(&s, &[s[2].key()]), Some(1));
+        assert_eq!(least_loaded_except(&s, &[s[1].key()]), Some(2));
+        assert_eq!(least_loaded_except(&s, &[s[1].key(), s[2].key()]), Some(0));
         overload(&s[2]);
-        assert_eq!(least_loaded_except(&s, &s[1].key()), Some(0));
-        assert_eq!(least_loaded_except(&s[1..2], &s[1].key()), None);
+        assert_eq!(least_loaded_except(&s, &[s[1].key()]), Some(0));
+        assert_eq!(least_loaded_except(&s[1..2], &[s[1].key()]), None);
     }
 
     #[test]

@@ -150,16 +150,16 @@ pub struct ServiceOptions {
 }
 
 impl ServiceOptions {
-    /// The connect timeout when none is set.
-    pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 5000;
+    /// The daemon's connect timeout when it is not configured.
+    pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-    pub fn connect_timeout(&self) -> std::time::Duration {
-        let ms = if self.connect_timeout_ms == 0 {
-            Self::DEFAULT_CONNECT_TIMEOUT_MS
+    /// The service's own connect timeout, else `default` (the daemon's).
+    pub fn connect_timeout_or(&self, default: std::time::Duration) -> std::time::Duration {
+        if self.connect_timeout_ms == 0 {
+            default
         } else {
-            self.connect_timeout_ms
-        };
-        std::time::Duration::from_millis(u64::from(ms))
+            std::time::Duration::from_millis(u64::from(self.connect_timeout_ms))
+        }
     }
 
     /// The uvsadm options that set these (empty when all are defaults).
