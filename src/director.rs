@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::task::AbortHandle;
 
 use crate::conn::ConnTable;
-use crate::control::protocol::{ListenerStatus, Status};
+use crate::control::protocol::{ConfigStatus, ListenerStatus, Status};
 use crate::persist::Templates;
 use crate::proxy::forward::Forwarding;
 use crate::proxy::udp::Group;
@@ -68,6 +68,8 @@ pub struct Director {
     serving: Mutex<HashMap<ListenAddr, Serving>>,
     /// UDP addresses the table dropped whose flows are still running.
     draining: Mutex<HashMap<ListenAddr, Arc<Group>>>,
+    /// The configuration file's fate, kept by the reloader.
+    pub config: Mutex<Option<ConfigStatus>>,
 }
 
 /// What serves a listen address.
@@ -94,6 +96,7 @@ impl Director {
             listeners: Mutex::new(BTreeMap::new()),
             serving: Mutex::new(HashMap::new()),
             draining: Mutex::new(HashMap::new()),
+            config: Mutex::new(None),
         }))
     }
 
@@ -210,6 +213,11 @@ impl Director {
             udp_flows: self.udp_flows.count(),
             max_udp_flows: self.udp_flows.max(),
             udp_flows_dropped: self.udp_flows.dropped(),
+            config: self
+                .config
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 

@@ -125,6 +125,29 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
     }
 }
 
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (the proleptic Gregorian
+/// calendar, counted from 1970-01-01 by days).
+fn utc(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Shift the epoch to 0000-03-01 so that leap days end each 4-, 100- and 400-year
+    // cycle, then read the year, month and day off the cycles.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 /// The text of `uvs status`.
 pub fn render(status: &Status) -> String {
     let mut out = String::new();
@@ -143,6 +166,25 @@ pub fn render(status: &Status) -> String {
             "s"
         },
     );
+    if let Some(c) = &status.config {
+        let _ = write!(
+            out,
+            "configuration {}: applied {}, reloads {}, refused {}",
+            c.path,
+            utc(c.applied_at),
+            c.reloads,
+            c.refused
+        );
+        match &c.last_error {
+            Some(e) => {
+                let _ = writeln!(out, "; the last reload was refused:");
+                for line in e.lines() {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
+            None => out.push('\n'),
+        }
+    }
     let _ = writeln!(
         out,
         "UDP flows {} of at most {}, new flows dropped for want of room {}",
@@ -152,4 +194,16 @@ pub fn render(status: &Status) -> String {
         service_block(&mut out, status, e);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn times_are_civil_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_795_827_723), "2026-11-28 01:02:03 UTC");
+    }
 }

@@ -353,6 +353,13 @@ fn a_broken_file_changes_nothing_and_says_where() {
     );
     load.wait_for(100);
     assert_eq!(d.save(), before, "nothing changed");
+    let status = d.status();
+    assert!(
+        status.contains(&format!("configuration {}: applied ", path.display()))
+            && status.contains("reloads 0, refused 1; the last reload was refused:")
+            && status.contains(&format!("  {expected}")),
+        "{status}"
+    );
 
     // Fixed, it is taken (autoreload: no signal needed).
     write(

@@ -17,8 +17,15 @@ use tokio::sync::Notify;
 
 use super::plan::{Owned, plan, rehearse};
 use super::{Config, Global, LoadError, load};
+use crate::control::protocol::ConfigStatus;
 use crate::director::Director;
 use crate::table::{HostInterfaces, TableError};
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// How often `autoreload` looks at the file.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -87,6 +94,10 @@ impl Reloader {
             tracing::info!(file = %self.path.display(), "table changed: {command}");
         }
         *owned = Owned::of(config);
+        self.record(director, |c| {
+            c.applied_at = unix_now();
+            c.last_error = None;
+        });
         if let Some(on) = config.global.expire_quiescent_template {
             director.templates.set_expire_quiescent(on);
         }
@@ -128,8 +139,26 @@ impl Reloader {
         }
     }
 
+    /// Updates what `uvs status` says of the file.
+    fn record(&self, director: &Director, change: impl FnOnce(&mut ConfigStatus)) {
+        let mut status = director.config.lock().unwrap_or_else(|e| e.into_inner());
+        let status = status.get_or_insert_with(|| ConfigStatus {
+            path: self.path.display().to_string(),
+            ..ConfigStatus::default()
+        });
+        change(status);
+    }
+
     fn reload_and_log(&self, director: &Director, why: &str) {
-        match self.reload(director) {
+        let result = self.reload(director);
+        self.record(director, |c| match &result {
+            Ok(_) => c.reloads += 1,
+            Err(e) => {
+                c.refused += 1;
+                c.last_error = Some(e.to_string());
+            }
+        });
+        match result {
             Ok(a) => tracing::info!(
                 file = %self.path.display(),
                 changes = a.commands,

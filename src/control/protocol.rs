@@ -43,6 +43,22 @@ pub struct Status {
     pub max_udp_flows: usize,
     #[serde(default)]
     pub udp_flows_dropped: u64,
+    /// The configuration file, when the daemon runs with one.
+    #[serde(default)]
+    pub config: Option<ConfigStatus>,
+}
+
+/// What became of the configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    pub path: String,
+    /// When the file was last applied (seconds since the epoch).
+    pub applied_at: u64,
+    /// Reloads applied and refused since start.
+    pub reloads: u64,
+    pub refused: u64,
+    /// Why the last reload was refused, if it was (cleared by the next good one).
+    pub last_error: Option<String>,
 }
 
 pub const PROTOCOL_VERSION: u32 = 1;
