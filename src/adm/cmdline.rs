@@ -805,15 +805,8 @@ impl<'n> Parser<'n> {
         let mut any = false;
         for flag in arg.split(',').filter(|f| !f.is_empty()) {
             any = true;
-            let (bit, needs) = match flag {
-                "flag-1" => (ServiceFlags::SCHED1, None),
-                "flag-2" => (ServiceFlags::SCHED2, None),
-                "flag-3" => (ServiceFlags::SCHED3, None),
-                "sh-fallback" => (ServiceFlags::SCHED1, Some("sh")),
-                "sh-port" => (ServiceFlags::SCHED2, Some("sh")),
-                "mh-fallback" => (ServiceFlags::SCHED1, Some("mh")),
-                "mh-port" => (ServiceFlags::SCHED2, Some("mh")),
-                _ => return Err(Parsed::Fail(format!("invalid scheduler flag `{flag}'"))),
+            let Some((bit, needs)) = ServiceFlags::scheduler_flag(flag) else {
+                return Err(Parsed::Fail(format!("invalid scheduler flag `{flag}'")));
             };
             flags |= bit;
             if needs.is_some_and(|s| s != sched) {

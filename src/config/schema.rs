@@ -396,18 +396,9 @@ fn read_flags(item: &Item<'_, '_>, scheduler: &str) -> u32 {
         let Some(s) = name.str("a scheduler flag name") else {
             continue;
         };
-        let (bit, only_for) = match s {
-            "flag-1" => (ServiceFlags::SCHED1, None),
-            "flag-2" => (ServiceFlags::SCHED2, None),
-            "flag-3" => (ServiceFlags::SCHED3, None),
-            "sh-fallback" => (ServiceFlags::SCHED1, Some("sh")),
-            "sh-port" => (ServiceFlags::SCHED2, Some("sh")),
-            "mh-fallback" => (ServiceFlags::SCHED1, Some("mh")),
-            "mh-port" => (ServiceFlags::SCHED2, Some("mh")),
-            _ => {
-                name.wrong("flag-1, flag-2, flag-3, sh-fallback, sh-port, mh-fallback or mh-port");
-                continue;
-            }
+        let Some((bit, only_for)) = ServiceFlags::scheduler_flag(s) else {
+            name.wrong("flag-1, flag-2, flag-3, sh-fallback, sh-port, mh-fallback or mh-port");
+            continue;
         };
         match only_for {
             Some(sched) if sched != scheduler => {

@@ -41,6 +41,21 @@ impl ServiceFlags {
         self.0 & bit != 0
     }
 
+    /// The bit of a scheduler flag named as `-b` takes it, and the scheduler the name
+    /// belongs to (`sh-port` is sh's); None for an unknown name.
+    pub fn scheduler_flag(name: &str) -> Option<(u32, Option<&'static str>)> {
+        Some(match name {
+            "flag-1" => (Self::SCHED1, None),
+            "flag-2" => (Self::SCHED2, None),
+            "flag-3" => (Self::SCHED3, None),
+            "sh-fallback" => (Self::SCHED1, Some("sh")),
+            "sh-port" => (Self::SCHED2, Some("sh")),
+            "mh-fallback" => (Self::SCHED1, Some("mh")),
+            "mh-port" => (Self::SCHED2, Some("mh")),
+            _ => return None,
+        })
+    }
+
     /// The scheduler flags, named as ipvsadm names them for `sched`, comma-separated.
     /// A bit without a name for this scheduler (flag-3 on sh) is shown as `flag-N`, where
     /// ipvsadm would print nothing and write a `-b` that it cannot read back.
