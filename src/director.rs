@@ -70,6 +70,8 @@ pub struct Director {
     draining: Mutex<HashMap<ListenAddr, Arc<Group>>>,
     /// The configuration file's fate, kept by the reloader.
     pub config: Mutex<Option<ConfigStatus>>,
+    /// What the health checks know of the real servers.
+    pub health: Arc<crate::health::Book>,
 }
 
 /// What serves a listen address.
@@ -97,6 +99,7 @@ impl Director {
             serving: Mutex::new(HashMap::new()),
             draining: Mutex::new(HashMap::new()),
             config: Mutex::new(None),
+            health: Arc::default(),
         }))
     }
 
@@ -213,6 +216,7 @@ impl Director {
             udp_flows: self.udp_flows.count(),
             max_udp_flows: self.udp_flows.max(),
             udp_flows_dropped: self.udp_flows.dropped(),
+            health: self.health.statuses(),
             config: self
                 .config
                 .lock()

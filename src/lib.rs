@@ -11,6 +11,7 @@
 //! - [`persist`]: persistence templates.
 //! - [`adm`]: ipvsadm's command language, listings and save format (used by `uvsadm`).
 //! - [`control`]: the control socket protocol, its server (daemon) and client (uvsadm).
+//! - [`health`]: health checks (ldirectord's) and the table they call for.
 //! - [`director`]: the running balancer: table, connections, templates, listeners.
 //! - [`proxy`]: the data plane: listeners, TCP connections, the byte path.
 //! - [`daemon`]: the `uvs run` daemon that holds the table.
@@ -23,6 +24,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod director;
+pub mod health;
 pub mod persist;
 pub mod proxy;
 pub mod sched;

@@ -389,7 +389,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let Some((path, config)) = config else {
         return serve(director, &settings, None).await;
     };
-    let reloader = Arc::new(Reloader::new(&path, &config));
+    let reloader = Arc::new(Reloader::new(&path, &config, Arc::clone(&director.health)));
     let applied = reloader
         .apply(&director, &config)
         .with_context(|| format!("cannot load {}", path.display()))?;

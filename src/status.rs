@@ -122,7 +122,37 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
     }
     for s in &e.servers {
         server_line(out, s, udp);
+        let health = status.health.iter().find(|h| {
+            h.service == e.key
+                && h.server
+                    == crate::table::ServerKey {
+                        addr: s.addr,
+                        port: s.port,
+                    }
+        });
+        if let Some(h) = health {
+            health_line(out, h);
+        }
     }
+}
+
+fn health_line(out: &mut String, h: &crate::control::protocol::HealthStatus) {
+    let _ = write!(
+        out,
+        "     health {}, failed checks in a row {}",
+        if h.up { "up" } else { "down" },
+        h.failures
+    );
+    match h.last_check {
+        Some(t) => {
+            let _ = write!(out, ", last check {} ({} ms)", utc(t), h.last_duration_ms);
+        }
+        None => out.push_str(", not checked yet"),
+    }
+    if let Some(e) = &h.last_error {
+        let _ = write!(out, ", last error: {e}");
+    }
+    out.push('\n');
 }
 
 /// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (the proleptic Gregorian

@@ -3,7 +3,9 @@
 //! (checked every second, as ldirectord's autoreload polls; an editor's atomic rename
 //! is seen too). A reload applies only the difference (`plan`), all of it or none: an
 //! invalid file, or a change the table refuses, is reported and the running table stays
-//! exactly as it was. Run by `uvs run -c FILE`.
+//! exactly as it was. The health checks the file asks for run from here too, and a
+//! server going up or down is applied the same way (`health::effective`). Run by
+//! `uvs run -c FILE`.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -19,6 +21,7 @@ use super::plan::{Owned, plan, rehearse};
 use super::{Config, Global, LoadError, load};
 use crate::control::protocol::ConfigStatus;
 use crate::director::Director;
+use crate::health::{self, Book, checker::Checker};
 use crate::table::{HostInterfaces, TableError};
 
 fn unix_now() -> u64 {
@@ -44,10 +47,15 @@ pub struct Applied {
     pub commands: usize,
 }
 
-/// The configuration file behind a running daemon.
+/// The configuration file behind a running daemon, and the health checks it asks for.
 pub struct Reloader {
     path: PathBuf,
-    owned: Mutex<Owned>,
+    /// What the last applied file named, and that file; one lock for both, held while a
+    /// change is planned and applied.
+    applied: Mutex<(Owned, Option<Config>)>,
+    checker: Checker,
+    /// Rung by the checks when a server goes up or down.
+    health_changed: Arc<Notify>,
     /// The settings read at start: changes to them wait for a restart.
     started_with: Global,
     autoreload: AtomicBool,
@@ -65,10 +73,13 @@ fn fingerprint(path: &Path) -> Option<u64> {
 impl Reloader {
     /// A reloader for `path`, whose contents `config` were read at start (nothing applied
     /// yet).
-    pub fn new(path: &Path, config: &Config) -> Reloader {
+    pub fn new(path: &Path, config: &Config, health: Arc<Book>) -> Reloader {
+        let health_changed = Arc::new(Notify::new());
         Reloader {
             path: path.to_path_buf(),
-            owned: Mutex::new(Owned::default()),
+            applied: Mutex::new((Owned::default(), None)),
+            checker: Checker::new(health, Arc::clone(&health_changed)),
+            health_changed,
             started_with: config.global.clone(),
             autoreload: AtomicBool::new(config.global.autoreload),
             loaded: Mutex::new(fingerprint(path)),
@@ -79,21 +90,15 @@ impl Reloader {
         &self.path
     }
 
-    /// Makes the table say what `config` says.
+    /// Makes the table say what `config` says, given the servers' health, and checks
+    /// the servers it asks to be checked. Must be called inside a Tokio runtime.
     pub fn apply(&self, director: &Director, config: &Config) -> Result<Applied, ReloadError> {
-        let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
-        let snapshot = director.table.snapshot();
-        let commands = plan(config, &snapshot, &owned);
-        let refused = |(i, error): (usize, TableError)| ReloadError::Refused {
-            command: commands[i].to_string(),
-            error,
-        };
-        rehearse(&snapshot, &commands, &HostInterfaces).map_err(refused)?;
-        director.table.apply_all(&commands).map_err(refused)?;
-        for command in &commands {
-            tracing::info!(file = %self.path.display(), "table changed: {command}");
-        }
-        *owned = Owned::of(config);
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        let commands = self.make_table(director, config, &applied.0, "file")?;
+        applied.0 = Owned::of(config);
+        applied.1 = Some(config.clone());
+        drop(applied);
+        self.checker.follow(config);
         self.record(director, |c| {
             c.applied_at = unix_now();
             c.last_error = None;
@@ -102,9 +107,42 @@ impl Reloader {
             director.templates.set_expire_quiescent(on);
         }
         self.autoreload.store(config.global.autoreload, Relaxed);
-        Ok(Applied {
-            commands: commands.len(),
-        })
+        Ok(Applied { commands })
+    }
+
+    /// Plans and applies, all or nothing, the table `config` asks for given the
+    /// servers' health; returns how many commands it took.
+    fn make_table(
+        &self,
+        director: &Director,
+        config: &Config,
+        owned: &Owned,
+        why: &str,
+    ) -> Result<usize, ReloadError> {
+        let snapshot = director.table.snapshot();
+        let wanted = health::effective(config, &director.health);
+        let commands = plan(&wanted, &snapshot, owned);
+        let refused = |(i, error): (usize, TableError)| ReloadError::Refused {
+            command: commands[i].to_string(),
+            error,
+        };
+        rehearse(&snapshot, &commands, &HostInterfaces).map_err(refused)?;
+        director.table.apply_all(&commands).map_err(refused)?;
+        for command in &commands {
+            tracing::info!(file = %self.path.display(), by = why, "table changed: {command}");
+        }
+        Ok(commands.len())
+    }
+
+    /// A server went up or down: the table follows the configuration as it now stands.
+    fn follow_health(&self, director: &Director) {
+        let applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        let (owned, Some(config)) = (&applied.0, &applied.1) else {
+            return;
+        };
+        if let Err(e) = self.make_table(director, config, owned, "health check") {
+            tracing::error!(file = %self.path.display(), "a health change could not be applied: {e}");
+        }
     }
 
     /// Reads the file again and applies it.
@@ -184,6 +222,7 @@ impl Reloader {
         loop {
             tokio::select! {
                 () = hangup.notified() => self.reload_and_log(&director, "SIGHUP"),
+                () = self.health_changed.notified() => self.follow_health(&director),
                 _ = tick.tick() => {
                     if !self.autoreload.load(Relaxed) {
                         continue;

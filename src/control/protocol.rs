@@ -46,6 +46,23 @@ pub struct Status {
     /// The configuration file, when the daemon runs with one.
     #[serde(default)]
     pub config: Option<ConfigStatus>,
+    /// The health of every checked real server.
+    #[serde(default)]
+    pub health: Vec<HealthStatus>,
+}
+
+/// What the checks know of one real server of one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthStatus {
+    pub service: crate::table::ServiceKey,
+    pub server: crate::table::ServerKey,
+    pub up: bool,
+    /// Failed checks in a row.
+    pub failures: u32,
+    /// When the last check ended (seconds since the epoch).
+    pub last_check: Option<u64>,
+    pub last_duration_ms: u64,
+    pub last_error: Option<String>,
 }
 
 /// What became of the configuration file.

@@ -1,0 +1,203 @@
+//! The check tasks: one per checked real server, each on its own schedule (the check's
+//! interval, with a little random jitter so that the checks of many servers do not fire
+//! together), each bounded by its timeout, so a hanging server delays nothing but its
+//! own next check. A task counts failures and successes and flips the server down
+//! after `failures` failed checks in a row and up again after `rise` good ones, logs
+//! each transition once with its reason, and rings the reloader, which applies the
+//! table that follows (`effective`). The reloader tells the checker which servers to
+//! watch whenever it applies a configuration.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use super::probe::{Failure, Plan, probe};
+use super::{Book, DEFAULT_INTERVAL, Target, merged_check, watched};
+use crate::config::{CheckKind, Config};
+use crate::table::{Protocol, ServiceKey};
+
+/// The plans for every server the configuration has checked.
+pub fn plans(config: &Config) -> HashMap<Target, Plan> {
+    let mut plans = HashMap::new();
+    for spec in &config.services {
+        if !watched(&config.global, spec) {
+            continue;
+        }
+        let mut check = merged_check(&config.global, spec);
+        check.kind = check.kind.or(Some(CheckKind::On));
+        let (protocol, vip, vport) = match spec.service.key {
+            ServiceKey::Inet {
+                protocol,
+                addr,
+                port,
+            } => (protocol, addr.to_string(), port),
+            ServiceKey::Fwmark { mark, .. } => (Protocol::Tcp, mark.to_string(), 0),
+        };
+        for server in &spec.servers {
+            let port = check
+                .port
+                .or((server.port != 0).then_some(server.port))
+                .unwrap_or(vport);
+            let target = Target {
+                service: spec.service.key,
+                server: server.key(),
+            };
+            plans.insert(
+                target,
+                Plan {
+                    target,
+                    protocol,
+                    vip: vip.clone(),
+                    vport,
+                    dest: SocketAddr::new(server.addr, port),
+                    check: check.clone(),
+                    maintenance_dir: config.global.maintenance_dir.clone(),
+                },
+            );
+        }
+    }
+    plans
+}
+
+/// Runs the check tasks.
+pub struct Checker {
+    book: Arc<Book>,
+    changed: Arc<Notify>,
+    tasks: Mutex<HashMap<Target, (Plan, AbortHandle)>>,
+}
+
+impl Checker {
+    /// `changed` is notified whenever a server goes up or down (or its weight changes).
+    pub fn new(book: Arc<Book>, changed: Arc<Notify>) -> Checker {
+        Checker {
+            book,
+            changed,
+            tasks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Checks exactly the servers `config` has checks for: new ones start, changed ones
+    /// restart (keeping what is known of them), dropped ones stop and are forgotten.
+    /// Must be called inside a Tokio runtime.
+    pub fn follow(&self, config: &Config) {
+        let plans = plans(config);
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|target, (plan, task)| {
+            let keep = plans.get(target) == Some(plan);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (target, plan) in &plans {
+            if tasks.contains_key(target) {
+                continue;
+            }
+            let task = tokio::spawn(run(
+                plan.clone(),
+                Arc::clone(&self.book),
+                Arc::clone(&self.changed),
+            ))
+            .abort_handle();
+            tasks.insert(*target, (plan.clone(), task));
+        }
+        self.book.retain(&plans.keys().copied().collect());
+    }
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        let tasks = self.tasks.get_mut().unwrap_or_else(|e| e.into_inner());
+        for (_, (_, task)) in tasks.drain() {
+            task.abort();
+        }
+    }
+}
+
+/// A random fraction (0..1) that differs between servers and between rounds.
+fn jitter_fraction(target: &Target, round: u64) -> f64 {
+    let hash = std::collections::hash_map::RandomState::new().hash_one((target, round));
+    (hash >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One server's checks, until the task is aborted.
+async fn run(plan: Plan, book: Arc<Book>, changed: Arc<Notify>) {
+    let interval = plan.check.interval.unwrap_or(DEFAULT_INTERVAL);
+    let failures_needed = plan.check.failures.unwrap_or(1).max(1);
+    let rise = plan.check.rise.unwrap_or(1).max(1);
+    let target = plan.target;
+    // The first check soon, spread over up to a tenth of the interval; the next ones
+    // an interval apart, give or take 5%.
+    let mut wait = interval.mul_f64(jitter_fraction(&target, 0) / 10.0);
+    for round in 1u64.. {
+        tokio::time::sleep(wait).await;
+        let started = Instant::now();
+        let result = probe(&plan).await;
+        let took = started.elapsed();
+        let now = unix_now();
+        let transition = book.update(target, |h| {
+            h.last_check = Some(now);
+            h.last_duration = took;
+            match &result {
+                Ok(weight) => {
+                    h.successes = h.successes.saturating_add(1);
+                    h.failures = 0;
+                    h.last_error = None;
+                    let weight_changed = h.weight != *weight;
+                    h.weight = *weight;
+                    if !h.up && h.successes >= rise {
+                        h.up = true;
+                        Some(format!("is up after {} good checks", h.successes))
+                    } else if h.up && weight_changed {
+                        Some(format!("has weight {} from its check", weight.unwrap_or(0)))
+                    } else {
+                        None
+                    }
+                }
+                Err(failure) => {
+                    h.failures = h.failures.saturating_add(1);
+                    h.successes = 0;
+                    h.last_error = Some(failure.to_string());
+                    let now_down =
+                        matches!(failure, Failure::Maintenance(_)) || h.failures >= failures_needed;
+                    if h.up && now_down {
+                        h.up = false;
+                        Some(format!(
+                            "is down: {failure} ({} failed check{})",
+                            h.failures,
+                            if h.failures == 1 { "" } else { "s" }
+                        ))
+                    } else {
+                        None
+                    }
+                }
+            }
+        });
+        if let Some(what) = transition {
+            tracing::warn!(
+                service = %target.service,
+                server = %target.server,
+                "real server {what}"
+            );
+            changed.notify_one();
+        }
+        let spread = 0.95 + jitter_fraction(&target, round) / 10.0;
+        wait = interval
+            .mul_f64(spread)
+            .saturating_sub(took.min(interval / 2));
+        if wait < Duration::from_millis(10) {
+            wait = Duration::from_millis(10);
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Health checks, as ldirectord runs them: every real server of a service that has a
+//! check is probed (`probe`) on its own schedule by its own task (`checker`); what the
+//! probes learn is kept in the [`Book`], and the table the configuration asks for is
+//! adjusted by it ([`effective`]): a server that is down gets weight 0 (quiescent) or
+//! leaves the service, and the fallback server stands in while none is up. The
+//! reloader applies that table through the same plan as a file change, so health and
+//! configuration never fight over a server, and `uvsadm -L -n` shows what ldirectord
+//! would have made ipvsadm show.
+
+pub mod checker;
+pub mod probe;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::config::{Check, CheckKind, Config, Global, ServiceSpec};
+use crate::control::protocol::HealthStatus;
+use crate::table::{ServerKey, ServiceKey};
+
+/// ldirectord's defaults: checkinterval 10 s, checktimeout 5 s, failurecount 1.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One checked real server of one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub service: ServiceKey,
+    pub server: ServerKey,
+}
+
+/// What the checks know of one server.
+#[derive(Debug, Clone)]
+pub struct ServerHealth {
+    pub up: bool,
+    pub failures: u32,
+    pub successes: u32,
+    /// When the last check ended (seconds since the epoch), and how long it took.
+    pub last_check: Option<u64>,
+    pub last_duration: Duration,
+    pub last_error: Option<String>,
+    /// The weight an external check with `dynamic_weight` asked for.
+    pub weight: Option<u32>,
+}
+
+impl Default for ServerHealth {
+    /// A server starts up, as keepalived's do: a check has to fail before it goes.
+    fn default() -> ServerHealth {
+        ServerHealth {
+            up: true,
+            failures: 0,
+            successes: 0,
+            last_check: None,
+            last_duration: Duration::ZERO,
+            last_error: None,
+            weight: None,
+        }
+    }
+}
+
+/// The health of every checked server.
+#[derive(Debug, Default)]
+pub struct Book {
+    map: Mutex<HashMap<Target, ServerHealth>>,
+}
+
+impl Book {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Target, ServerHealth>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, target: &Target) -> Option<ServerHealth> {
+        self.map().get(target).cloned()
+    }
+
+    /// Changes one server's record; returns what `change` returns.
+    pub fn update<T>(&self, target: Target, change: impl FnOnce(&mut ServerHealth) -> T) -> T {
+        change(self.map().entry(target).or_default())
+    }
+
+    /// Forgets servers no longer checked.
+    pub fn retain(&self, targets: &HashSet<Target>) {
+        self.map().retain(|t, _| targets.contains(t));
+    }
+
+    /// For `uvs status`.
+    pub fn statuses(&self) -> Vec<HealthStatus> {
+        self.map()
+            .iter()
+            .map(|(t, h)| HealthStatus {
+                service: t.service,
+                server: t.server,
+                up: h.up,
+                failures: h.failures,
+                last_check: h.last_check,
+                last_duration_ms: h.last_duration.as_millis() as u64,
+                last_error: h.last_error.clone(),
+            })
+            .collect()
+    }
+}
+
+/// A service's check with the global defaults filled in.
+pub fn merged_check(global: &Global, spec: &ServiceSpec) -> Check {
+    let (g, s) = (&global.health.check, &spec.health.check);
+    Check {
+        kind: s.kind.or(g.kind),
+        service: s.service.or(g.service),
+        port: s.port.or(g.port),
+        interval: s.interval.or(g.interval),
+        timeout: s.timeout.or(g.timeout),
+        failures: s.failures.or(g.failures),
+        rise: s.rise.or(g.rise),
+        request: s.request.clone().or_else(|| g.request.clone()),
+        receive: s.receive.clone().or_else(|| g.receive.clone()),
+        virtualhost: s.virtualhost.clone().or_else(|| g.virtualhost.clone()),
+        method: s.method.clone().or_else(|| g.method.clone()),
+        status: s.status.or(g.status),
+        command: s.command.clone().or_else(|| g.command.clone()),
+        dynamic_weight: s.dynamic_weight.or(g.dynamic_weight),
+        verify_certificate: s.verify_certificate.or(g.verify_certificate),
+    }
+}
+
+/// Whether the servers of `spec` are watched: they have a check, or a maintenance
+/// directory can take them down.
+pub fn watched(global: &Global, spec: &ServiceSpec) -> bool {
+    merged_check(global, spec).kind.is_some() || global.maintenance_dir.is_some()
+}
+
+/// The configuration as the table should be given the servers' health: down servers
+/// at weight 0 (quiescent, ldirectord's default) or left out, and the fallback server
+/// added while no real server of its service is up.
+pub fn effective(config: &Config, book: &Book) -> Config {
+    let mut out = config.clone();
+    for spec in &mut out.services {
+        if !watched(&config.global, spec) {
+            continue;
+        }
+        let quiescent = spec
+            .health
+            .quiescent
+            .or(config.global.health.quiescent)
+            .unwrap_or(true);
+        let key = spec.service.key;
+        let mut any_up = false;
+        spec.servers.retain_mut(|server| {
+            let health = book
+                .get(&Target {
+                    service: key,
+                    server: server.key(),
+                })
+                .unwrap_or_default();
+            if health.up {
+                if let Some(w) = health.weight {
+                    server.weight = i32::try_from(w).unwrap_or(i32::MAX);
+                }
+                any_up = true;
+                return true;
+            }
+            server.weight = 0;
+            quiescent
+        });
+        let fallback = spec
+            .health
+            .fallback
+            .clone()
+            .or_else(|| config.global.health.fallback.clone());
+        if !any_up
+            && let Some(fallback) = fallback
+            && !spec.servers.iter().any(|s| s.key() == fallback.key())
+        {
+            spec.servers.push(fallback);
+        }
+    }
+    out
+}
+
+/// ldirectord's maintenance files for a server: `ip:port`, then `ip`.
+pub fn maintenance_files(dir: &std::path::Path, server: &ServerKey) -> [PathBuf; 2] {
+    [
+        dir.join(server.to_string()),
+        dir.join(server.addr.to_string()),
+    ]
+}
+
+/// The check kind a service's servers get, if any.
+pub fn kind_of(global: &Global, spec: &ServiceSpec) -> Option<CheckKind> {
+    merged_check(global, spec).kind
+}

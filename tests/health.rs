@@ -1,0 +1,467 @@
+//! Health checks over real processes and sockets: a backend whose listener stops is
+//! quiesced or removed (both modes) under load and `uvsadm -L -n` shows what ipvsadm
+//! would under ldirectord; an HTTP backend answering 500 or the wrong body is taken out
+//! and comes back after `rise` good checks with its weight; the fallback stands in while
+//! every server is down (maintenance files) and leaves when one returns; a hanging
+//! server blocks neither the other checks nor the traffic; external checks set weights.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::Duration;
+
+use common::{Backend, Behaviour, Daemon, ask, eventually, free_port};
+
+fn write(path: &Path, contents: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// How a test HTTP server answers.
+const HEALTHY: u8 = 0;
+const ERROR_500: u8 = 1;
+const WRONG_BODY: u8 = 2;
+/// Reads the request and never answers.
+const HANG: u8 = 3;
+
+/// An HTTP server whose answer the test switches; stops when dropped.
+struct HttpServer {
+    addr: SocketAddr,
+    mode: Arc<AtomicU8>,
+    stop: Arc<AtomicBool>,
+}
+
+impl HttpServer {
+    fn start(name: &'static str, mode: u8) -> HttpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mode = Arc::new(AtomicU8::new(mode));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (mode2, stop2) = (Arc::clone(&mode), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                let mode = mode2.load(Ordering::Relaxed);
+                let stop = Arc::clone(&stop2);
+                std::thread::spawn(move || {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let mut buf = [0u8; 2048];
+                    let mut got = Vec::new();
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let (status, body) = match mode {
+                        HEALTHY => ("200 OK", format!("OK from {name}")),
+                        ERROR_500 => ("500 Internal Server Error", "broken".to_string()),
+                        WRONG_BODY => ("200 OK", "something else".to_string()),
+                        _ => {
+                            // Hold the connection, bounded, without a word.
+                            for _ in 0..100 {
+                                if stop.load(Ordering::Relaxed) {
+                                    break;
+                                }
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                            return;
+                        }
+                    };
+                    let _ = write!(
+                        s,
+                        "HTTP/1.0 {status}\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        HttpServer { addr, mode, stop }
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::Relaxed);
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn vip() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// The `->` lines of `-L -n` for service `vip`: (address, weight).
+fn servers_of(d: &Daemon, vip: SocketAddr) -> Vec<(String, u32)> {
+    let listing = d.list(&["-L", "-n", "-t", &vip.to_string()]);
+    listing
+        .lines()
+        .filter(|l| l.starts_with("  -> 127."))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[1].to_string(), f[3].parse().unwrap())
+        })
+        .collect()
+}
+
+/// Whether the daemon logged `what` about real server `server`.
+fn logged(d: &Daemon, server: SocketAddr, what: &str) -> bool {
+    d.log()
+        .lines()
+        .any(|l| l.contains(what) && l.contains(&format!("server={server}")))
+}
+
+fn start(dir: &Path, config: &str) -> Daemon {
+    let path = dir.join("uvs.toml");
+    write(&path, config);
+    Daemon::start_logged(&["-c", path.to_str().unwrap()])
+}
+
+#[test]
+fn a_backend_that_stops_listening_is_quiesced_or_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (qa, qb) = (
+        Backend::start("QA", Behaviour::Name),
+        Backend::start("QB", Behaviour::Name),
+    );
+    let (ra, rb) = (
+        Backend::start("RA", Behaviour::Name),
+        Backend::start("RB", Behaviour::Name),
+    );
+    let (quiet, removing) = (vip(), vip());
+    let d = start(
+        dir.path(),
+        &format!(
+            r#"
+[global.check]
+type = "connect"
+interval = "1s"
+timeout = "1s"
+failures = 2
+
+[[service]]
+tcp = "{quiet}"
+scheduler = "rr"
+quiescent = true
+[[service.server]]
+address = "{qa}"
+[[service.server]]
+address = "{qb}"
+
+[[service]]
+tcp = "{removing}"
+scheduler = "rr"
+quiescent = false
+[[service.server]]
+address = "{ra}"
+[[service.server]]
+address = "{rb}"
+"#,
+            qa = qa.addr,
+            qb = qb.addr,
+            ra = ra.addr,
+            rb = rb.addr
+        ),
+    );
+    d.wait_listening(quiet);
+    d.wait_listening(removing);
+    let (qb_addr, rb_addr) = (qb.addr, rb.addr);
+    drop(qb);
+    drop(rb);
+    eventually("QB quiesced: weight 0, still listed", || {
+        servers_of(&d, quiet) == [(qa.addr.to_string(), 1), (qb_addr.to_string(), 0)]
+            || servers_of(&d, quiet) == [(qb_addr.to_string(), 0), (qa.addr.to_string(), 1)]
+    });
+    eventually("RB removed: no line", || {
+        servers_of(&d, removing) == [(ra.addr.to_string(), 1)]
+    });
+    // Both transitions came after two failed checks, and say why.
+    for server in [qb_addr, rb_addr] {
+        assert!(
+            logged(
+                &d,
+                server,
+                "real server is down: connection refused (2 failed checks)"
+            ),
+            "{}",
+            d.log()
+        );
+    }
+    // Clients see no errors: every connection reaches a live server at the first try.
+    for _ in 0..20 {
+        assert_eq!(ask(quiet, None), "QA");
+        assert_eq!(ask(removing, None), "RA");
+    }
+    let status = d.status();
+    assert!(
+        status.contains("connections retried elsewhere 0"),
+        "{status}"
+    );
+    assert!(
+        status.contains("health down, failed checks in a row ")
+            && status.contains("last error: connection refused"),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_wrong_http_answer_takes_a_server_out_until_it_rises_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, flaky) = (
+        HttpServer::start("good", HEALTHY),
+        HttpServer::start("flaky", HEALTHY),
+    );
+    let v = vip();
+    let d = start(
+        dir.path(),
+        &format!(
+            r#"
+[[service]]
+tcp = "{v}"
+scheduler = "wrr"
+quiescent = false
+
+[service.check]
+type = "negotiate"
+service = "http"
+request = "/health"
+receive = "^OK"
+interval = "1s"
+timeout = "1s"
+rise = 2
+
+[[service.server]]
+address = "{g}"
+[[service.server]]
+address = "{f}"
+weight = 3
+"#,
+            g = good.addr,
+            f = flaky.addr
+        ),
+    );
+    d.wait_listening(v);
+    let both = || {
+        let mut s = servers_of(&d, v);
+        s.sort();
+        let mut want = vec![(good.addr.to_string(), 1), (flaky.addr.to_string(), 3)];
+        want.sort();
+        s == want
+    };
+    let only_good = || servers_of(&d, v) == [(good.addr.to_string(), 1)];
+    assert!(both());
+    for (mode, reason) in [
+        (ERROR_500, "wrong status 500"),
+        (WRONG_BODY, "answer did not match receive"),
+    ] {
+        flaky.set(mode);
+        eventually(reason, only_good);
+        assert!(
+            logged(&d, flaky.addr, &format!("real server is down: {reason}")),
+            "{}",
+            d.log()
+        );
+        flaky.set(HEALTHY);
+        eventually("back with its configured weight", both);
+    }
+    let ups = d
+        .log()
+        .lines()
+        .filter(|l| {
+            l.contains("real server is up after 2 good checks")
+                && l.contains(&format!("server={}", flaky.addr))
+        })
+        .count();
+    assert_eq!(ups, 2, "each return took two good checks");
+}
+
+#[test]
+fn the_fallback_stands_in_while_every_server_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let maintenance = dir.path().join("maintenance");
+    std::fs::create_dir(&maintenance).unwrap();
+    // Three addresses, as a maintenance file named by address alone covers every port.
+    let (a, b, sorry) = (
+        Backend::start("A", Behaviour::Name),
+        Backend::start_on("127.0.0.2:0", "B", Behaviour::Name),
+        Backend::start_on("127.0.0.3:0", "SORRY", Behaviour::Name),
+    );
+    let v = vip();
+    let d = start(
+        dir.path(),
+        &format!(
+            r#"
+[global]
+maintenance_dir = "{m}"
+
+[global.check]
+type = "on"
+interval = "1s"
+
+[[service]]
+tcp = "{v}"
+scheduler = "rr"
+quiescent = false
+fallback = {{ address = "{s}" }}
+[[service.server]]
+address = "{a}"
+[[service.server]]
+address = "{b}"
+"#,
+            m = maintenance.display(),
+            s = sorry.addr,
+            a = a.addr,
+            b = b.addr
+        ),
+    );
+    d.wait_listening(v);
+    // ldirectord's maintenance files: `ip:port`, or the address alone.
+    std::fs::write(maintenance.join(a.addr.to_string()), "").unwrap();
+    std::fs::write(maintenance.join(b.addr.ip().to_string()), "").unwrap();
+    eventually("only the fallback is left", || {
+        servers_of(&d, v) == [(sorry.addr.to_string(), 1)]
+    });
+    assert_eq!(ask(v, None), "SORRY");
+    std::fs::remove_file(maintenance.join(a.addr.to_string())).unwrap();
+    eventually("A is back and the fallback gone", || {
+        servers_of(&d, v) == [(a.addr.to_string(), 1)]
+    });
+    for _ in 0..5 {
+        assert_eq!(ask(v, None), "A");
+    }
+    assert!(d.log().contains("real server is down: maintenance file"));
+}
+
+#[test]
+fn a_hanging_server_blocks_neither_other_checks_nor_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, hung) = (
+        HttpServer::start("good", HEALTHY),
+        HttpServer::start("hung", HANG),
+    );
+    let v = vip();
+    let d = start(
+        dir.path(),
+        &format!(
+            r#"
+[[service]]
+tcp = "{v}"
+scheduler = "rr"
+
+[service.check]
+type = "negotiate"
+service = "http"
+interval = "1s"
+timeout = "2s"
+
+[[service.server]]
+address = "{g}"
+[[service.server]]
+address = "{h}"
+"#,
+            g = good.addr,
+            h = hung.addr
+        ),
+    );
+    d.wait_listening(v);
+    eventually("the hanging server is quiesced", || {
+        servers_of(&d, v).contains(&(hung.addr.to_string(), 0))
+    });
+    assert!(
+        logged(&d, hung.addr, "real server is down: timed out"),
+        "{}",
+        d.log()
+    );
+    // Meanwhile the good server was checked every second and traffic flowed.
+    let checks_of_good = || {
+        let status = d.status();
+        let at = status.find(&format!("-> {}", good.addr)).unwrap();
+        status[at..]
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split("last check ")
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    let before = checks_of_good();
+    let mut answers = 0;
+    eventually(
+        "the good server is checked again while the other hangs",
+        || {
+            let mut s = common::connect(v, None).unwrap();
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            let mut body = String::new();
+            s.read_to_string(&mut body).unwrap();
+            assert!(body.contains("OK from good"), "{body}");
+            answers += 1;
+            checks_of_good() != before
+        },
+    );
+    assert!(answers > 0);
+}
+
+#[test]
+fn an_external_check_can_set_the_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Backend::start("A", Behaviour::Name);
+    let script = dir.path().join("check.sh");
+    let verdict = dir.path().join("verdict");
+    // ldirectord's arguments: vip vport rip rport; the exit code is the verdict.
+    write(
+        &script,
+        &format!("#!/bin/sh\nexit $(cat {})\n", verdict.display()),
+    );
+    std::process::Command::new("chmod")
+        .args(["+x", script.to_str().unwrap()])
+        .status()
+        .unwrap();
+    write(&verdict, "7");
+    let v = vip();
+    let d = start(
+        dir.path(),
+        &format!(
+            r#"
+[[service]]
+tcp = "{v}"
+quiescent = false
+
+[service.check]
+type = "external"
+command = "{s}"
+dynamic_weight = true
+interval = "1s"
+
+[[service.server]]
+address = "{a}"
+"#,
+            s = script.display(),
+            a = a.addr
+        ),
+    );
+    d.wait_listening(v);
+    eventually("exit code 7 gives weight 5", || {
+        servers_of(&d, v) == [(a.addr.to_string(), 5)]
+    });
+    write(&verdict, "1");
+    eventually("exit code 1 takes it out", || servers_of(&d, v).is_empty());
+    assert!(d.log().contains("real server is down: exit code 1"));
+    write(&verdict, "0");
+    eventually("exit code 0 brings it back with its own weight", || {
+        servers_of(&d, v) == [(a.addr.to_string(), 1)]
+    });
+}
