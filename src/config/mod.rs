@@ -51,6 +51,32 @@ pub struct Check {
     pub verify_certificate: Option<bool>,
 }
 
+impl Check {
+    /// This check, with what it leaves unset taken from `base`.
+    pub fn or(&self, base: &Check) -> Check {
+        Check {
+            kind: self.kind.or(base.kind),
+            service: self.service.or(base.service),
+            port: self.port.or(base.port),
+            interval: self.interval.or(base.interval),
+            timeout: self.timeout.or(base.timeout),
+            failures: self.failures.or(base.failures),
+            rise: self.rise.or(base.rise),
+            request: self.request.clone().or_else(|| base.request.clone()),
+            receive: self.receive.clone().or_else(|| base.receive.clone()),
+            virtualhost: self
+                .virtualhost
+                .clone()
+                .or_else(|| base.virtualhost.clone()),
+            method: self.method.clone().or_else(|| base.method.clone()),
+            status: self.status.or(base.status),
+            command: self.command.clone().or_else(|| base.command.clone()),
+            dynamic_weight: self.dynamic_weight.or(base.dynamic_weight),
+            verify_certificate: self.verify_certificate.or(base.verify_certificate),
+        }
+    }
+}
+
 /// ldirectord's checktype.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckKind {
@@ -196,6 +222,8 @@ pub struct ServiceSpec {
     pub name: Option<String>,
     pub comment: Option<String>,
     pub health: Health,
+    /// Checks of single servers (`[service.server.check]`), over the service's.
+    pub server_checks: std::collections::HashMap<crate::table::ServerKey, Check>,
 }
 
 /// A whole, valid configuration.

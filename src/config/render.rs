@@ -242,6 +242,14 @@ fn service(out: &mut String, spec: &ServiceSpec) {
                 let _ = writeln!(out, "tunnel_checksum = {}", quoted(name));
             }
         }
+        // Last: the keys after a table header belong to that table.
+        if let Some(check) = spec.server_checks.get(&server.key()) {
+            let lines = check_lines(check);
+            if !lines.is_empty() {
+                out.push_str("\n[service.server.check]\n");
+                out.push_str(&lines);
+            }
+        }
     }
 }
 
@@ -365,9 +373,15 @@ status = "200-399"
 [[service.server]]
 address = "127.0.0.1:8080"
 weight = 3
-forward = "gate"
+forward = "ipip"
 upper_threshold = 10
 lower_threshold = 5
+tunnel = "gue"
+tunnel_port = 6080
+
+[service.server.check]
+port = 9000
+request = "/other"
 
 [[service]]
 fwmark = 7

@@ -577,12 +577,20 @@ fn read_service(
     };
     let mut servers = Vec::new();
     let mut server_spans = Vec::new();
+    let mut server_checks = std::collections::HashMap::new();
     if let Some(list) = t.get("server") {
         let mut seen = HashSet::new();
         for (server, server_span) in list.tables() {
+            let check = server
+                .get("check")
+                .and_then(|item| item.table())
+                .map(|table| read_check(&table));
             let Some(config) = read_server(&server, &server_span) else {
                 continue;
             };
+            if let Some(check) = check {
+                server_checks.insert(config.key(), check);
+            }
             if !seen.insert(config.key()) {
                 t.report().at(
                     &server_span,
@@ -615,6 +623,7 @@ fn read_service(
             name,
             comment,
             health,
+            server_checks,
         },
         server_spans,
     ))

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::probe::{Failure, Plan, probe};
-use super::{Book, DEFAULT_INTERVAL, Target, merged_check, watched};
+use super::{Book, DEFAULT_INTERVAL, Target, server_check, watched};
 use crate::config::{CheckKind, Config};
 use crate::table::{Protocol, ServiceKey};
 
@@ -28,8 +28,6 @@ pub fn plans(config: &Config) -> HashMap<Target, Plan> {
         if !watched(&config.global, spec) {
             continue;
         }
-        let mut check = merged_check(&config.global, spec);
-        check.kind = check.kind.or(Some(CheckKind::On));
         let (protocol, vip, vport) = match spec.service.key {
             ServiceKey::Inet {
                 protocol,
@@ -39,6 +37,9 @@ pub fn plans(config: &Config) -> HashMap<Target, Plan> {
             ServiceKey::Fwmark { mark, .. } => (Protocol::Tcp, mark.to_string(), 0),
         };
         for server in &spec.servers {
+            let mut check = server_check(&config.global, spec, &server.key());
+            // Watched without a check (a maintenance directory): always up but for it.
+            check.kind = check.kind.or(Some(CheckKind::On));
             let port = check
                 .port
                 .or((server.port != 0).then_some(server.port))
@@ -55,7 +56,7 @@ pub fn plans(config: &Config) -> HashMap<Target, Plan> {
                     vip: vip.clone(),
                     vport,
                     dest: SocketAddr::new(server.addr, port),
-                    check: check.clone(),
+                    check,
                     maintenance_dir: config.global.maintenance_dir.clone(),
                 },
             );
@@ -199,5 +200,70 @@ async fn run(plan: Plan, book: Arc<Book>, changed: Arc<Notify>) {
         if wait < Duration::from_millis(10) {
             wait = Duration::from_millis(10);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::schema::parse;
+
+    #[test]
+    fn a_server_check_overrides_its_services_and_the_global_one() {
+        let config = parse(
+            r#"
+[global.check]
+type = "connect"
+interval = "3s"
+
+[[service]]
+tcp = "127.0.0.1:80"
+[service.check]
+port = 8080
+[[service.server]]
+address = "127.0.0.2:80"
+[[service.server]]
+address = "127.0.0.3:80"
+[service.server.check]
+type = "negotiate"
+service = "http"
+port = 9090
+
+[[service]]
+tcp = "127.0.0.1:81"
+[[service.server]]
+address = "127.0.0.4"
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let plans = plans(&config);
+        let plan = |server: &str| {
+            plans
+                .values()
+                .find(|p| p.target.server.addr.to_string() == server)
+                .unwrap()
+        };
+        let (a, b, c) = (plan("127.0.0.2"), plan("127.0.0.3"), plan("127.0.0.4"));
+        assert_eq!(
+            (a.check.kind, a.dest.port()),
+            (Some(CheckKind::Connect), 8080)
+        );
+        assert_eq!(
+            (b.check.kind, b.dest.port()),
+            (Some(CheckKind::Negotiate), 9090)
+        );
+        assert_eq!(
+            b.check.interval,
+            Some(Duration::from_secs(3)),
+            "from [global.check]"
+        );
+        // No port of its own: the port the service listens on.
+        assert_eq!(
+            (c.check.kind, c.dest.port()),
+            (Some(CheckKind::Connect), 81)
+        );
     }
 }

@@ -103,30 +103,24 @@ impl Book {
 
 /// A service's check with the global defaults filled in.
 pub fn merged_check(global: &Global, spec: &ServiceSpec) -> Check {
-    let (g, s) = (&global.health.check, &spec.health.check);
-    Check {
-        kind: s.kind.or(g.kind),
-        service: s.service.or(g.service),
-        port: s.port.or(g.port),
-        interval: s.interval.or(g.interval),
-        timeout: s.timeout.or(g.timeout),
-        failures: s.failures.or(g.failures),
-        rise: s.rise.or(g.rise),
-        request: s.request.clone().or_else(|| g.request.clone()),
-        receive: s.receive.clone().or_else(|| g.receive.clone()),
-        virtualhost: s.virtualhost.clone().or_else(|| g.virtualhost.clone()),
-        method: s.method.clone().or_else(|| g.method.clone()),
-        status: s.status.or(g.status),
-        command: s.command.clone().or_else(|| g.command.clone()),
-        dynamic_weight: s.dynamic_weight.or(g.dynamic_weight),
-        verify_certificate: s.verify_certificate.or(g.verify_certificate),
+    spec.health.check.or(&global.health.check)
+}
+
+/// The check of one server: its own settings, then its service's, then the global ones.
+pub fn server_check(global: &Global, spec: &ServiceSpec, server: &ServerKey) -> Check {
+    let service = merged_check(global, spec);
+    match spec.server_checks.get(server) {
+        Some(own) => own.or(&service),
+        None => service,
     }
 }
 
 /// Whether the servers of `spec` are watched: they have a check, or a maintenance
 /// directory can take them down.
 pub fn watched(global: &Global, spec: &ServiceSpec) -> bool {
-    merged_check(global, spec).kind.is_some() || global.maintenance_dir.is_some()
+    merged_check(global, spec).kind.is_some()
+        || spec.server_checks.values().any(|c| c.kind.is_some())
+        || global.maintenance_dir.is_some()
 }
 
 /// The configuration as the table should be given the servers' health: down servers

@@ -355,3 +355,163 @@ async fn external(plan: &Plan, timeout: Duration) -> Result<Option<u32>, Failure
         None => Err(Failure::Killed),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::table::{ServerKey, ServiceKey};
+
+    fn plan(dest: SocketAddr, protocol: Protocol, check: Check) -> Plan {
+        Plan {
+            target: Target {
+                service: ServiceKey::Inet {
+                    protocol,
+                    addr: Ipv4Addr::LOCALHOST.into(),
+                    port: 1,
+                },
+                server: ServerKey {
+                    addr: dest.ip(),
+                    port: dest.port(),
+                },
+            },
+            protocol,
+            vip: "127.0.0.1".into(),
+            vport: 1,
+            dest,
+            check: Check {
+                timeout: Some(Duration::from_secs(5)),
+                ..check
+            },
+            maintenance_dir: None,
+        }
+    }
+
+    fn negotiate(service: NegotiateService) -> Check {
+        Check {
+            kind: Some(CheckKind::Negotiate),
+            service: Some(service),
+            ..Check::default()
+        }
+    }
+
+    /// A TCP server that writes `answer` to its first client after reading `wait_for`.
+    async fn one_shot(answer: &'static [u8], wait_for: usize) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            if let Ok((mut s, _)) = listener.accept().await {
+                let mut got = vec![0u8; wait_for];
+                let _ = s.read_exact(&mut got).await;
+                let _ = s.write_all(answer).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn smtp_wants_a_220_banner() {
+        let good = one_shot(b"220 mail ESMTP ready\r\n", 0).await;
+        assert_eq!(
+            probe(&plan(
+                good,
+                Protocol::Tcp,
+                negotiate(NegotiateService::Smtp)
+            ))
+            .await,
+            Ok(None)
+        );
+        let busy = one_shot(b"421 too busy\r\n", 0).await;
+        assert_eq!(
+            probe(&plan(
+                busy,
+                Protocol::Tcp,
+                negotiate(NegotiateService::Smtp)
+            ))
+            .await,
+            Err(Failure::Garbled("SMTP banner `421 too busy'".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn simpletcp_sends_the_request_and_matches_the_answer() {
+        let check = Check {
+            request: Some("PING\r\n".into()),
+            receive: Some("^\\+PONG".into()),
+            ..negotiate(NegotiateService::SimpleTcp)
+        };
+        let good = one_shot(b"+PONG\r\n", 6).await;
+        assert_eq!(
+            probe(&plan(good, Protocol::Tcp, check.clone())).await,
+            Ok(None)
+        );
+        let bad = one_shot(b"-ERR\r\n", 6).await;
+        assert_eq!(
+            probe(&plan(bad, Protocol::Tcp, check)).await,
+            Err(Failure::NoMatch)
+        );
+    }
+
+    #[tokio::test]
+    async fn dns_wants_an_answer_over_udp() {
+        use simple_dns::rdata::{A, RData};
+        use simple_dns::{CLASS, Packet, ResourceRecord};
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            for answer_it in [true, false] {
+                let Ok((n, from)) = server.recv_from(&mut buf).await else {
+                    return;
+                };
+                let query = Packet::parse(&buf[..n]).unwrap();
+                let mut reply = query.into_reply();
+                if answer_it {
+                    reply.answers.push(ResourceRecord::new(
+                        reply.questions[0].qname.clone(),
+                        CLASS::IN,
+                        60,
+                        RData::A(A {
+                            address: u32::from(Ipv4Addr::new(192, 0, 2, 7)),
+                        }),
+                    ));
+                }
+                let bytes = reply.build_bytes_vec().unwrap();
+                let _ = server.send_to(&bytes, from).await;
+            }
+        });
+        let check = Check {
+            request: Some("www.example.com".into()),
+            receive: Some("^192\\.0\\.2\\.7$".into()),
+            ..negotiate(NegotiateService::Dns)
+        };
+        assert_eq!(
+            probe(&plan(addr, Protocol::Udp, check.clone())).await,
+            Ok(None)
+        );
+        assert!(
+            matches!(
+                probe(&plan(addr, Protocol::Udp, check)).await,
+                Err(Failure::Garbled(e)) if e.contains("0 answers")
+            ),
+            "no answer is down"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_udp_connect_check_is_refused_by_a_closed_port() {
+        let closed = {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap()
+        };
+        let check = Check {
+            kind: Some(CheckKind::Connect),
+            ..Check::default()
+        };
+        assert_eq!(
+            probe(&plan(closed, Protocol::Udp, check)).await,
+            Err(Failure::Refused)
+        );
+    }
+}

@@ -83,6 +83,7 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
             name: None,
             comment: None,
             health: Default::default(),
+            server_checks: Default::default(),
         });
     }
     imported

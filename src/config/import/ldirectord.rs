@@ -447,6 +447,7 @@ fn service(v: Virtual, imported: &mut Imported) -> Option<ServiceSpec> {
         name: v.name,
         comment: v.comment,
         health,
+        server_checks: Default::default(),
     })
 }
 
