@@ -250,12 +250,8 @@ fn read_check(t: &Table<'_, '_>) -> Check {
         let expected = one_of(NegotiateService::NAMES);
         c.service = item.str(&expected).and_then(|s| {
             let service = NegotiateService::from_name(s);
-            match service {
-                None => item.wrong(&expected),
-                Some(NegotiateService::Https) => item.problem(
-                    "https checks are not supported by this build yet; check the port with type = \"connect\"",
-                ),
-                Some(_) => {}
+            if service.is_none() {
+                item.wrong(&expected);
             }
             service
         });

@@ -9,6 +9,7 @@
 
 pub mod checker;
 pub mod probe;
+pub mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 use super::Target;
@@ -150,18 +150,21 @@ async fn negotiate(plan: &Plan) -> Result<(), Failure> {
         Some(NegotiateService::Smtp) => smtp(plan).await,
         Some(NegotiateService::Dns) => dns(plan).await,
         Some(NegotiateService::SimpleTcp) | None => simple(plan).await,
-        Some(NegotiateService::Https) => Err(Failure::Garbled(
-            "https checks are not supported by this build".into(),
-        )),
+        Some(NegotiateService::Https) => https(plan).await,
     }
 }
 
-/// Reads until the peer closes or `MAX_ANSWER` bytes have come.
-async fn read_answer(stream: &mut TcpStream) -> Result<Vec<u8>, Failure> {
+/// Reads until the peer closes or `MAX_ANSWER` bytes have come. A TLS peer that
+/// closes without saying so ends the answer too.
+async fn read_answer<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, Failure> {
     let mut answer = Vec::new();
     let mut buf = [0u8; 16384];
     loop {
-        let n = stream.read(&mut buf).await.map_err(io_failure)?;
+        let n = match stream.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => 0,
+            Err(e) => return Err(io_failure(e)),
+        };
         if n == 0 || answer.len() + n > MAX_ANSWER {
             answer.extend_from_slice(&buf[..n.min(MAX_ANSWER - answer.len())]);
             return Ok(answer);
@@ -170,10 +173,34 @@ async fn read_answer(stream: &mut TcpStream) -> Result<Vec<u8>, Failure> {
     }
 }
 
-/// An HTTP/1.0 request (no chunked answers), the status within range, the body
-/// matching `receive`.
 async fn http(plan: &Plan) -> Result<(), Failure> {
     let mut stream = TcpStream::connect(plan.dest).await.map_err(io_failure)?;
+    http_exchange(plan, &mut stream).await
+}
+
+/// https: TLS (the certificate verified only when asked), then as http.
+async fn https(plan: &Plan) -> Result<(), Failure> {
+    let verify = plan.check.verify_certificate == Some(true);
+    let config = super::tls::client_config(verify).map_err(Failure::Garbled)?;
+    let tcp = TcpStream::connect(plan.dest).await.map_err(io_failure)?;
+    let name = match &plan.check.virtualhost {
+        Some(host) => rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| Failure::Garbled(format!("virtualhost: {e}")))?,
+        None => rustls::pki_types::ServerName::IpAddress(plan.dest.ip().into()),
+    };
+    let mut stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| Failure::Garbled(format!("TLS: {e}")))?;
+    http_exchange(plan, &mut stream).await
+}
+
+/// An HTTP/1.0 request (no chunked answers), the status within range, the body
+/// matching `receive`.
+async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    plan: &Plan,
+    stream: &mut S,
+) -> Result<(), Failure> {
     let c = &plan.check;
     let path = c.request.as_deref().unwrap_or("/");
     let path = if path.starts_with('/') {
@@ -193,7 +220,7 @@ async fn http(plan: &Plan) -> Result<(), Failure> {
         .write_all(request.as_bytes())
         .await
         .map_err(io_failure)?;
-    let answer = read_answer(&mut stream).await?;
+    let answer = read_answer(stream).await?;
     let head_end = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -359,6 +386,7 @@ async fn external(plan: &Plan, timeout: Duration) -> Result<Option<u32>, Failure
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
+    use std::sync::Arc;
 
     use super::*;
     use crate::table::{ServerKey, ServiceKey};
@@ -496,6 +524,60 @@ mod tests {
                 Err(Failure::Garbled(e)) if e.contains("0 answers")
             ),
             "no answer is down"
+        );
+    }
+
+    #[tokio::test]
+    async fn https_checks_trust_any_certificate_unless_asked_to_verify() {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let cert = rcgen::generate_simple_self_signed(vec!["backend.test".to_string()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for _ in 0..2 {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut buf = [0u8; 1024];
+                let _ = tls.read(&mut buf).await;
+                let _ = tls
+                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nsecure")
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        let check = Check {
+            receive: Some("^secure$".into()),
+            virtualhost: Some("backend.test".into()),
+            ..negotiate(NegotiateService::Https)
+        };
+        assert_eq!(
+            probe(&plan(addr, Protocol::Tcp, check.clone())).await,
+            Ok(None)
+        );
+        let verifying = Check {
+            verify_certificate: Some(true),
+            ..check
+        };
+        assert!(
+            matches!(
+                probe(&plan(addr, Protocol::Tcp, verifying)).await,
+                Err(Failure::Garbled(e)) if e.starts_with("TLS: ")
+            ),
+            "a self-signed certificate fails verification"
         );
     }
 

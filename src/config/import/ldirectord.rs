@@ -398,13 +398,6 @@ fn service(v: Virtual, imported: &mut Imported) -> Option<ServiceSpec> {
             .clone()
             .or_else(|| service_for_port(health.check.port.unwrap_or(port)).map(str::to_string));
         match name.as_deref().map(|n| (n, NegotiateService::from_name(n))) {
-            Some(("https", _)) => {
-                imported.skip(
-                    v.service_line,
-                    "service=https: this build does not negotiate TLS; a connect check is used instead",
-                );
-                health.check.kind = Some(CheckKind::Connect);
-            }
             Some((_, Some(s))) => {
                 health.check.kind = Some(CheckKind::Negotiate);
                 health.check.service = Some(s);
