@@ -134,6 +134,21 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
             health_line(out, h);
         }
     }
+    // Servers a check took out of the table are still the file's: say where they are.
+    for h in status.health.iter().filter(|h| {
+        h.service == e.key
+            && !e
+                .servers
+                .iter()
+                .any(|s| s.addr == h.server.addr && s.port == h.server.port)
+    }) {
+        let _ = writeln!(
+            out,
+            "  -> {:<28} out of the table while down",
+            inet_ntop_port(&h.server.addr, h.server.port)
+        );
+        health_line(out, h);
+    }
 }
 
 fn health_line(out: &mut String, h: &crate::control::protocol::HealthStatus) {

@@ -215,6 +215,13 @@ address = "{rb}"
             && status.contains("last error: connection refused"),
         "{status}"
     );
+    assert!(
+        status.contains(&format!(
+            "  -> {:<28} out of the table while down\n     health down",
+            rb_addr.to_string()
+        )),
+        "{status}"
+    );
 }
 
 #[test]
