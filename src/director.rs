@@ -72,6 +72,8 @@ pub struct Director {
     pub config: Mutex<Option<ConfigStatus>>,
     /// What the health checks know of the real servers.
     pub health: Arc<crate::health::Book>,
+    /// Where `/metrics` is served, or why not (for `uvs status`).
+    pub metrics_endpoint: Mutex<Option<String>>,
 }
 
 /// What serves a listen address.
@@ -100,6 +102,7 @@ impl Director {
             draining: Mutex::new(HashMap::new()),
             config: Mutex::new(None),
             health: Arc::default(),
+            metrics_endpoint: Mutex::new(None),
         }))
     }
 
@@ -217,6 +220,11 @@ impl Director {
             max_udp_flows: self.udp_flows.max(),
             udp_flows_dropped: self.udp_flows.dropped(),
             health: self.health.statuses(),
+            metrics: self
+                .metrics_endpoint
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             config: self
                 .config
                 .lock()

@@ -12,6 +12,7 @@
 //! - [`adm`]: ipvsadm's command language, listings and save format (used by `uvsadm`).
 //! - [`control`]: the control socket protocol, its server (daemon) and client (uvsadm).
 //! - [`health`]: health checks (ldirectord's) and the table they call for.
+//! - [`exporter`]: Prometheus metrics (node_exporter's ipvs series and uvs's own) over HTTP.
 //! - [`director`]: the running balancer: table, connections, templates, listeners.
 //! - [`proxy`]: the data plane: listeners, TCP connections, the byte path.
 //! - [`daemon`]: the `uvs run` daemon that holds the table.
@@ -24,6 +25,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod director;
+pub mod exporter;
 pub mod health;
 pub mod persist;
 pub mod proxy;

@@ -58,6 +58,10 @@ struct DaemonArgs {
     /// Worker threads serving connections [default: the number of CPUs]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+    /// Where /metrics (Prometheus), /healthz and / are served, or "off"
+    /// [default: 127.0.0.1:9280]
+    #[arg(long, value_name = "ADDR:PORT|off", value_parser = parse_metrics)]
+    metrics: Option<MetricsAt>,
     /// Where to balance: auto (the kernel's IPVS where it can be used, else
     /// userspace), userspace, or kernel [default: auto]
     #[arg(long, value_name = "MODE", value_parser = parse_mode)]
@@ -73,6 +77,18 @@ struct DaemonArgs {
     /// [default: 65536, or half the open-files limit if that is less]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_udp_flows: Option<u32>,
+}
+
+/// `--metrics`: an address, or off (None).
+type MetricsAt = Option<std::net::SocketAddr>;
+
+fn parse_metrics(s: &str) -> Result<MetricsAt, String> {
+    if s == "off" {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|_| format!("`{s}' is neither an address and port nor off"))
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -225,6 +241,7 @@ fn max_udp_flows(asked: Option<u32>, open_files: Option<u64>) -> usize {
 /// The daemon's settings: the command line's, else the file's, else the defaults.
 struct Settings {
     mode: Mode,
+    metrics: MetricsAt,
     connect_timeout: Duration,
     retries: u32,
     socket: PathBuf,
@@ -240,6 +257,10 @@ impl Settings {
         let file = file.cloned().unwrap_or_default();
         Settings {
             mode: args.mode.or(file.mode).unwrap_or(Mode::Auto),
+            metrics: args
+                .metrics
+                .or(file.metrics)
+                .unwrap_or_else(|| uvs::exporter::http::DEFAULT_ADDRESS.parse().ok()),
             connect_timeout: args
                 .connect_timeout
                 .or(file.connect_timeout)
@@ -305,12 +326,37 @@ async fn serve(
     settings: &Settings,
     reload: Option<Arc<Notify>>,
 ) -> anyhow::Result<()> {
-    let daemon = Daemon::bind(&settings.socket, director)
+    let daemon = Daemon::bind(&settings.socket, Arc::clone(&director))
         .with_context(|| format!("uvs cannot start on {}", settings.socket.display()))?;
+    serve_metrics(&director, settings.metrics).await;
     daemon
         .run(shutdown_signal(reload), settings.drain_timeout)
         .await;
     Ok(())
+}
+
+/// Starts the metrics endpoint; a failed bind is logged and shown by `uvs status`, and
+/// the daemon runs on without it.
+async fn serve_metrics(director: &Arc<Director>, at: MetricsAt) {
+    let Some(addr) = at else {
+        return;
+    };
+    let state = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            let shown = listener.local_addr().unwrap_or(addr);
+            tracing::info!(address = %shown, "metrics at http://{shown}/metrics");
+            tokio::spawn(uvs::exporter::http::serve(listener, Arc::clone(director)));
+            format!("at http://{shown}/metrics")
+        }
+        Err(e) => {
+            tracing::warn!(address = %addr, error = %e, "cannot serve metrics");
+            format!("not served: cannot listen on {addr}: {e}")
+        }
+    };
+    *director
+        .metrics_endpoint
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(state);
 }
 
 /// Reads a configuration file, or says everything wrong with it.

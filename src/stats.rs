@@ -16,6 +16,49 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// Upper bounds, in seconds, of the connect-latency buckets: 100 µs to 5 s.
+pub const LATENCY_BOUNDS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// A histogram of how long connects to one real server took: a count per bucket of
+/// [`LATENCY_BOUNDS`] (and one above them) and the sum, added to with relaxed atomics by
+/// the data plane, read by the metrics exporter.
+#[derive(Debug, Default)]
+pub struct Latency {
+    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+/// A [`Latency`] as read at one moment: counts per bucket (not cumulative), the sum.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyView {
+    pub buckets: [u64; LATENCY_BOUNDS.len() + 1],
+    pub sum_seconds: f64,
+}
+
+impl Latency {
+    pub fn record(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let i = LATENCY_BOUNDS
+            .iter()
+            .position(|&bound| secs <= bound)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(
+            took.as_nanos().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn view(&self) -> LatencyView {
+        LatencyView {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
 /// How often [`Stats::estimate`] must run for the rates to mean per-second figures.
 pub const ESTIMATOR_INTERVAL: Duration = Duration::from_secs(2);
 

@@ -211,6 +211,9 @@ pub fn render(status: &Status) -> String {
             "s"
         },
     );
+    if let Some(m) = &status.metrics {
+        let _ = writeln!(out, "metrics {m}");
+    }
     if let Some(c) = &status.config {
         let _ = write!(
             out,

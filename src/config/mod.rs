@@ -193,6 +193,8 @@ impl Mode {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Global {
     pub mode: Option<Mode>,
+    /// Where `/metrics` is served: Some(None) is off.
+    pub metrics: Option<Option<std::net::SocketAddr>>,
     pub socket: Option<PathBuf>,
     pub autoreload: bool,
     pub threads: Option<u16>,

@@ -164,6 +164,7 @@ impl Reloader {
             ("max_udp_flows", old.max_udp_flows != new.max_udp_flows),
             ("drain_timeout", old.drain_timeout != new.drain_timeout),
             ("mode", old.mode != new.mode),
+            ("metrics", old.metrics != new.metrics),
             (
                 "connect_timeout",
                 old.connect_timeout != new.connect_timeout,

@@ -264,6 +264,13 @@ pub fn render(config: &Config) -> String {
     if let Some(p) = &g.socket {
         let _ = writeln!(global, "socket = {}", quoted(&p.display().to_string()));
     }
+    match g.metrics {
+        Some(Some(addr)) => {
+            let _ = writeln!(global, "metrics = {}", quoted(&addr.to_string()));
+        }
+        Some(None) => global.push_str("metrics = \"off\"\n"),
+        None => {}
+    }
     if g.autoreload {
         global.push_str("autoreload = true\n");
     }
@@ -334,6 +341,7 @@ mod tests {
     fn what_is_written_reads_back_the_same() {
         let text = r#"[global]
 mode = "auto"
+metrics = "127.0.0.1:9999"
 autoreload = true
 threads = 2
 connect_timeout = "2s"

@@ -160,6 +160,21 @@ fn read_global(t: &Table<'_, '_>) -> Global {
             mode
         });
     }
+    if let Some(item) = t.get("metrics") {
+        let expected = "an address and port, as \"127.0.0.1:9280\", or \"off\"";
+        g.metrics = item.str(expected).and_then(|s| {
+            if s == "off" {
+                return Some(None);
+            }
+            match s.parse::<SocketAddr>() {
+                Ok(a) => Some(Some(a)),
+                Err(_) => {
+                    item.wrong(expected);
+                    None
+                }
+            }
+        });
+    }
     if let Some(item) = t.get("connect_timeout")
         && let Some(d) = item.duration(0..=3600)
     {

@@ -49,6 +49,9 @@ pub struct Status {
     /// The health of every checked real server.
     #[serde(default)]
     pub health: Vec<HealthStatus>,
+    /// Where metrics are served, or why not.
+    #[serde(default)]
+    pub metrics: Option<String>,
 }
 
 /// What the checks know of one real server of one service.

@@ -247,8 +247,10 @@ async fn reach_server<'a>(
         let timeout = service
             .options
             .connect_timeout_or(director.options.connect_timeout);
+        let started = std::time::Instant::now();
         match connect(dest, timeout).await {
             Ok(stream) => {
+                server.state.connect_latency.record(started.elapsed());
                 return Some(Reached {
                     server: stream,
                     entry,

@@ -127,6 +127,8 @@ pub struct RealServerState {
     pub persistent_conns: AtomicU32,
     /// Failed connects to this server, by reason.
     pub connect_failures: ConnectFailures,
+    /// How long successful connects took.
+    pub connect_latency: crate::stats::Latency,
     /// IP_VS_DEST_F_OVERLOAD: set and cleared by the thresholds.
     overloaded: AtomicBool,
     /// IP_VS_DEST_F_AVAILABLE: false once the server is deleted from its service.
@@ -144,6 +146,7 @@ impl Default for RealServerState {
             inactive_conns: AtomicU32::new(0),
             persistent_conns: AtomicU32::new(0),
             connect_failures: ConnectFailures::default(),
+            connect_latency: crate::stats::Latency::default(),
             overloaded: AtomicBool::new(false),
             available: AtomicBool::new(true),
             weight: AtomicU32::new(0),

@@ -142,10 +142,12 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("uvs.sock");
         let mut command = Command::new(UVS);
+        command.args(["run", "--socket"]).arg(&socket).args(args);
+        if !args.contains(&"--metrics") {
+            // Every daemon its own port: many run at once.
+            command.args(["--metrics", "127.0.0.1:0"]);
+        }
         command
-            .args(["run", "--socket"])
-            .arg(&socket)
-            .args(args)
             .env(
                 "UVS_LOG",
                 std::env::var("UVS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -259,6 +261,18 @@ impl Daemon {
     /// What a daemon started with [`Daemon::start_logged`] has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("uvs.log")).unwrap_or_default()
+    }
+
+    /// Where this daemon serves metrics, from `uvs status`.
+    pub fn metrics_address(&self) -> std::net::SocketAddr {
+        let status = self.status();
+        let url = status
+            .lines()
+            .find_map(|l| l.strip_prefix("metrics at http://"))
+            .unwrap_or_else(|| panic!("no metrics address in\n{status}"));
+        url.trim_end_matches("/metrics")
+            .parse()
+            .expect("metrics address")
     }
 
     /// `uvs status` of this daemon.
@@ -522,6 +536,22 @@ impl Drop for UdpBackend {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// A request for `path` to `addr`: (status line, body).
+pub fn http_get(addr: std::net::SocketAddr, method: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = connect(addr, None).expect("connect to the HTTP endpoint");
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or((response.as_str(), ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
 }
 
 /// A UDP port on 127.0.0.1 free at the time of asking.

@@ -1,0 +1,233 @@
+//! The metrics endpoint over a real daemon: `promtool check metrics` accepts a scrape
+//! taken under load; node_exporter's and uvs's series agree with `uvsadm -L -n --stats`
+//! for the same moment; a deleted server's series are gone from the next scrape; the
+//! other paths answer as a probe expects.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use common::{Backend, Behaviour, Daemon, ask, free_port, http_get, text};
+
+fn scrape(d: &Daemon) -> String {
+    let (status, body) = http_get(d.metrics_address(), "GET", "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    body
+}
+
+/// Sample lines of `name` with their labels: (label text, value).
+fn samples<'a>(text: &'a str, name: &str) -> Vec<(&'a str, f64)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(r) => r.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            Some((labels, value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The value of `name` for the sample whose labels contain every one of `with`.
+fn value(text: &str, name: &str, with: &[String]) -> f64 {
+    let found: Vec<f64> = samples(text, name)
+        .into_iter()
+        .filter(|(labels, _)| with.iter().all(|w| labels.contains(w.as_str())))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(found.len(), 1, "one {name} with {with:?} in\n{text}");
+    found[0]
+}
+
+fn promtool() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("UVS_PROMTOOL") {
+        return Some(p.into());
+    }
+    let found = Command::new("sh")
+        .args(["-c", "command -v promtool"])
+        .output()
+        .ok()?;
+    found
+        .status
+        .success()
+        .then(|| text(&found.stdout).trim().into())
+}
+
+fn two_servers() -> (Daemon, SocketAddr, Backend, Backend) {
+    let d = Daemon::start();
+    let (a, b) = (
+        Backend::start("A", Behaviour::Name),
+        Backend::start("B", Behaviour::Name),
+    );
+    let v = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let vs = v.to_string();
+    d.ok(&["-A", "-t", &vs, "-s", "rr"]);
+    for s in [a.addr, b.addr] {
+        d.ok(&["-a", "-t", &vs, "-r", &s.to_string(), "-m"]);
+    }
+    d.wait_listening(v);
+    (d, v, a, b)
+}
+
+#[test]
+fn promtool_accepts_a_scrape_taken_under_load() {
+    let Some(promtool) = promtool() else {
+        assert!(
+            std::env::var_os("UVS_REQUIRE_PROMTOOL").is_none(),
+            "promtool is required here (Debian package prometheus)"
+        );
+        eprintln!("promtool not installed: the scrape is not linted (.ci/run installs it)");
+        return;
+    };
+    let (d, v, _a, _b) = two_servers();
+    d.ok(&["-A", "-f", "3", "-s", "wlc"]);
+    d.ok(&["-a", "-f", "3", "-r", "127.0.0.9", "-m"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 100_000 {
+                ask(v, None);
+                n += 1;
+            }
+        })
+    };
+    let mut taken = 0;
+    for _ in 0..5 {
+        let body = scrape(&d);
+        let mut child = Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run promtool");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics:\n{}{}\n--- the scrape:\n{body}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        taken += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().unwrap();
+    assert_eq!(taken, 5);
+}
+
+#[test]
+fn the_series_agree_with_the_listing_and_follow_the_table() {
+    let (d, v, a, b) = two_servers();
+    for _ in 0..7 {
+        ask(v, None);
+    }
+    // A connection held open: one ActiveConn.
+    let _held = common::connect(v, None).unwrap();
+    common::eventually("the held connection counted", || {
+        d.list(&["-L", "-n"]).contains("      1          ")
+    });
+    let body = scrape(&d);
+    let stats = d.list(&["-L", "-n", "--stats", "--exact", "-t", &v.to_string()]);
+    let listing = d.list(&["-L", "-n", "-t", &v.to_string()]);
+    let column = |text: &str, server: SocketAddr, i: usize| -> f64 {
+        text.lines()
+            .find(|l| l.contains(&format!("-> {server} ")))
+            .and_then(|l| l.split_whitespace().nth(i))
+            .and_then(|x| x.parse().ok())
+            .unwrap()
+    };
+    let mut checked = HashMap::new();
+    for server in [a.addr, b.addr] {
+        let node = vec![
+            format!("local_port=\"{}\"", v.port()),
+            format!("remote_port=\"{}\"", server.port()),
+            "proto=\"TCP\"".to_string(),
+        ];
+        assert_eq!(
+            value(&body, "node_ipvs_backend_connections_active", &node),
+            column(&listing, server, 4)
+        );
+        assert_eq!(
+            value(&body, "node_ipvs_backend_connections_inactive", &node),
+            column(&listing, server, 5)
+        );
+        assert_eq!(value(&body, "node_ipvs_backend_weight", &node), 1.0);
+        for (name, i) in [
+            ("uvs_backend_connections_total", 2),
+            ("uvs_backend_incoming_packets_total", 3),
+            ("uvs_backend_outgoing_packets_total", 4),
+            ("uvs_backend_incoming_bytes_total", 5),
+            ("uvs_backend_outgoing_bytes_total", 6),
+        ] {
+            assert_eq!(
+                value(&body, name, &node),
+                column(&stats, server, i),
+                "{name}"
+            );
+        }
+        checked.insert(server, ());
+    }
+    let service_line = stats.lines().find(|l| l.starts_with("TCP")).unwrap();
+    let conns: f64 = service_line
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(conns, 8.0);
+    assert_eq!(value(&body, "node_ipvs_connections_total", &[]), 8.0);
+    // -Z zeroes the listing, not the counters Prometheus reads.
+    d.ok(&["-Z"]);
+    let after_zero = scrape(&d);
+    assert_eq!(value(&after_zero, "node_ipvs_connections_total", &[]), 8.0);
+    // A deleted server's series are gone from the next scrape.
+    d.ok(&["-d", "-t", &v.to_string(), "-r", &b.addr.to_string()]);
+    let after = scrape(&d);
+    let b_port = format!("remote_port=\"{}\"", b.addr.port());
+    assert!(
+        !after
+            .lines()
+            .any(|l| !l.starts_with('#') && l.contains(&b_port)),
+        "{after}"
+    );
+    assert!(after.contains(&format!("remote_port=\"{}\"", a.addr.port())));
+    assert_eq!(checked.len(), 2);
+}
+
+#[test]
+fn probes_and_strays_get_plain_answers() {
+    let d = Daemon::start();
+    let at = d.metrics_address();
+    assert_eq!(
+        http_get(at, "GET", "/healthz"),
+        ("HTTP/1.1 200 OK".to_string(), "ok\n".to_string())
+    );
+    let (status, page) = http_get(at, "GET", "/");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(page.contains("<a href=\"/metrics\">"), "{page}");
+    assert_eq!(http_get(at, "GET", "/nothing").0, "HTTP/1.1 404 Not Found");
+    assert_eq!(
+        http_get(at, "POST", "/metrics").0,
+        "HTTP/1.1 405 Method Not Allowed"
+    );
+    let (status, body) = http_get(at, "HEAD", "/metrics");
+    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", ""));
+    // Garbage and silence leave the endpoint serving.
+    let mut junk = common::connect(at, None).unwrap();
+    use std::io::Write;
+    junk.write_all(&[0xff; 9000]).unwrap();
+    drop(junk);
+    assert_eq!(http_get(at, "GET", "/healthz").0, "HTTP/1.1 200 OK");
+}
