@@ -56,11 +56,11 @@ fn promtool() -> Option<std::path::PathBuf> {
         .then(|| text(&found.stdout).trim().into())
 }
 
-fn two_servers() -> (Daemon, SocketAddr, Backend, Backend) {
+fn two_servers(behaviour: Behaviour) -> (Daemon, SocketAddr, Backend, Backend) {
     let d = Daemon::start();
     let (a, b) = (
-        Backend::start("A", Behaviour::Name),
-        Backend::start("B", Behaviour::Name),
+        Backend::start("A", behaviour),
+        Backend::start("B", behaviour),
     );
     let v = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let vs = v.to_string();
@@ -82,7 +82,7 @@ fn promtool_accepts_a_scrape_taken_under_load() {
         eprintln!("promtool not installed: the scrape is not linted (.ci/run installs it)");
         return;
     };
-    let (d, v, _a, _b) = two_servers();
+    let (d, v, _a, _b) = two_servers(Behaviour::Name);
     d.ok(&["-A", "-f", "3", "-s", "wlc"]);
     d.ok(&["-a", "-f", "3", "-r", "127.0.0.9", "-m"]);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -129,14 +129,26 @@ fn promtool_accepts_a_scrape_taken_under_load() {
 
 #[test]
 fn the_series_agree_with_the_listing_and_follow_the_table() {
-    let (d, v, a, b) = two_servers();
+    let (d, v, a, b) = two_servers(Behaviour::Echo);
+    let round_trip = |s: &mut std::net::TcpStream| {
+        use std::io::{Read, Write};
+        s.write_all(b"ping").unwrap();
+        let mut back = [0u8; 4];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"ping");
+    };
     for _ in 0..7 {
-        ask(v, None);
+        round_trip(&mut common::connect(v, None).unwrap());
     }
-    // A connection held open: one ActiveConn.
-    let _held = common::connect(v, None).unwrap();
-    common::eventually("the held connection counted", || {
-        d.list(&["-L", "-n"]).contains("      1          ")
+    // A connection held open (an echo server keeps it): one ActiveConn.
+    let mut held = common::connect(v, None).unwrap();
+    round_trip(&mut held);
+    common::eventually("seven connections closed, one open", || {
+        let stats = d.list(&["-L", "-n", "--stats", "--exact", "-t", &v.to_string()]);
+        stats
+            .lines()
+            .any(|l| l.starts_with("TCP") && l.split_whitespace().nth(2) == Some("8"))
+            && d.status().contains(", 1 open connection\n")
     });
     let body = scrape(&d);
     let stats = d.list(&["-L", "-n", "--stats", "--exact", "-t", &v.to_string()]);
@@ -148,6 +160,11 @@ fn the_series_agree_with_the_listing_and_follow_the_table() {
             .and_then(|x| x.parse().ok())
             .unwrap()
     };
+    let active: f64 = [a.addr, b.addr]
+        .iter()
+        .map(|s| column(&listing, *s, 4))
+        .sum();
+    assert_eq!(active, 1.0, "the held connection:\n{listing}");
     let mut checked = HashMap::new();
     for server in [a.addr, b.addr] {
         let node = vec![
