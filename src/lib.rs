@@ -13,6 +13,7 @@
 //! - [`control`]: the control socket protocol, its server (daemon) and client (uvsadm).
 //! - [`health`]: health checks (ldirectord's) and the table they call for.
 //! - [`exporter`]: Prometheus metrics (node_exporter's ipvs series and uvs's own) over HTTP.
+//! - [`kernel`]: the kernel's IPVS over generic netlink (the coming kernel backend).
 //! - [`director`]: the running balancer: table, connections, templates, listeners.
 //! - [`proxy`]: the data plane: listeners, TCP connections, the byte path.
 //! - [`daemon`]: the `uvs run` daemon that holds the table.
@@ -27,6 +28,7 @@ pub mod demo;
 pub mod director;
 pub mod exporter;
 pub mod health;
+pub mod kernel;
 pub mod persist;
 pub mod proxy;
 pub mod sched;
