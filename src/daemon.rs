@@ -67,10 +67,16 @@ impl Daemon {
             tokio::spawn(estimate_rates(Arc::clone(&director.table))),
             tokio::spawn(Arc::clone(&director).sweep()),
         ];
-        let plane = tokio::spawn(listeners::manage(Arc::clone(&director)));
+        // In kernel mode the kernel moves the traffic: no listeners here.
+        let plane = director
+            .options
+            .userspace
+            .then(|| tokio::spawn(listeners::manage(Arc::clone(&director))));
         shutdown.await;
 
-        plane.abort();
+        if let Some(plane) = plane {
+            plane.abort();
+        }
         director.stop_listening();
         let open = director.conns.live_streams();
         if open > 0 {

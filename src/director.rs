@@ -40,6 +40,8 @@ pub struct PlaneOptions {
     pub connect_timeout: std::time::Duration,
     /// Other real servers tried after a failed connect.
     pub connect_retries: u32,
+    /// Whether uvs moves the traffic itself (false in kernel mode: the kernel does).
+    pub userspace: bool,
 }
 
 impl Default for PlaneOptions {
@@ -50,6 +52,7 @@ impl Default for PlaneOptions {
             max_udp_flows: DEFAULT_MAX_FLOWS,
             connect_timeout: crate::table::ServiceOptions::DEFAULT_CONNECT_TIMEOUT,
             connect_retries: 1,
+            userspace: true,
         }
     }
 }
@@ -203,7 +206,12 @@ impl Director {
         let snapshot = self.table.snapshot();
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            mode: "userspace".to_string(),
+            mode: if self.options.userspace {
+                "userspace"
+            } else {
+                "kernel"
+            }
+            .to_string(),
             forwarding: self.options.forwarding.to_string(),
             services: snapshot.entries(),
             listeners: self

@@ -21,6 +21,7 @@ use uvs::control::protocol::{Request, Response};
 use uvs::control::socket_path;
 use uvs::daemon::{DEFAULT_DRAIN_TIMEOUT, Daemon};
 use uvs::director::{Director, PlaneOptions};
+use uvs::kernel::mirror::Mirror;
 use uvs::proxy::forward::Forwarding;
 use uvs::proxy::udp::limit::DEFAULT_MAX_FLOWS;
 use uvs::table::{HostInterfaces, TableHandle};
@@ -62,6 +63,10 @@ struct DaemonArgs {
     /// [default: 127.0.0.1:9280]
     #[arg(long, value_name = "ADDR:PORT|off", value_parser = parse_metrics)]
     metrics: Option<MetricsAt>,
+    /// Kernel mode: leave uvs's services in the kernel when stopping (ldirectord's
+    /// cleanstop = no)
+    #[arg(long)]
+    keep_kernel_services: bool,
     /// Where to balance: auto (the kernel's IPVS where it can be used, else
     /// userspace), userspace, or kernel [default: auto]
     #[arg(long, value_name = "MODE", value_parser = parse_mode)]
@@ -241,6 +246,7 @@ fn max_udp_flows(asked: Option<u32>, open_files: Option<u64>) -> usize {
 /// The daemon's settings: the command line's, else the file's, else the defaults.
 struct Settings {
     mode: Mode,
+    cleanstop: bool,
     metrics: MetricsAt,
     connect_timeout: Duration,
     retries: u32,
@@ -257,6 +263,7 @@ impl Settings {
         let file = file.cloned().unwrap_or_default();
         Settings {
             mode: args.mode.or(file.mode).unwrap_or(Mode::Auto),
+            cleanstop: !args.keep_kernel_services && file.cleanstop.unwrap_or(true),
             metrics: args
                 .metrics
                 .or(file.metrics)
@@ -288,18 +295,29 @@ impl Settings {
     }
 }
 
-fn director(settings: &Settings) -> anyhow::Result<Arc<Director>> {
-    match settings.mode {
-        Mode::Kernel => bail!(
-            "mode kernel: this build of uvs has no kernel IPVS backend; use mode auto or userspace"
-        ),
+/// Where the traffic is balanced: the kernel (its IPVS, opened and checked) or here.
+fn choose_mode(mode: Mode) -> anyhow::Result<Option<Mirror>> {
+    match mode {
+        Mode::Kernel => match uvs::kernel::mirror::open() {
+            Ok(ipvs) => {
+                tracing::info!("mode kernel: the table is programmed into the kernel's IPVS");
+                Ok(Some(Mirror::new(ipvs)))
+            }
+            Err(e) => bail!("mode kernel: {e}"),
+        },
         Mode::Auto => {
+            // Kernel mode does not yet read the kernel's counters and connections back
+            // into listings and metrics, so it is not chosen behind anyone's back.
             tracing::info!(
-                "mode auto: balancing in userspace (this build has no kernel IPVS backend)"
-            )
+                "mode auto: balancing in userspace (kernel mode is chosen with --mode kernel)"
+            );
+            Ok(None)
         }
-        Mode::Userspace => {}
+        Mode::Userspace => Ok(None),
     }
+}
+
+fn director(settings: &Settings, userspace: bool) -> anyhow::Result<Arc<Director>> {
     let open_files = open_files_limit();
     let table = Arc::new(TableHandle::new(Box::new(HostInterfaces)));
     let director = Director::new(
@@ -312,6 +330,7 @@ fn director(settings: &Settings) -> anyhow::Result<Arc<Director>> {
             max_udp_flows: max_udp_flows(settings.max_udp_flows, open_files),
             connect_timeout: settings.connect_timeout,
             connect_retries: settings.retries,
+            userspace,
         },
     )
     .context("cannot start the worker threads")?;
@@ -431,9 +450,33 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let settings = Settings::resolve(&args.daemon, config.as_ref().map(|(_, c)| &c.global));
-    let director = director(&settings)?;
+    let mirror = choose_mode(settings.mode)?.map(|m| Arc::new(std::sync::Mutex::new(m)));
+    let director = director(&settings, mirror.is_none())?;
+    let kernel = mirror.as_ref().map(|m| {
+        tokio::spawn(uvs::kernel::mirror::run(
+            Arc::clone(&director),
+            Arc::clone(m),
+        ))
+    });
+    let result = run_with(director, &settings, config).await;
+    if let (Some(task), Some(mirror)) = (kernel, mirror) {
+        task.abort();
+        if settings.cleanstop {
+            mirror.lock().unwrap_or_else(|e| e.into_inner()).clean();
+        } else {
+            tracing::info!("kernel: services left in the kernel (cleanstop off)");
+        }
+    }
+    result
+}
+
+async fn run_with(
+    director: Arc<Director>,
+    settings: &Settings,
+    config: Option<(PathBuf, Config)>,
+) -> anyhow::Result<()> {
     let Some((path, config)) = config else {
-        return serve(director, &settings, None).await;
+        return serve(director, settings, None).await;
     };
     let reloader = Arc::new(Reloader::new(&path, &config, Arc::clone(&director.health)));
     let applied = reloader
@@ -443,7 +486,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let hangup = Arc::new(Notify::new());
     let watcher =
         tokio::spawn(Arc::clone(&reloader).run(Arc::clone(&director), Arc::clone(&hangup)));
-    let result = serve(director, &settings, Some(hangup)).await;
+    let result = serve(director, settings, Some(hangup)).await;
     watcher.abort();
     result
 }
@@ -483,7 +526,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Import { format, file } => import(format, &file),
         Command::Demo(DemoArgs { daemon: args, vip }) => {
             let settings = Settings::resolve(&args, None);
-            let director = director(&settings)?;
+            let director = director(&settings, true)?;
             let backends = uvs::demo::start(&director.table, vip)
                 .await
                 .map_err(anyhow::Error::msg)?;

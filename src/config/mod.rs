@@ -193,6 +193,9 @@ impl Mode {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Global {
     pub mode: Option<Mode>,
+    /// Kernel mode: remove uvs's services from the kernel when stopping (ldirectord's
+    /// cleanstop; default true).
+    pub cleanstop: Option<bool>,
     /// Where `/metrics` is served: Some(None) is off.
     pub metrics: Option<Option<std::net::SocketAddr>>,
     pub socket: Option<PathBuf>,

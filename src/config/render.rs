@@ -264,6 +264,9 @@ pub fn render(config: &Config) -> String {
     if let Some(p) = &g.socket {
         let _ = writeln!(global, "socket = {}", quoted(&p.display().to_string()));
     }
+    if let Some(b) = g.cleanstop {
+        let _ = writeln!(global, "cleanstop = {b}");
+    }
     match g.metrics {
         Some(Some(addr)) => {
             let _ = writeln!(global, "metrics = {}", quoted(&addr.to_string()));

@@ -160,6 +160,9 @@ fn read_global(t: &Table<'_, '_>) -> Global {
             mode
         });
     }
+    if let Some(item) = t.get("cleanstop") {
+        g.cleanstop = item.bool();
+    }
     if let Some(item) = t.get("metrics") {
         let expected = "an address and port, as \"127.0.0.1:9280\", or \"off\"";
         g.metrics = item.str(expected).and_then(|s| {

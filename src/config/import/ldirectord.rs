@@ -272,6 +272,10 @@ fn global_directive(
             health.fallback = reals(value, line, imported).into_iter().next();
         }
         "maintenancedir" => imported.config.global.maintenance_dir = Some(value.into()),
+        "cleanstop" => match yes(value) {
+            Some(on) => imported.config.global.cleanstop = Some(on),
+            None => imported.skip(line, "cleanstop: yes or no"),
+        },
         _ => imported.skip(line, format!("{key}: no uvs counterpart; not taken")),
     }
 }

@@ -1,0 +1,240 @@
+//! Kernel mode: the table, programmed into the kernel's IPVS. After every change to the
+//! table (and every few seconds, to repair what someone else changed), the kernel's
+//! services and servers are compared with the table and only the differences are
+//! sent. uvs owns the services it created: one that was in the kernel before uvs
+//! (someone's ipvsadm) is reported and left alone, never edited or flushed. A change
+//! the kernel refuses is logged with the kernel's reason and tried again at the next
+//! pass; the daemon runs on. On a clean stop uvs removes its services unless told to
+//! leave them (ldirectord's cleanstop). Run by `uvs run --mode kernel`.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ipvs::{self, Ipvs, KernelServer};
+use crate::director::Director;
+use crate::table::{ServerConfig, ServiceKey, Table, Timeouts};
+
+/// How often the kernel is compared with the table when nothing changed.
+const REPAIR_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why kernel mode cannot be used here.
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    #[error("the kernel has no IPVS (no generic netlink family \"IPVS\": is ip_vs loaded?)")]
+    Absent,
+    #[error("IPVS is there but uvs may not change it (CAP_NET_ADMIN is needed): {0}")]
+    NotAllowed(io::Error),
+    #[error("cannot talk to the kernel's IPVS: {0}")]
+    Io(io::Error),
+}
+
+/// Opens the kernel's IPVS and checks that uvs may change it (a `--set 0 0 0`, which
+/// changes nothing but needs the same permission as every change).
+pub fn open() -> Result<Ipvs, Unusable> {
+    let mut ipvs = Ipvs::open().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Unusable::Absent,
+        _ => Unusable::Io(e),
+    })?;
+    let probe = ipvs::timeouts_request(
+        ipvs.family(),
+        Timeouts {
+            tcp: 0,
+            tcp_fin: 0,
+            udp: 0,
+        },
+    );
+    match ipvs.ask(&probe) {
+        Ok(_) => Ok(ipvs),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+            Err(Unusable::NotAllowed(e))
+        }
+        Err(e) => Err(Unusable::Io(e)),
+    }
+}
+
+/// The kernel side of kernel mode.
+pub struct Mirror {
+    ipvs: Ipvs,
+    /// Services uvs created in the kernel.
+    owned: HashSet<ServiceKey>,
+    /// Services found in the kernel that uvs did not make (reported once).
+    foreign: HashSet<ServiceKey>,
+    timeouts: Option<Timeouts>,
+}
+
+impl Mirror {
+    pub fn new(ipvs: Ipvs) -> Mirror {
+        Mirror {
+            ipvs,
+            owned: HashSet::new(),
+            foreign: HashSet::new(),
+            timeouts: None,
+        }
+    }
+
+    /// Sends one request; a refusal is logged with the kernel's reason.
+    fn send(&mut self, what: &str, request: &super::netlink::Request) -> bool {
+        match self.ipvs.ask(request) {
+            Ok(_) => {
+                tracing::info!("kernel: {what}");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "kernel refused: {what}");
+                false
+            }
+        }
+    }
+
+    /// Makes the kernel's services (those uvs owns) what the table says; returns how
+    /// many changes were sent.
+    pub fn sync(&mut self, table: &Table) -> io::Result<usize> {
+        let family = self.ipvs.family();
+        let mut sent = 0;
+        let timeouts = table.timeouts();
+        if self.timeouts != Some(timeouts)
+            && self.send(
+                &format!(
+                    "--set {} {} {}",
+                    timeouts.tcp, timeouts.tcp_fin, timeouts.udp
+                ),
+                &ipvs::timeouts_request(family, timeouts),
+            )
+        {
+            self.timeouts = Some(timeouts);
+            sent += 1;
+        }
+        let in_kernel: HashMap<ServiceKey, _> = self
+            .ipvs
+            .services()?
+            .into_iter()
+            .map(|s| (s.config.key, s))
+            .collect();
+        for service in table.services() {
+            let config = service.config();
+            let key = config.key;
+            match in_kernel.get(&key) {
+                None => {
+                    if !self.send(
+                        &format!("-A {config}"),
+                        &ipvs::service_request(family, &config, false),
+                    ) {
+                        continue;
+                    }
+                    self.owned.insert(key);
+                    self.foreign.remove(&key);
+                    sent += 1;
+                }
+                Some(_) if !self.owned.contains(&key) => {
+                    if self.foreign.insert(key) {
+                        tracing::warn!(service = %key, "kernel: a service uvs did not create is already there; left alone");
+                    }
+                    continue;
+                }
+                Some(k) if !same_service(&k.config, &config) => {
+                    if self.send(
+                        &format!("-E {config}"),
+                        &ipvs::service_request(family, &config, true),
+                    ) {
+                        sent += 1;
+                    }
+                }
+                Some(_) => {}
+            }
+            let kernel_servers: HashMap<_, KernelServer> = self
+                .ipvs
+                .servers(key)?
+                .into_iter()
+                .map(|s| (s.config.key(), s))
+                .collect();
+            let wanted: Vec<ServerConfig> = service.servers.iter().map(|s| s.config()).collect();
+            for k in kernel_servers.keys() {
+                if !wanted.iter().any(|w| w.key() == *k)
+                    && self.send(
+                        &format!("-d {key} -r {k}"),
+                        &ipvs::delete_server_request(family, key, *k),
+                    )
+                {
+                    sent += 1;
+                }
+            }
+            for server in wanted.iter().rev() {
+                let (edit, what) = match kernel_servers.get(&server.key()) {
+                    None => (false, "-a"),
+                    Some(k) if k.config != *server => (true, "-e"),
+                    Some(_) => continue,
+                };
+                if self.send(
+                    &format!("{what} {key} -r {} -w {}", server.key(), server.weight),
+                    &ipvs::server_request(family, key, server, edit),
+                ) {
+                    sent += 1;
+                }
+            }
+        }
+        let gone: Vec<ServiceKey> = self
+            .owned
+            .iter()
+            .filter(|k| table.service(k).is_none())
+            .copied()
+            .collect();
+        for key in gone {
+            if !in_kernel.contains_key(&key)
+                || self.send(
+                    &format!("-D {key}"),
+                    &ipvs::delete_service_request(family, key),
+                )
+            {
+                self.owned.remove(&key);
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Removes the services uvs created (a clean stop).
+    pub fn clean(&mut self) {
+        let family = self.ipvs.family();
+        for key in std::mem::take(&mut self.owned) {
+            self.send(
+                &format!("-D {key}"),
+                &ipvs::delete_service_request(family, key),
+            );
+        }
+    }
+}
+
+/// Whether the kernel's service is what the table says (uvs's own options aside, the
+/// kernel does not keep them).
+fn same_service(kernel: &crate::table::ServiceConfig, table: &crate::table::ServiceConfig) -> bool {
+    kernel.scheduler == table.scheduler
+        && kernel.flags == table.flags
+        && kernel.timeout == table.timeout
+        && kernel.netmask == table.netmask
+        && kernel.pe == table.pe
+}
+
+/// Follows the table until the task is aborted.
+pub async fn run(director: Arc<Director>, mirror: Arc<std::sync::Mutex<Mirror>>) {
+    let mut changes = director.table.subscribe();
+    loop {
+        let snapshot = director.table.snapshot();
+        let result = mirror
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sync(&snapshot);
+        if let Err(e) = result {
+            tracing::error!(error = %e, "kernel: cannot read the IPVS table");
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = tokio::time::sleep(REPAIR_INTERVAL) => {}
+        }
+    }
+}

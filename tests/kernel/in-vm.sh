@@ -1,0 +1,101 @@
+#!/bin/bash
+# Runs inside shared/ipvs-vm (a Debian kernel with IPVS): uvs in kernel mode with a
+# configuration file; after the start, a reload, a uvsadm change and a health check,
+# the kernel's table as ipvsadm lists and saves it must be what uvsadm shows; a
+# service uvs did not make stays untouched; a clean stop leaves only that one.
+set -u
+cd /root
+fail() { echo "FAIL: $*"; echo "--- uvs log"; cat uvs.log; exit 1; }
+
+ipvsadm -A -t 127.0.0.99:99 -s rr   # someone else's
+
+write_config() {
+cat > uvs.toml.new <<EOF
+[global]
+mode = "kernel"
+metrics = "off"
+
+[timeouts]
+tcp = "10m"
+
+[[service]]
+tcp = "127.0.0.10:80"
+scheduler = "wrr"
+[[service.server]]
+address = "127.0.0.1:8080"
+weight = $1
+[[service.server]]
+address = "127.0.0.1:$2"
+$3
+EOF
+mv uvs.toml.new uvs.toml
+}
+UDP_AND_FWM='
+[[service]]
+udp = "127.0.0.10:53"
+scheduler = "rr"
+persistent = 600
+[[service.server]]
+address = "127.0.0.1:5353"
+
+[[service]]
+fwmark = 5
+scheduler = "sh"
+flags = ["sh-port"]
+[[service.server]]
+address = "127.0.0.2"
+forward = "gate"
+'
+CHECKED='
+[[service]]
+tcp = "127.0.0.11:80"
+scheduler = "rr"
+quiescent = false
+[[service.server]]
+address = "127.0.0.1:9001"
+[service.server.check]
+type = "on"
+[[service.server]]
+address = "127.0.0.1:9002"
+[service.server.check]
+type = "off"
+'
+write_config 3 8081 "$UDP_AND_FWM"
+/opt/uvs/uvs run --socket /root/uvs.sock -c uvs.toml 2> uvs.log &
+pid=$!
+for _ in $(seq 100); do [ -S /root/uvs.sock ] && break; sleep 0.1; done
+U="/opt/uvs/uvsadm --socket /root/uvs.sock"
+
+compare() {
+    for _ in $(seq 30); do
+        ipvsadm -L -n | grep -v '127.0.0.99:99' > k.txt
+        $U -L -n > u.txt
+        ipvsadm -S -n | grep -v '127.0.0.99:99' > ks.txt
+        $U -S -n > us.txt
+        cmp -s k.txt u.txt && cmp -s ks.txt us.txt && { echo "ok $1"; return; }
+        sleep 0.2
+    done
+    echo "--- ipvsadm -L -n"; cat k.txt; echo "--- uvsadm -L -n"; cat u.txt
+    echo "--- ipvsadm -S -n"; cat ks.txt; echo "--- uvsadm -S -n"; cat us.txt
+    fail "$1: the kernel's table is not uvs's"
+}
+
+compare "start"
+ipvsadm -L --timeout | grep -q 'Timeout (tcp tcpfin udp): 600 120 300' || fail "timeouts"
+
+write_config 5 8082 "$CHECKED"
+kill -HUP $pid
+compare "reload (weights, servers, services, health checks)"
+ipvsadm -L -n | grep -q '127.0.0.1:9002' && fail "the server whose check is off is in the kernel"
+
+$U -a -t 127.0.0.10:80 -r 127.0.0.1:8090 -m -w 7 || fail "uvsadm -a"
+compare "uvsadm -a"
+
+ipvsadm -d -t 127.0.0.10:80 -r 127.0.0.1:8090
+compare "a change made behind uvs's back is repaired"
+
+kill -TERM $pid
+wait $pid
+saved=$(ipvsadm -S -n)
+[ "$saved" = "-A -t 127.0.0.99:99 -s rr" ] || fail "after a clean stop the kernel has: $saved"
+echo "ok clean stop"
