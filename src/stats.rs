@@ -115,6 +115,8 @@ struct Estimator {
     avg: [i64; 5],
     /// Counter values at the last `-Z`; listings show the difference.
     zero_point: [u64; 5],
+    /// Kernel mode: the kernel's own estimator's rates.
+    kernel_rates: Option<Rates>,
 }
 
 /// Live counters plus their estimator. Shared by `Arc` between table snapshots, so a
@@ -184,12 +186,40 @@ impl Stats {
         est.avg = [0; 5];
     }
 
+    /// Kernel mode: the counters and rates are the kernel's, copied in. A `-Z` since
+    /// the last copy is returned (true) for the caller to pass on to the kernel, whose
+    /// counters then restart.
+    pub fn mirror(&self, counters: Counters, rates: Rates) -> bool {
+        let values = [
+            counters.conns,
+            counters.inpkts,
+            counters.outpkts,
+            counters.inbytes,
+            counters.outbytes,
+        ];
+        let mut est = self.estimator();
+        let zeroed = est.zero_point != [0; 5];
+        for (counter, value) in self.counters.iter().zip(values) {
+            counter.store(value, Ordering::Relaxed);
+        }
+        est.zero_point = [0; 5];
+        est.last = values;
+        est.kernel_rates = Some(rates);
+        zeroed
+    }
+
     pub fn view(&self) -> StatsView {
         let now = self.load();
         let est = self.estimator();
         let shown: [u64; 5] = std::array::from_fn(|i| now[i].wrapping_sub(est.zero_point[i]));
         let per_sec = |avg: i64| (avg as u64).wrapping_add(0x1FF) >> 10;
         let bytes_per_sec = |avg: i64| (avg as u64).wrapping_add(0xF) >> 5;
+        if let Some(rates) = est.kernel_rates {
+            return StatsView {
+                counters: Counters::from_array(shown),
+                rates,
+            };
+        }
         StatsView {
             counters: Counters::from_array(shown),
             rates: Rates {

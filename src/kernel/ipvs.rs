@@ -11,7 +11,7 @@ use super::netlink::{
     NLM_F_ACK, NLM_F_DUMP, Request, Socket, as_be16, as_string, as_u16, as_u32, as_u64, attributes,
     find,
 };
-use crate::stats::Counters;
+use crate::stats::{Counters, Rates};
 use crate::table::{
     Family, Forward, Netmask, Protocol, ServerConfig, ServerKey, ServiceConfig, ServiceFlags,
     ServiceKey, Timeouts, Tunnel, TunnelChecksum, TunnelKind,
@@ -80,6 +80,11 @@ const STATS_INPKTS: u16 = 2;
 const STATS_OUTPKTS: u16 = 3;
 const STATS_INBYTES: u16 = 4;
 const STATS_OUTBYTES: u16 = 5;
+const STATS_CPS: u16 = 6;
+const STATS_INPPS: u16 = 7;
+const STATS_OUTPPS: u16 = 8;
+const STATS_INBPS: u16 = 9;
+const STATS_OUTBPS: u16 = 10;
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -320,16 +325,25 @@ pub fn read_info(payload: &[u8]) -> Option<Info> {
     })
 }
 
-fn read_stats(data: &[u8]) -> Counters {
+fn read_stats(data: &[u8]) -> (Counters, Rates) {
     let attrs = attributes(data);
     let get = |k| find(&attrs, k).and_then(|v| as_u64(&v)).unwrap_or(0);
-    Counters {
-        conns: get(STATS_CONNS),
-        inpkts: get(STATS_INPKTS),
-        outpkts: get(STATS_OUTPKTS),
-        inbytes: get(STATS_INBYTES),
-        outbytes: get(STATS_OUTBYTES),
-    }
+    (
+        Counters {
+            conns: get(STATS_CONNS),
+            inpkts: get(STATS_INPKTS),
+            outpkts: get(STATS_OUTPKTS),
+            inbytes: get(STATS_INBYTES),
+            outbytes: get(STATS_OUTBYTES),
+        },
+        Rates {
+            cps: get(STATS_CPS),
+            inpps: get(STATS_INPPS),
+            outpps: get(STATS_OUTPPS),
+            inbps: get(STATS_INBPS),
+            outbps: get(STATS_OUTBPS),
+        },
+    )
 }
 
 /// A service as a dump gives it.
@@ -337,6 +351,7 @@ fn read_stats(data: &[u8]) -> Counters {
 pub struct KernelService {
     pub config: ServiceConfig,
     pub stats: Counters,
+    pub rates: Rates,
 }
 
 /// Reads one service of a GET_SERVICE dump.
@@ -379,6 +394,9 @@ pub fn read_service(payload: &[u8]) -> Option<KernelService> {
     let pe = find(&attrs, SVC_PE_NAME)
         .map(|v| as_string(&v))
         .filter(|s| !s.is_empty());
+    let stats = find(&attrs, SVC_STATS64)
+        .map(|s| read_stats(&s))
+        .unwrap_or_default();
     Some(KernelService {
         config: ServiceConfig {
             key,
@@ -390,9 +408,8 @@ pub fn read_service(payload: &[u8]) -> Option<KernelService> {
             pe,
             options: Default::default(),
         },
-        stats: find(&attrs, SVC_STATS64)
-            .map(|s| read_stats(&s))
-            .unwrap_or_default(),
+        stats: stats.0,
+        rates: stats.1,
     })
 }
 
@@ -404,6 +421,7 @@ pub struct KernelServer {
     pub inactive: u32,
     pub persistent: u32,
     pub stats: Counters,
+    pub rates: Rates,
 }
 
 /// Reads one server of a GET_DEST dump.
@@ -421,6 +439,9 @@ pub fn read_server(payload: &[u8], service_family: Family) -> Option<KernelServe
         2 => Forward::Tunnel,
         _ => Forward::Route,
     };
+    let stats = find(&attrs, DEST_STATS64)
+        .map(|s| read_stats(&s))
+        .unwrap_or_default();
     let tunnel = Tunnel {
         kind: match find(&attrs, DEST_TUN_TYPE).and_then(|v| v.first().copied()) {
             Some(1) => TunnelKind::Gue,
@@ -449,9 +470,8 @@ pub fn read_server(payload: &[u8], service_family: Family) -> Option<KernelServe
         active: get32(DEST_ACTIVE_CONNS),
         inactive: get32(DEST_INACT_CONNS),
         persistent: get32(DEST_PERSIST_CONNS),
-        stats: find(&attrs, DEST_STATS64)
-            .map(|s| read_stats(&s))
-            .unwrap_or_default(),
+        stats: stats.0,
+        rates: stats.1,
     })
 }
 

@@ -1,7 +1,8 @@
 //! Kernel mode: the table, programmed into the kernel's IPVS. After every change to the
-//! table (and every few seconds, to repair what someone else changed), the kernel's
+//! table (and every two seconds, to repair what someone else changed), the kernel's
 //! services and servers are compared with the table and only the differences are
-//! sent. uvs owns the services it created: one that was in the kernel before uvs
+//! sent; the kernel's counters, rates and connection counts are copied back, so
+//! listings and metrics show the kernel's (a `-Z` is passed on to the kernel). uvs owns the services it created: one that was in the kernel before uvs
 //! (someone's ipvsadm) is reported and left alone, never edited or flushed. A change
 //! the kernel refuses is logged with the kernel's reason and tried again at the next
 //! pass; the daemon runs on. On a clean stop uvs removes its services unless told to
@@ -14,10 +15,14 @@ use std::time::Duration;
 
 use super::ipvs::{self, Ipvs, KernelServer};
 use crate::director::Director;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::stats::{Counters, Rates};
 use crate::table::{ServerConfig, ServiceKey, Table, Timeouts};
 
-/// How often the kernel is compared with the table when nothing changed.
-const REPAIR_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the kernel is compared with the table when nothing changed, and its
+/// counters read: as often as its estimator updates them.
+const REPAIR_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Why kernel mode cannot be used here.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +111,7 @@ impl Mirror {
             self.timeouts = Some(timeouts);
             sent += 1;
         }
+        let mut totals = Sum::default();
         let in_kernel: HashMap<ServiceKey, _> = self
             .ipvs
             .services()?
@@ -149,6 +155,24 @@ impl Mirror {
                 .into_iter()
                 .map(|s| (s.config.key(), s))
                 .collect();
+            // Listings and metrics show the kernel's counters and connection counts.
+            if let Some(k) = in_kernel.get(&key) {
+                totals.add(&k.stats, &k.rates);
+                if service.state.stats.mirror(k.stats, k.rates)
+                    && self.send(&format!("-Z {key}"), &ipvs::zero_request(family, Some(key)))
+                {
+                    sent += 1;
+                }
+            }
+            for server in &service.servers {
+                if let Some(k) = kernel_servers.get(&server.key()) {
+                    let st = &server.state;
+                    st.stats.mirror(k.stats, k.rates);
+                    st.active_conns.store(k.active, Relaxed);
+                    st.inactive_conns.store(k.inactive, Relaxed);
+                    st.persistent_conns.store(k.persistent, Relaxed);
+                }
+            }
             let wanted: Vec<ServerConfig> = service.servers.iter().map(|s| s.config()).collect();
             for k in kernel_servers.keys() {
                 if !wanted.iter().any(|w| w.key() == *k)
@@ -174,6 +198,7 @@ impl Mirror {
                 }
             }
         }
+        table.totals().mirror(totals.counters, totals.rates);
         let gone: Vec<ServiceKey> = self
             .owned
             .iter()
@@ -203,6 +228,28 @@ impl Mirror {
                 &ipvs::delete_service_request(family, key),
             );
         }
+    }
+}
+
+/// The totals over uvs's services.
+#[derive(Default)]
+struct Sum {
+    counters: Counters,
+    rates: Rates,
+}
+
+impl Sum {
+    fn add(&mut self, c: &Counters, r: &Rates) {
+        self.counters.conns += c.conns;
+        self.counters.inpkts += c.inpkts;
+        self.counters.outpkts += c.outpkts;
+        self.counters.inbytes += c.inbytes;
+        self.counters.outbytes += c.outbytes;
+        self.rates.cps += r.cps;
+        self.rates.inpps += r.inpps;
+        self.rates.outpps += r.outpps;
+        self.rates.inbps += r.inbps;
+        self.rates.outbps += r.outbps;
     }
 }
 

@@ -83,6 +83,33 @@ compare() {
 compare "start"
 ipvsadm -L --timeout | grep -q 'Timeout (tcp tcpfin udp): 600 120 300' || fail "timeouts"
 
+# Traffic through the kernel's VIP: wrr 3:1 over two web servers (masquerading).
+for port in 8080 8081; do
+    mkdir -p /www$port && echo "server $port" > /www$port/index.html
+    busybox httpd -p 127.0.0.1:$port -h /www$port
+done
+answers=$(for _ in $(seq 8); do busybox wget -q -O - http://127.0.0.10/; done | sort | uniq -c | awk '{print $1 "x" $3}' | tr '\n' ' ')
+[ "$answers" = "6x8080 2x8081 " ] || fail "wrr 3:1 through the kernel gave: $answers"
+echo "ok traffic: $answers"
+sleep 3   # the kernel's estimator folds counters in every 2 s
+for _ in $(seq 30); do
+    ipvsadm -L -n --stats --exact | grep -v '127.0.0.99:99' > k.txt
+    $U -L -n --stats --exact > u.txt
+    ipvsadm -L -n --rate --exact | grep -v '127.0.0.99:99' > kr.txt
+    $U -L -n --rate --exact > ur.txt
+    cmp -s k.txt u.txt && cmp -s kr.txt ur.txt && break
+    sleep 0.2
+done
+cmp -s k.txt u.txt || { cat k.txt u.txt; fail "--stats differ"; }
+cmp -s kr.txt ur.txt || { cat kr.txt ur.txt; fail "--rate differ"; }
+grep -q '^TCP  127.0.0.10:80 *8 ' k.txt || { cat k.txt; fail "8 connections counted"; }
+echo "ok counters: uvsadm --stats and --rate are the kernel's"
+compare "after traffic"
+$U -Z -t 127.0.0.10:80
+for _ in $(seq 30); do ipvsadm -L -n --stats | grep -q '^TCP  127.0.0.10:80 *0 ' && break; sleep 0.2; done
+ipvsadm -L -n --stats | grep -q '^TCP  127.0.0.10:80 *0 ' || fail "-Z did not reach the kernel"
+echo "ok -Z"
+
 write_config 5 8082 "$CHECKED"
 kill -HUP $pid
 compare "reload (weights, servers, services)"
