@@ -7,7 +7,7 @@ set -u
 bin=${UVS_BIN:-$PWD/target/release}
 sock=$(mktemp -u -t uvs-bench.XXXXXX.sock)
 # shellcheck disable=SC2086 # UVS_ARGS is a list of words
-"$bin/uvs" run --socket "$sock" ${UVS_ARGS:-} &
+"$bin/uvs" run --mode userspace --metrics off --socket "$sock" ${UVS_ARGS:-} &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid; rm -f "$sock"; exit 0' TERM INT
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done

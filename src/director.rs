@@ -111,6 +111,13 @@ impl Director {
 
     /// `-L -c`: connections and persistence templates.
     pub fn connections(&self) -> Vec<ConnEntry> {
+        if !self.options.userspace {
+            // Kernel mode: the kernel's own table, as ipvsadm reads it.
+            return crate::kernel::connections::read().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read the kernel's connections");
+                Vec::new()
+            });
+        }
         let timeouts = self.table.snapshot().timeouts();
         let mut all = self.templates.entries();
         all.extend(self.conns.entries(&timeouts));

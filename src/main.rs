@@ -305,14 +305,16 @@ fn choose_mode(mode: Mode) -> anyhow::Result<Option<Mirror>> {
             }
             Err(e) => bail!("mode kernel: {e}"),
         },
-        Mode::Auto => {
-            // Kernel mode does not yet read the kernel's counters and connections back
-            // into listings and metrics, so it is not chosen behind anyone's back.
-            tracing::info!(
-                "mode auto: balancing in userspace (kernel mode is chosen with --mode kernel)"
-            );
-            Ok(None)
-        }
+        Mode::Auto => match uvs::kernel::mirror::open() {
+            Ok(ipvs) => {
+                tracing::info!("mode auto: kernel (the kernel has IPVS and uvs may change it)");
+                Ok(Some(Mirror::new(ipvs)))
+            }
+            Err(e) => {
+                tracing::info!("mode auto: userspace ({e})");
+                Ok(None)
+            }
+        },
         Mode::Userspace => Ok(None),
     }
 }

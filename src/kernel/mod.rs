@@ -3,6 +3,7 @@
 //! family's commands and answers, built from and read into the table's own types.
 //! `mirror` is kernel mode: the table programmed into the kernel.
 
+pub mod connections;
 pub mod ipvs;
 pub mod mirror;
 pub mod netlink;

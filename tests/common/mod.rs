@@ -143,6 +143,10 @@ impl Daemon {
         let socket = dir.path().join("uvs.sock");
         let mut command = Command::new(UVS);
         command.args(["run", "--socket"]).arg(&socket).args(args);
+        if !args.contains(&"--mode") {
+            // The tests are about the userspace data plane, wherever they run.
+            command.args(["--mode", "userspace"]);
+        }
         if !args.contains(&"--metrics") {
             // Every daemon its own port: many run at once.
             command.args(["--metrics", "127.0.0.1:0"]);

@@ -12,7 +12,7 @@ ipvsadm -A -t 127.0.0.99:99 -s rr   # someone else's
 write_config() {
 cat > uvs.toml.new <<EOF
 [global]
-mode = "kernel"
+mode = "auto"
 metrics = "off"
 
 [timeouts]
@@ -80,6 +80,8 @@ compare() {
     fail "$1: the kernel's table is not uvs's"
 }
 
+grep -q "mode auto: kernel" uvs.log || fail "mode auto did not choose the kernel"
+/opt/uvs/uvs status --socket /root/uvs.sock | head -1 | grep -q "(kernel mode" || fail "uvs status does not say kernel mode"
 compare "start"
 ipvsadm -L --timeout | grep -q 'Timeout (tcp tcpfin udp): 600 120 300' || fail "timeouts"
 
@@ -104,6 +106,14 @@ cmp -s k.txt u.txt || { cat k.txt u.txt; fail "--stats differ"; }
 cmp -s kr.txt ur.txt || { cat kr.txt ur.txt; fail "--rate differ"; }
 grep -q '^TCP  127.0.0.10:80 *8 ' k.txt || { cat k.txt; fail "8 connections counted"; }
 echo "ok counters: uvsadm --stats and --rate are the kernel's"
+for _ in $(seq 30); do
+    ipvsadm -L -n -c > kc.txt; $U -L -n -c > uc.txt
+    cmp -s kc.txt uc.txt && break
+    sleep 0.2
+done
+cmp -s kc.txt uc.txt || { cat kc.txt uc.txt; fail "-L -c differ"; }
+grep -c TIME_WAIT kc.txt | grep -qx 8 || { cat kc.txt; fail "8 connections in TIME_WAIT"; }
+echo "ok -L -c is the kernel's"
 compare "after traffic"
 $U -Z -t 127.0.0.10:80
 for _ in $(seq 30); do ipvsadm -L -n --stats | grep -q '^TCP  127.0.0.10:80 *0 ' && break; sleep 0.2; done
