@@ -77,6 +77,8 @@ pub struct Director {
     pub health: Arc<crate::health::Book>,
     /// Where `/metrics` is served, or why not (for `uvs status`).
     pub metrics_endpoint: Mutex<Option<String>>,
+    /// Why the daemon balances where it does (for `uvs status`).
+    pub mode_reason: Mutex<Option<String>>,
 }
 
 /// What serves a listen address.
@@ -106,6 +108,7 @@ impl Director {
             config: Mutex::new(None),
             health: Arc::default(),
             metrics_endpoint: Mutex::new(None),
+            mode_reason: Mutex::new(None),
         }))
     }
 
@@ -235,6 +238,11 @@ impl Director {
             max_udp_flows: self.udp_flows.max(),
             udp_flows_dropped: self.udp_flows.dropped(),
             health: self.health.statuses(),
+            mode_reason: self
+                .mode_reason
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             metrics: self
                 .metrics_endpoint
                 .lock()

@@ -295,28 +295,28 @@ impl Settings {
     }
 }
 
-/// Where the traffic is balanced: the kernel (its IPVS, opened and checked) or here.
-fn choose_mode(mode: Mode) -> anyhow::Result<Option<Mirror>> {
-    match mode {
+/// Where the traffic is balanced: the kernel (its IPVS, opened and checked) or here,
+/// and why, in words.
+fn choose_mode(mode: Mode) -> anyhow::Result<(Option<Mirror>, String)> {
+    let (mirror, why) = match mode {
         Mode::Kernel => match uvs::kernel::mirror::open() {
-            Ok(ipvs) => {
-                tracing::info!("mode kernel: the table is programmed into the kernel's IPVS");
-                Ok(Some(Mirror::new(ipvs)))
-            }
+            Ok(ipvs) => (
+                Some(Mirror::new(ipvs)),
+                "kernel: the table is programmed into the kernel's IPVS".to_string(),
+            ),
             Err(e) => bail!("mode kernel: {e}"),
         },
         Mode::Auto => match uvs::kernel::mirror::open() {
-            Ok(ipvs) => {
-                tracing::info!("mode auto: kernel (the kernel has IPVS and uvs may change it)");
-                Ok(Some(Mirror::new(ipvs)))
-            }
-            Err(e) => {
-                tracing::info!("mode auto: userspace ({e})");
-                Ok(None)
-            }
+            Ok(ipvs) => (
+                Some(Mirror::new(ipvs)),
+                "auto: kernel (the kernel has IPVS and uvs may change it)".to_string(),
+            ),
+            Err(e) => (None, format!("auto: userspace ({e})")),
         },
-        Mode::Userspace => Ok(None),
-    }
+        Mode::Userspace => (None, "userspace: as asked".to_string()),
+    };
+    tracing::info!("mode {why}");
+    Ok((mirror, why))
 }
 
 fn director(settings: &Settings, userspace: bool) -> anyhow::Result<Arc<Director>> {
@@ -452,8 +452,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let settings = Settings::resolve(&args.daemon, config.as_ref().map(|(_, c)| &c.global));
-    let mirror = choose_mode(settings.mode)?.map(|m| Arc::new(std::sync::Mutex::new(m)));
+    let (mirror, why) = choose_mode(settings.mode)?;
+    let mirror = mirror.map(|m| Arc::new(std::sync::Mutex::new(m)));
     let director = director(&settings, mirror.is_none())?;
+    *director
+        .mode_reason
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(why);
     let kernel = mirror.as_ref().map(|m| {
         tokio::spawn(uvs::kernel::mirror::run(
             Arc::clone(&director),

@@ -211,6 +211,9 @@ pub fn render(status: &Status) -> String {
             "s"
         },
     );
+    if let Some(why) = &status.mode_reason {
+        let _ = writeln!(out, "mode {why}");
+    }
     if let Some(m) = &status.metrics {
         let _ = writeln!(out, "metrics {m}");
     }

@@ -52,6 +52,9 @@ pub struct Status {
     /// Where metrics are served, or why not.
     #[serde(default)]
     pub metrics: Option<String>,
+    /// Why the daemon balances where it does.
+    #[serde(default)]
+    pub mode_reason: Option<String>,
 }
 
 /// What the checks know of one real server of one service.
