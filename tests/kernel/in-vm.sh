@@ -1,13 +1,41 @@
 #!/bin/bash
-# Runs inside shared/ipvs-vm (a Debian kernel with IPVS): uvs in kernel mode with a
-# configuration file; after the start, a reload, a uvsadm change and a health check,
-# the kernel's table as ipvsadm lists and saves it must be what uvsadm shows; a
-# service uvs did not make stays untouched; a clean stop leaves only that one.
+# Runs inside shared/ipvs-vm (a Debian kernel with IPVS): uvs in auto mode (which
+# picks the kernel) with a configuration file; traffic from a client namespace to
+# masqueraded real servers in two other namespaces, and over loopback, follows wrr 3:1;
+# after the start, traffic, a reload, a health check, a uvsadm change and a change
+# behind uvs's back, the kernel's table as ipvsadm lists, saves, counts (--stats,
+# --rate) and lists connections (-L -c) must be what uvsadm shows; a service uvs did
+# not make stays untouched; a clean stop leaves only that one.
 set -u
 cd /root
 fail() { echo "FAIL: $*"; echo "--- uvs log"; cat uvs.log; exit 1; }
 
 ipvsadm -A -t 127.0.0.99:99 -s rr   # someone else's
+
+# A client and two real servers in network namespaces of their own, routed through
+# this (the director's) namespace; the VIP is on lo. Inside the VM: nothing leaves it.
+sysctl -qw net.ipv4.ip_forward=1
+for ns in client rs1 rs2; do ip netns add $ns; done
+ip link add c0 type veth peer name c1
+ip link set c1 netns client
+ip addr add 192.0.2.1/24 dev c0
+ip link set c0 up
+ip -n client addr add 192.0.2.2/24 dev c1
+ip -n client link set c1 up
+ip -n client route add default via 192.0.2.1
+for i in 1 2; do
+    a=$(( (i - 1) * 4 + 1 )); b=$((a + 1))
+    ip link add r${i}0 type veth peer name r${i}1
+    ip link set r${i}1 netns rs$i
+    ip addr add 198.51.100.$a/30 dev r${i}0
+    ip link set r${i}0 up
+    ip -n rs$i addr add 198.51.100.$b/30 dev r${i}1
+    ip -n rs$i link set r${i}1 up
+    ip -n rs$i route add default via 198.51.100.$a
+    mkdir -p /ns$i && echo "server rs$i" > /ns$i/index.html
+    ip netns exec rs$i busybox httpd -p 198.51.100.$b:80 -h /ns$i
+done
+ip addr add 203.0.113.10/32 dev lo
 
 write_config() {
 cat > uvs.toml.new <<EOF
@@ -17,6 +45,15 @@ metrics = "off"
 
 [timeouts]
 tcp = "10m"
+
+[[service]]
+tcp = "203.0.113.10:80"
+scheduler = "wrr"
+[[service.server]]
+address = "198.51.100.2:80"
+weight = 3
+[[service.server]]
+address = "198.51.100.6:80"
 
 [[service]]
 tcp = "127.0.0.10:80"
@@ -95,6 +132,11 @@ done
 answers=$(for _ in $(seq 8); do busybox wget -q -O - http://127.0.0.10/; done | sort | uniq -c | awk '{print $1 "x" $3}' | tr '\n' ' ')
 [ "$answers" = "6x8080 2x8081 " ] || fail "wrr 3:1 through the kernel gave: $answers"
 echo "ok traffic: $answers"
+answers=$(for _ in $(seq 8); do
+    ip netns exec client bash -c 'exec 3<>/dev/tcp/203.0.113.10/80; printf "GET / HTTP/1.0\r\n\r\n" >&3; tail -1 <&3'
+done | sort | uniq -c | awk '{print $1 "x" $3}' | tr '\n' ' ')
+[ "$answers" = "6xrs1 2xrs2 " ] || fail "wrr 3:1 from the client namespace gave: $answers"
+echo "ok traffic between namespaces: $answers"
 sleep 3   # the kernel's estimator folds counters in every 2 s
 for _ in $(seq 30); do
     ipvsadm -L -n --stats --exact | grep -v '127.0.0.99:99' > k.txt
@@ -114,7 +156,7 @@ for _ in $(seq 30); do
     sleep 0.2
 done
 cmp -s kc.txt uc.txt || { cat kc.txt uc.txt; fail "-L -c differ"; }
-grep -c TIME_WAIT kc.txt | grep -qx 8 || { cat kc.txt; fail "8 connections in TIME_WAIT"; }
+grep -c TIME_WAIT kc.txt | grep -qx 16 || { cat kc.txt; fail "16 connections in TIME_WAIT"; }
 echo "ok -L -c is the kernel's"
 compare "after traffic"
 $U -Z -t 127.0.0.10:80
