@@ -706,6 +706,54 @@ mod tests {
         );
     }
 
+    /// Every payload of the kernel's answers in a section of the capture.
+    fn captured_answers(section: &str) -> Vec<Vec<u8>> {
+        let text = include_str!("../../tests/fixtures/netlink/capture.out");
+        let mut in_section = false;
+        let mut out = Vec::new();
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix("== ") {
+                in_section = name == section;
+                continue;
+            }
+            // libnl peeks before it reads: the same answer may show twice.
+            if !in_section || !line.starts_with("recvmsg") {
+                continue;
+            }
+            for quoted in line.split('"').skip(1).step_by(2) {
+                let bytes: Vec<u8> = quoted
+                    .split("\\x")
+                    .filter(|h| !h.is_empty())
+                    .filter_map(|h| u8::from_str_radix(h, 16).ok())
+                    .collect();
+                if !out.contains(&bytes) {
+                    out.push(bytes);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_captured_service_dump_is_read() {
+        // `ipvsadm -L -n --stats` on the kernel after the three `-A` of the capture.
+        let services: Vec<KernelService> = captured_answers("dump")
+            .iter()
+            .filter(|p| p.first() == Some(&CMD_NEW_SERVICE))
+            .filter_map(|p| read_service(p))
+            .collect();
+        let configs: Vec<String> = services.iter().map(|s| s.config.to_string()).collect();
+        assert_eq!(
+            configs,
+            [
+                "-t 10.1.2.3:80 -s rr",
+                "-u [2001:db8::1]:53 -s wlc -o",
+                "-f 7 -6 -s sh -p 600 -M 64 -b sh-port",
+            ]
+        );
+        assert!(services.iter().all(|s| s.stats == Counters::default()));
+    }
+
     #[test]
     fn replies_are_read_back() {
         // The GET_INFO answer captured from the kernel: IPVS 1.2.1, 4096 entries.
