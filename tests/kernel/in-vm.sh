@@ -33,7 +33,8 @@ for i in 1 2; do
     ip -n rs$i link set r${i}1 up
     ip -n rs$i route add default via 198.51.100.$a
     mkdir -p /ns$i && echo "server rs$i" > /ns$i/index.html
-    ip netns exec rs$i busybox httpd -p 198.51.100.$b:80 -h /ns$i
+    ip netns exec rs$i busybox httpd -f -p 198.51.100.$b:80 -h /ns$i &
+    eval "httpd_rs$i=\$!"
 done
 ip addr add 203.0.113.10/32 dev lo
 
@@ -49,6 +50,10 @@ tcp = "10m"
 [[service]]
 tcp = "203.0.113.10:80"
 scheduler = "wrr"
+[service.check]
+type = "connect"
+interval = "1s"
+timeout = "1s"
 [[service.server]]
 address = "198.51.100.2:80"
 weight = 3
@@ -159,6 +164,20 @@ cmp -s kc.txt uc.txt || { cat kc.txt uc.txt; fail "-L -c differ"; }
 grep -c TIME_WAIT kc.txt | grep -qx 16 || { cat kc.txt; fail "16 connections in TIME_WAIT"; }
 echo "ok -L -c is the kernel's"
 compare "after traffic"
+
+# A real server stops: its check quiesces it in the kernel, as ldirectord would.
+kill "$httpd_rs2"
+for _ in $(seq 50); do
+    ipvsadm -L -n | grep -q '198.51.100.6:80 *Masq *0 ' && break
+    sleep 0.2
+done
+ipvsadm -L -n | grep -q '198.51.100.6:80 *Masq *0 ' || { ipvsadm -L -n; fail "the stopped server is not quiesced"; }
+compare "a stopped real server quiesced by its health check"
+answers=$(for _ in $(seq 4); do
+    ip netns exec client bash -c 'exec 3<>/dev/tcp/203.0.113.10/80; printf "GET / HTTP/1.0\r\n\r\n" >&3; tail -1 <&3'
+done | sort | uniq -c | awk '{print $1 "x" $3}' | tr '\n' ' ')
+[ "$answers" = "4xrs1 " ] || fail "after the quiesce the client got: $answers"
+echo "ok clients reach only the live server: $answers"
 $U -Z -t 127.0.0.10:80
 for _ in $(seq 30); do ipvsadm -L -n --stats | grep -q '^TCP  127.0.0.10:80 *0 ' && break; sleep 0.2; done
 ipvsadm -L -n --stats | grep -q '^TCP  127.0.0.10:80 *0 ' || fail "-Z did not reach the kernel"
