@@ -529,31 +529,43 @@ impl Ipvs {
 mod tests {
     use super::*;
 
-    /// The payloads (after the netlink header) ipvsadm 1.31 sent on Linux 6.1, from
-    /// tests/fixtures/netlink/capture.out, in strace's \x notation.
-    fn captured(section: &str, cmd: u8) -> Vec<u8> {
+    /// The quoted payloads (after the netlink header, in strace's \x notation) of the
+    /// `call` lines ("sendmsg", "recvmsg") to or from the IPVS family (type 0x20 on the
+    /// capturing kernel) in one section of tests/fixtures/netlink/capture.out: what
+    /// ipvsadm 1.31 and Linux 6.1 exchanged.
+    fn payloads(section: &str, call: &str) -> Vec<Vec<u8>> {
         let text = include_str!("../../tests/fixtures/netlink/capture.out");
         let mut in_section = false;
+        let mut out: Vec<Vec<u8>> = Vec::new();
         for line in text.lines() {
             if let Some(name) = line.strip_prefix("== ") {
                 in_section = name == section;
                 continue;
             }
-            if !in_section || !line.starts_with("sendmsg") || !line.contains("nlmsg_type=0x20") {
+            if !in_section || !line.starts_with(call) || !line.contains("nlmsg_type=0x20") {
                 continue;
             }
-            let start = line.find("\"\\x").unwrap() + 1;
-            let end = start + line[start..].find('"').unwrap();
-            let bytes: Vec<u8> = line[start..end]
-                .split("\\x")
-                .filter(|h| !h.is_empty())
-                .map(|h| u8::from_str_radix(h, 16).unwrap())
-                .collect();
-            if bytes[0] == cmd {
-                return bytes;
+            for quoted in line.split('"').skip(1).step_by(2) {
+                let bytes: Vec<u8> = quoted
+                    .split("\\x")
+                    .filter(|h| !h.is_empty())
+                    .filter_map(|h| u8::from_str_radix(h, 16).ok())
+                    .collect();
+                // libnl peeks before it reads: the same answer may show twice.
+                if !out.contains(&bytes) {
+                    out.push(bytes);
+                }
             }
         }
-        panic!("no command {cmd} in section {section}");
+        out
+    }
+
+    /// What ipvsadm sent for IPVS command `cmd` in `section`.
+    fn captured(section: &str, cmd: u8) -> Vec<u8> {
+        payloads(section, "sendmsg")
+            .into_iter()
+            .find(|p| p.first() == Some(&cmd))
+            .unwrap_or_else(|| panic!("no command {cmd} in section {section}"))
     }
 
     const FAMILY: u16 = 0x20;
@@ -584,6 +596,20 @@ mod tests {
         }
     }
 
+    /// `-f 7 -6 -s sh -b sh-port -p 600 -M 64`.
+    fn fwmark_group() -> ServiceConfig {
+        config(
+            ServiceKey::Fwmark {
+                mark: 7,
+                family: Family::Inet6,
+            },
+            "sh",
+            ServiceFlags::PERSISTENT | ServiceFlags::SCHED2,
+            600,
+            Netmask::V6(64),
+        )
+    }
+
     #[test]
     fn services_are_sent_as_ipvsadm_sends_them() {
         // ipvsadm -A -t 10.1.2.3:80 -s rr
@@ -593,16 +619,7 @@ mod tests {
             captured("add tcp", CMD_NEW_SERVICE)
         );
         // ipvsadm -A -f 7 -6 -s sh -b sh-port -p 600 -M 64
-        let fwm = config(
-            ServiceKey::Fwmark {
-                mark: 7,
-                family: Family::Inet6,
-            },
-            "sh",
-            ServiceFlags::PERSISTENT | ServiceFlags::SCHED2,
-            600,
-            Netmask::V6(64),
-        );
+        let fwm = fwmark_group();
         assert_eq!(
             service_request(FAMILY, &fwm, false).payload(),
             captured("add fwmark v6 persist", CMD_NEW_SERVICE)
@@ -706,38 +723,10 @@ mod tests {
         );
     }
 
-    /// Every payload of the kernel's answers in a section of the capture.
-    fn captured_answers(section: &str) -> Vec<Vec<u8>> {
-        let text = include_str!("../../tests/fixtures/netlink/capture.out");
-        let mut in_section = false;
-        let mut out = Vec::new();
-        for line in text.lines() {
-            if let Some(name) = line.strip_prefix("== ") {
-                in_section = name == section;
-                continue;
-            }
-            // libnl peeks before it reads: the same answer may show twice.
-            if !in_section || !line.starts_with("recvmsg") {
-                continue;
-            }
-            for quoted in line.split('"').skip(1).step_by(2) {
-                let bytes: Vec<u8> = quoted
-                    .split("\\x")
-                    .filter(|h| !h.is_empty())
-                    .filter_map(|h| u8::from_str_radix(h, 16).ok())
-                    .collect();
-                if !out.contains(&bytes) {
-                    out.push(bytes);
-                }
-            }
-        }
-        out
-    }
-
     #[test]
     fn a_captured_service_dump_is_read() {
         // `ipvsadm -L -n --stats` on the kernel after the three `-A` of the capture.
-        let services: Vec<KernelService> = captured_answers("dump")
+        let services: Vec<KernelService> = payloads("dump", "recvmsg")
             .iter()
             .filter(|p| p.first() == Some(&CMD_NEW_SERVICE))
             .filter_map(|p| read_service(p))
@@ -769,16 +758,7 @@ mod tests {
             })
         );
         // What this module sends reads back as what it was made of.
-        let fwm = config(
-            ServiceKey::Fwmark {
-                mark: 7,
-                family: Family::Inet6,
-            },
-            "sh",
-            ServiceFlags::PERSISTENT | ServiceFlags::SCHED2,
-            600,
-            Netmask::V6(64),
-        );
+        let fwm = fwmark_group();
         let read = read_service(service_request(FAMILY, &fwm, false).payload()).unwrap();
         assert_eq!(read.config, fwm);
         let gue = ServerConfig {
