@@ -550,3 +550,25 @@ fn a_reload_keeps_live_udp_flows_on_their_servers() {
         .unwrap();
     assert_eq!(ask(&new_client), "A", "new flows follow the new weights");
 }
+
+#[test]
+fn kernel_mode_refuses_to_start_where_the_kernel_has_no_ipvs() {
+    if Path::new("/proc/net/ip_vs").exists() {
+        // This kernel has IPVS: kernel mode is tested against it in tests/kernel.
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(UVS)
+        .args(["run", "--mode", "kernel", "--metrics", "off", "--socket"])
+        .arg(dir.path().join("uvs.sock"))
+        .env_remove("RUST_BACKTRACE")
+        .env("UVS_LOG", "error")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "uvs: mode kernel: the kernel has no IPVS (no generic netlink family \"IPVS\": is ip_vs loaded?)\n"
+    );
+    assert!(!dir.path().join("uvs.sock").exists(), "nothing was started");
+}
