@@ -184,3 +184,88 @@ pub fn maintenance_files(dir: &std::path::Path, server: &ServerKey) -> [PathBuf;
 pub fn kind_of(global: &Global, spec: &ServiceSpec) -> Option<CheckKind> {
     merged_check(global, spec).kind
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::schema::parse;
+
+    fn config(quiescent: bool) -> Config {
+        parse(
+            &format!(
+                r#"
+[[service]]
+tcp = "127.0.0.1:80"
+quiescent = {quiescent}
+fallback = {{ address = "127.0.0.9:80" }}
+[service.check]
+type = "connect"
+[[service.server]]
+address = "127.0.0.2:80"
+weight = 3
+[[service.server]]
+address = "127.0.0.3:80"
+"#
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap()
+    }
+
+    fn down(book: &Book, config: &Config, server: &str, up: bool, weight: Option<u32>) {
+        let target = Target {
+            service: config.services[0].service.key,
+            server: ServerKey {
+                addr: server.parse().unwrap(),
+                port: 80,
+            },
+        };
+        book.update(target, |h| {
+            h.up = up;
+            h.weight = weight;
+        });
+    }
+
+    fn servers(c: &Config) -> Vec<(String, i32)> {
+        c.services[0]
+            .servers
+            .iter()
+            .map(|s| (s.addr.to_string(), s.weight))
+            .collect()
+    }
+
+    #[test]
+    fn down_servers_are_quiesced_or_left_out_and_the_fallback_stands_in() {
+        for quiescent in [true, false] {
+            let c = config(quiescent);
+            let book = Book::default();
+            assert_eq!(
+                servers(&effective(&c, &book)),
+                [("127.0.0.2".into(), 3), ("127.0.0.3".into(), 1)],
+                "every server starts up"
+            );
+            down(&book, &c, "127.0.0.2", false, None);
+            let one_down = servers(&effective(&c, &book));
+            if quiescent {
+                assert_eq!(one_down, [("127.0.0.2".into(), 0), ("127.0.0.3".into(), 1)]);
+            } else {
+                assert_eq!(one_down, [("127.0.0.3".into(), 1)]);
+            }
+            down(&book, &c, "127.0.0.3", false, None);
+            let all_down = servers(&effective(&c, &book));
+            assert_eq!(
+                all_down.last(),
+                Some(&("127.0.0.9".into(), 1)),
+                "the fallback"
+            );
+            down(&book, &c, "127.0.0.3", true, Some(7));
+            assert_eq!(
+                servers(&effective(&c, &book)).last(),
+                Some(&("127.0.0.3".into(), 7)),
+                "back with the weight its check gave, and no fallback"
+            );
+        }
+    }
+}
