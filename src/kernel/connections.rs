@@ -1,10 +1,12 @@
-//! The kernel's connection table as `-L -c` lists it: /proc/net/ip_vs_conn (what
-//! ipvsadm itself reads), parsed into the table's connection entries. Used in kernel
-//! mode by the director.
+//! What the kernel's IPVS shows in /proc: its connection table as `-L -c` lists it
+//! (/proc/net/ip_vs_conn, what ipvsadm itself reads), parsed into the table's
+//! connection entries, and its totals (/proc/net/ip_vs_stats, what node_exporter
+//! reads). Used in kernel mode by the director and the mirror.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::stats::{Counters, Rates};
 use crate::table::ConnEntry;
 
 const PATH: &str = "/proc/net/ip_vs_conn";
@@ -45,6 +47,43 @@ fn entry(line: &str) -> Option<ConnEntry> {
     })
 }
 
+/// The totals and their rates in /proc/net/ip_vs_stats: two title lines, the five
+/// counters in hex, an empty line, a title line, the five rates in hex.
+pub fn parse_totals(text: &str) -> Option<(Counters, Rates)> {
+    let numbers = |line: &str| -> Option<[u64; 5]> {
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .map(|h| u64::from_str_radix(h, 16))
+            .collect::<Result<_, _>>()
+            .ok()?;
+        v.try_into().ok()
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let c = numbers(lines.get(2)?)?;
+    let r = numbers(lines.get(4)?)?;
+    Some((
+        Counters {
+            conns: c[0],
+            inpkts: c[1],
+            outpkts: c[2],
+            inbytes: c[3],
+            outbytes: c[4],
+        },
+        Rates {
+            cps: r[0],
+            inpps: r[1],
+            outpps: r[2],
+            inbps: r[3],
+            outbps: r[4],
+        },
+    ))
+}
+
+/// The kernel's totals now, over every service (not only uvs's).
+pub fn totals() -> Option<(Counters, Rates)> {
+    parse_totals(&std::fs::read_to_string("/proc/net/ip_vs_stats").ok()?)
+}
+
 /// Parses the file's text.
 pub fn parse(text: &str) -> Vec<ConnEntry> {
     text.lines().filter_map(entry).collect()
@@ -58,6 +97,23 @@ pub fn read() -> io::Result<Vec<ConnEntry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernels_totals_are_read() {
+        let text = "   Total Incoming Outgoing         Incoming         Outgoing
+   Conns  Packets  Packets            Bytes            Bytes
+      10       46       28             1FA4             2A0C
+
+ Conns/s   Pkts/s   Pkts/s          Bytes/s          Bytes/s
+       1        5        3              12C              1F4
+";
+        let (c, r) = parse_totals(text).unwrap();
+        assert_eq!(
+            (c.conns, c.inpkts, c.outpkts, c.inbytes, c.outbytes),
+            (16, 70, 40, 8100, 10764)
+        );
+        assert_eq!((r.cps, r.inbps, r.outbps), (1, 300, 500));
+    }
 
     #[test]
     fn the_kernels_lines_are_read() {

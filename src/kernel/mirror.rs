@@ -198,7 +198,10 @@ impl Mirror {
                 }
             }
         }
-        table.totals().mirror(totals.counters, totals.rates);
+        // The kernel's own totals (node_exporter's), else those of uvs's services.
+        let (counters, rates) =
+            super::connections::totals().unwrap_or((totals.counters, totals.rates));
+        table.totals().mirror(counters, rates);
         let gone: Vec<ServiceKey> = self
             .owned
             .iter()

@@ -42,7 +42,7 @@ write_config() {
 cat > uvs.toml.new <<EOF
 [global]
 mode = "auto"
-metrics = "off"
+metrics = "127.0.0.1:9280"
 
 [timeouts]
 tcp = "10m"
@@ -163,6 +163,10 @@ done
 cmp -s kc.txt uc.txt || { cat kc.txt uc.txt; fail "-L -c differ"; }
 grep -c TIME_WAIT kc.txt | grep -qx 16 || { cat kc.txt; fail "16 connections in TIME_WAIT"; }
 echo "ok -L -c is the kernel's"
+kernel_conns=$(( 16#$(sed -n 3p /proc/net/ip_vs_stats | awk '{print $1}') ))
+metric=$(busybox wget -q -O - http://127.0.0.1:9280/metrics | awk '$1 == "node_ipvs_connections_total" {print $2}')
+[ "$metric" = "$kernel_conns" ] || fail "node_ipvs_connections_total $metric, the kernel's $kernel_conns"
+echo "ok metrics: node_ipvs_connections_total $metric, as /proc/net/ip_vs_stats"
 compare "after traffic"
 
 # A real server stops: its check quiesces it in the kernel, as ldirectord would.
