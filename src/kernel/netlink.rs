@@ -210,6 +210,9 @@ impl Socket {
             socket2::Type::RAW.cloexec(),
             Some(socket2::Protocol::from(libc::NETLINK_GENERIC)),
         )?;
+        // The kernel answers at once; a bound keeps a lost answer from hanging the
+        // caller.
+        socket.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
         Ok(Socket { socket, seq: 1 })
     }
 
