@@ -213,13 +213,7 @@ async fn reach_server<'a>(
         if !failed.is_empty() {
             service.state.retries.fetch_add(1, Relaxed);
         }
-        // A server without a port is reached on the port the client connected to.
-        let port = if server.port == 0 {
-            packet.local.port()
-        } else {
-            server.port
-        };
-        let dest = SocketAddr::new(server.addr, port);
+        let dest = server.destination(packet.local.port());
         let accounting = Accounting::new(
             Arc::clone(&service.state),
             Arc::clone(&server.state),

@@ -285,6 +285,17 @@ impl RealServer {
         }
     }
 
+    /// Where a connection or datagram for this server goes when the client reached
+    /// `local_port`: a server without a port is reached on the port the client used.
+    pub fn destination(&self, local_port: u16) -> std::net::SocketAddr {
+        let port = if self.port == 0 {
+            local_port
+        } else {
+            self.port
+        };
+        std::net::SocketAddr::new(self.addr, port)
+    }
+
     pub fn key(&self) -> ServerKey {
         ServerKey {
             addr: self.addr,

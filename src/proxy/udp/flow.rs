@@ -37,7 +37,7 @@ use crate::proxy::warn_rarely;
 use crate::sched::Packet;
 use crate::sys::datagram::{Batch, SLOTS};
 use crate::table::real_server::locate;
-use crate::table::{Protocol, RealServer, ServerKey, Service, Table};
+use crate::table::{Protocol, ServerKey, Service, Table};
 
 /// What a flow is found by: the client, and the address it sent to.
 pub type FlowKey = (SocketAddr, IpAddr);
@@ -243,7 +243,7 @@ fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Rang
             // The "connection" ends with its one datagram.
             t.release_child();
         }
-        let dest = destination(&choice.server, &packet);
+        let dest = choice.server.destination(packet.local.port());
         let accounting = Accounting::new(
             Arc::clone(&service.state),
             Arc::clone(&choice.server.state),
@@ -260,17 +260,6 @@ fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Rang
             Err(e) => tracing::trace!(%dest, error = %e, "datagram dropped"),
         }
     }
-}
-
-/// Where a datagram for `server` goes: a server without a port gets the port the client
-/// sent to.
-fn destination(server: &RealServer, packet: &Packet) -> SocketAddr {
-    let port = if server.port == 0 {
-        packet.local.port()
-    } else {
-        server.port
-    };
-    SocketAddr::new(server.addr, port)
 }
 
 static SOCKET_WARNED: AtomicU64 = AtomicU64::new(0);
@@ -337,7 +326,7 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
             tracing::debug!(client = %key.0, "no real server available");
             return None;
         };
-        let dest = destination(&choice.server, &packet);
+        let dest = choice.server.destination(packet.local.port());
         let upstream = match upstream_socket(dest, Some(dest)) {
             Ok(s) => s,
             Err(e) => {
