@@ -83,6 +83,14 @@ impl State {
     }
 }
 
+/// Wall-clock seconds since the Unix epoch (0 if the clock is before it): what logs,
+/// `uvs status` and metrics timestamps are kept in.
+pub fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Milliseconds since the table was made; cheap to store in an atomic.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {

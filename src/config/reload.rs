@@ -24,12 +24,6 @@ use crate::director::Director;
 use crate::health::{self, Book, checker::Checker};
 use crate::table::{HostInterfaces, TableError};
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// How often `autoreload` looks at the file.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -100,7 +94,7 @@ impl Reloader {
         drop(applied);
         self.checker.follow(config);
         self.record(director, |c| {
-            c.applied_at = unix_now();
+            c.applied_at = crate::conn::unix_seconds();
             c.last_error = None;
         });
         if let Some(on) = config.global.expire_quiescent_template {

@@ -126,12 +126,6 @@ fn jitter_fraction(target: &Target, round: u64) -> f64 {
     (hash >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// One server's checks, until the task is aborted.
 async fn run(plan: Plan, book: Arc<Book>, changed: Arc<Notify>) {
     let interval = plan.check.interval.unwrap_or(DEFAULT_INTERVAL);
@@ -146,7 +140,7 @@ async fn run(plan: Plan, book: Arc<Book>, changed: Arc<Notify>) {
         let started = Instant::now();
         let result = probe(&plan).await;
         let took = started.elapsed();
-        let now = unix_now();
+        let now = crate::conn::unix_seconds();
         let transition = book.update(target, |h| {
             h.last_check = Some(now);
             h.last_duration = took;

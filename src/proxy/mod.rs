@@ -13,10 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Runs `log` at most once every ten seconds per `last` stamp.
 pub(crate) fn warn_rarely(last: &AtomicU64, log: impl FnOnce()) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = crate::conn::unix_seconds();
     let before = last.load(Ordering::Relaxed);
     if now >= before + 10
         && last
