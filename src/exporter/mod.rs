@@ -18,7 +18,7 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 
 use crate::director::Director;
 use crate::stats::{Counters, LATENCY_BOUNDS, LatencyView};
-use crate::table::{Protocol, RealServer, ServerKey, Service, ServiceKey};
+use crate::table::{Protocol, RealServer, ServerKey, Service, ServiceKey, Table};
 
 /// node_exporter's ipvs collector: names and HELP texts, exactly.
 const NODE_TOTALS: [(&str, &str); 5] = [
@@ -276,9 +276,8 @@ fn publish_server(service: &Service, server: &RealServer) {
     }
 }
 
-fn publish(director: &Director) {
+fn publish(director: &Director, snapshot: &Table) {
     use std::sync::atomic::Ordering::Relaxed;
-    let snapshot = director.table.snapshot();
     let totals = counter_values(&snapshot.totals().totals());
     for ((name, _), value) in NODE_TOTALS.iter().zip(totals) {
         counter!(*name).absolute(value);
@@ -357,8 +356,7 @@ fn number(v: f64) -> String {
 }
 
 /// The connect-latency histograms of the TCP real servers, in the text format.
-fn latency_histograms(out: &mut String, director: &Director) {
-    let snapshot = director.table.snapshot();
+fn latency_histograms(out: &mut String, snapshot: &Table) {
     let mut series: Vec<(String, LatencyView)> = Vec::new();
     for service in snapshot.services() {
         if matches!(
@@ -408,13 +406,14 @@ fn latency_histograms(out: &mut String, director: &Director) {
 
 /// The whole exposition, as of now.
 pub fn render(director: &Director) -> String {
+    let snapshot = director.table.snapshot();
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     with_local_recorder(&recorder, || {
         describe();
-        publish(director);
+        publish(director, &snapshot);
     });
     let mut text = handle.render();
-    latency_histograms(&mut text, director);
+    latency_histograms(&mut text, &snapshot);
     text
 }
