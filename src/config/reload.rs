@@ -80,10 +80,6 @@ impl Reloader {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Makes the table say what `config` says, given the servers' health, and checks
     /// the servers it asks to be checked. Must be called inside a Tokio runtime.
     pub fn apply(&self, director: &Director, config: &Config) -> Result<Applied, ReloadError> {

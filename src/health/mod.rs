@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::config::{Check, CheckKind, Config, Global, ServiceSpec};
+use crate::config::{Check, Config, Global, ServiceSpec};
 use crate::control::protocol::HealthStatus;
 use crate::table::{ServerKey, ServiceKey};
 
@@ -178,11 +178,6 @@ pub fn maintenance_files(dir: &std::path::Path, server: &ServerKey) -> [PathBuf;
         dir.join(server.to_string()),
         dir.join(server.addr.to_string()),
     ]
-}
-
-/// The check kind a service's servers get, if any.
-pub fn kind_of(global: &Global, spec: &ServiceSpec) -> Option<CheckKind> {
-    merged_check(global, spec).kind
 }
 
 #[cfg(test)]
