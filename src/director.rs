@@ -11,6 +11,7 @@ use tokio::task::AbortHandle;
 use crate::conn::ConnTable;
 use crate::control::protocol::{ConfigStatus, ListenerStatus, Status};
 use crate::persist::Templates;
+use crate::proxy::congestion::CongestionControl;
 use crate::proxy::forward::Forwarding;
 use crate::proxy::udp::Group;
 use crate::proxy::udp::limit::{DEFAULT_MAX_FLOWS, FlowLimit};
@@ -42,6 +43,10 @@ pub struct PlaneOptions {
     pub connect_retries: u32,
     /// Whether uvs moves the traffic itself (false in kernel mode: the kernel does).
     pub userspace: bool,
+    /// TCP congestion control of connections accepted from clients (None: the system's).
+    pub client_congestion: Option<CongestionControl>,
+    /// TCP congestion control of connections to real servers (None: the system's).
+    pub server_congestion: Option<CongestionControl>,
 }
 
 impl Default for PlaneOptions {
@@ -53,6 +58,8 @@ impl Default for PlaneOptions {
             connect_timeout: crate::table::ServiceOptions::DEFAULT_CONNECT_TIMEOUT,
             connect_retries: 1,
             userspace: true,
+            client_congestion: None,
+            server_congestion: None,
         }
     }
 }

@@ -22,6 +22,7 @@ use uvs::control::socket_path;
 use uvs::daemon::{DEFAULT_DRAIN_TIMEOUT, Daemon};
 use uvs::director::{Director, PlaneOptions};
 use uvs::kernel::mirror::Mirror;
+use uvs::proxy::congestion::CongestionControl;
 use uvs::proxy::forward::Forwarding;
 use uvs::proxy::udp::limit::DEFAULT_MAX_FLOWS;
 use uvs::table::{HostInterfaces, TableHandle};
@@ -82,6 +83,14 @@ struct DaemonArgs {
     /// [default: 65536, or half the open-files limit if that is less]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_udp_flows: Option<u32>,
+    /// TCP congestion control for connections accepted from clients, as "cubic"
+    /// [default: the system's, net.ipv4.tcp_congestion_control]
+    #[arg(long, value_name = "NAME", value_parser = parse_congestion)]
+    client_congestion_control: Option<CongestionControl>,
+    /// TCP congestion control for connections to real servers, as "cubic"
+    /// [default: the system's, net.ipv4.tcp_congestion_control]
+    #[arg(long, value_name = "NAME", value_parser = parse_congestion)]
+    server_congestion_control: Option<CongestionControl>,
 }
 
 /// `--metrics`: an address, or off (None).
@@ -94,6 +103,11 @@ fn parse_metrics(s: &str) -> Result<MetricsAt, String> {
     s.parse()
         .map(Some)
         .map_err(|_| format!("`{s}' is neither an address and port nor off"))
+}
+
+fn parse_congestion(s: &str) -> Result<CongestionControl, String> {
+    s.parse()
+        .map_err(|e: uvs::proxy::congestion::CongestionError| e.to_string())
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -256,6 +270,8 @@ struct Settings {
     expire_quiescent_template: bool,
     threads: Option<u16>,
     max_udp_flows: Option<u32>,
+    client_congestion: Option<CongestionControl>,
+    server_congestion: Option<CongestionControl>,
 }
 
 impl Settings {
@@ -291,6 +307,12 @@ impl Settings {
                 || file.expire_quiescent_template.unwrap_or(false),
             threads: args.threads.or(file.threads),
             max_udp_flows: args.max_udp_flows.or(file.max_udp_flows),
+            client_congestion: args
+                .client_congestion_control
+                .or(file.client_congestion_control),
+            server_congestion: args
+                .server_congestion_control
+                .or(file.server_congestion_control),
         }
     }
 }
@@ -320,6 +342,17 @@ fn choose_mode(mode: Mode) -> anyhow::Result<(Option<Mirror>, String)> {
 }
 
 fn director(settings: &Settings, userspace: bool) -> anyhow::Result<Arc<Director>> {
+    // Refused here rather than on every connection.
+    let legs = [
+        ("client", settings.client_congestion),
+        ("server", settings.server_congestion),
+    ];
+    for (leg, cc) in legs {
+        if let Some(cc) = cc {
+            cc.check_usable()
+                .with_context(|| format!("{leg}_congestion_control"))?;
+        }
+    }
     let open_files = open_files_limit();
     let table = Arc::new(TableHandle::new(Box::new(HostInterfaces)));
     let director = Director::new(
@@ -333,6 +366,8 @@ fn director(settings: &Settings, userspace: bool) -> anyhow::Result<Arc<Director
             connect_timeout: settings.connect_timeout,
             connect_retries: settings.retries,
             userspace,
+            client_congestion: settings.client_congestion,
+            server_congestion: settings.server_congestion,
         },
     )
     .context("cannot start the worker threads")?;

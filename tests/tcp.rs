@@ -691,3 +691,74 @@ fn sigterm_drains_open_connections_then_exits() {
     eventually("the daemon exits once drained", || !d.alive());
     assert!(d.child.wait().unwrap().success());
 }
+
+/// The congestion control `ss -tin` reports for the established sockets `filter` picks.
+fn congestion_of(filter: &str) -> Vec<String> {
+    let out = std::process::Command::new("ss")
+        .args(["-tinH", "state", "established", filter])
+        .output()
+        .expect("ss (iproute2) runs");
+    assert!(out.status.success(), "ss: {out:?}");
+    let known = ["reno", "cubic", "bbr", "dctcp", "htcp", "vegas", "westwood"];
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter(|w| known.contains(w))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn congestion_control_is_set_on_both_legs_and_unknown_ones_are_refused() {
+    // One that is not the system's default, so the test sees uvs's choice.
+    let system = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap();
+    let chosen = if system.trim() == "reno" {
+        "cubic"
+    } else {
+        "reno"
+    };
+    let d = Daemon::start_with(
+        Zone::default(),
+        &[
+            "--client-congestion-control",
+            chosen,
+            "--server-congestion-control",
+            chosen,
+        ],
+    );
+    let backend = Backend::start("echo", Behaviour::Echo);
+    let v = balance(&d, &["-s", "rr"], &[(backend.addr, &[])]);
+    let mut client = connect(v, None).unwrap();
+    client.write_all(b"ping").unwrap();
+    let mut got = [0u8; 4];
+    client.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping");
+    // uvs's two sockets: the one accepted on the VIP, the one connected to the server.
+    let accepted = congestion_of(&format!(
+        "( sport = :{} and dport = :{} )",
+        v.port(),
+        client.local_addr().unwrap().port()
+    ));
+    assert_eq!(accepted, [chosen], "client leg");
+    let to_server = congestion_of(&format!("( dport = :{} )", backend.addr.port()));
+    assert_eq!(to_server, [chosen], "server leg");
+    // The test's own client socket keeps the system's.
+    let own = congestion_of(&format!(
+        "( sport = :{} )",
+        client.local_addr().unwrap().port()
+    ));
+    assert_eq!(own, [system.trim()], "the client's own socket");
+    drop(client);
+
+    let out = std::process::Command::new(common::UVS)
+        .args(["run", "--mode", "userspace", "--metrics", "off"])
+        .args(["--socket", "/nonexistent/uvs.sock"])
+        .args(["--server-congestion-control", "nonesuch"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("uvs: server_congestion_control: congestion control `nonesuch' is not available in this kernel (available: "),
+        "{err}"
+    );
+}

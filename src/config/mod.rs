@@ -14,6 +14,7 @@ pub mod schema;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::proxy::congestion::CongestionControl;
 use crate::proxy::forward::Forwarding;
 use crate::table::{ListenRule, ServerConfig, ServiceConfig, Timeouts};
 
@@ -209,6 +210,10 @@ pub struct Global {
     pub connect_timeout: Option<Duration>,
     /// Other real servers tried after a failed TCP connect.
     pub retries: Option<u32>,
+    /// TCP congestion control of connections accepted from clients.
+    pub client_congestion_control: Option<CongestionControl>,
+    /// TCP congestion control of connections to real servers.
+    pub server_congestion_control: Option<CongestionControl>,
     /// Defaults for every service's health (`[global.check]`, `quiescent`, `fallback`).
     pub health: Health,
     /// A file named `ip:port` or `ip` here forces that server down (ldirectord's

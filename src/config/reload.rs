@@ -160,6 +160,14 @@ impl Reloader {
                 old.connect_timeout != new.connect_timeout,
             ),
             ("retries", old.retries != new.retries),
+            (
+                "client_congestion_control",
+                old.client_congestion_control != new.client_congestion_control,
+            ),
+            (
+                "server_congestion_control",
+                old.server_congestion_control != new.server_congestion_control,
+            ),
         ];
         for (key, changed) in waits {
             if changed {

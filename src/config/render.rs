@@ -298,6 +298,20 @@ pub fn render(config: &Config) -> String {
     if let Some(n) = g.retries {
         let _ = writeln!(global, "retries = {n}");
     }
+    if let Some(cc) = g.client_congestion_control {
+        let _ = writeln!(
+            global,
+            "client_congestion_control = {}",
+            quoted(cc.as_str())
+        );
+    }
+    if let Some(cc) = g.server_congestion_control {
+        let _ = writeln!(
+            global,
+            "server_congestion_control = {}",
+            quoted(cc.as_str())
+        );
+    }
     if let Some(p) = &g.maintenance_dir {
         let _ = writeln!(
             global,
@@ -349,6 +363,8 @@ autoreload = true
 threads = 2
 connect_timeout = "2s"
 retries = 2
+client_congestion_control = "bbr"
+server_congestion_control = "cubic"
 quiescent = false
 fallback = { address = "127.0.0.1:80", forward = "gate" }
 

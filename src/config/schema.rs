@@ -34,6 +34,7 @@ use toml::de::DeTable;
 
 use super::reader::{Item, Problems, Report, Table};
 use super::{Check, CheckKind, Config, Global, Health, Mode, NegotiateService, ServiceSpec};
+use crate::proxy::congestion::CongestionControl;
 use crate::table::{
     Command, Family, Forward, ListenAddr, ListenRule, Netmask, Protocol, ProxyProtocol,
     ServerConfig, ServiceConfig, ServiceFlags, ServiceKey, ServiceOptions, Table as VsTable,
@@ -190,6 +191,8 @@ fn read_global(t: &Table<'_, '_>) -> Global {
     if let Some(item) = t.get("retries") {
         g.retries = item.integer(0..=100).map(|n| n as u32);
     }
+    g.client_congestion_control = read_congestion(t, "client_congestion_control");
+    g.server_congestion_control = read_congestion(t, "server_congestion_control");
     if let Some(item) = t.get("socket") {
         g.socket = item.str("a path").map(PathBuf::from);
     }
@@ -224,6 +227,20 @@ fn read_global(t: &Table<'_, '_>) -> Global {
     }
     g.health = read_health(t);
     g
+}
+
+/// A congestion control's name, as the kernel takes it; whether this kernel has it is
+/// for `uvs run` to find out.
+fn read_congestion(t: &Table<'_, '_>, key: &str) -> Option<CongestionControl> {
+    let item = t.get(key)?;
+    let name = item.str("the name of a TCP congestion control, as \"cubic\"")?;
+    match name.parse() {
+        Ok(cc) => Some(cc),
+        Err(e) => {
+            item.problem(e.to_string());
+            None
+        }
+    }
 }
 
 /// `check`, `quiescent` and `fallback` of a service, or their defaults in `[global]`.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use socket2::{Domain, Socket, Type};
 use tokio::net::TcpListener;
 
+use super::congestion::CongestionControl;
 use super::tcp;
 use super::udp::Group;
 use crate::director::{Director, ListenerState, Serving};
@@ -46,13 +47,21 @@ pub fn listen_socket(listen: &ListenAddr, freebind: bool) -> io::Result<Socket> 
     Ok(socket)
 }
 
-/// A listening TCP socket for `listen`.
-pub fn bind_tcp(listen: &ListenAddr, freebind: bool) -> io::Result<std::net::TcpListener> {
+/// A listening TCP socket for `listen`, with the congestion control its connections
+/// are to use.
+pub fn bind_tcp(
+    listen: &ListenAddr,
+    freebind: bool,
+    congestion: Option<CongestionControl>,
+) -> io::Result<std::net::TcpListener> {
     let addr = SocketAddr::new(listen.addr, listen.port);
     let socket = listen_socket(listen, freebind)?;
     socket.set_reuse_address(true)?;
-    // Accepted sockets inherit it: one setsockopt per listener, not per connection.
+    // Accepted sockets inherit both: one setsockopt per listener, not per connection.
     socket.set_tcp_nodelay(true)?;
+    if let Some(cc) = congestion {
+        cc.apply(&socket)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
@@ -93,7 +102,7 @@ fn serve(director: &Arc<Director>, listen: &ListenAddr, freebind: bool) -> io::R
             }
             Group::start(director, *listen, freebind).map(Serving::Udp)
         }
-        _ => bind_tcp(listen, freebind)
+        _ => bind_tcp(listen, freebind, director.options.client_congestion)
             .and_then(|l| accept_everywhere(director, l, *listen))
             .map(Serving::Tcp),
     }

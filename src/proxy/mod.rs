@@ -1,8 +1,9 @@
 //! The data plane: listeners that follow the table (`listeners`), the TCP connection
-//! path (`tcp`), the byte path (`forward`, with per-thread `pools` of buffers and pipes),
+//! path (`tcp`, with the `congestion` control of its two legs), the byte path (`forward`, with per-thread `pools` of buffers and pipes),
 //! the UDP flows (`udp`) and the counting of what moves (`accounting`).
 
 pub mod accounting;
+pub mod congestion;
 pub mod forward;
 pub mod listeners;
 pub mod pools;

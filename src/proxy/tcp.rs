@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
 use super::accounting::Accounting;
+use super::congestion::CongestionControl;
 use super::forward::{End, Flow, forward};
 use super::warn_rarely;
 use crate::conn::{Conn, NewConn, State};
@@ -99,7 +100,10 @@ enum ConnectError {
 /// A non-blocking connect that asks the socket for its error (getsockopt SO_ERROR) only
 /// when the wake-up flagged one: writable with no error or hang-up is a success, and
 /// costs no extra system call.
-async fn connect_to(dest: SocketAddr) -> io::Result<TcpStream> {
+async fn connect_to(
+    dest: SocketAddr,
+    congestion: Option<CongestionControl>,
+) -> io::Result<TcpStream> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(
         Domain::for_address(dest),
@@ -107,6 +111,9 @@ async fn connect_to(dest: SocketAddr) -> io::Result<TcpStream> {
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_tcp_nodelay(true)?;
+    if let Some(cc) = congestion {
+        cc.apply(&socket)?;
+    }
     match socket.connect(&dest.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -124,8 +131,12 @@ async fn connect_to(dest: SocketAddr) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-async fn connect(dest: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
-    match tokio::time::timeout(timeout, connect_to(dest)).await {
+async fn connect(
+    dest: SocketAddr,
+    timeout: Duration,
+    congestion: Option<CongestionControl>,
+) -> Result<TcpStream, ConnectError> {
+    match tokio::time::timeout(timeout, connect_to(dest, congestion)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(ConnectError::Refused),
         Ok(Err(e)) => Err(ConnectError::Other(e)),
@@ -242,7 +253,7 @@ async fn reach_server<'a>(
             .options
             .connect_timeout_or(director.options.connect_timeout);
         let started = std::time::Instant::now();
-        match connect(dest, timeout).await {
+        match connect(dest, timeout, director.options.server_congestion).await {
             Ok(stream) => {
                 server.state.connect_latency.record(started.elapsed());
                 return Some(Reached {
