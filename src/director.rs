@@ -218,6 +218,25 @@ impl Director {
         }
     }
 
+    /// The congestion control of both TCP legs, in words; None when neither was chosen.
+    fn congestion(&self) -> Option<String> {
+        let (client, server) = (
+            self.options.client_congestion,
+            self.options.server_congestion,
+        );
+        if client.is_none() && server.is_none() {
+            return None;
+        }
+        let name = |cc: Option<CongestionControl>| {
+            cc.map_or_else(|| "the system's".to_string(), |cc| cc.to_string())
+        };
+        Some(format!(
+            "clients {}, real servers {}",
+            name(client),
+            name(server)
+        ))
+    }
+
     /// `uvs status`.
     pub fn status(&self) -> Status {
         let snapshot = self.table.snapshot();
@@ -250,6 +269,7 @@ impl Director {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            congestion: self.congestion(),
             metrics: self
                 .metrics_endpoint
                 .lock()

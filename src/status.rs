@@ -217,6 +217,9 @@ pub fn render(status: &Status) -> String {
     if let Some(m) = &status.metrics {
         let _ = writeln!(out, "metrics {m}");
     }
+    if let Some(c) = &status.congestion {
+        let _ = writeln!(out, "TCP congestion control: {c}");
+    }
     if let Some(c) = &status.config {
         let _ = write!(
             out,

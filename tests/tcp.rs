@@ -748,6 +748,13 @@ fn congestion_control_is_set_on_both_legs_and_unknown_ones_are_refused() {
     ));
     assert_eq!(own, [system.trim()], "the client's own socket");
     drop(client);
+    assert!(
+        d.status().contains(&format!(
+            "\nTCP congestion control: clients {chosen}, real servers {chosen}\n"
+        )),
+        "{}",
+        d.status()
+    );
 
     let out = std::process::Command::new(common::UVS)
         .args(["run", "--mode", "userspace", "--metrics", "off"])

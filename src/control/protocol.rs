@@ -55,6 +55,9 @@ pub struct Status {
     /// Why the daemon balances where it does.
     #[serde(default)]
     pub mode_reason: Option<String>,
+    /// The TCP congestion control of each leg, when one was chosen.
+    #[serde(default)]
+    pub congestion: Option<String>,
 }
 
 /// What the checks know of one real server of one service.
