@@ -270,6 +270,13 @@ impl Director {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             congestion: self.congestion(),
+            // In kernel mode the workers serve nothing.
+            worker_connections: if self.options.userspace {
+                self.workers.loads()
+            } else {
+                Vec::new()
+            },
+            handed_over: self.workers.handed_over(),
             metrics: self
                 .metrics_endpoint
                 .lock()

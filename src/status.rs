@@ -239,6 +239,19 @@ pub fn render(status: &Status) -> String {
             None => out.push('\n'),
         }
     }
+    if !status.worker_connections.is_empty() {
+        let counts: Vec<String> = status
+            .worker_connections
+            .iter()
+            .map(usize::to_string)
+            .collect();
+        let _ = writeln!(
+            out,
+            "TCP connections per worker {}, handed to a less loaded worker {}",
+            counts.join(" "),
+            status.handed_over
+        );
+    }
     let _ = writeln!(
         out,
         "UDP flows {} of at most {}, new flows dropped for want of room {}",

@@ -769,3 +769,44 @@ fn congestion_control_is_set_on_both_legs_and_unknown_ones_are_refused() {
         "{err}"
     );
 }
+
+/// The "TCP connections per worker" counts and the hand-over count of `uvs status`.
+fn worker_connections(d: &Daemon) -> (Vec<usize>, u64) {
+    let status = d.status();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("TCP connections per worker "))
+        .unwrap_or_else(|| panic!("no worker line in {status}"));
+    let (counts, handed) = line
+        .split_once(", handed to a less loaded worker ")
+        .unwrap();
+    (
+        counts.split(' ').map(|n| n.parse().unwrap()).collect(),
+        handed.parse().unwrap(),
+    )
+}
+
+#[test]
+fn connections_are_spread_over_the_workers_and_counted_until_they_end() {
+    let d = Daemon::start_with(Zone::default(), &["--threads", "2"]);
+    let backend = Backend::start("echo", Behaviour::Echo);
+    let v = balance(&d, &["-s", "rr"], &[(backend.addr, &[])]);
+    assert_eq!(worker_connections(&d), (vec![0, 0], 0));
+    // A burst: all connect first, then each proves it is being served.
+    let mut clients: Vec<_> = (0..40).map(|_| connect(v, None).unwrap()).collect();
+    for c in &mut clients {
+        c.write_all(b"ping").unwrap();
+        let mut got = [0u8; 4];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"ping");
+    }
+    let (counts, _) = worker_connections(&d);
+    assert_eq!(counts.iter().sum::<usize>(), 40, "{counts:?}");
+    // Without the hand-over a burst like this one lands on one worker (40 and 0).
+    let (most, least) = (counts[0].max(counts[1]), counts[0].min(counts[1]));
+    assert!(most <= 2 * least + 8, "{counts:?}");
+    drop(clients);
+    eventually("every worker's count back to 0", || {
+        worker_connections(&d).0 == [0, 0]
+    });
+}

@@ -58,6 +58,12 @@ pub struct Status {
     /// The TCP congestion control of each leg, when one was chosen.
     #[serde(default)]
     pub congestion: Option<String>,
+    /// TCP connections each worker thread serves.
+    #[serde(default)]
+    pub worker_connections: Vec<usize>,
+    /// Connections handed from the worker that accepted them to a less loaded one.
+    #[serde(default)]
+    pub handed_over: u64,
 }
 
 /// What the checks know of one real server of one service.

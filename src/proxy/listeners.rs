@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
-use tokio::net::TcpListener;
 
 use super::congestion::CongestionControl;
 use super::tcp;
@@ -78,13 +77,13 @@ fn accept_everywhere(
         .map(|_| listener.try_clone())
         .collect::<io::Result<Vec<_>>>()?;
     let mut copies = copies.into_iter();
-    Ok(director.workers.spawn_each(|_| {
+    Ok(director.workers.spawn_each(|worker| {
         let copy = copies.next();
         let director = Arc::clone(director);
         async move {
             // Registered with the worker's own runtime, so it must be made there.
-            match copy.map(TcpListener::from_std) {
-                Some(Ok(l)) => tcp::accept_loop(l, listen, director).await,
+            match copy.map(crate::sys::poll_listener) {
+                Some(Ok(l)) => tcp::accept_loop(l, listen, director, worker).await,
                 Some(Err(e)) => tracing::error!(%listen, error = %e, "cannot poll the listener"),
                 None => {}
             }

@@ -13,7 +13,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::unix::AsyncFd;
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
@@ -27,17 +28,20 @@ use crate::persist::{Choice, Template};
 use crate::sched::{Packet, least_loaded_except};
 use crate::stats::Stats;
 use crate::table::{ListenAddr, Protocol, ProxyProtocol, RealServer, ServerKey, Service};
+use crate::workers::Load;
 
-/// Accepts connections on `listener` until the task is aborted.
-pub async fn accept_loop(listener: TcpListener, listen: ListenAddr, director: Arc<Director>) {
+/// Accepts connections on `listener`, worker `me`'s copy of it, until the task is
+/// aborted. The accepted socket is not registered with this worker's event loop until
+/// the worker is known to keep it.
+pub async fn accept_loop(
+    listener: AsyncFd<std::net::TcpListener>,
+    listen: ListenAddr,
+    director: Arc<Director>,
+    me: usize,
+) {
     loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let (tx, rx) = oneshot::channel();
-                let task =
-                    tokio::spawn(connection(stream, peer, listen, Arc::clone(&director), rx));
-                let _ = tx.send(task.abort_handle());
-            }
+        match accept(&listener).await {
+            Ok((stream, peer)) => serve(stream, peer, listen, &director, me),
             Err(e) if is_resource_shortage(&e) => {
                 // Out of descriptors or memory: keep serving what we have, try again soon.
                 warn_rarely(
@@ -49,6 +53,55 @@ pub async fn accept_loop(listener: TcpListener, listen: ListenAddr, director: Ar
             Err(e) => tracing::debug!(%listen, error = %e, "accept failed"),
         }
     }
+}
+
+/// The next connection: a non-blocking socket (TCP_NODELAY, and the congestion control
+/// if one was chosen, inherited from the listener) and the client's address.
+async fn accept(
+    listener: &AsyncFd<std::net::TcpListener>,
+) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    loop {
+        let mut ready = listener.readable().await?;
+        let accepted = ready.try_io(|l| {
+            socket2::SockRef::from(l.get_ref()).accept4(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+        });
+        let Ok(result) = accepted else {
+            continue; // nothing to accept after all
+        };
+        let (socket, peer) = result?;
+        let Some(peer) = peer.as_socket() else {
+            continue; // not an internet address: cannot come from a TCP listener
+        };
+        return Ok((socket.into(), peer));
+    }
+}
+
+/// Starts the connection's task on this worker, or on the least loaded one when this
+/// one is too far ahead (`Workers::place`); the socket joins the event loop of the
+/// worker that serves it.
+fn serve(
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    listen: ListenAddr,
+    director: &Arc<Director>,
+    me: usize,
+) {
+    let load = director.workers.place(me);
+    let worker = load.worker();
+    let (tx, rx) = oneshot::channel();
+    let d = Arc::clone(director);
+    let task = async move {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => connection(stream, peer, listen, d, rx, load).await,
+            Err(e) => tracing::debug!(client = %peer, error = %e, "cannot poll the connection"),
+        }
+    };
+    let task = if worker == me {
+        tokio::spawn(task).abort_handle()
+    } else {
+        director.workers.spawn_on(worker, task)
+    };
+    let _ = tx.send(task);
 }
 
 fn is_resource_shortage(e: &io::Error) -> bool {
@@ -277,12 +330,15 @@ async fn reach_server<'a>(
     }
 }
 
+/// One proxied connection, from the accepted client socket to the close of both.
+/// `_load` counts it against its worker for as long as it lives.
 async fn connection(
     client: TcpStream,
     peer: SocketAddr,
     listen: ListenAddr,
     director: Arc<Director>,
     me: oneshot::Receiver<AbortHandle>,
+    _load: Load,
 ) {
     // TCP_NODELAY came from the listener.
     let Ok(local) = local_address(&client, &listen) else {

@@ -4,6 +4,20 @@
 
 pub mod datagram;
 
+/// Registers a listening socket with the current tokio runtime's event loop, for
+/// accepting at the level of system calls (the TCP path accepts without registering the
+/// new socket until it knows which worker keeps it). Must run inside a runtime.
+pub fn poll_listener(
+    listener: std::net::TcpListener,
+) -> std::io::Result<tokio::io::unix::AsyncFd<std::net::TcpListener>> {
+    // SAFETY: the AsyncFd owns the listener, whose descriptor is valid, open and the
+    // same for as long as the listener lives, which is as long as the AsyncFd.
+    let fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE)
+    };
+    fd.map_err(std::io::Error::from)
+}
+
 /// The effective user id of this process.
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
