@@ -89,13 +89,7 @@ fn serve(
     let load = director.workers.place(me);
     let worker = load.worker();
     let (tx, rx) = oneshot::channel();
-    let d = Arc::clone(director);
-    let task = async move {
-        match TcpStream::from_std(stream) {
-            Ok(stream) => connection(stream, peer, listen, d, rx, load).await,
-            Err(e) => tracing::debug!(client = %peer, error = %e, "cannot poll the connection"),
-        }
-    };
+    let task = connection(stream, peer, listen, Arc::clone(director), rx, load);
     let task = if worker == me {
         tokio::spawn(task).abort_handle()
     } else {
@@ -330,16 +324,24 @@ async fn reach_server<'a>(
     }
 }
 
-/// One proxied connection, from the accepted client socket to the close of both.
-/// `_load` counts it against its worker for as long as it lives.
+/// One proxied connection, from the accepted client socket to the close of both, on
+/// the worker that runs it (whose event loop the socket joins here). `_load` counts it
+/// against that worker for as long as it lives.
 async fn connection(
-    client: TcpStream,
+    client: std::net::TcpStream,
     peer: SocketAddr,
     listen: ListenAddr,
     director: Arc<Director>,
     me: oneshot::Receiver<AbortHandle>,
     _load: Load,
 ) {
+    let client = match TcpStream::from_std(client) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(client = %peer, error = %e, "cannot poll the connection");
+            return;
+        }
+    };
     // TCP_NODELAY came from the listener.
     let Ok(local) = local_address(&client, &listen) else {
         return;
