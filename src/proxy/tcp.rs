@@ -78,7 +78,8 @@ async fn accept(
 
 /// Starts the connection's task on this worker, or on the least loaded one when this
 /// one is too far ahead (`Workers::place`); the socket joins the event loop of the
-/// worker that serves it.
+/// worker that serves it. (Spawned on its own worker, a task goes to that worker's
+/// local queue, as tokio::spawn would put it.)
 fn serve(
     stream: std::net::TcpStream,
     peer: SocketAddr,
@@ -90,12 +91,7 @@ fn serve(
     let worker = load.worker();
     let (tx, rx) = oneshot::channel();
     let task = connection(stream, peer, listen, Arc::clone(director), rx, load);
-    let task = if worker == me {
-        tokio::spawn(task).abort_handle()
-    } else {
-        director.workers.spawn_on(worker, task)
-    };
-    let _ = tx.send(task);
+    let _ = tx.send(director.workers.spawn_on(worker, task));
 }
 
 fn is_resource_shortage(e: &io::Error) -> bool {
