@@ -8,8 +8,8 @@
 //! of connections, though (seen: all 64 of a keep-alive benchmark's connections on one
 //! worker, the other idle), so each worker counts the TCP connections it serves, and
 //! one that serves more than twice as many as the least loaded (plus `MARGIN`) hands a
-//! new connection over to it (HAProxy's multi-queue accept balances too). Made by the director; the listener
-//! manager puts its accept loops here.
+//! new connection over to it (HAProxy's multi-queue accept balances too). Made by the
+//! director; the listener manager puts its accept loops here.
 
 use std::future::Future;
 use std::io;

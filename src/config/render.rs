@@ -298,19 +298,14 @@ pub fn render(config: &Config) -> String {
     if let Some(n) = g.retries {
         let _ = writeln!(global, "retries = {n}");
     }
-    if let Some(cc) = g.client_congestion_control {
-        let _ = writeln!(
-            global,
-            "client_congestion_control = {}",
-            quoted(cc.as_str())
-        );
-    }
-    if let Some(cc) = g.server_congestion_control {
-        let _ = writeln!(
-            global,
-            "server_congestion_control = {}",
-            quoted(cc.as_str())
-        );
+    let legs = [
+        ("client", g.client_congestion_control),
+        ("server", g.server_congestion_control),
+    ];
+    for (leg, cc) in legs {
+        if let Some(cc) = cc {
+            let _ = writeln!(global, "{leg}_congestion_control = {}", quoted(cc.as_str()));
+        }
     }
     if let Some(p) = &g.maintenance_dir {
         let _ = writeln!(

@@ -2,21 +2,21 @@
 //! table (and every two seconds, to repair what someone else changed), the kernel's
 //! services and servers are compared with the table and only the differences are
 //! sent; the kernel's counters, rates and connection counts are copied back, so
-//! listings and metrics show the kernel's (a `-Z` is passed on to the kernel). uvs owns the services it created: one that was in the kernel before uvs
-//! (someone's ipvsadm) is reported and left alone, never edited or flushed. A change
-//! the kernel refuses is logged with the kernel's reason and tried again at the next
-//! pass; the daemon runs on. On a clean stop uvs removes its services unless told to
-//! leave them (ldirectord's cleanstop). Run by `uvs run --mode kernel`.
+//! listings and metrics show the kernel's (a `-Z` is passed on to the kernel). uvs owns
+//! the services it created: one that was in the kernel before uvs (someone's ipvsadm)
+//! is reported and left alone, never edited or flushed. A change the kernel refuses is
+//! logged with the kernel's reason and tried again at the next pass; the daemon runs
+//! on. On a clean stop uvs removes its services unless told to leave them (ldirectord's
+//! cleanstop). Run by `uvs run --mode kernel`.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::ipvs::{self, Ipvs, KernelServer};
 use crate::director::Director;
-use std::sync::atomic::Ordering::Relaxed;
-
 use crate::stats::{Counters, Rates};
 use crate::table::{ServerConfig, ServiceKey, Table, Timeouts};
 

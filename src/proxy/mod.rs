@@ -1,6 +1,7 @@
 //! The data plane: listeners that follow the table (`listeners`), the TCP connection
-//! path (`tcp`, with the `congestion` control of its two legs), the byte path (`forward`, with per-thread `pools` of buffers and pipes),
-//! the UDP flows (`udp`) and the counting of what moves (`accounting`).
+//! path (`tcp`, with the `congestion` control of its two legs), the byte path
+//! (`forward`, with per-thread `pools` of buffers and pipes), the UDP flows (`udp`) and
+//! the counting of what moves (`accounting`).
 
 pub mod accounting;
 pub mod congestion;
