@@ -38,6 +38,13 @@ for i in 1 2; do
 done
 ip addr add 203.0.113.10/32 dev lo
 
+# N requests from the client namespace to the VIP, tallied as "6xrs1 2xrs2 ".
+ask_from_client() {
+    for _ in $(seq "$1"); do
+        ip netns exec client bash -c 'exec 3<>/dev/tcp/203.0.113.10/80; printf "GET / HTTP/1.0\r\n\r\n" >&3; tail -1 <&3'
+    done | sort | uniq -c | awk '{print $1 "x" $3}' | tr '\n' ' '
+}
+
 write_config() {
 cat > uvs.toml.new <<EOF
 [global]
@@ -137,9 +144,7 @@ done
 answers=$(for _ in $(seq 8); do busybox wget -q -O - http://127.0.0.10/; done | sort | uniq -c | awk '{print $1 "x" $3}' | tr '\n' ' ')
 [ "$answers" = "6x8080 2x8081 " ] || fail "wrr 3:1 through the kernel gave: $answers"
 echo "ok traffic: $answers"
-answers=$(for _ in $(seq 8); do
-    ip netns exec client bash -c 'exec 3<>/dev/tcp/203.0.113.10/80; printf "GET / HTTP/1.0\r\n\r\n" >&3; tail -1 <&3'
-done | sort | uniq -c | awk '{print $1 "x" $3}' | tr '\n' ' ')
+answers=$(ask_from_client 8)
 [ "$answers" = "6xrs1 2xrs2 " ] || fail "wrr 3:1 from the client namespace gave: $answers"
 echo "ok traffic between namespaces: $answers"
 sleep 3   # the kernel's estimator folds counters in every 2 s
@@ -177,9 +182,7 @@ for _ in $(seq 50); do
 done
 ipvsadm -L -n | grep -q '198.51.100.6:80 *Masq *0 ' || { ipvsadm -L -n; fail "the stopped server is not quiesced"; }
 compare "a stopped real server quiesced by its health check"
-answers=$(for _ in $(seq 4); do
-    ip netns exec client bash -c 'exec 3<>/dev/tcp/203.0.113.10/80; printf "GET / HTTP/1.0\r\n\r\n" >&3; tail -1 <&3'
-done | sort | uniq -c | awk '{print $1 "x" $3}' | tr '\n' ' ')
+answers=$(ask_from_client 4)
 [ "$answers" = "4xrs1 " ] || fail "after the quiesce the client got: $answers"
 echo "ok clients reach only the live server: $answers"
 $U -Z -t 127.0.0.10:80
