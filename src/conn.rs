@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -130,6 +130,9 @@ pub struct Conn {
     pub template: Option<Arc<Template>>,
     state: AtomicU8,
     last_activity: AtomicU64,
+    /// UDP: the real server has answered (until then the flow lives only as long as
+    /// the table's unreplied timeout, as conntrack treats unreplied flows).
+    replied: AtomicBool,
     /// The task serving the connection, so an idle one can be closed.
     task: Mutex<Option<tokio::task::AbortHandle>>,
 }
@@ -146,6 +149,29 @@ impl Conn {
 
     pub fn last_activity(&self) -> u64 {
         self.last_activity.load(Relaxed)
+    }
+
+    /// The real server answered; true the first time.
+    pub fn mark_replied(&self) -> bool {
+        !self.replied.load(Relaxed) && !self.replied.swap(true, Relaxed)
+    }
+
+    /// Whether the real server has answered (UDP; TCP connections are always taken as
+    /// answered once established).
+    pub fn is_replied(&self) -> bool {
+        self.replied.load(Relaxed)
+    }
+
+    /// How long the entry may stay idle in its state, in milliseconds: the state's
+    /// timeout, and for a UDP flow its server never answered, at most `unreplied_ms`.
+    pub fn timeout_ms(&self, t: &Timeouts, unreplied_ms: u64) -> u64 {
+        let state = self.state();
+        let timeout = state.timeout_ms(t);
+        if state == State::Udp && !self.is_replied() {
+            timeout.min(unreplied_ms)
+        } else {
+            timeout
+        }
     }
 
     /// Moves to `next`, moving the connection between the server's active and inactive
@@ -168,9 +194,9 @@ impl Conn {
         }
     }
 
-    fn entry(&self, now_ms: u64, timeouts: &Timeouts) -> ConnEntry {
+    fn entry(&self, now_ms: u64, timeouts: &Timeouts, unreplied_ms: u64) -> ConnEntry {
         let state = self.state();
-        let expires_at = self.last_activity() + state.timeout_ms(timeouts);
+        let expires_at = self.last_activity() + self.timeout_ms(timeouts, unreplied_ms);
         ConnEntry {
             protocol: self.protocol.label().to_string(),
             client_addr: self.client.ip(),
@@ -210,10 +236,15 @@ pub struct NewConn {
 
 const SHARDS: usize = 16;
 
+/// How long a UDP flow lives before its real server answers, unless configured.
+pub const DEFAULT_UNREPLIED_TIMEOUT_MS: u64 = 5_000;
+
 /// All connections: live ones by id, closed ones by the second they expire.
 #[derive(Debug)]
 pub struct ConnTable {
     pub clock: Clock,
+    /// How long an unanswered UDP flow lives, in milliseconds.
+    unreplied_ms: AtomicU64,
     live: Vec<Mutex<HashMap<u64, Arc<Conn>>>>,
     closed: Mutex<BTreeMap<u64, Vec<Arc<Conn>>>>,
     next_id: AtomicU64,
@@ -233,18 +264,33 @@ impl Default for ConnTable {
 pub struct Sweep {
     pub expired: usize,
     pub idle_closed: usize,
+    /// Of those, UDP flows whose real server never answered.
+    pub unreplied_closed: usize,
 }
 
 impl ConnTable {
     pub fn new() -> ConnTable {
         ConnTable {
             clock: Clock::new(),
+            unreplied_ms: AtomicU64::new(DEFAULT_UNREPLIED_TIMEOUT_MS),
             live: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             closed: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             live_count: AtomicUsize::new(0),
             live_udp: AtomicUsize::new(0),
         }
+    }
+
+    /// Sets how long an unanswered UDP flow lives.
+    pub fn set_unreplied_timeout(&self, timeout: std::time::Duration) {
+        let ms = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.unreplied_ms.store(ms, Relaxed);
+    }
+
+    pub fn unreplied_ms(&self) -> u64 {
+        self.unreplied_ms.load(Relaxed)
     }
 
     fn shard(&self, id: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
@@ -267,6 +313,7 @@ impl ConnTable {
             template: new.template,
             state: AtomicU8::new(new.state as u8),
             last_activity: AtomicU64::new(self.clock.now_ms()),
+            replied: AtomicBool::new(false),
             task: Mutex::new(None),
         });
         self.shard(id).insert(id, Arc::clone(&conn));
@@ -331,6 +378,7 @@ impl ConnTable {
     /// longer than their state allows (their task ends and closes them).
     pub fn sweep(&self, timeouts: &Timeouts) -> Sweep {
         let now = self.clock.now_ms();
+        let unreplied_ms = self.unreplied_ms();
         let mut result = Sweep::default();
         let due: Vec<Vec<Arc<Conn>>> = {
             let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
@@ -348,12 +396,15 @@ impl ConnTable {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .values()
-                .filter(|c| now >= c.last_activity() + c.state().timeout_ms(timeouts))
+                .filter(|c| now >= c.last_activity() + c.timeout_ms(timeouts, unreplied_ms))
                 .cloned()
                 .collect();
             for conn in idle {
                 conn.abort_task();
                 result.idle_closed += 1;
+                if conn.state() == State::Udp && !conn.is_replied() {
+                    result.unreplied_closed += 1;
+                }
             }
         }
         result
@@ -362,13 +413,19 @@ impl ConnTable {
     /// The table as `-L -c` lists it.
     pub fn entries(&self, timeouts: &Timeouts) -> Vec<ConnEntry> {
         let now = self.clock.now_ms();
+        let unreplied_ms = self.unreplied_ms();
         let mut out = Vec::new();
         for shard in &self.live {
             let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            out.extend(shard.values().map(|c| c.entry(now, timeouts)));
+            out.extend(shard.values().map(|c| c.entry(now, timeouts, unreplied_ms)));
         }
         let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
-        out.extend(closed.values().flatten().map(|c| c.entry(now, timeouts)));
+        out.extend(
+            closed
+                .values()
+                .flatten()
+                .map(|c| c.entry(now, timeouts, unreplied_ms)),
+        );
         out
     }
 

@@ -9,13 +9,16 @@ use std::time::Duration;
 use tokio::task::AbortHandle;
 
 use crate::conn::ConnTable;
-use crate::control::protocol::{ConfigStatus, ListenerStatus, Status};
+use crate::control::protocol::{
+    ConfigStatus, DescriptorStatus, ListenerStatus, Status, UdpAdmissionStatus,
+};
+use crate::descriptors::{Budget, METRICS_CONNECTIONS, Reserve};
 use crate::persist::Templates;
 use crate::proxy::congestion::CongestionControl;
 use crate::proxy::forward::Forwarding;
 use crate::proxy::udp::Group;
-use crate::proxy::udp::limit::{DEFAULT_MAX_FLOWS, FlowLimit};
-use crate::table::{ConnEntry, ListenAddr, ServiceKey, TableHandle};
+use crate::proxy::udp::admission::{Admission, DEFAULT_MAX_FLOWS, DEFAULT_UNREPLIED_TIMEOUT};
+use crate::table::{ConnEntry, ListenAddr, OwnAddresses, ServiceKey, TableHandle};
 use crate::workers::Workers;
 
 /// How often connections and templates are expired.
@@ -37,6 +40,10 @@ pub struct PlaneOptions {
     pub threads: usize,
     /// The most UDP flows open at once.
     pub max_udp_flows: usize,
+    /// How long a UDP flow lives before its real server answers.
+    pub udp_unreplied_timeout: std::time::Duration,
+    /// The most UDP flows one client address may hold.
+    pub udp_flows_per_source: Option<u32>,
     /// How long a TCP connect to a real server may take, unless the service says.
     pub connect_timeout: std::time::Duration,
     /// Other real servers tried after a failed connect.
@@ -47,6 +54,12 @@ pub struct PlaneOptions {
     pub client_congestion: Option<CongestionControl>,
     /// TCP congestion control of connections to real servers (None: the system's).
     pub server_congestion: Option<CongestionControl>,
+    /// The process's open-files limit (None: unknown, no budget is kept).
+    pub open_files: Option<u64>,
+    /// The most TCP connections proxied at once (`--max-connections`).
+    pub max_connections: Option<u32>,
+    /// Connections the metrics endpoint serves at once (part of the reserve).
+    pub metrics_connections: usize,
 }
 
 impl Default for PlaneOptions {
@@ -55,11 +68,16 @@ impl Default for PlaneOptions {
             forwarding: Forwarding::best(),
             threads: Workers::default_count(),
             max_udp_flows: DEFAULT_MAX_FLOWS,
+            udp_unreplied_timeout: DEFAULT_UNREPLIED_TIMEOUT,
+            udp_flows_per_source: None,
             connect_timeout: crate::table::ServiceOptions::DEFAULT_CONNECT_TIMEOUT,
             connect_retries: 1,
             userspace: true,
             client_congestion: None,
             server_congestion: None,
+            open_files: None,
+            max_connections: None,
+            metrics_connections: METRICS_CONNECTIONS,
         }
     }
 }
@@ -71,8 +89,13 @@ pub struct Director {
     pub templates: Templates,
     pub options: PlaneOptions,
     pub workers: Workers,
-    /// The cap on UDP flows, and how many are open.
-    pub udp_flows: FlowLimit,
+    /// Who gets a UDP flow, and how many are open.
+    pub udp_flows: Admission,
+    /// The data plane's share of the open-files limit.
+    pub descriptors: Arc<Budget>,
+    /// The addresses the table listens on, which no connection may be forwarded to
+    /// (kept by the listener manager).
+    own: arc_swap::ArcSwap<OwnAddresses>,
     listeners: Mutex<BTreeMap<ListenAddr, ListenerState>>,
     /// What serves each address being listened on.
     serving: Mutex<HashMap<ListenAddr, Serving>>,
@@ -91,8 +114,9 @@ pub struct Director {
 /// What serves a listen address.
 #[derive(Debug)]
 pub enum Serving {
-    /// TCP: an accept loop per worker.
-    Tcp(Vec<AbortHandle>),
+    /// TCP: an accept loop per worker, each on its own copy of the listening socket,
+    /// whose descriptors are held from the budget.
+    Tcp(Vec<AbortHandle>, crate::descriptors::Held),
     /// UDP: a socket and receive loop per worker, with their flows.
     Udp(Arc<Group>),
 }
@@ -101,14 +125,27 @@ impl Director {
     /// A director with its worker threads started.
     pub fn new(table: Arc<TableHandle>, options: PlaneOptions) -> std::io::Result<Arc<Director>> {
         let conns = ConnTable::new();
+        conns.set_unreplied_timeout(options.udp_unreplied_timeout);
         let templates = Templates::new(conns.clock);
+        let workers = Workers::start(options.threads)?;
+        let open_files = options
+            .open_files
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let reserve = Reserve::for_limit(open_files, workers.len(), options.metrics_connections);
+        let descriptors = Arc::new(Budget::new(
+            open_files,
+            reserve,
+            options.max_connections.map(|n| n as usize),
+        ));
         Ok(Arc::new(Director {
             table,
             conns,
             templates,
             options,
-            workers: Workers::start(options.threads)?,
-            udp_flows: FlowLimit::new(options.max_udp_flows),
+            workers,
+            udp_flows: Admission::new(options.max_udp_flows, options.udp_flows_per_source),
+            descriptors,
+            own: arc_swap::ArcSwap::from_pointee(OwnAddresses::default()),
             listeners: Mutex::new(BTreeMap::new()),
             serving: Mutex::new(HashMap::new()),
             draining: Mutex::new(HashMap::new()),
@@ -132,6 +169,15 @@ impl Director {
         let mut all = self.templates.entries();
         all.extend(self.conns.entries(&timeouts));
         all
+    }
+
+    /// The director's own listen addresses, as the listener manager last saw them.
+    pub fn own_addresses(&self) -> arc_swap::Guard<Arc<OwnAddresses>> {
+        self.own.load()
+    }
+
+    pub fn set_own_addresses(&self, own: OwnAddresses) {
+        self.own.store(Arc::new(own));
     }
 
     /// Records what a listen address is doing (the listener manager calls this).
@@ -195,7 +241,7 @@ impl Director {
     /// connections go on. UDP: no new flows; the sockets stay for the open ones.
     pub fn stop_accepting(&self, listen: &ListenAddr) {
         match self.serving_map().remove(listen) {
-            Some(Serving::Tcp(tasks)) => tasks.iter().for_each(AbortHandle::abort),
+            Some(Serving::Tcp(tasks, _held)) => tasks.iter().for_each(AbortHandle::abort),
             Some(Serving::Udp(group)) => {
                 group.drain();
                 let mut draining = self.draining_map();
@@ -235,6 +281,24 @@ impl Director {
             name(client),
             name(server)
         ))
+    }
+
+    fn descriptor_status(&self) -> DescriptorStatus {
+        let b = &self.descriptors;
+        let r = b.reserve();
+        let n = |v: usize| v as u64;
+        DescriptorStatus {
+            open_files: n(b.open_files()),
+            reserved: n(r.total()),
+            control_clients: n(r.control_clients),
+            metrics_connections: n(r.metrics_connections),
+            health_probes: n(r.health_probes),
+            limit: n(b.limit()),
+            used: n(b.used()),
+            max_connections: (b.max_connections() != usize::MAX).then(|| n(b.max_connections())),
+            connections: n(b.connections()),
+            pauses: n(b.pauses()),
+        }
     }
 
     /// `uvs status`.
@@ -277,6 +341,18 @@ impl Director {
                 Vec::new()
             },
             handed_over: self.workers.handed_over(),
+            descriptors: self.options.userspace.then(|| self.descriptor_status()),
+            udp: {
+                let c = self.udp_flows.counts();
+                UdpAdmissionStatus {
+                    unreplied_timeout_ms: self.conns.unreplied_ms(),
+                    per_source: self.options.udp_flows_per_source,
+                    refused_per_source: c.refused_per_source,
+                    refused_descriptors: c.refused_descriptors,
+                    evicted: c.evicted,
+                    unreplied_expired: c.unreplied_expired,
+                }
+            },
             metrics: self
                 .metrics_endpoint
                 .lock()
@@ -297,7 +373,8 @@ impl Director {
         loop {
             tick.tick().await;
             let timeouts = self.table.snapshot().timeouts();
-            self.conns.sweep(&timeouts);
+            let swept = self.conns.sweep(&timeouts);
+            self.udp_flows.expired_unreplied(swept.unreplied_closed);
             self.templates.sweep();
         }
     }

@@ -14,9 +14,11 @@
 //! - [`health`]: health checks (ldirectord's) and the table they call for.
 //! - [`exporter`]: Prometheus metrics (node_exporter's ipvs series and uvs's own) over HTTP.
 //! - [`kernel`]: the kernel's IPVS over generic netlink (the coming kernel backend).
+//! - [`descriptors`]: the open-files limit split between the control and data planes.
 //! - [`director`]: the running balancer: table, connections, templates, listeners.
 //! - [`proxy`]: the data plane: listeners, TCP connections, the byte path.
 //! - [`daemon`]: the `uvs run` daemon that holds the table.
+//! - [`rate_limit`]: warnings that can repeat, logged at most every ten seconds.
 //! - [`demo`]: the built-in demonstration behind `uvs demo`.
 
 pub mod adm;
@@ -25,12 +27,14 @@ pub mod conn;
 pub mod control;
 pub mod daemon;
 pub mod demo;
+pub mod descriptors;
 pub mod director;
 pub mod exporter;
 pub mod health;
 pub mod kernel;
 pub mod persist;
 pub mod proxy;
+pub mod rate_limit;
 pub mod sched;
 pub mod stats;
 pub mod status;

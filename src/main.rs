@@ -24,7 +24,7 @@ use uvs::director::{Director, PlaneOptions};
 use uvs::kernel::mirror::Mirror;
 use uvs::proxy::congestion::CongestionControl;
 use uvs::proxy::forward::Forwarding;
-use uvs::proxy::udp::limit::DEFAULT_MAX_FLOWS;
+use uvs::proxy::udp::admission::DEFAULT_MAX_FLOWS;
 use uvs::table::{HostInterfaces, TableHandle};
 use uvs::workers::Workers;
 
@@ -83,6 +83,20 @@ struct DaemonArgs {
     /// [default: 65536, or half the open-files limit if that is less]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_udp_flows: Option<u32>,
+    /// The most TCP connections proxied at once; beyond it, clients wait in the listen
+    /// backlog [default: what the open-files limit allows, two descriptors each]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
+    /// Connections the metrics endpoint serves at once [default: 64]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    metrics_max_connections: Option<u32>,
+    /// How long a UDP flow lives until its real server answers, as "5s"; unanswered
+    /// flows are also the first to make room when the flow table is full [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    udp_unreplied_timeout: Option<Duration>,
+    /// The most UDP flows one client address may hold at once [default: no limit]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    udp_flows_per_source: Option<u32>,
     /// TCP congestion control for connections accepted from clients, as "cubic"
     /// [default: the system's, net.ipv4.tcp_congestion_control]
     #[arg(long, value_name = "NAME", value_parser = parse_congestion)]
@@ -108,6 +122,14 @@ fn parse_metrics(s: &str) -> Result<MetricsAt, String> {
 fn parse_congestion(s: &str) -> Result<CongestionControl, String> {
     s.parse()
         .map_err(|e: uvs::proxy::congestion::CongestionError| e.to_string())
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(86_400) => Ok(d),
+        Ok(_) => Err("expected a duration from 1s to a day".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -270,6 +292,10 @@ struct Settings {
     expire_quiescent_template: bool,
     threads: Option<u16>,
     max_udp_flows: Option<u32>,
+    max_connections: Option<u32>,
+    metrics_max_connections: usize,
+    udp_unreplied_timeout: Duration,
+    udp_flows_per_source: Option<u32>,
     client_congestion: Option<CongestionControl>,
     server_congestion: Option<CongestionControl>,
 }
@@ -307,6 +333,16 @@ impl Settings {
                 || file.expire_quiescent_template.unwrap_or(false),
             threads: args.threads.or(file.threads),
             max_udp_flows: args.max_udp_flows.or(file.max_udp_flows),
+            max_connections: args.max_connections.or(file.max_connections),
+            metrics_max_connections: args
+                .metrics_max_connections
+                .or(file.metrics_max_connections)
+                .map_or(uvs::descriptors::METRICS_CONNECTIONS, |n| n as usize),
+            udp_unreplied_timeout: args
+                .udp_unreplied_timeout
+                .or(file.udp_unreplied_timeout)
+                .unwrap_or(uvs::proxy::udp::admission::DEFAULT_UNREPLIED_TIMEOUT),
+            udp_flows_per_source: args.udp_flows_per_source.or(file.udp_flows_per_source),
             client_congestion: args
                 .client_congestion_control
                 .or(file.client_congestion_control),
@@ -368,6 +404,11 @@ fn director(settings: &Settings, userspace: bool) -> anyhow::Result<Arc<Director
             userspace,
             client_congestion: settings.client_congestion,
             server_congestion: settings.server_congestion,
+            open_files,
+            max_connections: settings.max_connections,
+            metrics_connections: settings.metrics_max_connections,
+            udp_unreplied_timeout: settings.udp_unreplied_timeout,
+            udp_flows_per_source: settings.udp_flows_per_source,
         },
     )
     .context("cannot start the worker threads")?;
@@ -464,9 +505,15 @@ fn import(format: ImportFormat, file: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `uvs check -c FILE`.
+/// `uvs check -c FILE`: problems are errors; real servers that would loop back into
+/// the director are warnings (the table takes them, as ipvsadm does).
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let config = read_config(path)?;
+    let table = uvs::config::plan::table_of(&config);
+    let own = uvs::table::OwnAddresses::of(&table, HostInterfaces::addresses);
+    for l in uvs::table::loops::loops(&table, &own) {
+        eprintln!("{}: warning: {l}", path.display());
+    }
     let servers: usize = config.services.iter().map(|s| s.servers.len()).sum();
     println!(
         "{}: OK, {} service{}, {} real server{}",

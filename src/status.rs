@@ -24,7 +24,7 @@ fn service_name(key: &ServiceKey) -> String {
 fn server_line(out: &mut String, s: &ServerEntry, udp: bool) {
     let addr = inet_ntop_port(&s.addr, s.port);
     let f = &s.connect_failures;
-    let failures = if udp {
+    let mut failures = if udp {
         // A UDP flow's "failed connect" is an ICMP error from the server's side.
         format!(
             "flows ended by ICMP errors {} (port unreachable {}, other {})",
@@ -41,6 +41,14 @@ fn server_line(out: &mut String, s: &ServerEntry, udp: bool) {
             f.other
         )
     };
+    if f.looped > 0 {
+        // Rare and a configuration fault: said only when it happened.
+        let _ = write!(
+            failures,
+            ", refused as loops back into this director {}",
+            f.looped
+        );
+    }
     let _ = writeln!(
         out,
         "  -> {addr:<28} {:<6} weight {:<5} active {:<5} inactive {:<5} persistent {:<5} {failures}",
@@ -170,6 +178,43 @@ fn health_line(out: &mut String, h: &crate::control::protocol::HealthStatus) {
     out.push('\n');
 }
 
+/// Milliseconds as seconds, as a person writes them: 5 s, 1.5 s.
+fn seconds(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{} s", ms as f64 / 1000.0)
+    }
+}
+
+/// How the open-files limit is shared, and how much of the data plane's share is used.
+fn descriptor_lines(out: &mut String, d: &crate::control::protocol::DescriptorStatus) {
+    let _ = writeln!(
+        out,
+        "descriptors: open-files limit {}; data plane {} of {} in use; {} kept for up to \
+         {} uvsadm clients, {} metrics connections, {} health checks and the daemon itself",
+        d.open_files,
+        d.used,
+        d.limit,
+        d.reserved,
+        d.control_clients,
+        d.metrics_connections,
+        d.health_probes
+    );
+    let most = match d.max_connections {
+        Some(n) => format!("at most {n} (--max-connections)"),
+        None => format!(
+            "room for about {} more",
+            (d.limit.saturating_sub(d.used)) / 2
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "TCP connections {}, {most}; accepting paused for want of room {} times",
+        d.connections, d.pauses
+    );
+}
+
 /// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (the proleptic Gregorian
 /// calendar, counted from 1970-01-01 by days).
 fn utc(secs: u64) -> String {
@@ -252,10 +297,32 @@ pub fn render(status: &Status) -> String {
             status.handed_over
         );
     }
+    if let Some(d) = &status.descriptors {
+        descriptor_lines(&mut out, d);
+    }
+    let u = &status.udp;
+    let _ = write!(
+        out,
+        "UDP flows {} of at most {}",
+        status.udp_flows, status.max_udp_flows
+    );
+    if let Some(n) = u.per_source {
+        let _ = write!(out, ", {n} per client address");
+    }
     let _ = writeln!(
         out,
-        "UDP flows {} of at most {}, new flows dropped for want of room {}",
-        status.udp_flows, status.max_udp_flows, status.udp_flows_dropped
+        "; unanswered ones live {}",
+        seconds(u.unreplied_timeout_ms)
+    );
+    let _ = writeln!(
+        out,
+        "  new flows refused: table full {}, per-source limit {}, no descriptors {}; \
+         unanswered flows ended to make room {}, at their timeout {}",
+        status.udp_flows_dropped,
+        u.refused_per_source,
+        u.refused_descriptors,
+        u.evicted,
+        u.unreplied_expired
     );
     for e in &status.services {
         service_block(&mut out, status, e);

@@ -19,6 +19,10 @@ pub enum BackendError {
     /// No daemon answered at the control socket.
     #[error("cannot reach the uvs daemon at {}: {source}", socket.display())]
     Unreachable { socket: PathBuf, source: io::Error },
+    /// The socket is not one this user may trust: its directory could be replaced by
+    /// another user, or another user's process answers on it.
+    #[error("refusing to use the uvs control socket {}: {reason}", socket.display())]
+    Untrusted { socket: PathBuf, reason: String },
     /// The daemon answered something this uvsadm does not understand.
     #[error("unexpected answer from the uvs daemon at {}: {detail}", socket.display())]
     Protocol { socket: PathBuf, detail: String },

@@ -262,6 +262,7 @@ impl Session<'_> {
             BackendError::Unreachable { .. } => format!(
                 "Can't initialize ipvs: {e}\nIs the uvs daemon running (uvs run)? Its control socket is chosen with --socket PATH or UVS_SOCKET.\n"
             ),
+            BackendError::Untrusted { .. } => format!("Can't initialize ipvs: {e}\n"),
             _ => format!("{e}\n"),
         };
         self.err(&text);

@@ -204,6 +204,14 @@ pub struct Global {
     pub threads: Option<u16>,
     pub forwarding: Option<Forwarding>,
     pub max_udp_flows: Option<u32>,
+    /// The most TCP connections proxied at once.
+    pub max_connections: Option<u32>,
+    /// Connections the metrics endpoint serves at once.
+    pub metrics_max_connections: Option<u32>,
+    /// How long a UDP flow lives before its real server has answered.
+    pub udp_unreplied_timeout: Option<Duration>,
+    /// The most UDP flows one client address may hold.
+    pub udp_flows_per_source: Option<u32>,
     pub drain_timeout: Option<Duration>,
     pub expire_quiescent_template: Option<bool>,
     /// TCP connect timeout for services without their own.

@@ -120,6 +120,17 @@ fn service_commands(spec: &ServiceSpec, table: &Table, commands: &mut Vec<Comman
     }
 }
 
+/// The table `config` makes on its own (an empty table with the file applied), for
+/// questions about it before it runs: what `uvs check` warns about.
+pub fn table_of(config: &Config) -> Table {
+    let mut table = Table::new();
+    for command in plan(config, &Table::new(), &Owned::default()) {
+        // A valid configuration applies whole; a refusal was reported by the reader.
+        let _ = table.apply(&command, &crate::table::UnicastOnly);
+    }
+    table
+}
+
 /// Tries `commands` on a copy of `table` made afresh from its configuration (so nothing
 /// shared with the running table is touched): the index of the first refused command
 /// and why, if any.

@@ -152,6 +152,22 @@ impl Reloader {
             ("threads", old.threads != new.threads),
             ("forwarding", old.forwarding != new.forwarding),
             ("max_udp_flows", old.max_udp_flows != new.max_udp_flows),
+            (
+                "max_connections",
+                old.max_connections != new.max_connections,
+            ),
+            (
+                "metrics_max_connections",
+                old.metrics_max_connections != new.metrics_max_connections,
+            ),
+            (
+                "udp_unreplied_timeout",
+                old.udp_unreplied_timeout != new.udp_unreplied_timeout,
+            ),
+            (
+                "udp_flows_per_source",
+                old.udp_flows_per_source != new.udp_flows_per_source,
+            ),
             ("drain_timeout", old.drain_timeout != new.drain_timeout),
             ("mode", old.mode != new.mode),
             ("metrics", old.metrics != new.metrics),

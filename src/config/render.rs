@@ -286,6 +286,18 @@ pub fn render(config: &Config) -> String {
     if let Some(n) = g.max_udp_flows {
         let _ = writeln!(global, "max_udp_flows = {n}");
     }
+    if let Some(n) = g.max_connections {
+        let _ = writeln!(global, "max_connections = {n}");
+    }
+    if let Some(n) = g.metrics_max_connections {
+        let _ = writeln!(global, "metrics_max_connections = {n}");
+    }
+    if let Some(d) = g.udp_unreplied_timeout {
+        let _ = writeln!(global, "udp_unreplied_timeout = {}", duration(d));
+    }
+    if let Some(n) = g.udp_flows_per_source {
+        let _ = writeln!(global, "udp_flows_per_source = {n}");
+    }
     if let Some(d) = g.drain_timeout {
         let _ = writeln!(global, "drain_timeout = {}", duration(d));
     }

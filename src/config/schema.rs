@@ -216,6 +216,24 @@ fn read_global(t: &Table<'_, '_>) -> Global {
     if let Some(item) = t.get("max_udp_flows") {
         g.max_udp_flows = item.integer(1..=i64::from(u32::MAX)).map(|n| n as u32);
     }
+    if let Some(item) = t.get("max_connections") {
+        g.max_connections = item.integer(1..=i64::from(u32::MAX)).map(|n| n as u32);
+    }
+    if let Some(item) = t.get("metrics_max_connections") {
+        g.metrics_max_connections = item.integer(1..=65_536).map(|n| n as u32);
+    }
+    if let Some(item) = t.get("udp_unreplied_timeout")
+        && let Some(d) = item.duration(0..=86_400)
+    {
+        if d.is_zero() {
+            item.wrong("a duration of at least 1s and at most a day");
+        } else {
+            g.udp_unreplied_timeout = Some(d);
+        }
+    }
+    if let Some(item) = t.get("udp_flows_per_source") {
+        g.udp_flows_per_source = item.integer(1..=i64::from(u32::MAX)).map(|n| n as u32);
+    }
     if let Some(item) = t.get("drain_timeout") {
         g.drain_timeout = item.duration(0..=86_400);
     }

@@ -1,10 +1,13 @@
-//! The client side of the control socket, as uvsadm uses it: synchronous, connecting on
-//! the first request, one request and one answer at a time.
+//! The client side of the control socket, as uvsadm and `uvs status` use it:
+//! synchronous, connecting on the first request, one request and one answer at a time.
+//! It talks only to a daemon it can trust: the socket's directory must be one no other
+//! user can replace it in, and the process answering must run as this user or root.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::protocol::{
     MAX_RESPONSE_BYTES, Request, Response, decode_response, encode_request, read_frame, write_frame,
@@ -14,15 +17,45 @@ use crate::table::{Command, ConnEntry, Info, ListenRule, ServiceEntry, ServiceKe
 
 /// How long uvsadm waits for the daemon's answer before giving up.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// A connection unused for this long is replaced by a new one before the next request:
+/// the daemon drops clients silent for longer than [`super::server::IDLE_TIMEOUT`]
+/// (`uvsadm -R` reading a slow stdin pauses between requests).
+const REUSE_WITHIN: Duration = Duration::from_secs(2);
 
 pub struct Client {
     path: PathBuf,
-    stream: Option<UnixStream>,
+    /// The connection and when it was last used.
+    stream: Option<(UnixStream, Instant)>,
 }
 
 impl Client {
     pub fn new(path: PathBuf) -> Client {
         Client { path, stream: None }
+    }
+
+    fn untrusted(&self, reason: String) -> BackendError {
+        BackendError::Untrusted {
+            socket: self.path.clone(),
+            reason,
+        }
+    }
+
+    /// Connects, then makes sure of whom it reached before anything is sent.
+    fn connect(&self) -> Result<UnixStream, BackendError> {
+        let stream = UnixStream::connect(&self.path).map_err(|e| self.unreachable(e))?;
+        super::socket_path::check_directory(&super::socket_path::directory(&self.path))
+            .map_err(|e| self.untrusted(e.to_string()))?;
+        let own = crate::sys::effective_uid();
+        let peer = crate::sys::peer_uid(stream.as_fd()).map_err(|e| self.unreachable(e))?;
+        if peer != own && peer != 0 {
+            return Err(self.untrusted(format!(
+                "the process answering on it runs as uid {peer}, not as uid {own} or root"
+            )));
+        }
+        stream
+            .set_read_timeout(Some(ANSWER_TIMEOUT))
+            .map_err(|e| self.unreachable(e))?;
+        Ok(stream)
     }
 
     pub fn path(&self) -> &Path {
@@ -45,17 +78,23 @@ impl Client {
 
     /// Sends one request and reads its answer.
     pub fn call(&mut self, request: &Request) -> Result<Response, BackendError> {
+        if self
+            .stream
+            .as_ref()
+            .is_some_and(|(_, used)| used.elapsed() > REUSE_WITHIN)
+        {
+            self.stream = None;
+        }
         if self.stream.is_none() {
-            let stream = UnixStream::connect(&self.path).map_err(|e| self.unreachable(e))?;
-            stream
-                .set_read_timeout(Some(ANSWER_TIMEOUT))
-                .map_err(|e| self.unreachable(e))?;
-            self.stream = Some(stream);
+            self.stream = Some((self.connect()?, Instant::now()));
         }
         let body = encode_request(request);
         let result = match self.stream.as_mut() {
-            Some(stream) => {
-                write_frame(stream, &body).and_then(|()| read_frame(stream, MAX_RESPONSE_BYTES))
+            Some((stream, used)) => {
+                let answer = write_frame(stream, &body)
+                    .and_then(|()| read_frame(stream, MAX_RESPONSE_BYTES));
+                *used = Instant::now();
+                answer
             }
             None => Err(io::Error::from(io::ErrorKind::NotConnected)),
         };

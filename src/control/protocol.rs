@@ -64,6 +64,45 @@ pub struct Status {
     /// Connections handed from the worker that accepted them to a less loaded one.
     #[serde(default)]
     pub handed_over: u64,
+    /// The open-files limit and how it is shared (userspace mode).
+    #[serde(default)]
+    pub descriptors: Option<DescriptorStatus>,
+    /// Who got UDP flows and who did not.
+    #[serde(default)]
+    pub udp: UdpAdmissionStatus,
+}
+
+/// The open-files limit, the control plane's reserve and the data plane's share.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DescriptorStatus {
+    pub open_files: u64,
+    /// Descriptors kept for the control plane, and the caps they stand for.
+    pub reserved: u64,
+    pub control_clients: u64,
+    pub metrics_connections: u64,
+    pub health_probes: u64,
+    /// The data plane's share, and what it holds now.
+    pub limit: u64,
+    pub used: u64,
+    /// `--max-connections`, if set.
+    pub max_connections: Option<u64>,
+    /// TCP connections being proxied.
+    pub connections: u64,
+    /// Times accepting waited for room.
+    pub pauses: u64,
+}
+
+/// New UDP flows refused, and unanswered flows ended, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UdpAdmissionStatus {
+    /// How long a flow lives before its server answers, in milliseconds.
+    pub unreplied_timeout_ms: u64,
+    /// The most flows per client address, if limited.
+    pub per_source: Option<u32>,
+    pub refused_per_source: u64,
+    pub refused_descriptors: u64,
+    pub evicted: u64,
+    pub unreplied_expired: u64,
 }
 
 /// What the checks know of one real server of one service.
@@ -204,32 +243,40 @@ pub fn encode_response(response: &Response) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// Reads a request body: the version first, so a future client gets a clear answer.
+/// A request as it must arrive: exactly these two fields, each once.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestIn {
+    version: u64,
+    request: Request,
+}
+
+/// Reads a request body strictly: duplicate keys and unknown fields are refused at
+/// every level (envelope, request, command and what it carries), never resolved by
+/// taking one of them. A body that is not a valid request but names another version
+/// gets `UnsupportedVersion`, so a future client learns why.
 pub fn decode_request(body: &[u8]) -> Result<Request, ProtocolError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ProtocolError::Malformed {
-            detail: e.to_string(),
-        })?;
-    let version = value
-        .get("version")
-        .and_then(serde_json::Value::as_u64)
-        .ok_or_else(|| ProtocolError::Malformed {
-            detail: "missing or non-numeric \"version\"".into(),
-        })?;
-    if version != u64::from(PROTOCOL_VERSION) {
+    let strict = serde_json::from_slice::<RequestIn>(body);
+    let version = match &strict {
+        Ok(parsed) => Some(parsed.version),
+        // Only to tell a newer client why: the version of a body this one cannot read.
+        Err(_) => serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("version").and_then(serde_json::Value::as_u64)),
+    };
+    if let Some(got) = version
+        && got != u64::from(PROTOCOL_VERSION)
+    {
         return Err(ProtocolError::UnsupportedVersion {
-            got: version,
+            got,
             supported: PROTOCOL_VERSION,
         });
     }
-    let request = value
-        .get("request")
-        .ok_or_else(|| ProtocolError::Malformed {
-            detail: "missing \"request\"".into(),
-        })?;
-    Request::deserialize(request).map_err(|e| ProtocolError::Malformed {
-        detail: e.to_string(),
-    })
+    strict
+        .map(|parsed| parsed.request)
+        .map_err(|e| ProtocolError::Malformed {
+            detail: e.to_string(),
+        })
 }
 
 /// Reads a response body.
@@ -303,6 +350,118 @@ mod tests {
         assert!(matches!(
             decode_request(br#"{"request":{"type":"info"}}"#),
             Err(ProtocolError::Malformed { .. })
+        ));
+    }
+
+    /// Each body is refused as malformed; the detail names the fault.
+    fn refused(body: &str, fault: &str) {
+        match decode_request(body.as_bytes()) {
+            Err(ProtocolError::Malformed { detail }) => {
+                assert!(detail.contains(fault), "{body}: {detail}")
+            }
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    const SERVICE: &str = r#"{"kind":"inet","protocol":"tcp","addr":"10.0.0.1","port":80}"#;
+    const SERVER: &str = r#"{"addr":"10.0.0.2","port":80,"forward":"masq","weight":1,"u_threshold":0,"l_threshold":0,"tunnel":{"kind":"ipip","port":0,"checksum":"nocsum"}}"#;
+
+    #[test]
+    fn duplicate_keys_are_refused_at_every_level() {
+        // The case that was found: the second request used to win, and flushed.
+        refused(
+            r#"{"version":1,"request":{"type":"info"},"request":{"type":"apply","command":{"op":"flush"}}}"#,
+            "duplicate field `request`",
+        );
+        refused(
+            r#"{"version":1,"version":1,"request":{"type":"info"}}"#,
+            "duplicate field `version`",
+        );
+        refused(
+            r#"{"version":1,"request":{"type":"info","type":"status"}}"#,
+            "duplicate field `type`",
+        );
+        refused(
+            r#"{"version":1,"request":{"type":"apply","command":{"op":"flush"},"command":{"op":"flush"}}}"#,
+            "duplicate field `command`",
+        );
+        refused(
+            r#"{"version":1,"request":{"type":"apply","command":{"op":"zero","op":"flush"}}}"#,
+            "duplicate field `op`",
+        );
+        let server = SERVER.replace(r#""weight":1"#, r#""weight":1,"weight":0"#);
+        refused(
+            &format!(
+                r#"{{"version":1,"request":{{"type":"apply","command":{{"op":"edit_server","service":{SERVICE},"server":{server}}}}}}}"#
+            ),
+            "duplicate field `weight`",
+        );
+        let service = SERVICE.replace(r#""port":80"#, r#""port":80,"port":81"#);
+        refused(
+            &format!(r#"{{"version":1,"request":{{"type":"get_service","service":{service}}}}}"#),
+            "duplicate field `port`",
+        );
+        let add_service = |netmask: &str, options: &str| {
+            format!(
+                r#"{{"version":1,"request":{{"type":"apply","command":{{"op":"add_service","key":{SERVICE},"scheduler":"rr","flags":0,"timeout":0,"netmask":{netmask},"pe":null,"options":{options}}}}}}}"#
+            )
+        };
+        assert!(
+            decode_request(add_service(r#"{"v4":"255.255.255.255"}"#, "{}").as_bytes()).is_ok()
+        );
+        refused(
+            &add_service(r#"{"v4":"255.255.255.255","v6":64}"#, "{}"),
+            "",
+        );
+        refused(
+            &add_service(
+                r#"{"v4":"255.255.255.255"}"#,
+                r#"{"freebind":true,"freebind":false}"#,
+            ),
+            "duplicate field `freebind`",
+        );
+        let tunnel = SERVER.replace(r#""port":0,"#, r#""port":0,"port":1,"#);
+        refused(
+            &format!(
+                r#"{{"version":1,"request":{{"type":"apply","command":{{"op":"add_server","service":{SERVICE},"server":{tunnel}}}}}}}"#
+            ),
+            "duplicate field `port`",
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_at_every_level() {
+        refused(
+            r#"{"version":1,"request":{"type":"info"},"priority":"high"}"#,
+            "unknown field `priority`",
+        );
+        refused(
+            r#"{"version":1,"request":{"type":"info","verbose":true}}"#,
+            "unknown field `verbose`",
+        );
+        refused(
+            r#"{"version":1,"request":{"type":"apply","command":{"op":"flush","all":true}}}"#,
+            "unknown field `all`",
+        );
+        let server = SERVER.replace(r#""weight":1"#, r#""weight":1,"backup":true"#);
+        refused(
+            &format!(
+                r#"{{"version":1,"request":{{"type":"apply","command":{{"op":"add_server","service":{SERVICE},"server":{server}}}}}}}"#
+            ),
+            "unknown field `backup`",
+        );
+        let service = SERVICE.replace(r#""port":80"#, r#""port":80,"vrf":2"#);
+        refused(
+            &format!(r#"{{"version":1,"request":{{"type":"get_service","service":{service}}}}}"#),
+            "unknown field `vrf`",
+        );
+        // The well-formed version of the same request is taken.
+        let good = format!(
+            r#"{{"version":1,"request":{{"type":"apply","command":{{"op":"add_server","service":{SERVICE},"server":{SERVER}}}}}}}"#
+        );
+        assert!(matches!(
+            decode_request(good.as_bytes()),
+            Ok(Request::Apply { .. })
         ));
     }
 

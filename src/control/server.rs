@@ -1,17 +1,22 @@
-//! The daemon's side of the control socket: binds the socket (mode 0600, refusing to
-//! take over a live one), accepts clients, and answers each request from the table.
-//! Garbage, oversized or unknown requests get an error answer and never reach the
-//! table; a client that stalls is dropped after a while.
+//! The daemon's side of the control socket: binds the socket (mode 0600, in a directory
+//! no other user can replace it in, refusing to take over a live one), accepts clients,
+//! and answers each request from the table. Garbage, oversized or unknown requests get
+//! an error answer and never reach the table. Clients hold one of [`MAX_CLIENTS`]
+//! slots; a client silent for [`IDLE_TIMEOUT`] is dropped, and when every slot is taken
+//! the longest idle client makes room for a new one, so idle clients can never lock
+//! `uvsadm` out.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 
 use super::protocol::{
     MAX_REQUEST_BYTES, ProtocolError, Request, Response, decode_request, encode_response,
@@ -20,12 +25,15 @@ use crate::director::Director;
 use crate::sys;
 use crate::table::Info;
 
-/// Most clients served at once; more wait until one leaves.
+/// Most clients served at once.
 pub const MAX_CLIENTS: usize = 64;
-/// A client that sends nothing for this long is disconnected.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A client that sends nothing for this long, first or between requests, is
+/// disconnected. uvsadm reconnects by itself after a pause.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A request body must arrive within this time once its length has.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// An answer must be taken within this time.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -35,6 +43,11 @@ pub enum BindError {
     NotASocket(PathBuf),
     #[error("cannot create the socket directory {}: {source}", path.display())]
     Directory { path: PathBuf, source: io::Error },
+    #[error("refusing to put the control socket in {}: {reason}", path.display())]
+    Untrusted {
+        path: PathBuf,
+        reason: super::socket_path::Untrusted,
+    },
     #[error("cannot listen on {}: {source}", path.display())]
     Listen { path: PathBuf, source: io::Error },
 }
@@ -42,18 +55,21 @@ pub enum BindError {
 /// Creates the control socket at `path`, readable and writable by its owner only. A
 /// stale socket left by a daemon that died is replaced; a live one is not.
 pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-        && !dir.exists()
-    {
+    let dir = super::socket_path::directory(path);
+    if std::fs::symlink_metadata(&dir).is_err() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(dir)
+            .create(&dir)
             .map_err(|source| BindError::Directory {
-                path: dir.to_path_buf(),
+                path: dir.clone(),
                 source,
             })?;
     }
+    // Made by another user (or left open to others): whoever can write there can swap
+    // the socket for their own and receive the owner's commands.
+    super::socket_path::check_directory(&dir)
+        .map_err(|reason| BindError::Untrusted { path: dir, reason })?;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             return Err(BindError::NotASocket(path.to_path_buf()));
@@ -114,40 +130,133 @@ pub fn answer(request: Request, director: &Director) -> Response {
     }
 }
 
-/// Accepts clients until the future is dropped. At most [`MAX_CLIENTS`] are served at
-/// once; further clients wait in the listen backlog until one leaves.
+/// The clients being served, so that the longest idle one can make room.
+struct Slots {
+    clients: Mutex<HashMap<u64, Slot>>,
+    /// Rung when a client leaves.
+    freed: Notify,
+}
+
+struct Slot {
+    /// Since when the client has been waiting to send a request; None while one is
+    /// being read or answered.
+    idle_since: Option<Instant>,
+    task: AbortHandle,
+}
+
+impl Slots {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Slot>> {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Closes the client idle the longest; false when every client is busy.
+    fn evict_idlest(&self) -> bool {
+        let mut clients = self.map();
+        let idlest = clients
+            .iter()
+            .filter_map(|(id, slot)| slot.idle_since.map(|t| (t, *id)))
+            .min();
+        match idlest.and_then(|(_, id)| clients.remove(&id)) {
+            Some(slot) => {
+                slot.task.abort();
+                tracing::debug!(
+                    "control socket: every slot taken; the longest idle client was dropped"
+                );
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Waits until a slot is free, dropping idle clients to make one.
+    async fn room(&self) {
+        loop {
+            let freed = self.freed.notified();
+            if self.map().len() < MAX_CLIENTS || self.evict_idlest() {
+                return;
+            }
+            // Every client is in the middle of a request: one is done soon.
+            freed.await;
+        }
+    }
+
+    fn set_idle(&self, id: u64, idle: bool) {
+        if let Some(slot) = self.map().get_mut(&id) {
+            slot.idle_since = idle.then(Instant::now);
+        }
+    }
+}
+
+/// Gives the slot back however the client's task ends (left, dropped, evicted).
+struct Leave {
+    slots: Arc<Slots>,
+    id: u64,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        self.slots.map().remove(&self.id);
+        self.slots.freed.notify_waiters();
+    }
+}
+
+static ACCEPT_WARNED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
+
+/// Accepts clients until the future is dropped.
 pub async fn serve(listener: UnixListener, director: Arc<Director>) {
-    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let slots = Arc::new(Slots {
+        clients: Mutex::new(HashMap::new()),
+        freed: Notify::new(),
+    });
     let own_uid = sys::effective_uid();
+    let mut next_id: u64 = 0;
     loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let stream = match listener.accept().await {
+        let mut stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
                 // EMFILE and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "control socket accept failed");
+                ACCEPT_WARNED.warn(|suppressed| {
+                    tracing::warn!(error = %e, suppressed, "control socket: accept failed; backing off");
+                });
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
+        if let Ok(cred) = stream.peer_cred()
+            && cred.uid() != own_uid
+            && cred.uid() != 0
+        {
+            // The socket's mode keeps other users out; this is the second lock.
+            let denied = Response::Error {
+                error: ProtocolError::PermissionDenied { uid: cred.uid() },
+            };
+            tokio::spawn(async move {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), send(&mut stream, &denied)).await;
+            });
+            continue;
+        }
+        slots.room().await;
+        next_id += 1;
+        let id = next_id;
+        let leave = Leave {
+            slots: Arc::clone(&slots),
+            id,
+        };
         let director = Arc::clone(&director);
-        tokio::spawn(async move {
-            let _slot = slot;
-            let mut stream = stream;
-            if let Ok(cred) = stream.peer_cred()
-                && cred.uid() != own_uid
-                && cred.uid() != 0
-            {
-                let denied = Response::Error {
-                    error: ProtocolError::PermissionDenied { uid: cred.uid() },
-                };
-                let _ = send(&mut stream, &denied).await;
-                return;
-            }
-            client(stream, &director).await;
+        // Registered under the lock before the task can run and mark itself busy.
+        let mut clients = slots.map();
+        let task = tokio::spawn(async move {
+            let leave = leave;
+            client(stream, &director, &leave).await;
         });
+        clients.insert(
+            id,
+            Slot {
+                idle_since: Some(Instant::now()),
+                task: task.abort_handle(),
+            },
+        );
     }
 }
 
@@ -160,12 +269,14 @@ async fn send(stream: &mut UnixStream, response: &Response) -> io::Result<()> {
 }
 
 /// Serves one client until it leaves, stalls, or breaks the framing.
-async fn client(mut stream: UnixStream, director: &Director) {
+async fn client(mut stream: UnixStream, director: &Director, slot: &Leave) {
     loop {
+        slot.slots.set_idle(slot.id, true);
         let len = match tokio::time::timeout(IDLE_TIMEOUT, stream.read_u32()).await {
             Ok(Ok(len)) => len,
             _ => return,
         };
+        slot.slots.set_idle(slot.id, false);
         if len > MAX_REQUEST_BYTES {
             let too_large = Response::Error {
                 error: ProtocolError::TooLarge {
@@ -173,7 +284,7 @@ async fn client(mut stream: UnixStream, director: &Director) {
                     limit: MAX_REQUEST_BYTES,
                 },
             };
-            let _ = send(&mut stream, &too_large).await;
+            let _ = tokio::time::timeout(SEND_TIMEOUT, send(&mut stream, &too_large)).await;
             return;
         }
         let mut body = vec![0u8; len as usize];
@@ -185,7 +296,10 @@ async fn client(mut stream: UnixStream, director: &Director) {
             Ok(request) => answer(request, director),
             Err(error) => Response::Error { error },
         };
-        if send(&mut stream, &response).await.is_err() {
+        if !matches!(
+            tokio::time::timeout(SEND_TIMEOUT, send(&mut stream, &response)).await,
+            Ok(Ok(()))
+        ) {
             return;
         }
     }

@@ -1,7 +1,12 @@
-//! Where the control socket lives: `--socket`, else `UVS_SOCKET`, else a default under
-//! the runtime directory. The daemon and uvsadm compute the same default.
+//! Where the control socket lives (`--socket`, else `UVS_SOCKET`, else a default under
+//! the runtime directory; the daemon and uvsadm compute the same default), and whether
+//! its directory can be trusted. Both sides refuse a socket whose directory another
+//! user could replace it in, as ssh-agent, tmux and gpg-agent do: otherwise another
+//! user who made `$TMPDIR/uvs-<uid>` first could swap the daemon's socket for their
+//! own and receive the owner's commands.
 
-use std::path::PathBuf;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
 
 use crate::sys;
 
@@ -25,5 +30,163 @@ pub fn from_env() -> PathBuf {
     match std::env::var_os("UVS_SOCKET") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => default_path(),
+    }
+}
+
+/// Why a directory on the way to the control socket is not trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Untrusted {
+    #[error("{} is owned by uid {owner}, not by uid {uid} or root", path.display())]
+    Owner { path: PathBuf, owner: u32, uid: u32 },
+    #[error(
+        "{} is writable by {who} (mode {mode:04o}), so they could replace the socket; \
+         make it 0700 (chmod go-w)",
+        path.display()
+    )]
+    Writable {
+        path: PathBuf,
+        who: &'static str,
+        mode: u32,
+    },
+    #[error("cannot check {}: {reason}", path.display())]
+    Unreadable { path: PathBuf, reason: String },
+}
+
+/// The socket's directory: its parent, or the current directory for a bare name.
+pub fn directory(socket: &Path) -> PathBuf {
+    match socket.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Checks that nobody but this user (and root) can replace what is in `dir`: every
+/// directory from it up to `/`, both as written and with symbolic links resolved, is
+/// owned by the effective user or root and writable by nobody else, unless it has the
+/// sticky bit (like /tmp, where only an entry's owner may remove or rename it). A
+/// symbolic link on the way must be owned by the user or root too.
+pub fn check_directory(dir: &Path) -> Result<(), Untrusted> {
+    let uid = sys::effective_uid();
+    let unreadable = |path: &Path, e: std::io::Error| Untrusted::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let absolute = std::path::absolute(dir).map_err(|e| unreadable(dir, e))?;
+    // As written: a link is judged by who owns it, the directories holding it as any.
+    let mut prefix = PathBuf::new();
+    for part in absolute.components() {
+        if part == Component::ParentDir {
+            prefix.pop();
+            continue;
+        }
+        prefix.push(part);
+        let meta = std::fs::symlink_metadata(&prefix).map_err(|e| unreadable(&prefix, e))?;
+        if meta.file_type().is_symlink() {
+            trusted_owner(&prefix, meta.uid(), uid)?;
+        } else {
+            trusted_directory(&prefix, &meta, uid)?;
+        }
+    }
+    // And where the links lead.
+    let real = std::fs::canonicalize(&absolute).map_err(|e| unreadable(&absolute, e))?;
+    for dir in real.ancestors() {
+        let meta = std::fs::metadata(dir).map_err(|e| unreadable(dir, e))?;
+        trusted_directory(dir, &meta, uid)?;
+    }
+    Ok(())
+}
+
+fn trusted_owner(path: &Path, owner: u32, uid: u32) -> Result<(), Untrusted> {
+    if owner == uid || owner == 0 {
+        Ok(())
+    } else {
+        Err(Untrusted::Owner {
+            path: path.to_path_buf(),
+            owner,
+            uid,
+        })
+    }
+}
+
+fn trusted_directory(path: &Path, meta: &std::fs::Metadata, uid: u32) -> Result<(), Untrusted> {
+    trusted_owner(path, meta.uid(), uid)?;
+    let mode = meta.permissions().mode() & 0o7777;
+    const STICKY: u32 = 0o1000;
+    if mode & STICKY != 0 {
+        return Ok(());
+    }
+    let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (_, true) => "other users",
+        (true, false) => "its group",
+        (false, false) => return Ok(()),
+    };
+    Err(Untrusted::Writable {
+        path: path.to_path_buf(),
+        who,
+        mode,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn private_and_sticky_directories_are_trusted() {
+        let base = tempfile::tempdir().unwrap();
+        let private = base.path().join("private");
+        std::fs::create_dir(&private).unwrap();
+        chmod(&private, 0o700);
+        assert_eq!(check_directory(&private), Ok(()));
+        // A shared directory with the sticky bit, as /tmp.
+        let sticky = base.path().join("sticky");
+        std::fs::create_dir(&sticky).unwrap();
+        chmod(&sticky, 0o1777);
+        assert_eq!(check_directory(&sticky), Ok(()));
+    }
+
+    #[test]
+    fn directories_others_can_write_are_not() {
+        let base = tempfile::tempdir().unwrap();
+        let open = base.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        chmod(&open, 0o777);
+        assert!(matches!(
+            check_directory(&open),
+            Err(Untrusted::Writable {
+                who: "other users",
+                mode: 0o777,
+                ..
+            })
+        ));
+        chmod(&open, 0o770);
+        let e = check_directory(&open).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{} is writable by its group (mode 0770), so they could replace the socket; \
+                 make it 0700 (chmod go-w)",
+                open.display()
+            )
+        );
+        // Below a directory others can write, a private one is no better: the parent's
+        // writers could rename it away and put their own in its place.
+        chmod(&open, 0o777);
+        let inner = open.join("inner");
+        std::fs::create_dir(&inner).unwrap();
+        chmod(&inner, 0o700);
+        assert!(matches!(
+            check_directory(&inner),
+            Err(Untrusted::Writable { path, .. }) if path == open
+        ));
+        // Also through a symbolic link that hides it.
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&inner, &link).unwrap();
+        assert!(check_directory(&link).is_err());
     }
 }

@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 use super::accounting::Accounting;
 use super::pools::{give_back_buffer, take_buffer};
 use crate::conn::{Clock, Conn, State};
+use crate::descriptors::Budget;
 
 /// In `auto` mode, a read of at least this many bytes switches a direction to splice,
 /// and a splice of fewer switches it back to copying.
@@ -83,6 +84,8 @@ pub struct Flow<'a> {
     pub conn: &'a Conn,
     pub clock: &'a Clock,
     pub accounting: &'a Accounting,
+    /// Where splice pipes take their descriptors from.
+    pub descriptors: &'a std::sync::Arc<Budget>,
     /// One direction has seen its end of input.
     one_way_ended: AtomicBool,
 }
@@ -94,6 +97,7 @@ impl<'a> Flow<'a> {
         conn: &'a Conn,
         clock: &'a Clock,
         accounting: &'a Accounting,
+        descriptors: &'a std::sync::Arc<Budget>,
     ) -> Flow<'a> {
         Flow {
             client,
@@ -101,6 +105,7 @@ impl<'a> Flow<'a> {
             conn,
             clock,
             accounting,
+            descriptors,
             one_way_ended: AtomicBool::new(false),
         }
     }
@@ -200,10 +205,15 @@ async fn direction(
         let ready = from.ready(Interest::READABLE | Interest::ERROR).await?;
         // The sender's FIN is in (and no reset): what can be read now is the last.
         let fin_seen = ready.is_read_closed() && !ready.is_error();
-        let step = if splicing {
-            splice_step(from, to).await?
+        let spliced = if splicing {
+            splice_step(flow.descriptors, from, to).await?
         } else {
-            copy_step(from, to, fin_seen).await?
+            None
+        };
+        // Without a pipe (no descriptors left for one), copy.
+        let step = match spliced {
+            Some(step) => step,
+            None => copy_step(from, to, fin_seen).await?,
         };
         match step {
             Step::Moved(n) => {
@@ -288,25 +298,32 @@ async fn copy_step(from: &TcpStream, to: &TcpStream, fin_seen: bool) -> io::Resu
     Ok(if last { Step::Last(n) } else { Step::Moved(n) })
 }
 
+/// One step through a pipe; None when no pipe could be had.
 #[cfg(target_os = "linux")]
-async fn splice_step(from: &TcpStream, to: &TcpStream) -> io::Result<Step> {
+async fn splice_step(
+    budget: &std::sync::Arc<Budget>,
+    from: &TcpStream,
+    to: &TcpStream,
+) -> io::Result<Option<Step>> {
     use super::pools::{give_back_pipe, take_pipe};
     use crate::sys;
     use std::os::fd::AsFd;
 
-    let pipe = take_pipe()?;
+    let Some(pipe) = take_pipe(budget)? else {
+        return Ok(None);
+    };
     let filled = from.try_io(Interest::READABLE, || {
         sys::splice(from.as_fd(), pipe.write_end(), pipe.capacity())
     });
     let n = match filled {
         Ok(0) => {
             give_back_pipe(pipe);
-            return Ok(Step::End);
+            return Ok(Some(Step::End));
         }
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
             give_back_pipe(pipe);
-            return Ok(Step::Idle);
+            return Ok(Some(Step::Idle));
         }
         Err(e) => {
             give_back_pipe(pipe);
@@ -326,10 +343,14 @@ async fn splice_step(from: &TcpStream, to: &TcpStream) -> io::Result<Step> {
         }
     }
     give_back_pipe(pipe);
-    Ok(Step::Moved(n))
+    Ok(Some(Step::Moved(n)))
 }
 
 #[cfg(not(target_os = "linux"))]
-async fn splice_step(from: &TcpStream, to: &TcpStream) -> io::Result<Step> {
-    copy_step(from, to).await
+async fn splice_step(
+    _budget: &std::sync::Arc<Budget>,
+    _from: &TcpStream,
+    _to: &TcpStream,
+) -> io::Result<Option<Step>> {
+    Ok(None)
 }

@@ -1,11 +1,16 @@
 //! Listeners follow the table: every address a service is reached on (its own
 //! VIP:port, and listen rules for fwmark groups and port-0 services) gets sockets and
-//! their loops (TCP: accept loops here, UDP: receive loops in `udp`); addresses that
-//! leave the table are closed (their established connections and flows go on). A bind that fails (a VIP that is not local yet, a port in use) is
-//! logged once with its reason, shown by `uvs status`, and retried, since the address
-//! may appear later (keepalived moving a VIP). Run by the daemon.
+//! their loops (TCP: accept loops here, UDP: receive loops in `udp`), each socket a
+//! descriptor of the data plane's budget; addresses that leave the table are closed
+//! (their established connections and flows go on). A bind that fails (a VIP that is
+//! not local yet, a port in use, no descriptors left) is shown by `uvs status` and
+//! retried, since the address may appear later (keepalived moving a VIP); the first
+//! few failures of a round are logged with their reason, the rest in one rate-limited
+//! line. The manager also keeps the director's own listen addresses, which no
+//! connection may be forwarded to, and names each real server that is one of them
+//! once. Run by the daemon.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,11 +22,17 @@ use super::congestion::CongestionControl;
 use super::tcp;
 use super::udp::Group;
 use crate::director::{Director, ListenerState, Serving};
-use crate::table::{ListenAddr, Protocol};
+use crate::rate_limit::RateLimit;
+use crate::table::{HostInterfaces, ListenAddr, Loop, OwnAddresses, Protocol};
 
 /// How often failed binds are tried again.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the host's addresses are read again while a wildcard address is listened
+/// on (a real server on one of them would loop).
+const ADDRESSES_INTERVAL: Duration = Duration::from_secs(10);
 const BACKLOG: i32 = 4096;
+/// Failures logged one by one in a round; the rest are summed up.
+const LOGGED_PER_ROUND: usize = 8;
 
 /// A non-blocking, not yet bound socket for `listen`: IPv6 only for IPv6 addresses
 /// ([::]:80 and 0.0.0.0:80 are separate services), IP_FREEBIND if asked.
@@ -91,19 +102,58 @@ fn accept_everywhere(
     }))
 }
 
+/// Why a listen address is not served. The same words every time, so that a retry
+/// that fails alike is not logged again.
+fn no_descriptors(needed: usize) -> io::Error {
+    io::Error::other(format!(
+        "no descriptors left in the data plane's share for its {needed} sockets \
+         (see uvs status; raise the open-files limit)"
+    ))
+}
+
 /// Starts serving `listen`: a TCP listener, or UDP sockets (the draining ones, if the
-/// address left the table only a moment ago).
+/// address left the table only a moment ago), one per worker, each a descriptor of the
+/// budget.
 fn serve(director: &Arc<Director>, listen: &ListenAddr, freebind: bool) -> io::Result<Serving> {
+    if listen.protocol == Protocol::Udp
+        && let Some(group) = director.take_back_draining(listen)
+    {
+        return Ok(Serving::Udp(group));
+    }
+    let needed = director.workers.len();
+    let held = director
+        .descriptors
+        .try_take(needed)
+        .ok_or_else(|| no_descriptors(needed))?;
     match listen.protocol {
-        Protocol::Udp => {
-            if let Some(group) = director.take_back_draining(listen) {
-                return Ok(Serving::Udp(group));
-            }
-            Group::start(director, *listen, freebind).map(Serving::Udp)
-        }
+        Protocol::Udp => Group::start(director, *listen, freebind, held).map(Serving::Udp),
         _ => bind_tcp(listen, freebind, director.options.client_congestion)
             .and_then(|l| accept_everywhere(director, l, *listen))
-            .map(Serving::Tcp),
+            .map(|tasks| Serving::Tcp(tasks, held)),
+    }
+}
+
+static FAILURES_WARNED: RateLimit = RateLimit::new();
+
+/// The own addresses of the table as it stands, and the real servers that would loop,
+/// each named once while it stays.
+struct Loops {
+    named: HashSet<Loop>,
+    read_at: Option<tokio::time::Instant>,
+}
+
+impl Loops {
+    fn follow(&mut self, director: &Director, snapshot: &crate::table::Table) {
+        let own = OwnAddresses::of(snapshot, HostInterfaces::addresses);
+        let found: HashSet<Loop> = crate::table::loops::loops(snapshot, &own)
+            .into_iter()
+            .collect();
+        for l in found.difference(&self.named) {
+            tracing::warn!("{l}");
+        }
+        self.named = found;
+        self.read_at = Some(tokio::time::Instant::now());
+        director.set_own_addresses(own);
     }
 }
 
@@ -112,8 +162,17 @@ pub async fn manage(director: Arc<Director>) {
     let mut changes = director.table.subscribe();
     // The last error logged per address, so each is logged once.
     let mut logged: HashMap<ListenAddr, String> = HashMap::new();
+    let mut loops = Loops {
+        named: HashSet::new(),
+        read_at: None,
+    };
     loop {
         let snapshot = director.table.snapshot();
+        loops.follow(&director, &snapshot);
+        let wildcard = snapshot
+            .listen_addresses()
+            .iter()
+            .any(|(l, _)| l.addr.is_unspecified());
         let wanted: HashMap<ListenAddr, _> = snapshot.listen_addresses().into_iter().collect();
         drop(snapshot);
         for listen in director.accepting() {
@@ -123,7 +182,9 @@ pub async fn manage(director: Arc<Director>) {
             }
         }
         logged.retain(|l, _| wanted.contains_key(l));
-        let mut failing = false;
+        let mut failing = 0usize;
+        let mut newly_failing = 0usize;
+        let mut example = None;
         for (listen, service) in &wanted {
             if director.is_accepting(listen) {
                 director.set_listener(
@@ -145,10 +206,15 @@ pub async fn manage(director: Arc<Director>) {
                     }
                 }
                 Err(e) => {
-                    failing = true;
+                    failing += 1;
                     let reason = e.to_string();
                     if logged.get(listen) != Some(&reason) {
-                        tracing::warn!(%listen, error = %reason, "cannot listen; retrying every {} s", RETRY_INTERVAL.as_secs());
+                        newly_failing += 1;
+                        if newly_failing <= LOGGED_PER_ROUND {
+                            tracing::warn!(%listen, error = %reason, "cannot listen; retrying every {} s", RETRY_INTERVAL.as_secs());
+                        } else {
+                            example.get_or_insert_with(|| (*listen, reason.clone()));
+                        }
                         logged.insert(*listen, reason.clone());
                     }
                     director.set_listener(
@@ -161,13 +227,32 @@ pub async fn manage(director: Arc<Director>) {
                 }
             }
         }
+        if let Some((listen, reason)) = example {
+            let more = newly_failing - LOGGED_PER_ROUND;
+            FAILURES_WARNED.warn(|suppressed| {
+                tracing::warn!(
+                    more,
+                    failing,
+                    suppressed,
+                    "{more} more listen addresses cannot listen (such as {listen}: {reason}); \
+                     retrying every {} s, see uvs status",
+                    RETRY_INTERVAL.as_secs()
+                );
+            });
+        }
+        let reread = loops
+            .read_at
+            .map(|t| t + ADDRESSES_INTERVAL)
+            .unwrap_or_else(tokio::time::Instant::now);
         tokio::select! {
             changed = changes.changed() => {
                 if changed.is_err() {
                     return;
                 }
             }
-            () = tokio::time::sleep(RETRY_INTERVAL), if failing => {}
+            () = tokio::time::sleep(RETRY_INTERVAL), if failing > 0 => {}
+            // The host's addresses may have changed under a wildcard listener.
+            () = tokio::time::sleep_until(reread), if wildcard => {}
         }
     }
 }

@@ -40,6 +40,7 @@ mod pipes {
     use std::cell::RefCell;
     use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+    use crate::descriptors::{Budget, Held};
     use crate::sys;
 
     /// The pipe buffer asked for: four times the default, so a bulk transfer takes a
@@ -50,12 +51,14 @@ mod pipes {
     /// Idle pipes kept per thread: at most 8 MiB of the budget.
     const KEEP_PIPES: usize = 32;
 
-    /// One pipe: bytes go in at the write end and come out at the read end.
+    /// One pipe: bytes go in at the write end and come out at the read end. Its two
+    /// descriptors are the data plane's, held from the budget for as long as it lives.
     #[derive(Debug)]
     pub struct Pipe {
         read: OwnedFd,
         write: OwnedFd,
         capacity: usize,
+        _held: Held,
     }
 
     impl Pipe {
@@ -77,17 +80,23 @@ mod pipes {
         static PIPES: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
     }
 
-    pub fn take_pipe() -> std::io::Result<Pipe> {
+    /// A pipe from the pool, or a new one; None when the data plane has no
+    /// descriptors left for one (the caller copies instead).
+    pub fn take_pipe(budget: &std::sync::Arc<Budget>) -> std::io::Result<Option<Pipe>> {
         if let Some(p) = PIPES.with(|pool| pool.borrow_mut().pop()) {
-            return Ok(p);
+            return Ok(Some(p));
         }
+        let Some(held) = budget.try_take(2) else {
+            return Ok(None);
+        };
         let (read, write) = sys::pipe()?;
         let capacity = sys::resize_pipe(write.as_fd(), PIPE_SIZE)?;
-        Ok(Pipe {
+        Ok(Some(Pipe {
             read,
             write,
             capacity,
-        })
+            _held: held,
+        }))
     }
 
     /// Gives back an empty pipe; one that still holds bytes must be dropped instead.

@@ -1,14 +1,15 @@
-//! The TCP data plane: accept on a listen address, find the service (fwmark group,
-//! exact service, port-0 service), choose the real server as IPVS does (persistence
-//! template, else the scheduler), connect within the service's connect timeout (on
-//! other servers, up to the retry count, if refused or timed out), send the PROXY header if the service wants
-//! one, and forward. The connection's IPVS state and counts are kept in the connection
-//! table all along. Called by the listener manager, one accept loop per address.
+//! The TCP data plane: accept on a listen address (only while the descriptor budget has
+//! room for the connection's two sockets), find the service (fwmark group, exact
+//! service, port-0 service), choose the real server as IPVS does (persistence template,
+//! else the scheduler), connect within the service's connect timeout (on other servers,
+//! up to the retry count, if refused or timed out; never to one of the director's own
+//! listen addresses, which would loop), send the PROXY header if the service wants one,
+//! and forward. The connection's IPVS state and counts are kept in the connection table
+//! all along. Called by the listener manager, one accept loop per address.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -21,8 +22,8 @@ use tokio::task::AbortHandle;
 use super::accounting::Accounting;
 use super::congestion::CongestionControl;
 use super::forward::{End, Flow, forward};
-use super::warn_rarely;
 use crate::conn::{Conn, NewConn, State};
+use crate::descriptors::Held;
 use crate::director::Director;
 use crate::persist::{Choice, Template};
 use crate::sched::{Packet, least_loaded_except};
@@ -40,14 +41,18 @@ pub async fn accept_loop(
     me: usize,
 ) {
     loop {
+        // Out of room, clients wait in the kernel's backlog until connections end.
+        director.descriptors.room_for_connection().await;
         match accept(&listener).await {
-            Ok((stream, peer)) => serve(stream, peer, listen, &director, me),
+            Ok((stream, peer)) => {
+                let held = director.descriptors.take_connection();
+                serve(stream, peer, listen, &director, me, held);
+            }
             Err(e) if is_resource_shortage(&e) => {
                 // Out of descriptors or memory: keep serving what we have, try again soon.
-                warn_rarely(
-                    &ACCEPT_WARNED,
-                    || tracing::warn!(%listen, error = %e, "accept failed; backing off"),
-                );
+                ACCEPT_WARNED.warn(|suppressed| {
+                    tracing::warn!(%listen, error = %e, suppressed, "accept failed; backing off");
+                });
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => tracing::debug!(%listen, error = %e, "accept failed"),
@@ -86,11 +91,12 @@ fn serve(
     listen: ListenAddr,
     director: &Arc<Director>,
     me: usize,
+    held: Held,
 ) {
     let load = director.workers.place(me);
     let worker = load.worker();
     let (tx, rx) = oneshot::channel();
-    let task = connection(stream, peer, listen, Arc::clone(director), rx, load);
+    let task = connection(stream, peer, listen, Arc::clone(director), rx, (load, held));
     let _ = tx.send(director.workers.spawn_on(worker, task));
 }
 
@@ -101,7 +107,7 @@ fn is_resource_shortage(e: &io::Error) -> bool {
     )
 }
 
-static ACCEPT_WARNED: AtomicU64 = AtomicU64::new(0);
+static ACCEPT_WARNED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
 
 /// The address the client reached: the listener's own when it is bound to one address
 /// and port (saving a getsockname per connection), else the accepted socket's.
@@ -137,6 +143,8 @@ impl Drop for Entry<'_> {
 enum ConnectError {
     Refused,
     Timeout,
+    /// Not tried: the server is one of the director's own listen addresses.
+    Loop,
     Other(io::Error),
 }
 
@@ -232,6 +240,11 @@ fn connect_failed(server: &RealServer, dest: SocketAddr, e: &ConnectError) {
             failures.timeout.fetch_add(1, Relaxed);
             tracing::debug!(%dest, "connect timed out");
         }
+        ConnectError::Loop => {
+            // Named once, when the table made it so (listeners); counted here.
+            failures.looped.fetch_add(1, Relaxed);
+            tracing::debug!(%dest, "not connecting to the director's own listen address");
+        }
         ConnectError::Other(err) => {
             failures.other.fetch_add(1, Relaxed);
             tracing::debug!(%dest, error = %err, "connect failed");
@@ -296,7 +309,12 @@ async fn reach_server<'a>(
             .options
             .connect_timeout_or(director.options.connect_timeout);
         let started = std::time::Instant::now();
-        match connect(dest, timeout, director.options.server_congestion).await {
+        let reached = if director.own_addresses().contains(Protocol::Tcp, dest) {
+            Err(ConnectError::Loop)
+        } else {
+            connect(dest, timeout, director.options.server_congestion).await
+        };
+        match reached {
             Ok(stream) => {
                 server.state.connect_latency.record(started.elapsed());
                 return Some(Reached {
@@ -321,15 +339,16 @@ async fn reach_server<'a>(
 }
 
 /// One proxied connection, from the accepted client socket to the close of both, on
-/// the worker that runs it (whose event loop the socket joins here). `_load` counts it
-/// against that worker for as long as it lives.
+/// the worker that runs it (whose event loop the socket joins here). `_held` counts it
+/// against that worker, and its two descriptors against the budget, for as long as it
+/// lives.
 async fn connection(
     client: std::net::TcpStream,
     peer: SocketAddr,
     listen: ListenAddr,
     director: Arc<Director>,
     me: oneshot::Receiver<AbortHandle>,
-    _load: Load,
+    _held: (Load, Held),
 ) {
     let client = match TcpStream::from_std(client) {
         Ok(c) => c,
@@ -382,6 +401,7 @@ async fn connection(
         &entry.conn,
         &director.conns.clock,
         &accounting,
+        &director.descriptors,
     );
     let end = forward(director.options.forwarding, &flow).await;
     accounting.packets(&client, &server, director.conns.clock.now_ms());

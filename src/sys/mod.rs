@@ -24,6 +24,33 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The effective user id of the process at the other end of a connected Unix socket
+/// (SO_PEERCRED: the credentials it had when it connected or listened).
+pub fn peer_uid(socket: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: the fd is borrowed (open for the call); the kernel writes at most `len`
+    // bytes into `cred`, a plain struct, and updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
 /// Runs `f` with the file-creation mask set to `mask`, then restores the previous mask.
 /// The daemon binds its control socket this way so the socket is never, even for an
 /// instant, accessible to anyone but its owner. The mask is process-wide: call this

@@ -58,6 +58,9 @@ pub struct FailureCounts {
     pub refused: u64,
     pub timed_out: u64,
     pub other: u64,
+    /// Refused before trying: the server is the director's own listen address.
+    #[serde(default)]
+    pub looped: u64,
 }
 
 /// One virtual service as a listing sees it, with its servers in list order.

@@ -12,6 +12,7 @@ pub mod entry;
 pub mod error;
 pub mod key;
 pub mod listener;
+pub mod loops;
 pub mod order;
 pub mod real_server;
 pub mod server_address;
@@ -27,6 +28,7 @@ pub use entry::{ConnEntry, FailureCounts, Info, ServerEntry, ServiceEntry};
 pub use error::TableError;
 pub use key::{Family, Protocol, ServerKey, ServiceKey};
 pub use listener::{ListenAddr, ListenRule};
+pub use loops::{Loop, OwnAddresses};
 pub use real_server::{Forward, RealServer, RealServerState, Tunnel, TunnelChecksum, TunnelKind};
 pub use server_address::{AddressClassifier, HostInterfaces, UnicastOnly};
 pub use service::{
@@ -443,6 +445,7 @@ fn entry_of(svc: &Service) -> ServiceEntry {
                     refused: s.state.connect_failures.refused.load(Relaxed),
                     timed_out: s.state.connect_failures.timeout.load(Relaxed),
                     other: s.state.connect_failures.other.load(Relaxed),
+                    looped: s.state.connect_failures.looped.load(Relaxed),
                 },
             })
             .collect(),

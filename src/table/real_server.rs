@@ -113,6 +113,9 @@ pub struct ConnectFailures {
     pub refused: std::sync::atomic::AtomicU64,
     pub timeout: std::sync::atomic::AtomicU64,
     pub other: std::sync::atomic::AtomicU64,
+    /// Not tried: the server is one of the director's own listen addresses (see
+    /// `table::loops`).
+    pub looped: std::sync::atomic::AtomicU64,
 }
 
 /// Live state of a real server, shared by `Arc` between table snapshots and with the data

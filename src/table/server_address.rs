@@ -30,6 +30,17 @@ pub fn never_unicast(addr: IpAddr) -> bool {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HostInterfaces;
 
+impl HostInterfaces {
+    /// The addresses of this host's interfaces, now (empty if they cannot be read).
+    pub fn addresses() -> std::collections::HashSet<IpAddr> {
+        if_addrs::get_if_addrs()
+            .unwrap_or_default()
+            .iter()
+            .map(|i| i.ip())
+            .collect()
+    }
+}
+
 impl AddressClassifier for HostInterfaces {
     fn may_be_real_server(&self, addr: IpAddr) -> bool {
         let interfaces = if_addrs::get_if_addrs().unwrap_or_default();

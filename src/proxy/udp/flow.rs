@@ -11,16 +11,21 @@
 //! themselves.
 //!
 //! A flow ends, and the client's next datagram is scheduled anew, when its server
-//! refuses (ICMP port unreachable, seen as ECONNREFUSED) or leaves the service. Called
+//! refuses (ICMP port unreachable, seen as ECONNREFUSED) or leaves the service. A new
+//! flow is admitted by `admission` (the flow cap, unanswered flows making room, the
+//! per-source limit, a descriptor for its socket); flows not yet answered are kept in
+//! creation order per worker, so the oldest of them can make room. A real server that
+//! is one of the director's own listen addresses gets no flow (it would loop). Called
 //! by the receive loops in `udp`.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
@@ -28,12 +33,14 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::task::AbortHandle;
 
+use super::admission::Refusal;
 use super::{BATCH, ListenSocket, ROUNDS};
 use crate::conn::{Conn, NewConn, State};
+use crate::descriptors::Held;
 use crate::director::Director;
 use crate::persist::Template;
 use crate::proxy::accounting::Accounting;
-use crate::proxy::warn_rarely;
+use crate::rate_limit::RateLimit;
 use crate::sched::Packet;
 use crate::sys::datagram::{Batch, SLOTS};
 use crate::table::real_server::locate;
@@ -45,15 +52,18 @@ pub type FlowKey = (SocketAddr, IpAddr);
 /// Where a flow's datagrams go.
 #[derive(Debug)]
 enum Route {
-    /// To one real server, as an IPVS connection entry.
+    /// To one real server, as an IPVS connection entry (which knows whether the server
+    /// has answered).
     Server {
         conn: Arc<Conn>,
         accounting: Accounting,
         template: Option<Arc<Template>>,
-        answered: AtomicBool,
     },
     /// Each datagram to the server the scheduler picks for it.
-    OnePacket { last_activity: AtomicU64 },
+    OnePacket {
+        last_activity: AtomicU64,
+        replied: AtomicBool,
+    },
 }
 
 #[derive(Debug)]
@@ -64,6 +74,19 @@ pub struct Flow {
     upstream: UdpSocket,
     route: Route,
     task: OnceLock<AbortHandle>,
+    /// Holds a place in the flow table (given back once, by whoever clears it: the
+    /// flow's end, or an eviction that hands the place to a newcomer).
+    counted: AtomicBool,
+    /// Ended or evicted: its client's next datagram is scheduled anew.
+    ended: AtomicBool,
+    /// The socket's descriptor, from the data plane's budget.
+    _held: Held,
+}
+
+thread_local! {
+    /// This worker's flows not yet answered, oldest first (some may have been answered
+    /// or ended since: they are skipped).
+    static UNREPLIED: RefCell<VecDeque<Weak<Flow>>> = const { RefCell::new(VecDeque::new()) };
 }
 
 impl Flow {
@@ -74,19 +97,59 @@ impl Flow {
     /// Whether the client's datagrams may still follow this flow: not when its server
     /// has left the service (they are scheduled anew).
     fn is_usable(&self) -> bool {
+        !self.ended.load(Relaxed)
+            && match &self.route {
+                Route::Server { conn, .. } => conn.server.is_available(),
+                Route::OnePacket { .. } => true,
+            }
+    }
+
+    /// Whether the real servers have answered nothing yet.
+    fn is_unreplied(&self) -> bool {
         match &self.route {
-            Route::Server { conn, .. } => conn.server.is_available(),
-            Route::OnePacket { .. } => true,
+            Route::Server { conn, .. } => !conn.is_replied(),
+            Route::OnePacket { replied, .. } => !replied.load(Relaxed),
         }
     }
 
     /// Ends the flow: its task stops, and on its way out takes the flow out of the
     /// tables.
     pub fn end(&self) {
+        self.ended.store(true, Relaxed);
         if let Some(task) = self.task.get() {
             task.abort();
         }
     }
+}
+
+/// Ends this worker's oldest unanswered flow and hands its place in the table over;
+/// false when it has none.
+fn evict_unreplied() -> bool {
+    UNREPLIED.with_borrow_mut(|queue| {
+        while let Some(weak) = queue.pop_front() {
+            let Some(flow) = weak.upgrade() else { continue };
+            if flow.is_unreplied() && flow.counted.swap(false, Relaxed) {
+                tracing::debug!(client = %flow.client, "unanswered UDP flow ended to make room");
+                flow.end();
+                return true;
+            }
+        }
+        false
+    })
+}
+
+/// Remembers a new flow as unanswered, and forgets the oldest entries that no longer
+/// are, so the queue stays about as long as the unanswered flows are many.
+fn remember_unreplied(flow: &Arc<Flow>) {
+    UNREPLIED.with_borrow_mut(|queue| {
+        while queue
+            .front()
+            .is_some_and(|w| w.upgrade().is_none_or(|f| !f.is_unreplied()))
+        {
+            queue.pop_front();
+        }
+        queue.push_back(Arc::downgrade(flow));
+    });
 }
 
 /// Everything one batch of client datagrams needs to reach its flows.
@@ -225,7 +288,7 @@ fn deliver(
 
 /// One-packet scheduling: each datagram to the server the scheduler picks for it.
 fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Range<usize>) {
-    let Route::OnePacket { last_activity } = &flow.route else {
+    let Route::OnePacket { last_activity, .. } = &flow.route else {
         return;
     };
     last_activity.store(d.now_ms, Relaxed);
@@ -244,6 +307,15 @@ fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Rang
             t.release_child();
         }
         let dest = choice.server.destination(packet.local.port());
+        if d.director.own_addresses().contains(Protocol::Udp, dest) {
+            choice
+                .server
+                .state
+                .connect_failures
+                .looped
+                .fetch_add(1, Relaxed);
+            continue;
+        }
         let accounting = Accounting::new(
             Arc::clone(&service.state),
             Arc::clone(&choice.server.state),
@@ -262,7 +334,7 @@ fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Rang
     }
 }
 
-static SOCKET_WARNED: AtomicU64 = AtomicU64::new(0);
+static SOCKET_WARNED: RateLimit = RateLimit::new();
 
 /// A socket towards real servers of `family_of`'s address family, connected to `dest`
 /// when given.
@@ -288,28 +360,93 @@ fn upstream_socket(family_of: SocketAddr, dest: Option<SocketAddr>) -> io::Resul
 }
 
 fn socket_failed(e: &io::Error) {
-    warn_rarely(&SOCKET_WARNED, || {
-        tracing::warn!(error = %e, "cannot open a socket for a new UDP flow; datagram dropped");
+    SOCKET_WARNED.warn(|suppressed| {
+        tracing::warn!(error = %e, suppressed, "cannot open a socket for a new UDP flow; datagram dropped");
     });
 }
 
+/// A new flow's admission: its client within the per-source limit, a place in the
+/// table (an unanswered flow making room if need be), a descriptor for its socket.
+/// What it took is given back when it is dropped, unless a flow is made with it
+/// (`into_flow`): then `FlowEnd` gives it back.
+struct Admitted<'a> {
+    director: &'a Director,
+    client: IpAddr,
+    /// Counted against the client's per-source limit.
+    source: bool,
+    /// Holds a place in the table.
+    place: bool,
+    held: Option<Held>,
+}
+
+impl<'a> Admitted<'a> {
+    fn new(director: &'a Director, service: &Service, client: IpAddr) -> Option<Admitted<'a>> {
+        let admission = &director.udp_flows;
+        let mut admitted = Admitted {
+            director,
+            client,
+            source: false,
+            place: false,
+            held: None,
+        };
+        if !admission.admit_source(client) {
+            admission.refused(Refusal::PerSource);
+            return None;
+        }
+        admitted.source = true;
+        if !admission.take_place() {
+            if !evict_unreplied() {
+                service.state.flows_dropped.fetch_add(1, Relaxed);
+                admission.refused(Refusal::Full);
+                return None;
+            }
+            // The evicted flow's place is this one's now.
+            admission.evicted();
+        }
+        admitted.place = true;
+        match director.descriptors.try_take(1) {
+            Some(held) => admitted.held = Some(held),
+            None => {
+                admission.refused(Refusal::Descriptors);
+                return None;
+            }
+        }
+        Some(admitted)
+    }
+
+    /// A flow is made: from now on it holds the place, the source's count and the
+    /// descriptor.
+    fn into_flow(mut self) -> Option<Held> {
+        self.source = false;
+        self.place = false;
+        self.held.take()
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        let admission = &self.director.udp_flows;
+        if self.place {
+            admission.release_place();
+        }
+        if self.source {
+            admission.release_source(self.client);
+        }
+    }
+}
+
 /// Opens a flow for a client's first datagram: schedules it (or, for one-packet
-/// scheduling, only makes the reply path), within the flow limit. None: the datagram is
+/// scheduling, only makes the reply path), if it is admitted. None: the datagram is
 /// dropped (no service, no room, no server, no socket), each counted where it belongs.
 fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
     let service = d.service()?;
-    let limit = &d.director.udp_flows;
-    if !limit.admit() {
-        service.state.flows_dropped.fetch_add(1, Relaxed);
-        return None;
-    }
+    let admitted = Admitted::new(d.director, &service, key.0.ip())?;
     let packet = d.packet(key);
     let route = if service.flags.one_packet() {
         let upstream = match upstream_socket(packet.local, None) {
             Ok(s) => s,
             Err(e) => {
                 socket_failed(&e);
-                limit.release();
                 return None;
             }
         };
@@ -317,16 +454,31 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
             upstream,
             Route::OnePacket {
                 last_activity: AtomicU64::new(d.now_ms),
+                replied: AtomicBool::new(false),
             },
         )
     } else {
         let Some(choice) = d.director.templates.choose(&service, &packet) else {
             service.state.unavailable.fetch_add(1, Relaxed);
-            limit.release();
             tracing::debug!(client = %key.0, "no real server available");
             return None;
         };
         let dest = choice.server.destination(packet.local.port());
+        if d.director.own_addresses().contains(Protocol::Udp, dest) {
+            // Named once when the table made it so; counted here.
+            if let Some(t) = &choice.template {
+                t.release_child();
+            }
+            choice
+                .server
+                .state
+                .connect_failures
+                .looped
+                .fetch_add(1, Relaxed);
+            service.state.unavailable.fetch_add(1, Relaxed);
+            tracing::debug!(client = %key.0, %dest, "not forwarding to the director's own listen address");
+            return None;
+        }
         let upstream = match upstream_socket(dest, Some(dest)) {
             Ok(s) => s,
             Err(e) => {
@@ -336,7 +488,6 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
                     t.release_child();
                 }
                 socket_failed(&e);
-                limit.release();
                 return None;
             }
         };
@@ -362,17 +513,21 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
                 conn,
                 accounting,
                 template: choice.template,
-                answered: AtomicBool::new(false),
             },
         )
     };
+    let held = admitted.into_flow()?;
     let flow = Arc::new(Flow {
         client: key.0,
         local: key.1,
         upstream: route.0,
         route: route.1,
         task: OnceLock::new(),
+        counted: AtomicBool::new(true),
+        ended: AtomicBool::new(false),
+        _held: held,
     });
+    remember_unreplied(&flow);
     let end = FlowEnd {
         flow: Arc::clone(&flow),
         listener: Arc::clone(d.listener),
@@ -405,7 +560,11 @@ impl Drop for FlowEnd {
         if let Route::Server { conn, .. } = &self.flow.route {
             self.director.conns.remove(conn);
         }
-        self.director.udp_flows.release();
+        let admission = &self.director.udp_flows;
+        if self.flow.counted.swap(false, Relaxed) {
+            admission.release_place();
+        }
+        admission.release_source(self.flow.client.ip());
     }
 }
 
@@ -419,8 +578,14 @@ async fn relay(end: FlowEnd) {
                     .ready(Interest::READABLE | Interest::ERROR)
                     .await
             }
-            Route::OnePacket { last_activity } => {
-                let timeout_ms = u64::from(end.director.table.snapshot().timeouts().udp) * 1000;
+            Route::OnePacket {
+                last_activity,
+                replied,
+            } => {
+                let mut timeout_ms = u64::from(end.director.table.snapshot().timeouts().udp) * 1000;
+                if !replied.load(Relaxed) {
+                    timeout_ms = timeout_ms.min(end.director.conns.unreplied_ms());
+                }
                 let idle_ms = end
                     .director
                     .conns
@@ -510,7 +675,6 @@ fn reply(flow: &Flow, batch: &Batch, end: &FlowEnd) {
             conn,
             accounting,
             template,
-            answered,
         } => {
             // The socket is connected: what it receives comes from the real server.
             let sent = end
@@ -519,28 +683,35 @@ fn reply(flow: &Flow, batch: &Batch, end: &FlowEnd) {
             let bytes = (0..sent).map(|i| batch.data(i).len()).sum();
             accounting.datagrams_out(sent, bytes);
             conn.touch(now);
-            if !answered.swap(true, Relaxed)
+            if conn.mark_replied()
                 && let Some(t) = template
             {
                 t.assure();
             }
         }
-        Route::OnePacket { last_activity } => {
+        Route::OnePacket {
+            last_activity,
+            replied,
+        } => {
             last_activity.store(now, Relaxed);
-            reply_one_by_one(flow, batch, end);
+            if reply_one_by_one(flow, batch, end) {
+                replied.store(true, Relaxed);
+            }
         }
     }
 }
 
 /// Replies on a one-packet flow's unconnected socket: each is passed on and counted
 /// only if it comes from a real server of the service, as IPVS translates only what
-/// matches a connection; anything else reaching the socket's port is dropped.
-fn reply_one_by_one(flow: &Flow, batch: &Batch, end: &FlowEnd) {
+/// matches a connection; anything else reaching the socket's port is dropped. Returns
+/// whether any reply was passed on.
+fn reply_one_by_one(flow: &Flow, batch: &Batch, end: &FlowEnd) -> bool {
     let snapshot = end.director.table.snapshot();
     let Some(service) = snapshot.route(&end.listener.listen) else {
-        return;
+        return false;
     };
     let totals = snapshot.totals_handle();
+    let mut passed = false;
     for i in 0..batch.len() {
         let Some(from) = batch.peer(i) else { continue };
         // The server as listed: with its port, or without one (the VIP's port).
@@ -560,6 +731,7 @@ fn reply_one_by_one(flow: &Flow, batch: &Batch, end: &FlowEnd) {
             .send_to_client(batch, i..i + 1, flow.client, flow.local)
             == 1
         {
+            passed = true;
             Accounting::new(
                 Arc::clone(&service.state),
                 Arc::clone(&service.servers[server].state),
@@ -569,4 +741,5 @@ fn reply_one_by_one(flow: &Flow, batch: &Batch, end: &FlowEnd) {
             .datagrams_out(1, batch.data(i).len());
         }
     }
+    passed
 }

@@ -8,11 +8,11 @@
 //! A listen address the table no longer wants stops taking new flows but keeps serving
 //! the ones it has until they expire, as IPVS keeps forwarding the connections of a
 //! deleted service; if the address is wanted again meanwhile, the same sockets carry on.
-//! Flows themselves live in `flow`; their number is capped by `limit`. Started and
+//! Flows themselves live in `flow`; who gets one is decided by `admission`. Started and
 //! stopped by the listener manager (`listeners`).
 
+pub mod admission;
 pub mod flow;
-pub mod limit;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -29,6 +29,7 @@ use tokio::net::UdpSocket;
 use tokio::task::AbortHandle;
 
 use self::flow::{Flow, FlowKey};
+use crate::descriptors::Held;
 use crate::director::Director;
 use crate::proxy::listeners::listen_socket;
 use crate::sys::datagram::{Batch, SLOTS};
@@ -45,6 +46,26 @@ thread_local! {
     /// One batch per worker thread: a batch is filled and emptied within one poll, never
     /// across an await, so every socket of the thread can share it.
     static BATCH: RefCell<Batch> = RefCell::new(Batch::new());
+}
+
+/// Makes sure nobody else is bound to `listen` before uvs binds its sockets there. They
+/// share the port through SO_REUSEPORT, which the kernel lets any other socket of the
+/// same user join, silently taking a share of new clients (a second daemon with the
+/// same service would): a socket bound without it finds any earlier one, and the
+/// second daemon gets "address already in use" for UDP as it does for TCP.
+fn check_unused(listen: &ListenAddr, freebind: bool) -> io::Result<()> {
+    let addr = SocketAddr::new(listen.addr, listen.port);
+    let probe = listen_socket(listen, freebind)?;
+    probe.bind(&addr.into()).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "Address already in use (another process is bound to it)",
+            )
+        } else {
+            e
+        }
+    })
 }
 
 /// A listening UDP socket for `listen`; one per worker, sharing the port.
@@ -144,15 +165,20 @@ pub struct Group {
     state: AtomicU8,
     sockets: Mutex<Vec<Arc<ListenSocket>>>,
     tasks: Mutex<Vec<AbortHandle>>,
+    /// The sockets' descriptors, from the budget, until the group closes.
+    held: Mutex<Option<Held>>,
 }
 
 impl Group {
-    /// Binds `listen` once per worker and starts serving it.
+    /// Binds `listen` once per worker, with the descriptors `held` for them, and starts
+    /// serving it; refused when another process is bound to the address.
     pub fn start(
         director: &Arc<Director>,
         listen: ListenAddr,
         freebind: bool,
+        held: Held,
     ) -> io::Result<Arc<Group>> {
+        check_unused(&listen, freebind)?;
         let sockets = (0..director.workers.len())
             .map(|_| bind_udp(&listen, freebind))
             .collect::<io::Result<Vec<_>>>()?;
@@ -161,6 +187,7 @@ impl Group {
             state: AtomicU8::new(SERVING),
             sockets: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
+            held: Mutex::new(Some(held)),
         });
         let mut sockets = sockets.into_iter();
         let tasks = director.workers.spawn_each(|_| {
@@ -234,6 +261,7 @@ impl Group {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     /// A draining group whose flows are all gone closes.

@@ -1,0 +1,234 @@
+//! Who gets a UDP flow. Every flow holds a socket (a descriptor of the data plane's
+//! budget) and a little memory, and UDP sources are trivially spoofed, so a flow is
+//! admitted only within bounds, as conntrack treats UDP:
+//!
+//! - at most `--max-udp-flows` flows at once;
+//! - a flow whose real server has not answered yet lives only `udp_unreplied_timeout`
+//!   (5 s by default; the connection table expires it), and when the table is full the
+//!   oldest such flow of the worker makes room for a new one (conntrack's early drop of
+//!   unreplied entries); flows that were answered are never evicted for newcomers;
+//! - optionally, one client address holds at most `udp_flows_per_source` flows.
+//!
+//! What is refused is counted by reason and warned about at most every ten seconds;
+//! established flows carry on. Held by the director, asked by `flow` for each new flow.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::time::Duration;
+
+use crate::rate_limit::RateLimit;
+
+/// The default cap on UDP flows.
+pub const DEFAULT_MAX_FLOWS: usize = 65536;
+/// How long a flow lives before its real server answers, by default.
+pub const DEFAULT_UNREPLIED_TIMEOUT: Duration =
+    Duration::from_millis(crate::conn::DEFAULT_UNREPLIED_TIMEOUT_MS);
+
+/// Why a new flow was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The table is full of answered flows.
+    Full,
+    /// Its client holds `udp_flows_per_source` flows already.
+    PerSource,
+    /// The data plane has no descriptor left for its socket.
+    Descriptors,
+}
+
+/// The counts behind `uvs status` and the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdmissionCounts {
+    pub open: usize,
+    pub max: usize,
+    pub refused_full: u64,
+    pub refused_per_source: u64,
+    pub refused_descriptors: u64,
+    /// Unanswered flows ended to make room for a new one.
+    pub evicted: u64,
+    /// Unanswered flows that ended at the unreplied timeout.
+    pub unreplied_expired: u64,
+}
+
+#[derive(Debug)]
+pub struct Admission {
+    max: usize,
+    count: AtomicUsize,
+    /// The most flows per client address, and each address's flows (kept only when
+    /// there is a limit).
+    per_source: Option<u32>,
+    sources: Mutex<HashMap<IpAddr, u32>>,
+    refused_full: AtomicU64,
+    refused_per_source: AtomicU64,
+    refused_descriptors: AtomicU64,
+    evicted: AtomicU64,
+    unreplied_expired: AtomicU64,
+    warn_full: RateLimit,
+    warn_per_source: RateLimit,
+    warn_descriptors: RateLimit,
+}
+
+impl Admission {
+    pub fn new(max: usize, per_source: Option<u32>) -> Admission {
+        Admission {
+            max,
+            count: AtomicUsize::new(0),
+            per_source,
+            sources: Mutex::new(HashMap::new()),
+            refused_full: AtomicU64::new(0),
+            refused_per_source: AtomicU64::new(0),
+            refused_descriptors: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            unreplied_expired: AtomicU64::new(0),
+            warn_full: RateLimit::new(),
+            warn_per_source: RateLimit::new(),
+            warn_descriptors: RateLimit::new(),
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Flows open now.
+    pub fn count(&self) -> usize {
+        self.count.load(Relaxed)
+    }
+
+    /// New flows refused because the table was full, since start.
+    pub fn dropped(&self) -> u64 {
+        self.refused_full.load(Relaxed)
+    }
+
+    pub fn counts(&self) -> AdmissionCounts {
+        AdmissionCounts {
+            open: self.count(),
+            max: self.max,
+            refused_full: self.refused_full.load(Relaxed),
+            refused_per_source: self.refused_per_source.load(Relaxed),
+            refused_descriptors: self.refused_descriptors.load(Relaxed),
+            evicted: self.evicted.load(Relaxed),
+            unreplied_expired: self.unreplied_expired.load(Relaxed),
+        }
+    }
+
+    /// Takes a place in the table; false when it is full.
+    pub fn take_place(&self) -> bool {
+        self.count
+            .fetch_update(Relaxed, Relaxed, |n| (n < self.max).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// A flow ended: its place is free.
+    pub fn release_place(&self) {
+        let _ = self
+            .count
+            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+    }
+
+    /// Counts a flow of `client` against its limit; false (nothing counted) when it
+    /// holds as many as it may.
+    pub fn admit_source(&self, client: IpAddr) -> bool {
+        let Some(limit) = self.per_source else {
+            return true;
+        };
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let n = sources.entry(client).or_insert(0);
+        if *n >= limit {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// A flow of `client` ended (every flow admitted by `admit_source`).
+    pub fn release_source(&self, client: IpAddr) {
+        if self.per_source.is_none() {
+            return;
+        }
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = sources.get_mut(&client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                sources.remove(&client);
+            }
+        }
+    }
+
+    /// An unanswered flow was ended to make room.
+    pub fn evicted(&self) {
+        self.evicted.fetch_add(1, Relaxed);
+    }
+
+    /// Unanswered flows ended at the unreplied timeout.
+    pub fn expired_unreplied(&self, n: usize) {
+        self.unreplied_expired.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Counts a refused flow and warns, at most every ten seconds per reason.
+    pub fn refused(&self, why: Refusal) {
+        let (counter, warn) = match why {
+            Refusal::Full => (&self.refused_full, &self.warn_full),
+            Refusal::PerSource => (&self.refused_per_source, &self.warn_per_source),
+            Refusal::Descriptors => (&self.refused_descriptors, &self.warn_descriptors),
+        };
+        let total = counter.fetch_add(1, Relaxed) + 1;
+        warn.warn(|suppressed| match why {
+            Refusal::Full => tracing::warn!(
+                max = self.max,
+                refused = total,
+                suppressed,
+                "UDP flow table full of answered flows: new flows are refused (see --max-udp-flows)"
+            ),
+            Refusal::PerSource => tracing::warn!(
+                limit = self.per_source.unwrap_or(0),
+                refused = total,
+                suppressed,
+                "a client holds as many UDP flows as it may: its new flows are refused \
+                 (see --udp-flows-per-source)"
+            ),
+            Refusal::Descriptors => tracing::warn!(
+                refused = total,
+                suppressed,
+                "no descriptors left for new UDP flows: they are refused (see uvs status)"
+            ),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_up_to_the_cap() {
+        let a = Admission::new(2, None);
+        assert!(a.take_place());
+        assert!(a.take_place());
+        assert!(!a.take_place());
+        a.refused(Refusal::Full);
+        assert_eq!((a.count(), a.dropped()), (2, 1));
+        a.release_place();
+        assert!(a.take_place());
+    }
+
+    #[test]
+    fn per_source_limit() {
+        let a = Admission::new(100, Some(2));
+        let (x, y): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
+        assert!(a.admit_source(x));
+        assert!(a.admit_source(x));
+        assert!(!a.admit_source(x), "a third flow of one client");
+        assert!(a.admit_source(y), "another client is not held back");
+        a.release_source(x);
+        assert!(a.admit_source(x));
+        // Without a limit nothing is kept.
+        let free = Admission::new(100, None);
+        for _ in 0..10 {
+            assert!(free.admit_source(x));
+        }
+        assert!(free.sources.lock().unwrap().is_empty());
+    }
+}
