@@ -380,3 +380,292 @@ fn many_clients_at_once() {
         assert_eq!(t.join().unwrap(), 3 + 7);
     }
 }
+
+/// Another user on the same host, as the tests can play one: root sets the scene (it
+/// owns nothing it hands over), and `setpriv` runs a command under a uid of its choice.
+/// The binaries are copied where any uid can run them.
+struct Users {
+    dir: tempfile::TempDir,
+    uvs: std::path::PathBuf,
+    uvsadm: std::path::PathBuf,
+}
+
+/// The victim's uid and the other user's.
+const OWNER: u32 = 65534;
+const OTHER: u32 = 65533;
+
+impl Users {
+    /// None when the tests do not run as root (then no other user can be played).
+    fn new() -> Option<Users> {
+        if text(&Command::new("id").arg("-u").output().ok()?.stdout).trim() != "0" {
+            eprintln!("not root: another user cannot be played, the test does nothing");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = |from: &str, name: &str| {
+            let to = dir.path().join(name);
+            std::fs::copy(from, &to).unwrap();
+            to
+        };
+        let (uvs, uvsadm) = (copy(UVS, "uvs"), copy(UVSADM, "uvsadm"));
+        Some(Users { dir, uvs, uvsadm })
+    }
+
+    /// A directory owned by `uid` with `mode`, made by root.
+    fn directory(&self, name: &str, uid: u32, mode: u32) -> std::path::PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        std::os::unix::fs::chown(&path, Some(uid), Some(uid)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    /// `program args` as `uid`, with a clean environment but for `env`.
+    fn command(&self, uid: u32, program: &std::path::Path, env: &[(&str, &str)]) -> Command {
+        let mut c = Command::new("setpriv");
+        c.args([
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".into(),
+            "--".into(),
+        ])
+        .arg(program)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("UVS_LOG", "warn")
+        .stdin(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    }
+}
+
+/// A process killed when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a command to its end within 20 s.
+fn finish(mut command: Command) -> std::process::Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{command:?} did not end within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_socket_directory_another_user_made_or_can_write_is_refused_by_both_sides() {
+    let Some(users) = Users::new() else { return };
+    // /tmp as it is everywhere: root's, sticky, open to all.
+    let tmp = users.directory("tmp", 0, 0o1777);
+    let tmpdir = tmp.to_str().unwrap();
+    let socket_dir = tmp.join(format!("uvs-{OWNER}"));
+
+    // The case that was found: the other user made $TMPDIR/uvs-<uid> first, open to all.
+    users.directory(&format!("tmp/uvs-{OWNER}"), OTHER, 0o777);
+    for program in [&users.uvs, &users.uvsadm] {
+        let mut c = users.command(OWNER, program, &[("TMPDIR", tmpdir)]);
+        if program == &users.uvs {
+            c.args(["run", "--mode", "userspace", "--metrics", "off"]);
+        } else {
+            c.args(["-A", "-t", "127.0.0.1:80"]);
+        }
+        // The other user's "daemon", which would take the owner's commands.
+        let bait = socket_dir.join("uvs.sock");
+        let _ = std::fs::remove_file(&bait);
+        let listener = std::os::unix::net::UnixListener::bind(&bait).unwrap();
+        std::os::unix::fs::chown(&bait, Some(OTHER), Some(OTHER)).unwrap();
+        std::fs::set_permissions(&bait, std::fs::Permissions::from_mode(0o777)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let out = finish(c);
+        let err = text(&out.stderr);
+        let expected = format!(
+            "{} is owned by uid {OTHER}, not by uid {OWNER} or root",
+            socket_dir.display()
+        );
+        assert!(err.contains(&expected), "{program:?}: {err}");
+        if program == &users.uvs {
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert!(
+                err.starts_with("uvs: uvs cannot start on "),
+                "the daemon names its socket: {err}"
+            );
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{err}");
+            assert!(
+                err.starts_with(&format!(
+                    "Can't initialize ipvs: refusing to use the uvs control socket {}",
+                    bait.display()
+                )),
+                "{err}"
+            );
+        }
+        // uvsadm connected (that is how it could tell) but sent nothing.
+        let mut got = Vec::new();
+        if let Ok((mut s, _)) = listener.accept() {
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let _ = s.read_to_end(&mut got);
+        }
+        assert!(got.is_empty(), "a request reached the other user: {got:?}");
+    }
+
+    // The owner's own directory, but left open to others: refused too, with why.
+    std::os::unix::fs::chown(&socket_dir, Some(OWNER), Some(OWNER)).unwrap();
+    std::fs::remove_file(socket_dir.join("uvs.sock")).unwrap();
+    let mut c = users.command(OWNER, &users.uvs, &[("TMPDIR", tmpdir)]);
+    c.args(["run", "--mode", "userspace", "--metrics", "off"]);
+    let out = finish(c);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "{} is writable by other users (mode 0777)",
+            socket_dir.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Made private, the daemon starts there, and uvsadm talks to it.
+    std::fs::set_permissions(&socket_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut c = users.command(OWNER, &users.uvs, &[("TMPDIR", tmpdir)]);
+    c.args(["run", "--mode", "userspace", "--metrics", "off"]);
+    let _daemon = Running(c.spawn().unwrap());
+    let socket = socket_dir.join("uvs.sock");
+    common::eventually("the owner's daemon listens", || {
+        UnixStream::connect(&socket).is_ok()
+    });
+    let mut add = users.command(OWNER, &users.uvsadm, &[("TMPDIR", tmpdir)]);
+    add.args(["-A", "-t", "127.0.0.1:80", "-s", "rr"]);
+    let out = finish(add);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn uvsadm_refuses_a_daemon_run_by_another_user() {
+    let Some(users) = Users::new() else { return };
+    // A shared sticky directory (as /tmp): the other user got to the name first.
+    let shared = users.directory("shared", 0, 0o1777);
+    let socket = shared.join("uvs.sock");
+    let mut c = users.command(OTHER, &users.uvs, &[]);
+    c.args(["run", "--mode", "userspace", "--metrics", "off", "--socket"])
+        .arg(&socket);
+    let _other = Running(c.spawn().unwrap());
+    common::eventually("the other user's daemon listens", || {
+        UnixStream::connect(&socket).is_ok()
+    });
+    // A daemon that wants the owner's commands opens its socket to everyone (uvs's own
+    // mode 0600 would keep the owner out before any of this).
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut add = users.command(OWNER, &users.uvsadm, &[]);
+    add.arg("--socket")
+        .arg(&socket)
+        .args(["-A", "-t", "127.0.0.1:80", "-s", "rr"]);
+    let out = finish(add);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "Can't initialize ipvs: refusing to use the uvs control socket {}: the process \
+             answering on it runs as uid {OTHER}, not as uid {OWNER} or root\n",
+            socket.display()
+        )
+    );
+    // The other user's table did not get the command (as its owner sees it).
+    let mut list = users.command(OTHER, &users.uvsadm, &[]);
+    list.arg("--socket").arg(&socket).args(["-S", "-n"]);
+    let list = finish(list);
+    assert!(list.status.success(), "{}", text(&list.stderr));
+    assert_eq!(text(&list.stdout), "");
+    // Root trusts only root's daemons, for the same reason.
+    let out = Command::new(UVSADM)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["-S", "-n"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).ends_with(&format!("runs as uid {OTHER}, not as root\n")),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn idle_clients_cannot_lock_uvsadm_out() {
+    let d = loaded();
+    // More idle clients than there are slots, each sending nothing.
+    let idle: Vec<UnixStream> = (0..200)
+        .map(|_| UnixStream::connect(&d.socket).unwrap())
+        .collect();
+    // And some that send half a request and stall.
+    let mut stalled: Vec<UnixStream> = (0..20)
+        .map(|_| UnixStream::connect(&d.socket).unwrap())
+        .collect();
+    for s in &mut stalled {
+        s.write_all(&1000u32.to_be_bytes()).unwrap();
+    }
+    let started = Instant::now();
+    let out = d.uvsadm(&["-L", "-n", "-t", "10.0.0.1:80"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("192.168.1.2:8080"));
+    // Not a timing claim: the answer came while the idle clients were still connected
+    // (the daemon drops silent clients after 5 s; these were never dropped for it).
+    let waited = started.elapsed();
+    eprintln!("uvsadm answered after {waited:?} with 220 idle clients connected");
+    // The idle ones that were made to room are closed by the daemon: reading gives EOF.
+    let mut closed = 0;
+    for mut s in idle.into_iter().take(100) {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        if matches!(s.read(&mut [0u8; 1]), Ok(0)) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 100, "idle clients are dropped, not kept forever");
+    assert_eq!(d.save().lines().count(), 7);
+}
+
+#[test]
+fn a_request_with_a_duplicate_key_or_an_unknown_field_is_refused_whole() {
+    let d = loaded();
+    let before = d.save();
+    // The case that was found: the second "request" used to win, and flush the table.
+    let answer = exchange(
+        &d.socket,
+        &frame(br#"{"version":1,"request":{"type":"info"},"request":{"type":"apply","command":{"op":"flush"}}}"#),
+    );
+    assert_eq!(error_kind(&answer), "malformed");
+    let detail = answer.unwrap()["response"]["error"]["detail"].to_string();
+    assert!(detail.contains("duplicate field `request`"), "{detail}");
+    for body in [
+        &br#"{"version":1,"request":{"type":"apply","command":{"op":"flush"}},"dry_run":true}"#[..],
+        br#"{"version":1,"request":{"type":"apply","command":{"op":"zero","service":null,"op":"flush"}}}"#,
+        br#"{"version":1,"request":{"type":"apply","type":"info","command":{"op":"flush"}}}"#,
+    ] {
+        assert_eq!(
+            error_kind(&exchange(&d.socket, &frame(body))),
+            "malformed",
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert_eq!(d.save(), before, "nothing was flushed");
+}

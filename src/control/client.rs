@@ -48,8 +48,13 @@ impl Client {
         let own = crate::sys::effective_uid();
         let peer = crate::sys::peer_uid(stream.as_fd()).map_err(|e| self.unreachable(e))?;
         if peer != own && peer != 0 {
+            let trusted = if own == 0 {
+                "root".to_string()
+            } else {
+                format!("uid {own} or root")
+            };
             return Err(self.untrusted(format!(
-                "the process answering on it runs as uid {peer}, not as uid {own} or root"
+                "the process answering on it runs as uid {peer}, not as {trusted}"
             )));
         }
         stream

@@ -36,7 +36,11 @@ pub fn from_env() -> PathBuf {
 /// Why a directory on the way to the control socket is not trusted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Untrusted {
-    #[error("{} is owned by uid {owner}, not by uid {uid} or root", path.display())]
+    #[error(
+        "{} is owned by uid {owner}, not by {}",
+        path.display(),
+        if *uid == 0 { "root".to_string() } else { format!("uid {uid} or root") }
+    )]
     Owner { path: PathBuf, owner: u32, uid: u32 },
     #[error(
         "{} is writable by {who} (mode {mode:04o}), so they could replace the socket; \
