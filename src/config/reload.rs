@@ -7,8 +7,6 @@
 //! server going up or down is applied the same way (`health::effective`). Run by
 //! `uvs run -c FILE`.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -18,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::plan::{Owned, plan, rehearse};
-use super::{Config, Global, LoadError, load};
+use super::{Config, Global, LoadError, Loaded, load};
 use crate::control::protocol::ConfigStatus;
 use crate::director::Director;
 use crate::health::{self, Book, checker::Checker};
@@ -58,16 +56,14 @@ pub struct Reloader {
 }
 
 fn fingerprint(path: &Path) -> Option<u64> {
-    let bytes = std::fs::read(path).ok()?;
-    let mut h = DefaultHasher::new();
-    bytes.hash(&mut h);
-    Some(h.finish())
+    super::file::read(path).ok().map(|text| text.digest())
 }
 
 impl Reloader {
-    /// A reloader for `path`, whose contents `config` were read at start (nothing applied
+    /// A reloader for `path`, whose contents `loaded` were read at start (nothing applied
     /// yet).
-    pub fn new(path: &Path, config: &Config, health: Arc<Book>) -> Reloader {
+    pub fn new(path: &Path, loaded: &Loaded, health: Arc<Book>) -> Reloader {
+        let config = &loaded.config;
         let health_changed = Arc::new(Notify::new());
         Reloader {
             path: path.to_path_buf(),
@@ -76,7 +72,7 @@ impl Reloader {
             health_changed,
             started_with: config.global.clone(),
             autoreload: AtomicBool::new(config.global.autoreload),
-            loaded: Mutex::new(fingerprint(path)),
+            loaded: Mutex::new(Some(loaded.digest)),
         }
     }
 
@@ -138,7 +134,7 @@ impl Reloader {
     /// Reads the file again and applies it.
     pub fn reload(&self, director: &Director) -> Result<Applied, ReloadError> {
         let seen = fingerprint(&self.path);
-        let config = load(&self.path)?;
+        let config = load(&self.path)?.config;
         self.warn_about_restart_settings(&config.global);
         let applied = self.apply(director, &config)?;
         *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = seen;
