@@ -3,7 +3,8 @@
 //! change weights and add and remove servers and services without one failed request,
 //! counters that carry on, services made with uvsadm left alone, and broken files that
 //! change nothing; files that are no configuration (a FIFO in place of the file, a file
-//! over the size limit) refused at once without holding the daemon up.
+//! over the size limit) refused at once without holding the daemon up, and a file
+//! written in place under autoreload taken only once whole.
 
 mod common;
 
@@ -722,4 +723,92 @@ fn check_refuses_a_file_over_the_size_limit_and_names_the_limit() {
             limit + 1
         )
     );
+}
+
+/// A configuration of the services `vips`, each with one server of weight `weight`, in
+/// pieces: the header, then each service's head and its server. Every prefix of it is a
+/// valid file.
+fn pieces(vips: &[SocketAddr], server: SocketAddr, weight: u32) -> Vec<String> {
+    let mut out = vec!["[global]\nautoreload = true\n".to_string()];
+    for vip in vips {
+        out.push(format!(
+            "\n[[service]]\ntcp = \"{vip}\"\nscheduler = \"rr\"\n"
+        ));
+        out.push(format!(
+            "[[service.server]]\naddress = \"{server}\"\nweight = {weight}\n"
+        ));
+    }
+    out
+}
+
+#[test]
+fn autoreload_applies_a_file_written_in_place_only_once_it_is_whole() {
+    let (_dir, path) = config_dir();
+    let vips: Vec<SocketAddr> = (0..6)
+        .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+        .collect();
+    // Never connected to: no check, no traffic.
+    let server = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    write(&path, &pieces(&vips, server, 1).concat());
+    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    let old = text(&uvsadm(&d, &["-S", "-n"]).stdout);
+    assert_eq!(old.matches("-A -t").count(), 6, "{old}");
+
+    // Every table the daemon shows while the file is rewritten.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (seen, stop) = (Arc::clone(&seen), Arc::clone(&stop));
+        let (socket, env) = (d.socket.clone(), d.dir.path().to_path_buf());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let mut cmd = Command::new(common::UVSADM);
+                cmd.args(["-S", "-n"])
+                    .env("UVS_SOCKET", &socket)
+                    .current_dir(&env);
+                let out = bounded(cmd, "uvsadm -S -n");
+                let table = text(&out.stdout);
+                let mut seen = seen.lock().unwrap();
+                if !seen.contains(&table) {
+                    seen.push(table);
+                }
+                drop(seen);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+
+    // Rewritten in place, as `cat > file` or a careless script would, in 13 pieces with
+    // pauses between them: about four seconds in all.
+    {
+        let mut file = std::fs::File::create(&path).unwrap();
+        for piece in pieces(&vips, server, 2) {
+            file.write_all(piece.as_bytes()).unwrap();
+            file.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    eventually("the whole new file is applied", || {
+        let now = text(&uvsadm(&d, &["-S", "-n"]).stdout);
+        now.matches(&format!("-r {server} -m -w 2")).count() == 6
+    });
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+    let new = text(&uvsadm(&d, &["-S", "-n"]).stdout);
+    let seen = seen.lock().unwrap();
+    for table in seen.iter() {
+        assert!(
+            *table == old || *table == new,
+            "a table that is neither the old nor the new one:\n{table}\nold:\n{old}\nnew:\n{new}"
+        );
+    }
+    // The file was read once, whole: no reload of a part, refused or applied.
+    let log = d.log();
+    assert_eq!(
+        log.matches("file changed: configuration reloaded").count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains("reload refused"), "{log}");
 }

@@ -12,6 +12,8 @@ pub mod reader;
 pub mod reload;
 pub mod render;
 pub mod schema;
+pub mod slot;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
