@@ -15,7 +15,7 @@ use uvs::adm::backend::LocalBackend;
 use uvs::adm::names::NoNames;
 use uvs::adm::session::Session;
 use uvs::config::reload::Reloader;
-use uvs::config::{Config, Global, LoadError, Mode};
+use uvs::config::{Global, LoadError, Loaded, Mode};
 use uvs::control::client::Client;
 use uvs::control::protocol::{Request, Response};
 use uvs::control::socket_path;
@@ -457,10 +457,9 @@ async fn serve_metrics(director: &Arc<Director>, at: MetricsAt) {
 }
 
 /// Reads a configuration file, or says everything wrong with it.
-fn read_config(path: &std::path::Path) -> anyhow::Result<Config> {
+fn read_config(path: &std::path::Path) -> anyhow::Result<Loaded> {
     match uvs::config::load(path) {
-        Ok(c) => Ok(c),
-        Err(e @ LoadError::Read { .. }) => bail!("{e}"),
+        Ok(loaded) => Ok(loaded),
         Err(LoadError::Invalid(problems)) => {
             // One line per problem, as a compiler would print them.
             eprintln!("{problems}");
@@ -471,6 +470,8 @@ fn read_config(path: &std::path::Path) -> anyhow::Result<Config> {
                 if n == 1 { "" } else { "s" }
             )
         }
+        // It names the file and what is wrong with it.
+        Err(e) => bail!("{e}"),
     }
 }
 
@@ -480,7 +481,7 @@ fn import(format: ImportFormat, file: &std::path::Path) -> anyhow::Result<()> {
     let text = if file == std::path::Path::new("-") {
         std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
     } else {
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+        uvs::config::file::read(file)?.text
     };
     let imported = match format {
         ImportFormat::Ldirectord => import::ldirectord::import(&text),
@@ -508,7 +509,7 @@ fn import(format: ImportFormat, file: &std::path::Path) -> anyhow::Result<()> {
 /// `uvs check -c FILE`: problems are errors; real servers that would loop back into
 /// the director are warnings (the table takes them, as ipvsadm does).
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = read_config(path)?;
+    let config = read_config(path)?.config;
     let table = uvs::config::plan::table_of(&config);
     let own = uvs::table::OwnAddresses::of(&table, HostInterfaces::addresses);
     for l in uvs::table::loops::loops(&table, &own) {
@@ -533,7 +534,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(path) => Some((path.clone(), read_config(path)?)),
         None => None,
     };
-    let settings = Settings::resolve(&args.daemon, config.as_ref().map(|(_, c)| &c.global));
+    let settings = Settings::resolve(&args.daemon, config.as_ref().map(|(_, c)| &c.config.global));
     let (mirror, why) = choose_mode(settings.mode)?;
     let mirror = mirror.map(|m| Arc::new(std::sync::Mutex::new(m)));
     let director = director(&settings, mirror.is_none())?;
@@ -562,12 +563,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 async fn run_with(
     director: Arc<Director>,
     settings: &Settings,
-    config: Option<(PathBuf, Config)>,
+    config: Option<(PathBuf, Loaded)>,
 ) -> anyhow::Result<()> {
-    let Some((path, config)) = config else {
+    let Some((path, loaded)) = config else {
         return serve(director, settings, None).await;
     };
-    let reloader = Arc::new(Reloader::new(&path, &config, Arc::clone(&director.health)));
+    let reloader = Arc::new(Reloader::new(&path, &loaded, Arc::clone(&director.health)));
+    let config = loaded.config;
     let applied = reloader
         .apply(&director, &config)
         .with_context(|| format!("cannot load {}", path.display()))?;

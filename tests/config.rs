@@ -2,7 +2,9 @@
 //! `uvs run -c` loading a table, reloads (SIGHUP and autoreload) under steady load that
 //! change weights and add and remove servers and services without one failed request,
 //! counters that carry on, services made with uvsadm left alone, and broken files that
-//! change nothing.
+//! change nothing; files that are no configuration (a FIFO in place of the file, a file
+//! over the size limit) refused at once without holding the daemon up, and a file
+//! written in place under autoreload taken only once whole.
 
 mod common;
 
@@ -571,4 +573,242 @@ fn kernel_mode_refuses_to_start_where_the_kernel_has_no_ipvs() {
         "uvs: mode kernel: the kernel has no IPVS (no generic netlink family \"IPVS\": is ip_vs loaded?)\n"
     );
     assert!(!dir.path().join("uvs.sock").exists(), "nothing was started");
+}
+
+/// Runs `cmd` to its end, which must come within 20 s (else it is killed and the test
+/// fails): for commands that a daemon stuck in a read would never answer.
+fn bounded(mut cmd: Command, what: &str) -> std::process::Output {
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .env_remove("RUST_BACKTRACE");
+    let child = cmd.spawn().expect("spawn");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{what} did not finish within 20 s");
+        }
+    }
+}
+
+/// uvsadm with `args` against `d`, bounded.
+fn uvsadm(d: &Daemon, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(common::UVSADM);
+    cmd.args(args);
+    d.configure(&mut cmd);
+    bounded(cmd, &format!("uvsadm {}", args.join(" ")))
+}
+
+/// `uvs status` of `d`, bounded.
+fn status(d: &Daemon) -> String {
+    let mut cmd = Command::new(UVS);
+    cmd.args(["status", "--socket"]).arg(&d.socket);
+    let out = bounded(cmd, "uvs status");
+    assert!(out.status.success(), "uvs status: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+fn mkfifo(path: &Path) {
+    let made = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn a_fifo_in_place_of_the_file_is_refused_and_holds_nothing_up() {
+    let (_dir, path) = config_dir();
+    let a = Backend::start("A", Behaviour::Name);
+    let vip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    write(
+        &path,
+        &format!(
+            "[[service]]\ntcp = \"{vip}\"\n[[service.server]]\naddress = \"{}\"\n",
+            a.addr
+        ),
+    );
+    let mut d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    d.wait_listening(vip);
+    let before = text(&uvsadm(&d, &["-S", "-n"]).stdout);
+    let metrics = d.metrics_address();
+
+    // A FIFO no one will ever write to, where the file was.
+    std::fs::remove_file(&path).unwrap();
+    mkfifo(&path);
+    sighup(&d.child);
+    let refusal = format!(
+        "{} is a FIFO (named pipe), not a regular file",
+        path.display()
+    );
+    eventually("the reload is refused", || {
+        status(&d).contains("; the last reload was refused:")
+    });
+    let shown = status(&d);
+    assert!(
+        shown.contains("reloads 0, refused 1; the last reload was refused:")
+            && shown.contains(&format!("\n  {refusal}\n")),
+        "{shown}"
+    );
+    // The daemon answers on every channel, and the table is what it was.
+    let listing = uvsadm(&d, &["-L", "-n"]);
+    assert!(listing.status.success(), "{}", text(&listing.stderr));
+    assert!(text(&listing.stdout).contains(&format!("TCP  {vip} wlc")));
+    assert_eq!(text(&uvsadm(&d, &["-S", "-n"]).stdout), before);
+    let (status_line, _) = common::http_get(metrics, "GET", "/metrics");
+    assert_eq!(status_line, "HTTP/1.1 200 OK");
+    assert!(d.log().contains(&refusal), "{}", d.log());
+
+    common::sigterm(&d.child);
+    eventually("the daemon exits on SIGTERM", || !d.alive());
+
+    // The tools refuse it at once too.
+    let p = path.to_str().unwrap();
+    let sock = path.with_extension("sock");
+    let runs: [(&str, Vec<&str>); 4] = [
+        ("uvs check", vec!["check", "-c", p]),
+        (
+            "uvs run",
+            vec![
+                "run",
+                "--metrics",
+                "off",
+                "--socket",
+                sock.to_str().unwrap(),
+                "-c",
+                p,
+            ],
+        ),
+        ("uvs import ldirectord", vec!["import", "ldirectord", p]),
+        ("uvs import ipvsadm", vec!["import", "ipvsadm", p]),
+    ];
+    for (what, args) in runs {
+        let mut cmd = Command::new(UVS);
+        cmd.args(&args).env("UVS_LOG", "error");
+        let out = bounded(cmd, what);
+        assert_eq!(out.status.code(), Some(1), "{what}");
+        assert_eq!(text(&out.stderr), format!("uvs: {refusal}\n"), "{what}");
+    }
+    assert!(!sock.exists(), "uvs run started nothing");
+}
+
+#[test]
+fn check_refuses_a_file_over_the_size_limit_and_names_the_limit() {
+    let (_dir, path) = config_dir();
+    let limit = uvs::config::file::MAX_BYTES;
+    // Sparse: one byte over the limit costs no disk and is refused before any read.
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(limit + 1)
+        .unwrap();
+    let out = bounded(
+        {
+            let mut cmd = Command::new(UVS);
+            cmd.args(["check", "-c"]).arg(&path);
+            cmd
+        },
+        "uvs check",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "uvs: {} is too large for a configuration file: {} bytes, over the limit of {limit} bytes (64 MiB)\n",
+            path.display(),
+            limit + 1
+        )
+    );
+}
+
+/// A configuration of the services `vips`, each with one server of weight `weight`, in
+/// pieces: the header, then each service's head and its server. Every prefix of it is a
+/// valid file.
+fn pieces(vips: &[SocketAddr], server: SocketAddr, weight: u32) -> Vec<String> {
+    let mut out = vec!["[global]\nautoreload = true\n".to_string()];
+    for vip in vips {
+        out.push(format!(
+            "\n[[service]]\ntcp = \"{vip}\"\nscheduler = \"rr\"\n"
+        ));
+        out.push(format!(
+            "[[service.server]]\naddress = \"{server}\"\nweight = {weight}\n"
+        ));
+    }
+    out
+}
+
+#[test]
+fn autoreload_applies_a_file_written_in_place_only_once_it_is_whole() {
+    let (_dir, path) = config_dir();
+    let vips: Vec<SocketAddr> = (0..6)
+        .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+        .collect();
+    // Never connected to: no check, no traffic.
+    let server = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    write(&path, &pieces(&vips, server, 1).concat());
+    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    let old = text(&uvsadm(&d, &["-S", "-n"]).stdout);
+    assert_eq!(old.matches("-A -t").count(), 6, "{old}");
+
+    // Every table the daemon shows while the file is rewritten.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (seen, stop) = (Arc::clone(&seen), Arc::clone(&stop));
+        let (socket, env) = (d.socket.clone(), d.dir.path().to_path_buf());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let mut cmd = Command::new(common::UVSADM);
+                cmd.args(["-S", "-n"])
+                    .env("UVS_SOCKET", &socket)
+                    .current_dir(&env);
+                let out = bounded(cmd, "uvsadm -S -n");
+                let table = text(&out.stdout);
+                let mut seen = seen.lock().unwrap();
+                if !seen.contains(&table) {
+                    seen.push(table);
+                }
+                drop(seen);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+
+    // Rewritten in place, as `cat > file` or a careless script would, in 13 pieces with
+    // pauses between them: about four seconds in all.
+    {
+        let mut file = std::fs::File::create(&path).unwrap();
+        for piece in pieces(&vips, server, 2) {
+            file.write_all(piece.as_bytes()).unwrap();
+            file.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    eventually("the whole new file is applied", || {
+        let now = text(&uvsadm(&d, &["-S", "-n"]).stdout);
+        now.matches(&format!("-r {server} -m -w 2")).count() == 6
+    });
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+    let new = text(&uvsadm(&d, &["-S", "-n"]).stdout);
+    let seen = seen.lock().unwrap();
+    for table in seen.iter() {
+        assert!(
+            *table == old || *table == new,
+            "a table that is neither the old nor the new one:\n{table}\nold:\n{old}\nnew:\n{new}"
+        );
+    }
+    // The file was read once, whole: no reload of a part, refused or applied.
+    let log = d.log();
+    assert_eq!(
+        log.matches("file changed: configuration reloaded").count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains("reload refused"), "{log}");
 }

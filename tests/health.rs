@@ -3,7 +3,8 @@
 //! would under ldirectord; an HTTP backend answering 500 or the wrong body is taken out
 //! and comes back after `rise` good checks with its weight; the fallback stands in while
 //! every server is down (maintenance files) and leaves when one returns; a hanging
-//! server blocks neither the other checks nor the traffic; external checks set weights.
+//! server blocks neither the other checks nor the traffic; external checks set weights
+//! and leave no process behind them.
 
 mod common;
 
@@ -471,4 +472,129 @@ address = "{a}"
     eventually("exit code 0 brings it back with its own weight", || {
         servers_of(&d, v) == [(a.addr.to_string(), 1)]
     });
+}
+
+/// Whether process `pid` still runs `sleep`: a zombie (state Z, waiting to be reaped by
+/// whoever adopted it) is gone, and so is a pid now used by another program.
+fn sleep_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "pid (comm) state ...": comm may hold spaces and parentheses, the state follows
+    // the last ')'.
+    let Some((head, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let state = rest.split_whitespace().next().unwrap_or("");
+    state != "Z" && head.ends_with("(sleep")
+}
+
+/// The pids the check scripts recorded in `file`.
+fn recorded_pids(file: &Path) -> Vec<u32> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Kills what a test's check scripts started, whatever the test found: a failed test
+/// leaves no `sleep 300` behind.
+struct KillOnDrop(Vec<std::path::PathBuf>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for file in &self.0 {
+            for pid in recorded_pids(file) {
+                if sleep_alive(pid) {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_external_check_leaves_nothing_running_behind_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        Backend::start("A", Behaviour::Name),
+        Backend::start("B", Behaviour::Name),
+    );
+    // One command waits for its background sleep (the timeout ends the check), the
+    // other exits 0 at once (the check ends with it); both leave a `sleep 300` behind.
+    let mut scripts = Vec::new();
+    for (name, end) in [("waits", "wait"), ("exits", "exit 0")] {
+        let script = dir.path().join(format!("{name}.sh"));
+        let pids = dir.path().join(format!("{name}.pids"));
+        write(
+            &script,
+            &format!(
+                "#!/bin/sh\nsleep 300 &\necho $! >> {}\n{end}\n",
+                pids.display()
+            ),
+        );
+        std::process::Command::new("chmod")
+            .args(["+x", script.to_str().unwrap()])
+            .status()
+            .unwrap();
+        scripts.push((script, pids));
+    }
+    let _cleanup = KillOnDrop(scripts.iter().map(|(_, p)| p.clone()).collect());
+    let (v1, v2) = (vip(), vip());
+    let mut d = start(
+        dir.path(),
+        &format!(
+            r#"
+[global.check]
+type = "external"
+interval = "1s"
+timeout = "1s"
+
+[[service]]
+tcp = "{v1}"
+[service.check]
+command = "{waits}"
+[[service.server]]
+address = "{a}"
+
+[[service]]
+tcp = "{v2}"
+[service.check]
+command = "{exits}"
+[[service.server]]
+address = "{b}"
+"#,
+            waits = scripts[0].0.display(),
+            exits = scripts[1].0.display(),
+            a = a.addr,
+            b = b.addr
+        ),
+    );
+    d.wait_listening(v1);
+    for (_, pids) in &scripts {
+        eventually("four checks of each server", || {
+            recorded_pids(pids).len() >= 4
+        });
+    }
+    // Every check but the one that may be running now has ended, and took its
+    // background process with it.
+    for (_, pids) in &scripts {
+        let all = recorded_pids(pids);
+        let ended = &all[..all.len() - 1];
+        eventually("the processes of ended checks are gone", || {
+            ended.iter().all(|&pid| !sleep_alive(pid))
+        });
+    }
+    // A check running when the daemon stops ends with it, and so do its processes.
+    common::sigterm(&d.child);
+    eventually("the daemon exits on SIGTERM", || !d.alive());
+    for (_, pids) in &scripts {
+        let all = recorded_pids(pids);
+        eventually("no process of any check is left", || {
+            all.iter().all(|&pid| !sleep_alive(pid))
+        });
+    }
 }

@@ -2,14 +2,18 @@
 //! (every problem at once, with its line and column, via `reader`); `plan` turns a
 //! config and the running table into the typed commands that make the table match,
 //! touching only what changed; `reload` applies files at start, on SIGHUP and, with
-//! `autoreload`, when the file changes. `uvs check`, `uvs run -c` and the daemon use it.
+//! `autoreload`, when the file changes; `file` reads them, regular files only and
+//! bounded in size. `uvs check`, `uvs run -c`, `uvs import` and the daemon use it.
 
+pub mod file;
 pub mod import;
 pub mod plan;
 pub mod reader;
 pub mod reload;
 pub mod render;
 pub mod schema;
+pub mod slot;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -255,20 +259,60 @@ pub struct Config {
 /// Why a file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// It could not be opened or read: missing, not permitted, an I/O error.
     #[error("cannot read {}: {source}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The path names a FIFO, directory, device or socket: reading a FIFO would wait for
+    /// a writer, a device could give bytes forever.
+    #[error("{} is {kind}, not a regular file", path.display())]
+    NotRegular { path: PathBuf, kind: file::FileKind },
+    /// The file is over `limit` bytes ([`file::MAX_BYTES`]); `size` is its size in
+    /// bytes, or, when it `grew` while read, what was read by the time it passed the
+    /// limit.
+    #[error(
+        "{} is too large for a configuration file: {size} bytes{}, over the limit of {limit} bytes ({} MiB)",
+        path.display(),
+        if *grew { " or more (it grew while read)" } else { "" },
+        limit >> 20
+    )]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+        grew: bool,
+    },
+    /// The bytes are not UTF-8 text; `offset` is where the first bad byte is.
+    #[error("{} is not UTF-8 text: the byte at offset {offset} is not", path.display())]
+    NotText { path: PathBuf, offset: usize },
     #[error("{0}")]
     Invalid(Problems),
 }
 
-/// Reads and checks the file at `path`.
-pub fn load(path: &Path) -> Result<Config, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    schema::parse(&text, path).map_err(LoadError::Invalid)
+/// A configuration file as it was read, and what identifies what was read, so a reload
+/// can tell whether the file changed since.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// A hash of the contents ([`file::Text::digest`]).
+    pub digest: u64,
+    /// The file as it stood once read.
+    pub stamp: file::Stamp,
+}
+
+/// Reads and checks the file at `path` (see [`file::read`] for which files are read).
+///
+/// # Errors
+/// Why it could not be read ([`file::read`]), or every problem of its contents
+/// ([`LoadError::Invalid`]).
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    let text = file::read(path)?;
+    let config = schema::parse(&text.text, path).map_err(LoadError::Invalid)?;
+    Ok(Loaded {
+        config,
+        digest: text.digest(),
+        stamp: text.stamp,
+    })
 }

@@ -1,14 +1,15 @@
 //! Keeping the table in line with the configuration file: the first load at start, and
-//! reloads on SIGHUP and, with `autoreload = true`, whenever the file's contents change
-//! (checked every second, as ldirectord's autoreload polls; an editor's atomic rename
-//! is seen too). A reload applies only the difference (`plan`), all of it or none: an
-//! invalid file, or a change the table refuses, is reported and the running table stays
-//! exactly as it was. The health checks the file asks for run from here too, and a
-//! server going up or down is applied the same way (`health::effective`). Run by
-//! `uvs run -c FILE`.
+//! reloads on SIGHUP and, with `autoreload = true`, whenever the file changes (its
+//! stamp is looked at every second, as ldirectord's autoreload polls, and a change is
+//! read once two polls in a row saw it the same, `watch`; an editor's atomic rename is
+//! seen too). Reading and parsing happen on a thread of their own with a deadline
+//! (`slot`), so a reload never holds up the control thread, which serves uvsadm,
+//! /metrics and the signals; only the apply runs on it. A reload applies only the
+//! difference (`plan`), all of it or none: a file that does not read, an invalid one,
+//! or a change the table refuses, is reported and the running table stays exactly as
+//! it was. The health checks the file asks for run from here too, and a server going
+//! up or down is applied the same way (`health::effective`). Run by `uvs run -c FILE`.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,8 +18,11 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::file::{self, Stamp};
 use super::plan::{Owned, plan, rehearse};
-use super::{Config, Global, LoadError, load};
+use super::slot::{Outcome, Slot};
+use super::watch::Watch;
+use super::{Config, Global, LoadError, Loaded, schema};
 use crate::control::protocol::ConfigStatus;
 use crate::director::Director;
 use crate::health::{self, Book, checker::Checker};
@@ -27,12 +31,28 @@ use crate::table::{HostInterfaces, TableError};
 /// How often `autoreload` looks at the file.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long reading and parsing the file for a reload may take before the reload is
+/// abandoned (and reported as refused). A real configuration takes milliseconds; a
+/// file on a mount that stopped answering would take forever.
+pub const READ_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Why a reload changed nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error("the table refused `{command}': {error}")]
     Refused { command: String, error: TableError },
+    /// Reading and parsing the file took longer than `after` ([`READ_DEADLINE`]).
+    #[error(
+        "reading {} took longer than {} s: the reload was abandoned",
+        path.display(),
+        after.as_secs()
+    )]
+    Abandoned { path: PathBuf, after: Duration },
+    /// No thread could be started to read the file, or it died without an answer.
+    #[error("cannot read {}: {why}", path.display())]
+    Reader { path: PathBuf, why: String },
 }
 
 /// What a reload did.
@@ -53,30 +73,108 @@ pub struct Reloader {
     /// The settings read at start: changes to them wait for a restart.
     started_with: Global,
     autoreload: AtomicBool,
-    /// The contents last loaded (a hash), so an unchanged file is not reloaded.
-    loaded: Mutex<Option<u64>>,
+    /// The file as read at start, and a hash of its contents.
+    read_at_start: (Stamp, u64),
 }
 
-fn fingerprint(path: &Path) -> Option<u64> {
-    let bytes = std::fs::read(path).ok()?;
-    let mut h = DefaultHasher::new();
-    bytes.hash(&mut h);
-    Some(h.finish())
+/// Why a reload reads the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Hangup,
+    /// Autoreload: two polls saw the file changed, and the same, as this.
+    Changed(Stamp),
+}
+
+impl Why {
+    fn words(self) -> &'static str {
+        match self {
+            Why::Hangup => "SIGHUP",
+            Why::Changed(_) => "file changed",
+        }
+    }
+}
+
+/// A job of the reloader's reading thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    /// Autoreload's poll: the file's stamp.
+    Look,
+    Read(Why),
+}
+
+/// What the reading thread found.
+enum Found {
+    Stamp(Option<Stamp>),
+    File(Box<Read>),
+}
+
+/// The file as a reload read it.
+struct Read {
+    /// As it stood once read (or, when it could not be read, as a stat found it).
+    stamp: Option<Stamp>,
+    /// A hash of the contents, when they were read.
+    digest: Option<u64>,
+    /// The configuration; None when the contents hash to `unless` (unchanged).
+    config: Result<Option<Config>, LoadError>,
+}
+
+/// Reads and parses `path`, on the reading thread; parsing is skipped when the
+/// contents hash to `unless`.
+fn read(path: &Path, unless: Option<u64>) -> Read {
+    match file::read(path) {
+        Ok(text) => {
+            let digest = text.digest();
+            let config = if Some(digest) == unless {
+                Ok(None)
+            } else {
+                schema::parse(&text.text, path)
+                    .map(Some)
+                    .map_err(LoadError::Invalid)
+            };
+            Read {
+                stamp: Some(text.stamp),
+                digest: Some(digest),
+                config,
+            }
+        }
+        Err(e) => Read {
+            stamp: Stamp::at(path).ok(),
+            digest: None,
+            config: Err(e),
+        },
+    }
+}
+
+/// The reloader task's own state: the reading thread's slot, the job in it, and what
+/// autoreload knows of the file.
+struct Reading {
+    slot: Slot<Found>,
+    job: Option<Job>,
+    /// A SIGHUP that came while the slot was busy: one more reload once it is free,
+    /// however many came.
+    again: bool,
+    watch: Watch,
+    /// A hash of the contents last read, applied or refused: a file rewritten with the
+    /// same contents (a `touch`) is not reloaded.
+    digest: Option<u64>,
+    /// When autoreload looks next: POLL_INTERVAL after the last look ended, so two
+    /// looks that agree mean the file held still for at least that long.
+    next_poll: tokio::time::Instant,
 }
 
 impl Reloader {
-    /// A reloader for `path`, whose contents `config` were read at start (nothing applied
+    /// A reloader for `path`, whose contents `loaded` were read at start (nothing applied
     /// yet).
-    pub fn new(path: &Path, config: &Config, health: Arc<Book>) -> Reloader {
+    pub fn new(path: &Path, loaded: &Loaded, health: Arc<Book>) -> Reloader {
         let health_changed = Arc::new(Notify::new());
         Reloader {
             path: path.to_path_buf(),
             applied: Mutex::new((Owned::default(), None)),
             checker: Checker::new(health, Arc::clone(&health_changed)),
             health_changed,
-            started_with: config.global.clone(),
-            autoreload: AtomicBool::new(config.global.autoreload),
-            loaded: Mutex::new(fingerprint(path)),
+            started_with: loaded.config.global.clone(),
+            autoreload: AtomicBool::new(loaded.config.global.autoreload),
+            read_at_start: (loaded.stamp, loaded.digest),
         }
     }
 
@@ -133,16 +231,6 @@ impl Reloader {
         if let Err(e) = self.make_table(director, config, owned, "health check") {
             tracing::error!(file = %self.path.display(), "a health change could not be applied: {e}");
         }
-    }
-
-    /// Reads the file again and applies it.
-    pub fn reload(&self, director: &Director) -> Result<Applied, ReloadError> {
-        let seen = fingerprint(&self.path);
-        let config = load(&self.path)?;
-        self.warn_about_restart_settings(&config.global);
-        let applied = self.apply(director, &config)?;
-        *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = seen;
-        Ok(applied)
     }
 
     fn warn_about_restart_settings(&self, new: &Global) {
@@ -202,8 +290,14 @@ impl Reloader {
         change(status);
     }
 
-    fn reload_and_log(&self, director: &Director, why: &str) {
-        let result = self.reload(director);
+    /// A reload read `config`: the table follows it, or nothing changes.
+    fn apply_reloaded(&self, director: &Director, config: &Config) -> Result<Applied, ReloadError> {
+        self.warn_about_restart_settings(&config.global);
+        self.apply(director, config)
+    }
+
+    /// Logs a reload's result and records it for `uvs status`.
+    fn report(&self, director: &Director, why: Why, result: Result<Applied, ReloadError>) {
         self.record(director, |c| match &result {
             Ok(_) => c.reloads += 1,
             Err(e) => {
@@ -215,37 +309,167 @@ impl Reloader {
             Ok(a) => tracing::info!(
                 file = %self.path.display(),
                 changes = a.commands,
-                "{why}: configuration reloaded"
+                "{}: configuration reloaded",
+                why.words()
             ),
-            Err(e) => {
-                // The file is remembered as seen, so autoreload does not retry it every
-                // second; the next change to it is tried.
-                *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = fingerprint(&self.path);
-                tracing::error!(
-                    file = %self.path.display(),
-                    "{why}: reload refused, the running table is unchanged:\n{e}"
-                );
-            }
+            Err(e) => tracing::error!(
+                file = %self.path.display(),
+                "{}: reload refused, the running table is unchanged:\n{e}",
+                why.words()
+            ),
         }
     }
 
+    /// Puts `job` on the reading thread; the slot must be free.
+    fn start(&self, director: &Director, reading: &mut Reading, job: Job) {
+        let path = self.path.clone();
+        let started = match job {
+            Job::Look => reading.slot.start("uvs-autoreload", move || {
+                Found::Stamp(Stamp::at(&path).ok())
+            }),
+            Job::Read(why) => {
+                // SIGHUP reloads whatever the contents; autoreload only a change.
+                let unless = match why {
+                    Why::Hangup => None,
+                    Why::Changed(_) => reading.digest,
+                };
+                reading.slot.start("uvs-reload", move || {
+                    Found::File(Box::new(read(&path, unless)))
+                })
+            }
+        };
+        match started {
+            Ok(()) => reading.job = Some(job),
+            Err(e) => match job {
+                Job::Look => {
+                    tracing::warn!(file = %self.path.display(), error = %e, "autoreload: cannot look at the file");
+                }
+                Job::Read(why) => {
+                    let why_not = ReloadError::Reader {
+                        path: self.path.clone(),
+                        why: format!("cannot start a thread to read it: {e}"),
+                    };
+                    self.report(director, why, Err(why_not));
+                }
+            },
+        }
+    }
+
+    /// The job on the reading thread ended (or was abandoned) with `outcome`.
+    fn finished(&self, director: &Director, reading: &mut Reading, outcome: Outcome<Found>) {
+        let job = reading.job;
+        if !reading.slot.busy() {
+            reading.job = None;
+        }
+        match (job, outcome) {
+            (Some(Job::Look), Outcome::Finished(Found::Stamp(stamp))) => {
+                reading.next_poll = tokio::time::Instant::now() + POLL_INTERVAL;
+                if reading.watch.poll(stamp)
+                    && let Some(stamp) = stamp
+                {
+                    self.start(director, reading, Job::Read(Why::Changed(stamp)));
+                }
+            }
+            (Some(Job::Read(why)), Outcome::Finished(Found::File(found))) => {
+                self.read_done(director, reading, why, *found);
+            }
+            (Some(Job::Read(why)), outcome @ (Outcome::Overdue | Outcome::Lost)) => {
+                if let Why::Changed(stamp) = why {
+                    // Remembered as read, so autoreload does not retry it every second.
+                    reading.watch.was_read(Some(stamp));
+                    reading.digest = None;
+                }
+                let error = if matches!(outcome, Outcome::Overdue) {
+                    ReloadError::Abandoned {
+                        path: self.path.clone(),
+                        after: READ_DEADLINE,
+                    }
+                } else {
+                    ReloadError::Reader {
+                        path: self.path.clone(),
+                        why: "the reading thread failed".into(),
+                    }
+                };
+                self.report(director, why, Err(error));
+            }
+            (Some(Job::Look), Outcome::Overdue) => {
+                tracing::warn!(
+                    file = %self.path.display(),
+                    "autoreload: looking at the file took longer than {} s; no reload until it answers",
+                    READ_DEADLINE.as_secs()
+                );
+            }
+            (_, Outcome::Ended) => {
+                tracing::info!(file = %self.path.display(), "an abandoned read of the file ended");
+            }
+            // A look that failed is a look that found nothing; a job and an answer that
+            // do not match cannot happen.
+            _ => {}
+        }
+    }
+
+    /// A reload's read came back: apply it, or say why not.
+    fn read_done(&self, director: &Director, reading: &mut Reading, why: Why, found: Read) {
+        if let Why::Changed(polled) = why
+            && found.stamp != Some(polled)
+        {
+            // Written again since the polls agreed: maybe caught half-way. Read once
+            // this new state has held for a poll.
+            reading.watch.moved_on(found.stamp);
+            return;
+        }
+        reading.watch.was_read(found.stamp);
+        reading.digest = found.digest;
+        let result = match found.config {
+            // The same contents as last read: nothing to do.
+            Ok(None) => return,
+            Ok(Some(config)) => self.apply_reloaded(director, &config),
+            Err(e) => Err(ReloadError::Load(e)),
+        };
+        self.report(director, why, result);
+    }
+
     /// Reloads on every `hangup` notification, and when the file changes if
-    /// `autoreload` is on; until the task is aborted.
+    /// `autoreload` is on; until the task is aborted. Must run on the control thread's
+    /// runtime: the table is changed from here.
     pub async fn run(self: Arc<Self>, director: Arc<Director>, hangup: Arc<Notify>) {
-        let mut tick = tokio::time::interval(POLL_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (stamp, digest) = self.read_at_start;
+        let mut reading = Reading {
+            slot: Slot::new(READ_DEADLINE),
+            job: None,
+            again: false,
+            watch: Watch::new(Some(stamp)),
+            digest: Some(digest),
+            next_poll: tokio::time::Instant::now() + POLL_INTERVAL,
+        };
         loop {
             tokio::select! {
-                () = hangup.notified() => self.reload_and_log(&director, "SIGHUP"),
-                () = self.health_changed.notified() => self.follow_health(&director),
-                _ = tick.tick() => {
-                    if !self.autoreload.load(Relaxed) {
-                        continue;
+                () = hangup.notified() => {
+                    if reading.slot.busy() {
+                        if reading.slot.stuck() {
+                            tracing::warn!(
+                                file = %self.path.display(),
+                                "SIGHUP: an abandoned read of the file has not ended; the reload waits for it"
+                            );
+                        }
+                        reading.again = true;
+                    } else {
+                        self.start(&director, &mut reading, Job::Read(Why::Hangup));
                     }
-                    let now = fingerprint(&self.path);
-                    let before = *self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-                    if now.is_some() && now != before {
-                        self.reload_and_log(&director, "file changed");
+                }
+                () = self.health_changed.notified() => self.follow_health(&director),
+                () = tokio::time::sleep_until(reading.next_poll) => {
+                    reading.next_poll = tokio::time::Instant::now() + POLL_INTERVAL;
+                    // A poll that finds the slot busy is skipped: one read at a time.
+                    if self.autoreload.load(Relaxed) && !reading.slot.busy() {
+                        self.start(&director, &mut reading, Job::Look);
+                    }
+                }
+                outcome = reading.slot.done() => {
+                    self.finished(&director, &mut reading, outcome);
+                    if reading.again && !reading.slot.busy() {
+                        reading.again = false;
+                        self.start(&director, &mut reading, Job::Read(Why::Hangup));
                     }
                 }
             }

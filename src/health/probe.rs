@@ -346,8 +346,24 @@ async fn dns(plan: &Plan) -> Result<(), Failure> {
     if found { Ok(()) } else { Err(Failure::NoMatch) }
 }
 
+/// The process group of an external check's command, killed whole when dropped: when
+/// the check ends, by exit, timeout or abort (the probe's own timeout drops the
+/// future), whatever the command left running in the background goes with it.
+struct ProcessGroup(u32);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // After the command exited and was reaped the group number stays reserved while
+        // members remain; once it is empty, ESRCH is the expected answer.
+        if let Err(e) = crate::sys::kill_process_group(self.0) {
+            tracing::warn!(pgid = self.0, error = %e, "cannot kill an external check's processes");
+        }
+    }
+}
+
 /// ldirectord's external check: the command with vip vport rip rport; exit 0 is up.
 /// With dynamic weights (keepalived's misc_dynamic), 2..=255 is up with weight code-2.
+/// The command runs in a process group of its own, killed when the check ends.
 async fn external(plan: &Plan, timeout: Duration) -> Result<Option<u32>, Failure> {
     let command = plan.check.command.as_deref().unwrap_or("");
     let mut words = command.split_whitespace();
@@ -363,15 +379,16 @@ async fn external(plan: &Plan, timeout: Duration) -> Result<Option<u32>, Failure
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| Failure::Io(format!("cannot run {program}: {e}")))?;
+    // Declared after the child, so dropped before it: the group is killed first.
+    let _group = child.id().map(ProcessGroup);
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => status.map_err(|e| Failure::Io(e.to_string()))?,
-        Err(_) => {
-            let _ = child.kill().await;
-            return Err(Failure::Timeout);
-        }
+        // `_group` kills the command and all it started.
+        Err(_) => return Err(Failure::Timeout),
     };
     match status.code() {
         Some(0) => Ok(None),

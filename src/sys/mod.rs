@@ -173,3 +173,24 @@ pub fn splice(
     }
     Ok(n as usize)
 }
+
+/// Sends SIGKILL to every process in the process group `pgid`, as `kill -KILL -PGID`
+/// does. An external health check runs in a group of its own and the whole group is
+/// killed when the check ends, so nothing the command started outlives it. A group that
+/// is already empty (ESRCH) is not an error. Refuses (InvalidInput) groups 0 and 1 and
+/// numbers beyond pid_t: killpg(0) would be this daemon's own group.
+pub fn kill_process_group(pgid: u32) -> std::io::Result<()> {
+    let pgid = libc::pid_t::try_from(pgid)
+        .ok()
+        .filter(|&g| g > 1)
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: killpg takes two integers and only sends a signal; it touches no memory of
+    // ours. The group is one this process created (see above for 0 and 1).
+    if unsafe { libc::killpg(pgid, libc::SIGKILL) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}

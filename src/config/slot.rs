@@ -1,0 +1,174 @@
+//! One blocking job at a time, on a thread of its own, with a deadline: how reloads read
+//! and parse the configuration file without holding up the control thread (its
+//! runtime also serves uvsadm, /metrics and the signals). A job past its deadline is
+//! abandoned: the caller hears of it at once and goes on, but the slot stays taken
+//! until the job's thread ends, so a file that hangs its readers (a dead network
+//! mount) never has more than one thread stuck on it. Used by the reloader (`reload`).
+//!
+//! The job runs on a plain thread, not tokio's blocking pool: the runtime waits for its
+//! blocking tasks when it shuts down, and a stuck read must not keep the daemon from
+//! exiting.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// How a job in the slot ended, as far as the caller is concerned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome<T> {
+    /// It finished in time, with this.
+    Finished(T),
+    /// Its deadline passed: it is abandoned, and the slot stays busy until it ends.
+    Overdue,
+    /// An abandoned job ended; what it made is dropped. The slot is free.
+    Ended,
+    /// The job's thread died without an answer (it panicked). The slot is free.
+    Lost,
+}
+
+struct Running<T> {
+    answer: oneshot::Receiver<T>,
+    deadline: Instant,
+    abandoned: bool,
+}
+
+/// The slot: empty, or one job running.
+pub struct Slot<T> {
+    deadline: Duration,
+    running: Option<Running<T>>,
+}
+
+impl<T: Send + 'static> Slot<T> {
+    /// An empty slot whose jobs get `deadline` each.
+    pub fn new(deadline: Duration) -> Slot<T> {
+        Slot {
+            deadline,
+            running: None,
+        }
+    }
+
+    /// Whether a job is running, in time or abandoned.
+    pub fn busy(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Whether the running job is one past its deadline.
+    pub fn stuck(&self) -> bool {
+        self.running.as_ref().is_some_and(|r| r.abandoned)
+    }
+
+    /// Runs `job` on a new thread named `name`. The slot must be free.
+    ///
+    /// # Errors
+    /// The thread could not be started (the slot stays free); or the slot was busy
+    /// (`WouldBlock`).
+    pub fn start(
+        &mut self,
+        name: &str,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> std::io::Result<()> {
+        if self.busy() {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let (tx, answer) = oneshot::channel();
+        // Detached: the thread ends when the job does; the answer goes nowhere if the
+        // slot gave up on it.
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let _ = tx.send(job());
+            })?;
+        self.running = Some(Running {
+            answer,
+            deadline: Instant::now() + self.deadline,
+            abandoned: false,
+        });
+        Ok(())
+    }
+
+    /// Waits for the running job to finish, pass its deadline, or (abandoned) end;
+    /// never completes while the slot is free. Cancel-safe: dropped before it
+    /// completes, nothing is lost.
+    pub async fn done(&mut self) -> Outcome<T> {
+        let Some(running) = &mut self.running else {
+            return std::future::pending().await;
+        };
+        if running.abandoned {
+            let _ = (&mut running.answer).await;
+            self.running = None;
+            return Outcome::Ended;
+        }
+        tokio::select! {
+            answer = &mut running.answer => {
+                self.running = None;
+                match answer {
+                    Ok(value) => Outcome::Finished(value),
+                    Err(_) => Outcome::Lost,
+                }
+            }
+            () = tokio::time::sleep_until(running.deadline) => {
+                running.abandoned = true;
+                Outcome::Overdue
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_job_in_time_finishes_and_frees_the_slot() {
+        runtime().block_on(async {
+            let mut slot = Slot::new(Duration::from_secs(30));
+            slot.start("t", || 7).unwrap();
+            assert!(slot.busy());
+            assert_eq!(slot.done().await, Outcome::Finished(7));
+            assert!(!slot.busy());
+        });
+    }
+
+    #[test]
+    fn a_late_job_is_abandoned_and_holds_the_slot_until_it_ends() {
+        runtime().block_on(async {
+            let mut slot = Slot::new(Duration::from_millis(10));
+            // The job waits for the test's word, so it is late whatever the machine's
+            // speed.
+            let (release, wait) = mpsc::channel::<()>();
+            slot.start("t", move || {
+                let _ = wait.recv_timeout(Duration::from_secs(30));
+                1
+            })
+            .unwrap();
+            assert_eq!(slot.done().await, Outcome::Overdue);
+            assert!(slot.busy() && slot.stuck());
+            assert!(slot.start("t", || 2).is_err(), "one job at a time");
+            release.send(()).unwrap();
+            assert_eq!(slot.done().await, Outcome::Ended);
+            assert!(!slot.busy());
+            slot.start("t", || 3).unwrap();
+            assert_eq!(slot.done().await, Outcome::Finished(3));
+        });
+    }
+
+    #[test]
+    fn a_job_that_panics_is_lost_not_waited_for() {
+        runtime().block_on(async {
+            let mut slot: Slot<u8> = Slot::new(Duration::from_secs(30));
+            slot.start("t", || panic!("the job fails")).unwrap();
+            assert_eq!(slot.done().await, Outcome::Lost);
+            assert!(!slot.busy());
+        });
+    }
+}
