@@ -133,6 +133,8 @@ pub struct Conn {
     /// UDP: the real server has answered (until then the flow lives only as long as
     /// the table's unreplied timeout, as conntrack treats unreplied flows).
     replied: AtomicBool,
+    /// Its task has been told to end (idle, or a UDP flow evicted).
+    ending: AtomicBool,
     /// The task serving the connection, so an idle one can be closed.
     task: Mutex<Option<tokio::task::AbortHandle>>,
 }
@@ -188,10 +190,16 @@ impl Conn {
         *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
     }
 
-    fn abort_task(&self) {
+    /// Ends the task serving the connection; false when it was ended before (its task
+    /// may take a moment to leave the table, and is ended and counted once).
+    pub fn end(&self) -> bool {
+        if self.ending.swap(true, Relaxed) {
+            return false;
+        }
         if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
             task.abort();
         }
+        true
     }
 
     fn entry(&self, now_ms: u64, timeouts: &Timeouts, unreplied_ms: u64) -> ConnEntry {
@@ -314,6 +322,7 @@ impl ConnTable {
             state: AtomicU8::new(new.state as u8),
             last_activity: AtomicU64::new(self.clock.now_ms()),
             replied: AtomicBool::new(false),
+            ending: AtomicBool::new(false),
             task: Mutex::new(None),
         });
         self.shard(id).insert(id, Arc::clone(&conn));
@@ -400,7 +409,10 @@ impl ConnTable {
                 .cloned()
                 .collect();
             for conn in idle {
-                conn.abort_task();
+                // Counted once: an ended task may take a moment to leave the table.
+                if !conn.end() {
+                    continue;
+                }
                 result.idle_closed += 1;
                 if conn.state() == State::Udp && !conn.is_replied() {
                     result.unreplied_closed += 1;

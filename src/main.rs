@@ -568,7 +568,12 @@ async fn run_with(
     let Some((path, loaded)) = config else {
         return serve(director, settings, None).await;
     };
-    let reloader = Arc::new(Reloader::new(&path, &loaded, Arc::clone(&director.health)));
+    let reloader = Arc::new(Reloader::new(
+        &path,
+        &loaded,
+        Arc::clone(&director.health),
+        director.descriptors.reserve().health_probes,
+    ));
     let config = loaded.config;
     let applied = reloader
         .apply(&director, &config)

@@ -812,3 +812,83 @@ fn autoreload_applies_a_file_written_in_place_only_once_it_is_whole() {
     );
     assert!(!log.contains("reload refused"), "{log}");
 }
+
+/// A file of `vips.len()` TCP services, each with `server` (and the metrics endpoint on
+/// a port of its own choosing).
+fn services_file(vips: &[SocketAddr], server: SocketAddr) -> String {
+    let mut text = String::from("[global]\nmetrics = \"127.0.0.1:0\"\n");
+    for vip in vips {
+        text.push_str(&format!(
+            "\n[[service]]\ntcp = \"{vip}\"\nscheduler = \"rr\"\n[[service.server]]\naddress = \"{server}\"\n"
+        ));
+    }
+    text
+}
+
+#[test]
+fn a_reload_that_needs_more_descriptors_than_there_are_is_refused_and_the_next_works() {
+    const LIMIT: u64 = 256;
+    let (_dir, path) = config_dir();
+    let backend = Backend::start("B", Behaviour::Name);
+    let vips: Vec<SocketAddr> = (0..3)
+        .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+        .collect();
+    write(&path, &services_file(&vips, backend.addr));
+    let d = Daemon::start_limited(LIMIT, &["-c", path.to_str().unwrap()]);
+    for vip in &vips {
+        d.wait_listening(*vip);
+        assert_eq!(common::ask(*vip, None), "B");
+    }
+    let before = d.save();
+
+    // The case that was found, scaled to the limit: far more listeners than descriptors.
+    let many: Vec<SocketAddr> = (0..2000u16)
+        .map(|i| SocketAddr::from(([127, 0, 0, 2], 20_000 + i)))
+        .collect();
+    write(&path, &services_file(&many, backend.addr));
+    sighup(&d.child);
+    eventually("the reload refused", || status(&d).contains("refused 1"));
+    let shown = status(&d);
+    assert!(
+        shown.contains("the configuration adds 2000 listen addresses, which take ")
+            && shown.contains("raise the open-files limit"),
+        "{shown}"
+    );
+    assert_eq!(d.save(), before, "the running table stays");
+    // A scrape, as in the case found, and everything still answers.
+    let (scraped, body) = common::http_get(d.metrics_address(), "GET", "/metrics");
+    assert_eq!(scraped, "HTTP/1.1 200 OK");
+    assert!(body.contains("node_ipvs_connections_total"));
+    for vip in &vips {
+        assert_eq!(common::ask(*vip, None), "B");
+    }
+    assert!(
+        d.open_descriptors() <= LIMIT as usize,
+        "{} descriptors open",
+        d.open_descriptors()
+    );
+
+    // The corrected file is applied at once.
+    let mut fixed = vips.clone();
+    fixed.push(SocketAddr::from(([127, 0, 0, 1], free_port())));
+    write(&path, &services_file(&fixed, backend.addr));
+    sighup(&d.child);
+    eventually("the corrected file applied", || {
+        status(&d).contains("reloads 1, refused 1\n")
+    });
+    d.wait_listening(fixed[3]);
+    assert_eq!(common::ask(fixed[3], None), "B");
+    let listed = uvsadm(&d, &["-L", "-n"]);
+    assert!(listed.status.success());
+    assert_eq!(
+        text(&listed.stdout)
+            .lines()
+            .filter(|l| l.starts_with("TCP"))
+            .count(),
+        4
+    );
+    // One error line for the refused reload, none per listener.
+    let log = d.log();
+    assert_eq!(log.matches("reload refused").count(), 1, "{log}");
+    assert_eq!(log.matches("cannot listen").count(), 0, "{log}");
+}

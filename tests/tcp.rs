@@ -810,3 +810,201 @@ fn connections_are_spread_over_the_workers_and_counted_until_they_end() {
         worker_connections(&d).0 == [0, 0]
     });
 }
+
+/// The loop refusals `uvs status` shows for real server `server` (0 when none).
+fn loops_of(status: &str, server: &str) -> u64 {
+    status
+        .lines()
+        .find(|l| l.starts_with(&format!("  -> {server} ")))
+        .and_then(|l| l.split("refused as loops back into this director ").nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_real_server_that_is_the_director_itself_is_refused_not_looped() {
+    let d = Daemon::start_limited(1024, &[]);
+    let neighbour = Backend::start("N", Behaviour::Name);
+    let next_door = balance(&d, &["-s", "rr"], &[(neighbour.addr, &[])]);
+    let baseline = d.open_descriptors();
+
+    // The case that was found: -A -t V; -a -t V -r V -m.
+    let v = vip();
+    let vs = v.to_string();
+    service(&d, v, &["-s", "rr"]);
+    server(&d, v, v, &[]);
+    // A port-less server on the VIP's own address.
+    let w = vip();
+    service(&d, w, &["-s", "rr"]);
+    server(&d, w, SocketAddr::new(w.ip(), 0), &[]);
+    // Two services that point at each other.
+    let (x, y) = (vip(), vip());
+    service(&d, x, &["-s", "rr"]);
+    service(&d, y, &["-s", "rr"]);
+    server(&d, x, y, &[]);
+    server(&d, y, x, &[]);
+    // A wildcard VIP with a real server on one of the host's addresses, same port.
+    let port = free_port();
+    let z = SocketAddr::from(([0, 0, 0, 0], port));
+    service(&d, z, &["-s", "rr"]);
+    let z_server = SocketAddr::from(([127, 0, 0, 3], port));
+    server(&d, z, z_server, &[]);
+    for l in [v, w, x, y, z] {
+        d.wait_listening(l);
+    }
+
+    // One client connection each: turned away, not looped.
+    for target in [v, w, x, y, SocketAddr::from(([127, 0, 0, 1], port))] {
+        turned_away(target);
+    }
+    // The neighbour answers all along, and nothing piled up.
+    assert_eq!(ask(next_door, None), "N");
+    eventually("the refused connections are gone", || {
+        d.status().contains(", 0 open connections\n")
+    });
+    let open = d.open_descriptors();
+    assert!(
+        open <= baseline + 5 * 2 * 2 + 4,
+        "{open} descriptors open, {baseline} before the five services came"
+    );
+    let status = d.status();
+    assert_eq!(loops_of(&status, &vs), 1, "{status}");
+    assert_eq!(loops_of(&status, &format!("{}:0", w.ip())), 1, "{status}");
+    // x's connection went to y: refused there, as y's own server is x.
+    assert_eq!(loops_of(&status, &y.to_string()), 1, "{status}");
+    assert_eq!(loops_of(&status, &x.to_string()), 1, "{status}");
+    assert_eq!(loops_of(&status, &z_server.to_string()), 1, "{status}");
+    // Named once each, when the table made it so.
+    let log = d.log();
+    for named in [&vs, &y.to_string(), &z_server.to_string()] {
+        let lines = log
+            .lines()
+            .filter(|l| l.contains(&format!("real server {named} of")))
+            .count();
+        assert_eq!(lines, 1, "{named} in\n{log}");
+    }
+    // More connections are refused the same way, and not named again.
+    for _ in 0..20 {
+        turned_away(v);
+    }
+    assert_eq!(loops_of(&d.status(), &vs), 21);
+    assert_eq!(
+        d.log()
+            .lines()
+            .filter(|l| l.contains(&format!("real server {vs} of")))
+            .count(),
+        1
+    );
+    // A real server elsewhere in the same service is still used: the loop is skipped.
+    let good = Backend::start("G", Behaviour::Name);
+    server(&d, v, good.addr, &[]);
+    for _ in 0..4 {
+        assert_eq!(ask(v, None), "G");
+    }
+}
+
+#[test]
+fn uvs_check_warns_of_real_servers_that_would_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("loop.toml");
+    std::fs::write(
+        &path,
+        "[[service]]\ntcp = \"127.0.0.1:8080\"\n[[service.server]]\naddress = \"127.0.0.1:8080\"\n\
+         [[service.server]]\naddress = \"127.0.0.2:8080\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::UVS)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "a warning, not a problem");
+    assert_eq!(
+        common::text(&out.stderr),
+        format!(
+            "{}: warning: real server 127.0.0.1:8080 of tcp 127.0.0.1:8080: connections \
+             arriving on -t 127.0.0.1:8080 would go to 127.0.0.1:8080, a listen address of \
+             this director itself, and loop back into it; they are refused\n",
+            path.display()
+        )
+    );
+}
+
+/// (TCP connections, the data plane's descriptors in use, its share) from `uvs status`.
+fn budget(status: &str) -> (usize, usize, usize) {
+    let numbers = |line: &str| -> Vec<usize> {
+        line.split([' ', ',', ';'])
+            .filter_map(|w| w.parse().ok())
+            .collect()
+    };
+    let descriptors = status
+        .lines()
+        .find(|l| l.starts_with("descriptors: "))
+        .map(numbers)
+        .unwrap_or_else(|| panic!("no descriptors line in\n{status}"));
+    let connections = status
+        .lines()
+        .find(|l| l.starts_with("TCP connections ") && l.contains("accepting paused"))
+        .map(numbers)
+        .unwrap_or_else(|| panic!("no connections line in\n{status}"));
+    // "descriptors: open-files limit L; data plane U of S in use; ..."
+    (connections[0], descriptors[1], descriptors[2])
+}
+
+#[test]
+fn out_of_descriptors_clients_wait_their_turn_and_the_control_plane_answers() {
+    const LIMIT: usize = 256;
+    const CLIENTS: usize = 150;
+    let d = Daemon::start_limited(LIMIT as u64, &["--threads", "2"]);
+    let echo = Backend::start("E", Behaviour::Echo);
+    let v = balance(&d, &["-s", "rr"], &[(echo.addr, &[])]);
+    let (_, _, share) = budget(&d.status());
+    // The listener holds one descriptor per worker; each connection two.
+    let most = (share - 2) / 2;
+    assert!(
+        most < CLIENTS,
+        "the share ({share}) must run out for the test"
+    );
+    let mut clients: Vec<std::net::TcpStream> = (0..CLIENTS)
+        .map(|i| {
+            let mut c = connect(v, None).expect("the kernel's backlog takes the connection");
+            c.write_all(format!("hello {i:03}\n").as_bytes()).unwrap();
+            c
+        })
+        .collect();
+    // Two workers may race for the last room: one connection over, at most.
+    eventually("the data plane full", || budget(&d.status()).0 >= most);
+    // Full, and the rest wait in the backlog: the control plane still answers.
+    let listed = d.list(&["-L", "-n", "-t", &v.to_string()]);
+    assert!(listed.contains(&format!("{} ", echo.addr)), "{listed}");
+    let (scraped, _) = common::http_get(d.metrics_address(), "GET", "/metrics");
+    assert_eq!(scraped, "HTTP/1.1 200 OK");
+    let (connections, used, _) = budget(&d.status());
+    assert!(
+        connections <= most + 1,
+        "{connections} connections, the share is {most}"
+    );
+    assert!(
+        used <= share + 2,
+        "{used} descriptors used, the share is {share}"
+    );
+    assert!(
+        d.open_descriptors() <= LIMIT,
+        "{} descriptors",
+        d.open_descriptors()
+    );
+    let status = d.status();
+    assert!(
+        !status.contains("accepting paused for want of room 0 times"),
+        "{status}"
+    );
+    // As connections end, the waiting clients are served, every byte intact.
+    for (i, c) in clients.iter_mut().enumerate() {
+        let mut line = [0u8; 10];
+        c.read_exact(&mut line).expect("the echo, in turn");
+        assert_eq!(&line, format!("hello {i:03}\n").as_bytes());
+        c.shutdown(Shutdown::Both).unwrap();
+    }
+    drop(clients);
+    eventually("every connection ended", || budget(&d.status()).0 == 0);
+}

@@ -314,7 +314,12 @@ fn a_flood_of_new_flows_stays_within_the_flow_cap() {
     );
     let (open, dropped, ended) = counts();
     assert_eq!(open, CAP);
-    assert_eq!(dropped + ended, sent + 20 - CAP);
+    assert_eq!(
+        dropped + ended,
+        sent + 20 - CAP,
+        "{sent} sent; refused {dropped}, ended {ended}:\n{}",
+        d.status()
+    );
     let status = d.status();
     assert!(
         status.contains(&format!("new flows dropped (flow table full) {dropped}")),
@@ -523,4 +528,205 @@ fn an_fwmark_group_keeps_a_client_on_one_server_across_tcp_and_udp() {
         assert_eq!(ask(tv, Some(host)), expected, "{host} over TCP again");
     }
     drop((tcp_servers, udp_servers));
+}
+
+/// (flows open, refused because the table was full, refused by the per-source limit,
+/// unanswered flows ended to make room, unanswered flows expired) from `uvs status`.
+fn admission(d: &Daemon) -> (usize, usize, usize, usize, usize) {
+    let status = d.status();
+    let open: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("UDP flows "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no UDP flows line in\n{status}"));
+    let refused = status
+        .lines()
+        .find_map(|l| l.strip_prefix("  new flows refused: "))
+        .unwrap_or_else(|| panic!("no refused line in\n{status}"));
+    let n: Vec<usize> = refused
+        .split([' ', ',', ';'])
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(n.len(), 5, "{refused}");
+    assert_eq!(
+        n[2], 0,
+        "no flow refused for want of descriptors: {refused}"
+    );
+    (open, n[0], n[1], n[3], n[4])
+}
+
+/// One datagram `payload` from each of `per_source` sources on each of the addresses
+/// 127.0.3.1 to 127.0.3.`sources`, taking turns, each source a port of its own (from
+/// 30 000 up: a port the kernel picked could come back and join an earlier flow), paced
+/// so that uvs takes each few hundred before the next are sent (a socket buffer would
+/// drop them otherwise; `taken` says how many datagrams uvs has taken). Returns how
+/// many were sent (a port in use elsewhere is skipped).
+fn flood(
+    v: SocketAddr,
+    sources: u8,
+    per_source: u16,
+    payload: &[u8],
+    taken: impl Fn() -> usize,
+) -> usize {
+    let mut sent = 0;
+    for port in 30_000..30_000 + per_source {
+        for host in 1..=sources {
+            let Ok(s) = UdpSocket::bind((std::net::Ipv4Addr::new(127, 0, 3, host), port)) else {
+                continue;
+            };
+            s.send_to(payload, v).expect("send");
+            sent += 1;
+            if sent % 500 == 0 {
+                eventually("uvs has taken every datagram sent", || taken() >= sent);
+            }
+        }
+    }
+    eventually("uvs has taken every datagram sent", || taken() >= sent);
+    sent
+}
+
+#[test]
+fn a_flood_of_unanswered_flows_locks_no_new_client_out() {
+    const CAP: usize = 10_000;
+    let d = Daemon::start_with(Zone::default(), &["--max-udp-flows", &CAP.to_string()]);
+    // A server that answers its clients and ignores the flood's garbage.
+    let server = UdpBackend::start("S", Reply::EchoIgnoring(b"flood"));
+    let v = balance(&d, &["-s", "rr"], &[(server.addr, &[])]);
+    let old = client("127.0.0.1");
+    assert_eq!(exchange(&old, v, b"hello"), b"hello");
+
+    // The case that was found: 30 000 datagrams from 150 source addresses.
+    let taken = || {
+        let (open, full, per_source, evicted, expired) = admission(&d);
+        open + full + per_source + evicted + expired - 1
+    };
+    let sent = flood(v, 150, 200, b"flood", taken);
+    assert!(sent > 29_000, "enough sources could be bound ({sent})");
+    let (open, full, _, evicted, expired) = admission(&d);
+    assert_eq!(open, CAP, "the table is full");
+    assert_eq!(
+        full, 0,
+        "no new flow was refused: unanswered ones made room"
+    );
+    assert_eq!(evicted + expired, sent + 1 - CAP);
+
+    // A new client is answered at its first datagram, and the old flow goes on.
+    let new = client("127.0.0.5");
+    assert_eq!(exchange(&new, v, b"new here"), b"new here");
+    assert_eq!(exchange(&old, v, b"again"), b"again");
+    // Its flow, answered, is not made room with by the next flood.
+    flood(v, 150, 100, b"flood again", || {
+        let (open, full, per_source, evicted, expired) = admission(&d);
+        open + full + per_source + evicted + expired - 1 - sent - 1
+    });
+    assert_eq!(exchange(&new, v, b"still here"), b"still here");
+    assert_eq!(exchange(&old, v, b"and here"), b"and here");
+    assert_eq!(
+        flows(&d)
+            .iter()
+            .filter(|f| f.0.starts_with("127.0.0.5:"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_per_source_limit_holds_back_an_answered_flood() {
+    let d = Daemon::start_with(
+        Zone::default(),
+        &["--max-udp-flows", "10000", "--udp-flows-per-source", "20"],
+    );
+    let echo = UdpBackend::start("E", Reply::Echo);
+    let v = balance(&d, &["-s", "rr"], &[(echo.addr, &[])]);
+    // Answered flows are never made room with; the per-source limit is what holds a
+    // flood from few sources back.
+    let taken = || {
+        let (open, full, per_source, evicted, expired) = admission(&d);
+        open + full + per_source + evicted + expired
+    };
+    let sent = flood(v, 150, 200, b"flood", taken);
+    let (open, full, per_source, evicted, _) = admission(&d);
+    assert_eq!(open, 150 * 20);
+    assert_eq!(per_source, sent - 150 * 20);
+    assert_eq!((full, evicted), (0, 0));
+    let new = client("127.0.0.5");
+    assert_eq!(exchange(&new, v, b"new here"), b"new here");
+    let status = d.status();
+    assert!(
+        status.contains("UDP flows 3001 of at most 10000, 20 per client address"),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_second_daemon_cannot_share_a_udp_or_tcp_vip() {
+    let first = Daemon::start();
+    let second = Daemon::start_logged(&[]);
+    let (a, b) = named_pair();
+    let v = vip();
+    balance_on(&first, v, &["-s", "rr"], &[(a.addr, &[])]);
+    let tcp_backend = Backend::start("T", Behaviour::Name);
+    let t = SocketAddr::from(([127, 0, 0, 1], v.port()));
+    first.ok(&["-A", "-t", &t.to_string(), "-s", "rr"]);
+    first.ok(&[
+        "-a",
+        "-t",
+        &t.to_string(),
+        "-r",
+        &tcp_backend.addr.to_string(),
+        "-m",
+    ]);
+    first.wait_listening(t);
+
+    // The same services in a second daemon (same user, its own socket).
+    second.ok(&["-A", "-u", &v.to_string(), "-s", "rr"]);
+    second.ok(&["-a", "-u", &v.to_string(), "-r", &b.addr.to_string(), "-m"]);
+    second.ok(&["-A", "-t", &t.to_string(), "-s", "rr"]);
+    for protocol in ["udp", "tcp"] {
+        let line = format!("listen {protocol} {v}: cannot listen: Address already in use");
+        eventually(&line, || second.status().contains(&line));
+    }
+    // Every new flow goes to the first daemon's server.
+    for i in 0..20 {
+        assert_eq!(name(&client("127.0.0.1"), v), "A", "flow {i}");
+    }
+    assert_eq!(ask(t, None), "T");
+    assert_eq!(b.received.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let log = second.log();
+    assert!(
+        log.contains(&format!(
+            "listen=-u {v} error=Address already in use (another process is bound to it)"
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_udp_real_server_that_is_the_director_itself_gets_no_flow() {
+    let d = Daemon::start();
+    let (a, _b) = named_pair();
+    let neighbour = balance(&d, &["-s", "rr"], &[(a.addr, &[])]);
+    let v = vip();
+    balance_on(&d, v, &["-s", "rr"], &[(v, &[])]);
+    let before = {
+        let (open, ..) = admission(&d);
+        open
+    };
+    let c = client("127.0.0.1");
+    for _ in 0..5 {
+        assert!(!answered_within(&c, v, Duration::from_millis(200)));
+    }
+    assert_eq!(name(&client("127.0.0.1"), neighbour), "A");
+    let (open, ..) = admission(&d);
+    assert_eq!(open, before + 1, "only the neighbour's new flow");
+    let status = d.status();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("  -> {v} ")))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(
+        line.ends_with("refused as loops back into this director 5"),
+        "{line}"
+    );
 }

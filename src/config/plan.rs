@@ -132,13 +132,13 @@ pub fn table_of(config: &Config) -> Table {
 }
 
 /// Tries `commands` on a copy of `table` made afresh from its configuration (so nothing
-/// shared with the running table is touched): the index of the first refused command
-/// and why, if any.
+/// shared with the running table is touched): the table they make, or the index of the
+/// first refused command and why.
 pub fn rehearse(
     table: &Table,
     commands: &[Command],
     addresses: &dyn AddressClassifier,
-) -> Result<(), (usize, crate::table::TableError)> {
+) -> Result<Table, (usize, crate::table::TableError)> {
     let mut copy = Table::new();
     let mut setup = vec![Command::SetTimeouts(table.timeouts())];
     for service in table.services() {
@@ -159,7 +159,7 @@ pub fn rehearse(
     for (i, command) in commands.iter().enumerate() {
         copy.apply(command, addresses).map_err(|e| (i, e))?;
     }
-    Ok(())
+    Ok(copy)
 }
 
 #[cfg(test)]

@@ -26,7 +26,40 @@ use super::{Config, Global, LoadError, Loaded, schema};
 use crate::control::protocol::ConfigStatus;
 use crate::director::Director;
 use crate::health::{self, Book, checker::Checker};
-use crate::table::{HostInterfaces, TableError};
+use crate::table::loops::loops;
+use crate::table::{HostInterfaces, ListenAddr, OwnAddresses, Protocol, Table, TableError};
+
+/// Refuses a table that would listen on more new addresses than the data plane has
+/// descriptors for (each takes one per worker), counting those it stops listening on
+/// as freed (a UDP address keeps its sockets while its flows drain, so only TCP's).
+fn room_for_listeners(director: &Director, now: &Table, next: &Table) -> Result<(), ReloadError> {
+    let listening = |t: &Table| -> std::collections::HashSet<ListenAddr> {
+        t.listen_addresses().into_iter().map(|(l, _)| l).collect()
+    };
+    let (before, after) = (listening(now), listening(next));
+    let per_address = director.workers.len();
+    let added = after
+        .difference(&before)
+        .filter(|l| !director.is_accepting(l))
+        .count();
+    let freed = before
+        .difference(&after)
+        .filter(|l| l.protocol == Protocol::Tcp && director.is_accepting(l))
+        .count();
+    let budget = &director.descriptors;
+    let needed = added * per_address;
+    let free = budget.free() + freed * per_address;
+    if needed > free {
+        return Err(ReloadError::Descriptors {
+            addresses: added,
+            needed,
+            free,
+            open_files: budget.open_files(),
+            reserved: budget.reserve().total(),
+        });
+    }
+    Ok(())
+}
 
 /// How often `autoreload` looks at the file.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -43,6 +76,22 @@ pub enum ReloadError {
     Load(#[from] LoadError),
     #[error("the table refused `{command}': {error}")]
     Refused { command: String, error: TableError },
+    /// The table would listen on more addresses than the data plane has descriptors
+    /// for; the running table stays, and a reload once descriptors are free works.
+    #[error(
+        "the configuration adds {addresses} listen address{}, which take {needed} \
+         descriptors, and the data plane has {free} free (open-files limit {open_files}, \
+         {reserved} kept for the control plane): raise the open-files limit (LimitNOFILE) \
+         or listen on fewer addresses",
+        if *addresses == 1 { "" } else { "es" }
+    )]
+    Descriptors {
+        addresses: usize,
+        needed: usize,
+        free: usize,
+        open_files: usize,
+        reserved: usize,
+    },
     /// Reading and parsing the file took longer than `after` ([`READ_DEADLINE`]).
     #[error(
         "reading {} took longer than {} s: the reload was abandoned",
@@ -164,13 +213,14 @@ struct Reading {
 
 impl Reloader {
     /// A reloader for `path`, whose contents `loaded` were read at start (nothing applied
-    /// yet).
-    pub fn new(path: &Path, loaded: &Loaded, health: Arc<Book>) -> Reloader {
+    /// yet); its health checks write to `health`, at most `probes` at once (their share
+    /// of the descriptor reserve).
+    pub fn new(path: &Path, loaded: &Loaded, health: Arc<Book>, probes: usize) -> Reloader {
         let health_changed = Arc::new(Notify::new());
         Reloader {
             path: path.to_path_buf(),
             applied: Mutex::new((Owned::default(), None)),
-            checker: Checker::new(health, Arc::clone(&health_changed)),
+            checker: Checker::new(health, Arc::clone(&health_changed), probes),
             health_changed,
             started_with: loaded.config.global.clone(),
             autoreload: AtomicBool::new(loaded.config.global.autoreload),
@@ -214,7 +264,17 @@ impl Reloader {
             command: commands[i].to_string(),
             error,
         };
-        rehearse(&snapshot, &commands, &HostInterfaces).map_err(refused)?;
+        let next = rehearse(&snapshot, &commands, &HostInterfaces).map_err(refused)?;
+        if director.options.userspace {
+            room_for_listeners(director, &snapshot, &next)?;
+        }
+        if why == "file" {
+            // Every load and reload names the real servers that are the director itself.
+            let own = OwnAddresses::of(&next, HostInterfaces::addresses);
+            for l in loops(&next, &own) {
+                tracing::warn!(file = %self.path.display(), "{l}");
+            }
+        }
         director.table.apply_all(&commands).map_err(refused)?;
         for command in &commands {
             tracing::info!(file = %self.path.display(), by = why, "table changed: {command}");

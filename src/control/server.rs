@@ -1,10 +1,11 @@
 //! The daemon's side of the control socket: binds the socket (mode 0600, in a directory
 //! no other user can replace it in, refusing to take over a live one), accepts clients,
 //! and answers each request from the table. Garbage, oversized or unknown requests get
-//! an error answer and never reach the table. Clients hold one of [`MAX_CLIENTS`]
-//! slots; a client silent for [`IDLE_TIMEOUT`] is dropped, and when every slot is taken
-//! the longest idle client makes room for a new one, so idle clients can never lock
-//! `uvsadm` out.
+//! an error answer and never reach the table. Clients hold one of a fixed number of
+//! slots (their part of the descriptor reserve, [`crate::descriptors::CONTROL_CLIENTS`]
+//! unless the open-files limit is small); a client silent for [`IDLE_TIMEOUT`] is
+//! dropped, and when every slot is taken the longest idle client makes room for a new
+//! one, so idle clients can never lock `uvsadm` out.
 
 use std::collections::HashMap;
 use std::io;
@@ -25,8 +26,6 @@ use crate::director::Director;
 use crate::sys;
 use crate::table::Info;
 
-/// Most clients served at once.
-pub const MAX_CLIENTS: usize = 64;
 /// A client that sends nothing for this long, first or between requests, is
 /// disconnected. uvsadm reconnects by itself after a pause.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -132,6 +131,8 @@ pub fn answer(request: Request, director: &Director) -> Response {
 
 /// The clients being served, so that the longest idle one can make room.
 struct Slots {
+    /// The most clients served at once.
+    max: usize,
     clients: Mutex<HashMap<u64, Slot>>,
     /// Rung when a client leaves.
     freed: Notify,
@@ -172,7 +173,7 @@ impl Slots {
     async fn room(&self) {
         loop {
             let freed = self.freed.notified();
-            if self.map().len() < MAX_CLIENTS || self.evict_idlest() {
+            if self.map().len() < self.max || self.evict_idlest() {
                 return;
             }
             // Every client is in the middle of a request: one is done soon.
@@ -205,6 +206,7 @@ static ACCEPT_WARNED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimi
 /// Accepts clients until the future is dropped.
 pub async fn serve(listener: UnixListener, director: Arc<Director>) {
     let slots = Arc::new(Slots {
+        max: director.descriptors.reserve().control_clients.max(1),
         clients: Mutex::new(HashMap::new()),
         freed: Notify::new(),
     });

@@ -5,7 +5,9 @@
 //! after `failures` failed checks in a row and up again after `rise` good ones, logs
 //! each transition once with its reason, and rings the reloader, which applies the
 //! table that follows (`effective`). The reloader tells the checker which servers to
-//! watch whenever it applies a configuration.
+//! watch whenever it applies a configuration. At most a fixed number of checks are in
+//! progress at once (each holds a socket or a child process: their part of the
+//! descriptor reserve); a check waits for its turn before its clock starts.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -13,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::AbortHandle;
 
 use super::probe::{Failure, Plan, probe};
@@ -70,15 +72,19 @@ pub struct Checker {
     book: Arc<Book>,
     changed: Arc<Notify>,
     tasks: Mutex<HashMap<Target, (Plan, AbortHandle)>>,
+    /// Turns for checks in progress.
+    turns: Arc<Semaphore>,
 }
 
 impl Checker {
-    /// `changed` is notified whenever a server goes up or down (or its weight changes).
-    pub fn new(book: Arc<Book>, changed: Arc<Notify>) -> Checker {
+    /// `changed` is notified whenever a server goes up or down (or its weight changes);
+    /// at most `at_once` checks run at the same time.
+    pub fn new(book: Arc<Book>, changed: Arc<Notify>, at_once: usize) -> Checker {
         Checker {
             book,
             changed,
             tasks: Mutex::new(HashMap::new()),
+            turns: Arc::new(Semaphore::new(at_once.max(1))),
         }
     }
 
@@ -103,6 +109,7 @@ impl Checker {
                 plan.clone(),
                 Arc::clone(&self.book),
                 Arc::clone(&self.changed),
+                Arc::clone(&self.turns),
             ))
             .abort_handle();
             tasks.insert(*target, (plan.clone(), task));
@@ -127,7 +134,7 @@ fn jitter_fraction(target: &Target, round: u64) -> f64 {
 }
 
 /// One server's checks, until the task is aborted.
-async fn run(plan: Plan, book: Arc<Book>, changed: Arc<Notify>) {
+async fn run(plan: Plan, book: Arc<Book>, changed: Arc<Notify>, turns: Arc<Semaphore>) {
     let interval = plan.check.interval.unwrap_or(DEFAULT_INTERVAL);
     let failures_needed = plan.check.failures.unwrap_or(1).max(1);
     let rise = plan.check.rise.unwrap_or(1).max(1);
@@ -137,9 +144,12 @@ async fn run(plan: Plan, book: Arc<Book>, changed: Arc<Notify>) {
     let mut wait = interval.mul_f64(jitter_fraction(&target, 0) / 10.0);
     for round in 1u64.. {
         tokio::time::sleep(wait).await;
+        // The semaphore is never closed; without a turn, check anyway.
+        let turn = turns.acquire().await.ok();
         let started = Instant::now();
         let result = probe(&plan).await;
         let took = started.elapsed();
+        drop(turn);
         let now = crate::conn::unix_seconds();
         let transition = book.update(target, |h| {
             h.last_check = Some(now);

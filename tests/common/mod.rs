@@ -129,19 +129,33 @@ impl Daemon {
 
     /// `uvs run` with these extra arguments.
     pub fn start_with(zone: Zone, args: &[&str]) -> Daemon {
-        Daemon::spawn(zone, args, false)
+        Daemon::spawn(zone, args, false, None)
     }
 
     /// `uvs run` with these extra arguments, logging at info level to a file that
     /// [`Daemon::log`] reads.
     pub fn start_logged(args: &[&str]) -> Daemon {
-        Daemon::spawn(Zone::default(), args, true)
+        Daemon::spawn(Zone::default(), args, true, None)
     }
 
-    fn spawn(zone: Zone, args: &[&str], logged: bool) -> Daemon {
+    /// As [`Daemon::start_logged`], under an open-files limit of `open_files` (soft and
+    /// hard, set by prlimit(1), so the daemon cannot raise it).
+    pub fn start_limited(open_files: u64, args: &[&str]) -> Daemon {
+        Daemon::spawn(Zone::default(), args, true, Some(open_files))
+    }
+
+    fn spawn(zone: Zone, args: &[&str], logged: bool, open_files: Option<u64>) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("uvs.sock");
-        let mut command = Command::new(UVS);
+        let mut command = match open_files {
+            // prlimit execs the command: the child is the daemon itself.
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(UVS);
+                c
+            }
+            None => Command::new(UVS),
+        };
         command.args(["run", "--socket"]).arg(&socket).args(args);
         if !args.contains(&"--mode") {
             // The tests are about the userspace data plane, wherever they run.
@@ -299,6 +313,13 @@ impl Daemon {
     pub fn wait_listening_on(&self, protocol: &str, vip: std::net::SocketAddr) {
         let line = format!("listen {protocol} {vip}: listening");
         eventually(&line, || self.status().contains(&line));
+    }
+
+    /// Descriptors the daemon has open now.
+    pub fn open_descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .expect("read /proc/PID/fd")
+            .count()
     }
 
     /// The process's resident memory, in bytes (VmRSS).
@@ -482,6 +503,9 @@ pub enum Reply {
     Name,
     /// The datagram itself.
     Echo,
+    /// The datagram itself, but nothing to datagrams that begin with these bytes (as a
+    /// server ignores what it cannot parse).
+    EchoIgnoring(&'static [u8]),
 }
 
 /// A UDP server on one address, answering from one thread; stops when dropped.
@@ -522,6 +546,8 @@ impl UdpBackend {
                     let answer = match reply {
                         Reply::Name => name.as_bytes(),
                         Reply::Echo => &buf[..n],
+                        Reply::EchoIgnoring(prefix) if buf[..n].starts_with(prefix) => continue,
+                        Reply::EchoIgnoring(_) => &buf[..n],
                     };
                     let _ = socket.send_to(answer, from);
                 }

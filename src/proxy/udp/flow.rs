@@ -116,6 +116,10 @@ impl Flow {
     /// tables.
     pub fn end(&self) {
         self.ended.store(true, Relaxed);
+        if let Route::Server { conn, .. } = &self.route {
+            // Through the entry too, so the sweeper does not end it a second time.
+            conn.end();
+        }
         if let Some(task) = self.task.get() {
             task.abort();
         }
@@ -128,9 +132,20 @@ fn evict_unreplied() -> bool {
     UNREPLIED.with_borrow_mut(|queue| {
         while let Some(weak) = queue.pop_front() {
             let Some(flow) = weak.upgrade() else { continue };
-            if flow.is_unreplied() && flow.counted.swap(false, Relaxed) {
+            if !flow.is_unreplied() || flow.ended.swap(true, Relaxed) {
+                continue;
+            }
+            if let Route::Server { conn, .. } = &flow.route
+                && !conn.end()
+            {
+                // The sweeper ended it a moment ago: its place comes back by itself.
+                continue;
+            }
+            if let Some(task) = flow.task.get() {
+                task.abort();
+            }
+            if flow.counted.swap(false, Relaxed) {
                 tracing::debug!(client = %flow.client, "unanswered UDP flow ended to make room");
-                flow.end();
                 return true;
             }
         }
@@ -623,9 +638,11 @@ async fn relay(end: FlowEnd) {
                 Err::<(), _>(io::ErrorKind::WouldBlock.into())
             });
         }
-        let keep = BATCH.with_borrow_mut(|batch| relay_replies(flow, batch, &end));
-        if !keep {
-            return;
+        match BATCH.with_borrow_mut(|batch| relay_replies(flow, batch, &end)) {
+            None => return,
+            // Other tasks first: a server that floods its client must not hold the worker.
+            Some(true) => tokio::task::yield_now().await,
+            Some(false) => {}
         }
     }
 }
@@ -643,8 +660,9 @@ fn flow_error(flow: &Flow, e: &io::Error) {
     }
 }
 
-/// Moves the replies waiting on the flow's socket to the client. False: the flow ends.
-fn relay_replies(flow: &Flow, batch: &mut Batch, end: &FlowEnd) -> bool {
+/// Moves the replies waiting on the flow's socket to the client, at most [`ROUNDS`]
+/// batches. None: the flow ends; else whether more may be waiting.
+fn relay_replies(flow: &Flow, batch: &mut Batch, end: &FlowEnd) -> Option<bool> {
     for _ in 0..ROUNDS {
         let result = flow.upstream.try_io(Interest::READABLE, || {
             let n = batch.receive(flow.upstream.as_fd())?;
@@ -656,15 +674,15 @@ fn relay_replies(flow: &Flow, batch: &mut Batch, end: &FlowEnd) -> bool {
         });
         match result {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(false),
             Err(e) => {
                 flow_error(flow, &e);
                 // An unconnected socket's errors say nothing about one server.
-                return matches!(flow.route, Route::OnePacket { .. });
+                return matches!(flow.route, Route::OnePacket { .. }).then_some(false);
             }
         }
     }
-    true
+    Some(true)
 }
 
 /// Sends a batch of replies to the client and counts them.

@@ -127,8 +127,9 @@ impl ListenSocket {
     }
 
     /// Takes the datagrams waiting on the socket, a batch at a time, and sends each to
-    /// its flow.
-    fn receive(self: &Arc<Self>, director: &Arc<Director>) {
+    /// its flow, for at most [`ROUNDS`] batches. Returns whether more may be waiting
+    /// (the caller then lets other tasks run first).
+    fn receive(self: &Arc<Self>, director: &Arc<Director>) -> bool {
         BATCH.with_borrow_mut(|batch| {
             for _ in 0..ROUNDS {
                 let result = self.socket.try_io(Interest::READABLE, || {
@@ -143,14 +144,15 @@ impl ListenSocket {
                 });
                 match result {
                     Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                     Err(e) => {
                         tracing::debug!(listen = %self.listen, error = %e, "receive failed");
-                        return;
+                        return false;
                     }
                 }
             }
-        });
+            true
+        })
     }
 }
 
@@ -311,7 +313,12 @@ async fn serve(socket: std::net::UdpSocket, group: Arc<Group>, director: Arc<Dir
                     tracing::error!(listen = %me.listen, error = %e, "cannot poll the socket");
                     return;
                 }
-                me.receive(&director);
+                if me.receive(&director) {
+                    // A flood keeps the socket readable: without this, the tasks it
+                    // makes (new flows' relays, ended flows to drop) would wait for
+                    // tokio's budget to run out, tens of thousands of datagrams later.
+                    tokio::task::yield_now().await;
+                }
             }
             () = tokio::time::sleep(DRAIN_CHECK), if draining => {
                 if group.close_if_drained() {
