@@ -160,8 +160,11 @@ impl Director {
     pub fn connections(&self) -> Vec<ConnEntry> {
         if !self.options.userspace {
             // Kernel mode: the kernel's own table, as ipvsadm reads it.
+            static UNREADABLE: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
             return crate::kernel::connections::read().unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "cannot read the kernel's connections");
+                UNREADABLE.warn(|suppressed| {
+                    tracing::warn!(error = %e, suppressed, "cannot read the kernel's connections");
+                });
                 Vec::new()
             });
         }

@@ -402,7 +402,12 @@ impl Reloader {
             Ok(()) => reading.job = Some(job),
             Err(e) => match job {
                 Job::Look => {
-                    tracing::warn!(file = %self.path.display(), error = %e, "autoreload: cannot look at the file");
+                    // Every second while it lasts: said at most every ten.
+                    static LOOK_FAILED: crate::rate_limit::RateLimit =
+                        crate::rate_limit::RateLimit::new();
+                    LOOK_FAILED.warn(|suppressed| {
+                        tracing::warn!(file = %self.path.display(), error = %e, suppressed, "autoreload: cannot look at the file");
+                    });
                 }
                 Job::Read(why) => {
                     let why_not = ReloadError::Reader {

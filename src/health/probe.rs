@@ -355,8 +355,11 @@ impl Drop for ProcessGroup {
     fn drop(&mut self) {
         // After the command exited and was reaped the group number stays reserved while
         // members remain; once it is empty, ESRCH is the expected answer.
+        static FAILED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
         if let Err(e) = crate::sys::kill_process_group(self.0) {
-            tracing::warn!(pgid = self.0, error = %e, "cannot kill an external check's processes");
+            FAILED.warn(|suppressed| {
+                tracing::warn!(pgid = self.0, error = %e, suppressed, "cannot kill an external check's processes");
+            });
         }
     }
 }

@@ -87,7 +87,10 @@ impl Mirror {
                 true
             }
             Err(e) => {
-                tracing::error!(error = %e, "kernel refused: {what}");
+                // The repair pass asks again every few seconds: said at most every ten.
+                KERNEL_REFUSED.warn(|suppressed| {
+                    tracing::error!(error = %e, suppressed, "kernel refused: {what}");
+                });
                 false
             }
         }
@@ -267,6 +270,9 @@ fn same_service(kernel: &crate::table::ServiceConfig, table: &crate::table::Serv
 }
 
 /// Follows the table until the task is aborted.
+static KERNEL_REFUSED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
+static KERNEL_UNREADABLE: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
+
 pub async fn run(director: Arc<Director>, mirror: Arc<std::sync::Mutex<Mirror>>) {
     let mut changes = director.table.subscribe();
     loop {
@@ -276,7 +282,9 @@ pub async fn run(director: Arc<Director>, mirror: Arc<std::sync::Mutex<Mirror>>)
             .unwrap_or_else(|e| e.into_inner())
             .sync(&snapshot);
         if let Err(e) = result {
-            tracing::error!(error = %e, "kernel: cannot read the IPVS table");
+            KERNEL_UNREADABLE.warn(|suppressed| {
+                tracing::error!(error = %e, suppressed, "kernel: cannot read the IPVS table");
+            });
         }
         tokio::select! {
             changed = changes.changed() => {

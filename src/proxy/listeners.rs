@@ -95,7 +95,11 @@ fn accept_everywhere(
             // Registered with the worker's own runtime, so it must be made there.
             match copy.map(crate::sys::poll_listener) {
                 Some(Ok(l)) => tcp::accept_loop(l, listen, director, worker).await,
-                Some(Err(e)) => tracing::error!(%listen, error = %e, "cannot poll the listener"),
+                Some(Err(e)) => {
+                    POLL_FAILED.warn(|suppressed| {
+                        tracing::error!(%listen, error = %e, suppressed, "cannot poll the listener");
+                    });
+                }
                 None => {}
             }
         }
@@ -134,6 +138,7 @@ fn serve(director: &Arc<Director>, listen: &ListenAddr, freebind: bool) -> io::R
 }
 
 static FAILURES_WARNED: RateLimit = RateLimit::new();
+static POLL_FAILED: RateLimit = RateLimit::new();
 
 /// The own addresses of the table as it stands, and the real servers that would loop,
 /// each named once while it stays.

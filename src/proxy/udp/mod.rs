@@ -282,13 +282,17 @@ impl Group {
     }
 }
 
+static POLL_FAILED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
+
 /// One worker's receive loop for a listen address.
 async fn serve(socket: std::net::UdpSocket, group: Arc<Group>, director: Arc<Director>) {
     // Registered with the worker's own runtime, so it must be made here.
     let socket = match UdpSocket::from_std(socket) {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(listen = %group.listen, error = %e, "cannot poll the socket");
+            POLL_FAILED.warn(|suppressed| {
+                tracing::error!(listen = %group.listen, error = %e, suppressed, "cannot poll the socket");
+            });
             return;
         }
     };
@@ -310,7 +314,9 @@ async fn serve(socket: std::net::UdpSocket, group: Arc<Group>, director: Arc<Dir
         tokio::select! {
             ready = me.socket.readable() => {
                 if let Err(e) = ready {
-                    tracing::error!(listen = %me.listen, error = %e, "cannot poll the socket");
+                    POLL_FAILED.warn(|suppressed| {
+                        tracing::error!(listen = %me.listen, error = %e, suppressed, "cannot poll the socket");
+                    });
                     return;
                 }
                 if me.receive(&director) {
