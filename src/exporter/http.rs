@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::body::BodyWriter;
 use crate::director::Director;
 
 /// The default address: loopback only.
@@ -59,23 +60,28 @@ async fn answer(mut stream: TcpStream, director: Arc<Director>) {
     let mut words = head.lines().next().unwrap_or("").split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
+    let text = |s: &str| {
+        let mut w = BodyWriter::new();
+        w.push(s.as_bytes());
+        w.finish()
+    };
     let (status, content_type, body) = match (method, path) {
         ("GET" | "HEAD", "/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
-            super::render(&director),
+            super::render(&director, &director.table.snapshot()),
         ),
-        ("GET" | "HEAD", "/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".into()),
-        ("GET" | "HEAD", "/") => ("200 OK", "text/html; charset=utf-8", INDEX.into()),
+        ("GET" | "HEAD", "/healthz") => ("200 OK", "text/plain; charset=utf-8", text("ok\n")),
+        ("GET" | "HEAD", "/") => ("200 OK", "text/html; charset=utf-8", text(INDEX)),
         ("GET" | "HEAD", _) => (
             "404 Not Found",
             "text/plain; charset=utf-8",
-            "not found: try /metrics\n".into(),
+            text("not found: try /metrics\n"),
         ),
         _ => (
             "405 Method Not Allowed",
             "text/plain; charset=utf-8",
-            "GET or HEAD only\n".into(),
+            text("GET or HEAD only\n"),
         ),
     };
     let mut response = format!(
@@ -86,9 +92,16 @@ async fn answer(mut stream: TcpStream, director: Arc<Director>) {
         response.push_str("Allow: GET, HEAD\r\n");
     }
     response.push_str("\r\n");
-    if method != "HEAD" {
-        response.push_str(&body);
+    if stream.write_all(response.as_bytes()).await.is_err() {
+        return;
     }
-    let _ = stream.write_all(response.as_bytes()).await;
+    if method != "HEAD" {
+        // The chunks as they are: no copy of the body.
+        for chunk in body.chunks() {
+            if stream.write_all(chunk).await.is_err() {
+                return;
+            }
+        }
+    }
     let _ = stream.shutdown().await;
 }
