@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::body::BodyWriter;
+use super::scrape::Scrapes;
 use crate::director::Director;
 
 /// The default address: loopback only.
@@ -22,10 +23,11 @@ const INDEX: &str = "<html><head><title>uvs</title></head><body><h1>uvs</h1>\n\
 
 /// Serves `listener` until the task is aborted.
 pub async fn serve(listener: TcpListener, director: Arc<Director>) {
+    let scrapes = Scrapes::new(director);
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(answer(stream, Arc::clone(&director)));
+                tokio::spawn(answer(stream, Arc::clone(&scrapes)));
             }
             Err(e) => {
                 tracing::debug!(error = %e, "metrics endpoint: accept failed");
@@ -53,7 +55,7 @@ async fn read_head(stream: &mut TcpStream) -> Option<String> {
     String::from_utf8(head).ok()
 }
 
-async fn answer(mut stream: TcpStream, director: Arc<Director>) {
+async fn answer(mut stream: TcpStream, scrapes: Arc<Scrapes>) {
     let Some(head) = read_head(&mut stream).await else {
         return;
     };
@@ -63,14 +65,20 @@ async fn answer(mut stream: TcpStream, director: Arc<Director>) {
     let text = |s: &str| {
         let mut w = BodyWriter::new();
         w.push(s.as_bytes());
-        w.finish()
+        Arc::new(w.finish())
     };
     let (status, content_type, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            super::render(&director, &director.table.snapshot()),
-        ),
+        ("GET" | "HEAD", "/metrics") => match scrapes.body().await {
+            Ok(body) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics endpoint: no body for /metrics");
+                (
+                    "500 Internal Server Error",
+                    "text/plain; charset=utf-8",
+                    text("metrics unavailable\n"),
+                )
+            }
+        },
         ("GET" | "HEAD", "/healthz") => ("200 OK", "text/plain; charset=utf-8", text("ok\n")),
         ("GET" | "HEAD", "/") => ("200 OK", "text/html; charset=utf-8", text(INDEX)),
         ("GET" | "HEAD", _) => (

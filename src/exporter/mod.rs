@@ -5,12 +5,15 @@
 //! service or server are gone from the next scrape after the change.
 //!
 //! - `text` writes the exposition from one table snapshot into a chunked `body`;
+//! - `scrape` renders it off the control thread and shares one body between the
+//!   scrapes of a short interval;
 //! - `http` serves `/metrics`, `/healthz` and `/`.
 //!
 //! The daemon starts `http::serve` on `--metrics`.
 
 pub mod body;
 pub mod http;
+pub mod scrape;
 pub mod text;
 
 use crate::director::Director;
