@@ -7,11 +7,12 @@
 //! - `text` writes the exposition from one table snapshot into a chunked `body`;
 //! - `scrape` renders it off the control thread and shares one body between the
 //!   scrapes of a short interval;
-//! - `http` serves `/metrics`, `/healthz` and `/`.
+//! - `http` serves `/metrics`, `/healthz` and `/` with a cap on connections (`conns`).
 //!
 //! The daemon starts `http::serve` on `--metrics`.
 
 pub mod body;
+mod conns;
 pub mod http;
 pub mod scrape;
 pub mod text;
@@ -20,6 +21,7 @@ use crate::director::Director;
 use crate::table::Table;
 
 pub use body::Body;
+pub use http::Limits;
 
 /// The whole exposition of `snapshot` and of the daemon's state now. Takes as long as
 /// the table is big (seconds for 100 000 services): call it off the control thread.
