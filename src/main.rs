@@ -442,7 +442,18 @@ async fn serve_metrics(director: &Arc<Director>, at: MetricsAt) {
         Ok(listener) => {
             let shown = listener.local_addr().unwrap_or(addr);
             tracing::info!(address = %shown, "metrics at http://{shown}/metrics");
-            tokio::spawn(uvs::exporter::http::serve(listener, Arc::clone(director)));
+            // The default limits until a setting chooses them.
+            // The connections the descriptor budget keeps for it (--metrics-max-connections,
+            // fewer under a small open-files limit).
+            let limits = uvs::exporter::http::Limits {
+                max_connections: director.descriptors.reserve().metrics_connections,
+                ..uvs::exporter::http::Limits::default()
+            };
+            tokio::spawn(uvs::exporter::http::serve(
+                listener,
+                Arc::clone(director),
+                limits,
+            ));
             format!("at http://{shown}/metrics")
         }
         Err(e) => {

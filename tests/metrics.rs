@@ -1,7 +1,10 @@
 //! The metrics endpoint over a real daemon: `promtool check metrics` accepts a scrape
 //! taken under load; node_exporter's and uvs's series agree with `uvsadm -L -n --stats`
 //! for the same moment; a deleted server's series are gone from the next scrape; the
-//! other paths answer as a probe expects.
+//! other paths answer as a probe expects. And it cannot take the daemon down: 1 100 idle
+//! connections under an open-files limit of 1 024 leave the VIPs, uvsadm and the
+//! endpoint working; 50 clients stuck on a 31 MiB body share one copy of it and are
+//! dropped by the write deadline.
 
 mod common;
 
@@ -247,4 +250,176 @@ fn probes_and_strays_get_plain_answers() {
     junk.write_all(&[0xff; 9000]).unwrap();
     drop(junk);
     assert_eq!(http_get(at, "GET", "/healthz").0, "HTTP/1.1 200 OK");
+}
+
+/// Reads one response with a bounded wait: (status line, Content-Length, body length).
+fn fetch(at: SocketAddr, path: &str) -> (String, usize, usize) {
+    use std::io::{Read, Write};
+    let mut s = common::connect(at, None).expect("connect to the metrics endpoint");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    s.read_to_end(&mut response).expect("read the response");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = text(&response[..split]);
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|n| n.parse().ok())
+        .expect("Content-Length");
+    let status = head.lines().next().unwrap_or("").to_string();
+    (status, length, response.len() - split - 4)
+}
+
+#[test]
+fn idle_connections_cannot_exhaust_the_daemon() {
+    use std::io::{Read, Write};
+    const IDLE: usize = 1100;
+    const OPEN_FILES: usize = 1024;
+    // The test holds the idle connections itself.
+    assert!(
+        common::raise_own_open_files(IDLE as u64 + 512),
+        "this test needs {} descriptors of its own (raise ulimit -Hn)",
+        IDLE + 512
+    );
+    let d = Daemon::start_with_open_files(OPEN_FILES as u32, &[]);
+    let echo = Backend::start("E", Behaviour::Echo);
+    let v = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    d.ok(&["-A", "-t", &v.to_string(), "-s", "rr"]);
+    d.ok(&[
+        "-a",
+        "-t",
+        &v.to_string(),
+        "-r",
+        &echo.addr.to_string(),
+        "-m",
+    ]);
+    d.wait_listening(v);
+    let at = d.metrics_address();
+    let before = d.open_descriptors();
+    let cap = uvs::exporter::Limits::default().max_connections;
+    let mut most = 0;
+    let mut idle = Vec::with_capacity(IDLE);
+    for i in 0..IDLE {
+        idle.push(common::connect(at, None).expect("connect an idle client"));
+        if i % 100 == 0 {
+            most = most.max(d.open_descriptors());
+        }
+    }
+    // Everything else works while the idle clients stay: traffic through the VIP, byte
+    // for byte...
+    let mut client = common::connect(v, None).expect("connect to the VIP");
+    let sent: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+    client.write_all(&sent).unwrap();
+    let mut back = vec![0u8; sent.len()];
+    client.read_exact(&mut back).unwrap();
+    assert!(back == sent, "the echo came back altered");
+    drop(client);
+    most = most.max(d.open_descriptors());
+    // ...the control socket...
+    assert!(d.list(&["-L", "-n"]).contains(&v.to_string()));
+    // ...and the endpoint itself, whose answers come after every idle connection in the
+    // accept queue.
+    assert_eq!(
+        http_get(at, "GET", "/healthz"),
+        ("HTTP/1.1 200 OK".to_string(), "ok\n".to_string())
+    );
+    let body = scrape(&d);
+    assert!(
+        body.contains(&format!("local_port=\"{}\"", v.port())),
+        "{body}"
+    );
+    most = most.max(d.open_descriptors());
+    // The endpoint held its cap (and the one over it), nothing near the limit.
+    assert!(
+        most <= before + cap + 1 + 16,
+        "{most} descriptors open, {before} before the flood, cap {cap}"
+    );
+    assert!(most < OPEN_FILES - 256, "{most} descriptors open");
+    // The idle clients the endpoint let go of see their connection closed; at most a
+    // cap's worth are still held.
+    let mut still_open = 0;
+    for s in &mut idle {
+        s.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        if let Err(e) = s.read(&mut byte)
+            && e.kind() == std::io::ErrorKind::WouldBlock
+        {
+            still_open += 1;
+        }
+    }
+    assert!(still_open <= cap, "{still_open} idle clients still held");
+    assert_eq!(idle.len(), IDLE);
+}
+
+#[test]
+fn clients_that_never_read_share_one_body_and_are_dropped() {
+    use std::io::Write;
+    const SERVICES: u32 = 1500;
+    const STUCK: usize = 50;
+    let d = Daemon::start();
+    // fwmark services and their servers are table entries only: nothing listens and
+    // nothing is contacted.
+    let mut rules = String::new();
+    for mark in 1..=SERVICES {
+        rules.push_str(&format!("-A -f {mark} -s wlc\n"));
+        for j in 0..4 {
+            let n = mark * 4 + j;
+            let (b, c, e) = ((n >> 16) & 255, (n >> 8) & 255, n & 255);
+            rules.push_str(&format!("-a -f {mark} -r 10.{b}.{c}.{e}:80 -m\n"));
+        }
+    }
+    let restored = d.uvsadm_with_input(&["-R"], &rules);
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
+    let at = d.metrics_address();
+    let body = scrape(&d);
+    let servers = samples(&body, "node_ipvs_backend_weight").len();
+    assert_eq!(servers, SERVICES as usize * 4);
+    let size = body.len();
+    drop(body);
+    let before = d.open_descriptors();
+    // From here the peak resident size (VmHWM) covers the stuck clients, the probes and
+    // the scrape, not just the moments sampled.
+    d.reset_peak_resident();
+    // Clients that ask for the whole table and never read a byte of it.
+    let mut stuck = Vec::new();
+    for _ in 0..STUCK {
+        let mut s = common::connect(at, None).expect("connect");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+            .unwrap();
+        stuck.push(s);
+    }
+    common::eventually("the daemon holds the stuck clients", || {
+        d.open_descriptors() >= before + STUCK
+    });
+    let limit = 150 * 1024 * 1024;
+    let resident = d.resident_bytes();
+    assert!(
+        resident < limit,
+        "{resident} bytes resident with {STUCK} clients stuck on a {size}-byte body"
+    );
+    // Probes and a whole scrape still work meanwhile.
+    assert_eq!(http_get(at, "GET", "/healthz").0, "HTTP/1.1 200 OK");
+    let (status, length, got) = fetch(at, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(got, length);
+    assert!(length > 0);
+    let peak = d.status_bytes("VmHWM");
+    assert!(
+        peak < limit,
+        "{peak} bytes resident at the peak, the body being {size} bytes"
+    );
+    // The write deadline (30 s) drops them all; bounded by twice that.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while d.open_descriptors() > before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} descriptors still open, {before} before the stuck clients",
+            d.open_descriptors()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(stuck.len(), STUCK);
 }

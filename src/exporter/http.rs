@@ -1,94 +1,267 @@
 //! The metrics endpoint: a small HTTP/1.x server (GET and HEAD only, one request per
-//! connection) with `/metrics` (the Prometheus text format), `/healthz` (for liveness
-//! and readiness probes) and `/` (a page of links). Requests are read with a size and a
-//! time limit; anything else gets 404 or 405. Started by the daemon on `--metrics`.
+//! connection, `Connection: close`) with `/metrics` (the Prometheus text format),
+//! `/healthz` (for liveness and readiness probes) and `/` (a page of links); anything
+//! else gets 404 or 405. Started by the daemon on `--metrics`, on its control thread.
+//!
+//! Nothing a client does can take the daemon down: connections are capped ([`Limits`];
+//! at the cap a new one evicts an idle or slow one, see `conns`), the request head and
+//! the response each have a deadline, a failing accept (no descriptors left) backs off,
+//! and every `/metrics` client writes the same shared body (see `scrape`).
 
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::body::Body;
+use super::conns::{Registry, Slot};
+use super::scrape::Scrapes;
 use crate::director::Director;
 
 /// The default address: loopback only.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9280";
+/// The longest request head taken, in bytes.
 const MAX_REQUEST: usize = 8192;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Slices handed to one vectored write.
+const SLICES_PER_WRITE: usize = 64;
 const INDEX: &str = "<html><head><title>uvs</title></head><body><h1>uvs</h1>\n\
 <p><a href=\"/metrics\">/metrics</a>: Prometheus metrics (node_ipvs_* and uvs_*)</p>\n\
 <p><a href=\"/healthz\">/healthz</a>: liveness</p>\n</body></html>\n";
 
-/// Serves `listener` until the task is aborted.
-pub async fn serve(listener: TcpListener, director: Arc<Director>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(answer(stream, Arc::clone(&director)));
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "metrics endpoint: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+/// What the endpoint allows each client, and all of them together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once (at least 1; 0 counts as 1). At the cap, a new
+    /// connection evicts the oldest one that has not sent a whole request head, else the
+    /// one whose response has been in progress longest, so the endpoint holds at most
+    /// this many descriptors plus one (and its listener).
+    pub max_connections: usize,
+    /// How long a client may take to send its whole request head; then it is dropped.
+    pub head_timeout: Duration,
+    /// How long writing one whole response may take, counted from the moment its body
+    /// is ready; a client that reads slower is dropped.
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// 64 connections, 5 s for the request head, 30 s for the response.
+    fn default() -> Limits {
+        Limits {
+            max_connections: crate::descriptors::METRICS_CONNECTIONS,
+            head_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
 
-/// Reads a request head; None when it does not come whole in time.
-async fn read_head(stream: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    let read = async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.ends_with(b"\n\n") {
-            let n = stream.read(&mut buf).await.ok()?;
-            if n == 0 || head.len() + n > MAX_REQUEST {
-                return None;
+/// Serves `listener` within `limits` until the task is aborted.
+pub async fn serve(listener: TcpListener, director: Arc<Director>, limits: Limits) {
+    let cap = limits.max_connections.max(1);
+    let registry = Registry::new();
+    let scrapes = Scrapes::new(director);
+    let warned = crate::rate_limit::RateLimit::new();
+    let mut backoff = Backoff::default();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff.reset();
+                stream
             }
-            head.extend_from_slice(&buf[..n]);
+            Err(e) => {
+                // Out of descriptors (EMFILE, ENFILE) or memory, or a connection that
+                // died in the backlog: retrying at once would spin.
+                let pause = backoff.next();
+                warned.warn(|suppressed| {
+                    tracing::warn!(error = %e, pause = ?pause, suppressed, "metrics endpoint: accept failed");
+                });
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+        };
+        // This connection is the one over the cap until a victim has gone.
+        while registry.len() >= cap {
+            registry.evict_one();
+            // Victims go at their task's next turn; the timeout only bounds the wait
+            // should every open one already have been told.
+            let _ = tokio::time::timeout(Duration::from_secs(1), registry.wait_below(cap)).await;
         }
-        Some(())
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, read).await.ok()??;
-    String::from_utf8(head).ok()
+        let slot = registry.open();
+        tokio::spawn(answer(stream, slot, Arc::clone(&scrapes), limits));
+    }
 }
 
-async fn answer(mut stream: TcpStream, director: Arc<Director>) {
-    let Some(head) = read_head(&mut stream).await else {
-        return;
+/// Pauses between failed accepts: 20 ms doubling to 1 s.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let ms = 10u64 << self.failures.min(7);
+        Duration::from_millis(ms.min(1000))
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// How one connection ended.
+enum Outcome {
+    /// Answered in full, or the client went away.
+    Done,
+    /// Evicted, past a deadline, or sent something that is no request: dropped.
+    Dropped,
+}
+
+async fn answer(mut stream: TcpStream, slot: Slot, scrapes: Arc<Scrapes>, limits: Limits) {
+    let outcome = tokio::select! {
+        () = slot.evicted() => Outcome::Dropped,
+        outcome = exchange(&mut stream, &slot, &scrapes, &limits) => outcome,
     };
+    match outcome {
+        Outcome::Done => {
+            let _ = stream.shutdown().await;
+        }
+        // A reset rather than a close: the kernel drops what is still queued for a
+        // client that does not read, instead of keeping it for minutes.
+        Outcome::Dropped => {
+            let _ = stream.set_zero_linger();
+        }
+    }
+    // The descriptor is closed before the slot makes room for another.
+    drop(stream);
+    drop(slot);
+}
+
+/// What a request is answered with.
+enum Payload {
+    Text(&'static str),
+    Metrics(Arc<Body>),
+}
+
+impl Payload {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Text(text) => text.len(),
+            Payload::Metrics(body) => body.len(),
+        }
+    }
+}
+
+async fn exchange(
+    stream: &mut TcpStream,
+    slot: &Slot,
+    scrapes: &Arc<Scrapes>,
+    limits: &Limits,
+) -> Outcome {
+    let head = match tokio::time::timeout(limits.head_timeout, read_head(stream)).await {
+        Ok(Some(head)) => head,
+        Ok(None) | Err(_) => return Outcome::Dropped,
+    };
+    slot.responding();
     let mut words = head.lines().next().unwrap_or("").split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
-    let (status, content_type, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            super::render(&director),
-        ),
-        ("GET" | "HEAD", "/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".into()),
-        ("GET" | "HEAD", "/") => ("200 OK", "text/html; charset=utf-8", INDEX.into()),
+    let text = "text/plain; charset=utf-8";
+    let (status, content_type, payload) = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => match scrapes.body().await {
+            Ok(body) => (
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                Payload::Metrics(body),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics endpoint: no body for /metrics");
+                (
+                    "500 Internal Server Error",
+                    text,
+                    Payload::Text("metrics unavailable\n"),
+                )
+            }
+        },
+        ("GET" | "HEAD", "/healthz") => ("200 OK", text, Payload::Text("ok\n")),
+        ("GET" | "HEAD", "/") => ("200 OK", "text/html; charset=utf-8", Payload::Text(INDEX)),
         ("GET" | "HEAD", _) => (
             "404 Not Found",
-            "text/plain; charset=utf-8",
-            "not found: try /metrics\n".into(),
+            text,
+            Payload::Text("not found: try /metrics\n"),
         ),
         _ => (
             "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            "GET or HEAD only\n".into(),
+            text,
+            Payload::Text("GET or HEAD only\n"),
         ),
     };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
+    let allow = if status.starts_with("405") {
+        "Allow: GET, HEAD\r\n"
+    } else {
+        ""
+    };
+    let response_head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{allow}\r\n",
+        payload.len()
     );
-    if status.starts_with("405") {
-        response.push_str("Allow: GET, HEAD\r\n");
-    }
-    response.push_str("\r\n");
+    let mut parts: Vec<&[u8]> = vec![response_head.as_bytes()];
     if method != "HEAD" {
-        response.push_str(&body);
+        match &payload {
+            Payload::Text(text) => parts.push(text.as_bytes()),
+            // The shared chunks themselves: no copy per client.
+            Payload::Metrics(body) => parts.extend(body.chunks().iter().map(Vec::as_slice)),
+        }
     }
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    match tokio::time::timeout(limits.write_timeout, write_parts(stream, &parts)).await {
+        Ok(Ok(())) => Outcome::Done,
+        // The client went away: nothing left to send.
+        Ok(Err(_)) => Outcome::Done,
+        Err(_) => Outcome::Dropped,
+    }
+}
+
+/// Reads a request head; None when the client closes or sends more than a head may be.
+async fn read_head(stream: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.ends_with(b"\n\n") {
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 || head.len() + n > MAX_REQUEST {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(head).ok()
+}
+
+/// Writes `parts` in order, several per system call, without copying them.
+async fn write_parts(stream: &mut TcpStream, parts: &[&[u8]]) -> std::io::Result<()> {
+    // The next byte to write: parts[index][offset].
+    let (mut index, mut offset) = (0, 0);
+    while index < parts.len() {
+        let mut slices = [IoSlice::new(&[]); SLICES_PER_WRITE];
+        let mut count = 0;
+        for (i, part) in parts[index..].iter().take(SLICES_PER_WRITE).enumerate() {
+            let part = if i == 0 { &part[offset..] } else { part };
+            slices[count] = IoSlice::new(part);
+            count += 1;
+        }
+        let mut written = stream.write_vectored(&slices[..count]).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while index < parts.len() {
+            let left = parts[index].len() - offset;
+            if written < left {
+                offset += written;
+                break;
+            }
+            written -= left;
+            index += 1;
+            offset = 0;
+        }
+    }
+    stream.flush().await
 }

@@ -334,6 +334,64 @@ impl Daemon {
         kib * 1024
     }
 
+    /// `uvs run` under an open-files limit of `limit` (soft and hard, so the daemon
+    /// cannot raise it), through bash's `ulimit`; `exec` keeps the child's pid the
+    /// daemon's.
+    pub fn start_with_open_files(limit: u32, args: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("uvs.sock");
+        let mut command = Command::new("bash");
+        command
+            .arg("-c")
+            .arg(format!(
+                "ulimit -n {limit} && ulimit -Hn {limit} && exec \"$0\" \"$@\""
+            ))
+            .arg(UVS)
+            .args(["run", "--socket"])
+            .arg(&socket)
+            .args(["--mode", "userspace", "--metrics", "127.0.0.1:0"])
+            .args(args)
+            .env(
+                "UVS_LOG",
+                std::env::var("UVS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null());
+        let child = command.spawn().expect("spawn uvs run under ulimit");
+        let daemon = Daemon {
+            dir,
+            socket,
+            child,
+            dns: FakeDns::start(Zone::default()),
+        };
+        daemon.wait_ready();
+        daemon
+    }
+
+    /// Descriptors the daemon has open (entries of /proc/PID/fd).
+    pub fn open_descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .expect("read /proc/PID/fd")
+            .count()
+    }
+
+    /// A `kB` field of /proc/PID/status (VmRSS, VmHWM...), in bytes.
+    pub fn status_bytes(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/PID/status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"));
+        kib * 1024
+    }
+
+    /// Resets the peak resident size (VmHWM) to the current one.
+    pub fn reset_peak_resident(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
+            .expect("write /proc/PID/clear_refs");
+    }
+
     /// `uvsadm -S -n`, which must succeed.
     pub fn save(&self) -> String {
         let out = self.uvsadm(&["-S", "-n"]);
@@ -626,6 +684,41 @@ pub fn read_all(s: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
 pub fn ask(vip: std::net::SocketAddr, from: Option<&str>) -> String {
     let mut s = connect(vip, from).expect("connect to the VIP");
     String::from_utf8(read_all(&mut s).expect("read")).unwrap()
+}
+
+/// This process's open-files limit raised to at least `wanted` (up to the hard limit,
+/// through prlimit(1), so the tests need no unsafe code); false if it cannot be.
+pub fn raise_own_open_files(wanted: u64) -> bool {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let (soft, hard) = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .map(|l| {
+            let mut n = l.split_whitespace().skip(3);
+            let mut next = || match n.next() {
+                Some("unlimited") => u64::MAX,
+                Some(v) => v.parse().unwrap_or(0),
+                None => 0,
+            };
+            (next(), next())
+        })
+        .unwrap_or((0, 0));
+    if soft >= wanted {
+        return true;
+    }
+    if hard < wanted {
+        return false;
+    }
+    let hard_text = if hard == u64::MAX {
+        "unlimited".to_string()
+    } else {
+        hard.to_string()
+    };
+    Command::new("prlimit")
+        .arg(format!("--pid={}", std::process::id()))
+        .arg(format!("--nofile={hard_text}:{hard_text}"))
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Waits (bounded) until `check` holds.
