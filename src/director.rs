@@ -286,7 +286,8 @@ impl Director {
         ))
     }
 
-    fn descriptor_status(&self) -> DescriptorStatus {
+    /// The open-files limit, its split and what the data plane holds now.
+    pub fn descriptor_status(&self) -> DescriptorStatus {
         let b = &self.descriptors;
         let r = b.reserve();
         let n = |v: usize| v as u64;
@@ -301,6 +302,19 @@ impl Director {
             max_connections: (b.max_connections() != usize::MAX).then(|| n(b.max_connections())),
             connections: n(b.connections()),
             pauses: n(b.pauses()),
+        }
+    }
+
+    /// New UDP flows refused and unanswered flows ended, by reason.
+    pub fn udp_admission(&self) -> UdpAdmissionStatus {
+        let c = self.udp_flows.counts();
+        UdpAdmissionStatus {
+            unreplied_timeout_ms: self.conns.unreplied_ms(),
+            per_source: self.options.udp_flows_per_source,
+            refused_per_source: c.refused_per_source,
+            refused_descriptors: c.refused_descriptors,
+            evicted: c.evicted,
+            unreplied_expired: c.unreplied_expired,
         }
     }
 
@@ -345,17 +359,7 @@ impl Director {
             },
             handed_over: self.workers.handed_over(),
             descriptors: self.options.userspace.then(|| self.descriptor_status()),
-            udp: {
-                let c = self.udp_flows.counts();
-                UdpAdmissionStatus {
-                    unreplied_timeout_ms: self.conns.unreplied_ms(),
-                    per_source: self.options.udp_flows_per_source,
-                    refused_per_source: c.refused_per_source,
-                    refused_descriptors: c.refused_descriptors,
-                    evicted: c.evicted,
-                    unreplied_expired: c.unreplied_expired,
-                }
-            },
+            udp: self.udp_admission(),
             metrics: self
                 .metrics_endpoint
                 .lock()

@@ -41,6 +41,11 @@ pub fn render(director: &Director, snapshot: &Table) -> Body {
         udp_flows_dropped: director.udp_flows.dropped(),
         persistence_templates: count(director.templates.len()),
         connections_open: count(director.conns.live_streams()),
+        descriptors: director
+            .options
+            .userspace
+            .then(|| director.descriptor_status()),
+        udp: director.udp_admission(),
         config: config.as_ref(),
         version: env!("CARGO_PKG_VERSION"),
     };

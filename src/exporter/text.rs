@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::body::BodyWriter;
-use crate::control::protocol::{ConfigStatus, HealthStatus};
+use crate::control::protocol::{ConfigStatus, DescriptorStatus, HealthStatus, UdpAdmissionStatus};
 use crate::stats::{Counters, LATENCY_BOUNDS};
 use crate::table::{Protocol, RealServer, ServerKey, Service, ServiceKey, Table};
 
@@ -27,7 +27,7 @@ use format::{Header, Kind, Labels, Number, Value, family, write_float, write_num
 type Reading<T> = (&'static str, &'static str, fn(&T) -> Number);
 
 /// Everything one exposition is made of, read by the caller at one moment.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Sources<'a> {
     /// The table snapshot: services, real servers, their live counters.
     pub table: &'a Table,
@@ -41,6 +41,10 @@ pub struct Sources<'a> {
     pub persistence_templates: u64,
     /// TCP connections being proxied.
     pub connections_open: u64,
+    /// The open-files limit and its split (userspace mode).
+    pub descriptors: Option<DescriptorStatus>,
+    /// New UDP flows refused, unanswered flows ended, by reason.
+    pub udp: UdpAdmissionStatus,
     /// The configuration file's fate, when the daemon runs from one.
     pub config: Option<&'a ConfigStatus>,
     /// The `version` label of `uvs_build_info`.
@@ -225,6 +229,7 @@ fn backend_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
             ("refused", &f.refused),
             ("timeout", &f.timeout),
             ("other", &f.other),
+            ("loop", &f.looped),
         ]
         .map(|(reason, n)| {
             (
@@ -236,7 +241,8 @@ fn backend_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
     family(
         out,
         "uvs_backend_connect_failures_total",
-        "Failed connects to the real server (UDP: flows ended by ICMP errors), by reason.",
+        "Failed connects to the real server (UDP: flows ended by ICMP errors), by reason; \
+         loop: not tried, the server being the director's own listen address.",
         Kind::Counter,
         failures,
     );
@@ -361,6 +367,10 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
     for (name, help, kind, value) in scalars {
         family(out, name, help, kind, [(Labels::NONE, Number::Int(value))]);
     }
+    udp_admission_series(&sources.udp, out);
+    if let Some(d) = &sources.descriptors {
+        descriptor_series(d, out);
+    }
     if let Some(c) = sources.config {
         family(
             out,
@@ -399,6 +409,89 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
             Labels::NONE.with("version", Value::Text(sources.version)),
             Number::Int(1),
         )],
+    );
+}
+
+/// New UDP flows refused and unanswered flows ended, by reason.
+fn udp_admission_series(u: &UdpAdmissionStatus, out: &mut BodyWriter) {
+    let refused = [
+        ("per_source", u.refused_per_source),
+        ("descriptors", u.refused_descriptors),
+    ]
+    .map(|(reason, n)| {
+        (
+            Labels::NONE.with("reason", Value::Text(reason)),
+            Number::Int(n),
+        )
+    });
+    family(
+        out,
+        "uvs_udp_flows_refused_total",
+        "New UDP flows refused by the per-source limit or for want of descriptors \
+         (a full table: uvs_udp_flows_dropped_total).",
+        Kind::Counter,
+        refused,
+    );
+    let ended = [("evicted", u.evicted), ("timeout", u.unreplied_expired)]
+        .map(|(how, n)| (Labels::NONE.with("how", Value::Text(how)), Number::Int(n)));
+    family(
+        out,
+        "uvs_udp_flows_unanswered_ended_total",
+        "UDP flows ended before their real server answered: evicted to make room for a \
+         new flow, or at the unreplied timeout.",
+        Kind::Counter,
+        ended,
+    );
+}
+
+/// The open-files limit, its split, and what the data plane holds.
+fn descriptor_series(d: &DescriptorStatus, out: &mut BodyWriter) {
+    let gauges = [
+        (
+            "uvs_open_files_limit",
+            "The daemon's open-files limit.",
+            d.open_files,
+        ),
+        (
+            "uvs_descriptors_reserved",
+            "Descriptors kept for the control plane (uvsadm, metrics, health checks, the daemon).",
+            d.reserved,
+        ),
+        (
+            "uvs_data_plane_descriptors_max",
+            "Descriptors the data plane may hold (the open-files limit less the reserve).",
+            d.limit,
+        ),
+        (
+            "uvs_data_plane_descriptors",
+            "Descriptors the data plane holds: listeners, connections, pipes, UDP flows.",
+            d.used,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(
+            out,
+            name,
+            help,
+            Kind::Gauge,
+            [(Labels::NONE, Number::Int(value))],
+        );
+    }
+    if let Some(max) = d.max_connections {
+        family(
+            out,
+            "uvs_connections_max",
+            "The most TCP connections proxied at once (--max-connections).",
+            Kind::Gauge,
+            [(Labels::NONE, Number::Int(max))],
+        );
+    }
+    family(
+        out,
+        "uvs_accept_pauses_total",
+        "Times accepting TCP connections waited for descriptors or a connection to end.",
+        Kind::Counter,
+        [(Labels::NONE, Number::Int(d.pauses))],
     );
 }
 

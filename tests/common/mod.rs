@@ -324,54 +324,13 @@ impl Daemon {
 
     /// The process's resident memory, in bytes (VmRSS).
     pub fn resident_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc/PID/status");
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status");
-        kib * 1024
+        self.status_bytes("VmRSS")
     }
 
-    /// `uvs run` under an open-files limit of `limit` (soft and hard, so the daemon
-    /// cannot raise it), through bash's `ulimit`; `exec` keeps the child's pid the
-    /// daemon's.
+    /// `uvs run` with these extra arguments under an open-files limit of `limit` (soft
+    /// and hard, so the daemon cannot raise it).
     pub fn start_with_open_files(limit: u32, args: &[&str]) -> Daemon {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let socket = dir.path().join("uvs.sock");
-        let mut command = Command::new("bash");
-        command
-            .arg("-c")
-            .arg(format!(
-                "ulimit -n {limit} && ulimit -Hn {limit} && exec \"$0\" \"$@\""
-            ))
-            .arg(UVS)
-            .args(["run", "--socket"])
-            .arg(&socket)
-            .args(["--mode", "userspace", "--metrics", "127.0.0.1:0"])
-            .args(args)
-            .env(
-                "UVS_LOG",
-                std::env::var("UVS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null());
-        let child = command.spawn().expect("spawn uvs run under ulimit");
-        let daemon = Daemon {
-            dir,
-            socket,
-            child,
-            dns: FakeDns::start(Zone::default()),
-        };
-        daemon.wait_ready();
-        daemon
-    }
-
-    /// Descriptors the daemon has open (entries of /proc/PID/fd).
-    pub fn open_descriptors(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .expect("read /proc/PID/fd")
-            .count()
+        Daemon::spawn(Zone::default(), args, false, Some(u64::from(limit)))
     }
 
     /// A `kB` field of /proc/PID/status (VmRSS, VmHWM...), in bytes.

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::*;
-use crate::control::protocol::{ConfigStatus, HealthStatus};
+use crate::control::protocol::{ConfigStatus, DescriptorStatus, HealthStatus, UdpAdmissionStatus};
 use crate::table::{
     Command, Family, Forward, Netmask, ServerConfig, ServiceConfig, ServiceFlags, Tunnel,
     UnicastOnly,
@@ -119,6 +119,26 @@ fn a_small_table_is_written_exactly() {
         udp_flows_dropped: 0,
         persistence_templates: 1,
         connections_open: 1,
+        descriptors: Some(DescriptorStatus {
+            open_files: 1024,
+            reserved: 232,
+            control_clients: 64,
+            metrics_connections: 64,
+            health_probes: 32,
+            limit: 792,
+            used: 6,
+            max_connections: Some(100),
+            connections: 1,
+            pauses: 3,
+        }),
+        udp: UdpAdmissionStatus {
+            unreplied_timeout_ms: 5000,
+            per_source: Some(20),
+            refused_per_source: 7,
+            refused_descriptors: 0,
+            evicted: 11,
+            unreplied_expired: 13,
+        },
         config: Some(&config),
         version: "0.1.0 \"a\\b\"\nc",
     };
