@@ -1008,3 +1008,70 @@ fn out_of_descriptors_clients_wait_their_turn_and_the_control_plane_answers() {
     drop(clients);
     eventually("every connection ended", || budget(&d.status()).0 == 0);
 }
+
+#[test]
+fn max_connections_caps_what_is_proxied_and_the_rest_wait() {
+    let d = Daemon::start_with(Zone::default(), &["--max-connections", "3"]);
+    let echo = Backend::start("E", Behaviour::Echo);
+    let v = balance(&d, &["-s", "rr"], &[(echo.addr, &[])]);
+    let mut clients: Vec<std::net::TcpStream> = (0..6)
+        .map(|i| {
+            let mut c = connect(v, None).unwrap();
+            c.write_all(format!("hi {i}\n").as_bytes()).unwrap();
+            c
+        })
+        .collect();
+    // The first three are served; two workers racing may take one more.
+    eventually("three connections", || budget(&d.status()).0 >= 3);
+    let status = d.status();
+    assert!(budget(&status).0 <= 4, "{status}");
+    assert!(status.contains("at most 3 (--max-connections)"), "{status}");
+    for (i, c) in clients.iter_mut().enumerate() {
+        let mut line = [0u8; 5];
+        c.read_exact(&mut line).expect("the echo, in turn");
+        assert_eq!(&line, format!("hi {i}\n").as_bytes());
+        c.shutdown(Shutdown::Both).unwrap();
+    }
+}
+
+#[test]
+fn listen_addresses_without_descriptors_wait_quietly_and_uvsadm_answers() {
+    let d = Daemon::start_limited(256, &["--threads", "2"]);
+    let rules: String = (0..2000u16)
+        .map(|i| format!("-A -t 127.0.0.2:{} -s rr\n", 20_000 + i))
+        .collect();
+    let out = d.uvsadm_with_input(&["-R"], &rules);
+    assert!(out.status.success(), "taken, as ipvsadm takes it");
+    let waiting = "cannot listen: no descriptors left in the data plane's share for its 2 sockets";
+    eventually("the addresses over the share wait", || {
+        d.status().matches(waiting).count() > 1900
+    });
+    // Two more rounds of retries.
+    std::thread::sleep(Duration::from_secs(5));
+    let log = d.log();
+    // The case that was found: a line per address and retry. Now eight a window of ten
+    // seconds, and a sum of the rest (this test spans two windows at most).
+    let one_by_one = log
+        .lines()
+        .filter(|l| l.contains("cannot listen; retrying"))
+        .count();
+    assert!((8..=16).contains(&one_by_one), "{one_by_one} lines:\n{log}");
+    let summed = log
+        .lines()
+        .filter(|l| l.contains("more listen addresses cannot listen"))
+        .count();
+    assert!((1..=2).contains(&summed), "{log}");
+    assert!(d.open_descriptors() <= 256);
+    // The control plane answers, and deleting services frees their descriptors.
+    let listed = d.list(&["-L", "-n"]);
+    assert_eq!(
+        listed.lines().filter(|l| l.starts_with("TCP")).count(),
+        2000
+    );
+    let (scraped, _) = common::http_get(d.metrics_address(), "GET", "/metrics");
+    assert_eq!(scraped, "HTTP/1.1 200 OK");
+    d.ok(&["-C"]);
+    let echo = Backend::start("E", Behaviour::Name);
+    let v = balance(&d, &["-s", "rr"], &[(echo.addr, &[])]);
+    assert_eq!(ask(v, None), "E");
+}

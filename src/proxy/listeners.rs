@@ -5,8 +5,8 @@
 //! (their established connections and flows go on). A bind that fails (a VIP that is
 //! not local yet, a port in use, no descriptors left) is shown by `uvs status` and
 //! retried, since the address may appear later (keepalived moving a VIP); the first
-//! few failures of a round are logged with their reason, the rest in one rate-limited
-//! line. The manager also keeps the director's own listen addresses, which no
+//! few failures of every ten seconds are logged with their reason, the rest summed up
+//! in one rate-limited line. The manager also keeps the director's own listen addresses, which no
 //! connection may be forwarded to, and names each real server that is one of them
 //! once. Run by the daemon.
 
@@ -31,8 +31,8 @@ pub const RETRY_INTERVAL: Duration = Duration::from_secs(2);
 /// on (a real server on one of them would loop).
 const ADDRESSES_INTERVAL: Duration = Duration::from_secs(10);
 const BACKLOG: i32 = 4096;
-/// Failures logged one by one in a round; the rest are summed up.
-const LOGGED_PER_ROUND: usize = 8;
+/// Failures logged one by one in ten seconds; the rest are summed up.
+const LOGGED_ONE_BY_ONE: usize = 8;
 
 /// A non-blocking, not yet bound socket for `listen`: IPv6 only for IPv6 addresses
 /// ([::]:80 and 0.0.0.0:80 are separate services), IP_FREEBIND if asked.
@@ -137,8 +137,68 @@ fn serve(director: &Arc<Director>, listen: &ListenAddr, freebind: bool) -> io::R
     }
 }
 
-static FAILURES_WARNED: RateLimit = RateLimit::new();
 static POLL_FAILED: RateLimit = RateLimit::new();
+
+/// The log of listen addresses that cannot listen: the first few of every ten seconds
+/// one by one with their reason, the rest summed up in one line at the end of a round,
+/// at most every ten seconds (a table of 100 000 services over the descriptors must not
+/// write 100 000 lines).
+struct FailureLog {
+    since: tokio::time::Instant,
+    told: usize,
+    held: usize,
+    example: Option<(ListenAddr, String)>,
+}
+
+impl FailureLog {
+    fn new() -> FailureLog {
+        FailureLog {
+            since: tokio::time::Instant::now(),
+            told: 0,
+            held: 0,
+            example: None,
+        }
+    }
+
+    fn failed(&mut self, listen: &ListenAddr, reason: &str) {
+        if self.since.elapsed() >= Duration::from_secs(crate::rate_limit::INTERVAL_SECONDS) {
+            self.since = tokio::time::Instant::now();
+            self.told = 0;
+        }
+        if self.told < LOGGED_ONE_BY_ONE {
+            self.told += 1;
+            tracing::warn!(%listen, error = %reason, "cannot listen; retrying every {} s", RETRY_INTERVAL.as_secs());
+        } else {
+            self.held += 1;
+            self.example
+                .get_or_insert_with(|| (*listen, reason.to_string()));
+        }
+    }
+
+    /// At the end of a round: the sum of what was held back, if it is time.
+    fn round_done(&mut self, failing: usize) {
+        let Some((listen, reason)) = &self.example else {
+            return;
+        };
+        let more = self.held;
+        // `more` counts every address held back since the last sum.
+        let said = SUMMED.warn(|_| {
+            tracing::warn!(
+                more,
+                failing,
+                "{more} more listen addresses cannot listen (such as {listen}: {reason}); \
+                 retrying every {} s, see uvs status",
+                RETRY_INTERVAL.as_secs()
+            );
+        });
+        if said {
+            self.held = 0;
+            self.example = None;
+        }
+    }
+}
+
+static SUMMED: RateLimit = RateLimit::new();
 
 /// The own addresses of the table as it stands, and the real servers that would loop,
 /// each named once while it stays.
@@ -171,7 +231,9 @@ pub async fn manage(director: Arc<Director>) {
         named: HashSet::new(),
         read_at: None,
     };
+    let mut failures = FailureLog::new();
     loop {
+        let round = std::time::Instant::now();
         let snapshot = director.table.snapshot();
         loops.follow(&director, &snapshot);
         let wildcard = snapshot
@@ -188,8 +250,6 @@ pub async fn manage(director: Arc<Director>) {
         }
         logged.retain(|l, _| wanted.contains_key(l));
         let mut failing = 0usize;
-        let mut newly_failing = 0usize;
-        let mut example = None;
         for (listen, service) in &wanted {
             if director.is_accepting(listen) {
                 director.set_listener(
@@ -214,12 +274,7 @@ pub async fn manage(director: Arc<Director>) {
                     failing += 1;
                     let reason = e.to_string();
                     if logged.get(listen) != Some(&reason) {
-                        newly_failing += 1;
-                        if newly_failing <= LOGGED_PER_ROUND {
-                            tracing::warn!(%listen, error = %reason, "cannot listen; retrying every {} s", RETRY_INTERVAL.as_secs());
-                        } else {
-                            example.get_or_insert_with(|| (*listen, reason.clone()));
-                        }
+                        failures.failed(listen, &reason);
                         logged.insert(*listen, reason.clone());
                     }
                     director.set_listener(
@@ -232,18 +287,14 @@ pub async fn manage(director: Arc<Director>) {
                 }
             }
         }
-        if let Some((listen, reason)) = example {
-            let more = newly_failing - LOGGED_PER_ROUND;
-            FAILURES_WARNED.warn(|suppressed| {
-                tracing::warn!(
-                    more,
-                    failing,
-                    suppressed,
-                    "{more} more listen addresses cannot listen (such as {listen}: {reason}); \
-                     retrying every {} s, see uvs status",
-                    RETRY_INTERVAL.as_secs()
-                );
-            });
+        failures.round_done(failing);
+        // A round walks every listen address on the control thread. When the table is
+        // large and changes fast (`uvsadm -R` of many services), rounds back to back
+        // would leave uvsadm and /healthz little of it: rest as long as the round took
+        // (changes meanwhile are taken together by the next round).
+        let took = round.elapsed();
+        if took > Duration::from_millis(1) {
+            tokio::time::sleep(took.min(Duration::from_secs(1))).await;
         }
         let reread = loops
             .read_at
