@@ -12,8 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use crate::table::{
-    Command, Forward, Netmask, Protocol, ServerConfig, ServiceConfig, ServiceFlags, ServiceKey,
-    ServiceOptions, TableError, TableHandle, Tunnel,
+    Command, Protocol, ServerConfig, ServiceConfig, ServiceKey, TableError, TableHandle,
 };
 
 /// The demo's VIP.
@@ -93,26 +92,10 @@ pub fn commands(
     };
     let server = |addr: SocketAddr| Command::AddServer {
         service: key,
-        server: ServerConfig {
-            addr: addr.ip(),
-            port: addr.port(),
-            forward: Forward::Masq,
-            weight: 1,
-            u_threshold: 0,
-            l_threshold: 0,
-            tunnel: Tunnel::default(),
-        },
+        server: ServerConfig::masq(addr, 1),
     };
     vec![
-        Command::AddService(ServiceConfig {
-            key,
-            scheduler: "rr".into(),
-            flags: ServiceFlags::default(),
-            timeout: 0,
-            netmask: Netmask::full(key.family()),
-            pe: None,
-            options: ServiceOptions::default(),
-        }),
+        Command::AddService(ServiceConfig::new(key, "rr")),
         // IPVS lists (and round-robins) the newest server first: add RS2 first so the
         // first request goes to RS1.
         server(rs2),

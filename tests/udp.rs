@@ -258,25 +258,9 @@ fn a_flood_of_new_flows_stays_within_the_flow_cap() {
     // (open, refused because the table was full, ended otherwise): every datagram of a
     // new source is one of them.
     let counts = || {
-        let status = d.status();
-        let open: usize = status
-            .lines()
-            .find_map(|l| l.strip_prefix("UDP flows "))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no UDP flows line in\n{status}"));
-        let refused = status
-            .lines()
-            .find_map(|l| l.strip_prefix("  new flows refused: "))
-            .unwrap_or_else(|| panic!("no refused line in\n{status}"));
-        let numbers: Vec<usize> = refused
-            .split([' ', ',', ';'])
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        // table full, per-source limit, no descriptors, ended to make room, at timeout
-        assert_eq!(numbers.len(), 5, "{refused}");
-        assert_eq!(numbers[1] + numbers[2], 0, "{refused}");
-        (open, numbers[0], numbers[3] + numbers[4])
+        let (open, full, per_source, evicted, expired) = admission(&d);
+        assert_eq!(per_source, 0);
+        (open, full, evicted + expired)
     };
     // Distinct sources: 127.0.1.1 and 127.0.1.2, 25 000 ports each, one datagram per
     // source, sent in paced chunks so that no datagram is lost in a socket buffer.

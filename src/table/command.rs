@@ -44,7 +44,36 @@ pub struct ServerConfig {
     pub tunnel: Tunnel,
 }
 
+impl ServiceConfig {
+    /// A service as `-A KEY -s SCHEDULER` makes it: no persistence, no flags, none of
+    /// uvs's own options.
+    pub fn new(key: ServiceKey, scheduler: &str) -> ServiceConfig {
+        ServiceConfig {
+            key,
+            scheduler: scheduler.to_string(),
+            flags: ServiceFlags::default(),
+            timeout: 0,
+            netmask: Netmask::full(key.family()),
+            pe: None,
+            options: ServiceOptions::default(),
+        }
+    }
+}
+
 impl ServerConfig {
+    /// A real server as `-a ... -r ADDR:PORT -m -w WEIGHT` makes it (no thresholds).
+    pub fn masq(addr: std::net::SocketAddr, weight: i32) -> ServerConfig {
+        ServerConfig {
+            addr: addr.ip(),
+            port: addr.port(),
+            forward: Forward::Masq,
+            weight,
+            u_threshold: 0,
+            l_threshold: 0,
+            tunnel: Tunnel::default(),
+        }
+    }
+
     pub fn key(&self) -> ServerKey {
         ServerKey {
             addr: self.addr,

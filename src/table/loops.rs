@@ -136,21 +136,10 @@ pub fn loops(table: &Table, own: &OwnAddresses) -> Vec<Loop> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{
-        Command, Forward, ListenRule, Netmask, ServerConfig, ServiceConfig, ServiceFlags,
-        ServiceOptions, Tunnel, UnicastOnly,
-    };
+    use crate::table::{Command, ListenRule, ServerConfig, ServiceConfig, UnicastOnly};
 
     fn service(key: ServiceKey) -> Command {
-        Command::AddService(ServiceConfig {
-            key,
-            scheduler: "rr".into(),
-            flags: ServiceFlags::default(),
-            timeout: 0,
-            netmask: Netmask::full(key.family()),
-            pe: None,
-            options: ServiceOptions::default(),
-        })
+        Command::AddService(ServiceConfig::new(key, "rr"))
     }
 
     fn tcp(addr: &str) -> ServiceKey {
@@ -163,18 +152,9 @@ mod tests {
     }
 
     fn server(service: ServiceKey, addr: &str) -> Command {
-        let a: SocketAddr = addr.parse().unwrap();
         Command::AddServer {
             service,
-            server: ServerConfig {
-                addr: a.ip(),
-                port: a.port(),
-                forward: Forward::Masq,
-                weight: 1,
-                u_threshold: 0,
-                l_threshold: 0,
-                tunnel: Tunnel::default(),
-            },
+            server: ServerConfig::masq(addr.parse().unwrap(), 1),
         }
     }
 

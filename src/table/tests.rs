@@ -13,27 +13,14 @@ fn tcp(addr: &str, port: u16) -> ServiceKey {
 }
 
 fn config(key: ServiceKey, sched: &str) -> ServiceConfig {
-    ServiceConfig {
-        key,
-        scheduler: sched.to_string(),
-        flags: ServiceFlags::default(),
-        timeout: 0,
-        netmask: Netmask::full(key.family()),
-        pe: None,
-        options: Default::default(),
-    }
+    ServiceConfig::new(key, sched)
 }
 
 fn server(addr: &str, port: u16, weight: i32) -> ServerConfig {
-    ServerConfig {
-        addr: addr.parse().unwrap(),
-        port,
-        forward: Forward::Masq,
+    ServerConfig::masq(
+        std::net::SocketAddr::new(addr.parse().unwrap(), port),
         weight,
-        u_threshold: 0,
-        l_threshold: 0,
-        tunnel: Tunnel::default(),
-    }
+    )
 }
 
 fn apply(t: &mut Table, c: Command) -> Result<(), TableError> {

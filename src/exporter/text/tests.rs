@@ -3,41 +3,22 @@
 //! counters, connect times, a health check, a configuration file and a version label that
 //! needs escaping. (The escaping and numbers themselves are tested beside `format`.)
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::*;
 use crate::control::protocol::{ConfigStatus, DescriptorStatus, HealthStatus, UdpAdmissionStatus};
-use crate::table::{
-    Command, Family, Forward, Netmask, ServerConfig, ServiceConfig, ServiceFlags, Tunnel,
-    UnicastOnly,
-};
+use crate::table::{Command, Family, ServerConfig, ServiceConfig, UnicastOnly};
 
 fn service(key: ServiceKey) -> Command {
-    Command::AddService(ServiceConfig {
-        key,
-        scheduler: "rr".into(),
-        flags: ServiceFlags::default(),
-        timeout: 0,
-        netmask: Netmask::V4(std::net::Ipv4Addr::BROADCAST),
-        pe: None,
-        options: Default::default(),
-    })
+    Command::AddService(ServiceConfig::new(key, "rr"))
 }
 
 fn server(service: ServiceKey, addr: &str, port: u16, weight: i32) -> Command {
     Command::AddServer {
         service,
-        server: ServerConfig {
-            addr: addr.parse().unwrap(),
-            port,
-            forward: Forward::Masq,
-            weight,
-            u_threshold: 0,
-            l_threshold: 0,
-            tunnel: Tunnel::default(),
-        },
+        server: ServerConfig::masq(SocketAddr::new(addr.parse().unwrap(), port), weight),
     }
 }
 

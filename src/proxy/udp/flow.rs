@@ -44,7 +44,7 @@ use crate::rate_limit::RateLimit;
 use crate::sched::Packet;
 use crate::sys::datagram::{Batch, SLOTS};
 use crate::table::real_server::locate;
-use crate::table::{Protocol, ServerKey, Service, Table};
+use crate::table::{Protocol, RealServer, ServerKey, Service, Table};
 
 /// What a flow is found by: the client, and the address it sent to.
 pub type FlowKey = (SocketAddr, IpAddr);
@@ -322,13 +322,7 @@ fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Rang
             t.release_child();
         }
         let dest = choice.server.destination(packet.local.port());
-        if d.director.own_addresses().contains(Protocol::Udp, dest) {
-            choice
-                .server
-                .state
-                .connect_failures
-                .looped
-                .fetch_add(1, Relaxed);
+        if loops_back(d.director, &choice.server, dest) {
             continue;
         }
         let accounting = Accounting::new(
@@ -350,6 +344,17 @@ fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Rang
 }
 
 static SOCKET_WARNED: RateLimit = RateLimit::new();
+
+/// Whether `dest` is one of the director's own listen addresses (datagrams sent there
+/// would come back as new flows, without end); counted against `server` when it is. It
+/// was named in the log once, when the table made it so.
+fn loops_back(director: &Director, server: &RealServer, dest: SocketAddr) -> bool {
+    let own = director.own_addresses().contains(Protocol::Udp, dest);
+    if own {
+        server.state.connect_failures.looped.fetch_add(1, Relaxed);
+    }
+    own
+}
 
 /// A socket towards real servers of `family_of`'s address family, connected to `dest`
 /// when given.
@@ -479,17 +484,10 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
             return None;
         };
         let dest = choice.server.destination(packet.local.port());
-        if d.director.own_addresses().contains(Protocol::Udp, dest) {
-            // Named once when the table made it so; counted here.
+        if loops_back(d.director, &choice.server, dest) {
             if let Some(t) = &choice.template {
                 t.release_child();
             }
-            choice
-                .server
-                .state
-                .connect_failures
-                .looped
-                .fetch_add(1, Relaxed);
             service.state.unavailable.fetch_add(1, Relaxed);
             tracing::debug!(client = %key.0, %dest, "not forwarding to the director's own listen address");
             return None;
