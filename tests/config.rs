@@ -814,9 +814,9 @@ fn autoreload_applies_a_file_written_in_place_only_once_it_is_whole() {
 }
 
 /// A file of `vips.len()` TCP services, each with `server` (and the metrics endpoint on
-/// a port of its own choosing).
-fn services_file(vips: &[SocketAddr], server: SocketAddr) -> String {
-    let mut text = String::from("[global]\nmetrics = \"127.0.0.1:0\"\n");
+/// a port of its own choosing, and `global`'s lines in [global]).
+fn services_file(global: &str, vips: &[SocketAddr], server: SocketAddr) -> String {
+    let mut text = format!("[global]\nmetrics = \"127.0.0.1:0\"\n{global}");
     for vip in vips {
         text.push_str(&format!(
             "\n[[service]]\ntcp = \"{vip}\"\nscheduler = \"rr\"\n[[service.server]]\naddress = \"{server}\"\n"
@@ -833,7 +833,7 @@ fn a_reload_that_needs_more_descriptors_than_there_are_is_refused_and_the_next_w
     let vips: Vec<SocketAddr> = (0..3)
         .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
         .collect();
-    write(&path, &services_file(&vips, backend.addr));
+    write(&path, &services_file("", &vips, backend.addr));
     let d = Daemon::start_limited(LIMIT, &["-c", path.to_str().unwrap()]);
     for vip in &vips {
         d.wait_listening(*vip);
@@ -845,7 +845,7 @@ fn a_reload_that_needs_more_descriptors_than_there_are_is_refused_and_the_next_w
     let many: Vec<SocketAddr> = (0..2000u16)
         .map(|i| SocketAddr::from(([127, 0, 0, 2], 20_000 + i)))
         .collect();
-    write(&path, &services_file(&many, backend.addr));
+    write(&path, &services_file("", &many, backend.addr));
     sighup(&d.child);
     eventually("the reload refused", || status(&d).contains("refused 1"));
     let shown = status(&d);
@@ -871,7 +871,7 @@ fn a_reload_that_needs_more_descriptors_than_there_are_is_refused_and_the_next_w
     // The corrected file is applied at once.
     let mut fixed = vips.clone();
     fixed.push(SocketAddr::from(([127, 0, 0, 1], free_port())));
-    write(&path, &services_file(&fixed, backend.addr));
+    write(&path, &services_file("", &fixed, backend.addr));
     sighup(&d.child);
     eventually("the corrected file applied", || {
         status(&d).contains("reloads 1, refused 1\n")
@@ -891,4 +891,43 @@ fn a_reload_that_needs_more_descriptors_than_there_are_is_refused_and_the_next_w
     let log = d.log();
     assert_eq!(log.matches("reload refused").count(), 1, "{log}");
     assert_eq!(log.matches("cannot listen").count(), 0, "{log}");
+}
+
+#[test]
+fn an_empty_file_under_autoreload_is_not_taken_for_an_empty_table() {
+    let (_dir, path) = config_dir();
+    let backend = Backend::start("B", Behaviour::Name);
+    let vips: Vec<SocketAddr> = (0..2)
+        .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+        .collect();
+    let whole = services_file("autoreload = true\n", &vips, backend.addr);
+    write(&path, &whole);
+    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    for vip in &vips {
+        d.wait_listening(*vip);
+    }
+    let before = d.save();
+    // The case that was found: a writer that truncates, then writes seconds later.
+    std::fs::File::create(&path).unwrap();
+    eventually("the empty file refused", || {
+        status(&d).contains("refused 1")
+    });
+    assert!(
+        status(&d).contains("is empty: a reload would remove every service it made"),
+        "{}",
+        status(&d)
+    );
+    assert_eq!(d.save(), before, "every service is still there");
+    for vip in &vips {
+        assert_eq!(common::ask(*vip, None), "B");
+    }
+    // Autoreload is still on: the whole file, written afterwards, is read.
+    let mut more = vips.clone();
+    more.push(SocketAddr::from(([127, 0, 0, 1], free_port())));
+    write(
+        &path,
+        &services_file("autoreload = true\n", &more, backend.addr),
+    );
+    d.wait_listening(more[2]);
+    assert!(status(&d).contains("reloads 1, refused 1"));
 }

@@ -92,6 +92,14 @@ pub enum ReloadError {
         open_files: usize,
         reserved: usize,
     },
+    /// The file is empty (or blank): taken as it is, it would remove every service it
+    /// made, which a file caught between a truncation and the next write looks like.
+    #[error(
+        "{} is empty: a reload would remove every service it made; refused (to mean it, \
+         leave a comment in the file)",
+        path.display()
+    )]
+    Empty { path: PathBuf },
     /// Reading and parsing the file took longer than `after` ([`READ_DEADLINE`]).
     #[error(
         "reading {} took longer than {} s: the reload was abandoned",
@@ -164,7 +172,7 @@ struct Read {
     /// A hash of the contents, when they were read.
     digest: Option<u64>,
     /// The configuration; None when the contents hash to `unless` (unchanged).
-    config: Result<Option<Config>, LoadError>,
+    config: Result<Option<Config>, ReloadError>,
 }
 
 /// Reads and parses `path`, on the reading thread; parsing is skipped when the
@@ -175,10 +183,15 @@ fn read(path: &Path, unless: Option<u64>) -> Read {
             let digest = text.digest();
             let config = if Some(digest) == unless {
                 Ok(None)
+            } else if text.text.trim().is_empty() {
+                // Most likely caught between a truncation and the write that follows.
+                Err(ReloadError::Empty {
+                    path: path.to_path_buf(),
+                })
             } else {
                 schema::parse(&text.text, path)
                     .map(Some)
-                    .map_err(LoadError::Invalid)
+                    .map_err(|p| ReloadError::Load(LoadError::Invalid(p)))
             };
             Read {
                 stamp: Some(text.stamp),
@@ -189,7 +202,7 @@ fn read(path: &Path, unless: Option<u64>) -> Read {
         Err(e) => Read {
             stamp: Stamp::at(path).ok(),
             digest: None,
-            config: Err(e),
+            config: Err(ReloadError::Load(e)),
         },
     }
 }
@@ -489,7 +502,7 @@ impl Reloader {
             // The same contents as last read: nothing to do.
             Ok(None) => return,
             Ok(Some(config)) => self.apply_reloaded(director, &config),
-            Err(e) => Err(ReloadError::Load(e)),
+            Err(e) => Err(e),
         };
         self.report(director, why, result);
     }
