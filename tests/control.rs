@@ -594,7 +594,7 @@ fn uvsadm_refuses_a_daemon_run_by_another_user() {
     let list = finish(list);
     assert!(list.status.success(), "{}", text(&list.stderr));
     assert_eq!(text(&list.stdout), "");
-    // Root trusts only root's daemons, for the same reason.
+    // Root refuses it too: the directory is root's, the daemon another uid's.
     let out = Command::new(UVSADM)
         .arg("--socket")
         .arg(&socket)
@@ -603,7 +603,9 @@ fn uvsadm_refuses_a_daemon_run_by_another_user() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).ends_with(&format!("runs as uid {OTHER}, not as root\n")),
+        text(&out.stderr).ends_with(&format!(
+            "runs as uid {OTHER}, not as root, nor as the owner of its directory\n"
+        )),
         "{}",
         text(&out.stderr)
     );
@@ -668,4 +670,40 @@ fn a_request_with_a_duplicate_key_or_an_unknown_field_is_refused_whole() {
         );
     }
     assert_eq!(d.save(), before, "nothing was flushed");
+}
+
+#[test]
+fn root_administers_a_daemon_run_by_its_own_uid_in_its_own_directory() {
+    let Some(users) = Users::new() else { return };
+    // As systemd's DynamicUser makes it: a runtime directory of the daemon's uid, 0755.
+    let run = users.directory("run-uvs", OTHER, 0o755);
+    let socket = run.join("uvs.sock");
+    let mut c = users.command(OTHER, &users.uvs, &[]);
+    c.args(["run", "--mode", "userspace", "--metrics", "off", "--socket"])
+        .arg(&socket);
+    let _daemon = Running(c.spawn().unwrap());
+    common::eventually("the daemon listens", || {
+        UnixStream::connect(&socket).is_ok()
+    });
+    for args in [&["-A", "-t", "127.0.0.1:80", "-s", "rr"][..], &["-S", "-n"]] {
+        let out = Command::new(UVSADM)
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    let out = Command::new(UVS)
+        .args(["status", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("TCP  127.0.0.1:80 rr"));
+    // Another user is not let in by that: only root is.
+    let mut list = users.command(OWNER, &users.uvsadm, &[]);
+    list.arg("--socket").arg(&socket).args(["-S", "-n"]);
+    let out = finish(list);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }

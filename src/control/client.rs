@@ -40,16 +40,26 @@ impl Client {
         }
     }
 
-    /// Connects, then makes sure of whom it reached before anything is sent.
+    /// Connects, then makes sure of whom it reached before anything is sent: a daemon
+    /// running as this user or root, in a directory no one else can write. Root also
+    /// trusts a daemon run by another uid in a directory of that uid's own (systemd's
+    /// `DynamicUser` daemon owns its runtime directory): nobody but that uid and root
+    /// can have put the socket there. In a directory of root's (a shared /tmp), another
+    /// uid's daemon is one that got to the name first, and is refused.
     fn connect(&self) -> Result<UnixStream, BackendError> {
+        use std::os::unix::fs::MetadataExt;
         let stream = UnixStream::connect(&self.path).map_err(|e| self.unreachable(e))?;
-        super::socket_path::check_directory(&super::socket_path::directory(&self.path))
-            .map_err(|e| self.untrusted(e.to_string()))?;
         let own = crate::sys::effective_uid();
         let peer = crate::sys::peer_uid(stream.as_fd()).map_err(|e| self.unreachable(e))?;
-        if peer != own && peer != 0 {
+        let dir = super::socket_path::directory(&self.path);
+        let peers_own_directory =
+            std::fs::metadata(&dir).is_ok_and(|m| m.uid() == peer && peer != 0);
+        let also = (own == 0 && peers_own_directory).then_some(peer);
+        super::socket_path::check_directory(&dir, also)
+            .map_err(|e| self.untrusted(e.to_string()))?;
+        if peer != own && peer != 0 && also != Some(peer) {
             let trusted = if own == 0 {
-                "root".to_string()
+                "root, nor as the owner of its directory".to_string()
             } else {
                 format!("uid {own} or root")
             };

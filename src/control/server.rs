@@ -67,7 +67,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
     }
     // Made by another user (or left open to others): whoever can write there can swap
     // the socket for their own and receive the owner's commands.
-    super::socket_path::check_directory(&dir)
+    super::socket_path::check_directory(&dir, None)
         .map_err(|reason| BindError::Untrusted { path: dir, reason })?;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {

@@ -68,9 +68,12 @@ pub fn directory(socket: &Path) -> PathBuf {
 /// directory from it up to `/`, both as written and with symbolic links resolved, is
 /// owned by the effective user or root and writable by nobody else, unless it has the
 /// sticky bit (like /tmp, where only an entry's owner may remove or rename it). A
-/// symbolic link on the way must be owned by the user or root too.
-pub fn check_directory(dir: &Path) -> Result<(), Untrusted> {
+/// symbolic link on the way must be owned by the user or root too. `also` is one more
+/// owner to trust: root's uvsadm trusts the uid its daemon runs as (a systemd
+/// `DynamicUser` daemon owns its runtime directory).
+pub fn check_directory(dir: &Path, also: Option<u32>) -> Result<(), Untrusted> {
     let uid = sys::effective_uid();
+    let trusted = |owner: u32| owner == uid || owner == 0 || Some(owner) == also;
     let unreadable = |path: &Path, e: std::io::Error| Untrusted::Unreadable {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -86,22 +89,27 @@ pub fn check_directory(dir: &Path) -> Result<(), Untrusted> {
         prefix.push(part);
         let meta = std::fs::symlink_metadata(&prefix).map_err(|e| unreadable(&prefix, e))?;
         if meta.file_type().is_symlink() {
-            trusted_owner(&prefix, meta.uid(), uid)?;
+            trusted_owner(&prefix, meta.uid(), uid, &trusted)?;
         } else {
-            trusted_directory(&prefix, &meta, uid)?;
+            trusted_directory(&prefix, &meta, uid, &trusted)?;
         }
     }
     // And where the links lead.
     let real = std::fs::canonicalize(&absolute).map_err(|e| unreadable(&absolute, e))?;
     for dir in real.ancestors() {
         let meta = std::fs::metadata(dir).map_err(|e| unreadable(dir, e))?;
-        trusted_directory(dir, &meta, uid)?;
+        trusted_directory(dir, &meta, uid, &trusted)?;
     }
     Ok(())
 }
 
-fn trusted_owner(path: &Path, owner: u32, uid: u32) -> Result<(), Untrusted> {
-    if owner == uid || owner == 0 {
+fn trusted_owner(
+    path: &Path,
+    owner: u32,
+    uid: u32,
+    trusted: &impl Fn(u32) -> bool,
+) -> Result<(), Untrusted> {
+    if trusted(owner) {
         Ok(())
     } else {
         Err(Untrusted::Owner {
@@ -112,8 +120,13 @@ fn trusted_owner(path: &Path, owner: u32, uid: u32) -> Result<(), Untrusted> {
     }
 }
 
-fn trusted_directory(path: &Path, meta: &std::fs::Metadata, uid: u32) -> Result<(), Untrusted> {
-    trusted_owner(path, meta.uid(), uid)?;
+fn trusted_directory(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    uid: u32,
+    trusted: &impl Fn(u32) -> bool,
+) -> Result<(), Untrusted> {
+    trusted_owner(path, meta.uid(), uid, trusted)?;
     let mode = meta.permissions().mode() & 0o7777;
     const STICKY: u32 = 0o1000;
     if mode & STICKY != 0 {
@@ -146,12 +159,12 @@ mod tests {
         let private = base.path().join("private");
         std::fs::create_dir(&private).unwrap();
         chmod(&private, 0o700);
-        assert_eq!(check_directory(&private), Ok(()));
+        assert_eq!(check_directory(&private, None), Ok(()));
         // A shared directory with the sticky bit, as /tmp.
         let sticky = base.path().join("sticky");
         std::fs::create_dir(&sticky).unwrap();
         chmod(&sticky, 0o1777);
-        assert_eq!(check_directory(&sticky), Ok(()));
+        assert_eq!(check_directory(&sticky, None), Ok(()));
     }
 
     #[test]
@@ -161,7 +174,7 @@ mod tests {
         std::fs::create_dir(&open).unwrap();
         chmod(&open, 0o777);
         assert!(matches!(
-            check_directory(&open),
+            check_directory(&open, None),
             Err(Untrusted::Writable {
                 who: "other users",
                 mode: 0o777,
@@ -169,7 +182,7 @@ mod tests {
             })
         ));
         chmod(&open, 0o770);
-        let e = check_directory(&open).unwrap_err();
+        let e = check_directory(&open, None).unwrap_err();
         assert_eq!(
             e.to_string(),
             format!(
@@ -185,12 +198,12 @@ mod tests {
         std::fs::create_dir(&inner).unwrap();
         chmod(&inner, 0o700);
         assert!(matches!(
-            check_directory(&inner),
+            check_directory(&inner, None),
             Err(Untrusted::Writable { path, .. }) if path == open
         ));
         // Also through a symbolic link that hides it.
         let link = base.path().join("link");
         std::os::unix::fs::symlink(&inner, &link).unwrap();
-        assert!(check_directory(&link).is_err());
+        assert!(check_directory(&link, None).is_err());
     }
 }
