@@ -707,3 +707,53 @@ fn root_administers_a_daemon_run_by_its_own_uid_in_its_own_directory() {
     let out = finish(list);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+#[test]
+fn clients_that_never_read_their_answers_cannot_lock_uvsadm_out() {
+    let d = Daemon::start();
+    // A table whose listing (about 0.6 MB) is larger than a socket's buffers.
+    let rules: String = (1..=500)
+        .map(|mark| {
+            let mut r = format!("-A -f {mark} -s rr\n");
+            for i in 0..4 {
+                r.push_str(&format!(
+                    "-a -f {mark} -r 10.9.{}.{}:80 -m\n",
+                    mark % 250,
+                    i + 1
+                ));
+            }
+            r
+        })
+        .collect();
+    let out = d.uvsadm_with_input(&["-R"], &rules);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The case that was found: 64 (every slot) ask for the listing and never read it.
+    let request = frame(br#"{"version":1,"request":{"type":"list_services"}}"#);
+    let stalled: Vec<UnixStream> = (0..70)
+        .map(|_| {
+            let mut s = UnixStream::connect(&d.socket).unwrap();
+            s.write_all(&request).unwrap();
+            s
+        })
+        .collect();
+    let out = d.uvsadm(&["-L", "-n", "-f", "7"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("FWM  7 rr"),
+        "{}",
+        text(&out.stdout)
+    );
+    // The stalled clients that made room were dropped (their answers cut short), not
+    // kept for the minute an answer may take.
+    let mut dropped = 0;
+    for mut s in stalled.into_iter().take(5) {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        match s.read_to_end(&mut got) {
+            Ok(_) => dropped += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => dropped += 1,
+            Err(e) => eprintln!("{e} after {} bytes", got.len()),
+        }
+    }
+    assert_eq!(dropped, 5);
+}

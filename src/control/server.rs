@@ -5,7 +5,8 @@
 //! slots (their part of the descriptor reserve, [`crate::descriptors::CONTROL_CLIENTS`]
 //! unless the open-files limit is small); a client silent for [`IDLE_TIMEOUT`] is
 //! dropped, and when every slot is taken the longest idle client makes room for a new
-//! one, so idle clients can never lock `uvsadm` out.
+//! one (else the one slowest to send its request or take its answer), so neither idle
+//! nor stalled clients can lock `uvsadm` out.
 
 use std::collections::HashMap;
 use std::io;
@@ -16,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::protocol::{
@@ -129,19 +129,18 @@ pub fn answer(request: Request, director: &Director) -> Response {
     }
 }
 
-/// The clients being served, so that the longest idle one can make room.
+/// The clients being served, so that one can make room for a new one.
 struct Slots {
     /// The most clients served at once.
     max: usize,
     clients: Mutex<HashMap<u64, Slot>>,
-    /// Rung when a client leaves.
-    freed: Notify,
 }
 
 struct Slot {
-    /// Since when the client has been waiting to send a request; None while one is
-    /// being read or answered.
-    idle_since: Option<Instant>,
+    /// Waiting for a request (true), or reading one or sending its answer.
+    idle: bool,
+    /// Since when it has been doing that.
+    since: Instant,
     task: AbortHandle,
 }
 
@@ -150,40 +149,34 @@ impl Slots {
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Closes the client idle the longest; false when every client is busy.
-    fn evict_idlest(&self) -> bool {
+    /// Makes room for one more client when every slot is taken: the client idle the
+    /// longest goes, else the one that has spent longest on one request (sending its
+    /// body, or not reading its answer: the daemon answers at once, so a client busy
+    /// for long is a slow or stalled one). A request is never cut while it is being
+    /// carried out: that happens between two awaits, when nothing else runs here.
+    fn room(&self) {
         let mut clients = self.map();
-        let idlest = clients
-            .iter()
-            .filter_map(|(id, slot)| slot.idle_since.map(|t| (t, *id)))
-            .min();
-        match idlest.and_then(|(_, id)| clients.remove(&id)) {
-            Some(slot) => {
-                slot.task.abort();
-                tracing::debug!(
-                    "control socket: every slot taken; the longest idle client was dropped"
-                );
-                true
-            }
-            None => false,
+        if clients.len() < self.max {
+            return;
         }
-    }
-
-    /// Waits until a slot is free, dropping idle clients to make one.
-    async fn room(&self) {
-        loop {
-            let freed = self.freed.notified();
-            if self.map().len() < self.max || self.evict_idlest() {
-                return;
-            }
-            // Every client is in the middle of a request: one is done soon.
-            freed.await;
+        let victim = clients
+            .iter()
+            .map(|(id, slot)| (!slot.idle, slot.since, *id))
+            .min()
+            .map(|(_, _, id)| id);
+        if let Some(slot) = victim.and_then(|id| clients.remove(&id)) {
+            slot.task.abort();
+            tracing::debug!(
+                idle = slot.idle,
+                "control socket: every slot taken; the longest idle or slowest client was dropped"
+            );
         }
     }
 
     fn set_idle(&self, id: u64, idle: bool) {
         if let Some(slot) = self.map().get_mut(&id) {
-            slot.idle_since = idle.then(Instant::now);
+            slot.idle = idle;
+            slot.since = Instant::now();
         }
     }
 }
@@ -197,7 +190,6 @@ struct Leave {
 impl Drop for Leave {
     fn drop(&mut self) {
         self.slots.map().remove(&self.id);
-        self.slots.freed.notify_waiters();
     }
 }
 
@@ -208,7 +200,6 @@ pub async fn serve(listener: UnixListener, director: Arc<Director>) {
     let slots = Arc::new(Slots {
         max: director.descriptors.reserve().control_clients.max(1),
         clients: Mutex::new(HashMap::new()),
-        freed: Notify::new(),
     });
     let own_uid = sys::effective_uid();
     let mut next_id: u64 = 0;
@@ -238,7 +229,7 @@ pub async fn serve(listener: UnixListener, director: Arc<Director>) {
             });
             continue;
         }
-        slots.room().await;
+        slots.room();
         next_id += 1;
         let id = next_id;
         let leave = Leave {
@@ -255,7 +246,8 @@ pub async fn serve(listener: UnixListener, director: Arc<Director>) {
         clients.insert(
             id,
             Slot {
-                idle_since: Some(Instant::now()),
+                idle: true,
+                since: Instant::now(),
                 task: task.abort_handle(),
             },
         );
