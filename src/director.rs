@@ -313,6 +313,7 @@ impl Director {
             per_source: self.options.udp_flows_per_source,
             refused_per_source: c.refused_per_source,
             refused_descriptors: c.refused_descriptors,
+            refused_socket: c.refused_socket,
             evicted: c.evicted,
             unreplied_expired: c.unreplied_expired,
         }

@@ -24,7 +24,6 @@ use uvs::director::{Director, PlaneOptions};
 use uvs::kernel::mirror::Mirror;
 use uvs::proxy::congestion::CongestionControl;
 use uvs::proxy::forward::Forwarding;
-use uvs::proxy::udp::admission::DEFAULT_MAX_FLOWS;
 use uvs::table::{HostInterfaces, TableHandle};
 use uvs::workers::Workers;
 
@@ -258,27 +257,6 @@ fn open_files_limit() -> Option<u64> {
     }
 }
 
-/// The cap on UDP flows: as asked, else the default within what the open-files limit
-/// allows.
-fn max_udp_flows(asked: Option<u32>, open_files: Option<u64>) -> usize {
-    let fit = open_files.map_or(usize::MAX, |n| usize::try_from(n / 2).unwrap_or(usize::MAX));
-    match asked {
-        Some(n) => {
-            let n = n as usize;
-            if n > fit {
-                tracing::warn!(
-                    max_udp_flows = n,
-                    open_files = open_files.unwrap_or(0),
-                    "--max-udp-flows is more than half the open-files limit: new flows \
-                     will be dropped when sockets run out"
-                );
-            }
-            n
-        }
-        None => DEFAULT_MAX_FLOWS.min(fit).max(1),
-    }
-}
-
 /// The daemon's settings: the command line's, else the file's, else the defaults.
 struct Settings {
     mode: Mode,
@@ -398,7 +376,10 @@ fn director(settings: &Settings, userspace: bool) -> anyhow::Result<Arc<Director
             threads: settings
                 .threads
                 .map_or_else(Workers::default_count, usize::from),
-            max_udp_flows: max_udp_flows(settings.max_udp_flows, open_files),
+            max_udp_flows: uvs::proxy::udp::admission::max_flows(
+                settings.max_udp_flows,
+                open_files,
+            ),
             connect_timeout: settings.connect_timeout,
             connect_retries: settings.retries,
             userspace,

@@ -316,11 +316,12 @@ pub fn render(status: &Status) -> String {
     );
     let _ = writeln!(
         out,
-        "  new flows refused: table full {}, per-source limit {}, no descriptors {}; \
-         unanswered flows ended to make room {}, at their timeout {}",
+        "  new flows refused: table full {}, per-source limit {}, no descriptors {}, \
+         no socket {}; unanswered flows ended to make room {}, at their timeout {}",
         status.udp_flows_dropped,
         u.refused_per_source,
         u.refused_descriptors,
+        u.refused_socket,
         u.evicted,
         u.unreplied_expired
     );

@@ -101,6 +101,9 @@ pub struct UdpAdmissionStatus {
     pub per_source: Option<u32>,
     pub refused_per_source: u64,
     pub refused_descriptors: u64,
+    /// Refused because their socket could not be made (no local port left).
+    #[serde(default)]
+    pub refused_socket: u64,
     pub evicted: u64,
     pub unreplied_expired: u64,
 }

@@ -417,6 +417,7 @@ fn udp_admission_series(u: &UdpAdmissionStatus, out: &mut BodyWriter) {
     let refused = [
         ("per_source", u.refused_per_source),
         ("descriptors", u.refused_descriptors),
+        ("socket", u.refused_socket),
     ]
     .map(|(reason, n)| {
         (
@@ -427,8 +428,8 @@ fn udp_admission_series(u: &UdpAdmissionStatus, out: &mut BodyWriter) {
     family(
         out,
         "uvs_udp_flows_refused_total",
-        "New UDP flows refused by the per-source limit or for want of descriptors \
-         (a full table: uvs_udp_flows_dropped_total).",
+        "New UDP flows refused by the per-source limit, for want of descriptors, or \
+         because their socket could not be made (a full table: uvs_udp_flows_dropped_total).",
         Kind::Counter,
         refused,
     );

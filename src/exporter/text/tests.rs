@@ -117,6 +117,7 @@ fn a_small_table_is_written_exactly() {
             per_source: Some(20),
             refused_per_source: 7,
             refused_descriptors: 0,
+            refused_socket: 0,
             evicted: 11,
             unreplied_expired: 13,
         },

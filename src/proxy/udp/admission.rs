@@ -27,6 +27,54 @@ pub const DEFAULT_MAX_FLOWS: usize = 65536;
 pub const DEFAULT_UNREPLIED_TIMEOUT: Duration =
     Duration::from_millis(crate::conn::DEFAULT_UNREPLIED_TIMEOUT_MS);
 
+/// The local ports a flow may get (`net.ipv4.ip_local_port_range`, which IPv6 shares):
+/// each flow's socket is connected to its real server from a port of its own, so the
+/// flows the host can hold at once are no more than these (fewer, as other programs
+/// take ports from the same range). None when it cannot be read.
+pub fn local_ports() -> Option<usize> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut ends = range.split_whitespace().map(|n| n.parse::<usize>().ok());
+    let (low, high) = (ends.next()??, ends.next()??);
+    high.checked_sub(low).map(|n| n + 1)
+}
+
+/// The cap on UDP flows: as asked, else [`DEFAULT_MAX_FLOWS`] within what the host allows:
+/// half the open-files limit (each flow holds a socket) and three quarters of the local
+/// ports (leaving the rest to the host's other programs). Asking for more than those is
+/// taken, with a warning.
+pub fn max_flows(asked: Option<u32>, open_files: Option<u64>) -> usize {
+    cap(asked, open_files, local_ports())
+}
+
+fn cap(asked: Option<u32>, open_files: Option<u64>, ports: Option<usize>) -> usize {
+    let by_files = open_files.map_or(usize::MAX, |n| usize::try_from(n / 2).unwrap_or(usize::MAX));
+    let by_ports = ports.map_or(usize::MAX, |n| n / 4 * 3);
+    match asked {
+        Some(n) => {
+            let n = n as usize;
+            if n > by_files {
+                tracing::warn!(
+                    max_udp_flows = n,
+                    open_files = open_files.unwrap_or(0),
+                    "--max-udp-flows is more than half the open-files limit: new flows \
+                     will be refused when the descriptors run out"
+                );
+            }
+            if n > by_ports {
+                tracing::warn!(
+                    max_udp_flows = n,
+                    local_ports = ports.unwrap_or(0),
+                    "--max-udp-flows is more than three quarters of the local ports \
+                     (net.ipv4.ip_local_port_range): each flow takes one, and new flows, and \
+                     other programs, will find none when they run out"
+                );
+            }
+            n
+        }
+        None => DEFAULT_MAX_FLOWS.min(by_files).min(by_ports).max(1),
+    }
+}
+
 /// Why a new flow was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -46,6 +94,8 @@ pub struct AdmissionCounts {
     pub refused_full: u64,
     pub refused_per_source: u64,
     pub refused_descriptors: u64,
+    /// Its socket could not be made (no local port left).
+    pub refused_socket: u64,
     /// Unanswered flows ended to make room for a new one.
     pub evicted: u64,
     /// Unanswered flows that ended at the unreplied timeout.
@@ -63,11 +113,13 @@ pub struct Admission {
     refused_full: AtomicU64,
     refused_per_source: AtomicU64,
     refused_descriptors: AtomicU64,
+    refused_socket: AtomicU64,
     evicted: AtomicU64,
     unreplied_expired: AtomicU64,
     warn_full: RateLimit,
     warn_per_source: RateLimit,
     warn_descriptors: RateLimit,
+    warn_socket: RateLimit,
 }
 
 impl Admission {
@@ -80,11 +132,13 @@ impl Admission {
             refused_full: AtomicU64::new(0),
             refused_per_source: AtomicU64::new(0),
             refused_descriptors: AtomicU64::new(0),
+            refused_socket: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             unreplied_expired: AtomicU64::new(0),
             warn_full: RateLimit::new(),
             warn_per_source: RateLimit::new(),
             warn_descriptors: RateLimit::new(),
+            warn_socket: RateLimit::new(),
         }
     }
 
@@ -109,6 +163,7 @@ impl Admission {
             refused_full: self.refused_full.load(Relaxed),
             refused_per_source: self.refused_per_source.load(Relaxed),
             refused_descriptors: self.refused_descriptors.load(Relaxed),
+            refused_socket: self.refused_socket.load(Relaxed),
             evicted: self.evicted.load(Relaxed),
             unreplied_expired: self.unreplied_expired.load(Relaxed),
         }
@@ -196,6 +251,20 @@ impl Admission {
             ),
         });
     }
+
+    /// A new flow's socket could not be made: counted, and warned about with the reason
+    /// at most every ten seconds.
+    pub fn socket_failed(&self, e: &std::io::Error) {
+        let total = self.refused_socket.fetch_add(1, Relaxed) + 1;
+        self.warn_socket.warn(|suppressed| {
+            tracing::warn!(
+                error = %e,
+                refused = total,
+                suppressed,
+                "cannot open a socket for a new UDP flow (no local port left?): it is refused"
+            );
+        });
+    }
 }
 
 #[cfg(test)]
@@ -212,6 +281,19 @@ mod tests {
         assert_eq!((a.count(), a.dropped()), (2, 1));
         a.release_place();
         assert!(a.take_place());
+    }
+
+    #[test]
+    fn the_default_cap_fits_the_descriptors_and_the_local_ports() {
+        // Debian's port range (32768-60999) and a large limit: the ports decide.
+        assert_eq!(cap(None, Some(1 << 20), Some(28_232)), 21_174);
+        // A small open-files limit decides.
+        assert_eq!(cap(None, Some(1024), Some(28_232)), 512);
+        // Neither known: the default.
+        assert_eq!(cap(None, None, None), DEFAULT_MAX_FLOWS);
+        // Asked for: taken as asked (with a warning).
+        assert_eq!(cap(Some(100_000), Some(1024), Some(1000)), 100_000);
+        assert!(local_ports().is_some_and(|n| n > 0), "read from /proc");
     }
 
     #[test]

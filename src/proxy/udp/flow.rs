@@ -40,7 +40,6 @@ use crate::descriptors::Held;
 use crate::director::Director;
 use crate::persist::Template;
 use crate::proxy::accounting::Accounting;
-use crate::rate_limit::RateLimit;
 use crate::sched::Packet;
 use crate::sys::datagram::{Batch, SLOTS};
 use crate::table::real_server::locate;
@@ -343,8 +342,6 @@ fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Rang
     }
 }
 
-static SOCKET_WARNED: RateLimit = RateLimit::new();
-
 /// Whether `dest` is one of the director's own listen addresses (datagrams sent there
 /// would come back as new flows, without end); counted against `server` when it is. It
 /// was named in the log once, when the table made it so.
@@ -377,12 +374,6 @@ fn upstream_socket(family_of: SocketAddr, dest: Option<SocketAddr>) -> io::Resul
         }
     }
     UdpSocket::from_std(socket.into())
-}
-
-fn socket_failed(e: &io::Error) {
-    SOCKET_WARNED.warn(|suppressed| {
-        tracing::warn!(error = %e, suppressed, "cannot open a socket for a new UDP flow; datagram dropped");
-    });
 }
 
 /// A new flow's admission: its client within the per-source limit, a place in the
@@ -466,7 +457,7 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
         let upstream = match upstream_socket(packet.local, None) {
             Ok(s) => s,
             Err(e) => {
-                socket_failed(&e);
+                d.director.udp_flows.socket_failed(&e);
                 return None;
             }
         };
@@ -500,7 +491,7 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
                 if let Some(t) = &choice.template {
                     t.release_child();
                 }
-                socket_failed(&e);
+                d.director.udp_flows.socket_failed(&e);
                 return None;
             }
         };
