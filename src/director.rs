@@ -10,7 +10,7 @@ use tokio::task::AbortHandle;
 
 use crate::conn::ConnTable;
 use crate::control::protocol::{
-    ConfigStatus, DescriptorStatus, ListenerStatus, Status, UdpAdmissionStatus,
+    ConfigStatus, DescriptorStatus, ListenerStatus, Status, TemplateStatus, UdpAdmissionStatus,
 };
 use crate::descriptors::{Budget, METRICS_CONNECTIONS, Reserve};
 use crate::persist::Templates;
@@ -44,6 +44,8 @@ pub struct PlaneOptions {
     pub udp_unreplied_timeout: std::time::Duration,
     /// The most UDP flows one client address may hold.
     pub udp_flows_per_source: Option<u32>,
+    /// The most persistence templates held at once.
+    pub max_templates: usize,
     /// How long a TCP connect to a real server may take, unless the service says.
     pub connect_timeout: std::time::Duration,
     /// Other real servers tried after a failed connect.
@@ -70,6 +72,7 @@ impl Default for PlaneOptions {
             max_udp_flows: DEFAULT_MAX_FLOWS,
             udp_unreplied_timeout: DEFAULT_UNREPLIED_TIMEOUT,
             udp_flows_per_source: None,
+            max_templates: crate::persist::DEFAULT_MAX_TEMPLATES,
             connect_timeout: crate::table::ServiceOptions::DEFAULT_CONNECT_TIMEOUT,
             connect_retries: 1,
             userspace: true,
@@ -126,7 +129,7 @@ impl Director {
     pub fn new(table: Arc<TableHandle>, options: PlaneOptions) -> std::io::Result<Arc<Director>> {
         let conns = ConnTable::new();
         conns.set_unreplied_timeout(options.udp_unreplied_timeout);
-        let templates = Templates::new(conns.clock);
+        let templates = Templates::new(conns.clock, options.max_templates);
         let workers = Workers::start(options.threads)?;
         let open_files = options
             .open_files
@@ -361,6 +364,12 @@ impl Director {
             handed_over: self.workers.handed_over(),
             descriptors: self.options.userspace.then(|| self.descriptor_status()),
             udp: self.udp_admission(),
+            templates: TemplateStatus {
+                count: self.templates.len() as u64,
+                max: self.templates.max() as u64,
+                evicted: self.templates.evicted(),
+                not_made: self.templates.not_made(),
+            },
             metrics: self
                 .metrics_endpoint
                 .lock()

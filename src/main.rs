@@ -93,6 +93,10 @@ struct DaemonArgs {
     /// flows are also the first to make room when the flow table is full [default: 5s]
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     udp_unreplied_timeout: Option<Duration>,
+    /// The most persistence templates held at once; at the cap, unused ones make room
+    /// [default: 1048576]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_templates: Option<u32>,
     /// The most UDP flows one client address may hold at once [default: no limit]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     udp_flows_per_source: Option<u32>,
@@ -274,6 +278,7 @@ struct Settings {
     metrics_max_connections: usize,
     udp_unreplied_timeout: Duration,
     udp_flows_per_source: Option<u32>,
+    max_templates: Option<u32>,
     client_congestion: Option<CongestionControl>,
     server_congestion: Option<CongestionControl>,
 }
@@ -321,6 +326,7 @@ impl Settings {
                 .or(file.udp_unreplied_timeout)
                 .unwrap_or(uvs::proxy::udp::admission::DEFAULT_UNREPLIED_TIMEOUT),
             udp_flows_per_source: args.udp_flows_per_source.or(file.udp_flows_per_source),
+            max_templates: args.max_templates.or(file.max_templates),
             client_congestion: args
                 .client_congestion_control
                 .or(file.client_congestion_control),
@@ -390,6 +396,9 @@ fn director(settings: &Settings, userspace: bool) -> anyhow::Result<Arc<Director
             metrics_connections: settings.metrics_max_connections,
             udp_unreplied_timeout: settings.udp_unreplied_timeout,
             udp_flows_per_source: settings.udp_flows_per_source,
+            max_templates: settings
+                .max_templates
+                .map_or(uvs::persist::DEFAULT_MAX_TEMPLATES, |n| n as usize),
         },
     )
     .context("cannot start the worker threads")?;

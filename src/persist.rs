@@ -12,12 +12,19 @@
 //! server left the service is not used (and, with `expire_quiescent_template`, neither is
 //! one whose server has weight 0). Templates count in the server's PersistConn and are
 //! listed by `-L -c`.
+//!
+//! Their number is bounded (`--max-templates`): clients are trivially many (a flood of
+//! spoofed sources against a persistent UDP service made a template each, 1.6 million
+//! of them, 434 MB, kept for the service's timeout). At the cap, a new client's template
+//! takes the place of the oldest one that controls no connection (it is only memory
+//! then; its client is scheduled afresh next time); when every template is in use, the
+//! new client is scheduled without one. Both are counted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::conn::Clock;
 use crate::sched::Packet;
@@ -29,6 +36,10 @@ use crate::table::{
 
 /// How long an expired template that still controls connections waits again.
 const REARM_MS: u64 = 60_000;
+/// The most templates held at once, unless configured (about 270 bytes each).
+pub const DEFAULT_MAX_TEMPLATES: usize = 1 << 20;
+/// Templates looked at for one that controls no connection before giving up.
+const EVICTION_TRIES: usize = 64;
 const FTP_PORT: u16 = 21;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,6 +113,14 @@ impl Template {
     }
 }
 
+/// A template leaves the tables: it no longer counts in its server's PersistConn.
+fn forget(t: &Template) {
+    let _ = t
+        .server
+        .persistent_conns
+        .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+}
+
 /// The client's network: its address under the service's persistence netmask.
 pub fn client_net(addr: IpAddr, netmask: Netmask) -> IpAddr {
     match (addr, netmask) {
@@ -134,25 +153,93 @@ pub struct Choice {
     pub template: Option<Arc<Template>>,
 }
 
+/// The templates found by key, and in the order they were made (entries of templates
+/// gone since are skipped and pruned).
+#[derive(Debug, Default)]
+struct Held {
+    map: HashMap<TemplateKey, Arc<Template>>,
+    order: VecDeque<Weak<Template>>,
+}
+
 /// All templates.
 #[derive(Debug)]
 pub struct Templates {
     clock: Clock,
-    map: Mutex<HashMap<TemplateKey, Arc<Template>>>,
+    held: Mutex<Held>,
     /// Templates no longer found (their server left), kept until they expire.
     orphans: Mutex<Vec<Arc<Template>>>,
     /// IPVS's expire_quiescent_template: weight-0 servers lose their persistent clients.
     expire_quiescent: AtomicBool,
+    /// The most templates held at once (found and orphaned).
+    max: usize,
+    /// Templates ended to make room for a new client's, and clients scheduled without
+    /// one because every template was in use.
+    evicted: AtomicU64,
+    not_made: AtomicU64,
+    warned: crate::rate_limit::RateLimit,
 }
 
 impl Templates {
-    pub fn new(clock: Clock) -> Templates {
+    /// No more than `max` templates will be held at once.
+    pub fn new(clock: Clock, max: usize) -> Templates {
         Templates {
             clock,
-            map: Mutex::new(HashMap::new()),
+            held: Mutex::new(Held::default()),
             orphans: Mutex::new(Vec::new()),
             expire_quiescent: AtomicBool::new(false),
+            max: max.max(1),
+            evicted: AtomicU64::new(0),
+            not_made: AtomicU64::new(0),
+            warned: crate::rate_limit::RateLimit::new(),
         }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Templates ended to make room for a new one, since start.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Relaxed)
+    }
+
+    /// Clients scheduled without a template because every one was in use, since start.
+    pub fn not_made(&self) -> u64 {
+        self.not_made.load(Relaxed)
+    }
+
+    /// Makes room for one more template: an orphan that controls no connection goes
+    /// first, else the oldest found one that controls none. False when none could go.
+    fn make_room(&self, held: &mut Held) -> bool {
+        let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        if held.map.len() + orphans.len() < self.max {
+            return true;
+        }
+        if let Some(i) = orphans.iter().position(|t| t.children.load(Relaxed) == 0) {
+            forget(&orphans.swap_remove(i));
+            self.evicted.fetch_add(1, Relaxed);
+            return true;
+        }
+        drop(orphans);
+        for _ in 0..EVICTION_TRIES {
+            let Some(weak) = held.order.pop_front() else {
+                break;
+            };
+            let Some(t) = weak.upgrade() else { continue };
+            if !held.map.get(&t.key).is_some_and(|m| Arc::ptr_eq(m, &t)) {
+                continue; // replaced or orphaned since
+            }
+            if t.children.load(Relaxed) > 0 {
+                // In use: it stays, and is looked at again after the others.
+                held.order.push_back(weak);
+                continue;
+            }
+            held.map.remove(&t.key);
+            forget(&t);
+            self.evicted.fetch_add(1, Relaxed);
+            return true;
+        }
+        false
     }
 
     pub fn set_expire_quiescent(&self, on: bool) {
@@ -192,8 +279,8 @@ impl Templates {
         }
         let key = Templates::key(service, packet);
         let now = self.clock.now_ms();
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = map.get(&key).cloned() {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = held.map.get(&key).cloned() {
             let hint = t.server_index.load(Relaxed);
             match locate(&service.servers, &t.server_key, hint) {
                 Some(i) if self.usable(&t) => {
@@ -207,7 +294,7 @@ impl Templates {
                     });
                 }
                 _ => {
-                    map.remove(&key);
+                    held.map.remove(&key);
                     self.orphans
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -217,6 +304,22 @@ impl Templates {
         }
         let index = service.pick_index(packet)?;
         let server = service.servers[index].clone();
+        if !self.make_room(&mut held) {
+            let n = self.not_made.fetch_add(1, Relaxed) + 1;
+            self.warned.warn(|suppressed| {
+                tracing::warn!(
+                    max = self.max,
+                    without = n,
+                    suppressed,
+                    "every persistence template is in use: new clients are scheduled \
+                     without one (see --max-templates)"
+                );
+            });
+            return Some(Choice {
+                server,
+                template: None,
+            });
+        }
         let timeout_ms = u64::from(service.timeout) * 1000;
         server.state.persistent_conns.fetch_add(1, Relaxed);
         let template = Arc::new(Template {
@@ -230,7 +333,8 @@ impl Templates {
             children: AtomicU32::new(1),
             assured: AtomicBool::new(false),
         });
-        map.insert(key, Arc::clone(&template));
+        held.order.push_back(Arc::downgrade(&template));
+        held.map.insert(key, Arc::clone(&template));
         Some(Choice {
             server,
             template: Some(template),
@@ -249,20 +353,18 @@ impl Templates {
                 t.expires_ms.store(now + REARM_MS, Relaxed);
                 return true;
             }
-            let _ = t
-                .server
-                .persistent_conns
-                .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+            forget(t);
             false
         };
         let mut expired = 0;
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, t| {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.map.retain(|_, t| {
             let k = keep(t);
             expired += usize::from(!k);
             k
         });
-        drop(map);
+        held.order.retain(|w| w.strong_count() > 0);
+        drop(held);
         let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
         orphans.retain(|t| {
             let k = keep(t);
@@ -275,16 +377,21 @@ impl Templates {
     /// Every template, as `-L -c` lists it.
     pub fn entries(&self) -> Vec<ConnEntry> {
         let now = self.clock.now_ms();
-        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
-        map.values()
+        held.map
+            .values()
             .chain(orphans.iter())
             .map(|t| t.entry(now))
             .collect()
     }
 
     pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .len()
             + self.orphans.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 

@@ -325,6 +325,15 @@ pub fn render(status: &Status) -> String {
         u.evicted,
         u.unreplied_expired
     );
+    let t = &status.templates;
+    if t.count > 0 || t.evicted > 0 || t.not_made > 0 {
+        let _ = writeln!(
+            out,
+            "persistence templates {} of at most {}; ended to make room {}, clients \
+             scheduled without one {}",
+            t.count, t.max, t.evicted, t.not_made
+        );
+    }
     for e in &status.services {
         service_block(&mut out, status, e);
     }

@@ -717,3 +717,68 @@ fn a_udp_real_server_that_is_the_director_itself_gets_no_flow() {
         "{line}"
     );
 }
+
+/// (templates held, their cap, ended to make room, clients without one) from `uvs
+/// status` (zeros while there is none).
+fn templates(d: &Daemon) -> (usize, usize, usize, usize) {
+    let status = d.status();
+    let Some(line) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("persistence templates "))
+    else {
+        return (0, 0, 0, 0);
+    };
+    let n: Vec<usize> = line
+        .split([' ', ',', ';'])
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(n.len(), 4, "{line}");
+    (n[0], n[1], n[2], n[3])
+}
+
+#[test]
+fn persistence_templates_stay_within_their_cap_under_a_flood_of_sources() {
+    let d = Daemon::start_with(Zone::default(), &["--max-templates", "1000"]);
+    // The case that was found: a persistent service whose server refuses, so flows end
+    // at once and only the templates stay, one per source, for the whole timeout.
+    let (_held, closed) = {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = s.local_addr().unwrap();
+        drop(s);
+        ((), a)
+    };
+    let v = balance(&d, &["-s", "rr", "-p", "3600"], &[(closed, &[])]);
+    // Templates are per client address: 3 000 addresses, 127.0.4.1 and on.
+    let mut sent = 0;
+    for i in 0..3000u32 {
+        let ip = std::net::Ipv4Addr::new(127, 0, 4 + (i / 250) as u8, 1 + (i % 250) as u8);
+        let s = UdpSocket::bind((ip, 0)).expect("a source socket");
+        s.send_to(b"hello", v).expect("send");
+        sent += 1;
+        if sent % 500 == 0 {
+            eventually("uvs has taken every datagram sent", || {
+                let (held, _, evicted, without) = templates(&d);
+                held + evicted + without >= sent
+            });
+        }
+    }
+    let (held, max, evicted, without) = templates(&d);
+    assert_eq!((held, max), (1000, 1000));
+    assert_eq!(evicted + without, sent - 1000);
+    assert_eq!(
+        without, 0,
+        "every template was free to go: its flow had ended"
+    );
+    // A client of an answering service still gets its template, and keeps its server.
+    let (a, b) = named_pair();
+    let w = balance(
+        &d,
+        &["-s", "rr", "-p", "3600"],
+        &[(a.addr, &[]), (b.addr, &[])],
+    );
+    let c = client("127.0.0.7");
+    let first = name(&c, w);
+    for _ in 0..5 {
+        assert_eq!(name(&client("127.0.0.7"), w), first);
+    }
+}

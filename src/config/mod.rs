@@ -216,6 +216,8 @@ pub struct Global {
     pub udp_unreplied_timeout: Option<Duration>,
     /// The most UDP flows one client address may hold.
     pub udp_flows_per_source: Option<u32>,
+    /// The most persistence templates held at once.
+    pub max_templates: Option<u32>,
     pub drain_timeout: Option<Duration>,
     pub expire_quiescent_template: Option<bool>,
     /// TCP connect timeout for services without their own.

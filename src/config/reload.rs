@@ -329,6 +329,7 @@ impl Reloader {
                 "udp_flows_per_source",
                 old.udp_flows_per_source != new.udp_flows_per_source,
             ),
+            ("max_templates", old.max_templates != new.max_templates),
             ("drain_timeout", old.drain_timeout != new.drain_timeout),
             ("mode", old.mode != new.mode),
             ("metrics", old.metrics != new.metrics),

@@ -295,6 +295,9 @@ pub fn render(config: &Config) -> String {
     if let Some(d) = g.udp_unreplied_timeout {
         let _ = writeln!(global, "udp_unreplied_timeout = {}", duration(d));
     }
+    if let Some(n) = g.max_templates {
+        let _ = writeln!(global, "max_templates = {n}");
+    }
     if let Some(n) = g.udp_flows_per_source {
         let _ = writeln!(global, "udp_flows_per_source = {n}");
     }

@@ -231,6 +231,9 @@ fn read_global(t: &Table<'_, '_>) -> Global {
             g.udp_unreplied_timeout = Some(d);
         }
     }
+    if let Some(item) = t.get("max_templates") {
+        g.max_templates = item.integer(1..=i64::from(u32::MAX)).map(|n| n as u32);
+    }
     if let Some(item) = t.get("udp_flows_per_source") {
         g.udp_flows_per_source = item.integer(1..=i64::from(u32::MAX)).map(|n| n as u32);
     }

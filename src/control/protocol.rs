@@ -70,6 +70,20 @@ pub struct Status {
     /// Who got UDP flows and who did not.
     #[serde(default)]
     pub udp: UdpAdmissionStatus,
+    /// Persistence templates and their bound.
+    #[serde(default)]
+    pub templates: TemplateStatus,
+}
+
+/// Persistence templates held, their cap, and what the cap did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateStatus {
+    pub count: u64,
+    pub max: u64,
+    /// Ended to make room for a new client's.
+    pub evicted: u64,
+    /// Clients scheduled without one, every template being in use.
+    pub not_made: u64,
 }
 
 /// The open-files limit, the control plane's reserve and the data plane's share.

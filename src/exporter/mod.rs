@@ -46,6 +46,9 @@ pub fn render(director: &Director, snapshot: &Table) -> Body {
             .userspace
             .then(|| director.descriptor_status()),
         udp: director.udp_admission(),
+        templates_max: count(director.templates.max()),
+        templates_evicted: director.templates.evicted(),
+        templates_not_made: director.templates.not_made(),
         config: config.as_ref(),
         version: env!("CARGO_PKG_VERSION"),
     };

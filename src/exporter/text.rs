@@ -45,6 +45,11 @@ pub struct Sources<'a> {
     pub descriptors: Option<DescriptorStatus>,
     /// New UDP flows refused, unanswered flows ended, by reason.
     pub udp: UdpAdmissionStatus,
+    /// The cap on persistence templates, templates ended to make room, clients
+    /// scheduled without one.
+    pub templates_max: u64,
+    pub templates_evicted: u64,
+    pub templates_not_made: u64,
     /// The configuration file's fate, when the daemon runs from one.
     pub config: Option<&'a ConfigStatus>,
     /// The `version` label of `uvs_build_info`.
@@ -356,6 +361,24 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
             "Persistence templates held.",
             Kind::Gauge,
             sources.persistence_templates,
+        ),
+        (
+            "uvs_persistence_templates_max",
+            "The most persistence templates held at once (--max-templates).",
+            Kind::Gauge,
+            sources.templates_max,
+        ),
+        (
+            "uvs_persistence_templates_evicted_total",
+            "Persistence templates that controlled no connection, ended to make room.",
+            Kind::Counter,
+            sources.templates_evicted,
+        ),
+        (
+            "uvs_persistence_templates_not_made_total",
+            "Clients scheduled without a persistence template, every one being in use.",
+            Kind::Counter,
+            sources.templates_not_made,
         ),
         (
             "uvs_connections_open",

@@ -73,7 +73,7 @@ fn clients_stick_to_their_server() {
         &["10.1.0.1", "10.1.0.2"],
     );
     let svc = table.service(&key).unwrap();
-    let t = Templates::new(Clock::new());
+    let t = Templates::new(Clock::new(), DEFAULT_MAX_TEMPLATES);
     let a = chosen(&t, svc, "127.0.0.2:1000", "10.0.0.1:80");
     let b = chosen(&t, svc, "127.0.0.3:1000", "10.0.0.1:80");
     assert_ne!(a, b, "rr spreads new clients");
@@ -119,7 +119,7 @@ fn the_netmask_groups_clients() {
         &["10.1.0.1", "10.1.0.2"],
     );
     let svc = table.service(&key).unwrap();
-    let t = Templates::new(Clock::new());
+    let t = Templates::new(Clock::new(), DEFAULT_MAX_TEMPLATES);
     let first = chosen(&t, svc, "127.0.0.2:1000", "10.0.0.1:80");
     for c in 3..9 {
         assert_eq!(
@@ -143,7 +143,7 @@ fn fwmark_persistence_spans_ports_and_protocols() {
         &["10.1.0.1", "10.1.0.2"],
     );
     let svc = table.service(&key).unwrap();
-    let t = Templates::new(Clock::new());
+    let t = Templates::new(Clock::new(), DEFAULT_MAX_TEMPLATES);
     let first = chosen(&t, svc, "127.0.0.2:1000", "10.0.0.1:80");
     assert_eq!(chosen(&t, svc, "127.0.0.2:1001", "10.0.0.1:443"), first);
     assert_eq!(chosen(&t, svc, "127.0.0.2:1002", "10.0.0.2:8443"), first);
@@ -162,7 +162,7 @@ fn port_zero_services_persist_across_ports() {
         &["10.1.0.1", "10.1.0.2"],
     );
     let svc = table.service(&key).unwrap();
-    let t = Templates::new(Clock::new());
+    let t = Templates::new(Clock::new(), DEFAULT_MAX_TEMPLATES);
     let first = chosen(&t, svc, "127.0.0.2:1000", "10.0.0.1:80");
     assert_eq!(chosen(&t, svc, "127.0.0.2:1001", "10.0.0.1:443"), first);
     assert_eq!(t.entries()[0].virtual_port, 0);
@@ -176,7 +176,7 @@ fn a_removed_server_is_not_used_and_quiesced_ones_keep_their_clients() {
         Netmask::V4(Ipv4Addr::BROADCAST),
         &["10.1.0.1", "10.1.0.2"],
     );
-    let t = Templates::new(Clock::new());
+    let t = Templates::new(Clock::new(), DEFAULT_MAX_TEMPLATES);
     let svc = Arc::clone(table.service(&key).unwrap());
     let home = chosen(&t, &svc, "127.0.0.2:1000", "10.0.0.1:80");
     // Quiesce it: the client keeps it (expire_quiescent_template off).
@@ -215,4 +215,47 @@ fn a_removed_server_is_not_used_and_quiesced_ones_keep_their_clients() {
     table.apply(&quiesce(1), &UnicastOnly).unwrap();
     let svc = table.service(&key).unwrap();
     assert_eq!(chosen(&t, svc, "127.0.0.2:1004", "10.0.0.1:80"), home);
+}
+
+#[test]
+fn at_the_cap_an_unused_template_makes_room_and_templates_in_use_stay() {
+    let key = tcp("10.0.0.1", 80);
+    let table = table(
+        key,
+        Netmask::V4(Ipv4Addr::BROADCAST),
+        &["10.1.0.1", "10.1.0.2"],
+    );
+    let svc = table.service(&key).unwrap();
+    let t = Templates::new(Clock::new(), 3);
+    let choose = |client: &str| {
+        t.choose(svc, &packet(client, "10.0.0.1:80"))
+            .expect("a server")
+    };
+    // Three clients with a connection each, still open.
+    let held: Vec<Choice> = ["127.0.0.2:1", "127.0.0.3:1", "127.0.0.4:1"]
+        .iter()
+        .map(|c| choose(c))
+        .collect();
+    assert!(held.iter().all(|c| c.template.is_some()));
+    // Every template in use: a fourth client is scheduled, without one.
+    let fourth = choose("127.0.0.5:1");
+    assert!(fourth.template.is_none());
+    assert_eq!((t.len(), t.evicted(), t.not_made()), (3, 0, 1));
+    // The first client's connection ends: its template makes room for the next client.
+    if let Some(template) = &held[0].template {
+        template.release_child();
+    }
+    let fifth = choose("127.0.0.6:1");
+    assert!(fifth.template.is_some());
+    assert_eq!((t.len(), t.evicted(), t.not_made()), (3, 1, 1));
+    // The clients in use kept theirs.
+    for (c, h) in ["127.0.0.3:2", "127.0.0.4:2"].iter().zip(&held[1..]) {
+        assert_eq!(choose(c).server.addr, h.server.addr);
+    }
+    let persisted: u32 = svc
+        .servers
+        .iter()
+        .map(|s| s.state.persistent_conns.load(Relaxed))
+        .sum();
+    assert_eq!(persisted, 3, "PersistConn counts the templates held");
 }

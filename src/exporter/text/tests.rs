@@ -112,6 +112,9 @@ fn a_small_table_is_written_exactly() {
             connections: 1,
             pauses: 3,
         }),
+        templates_max: 1 << 20,
+        templates_evicted: 2,
+        templates_not_made: 0,
         udp: UdpAdmissionStatus {
             unreplied_timeout_ms: 5000,
             per_source: Some(20),
