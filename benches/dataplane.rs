@@ -73,7 +73,7 @@ fn pick(c: &mut Criterion) {
 fn persistence(c: &mut Criterion) {
     const CLIENTS: u32 = 10_000;
     let svc = service_with("wlc", 100, true);
-    let templates = Templates::new(Default::default());
+    let templates = Templates::new(Default::default(), uvs::persist::DEFAULT_MAX_TEMPLATES);
     for n in 0..CLIENTS {
         templates.choose(&svc, &packet(n)).expect("a server");
     }
@@ -89,7 +89,7 @@ fn persistence(c: &mut Criterion) {
     // are made afresh per sample so the map does not grow without bound.
     group.bench_function("new client (pick + template)", |b| {
         b.iter_custom(|iters| {
-            let templates = Templates::new(Default::default());
+            let templates = Templates::new(Default::default(), uvs::persist::DEFAULT_MAX_TEMPLATES);
             let start = Instant::now();
             for n in 0..iters {
                 black_box(templates.choose(&svc, &packet(n as u32)).is_some());
