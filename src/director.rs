@@ -318,6 +318,7 @@ impl Director {
             refused_descriptors: c.refused_descriptors,
             refused_socket: c.refused_socket,
             evicted: c.evicted,
+            evicted_answered: c.evicted_answered,
             unreplied_expired: c.unreplied_expired,
         }
     }

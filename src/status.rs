@@ -317,12 +317,14 @@ pub fn render(status: &Status) -> String {
     let _ = writeln!(
         out,
         "  new flows refused: table full {}, per-source limit {}, no descriptors {}, \
-         no socket {}; unanswered flows ended to make room {}, at their timeout {}",
+         no socket {}; flows ended to make room: unanswered {}, answered once {}; \
+         unanswered flows ended at their timeout {}",
         status.udp_flows_dropped,
         u.refused_per_source,
         u.refused_descriptors,
         u.refused_socket,
         u.evicted,
+        u.evicted_answered,
         u.unreplied_expired
     );
     let t = &status.templates;

@@ -296,6 +296,11 @@ fn a_flood_of_new_flows_stays_within_the_flow_cap() {
         sent >= 40_000,
         "enough distinct sources could be bound ({sent})"
     );
+    // The last chunk, taken whole.
+    eventually("uvs has taken every datagram sent", || {
+        let (open, dropped, ended) = counts();
+        open + dropped + ended == sent + 20
+    });
     let (open, dropped, ended) = counts();
     assert_eq!(open, CAP);
     assert_eq!(
@@ -532,15 +537,15 @@ fn admission(d: &Daemon) -> (usize, usize, usize, usize, usize) {
         .split([' ', ',', ';'])
         .filter_map(|w| w.parse().ok())
         .collect();
-    // table full, per-source limit, no descriptors, no socket; ended to make room, at
-    // their timeout
-    assert_eq!(n.len(), 6, "{refused}");
+    // table full, per-source limit, no descriptors, no socket; ended to make room
+    // unanswered, answered once; unanswered at their timeout
+    assert_eq!(n.len(), 7, "{refused}");
     assert_eq!(
         n[2] + n[3],
         0,
         "no flow refused for want of a socket: {refused}"
     );
-    (open, n[0], n[1], n[4], n[5])
+    (open, n[0], n[1], n[4] + n[5], n[6])
 }
 
 /// One datagram `payload` from each of `per_source` sources on each of the addresses
@@ -781,4 +786,46 @@ fn persistence_templates_stay_within_their_cap_under_a_flood_of_sources() {
     for _ in 0..5 {
         assert_eq!(name(&client("127.0.0.7"), w), first);
     }
+}
+
+#[test]
+fn an_answered_flood_makes_room_with_its_own_flows_not_with_flows_in_use() {
+    const CAP: usize = 2_000;
+    let d = Daemon::start_with(Zone::default(), &["--max-udp-flows", &CAP.to_string()]);
+    let echo = UdpBackend::start("E", Reply::Echo);
+    let v = balance(&d, &["-s", "rr"], &[(echo.addr, &[])]);
+    // A flow in use: datagrams both ways for more than two seconds.
+    let stream = client("127.0.0.1");
+    for i in 0..6 {
+        assert_eq!(
+            exchange(&stream, v, format!("tick {i}").as_bytes()),
+            format!("tick {i}").as_bytes()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let port = stream.local_addr().unwrap().port();
+    let mine = |d: &Daemon| {
+        flows(d)
+            .into_iter()
+            .filter(|f| f.0 == format!("127.0.0.1:{port}"))
+            .count()
+    };
+    assert_eq!(mine(&d), 1);
+    // The case that was found: one answered datagram each from many sources fills the
+    // table with flows that were answered, and used to lock new clients out for the
+    // whole udp timeout (300 s).
+    let taken = || {
+        let (open, full, per_source, evicted, expired) = admission(&d);
+        open + full + per_source + evicted + expired - 1
+    };
+    let sent = flood(v, 50, 100, b"one query", taken);
+    let (open, full, _, evicted, _) = admission(&d);
+    assert_eq!(open, CAP);
+    assert_eq!(full, 0, "answered-once flows made room");
+    assert!(evicted >= sent + 1 - CAP, "{evicted} evicted of {sent}");
+    // A new client is answered at its first datagram; the flow in use is still there.
+    let new = client("127.0.0.5");
+    assert_eq!(exchange(&new, v, b"new here"), b"new here");
+    assert_eq!(mine(&d), 1, "the flow in use was not made room with");
+    assert_eq!(exchange(&stream, v, b"still mine"), b"still mine");
 }

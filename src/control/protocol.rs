@@ -118,7 +118,11 @@ pub struct UdpAdmissionStatus {
     /// Refused because their socket could not be made (no local port left).
     #[serde(default)]
     pub refused_socket: u64,
+    /// Unanswered flows ended to make room.
     pub evicted: u64,
+    /// Flows answered once and done, ended to make room.
+    #[serde(default)]
+    pub evicted_answered: u64,
     pub unreplied_expired: u64,
 }
 

@@ -456,15 +456,25 @@ fn udp_admission_series(u: &UdpAdmissionStatus, out: &mut BodyWriter) {
         Kind::Counter,
         refused,
     );
-    let ended = [("evicted", u.evicted), ("timeout", u.unreplied_expired)]
-        .map(|(how, n)| (Labels::NONE.with("how", Value::Text(how)), Number::Int(n)));
+    let evicted = [
+        ("unanswered", u.evicted),
+        ("answered_once", u.evicted_answered),
+    ]
+    .map(|(flow, n)| (Labels::NONE.with("flow", Value::Text(flow)), Number::Int(n)));
     family(
         out,
-        "uvs_udp_flows_unanswered_ended_total",
-        "UDP flows ended before their real server answered: evicted to make room for a \
-         new flow, or at the unreplied timeout.",
+        "uvs_udp_flows_evicted_total",
+        "UDP flows ended to make room for a new one in a full table: unanswered ones first, \
+         then ones answered once that carried nothing since their first two seconds.",
         Kind::Counter,
-        ended,
+        evicted,
+    );
+    family(
+        out,
+        "uvs_udp_flows_unanswered_expired_total",
+        "UDP flows whose real server never answered, ended at the unreplied timeout.",
+        Kind::Counter,
+        [(Labels::NONE, Number::Int(u.unreplied_expired))],
     );
 }
 

@@ -122,6 +122,7 @@ fn a_small_table_is_written_exactly() {
             refused_descriptors: 0,
             refused_socket: 0,
             evicted: 11,
+            evicted_answered: 5,
             unreplied_expired: 13,
         },
         config: Some(&config),

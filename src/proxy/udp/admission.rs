@@ -5,8 +5,9 @@
 //! - at most `--max-udp-flows` flows at once;
 //! - a flow whose real server has not answered yet lives only `udp_unreplied_timeout`
 //!   (5 s by default; the connection table expires it), and when the table is full the
-//!   oldest such flow of the worker makes room for a new one (conntrack's early drop of
-//!   unreplied entries); flows that were answered are never evicted for newcomers;
+//!   oldest such flow of the worker makes room for a new one, else the oldest flow that
+//!   was answered once and has carried nothing since its first two seconds (conntrack's
+//!   early drop of entries not ASSURED); flows in use are never evicted for newcomers;
 //! - optionally, one client address holds at most `udp_flows_per_source` flows.
 //!
 //! What is refused is counted by reason and warned about at most every ten seconds;
@@ -98,6 +99,8 @@ pub struct AdmissionCounts {
     pub refused_socket: u64,
     /// Unanswered flows ended to make room for a new one.
     pub evicted: u64,
+    /// Flows answered once and done, ended to make room for a new one.
+    pub evicted_answered: u64,
     /// Unanswered flows that ended at the unreplied timeout.
     pub unreplied_expired: u64,
 }
@@ -115,6 +118,7 @@ pub struct Admission {
     refused_descriptors: AtomicU64,
     refused_socket: AtomicU64,
     evicted: AtomicU64,
+    evicted_answered: AtomicU64,
     unreplied_expired: AtomicU64,
     warn_full: RateLimit,
     warn_per_source: RateLimit,
@@ -134,6 +138,7 @@ impl Admission {
             refused_descriptors: AtomicU64::new(0),
             refused_socket: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
+            evicted_answered: AtomicU64::new(0),
             unreplied_expired: AtomicU64::new(0),
             warn_full: RateLimit::new(),
             warn_per_source: RateLimit::new(),
@@ -165,6 +170,7 @@ impl Admission {
             refused_descriptors: self.refused_descriptors.load(Relaxed),
             refused_socket: self.refused_socket.load(Relaxed),
             evicted: self.evicted.load(Relaxed),
+            evicted_answered: self.evicted_answered.load(Relaxed),
             unreplied_expired: self.unreplied_expired.load(Relaxed),
         }
     }
@@ -212,9 +218,13 @@ impl Admission {
         }
     }
 
-    /// An unanswered flow was ended to make room.
-    pub fn evicted(&self) {
-        self.evicted.fetch_add(1, Relaxed);
+    /// A flow was ended to make room.
+    pub fn evicted(&self, how: super::flow::Eviction) {
+        match how {
+            super::flow::Eviction::Unanswered => &self.evicted,
+            super::flow::Eviction::AnsweredOnce => &self.evicted_answered,
+        }
+        .fetch_add(1, Relaxed);
     }
 
     /// Unanswered flows ended at the unreplied timeout.

@@ -78,14 +78,33 @@ pub struct Flow {
     counted: AtomicBool,
     /// Ended or evicted: its client's next datagram is scheduled anew.
     ended: AtomicBool,
+    /// When it was made (the connection table's clock, milliseconds).
+    created_ms: u64,
     /// The socket's descriptor, from the data plane's budget.
     _held: Held,
 }
 
+/// A flow that has carried a datagram either way this long after it was made, having
+/// been answered, is in use (conntrack's ASSURED UDP: a stream, not a lone query and
+/// its answer) and is never ended to make room.
+const ASSURED_AFTER_MS: u64 = 2_000;
+
 thread_local! {
     /// This worker's flows not yet answered, oldest first (some may have been answered
-    /// or ended since: they are skipped).
+    /// or ended since: they are skipped, or moved on to `UNASSURED`).
     static UNREPLIED: RefCell<VecDeque<Weak<Flow>>> = const { RefCell::new(VecDeque::new()) };
+    /// This worker's flows answered but not (yet) in use, oldest first.
+    static UNASSURED: RefCell<VecDeque<Weak<Flow>>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// Which flows may make room for a new one, first to last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// Its real server never answered.
+    Unanswered,
+    /// Answered, and nothing crossed since its first two seconds (a query and its
+    /// answer, done).
+    AnsweredOnce,
 }
 
 impl Flow {
@@ -111,6 +130,15 @@ impl Flow {
         }
     }
 
+    /// Answered, and has carried something since its first two seconds: in use.
+    fn is_assured(&self) -> bool {
+        let last = match &self.route {
+            Route::Server { conn, .. } => conn.last_activity(),
+            Route::OnePacket { last_activity, .. } => last_activity.load(Relaxed),
+        };
+        !self.is_unreplied() && last >= self.created_ms + ASSURED_AFTER_MS
+    }
+
     /// Ends the flow: its task stops, and on its way out takes the flow out of the
     /// tables.
     pub fn end(&self) {
@@ -125,44 +153,86 @@ impl Flow {
     }
 }
 
-/// Ends this worker's oldest unanswered flow and hands its place in the table over;
-/// false when it has none.
-fn evict_unreplied() -> bool {
-    UNREPLIED.with_borrow_mut(|queue| {
+/// Ends `flow` and takes its place in the table; false when it is ending anyway (its
+/// place then comes back by itself).
+fn take_place_of(flow: &Flow) -> bool {
+    if flow.ended.swap(true, Relaxed) {
+        return false;
+    }
+    if let Route::Server { conn, .. } = &flow.route
+        && !conn.end()
+    {
+        // The sweeper ended it a moment ago.
+        return false;
+    }
+    if let Some(task) = flow.task.get() {
+        task.abort();
+    }
+    flow.counted.swap(false, Relaxed)
+}
+
+/// Ends this worker's oldest unanswered flow, else its oldest flow answered once and
+/// done, and hands its place in the table over; None when it has neither (every flow
+/// of this worker is in use).
+fn evict() -> Option<Eviction> {
+    let unanswered = UNREPLIED.with_borrow_mut(|queue| {
         while let Some(weak) = queue.pop_front() {
             let Some(flow) = weak.upgrade() else { continue };
-            if !flow.is_unreplied() || flow.ended.swap(true, Relaxed) {
+            if !flow.is_unreplied() {
+                if !flow.is_assured() {
+                    UNASSURED.with_borrow_mut(|next| next.push_back(weak));
+                }
                 continue;
             }
-            if let Route::Server { conn, .. } = &flow.route
-                && !conn.end()
-            {
-                // The sweeper ended it a moment ago: its place comes back by itself.
-                continue;
-            }
-            if let Some(task) = flow.task.get() {
-                task.abort();
-            }
-            if flow.counted.swap(false, Relaxed) {
+            if take_place_of(&flow) {
                 tracing::debug!(client = %flow.client, "unanswered UDP flow ended to make room");
                 return true;
             }
         }
         false
+    });
+    if unanswered {
+        return Some(Eviction::Unanswered);
+    }
+    UNASSURED.with_borrow_mut(|queue| {
+        while let Some(weak) = queue.pop_front() {
+            let Some(flow) = weak.upgrade() else { continue };
+            if flow.is_assured() {
+                continue;
+            }
+            if take_place_of(&flow) {
+                tracing::debug!(client = %flow.client, "UDP flow answered once ended to make room");
+                return Some(Eviction::AnsweredOnce);
+            }
+        }
+        None
     })
 }
 
-/// Remembers a new flow as unanswered, and forgets the oldest entries that no longer
-/// are, so the queue stays about as long as the unanswered flows are many.
+/// Remembers a new flow as unanswered, and moves on the oldest entries that no longer
+/// are, so each queue stays about as long as its flows are many.
 fn remember_unreplied(flow: &Arc<Flow>) {
     UNREPLIED.with_borrow_mut(|queue| {
-        while queue
-            .front()
-            .is_some_and(|w| w.upgrade().is_none_or(|f| !f.is_unreplied()))
-        {
+        while let Some(front) = queue.front() {
+            match front.upgrade() {
+                Some(f) if f.is_unreplied() => break,
+                Some(f) if !f.is_assured() && !f.ended.load(Relaxed) => {
+                    let answered = Arc::downgrade(&f);
+                    UNASSURED.with_borrow_mut(|next| next.push_back(answered));
+                }
+                _ => {}
+            }
             queue.pop_front();
         }
         queue.push_back(Arc::downgrade(flow));
+    });
+    UNASSURED.with_borrow_mut(|queue| {
+        while queue.front().is_some_and(|w| {
+            w.upgrade()
+                .is_none_or(|f| f.is_assured() || f.ended.load(Relaxed))
+        }) {
+            queue.pop_front();
+        }
     });
 }
 
@@ -406,13 +476,13 @@ impl<'a> Admitted<'a> {
         }
         admitted.source = true;
         if !admission.take_place() {
-            if !evict_unreplied() {
+            let Some(how) = evict() else {
                 service.state.flows_dropped.fetch_add(1, Relaxed);
                 admission.refused(Refusal::Full);
                 return None;
-            }
+            };
             // The evicted flow's place is this one's now.
-            admission.evicted();
+            admission.evicted(how);
         }
         admitted.place = true;
         match director.descriptors.try_take(1) {
@@ -529,6 +599,7 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
         task: OnceLock::new(),
         counted: AtomicBool::new(true),
         ended: AtomicBool::new(false),
+        created_ms: d.now_ms,
         _held: held,
     });
     remember_unreplied(&flow);
