@@ -931,3 +931,66 @@ fn an_empty_file_under_autoreload_is_not_taken_for_an_empty_table() {
     d.wait_listening(more[2]);
     assert!(status(&d).contains("reloads 1, refused 1"));
 }
+
+#[test]
+fn a_storm_of_sighups_is_not_a_storm_of_log_lines() {
+    let (_dir, path) = config_dir();
+    let backend = Backend::start("B", Behaviour::Name);
+    let vip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    write(&path, &services_file("", &[vip], backend.addr));
+    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    d.wait_listening(vip);
+    let storm = |times: usize| {
+        for _ in 0..times {
+            sighup(&d.child);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // (reloads, refused) once they stop moving (SIGHUPs during a read are taken as one).
+    let settled = || {
+        let counts = || {
+            let shown = status(&d);
+            let line = shown
+                .lines()
+                .find(|l| l.starts_with("configuration "))
+                .unwrap_or_default()
+                .to_string();
+            let n: Vec<u64> = line
+                .split([' ', ',', ';'])
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            (n.first().copied(), n.get(1).copied())
+        };
+        let mut last = counts();
+        loop {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = counts();
+            if now == last {
+                return (now.0.unwrap_or(0), now.1.unwrap_or(0));
+            }
+            last = now;
+        }
+    };
+    // Unchanged: each SIGHUP reloads and changes nothing.
+    storm(40);
+    let (reloads, _) = settled();
+    assert!(reloads >= 10, "{reloads} reloads");
+    // Broken: each is refused for the same reasons.
+    write(
+        &path,
+        "[global]\nthreads = \"two\"\n[[service]]\ntcp = \"bad\"\n",
+    );
+    storm(40);
+    let (_, refused) = settled();
+    assert!(refused >= 10, "{refused} refused");
+    let log = d.log();
+    let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert!(count("SIGHUP: configuration reloaded") <= 2, "{log}");
+    assert_eq!(
+        count("SIGHUP: reload refused, the running table"),
+        1,
+        "{log}"
+    );
+    assert!(count("reload refused again") <= 2, "{log}");
+    assert!(log.lines().count() < 40, "{log}");
+}

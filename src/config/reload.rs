@@ -26,6 +26,7 @@ use super::{Config, Global, LoadError, Loaded, schema};
 use crate::control::protocol::ConfigStatus;
 use crate::director::Director;
 use crate::health::{self, Book, checker::Checker};
+use crate::rate_limit::RateLimit;
 use crate::table::loops::loops;
 use crate::table::{HostInterfaces, ListenAddr, OwnAddresses, Protocol, Table, TableError};
 
@@ -132,6 +133,10 @@ pub struct Reloader {
     autoreload: AtomicBool,
     /// The file as read at start, and a hash of its contents.
     read_at_start: (Stamp, u64),
+    /// Lines that a storm of SIGHUPs would repeat.
+    quiet: RateLimit,
+    refused_again: RateLimit,
+    waiting: RateLimit,
 }
 
 /// Why a reload reads the file.
@@ -238,6 +243,9 @@ impl Reloader {
             started_with: loaded.config.global.clone(),
             autoreload: AtomicBool::new(loaded.config.global.autoreload),
             read_at_start: (loaded.stamp, loaded.digest),
+            quiet: RateLimit::new(),
+            refused_again: RateLimit::new(),
+            waiting: RateLimit::new(),
         }
     }
 
@@ -371,21 +379,50 @@ impl Reloader {
     }
 
     /// Logs a reload's result and records it for `uvs status`.
+    ///
+    /// A storm of SIGHUPs must not become a storm of log lines: a reload that changed
+    /// nothing, and a refusal for the same reasons as the last one (whose whole list
+    /// was logged), are said at most every ten seconds.
     fn report(&self, director: &Director, why: Why, result: Result<Applied, ReloadError>) {
+        let mut again = false;
         self.record(director, |c| match &result {
             Ok(_) => c.reloads += 1,
             Err(e) => {
                 c.refused += 1;
-                c.last_error = Some(e.to_string());
+                let text = e.to_string();
+                again = c.last_error.as_deref() == Some(text.as_str());
+                c.last_error = Some(text);
             }
         });
         match result {
+            Ok(a) if a.commands == 0 => {
+                self.quiet.warn(|suppressed| {
+                    tracing::info!(
+                        file = %self.path.display(),
+                        changes = 0,
+                        suppressed,
+                        "{}: configuration reloaded",
+                        why.words()
+                    );
+                });
+            }
             Ok(a) => tracing::info!(
                 file = %self.path.display(),
                 changes = a.commands,
                 "{}: configuration reloaded",
                 why.words()
             ),
+            Err(_) if again => {
+                self.refused_again.warn(|suppressed| {
+                    tracing::error!(
+                        file = %self.path.display(),
+                        suppressed,
+                        "{}: reload refused again, for the same reasons as before (uvs status \
+                         lists them); the running table is unchanged",
+                        why.words()
+                    );
+                });
+            }
             Err(e) => tracing::error!(
                 file = %self.path.display(),
                 "{}: reload refused, the running table is unchanged:\n{e}",
@@ -526,10 +563,13 @@ impl Reloader {
                 () = hangup.notified() => {
                     if reading.slot.busy() {
                         if reading.slot.stuck() {
-                            tracing::warn!(
-                                file = %self.path.display(),
-                                "SIGHUP: an abandoned read of the file has not ended; the reload waits for it"
-                            );
+                            self.waiting.warn(|suppressed| {
+                                tracing::warn!(
+                                    file = %self.path.display(),
+                                    suppressed,
+                                    "SIGHUP: an abandoned read of the file has not ended; the reload waits for it"
+                                );
+                            });
                         }
                         reading.again = true;
                     } else {
