@@ -16,6 +16,9 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 use tokio::sync::Notify;
 
+/// A data plane share below this is worth a warning at start: a few listeners and
+/// connections at most.
+pub const SMALL_SHARE: usize = 64;
 /// Clients the control socket serves at once (fewer under a small open-files limit).
 pub const CONTROL_CLIENTS: usize = 64;
 /// Connections the metrics endpoint serves at once, unless configured.

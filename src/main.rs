@@ -405,6 +405,17 @@ fn director(settings: &Settings, userspace: bool) -> anyhow::Result<Arc<Director
     director
         .templates
         .set_expire_quiescent(settings.expire_quiescent_template);
+    let budget = &director.descriptors;
+    if userspace && budget.limit() < uvs::descriptors::SMALL_SHARE {
+        tracing::warn!(
+            open_files = budget.open_files(),
+            reserved = budget.reserve().total(),
+            data_plane = budget.limit(),
+            "the open-files limit leaves the data plane few descriptors: it will serve \
+             few listen addresses and connections, if any; raise the limit (ulimit -n, \
+             LimitNOFILE)"
+        );
+    }
     Ok(director)
 }
 
@@ -492,7 +503,7 @@ fn import(format: ImportFormat, file: &std::path::Path) -> anyhow::Result<()> {
             import::ipvsadm::import(text.as_bytes(), &mut names)
         }
     };
-    print!("{}", uvs::config::render::render(&imported.config));
+    out(&uvs::config::render::render(&imported.config));
     for s in &imported.skipped {
         eprintln!("{}:{}: {}", file.display(), s.line, s.message);
     }
@@ -517,14 +528,14 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
         eprintln!("{}: warning: {l}", path.display());
     }
     let servers: usize = config.services.iter().map(|s| s.servers.len()).sum();
-    println!(
-        "{}: OK, {} service{}, {} real server{}",
+    out(&format!(
+        "{}: OK, {} service{}, {} real server{}\n",
         path.display(),
         config.services.len(),
         if config.services.len() == 1 { "" } else { "s" },
         servers,
         if servers == 1 { "" } else { "s" }
-    );
+    ));
     Ok(())
 }
 
@@ -593,20 +604,41 @@ async fn status(socket: Option<PathBuf>) -> anyhow::Result<()> {
     let mut client = Client::new(socket);
     match client.call(&Request::Status {})? {
         Response::Status { status } => {
-            print!("{}", uvs::status::render(&status));
+            out(&uvs::status::render(&status));
             Ok(())
         }
         other => bail!("unexpected answer from the daemon: {other:?}"),
     }
 }
 
+/// Writes `text` to standard output. A reader that went away (`uvs status | head -1`)
+/// is no error: what it did not want is not written.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
 // The control plane (socket, listeners, estimator, sweeper) runs on this thread; the
 // connections run on the director's worker threads.
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
-    match dispatch(cli.command).await {
+    // Built here rather than by #[tokio::main], which panics when it cannot be made
+    // (under an open-files limit too small for its event loop).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("uvs: cannot start the event loop: {e} (is the open-files limit too small?)");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // The chain of causes, without anyhow's debug form (and backtrace).

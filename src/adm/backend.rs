@@ -17,8 +17,9 @@ pub enum BackendError {
     #[error("{0}")]
     Table(#[from] TableError),
     /// No daemon answered at the control socket.
-    #[error("cannot reach the uvs daemon at {}: {source}", socket.display())]
-    Unreachable { socket: PathBuf, source: io::Error },
+    // The cause is in the message, not a `source`: printed as a chain it would repeat.
+    #[error("cannot reach the uvs daemon at {}: {error}", socket.display())]
+    Unreachable { socket: PathBuf, error: io::Error },
     /// The socket is not one this user may trust: its directory could be replaced by
     /// another user, or another user's process answers on it.
     #[error("refusing to use the uvs control socket {}: {reason}", socket.display())]

@@ -129,9 +129,9 @@ pub fn read(path: &Path) -> Result<Text, LoadError> {
 }
 
 fn read_at_most(path: &Path, limit: u64) -> Result<Text, LoadError> {
-    let failed = |source| LoadError::Read {
+    let failed = |error| LoadError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     // Refused before opening where possible: opening a device can have effects.
     refuse_special(path, &std::fs::metadata(path).map_err(failed)?)?;

@@ -262,10 +262,11 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// It could not be opened or read: missing, not permitted, an I/O error.
-    #[error("cannot read {}: {source}", path.display())]
+    // The cause is in the message, not a `source`: printed as a chain it would repeat.
+    #[error("cannot read {}: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The path names a FIFO, directory, device or socket: reading a FIFO would wait for
     /// a writer, a device could give bytes forever.

@@ -77,10 +77,10 @@ impl Client {
         &self.path
     }
 
-    fn unreachable(&self, source: io::Error) -> BackendError {
+    fn unreachable(&self, error: io::Error) -> BackendError {
         BackendError::Unreachable {
             socket: self.path.clone(),
-            source,
+            error,
         }
     }
 

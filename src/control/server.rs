@@ -36,19 +36,28 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
-    #[error("another uvs daemon is already listening on {}", .0.display())]
-    InUse(PathBuf),
+    #[error(
+        "another uvs daemon is already listening on {}{}",
+        path.display(),
+        owner.map_or(String::new(), |uid| format!(" (a process of uid {uid})"))
+    )]
+    InUse {
+        path: PathBuf,
+        /// Whose it is, when that is another user.
+        owner: Option<u32>,
+    },
     #[error("refusing to replace {}: it exists and is not a socket", .0.display())]
     NotASocket(PathBuf),
-    #[error("cannot create the socket directory {}: {source}", path.display())]
-    Directory { path: PathBuf, source: io::Error },
+    // The cause is in the message, not a `source`: printed as a chain it would repeat.
+    #[error("cannot create the socket directory {}: {error}", path.display())]
+    Directory { path: PathBuf, error: io::Error },
     #[error("refusing to put the control socket in {}: {reason}", path.display())]
     Untrusted {
         path: PathBuf,
         reason: super::socket_path::Untrusted,
     },
-    #[error("cannot listen on {}: {source}", path.display())]
-    Listen { path: PathBuf, source: io::Error },
+    #[error("cannot listen on {}: {error}", path.display())]
+    Listen { path: PathBuf, error: io::Error },
 }
 
 /// Creates the control socket at `path`, readable and writable by its owner only. A
@@ -60,9 +69,9 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
             .recursive(true)
             .mode(0o700)
             .create(&dir)
-            .map_err(|source| BindError::Directory {
+            .map_err(|error| BindError::Directory {
                 path: dir.clone(),
-                source,
+                error,
             })?;
     }
     // Made by another user (or left open to others): whoever can write there can swap
@@ -73,8 +82,15 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
         if !meta.file_type().is_socket() {
             return Err(BindError::NotASocket(path.to_path_buf()));
         }
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(BindError::InUse(path.to_path_buf()));
+        if let Ok(live) = std::os::unix::net::UnixStream::connect(path) {
+            use std::os::fd::AsFd;
+            let owner = sys::peer_uid(live.as_fd())
+                .ok()
+                .filter(|uid| *uid != sys::effective_uid());
+            return Err(BindError::InUse {
+                path: path.to_path_buf(),
+                owner,
+            });
         }
         let _ = std::fs::remove_file(path);
     }
@@ -83,9 +99,9 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
             l.set_nonblocking(true)?;
             UnixListener::from_std(l)
         })
-        .map_err(|source| BindError::Listen {
+        .map_err(|error| BindError::Listen {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
     Ok(listener)
 }
