@@ -540,8 +540,16 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `uvs run`: with `-c`, the file's table is loaded before the socket opens, and
-/// reloaded on SIGHUP (and on change with autoreload).
+/// reloaded on SIGHUP (and on change with autoreload). The daemon adopts what external
+/// checks leave behind, and kills it; what is left at the end goes as `run` returns.
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let _reaper = match uvs::health::orphans::Reaper::start() {
+        Ok(reaper) => Some(reaper),
+        Err(e) => {
+            tracing::warn!(error = %e, "processes that leave an external check's process group will outlive it");
+            None
+        }
+    };
     let config = match &args.config {
         Some(path) => Some((path.clone(), read_config(path)?)),
         None => None,

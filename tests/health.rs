@@ -4,7 +4,8 @@
 //! and comes back after `rise` good checks with its weight; the fallback stands in while
 //! every server is down (maintenance files) and leaves when one returns; a hanging
 //! server blocks neither the other checks nor the traffic; external checks set weights
-//! and leave no process behind them.
+//! and leave no process behind them, not even those that left the check's process
+//! group or session, nor zombies.
 
 mod common;
 
@@ -596,5 +597,148 @@ address = "{b}"
         eventually("no process of any check is left", || {
             all.iter().all(|&pid| !sleep_alive(pid))
         });
+    }
+}
+
+/// The children of process `parent` as (pid, state, command name), from /proc/*/stat.
+fn children_of(parent: u32) -> Vec<(u32, String, String)> {
+    let mut children = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return children;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some((head, rest)), Some(open)) = (stat.rsplit_once(')'), stat.find('(')) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let (Some(state), Some(ppid)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if ppid.parse() == Ok(parent) {
+            children.push((pid, state.to_string(), head[open + 1..].to_string()));
+        }
+    }
+    children
+}
+
+/// Whether a program is on the PATH.
+fn installed(program: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn processes_that_leave_an_external_checks_group_are_killed_and_reaped() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each script leaves a `sleep 300` behind outside its process group, and records
+    // the sleep's pid: by shell job control (bash's set -m puts a background job in a
+    // group of its own), by a double fork into a new session (a daemon's way), by
+    // setpgid (perl's setpgrp, where perl is installed), and, for a check the timeout
+    // ends, by a setsid child the command waits for. A last script leaves a process in
+    // its group that exits by itself after its parent: a zombie to reap.
+    let mut variants = vec![
+        (
+            "job-control",
+            "#!/bin/bash\nset -m\nsleep 300 &\necho $! >> PIDS\nexit 0\n",
+        ),
+        (
+            "double-fork",
+            "#!/bin/sh\n( setsid sh -c 'echo $$ >> PIDS; exec sleep 300' & )\nexit 0\n",
+        ),
+        (
+            "setsid-timeout",
+            "#!/bin/sh\nsetsid sh -c 'echo $$ >> PIDS; exec sleep 300' &\nwait\n",
+        ),
+    ];
+    if installed("perl") {
+        variants.push((
+            "setpgid",
+            "#!/bin/sh\nperl -e 'setpgrp(0, 0); exec \"sleep\", \"300\"' &\necho $! >> PIDS\nexit 0\n",
+        ));
+    }
+    let mut scripts = Vec::new();
+    for (name, body) in &variants {
+        let script = dir.path().join(format!("{name}.sh"));
+        let pids = dir.path().join(format!("{name}.pids"));
+        write(&script, &body.replace("PIDS", pids.to_str().unwrap()));
+        scripts.push((script, pids));
+    }
+    let zombie_maker = dir.path().join("zombie.sh");
+    write(
+        &zombie_maker,
+        "#!/bin/sh\n( sleep 0.1 & )\nsleep 0.4\nexit 0\n",
+    );
+    for script in scripts.iter().map(|(s, _)| s).chain([&zombie_maker]) {
+        std::process::Command::new("chmod")
+            .args(["+x", script.to_str().unwrap()])
+            .status()
+            .unwrap();
+    }
+    let _cleanup = KillOnDrop(scripts.iter().map(|(_, p)| p.clone()).collect());
+    let mut config =
+        String::from("[global.check]\ntype = \"external\"\ninterval = \"1s\"\ntimeout = \"1s\"\n");
+    let commands = scripts.iter().map(|(s, _)| s).chain([&zombie_maker]);
+    let vips: Vec<SocketAddr> = commands
+        .map(|command| {
+            let v = vip();
+            config.push_str(&format!(
+                "\n[[service]]\ntcp = \"{v}\"\n[service.check]\ncommand = \"{}\"\n\
+                 [[service.server]]\naddress = \"127.0.0.1:{}\"\n",
+                command.display(),
+                free_port()
+            ));
+            v
+        })
+        .collect();
+    let mut d = start(dir.path(), &config);
+    for v in &vips {
+        d.wait_listening(*v);
+    }
+    let daemon = d.child.id();
+    for (_, pids) in &scripts {
+        eventually("four checks of each server", || {
+            recorded_pids(pids).len() >= 4
+        });
+    }
+    // The processes of every check that has ended are gone, wherever they went.
+    for (script, pids) in &scripts {
+        let all = recorded_pids(pids);
+        let ended = &all[..all.len() - 1];
+        eventually(
+            &format!("what {} left behind is gone", script.display()),
+            || ended.iter().all(|&pid| !sleep_alive(pid)),
+        );
+    }
+    // The daemon reaps what it adopted: no zombie children pile up.
+    eventually("no zombie children of the daemon", || {
+        !children_of(daemon).iter().any(|(_, state, _)| state == "Z")
+    });
+    assert!(
+        d.log()
+            .contains("killed processes that external checks left behind"),
+        "{}",
+        d.log()
+    );
+    common::sigterm(&d.child);
+    eventually("the daemon exits on SIGTERM", || !d.alive());
+    for (script, pids) in &scripts {
+        let all = recorded_pids(pids);
+        eventually(
+            &format!("nothing {} started is left", script.display()),
+            || all.iter().all(|&pid| !sleep_alive(pid)),
+        );
     }
 }

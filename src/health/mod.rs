@@ -5,9 +5,11 @@
 //! leaves the service, and the fallback server stands in while none is up. The
 //! reloader applies that table through the same plan as a file change, so health and
 //! configuration never fight over a server, and `uvsadm -L -n` shows what ldirectord
-//! would have made ipvsadm show.
+//! would have made ipvsadm show. What external checks leave behind, even outside their
+//! process group, is adopted, killed and reaped by the daemon (`orphans`).
 
 pub mod checker;
+pub mod orphans;
 pub mod probe;
 pub mod tls;
 

@@ -346,34 +346,18 @@ async fn dns(plan: &Plan) -> Result<(), Failure> {
     if found { Ok(()) } else { Err(Failure::NoMatch) }
 }
 
-/// The process group of an external check's command, killed whole when dropped: when
-/// the check ends, by exit, timeout or abort (the probe's own timeout drops the
-/// future), whatever the command left running in the background goes with it.
-struct ProcessGroup(u32);
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        // After the command exited and was reaped the group number stays reserved while
-        // members remain; once it is empty, ESRCH is the expected answer.
-        static FAILED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
-        if let Err(e) = crate::sys::kill_process_group(self.0) {
-            FAILED.warn(|suppressed| {
-                tracing::warn!(pgid = self.0, error = %e, suppressed, "cannot kill an external check's processes");
-            });
-        }
-    }
-}
-
 /// ldirectord's external check: the command with vip vport rip rport; exit 0 is up.
 /// With dynamic weights (keepalived's misc_dynamic), 2..=255 is up with weight code-2.
-/// The command runs in a process group of its own, killed when the check ends.
+/// The command runs in a process group of its own, killed when the check ends, and what
+/// leaves the group is the reaper's (`orphans`).
 async fn external(plan: &Plan, timeout: Duration) -> Result<Option<u32>, Failure> {
-    let command = plan.check.command.as_deref().unwrap_or("");
-    let mut words = command.split_whitespace();
+    let line = plan.check.command.as_deref().unwrap_or("");
+    let mut words = line.split_whitespace();
     let program = words
         .next()
         .ok_or_else(|| Failure::Garbled("no command to run".into()))?;
-    let mut child = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    command
         .args(words)
         .arg(&plan.vip)
         .arg(plan.vport.to_string())
@@ -381,16 +365,12 @@ async fn external(plan: &Plan, timeout: Duration) -> Result<Option<u32>, Failure
         .arg(plan.dest.port().to_string())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
+        .stderr(std::process::Stdio::null());
+    // Dropped, by any return or by the probe's timeout, it kills its group.
+    let mut child = super::orphans::spawn(&mut command)
         .map_err(|e| Failure::Io(format!("cannot run {program}: {e}")))?;
-    // Declared after the child, so dropped before it: the group is killed first.
-    let _group = child.id().map(ProcessGroup);
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => status.map_err(|e| Failure::Io(e.to_string()))?,
-        // `_group` kills the command and all it started.
         Err(_) => return Err(Failure::Timeout),
     };
     match status.code() {

@@ -194,3 +194,82 @@ pub fn kill_process_group(pgid: u32) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Makes this process a child subreaper (prctl PR_SET_CHILD_SUBREAPER): a process whose
+/// parent dies is then re-parented to this one, its nearest living subreaper ancestor,
+/// instead of init, however it left its parent's process group or session. `uvs run`
+/// calls this once as it starts, so that whatever an external health check leaves
+/// behind becomes the daemon's child, to kill and reap (`health::orphans`).
+#[cfg(target_os = "linux")]
+pub fn become_child_subreaper() -> std::io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes one integer argument (the unused ones are
+    // passed as 0, as prctl(2) asks); it sets an attribute of this process and touches
+    // no memory of ours.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_CHILD_SUBREAPER,
+            1 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Child subreapers are Linux's.
+#[cfg(not(target_os = "linux"))]
+pub fn become_child_subreaper() -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
+/// A pid for kill(2) and waitpid(2) that names one process: 0 and negative numbers name
+/// groups (or every process, for kill), 1 is init, and this process is never meant.
+fn one_process(pid: u32) -> std::io::Result<libc::pid_t> {
+    libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|&p| p > 1 && p.unsigned_abs() != std::process::id())
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+}
+
+/// Sends SIGKILL to process `pid`, a child of this process that it has not reaped: until
+/// it is reaped its pid cannot go to another process, so the signal reaches the one
+/// meant. Refuses (InvalidInput) 0, 1, numbers beyond pid_t and this process.
+pub fn kill_process(pid: u32) -> std::io::Result<()> {
+    let pid = one_process(pid)?;
+    // SAFETY: kill takes two integers and only sends a signal; it touches no memory of
+    // ours. `one_process` made sure the number names one process, not a group.
+    if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reaps child `pid` if it has ended (waitpid with WNOHANG): Ok(true) when it was
+/// reaped, Ok(false) while it runs; ECHILD when it is not a child of this process (or
+/// was reaped already). Only for children nobody else waits for: never one a tokio
+/// `Child` owns, which would lose its exit status (and could later wait on a reused
+/// pid). Refuses (InvalidInput) 0, 1, numbers beyond pid_t and this process: waitpid(-1)
+/// or waitpid(0) would reap any child.
+pub fn reap_child(pid: u32) -> std::io::Result<bool> {
+    let pid = one_process(pid)?;
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: waitpid writes the exit status into the integer we pass and nothing
+        // else; `pid` names one process (see above), so no other child is reaped.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        match rc {
+            0 => return Ok(false),
+            r if r == pid => return Ok(true),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
