@@ -145,7 +145,7 @@ impl Table {
                 self.listeners.clear();
             }
             Command::AddServer { service, server } => {
-                let mut svc = self.server_command_target(service, server)?;
+                let svc = self.server_command_target(service, server)?;
                 check_server_numbers(server)?;
                 if svc.servers.iter().any(|s| s.key() == server.key()) {
                     return Err(TableError::ServerExists);
@@ -153,22 +153,23 @@ impl Table {
                 if !addresses.may_be_real_server(server.addr) {
                     return Err(TableError::InvalidOperation);
                 }
+                let svc = Arc::make_mut(svc);
                 let added = real_server(server, Arc::default(), None);
                 svc.servers.insert(0, added);
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Added));
-                self.services.insert(*service, Arc::new(svc));
             }
             Command::EditServer { service, server } => {
-                let mut svc = self.server_command_target(service, server)?;
+                let svc = self.server_command_target(service, server)?;
                 check_server_numbers(server)?;
-                let slot = svc
+                let index = svc
                     .servers
-                    .iter_mut()
-                    .find(|s| s.key() == server.key())
+                    .iter()
+                    .position(|s| s.key() == server.key())
                     .ok_or(TableError::NoSuchServer)?;
+                let svc = Arc::make_mut(svc);
+                let slot = &mut svc.servers[index];
                 *slot = real_server(server, Arc::clone(&slot.state), Some(slot.last_weight));
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Updated));
-                self.services.insert(*service, Arc::new(svc));
             }
             Command::DeleteServer { service, server } => {
                 let current = self
@@ -223,22 +224,26 @@ impl Table {
         Ok(())
     }
 
-    /// The service a real-server add or edit works on (a copy to change), after the
-    /// checks the kernel makes before looking at the server itself.
+    /// The service a real-server add or edit works on, after the checks the kernel
+    /// makes before looking at the server itself. Changed through `Arc::make_mut`: a
+    /// service shared with a published snapshot is copied first, one this table already
+    /// copied (earlier in the same batch) is changed in place, so a batch adding many
+    /// servers to one service copies its list once, not once per server.
     fn server_command_target(
-        &self,
+        &mut self,
         key: &ServiceKey,
         server: &ServerConfig,
-    ) -> Result<Service, TableError> {
-        let current = self
-            .services
-            .get(key)
-            .ok_or(TableError::ServiceNotDefined)?;
+    ) -> Result<&mut Arc<Service>, TableError> {
         // Mixed families are possible only where the packet is encapsulated anyway.
-        if Family::of(&server.addr) != key.family() && server.forward != Forward::Tunnel {
+        if self.services.contains_key(key)
+            && Family::of(&server.addr) != key.family()
+            && server.forward != Forward::Tunnel
+        {
             return Err(TableError::InvalidOperation);
         }
-        Ok(Service::clone(current))
+        self.services
+            .get_mut(key)
+            .ok_or(TableError::ServiceNotDefined)
     }
 
     /// The listen rules, sorted.
