@@ -474,12 +474,7 @@ fn read_config(path: &std::path::Path) -> anyhow::Result<Loaded> {
         Err(LoadError::Invalid(problems)) => {
             // One line per problem, as a compiler would print them.
             eprintln!("{problems}");
-            let n = problems.list.len();
-            bail!(
-                "{}: {n} problem{}",
-                path.display(),
-                if n == 1 { "" } else { "s" }
-            )
+            bail!("{}: {}", path.display(), problems.count())
         }
         // It names the file and what is wrong with it.
         Err(e) => bail!("{e}"),
