@@ -498,10 +498,8 @@ fn import(format: ImportFormat, file: &std::path::Path) -> anyhow::Result<()> {
         }
     };
     print!("{}", uvs::config::render::render(&imported.config));
-    for s in &imported.skipped {
-        eprintln!("{}:{}: {}", file.display(), s.line, s.message);
-    }
-    let n = imported.skipped.len();
+    eprint!("{}", imported.not_taken(file));
+    let n = imported.skipped_total;
     if n > 0 {
         bail!(
             "{}: {n} line{} not taken",
