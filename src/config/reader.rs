@@ -6,7 +6,7 @@
 //! A read costs time and memory in proportion to the file, however many problems it
 //! has: all are counted, the first [`SHOWN`] in the file's order kept (`capped`), and
 //! only those are placed, in one pass over the text; the syntax pass of a large file
-//! stops at its first error ([`RECOVER_BYTES`]).
+//! keeps only its first error ([`RECOVER_BYTES`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
