@@ -475,23 +475,46 @@ fn read_config(path: &std::path::Path) -> anyhow::Result<Loaded> {
         Err(LoadError::Invalid(problems)) => {
             // One line per problem, as a compiler would print them.
             eprintln!("{problems}");
-            let n = problems.list.len();
-            bail!(
-                "{}: {n} problem{}",
-                path.display(),
-                if n == 1 { "" } else { "s" }
-            )
+            bail!("{}: {}", path.display(), problems.count())
         }
         // It names the file and what is wrong with it.
         Err(e) => bail!("{e}"),
     }
 }
 
+/// Standard input, for `uvs import -`: read as it comes, and at most as much as a file
+/// may hold (`config::file::MAX_BYTES`), so that a stream without end (`yes | uvs
+/// import ipvsadm -`) is refused rather than held in memory whole.
+fn read_stdin() -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let limit = uvs::config::file::MAX_BYTES;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .context("cannot read standard input")?;
+    if bytes.len() as u64 > limit {
+        bail!(
+            "standard input is too large for a configuration file: over the limit of {limit} bytes ({} MiB)",
+            limit >> 20
+        );
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            )
+        })
+        .context("cannot read standard input")
+}
+
 /// `uvs import FORMAT FILE`.
 fn import(format: ImportFormat, file: &std::path::Path) -> anyhow::Result<()> {
     use uvs::config::import;
     let text = if file == std::path::Path::new("-") {
-        std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+        read_stdin()?
     } else {
         uvs::config::file::read(file)?.text
     };
@@ -504,10 +527,8 @@ fn import(format: ImportFormat, file: &std::path::Path) -> anyhow::Result<()> {
         }
     };
     out(&uvs::config::render::render(&imported.config));
-    for s in &imported.skipped {
-        eprintln!("{}:{}: {}", file.display(), s.line, s.message);
-    }
-    let n = imported.skipped.len();
+    eprint!("{}", imported.not_taken(file));
+    let n = imported.skipped_total;
     if n > 0 {
         bail!(
             "{}: {n} line{} not taken",

@@ -3,8 +3,10 @@
 //! change weights and add and remove servers and services without one failed request,
 //! counters that carry on, services made with uvsadm left alone, and broken files that
 //! change nothing; files that are no configuration (a FIFO in place of the file, a file
-//! over the size limit) refused at once without holding the daemon up, and a file
-//! written in place under autoreload taken only once whole.
+//! over the size limit) refused at once without holding the daemon up, a file
+//! written in place under autoreload taken only once whole, and files of junk (checked,
+//! run, imported, or put in place under autoreload) read in time in proportion to their
+//! size, with the first hundred problems shown and the rest counted.
 
 mod common;
 
@@ -993,4 +995,200 @@ fn a_storm_of_sighups_is_not_a_storm_of_log_lines() {
     );
     assert!(count("reload refused again") <= 2, "{log}");
     assert!(log.lines().count() < 40, "{log}");
+}
+
+/// The lines of `out`'s stderr.
+fn stderr_lines(out: &std::process::Output) -> Vec<String> {
+    text(&out.stderr).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_file_of_junk_lists_its_first_hundred_problems_and_counts_the_rest() {
+    let (dir, path) = config_dir();
+    let p = path.display().to_string();
+    let junk = |line: usize| format!("{p}:{line}:2: TOML syntax: key with no value, expected `=`");
+
+    // 100 000 lines of junk (200 000 bytes): every syntax error counted, the first
+    // hundred shown. Before, 30 s of placing each one.
+    write(&path, &"x\n".repeat(100_000));
+    let out = bounded(
+        {
+            let mut cmd = Command::new(UVS);
+            cmd.args(["check", "-c"]).arg(&path);
+            cmd
+        },
+        "uvs check",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let lines = stderr_lines(&out);
+    assert_eq!(lines.len(), 102, "{}", text(&out.stderr));
+    assert_eq!(lines[0], junk(1));
+    assert_eq!(lines[99], junk(100));
+    assert_eq!(lines[100], format!("{p}: 99900 more problems not shown"));
+    assert_eq!(lines[101], format!("uvs: {p}: 100000 problems"));
+
+    // `uvs run -c` says the same, and starts nothing.
+    let sock = dir.path().join("uvs.sock");
+    let run = bounded(
+        {
+            let mut cmd = Command::new(UVS);
+            cmd.args(["run", "--metrics", "off", "--socket"])
+                .arg(&sock)
+                .arg("-c")
+                .arg(&path)
+                .env("UVS_LOG", "error");
+            cmd
+        },
+        "uvs run -c",
+    );
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(text(&run.stderr), text(&out.stderr));
+    assert!(!sock.exists());
+
+    // 200 000 lines (400 000 bytes, over 256 KiB): the first syntax error found, and
+    // word that there may be more.
+    write(&path, &"x\n".repeat(200_000));
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr_lines(&out),
+        [
+            junk(1),
+            format!(
+                "{p}: the file is over 256 KiB, so only the first TOML syntax error found is reported"
+            ),
+            format!("uvs: {p}: at least 1 problem"),
+        ]
+    );
+
+    // Problems the schema finds out of the file's order (unknown keys come in the
+    // order of their names: k0, k1, k10, k100, ...) are shown in the file's.
+    let keys: String = (0..1000).map(|i| format!("k{i} = 1\n")).collect();
+    write(&path, &keys);
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(1));
+    let lines = stderr_lines(&out);
+    assert_eq!(lines.len(), 102, "{}", text(&out.stderr));
+    assert_eq!(lines[0], format!("{p}:1:1: k0: unknown key"));
+    assert_eq!(lines[99], format!("{p}:100:1: k99: unknown key"));
+    assert_eq!(lines[100], format!("{p}: 900 more problems not shown"));
+    assert_eq!(lines[101], format!("uvs: {p}: 1000 problems"));
+}
+
+#[test]
+fn imports_of_junk_list_the_first_hundred_lines_not_taken_and_count_the_rest() {
+    let (_dir, path) = config_dir();
+    let p = path.display().to_string();
+    write(&path, &"x\n".repeat(100_000));
+    for (format, message) in [
+        ("ldirectord", "`x': not a key=value directive"),
+        ("ipvsadm", "not an ipvsadm rule"),
+    ] {
+        let out = bounded(
+            {
+                let mut cmd = Command::new(UVS);
+                cmd.args(["import", format]).arg(&path);
+                cmd
+            },
+            &format!("uvs import {format}"),
+        );
+        assert_eq!(out.status.code(), Some(1), "{format}");
+        let lines = stderr_lines(&out);
+        assert_eq!(lines.len(), 102, "{format}: {}", text(&out.stderr));
+        assert_eq!(lines[0], format!("{p}:1: {message}"), "{format}");
+        assert_eq!(lines[99], format!("{p}:100: {message}"), "{format}");
+        assert_eq!(
+            lines[100],
+            format!("{p}: 99900 more lines not taken, not shown"),
+            "{format}"
+        );
+        assert_eq!(
+            lines[101],
+            format!("uvs: {p}: 100000 lines not taken"),
+            "{format}"
+        );
+    }
+}
+
+#[test]
+fn import_refuses_standard_input_over_the_size_limit() {
+    let limit = uvs::config::file::MAX_BYTES;
+    let mut child = Command::new(UVS)
+        .args(["import", "ipvsadm", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .env_remove("RUST_BACKTRACE")
+        .spawn()
+        .expect("spawn uvs import");
+    let mut stdin = child.stdin.take().unwrap();
+    // One byte over, in blank lines; the writer stops if the reader goes first.
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'\n'; 1 << 20];
+        let mut left = limit + 1;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            if stdin.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+            left -= n as u64;
+        }
+    });
+    let out = child.wait_with_output().expect("wait");
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "uvs: standard input is too large for a configuration file: over the limit of {limit} bytes (64 MiB)\n"
+        )
+    );
+}
+
+#[test]
+fn a_file_of_junk_under_autoreload_is_refused_and_the_corrected_file_follows() {
+    let (_dir, path) = config_dir();
+    let vip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    // Never connected to: no check, no traffic.
+    let server = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let good = |weight: u32| {
+        format!(
+            "[global]\nautoreload = true\n\n[[service]]\ntcp = \"{vip}\"\n[[service.server]]\naddress = \"{server}\"\nweight = {weight}\n"
+        )
+    };
+    write(&path, &good(1));
+    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    d.wait_listening(vip);
+    let before = d.save();
+
+    // The case found: a megabyte of junk lines moved into place. Its read took 12.5
+    // minutes of a core, and held up every reload after it.
+    write(&path, &"x\n".repeat(1 << 19));
+    let first = format!(
+        "{}:1:2: TOML syntax: key with no value, expected `=`",
+        path.display()
+    );
+    eventually("the junk refused", || status(&d).contains("refused 1"));
+    let shown = status(&d);
+    assert!(
+        shown.contains("reloads 0, refused 1; the last reload was refused:\n")
+            && shown.contains(&format!("\n  {first}\n"))
+            && shown.contains(
+                "the file is over 256 KiB, so only the first TOML syntax error found is reported"
+            ),
+        "{shown}"
+    );
+    assert_eq!(d.save(), before, "the running table stays");
+
+    // Corrected: taken at the next look, no signal needed.
+    write(&path, &good(2));
+    eventually("the corrected file applied", || {
+        d.save().contains(&format!("-r {server} -m -w 2"))
+    });
+    let shown = status(&d);
+    assert!(shown.contains("reloads 1, refused 1\n"), "{shown}");
+    let log = d.log();
+    assert_eq!(log.matches("reload refused").count(), 1, "{log}");
+    assert!(log.contains(&first), "{log}");
 }

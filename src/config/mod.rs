@@ -1,10 +1,12 @@
 //! The configuration file: uvs's native TOML. `schema` reads a file into a [`Config`]
-//! (every problem at once, with its line and column, via `reader`); `plan` turns a
-//! config and the running table into the typed commands that make the table match,
-//! touching only what changed; `reload` applies files at start, on SIGHUP and, with
+//! (every problem at once, with its line and column, via `reader`; the first hundred
+//! kept and shown and the rest counted, by `capped`, which the importers use too);
+//! `plan` turns a config and the running table into the typed commands that make the
+//! table match, touching only what changed; `reload` applies files at start, on SIGHUP and, with
 //! `autoreload`, when the file changes; `file` reads them, regular files only and
 //! bounded in size. `uvs check`, `uvs run -c`, `uvs import` and the daemon use it.
 
+pub mod capped;
 pub mod file;
 pub mod import;
 pub mod plan;

@@ -2,8 +2,13 @@
 //! problem names its file, line and column, the key, what was expected and what was
 //! found, and so that all problems of a file come out in one pass instead of one per
 //! run. Unknown keys are problems too. Used by the schema (`schema`).
+//!
+//! A read costs time and memory in proportion to the file, however many problems it
+//! has: all are counted, the first [`SHOWN`] in the file's order kept (`capped`), and
+//! only those are placed, in one pass over the text; the syntax pass of a large file
+//! keeps only its first error ([`RECOVER_BYTES`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::ops::Range;
@@ -12,6 +17,15 @@ use std::time::Duration;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
+
+use super::capped::{Capped, SHOWN};
+
+/// Up to this size (256 KiB, a few thousand services) a file has every TOML syntax
+/// error reported; a larger one only the first found. toml's recovering parser keeps
+/// every error it meets, up to three per two bytes of junk at some 200 bytes each (a
+/// 64 MiB file of `=` lines: 100 million errors, tens of gigabytes), and cannot be
+/// told to stop; its plain parser keeps one.
+pub const RECOVER_BYTES: usize = 256 << 10;
 
 /// One thing wrong with a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,24 +37,64 @@ pub struct Problem {
     pub message: String,
 }
 
-/// Everything wrong with one file.
+/// Everything wrong with one file, as far as it was looked at: its first problems and
+/// how many it has. A file of junk has one per line, tens of millions within the size
+/// limit: only the first [`SHOWN`] are kept and shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problems {
     pub file: PathBuf,
+    /// The first problems, at most [`SHOWN`], in the order of the file.
     pub list: Vec<Problem>,
+    /// How many were found, listed or not.
+    pub total: usize,
+    /// The file is over [`RECOVER_BYTES`] and its syntax is wrong: only the first
+    /// syntax error found was looked for, so there may be more than `total`.
+    pub first_syntax_error_only: bool,
+}
+
+impl Problems {
+    /// How many there are, in words: "1 problem", "4 problems", "at least 1 problem".
+    pub fn count(&self) -> String {
+        format!(
+            "{}{} problem{}",
+            if self.first_syntax_error_only {
+                "at least "
+            } else {
+                ""
+            },
+            self.total,
+            if self.total == 1 { "" } else { "s" }
+        )
+    }
 }
 
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
         for (i, p) in self.list.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}:{}: ", self.file.display(), p.line, p.column)?;
+            write!(f, "{file}:{}:{}: ", p.line, p.column)?;
             if !p.key.is_empty() {
                 write!(f, "{}: ", p.key)?;
             }
             write!(f, "{}", p.message)?;
+        }
+        let more = self.total.saturating_sub(self.list.len());
+        if more > 0 {
+            write!(
+                f,
+                "\n{file}: {more} more problem{} not shown",
+                if more == 1 { "" } else { "s" }
+            )?;
+        }
+        if self.first_syntax_error_only {
+            write!(
+                f,
+                "\n{file}: the file is over {} KiB, so only the first TOML syntax error found is reported",
+                RECOVER_BYTES >> 10
+            )?;
         }
         Ok(())
     }
@@ -48,55 +102,122 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
-/// Collects problems against the text they were found in.
+/// A problem as reported, placed once the first ones are known.
+struct Found {
+    key: String,
+    message: String,
+}
+
+/// Collects problems against the text they were found in: all are counted, the first
+/// [`SHOWN`] in the file's order kept.
 pub struct Report<'s> {
     text: &'s str,
-    list: RefCell<Vec<Problem>>,
+    /// By byte offset in the text.
+    found: RefCell<Capped<usize, Found>>,
+    first_syntax_error_only: Cell<bool>,
 }
 
 impl<'s> Report<'s> {
     pub fn new(text: &'s str) -> Report<'s> {
         Report {
             text,
-            list: RefCell::new(Vec::new()),
+            found: RefCell::new(Capped::new(SHOWN)),
+            first_syntax_error_only: Cell::new(false),
         }
     }
 
     /// A problem at byte range `span` of the text.
     pub fn at(&self, span: &Range<usize>, key: &str, message: impl Into<String>) {
-        let (line, column) = line_and_column(self.text, span.start);
-        self.list.borrow_mut().push(Problem {
-            line,
-            column,
-            key: key.to_string(),
-            message: message.into(),
-        });
+        // Made only if kept: past the first SHOWN, a problem is only counted.
+        self.found
+            .borrow_mut()
+            .push_with(span.start.min(self.text.len()), || Found {
+                key: key.to_string(),
+                message: message.into(),
+            });
     }
 
     pub fn is_empty(&self) -> bool {
-        self.list.borrow().is_empty()
+        self.found.borrow().is_empty()
     }
 
-    /// The problems, in the order of the file.
+    /// The problems, in the order of the file, each with its line and column.
     pub fn finish(self, file: &Path) -> Result<(), Problems> {
-        let mut list = self.list.into_inner();
-        if list.is_empty() {
+        let found = self.found.into_inner();
+        if found.is_empty() {
             return Ok(());
         }
-        list.sort_by_key(|p| (p.line, p.column));
+        let (kept, total) = found.into_sorted();
+        let offsets: Vec<usize> = kept.iter().map(|(offset, _)| *offset).collect();
+        let list = kept
+            .into_iter()
+            .zip(place(self.text, &offsets))
+            .map(|((_, found), (line, column))| Problem {
+                line,
+                column,
+                key: found.key,
+                message: found.message,
+            })
+            .collect();
         Err(Problems {
             file: file.to_path_buf(),
             list,
+            total,
+            first_syntax_error_only: self.first_syntax_error_only.get(),
         })
     }
 }
 
-/// 1-based line and column (in characters) of byte `offset`.
-fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
+/// The document in `text`, or None when its syntax is wrong, the syntax errors
+/// reported: every one in a file of up to [`RECOVER_BYTES`], the first found in a
+/// larger one.
+pub fn document<'i>(text: &'i str, report: &Report<'_>) -> Option<DeTable<'i>> {
+    let syntax_error = |e: &toml::de::Error| {
+        let span = e.span().unwrap_or(0..0);
+        report.at(&span, "", format!("TOML syntax: {}", e.message()));
+    };
+    if text.len() <= RECOVER_BYTES {
+        let (doc, errors) = DeTable::parse_recoverable(text);
+        errors.iter().for_each(syntax_error);
+        return errors.is_empty().then(|| doc.into_inner());
+    }
+    match DeTable::parse(text) {
+        Ok(doc) => Some(doc.into_inner()),
+        Err(e) => {
+            syntax_error(&e);
+            report.first_syntax_error_only.set(true);
+            None
+        }
+    }
+}
+
+/// The 1-based line and column (in characters) of each byte offset of `offsets`, which
+/// are in ascending order: one pass over the text, whatever their number, and nothing
+/// held per line (a 64 MiB file of empty lines has 64 million). Offsets past the end
+/// are placed at the end; one inside a character counts that character.
+fn place(text: &str, offsets: &[usize]) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut placed = Vec::with_capacity(offsets.len());
+    let (mut at, mut line, mut column) = (0, 1, 1);
+    for &offset in offsets {
+        let offset = offset.clamp(at, bytes.len());
+        let between = &bytes[at..offset];
+        match between.iter().rposition(|&b| b == b'\n') {
+            Some(last) => {
+                line += between.iter().filter(|&&b| b == b'\n').count();
+                column = 1 + chars(&between[last + 1..]);
+            }
+            None => column += chars(between),
+        }
+        at = offset;
+        placed.push((line, column));
+    }
+    placed
+}
+
+/// The characters that start in `bytes` (UTF-8: every byte but continuation bytes).
+fn chars(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b & 0xC0 != 0x80).count()
 }
 
 /// How a value is described in "found ..." messages.
@@ -304,10 +425,170 @@ impl Drop for Table<'_, '_> {
 mod tests {
     use super::*;
 
+    /// How positions were found before: the text before the offset scanned for each.
+    fn scanned(text: &str, offset: usize) -> (usize, usize) {
+        let before = &text[..offset.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    }
+
+    fn one(text: &str, offset: usize) -> (usize, usize) {
+        place(text, &[offset])[0]
+    }
+
     #[test]
     fn positions_are_one_based_lines_and_columns() {
         let text = "a = 1\nbb = \"x\"\n";
-        assert_eq!(line_and_column(text, 0), (1, 1));
-        assert_eq!(line_and_column(text, 11), (2, 6));
+        assert_eq!(one(text, 0), (1, 1), "the first byte");
+        assert_eq!(one(text, 4), (1, 5), "the first line");
+        assert_eq!(one(text, 5), (1, 6), "a newline is the end of its line");
+        assert_eq!(one(text, 11), (2, 6), "the last line");
+        assert_eq!(
+            one(text, text.len()),
+            (3, 1),
+            "the end, after the last newline"
+        );
+        assert_eq!(one(text, 1000), (3, 1), "past the end: at the end");
+        assert_eq!(one("", 0), (1, 1));
+    }
+
+    #[test]
+    fn a_last_line_without_a_newline() {
+        let text = "a = 1\nb = 2";
+        assert_eq!(one(text, 10), (2, 5));
+        assert_eq!(one(text, text.len()), (2, 6));
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        // "é" is two bytes, "→" three, "🦀" four: each one column.
+        let text = "# café → 🦀\nk = \"é\" x\n";
+        assert_eq!(one(text, text.find('→').unwrap()), (1, 8));
+        assert_eq!(one(text, text.find('🦀').unwrap()), (1, 10));
+        assert_eq!(one(text, text.find('x').unwrap()), (2, 9));
+        // Inside a character (toml never points there): that character is counted.
+        assert_eq!(one(text, text.find('→').unwrap() + 1), (1, 9));
+    }
+
+    #[test]
+    fn crlf_lines_end_at_the_newline() {
+        // The carriage return is the last character of its line, as before.
+        let text = "a = 1\r\nbb = 2\r\n";
+        assert_eq!(one(text, 5), (1, 6));
+        assert_eq!(one(text, 7), (2, 1));
+        assert_eq!(one(text, 12), (2, 6));
+    }
+
+    #[test]
+    fn many_offsets_in_one_pass_are_where_a_scan_for_each_puts_them() {
+        let text = "x = 1\n\n# é\r\n[t]\r\n  y = \"→→\"\nlast";
+        // Every offset, repeated ones too, in ascending order.
+        let offsets: Vec<usize> = (0..=text.len() + 2).flat_map(|o| [o, o]).collect();
+        let placed = place(text, &offsets);
+        for (offset, position) in offsets.iter().zip(&placed) {
+            if text.is_char_boundary((*offset).min(text.len())) {
+                assert_eq!(*position, scanned(text, *offset), "offset {offset}");
+            }
+        }
+    }
+
+    #[test]
+    fn positions_through_the_reader() {
+        // Unknown keys, on CRLF lines after multi-byte characters, and on the last
+        // line without a newline.
+        let text = "# ünïcödé\r\nknown = 1\r\nodd = \"é\"\r\n  late = 2";
+        let report = Report::new(text);
+        let doc = document(text, &report).unwrap();
+        let root = Table::new(&doc, "", &report);
+        assert!(root.get("known").is_some());
+        drop(root);
+        let p = report.finish(Path::new("t.toml")).unwrap_err();
+        assert_eq!(
+            p.to_string(),
+            "t.toml:3:1: odd: unknown key\nt.toml:4:3: late: unknown key"
+        );
+        assert_eq!((p.total, p.count()), (2, "2 problems".to_string()));
+    }
+
+    #[test]
+    fn the_first_hundred_problems_are_kept_in_file_order_and_all_counted() {
+        let text = "k\n".repeat(250);
+        let report = Report::new(&text);
+        // Reported last line first: the first of the file are kept all the same.
+        for line in (0..250).rev() {
+            report.at(&(2 * line..2 * line + 1), "k", format!("problem {line}"));
+        }
+        let p = report.finish(Path::new("t.toml")).unwrap_err();
+        assert_eq!(p.list.len(), SHOWN);
+        assert_eq!(p.total, 250);
+        assert_eq!(p.count(), "250 problems");
+        let shown = p.to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), SHOWN + 1);
+        assert_eq!(lines[0], "t.toml:1:1: k: problem 0");
+        assert_eq!(lines[SHOWN - 1], "t.toml:100:1: k: problem 99");
+        assert_eq!(lines[SHOWN], "t.toml: 150 more problems not shown");
+    }
+
+    #[test]
+    fn one_problem_more_than_shown() {
+        let text = "k\n".repeat(SHOWN + 1);
+        let report = Report::new(&text);
+        for line in 0..=SHOWN {
+            report.at(&(2 * line..2 * line), "", "junk");
+        }
+        let p = report.finish(Path::new("t.toml")).unwrap_err();
+        assert!(
+            p.to_string()
+                .ends_with("t.toml:100:1: junk\nt.toml: 1 more problem not shown"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn every_syntax_error_of_a_small_file_is_counted() {
+        let text = "x\n".repeat(1000);
+        let report = Report::new(&text);
+        assert!(document(&text, &report).is_none());
+        let p = report.finish(Path::new("t.toml")).unwrap_err();
+        assert_eq!((p.list.len(), p.total), (SHOWN, 1000));
+        assert!(!p.first_syntax_error_only);
+        assert_eq!(
+            p.list[99].to_owned(),
+            Problem {
+                line: 100,
+                column: 2,
+                key: String::new(),
+                message: "TOML syntax: key with no value, expected `=`".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_large_file_has_its_first_syntax_error_reported_and_says_so() {
+        // Valid lines past the limit, then junk.
+        let mut text = "# padding\n".repeat(RECOVER_BYTES / 10 + 1);
+        text.push_str("x\ny\n");
+        assert!(text.len() > RECOVER_BYTES);
+        let report = Report::new(&text);
+        assert!(document(&text, &report).is_none());
+        let p = report.finish(Path::new("t.toml")).unwrap_err();
+        assert_eq!((p.list.len(), p.total), (1, 1));
+        assert!(p.first_syntax_error_only);
+        assert_eq!(p.count(), "at least 1 problem");
+        let line = RECOVER_BYTES / 10 + 2;
+        assert_eq!(
+            p.to_string(),
+            format!(
+                "t.toml:{line}:2: TOML syntax: key with no value, expected `=`\n\
+                 t.toml: the file is over 256 KiB, so only the first TOML syntax error found is reported"
+            )
+        );
+        // A valid large file reads whole.
+        let text = "# padding\n".repeat(RECOVER_BYTES / 10 + 1) + "k = 1\n";
+        let report = Report::new(&text);
+        assert!(document(&text, &report).is_some_and(|d| d.len() == 1));
+        assert!(report.is_empty());
     }
 }

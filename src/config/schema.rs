@@ -30,9 +30,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use toml::de::DeTable;
-
-use super::reader::{Item, Problems, Report, Table};
+use super::reader::{Item, Problems, Report, Table, document};
 use super::{Check, CheckKind, Config, Global, Health, Mode, NegotiateService, ServiceSpec};
 use crate::proxy::congestion::CongestionControl;
 use crate::table::{
@@ -46,18 +44,13 @@ const MAX_PERSISTENCE: u64 = 2_678_400;
 /// The longest connection timeout `--set` takes here: a year.
 const MAX_TIMEOUT: u64 = 31_536_000;
 
-/// Reads `text` (the contents of `file`) into a configuration, or every problem in it.
+/// Reads `text` (the contents of `file`) into a configuration, or its problems (all
+/// counted, the first hundred listed: `reader`).
 pub fn parse(text: &str, file: &Path) -> Result<Config, Problems> {
     let report = Report::new(text);
-    let (doc, syntax) = DeTable::parse_recoverable(text);
-    for e in &syntax {
-        let span = e.span().unwrap_or(0..0);
-        report.at(&span, "", format!("TOML syntax: {}", e.message()));
-    }
-    if !syntax.is_empty() {
+    let Some(doc) = document(text, &report) else {
         return report.finish(file).map(|()| Config::default());
-    }
-    let doc = doc.into_inner();
+    };
     let root = Table::new(&doc, "", &report);
     let global = root
         .get("global")

@@ -4,9 +4,10 @@
 //! services in the order the input created them. Lines ipvsadm would refuse, and lines
 //! that are not table changes (`-Z`, listings, sync daemons), are reported.
 
+use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 
-use super::Imported;
+use super::{Imported, Importing};
 use crate::adm::cmdline::{Context, Invocation, Parsed, parse};
 use crate::adm::names::Names;
 use crate::adm::restore::RestoreReader;
@@ -16,9 +17,12 @@ use crate::table::{Command, ServiceKey, Table, UnicastOnly};
 /// Imports the rules in `input`; `names` resolves host and service names (as `ipvsadm
 /// -R` would).
 pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
-    let mut imported = Imported::default();
+    let mut imported = Importing::default();
     let mut table = Table::new();
+    // The services in the order the input created them; the set says in O(1) whether a
+    // key is in the list (a dump of a million services must not take a million² steps).
     let mut order: Vec<ServiceKey> = Vec::new();
+    let mut ordered: HashSet<ServiceKey> = HashSet::new();
     let mut reader = RestoreReader::new(input, &["ipvsadm", "uvsadm"]);
     let mut line = 0;
     while let Some(words) = reader.next_line() {
@@ -59,23 +63,25 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
                 let now = imported.config.timeouts.unwrap_or(*t);
                 imported.config.timeouts = Some(now.updated_with(*t));
             }
-            Command::AddService(c) if !order.contains(&c.key) => order.push(c.key),
+            Command::AddService(c) if ordered.insert(c.key) => order.push(c.key),
             _ => {}
         }
         if let Err(e) = table.apply(&command, &UnicastOnly) {
             imported.skip(line, format!("`{command}': {e}"));
         }
     }
-    let rules = table.listen_rules();
+    // Each service's listen rules, in one pass over them, in their order.
+    let mut listens: HashMap<ServiceKey, Vec<_>> = HashMap::new();
+    for rule in table.listen_rules() {
+        if let Some(service) = table.route(&rule.listen) {
+            listens.entry(service.key).or_default().push(rule);
+        }
+    }
     for key in order {
         let Some(service) = table.service(&key) else {
             continue;
         };
-        let listen = rules
-            .iter()
-            .filter(|r| table.route(&r.listen).is_some_and(|s| s.key == key))
-            .copied()
-            .collect();
+        let listen = listens.remove(&key).unwrap_or_default();
         imported.config.services.push(ServiceSpec {
             service: service.config(),
             servers: service.servers.iter().map(|s| s.config()).collect(),
@@ -86,7 +92,7 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
             server_checks: Default::default(),
         });
     }
-    imported
+    imported.finish()
 }
 
 #[cfg(test)]

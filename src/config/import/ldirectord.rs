@@ -7,10 +7,11 @@
 //! counterpart for (e-mail alerts, log files, checks of protocols uvs does not speak)
 //! are reported with their line.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use super::Imported;
+use super::{Imported, Importing};
 use crate::config::{Check, CheckKind, Health, NegotiateService, ServiceSpec};
 use crate::table::{
     Family, Forward, Netmask, Protocol, ServerConfig, ServiceConfig, ServiceFlags, ServiceKey,
@@ -77,7 +78,7 @@ fn forward(word: &str) -> Option<Forward> {
 
 /// `real=` (and `fallback=`): `ADDR[:PORT][->ADDR2[:PORT]] [gate|masq|ipip] [WEIGHT]`;
 /// per-real request/receive strings are not taken.
-fn reals(text: &str, line: usize, imported: &mut Imported) -> Vec<ServerConfig> {
+fn reals(text: &str, line: usize, imported: &mut Importing) -> Vec<ServerConfig> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let Some(first) = words.first() else {
         imported.skip(line, "a real server needs an address");
@@ -153,7 +154,7 @@ fn check_directive(
     value: &str,
     line: usize,
     health: &mut Health,
-    imported: &mut Imported,
+    imported: &mut Importing,
 ) -> bool {
     let c: &mut Check = &mut health.check;
     match key {
@@ -202,8 +203,10 @@ fn check_directive(
 
 /// Imports an ldirectord.cf.
 pub fn import(text: &str) -> Imported {
-    let mut imported = Imported::default();
-    let mut virtuals: Vec<Virtual> = Vec::new();
+    let mut imported = Importing::default();
+    // The block being read; each is made a service when the next begins, so a file of
+    // a million `virtual=` lines holds one at a time.
+    let mut current: Option<Virtual> = None;
     let mut global_health = Health::default();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
@@ -212,13 +215,13 @@ pub fn import(text: &str) -> Imported {
             continue;
         }
         let Some((key, value)) = trimmed.split_once('=') else {
-            imported.skip(line, format!("`{trimmed}': not a key=value directive"));
+            imported.skip_with(line, || format!("`{trimmed}': not a key=value directive"));
             continue;
         };
         let (key, value) = (key.trim(), unquote(value));
         let indented = raw.starts_with([' ', '\t']);
         if key == "virtual" || key == "virtual6" {
-            virtuals.push(Virtual {
+            let next = Virtual {
                 line,
                 target: value.to_string(),
                 ipv6: key == "virtual6",
@@ -233,10 +236,13 @@ pub fn import(text: &str) -> Imported {
                 health: Health::default(),
                 service_line: line,
                 service: None,
-            });
+            };
+            if let Some(done) = current.replace(next) {
+                add_service(done, &mut imported);
+            }
             continue;
         }
-        match virtuals.last_mut() {
+        match current.as_mut() {
             Some(v) if indented => virtual_directive(v, key, value, line, &mut imported),
             _ => global_directive(key, value, line, &mut global_health, &mut imported),
         }
@@ -244,13 +250,11 @@ pub fn import(text: &str) -> Imported {
     imported.config.global.health.check = global_health.check.clone();
     imported.config.global.health.quiescent = global_health.quiescent;
     imported.config.global.health.fallback = global_health.fallback.clone();
-    for v in virtuals {
-        if let Some(spec) = service(v, &mut imported) {
-            imported.config.services.push(spec);
-        }
+    if let Some(done) = current {
+        add_service(done, &mut imported);
     }
-    imported.skipped.sort_by_key(|s| s.line);
-    imported
+    // In the order of the file, though a service's lines come once its block is read.
+    imported.finish()
 }
 
 fn global_directive(
@@ -258,7 +262,7 @@ fn global_directive(
     value: &str,
     line: usize,
     health: &mut Health,
-    imported: &mut Imported,
+    imported: &mut Importing,
 ) {
     if check_directive(key, value, line, health, imported) {
         return;
@@ -285,7 +289,7 @@ fn virtual_directive(
     key: &str,
     value: &str,
     line: usize,
-    imported: &mut Imported,
+    imported: &mut Importing,
 ) {
     if check_directive(key, value, line, &mut v.health, imported) {
         return;
@@ -313,6 +317,13 @@ fn virtual_directive(
     }
 }
 
+/// The service a virtual block makes, if it makes one.
+fn add_service(v: Virtual, imported: &mut Importing) {
+    if let Some(spec) = service(v, imported) {
+        imported.config.services.push(spec);
+    }
+}
+
 /// ldirectord's default `service` for a port.
 fn service_for_port(port: u16) -> Option<&'static str> {
     Some(match port {
@@ -324,7 +335,7 @@ fn service_for_port(port: u16) -> Option<&'static str> {
     })
 }
 
-fn service(v: Virtual, imported: &mut Imported) -> Option<ServiceSpec> {
+fn service(v: Virtual, imported: &mut Importing) -> Option<ServiceSpec> {
     let protocol = v.protocol.as_deref().unwrap_or("tcp");
     let key = if protocol == "fwm" || v.target.parse::<u32>().is_ok() {
         let Ok(mark) = v.target.parse::<u32>() else {
@@ -420,13 +431,27 @@ fn service(v: Virtual, imported: &mut Imported) -> Option<ServiceSpec> {
         }
     }
     let mut servers: Vec<ServerConfig> = Vec::new();
+    // The keys already listed, so that a service of many reals (ranges of 255 each)
+    // takes steps in proportion to them, not to their square.
+    let mut listed = HashSet::new();
     for (line, text) in &v.reals {
+        // A line's servers listed before: the first, and how many. One message a line,
+        // not one for each server of its range.
+        let mut twice = None;
         for server in reals(text, *line, imported) {
-            if servers.iter().any(|s| s.key() == server.key()) {
-                imported.skip(*line, format!("{}: listed twice", server.key()));
-                continue;
+            let key = server.key();
+            if listed.insert(key) {
+                servers.push(server);
+            } else {
+                twice.get_or_insert((key, 0)).1 += 1;
             }
-            servers.push(server);
+        }
+        match twice {
+            Some((key, 1)) => imported.skip(*line, format!("{key}: listed twice")),
+            Some((key, n)) => {
+                imported.skip(*line, format!("{key} and {} more: listed twice", n - 1))
+            }
+            None => {}
         }
     }
     Some(ServiceSpec {
@@ -542,5 +567,64 @@ address = "10.0.0.2:21"
 forward = "gate"
 "#
         );
+    }
+
+    #[test]
+    fn servers_listed_twice_are_one_message_a_line() {
+        let text = "\
+virtual=10.0.0.1:80
+\treal=10.0.0.1->10.0.0.3:80
+\treal=10.0.0.2:80
+\treal=10.0.0.1->10.0.0.4:80
+";
+        let imported = import(text);
+        let lines: Vec<(usize, &str)> = imported
+            .skipped
+            .iter()
+            .map(|s| (s.line, s.message.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (3, "10.0.0.2:80: listed twice"),
+                (4, "10.0.0.1:80 and 2 more: listed twice")
+            ]
+        );
+        assert_eq!(imported.config.services[0].servers.len(), 4);
+    }
+
+    #[test]
+    fn a_file_of_junk_keeps_the_first_hundred_lines_in_order_and_counts_all() {
+        // Junk, and services whose problems are found once their block is read.
+        let mut text = String::new();
+        for i in 0..300 {
+            text.push_str(if i % 3 == 0 {
+                "virtual=nowhere\n"
+            } else {
+                "junk\n"
+            });
+        }
+        let imported = import(&text);
+        assert_eq!(imported.skipped_total, 300);
+        assert_eq!(imported.skipped.len(), crate::config::capped::SHOWN);
+        assert_eq!(
+            (
+                imported.skipped[0].line,
+                imported.skipped[0].message.as_str()
+            ),
+            (1, "virtual=nowhere: not a numeric address and port")
+        );
+        assert_eq!(
+            (
+                imported.skipped[99].line,
+                imported.skipped[99].message.as_str()
+            ),
+            (100, "virtual=nowhere: not a numeric address and port")
+        );
+        assert_eq!(
+            imported.skipped[1].message, "`junk': not a key=value directive",
+            "line 2"
+        );
+        assert!(imported.skipped.windows(2).all(|w| w[0].line < w[1].line));
     }
 }

@@ -1,12 +1,17 @@
 //! Bringing a balancer from LVS in one step: `uvs import ldirectord FILE` and `uvs
 //! import ipvsadm FILE` read an ldirectord.cf or an `ipvsadm-save` dump and give the
-//! same configuration as uvs TOML (`render`), with every line they could not take
-//! reported with its number. Called by `uvs import`.
+//! same configuration as uvs TOML (`render`), with the lines they could not take
+//! reported with their numbers: all counted, the first hundred listed (`capped`), so
+//! that a file of junk costs no more than its size. Called by `uvs import`.
 
 pub mod ipvsadm;
 pub mod ldirectord;
 
+use std::fmt::Write as _;
+use std::path::Path;
+
 use super::Config;
+use super::capped::Capped;
 
 /// A line of the input that was not (wholly) taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,14 +24,87 @@ pub struct Skipped {
 #[derive(Debug, Clone, Default)]
 pub struct Imported {
     pub config: Config,
+    /// The first lines not taken, at most [`super::capped::SHOWN`], in the order of the
+    /// file.
     pub skipped: Vec<Skipped>,
+    /// How many lines were not taken, listed or not (a line can be counted more than
+    /// once, for each thing in it not taken).
+    pub skipped_total: usize,
 }
 
 impl Imported {
+    /// What `uvs import` says on stderr of the lines of `file` not taken: one line
+    /// each, then how many more there are.
+    pub fn not_taken(&self, file: &Path) -> String {
+        let file = file.display();
+        let mut out = String::new();
+        for s in &self.skipped {
+            let _ = writeln!(out, "{file}:{}: {}", s.line, s.message);
+        }
+        let more = self.skipped_total.saturating_sub(self.skipped.len());
+        if more > 0 {
+            let _ = writeln!(
+                out,
+                "{file}: {more} more line{} not taken, not shown",
+                if more == 1 { "" } else { "s" }
+            );
+        }
+        out
+    }
+}
+
+/// An import under way: the configuration as far as it goes, and the lines not taken.
+#[derive(Default)]
+struct Importing {
+    config: Config,
+    skipped: Capped<usize, String>,
+}
+
+impl Importing {
     fn skip(&mut self, line: usize, message: impl Into<String>) {
-        self.skipped.push(Skipped {
-            line,
-            message: message.into(),
-        });
+        self.skipped.push_with(line, || message.into());
+    }
+
+    /// As `skip`, the message made only if it is kept.
+    fn skip_with(&mut self, line: usize, message: impl FnOnce() -> String) {
+        self.skipped.push_with(line, message);
+    }
+
+    fn finish(self) -> Imported {
+        let (kept, total) = self.skipped.into_sorted();
+        Imported {
+            config: self.config,
+            skipped: kept
+                .into_iter()
+                .map(|(line, message)| Skipped { line, message })
+                .collect(),
+            skipped_total: total,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::capped::SHOWN;
+
+    #[test]
+    fn the_first_hundred_lines_not_taken_are_listed_in_order_and_all_counted() {
+        let mut importing = Importing::default();
+        // Out of order, as the ldirectord importer reports a service's lines once its
+        // block is read.
+        for line in (1..=250).rev() {
+            importing.skip(line, format!("junk {line}"));
+        }
+        importing.skip_with(300, || panic!("past the first hundred: not made"));
+        let imported = importing.finish();
+        assert_eq!(imported.skipped.len(), SHOWN);
+        assert_eq!(imported.skipped_total, 251);
+        let said = imported.not_taken(Path::new("f.cf"));
+        let lines: Vec<&str> = said.lines().collect();
+        assert_eq!(lines.len(), SHOWN + 1);
+        assert_eq!(lines[0], "f.cf:1: junk 1");
+        assert_eq!(lines[SHOWN - 1], "f.cf:100: junk 100");
+        assert_eq!(lines[SHOWN], "f.cf: 151 more lines not taken, not shown");
     }
 }
