@@ -720,7 +720,7 @@ fn check_refuses_a_file_over_the_size_limit_and_names_the_limit() {
     assert_eq!(
         text(&out.stderr),
         format!(
-            "uvs: {} is too large for a configuration file: {} bytes, over the limit of {limit} bytes (64 MiB)\n",
+            "uvs: {} is too large for a configuration file: {} bytes, over the limit of {limit} bytes (16 MiB)\n",
             path.display(),
             limit + 1
         )
@@ -1141,7 +1141,7 @@ fn import_refuses_standard_input_over_the_size_limit() {
     assert_eq!(
         text(&out.stderr),
         format!(
-            "uvs: standard input is too large for a configuration file: over the limit of {limit} bytes (64 MiB)\n"
+            "uvs: standard input is too large for a configuration file: over the limit of {limit} bytes (16 MiB)\n"
         )
     );
 }

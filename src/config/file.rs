@@ -14,11 +14,12 @@ use std::path::Path;
 
 use super::LoadError;
 
-/// The largest configuration file read, in bytes: 64 MiB. A configuration with ten
+/// The largest configuration file read, in bytes: 16 MiB. A configuration with ten
 /// thousand services and their servers is a few megabytes, so this refuses only what
 /// is not a configuration (a log, an image, a file that keeps growing) before it is
-/// held in memory and parsed.
-pub const MAX_BYTES: u64 = 64 << 20;
+/// held in memory and parsed; and toml holds up to 80 bytes per byte of a file while it
+/// parses it (1.2 GB at this limit, where 64 MiB took 5 GB).
+pub const MAX_BYTES: u64 = 16 << 20;
 
 /// What a path names when it is not a regular file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

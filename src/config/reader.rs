@@ -23,7 +23,7 @@ use super::capped::{Capped, SHOWN};
 /// Up to this size (256 KiB, a few thousand services) a file has every TOML syntax
 /// error reported; a larger one only the first found. toml's recovering parser keeps
 /// every error it meets, up to three per two bytes of junk at some 200 bytes each (a
-/// 64 MiB file of `=` lines: 100 million errors, tens of gigabytes), and cannot be
+/// 16 MiB file of `=` lines: 25 million errors, gigabytes), and cannot be
 /// told to stop; its plain parser keeps one.
 pub const RECOVER_BYTES: usize = 256 << 10;
 
@@ -193,7 +193,7 @@ pub fn document<'i>(text: &'i str, report: &Report<'_>) -> Option<DeTable<'i>> {
 
 /// The 1-based line and column (in characters) of each byte offset of `offsets`, which
 /// are in ascending order: one pass over the text, whatever their number, and nothing
-/// held per line (a 64 MiB file of empty lines has 64 million). Offsets past the end
+/// held per line (a 16 MiB file of empty lines has 16 million). Offsets past the end
 /// are placed at the end; one inside a character counts that character.
 fn place(text: &str, offsets: &[usize]) -> Vec<(usize, usize)> {
     let bytes = text.as_bytes();
