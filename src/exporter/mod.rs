@@ -7,12 +7,14 @@
 //! - `text` writes the exposition from one table snapshot into a chunked `body`;
 //! - `scrape` renders it off the control thread and shares one body between the
 //!   scrapes of a short interval;
-//! - `http` serves `/metrics`, `/healthz` and `/` with a cap on connections (`conns`).
+//! - `http` serves `/metrics`, `/healthz` and `/` with a cap on connections (`conns`),
+//!   and counts the clients it resets (`drops`).
 //!
 //! The daemon starts `http::serve` on `--metrics`.
 
 pub mod body;
 mod conns;
+pub mod drops;
 pub mod http;
 pub mod scrape;
 pub mod text;
@@ -23,9 +25,10 @@ use crate::table::Table;
 pub use body::Body;
 pub use http::Limits;
 
-/// The whole exposition of `snapshot` and of the daemon's state now. Takes as long as
-/// the table is big (seconds for 100 000 services): call it off the control thread.
-pub fn render(director: &Director, snapshot: &Table) -> Body {
+/// The whole exposition of `snapshot`, of the daemon's state now and of the endpoint's
+/// `drops`. Takes as long as the table is big (seconds for 100 000 services): call it off
+/// the control thread.
+pub fn render(director: &Director, snapshot: &Table, drops: &drops::Drops) -> Body {
     let health = director.health.statuses();
     let config = director
         .config
@@ -47,6 +50,7 @@ pub fn render(director: &Director, snapshot: &Table) -> Body {
             .then(|| director.descriptor_status()),
         udp: director.udp_admission(),
         config: config.as_ref(),
+        clients_dropped: drops.read(),
         version: env!("CARGO_PKG_VERSION"),
     };
     let mut out = body::BodyWriter::new();

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::body::Body;
+use super::drops::Drops;
 use crate::director::Director;
 use crate::table::Table;
 
@@ -58,13 +59,16 @@ struct State {
 #[derive(Debug)]
 pub struct Scrapes {
     director: Arc<Director>,
+    /// The endpoint's resets, written into each body.
+    drops: Arc<Drops>,
     state: Mutex<State>,
 }
 
 impl Scrapes {
-    pub fn new(director: Arc<Director>) -> Arc<Scrapes> {
+    pub fn new(director: Arc<Director>, drops: Arc<Drops>) -> Arc<Scrapes> {
         Arc::new(Scrapes {
             director,
+            drops,
             state: Mutex::default(),
         })
     }
@@ -138,7 +142,8 @@ impl Scrapes {
             }
         });
         tokio::task::spawn_blocking(move || {
-            let body = super::render(&publish.scrapes.director, &snapshot);
+            let scrapes = &publish.scrapes;
+            let body = super::render(&scrapes.director, &snapshot, &scrapes.drops);
             publish.done(Rendered {
                 body: Arc::new(body),
                 snapshot,
@@ -227,7 +232,7 @@ mod tests {
     async fn concurrent_scrapes_share_one_body_until_the_table_changes() {
         let d = director();
         add_fwmark(&d, 1);
-        let scrapes = Scrapes::new(Arc::clone(&d));
+        let scrapes = Scrapes::new(Arc::clone(&d), Arc::default());
         let (a, b) = tokio::join!(scrapes.body(), scrapes.body());
         let (a, b) = (a.expect("a body"), b.expect("a body"));
         assert!(Arc::ptr_eq(&a, &b), "one render for both");

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::body::BodyWriter;
+use super::drops::DropCounts;
 use crate::control::protocol::{ConfigStatus, DescriptorStatus, HealthStatus, UdpAdmissionStatus};
 use crate::stats::{Counters, LATENCY_BOUNDS};
 use crate::table::{Protocol, RealServer, ServerKey, Service, ServiceKey, Table};
@@ -47,6 +48,8 @@ pub struct Sources<'a> {
     pub udp: UdpAdmissionStatus,
     /// The configuration file's fate, when the daemon runs from one.
     pub config: Option<&'a ConfigStatus>,
+    /// The metrics endpoint's own clients it reset, by reason.
+    pub clients_dropped: DropCounts,
     /// The `version` label of `uvs_build_info`.
     pub version: &'a str,
 }
@@ -400,6 +403,22 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
             reloads,
         );
     }
+    let dropped = sources.clients_dropped.by_reason().map(|(reason, n)| {
+        (
+            Labels::NONE.with("reason", Value::Text(reason)),
+            Number::Int(n),
+        )
+    });
+    family(
+        out,
+        "uvs_metrics_clients_dropped_total",
+        "Clients of the metrics endpoint reset, by reason: evicted at the connection cap, \
+         no request head in time (head_timeout) or no request at all (bad_request), the \
+         response not taken in time (write_timeout), or still reading a body two newer \
+         ones replaced (stale_body).",
+        Kind::Counter,
+        dropped,
+    );
     family(
         out,
         "uvs_build_info",
