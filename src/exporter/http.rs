@@ -6,8 +6,9 @@
 //! Nothing a client does can take the daemon down: connections are capped ([`Limits`];
 //! at the cap a new one evicts an idle or slow one, see `conns`), the request head and
 //! the response each have a deadline, a failing accept (no descriptors left) backs off,
-//! and every `/metrics` client writes the same shared body (see `scrape`). Each reset is
-//! counted by reason (`drops`).
+//! and every `/metrics` client writes the same shared body (see `scrape`); a client
+//! still reading a body two newer ones have replaced is reset, so slow readers hold at
+//! most two bodies between them. Each reset is counted by reason (`drops`).
 
 use std::io::IoSlice;
 use std::sync::Arc;
@@ -16,10 +17,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::body::Body;
 use super::conns::{Registry, Slot};
 use super::drops::{Drops, Reason};
-use super::scrape::Scrapes;
+use super::scrape::{Scrapes, Shared};
 use crate::director::Director;
 
 /// The default address: loopback only.
@@ -129,7 +129,7 @@ struct Endpoint {
 enum Outcome {
     /// Answered in full, or the client went away.
     Done,
-    /// Cut off by the endpoint (evicted, past a deadline, no request).
+    /// Cut off by the endpoint (evicted, past a deadline, no request, a stale body).
     Dropped(Reason),
 }
 
@@ -157,14 +157,14 @@ async fn answer(mut stream: TcpStream, slot: Slot, endpoint: Endpoint) {
 /// What a request is answered with.
 enum Payload {
     Text(&'static str),
-    Metrics(Arc<Body>),
+    Metrics(Shared),
 }
 
 impl Payload {
     fn len(&self) -> usize {
         match self {
             Payload::Text(text) => text.len(),
-            Payload::Metrics(body) => body.len(),
+            Payload::Metrics(shared) => shared.body.len(),
         }
     }
 }
@@ -184,10 +184,10 @@ async fn exchange(stream: &mut TcpStream, slot: &Slot, endpoint: &Endpoint) -> O
     let text = "text/plain; charset=utf-8";
     let (status, content_type, payload) = match (method, path) {
         ("GET" | "HEAD", "/metrics") => match endpoint.scrapes.body().await {
-            Ok(body) => (
+            Ok(shared) => (
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",
-                Payload::Metrics(body),
+                Payload::Metrics(shared),
             ),
             Err(e) => {
                 tracing::warn!(error = %e, "metrics endpoint: no body for /metrics");
@@ -225,10 +225,25 @@ async fn exchange(stream: &mut TcpStream, slot: &Slot, endpoint: &Endpoint) -> O
         match &payload {
             Payload::Text(text) => parts.push(text.as_bytes()),
             // The shared chunks themselves: no copy per client.
-            Payload::Metrics(body) => parts.extend(body.chunks().iter().map(Vec::as_slice)),
+            Payload::Metrics(shared) => {
+                parts.extend(shared.body.chunks().iter().map(Vec::as_slice));
+            }
         }
     }
-    match tokio::time::timeout(limits.write_timeout, write_parts(stream, &parts)).await {
+    let write = tokio::time::timeout(limits.write_timeout, write_parts(stream, &parts));
+    let written = match &payload {
+        // A reader still on a body two newer ones replaced goes, so that its body can:
+        // otherwise slow readers spaced out in time would each hold one until their
+        // deadline. (HEAD too: its body is held until the head is written.)
+        Payload::Metrics(shared) => tokio::select! {
+            () = endpoint.scrapes.stale(shared.generation) => {
+                return Outcome::Dropped(Reason::StaleBody);
+            }
+            written = write => written,
+        },
+        Payload::Text(_) => write.await,
+    };
+    match written {
         Ok(Ok(())) => Outcome::Done,
         // The client went away: nothing left to send.
         Ok(Err(_)) => Outcome::Done,

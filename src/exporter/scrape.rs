@@ -9,6 +9,16 @@
 //! A table change (any command: `-d`, a reload, a health check's weight) makes the body
 //! stale at once, so a deleted server is gone from the very next scrape; counters and
 //! health flags may be up to [`REUSE`] old.
+//!
+//! Bodies are numbered in the order they are made (their generation), and a client still
+//! writing one when two newer bodies exist must stop ([`is_stale`], [`Scrapes::stale`]):
+//! the endpoint resets it. So at most three bodies are ever in memory, the newest and the
+//! one before it (held by the clients still reading them) and the one being rendered,
+//! however many slow readers come and however far apart. Sharing alone does not bound
+//! that: a reader that never reads holds its body until its write deadline, and readers
+//! arriving more than [`REUSE`] apart each get a body of their own, so some 30 bodies
+//! (the write deadline over the reuse interval), more with a changing table, could be
+//! alive at once.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -23,6 +33,18 @@ use crate::table::Table;
 /// How long a rendered body is handed out again while the table does not change.
 pub const REUSE: Duration = Duration::from_secs(1);
 
+/// Bodies clients may still be writing: the newest one and the one before it. Two, not
+/// one, so that a scraper that just got its body is not cut off by the next scrape (or
+/// table change) a moment later; a body two behind has had at least a [`REUSE`] interval
+/// and a whole render to be read.
+pub const KEPT: u64 = 2;
+
+/// Whether a client writing the body of `generation` must stop, the newest body made
+/// being `newest`.
+pub fn is_stale(generation: u64, newest: u64) -> bool {
+    newest.saturating_sub(generation) >= KEPT
+}
+
 /// Why a scrape has no body.
 #[derive(Debug, thiserror::Error)]
 pub enum ScrapeError {
@@ -31,10 +53,19 @@ pub enum ScrapeError {
     RenderFailed,
 }
 
+/// A body as one scrape gets it.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub body: Arc<Body>,
+    /// Its place in the order bodies are made, from 1 (see [`Scrapes::stale`]).
+    pub generation: u64,
+}
+
 /// A body and what it was made from.
 #[derive(Debug)]
 struct Rendered {
     body: Arc<Body>,
+    generation: u64,
     /// Held (not just its address) so that a new snapshot can never be mistaken for it.
     snapshot: Arc<Table>,
     at: Instant,
@@ -43,6 +74,13 @@ struct Rendered {
 impl Rendered {
     fn serves(&self, current: &Arc<Table>) -> bool {
         Arc::ptr_eq(&self.snapshot, current) && self.at.elapsed() < REUSE
+    }
+
+    fn shared(&self) -> Shared {
+        Shared {
+            body: Arc::clone(&self.body),
+            generation: self.generation,
+        }
     }
 }
 
@@ -62,6 +100,9 @@ pub struct Scrapes {
     /// The endpoint's resets, written into each body.
     drops: Arc<Drops>,
     state: Mutex<State>,
+    /// The generation of the newest body made (0: none yet); clients writing older ones
+    /// watch it to know when to stop.
+    newest: watch::Sender<u64>,
 }
 
 impl Scrapes {
@@ -70,6 +111,7 @@ impl Scrapes {
             director,
             drops,
             state: Mutex::default(),
+            newest: watch::Sender::new(0),
         })
     }
 
@@ -81,7 +123,7 @@ impl Scrapes {
     /// The exposition as of now (at most [`REUSE`] old, of the current table).
     ///
     /// Errors: [`ScrapeError::RenderFailed`] when the render did not finish.
-    pub async fn body(self: &Arc<Self>) -> Result<Arc<Body>, ScrapeError> {
+    pub async fn body(self: &Arc<Self>) -> Result<Shared, ScrapeError> {
         // A render already running may be of an older table than this scrape saw: after
         // waiting for it, look again; the last attempt takes what it gets.
         const ATTEMPTS: usize = 3;
@@ -92,7 +134,7 @@ impl Scrapes {
                 if let Some(r) = &state.latest
                     && r.serves(&current)
                 {
-                    return Ok(Arc::clone(&r.body));
+                    return Ok(r.shared());
                 }
                 match &state.rendering {
                     Some(running) => (running.clone(), false),
@@ -110,10 +152,25 @@ impl Scrapes {
                 || attempt == ATTEMPTS
                 || Arc::ptr_eq(&rendered.snapshot, &self.director.table.snapshot())
             {
-                return Ok(Arc::clone(&rendered.body));
+                return Ok(rendered.shared());
             }
         }
         Err(ScrapeError::RenderFailed)
+    }
+
+    /// Completes once a client writing the body of `generation` must stop: when two
+    /// newer bodies have been made ([`is_stale`]), at once if they already have.
+    pub async fn stale(&self, generation: u64) {
+        let mut newest = self.newest.subscribe();
+        if newest
+            .wait_for(|newest| is_stale(generation, *newest))
+            .await
+            .is_err()
+        {
+            // The sender lives as long as `self`, which this borrow keeps: never here,
+            // and should it be, no newer body can come.
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Starts rendering `snapshot` on the blocking pool; the receiver sees the result.
@@ -144,11 +201,7 @@ impl Scrapes {
         tokio::task::spawn_blocking(move || {
             let scrapes = &publish.scrapes;
             let body = super::render(&scrapes.director, &snapshot, &scrapes.drops);
-            publish.done(Rendered {
-                body: Arc::new(body),
-                snapshot,
-                at: Instant::now(),
-            });
+            publish.done(body, snapshot);
         });
         rx
     }
@@ -174,13 +227,25 @@ struct Publish {
 }
 
 impl Publish {
-    fn done(self, rendered: Rendered) {
-        let rendered = Arc::new(rendered);
-        {
+    /// Makes `body` the newest, with the next generation; clients writing the one before
+    /// the previous body are told to stop.
+    fn done(self, body: Body, snapshot: Arc<Table>) {
+        let rendered = {
             let mut state = self.scrapes.state();
+            let generation = *self.scrapes.newest.borrow() + 1;
+            let rendered = Arc::new(Rendered {
+                body: Arc::new(body),
+                generation,
+                snapshot,
+                at: Instant::now(),
+            });
             state.latest = Some(Arc::clone(&rendered));
             state.rendering = None;
-        }
+            // Under the state lock, so generations are told in the order they are made
+            // (there is one render at a time anyway).
+            self.scrapes.newest.send_replace(generation);
+            rendered
+        };
         // Waiters hold receivers; none left is fine.
         let _ = self.tx.send(Some(rendered));
     }
@@ -235,11 +300,59 @@ mod tests {
         let scrapes = Scrapes::new(Arc::clone(&d), Arc::default());
         let (a, b) = tokio::join!(scrapes.body(), scrapes.body());
         let (a, b) = (a.expect("a body"), b.expect("a body"));
-        assert!(Arc::ptr_eq(&a, &b), "one render for both");
+        assert!(Arc::ptr_eq(&a.body, &b.body), "one render for both");
+        assert_eq!(a.generation, b.generation);
         add_fwmark(&d, 2);
         let changed = scrapes.body().await.expect("a body");
-        assert!(!Arc::ptr_eq(&a, &changed), "a new table, a new body");
-        let text = String::from_utf8(changed.to_vec()).expect("UTF-8");
+        assert!(
+            !Arc::ptr_eq(&a.body, &changed.body),
+            "a new table, a new body"
+        );
+        assert_eq!(changed.generation, a.generation + 1);
+        let text = String::from_utf8(changed.body.to_vec()).expect("UTF-8");
         assert!(text.contains("local_mark=\"00000002\""), "{text}");
+    }
+
+    #[test]
+    fn a_body_is_stale_once_two_newer_ones_exist() {
+        assert!(!is_stale(1, 1), "the newest");
+        assert!(!is_stale(1, 2), "the one before the newest");
+        assert!(is_stale(1, 3));
+        assert!(is_stale(1, 300));
+        assert!(!is_stale(5, 0), "no body newer than itself");
+    }
+
+    /// Whether a writer of `generation` has been told to stop, without waiting.
+    async fn told(scrapes: &Scrapes, generation: u64) -> bool {
+        tokio::time::timeout(Duration::ZERO, scrapes.stale(generation))
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn writers_of_a_body_two_behind_are_told_to_stop() {
+        let d = director();
+        add_fwmark(&d, 1);
+        let scrapes = Scrapes::new(Arc::clone(&d), Arc::default());
+        let first = scrapes.body().await.expect("a body");
+        // A writer already waiting hears it when the body goes stale.
+        let waiting = {
+            let scrapes = Arc::clone(&scrapes);
+            tokio::spawn(async move { scrapes.stale(first.generation).await })
+        };
+        add_fwmark(&d, 2);
+        let second = scrapes.body().await.expect("a body");
+        assert!(!told(&scrapes, first.generation).await, "one behind: kept");
+        assert!(!waiting.is_finished());
+        add_fwmark(&d, 3);
+        let third = scrapes.body().await.expect("a body");
+        assert_eq!(third.generation, first.generation + 2);
+        assert!(told(&scrapes, first.generation).await, "two behind: stale");
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the waiting writer is told")
+            .expect("the waiting task");
+        assert!(!told(&scrapes, second.generation).await);
+        assert!(!told(&scrapes, third.generation).await);
     }
 }
