@@ -187,17 +187,9 @@ impl Scrapes {
         let publish = Publish {
             scrapes: Arc::clone(self),
             tx,
+            runtime: tokio::runtime::Handle::current(),
+            published: false,
         };
-        // Between scrapes a body is dead weight (it may be hundreds of megabytes): the
-        // cache lets go of it once it is too old to hand out.
-        let mut rendered = rx.clone();
-        let scrapes = Arc::clone(self);
-        tokio::spawn(async move {
-            if rendered.wait_for(Option::is_some).await.is_ok() {
-                tokio::time::sleep(REUSE).await;
-                scrapes.expire();
-            }
-        });
         tokio::task::spawn_blocking(move || {
             let scrapes = &publish.scrapes;
             let body = super::render(&scrapes.director, &snapshot, &scrapes.drops);
@@ -224,12 +216,16 @@ impl Scrapes {
 struct Publish {
     scrapes: Arc<Scrapes>,
     tx: watch::Sender<Outcome>,
+    /// Where the cache's expiry runs (`done` is called on a blocking thread).
+    runtime: tokio::runtime::Handle,
+    /// Set by `done`: from then on `rendering` may be a newer render's, not this one's.
+    published: bool,
 }
 
 impl Publish {
     /// Makes `body` the newest, with the next generation; clients writing the one before
     /// the previous body are told to stop.
-    fn done(self, body: Body, snapshot: Arc<Table>) {
+    fn done(mut self, body: Body, snapshot: Arc<Table>) {
         let rendered = {
             let mut state = self.scrapes.state();
             let generation = *self.scrapes.newest.borrow() + 1;
@@ -246,14 +242,28 @@ impl Publish {
             self.scrapes.newest.send_replace(generation);
             rendered
         };
-        // Waiters hold receivers; none left is fine.
+        self.published = true;
+        // Waiters hold receivers; none left is fine. The channel is gone once they have
+        // taken the body: nothing else keeps it.
         let _ = self.tx.send(Some(rendered));
+        // Between scrapes a body is dead weight (it may be hundreds of megabytes): the
+        // cache lets go of it once it is too old to hand out. The timer holds the cache,
+        // not the body, so that the body goes as soon as its clients are done with it.
+        let scrapes = Arc::clone(&self.scrapes);
+        self.runtime.spawn(async move {
+            tokio::time::sleep(REUSE).await;
+            scrapes.expire();
+        });
     }
 }
 
 impl Drop for Publish {
     fn drop(&mut self) {
-        self.scrapes.state().rendering = None;
+        // Ends a render that failed; a published one ended itself, and a newer render
+        // may have started since.
+        if !self.published {
+            self.scrapes.state().rendering = None;
+        }
     }
 }
 
@@ -320,6 +330,24 @@ mod tests {
         assert!(is_stale(1, 3));
         assert!(is_stale(1, 300));
         assert!(!is_stale(5, 0), "no body newer than itself");
+    }
+
+    #[tokio::test]
+    async fn only_its_clients_hold_a_body_once_a_newer_one_is_made() {
+        let d = director();
+        add_fwmark(&d, 1);
+        let scrapes = Scrapes::new(Arc::clone(&d), Arc::default());
+        let first = scrapes.body().await.expect("a body");
+        add_fwmark(&d, 2);
+        let second = scrapes.body().await.expect("a body");
+        // Not the cache, its expiry timer or the render's channel: the body goes with
+        // the last client writing it.
+        assert_eq!(Arc::strong_count(&first.body), 1);
+        assert_eq!(
+            Arc::strong_count(&second.body),
+            2,
+            "this client and the cache"
+        );
     }
 
     /// Whether a writer of `generation` has been told to stop, without waiting.
