@@ -5,8 +5,8 @@
 //! service or server are gone from the next scrape after the change.
 //!
 //! - `text` writes the exposition from one table snapshot into a chunked `body`;
-//! - `scrape` renders it off the control thread and shares one body between the
-//!   scrapes of a short interval;
+//! - `scrape` renders it off the control thread (on `render_thread`) and shares one body
+//!   between the scrapes of a short interval;
 //! - `http` serves `/metrics`, `/healthz` and `/` with a cap on connections (`conns`),
 //!   and counts the clients it resets (`drops`).
 //!
@@ -16,6 +16,7 @@ pub mod body;
 mod conns;
 pub mod drops;
 pub mod http;
+mod render_thread;
 pub mod scrape;
 pub mod text;
 

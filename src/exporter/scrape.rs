@@ -1,8 +1,9 @@
 //! One rendered `/metrics` body shared by every scrape of a short interval. The HTTP
 //! endpoint (`http`) asks [`Scrapes::body`] for each `/metrics` request: a body rendered
 //! less than [`REUSE`] ago from the table snapshot still current is handed out again (the
-//! same `Arc`, no copy per client); otherwise one render runs on Tokio's blocking pool
-//! while every scraper that comes meanwhile waits for that same render (single flight).
+//! same `Arc`, no copy per client); otherwise one render runs on a thread of its own
+//! (`render_thread`) while every scraper that comes meanwhile waits for that same render
+//! (single flight).
 //! So a slow render of a big table never holds the control thread (which also serves
 //! uvsadm and `/healthz`), and concurrent scrapers never multiply the memory a body costs.
 //!
@@ -27,6 +28,7 @@ use tokio::sync::watch;
 
 use super::body::Body;
 use super::drops::Drops;
+use super::render_thread::{self, RenderThread};
 use crate::director::Director;
 use crate::table::Table;
 
@@ -91,6 +93,7 @@ struct State {
     latest: Option<Arc<Rendered>>,
     /// The render in progress: None until it is done.
     rendering: Option<watch::Receiver<Outcome>>,
+    renderer: RenderThread<Render>,
 }
 
 /// The shared bodies of one endpoint.
@@ -116,7 +119,7 @@ impl Scrapes {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // The state is two Options, consistent at every point a panic could strike.
+        // The state is consistent at every point a panic could strike.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -173,7 +176,7 @@ impl Scrapes {
         }
     }
 
-    /// Starts rendering `snapshot` on the blocking pool; the receiver sees the result.
+    /// Starts rendering `snapshot` on the render thread; the receiver sees the result.
     fn start(
         self: &Arc<Self>,
         state: &mut State,
@@ -188,13 +191,15 @@ impl Scrapes {
             scrapes: Arc::clone(self),
             tx,
             runtime: tokio::runtime::Handle::current(),
-            published: false,
+            ended: false,
         };
-        tokio::task::spawn_blocking(move || {
-            let scrapes = &publish.scrapes;
-            let body = super::render(&scrapes.director, &snapshot, &scrapes.drops);
-            publish.done(body, snapshot);
-        });
+        if let Err((mut render, e)) = state.renderer.send(Render { snapshot, publish }) {
+            tracing::warn!(error = %e, "metrics endpoint: cannot start the render thread");
+            // Ended here, under the lock this holds (which the publisher's drop would
+            // take): the waiters see a failed render, the next scrape tries again.
+            render.publish.ended = true;
+            state.rendering = None;
+        }
         rx
     }
 
@@ -211,15 +216,32 @@ impl Scrapes {
     }
 }
 
-/// Hands a render's result to its waiters; dropped without a result (a panic, or a
-/// runtime shutting down), it ends the render in progress so the next scrape starts one.
+/// One render, as the render thread runs it.
+struct Render {
+    snapshot: Arc<Table>,
+    publish: Publish,
+}
+
+impl render_thread::Job for Render {
+    fn run(self) {
+        let body = {
+            let scrapes = &self.publish.scrapes;
+            super::render(&scrapes.director, &self.snapshot, &scrapes.drops)
+        };
+        self.publish.done(body, self.snapshot);
+    }
+}
+
+/// Hands a render's result to its waiters; dropped without a result (a panic), it ends
+/// the render in progress so the next scrape starts one.
 struct Publish {
     scrapes: Arc<Scrapes>,
     tx: watch::Sender<Outcome>,
-    /// Where the cache's expiry runs (`done` is called on a blocking thread).
+    /// Where the cache's expiry runs (`done` is called on the render thread).
     runtime: tokio::runtime::Handle,
-    /// Set by `done`: from then on `rendering` may be a newer render's, not this one's.
-    published: bool,
+    /// The end of this render is recorded in `rendering` already (by `done`, or by
+    /// `start` when no thread took it): from then on `rendering` may be a newer one's.
+    ended: bool,
 }
 
 impl Publish {
@@ -242,7 +264,7 @@ impl Publish {
             self.scrapes.newest.send_replace(generation);
             rendered
         };
-        self.published = true;
+        self.ended = true;
         // Waiters hold receivers; none left is fine. The channel is gone once they have
         // taken the body: nothing else keeps it.
         let _ = self.tx.send(Some(rendered));
@@ -261,7 +283,7 @@ impl Drop for Publish {
     fn drop(&mut self) {
         // Ends a render that failed; a published one ended itself, and a newer render
         // may have started since.
-        if !self.published {
+        if !self.ended {
             self.scrapes.state().rendering = None;
         }
     }

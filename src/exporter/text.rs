@@ -1,7 +1,7 @@
 //! The Prometheus text exposition format (version 0.0.4), written straight from one table
 //! snapshot into a chunked [`BodyWriter`]: node_exporter's `node_ipvs_*` series with its
 //! exact names, HELP texts and labels, uvs's own `uvs_*` series and the connect-latency
-//! histograms. `exporter::render` calls [`write`], on a blocking thread, once per scrape
+//! histograms. `exporter::render` calls [`write`], on the render thread, once per scrape
 //! (or fewer: the endpoint shares one body between scrapers).
 //!
 //! Each family is one walk over the snapshot, so its samples sit under one HELP/TYPE
