@@ -3,9 +3,9 @@
 //! less than [`REUSE`] ago from the table snapshot still current is handed out again (the
 //! same `Arc`, no copy per client); otherwise one render runs on a thread of its own
 //! (`render_thread`) while every scraper that comes meanwhile waits for that same render
-//! (single flight).
-//! So a slow render of a big table never holds the control thread (which also serves
-//! uvsadm and `/healthz`), and concurrent scrapers never multiply the memory a body costs.
+//! (single flight). So a slow render of a big table never holds the control thread
+//! (which also serves uvsadm and `/healthz`), and concurrent scrapers never multiply the
+//! memory a body costs.
 //!
 //! A table change (any command: `-d`, a reload, a health check's weight) makes the body
 //! stale at once, so a deleted server is gone from the very next scrape; counters and
@@ -182,8 +182,8 @@ impl Scrapes {
         state: &mut State,
         snapshot: Arc<Table>,
     ) -> watch::Receiver<Outcome> {
-        // The old body goes now, not when the new one is ready: one body at a time
-        // (clients still writing it keep it until they are done).
+        // The cache lets go of the old body now, not when the new one is ready (clients
+        // still writing it keep it until they are done, or it is two bodies behind).
         state.latest = None;
         let (tx, rx) = watch::channel(None);
         state.rendering = Some(rx.clone());
