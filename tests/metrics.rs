@@ -4,7 +4,8 @@
 //! other paths answer as a probe expects. And it cannot take the daemon down: 1 100 idle
 //! connections under an open-files limit of 1 024 leave the VIPs, uvsadm and the
 //! endpoint working; 50 clients stuck on a 31 MiB body share one copy of it and are
-//! dropped by the write deadline.
+//! dropped by the write deadline; slow readers arriving one after the other, each on a
+//! body of its own, hold at most two bodies between them, the older ones being reset.
 
 mod common;
 
@@ -250,6 +251,13 @@ fn probes_and_strays_get_plain_answers() {
     junk.write_all(&[0xff; 9000]).unwrap();
     drop(junk);
     assert_eq!(http_get(at, "GET", "/healthz").0, "HTTP/1.1 200 OK");
+    // The garbage was reset and counted (a table change: a body of now, not the HEAD's).
+    d.ok(&["-A", "-f", "1", "-s", "rr"]);
+    let bad = ["reason=\"bad_request\"".to_string()];
+    assert_eq!(
+        value(&scrape(&d), "uvs_metrics_clients_dropped_total", &bad),
+        1.0
+    );
 }
 
 /// Reads one response with a bounded wait: (status line, Content-Length, body length).
@@ -331,6 +339,16 @@ fn idle_connections_cannot_exhaust_the_daemon() {
         body.contains(&format!("local_port=\"{}\"", v.port())),
         "{body}"
     );
+    // Every idle client but a cap's worth had gone before the scrape was accepted, each
+    // counted.
+    let gone: f64 = ["evicted", "head_timeout"]
+        .iter()
+        .map(|r| {
+            let reason = [format!("reason=\"{r}\"")];
+            value(&body, "uvs_metrics_clients_dropped_total", &reason)
+        })
+        .sum();
+    assert!(gone >= (IDLE - cap) as f64, "{gone} idle clients let go");
     most = most.max(d.open_descriptors());
     // The endpoint held its cap (and the one over it), nothing near the limit.
     assert!(
@@ -354,16 +372,12 @@ fn idle_connections_cannot_exhaust_the_daemon() {
     assert_eq!(idle.len(), IDLE);
 }
 
-#[test]
-fn clients_that_never_read_share_one_body_and_are_dropped() {
-    use std::io::Write;
-    const SERVICES: u32 = 1500;
-    const STUCK: usize = 50;
-    let d = Daemon::start();
-    // fwmark services and their servers are table entries only: nothing listens and
-    // nothing is contacted.
+/// `services` fwmark services of 4 servers each, 10.x.y.z:80 (mark m's first server is
+/// 10.0.0.4m for small m), restored in one `uvsadm -R`. They are table entries only:
+/// nothing listens there and nothing is contacted.
+fn fwmark_table(d: &Daemon, services: u32) {
     let mut rules = String::new();
-    for mark in 1..=SERVICES {
+    for mark in 1..=services {
         rules.push_str(&format!("-A -f {mark} -s wlc\n"));
         for j in 0..4 {
             let n = mark * 4 + j;
@@ -373,6 +387,15 @@ fn clients_that_never_read_share_one_body_and_are_dropped() {
     }
     let restored = d.uvsadm_with_input(&["-R"], &rules);
     assert!(restored.status.success(), "{}", text(&restored.stderr));
+}
+
+#[test]
+fn clients_that_never_read_share_one_body_and_are_dropped() {
+    use std::io::Write;
+    const SERVICES: u32 = 1500;
+    const STUCK: usize = 50;
+    let d = Daemon::start();
+    fwmark_table(&d, SERVICES);
     let at = d.metrics_address();
     let body = scrape(&d);
     let servers = samples(&body, "node_ipvs_backend_weight").len();
@@ -421,5 +444,134 @@ fn clients_that_never_read_share_one_body_and_are_dropped() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    // Each one reset and counted: at the deadline, or as readers of a body two behind
+    // (should the stuck clients have spanned several bodies).
+    d.ok(&["-e", "-f", "1", "-r", "10.0.0.4:80", "-m", "-w", "2"]);
+    let body = scrape(&d);
+    let cut: f64 = ["write_timeout", "stale_body"]
+        .iter()
+        .map(|r| {
+            let reason = [format!("reason=\"{r}\"")];
+            value(&body, "uvs_metrics_clients_dropped_total", &reason)
+        })
+        .sum();
+    assert_eq!(cut, STUCK as f64);
     assert_eq!(stuck.len(), STUCK);
+}
+
+/// A client with a tiny receive buffer that asks for `/metrics` and reads its response
+/// head only, byte by byte, so the body stays with the daemon: the stream and the
+/// Content-Length.
+fn slow_reader(at: SocketAddr) -> (std::net::TcpStream, usize) {
+    use std::io::{Read, Write};
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    // Before connecting, so the window offered is small from the start.
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket
+        .connect_timeout(&at.into(), std::time::Duration::from_secs(10))
+        .expect("connect to the metrics endpoint");
+    let mut s: std::net::TcpStream = socket.into();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = s.read(&mut byte).expect("the response head in time");
+        assert_eq!(n, 1, "the endpoint closed before its head: {}", text(&head));
+        head.push(byte[0]);
+    }
+    let head = text(&head);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|n| n.parse().ok())
+        .expect("Content-Length");
+    (s, length)
+}
+
+/// The Content-Length of `/metrics`, from a HEAD request.
+fn metrics_length(at: SocketAddr) -> usize {
+    use std::io::{Read, Write};
+    let mut s = common::connect(at, None).expect("connect to the metrics endpoint");
+    s.write_all(b"HEAD /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut head = String::new();
+    s.read_to_string(&mut head).expect("the response head");
+    head.lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("Content-Length in\n{head}"))
+}
+
+#[test]
+fn slow_readers_arriving_apart_hold_at_most_two_bodies() {
+    use std::io::Read;
+    const SERVICES: u32 = 1500;
+    const ARRIVALS: usize = 10;
+    // The newest body and the one before it stay with their readers.
+    const KEPT: usize = 2;
+    let d = Daemon::start();
+    fwmark_table(&d, SERVICES);
+    let at = d.metrics_address();
+    let idle = d.resident_bytes();
+    let size = u64::try_from(metrics_length(at)).unwrap();
+    let before = d.open_descriptors();
+    d.reset_peak_resident();
+    let mut readers = Vec::new();
+    for i in 0..ARRIVALS {
+        // A table change before each arrival, so each reader gets a body of its own, as
+        // it would arriving more than a second after the last.
+        let weight = (i + 2).to_string();
+        d.ok(&["-e", "-f", "1", "-r", "10.0.0.4:80", "-m", "-w", &weight]);
+        readers.push(slow_reader(at));
+        // Probes and whole scrapes work throughout. (A scrape shares the newest body;
+        // none just before the last two arrivals, whose readers must keep theirs.)
+        assert_eq!(http_get(at, "GET", "/healthz").0, "HTTP/1.1 200 OK");
+        if i % 3 == 1 && i + KEPT < ARRIVALS {
+            let (status, length, got) = fetch(at, "/metrics");
+            assert_eq!(status, "HTTP/1.1 200 OK");
+            assert_eq!(got, length);
+        }
+    }
+    // Without the bound, each reader would hold its own body until its write deadline:
+    // ten of them here.
+    let peak = d.status_bytes("VmHWM");
+    assert!(
+        peak < idle + 4 * size,
+        "{peak} bytes resident at the peak, {idle} idle, bodies of {size} bytes"
+    );
+    // The daemon holds the newest readers only, at once. (At most: `before` may count
+    // a connection the daemon was just closing.)
+    common::eventually("the older readers let go", || {
+        d.open_descriptors() <= before + KEPT
+    });
+    // The newest are still served: their whole bodies come.
+    let (older, newest) = readers.split_at_mut(ARRIVALS - KEPT);
+    for (s, length) in newest {
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).expect("the rest of the body");
+        assert_eq!(rest.len(), *length, "a newest reader's whole body");
+    }
+    // The older ones were reset: at most what the kernel had queued for them comes, then
+    // the reset (or an end before the whole body).
+    for (i, (s, length)) in older.iter_mut().enumerate() {
+        let mut rest = Vec::new();
+        match s.read_to_end(&mut rest) {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "reader {i}"),
+            Ok(_) => assert!(rest.len() < *length, "reader {i} got its whole body"),
+        }
+    }
+    // Counted (a table change: a body of now), and the endpoint serves on.
+    d.ok(&["-e", "-f", "1", "-r", "10.0.0.4:80", "-m", "-w", "1"]);
+    let body = scrape(&d);
+    let stale = ["reason=\"stale_body\"".to_string()];
+    assert_eq!(
+        value(&body, "uvs_metrics_clients_dropped_total", &stale),
+        (ARRIVALS - KEPT) as f64
+    );
+    assert_eq!(http_get(at, "GET", "/healthz").0, "HTTP/1.1 200 OK");
 }

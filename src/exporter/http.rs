@@ -6,7 +6,9 @@
 //! Nothing a client does can take the daemon down: connections are capped ([`Limits`];
 //! at the cap a new one evicts an idle or slow one, see `conns`), the request head and
 //! the response each have a deadline, a failing accept (no descriptors left) backs off,
-//! and every `/metrics` client writes the same shared body (see `scrape`).
+//! and every `/metrics` client writes the same shared body (see `scrape`); a client
+//! still reading a body two newer ones have replaced is reset, so slow readers hold at
+//! most two bodies between them. Each reset is counted by reason (`drops`).
 
 use std::io::IoSlice;
 use std::sync::Arc;
@@ -15,9 +17,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::body::Body;
 use super::conns::{Registry, Slot};
-use super::scrape::Scrapes;
+use super::drops::{Drops, Reason};
+use super::scrape::{Scrapes, Shared};
 use crate::director::Director;
 
 /// The default address: loopback only.
@@ -60,7 +62,8 @@ impl Default for Limits {
 pub async fn serve(listener: TcpListener, director: Arc<Director>, limits: Limits) {
     let cap = limits.max_connections.max(1);
     let registry = Registry::new();
-    let scrapes = Scrapes::new(director);
+    let drops = Arc::new(Drops::default());
+    let scrapes = Scrapes::new(director, Arc::clone(&drops));
     let warned = crate::rate_limit::RateLimit::new();
     let mut backoff = Backoff::default();
     loop {
@@ -88,7 +91,12 @@ pub async fn serve(listener: TcpListener, director: Arc<Director>, limits: Limit
             let _ = tokio::time::timeout(Duration::from_secs(1), registry.wait_below(cap)).await;
         }
         let slot = registry.open();
-        tokio::spawn(answer(stream, slot, Arc::clone(&scrapes), limits));
+        let endpoint = Endpoint {
+            scrapes: Arc::clone(&scrapes),
+            drops: Arc::clone(&drops),
+            limits,
+        };
+        tokio::spawn(answer(stream, slot, endpoint));
     }
 }
 
@@ -110,18 +118,25 @@ impl Backoff {
     }
 }
 
+/// What every connection of one endpoint shares.
+struct Endpoint {
+    scrapes: Arc<Scrapes>,
+    drops: Arc<Drops>,
+    limits: Limits,
+}
+
 /// How one connection ended.
 enum Outcome {
     /// Answered in full, or the client went away.
     Done,
-    /// Evicted, past a deadline, or sent something that is no request: dropped.
-    Dropped,
+    /// Cut off by the endpoint (evicted, past a deadline, no request, a stale body).
+    Dropped(Reason),
 }
 
-async fn answer(mut stream: TcpStream, slot: Slot, scrapes: Arc<Scrapes>, limits: Limits) {
+async fn answer(mut stream: TcpStream, slot: Slot, endpoint: Endpoint) {
     let outcome = tokio::select! {
-        () = slot.evicted() => Outcome::Dropped,
-        outcome = exchange(&mut stream, &slot, &scrapes, &limits) => outcome,
+        () = slot.evicted() => Outcome::Dropped(Reason::Evicted),
+        outcome = exchange(&mut stream, &slot, &endpoint) => outcome,
     };
     match outcome {
         Outcome::Done => {
@@ -129,7 +144,8 @@ async fn answer(mut stream: TcpStream, slot: Slot, scrapes: Arc<Scrapes>, limits
         }
         // A reset rather than a close: the kernel drops what is still queued for a
         // client that does not read, instead of keeping it for minutes.
-        Outcome::Dropped => {
+        Outcome::Dropped(reason) => {
+            endpoint.drops.count(reason);
             let _ = stream.set_zero_linger();
         }
     }
@@ -141,27 +157,25 @@ async fn answer(mut stream: TcpStream, slot: Slot, scrapes: Arc<Scrapes>, limits
 /// What a request is answered with.
 enum Payload {
     Text(&'static str),
-    Metrics(Arc<Body>),
+    Metrics(Shared),
 }
 
 impl Payload {
     fn len(&self) -> usize {
         match self {
             Payload::Text(text) => text.len(),
-            Payload::Metrics(body) => body.len(),
+            Payload::Metrics(shared) => shared.body.len(),
         }
     }
 }
 
-async fn exchange(
-    stream: &mut TcpStream,
-    slot: &Slot,
-    scrapes: &Arc<Scrapes>,
-    limits: &Limits,
-) -> Outcome {
+async fn exchange(stream: &mut TcpStream, slot: &Slot, endpoint: &Endpoint) -> Outcome {
+    let limits = &endpoint.limits;
     let head = match tokio::time::timeout(limits.head_timeout, read_head(stream)).await {
-        Ok(Some(head)) => head,
-        Ok(None) | Err(_) => return Outcome::Dropped,
+        Ok(Ok(head)) => head,
+        Ok(Err(HeadError::Closed)) => return Outcome::Done,
+        Ok(Err(HeadError::Malformed)) => return Outcome::Dropped(Reason::BadRequest),
+        Err(_) => return Outcome::Dropped(Reason::HeadTimeout),
     };
     slot.responding();
     let mut words = head.lines().next().unwrap_or("").split_whitespace();
@@ -169,11 +183,11 @@ async fn exchange(
     let path = target.split('?').next().unwrap_or("");
     let text = "text/plain; charset=utf-8";
     let (status, content_type, payload) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => match scrapes.body().await {
-            Ok(body) => (
+        ("GET" | "HEAD", "/metrics") => match endpoint.scrapes.body().await {
+            Ok(shared) => (
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",
-                Payload::Metrics(body),
+                Payload::Metrics(shared),
             ),
             Err(e) => {
                 tracing::warn!(error = %e, "metrics endpoint: no body for /metrics");
@@ -211,29 +225,58 @@ async fn exchange(
         match &payload {
             Payload::Text(text) => parts.push(text.as_bytes()),
             // The shared chunks themselves: no copy per client.
-            Payload::Metrics(body) => parts.extend(body.chunks().iter().map(Vec::as_slice)),
+            Payload::Metrics(shared) => {
+                parts.extend(shared.body.chunks().iter().map(Vec::as_slice));
+            }
         }
     }
-    match tokio::time::timeout(limits.write_timeout, write_parts(stream, &parts)).await {
+    let write = tokio::time::timeout(limits.write_timeout, write_parts(stream, &parts));
+    let written = match &payload {
+        // A reader still on a body two newer ones replaced goes, so that its body can:
+        // otherwise slow readers spaced out in time would each hold one until their
+        // deadline. (HEAD too: its body is held until the head is written.)
+        Payload::Metrics(shared) => tokio::select! {
+            () = endpoint.scrapes.stale(shared.generation) => {
+                return Outcome::Dropped(Reason::StaleBody);
+            }
+            written = write => written,
+        },
+        Payload::Text(_) => write.await,
+    };
+    match written {
         Ok(Ok(())) => Outcome::Done,
         // The client went away: nothing left to send.
         Ok(Err(_)) => Outcome::Done,
-        Err(_) => Outcome::Dropped,
+        Err(_) => Outcome::Dropped(Reason::WriteTimeout),
     }
 }
 
-/// Reads a request head; None when the client closes or sends more than a head may be.
-async fn read_head(stream: &mut TcpStream) -> Option<String> {
+/// Why no request head was read.
+#[derive(Debug, thiserror::Error)]
+enum HeadError {
+    /// The client closed, or its connection failed, before a whole head came.
+    #[error("the client went away")]
+    Closed,
+    /// More than a head may be ([`MAX_REQUEST`]), or not text.
+    #[error("not a request head")]
+    Malformed,
+}
+
+/// Reads a request head.
+async fn read_head(stream: &mut TcpStream) -> Result<String, HeadError> {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.ends_with(b"\n\n") {
-        let n = stream.read(&mut buf).await.ok()?;
-        if n == 0 || head.len() + n > MAX_REQUEST {
-            return None;
+        let n = stream.read(&mut buf).await.map_err(|_| HeadError::Closed)?;
+        if n == 0 {
+            return Err(HeadError::Closed);
+        }
+        if head.len() + n > MAX_REQUEST {
+            return Err(HeadError::Malformed);
         }
         head.extend_from_slice(&buf[..n]);
     }
-    String::from_utf8(head).ok()
+    String::from_utf8(head).map_err(|_| HeadError::Malformed)
 }
 
 /// Writes `parts` in order, several per system call, without copying them.

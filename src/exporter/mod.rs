@@ -5,15 +5,18 @@
 //! service or server are gone from the next scrape after the change.
 //!
 //! - `text` writes the exposition from one table snapshot into a chunked `body`;
-//! - `scrape` renders it off the control thread and shares one body between the
-//!   scrapes of a short interval;
-//! - `http` serves `/metrics`, `/healthz` and `/` with a cap on connections (`conns`).
+//! - `scrape` renders it off the control thread (on `render_thread`) and shares one body
+//!   between the scrapes of a short interval;
+//! - `http` serves `/metrics`, `/healthz` and `/` with a cap on connections (`conns`),
+//!   and counts the clients it resets (`drops`).
 //!
 //! The daemon starts `http::serve` on `--metrics`.
 
 pub mod body;
 mod conns;
+pub mod drops;
 pub mod http;
+mod render_thread;
 pub mod scrape;
 pub mod text;
 
@@ -23,9 +26,10 @@ use crate::table::Table;
 pub use body::Body;
 pub use http::Limits;
 
-/// The whole exposition of `snapshot` and of the daemon's state now. Takes as long as
-/// the table is big (seconds for 100 000 services): call it off the control thread.
-pub fn render(director: &Director, snapshot: &Table) -> Body {
+/// The whole exposition of `snapshot`, of the daemon's state now and of the endpoint's
+/// `drops`. Takes as long as the table is big (seconds for 100 000 services): call it off
+/// the control thread.
+pub fn render(director: &Director, snapshot: &Table, drops: &drops::Drops) -> Body {
     let health = director.health.statuses();
     let config = director
         .config
@@ -50,6 +54,7 @@ pub fn render(director: &Director, snapshot: &Table) -> Body {
         templates_evicted: director.templates.evicted(),
         templates_not_made: director.templates.not_made(),
         config: config.as_ref(),
+        clients_dropped: drops.read(),
         version: env!("CARGO_PKG_VERSION"),
     };
     let mut out = body::BodyWriter::new();

@@ -1,14 +1,25 @@
 //! One rendered `/metrics` body shared by every scrape of a short interval. The HTTP
 //! endpoint (`http`) asks [`Scrapes::body`] for each `/metrics` request: a body rendered
 //! less than [`REUSE`] ago from the table snapshot still current is handed out again (the
-//! same `Arc`, no copy per client); otherwise one render runs on Tokio's blocking pool
-//! while every scraper that comes meanwhile waits for that same render (single flight).
-//! So a slow render of a big table never holds the control thread (which also serves
-//! uvsadm and `/healthz`), and concurrent scrapers never multiply the memory a body costs.
+//! same `Arc`, no copy per client); otherwise one render runs on a thread of its own
+//! (`render_thread`) while every scraper that comes meanwhile waits for that same render
+//! (single flight). So a slow render of a big table never holds the control thread
+//! (which also serves uvsadm and `/healthz`), and concurrent scrapers never multiply the
+//! memory a body costs.
 //!
 //! A table change (any command: `-d`, a reload, a health check's weight) makes the body
 //! stale at once, so a deleted server is gone from the very next scrape; counters and
 //! health flags may be up to [`REUSE`] old.
+//!
+//! Bodies are numbered in the order they are made (their generation), and a client still
+//! writing one when two newer bodies exist must stop ([`is_stale`], [`Scrapes::stale`]):
+//! the endpoint resets it. So at most three bodies are ever in memory, the newest and the
+//! one before it (held by the clients still reading them) and the one being rendered,
+//! however many slow readers come and however far apart. Sharing alone does not bound
+//! that: a reader that never reads holds its body until its write deadline, and readers
+//! arriving more than [`REUSE`] apart each get a body of their own, so some 30 bodies
+//! (the write deadline over the reuse interval), more with a changing table, could be
+//! alive at once.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -16,11 +27,25 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::body::Body;
+use super::drops::Drops;
+use super::render_thread::{self, RenderThread};
 use crate::director::Director;
 use crate::table::Table;
 
 /// How long a rendered body is handed out again while the table does not change.
 pub const REUSE: Duration = Duration::from_secs(1);
+
+/// Bodies clients may still be writing: the newest one and the one before it. Two, not
+/// one, so that a scraper that just got its body is not cut off by the next scrape (or
+/// table change) a moment later; a body two behind has had at least a [`REUSE`] interval
+/// and a whole render to be read.
+pub const KEPT: u64 = 2;
+
+/// Whether a client writing the body of `generation` must stop, the newest body made
+/// being `newest`.
+pub fn is_stale(generation: u64, newest: u64) -> bool {
+    newest.saturating_sub(generation) >= KEPT
+}
 
 /// Why a scrape has no body.
 #[derive(Debug, thiserror::Error)]
@@ -30,10 +55,19 @@ pub enum ScrapeError {
     RenderFailed,
 }
 
+/// A body as one scrape gets it.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub body: Arc<Body>,
+    /// Its place in the order bodies are made, from 1 (see [`Scrapes::stale`]).
+    pub generation: u64,
+}
+
 /// A body and what it was made from.
 #[derive(Debug)]
 struct Rendered {
     body: Arc<Body>,
+    generation: u64,
     /// Held (not just its address) so that a new snapshot can never be mistaken for it.
     snapshot: Arc<Table>,
     at: Instant,
@@ -42,6 +76,13 @@ struct Rendered {
 impl Rendered {
     fn serves(&self, current: &Arc<Table>) -> bool {
         Arc::ptr_eq(&self.snapshot, current) && self.at.elapsed() < REUSE
+    }
+
+    fn shared(&self) -> Shared {
+        Shared {
+            body: Arc::clone(&self.body),
+            generation: self.generation,
+        }
     }
 }
 
@@ -52,32 +93,40 @@ struct State {
     latest: Option<Arc<Rendered>>,
     /// The render in progress: None until it is done.
     rendering: Option<watch::Receiver<Outcome>>,
+    renderer: RenderThread<Render>,
 }
 
 /// The shared bodies of one endpoint.
 #[derive(Debug)]
 pub struct Scrapes {
     director: Arc<Director>,
+    /// The endpoint's resets, written into each body.
+    drops: Arc<Drops>,
     state: Mutex<State>,
+    /// The generation of the newest body made (0: none yet); clients writing older ones
+    /// watch it to know when to stop.
+    newest: watch::Sender<u64>,
 }
 
 impl Scrapes {
-    pub fn new(director: Arc<Director>) -> Arc<Scrapes> {
+    pub fn new(director: Arc<Director>, drops: Arc<Drops>) -> Arc<Scrapes> {
         Arc::new(Scrapes {
             director,
+            drops,
             state: Mutex::default(),
+            newest: watch::Sender::new(0),
         })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // The state is two Options, consistent at every point a panic could strike.
+        // The state is consistent at every point a panic could strike.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The exposition as of now (at most [`REUSE`] old, of the current table).
     ///
     /// Errors: [`ScrapeError::RenderFailed`] when the render did not finish.
-    pub async fn body(self: &Arc<Self>) -> Result<Arc<Body>, ScrapeError> {
+    pub async fn body(self: &Arc<Self>) -> Result<Shared, ScrapeError> {
         // A render already running may be of an older table than this scrape saw: after
         // waiting for it, look again; the last attempt takes what it gets.
         const ATTEMPTS: usize = 3;
@@ -88,7 +137,7 @@ impl Scrapes {
                 if let Some(r) = &state.latest
                     && r.serves(&current)
                 {
-                    return Ok(Arc::clone(&r.body));
+                    return Ok(r.shared());
                 }
                 match &state.rendering {
                     Some(running) => (running.clone(), false),
@@ -106,45 +155,51 @@ impl Scrapes {
                 || attempt == ATTEMPTS
                 || Arc::ptr_eq(&rendered.snapshot, &self.director.table.snapshot())
             {
-                return Ok(Arc::clone(&rendered.body));
+                return Ok(rendered.shared());
             }
         }
         Err(ScrapeError::RenderFailed)
     }
 
-    /// Starts rendering `snapshot` on the blocking pool; the receiver sees the result.
+    /// Completes once a client writing the body of `generation` must stop: when two
+    /// newer bodies have been made ([`is_stale`]), at once if they already have.
+    pub async fn stale(&self, generation: u64) {
+        let mut newest = self.newest.subscribe();
+        if newest
+            .wait_for(|newest| is_stale(generation, *newest))
+            .await
+            .is_err()
+        {
+            // The sender lives as long as `self`, which this borrow keeps: never here,
+            // and should it be, no newer body can come.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Starts rendering `snapshot` on the render thread; the receiver sees the result.
     fn start(
         self: &Arc<Self>,
         state: &mut State,
         snapshot: Arc<Table>,
     ) -> watch::Receiver<Outcome> {
-        // The old body goes now, not when the new one is ready: one body at a time
-        // (clients still writing it keep it until they are done).
+        // The cache lets go of the old body now, not when the new one is ready (clients
+        // still writing it keep it until they are done, or it is two bodies behind).
         state.latest = None;
         let (tx, rx) = watch::channel(None);
         state.rendering = Some(rx.clone());
         let publish = Publish {
             scrapes: Arc::clone(self),
             tx,
+            runtime: tokio::runtime::Handle::current(),
+            ended: false,
         };
-        // Between scrapes a body is dead weight (it may be hundreds of megabytes): the
-        // cache lets go of it once it is too old to hand out.
-        let mut rendered = rx.clone();
-        let scrapes = Arc::clone(self);
-        tokio::spawn(async move {
-            if rendered.wait_for(Option::is_some).await.is_ok() {
-                tokio::time::sleep(REUSE).await;
-                scrapes.expire();
-            }
-        });
-        tokio::task::spawn_blocking(move || {
-            let body = super::render(&publish.scrapes.director, &snapshot);
-            publish.done(Rendered {
-                body: Arc::new(body),
-                snapshot,
-                at: Instant::now(),
-            });
-        });
+        if let Err((mut render, e)) = state.renderer.send(Render { snapshot, publish }) {
+            tracing::warn!(error = %e, "metrics endpoint: cannot start the render thread");
+            // Ended here, under the lock this holds (which the publisher's drop would
+            // take): the waiters see a failed render, the next scrape tries again.
+            render.publish.ended = true;
+            state.rendering = None;
+        }
         rx
     }
 
@@ -161,29 +216,76 @@ impl Scrapes {
     }
 }
 
-/// Hands a render's result to its waiters; dropped without a result (a panic, or a
-/// runtime shutting down), it ends the render in progress so the next scrape starts one.
+/// One render, as the render thread runs it.
+struct Render {
+    snapshot: Arc<Table>,
+    publish: Publish,
+}
+
+impl render_thread::Job for Render {
+    fn run(self) {
+        let body = {
+            let scrapes = &self.publish.scrapes;
+            super::render(&scrapes.director, &self.snapshot, &scrapes.drops)
+        };
+        self.publish.done(body, self.snapshot);
+    }
+}
+
+/// Hands a render's result to its waiters; dropped without a result (a panic), it ends
+/// the render in progress so the next scrape starts one.
 struct Publish {
     scrapes: Arc<Scrapes>,
     tx: watch::Sender<Outcome>,
+    /// Where the cache's expiry runs (`done` is called on the render thread).
+    runtime: tokio::runtime::Handle,
+    /// The end of this render is recorded in `rendering` already (by `done`, or by
+    /// `start` when no thread took it): from then on `rendering` may be a newer one's.
+    ended: bool,
 }
 
 impl Publish {
-    fn done(self, rendered: Rendered) {
-        let rendered = Arc::new(rendered);
-        {
+    /// Makes `body` the newest, with the next generation; clients writing the one before
+    /// the previous body are told to stop.
+    fn done(mut self, body: Body, snapshot: Arc<Table>) {
+        let rendered = {
             let mut state = self.scrapes.state();
+            let generation = *self.scrapes.newest.borrow() + 1;
+            let rendered = Arc::new(Rendered {
+                body: Arc::new(body),
+                generation,
+                snapshot,
+                at: Instant::now(),
+            });
             state.latest = Some(Arc::clone(&rendered));
             state.rendering = None;
-        }
-        // Waiters hold receivers; none left is fine.
+            // Under the state lock, so generations are told in the order they are made
+            // (there is one render at a time anyway).
+            self.scrapes.newest.send_replace(generation);
+            rendered
+        };
+        self.ended = true;
+        // Waiters hold receivers; none left is fine. The channel is gone once they have
+        // taken the body: nothing else keeps it.
         let _ = self.tx.send(Some(rendered));
+        // Between scrapes a body is dead weight (it may be hundreds of megabytes): the
+        // cache lets go of it once it is too old to hand out. The timer holds the cache,
+        // not the body, so that the body goes as soon as its clients are done with it.
+        let scrapes = Arc::clone(&self.scrapes);
+        self.runtime.spawn(async move {
+            tokio::time::sleep(REUSE).await;
+            scrapes.expire();
+        });
     }
 }
 
 impl Drop for Publish {
     fn drop(&mut self) {
-        self.scrapes.state().rendering = None;
+        // Ends a render that failed; a published one ended itself, and a newer render
+        // may have started since.
+        if !self.ended {
+            self.scrapes.state().rendering = None;
+        }
     }
 }
 
@@ -227,14 +329,80 @@ mod tests {
     async fn concurrent_scrapes_share_one_body_until_the_table_changes() {
         let d = director();
         add_fwmark(&d, 1);
-        let scrapes = Scrapes::new(Arc::clone(&d));
+        let scrapes = Scrapes::new(Arc::clone(&d), Arc::default());
         let (a, b) = tokio::join!(scrapes.body(), scrapes.body());
         let (a, b) = (a.expect("a body"), b.expect("a body"));
-        assert!(Arc::ptr_eq(&a, &b), "one render for both");
+        assert!(Arc::ptr_eq(&a.body, &b.body), "one render for both");
+        assert_eq!(a.generation, b.generation);
         add_fwmark(&d, 2);
         let changed = scrapes.body().await.expect("a body");
-        assert!(!Arc::ptr_eq(&a, &changed), "a new table, a new body");
-        let text = String::from_utf8(changed.to_vec()).expect("UTF-8");
+        assert!(
+            !Arc::ptr_eq(&a.body, &changed.body),
+            "a new table, a new body"
+        );
+        assert_eq!(changed.generation, a.generation + 1);
+        let text = String::from_utf8(changed.body.to_vec()).expect("UTF-8");
         assert!(text.contains("local_mark=\"00000002\""), "{text}");
+    }
+
+    #[test]
+    fn a_body_is_stale_once_two_newer_ones_exist() {
+        assert!(!is_stale(1, 1), "the newest");
+        assert!(!is_stale(1, 2), "the one before the newest");
+        assert!(is_stale(1, 3));
+        assert!(is_stale(1, 300));
+        assert!(!is_stale(5, 0), "no body newer than itself");
+    }
+
+    #[tokio::test]
+    async fn only_its_clients_hold_a_body_once_a_newer_one_is_made() {
+        let d = director();
+        add_fwmark(&d, 1);
+        let scrapes = Scrapes::new(Arc::clone(&d), Arc::default());
+        let first = scrapes.body().await.expect("a body");
+        add_fwmark(&d, 2);
+        let second = scrapes.body().await.expect("a body");
+        // Not the cache, its expiry timer or the render's channel: the body goes with
+        // the last client writing it.
+        assert_eq!(Arc::strong_count(&first.body), 1);
+        assert_eq!(
+            Arc::strong_count(&second.body),
+            2,
+            "this client and the cache"
+        );
+    }
+
+    /// Whether a writer of `generation` has been told to stop, without waiting.
+    async fn told(scrapes: &Scrapes, generation: u64) -> bool {
+        tokio::time::timeout(Duration::ZERO, scrapes.stale(generation))
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn writers_of_a_body_two_behind_are_told_to_stop() {
+        let d = director();
+        add_fwmark(&d, 1);
+        let scrapes = Scrapes::new(Arc::clone(&d), Arc::default());
+        let first = scrapes.body().await.expect("a body");
+        // A writer already waiting hears it when the body goes stale.
+        let waiting = {
+            let scrapes = Arc::clone(&scrapes);
+            tokio::spawn(async move { scrapes.stale(first.generation).await })
+        };
+        add_fwmark(&d, 2);
+        let second = scrapes.body().await.expect("a body");
+        assert!(!told(&scrapes, first.generation).await, "one behind: kept");
+        assert!(!waiting.is_finished());
+        add_fwmark(&d, 3);
+        let third = scrapes.body().await.expect("a body");
+        assert_eq!(third.generation, first.generation + 2);
+        assert!(told(&scrapes, first.generation).await, "two behind: stale");
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the waiting writer is told")
+            .expect("the waiting task");
+        assert!(!told(&scrapes, second.generation).await);
+        assert!(!told(&scrapes, third.generation).await);
     }
 }

@@ -1,7 +1,7 @@
 //! The Prometheus text exposition format (version 0.0.4), written straight from one table
 //! snapshot into a chunked [`BodyWriter`]: node_exporter's `node_ipvs_*` series with its
 //! exact names, HELP texts and labels, uvs's own `uvs_*` series and the connect-latency
-//! histograms. `exporter::render` calls [`write`], on a blocking thread, once per scrape
+//! histograms. `exporter::render` calls [`write`], on the render thread, once per scrape
 //! (or fewer: the endpoint shares one body between scrapers).
 //!
 //! Each family is one walk over the snapshot, so its samples sit under one HELP/TYPE
@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::body::BodyWriter;
+use super::drops::DropCounts;
 use crate::control::protocol::{ConfigStatus, DescriptorStatus, HealthStatus, UdpAdmissionStatus};
 use crate::stats::{Counters, LATENCY_BOUNDS};
 use crate::table::{Protocol, RealServer, ServerKey, Service, ServiceKey, Table};
@@ -52,6 +53,8 @@ pub struct Sources<'a> {
     pub templates_not_made: u64,
     /// The configuration file's fate, when the daemon runs from one.
     pub config: Option<&'a ConfigStatus>,
+    /// The metrics endpoint's own clients it reset, by reason.
+    pub clients_dropped: DropCounts,
     /// The `version` label of `uvs_build_info`.
     pub version: &'a str,
 }
@@ -423,6 +426,22 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
             reloads,
         );
     }
+    let dropped = sources.clients_dropped.by_reason().map(|(reason, n)| {
+        (
+            Labels::NONE.with("reason", Value::Text(reason)),
+            Number::Int(n),
+        )
+    });
+    family(
+        out,
+        "uvs_metrics_clients_dropped_total",
+        "Clients of the metrics endpoint reset, by reason: evicted at the connection cap, \
+         no request head in time (head_timeout) or no request at all (bad_request), the \
+         response not taken in time (write_timeout), or still reading a body two newer \
+         ones replaced (stale_body).",
+        Kind::Counter,
+        dropped,
+    );
     family(
         out,
         "uvs_build_info",

@@ -1,7 +1,7 @@
 //! The text writer on a small fixed table, byte for byte (`sample.prom`): a TCP service,
 //! an fwmark group and an SCTP service (which node_exporter's series leave out), with
-//! counters, connect times, a health check, a configuration file and a version label that
-//! needs escaping. (The escaping and numbers themselves are tested beside `format`.)
+//! counters, connect times, a health check, a configuration file, the endpoint's resets
+//! and a version label that needs escaping. (The escaping and numbers themselves are tested beside `format`.)
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
@@ -126,6 +126,13 @@ fn a_small_table_is_written_exactly() {
             unreplied_expired: 13,
         },
         config: Some(&config),
+        clients_dropped: crate::exporter::drops::DropCounts {
+            evicted: 4,
+            head_timeout: 3,
+            bad_request: 1,
+            write_timeout: 2,
+            stale_body: 9,
+        },
         version: "0.1.0 \"a\\b\"\nc",
     };
     let mut out = BodyWriter::new();
