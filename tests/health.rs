@@ -575,8 +575,8 @@ address = "{b}"
         ),
     );
     d.wait_listening(v1);
-    for (_, pids) in &scripts {
-        eventually("four checks of each server", || {
+    for (script, pids) in &scripts {
+        eventually(&format!("four checks by {}", script.display()), || {
             recorded_pids(pids).len() >= 4
         });
     }
@@ -644,7 +644,8 @@ fn installed(program: &str) -> bool {
 fn processes_that_leave_an_external_checks_group_are_killed_and_reaped() {
     let dir = tempfile::tempdir().unwrap();
     // Each script leaves a `sleep 300` behind outside its process group, and records
-    // the sleep's pid: by shell job control (bash's set -m puts a background job in a
+    // the sleep's pid (from the side that stays in the group: once re-parented to the
+    // daemon, a leftover may be killed before it could record itself): by shell job control (bash's set -m puts a background job in a
     // group of its own), by a double fork into a new session (a daemon's way), by
     // setpgid (perl's setpgrp, where perl is installed), and, for a check the timeout
     // ends, by a setsid child the command waits for. A last script leaves a process in
@@ -656,7 +657,7 @@ fn processes_that_leave_an_external_checks_group_are_killed_and_reaped() {
         ),
         (
             "double-fork",
-            "#!/bin/sh\n( setsid sh -c 'echo $$ >> PIDS; exec sleep 300' & )\nexit 0\n",
+            "#!/bin/sh\n( setsid sh -c 'exec sleep 300' & echo $! >> PIDS )\nexit 0\n",
         ),
         (
             "setsid-timeout",
@@ -708,8 +709,8 @@ fn processes_that_leave_an_external_checks_group_are_killed_and_reaped() {
         d.wait_listening(*v);
     }
     let daemon = d.child.id();
-    for (_, pids) in &scripts {
-        eventually("four checks of each server", || {
+    for (script, pids) in &scripts {
+        eventually(&format!("four checks by {}", script.display()), || {
             recorded_pids(pids).len() >= 4
         });
     }
