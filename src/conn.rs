@@ -13,8 +13,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
+// The table's clock, which the data plane reads too.
+pub use crate::clock::Clock;
 use crate::persist::Template;
 use crate::table::{ConnEntry, Protocol, RealServerState, Timeouts};
 
@@ -80,38 +81,6 @@ impl State {
             State::Udp => u64::from(t.udp),
         };
         secs * 1000
-    }
-}
-
-/// Wall-clock seconds since the Unix epoch (0 if the clock is before it): what logs,
-/// `uvs status` and metrics timestamps are kept in.
-pub fn unix_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Milliseconds since the table was made; cheap to store in an atomic.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    epoch: Instant,
-}
-
-impl Clock {
-    pub fn new() -> Clock {
-        Clock {
-            epoch: Instant::now(),
-        }
-    }
-
-    pub fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Clock {
-        Clock::new()
     }
 }
 

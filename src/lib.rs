@@ -7,6 +7,7 @@
 //! - [`sched`]: IPVS's schedulers.
 //! - [`stats`]: counters and the 2-second rate estimator.
 //! - [`config`]: the TOML configuration file: schema, reload plan, reloader.
+//! - [`clock`]: wall-clock seconds and the monotonic milliseconds of the connection table.
 //! - [`conn`]: the connection table: IPVS states, timeouts, active/inactive counts.
 //! - [`persist`]: persistence templates.
 //! - [`adm`]: ipvsadm's command language, listings and save format (used by `uvsadm`).
@@ -23,6 +24,7 @@
 
 pub mod adm;
 pub mod config;
+pub mod clock;
 pub mod conn;
 pub mod control;
 pub mod daemon;

@@ -26,7 +26,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::conn::Clock;
+use crate::clock::Clock;
 use crate::sched::Packet;
 use crate::table::real_server::locate;
 use crate::table::{

@@ -30,7 +30,7 @@ impl RateLimit {
     /// [`INTERVAL_SECONDS`] ago; `suppressed` is how many occurrences were held back
     /// since the last line. Returns whether it logged.
     pub fn warn(&self, log: impl FnOnce(u64)) -> bool {
-        self.warn_at(crate::conn::unix_seconds(), log)
+        self.warn_at(crate::clock::unix_seconds(), log)
     }
 
     fn warn_at(&self, now: u64, log: impl FnOnce(u64)) -> bool {

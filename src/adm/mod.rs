@@ -1,7 +1,8 @@
 //! ipvsadm's language: everything `uvsadm` does between its command line and the
 //! control socket. Parsing (`popt`, `cmdline`, `inet`), the restore stream (`restore`),
 //! output formats (`listing`, `sort`), name lookups (`names`, `dns`), and ipvsadm's main
-//! program (`session`) over a [`backend::Backend`].
+//! program (`session`) over a [`backend::Backend`]; `bin/uvsadm.rs` runs it against the
+//! daemon's control socket.
 
 pub mod backend;
 pub mod cmdline;
@@ -14,10 +15,7 @@ pub mod restore;
 pub mod session;
 pub mod sort;
 
-use std::io::{self, BufWriter};
 use std::path::PathBuf;
-
-use crate::control::{client::Client, socket_path};
 
 /// Takes uvsadm's own `--socket PATH` / `--socket=PATH` out of the arguments (ipvsadm
 /// has no such option, so the word cannot mean anything else), before a `--`.
@@ -39,42 +37,6 @@ pub fn take_socket_option(args: &mut Vec<String>) -> Option<PathBuf> {
         }
     }
     found
-}
-
-/// The `uvsadm` program: ipvsadm's command line against the uvs daemon. Called as
-/// `*-save` (e.g. a symlink `ipvsadm-save`), it is the save script instead.
-pub fn uvsadm_main(mut args: Vec<String>) -> i32 {
-    if args.is_empty() {
-        args.push("uvsadm".into());
-    }
-    let socket = take_socket_option(&mut args).unwrap_or_else(socket_path::from_env);
-    let mut backend = Client::new(socket);
-    let mut names = names::SystemNames::new(names::NameSources::from_env());
-    let stdout = io::stdout();
-    let mut stdout = BufWriter::new(stdout.lock());
-    let mut stderr = io::stderr();
-    let stdin = io::stdin();
-    let mut stdin = stdin.lock();
-    let posix = std::env::var_os("POSIXLY_CORRECT").is_some()
-        || std::env::var_os("POSIX_ME_HARDER").is_some();
-    let program = args[0].clone();
-    let save_script = std::path::Path::new(&program)
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().ends_with("-save"));
-    let mut session = session::Session {
-        program,
-        backend: &mut backend,
-        names: &mut names,
-        stdout: &mut stdout,
-        stderr: &mut stderr,
-        stdin: &mut stdin,
-        posix,
-    };
-    if save_script {
-        session.run_save_script(&args)
-    } else {
-        session.run(&args)
-    }
 }
 
 #[cfg(test)]

@@ -259,7 +259,7 @@ impl Reloader {
         drop(applied);
         self.checker.follow(config);
         self.record(director, |c| {
-            c.applied_at = crate::conn::unix_seconds();
+            c.applied_at = crate::clock::unix_seconds();
             c.last_error = None;
         });
         if let Some(on) = config.global.expire_quiescent_template {

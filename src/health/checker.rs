@@ -150,7 +150,7 @@ async fn run(plan: Plan, book: Arc<Book>, changed: Arc<Notify>, turns: Arc<Semap
         let result = probe(&plan).await;
         let took = started.elapsed();
         drop(turn);
-        let now = crate::conn::unix_seconds();
+        let now = crate::clock::unix_seconds();
         let transition = book.update(target, |h| {
             h.last_check = Some(now);
             h.last_duration = took;
