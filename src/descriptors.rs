@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 /// A data plane share below this is worth a warning at start: a few listeners and
@@ -236,6 +237,27 @@ impl Drop for Held {
     fn drop(&mut self) {
         self.budget.give_back(self.descriptors, self.connection);
     }
+}
+
+/// The open-files limit, the control plane's reserve and the data plane's share.
+/// (`uvs status` and `/metrics` show it; `Budget::status` reads it.)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DescriptorStatus {
+    pub open_files: u64,
+    /// Descriptors kept for the control plane, and the caps they stand for.
+    pub reserved: u64,
+    pub control_clients: u64,
+    pub metrics_connections: u64,
+    pub health_probes: u64,
+    /// The data plane's share, and what it holds now.
+    pub limit: u64,
+    pub used: u64,
+    /// `--max-connections`, if set.
+    pub max_connections: Option<u64>,
+    /// TCP connections being proxied.
+    pub connections: u64,
+    /// Times accepting waited for room.
+    pub pauses: u64,
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod reload;
 pub mod render;
 pub mod schema;
 pub mod slot;
+pub mod status;
 pub mod watch;
 
 use std::path::{Path, PathBuf};

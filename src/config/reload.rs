@@ -23,7 +23,7 @@ use super::plan::{Owned, plan, rehearse};
 use super::slot::{Outcome, Slot};
 use super::watch::Watch;
 use super::{Config, Global, LoadError, Loaded, schema};
-use crate::control::protocol::ConfigStatus;
+use super::status::ConfigStatus;
 use crate::director::Director;
 use crate::health::{self, Book, checker::Checker};
 use crate::rate_limit::RateLimit;

@@ -10,6 +10,11 @@ use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+// The pieces of `Status` that other parts define (the wire form is theirs, unchanged).
+pub use crate::config::status::ConfigStatus;
+pub use crate::descriptors::DescriptorStatus;
+pub use crate::health::HealthStatus;
+pub use crate::proxy::udp::admission::UdpAdmissionStatus;
 use crate::table::{
     Command, ConnEntry, Info, ListenAddr, ListenRule, ServiceEntry, ServiceKey, TableError,
     Timeouts,
@@ -84,73 +89,6 @@ pub struct TemplateStatus {
     pub evicted: u64,
     /// Clients scheduled without one, every template being in use.
     pub not_made: u64,
-}
-
-/// The open-files limit, the control plane's reserve and the data plane's share.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DescriptorStatus {
-    pub open_files: u64,
-    /// Descriptors kept for the control plane, and the caps they stand for.
-    pub reserved: u64,
-    pub control_clients: u64,
-    pub metrics_connections: u64,
-    pub health_probes: u64,
-    /// The data plane's share, and what it holds now.
-    pub limit: u64,
-    pub used: u64,
-    /// `--max-connections`, if set.
-    pub max_connections: Option<u64>,
-    /// TCP connections being proxied.
-    pub connections: u64,
-    /// Times accepting waited for room.
-    pub pauses: u64,
-}
-
-/// New UDP flows refused, and unanswered flows ended, by reason.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UdpAdmissionStatus {
-    /// How long a flow lives before its server answers, in milliseconds.
-    pub unreplied_timeout_ms: u64,
-    /// The most flows per client address, if limited.
-    pub per_source: Option<u32>,
-    pub refused_per_source: u64,
-    pub refused_descriptors: u64,
-    /// Refused because their socket could not be made (no local port left).
-    #[serde(default)]
-    pub refused_socket: u64,
-    /// Unanswered flows ended to make room.
-    pub evicted: u64,
-    /// Flows answered once and done, ended to make room.
-    #[serde(default)]
-    pub evicted_answered: u64,
-    pub unreplied_expired: u64,
-}
-
-/// What the checks know of one real server of one service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthStatus {
-    pub service: crate::table::ServiceKey,
-    pub server: crate::table::ServerKey,
-    pub up: bool,
-    /// Failed checks in a row.
-    pub failures: u32,
-    /// When the last check ended (seconds since the epoch).
-    pub last_check: Option<u64>,
-    pub last_duration_ms: u64,
-    pub last_error: Option<String>,
-}
-
-/// What became of the configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfigStatus {
-    pub path: String,
-    /// When the file was last applied (seconds since the epoch).
-    pub applied_at: u64,
-    /// Reloads applied and refused since start.
-    pub reloads: u64,
-    pub refused: u64,
-    /// Why the last reload was refused, if it was (cleared by the next good one).
-    pub last_error: Option<String>,
 }
 
 pub const PROTOCOL_VERSION: u32 = 1;

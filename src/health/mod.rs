@@ -11,6 +11,7 @@
 pub mod checker;
 pub mod orphans;
 pub mod probe;
+mod status;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
@@ -19,8 +20,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::config::{Check, Config, Global, ServiceSpec};
-use crate::control::protocol::HealthStatus;
 use crate::table::{ServerKey, ServiceKey};
+
+pub use status::HealthStatus;
 
 /// ldirectord's defaults: checkinterval 10 s, checktimeout 5 s, failurecount 1.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);

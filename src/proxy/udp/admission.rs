@@ -20,6 +20,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::rate_limit::RateLimit;
 
 /// The default cap on UDP flows.
@@ -275,6 +277,26 @@ impl Admission {
             );
         });
     }
+}
+
+/// New UDP flows refused, and unanswered flows ended, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UdpAdmissionStatus {
+    /// How long a flow lives before its server answers, in milliseconds.
+    pub unreplied_timeout_ms: u64,
+    /// The most flows per client address, if limited.
+    pub per_source: Option<u32>,
+    pub refused_per_source: u64,
+    pub refused_descriptors: u64,
+    /// Refused because their socket could not be made (no local port left).
+    #[serde(default)]
+    pub refused_socket: u64,
+    /// Unanswered flows ended to make room.
+    pub evicted: u64,
+    /// Flows answered once and done, ended to make room.
+    #[serde(default)]
+    pub evicted_answered: u64,
+    pub unreplied_expired: u64,
 }
 
 #[cfg(test)]

@@ -1,0 +1,18 @@
+//! The typed piece health checks give `uvs status` (and, through the daemon, `/metrics`):
+//! what the checks know of each checked real server. `Book::statuses` makes them.
+
+use serde::{Deserialize, Serialize};
+
+/// What the checks know of one real server of one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthStatus {
+    pub service: crate::table::ServiceKey,
+    pub server: crate::table::ServerKey,
+    pub up: bool,
+    /// Failed checks in a row.
+    pub failures: u32,
+    /// When the last check ended (seconds since the epoch).
+    pub last_check: Option<u64>,
+    pub last_duration_ms: u64,
+    pub last_error: Option<String>,
+}
