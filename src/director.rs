@@ -1,36 +1,28 @@
-//! The director (LVS's name for the balancing host) as the daemon runs it: the table,
-//! and what the data plane keeps about live traffic (connections, persistence
-//! templates, listeners). The control server, the data plane and the sweepers share one.
+//! The director (LVS's name for the balancing host) as the data plane sees it: the
+//! table, and what the data plane keeps about live traffic (connections, persistence
+//! templates, UDP admission, the descriptor budget, its listeners, its own addresses).
+//! The data plane's tcp and udp halves, the listener manager and the sweeper share one;
+//! the daemon reads its typed piece of the status report ([`Director::report`]). It
+//! imports downwards only (core, and the data plane's own types): who shows its state,
+//! and in which mode, is the daemon's business.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::AbortHandle;
-
 use crate::conn::ConnTable;
-use crate::control::protocol::{
-    ConfigStatus, DescriptorStatus, ListenerStatus, Status, TemplateStatus, UdpAdmissionStatus,
-};
-use crate::descriptors::{Budget, METRICS_CONNECTIONS, Reserve};
+use crate::descriptors::{Budget, DescriptorStatus, METRICS_CONNECTIONS, Reserve};
 use crate::persist::Templates;
 use crate::proxy::congestion::CongestionControl;
 use crate::proxy::forward::Forwarding;
-use crate::proxy::udp::Group;
-use crate::proxy::udp::admission::{Admission, DEFAULT_MAX_FLOWS, DEFAULT_UNREPLIED_TIMEOUT};
-use crate::table::{ConnEntry, ListenAddr, OwnAddresses, ServiceKey, TableHandle};
+use crate::proxy::registry::{ListenerReport, Listeners};
+use crate::proxy::udp::admission::{
+    Admission, DEFAULT_MAX_FLOWS, DEFAULT_UNREPLIED_TIMEOUT, UdpAdmissionStatus,
+};
+use crate::table::{ConnEntry, OwnAddresses, TableHandle};
 use crate::workers::Workers;
 
 /// How often connections and templates are expired.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-
-/// What a listen address is doing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenerState {
-    pub service: ServiceKey,
-    /// None when listening, else why not.
-    pub error: Option<String>,
-}
 
 /// Settings of the data plane that are not part of the table.
 #[derive(Debug, Clone, Copy)]
@@ -99,29 +91,46 @@ pub struct Director {
     /// The addresses the table listens on, which no connection may be forwarded to
     /// (kept by the listener manager).
     own: arc_swap::ArcSwap<OwnAddresses>,
-    listeners: Mutex<BTreeMap<ListenAddr, ListenerState>>,
-    /// What serves each address being listened on.
-    serving: Mutex<HashMap<ListenAddr, Serving>>,
-    /// UDP addresses the table dropped whose flows are still running.
-    draining: Mutex<HashMap<ListenAddr, Arc<Group>>>,
-    /// The configuration file's fate, kept by the reloader.
-    pub config: Mutex<Option<ConfigStatus>>,
-    /// What the health checks know of the real servers.
-    pub health: Arc<crate::health::Book>,
-    /// Where `/metrics` is served, or why not (for `uvs status`).
-    pub metrics_endpoint: Mutex<Option<String>>,
-    /// Why the daemon balances where it does (for `uvs status`).
-    pub mode_reason: Mutex<Option<String>>,
+    /// What serves each listen address, and how each is doing.
+    pub listeners: Listeners,
 }
 
-/// What serves a listen address.
-#[derive(Debug)]
-pub enum Serving {
-    /// TCP: an accept loop per worker, each on its own copy of the listening socket,
-    /// whose descriptors are held from the budget.
-    Tcp(Vec<AbortHandle>, crate::descriptors::Held),
-    /// UDP: a socket and receive loop per worker, with their flows.
-    Udp(Arc<Group>),
+/// Persistence templates held, their cap, and what the cap did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TemplateCounts {
+    pub count: usize,
+    pub max: usize,
+    /// Ended to make room for a new client's.
+    pub evicted: u64,
+    /// Clients scheduled without one, every template being in use.
+    pub not_made: u64,
+}
+
+/// The data plane's piece of the status report, read at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaneReport {
+    /// How TCP bytes move.
+    pub forwarding: Forwarding,
+    /// The TCP congestion control of connections from clients and to real servers
+    /// (None: the system's).
+    pub client_congestion: Option<CongestionControl>,
+    pub server_congestion: Option<CongestionControl>,
+    /// Every listen address the table wants, and how it is doing.
+    pub listeners: Vec<ListenerReport>,
+    /// TCP connections being proxied.
+    pub live_connections: usize,
+    /// UDP flows open, their cap, and new flows dropped at the cap.
+    pub udp_flows: usize,
+    pub max_udp_flows: usize,
+    pub udp_flows_dropped: u64,
+    /// New UDP flows refused and unanswered flows ended, by reason.
+    pub udp: UdpAdmissionStatus,
+    pub templates: TemplateCounts,
+    /// TCP connections per worker thread, and connections handed to a less loaded one.
+    pub worker_connections: Vec<usize>,
+    pub handed_over: u64,
+    /// The open-files limit, its split and what the data plane holds.
+    pub descriptors: DescriptorStatus,
 }
 
 impl Director {
@@ -149,28 +158,13 @@ impl Director {
             udp_flows: Admission::new(options.max_udp_flows, options.udp_flows_per_source),
             descriptors,
             own: arc_swap::ArcSwap::from_pointee(OwnAddresses::default()),
-            listeners: Mutex::new(BTreeMap::new()),
-            serving: Mutex::new(HashMap::new()),
-            draining: Mutex::new(HashMap::new()),
-            config: Mutex::new(None),
-            health: Arc::default(),
-            metrics_endpoint: Mutex::new(None),
-            mode_reason: Mutex::new(None),
+            listeners: Listeners::default(),
         }))
     }
 
-    /// `-L -c`: connections and persistence templates.
+    /// `-L -c` of the data plane: its persistence templates and connections. (In
+    /// kernel mode the daemon lists the kernel's instead.)
     pub fn connections(&self) -> Vec<ConnEntry> {
-        if !self.options.userspace {
-            // Kernel mode: the kernel's own table, as ipvsadm reads it.
-            static UNREADABLE: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
-            return crate::kernel::connections::read().unwrap_or_else(|e| {
-                UNREADABLE.warn(|suppressed| {
-                    tracing::warn!(error = %e, suppressed, "cannot read the kernel's connections");
-                });
-                Vec::new()
-            });
-        }
         let timeouts = self.table.snapshot().timeouts();
         let mut all = self.templates.entries();
         all.extend(self.conns.entries(&timeouts));
@@ -184,109 +178,6 @@ impl Director {
 
     pub fn set_own_addresses(&self, own: OwnAddresses) {
         self.own.store(Arc::new(own));
-    }
-
-    /// Records what a listen address is doing (the listener manager calls this).
-    pub fn set_listener(&self, listen: ListenAddr, state: Option<ListenerState>) {
-        let mut board = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
-        match state {
-            Some(s) => {
-                board.insert(listen, s);
-            }
-            None => {
-                board.remove(&listen);
-            }
-        }
-    }
-
-    pub fn listener_states(&self) -> Vec<(ListenAddr, ListenerState)> {
-        self.listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(k, v)| (*k, v.clone()))
-            .collect()
-    }
-
-    fn serving_map(&self) -> std::sync::MutexGuard<'_, HashMap<ListenAddr, Serving>> {
-        self.serving.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn draining_map(&self) -> std::sync::MutexGuard<'_, HashMap<ListenAddr, Arc<Group>>> {
-        self.draining.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The addresses being listened on.
-    pub fn accepting(&self) -> Vec<ListenAddr> {
-        self.serving_map().keys().copied().collect()
-    }
-
-    pub fn is_accepting(&self, listen: &ListenAddr) -> bool {
-        self.serving_map().contains_key(listen)
-    }
-
-    pub fn start_accepting(&self, listen: ListenAddr, service: ServiceKey, serving: Serving) {
-        self.serving_map().insert(listen, serving);
-        self.set_listener(
-            listen,
-            Some(ListenerState {
-                service,
-                error: None,
-            }),
-        );
-    }
-
-    /// A UDP address dropped by the table and wanted again while its flows still run:
-    /// the same sockets take new flows again.
-    pub fn take_back_draining(&self, listen: &ListenAddr) -> Option<Arc<Group>> {
-        let group = self.draining_map().remove(listen)?;
-        group.revive().then_some(group)
-    }
-
-    /// Stops listening on one address. TCP: the listener closes, established
-    /// connections go on. UDP: no new flows; the sockets stay for the open ones.
-    pub fn stop_accepting(&self, listen: &ListenAddr) {
-        match self.serving_map().remove(listen) {
-            Some(Serving::Tcp(tasks, _held)) => tasks.iter().for_each(AbortHandle::abort),
-            Some(Serving::Udp(group)) => {
-                group.drain();
-                let mut draining = self.draining_map();
-                draining.retain(|_, g| !g.is_closed());
-                draining.insert(*listen, group);
-            }
-            None => {}
-        }
-        self.set_listener(*listen, None);
-    }
-
-    /// Closes every listener (shutdown: no new connections, the open ones drain; UDP
-    /// flows end now, having nothing to finish).
-    pub fn stop_listening(&self) {
-        for listen in self.accepting() {
-            self.stop_accepting(&listen);
-        }
-        for (_, group) in self.draining_map().drain() {
-            group.close();
-        }
-    }
-
-    /// The congestion control of both TCP legs, in words; None when neither was chosen.
-    fn congestion(&self) -> Option<String> {
-        let (client, server) = (
-            self.options.client_congestion,
-            self.options.server_congestion,
-        );
-        if client.is_none() && server.is_none() {
-            return None;
-        }
-        let name = |cc: Option<CongestionControl>| {
-            cc.map_or_else(|| "the system's".to_string(), |cc| cc.to_string())
-        };
-        Some(format!(
-            "clients {}, real servers {}",
-            name(client),
-            name(server)
-        ))
     }
 
     /// The open-files limit, its split and what the data plane holds now.
@@ -323,64 +214,27 @@ impl Director {
         }
     }
 
-    /// `uvs status`.
-    pub fn status(&self) -> Status {
-        let snapshot = self.table.snapshot();
-        Status {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            mode: if self.options.userspace {
-                "userspace"
-            } else {
-                "kernel"
-            }
-            .to_string(),
-            forwarding: self.options.forwarding.to_string(),
-            services: snapshot.entries(),
-            listeners: self
-                .listener_states()
-                .into_iter()
-                .map(|(listen, s)| ListenerStatus {
-                    listen,
-                    service: s.service,
-                    state: s.error.unwrap_or_else(|| "listening".to_string()),
-                })
-                .collect(),
+    /// The data plane's piece of the status report.
+    pub fn report(&self) -> PlaneReport {
+        PlaneReport {
+            forwarding: self.options.forwarding,
+            client_congestion: self.options.client_congestion,
+            server_congestion: self.options.server_congestion,
+            listeners: self.listeners.report(),
             live_connections: self.conns.live_streams(),
             udp_flows: self.udp_flows.count(),
             max_udp_flows: self.udp_flows.max(),
             udp_flows_dropped: self.udp_flows.dropped(),
-            health: self.health.statuses(),
-            mode_reason: self
-                .mode_reason
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-            congestion: self.congestion(),
-            // In kernel mode the workers serve nothing.
-            worker_connections: if self.options.userspace {
-                self.workers.loads()
-            } else {
-                Vec::new()
-            },
-            handed_over: self.workers.handed_over(),
-            descriptors: self.options.userspace.then(|| self.descriptor_status()),
             udp: self.udp_admission(),
-            templates: TemplateStatus {
-                count: self.templates.len() as u64,
-                max: self.templates.max() as u64,
+            templates: TemplateCounts {
+                count: self.templates.len(),
+                max: self.templates.max(),
                 evicted: self.templates.evicted(),
                 not_made: self.templates.not_made(),
             },
-            metrics: self
-                .metrics_endpoint
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-            config: self
-                .config
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            worker_connections: self.workers.loads(),
+            handed_over: self.workers.handed_over(),
+            descriptors: self.descriptor_status(),
         }
     }
 

@@ -16,15 +16,15 @@
 //! - [`exporter`]: Prometheus metrics (node_exporter's ipvs series and uvs's own) over HTTP.
 //! - [`kernel`]: the kernel's IPVS over generic netlink (the coming kernel backend).
 //! - [`descriptors`]: the open-files limit split between the control and data planes.
-//! - [`director`]: the running balancer: table, connections, templates, listeners.
+//! - [`director`]: what the data plane shares: table, connections, templates, listeners.
 //! - [`proxy`]: the data plane: listeners, TCP connections, the byte path.
-//! - [`daemon`]: the `uvs run` daemon that holds the table.
+//! - [`daemon`]: the `uvs run` daemon that holds the table, and its status report.
 //! - [`rate_limit`]: warnings that can repeat, logged at most every ten seconds.
 //! - [`demo`]: the built-in demonstration behind `uvs demo`.
 
 pub mod adm;
-pub mod config;
 pub mod clock;
+pub mod config;
 pub mod conn;
 pub mod control;
 pub mod daemon;

@@ -19,6 +19,7 @@ use uvs::config::{Global, LoadError, Loaded, Mode};
 use uvs::control::client::Client;
 use uvs::control::protocol::{Request, Response};
 use uvs::control::socket_path;
+use uvs::daemon::report::{MetricsEndpoint, ModeChoice, Reporter};
 use uvs::daemon::{DEFAULT_DRAIN_TIMEOUT, Daemon};
 use uvs::director::{Director, PlaneOptions};
 use uvs::kernel::mirror::Mirror;
@@ -420,13 +421,13 @@ fn director(settings: &Settings, userspace: bool) -> anyhow::Result<Arc<Director
 }
 
 async fn serve(
-    director: Arc<Director>,
+    reporter: Arc<Reporter>,
     settings: &Settings,
     reload: Option<Arc<Notify>>,
 ) -> anyhow::Result<()> {
-    let daemon = Daemon::bind(&settings.socket, Arc::clone(&director))
+    let daemon = Daemon::bind(&settings.socket, Arc::clone(&reporter))
         .with_context(|| format!("uvs cannot start on {}", settings.socket.display()))?;
-    serve_metrics(&director, settings.metrics).await;
+    serve_metrics(&reporter, settings.metrics).await;
     daemon
         .run(shutdown_signal(reload), settings.drain_timeout)
         .await;
@@ -435,7 +436,7 @@ async fn serve(
 
 /// Starts the metrics endpoint; a failed bind is logged and shown by `uvs status`, and
 /// the daemon runs on without it.
-async fn serve_metrics(director: &Arc<Director>, at: MetricsAt) {
+async fn serve_metrics(reporter: &Arc<Reporter>, at: MetricsAt) {
     let Some(addr) = at else {
         return;
     };
@@ -447,25 +448,29 @@ async fn serve_metrics(director: &Arc<Director>, at: MetricsAt) {
             // The connections the descriptor budget keeps for it (--metrics-max-connections,
             // fewer under a small open-files limit).
             let limits = uvs::exporter::http::Limits {
-                max_connections: director.descriptors.reserve().metrics_connections,
+                max_connections: reporter
+                    .director()
+                    .descriptors
+                    .reserve()
+                    .metrics_connections,
                 ..uvs::exporter::http::Limits::default()
             };
             tokio::spawn(uvs::exporter::http::serve(
                 listener,
-                Arc::clone(director),
+                Arc::clone(reporter) as _,
                 limits,
             ));
-            format!("at http://{shown}/metrics")
+            MetricsEndpoint::Serving(shown)
         }
         Err(e) => {
             tracing::warn!(address = %addr, error = %e, "cannot serve metrics");
-            format!("not served: cannot listen on {addr}: {e}")
+            MetricsEndpoint::NotServed {
+                addr,
+                error: e.to_string(),
+            }
         }
     };
-    *director
-        .metrics_endpoint
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(state);
+    reporter.set_metrics(state);
 }
 
 /// Reads a configuration file, or says everything wrong with it.
@@ -579,17 +584,24 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (mirror, why) = choose_mode(settings.mode)?;
     let mirror = mirror.map(|m| Arc::new(std::sync::Mutex::new(m)));
     let director = director(&settings, mirror.is_none())?;
-    *director
-        .mode_reason
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(why);
+    let mode = match mirror {
+        Some(_) => uvs::daemon::report::Mode::Kernel,
+        None => uvs::daemon::report::Mode::Userspace,
+    };
     let kernel = mirror.as_ref().map(|m| {
         tokio::spawn(uvs::kernel::mirror::run(
-            Arc::clone(&director),
+            Arc::clone(&director.table),
             Arc::clone(m),
         ))
     });
-    let result = run_with(director, &settings, config).await;
+    let reporter = Reporter::new(
+        director,
+        ModeChoice {
+            mode,
+            reason: Some(why),
+        },
+    );
+    let result = run_with(reporter, &settings, config).await;
     if let (Some(task), Some(mirror)) = (kernel, mirror) {
         task.abort();
         if settings.cleanstop {
@@ -602,19 +614,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn run_with(
-    director: Arc<Director>,
+    reporter: Arc<Reporter>,
     settings: &Settings,
     config: Option<(PathBuf, Loaded)>,
 ) -> anyhow::Result<()> {
     let Some((path, loaded)) = config else {
-        return serve(director, settings, None).await;
+        return serve(reporter, settings, None).await;
     };
+    let director = Arc::clone(reporter.director());
     let reloader = Arc::new(Reloader::new(
         &path,
         &loaded,
-        Arc::clone(&director.health),
+        Arc::clone(reporter.health()),
         director.descriptors.reserve().health_probes,
     ));
+    reporter.set_reloader(Arc::clone(&reloader));
     let config = loaded.config;
     let applied = reloader
         .apply(&director, &config)
@@ -623,7 +637,7 @@ async fn run_with(
     let hangup = Arc::new(Notify::new());
     let watcher =
         tokio::spawn(Arc::clone(&reloader).run(Arc::clone(&director), Arc::clone(&hangup)));
-    let result = serve(director, settings, Some(hangup)).await;
+    let result = serve(reporter, settings, Some(hangup)).await;
     watcher.abort();
     result
 }
@@ -717,7 +731,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 port = vip.port(),
                 s = socket.display()
             );
-            serve(director, &settings, None).await
+            serve(
+                Reporter::new(director, ModeChoice::userspace()),
+                &settings,
+                None,
+            )
+            .await
         }
         Command::Status { socket } => status(socket).await,
     }

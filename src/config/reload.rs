@@ -21,9 +21,9 @@ use tokio::sync::Notify;
 use super::file::{self, Stamp};
 use super::plan::{Owned, plan, rehearse};
 use super::slot::{Outcome, Slot};
+use super::status::ConfigStatus;
 use super::watch::Watch;
 use super::{Config, Global, LoadError, Loaded, schema};
-use super::status::ConfigStatus;
 use crate::director::Director;
 use crate::health::{self, Book, checker::Checker};
 use crate::rate_limit::RateLimit;
@@ -41,11 +41,11 @@ fn room_for_listeners(director: &Director, now: &Table, next: &Table) -> Result<
     let per_address = director.workers.len();
     let added = after
         .difference(&before)
-        .filter(|l| !director.is_accepting(l))
+        .filter(|l| !director.listeners.is_accepting(l))
         .count();
     let freed = before
         .difference(&after)
-        .filter(|l| l.protocol == Protocol::Tcp && director.is_accepting(l))
+        .filter(|l| l.protocol == Protocol::Tcp && director.listeners.is_accepting(l))
         .count();
     let budget = &director.descriptors;
     let needed = added * per_address;
@@ -137,6 +137,10 @@ pub struct Reloader {
     quiet: RateLimit,
     refused_again: RateLimit,
     waiting: RateLimit,
+    /// What the health checks know (the checker writes it; the table follows it).
+    health: Arc<Book>,
+    /// The file's fate, for the status report (None until a first apply or refusal).
+    status: Mutex<Option<ConfigStatus>>,
 }
 
 /// Why a reload reads the file.
@@ -235,6 +239,7 @@ impl Reloader {
     /// of the descriptor reserve).
     pub fn new(path: &Path, loaded: &Loaded, health: Arc<Book>, probes: usize) -> Reloader {
         let health_changed = Arc::new(Notify::new());
+        let book = Arc::clone(&health);
         Reloader {
             path: path.to_path_buf(),
             applied: Mutex::new((Owned::default(), None)),
@@ -246,7 +251,18 @@ impl Reloader {
             quiet: RateLimit::new(),
             refused_again: RateLimit::new(),
             waiting: RateLimit::new(),
+            health: book,
+            status: Mutex::new(None),
         }
+    }
+
+    /// The reloader's piece of the status report: the file's fate, None before the
+    /// first apply.
+    pub fn status(&self) -> Option<ConfigStatus> {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Makes the table say what `config` says, given the servers' health, and checks
@@ -258,7 +274,7 @@ impl Reloader {
         applied.1 = Some(config.clone());
         drop(applied);
         self.checker.follow(config);
-        self.record(director, |c| {
+        self.record(|c| {
             c.applied_at = crate::clock::unix_seconds();
             c.last_error = None;
         });
@@ -279,7 +295,7 @@ impl Reloader {
         why: &str,
     ) -> Result<usize, ReloadError> {
         let snapshot = director.table.snapshot();
-        let wanted = health::effective(config, &director.health);
+        let wanted = health::effective(config, &self.health);
         let commands = plan(&wanted, &snapshot, owned);
         let refused = |(i, error): (usize, TableError)| ReloadError::Refused {
             command: commands[i].to_string(),
@@ -363,8 +379,8 @@ impl Reloader {
     }
 
     /// Updates what `uvs status` says of the file.
-    fn record(&self, director: &Director, change: impl FnOnce(&mut ConfigStatus)) {
-        let mut status = director.config.lock().unwrap_or_else(|e| e.into_inner());
+    fn record(&self, change: impl FnOnce(&mut ConfigStatus)) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         let status = status.get_or_insert_with(|| ConfigStatus {
             path: self.path.display().to_string(),
             ..ConfigStatus::default()
@@ -383,9 +399,9 @@ impl Reloader {
     /// A storm of SIGHUPs must not become a storm of log lines: a reload that changed
     /// nothing, and a refusal for the same reasons as the last one (whose whole list
     /// was logged), are said at most every ten seconds.
-    fn report(&self, director: &Director, why: Why, result: Result<Applied, ReloadError>) {
+    fn report(&self, why: Why, result: Result<Applied, ReloadError>) {
         let mut again = false;
-        self.record(director, |c| match &result {
+        self.record(|c| match &result {
             Ok(_) => c.reloads += 1,
             Err(e) => {
                 c.refused += 1;
@@ -432,7 +448,7 @@ impl Reloader {
     }
 
     /// Puts `job` on the reading thread; the slot must be free.
-    fn start(&self, director: &Director, reading: &mut Reading, job: Job) {
+    fn start(&self, reading: &mut Reading, job: Job) {
         let path = self.path.clone();
         let started = match job {
             Job::Look => reading.slot.start("uvs-autoreload", move || {
@@ -465,7 +481,7 @@ impl Reloader {
                         path: self.path.clone(),
                         why: format!("cannot start a thread to read it: {e}"),
                     };
-                    self.report(director, why, Err(why_not));
+                    self.report(why, Err(why_not));
                 }
             },
         }
@@ -483,7 +499,7 @@ impl Reloader {
                 if reading.watch.poll(stamp)
                     && let Some(stamp) = stamp
                 {
-                    self.start(director, reading, Job::Read(Why::Changed(stamp)));
+                    self.start(reading, Job::Read(Why::Changed(stamp)));
                 }
             }
             (Some(Job::Read(why)), Outcome::Finished(Found::File(found))) => {
@@ -506,7 +522,7 @@ impl Reloader {
                         why: "the reading thread failed".into(),
                     }
                 };
-                self.report(director, why, Err(error));
+                self.report(why, Err(error));
             }
             (Some(Job::Look), Outcome::Overdue) => {
                 tracing::warn!(
@@ -542,7 +558,7 @@ impl Reloader {
             Ok(Some(config)) => self.apply_reloaded(director, &config),
             Err(e) => Err(e),
         };
-        self.report(director, why, result);
+        self.report(why, result);
     }
 
     /// Reloads on every `hangup` notification, and when the file changes if
@@ -573,7 +589,7 @@ impl Reloader {
                         }
                         reading.again = true;
                     } else {
-                        self.start(&director, &mut reading, Job::Read(Why::Hangup));
+                        self.start(&mut reading, Job::Read(Why::Hangup));
                     }
                 }
                 () = self.health_changed.notified() => self.follow_health(&director),
@@ -581,14 +597,14 @@ impl Reloader {
                     reading.next_poll = tokio::time::Instant::now() + POLL_INTERVAL;
                     // A poll that finds the slot busy is skipped: one read at a time.
                     if self.autoreload.load(Relaxed) && !reading.slot.busy() {
-                        self.start(&director, &mut reading, Job::Look);
+                        self.start(&mut reading, Job::Look);
                     }
                 }
                 outcome = reading.slot.done() => {
                     self.finished(&director, &mut reading, outcome);
                     if reading.again && !reading.slot.busy() {
                         reading.again = false;
-                        self.start(&director, &mut reading, Job::Read(Why::Hangup));
+                        self.start(&mut reading, Job::Read(Why::Hangup));
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! The daemon's side of the control socket: binds the socket (mode 0600, in a directory
 //! no other user can replace it in, refusing to take over a live one), accepts clients,
-//! and answers each request from the table. Garbage, oversized or unknown requests get
+//! and answers each request from the table and the daemon's report, both read through
+//! the [`Daemon`] handle the daemon passes in. Garbage, oversized or unknown requests get
 //! an error answer and never reach the table. Clients hold one of a fixed number of
 //! slots (their part of the descriptor reserve, [`crate::descriptors::CONTROL_CLIENTS`]
 //! unless the open-files limit is small); a client silent for [`IDLE_TIMEOUT`] is
@@ -22,9 +23,21 @@ use tokio::task::AbortHandle;
 use super::protocol::{
     MAX_REQUEST_BYTES, ProtocolError, Request, Response, decode_request, encode_response,
 };
-use crate::director::Director;
 use crate::sys;
-use crate::table::Info;
+use crate::table::{ConnEntry, Info, TableHandle};
+
+/// What the control server reads and changes of the running daemon: the daemon passes
+/// one in, so that this module knows nothing of the daemon's parts.
+pub trait Daemon: Send + Sync + 'static {
+    /// The table requests read and change.
+    fn table(&self) -> &TableHandle;
+    /// `-L -c`: connections and persistence templates (in kernel mode, the kernel's).
+    fn connections(&self) -> Vec<ConnEntry>;
+    /// `uvs status`, in its wire form.
+    fn status(&self) -> super::protocol::Status;
+    /// Clients served at once (their part of the descriptor reserve; at least 1).
+    fn max_clients(&self) -> usize;
+}
 
 /// A client that sends nothing for this long, first or between requests, is
 /// disconnected. uvsadm reconnects by itself after a pause.
@@ -107,8 +120,8 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
 }
 
 /// Answers one request. Changes go through `TableHandle::apply`.
-pub fn answer(request: Request, director: &Director) -> Response {
-    let table = &director.table;
+pub fn answer(request: Request, daemon: &dyn Daemon) -> Response {
+    let table = daemon.table();
     match request {
         Request::Info {} => Response::Info {
             info: Info::default(),
@@ -124,13 +137,13 @@ pub fn answer(request: Request, director: &Director) -> Response {
             timeouts: table.snapshot().timeouts(),
         },
         Request::ListConnections {} => Response::Connections {
-            connections: director.connections(),
+            connections: daemon.connections(),
         },
         Request::ListListeners {} => Response::Listeners {
             rules: table.snapshot().listen_rules(),
         },
         Request::Status {} => Response::Status {
-            status: Box::new(director.status()),
+            status: Box::new(daemon.status()),
         },
         Request::Apply { command } => match table.apply(&command) {
             Ok(()) => {
@@ -212,9 +225,9 @@ impl Drop for Leave {
 static ACCEPT_WARNED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
 
 /// Accepts clients until the future is dropped.
-pub async fn serve(listener: UnixListener, director: Arc<Director>) {
+pub async fn serve(listener: UnixListener, daemon: Arc<dyn Daemon>) {
     let slots = Arc::new(Slots {
-        max: director.descriptors.reserve().control_clients.max(1),
+        max: daemon.max_clients().max(1),
         clients: Mutex::new(HashMap::new()),
     });
     let own_uid = sys::effective_uid();
@@ -252,12 +265,12 @@ pub async fn serve(listener: UnixListener, director: Arc<Director>) {
             slots: Arc::clone(&slots),
             id,
         };
-        let director = Arc::clone(&director);
+        let daemon = Arc::clone(&daemon);
         // Registered under the lock before the task can run and mark itself busy.
         let mut clients = slots.map();
         let task = tokio::spawn(async move {
             let leave = leave;
-            client(stream, &director, &leave).await;
+            client(stream, &*daemon, &leave).await;
         });
         clients.insert(
             id,
@@ -279,7 +292,7 @@ async fn send(stream: &mut UnixStream, response: &Response) -> io::Result<()> {
 }
 
 /// Serves one client until it leaves, stalls, or breaks the framing.
-async fn client(mut stream: UnixStream, director: &Director, slot: &Leave) {
+async fn client(mut stream: UnixStream, daemon: &dyn Daemon, slot: &Leave) {
     loop {
         slot.slots.set_idle(slot.id, true);
         let len = match tokio::time::timeout(IDLE_TIMEOUT, stream.read_u32()).await {
@@ -303,7 +316,7 @@ async fn client(mut stream: UnixStream, director: &Director, slot: &Leave) {
             _ => return,
         }
         let response = match decode_request(&body) {
-            Ok(request) => answer(request, director),
+            Ok(request) => answer(request, daemon),
             Err(error) => Response::Error { error },
         };
         if !matches!(

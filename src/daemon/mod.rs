@@ -3,6 +3,9 @@
 //! estimator and the expiry sweeper, until told to stop; then it stops accepting, lets
 //! open connections finish up to a drain timeout, and removes its socket. `main` wires
 //! signals to it; tests start it directly.
+//!
+//! - `report`: the status report, built from each part's typed piece;
+//! - `handles`: what the control server and the exporter get to read it through.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,10 @@ use crate::director::Director;
 use crate::proxy::listeners;
 use crate::stats::ESTIMATOR_INTERVAL;
 use crate::table::TableHandle;
+use report::{Mode, Reporter};
+
+mod handles;
+pub mod report;
 
 /// How long a stopping daemon waits for open connections by default.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,24 +35,29 @@ pub enum DaemonError {
 
 /// A daemon whose control socket is bound, ready to run.
 pub struct Daemon {
-    director: Arc<Director>,
+    reporter: Arc<Reporter>,
     listener: UnixListener,
     socket: PathBuf,
 }
 
 impl Daemon {
-    /// Binds the control socket. Must be called inside a Tokio runtime.
-    pub fn bind(socket: &Path, director: Arc<Director>) -> Result<Daemon, DaemonError> {
+    /// Binds the control socket. Must be called inside a Tokio runtime. `reporter`
+    /// holds the director and what the status report reads.
+    pub fn bind(socket: &Path, reporter: Arc<Reporter>) -> Result<Daemon, DaemonError> {
         let listener = server::bind(socket)?;
         Ok(Daemon {
-            director,
+            reporter,
             listener,
             socket: socket.to_path_buf(),
         })
     }
 
     pub fn director(&self) -> &Arc<Director> {
-        &self.director
+        self.reporter.director()
+    }
+
+    pub fn reporter(&self) -> &Arc<Reporter> {
+        &self.reporter
     }
 
     pub fn socket(&self) -> &Path {
@@ -57,27 +69,26 @@ impl Daemon {
     pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
         tracing::info!(
             socket = %self.socket.display(),
-            forwarding = %self.director.options.forwarding,
-            max_udp_flows = self.director.udp_flows.max(),
+            forwarding = %self.director().options.forwarding,
+            max_udp_flows = self.director().udp_flows.max(),
             "uvs daemon listening"
         );
-        let director = self.director;
+        let director = Arc::clone(self.reporter.director());
+        let control: Arc<dyn server::Daemon> = Arc::clone(&self.reporter) as _;
         let tasks = [
-            tokio::spawn(server::serve(self.listener, Arc::clone(&director))),
+            tokio::spawn(server::serve(self.listener, control)),
             tokio::spawn(estimate_rates(Arc::clone(&director.table))),
             tokio::spawn(Arc::clone(&director).sweep()),
         ];
         // In kernel mode the kernel moves the traffic: no listeners here.
-        let plane = director
-            .options
-            .userspace
+        let plane = (self.reporter.mode() == Mode::Userspace)
             .then(|| tokio::spawn(listeners::manage(Arc::clone(&director))));
         shutdown.await;
 
         if let Some(plane) = plane {
             plane.abort();
         }
-        director.stop_listening();
+        director.listeners.stop_all();
         let open = director.conns.live_streams();
         if open > 0 {
             tracing::info!(

@@ -17,10 +17,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::Source;
 use super::conns::{Registry, Slot};
 use super::drops::{Drops, Reason};
 use super::scrape::{Scrapes, Shared};
-use crate::director::Director;
 
 /// The default address: loopback only.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9280";
@@ -59,11 +59,11 @@ impl Default for Limits {
 }
 
 /// Serves `listener` within `limits` until the task is aborted.
-pub async fn serve(listener: TcpListener, director: Arc<Director>, limits: Limits) {
+pub async fn serve(listener: TcpListener, source: Arc<dyn Source>, limits: Limits) {
     let cap = limits.max_connections.max(1);
     let registry = Registry::new();
     let drops = Arc::new(Drops::default());
-    let scrapes = Scrapes::new(director, Arc::clone(&drops));
+    let scrapes = Scrapes::new(source, Arc::clone(&drops));
     let warned = crate::rate_limit::RateLimit::new();
     let mut backoff = Backoff::default();
     loop {

@@ -10,7 +10,8 @@
 //! - `http` serves `/metrics`, `/healthz` and `/` with a cap on connections (`conns`),
 //!   and counts the clients it resets (`drops`).
 //!
-//! The daemon starts `http::serve` on `--metrics`.
+//! The daemon starts `http::serve` on `--metrics`, with a [`Source`] to read its state
+//! from.
 
 pub mod body;
 mod conns;
@@ -18,42 +19,34 @@ pub mod drops;
 pub mod http;
 mod render_thread;
 pub mod scrape;
+mod source;
 pub mod text;
 
-use crate::director::Director;
 use crate::table::Table;
 
 pub use body::Body;
 pub use http::Limits;
+pub use source::{BackendHealth, ConfigReloads, Source, State};
 
-/// The whole exposition of `snapshot`, of the daemon's state now and of the endpoint's
-/// `drops`. Takes as long as the table is big (seconds for 100 000 services): call it off
-/// the control thread.
-pub fn render(director: &Director, snapshot: &Table, drops: &drops::Drops) -> Body {
-    let health = director.health.statuses();
-    let config = director
-        .config
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+/// The whole exposition of `snapshot`, of the daemon's state now (read from `source`)
+/// and of the endpoint's `drops`. Takes as long as the table is big (seconds for 100 000
+/// services): call it off the control thread.
+pub fn render(source: &dyn Source, snapshot: &Table, drops: &drops::Drops) -> Body {
+    let state = source.state();
     let sources = text::Sources {
         table: snapshot,
-        health: &health,
-        udp_flows: count(director.udp_flows.count()),
-        udp_flows_max: count(director.udp_flows.max()),
-        udp_flows_dropped: director.udp_flows.dropped(),
-        persistence_templates: count(director.templates.len()),
-        connections_open: count(director.conns.live_streams()),
-        descriptors: director
-            .options
-            .userspace
-            .then(|| director.descriptor_status()),
-        udp: director.udp_admission(),
-        templates_max: count(director.templates.max()),
-        templates_evicted: director.templates.evicted(),
-        templates_not_made: director.templates.not_made(),
-        config: config.as_ref(),
+        health: &state.health,
+        udp_flows: state.udp_flows,
+        udp_flows_max: state.udp_flows_max,
+        udp_flows_dropped: state.udp_flows_dropped,
+        persistence_templates: state.persistence_templates,
+        connections_open: state.connections_open,
+        descriptors: state.descriptors.clone(),
+        udp: state.udp.clone(),
+        templates_max: state.templates_max,
+        templates_evicted: state.templates_evicted,
+        templates_not_made: state.templates_not_made,
+        config: state.config.as_ref(),
         clients_dropped: drops.read(),
         version: env!("CARGO_PKG_VERSION"),
     };

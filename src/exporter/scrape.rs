@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::Source;
 use super::body::Body;
 use super::drops::Drops;
 use super::render_thread::{self, RenderThread};
-use crate::director::Director;
 use crate::table::Table;
 
 /// How long a rendered body is handed out again while the table does not change.
@@ -97,9 +97,8 @@ struct State {
 }
 
 /// The shared bodies of one endpoint.
-#[derive(Debug)]
 pub struct Scrapes {
-    director: Arc<Director>,
+    source: Arc<dyn Source>,
     /// The endpoint's resets, written into each body.
     drops: Arc<Drops>,
     state: Mutex<State>,
@@ -108,10 +107,19 @@ pub struct Scrapes {
     newest: watch::Sender<u64>,
 }
 
+impl std::fmt::Debug for Scrapes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrapes")
+            .field("drops", &self.drops)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Scrapes {
-    pub fn new(director: Arc<Director>, drops: Arc<Drops>) -> Arc<Scrapes> {
+    pub fn new(source: Arc<dyn Source>, drops: Arc<Drops>) -> Arc<Scrapes> {
         Arc::new(Scrapes {
-            director,
+            source,
             drops,
             state: Mutex::default(),
             newest: watch::Sender::new(0),
@@ -133,7 +141,7 @@ impl Scrapes {
         for attempt in 1..=ATTEMPTS {
             let (mut done, ours) = {
                 let mut state = self.state();
-                let current = self.director.table.snapshot();
+                let current = self.source.table().snapshot();
                 if let Some(r) = &state.latest
                     && r.serves(&current)
                 {
@@ -153,7 +161,7 @@ impl Scrapes {
             };
             if ours
                 || attempt == ATTEMPTS
-                || Arc::ptr_eq(&rendered.snapshot, &self.director.table.snapshot())
+                || Arc::ptr_eq(&rendered.snapshot, &self.source.table().snapshot())
             {
                 return Ok(rendered.shared());
             }
@@ -226,7 +234,7 @@ impl render_thread::Job for Render {
     fn run(self) {
         let body = {
             let scrapes = &self.publish.scrapes;
-            super::render(&scrapes.director, &self.snapshot, &scrapes.drops)
+            super::render(&*scrapes.source, &self.snapshot, &scrapes.drops)
         };
         self.publish.done(body, self.snapshot);
     }
@@ -292,22 +300,33 @@ impl Drop for Publish {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::director::PlaneOptions;
+    use crate::exporter::State;
     use crate::table::{
         Command, ServiceConfig, ServiceFlags, ServiceKey, TableHandle, UnicastOnly,
     };
 
-    fn director() -> Arc<Director> {
-        let table = Arc::new(TableHandle::new(Box::new(UnicastOnly)));
-        let options = PlaneOptions {
-            threads: 1,
-            userspace: false,
-            ..PlaneOptions::default()
-        };
-        Director::new(table, options).expect("director")
+    /// A daemon of a table and nothing else.
+    struct Fixed {
+        table: TableHandle,
     }
 
-    fn add_fwmark(d: &Director, mark: u32) {
+    impl Source for Fixed {
+        fn table(&self) -> &TableHandle {
+            &self.table
+        }
+
+        fn state(&self) -> State {
+            State::default()
+        }
+    }
+
+    fn director() -> Arc<Fixed> {
+        Arc::new(Fixed {
+            table: TableHandle::new(Box::new(UnicastOnly)),
+        })
+    }
+
+    fn add_fwmark(d: &Fixed, mark: u32) {
         let config = ServiceConfig {
             key: ServiceKey::Fwmark {
                 mark,
@@ -329,7 +348,7 @@ mod tests {
     async fn concurrent_scrapes_share_one_body_until_the_table_changes() {
         let d = director();
         add_fwmark(&d, 1);
-        let scrapes = Scrapes::new(Arc::clone(&d), Arc::default());
+        let scrapes = Scrapes::new(Arc::clone(&d) as _, Arc::default());
         let (a, b) = tokio::join!(scrapes.body(), scrapes.body());
         let (a, b) = (a.expect("a body"), b.expect("a body"));
         assert!(Arc::ptr_eq(&a.body, &b.body), "one render for both");
@@ -358,7 +377,7 @@ mod tests {
     async fn only_its_clients_hold_a_body_once_a_newer_one_is_made() {
         let d = director();
         add_fwmark(&d, 1);
-        let scrapes = Scrapes::new(Arc::clone(&d), Arc::default());
+        let scrapes = Scrapes::new(Arc::clone(&d) as _, Arc::default());
         let first = scrapes.body().await.expect("a body");
         add_fwmark(&d, 2);
         let second = scrapes.body().await.expect("a body");
@@ -383,7 +402,7 @@ mod tests {
     async fn writers_of_a_body_two_behind_are_told_to_stop() {
         let d = director();
         add_fwmark(&d, 1);
-        let scrapes = Scrapes::new(Arc::clone(&d), Arc::default());
+        let scrapes = Scrapes::new(Arc::clone(&d) as _, Arc::default());
         let first = scrapes.body().await.expect("a body");
         // A writer already waiting hears it when the body goes stale.
         let waiting = {

@@ -16,7 +16,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::body::BodyWriter;
 use super::drops::DropCounts;
-use crate::control::protocol::{ConfigStatus, DescriptorStatus, HealthStatus, UdpAdmissionStatus};
+use super::source::{BackendHealth, ConfigReloads};
+use crate::descriptors::DescriptorStatus;
+use crate::proxy::udp::admission::UdpAdmissionStatus;
 use crate::stats::{Counters, LATENCY_BOUNDS};
 use crate::table::{Protocol, RealServer, ServerKey, Service, ServiceKey, Table};
 
@@ -33,7 +35,7 @@ pub struct Sources<'a> {
     /// The table snapshot: services, real servers, their live counters.
     pub table: &'a Table,
     /// What the health checks know, one entry per checked real server.
-    pub health: &'a [HealthStatus],
+    pub health: &'a [BackendHealth],
     /// UDP flows open, the cap on them, and new flows dropped at the cap.
     pub udp_flows: u64,
     pub udp_flows_max: u64,
@@ -52,7 +54,7 @@ pub struct Sources<'a> {
     pub templates_evicted: u64,
     pub templates_not_made: u64,
     /// The configuration file's fate, when the daemon runs from one.
-    pub config: Option<&'a ConfigStatus>,
+    pub config: Option<&'a ConfigReloads>,
     /// The metrics endpoint's own clients it reset, by reason.
     pub clients_dropped: DropCounts,
     /// The `version` label of `uvs_build_info`.
@@ -313,8 +315,8 @@ fn latency_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
     header.close(out);
 }
 
-fn health_series(health: &[HealthStatus], out: &mut BodyWriter) {
-    let gauges: [Reading<HealthStatus>; 3] = [
+fn health_series(health: &[BackendHealth], out: &mut BodyWriter) {
+    let gauges: [Reading<BackendHealth>; 3] = [
         (
             "uvs_backend_up",
             "1 while the health checks find the real server up, 0 while down.",
@@ -403,7 +405,7 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
             "uvs_config_last_reload_successful",
             "1 if the last load or reload of the configuration file was applied.",
             Kind::Gauge,
-            [(Labels::NONE, Number::Int(c.last_error.is_none().into()))],
+            [(Labels::NONE, Number::Int(c.last_applied.into()))],
         );
         family(
             out,

@@ -16,9 +16,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::ipvs::{self, Ipvs, KernelServer};
-use crate::director::Director;
 use crate::stats::{Counters, Rates};
-use crate::table::{ServerConfig, ServiceKey, Table, Timeouts};
+use crate::table::{ServerConfig, ServiceKey, Table, TableHandle, Timeouts};
 
 /// How often the kernel is compared with the table when nothing changed, and its
 /// counters read: as often as its estimator updates them.
@@ -269,14 +268,14 @@ fn same_service(kernel: &crate::table::ServiceConfig, table: &crate::table::Serv
         && kernel.pe == table.pe
 }
 
-/// Follows the table until the task is aborted.
 static KERNEL_REFUSED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
 static KERNEL_UNREADABLE: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
 
-pub async fn run(director: Arc<Director>, mirror: Arc<std::sync::Mutex<Mirror>>) {
-    let mut changes = director.table.subscribe();
+/// Follows `table` until the task is aborted.
+pub async fn run(table: Arc<TableHandle>, mirror: Arc<std::sync::Mutex<Mirror>>) {
+    let mut changes = table.subscribe();
     loop {
-        let snapshot = director.table.snapshot();
+        let snapshot = table.snapshot();
         let result = mirror
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -19,9 +19,10 @@ use std::time::Duration;
 use socket2::{Domain, Socket, Type};
 
 use super::congestion::CongestionControl;
+use super::registry::{ListenerState, Serving};
 use super::tcp;
 use super::udp::Group;
-use crate::director::{Director, ListenerState, Serving};
+use crate::director::Director;
 use crate::rate_limit::RateLimit;
 use crate::table::{HostInterfaces, ListenAddr, Loop, OwnAddresses, Protocol};
 
@@ -120,7 +121,7 @@ fn no_descriptors(needed: usize) -> io::Error {
 /// budget.
 fn serve(director: &Arc<Director>, listen: &ListenAddr, freebind: bool) -> io::Result<Serving> {
     if listen.protocol == Protocol::Udp
-        && let Some(group) = director.take_back_draining(listen)
+        && let Some(group) = director.listeners.take_back_draining(listen)
     {
         return Ok(Serving::Udp(group));
     }
@@ -242,17 +243,17 @@ pub async fn manage(director: Arc<Director>) {
             .any(|(l, _)| l.addr.is_unspecified());
         let wanted: HashMap<ListenAddr, _> = snapshot.listen_addresses().into_iter().collect();
         drop(snapshot);
-        for listen in director.accepting() {
+        for listen in director.listeners.accepting() {
             if !wanted.contains_key(&listen) {
-                director.stop_accepting(&listen);
+                director.listeners.stop_accepting(&listen);
                 tracing::info!(%listen, "stopped listening");
             }
         }
         logged.retain(|l, _| wanted.contains_key(l));
         let mut failing = 0usize;
         for (listen, service) in &wanted {
-            if director.is_accepting(listen) {
-                director.set_listener(
+            if director.listeners.is_accepting(listen) {
+                director.listeners.set_state(
                     *listen,
                     Some(ListenerState {
                         service: service.key,
@@ -263,7 +264,9 @@ pub async fn manage(director: Arc<Director>) {
             }
             match serve(&director, listen, service.options.freebind) {
                 Ok(serving) => {
-                    director.start_accepting(*listen, service.key, serving);
+                    director
+                        .listeners
+                        .start_accepting(*listen, service.key, serving);
                     if logged.remove(listen).is_some() {
                         tracing::info!(%listen, "now listening");
                     } else {
@@ -277,11 +280,11 @@ pub async fn manage(director: Arc<Director>) {
                         failures.failed(listen, &reason);
                         logged.insert(*listen, reason.clone());
                     }
-                    director.set_listener(
+                    director.listeners.set_state(
                         *listen,
                         Some(ListenerState {
                             service: service.key,
-                            error: Some(format!("cannot listen: {reason}; retrying")),
+                            error: Some(reason),
                         }),
                     );
                 }

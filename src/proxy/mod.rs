@@ -1,4 +1,5 @@
-//! The data plane: listeners that follow the table (`listeners`), the TCP connection
+//! The data plane: listeners that follow the table (`listeners`, recorded in
+//! `registry`), the TCP connection
 //! path (`tcp`, with the `congestion` control of its two legs), the byte path
 //! (`forward`, with per-thread `pools` of buffers and pipes), the UDP flows (`udp`) and
 //! the counting of what moves (`accounting`).
@@ -8,5 +9,6 @@ pub mod congestion;
 pub mod forward;
 pub mod listeners;
 pub mod pools;
+pub mod registry;
 pub mod tcp;
 pub mod udp;

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::*;
-use crate::control::protocol::{ConfigStatus, DescriptorStatus, HealthStatus, UdpAdmissionStatus};
+use crate::exporter::{BackendHealth, ConfigReloads};
 use crate::table::{Command, Family, ServerConfig, ServiceConfig, UnicastOnly};
 
 fn service(key: ServiceKey) -> Command {
@@ -73,7 +73,7 @@ fn table() -> Table {
 #[test]
 fn a_small_table_is_written_exactly() {
     let table = table();
-    let health = [HealthStatus {
+    let health = [BackendHealth {
         service: TCP,
         server: ServerKey {
             addr: "127.0.0.2".parse().unwrap(),
@@ -81,16 +81,13 @@ fn a_small_table_is_written_exactly() {
         },
         up: true,
         failures: 0,
-        last_check: Some(1_700_000_000),
         last_duration_ms: 12,
-        last_error: None,
     }];
-    let config = ConfigStatus {
-        path: "/etc/uvs.toml".into(),
+    let config = ConfigReloads {
         applied_at: 1_700_000_000,
         reloads: 2,
         refused: 1,
-        ..ConfigStatus::default()
+        last_applied: true,
     };
     let sources = Sources {
         table: &table,

@@ -1,0 +1,221 @@
+//! The status report: what the running daemon says of itself (`uvs status`, and the
+//! daemon's own `/metrics` series), built here and nowhere else. Each part gives a typed
+//! piece of its own: the data plane its listeners, counts, descriptors, UDP admission,
+//! templates and workers ([`PlaneReport`]); the reloader the configuration file's fate
+//! ([`ConfigStatus`]); the health checks what they know of each server
+//! ([`HealthStatus`]); the mode chooser where the traffic is balanced and why
+//! ([`ModeChoice`]); the metrics endpoint where it is served or why not
+//! ([`MetricsEndpoint`]). [`Reporter`] gathers them into a [`Report`]; the wire form
+//! (`control::protocol::Status`) and the exporter's [`crate::exporter::State`] are made
+//! from a `Report` (in `handles`), so the text `uvs status` prints comes from typed
+//! fields, and tests look at the fields.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use crate::config::reload::Reloader;
+use crate::config::status::ConfigStatus;
+use crate::control::protocol::{ListenerStatus, Status, TemplateStatus};
+use crate::director::{Director, PlaneReport};
+use crate::health::{Book, HealthStatus};
+use crate::proxy::congestion::CongestionControl;
+use crate::table::ServiceEntry;
+
+/// Where the traffic is balanced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// uvs moves the traffic itself.
+    Userspace,
+    /// The kernel's IPVS moves it; uvs programs it.
+    Kernel,
+}
+
+impl Mode {
+    /// As `uvs status` says it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Userspace => "userspace",
+            Mode::Kernel => "kernel",
+        }
+    }
+}
+
+/// The mode chooser's piece: the mode, and why, in words (None when nothing chose:
+/// `uvs demo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModeChoice {
+    pub mode: Mode,
+    pub reason: Option<String>,
+}
+
+impl ModeChoice {
+    /// Userspace, without a reason to give.
+    pub fn userspace() -> ModeChoice {
+        ModeChoice {
+            mode: Mode::Userspace,
+            reason: None,
+        }
+    }
+}
+
+/// The metrics endpoint's piece: where it serves, or why it does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsEndpoint {
+    Serving(SocketAddr),
+    /// The bind failed; the daemon runs on without metrics.
+    NotServed {
+        addr: SocketAddr,
+        error: String,
+    },
+}
+
+/// What the daemon says of itself at one moment; the table's services are read apart
+/// (see [`Report::status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub version: &'static str,
+    pub mode: ModeChoice,
+    pub plane: PlaneReport,
+    /// One entry per checked real server.
+    pub health: Vec<HealthStatus>,
+    /// None without `--metrics`.
+    pub metrics: Option<MetricsEndpoint>,
+    /// None without a configuration file.
+    pub config: Option<ConfigStatus>,
+}
+
+/// Gathers the parts' pieces. The daemon makes one at start; the parts that come later
+/// (the reloader, the metrics endpoint) are added once each.
+pub struct Reporter {
+    director: Arc<Director>,
+    health: Arc<Book>,
+    mode: ModeChoice,
+    reloader: OnceLock<Arc<Reloader>>,
+    metrics: OnceLock<MetricsEndpoint>,
+}
+
+impl Reporter {
+    /// A reporter for `director`, balancing as `mode` says, with an empty health book
+    /// for the checks to write.
+    pub fn new(director: Arc<Director>, mode: ModeChoice) -> Arc<Reporter> {
+        Arc::new(Reporter {
+            director,
+            health: Arc::default(),
+            mode,
+            reloader: OnceLock::new(),
+            metrics: OnceLock::new(),
+        })
+    }
+
+    pub fn director(&self) -> &Arc<Director> {
+        &self.director
+    }
+
+    /// The book the health checks write (the reloader's checker gets it).
+    pub fn health(&self) -> &Arc<Book> {
+        &self.health
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode.mode
+    }
+
+    /// The reloader, whose piece is the configuration file's fate. Later calls are
+    /// ignored: a daemon has one.
+    pub fn set_reloader(&self, reloader: Arc<Reloader>) {
+        let _ = self.reloader.set(reloader);
+    }
+
+    /// Where the metrics endpoint serves, or why not. Later calls are ignored.
+    pub fn set_metrics(&self, endpoint: MetricsEndpoint) {
+        let _ = self.metrics.set(endpoint);
+    }
+
+    /// Every part's piece, now.
+    pub fn report(&self) -> Report {
+        Report {
+            version: env!("CARGO_PKG_VERSION"),
+            mode: self.mode.clone(),
+            plane: self.director.report(),
+            health: self.health.statuses(),
+            metrics: self.metrics.get().cloned(),
+            config: self.reloader.get().and_then(|r| r.status()),
+        }
+    }
+}
+
+impl Report {
+    /// The wire form of `uvs status`, with the table's `services`. In kernel mode the
+    /// data plane's workers and descriptors serve nothing, so they are left out.
+    pub fn status(&self, services: Vec<ServiceEntry>) -> Status {
+        let plane = &self.plane;
+        let userspace = self.mode.mode == Mode::Userspace;
+        Status {
+            version: self.version.to_string(),
+            mode: self.mode.mode.label().to_string(),
+            forwarding: plane.forwarding.to_string(),
+            services,
+            listeners: plane
+                .listeners
+                .iter()
+                .map(|l| ListenerStatus {
+                    listen: l.listen,
+                    service: l.state.service,
+                    state: match &l.state.error {
+                        None => "listening".to_string(),
+                        Some(e) => format!("cannot listen: {e}; retrying"),
+                    },
+                })
+                .collect(),
+            live_connections: plane.live_connections,
+            udp_flows: plane.udp_flows,
+            max_udp_flows: plane.max_udp_flows,
+            udp_flows_dropped: plane.udp_flows_dropped,
+            config: self.config.clone(),
+            health: self.health.clone(),
+            metrics: self.metrics.as_ref().map(|m| match m {
+                MetricsEndpoint::Serving(at) => format!("at http://{at}/metrics"),
+                MetricsEndpoint::NotServed { addr, error } => {
+                    format!("not served: cannot listen on {addr}: {error}")
+                }
+            }),
+            mode_reason: self.mode.reason.clone(),
+            congestion: congestion(plane.client_congestion, plane.server_congestion),
+            worker_connections: if userspace {
+                plane.worker_connections.clone()
+            } else {
+                Vec::new()
+            },
+            handed_over: plane.handed_over,
+            descriptors: userspace.then(|| plane.descriptors.clone()),
+            udp: plane.udp.clone(),
+            templates: TemplateStatus {
+                count: plane.templates.count as u64,
+                max: plane.templates.max as u64,
+                evicted: plane.templates.evicted,
+                not_made: plane.templates.not_made,
+            },
+        }
+    }
+}
+
+/// The congestion control of both TCP legs, in words; None when neither was chosen.
+fn congestion(
+    client: Option<CongestionControl>,
+    server: Option<CongestionControl>,
+) -> Option<String> {
+    if client.is_none() && server.is_none() {
+        return None;
+    }
+    let name = |cc: Option<CongestionControl>| {
+        cc.map_or_else(|| "the system's".to_string(), |cc| cc.to_string())
+    };
+    Some(format!(
+        "clients {}, real servers {}",
+        name(client),
+        name(server)
+    ))
+}
+
+#[cfg(test)]
+mod tests;
