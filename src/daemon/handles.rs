@@ -1,4 +1,5 @@
-//! The narrow handles the daemon gives the control server ([`control::server::Daemon`])
+//! The narrow handles the daemon gives the control server
+//! ([`crate::control::server::Daemon`])
 //! and the metrics exporter ([`exporter::Source`]): both read the [`Reporter`], so that
 //! neither imports the daemon's parts. The kernel-or-userspace choice of `-L -c` is
 //! made here, where the mode is known.
