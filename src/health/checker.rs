@@ -316,4 +316,43 @@ address = "127.0.0.4"
             (Some(CheckKind::Connect), 81)
         );
     }
+
+    #[tokio::test]
+    async fn a_check_that_cannot_be_built_keeps_its_server_down_with_the_reason() {
+        let mut config = parse(
+            r#"
+[[service]]
+tcp = "127.0.0.1:80"
+[service.check]
+type = "negotiate"
+service = "http"
+interval = "1s"
+[[service.server]]
+address = "127.0.0.2:80"
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        // What validation would have refused: a configuration made by hand.
+        config.services[0].health.check.receive = Some("(unclosed".into());
+        let book = Arc::new(Book::default());
+        let changed = Arc::new(Notify::new());
+        let checker = Checker::new(Arc::clone(&book), Arc::clone(&changed), 1);
+        let notified = changed.notified();
+        checker.follow(&config);
+        // A bound for a broken test only; the first check comes within 0.1 s.
+        tokio::time::timeout(Duration::from_secs(60), notified)
+            .await
+            .expect("the server went down");
+        let target = *server_checks(&config).keys().next().unwrap();
+        let health = book.get(&target).unwrap();
+        assert!(!health.up);
+        assert!(
+            health
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("not a regular expression: ")),
+            "{health:?}"
+        );
+    }
 }
