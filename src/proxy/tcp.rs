@@ -21,7 +21,7 @@ use tokio::task::AbortHandle;
 
 use super::accounting::Accounting;
 use super::congestion::CongestionControl;
-use super::forward::{End, Flow, forward};
+use super::forward::{End, Transfer};
 use crate::conn::{Conn, NewConn, State};
 use crate::descriptors::Held;
 use crate::director::Director;
@@ -395,7 +395,7 @@ async fn connection(
             return;
         }
     }
-    let flow = Flow::new(
+    let transfer = Transfer::new(
         &client,
         &server,
         &entry.conn,
@@ -403,7 +403,7 @@ async fn connection(
         &accounting,
         &director.descriptors,
     );
-    let end = forward(director.options.forwarding, &flow).await;
+    let end = transfer.run(director.options.forwarding).await;
     accounting.packets(&client, &server, director.conns.clock.now_ms());
     tracing::debug!(client = %peer, server = %entry.conn.dest, ?end, "connection ended");
     entry.end = match end {
