@@ -22,13 +22,13 @@ use tokio::task::AbortHandle;
 use super::accounting::Accounting;
 use super::congestion::CongestionControl;
 use super::forward::{End, Transfer};
-use crate::conn::{Conn, NewConn, State};
+use super::scheduling::Scheduling;
+use crate::conn::{Conn, State};
 use crate::descriptors::Held;
 use crate::director::Director;
-use crate::persist::{Choice, Template};
-use crate::sched::{Packet, least_loaded_except};
+use crate::sched::{Choice, Packet};
 use crate::stats::Stats;
-use crate::table::{ListenAddr, Protocol, ProxyProtocol, RealServer, ServerKey, Service};
+use crate::table::{ListenAddr, Protocol, ProxyProtocol, RealServer, Service};
 use crate::workers::Load;
 
 /// Accepts connections on `listener`, worker `me`'s copy of it, until the task is
@@ -195,15 +195,6 @@ async fn connect(
     }
 }
 
-/// A retry after failed connects: the scheduler again, and if it insists on a server
-/// that failed (hashing schedulers do), the least loaded usable server not yet tried.
-fn retry_choice(service: &Service, packet: &Packet, failed: &[ServerKey]) -> Option<RealServer> {
-    if let Some(s) = service.pick(packet).filter(|s| !failed.contains(&s.key())) {
-        return Some(s.clone());
-    }
-    least_loaded_except(&service.servers, failed).map(|i| service.servers[i].clone())
-}
-
 pub fn proxy_header(version: ProxyProtocol, client: SocketAddr, local: SocketAddr) -> Vec<u8> {
     match version {
         ProxyProtocol::V1 => ppp::v1::Addresses::from((client, local))
@@ -219,13 +210,12 @@ pub fn proxy_header(version: ProxyProtocol, client: SocketAddr, local: SocketAdd
     }
 }
 
-/// A real server reached for a connection: its socket, the connection's table entry,
-/// where its counts go, and its persistence template.
+/// A real server reached for a connection: its socket, the connection's table entry
+/// (with its hold on the persistence template) and where its counts go.
 struct Reached<'a> {
     server: TcpStream,
     entry: Entry<'a>,
     accounting: Accounting,
-    template: Option<Arc<Template>>,
 }
 
 /// Counts and logs a failed connect.
@@ -241,8 +231,7 @@ fn connect_failed(server: &RealServer, dest: SocketAddr, e: &ConnectError) {
             tracing::debug!(%dest, "connect timed out");
         }
         ConnectError::Loop => {
-            // Named once, when the table made it so (listeners); counted here.
-            failures.looped.fetch_add(1, Relaxed);
+            // Counted by the check (`Scheduling::loops_back`).
             tracing::debug!(%dest, "not connecting to the director's own listen address");
         }
         ConnectError::Other(err) => {
@@ -253,63 +242,55 @@ fn connect_failed(server: &RealServer, dest: SocketAddr, e: &ConnectError) {
 }
 
 /// Chooses the real server as IPVS would and connects to it, and when that fails, on
-/// up to `retries` other servers. None: no server could be had, and the client is to be
-/// reset.
+/// up to `retries` other servers, in the schedule's retry order. None: no server could
+/// be had, and the client is to be reset. `task` is the connection's own task, which
+/// its table entry can end (idle timeout).
 async fn reach_server<'a>(
     director: &'a Director,
     service: &Service,
     totals: &Arc<Stats>,
     packet: &Packet,
-    me: Option<&AbortHandle>,
+    task: Option<&AbortHandle>,
 ) -> Option<Reached<'a>> {
-    let mut failed: Vec<ServerKey> = Vec::new();
-    loop {
-        let choice = if failed.is_empty() {
-            director.templates.choose(service, packet)
-        } else {
-            retry_choice(service, packet, &failed).map(|server| Choice {
-                server,
-                template: None,
-            })
-        };
-        let Some(Choice { server, template }) = choice else {
-            service.state.unavailable.fetch_add(1, Relaxed);
+    let scheduling = Scheduling::new(
+        director,
+        service,
+        Arc::clone(totals),
+        *packet,
+        Protocol::Tcp,
+    );
+    let mut servers = scheduling.servers();
+    let timeout = service
+        .options
+        .connect_timeout_or(director.options.connect_timeout);
+    for _ in 0..=director.options.connect_retries {
+        let retrying = servers.retrying();
+        let Some(Choice { server, template }) = servers.next() else {
+            scheduling.unavailable();
             tracing::debug!(client = %packet.client, "no real server available");
             return None;
         };
-        if !failed.is_empty() {
+        if retrying {
             service.state.retries.fetch_add(1, Relaxed);
         }
-        let dest = server.destination(packet.local.port());
-        let accounting = Accounting::new(
-            Arc::clone(&service.state),
-            Arc::clone(&server.state),
-            Arc::clone(totals),
+        let dest = scheduling.destination(&server);
+        let opened = scheduling.open(
+            &server,
+            template,
+            dest,
+            State::SynRecv,
             director.conns.clock.now_ms(),
         );
-        accounting.connection();
-        let conn = director.conns.open(NewConn {
-            protocol: Protocol::Tcp,
-            client: packet.client,
-            local: packet.local,
-            dest,
-            server: Arc::clone(&server.state),
-            template: template.clone(),
-            state: State::SynRecv,
-        });
-        if let Some(me) = me {
-            conn.attach(me.clone());
+        if let Some(task) = task {
+            opened.conn.attach(task.clone());
         }
         let entry = Entry {
             director,
-            conn,
+            conn: opened.conn,
             end: State::Close,
         };
-        let timeout = service
-            .options
-            .connect_timeout_or(director.options.connect_timeout);
         let started = std::time::Instant::now();
-        let reached = if director.own_addresses().contains(Protocol::Tcp, dest) {
+        let reached = if scheduling.loops_back(&server, dest) {
             Err(ConnectError::Loop)
         } else {
             connect(dest, timeout, director.options.server_congestion).await
@@ -320,22 +301,18 @@ async fn reach_server<'a>(
                 return Some(Reached {
                     server: stream,
                     entry,
-                    accounting,
-                    template,
+                    accounting: opened.accounting,
                 });
             }
             Err(e) => {
                 connect_failed(&server, dest, &e);
                 drop(entry);
-                failed.push(server.key());
-                if failed.len() > director.options.connect_retries as usize {
-                    service.state.unavailable.fetch_add(1, Relaxed);
-                    tracing::debug!(client = %packet.client, "no real server reachable");
-                    return None;
-                }
             }
         }
     }
+    scheduling.unavailable();
+    tracing::debug!(client = %packet.client, "no real server reachable");
+    None
 }
 
 /// One proxied connection, from the accepted client socket to the close of both, on
@@ -377,14 +354,13 @@ async fn connection(
         mut server,
         mut entry,
         accounting,
-        template,
     }) = reach_server(&director, &service, &totals, &packet, me.as_ref()).await
     else {
         reset(&client);
         return;
     };
     entry.conn.set_state(State::Established);
-    if let Some(t) = &template {
+    if let Some(t) = &entry.conn.template {
         t.assure();
     }
     if let Some(version) = service.options.proxy_protocol {
