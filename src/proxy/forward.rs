@@ -29,7 +29,8 @@ use crate::descriptors::Budget;
 /// and a splice of fewer switches it back to copying.
 const SPLICE_FROM: usize = 16 * 1024;
 
-/// How bytes are moved.
+/// How a connection's bytes are moved (`--forwarding`): not IPVS's forwarding method
+/// (masquerading, gatewaying, tunnelling), which is `table::Forward`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forwarding {
     /// Copy small messages, splice bulk (Linux).

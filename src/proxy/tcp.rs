@@ -31,14 +31,14 @@ use crate::stats::Stats;
 use crate::table::{ListenAddr, Protocol, ProxyProtocol, RealServer, Service};
 use crate::workers::Load;
 
-/// Accepts connections on `listener`, worker `me`'s copy of it, until the task is
-/// aborted. The accepted socket is not registered with this worker's event loop until
-/// the worker is known to keep it.
+/// Accepts connections on `listener`, the copy of it that worker `worker` (an index)
+/// serves, until the task is aborted. The accepted socket is not registered with this
+/// worker's event loop until the worker is known to keep it.
 pub async fn accept_loop(
     listener: AsyncFd<std::net::TcpListener>,
     listen: ListenAddr,
     director: Arc<Director>,
-    me: usize,
+    worker: usize,
 ) {
     loop {
         // Out of room, clients wait in the kernel's backlog until connections end.
@@ -46,7 +46,7 @@ pub async fn accept_loop(
         match accept(&listener).await {
             Ok((stream, peer)) => {
                 let held = director.descriptors.take_connection();
-                serve(stream, peer, listen, &director, me, held);
+                serve(stream, peer, listen, &director, worker, held);
             }
             Err(e) if is_resource_shortage(&e) => {
                 // Out of descriptors or memory: keep serving what we have, try again soon.
@@ -81,19 +81,19 @@ async fn accept(
     }
 }
 
-/// Starts the connection's task on this worker, or on the least loaded one when this
-/// one is too far ahead (`Workers::place`); the socket joins the event loop of the
-/// worker that serves it. (Spawned on its own worker, a task goes to that worker's
+/// Starts the connection's task on the worker it was accepted on (`accepted_on`), or on
+/// the least loaded one when that one is too far ahead (`Workers::place`); the socket
+/// joins the event loop of the worker that serves it. (Spawned on its own worker, a task goes to that worker's
 /// local queue, as tokio::spawn would put it.)
 fn serve(
     stream: std::net::TcpStream,
     peer: SocketAddr,
     listen: ListenAddr,
     director: &Arc<Director>,
-    me: usize,
+    accepted_on: usize,
     held: Held,
 ) {
-    let load = director.workers.place(me);
+    let load = director.workers.place(accepted_on);
     let worker = load.worker();
     let (tx, rx) = oneshot::channel();
     let task = connection(stream, peer, listen, Arc::clone(director), rx, (load, held));
@@ -124,15 +124,16 @@ fn reset(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
-/// Puts the connection's entry into its final state however the task ends (an idle
-/// timeout aborts it: that is a CLOSE).
-struct Entry<'a> {
+/// A TCP connection's entry in the connection table, held by the connection's task:
+/// closed into its final state (`end`) however the task ends (an idle timeout aborts
+/// it: that is a CLOSE). UDP flows' entries leave with the flow (`udp::flow`).
+struct ConnGuard<'a> {
     director: &'a Director,
     conn: Arc<Conn>,
     end: State,
 }
 
-impl Drop for Entry<'_> {
+impl Drop for ConnGuard<'_> {
     fn drop(&mut self) {
         let timeouts = self.director.table.snapshot().timeouts();
         self.director.conns.close(&self.conn, self.end, &timeouts);
@@ -214,7 +215,7 @@ pub fn proxy_header(version: ProxyProtocol, client: SocketAddr, local: SocketAdd
 /// (with its hold on the persistence template) and where its counts go.
 struct Reached<'a> {
     server: TcpStream,
-    entry: Entry<'a>,
+    entry: ConnGuard<'a>,
     accounting: Accounting,
 }
 
@@ -284,7 +285,7 @@ async fn reach_server<'a>(
         if let Some(task) = task {
             opened.conn.attach(task.clone());
         }
-        let entry = Entry {
+        let entry = ConnGuard {
             director,
             conn: opened.conn,
             end: State::Close,
@@ -324,7 +325,7 @@ async fn connection(
     peer: SocketAddr,
     listen: ListenAddr,
     director: Arc<Director>,
-    me: oneshot::Receiver<AbortHandle>,
+    own_task: oneshot::Receiver<AbortHandle>,
     _held: (Load, Held),
 ) {
     let client = match TcpStream::from_std(client) {
@@ -345,7 +346,7 @@ async fn connection(
     };
     let totals = snapshot.totals_handle();
     drop(snapshot);
-    let me = me.await.ok();
+    let own_task = own_task.await.ok();
     let packet = Packet {
         client: peer,
         local,
@@ -354,7 +355,7 @@ async fn connection(
         mut server,
         mut entry,
         accounting,
-    }) = reach_server(&director, &service, &totals, &packet, me.as_ref()).await
+    }) = reach_server(&director, &service, &totals, &packet, own_task.as_ref()).await
     else {
         reset(&client);
         return;
