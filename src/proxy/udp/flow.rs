@@ -52,8 +52,7 @@ pub type FlowKey = (SocketAddr, IpAddr);
 #[derive(Debug)]
 enum Route {
     /// To one real server, as an IPVS connection entry (which knows whether the server
-    /// has answered).
-    /// The connection's hold on its persistence template is the entry's.
+    /// has answered), which also holds the flow's persistence template.
     Server {
         conn: Arc<Conn>,
         accounting: Accounting,
