@@ -15,11 +15,12 @@ use uvs::adm::backend::LocalBackend;
 use uvs::adm::names::NoNames;
 use uvs::adm::session::Session;
 use uvs::config::reload::Reloader;
-use uvs::config::{Global, LoadError, Loaded, Mode};
+use uvs::config::{LoadError, Loaded, Mode};
 use uvs::control::client::Client;
 use uvs::control::protocol::{Request, Response};
 use uvs::control::socket_path;
-use uvs::daemon::{DEFAULT_DRAIN_TIMEOUT, Daemon};
+use uvs::daemon::Daemon;
+use uvs::daemon::settings::{Overrides, Running, Settings};
 use uvs::director::{Director, PlaneOptions};
 use uvs::kernel::mirror::Mirror;
 use uvs::proxy::congestion::CongestionControl;
@@ -261,78 +262,28 @@ fn open_files_limit() -> Option<u64> {
     }
 }
 
-/// The daemon's settings: the command line's, else the file's, else the defaults.
-struct Settings {
-    mode: Mode,
-    cleanstop: bool,
-    metrics: MetricsAt,
-    connect_timeout: Duration,
-    retries: u32,
-    socket: PathBuf,
-    forwarding: Forwarding,
-    drain_timeout: Duration,
-    expire_quiescent_template: bool,
-    threads: Option<u16>,
-    max_udp_flows: Option<u32>,
-    max_connections: Option<u32>,
-    metrics_max_connections: usize,
-    udp_unreplied_timeout: Duration,
-    udp_flows_per_source: Option<u32>,
-    max_templates: Option<u32>,
-    client_congestion: Option<CongestionControl>,
-    server_congestion: Option<CongestionControl>,
-}
-
-impl Settings {
-    fn resolve(args: &DaemonArgs, file: Option<&Global>) -> Settings {
-        let file = file.cloned().unwrap_or_default();
-        Settings {
-            mode: args.mode.or(file.mode).unwrap_or(Mode::Auto),
-            cleanstop: !args.keep_kernel_services && file.cleanstop.unwrap_or(true),
-            metrics: args
-                .metrics
-                .or(file.metrics)
-                .unwrap_or_else(|| uvs::exporter::http::DEFAULT_ADDRESS.parse().ok()),
-            connect_timeout: args
-                .connect_timeout
-                .or(file.connect_timeout)
-                .unwrap_or(uvs::table::ServiceOptions::DEFAULT_CONNECT_TIMEOUT),
-            retries: args.retries.or(file.retries).unwrap_or(1),
-            socket: args
-                .socket
-                .clone()
-                .or(file.socket)
-                .unwrap_or_else(socket_path::from_env),
-            forwarding: args
-                .forwarding
-                .or(file.forwarding)
-                .unwrap_or_else(Forwarding::best),
-            drain_timeout: args
-                .drain_timeout
-                .map(Duration::from_secs)
-                .or(file.drain_timeout)
-                .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
-            expire_quiescent_template: args.expire_quiescent_template
-                || file.expire_quiescent_template.unwrap_or(false),
-            threads: args.threads.or(file.threads),
-            max_udp_flows: args.max_udp_flows.or(file.max_udp_flows),
-            max_connections: args.max_connections.or(file.max_connections),
-            metrics_max_connections: args
-                .metrics_max_connections
-                .or(file.metrics_max_connections)
-                .map_or(uvs::descriptors::METRICS_CONNECTIONS, |n| n as usize),
-            udp_unreplied_timeout: args
-                .udp_unreplied_timeout
-                .or(file.udp_unreplied_timeout)
-                .unwrap_or(uvs::proxy::udp::admission::DEFAULT_UNREPLIED_TIMEOUT),
-            udp_flows_per_source: args.udp_flows_per_source.or(file.udp_flows_per_source),
-            max_templates: args.max_templates.or(file.max_templates),
-            client_congestion: args
-                .client_congestion_control
-                .or(file.client_congestion_control),
-            server_congestion: args
-                .server_congestion_control
-                .or(file.server_congestion_control),
+impl DaemonArgs {
+    /// The command line's layer of the settings: what was given, and only that.
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            mode: self.mode,
+            socket: self.socket.clone(),
+            cleanstop: self.keep_kernel_services.then_some(false),
+            metrics: self.metrics,
+            threads: self.threads,
+            forwarding: self.forwarding,
+            max_udp_flows: self.max_udp_flows,
+            max_connections: self.max_connections,
+            metrics_max_connections: self.metrics_max_connections,
+            udp_unreplied_timeout: self.udp_unreplied_timeout,
+            max_templates: self.max_templates,
+            udp_flows_per_source: self.udp_flows_per_source,
+            drain_timeout: self.drain_timeout.map(Duration::from_secs),
+            expire_quiescent_template: self.expire_quiescent_template.then_some(true),
+            connect_timeout: self.connect_timeout,
+            retries: self.retries,
+            client_congestion_control: self.client_congestion_control,
+            server_congestion_control: self.server_congestion_control,
         }
     }
 }
@@ -364,8 +315,8 @@ fn choose_mode(mode: Mode) -> anyhow::Result<(Option<Mirror>, String)> {
 fn director(settings: &Settings, userspace: bool) -> anyhow::Result<Arc<Director>> {
     // Refused here rather than on every connection.
     let legs = [
-        ("client", settings.client_congestion),
-        ("server", settings.server_congestion),
+        ("client", settings.client_congestion_control),
+        ("server", settings.server_congestion_control),
     ];
     for (leg, cc) in legs {
         if let Some(cc) = cc {
@@ -389,22 +340,18 @@ fn director(settings: &Settings, userspace: bool) -> anyhow::Result<Arc<Director
             connect_timeout: settings.connect_timeout,
             connect_retries: settings.retries,
             userspace,
-            client_congestion: settings.client_congestion,
-            server_congestion: settings.server_congestion,
+            client_congestion: settings.client_congestion_control,
+            server_congestion: settings.server_congestion_control,
             open_files,
             max_connections: settings.max_connections,
             metrics_connections: settings.metrics_max_connections,
             udp_unreplied_timeout: settings.udp_unreplied_timeout,
             udp_flows_per_source: settings.udp_flows_per_source,
-            max_templates: settings
-                .max_templates
-                .map_or(uvs::persist::DEFAULT_MAX_TEMPLATES, |n| n as usize),
+            max_templates: settings.max_templates,
         },
     )
     .context("cannot start the worker threads")?;
-    director
-        .templates
-        .set_expire_quiescent(settings.expire_quiescent_template);
+    uvs::daemon::settings::apply_live(settings, &director);
     let budget = &director.descriptors;
     if userspace && budget.limit() < uvs::descriptors::SMALL_SHARE {
         tracing::warn!(
@@ -575,7 +522,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(path) => Some((path.clone(), read_config(path)?)),
         None => None,
     };
-    let settings = Settings::resolve(&args.daemon, config.as_ref().map(|(_, c)| &c.config.global));
+    let overrides = args.daemon.overrides();
+    let file = config.as_ref().map(|(_, c)| &c.config.global);
+    let settings = Settings::resolve(file, &overrides);
     let (mirror, why) = choose_mode(settings.mode)?;
     let mirror = mirror.map(|m| Arc::new(std::sync::Mutex::new(m)));
     let director = director(&settings, mirror.is_none())?;
@@ -589,7 +538,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             Arc::clone(m),
         ))
     });
-    let result = run_with(director, &settings, config).await;
+    let result = run_with(director, &settings, overrides, config).await;
     if let (Some(task), Some(mirror)) = (kernel, mirror) {
         task.abort();
         if settings.cleanstop {
@@ -604,6 +553,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 async fn run_with(
     director: Arc<Director>,
     settings: &Settings,
+    overrides: Overrides,
     config: Option<(PathBuf, Loaded)>,
 ) -> anyhow::Result<()> {
     let Some((path, loaded)) = config else {
@@ -614,6 +564,11 @@ async fn run_with(
         &loaded,
         Arc::clone(&director.health),
         director.descriptors.reserve().health_probes,
+        Box::new(Running::new(
+            settings.clone(),
+            loaded.config.global.clone(),
+            overrides,
+        )),
     ));
     let config = loaded.config;
     let applied = reloader
@@ -683,7 +638,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Check { config } => check(&config),
         Command::Import { format, file } => import(format, &file),
         Command::Demo(DemoArgs { daemon: args, vip }) => {
-            let settings = Settings::resolve(&args, None);
+            let settings = Settings::resolve(None, &args.overrides());
             let director = director(&settings, true)?;
             let backends = uvs::demo::start(&director.table, vip)
                 .await
@@ -720,5 +675,68 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             serve(director, &settings, None).await
         }
         Command::Status { socket } => status(socket).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args as _, Parser as _};
+    use uvs::daemon::settings::SETTINGS;
+
+    use super::{Cli, Command, DaemonArgs};
+
+    /// Drift: a flag added to `DaemonArgs` and not to the list of settings (with its
+    /// `[global]` key and when it applies) fails here, and so does a listed flag that
+    /// is gone.
+    #[test]
+    fn every_daemon_flag_is_a_listed_setting_and_every_listed_flag_a_daemon_flag() {
+        let args = DaemonArgs::augment_args(clap::Command::new("uvs"));
+        let mut flags: Vec<&str> = args.get_arguments().filter_map(|a| a.get_long()).collect();
+        flags.sort_unstable();
+        let mut listed: Vec<&str> = SETTINGS.iter().filter_map(|s| s.flag).collect();
+        listed.sort_unstable();
+        assert_eq!(flags, listed);
+    }
+
+    fn overrides(args: &[&str]) -> uvs::daemon::settings::Overrides {
+        let cli = Cli::try_parse_from(["uvs", "run"].iter().chain(args)).unwrap();
+        let Command::Run(run) = cli.command else {
+            unreachable!("parsed as run")
+        };
+        run.daemon.overrides()
+    }
+
+    /// Every flag, given, overrides its setting; none given, none does (a switch such
+    /// as --expire-quiescent-template included).
+    #[test]
+    fn a_flag_overrides_its_setting_only_when_given() {
+        let given = overrides(&[
+            "--mode=userspace",
+            "--socket=/x/uvs.sock",
+            "--keep-kernel-services",
+            "--metrics=off",
+            "--threads=2",
+            "--forwarding=copy",
+            "--max-udp-flows=9",
+            "--max-connections=9",
+            "--metrics-max-connections=9",
+            "--udp-unreplied-timeout=9s",
+            "--max-templates=9",
+            "--udp-flows-per-source=9",
+            "--drain-timeout=9",
+            "--expire-quiescent-template",
+            "--connect-timeout=9s",
+            "--retries=9",
+            "--client-congestion-control=reno",
+            "--server-congestion-control=reno",
+        ]);
+        let none = overrides(&[]);
+        for s in SETTINGS {
+            assert_eq!(given.sets(s.key), s.flag.is_some(), "{}", s.key);
+            assert!(!none.sets(s.key), "{}", s.key);
+        }
+        assert_eq!(given.cleanstop, Some(false));
+        assert_eq!(given.expire_quiescent_template, Some(true));
+        assert_eq!(given.metrics, Some(None));
     }
 }

@@ -17,6 +17,8 @@ use crate::proxy::listeners;
 use crate::stats::ESTIMATOR_INTERVAL;
 use crate::table::TableHandle;
 
+pub mod settings;
+
 /// How long a stopping daemon waits for open connections by default.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
