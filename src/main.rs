@@ -1,6 +1,9 @@
 //! `uvs`: the daemon and its tools. `uvs run` holds the table, balances the traffic and
 //! serves the control socket that `uvsadm` talks to; `uvs demo` runs the seed lab with
-//! built-in backends; `uvs status` shows what a running daemon is doing.
+//! built-in backends; `uvs status` shows what a running daemon is doing. This file
+//! parses the command line and dispatches, and owns what is the process's: logging,
+//! the runtime, the signals (the daemon's shutdown and reload); the daemon itself is
+//! `uvs::daemon::run`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,19 +17,15 @@ use tokio::sync::Notify;
 use uvs::adm::backend::LocalBackend;
 use uvs::adm::names::NoNames;
 use uvs::adm::session::Session;
-use uvs::config::reload::Reloader;
 use uvs::config::{LoadError, Loaded, Mode};
 use uvs::control::client::Client;
 use uvs::control::protocol::{Request, Response};
 use uvs::control::socket_path;
-use uvs::daemon::Daemon;
-use uvs::daemon::settings::{Overrides, Running, Settings};
-use uvs::director::{Director, PlaneOptions};
-use uvs::kernel::mirror::Mirror;
+use uvs::daemon;
+use uvs::daemon::settings::{Overrides, Settings};
 use uvs::proxy::congestion::CongestionControl;
 use uvs::proxy::forward::Forwarding;
 use uvs::table::{HostInterfaces, TableHandle};
-use uvs::workers::Workers;
 
 #[derive(Parser)]
 #[command(
@@ -247,21 +246,6 @@ fn print_table(table: &Arc<TableHandle>) {
     session.run(&["uvsadm".into(), "-L".into(), "-n".into()]);
 }
 
-/// The open-files limit, raised as far as allowed: every proxied connection holds two
-/// sockets, every UDP flow one.
-fn open_files_limit() -> Option<u64> {
-    match uvs::sys::raise_nofile_limit() {
-        Ok(n) => {
-            tracing::debug!(limit = n, "open files");
-            Some(n)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot raise the open-files limit");
-            None
-        }
-    }
-}
-
 impl DaemonArgs {
     /// The command line's layer of the settings: what was given, and only that.
     fn overrides(&self) -> Overrides {
@@ -286,133 +270,6 @@ impl DaemonArgs {
             server_congestion_control: self.server_congestion_control,
         }
     }
-}
-
-/// Where the traffic is balanced: the kernel (its IPVS, opened and checked) or here,
-/// and why, in words.
-fn choose_mode(mode: Mode) -> anyhow::Result<(Option<Mirror>, String)> {
-    let (mirror, why) = match mode {
-        Mode::Kernel => match uvs::kernel::mirror::open() {
-            Ok(ipvs) => (
-                Some(Mirror::new(ipvs)),
-                "kernel: the table is programmed into the kernel's IPVS".to_string(),
-            ),
-            Err(e) => bail!("mode kernel: {e}"),
-        },
-        Mode::Auto => match uvs::kernel::mirror::open() {
-            Ok(ipvs) => (
-                Some(Mirror::new(ipvs)),
-                "auto: kernel (the kernel has IPVS and uvs may change it)".to_string(),
-            ),
-            Err(e) => (None, format!("auto: userspace ({e})")),
-        },
-        Mode::Userspace => (None, "userspace: as asked".to_string()),
-    };
-    tracing::info!("mode {why}");
-    Ok((mirror, why))
-}
-
-fn director(settings: &Settings, userspace: bool) -> anyhow::Result<Arc<Director>> {
-    // Refused here rather than on every connection.
-    let legs = [
-        ("client", settings.client_congestion_control),
-        ("server", settings.server_congestion_control),
-    ];
-    for (leg, cc) in legs {
-        if let Some(cc) = cc {
-            cc.check_usable()
-                .with_context(|| format!("{leg}_congestion_control"))?;
-        }
-    }
-    let open_files = open_files_limit();
-    let table = Arc::new(TableHandle::new(Box::new(HostInterfaces)));
-    let director = Director::new(
-        table,
-        PlaneOptions {
-            forwarding: settings.forwarding,
-            threads: settings
-                .threads
-                .map_or_else(Workers::default_count, usize::from),
-            max_udp_flows: uvs::proxy::udp::admission::max_flows(
-                settings.max_udp_flows,
-                open_files,
-            ),
-            connect_timeout: settings.connect_timeout,
-            connect_retries: settings.retries,
-            userspace,
-            client_congestion: settings.client_congestion_control,
-            server_congestion: settings.server_congestion_control,
-            open_files,
-            max_connections: settings.max_connections,
-            metrics_connections: settings.metrics_max_connections,
-            udp_unreplied_timeout: settings.udp_unreplied_timeout,
-            udp_flows_per_source: settings.udp_flows_per_source,
-            max_templates: settings.max_templates,
-        },
-    )
-    .context("cannot start the worker threads")?;
-    uvs::daemon::settings::apply_live(settings, &director);
-    let budget = &director.descriptors;
-    if userspace && budget.limit() < uvs::descriptors::SMALL_SHARE {
-        tracing::warn!(
-            open_files = budget.open_files(),
-            reserved = budget.reserve().total(),
-            data_plane = budget.limit(),
-            "the open-files limit leaves the data plane few descriptors: it will serve \
-             few listen addresses and connections, if any; raise the limit (ulimit -n, \
-             LimitNOFILE)"
-        );
-    }
-    Ok(director)
-}
-
-async fn serve(
-    director: Arc<Director>,
-    settings: &Settings,
-    reload: Option<Arc<Notify>>,
-) -> anyhow::Result<()> {
-    let daemon = Daemon::bind(&settings.socket, Arc::clone(&director))
-        .with_context(|| format!("uvs cannot start on {}", settings.socket.display()))?;
-    serve_metrics(&director, settings.metrics).await;
-    daemon
-        .run(shutdown_signal(reload), settings.drain_timeout)
-        .await;
-    Ok(())
-}
-
-/// Starts the metrics endpoint; a failed bind is logged and shown by `uvs status`, and
-/// the daemon runs on without it.
-async fn serve_metrics(director: &Arc<Director>, at: MetricsAt) {
-    let Some(addr) = at else {
-        return;
-    };
-    let state = match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => {
-            let shown = listener.local_addr().unwrap_or(addr);
-            tracing::info!(address = %shown, "metrics at http://{shown}/metrics");
-            // The default limits until a setting chooses them.
-            // The connections the descriptor budget keeps for it (--metrics-max-connections,
-            // fewer under a small open-files limit).
-            let limits = uvs::exporter::http::Limits {
-                max_connections: director.descriptors.reserve().metrics_connections,
-                ..uvs::exporter::http::Limits::default()
-            };
-            tokio::spawn(uvs::exporter::http::serve(
-                listener,
-                Arc::clone(director),
-                limits,
-            ));
-            format!("at http://{shown}/metrics")
-        }
-        Err(e) => {
-            tracing::warn!(address = %addr, error = %e, "cannot serve metrics");
-            format!("not served: cannot listen on {addr}: {e}")
-        }
-    };
-    *director
-        .metrics_endpoint
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(state);
 }
 
 /// Reads a configuration file, or says everything wrong with it.
@@ -508,79 +365,30 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `uvs run`: with `-c`, the file's table is loaded before the socket opens, and
-/// reloaded on SIGHUP (and on change with autoreload). The daemon adopts what external
-/// checks leave behind, and kills it; what is left at the end goes as `run` returns.
+/// reloaded on SIGHUP (and on change with autoreload).
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let _reaper = match uvs::health::orphans::Reaper::start() {
-        Ok(reaper) => Some(reaper),
-        Err(e) => {
-            tracing::warn!(error = %e, "processes that leave an external check's process group will outlive it");
-            None
-        }
-    };
-    let config = match &args.config {
+    let overrides = args.daemon.overrides();
+    let loaded = match &args.config {
         Some(path) => Some((path.clone(), read_config(path)?)),
         None => None,
     };
-    let overrides = args.daemon.overrides();
-    let file = config.as_ref().map(|(_, c)| &c.config.global);
+    let file = loaded.as_ref().map(|(_, l)| &l.config.global);
     let settings = Settings::resolve(file, &overrides);
-    let (mirror, why) = choose_mode(settings.mode)?;
-    let mirror = mirror.map(|m| Arc::new(std::sync::Mutex::new(m)));
-    let director = director(&settings, mirror.is_none())?;
-    *director
-        .mode_reason
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(why);
-    let kernel = mirror.as_ref().map(|m| {
-        tokio::spawn(uvs::kernel::mirror::run(
-            Arc::clone(&director),
-            Arc::clone(m),
-        ))
-    });
-    let result = run_with(director, &settings, overrides, config).await;
-    if let (Some(task), Some(mirror)) = (kernel, mirror) {
-        task.abort();
-        if settings.cleanstop {
-            mirror.lock().unwrap_or_else(|e| e.into_inner()).clean();
-        } else {
-            tracing::info!("kernel: services left in the kernel (cleanstop off)");
+    let (config, reload) = match loaded {
+        Some((path, loaded)) => {
+            let reload = Arc::new(Notify::new());
+            let file = daemon::ConfigFile {
+                path,
+                loaded,
+                overrides,
+                reload: Arc::clone(&reload),
+            };
+            (Some(file), Some(reload))
         }
-    }
-    result
-}
-
-async fn run_with(
-    director: Arc<Director>,
-    settings: &Settings,
-    overrides: Overrides,
-    config: Option<(PathBuf, Loaded)>,
-) -> anyhow::Result<()> {
-    let Some((path, loaded)) = config else {
-        return serve(director, settings, None).await;
+        None => (None, None),
     };
-    let reloader = Arc::new(Reloader::new(
-        &path,
-        &loaded,
-        Arc::clone(&director.health),
-        director.descriptors.reserve().health_probes,
-        Box::new(Running::new(
-            settings.clone(),
-            loaded.config.global.clone(),
-            overrides,
-        )),
-    ));
-    let config = loaded.config;
-    let applied = reloader
-        .apply(&director, &config)
-        .with_context(|| format!("cannot load {}", path.display()))?;
-    tracing::info!(file = %path.display(), changes = applied.commands, autoreload = config.global.autoreload, "configuration loaded");
-    let hangup = Arc::new(Notify::new());
-    let watcher =
-        tokio::spawn(Arc::clone(&reloader).run(Arc::clone(&director), Arc::clone(&hangup)));
-    let result = serve(director, settings, Some(hangup)).await;
-    watcher.abort();
-    result
+    daemon::run(settings, config, shutdown_signal(reload)).await?;
+    Ok(())
 }
 
 async fn status(socket: Option<PathBuf>) -> anyhow::Result<()> {
@@ -639,7 +447,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Import { format, file } => import(format, &file),
         Command::Demo(DemoArgs { daemon: args, vip }) => {
             let settings = Settings::resolve(None, &args.overrides());
-            let director = director(&settings, true)?;
+            let director = daemon::director(&settings, true)?;
             let backends = uvs::demo::start(&director.table, vip)
                 .await
                 .map_err(anyhow::Error::msg)?;
@@ -672,7 +480,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 port = vip.port(),
                 s = socket.display()
             );
-            serve(director, &settings, None).await
+            daemon::serve(director, &settings, None, shutdown_signal(None)).await?;
+            Ok(())
         }
         Command::Status { socket } => status(socket).await,
     }

@@ -1,8 +1,9 @@
 //! The `uvs run` daemon: holds the director (table, connections, templates), serves the
 //! control socket, runs the data plane (listeners that follow the table), the rate
 //! estimator and the expiry sweeper, until told to stop; then it stops accepting, lets
-//! open connections finish up to a drain timeout, and removes its socket. `main` wires
-//! signals to it; tests start it directly.
+//! open connections finish up to a drain timeout, and removes its socket. Its settings
+//! are read in `settings`; `run` wires it all from them ([`run()`]), which `main` calls
+//! with the signals as its shutdown, and tests in-process.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,10 @@ use crate::proxy::listeners;
 use crate::stats::ESTIMATOR_INTERVAL;
 use crate::table::TableHandle;
 
+mod run;
 pub mod settings;
+
+pub use run::{ConfigFile, RunError, director, run, serve};
 
 /// How long a stopping daemon waits for open connections by default.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
