@@ -126,7 +126,10 @@ pub fn table_of(config: &Config) -> Table {
     let mut table = Table::new();
     for command in plan(config, &Table::new(), &Owned::default()) {
         // A valid configuration applies whole; a refusal was reported by the reader.
-        let _ = table.apply(&command, &crate::table::UnicastOnly);
+        // Nobody else reads this table: its effects happen at once.
+        if let Ok(effects) = table.apply(&command, &crate::table::UnicastOnly) {
+            effects.carry_out();
+        }
     }
     table
 }
@@ -157,7 +160,8 @@ pub fn rehearse(
         let _ = copy.apply(command, addresses);
     }
     for (i, command) in commands.iter().enumerate() {
-        copy.apply(command, addresses).map_err(|e| (i, e))?;
+        // A trial: its effects are dropped.
+        let _trial = copy.apply(command, addresses).map_err(|e| (i, e))?;
     }
     Ok(copy)
 }
@@ -176,7 +180,7 @@ mod tests {
 
     fn apply(table: &mut Table, commands: &[Command]) {
         for c in commands {
-            table.apply(c, &UnicastOnly).unwrap();
+            table.apply(c, &UnicastOnly).unwrap().carry_out();
         }
     }
 
