@@ -24,10 +24,12 @@ use common::{add_server, add_service, service};
 fn service_with(scheduler: &str, servers: u32, persistent: bool) -> Arc<Service> {
     let mut t = Table::new();
     t.apply(&add_service(0, scheduler, persistent), &UnicastOnly)
-        .expect("add service");
+        .expect("add service")
+        .carry_out();
     for j in 0..servers {
         t.apply(&add_server(0, j), &UnicastOnly)
-            .expect("add server");
+            .expect("add server")
+            .carry_out();
     }
     let svc = Arc::clone(t.service(&service(0)).expect("service"));
     for (j, server) in svc.servers.iter().enumerate() {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::file::{self, Stamp};
-use super::plan::{Owned, plan, rehearse};
+use super::plan::{Owned, plan};
 use super::slot::{Outcome, Slot};
 use super::watch::Watch;
 use super::{Config, Global, LoadError, Loaded, schema};
@@ -296,22 +296,28 @@ impl Reloader {
         let snapshot = director.table.snapshot();
         let wanted = health::effective(config, &director.health);
         let commands = plan(&wanted, &snapshot, owned);
-        let refused = |(i, error): (usize, TableError)| ReloadError::Refused {
+        let refused = |i: usize, error: TableError| ReloadError::Refused {
             command: commands[i].to_string(),
             error,
         };
-        let next = rehearse(&snapshot, &commands, &HostInterfaces).map_err(refused)?;
-        if director.options.userspace {
-            room_for_listeners(director, &snapshot, &next)?;
-        }
-        if why == "file" {
-            // Every load and reload names the real servers that are the director itself.
-            let own = OwnAddresses::of(&next, HostInterfaces::addresses);
-            for l in loops(&next, &own) {
-                tracing::warn!(file = %self.path.display(), "{l}");
+        // The checks see the very table that is published, and a refusal (by the table
+        // or by them) leaves the running one as it was (`table::effect`).
+        let check = |now: &Table, next: &Table| {
+            if director.options.userspace {
+                room_for_listeners(director, now, next)?;
             }
-        }
-        director.table.apply_all(&commands).map_err(refused)?;
+            if why == "file" {
+                // Every load and reload names the real servers that are the director itself.
+                let own = OwnAddresses::of(next, HostInterfaces::addresses);
+                for l in loops(next, &own) {
+                    tracing::warn!(file = %self.path.display(), "{l}");
+                }
+            }
+            Ok(())
+        };
+        director
+            .table
+            .apply_all_checked(&commands, refused, check)?;
         for command in &commands {
             tracing::info!(file = %self.path.display(), by = why, "table changed: {command}");
         }

@@ -30,7 +30,8 @@ fn table(key: ServiceKey, netmask: Netmask, servers: &[&str]) -> Table {
         }),
         &UnicastOnly,
     )
-    .unwrap();
+    .unwrap()
+    .carry_out();
     for s in servers {
         t.apply(
             &Command::AddServer {
@@ -47,7 +48,8 @@ fn table(key: ServiceKey, netmask: Netmask, servers: &[&str]) -> Table {
             },
             &UnicastOnly,
         )
-        .unwrap();
+        .unwrap()
+        .carry_out();
     }
     t
 }
@@ -194,7 +196,7 @@ fn a_removed_server_is_not_used_and_quiesced_ones_keep_their_clients() {
             tunnel: Tunnel::default(),
         },
     };
-    table.apply(&quiesce(0), &UnicastOnly).unwrap();
+    table.apply(&quiesce(0), &UnicastOnly).unwrap().carry_out();
     let svc = Arc::clone(table.service(&key).unwrap());
     assert_eq!(chosen(&t, &svc, "127.0.0.2:1001", "10.0.0.1:80"), home);
     t.set_expire_quiescent(true);
@@ -213,8 +215,9 @@ fn a_removed_server_is_not_used_and_quiesced_ones_keep_their_clients() {
             },
             &UnicastOnly,
         )
-        .unwrap();
-    table.apply(&quiesce(1), &UnicastOnly).unwrap();
+        .unwrap()
+        .carry_out();
+    table.apply(&quiesce(1), &UnicastOnly).unwrap().carry_out();
     let svc = table.service(&key).unwrap();
     assert_eq!(chosen(&t, svc, "127.0.0.2:1004", "10.0.0.1:80"), home);
 }

@@ -47,7 +47,7 @@ fn table() -> Table {
         service(SCTP),
         server(SCTP, "127.0.0.4", 9, 0),
     ] {
-        t.apply(&command, &UnicastOnly).unwrap();
+        t.apply(&command, &UnicastOnly).unwrap().carry_out();
     }
     let tcp = t.service(&TCP).unwrap();
     tcp.state.stats.add_conn();
