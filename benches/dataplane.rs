@@ -14,7 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 use uvs::conn::{ConnTable, NewConn, State};
 use uvs::persist::Templates;
-use uvs::sched::{Packet, Scheduler};
+use uvs::sched::{Packet, Scheduler, schedule};
 use uvs::table::{Protocol, Service, Table, Timeouts, UnicastOnly};
 
 use common::{add_server, add_service, service};
@@ -24,10 +24,12 @@ use common::{add_server, add_service, service};
 fn service_with(scheduler: &str, servers: u32, persistent: bool) -> Arc<Service> {
     let mut t = Table::new();
     t.apply(&add_service(0, scheduler, persistent), &UnicastOnly)
-        .expect("add service");
+        .expect("add service")
+        .carry_out();
     for j in 0..servers {
         t.apply(&add_server(0, j), &UnicastOnly)
-            .expect("add server");
+            .expect("add server")
+            .carry_out();
     }
     let svc = Arc::clone(t.service(&service(0)).expect("service"));
     for (j, server) in svc.servers.iter().enumerate() {
@@ -75,14 +77,20 @@ fn persistence(c: &mut Criterion) {
     let svc = service_with("wlc", 100, true);
     let templates = Templates::new(Default::default(), uvs::persist::DEFAULT_MAX_TEMPLATES);
     for n in 0..CLIENTS {
-        templates.choose(&svc, &packet(n)).expect("a server");
+        schedule(&templates, &svc, &packet(n))
+            .next()
+            .expect("a server");
     }
     let mut group = c.benchmark_group("persistence");
     let mut n = 0u32;
     group.bench_function(format!("known client, {CLIENTS} templates"), |b| {
         b.iter(|| {
             n = (n + 1) % CLIENTS;
-            black_box(templates.choose(&svc, black_box(&packet(n))).is_some())
+            black_box(
+                schedule(&templates, &svc, black_box(&packet(n)))
+                    .next()
+                    .is_some(),
+            )
         })
     });
     // Every iteration is a client never seen: a pick and a new template. The templates
@@ -92,7 +100,11 @@ fn persistence(c: &mut Criterion) {
             let templates = Templates::new(Default::default(), uvs::persist::DEFAULT_MAX_TEMPLATES);
             let start = Instant::now();
             for n in 0..iters {
-                black_box(templates.choose(&svc, &packet(n as u32)).is_some());
+                black_box(
+                    schedule(&templates, &svc, &packet(n as u32))
+                        .next()
+                        .is_some(),
+                );
             }
             start.elapsed()
         })

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 // The table's clock, which the data plane reads too.
 pub use crate::clock::Clock;
-use crate::persist::Template;
+use crate::persist::Control;
 use crate::table::{ConnEntry, Protocol, RealServerState, Timeouts};
 
 /// IPVS's connection states (TCP), plus the single UDP state.
@@ -95,8 +95,9 @@ pub struct Conn {
     /// The real server's address and the port connected to.
     pub dest: SocketAddr,
     pub server: Arc<RealServerState>,
-    /// The persistence template this connection belongs to.
-    pub template: Option<Arc<Template>>,
+    /// The persistence template this connection belongs to (its hold on it, given back
+    /// when the entry leaves the table).
+    pub template: Option<Control>,
     state: AtomicU8,
     last_activity: AtomicU64,
     /// UDP: the real server has answered (until then the flow lives only as long as
@@ -193,7 +194,7 @@ impl Conn {
     fn unbind(&self) {
         self.server.unbind_connection(self.state().is_active());
         if let Some(t) = &self.template {
-            t.release_child();
+            t.release();
         }
     }
 }
@@ -206,7 +207,7 @@ pub struct NewConn {
     pub local: SocketAddr,
     pub dest: SocketAddr,
     pub server: Arc<RealServerState>,
-    pub template: Option<Arc<Template>>,
+    pub template: Option<Control>,
     /// SYN_RECV for TCP, UDP for a flow.
     pub state: State,
 }

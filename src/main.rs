@@ -1,6 +1,9 @@
 //! `uvs`: the daemon and its tools. `uvs run` holds the table, balances the traffic and
 //! serves the control socket that `uvsadm` talks to; `uvs demo` runs the seed lab with
-//! built-in backends; `uvs status` shows what a running daemon is doing.
+//! built-in backends; `uvs status` shows what a running daemon is doing. This file
+//! parses the command line and dispatches, and owns what is the process's: logging,
+//! the runtime, the signals (the daemon's shutdown and reload); the daemon itself is
+//! `uvs::daemon::run`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,19 +17,15 @@ use tokio::sync::Notify;
 use uvs::adm::backend::LocalBackend;
 use uvs::adm::names::NoNames;
 use uvs::adm::session::Session;
-use uvs::config::reload::Reloader;
-use uvs::config::{Global, LoadError, Loaded, Mode};
+use uvs::config::{LoadError, Loaded, Mode};
 use uvs::control::client::Client;
 use uvs::control::protocol::{Request, Response};
 use uvs::control::socket_path;
-use uvs::daemon::report::{MetricsEndpoint, ModeChoice, Reporter};
-use uvs::daemon::{DEFAULT_DRAIN_TIMEOUT, Daemon};
-use uvs::director::{Director, PlaneOptions};
-use uvs::kernel::mirror::Mirror;
+use uvs::daemon;
+use uvs::daemon::settings::{Overrides, Settings};
 use uvs::proxy::congestion::CongestionControl;
 use uvs::proxy::forward::Forwarding;
 use uvs::table::{HostInterfaces, TableHandle};
-use uvs::workers::Workers;
 
 #[derive(Parser)]
 #[command(
@@ -247,230 +246,30 @@ fn print_table(table: &Arc<TableHandle>) {
     session.run(&["uvsadm".into(), "-L".into(), "-n".into()]);
 }
 
-/// The open-files limit, raised as far as allowed: every proxied connection holds two
-/// sockets, every UDP flow one.
-fn open_files_limit() -> Option<u64> {
-    match uvs::sys::raise_nofile_limit() {
-        Ok(n) => {
-            tracing::debug!(limit = n, "open files");
-            Some(n)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot raise the open-files limit");
-            None
-        }
-    }
-}
-
-/// The daemon's settings: the command line's, else the file's, else the defaults.
-struct Settings {
-    mode: Mode,
-    cleanstop: bool,
-    metrics: MetricsAt,
-    connect_timeout: Duration,
-    retries: u32,
-    socket: PathBuf,
-    forwarding: Forwarding,
-    drain_timeout: Duration,
-    expire_quiescent_template: bool,
-    threads: Option<u16>,
-    max_udp_flows: Option<u32>,
-    max_connections: Option<u32>,
-    metrics_max_connections: usize,
-    udp_unreplied_timeout: Duration,
-    udp_flows_per_source: Option<u32>,
-    max_templates: Option<u32>,
-    client_congestion: Option<CongestionControl>,
-    server_congestion: Option<CongestionControl>,
-}
-
-impl Settings {
-    fn resolve(args: &DaemonArgs, file: Option<&Global>) -> Settings {
-        let file = file.cloned().unwrap_or_default();
-        Settings {
-            mode: args.mode.or(file.mode).unwrap_or(Mode::Auto),
-            cleanstop: !args.keep_kernel_services && file.cleanstop.unwrap_or(true),
-            metrics: args
-                .metrics
-                .or(file.metrics)
-                .unwrap_or_else(|| uvs::exporter::http::DEFAULT_ADDRESS.parse().ok()),
-            connect_timeout: args
-                .connect_timeout
-                .or(file.connect_timeout)
-                .unwrap_or(uvs::table::ServiceOptions::DEFAULT_CONNECT_TIMEOUT),
-            retries: args.retries.or(file.retries).unwrap_or(1),
-            socket: args
-                .socket
-                .clone()
-                .or(file.socket)
-                .unwrap_or_else(socket_path::from_env),
-            forwarding: args
-                .forwarding
-                .or(file.forwarding)
-                .unwrap_or_else(Forwarding::best),
-            drain_timeout: args
-                .drain_timeout
-                .map(Duration::from_secs)
-                .or(file.drain_timeout)
-                .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
-            expire_quiescent_template: args.expire_quiescent_template
-                || file.expire_quiescent_template.unwrap_or(false),
-            threads: args.threads.or(file.threads),
-            max_udp_flows: args.max_udp_flows.or(file.max_udp_flows),
-            max_connections: args.max_connections.or(file.max_connections),
-            metrics_max_connections: args
-                .metrics_max_connections
-                .or(file.metrics_max_connections)
-                .map_or(uvs::descriptors::METRICS_CONNECTIONS, |n| n as usize),
-            udp_unreplied_timeout: args
-                .udp_unreplied_timeout
-                .or(file.udp_unreplied_timeout)
-                .unwrap_or(uvs::proxy::udp::admission::DEFAULT_UNREPLIED_TIMEOUT),
-            udp_flows_per_source: args.udp_flows_per_source.or(file.udp_flows_per_source),
-            max_templates: args.max_templates.or(file.max_templates),
-            client_congestion: args
-                .client_congestion_control
-                .or(file.client_congestion_control),
-            server_congestion: args
-                .server_congestion_control
-                .or(file.server_congestion_control),
+impl DaemonArgs {
+    /// The command line's layer of the settings: what was given, and only that.
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            mode: self.mode,
+            socket: self.socket.clone(),
+            cleanstop: self.keep_kernel_services.then_some(false),
+            metrics: self.metrics,
+            threads: self.threads,
+            forwarding: self.forwarding,
+            max_udp_flows: self.max_udp_flows,
+            max_connections: self.max_connections,
+            metrics_max_connections: self.metrics_max_connections,
+            udp_unreplied_timeout: self.udp_unreplied_timeout,
+            max_templates: self.max_templates,
+            udp_flows_per_source: self.udp_flows_per_source,
+            drain_timeout: self.drain_timeout.map(Duration::from_secs),
+            expire_quiescent_template: self.expire_quiescent_template.then_some(true),
+            connect_timeout: self.connect_timeout,
+            retries: self.retries,
+            client_congestion_control: self.client_congestion_control,
+            server_congestion_control: self.server_congestion_control,
         }
     }
-}
-
-/// Where the traffic is balanced: the kernel (its IPVS, opened and checked) or here,
-/// and why, in words.
-fn choose_mode(mode: Mode) -> anyhow::Result<(Option<Mirror>, String)> {
-    let (mirror, why) = match mode {
-        Mode::Kernel => match uvs::kernel::mirror::open() {
-            Ok(ipvs) => (
-                Some(Mirror::new(ipvs)),
-                "kernel: the table is programmed into the kernel's IPVS".to_string(),
-            ),
-            Err(e) => bail!("mode kernel: {e}"),
-        },
-        Mode::Auto => match uvs::kernel::mirror::open() {
-            Ok(ipvs) => (
-                Some(Mirror::new(ipvs)),
-                "auto: kernel (the kernel has IPVS and uvs may change it)".to_string(),
-            ),
-            Err(e) => (None, format!("auto: userspace ({e})")),
-        },
-        Mode::Userspace => (None, "userspace: as asked".to_string()),
-    };
-    tracing::info!("mode {why}");
-    Ok((mirror, why))
-}
-
-fn director(settings: &Settings, userspace: bool) -> anyhow::Result<Arc<Director>> {
-    // Refused here rather than on every connection.
-    let legs = [
-        ("client", settings.client_congestion),
-        ("server", settings.server_congestion),
-    ];
-    for (leg, cc) in legs {
-        if let Some(cc) = cc {
-            cc.check_usable()
-                .with_context(|| format!("{leg}_congestion_control"))?;
-        }
-    }
-    let open_files = open_files_limit();
-    let table = Arc::new(TableHandle::new(Box::new(HostInterfaces)));
-    let director = Director::new(
-        table,
-        PlaneOptions {
-            forwarding: settings.forwarding,
-            threads: settings
-                .threads
-                .map_or_else(Workers::default_count, usize::from),
-            max_udp_flows: uvs::proxy::udp::admission::max_flows(
-                settings.max_udp_flows,
-                open_files,
-            ),
-            connect_timeout: settings.connect_timeout,
-            connect_retries: settings.retries,
-            userspace,
-            client_congestion: settings.client_congestion,
-            server_congestion: settings.server_congestion,
-            open_files,
-            max_connections: settings.max_connections,
-            metrics_connections: settings.metrics_max_connections,
-            udp_unreplied_timeout: settings.udp_unreplied_timeout,
-            udp_flows_per_source: settings.udp_flows_per_source,
-            max_templates: settings
-                .max_templates
-                .map_or(uvs::persist::DEFAULT_MAX_TEMPLATES, |n| n as usize),
-        },
-    )
-    .context("cannot start the worker threads")?;
-    director
-        .templates
-        .set_expire_quiescent(settings.expire_quiescent_template);
-    let budget = &director.descriptors;
-    if userspace && budget.limit() < uvs::descriptors::SMALL_SHARE {
-        tracing::warn!(
-            open_files = budget.open_files(),
-            reserved = budget.reserve().total(),
-            data_plane = budget.limit(),
-            "the open-files limit leaves the data plane few descriptors: it will serve \
-             few listen addresses and connections, if any; raise the limit (ulimit -n, \
-             LimitNOFILE)"
-        );
-    }
-    Ok(director)
-}
-
-async fn serve(
-    reporter: Arc<Reporter>,
-    settings: &Settings,
-    reload: Option<Arc<Notify>>,
-) -> anyhow::Result<()> {
-    let daemon = Daemon::bind(&settings.socket, Arc::clone(&reporter))
-        .with_context(|| format!("uvs cannot start on {}", settings.socket.display()))?;
-    serve_metrics(&reporter, settings.metrics).await;
-    daemon
-        .run(shutdown_signal(reload), settings.drain_timeout)
-        .await;
-    Ok(())
-}
-
-/// Starts the metrics endpoint; a failed bind is logged and shown by `uvs status`, and
-/// the daemon runs on without it.
-async fn serve_metrics(reporter: &Arc<Reporter>, at: MetricsAt) {
-    let Some(addr) = at else {
-        return;
-    };
-    let state = match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => {
-            let shown = listener.local_addr().unwrap_or(addr);
-            tracing::info!(address = %shown, "metrics at http://{shown}/metrics");
-            // The default limits until a setting chooses them.
-            // The connections the descriptor budget keeps for it (--metrics-max-connections,
-            // fewer under a small open-files limit).
-            let limits = uvs::exporter::http::Limits {
-                max_connections: reporter
-                    .director()
-                    .descriptors
-                    .reserve()
-                    .metrics_connections,
-                ..uvs::exporter::http::Limits::default()
-            };
-            tokio::spawn(uvs::exporter::http::serve(
-                listener,
-                Arc::clone(reporter) as _,
-                limits,
-            ));
-            MetricsEndpoint::Serving(shown)
-        }
-        Err(e) => {
-            tracing::warn!(address = %addr, error = %e, "cannot serve metrics");
-            MetricsEndpoint::NotServed {
-                addr,
-                error: e.to_string(),
-            }
-        }
-    };
-    reporter.set_metrics(state);
 }
 
 /// Reads a configuration file, or says everything wrong with it.
@@ -566,80 +365,30 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `uvs run`: with `-c`, the file's table is loaded before the socket opens, and
-/// reloaded on SIGHUP (and on change with autoreload). The daemon adopts what external
-/// checks leave behind, and kills it; what is left at the end goes as `run` returns.
+/// reloaded on SIGHUP (and on change with autoreload).
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let _reaper = match uvs::health::orphans::Reaper::start() {
-        Ok(reaper) => Some(reaper),
-        Err(e) => {
-            tracing::warn!(error = %e, "processes that leave an external check's process group will outlive it");
-            None
-        }
-    };
-    let config = match &args.config {
+    let overrides = args.daemon.overrides();
+    let loaded = match &args.config {
         Some(path) => Some((path.clone(), read_config(path)?)),
         None => None,
     };
-    let settings = Settings::resolve(&args.daemon, config.as_ref().map(|(_, c)| &c.config.global));
-    let (mirror, why) = choose_mode(settings.mode)?;
-    let mirror = mirror.map(|m| Arc::new(std::sync::Mutex::new(m)));
-    let director = director(&settings, mirror.is_none())?;
-    let mode = match mirror {
-        Some(_) => uvs::daemon::report::Mode::Kernel,
-        None => uvs::daemon::report::Mode::Userspace,
-    };
-    let kernel = mirror.as_ref().map(|m| {
-        tokio::spawn(uvs::kernel::mirror::run(
-            Arc::clone(&director.table),
-            Arc::clone(m),
-        ))
-    });
-    let reporter = Reporter::new(
-        director,
-        ModeChoice {
-            mode,
-            reason: Some(why),
-        },
-    );
-    let result = run_with(reporter, &settings, config).await;
-    if let (Some(task), Some(mirror)) = (kernel, mirror) {
-        task.abort();
-        if settings.cleanstop {
-            mirror.lock().unwrap_or_else(|e| e.into_inner()).clean();
-        } else {
-            tracing::info!("kernel: services left in the kernel (cleanstop off)");
+    let file = loaded.as_ref().map(|(_, l)| &l.config.global);
+    let settings = Settings::resolve(file, &overrides);
+    let (config, reload) = match loaded {
+        Some((path, loaded)) => {
+            let reload = Arc::new(Notify::new());
+            let file = daemon::ConfigFile {
+                path,
+                loaded,
+                overrides,
+                reload: Arc::clone(&reload),
+            };
+            (Some(file), Some(reload))
         }
-    }
-    result
-}
-
-async fn run_with(
-    reporter: Arc<Reporter>,
-    settings: &Settings,
-    config: Option<(PathBuf, Loaded)>,
-) -> anyhow::Result<()> {
-    let Some((path, loaded)) = config else {
-        return serve(reporter, settings, None).await;
+        None => (None, None),
     };
-    let director = Arc::clone(reporter.director());
-    let reloader = Arc::new(Reloader::new(
-        &path,
-        &loaded,
-        Arc::clone(reporter.health()),
-        director.descriptors.reserve().health_probes,
-    ));
-    reporter.set_reloader(Arc::clone(&reloader));
-    let config = loaded.config;
-    let applied = reloader
-        .apply(&director, &config)
-        .with_context(|| format!("cannot load {}", path.display()))?;
-    tracing::info!(file = %path.display(), changes = applied.commands, autoreload = config.global.autoreload, "configuration loaded");
-    let hangup = Arc::new(Notify::new());
-    let watcher =
-        tokio::spawn(Arc::clone(&reloader).run(Arc::clone(&director), Arc::clone(&hangup)));
-    let result = serve(reporter, settings, Some(hangup)).await;
-    watcher.abort();
-    result
+    daemon::run(settings, config, shutdown_signal(reload)).await?;
+    Ok(())
 }
 
 async fn status(socket: Option<PathBuf>) -> anyhow::Result<()> {
@@ -697,8 +446,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Check { config } => check(&config),
         Command::Import { format, file } => import(format, &file),
         Command::Demo(DemoArgs { daemon: args, vip }) => {
-            let settings = Settings::resolve(&args, None);
-            let director = director(&settings, true)?;
+            let settings = Settings::resolve(None, &args.overrides());
+            let director = daemon::director(&settings, true)?;
             let backends = uvs::demo::start(&director.table, vip)
                 .await
                 .map_err(anyhow::Error::msg)?;
@@ -731,13 +480,72 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 port = vip.port(),
                 s = socket.display()
             );
-            serve(
-                Reporter::new(director, ModeChoice::userspace()),
-                &settings,
-                None,
-            )
-            .await
+            daemon::serve(director, &settings, None, shutdown_signal(None)).await?;
+            Ok(())
         }
         Command::Status { socket } => status(socket).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args as _, Parser as _};
+    use uvs::daemon::settings::SETTINGS;
+
+    use super::{Cli, Command, DaemonArgs};
+
+    /// Drift: a flag added to `DaemonArgs` and not to the list of settings (with its
+    /// `[global]` key and when it applies) fails here, and so does a listed flag that
+    /// is gone.
+    #[test]
+    fn every_daemon_flag_is_a_listed_setting_and_every_listed_flag_a_daemon_flag() {
+        let args = DaemonArgs::augment_args(clap::Command::new("uvs"));
+        let mut flags: Vec<&str> = args.get_arguments().filter_map(|a| a.get_long()).collect();
+        flags.sort_unstable();
+        let mut listed: Vec<&str> = SETTINGS.iter().filter_map(|s| s.flag).collect();
+        listed.sort_unstable();
+        assert_eq!(flags, listed);
+    }
+
+    fn overrides(args: &[&str]) -> uvs::daemon::settings::Overrides {
+        let cli = Cli::try_parse_from(["uvs", "run"].iter().chain(args)).unwrap();
+        let Command::Run(run) = cli.command else {
+            unreachable!("parsed as run")
+        };
+        run.daemon.overrides()
+    }
+
+    /// Every flag, given, overrides its setting; none given, none does (a switch such
+    /// as --expire-quiescent-template included).
+    #[test]
+    fn a_flag_overrides_its_setting_only_when_given() {
+        let given = overrides(&[
+            "--mode=userspace",
+            "--socket=/x/uvs.sock",
+            "--keep-kernel-services",
+            "--metrics=off",
+            "--threads=2",
+            "--forwarding=copy",
+            "--max-udp-flows=9",
+            "--max-connections=9",
+            "--metrics-max-connections=9",
+            "--udp-unreplied-timeout=9s",
+            "--max-templates=9",
+            "--udp-flows-per-source=9",
+            "--drain-timeout=9",
+            "--expire-quiescent-template",
+            "--connect-timeout=9s",
+            "--retries=9",
+            "--client-congestion-control=reno",
+            "--server-congestion-control=reno",
+        ]);
+        let none = overrides(&[]);
+        for s in SETTINGS {
+            assert_eq!(given.sets(s.key), s.flag.is_some(), "{}", s.key);
+            assert!(!none.sets(s.key), "{}", s.key);
+        }
+        assert_eq!(given.cleanstop, Some(false));
+        assert_eq!(given.expire_quiescent_template, Some(true));
+        assert_eq!(given.metrics, Some(None));
     }
 }

@@ -1,6 +1,8 @@
-//! Persistence (`-p timeout`, `-M netmask`): IPVS's connection templates
-//! (ip_vs_core.c `ip_vs_sched_persist`). A template ties a client network to a real
-//! server for a service, so that client's next connections skip the scheduler:
+//! Persistence (`-p timeout`, `-M netmask`): the store of IPVS's connection templates,
+//! which `sched::schedule` reads and fills as ip_vs_core.c `ip_vs_sched_persist` does
+//! (through a locked [`Slot`] per client), and whose holds ([`Control`]) the connection
+//! table gives back. A template ties a client network to a real server for a service,
+//! so that client's next connections skip the scheduler:
 //!
 //! - normal service: `<proto, client_net, VIP, port>` (port 21 uses port 0, as for FTP);
 //! - port-0 service (PCC): `<proto, client_net, VIP, 0>`, every port of the VIP;
@@ -24,10 +26,9 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::clock::Clock;
-use crate::sched::Packet;
 use crate::table::real_server::locate;
 use crate::table::{
     ConnEntry, Family, Netmask, Protocol, RealServer, RealServerState, ServerKey, Service,
@@ -75,8 +76,8 @@ pub struct Template {
 }
 
 impl Template {
-    /// A connection it controls has ended.
-    pub fn release_child(&self) {
+    /// A connection it controls has ended (through [`Control`] only).
+    fn release_child(&self) {
         let _ = self
             .children
             .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
@@ -146,11 +147,49 @@ fn fwmark_vaddr(mark: u32, family: Family) -> IpAddr {
     }
 }
 
-/// The real server for a new connection, and its template if the service persists.
-#[derive(Debug, Clone)]
-pub struct Choice {
-    pub server: RealServer,
-    pub template: Option<Arc<Template>>,
+/// A connection's hold on its template (IPVS: the template controls the connection,
+/// `ip_vs_control_add` / `ip_vs_control_del`): while it lasts the template counts one
+/// more connection, which keeps it from expiring (it is re-armed instead) or from
+/// making room for another client's. Given back once: by [`Control::release`] (the
+/// connection table, when the entry leaves it) or when dropped, so a connection
+/// scheduled but never opened (its socket failed, one-packet scheduling) cannot keep
+/// it.
+#[derive(Debug)]
+pub struct Control {
+    template: Arc<Template>,
+    released: AtomicBool,
+}
+
+impl Control {
+    fn new(template: Arc<Template>) -> Control {
+        template.children.fetch_add(1, Relaxed);
+        Control {
+            template,
+            released: AtomicBool::new(false),
+        }
+    }
+
+    /// The connection no longer counts in its template; only the first call does
+    /// anything.
+    pub fn release(&self) {
+        if !self.released.swap(true, Relaxed) {
+            self.template.release_child();
+        }
+    }
+}
+
+impl std::ops::Deref for Control {
+    type Target = Template;
+
+    fn deref(&self) -> &Template {
+        &self.template
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 /// The templates found by key, and in the order they were made (entries of templates
@@ -159,6 +198,80 @@ pub struct Choice {
 struct Held {
     map: HashMap<TemplateKey, Arc<Template>>,
     order: VecDeque<Weak<Template>>,
+}
+
+/// One client's place in the template store, locked while its connection is scheduled
+/// ([`Templates::slot`]).
+pub struct Slot<'a> {
+    templates: &'a Templates,
+    held: MutexGuard<'a, Held>,
+    key: TemplateKey,
+    now: u64,
+}
+
+impl Slot<'_> {
+    /// The client's template, when its server is still in `servers` and usable (in
+    /// the service, and not quiescent under `expire_quiescent_template`): the server's
+    /// index in `servers` and a hold on the template for the new connection, whose
+    /// timer restarts (the service's timeout). A template whose server is not usable
+    /// is no longer found, and waits among the orphans until it expires.
+    pub fn find(&mut self, servers: &[RealServer]) -> Option<(usize, Control)> {
+        let t = self.held.map.get(&self.key).cloned()?;
+        let hint = t.server_index.load(Relaxed);
+        match locate(servers, &t.server_key, hint) {
+            Some(i) if self.templates.usable(&t) => {
+                t.server_index.store(i, Relaxed);
+                t.expires_ms.store(self.now + t.timeout_ms, Relaxed);
+                Some((i, Control::new(t)))
+            }
+            _ => {
+                self.held.map.remove(&self.key);
+                self.templates
+                    .orphans
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(t);
+                None
+            }
+        }
+    }
+
+    /// A new template tying the client to `server` (at `index` in the service's list)
+    /// for `timeout_s` seconds, held for the new connection. None when the store is
+    /// full and every template is in use: the client is scheduled without one
+    /// (counted, and warned of).
+    pub fn make(mut self, server: &RealServer, index: usize, timeout_s: u32) -> Option<Control> {
+        let templates = self.templates;
+        if !templates.make_room(&mut self.held) {
+            let n = templates.not_made.fetch_add(1, Relaxed) + 1;
+            templates.warned.warn(|suppressed| {
+                tracing::warn!(
+                    max = templates.max,
+                    without = n,
+                    suppressed,
+                    "every persistence template is in use: new clients are scheduled \
+                     without one (see --max-templates)"
+                );
+            });
+            return None;
+        }
+        let timeout_ms = u64::from(timeout_s) * 1000;
+        server.state.persistent_conns.fetch_add(1, Relaxed);
+        let template = Arc::new(Template {
+            key: self.key,
+            server_key: server.key(),
+            server_index: AtomicUsize::new(index),
+            dest: SocketAddr::new(server.addr, server.port),
+            server: Arc::clone(&server.state),
+            timeout_ms,
+            expires_ms: AtomicU64::new(self.now + timeout_ms),
+            children: AtomicU32::new(0),
+            assured: AtomicBool::new(false),
+        });
+        self.held.order.push_back(Arc::downgrade(&template));
+        self.held.map.insert(self.key, Arc::clone(&template));
+        Some(Control::new(template))
+    }
 }
 
 /// All templates.
@@ -246,8 +359,8 @@ impl Templates {
         self.expire_quiescent.store(on, Relaxed);
     }
 
-    fn key(service: &Service, packet: &Packet) -> TemplateKey {
-        let client_net = client_net(packet.client.ip(), service.netmask);
+    fn key(service: &Service, client: IpAddr, local: IpAddr) -> TemplateKey {
+        let client_net = client_net(client, service.netmask);
         match service.key {
             ServiceKey::Fwmark { mark, family } => TemplateKey {
                 scope: Scope::Fwmark(mark),
@@ -258,7 +371,7 @@ impl Templates {
             ServiceKey::Inet { protocol, port, .. } => TemplateKey {
                 scope: Scope::Protocol(protocol),
                 client_net,
-                vaddr: packet.local.ip(),
+                vaddr: local,
                 vport: if port == FTP_PORT { 0 } else { port },
             },
         }
@@ -268,77 +381,19 @@ impl Templates {
         t.server.is_available() && !(self.expire_quiescent.load(Relaxed) && t.server.weight() == 0)
     }
 
-    /// `ip_vs_schedule`: the template's server, or the scheduler's pick (and a new
-    /// template for it when the service persists). None: no server available.
-    pub fn choose(&self, service: &Service, packet: &Packet) -> Option<Choice> {
-        if !service.flags.persistent() {
-            return service.pick(packet).map(|server| Choice {
-                server: server.clone(),
-                template: None,
-            });
-        }
-        let key = Templates::key(service, packet);
+    /// The place of `client`'s template for `service` (the client reached `local`),
+    /// locked until the slot is dropped: a scheduler's pick and the template made for
+    /// it happen as one, so two first connections of one client make one template.
+    /// Used by `sched::schedule` (ip_vs_sched_persist).
+    pub fn slot(&self, service: &Service, client: IpAddr, local: IpAddr) -> Slot<'_> {
+        let key = Templates::key(service, client, local);
         let now = self.clock.now_ms();
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = held.map.get(&key).cloned() {
-            let hint = t.server_index.load(Relaxed);
-            match locate(&service.servers, &t.server_key, hint) {
-                Some(i) if self.usable(&t) => {
-                    let server = &service.servers[i];
-                    t.server_index.store(i, Relaxed);
-                    t.children.fetch_add(1, Relaxed);
-                    t.expires_ms.store(now + t.timeout_ms, Relaxed);
-                    return Some(Choice {
-                        server: server.clone(),
-                        template: Some(t),
-                    });
-                }
-                _ => {
-                    held.map.remove(&key);
-                    self.orphans
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(t);
-                }
-            }
-        }
-        let index = service.pick_index(packet)?;
-        let server = service.servers[index].clone();
-        if !self.make_room(&mut held) {
-            let n = self.not_made.fetch_add(1, Relaxed) + 1;
-            self.warned.warn(|suppressed| {
-                tracing::warn!(
-                    max = self.max,
-                    without = n,
-                    suppressed,
-                    "every persistence template is in use: new clients are scheduled \
-                     without one (see --max-templates)"
-                );
-            });
-            return Some(Choice {
-                server,
-                template: None,
-            });
-        }
-        let timeout_ms = u64::from(service.timeout) * 1000;
-        server.state.persistent_conns.fetch_add(1, Relaxed);
-        let template = Arc::new(Template {
+        Slot {
+            templates: self,
+            held: self.held.lock().unwrap_or_else(|e| e.into_inner()),
             key,
-            server_key: server.key(),
-            server_index: AtomicUsize::new(index),
-            dest: SocketAddr::new(server.addr, server.port),
-            server: Arc::clone(&server.state),
-            timeout_ms,
-            expires_ms: AtomicU64::new(now + timeout_ms),
-            children: AtomicU32::new(1),
-            assured: AtomicBool::new(false),
-        });
-        held.order.push_back(Arc::downgrade(&template));
-        held.map.insert(key, Arc::clone(&template));
-        Some(Choice {
-            server,
-            template: Some(template),
-        })
+            now,
+        }
     }
 
     /// Expires templates: gone when due and unused, re-armed for 60 s when still used.

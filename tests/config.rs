@@ -1192,3 +1192,163 @@ fn a_file_of_junk_under_autoreload_is_refused_and_the_corrected_file_follows() {
     assert_eq!(log.matches("reload refused").count(), 1, "{log}");
     assert!(log.contains(&first), "{log}");
 }
+
+/// A file of one persistent round-robin TCP service `vip` over `servers` (address,
+/// weight), with `global`'s lines in [global].
+fn persistent_file(global: &str, vip: SocketAddr, servers: &[(SocketAddr, u32)]) -> String {
+    let mut text = format!(
+        "[global]\n{global}\n\n[[service]]\ntcp = \"{vip}\"\nscheduler = \"rr\"\npersistent = \"10m\"\n"
+    );
+    for (address, weight) in servers {
+        text.push_str(&format!(
+            "[[service.server]]\naddress = \"{address}\"\nweight = {weight}\n"
+        ));
+    }
+    text
+}
+
+/// Two backends answering their names, and which is which.
+struct Pair {
+    a: Backend,
+    b: Backend,
+}
+
+impl Pair {
+    fn start() -> Pair {
+        Pair {
+            a: Backend::start("A", Behaviour::Name),
+            b: Backend::start("B", Behaviour::Name),
+        }
+    }
+
+    /// The address of the backend named `name`, and the other's.
+    fn named(&self, name: &str) -> (SocketAddr, SocketAddr) {
+        match name {
+            "A" => (self.a.addr, self.b.addr),
+            "B" => (self.b.addr, self.a.addr),
+            other => panic!("an answer from neither backend: {other:?}"),
+        }
+    }
+}
+
+/// Writes `contents` to `path`, and waits for the SIGHUP reload of it that makes the
+/// `n`th reload in the log.
+fn reload_to(d: &Daemon, path: &Path, contents: &str, n: usize) {
+    write(path, contents);
+    sighup(&d.child);
+    eventually("the reload is logged", || {
+        d.log().matches("SIGHUP: configuration reloaded").count() == n
+    });
+}
+
+/// IPVS's expire_quiescent_template, set by the command line and denied by the file:
+/// the command line wins at start (the client of a server quiesced with uvsadm goes to
+/// the other one) and on a reload (so does the client of a server the file quiesces).
+#[test]
+fn the_command_line_wins_over_the_file_at_start_and_on_reload() {
+    let (_dir, path) = config_dir();
+    let pair = Pair::start();
+    let vip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let denied = "expire_quiescent_template = false";
+    let both = [(pair.a.addr, 1), (pair.b.addr, 1)];
+    write(&path, &persistent_file(denied, vip, &both));
+    let d = Daemon::start_logged(&["-c", path.to_str().unwrap(), "--expire-quiescent-template"]);
+    d.wait_listening(vip);
+
+    let (first, other) = pair.named(&common::ask(vip, None));
+    d.ok(&[
+        "-e",
+        "-t",
+        &vip.to_string(),
+        "-r",
+        &first.to_string(),
+        "-m",
+        "-w",
+        "0",
+    ]);
+    let (now, _) = pair.named(&common::ask(vip, None));
+    assert_eq!(
+        now, other,
+        "at start, the client stayed on its quiesced server"
+    );
+
+    // The file quiesces the server the client is on now, and still denies it.
+    let swapped = persistent_file(denied, vip, &[(first, 1), (other, 0)]);
+    reload_to(&d, &path, &swapped, 1);
+    let listing = d.list(&["-L", "-n", "-t", &vip.to_string()]);
+    assert!(listing.contains(&format!("{other}  ")), "{listing}");
+    let (now, _) = pair.named(&common::ask(vip, None));
+    assert_eq!(
+        now, first,
+        "on reload, the client stayed on its quiesced server"
+    );
+}
+
+/// A live setting the file changes applies on the reload, and the log says so.
+#[test]
+fn a_reload_applies_a_live_setting_it_changes() {
+    let (_dir, path) = config_dir();
+    let pair = Pair::start();
+    let vip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let both = [(pair.a.addr, 1), (pair.b.addr, 1)];
+    write(&path, &persistent_file("", vip, &both));
+    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    d.wait_listening(vip);
+
+    let (first, other) = pair.named(&common::ask(vip, None));
+    // Off, as by default: a quiesced server keeps its persistent client.
+    let quiesced = [(first, 0), (other, 1)];
+    reload_to(&d, &path, &persistent_file("", vip, &quiesced), 1);
+    let (now, _) = pair.named(&common::ask(vip, None));
+    assert_eq!(now, first);
+
+    let on = "expire_quiescent_template = true";
+    reload_to(&d, &path, &persistent_file(on, vip, &quiesced), 2);
+    let (now, _) = pair.named(&common::ask(vip, None));
+    assert_eq!(now, other, "the reloaded setting was not applied");
+    let log = d.log();
+    assert!(
+        log.lines().any(|l| l.contains("changed; applied")
+            && l.contains("key=global.expire_quiescent_template")),
+        "{log}"
+    );
+    assert!(!log.contains("next start"), "{log}");
+}
+
+/// Settings that shape what the daemon built at start (its worker threads, what it does
+/// with the kernel's services when it stops) are named in a warning when a reload
+/// changes them, and left as they were.
+#[test]
+fn a_reload_names_the_next_start_settings_it_changes_and_leaves_them() {
+    let (_dir, path) = config_dir();
+    let a = Backend::start("A", Behaviour::Name);
+    let vip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    write(&path, &persistent_file("threads = 2", vip, &[(a.addr, 1)]));
+    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    d.wait_listening(vip);
+    let workers = || {
+        let mut client = uvs::control::client::Client::new(d.socket.clone());
+        match client.call(&uvs::control::protocol::Request::Status {}) {
+            Ok(uvs::control::protocol::Response::Status { status }) => {
+                status.worker_connections.len()
+            }
+            other => panic!("status: {other:?}"),
+        }
+    };
+    assert_eq!(workers(), 2);
+
+    let changed = persistent_file("threads = 3\ncleanstop = false", vip, &[(a.addr, 1)]);
+    reload_to(&d, &path, &changed, 1);
+    let log = d.log();
+    for key in ["global.threads", "global.cleanstop"] {
+        assert!(
+            log.lines().any(|l| l.contains("WARN")
+                && l.contains("changed; it takes effect at the next start")
+                && l.contains(&format!("key={key}"))),
+            "{key} in\n{log}"
+        );
+    }
+    assert!(!log.contains("global.retries"), "{log}");
+    assert_eq!(workers(), 2, "the reload changed the worker threads");
+    assert_eq!(common::ask(vip, None), "A");
+}

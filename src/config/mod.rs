@@ -196,8 +196,9 @@ impl Mode {
     }
 }
 
-/// Daemon settings from `[global]`. Unset ones fall back to the command line's or the
-/// built-in defaults; the command line wins over the file.
+/// Daemon settings from `[global]`, as the file gives them (None: unset). The daemon
+/// puts them over its defaults and the command line over them (`daemon::settings`,
+/// which also lists them, with when each applies).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Global {
     pub mode: Option<Mode>,

@@ -8,9 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::{Config, ServiceSpec};
-use crate::table::{
-    AddressClassifier, Command, ListenAddr, ListenRule, ServerKey, ServiceKey, Table,
-};
+use crate::table::{Command, ListenAddr, ListenRule, ServerKey, ServiceKey, Table};
 
 /// What the last applied file named: what the next one may change or remove.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -126,40 +124,12 @@ pub fn table_of(config: &Config) -> Table {
     let mut table = Table::new();
     for command in plan(config, &Table::new(), &Owned::default()) {
         // A valid configuration applies whole; a refusal was reported by the reader.
-        let _ = table.apply(&command, &crate::table::UnicastOnly);
-    }
-    table
-}
-
-/// Tries `commands` on a copy of `table` made afresh from its configuration (so nothing
-/// shared with the running table is touched): the table they make, or the index of the
-/// first refused command and why.
-pub fn rehearse(
-    table: &Table,
-    commands: &[Command],
-    addresses: &dyn AddressClassifier,
-) -> Result<Table, (usize, crate::table::TableError)> {
-    let mut copy = Table::new();
-    let mut setup = vec![Command::SetTimeouts(table.timeouts())];
-    for service in table.services() {
-        setup.push(Command::AddService(service.config()));
-        for server in service.servers.iter().rev() {
-            setup.push(Command::AddServer {
-                service: service.key,
-                server: server.config(),
-            });
+        // Nobody else reads this table: its effects happen at once.
+        if let Ok(effects) = table.apply(&command, &crate::table::UnicastOnly) {
+            effects.carry_out();
         }
     }
-    setup.extend(table.listen_rules().into_iter().map(Command::AddListener));
-    for command in &setup {
-        // The running table holds it, so it holds here; a refusal would only make the
-        // rehearsal stricter than the real thing.
-        let _ = copy.apply(command, addresses);
-    }
-    for (i, command) in commands.iter().enumerate() {
-        copy.apply(command, addresses).map_err(|e| (i, e))?;
-    }
-    Ok(copy)
+    table
 }
 
 #[cfg(test)]
@@ -168,7 +138,7 @@ mod tests {
 
     use super::*;
     use crate::config::schema::parse;
-    use crate::table::UnicastOnly;
+    use crate::table::{TableHandle, UnicastOnly};
 
     fn config(text: &str) -> Config {
         parse(text, Path::new("t.toml")).unwrap()
@@ -176,7 +146,7 @@ mod tests {
 
     fn apply(table: &mut Table, commands: &[Command]) {
         for c in commands {
-            table.apply(c, &UnicastOnly).unwrap();
+            table.apply(c, &UnicastOnly).unwrap().carry_out();
         }
     }
 
@@ -243,11 +213,12 @@ address = "127.0.0.1:8082"
     }
 
     #[test]
-    fn a_rehearsal_leaves_the_running_table_alone() {
-        let mut table = Table::new();
+    fn a_refused_reload_leaves_the_running_table_alone() {
+        let running = TableHandle::new(Box::new(UnicastOnly));
         let first = config(FIRST);
-        let commands = plan(&first, &table, &Owned::default());
-        apply(&mut table, &commands);
+        let commands = plan(&first, &running.snapshot(), &Owned::default());
+        running.apply_all(&commands).unwrap();
+        let table = running.snapshot();
         let svc = table
             .services()
             .into_iter()
@@ -266,7 +237,7 @@ address = "127.0.0.1:8082"
                 },
             },
         ];
-        assert_eq!(rehearse(&table, &bad, &UnicastOnly).unwrap_err().0, 1);
+        assert_eq!(running.apply_all(&bad).unwrap_err().0, 1);
         assert!(
             svc.servers[0].state.is_available(),
             "the rehearsed delete did not retire the running server"

@@ -8,7 +8,9 @@
 //! difference (`plan`), all of it or none: a file that does not read, an invalid one,
 //! or a change the table refuses, is reported and the running table stays exactly as
 //! it was. The health checks the file asks for run from here too, and a server going
-//! up or down is applied the same way (`health::effective`). Run by `uvs run -c FILE`.
+//! up or down is applied the same way (`health::effective`). The file's `[global]`
+//! settings go to the daemon, which knows the command line ([`GlobalSettings`]). Run
+//! by `uvs run -c FILE`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -19,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::file::{self, Stamp};
-use super::plan::{Owned, plan, rehearse};
+use super::plan::{Owned, plan};
 use super::slot::{Outcome, Slot};
 use super::status::ConfigStatus;
 use super::watch::Watch;
@@ -119,6 +121,15 @@ pub struct Applied {
     pub commands: usize,
 }
 
+/// What becomes of the `[global]` settings of every file the reloader applies, at
+/// start and on each reload. The daemon decides (`daemon::settings::Running`): it knows
+/// the command line, which wins over the file, and which settings apply live and which
+/// at the next start; the reloader itself plans only the table (and `autoreload`).
+pub trait GlobalSettings: Send + Sync {
+    /// `file`'s `[global]`, `global`, was applied to `director`'s table.
+    fn applied(&self, file: &Path, global: &Global, director: &Director);
+}
+
 /// The configuration file behind a running daemon, and the health checks it asks for.
 pub struct Reloader {
     path: PathBuf,
@@ -128,8 +139,8 @@ pub struct Reloader {
     checker: Checker,
     /// Rung by the checks when a server goes up or down.
     health_changed: Arc<Notify>,
-    /// The settings read at start: changes to them wait for a restart.
-    started_with: Global,
+    /// What becomes of the file's `[global]` settings.
+    settings: Box<dyn GlobalSettings>,
     autoreload: AtomicBool,
     /// The file as read at start, and a hash of its contents.
     read_at_start: (Stamp, u64),
@@ -236,8 +247,14 @@ struct Reading {
 impl Reloader {
     /// A reloader for `path`, whose contents `loaded` were read at start (nothing applied
     /// yet); its health checks write to `health`, at most `probes` at once (their share
-    /// of the descriptor reserve).
-    pub fn new(path: &Path, loaded: &Loaded, health: Arc<Book>, probes: usize) -> Reloader {
+    /// of the descriptor reserve); each file's `[global]` goes to `settings`.
+    pub fn new(
+        path: &Path,
+        loaded: &Loaded,
+        health: Arc<Book>,
+        probes: usize,
+        settings: Box<dyn GlobalSettings>,
+    ) -> Reloader {
         let health_changed = Arc::new(Notify::new());
         let book = Arc::clone(&health);
         Reloader {
@@ -245,7 +262,7 @@ impl Reloader {
             applied: Mutex::new((Owned::default(), None)),
             checker: Checker::new(health, Arc::clone(&health_changed), probes),
             health_changed,
-            started_with: loaded.config.global.clone(),
+            settings,
             autoreload: AtomicBool::new(loaded.config.global.autoreload),
             read_at_start: (loaded.stamp, loaded.digest),
             quiet: RateLimit::new(),
@@ -278,9 +295,7 @@ impl Reloader {
             c.applied_at = crate::clock::unix_seconds();
             c.last_error = None;
         });
-        if let Some(on) = config.global.expire_quiescent_template {
-            director.templates.set_expire_quiescent(on);
-        }
+        self.settings.applied(&self.path, &config.global, director);
         self.autoreload.store(config.global.autoreload, Relaxed);
         Ok(Applied { commands })
     }
@@ -297,22 +312,28 @@ impl Reloader {
         let snapshot = director.table.snapshot();
         let wanted = health::effective(config, &self.health);
         let commands = plan(&wanted, &snapshot, owned);
-        let refused = |(i, error): (usize, TableError)| ReloadError::Refused {
+        let refused = |i: usize, error: TableError| ReloadError::Refused {
             command: commands[i].to_string(),
             error,
         };
-        let next = rehearse(&snapshot, &commands, &HostInterfaces).map_err(refused)?;
-        if director.options.userspace {
-            room_for_listeners(director, &snapshot, &next)?;
-        }
-        if why == "file" {
-            // Every load and reload names the real servers that are the director itself.
-            let own = OwnAddresses::of(&next, HostInterfaces::addresses);
-            for l in loops(&next, &own) {
-                tracing::warn!(file = %self.path.display(), "{l}");
+        // The checks see the very table that is published, and a refusal (by the table
+        // or by them) leaves the running one as it was (`table::effect`).
+        let check = |now: &Table, next: &Table| {
+            if director.options.userspace {
+                room_for_listeners(director, now, next)?;
             }
-        }
-        director.table.apply_all(&commands).map_err(refused)?;
+            if why == "file" {
+                // Every load and reload names the real servers that are the director itself.
+                let own = OwnAddresses::of(next, HostInterfaces::addresses);
+                for l in loops(next, &own) {
+                    tracing::warn!(file = %self.path.display(), "{l}");
+                }
+            }
+            Ok(())
+        };
+        director
+            .table
+            .apply_all_checked(&commands, refused, check)?;
         for command in &commands {
             tracing::info!(file = %self.path.display(), by = why, "table changed: {command}");
         }
@@ -330,54 +351,6 @@ impl Reloader {
         }
     }
 
-    fn warn_about_restart_settings(&self, new: &Global) {
-        let old = &self.started_with;
-        let waits = [
-            ("socket", old.socket != new.socket),
-            ("threads", old.threads != new.threads),
-            ("forwarding", old.forwarding != new.forwarding),
-            ("max_udp_flows", old.max_udp_flows != new.max_udp_flows),
-            (
-                "max_connections",
-                old.max_connections != new.max_connections,
-            ),
-            (
-                "metrics_max_connections",
-                old.metrics_max_connections != new.metrics_max_connections,
-            ),
-            (
-                "udp_unreplied_timeout",
-                old.udp_unreplied_timeout != new.udp_unreplied_timeout,
-            ),
-            (
-                "udp_flows_per_source",
-                old.udp_flows_per_source != new.udp_flows_per_source,
-            ),
-            ("max_templates", old.max_templates != new.max_templates),
-            ("drain_timeout", old.drain_timeout != new.drain_timeout),
-            ("mode", old.mode != new.mode),
-            ("metrics", old.metrics != new.metrics),
-            (
-                "connect_timeout",
-                old.connect_timeout != new.connect_timeout,
-            ),
-            ("retries", old.retries != new.retries),
-            (
-                "client_congestion_control",
-                old.client_congestion_control != new.client_congestion_control,
-            ),
-            (
-                "server_congestion_control",
-                old.server_congestion_control != new.server_congestion_control,
-            ),
-        ];
-        for (key, changed) in waits {
-            if changed {
-                tracing::warn!(file = %self.path.display(), key = %format!("global.{key}"), "changed; it takes effect at the next start");
-            }
-        }
-    }
-
     /// Updates what `uvs status` says of the file.
     fn record(&self, change: impl FnOnce(&mut ConfigStatus)) {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -386,12 +359,6 @@ impl Reloader {
             ..ConfigStatus::default()
         });
         change(status);
-    }
-
-    /// A reload read `config`: the table follows it, or nothing changes.
-    fn apply_reloaded(&self, director: &Director, config: &Config) -> Result<Applied, ReloadError> {
-        self.warn_about_restart_settings(&config.global);
-        self.apply(director, config)
     }
 
     /// Logs a reload's result and records it for `uvs status`.
@@ -555,7 +522,7 @@ impl Reloader {
         let result = match found.config {
             // The same contents as last read: nothing to do.
             Ok(None) => return,
-            Ok(Some(config)) => self.apply_reloaded(director, &config),
+            Ok(Some(config)) => self.apply(director, &config),
             Err(e) => Err(e),
         };
         self.report(why, result);

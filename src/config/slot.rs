@@ -157,8 +157,14 @@ mod tests {
             release.send(()).unwrap();
             assert_eq!(slot.done().await, Outcome::Ended);
             assert!(!slot.busy());
+            // The slot takes a job again. (Under load even this job may outlive 10 ms:
+            // then it is abandoned in turn, and ends.)
             slot.start("t", || 3).unwrap();
-            assert_eq!(slot.done().await, Outcome::Finished(3));
+            match slot.done().await {
+                Outcome::Finished(n) => assert_eq!(n, 3),
+                Outcome::Overdue => assert_eq!(slot.done().await, Outcome::Ended),
+                other => panic!("unexpected {other:?}"),
+            }
         });
     }
 

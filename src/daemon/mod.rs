@@ -1,8 +1,9 @@
 //! The `uvs run` daemon: holds the director (table, connections, templates), serves the
 //! control socket, runs the data plane (listeners that follow the table), the rate
 //! estimator and the expiry sweeper, until told to stop; then it stops accepting, lets
-//! open connections finish up to a drain timeout, and removes its socket. `main` wires
-//! signals to it; tests start it directly.
+//! open connections finish up to a drain timeout, and removes its socket. Its settings
+//! are read in `settings`; `run` wires it all from them ([`run()`]), which `main` calls
+//! with the signals as its shutdown, and tests in-process.
 //!
 //! - `report`: the status report, built from each part's typed piece;
 //! - `handles`: what the control server and the exporter get to read it through.
@@ -23,6 +24,11 @@ use report::{Mode, Reporter};
 
 mod handles;
 pub mod report;
+
+mod run;
+pub mod settings;
+
+pub use run::{ConfigFile, RunError, director, run, serve};
 
 /// How long a stopping daemon waits for open connections by default.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);

@@ -4,6 +4,7 @@
 //! counters (never backwards, whatever `-Z` or reloads do); the series of a deleted
 //! service or server are gone from the next scrape after the change.
 //!
+//! - `names` holds every metric family's name, once, with the recipe for adding one;
 //! - `text` writes the exposition from one table snapshot into a chunked `body`;
 //! - `scrape` renders it off the control thread (on `render_thread`) and shares one body
 //!   between the scrapes of a short interval;
@@ -17,6 +18,7 @@ pub mod body;
 mod conns;
 pub mod drops;
 pub mod http;
+pub mod names;
 mod render_thread;
 pub mod scrape;
 mod source;

@@ -2,7 +2,9 @@
 //! snapshot into a chunked [`BodyWriter`]: node_exporter's `node_ipvs_*` series with its
 //! exact names, HELP texts and labels, uvs's own `uvs_*` series and the connect-latency
 //! histograms. `exporter::render` calls [`write`], on the render thread, once per scrape
-//! (or fewer: the endpoint shares one body between scrapers).
+//! (or fewer: the endpoint shares one body between scrapers). Family names are the
+//! constants of `names` (which says how to add a family); HELP texts, types and labels
+//! are written here, beside the samples.
 //!
 //! Each family is one walk over the snapshot, so its samples sit under one HELP/TYPE
 //! header and nothing per series is kept: labels are built on the stack and written out
@@ -16,6 +18,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::body::BodyWriter;
 use super::drops::DropCounts;
+use super::names;
 use super::source::{BackendHealth, ConfigReloads};
 use crate::descriptors::DescriptorStatus;
 use crate::proxy::udp::admission::UdpAdmissionStatus;
@@ -64,43 +67,55 @@ pub struct Sources<'a> {
 /// node_exporter's ipvs collector: names and HELP texts, exactly.
 const NODE_TOTALS: [(&str, &str); 5] = [
     (
-        "node_ipvs_connections_total",
+        names::NODE_CONNECTIONS_TOTAL,
         "The total number of connections made.",
     ),
     (
-        "node_ipvs_incoming_packets_total",
+        names::NODE_INCOMING_PACKETS_TOTAL,
         "The total number of incoming packets.",
     ),
     (
-        "node_ipvs_outgoing_packets_total",
+        names::NODE_OUTGOING_PACKETS_TOTAL,
         "The total number of outgoing packets.",
     ),
     (
-        "node_ipvs_incoming_bytes_total",
+        names::NODE_INCOMING_BYTES_TOTAL,
         "The total amount of incoming data.",
     ),
     (
-        "node_ipvs_outgoing_bytes_total",
+        names::NODE_OUTGOING_BYTES_TOTAL,
         "The total amount of outgoing data.",
     ),
 ];
 
-/// The five IPVS counters of uvs's own per-service and per-server series.
-const COUNTER_SUFFIXES: [(&str, &str); 5] = [
-    ("connections_total", "Connections (UDP: flows) scheduled"),
-    (
-        "incoming_packets_total",
-        "Packets (UDP: datagrams) from clients",
-    ),
-    (
-        "outgoing_packets_total",
-        "Packets (UDP: datagrams) to clients",
-    ),
-    ("incoming_bytes_total", "Payload bytes from clients"),
-    ("outgoing_bytes_total", "Payload bytes to clients"),
+/// The HELP texts of the five IPVS counters of uvs's own per-service and per-server
+/// series, in the order of [`counter_values`] (each followed by its scope).
+const COUNTER_HELP: [&str; 5] = [
+    "Connections (UDP: flows) scheduled",
+    "Packets (UDP: datagrams) from clients",
+    "Packets (UDP: datagrams) to clients",
+    "Payload bytes from clients",
+    "Payload bytes to clients",
 ];
 
-const LATENCY: &str = "uvs_backend_connect_duration_seconds";
+/// The five IPVS counters per virtual service, in the order of [`counter_values`].
+const SERVICE_COUNTERS: [&str; 5] = [
+    names::SERVICE_CONNECTIONS_TOTAL,
+    names::SERVICE_INCOMING_PACKETS_TOTAL,
+    names::SERVICE_OUTGOING_PACKETS_TOTAL,
+    names::SERVICE_INCOMING_BYTES_TOTAL,
+    names::SERVICE_OUTGOING_BYTES_TOTAL,
+];
+
+/// The five IPVS counters per real server, in the order of [`counter_values`].
+const BACKEND_COUNTERS: [&str; 5] = [
+    names::BACKEND_CONNECTIONS_TOTAL,
+    names::BACKEND_INCOMING_PACKETS_TOTAL,
+    names::BACKEND_OUTGOING_PACKETS_TOTAL,
+    names::BACKEND_INCOMING_BYTES_TOTAL,
+    names::BACKEND_OUTGOING_BYTES_TOTAL,
+];
+
 const LATENCY_HELP: &str = "How long successful TCP connects to the real server took.";
 
 /// Writes the whole exposition of `sources` to `out`.
@@ -141,17 +156,17 @@ fn node_series(table: &Table, services: &[&Arc<Service>], out: &mut BodyWriter) 
     }
     let backends: [Reading<RealServer>; 3] = [
         (
-            "node_ipvs_backend_connections_active",
+            names::NODE_BACKEND_CONNECTIONS_ACTIVE,
             "The current active connections by local and remote address.",
             |r| Number::Int(r.state.active().into()),
         ),
         (
-            "node_ipvs_backend_connections_inactive",
+            names::NODE_BACKEND_CONNECTIONS_INACTIVE,
             "The current inactive connections by local and remote address.",
             |r| Number::Int(r.state.inactive().into()),
         ),
         (
-            "node_ipvs_backend_weight",
+            names::NODE_BACKEND_WEIGHT,
             "The current backend weight by local and remote address.",
             |r| Number::Int(r.weight.into()),
         ),
@@ -164,28 +179,27 @@ fn node_series(table: &Table, services: &[&Arc<Service>], out: &mut BodyWriter) 
 }
 
 fn service_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
-    for (i, (suffix, help)) in COUNTER_SUFFIXES.iter().enumerate() {
+    for (i, (name, help)) in SERVICE_COUNTERS.iter().zip(COUNTER_HELP).enumerate() {
         let samples = services.iter().map(|s| {
             let value = counter_values(&s.state.stats.totals())[i];
             (service_labels(&s.key), Number::Int(value))
         });
-        let name = format!("uvs_service_{suffix}");
         let help = format!("{help}, per virtual service.");
-        family(out, &name, &help, Kind::Counter, samples);
+        family(out, name, &help, Kind::Counter, samples);
     }
     let others: [Reading<Service>; 3] = [
         (
-            "uvs_service_connections_retried_total",
+            names::SERVICE_CONNECTIONS_RETRIED_TOTAL,
             "Connections retried on another real server after a failed connect.",
             |s| Number::Int(s.state.retries.load(Relaxed)),
         ),
         (
-            "uvs_service_unavailable_total",
+            names::SERVICE_UNAVAILABLE_TOTAL,
             "Connections reset (UDP: datagrams dropped) for want of an available real server.",
             |s| Number::Int(s.state.unavailable.load(Relaxed)),
         ),
         (
-            "uvs_service_udp_flows_dropped_total",
+            names::SERVICE_UDP_FLOWS_DROPPED_TOTAL,
             "New UDP flows dropped because the flow table was full.",
             |s| Number::Int(s.state.flows_dropped.load(Relaxed)),
         ),
@@ -197,33 +211,32 @@ fn service_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
 }
 
 fn backend_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
-    for (i, (suffix, help)) in COUNTER_SUFFIXES.iter().enumerate() {
+    for (i, (name, help)) in BACKEND_COUNTERS.iter().zip(COUNTER_HELP).enumerate() {
         let samples = servers(services).map(|(s, r)| {
             let value = counter_values(&r.state.stats.totals())[i];
             (server_labels(&s.key, &r.key()), Number::Int(value))
         });
-        let name = format!("uvs_backend_{suffix}");
         let help = format!("{help}, per real server.");
-        family(out, &name, &help, Kind::Counter, samples);
+        family(out, name, &help, Kind::Counter, samples);
     }
     let gauges: [Reading<RealServer>; 4] = [
         (
-            "uvs_backend_connections_active",
+            names::BACKEND_CONNECTIONS_ACTIVE,
             "Active connections (IPVS ActiveConn) per real server.",
             |r| Number::Int(r.state.active().into()),
         ),
         (
-            "uvs_backend_connections_inactive",
+            names::BACKEND_CONNECTIONS_INACTIVE,
             "Inactive connections and UDP flows (IPVS InActConn) per real server.",
             |r| Number::Int(r.state.inactive().into()),
         ),
         (
-            "uvs_backend_connections_persistent",
+            names::BACKEND_CONNECTIONS_PERSISTENT,
             "Persistence templates (IPVS PersistConn) per real server.",
             |r| Number::Int(r.state.persistent_conns.load(Relaxed).into()),
         ),
         (
-            "uvs_backend_weight",
+            names::BACKEND_WEIGHT,
             "Current weight per real server.",
             |r| Number::Int(r.weight.into()),
         ),
@@ -250,7 +263,7 @@ fn backend_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
     });
     family(
         out,
-        "uvs_backend_connect_failures_total",
+        names::BACKEND_CONNECT_FAILURES_TOTAL,
         "Failed connects to the real server (UDP: flows ended by ICMP errors), by reason; \
          loop: not tried, the server being the director's own listen address.",
         Kind::Counter,
@@ -271,7 +284,11 @@ fn latency_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
             text
         })
         .collect();
-    let mut header = Header::new(LATENCY, LATENCY_HELP, Kind::Histogram);
+    let mut header = Header::new(
+        names::BACKEND_CONNECT_DURATION_SECONDS,
+        LATENCY_HELP,
+        Kind::Histogram,
+    );
     // One server's label text, reused by its 18 lines.
     let mut labels = String::new();
     for (s, r) in servers(services) {
@@ -291,7 +308,7 @@ fn latency_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
         let mut cumulative = 0u64;
         for (count, le) in view.buckets.iter().zip(&le) {
             cumulative = cumulative.saturating_add(*count);
-            out.push(LATENCY.as_bytes());
+            out.push(names::BACKEND_CONNECT_DURATION_SECONDS.as_bytes());
             out.push(b"_bucket{");
             out.push(labels.as_bytes());
             out.push(b",le=\"");
@@ -304,7 +321,7 @@ fn latency_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
             ("_sum{", Number::Float(view.sum_seconds)),
             ("_count{", Number::Int(cumulative)),
         ] {
-            out.push(LATENCY.as_bytes());
+            out.push(names::BACKEND_CONNECT_DURATION_SECONDS.as_bytes());
             out.push(suffix.as_bytes());
             out.push(labels.as_bytes());
             out.push(b"} ");
@@ -318,17 +335,17 @@ fn latency_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
 fn health_series(health: &[BackendHealth], out: &mut BodyWriter) {
     let gauges: [Reading<BackendHealth>; 3] = [
         (
-            "uvs_backend_up",
+            names::BACKEND_UP,
             "1 while the health checks find the real server up, 0 while down.",
             |h| Number::Int(h.up.into()),
         ),
         (
-            "uvs_backend_check_failures",
+            names::BACKEND_CHECK_FAILURES,
             "Failed health checks in a row.",
             |h| Number::Int(h.failures.into()),
         ),
         (
-            "uvs_backend_check_duration_seconds",
+            names::BACKEND_CHECK_DURATION_SECONDS,
             "How long the last health check took.",
             |h| Number::Float(h.last_duration_ms as f64 / 1000.0),
         ),
@@ -344,49 +361,49 @@ fn health_series(health: &[BackendHealth], out: &mut BodyWriter) {
 fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
     let scalars = [
         (
-            "uvs_udp_flows",
+            names::UDP_FLOWS,
             "UDP flows open.",
             Kind::Gauge,
             sources.udp_flows,
         ),
         (
-            "uvs_udp_flows_max",
+            names::UDP_FLOWS_MAX,
             "The most UDP flows open at once (--max-udp-flows).",
             Kind::Gauge,
             sources.udp_flows_max,
         ),
         (
-            "uvs_udp_flows_dropped_total",
+            names::UDP_FLOWS_DROPPED_TOTAL,
             "New UDP flows dropped because the flow table was full, in all.",
             Kind::Counter,
             sources.udp_flows_dropped,
         ),
         (
-            "uvs_persistence_templates",
+            names::PERSISTENCE_TEMPLATES,
             "Persistence templates held.",
             Kind::Gauge,
             sources.persistence_templates,
         ),
         (
-            "uvs_persistence_templates_max",
+            names::PERSISTENCE_TEMPLATES_MAX,
             "The most persistence templates held at once (--max-templates).",
             Kind::Gauge,
             sources.templates_max,
         ),
         (
-            "uvs_persistence_templates_evicted_total",
+            names::PERSISTENCE_TEMPLATES_EVICTED_TOTAL,
             "Persistence templates that controlled no connection, ended to make room.",
             Kind::Counter,
             sources.templates_evicted,
         ),
         (
-            "uvs_persistence_templates_not_made_total",
+            names::PERSISTENCE_TEMPLATES_NOT_MADE_TOTAL,
             "Clients scheduled without a persistence template, every one being in use.",
             Kind::Counter,
             sources.templates_not_made,
         ),
         (
-            "uvs_connections_open",
+            names::CONNECTIONS_OPEN,
             "TCP connections being proxied.",
             Kind::Gauge,
             sources.connections_open,
@@ -402,14 +419,14 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
     if let Some(c) = sources.config {
         family(
             out,
-            "uvs_config_last_reload_successful",
+            names::CONFIG_LAST_RELOAD_SUCCESSFUL,
             "1 if the last load or reload of the configuration file was applied.",
             Kind::Gauge,
             [(Labels::NONE, Number::Int(c.last_applied.into()))],
         );
         family(
             out,
-            "uvs_config_last_reload_success_timestamp_seconds",
+            names::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
             "When the configuration file was last applied.",
             Kind::Gauge,
             [(Labels::NONE, Number::Int(c.applied_at))],
@@ -422,7 +439,7 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
         });
         family(
             out,
-            "uvs_config_reloads_total",
+            names::CONFIG_RELOADS_TOTAL,
             "Reloads of the configuration file, by result.",
             Kind::Counter,
             reloads,
@@ -436,7 +453,7 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
     });
     family(
         out,
-        "uvs_metrics_clients_dropped_total",
+        names::METRICS_CLIENTS_DROPPED_TOTAL,
         "Clients of the metrics endpoint reset, by reason: evicted at the connection cap, \
          no request head in time (head_timeout) or no request at all (bad_request), the \
          response not taken in time (write_timeout), or still reading a body two newer \
@@ -446,7 +463,7 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
     );
     family(
         out,
-        "uvs_build_info",
+        names::BUILD_INFO,
         "1, labelled with the version of uvs.",
         Kind::Gauge,
         [(
@@ -471,7 +488,7 @@ fn udp_admission_series(u: &UdpAdmissionStatus, out: &mut BodyWriter) {
     });
     family(
         out,
-        "uvs_udp_flows_refused_total",
+        names::UDP_FLOWS_REFUSED_TOTAL,
         "New UDP flows refused by the per-source limit, for want of descriptors, or \
          because their socket could not be made (a full table: uvs_udp_flows_dropped_total).",
         Kind::Counter,
@@ -484,7 +501,7 @@ fn udp_admission_series(u: &UdpAdmissionStatus, out: &mut BodyWriter) {
     .map(|(flow, n)| (Labels::NONE.with("flow", Value::Text(flow)), Number::Int(n)));
     family(
         out,
-        "uvs_udp_flows_evicted_total",
+        names::UDP_FLOWS_EVICTED_TOTAL,
         "UDP flows ended to make room for a new one in a full table: unanswered ones first, \
          then ones answered once that carried nothing since their first two seconds.",
         Kind::Counter,
@@ -492,7 +509,7 @@ fn udp_admission_series(u: &UdpAdmissionStatus, out: &mut BodyWriter) {
     );
     family(
         out,
-        "uvs_udp_flows_unanswered_expired_total",
+        names::UDP_FLOWS_UNANSWERED_EXPIRED_TOTAL,
         "UDP flows whose real server never answered, ended at the unreplied timeout.",
         Kind::Counter,
         [(Labels::NONE, Number::Int(u.unreplied_expired))],
@@ -503,22 +520,22 @@ fn udp_admission_series(u: &UdpAdmissionStatus, out: &mut BodyWriter) {
 fn descriptor_series(d: &DescriptorStatus, out: &mut BodyWriter) {
     let gauges = [
         (
-            "uvs_open_files_limit",
+            names::OPEN_FILES_LIMIT,
             "The daemon's open-files limit.",
             d.open_files,
         ),
         (
-            "uvs_descriptors_reserved",
+            names::DESCRIPTORS_RESERVED,
             "Descriptors kept for the control plane (uvsadm, metrics, health checks, the daemon).",
             d.reserved,
         ),
         (
-            "uvs_data_plane_descriptors_max",
+            names::DATA_PLANE_DESCRIPTORS_MAX,
             "Descriptors the data plane may hold (the open-files limit less the reserve).",
             d.limit,
         ),
         (
-            "uvs_data_plane_descriptors",
+            names::DATA_PLANE_DESCRIPTORS,
             "Descriptors the data plane holds: listeners, connections, pipes, UDP flows.",
             d.used,
         ),
@@ -535,7 +552,7 @@ fn descriptor_series(d: &DescriptorStatus, out: &mut BodyWriter) {
     if let Some(max) = d.max_connections {
         family(
             out,
-            "uvs_connections_max",
+            names::CONNECTIONS_MAX,
             "The most TCP connections proxied at once (--max-connections).",
             Kind::Gauge,
             [(Labels::NONE, Number::Int(max))],
@@ -543,7 +560,7 @@ fn descriptor_series(d: &DescriptorStatus, out: &mut BodyWriter) {
     }
     family(
         out,
-        "uvs_accept_pauses_total",
+        names::ACCEPT_PAUSES_TOTAL,
         "Times accepting TCP connections waited for descriptors or a connection to end.",
         Kind::Counter,
         [(Labels::NONE, Number::Int(d.pauses))],

@@ -12,20 +12,42 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::AbortHandle;
 
-use super::probe::{Failure, Plan, probe};
-use super::{Book, DEFAULT_INTERVAL, Target, server_check, watched};
-use crate::config::{CheckKind, Config};
+use super::check::{self, BuildError, Endpoint, Failure, HealthCheck, Unbuildable};
+use super::{Book, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Target, server_settings, watched};
+use crate::config::{Check, CheckKind, Config};
 use crate::table::{Protocol, ServiceKey};
 
-/// The plans for every server the configuration has checked.
-pub fn plans(config: &Config) -> HashMap<Target, Plan> {
-    let mut plans = HashMap::new();
+/// What one server's check is built from: the server as probes see it, its check's
+/// settings (its own, then its service's, then the global ones) and the maintenance
+/// directory. A server whose `ServerCheck` a reload leaves equal keeps its task and
+/// its built check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCheck {
+    pub endpoint: Endpoint,
+    pub check: Check,
+    pub maintenance_dir: Option<PathBuf>,
+}
+
+impl ServerCheck {
+    /// The check these settings ask for, behind the maintenance files.
+    ///
+    /// # Errors
+    /// As [`check::build`].
+    pub fn build(&self) -> Result<Box<dyn HealthCheck>, BuildError> {
+        check::build(&self.check, self.maintenance_dir.as_deref())
+    }
+}
+
+/// The checks of every server the configuration has checked.
+pub fn server_checks(config: &Config) -> HashMap<Target, ServerCheck> {
+    let mut checks = HashMap::new();
     for spec in &config.services {
         if !watched(&config.global, spec) {
             continue;
@@ -39,7 +61,7 @@ pub fn plans(config: &Config) -> HashMap<Target, Plan> {
             ServiceKey::Fwmark { mark, .. } => (Protocol::Tcp, mark.to_string(), 0),
         };
         for server in &spec.servers {
-            let mut check = server_check(&config.global, spec, &server.key());
+            let mut check = server_settings(&config.global, spec, &server.key());
             // Watched without a check (a maintenance directory): always up but for it.
             check.kind = check.kind.or(Some(CheckKind::On));
             let port = check
@@ -50,28 +72,30 @@ pub fn plans(config: &Config) -> HashMap<Target, Plan> {
                 service: spec.service.key,
                 server: server.key(),
             };
-            plans.insert(
+            checks.insert(
                 target,
-                Plan {
-                    target,
-                    protocol,
-                    vip: vip.clone(),
-                    vport,
-                    dest: SocketAddr::new(server.addr, port),
+                ServerCheck {
+                    endpoint: Endpoint {
+                        target,
+                        protocol,
+                        vip: vip.clone(),
+                        vport,
+                        dest: SocketAddr::new(server.addr, port),
+                    },
                     check,
                     maintenance_dir: config.global.maintenance_dir.clone(),
                 },
             );
         }
     }
-    plans
+    checks
 }
 
 /// Runs the check tasks.
 pub struct Checker {
     book: Arc<Book>,
     changed: Arc<Notify>,
-    tasks: Mutex<HashMap<Target, (Plan, AbortHandle)>>,
+    tasks: Mutex<HashMap<Target, (ServerCheck, AbortHandle)>>,
     /// Turns for checks in progress.
     turns: Arc<Semaphore>,
 }
@@ -90,31 +114,46 @@ impl Checker {
 
     /// Checks exactly the servers `config` has checks for: new ones start, changed ones
     /// restart (keeping what is known of them), dropped ones stop and are forgotten.
-    /// Must be called inside a Tokio runtime.
+    /// A check is built (its `receive` compiled) as its task starts. Settings that
+    /// cannot be built (which the configuration's validation refuses, so only a
+    /// configuration made without it has them) are logged and keep the server down
+    /// with the reason. Must be called inside a Tokio runtime.
     pub fn follow(&self, config: &Config) {
-        let plans = plans(config);
+        let wanted = server_checks(config);
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.retain(|target, (plan, task)| {
-            let keep = plans.get(target) == Some(plan);
+        tasks.retain(|target, (running, task)| {
+            let keep = wanted.get(target) == Some(running);
             if !keep {
                 task.abort();
             }
             keep
         });
-        for (target, plan) in &plans {
+        for (target, server) in &wanted {
             if tasks.contains_key(target) {
                 continue;
             }
+            let check = server.build().unwrap_or_else(|e| {
+                tracing::warn!(
+                    service = %target.service,
+                    server = %target.server,
+                    "health check not built: {e}"
+                );
+                check::behind_maintenance(
+                    Box::new(Unbuildable::from(e)),
+                    server.maintenance_dir.as_deref(),
+                )
+            });
             let task = tokio::spawn(run(
-                plan.clone(),
+                server.clone(),
+                check,
                 Arc::clone(&self.book),
                 Arc::clone(&self.changed),
                 Arc::clone(&self.turns),
             ))
             .abort_handle();
-            tasks.insert(*target, (plan.clone(), task));
+            tasks.insert(*target, (server.clone(), task));
         }
-        self.book.retain(&plans.keys().copied().collect());
+        self.book.retain(&wanted.keys().copied().collect());
     }
 }
 
@@ -134,11 +173,18 @@ fn jitter_fraction(target: &Target, round: u64) -> f64 {
 }
 
 /// One server's checks, until the task is aborted.
-async fn run(plan: Plan, book: Arc<Book>, changed: Arc<Notify>, turns: Arc<Semaphore>) {
-    let interval = plan.check.interval.unwrap_or(DEFAULT_INTERVAL);
-    let failures_needed = plan.check.failures.unwrap_or(1).max(1);
-    let rise = plan.check.rise.unwrap_or(1).max(1);
-    let target = plan.target;
+async fn run(
+    server: ServerCheck,
+    check: Box<dyn HealthCheck>,
+    book: Arc<Book>,
+    changed: Arc<Notify>,
+    turns: Arc<Semaphore>,
+) {
+    let interval = server.check.interval.unwrap_or(DEFAULT_INTERVAL);
+    let timeout = server.check.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let failures_needed = server.check.failures.unwrap_or(1).max(1);
+    let rise = server.check.rise.unwrap_or(1).max(1);
+    let target = server.endpoint.target;
     // The first check soon, spread over up to a tenth of the interval; the next ones
     // an interval apart, give or take 5%.
     let mut wait = interval.mul_f64(jitter_fraction(&target, 0) / 10.0);
@@ -147,7 +193,7 @@ async fn run(plan: Plan, book: Arc<Book>, changed: Arc<Notify>, turns: Arc<Semap
         // The semaphore is never closed; without a turn, check anyway.
         let turn = turns.acquire().await.ok();
         let started = Instant::now();
-        let result = probe(&plan).await;
+        let result = check::probe(&*check, &server.endpoint, timeout).await;
         let took = started.elapsed();
         drop(turn);
         let now = crate::clock::unix_seconds();
@@ -243,20 +289,20 @@ address = "127.0.0.4"
             Path::new("t.toml"),
         )
         .unwrap();
-        let plans = plans(&config);
-        let plan = |server: &str| {
-            plans
+        let checks = server_checks(&config);
+        let of = |server: &str| {
+            checks
                 .values()
-                .find(|p| p.target.server.addr.to_string() == server)
+                .find(|p| p.endpoint.target.server.addr.to_string() == server)
                 .unwrap()
         };
-        let (a, b, c) = (plan("127.0.0.2"), plan("127.0.0.3"), plan("127.0.0.4"));
+        let (a, b, c) = (of("127.0.0.2"), of("127.0.0.3"), of("127.0.0.4"));
         assert_eq!(
-            (a.check.kind, a.dest.port()),
+            (a.check.kind, a.endpoint.dest.port()),
             (Some(CheckKind::Connect), 8080)
         );
         assert_eq!(
-            (b.check.kind, b.dest.port()),
+            (b.check.kind, b.endpoint.dest.port()),
             (Some(CheckKind::Negotiate), 9090)
         );
         assert_eq!(
@@ -266,8 +312,47 @@ address = "127.0.0.4"
         );
         // No port of its own: the port the service listens on.
         assert_eq!(
-            (c.check.kind, c.dest.port()),
+            (c.check.kind, c.endpoint.dest.port()),
             (Some(CheckKind::Connect), 81)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_check_that_cannot_be_built_keeps_its_server_down_with_the_reason() {
+        let mut config = parse(
+            r#"
+[[service]]
+tcp = "127.0.0.1:80"
+[service.check]
+type = "negotiate"
+service = "http"
+interval = "1s"
+[[service.server]]
+address = "127.0.0.2:80"
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        // What validation would have refused: a configuration made by hand.
+        config.services[0].health.check.receive = Some("(unclosed".into());
+        let book = Arc::new(Book::default());
+        let changed = Arc::new(Notify::new());
+        let checker = Checker::new(Arc::clone(&book), Arc::clone(&changed), 1);
+        let notified = changed.notified();
+        checker.follow(&config);
+        // A bound for a broken test only; the first check comes within 0.1 s.
+        tokio::time::timeout(Duration::from_secs(60), notified)
+            .await
+            .expect("the server went down");
+        let target = *server_checks(&config).keys().next().unwrap();
+        let health = book.get(&target).unwrap();
+        assert!(!health.up);
+        assert!(
+            health
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("not a regular expression: ")),
+            "{health:?}"
         );
     }
 }

@@ -1,5 +1,6 @@
 //! Health checks, as ldirectord runs them: every real server of a service that has a
-//! check is probed (`probe`) on its own schedule by its own task (`checker`); what the
+//! check is probed (`check`: one type per kind of check, behind one trait; how to add a
+//! kind is in its header) on its own schedule by its own task (`checker`); what the
 //! probes learn is kept in the [`Book`], and the table the configuration asks for is
 //! adjusted by it ([`effective`]): a server that is down gets weight 0 (quiescent) or
 //! leaves the service, and the fallback server stands in while none is up. The
@@ -8,14 +9,13 @@
 //! would have made ipvsadm show. What external checks leave behind, even outside their
 //! process group, is adopted, killed and reaped by the daemon (`orphans`).
 
+pub mod check;
 pub mod checker;
 pub mod orphans;
-pub mod probe;
 mod status;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -112,7 +112,7 @@ pub fn merged_check(global: &Global, spec: &ServiceSpec) -> Check {
 }
 
 /// The check of one server: its own settings, then its service's, then the global ones.
-pub fn server_check(global: &Global, spec: &ServiceSpec, server: &ServerKey) -> Check {
+pub fn server_settings(global: &Global, spec: &ServiceSpec, server: &ServerKey) -> Check {
     let service = merged_check(global, spec);
     match spec.server_checks.get(server) {
         Some(own) => own.or(&service),
@@ -174,14 +174,6 @@ pub fn effective(config: &Config, book: &Book) -> Config {
         }
     }
     out
-}
-
-/// ldirectord's maintenance files for a server: `ip:port`, then `ip`.
-pub fn maintenance_files(dir: &std::path::Path, server: &ServerKey) -> [PathBuf; 2] {
-    [
-        dir.join(server.to_string()),
-        dir.join(server.addr.to_string()),
-    ]
 }
 
 #[cfg(test)]

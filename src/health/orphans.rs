@@ -12,7 +12,7 @@
 //! drop, until no child is left running). What is killed is logged at most every ten
 //! seconds, with a count.
 //!
-//! Called by `probe::external`, which spawns every check command through [`spawn`], and
+//! Called by `check::External`, which spawns every check command through [`spawn`], and
 //! by `main`, which starts the [`Reaper`] for `uvs run` only. The daemon starts no other
 //! child process. Any future child process must be spawned through [`spawn`] (or
 //! registered as it does), or the reaper kills it as a leftover; a child the daemon was

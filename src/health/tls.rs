@@ -2,7 +2,7 @@
 //! not verify the server's certificate unless asked (`verify_certificate = true`): it
 //! asks whether the service answers, and real servers behind a balancer often carry
 //! certificates for the VIP's name or none a client would trust. When asked, the
-//! system's trusted roots are used. Used by `probe`.
+//! system's trusted roots are used. Used by the https check (`check::Https`).
 
 use std::sync::{Arc, OnceLock};
 

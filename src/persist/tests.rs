@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::*;
+use crate::sched::{Choice, Packet, schedule};
 use crate::table::{
     Command, Forward, ServerConfig, ServiceConfig, ServiceFlags, Table, Tunnel, UnicastOnly,
 };
@@ -29,7 +30,8 @@ fn table(key: ServiceKey, netmask: Netmask, servers: &[&str]) -> Table {
         }),
         &UnicastOnly,
     )
-    .unwrap();
+    .unwrap()
+    .carry_out();
     for s in servers {
         t.apply(
             &Command::AddServer {
@@ -46,7 +48,8 @@ fn table(key: ServiceKey, netmask: Netmask, servers: &[&str]) -> Table {
             },
             &UnicastOnly,
         )
-        .unwrap();
+        .unwrap()
+        .carry_out();
     }
     t
 }
@@ -59,7 +62,8 @@ fn packet(client: &str, local: &str) -> Packet {
 }
 
 fn chosen(t: &Templates, svc: &Service, client: &str, local: &str) -> String {
-    t.choose(svc, &packet(client, local))
+    schedule(t, svc, &packet(client, local))
+        .next()
         .map(|c| c.server.addr.to_string())
         .unwrap_or_default()
 }
@@ -192,7 +196,7 @@ fn a_removed_server_is_not_used_and_quiesced_ones_keep_their_clients() {
             tunnel: Tunnel::default(),
         },
     };
-    table.apply(&quiesce(0), &UnicastOnly).unwrap();
+    table.apply(&quiesce(0), &UnicastOnly).unwrap().carry_out();
     let svc = Arc::clone(table.service(&key).unwrap());
     assert_eq!(chosen(&t, &svc, "127.0.0.2:1001", "10.0.0.1:80"), home);
     t.set_expire_quiescent(true);
@@ -211,8 +215,9 @@ fn a_removed_server_is_not_used_and_quiesced_ones_keep_their_clients() {
             },
             &UnicastOnly,
         )
-        .unwrap();
-    table.apply(&quiesce(1), &UnicastOnly).unwrap();
+        .unwrap()
+        .carry_out();
+    table.apply(&quiesce(1), &UnicastOnly).unwrap().carry_out();
     let svc = table.service(&key).unwrap();
     assert_eq!(chosen(&t, svc, "127.0.0.2:1004", "10.0.0.1:80"), home);
 }
@@ -228,11 +233,12 @@ fn at_the_cap_an_unused_template_makes_room_and_templates_in_use_stay() {
     let svc = table.service(&key).unwrap();
     let t = Templates::new(Clock::new(), 3);
     let choose = |client: &str| {
-        t.choose(svc, &packet(client, "10.0.0.1:80"))
+        schedule(&t, svc, &packet(client, "10.0.0.1:80"))
+            .next()
             .expect("a server")
     };
     // Three clients with a connection each, still open.
-    let held: Vec<Choice> = ["127.0.0.2:1", "127.0.0.3:1", "127.0.0.4:1"]
+    let mut held: Vec<Choice> = ["127.0.0.2:1", "127.0.0.3:1", "127.0.0.4:1"]
         .iter()
         .map(|c| choose(c))
         .collect();
@@ -242,9 +248,7 @@ fn at_the_cap_an_unused_template_makes_room_and_templates_in_use_stay() {
     assert!(fourth.template.is_none());
     assert_eq!((t.len(), t.evicted(), t.not_made()), (3, 0, 1));
     // The first client's connection ends: its template makes room for the next client.
-    if let Some(template) = &held[0].template {
-        template.release_child();
-    }
+    held[0].template = None;
     let fifth = choose("127.0.0.6:1");
     assert!(fifth.template.is_some());
     assert_eq!((t.len(), t.evicted(), t.not_made()), (3, 1, 1));

@@ -2,8 +2,8 @@
 //! totals, as IPVS counts them (Conns, InPkts/OutPkts, InBytes/OutBytes). Bytes are
 //! added as they move; packets come from the kernel's per-socket segment counters
 //! (TCP_INFO), read every two seconds of activity and when the connection ends.
-//! Made by the TCP path (`tcp`), fed by the byte path (`forward`); UDP flows (`udp`)
-//! count each datagram as a packet.
+//! Made when a connection or flow is scheduled (`scheduling`, for `tcp` and `udp`), fed
+//! by the byte path (`forward`); UDP flows (`udp`) count each datagram as a packet.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;

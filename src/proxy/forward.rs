@@ -21,7 +21,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::accounting::Accounting;
-use super::pools::{give_back_buffer, take_buffer};
+use super::pools::Buffer;
 use crate::conn::{Clock, Conn, State};
 use crate::descriptors::Budget;
 
@@ -29,7 +29,8 @@ use crate::descriptors::Budget;
 /// and a splice of fewer switches it back to copying.
 const SPLICE_FROM: usize = 16 * 1024;
 
-/// How bytes are moved.
+/// How a connection's bytes are moved (`--forwarding`): not IPVS's forwarding method
+/// (masquerading, gatewaying, tunnelling), which is `table::Forward`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forwarding {
     /// Copy small messages, splice bulk (Linux).
@@ -77,8 +78,9 @@ impl FromStr for Forwarding {
     }
 }
 
-/// One connection being forwarded.
-pub struct Flow<'a> {
+/// The bytes of one connection moving between its two sockets (the TCP path's; a UDP
+/// flow is `udp::flow::Flow`).
+pub struct Transfer<'a> {
     pub client: &'a TcpStream,
     pub server: &'a TcpStream,
     pub conn: &'a Conn,
@@ -90,7 +92,7 @@ pub struct Flow<'a> {
     one_way_ended: AtomicBool,
 }
 
-impl<'a> Flow<'a> {
+impl<'a> Transfer<'a> {
     pub fn new(
         client: &'a TcpStream,
         server: &'a TcpStream,
@@ -98,8 +100,8 @@ impl<'a> Flow<'a> {
         clock: &'a Clock,
         accounting: &'a Accounting,
         descriptors: &'a std::sync::Arc<Budget>,
-    ) -> Flow<'a> {
-        Flow {
+    ) -> Transfer<'a> {
+        Transfer {
             client,
             server,
             conn,
@@ -111,7 +113,7 @@ impl<'a> Flow<'a> {
     }
 }
 
-/// How forwarding ended.
+/// How a transfer ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
     /// Both sides closed in order (FIN both ways).
@@ -128,7 +130,7 @@ enum Way {
     Out,
 }
 
-impl Flow<'_> {
+impl Transfer<'_> {
     fn moved(&self, way: Way, n: usize) {
         let now = self.clock.now_ms();
         self.conn.touch(now);
@@ -140,41 +142,42 @@ impl Flow<'_> {
             self.accounting.packets(self.client, self.server, now);
         }
     }
-}
 
-/// Forwards until both sides have closed, or one fails.
-pub async fn forward(mode: Forwarding, flow: &Flow<'_>) -> End {
-    let inward = direction(mode, flow, flow.client, flow.server, Way::In);
-    let outward = direction(mode, flow, flow.server, flow.client, Way::Out);
-    tokio::pin!(inward, outward);
-    let (mut in_done, mut out_done) = (false, false);
-    while !(in_done && out_done) {
-        tokio::select! {
-            r = &mut inward, if !in_done => {
-                if let Err(e) = r {
-                    tracing::debug!(client = %flow.conn.client, error = %e, "client side failed");
-                    return End::Reset;
+    /// Moves bytes both ways, the `mode` way, until both sides have closed, or one
+    /// fails.
+    pub async fn run(&self, mode: Forwarding) -> End {
+        let inward = direction(mode, self, self.client, self.server, Way::In);
+        let outward = direction(mode, self, self.server, self.client, Way::Out);
+        tokio::pin!(inward, outward);
+        let (mut in_done, mut out_done) = (false, false);
+        while !(in_done && out_done) {
+            tokio::select! {
+                r = &mut inward, if !in_done => {
+                    if let Err(e) = r {
+                        tracing::debug!(client = %self.conn.client, error = %e, "client side failed");
+                        return End::Reset;
+                    }
+                    in_done = true;
+                    if !out_done {
+                        // The client closed first: IPVS's CLOSE_WAIT.
+                        self.conn.set_state(State::CloseWait);
+                    }
                 }
-                in_done = true;
-                if !out_done {
-                    // The client closed first: IPVS's CLOSE_WAIT.
-                    flow.conn.set_state(State::CloseWait);
-                }
-            }
-            r = &mut outward, if !out_done => {
-                if let Err(e) = r {
-                    tracing::debug!(server = %flow.conn.dest, error = %e, "server side failed");
-                    return End::Reset;
-                }
-                out_done = true;
-                if !in_done {
-                    // The real server closed first: FIN_WAIT.
-                    flow.conn.set_state(State::FinWait);
+                r = &mut outward, if !out_done => {
+                    if let Err(e) = r {
+                        tracing::debug!(server = %self.conn.dest, error = %e, "server side failed");
+                        return End::Reset;
+                    }
+                    out_done = true;
+                    if !in_done {
+                        // The real server closed first: FIN_WAIT.
+                        self.conn.set_state(State::FinWait);
+                    }
                 }
             }
         }
+        End::Closed
     }
-    End::Closed
 }
 
 fn half_close(socket: &TcpStream) {
@@ -195,7 +198,7 @@ enum Step {
 
 async fn direction(
     mode: Forwarding,
-    flow: &Flow<'_>,
+    transfer: &Transfer<'_>,
     from: &TcpStream,
     to: &TcpStream,
     way: Way,
@@ -206,7 +209,7 @@ async fn direction(
         // The sender's FIN is in (and no reset): what can be read now is the last.
         let fin_seen = ready.is_read_closed() && !ready.is_error();
         let spliced = if splicing {
-            splice_step(flow.descriptors, from, to).await?
+            splice_step(transfer.descriptors, from, to).await?
         } else {
             None
         };
@@ -217,19 +220,19 @@ async fn direction(
         };
         match step {
             Step::Moved(n) => {
-                flow.moved(way, n);
+                transfer.moved(way, n);
                 if mode == Forwarding::Auto {
                     splicing = n >= SPLICE_FROM;
                 }
                 continue;
             }
-            Step::Last(n) => flow.moved(way, n),
+            Step::Last(n) => transfer.moved(way, n),
             Step::End => {}
             Step::Idle => continue,
         }
         // Pass the half-close on, unless the other way has ended too: then both
         // sockets are about to be closed, and the close sends the FIN.
-        if !flow.one_way_ended.swap(true, Relaxed) {
+        if !transfer.one_way_ended.swap(true, Relaxed) {
             half_close(to);
         }
         return Ok(());
@@ -265,21 +268,11 @@ fn read_drained(from: &TcpStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
 /// half-close that follows rides on the same segment, and the read that would only say
 /// "end of input" is saved (HAProxy does the same).
 async fn copy_step(from: &TcpStream, to: &TcpStream, fin_seen: bool) -> io::Result<Step> {
-    let mut buf = take_buffer();
-    let n = match read_drained(from, &mut buf) {
-        Ok(Some(0)) => {
-            give_back_buffer(buf);
-            return Ok(Step::End);
-        }
-        Ok(Some(n)) => n,
-        Ok(None) => {
-            give_back_buffer(buf);
-            return Ok(Step::Idle);
-        }
-        Err(e) => {
-            give_back_buffer(buf);
-            return Err(e);
-        }
+    let mut buf = Buffer::take();
+    let n = match read_drained(from, &mut buf)? {
+        Some(0) => return Ok(Step::End),
+        Some(n) => n,
+        None => return Ok(Step::Idle),
     };
     let last = fin_seen && n < buf.len();
     let flags = if last { libc::MSG_MORE } else { 0 };
@@ -294,7 +287,6 @@ async fn copy_step(from: &TcpStream, to: &TcpStream, fin_seen: bool) -> io::Resu
             Err(e) => return Err(e),
         }
     }
-    give_back_buffer(buf);
     Ok(if last { Step::Last(n) } else { Step::Moved(n) })
 }
 
@@ -305,44 +297,38 @@ async fn splice_step(
     from: &TcpStream,
     to: &TcpStream,
 ) -> io::Result<Option<Step>> {
-    use super::pools::{give_back_pipe, take_pipe};
+    use super::pools::PooledPipe;
     use crate::sys;
     use std::os::fd::AsFd;
 
-    let Some(pipe) = take_pipe(budget)? else {
+    let Some(mut pipe) = PooledPipe::take(budget)? else {
         return Ok(None);
     };
     let filled = from.try_io(Interest::READABLE, || {
         sys::splice(from.as_fd(), pipe.write_end(), pipe.capacity())
     });
     let n = match filled {
-        Ok(0) => {
-            give_back_pipe(pipe);
-            return Ok(Some(Step::End));
-        }
+        Ok(0) => return Ok(Some(Step::End)),
         Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            give_back_pipe(pipe);
-            return Ok(Some(Step::Idle));
-        }
-        Err(e) => {
-            give_back_pipe(pipe);
-            return Err(e);
-        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some(Step::Idle)),
+        Err(e) => return Err(e),
     };
-    // A pipe that still holds bytes when this fails is dropped, not pooled.
+    // Until it is empty again, a dropped pipe is closed, not pooled.
+    pipe.filled(n);
     let mut left = n;
     while left > 0 {
         to.writable().await?;
         match to.try_io(Interest::WRITABLE, || {
             sys::splice(pipe.read_end(), to.as_fd(), left)
         }) {
-            Ok(m) => left -= m,
+            Ok(m) => {
+                left -= m;
+                pipe.drained(m);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
     }
-    give_back_pipe(pipe);
     Ok(Some(Step::Moved(n)))
 }
 

@@ -1,8 +1,14 @@
 //! The data plane: listeners that follow the table (`listeners`, recorded in
 //! `registry`), the TCP connection
 //! path (`tcp`, with the `congestion` control of its two legs), the byte path
-//! (`forward`, with per-thread `pools` of buffers and pipes), the UDP flows (`udp`) and
-//! the counting of what moves (`accounting`).
+//! (`forward`, with per-thread `pools` of buffers and pipes), the UDP flows (`udp`), what
+//! both do alike to reach a real server (`scheduling`) and the counting of what moves
+//! (`accounting`).
+//!
+//! Words: a connection's bytes move in a `forward::Transfer`, by copy or splice (the
+//! `Forwarding` mode); IPVS's forwarding method (masquerading, gatewaying, tunnelling)
+//! is the table's `Forward`, which the data plane does not look at (it always proxies).
+//! A `udp::flow::Flow` is a UDP client's flow (an IPVS UDP connection).
 
 pub mod accounting;
 pub mod congestion;
@@ -10,5 +16,6 @@ pub mod forward;
 pub mod listeners;
 pub mod pools;
 pub mod registry;
+pub mod scheduling;
 pub mod tcp;
 pub mod udp;

@@ -3,9 +3,13 @@
 //! them instead of allocating (or creating and closing two pipe descriptors) each time;
 //! an unprivileged daemon stays far from its pipe budget (pipe-user-pages-soft). The
 //! pools are per thread, so taking and giving back never contend; a thing taken on one
-//! worker thread and given back on another just changes pools. Used by `forward`.
+//! worker thread and given back on another just changes pools. What is taken is a
+//! guard ([`Buffer`], [`PooledPipe`]) that goes back to its pool when dropped, so no path
+//! out of a copy or a splice (an error, an aborted task) can leak one. Used by
+//! `forward`.
 
 use std::cell::RefCell;
+use std::ops::{Deref, DerefMut};
 
 /// Bytes a copy buffer holds: one step of the copy path.
 pub const BUFFER_SIZE: usize = 64 * 1024;
@@ -16,24 +20,50 @@ thread_local! {
     static BUFFERS: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A buffer of [`BUFFER_SIZE`] bytes.
-pub fn take_buffer() -> Box<[u8]> {
-    BUFFERS
-        .with(|pool| pool.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0u8; BUFFER_SIZE].into_boxed_slice())
+/// A copy buffer of [`BUFFER_SIZE`] bytes from this thread's pool, back to the pool of
+/// the thread that drops it (or freed, when that pool is full).
+#[derive(Debug)]
+pub struct Buffer(Option<Box<[u8]>>);
+
+impl Buffer {
+    /// A buffer from the pool, or a new one.
+    pub fn take() -> Buffer {
+        let buf = BUFFERS
+            .with(|pool| pool.borrow_mut().pop())
+            .unwrap_or_else(|| vec![0u8; BUFFER_SIZE].into_boxed_slice());
+        Buffer(Some(buf))
+    }
 }
 
-pub fn give_back_buffer(buf: Box<[u8]>) {
-    BUFFERS.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        if pool.len() < KEEP {
-            pool.push(buf);
-        }
-    });
+impl Deref for Buffer {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or_default()
+    }
+}
+
+impl DerefMut for Buffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.0.as_deref_mut().unwrap_or_default()
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        let Some(buf) = self.0.take() else { return };
+        // A thread being torn down has no pool left: the buffer is freed.
+        let _ = BUFFERS.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < KEEP {
+                pool.push(buf);
+            }
+        });
+    }
 }
 
 #[cfg(target_os = "linux")]
-pub use pipes::{Pipe, give_back_pipe, take_pipe};
+pub use pipes::{Pipe, PooledPipe};
 
 #[cfg(target_os = "linux")]
 mod pipes {
@@ -80,32 +110,108 @@ mod pipes {
         static PIPES: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
     }
 
-    /// A pipe from the pool, or a new one; None when the data plane has no
-    /// descriptors left for one (the caller copies instead).
-    pub fn take_pipe(budget: &std::sync::Arc<Budget>) -> std::io::Result<Option<Pipe>> {
-        if let Some(p) = PIPES.with(|pool| pool.borrow_mut().pop()) {
-            return Ok(Some(p));
-        }
-        let Some(held) = budget.try_take(2) else {
-            return Ok(None);
-        };
-        let (read, write) = sys::pipe()?;
-        let capacity = sys::resize_pipe(write.as_fd(), PIPE_SIZE)?;
-        Ok(Some(Pipe {
-            read,
-            write,
-            capacity,
-            _held: held,
-        }))
+    /// A pipe taken from this thread's pool, and the bytes it holds. Dropped empty, it
+    /// goes back to the pool of the thread that drops it; dropped holding bytes (a
+    /// splice out failed, or its task was aborted), it is closed instead, since those
+    /// bytes would reach the next connection.
+    #[derive(Debug)]
+    pub struct PooledPipe {
+        pipe: Option<Pipe>,
+        /// Bytes spliced in and not yet out, as the caller reports them.
+        holds: usize,
     }
 
-    /// Gives back an empty pipe; one that still holds bytes must be dropped instead.
-    pub fn give_back_pipe(pipe: Pipe) {
-        PIPES.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            if pool.len() < KEEP_PIPES {
-                pool.push(pipe);
+    impl PooledPipe {
+        /// A pipe from the pool, or a new one; None when the data plane has no
+        /// descriptors left for one (the caller copies instead). Errors: pipe(2) or
+        /// F_SETPIPE_SZ failed.
+        pub fn take(budget: &std::sync::Arc<Budget>) -> std::io::Result<Option<PooledPipe>> {
+            let pooled = |pipe| PooledPipe {
+                pipe: Some(pipe),
+                holds: 0,
+            };
+            if let Some(p) = PIPES.with(|pool| pool.borrow_mut().pop()) {
+                return Ok(Some(pooled(p)));
             }
-        });
+            let Some(held) = budget.try_take(2) else {
+                return Ok(None);
+            };
+            let (read, write) = sys::pipe()?;
+            let capacity = sys::resize_pipe(write.as_fd(), PIPE_SIZE)?;
+            Ok(Some(pooled(Pipe {
+                read,
+                write,
+                capacity,
+                _held: held,
+            })))
+        }
+
+        /// The pipe now holds `n` bytes more (spliced in).
+        pub fn filled(&mut self, n: usize) {
+            self.holds += n;
+        }
+
+        /// The pipe holds `n` bytes fewer (spliced out).
+        pub fn drained(&mut self, n: usize) {
+            self.holds = self.holds.saturating_sub(n);
+        }
+    }
+
+    impl std::ops::Deref for PooledPipe {
+        type Target = Pipe;
+
+        fn deref(&self) -> &Pipe {
+            // Only Drop takes the pipe out.
+            self.pipe.as_ref().expect("a pooled pipe until dropped")
+        }
+    }
+
+    impl Drop for PooledPipe {
+        fn drop(&mut self) {
+            let Some(pipe) = self.pipe.take() else { return };
+            if self.holds > 0 {
+                return; // closed with its bytes
+            }
+            let _ = PIPES.try_with(|pool| {
+                let mut pool = pool.borrow_mut();
+                if pool.len() < KEEP_PIPES {
+                    pool.push(pipe);
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_buffer_goes_back_to_the_pool() {
+        let first = Buffer::take();
+        let at = first.as_ptr();
+        assert_eq!(first.len(), BUFFER_SIZE);
+        drop(first);
+        let again = Buffer::take();
+        assert_eq!(again.as_ptr(), at, "the same buffer, from the pool");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_pipe_dropped_empty_is_reused_and_one_holding_bytes_is_closed() {
+        use crate::descriptors::Budget;
+        use std::sync::Arc;
+        let budget = Arc::new(Budget::unlimited());
+        let used = budget.used();
+        let mut pipe = PooledPipe::take(&budget).unwrap().expect("a pipe");
+        assert_eq!(budget.used(), used + 2, "two descriptors from the budget");
+        pipe.filled(10);
+        pipe.drained(10);
+        drop(pipe);
+        let mut pipe = PooledPipe::take(&budget).unwrap().expect("a pipe");
+        assert_eq!(budget.used(), used + 2, "the pooled pipe, not a new one");
+        pipe.filled(10);
+        drop(pipe);
+        assert_eq!(budget.used(), used, "closed: its descriptors went back");
     }
 }

@@ -21,24 +21,24 @@ use tokio::task::AbortHandle;
 
 use super::accounting::Accounting;
 use super::congestion::CongestionControl;
-use super::forward::{End, Flow, forward};
-use crate::conn::{Conn, NewConn, State};
+use super::forward::{End, Transfer};
+use super::scheduling::Scheduling;
+use crate::conn::{Conn, State};
 use crate::descriptors::Held;
 use crate::director::Director;
-use crate::persist::{Choice, Template};
-use crate::sched::{Packet, least_loaded_except};
+use crate::sched::{Choice, Packet};
 use crate::stats::Stats;
-use crate::table::{ListenAddr, Protocol, ProxyProtocol, RealServer, ServerKey, Service};
+use crate::table::{ListenAddr, Protocol, ProxyProtocol, RealServer, Service};
 use crate::workers::Load;
 
-/// Accepts connections on `listener`, worker `me`'s copy of it, until the task is
-/// aborted. The accepted socket is not registered with this worker's event loop until
-/// the worker is known to keep it.
+/// Accepts connections on `listener`, the copy of it that worker `worker` (an index)
+/// serves, until the task is aborted. The accepted socket is not registered with this
+/// worker's event loop until the worker is known to keep it.
 pub async fn accept_loop(
     listener: AsyncFd<std::net::TcpListener>,
     listen: ListenAddr,
     director: Arc<Director>,
-    me: usize,
+    worker: usize,
 ) {
     loop {
         // Out of room, clients wait in the kernel's backlog until connections end.
@@ -46,7 +46,7 @@ pub async fn accept_loop(
         match accept(&listener).await {
             Ok((stream, peer)) => {
                 let held = director.descriptors.take_connection();
-                serve(stream, peer, listen, &director, me, held);
+                serve(stream, peer, listen, &director, worker, held);
             }
             Err(e) if is_resource_shortage(&e) => {
                 // Out of descriptors or memory: keep serving what we have, try again soon.
@@ -81,19 +81,19 @@ async fn accept(
     }
 }
 
-/// Starts the connection's task on this worker, or on the least loaded one when this
-/// one is too far ahead (`Workers::place`); the socket joins the event loop of the
-/// worker that serves it. (Spawned on its own worker, a task goes to that worker's
+/// Starts the connection's task on the worker it was accepted on (`accepted_on`), or on
+/// the least loaded one when that one is too far ahead (`Workers::place`); the socket
+/// joins the event loop of the worker that serves it. (Spawned on its own worker, a task goes to that worker's
 /// local queue, as tokio::spawn would put it.)
 fn serve(
     stream: std::net::TcpStream,
     peer: SocketAddr,
     listen: ListenAddr,
     director: &Arc<Director>,
-    me: usize,
+    accepted_on: usize,
     held: Held,
 ) {
-    let load = director.workers.place(me);
+    let load = director.workers.place(accepted_on);
     let worker = load.worker();
     let (tx, rx) = oneshot::channel();
     let task = connection(stream, peer, listen, Arc::clone(director), rx, (load, held));
@@ -124,15 +124,16 @@ fn reset(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
-/// Puts the connection's entry into its final state however the task ends (an idle
-/// timeout aborts it: that is a CLOSE).
-struct Entry<'a> {
+/// A TCP connection's entry in the connection table, held by the connection's task:
+/// closed into its final state (`end`) however the task ends (an idle timeout aborts
+/// it: that is a CLOSE). UDP flows' entries leave with the flow (`udp::flow`).
+struct ConnGuard<'a> {
     director: &'a Director,
     conn: Arc<Conn>,
     end: State,
 }
 
-impl Drop for Entry<'_> {
+impl Drop for ConnGuard<'_> {
     fn drop(&mut self) {
         let timeouts = self.director.table.snapshot().timeouts();
         self.director.conns.close(&self.conn, self.end, &timeouts);
@@ -195,15 +196,6 @@ async fn connect(
     }
 }
 
-/// A retry after failed connects: the scheduler again, and if it insists on a server
-/// that failed (hashing schedulers do), the least loaded usable server not yet tried.
-fn retry_choice(service: &Service, packet: &Packet, failed: &[ServerKey]) -> Option<RealServer> {
-    if let Some(s) = service.pick(packet).filter(|s| !failed.contains(&s.key())) {
-        return Some(s.clone());
-    }
-    least_loaded_except(&service.servers, failed).map(|i| service.servers[i].clone())
-}
-
 pub fn proxy_header(version: ProxyProtocol, client: SocketAddr, local: SocketAddr) -> Vec<u8> {
     match version {
         ProxyProtocol::V1 => ppp::v1::Addresses::from((client, local))
@@ -219,13 +211,12 @@ pub fn proxy_header(version: ProxyProtocol, client: SocketAddr, local: SocketAdd
     }
 }
 
-/// A real server reached for a connection: its socket, the connection's table entry,
-/// where its counts go, and its persistence template.
+/// A real server reached for a connection: its socket, the connection's table entry
+/// (with its hold on the persistence template) and where its counts go.
 struct Reached<'a> {
     server: TcpStream,
-    entry: Entry<'a>,
+    entry: ConnGuard<'a>,
     accounting: Accounting,
-    template: Option<Arc<Template>>,
 }
 
 /// Counts and logs a failed connect.
@@ -241,8 +232,7 @@ fn connect_failed(server: &RealServer, dest: SocketAddr, e: &ConnectError) {
             tracing::debug!(%dest, "connect timed out");
         }
         ConnectError::Loop => {
-            // Named once, when the table made it so (listeners); counted here.
-            failures.looped.fetch_add(1, Relaxed);
+            // Counted by the check (`Scheduling::loops_back`).
             tracing::debug!(%dest, "not connecting to the director's own listen address");
         }
         ConnectError::Other(err) => {
@@ -253,63 +243,55 @@ fn connect_failed(server: &RealServer, dest: SocketAddr, e: &ConnectError) {
 }
 
 /// Chooses the real server as IPVS would and connects to it, and when that fails, on
-/// up to `retries` other servers. None: no server could be had, and the client is to be
-/// reset.
+/// up to `retries` other servers, in the schedule's retry order. None: no server could
+/// be had, and the client is to be reset. `task` is the connection's own task, which
+/// its table entry can end (idle timeout).
 async fn reach_server<'a>(
     director: &'a Director,
     service: &Service,
     totals: &Arc<Stats>,
     packet: &Packet,
-    me: Option<&AbortHandle>,
+    task: Option<&AbortHandle>,
 ) -> Option<Reached<'a>> {
-    let mut failed: Vec<ServerKey> = Vec::new();
-    loop {
-        let choice = if failed.is_empty() {
-            director.templates.choose(service, packet)
-        } else {
-            retry_choice(service, packet, &failed).map(|server| Choice {
-                server,
-                template: None,
-            })
-        };
-        let Some(Choice { server, template }) = choice else {
-            service.state.unavailable.fetch_add(1, Relaxed);
+    let scheduling = Scheduling::new(
+        director,
+        service,
+        Arc::clone(totals),
+        *packet,
+        Protocol::Tcp,
+    );
+    let mut servers = scheduling.servers();
+    let timeout = service
+        .options
+        .connect_timeout_or(director.options.connect_timeout);
+    for _ in 0..=director.options.connect_retries {
+        let retrying = servers.retrying();
+        let Some(Choice { server, template }) = servers.next() else {
+            scheduling.unavailable();
             tracing::debug!(client = %packet.client, "no real server available");
             return None;
         };
-        if !failed.is_empty() {
+        if retrying {
             service.state.retries.fetch_add(1, Relaxed);
         }
-        let dest = server.destination(packet.local.port());
-        let accounting = Accounting::new(
-            Arc::clone(&service.state),
-            Arc::clone(&server.state),
-            Arc::clone(totals),
+        let dest = scheduling.destination(&server);
+        let opened = scheduling.open(
+            &server,
+            template,
+            dest,
+            State::SynRecv,
             director.conns.clock.now_ms(),
         );
-        accounting.connection();
-        let conn = director.conns.open(NewConn {
-            protocol: Protocol::Tcp,
-            client: packet.client,
-            local: packet.local,
-            dest,
-            server: Arc::clone(&server.state),
-            template: template.clone(),
-            state: State::SynRecv,
-        });
-        if let Some(me) = me {
-            conn.attach(me.clone());
+        if let Some(task) = task {
+            opened.conn.attach(task.clone());
         }
-        let entry = Entry {
+        let entry = ConnGuard {
             director,
-            conn,
+            conn: opened.conn,
             end: State::Close,
         };
-        let timeout = service
-            .options
-            .connect_timeout_or(director.options.connect_timeout);
         let started = std::time::Instant::now();
-        let reached = if director.own_addresses().contains(Protocol::Tcp, dest) {
+        let reached = if scheduling.loops_back(&server, dest) {
             Err(ConnectError::Loop)
         } else {
             connect(dest, timeout, director.options.server_congestion).await
@@ -320,22 +302,18 @@ async fn reach_server<'a>(
                 return Some(Reached {
                     server: stream,
                     entry,
-                    accounting,
-                    template,
+                    accounting: opened.accounting,
                 });
             }
             Err(e) => {
                 connect_failed(&server, dest, &e);
                 drop(entry);
-                failed.push(server.key());
-                if failed.len() > director.options.connect_retries as usize {
-                    service.state.unavailable.fetch_add(1, Relaxed);
-                    tracing::debug!(client = %packet.client, "no real server reachable");
-                    return None;
-                }
             }
         }
     }
+    scheduling.unavailable();
+    tracing::debug!(client = %packet.client, "no real server reachable");
+    None
 }
 
 /// One proxied connection, from the accepted client socket to the close of both, on
@@ -347,7 +325,7 @@ async fn connection(
     peer: SocketAddr,
     listen: ListenAddr,
     director: Arc<Director>,
-    me: oneshot::Receiver<AbortHandle>,
+    own_task: oneshot::Receiver<AbortHandle>,
     _held: (Load, Held),
 ) {
     let client = match TcpStream::from_std(client) {
@@ -368,7 +346,7 @@ async fn connection(
     };
     let totals = snapshot.totals_handle();
     drop(snapshot);
-    let me = me.await.ok();
+    let own_task = own_task.await.ok();
     let packet = Packet {
         client: peer,
         local,
@@ -377,14 +355,13 @@ async fn connection(
         mut server,
         mut entry,
         accounting,
-        template,
-    }) = reach_server(&director, &service, &totals, &packet, me.as_ref()).await
+    }) = reach_server(&director, &service, &totals, &packet, own_task.as_ref()).await
     else {
         reset(&client);
         return;
     };
     entry.conn.set_state(State::Established);
-    if let Some(t) = &template {
+    if let Some(t) = &entry.conn.template {
         t.assure();
     }
     if let Some(version) = service.options.proxy_protocol {
@@ -395,7 +372,7 @@ async fn connection(
             return;
         }
     }
-    let flow = Flow::new(
+    let transfer = Transfer::new(
         &client,
         &server,
         &entry.conn,
@@ -403,7 +380,7 @@ async fn connection(
         &accounting,
         &director.descriptors,
     );
-    let end = forward(director.options.forwarding, &flow).await;
+    let end = transfer.run(director.options.forwarding).await;
     accounting.packets(&client, &server, director.conns.clock.now_ms());
     tracing::debug!(client = %peer, server = %entry.conn.dest, ?end, "connection ended");
     entry.end = match end {

@@ -7,7 +7,8 @@
 //! `Table::apply` derives the next state from the previous one with
 //! [`Algorithm::next`], as the kernel's add/del/upd_dest hooks do; the data plane calls
 //! [`Algorithm::pick`] for each new connection (or flow) with the snapshot's servers, in
-//! IPVS's list order (newest first).
+//! IPVS's list order (newest first), through [`schedule()`](schedule::schedule), which
+//! adds persistence templates and the retry order.
 
 mod dh;
 mod fo;
@@ -18,6 +19,7 @@ mod mh;
 mod nq;
 mod ovf;
 mod rr;
+pub mod schedule;
 mod sed;
 mod sh;
 mod siphash;
@@ -29,6 +31,8 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+pub use schedule::{Choice, Schedule, schedule};
 
 use crate::table::real_server::locate;
 use crate::table::{RealServer, ServerKey, ServiceFlags};

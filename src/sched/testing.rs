@@ -13,8 +13,7 @@ pub fn servers(weights: &[u32]) -> Vec<RealServer> {
         .iter()
         .enumerate()
         .map(|(i, w)| {
-            let state = Arc::new(RealServerState::default());
-            state.configure(*w, 0, 0);
+            let state = Arc::new(RealServerState::with_settings(*w, 0, 0));
             RealServer {
                 addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1)),
                 port: 80,
@@ -61,6 +60,7 @@ pub fn load(server: &RealServer, active: u32, inactive: u32) {
 
 /// Marks a server overloaded by binding one connection under an upper threshold of 1.
 pub fn overload(server: &RealServer) {
-    server.state.configure(server.weight, 1, 0);
+    let proof = crate::table::effect::CarryingOut::in_a_test();
+    server.state.configure(server.weight, 1, 0, &proof);
     server.state.bind_connection(true);
 }

@@ -161,7 +161,7 @@ mod tests {
     fn table(commands: &[Command]) -> Table {
         let mut t = Table::new();
         for c in commands {
-            t.apply(c, &UnicastOnly).unwrap();
+            t.apply(c, &UnicastOnly).unwrap().carry_out();
         }
         t
     }

@@ -6,8 +6,19 @@
 //! [`TableHandle`] publishes each new table as an immutable snapshot that readers (data
 //! plane, listings, metrics, kernel backend) load without locking; live counters sit
 //! behind `Arc`s so they survive edits.
+//!
+//! All or nothing, by construction: `Table::apply` changes only the table it is given
+//! (the handle gives it a clone of the running one, whose maps are copied on write) and
+//! never the live state that table shares with the running one. What a command must do
+//! to that state (mark a removed server unavailable, mirror an edited server's weight and
+//! thresholds, zero counters on `-Z`) it returns as [`Effects`], and the handle carries
+//! them out only after the whole batch was accepted and the new snapshot stored (see
+//! [`effect`]). A refused batch is dropped with its effects, and nothing a reader can see
+//! has changed; the writers of the shared marks cannot even be called from `apply`.
+//! Single commands go through the same path as a batch of one.
 
 pub mod command;
+pub mod effect;
 pub mod entry;
 pub mod error;
 pub mod key;
@@ -24,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 pub use command::{Command, ServerConfig, ServiceConfig, SyncRole};
+pub use effect::Effects;
 pub use entry::{ConnEntry, FailureCounts, Info, ServerEntry, ServiceEntry};
 pub use error::TableError;
 pub use key::{Family, Protocol, ServerKey, ServiceKey};
@@ -38,6 +50,7 @@ pub use timeouts::Timeouts;
 
 use crate::sched::{ListChange, Scheduler};
 use crate::stats::Stats;
+use effect::Effect;
 
 /// The whole table at one moment. Cloning is O(1) and a change is O(log n): the
 /// service map is persistent (structurally shared between snapshots), so publishing a
@@ -84,12 +97,18 @@ impl Table {
         all
     }
 
-    /// Applies one command, or changes nothing and says why.
+    /// Applies one command to this table, or changes nothing and says why. Writes only
+    /// to this table, never to the live state it shares with the snapshots it was cloned
+    /// from: what the command does to that state comes back as [`Effects`], for whoever
+    /// publishes this table to carry out once it is the one readers see ([`effect`]).
+    /// The owner of a table nobody else reads carries them out right away
+    /// (`table.apply(&c, &a)?.carry_out()`); a trial copy drops them.
     pub fn apply(
         &mut self,
         command: &Command,
         addresses: &dyn AddressClassifier,
-    ) -> Result<(), TableError> {
+    ) -> Result<Effects, TableError> {
+        let mut effects = Effects::default();
         match command {
             Command::AddService(config) => {
                 if self.services.contains_key(&config.key) {
@@ -135,11 +154,11 @@ impl Table {
                     .services
                     .remove(service)
                     .ok_or(TableError::NoSuchService)?;
-                retire_servers(&gone);
+                effects.push(Effect::RetireServers(gone));
             }
             Command::Flush {} => {
                 for gone in self.services.values() {
-                    retire_servers(gone);
+                    effects.push(Effect::RetireServers(Arc::clone(gone)));
                 }
                 self.services.clear();
                 self.listeners.clear();
@@ -154,7 +173,7 @@ impl Table {
                     return Err(TableError::InvalidOperation);
                 }
                 let svc = Arc::make_mut(svc);
-                let added = real_server(server, Arc::default(), None);
+                let added = real_server(server, None, None);
                 svc.servers.insert(0, added);
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Added));
             }
@@ -168,7 +187,13 @@ impl Table {
                     .ok_or(TableError::NoSuchServer)?;
                 let svc = Arc::make_mut(svc);
                 let slot = &mut svc.servers[index];
-                *slot = real_server(server, Arc::clone(&slot.state), Some(slot.last_weight));
+                *slot = real_server(server, Some(&slot.state), Some(slot.last_weight));
+                effects.push(Effect::Configure {
+                    state: Arc::clone(&slot.state),
+                    weight: slot.weight,
+                    u_threshold: slot.u_threshold,
+                    l_threshold: slot.l_threshold,
+                });
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Updated));
             }
             Command::DeleteServer { service, server } => {
@@ -187,19 +212,19 @@ impl Table {
                     previous: index.checked_sub(1).map(|i| svc.servers[i].key()),
                 };
                 let gone = svc.servers.remove(index);
-                gone.state.retire();
+                effects.push(Effect::RetireServer(gone.state));
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &change));
                 self.services.insert(*service, Arc::new(svc));
             }
             Command::Zero { service: None } => {
                 for svc in self.services.values() {
-                    zero_service(svc);
+                    effects.push(Effect::ZeroService(Arc::clone(svc)));
                 }
-                self.totals.zero();
+                effects.push(Effect::ZeroTotals(Arc::clone(&self.totals)));
             }
             Command::Zero { service: Some(key) } => {
                 let svc = self.services.get(key).ok_or(TableError::NoSuchService)?;
-                zero_service(svc);
+                effects.push(Effect::ZeroService(Arc::clone(svc)));
             }
             Command::SetTimeouts(set) => self.timeouts = self.timeouts.updated_with(*set),
             Command::StartSyncDaemon { .. } | Command::StopSyncDaemon { .. } => {
@@ -221,7 +246,7 @@ impl Table {
                     .ok_or(TableError::NoSuchListener)?;
             }
         }
-        Ok(())
+        Ok(effects)
     }
 
     /// The service a real-server add or edit works on, after the checks the kernel
@@ -376,16 +401,25 @@ fn check_server_numbers(server: &ServerConfig) -> Result<(), TableError> {
     Ok(())
 }
 
-/// The server a config describes. `previous_last_weight` is the server's last non-zero
-/// weight when it is edited (an edit to weight 0 keeps it), None when it is added.
+/// The server a config describes. An edited server keeps its live state (`edited`, which
+/// the caller updates through an effect) and its last non-zero weight (`previous_last_weight`:
+/// an edit to weight 0 keeps it); an added one (None, None) gets a state of its own.
 fn real_server(
     config: &ServerConfig,
-    state: Arc<RealServerState>,
+    edited: Option<&Arc<RealServerState>>,
     previous_last_weight: Option<u32>,
 ) -> RealServer {
     // check_server_numbers has refused negative weights.
     let weight = config.weight.unsigned_abs();
-    state.configure(weight, config.u_threshold, config.l_threshold);
+    let state = match edited {
+        Some(state) => Arc::clone(state),
+        // Nothing shares a new server's state yet: it is born with its settings.
+        None => Arc::new(RealServerState::with_settings(
+            weight,
+            config.u_threshold,
+            config.l_threshold,
+        )),
+    };
     let last_weight = match previous_last_weight {
         Some(previous) if weight == 0 => previous,
         _ => weight,
@@ -400,20 +434,6 @@ fn real_server(
         l_threshold: config.l_threshold,
         tunnel: config.tunnel,
         state,
-    }
-}
-
-/// The servers of a deleted service are no longer available (templates to them are void).
-fn retire_servers(svc: &Service) {
-    for server in &svc.servers {
-        server.state.retire();
-    }
-}
-
-fn zero_service(svc: &Service) {
-    svc.state.stats.zero();
-    for server in &svc.servers {
-        server.state.stats.zero();
     }
 }
 
@@ -488,25 +508,45 @@ impl TableHandle {
     }
 
     /// Applies `commands` in order and publishes the result once: all of them or, when
-    /// one is refused, none (the index of the refused one and why).
+    /// one is refused, none (the index of the refused one and why), and then nothing a
+    /// reader can see has changed.
     pub fn apply_all(&self, commands: &[Command]) -> Result<(), (usize, TableError)> {
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = Table::clone(&self.current.load());
-        for (i, command) in commands.iter().enumerate() {
-            next.apply(command, self.addresses.as_ref())
-                .map_err(|e| (i, e))?;
-        }
-        self.current.store(Arc::new(next));
-        self.version.send_modify(|v| *v += 1);
-        Ok(())
+        self.apply_all_checked(commands, |i, e| (i, e), |_, _| Ok(()))
     }
 
-    /// Applies a command and publishes the result; on error nothing is published.
+    /// Applies a command and publishes the result: a batch of one.
     pub fn apply(&self, command: &Command) -> Result<(), TableError> {
+        self.apply_all(std::slice::from_ref(command))
+            .map_err(|(_, e)| e)
+    }
+
+    /// As [`TableHandle::apply_all`], and before publishing, `check` looks at the
+    /// running table and the one `commands` make and may still refuse (the reloader
+    /// refuses a table it has no descriptors to listen for). A refused command becomes
+    /// the caller's error through `refused` (its index and why).
+    pub fn apply_all_checked<E>(
+        &self,
+        commands: &[Command],
+        refused: impl FnOnce(usize, TableError) -> E,
+        check: impl FnOnce(&Table, &Table) -> Result<(), E>,
+    ) -> Result<(), E> {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = Table::clone(&self.current.load());
-        next.apply(command, self.addresses.as_ref())?;
+        let now = self.current.load_full();
+        let mut next = Table::clone(&now);
+        let mut effects = Effects::default();
+        for (i, command) in commands.iter().enumerate() {
+            match next.apply(command, self.addresses.as_ref()) {
+                Ok(more) => effects.append(more),
+                // `next` and `effects` are dropped: the running table never saw them.
+                Err(e) => return Err(refused(i, e)),
+            }
+        }
+        check(&now, &next)?;
         self.current.store(Arc::new(next));
+        // The batch is whole and published: now, and only now, the state the new
+        // snapshot shares with the old one follows it. Still under the writer lock, so
+        // the next batch sees it done.
+        effects.carry_out();
         self.version.send_modify(|v| *v += 1);
         Ok(())
     }
@@ -520,5 +560,7 @@ impl std::fmt::Debug for TableHandle {
     }
 }
 
+#[cfg(test)]
+mod batch_tests;
 #[cfg(test)]
 mod tests;

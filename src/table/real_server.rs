@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32};
 
 use serde::{Deserialize, Serialize};
 
+use super::effect::CarryingOut;
 use super::key::ServerKey;
 use crate::stats::Stats;
 
@@ -121,7 +122,7 @@ pub struct ConnectFailures {
 /// Live state of a real server, shared by `Arc` between table snapshots and with the data
 /// plane, so edits keep counters and connection counts. The settings the data plane needs
 /// between snapshots (weight, thresholds, whether the server is still in the table) are
-/// mirrored here by `Table::apply`.
+/// mirrored here when a change is published (`table::effect`), never while it is applied.
 #[derive(Debug)]
 pub struct RealServerState {
     pub stats: Stats,
@@ -240,9 +241,30 @@ impl RealServerState {
         to.fetch_add(1, Relaxed);
     }
 
-    /// Mirrors a server's settings (on add and edit). Raising the upper threshold, or
-    /// removing it, clears the overload, as `__ip_vs_update_dest` does.
-    pub(crate) fn configure(&self, weight: u32, u_threshold: u32, l_threshold: u32) {
+    /// The state of a server just added (nothing shares it yet): these settings,
+    /// available, not overloaded, no connections.
+    pub(crate) fn with_settings(
+        weight: u32,
+        u_threshold: u32,
+        l_threshold: u32,
+    ) -> RealServerState {
+        let state = RealServerState::default();
+        state.weight.store(weight, Relaxed);
+        state.u_threshold.store(u_threshold, Relaxed);
+        state.l_threshold.store(l_threshold, Relaxed);
+        state
+    }
+
+    /// Mirrors an edited server's settings, once the edit is published. Raising the
+    /// upper threshold, or removing it, clears the overload, as `__ip_vs_update_dest`
+    /// does.
+    pub(crate) fn configure(
+        &self,
+        weight: u32,
+        u_threshold: u32,
+        l_threshold: u32,
+        _: &CarryingOut,
+    ) {
         let old_upper = self.u_threshold.swap(u_threshold, Relaxed);
         if u_threshold == 0 || u_threshold > old_upper {
             self.overloaded.store(false, Relaxed);
@@ -252,8 +274,9 @@ impl RealServerState {
         self.available.store(true, Relaxed);
     }
 
-    /// The server left its service: persistence templates pointing at it are void.
-    pub(crate) fn retire(&self) {
+    /// The server left its service, and that is published: persistence templates
+    /// pointing at it are void.
+    pub(crate) fn retire(&self, _: &CarryingOut) {
         self.available.store(false, Relaxed);
     }
 }
@@ -323,8 +346,9 @@ mod tests {
 
     #[test]
     fn thresholds_set_and_clear_overload_as_ipvs_does() {
+        let proof = CarryingOut::in_a_test();
         let s = RealServerState::default();
-        s.configure(1, 4, 0);
+        s.configure(1, 4, 0, &proof);
         for _ in 0..3 {
             s.bind_connection(true);
         }
@@ -337,7 +361,7 @@ mod tests {
         assert!(!s.is_overloaded(), "2 * 4 < 4 * 3 clears it");
 
         let l = RealServerState::default();
-        l.configure(1, 4, 2);
+        l.configure(1, 4, 2, &proof);
         for _ in 0..4 {
             l.bind_connection(true);
         }
@@ -349,10 +373,10 @@ mod tests {
         assert!(!l.is_overloaded());
 
         let raised = RealServerState::default();
-        raised.configure(1, 1, 0);
+        raised.configure(1, 1, 0, &proof);
         raised.bind_connection(true);
         assert!(raised.is_overloaded());
-        raised.configure(1, 5, 0);
+        raised.configure(1, 5, 0, &proof);
         assert!(
             !raised.is_overloaded(),
             "raising the upper threshold clears it"

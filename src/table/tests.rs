@@ -23,8 +23,9 @@ fn server(addr: &str, port: u16, weight: i32) -> ServerConfig {
     )
 }
 
+/// Applies `c` to a table nobody else reads: its effects are carried out right away.
 fn apply(t: &mut Table, c: Command) -> Result<(), TableError> {
-    t.apply(&c, &UnicastOnly)
+    t.apply(&c, &UnicastOnly).map(Effects::carry_out)
 }
 
 fn with_service() -> (Table, ServiceKey) {

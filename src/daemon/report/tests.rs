@@ -106,11 +106,15 @@ async fn the_config_piece_counts_a_refused_reload_and_keeps_why() {
     let reporter = Reporter::new(Arc::clone(&d), ModeChoice::userspace());
     assert_eq!(reporter.report().config, None, "no file, no piece");
 
+    let cli = crate::daemon::settings::Overrides::default();
+    let global = loaded.config.global.clone();
+    let settings = crate::daemon::settings::Settings::resolve(Some(&global), &cli);
     let reloader = Arc::new(Reloader::new(
         &path,
         &loaded,
         Arc::clone(reporter.health()),
         1,
+        Box::new(crate::daemon::settings::Running::new(settings, global, cli)),
     ));
     reporter.set_reloader(Arc::clone(&reloader));
     reloader.apply(&d, &loaded.config).expect("apply");

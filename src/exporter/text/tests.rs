@@ -47,7 +47,7 @@ fn table() -> Table {
         service(SCTP),
         server(SCTP, "127.0.0.4", 9, 0),
     ] {
-        t.apply(&command, &UnicastOnly).unwrap();
+        t.apply(&command, &UnicastOnly).unwrap().carry_out();
     }
     let tcp = t.service(&TCP).unwrap();
     tcp.state.stats.add_conn();
@@ -142,4 +142,39 @@ fn a_small_table_is_written_exactly() {
         }
         assert_eq!(text, expected);
     }
+}
+
+/// `sample.prom` holds every family (the test above keeps it equal to what `write`
+/// writes): its families are those of `names`, in the same order, so a name cannot be
+/// added there without being rendered, nor rendered without being added.
+#[test]
+fn families_are_written_in_the_order_of_the_names() {
+    let written: Vec<&str> = include_str!("sample.prom")
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    assert_eq!(written, names::ALL);
+}
+
+/// A HELP text that points at another family names one that exists.
+#[test]
+fn names_quoted_in_help_texts_exist() {
+    let help = include_str!("sample.prom")
+        .lines()
+        .filter_map(|line| line.strip_prefix("# HELP "))
+        // The family's own name, then its text.
+        .filter_map(|rest| rest.split_once(' ').map(|(_, text)| text));
+    let mut quoted = 0;
+    for text in help {
+        let words = text.split(|c: char| !(c.is_ascii_lowercase() || c == '_'));
+        for word in words.filter(|w| w.starts_with("uvs_") || w.starts_with("node_ipvs_")) {
+            assert!(names::ALL.contains(&word), "{word} in HELP {text:?}");
+            quoted += 1;
+        }
+    }
+    assert!(
+        quoted > 0,
+        "uvs_udp_flows_refused_total's HELP names another family"
+    );
 }

@@ -35,15 +35,15 @@ use tokio::task::AbortHandle;
 
 use super::admission::Refusal;
 use super::{BATCH, ListenSocket, ROUNDS};
-use crate::conn::{Conn, NewConn, State};
+use crate::conn::{Conn, State};
 use crate::descriptors::Held;
 use crate::director::Director;
-use crate::persist::Template;
 use crate::proxy::accounting::Accounting;
-use crate::sched::Packet;
+use crate::proxy::scheduling::Scheduling;
+use crate::sched::{Choice, Packet};
 use crate::sys::datagram::{Batch, SLOTS};
 use crate::table::real_server::locate;
-use crate::table::{Protocol, RealServer, ServerKey, Service, Table};
+use crate::table::{Protocol, ServerKey, Service, Table};
 
 /// What a flow is found by: the client, and the address it sent to.
 pub type FlowKey = (SocketAddr, IpAddr);
@@ -52,11 +52,10 @@ pub type FlowKey = (SocketAddr, IpAddr);
 #[derive(Debug)]
 enum Route {
     /// To one real server, as an IPVS connection entry (which knows whether the server
-    /// has answered).
+    /// has answered), which also holds the flow's persistence template.
     Server {
         conn: Arc<Conn>,
         accounting: Accounting,
-        template: Option<Arc<Template>>,
     },
     /// Each datagram to the server the scheduler picks for it.
     OnePacket {
@@ -381,26 +380,19 @@ fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Rang
     };
     let packet = d.packet(flow.key());
     let totals = d.table().totals_handle();
+    let scheduling = Scheduling::new(d.director, &service, totals, packet, Protocol::Udp);
     for i in range {
-        let Some(choice) = d.director.templates.choose(&service, &packet) else {
-            service.state.unavailable.fetch_add(1, Relaxed);
+        let Some(Choice { server, template }) = scheduling.servers().next() else {
+            scheduling.unavailable();
             continue;
         };
-        if let Some(t) = &choice.template {
-            // The "connection" ends with its one datagram.
-            t.release_child();
-        }
-        let dest = choice.server.destination(packet.local.port());
-        if loops_back(d.director, &choice.server, dest) {
+        // The "connection" ends with its one datagram.
+        drop(template);
+        let dest = scheduling.destination(&server);
+        if scheduling.loops_back(&server, dest) {
             continue;
         }
-        let accounting = Accounting::new(
-            Arc::clone(&service.state),
-            Arc::clone(&choice.server.state),
-            Arc::clone(&totals),
-            d.now_ms,
-        );
-        accounting.connection();
+        let accounting = scheduling.count(&server, d.now_ms);
         match d
             .batch
             .send(flow.upstream.as_fd(), i..i + 1, Some(dest), None)
@@ -410,17 +402,6 @@ fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Rang
             Err(e) => tracing::trace!(%dest, error = %e, "datagram dropped"),
         }
     }
-}
-
-/// Whether `dest` is one of the director's own listen addresses (datagrams sent there
-/// would come back as new flows, without end); counted against `server` when it is. It
-/// was named in the log once, when the table made it so.
-fn loops_back(director: &Director, server: &RealServer, dest: SocketAddr) -> bool {
-    let own = director.own_addresses().contains(Protocol::Udp, dest);
-    if own {
-        server.state.connect_failures.looped.fetch_add(1, Relaxed);
-    }
-    own
 }
 
 /// A socket towards real servers of `family_of`'s address family, connected to `dest`
@@ -539,17 +520,16 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
             },
         )
     } else {
-        let Some(choice) = d.director.templates.choose(&service, &packet) else {
-            service.state.unavailable.fetch_add(1, Relaxed);
+        let totals = d.table().totals_handle();
+        let scheduling = Scheduling::new(d.director, &service, totals, packet, Protocol::Udp);
+        let Some(Choice { server, template }) = scheduling.servers().next() else {
+            scheduling.unavailable();
             tracing::debug!(client = %key.0, "no real server available");
             return None;
         };
-        let dest = choice.server.destination(packet.local.port());
-        if loops_back(d.director, &choice.server, dest) {
-            if let Some(t) = &choice.template {
-                t.release_child();
-            }
-            service.state.unavailable.fetch_add(1, Relaxed);
+        let dest = scheduling.destination(&server);
+        if scheduling.loops_back(&server, dest) {
+            scheduling.unavailable();
             tracing::debug!(client = %key.0, %dest, "not forwarding to the director's own listen address");
             return None;
         }
@@ -558,35 +538,16 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
             Err(e) => {
                 // Our shortage (descriptors, memory), not the server's fault: logged,
                 // not counted against it.
-                if let Some(t) = &choice.template {
-                    t.release_child();
-                }
                 d.director.udp_flows.socket_failed(&e);
                 return None;
             }
         };
-        let accounting = Accounting::new(
-            Arc::clone(&service.state),
-            Arc::clone(&choice.server.state),
-            d.table().totals_handle(),
-            d.now_ms,
-        );
-        accounting.connection();
-        let conn = d.director.conns.open(NewConn {
-            protocol: Protocol::Udp,
-            client: key.0,
-            local: packet.local,
-            dest,
-            server: Arc::clone(&choice.server.state),
-            template: choice.template.clone(),
-            state: State::Udp,
-        });
+        let opened = scheduling.open(&server, template, dest, State::Udp, d.now_ms);
         (
             upstream,
             Route::Server {
-                conn,
-                accounting,
-                template: choice.template,
+                conn: opened.conn,
+                accounting: opened.accounting,
             },
         )
     };
@@ -749,11 +710,7 @@ fn relay_replies(flow: &Flow, batch: &mut Batch, end: &FlowEnd) -> Option<bool> 
 fn reply(flow: &Flow, batch: &Batch, end: &FlowEnd) {
     let now = end.director.conns.clock.now_ms();
     match &flow.route {
-        Route::Server {
-            conn,
-            accounting,
-            template,
-        } => {
+        Route::Server { conn, accounting } => {
             // The socket is connected: what it receives comes from the real server.
             let sent = end
                 .listener
@@ -762,7 +719,7 @@ fn reply(flow: &Flow, batch: &Batch, end: &FlowEnd) {
             accounting.datagrams_out(sent, bytes);
             conn.touch(now);
             if conn.mark_replied()
-                && let Some(t) = template
+                && let Some(t) = &conn.template
             {
                 t.assure();
             }

@@ -296,7 +296,7 @@ async fn serve(socket: std::net::UdpSocket, group: Arc<Group>, director: Arc<Dir
             return;
         }
     };
-    let me = Arc::new(ListenSocket {
+    let listener = Arc::new(ListenSocket {
         listen: group.listen,
         socket,
         flows: Mutex::new(HashMap::new()),
@@ -305,21 +305,21 @@ async fn serve(socket: std::net::UdpSocket, group: Arc<Group>, director: Arc<Dir
         .sockets
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .push(Arc::clone(&me));
+        .push(Arc::clone(&listener));
     loop {
         if group.is_closed() {
             return;
         }
         let draining = group.is_draining();
         tokio::select! {
-            ready = me.socket.readable() => {
+            ready = listener.socket.readable() => {
                 if let Err(e) = ready {
                     POLL_FAILED.warn(|suppressed| {
-                        tracing::error!(listen = %me.listen, error = %e, suppressed, "cannot poll the socket");
+                        tracing::error!(listen = %listener.listen, error = %e, suppressed, "cannot poll the socket");
                     });
                     return;
                 }
-                if me.receive(&director) {
+                if listener.receive(&director) {
                     // A flood keeps the socket readable: without this, the tasks it
                     // makes (new flows' relays, ended flows to drop) would wait for
                     // tokio's budget to run out, tens of thousands of datagrams later.

@@ -1,0 +1,83 @@
+//! ldirectord's `checktype = connect`: a TCP server is up when it accepts a connection;
+//! a UDP server when it answers a datagram (`request`, empty without one) with one that
+//! matches `receive` (any answer without one), and down when the port is refused.
+
+use tokio::net::TcpStream;
+
+use super::io::{io_failure, udp_exchange};
+use super::receive::{Receive, matches};
+use super::{BuildError, Endpoint, HealthCheck, Outcome, Probing};
+use crate::config::Check;
+use crate::table::Protocol;
+
+/// Connect; over UDP, with what it sends and expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connect {
+    /// UDP only: the datagram sent.
+    request: String,
+    /// UDP only: what the answer must match.
+    receive: Option<Receive>,
+}
+
+impl Connect {
+    /// # Errors
+    /// A `receive` that is not a regular expression.
+    pub fn build(settings: &Check) -> Result<Connect, BuildError> {
+        Ok(Connect {
+            request: settings.request.clone().unwrap_or_default(),
+            receive: Receive::of(settings)?,
+        })
+    }
+
+    async fn run(&self, at: &Endpoint) -> Outcome {
+        match at.protocol {
+            Protocol::Udp => {
+                let answer = udp_exchange(at.dest, self.request.as_bytes()).await?;
+                matches(self.receive.as_ref(), &answer)?;
+            }
+            _ => drop(TcpStream::connect(at.dest).await.map_err(io_failure)?),
+        }
+        Ok(None)
+    }
+}
+
+impl HealthCheck for Connect {
+    fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a> {
+        Box::pin(self.run(at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Failure;
+    use super::super::testing::{build_and_probe, everything};
+    use super::*;
+    use crate::config::CheckKind;
+
+    #[test]
+    fn keeps_only_its_own_settings() {
+        assert_eq!(
+            Connect::build(&everything(CheckKind::Connect, None)).unwrap(),
+            Connect {
+                request: "health".into(),
+                receive: Some(Receive::new("^ok").unwrap()),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_udp_connect_check_is_refused_by_a_closed_port() {
+        let closed = {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap()
+        };
+        let check = Check {
+            kind: Some(CheckKind::Connect),
+            ..Check::default()
+        };
+        assert_eq!(
+            build_and_probe(closed, Protocol::Udp, &check).await,
+            Err(Failure::Refused)
+        );
+    }
+}

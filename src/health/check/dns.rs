@@ -1,0 +1,159 @@
+//! ldirectord's `service = dns` negotiate check: a query for an A record of `request`
+//! ("." without one), over UDP, or over TCP for TCP services; the server is up when it
+//! answers with at least one record and, given `receive`, one of them (an address in
+//! dotted form, another record as its debug text) matches it.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::io::{io_failure, udp_exchange};
+use super::receive::Receive;
+use super::{BuildError, Endpoint, Failure, HealthCheck, Outcome, Probing};
+use crate::config::Check;
+use crate::table::Protocol;
+
+/// The name asked for, and what an answer must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    name: String,
+    receive: Option<Receive>,
+}
+
+impl Dns {
+    /// # Errors
+    /// A `receive` that is not a regular expression.
+    pub fn build(settings: &Check) -> Result<Dns, BuildError> {
+        Ok(Dns {
+            name: settings.request.clone().unwrap_or_else(|| ".".into()),
+            receive: Receive::of(settings)?,
+        })
+    }
+
+    async fn run(&self, at: &Endpoint) -> Outcome {
+        use simple_dns::{CLASS, Name, Packet, PacketFlag, QCLASS, QTYPE, Question, RCODE, TYPE};
+        let id = (std::process::id() as u16) ^ (at.dest.port());
+        let mut query = Packet::new_query(id);
+        query.set_flags(PacketFlag::RECURSION_DESIRED);
+        let qname = Name::new(self.name.trim_end_matches('.'))
+            .map_err(|e| Failure::Garbled(e.to_string()))?;
+        query.questions.push(Question::new(
+            qname,
+            QTYPE::TYPE(TYPE::A),
+            QCLASS::CLASS(CLASS::IN),
+            false,
+        ));
+        let bytes = query
+            .build_bytes_vec()
+            .map_err(|e| Failure::Garbled(e.to_string()))?;
+        let answer = if at.protocol == Protocol::Tcp {
+            let mut stream = TcpStream::connect(at.dest).await.map_err(io_failure)?;
+            let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+            framed.extend_from_slice(&bytes);
+            stream.write_all(&framed).await.map_err(io_failure)?;
+            let len = stream.read_u16().await.map_err(io_failure)?;
+            let mut body = vec![0u8; usize::from(len)];
+            stream.read_exact(&mut body).await.map_err(io_failure)?;
+            body
+        } else {
+            udp_exchange(at.dest, &bytes).await?
+        };
+        let reply = Packet::parse(&answer).map_err(|e| Failure::Garbled(format!("DNS: {e}")))?;
+        if reply.id() != id {
+            return Err(Failure::Garbled("DNS answer to another query".into()));
+        }
+        if reply.rcode() != RCODE::NoError || reply.answers.is_empty() {
+            return Err(Failure::Garbled(format!(
+                "DNS: {:?}, {} answers",
+                reply.rcode(),
+                reply.answers.len()
+            )));
+        }
+        let Some(re) = &self.receive else {
+            return Ok(None);
+        };
+        let found = reply.answers.iter().any(|rr| {
+            let text = match &rr.rdata {
+                simple_dns::rdata::RData::A(a) => std::net::Ipv4Addr::from(a.address).to_string(),
+                other => format!("{other:?}"),
+            };
+            re.is_match(text.as_bytes())
+        });
+        if found {
+            Ok(None)
+        } else {
+            Err(Failure::NoMatch)
+        }
+    }
+}
+
+impl HealthCheck for Dns {
+    fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a> {
+        Box::pin(self.run(at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use tokio::net::UdpSocket;
+
+    use super::super::testing::{build_and_probe, everything, negotiate};
+    use super::*;
+    use crate::config::{CheckKind, NegotiateService};
+
+    #[test]
+    fn keeps_only_its_own_settings() {
+        let settings = everything(CheckKind::Negotiate, Some(NegotiateService::Dns));
+        assert_eq!(
+            Dns::build(&settings).unwrap(),
+            Dns {
+                name: "health".into(),
+                receive: Some(Receive::new("^ok").unwrap()),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn dns_wants_an_answer_over_udp() {
+        use simple_dns::rdata::{A, RData};
+        use simple_dns::{CLASS, Packet, ResourceRecord};
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            for answer_it in [true, false] {
+                let Ok((n, from)) = server.recv_from(&mut buf).await else {
+                    return;
+                };
+                let query = Packet::parse(&buf[..n]).unwrap();
+                let mut reply = query.into_reply();
+                if answer_it {
+                    reply.answers.push(ResourceRecord::new(
+                        reply.questions[0].qname.clone(),
+                        CLASS::IN,
+                        60,
+                        RData::A(A {
+                            address: u32::from(Ipv4Addr::new(192, 0, 2, 7)),
+                        }),
+                    ));
+                }
+                let bytes = reply.build_bytes_vec().unwrap();
+                let _ = server.send_to(&bytes, from).await;
+            }
+        });
+        let check = Check {
+            request: Some("www.example.com".into()),
+            receive: Some("^192\\.0\\.2\\.7$".into()),
+            ..negotiate(NegotiateService::Dns)
+        };
+        assert_eq!(build_and_probe(addr, Protocol::Udp, &check).await, Ok(None));
+        assert!(
+            matches!(
+                build_and_probe(addr, Protocol::Udp, &check).await,
+                Err(Failure::Garbled(e)) if e.contains("0 answers")
+            ),
+            "no answer is down"
+        );
+    }
+}

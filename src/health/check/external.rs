@@ -1,0 +1,122 @@
+//! ldirectord's `checktype = external`: `command` run with vip vport rip rport appended;
+//! exit 0 is up. With `dynamic_weight` (keepalived's misc_dynamic), an exit code in
+//! 2..=255 is up with weight code-2. The command runs in a process group of its own,
+//! killed when the probe ends or is dropped (its timeout), and what leaves the group is
+//! the reaper's (`health::orphans`).
+
+use super::{Endpoint, Failure, HealthCheck, Outcome, Probing};
+use crate::config::Check;
+use crate::health::orphans;
+
+/// The command and how its exit code is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct External {
+    /// The program, then its own arguments (the command split at white space).
+    words: Vec<String>,
+    dynamic_weight: bool,
+}
+
+impl External {
+    pub fn build(settings: &Check) -> External {
+        External {
+            words: settings
+                .command
+                .as_deref()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            dynamic_weight: settings.dynamic_weight == Some(true),
+        }
+    }
+
+    async fn run(&self, at: &Endpoint) -> Outcome {
+        let (program, args) = self
+            .words
+            .split_first()
+            .ok_or_else(|| Failure::Garbled("no command to run".into()))?;
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(args)
+            .arg(&at.vip)
+            .arg(at.vport.to_string())
+            .arg(at.target.server.addr.to_string())
+            .arg(at.dest.port().to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // Dropped, by any return or by the probe's timeout, it kills its group.
+        let mut child = orphans::spawn(&mut command)
+            .map_err(|e| Failure::Io(format!("cannot run {program}: {e}")))?;
+        let status = child.wait().await.map_err(|e| Failure::Io(e.to_string()))?;
+        match status.code() {
+            Some(0) => Ok(None),
+            Some(code @ 2..=255) if self.dynamic_weight => Ok(Some(code as u32 - 2)),
+            Some(code) => Err(Failure::ExitCode(code)),
+            None => Err(Failure::Killed),
+        }
+    }
+}
+
+impl HealthCheck for External {
+    fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a> {
+        Box::pin(self.run(at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testing::{endpoint, everything};
+    use super::super::{build, probe};
+    use super::*;
+    use crate::config::CheckKind;
+    use crate::table::Protocol;
+
+    #[test]
+    fn keeps_only_its_own_settings() {
+        assert_eq!(
+            External::build(&everything(CheckKind::External, None)),
+            External {
+                words: vec!["/bin/check".into(), "-v".into()],
+                dynamic_weight: true,
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn the_command_gets_vip_vport_rip_rport_and_its_exit_code_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("check.sh");
+        let args = dir.path().join("args");
+        // Run by /bin/sh rather than executed: a file just written can be "busy".
+        std::fs::write(
+            &script,
+            format!("echo \"$@\" > '{}'\nexit 9\n", args.display()),
+        )
+        .unwrap();
+        let at = endpoint("127.0.0.1:8080".parse().unwrap(), Protocol::Tcp);
+        let settings = Check {
+            kind: Some(CheckKind::External),
+            command: Some(format!("/bin/sh {} -x", script.display())),
+            ..Check::default()
+        };
+        let timeout = Duration::from_secs(30);
+        let plain = build(&settings, None).unwrap();
+        assert_eq!(
+            probe(&*plain, &at, timeout).await,
+            Err(Failure::ExitCode(9))
+        );
+        assert_eq!(
+            std::fs::read_to_string(&args).unwrap(),
+            "-x 127.0.0.1 1 127.0.0.1 8080\n"
+        );
+        let dynamic = Check {
+            dynamic_weight: Some(true),
+            ..settings
+        };
+        let weighing = build(&dynamic, None).unwrap();
+        assert_eq!(probe(&*weighing, &at, timeout).await, Ok(Some(7)));
+    }
+}

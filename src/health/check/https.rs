@@ -1,0 +1,127 @@
+//! ldirectord's `service = https` negotiate check: as `http`, over TLS (rustls, see
+//! `health::tls`). The certificate is verified only when `verify_certificate` asks;
+//! `virtualhost` is also the name sent (SNI), the server's address without one.
+
+use tokio::net::TcpStream;
+
+use super::http::Http;
+use super::io::io_failure;
+use super::{BuildError, Endpoint, Failure, HealthCheck, Outcome, Probing};
+use crate::config::Check;
+use crate::health::tls;
+
+/// An HTTP check over TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Https {
+    http: Http,
+    /// Verify the server's certificate against the system's roots.
+    verify: bool,
+}
+
+impl Https {
+    /// # Errors
+    /// A `receive` that is not a regular expression.
+    pub fn build(settings: &Check) -> Result<Https, BuildError> {
+        Ok(Https {
+            http: Http::build(settings)?,
+            verify: settings.verify_certificate == Some(true),
+        })
+    }
+
+    async fn run(&self, at: &Endpoint) -> Outcome {
+        let config = tls::client_config(self.verify).map_err(Failure::Garbled)?;
+        let tcp = TcpStream::connect(at.dest).await.map_err(io_failure)?;
+        let name = match &self.http.virtualhost {
+            Some(host) => rustls::pki_types::ServerName::try_from(host.clone())
+                .map_err(|e| Failure::Garbled(format!("virtualhost: {e}")))?,
+            None => rustls::pki_types::ServerName::IpAddress(at.dest.ip().into()),
+        };
+        let mut stream = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| Failure::Garbled(format!("TLS: {e}")))?;
+        self.http.exchange(at, &mut stream).await?;
+        Ok(None)
+    }
+}
+
+impl HealthCheck for Https {
+    fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a> {
+        Box::pin(self.run(at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::super::testing::{build_and_probe, everything, negotiate};
+    use super::*;
+    use crate::config::{CheckKind, NegotiateService};
+    use crate::table::Protocol;
+
+    #[test]
+    fn keeps_only_its_own_settings() {
+        let settings = everything(CheckKind::Negotiate, Some(NegotiateService::Https));
+        assert_eq!(
+            Https::build(&settings).unwrap(),
+            Https {
+                http: Http::build(&settings).unwrap(),
+                verify: true,
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn https_checks_trust_any_certificate_unless_asked_to_verify() {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let cert = rcgen::generate_simple_self_signed(vec!["backend.test".to_string()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for _ in 0..2 {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut buf = [0u8; 1024];
+                let _ = tls.read(&mut buf).await;
+                let _ = tls
+                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nsecure")
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        let check = Check {
+            receive: Some("^secure$".into()),
+            virtualhost: Some("backend.test".into()),
+            ..negotiate(NegotiateService::Https)
+        };
+        assert_eq!(build_and_probe(addr, Protocol::Tcp, &check).await, Ok(None));
+        let verifying = Check {
+            verify_certificate: Some(true),
+            ..check
+        };
+        assert!(
+            matches!(
+                build_and_probe(addr, Protocol::Tcp, &verifying).await,
+                Err(Failure::Garbled(e)) if e.starts_with("TLS: ")
+            ),
+            "a self-signed certificate fails verification"
+        );
+    }
+}

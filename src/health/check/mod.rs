@@ -1,0 +1,219 @@
+//! The health checks, one type per kind, behind one trait ([`HealthCheck`], as
+//! pingora's `HealthCheck` with its `TcpHealthCheck` and `HttpHealthCheck`): each type
+//! holds only its own settings, taken from the configuration's [`Check`] once, when the
+//! checker (re)builds a server's check ([`build`]), so a `receive` pattern is compiled
+//! then and never per probe. A probe says why it failed ([`Failure`]), in words for the
+//! log and `uvs status`. Built and run by the checker tasks (`checker`).
+//!
+//! The kinds are ldirectord's: `on`, `off`, `connect`, `external`, and `negotiate`
+//! speaking http, https, simpletcp, smtp or dns; ldirectord's maintenance files stand in
+//! front of any of them ([`maintenance`]).
+//!
+//! # Adding a check kind
+//!
+//! (keepalived's HTTP_GET/SSL_GET with digests, SMTP_CHECK, DNS_CHECK, MISC_CHECK...)
+//!
+//! 1. One file here, say `digest.rs`: a `//!` header naming the ldirectord/keepalived
+//!    check it copies; a type holding only the settings it reads, each parsed, compiled
+//!    ([`Receive`] for a pattern) and defaulted in its `build(&Check) -> Result<Self,
+//!    BuildError>`; `impl HealthCheck` (`Box::pin` an inherent `async fn`); and tests,
+//!    against a real server on 127.0.0.1, of `build` keeping only its settings and of
+//!    the probe's up and down.
+//! 2. One line in [`build`] (`CheckKind::Digest => Box::new(Digest::build(settings)?)`),
+//!    beside its `mod` line.
+//!
+//! The kind's name and any new setting are the configuration's to read and validate
+//! (`config::CheckKind`, `config::Check`, `config::schema`), as for every kind.
+
+mod connect;
+mod dns;
+mod external;
+mod http;
+mod https;
+mod io;
+pub mod maintenance;
+mod off;
+mod on;
+mod receive;
+mod simpletcp;
+mod smtp;
+#[cfg(test)]
+mod testing;
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use connect::Connect;
+pub use dns::Dns;
+pub use external::External;
+pub use http::Http;
+pub use https::Https;
+pub use maintenance::Maintenance;
+pub use off::{Off, Unbuildable};
+pub use on::On;
+pub use receive::Receive;
+pub use simpletcp::SimpleTcp;
+pub use smtp::Smtp;
+
+use super::Target;
+use crate::config::{Check, CheckKind, NegotiateService};
+use crate::table::Protocol;
+
+/// What one probe comes to: Ok with the weight an external check with dynamic weights
+/// asked for (None: keep the configured one), or why the server failed it.
+pub type Outcome = Result<Option<u32>, Failure>;
+
+/// A probe in progress; boxed so that checks of every kind fit one trait object.
+pub type Probing<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+
+/// One kind of health check, with its settings.
+pub trait HealthCheck: fmt::Debug + Send + Sync {
+    /// Probes the real server at `at` once. Unbounded in time: [`probe`] bounds it, and
+    /// dropping the future releases what it holds (sockets, an external command's
+    /// process group).
+    fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a>;
+}
+
+/// The real server a check probes, as the probe sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub target: Target,
+    /// The service's transport (fwmark groups are checked over TCP).
+    pub protocol: Protocol,
+    /// What `external` commands get as vip and vport.
+    pub vip: String,
+    pub vport: u16,
+    /// Where the probe goes: the server, on the check port if there is one.
+    pub dest: SocketAddr,
+}
+
+/// A check's settings that cannot be used; the configuration refuses them with the same
+/// words (`config::schema`, the ldirectord import), so only a configuration made
+/// without them gets here.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("not a regular expression: {0}")]
+    Receive(#[from] regex::Error),
+}
+
+/// Why a check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Timeout,
+    Refused,
+    Io(String),
+    /// An HTTP status outside the expected range.
+    Status(u16),
+    /// The answer did not match `receive`.
+    NoMatch,
+    /// Something that is not the protocol's answer.
+    Garbled(String),
+    ExitCode(i32),
+    Killed,
+    Off,
+    Maintenance(PathBuf),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Timeout => write!(f, "timed out"),
+            Failure::Refused => write!(f, "connection refused"),
+            Failure::Io(e) => write!(f, "{e}"),
+            Failure::Status(s) => write!(f, "wrong status {s}"),
+            Failure::NoMatch => write!(f, "answer did not match receive"),
+            Failure::Garbled(what) => write!(f, "{what}"),
+            Failure::ExitCode(c) => write!(f, "exit code {c}"),
+            Failure::Killed => write!(f, "killed by a signal"),
+            Failure::Off => write!(f, "check type off"),
+            Failure::Maintenance(p) => write!(f, "maintenance file {}", p.display()),
+        }
+    }
+}
+
+/// Builds the check `settings` ask for (no kind: `on`), behind ldirectord's maintenance
+/// files when there is a maintenance directory.
+///
+/// # Errors
+/// A `receive` that is not a regular expression.
+pub fn build(
+    settings: &Check,
+    maintenance_dir: Option<&Path>,
+) -> Result<Box<dyn HealthCheck>, BuildError> {
+    let check: Box<dyn HealthCheck> = match settings.kind.unwrap_or(CheckKind::On) {
+        CheckKind::On => Box::new(On),
+        CheckKind::Off => Box::new(Off),
+        CheckKind::Connect => Box::new(Connect::build(settings)?),
+        CheckKind::External => Box::new(External::build(settings)),
+        CheckKind::Negotiate => match settings.service {
+            Some(NegotiateService::Http) => Box::new(Http::build(settings)?),
+            Some(NegotiateService::Https) => Box::new(Https::build(settings)?),
+            Some(NegotiateService::Smtp) => Box::new(Smtp),
+            Some(NegotiateService::Dns) => Box::new(Dns::build(settings)?),
+            Some(NegotiateService::SimpleTcp) | None => Box::new(SimpleTcp::build(settings)?),
+        },
+    };
+    Ok(behind_maintenance(check, maintenance_dir))
+}
+
+/// `check` behind the maintenance files of `dir`, if there is one.
+pub fn behind_maintenance(check: Box<dyn HealthCheck>, dir: Option<&Path>) -> Box<dyn HealthCheck> {
+    match dir {
+        Some(dir) => Box::new(Maintenance::new(dir, check)),
+        None => check,
+    }
+}
+
+/// Runs one probe of `check`, bounded by `timeout`: a probe still running then fails
+/// with [`Failure::Timeout`], and what it held is released as its future is dropped.
+pub async fn probe(check: &dyn HealthCheck, at: &Endpoint, timeout: Duration) -> Outcome {
+    tokio::time::timeout(timeout, check.probe(at))
+        .await
+        .unwrap_or(Err(Failure::Timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{endpoint, negotiate};
+    use super::*;
+
+    #[test]
+    fn a_bad_receive_is_refused_at_build_in_the_configurations_words() {
+        let settings = Check {
+            receive: Some("(unclosed".into()),
+            ..negotiate(NegotiateService::SimpleTcp)
+        };
+        let err = build(&settings, None).unwrap_err();
+        assert!(
+            err.to_string().starts_with("not a regular expression: "),
+            "{err}"
+        );
+        // The words config::schema uses for the same mistake.
+        let problem = crate::config::schema::parse(
+            "[[service]]\ntcp = \"127.0.0.1:80\"\n[service.check]\nreceive = \"(unclosed\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(problem.contains(&err.to_string()), "{problem}");
+    }
+
+    #[tokio::test]
+    async fn a_maintenance_file_takes_precedence_over_any_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = endpoint("127.0.0.1:1".parse().unwrap(), Protocol::Tcp);
+        let check = build(&Check::default(), Some(dir.path())).unwrap();
+        let timeout = Duration::from_secs(5);
+        assert_eq!(probe(&*check, &at, timeout).await, Ok(None), "kind on");
+        let file = dir.path().join(at.target.server.addr.to_string());
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(
+            probe(&*check, &at, timeout).await,
+            Err(Failure::Maintenance(file))
+        );
+    }
+}

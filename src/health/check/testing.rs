@@ -1,0 +1,90 @@
+//! What the tests of the check kinds share: an endpoint on loopback, settings of a
+//! negotiate kind, a one-answer TCP server, and build-then-probe.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{Endpoint, Outcome, build, probe};
+use crate::config::{Check, CheckKind, NegotiateService};
+use crate::health::Target;
+use crate::table::{Protocol, ServerKey, ServiceKey};
+
+/// The server at `dest`, of a service at 127.0.0.1:1.
+pub fn endpoint(dest: SocketAddr, protocol: Protocol) -> Endpoint {
+    Endpoint {
+        target: Target {
+            service: ServiceKey::Inet {
+                protocol,
+                addr: Ipv4Addr::LOCALHOST.into(),
+                port: 1,
+            },
+            server: ServerKey {
+                addr: dest.ip(),
+                port: dest.port(),
+            },
+        },
+        protocol,
+        vip: "127.0.0.1".into(),
+        vport: 1,
+        dest,
+    }
+}
+
+pub fn negotiate(service: NegotiateService) -> Check {
+    Check {
+        kind: Some(CheckKind::Negotiate),
+        service: Some(service),
+        ..Check::default()
+    }
+}
+
+/// Builds the check `settings` ask for and probes `dest` once, within 5 s.
+pub async fn build_and_probe(dest: SocketAddr, protocol: Protocol, settings: &Check) -> Outcome {
+    let check = build(settings, None).unwrap();
+    probe(&*check, &endpoint(dest, protocol), Duration::from_secs(5)).await
+}
+
+/// A TCP server that writes `answer` to each of its first `clients` clients after
+/// reading `wait_for` bytes.
+pub async fn answering(answer: &'static [u8], wait_for: usize, clients: usize) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..clients {
+            if let Ok((mut s, _)) = listener.accept().await {
+                let mut got = vec![0u8; wait_for];
+                let _ = s.read_exact(&mut got).await;
+                let _ = s.write_all(answer).await;
+            }
+        }
+    });
+    addr
+}
+
+/// A TCP server that answers its first client only.
+pub async fn one_shot(answer: &'static [u8], wait_for: usize) -> SocketAddr {
+    answering(answer, wait_for, 1).await
+}
+
+/// Settings with every field set, to show what each kind keeps of them.
+pub fn everything(kind: CheckKind, service: Option<NegotiateService>) -> Check {
+    Check {
+        kind: Some(kind),
+        service,
+        port: Some(8080),
+        interval: Some(Duration::from_secs(3)),
+        timeout: Some(Duration::from_secs(2)),
+        failures: Some(3),
+        rise: Some(2),
+        request: Some("health".into()),
+        receive: Some("^ok".into()),
+        virtualhost: Some("www.test".into()),
+        method: Some("HEAD".into()),
+        status: Some((200, 399)),
+        command: Some("/bin/check -v".into()),
+        dynamic_weight: Some(true),
+        verify_certificate: Some(true),
+    }
+}

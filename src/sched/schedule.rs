@@ -1,0 +1,258 @@
+//! `schedule`: the one way a new connection (TCP) or flow (UDP) gets its real server,
+//! as IPVS's `ip_vs_schedule` (net/netfilter/ipvs/ip_vs_core.c) does, with
+//! `ip_vs_sched_persist` for persistent services: the client's persistence template's
+//! server when it has a usable one, else the service's scheduler (and a new template
+//! for its pick when the service persists).
+//!
+//! What it returns is also the retry order, as pingora's selection iterator is
+//! (pingora-load-balancing/src/selection): each further [`Schedule::next`] is where the
+//! connection goes when the servers before could not be reached: the scheduler again,
+//! and if it insists on one already tried (hashing schedulers do), the least loaded
+//! usable server not yet tried. Retries have no template. Called by the data plane
+//! (`proxy::tcp`, `proxy::udp::flow`, through `proxy::scheduled`); `persist` is the
+//! template store it reads and fills.
+
+use crate::persist::{Control, Templates};
+use crate::table::{RealServer, ServerKey, Service};
+
+use super::{Packet, least_loaded_except};
+
+/// The real server for a new connection, and its hold on the persistence template
+/// when the service persists (given back when dropped, unless the connection's table
+/// entry takes it).
+#[derive(Debug)]
+pub struct Choice {
+    pub server: RealServer,
+    pub template: Option<Control>,
+}
+
+/// The servers for a new connection, in the order to try them (see the module's
+/// header). Ends (None) when no server is available, or none is left untried.
+#[derive(Debug)]
+pub struct Schedule<'a> {
+    templates: &'a Templates,
+    service: &'a Service,
+    packet: Packet,
+    /// Servers given so far: the ones a retry leaves out.
+    tried: Vec<ServerKey>,
+}
+
+/// The servers for the connection `packet` opens to `service`, first choice first.
+pub fn schedule<'a>(
+    templates: &'a Templates,
+    service: &'a Service,
+    packet: &Packet,
+) -> Schedule<'a> {
+    Schedule {
+        templates,
+        service,
+        packet: *packet,
+        tried: Vec::new(),
+    }
+}
+
+impl Schedule<'_> {
+    /// Whether the next server given is a retry (a server was given before).
+    pub fn retrying(&self) -> bool {
+        !self.tried.is_empty()
+    }
+}
+
+impl Iterator for Schedule<'_> {
+    type Item = Choice;
+
+    fn next(&mut self) -> Option<Choice> {
+        let choice = if self.tried.is_empty() {
+            first(self.templates, self.service, &self.packet)
+        } else {
+            retry(self.service, &self.packet, &self.tried)
+        }?;
+        self.tried.push(choice.server.key());
+        Some(choice)
+    }
+}
+
+/// `ip_vs_schedule`: the template's server, or the scheduler's pick (with a new
+/// template when the service persists).
+fn first(templates: &Templates, service: &Service, packet: &Packet) -> Option<Choice> {
+    if !service.flags.persistent() {
+        return service.pick(packet).map(|server| Choice {
+            server: server.clone(),
+            template: None,
+        });
+    }
+    sched_persist(templates, service, packet)
+}
+
+/// `ip_vs_sched_persist`: the client's template if it has a usable one, else the
+/// scheduler's pick and a template for it (none when the store is full of templates in
+/// use). The client's slot stays locked from lookup to new template.
+fn sched_persist(templates: &Templates, service: &Service, packet: &Packet) -> Option<Choice> {
+    let mut slot = templates.slot(service, packet.client.ip(), packet.local.ip());
+    if let Some((index, template)) = slot.find(&service.servers) {
+        return Some(Choice {
+            server: service.servers[index].clone(),
+            template: Some(template),
+        });
+    }
+    let index = service.pick_index(packet)?;
+    let server = service.servers[index].clone();
+    let template = slot.make(&server, index, service.timeout);
+    Some(Choice { server, template })
+}
+
+/// A retry after failed connects: the scheduler again, and if it insists on a server
+/// already tried, the least loaded usable server not yet tried.
+fn retry(service: &Service, packet: &Packet, tried: &[ServerKey]) -> Option<Choice> {
+    let server = match service.pick(packet).filter(|s| !tried.contains(&s.key())) {
+        Some(s) => s,
+        None => &service.servers[least_loaded_except(&service.servers, tried)?],
+    };
+    Some(Choice {
+        server: server.clone(),
+        template: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::table::{
+        Command, Forward, Netmask, Protocol, ServerConfig, ServiceConfig, ServiceFlags, ServiceKey,
+        Table, Tunnel, UnicastOnly,
+    };
+
+    const VIP: &str = "127.0.0.1";
+
+    fn key() -> ServiceKey {
+        ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            addr: VIP.parse().unwrap(),
+            port: 80,
+        }
+    }
+
+    /// A service on 127.0.0.1:80 with `scheduler`, persistent or not, and real servers
+    /// 127.0.1.1, .2, ... of weight 1.
+    fn table(scheduler: &str, persistent: bool, servers: usize) -> Table {
+        let mut t = Table::new();
+        let flags = if persistent {
+            ServiceFlags(ServiceFlags::PERSISTENT)
+        } else {
+            ServiceFlags::default()
+        };
+        t.apply(
+            &Command::AddService(ServiceConfig {
+                key: key(),
+                scheduler: scheduler.into(),
+                flags,
+                timeout: 300,
+                netmask: Netmask::V4(std::net::Ipv4Addr::BROADCAST),
+                pe: None,
+                options: Default::default(),
+            }),
+            &UnicastOnly,
+        )
+        .unwrap();
+        for i in 1..=servers {
+            t.apply(
+                &Command::AddServer {
+                    service: key(),
+                    server: ServerConfig {
+                        addr: format!("127.0.1.{i}").parse().unwrap(),
+                        port: 8080,
+                        forward: Forward::Masq,
+                        weight: 1,
+                        u_threshold: 0,
+                        l_threshold: 0,
+                        tunnel: Tunnel::default(),
+                    },
+                },
+                &UnicastOnly,
+            )
+            .unwrap();
+        }
+        t
+    }
+
+    fn packet(client: &str) -> Packet {
+        Packet {
+            client: client.parse().unwrap(),
+            local: format!("{VIP}:80").parse().unwrap(),
+        }
+    }
+
+    fn templates(max: usize) -> Templates {
+        Templates::new(Clock::new(), max)
+    }
+
+    #[test]
+    fn first_choices_are_the_schedulers_own_sequence() {
+        let (ours, theirs) = (table("rr", false, 3), table("rr", false, 3));
+        let (ours, theirs) = (
+            ours.service(&key()).unwrap(),
+            theirs.service(&key()).unwrap(),
+        );
+        let t = templates(16);
+        for port in 1..10 {
+            let p = packet(&format!("127.0.0.9:{port}"));
+            let chosen = schedule(&t, ours, &p).next().map(|c| c.server.key());
+            assert_eq!(chosen, theirs.pick(&p).map(RealServer::key));
+        }
+    }
+
+    #[test]
+    fn the_retry_order_tries_every_server_once() {
+        // Source hashing insists on one server: the retries go to the others.
+        let table = table("sh", false, 3);
+        let svc = table.service(&key()).unwrap();
+        let t = templates(16);
+        let p = packet("127.0.0.9:4000");
+        let mut servers = schedule(&t, svc, &p);
+        assert!(!servers.retrying());
+        let order: Vec<ServerKey> = servers.by_ref().map(|c| c.server.key()).collect();
+        assert!(servers.retrying());
+        assert_eq!(order.len(), 3, "{order:?}");
+        assert_eq!(Some(order[0]), svc.pick(&p).map(RealServer::key));
+        assert!(order[1] != order[0] && order[2] != order[0] && order[2] != order[1]);
+    }
+
+    #[test]
+    fn a_persistent_first_choice_holds_a_template_and_retries_do_not() {
+        let table = table("rr", true, 2);
+        let svc = table.service(&key()).unwrap();
+        let t = templates(16);
+        let p = packet("127.0.0.9:4000");
+        let mut servers = schedule(&t, svc, &p);
+        let first = servers.next().expect("a server");
+        assert!(first.template.is_some());
+        let retry = servers.next().expect("the other server");
+        assert!(retry.template.is_none());
+        assert_ne!(retry.server.key(), first.server.key());
+        assert!(servers.next().is_none(), "no server left untried");
+        // The client's next connection goes where the template says.
+        let again = schedule(&t, svc, &packet("127.0.0.9:4001")).next();
+        assert_eq!(again.map(|c| c.server.key()), Some(first.server.key()));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn a_dropped_choice_lets_go_of_its_template() {
+        let table = table("rr", true, 2);
+        let svc = table.service(&key()).unwrap();
+        // Room for one template: while a connection holds it, a new client gets none.
+        let t = templates(1);
+        let held = schedule(&t, svc, &packet("127.0.0.9:1")).next();
+        assert!(held.as_ref().is_some_and(|c| c.template.is_some()));
+        let without = schedule(&t, svc, &packet("127.0.0.10:1")).next();
+        assert!(without.is_some_and(|c| c.template.is_none()));
+        assert_eq!((t.evicted(), t.not_made()), (0, 1));
+        // Scheduled but never opened: the hold goes with the choice, and the template
+        // makes room for the next client's.
+        drop(held);
+        let next = schedule(&t, svc, &packet("127.0.0.11:1")).next();
+        assert!(next.is_some_and(|c| c.template.is_some()));
+        assert_eq!((t.evicted(), t.not_made()), (1, 1));
+    }
+}

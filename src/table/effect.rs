@@ -1,0 +1,110 @@
+//! What a change to the table does to the live state it shares with the data plane, and
+//! when that happens: only once the change is accepted whole and published.
+//!
+//! A table's services and real servers hold their live state (counters, connection
+//! counts, the marks `available` and `overloaded`, the mirrored weight and thresholds)
+//! behind `Arc`s that every snapshot of them shares, so that an edit keeps them. Writing
+//! to that state while a batch is still being applied would change the running table
+//! before the batch is known to be accepted: a refused batch would leave a server marked
+//! removed, or counters zeroed. So [`Table::apply`](super::Table::apply) never writes to
+//! it; it describes each such write as an [`Effect`] and returns them, and whoever
+//! publishes the table carries them out after the whole batch is accepted:
+//! [`TableHandle`](super::TableHandle) right after storing the new snapshot, the owner of
+//! a table nobody else reads right away, and nobody for a table that is thrown away (a
+//! trial). Dropping [`Effects`] undoes nothing because nothing was done. For the moment
+//! between the store and the carrying out, a reader may see the new snapshot with the
+//! marks as they were; never the marks of a batch that was refused.
+//!
+//! The writers of the shared marks (`RealServerState::configure`, `retire`) take a
+//! [`CarryingOut`], which only [`Effects::carry_out`] can make: `Table::apply` cannot
+//! call them, the compiler refuses. The counters' `-Z` (`Stats::zero`) lives in
+//! `stats`, below the table, and takes no proof; in the table it is called here only.
+
+use std::sync::Arc;
+
+use super::real_server::RealServerState;
+use super::service::Service;
+use crate::stats::Stats;
+
+/// One write to state shared with the running table, in IPVS's terms.
+#[derive(Debug)]
+pub(super) enum Effect {
+    /// `-d`: the real server left its service; persistence templates and UDP flows to
+    /// it are void (the kernel clears IP_VS_DEST_F_AVAILABLE in __ip_vs_unlink_dest).
+    RetireServer(Arc<RealServerState>),
+    /// `-D`, `-C`: every real server of the service left with it.
+    RetireServers(Arc<Service>),
+    /// `-e`: the settings the data plane reads between snapshots follow the edit
+    /// (weight, thresholds; raising or removing the upper threshold clears the overload,
+    /// as __ip_vs_update_dest does).
+    Configure {
+        state: Arc<RealServerState>,
+        weight: u32,
+        u_threshold: u32,
+        l_threshold: u32,
+    },
+    /// `-Z SERVICE`, and each service under `-Z`: the service's counters and its real
+    /// servers' restart from zero in listings.
+    ZeroService(Arc<Service>),
+    /// `-Z`: the counters over all services too.
+    ZeroTotals(Arc<Stats>),
+}
+
+/// The effects of one command or a batch, in the order the commands asked for them.
+#[derive(Debug, Default)]
+#[must_use = "a table's effects on shared state happen only when carried out, once the \
+              table is the one readers see (TableHandle does it when it publishes)"]
+pub struct Effects(Vec<Effect>);
+
+/// Proof that effects are being carried out, which only [`Effects::carry_out`] makes;
+/// the writers of shared marks ask for it.
+#[derive(Debug)]
+pub struct CarryingOut(());
+
+impl CarryingOut {
+    /// For tests that set up a server's marks by hand.
+    #[cfg(test)]
+    pub(crate) fn in_a_test() -> CarryingOut {
+        CarryingOut(())
+    }
+}
+
+impl Effects {
+    pub(super) fn push(&mut self, effect: Effect) {
+        self.0.push(effect);
+    }
+
+    /// The effects of `later`, after these.
+    pub(super) fn append(&mut self, later: Effects) {
+        self.0.extend(later.0);
+    }
+
+    /// Writes to the shared state, in order. Call once the table that made these
+    /// effects is the one readers see (or when no one else reads it).
+    pub fn carry_out(self) {
+        let proof = CarryingOut(());
+        for effect in self.0 {
+            match effect {
+                Effect::RetireServer(state) => state.retire(&proof),
+                Effect::RetireServers(svc) => {
+                    for server in &svc.servers {
+                        server.state.retire(&proof);
+                    }
+                }
+                Effect::Configure {
+                    state,
+                    weight,
+                    u_threshold,
+                    l_threshold,
+                } => state.configure(weight, u_threshold, l_threshold, &proof),
+                Effect::ZeroService(svc) => {
+                    svc.state.stats.zero();
+                    for server in &svc.servers {
+                        server.state.stats.zero();
+                    }
+                }
+                Effect::ZeroTotals(totals) => totals.zero(),
+            }
+        }
+    }
+}
