@@ -154,7 +154,8 @@ mod tests {
             }),
             &UnicastOnly,
         )
-        .unwrap();
+        .unwrap()
+        .carry_out();
         for i in 1..=servers {
             t.apply(
                 &Command::AddServer {
@@ -171,7 +172,8 @@ mod tests {
                 },
                 &UnicastOnly,
             )
-            .unwrap();
+            .unwrap()
+            .carry_out();
         }
         t
     }
