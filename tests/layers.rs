@@ -19,10 +19,10 @@
 //! Decisions, and why:
 //! - A module may import any module of a lower layer.
 //! - Writers may import readers: writers make commands from what readers define
-//!   (config's import speaks ipvsadm's grammar from `adm`, the reloader checks the data
-//!   plane's room for listeners, the control protocol carries the data plane's typed
-//!   counts). Readers never import writers: what they serve must not depend on how the
-//!   table was written.
+//!   (config's import speaks ipvsadm's grammar from `adm`, config's schema names the
+//!   data plane's forwarding and congestion control, the control protocol carries the
+//!   data plane's typed counts, the control client is an `adm` backend). Readers never
+//!   import writers: what they serve must not depend on how the table was written.
 //! - Within one layer imports are allowed, but no two modules may import each other,
 //!   directly or round a longer circle; the only circle allowed is `table` <-> `sched`
 //!   (a service holds its scheduler, a scheduler reads the service's servers).
@@ -75,23 +75,13 @@ const ALLOWED_CIRCLES: &[(&str, &str)] = &[("table", "sched"), ("sched", "table"
 /// Imports that still point the wrong way: (from module, to module, why it is left).
 /// The circles check leaves them out of the graph, so that the other half of a known
 /// circle is not reported too.
-const KNOWN: &[(&str, &str, &str)] = &[
-    (
-        "persist",
-        "sched",
-        "test code only: persist/tests.rs tests persistence through sched::schedule, which \
+const KNOWN: &[(&str, &str, &str)] = &[(
+    "persist",
+    "sched",
+    "test code only: persist/tests.rs tests persistence through sched::schedule, which \
          moved to sched/ (schedule branch); those tests belong beside it in sched/, and then \
          persist is below sched again (sched uses the templates).",
-    ),
-    (
-        "config",
-        "health",
-        "config/reload.rs is the reloader, which drives the health checks (the table follows \
-     their verdicts): daemon work living in config/, closing a circle with health (which \
-     reads config's check schema). It moves to daemon/ once the branches rewriting it \
-     (settings, atomic) have landed; then config is below health again.",
-    ),
-];
+)];
 
 /// One import of another top-level module.
 #[derive(Debug, Clone)]

@@ -2,16 +2,17 @@
 //! (every problem at once, with its line and column, via `reader`; the first hundred
 //! kept and shown and the rest counted, by `capped`, which the importers use too);
 //! `plan` turns a config and the running table into the typed commands that make the
-//! table match, touching only what changed; `reload` applies files at start, on SIGHUP and, with
-//! `autoreload`, when the file changes; `file` reads them, regular files only and
-//! bounded in size. `uvs check`, `uvs run -c`, `uvs import` and the daemon use it.
+//! table match, touching only what changed (the daemon's reloader, `daemon::reload`,
+//! applies files at start, on SIGHUP and, with `autoreload`, when the file changes);
+//! `file` reads them, regular files only and bounded in size; `status` is what the
+//! reloader says of the file in `uvs status`. `uvs check`, `uvs run -c`, `uvs import`
+//! and the daemon use it.
 
 pub mod capped;
 pub mod file;
 pub mod import;
 pub mod plan;
 pub mod reader;
-pub mod reload;
 pub mod render;
 pub mod schema;
 pub mod slot;

@@ -5,6 +5,8 @@
 //! are read in `settings`; `run` wires it all from them ([`run()`]), which `main` calls
 //! with the signals as its shutdown, and tests in-process.
 //!
+//! - `reload`: the reloader: the configuration file, followed, and the health checks
+//!   it asks for;
 //! - `report`: the status report, built from each part's typed piece;
 //! - `handles`: what the control server and the exporter get to read it through.
 
@@ -23,6 +25,7 @@ use crate::table::TableHandle;
 use report::{Mode, Reporter};
 
 mod handles;
+pub mod reload;
 pub mod report;
 
 mod run;

@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use crate::config::reload::Reloader;
+use super::reload::Reloader;
 use crate::config::status::ConfigStatus;
 use crate::control::protocol::{ListenerStatus, Status, TemplateStatus};
 use crate::director::{Director, PlaneReport};

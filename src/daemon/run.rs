@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use super::reload::{ReloadError, Reloader};
 use super::report::{MetricsEndpoint, Mode as Balancing, ModeChoice, Reporter};
 use super::settings::{Overrides, Running, Settings};
 use super::{Daemon, DaemonError};
-use crate::config::reload::{ReloadError, Reloader};
 use crate::config::{Loaded, Mode};
 use crate::director::{Director, PlaneOptions};
 use crate::health::orphans::Reaper;

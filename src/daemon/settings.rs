@@ -5,7 +5,7 @@
 //! their `[global]` key and `uvs run` flag: a reload's log lines name them from there.
 //!
 //! `uvs run` and `uvs demo` (main.rs) resolve the settings at start
-//! ([`Settings::resolve`]); the reloader (`config::reload`) hands every file it applies
+//! ([`Settings::resolve`]); the reloader (`daemon::reload`) hands every file it applies
 //! to [`Running`], which applies the live settings it changed and names the next-start
 //! ones in a warning.
 
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::config::reload::GlobalSettings;
+use super::reload::GlobalSettings;
 use crate::config::{Global, Mode};
 use crate::control::socket_path;
 use crate::director::Director;

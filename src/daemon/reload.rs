@@ -20,17 +20,21 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::file::{self, Stamp};
-use super::plan::{Owned, plan};
-use super::slot::{Outcome, Slot};
-use super::status::ConfigStatus;
-use super::watch::Watch;
-use super::{Config, Global, LoadError, Loaded, schema};
+use crate::config::file::{self, Stamp};
+use crate::config::plan::{Owned, plan};
+use crate::config::slot::{Outcome, Slot};
+use crate::config::status::ConfigStatus;
+use crate::config::watch::Watch;
+use crate::config::{Config, Global, LoadError, Loaded, schema};
 use crate::director::Director;
 use crate::health::{self, Book, checker::Checker};
 use crate::rate_limit::RateLimit;
 use crate::table::loops::loops;
 use crate::table::{HostInterfaces, ListenAddr, OwnAddresses, Protocol, Table, TableError};
+
+/// The log target of what is logged here: the module's before it moved from config/,
+/// so the log reads as it did (`INFO uvs::config::reload: table changed: ...`).
+const LOG: &str = "uvs::config::reload";
 
 /// Refuses a table that would listen on more new addresses than the data plane has
 /// descriptors for (each takes one per worker), counting those it stops listening on
@@ -326,7 +330,7 @@ impl Reloader {
                 // Every load and reload names the real servers that are the director itself.
                 let own = OwnAddresses::of(next, HostInterfaces::addresses);
                 for l in loops(next, &own) {
-                    tracing::warn!(file = %self.path.display(), "{l}");
+                    tracing::warn!(target: LOG, file = %self.path.display(), "{l}");
                 }
             }
             Ok(())
@@ -335,7 +339,7 @@ impl Reloader {
             .table
             .apply_all_checked(&commands, refused, check)?;
         for command in &commands {
-            tracing::info!(file = %self.path.display(), by = why, "table changed: {command}");
+            tracing::info!(target: LOG, file = %self.path.display(), by = why, "table changed: {command}");
         }
         Ok(commands.len())
     }
@@ -347,7 +351,7 @@ impl Reloader {
             return;
         };
         if let Err(e) = self.make_table(director, config, owned, "health check") {
-            tracing::error!(file = %self.path.display(), "a health change could not be applied: {e}");
+            tracing::error!(target: LOG, file = %self.path.display(), "a health change could not be applied: {e}");
         }
     }
 
@@ -380,7 +384,7 @@ impl Reloader {
         match result {
             Ok(a) if a.commands == 0 => {
                 self.quiet.warn(|suppressed| {
-                    tracing::info!(
+                    tracing::info!(target: LOG,
                         file = %self.path.display(),
                         changes = 0,
                         suppressed,
@@ -389,7 +393,7 @@ impl Reloader {
                     );
                 });
             }
-            Ok(a) => tracing::info!(
+            Ok(a) => tracing::info!(target: LOG,
                 file = %self.path.display(),
                 changes = a.commands,
                 "{}: configuration reloaded",
@@ -397,7 +401,7 @@ impl Reloader {
             ),
             Err(_) if again => {
                 self.refused_again.warn(|suppressed| {
-                    tracing::error!(
+                    tracing::error!(target: LOG,
                         file = %self.path.display(),
                         suppressed,
                         "{}: reload refused again, for the same reasons as before (uvs status \
@@ -406,7 +410,7 @@ impl Reloader {
                     );
                 });
             }
-            Err(e) => tracing::error!(
+            Err(e) => tracing::error!(target: LOG,
                 file = %self.path.display(),
                 "{}: reload refused, the running table is unchanged:\n{e}",
                 why.words()
@@ -440,7 +444,7 @@ impl Reloader {
                     static LOOK_FAILED: crate::rate_limit::RateLimit =
                         crate::rate_limit::RateLimit::new();
                     LOOK_FAILED.warn(|suppressed| {
-                        tracing::warn!(file = %self.path.display(), error = %e, suppressed, "autoreload: cannot look at the file");
+                        tracing::warn!(target: LOG, file = %self.path.display(), error = %e, suppressed, "autoreload: cannot look at the file");
                     });
                 }
                 Job::Read(why) => {
@@ -492,14 +496,14 @@ impl Reloader {
                 self.report(why, Err(error));
             }
             (Some(Job::Look), Outcome::Overdue) => {
-                tracing::warn!(
+                tracing::warn!(target: LOG,
                     file = %self.path.display(),
                     "autoreload: looking at the file took longer than {} s; no reload until it answers",
                     READ_DEADLINE.as_secs()
                 );
             }
             (_, Outcome::Ended) => {
-                tracing::info!(file = %self.path.display(), "an abandoned read of the file ended");
+                tracing::info!(target: LOG, file = %self.path.display(), "an abandoned read of the file ended");
             }
             // A look that failed is a look that found nothing; a job and an answer that
             // do not match cannot happen.
@@ -547,7 +551,7 @@ impl Reloader {
                     if reading.slot.busy() {
                         if reading.slot.stuck() {
                             self.waiting.warn(|suppressed| {
-                                tracing::warn!(
+                                tracing::warn!(target: LOG,
                                     file = %self.path.display(),
                                     suppressed,
                                     "SIGHUP: an abandoned read of the file has not ended; the reload waits for it"
