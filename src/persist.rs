@@ -454,6 +454,3 @@ impl Templates {
         self.len() == 0
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -115,6 +115,9 @@ fn retry(service: &Service, packet: &Packet, tried: &[ServerKey]) -> Option<Choi
 }
 
 #[cfg(test)]
+mod persistence;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::Clock;

@@ -1,11 +1,17 @@
-//! Persistence templates: stickiness, granularity, PCC, PFWMC, invalid templates.
+//! Persistence through `schedule`: stickiness, granularity, PCC, PFWMC, invalid
+//! templates. (Here rather than beside `persist`, which `schedule` uses: the templates
+//! sit below the schedulers.)
 
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::*;
+use crate::clock::Clock;
+use crate::persist::*;
 use crate::sched::{Choice, Packet, schedule};
 use crate::table::{
-    Command, Forward, ServerConfig, ServiceConfig, ServiceFlags, Table, Tunnel, UnicastOnly,
+    Command, Family, Forward, Netmask, Protocol, ServerConfig, ServerKey, Service, ServiceConfig,
+    ServiceFlags, ServiceKey, Table, Tunnel, UnicastOnly,
 };
 
 fn tcp(addr: &str, port: u16) -> ServiceKey {
