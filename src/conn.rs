@@ -8,6 +8,7 @@
 //! closed entries and closes live connections idle longer than their state's timeout
 //! (`--set tcp tcpfin udp`). `uvsadm -L -c` lists the table.
 
+use crate::lock::Locked;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -157,7 +158,7 @@ impl Conn {
 
     /// Registers the task serving this connection.
     pub fn attach(&self, task: tokio::task::AbortHandle) {
-        *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        *self.task.locked() = Some(task);
     }
 
     /// Ends the task serving the connection; false when it was ended before (its task
@@ -166,7 +167,7 @@ impl Conn {
         if self.ending.swap(true, Relaxed) {
             return false;
         }
-        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(task) = self.task.locked().take() {
             task.abort();
         }
         true
@@ -272,9 +273,7 @@ impl ConnTable {
     }
 
     fn shard(&self, id: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
-        self.live[(id as usize) % SHARDS]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.live[(id as usize) % SHARDS].locked()
     }
 
     /// A new connection, bound to its server in its first state.
@@ -312,8 +311,7 @@ impl ConnTable {
         conn.touch(now);
         let expiry_second = (now + state.timeout_ms(timeouts)).div_ceil(1000);
         self.closed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .entry(expiry_second)
             .or_default()
             .push(Arc::clone(conn));
@@ -360,7 +358,7 @@ impl ConnTable {
         let unreplied_ms = self.unreplied_ms();
         let mut result = Sweep::default();
         let due: Vec<Vec<Arc<Conn>>> = {
-            let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+            let mut closed = self.closed.locked();
             let later = closed.split_off(&(now / 1000 + 1));
             std::mem::replace(&mut *closed, later)
                 .into_values()
@@ -372,8 +370,7 @@ impl ConnTable {
         }
         for shard in &self.live {
             let idle: Vec<Arc<Conn>> = shard
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .locked()
                 .values()
                 .filter(|c| now >= c.last_activity() + c.timeout_ms(timeouts, unreplied_ms))
                 .cloned()
@@ -398,10 +395,10 @@ impl ConnTable {
         let unreplied_ms = self.unreplied_ms();
         let mut out = Vec::new();
         for shard in &self.live {
-            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let shard = shard.locked();
             out.extend(shard.values().map(|c| c.entry(now, timeouts, unreplied_ms)));
         }
-        let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        let closed = self.closed.locked();
         out.extend(
             closed
                 .values()
@@ -415,13 +412,7 @@ impl ConnTable {
     pub fn live_connections(&self) -> Vec<Arc<Conn>> {
         self.live
             .iter()
-            .flat_map(|s| {
-                s.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .values()
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|s| s.locked().values().cloned().collect::<Vec<_>>())
             .collect()
     }
 }

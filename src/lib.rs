@@ -34,6 +34,7 @@ pub mod director;
 pub mod exporter;
 pub mod health;
 pub mod kernel;
+pub mod lock;
 pub mod persist;
 pub mod proxy;
 pub mod rate_limit;

@@ -22,6 +22,7 @@
 //! then; its client is scheduled afresh next time); when every template is in use, the
 //! new client is scheduled without one. Both are counted.
 
+use crate::lock::Locked;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
@@ -226,11 +227,7 @@ impl Slot<'_> {
             }
             _ => {
                 self.held.map.remove(&self.key);
-                self.templates
-                    .orphans
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(t);
+                self.templates.orphans.locked().push(t);
                 None
             }
         }
@@ -324,7 +321,7 @@ impl Templates {
     /// Makes room for one more template: an orphan that controls no connection goes
     /// first, else the oldest found one that controls none. False when none could go.
     fn make_room(&self, held: &mut Held) -> bool {
-        let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        let mut orphans = self.orphans.locked();
         if held.map.len() + orphans.len() < self.max {
             return true;
         }
@@ -390,7 +387,7 @@ impl Templates {
         let now = self.clock.now_ms();
         Slot {
             templates: self,
-            held: self.held.lock().unwrap_or_else(|e| e.into_inner()),
+            held: self.held.locked(),
             key,
             now,
         }
@@ -412,7 +409,7 @@ impl Templates {
             false
         };
         let mut expired = 0;
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.held.locked();
         held.map.retain(|_, t| {
             let k = keep(t);
             expired += usize::from(!k);
@@ -420,7 +417,7 @@ impl Templates {
         });
         held.order.retain(|w| w.strong_count() > 0);
         drop(held);
-        let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        let mut orphans = self.orphans.locked();
         orphans.retain(|t| {
             let k = keep(t);
             expired += usize::from(!k);
@@ -432,8 +429,8 @@ impl Templates {
     /// Every template, as `-L -c` lists it.
     pub fn entries(&self) -> Vec<ConnEntry> {
         let now = self.clock.now_ms();
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        let held = self.held.locked();
+        let orphans = self.orphans.locked();
         held.map
             .values()
             .chain(orphans.iter())
@@ -442,12 +439,7 @@ impl Templates {
     }
 
     pub fn len(&self) -> usize {
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map
-            .len()
-            + self.orphans.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.held.locked().map.len() + self.orphans.locked().len()
     }
 
     pub fn is_empty(&self) -> bool {

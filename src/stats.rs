@@ -10,6 +10,7 @@
 //! seconds; bytes by 2^4) and folded into an average with weight 1/4; reading rounds back
 //! (`(avg + 0x1FF) >> 10` and `(avg + 0xF) >> 5`). "bps" means bytes per second.
 
+use crate::lock::Locked;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -161,7 +162,7 @@ impl Stats {
     fn estimator(&self) -> std::sync::MutexGuard<'_, Estimator> {
         // A panic while holding this lock cannot leave the numbers inconsistent in a way
         // that matters more than losing the listing, so recover the guard.
-        self.estimator.lock().unwrap_or_else(|e| e.into_inner())
+        self.estimator.locked()
     }
 
     /// One estimator step; call every [`ESTIMATOR_INTERVAL`].

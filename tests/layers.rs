@@ -11,8 +11,8 @@
 //! readers  proxy, director, kernel, exporter,  serve, mirror, count and list the table
 //!          adm
 //! core     table, sched, persist, conn, stats, the table, its schedulers, connections,
-//!          clock, rate_limit, descriptors,     templates, counters and small leaves
-//!          workers
+//!          clock, lock, rate_limit,            templates, counters and small leaves
+//!          descriptors, workers
 //! sys      sys                                 the few libc calls
 //! ```
 //!
@@ -52,6 +52,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "conn",
             "stats",
             "clock",
+            "lock",
             "rate_limit",
             "descriptors",
             "workers",

@@ -9,6 +9,7 @@
 //! one (else the one slowest to send its request or take its answer), so neither idle
 //! nor stalled clients can lock `uvsadm` out.
 
+use crate::lock::Locked;
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
@@ -175,7 +176,7 @@ struct Slot {
 
 impl Slots {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Slot>> {
-        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+        self.clients.locked()
     }
 
     /// Makes room for one more client when every slot is taken: the client idle the

@@ -12,6 +12,7 @@
 //! settings go to the daemon, which knows the command line ([`GlobalSettings`]). Run
 //! by `uvs run -c FILE`.
 
+use crate::lock::Locked;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -280,16 +281,13 @@ impl Reloader {
     /// The reloader's piece of the status report: the file's fate, None before the
     /// first apply.
     pub fn status(&self) -> Option<ConfigStatus> {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.status.locked().clone()
     }
 
     /// Makes the table say what `config` says, given the servers' health, and checks
     /// the servers it asks to be checked. Must be called inside a Tokio runtime.
     pub fn apply(&self, director: &Director, config: &Config) -> Result<Applied, ReloadError> {
-        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        let mut applied = self.applied.locked();
         let commands = self.make_table(director, config, &applied.0, "file")?;
         applied.0 = Owned::of(config);
         applied.1 = Some(config.clone());
@@ -346,7 +344,7 @@ impl Reloader {
 
     /// A server went up or down: the table follows the configuration as it now stands.
     fn follow_health(&self, director: &Director) {
-        let applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        let applied = self.applied.locked();
         let (owned, Some(config)) = (&applied.0, &applied.1) else {
             return;
         };
@@ -357,7 +355,7 @@ impl Reloader {
 
     /// Updates what `uvs status` says of the file.
     fn record(&self, change: impl FnOnce(&mut ConfigStatus)) {
-        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let mut status = self.status.locked();
         let status = status.get_or_insert_with(|| ConfigStatus {
             path: self.path.display().to_string(),
             ..ConfigStatus::default()

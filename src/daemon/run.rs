@@ -6,6 +6,7 @@
 //! as its shutdown; `uvs demo` builds a [`director`] of its own and [`serve`]s it; tests
 //! start [`run`] in-process.
 
+use crate::lock::Locked;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -114,7 +115,7 @@ pub async fn run(
     if let (Some(task), Some(mirror)) = (kernel, mirror) {
         task.abort();
         if settings.cleanstop {
-            mirror.lock().unwrap_or_else(|e| e.into_inner()).clean();
+            mirror.locked().clean();
         } else {
             tracing::info!(target: LOG,"kernel: services left in the kernel (cleanstop off)");
         }

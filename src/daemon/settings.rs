@@ -9,6 +9,7 @@
 //! to [`Running`], which applies the live settings it changed and names the next-start
 //! ones in a warning.
 
+use crate::lock::Locked;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -464,7 +465,7 @@ pub fn apply_live(settings: &Settings, director: &Director) {
 
 impl GlobalSettings for Running {
     fn applied(&self, file: &Path, global: &Global, director: &Director) {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self.last.locked();
         let found = changes(&self.started, &last.0, &last.1, global, &self.cli);
         let next = Settings::resolve(Some(global), &self.cli);
         for (s, change) in found {

@@ -6,6 +6,7 @@
 //! [`Registry::wait_below`] waits until it has. Idle and slow clients can thus never lock
 //! a new scraper out.
 
+use crate::lock::Locked;
 use std::collections::BTreeMap;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,7 +46,7 @@ impl Registry {
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
         // Every change below leaves the map consistent, panic or not.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.locked()
     }
 
     /// Connections open (their tasks not yet ended).

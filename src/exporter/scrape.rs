@@ -21,6 +21,7 @@
 //! (the write deadline over the reuse interval), more with a changing table, could be
 //! alive at once.
 
+use crate::lock::Locked;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -128,7 +129,7 @@ impl Scrapes {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // The state is consistent at every point a panic could strike.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.locked()
     }
 
     /// The exposition as of now (at most [`REUSE`] old, of the current table).

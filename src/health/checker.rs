@@ -9,6 +9,7 @@
 //! progress at once (each holds a socket or a child process: their part of the
 //! descriptor reserve); a check waits for its turn before its clock starts.
 
+use crate::lock::Locked;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
@@ -120,7 +121,7 @@ impl Checker {
     /// with the reason. Must be called inside a Tokio runtime.
     pub fn follow(&self, config: &Config) {
         let wanted = server_checks(config);
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tasks = self.tasks.locked();
         tasks.retain(|target, (running, task)| {
             let keep = wanted.get(target) == Some(running);
             if !keep {

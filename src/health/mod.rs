@@ -15,6 +15,7 @@ pub mod orphans;
 mod status;
 pub mod tls;
 
+use crate::lock::Locked;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -72,7 +73,7 @@ pub struct Book {
 
 impl Book {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Target, ServerHealth>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+        self.map.locked()
     }
 
     pub fn get(&self, target: &Target) -> Option<ServerHealth> {

@@ -23,6 +23,7 @@
 //! reaps it then), and forgets it only once it is gone from /proc (or its pid names a
 //! process started at another time).
 
+use crate::lock::Locked;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
@@ -144,7 +145,7 @@ static REGISTRY: Registry = Registry {
 
 impl Registry {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.locked()
     }
 }
 

@@ -9,6 +9,7 @@
 //! on. On a clean stop uvs removes its services unless told to leave them (ldirectord's
 //! cleanstop). Run by `uvs run --mode kernel`.
 
+use crate::lock::Locked;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
@@ -276,10 +277,7 @@ pub async fn run(table: Arc<TableHandle>, mirror: Arc<std::sync::Mutex<Mirror>>)
     let mut changes = table.subscribe();
     loop {
         let snapshot = table.snapshot();
-        let result = mirror
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .sync(&snapshot);
+        let result = mirror.locked().sync(&snapshot);
         if let Err(e) = result {
             KERNEL_UNREADABLE.warn(|suppressed| {
                 tracing::error!(error = %e, suppressed, "kernel: cannot read the IPVS table");

@@ -5,6 +5,7 @@
 //! (to count descriptors), the daemon closes everything at shutdown, and the status
 //! report reads [`Listeners::report`].
 
+use crate::lock::Locked;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -54,7 +55,7 @@ pub struct Listeners {
 /// A map behind a lock: a panic elsewhere cannot leave a map half changed (each change
 /// is one call), so a poisoned lock is taken as it is.
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.locked()
 }
 
 impl Listeners {

@@ -5,6 +5,7 @@
 //! Entries unused for a day are forgotten; above 16384 entries, those unused for six
 //! minutes.
 
+use crate::lock::Locked;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -97,7 +98,7 @@ impl Algorithm for LocalityLeastConnection {
     fn pick(&self, servers: &[RealServer], _: ServiceFlags, packet: &Packet) -> Option<usize> {
         let now = Instant::now();
         let daddr = packet.local.ip();
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.cache.locked();
         cache.collect(now);
         if let Some(entry) = cache.entries.get_mut(&daddr) {
             entry.last_use = now;

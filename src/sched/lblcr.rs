@@ -3,6 +3,7 @@
 //! is overloaded a new server (wlc over all) joins the set. A set that has not changed
 //! for a day loses its most loaded member.
 
+use crate::lock::Locked;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -101,7 +102,7 @@ impl Algorithm for LocalityReplicated {
     fn pick(&self, servers: &[RealServer], _: ServiceFlags, packet: &Packet) -> Option<usize> {
         let now = Instant::now();
         let daddr = packet.local.ip();
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.cache.locked();
         cache.collect(now);
         let member = |i: usize| Member {
             key: servers[i].key(),

@@ -1,6 +1,7 @@
 //! Round robin (ip_vs_rr.c): the next server after the last one picked, wrapping, that
 //! has a weight and is not overloaded.
 
+use crate::lock::Locked;
 use std::sync::{Arc, Mutex};
 
 use super::{Algorithm, Cursor, ListChange, Packet, usable};
@@ -22,7 +23,7 @@ impl RoundRobin {
 
 impl Algorithm for RoundRobin {
     fn pick(&self, servers: &[RealServer], _: ServiceFlags, _: &Packet) -> Option<usize> {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self.last.locked();
         let start = last.and_then(|c| c.find(servers));
         let after = start.map_or(0, |i| i + 1);
         // From the server after the last one to the end; then, unless we began at the
@@ -36,7 +37,7 @@ impl Algorithm for RoundRobin {
     }
 
     fn next(&self, _: &[RealServer], change: &ListChange) -> Box<dyn Algorithm> {
-        let current = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let current = *self.last.locked();
         let last = match change {
             // The kernel steps back to the entry before the removed one.
             ListChange::Removed { removed, previous }

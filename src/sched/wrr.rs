@@ -2,6 +2,7 @@
 //! starts at the maximum and steps down by the weights' gcd; a server is picked when its
 //! weight reaches the current weight. Weights 4, 3, 2 give A A B A B C A B C.
 
+use crate::lock::Locked;
 use std::sync::Mutex;
 
 use super::{Algorithm, Cursor, ListChange, Packet, gcd_of};
@@ -51,7 +52,7 @@ impl WeightedRoundRobin {
 
 impl Algorithm for WeightedRoundRobin {
     fn pick(&self, servers: &[RealServer], _: ServiceFlags, _: &Packet) -> Option<usize> {
-        let mut m = self.mark.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self.mark.locked();
         let mut dest = m.cl.and_then(|c| c.find(servers));
         if m.mw == 0 {
             return None;
@@ -89,7 +90,7 @@ impl Algorithm for WeightedRoundRobin {
     }
 
     fn next(&self, servers: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {
-        let old = *self.mark.lock().unwrap_or_else(|e| e.into_inner());
+        let old = *self.mark.locked();
         let (di, mw) = weights(servers);
         let cw = if old.cw > mw || old.cw == 0 {
             mw

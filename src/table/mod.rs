@@ -30,6 +30,7 @@ pub mod server_address;
 pub mod service;
 pub mod timeouts;
 
+use crate::lock::Locked;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -530,7 +531,7 @@ impl TableHandle {
         refused: impl FnOnce(usize, TableError) -> E,
         check: impl FnOnce(&Table, &Table) -> Result<(), E>,
     ) -> Result<(), E> {
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _writer = self.writer.locked();
         let now = self.current.load_full();
         let mut next = Table::clone(&now);
         let mut effects = Effects::default();

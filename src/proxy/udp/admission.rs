@@ -13,6 +13,7 @@
 //! What is refused is counted by reason and warned about at most every ten seconds;
 //! established flows carry on. Held by the director, asked by `flow` for each new flow.
 
+use crate::lock::Locked;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -197,7 +198,7 @@ impl Admission {
         let Some(limit) = self.per_source else {
             return true;
         };
-        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sources = self.sources.locked();
         let n = sources.entry(client).or_insert(0);
         if *n >= limit {
             return false;
@@ -211,7 +212,7 @@ impl Admission {
         if self.per_source.is_none() {
             return;
         }
-        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sources = self.sources.locked();
         if let Some(n) = sources.get_mut(&client) {
             *n = n.saturating_sub(1);
             if *n == 0 {

@@ -14,6 +14,7 @@
 pub mod admission;
 pub mod flow;
 
+use crate::lock::Locked;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
@@ -93,7 +94,7 @@ pub struct ListenSocket {
 
 impl ListenSocket {
     fn flows(&self) -> MutexGuard<'_, HashMap<FlowKey, Arc<Flow>>> {
-        self.flows.lock().unwrap_or_else(|e| e.into_inner())
+        self.flows.locked()
     }
 
     /// Sends datagrams `range` of `batch` to `client`, from `local` when the socket is a
@@ -201,15 +202,12 @@ impl Group {
                 }
             }
         });
-        *group.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
+        *group.tasks.locked() = tasks;
         Ok(group)
     }
 
     fn sockets(&self) -> Vec<Arc<ListenSocket>> {
-        self.sockets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.sockets.locked().clone()
     }
 
     /// Flows open on this address.
@@ -246,12 +244,7 @@ impl Group {
     /// Closes the sockets and ends every flow now (shutdown).
     pub fn close(&self) {
         self.state.store(CLOSED, Relaxed);
-        for task in self
-            .tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
+        for task in self.tasks.locked().drain(..) {
             task.abort();
         }
         for socket in self.sockets().iter() {
@@ -259,11 +252,8 @@ impl Group {
                 flow.end();
             }
         }
-        self.sockets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.sockets.locked().clear();
+        self.held.locked().take();
     }
 
     /// A draining group whose flows are all gone closes.
@@ -301,11 +291,7 @@ async fn serve(socket: std::net::UdpSocket, group: Arc<Group>, director: Arc<Dir
         socket,
         flows: Mutex::new(HashMap::new()),
     });
-    group
-        .sockets
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(Arc::clone(&listener));
+    group.sockets.locked().push(Arc::clone(&listener));
     loop {
         if group.is_closed() {
             return;
