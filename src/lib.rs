@@ -30,7 +30,6 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod descriptors;
-pub mod director;
 pub mod exporter;
 pub mod health;
 pub mod kernel;

@@ -8,8 +8,7 @@
 //! entry    main.rs, bin/                       parse the command line, call the library
 //! daemon   daemon/, demo                       wiring, reloader, status report, shutdown
 //! writers  config, control, health, status     turn files, requests, checks into commands
-//! readers  proxy, director, kernel, exporter,  serve, mirror, count and list the table
-//!          adm
+//! readers  proxy, kernel, exporter, adm        serve, mirror, count and list the table
 //! core     table, sched, persist, conn, stats, the table, its schedulers, connections,
 //!          clock, lock, rate_limit,            templates, counters and small leaves
 //!          descriptors, workers
@@ -26,8 +25,6 @@
 //! - Within one layer imports are allowed, but no two modules may import each other,
 //!   directly or round a longer circle; the only circle allowed is `table` <-> `sched`
 //!   (a service holds its scheduler, a scheduler reads the service's servers).
-//! - `director` is the data plane's shared state (the proxy's, read by its tcp and udp
-//!   halves): it is counted as part of `proxy`, so the two are one module here.
 //! - `status` renders the control protocol's answer for `uvs status`: the client side
 //!   of `control`, in its layer.
 //! - Tests inside `src` count: a test that reaches up a layer ties the layers as much as
@@ -58,17 +55,11 @@ const LAYERS: &[(&str, &[&str])] = &[
             "workers",
         ],
     ),
-    (
-        "readers",
-        &["proxy", "director", "kernel", "exporter", "adm"],
-    ),
+    ("readers", &["proxy", "kernel", "exporter", "adm"]),
     ("writers", &["config", "control", "health", "status"]),
     ("daemon", &["daemon", "demo"]),
     ("entry", &["main", "bin", "lib"]),
 ];
-
-/// Modules counted as one (see the header).
-const SAME_MODULE: &[(&str, &str)] = &[("director", "proxy")];
 
 /// The one circle allowed.
 const ALLOWED_CIRCLES: &[(&str, &str)] = &[("table", "sched"), ("sched", "table")];
@@ -343,13 +334,6 @@ fn layer_of(module: &str) -> Option<usize> {
         .position(|(_, modules)| modules.contains(&module))
 }
 
-fn unit(module: &str) -> &str {
-    SAME_MODULE
-        .iter()
-        .find(|(m, _)| *m == module)
-        .map_or(module, |(_, u)| u)
-}
-
 fn all_imports() -> Vec<Import> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
@@ -387,7 +371,7 @@ fn circles(all: &[Import]) -> Vec<&Import> {
     // Upward imports are reported as such: leaving them out here keeps one wrong import
     // from being reported again as every circle it closes.
     for i in all.iter().filter(|i| !known(i) && !points_up(i)) {
-        let (a, b) = (unit(&i.from), unit(&i.to));
+        let (a, b) = (i.from.as_str(), i.to.as_str());
         if a != b && !ALLOWED_CIRCLES.contains(&(a, b)) {
             edges.entry(a).or_default().insert(b);
         }
@@ -409,7 +393,7 @@ fn circles(all: &[Import]) -> Vec<&Import> {
     };
     all.iter()
         .filter(|i| {
-            let (a, b) = (unit(&i.from), unit(&i.to));
+            let (a, b) = (i.from.as_str(), i.to.as_str());
             a != b && !points_up(i) && !ALLOWED_CIRCLES.contains(&(a, b)) && reaches(b, a)
         })
         .collect()

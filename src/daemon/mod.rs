@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::net::UnixListener;
 
 use crate::control::server::{self, BindError};
-use crate::director::Director;
+use crate::proxy::director::Director;
 use crate::proxy::listeners;
 use crate::stats::ESTIMATOR_INTERVAL;
 use crate::table::TableHandle;

@@ -16,9 +16,9 @@ use std::sync::{Arc, OnceLock};
 use super::reload::Reloader;
 use crate::config::status::ConfigStatus;
 use crate::control::protocol::{ListenerStatus, Status, TemplateStatus};
-use crate::director::{Director, PlaneReport};
 use crate::health::{Book, HealthStatus};
 use crate::proxy::congestion::CongestionControl;
+use crate::proxy::director::{Director, PlaneReport};
 use crate::table::ServiceEntry;
 
 /// Where the traffic is balanced.

@@ -18,10 +18,10 @@ use super::report::{MetricsEndpoint, Mode as Balancing, ModeChoice, Reporter};
 use super::settings::{Overrides, Running, Settings};
 use super::{Daemon, DaemonError};
 use crate::config::{Loaded, Mode};
-use crate::director::{Director, PlaneOptions};
 use crate::health::orphans::Reaper;
 use crate::kernel::mirror::{self, Mirror, Unusable};
 use crate::proxy::congestion::CongestionError;
+use crate::proxy::director::{Director, PlaneOptions};
 use crate::table::{HostInterfaces, TableHandle};
 use crate::workers::Workers;
 

@@ -18,8 +18,8 @@ use std::time::Duration;
 use super::reload::GlobalSettings;
 use crate::config::{Global, Mode};
 use crate::control::socket_path;
-use crate::director::Director;
 use crate::proxy::congestion::CongestionControl;
+use crate::proxy::director::Director;
 use crate::proxy::forward::Forwarding;
 
 /// When a change to a setting takes effect.

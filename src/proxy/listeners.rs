@@ -22,7 +22,7 @@ use super::congestion::CongestionControl;
 use super::registry::{ListenerState, Serving};
 use super::tcp;
 use super::udp::Group;
-use crate::director::Director;
+use crate::proxy::director::Director;
 use crate::rate_limit::RateLimit;
 use crate::table::{HostInterfaces, ListenAddr, Loop, OwnAddresses, Protocol};
 

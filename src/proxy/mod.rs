@@ -1,9 +1,9 @@
-//! The data plane: listeners that follow the table (`listeners`, recorded in
-//! `registry`), the TCP connection
-//! path (`tcp`, with the `congestion` control of its two legs), the byte path
-//! (`forward`, with per-thread `pools` of buffers and pipes), the UDP flows (`udp`), what
-//! both do alike to reach a real server (`scheduling`) and the counting of what moves
-//! (`accounting`).
+//! The data plane: its shared state (`director`: the table handle, connections,
+//! templates, workers, descriptor budget), listeners that follow the table
+//! (`listeners`, recorded in `registry`), the TCP connection path (`tcp`, with the
+//! `congestion` control of its two legs), the byte path (`forward`, with per-thread
+//! `pools` of buffers and pipes), the UDP flows (`udp`), what both do alike to reach a
+//! real server (`scheduling`) and the counting of what moves (`accounting`).
 //!
 //! Words: a connection's bytes move in a `forward::Transfer`, by copy or splice (the
 //! `Forwarding` mode); IPVS's forwarding method (masquerading, gatewaying, tunnelling)
@@ -12,6 +12,7 @@
 
 pub mod accounting;
 pub mod congestion;
+pub mod director;
 pub mod forward;
 pub mod listeners;
 pub mod pools;

@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::accounting::Accounting;
 use crate::conn::{Conn, NewConn, State};
-use crate::director::Director;
 use crate::persist::Control;
+use crate::proxy::director::Director;
 use crate::sched::{Packet, Schedule, schedule};
 use crate::stats::Stats;
 use crate::table::{Protocol, RealServer, Service};

@@ -25,7 +25,7 @@ use super::forward::{End, Transfer};
 use super::scheduling::Scheduling;
 use crate::conn::{Conn, State};
 use crate::descriptors::Held;
-use crate::director::Director;
+use crate::proxy::director::Director;
 use crate::sched::{Choice, Packet};
 use crate::stats::Stats;
 use crate::table::{ListenAddr, Protocol, ProxyProtocol, RealServer, Service};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::*;
-use crate::director::PlaneOptions;
+use crate::proxy::director::PlaneOptions;
 use crate::table::{
     Command, ListenAddr, Protocol, ServiceConfig, ServiceKey, TableHandle, UnicastOnly,
 };

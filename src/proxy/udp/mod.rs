@@ -31,7 +31,7 @@ use tokio::task::AbortHandle;
 
 use self::flow::{Flow, FlowKey};
 use crate::descriptors::Held;
-use crate::director::Director;
+use crate::proxy::director::Director;
 use crate::proxy::listeners::listen_socket;
 use crate::sys::datagram::{Batch, SLOTS};
 use crate::table::ListenAddr;
