@@ -1,26 +1,25 @@
 //! uvs: a userspace virtual server. An L4 (TCP and UDP) load balancer that behaves like
 //! Linux IPVS driven by ipvsadm and ldirectord, without the kernel module or privileges.
 //!
-//! # Layout
+//! # Layers
 //!
-//! - [`table`]: the virtual-server table, its typed commands, and snapshots for readers.
-//! - [`sched`]: IPVS's schedulers.
-//! - [`stats`]: counters and the 2-second rate estimator.
-//! - [`config`]: the TOML configuration file: schema, reload plan, reloader.
-//! - [`clock`]: wall-clock seconds and the monotonic milliseconds of the connection table.
-//! - [`conn`]: the connection table: IPVS states, timeouts, active/inactive counts.
-//! - [`persist`]: persistence templates.
-//! - [`adm`]: ipvsadm's command language, listings and save format (used by `uvsadm`).
-//! - [`control`]: the control socket protocol, its server (daemon) and client (uvsadm).
-//! - [`health`]: health checks (ldirectord's) and the table they call for.
-//! - [`exporter`]: Prometheus metrics (node_exporter's ipvs series and uvs's own) over HTTP.
-//! - [`kernel`]: the kernel's IPVS over generic netlink (the coming kernel backend).
-//! - [`descriptors`]: the open-files limit split between the control and data planes.
-//! - [`director`]: what the data plane shares: table, connections, templates, listeners.
-//! - [`proxy`]: the data plane: listeners, TCP connections, the byte path.
-//! - [`daemon`]: the `uvs run` daemon that holds the table, and its status report.
-//! - [`rate_limit`]: warnings that can repeat, logged at most every ten seconds.
-//! - [`demo`]: the built-in demonstration behind `uvs demo`.
+//! Each layer uses only the layers below it (`tests/layers.rs` checks it); the README's
+//! "Layout" gives the picture file by file, and "Life of a connection" a tour.
+//!
+//! - entry: `main.rs` (`uvs`), `bin/uvsadm.rs`: parse the command line, call the library.
+//! - [`daemon`]: `daemon::run` wires everything, its reloader, settings and status
+//!   report; [`demo`]: the built-in demonstration behind `uvs demo`.
+//! - writers: [`config`] (the TOML file, its plan against the running table, the
+//!   importers), [`control`] (the control socket: protocol, server, client), [`health`]
+//!   (checks that turn into commands), [`status`] (`uvs status`'s text).
+//! - readers: [`proxy`] (the data plane: its shared state `proxy::director`,
+//!   listeners, TCP, UDP, the byte path), [`kernel`] (IPVS over generic netlink),
+//!   [`exporter`] (/metrics), [`adm`] (ipvsadm's language and listings).
+//! - core: [`table`] (the single source of truth, its typed commands), [`sched`]
+//!   (IPVS's schedulers and `schedule`), [`persist`] (templates), [`conn`] (the
+//!   connection table), [`stats`] (counters, the rate estimator), and small leaves:
+//!   [`clock`], [`lock`], [`rate_limit`], [`descriptors`], [`workers`].
+//! - [`sys`]: the few libc calls; all `unsafe` lives there.
 
 pub mod adm;
 pub mod clock;
