@@ -8,7 +8,6 @@
 //! closed entries and closes live connections idle longer than their state's timeout
 //! (`--set tcp tcpfin udp`). `uvsadm -L -c` lists the table.
 
-use crate::lock::Locked;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 // The table's clock, which the data plane reads too.
 pub use crate::clock::Clock;
+use crate::lock::Locked;
 use crate::persist::Control;
 use crate::table::{ConnEntry, Protocol, RealServerState, Timeouts};
 

@@ -22,7 +22,6 @@
 //! then; its client is scheduled afresh next time); when every template is in use, the
 //! new client is scheduled without one. Both are counted.
 
-use crate::lock::Locked;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
@@ -30,6 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::clock::Clock;
+use crate::lock::Locked;
 use crate::table::real_server::locate;
 use crate::table::{
     ConnEntry, Family, Netmask, Protocol, RealServer, RealServerState, ServerKey, Service,

@@ -9,7 +9,6 @@
 //! one (else the one slowest to send its request or take its answer), so neither idle
 //! nor stalled clients can lock `uvsadm` out.
 
-use crate::lock::Locked;
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
@@ -24,6 +23,7 @@ use tokio::task::AbortHandle;
 use super::protocol::{
     MAX_REQUEST_BYTES, ProtocolError, Request, Response, decode_request, encode_response,
 };
+use crate::lock::Locked;
 use crate::sys;
 use crate::table::{ConnEntry, Info, TableHandle};
 

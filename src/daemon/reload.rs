@@ -12,7 +12,6 @@
 //! settings go to the daemon, which knows the command line ([`GlobalSettings`]). Run
 //! by `uvs run -c FILE`.
 
-use crate::lock::Locked;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -28,6 +27,7 @@ use crate::config::status::ConfigStatus;
 use crate::config::watch::Watch;
 use crate::config::{Config, Global, LoadError, Loaded, schema};
 use crate::health::{self, Book, checker::Checker};
+use crate::lock::Locked;
 use crate::proxy::director::Director;
 use crate::rate_limit::RateLimit;
 use crate::table::loops::loops;

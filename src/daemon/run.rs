@@ -6,7 +6,6 @@
 //! as its shutdown; `uvs demo` builds a [`director`] of its own and [`serve`]s it; tests
 //! start [`run`] in-process.
 
-use crate::lock::Locked;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -20,6 +19,7 @@ use super::{Daemon, DaemonError};
 use crate::config::{Loaded, Mode};
 use crate::health::orphans::Reaper;
 use crate::kernel::mirror::{self, Mirror, Unusable};
+use crate::lock::Locked;
 use crate::proxy::congestion::CongestionError;
 use crate::proxy::director::{Director, PlaneOptions};
 use crate::table::{HostInterfaces, TableHandle};

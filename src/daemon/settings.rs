@@ -9,7 +9,6 @@
 //! to [`Running`], which applies the live settings it changed and names the next-start
 //! ones in a warning.
 
-use crate::lock::Locked;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -18,6 +17,7 @@ use std::time::Duration;
 use super::reload::GlobalSettings;
 use crate::config::{Global, Mode};
 use crate::control::socket_path;
+use crate::lock::Locked;
 use crate::proxy::congestion::CongestionControl;
 use crate::proxy::director::Director;
 use crate::proxy::forward::Forwarding;

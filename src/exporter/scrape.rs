@@ -21,7 +21,6 @@
 //! (the write deadline over the reuse interval), more with a changing table, could be
 //! alive at once.
 
-use crate::lock::Locked;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -31,6 +30,7 @@ use super::Source;
 use super::body::Body;
 use super::drops::Drops;
 use super::render_thread::{self, RenderThread};
+use crate::lock::Locked;
 use crate::table::Table;
 
 /// How long a rendered body is handed out again while the table does not change.

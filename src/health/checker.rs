@@ -9,7 +9,6 @@
 //! progress at once (each holds a socket or a child process: their part of the
 //! descriptor reserve); a check waits for its turn before its clock starts.
 
-use crate::lock::Locked;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
@@ -23,6 +22,7 @@ use tokio::task::AbortHandle;
 use super::check::{self, BuildError, Endpoint, Failure, HealthCheck, Unbuildable};
 use super::{Book, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Target, server_settings, watched};
 use crate::config::{Check, CheckKind, Config};
+use crate::lock::Locked;
 use crate::table::{Protocol, ServiceKey};
 
 /// What one server's check is built from: the server as probes see it, its check's

@@ -15,12 +15,12 @@ pub mod orphans;
 mod status;
 pub mod tls;
 
-use crate::lock::Locked;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::config::{Check, Config, Global, ServiceSpec};
+use crate::lock::Locked;
 use crate::table::{ServerKey, ServiceKey};
 
 pub use status::HealthStatus;

@@ -23,7 +23,6 @@
 //! reaps it then), and forgets it only once it is gone from /proc (or its pid names a
 //! process started at another time).
 
-use crate::lock::Locked;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
@@ -34,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::lock::Locked;
 use crate::rate_limit::RateLimit;
 
 /// How often the daemon looks for leftovers when no check has ended meanwhile.

@@ -9,7 +9,6 @@
 //! on. On a clean stop uvs removes its services unless told to leave them (ldirectord's
 //! cleanstop). Run by `uvs run --mode kernel`.
 
-use crate::lock::Locked;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
@@ -17,6 +16,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::ipvs::{self, Ipvs, KernelServer};
+use crate::lock::Locked;
 use crate::stats::{Counters, Rates};
 use crate::table::{ServerConfig, ServiceKey, Table, TableHandle, Timeouts};
 

@@ -5,7 +5,6 @@
 //! (to count descriptors), the daemon closes everything at shutdown, and the status
 //! report reads [`Listeners::report`].
 
-use crate::lock::Locked;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -13,6 +12,7 @@ use tokio::task::AbortHandle;
 
 use super::udp::Group;
 use crate::descriptors::Held;
+use crate::lock::Locked;
 use crate::table::{ListenAddr, ServiceKey};
 
 /// What a listen address is doing.

@@ -5,13 +5,13 @@
 //! Entries unused for a day are forgotten; above 16384 entries, those unused for six
 //! minutes.
 
-use crate::lock::Locked;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Algorithm, ListChange, Packet, position, weighted_least};
+use crate::lock::Locked;
 use crate::table::{RealServer, ServerKey, ServiceFlags};
 
 /// sysctl lblc_expiration default.

@@ -3,12 +3,12 @@
 //! is overloaded a new server (wlc over all) joins the set. A set that has not changed
 //! for a day loses its most loaded member.
 
-use crate::lock::Locked;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::lblc::{Cache, EXPIRATION, Used, is_overloaded};
 use super::{Algorithm, ListChange, Packet, position, weighted_least};
+use crate::lock::Locked;
 use crate::table::{RealServer, RealServerState, ServerKey, ServiceFlags};
 
 #[derive(Debug, Clone)]

@@ -1,10 +1,10 @@
 //! Round robin (ip_vs_rr.c): the next server after the last one picked, wrapping, that
 //! has a weight and is not overloaded.
 
-use crate::lock::Locked;
 use std::sync::{Arc, Mutex};
 
 use super::{Algorithm, Cursor, ListChange, Packet, usable};
+use crate::lock::Locked;
 use crate::table::{RealServer, ServiceFlags};
 
 #[derive(Debug)]

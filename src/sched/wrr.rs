@@ -2,10 +2,10 @@
 //! starts at the maximum and steps down by the weights' gcd; a server is picked when its
 //! weight reaches the current weight. Weights 4, 3, 2 give A A B A B C A B C.
 
-use crate::lock::Locked;
 use std::sync::Mutex;
 
 use super::{Algorithm, Cursor, ListChange, Packet, gcd_of};
+use crate::lock::Locked;
 use crate::table::{RealServer, ServiceFlags};
 
 #[derive(Debug, Clone, Copy)]

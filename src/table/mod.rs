@@ -30,7 +30,6 @@ pub mod server_address;
 pub mod service;
 pub mod timeouts;
 
-use crate::lock::Locked;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -49,6 +48,7 @@ pub use service::{
 };
 pub use timeouts::Timeouts;
 
+use crate::lock::Locked;
 use crate::sched::{ListChange, Scheduler};
 use crate::stats::Stats;
 use effect::Effect;

@@ -13,7 +13,6 @@
 //! What is refused is counted by reason and warned about at most every ten seconds;
 //! established flows carry on. Held by the director, asked by `flow` for each new flow.
 
-use crate::lock::Locked;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -23,6 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::lock::Locked;
 use crate::rate_limit::RateLimit;
 
 /// The default cap on UDP flows.

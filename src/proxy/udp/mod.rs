@@ -14,7 +14,6 @@
 pub mod admission;
 pub mod flow;
 
-use crate::lock::Locked;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
@@ -31,6 +30,7 @@ use tokio::task::AbortHandle;
 
 use self::flow::{Flow, FlowKey};
 use crate::descriptors::Held;
+use crate::lock::Locked;
 use crate::proxy::director::Director;
 use crate::proxy::listeners::listen_socket;
 use crate::sys::datagram::{Batch, SLOTS};
