@@ -26,7 +26,7 @@ use crate::config::slot::{Outcome, Slot};
 use crate::config::status::ConfigStatus;
 use crate::config::watch::Watch;
 use crate::config::{Config, Global, LoadError, Loaded, schema};
-use crate::health::{self, Book, checker::Checker};
+use crate::health::{self, Findings, checker::Checker};
 use crate::lock::Locked;
 use crate::proxy::director::Director;
 use crate::rate_limit::RateLimit;
@@ -154,7 +154,7 @@ pub struct Reloader {
     refused_again: RateLimit,
     waiting: RateLimit,
     /// What the health checks know (the checker writes it; the table follows it).
-    health: Arc<Book>,
+    health: Arc<Findings>,
     /// The file's fate, for the status report (None until a first apply or refusal).
     status: Mutex<Option<ConfigStatus>>,
 }
@@ -256,12 +256,12 @@ impl Reloader {
     pub fn new(
         path: &Path,
         loaded: &Loaded,
-        health: Arc<Book>,
+        health: Arc<Findings>,
         probes: usize,
         settings: Box<dyn GlobalSettings>,
     ) -> Reloader {
         let health_changed = Arc::new(Notify::new());
-        let book = Arc::clone(&health);
+        let findings = Arc::clone(&health);
         Reloader {
             path: path.to_path_buf(),
             applied: Mutex::new((Owned::default(), None)),
@@ -273,7 +273,7 @@ impl Reloader {
             quiet: RateLimit::new(),
             refused_again: RateLimit::new(),
             waiting: RateLimit::new(),
-            health: book,
+            health: findings,
             status: Mutex::new(None),
         }
     }

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use super::reload::Reloader;
 use crate::config::status::ConfigStatus;
 use crate::control::protocol::{ListenerStatus, Status, TemplateStatus};
-use crate::health::{Book, HealthStatus};
+use crate::health::{Findings, HealthStatus};
 use crate::proxy::congestion::CongestionControl;
 use crate::proxy::director::{Director, PlaneReport};
 use crate::table::ServiceEntry;
@@ -88,14 +88,14 @@ pub struct Report {
 /// (the reloader, the metrics endpoint) are added once each.
 pub struct Reporter {
     director: Arc<Director>,
-    health: Arc<Book>,
+    health: Arc<Findings>,
     mode: ModeChoice,
     reloader: OnceLock<Arc<Reloader>>,
     metrics: OnceLock<MetricsEndpoint>,
 }
 
 impl Reporter {
-    /// A reporter for `director`, balancing as `mode` says, with an empty health book
+    /// A reporter for `director`, balancing as `mode` says, with no health findings yet
     /// for the checks to write.
     pub fn new(director: Arc<Director>, mode: ModeChoice) -> Arc<Reporter> {
         Arc::new(Reporter {
@@ -111,8 +111,8 @@ impl Reporter {
         &self.director
     }
 
-    /// The book the health checks write (the reloader's checker gets it).
-    pub fn health(&self) -> &Arc<Book> {
+    /// What the health checks find, which they write (the reloader's checker gets it).
+    pub fn health(&self) -> &Arc<Findings> {
         &self.health
     }
 

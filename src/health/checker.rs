@@ -20,7 +20,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::AbortHandle;
 
 use super::check::{self, BuildError, Endpoint, Failure, HealthCheck, Unbuildable};
-use super::{Book, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Target, server_settings, watched};
+use super::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Findings, Target, server_settings, watched};
 use crate::config::{Check, CheckKind, Config};
 use crate::lock::Locked;
 use crate::table::{Protocol, ServiceKey};
@@ -94,7 +94,7 @@ pub fn server_checks(config: &Config) -> HashMap<Target, ServerCheck> {
 
 /// Runs the check tasks.
 pub struct Checker {
-    book: Arc<Book>,
+    findings: Arc<Findings>,
     changed: Arc<Notify>,
     tasks: Mutex<HashMap<Target, (ServerCheck, AbortHandle)>>,
     /// Turns for checks in progress.
@@ -104,9 +104,9 @@ pub struct Checker {
 impl Checker {
     /// `changed` is notified whenever a server goes up or down (or its weight changes);
     /// at most `at_once` checks run at the same time.
-    pub fn new(book: Arc<Book>, changed: Arc<Notify>, at_once: usize) -> Checker {
+    pub fn new(findings: Arc<Findings>, changed: Arc<Notify>, at_once: usize) -> Checker {
         Checker {
-            book,
+            findings,
             changed,
             tasks: Mutex::new(HashMap::new()),
             turns: Arc::new(Semaphore::new(at_once.max(1))),
@@ -147,14 +147,14 @@ impl Checker {
             let task = tokio::spawn(run(
                 server.clone(),
                 check,
-                Arc::clone(&self.book),
+                Arc::clone(&self.findings),
                 Arc::clone(&self.changed),
                 Arc::clone(&self.turns),
             ))
             .abort_handle();
             tasks.insert(*target, (server.clone(), task));
         }
-        self.book.retain(&wanted.keys().copied().collect());
+        self.findings.retain(&wanted.keys().copied().collect());
     }
 }
 
@@ -177,7 +177,7 @@ fn jitter_fraction(target: &Target, round: u64) -> f64 {
 async fn run(
     server: ServerCheck,
     check: Box<dyn HealthCheck>,
-    book: Arc<Book>,
+    findings: Arc<Findings>,
     changed: Arc<Notify>,
     turns: Arc<Semaphore>,
 ) {
@@ -198,7 +198,7 @@ async fn run(
         let took = started.elapsed();
         drop(turn);
         let now = crate::clock::unix_seconds();
-        let transition = book.update(target, |h| {
+        let transition = findings.update(target, |h| {
             h.last_check = Some(now);
             h.last_duration = took;
             match &result {
@@ -336,9 +336,9 @@ address = "127.0.0.2:80"
         .unwrap();
         // What validation would have refused: a configuration made by hand.
         config.services[0].health.check.receive = Some("(unclosed".into());
-        let book = Arc::new(Book::default());
+        let findings = Arc::new(Findings::default());
         let changed = Arc::new(Notify::new());
-        let checker = Checker::new(Arc::clone(&book), Arc::clone(&changed), 1);
+        let checker = Checker::new(Arc::clone(&findings), Arc::clone(&changed), 1);
         let notified = changed.notified();
         checker.follow(&config);
         // A bound for a broken test only; the first check comes within 0.1 s.
@@ -346,7 +346,7 @@ address = "127.0.0.2:80"
             .await
             .expect("the server went down");
         let target = *server_checks(&config).keys().next().unwrap();
-        let health = book.get(&target).unwrap();
+        let health = findings.get(&target).unwrap();
         assert!(!health.up);
         assert!(
             health

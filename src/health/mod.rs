@@ -1,7 +1,7 @@
 //! Health checks, as ldirectord runs them: every real server of a service that has a
 //! check is probed (`check`: one type per kind of check, behind one trait; how to add a
 //! kind is in its header) on its own schedule by its own task (`checker`); what the
-//! probes learn is kept in the [`Book`], and the table the configuration asks for is
+//! probes learn is kept in the [`Findings`], and the table the configuration asks for is
 //! adjusted by it ([`effective`]): a server that is down gets weight 0 (quiescent) or
 //! leaves the service, and the fallback server stands in while none is up. The
 //! reloader applies that table through the same plan as a file change, so health and
@@ -65,13 +65,15 @@ impl Default for ServerHealth {
     }
 }
 
-/// The health of every checked server.
+/// What the health checks found of every checked server (its health), shared by the
+/// checker that writes it, the reloader that adjusts the table by it and the status
+/// report.
 #[derive(Debug, Default)]
-pub struct Book {
+pub struct Findings {
     map: Mutex<HashMap<Target, ServerHealth>>,
 }
 
-impl Book {
+impl Findings {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Target, ServerHealth>> {
         self.map.locked()
     }
@@ -132,7 +134,7 @@ pub fn watched(global: &Global, spec: &ServiceSpec) -> bool {
 /// The configuration as the table should be given the servers' health: down servers
 /// at weight 0 (quiescent, ldirectord's default) or left out, and the fallback server
 /// added while no real server of its service is up.
-pub fn effective(config: &Config, book: &Book) -> Config {
+pub fn effective(config: &Config, findings: &Findings) -> Config {
     let mut out = config.clone();
     for spec in &mut out.services {
         if !watched(&config.global, spec) {
@@ -146,7 +148,7 @@ pub fn effective(config: &Config, book: &Book) -> Config {
         let key = spec.service.key;
         let mut any_up = false;
         spec.servers.retain_mut(|server| {
-            let health = book
+            let health = findings
                 .get(&Target {
                     service: key,
                     server: server.key(),
@@ -206,7 +208,7 @@ address = "127.0.0.3:80"
         .unwrap()
     }
 
-    fn down(book: &Book, config: &Config, server: &str, up: bool, weight: Option<u32>) {
+    fn down(findings: &Findings, config: &Config, server: &str, up: bool, weight: Option<u32>) {
         let target = Target {
             service: config.services[0].service.key,
             server: ServerKey {
@@ -214,7 +216,7 @@ address = "127.0.0.3:80"
                 port: 80,
             },
         };
-        book.update(target, |h| {
+        findings.update(target, |h| {
             h.up = up;
             h.weight = weight;
         });
@@ -232,29 +234,29 @@ address = "127.0.0.3:80"
     fn down_servers_are_quiesced_or_left_out_and_the_fallback_stands_in() {
         for quiescent in [true, false] {
             let c = config(quiescent);
-            let book = Book::default();
+            let findings = Findings::default();
             assert_eq!(
-                servers(&effective(&c, &book)),
+                servers(&effective(&c, &findings)),
                 [("127.0.0.2".into(), 3), ("127.0.0.3".into(), 1)],
                 "every server starts up"
             );
-            down(&book, &c, "127.0.0.2", false, None);
-            let one_down = servers(&effective(&c, &book));
+            down(&findings, &c, "127.0.0.2", false, None);
+            let one_down = servers(&effective(&c, &findings));
             if quiescent {
                 assert_eq!(one_down, [("127.0.0.2".into(), 0), ("127.0.0.3".into(), 1)]);
             } else {
                 assert_eq!(one_down, [("127.0.0.3".into(), 1)]);
             }
-            down(&book, &c, "127.0.0.3", false, None);
-            let all_down = servers(&effective(&c, &book));
+            down(&findings, &c, "127.0.0.3", false, None);
+            let all_down = servers(&effective(&c, &findings));
             assert_eq!(
                 all_down.last(),
                 Some(&("127.0.0.9".into(), 1)),
                 "the fallback"
             );
-            down(&book, &c, "127.0.0.3", true, Some(7));
+            down(&findings, &c, "127.0.0.3", true, Some(7));
             assert_eq!(
-                servers(&effective(&c, &book)).last(),
+                servers(&effective(&c, &findings)).last(),
                 Some(&("127.0.0.3".into(), 7)),
                 "back with the weight its check gave, and no fallback"
             );

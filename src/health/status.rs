@@ -1,5 +1,5 @@
 //! The typed piece health checks give `uvs status` (and, through the daemon, `/metrics`):
-//! what the checks know of each checked real server. `Book::statuses` makes them.
+//! what the checks know of each checked real server. `Findings::statuses` makes them.
 
 use serde::{Deserialize, Serialize};
 

@@ -21,7 +21,7 @@ use socket2::{Domain, Socket, Type};
 use super::congestion::CongestionControl;
 use super::registry::{ListenerState, Serving};
 use super::tcp;
-use super::udp::Group;
+use super::udp::SocketGroup;
 use crate::proxy::director::Director;
 use crate::rate_limit::RateLimit;
 use crate::table::{HostInterfaces, ListenAddr, Loop, OwnAddresses, Protocol};
@@ -131,7 +131,7 @@ fn serve(director: &Arc<Director>, listen: &ListenAddr, freebind: bool) -> io::R
         .try_take(needed)
         .ok_or_else(|| no_descriptors(needed))?;
     match listen.protocol {
-        Protocol::Udp => Group::start(director, *listen, freebind, held).map(Serving::Udp),
+        Protocol::Udp => SocketGroup::start(director, *listen, freebind, held).map(Serving::Udp),
         _ => bind_tcp(listen, freebind, director.options.client_congestion)
             .and_then(|l| accept_everywhere(director, l, *listen))
             .map(|tasks| Serving::Tcp(tasks, held)),

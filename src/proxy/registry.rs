@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::task::AbortHandle;
 
-use super::udp::Group;
+use super::udp::SocketGroup;
 use crate::descriptors::Held;
 use crate::lock::Locked;
 use crate::table::{ListenAddr, ServiceKey};
@@ -38,7 +38,7 @@ pub enum Serving {
     /// whose descriptors are held from the budget.
     Tcp(Vec<AbortHandle>, Held),
     /// UDP: a socket and receive loop per worker, with their flows.
-    Udp(Arc<Group>),
+    Udp(Arc<SocketGroup>),
 }
 
 /// The data plane's listeners. Locks are held for a map operation only.
@@ -49,7 +49,7 @@ pub struct Listeners {
     /// What serves each address being listened on.
     serving: Mutex<HashMap<ListenAddr, Serving>>,
     /// UDP addresses the table dropped whose flows are still running.
-    draining: Mutex<HashMap<ListenAddr, Arc<Group>>>,
+    draining: Mutex<HashMap<ListenAddr, Arc<SocketGroup>>>,
 }
 
 /// A map behind a lock: a panic elsewhere cannot leave a map half changed (each change
@@ -105,7 +105,7 @@ impl Listeners {
 
     /// A UDP address dropped by the table and wanted again while its flows still run:
     /// the same sockets take new flows again.
-    pub fn take_back_draining(&self, listen: &ListenAddr) -> Option<Arc<Group>> {
+    pub fn take_back_draining(&self, listen: &ListenAddr) -> Option<Arc<SocketGroup>> {
         let group = locked(&self.draining).remove(listen)?;
         group.revive().then_some(group)
     }

@@ -9,7 +9,7 @@
 //! connection goes when the servers before could not be reached: the scheduler again,
 //! and if it insists on one already tried (hashing schedulers do), the least loaded
 //! usable server not yet tried. Retries have no template. Called by the data plane
-//! (`proxy::tcp`, `proxy::udp::flow`, through `proxy::scheduled`); `persist` is the
+//! (`proxy::tcp`, `proxy::udp::flow`, through `proxy::scheduling`); `persist` is the
 //! template store it reads and fills.
 
 use crate::persist::{Control, Templates};

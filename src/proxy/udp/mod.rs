@@ -161,9 +161,10 @@ const SERVING: u8 = 0;
 const DRAINING: u8 = 1;
 const CLOSED: u8 = 2;
 
-/// The sockets of one UDP listen address (one per worker) and their tasks.
+/// The sockets of one UDP listen address (one per worker) and their tasks. (Not an
+/// fwmark group: a group of sockets.)
 #[derive(Debug)]
-pub struct Group {
+pub struct SocketGroup {
     pub listen: ListenAddr,
     state: AtomicU8,
     sockets: Mutex<Vec<Arc<ListenSocket>>>,
@@ -172,7 +173,7 @@ pub struct Group {
     held: Mutex<Option<Held>>,
 }
 
-impl Group {
+impl SocketGroup {
     /// Binds `listen` once per worker, with the descriptors `held` for them, and starts
     /// serving it; refused when another process is bound to the address.
     pub fn start(
@@ -180,12 +181,12 @@ impl Group {
         listen: ListenAddr,
         freebind: bool,
         held: Held,
-    ) -> io::Result<Arc<Group>> {
+    ) -> io::Result<Arc<SocketGroup>> {
         check_unused(&listen, freebind)?;
         let sockets = (0..director.workers.len())
             .map(|_| bind_udp(&listen, freebind))
             .collect::<io::Result<Vec<_>>>()?;
-        let group = Arc::new(Group {
+        let group = Arc::new(SocketGroup {
             listen,
             state: AtomicU8::new(SERVING),
             sockets: Mutex::new(Vec::new()),
@@ -275,7 +276,7 @@ impl Group {
 static POLL_FAILED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
 
 /// One worker's receive loop for a listen address.
-async fn serve(socket: std::net::UdpSocket, group: Arc<Group>, director: Arc<Director>) {
+async fn serve(socket: std::net::UdpSocket, group: Arc<SocketGroup>, director: Arc<Director>) {
     // Registered with the worker's own runtime, so it must be made here.
     let socket = match UdpSocket::from_std(socket) {
         Ok(s) => s,
