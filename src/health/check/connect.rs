@@ -6,7 +6,7 @@ use tokio::net::TcpStream;
 
 use super::io::{io_failure, udp_exchange};
 use super::receive::{Receive, matches};
-use super::{BuildError, Endpoint, HealthCheck, Outcome, Probing};
+use super::{BuildError, Endpoint, Outcome, Probe};
 use crate::config::Check;
 use crate::table::Protocol;
 
@@ -28,7 +28,9 @@ impl Connect {
             receive: Receive::of(settings)?,
         })
     }
+}
 
+impl Probe for Connect {
     async fn run(&self, at: &Endpoint) -> Outcome {
         match at.protocol {
             Protocol::Udp => {
@@ -38,12 +40,6 @@ impl Connect {
             _ => drop(TcpStream::connect(at.dest).await.map_err(io_failure)?),
         }
         Ok(None)
-    }
-}
-
-impl HealthCheck for Connect {
-    fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a> {
-        Box::pin(self.run(at))
     }
 }
 

@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 
 use super::io::{io_failure, udp_exchange};
 use super::receive::Receive;
-use super::{BuildError, Endpoint, Failure, HealthCheck, Outcome, Probing};
+use super::{BuildError, Endpoint, Failure, Outcome, Probe};
 use crate::config::Check;
 use crate::table::Protocol;
 
@@ -28,7 +28,9 @@ impl Dns {
             receive: Receive::of(settings)?,
         })
     }
+}
 
+impl Probe for Dns {
     async fn run(&self, at: &Endpoint) -> Outcome {
         use simple_dns::{CLASS, Name, Packet, PacketFlag, QCLASS, QTYPE, Question, RCODE, TYPE};
         let id = (std::process::id() as u16) ^ (at.dest.port());
@@ -83,12 +85,6 @@ impl Dns {
         } else {
             Err(Failure::NoMatch)
         }
-    }
-}
-
-impl HealthCheck for Dns {
-    fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a> {
-        Box::pin(self.run(at))
     }
 }
 

@@ -4,7 +4,7 @@
 //! killed when the probe ends or is dropped (its timeout), and what leaves the group is
 //! the reaper's (`health::orphans`).
 
-use super::{Endpoint, Failure, HealthCheck, Outcome, Probing};
+use super::{Endpoint, Failure, Outcome, Probe};
 use crate::config::Check;
 use crate::health::orphans;
 
@@ -29,7 +29,9 @@ impl External {
             dynamic_weight: settings.dynamic_weight == Some(true),
         }
     }
+}
 
+impl Probe for External {
     async fn run(&self, at: &Endpoint) -> Outcome {
         let (program, args) = self
             .words
@@ -55,12 +57,6 @@ impl External {
             Some(code) => Err(Failure::ExitCode(code)),
             None => Err(Failure::Killed),
         }
-    }
-}
-
-impl HealthCheck for External {
-    fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a> {
-        Box::pin(self.run(at))
     }
 }
 

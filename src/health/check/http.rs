@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 
 use super::io::{io_failure, read_answer};
 use super::receive::{Receive, matches};
-use super::{BuildError, Endpoint, Failure, HealthCheck, Outcome, Probing};
+use super::{BuildError, Endpoint, Failure, Outcome, Probe};
 use crate::config::Check;
 
 /// An HTTP request and what its answer must be.
@@ -43,13 +43,17 @@ impl Http {
             receive: Receive::of(settings)?,
         })
     }
+}
 
+impl Probe for Http {
     async fn run(&self, at: &Endpoint) -> Outcome {
         let mut stream = TcpStream::connect(at.dest).await.map_err(io_failure)?;
         self.exchange(at, &mut stream).await?;
         Ok(None)
     }
+}
 
+impl Http {
     /// The request and its answer over `stream`, plain or TLS.
     pub(super) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
@@ -88,12 +92,6 @@ impl Http {
             return Err(Failure::Status(status));
         }
         matches(self.receive.as_ref(), &answer[head_end + 4..])
-    }
-}
-
-impl HealthCheck for Http {
-    fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a> {
-        Box::pin(self.run(at))
     }
 }
 

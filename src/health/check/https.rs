@@ -6,7 +6,7 @@ use tokio::net::TcpStream;
 
 use super::http::Http;
 use super::io::io_failure;
-use super::{BuildError, Endpoint, Failure, HealthCheck, Outcome, Probing};
+use super::{BuildError, Endpoint, Failure, Outcome, Probe};
 use crate::config::Check;
 use crate::health::tls;
 
@@ -27,7 +27,9 @@ impl Https {
             verify: settings.verify_certificate == Some(true),
         })
     }
+}
 
+impl Probe for Https {
     async fn run(&self, at: &Endpoint) -> Outcome {
         let config = tls::client_config(self.verify).map_err(Failure::Garbled)?;
         let tcp = TcpStream::connect(at.dest).await.map_err(io_failure)?;
@@ -42,12 +44,6 @@ impl Https {
             .map_err(|e| Failure::Garbled(format!("TLS: {e}")))?;
         self.http.exchange(at, &mut stream).await?;
         Ok(None)
-    }
-}
-
-impl HealthCheck for Https {
-    fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a> {
-        Box::pin(self.run(at))
     }
 }
 

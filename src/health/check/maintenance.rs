@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Endpoint, Failure, HealthCheck, Outcome, Probing};
+use super::{Endpoint, Failure, HealthCheck, Outcome, Probe};
 use crate::table::ServerKey;
 
 /// ldirectord's maintenance files for a server: `ip:port`, then `ip`.
@@ -29,7 +29,9 @@ impl Maintenance {
             then,
         }
     }
+}
 
+impl Probe for Maintenance {
     async fn run(&self, at: &Endpoint) -> Outcome {
         for file in files(&self.dir, &at.target.server) {
             if file.exists() {
@@ -37,11 +39,5 @@ impl Maintenance {
             }
         }
         self.then.probe(at).await
-    }
-}
-
-impl HealthCheck for Maintenance {
-    fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a> {
-        Box::pin(self.run(at))
     }
 }

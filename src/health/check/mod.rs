@@ -16,7 +16,7 @@
 //! 1. One file here, say `digest.rs`: a `//!` header naming the ldirectord/keepalived
 //!    check it copies; a type holding only the settings it reads, each parsed, compiled
 //!    ([`Receive`] for a pattern) and defaulted in its `build(&Check) -> Result<Self,
-//!    BuildError>`; `impl HealthCheck` (`Box::pin` an inherent `async fn`); and tests,
+//!    BuildError>`; `impl Probe` (its `async fn run`); and tests,
 //!    against a real server on 127.0.0.1, of `build` keeping only its settings and of
 //!    the probe's up and down.
 //! 2. One line in [`build`] (`CheckKind::Digest => Box::new(Digest::build(settings)?)`),
@@ -70,12 +70,26 @@ pub type Outcome = Result<Option<u32>, Failure>;
 /// A probe in progress; boxed so that checks of every kind fit one trait object.
 pub type Probing<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 
-/// One kind of health check, with its settings.
+/// One kind of health check, with its settings: what the checker holds, one trait
+/// object per checked server. Every kind gets it from [`Probe`].
 pub trait HealthCheck: fmt::Debug + Send + Sync {
     /// Probes the real server at `at` once. Unbounded in time: [`probe`] bounds it, and
     /// dropping the future releases what it holds (sockets, an external command's
     /// process group).
     fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a>;
+}
+
+/// What a kind implements: its probe as a plain `async fn run`. The boxing that lets
+/// every kind sit behind [`HealthCheck`] is written once, here.
+pub trait Probe: fmt::Debug + Send + Sync {
+    /// Probes the real server at `at` once (see [`HealthCheck::probe`]).
+    fn run(&self, at: &Endpoint) -> impl Future<Output = Outcome> + Send;
+}
+
+impl<K: Probe> HealthCheck for K {
+    fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a> {
+        Box::pin(self.run(at))
+    }
 }
 
 /// The real server a check probes, as the probe sees it.

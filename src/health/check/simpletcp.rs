@@ -7,7 +7,7 @@ use tokio::net::TcpStream;
 
 use super::io::{MAX_ANSWER, io_failure};
 use super::receive::Receive;
-use super::{BuildError, Endpoint, Failure, HealthCheck, Outcome, Probing};
+use super::{BuildError, Endpoint, Failure, Outcome, Probe};
 use crate::config::Check;
 
 /// What is sent, and what the answer must match.
@@ -26,7 +26,9 @@ impl SimpleTcp {
             receive: Receive::of(settings)?,
         })
     }
+}
 
+impl Probe for SimpleTcp {
     async fn run(&self, at: &Endpoint) -> Outcome {
         let mut stream = TcpStream::connect(at.dest).await.map_err(io_failure)?;
         if let Some(request) = &self.request {
@@ -50,12 +52,6 @@ impl SimpleTcp {
                 return Err(Failure::NoMatch);
             }
         }
-    }
-}
-
-impl HealthCheck for SimpleTcp {
-    fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a> {
-        Box::pin(self.run(at))
     }
 }
 

@@ -5,13 +5,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::io::io_failure;
-use super::{Endpoint, Failure, HealthCheck, Outcome, Probing};
+use super::{Endpoint, Failure, Outcome, Probe};
 
 /// The SMTP greeting; no settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Smtp;
 
-impl Smtp {
+impl Probe for Smtp {
     async fn run(&self, at: &Endpoint) -> Outcome {
         let mut stream = TcpStream::connect(at.dest).await.map_err(io_failure)?;
         let mut banner = Vec::new();
@@ -29,12 +29,6 @@ impl Smtp {
         }
         let _ = stream.write_all(b"QUIT\r\n").await;
         Ok(None)
-    }
-}
-
-impl HealthCheck for Smtp {
-    fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a> {
-        Box::pin(self.run(at))
     }
 }
 
