@@ -121,10 +121,7 @@ mod persistence;
 mod tests {
     use super::*;
     use crate::clock::Clock;
-    use crate::table::{
-        Command, Forward, Netmask, Protocol, ServerConfig, ServiceConfig, ServiceFlags, ServiceKey,
-        Table, Tunnel, UnicastOnly,
-    };
+    use crate::table::{Netmask, Protocol, ServiceFlags, ServiceKey, Table};
 
     const VIP: &str = "127.0.0.1";
 
@@ -139,46 +136,16 @@ mod tests {
     /// A service on 127.0.0.1:80 with `scheduler`, persistent or not, and real servers
     /// 127.0.1.1, .2, ... of weight 1.
     fn table(scheduler: &str, persistent: bool, servers: usize) -> Table {
-        let mut t = Table::new();
         let flags = if persistent {
             ServiceFlags(ServiceFlags::PERSISTENT)
         } else {
             ServiceFlags::default()
         };
-        t.apply(
-            &Command::AddService(ServiceConfig {
-                key: key(),
-                scheduler: scheduler.into(),
-                flags,
-                timeout: 300,
-                netmask: Netmask::V4(std::net::Ipv4Addr::BROADCAST),
-                pe: None,
-                options: Default::default(),
-            }),
-            &UnicastOnly,
-        )
-        .unwrap()
-        .carry_out();
-        for i in 1..=servers {
-            t.apply(
-                &Command::AddServer {
-                    service: key(),
-                    server: ServerConfig {
-                        addr: format!("127.0.1.{i}").parse().unwrap(),
-                        port: 8080,
-                        forward: Forward::Masq,
-                        weight: 1,
-                        u_threshold: 0,
-                        l_threshold: 0,
-                        tunnel: Tunnel::default(),
-                    },
-                },
-                &UnicastOnly,
-            )
-            .unwrap()
-            .carry_out();
-        }
-        t
+        let addrs: Vec<std::net::IpAddr> = (1..=servers)
+            .map(|i| format!("127.0.1.{i}").parse().unwrap())
+            .collect();
+        let broadcast = Netmask::V4(std::net::Ipv4Addr::BROADCAST);
+        crate::sched::testing::table_of(key(), scheduler, flags, broadcast, &addrs)
     }
 
     fn packet(client: &str) -> Packet {

@@ -5,7 +5,57 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use super::{Algorithm, Packet};
-use crate::table::{Forward, RealServer, RealServerState, ServiceFlags, Tunnel};
+use crate::table::{
+    Command, Forward, Netmask, RealServer, RealServerState, ServerConfig, ServiceConfig,
+    ServiceFlags, ServiceKey, Table, Tunnel, UnicastOnly,
+};
+
+/// A table with one service `key` (scheduler, flags, a 300 s persistence timeout,
+/// netmask) and real servers at `servers` port 8080, weight 1, masquerading.
+pub fn table_of(
+    key: ServiceKey,
+    scheduler: &str,
+    flags: ServiceFlags,
+    netmask: Netmask,
+    servers: &[std::net::IpAddr],
+) -> Table {
+    let mut t = Table::new();
+    t.apply(
+        &Command::AddService(ServiceConfig {
+            key,
+            scheduler: scheduler.into(),
+            flags,
+            timeout: 300,
+            netmask,
+            pe: None,
+            options: Default::default(),
+        }),
+        &UnicastOnly,
+    )
+    .unwrap()
+    .carry_out();
+    for addr in servers {
+        let server = ServerConfig {
+            addr: *addr,
+            port: 8080,
+            forward: Forward::Masq,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+            tunnel: Tunnel::default(),
+        };
+        t.apply(
+            &Command::AddServer {
+                service: key,
+                server,
+            },
+            &UnicastOnly,
+        )
+        .unwrap()
+        .carry_out();
+    }
+    t
+}
 
 /// Servers A, B, C... with these weights, in this (list) order, at 10.0.0.1, .2, ...
 pub fn servers(weights: &[u32]) -> Vec<RealServer> {

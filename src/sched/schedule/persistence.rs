@@ -10,8 +10,8 @@ use crate::clock::Clock;
 use crate::persist::*;
 use crate::sched::{Choice, Packet, schedule};
 use crate::table::{
-    Command, Family, Forward, Netmask, Protocol, ServerConfig, ServerKey, Service, ServiceConfig,
-    ServiceFlags, ServiceKey, Table, Tunnel, UnicastOnly,
+    Command, Family, Forward, Netmask, Protocol, ServerConfig, ServerKey, Service, ServiceFlags,
+    ServiceKey, Table, Tunnel, UnicastOnly,
 };
 
 fn tcp(addr: &str, port: u16) -> ServiceKey {
@@ -23,41 +23,9 @@ fn tcp(addr: &str, port: u16) -> ServiceKey {
 }
 
 fn table(key: ServiceKey, netmask: Netmask, servers: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.apply(
-        &Command::AddService(ServiceConfig {
-            key,
-            scheduler: "rr".into(),
-            flags: ServiceFlags(ServiceFlags::PERSISTENT),
-            timeout: 300,
-            netmask,
-            pe: None,
-            options: Default::default(),
-        }),
-        &UnicastOnly,
-    )
-    .unwrap()
-    .carry_out();
-    for s in servers {
-        t.apply(
-            &Command::AddServer {
-                service: key,
-                server: ServerConfig {
-                    addr: s.parse().unwrap(),
-                    port: 8080,
-                    forward: Forward::Masq,
-                    weight: 1,
-                    u_threshold: 0,
-                    l_threshold: 0,
-                    tunnel: Tunnel::default(),
-                },
-            },
-            &UnicastOnly,
-        )
-        .unwrap()
-        .carry_out();
-    }
-    t
+    let addrs: Vec<std::net::IpAddr> = servers.iter().map(|s| s.parse().unwrap()).collect();
+    let persistent = ServiceFlags(ServiceFlags::PERSISTENT);
+    crate::sched::testing::table_of(key, "rr", persistent, netmask, &addrs)
 }
 
 fn packet(client: &str, local: &str) -> Packet {
