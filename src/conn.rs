@@ -425,20 +425,30 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Client 10.0.0.9:40000 to 10.0.0.1:`port`, scheduled to 10.0.0.2:`port`.
+    fn new_conn(
+        protocol: Protocol,
+        port: u16,
+        server: &Arc<RealServerState>,
+        state: State,
+    ) -> NewConn {
+        NewConn {
+            protocol,
+            client: addr("10.0.0.9:40000"),
+            local: addr(&format!("10.0.0.1:{port}")),
+            dest: addr(&format!("10.0.0.2:{port}")),
+            server: Arc::clone(server),
+            template: None,
+            state,
+        }
+    }
+
     #[test]
     fn states_move_between_active_and_inactive_counts() {
         let table = ConnTable::new();
         let server = Arc::new(RealServerState::default());
         let t = Timeouts::default();
-        let c = table.open(NewConn {
-            protocol: Protocol::Tcp,
-            client: addr("10.0.0.9:40000"),
-            local: addr("10.0.0.1:80"),
-            dest: addr("10.0.0.2:80"),
-            server: Arc::clone(&server),
-            template: None,
-            state: State::SynRecv,
-        });
+        let c = table.open(new_conn(Protocol::Tcp, 80, &server, State::SynRecv));
         assert_eq!(
             (server.active(), server.inactive()),
             (1, 0),
@@ -473,15 +483,7 @@ mod tests {
             tcp_fin: 0,
             udp: 0,
         };
-        let c = table.open(NewConn {
-            protocol: Protocol::Udp,
-            client: addr("10.0.0.9:40000"),
-            local: addr("10.0.0.1:53"),
-            dest: addr("10.0.0.2:53"),
-            server: Arc::clone(&server),
-            template: None,
-            state: State::Udp,
-        });
+        let c = table.open(new_conn(Protocol::Udp, 53, &server, State::Udp));
         assert_eq!(
             (server.active(), server.inactive()),
             (0, 1),

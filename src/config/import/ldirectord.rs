@@ -478,6 +478,15 @@ mod tests {
     use super::*;
     use crate::config::render::render;
 
+    /// The lines not taken, with why.
+    fn skipped_lines(imported: &Imported) -> Vec<(usize, &str)> {
+        imported
+            .skipped
+            .iter()
+            .map(|s| (s.line, s.message.as_str()))
+            .collect()
+    }
+
     #[test]
     fn a_virtual_service_with_its_checks_and_fallback() {
         let text = "\
@@ -505,11 +514,7 @@ virtual = 10.0.0.1:21
 \tlogin=\"anonymous\"
 ";
         let imported = import(text);
-        let lines: Vec<(usize, &str)> = imported
-            .skipped
-            .iter()
-            .map(|s| (s.line, s.message.as_str()))
-            .collect();
+        let lines = skipped_lines(&imported);
         assert_eq!(
             lines,
             [
@@ -578,11 +583,7 @@ virtual=10.0.0.1:80
 \treal=10.0.0.1->10.0.0.4:80
 ";
         let imported = import(text);
-        let lines: Vec<(usize, &str)> = imported
-            .skipped
-            .iter()
-            .map(|s| (s.line, s.message.as_str()))
-            .collect();
+        let lines = skipped_lines(&imported);
         assert_eq!(
             lines,
             [
