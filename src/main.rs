@@ -24,7 +24,7 @@ use uvs::control::socket_path;
 use uvs::daemon;
 use uvs::daemon::settings::{Overrides, Settings};
 use uvs::proxy::congestion::CongestionControl;
-use uvs::proxy::forward::Forwarding;
+use uvs::proxy::forward::TransferMode;
 use uvs::table::{HostInterfaces, TableHandle};
 
 #[derive(Parser)]
@@ -47,7 +47,7 @@ struct DaemonArgs {
     /// How TCP bytes move: auto (copy small messages, splice bulk; Linux), splice or copy
     /// [default: auto]
     #[arg(long, value_name = "HOW")]
-    forwarding: Option<Forwarding>,
+    forwarding: Option<TransferMode>,
     /// On SIGTERM/SIGINT, how long open connections may take to finish, in seconds
     /// [default: 30]
     #[arg(long, value_name = "SECONDS")]

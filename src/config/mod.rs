@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::proxy::congestion::CongestionControl;
-use crate::proxy::forward::Forwarding;
+use crate::proxy::forward::TransferMode;
 use crate::table::{ListenRule, ServerConfig, ServiceConfig, Timeouts};
 
 pub use reader::{Problem, Problems};
@@ -211,7 +211,7 @@ pub struct Global {
     pub socket: Option<PathBuf>,
     pub autoreload: bool,
     pub threads: Option<u16>,
-    pub forwarding: Option<Forwarding>,
+    pub forwarding: Option<TransferMode>,
     pub max_udp_flows: Option<u32>,
     /// The most TCP connections proxied at once.
     pub max_connections: Option<u32>,

@@ -20,7 +20,7 @@ use crate::control::socket_path;
 use crate::lock::Locked;
 use crate::proxy::congestion::CongestionControl;
 use crate::proxy::director::Director;
-use crate::proxy::forward::Forwarding;
+use crate::proxy::forward::TransferMode;
 
 /// When a change to a setting takes effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,7 +201,7 @@ pub struct Overrides {
     /// `Some(None)` is `--metrics off`.
     pub metrics: Option<Option<SocketAddr>>,
     pub threads: Option<u16>,
-    pub forwarding: Option<Forwarding>,
+    pub forwarding: Option<TransferMode>,
     pub max_udp_flows: Option<u32>,
     pub max_connections: Option<u32>,
     pub metrics_max_connections: Option<u32>,
@@ -263,8 +263,8 @@ pub struct Settings {
     pub autoreload: bool,
     /// Worker threads; None: one per CPU.
     pub threads: Option<u16>,
-    /// How TCP bytes move [default: `Forwarding::best`].
-    pub forwarding: Forwarding,
+    /// How TCP bytes move [default: `TransferMode::best`].
+    pub forwarding: TransferMode,
     /// The most UDP flows open at once; None: from the open-files limit.
     pub max_udp_flows: Option<u32>,
     /// The most TCP connections proxied at once; None: from the open-files limit.
@@ -315,7 +315,7 @@ impl Settings {
             forwarding: cli
                 .forwarding
                 .or(file.forwarding)
-                .unwrap_or_else(Forwarding::best),
+                .unwrap_or_else(TransferMode::best),
             max_udp_flows: cli.max_udp_flows.or(file.max_udp_flows),
             max_connections: cli.max_connections.or(file.max_connections),
             metrics_max_connections: cli

@@ -13,7 +13,7 @@ use crate::conn::ConnTable;
 use crate::descriptors::{Budget, DescriptorStatus, METRICS_CONNECTIONS, Reserve};
 use crate::persist::Templates;
 use crate::proxy::congestion::CongestionControl;
-use crate::proxy::forward::Forwarding;
+use crate::proxy::forward::TransferMode;
 use crate::proxy::registry::{ListenerReport, Listeners};
 use crate::proxy::udp::admission::{
     Admission, DEFAULT_MAX_FLOWS, DEFAULT_UNREPLIED_TIMEOUT, UdpAdmissionStatus,
@@ -27,7 +27,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Settings of the data plane that are not part of the table.
 #[derive(Debug, Clone, Copy)]
 pub struct PlaneOptions {
-    pub forwarding: Forwarding,
+    pub forwarding: TransferMode,
     /// Worker threads serving connections.
     pub threads: usize,
     /// The most UDP flows open at once.
@@ -59,7 +59,7 @@ pub struct PlaneOptions {
 impl Default for PlaneOptions {
     fn default() -> PlaneOptions {
         PlaneOptions {
-            forwarding: Forwarding::best(),
+            forwarding: TransferMode::best(),
             threads: Workers::default_count(),
             max_udp_flows: DEFAULT_MAX_FLOWS,
             udp_unreplied_timeout: DEFAULT_UNREPLIED_TIMEOUT,
@@ -110,7 +110,7 @@ pub struct TemplateCounts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlaneReport {
     /// How TCP bytes move.
-    pub forwarding: Forwarding,
+    pub forwarding: TransferMode,
     /// The TCP congestion control of connections from clients and to real servers
     /// (None: the system's).
     pub client_congestion: Option<CongestionControl>,

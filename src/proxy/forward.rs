@@ -29,10 +29,11 @@ use crate::descriptors::Budget;
 /// and a splice of fewer switches it back to copying.
 const SPLICE_FROM: usize = 16 * 1024;
 
-/// How a connection's bytes are moved (`--forwarding`): not IPVS's forwarding method
+/// How a [`Transfer`] moves a connection's bytes: the `--forwarding` setting (named so
+/// before this type; the setting keeps its name). Not IPVS's forwarding method
 /// (masquerading, gatewaying, tunnelling), which is `table::Forward`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forwarding {
+pub enum TransferMode {
     /// Copy small messages, splice bulk (Linux).
     Auto,
     /// Always splice(2) through a pipe (Linux).
@@ -41,36 +42,36 @@ pub enum Forwarding {
     Copy,
 }
 
-impl Forwarding {
+impl TransferMode {
     /// `auto` where the system can splice, else `copy`.
-    pub fn best() -> Forwarding {
+    pub fn best() -> TransferMode {
         if cfg!(target_os = "linux") {
-            Forwarding::Auto
+            TransferMode::Auto
         } else {
-            Forwarding::Copy
+            TransferMode::Copy
         }
     }
 }
 
-impl fmt::Display for Forwarding {
+impl fmt::Display for TransferMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Forwarding::Auto => "auto",
-            Forwarding::Splice => "splice",
-            Forwarding::Copy => "copy",
+            TransferMode::Auto => "auto",
+            TransferMode::Splice => "splice",
+            TransferMode::Copy => "copy",
         })
     }
 }
 
-impl FromStr for Forwarding {
+impl FromStr for TransferMode {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "auto" => Ok(Forwarding::best()),
-            "splice" if cfg!(target_os = "linux") => Ok(Forwarding::Splice),
+            "auto" => Ok(TransferMode::best()),
+            "splice" if cfg!(target_os = "linux") => Ok(TransferMode::Splice),
             "splice" => Err("splice is only available on Linux".into()),
-            "copy" => Ok(Forwarding::Copy),
+            "copy" => Ok(TransferMode::Copy),
             other => Err(format!(
                 "unknown forwarding `{other}' (auto, splice or copy)"
             )),
@@ -145,7 +146,7 @@ impl Transfer<'_> {
 
     /// Moves bytes both ways, the `mode` way, until both sides have closed, or one
     /// fails.
-    pub async fn run(&self, mode: Forwarding) -> End {
+    pub async fn run(&self, mode: TransferMode) -> End {
         let inward = direction(mode, self, self.client, self.server, Way::In);
         let outward = direction(mode, self, self.server, self.client, Way::Out);
         tokio::pin!(inward, outward);
@@ -197,13 +198,13 @@ enum Step {
 }
 
 async fn direction(
-    mode: Forwarding,
+    mode: TransferMode,
     transfer: &Transfer<'_>,
     from: &TcpStream,
     to: &TcpStream,
     way: Way,
 ) -> io::Result<()> {
-    let mut splicing = mode == Forwarding::Splice;
+    let mut splicing = mode == TransferMode::Splice;
     loop {
         let ready = from.ready(Interest::READABLE | Interest::ERROR).await?;
         // The sender's FIN is in (and no reset): what can be read now is the last.
@@ -221,7 +222,7 @@ async fn direction(
         match step {
             Step::Moved(n) => {
                 transfer.moved(way, n);
-                if mode == Forwarding::Auto {
+                if mode == TransferMode::Auto {
                     splicing = n >= SPLICE_FROM;
                 }
                 continue;

@@ -5,9 +5,10 @@
 //! `pools` of buffers and pipes), the UDP flows (`udp`), what both do alike to reach a
 //! real server (`scheduling`) and the counting of what moves (`accounting`).
 //!
-//! Words: a connection's bytes move in a `forward::Transfer`, by copy or splice (the
-//! `Forwarding` mode); IPVS's forwarding method (masquerading, gatewaying, tunnelling)
-//! is the table's `Forward`, which the data plane does not look at (it always proxies).
+//! Words: a connection's bytes move in a `forward::Transfer`, by copy or splice (its
+//! `TransferMode`, the `--forwarding` setting); IPVS's forwarding method (masquerading,
+//! gatewaying, tunnelling) is the table's `Forward`, which the data plane does not look
+//! at (it always proxies).
 //! A `udp::flow::Flow` is a UDP client's flow (an IPVS UDP connection).
 
 pub mod accounting;
