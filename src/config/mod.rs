@@ -293,7 +293,7 @@ pub enum LoadError {
         grew: bool,
     },
     /// The bytes are not UTF-8 text; `offset` is where the first bad byte is.
-    #[error("{} is not UTF-8 text: the byte at offset {offset} is not", path.display())]
+    #[error("{} is not UTF-8 text: the byte at offset {offset} does not begin a UTF-8 character", path.display())]
     NotText { path: PathBuf, offset: usize },
     #[error("{0}")]
     Invalid(Problems),

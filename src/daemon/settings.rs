@@ -463,6 +463,10 @@ pub fn apply_live(settings: &Settings, director: &Director) {
         .set_expire_quiescent(settings.expire_quiescent_template);
 }
 
+/// The log target of a reload's lines about settings: the reloader's, where they were
+/// first, so a filter on `uvs::config::reload` still sees them.
+const RELOAD_LOG: &str = "uvs::config::reload";
+
 impl GlobalSettings for Running {
     fn applied(&self, file: &Path, global: &Global, director: &Director) {
         let mut last = self.last.locked();
@@ -472,11 +476,13 @@ impl GlobalSettings for Running {
             let key = format!("global.{}", s.key);
             match change {
                 Change::AtNextStart => tracing::warn!(
+                    target: RELOAD_LOG,
                     file = %file.display(),
                     key = %key,
                     "changed; it takes effect at the next start"
                 ),
                 Change::Applied => tracing::info!(
+                    target: RELOAD_LOG,
                     file = %file.display(),
                     key = %key,
                     from = last.0.value(s.key).unwrap_or_default(),
@@ -484,6 +490,7 @@ impl GlobalSettings for Running {
                     "changed; applied"
                 ),
                 Change::CommandLineWins => tracing::info!(
+                    target: RELOAD_LOG,
                     file = %file.display(),
                     key = %key,
                     flag = %format!("--{}", s.flag.unwrap_or(s.key)),
