@@ -30,7 +30,7 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One checked real server of one service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Target {
     pub service: ServiceKey,
     pub server: ServerKey,
@@ -92,10 +92,15 @@ impl Findings {
         self.map().retain(|t, _| targets.contains(t));
     }
 
-    /// For `uvs status`.
+    /// Every checked server's health, by service then server, so that `uvs status`
+    /// and /metrics list them in the same order every time.
     pub fn statuses(&self) -> Vec<HealthStatus> {
-        self.map()
-            .iter()
+        let map = self.map();
+        let mut targets: Vec<&Target> = map.keys().collect();
+        targets.sort_unstable();
+        targets
+            .into_iter()
+            .map(|t| (t, &map[t]))
             .map(|(t, h)| HealthStatus {
                 service: t.service,
                 server: t.server,
@@ -185,6 +190,43 @@ mod tests {
 
     use super::*;
     use crate::config::schema::parse;
+    use crate::table::Protocol;
+
+    #[test]
+    fn statuses_come_by_service_then_server_whatever_the_map_holds() {
+        let findings = Findings::default();
+        let service = |port| ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            addr: "127.0.0.1".parse().unwrap(),
+            port,
+        };
+        let server = |last: u8| ServerKey {
+            addr: std::net::IpAddr::from([127, 0, 0, last]),
+            port: 80,
+        };
+        // Inserted out of order, many enough that a hash map's order would show.
+        for port in (1..=8).rev() {
+            for last in (2..=9).rev() {
+                let target = Target {
+                    service: service(port),
+                    server: server(last),
+                };
+                findings.update(target, |h| h.failures = 1);
+            }
+        }
+        let listed: Vec<(ServiceKey, ServerKey)> = findings
+            .statuses()
+            .iter()
+            .map(|h| (h.service, h.server))
+            .collect();
+        let mut wanted = Vec::new();
+        for port in 1..=8 {
+            for last in 2..=9 {
+                wanted.push((service(port), server(last)));
+            }
+        }
+        assert_eq!(listed, wanted);
+    }
 
     fn config(quiescent: bool) -> Config {
         parse(

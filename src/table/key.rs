@@ -93,8 +93,10 @@ impl Family {
     }
 }
 
-/// Names one virtual service: `proto VIP:port`, or a firewall mark per family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Names one virtual service: `proto VIP:port`, or a firewall mark per family. Ordered
+/// (address services first, by protocol, address, port; then marks) only so that
+/// reports of many services come out the same way every time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ServiceKey {
     Inet {
@@ -157,7 +159,7 @@ impl fmt::Display for ServiceKey {
 }
 
 /// Names one real server within a service: its address (which carries the family) and port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerKey {
     pub addr: IpAddr,
