@@ -268,6 +268,7 @@ impl DaemonArgs {
             retries: self.retries,
             client_congestion_control: self.client_congestion_control,
             server_congestion_control: self.server_congestion_control,
+            ..Overrides::default()
         }
     }
 }

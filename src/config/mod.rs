@@ -240,6 +240,36 @@ pub struct Global {
     pub maintenance_dir: Option<PathBuf>,
 }
 
+impl Global {
+    /// Whether this layer (the file's `[global]`, or the command line's overrides in
+    /// the same shape) gives the daemon setting whose `[global]` key is `key`. What
+    /// only the file can say (`autoreload`, the health-check defaults,
+    /// `maintenance_dir`) is not asked about: no command line sets it.
+    pub fn sets(&self, key: &str) -> bool {
+        match key {
+            "mode" => self.mode.is_some(),
+            "socket" => self.socket.is_some(),
+            "cleanstop" => self.cleanstop.is_some(),
+            "metrics" => self.metrics.is_some(),
+            "threads" => self.threads.is_some(),
+            "forwarding" => self.forwarding.is_some(),
+            "max_udp_flows" => self.max_udp_flows.is_some(),
+            "max_connections" => self.max_connections.is_some(),
+            "metrics_max_connections" => self.metrics_max_connections.is_some(),
+            "udp_unreplied_timeout" => self.udp_unreplied_timeout.is_some(),
+            "max_templates" => self.max_templates.is_some(),
+            "udp_flows_per_source" => self.udp_flows_per_source.is_some(),
+            "drain_timeout" => self.drain_timeout.is_some(),
+            "expire_quiescent_template" => self.expire_quiescent_template.is_some(),
+            "connect_timeout" => self.connect_timeout.is_some(),
+            "retries" => self.retries.is_some(),
+            "client_congestion_control" => self.client_congestion_control.is_some(),
+            "server_congestion_control" => self.server_congestion_control.is_some(),
+            _ => false,
+        }
+    }
+}
+
 /// One virtual service with its real servers and listen addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSpec {

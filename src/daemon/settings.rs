@@ -67,8 +67,8 @@ const fn setting(
 
 /// Every `[global]` setting, in the order `[global]` is rendered. When adding one: a
 /// field in [`Global`] (read in `config::schema`, written in `config::render`), a line
-/// here, a field in [`Settings`] and [`Overrides`] (with [`Settings::resolve`],
-/// [`Settings::value`], [`Overrides::sets`]) and, for a flag, one in main.rs's
+/// here, a field in [`Settings`] (with [`Settings::resolve`], [`Settings::value`],
+/// and [`Global::sets`]) and, for a flag, one in main.rs's
 /// `DaemonArgs`; the tests below and in main.rs fail until all agree.
 pub const SETTINGS: &[Setting] = &[
     setting("mode", Some("mode"), Applies::NextStart, "\"userspace\""),
@@ -190,59 +190,11 @@ pub const SETTINGS: &[Setting] = &[
     },
 ];
 
-/// The command line's settings: each is Some only when its flag was given (a switch
-/// such as `--expire-quiescent-template` too), and then wins over the file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Overrides {
-    pub mode: Option<Mode>,
-    pub socket: Option<PathBuf>,
-    /// `--keep-kernel-services` is `Some(false)`.
-    pub cleanstop: Option<bool>,
-    /// `Some(None)` is `--metrics off`.
-    pub metrics: Option<Option<SocketAddr>>,
-    pub threads: Option<u16>,
-    pub forwarding: Option<TransferMode>,
-    pub max_udp_flows: Option<u32>,
-    pub max_connections: Option<u32>,
-    pub metrics_max_connections: Option<u32>,
-    pub udp_unreplied_timeout: Option<Duration>,
-    pub max_templates: Option<u32>,
-    pub udp_flows_per_source: Option<u32>,
-    pub drain_timeout: Option<Duration>,
-    pub expire_quiescent_template: Option<bool>,
-    pub connect_timeout: Option<Duration>,
-    pub retries: Option<u32>,
-    pub client_congestion_control: Option<CongestionControl>,
-    pub server_congestion_control: Option<CongestionControl>,
-}
-
-impl Overrides {
-    /// Whether the command line sets the setting whose `[global]` key is `key`.
-    pub fn sets(&self, key: &str) -> bool {
-        match key {
-            "mode" => self.mode.is_some(),
-            "socket" => self.socket.is_some(),
-            "cleanstop" => self.cleanstop.is_some(),
-            "metrics" => self.metrics.is_some(),
-            "threads" => self.threads.is_some(),
-            "forwarding" => self.forwarding.is_some(),
-            "max_udp_flows" => self.max_udp_flows.is_some(),
-            "max_connections" => self.max_connections.is_some(),
-            "metrics_max_connections" => self.metrics_max_connections.is_some(),
-            "udp_unreplied_timeout" => self.udp_unreplied_timeout.is_some(),
-            "max_templates" => self.max_templates.is_some(),
-            "udp_flows_per_source" => self.udp_flows_per_source.is_some(),
-            "drain_timeout" => self.drain_timeout.is_some(),
-            "expire_quiescent_template" => self.expire_quiescent_template.is_some(),
-            "connect_timeout" => self.connect_timeout.is_some(),
-            "retries" => self.retries.is_some(),
-            "client_congestion_control" => self.client_congestion_control.is_some(),
-            "server_congestion_control" => self.server_congestion_control.is_some(),
-            // The file's only.
-            _ => false,
-        }
-    }
-}
+/// The command line's settings, in the shape of the file's `[global]` (one field list
+/// for both layers): each is Some only when its flag was given (a switch such as
+/// `--expire-quiescent-template` too), and then wins over the file. What only the file
+/// can say (`autoreload`, the health-check defaults, `maintenance_dir`) stays unset.
+pub type Overrides = Global;
 
 /// The daemon's settings as they apply: the command line's, else the file's, else the
 /// defaults. The health-check defaults (`[global.check]`, `quiescent`, `fallback`,
