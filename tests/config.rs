@@ -27,13 +27,11 @@ fn write(path: &Path, contents: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// `uvs check -c PATH`, killed if it runs past the bound (a file that hangs its reader).
 fn check(path: &Path) -> std::process::Output {
-    Command::new(UVS)
-        .args(["check", "-c"])
-        .arg(path)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("run uvs check")
+    let mut cmd = Command::new(UVS);
+    cmd.args(["check", "-c"]).arg(path);
+    bounded(cmd, "uvs check")
 }
 
 #[test]
@@ -708,14 +706,7 @@ fn check_refuses_a_file_over_the_size_limit_and_names_the_limit() {
         .unwrap()
         .set_len(limit + 1)
         .unwrap();
-    let out = bounded(
-        {
-            let mut cmd = Command::new(UVS);
-            cmd.args(["check", "-c"]).arg(&path);
-            cmd
-        },
-        "uvs check",
-    );
+    let out = check(&path);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
@@ -1011,14 +1002,7 @@ fn a_file_of_junk_lists_its_first_hundred_problems_and_counts_the_rest() {
     // 100 000 lines of junk (200 000 bytes): every syntax error counted, the first
     // hundred shown. Before, 30 s of placing each one.
     write(&path, &"x\n".repeat(100_000));
-    let out = bounded(
-        {
-            let mut cmd = Command::new(UVS);
-            cmd.args(["check", "-c"]).arg(&path);
-            cmd
-        },
-        "uvs check",
-    );
+    let out = check(&path);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     let lines = stderr_lines(&out);
