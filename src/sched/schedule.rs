@@ -33,7 +33,11 @@ pub struct Schedule<'a> {
     templates: &'a Templates,
     service: &'a Service,
     packet: Packet,
-    /// Servers given so far: the ones a retry leaves out.
+    /// The server given last, while it is not known to have failed. Kept apart from
+    /// `tried` so that a connection whose first choice serves it (nearly all) never
+    /// allocates.
+    given: Option<ServerKey>,
+    /// Servers given before the last: the ones a retry leaves out, with `given`.
     tried: Vec<ServerKey>,
 }
 
@@ -47,6 +51,7 @@ pub fn schedule<'a>(
         templates,
         service,
         packet: *packet,
+        given: None,
         tried: Vec::new(),
     }
 }
@@ -54,7 +59,7 @@ pub fn schedule<'a>(
 impl Schedule<'_> {
     /// Whether the next server given is a retry (a server was given before).
     pub fn retrying(&self) -> bool {
-        !self.tried.is_empty()
+        self.given.is_some() || !self.tried.is_empty()
     }
 }
 
@@ -62,12 +67,13 @@ impl Iterator for Schedule<'_> {
     type Item = Choice;
 
     fn next(&mut self) -> Option<Choice> {
-        let choice = if self.tried.is_empty() {
-            first(self.templates, self.service, &self.packet)
-        } else {
+        let choice = if self.retrying() {
+            self.tried.extend(self.given.take());
             retry(self.service, &self.packet, &self.tried)
+        } else {
+            first(self.templates, self.service, &self.packet)
         }?;
-        self.tried.push(choice.server.key());
+        self.given = Some(choice.server.key());
         Some(choice)
     }
 }
