@@ -28,6 +28,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use serde::{Deserialize, Serialize};
+
 use crate::clock::Clock;
 use crate::lock::Locked;
 use crate::table::real_server::locate;
@@ -271,6 +273,18 @@ impl Slot<'_> {
     }
 }
 
+/// Persistence templates held, their cap, and what the cap did (`uvs status`'s wire form
+/// and the /metrics series read it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateStatus {
+    pub count: u64,
+    pub max: u64,
+    /// Ended to make room for a new client's.
+    pub evicted: u64,
+    /// Clients scheduled without one, every template being in use.
+    pub not_made: u64,
+}
+
 /// All templates.
 #[derive(Debug)]
 pub struct Templates {
@@ -306,6 +320,17 @@ impl Templates {
 
     pub fn max(&self) -> usize {
         self.max
+    }
+
+    /// How many templates are held, the cap, and what the cap did, for `uvs status` and
+    /// /metrics.
+    pub fn status(&self) -> TemplateStatus {
+        TemplateStatus {
+            count: self.len() as u64,
+            max: self.max as u64,
+            evicted: self.evicted(),
+            not_made: self.not_made(),
+        }
     }
 
     /// Templates ended to make room for a new one, since start.

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::config::status::ConfigStatus;
 pub use crate::descriptors::DescriptorStatus;
 pub use crate::health::HealthStatus;
+pub use crate::persist::TemplateStatus;
 pub use crate::proxy::udp::admission::UdpAdmissionStatus;
 use crate::table::{
     Command, ConnEntry, Info, ListenAddr, ListenRule, ServiceEntry, ServiceKey, TableError,
@@ -78,17 +79,6 @@ pub struct Status {
     /// Persistence templates and their bound.
     #[serde(default)]
     pub templates: TemplateStatus,
-}
-
-/// Persistence templates held, their cap, and what the cap did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TemplateStatus {
-    pub count: u64,
-    pub max: u64,
-    /// Ended to make room for a new client's.
-    pub evicted: u64,
-    /// Clients scheduled without one, every template being in use.
-    pub not_made: u64,
 }
 
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -46,13 +46,16 @@ impl exporter::Source for Reporter {
         &self.director().table
     }
 
+    /// Read from the parts directly rather than through [`Reporter::report`]: a scrape
+    /// needs counts, not the listener list or the workers' loads.
     fn state(&self) -> exporter::State {
-        let report = self.report();
-        let plane = report.plane;
+        let director = self.director();
         let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let templates = director.templates.status();
         exporter::State {
-            health: report
-                .health
+            health: self
+                .health()
+                .statuses()
                 .iter()
                 .map(|h| BackendHealth {
                     service: h.service,
@@ -62,17 +65,17 @@ impl exporter::Source for Reporter {
                     last_duration_ms: h.last_duration_ms,
                 })
                 .collect(),
-            udp_flows: count(plane.udp_flows),
-            udp_flows_max: count(plane.max_udp_flows),
-            udp_flows_dropped: plane.udp_flows_dropped,
-            persistence_templates: count(plane.templates.count),
-            templates_max: count(plane.templates.max),
-            templates_evicted: plane.templates.evicted,
-            templates_not_made: plane.templates.not_made,
-            connections_open: count(plane.live_connections),
-            descriptors: (report.mode.mode == Mode::Userspace).then_some(plane.descriptors),
-            udp: plane.udp,
-            config: report.config.map(|c| ConfigReloads {
+            udp_flows: count(director.udp_flows.count()),
+            udp_flows_max: count(director.udp_flows.max()),
+            udp_flows_dropped: director.udp_flows.dropped(),
+            persistence_templates: templates.count,
+            templates_max: templates.max,
+            templates_evicted: templates.evicted,
+            templates_not_made: templates.not_made,
+            connections_open: count(director.conns.live_streams()),
+            descriptors: (self.mode() == Mode::Userspace).then(|| director.descriptor_status()),
+            udp: director.udp_admission(),
+            config: self.config().map(|c| ConfigReloads {
                 applied_at: c.applied_at,
                 reloads: c.reloads,
                 refused: c.refused,

@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::reload::Reloader;
 use crate::config::status::ConfigStatus;
-use crate::control::protocol::{ListenerStatus, Status, TemplateStatus};
+use crate::control::protocol::{ListenerStatus, Status};
 use crate::health::{Findings, HealthStatus};
 use crate::proxy::congestion::CongestionControl;
 use crate::proxy::director::{Director, PlaneReport};
@@ -139,8 +139,13 @@ impl Reporter {
             plane: self.director.report(),
             health: self.health.statuses(),
             metrics: self.metrics.get().cloned(),
-            config: self.reloader.get().and_then(|r| r.status()),
+            config: self.config(),
         }
+    }
+
+    /// The reloader's piece: the configuration file's fate (None without one).
+    pub fn config(&self) -> Option<ConfigStatus> {
+        self.reloader.get().and_then(|r| r.status())
     }
 }
 
@@ -189,12 +194,7 @@ impl Report {
             handed_over: plane.handed_over,
             descriptors: userspace.then(|| plane.descriptors.clone()),
             udp: plane.udp.clone(),
-            templates: TemplateStatus {
-                count: plane.templates.count as u64,
-                max: plane.templates.max as u64,
-                evicted: plane.templates.evicted,
-                not_made: plane.templates.not_made,
-            },
+            templates: plane.templates,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::conn::ConnTable;
 use crate::descriptors::{Budget, DescriptorStatus, METRICS_CONNECTIONS, Reserve};
-use crate::persist::Templates;
+use crate::persist::{TemplateStatus, Templates};
 use crate::proxy::congestion::CongestionControl;
 use crate::proxy::forward::TransferMode;
 use crate::proxy::registry::{ListenerReport, Listeners};
@@ -95,17 +95,6 @@ pub struct Director {
     pub listeners: Listeners,
 }
 
-/// Persistence templates held, their cap, and what the cap did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TemplateCounts {
-    pub count: usize,
-    pub max: usize,
-    /// Ended to make room for a new client's.
-    pub evicted: u64,
-    /// Clients scheduled without one, every template being in use.
-    pub not_made: u64,
-}
-
 /// The data plane's piece of the status report, read at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlaneReport {
@@ -125,7 +114,7 @@ pub struct PlaneReport {
     pub udp_flows_dropped: u64,
     /// New UDP flows refused and unanswered flows ended, by reason.
     pub udp: UdpAdmissionStatus,
-    pub templates: TemplateCounts,
+    pub templates: TemplateStatus,
     /// TCP connections per worker thread, and connections handed to a less loaded one.
     pub worker_connections: Vec<usize>,
     pub handed_over: u64,
@@ -226,12 +215,7 @@ impl Director {
             max_udp_flows: self.udp_flows.max(),
             udp_flows_dropped: self.udp_flows.dropped(),
             udp: self.udp_admission(),
-            templates: TemplateCounts {
-                count: self.templates.len(),
-                max: self.templates.max(),
-                evicted: self.templates.evicted(),
-                not_made: self.templates.not_made(),
-            },
+            templates: self.templates.status(),
             worker_connections: self.workers.loads(),
             handed_over: self.workers.handed_over(),
             descriptors: self.descriptor_status(),
