@@ -15,7 +15,7 @@ pub mod orphans;
 mod status;
 pub mod tls;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -70,11 +70,12 @@ impl Default for ServerHealth {
 /// report.
 #[derive(Debug, Default)]
 pub struct Findings {
-    map: Mutex<HashMap<Target, ServerHealth>>,
+    /// By service then server: the order statuses are listed in.
+    map: Mutex<BTreeMap<Target, ServerHealth>>,
 }
 
 impl Findings {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Target, ServerHealth>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<Target, ServerHealth>> {
         self.map.locked()
     }
 
@@ -95,12 +96,8 @@ impl Findings {
     /// Every checked server's health, by service then server, so that `uvs status`
     /// and /metrics list them in the same order every time.
     pub fn statuses(&self) -> Vec<HealthStatus> {
-        let map = self.map();
-        let mut targets: Vec<&Target> = map.keys().collect();
-        targets.sort_unstable();
-        targets
-            .into_iter()
-            .map(|t| (t, &map[t]))
+        self.map()
+            .iter()
             .map(|(t, h)| HealthStatus {
                 service: t.service,
                 server: t.server,

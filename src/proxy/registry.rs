@@ -6,7 +6,7 @@
 //! report reads [`Listeners::report`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use tokio::task::AbortHandle;
 
@@ -52,16 +52,10 @@ pub struct Listeners {
     draining: Mutex<HashMap<ListenAddr, Arc<SocketGroup>>>,
 }
 
-/// A map behind a lock: a panic elsewhere cannot leave a map half changed (each change
-/// is one call), so a poisoned lock is taken as it is.
-fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.locked()
-}
-
 impl Listeners {
     /// Records what a listen address is doing; None forgets it (it left the table).
     pub fn set_state(&self, listen: ListenAddr, state: Option<ListenerState>) {
-        let mut states = locked(&self.states);
+        let mut states = self.states.locked();
         match state {
             Some(s) => {
                 states.insert(listen, s);
@@ -74,7 +68,8 @@ impl Listeners {
 
     /// Every wanted address and what it is doing, in address order.
     pub fn report(&self) -> Vec<ListenerReport> {
-        locked(&self.states)
+        self.states
+            .locked()
             .iter()
             .map(|(listen, state)| ListenerReport {
                 listen: *listen,
@@ -85,15 +80,15 @@ impl Listeners {
 
     /// The addresses being listened on.
     pub fn accepting(&self) -> Vec<ListenAddr> {
-        locked(&self.serving).keys().copied().collect()
+        self.serving.locked().keys().copied().collect()
     }
 
     pub fn is_accepting(&self, listen: &ListenAddr) -> bool {
-        locked(&self.serving).contains_key(listen)
+        self.serving.locked().contains_key(listen)
     }
 
     pub fn start_accepting(&self, listen: ListenAddr, service: ServiceKey, serving: Serving) {
-        locked(&self.serving).insert(listen, serving);
+        self.serving.locked().insert(listen, serving);
         self.set_state(
             listen,
             Some(ListenerState {
@@ -106,19 +101,19 @@ impl Listeners {
     /// A UDP address dropped by the table and wanted again while its flows still run:
     /// the same sockets take new flows again.
     pub fn take_back_draining(&self, listen: &ListenAddr) -> Option<Arc<SocketGroup>> {
-        let group = locked(&self.draining).remove(listen)?;
+        let group = self.draining.locked().remove(listen)?;
         group.revive().then_some(group)
     }
 
     /// Stops listening on one address. TCP: the listener closes, established
     /// connections go on. UDP: no new flows; the sockets stay for the open ones.
     pub fn stop_accepting(&self, listen: &ListenAddr) {
-        let serving = locked(&self.serving).remove(listen);
+        let serving = self.serving.locked().remove(listen);
         match serving {
             Some(Serving::Tcp(tasks, _held)) => tasks.iter().for_each(AbortHandle::abort),
             Some(Serving::Udp(group)) => {
                 group.drain();
-                let mut draining = locked(&self.draining);
+                let mut draining = self.draining.locked();
                 draining.retain(|_, g| !g.is_closed());
                 draining.insert(*listen, group);
             }
@@ -133,7 +128,7 @@ impl Listeners {
         for listen in self.accepting() {
             self.stop_accepting(&listen);
         }
-        let draining: Vec<_> = locked(&self.draining).drain().collect();
+        let draining: Vec<_> = self.draining.locked().drain().collect();
         for (_, group) in draining {
             group.close();
         }
