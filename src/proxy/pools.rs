@@ -23,7 +23,7 @@ thread_local! {
 /// A copy buffer of [`BUFFER_SIZE`] bytes from this thread's pool, back to the pool of
 /// the thread that drops it (or freed, when that pool is full).
 #[derive(Debug)]
-pub struct Buffer(Option<Box<[u8]>>);
+pub struct Buffer(Box<[u8]>);
 
 impl Buffer {
     /// A buffer from the pool, or a new one.
@@ -31,7 +31,7 @@ impl Buffer {
         let buf = BUFFERS
             .with(|pool| pool.borrow_mut().pop())
             .unwrap_or_else(|| vec![0u8; BUFFER_SIZE].into_boxed_slice());
-        Buffer(Some(buf))
+        Buffer(buf)
     }
 }
 
@@ -39,19 +39,20 @@ impl Deref for Buffer {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        self.0.as_deref().unwrap_or_default()
+        &self.0
     }
 }
 
 impl DerefMut for Buffer {
     fn deref_mut(&mut self) -> &mut [u8] {
-        self.0.as_deref_mut().unwrap_or_default()
+        &mut self.0
     }
 }
 
 impl Drop for Buffer {
     fn drop(&mut self) {
-        let Some(buf) = self.0.take() else { return };
+        // An empty box in its place allocates nothing.
+        let buf = std::mem::take(&mut self.0);
         // A thread being torn down has no pool left: the buffer is freed.
         let _ = BUFFERS.try_with(|pool| {
             let mut pool = pool.borrow_mut();

@@ -22,7 +22,7 @@ pub struct Scheduling<'a> {
     director: &'a Director,
     service: &'a Service,
     /// The table's totals, counted with the service and the server.
-    totals: Arc<Stats>,
+    totals: &'a Arc<Stats>,
     packet: Packet,
     protocol: Protocol,
 }
@@ -38,7 +38,7 @@ impl<'a> Scheduling<'a> {
     pub fn new(
         director: &'a Director,
         service: &'a Service,
-        totals: Arc<Stats>,
+        totals: &'a Arc<Stats>,
         packet: Packet,
         protocol: Protocol,
     ) -> Scheduling<'a> {
@@ -85,7 +85,7 @@ impl<'a> Scheduling<'a> {
         let accounting = Accounting::new(
             Arc::clone(&self.service.state),
             Arc::clone(&server.state),
-            Arc::clone(&self.totals),
+            Arc::clone(self.totals),
             now_ms,
         );
         accounting.connection();

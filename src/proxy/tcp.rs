@@ -253,13 +253,7 @@ async fn reach_server<'a>(
     packet: &Packet,
     task: Option<&AbortHandle>,
 ) -> Option<Reached<'a>> {
-    let scheduling = Scheduling::new(
-        director,
-        service,
-        Arc::clone(totals),
-        *packet,
-        Protocol::Tcp,
-    );
+    let scheduling = Scheduling::new(director, service, totals, *packet, Protocol::Tcp);
     let mut servers = scheduling.servers();
     let timeout = service
         .options

@@ -380,7 +380,7 @@ fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Rang
     };
     let packet = d.packet(flow.key());
     let totals = d.table().totals_handle();
-    let scheduling = Scheduling::new(d.director, &service, totals, packet, Protocol::Udp);
+    let scheduling = Scheduling::new(d.director, &service, &totals, packet, Protocol::Udp);
     for i in range {
         let Some(Choice { server, template }) = scheduling.servers().next() else {
             scheduling.unavailable();
@@ -521,7 +521,7 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
         )
     } else {
         let totals = d.table().totals_handle();
-        let scheduling = Scheduling::new(d.director, &service, totals, packet, Protocol::Udp);
+        let scheduling = Scheduling::new(d.director, &service, &totals, packet, Protocol::Udp);
         let Some(Choice { server, template }) = scheduling.servers().next() else {
             scheduling.unavailable();
             tracing::debug!(client = %key.0, "no real server available");
