@@ -405,13 +405,11 @@ fn a_file_the_daemon_cannot_use_stops_it_at_start() {
     );
 }
 
+/// `uvs import FORMAT FILE`, killed if it runs past the bound.
 fn import(format: &str, file: &Path) -> std::process::Output {
-    Command::new(UVS)
-        .args(["import", format])
-        .arg(file)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("run uvs import")
+    let mut cmd = Command::new(UVS);
+    cmd.args(["import", format]).arg(file);
+    bounded(cmd, &format!("uvs import {format}"))
 }
 
 #[test]
@@ -1069,14 +1067,7 @@ fn imports_of_junk_list_the_first_hundred_lines_not_taken_and_count_the_rest() {
         ("ldirectord", "`x': not a key=value directive"),
         ("ipvsadm", "not an ipvsadm rule"),
     ] {
-        let out = bounded(
-            {
-                let mut cmd = Command::new(UVS);
-                cmd.args(["import", format]).arg(&path);
-                cmd
-            },
-            &format!("uvs import {format}"),
-        );
+        let out = import(format, &path);
         assert_eq!(out.status.code(), Some(1), "{format}");
         let lines = stderr_lines(&out);
         assert_eq!(lines.len(), 102, "{format}: {}", text(&out.stderr));

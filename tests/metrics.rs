@@ -272,11 +272,7 @@ fn fetch(at: SocketAddr, path: &str) -> (String, usize, usize) {
         .position(|w| w == b"\r\n\r\n")
         .expect("a response head");
     let head = text(&response[..split]);
-    let length = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .and_then(|n| n.parse().ok())
-        .expect("Content-Length");
+    let length = content_length(&head);
     let status = head.lines().next().unwrap_or("").to_string();
     (status, length, response.len() - split - 4)
 }
@@ -485,12 +481,7 @@ fn slow_reader(at: SocketAddr) -> (std::net::TcpStream, usize) {
     }
     let head = text(&head);
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    let length = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .and_then(|n| n.parse().ok())
-        .expect("Content-Length");
-    (s, length)
+    (s, content_length(&head))
 }
 
 /// The Content-Length of `/metrics`, from a HEAD request.
@@ -501,6 +492,11 @@ fn metrics_length(at: SocketAddr) -> usize {
         .unwrap();
     let mut head = String::new();
     s.read_to_string(&mut head).expect("the response head");
+    content_length(&head)
+}
+
+/// The Content-Length a response head gives.
+fn content_length(head: &str) -> usize {
     head.lines()
         .find_map(|l| l.strip_prefix("Content-Length: "))
         .and_then(|n| n.parse().ok())

@@ -746,12 +746,7 @@ fn persistence_templates_stay_within_their_cap_under_a_flood_of_sources() {
     let d = Daemon::start_with(Zone::default(), &["--max-templates", "1000"]);
     // The case that was found: a persistent service whose server refuses, so flows end
     // at once and only the templates stay, one per source, for the whole timeout.
-    let (_held, closed) = {
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let a = s.local_addr().unwrap();
-        drop(s);
-        ((), a)
-    };
+    let closed = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
     let v = balance(&d, &["-s", "rr", "-p", "3600"], &[(closed, &[])]);
     // Templates are per client address: 3 000 addresses, 127.0.4.1 and on.
     let mut sent = 0;
