@@ -48,16 +48,6 @@ pub struct ModeChoice {
     pub reason: Option<String>,
 }
 
-impl ModeChoice {
-    /// Userspace, without a reason to give.
-    pub fn userspace() -> ModeChoice {
-        ModeChoice {
-            mode: Mode::Userspace,
-            reason: None,
-        }
-    }
-}
-
 /// The metrics endpoint's piece: where it serves, or why it does not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetricsEndpoint {
@@ -89,19 +79,21 @@ pub struct Report {
 pub struct Reporter {
     director: Arc<Director>,
     health: Arc<Findings>,
-    mode: ModeChoice,
+    /// Why the daemon balances where it does (None when nothing chose: `uvs demo`). The
+    /// mode itself is the director's (`options.userspace`), not kept twice.
+    mode_reason: Option<String>,
     reloader: OnceLock<Arc<Reloader>>,
     metrics: OnceLock<MetricsEndpoint>,
 }
 
 impl Reporter {
-    /// A reporter for `director`, balancing as `mode` says, with no health findings yet
-    /// for the checks to write.
-    pub fn new(director: Arc<Director>, mode: ModeChoice) -> Arc<Reporter> {
+    /// A reporter for `director` (which knows where it balances), with why it balances
+    /// there, and no health findings yet for the checks to write.
+    pub fn new(director: Arc<Director>, mode_reason: Option<String>) -> Arc<Reporter> {
         Arc::new(Reporter {
             director,
             health: Arc::default(),
-            mode,
+            mode_reason,
             reloader: OnceLock::new(),
             metrics: OnceLock::new(),
         })
@@ -117,7 +109,11 @@ impl Reporter {
     }
 
     pub fn mode(&self) -> Mode {
-        self.mode.mode
+        if self.director.options.userspace {
+            Mode::Userspace
+        } else {
+            Mode::Kernel
+        }
     }
 
     /// The reloader, whose piece is the configuration file's fate. Later calls are
@@ -135,7 +131,10 @@ impl Reporter {
     pub fn report(&self) -> Report {
         Report {
             version: env!("CARGO_PKG_VERSION"),
-            mode: self.mode.clone(),
+            mode: ModeChoice {
+                mode: self.mode(),
+                reason: self.mode_reason.clone(),
+            },
             plane: self.director.report(),
             health: self.health.statuses(),
             metrics: self.metrics.get().cloned(),

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use super::reload::{ReloadError, Reloader};
-use super::report::{MetricsEndpoint, Mode as Balancing, ModeChoice, Reporter};
+use super::report::{MetricsEndpoint, Reporter};
 use super::settings::{Overrides, Running, Settings};
 use super::{Daemon, DaemonError};
 use crate::config::{Loaded, Mode};
@@ -104,14 +104,8 @@ pub async fn run(
     let kernel = mirror
         .as_ref()
         .map(|m| tokio::spawn(mirror::run(Arc::clone(&director.table), Arc::clone(m))));
-    let mode = ModeChoice {
-        mode: match mirror {
-            Some(_) => Balancing::Kernel,
-            None => Balancing::Userspace,
-        },
-        reason: Some(why),
-    };
-    let result = serve_reported(Reporter::new(director, mode), &settings, config, shutdown).await;
+    let reporter = Reporter::new(director, Some(why));
+    let result = serve_reported(reporter, &settings, config, shutdown).await;
     if let (Some(task), Some(mirror)) = (kernel, mirror) {
         task.abort();
         if settings.cleanstop {
@@ -233,7 +227,7 @@ pub async fn serve(
     config: Option<ConfigFile>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let reporter = Reporter::new(director, ModeChoice::userspace());
+    let reporter = Reporter::new(director, None);
     serve_reported(reporter, settings, config, shutdown).await
 }
 

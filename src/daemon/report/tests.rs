@@ -58,7 +58,7 @@ async fn a_listener_that_cannot_bind_shows_why_and_one_that_can_shows_none() {
             .apply(&Command::AddService(ServiceConfig::new(tcp(port), "rr")))
             .expect("add service");
     }
-    let reporter = Reporter::new(Arc::clone(&d), ModeChoice::userspace());
+    let reporter = Reporter::new(Arc::clone(&d), None);
     let manager = tokio::spawn(crate::proxy::listeners::manage(Arc::clone(&d)));
     let report = until(&reporter, |r| r.plane.listeners.len() == 2).await;
     manager.abort();
@@ -103,7 +103,7 @@ async fn the_config_piece_counts_a_refused_reload_and_keeps_why() {
     std::fs::write(&path, good).expect("write");
     let loaded = crate::config::load(&path).expect("load");
     let d = director(None);
-    let reporter = Reporter::new(Arc::clone(&d), ModeChoice::userspace());
+    let reporter = Reporter::new(Arc::clone(&d), None);
     assert_eq!(reporter.report().config, None, "no file, no piece");
 
     let cli = crate::daemon::settings::Overrides::default();
@@ -155,7 +155,7 @@ async fn the_config_piece_counts_a_refused_reload_and_keeps_why() {
 #[test]
 fn descriptors_show_the_split_and_kernel_mode_leaves_the_plane_out() {
     let d = director(Some(1024));
-    let reporter = Reporter::new(Arc::clone(&d), ModeChoice::userspace());
+    let reporter = Reporter::new(Arc::clone(&d), None);
     let report = reporter.report();
     let split = &report.plane.descriptors;
     assert_eq!(split.open_files, 1024);
@@ -167,13 +167,18 @@ fn descriptors_show_the_split_and_kernel_mode_leaves_the_plane_out() {
     assert_eq!(status.descriptors.as_ref(), Some(split));
     assert_eq!(status.mode, "userspace");
 
-    let kernel = Reporter::new(
-        d,
-        ModeChoice {
-            mode: Mode::Kernel,
-            reason: Some("kernel: as asked".into()),
+    // The same table balanced by the kernel: a director that serves nothing itself.
+    let in_kernel = Director::new(
+        Arc::clone(&d.table),
+        PlaneOptions {
+            threads: 1,
+            open_files: Some(1024),
+            userspace: false,
+            ..PlaneOptions::default()
         },
-    );
+    )
+    .expect("director");
+    let kernel = Reporter::new(in_kernel, Some("kernel: as asked".into()));
     let report = kernel.report();
     assert_eq!(report.mode.mode, Mode::Kernel);
     let status = report.status(Vec::new());
@@ -185,7 +190,7 @@ fn descriptors_show_the_split_and_kernel_mode_leaves_the_plane_out() {
 
 #[test]
 fn the_metrics_piece_is_set_once() {
-    let reporter = Reporter::new(director(None), ModeChoice::userspace());
+    let reporter = Reporter::new(director(None), None);
     assert_eq!(reporter.report().metrics, None);
     let addr: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
     let failed = MetricsEndpoint::NotServed {
@@ -199,7 +204,7 @@ fn the_metrics_piece_is_set_once() {
 
 #[test]
 fn health_statuses_are_the_books() {
-    let reporter = Reporter::new(director(None), ModeChoice::userspace());
+    let reporter = Reporter::new(director(None), None);
     assert!(reporter.report().health.is_empty());
     let target = crate::health::Target {
         service: tcp(80),
