@@ -420,16 +420,18 @@ impl Reloader {
     fn start(&self, reading: &mut Reading, job: Job) {
         let path = self.path.clone();
         let started = match job {
-            Job::Look => reading.slot.start("uvs-autoreload", move || {
-                Found::Stamp(Stamp::at(&path).ok())
-            }),
+            Job::Look => reading
+                .slot
+                .start("uvs-autoreload", READ_DEADLINE, move || {
+                    Found::Stamp(Stamp::at(&path).ok())
+                }),
             Job::Read(why) => {
                 // SIGHUP reloads whatever the contents; autoreload only a change.
                 let unless = match why {
                     Why::Hangup => None,
                     Why::Changed(_) => reading.digest,
                 };
-                reading.slot.start("uvs-reload", move || {
+                reading.slot.start("uvs-reload", READ_DEADLINE, move || {
                     Found::File(Box::new(read(&path, unless)))
                 })
             }
@@ -536,7 +538,7 @@ impl Reloader {
     pub async fn run(self: Arc<Self>, director: Arc<Director>, hangup: Arc<Notify>) {
         let (stamp, digest) = self.read_at_start;
         let mut reading = Reading {
-            slot: Slot::new(READ_DEADLINE),
+            slot: Slot::default(),
             job: None,
             again: false,
             watch: Watch::new(Some(stamp)),
