@@ -348,17 +348,20 @@ pub enum Change {
 }
 
 /// The settings a reloaded file changed, and what becomes of each. `started` are the
-/// settings the daemon started with, `last` and `last_file` those of the file applied
-/// before, `file` the new one. The services' defaults are left out: the reload plans
+/// settings the daemon started with, `last_file` the `[global]` of the file applied
+/// before, `file` the new one's. The services' defaults are left out: the reload plans
 /// them with the table.
 pub fn changes(
     started: &Settings,
-    last: &Settings,
     last_file: &Global,
     file: &Global,
     cli: &Overrides,
 ) -> Vec<(&'static Setting, Change)> {
-    let next = Settings::resolve(Some(file), cli);
+    let (last, next) = (
+        Settings::resolve(Some(last_file), cli),
+        Settings::resolve(Some(file), cli),
+    );
+    // The files' own say, without the command line's.
     let none = Overrides::default();
     let (file_before, file_now) = (
         Settings::resolve(Some(last_file), &none),
@@ -391,9 +394,9 @@ pub fn changes(
 pub struct Running {
     cli: Overrides,
     started: Settings,
-    /// The settings the last file applied asked for (its next-start ones are not in
-    /// force), and that file's `[global]`.
-    last: Mutex<(Settings, Global)>,
+    /// The `[global]` of the last file applied (its next-start settings are not in
+    /// force: `started` has those).
+    last_file: Mutex<Global>,
 }
 
 impl Running {
@@ -402,8 +405,8 @@ impl Running {
     pub fn new(started: Settings, file: Global, cli: Overrides) -> Running {
         Running {
             cli,
-            last: Mutex::new((started.clone(), file)),
             started,
+            last_file: Mutex::new(file),
         }
     }
 }
@@ -421,8 +424,9 @@ const RELOAD_LOG: &str = "uvs::config::reload";
 
 impl GlobalSettings for Running {
     fn applied(&self, file: &Path, global: &Global, director: &Director) {
-        let mut last = self.last.locked();
-        let found = changes(&self.started, &last.0, &last.1, global, &self.cli);
+        let mut last_file = self.last_file.locked();
+        let found = changes(&self.started, &last_file, global, &self.cli);
+        let last = Settings::resolve(Some(&last_file), &self.cli);
         let next = Settings::resolve(Some(global), &self.cli);
         for (s, change) in found {
             let key = format!("global.{}", s.key);
@@ -437,7 +441,7 @@ impl GlobalSettings for Running {
                     target: RELOAD_LOG,
                     file = %file.display(),
                     key = %key,
-                    from = last.0.value(s.key).unwrap_or_default(),
+                    from = last.value(s.key).unwrap_or_default(),
                     to = next.value(s.key).unwrap_or_default(),
                     "changed; applied"
                 ),
@@ -451,7 +455,7 @@ impl GlobalSettings for Running {
             }
         }
         apply_live(&next, director);
-        *last = (next, global.clone());
+        *last_file = global.clone();
     }
 }
 

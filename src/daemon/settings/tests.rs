@@ -117,7 +117,7 @@ fn a_switch_not_given_leaves_the_file_its_say() {
 fn reload(before: &str, after: &str, cli: &Overrides) -> Vec<(&'static str, Change)> {
     let (before, after) = (global(before), global(after));
     let started = Settings::resolve(Some(&before), cli);
-    changes(&started, &started, &before, &after, cli)
+    changes(&started, &before, &after, cli)
         .into_iter()
         .map(|(s, c)| (s.key, c))
         .collect()
@@ -191,8 +191,7 @@ fn next_start_settings_are_compared_with_the_start_and_live_ones_with_the_last_f
         global("threads = 3\nexpire_quiescent_template = true\nretries = 1"),
     );
     let started = Settings::resolve(Some(&start), &cli);
-    let last = Settings::resolve(Some(&first), &cli);
-    let found: Vec<_> = changes(&started, &last, &first, &second, &cli)
+    let found: Vec<_> = changes(&started, &first, &second, &cli)
         .into_iter()
         .map(|(s, c)| (s.key, c))
         .collect();
