@@ -337,6 +337,17 @@ impl<'a, 'i> Item<'a, 'i> {
         }
     }
 
+    /// A duration of at most `max_secs` seconds that is not zero; zero is reported as
+    /// not `expected`.
+    pub fn nonzero_duration(&self, max_secs: u64, expected: &str) -> Option<Duration> {
+        let d = self.duration(0..=max_secs)?;
+        if d.is_zero() {
+            self.wrong(expected);
+            return None;
+        }
+        Some(d)
+    }
+
     /// The elements of an array.
     pub fn array(&self, expected: &str) -> Vec<Item<'a, 'i>> {
         match self.value {

@@ -157,14 +157,9 @@ fn read_global(t: &Table<'_, '_>) -> Global {
             _ => s.parse::<SocketAddr>().ok().map(Some),
         });
     }
-    if let Some(item) = t.get("connect_timeout")
-        && let Some(d) = item.duration(0..=3600)
-    {
-        if d.is_zero() {
-            item.wrong("a duration of at least 1ms and at most an hour");
-        } else {
-            g.connect_timeout = Some(d);
-        }
+    if let Some(item) = t.get("connect_timeout") {
+        g.connect_timeout =
+            item.nonzero_duration(3600, "a duration of at least 1ms and at most an hour");
     }
     if let Some(item) = t.get("retries") {
         g.retries = item.integer(0..=100).map(|n| n as u32);
@@ -200,14 +195,9 @@ fn read_global(t: &Table<'_, '_>) -> Global {
     if let Some(item) = t.get("metrics_max_connections") {
         g.metrics_max_connections = item.integer(1..=65_536).map(|n| n as u32);
     }
-    if let Some(item) = t.get("udp_unreplied_timeout")
-        && let Some(d) = item.duration(0..=86_400)
-    {
-        if d.is_zero() {
-            item.wrong("a duration of at least 1s and at most a day");
-        } else {
-            g.udp_unreplied_timeout = Some(d);
-        }
+    if let Some(item) = t.get("udp_unreplied_timeout") {
+        g.udp_unreplied_timeout =
+            item.nonzero_duration(86_400, "a duration of at least 1s and at most a day");
     }
     if let Some(item) = t.get("max_templates") {
         g.max_templates = item.integer(1..=i64::from(u32::MAX)).map(|n| n as u32);
@@ -844,6 +834,62 @@ lower_threshold = 9
             [
                 "t.toml:2:1: service[0]: Scheduler or persistence engine not found",
                 "t.toml:9:1: service[1].server[0]: Numerical result out of range",
+            ]
+        );
+    }
+
+    #[test]
+    fn names_addresses_and_zero_durations_are_refused_with_what_was_expected() {
+        let text = r#"[global]
+mode = "fast"
+connect_timeout = 0
+udp_unreplied_timeout = "0s"
+metrics = "anywhere"
+
+[[service]]
+fwmark = 1
+netmask = "255.0.255.0"
+proxy_protocol = "v3"
+listen = ["sctp 127.0.0.1:80", 7]
+
+[service.check]
+type = "ping"
+service = "gopher"
+method = "POST"
+status = "600-700"
+
+[[service.server]]
+address = "127.0.0.1:80"
+forward = "carrier-pigeon"
+
+[[service.server]]
+address = "127.0.0.2:80"
+forward = "ipip"
+tunnel = "vxlan"
+tunnel_checksum = true
+
+[[service.server]]
+address = "nowhere"
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:2:8: global.mode: expected \"auto\", \"userspace\" or \"kernel\", found the string \"fast\"",
+                "t.toml:3:19: global.connect_timeout: expected a duration of at least 1ms and at most an hour, found the integer 0",
+                "t.toml:4:25: global.udp_unreplied_timeout: expected a duration of at least 1s and at most a day, found the string \"0s\"",
+                "t.toml:5:11: global.metrics: expected an address and port, as \"127.0.0.1:9280\", or \"off\", found the string \"anywhere\"",
+                "t.toml:9:11: service[0].netmask: expected an IPv4 netmask, as \"255.255.255.0\", or a prefix length from 0 to 32, found the string \"255.0.255.0\"",
+                "t.toml:10:18: service[0].proxy_protocol: expected \"v1\" or \"v2\", found the string \"v3\"",
+                "t.toml:11:11: service[0].listen[0]: expected \"tcp ADDR:PORT\" or \"udp ADDR:PORT\", found the string \"sctp 127.0.0.1:80\"",
+                "t.toml:11:32: service[0].listen[1]: expected \"tcp ADDR:PORT\" or \"udp ADDR:PORT\", found the integer 7",
+                "t.toml:14:8: service[0].check.type: expected \"connect\", \"negotiate\", \"external\", \"on\", \"off\", found the string \"ping\"",
+                "t.toml:15:11: service[0].check.service: expected \"http\", \"https\", \"simpletcp\", \"smtp\", \"dns\", found the string \"gopher\"",
+                "t.toml:16:10: service[0].check.method: expected \"GET\" or \"HEAD\", found the string \"POST\"",
+                "t.toml:17:10: service[0].check.status: expected a status or a range of them, as 200 or \"200-399\", found the string \"600-700\"",
+                "t.toml:21:11: service[0].server[0].forward: expected \"masq\", \"gate\" or \"ipip\", found the string \"carrier-pigeon\"",
+                "t.toml:26:10: service[0].server[1].tunnel: expected \"ipip\", \"gue\" or \"gre\", found the string \"vxlan\"",
+                "t.toml:27:19: service[0].server[1].tunnel_checksum: expected \"nocsum\", \"csum\" or \"remcsum\", found true",
+                "t.toml:30:11: service[0].server[2].address: expected an address with or without a port, as \"10.0.0.2:80\", \"10.0.0.2\" or \"[2001:db8::2]:80\", found the string \"nowhere\"",
             ]
         );
     }
