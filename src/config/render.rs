@@ -216,12 +216,7 @@ fn service(out: &mut String, spec: &ServiceSpec) {
                 let _ = writeln!(out, "tunnel_port = {}", t.port);
             }
             if t.checksum != TunnelChecksum::NoCsum {
-                let name = match t.checksum {
-                    TunnelChecksum::Csum => "csum",
-                    TunnelChecksum::RemCsum => "remcsum",
-                    TunnelChecksum::NoCsum => "nocsum",
-                };
-                let _ = writeln!(out, "tunnel_checksum = {}", quoted(name));
+                let _ = writeln!(out, "tunnel_checksum = {}", quoted(t.checksum.name()));
             }
         }
         // Last: the keys after a table header belong to that table.

@@ -677,13 +677,7 @@ fn read_tunnel(t: &Table<'_, '_>, forward: Option<Forward>) -> Option<Tunnel> {
     }
     let [kind, port, checksum] = items;
     if let Some(item) = kind {
-        let kind = item.parsed("\"ipip\", \"gue\" or \"gre\"", |s| match s {
-            "ipip" => Some(TunnelKind::Ipip),
-            "gue" => Some(TunnelKind::Gue),
-            "gre" => Some(TunnelKind::Gre),
-            _ => None,
-        });
-        match kind {
+        match item.parsed("\"ipip\", \"gue\" or \"gre\"", TunnelKind::from_name) {
             Some(kind) => tunnel.kind = kind,
             None => ok = false,
         }
@@ -695,13 +689,8 @@ fn read_tunnel(t: &Table<'_, '_>, forward: Option<Forward>) -> Option<Tunnel> {
         }
     }
     if let Some(item) = checksum {
-        let checksum = item.parsed("\"nocsum\", \"csum\" or \"remcsum\"", |s| match s {
-            "nocsum" => Some(TunnelChecksum::NoCsum),
-            "csum" => Some(TunnelChecksum::Csum),
-            "remcsum" => Some(TunnelChecksum::RemCsum),
-            _ => None,
-        });
-        match checksum {
+        let expected = "\"nocsum\", \"csum\" or \"remcsum\"";
+        match item.parsed(expected, TunnelChecksum::from_name) {
             Some(checksum) => tunnel.checksum = checksum,
             None => ok = false,
         }
