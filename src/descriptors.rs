@@ -150,6 +150,25 @@ impl Budget {
         self.pauses.load(Relaxed)
     }
 
+    /// The open-files limit, its split and what the data plane holds now, as `uvs
+    /// status` and `/metrics` show them (`max_connections` None when none was set).
+    pub fn status(&self) -> DescriptorStatus {
+        let r = self.reserve;
+        let n = |v: usize| v as u64;
+        DescriptorStatus {
+            open_files: n(self.open_files),
+            reserved: n(r.total()),
+            control_clients: n(r.control_clients),
+            metrics_connections: n(r.metrics_connections),
+            health_probes: n(r.health_probes),
+            limit: n(self.limit),
+            used: n(self.used()),
+            max_connections: (self.max_connections != usize::MAX).then(|| n(self.max_connections)),
+            connections: n(self.connections()),
+            pauses: n(self.pauses()),
+        }
+    }
+
     /// Takes `n` descriptors, or nothing when fewer are left.
     pub fn try_take(self: &Arc<Self>, n: usize) -> Option<Held> {
         self.used
@@ -305,6 +324,29 @@ mod tests {
         assert_eq!((budget.used(), budget.connections()), (4, 1));
         drop((b, c));
         assert_eq!((budget.used(), budget.connections()), (0, 0));
+    }
+
+    #[test]
+    fn the_status_is_the_split_and_what_is_held() {
+        let reserve = Reserve::for_limit(1024, 1, 64);
+        let budget = Arc::new(Budget::new(reserve.total() + 10, reserve, Some(7)));
+        let held = budget.take_connection();
+        let status = budget.status();
+        assert_eq!(status.open_files, reserve.total() as u64 + 10);
+        assert_eq!(status.reserved, reserve.total() as u64);
+        assert_eq!(
+            (
+                status.control_clients,
+                status.metrics_connections,
+                status.health_probes
+            ),
+            (64, 64, 32)
+        );
+        assert_eq!((status.limit, status.used), (10, 2));
+        assert_eq!((status.max_connections, status.connections), (Some(7), 1));
+        drop(held);
+        let unset = Budget::new(1024, reserve, None).status();
+        assert_eq!(unset.max_connections, None, "no cap set: none shown");
     }
 
     #[tokio::test]

@@ -727,12 +727,8 @@ impl<'n> Parser<'n> {
             Tag::TunInfo => self.flag(Opt::TUN_INFO, Format::TUN_INFO)?,
             Tag::TunType => {
                 self.set_option(Opt::TUN_TYPE)?;
-                self.dest.tunnel.kind = match v {
-                    "ipip" => TunnelKind::Ipip,
-                    "gue" => TunnelKind::Gue,
-                    "gre" => TunnelKind::Gre,
-                    _ => return Err(Parsed::Fail("illegal tunnel type specified".into())),
-                };
+                self.dest.tunnel.kind = TunnelKind::from_name(v)
+                    .ok_or_else(|| Parsed::Fail("illegal tunnel type specified".into()))?;
             }
             Tag::TunPort => {
                 self.set_option(Opt::TUN_PORT)?;

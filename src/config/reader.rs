@@ -275,6 +275,16 @@ impl<'a, 'i> Item<'a, 'i> {
         }
     }
 
+    /// A string that `parse` takes (a name, an address); any other value, or a string
+    /// `parse` refuses, is reported as not `expected`.
+    pub fn parsed<T>(&self, expected: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+        let parsed = parse(self.str(expected)?);
+        if parsed.is_none() {
+            self.wrong(expected);
+        }
+        parsed
+    }
+
     pub fn bool(&self) -> Option<bool> {
         match self.value {
             DeValue::Boolean(b) => Some(*b),
@@ -325,6 +335,17 @@ impl<'a, 'i> Item<'a, 'i> {
                 None
             }
         }
+    }
+
+    /// A duration of at most `max_secs` seconds that is not zero; zero is reported as
+    /// not `expected`.
+    pub fn nonzero_duration(&self, max_secs: u64, expected: &str) -> Option<Duration> {
+        let d = self.duration(0..=max_secs)?;
+        if d.is_zero() {
+            self.wrong(expected);
+            return None;
+        }
+        Some(d)
     }
 
     /// The elements of an array.

@@ -62,32 +62,22 @@ fn inline_server(s: &ServerConfig) -> String {
     out
 }
 
+/// A `key = value` line, for a value that is set (TOML has no null: unset is absent).
+fn setting(out: &mut String, key: &str, value: Option<impl std::fmt::Display>) {
+    if let Some(value) = value {
+        let _ = writeln!(out, "{key} = {value}");
+    }
+}
+
 fn check_lines(c: &Check) -> String {
     let mut out = String::new();
-    let mut line = |key: &str, value: String| {
-        let _ = writeln!(out, "{key} = {value}");
-    };
-    if let Some(k) = c.kind {
-        line("type", quoted(k.name()));
-    }
-    if let Some(s) = c.service {
-        line("service", quoted(s.name()));
-    }
-    if let Some(p) = c.port {
-        line("port", p.to_string());
-    }
-    if let Some(d) = c.interval {
-        line("interval", duration(d));
-    }
-    if let Some(d) = c.timeout {
-        line("timeout", duration(d));
-    }
-    if let Some(n) = c.failures {
-        line("failures", n.to_string());
-    }
-    if let Some(n) = c.rise {
-        line("rise", n.to_string());
-    }
+    setting(&mut out, "type", c.kind.map(|k| quoted(k.name())));
+    setting(&mut out, "service", c.service.map(|s| quoted(s.name())));
+    setting(&mut out, "port", c.port);
+    setting(&mut out, "interval", c.interval.map(duration));
+    setting(&mut out, "timeout", c.timeout.map(duration));
+    setting(&mut out, "failures", c.failures);
+    setting(&mut out, "rise", c.rise);
     for (key, value) in [
         ("request", &c.request),
         ("receive", &c.receive),
@@ -95,29 +85,21 @@ fn check_lines(c: &Check) -> String {
         ("method", &c.method),
         ("command", &c.command),
     ] {
-        if let Some(v) = value {
-            line(key, quoted(v));
-        }
+        setting(&mut out, key, value.as_deref().map(quoted));
     }
-    if let Some((a, b)) = c.status {
-        line("status", quoted(&format!("{a}-{b}")));
-    }
-    if let Some(b) = c.dynamic_weight {
-        line("dynamic_weight", b.to_string());
-    }
-    if let Some(b) = c.verify_certificate {
-        line("verify_certificate", b.to_string());
-    }
+    setting(
+        &mut out,
+        "status",
+        c.status.map(|(a, b)| quoted(&format!("{a}-{b}"))),
+    );
+    setting(&mut out, "dynamic_weight", c.dynamic_weight);
+    setting(&mut out, "verify_certificate", c.verify_certificate);
     out
 }
 
 fn health_lines(out: &mut String, h: &Health) {
-    if let Some(q) = h.quiescent {
-        let _ = writeln!(out, "quiescent = {q}");
-    }
-    if let Some(f) = &h.fallback {
-        let _ = writeln!(out, "fallback = {}", inline_server(f));
-    }
+    setting(out, "quiescent", h.quiescent);
+    setting(out, "fallback", h.fallback.as_ref().map(inline_server));
 }
 
 fn service(out: &mut String, spec: &ServiceSpec) {
@@ -234,12 +216,7 @@ fn service(out: &mut String, spec: &ServiceSpec) {
                 let _ = writeln!(out, "tunnel_port = {}", t.port);
             }
             if t.checksum != TunnelChecksum::NoCsum {
-                let name = match t.checksum {
-                    TunnelChecksum::Csum => "csum",
-                    TunnelChecksum::RemCsum => "remcsum",
-                    TunnelChecksum::NoCsum => "nocsum",
-                };
-                let _ = writeln!(out, "tunnel_checksum = {}", quoted(name));
+                let _ = writeln!(out, "tunnel_checksum = {}", quoted(t.checksum.name()));
             }
         }
         // Last: the keys after a table header belong to that table.
@@ -258,77 +235,60 @@ pub fn render(config: &Config) -> String {
     let mut out = String::new();
     let g = &config.global;
     let mut global = String::new();
-    if let Some(m) = g.mode {
-        let _ = writeln!(global, "mode = {}", quoted(m.name()));
-    }
-    if let Some(p) = &g.socket {
-        let _ = writeln!(global, "socket = {}", quoted(&p.display().to_string()));
-    }
-    if let Some(b) = g.cleanstop {
-        let _ = writeln!(global, "cleanstop = {b}");
-    }
-    match g.metrics {
-        Some(Some(addr)) => {
-            let _ = writeln!(global, "metrics = {}", quoted(&addr.to_string()));
-        }
-        Some(None) => global.push_str("metrics = \"off\"\n"),
-        None => {}
-    }
-    if g.autoreload {
-        global.push_str("autoreload = true\n");
-    }
-    if let Some(n) = g.threads {
-        let _ = writeln!(global, "threads = {n}");
-    }
-    if let Some(f) = g.forwarding {
-        let _ = writeln!(global, "forwarding = {}", quoted(&f.to_string()));
-    }
-    if let Some(n) = g.max_udp_flows {
-        let _ = writeln!(global, "max_udp_flows = {n}");
-    }
-    if let Some(n) = g.max_connections {
-        let _ = writeln!(global, "max_connections = {n}");
-    }
-    if let Some(n) = g.metrics_max_connections {
-        let _ = writeln!(global, "metrics_max_connections = {n}");
-    }
-    if let Some(d) = g.udp_unreplied_timeout {
-        let _ = writeln!(global, "udp_unreplied_timeout = {}", duration(d));
-    }
-    if let Some(n) = g.max_templates {
-        let _ = writeln!(global, "max_templates = {n}");
-    }
-    if let Some(n) = g.udp_flows_per_source {
-        let _ = writeln!(global, "udp_flows_per_source = {n}");
-    }
-    if let Some(d) = g.drain_timeout {
-        let _ = writeln!(global, "drain_timeout = {}", duration(d));
-    }
-    if let Some(b) = g.expire_quiescent_template {
-        let _ = writeln!(global, "expire_quiescent_template = {b}");
-    }
-    if let Some(d) = g.connect_timeout {
-        let _ = writeln!(global, "connect_timeout = {}", duration(d));
-    }
-    if let Some(n) = g.retries {
-        let _ = writeln!(global, "retries = {n}");
-    }
+    let path = |p: &std::path::PathBuf| quoted(&p.display().to_string());
+    setting(&mut global, "mode", g.mode.map(|m| quoted(m.name())));
+    setting(&mut global, "socket", g.socket.as_ref().map(path));
+    setting(&mut global, "cleanstop", g.cleanstop);
+    let metrics = g
+        .metrics
+        .map(|m| m.map_or_else(|| quoted("off"), |a| quoted(&a.to_string())));
+    setting(&mut global, "metrics", metrics);
+    setting(&mut global, "autoreload", g.autoreload.then_some(true));
+    setting(&mut global, "threads", g.threads);
+    setting(
+        &mut global,
+        "forwarding",
+        g.forwarding.map(|f| quoted(&f.to_string())),
+    );
+    setting(&mut global, "max_udp_flows", g.max_udp_flows);
+    setting(&mut global, "max_connections", g.max_connections);
+    setting(
+        &mut global,
+        "metrics_max_connections",
+        g.metrics_max_connections,
+    );
+    setting(
+        &mut global,
+        "udp_unreplied_timeout",
+        g.udp_unreplied_timeout.map(duration),
+    );
+    setting(&mut global, "max_templates", g.max_templates);
+    setting(&mut global, "udp_flows_per_source", g.udp_flows_per_source);
+    setting(&mut global, "drain_timeout", g.drain_timeout.map(duration));
+    setting(
+        &mut global,
+        "expire_quiescent_template",
+        g.expire_quiescent_template,
+    );
+    setting(
+        &mut global,
+        "connect_timeout",
+        g.connect_timeout.map(duration),
+    );
+    setting(&mut global, "retries", g.retries);
     let legs = [
         ("client", g.client_congestion_control),
         ("server", g.server_congestion_control),
     ];
     for (leg, cc) in legs {
-        if let Some(cc) = cc {
-            let _ = writeln!(global, "{leg}_congestion_control = {}", quoted(cc.as_str()));
-        }
+        let key = format!("{leg}_congestion_control");
+        setting(&mut global, &key, cc.map(|cc| quoted(cc.as_str())));
     }
-    if let Some(p) = &g.maintenance_dir {
-        let _ = writeln!(
-            global,
-            "maintenance_dir = {}",
-            quoted(&p.display().to_string())
-        );
-    }
+    setting(
+        &mut global,
+        "maintenance_dir",
+        g.maintenance_dir.as_ref().map(path),
+    );
     health_lines(&mut global, &g.health);
     let global_check = check_lines(&g.health.check);
     if !global.is_empty() || !global_check.is_empty() {

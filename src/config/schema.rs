@@ -145,41 +145,21 @@ fn rehearse(config: &Config, origins: &[Origin], report: &Report<'_>) {
 fn read_global(t: &Table<'_, '_>) -> Global {
     let mut g = Global::default();
     if let Some(item) = t.get("mode") {
-        let expected = "\"auto\", \"userspace\" or \"kernel\"";
-        g.mode = item.str(expected).and_then(|s| {
-            let mode = Mode::from_name(s);
-            if mode.is_none() {
-                item.wrong(expected);
-            }
-            mode
-        });
+        g.mode = item.parsed("\"auto\", \"userspace\" or \"kernel\"", Mode::from_name);
     }
     if let Some(item) = t.get("cleanstop") {
         g.cleanstop = item.bool();
     }
     if let Some(item) = t.get("metrics") {
         let expected = "an address and port, as \"127.0.0.1:9280\", or \"off\"";
-        g.metrics = item.str(expected).and_then(|s| {
-            if s == "off" {
-                return Some(None);
-            }
-            match s.parse::<SocketAddr>() {
-                Ok(a) => Some(Some(a)),
-                Err(_) => {
-                    item.wrong(expected);
-                    None
-                }
-            }
+        g.metrics = item.parsed(expected, |s| match s {
+            "off" => Some(None),
+            _ => s.parse::<SocketAddr>().ok().map(Some),
         });
     }
-    if let Some(item) = t.get("connect_timeout")
-        && let Some(d) = item.duration(0..=3600)
-    {
-        if d.is_zero() {
-            item.wrong("a duration of at least 1ms and at most an hour");
-        } else {
-            g.connect_timeout = Some(d);
-        }
+    if let Some(item) = t.get("connect_timeout") {
+        g.connect_timeout =
+            item.nonzero_duration(3600, "a duration of at least 1ms and at most an hour");
     }
     if let Some(item) = t.get("retries") {
         g.retries = item.integer(0..=100).map(|n| n as u32);
@@ -215,14 +195,9 @@ fn read_global(t: &Table<'_, '_>) -> Global {
     if let Some(item) = t.get("metrics_max_connections") {
         g.metrics_max_connections = item.integer(1..=65_536).map(|n| n as u32);
     }
-    if let Some(item) = t.get("udp_unreplied_timeout")
-        && let Some(d) = item.duration(0..=86_400)
-    {
-        if d.is_zero() {
-            item.wrong("a duration of at least 1s and at most a day");
-        } else {
-            g.udp_unreplied_timeout = Some(d);
-        }
+    if let Some(item) = t.get("udp_unreplied_timeout") {
+        g.udp_unreplied_timeout =
+            item.nonzero_duration(86_400, "a duration of at least 1s and at most a day");
     }
     if let Some(item) = t.get("max_templates") {
         g.max_templates = item.integer(1..=i64::from(u32::MAX)).map(|n| n as u32);
@@ -286,24 +261,13 @@ fn read_check(t: &Table<'_, '_>) -> Check {
             .join(", ")
     };
     if let Some(item) = t.get("type") {
-        let expected = one_of(CheckKind::NAMES);
-        c.kind = item.str(&expected).and_then(|s| {
-            let kind = CheckKind::from_name(s);
-            if kind.is_none() {
-                item.wrong(&expected);
-            }
-            kind
-        });
+        c.kind = item.parsed(&one_of(CheckKind::NAMES), CheckKind::from_name);
     }
     if let Some(item) = t.get("service") {
-        let expected = one_of(NegotiateService::NAMES);
-        c.service = item.str(&expected).and_then(|s| {
-            let service = NegotiateService::from_name(s);
-            if service.is_none() {
-                item.wrong(&expected);
-            }
-            service
-        });
+        c.service = item.parsed(
+            &one_of(NegotiateService::NAMES),
+            NegotiateService::from_name,
+        );
     }
     if let Some(item) = t.get("port") {
         c.port = item.integer(1..=65535).map(|p| p as u16);
@@ -334,25 +298,18 @@ fn read_check(t: &Table<'_, '_>) -> Check {
         }
     }
     if let Some(item) = t.get("method") {
-        match item.str("\"GET\" or \"HEAD\"") {
-            Some(m @ ("GET" | "HEAD")) => c.method = Some(m.to_string()),
-            Some(_) => item.wrong("\"GET\" or \"HEAD\""),
-            None => {}
-        }
+        c.method = item.parsed("\"GET\" or \"HEAD\"", |m| {
+            matches!(m, "GET" | "HEAD").then(|| m.to_string())
+        });
     }
     if let Some(item) = t.get("status") {
         let expected = "a status or a range of them, as 200 or \"200-399\"";
         c.status = match item.value {
             toml::de::DeValue::Integer(_) => item.integer(100..=599).map(|n| (n as u16, n as u16)),
-            _ => item.str(expected).and_then(|s| {
-                let range = s.split_once('-').and_then(|(a, b)| {
-                    let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
-                    ((100..=599).contains(&a) && (a..=599).contains(&b)).then_some((a, b))
-                });
-                if range.is_none() {
-                    item.wrong(expected);
-                }
-                range
+            _ => item.parsed(expected, |s| {
+                let (a, b) = s.split_once('-')?;
+                let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
+                ((100..=599).contains(&a) && (a..=599).contains(&b)).then_some((a, b))
             }),
         };
     }
@@ -382,14 +339,7 @@ fn read_timeouts(t: &Table<'_, '_>) -> Option<Timeouts> {
 /// `"10.0.0.1:80"`, `"[::1]:53"`.
 fn socket_addr(item: &Item<'_, '_>) -> Option<SocketAddr> {
     let expected = "an address and port, as \"10.0.0.1:80\" or \"[2001:db8::1]:80\"";
-    let s = item.str(expected)?;
-    match s.parse() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            item.wrong(expected);
-            None
-        }
-    }
+    item.parsed(expected, |s| s.parse().ok())
 }
 
 /// Which service a `[[service]]` table is: exactly one of tcp, udp, fwmark.
@@ -474,16 +424,11 @@ fn read_netmask(item: &Item<'_, '_>, family: Family) -> Option<Netmask> {
                 };
                 return Some(Netmask::V4(Ipv4Addr::from(mask)));
             }
-            let s = item.str(expected)?;
-            match s.parse::<Ipv4Addr>() {
-                Ok(m) if u32::from(m).leading_ones() == u32::from(m).count_ones() => {
-                    Some(Netmask::V4(m))
-                }
-                _ => {
-                    item.wrong(expected);
-                    None
-                }
-            }
+            // Only contiguous masks: as many leading ones as ones.
+            item.parsed(expected, |s| {
+                let m = s.parse::<Ipv4Addr>().ok()?;
+                (u32::from(m).leading_ones() == u32::from(m).count_ones()).then_some(Netmask::V4(m))
+            })
         }
         Family::Inet6 => item.integer(1..=128).map(|n| Netmask::V6(n as u32)),
     }
@@ -495,10 +440,8 @@ fn read_listen(item: &Item<'_, '_>, key: &ServiceKey) -> Vec<ListenRule> {
     let expected = "\"tcp ADDR:PORT\" or \"udp ADDR:PORT\"";
     let mut rules = Vec::new();
     for entry in item.array("an array of listen addresses") {
-        let Some(s) = entry.str(expected) else {
-            continue;
-        };
-        let parsed = s.split_once(' ').and_then(|(proto, addr)| {
+        let parsed = entry.parsed(expected, |s| {
+            let (proto, addr) = s.split_once(' ')?;
             let protocol = match proto {
                 "tcp" => Protocol::Tcp,
                 "udp" => Protocol::Udp,
@@ -512,7 +455,6 @@ fn read_listen(item: &Item<'_, '_>, key: &ServiceKey) -> Vec<ListenRule> {
             })
         });
         let Some(listen) = parsed else {
-            entry.wrong(expected);
             continue;
         };
         let mark = match key {
@@ -603,15 +545,11 @@ fn read_service(
         }
     }
     if let Some(item) = t.get("proxy_protocol") {
-        options.proxy_protocol = match item.str("\"v1\" or \"v2\"") {
-            Some("v1") => Some(ProxyProtocol::V1),
-            Some("v2") => Some(ProxyProtocol::V2),
-            Some(_) => {
-                item.wrong("\"v1\" or \"v2\"");
-                None
-            }
-            None => None,
-        };
+        options.proxy_protocol = item.parsed("\"v1\" or \"v2\"", |s| match s {
+            "v1" => Some(ProxyProtocol::V1),
+            "v2" => Some(ProxyProtocol::V2),
+            _ => None,
+        });
     }
     if let Some(item) = t.get("freebind") {
         options.freebind = item.bool().unwrap_or(false);
@@ -677,15 +615,11 @@ fn read_service(
 fn read_server(t: &Table<'_, '_>, span: &Range<usize>) -> Option<ServerConfig> {
     let expected = "an address with or without a port, as \"10.0.0.2:80\", \"10.0.0.2\" or \"[2001:db8::2]:80\"";
     let address = match t.get("address") {
-        Some(item) => item.str(expected).and_then(|s| {
-            let parsed = s
-                .parse::<SocketAddr>()
+        Some(item) => item.parsed(expected, |s| {
+            s.parse::<SocketAddr>()
                 .map(|a| (a.ip(), a.port()))
-                .or_else(|_| s.parse::<IpAddr>().map(|ip| (ip, 0)));
-            if parsed.is_err() {
-                item.wrong(expected);
-            }
-            parsed.ok()
+                .or_else(|_| s.parse::<IpAddr>().map(|ip| (ip, 0)))
+                .ok()
         }),
         None => {
             t.report()
@@ -699,16 +633,12 @@ fn read_server(t: &Table<'_, '_>, span: &Range<usize>) -> Option<ServerConfig> {
         .map(|w| w as i32);
     let forward = match t.get("forward") {
         None => Some(Forward::Masq),
-        Some(item) => match item.str("\"masq\", \"gate\" or \"ipip\"") {
-            Some("masq" | "nat") => Some(Forward::Masq),
-            Some("gate" | "dr" | "route") => Some(Forward::Route),
-            Some("ipip" | "tun" | "tunnel") => Some(Forward::Tunnel),
-            Some(_) => {
-                item.wrong("\"masq\", \"gate\" or \"ipip\"");
-                None
-            }
-            None => None,
-        },
+        Some(item) => item.parsed("\"masq\", \"gate\" or \"ipip\"", |s| match s {
+            "masq" | "nat" => Some(Forward::Masq),
+            "gate" | "dr" | "route" => Some(Forward::Route),
+            "ipip" | "tun" | "tunnel" => Some(Forward::Tunnel),
+            _ => None,
+        }),
     };
     let threshold = |key: &str| {
         t.get(key)
@@ -747,18 +677,10 @@ fn read_tunnel(t: &Table<'_, '_>, forward: Option<Forward>) -> Option<Tunnel> {
     }
     let [kind, port, checksum] = items;
     if let Some(item) = kind {
-        tunnel.kind = match item.str("\"ipip\", \"gue\" or \"gre\"") {
-            Some("ipip") => TunnelKind::Ipip,
-            Some("gue") => TunnelKind::Gue,
-            Some("gre") => TunnelKind::Gre,
-            other => {
-                if other.is_some() {
-                    item.wrong("\"ipip\", \"gue\" or \"gre\"");
-                }
-                ok = false;
-                TunnelKind::Ipip
-            }
-        };
+        match item.parsed("\"ipip\", \"gue\" or \"gre\"", TunnelKind::from_name) {
+            Some(kind) => tunnel.kind = kind,
+            None => ok = false,
+        }
     }
     if let Some(item) = port {
         match item.integer(1..=65535) {
@@ -767,18 +689,11 @@ fn read_tunnel(t: &Table<'_, '_>, forward: Option<Forward>) -> Option<Tunnel> {
         }
     }
     if let Some(item) = checksum {
-        tunnel.checksum = match item.str("\"nocsum\", \"csum\" or \"remcsum\"") {
-            Some("nocsum") => TunnelChecksum::NoCsum,
-            Some("csum") => TunnelChecksum::Csum,
-            Some("remcsum") => TunnelChecksum::RemCsum,
-            other => {
-                if other.is_some() {
-                    item.wrong("\"nocsum\", \"csum\" or \"remcsum\"");
-                }
-                ok = false;
-                TunnelChecksum::NoCsum
-            }
-        };
+        let expected = "\"nocsum\", \"csum\" or \"remcsum\"";
+        match item.parsed(expected, TunnelChecksum::from_name) {
+            Some(checksum) => tunnel.checksum = checksum,
+            None => ok = false,
+        }
     }
     ok.then_some(tunnel)
 }
@@ -908,6 +823,62 @@ lower_threshold = 9
             [
                 "t.toml:2:1: service[0]: Scheduler or persistence engine not found",
                 "t.toml:9:1: service[1].server[0]: Numerical result out of range",
+            ]
+        );
+    }
+
+    #[test]
+    fn names_addresses_and_zero_durations_are_refused_with_what_was_expected() {
+        let text = r#"[global]
+mode = "fast"
+connect_timeout = 0
+udp_unreplied_timeout = "0s"
+metrics = "anywhere"
+
+[[service]]
+fwmark = 1
+netmask = "255.0.255.0"
+proxy_protocol = "v3"
+listen = ["sctp 127.0.0.1:80", 7]
+
+[service.check]
+type = "ping"
+service = "gopher"
+method = "POST"
+status = "600-700"
+
+[[service.server]]
+address = "127.0.0.1:80"
+forward = "carrier-pigeon"
+
+[[service.server]]
+address = "127.0.0.2:80"
+forward = "ipip"
+tunnel = "vxlan"
+tunnel_checksum = true
+
+[[service.server]]
+address = "nowhere"
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:2:8: global.mode: expected \"auto\", \"userspace\" or \"kernel\", found the string \"fast\"",
+                "t.toml:3:19: global.connect_timeout: expected a duration of at least 1ms and at most an hour, found the integer 0",
+                "t.toml:4:25: global.udp_unreplied_timeout: expected a duration of at least 1s and at most a day, found the string \"0s\"",
+                "t.toml:5:11: global.metrics: expected an address and port, as \"127.0.0.1:9280\", or \"off\", found the string \"anywhere\"",
+                "t.toml:9:11: service[0].netmask: expected an IPv4 netmask, as \"255.255.255.0\", or a prefix length from 0 to 32, found the string \"255.0.255.0\"",
+                "t.toml:10:18: service[0].proxy_protocol: expected \"v1\" or \"v2\", found the string \"v3\"",
+                "t.toml:11:11: service[0].listen[0]: expected \"tcp ADDR:PORT\" or \"udp ADDR:PORT\", found the string \"sctp 127.0.0.1:80\"",
+                "t.toml:11:32: service[0].listen[1]: expected \"tcp ADDR:PORT\" or \"udp ADDR:PORT\", found the integer 7",
+                "t.toml:14:8: service[0].check.type: expected \"connect\", \"negotiate\", \"external\", \"on\", \"off\", found the string \"ping\"",
+                "t.toml:15:11: service[0].check.service: expected \"http\", \"https\", \"simpletcp\", \"smtp\", \"dns\", found the string \"gopher\"",
+                "t.toml:16:10: service[0].check.method: expected \"GET\" or \"HEAD\", found the string \"POST\"",
+                "t.toml:17:10: service[0].check.status: expected a status or a range of them, as 200 or \"200-399\", found the string \"600-700\"",
+                "t.toml:21:11: service[0].server[0].forward: expected \"masq\", \"gate\" or \"ipip\", found the string \"carrier-pigeon\"",
+                "t.toml:26:10: service[0].server[1].tunnel: expected \"ipip\", \"gue\" or \"gre\", found the string \"vxlan\"",
+                "t.toml:27:19: service[0].server[1].tunnel_checksum: expected \"nocsum\", \"csum\" or \"remcsum\", found true",
+                "t.toml:30:11: service[0].server[2].address: expected an address with or without a port, as \"10.0.0.2:80\", \"10.0.0.2\" or \"[2001:db8::2]:80\", found the string \"nowhere\"",
             ]
         );
     }

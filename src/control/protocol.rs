@@ -315,6 +315,18 @@ mod tests {
     const SERVICE: &str = r#"{"kind":"inet","protocol":"tcp","addr":"10.0.0.1","port":80}"#;
     const SERVER: &str = r#"{"addr":"10.0.0.2","port":80,"forward":"masq","weight":1,"u_threshold":0,"l_threshold":0,"tunnel":{"kind":"ipip","port":0,"checksum":"nocsum"}}"#;
 
+    /// A request to apply `op` (add_server, edit_server) with `server` to SERVICE.
+    fn server_command(op: &str, server: &str) -> String {
+        format!(
+            r#"{{"version":1,"request":{{"type":"apply","command":{{"op":"{op}","service":{SERVICE},"server":{server}}}}}}}"#
+        )
+    }
+
+    /// A request for `service`'s listing.
+    fn get_service(service: &str) -> String {
+        format!(r#"{{"version":1,"request":{{"type":"get_service","service":{service}}}}}"#)
+    }
+
     #[test]
     fn duplicate_keys_are_refused_at_every_level() {
         // The case that was found: the second request used to win, and flushed.
@@ -340,16 +352,11 @@ mod tests {
         );
         let server = SERVER.replace(r#""weight":1"#, r#""weight":1,"weight":0"#);
         refused(
-            &format!(
-                r#"{{"version":1,"request":{{"type":"apply","command":{{"op":"edit_server","service":{SERVICE},"server":{server}}}}}}}"#
-            ),
+            &server_command("edit_server", &server),
             "duplicate field `weight`",
         );
         let service = SERVICE.replace(r#""port":80"#, r#""port":80,"port":81"#);
-        refused(
-            &format!(r#"{{"version":1,"request":{{"type":"get_service","service":{service}}}}}"#),
-            "duplicate field `port`",
-        );
+        refused(&get_service(&service), "duplicate field `port`");
         let add_service = |netmask: &str, options: &str| {
             format!(
                 r#"{{"version":1,"request":{{"type":"apply","command":{{"op":"add_service","key":{SERVICE},"scheduler":"rr","flags":0,"timeout":0,"netmask":{netmask},"pe":null,"options":{options}}}}}}}"#
@@ -371,9 +378,7 @@ mod tests {
         );
         let tunnel = SERVER.replace(r#""port":0,"#, r#""port":0,"port":1,"#);
         refused(
-            &format!(
-                r#"{{"version":1,"request":{{"type":"apply","command":{{"op":"add_server","service":{SERVICE},"server":{tunnel}}}}}}}"#
-            ),
+            &server_command("add_server", &tunnel),
             "duplicate field `port`",
         );
     }
@@ -394,20 +399,13 @@ mod tests {
         );
         let server = SERVER.replace(r#""weight":1"#, r#""weight":1,"backup":true"#);
         refused(
-            &format!(
-                r#"{{"version":1,"request":{{"type":"apply","command":{{"op":"add_server","service":{SERVICE},"server":{server}}}}}}}"#
-            ),
+            &server_command("add_server", &server),
             "unknown field `backup`",
         );
         let service = SERVICE.replace(r#""port":80"#, r#""port":80,"vrf":2"#);
-        refused(
-            &format!(r#"{{"version":1,"request":{{"type":"get_service","service":{service}}}}}"#),
-            "unknown field `vrf`",
-        );
+        refused(&get_service(&service), "unknown field `vrf`");
         // The well-formed version of the same request is taken.
-        let good = format!(
-            r#"{{"version":1,"request":{{"type":"apply","command":{{"op":"add_server","service":{SERVICE},"server":{SERVER}}}}}}}"#
-        );
+        let good = server_command("add_server", SERVER);
         assert!(matches!(
             decode_request(good.as_bytes()),
             Ok(Request::Apply { .. })

@@ -153,26 +153,28 @@ mod tests {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
 
+    /// A new directory `name` in `parent`, with `mode`.
+    fn directory(parent: &Path, name: &str, mode: u32) -> std::path::PathBuf {
+        let path = parent.join(name);
+        std::fs::create_dir(&path).unwrap();
+        chmod(&path, mode);
+        path
+    }
+
     #[test]
     fn private_and_sticky_directories_are_trusted() {
         let base = tempfile::tempdir().unwrap();
-        let private = base.path().join("private");
-        std::fs::create_dir(&private).unwrap();
-        chmod(&private, 0o700);
+        let private = directory(base.path(), "private", 0o700);
         assert_eq!(check_directory(&private, None), Ok(()));
         // A shared directory with the sticky bit, as /tmp.
-        let sticky = base.path().join("sticky");
-        std::fs::create_dir(&sticky).unwrap();
-        chmod(&sticky, 0o1777);
+        let sticky = directory(base.path(), "sticky", 0o1777);
         assert_eq!(check_directory(&sticky, None), Ok(()));
     }
 
     #[test]
     fn directories_others_can_write_are_not() {
         let base = tempfile::tempdir().unwrap();
-        let open = base.path().join("open");
-        std::fs::create_dir(&open).unwrap();
-        chmod(&open, 0o777);
+        let open = directory(base.path(), "open", 0o777);
         assert!(matches!(
             check_directory(&open, None),
             Err(Untrusted::Writable {
@@ -194,9 +196,7 @@ mod tests {
         // Below a directory others can write, a private one is no better: the parent's
         // writers could rename it away and put their own in its place.
         chmod(&open, 0o777);
-        let inner = open.join("inner");
-        std::fs::create_dir(&inner).unwrap();
-        chmod(&inner, 0o700);
+        let inner = directory(&open, "inner", 0o700);
         assert!(matches!(
             check_directory(&inner, None),
             Err(Untrusted::Writable { path, .. }) if path == open

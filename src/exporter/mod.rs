@@ -34,21 +34,9 @@ pub use source::{BackendHealth, ConfigReloads, Source, State};
 /// and of the endpoint's `drops`. Takes as long as the table is big (seconds for 100 000
 /// services): call it off the control thread.
 pub fn render(source: &dyn Source, snapshot: &Table, drops: &drops::Drops) -> Body {
-    let state = source.state();
     let sources = text::Sources {
         table: snapshot,
-        health: &state.health,
-        udp_flows: state.udp_flows,
-        udp_flows_max: state.udp_flows_max,
-        udp_flows_dropped: state.udp_flows_dropped,
-        persistence_templates: state.persistence_templates,
-        connections_open: state.connections_open,
-        descriptors: state.descriptors.clone(),
-        udp: state.udp.clone(),
-        templates_max: state.templates_max,
-        templates_evicted: state.templates_evicted,
-        templates_not_made: state.templates_not_made,
-        config: state.config.as_ref(),
+        daemon: &source.state(),
         clients_dropped: drops.read(),
         version: env!("CARGO_PKG_VERSION"),
     };

@@ -302,9 +302,7 @@ impl Drop for Publish {
 mod tests {
     use super::*;
     use crate::exporter::State;
-    use crate::table::{
-        Command, ServiceConfig, ServiceFlags, ServiceKey, TableHandle, UnicastOnly,
-    };
+    use crate::table::{Command, ServiceConfig, ServiceKey, TableHandle, UnicastOnly};
 
     /// A daemon of a table and nothing else.
     struct Fixed {
@@ -328,28 +326,27 @@ mod tests {
     }
 
     fn add_fwmark(d: &Fixed, mark: u32) {
-        let config = ServiceConfig {
-            key: ServiceKey::Fwmark {
-                mark,
-                family: crate::table::Family::Inet,
-            },
-            scheduler: "rr".into(),
-            flags: ServiceFlags::default(),
-            timeout: 0,
-            netmask: crate::table::Netmask::V4(std::net::Ipv4Addr::BROADCAST),
-            pe: None,
-            options: Default::default(),
+        let key = ServiceKey::Fwmark {
+            mark,
+            family: crate::table::Family::Inet,
         };
+        let config = ServiceConfig::new(key, "rr");
         d.table
             .apply_all(&[Command::AddService(config)])
             .expect("add service");
     }
 
-    #[tokio::test]
-    async fn concurrent_scrapes_share_one_body_until_the_table_changes() {
+    /// A daemon with fwmark service 1, and the scrapes of its endpoint.
+    fn scraped() -> (Arc<Fixed>, Arc<Scrapes>) {
         let d = director();
         add_fwmark(&d, 1);
         let scrapes = Scrapes::new(Arc::clone(&d) as _, Arc::default());
+        (d, scrapes)
+    }
+
+    #[tokio::test]
+    async fn concurrent_scrapes_share_one_body_until_the_table_changes() {
+        let (d, scrapes) = scraped();
         let (a, b) = tokio::join!(scrapes.body(), scrapes.body());
         let (a, b) = (a.expect("a body"), b.expect("a body"));
         assert!(Arc::ptr_eq(&a.body, &b.body), "one render for both");
@@ -376,9 +373,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_its_clients_hold_a_body_once_a_newer_one_is_made() {
-        let d = director();
-        add_fwmark(&d, 1);
-        let scrapes = Scrapes::new(Arc::clone(&d) as _, Arc::default());
+        let (d, scrapes) = scraped();
         let first = scrapes.body().await.expect("a body");
         add_fwmark(&d, 2);
         let second = scrapes.body().await.expect("a body");
@@ -401,9 +396,7 @@ mod tests {
 
     #[tokio::test]
     async fn writers_of_a_body_two_behind_are_told_to_stop() {
-        let d = director();
-        add_fwmark(&d, 1);
-        let scrapes = Scrapes::new(Arc::clone(&d) as _, Arc::default());
+        let (d, scrapes) = scraped();
         let first = scrapes.body().await.expect("a body");
         // A writer already waiting hears it when the body goes stale.
         let waiting = {

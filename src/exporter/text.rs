@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::body::BodyWriter;
 use super::drops::DropCounts;
 use super::names;
-use super::source::{BackendHealth, ConfigReloads};
+use super::source::{BackendHealth, State};
 use crate::descriptors::DescriptorStatus;
 use crate::proxy::udp::admission::UdpAdmissionStatus;
 use crate::stats::{Counters, LATENCY_BOUNDS};
@@ -37,27 +37,9 @@ type Reading<T> = (&'static str, &'static str, fn(&T) -> Number);
 pub struct Sources<'a> {
     /// The table snapshot: services, real servers, their live counters.
     pub table: &'a Table,
-    /// What the health checks know, one entry per checked real server.
-    pub health: &'a [BackendHealth],
-    /// UDP flows open, the cap on them, and new flows dropped at the cap.
-    pub udp_flows: u64,
-    pub udp_flows_max: u64,
-    pub udp_flows_dropped: u64,
-    /// Persistence templates held.
-    pub persistence_templates: u64,
-    /// TCP connections being proxied.
-    pub connections_open: u64,
-    /// The open-files limit and its split (userspace mode).
-    pub descriptors: Option<DescriptorStatus>,
-    /// New UDP flows refused, unanswered flows ended, by reason.
-    pub udp: UdpAdmissionStatus,
-    /// The cap on persistence templates, templates ended to make room, clients
-    /// scheduled without one.
-    pub templates_max: u64,
-    pub templates_evicted: u64,
-    pub templates_not_made: u64,
-    /// The configuration file's fate, when the daemon runs from one.
-    pub config: Option<&'a ConfigReloads>,
+    /// The daemon's state apart from the table: health checks, UDP flows, templates,
+    /// connections, descriptors, the configuration file.
+    pub daemon: &'a State,
     /// The metrics endpoint's own clients it reset, by reason.
     pub clients_dropped: DropCounts,
     /// The `version` label of `uvs_build_info`.
@@ -126,7 +108,7 @@ pub fn write(sources: &Sources<'_>, out: &mut BodyWriter) {
     service_series(&services, out);
     backend_series(&services, out);
     latency_series(&services, out);
-    health_series(sources.health, out);
+    health_series(&sources.daemon.health, out);
     daemon_series(sources, out);
 }
 
@@ -359,64 +341,65 @@ fn health_series(health: &[BackendHealth], out: &mut BodyWriter) {
 }
 
 fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
+    let daemon = sources.daemon;
     let scalars = [
         (
             names::UDP_FLOWS,
             "UDP flows open.",
             Kind::Gauge,
-            sources.udp_flows,
+            daemon.udp_flows,
         ),
         (
             names::UDP_FLOWS_MAX,
             "The most UDP flows open at once (--max-udp-flows).",
             Kind::Gauge,
-            sources.udp_flows_max,
+            daemon.udp_flows_max,
         ),
         (
             names::UDP_FLOWS_DROPPED_TOTAL,
             "New UDP flows dropped because the flow table was full, in all.",
             Kind::Counter,
-            sources.udp_flows_dropped,
+            daemon.udp_flows_dropped,
         ),
         (
             names::PERSISTENCE_TEMPLATES,
             "Persistence templates held.",
             Kind::Gauge,
-            sources.persistence_templates,
+            daemon.persistence_templates,
         ),
         (
             names::PERSISTENCE_TEMPLATES_MAX,
             "The most persistence templates held at once (--max-templates).",
             Kind::Gauge,
-            sources.templates_max,
+            daemon.templates_max,
         ),
         (
             names::PERSISTENCE_TEMPLATES_EVICTED_TOTAL,
             "Persistence templates that controlled no connection, ended to make room.",
             Kind::Counter,
-            sources.templates_evicted,
+            daemon.templates_evicted,
         ),
         (
             names::PERSISTENCE_TEMPLATES_NOT_MADE_TOTAL,
             "Clients scheduled without a persistence template, every one being in use.",
             Kind::Counter,
-            sources.templates_not_made,
+            daemon.templates_not_made,
         ),
         (
             names::CONNECTIONS_OPEN,
             "TCP connections being proxied.",
             Kind::Gauge,
-            sources.connections_open,
+            daemon.connections_open,
         ),
     ];
     for (name, help, kind, value) in scalars {
         family(out, name, help, kind, [(Labels::NONE, Number::Int(value))]);
     }
-    udp_admission_series(&sources.udp, out);
-    if let Some(d) = &sources.descriptors {
+    udp_admission_series(&daemon.udp, out);
+    if let Some(d) = &daemon.descriptors {
         descriptor_series(d, out);
     }
-    if let Some(c) = sources.config {
+    if let Some(c) = &daemon.config {
         family(
             out,
             names::CONFIG_LAST_RELOAD_SUCCESSFUL,

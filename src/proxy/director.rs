@@ -171,21 +171,7 @@ impl Director {
 
     /// The open-files limit, its split and what the data plane holds now.
     pub fn descriptor_status(&self) -> DescriptorStatus {
-        let b = &self.descriptors;
-        let r = b.reserve();
-        let n = |v: usize| v as u64;
-        DescriptorStatus {
-            open_files: n(b.open_files()),
-            reserved: n(r.total()),
-            control_clients: n(r.control_clients),
-            metrics_connections: n(r.metrics_connections),
-            health_probes: n(r.health_probes),
-            limit: n(b.limit()),
-            used: n(b.used()),
-            max_connections: (b.max_connections() != usize::MAX).then(|| n(b.max_connections())),
-            connections: n(b.connections()),
-            pauses: n(b.pauses()),
-        }
+        self.descriptors.status()
     }
 
     /// New UDP flows refused and unanswered flows ended, by reason.

@@ -27,28 +27,39 @@ pub fn effective_uid() -> u32 {
 /// The effective user id of the process at the other end of a connected Unix socket
 /// (SO_PEERCRED: the credentials it had when it connected or listened).
 pub fn peer_uid(socket: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u32> {
+    // SAFETY: SO_PEERCRED's value is a `struct ucred`.
+    let cred: libc::ucred = unsafe { getsockopt(socket, libc::SOL_SOCKET, libc::SO_PEERCRED)? };
+    Ok(cred.uid)
+}
+
+/// The value of socket option `level`/`name` of `fd`, a plain C struct the kernel fills.
+///
+/// # Safety
+/// `T` must be the type the kernel writes for that option, valid when all zero.
+unsafe fn getsockopt<T>(
+    fd: std::os::fd::BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> std::io::Result<T> {
     use std::os::fd::AsRawFd;
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: the caller promises all-zero is a valid T.
+    let mut value: T = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
     // SAFETY: the fd is borrowed (open for the call); the kernel writes at most `len`
-    // bytes into `cred`, a plain struct, and updates `len`.
+    // bytes into `value`, of the type the caller names, and updates `len`.
     let rc = unsafe {
         libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut T).cast(),
             &mut len,
         )
     };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(cred.uid)
+    Ok(value)
 }
 
 /// Runs `f` with the file-creation mask set to `mask`, then restores the previous mask.
@@ -88,24 +99,8 @@ pub fn raise_nofile_limit() -> std::io::Result<u64> {
 
 /// Segments received and sent by a TCP socket so far (TCP_INFO tcpi_segs_in, _out).
 pub fn tcp_segments(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<(u32, u32)> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: tcp_info is plain old data; all-zero is a valid value.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: the fd is borrowed (open for the call); the kernel writes at most `len`
-    // bytes into `info` and updates `len`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    // SAFETY: TCP_INFO's value is a `struct tcp_info` (plain old data).
+    let info: libc::tcp_info = unsafe { getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO)? };
     Ok((info.tcpi_segs_in, info.tcpi_segs_out))
 }
 
@@ -271,5 +266,40 @@ pub fn reap_child(pid: u32) -> std::io::Result<bool> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn the_peer_of_a_socket_pair_is_this_process_owner() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(peer_uid(a.as_fd()).unwrap(), effective_uid());
+    }
+
+    #[test]
+    fn a_loopback_connection_counts_its_segments() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        client.write_all(b"ping").unwrap();
+        let mut got = [0; 4];
+        server.read_exact(&mut got).unwrap();
+        let (segs_in, segs_out) = tcp_segments(client.as_fd()).unwrap();
+        // The handshake's SYN-ACK in, and the SYN, ACK and data out at least.
+        assert!(
+            segs_in >= 1 && segs_out >= 2,
+            "{segs_in} in, {segs_out} out"
+        );
+    }
+
+    #[test]
+    fn an_option_of_a_descriptor_that_is_not_a_socket_is_an_error() {
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert!(tcp_segments(file.as_fd()).is_err());
     }
 }

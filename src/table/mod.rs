@@ -440,14 +440,16 @@ fn real_server(
 
 fn entry_of(svc: &Service) -> ServiceEntry {
     use std::sync::atomic::Ordering::Relaxed;
+    // A listing shows a service's settings as `-A` would set them.
+    let config = svc.config();
     ServiceEntry {
-        key: svc.key,
-        scheduler: svc.scheduler.name().to_string(),
-        flags: svc.flags,
-        timeout: svc.timeout,
-        netmask: svc.netmask,
-        pe: svc.pe.map(|pe| pe.name().to_string()),
-        options: svc.options,
+        key: config.key,
+        scheduler: config.scheduler,
+        flags: config.flags,
+        timeout: config.timeout,
+        netmask: config.netmask,
+        pe: config.pe,
+        options: config.options,
         stats: svc.state.stats.view(),
         retries: svc.state.retries.load(Relaxed),
         unavailable: svc.state.unavailable.load(Relaxed),

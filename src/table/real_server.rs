@@ -66,6 +66,13 @@ impl TunnelKind {
             TunnelKind::Gre => "gre",
         }
     }
+
+    /// The kind of a name as [`TunnelKind::name`] gives it (ipvsadm's `--tun-type`).
+    pub fn from_name(name: &str) -> Option<TunnelKind> {
+        [TunnelKind::Ipip, TunnelKind::Gue, TunnelKind::Gre]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
 }
 
 /// Checksum mode of a GUE or GRE tunnel.
@@ -79,6 +86,26 @@ pub enum TunnelChecksum {
 }
 
 impl TunnelChecksum {
+    /// The configuration's name: "nocsum", "csum" or "remcsum".
+    pub fn name(self) -> &'static str {
+        match self {
+            TunnelChecksum::NoCsum => "nocsum",
+            TunnelChecksum::Csum => "csum",
+            TunnelChecksum::RemCsum => "remcsum",
+        }
+    }
+
+    /// The mode of a name as [`TunnelChecksum::name`] gives it.
+    pub fn from_name(name: &str) -> Option<TunnelChecksum> {
+        [
+            TunnelChecksum::NoCsum,
+            TunnelChecksum::Csum,
+            TunnelChecksum::RemCsum,
+        ]
+        .into_iter()
+        .find(|c| c.name() == name)
+    }
+
     /// The short form of `--tun-info` ("-c", "+c", "r+c").
     pub fn short(self) -> &'static str {
         match self {
@@ -343,6 +370,26 @@ pub fn locate(servers: &[RealServer], key: &ServerKey, hint: usize) -> Option<us
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tunnel_names_read_back_and_are_serde_names() {
+        for kind in [TunnelKind::Ipip, TunnelKind::Gue, TunnelKind::Gre] {
+            assert_eq!(TunnelKind::from_name(kind.name()), Some(kind));
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.name()));
+        }
+        for checksum in [
+            TunnelChecksum::NoCsum,
+            TunnelChecksum::Csum,
+            TunnelChecksum::RemCsum,
+        ] {
+            assert_eq!(TunnelChecksum::from_name(checksum.name()), Some(checksum));
+            let json = serde_json::to_string(&checksum).unwrap();
+            assert_eq!(json, format!("\"{}\"", checksum.name()));
+        }
+        assert_eq!(TunnelKind::from_name("vxlan"), None);
+        assert_eq!(TunnelChecksum::from_name("+c"), None);
+    }
 
     #[test]
     fn thresholds_set_and_clear_overload_as_ipvs_does() {

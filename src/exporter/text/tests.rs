@@ -73,7 +73,7 @@ fn table() -> Table {
 #[test]
 fn a_small_table_is_written_exactly() {
     let table = table();
-    let health = [BackendHealth {
+    let health = vec![BackendHealth {
         service: TCP,
         server: ServerKey {
             addr: "127.0.0.2".parse().unwrap(),
@@ -89,9 +89,8 @@ fn a_small_table_is_written_exactly() {
         refused: 1,
         last_applied: true,
     };
-    let sources = Sources {
-        table: &table,
-        health: &health,
+    let daemon = State {
+        health,
         udp_flows: 0,
         udp_flows_max: 10_000,
         udp_flows_dropped: 0,
@@ -122,7 +121,11 @@ fn a_small_table_is_written_exactly() {
             evicted_answered: 5,
             unreplied_expired: 13,
         },
-        config: Some(&config),
+        config: Some(config),
+    };
+    let sources = Sources {
+        table: &table,
+        daemon: &daemon,
         clients_dropped: crate::exporter::drops::DropCounts {
             evicted: 4,
             head_timeout: 3,
