@@ -19,17 +19,7 @@ fn vip() -> SocketAddr {
 /// A UDP service on `v` with these `-A` options and real servers (added in this order,
 /// each with its `-a` options), once the daemon listens on it.
 fn balance_on(d: &Daemon, v: SocketAddr, options: &[&str], servers: &[(SocketAddr, &[&str])]) {
-    let vs = v.to_string();
-    let mut args = vec!["-A", "-u", &vs];
-    args.extend_from_slice(options);
-    d.ok(&args);
-    for (backend, extra) in servers {
-        let b = backend.to_string();
-        let mut args = vec!["-a", "-u", &vs, "-r", &b, "-m"];
-        args.extend_from_slice(extra);
-        d.ok(&args);
-    }
-    d.wait_listening_on("udp", v);
+    d.balance_on("-u", v, options, servers);
 }
 
 /// Two UDP backends that answer their names, A and B.
@@ -660,16 +650,7 @@ fn a_second_daemon_cannot_share_a_udp_or_tcp_vip() {
     balance_on(&first, v, &["-s", "rr"], &[(a.addr, &[])]);
     let tcp_backend = Backend::start("T", Behaviour::Name);
     let t = SocketAddr::from(([127, 0, 0, 1], v.port()));
-    first.ok(&["-A", "-t", &t.to_string(), "-s", "rr"]);
-    first.ok(&[
-        "-a",
-        "-t",
-        &t.to_string(),
-        "-r",
-        &tcp_backend.addr.to_string(),
-        "-m",
-    ]);
-    first.wait_listening(t);
+    first.balance_on("-t", t, &["-s", "rr"], &[(tcp_backend.addr, &[])]);
 
     // The same services in a second daemon (same user, its own socket).
     second.ok(&["-A", "-u", &v.to_string(), "-s", "rr"]);
