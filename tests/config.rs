@@ -227,7 +227,7 @@ address = "{c}"
     d.wait_listening(vip);
     // Made with uvsadm, never named by the file: reloads leave it alone.
     let runtime = common::vip();
-    d.ok(&["-A", "-t", &runtime.to_string(), "-s", "rr"]);
+    d.add_service("-t", runtime, &["-s", "rr"]);
 
     let load = Load::start(vip, 3, 2);
     load.wait_for(300);

@@ -653,9 +653,9 @@ fn a_second_daemon_cannot_share_a_udp_or_tcp_vip() {
     first.balance_on("-t", t, &["-s", "rr"], &[(tcp_backend.addr, &[])]);
 
     // The same services in a second daemon (same user, its own socket).
-    second.ok(&["-A", "-u", &v.to_string(), "-s", "rr"]);
-    second.ok(&["-a", "-u", &v.to_string(), "-r", &b.addr.to_string(), "-m"]);
-    second.ok(&["-A", "-t", &t.to_string(), "-s", "rr"]);
+    second.add_service("-u", v, &["-s", "rr"]);
+    second.set_server("-a", "-u", v, b.addr, &[]);
+    second.add_service("-t", t, &["-s", "rr"]);
     for protocol in ["udp", "tcp"] {
         let line = format!("listen {protocol} {v}: cannot listen: Address already in use");
         eventually(&line, || second.status().contains(&line));
