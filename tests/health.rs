@@ -116,6 +116,15 @@ fn logged(d: &Daemon, server: SocketAddr, what: &str) -> bool {
         .any(|l| l.contains(what) && l.contains(&format!("server={server}")))
 }
 
+/// Writes an external check's command: `body`, executable.
+fn write_script(path: &Path, body: &str) {
+    write_file(path, body);
+    std::process::Command::new("chmod")
+        .args(["+x", path.to_str().unwrap()])
+        .status()
+        .unwrap();
+}
+
 fn start(dir: &Path, config: &str) -> Daemon {
     Daemon::start_with_file(&dir.join("uvs.toml"), config, &[])
 }
@@ -419,14 +428,10 @@ fn an_external_check_can_set_the_weight() {
     let script = dir.path().join("check.sh");
     let verdict = dir.path().join("verdict");
     // ldirectord's arguments: vip vport rip rport; the exit code is the verdict.
-    write_file(
+    write_script(
         &script,
         &format!("#!/bin/sh\nexit $(cat {})\n", verdict.display()),
     );
-    std::process::Command::new("chmod")
-        .args(["+x", script.to_str().unwrap()])
-        .status()
-        .unwrap();
     write_file(&verdict, "7");
     let v = vip();
     let d = start(
@@ -518,17 +523,13 @@ fn an_external_check_leaves_nothing_running_behind_it() {
     for (name, end) in [("waits", "wait"), ("exits", "exit 0")] {
         let script = dir.path().join(format!("{name}.sh"));
         let pids = dir.path().join(format!("{name}.pids"));
-        write_file(
+        write_script(
             &script,
             &format!(
                 "#!/bin/sh\nsleep 300 &\necho $! >> {}\n{end}\n",
                 pids.display()
             ),
         );
-        std::process::Command::new("chmod")
-            .args(["+x", script.to_str().unwrap()])
-            .status()
-            .unwrap();
         scripts.push((script, pids));
     }
     let _cleanup = KillOnDrop(scripts.iter().map(|(_, p)| p.clone()).collect());
@@ -662,20 +663,14 @@ fn processes_that_leave_an_external_checks_group_are_killed_and_reaped() {
     for (name, body) in &variants {
         let script = dir.path().join(format!("{name}.sh"));
         let pids = dir.path().join(format!("{name}.pids"));
-        write_file(&script, &body.replace("PIDS", pids.to_str().unwrap()));
+        write_script(&script, &body.replace("PIDS", pids.to_str().unwrap()));
         scripts.push((script, pids));
     }
     let zombie_maker = dir.path().join("zombie.sh");
-    write_file(
+    write_script(
         &zombie_maker,
         "#!/bin/sh\n( sleep 0.1 & )\nsleep 0.4\nexit 0\n",
     );
-    for script in scripts.iter().map(|(s, _)| s).chain([&zombie_maker]) {
-        std::process::Command::new("chmod")
-            .args(["+x", script.to_str().unwrap()])
-            .status()
-            .unwrap();
-    }
     let _cleanup = KillOnDrop(scripts.iter().map(|(_, p)| p.clone()).collect());
     let mut config =
         String::from("[global.check]\ntype = \"external\"\ninterval = \"1s\"\ntimeout = \"1s\"\n");
