@@ -497,10 +497,7 @@ fn import_reports_every_line_it_could_not_take() {
 #[test]
 fn a_reload_keeps_live_udp_flows_on_their_servers() {
     let (_dir, path) = config_dir();
-    let (a, b) = (
-        common::UdpBackend::start("A", common::Reply::Name),
-        common::UdpBackend::start("B", common::Reply::Name),
-    );
+    let (a, b) = common::UdpBackend::pair(common::Reply::Name);
     let vip = SocketAddr::from(([127, 0, 0, 1], common::free_udp_port()));
     let file = |wa: u32, wb: u32| {
         format!(

@@ -513,10 +513,7 @@ impl Drop for KillOnDrop {
 #[test]
 fn an_external_check_leaves_nothing_running_behind_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (
-        Backend::start("A", Behaviour::Name),
-        Backend::start("B", Behaviour::Name),
-    );
+    let (a, b) = Backend::pair(Behaviour::Name);
     // One command waits for its background sleep (the timeout ends the check), the
     // other exits 0 at once (the check ends with it); both leave a `sleep 300` behind.
     let mut scripts = Vec::new();

@@ -620,6 +620,11 @@ impl UdpBackend {
         UdpBackend::start_on("127.0.0.1:0", name, reply)
     }
 
+    /// Two UDP backends that answer alike, named A and B.
+    pub fn pair(reply: Reply) -> (UdpBackend, UdpBackend) {
+        (UdpBackend::start("A", reply), UdpBackend::start("B", reply))
+    }
+
     pub fn start_on(bind: &str, name: &'static str, reply: Reply) -> UdpBackend {
         let socket = std::net::UdpSocket::bind(bind).expect("UDP backend bind");
         socket
