@@ -18,14 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Backend, Behaviour, Daemon, UVS, connect, eventually, free_port, sighup, text};
-
-fn write(path: &Path, contents: &str) {
-    // Written beside and renamed, as editors do, so a reader never sees half a file.
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
+use common::{Backend, Behaviour, Daemon, UVS, connect, eventually, sighup, text, write_file};
 
 /// `uvs check -c PATH`, killed if it runs past the bound (a file that hangs its reader).
 fn check(path: &Path) -> std::process::Output {
@@ -38,7 +31,7 @@ fn check(path: &Path) -> std::process::Output {
 fn check_accepts_a_good_file_and_lists_every_problem_of_a_broken_one() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
-    write(
+    write_file(
         &good,
         r#"
 [[service]]
@@ -66,7 +59,7 @@ address = "127.0.0.2"
     );
 
     let bad = dir.path().join("bad.toml");
-    write(
+    write_file(
         &bad,
         r#"[global]
 threads = "two"
@@ -207,11 +200,8 @@ fn a_reload_under_load_changes_the_table_and_fails_no_request() {
         Backend::start("B", Behaviour::Echo),
         Backend::start("C", Behaviour::Echo),
     );
-    let (vip, other) = (
-        SocketAddr::from(([127, 0, 0, 1], free_port())),
-        SocketAddr::from(([127, 0, 0, 1], free_port())),
-    );
-    write(
+    let (vip, other) = (common::vip(), common::vip());
+    let d = Daemon::start_with_file(
         &path,
         &format!(
             r#"
@@ -232,20 +222,20 @@ address = "{c}"
             b = b.addr,
             c = c.addr
         ),
+        &[],
     );
-    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
     d.wait_listening(vip);
     // Made with uvsadm, never named by the file: reloads leave it alone.
-    let runtime = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    d.ok(&["-A", "-t", &runtime.to_string(), "-s", "rr"]);
+    let runtime = common::vip();
+    d.add_service("-t", runtime, &["-s", "rr"]);
 
     let load = Load::start(vip, 3, 2);
     load.wait_for(300);
     let a_before = conns_of(&d, vip, a.addr);
 
     // Weights change, B leaves, C joins; the second service goes, a third comes.
-    let third = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    write(
+    let third = common::vip();
+    write_file(
         &path,
         &format!(
             r#"
@@ -323,19 +313,18 @@ address = "{a}"
 fn a_broken_file_changes_nothing_and_says_where() {
     let (_dir, path) = config_dir();
     let a = Backend::start("A", Behaviour::Echo);
-    let vip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let vip = common::vip();
     let good = format!(
         "[global]\nautoreload = true\n\n[[service]]\ntcp = \"{vip}\"\n[[service.server]]\naddress = \"{}\"\n",
         a.addr
     );
-    write(&path, &good);
-    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    let d = Daemon::start_with_file(&path, &good, &[]);
     d.wait_listening(vip);
     let load = Load::start(vip, 1, 1);
     load.wait_for(100);
     let before = d.save();
 
-    write(
+    write_file(
         &path,
         &format!(
             "[global]\nautoreload = true\n\n[[service]]\ntcp = \"{vip}\"\n[[service.server]]\naddress = \"{}\"\nweight = \"heavy\"\n",
@@ -364,7 +353,7 @@ fn a_broken_file_changes_nothing_and_says_where() {
     );
 
     // Fixed, it is taken (autoreload: no signal needed).
-    write(
+    write_file(
         &path,
         &good.replace(
             &format!("\"{}\"\n", a.addr),
@@ -382,7 +371,7 @@ fn a_broken_file_changes_nothing_and_says_where() {
 #[test]
 fn a_file_the_daemon_cannot_use_stops_it_at_start() {
     let (_dir, path) = config_dir();
-    write(
+    write_file(
         &path,
         "[[service]]\ntcp = \"127.0.0.1:80\"\nscheduler = 7\n",
     );
@@ -453,7 +442,7 @@ fn debians_sample_ldirectord_cf_imports_whole_and_checks() {
         assert!(toml.contains(line), "{line} in\n{toml}");
     }
     let (_dir, path) = config_dir();
-    write(&path, &toml);
+    write_file(&path, &toml);
     let out = check(&path);
     assert_eq!(
         text(&out.stdout),
@@ -470,7 +459,7 @@ fn an_ipvsadm_save_dump_imports_into_the_same_table() {
     let out = import("ipvsadm", &dump);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let (_dir, path) = config_dir();
-    write(&path, &text(&out.stdout));
+    write_file(&path, &text(&out.stdout));
     // The addresses are documentation and private ones: the daemon only fails to bind
     // them (it never sends to them).
     let d = Daemon::start_with(common::Zone::default(), &["-c", path.to_str().unwrap()]);
@@ -484,7 +473,7 @@ fn an_ipvsadm_save_dump_imports_into_the_same_table() {
 #[test]
 fn import_reports_every_line_it_could_not_take() {
     let (_dir, path) = config_dir();
-    write(
+    write_file(
         &path,
         "logfile=\"local0\"\nvirtual=127.0.0.1:3306\n\treal=127.0.0.2:3306 gate\n\tservice=mysql\n\tlogin=\"readuser\"\n\temailalert=\"root@localhost\"\n",
     );
@@ -508,10 +497,7 @@ fn import_reports_every_line_it_could_not_take() {
 #[test]
 fn a_reload_keeps_live_udp_flows_on_their_servers() {
     let (_dir, path) = config_dir();
-    let (a, b) = (
-        common::UdpBackend::start("A", common::Reply::Name),
-        common::UdpBackend::start("B", common::Reply::Name),
-    );
+    let (a, b) = common::UdpBackend::pair(common::Reply::Name);
     let vip = SocketAddr::from(([127, 0, 0, 1], common::free_udp_port()));
     let file = |wa: u32, wb: u32| {
         format!(
@@ -519,8 +505,7 @@ fn a_reload_keeps_live_udp_flows_on_their_servers() {
             a.addr, b.addr
         )
     };
-    write(&path, &file(1, 1));
-    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    let d = Daemon::start_with_file(&path, &file(1, 1), &[]);
     d.wait_listening_on("udp", vip);
     let ask = |c: &std::net::UdpSocket| {
         c.send_to(b"who", vip).unwrap();
@@ -537,7 +522,7 @@ fn a_reload_keeps_live_udp_flows_on_their_servers() {
         .collect();
     let first: Vec<String> = clients.iter().map(ask).collect();
     // Weights change both ways, one server to 0: live flows stay where they are.
-    write(&path, &file(5, 0));
+    write_file(&path, &file(5, 0));
     sighup(&d.child);
     eventually("the reload is logged", || {
         d.log().contains("SIGHUP: configuration reloaded")
@@ -607,9 +592,7 @@ fn uvsadm(d: &Daemon, args: &[&str]) -> std::process::Output {
 
 /// `uvs status` of `d`, bounded.
 fn status(d: &Daemon) -> String {
-    let mut cmd = Command::new(UVS);
-    cmd.args(["status", "--socket"]).arg(&d.socket);
-    let out = bounded(cmd, "uvs status");
+    let out = bounded(common::status_at(&d.socket), "uvs status");
     assert!(out.status.success(), "uvs status: {}", text(&out.stderr));
     text(&out.stdout)
 }
@@ -623,15 +606,15 @@ fn mkfifo(path: &Path) {
 fn a_fifo_in_place_of_the_file_is_refused_and_holds_nothing_up() {
     let (_dir, path) = config_dir();
     let a = Backend::start("A", Behaviour::Name);
-    let vip = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    write(
+    let vip = common::vip();
+    let mut d = Daemon::start_with_file(
         &path,
         &format!(
             "[[service]]\ntcp = \"{vip}\"\n[[service.server]]\naddress = \"{}\"\n",
             a.addr
         ),
+        &[],
     );
-    let mut d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
     d.wait_listening(vip);
     let before = text(&uvsadm(&d, &["-S", "-n"]).stdout);
     let metrics = d.metrics_address();
@@ -735,13 +718,10 @@ fn pieces(vips: &[SocketAddr], server: SocketAddr, weight: u32) -> Vec<String> {
 #[test]
 fn autoreload_applies_a_file_written_in_place_only_once_it_is_whole() {
     let (_dir, path) = config_dir();
-    let vips: Vec<SocketAddr> = (0..6)
-        .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
-        .collect();
+    let vips: Vec<SocketAddr> = (0..6).map(|_| common::vip()).collect();
     // Never connected to: no check, no traffic.
-    let server = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    write(&path, &pieces(&vips, server, 1).concat());
-    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    let server = common::vip();
+    let d = Daemon::start_with_file(&path, &pieces(&vips, server, 1).concat(), &[]);
     let old = text(&uvsadm(&d, &["-S", "-n"]).stdout);
     assert_eq!(old.matches("-A -t").count(), 6, "{old}");
 
@@ -821,10 +801,8 @@ fn a_reload_that_needs_more_descriptors_than_there_are_is_refused_and_the_next_w
     const LIMIT: u64 = 256;
     let (_dir, path) = config_dir();
     let backend = Backend::start("B", Behaviour::Name);
-    let vips: Vec<SocketAddr> = (0..3)
-        .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
-        .collect();
-    write(&path, &services_file("", &vips, backend.addr));
+    let vips: Vec<SocketAddr> = (0..3).map(|_| common::vip()).collect();
+    write_file(&path, &services_file("", &vips, backend.addr));
     let d = Daemon::start_limited(LIMIT, &["-c", path.to_str().unwrap()]);
     for vip in &vips {
         d.wait_listening(*vip);
@@ -836,7 +814,7 @@ fn a_reload_that_needs_more_descriptors_than_there_are_is_refused_and_the_next_w
     let many: Vec<SocketAddr> = (0..2000u16)
         .map(|i| SocketAddr::from(([127, 0, 0, 2], 20_000 + i)))
         .collect();
-    write(&path, &services_file("", &many, backend.addr));
+    write_file(&path, &services_file("", &many, backend.addr));
     sighup(&d.child);
     eventually("the reload refused", || status(&d).contains("refused 1"));
     let shown = status(&d);
@@ -861,8 +839,8 @@ fn a_reload_that_needs_more_descriptors_than_there_are_is_refused_and_the_next_w
 
     // The corrected file is applied at once.
     let mut fixed = vips.clone();
-    fixed.push(SocketAddr::from(([127, 0, 0, 1], free_port())));
-    write(&path, &services_file("", &fixed, backend.addr));
+    fixed.push(common::vip());
+    write_file(&path, &services_file("", &fixed, backend.addr));
     sighup(&d.child);
     eventually("the corrected file applied", || {
         status(&d).contains("reloads 1, refused 1\n")
@@ -888,12 +866,9 @@ fn a_reload_that_needs_more_descriptors_than_there_are_is_refused_and_the_next_w
 fn an_empty_file_under_autoreload_is_not_taken_for_an_empty_table() {
     let (_dir, path) = config_dir();
     let backend = Backend::start("B", Behaviour::Name);
-    let vips: Vec<SocketAddr> = (0..2)
-        .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
-        .collect();
+    let vips: Vec<SocketAddr> = (0..2).map(|_| common::vip()).collect();
     let whole = services_file("autoreload = true\n", &vips, backend.addr);
-    write(&path, &whole);
-    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    let d = Daemon::start_with_file(&path, &whole, &[]);
     for vip in &vips {
         d.wait_listening(*vip);
     }
@@ -914,8 +889,8 @@ fn an_empty_file_under_autoreload_is_not_taken_for_an_empty_table() {
     }
     // Autoreload is still on: the whole file, written afterwards, is read.
     let mut more = vips.clone();
-    more.push(SocketAddr::from(([127, 0, 0, 1], free_port())));
-    write(
+    more.push(common::vip());
+    write_file(
         &path,
         &services_file("autoreload = true\n", &more, backend.addr),
     );
@@ -927,9 +902,8 @@ fn an_empty_file_under_autoreload_is_not_taken_for_an_empty_table() {
 fn a_storm_of_sighups_is_not_a_storm_of_log_lines() {
     let (_dir, path) = config_dir();
     let backend = Backend::start("B", Behaviour::Name);
-    let vip = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    write(&path, &services_file("", &[vip], backend.addr));
-    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    let vip = common::vip();
+    let d = Daemon::start_with_file(&path, &services_file("", &[vip], backend.addr), &[]);
     d.wait_listening(vip);
     let storm = |times: usize| {
         for _ in 0..times {
@@ -967,7 +941,7 @@ fn a_storm_of_sighups_is_not_a_storm_of_log_lines() {
     let (reloads, _) = settled();
     assert!(reloads >= 10, "{reloads} reloads");
     // Broken: each is refused for the same reasons.
-    write(
+    write_file(
         &path,
         "[global]\nthreads = \"two\"\n[[service]]\ntcp = \"bad\"\n",
     );
@@ -999,7 +973,7 @@ fn a_file_of_junk_lists_its_first_hundred_problems_and_counts_the_rest() {
 
     // 100 000 lines of junk (200 000 bytes): every syntax error counted, the first
     // hundred shown. Before, 30 s of placing each one.
-    write(&path, &"x\n".repeat(100_000));
+    write_file(&path, &"x\n".repeat(100_000));
     let out = check(&path);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
@@ -1030,7 +1004,7 @@ fn a_file_of_junk_lists_its_first_hundred_problems_and_counts_the_rest() {
 
     // 200 000 lines (400 000 bytes, over 256 KiB): the first syntax error found, and
     // word that there may be more.
-    write(&path, &"x\n".repeat(200_000));
+    write_file(&path, &"x\n".repeat(200_000));
     let out = check(&path);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
@@ -1047,7 +1021,7 @@ fn a_file_of_junk_lists_its_first_hundred_problems_and_counts_the_rest() {
     // Problems the schema finds out of the file's order (unknown keys come in the
     // order of their names: k0, k1, k10, k100, ...) are shown in the file's.
     let keys: String = (0..1000).map(|i| format!("k{i} = 1\n")).collect();
-    write(&path, &keys);
+    write_file(&path, &keys);
     let out = check(&path);
     assert_eq!(out.status.code(), Some(1));
     let lines = stderr_lines(&out);
@@ -1062,7 +1036,7 @@ fn a_file_of_junk_lists_its_first_hundred_problems_and_counts_the_rest() {
 fn imports_of_junk_list_the_first_hundred_lines_not_taken_and_count_the_rest() {
     let (_dir, path) = config_dir();
     let p = path.display().to_string();
-    write(&path, &"x\n".repeat(100_000));
+    write_file(&path, &"x\n".repeat(100_000));
     for (format, message) in [
         ("ldirectord", "`x': not a key=value directive"),
         ("ipvsadm", "not an ipvsadm rule"),
@@ -1124,22 +1098,21 @@ fn import_refuses_standard_input_over_the_size_limit() {
 #[test]
 fn a_file_of_junk_under_autoreload_is_refused_and_the_corrected_file_follows() {
     let (_dir, path) = config_dir();
-    let vip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let vip = common::vip();
     // Never connected to: no check, no traffic.
-    let server = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let server = common::vip();
     let good = |weight: u32| {
         format!(
             "[global]\nautoreload = true\n\n[[service]]\ntcp = \"{vip}\"\n[[service.server]]\naddress = \"{server}\"\nweight = {weight}\n"
         )
     };
-    write(&path, &good(1));
-    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    let d = Daemon::start_with_file(&path, &good(1), &[]);
     d.wait_listening(vip);
     let before = d.save();
 
     // The case found: a megabyte of junk lines moved into place. Its read took 12.5
     // minutes of a core, and held up every reload after it.
-    write(&path, &"x\n".repeat(1 << 19));
+    write_file(&path, &"x\n".repeat(1 << 19));
     let first = format!(
         "{}:1:2: TOML syntax: key with no value, expected `=`",
         path.display()
@@ -1157,7 +1130,7 @@ fn a_file_of_junk_under_autoreload_is_refused_and_the_corrected_file_follows() {
     assert_eq!(d.save(), before, "the running table stays");
 
     // Corrected: taken at the next look, no signal needed.
-    write(&path, &good(2));
+    write_file(&path, &good(2));
     eventually("the corrected file applied", || {
         d.save().contains(&format!("-r {server} -m -w 2"))
     });
@@ -1190,15 +1163,13 @@ struct Pair {
 
 impl Pair {
     fn start() -> Pair {
-        Pair {
-            a: Backend::start("A", Behaviour::Name),
-            b: Backend::start("B", Behaviour::Name),
-        }
+        let (a, b) = Backend::pair(Behaviour::Name);
+        Pair { a, b }
     }
 
-    /// The address of the backend named `name`, and the other's.
-    fn named(&self, name: &str) -> (SocketAddr, SocketAddr) {
-        match name {
+    /// The address of the backend that answers a connection to `vip`, and the other's.
+    fn answering(&self, vip: SocketAddr) -> (SocketAddr, SocketAddr) {
+        match common::ask(vip, None).as_str() {
             "A" => (self.a.addr, self.b.addr),
             "B" => (self.b.addr, self.a.addr),
             other => panic!("an answer from neither backend: {other:?}"),
@@ -1209,7 +1180,7 @@ impl Pair {
 /// Writes `contents` to `path`, and waits for the SIGHUP reload of it that makes the
 /// `n`th reload in the log.
 fn reload_to(d: &Daemon, path: &Path, contents: &str, n: usize) {
-    write(path, contents);
+    write_file(path, contents);
     sighup(&d.child);
     eventually("the reload is logged", || {
         d.log().matches("SIGHUP: configuration reloaded").count() == n
@@ -1223,25 +1194,19 @@ fn reload_to(d: &Daemon, path: &Path, contents: &str, n: usize) {
 fn the_command_line_wins_over_the_file_at_start_and_on_reload() {
     let (_dir, path) = config_dir();
     let pair = Pair::start();
-    let vip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let vip = common::vip();
     let denied = "expire_quiescent_template = false";
     let both = [(pair.a.addr, 1), (pair.b.addr, 1)];
-    write(&path, &persistent_file(denied, vip, &both));
-    let d = Daemon::start_logged(&["-c", path.to_str().unwrap(), "--expire-quiescent-template"]);
+    let d = Daemon::start_with_file(
+        &path,
+        &persistent_file(denied, vip, &both),
+        &["--expire-quiescent-template"],
+    );
     d.wait_listening(vip);
 
-    let (first, other) = pair.named(&common::ask(vip, None));
-    d.ok(&[
-        "-e",
-        "-t",
-        &vip.to_string(),
-        "-r",
-        &first.to_string(),
-        "-m",
-        "-w",
-        "0",
-    ]);
-    let (now, _) = pair.named(&common::ask(vip, None));
+    let (first, other) = pair.answering(vip);
+    d.set_server("-e", "-t", vip, first, &["-w", "0"]);
+    let (now, _) = pair.answering(vip);
     assert_eq!(
         now, other,
         "at start, the client stayed on its quiesced server"
@@ -1252,7 +1217,7 @@ fn the_command_line_wins_over_the_file_at_start_and_on_reload() {
     reload_to(&d, &path, &swapped, 1);
     let listing = d.list(&["-L", "-n", "-t", &vip.to_string()]);
     assert!(listing.contains(&format!("{other}  ")), "{listing}");
-    let (now, _) = pair.named(&common::ask(vip, None));
+    let (now, _) = pair.answering(vip);
     assert_eq!(
         now, first,
         "on reload, the client stayed on its quiesced server"
@@ -1264,22 +1229,21 @@ fn the_command_line_wins_over_the_file_at_start_and_on_reload() {
 fn a_reload_applies_a_live_setting_it_changes() {
     let (_dir, path) = config_dir();
     let pair = Pair::start();
-    let vip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let vip = common::vip();
     let both = [(pair.a.addr, 1), (pair.b.addr, 1)];
-    write(&path, &persistent_file("", vip, &both));
-    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    let d = Daemon::start_with_file(&path, &persistent_file("", vip, &both), &[]);
     d.wait_listening(vip);
 
-    let (first, other) = pair.named(&common::ask(vip, None));
+    let (first, other) = pair.answering(vip);
     // Off, as by default: a quiesced server keeps its persistent client.
     let quiesced = [(first, 0), (other, 1)];
     reload_to(&d, &path, &persistent_file("", vip, &quiesced), 1);
-    let (now, _) = pair.named(&common::ask(vip, None));
+    let (now, _) = pair.answering(vip);
     assert_eq!(now, first);
 
     let on = "expire_quiescent_template = true";
     reload_to(&d, &path, &persistent_file(on, vip, &quiesced), 2);
-    let (now, _) = pair.named(&common::ask(vip, None));
+    let (now, _) = pair.answering(vip);
     assert_eq!(now, other, "the reloaded setting was not applied");
     let log = d.log();
     assert!(
@@ -1297,9 +1261,12 @@ fn a_reload_applies_a_live_setting_it_changes() {
 fn a_reload_names_the_next_start_settings_it_changes_and_leaves_them() {
     let (_dir, path) = config_dir();
     let a = Backend::start("A", Behaviour::Name);
-    let vip = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    write(&path, &persistent_file("threads = 2", vip, &[(a.addr, 1)]));
-    let d = Daemon::start_logged(&["-c", path.to_str().unwrap()]);
+    let vip = common::vip();
+    let d = Daemon::start_with_file(
+        &path,
+        &persistent_file("threads = 2", vip, &[(a.addr, 1)]),
+        &[],
+    );
     d.wait_listening(vip);
     let workers = || {
         let mut client = uvs::control::client::Client::new(d.socket.clone());

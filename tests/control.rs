@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, UVS, UVSADM, Zone, sigterm, text};
+use common::{Daemon, UVS, UVSADM, Zone, sigterm, status_at, text, uvsadm_at};
 
 const RULES: &str = "\
 -A -t 10.0.0.1:80 -s rr
@@ -90,9 +90,7 @@ fn the_socket_is_private_to_its_owner() {
 #[test]
 fn socket_option_overrides_the_environment() {
     let d = loaded();
-    let out = Command::new(UVSADM)
-        .args(["--socket"])
-        .arg(&d.socket)
+    let out = uvsadm_at(&d.socket)
         .args(["-L", "-n", "-t", "10.0.0.1:80"])
         .env("UVS_SOCKET", "/nonexistent/uvs.sock")
         .output()
@@ -440,6 +438,23 @@ impl Users {
         }
         c
     }
+
+    /// `uvs run --socket SOCKET` as `uid`, once it listens there.
+    fn daemon(&self, uid: u32, socket: &std::path::Path) -> Running {
+        let mut c = self.command(uid, &self.uvs, &[]);
+        c.args(["run", "--mode", "userspace", "--metrics", "off", "--socket"])
+            .arg(socket);
+        let daemon = Running(c.spawn().unwrap());
+        common::eventually("the daemon listens", || UnixStream::connect(socket).is_ok());
+        daemon
+    }
+
+    /// `uvsadm --socket SOCKET ARGS` as `uid`, run to its end.
+    fn uvsadm_at(&self, uid: u32, socket: &std::path::Path, args: &[&str]) -> std::process::Output {
+        let mut c = self.command(uid, &self.uvsadm, &[]);
+        c.arg("--socket").arg(socket).args(args);
+        finish(c)
+    }
 }
 
 /// A process killed when the test ends, however it ends.
@@ -564,21 +579,11 @@ fn uvsadm_refuses_a_daemon_run_by_another_user() {
     // A shared sticky directory (as /tmp): the other user got to the name first.
     let shared = users.directory("shared", 0, 0o1777);
     let socket = shared.join("uvs.sock");
-    let mut c = users.command(OTHER, &users.uvs, &[]);
-    c.args(["run", "--mode", "userspace", "--metrics", "off", "--socket"])
-        .arg(&socket);
-    let _other = Running(c.spawn().unwrap());
-    common::eventually("the other user's daemon listens", || {
-        UnixStream::connect(&socket).is_ok()
-    });
+    let _other = users.daemon(OTHER, &socket);
     // A daemon that wants the owner's commands opens its socket to everyone (uvs's own
     // mode 0600 would keep the owner out before any of this).
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let mut add = users.command(OWNER, &users.uvsadm, &[]);
-    add.arg("--socket")
-        .arg(&socket)
-        .args(["-A", "-t", "127.0.0.1:80", "-s", "rr"]);
-    let out = finish(add);
+    let out = users.uvsadm_at(OWNER, &socket, &["-A", "-t", "127.0.0.1:80", "-s", "rr"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr),
@@ -589,18 +594,11 @@ fn uvsadm_refuses_a_daemon_run_by_another_user() {
         )
     );
     // The other user's table did not get the command (as its owner sees it).
-    let mut list = users.command(OTHER, &users.uvsadm, &[]);
-    list.arg("--socket").arg(&socket).args(["-S", "-n"]);
-    let list = finish(list);
+    let list = users.uvsadm_at(OTHER, &socket, &["-S", "-n"]);
     assert!(list.status.success(), "{}", text(&list.stderr));
     assert_eq!(text(&list.stdout), "");
     // Root refuses it too: the directory is root's, the daemon another uid's.
-    let out = Command::new(UVSADM)
-        .arg("--socket")
-        .arg(&socket)
-        .args(["-S", "-n"])
-        .output()
-        .unwrap();
+    let out = uvsadm_at(&socket).args(["-S", "-n"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).ends_with(&format!(
@@ -678,33 +676,16 @@ fn root_administers_a_daemon_run_by_its_own_uid_in_its_own_directory() {
     // As systemd's DynamicUser makes it: a runtime directory of the daemon's uid, 0755.
     let run = users.directory("run-uvs", OTHER, 0o755);
     let socket = run.join("uvs.sock");
-    let mut c = users.command(OTHER, &users.uvs, &[]);
-    c.args(["run", "--mode", "userspace", "--metrics", "off", "--socket"])
-        .arg(&socket);
-    let _daemon = Running(c.spawn().unwrap());
-    common::eventually("the daemon listens", || {
-        UnixStream::connect(&socket).is_ok()
-    });
+    let _daemon = users.daemon(OTHER, &socket);
     for args in [&["-A", "-t", "127.0.0.1:80", "-s", "rr"][..], &["-S", "-n"]] {
-        let out = Command::new(UVSADM)
-            .arg("--socket")
-            .arg(&socket)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = uvsadm_at(&socket).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
     }
-    let out = Command::new(UVS)
-        .args(["status", "--socket"])
-        .arg(&socket)
-        .output()
-        .unwrap();
+    let out = status_at(&socket).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("TCP  127.0.0.1:80 rr"));
     // Another user is not let in by that: only root is.
-    let mut list = users.command(OWNER, &users.uvsadm, &[]);
-    list.arg("--socket").arg(&socket).args(["-S", "-n"]);
-    let out = finish(list);
+    let out = users.uvsadm_at(OWNER, &socket, &["-S", "-n"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use common::{Backend, Behaviour, eventually, free_port};
+use common::{Backend, Behaviour, eventually, vip};
 
 use uvs::config::Mode;
 use uvs::control::client::Client;
@@ -75,7 +75,7 @@ fn run_in_process_balances_a_connection_answers_a_listing_and_stops_when_told() 
     let _one = ONE_DAEMON.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
     let real = Backend::start("RS1", Behaviour::Name);
-    let vip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let vip = vip();
     let (settings, file, socket) = daemon_with(
         dir.path(),
         &format!(
@@ -195,8 +195,8 @@ async fn with_time_paused_a_server_goes_at_its_third_failed_check_and_returns_at
  {
     let _one = ONE_DAEMON.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let real = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let vip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let real = vip();
+    let vip = vip();
     let up = Listening::on(real).await;
     let (settings, file, socket) = daemon_with(
         dir.path(),

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{UVS, UVSADM, eventually, free_port, sigterm, text};
+use common::{UVS, eventually, sigterm, status_at, text, uvsadm_at, vip};
 
 /// The body of an HTTP GET to `vip`.
 fn get(vip: SocketAddr) -> String {
@@ -52,7 +52,7 @@ impl Drop for Running {
 fn the_demo_alternates_between_its_two_backends() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("uvs.sock");
-    let vip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let vip = vip();
     let mut demo = Command::new(UVS)
         .args(["demo", "--vip", &vip.to_string(), "--socket"])
         .arg(&socket)
@@ -79,21 +79,12 @@ fn the_demo_alternates_between_its_two_backends() {
         None => (rs1, rs2),
     };
     let uvsadm = |args: &[&str]| {
-        let out = Command::new(UVSADM)
-            .arg("--socket")
-            .arg(&socket)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = uvsadm_at(&socket).args(args).output().unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout)
     };
     eventually("the demo VIP listening", || {
-        let out = Command::new(UVS)
-            .args(["status", "--socket"])
-            .arg(&socket)
-            .output()
-            .unwrap();
+        let out = status_at(&socket).output().unwrap();
         let status = text(&out.stdout);
         status.contains(&format!("listen tcp {vip}: listening"))
             && status.contains(&format!("listen udp {vip}: listening"))

@@ -16,13 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
-use common::{Backend, Behaviour, Daemon, ask, eventually, free_port};
-
-fn write(path: &Path, contents: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
+use common::{Backend, Behaviour, Daemon, ask, eventually, free_port, vip, write_file};
 
 /// How a test HTTP server answers.
 const HEALTHY: u8 = 0;
@@ -102,10 +96,6 @@ impl Drop for HttpServer {
     }
 }
 
-fn vip() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
-}
-
 /// The `->` lines of `-L -n` for service `vip`: (address, weight).
 fn servers_of(d: &Daemon, vip: SocketAddr) -> Vec<(String, u32)> {
     let listing = d.list(&["-L", "-n", "-t", &vip.to_string()]);
@@ -126,10 +116,17 @@ fn logged(d: &Daemon, server: SocketAddr, what: &str) -> bool {
         .any(|l| l.contains(what) && l.contains(&format!("server={server}")))
 }
 
+/// Writes an external check's command: `body`, executable.
+fn write_script(path: &Path, body: &str) {
+    write_file(path, body);
+    std::process::Command::new("chmod")
+        .args(["+x", path.to_str().unwrap()])
+        .status()
+        .unwrap();
+}
+
 fn start(dir: &Path, config: &str) -> Daemon {
-    let path = dir.join("uvs.toml");
-    write(&path, config);
-    Daemon::start_logged(&["-c", path.to_str().unwrap()])
+    Daemon::start_with_file(&dir.join("uvs.toml"), config, &[])
 }
 
 #[test]
@@ -431,15 +428,11 @@ fn an_external_check_can_set_the_weight() {
     let script = dir.path().join("check.sh");
     let verdict = dir.path().join("verdict");
     // ldirectord's arguments: vip vport rip rport; the exit code is the verdict.
-    write(
+    write_script(
         &script,
         &format!("#!/bin/sh\nexit $(cat {})\n", verdict.display()),
     );
-    std::process::Command::new("chmod")
-        .args(["+x", script.to_str().unwrap()])
-        .status()
-        .unwrap();
-    write(&verdict, "7");
+    write_file(&verdict, "7");
     let v = vip();
     let d = start(
         dir.path(),
@@ -466,10 +459,10 @@ address = "{a}"
     eventually("exit code 7 gives weight 5", || {
         servers_of(&d, v) == [(a.addr.to_string(), 5)]
     });
-    write(&verdict, "1");
+    write_file(&verdict, "1");
     eventually("exit code 1 takes it out", || servers_of(&d, v).is_empty());
     assert!(d.log().contains("real server is down: exit code 1"));
-    write(&verdict, "0");
+    write_file(&verdict, "0");
     eventually("exit code 0 brings it back with its own weight", || {
         servers_of(&d, v) == [(a.addr.to_string(), 1)]
     });
@@ -520,27 +513,20 @@ impl Drop for KillOnDrop {
 #[test]
 fn an_external_check_leaves_nothing_running_behind_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (
-        Backend::start("A", Behaviour::Name),
-        Backend::start("B", Behaviour::Name),
-    );
+    let (a, b) = Backend::pair(Behaviour::Name);
     // One command waits for its background sleep (the timeout ends the check), the
     // other exits 0 at once (the check ends with it); both leave a `sleep 300` behind.
     let mut scripts = Vec::new();
     for (name, end) in [("waits", "wait"), ("exits", "exit 0")] {
         let script = dir.path().join(format!("{name}.sh"));
         let pids = dir.path().join(format!("{name}.pids"));
-        write(
+        write_script(
             &script,
             &format!(
                 "#!/bin/sh\nsleep 300 &\necho $! >> {}\n{end}\n",
                 pids.display()
             ),
         );
-        std::process::Command::new("chmod")
-            .args(["+x", script.to_str().unwrap()])
-            .status()
-            .unwrap();
         scripts.push((script, pids));
     }
     let _cleanup = KillOnDrop(scripts.iter().map(|(_, p)| p.clone()).collect());
@@ -674,20 +660,14 @@ fn processes_that_leave_an_external_checks_group_are_killed_and_reaped() {
     for (name, body) in &variants {
         let script = dir.path().join(format!("{name}.sh"));
         let pids = dir.path().join(format!("{name}.pids"));
-        write(&script, &body.replace("PIDS", pids.to_str().unwrap()));
+        write_script(&script, &body.replace("PIDS", pids.to_str().unwrap()));
         scripts.push((script, pids));
     }
     let zombie_maker = dir.path().join("zombie.sh");
-    write(
+    write_script(
         &zombie_maker,
         "#!/bin/sh\n( sleep 0.1 & )\nsleep 0.4\nexit 0\n",
     );
-    for script in scripts.iter().map(|(s, _)| s).chain([&zombie_maker]) {
-        std::process::Command::new("chmod")
-            .args(["+x", script.to_str().unwrap()])
-            .status()
-            .unwrap();
-    }
     let _cleanup = KillOnDrop(scripts.iter().map(|(_, p)| p.clone()).collect());
     let mut config =
         String::from("[global.check]\ntype = \"external\"\ninterval = \"1s\"\ntimeout = \"1s\"\n");

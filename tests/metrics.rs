@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use common::{Backend, Behaviour, Daemon, ask, free_port, http_get, text};
+use common::{Backend, Behaviour, Daemon, ask, echoed, http_get, text, vip};
 
 fn scrape(d: &Daemon) -> String {
     let (status, body) = http_get(d.metrics_address(), "GET", "/metrics");
@@ -46,6 +46,17 @@ fn value(text: &str, name: &str, with: &[String]) -> f64 {
     found[0]
 }
 
+/// The endpoint's clients dropped for any of these `reasons`, from a scrape `body`.
+fn dropped(body: &str, reasons: &[&str]) -> f64 {
+    reasons
+        .iter()
+        .map(|r| {
+            let reason = [format!("reason=\"{r}\"")];
+            value(body, "uvs_metrics_clients_dropped_total", &reason)
+        })
+        .sum()
+}
+
 fn promtool() -> Option<std::path::PathBuf> {
     if let Some(p) = std::env::var_os("UVS_PROMTOOL") {
         return Some(p.into());
@@ -62,17 +73,9 @@ fn promtool() -> Option<std::path::PathBuf> {
 
 fn two_servers(behaviour: Behaviour) -> (Daemon, SocketAddr, Backend, Backend) {
     let d = Daemon::start();
-    let (a, b) = (
-        Backend::start("A", behaviour),
-        Backend::start("B", behaviour),
-    );
-    let v = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let vs = v.to_string();
-    d.ok(&["-A", "-t", &vs, "-s", "rr"]);
-    for s in [a.addr, b.addr] {
-        d.ok(&["-a", "-t", &vs, "-r", &s.to_string(), "-m"]);
-    }
-    d.wait_listening(v);
+    let (a, b) = Backend::pair(behaviour);
+    let v = vip();
+    d.balance_on("-t", v, &["-s", "rr"], &[(a.addr, &[]), (b.addr, &[])]);
     (d, v, a, b)
 }
 
@@ -134,13 +137,7 @@ fn promtool_accepts_a_scrape_taken_under_load() {
 #[test]
 fn the_series_agree_with_the_listing_and_follow_the_table() {
     let (d, v, a, b) = two_servers(Behaviour::Echo);
-    let round_trip = |s: &mut std::net::TcpStream| {
-        use std::io::{Read, Write};
-        s.write_all(b"ping").unwrap();
-        let mut back = [0u8; 4];
-        s.read_exact(&mut back).unwrap();
-        assert_eq!(&back, b"ping");
-    };
+    let round_trip = |s: &mut std::net::TcpStream| assert_eq!(echoed(s, b"ping"), b"ping");
     for _ in 0..7 {
         round_trip(&mut common::connect(v, None).unwrap());
     }
@@ -279,7 +276,7 @@ fn fetch(at: SocketAddr, path: &str) -> (String, usize, usize) {
 
 #[test]
 fn idle_connections_cannot_exhaust_the_daemon() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     const IDLE: usize = 1100;
     const OPEN_FILES: usize = 1024;
     // The test holds the idle connections itself.
@@ -290,17 +287,8 @@ fn idle_connections_cannot_exhaust_the_daemon() {
     );
     let d = Daemon::start_with_open_files(OPEN_FILES as u32, &[]);
     let echo = Backend::start("E", Behaviour::Echo);
-    let v = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    d.ok(&["-A", "-t", &v.to_string(), "-s", "rr"]);
-    d.ok(&[
-        "-a",
-        "-t",
-        &v.to_string(),
-        "-r",
-        &echo.addr.to_string(),
-        "-m",
-    ]);
-    d.wait_listening(v);
+    let v = vip();
+    d.balance_on("-t", v, &["-s", "rr"], &[(echo.addr, &[])]);
     let at = d.metrics_address();
     let before = d.open_descriptors();
     let cap = uvs::exporter::Limits::default().max_connections;
@@ -316,9 +304,7 @@ fn idle_connections_cannot_exhaust_the_daemon() {
     // for byte...
     let mut client = common::connect(v, None).expect("connect to the VIP");
     let sent: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
-    client.write_all(&sent).unwrap();
-    let mut back = vec![0u8; sent.len()];
-    client.read_exact(&mut back).unwrap();
+    let back = echoed(&mut client, &sent);
     assert!(back == sent, "the echo came back altered");
     drop(client);
     most = most.max(d.open_descriptors());
@@ -337,13 +323,7 @@ fn idle_connections_cannot_exhaust_the_daemon() {
     );
     // Every idle client but a cap's worth had gone before the scrape was accepted, each
     // counted.
-    let gone: f64 = ["evicted", "head_timeout"]
-        .iter()
-        .map(|r| {
-            let reason = [format!("reason=\"{r}\"")];
-            value(&body, "uvs_metrics_clients_dropped_total", &reason)
-        })
-        .sum();
+    let gone = dropped(&body, &["evicted", "head_timeout"]);
     assert!(gone >= (IDLE - cap) as f64, "{gone} idle clients let go");
     most = most.max(d.open_descriptors());
     // The endpoint held its cap (and the one over it), nothing near the limit.
@@ -444,13 +424,7 @@ fn clients_that_never_read_share_one_body_and_are_dropped() {
     // (should the stuck clients have spanned several bodies).
     d.ok(&["-e", "-f", "1", "-r", "10.0.0.4:80", "-m", "-w", "2"]);
     let body = scrape(&d);
-    let cut: f64 = ["write_timeout", "stale_body"]
-        .iter()
-        .map(|r| {
-            let reason = [format!("reason=\"{r}\"")];
-            value(&body, "uvs_metrics_clients_dropped_total", &reason)
-        })
-        .sum();
+    let cut = dropped(&body, &["write_timeout", "stale_body"]);
     assert_eq!(cut, STUCK as f64);
     assert_eq!(stuck.len(), STUCK);
 }

@@ -10,68 +10,58 @@ use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
 use common::{
-    Backend, Behaviour, Daemon, Zone, ask, connect, eventually, free_port, read_all, refusing_port,
-    sigterm,
+    Backend, Behaviour, Daemon, Zone, ask, connect, echoed, eventually, free_port, read_all,
+    refusing_port, sigterm, vip,
 };
 
-fn vip() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
-}
-
-fn service(d: &Daemon, vip: SocketAddr, extra: &[&str]) {
-    let v = vip.to_string();
-    let mut args = vec!["-A", "-t", &v];
-    args.extend_from_slice(extra);
-    d.ok(&args);
+fn service(d: &Daemon, vip: SocketAddr, options: &[&str]) {
+    d.add_service("-t", vip, options);
 }
 
 fn server(d: &Daemon, vip: SocketAddr, backend: SocketAddr, extra: &[&str]) {
-    let (v, b) = (vip.to_string(), backend.to_string());
-    let mut args = vec!["-a", "-t", &v, "-r", &b, "-m"];
-    args.extend_from_slice(extra);
-    d.ok(&args);
+    d.set_server("-a", "-t", vip, backend, extra);
+}
+
+/// `-e`: real server `backend` of `vip` now has weight `weight`.
+fn set_weight(d: &Daemon, vip: SocketAddr, backend: SocketAddr, weight: &str) {
+    d.set_server("-e", "-t", vip, backend, &["-w", weight]);
 }
 
 /// A TCP service on a fresh VIP with these `-A` options and real servers (each with its
 /// `-a` options, added in this order), once the daemon listens on it.
 fn balance(d: &Daemon, options: &[&str], servers: &[(SocketAddr, &[&str])]) -> SocketAddr {
     let v = vip();
-    service(d, v, options);
-    for (backend, extra) in servers {
-        server(d, v, *backend, extra);
-    }
-    d.wait_listening(v);
+    d.balance_on("-t", v, options, servers);
     v
+}
+
+/// Column `n` (0: the arrow) of the real-server lines of `listing`, a `-L` of one service.
+fn server_column(listing: &str, n: usize) -> Vec<&str> {
+    listing
+        .lines()
+        .skip(2)
+        .filter(|l| l.starts_with("  -> "))
+        .map(|l| l.split_whitespace().nth(n).unwrap())
+        .collect()
 }
 
 #[test]
 fn round_robin_alternates_exactly() {
     let d = Daemon::start();
-    let (a, b) = (
-        Backend::start("A", Behaviour::Name),
-        Backend::start("B", Behaviour::Name),
-    );
+    let (a, b) = Backend::pair(Behaviour::Name);
     let v = balance(&d, &["-s", "rr"], &[(a.addr, &[]), (b.addr, &[])]);
     // IPVS walks the newest server first: B, then A.
     let seq: String = (0..8).map(|_| ask(v, None)).collect();
     assert_eq!(seq, "BABABABA");
     let listing = d.list(&["-L", "-n", "--stats", "-t", &v.to_string()]);
-    let conns: Vec<&str> = listing
-        .lines()
-        .skip(2)
-        .filter(|l| l.starts_with("  -> "))
-        .map(|l| l.split_whitespace().nth(2).unwrap())
-        .collect();
+    let conns = server_column(&listing, 2);
     assert_eq!(conns, vec!["4", "4"], "{listing}");
 }
 
 #[test]
 fn weighted_round_robin_in_ipvs_order() {
     let d = Daemon::start();
-    let (a, b) = (
-        Backend::start("A", Behaviour::Name),
-        Backend::start("B", Behaviour::Name),
-    );
+    let (a, b) = Backend::pair(Behaviour::Name);
     let v = balance(
         &d,
         &["-s", "wrr"],
@@ -83,26 +73,8 @@ fn weighted_round_robin_in_ipvs_order() {
     assert_eq!(seq, "ABAAABAAABAA");
     // Turning the weights round (B to 3, then A to 1) restarts from the list head with
     // the current weight clamped to 1, as IPVS does: one pass over both, then 3:1.
-    d.ok(&[
-        "-e",
-        "-t",
-        &v.to_string(),
-        "-r",
-        &b.addr.to_string(),
-        "-m",
-        "-w",
-        "3",
-    ]);
-    d.ok(&[
-        "-e",
-        "-t",
-        &v.to_string(),
-        "-r",
-        &a.addr.to_string(),
-        "-m",
-        "-w",
-        "1",
-    ]);
+    set_weight(&d, v, b.addr, "3");
+    set_weight(&d, v, a.addr, "1");
     let seq: String = (0..8).map(|_| ask(v, None)).collect();
     assert_eq!(seq, "ABBBABBB");
 }
@@ -110,10 +82,7 @@ fn weighted_round_robin_in_ipvs_order() {
 #[test]
 fn persistent_clients_stick_and_templates_are_listed() {
     let d = Daemon::start();
-    let (a, b) = (
-        Backend::start("A", Behaviour::Name),
-        Backend::start("B", Behaviour::Name),
-    );
+    let (a, b) = Backend::pair(Behaviour::Name);
     let v = balance(
         &d,
         &["-s", "rr", "-p", "60"],
@@ -142,11 +111,9 @@ fn persistent_clients_stick_and_templates_are_listed() {
     );
     assert!(templates.iter().all(|l| l.contains("ASSURED")), "{conns}");
     let pc = d.list(&["-L", "-n", "--persistent-conn", "-t", &v.to_string()]);
-    let persist: u32 = pc
-        .lines()
-        .skip(2)
-        .filter(|l| l.starts_with("  -> "))
-        .map(|l| l.split_whitespace().nth(3).unwrap().parse::<u32>().unwrap())
+    let persist: u32 = server_column(&pc, 3)
+        .iter()
+        .map(|n| n.parse::<u32>().unwrap())
         .sum();
     assert_eq!(persist, 2, "{pc}");
 }
@@ -154,10 +121,7 @@ fn persistent_clients_stick_and_templates_are_listed() {
 #[test]
 fn an_fwmark_group_shares_servers_and_persistence_across_ports() {
     let d = Daemon::start();
-    let (a, b) = (
-        Backend::start("A", Behaviour::Name),
-        Backend::start("B", Behaviour::Name),
-    );
+    let (a, b) = Backend::pair(Behaviour::Name);
     let (p1, p2) = (vip(), vip());
     d.ok(&[
         "-A",
@@ -204,6 +168,13 @@ fn an_fwmark_group_shares_servers_and_persistence_across_ports() {
     );
 }
 
+/// Waits (bounded) until connections to `v` are refused.
+fn listener_closes(v: SocketAddr, what: &str) {
+    eventually(what, || {
+        std::net::TcpStream::connect_timeout(&v, Duration::from_millis(500)).is_err()
+    });
+}
+
 /// Asserts that a new connection to `v` is reset (which the client may see as soon as
 /// its connect completes, or at its first read) or closed without a byte.
 fn turned_away(v: SocketAddr) {
@@ -225,19 +196,13 @@ fn turned_away(v: SocketAddr) {
 #[test]
 fn quiescing_or_deleting_a_server_never_cuts_open_connections() {
     let d = Daemon::start();
-    let (a, b) = (
-        Backend::start("A", Behaviour::Echo),
-        Backend::start("B", Behaviour::Echo),
-    );
+    let (a, b) = Backend::pair(Behaviour::Echo);
     let v = balance(&d, &["-s", "rr"], &[(a.addr, &[]), (b.addr, &[])]);
     // Two open connections, one on each server.
     let mut c1 = connect(v, None).unwrap();
     let mut c2 = connect(v, None).unwrap();
     for c in [&mut c1, &mut c2] {
-        c.write_all(b"ping").unwrap();
-        let mut got = [0u8; 4];
-        c.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"ping");
+        assert_eq!(echoed(c, b"ping"), b"ping");
     }
     let before = (
         a.accepted.load(std::sync::atomic::Ordering::Relaxed),
@@ -245,42 +210,19 @@ fn quiescing_or_deleting_a_server_never_cuts_open_connections() {
     );
     assert_eq!(before, (1, 1));
     // Quiesce B and delete A: the open connections go on...
-    d.ok(&[
-        "-e",
-        "-t",
-        &v.to_string(),
-        "-r",
-        &b.addr.to_string(),
-        "-m",
-        "-w",
-        "0",
-    ]);
+    set_weight(&d, v, b.addr, "0");
     d.ok(&["-d", "-t", &v.to_string(), "-r", &a.addr.to_string()]);
     for c in [&mut c1, &mut c2] {
         for _ in 0..3 {
-            c.write_all(b"more").unwrap();
-            let mut got = [0u8; 4];
-            c.read_exact(&mut got).unwrap();
-            assert_eq!(&got, b"more");
+            assert_eq!(echoed(c, b"more"), b"more");
         }
     }
     // ...and new ones have nowhere to go (B quiesced, A gone): refused.
     turned_away(v);
     // Bring B back: new connections go there.
-    d.ok(&[
-        "-e",
-        "-t",
-        &v.to_string(),
-        "-r",
-        &b.addr.to_string(),
-        "-m",
-        "-w",
-        "1",
-    ]);
+    set_weight(&d, v, b.addr, "1");
     let mut c4 = connect(v, None).unwrap();
-    c4.write_all(b"new!").unwrap();
-    let mut got = [0u8; 4];
-    c4.read_exact(&mut got).unwrap();
+    echoed(&mut c4, b"new!");
     assert_eq!(b.accepted.load(std::sync::atomic::Ordering::Relaxed), 2);
     for c in [c1, c2, c4] {
         c.shutdown(Shutdown::Both).unwrap();
@@ -301,9 +243,7 @@ fn an_upper_threshold_sends_new_connections_elsewhere() {
     );
     // A (weight 100) takes the first; with it open, A reaches its threshold of 1.
     let mut held = connect(v, None).unwrap();
-    held.write_all(b"x").unwrap();
-    let mut got = [0u8; 1];
-    held.read_exact(&mut got).unwrap();
+    echoed(&mut held, b"x");
     assert_eq!(ask(v, None), "B");
     let th = d.list(&["-L", "-n", "--thresholds", "-t", &v.to_string()]);
     assert!(
@@ -442,16 +382,10 @@ fn listeners_follow_the_table_and_deleting_a_service_keeps_its_connections() {
     let echo = Backend::start("E", Behaviour::Echo);
     let v = balance(&d, &["-s", "rr"], &[(echo.addr, &[])]);
     let mut open = connect(v, None).unwrap();
-    open.write_all(b"hello").unwrap();
-    let mut got = [0u8; 5];
-    open.read_exact(&mut got).unwrap();
+    echoed(&mut open, b"hello");
     d.ok(&["-D", "-t", &v.to_string()]);
-    eventually("the listener closes", || {
-        std::net::TcpStream::connect_timeout(&v, Duration::from_millis(500)).is_err()
-    });
-    open.write_all(b"still").unwrap();
-    open.read_exact(&mut got).unwrap();
-    assert_eq!(&got, b"still");
+    listener_closes(v, "the listener closes");
+    assert_eq!(echoed(&mut open, b"still"), b"still");
     open.shutdown(Shutdown::Write).unwrap();
     assert!(read_all(&mut open).unwrap().is_empty());
 }
@@ -479,9 +413,8 @@ fn idle_connections_are_closed_after_the_tcp_timeout() {
     let v = balance(&d, &["-s", "rr"], &[(echo.addr, &[])]);
     d.ok(&["--set", "1", "1", "0"]);
     let mut c = connect(v, None).unwrap();
-    c.write_all(b"x").unwrap();
+    echoed(&mut c, b"x");
     let mut got = [0u8; 1];
-    c.read_exact(&mut got).unwrap();
     // Idle for longer than 1 s: uvs closes it (EOF or reset), bounded by the read timeout.
     let r = c.read(&mut got);
     assert!(matches!(r, Ok(0)) || r.is_err(), "{r:?}");
@@ -657,16 +590,7 @@ fn ipv6_through_the_loopback() {
     let d = Daemon::start();
     let backend = Backend::start_on("[::1]:0", "six", Behaviour::Name);
     let v: SocketAddr = format!("[::1]:{}", free_port()).parse().unwrap();
-    d.ok(&["-A", "-t", &v.to_string(), "-s", "rr"]);
-    d.ok(&[
-        "-a",
-        "-t",
-        &v.to_string(),
-        "-r",
-        &backend.addr.to_string(),
-        "-m",
-    ]);
-    d.wait_listening(v);
+    d.balance_on("-t", v, &["-s", "rr"], &[(backend.addr, &[])]);
     assert_eq!(ask(v, None), "six");
 }
 
@@ -676,17 +600,11 @@ fn sigterm_drains_open_connections_then_exits() {
     let echo = Backend::start("E", Behaviour::Echo);
     let v = balance(&d, &["-s", "rr"], &[(echo.addr, &[])]);
     let mut open = connect(v, None).unwrap();
-    open.write_all(b"a").unwrap();
-    let mut got = [0u8; 1];
-    open.read_exact(&mut got).unwrap();
+    echoed(&mut open, b"a");
     sigterm(&d.child);
-    eventually("the listener closes on SIGTERM", || {
-        std::net::TcpStream::connect_timeout(&v, Duration::from_millis(500)).is_err()
-    });
+    listener_closes(v, "the listener closes on SIGTERM");
     assert!(d.alive(), "still draining while a connection is open");
-    open.write_all(b"b").unwrap();
-    open.read_exact(&mut got).unwrap();
-    assert_eq!(&got, b"b");
+    assert_eq!(echoed(&mut open, b"b"), b"b");
     open.shutdown(Shutdown::Both).unwrap();
     eventually("the daemon exits once drained", || !d.alive());
     assert!(d.child.wait().unwrap().success());
@@ -728,10 +646,7 @@ fn congestion_control_is_set_on_both_legs_and_unknown_ones_are_refused() {
     let backend = Backend::start("echo", Behaviour::Echo);
     let v = balance(&d, &["-s", "rr"], &[(backend.addr, &[])]);
     let mut client = connect(v, None).unwrap();
-    client.write_all(b"ping").unwrap();
-    let mut got = [0u8; 4];
-    client.read_exact(&mut got).unwrap();
-    assert_eq!(&got, b"ping");
+    assert_eq!(echoed(&mut client, b"ping"), b"ping");
     // uvs's two sockets: the one accepted on the VIP, the one connected to the server.
     let accepted = congestion_of(&format!(
         "( sport = :{} and dport = :{} )",
@@ -795,10 +710,7 @@ fn connections_are_spread_over_the_workers_and_counted_until_they_end() {
     // A burst: all connect first, then each proves it is being served.
     let mut clients: Vec<_> = (0..40).map(|_| connect(v, None).unwrap()).collect();
     for c in &mut clients {
-        c.write_all(b"ping").unwrap();
-        let mut got = [0u8; 4];
-        c.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"ping");
+        assert_eq!(echoed(c, b"ping"), b"ping");
     }
     let (counts, _) = worker_connections(&d);
     assert_eq!(counts.iter().sum::<usize>(), 40, "{counts:?}");

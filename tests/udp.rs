@@ -19,25 +19,7 @@ fn vip() -> SocketAddr {
 /// A UDP service on `v` with these `-A` options and real servers (added in this order,
 /// each with its `-a` options), once the daemon listens on it.
 fn balance_on(d: &Daemon, v: SocketAddr, options: &[&str], servers: &[(SocketAddr, &[&str])]) {
-    let vs = v.to_string();
-    let mut args = vec!["-A", "-u", &vs];
-    args.extend_from_slice(options);
-    d.ok(&args);
-    for (backend, extra) in servers {
-        let b = backend.to_string();
-        let mut args = vec!["-a", "-u", &vs, "-r", &b, "-m"];
-        args.extend_from_slice(extra);
-        d.ok(&args);
-    }
-    d.wait_listening_on("udp", v);
-}
-
-/// Two UDP backends that answer their names, A and B.
-fn named_pair() -> (UdpBackend, UdpBackend) {
-    (
-        UdpBackend::start("A", Reply::Name),
-        UdpBackend::start("B", Reply::Name),
-    )
+    d.balance_on("-u", v, options, servers);
 }
 
 fn balance(d: &Daemon, options: &[&str], servers: &[(SocketAddr, &[&str])]) -> SocketAddr {
@@ -107,7 +89,7 @@ fn conn_counts(d: &Daemon, server: SocketAddr) -> (u32, u32) {
 #[test]
 fn round_robin_alternates_per_flow_and_each_flow_keeps_its_server() {
     let d = Daemon::start();
-    let (a, b) = named_pair();
+    let (a, b) = UdpBackend::pair(Reply::Name);
     let v = balance(&d, &["-s", "rr"], &[(a.addr, &[]), (b.addr, &[])]);
     let clients: Vec<UdpSocket> = (0..6).map(|_| client("127.0.0.1")).collect();
     let mut firsts = String::new();
@@ -156,7 +138,7 @@ fn round_robin_alternates_per_flow_and_each_flow_keeps_its_server() {
 #[test]
 fn one_packet_scheduling_schedules_every_datagram_and_keeps_no_entry() {
     let d = Daemon::start();
-    let (a, b) = named_pair();
+    let (a, b) = UdpBackend::pair(Reply::Name);
     let v = balance(&d, &["-s", "rr", "-o"], &[(a.addr, &[]), (b.addr, &[])]);
     let c = client("127.0.0.1");
     let seq: String = (0..6).map(|_| name(&c, v)).collect();
@@ -201,7 +183,7 @@ fn only_real_servers_reach_the_client() {
 #[test]
 fn persistent_clients_stick_to_their_servers() {
     let d = Daemon::start();
-    let (a, b) = named_pair();
+    let (a, b) = UdpBackend::pair(Reply::Name);
     let v = balance(
         &d,
         &["-s", "rr", "-p", "300"],
@@ -371,7 +353,7 @@ fn a_refusing_server_ends_the_flow_and_the_next_datagram_is_scheduled_anew() {
 #[test]
 fn edits_and_quiesced_servers_keep_flows_and_removed_servers_lose_them() {
     let d = Daemon::start();
-    let (a, b) = named_pair();
+    let (a, b) = UdpBackend::pair(Reply::Name);
     let v = balance(&d, &["-s", "rr"], &[(a.addr, &[]), (b.addr, &[])]);
     let f = client("127.0.0.1");
     assert_eq!(name(&f, v), "B");
@@ -399,7 +381,7 @@ fn edits_and_quiesced_servers_keep_flows_and_removed_servers_lose_them() {
 #[test]
 fn idle_flows_expire_after_the_udp_timeout() {
     let d = Daemon::start();
-    let (a, b) = named_pair();
+    let (a, b) = UdpBackend::pair(Reply::Name);
     d.ok(&["--set", "0", "0", "1"]);
     let v = balance(&d, &["-s", "rr"], &[(a.addr, &[]), (b.addr, &[])]);
     let c = client("127.0.0.1");
@@ -416,7 +398,7 @@ fn idle_flows_expire_after_the_udp_timeout() {
 #[test]
 fn deleting_the_service_keeps_live_flows_and_takes_no_new_ones() {
     let d = Daemon::start();
-    let (a, b) = named_pair();
+    let (a, b) = UdpBackend::pair(Reply::Name);
     let v = balance(&d, &["-s", "rr"], &[(a.addr, &[])]);
     let live = client("127.0.0.1");
     assert_eq!(name(&live, v), "A");
@@ -655,26 +637,17 @@ fn a_per_source_limit_holds_back_an_answered_flood() {
 fn a_second_daemon_cannot_share_a_udp_or_tcp_vip() {
     let first = Daemon::start();
     let second = Daemon::start_logged(&[]);
-    let (a, b) = named_pair();
+    let (a, b) = UdpBackend::pair(Reply::Name);
     let v = vip();
     balance_on(&first, v, &["-s", "rr"], &[(a.addr, &[])]);
     let tcp_backend = Backend::start("T", Behaviour::Name);
     let t = SocketAddr::from(([127, 0, 0, 1], v.port()));
-    first.ok(&["-A", "-t", &t.to_string(), "-s", "rr"]);
-    first.ok(&[
-        "-a",
-        "-t",
-        &t.to_string(),
-        "-r",
-        &tcp_backend.addr.to_string(),
-        "-m",
-    ]);
-    first.wait_listening(t);
+    first.balance_on("-t", t, &["-s", "rr"], &[(tcp_backend.addr, &[])]);
 
     // The same services in a second daemon (same user, its own socket).
-    second.ok(&["-A", "-u", &v.to_string(), "-s", "rr"]);
-    second.ok(&["-a", "-u", &v.to_string(), "-r", &b.addr.to_string(), "-m"]);
-    second.ok(&["-A", "-t", &t.to_string(), "-s", "rr"]);
+    second.add_service("-u", v, &["-s", "rr"]);
+    second.set_server("-a", "-u", v, b.addr, &[]);
+    second.add_service("-t", t, &["-s", "rr"]);
     for protocol in ["udp", "tcp"] {
         let line = format!("listen {protocol} {v}: cannot listen: Address already in use");
         eventually(&line, || second.status().contains(&line));
@@ -697,7 +670,7 @@ fn a_second_daemon_cannot_share_a_udp_or_tcp_vip() {
 #[test]
 fn a_udp_real_server_that_is_the_director_itself_gets_no_flow() {
     let d = Daemon::start();
-    let (a, _b) = named_pair();
+    let (a, _b) = UdpBackend::pair(Reply::Name);
     let neighbour = balance(&d, &["-s", "rr"], &[(a.addr, &[])]);
     let v = vip();
     balance_on(&d, v, &["-s", "rr"], &[(v, &[])]);
@@ -770,7 +743,7 @@ fn persistence_templates_stay_within_their_cap_under_a_flood_of_sources() {
         "every template was free to go: its flow had ended"
     );
     // A client of an answering service still gets its template, and keeps its server.
-    let (a, b) = named_pair();
+    let (a, b) = UdpBackend::pair(Reply::Name);
     let w = balance(
         &d,
         &["-s", "rr", "-p", "3600"],

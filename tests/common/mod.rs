@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: a real `uvs run` daemon on a private
 //! socket, `uvsadm` runs against it (also under the names `ipvsadm` and
-//! `ipvsadm-save`), and a fake DNS server on loopback so name lookups never leave the
+//! `ipvsadm-save`) and the virtual services they make, TCP and UDP backends and clients
+//! on loopback, and a fake DNS server on loopback so name lookups never leave the
 //! machine. Every wait here is bounded.
 
 #![allow(dead_code)]
@@ -20,6 +21,14 @@ use simple_dns::{CLASS, Name, Packet, PacketFlag, RCODE, ResourceRecord};
 
 pub const UVS: &str = env!("CARGO_BIN_EXE_uvs");
 pub const UVSADM: &str = env!("CARGO_BIN_EXE_uvsadm");
+
+/// Writes `contents` to `path` beside it and renamed, as editors do, so that a reader
+/// (a daemon's autoreload) never sees half a file.
+pub fn write_file(path: &Path, contents: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
 
 pub fn fixture(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -136,6 +145,14 @@ impl Daemon {
     /// [`Daemon::log`] reads.
     pub fn start_logged(args: &[&str]) -> Daemon {
         Daemon::spawn(Zone::default(), args, true, None)
+    }
+
+    /// `uvs run -c CONFIG` (with these extra arguments) on a file it writes first with
+    /// `contents`, logged as by [`Daemon::start_logged`].
+    pub fn start_with_file(config: &Path, contents: &str, args: &[&str]) -> Daemon {
+        write_file(config, contents);
+        let config = config.to_str().expect("a UTF-8 path");
+        Daemon::start_logged(&[&["-c", config][..], args].concat())
     }
 
     /// As [`Daemon::start_logged`], under an open-files limit of `open_files` (soft and
@@ -295,13 +312,47 @@ impl Daemon {
 
     /// `uvs status` of this daemon.
     pub fn status(&self) -> String {
-        let out = Command::new(UVS)
-            .args(["status", "--socket"])
-            .arg(&self.socket)
-            .output()
-            .expect("uvs status");
+        let out = status_at(&self.socket).output().expect("uvs status");
         assert!(out.status.success(), "uvs status: {}", text(&out.stderr));
         text(&out.stdout)
+    }
+
+    /// Adds virtual service `kind` ("-t" or "-u") `vip` with these `-A` options.
+    pub fn add_service(&self, kind: &str, vip: std::net::SocketAddr, options: &[&str]) {
+        let v = vip.to_string();
+        self.ok(&[&["-A", kind, &v][..], options].concat());
+    }
+
+    /// `command` ("-a" to add, "-e" to edit) real server `server` of virtual service
+    /// `kind` `vip`, masqueraded, with these further options (`-w 3`...).
+    pub fn set_server(
+        &self,
+        command: &str,
+        kind: &str,
+        vip: std::net::SocketAddr,
+        server: std::net::SocketAddr,
+        extra: &[&str],
+    ) {
+        let (v, s) = (vip.to_string(), server.to_string());
+        self.ok(&[&[command, kind, &v, "-r", &s, "-m"][..], extra].concat());
+    }
+
+    /// Virtual service `kind` ("-t" or "-u") `vip` with these `-A` options and real
+    /// servers (added in this order, each with its `-a` options), once the daemon
+    /// listens on it.
+    pub fn balance_on(
+        &self,
+        kind: &str,
+        vip: std::net::SocketAddr,
+        options: &[&str],
+        servers: &[(std::net::SocketAddr, &[&str])],
+    ) {
+        self.add_service(kind, vip, options);
+        for (server, extra) in servers {
+            self.set_server("-a", kind, vip, *server, extra);
+        }
+        let protocol = if kind == "-u" { "udp" } else { "tcp" };
+        self.wait_listening_on(protocol, vip);
     }
 
     /// Waits until `uvs status` shows TCP `vip` listening (without connecting to it).
@@ -383,6 +434,21 @@ pub fn run_with_input(mut cmd: Command, input: &str) -> Output {
     child.wait_with_output().expect("wait")
 }
 
+/// `uvsadm --socket SOCKET`, for its arguments to follow: the daemon named by option
+/// rather than by environment, and nothing of [`Daemon::configure`]'s environment.
+pub fn uvsadm_at(socket: &Path) -> Command {
+    let mut cmd = Command::new(UVSADM);
+    cmd.arg("--socket").arg(socket);
+    cmd
+}
+
+/// `uvs status --socket SOCKET`, to be run.
+pub fn status_at(socket: &Path) -> Command {
+    let mut cmd = Command::new(UVS);
+    cmd.args(["status", "--socket"]).arg(socket);
+    cmd
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -394,6 +460,12 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// 127.0.0.1 and a [`free_port`]: an address for a TCP virtual service, or for a real
+/// server the test puts there.
+pub fn vip() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
 /// Sends SIGTERM to a child process (through kill(1), so the tests need no unsafe code).
@@ -447,6 +519,14 @@ pub struct Backend {
 impl Backend {
     pub fn start(name: &'static str, behaviour: Behaviour) -> Backend {
         Backend::start_on("127.0.0.1:0", name, behaviour)
+    }
+
+    /// Two backends that do the same, named A and B.
+    pub fn pair(behaviour: Behaviour) -> (Backend, Backend) {
+        (
+            Backend::start("A", behaviour),
+            Backend::start("B", behaviour),
+        )
     }
 
     pub fn start_on(bind: &str, name: &'static str, behaviour: Behaviour) -> Backend {
@@ -538,6 +618,11 @@ pub struct UdpBackend {
 impl UdpBackend {
     pub fn start(name: &'static str, reply: Reply) -> UdpBackend {
         UdpBackend::start_on("127.0.0.1:0", name, reply)
+    }
+
+    /// Two UDP backends that answer alike, named A and B.
+    pub fn pair(reply: Reply) -> (UdpBackend, UdpBackend) {
+        (UdpBackend::start("A", reply), UdpBackend::start("B", reply))
     }
 
     pub fn start_on(bind: &str, name: &'static str, reply: Reply) -> UdpBackend {
@@ -637,6 +722,15 @@ pub fn read_all(s: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     s.read_to_end(&mut out)?;
     Ok(out)
+}
+
+/// Writes `message` on `s` and reads as many bytes back: what an echo returned.
+pub fn echoed(s: &mut std::net::TcpStream, message: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    s.write_all(message).expect("write to the echo");
+    let mut back = vec![0u8; message.len()];
+    s.read_exact(&mut back).expect("read the echo back");
+    back
 }
 
 /// The name a `Behaviour::Name` backend answers through `vip`.

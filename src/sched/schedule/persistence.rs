@@ -22,10 +22,29 @@ fn tcp(addr: &str, port: u16) -> ServiceKey {
     }
 }
 
-fn table(key: ServiceKey, netmask: Netmask, servers: &[&str]) -> Table {
-    let addrs: Vec<std::net::IpAddr> = servers.iter().map(|s| s.parse().unwrap()).collect();
+/// A table of one persistent rr service `key` with real servers 10.1.0.1 and 10.1.0.2.
+fn table(key: ServiceKey, netmask: Netmask) -> Table {
+    let addrs: Vec<std::net::IpAddr> = ["10.1.0.1", "10.1.0.2"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
     let persistent = ServiceFlags(ServiceFlags::PERSISTENT);
     crate::sched::testing::table_of(key, "rr", persistent, netmask, &addrs)
+}
+
+/// Persistence by client address alone (a /32 netmask).
+const ONE_CLIENT: Netmask = Netmask::V4(Ipv4Addr::BROADCAST);
+
+fn templates() -> Templates {
+    Templates::new(Clock::new(), DEFAULT_MAX_TEMPLATES)
+}
+
+/// The templates counted on `svc`'s servers (PersistConn).
+fn persisted(svc: &Service) -> u32 {
+    svc.servers
+        .iter()
+        .map(|s| s.state.persistent_conns.load(Relaxed))
+        .sum()
 }
 
 fn packet(client: &str, local: &str) -> Packet {
@@ -45,13 +64,9 @@ fn chosen(t: &Templates, svc: &Service, client: &str, local: &str) -> String {
 #[test]
 fn clients_stick_to_their_server() {
     let key = tcp("10.0.0.1", 80);
-    let table = table(
-        key,
-        Netmask::V4(Ipv4Addr::BROADCAST),
-        &["10.1.0.1", "10.1.0.2"],
-    );
+    let table = table(key, ONE_CLIENT);
     let svc = table.service(&key).unwrap();
-    let t = Templates::new(Clock::new(), DEFAULT_MAX_TEMPLATES);
+    let t = templates();
     let a = chosen(&t, svc, "127.0.0.2:1000", "10.0.0.1:80");
     let b = chosen(&t, svc, "127.0.0.3:1000", "10.0.0.1:80");
     assert_ne!(a, b, "rr spreads new clients");
@@ -66,13 +81,9 @@ fn clients_stick_to_their_server() {
         );
     }
     assert_eq!(t.len(), 2);
-    let persisted: u32 = svc
-        .servers
-        .iter()
-        .map(|s| s.state.persistent_conns.load(Relaxed))
-        .sum();
     assert_eq!(
-        persisted, 2,
+        persisted(svc),
+        2,
         "one template per client, counted in PersistConn"
     );
     let listed = t.entries();
@@ -91,13 +102,9 @@ fn clients_stick_to_their_server() {
 #[test]
 fn the_netmask_groups_clients() {
     let key = tcp("10.0.0.1", 80);
-    let table = table(
-        key,
-        Netmask::V4("255.255.255.0".parse().unwrap()),
-        &["10.1.0.1", "10.1.0.2"],
-    );
+    let table = table(key, Netmask::V4("255.255.255.0".parse().unwrap()));
     let svc = table.service(&key).unwrap();
-    let t = Templates::new(Clock::new(), DEFAULT_MAX_TEMPLATES);
+    let t = templates();
     let first = chosen(&t, svc, "127.0.0.2:1000", "10.0.0.1:80");
     for c in 3..9 {
         assert_eq!(
@@ -115,13 +122,9 @@ fn fwmark_persistence_spans_ports_and_protocols() {
         mark: 5,
         family: Family::Inet,
     };
-    let table = table(
-        key,
-        Netmask::V4(Ipv4Addr::BROADCAST),
-        &["10.1.0.1", "10.1.0.2"],
-    );
+    let table = table(key, ONE_CLIENT);
     let svc = table.service(&key).unwrap();
-    let t = Templates::new(Clock::new(), DEFAULT_MAX_TEMPLATES);
+    let t = templates();
     let first = chosen(&t, svc, "127.0.0.2:1000", "10.0.0.1:80");
     assert_eq!(chosen(&t, svc, "127.0.0.2:1001", "10.0.0.1:443"), first);
     assert_eq!(chosen(&t, svc, "127.0.0.2:1002", "10.0.0.2:8443"), first);
@@ -134,13 +137,9 @@ fn fwmark_persistence_spans_ports_and_protocols() {
 #[test]
 fn port_zero_services_persist_across_ports() {
     let key = tcp("10.0.0.1", 0);
-    let table = table(
-        key,
-        Netmask::V4(Ipv4Addr::BROADCAST),
-        &["10.1.0.1", "10.1.0.2"],
-    );
+    let table = table(key, ONE_CLIENT);
     let svc = table.service(&key).unwrap();
-    let t = Templates::new(Clock::new(), DEFAULT_MAX_TEMPLATES);
+    let t = templates();
     let first = chosen(&t, svc, "127.0.0.2:1000", "10.0.0.1:80");
     assert_eq!(chosen(&t, svc, "127.0.0.2:1001", "10.0.0.1:443"), first);
     assert_eq!(t.entries()[0].virtual_port, 0);
@@ -149,12 +148,8 @@ fn port_zero_services_persist_across_ports() {
 #[test]
 fn a_removed_server_is_not_used_and_quiesced_ones_keep_their_clients() {
     let key = tcp("10.0.0.1", 80);
-    let mut table = table(
-        key,
-        Netmask::V4(Ipv4Addr::BROADCAST),
-        &["10.1.0.1", "10.1.0.2"],
-    );
-    let t = Templates::new(Clock::new(), DEFAULT_MAX_TEMPLATES);
+    let mut table = table(key, ONE_CLIENT);
+    let t = templates();
     let svc = Arc::clone(table.service(&key).unwrap());
     let home = chosen(&t, &svc, "127.0.0.2:1000", "10.0.0.1:80");
     // Quiesce it: the client keeps it (expire_quiescent_template off).
@@ -199,11 +194,7 @@ fn a_removed_server_is_not_used_and_quiesced_ones_keep_their_clients() {
 #[test]
 fn at_the_cap_an_unused_template_makes_room_and_templates_in_use_stay() {
     let key = tcp("10.0.0.1", 80);
-    let table = table(
-        key,
-        Netmask::V4(Ipv4Addr::BROADCAST),
-        &["10.1.0.1", "10.1.0.2"],
-    );
+    let table = table(key, ONE_CLIENT);
     let svc = table.service(&key).unwrap();
     let t = Templates::new(Clock::new(), 3);
     let choose = |client: &str| {
@@ -230,10 +221,5 @@ fn at_the_cap_an_unused_template_makes_room_and_templates_in_use_stay() {
     for (c, h) in ["127.0.0.3:2", "127.0.0.4:2"].iter().zip(&held[1..]) {
         assert_eq!(choose(c).server.addr, h.server.addr);
     }
-    let persisted: u32 = svc
-        .servers
-        .iter()
-        .map(|s| s.state.persistent_conns.load(Relaxed))
-        .sum();
-    assert_eq!(persisted, 3, "PersistConn counts the templates held");
+    assert_eq!(persisted(svc), 3, "PersistConn counts the templates held");
 }
