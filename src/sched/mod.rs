@@ -16,6 +16,7 @@
 
 mod dh;
 mod fo;
+mod hashed;
 mod lblc;
 mod lblcr;
 mod lc;
