@@ -72,7 +72,8 @@ impl Used for Entry {
     }
 }
 
-#[derive(Debug)]
+/// A clone shares the cache: the state carries over list changes.
+#[derive(Debug, Clone)]
 pub struct LocalityLeastConnection {
     cache: Arc<Mutex<Cache<Entry>>>,
 }
@@ -126,9 +127,7 @@ impl Algorithm for LocalityLeastConnection {
 
     fn next(&self, _: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {
         // No add/del/upd hooks in the kernel: the cache carries over.
-        Box::new(LocalityLeastConnection {
-            cache: Arc::clone(&self.cache),
-        })
+        Box::new(self.clone())
     }
 }
 

@@ -32,7 +32,8 @@ impl Used for Entry {
     }
 }
 
-#[derive(Debug)]
+/// A clone shares the cache: the state carries over list changes.
+#[derive(Debug, Clone)]
 pub struct LocalityReplicated {
     cache: Arc<Mutex<Cache<Entry>>>,
 }
@@ -141,9 +142,8 @@ impl Algorithm for LocalityReplicated {
     }
 
     fn next(&self, _: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {
-        Box::new(LocalityReplicated {
-            cache: Arc::clone(&self.cache),
-        })
+        // No add/del/upd hooks in the kernel: the cache carries over.
+        Box::new(self.clone())
     }
 }
 
