@@ -1,14 +1,14 @@
 //! Weighted failover (ip_vs_fo.c): the usable server with the highest weight, the first
 //! one on a tie.
 
-use super::{Stateless, heaviest};
+use super::{NoDestHooks, Packet, heaviest};
 use crate::table::RealServer;
 
 #[derive(Debug, Clone, Copy)]
 pub struct WeightedFailover;
 
-impl Stateless for WeightedFailover {
-    fn choose(servers: &[RealServer]) -> Option<usize> {
+impl NoDestHooks for WeightedFailover {
+    fn choose(&self, servers: &[RealServer], _: &Packet) -> Option<usize> {
         heaviest(servers, |_| true)
     }
 }

@@ -1,14 +1,14 @@
 //! Least connection (ip_vs_lc.c): the usable server with the smallest overhead
 //! (`active * 256 + inactive`); the first one on a tie.
 
-use super::{Stateless, least_by};
+use super::{NoDestHooks, Packet, least_by};
 use crate::table::RealServer;
 
 #[derive(Debug, Clone, Copy)]
 pub struct LeastConnection;
 
-impl Stateless for LeastConnection {
-    fn choose(servers: &[RealServer]) -> Option<usize> {
+impl NoDestHooks for LeastConnection {
+    fn choose(&self, servers: &[RealServer], _: &Packet) -> Option<usize> {
         least_by(servers, |_| true, |s| s.state.overhead())
     }
 }

@@ -12,7 +12,8 @@
 //!
 //! The loops several schedulers share are here (least by a key, weighted least,
 //! heaviest) and in `hashed` (sh's and mh's table lookup with fallback); the schedulers
-//! without state implement `Stateless`, which makes them an [`Algorithm`].
+//! without add/del/upd_dest hooks in the kernel implement `NoDestHooks`, which makes them
+//! an [`Algorithm`].
 
 mod dh;
 mod fo;
@@ -181,20 +182,22 @@ pub trait Algorithm: Send + Sync + fmt::Debug {
     fn next(&self, servers: &[RealServer], change: &ListChange) -> Box<dyn Algorithm>;
 }
 
-/// A scheduler with no state (the kernel's without `sched_data`: lc, wlc, sed, nq, fo,
-/// ovf, none) that looks at nothing but the servers. It is its own next state.
-trait Stateless: fmt::Debug + Send + Sync + Copy + 'static {
-    /// [`Algorithm::pick`], from the servers' weights and counts alone.
-    fn choose(servers: &[RealServer]) -> Option<usize>;
+/// A scheduler the kernel gives no add_dest/del_dest/upd_dest hook (lc, wlc, sed, nq, fo,
+/// ovf, none: no state; lblc, lblcr: a cache of destinations): a change of the server
+/// list leaves its state as it is, so its next state is a clone of it (which shares
+/// whatever state it has).
+trait NoDestHooks: fmt::Debug + Send + Sync + Clone + 'static {
+    /// [`Algorithm::pick`], for schedulers that do not look at the service's flags.
+    fn choose(&self, servers: &[RealServer], packet: &Packet) -> Option<usize>;
 }
 
-impl<T: Stateless> Algorithm for T {
-    fn pick(&self, servers: &[RealServer], _: ServiceFlags, _: &Packet) -> Option<usize> {
-        T::choose(servers)
+impl<T: NoDestHooks> Algorithm for T {
+    fn pick(&self, servers: &[RealServer], _: ServiceFlags, packet: &Packet) -> Option<usize> {
+        self.choose(servers, packet)
     }
 
     fn next(&self, _: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {
-        Box::new(*self)
+        Box::new(self.clone())
     }
 }
 
@@ -202,8 +205,8 @@ impl<T: Stateless> Algorithm for T {
 #[derive(Debug, Clone, Copy)]
 struct NoScheduler;
 
-impl Stateless for NoScheduler {
-    fn choose(_: &[RealServer]) -> Option<usize> {
+impl NoDestHooks for NoScheduler {
+    fn choose(&self, _: &[RealServer], _: &Packet) -> Option<usize> {
         None
     }
 }

@@ -1,14 +1,14 @@
 //! Never queue (ip_vs_nq.c): an idle server (no active connection) if there is one, the
 //! first such; otherwise shortest expected delay.
 
-use super::{Stateless, usable, weighted_least};
+use super::{NoDestHooks, Packet, usable, weighted_least};
 use crate::table::RealServer;
 
 #[derive(Debug, Clone, Copy)]
 pub struct NeverQueue;
 
-impl Stateless for NeverQueue {
-    fn choose(servers: &[RealServer]) -> Option<usize> {
+impl NoDestHooks for NeverQueue {
+    fn choose(&self, servers: &[RealServer], _: &Packet) -> Option<usize> {
         // The kernel returns the first idle server it meets; with none, its scan is
         // sed's.
         (servers.iter())

@@ -1,14 +1,14 @@
 //! Overflow (ip_vs_ovf.c): the highest-weight server whose active connections do not
 //! exceed its weight; when it is full, the next one in weight order.
 
-use super::{Stateless, heaviest};
+use super::{NoDestHooks, Packet, heaviest};
 use crate::table::RealServer;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Overflow;
 
-impl Stateless for Overflow {
-    fn choose(servers: &[RealServer]) -> Option<usize> {
+impl NoDestHooks for Overflow {
+    fn choose(&self, servers: &[RealServer], _: &Packet) -> Option<usize> {
         heaviest(servers, |s| s.state.active() <= s.weight)
     }
 }

@@ -1,14 +1,14 @@
 //! Shortest expected delay (ip_vs_sed.c): the smallest (active + 1) / weight; inactive
 //! connections do not count.
 
-use super::{Stateless, weighted_least};
+use super::{NoDestHooks, Packet, weighted_least};
 use crate::table::RealServer;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ShortestExpectedDelay;
 
-impl Stateless for ShortestExpectedDelay {
-    fn choose(servers: &[RealServer]) -> Option<usize> {
+impl NoDestHooks for ShortestExpectedDelay {
+    fn choose(&self, servers: &[RealServer], _: &Packet) -> Option<usize> {
         weighted_least(servers, |s| u64::from(s.state.active()) + 1)
     }
 }

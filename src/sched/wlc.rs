@@ -1,14 +1,14 @@
 //! Weighted least connection, IPVS's default (ip_vs_wlc.c): the smallest
 //! overhead / weight, compared as `loh * w_d > doh * w_least`.
 
-use super::{Stateless, weighted_least};
+use super::{NoDestHooks, Packet, weighted_least};
 use crate::table::RealServer;
 
 #[derive(Debug, Clone, Copy)]
 pub struct WeightedLeastConnection;
 
-impl Stateless for WeightedLeastConnection {
-    fn choose(servers: &[RealServer]) -> Option<usize> {
+impl NoDestHooks for WeightedLeastConnection {
+    fn choose(&self, servers: &[RealServer], _: &Packet) -> Option<usize> {
         weighted_least(servers, |s| s.state.overhead())
     }
 }
