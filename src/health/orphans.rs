@@ -391,11 +391,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
 /// those files (CONFIG_PROC_CHILDREN), every process whose parent this is. Either may
 /// miss a child being created or ending meanwhile: the next pass finds it.
 fn children() -> Result<Vec<u32>, OrphanError> {
-    let tasks = PathBuf::from("/proc/self/task");
-    let listing = std::fs::read_dir(&tasks).map_err(|source| OrphanError::Children {
-        path: tasks.clone(),
-        source,
-    })?;
+    let listing = read_proc_dir("/proc/self/task")?;
     let mut pids = Vec::new();
     for task in listing.flatten() {
         match std::fs::read_to_string(task.path().join("children")) {
@@ -414,17 +410,22 @@ fn children() -> Result<Vec<u32>, OrphanError> {
 
 /// Every process whose parent is this one, from /proc/PID/stat.
 fn children_by_scan() -> Result<Vec<u32>, OrphanError> {
-    let proc = PathBuf::from("/proc");
-    let listing = std::fs::read_dir(&proc).map_err(|source| OrphanError::Children {
-        path: proc.clone(),
-        source,
-    })?;
+    let listing = read_proc_dir("/proc")?;
     let me = std::process::id();
     Ok(listing
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| stat(pid).is_some_and(|s| s.ppid == me))
         .collect())
+}
+
+/// The entries of a /proc directory that children are looked for in. Errors:
+/// [`OrphanError::Children`], with the directory.
+fn read_proc_dir(dir: &str) -> Result<std::fs::ReadDir, OrphanError> {
+    std::fs::read_dir(dir).map_err(|source| OrphanError::Children {
+        path: dir.into(),
+        source,
+    })
 }
 
 /// "12 34 56 ": the pids of a children file.

@@ -152,32 +152,44 @@ impl Transfer<'_> {
         tokio::pin!(inward, outward);
         let (mut in_done, mut out_done) = (false, false);
         while !(in_done && out_done) {
-            tokio::select! {
+            let ended = tokio::select! {
                 r = &mut inward, if !in_done => {
-                    if let Err(e) = r {
-                        tracing::debug!(client = %self.conn.client, error = %e, "client side failed");
-                        return End::Reset;
-                    }
                     in_done = true;
-                    if !out_done {
-                        // The client closed first: IPVS's CLOSE_WAIT.
-                        self.conn.set_state(State::CloseWait);
-                    }
+                    self.ended(Way::In, r, !out_done)
                 }
                 r = &mut outward, if !out_done => {
-                    if let Err(e) = r {
-                        tracing::debug!(server = %self.conn.dest, error = %e, "server side failed");
-                        return End::Reset;
-                    }
                     out_done = true;
-                    if !in_done {
-                        // The real server closed first: FIN_WAIT.
-                        self.conn.set_state(State::FinWait);
-                    }
+                    self.ended(Way::Out, r, !in_done)
                 }
+            };
+            if ended.is_err() {
+                return End::Reset;
             }
         }
         End::Closed
+    }
+
+    /// One way is done. Err (logged) if it failed: the transfer ends in a reset. If it
+    /// closed in order and `first`, the connection takes the state IPVS gives the first
+    /// FIN of that way: CLOSE_WAIT when the client closed first, FIN_WAIT when the real
+    /// server did.
+    fn ended(&self, way: Way, result: io::Result<()>, first: bool) -> io::Result<()> {
+        if let Err(e) = &result {
+            match way {
+                Way::In => {
+                    tracing::debug!(client = %self.conn.client, error = %e, "client side failed")
+                }
+                Way::Out => {
+                    tracing::debug!(server = %self.conn.dest, error = %e, "server side failed")
+                }
+            }
+        } else if first {
+            self.conn.set_state(match way {
+                Way::In => State::CloseWait,
+                Way::Out => State::FinWait,
+            });
+        }
+        result
     }
 }
 

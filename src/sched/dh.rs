@@ -1,7 +1,7 @@
 //! Destination hashing (ip_vs_dh.c): 256 buckets, one server per bucket in list order,
 //! chosen by the address the client reached.
 
-use super::{Algorithm, ListChange, Packet};
+use super::{Algorithm, ListChange, Packet, usable};
 use crate::table::key::addr_fold;
 use crate::table::{RealServer, ServiceFlags};
 
@@ -27,7 +27,7 @@ impl Algorithm for DestinationHashing {
             (u64::from(addr_fold(&packet.local.ip())).wrapping_mul(2_654_435_761) & 255) as usize;
         let i = self.buckets[h]? as usize;
         let s = servers.get(i)?;
-        (s.weight > 0 && !s.state.is_overloaded()).then_some(i)
+        usable(s).then_some(i)
     }
 
     fn next(&self, servers: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {

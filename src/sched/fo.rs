@@ -1,25 +1,15 @@
 //! Weighted failover (ip_vs_fo.c): the usable server with the highest weight, the first
 //! one on a tie.
 
-use super::{Algorithm, ListChange, Packet};
-use crate::table::{RealServer, ServiceFlags};
+use super::{NoDestHooks, Packet, heaviest};
+use crate::table::RealServer;
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct WeightedFailover;
 
-impl Algorithm for WeightedFailover {
-    fn pick(&self, servers: &[RealServer], _: ServiceFlags, _: &Packet) -> Option<usize> {
-        let mut best: Option<(usize, u32)> = None;
-        for (i, s) in servers.iter().enumerate() {
-            if !s.state.is_overloaded() && s.weight > best.map_or(0, |(_, w)| w) {
-                best = Some((i, s.weight));
-            }
-        }
-        best.map(|(i, _)| i)
-    }
-
-    fn next(&self, _: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {
-        Box::new(WeightedFailover)
+impl NoDestHooks for WeightedFailover {
+    fn choose(&self, servers: &[RealServer], _: &Packet) -> Option<usize> {
+        heaviest(servers, |_| true)
     }
 }
 

@@ -10,9 +10,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Algorithm, ListChange, Packet, position, weighted_least};
+use super::{NoDestHooks, Packet, position, weighted_least};
 use crate::lock::Locked;
-use crate::table::{RealServer, ServerKey, ServiceFlags};
+use crate::table::{RealServer, ServerKey};
 
 /// sysctl lblc_expiration default.
 pub(super) const EXPIRATION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -72,7 +72,8 @@ impl Used for Entry {
     }
 }
 
-#[derive(Debug)]
+/// A clone shares the cache (its next state, see `NoDestHooks`).
+#[derive(Debug, Clone)]
 pub struct LocalityLeastConnection {
     cache: Arc<Mutex<Cache<Entry>>>,
 }
@@ -94,8 +95,8 @@ impl LocalityLeastConnection {
     }
 }
 
-impl Algorithm for LocalityLeastConnection {
-    fn pick(&self, servers: &[RealServer], _: ServiceFlags, packet: &Packet) -> Option<usize> {
+impl NoDestHooks for LocalityLeastConnection {
+    fn choose(&self, servers: &[RealServer], packet: &Packet) -> Option<usize> {
         let now = Instant::now();
         let daddr = packet.local.ip();
         let mut cache = self.cache.locked();
@@ -122,13 +123,6 @@ impl Algorithm for LocalityLeastConnection {
             );
         }
         Some(chosen)
-    }
-
-    fn next(&self, _: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {
-        // No add/del/upd hooks in the kernel: the cache carries over.
-        Box::new(LocalityLeastConnection {
-            cache: Arc::clone(&self.cache),
-        })
     }
 }
 

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::lblc::{Cache, EXPIRATION, Used, is_overloaded};
-use super::{Algorithm, ListChange, Packet, position, weighted_least};
+use super::{NoDestHooks, Packet, position, weighted_least};
 use crate::lock::Locked;
-use crate::table::{RealServer, RealServerState, ServerKey, ServiceFlags};
+use crate::table::{RealServer, RealServerState, ServerKey};
 
 #[derive(Debug, Clone)]
 struct Member {
@@ -32,7 +32,8 @@ impl Used for Entry {
     }
 }
 
-#[derive(Debug)]
+/// A clone shares the cache (its next state, see `NoDestHooks`).
+#[derive(Debug, Clone)]
 pub struct LocalityReplicated {
     cache: Arc<Mutex<Cache<Entry>>>,
 }
@@ -98,8 +99,8 @@ fn set_max(set: &[Member]) -> Option<ServerKey> {
     Some(most.key)
 }
 
-impl Algorithm for LocalityReplicated {
-    fn pick(&self, servers: &[RealServer], _: ServiceFlags, packet: &Packet) -> Option<usize> {
+impl NoDestHooks for LocalityReplicated {
+    fn choose(&self, servers: &[RealServer], packet: &Packet) -> Option<usize> {
         let now = Instant::now();
         let daddr = packet.local.ip();
         let mut cache = self.cache.locked();
@@ -138,12 +139,6 @@ impl Algorithm for LocalityReplicated {
             entry.last_modified = now;
         }
         Some(chosen)
-    }
-
-    fn next(&self, _: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {
-        Box::new(LocalityReplicated {
-            cache: Arc::clone(&self.cache),
-        })
     }
 }
 

@@ -1,29 +1,15 @@
 //! Least connection (ip_vs_lc.c): the usable server with the smallest overhead
 //! (`active * 256 + inactive`); the first one on a tie.
 
-use super::{Algorithm, ListChange, Packet};
-use crate::table::{RealServer, ServiceFlags};
+use super::{NoDestHooks, Packet, least_by};
+use crate::table::RealServer;
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct LeastConnection;
 
-impl Algorithm for LeastConnection {
-    fn pick(&self, servers: &[RealServer], _: ServiceFlags, _: &Packet) -> Option<usize> {
-        let mut least: Option<(usize, u64)> = None;
-        for (i, s) in servers.iter().enumerate() {
-            if s.state.is_overloaded() || s.weight == 0 {
-                continue;
-            }
-            let doh = s.state.overhead();
-            if least.is_none_or(|(_, loh)| doh < loh) {
-                least = Some((i, doh));
-            }
-        }
-        least.map(|(i, _)| i)
-    }
-
-    fn next(&self, _: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {
-        Box::new(LeastConnection)
+impl NoDestHooks for LeastConnection {
+    fn choose(&self, servers: &[RealServer], _: &Packet) -> Option<usize> {
+        least_by(servers, |_| true, |s| s.state.overhead())
     }
 }
 

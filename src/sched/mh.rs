@@ -6,7 +6,7 @@
 //! mh-fallback its clients are re-hashed.
 
 use super::siphash::hsiphash_u32;
-use super::{Algorithm, ListChange, Packet, gcd_of};
+use super::{Algorithm, ListChange, Packet, gcd_of, hashed};
 use crate::table::key::addr_fold;
 use crate::table::{RealServer, ServiceFlags};
 
@@ -102,10 +102,6 @@ fn populate(servers: &[RealServer]) -> Vec<Option<u32>> {
     }
 }
 
-fn available(s: &RealServer) -> bool {
-    s.weight > 0 && !s.state.is_overloaded()
-}
-
 impl Maglev {
     pub fn new(servers: &[RealServer]) -> Maglev {
         Maglev {
@@ -116,33 +112,8 @@ impl Maglev {
 
 impl Algorithm for Maglev {
     fn pick(&self, servers: &[RealServer], flags: ServiceFlags, packet: &Packet) -> Option<usize> {
-        let port = if flags.has(ServiceFlags::SCHED2) {
-            packet.client.port()
-        } else {
-            0
-        };
-        let addr = addr_fold(&packet.client.ip());
-        let at = |offset: u32| {
-            let slot = hashkey(addr, port, KEY1, offset) % TAB_SIZE;
-            self.lookup[slot as usize]
-                .map(|i| i as usize)
-                .filter(|i| *i < servers.len())
-        };
-        let ihash = hashkey(addr, port, KEY1, 0) % TAB_SIZE;
-        let first = at(0)?;
-        if available(&servers[first]) {
-            return Some(first);
-        }
-        if !flags.has(ServiceFlags::SCHED1) {
-            return None;
-        }
-        for offset in 0..TAB_SIZE {
-            let i = at((offset + ihash) % TAB_SIZE)?;
-            if available(&servers[i]) {
-                return Some(i);
-            }
-        }
-        None
+        let slot = |addr, port, offset| (hashkey(addr, port, KEY1, offset) % TAB_SIZE) as usize;
+        hashed::pick(&self.lookup, slot, servers, flags, packet)
     }
 
     fn next(&self, servers: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {

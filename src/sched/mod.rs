@@ -9,9 +9,15 @@
 //! [`Algorithm::pick`] for each new connection (or flow) with the snapshot's servers, in
 //! IPVS's list order (newest first), through [`schedule()`](schedule::schedule), which
 //! adds persistence templates and the retry order.
+//!
+//! The loops several schedulers share are here (least by a key, weighted least,
+//! heaviest) and in `hashed` (sh's and mh's table lookup with fallback); the schedulers
+//! without add/del/upd_dest hooks in the kernel implement `NoDestHooks`, which makes them
+//! an [`Algorithm`].
 
 mod dh;
 mod fo;
+mod hashed;
 mod lblc;
 mod lblcr;
 mod lc;
@@ -26,6 +32,7 @@ mod siphash;
 mod wlc;
 mod wrr;
 
+use std::cmp::Reverse;
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -175,17 +182,32 @@ pub trait Algorithm: Send + Sync + fmt::Debug {
     fn next(&self, servers: &[RealServer], change: &ListChange) -> Box<dyn Algorithm>;
 }
 
-/// The kernel's "none" scheduler: nothing is ever picked.
-#[derive(Debug)]
-struct NoScheduler;
+/// A scheduler the kernel gives no add_dest/del_dest/upd_dest hook (lc, wlc, sed, nq, fo,
+/// ovf, none: no state; lblc, lblcr: a cache of destinations): a change of the server
+/// list leaves its state as it is, so its next state is a clone of it (which shares
+/// whatever state it has).
+trait NoDestHooks: fmt::Debug + Send + Sync + Clone + 'static {
+    /// [`Algorithm::pick`], for schedulers that do not look at the service's flags.
+    fn choose(&self, servers: &[RealServer], packet: &Packet) -> Option<usize>;
+}
 
-impl Algorithm for NoScheduler {
-    fn pick(&self, _: &[RealServer], _: ServiceFlags, _: &Packet) -> Option<usize> {
-        None
+impl<T: NoDestHooks> Algorithm for T {
+    fn pick(&self, servers: &[RealServer], _: ServiceFlags, packet: &Packet) -> Option<usize> {
+        self.choose(servers, packet)
     }
 
     fn next(&self, _: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {
-        Box::new(NoScheduler)
+        Box::new(self.clone())
+    }
+}
+
+/// The kernel's "none" scheduler: nothing is ever picked.
+#[derive(Debug, Clone, Copy)]
+struct NoScheduler;
+
+impl NoDestHooks for NoScheduler {
+    fn choose(&self, _: &[RealServer], _: &Packet) -> Option<usize> {
+        None
     }
 }
 
@@ -241,6 +263,26 @@ impl Cursor {
     fn find(&self, servers: &[RealServer]) -> Option<usize> {
         locate(servers, &self.key, self.index)
     }
+}
+
+/// The first usable server `eligible` accepts with the smallest `key`: a later one wins
+/// only with a strictly smaller key (the kernel's `doh < loh` in lc, `w > hw` in fo and
+/// ovf), so ties go to the first in list order.
+fn least_by<K: Ord>(
+    servers: &[RealServer],
+    eligible: impl Fn(&RealServer) -> bool,
+    key: impl Fn(&RealServer) -> K,
+) -> Option<usize> {
+    // min_by_key keeps the first of equal minima.
+    (servers.iter().enumerate())
+        .filter(|(_, s)| usable(s) && eligible(s))
+        .min_by_key(|(_, s)| key(s))
+        .map(|(i, _)| i)
+}
+
+/// The first usable server `eligible` accepts with the highest weight: fo and ovf.
+fn heaviest(servers: &[RealServer], eligible: impl Fn(&RealServer) -> bool) -> Option<usize> {
+    least_by(servers, eligible, |s| Reverse(s.weight))
 }
 
 /// Least weighted overhead (`loh * w_d > doh * w_least` switches), from the first usable

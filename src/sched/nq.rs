@@ -1,36 +1,19 @@
 //! Never queue (ip_vs_nq.c): an idle server (no active connection) if there is one, the
 //! first such; otherwise shortest expected delay.
 
-use super::{Algorithm, ListChange, Packet};
-use crate::table::{RealServer, ServiceFlags};
+use super::{NoDestHooks, Packet, usable, weighted_least};
+use crate::table::RealServer;
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct NeverQueue;
 
-impl Algorithm for NeverQueue {
-    fn pick(&self, servers: &[RealServer], _: ServiceFlags, _: &Packet) -> Option<usize> {
-        let mut least: Option<(usize, u64)> = None;
-        for (i, s) in servers.iter().enumerate() {
-            if s.state.is_overloaded() || s.weight == 0 {
-                continue;
-            }
-            let doh = u64::from(s.state.active()) + 1;
-            if s.state.active() == 0 {
-                return Some(i);
-            }
-            let better = least.is_none_or(|(l, loh)| {
-                u128::from(loh) * u128::from(s.weight)
-                    > u128::from(doh) * u128::from(servers[l].weight)
-            });
-            if better {
-                least = Some((i, doh));
-            }
-        }
-        least.map(|(i, _)| i)
-    }
-
-    fn next(&self, _: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {
-        Box::new(NeverQueue)
+impl NoDestHooks for NeverQueue {
+    fn choose(&self, servers: &[RealServer], _: &Packet) -> Option<usize> {
+        // The kernel returns the first idle server it meets; with none, its scan is
+        // sed's.
+        (servers.iter())
+            .position(|s| usable(s) && s.state.active() == 0)
+            .or_else(|| weighted_least(servers, |s| u64::from(s.state.active()) + 1))
     }
 }
 

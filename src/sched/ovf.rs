@@ -1,29 +1,15 @@
 //! Overflow (ip_vs_ovf.c): the highest-weight server whose active connections do not
 //! exceed its weight; when it is full, the next one in weight order.
 
-use super::{Algorithm, ListChange, Packet};
-use crate::table::{RealServer, ServiceFlags};
+use super::{NoDestHooks, Packet, heaviest};
+use crate::table::RealServer;
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Overflow;
 
-impl Algorithm for Overflow {
-    fn pick(&self, servers: &[RealServer], _: ServiceFlags, _: &Packet) -> Option<usize> {
-        let mut best: Option<(usize, u32)> = None;
-        for (i, s) in servers.iter().enumerate() {
-            let w = s.weight;
-            if s.state.is_overloaded() || s.state.active() > w || w == 0 {
-                continue;
-            }
-            if best.is_none_or(|(_, hw)| w > hw) {
-                best = Some((i, w));
-            }
-        }
-        best.map(|(i, _)| i)
-    }
-
-    fn next(&self, _: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {
-        Box::new(Overflow)
+impl NoDestHooks for Overflow {
+    fn choose(&self, servers: &[RealServer], _: &Packet) -> Option<usize> {
+        heaviest(servers, |s| s.state.active() <= s.weight)
     }
 }
 

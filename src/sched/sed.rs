@@ -1,19 +1,15 @@
 //! Shortest expected delay (ip_vs_sed.c): the smallest (active + 1) / weight; inactive
 //! connections do not count.
 
-use super::{Algorithm, ListChange, Packet, weighted_least};
-use crate::table::{RealServer, ServiceFlags};
+use super::{NoDestHooks, Packet, weighted_least};
+use crate::table::RealServer;
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct ShortestExpectedDelay;
 
-impl Algorithm for ShortestExpectedDelay {
-    fn pick(&self, servers: &[RealServer], _: ServiceFlags, _: &Packet) -> Option<usize> {
+impl NoDestHooks for ShortestExpectedDelay {
+    fn choose(&self, servers: &[RealServer], _: &Packet) -> Option<usize> {
         weighted_least(servers, |s| u64::from(s.state.active()) + 1)
-    }
-
-    fn next(&self, _: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {
-        Box::new(ShortestExpectedDelay)
     }
 }
 

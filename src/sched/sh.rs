@@ -3,8 +3,7 @@
 //! port, with sh-port) picks the bucket. With sh-fallback an unavailable server's
 //! clients are re-hashed around the table; without it they get nothing.
 
-use super::{Algorithm, ListChange, Packet};
-use crate::table::key::addr_fold;
+use super::{Algorithm, ListChange, Packet, hashed};
 use crate::table::{RealServer, ServiceFlags};
 
 const TAB_BITS: u32 = 8;
@@ -36,13 +35,10 @@ pub(super) fn weighted_buckets(servers: &[RealServer]) -> Vec<Option<u32>> {
         .collect()
 }
 
+/// `ip_vs_sh_hashkey`: the bucket of a client address and port, at `offset`.
 fn hash(addr: u32, port: u16, offset: u32) -> usize {
     let mixed = u64::from(port).wrapping_add(u64::from(addr)) & 0xffff_ffff;
     ((u64::from(offset) + mixed.wrapping_mul(2_654_435_761)) & TAB_MASK) as usize
-}
-
-fn available(s: &RealServer) -> bool {
-    s.weight > 0 && !s.state.is_overloaded()
 }
 
 impl SourceHashing {
@@ -55,33 +51,7 @@ impl SourceHashing {
 
 impl Algorithm for SourceHashing {
     fn pick(&self, servers: &[RealServer], flags: ServiceFlags, packet: &Packet) -> Option<usize> {
-        let port = if flags.has(ServiceFlags::SCHED2) {
-            packet.client.port()
-        } else {
-            0
-        };
-        let addr = addr_fold(&packet.client.ip());
-        let at = |h: usize| {
-            self.buckets[h]
-                .map(|i| i as usize)
-                .filter(|i| *i < servers.len())
-        };
-        let first = at(hash(addr, port, 0))?;
-        if available(&servers[first]) {
-            return Some(first);
-        }
-        if !flags.has(ServiceFlags::SCHED1) {
-            return None;
-        }
-        let ihash = hash(addr, port, 0);
-        for offset in 0..TAB_SIZE {
-            let roffset = (offset + ihash) % TAB_SIZE;
-            let i = at(hash(addr, port, roffset as u32))?;
-            if available(&servers[i]) {
-                return Some(i);
-            }
-        }
-        None
+        hashed::pick(&self.buckets, hash, servers, flags, packet)
     }
 
     fn next(&self, servers: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {

@@ -1,19 +1,15 @@
 //! Weighted least connection, IPVS's default (ip_vs_wlc.c): the smallest
 //! overhead / weight, compared as `loh * w_d > doh * w_least`.
 
-use super::{Algorithm, ListChange, Packet, weighted_least};
-use crate::table::{RealServer, ServiceFlags};
+use super::{NoDestHooks, Packet, weighted_least};
+use crate::table::RealServer;
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct WeightedLeastConnection;
 
-impl Algorithm for WeightedLeastConnection {
-    fn pick(&self, servers: &[RealServer], _: ServiceFlags, _: &Packet) -> Option<usize> {
+impl NoDestHooks for WeightedLeastConnection {
+    fn choose(&self, servers: &[RealServer], _: &Packet) -> Option<usize> {
         weighted_least(servers, |s| s.state.overhead())
-    }
-
-    fn next(&self, _: &[RealServer], _: &ListChange) -> Box<dyn Algorithm> {
-        Box::new(WeightedLeastConnection)
     }
 }
 

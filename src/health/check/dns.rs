@@ -94,15 +94,14 @@ mod tests {
 
     use tokio::net::UdpSocket;
 
-    use super::super::testing::{build_and_probe, everything, negotiate};
+    use super::super::testing::{build_and_probe, built_from_everything, negotiate};
     use super::*;
-    use crate::config::{CheckKind, NegotiateService};
+    use crate::config::NegotiateService;
 
     #[test]
     fn keeps_only_its_own_settings() {
-        let settings = everything(CheckKind::Negotiate, Some(NegotiateService::Dns));
         assert_eq!(
-            Dns::build(&settings).unwrap(),
+            built_from_everything(NegotiateService::Dns, Dns::build),
             Dns {
                 name: "health".into(),
                 receive: Some(Receive::new("^ok").unwrap()),

@@ -100,17 +100,16 @@ mod tests {
     use super::super::receive::COMPILED;
     use tokio::io::AsyncReadExt;
 
-    use super::super::testing::{endpoint, everything, negotiate};
+    use super::super::testing::{built_from_everything, endpoint, negotiate};
     use super::super::{build, probe};
     use super::*;
-    use crate::config::{CheckKind, NegotiateService};
+    use crate::config::NegotiateService;
     use crate::table::Protocol;
 
     #[test]
     fn keeps_only_its_own_settings() {
-        let settings = everything(CheckKind::Negotiate, Some(NegotiateService::Http));
         assert_eq!(
-            Http::build(&settings).unwrap(),
+            built_from_everything(NegotiateService::Http, Http::build),
             Http {
                 path: "/health".into(),
                 virtualhost: Some("www.test".into()),

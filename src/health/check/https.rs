@@ -53,18 +53,17 @@ mod tests {
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    use super::super::testing::{build_and_probe, everything, negotiate};
+    use super::super::testing::{build_and_probe, built_from_everything, negotiate};
     use super::*;
-    use crate::config::{CheckKind, NegotiateService};
+    use crate::config::NegotiateService;
     use crate::table::Protocol;
 
     #[test]
     fn keeps_only_its_own_settings() {
-        let settings = everything(CheckKind::Negotiate, Some(NegotiateService::Https));
         assert_eq!(
-            Https::build(&settings).unwrap(),
+            built_from_everything(NegotiateService::Https, Https::build),
             Https {
-                http: Http::build(&settings).unwrap(),
+                http: built_from_everything(NegotiateService::Https, Http::build),
                 verify: true,
             }
         );

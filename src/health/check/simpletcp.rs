@@ -59,18 +59,17 @@ impl Probe for SimpleTcp {
 mod tests {
     use super::super::receive::COMPILED;
     use super::super::testing::{
-        answering, build_and_probe, endpoint, everything, negotiate, one_shot,
+        answering, build_and_probe, built_from_everything, endpoint, negotiate, one_shot,
     };
     use super::super::{build, probe};
     use super::*;
-    use crate::config::{CheckKind, NegotiateService};
+    use crate::config::NegotiateService;
     use crate::table::Protocol;
 
     #[test]
     fn keeps_only_its_own_settings() {
-        let settings = everything(CheckKind::Negotiate, Some(NegotiateService::SimpleTcp));
         assert_eq!(
-            SimpleTcp::build(&settings).unwrap(),
+            built_from_everything(NegotiateService::SimpleTcp, SimpleTcp::build),
             SimpleTcp {
                 request: Some("health".into()),
                 receive: Some(Receive::new("^ok").unwrap()),

@@ -1,12 +1,13 @@
 //! What the tests of the check kinds share: an endpoint on loopback, settings of a
-//! negotiate kind, a one-answer TCP server, and build-then-probe.
+//! negotiate kind, a one-answer TCP server, build-then-probe, and what a kind keeps of
+//! settings that set everything.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Endpoint, Outcome, build, probe};
+use super::{BuildError, Endpoint, Outcome, build, probe};
 use crate::config::{Check, CheckKind, NegotiateService};
 use crate::health::Target;
 use crate::table::{Protocol, ServerKey, ServiceKey};
@@ -66,6 +67,15 @@ pub async fn answering(answer: &'static [u8], wait_for: usize, clients: usize) -
 /// A TCP server that answers its first client only.
 pub async fn one_shot(answer: &'static [u8], wait_for: usize) -> SocketAddr {
     answering(answer, wait_for, 1).await
+}
+
+/// What a negotiate kind's `build` makes of [`everything`] for `service`: each kind's
+/// `keeps_only_its_own_settings`.
+pub fn built_from_everything<T>(
+    service: NegotiateService,
+    build: impl Fn(&Check) -> Result<T, BuildError>,
+) -> T {
+    build(&everything(CheckKind::Negotiate, Some(service))).unwrap()
 }
 
 /// Settings with every field set, to show what each kind keeps of them.
