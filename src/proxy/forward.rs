@@ -311,33 +311,22 @@ async fn splice_step(
     to: &TcpStream,
 ) -> io::Result<Option<Step>> {
     use super::pools::PooledPipe;
-    use crate::sys;
     use std::os::fd::AsFd;
 
     let Some(mut pipe) = PooledPipe::take(budget)? else {
         return Ok(None);
     };
-    let filled = from.try_io(Interest::READABLE, || {
-        sys::splice(from.as_fd(), pipe.write_end(), pipe.capacity())
-    });
-    let n = match filled {
+    // Until it is empty again, a dropped pipe is closed, not pooled.
+    let n = match from.try_io(Interest::READABLE, || pipe.splice_in(from.as_fd())) {
         Ok(0) => return Ok(Some(Step::End)),
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some(Step::Idle)),
         Err(e) => return Err(e),
     };
-    // Until it is empty again, a dropped pipe is closed, not pooled.
-    pipe.filled(n);
-    let mut left = n;
-    while left > 0 {
+    while pipe.holds() > 0 {
         to.writable().await?;
-        match to.try_io(Interest::WRITABLE, || {
-            sys::splice(pipe.read_end(), to.as_fd(), left)
-        }) {
-            Ok(m) => {
-                left -= m;
-                pipe.drained(m);
-            }
+        match to.try_io(Interest::WRITABLE, || pipe.splice_out(to.as_fd())) {
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }

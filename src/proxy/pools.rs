@@ -118,7 +118,7 @@ mod pipes {
     #[derive(Debug)]
     pub struct PooledPipe {
         pipe: Option<Pipe>,
-        /// Bytes spliced in and not yet out, as the caller reports them.
+        /// Bytes spliced in and not yet out.
         holds: usize,
     }
 
@@ -147,14 +147,27 @@ mod pipes {
             })))
         }
 
-        /// The pipe now holds `n` bytes more (spliced in).
-        pub fn filled(&mut self, n: usize) {
+        /// Splices what `from` has into the pipe, as much as the pipe has room for;
+        /// returns how many bytes moved (0: `from` is at its end). Errors: splice(2)'s,
+        /// `WouldBlock` when `from` has nothing now.
+        pub fn splice_in(&mut self, from: BorrowedFd<'_>) -> std::io::Result<usize> {
+            let room = self.capacity() - self.holds;
+            let n = sys::splice(from, self.write_end(), room)?;
             self.holds += n;
+            Ok(n)
         }
 
-        /// The pipe holds `n` bytes fewer (spliced out).
-        pub fn drained(&mut self, n: usize) {
-            self.holds = self.holds.saturating_sub(n);
+        /// Splices what the pipe holds out to `to`, as much as `to` takes now; returns
+        /// how many bytes moved. Errors: splice(2)'s, `WouldBlock` when `to` is full.
+        pub fn splice_out(&mut self, to: BorrowedFd<'_>) -> std::io::Result<usize> {
+            let n = sys::splice(self.read_end(), to, self.holds)?;
+            self.holds -= n;
+            Ok(n)
+        }
+
+        /// Bytes spliced in and not yet out.
+        pub fn holds(&self) -> usize {
+            self.holds
         }
     }
 
@@ -201,17 +214,24 @@ mod tests {
     #[test]
     fn a_pipe_dropped_empty_is_reused_and_one_holding_bytes_is_closed() {
         use crate::descriptors::Budget;
+        use std::io::Write;
+        use std::os::fd::AsFd;
         use std::sync::Arc;
         let budget = Arc::new(Budget::unlimited());
         let used = budget.used();
+        // Ten bytes in from one socket pair, and out to another.
+        let (mut near, far) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (out, _sink) = std::os::unix::net::UnixStream::pair().unwrap();
         let mut pipe = PooledPipe::take(&budget).unwrap().expect("a pipe");
         assert_eq!(budget.used(), used + 2, "two descriptors from the budget");
-        pipe.filled(10);
-        pipe.drained(10);
+        near.write_all(&[7; 10]).unwrap();
+        assert_eq!(pipe.splice_in(far.as_fd()).unwrap(), 10);
+        assert_eq!(pipe.splice_out(out.as_fd()).unwrap(), 10);
         drop(pipe);
         let mut pipe = PooledPipe::take(&budget).unwrap().expect("a pipe");
         assert_eq!(budget.used(), used + 2, "the pooled pipe, not a new one");
-        pipe.filled(10);
+        near.write_all(&[7; 10]).unwrap();
+        assert_eq!(pipe.splice_in(far.as_fd()).unwrap(), 10);
         drop(pipe);
         assert_eq!(budget.used(), used, "closed: its descriptors went back");
     }
