@@ -198,16 +198,16 @@ impl Table {
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Updated));
             }
             Command::DeleteServer { service, server } => {
-                let current = self
+                let svc = self
                     .services
-                    .get(service)
+                    .get_mut(service)
                     .ok_or(TableError::ServiceNotDefined)?;
-                let index = current
+                let index = svc
                     .servers
                     .iter()
                     .position(|s| s.key() == *server)
                     .ok_or(TableError::NoSuchServer)?;
-                let mut svc = Service::clone(current);
+                let svc = Arc::make_mut(svc);
                 let change = ListChange::Removed {
                     removed: *server,
                     previous: index.checked_sub(1).map(|i| svc.servers[i].key()),
@@ -215,7 +215,6 @@ impl Table {
                 let gone = svc.servers.remove(index);
                 effects.push(Effect::RetireServer(gone.state));
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &change));
-                self.services.insert(*service, Arc::new(svc));
             }
             Command::Zero { service: None } => {
                 for svc in self.services.values() {
