@@ -178,9 +178,7 @@ fn evict() -> Option<Eviction> {
         while let Some(weak) = queue.pop_front() {
             let Some(flow) = weak.upgrade() else { continue };
             if !flow.is_unreplied() {
-                if !flow.is_assured() {
-                    UNASSURED.with_borrow_mut(|next| next.push_back(weak));
-                }
+                answered(&flow);
                 continue;
             }
             if take_place_of(&flow) {
@@ -208,6 +206,14 @@ fn evict() -> Option<Eviction> {
     })
 }
 
+/// Moves a flow that has been answered on from `UNREPLIED` to `UNASSURED`, unless it is
+/// in use already or has ended.
+fn answered(flow: &Arc<Flow>) {
+    if !flow.is_assured() && !flow.ended.load(Relaxed) {
+        UNASSURED.with_borrow_mut(|next| next.push_back(Arc::downgrade(flow)));
+    }
+}
+
 /// Remembers a new flow as unanswered, and moves on the oldest entries that no longer
 /// are, so each queue stays about as long as its flows are many.
 fn remember_unreplied(flow: &Arc<Flow>) {
@@ -215,11 +221,8 @@ fn remember_unreplied(flow: &Arc<Flow>) {
         while let Some(front) = queue.front() {
             match front.upgrade() {
                 Some(f) if f.is_unreplied() => break,
-                Some(f) if !f.is_assured() && !f.ended.load(Relaxed) => {
-                    let answered = Arc::downgrade(&f);
-                    UNASSURED.with_borrow_mut(|next| next.push_back(answered));
-                }
-                _ => {}
+                Some(f) => answered(&f),
+                None => {}
             }
             queue.pop_front();
         }
