@@ -290,7 +290,7 @@ fn read_config(path: &std::path::Path) -> anyhow::Result<Loaded> {
 /// Standard input, for `uvs import -`: read as it comes, and at most as much as a file
 /// may hold (`config::file::MAX_BYTES`), so that a stream without end (`yes | uvs
 /// import ipvsadm -`) is refused rather than held in memory whole.
-fn read_stdin() -> anyhow::Result<String> {
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
     use std::io::Read as _;
     let limit = uvs::config::file::MAX_BYTES;
     let mut bytes = Vec::new();
@@ -305,29 +305,37 @@ fn read_stdin() -> anyhow::Result<String> {
             limit >> 20
         );
     }
-    String::from_utf8(bytes)
-        .map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "stream did not contain valid UTF-8",
-            )
-        })
-        .context("cannot read standard input")
+    Ok(bytes)
 }
 
 /// `uvs import FORMAT FILE`.
 fn import(format: ImportFormat, file: &std::path::Path) -> anyhow::Result<()> {
     use uvs::config::import;
-    let text = if file == std::path::Path::new("-") {
-        read_stdin()?
-    } else {
-        uvs::config::file::read(file)?.text
-    };
+    let stdin = file == std::path::Path::new("-");
+    let mut names = uvs::adm::names::SystemNames::new(uvs::adm::names::NameSources::from_env());
     let imported = match format {
-        ImportFormat::Ldirectord => import::ldirectord::import(&text),
+        // ldirectord reads bytes: a comment in GBK or Latin-1 is still a comment.
+        ImportFormat::Ldirectord => {
+            let bytes = if stdin {
+                read_stdin()?
+            } else {
+                uvs::config::file::read_bytes(file)?.0
+            };
+            import::ldirectord::import(&bytes, &mut names)
+        }
         ImportFormat::Ipvsadm => {
-            let mut names =
-                uvs::adm::names::SystemNames::new(uvs::adm::names::NameSources::from_env());
+            let text = if stdin {
+                String::from_utf8(read_stdin()?)
+                    .map_err(|_| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "stream did not contain valid UTF-8",
+                        )
+                    })
+                    .context("cannot read standard input")?
+            } else {
+                uvs::config::file::read(file)?.text
+            };
             import::ipvsadm::import(text.as_bytes(), &mut names)
         }
     };

@@ -129,7 +129,23 @@ pub fn read(path: &Path) -> Result<Text, LoadError> {
     read_at_most(path, MAX_BYTES)
 }
 
+/// As [`read`], the bytes as they are, for readers of formats that are not UTF-8 text
+/// (ldirectord.cf: a comment may be in GBK or Latin-1); every error but
+/// [`LoadError::NotText`].
+pub fn read_bytes(path: &Path) -> Result<(Vec<u8>, Stamp), LoadError> {
+    read_bytes_at_most(path, MAX_BYTES)
+}
+
 fn read_at_most(path: &Path, limit: u64) -> Result<Text, LoadError> {
+    let (bytes, stamp) = read_bytes_at_most(path, limit)?;
+    let text = String::from_utf8(bytes).map_err(|e| LoadError::NotText {
+        path: path.to_path_buf(),
+        offset: e.utf8_error().valid_up_to(),
+    })?;
+    Ok(Text { text, stamp })
+}
+
+fn read_bytes_at_most(path: &Path, limit: u64) -> Result<(Vec<u8>, Stamp), LoadError> {
     let failed = |error| LoadError::Read {
         path: path.to_path_buf(),
         error,
@@ -156,11 +172,7 @@ fn read_at_most(path: &Path, limit: u64) -> Result<Text, LoadError> {
         .map_err(failed)?;
     refuse_size(path, bytes.len() as u64, limit, true)?;
     let stamp = Stamp::of(&file.metadata().map_err(failed)?);
-    let text = String::from_utf8(bytes).map_err(|e| LoadError::NotText {
-        path: path.to_path_buf(),
-        offset: e.utf8_error().valid_up_to(),
-    })?;
-    Ok(Text { text, stamp })
+    Ok((bytes, stamp))
 }
 
 fn refuse_special(path: &Path, metadata: &Metadata) -> Result<(), LoadError> {

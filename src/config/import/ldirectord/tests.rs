@@ -1,0 +1,324 @@
+//! The ldirectord.cf reader: each of ldirectord 4.12's patterns, the values it takes and
+//! the lines it refuses.
+
+use super::*;
+use std::net::Ipv4Addr;
+
+use crate::adm::names::{Names, NoNames};
+use crate::config::render::render;
+
+/// The lines not taken, with why.
+fn skipped_lines(imported: &Imported) -> Vec<(usize, &str)> {
+    imported
+        .skipped
+        .iter()
+        .map(|s| (s.line, s.message.as_str()))
+        .collect()
+}
+
+#[test]
+fn a_virtual_service_with_its_checks_and_fallback() {
+    let text = "\
+checktimeout=3
+checkinterval=1
+autoreload=yes
+quiescent=no
+logfile=\"/var/log/ldirectord.log\"
+
+virtual=10.0.0.1:80
+\treal=10.0.0.2->10.0.0.3:80 gate
+\treal=10.0.0.9:8080 masq 5
+\tfallback=127.0.0.1:80 gate
+\tservice=http
+\tscheduler=rr
+\tpersistent=600
+\tprotocol=tcp
+\tchecktype=negotiate
+\trequest=\"index.html\"
+\treceive=\"Test Page\"
+
+virtual = 10.0.0.1:21
+\treal=10.0.0.2:21 gate
+\tservice=ftp
+\tlogin=\"anonymous\"
+";
+    let imported = import(text.as_bytes(), &mut NoNames);
+    let lines = skipped_lines(&imported);
+    assert_eq!(
+        lines,
+        [
+            (5, "logfile: no uvs counterpart; not taken"),
+            (
+                21,
+                "service=ftp: uvs negotiates http, https, simpletcp, smtp and dns only; a connect check is used instead"
+            ),
+            (22, "login: no uvs counterpart; not taken"),
+        ]
+    );
+    assert_eq!(
+        render(&imported.config),
+        r#"[global]
+autoreload = true
+quiescent = false
+
+[global.check]
+interval = "1s"
+failures = 1
+
+[[service]]
+tcp = "10.0.0.1:80"
+scheduler = "rr"
+persistent = "10m"
+fallback = { address = "127.0.0.1:80", forward = "gate" }
+
+[service.check]
+type = "negotiate"
+service = "http"
+timeout = "3s"
+request = "index.html"
+receive = "Test Page"
+
+[[service.server]]
+address = "10.0.0.2:80"
+forward = "gate"
+
+[[service.server]]
+address = "10.0.0.3:80"
+forward = "gate"
+
+[[service.server]]
+address = "10.0.0.9:8080"
+weight = 5
+
+[[service]]
+tcp = "10.0.0.1:21"
+scheduler = "wrr"
+
+[service.check]
+type = "connect"
+timeout = "3s"
+
+[[service.server]]
+address = "10.0.0.2:21"
+forward = "gate"
+"#
+    );
+}
+
+#[test]
+fn servers_listed_twice_are_one_message_a_line() {
+    let text = "\
+virtual=10.0.0.1:80
+\treal=10.0.0.1->10.0.0.3:80 gate
+\treal=10.0.0.2:80 gate
+\treal=10.0.0.1->10.0.0.4:80 gate
+";
+    let imported = import(text.as_bytes(), &mut NoNames);
+    let lines = skipped_lines(&imported);
+    assert_eq!(
+        lines,
+        [
+            (3, "10.0.0.2:80: listed twice"),
+            (4, "10.0.0.1:80 and 2 more: listed twice")
+        ]
+    );
+    assert_eq!(imported.config.services[0].servers.len(), 4);
+}
+
+#[test]
+fn a_file_of_junk_keeps_the_first_hundred_lines_in_order_and_counts_all() {
+    // Junk, and services whose problems are found once their block is read.
+    let mut text = String::new();
+    for i in 0..300 {
+        text.push_str(if i % 3 == 0 {
+            "virtual=nowhere\n"
+        } else {
+            "junk\n"
+        });
+    }
+    let imported = import(text.as_bytes(), &mut NoNames);
+    assert_eq!(imported.skipped_total, 300);
+    assert_eq!(imported.skipped.len(), crate::config::capped::SHOWN);
+    assert_eq!(
+        (
+            imported.skipped[0].line,
+            imported.skipped[0].message.as_str()
+        ),
+        (1, "virtual=nowhere: invalid address for virtual server")
+    );
+    assert_eq!(
+        (
+            imported.skipped[99].line,
+            imported.skipped[99].message.as_str()
+        ),
+        (100, "virtual=nowhere: invalid address for virtual server")
+    );
+    assert_eq!(
+        imported.skipped[1].message, "`junk': not a key=value directive",
+        "line 2"
+    );
+    assert!(imported.skipped.windows(2).all(|w| w[0].line < w[1].line));
+}
+
+/// Names for tests: `web` is 10.0.0.80, service `domain` is 53 (tcp and udp), `http` 80.
+struct TestNames;
+
+impl Names for TestNames {
+    fn host_name(&mut self, _: std::net::IpAddr) -> Option<String> {
+        None
+    }
+    fn service_name(&mut self, _: u16, _: &str) -> Option<String> {
+        None
+    }
+    fn host_addr(&mut self, name: &str) -> Option<Ipv4Addr> {
+        (name == "web").then_some(Ipv4Addr::new(10, 0, 0, 80))
+    }
+    fn service_port(&mut self, name: &str, protocol: &str) -> Option<u16> {
+        match (name, protocol) {
+            ("domain", _) => Some(53),
+            ("http", "tcp") => Some(80),
+            _ => None,
+        }
+    }
+}
+
+fn with_names(text: &str) -> Imported {
+    import(text.as_bytes(), &mut TestNames)
+}
+
+#[test]
+fn values_are_taken_with_ldirectords_unanchored_patterns() {
+    let imported = with_names(
+        "checkinterval=7 ## seven\n\
+         checktimeout=x4\n\
+         virtual=10.0.0.1:80 ## the VIP\n\
+         \treal=web:http gate -w 5 ## five\n\
+         \treal=10.0.0.3 masq 2 \"/a\", \"b\" l:3 u:9\n\
+         \tscheduler=wlc   # comment\n\
+         \tprotocol=tcp # comment\n\
+         \tpersistent=600s\n\
+         \tchecktype=connect\n",
+    );
+    assert_eq!(skipped_lines(&imported), []);
+    let s = &imported.config.services[0];
+    assert_eq!(s.service.scheduler, "wlc");
+    assert_eq!(s.service.timeout, 600);
+    assert_eq!(s.health.check.timeout, Some(Duration::from_secs(4)));
+    assert_eq!(
+        imported.config.global.health.check.interval,
+        Some(Duration::from_secs(7))
+    );
+    let web = &s.servers[0];
+    assert_eq!(
+        (web.addr.to_string(), web.port, web.weight),
+        ("10.0.0.80".into(), 80, 5)
+    );
+    let other = &s.servers[1];
+    assert_eq!(
+        (
+            other.port,
+            other.weight,
+            other.l_threshold,
+            other.u_threshold
+        ),
+        (0, 2, 3, 9)
+    );
+    let check = &s.server_checks[&other.key()];
+    assert_eq!(
+        (check.request.as_deref(), check.receive.as_deref()),
+        (Some("/a"), Some("b"))
+    );
+}
+
+#[test]
+fn lines_ldirectord_refuses_are_reported_with_their_number() {
+    let imported = with_names(
+        "autoreload=yes # no comment here: ldirectord takes the whole rest\n\
+         connecttimeout=99999\n\
+         virtual=10.0.0.1:80\n\
+         \treal=10.0.0.2:80\n\
+         \treal=10.0.0.3:80 gate -w5\n\
+         \trequest=\"a#b\"\n\
+         \tquiescent=yes # trailing blanks stay\n\
+         \tops=yes\n\
+         \tconnecttimeout=99999\n\
+         \tcheckinterval=3\n\
+         \n\
+         \treal=10.0.0.4:80 gate\n",
+    );
+    assert_eq!(
+        skipped_lines(&imported),
+        [
+            (1, "autoreload must be 'yes' or 'no'"),
+            (
+                2,
+                "connecttimeout directive deprecated in favour of negotiatetimeout: ldirectord refuses it; not taken"
+            ),
+            (4, "invalid address for real server (wrong format)"),
+            (5, "Invalid real server line, around \" -w5\""),
+            (6, "Unknown command \"request=\"a\""),
+            (7, "quiescent must be 'yes' or 'no'"),
+            (
+                9,
+                "connecttimeout directive deprecated in favour of negotiatetimeout: ldirectord refuses it; not taken"
+            ),
+            (
+                10,
+                "checkinterval in a virtual service: ldirectord ignores it when fork=no (its default); the global checkinterval applies"
+            ),
+            (
+                12,
+                "`real=10.0.0.4:80 gate': indented, but in no virtual block (a blank line ends one)"
+            ),
+        ]
+    );
+    // ops=yes on TCP: ldirectord does not pass -o to ipvsadm, and nor is it taken here.
+    assert!(!imported.config.services[0].service.flags.one_packet());
+}
+
+#[test]
+fn port_53_and_domain_are_udp_unless_told_otherwise_and_marks_are_not() {
+    let imported = with_names(
+        "virtual=10.0.0.1:domain\n\treal=10.0.0.2:53 masq\n\
+         virtual=10.0.0.1:53\n\tprotocol=tcp\n\treal=10.0.0.2:53 masq\n\
+         virtual=10.0.0.1:5353\n\treal=10.0.0.2:53 masq\n\
+         virtual=53\n\treal=10.0.0.2:53 masq\n\tops=yes\n",
+    );
+    assert_eq!(skipped_lines(&imported), []);
+    let keys: Vec<String> = imported
+        .config
+        .services
+        .iter()
+        .map(|s| s.service.key.to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "udp 10.0.0.1:53",
+            "tcp 10.0.0.1:53",
+            "tcp 10.0.0.1:5353",
+            "fwmark 53"
+        ]
+    );
+}
+
+#[test]
+fn values_that_are_not_utf8_are_reported_not_rewritten() {
+    let mut text = b"# \xc4\xe3\xba\xc3 GBK\nvirtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\treceive=\"\xe9t\xe9\"\n".to_vec();
+    text.extend_from_slice(b"\tcomment=caf\xe9\n");
+    let imported = import(&text, &mut TestNames);
+    assert_eq!(
+        skipped_lines(&imported),
+        [
+            (
+                4,
+                "receive: the value holds bytes that are not UTF-8 (uvs's configuration is UTF-8 text); not taken"
+            ),
+            (
+                5,
+                "comment: the value holds bytes that are not UTF-8 (uvs's configuration is UTF-8 text); not taken"
+            ),
+        ]
+    );
+    assert_eq!(imported.config.services[0].servers.len(), 1);
+}
