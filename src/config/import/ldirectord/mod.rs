@@ -712,6 +712,11 @@ fn global_directive(
         });
         return;
     }
+    // ldirectord takes a bare `supervised` (with a warning) as `supervised=yes`.
+    if raw.starts_with(b"supervised") && BLANK_LINE.is_match(&raw[b"supervised".len()..]) {
+        no_counterpart("supervised", line, imported);
+        return;
+    }
     let Some(c) = DIRECTIVE.captures(raw) else {
         not_a_directive(raw, line, imported);
         return;
@@ -916,7 +921,10 @@ fn service(
         None if v.protocol == "fwm" => (v.line, "none".to_string()),
         None => (v.line, service_for_port(port).to_string()),
     };
-    if check.kind == Some(CheckKind::Negotiate) {
+    // The check ldirectord runs, before any stand-in for a protocol uvs does not speak:
+    // its timeout is the one that applies.
+    let negotiating = check.kind == Some(CheckKind::Negotiate);
+    if negotiating {
         match NegotiateService::from_name(&service) {
             Some(s) => check.service = Some(s),
             None if service == "none" => {
@@ -933,7 +941,8 @@ fn service(
         }
     }
     // checktimeout and negotiatetimeout are each other's default (ld_setup); the one
-    // that bounds the check is negotiatetimeout for negotiate, checktimeout otherwise.
+    // that bounds the check is negotiatetimeout for negotiate (also where uvs stands a
+    // connect check in for it), checktimeout otherwise.
     let checktimeout = v
         .checktimeout
         .or(v.negotiatetimeout)
@@ -946,7 +955,7 @@ fn service(
         .or(g.negotiatetimeout)
         .or(g.checktimeout)
         .unwrap_or(DEFAULT_NEGOTIATETIMEOUT);
-    let timeout = if check.kind == Some(CheckKind::Negotiate) {
+    let timeout = if negotiating {
         negotiatetimeout
     } else {
         checktimeout

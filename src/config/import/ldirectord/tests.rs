@@ -42,7 +42,7 @@ virtual = 10.0.0.1:21
 \tservice=ftp
 \tlogin=\"anonymous\"
 ";
-    let imported = import(text.as_bytes(), &mut NoNames);
+    let imported = checked(import(text.as_bytes(), &mut NoNames));
     let lines = skipped_lines(&imported);
     assert_eq!(
         lines,
@@ -113,7 +113,7 @@ virtual=10.0.0.1:80
 \treal=10.0.0.2:80 gate
 \treal=10.0.0.1->10.0.0.4:80 gate
 ";
-    let imported = import(text.as_bytes(), &mut NoNames);
+    let imported = checked(import(text.as_bytes(), &mut NoNames));
     let lines = skipped_lines(&imported);
     assert_eq!(
         lines,
@@ -136,7 +136,7 @@ fn a_file_of_junk_keeps_the_first_hundred_lines_in_order_and_counts_all() {
             "junk\n"
         });
     }
-    let imported = import(text.as_bytes(), &mut NoNames);
+    let imported = checked(import(text.as_bytes(), &mut NoNames));
     assert_eq!(imported.skipped_total, 300);
     assert_eq!(imported.skipped.len(), crate::config::capped::SHOWN);
     assert_eq!(
@@ -183,7 +183,16 @@ impl Names for TestNames {
 }
 
 fn with_names(text: &str) -> Imported {
-    import(text.as_bytes(), &mut TestNames)
+    checked(import(text.as_bytes(), &mut TestNames))
+}
+
+/// The import, once what it renders has passed the schema `uvs check` reads it with.
+fn checked(imported: Imported) -> Imported {
+    let toml = render(&imported.config);
+    if let Err(problems) = crate::config::schema::parse(&toml, std::path::Path::new("t.toml")) {
+        panic!("{problems:?}\n{toml}");
+    }
+    imported
 }
 
 #[test]
@@ -306,7 +315,7 @@ fn port_53_and_domain_are_udp_unless_told_otherwise_and_marks_are_not() {
 fn values_that_are_not_utf8_are_reported_not_rewritten() {
     let mut text = b"# \xc4\xe3\xba\xc3 GBK\nvirtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\treceive=\"\xe9t\xe9\"\n".to_vec();
     text.extend_from_slice(b"\tcomment=caf\xe9\n");
-    let imported = import(&text, &mut TestNames);
+    let imported = checked(import(&text, &mut TestNames));
     assert_eq!(
         skipped_lines(&imported),
         [
@@ -321,4 +330,71 @@ fn values_that_are_not_utf8_are_reported_not_rewritten() {
         ]
     );
     assert_eq!(imported.config.services[0].servers.len(), 1);
+}
+
+#[test]
+fn ldirectords_defaults_are_written_out() {
+    let imported = with_names(
+        "virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\
+         virtual=10.0.0.1:81\n\treal=10.0.0.2:81 gate\n\tchecktype=connect\n\
+         virtual=10.0.0.1:82\n\treal=10.0.0.2:82 gate\n\tnegotiatetimeout=7\n\tchecktype=connect\n\
+         virtual=10.0.0.1:53\n\treal=10.0.0.2:53 gate\n\tops=yes\n\tchecktype=on\n",
+    );
+    assert_eq!(skipped_lines(&imported), []);
+    let g = &imported.config.global.health;
+    assert_eq!(
+        (g.check.interval, g.check.failures, g.quiescent),
+        (Some(Duration::from_secs(10)), Some(1), Some(false))
+    );
+    let s = &imported.config.services;
+    // Negotiate (http, from the port) bounded by negotiatetimeout's 30 s; connect by
+    // checktimeout's 5 s, or by negotiatetimeout when only that is set.
+    assert_eq!(s[0].health.check.kind, Some(CheckKind::Negotiate));
+    assert_eq!(s[0].health.check.service, Some(NegotiateService::Http));
+    assert_eq!(s[0].health.check.timeout, Some(Duration::from_secs(30)));
+    assert_eq!(s[1].health.check.timeout, Some(Duration::from_secs(5)));
+    assert_eq!(s[2].health.check.timeout, Some(Duration::from_secs(7)));
+    assert_eq!(s[0].service.scheduler, "wrr");
+    // ops=yes on a UDP service is One-Packet Scheduling.
+    assert!(s[3].service.flags.one_packet());
+}
+
+#[test]
+fn values_past_what_uvs_or_ipvsadm_takes_are_reported() {
+    let imported = with_names(
+        "checkinterval=86401\n\
+         failurecount=1001\n\
+         fork=yes\n\
+         virtual=10.0.0.1:80\n\
+         \treal=10.0.0.2:80 gate 70000\n\
+         \treal=10.0.0.3:80 gate 3\n\
+         \tchecktimeout=3601\n\
+         \tpersistent=0\n\
+         \tscheduler=fastest\n\
+         \tcheckinterval=4\n",
+    );
+    assert_eq!(
+        skipped_lines(&imported),
+        [
+            (
+                1,
+                "checkinterval=86401: past uvs's limit of 86400; not taken"
+            ),
+            (2, "failurecount=1001: past uvs's limit of 1000; not taken"),
+            (5, "weight 70000: ipvsadm takes 0 to 65535; not taken"),
+            (7, "checktimeout=3601: past uvs's limit of 3600; not taken"),
+            (
+                8,
+                "persistent=0: ipvsadm takes 1 to 2678400 seconds; not persistent"
+            ),
+            (
+                9,
+                "scheduler=fastest: not a scheduler IPVS has; wrr is used"
+            ),
+        ]
+    );
+    let s = &imported.config.services[0];
+    assert_eq!(s.servers.len(), 1);
+    // fork=yes: the virtual service's own interval is used.
+    assert_eq!(s.health.check.interval, Some(Duration::from_secs(4)));
 }
