@@ -366,9 +366,15 @@ fn open_virtual(
             .ok()
             .and_then(|d| d.parse().ok())
         {
-            Some(m) => mark = m,
-            None => {
-                imported.skip(line, "firewall mark: past 32 bits; not taken");
+            // ipvsadm, which ldirectord hands the mark to, takes 1 to 2^32-1.
+            Some(m) if m > 0 => mark = m,
+            _ => {
+                imported.skip_with(line, || {
+                    format!(
+                        "firewall mark {}: ipvsadm takes 1 to 4294967295; not taken",
+                        lossy(digits)
+                    )
+                });
                 return None;
             }
         }
@@ -428,6 +434,13 @@ fn open_virtual(
     })
 }
 
+/// The regex crate's message in one line: its last (the first lines draw the pattern).
+fn regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text.lines().last().unwrap_or_default();
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
+}
+
 /// A line no directive pattern of ldirectord's matches.
 fn not_a_directive(text: &[u8], line: usize, imported: &mut Importing) {
     imported.skip_with(line, || {
@@ -479,7 +492,10 @@ fn virtual_directive(v: &mut Virtual, text: &[u8], line: usize, imported: &mut I
                 } else if let Err(e) = regex::Regex::new(&s) {
                     imported.skip(
                         line,
-                        format!("receive: not a regular expression uvs reads: {e}"),
+                        format!(
+                            "receive: not a regular expression uvs reads ({})",
+                            regex_error(&e)
+                        ),
                     );
                 } else {
                     v.check.receive = Some(s);
@@ -891,8 +907,16 @@ fn service(
         if let Some((line, m)) = &v.netmask {
             match family {
                 Family::Inet => match lossy(m).parse::<Ipv4Addr>() {
-                    Ok(m) => netmask = Netmask::V4(m),
-                    Err(_) => imported.skip(*line, "netmask: not an IPv4 netmask"),
+                    // The kernel takes any mask; uvs's table only a run of ones.
+                    Ok(m) if u32::from(m).leading_ones() + u32::from(m).trailing_zeros() == 32 => {
+                        netmask = Netmask::V4(m)
+                    }
+                    _ => imported.skip_with(*line, || {
+                        format!(
+                            "netmask={}: uvs takes a netmask of leading ones (as 255.255.255.0); not taken",
+                            lossy(m)
+                        )
+                    }),
                 },
                 Family::Inet6 => match lossy(m).parse::<u32>() {
                     Ok(p) if (1..=128).contains(&p) => netmask = Netmask::V6(p),

@@ -223,7 +223,8 @@ fn flags_of(flags: &[u8]) -> Result<Flags, String> {
         let receive = as_text(2)?;
         if let Err(e) = regex::Regex::new(&receive) {
             return Err(format!(
-                "receive string: not a regular expression uvs reads: {e}"
+                "receive string: not a regular expression uvs reads ({})",
+                super::regex_error(&e)
             ));
         }
         check = Some(Check {

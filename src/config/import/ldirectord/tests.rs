@@ -398,3 +398,33 @@ fn values_past_what_uvs_or_ipvsadm_takes_are_reported() {
     // fork=yes: the virtual service's own interval is used.
     assert_eq!(s.health.check.interval, Some(Duration::from_secs(4)));
 }
+
+#[test]
+fn what_ipvsadm_or_uvss_table_would_refuse_is_reported() {
+    let imported = with_names(
+        "virtual=0\n\treal=10.0.0.2:80 gate\n\
+         virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate \"/\", \"[\"\n\tnetmask=255.0.255.0\n\tpersistent=30\n\
+         \treal=10.0.0.3->10.0.1.3:80 gate\n",
+    );
+    assert_eq!(
+        skipped_lines(&imported),
+        [
+            (
+                1,
+                "firewall mark 0: ipvsadm takes 1 to 4294967295; not taken"
+            ),
+            (
+                4,
+                "receive string: not a regular expression uvs reads (unclosed character class)"
+            ),
+            (
+                5,
+                "netmask=255.0.255.0: uvs takes a netmask of leading ones (as 255.255.255.0); not taken"
+            ),
+            (
+                7,
+                "10.0.0.3->10.0.1.3: a range of more than 256 addresses; not taken"
+            ),
+        ]
+    );
+}
