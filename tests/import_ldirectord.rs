@@ -58,6 +58,7 @@ fn comments_after_values_are_dropped_as_ldirectord_drops_them() {
     field(
         "ldirectord-trailing-comments.cf",
         r#"[global]
+cleanstop = true
 quiescent = true
 
 [global.check]
@@ -96,6 +97,7 @@ fn the_first_number_after_the_forwarding_method_is_the_weight() {
     field(
         "ldirectord-real-weight-dash-w.cf",
         r#"[global]
+cleanstop = true
 quiescent = false
 
 [global.check]
@@ -132,6 +134,7 @@ fn a_comment_that_is_not_utf8_is_still_a_comment() {
     field(
         "ldirectord-non-utf8-comment.cf",
         r#"[global]
+cleanstop = true
 quiescent = false
 
 [global.check]
@@ -159,6 +162,7 @@ fn port_53_without_a_protocol_is_udp() {
     field(
         "ldirectord-port53.cf",
         r#"[global]
+cleanstop = true
 quiescent = false
 
 [global.check]

@@ -321,6 +321,8 @@ pub fn import(input: &[u8], names: &mut dyn Names) -> Imported {
     }
     let g = &mut imported.config.global;
     g.health.quiescent = Some(quiescent);
+    // ldirectord removes its services on stop unless told `cleanstop=no`.
+    g.cleanstop = g.cleanstop.or(Some(true));
     g.health.check.interval = Some(Duration::from_secs(globals.checkinterval));
     g.health.check.failures = Some(globals.failurecount);
     if let Some((line, value, family)) = fallback {
@@ -439,6 +441,23 @@ fn regex_error(e: &regex::Error) -> String {
     let text = e.to_string();
     let last = text.lines().last().unwrap_or_default();
     last.strip_prefix("error: ").unwrap_or(last).to_string()
+}
+
+/// A request string as ldirectord's check of `service` sends it: it puts a `/` before
+/// every request that has none, and its DNS and simpletcp checks take the first
+/// character off again (the name asked for; the bytes sent, where simpletcp also turns
+/// each `\n` written into a newline). HTTP's path keeps it, as uvs's check does.
+fn request_as_sent(service: Option<NegotiateService>, request: String) -> String {
+    match service {
+        Some(NegotiateService::Dns) => request
+            .strip_prefix('/')
+            .map_or(request.clone(), str::to_string),
+        Some(NegotiateService::SimpleTcp) => request
+            .strip_prefix('/')
+            .unwrap_or(&request)
+            .replace("\\n", "\n"),
+        _ => request,
+    }
 }
 
 /// A line no directive pattern of ldirectord's matches.
@@ -979,6 +998,7 @@ fn service(
         .or(g.negotiatetimeout)
         .or(g.checktimeout)
         .unwrap_or(DEFAULT_NEGOTIATETIMEOUT);
+    check.request = check.request.map(|r| request_as_sent(check.service, r));
     let timeout = if negotiating {
         negotiatetimeout
     } else {
@@ -1016,7 +1036,9 @@ fn service(
             let key = server.key();
             if listed.insert(key) {
                 if let Some(c) = &reals.check {
-                    server_checks.insert(key, c.clone());
+                    let mut c = c.clone();
+                    c.request = c.request.map(|r| request_as_sent(check.service, r));
+                    server_checks.insert(key, c);
                 }
                 servers.push(server);
             } else {

@@ -58,6 +58,7 @@ virtual = 10.0.0.1:21
     assert_eq!(
         render(&imported.config),
         r#"[global]
+cleanstop = true
 autoreload = true
 quiescent = false
 
@@ -427,4 +428,25 @@ fn what_ipvsadm_or_uvss_table_would_refuse_is_reported() {
             ),
         ]
     );
+}
+
+#[test]
+fn requests_are_taken_as_ldirectords_checks_send_them() {
+    let imported = with_names(
+        "virtual=10.0.0.1:25\n\treal=10.0.0.2:25 gate \"/PING\\n\", \"PONG\"\n\treal=10.0.0.3:25 gate\n\tservice=simpletcp\n\trequest=\"HELO\\n\"\n\treceive=\"250\"\n\
+         virtual=10.0.0.1:53\n\treal=10.0.0.2:53 gate\n\trequest=\"/www.example.com\"\n\
+         virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\trequest=\"index.html\"\n",
+    );
+    assert_eq!(skipped_lines(&imported), []);
+    let s = &imported.config.services;
+    assert_eq!(s[0].health.check.request.as_deref(), Some("HELO\n"));
+    let one = &s[0].server_checks[&s[0].servers[0].key()];
+    assert_eq!(one.request.as_deref(), Some("PING\n"));
+    assert_eq!(s[1].health.check.service, Some(NegotiateService::Dns));
+    assert_eq!(
+        s[1].health.check.request.as_deref(),
+        Some("www.example.com")
+    );
+    // uvs's HTTP check puts the `/` before the path itself, as ldirectord does.
+    assert_eq!(s[2].health.check.request.as_deref(), Some("index.html"));
 }
