@@ -224,7 +224,7 @@ fn flags_of(flags: &[u8]) -> Result<Flags, String> {
         if let Err(e) = regex::Regex::new(&receive) {
             return Err(format!(
                 "receive string: not a regular expression uvs reads ({})",
-                super::regex_error(&e)
+                super::values::regex_error(&e)
             ));
         }
         check = Some(Check {

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 
 use crate::adm::names::{Names, NoNames};
 use crate::config::render::render;
+use crate::config::{CheckKind, NegotiateService};
 
 /// The lines not taken, with why.
 fn skipped_lines(imported: &Imported) -> Vec<(usize, &str)> {
