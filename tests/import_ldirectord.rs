@@ -299,3 +299,25 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn standard_input_is_read_as_bytes_too() {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_uvs"))
+        .args(["import", "ldirectord", "-"])
+        .env("UVS_HOSTS", fixture("fixtures/etc/hosts"))
+        .env("UVS_SERVICES", fixture("fixtures/etc/services"))
+        .env("UVS_NAMESERVERS", "127.0.0.1:1")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run uvs import");
+    let gbk = std::fs::read(fixture("fixtures/field/ldirectord-non-utf8-comment.cf")).unwrap();
+    child.stdin.take().unwrap().write_all(&gbk).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tcp = \"192.0.2.30:80\""));
+}
