@@ -20,10 +20,16 @@
 //! netmask = "255.255.255.0"       # or a prefix length
 //!
 //! [[service.server]]
-//! address = "127.0.0.1:8080"      # without a port: the port the client reached
+//! address = "127.0.0.1:8080"      # without a port: the service's port
 //! weight = 3
 //! forward = "masq"                # masq (nat), gate (dr, route), ipip (tun)
 //! ```
+//!
+//! A real server's port is read as ipvsadm's parser reads `-r`: an address without a
+//! port takes the service's port (0 in an fwmark or port-0 service: the port the client
+//! reached), and a gate or ipip server of an address service takes the service's port
+//! whatever port it names (`ServerConfig::in_service`, the table's rule), so the
+//! configuration holds the servers the table will list.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -214,7 +220,7 @@ fn read_global(t: &Table<'_, '_>) -> Global {
     if let Some(item) = t.get("maintenance_dir") {
         g.maintenance_dir = item.str("a directory").map(PathBuf::from);
     }
-    g.health = read_health(t);
+    g.health = read_health(t, None);
     g
 }
 
@@ -232,8 +238,9 @@ fn read_congestion(t: &Table<'_, '_>, key: &str) -> Option<CongestionControl> {
     }
 }
 
-/// `check`, `quiescent` and `fallback` of a service, or their defaults in `[global]`.
-fn read_health(t: &Table<'_, '_>) -> Health {
+/// `check`, `quiescent` and `fallback` of a service (`service`), or their defaults in
+/// `[global]` (None: a global fallback is fitted to each service by the planner).
+fn read_health(t: &Table<'_, '_>, service: Option<&ServiceKey>) -> Health {
     let mut health = Health::default();
     if let Some(item) = t.get("check")
         && let Some(table) = item.table()
@@ -246,7 +253,8 @@ fn read_health(t: &Table<'_, '_>) -> Health {
     if let Some(item) = t.get("fallback")
         && let Some(table) = item.table()
     {
-        health.fallback = read_server(&table, &item.span);
+        health.fallback = read_server(&table, &item.span, service)
+            .map(|asked| service.map_or_else(|| asked.clone(), |k| asked.in_service(k)));
     }
     health
 }
@@ -568,18 +576,23 @@ fn read_service(
                 .get("check")
                 .and_then(|item| item.table())
                 .map(|table| read_check(&table));
-            let Some(config) = read_server(&server, &server_span) else {
+            let Some(asked) = read_server(&server, &server_span, key.as_ref()) else {
                 continue;
             };
+            let config = key.map_or_else(|| asked.clone(), |k| asked.in_service(&k));
             if let Some(check) = check {
                 server_checks.insert(config.key(), check);
             }
             if !seen.insert(config.key()) {
-                t.report().at(
-                    &server_span,
-                    server.path(),
-                    "this real server is already listed above",
-                );
+                let message = if asked.port == config.port {
+                    "this real server is already listed above".to_string()
+                } else {
+                    format!(
+                        "this real server is already listed above: a gate or ipip real server takes the service's port, {}",
+                        config.port
+                    )
+                };
+                t.report().at(&server_span, server.path(), message);
                 continue;
             }
             servers.push(config);
@@ -588,7 +601,7 @@ fn read_service(
     }
     let text = |k: &str| t.get(k).and_then(|i| i.str("a text").map(str::to_string));
     let (name, comment) = (text("name"), text("comment"));
-    let health = read_health(t);
+    let health = read_health(t, key.as_ref());
     let key = key?;
     Some((
         ServiceSpec {
@@ -612,13 +625,24 @@ fn read_service(
     ))
 }
 
-fn read_server(t: &Table<'_, '_>, span: &Range<usize>) -> Option<ServerConfig> {
+/// A `[[service.server]]` (or `fallback`) table as written; without a port, the
+/// address takes `service`'s port, as ipvsadm's `-r ADDRESS` does. The caller fits it
+/// to its service (`ServerConfig::in_service`).
+fn read_server(
+    t: &Table<'_, '_>,
+    span: &Range<usize>,
+    service: Option<&ServiceKey>,
+) -> Option<ServerConfig> {
+    let service_port = match service {
+        Some(ServiceKey::Inet { port, .. }) => *port,
+        _ => 0,
+    };
     let expected = "an address with or without a port, as \"10.0.0.2:80\", \"10.0.0.2\" or \"[2001:db8::2]:80\"";
     let address = match t.get("address") {
         Some(item) => item.parsed(expected, |s| {
             s.parse::<SocketAddr>()
                 .map(|a| (a.ip(), a.port()))
-                .or_else(|_| s.parse::<IpAddr>().map(|ip| (ip, 0)))
+                .or_else(|_| s.parse::<IpAddr>().map(|ip| (ip, service_port)))
                 .ok()
         }),
         None => {
@@ -764,12 +788,80 @@ listen = ["tcp 127.0.0.1:443", "udp 127.0.0.1:443"]
         assert_eq!(web.servers[0].weight, 3);
         assert_eq!(
             (web.servers[1].port, web.servers[1].forward),
-            (0, Forward::Route)
+            (80, Forward::Route),
+            "without a port, the service's port (ipvsadm's `-r ADDRESS`)"
         );
         let group = &c.services[1];
         assert_eq!(group.service.flags.0, ServiceFlags::SCHED2);
         assert_eq!(group.listen.len(), 2);
         assert!(group.listen.iter().all(|r| r.mark == Some(7)));
+    }
+
+    /// ipvsadm's `-r`: no port is the service's port; gate and ipip take the service's
+    /// port in an address service, whatever they name; masq and fwmark keep theirs.
+    #[test]
+    fn real_server_ports_are_read_as_ipvsadm_gives_them() {
+        let text = r#"
+[[service]]
+tcp = "192.0.2.50:80"
+fallback = { address = "198.51.100.99:8080", forward = "gate" }
+[[service.server]]
+address = "198.51.100.51:8080"
+forward = "gate"
+[[service.server]]
+address = "198.51.100.52:8080"
+[[service.server]]
+address = "198.51.100.53"
+[[service.server]]
+address = "198.51.100.54:0"
+[[service.server]]
+address = "[2001:db8::55]:9"
+forward = "ipip"
+[service.server.check]
+port = 9
+
+[[service]]
+fwmark = 7
+[[service.server]]
+address = "198.51.100.51:8080"
+forward = "gate"
+[[service.server]]
+address = "198.51.100.53"
+"#;
+        let c = parse(text, Path::new("t.toml")).unwrap();
+        let ports =
+            |i: usize| -> Vec<u16> { c.services[i].servers.iter().map(|s| s.port).collect() };
+        assert_eq!(ports(0), [80, 8080, 80, 0, 80]);
+        assert_eq!(ports(1), [8080, 0]);
+        assert_eq!(
+            c.services[0].health.fallback.as_ref().map(|f| f.port),
+            Some(80)
+        );
+        let v6 = crate::table::ServerKey {
+            addr: "2001:db8::55".parse().unwrap(),
+            port: 80,
+        };
+        assert_eq!(
+            c.services[0].server_checks.get(&v6).and_then(|c| c.port),
+            Some(9),
+            "a server's check is the table's server's"
+        );
+        let twice = r#"
+[[service]]
+tcp = "192.0.2.50:80"
+[[service.server]]
+address = "198.51.100.51:8080"
+forward = "gate"
+[[service.server]]
+address = "198.51.100.51:8081"
+forward = "gate"
+"#;
+        assert_eq!(
+            problems(twice),
+            [
+                "t.toml:7:1: service[0].server[1]: this real server is already listed above: a gate or ipip real server takes the service's port, 80"
+            ]
+        );
     }
 
     #[test]
