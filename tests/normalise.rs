@@ -127,3 +127,35 @@ fn a_gate_real_server_on_another_port_lists_as_ipvsadm_lists_it_on_every_path() 
     );
     assert_eq!(d.list(&["-L", "-n"]), LISTING);
 }
+
+#[test]
+fn check_warns_of_a_gate_real_server_named_at_another_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("uvs.toml");
+    write_file(
+        &path,
+        r#"[[service]]
+tcp = "192.0.2.50:80"
+scheduler = "rr"
+
+[[service.server]]
+address = "198.51.100.51:8080"
+forward = "gate"
+
+[[service.server]]
+address = "198.51.100.52:8080"
+"#,
+    );
+    let out = uvs(&["check", "-c", path.to_str().unwrap()]);
+    let p = path.display();
+    assert_eq!(
+        (out.status.code(), text(&out.stdout), text(&out.stderr)),
+        (
+            Some(0),
+            format!("{p}: OK, 1 service, 2 real servers\n"),
+            format!(
+                "{p}:5:1: warning: service[0].server[0]: a gate real server takes the service's port, 80, as ipvsadm gives it; port 8080 is not used\n"
+            )
+        )
+    );
+}

@@ -53,6 +53,38 @@ const MAX_TIMEOUT: u64 = 31_536_000;
 /// Reads `text` (the contents of `file`) into a configuration, or its problems (all
 /// counted, the first hundred listed: `reader`).
 pub fn parse(text: &str, file: &Path) -> Result<Config, Problems> {
+    parse_noting(text, file, &Report::new(text))
+}
+
+/// What `uvs check` warns about in `text` (the contents of `file`), whether or not it
+/// has problems: real servers the table will hold at another port than the file names
+/// (a gate or ipip server of an address service takes the service's port, silently in
+/// ipvsadm). One line each, `FILE:LINE:COLUMN: warning: KEY: MESSAGE`, in the file's
+/// order.
+pub fn warnings(text: &str, file: &Path) -> Vec<String> {
+    let notes = Report::new(text);
+    let _ = parse_noting(text, file, &notes);
+    match notes.finish(file) {
+        Ok(()) => Vec::new(),
+        Err(found) => found
+            .list
+            .iter()
+            .map(|n| {
+                format!(
+                    "{}:{}:{}: warning: {}: {}",
+                    file.display(),
+                    n.line,
+                    n.column,
+                    n.key,
+                    n.message
+                )
+            })
+            .collect(),
+    }
+}
+
+/// [`parse`], with what is worth a warning but is no problem reported to `notes`.
+fn parse_noting(text: &str, file: &Path, notes: &Report<'_>) -> Result<Config, Problems> {
     let report = Report::new(text);
     let Some(doc) = document(text, &report) else {
         return report.finish(file).map(|()| Config::default());
@@ -72,7 +104,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, Problems> {
     if let Some(list) = root.get("service") {
         let mut seen = HashSet::new();
         for (table, span) in list.tables() {
-            if let Some((spec, server_spans)) = read_service(&table, &span) {
+            if let Some((spec, server_spans)) = read_service(&table, &span, notes) {
                 if !seen.insert(spec.service.key) {
                     report.at(&span, table.path(), "this service is already defined above");
                     continue;
@@ -240,7 +272,7 @@ fn read_congestion(t: &Table<'_, '_>, key: &str) -> Option<CongestionControl> {
 
 /// `check`, `quiescent` and `fallback` of a service (`service`), or their defaults in
 /// `[global]` (None: a global fallback is fitted to each service by the planner).
-fn read_health(t: &Table<'_, '_>, service: Option<&ServiceKey>) -> Health {
+fn read_health(t: &Table<'_, '_>, service: Option<(&ServiceKey, &Report<'_>)>) -> Health {
     let mut health = Health::default();
     if let Some(item) = t.get("check")
         && let Some(table) = item.table()
@@ -253,8 +285,11 @@ fn read_health(t: &Table<'_, '_>, service: Option<&ServiceKey>) -> Health {
     if let Some(item) = t.get("fallback")
         && let Some(table) = item.table()
     {
-        health.fallback = read_server(&table, &item.span, service)
-            .map(|asked| service.map_or_else(|| asked.clone(), |k| asked.in_service(k)));
+        let key = service.map(|(key, _)| key);
+        health.fallback = read_server(&table, &item.span, key).map(|asked| match service {
+            Some((key, notes)) => fitted(asked, key, &item.span, table.path(), notes),
+            None => asked,
+        });
     }
     health
 }
@@ -499,6 +534,7 @@ fn read_listen(item: &Item<'_, '_>, key: &ServiceKey) -> Vec<ListenRule> {
 fn read_service(
     t: &Table<'_, '_>,
     span: &Range<usize>,
+    notes: &Report<'_>,
 ) -> Option<(ServiceSpec, Vec<Range<usize>>)> {
     let key = read_key(t, span);
     let scheduler = t
@@ -579,7 +615,10 @@ fn read_service(
             let Some(asked) = read_server(&server, &server_span, key.as_ref()) else {
                 continue;
             };
-            let config = key.map_or_else(|| asked.clone(), |k| asked.in_service(&k));
+            let config = match &key {
+                Some(k) => fitted(asked.clone(), k, &server_span, server.path(), notes),
+                None => asked.clone(),
+            };
             if let Some(check) = check {
                 server_checks.insert(config.key(), check);
             }
@@ -601,7 +640,7 @@ fn read_service(
     }
     let text = |k: &str| t.get(k).and_then(|i| i.str("a text").map(str::to_string));
     let (name, comment) = (text("name"), text("comment"));
-    let health = read_health(t, key.as_ref());
+    let health = read_health(t, key.as_ref().map(|k| (k, notes)));
     let key = key?;
     Some((
         ServiceSpec {
@@ -681,6 +720,34 @@ fn read_server(
         l_threshold: lower?,
         tunnel: tunnel?,
     })
+}
+
+/// `asked` as `service`'s table will hold it (`ServerConfig::in_service`); a port the
+/// table will not hold is noted for `uvs check`'s warnings, at `span` (`path`).
+fn fitted(
+    asked: ServerConfig,
+    service: &ServiceKey,
+    span: &Range<usize>,
+    path: &str,
+    notes: &Report<'_>,
+) -> ServerConfig {
+    let config = asked.in_service(service);
+    if asked.port != config.port {
+        let kind = if config.forward == Forward::Route {
+            "a gate"
+        } else {
+            "an ipip"
+        };
+        notes.at(
+            span,
+            path,
+            format!(
+                "{kind} real server takes the service's port, {}, as ipvsadm gives it; port {} is not used",
+                config.port, asked.port
+            ),
+        );
+    }
+    config
 }
 
 /// `tunnel`, `tunnel_port` and `tunnel_checksum` of an ipip server (`--tun-type`,
@@ -845,6 +912,15 @@ address = "198.51.100.53"
             c.services[0].server_checks.get(&v6).and_then(|c| c.port),
             Some(9),
             "a server's check is the table's server's"
+        );
+        assert_eq!(
+            warnings(text, Path::new("t.toml")),
+            [
+                "t.toml:4:12: warning: service[0].fallback: a gate real server takes the service's port, 80, as ipvsadm gives it; port 8080 is not used",
+                "t.toml:5:1: warning: service[0].server[0]: a gate real server takes the service's port, 80, as ipvsadm gives it; port 8080 is not used",
+                "t.toml:14:1: warning: service[0].server[4]: an ipip real server takes the service's port, 80, as ipvsadm gives it; port 9 is not used",
+            ],
+            "the masq servers, port-less ones and the fwmark service's are as written"
         );
         let twice = r#"
 [[service]]
