@@ -91,8 +91,8 @@ impl ServerConfig {
     /// keeps the port it is sent, so uvs applies the rule where ipvsadm does, before
     /// the add or the edit looks for the server: in [`Table::apply`](super::Table::apply),
     /// the one way into the table, whoever wrote the command (uvsadm, `-R`, a
-    /// configuration file, an import, the control socket). Readers that predict the
-    /// table (the configuration's reader and planner) ask the same question here.
+    /// configuration file, an import, the control socket). What predicts the table
+    /// (the configuration's reader, planner and writer) asks the same question here.
     pub fn in_service(&self, service: &ServiceKey) -> ServerConfig {
         let mut server = self.clone();
         if let ServiceKey::Inet { port, .. } = service
