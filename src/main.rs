@@ -353,13 +353,18 @@ fn import(format: ImportFormat, file: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `uvs check -c FILE`: problems are errors; real servers that would loop back into
-/// the director are warnings (the table takes them, as ipvsadm does).
+/// the director, and gate or ipip servers named at a port the table will not hold, are
+/// warnings (the table takes them, as ipvsadm does).
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let config = read_config(path)?.config;
     let table = uvs::config::plan::table_of(&config);
     let own = uvs::table::OwnAddresses::of(&table, HostInterfaces::addresses);
     for l in uvs::table::loops::loops(&table, &own) {
         eprintln!("{}: warning: {l}", path.display());
+    }
+    // Ports the table will not hold as written (gate and ipip servers, as ipvsadm).
+    for w in uvs::config::schema::warnings(&uvs::config::file::read(path)?.text, path) {
+        eprintln!("{w}");
     }
     let servers: usize = config.services.iter().map(|s| s.servers.len()).sum();
     out(&format!(

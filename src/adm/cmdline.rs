@@ -1056,10 +1056,10 @@ fn finish(p: &mut Parser<'_>, cmd: Cmd, timeouts: Timeouts) -> Result<Invocation
     }
 
     if matches!(cmd, Cmd::AddDest | Cmd::EditDest) {
+        // ipvsadm gives a DR or tunnel server the service's port here; the table does
+        // (`ServerConfig::in_service`), for every writer, so the command carries the
+        // port as written.
         let forward = p.dest.forward;
-        if p.svc.fwmark == 0 && matches!(forward, Forward::Tunnel | Forward::Route) {
-            p.dest.port = p.svc.port;
-        }
         if p.dest.af != p.svc.af && forward != Forward::Tunnel {
             return Err(Parsed::Fail(
                 "Different address family is allowed only for tunneling servers".into(),

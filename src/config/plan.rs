@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::{Config, ServiceSpec};
-use crate::table::{Command, ListenAddr, ListenRule, ServerKey, ServiceKey, Table};
+use crate::table::{Command, ListenAddr, ListenRule, ServerConfig, ServerKey, ServiceKey, Table};
 
 /// What the last applied file named: what the next one may change or remove.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,14 +76,30 @@ pub fn plan(config: &Config, table: &Table, owned: &Owned) -> Vec<Command> {
     commands
 }
 
+/// The servers of `spec` as the table will hold them (`ServerConfig::in_service`: a gate
+/// or ipip server takes the service's port), in the file's order. The reader has done
+/// this already; a configuration made otherwise (an import, the health layer adding a
+/// `[global]` fallback) is fitted here, and a server that lands on the address and
+/// port of one before it is that one (ipvsadm would refuse it as existing), so the plan
+/// neither adds a server twice nor deletes and re-adds one on every reload.
+fn servers_of(spec: &ServiceSpec) -> Vec<ServerConfig> {
+    let mut seen = HashSet::new();
+    spec.servers
+        .iter()
+        .map(|s| s.in_service(&spec.service.key))
+        .filter(|s| seen.insert(s.key()))
+        .collect()
+}
+
 /// Commands for one service of the file.
 fn service_commands(spec: &ServiceSpec, table: &Table, commands: &mut Vec<Command>) {
     let key = spec.service.key;
+    let servers = servers_of(spec);
     let Some(current) = table.service(&key) else {
         commands.push(Command::AddService(spec.service.clone()));
         // IPVS lists the newest server first: add in reverse so the list reads as the
         // file does.
-        for server in spec.servers.iter().rev() {
+        for server in servers.iter().rev() {
             commands.push(Command::AddServer {
                 service: key,
                 server: server.clone(),
@@ -94,7 +110,7 @@ fn service_commands(spec: &ServiceSpec, table: &Table, commands: &mut Vec<Comman
     if current.config() != spec.service {
         commands.push(Command::EditService(spec.service.clone()));
     }
-    let wanted: HashSet<ServerKey> = spec.servers.iter().map(|s| s.key()).collect();
+    let wanted: HashSet<ServerKey> = servers.iter().map(|s| s.key()).collect();
     for server in &current.servers {
         if !wanted.contains(&server.key()) {
             commands.push(Command::DeleteServer {
@@ -103,7 +119,7 @@ fn service_commands(spec: &ServiceSpec, table: &Table, commands: &mut Vec<Comman
             });
         }
     }
-    for server in spec.servers.iter().rev() {
+    for server in servers.iter().rev() {
         match current.servers.iter().find(|s| s.key() == server.key()) {
             None => commands.push(Command::AddServer {
                 service: key,
@@ -210,6 +226,48 @@ address = "127.0.0.1:8082"
                 "-e -t 127.0.0.1:80 -r 127.0.0.1:8080 -m -w 3",
             ]
         );
+    }
+
+    /// A configuration made without the reader (an import, the health layer's
+    /// fallback) may name a gate server at a port the table will not hold: the plan
+    /// asks for what the table will hold, so a reload changes nothing.
+    #[test]
+    fn servers_are_planned_at_the_port_the_table_gives_them() {
+        let mut made = config(
+            r#"
+[[service]]
+tcp = "127.0.0.1:80"
+[[service.server]]
+address = "127.0.0.2:80"
+forward = "gate"
+[[service.server]]
+address = "127.0.0.3:8080"
+"#,
+        );
+        let gate = made.services[0].servers[0].clone();
+        made.services[0].servers[0].port = 8080;
+        let mut fallback = gate.clone();
+        fallback.port = 9090;
+        made.services[0].servers.push(fallback);
+        let mut table = Table::new();
+        let commands = plan(&made, &table, &Owned::default());
+        let lines: Vec<String> = commands.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "-A -t 127.0.0.1:80 -s wlc",
+                "-a -t 127.0.0.1:80 -r 127.0.0.3:8080 -m -w 1",
+                "-a -t 127.0.0.1:80 -r 127.0.0.2:80 -g -w 1",
+            ]
+        );
+        apply(&mut table, &commands);
+        assert!(plan(&made, &table, &Owned::of(&made)).is_empty());
+        made.services[0].servers[0].weight = 2;
+        let lines: Vec<String> = plan(&made, &table, &Owned::of(&made))
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(lines, ["-e -t 127.0.0.1:80 -r 127.0.0.2:80 -g -w 2"]);
     }
 
     #[test]

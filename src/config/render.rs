@@ -41,17 +41,37 @@ fn forward_name(f: Forward) -> &'static str {
     }
 }
 
-fn server_address(s: &ServerConfig) -> String {
-    if s.port == 0 {
+/// The port an address without one is read as in `service` (`schema`: ipvsadm's `-r
+/// ADDRESS`): the service's, 0 in an fwmark service or in `[global]` (None).
+fn portless_port(service: Option<&ServiceKey>) -> u16 {
+    match service {
+        Some(ServiceKey::Inet { port, .. }) => *port,
+        _ => 0,
+    }
+}
+
+/// A server's `address`: without its port only where the port is 0 and an address
+/// without one reads back as 0; any other port is written, 0 included.
+fn server_address(s: &ServerConfig, service: Option<&ServiceKey>) -> String {
+    if s.port == 0 && portless_port(service) == 0 {
         s.addr.to_string()
     } else {
         std::net::SocketAddr::new(s.addr, s.port).to_string()
     }
 }
 
+/// `server` as `service`'s table will hold it (`ServerConfig::in_service`), and the
+/// port it asked for when that is not the one it gets.
+fn fitted(server: &ServerConfig, service: Option<&ServiceKey>) -> (ServerConfig, Option<u16>) {
+    let fitted = service.map_or_else(|| server.clone(), |k| server.in_service(k));
+    let asked = (fitted.port != server.port).then_some(server.port);
+    (fitted, asked)
+}
+
 /// A server as an inline table (for `fallback`).
-fn inline_server(s: &ServerConfig) -> String {
-    let mut out = format!("{{ address = {}", quoted(&server_address(s)));
+fn inline_server(s: &ServerConfig, service: Option<&ServiceKey>) -> String {
+    let (s, _) = fitted(s, service);
+    let mut out = format!("{{ address = {}", quoted(&server_address(&s, service)));
     if s.forward != Forward::Masq {
         let _ = write!(out, ", forward = {}", quoted(forward_name(s.forward)));
     }
@@ -97,9 +117,14 @@ fn check_lines(c: &Check) -> String {
     out
 }
 
-fn health_lines(out: &mut String, h: &Health) {
+/// `service` is None for `[global]`'s defaults.
+fn health_lines(out: &mut String, h: &Health, service: Option<&ServiceKey>) {
     setting(out, "quiescent", h.quiescent);
-    setting(out, "fallback", h.fallback.as_ref().map(inline_server));
+    setting(
+        out,
+        "fallback",
+        h.fallback.as_ref().map(|f| inline_server(f, service)),
+    );
 }
 
 fn service(out: &mut String, spec: &ServiceSpec) {
@@ -188,15 +213,30 @@ fn service(out: &mut String, spec: &ServiceSpec) {
             .collect();
         let _ = writeln!(out, "listen = [{}]", rules.join(", "));
     }
-    health_lines(out, &spec.health);
+    health_lines(out, &spec.health, Some(&s.key));
     let check = check_lines(&spec.health.check);
     if !check.is_empty() {
         out.push_str("\n[service.check]\n");
         out.push_str(&check);
     }
-    for server in &spec.servers {
+    for asked in &spec.servers {
         out.push_str("\n[[service.server]]\n");
-        let _ = writeln!(out, "address = {}", quoted(&server_address(server)));
+        // The file says the port the table will hold, and why when that is not the
+        // one the imported line asked for.
+        let (server, asked_port) = fitted(asked, Some(&s.key));
+        let server = &server;
+        if let Some(port) = asked_port {
+            let _ = writeln!(
+                out,
+                "# port {port} asked for: a {} real server takes the service's port, as ipvsadm gives it",
+                forward_name(server.forward)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "address = {}",
+            quoted(&server_address(server, Some(&s.key)))
+        );
         if server.weight != 1 {
             let _ = writeln!(out, "weight = {}", server.weight);
         }
@@ -220,7 +260,11 @@ fn service(out: &mut String, spec: &ServiceSpec) {
             }
         }
         // Last: the keys after a table header belong to that table.
-        if let Some(check) = spec.server_checks.get(&server.key()) {
+        let check = spec
+            .server_checks
+            .get(&asked.key())
+            .or_else(|| spec.server_checks.get(&server.key()));
+        if let Some(check) = check {
             let lines = check_lines(check);
             if !lines.is_empty() {
                 out.push_str("\n[service.server.check]\n");
@@ -289,7 +333,7 @@ pub fn render(config: &Config) -> String {
         "maintenance_dir",
         g.maintenance_dir.as_ref().map(path),
     );
-    health_lines(&mut global, &g.health);
+    health_lines(&mut global, &g.health, None);
     let global_check = check_lines(&g.health.check);
     if !global.is_empty() || !global_check.is_empty() {
         out.push_str("[global]\n");
@@ -394,5 +438,48 @@ address = "::1"
         let written = render(&config);
         let again = parse(&written, Path::new("written.toml")).unwrap();
         assert_eq!(again, config, "{written}");
+    }
+
+    /// An import's servers are written at the port the table will give them, saying
+    /// why where that is not the port asked for, and a port-0 server keeps its `:0`
+    /// where an address alone would read as the service's port.
+    #[test]
+    fn servers_are_written_at_the_port_the_table_gives_them() {
+        let mut config = parse(
+            "[[service]]\ntcp = \"192.0.2.50:80\"\nscheduler = \"rr\"\n\n\
+             [[service.server]]\naddress = \"198.51.100.51\"\nforward = \"gate\"\n\n\
+             [[service.server]]\naddress = \"198.51.100.52:8080\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        // As an importer makes them: the port the source file names.
+        let servers = &mut config.services[0].servers;
+        servers[0].port = 8080;
+        let mut any_port = servers[1].clone();
+        any_port.addr = "198.51.100.53".parse().unwrap();
+        any_port.port = 0;
+        servers.push(any_port);
+        let written = render(&config);
+        assert_eq!(
+            written,
+            "[[service]]
+tcp = \"192.0.2.50:80\"
+scheduler = \"rr\"
+
+[[service.server]]
+# port 8080 asked for: a gate real server takes the service's port, as ipvsadm gives it
+address = \"198.51.100.51:80\"
+forward = \"gate\"
+
+[[service.server]]
+address = \"198.51.100.52:8080\"
+
+[[service.server]]
+address = \"198.51.100.53:0\"
+"
+        );
+        let again = parse(&written, Path::new("written.toml")).unwrap();
+        let ports: Vec<u16> = again.services[0].servers.iter().map(|s| s.port).collect();
+        assert_eq!(ports, [80, 8080, 0]);
     }
 }

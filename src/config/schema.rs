@@ -20,10 +20,16 @@
 //! netmask = "255.255.255.0"       # or a prefix length
 //!
 //! [[service.server]]
-//! address = "127.0.0.1:8080"      # without a port: the port the client reached
+//! address = "127.0.0.1:8080"      # without a port: the service's port
 //! weight = 3
 //! forward = "masq"                # masq (nat), gate (dr, route), ipip (tun)
 //! ```
+//!
+//! A real server's port is read as ipvsadm's parser reads `-r`: an address without a
+//! port takes the service's port (0 in an fwmark or port-0 service: the port the client
+//! reached), and a gate or ipip server of an address service takes the service's port
+//! whatever port it names (`ServerConfig::in_service`, the table's rule), so the
+//! configuration holds the servers the table will list.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -47,6 +53,38 @@ const MAX_TIMEOUT: u64 = 31_536_000;
 /// Reads `text` (the contents of `file`) into a configuration, or its problems (all
 /// counted, the first hundred listed: `reader`).
 pub fn parse(text: &str, file: &Path) -> Result<Config, Problems> {
+    parse_noting(text, file, &Report::new(text))
+}
+
+/// What `uvs check` warns about in `text` (the contents of `file`), whether or not it
+/// has problems: real servers the table will hold at another port than the file names
+/// (a gate or ipip server of an address service takes the service's port, silently in
+/// ipvsadm). One line each, `FILE:LINE:COLUMN: warning: KEY: MESSAGE`, in the file's
+/// order.
+pub fn warnings(text: &str, file: &Path) -> Vec<String> {
+    let notes = Report::new(text);
+    let _ = parse_noting(text, file, &notes);
+    match notes.finish(file) {
+        Ok(()) => Vec::new(),
+        Err(found) => found
+            .list
+            .iter()
+            .map(|n| {
+                format!(
+                    "{}:{}:{}: warning: {}: {}",
+                    file.display(),
+                    n.line,
+                    n.column,
+                    n.key,
+                    n.message
+                )
+            })
+            .collect(),
+    }
+}
+
+/// [`parse`], with what is worth a warning but is no problem reported to `notes`.
+fn parse_noting(text: &str, file: &Path, notes: &Report<'_>) -> Result<Config, Problems> {
     let report = Report::new(text);
     let Some(doc) = document(text, &report) else {
         return report.finish(file).map(|()| Config::default());
@@ -66,7 +104,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, Problems> {
     if let Some(list) = root.get("service") {
         let mut seen = HashSet::new();
         for (table, span) in list.tables() {
-            if let Some((spec, server_spans)) = read_service(&table, &span) {
+            if let Some((spec, server_spans)) = read_service(&table, &span, notes) {
                 if !seen.insert(spec.service.key) {
                     report.at(&span, table.path(), "this service is already defined above");
                     continue;
@@ -214,7 +252,7 @@ fn read_global(t: &Table<'_, '_>) -> Global {
     if let Some(item) = t.get("maintenance_dir") {
         g.maintenance_dir = item.str("a directory").map(PathBuf::from);
     }
-    g.health = read_health(t);
+    g.health = read_health(t, None);
     g
 }
 
@@ -232,8 +270,9 @@ fn read_congestion(t: &Table<'_, '_>, key: &str) -> Option<CongestionControl> {
     }
 }
 
-/// `check`, `quiescent` and `fallback` of a service, or their defaults in `[global]`.
-fn read_health(t: &Table<'_, '_>) -> Health {
+/// `check`, `quiescent` and `fallback` of a service (`service`), or their defaults in
+/// `[global]` (None: a global fallback is fitted to each service by the planner).
+fn read_health(t: &Table<'_, '_>, service: Option<(&ServiceKey, &Report<'_>)>) -> Health {
     let mut health = Health::default();
     if let Some(item) = t.get("check")
         && let Some(table) = item.table()
@@ -246,7 +285,11 @@ fn read_health(t: &Table<'_, '_>) -> Health {
     if let Some(item) = t.get("fallback")
         && let Some(table) = item.table()
     {
-        health.fallback = read_server(&table, &item.span);
+        let key = service.map(|(key, _)| key);
+        health.fallback = read_server(&table, &item.span, key).map(|asked| match service {
+            Some((key, notes)) => fitted(asked, key, &item.span, table.path(), notes),
+            None => asked,
+        });
     }
     health
 }
@@ -491,6 +534,7 @@ fn read_listen(item: &Item<'_, '_>, key: &ServiceKey) -> Vec<ListenRule> {
 fn read_service(
     t: &Table<'_, '_>,
     span: &Range<usize>,
+    notes: &Report<'_>,
 ) -> Option<(ServiceSpec, Vec<Range<usize>>)> {
     let key = read_key(t, span);
     let scheduler = t
@@ -568,18 +612,26 @@ fn read_service(
                 .get("check")
                 .and_then(|item| item.table())
                 .map(|table| read_check(&table));
-            let Some(config) = read_server(&server, &server_span) else {
+            let Some(asked) = read_server(&server, &server_span, key.as_ref()) else {
                 continue;
+            };
+            let config = match &key {
+                Some(k) => fitted(asked.clone(), k, &server_span, server.path(), notes),
+                None => asked.clone(),
             };
             if let Some(check) = check {
                 server_checks.insert(config.key(), check);
             }
             if !seen.insert(config.key()) {
-                t.report().at(
-                    &server_span,
-                    server.path(),
-                    "this real server is already listed above",
-                );
+                let message = if asked.port == config.port {
+                    "this real server is already listed above".to_string()
+                } else {
+                    format!(
+                        "this real server is already listed above: a gate or ipip real server takes the service's port, {}",
+                        config.port
+                    )
+                };
+                t.report().at(&server_span, server.path(), message);
                 continue;
             }
             servers.push(config);
@@ -588,7 +640,7 @@ fn read_service(
     }
     let text = |k: &str| t.get(k).and_then(|i| i.str("a text").map(str::to_string));
     let (name, comment) = (text("name"), text("comment"));
-    let health = read_health(t);
+    let health = read_health(t, key.as_ref().map(|k| (k, notes)));
     let key = key?;
     Some((
         ServiceSpec {
@@ -612,13 +664,24 @@ fn read_service(
     ))
 }
 
-fn read_server(t: &Table<'_, '_>, span: &Range<usize>) -> Option<ServerConfig> {
+/// A `[[service.server]]` (or `fallback`) table as written; without a port, the
+/// address takes `service`'s port, as ipvsadm's `-r ADDRESS` does. The caller fits it
+/// to its service (`ServerConfig::in_service`).
+fn read_server(
+    t: &Table<'_, '_>,
+    span: &Range<usize>,
+    service: Option<&ServiceKey>,
+) -> Option<ServerConfig> {
+    let service_port = match service {
+        Some(ServiceKey::Inet { port, .. }) => *port,
+        _ => 0,
+    };
     let expected = "an address with or without a port, as \"10.0.0.2:80\", \"10.0.0.2\" or \"[2001:db8::2]:80\"";
     let address = match t.get("address") {
         Some(item) => item.parsed(expected, |s| {
             s.parse::<SocketAddr>()
                 .map(|a| (a.ip(), a.port()))
-                .or_else(|_| s.parse::<IpAddr>().map(|ip| (ip, 0)))
+                .or_else(|_| s.parse::<IpAddr>().map(|ip| (ip, service_port)))
                 .ok()
         }),
         None => {
@@ -657,6 +720,34 @@ fn read_server(t: &Table<'_, '_>, span: &Range<usize>) -> Option<ServerConfig> {
         l_threshold: lower?,
         tunnel: tunnel?,
     })
+}
+
+/// `asked` as `service`'s table will hold it (`ServerConfig::in_service`); a port the
+/// table will not hold is noted for `uvs check`'s warnings, at `span` (`path`).
+fn fitted(
+    asked: ServerConfig,
+    service: &ServiceKey,
+    span: &Range<usize>,
+    path: &str,
+    notes: &Report<'_>,
+) -> ServerConfig {
+    let config = asked.in_service(service);
+    if asked.port != config.port {
+        let kind = if config.forward == Forward::Route {
+            "a gate"
+        } else {
+            "an ipip"
+        };
+        notes.at(
+            span,
+            path,
+            format!(
+                "{kind} real server takes the service's port, {}, as ipvsadm gives it; port {} is not used",
+                config.port, asked.port
+            ),
+        );
+    }
+    config
 }
 
 /// `tunnel`, `tunnel_port` and `tunnel_checksum` of an ipip server (`--tun-type`,
@@ -764,12 +855,89 @@ listen = ["tcp 127.0.0.1:443", "udp 127.0.0.1:443"]
         assert_eq!(web.servers[0].weight, 3);
         assert_eq!(
             (web.servers[1].port, web.servers[1].forward),
-            (0, Forward::Route)
+            (80, Forward::Route),
+            "without a port, the service's port (ipvsadm's `-r ADDRESS`)"
         );
         let group = &c.services[1];
         assert_eq!(group.service.flags.0, ServiceFlags::SCHED2);
         assert_eq!(group.listen.len(), 2);
         assert!(group.listen.iter().all(|r| r.mark == Some(7)));
+    }
+
+    /// ipvsadm's `-r`: no port is the service's port; gate and ipip take the service's
+    /// port in an address service, whatever they name; masq and fwmark keep theirs.
+    #[test]
+    fn real_server_ports_are_read_as_ipvsadm_gives_them() {
+        let text = r#"
+[[service]]
+tcp = "192.0.2.50:80"
+fallback = { address = "198.51.100.99:8080", forward = "gate" }
+[[service.server]]
+address = "198.51.100.51:8080"
+forward = "gate"
+[[service.server]]
+address = "198.51.100.52:8080"
+[[service.server]]
+address = "198.51.100.53"
+[[service.server]]
+address = "198.51.100.54:0"
+[[service.server]]
+address = "[2001:db8::55]:9"
+forward = "ipip"
+[service.server.check]
+port = 9
+
+[[service]]
+fwmark = 7
+[[service.server]]
+address = "198.51.100.51:8080"
+forward = "gate"
+[[service.server]]
+address = "198.51.100.53"
+"#;
+        let c = parse(text, Path::new("t.toml")).unwrap();
+        let ports =
+            |i: usize| -> Vec<u16> { c.services[i].servers.iter().map(|s| s.port).collect() };
+        assert_eq!(ports(0), [80, 8080, 80, 0, 80]);
+        assert_eq!(ports(1), [8080, 0]);
+        assert_eq!(
+            c.services[0].health.fallback.as_ref().map(|f| f.port),
+            Some(80)
+        );
+        let v6 = crate::table::ServerKey {
+            addr: "2001:db8::55".parse().unwrap(),
+            port: 80,
+        };
+        assert_eq!(
+            c.services[0].server_checks.get(&v6).and_then(|c| c.port),
+            Some(9),
+            "a server's check is the table's server's"
+        );
+        assert_eq!(
+            warnings(text, Path::new("t.toml")),
+            [
+                "t.toml:4:12: warning: service[0].fallback: a gate real server takes the service's port, 80, as ipvsadm gives it; port 8080 is not used",
+                "t.toml:5:1: warning: service[0].server[0]: a gate real server takes the service's port, 80, as ipvsadm gives it; port 8080 is not used",
+                "t.toml:14:1: warning: service[0].server[4]: an ipip real server takes the service's port, 80, as ipvsadm gives it; port 9 is not used",
+            ],
+            "the masq servers, port-less ones and the fwmark service's are as written"
+        );
+        let twice = r#"
+[[service]]
+tcp = "192.0.2.50:80"
+[[service.server]]
+address = "198.51.100.51:8080"
+forward = "gate"
+[[service.server]]
+address = "198.51.100.51:8081"
+forward = "gate"
+"#;
+        assert_eq!(
+            problems(twice),
+            [
+                "t.toml:7:1: service[0].server[1]: this real server is already listed above: a gate or ipip real server takes the service's port, 80"
+            ]
+        );
     }
 
     #[test]

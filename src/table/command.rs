@@ -80,6 +80,28 @@ impl ServerConfig {
             port: self.port,
         }
     }
+
+    /// This server as it enters `service`'s list: a direct-routing (`-g`) or tunnelling
+    /// (`-i`, any `--tun-type`) real server of an address service takes the service's
+    /// port, whatever port was asked for; a NAT server keeps its own (0 included: the
+    /// port the client reached), and so does every server of an fwmark service (which
+    /// has no port). This is ipvsadm 1.31's rule (`process_options`, for `-a` and `-e`
+    /// alike, never `-d`): DR and TUN forward the packet unchanged, so the port a real
+    /// server receives on is the VIP's. The kernel (`ip_vs_add_dest`, `ip_vs_edit_dest`)
+    /// keeps the port it is sent, so uvs applies the rule where ipvsadm does, before
+    /// the add or the edit looks for the server: in [`Table::apply`](super::Table::apply),
+    /// the one way into the table, whoever wrote the command (uvsadm, `-R`, a
+    /// configuration file, an import, the control socket). What predicts the table
+    /// (the configuration's reader, planner and writer) asks the same question here.
+    pub fn in_service(&self, service: &ServiceKey) -> ServerConfig {
+        let mut server = self.clone();
+        if let ServiceKey::Inet { port, .. } = service
+            && matches!(server.forward, Forward::Route | Forward::Tunnel)
+        {
+            server.port = *port;
+        }
+        server
+    }
 }
 
 /// Role of an IPVS connection-sync daemon.

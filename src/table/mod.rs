@@ -165,6 +165,7 @@ impl Table {
                 self.listeners.clear();
             }
             Command::AddServer { service, server } => {
+                let server = &server.in_service(service);
                 let svc = self.server_command_target(service, server)?;
                 check_server_numbers(server)?;
                 if svc.servers.iter().any(|s| s.key() == server.key()) {
@@ -179,6 +180,9 @@ impl Table {
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Added));
             }
             Command::EditServer { service, server } => {
+                // The edited server is looked for at the port it is normalised to, as
+                // ipvsadm's `-e` looks for it (see `ServerConfig::in_service`).
+                let server = &server.in_service(service);
                 let svc = self.server_command_target(service, server)?;
                 check_server_numbers(server)?;
                 let index = svc

@@ -324,3 +324,154 @@ fn handle_publishes_only_successful_changes() {
     );
     assert!(Arc::ptr_eq(&after, &handle.snapshot()));
 }
+
+/// ipvsadm 1.31's `process_options`: for `-a` and `-e`, a DR or TUN real server of an
+/// address service gets the service's port; NAT servers and fwmark services keep theirs.
+#[test]
+fn real_servers_take_the_port_ipvsadm_gives_them() {
+    let mut t = Table::new();
+    let web = tcp("192.0.2.50", 80);
+    let any_port = tcp("192.0.2.50", 0);
+    let v6 = ServiceKey::Inet {
+        protocol: Protocol::Udp,
+        addr: "2001:db8::50".parse().unwrap(),
+        port: 443,
+    };
+    let mark = ServiceKey::Fwmark {
+        mark: 7,
+        family: Family::Inet,
+    };
+    let mut persistent = config(any_port, "rr");
+    persistent.flags = ServiceFlags(ServiceFlags::PERSISTENT);
+    persistent.timeout = 300;
+    for c in [
+        config(web, "rr"),
+        persistent,
+        config(v6, "rr"),
+        config(mark, "rr"),
+    ] {
+        apply(&mut t, Command::AddService(c)).unwrap();
+    }
+    let with = |addr: &str, port: u16, forward: Forward| {
+        let mut s = server(addr, port, 1);
+        s.forward = forward;
+        if forward == Forward::Tunnel && addr.ends_with(".54") {
+            s.tunnel.kind = TunnelKind::Gue;
+            s.tunnel.port = 6080;
+        }
+        s
+    };
+    let add = |t: &mut Table, service: ServiceKey, s: ServerConfig| {
+        apply(t, Command::AddServer { service, server: s })
+    };
+    let ports = |t: &Table, service: &ServiceKey| -> Vec<(String, u16)> {
+        let mut all: Vec<(String, u16)> = t
+            .service(service)
+            .unwrap()
+            .servers
+            .iter()
+            .map(|s| (s.addr.to_string(), s.port))
+            .collect();
+        all.sort();
+        all
+    };
+    let added = [
+        ("198.51.100.51", 8080, Forward::Route),
+        ("198.51.100.52", 8080, Forward::Masq),
+        ("198.51.100.53", 8080, Forward::Tunnel),
+        ("198.51.100.54", 8080, Forward::Tunnel),
+        ("198.51.100.55", 0, Forward::Masq),
+        ("198.51.100.56", 0, Forward::Route),
+    ];
+    for service in [web, any_port, mark] {
+        for (addr, port, forward) in added {
+            add(&mut t, service, with(addr, port, forward)).unwrap();
+        }
+    }
+    let expect = |vport: Option<u16>| -> Vec<(String, u16)> {
+        added
+            .iter()
+            .map(|(addr, port, forward)| {
+                let port = match (vport, forward) {
+                    (Some(v), Forward::Route | Forward::Tunnel) => v,
+                    _ => *port,
+                };
+                (addr.to_string(), port)
+            })
+            .collect()
+    };
+    assert_eq!(ports(&t, &web), expect(Some(80)));
+    assert_eq!(
+        ports(&t, &any_port),
+        expect(Some(0)),
+        "a persistent port-0 service"
+    );
+    assert_eq!(
+        ports(&t, &mark),
+        expect(None),
+        "an fwmark service has no port to give"
+    );
+    add(&mut t, v6, with("2001:db8::51", 8080, Forward::Route)).unwrap();
+    assert_eq!(ports(&t, &v6), [("2001:db8::51".to_string(), 443)]);
+
+    // A second DR server on the same address is the same server once normalised.
+    assert_eq!(
+        add(&mut t, web, with("198.51.100.51", 9090, Forward::Route)),
+        Err(TableError::ServerExists)
+    );
+    // `-e` looks for the server at the normalised port, and keeps it there.
+    let mut edit = with("198.51.100.51", 9090, Forward::Tunnel);
+    edit.weight = 4;
+    apply(
+        &mut t,
+        Command::EditServer {
+            service: web,
+            server: edit,
+        },
+    )
+    .unwrap();
+    let edited = t
+        .service(&web)
+        .unwrap()
+        .servers
+        .iter()
+        .find(|s| s.addr.to_string() == "198.51.100.51")
+        .map(|s| (s.port, s.weight, s.forward));
+    assert_eq!(edited, Some((80, 4, Forward::Tunnel)));
+    // A NAT server on another port cannot become DR by an edit: the DR server would be
+    // on the service's port, where there is none (ipvsadm: "No such destination").
+    assert_eq!(
+        apply(
+            &mut t,
+            Command::EditServer {
+                service: web,
+                server: with("198.51.100.52", 8080, Forward::Route)
+            }
+        ),
+        Err(TableError::NoSuchServer)
+    );
+    // `-d` is never rewritten: the DR server is only found where it is.
+    let asked = ServerKey {
+        addr: "198.51.100.51".parse().unwrap(),
+        port: 8080,
+    };
+    assert_eq!(
+        apply(
+            &mut t,
+            Command::DeleteServer {
+                service: web,
+                server: asked
+            }
+        ),
+        Err(TableError::NoSuchServer)
+    );
+    let held = ServerKey { port: 80, ..asked };
+    apply(
+        &mut t,
+        Command::DeleteServer {
+            service: web,
+            server: held,
+        },
+    )
+    .unwrap();
+}

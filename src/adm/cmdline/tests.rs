@@ -170,7 +170,11 @@ fn defaults_of_add_and_edit() {
     assert_eq!(service, tcp("1.2.3.4", 80));
     assert_eq!(server.forward, Forward::Route);
     assert_eq!(server.weight, 1);
-    assert_eq!(server.port, 80, "direct routing forces the service port");
+    assert_eq!(
+        server.in_service(&service).port,
+        80,
+        "direct routing forces the service port (in the table, for every writer)"
+    );
     let Command::EditServer { server, .. } = command("-e -t 1.2.3.4:80 -r 5.6.7.8:8080 -m") else {
         panic!()
     };
