@@ -219,7 +219,8 @@ pub(super) fn service(
     let mut server_checks = std::collections::HashMap::new();
     // The keys already listed, so that a service of many reals takes steps in
     // proportion to them, not to their square.
-    let mut listed = std::collections::HashSet::new();
+    // (With whether it was listed at another port than the table holds.)
+    let mut listed = std::collections::HashMap::new();
     for (line, text) in &v.reals {
         let reals = match real::reals(text, v.family, names) {
             Ok(r) => r,
@@ -230,24 +231,43 @@ pub(super) fn service(
         };
         let mut twice = None;
         for server in reals.servers {
-            let key = server.key();
-            if listed.insert(key) {
-                if let Some(c) = &reals.check {
-                    let mut c = c.clone();
+            // Listed twice as the table holds it: ipvsadm gives a gate or ipip real
+            // server the service's port, and refuses the second as already there.
+            let held = server.in_service(&key);
+            let moved = held.port != server.port;
+            if let Some(&earlier_moved) = listed.get(&held.key()) {
+                let (_, why, n) = twice.get_or_insert((held.key(), false, 0));
+                *n += 1;
+                *why |= moved || earlier_moved;
+            } else {
+                listed.insert(held.key(), moved);
+                let mut own = reals.check.clone().map(|mut c| {
                     c.request = c.request.map(|r| request_as_sent(check.service, r));
-                    server_checks.insert(key, c);
+                    c
+                });
+                // ldirectord checks a real server at the port its line names (unless
+                // checkport says another), whatever port ipvsadm gave it.
+                if moved && server.port != 0 && check.port.is_none() {
+                    own.get_or_insert_with(Default::default).port = Some(server.port);
+                }
+                if let Some(c) = own {
+                    server_checks.insert(held.key(), c);
                 }
                 servers.push(server);
-            } else {
-                twice.get_or_insert((key, 0)).1 += 1;
             }
         }
-        match twice {
-            Some((key, 1)) => imported.skip(*line, format!("{key}: listed twice")),
-            Some((key, n)) => {
-                imported.skip(*line, format!("{key} and {} more: listed twice", n - 1))
-            }
-            None => {}
+        if let Some((key, moved, n)) = twice {
+            let more = if n > 1 {
+                format!(" and {} more", n - 1)
+            } else {
+                String::new()
+            };
+            let why = if moved {
+                " (a gate or ipip real server takes the service's port)"
+            } else {
+                ""
+            };
+            imported.skip(*line, format!("{key}{more}: listed twice{why}"));
         }
     }
     Some(ServiceSpec {

@@ -128,6 +128,48 @@ virtual=10.0.0.1:80
 }
 
 #[test]
+fn a_gate_server_on_another_port_is_checked_there_and_listed_once_at_the_vips() {
+    // ipvsadm gives both gate servers the VIP's port, and refuses the second as
+    // already there (line 4); ldirectord still checks the first at the port it names,
+    // unless checkport says another (the second service).
+    let text = "\
+virtual=10.0.0.1:80
+\treal=10.0.0.2:8080 gate
+\treal=10.0.0.3:8080 masq
+\treal=10.0.0.2:80 gate
+\tchecktype=connect
+virtual=10.0.0.1:81
+\treal=10.0.0.2:8080 gate
+\tchecktype=connect
+\tcheckport=9000
+";
+    let imported = checked(import(text.as_bytes(), &mut NoNames));
+    assert_eq!(
+        skipped_lines(&imported),
+        [(
+            4,
+            "10.0.0.2:80: listed twice (a gate or ipip real server takes the service's port)"
+        )]
+    );
+    let [first, second] = &imported.config.services[..] else {
+        panic!("two services: {:?}", imported.config.services)
+    };
+    assert_eq!(first.servers.len(), 2);
+    let gate = crate::table::ServerKey {
+        addr: Ipv4Addr::new(10, 0, 0, 2).into(),
+        port: 80,
+    };
+    assert_eq!(first.server_checks[&gate].port, Some(8080));
+    assert_eq!(
+        first.server_checks.len(),
+        1,
+        "the masq server keeps its port"
+    );
+    assert_eq!(second.health.check.port, Some(9000));
+    assert!(second.server_checks.is_empty(), "checkport decides");
+}
+
+#[test]
 fn a_file_of_junk_keeps_the_first_hundred_lines_in_order_and_counts_all() {
     // Junk, and services whose problems are found once their block is read.
     let mut text = String::new();
