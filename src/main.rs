@@ -164,13 +164,15 @@ enum ImportFormat {
     Ldirectord,
     /// ipvsadm-save (ipvsadm -S) output, or any ipvsadm -R input
     Ipvsadm,
+    /// keepalived's configuration (keepalived.conf): its virtual servers
+    Keepalived,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon: hold the table, balance the traffic, serve the control socket.
     Run(RunArgs),
-    /// Print an ldirectord.cf or an ipvsadm-save dump as uvs TOML; what could not be
+    /// Print an ldirectord.cf, an ipvsadm-save dump or a keepalived.conf as uvs TOML; what could not be
     /// taken goes to stderr with its line (exit 1 when anything was left out).
     Import {
         #[arg(value_enum)]
@@ -338,10 +340,15 @@ fn import(format: ImportFormat, file: &std::path::Path) -> anyhow::Result<()> {
             };
             import::ipvsadm::import(text.as_bytes(), &mut names)
         }
+        ImportFormat::Keepalived => {
+            let path = (file != std::path::Path::new("-")).then_some(file);
+            import::keepalived::import(&text, path)
+                .map_err(|e| anyhow::anyhow!("{}:{e}", file.display()))?
+        }
     };
     out(&uvs::config::render::render(&imported.config));
     eprint!("{}", imported.not_taken(file));
-    let n = imported.skipped_total;
+    let n = imported.failing();
     if n > 0 {
         bail!(
             "{}: {n} line{} not taken",

@@ -1,0 +1,629 @@
+//! keepalived's configuration grammar, as lib/parser.c reads it, into a tree of
+//! statements for the keepalived importer (`super::import`). A statement is a line's
+//! words; `{` after a statement (on its line or the next) opens its block, `}` closes it.
+//! Also as keepalived: `!` and `#` start a comment anywhere outside double quotes (`\!`
+//! and `\#` are the characters themselves); `include FILE` (and `includer`, `includem`,
+//! `includew`, `includeb`, `includea`) reads the files a glob names, relative to the
+//! including file's directory, in sorted order; a line `@NAME rest` is for the instance
+//! whose config id is NAME and `@^NAME rest` for every other: read as keepalived does
+//! when no instance name is set, the first is dropped and the second kept; `$NAME=value`
+//! defines a parameter, `$NAME` and `${NAME}` in later lines are replaced by it. Not
+//! expanded (reported, the lines left out): multi-line definitions, `${NAME(args)}`
+//! parameters, `~SEQ` and `~LST`, brace globs.
+//!
+//! Everything is bounded: include depth [`MAX_DEPTH`], files [`MAX_FILES`], the bytes of
+//! all files together [`crate::config::file::MAX_BYTES`] (each read with
+//! `config::file::read`), block depth [`MAX_NESTING`], a glob's matches [`MAX_FILES`],
+//! and a line after parameter replacement [`MAX_LINE`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::file;
+
+/// Includes within includes, at most (the top file is depth 0).
+pub const MAX_DEPTH: usize = 8;
+/// Files read by includes, at most, all together.
+pub const MAX_FILES: usize = 256;
+/// Blocks within blocks, at most.
+pub const MAX_NESTING: usize = 32;
+/// A line's length after parameters are replaced, at most, in bytes.
+pub const MAX_LINE: usize = 64 << 10;
+/// Rounds of parameter replacement on one line (a value may name another parameter).
+const MAX_ROUNDS: usize = 8;
+
+/// Where a statement is: its line in the file imported (for an included file's
+/// statements, the line of the top file's `include`) and, inside an included file,
+/// that file and line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pos {
+    pub line: usize,
+    pub inner: Option<(Arc<str>, usize)>,
+}
+
+impl Pos {
+    /// `FILE:LINE: ` for a place in an included file, else nothing: the prefix of a
+    /// message reported at `self.line`.
+    pub fn prefix(&self) -> String {
+        match &self.inner {
+            Some((f, l)) => format!("{f}:{l}: "),
+            None => String::new(),
+        }
+    }
+}
+
+/// A statement and, if it opens one, its block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub pos: Pos,
+    pub words: Vec<String>,
+    pub block: Option<Vec<Node>>,
+}
+
+impl Node {
+    pub fn keyword(&self) -> &str {
+        self.words.first().map_or("", String::as_str)
+    }
+
+    /// The word after the keyword, or "".
+    pub fn arg(&self, i: usize) -> &str {
+        self.words.get(i).map_or("", String::as_str)
+    }
+
+    pub fn children(&self) -> &[Node] {
+        self.block.as_deref().unwrap_or(&[])
+    }
+}
+
+/// A line the grammar left out, with why; `failing` when what it held may be an LVS
+/// setting (the import then fails), not when keepalived leaves it out too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub pos: Pos,
+    pub message: String,
+    pub failing: bool,
+}
+
+/// Why a file cannot be read as keepalived's grammar at all; shown as `LINE: message`
+/// (with `FILE:LINE: ` after it for a place in an included file).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {}{message}", pos.line, pos.prefix())]
+pub struct GrammarError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// The statements of a file and what was left out.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub nodes: Vec<Node>,
+    pub notes: Vec<Note>,
+}
+
+enum Token {
+    Words(Pos, Vec<String>),
+    Open(Pos),
+    Close(Pos),
+}
+
+#[derive(Default)]
+struct Lexer {
+    tokens: Vec<Token>,
+    notes: Vec<Note>,
+    defs: HashMap<String, String>,
+    files: usize,
+    bytes: u64,
+}
+
+/// Reads `text`, the file at `path` (None: standard input, whose includes are relative
+/// to the working directory), with its includes.
+///
+/// # Errors
+/// Braces that do not balance, blocks nested deeper than [`MAX_NESTING`], includes
+/// beyond [`MAX_DEPTH`] or [`MAX_FILES`] or over `file::MAX_BYTES` in all, an included
+/// file that cannot be read; each with its line.
+pub fn parse(text: &str, path: Option<&Path>) -> Result<Parsed, GrammarError> {
+    let mut lexer = Lexer {
+        bytes: text.len() as u64,
+        ..Lexer::default()
+    };
+    let dir = path
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    lexer.file(text, &dir, None, 0, 0)?;
+    let nodes = tree(lexer.tokens)?;
+    Ok(Parsed {
+        nodes,
+        notes: lexer.notes,
+    })
+}
+
+impl Lexer {
+    fn note(&mut self, pos: &Pos, message: impl Into<String>, failing: bool) {
+        self.notes.push(Note {
+            pos: pos.clone(),
+            message: message.into(),
+            failing,
+        });
+    }
+
+    /// The lines of one file. `name` is None for the top file; `top_line` is the top
+    /// file's include line for an included one.
+    fn file(
+        &mut self,
+        text: &str,
+        dir: &Path,
+        name: Option<Arc<str>>,
+        top_line: usize,
+        depth: usize,
+    ) -> Result<(), GrammarError> {
+        let mut lines = text.lines().enumerate();
+        while let Some((i, raw)) = lines.next() {
+            let pos = match &name {
+                None => Pos {
+                    line: i + 1,
+                    inner: None,
+                },
+                Some(n) => Pos {
+                    line: top_line,
+                    inner: Some((n.clone(), i + 1)),
+                },
+            };
+            let (mut line, quote_open) = decomment(raw);
+            if quote_open {
+                self.note(
+                    &pos,
+                    "a double quote is not closed; the line is read to its end",
+                    true,
+                );
+            }
+            let mut rounds = 0;
+            loop {
+                if let Some(rest) = line.strip_prefix('@') {
+                    // keepalived without a config id: `@NAME` lines are another
+                    // instance's, `@^NAME` lines everyone's.
+                    let (keep, rest) = match rest.strip_prefix('^') {
+                        Some(r) => (true, r),
+                        None => (false, rest),
+                    };
+                    let after = rest
+                        .split_once([' ', '\t'])
+                        .map(|(_, a)| a.trim_start().to_string());
+                    match after {
+                        Some(after) if keep => line = after,
+                        Some(_) => {
+                            self.note(&pos, "`@' line for a named keepalived instance; read as keepalived does with no instance name set, it is left out", false);
+                            line.clear();
+                        }
+                        None => line.clear(),
+                    }
+                }
+                if line.starts_with('$')
+                    && let Some((name, value)) = definition(&line)
+                {
+                    if value.ends_with('\\') {
+                        self.note(&pos, format!("${name}: multi-line definitions are not expanded by uvs; the definition and its lines are left out"), true);
+                        // Its continuation lines belong to it.
+                        for (_, more) in lines.by_ref() {
+                            if !decomment(more).0.ends_with('\\') {
+                                break;
+                            }
+                        }
+                    } else {
+                        self.defs.insert(name, value);
+                    }
+                    line.clear();
+                }
+                if line.starts_with("~SEQ") || line.starts_with("~LST") {
+                    self.note(
+                        &pos,
+                        "~SEQ and ~LST are not expanded by uvs; the line is left out",
+                        true,
+                    );
+                    line.clear();
+                }
+                if self.defs.is_empty() || !line.contains('$') || rounds == MAX_ROUNDS {
+                    break;
+                }
+                rounds += 1;
+                match self.replace(&line) {
+                    Ok(Some(replaced)) => line = decomment(&replaced).0,
+                    Ok(None) => break,
+                    Err(message) => {
+                        self.note(&pos, message, true);
+                        line.clear();
+                        break;
+                    }
+                }
+            }
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(pattern) = include(&line) {
+                self.include(pattern, dir, &pos, depth)?;
+                continue;
+            }
+            self.words(&line, pos);
+        }
+        Ok(())
+    }
+
+    /// `line` with the parameters it names replaced, None if it names none defined.
+    fn replace(&self, line: &str) -> Result<Option<String>, String> {
+        let mut out = String::with_capacity(line.len());
+        let mut rest = line;
+        let mut changed = false;
+        while let Some(at) = rest.find('$') {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + 1..];
+            let (name, used) = if let Some(braced) = after.strip_prefix('{') {
+                match braced.find('}') {
+                    Some(end) => (&braced[..end], end + 2),
+                    None => ("", 0),
+                }
+            } else {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            };
+            match self.defs.get(name) {
+                Some(value) if !name.is_empty() => {
+                    out.push_str(value);
+                    changed = true;
+                    rest = &after[used..];
+                }
+                _ => {
+                    if name.contains('(') {
+                        return Err(format!(
+                            "${{{name}}}: parameters with arguments are not expanded by uvs; the line is left out"
+                        ));
+                    }
+                    out.push('$');
+                    rest = after;
+                }
+            }
+            if out.len() > MAX_LINE {
+                return Err(format!(
+                    "the line is over {MAX_LINE} bytes once its parameters are replaced; left out"
+                ));
+            }
+        }
+        out.push_str(rest);
+        Ok(changed.then_some(out))
+    }
+
+    fn include(
+        &mut self,
+        pattern: &str,
+        dir: &Path,
+        pos: &Pos,
+        depth: usize,
+    ) -> Result<(), GrammarError> {
+        let fail = |message: String| GrammarError {
+            pos: pos.clone(),
+            message,
+        };
+        if depth >= MAX_DEPTH {
+            return Err(fail(format!(
+                "include {pattern}: includes nest deeper than {MAX_DEPTH}"
+            )));
+        }
+        if pattern.contains('{') {
+            self.note(
+                pos,
+                format!("include {pattern}: brace globs are not expanded by uvs; nothing is read"),
+                true,
+            );
+            return Ok(());
+        }
+        let full = if Path::new(pattern).is_absolute() {
+            PathBuf::from(pattern)
+        } else {
+            dir.join(pattern)
+        };
+        let matched = glob(&full, MAX_FILES - self.files).map_err(fail)?;
+        if matched.is_empty() {
+            self.note(
+                pos,
+                format!("include {pattern}: no file matched (keepalived reads nothing either)"),
+                false,
+            );
+        }
+        for path in matched {
+            self.files += 1;
+            if self.files > MAX_FILES {
+                return Err(fail(format!("more than {MAX_FILES} files included")));
+            }
+            let text = file::read(&path)
+                .map_err(|e| fail(format!("include {pattern}: {e}")))?
+                .text;
+            self.bytes += text.len() as u64;
+            if self.bytes > file::MAX_BYTES {
+                return Err(fail(format!(
+                    "the files included are over {} bytes together",
+                    file::MAX_BYTES
+                )));
+            }
+            let name: Arc<str> = path.display().to_string().into();
+            let sub = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            self.file(&text, &sub, Some(name), pos.line, depth + 1)?;
+        }
+        Ok(())
+    }
+
+    /// A line's words, with `{` and `}` outside quotes tokens of their own.
+    fn words(&mut self, line: &str, pos: Pos) {
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut in_word = false;
+        let mut quoted = false;
+        for c in line.chars() {
+            if quoted {
+                if c == '"' {
+                    quoted = false;
+                } else {
+                    word.push(c);
+                }
+                continue;
+            }
+            match c {
+                '"' => {
+                    quoted = true;
+                    in_word = true;
+                }
+                ' ' | '\t' | '{' | '}' => {
+                    if in_word {
+                        words.push(std::mem::take(&mut word));
+                        in_word = false;
+                    }
+                    if c == '{' || c == '}' {
+                        if !words.is_empty() {
+                            self.tokens
+                                .push(Token::Words(pos.clone(), std::mem::take(&mut words)));
+                        }
+                        self.tokens.push(if c == '{' {
+                            Token::Open(pos.clone())
+                        } else {
+                            Token::Close(pos.clone())
+                        });
+                    }
+                }
+                _ => {
+                    word.push(c);
+                    in_word = true;
+                }
+            }
+        }
+        if in_word {
+            words.push(word);
+        }
+        if !words.is_empty() {
+            self.tokens.push(Token::Words(pos, words));
+        }
+    }
+}
+
+/// The line without its comment and the blanks around it (keepalived's `decomment`),
+/// and whether a double quote is left open.
+fn decomment(raw: &str) -> (String, bool) {
+    let mut out = String::with_capacity(raw.len());
+    let mut quoted = false;
+    let mut chars = raw.trim_start().chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '\\' if !quoted && matches!(chars.peek(), Some('#' | '!')) => {
+                out.extend(chars.next());
+            }
+            '!' | '#' if !quoted => break,
+            _ => out.push(c),
+        }
+    }
+    let trimmed = out.trim_end_matches([' ', '\t', '\r']).len();
+    out.truncate(trimmed);
+    (out, quoted)
+}
+
+/// `$NAME=value` (blanks allowed before `=` and after it): the name and the value.
+fn definition(line: &str) -> Option<(String, String)> {
+    let rest = line.strip_prefix('$')?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    let name = &rest[..end];
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        return None;
+    }
+    let value = rest[end..]
+        .trim_start_matches([' ', '\t'])
+        .strip_prefix('=')?;
+    Some((
+        name.to_string(),
+        value.trim_start_matches([' ', '\t']).to_string(),
+    ))
+}
+
+/// The pattern of an include line, if it is one (keepalived's `is_include`).
+fn include(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("include")?;
+    let rest = match rest.chars().next()? {
+        ' ' | '\t' => rest,
+        'r' | 'm' | 'w' | 'b' | 'a' if rest[1..].starts_with([' ', '\t']) => &rest[1..],
+        _ => return None,
+    };
+    Some(rest.trim_matches([' ', '\t']))
+}
+
+/// The files a glob (`*`, `?`, `[...]` in any component) names, sorted, at most
+/// `limit` of them; directories are left out, as keepalived skips them.
+///
+/// # Errors
+/// More than `limit` matches, or a directory on the way that cannot be listed.
+fn glob(pattern: &Path, limit: usize) -> Result<Vec<PathBuf>, String> {
+    let wild = |s: &str| s.contains(['*', '?', '[']);
+    let mut found = vec![PathBuf::new()];
+    let parts: Vec<_> = pattern.components().collect();
+    for (i, part) in parts.iter().enumerate() {
+        let text = part.as_os_str().to_string_lossy();
+        let last = i + 1 == parts.len();
+        let mut next = Vec::new();
+        for base in &found {
+            if !wild(&text) {
+                let p = base.join(part);
+                if last || p.is_dir() {
+                    next.push(p);
+                }
+                continue;
+            }
+            let dir = if base.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                base.as_path()
+            };
+            let entries = std::fs::read_dir(dir)
+                .map_err(|e| format!("include {}: {}: {e}", pattern.display(), dir.display()))?;
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.') && matches(&text, n))
+                .collect();
+            names.sort();
+            for n in names {
+                next.push(base.join(n));
+                if next.len() > limit {
+                    return Err(format!(
+                        "include {}: more than {limit} files match",
+                        pattern.display()
+                    ));
+                }
+            }
+        }
+        found = next;
+    }
+    found.retain(|p| p.is_file());
+    Ok(found)
+}
+
+/// Whether `name` matches the glob component `pattern`. Iterative, with one point to
+/// go back to (the last `*`), so it costs at most the product of the two lengths.
+fn matches(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        let step = match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ni));
+                pi += 1;
+                continue;
+            }
+            Some('?') => Some(pi + 1),
+            Some('[') => class(&p[pi..], n[ni])
+                .map(|(hit, len)| (hit, pi + len))
+                .and_then(|(hit, next)| hit.then_some(next)),
+            Some(&c) if c == n[ni] => Some(pi + 1),
+            _ => None,
+        };
+        match (step, star) {
+            (Some(next), _) => {
+                pi = next;
+                ni += 1;
+            }
+            (None, Some((sp, sn))) => {
+                pi = sp + 1;
+                ni = sn + 1;
+                star = Some((sp, sn + 1));
+            }
+            (None, None) => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// A `[...]` class at the start of `p`: whether `c` is in it, and its length; None if
+/// the class is not closed.
+fn class(p: &[char], c: char) -> Option<(bool, usize)> {
+    let mut i = 1;
+    let negate = matches!(p.get(1), Some('!' | '^'));
+    if negate {
+        i += 1;
+    }
+    let mut hit = false;
+    let mut first = true;
+    while let Some(&x) = p.get(i) {
+        if x == ']' && !first {
+            return Some((hit != negate, i + 1));
+        }
+        first = false;
+        if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|&y| y != ']') {
+            hit |= (x..=p[i + 2]).contains(&c);
+            i += 3;
+        } else {
+            hit |= x == c;
+            i += 1;
+        }
+    }
+    None
+}
+
+/// The tokens as a tree, without recursion.
+fn tree(tokens: Vec<Token>) -> Result<Vec<Node>, GrammarError> {
+    // The blocks being read: the statement that opened each, and its statements so far.
+    let mut open: Vec<(Node, Vec<Node>)> = Vec::new();
+    let mut top: Vec<Node> = Vec::new();
+    for token in tokens {
+        let current = match open.last_mut() {
+            Some((_, nodes)) => nodes,
+            None => &mut top,
+        };
+        match token {
+            Token::Words(pos, words) => current.push(Node {
+                pos,
+                words,
+                block: None,
+            }),
+            Token::Open(pos) => {
+                let Some(owner) = current.pop_if(|n| n.block.is_none()) else {
+                    return Err(GrammarError {
+                        pos,
+                        message: "`{' without a keyword before it".into(),
+                    });
+                };
+                if open.len() >= MAX_NESTING {
+                    return Err(GrammarError {
+                        pos,
+                        message: format!("blocks nest deeper than {MAX_NESTING}"),
+                    });
+                }
+                open.push((owner, Vec::new()));
+            }
+            Token::Close(pos) => {
+                let Some((mut owner, nodes)) = open.pop() else {
+                    return Err(GrammarError {
+                        pos,
+                        message: "`}' closes no block".into(),
+                    });
+                };
+                owner.block = Some(nodes);
+                match open.last_mut() {
+                    Some((_, nodes)) => nodes.push(owner),
+                    None => top.push(owner),
+                }
+            }
+        }
+    }
+    if let Some((owner, _)) = open.pop() {
+        return Err(GrammarError {
+            message: format!("`{}' opens a block that is never closed", owner.keyword()),
+            pos: owner.pos,
+        });
+    }
+    Ok(top)
+}

@@ -1,0 +1,945 @@
+//! keepalived.conf to a configuration: `uvs import keepalived FILE`. The grammar is
+//! [`lexer`]'s; this maps the statements keepalived's checker reads
+//! (keepalived/check/check_parser.c and the check_*.c files) to services, real servers
+//! and checks, with keepalived's defaults written out (NAT, wlc, weight 1, a check every
+//! 60 s with a 5 s timeout, down after `retry` + 1 failures in a row, a failed server
+//! removed unless `inhibit_on_failure`), so that the result behaves as keepalived's
+//! IPVS table would. What uvs has no counterpart for yet is reported with its line and
+//! makes the import fail; VRRP, `global_defs`, `static_*` and `lvs_sync_daemon` are
+//! reported as keepalived's own job and do not.
+
+pub mod lexer;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Duration;
+
+pub use lexer::GrammarError;
+use lexer::{Node, Pos};
+
+use super::{Imported, Importing};
+use crate::config::{Check, CheckKind, Health, NegotiateService, ServiceSpec};
+use crate::table::{
+    Family, Forward, Netmask, PersistenceEngine, Protocol, ServerConfig, ServiceConfig,
+    ServiceFlags, ServiceKey, ServiceOptions, Tunnel,
+};
+
+/// The schedulers keepalived accepts (ipvswrapper.c's `lvs_schedulers`).
+const SCHEDULERS: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", "lblcr", "sed", "nq", "twos",
+];
+/// keepalived's defaults: `delay_loop` (KEEPALIVED_DEFAULT_DELAY), `connect_timeout`,
+/// `persistence_timeout` without a value (IPVS_SVC_PERSISTENT_TIMEOUT).
+const DELAY_LOOP: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const PERSISTENCE: u32 = 360;
+
+/// Imports a keepalived.conf: `text`, read from `path` (None for standard input; an
+/// `include`'s relative paths are then the working directory's).
+///
+/// # Errors
+/// The grammar's ([`GrammarError`]): braces that do not balance, includes too deep,
+/// too many or too large, an included file that cannot be read.
+pub fn import(text: &str, path: Option<&Path>) -> Result<Imported, GrammarError> {
+    let parsed = lexer::parse(text, path)?;
+    let mut im = Importing::default();
+    for note in parsed.notes {
+        if note.failing {
+            skip(&mut im, &note.pos, note.message);
+        } else {
+            others(&mut im, &note.pos, note.message);
+        }
+    }
+    for node in &parsed.nodes {
+        top(node, &mut im);
+    }
+    Ok(im.finish())
+}
+
+/// Reports what was not taken and makes the import fail.
+fn skip(im: &mut Importing, pos: &Pos, message: impl std::fmt::Display) {
+    im.skip_with(pos.line, || format!("{}{message}", pos.prefix()));
+}
+
+/// Reports what is keepalived's own job, or left out by keepalived too.
+fn others(im: &mut Importing, pos: &Pos, message: impl std::fmt::Display) {
+    im.note(pos.line, format!("{}{message}", pos.prefix()));
+}
+
+fn not_yet(im: &mut Importing, n: &Node) {
+    skip(
+        im,
+        &n.pos,
+        format!("{}: not in uvs yet; not taken", n.keyword()),
+    );
+}
+
+fn top(n: &Node, im: &mut Importing) {
+    let k = n.keyword();
+    match k {
+        "virtual_server" => {
+            if let Some(spec) = virtual_server(n, im) {
+                im.config.services.push(spec);
+            }
+        }
+        "virtual_server_group" => skip(
+            im,
+            &n.pos,
+            format!(
+                "virtual_server_group {}: groups of virtual services are not in uvs's table yet; not taken",
+                n.arg(1)
+            ),
+        ),
+        "global_defs" => others(
+            im,
+            &n.pos,
+            "global_defs: keepalived's own settings; not uvs's job, not taken",
+        ),
+        "lvs_sync_daemon" => others(
+            im,
+            &n.pos,
+            "lvs_sync_daemon: IPVS connection sync between directors is keepalived's and the kernel's; not uvs's job, not taken",
+        ),
+        "SSL" => skip(
+            im,
+            &n.pos,
+            "SSL: uvs's https check presents no client certificate; not taken",
+        ),
+        _ if k.starts_with("vrrp_") => others(
+            im,
+            &n.pos,
+            format!(
+                "{}: VRRP is keepalived's own job (it moves the VIP); not uvs's, not taken",
+                n.words.join(" ")
+            ),
+        ),
+        "static_ipaddress"
+        | "static_routes"
+        | "static_rules"
+        | "garp_group"
+        | "bfd_instance"
+        | "track_file"
+        | "net_namespace"
+        | "net_namespace_ipvs"
+        | "instance"
+        | "linkbeat_use_polling"
+        | "linkbeat_interfaces"
+        | "use_pid_dir" => others(
+            im,
+            &n.pos,
+            format!("{k}: keepalived's own job; not uvs's, not taken"),
+        ),
+        _ => skip(
+            im,
+            &n.pos,
+            format!("{k}: not a keepalived keyword uvs knows; not taken"),
+        ),
+    }
+}
+
+/// keepalived's seconds: a decimal, to the microsecond (`read_timer`).
+fn seconds(v: &str) -> Option<Duration> {
+    let s: f64 = v.parse().ok()?;
+    (s.is_finite() && (0.0..=f64::from(u32::MAX)).contains(&s))
+        .then(|| Duration::from_micros((s * 1e6).round() as u64))
+}
+
+/// NAT, DR, TUN (keepalived's `svr_forwarding_handler`); tunnel options other than
+/// the plain ipip are not taken.
+fn method(n: &Node, im: &mut Importing) -> Option<Forward> {
+    let f = match n.arg(1) {
+        "NAT" => Forward::Masq,
+        "DR" => Forward::Route,
+        "TUN" => Forward::Tunnel,
+        other => {
+            skip(
+                im,
+                &n.pos,
+                format!("{} {other}: NAT, DR or TUN; not taken", n.keyword()),
+            );
+            return None;
+        }
+    };
+    if n.words.len() > 2 && n.words[2..] != ["type", "ipip"] {
+        skip(
+            im,
+            &n.pos,
+            format!(
+                "{}: tunnel options ({}) are not taken; a plain ipip tunnel is used",
+                n.keyword(),
+                n.words[2..].join(" ")
+            ),
+        );
+    }
+    Some(f)
+}
+
+/// An address and an optional port (keepalived's `inet_stosockaddr`; port 0 or none:
+/// the port the client reached).
+fn address(ip: &str, port: &str) -> Option<(IpAddr, u16)> {
+    let ip: IpAddr = ip.parse().ok()?;
+    let port = if port.is_empty() {
+        0
+    } else {
+        port.parse().ok()?
+    };
+    Some((ip, port))
+}
+
+/// The check timings a virtual server, a real server or a check sets; the nearest wins.
+#[derive(Default, Clone)]
+struct Timers {
+    delay_loop: Option<Duration>,
+    connect_timeout: Option<Duration>,
+    retry: Option<u32>,
+    virtualhost: Option<String>,
+}
+
+impl Timers {
+    /// Takes `n` if it is one of these (or one uvs has not yet, reported); false if it
+    /// is none of them.
+    fn take(&mut self, n: &Node, im: &mut Importing) -> bool {
+        let v = n.arg(1);
+        match n.keyword() {
+            "delay_loop" => match seconds(v) {
+                Some(d) if !d.is_zero() => self.delay_loop = Some(d),
+                _ => skip(
+                    im,
+                    &n.pos,
+                    format!("delay_loop {v}: not a number of seconds; not taken"),
+                ),
+            },
+            "connect_timeout" => match seconds(v) {
+                Some(d) if !d.is_zero() => self.connect_timeout = Some(d),
+                _ => skip(
+                    im,
+                    &n.pos,
+                    format!("connect_timeout {v}: not a number of seconds; not taken"),
+                ),
+            },
+            "retry" | "nb_get_retry" => match v.parse::<u32>() {
+                Ok(r) if r < u32::MAX => self.retry = Some(r),
+                _ => skip(
+                    im,
+                    &n.pos,
+                    format!("{} {v}: not a number; not taken", n.keyword()),
+                ),
+            },
+            "virtualhost" if !v.is_empty() => self.virtualhost = Some(v.to_string()),
+            "delay_before_retry" => skip(
+                im,
+                &n.pos,
+                "delay_before_retry: uvs checks again at the check's interval; a delay of its own is not in uvs yet; not taken",
+            ),
+            "warmup" | "alpha" => not_yet(im, n),
+            _ => return false,
+        }
+        true
+    }
+
+    /// `self`, with what it leaves unset from `base`.
+    fn or(&self, base: &Timers) -> Timers {
+        Timers {
+            delay_loop: self.delay_loop.or(base.delay_loop),
+            connect_timeout: self.connect_timeout.or(base.connect_timeout),
+            retry: self.retry.or(base.retry),
+            virtualhost: self
+                .virtualhost
+                .clone()
+                .or_else(|| base.virtualhost.clone()),
+        }
+    }
+}
+
+/// What a virtual server block says.
+enum Target {
+    Addr(IpAddr, u16),
+    Mark(u32),
+}
+
+fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
+    let what = n.words[1..].join(" ");
+    let target = match (n.arg(1), n.arg(2)) {
+        ("group", name) => {
+            skip(
+                im,
+                &n.pos,
+                format!(
+                    "virtual_server group {name}: virtual_server_group is not in uvs's table yet; the service is not taken"
+                ),
+            );
+            return None;
+        }
+        ("fwmark", mark) => match mark.parse::<u32>() {
+            Ok(m) => Target::Mark(m),
+            Err(_) => {
+                skip(
+                    im,
+                    &n.pos,
+                    format!("virtual_server {what}: not a firewall mark; not taken"),
+                );
+                return None;
+            }
+        },
+        (ip, port) => match address(ip, port) {
+            Some((addr, port)) => Target::Addr(addr, port),
+            None => {
+                skip(
+                    im,
+                    &n.pos,
+                    format!("virtual_server {what}: not a numeric address and port; not taken"),
+                );
+                return None;
+            }
+        },
+    };
+    let mut scheduler = "wlc".to_string();
+    let mut flags = 0u32;
+    let mut forward = None;
+    let mut persistence: Option<u32> = None;
+    let mut granularity: Option<&Node> = None;
+    let mut pe = None;
+    let mut protocol = Protocol::Tcp;
+    let mut family: Option<Family> = None;
+    let mut timers = Timers::default();
+    let mut inhibit = false;
+    let mut sorry: Option<&Node> = None;
+    let mut sorry_method = None;
+    let mut reals = Vec::new();
+    for c in n.children() {
+        let (k, v) = (c.keyword(), c.arg(1));
+        if timers.take(c, im) {
+            continue;
+        }
+        match k {
+            "lb_algo" | "lvs_sched" => {
+                if SCHEDULERS.contains(&v) {
+                    scheduler = v.to_string();
+                } else {
+                    skip(
+                        im,
+                        &c.pos,
+                        format!("{k} {v}: not a scheduler keepalived knows; not taken"),
+                    );
+                }
+            }
+            "lb_kind" | "lvs_method" => forward = method(c, im).or(forward),
+            "persistence_timeout" if v.is_empty() => persistence = Some(PERSISTENCE),
+            "persistence_timeout" => match v.parse::<u32>() {
+                Ok(t) if t > 0 => persistence = Some(t),
+                _ => skip(
+                    im,
+                    &c.pos,
+                    format!("persistence_timeout {v}: not a number of seconds; not taken"),
+                ),
+            },
+            "persistence_granularity" => granularity = Some(c),
+            "persistence_engine" => match PersistenceEngine::from_name(v) {
+                Some(e) => pe = Some(e.name().to_string()),
+                None => skip(
+                    im,
+                    &c.pos,
+                    format!("persistence_engine {v}: uvs has sip only; not taken"),
+                ),
+            },
+            "protocol" => match v.to_ascii_uppercase().as_str() {
+                "TCP" => protocol = Protocol::Tcp,
+                "UDP" => protocol = Protocol::Udp,
+                "SCTP" => {
+                    skip(
+                        im,
+                        &c.pos,
+                        "protocol SCTP: uvs takes SCTP services into its table but does not serve them; the service is not taken",
+                    );
+                    return None;
+                }
+                _ => skip(
+                    im,
+                    &c.pos,
+                    format!("protocol {v}: TCP, UDP or SCTP; not taken"),
+                ),
+            },
+            "ops" => flags |= ServiceFlags::ONE_PACKET,
+            "hashed" => others(
+                im,
+                &c.pos,
+                "hashed: keepalived sets nothing for it; nothing to take",
+            ),
+            "flag-1" | "flag-2" | "flag-3" | "sh-port" | "sh-fallback" | "mh-port"
+            | "mh-fallback" => match ServiceFlags::scheduler_flag(k) {
+                Some((bit, None)) => flags |= bit,
+                Some((bit, Some(owner))) if owner == scheduler => flags |= bit,
+                _ => skip(
+                    im,
+                    &c.pos,
+                    format!(
+                        "{k}: only for the {} scheduler, and it is {scheduler} here (keepalived ignores it too); not taken",
+                        &k[..2]
+                    ),
+                ),
+            },
+            "ip_family" => match v {
+                "inet" => family = Some(Family::Inet),
+                "inet6" => family = Some(Family::Inet6),
+                _ => skip(
+                    im,
+                    &c.pos,
+                    format!("ip_family {v}: inet or inet6; not taken"),
+                ),
+            },
+            "inhibit_on_failure" => inhibit = yes(c, im),
+            "sorry_server" => sorry = Some(c),
+            "sorry_server_lvs_method" => sorry_method = method(c, im),
+            "real_server" => reals.push(c),
+            "sorry_server_inhibit"
+            | "omega"
+            | "quorum"
+            | "quorum_up"
+            | "quorum_down"
+            | "hysteresis"
+            | "ha_suspend"
+            | "weight"
+            | "smtp_alert" => not_yet(im, c),
+            "snmp_name" => skip(im, &c.pos, "snmp_name: uvs has no SNMP; not taken"),
+            _ => skip(
+                im,
+                &c.pos,
+                format!("{k}: not a virtual_server keyword uvs knows; not taken"),
+            ),
+        }
+    }
+    let key = match target {
+        Target::Addr(addr, port) => {
+            let own = if addr.is_ipv4() {
+                Family::Inet
+            } else {
+                Family::Inet6
+            };
+            if family.is_some_and(|f| f != own) {
+                skip(
+                    im,
+                    &n.pos,
+                    "ip_family: not the family of the virtual server's address; not taken",
+                );
+            }
+            ServiceKey::Inet {
+                protocol,
+                addr,
+                port,
+            }
+        }
+        Target::Mark(mark) => {
+            // keepalived takes a mark's family from ip_family, else from its servers.
+            let first_real = reals
+                .iter()
+                .find_map(|r| r.arg(1).parse::<IpAddr>().ok())
+                .map(|a| {
+                    if a.is_ipv4() {
+                        Family::Inet
+                    } else {
+                        Family::Inet6
+                    }
+                });
+            ServiceKey::Fwmark {
+                mark,
+                family: family.or(first_real).unwrap_or(Family::Inet),
+            }
+        }
+    };
+    let family = key.family();
+    let netmask = match granularity {
+        None => Netmask::full(family),
+        Some(g) => {
+            persistence.get_or_insert(PERSISTENCE);
+            let v = g.arg(1);
+            match family {
+                Family::Inet => v.parse::<Ipv4Addr>().ok().map(Netmask::V4),
+                Family::Inet6 => v.parse::<u32>().ok().filter(|p| *p <= 128).map(Netmask::V6),
+            }
+            .unwrap_or_else(|| {
+                skip(im, &g.pos, format!("persistence_granularity {v}: not a netmask of the service's family; not taken"));
+                Netmask::full(family)
+            })
+        }
+    };
+    if persistence.is_some() {
+        flags |= ServiceFlags::PERSISTENT;
+    }
+    if reals.is_empty() {
+        others(
+            im,
+            &n.pos,
+            format!(
+                "virtual_server {what}: no real servers; keepalived leaves it out, and so does uvs"
+            ),
+        );
+        return None;
+    }
+    let forward = forward.unwrap_or(Forward::Masq);
+    let mut servers = Vec::new();
+    let mut checks = Vec::new();
+    let mut inhibits = Vec::new();
+    let mut listed = HashSet::new();
+    for r in reals {
+        let Some((server, check, inh)) = real_server(r, forward, &timers, protocol, im) else {
+            continue;
+        };
+        if !listed.insert(server.key()) {
+            skip(
+                im,
+                &r.pos,
+                format!("real_server {}: listed twice; not taken", server.key()),
+            );
+            continue;
+        }
+        servers.push(server);
+        checks.push(check);
+        inhibits.push((r, inh));
+    }
+    let mut health = Health::default();
+    let mut server_checks = std::collections::HashMap::new();
+    if checks.iter().any(Option::is_some) {
+        let on = Check {
+            kind: Some(CheckKind::On),
+            ..Check::default()
+        };
+        let all: Vec<Check> = checks
+            .into_iter()
+            .map(|c| c.unwrap_or_else(|| on.clone()))
+            .collect();
+        if all.windows(2).all(|w| w[0] == w[1]) {
+            health.check = all[0].clone();
+        } else {
+            for (server, check) in servers.iter().zip(all) {
+                server_checks.insert(server.key(), check);
+            }
+        }
+        let mut quiescent = inhibit;
+        let set: Vec<bool> = inhibits.iter().filter_map(|(_, i)| *i).collect();
+        if !set.is_empty() {
+            if set.len() == inhibits.len() && set.windows(2).all(|w| w[0] == w[1]) {
+                quiescent = set[0];
+            } else {
+                for (r, _) in inhibits.iter().filter(|(_, i)| i.is_some()) {
+                    skip(
+                        im,
+                        &r.pos,
+                        "inhibit_on_failure of one real server: per-server quiescence is not in uvs yet; not taken",
+                    );
+                }
+            }
+        }
+        health.quiescent = Some(quiescent);
+    }
+    if let Some(s) = sorry {
+        match address(s.arg(1), s.arg(2)) {
+            Some((addr, port)) => {
+                health.fallback = Some(ServerConfig {
+                    addr,
+                    port,
+                    forward: sorry_method.unwrap_or(forward),
+                    weight: 1,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                    tunnel: Tunnel::default(),
+                })
+            }
+            None => skip(
+                im,
+                &s.pos,
+                format!(
+                    "sorry_server {}: not a numeric address and port; not taken",
+                    s.words[1..].join(" ")
+                ),
+            ),
+        }
+    }
+    Some(ServiceSpec {
+        service: ServiceConfig {
+            key,
+            scheduler,
+            flags: ServiceFlags(flags),
+            timeout: persistence.unwrap_or(0),
+            netmask,
+            pe,
+            options: ServiceOptions::default(),
+        },
+        servers,
+        listen: Vec::new(),
+        name: None,
+        comment: None,
+        health,
+        server_checks,
+    })
+}
+
+/// `inhibit_on_failure` with no value, or a true/false one.
+fn yes(n: &Node, im: &mut Importing) -> bool {
+    match n.arg(1).to_ascii_lowercase().as_str() {
+        "" | "true" | "on" | "yes" => true,
+        "false" | "off" | "no" => false,
+        other => {
+            skip(
+                im,
+                &n.pos,
+                format!("{} {other}: true or false; taken as true", n.keyword()),
+            );
+            true
+        }
+    }
+}
+
+/// A real server, its check (None: it has none, so keepalived keeps it up) and its own
+/// `inhibit_on_failure`.
+fn real_server(
+    n: &Node,
+    forward: Forward,
+    vs: &Timers,
+    protocol: Protocol,
+    im: &mut Importing,
+) -> Option<(ServerConfig, Option<Check>, Option<bool>)> {
+    let Some((addr, port)) = address(n.arg(1), n.arg(2)) else {
+        skip(
+            im,
+            &n.pos,
+            format!(
+                "real_server {}: not a numeric address and port; not taken",
+                n.words[1..].join(" ")
+            ),
+        );
+        return None;
+    };
+    let mut server = ServerConfig {
+        addr,
+        port,
+        forward,
+        weight: 1,
+        u_threshold: 0,
+        l_threshold: 0,
+        tunnel: Tunnel::default(),
+    };
+    let mut timers = Timers::default();
+    let mut inhibit = None;
+    let mut checkers = Vec::new();
+    for c in n.children() {
+        let (k, v) = (c.keyword(), c.arg(1));
+        if timers.take(c, im) {
+            continue;
+        }
+        match k {
+            "weight" => match v.parse::<i32>() {
+                Ok(w) if (0..=65535).contains(&w) => server.weight = w,
+                _ => skip(
+                    im,
+                    &c.pos,
+                    format!("weight {v}: not a weight from 0 to 65535; not taken"),
+                ),
+            },
+            "lvs_method" => server.forward = method(c, im).unwrap_or(server.forward),
+            "uthreshold" | "lthreshold" => match v.parse::<u32>() {
+                Ok(t) if k == "uthreshold" => server.u_threshold = t,
+                Ok(t) => server.l_threshold = t,
+                Err(_) => skip(
+                    im,
+                    &c.pos,
+                    format!("{k} {v}: not a number of connections; not taken"),
+                ),
+            },
+            "inhibit_on_failure" => inhibit = Some(yes(c, im)),
+            "notify_up" | "notify_down" | "smtp_alert" => not_yet(im, c),
+            "snmp_name" => skip(im, &c.pos, "snmp_name: uvs has no SNMP; not taken"),
+            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "SMTP_CHECK" | "DNS_CHECK" | "MISC_CHECK"
+            | "UDP_CHECK" => checkers.push(c),
+            "FILE_CHECK" => not_yet(im, c),
+            "PING_CHECK" => skip(
+                im,
+                &c.pos,
+                "PING_CHECK: uvs's checks speak TCP and UDP and send no ICMP echo; not taken",
+            ),
+            "BFD_CHECK" => skip(
+                im,
+                &c.pos,
+                "BFD_CHECK: BFD sessions are keepalived's bfd process's; uvs has none; not taken",
+            ),
+            _ => skip(
+                im,
+                &c.pos,
+                format!("{k}: not a real_server keyword uvs knows; not taken"),
+            ),
+        }
+    }
+    if checkers.len() > 1 {
+        for c in &checkers[1..] {
+            skip(
+                im,
+                &c.pos,
+                format!(
+                    "{}: a second check of one real server; uvs checks a server one way, the first; not taken",
+                    c.keyword()
+                ),
+            );
+        }
+    }
+    let timers = timers.or(vs);
+    let check = checkers
+        .first()
+        .and_then(|c| checker(c, &server, &timers, protocol, im));
+    Some((server, check, inhibit))
+}
+
+/// One of keepalived's checkers as a uvs check, or None if uvs has no counterpart.
+fn checker(
+    n: &Node,
+    server: &ServerConfig,
+    rs: &Timers,
+    protocol: Protocol,
+    im: &mut Importing,
+) -> Option<Check> {
+    let mut check = Check::default();
+    // keepalived's default retries: check_api.c's 1, check_dns.c's 3, check_misc.c's 0.
+    let (kind, service, default_retry) = match n.keyword() {
+        "TCP_CHECK" => (CheckKind::Connect, None, 1),
+        "HTTP_GET" => (CheckKind::Negotiate, Some(NegotiateService::Http), 1),
+        "SSL_GET" => (CheckKind::Negotiate, Some(NegotiateService::Https), 1),
+        "SMTP_CHECK" => (CheckKind::Negotiate, Some(NegotiateService::Smtp), 1),
+        "DNS_CHECK" => (CheckKind::Negotiate, Some(NegotiateService::Dns), 3),
+        "MISC_CHECK" => (CheckKind::External, None, 0),
+        _ => {
+            // UDP_CHECK
+            if protocol != Protocol::Udp {
+                skip(
+                    im,
+                    &n.pos,
+                    "UDP_CHECK of a TCP service: uvs's connect check speaks the service's protocol; not taken",
+                );
+                return None;
+            }
+            (CheckKind::Connect, None, 1)
+        }
+    };
+    check.kind = Some(kind);
+    check.service = service;
+    let mut own = Timers::default();
+    let mut misc_timeout = None;
+    let mut urls = 0;
+    let mut require_reply = false;
+    for c in n.children() {
+        let (k, v) = (c.keyword(), c.arg(1));
+        if own.take(c, im) {
+            continue;
+        }
+        match (n.keyword(), k) {
+            (_, "connect_port") => match v.parse::<u16>() {
+                Ok(p) if p > 0 => check.port = Some(p),
+                _ => skip(
+                    im,
+                    &c.pos,
+                    format!("connect_port {v}: not a port; not taken"),
+                ),
+            },
+            (_, "connect_ip") => {
+                if v.parse::<IpAddr>().ok() != Some(server.addr) {
+                    skip(
+                        im,
+                        &c.pos,
+                        "connect_ip: uvs checks the real server's own address; not taken",
+                    );
+                }
+            }
+            (_, "bindto" | "bind_port" | "bind_if") => skip(
+                im,
+                &c.pos,
+                format!("{k}: uvs's checks do not choose their source address; not taken"),
+            ),
+            (_, "fwmark") => skip(
+                im,
+                &c.pos,
+                "fwmark: uvs's checks do not mark their packets; not taken",
+            ),
+            (_, "log_all_failures") => skip(
+                im,
+                &c.pos,
+                "log_all_failures: uvs logs each change of a server's health; not taken",
+            ),
+            ("HTTP_GET" | "SSL_GET", "url") => {
+                urls += 1;
+                if urls > 1 {
+                    skip(
+                        im,
+                        &c.pos,
+                        "url: a second URL; uvs checks one per server, the first; not taken",
+                    );
+                } else {
+                    url(c, &mut check, im);
+                }
+            }
+            ("HTTP_GET" | "SSL_GET", "http_protocol") if v == "1.0" => {}
+            (
+                "HTTP_GET" | "SSL_GET",
+                "http_protocol" | "enable_sni" | "sni_name" | "tls_compliant" | "fast_recovery",
+            ) => {
+                skip(
+                    im,
+                    &c.pos,
+                    format!("{k}: uvs's http check speaks HTTP/1.0 without it; not taken"),
+                );
+            }
+            ("SMTP_CHECK", "helo_name") => skip(
+                im,
+                &c.pos,
+                "helo_name: uvs's smtp check reads the 220 banner and sends no HELO; not taken",
+            ),
+            ("SMTP_CHECK", "host") => skip(
+                im,
+                &c.pos,
+                "host: uvs's smtp check checks the real server itself; not taken",
+            ),
+            ("DNS_CHECK", "type") => {
+                if !v.eq_ignore_ascii_case("A") {
+                    skip(
+                        im,
+                        &c.pos,
+                        format!(
+                            "type {v}: uvs's dns check asks for A records; other types are not in uvs yet; not taken"
+                        ),
+                    );
+                }
+            }
+            ("DNS_CHECK", "name") => check.request = Some(v.to_string()),
+            ("MISC_CHECK", "misc_path") => {
+                check.command = Some(c.words[1..].join(" "));
+                others(
+                    im,
+                    &c.pos,
+                    "misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does",
+                );
+            }
+            ("MISC_CHECK", "misc_timeout") => match seconds(v) {
+                Some(d) if !d.is_zero() => misc_timeout = Some(d),
+                _ => skip(
+                    im,
+                    &c.pos,
+                    format!("misc_timeout {v}: not a number of seconds; not taken"),
+                ),
+            },
+            ("MISC_CHECK", "misc_dynamic") => check.dynamic_weight = Some(true),
+            ("MISC_CHECK", "user") => skip(
+                im,
+                &c.pos,
+                "user: uvs runs check commands as its own user; not taken",
+            ),
+            ("UDP_CHECK", "payload") => match hex(v).and_then(|b| String::from_utf8(b).ok()) {
+                Some(p) => check.request = Some(p),
+                None => skip(
+                    im,
+                    &c.pos,
+                    "payload: uvs sends a check's request as text, and this is not hex of UTF-8 text; not taken",
+                ),
+            },
+            ("UDP_CHECK", "require_reply") => require_reply = true,
+            (_, _) => skip(
+                im,
+                &c.pos,
+                format!("{k}: not a {} keyword uvs knows; not taken", n.keyword()),
+            ),
+        }
+    }
+    if n.keyword() == "UDP_CHECK" && !require_reply {
+        skip(
+            im,
+            &n.pos,
+            "UDP_CHECK without require_reply: keepalived takes silence as up, uvs's check needs an answer; not taken as such",
+        );
+    }
+    let t = own.or(rs);
+    check.interval = Some(t.delay_loop.unwrap_or(DELAY_LOOP));
+    check.timeout = Some(misc_timeout.unwrap_or_else(|| {
+        if kind == CheckKind::External {
+            // keepalived's misc_timeout defaults to the delay loop.
+            t.delay_loop.unwrap_or(DELAY_LOOP)
+        } else {
+            t.connect_timeout.unwrap_or(CONNECT_TIMEOUT)
+        }
+    }));
+    check.failures = Some(t.retry.unwrap_or(default_retry) + 1);
+    if matches!(
+        service,
+        Some(NegotiateService::Http | NegotiateService::Https)
+    ) {
+        check.virtualhost = check.virtualhost.take().or(t.virtualhost);
+    }
+    Some(check)
+}
+
+/// An HTTP_GET `url` block: `path`, `status_code`, `regex`, `virtualhost`.
+fn url(n: &Node, check: &mut Check, im: &mut Importing) {
+    let mut ranges: Vec<(u16, u16)> = Vec::new();
+    for c in n.children() {
+        let (k, v) = (c.keyword(), c.arg(1));
+        match k {
+            "path" => check.request = Some(v.to_string()),
+            "virtualhost" => check.virtualhost = Some(v.to_string()),
+            "status_code" => {
+                for w in &c.words[1..] {
+                    let (low, high) = w.split_once('-').unwrap_or((w, w));
+                    match (low.parse::<u16>(), high.parse::<u16>()) {
+                        (Ok(l), Ok(h)) if (100..=599).contains(&l) && (l..=599).contains(&h) => {
+                            ranges.push((l, h))
+                        }
+                        _ => skip(
+                            im,
+                            &c.pos,
+                            format!(
+                                "status_code {w}: not a status from 100 to 599, or a range of them; not taken"
+                            ),
+                        ),
+                    }
+                }
+            }
+            "regex" => match regex::Regex::new(v) {
+                Ok(_) => check.receive = Some(v.to_string()),
+                Err(e) => skip(
+                    im,
+                    &c.pos,
+                    format!("regex: not a regular expression uvs reads: {e}"),
+                ),
+            },
+            "digest" | "regex_no_match" | "regex_options" | "regex_min_offset"
+            | "regex_max_offset" | "regex_stack" => not_yet(im, c),
+            _ => skip(
+                im,
+                &c.pos,
+                format!("{k}: not a url keyword uvs knows; not taken"),
+            ),
+        }
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(u16, u16)> = Vec::new();
+    for (l, h) in ranges {
+        match merged.last_mut() {
+            Some(last) if l <= last.1.saturating_add(1) => last.1 = last.1.max(h),
+            _ => merged.push((l, h)),
+        }
+    }
+    match merged.as_slice() {
+        [] => {}
+        [one] => check.status = Some(*one),
+        _ => skip(
+            im,
+            &n.pos,
+            "status_code: statuses that are not one range; uvs takes one range; several are not in uvs yet; not taken",
+        ),
+    }
+}
+
+/// keepalived's hex payload (`read_hex_str`): pairs of hex digits.
+fn hex(v: &str) -> Option<Vec<u8>> {
+    if !v.len().is_multiple_of(2) || !v.is_ascii() {
+        return None;
+    }
+    (0..v.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&v[i..i + 2], 16).ok())
+        .collect()
+}
