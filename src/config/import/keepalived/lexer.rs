@@ -627,3 +627,186 @@ fn tree(tokens: Vec<Token>) -> Result<Vec<Node>, GrammarError> {
     }
     Ok(top)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tree as `line: words {` lines, indented by depth, for assertions.
+    fn shape(nodes: &[Node]) -> Vec<String> {
+        fn walk(nodes: &[Node], depth: usize, out: &mut Vec<String>) {
+            for n in nodes {
+                let at = match &n.pos.inner {
+                    Some((f, l)) => format!("{}>{}:{l}", n.pos.line, f.rsplit('/').next().unwrap()),
+                    None => n.pos.line.to_string(),
+                };
+                let open = if n.block.is_some() { " {" } else { "" };
+                out.push(format!(
+                    "{}{at}: {}{open}",
+                    "  ".repeat(depth),
+                    n.words.join(" ")
+                ));
+                walk(n.children(), depth + 1, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(nodes, 0, &mut out);
+        out
+    }
+
+    fn parsed(text: &str) -> Parsed {
+        parse(text, None).expect("parses")
+    }
+
+    #[test]
+    fn blocks_nest_and_braces_may_share_a_line_or_take_the_next() {
+        let p = parsed(
+            "virtual_server 10.0.0.1 80 {\n  real_server 10.0.0.2 80 { weight 2 }\n  real_server 10.0.0.3 80\n  {\n    TCP_CHECK {\n      connect_timeout 3\n}}\n  lb_algo rr\n}\n",
+        );
+        assert_eq!(
+            shape(&p.nodes),
+            [
+                "1: virtual_server 10.0.0.1 80 {",
+                "  2: real_server 10.0.0.2 80 {",
+                "    2: weight 2",
+                "  3: real_server 10.0.0.3 80 {",
+                "    5: TCP_CHECK {",
+                "      6: connect_timeout 3",
+                "  8: lb_algo rr",
+            ]
+        );
+        assert!(p.notes.is_empty());
+    }
+
+    #[test]
+    fn comments_start_at_bang_or_hash_outside_quotes() {
+        let p = parsed(
+            "! a comment\n# another\nvirtual_server 10.0.0.1 80 { # trailing\n  virtualhost \"a#b!c\" ! gone\n  misc_path /bin/x\\#y\n}\n",
+        );
+        assert_eq!(
+            shape(&p.nodes),
+            [
+                "3: virtual_server 10.0.0.1 80 {",
+                "  4: virtualhost a#b!c",
+                "  5: misc_path /bin/x#y",
+            ]
+        );
+    }
+
+    #[test]
+    fn at_lines_are_read_as_with_no_instance_name() {
+        let p = parsed("@lb1 lb_algo rr\n@^lb1 lb_algo wrr\n@lb2\n");
+        assert_eq!(shape(&p.nodes), ["2: lb_algo wrr"]);
+        assert_eq!(p.notes.len(), 1);
+        assert_eq!(p.notes[0].pos.line, 1);
+        assert!(!p.notes[0].failing);
+    }
+
+    #[test]
+    fn parameters_are_defined_and_replaced() {
+        let p = parsed(
+            "$VIP=10.0.0.1\n$PORT = 80\n$BOTH=$VIP ${PORT}\nvirtual_server $BOTH {\n}\nx $UNSET\n",
+        );
+        assert_eq!(
+            shape(&p.nodes),
+            ["4: virtual_server 10.0.0.1 80 {", "6: x $UNSET"]
+        );
+        let p = parsed("$M=a \\\n  b\nweight 1\n~SEQ(i,1,3) real_server 10.0.0.$i 80\n");
+        assert_eq!(shape(&p.nodes), ["3: weight 1"]);
+        let lines: Vec<(usize, bool)> = p.notes.iter().map(|n| (n.pos.line, n.failing)).collect();
+        assert_eq!(lines, [(1, true), (4, true)]);
+    }
+
+    #[test]
+    fn a_parameter_that_grows_is_bounded() {
+        // A parameter naming itself: eight rounds of replacement, then the line as it
+        // stands.
+        let p = parsed("$B=$B\nx $B\n");
+        assert_eq!(shape(&p.nodes), ["2: x $B"]);
+        // One that doubles each round: left out once it is too long.
+        let p = parsed("$A=$A$A$A$A\nx $A\n");
+        assert!(p.nodes.is_empty());
+        assert!(p.notes[0].pos.line == 2 && p.notes[0].message.contains("over 65536 bytes"));
+        let p = parsed(
+            "$A=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n$B=$A$A$A$A$A$A$A$A$A$A$A$A$A$A$A$A$A$A$A$A\n$C=$B$B$B$B$B$B$B$B$B$B$B$B$B$B$B$B$B$B$B$B$B\n$D=$C$C$C$C$C$C$C$C$C$C$C$C$C$C$C$C$C$C$C$C\nx $D\n",
+        );
+        assert!(p.nodes.is_empty());
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.pos.line == 5 && n.message.contains("over 65536 bytes"))
+        );
+    }
+
+    #[test]
+    fn braces_that_do_not_balance_are_errors_with_their_line() {
+        let e = parse("a {\n  b {\n  }\n", None).unwrap_err();
+        assert_eq!(e.to_string(), "1: `a' opens a block that is never closed");
+        let e = parse("a {\n}\n}\n", None).unwrap_err();
+        assert_eq!(e.to_string(), "3: `}' closes no block");
+        let e = parse("a {\n}\n{\n}\n", None).unwrap_err();
+        assert_eq!(e.to_string(), "3: `{' without a keyword before it");
+        let deep = "a {\n".repeat(MAX_NESTING + 1);
+        let e = parse(&deep, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}: blocks nest deeper than {MAX_NESTING}", MAX_NESTING + 1)
+        );
+    }
+
+    #[test]
+    fn includes_read_the_files_a_glob_names_in_order_relative_to_the_includer() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("conf.d");
+        std::fs::create_dir(&conf).unwrap();
+        std::fs::write(conf.join("b.conf"), "weight 2\n").unwrap();
+        std::fs::write(
+            conf.join("a.conf"),
+            "! first\nweight 1\ninclude ../more/*.inc\n",
+        )
+        .unwrap();
+        std::fs::write(conf.join("c.txt"), "weight 9\n").unwrap();
+        std::fs::create_dir(dir.path().join("more")).unwrap();
+        std::fs::write(dir.path().join("more").join("x.inc"), "weight 3 {\n").unwrap();
+        std::fs::write(dir.path().join("more").join("y.inc"), "}\n").unwrap();
+        let top = dir.path().join("keepalived.conf");
+        let text = "lb_algo rr\ninclude conf.d/[ab].conf\nincluder nothing/*.conf\n";
+        let p = parse(text, Some(&top)).unwrap();
+        assert_eq!(
+            shape(&p.nodes),
+            [
+                "1: lb_algo rr",
+                "2>a.conf:2: weight 1",
+                "2>x.inc:1: weight 3 {",
+                "2>b.conf:1: weight 2",
+            ]
+        );
+        assert_eq!(p.notes.len(), 1);
+        assert_eq!(p.notes[0].pos.line, 3);
+        assert_eq!(
+            p.notes[0].message,
+            "include nothing/*.conf: no file matched (keepalived reads nothing either)"
+        );
+        // A file that includes itself stops at the depth limit, with the line.
+        std::fs::write(conf.join("loop.conf"), "include loop.conf\n").unwrap();
+        let e = parse("include conf.d/loop.conf\n", Some(&top)).unwrap_err();
+        assert!(
+            e.to_string().starts_with("1: ")
+                && e.to_string()
+                    .ends_with(&format!("includes nest deeper than {MAX_DEPTH}")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn globs_match_as_the_shell_does() {
+        assert!(matches("*.conf", "a.conf"));
+        assert!(!matches("*.conf", "a.conf~"));
+        assert!(matches("a?c", "abc"));
+        assert!(matches("[a-c]x", "bx"));
+        assert!(!matches("[!a-c]x", "bx"));
+        assert!(matches("*a*b*", "xxaxxbxx"));
+        assert!(!matches("[ab", "a"));
+        assert!(matches("**", ""));
+    }
+}

@@ -943,3 +943,263 @@ fn hex(v: &str) -> Option<Vec<u8>> {
         .map(|i| u8::from_str_radix(&v[i..i + 2], 16).ok())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::render::render;
+
+    /// A keepalived.conf with most of what the checker reads, and what uvs makes of it.
+    const ALL: &str = r#"global_defs {
+   router_id LB_A
+}
+vrrp_script chk { script "/bin/true" }
+virtual_server 10.0.0.1 443 {
+    delay_loop 5
+    lvs_sched sh
+    sh-port
+    sh-fallback
+    lvs_method DR
+    persistence_timeout
+    persistence_granularity 255.255.255.0
+    protocol TCP
+    virtualhost www.example.com
+    inhibit_on_failure
+    sorry_server 10.0.0.9 8080
+    sorry_server_lvs_method NAT
+    alpha
+    quorum 2
+    real_server 10.0.0.2 443 {
+        weight 3
+        uthreshold 100
+        lthreshold 10
+        SSL_GET {
+            url {
+                path /health
+                status_code 200-204 205
+                regex "^ok"
+            }
+            connect_timeout 2
+            retry 2
+        }
+    }
+    real_server 10.0.0.3 443 {
+        lvs_method NAT
+        notify_up /bin/up
+        HTTP_GET {
+            url {
+                path /
+                digest 9b3a0c85a887a256d6939da88aabd8cd
+            }
+            url { path /2 }
+        }
+        TCP_CHECK { }
+    }
+}
+virtual_server fwmark 7 {
+    ip_family inet6
+    lb_algo wrr
+    ops
+    persistence_engine sip
+    real_server 2001:db8::2 80 {
+        MISC_CHECK {
+            misc_path "/usr/local/bin/check --fast"
+            misc_timeout 4
+            misc_dynamic
+            user nobody
+        }
+    }
+}
+virtual_server 10.0.0.1 53 {
+    protocol UDP
+    lb_algo rr
+    lb_kind TUN
+    real_server 10.0.0.5 53 {
+        DNS_CHECK { type A name example.org. }
+    }
+    real_server 10.0.0.6 53 {
+        DNS_CHECK { type AAAA name example.org. }
+        PING_CHECK
+    }
+}
+virtual_server 10.0.0.1 25 {
+    real_server 10.0.0.7 25 { SMTP_CHECK { helo_name lb } }
+}
+virtual_server_group G { 10.0.0.1 80 }
+virtual_server group G { real_server 10.0.0.2 80 }
+virtual_server 10.0.0.1 132 { protocol SCTP real_server 10.0.0.2 132 }
+virtual_server 10.0.0.1 81 { }
+"#;
+
+    #[test]
+    fn virtual_servers_real_servers_and_checks_map_with_keepalived_defaults() {
+        let imported = import(ALL, None).unwrap();
+        let lines: Vec<(usize, &str)> = imported
+            .skipped
+            .iter()
+            .map(|s| (s.line, s.message.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (
+                    1,
+                    "global_defs: keepalived's own settings; not uvs's job, not taken"
+                ),
+                (
+                    4,
+                    "vrrp_script chk: VRRP is keepalived's own job (it moves the VIP); not uvs's, not taken"
+                ),
+                (18, "alpha: not in uvs yet; not taken"),
+                (19, "quorum: not in uvs yet; not taken"),
+                (36, "notify_up: not in uvs yet; not taken"),
+                (40, "digest: not in uvs yet; not taken"),
+                (
+                    42,
+                    "url: a second URL; uvs checks one per server, the first; not taken"
+                ),
+                (
+                    44,
+                    "TCP_CHECK: a second check of one real server; uvs checks a server one way, the first; not taken"
+                ),
+                (
+                    54,
+                    "misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does"
+                ),
+                (
+                    57,
+                    "user: uvs runs check commands as its own user; not taken"
+                ),
+                (
+                    69,
+                    "type AAAA: uvs's dns check asks for A records; other types are not in uvs yet; not taken"
+                ),
+                (
+                    70,
+                    "PING_CHECK: uvs's checks speak TCP and UDP and send no ICMP echo; not taken"
+                ),
+                (
+                    74,
+                    "helo_name: uvs's smtp check reads the 220 banner and sends no HELO; not taken"
+                ),
+                (
+                    76,
+                    "virtual_server_group G: groups of virtual services are not in uvs's table yet; not taken"
+                ),
+                (
+                    77,
+                    "virtual_server group G: virtual_server_group is not in uvs's table yet; the service is not taken"
+                ),
+                (
+                    78,
+                    "protocol SCTP: uvs takes SCTP services into its table but does not serve them; the service is not taken"
+                ),
+                (
+                    79,
+                    "virtual_server 10.0.0.1 81: no real servers; keepalived leaves it out, and so does uvs"
+                )
+            ]
+        );
+        // global_defs, vrrp_script, misc_path's note, the service without servers.
+        assert_eq!(imported.others_job, 4);
+        assert_eq!(imported.failing(), 13);
+        let text = render(&imported.config);
+        assert_eq!(
+            text,
+            r#"[[service]]
+tcp = "10.0.0.1:443"
+scheduler = "sh"
+flags = ["sh-fallback", "sh-port"]
+persistent = "6m"
+netmask = "255.255.255.0"
+quiescent = true
+fallback = { address = "10.0.0.9:8080" }
+
+[[service.server]]
+address = "10.0.0.2:443"
+weight = 3
+forward = "gate"
+upper_threshold = 100
+lower_threshold = 10
+
+[service.server.check]
+type = "negotiate"
+service = "https"
+interval = "5s"
+timeout = "2s"
+failures = 3
+request = "/health"
+receive = "^ok"
+virtualhost = "www.example.com"
+status = "200-205"
+
+[[service.server]]
+address = "10.0.0.3:443"
+
+[service.server.check]
+type = "negotiate"
+service = "http"
+interval = "5s"
+timeout = "5s"
+failures = 2
+request = "/"
+virtualhost = "www.example.com"
+
+[[service]]
+fwmark = 7
+ipv6 = true
+scheduler = "wrr"
+one_packet = true
+pe = "sip"
+quiescent = false
+
+[service.check]
+type = "external"
+interval = "1m"
+timeout = "4s"
+failures = 1
+command = "/usr/local/bin/check --fast"
+dynamic_weight = true
+
+[[service.server]]
+address = "[2001:db8::2]:80"
+
+[[service]]
+udp = "10.0.0.1:53"
+scheduler = "rr"
+quiescent = false
+
+[service.check]
+type = "negotiate"
+service = "dns"
+interval = "1m"
+timeout = "5s"
+failures = 4
+
+[[service.server]]
+address = "10.0.0.5:53"
+forward = "ipip"
+
+[[service.server]]
+address = "10.0.0.6:53"
+forward = "ipip"
+
+[[service]]
+tcp = "10.0.0.1:25"
+scheduler = "wlc"
+quiescent = false
+
+[service.check]
+type = "negotiate"
+service = "smtp"
+interval = "1m"
+timeout = "5s"
+failures = 2
+
+[[service.server]]
+address = "10.0.0.7:25"
+"#
+        );
+        crate::config::schema::parse(&text, Path::new("all.toml")).expect("passes the schema");
+    }
+}
