@@ -80,7 +80,19 @@ fn top(n: &Node, im: &mut Importing) {
     match k {
         "virtual_server" => {
             if let Some(spec) = virtual_server(n, im) {
-                im.config.services.push(spec);
+                let key = spec.service.key;
+                if im.config.services.iter().any(|s| s.service.key == key) {
+                    skip(
+                        im,
+                        &n.pos,
+                        format!(
+                            "virtual_server {}: listed twice; the second is not taken",
+                            n.words[1..].join(" ")
+                        ),
+                    );
+                } else {
+                    im.config.services.push(spec);
+                }
             }
         }
         "virtual_server_group" => skip(
@@ -219,7 +231,8 @@ impl Timers {
                 ),
             },
             "retry" | "nb_get_retry" => match v.parse::<u32>() {
-                Ok(r) if r < u32::MAX => self.retry = Some(r),
+                // uvs counts up to 1000 failures in a row (retry + 1).
+                Ok(r) if r < 1000 => self.retry = Some(r),
                 _ => skip(
                     im,
                     &n.pos,
@@ -300,7 +313,8 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
     let mut persistence: Option<u32> = None;
     let mut granularity: Option<&Node> = None;
     let mut pe = None;
-    let mut protocol = Protocol::Tcp;
+    let mut protocol = None;
+    let mut ops: Option<&Node> = None;
     let mut family: Option<Family> = None;
     let mut timers = Timers::default();
     let mut inhibit = false;
@@ -344,8 +358,8 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
                 ),
             },
             "protocol" => match v.to_ascii_uppercase().as_str() {
-                "TCP" => protocol = Protocol::Tcp,
-                "UDP" => protocol = Protocol::Udp,
+                "TCP" => protocol = Some(Protocol::Tcp),
+                "UDP" => protocol = Some(Protocol::Udp),
                 "SCTP" => {
                     skip(
                         im,
@@ -360,7 +374,7 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
                     format!("protocol {v}: TCP, UDP or SCTP; not taken"),
                 ),
             },
-            "ops" => flags |= ServiceFlags::ONE_PACKET,
+            "ops" => ops = Some(c),
             "hashed" => others(
                 im,
                 &c.pos,
@@ -409,8 +423,34 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
             ),
         }
     }
+    if reals.is_empty() {
+        others(
+            im,
+            &n.pos,
+            format!(
+                "virtual_server {what}: no real servers; keepalived leaves it out, and so does uvs"
+            ),
+        );
+        return None;
+    }
     let key = match target {
         Target::Addr(addr, port) => {
+            // check_data.c: "If the protocol is 0, the kernel defaults to UDP".
+            let protocol = protocol.unwrap_or_else(|| {
+                others(im, &n.pos, format!("virtual_server {what}: no protocol; keepalived makes it UDP, and so does uvs"));
+                Protocol::Udp
+            });
+            if let Some(o) = ops {
+                if protocol == Protocol::Udp {
+                    flags |= ServiceFlags::ONE_PACKET;
+                } else {
+                    others(
+                        im,
+                        &o.pos,
+                        "ops: one-packet scheduling needs UDP; keepalived resets it, and so does uvs",
+                    );
+                }
+            }
             let own = if addr.is_ipv4() {
                 Family::Inet
             } else {
@@ -430,6 +470,9 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
             }
         }
         Target::Mark(mark) => {
+            if ops.is_some() {
+                flags |= ServiceFlags::ONE_PACKET;
+            }
             // keepalived takes a mark's family from ip_family, else from its servers.
             let first_real = reals
                 .iter()
@@ -455,7 +498,7 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
             let v = g.arg(1);
             match family {
                 Family::Inet => v.parse::<Ipv4Addr>().ok().map(Netmask::V4),
-                Family::Inet6 => v.parse::<u32>().ok().filter(|p| *p <= 128).map(Netmask::V6),
+                Family::Inet6 => v.parse::<u32>().ok().filter(|p| (1..=128).contains(p)).map(Netmask::V6),
             }
             .unwrap_or_else(|| {
                 skip(im, &g.pos, format!("persistence_granularity {v}: not a netmask of the service's family; not taken"));
@@ -466,25 +509,26 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
     if persistence.is_some() {
         flags |= ServiceFlags::PERSISTENT;
     }
-    if reals.is_empty() {
-        others(
-            im,
-            &n.pos,
-            format!(
-                "virtual_server {what}: no real servers; keepalived leaves it out, and so does uvs"
-            ),
-        );
-        return None;
-    }
     let forward = forward.unwrap_or(Forward::Masq);
     let mut servers = Vec::new();
     let mut checks = Vec::new();
     let mut inhibits = Vec::new();
     let mut listed = HashSet::new();
     for r in reals {
-        let Some((server, check, inh)) = real_server(r, forward, &timers, protocol, im) else {
+        let Some((server, check, inh)) = real_server(r, forward, &timers, key, im) else {
             continue;
         };
+        if !family_fits(&server, family) {
+            skip(
+                im,
+                &r.pos,
+                format!(
+                    "real_server {}: of another address family than the virtual server, which IPVS takes only with TUN; not taken",
+                    server.key()
+                ),
+            );
+            continue;
+        }
         if !listed.insert(server.key()) {
             skip(
                 im,
@@ -535,7 +579,7 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
     if let Some(s) = sorry {
         match address(s.arg(1), s.arg(2)) {
             Some((addr, port)) => {
-                health.fallback = Some(ServerConfig {
+                let server = ServerConfig {
                     addr,
                     port,
                     forward: sorry_method.unwrap_or(forward),
@@ -543,7 +587,17 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
                     u_threshold: 0,
                     l_threshold: 0,
                     tunnel: Tunnel::default(),
-                })
+                };
+                if family_fits(&server, family) {
+                    health.fallback = Some(server);
+                } else {
+                    // As keepalived's vs_end_handler: the sorry server is skipped.
+                    skip(
+                        im,
+                        &s.pos,
+                        "sorry_server: of another address family than the virtual server, which IPVS takes only with TUN; not taken",
+                    );
+                }
             }
             None => skip(
                 im,
@@ -574,6 +628,12 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
     })
 }
 
+/// Whether IPVS takes `server` into a service of `family`: the same family, or any
+/// through a tunnel.
+fn family_fits(server: &ServerConfig, family: Family) -> bool {
+    Family::of(&server.addr) == family || server.forward == Forward::Tunnel
+}
+
 /// `inhibit_on_failure` with no value, or a true/false one.
 fn yes(n: &Node, im: &mut Importing) -> bool {
     match n.arg(1).to_ascii_lowercase().as_str() {
@@ -596,7 +656,7 @@ fn real_server(
     n: &Node,
     forward: Forward,
     vs: &Timers,
-    protocol: Protocol,
+    key: ServiceKey,
     im: &mut Importing,
 ) -> Option<(ServerConfig, Option<Check>, Option<bool>)> {
     let Some((addr, port)) = address(n.arg(1), n.arg(2)) else {
@@ -669,6 +729,14 @@ fn real_server(
             ),
         }
     }
+    if server.l_threshold > server.u_threshold {
+        skip(
+            im,
+            &n.pos,
+            "lthreshold above uthreshold: IPVS refuses it; the thresholds are not taken",
+        );
+        (server.l_threshold, server.u_threshold) = (0, 0);
+    }
     if checkers.len() > 1 {
         for c in &checkers[1..] {
             skip(
@@ -684,7 +752,7 @@ fn real_server(
     let timers = timers.or(vs);
     let check = checkers
         .first()
-        .and_then(|c| checker(c, &server, &timers, protocol, im));
+        .and_then(|c| checker(c, &server, &timers, key, im));
     Some((server, check, inhibit))
 }
 
@@ -693,7 +761,7 @@ fn checker(
     n: &Node,
     server: &ServerConfig,
     rs: &Timers,
-    protocol: Protocol,
+    key: ServiceKey,
     im: &mut Importing,
 ) -> Option<Check> {
     let mut check = Check::default();
@@ -707,11 +775,17 @@ fn checker(
         "MISC_CHECK" => (CheckKind::External, None, 0),
         _ => {
             // UDP_CHECK
-            if protocol != Protocol::Udp {
+            if !matches!(
+                key,
+                ServiceKey::Inet {
+                    protocol: Protocol::Udp,
+                    ..
+                }
+            ) {
                 skip(
                     im,
                     &n.pos,
-                    "UDP_CHECK of a TCP service: uvs's connect check speaks the service's protocol; not taken",
+                    "UDP_CHECK of a service that is not UDP: uvs's connect check speaks the service's protocol; not taken",
                 );
                 return None;
             }
@@ -1023,6 +1097,7 @@ virtual_server 10.0.0.1 53 {
     }
 }
 virtual_server 10.0.0.1 25 {
+    protocol TCP
     real_server 10.0.0.7 25 { SMTP_CHECK { helo_name lb } }
 }
 virtual_server_group G { 10.0.0.1 80 }
@@ -1079,23 +1154,23 @@ virtual_server 10.0.0.1 81 { }
                     "PING_CHECK: uvs's checks speak TCP and UDP and send no ICMP echo; not taken"
                 ),
                 (
-                    74,
+                    75,
                     "helo_name: uvs's smtp check reads the 220 banner and sends no HELO; not taken"
                 ),
                 (
-                    76,
+                    77,
                     "virtual_server_group G: groups of virtual services are not in uvs's table yet; not taken"
                 ),
                 (
-                    77,
+                    78,
                     "virtual_server group G: virtual_server_group is not in uvs's table yet; the service is not taken"
                 ),
                 (
-                    78,
+                    79,
                     "protocol SCTP: uvs takes SCTP services into its table but does not serve them; the service is not taken"
                 ),
                 (
-                    79,
+                    80,
                     "virtual_server 10.0.0.1 81: no real servers; keepalived leaves it out, and so does uvs"
                 )
             ]
