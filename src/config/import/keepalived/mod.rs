@@ -34,6 +34,9 @@ const SCHEDULERS: &[&str] = &[
 const DELAY_LOOP: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const PERSISTENCE: u32 = 360;
+/// The longest check interval and timeout uvs takes (the schema's).
+const INTERVAL_MAX: Duration = Duration::from_secs(86_400);
+const TIMEOUT_MAX: Duration = Duration::from_secs(3600);
 
 /// Imports a keepalived.conf: `text`, read from `path` (None for standard input; an
 /// `include`'s relative paths are then the working directory's).
@@ -157,6 +160,26 @@ fn seconds(v: &str) -> Option<Duration> {
         .then(|| Duration::from_micros((s * 1e6).round() as u64))
 }
 
+/// `n`'s seconds, if uvs takes them: from 1 s to `max`.
+fn within(n: &Node, max: Duration, im: &mut Importing) -> Option<Duration> {
+    let v = n.arg(1);
+    match seconds(v) {
+        Some(d) if d >= Duration::from_secs(1) && d < max + Duration::from_secs(1) => Some(d),
+        _ => {
+            skip(
+                im,
+                &n.pos,
+                format!(
+                    "{} {v}: uvs takes 1 to {} seconds; not taken",
+                    n.keyword(),
+                    max.as_secs()
+                ),
+            );
+            None
+        }
+    }
+}
+
 /// NAT, DR, TUN (keepalived's `svr_forwarding_handler`); tunnel options other than
 /// the plain ipip are not taken.
 fn method(n: &Node, im: &mut Importing) -> Option<Forward> {
@@ -214,22 +237,16 @@ impl Timers {
     fn take(&mut self, n: &Node, im: &mut Importing) -> bool {
         let v = n.arg(1);
         match n.keyword() {
-            "delay_loop" => match seconds(v) {
-                Some(d) if !d.is_zero() => self.delay_loop = Some(d),
-                _ => skip(
-                    im,
-                    &n.pos,
-                    format!("delay_loop {v}: not a number of seconds; not taken"),
-                ),
-            },
-            "connect_timeout" => match seconds(v) {
-                Some(d) if !d.is_zero() => self.connect_timeout = Some(d),
-                _ => skip(
-                    im,
-                    &n.pos,
-                    format!("connect_timeout {v}: not a number of seconds; not taken"),
-                ),
-            },
+            "delay_loop" => {
+                if let Some(d) = within(n, INTERVAL_MAX, im) {
+                    self.delay_loop = Some(d);
+                }
+            }
+            "connect_timeout" => {
+                if let Some(d) = within(n, TIMEOUT_MAX, im) {
+                    self.connect_timeout = Some(d);
+                }
+            }
             "retry" | "nb_get_retry" => match v.parse::<u32>() {
                 // uvs counts up to 1000 failures in a row (retry + 1).
                 Ok(r) if r < 1000 => self.retry = Some(r),
@@ -889,14 +906,9 @@ fn checker(
                     "misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does",
                 );
             }
-            ("MISC_CHECK", "misc_timeout") => match seconds(v) {
-                Some(d) if !d.is_zero() => misc_timeout = Some(d),
-                _ => skip(
-                    im,
-                    &c.pos,
-                    format!("misc_timeout {v}: not a number of seconds; not taken"),
-                ),
-            },
+            ("MISC_CHECK", "misc_timeout") => {
+                misc_timeout = within(c, TIMEOUT_MAX, im).or(misc_timeout)
+            }
             ("MISC_CHECK", "misc_dynamic") => check.dynamic_weight = Some(true),
             ("MISC_CHECK", "user") => skip(
                 im,
@@ -931,7 +943,7 @@ fn checker(
     check.timeout = Some(misc_timeout.unwrap_or_else(|| {
         if kind == CheckKind::External {
             // keepalived's misc_timeout defaults to the delay loop.
-            t.delay_loop.unwrap_or(DELAY_LOOP)
+            t.delay_loop.unwrap_or(DELAY_LOOP).min(TIMEOUT_MAX)
         } else {
             t.connect_timeout.unwrap_or(CONNECT_TIMEOUT)
         }
