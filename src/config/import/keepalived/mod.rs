@@ -556,7 +556,7 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
         }
         servers.push(server);
         checks.push(check);
-        inhibits.push((r, inh));
+        inhibits.push(inh);
     }
     let mut health = Health::default();
     let mut server_checks = std::collections::HashMap::new();
@@ -577,15 +577,15 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
             }
         }
         let mut quiescent = inhibit;
-        let set: Vec<bool> = inhibits.iter().filter_map(|(_, i)| *i).collect();
+        let set: Vec<&(bool, Pos)> = inhibits.iter().flatten().collect();
         if !set.is_empty() {
-            if set.len() == inhibits.len() && set.windows(2).all(|w| w[0] == w[1]) {
-                quiescent = set[0];
+            if set.len() == inhibits.len() && set.windows(2).all(|w| w[0].0 == w[1].0) {
+                quiescent = set[0].0;
             } else {
-                for (r, _) in inhibits.iter().filter(|(_, i)| i.is_some()) {
+                for (_, pos) in set {
                     skip(
                         im,
-                        &r.pos,
+                        pos,
                         "inhibit_on_failure of one real server: per-server quiescence is not in uvs yet; not taken",
                     );
                 }
@@ -668,14 +668,17 @@ fn yes(n: &Node, im: &mut Importing) -> bool {
 }
 
 /// A real server, its check (None: it has none, so keepalived keeps it up) and its own
-/// `inhibit_on_failure`.
+/// `inhibit_on_failure`, with where it is.
+type Real = (ServerConfig, Option<Check>, Option<(bool, Pos)>);
+
+/// The real server of a `real_server` block, if uvs takes it.
 fn real_server(
     n: &Node,
     forward: Forward,
     vs: &Timers,
     key: ServiceKey,
     im: &mut Importing,
-) -> Option<(ServerConfig, Option<Check>, Option<bool>)> {
+) -> Option<Real> {
     let Some((addr, port)) = address(n.arg(1), n.arg(2)) else {
         skip(
             im,
@@ -723,7 +726,7 @@ fn real_server(
                     format!("{k} {v}: not a number of connections; not taken"),
                 ),
             },
-            "inhibit_on_failure" => inhibit = Some(yes(c, im)),
+            "inhibit_on_failure" => inhibit = Some((yes(c, im), c.pos.clone())),
             "notify_up" | "notify_down" | "smtp_alert" => not_yet(im, c),
             "snmp_name" => skip(im, &c.pos, "snmp_name: uvs has no SNMP; not taken"),
             "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "SMTP_CHECK" | "DNS_CHECK" | "MISC_CHECK"
@@ -1288,5 +1291,119 @@ address = "10.0.0.7:25"
 "#
         );
         crate::config::schema::parse(&text, Path::new("all.toml")).expect("passes the schema");
+    }
+
+    /// keepalived's own quirks: UDP without `protocol`, `ops` reset on TCP, a scheduler
+    /// flag read before the scheduler, servers and sorry servers of the other family,
+    /// a server's own `inhibit_on_failure`, a service listed twice.
+    #[test]
+    fn keepalived_quirks_are_kept_and_what_ipvs_refuses_is_reported() {
+        let imported = import(
+            r#"virtual_server 10.0.0.1 53 {
+    ops
+    sh-port
+    lb_algo sh
+    real_server 10.0.0.2 53 {
+        inhibit_on_failure
+        TCP_CHECK { connect_port 5353 bindto 10.0.0.1 }
+    }
+    real_server 2001:db8::2 53 { }
+    real_server 2001:db8::3 53 { lvs_method TUN }
+}
+virtual_server 10.0.0.1 80 {
+    protocol TCP
+    ops
+    persistence_granularity 64
+    sorry_server 2001:db8::9 80
+    real_server 10.0.0.2 80 { uthreshold 5 lthreshold 10 }
+}
+virtual_server 10.0.0.1 80 {
+    protocol TCP
+    real_server 10.0.0.3 80
+}
+"#,
+            None,
+        )
+        .unwrap();
+        let lines: Vec<(usize, &str)> = imported
+            .skipped
+            .iter()
+            .map(|s| (s.line, s.message.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (
+                    1,
+                    "virtual_server 10.0.0.1 53: no protocol; keepalived makes it UDP, and so does uvs"
+                ),
+                (
+                    3,
+                    "sh-port: only for the sh scheduler, and it is wlc here (keepalived ignores it too); not taken"
+                ),
+                (
+                    6,
+                    "inhibit_on_failure of one real server: per-server quiescence is not in uvs yet; not taken"
+                ),
+                (
+                    9,
+                    "real_server [2001:db8::2]:53: of another address family than the virtual server, which IPVS takes only with TUN; not taken"
+                ),
+                (
+                    14,
+                    "ops: one-packet scheduling needs UDP; keepalived resets it, and so does uvs"
+                ),
+                (
+                    15,
+                    "persistence_granularity 64: not a netmask of the service's family; not taken"
+                ),
+                (
+                    16,
+                    "sorry_server: of another address family than the virtual server, which IPVS takes only with TUN; not taken"
+                ),
+                (
+                    19,
+                    "virtual_server 10.0.0.1 80: listed twice; the second is not taken"
+                )
+            ]
+        );
+        assert_eq!(imported.failing(), 6);
+        let text = render(&imported.config);
+        assert_eq!(
+            text,
+            r#"[[service]]
+udp = "10.0.0.1:53"
+scheduler = "sh"
+one_packet = true
+quiescent = false
+
+[[service.server]]
+address = "10.0.0.2:53"
+
+[service.server.check]
+type = "connect"
+port = 5353
+interval = "1m"
+timeout = "5s"
+failures = 2
+
+[[service.server]]
+address = "[2001:db8::3]:53"
+forward = "ipip"
+
+[service.server.check]
+type = "on"
+
+[[service]]
+tcp = "10.0.0.1:80"
+scheduler = "wlc"
+persistent = "6m"
+
+[[service.server]]
+address = "10.0.0.2:80"
+upper_threshold = 5
+"#
+        );
+        crate::config::schema::parse(&text, Path::new("edge.toml")).expect("passes the schema");
     }
 }
