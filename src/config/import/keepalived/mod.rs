@@ -934,6 +934,18 @@ fn checker(
             ),
         }
     }
+    if matches!(n.keyword(), "HTTP_GET" | "SSL_GET") && urls == 0 {
+        // check_http.c: "HTTP/SSL_GET checker has no urls specified - ignoring".
+        others(
+            im,
+            &n.pos,
+            format!(
+                "{}: no url; keepalived ignores the check, and so does uvs",
+                n.keyword()
+            ),
+        );
+        return None;
+    }
     if n.keyword() == "UDP_CHECK" && !require_reply {
         skip(
             im,
@@ -1405,5 +1417,24 @@ upper_threshold = 5
 "#
         );
         crate::config::schema::parse(&text, Path::new("edge.toml")).expect("passes the schema");
+    }
+
+    #[test]
+    fn an_http_check_without_url_is_left_out_as_keepalived_leaves_it() {
+        let text = "virtual_server 192.0.2.1 80 {\nprotocol TCP\nreal_server 198.51.100.1 80 {\nHTTP_GET {\nconnect_timeout 2\n}\n}\n}\n";
+        let imported = import(text, None).unwrap();
+        assert_eq!(imported.skipped.len(), 1);
+        assert_eq!(
+            (
+                imported.skipped[0].line,
+                imported.skipped[0].message.as_str()
+            ),
+            (
+                4,
+                "HTTP_GET: no url; keepalived ignores the check, and so does uvs"
+            )
+        );
+        assert_eq!(imported.failing(), 0);
+        assert_eq!(imported.config.services[0].health, Health::default());
     }
 }
