@@ -172,8 +172,9 @@ enum ImportFormat {
 enum Command {
     /// Run the daemon: hold the table, balance the traffic, serve the control socket.
     Run(RunArgs),
-    /// Print an ldirectord.cf, an ipvsadm-save dump or a keepalived.conf as uvs TOML; what could not be
-    /// taken goes to stderr with its line (exit 1 when anything was left out).
+    /// Print an ldirectord.cf, an ipvsadm-save dump or a keepalived.conf as uvs TOML;
+    /// what could not be taken goes to stderr with its line (exit 1 when anything was
+    /// left out but keepalived's own VRRP and globals).
     Import {
         #[arg(value_enum)]
         format: ImportFormat,

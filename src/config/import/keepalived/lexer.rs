@@ -94,7 +94,16 @@ pub struct GrammarError {
     pub message: String,
 }
 
-/// The statements of a file and what was left out.
+/// What the reader hands on, in the order it is read: a top-level statement once it
+/// is whole (with its block), or a line left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Node(Node),
+    Note(Note),
+}
+
+/// The statements of a file and what was left out, all at once (for tests).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct Parsed {
     pub nodes: Vec<Node>,
@@ -107,46 +116,66 @@ enum Token {
     Close(Pos),
 }
 
-#[derive(Default)]
-struct Lexer {
-    tokens: Vec<Token>,
-    notes: Vec<Note>,
+struct Lexer<'s> {
+    builder: Builder,
+    /// Where statements and notes go as they are read, so that a file of many holds
+    /// one top-level statement at a time, not all.
+    sink: &'s mut dyn FnMut(Item),
     defs: HashMap<String, String>,
     files: usize,
     bytes: u64,
 }
 
 /// Reads `text`, the file at `path` (None: standard input, whose includes are relative
-/// to the working directory), with its includes.
+/// to the working directory), with its includes, handing each top-level statement
+/// (once whole) and each line left out to `sink`.
 ///
 /// # Errors
 /// Braces that do not balance, blocks nested deeper than [`MAX_NESTING`], includes
 /// beyond [`MAX_DEPTH`] or [`MAX_FILES`] or over `file::MAX_BYTES` in all, an included
-/// file that cannot be read; each with its line.
-pub fn parse(text: &str, path: Option<&Path>) -> Result<Parsed, GrammarError> {
+/// file that cannot be read; each with its line. What was handed on before stands.
+pub fn parse(
+    text: &str,
+    path: Option<&Path>,
+    sink: &mut dyn FnMut(Item),
+) -> Result<(), GrammarError> {
     let mut lexer = Lexer {
+        builder: Builder::default(),
+        sink,
+        defs: HashMap::new(),
+        files: 0,
         bytes: text.len() as u64,
-        ..Lexer::default()
     };
     let dir = path
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_default();
     lexer.file(text, &dir, None, 0, 0)?;
-    let nodes = tree(lexer.tokens)?;
-    Ok(Parsed {
-        nodes,
-        notes: lexer.notes,
-    })
+    lexer.builder.finish(lexer.sink)
 }
 
-impl Lexer {
+/// [`parse`], collected.
+#[cfg(test)]
+pub fn parse_all(text: &str, path: Option<&Path>) -> Result<Parsed, GrammarError> {
+    let mut parsed = Parsed::default();
+    parse(text, path, &mut |item| match item {
+        Item::Node(n) => parsed.nodes.push(n),
+        Item::Note(n) => parsed.notes.push(n),
+    })?;
+    Ok(parsed)
+}
+
+impl Lexer<'_> {
     fn note(&mut self, pos: &Pos, message: impl Into<String>, failing: bool) {
-        self.notes.push(Note {
+        (self.sink)(Item::Note(Note {
             pos: pos.clone(),
             message: message.into(),
             failing,
-        });
+        }));
+    }
+
+    fn token(&mut self, token: Token) -> Result<(), GrammarError> {
+        self.builder.push(token, &mut *self.sink)
     }
 
     /// The lines of one file. `name` is None for the top file; `top_line` is the top
@@ -245,7 +274,7 @@ impl Lexer {
                 self.include(pattern, dir, &pos, depth)?;
                 continue;
             }
-            self.words(&line, pos);
+            self.words(&line, pos)?;
         }
         Ok(())
     }
@@ -355,7 +384,7 @@ impl Lexer {
     }
 
     /// A line's words, with `{` and `}` outside quotes tokens of their own.
-    fn words(&mut self, line: &str, pos: Pos) {
+    fn words(&mut self, line: &str, pos: Pos) -> Result<(), GrammarError> {
         let mut words = Vec::new();
         let mut word = String::new();
         let mut in_word = false;
@@ -381,14 +410,13 @@ impl Lexer {
                     }
                     if c == '{' || c == '}' {
                         if !words.is_empty() {
-                            self.tokens
-                                .push(Token::Words(pos.clone(), std::mem::take(&mut words)));
+                            self.token(Token::Words(pos.clone(), std::mem::take(&mut words)))?;
                         }
-                        self.tokens.push(if c == '{' {
+                        self.token(if c == '{' {
                             Token::Open(pos.clone())
                         } else {
                             Token::Close(pos.clone())
-                        });
+                        })?;
                     }
                 }
                 _ => {
@@ -401,8 +429,9 @@ impl Lexer {
             words.push(word);
         }
         if !words.is_empty() {
-            self.tokens.push(Token::Words(pos, words));
+            self.token(Token::Words(pos, words))?;
         }
+        Ok(())
     }
 }
 
@@ -573,59 +602,87 @@ fn class(p: &[char], c: char) -> Option<(bool, usize)> {
     None
 }
 
-/// The tokens as a tree, without recursion.
-fn tree(tokens: Vec<Token>) -> Result<Vec<Node>, GrammarError> {
-    // The blocks being read: the statement that opened each, and its statements so far.
-    let mut open: Vec<(Node, Vec<Node>)> = Vec::new();
-    let mut top: Vec<Node> = Vec::new();
-    for token in tokens {
-        let current = match open.last_mut() {
-            Some((_, nodes)) => nodes,
-            None => &mut top,
-        };
+/// The tokens as a tree, without recursion, handed on a top-level statement at a time.
+#[derive(Default)]
+struct Builder {
+    /// The blocks being read: the statement that opened each, and its statements so far.
+    open: Vec<(Node, Vec<Node>)>,
+    /// The last top-level statement without a block: a `{` may still open one for it.
+    pending: Option<Node>,
+}
+
+impl Builder {
+    fn push(&mut self, token: Token, sink: &mut dyn FnMut(Item)) -> Result<(), GrammarError> {
         match token {
-            Token::Words(pos, words) => current.push(Node {
-                pos,
-                words,
-                block: None,
-            }),
+            Token::Words(pos, words) => {
+                let node = Node {
+                    pos,
+                    words,
+                    block: None,
+                };
+                match self.open.last_mut() {
+                    Some((_, nodes)) => nodes.push(node),
+                    None => {
+                        if let Some(done) = self.pending.replace(node) {
+                            sink(Item::Node(done));
+                        }
+                    }
+                }
+            }
             Token::Open(pos) => {
-                let Some(owner) = current.pop_if(|n| n.block.is_none()) else {
+                let owner = match self.open.last_mut() {
+                    Some((_, nodes)) => nodes.pop_if(|n| n.block.is_none()),
+                    None => self.pending.take(),
+                };
+                let Some(owner) = owner else {
                     return Err(GrammarError {
                         pos,
                         message: "`{' without a keyword before it".into(),
                     });
                 };
-                if open.len() >= MAX_NESTING {
+                if self.open.len() >= MAX_NESTING {
                     return Err(GrammarError {
                         pos,
                         message: format!("blocks nest deeper than {MAX_NESTING}"),
                     });
                 }
-                open.push((owner, Vec::new()));
+                self.open.push((owner, Vec::new()));
             }
             Token::Close(pos) => {
-                let Some((mut owner, nodes)) = open.pop() else {
+                let Some((mut owner, nodes)) = self.open.pop() else {
                     return Err(GrammarError {
                         pos,
                         message: "`}' closes no block".into(),
                     });
                 };
                 owner.block = Some(nodes);
-                match open.last_mut() {
+                match self.open.last_mut() {
                     Some((_, nodes)) => nodes.push(owner),
-                    None => top.push(owner),
+                    None => {
+                        if let Some(done) = self.pending.take() {
+                            sink(Item::Node(done));
+                        }
+                        sink(Item::Node(owner));
+                    }
                 }
             }
         }
+        Ok(())
     }
-    if let Some((owner, _)) = open.pop() {
-        return Err(GrammarError {
-            message: format!("`{}' opens a block that is never closed", owner.keyword()),
-            pos: owner.pos,
-        });
+
+    /// The end of the input: the last statement handed on, or the block left open.
+    fn finish(mut self, sink: &mut dyn FnMut(Item)) -> Result<(), GrammarError> {
+        if let Some((owner, _)) = self.open.pop() {
+            return Err(GrammarError {
+                message: format!("`{}' opens a block that is never closed", owner.keyword()),
+                pos: owner.pos,
+            });
+        }
+        if let Some(done) = self.pending.take() {
+            sink(Item::Node(done));
+        }
+        Ok(())
     }
-    Ok(top)
 }
 
 #[cfg(test)]
@@ -655,7 +712,7 @@ mod tests {
     }
 
     fn parsed(text: &str) -> Parsed {
-        parse(text, None).expect("parses")
+        parse_all(text, None).expect("parses")
     }
 
     #[test]
@@ -740,14 +797,14 @@ mod tests {
 
     #[test]
     fn braces_that_do_not_balance_are_errors_with_their_line() {
-        let e = parse("a {\n  b {\n  }\n", None).unwrap_err();
+        let e = parse_all("a {\n  b {\n  }\n", None).unwrap_err();
         assert_eq!(e.to_string(), "1: `a' opens a block that is never closed");
-        let e = parse("a {\n}\n}\n", None).unwrap_err();
+        let e = parse_all("a {\n}\n}\n", None).unwrap_err();
         assert_eq!(e.to_string(), "3: `}' closes no block");
-        let e = parse("a {\n}\n{\n}\n", None).unwrap_err();
+        let e = parse_all("a {\n}\n{\n}\n", None).unwrap_err();
         assert_eq!(e.to_string(), "3: `{' without a keyword before it");
         let deep = "a {\n".repeat(MAX_NESTING + 1);
-        let e = parse(&deep, None).unwrap_err();
+        let e = parse_all(&deep, None).unwrap_err();
         assert_eq!(
             e.to_string(),
             format!("{}: blocks nest deeper than {MAX_NESTING}", MAX_NESTING + 1)
@@ -771,7 +828,7 @@ mod tests {
         std::fs::write(dir.path().join("more").join("y.inc"), "}\n").unwrap();
         let top = dir.path().join("keepalived.conf");
         let text = "lb_algo rr\ninclude conf.d/[ab].conf\nincluder nothing/*.conf\n";
-        let p = parse(text, Some(&top)).unwrap();
+        let p = parse_all(text, Some(&top)).unwrap();
         assert_eq!(
             shape(&p.nodes),
             [
@@ -789,7 +846,7 @@ mod tests {
         );
         // A file that includes itself stops at the depth limit, with the line.
         std::fs::write(conf.join("loop.conf"), "include loop.conf\n").unwrap();
-        let e = parse("include conf.d/loop.conf\n", Some(&top)).unwrap_err();
+        let e = parse_all("include conf.d/loop.conf\n", Some(&top)).unwrap_err();
         assert!(
             e.to_string().starts_with("1: ")
                 && e.to_string()

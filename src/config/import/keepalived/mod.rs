@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use lexer::GrammarError;
-use lexer::{Node, Pos};
+use lexer::{Item, Node, Pos};
 
 use super::{Imported, Importing};
 use crate::config::{Check, CheckKind, Health, NegotiateService, ServiceSpec};
@@ -45,18 +45,15 @@ const TIMEOUT_MAX: Duration = Duration::from_secs(3600);
 /// The grammar's ([`GrammarError`]): braces that do not balance, includes too deep,
 /// too many or too large, an included file that cannot be read.
 pub fn import(text: &str, path: Option<&Path>) -> Result<Imported, GrammarError> {
-    let parsed = lexer::parse(text, path)?;
     let mut im = Importing::default();
-    for note in parsed.notes {
-        if note.failing {
-            skip(&mut im, &note.pos, note.message);
-        } else {
-            others(&mut im, &note.pos, note.message);
-        }
-    }
-    for node in &parsed.nodes {
-        top(node, &mut im);
-    }
+    // The services' keys so far, so that a file of many takes steps in proportion to
+    // them, not to their square.
+    let mut keys = HashSet::new();
+    lexer::parse(text, path, &mut |item| match item {
+        Item::Node(node) => top(&node, &mut keys, &mut im),
+        Item::Note(note) if note.failing => skip(&mut im, &note.pos, note.message),
+        Item::Note(note) => others(&mut im, &note.pos, note.message),
+    })?;
     Ok(im.finish())
 }
 
@@ -78,13 +75,13 @@ fn not_yet(im: &mut Importing, n: &Node) {
     );
 }
 
-fn top(n: &Node, im: &mut Importing) {
+/// A top-level statement: a service made, or what it is reported as.
+fn top(n: &Node, keys: &mut HashSet<ServiceKey>, im: &mut Importing) {
     let k = n.keyword();
     match k {
         "virtual_server" => {
             if let Some(spec) = virtual_server(n, im) {
-                let key = spec.service.key;
-                if im.config.services.iter().any(|s| s.service.key == key) {
+                if !keys.insert(spec.service.key) {
                     skip(
                         im,
                         &n.pos,
