@@ -341,9 +341,14 @@ fn import(format: ImportFormat, file: &std::path::Path) -> anyhow::Result<()> {
             };
             import::ipvsadm::import(text.as_bytes(), &mut names)
         }
+        // keepalived reads bytes too (fgets): what is not UTF-8 is in a comment or a value.
         ImportFormat::Keepalived => {
-            let path = (file != std::path::Path::new("-")).then_some(file);
-            import::keepalived::import(&text, path)
+            let bytes = if stdin {
+                read_stdin()?
+            } else {
+                uvs::config::file::read_bytes(file)?.0
+            };
+            import::keepalived::import(&String::from_utf8_lossy(&bytes), (!stdin).then_some(file))
                 .map_err(|e| anyhow::anyhow!("{}:{e}", file.display()))?
         }
     };

@@ -149,6 +149,23 @@ fn a_file_whose_braces_do_not_balance_is_refused_with_its_line() {
     assert_eq!(out.status.code(), Some(1));
 }
 
+#[test]
+fn bytes_that_are_not_utf8_in_a_comment_are_read_as_keepalived_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conf = b"! r\xe9partiteur (Latin-1)\n".to_vec();
+    conf.extend_from_slice(
+        b"virtual_server 192.0.2.1 80 { # \xc4\xe3\xba\xc3 (GBK)\n  protocol TCP\n  real_server 198.51.100.1 80\n}\n",
+    );
+    std::fs::write(dir.path().join("keepalived.conf"), conf).unwrap();
+    let out = uvs(&["import", "keepalived", "keepalived.conf"], dir.path(), "");
+    assert_eq!(
+        text(&out.stdout),
+        "[[service]]\ntcp = \"192.0.2.1:80\"\nscheduler = \"wlc\"\n\n[[service.server]]\naddress = \"198.51.100.1:80\"\n"
+    );
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+}
+
 /// Words keepalived.conf is made of, and some that it is not.
 fn word() -> impl Strategy<Value = String> {
     prop_oneof![

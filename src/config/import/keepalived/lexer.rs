@@ -13,7 +13,7 @@
 //!
 //! Everything is bounded: include depth [`MAX_DEPTH`], files [`MAX_FILES`], the bytes of
 //! all files together [`crate::config::file::MAX_BYTES`] (each read with
-//! `config::file::read`), block depth [`MAX_NESTING`], a glob's matches [`MAX_FILES`],
+//! `config::file::read_bytes`), block depth [`MAX_NESTING`], a glob's matches [`MAX_FILES`],
 //! and a line after parameter replacement [`MAX_LINE`].
 
 use std::collections::HashMap;
@@ -366,9 +366,11 @@ impl Lexer<'_> {
             if self.files > MAX_FILES {
                 return Err(fail(format!("more than {MAX_FILES} files included")));
             }
-            let text = file::read(&path)
+            let bytes = file::read_bytes(&path)
                 .map_err(|e| fail(format!("include {pattern}: {e}")))?
-                .text;
+                .0;
+            // Bytes, as keepalived reads them: what is not UTF-8 is in a comment or value.
+            let text = String::from_utf8_lossy(&bytes);
             self.bytes += text.len() as u64;
             if self.bytes > file::MAX_BYTES {
                 return Err(fail(format!(
