@@ -511,11 +511,19 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
             persistence.get_or_insert(PERSISTENCE);
             let v = g.arg(1);
             match family {
-                Family::Inet => v.parse::<Ipv4Addr>().ok().map(Netmask::V4),
+                // keepalived and the kernel take any mask; uvs only a contiguous one.
+                Family::Inet => v
+                    .parse::<Ipv4Addr>()
+                    .ok()
+                    .filter(|m| {
+                        let m = u32::from(*m);
+                        m.leading_ones() + m.trailing_zeros() >= 32
+                    })
+                    .map(Netmask::V4),
                 Family::Inet6 => v.parse::<u32>().ok().filter(|p| (1..=128).contains(p)).map(Netmask::V6),
             }
             .unwrap_or_else(|| {
-                skip(im, &g.pos, format!("persistence_granularity {v}: not a netmask of the service's family; not taken"));
+                skip(im, &g.pos, format!("persistence_granularity {v}: not a contiguous netmask of the service's family; not taken"));
                 Netmask::full(family)
             })
         }
@@ -1364,7 +1372,7 @@ virtual_server 10.0.0.1 80 {
                 ),
                 (
                     15,
-                    "persistence_granularity 64: not a netmask of the service's family; not taken"
+                    "persistence_granularity 64: not a contiguous netmask of the service's family; not taken"
                 ),
                 (
                     16,
