@@ -164,14 +164,17 @@ enum ImportFormat {
     Ldirectord,
     /// ipvsadm-save (ipvsadm -S) output, or any ipvsadm -R input
     Ipvsadm,
+    /// keepalived's configuration (keepalived.conf): its virtual servers
+    Keepalived,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon: hold the table, balance the traffic, serve the control socket.
     Run(RunArgs),
-    /// Print an ldirectord.cf or an ipvsadm-save dump as uvs TOML; what could not be
-    /// taken goes to stderr with its line (exit 1 when anything was left out).
+    /// Print an ldirectord.cf, an ipvsadm-save dump or a keepalived.conf as uvs TOML;
+    /// what could not be taken goes to stderr with its line (exit 1 when anything was
+    /// left out but keepalived's own VRRP and globals).
     Import {
         #[arg(value_enum)]
         format: ImportFormat,
@@ -338,10 +341,20 @@ fn import(format: ImportFormat, file: &std::path::Path) -> anyhow::Result<()> {
             };
             import::ipvsadm::import(text.as_bytes(), &mut names)
         }
+        // keepalived reads bytes too (fgets): what is not UTF-8 is in a comment or a value.
+        ImportFormat::Keepalived => {
+            let bytes = if stdin {
+                read_stdin()?
+            } else {
+                uvs::config::file::read_bytes(file)?.0
+            };
+            import::keepalived::import(&String::from_utf8_lossy(&bytes), (!stdin).then_some(file))
+                .map_err(|e| anyhow::anyhow!("{}:{e}", file.display()))?
+        }
     };
     out(&uvs::config::render::render(&imported.config));
     eprint!("{}", imported.not_taken(file));
-    let n = imported.skipped_total;
+    let n = imported.failing();
     if n > 0 {
         bail!(
             "{}: {n} line{} not taken",

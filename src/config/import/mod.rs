@@ -2,9 +2,11 @@
 //! import ipvsadm FILE` read an ldirectord.cf or an `ipvsadm-save` dump and give the
 //! same configuration as uvs TOML (`render`), with the lines they could not take
 //! reported with their numbers: all counted, the first hundred listed (`capped`), so
-//! that a file of junk costs no more than its size. Called by `uvs import`.
+//! that a file of junk costs no more than its size. `uvs import keepalived FILE` does
+//! the same for keepalived.conf's LVS half. Called by `uvs import`.
 
 pub mod ipvsadm;
+pub mod keepalived;
 pub mod ldirectord;
 
 use std::fmt::Write as _;
@@ -30,9 +32,17 @@ pub struct Imported {
     /// How many lines were not taken, listed or not (a line can be counted more than
     /// once, for each thing in it not taken).
     pub skipped_total: usize,
+    /// How many of those are another program's job (keepalived's VRRP and globals):
+    /// reported, but they do not make the import fail.
+    pub others_job: usize,
 }
 
 impl Imported {
+    /// How many lines not taken make the import fail.
+    pub fn failing(&self) -> usize {
+        self.skipped_total.saturating_sub(self.others_job)
+    }
+
     /// What `uvs import` says on stderr of the lines of `file` not taken: one line
     /// each, then how many more there are.
     pub fn not_taken(&self, file: &Path) -> String {
@@ -58,6 +68,7 @@ impl Imported {
 struct Importing {
     config: Config,
     skipped: Capped<usize, String>,
+    others_job: usize,
 }
 
 impl Importing {
@@ -70,6 +81,12 @@ impl Importing {
         self.skipped.push_with(line, message);
     }
 
+    /// As `skip`, for what is another program's job: reported, not failing.
+    fn note(&mut self, line: usize, message: impl Into<String>) {
+        self.others_job += 1;
+        self.skip(line, message);
+    }
+
     fn finish(self) -> Imported {
         let (kept, total) = self.skipped.into_sorted();
         Imported {
@@ -79,6 +96,7 @@ impl Importing {
                 .map(|(line, message)| Skipped { line, message })
                 .collect(),
             skipped_total: total,
+            others_job: self.others_job,
         }
     }
 }

@@ -1,0 +1,1445 @@
+//! keepalived.conf to a configuration: `uvs import keepalived FILE`. The grammar is
+//! [`lexer`]'s; this maps the statements keepalived's checker reads
+//! (keepalived/check/check_parser.c and the check_*.c files) to services, real servers
+//! and checks, with keepalived's defaults written out (NAT, wlc, weight 1, a check every
+//! 60 s with a 5 s timeout, down after `retry` + 1 failures in a row, a failed server
+//! removed unless `inhibit_on_failure`), so that the result behaves as keepalived's
+//! IPVS table would. What uvs has no counterpart for yet is reported with its line and
+//! makes the import fail; VRRP, `global_defs`, `static_*` and `lvs_sync_daemon` are
+//! reported as keepalived's own job and do not.
+
+pub mod lexer;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Duration;
+
+pub use lexer::GrammarError;
+use lexer::{Item, Node, Pos};
+
+use super::{Imported, Importing};
+use crate::config::{Check, CheckKind, Health, NegotiateService, ServiceSpec};
+use crate::table::{
+    Family, Forward, Netmask, PersistenceEngine, Protocol, ServerConfig, ServiceConfig,
+    ServiceFlags, ServiceKey, ServiceOptions, Tunnel,
+};
+
+/// The schedulers keepalived accepts (ipvswrapper.c's `lvs_schedulers`).
+const SCHEDULERS: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", "lblcr", "sed", "nq", "twos",
+];
+/// keepalived's defaults: `delay_loop` (KEEPALIVED_DEFAULT_DELAY), `connect_timeout`,
+/// `persistence_timeout` without a value (IPVS_SVC_PERSISTENT_TIMEOUT).
+const DELAY_LOOP: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const PERSISTENCE: u32 = 360;
+/// The longest check interval and timeout uvs takes (the schema's).
+const INTERVAL_MAX: Duration = Duration::from_secs(86_400);
+const TIMEOUT_MAX: Duration = Duration::from_secs(3600);
+
+/// Imports a keepalived.conf: `text`, read from `path` (None for standard input; an
+/// `include`'s relative paths are then the working directory's).
+///
+/// # Errors
+/// The grammar's ([`GrammarError`]): braces that do not balance, includes too deep,
+/// too many or too large, an included file that cannot be read.
+pub fn import(text: &str, path: Option<&Path>) -> Result<Imported, GrammarError> {
+    let mut im = Importing::default();
+    // The services' keys so far, so that a file of many takes steps in proportion to
+    // them, not to their square.
+    let mut keys = HashSet::new();
+    lexer::parse(text, path, &mut |item| match item {
+        Item::Node(node) => top(&node, &mut keys, &mut im),
+        Item::Note(note) if note.failing => skip(&mut im, &note.pos, note.message),
+        Item::Note(note) => others(&mut im, &note.pos, note.message),
+    })?;
+    Ok(im.finish())
+}
+
+/// Reports what was not taken and makes the import fail.
+fn skip(im: &mut Importing, pos: &Pos, message: impl std::fmt::Display) {
+    im.skip_with(pos.line, || format!("{}{message}", pos.prefix()));
+}
+
+/// Reports what is keepalived's own job, or left out by keepalived too.
+fn others(im: &mut Importing, pos: &Pos, message: impl std::fmt::Display) {
+    im.note(pos.line, format!("{}{message}", pos.prefix()));
+}
+
+fn not_yet(im: &mut Importing, n: &Node) {
+    skip(
+        im,
+        &n.pos,
+        format!("{}: not in uvs yet; not taken", n.keyword()),
+    );
+}
+
+/// A top-level statement: a service made, or what it is reported as.
+fn top(n: &Node, keys: &mut HashSet<ServiceKey>, im: &mut Importing) {
+    let k = n.keyword();
+    match k {
+        "virtual_server" => {
+            if let Some(spec) = virtual_server(n, im) {
+                if !keys.insert(spec.service.key) {
+                    skip(
+                        im,
+                        &n.pos,
+                        format!(
+                            "virtual_server {}: listed twice; the second is not taken",
+                            n.words[1..].join(" ")
+                        ),
+                    );
+                } else {
+                    im.config.services.push(spec);
+                }
+            }
+        }
+        "virtual_server_group" => skip(
+            im,
+            &n.pos,
+            format!(
+                "virtual_server_group {}: groups of virtual services are not in uvs's table yet; not taken",
+                n.arg(1)
+            ),
+        ),
+        "global_defs" => others(
+            im,
+            &n.pos,
+            "global_defs: keepalived's own settings; not uvs's job, not taken",
+        ),
+        "lvs_sync_daemon" => others(
+            im,
+            &n.pos,
+            "lvs_sync_daemon: IPVS connection sync between directors is keepalived's and the kernel's; not uvs's job, not taken",
+        ),
+        "SSL" => skip(
+            im,
+            &n.pos,
+            "SSL: uvs's https check presents no client certificate; not taken",
+        ),
+        _ if k.starts_with("vrrp_") => others(
+            im,
+            &n.pos,
+            format!(
+                "{}: VRRP is keepalived's own job (it moves the VIP); not uvs's, not taken",
+                n.words.join(" ")
+            ),
+        ),
+        "static_ipaddress"
+        | "static_routes"
+        | "static_rules"
+        | "garp_group"
+        | "bfd_instance"
+        | "track_file"
+        | "net_namespace"
+        | "net_namespace_ipvs"
+        | "instance"
+        | "linkbeat_use_polling"
+        | "linkbeat_interfaces"
+        | "use_pid_dir" => others(
+            im,
+            &n.pos,
+            format!("{k}: keepalived's own job; not uvs's, not taken"),
+        ),
+        _ => skip(
+            im,
+            &n.pos,
+            format!("{k}: not a keepalived keyword uvs knows; not taken"),
+        ),
+    }
+}
+
+/// keepalived's seconds: a decimal, to the microsecond (`read_timer`).
+fn seconds(v: &str) -> Option<Duration> {
+    let s: f64 = v.parse().ok()?;
+    (s.is_finite() && (0.0..=f64::from(u32::MAX)).contains(&s))
+        .then(|| Duration::from_micros((s * 1e6).round() as u64))
+}
+
+/// `n`'s seconds, if uvs takes them: from 1 s to `max`.
+fn within(n: &Node, max: Duration, im: &mut Importing) -> Option<Duration> {
+    let v = n.arg(1);
+    match seconds(v) {
+        Some(d) if d >= Duration::from_secs(1) && d < max + Duration::from_secs(1) => Some(d),
+        _ => {
+            skip(
+                im,
+                &n.pos,
+                format!(
+                    "{} {v}: uvs takes 1 to {} seconds; not taken",
+                    n.keyword(),
+                    max.as_secs()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// NAT, DR, TUN (keepalived's `svr_forwarding_handler`); tunnel options other than
+/// the plain ipip are not taken.
+fn method(n: &Node, im: &mut Importing) -> Option<Forward> {
+    let f = match n.arg(1) {
+        "NAT" => Forward::Masq,
+        "DR" => Forward::Route,
+        "TUN" => Forward::Tunnel,
+        other => {
+            skip(
+                im,
+                &n.pos,
+                format!("{} {other}: NAT, DR or TUN; not taken", n.keyword()),
+            );
+            return None;
+        }
+    };
+    if n.words.len() > 2 && n.words[2..] != ["type", "ipip"] {
+        skip(
+            im,
+            &n.pos,
+            format!(
+                "{}: tunnel options ({}) are not taken; a plain ipip tunnel is used",
+                n.keyword(),
+                n.words[2..].join(" ")
+            ),
+        );
+    }
+    Some(f)
+}
+
+/// An address and an optional port (keepalived's `inet_stosockaddr`; port 0 or none:
+/// the port the client reached).
+fn address(ip: &str, port: &str) -> Option<(IpAddr, u16)> {
+    let ip: IpAddr = ip.parse().ok()?;
+    let port = if port.is_empty() {
+        0
+    } else {
+        port.parse().ok()?
+    };
+    Some((ip, port))
+}
+
+/// The check timings a virtual server, a real server or a check sets; the nearest wins.
+#[derive(Default, Clone)]
+struct Timers {
+    delay_loop: Option<Duration>,
+    connect_timeout: Option<Duration>,
+    retry: Option<u32>,
+    virtualhost: Option<String>,
+}
+
+impl Timers {
+    /// Takes `n` if it is one of these (or one uvs has not yet, reported); false if it
+    /// is none of them.
+    fn take(&mut self, n: &Node, im: &mut Importing) -> bool {
+        let v = n.arg(1);
+        match n.keyword() {
+            "delay_loop" => {
+                if let Some(d) = within(n, INTERVAL_MAX, im) {
+                    self.delay_loop = Some(d);
+                }
+            }
+            "connect_timeout" => {
+                if let Some(d) = within(n, TIMEOUT_MAX, im) {
+                    self.connect_timeout = Some(d);
+                }
+            }
+            "retry" | "nb_get_retry" => match v.parse::<u32>() {
+                // uvs counts up to 1000 failures in a row (retry + 1).
+                Ok(r) if r < 1000 => self.retry = Some(r),
+                _ => skip(
+                    im,
+                    &n.pos,
+                    format!("{} {v}: not a number; not taken", n.keyword()),
+                ),
+            },
+            "virtualhost" if !v.is_empty() => self.virtualhost = Some(v.to_string()),
+            "delay_before_retry" => skip(
+                im,
+                &n.pos,
+                "delay_before_retry: uvs checks again at the check's interval; a delay of its own is not in uvs yet; not taken",
+            ),
+            "warmup" | "alpha" => not_yet(im, n),
+            _ => return false,
+        }
+        true
+    }
+
+    /// `self`, with what it leaves unset from `base`.
+    fn or(&self, base: &Timers) -> Timers {
+        Timers {
+            delay_loop: self.delay_loop.or(base.delay_loop),
+            connect_timeout: self.connect_timeout.or(base.connect_timeout),
+            retry: self.retry.or(base.retry),
+            virtualhost: self
+                .virtualhost
+                .clone()
+                .or_else(|| base.virtualhost.clone()),
+        }
+    }
+}
+
+/// What a virtual server block says.
+enum Target {
+    Addr(IpAddr, u16),
+    Mark(u32),
+}
+
+fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
+    let what = n.words[1..].join(" ");
+    let target = match (n.arg(1), n.arg(2)) {
+        ("group", name) => {
+            skip(
+                im,
+                &n.pos,
+                format!(
+                    "virtual_server group {name}: virtual_server_group is not in uvs's table yet; the service is not taken"
+                ),
+            );
+            return None;
+        }
+        ("fwmark", mark) => match mark.parse::<u32>() {
+            Ok(m) => Target::Mark(m),
+            Err(_) => {
+                skip(
+                    im,
+                    &n.pos,
+                    format!("virtual_server {what}: not a firewall mark; not taken"),
+                );
+                return None;
+            }
+        },
+        (ip, port) => match address(ip, port) {
+            Some((addr, port)) => Target::Addr(addr, port),
+            None => {
+                skip(
+                    im,
+                    &n.pos,
+                    format!("virtual_server {what}: not a numeric address and port; not taken"),
+                );
+                return None;
+            }
+        },
+    };
+    let mut scheduler = "wlc".to_string();
+    let mut flags = 0u32;
+    let mut forward = None;
+    let mut persistence: Option<u32> = None;
+    let mut granularity: Option<&Node> = None;
+    let mut pe = None;
+    let mut protocol = None;
+    let mut ops: Option<&Node> = None;
+    let mut family: Option<Family> = None;
+    let mut timers = Timers::default();
+    let mut inhibit = false;
+    let mut sorry: Option<&Node> = None;
+    let mut sorry_method = None;
+    let mut reals = Vec::new();
+    for c in n.children() {
+        let (k, v) = (c.keyword(), c.arg(1));
+        if timers.take(c, im) {
+            continue;
+        }
+        match k {
+            "lb_algo" | "lvs_sched" => {
+                if SCHEDULERS.contains(&v) {
+                    scheduler = v.to_string();
+                } else {
+                    skip(
+                        im,
+                        &c.pos,
+                        format!("{k} {v}: not a scheduler keepalived knows; not taken"),
+                    );
+                }
+            }
+            "lb_kind" | "lvs_method" => forward = method(c, im).or(forward),
+            "persistence_timeout" if v.is_empty() => persistence = Some(PERSISTENCE),
+            "persistence_timeout" => match v.parse::<u32>() {
+                Ok(t) if t > 0 => persistence = Some(t),
+                _ => skip(
+                    im,
+                    &c.pos,
+                    format!("persistence_timeout {v}: not a number of seconds; not taken"),
+                ),
+            },
+            "persistence_granularity" => granularity = Some(c),
+            "persistence_engine" => match PersistenceEngine::from_name(v) {
+                Some(e) => pe = Some(e.name().to_string()),
+                None => skip(
+                    im,
+                    &c.pos,
+                    format!("persistence_engine {v}: uvs has sip only; not taken"),
+                ),
+            },
+            "protocol" => match v.to_ascii_uppercase().as_str() {
+                "TCP" => protocol = Some(Protocol::Tcp),
+                "UDP" => protocol = Some(Protocol::Udp),
+                "SCTP" => {
+                    skip(
+                        im,
+                        &c.pos,
+                        "protocol SCTP: uvs takes SCTP services into its table but does not serve them; the service is not taken",
+                    );
+                    return None;
+                }
+                _ => skip(
+                    im,
+                    &c.pos,
+                    format!("protocol {v}: TCP, UDP or SCTP; not taken"),
+                ),
+            },
+            "ops" => ops = Some(c),
+            "hashed" => others(
+                im,
+                &c.pos,
+                "hashed: keepalived sets nothing for it; nothing to take",
+            ),
+            "flag-1" | "flag-2" | "flag-3" | "sh-port" | "sh-fallback" | "mh-port"
+            | "mh-fallback" => match ServiceFlags::scheduler_flag(k) {
+                Some((bit, None)) => flags |= bit,
+                Some((bit, Some(owner))) if owner == scheduler => flags |= bit,
+                _ => skip(
+                    im,
+                    &c.pos,
+                    format!(
+                        "{k}: only for the {} scheduler, and it is {scheduler} here (keepalived ignores it too); not taken",
+                        &k[..2]
+                    ),
+                ),
+            },
+            "ip_family" => match v {
+                "inet" => family = Some(Family::Inet),
+                "inet6" => family = Some(Family::Inet6),
+                _ => skip(
+                    im,
+                    &c.pos,
+                    format!("ip_family {v}: inet or inet6; not taken"),
+                ),
+            },
+            "inhibit_on_failure" => inhibit = yes(c, im),
+            "sorry_server" => sorry = Some(c),
+            "sorry_server_lvs_method" => sorry_method = method(c, im),
+            "real_server" => reals.push(c),
+            "sorry_server_inhibit"
+            | "omega"
+            | "quorum"
+            | "quorum_up"
+            | "quorum_down"
+            | "hysteresis"
+            | "ha_suspend"
+            | "weight"
+            | "smtp_alert" => not_yet(im, c),
+            "snmp_name" => skip(im, &c.pos, "snmp_name: uvs has no SNMP; not taken"),
+            _ => skip(
+                im,
+                &c.pos,
+                format!("{k}: not a virtual_server keyword uvs knows; not taken"),
+            ),
+        }
+    }
+    if reals.is_empty() {
+        others(
+            im,
+            &n.pos,
+            format!(
+                "virtual_server {what}: no real servers; keepalived leaves it out, and so does uvs"
+            ),
+        );
+        return None;
+    }
+    let key = match target {
+        Target::Addr(addr, port) => {
+            // check_data.c: "If the protocol is 0, the kernel defaults to UDP".
+            let protocol = protocol.unwrap_or_else(|| {
+                others(im, &n.pos, format!("virtual_server {what}: no protocol; keepalived makes it UDP, and so does uvs"));
+                Protocol::Udp
+            });
+            if let Some(o) = ops {
+                if protocol == Protocol::Udp {
+                    flags |= ServiceFlags::ONE_PACKET;
+                } else {
+                    others(
+                        im,
+                        &o.pos,
+                        "ops: one-packet scheduling needs UDP; keepalived resets it, and so does uvs",
+                    );
+                }
+            }
+            let own = if addr.is_ipv4() {
+                Family::Inet
+            } else {
+                Family::Inet6
+            };
+            if family.is_some_and(|f| f != own) {
+                skip(
+                    im,
+                    &n.pos,
+                    "ip_family: not the family of the virtual server's address; not taken",
+                );
+            }
+            ServiceKey::Inet {
+                protocol,
+                addr,
+                port,
+            }
+        }
+        Target::Mark(mark) => {
+            if ops.is_some() {
+                flags |= ServiceFlags::ONE_PACKET;
+            }
+            // keepalived takes a mark's family from ip_family, else from its servers.
+            let first_real = reals
+                .iter()
+                .find_map(|r| r.arg(1).parse::<IpAddr>().ok())
+                .map(|a| {
+                    if a.is_ipv4() {
+                        Family::Inet
+                    } else {
+                        Family::Inet6
+                    }
+                });
+            ServiceKey::Fwmark {
+                mark,
+                family: family.or(first_real).unwrap_or(Family::Inet),
+            }
+        }
+    };
+    let family = key.family();
+    let netmask = match granularity {
+        None => Netmask::full(family),
+        Some(g) => {
+            persistence.get_or_insert(PERSISTENCE);
+            let v = g.arg(1);
+            match family {
+                // keepalived and the kernel take any mask; uvs only a contiguous one.
+                Family::Inet => v
+                    .parse::<Ipv4Addr>()
+                    .ok()
+                    .filter(|m| {
+                        let m = u32::from(*m);
+                        m.leading_ones() + m.trailing_zeros() >= 32
+                    })
+                    .map(Netmask::V4),
+                Family::Inet6 => v.parse::<u32>().ok().filter(|p| (1..=128).contains(p)).map(Netmask::V6),
+            }
+            .unwrap_or_else(|| {
+                skip(im, &g.pos, format!("persistence_granularity {v}: not a contiguous netmask of the service's family; not taken"));
+                Netmask::full(family)
+            })
+        }
+    };
+    if persistence.is_some() {
+        flags |= ServiceFlags::PERSISTENT;
+    }
+    let forward = forward.unwrap_or(Forward::Masq);
+    let mut servers = Vec::new();
+    let mut checks = Vec::new();
+    let mut inhibits = Vec::new();
+    let mut listed = HashSet::new();
+    for r in reals {
+        let Some((server, check, inh)) = real_server(r, forward, &timers, key, im) else {
+            continue;
+        };
+        if !family_fits(&server, family) {
+            skip(
+                im,
+                &r.pos,
+                format!(
+                    "real_server {}: of another address family than the virtual server, which IPVS takes only with TUN; not taken",
+                    server.key()
+                ),
+            );
+            continue;
+        }
+        if !listed.insert(server.key()) {
+            skip(
+                im,
+                &r.pos,
+                format!("real_server {}: listed twice; not taken", server.key()),
+            );
+            continue;
+        }
+        servers.push(server);
+        checks.push(check);
+        inhibits.push(inh);
+    }
+    let mut health = Health::default();
+    let mut server_checks = std::collections::HashMap::new();
+    if checks.iter().any(Option::is_some) {
+        let on = Check {
+            kind: Some(CheckKind::On),
+            ..Check::default()
+        };
+        let all: Vec<Check> = checks
+            .into_iter()
+            .map(|c| c.unwrap_or_else(|| on.clone()))
+            .collect();
+        if all.windows(2).all(|w| w[0] == w[1]) {
+            health.check = all[0].clone();
+        } else {
+            for (server, check) in servers.iter().zip(all) {
+                server_checks.insert(server.key(), check);
+            }
+        }
+        let mut quiescent = inhibit;
+        let set: Vec<&(bool, Pos)> = inhibits.iter().flatten().collect();
+        if !set.is_empty() {
+            if set.len() == inhibits.len() && set.windows(2).all(|w| w[0].0 == w[1].0) {
+                quiescent = set[0].0;
+            } else {
+                for (_, pos) in set {
+                    skip(
+                        im,
+                        pos,
+                        "inhibit_on_failure of one real server: per-server quiescence is not in uvs yet; not taken",
+                    );
+                }
+            }
+        }
+        health.quiescent = Some(quiescent);
+    }
+    if let Some(s) = sorry {
+        match address(s.arg(1), s.arg(2)) {
+            Some((addr, port)) => {
+                let server = ServerConfig {
+                    addr,
+                    port,
+                    forward: sorry_method.unwrap_or(forward),
+                    weight: 1,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                    tunnel: Tunnel::default(),
+                };
+                if family_fits(&server, family) {
+                    health.fallback = Some(server);
+                } else {
+                    // As keepalived's vs_end_handler: the sorry server is skipped.
+                    skip(
+                        im,
+                        &s.pos,
+                        "sorry_server: of another address family than the virtual server, which IPVS takes only with TUN; not taken",
+                    );
+                }
+            }
+            None => skip(
+                im,
+                &s.pos,
+                format!(
+                    "sorry_server {}: not a numeric address and port; not taken",
+                    s.words[1..].join(" ")
+                ),
+            ),
+        }
+    }
+    Some(ServiceSpec {
+        service: ServiceConfig {
+            key,
+            scheduler,
+            flags: ServiceFlags(flags),
+            timeout: persistence.unwrap_or(0),
+            netmask,
+            pe,
+            options: ServiceOptions::default(),
+        },
+        servers,
+        listen: Vec::new(),
+        name: None,
+        comment: None,
+        health,
+        server_checks,
+    })
+}
+
+/// Whether IPVS takes `server` into a service of `family`: the same family, or any
+/// through a tunnel.
+fn family_fits(server: &ServerConfig, family: Family) -> bool {
+    Family::of(&server.addr) == family || server.forward == Forward::Tunnel
+}
+
+/// `inhibit_on_failure` with no value, or a true/false one.
+fn yes(n: &Node, im: &mut Importing) -> bool {
+    match n.arg(1).to_ascii_lowercase().as_str() {
+        "" | "true" | "on" | "yes" => true,
+        "false" | "off" | "no" => false,
+        other => {
+            skip(
+                im,
+                &n.pos,
+                format!("{} {other}: true or false; taken as true", n.keyword()),
+            );
+            true
+        }
+    }
+}
+
+/// A real server, its check (None: it has none, so keepalived keeps it up) and its own
+/// `inhibit_on_failure`, with where it is.
+type Real = (ServerConfig, Option<Check>, Option<(bool, Pos)>);
+
+/// The real server of a `real_server` block, if uvs takes it.
+fn real_server(
+    n: &Node,
+    forward: Forward,
+    vs: &Timers,
+    key: ServiceKey,
+    im: &mut Importing,
+) -> Option<Real> {
+    let Some((addr, port)) = address(n.arg(1), n.arg(2)) else {
+        skip(
+            im,
+            &n.pos,
+            format!(
+                "real_server {}: not a numeric address and port; not taken",
+                n.words[1..].join(" ")
+            ),
+        );
+        return None;
+    };
+    let mut server = ServerConfig {
+        addr,
+        port,
+        forward,
+        weight: 1,
+        u_threshold: 0,
+        l_threshold: 0,
+        tunnel: Tunnel::default(),
+    };
+    let mut timers = Timers::default();
+    let mut inhibit = None;
+    let mut checkers = Vec::new();
+    for c in n.children() {
+        let (k, v) = (c.keyword(), c.arg(1));
+        if timers.take(c, im) {
+            continue;
+        }
+        match k {
+            "weight" => match v.parse::<i32>() {
+                Ok(w) if (0..=65535).contains(&w) => server.weight = w,
+                _ => skip(
+                    im,
+                    &c.pos,
+                    format!("weight {v}: not a weight from 0 to 65535; not taken"),
+                ),
+            },
+            "lvs_method" => server.forward = method(c, im).unwrap_or(server.forward),
+            "uthreshold" | "lthreshold" => match v.parse::<u32>() {
+                Ok(t) if k == "uthreshold" => server.u_threshold = t,
+                Ok(t) => server.l_threshold = t,
+                Err(_) => skip(
+                    im,
+                    &c.pos,
+                    format!("{k} {v}: not a number of connections; not taken"),
+                ),
+            },
+            "inhibit_on_failure" => inhibit = Some((yes(c, im), c.pos.clone())),
+            "notify_up" | "notify_down" | "smtp_alert" => not_yet(im, c),
+            "snmp_name" => skip(im, &c.pos, "snmp_name: uvs has no SNMP; not taken"),
+            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "SMTP_CHECK" | "DNS_CHECK" | "MISC_CHECK"
+            | "UDP_CHECK" => checkers.push(c),
+            "FILE_CHECK" => not_yet(im, c),
+            "PING_CHECK" => skip(
+                im,
+                &c.pos,
+                "PING_CHECK: uvs's checks speak TCP and UDP and send no ICMP echo; not taken",
+            ),
+            "BFD_CHECK" => skip(
+                im,
+                &c.pos,
+                "BFD_CHECK: BFD sessions are keepalived's bfd process's; uvs has none; not taken",
+            ),
+            _ => skip(
+                im,
+                &c.pos,
+                format!("{k}: not a real_server keyword uvs knows; not taken"),
+            ),
+        }
+    }
+    if server.l_threshold > server.u_threshold {
+        skip(
+            im,
+            &n.pos,
+            "lthreshold above uthreshold: IPVS refuses it; the thresholds are not taken",
+        );
+        (server.l_threshold, server.u_threshold) = (0, 0);
+    }
+    if checkers.len() > 1 {
+        for c in &checkers[1..] {
+            skip(
+                im,
+                &c.pos,
+                format!(
+                    "{}: a second check of one real server; uvs checks a server one way, the first; not taken",
+                    c.keyword()
+                ),
+            );
+        }
+    }
+    let timers = timers.or(vs);
+    let check = checkers
+        .first()
+        .and_then(|c| checker(c, &server, &timers, key, im));
+    Some((server, check, inhibit))
+}
+
+/// One of keepalived's checkers as a uvs check, or None if uvs has no counterpart.
+fn checker(
+    n: &Node,
+    server: &ServerConfig,
+    rs: &Timers,
+    key: ServiceKey,
+    im: &mut Importing,
+) -> Option<Check> {
+    let mut check = Check::default();
+    // keepalived's default retries: check_api.c's 1, check_dns.c's 3, check_misc.c's 0.
+    let (kind, service, default_retry) = match n.keyword() {
+        "TCP_CHECK" => (CheckKind::Connect, None, 1),
+        "HTTP_GET" => (CheckKind::Negotiate, Some(NegotiateService::Http), 1),
+        "SSL_GET" => (CheckKind::Negotiate, Some(NegotiateService::Https), 1),
+        "SMTP_CHECK" => (CheckKind::Negotiate, Some(NegotiateService::Smtp), 1),
+        "DNS_CHECK" => (CheckKind::Negotiate, Some(NegotiateService::Dns), 3),
+        "MISC_CHECK" => (CheckKind::External, None, 0),
+        _ => {
+            // UDP_CHECK
+            if !matches!(
+                key,
+                ServiceKey::Inet {
+                    protocol: Protocol::Udp,
+                    ..
+                }
+            ) {
+                skip(
+                    im,
+                    &n.pos,
+                    "UDP_CHECK of a service that is not UDP: uvs's connect check speaks the service's protocol; not taken",
+                );
+                return None;
+            }
+            (CheckKind::Connect, None, 1)
+        }
+    };
+    check.kind = Some(kind);
+    check.service = service;
+    let mut own = Timers::default();
+    let mut misc_timeout = None;
+    let mut urls = 0;
+    let mut require_reply = false;
+    for c in n.children() {
+        let (k, v) = (c.keyword(), c.arg(1));
+        if own.take(c, im) {
+            continue;
+        }
+        match (n.keyword(), k) {
+            (_, "connect_port") => match v.parse::<u16>() {
+                Ok(p) if p > 0 => check.port = Some(p),
+                _ => skip(
+                    im,
+                    &c.pos,
+                    format!("connect_port {v}: not a port; not taken"),
+                ),
+            },
+            (_, "connect_ip") => {
+                if v.parse::<IpAddr>().ok() != Some(server.addr) {
+                    skip(
+                        im,
+                        &c.pos,
+                        "connect_ip: uvs checks the real server's own address; not taken",
+                    );
+                }
+            }
+            (_, "bindto" | "bind_port" | "bind_if") => skip(
+                im,
+                &c.pos,
+                format!("{k}: uvs's checks do not choose their source address; not taken"),
+            ),
+            (_, "fwmark") => skip(
+                im,
+                &c.pos,
+                "fwmark: uvs's checks do not mark their packets; not taken",
+            ),
+            (_, "log_all_failures") => skip(
+                im,
+                &c.pos,
+                "log_all_failures: uvs logs each change of a server's health; not taken",
+            ),
+            ("HTTP_GET" | "SSL_GET", "url") => {
+                urls += 1;
+                if urls > 1 {
+                    skip(
+                        im,
+                        &c.pos,
+                        "url: a second URL; uvs checks one per server, the first; not taken",
+                    );
+                } else {
+                    url(c, &mut check, im);
+                }
+            }
+            ("HTTP_GET" | "SSL_GET", "http_protocol") if v == "1.0" => {}
+            (
+                "HTTP_GET" | "SSL_GET",
+                "http_protocol" | "enable_sni" | "sni_name" | "tls_compliant" | "fast_recovery",
+            ) => {
+                skip(
+                    im,
+                    &c.pos,
+                    format!("{k}: uvs's http check speaks HTTP/1.0 without it; not taken"),
+                );
+            }
+            ("SMTP_CHECK", "helo_name") => skip(
+                im,
+                &c.pos,
+                "helo_name: uvs's smtp check reads the 220 banner and sends no HELO; not taken",
+            ),
+            ("SMTP_CHECK", "host") => skip(
+                im,
+                &c.pos,
+                "host: uvs's smtp check checks the real server itself; not taken",
+            ),
+            ("DNS_CHECK", "type") => {
+                if !v.eq_ignore_ascii_case("A") {
+                    skip(
+                        im,
+                        &c.pos,
+                        format!(
+                            "type {v}: uvs's dns check asks for A records; other types are not in uvs yet; not taken"
+                        ),
+                    );
+                }
+            }
+            ("DNS_CHECK", "name") => check.request = Some(v.to_string()),
+            ("MISC_CHECK", "misc_path") => {
+                check.command = Some(c.words[1..].join(" "));
+                others(
+                    im,
+                    &c.pos,
+                    "misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does",
+                );
+            }
+            ("MISC_CHECK", "misc_timeout") => {
+                misc_timeout = within(c, TIMEOUT_MAX, im).or(misc_timeout)
+            }
+            ("MISC_CHECK", "misc_dynamic") => check.dynamic_weight = Some(true),
+            ("MISC_CHECK", "user") => skip(
+                im,
+                &c.pos,
+                "user: uvs runs check commands as its own user; not taken",
+            ),
+            ("UDP_CHECK", "payload") => match hex(v).and_then(|b| String::from_utf8(b).ok()) {
+                Some(p) => check.request = Some(p),
+                None => skip(
+                    im,
+                    &c.pos,
+                    "payload: uvs sends a check's request as text, and this is not hex of UTF-8 text; not taken",
+                ),
+            },
+            ("UDP_CHECK", "require_reply") => require_reply = true,
+            (_, _) => skip(
+                im,
+                &c.pos,
+                format!("{k}: not a {} keyword uvs knows; not taken", n.keyword()),
+            ),
+        }
+    }
+    if matches!(n.keyword(), "HTTP_GET" | "SSL_GET") && urls == 0 {
+        // check_http.c: "HTTP/SSL_GET checker has no urls specified - ignoring".
+        others(
+            im,
+            &n.pos,
+            format!(
+                "{}: no url; keepalived ignores the check, and so does uvs",
+                n.keyword()
+            ),
+        );
+        return None;
+    }
+    if n.keyword() == "UDP_CHECK" && !require_reply {
+        skip(
+            im,
+            &n.pos,
+            "UDP_CHECK without require_reply: keepalived takes silence as up, uvs's check needs an answer; not taken as such",
+        );
+    }
+    let t = own.or(rs);
+    check.interval = Some(t.delay_loop.unwrap_or(DELAY_LOOP));
+    check.timeout = Some(misc_timeout.unwrap_or_else(|| {
+        if kind == CheckKind::External {
+            // keepalived's misc_timeout defaults to the delay loop.
+            t.delay_loop.unwrap_or(DELAY_LOOP).min(TIMEOUT_MAX)
+        } else {
+            t.connect_timeout.unwrap_or(CONNECT_TIMEOUT)
+        }
+    }));
+    check.failures = Some(t.retry.unwrap_or(default_retry) + 1);
+    if matches!(
+        service,
+        Some(NegotiateService::Http | NegotiateService::Https)
+    ) {
+        check.virtualhost = check.virtualhost.take().or(t.virtualhost);
+    }
+    Some(check)
+}
+
+/// An HTTP_GET `url` block: `path`, `status_code`, `regex`, `virtualhost`.
+fn url(n: &Node, check: &mut Check, im: &mut Importing) {
+    let mut ranges: Vec<(u16, u16)> = Vec::new();
+    for c in n.children() {
+        let (k, v) = (c.keyword(), c.arg(1));
+        match k {
+            "path" => check.request = Some(v.to_string()),
+            "virtualhost" => check.virtualhost = Some(v.to_string()),
+            "status_code" => {
+                for w in &c.words[1..] {
+                    let (low, high) = w.split_once('-').unwrap_or((w, w));
+                    match (low.parse::<u16>(), high.parse::<u16>()) {
+                        (Ok(l), Ok(h)) if (100..=599).contains(&l) && (l..=599).contains(&h) => {
+                            ranges.push((l, h))
+                        }
+                        _ => skip(
+                            im,
+                            &c.pos,
+                            format!(
+                                "status_code {w}: not a status from 100 to 599, or a range of them; not taken"
+                            ),
+                        ),
+                    }
+                }
+            }
+            "regex" => match regex::Regex::new(v) {
+                Ok(_) => check.receive = Some(v.to_string()),
+                Err(e) => skip(
+                    im,
+                    &c.pos,
+                    format!("regex: not a regular expression uvs reads: {e}"),
+                ),
+            },
+            "digest" | "regex_no_match" | "regex_options" | "regex_min_offset"
+            | "regex_max_offset" | "regex_stack" => not_yet(im, c),
+            _ => skip(
+                im,
+                &c.pos,
+                format!("{k}: not a url keyword uvs knows; not taken"),
+            ),
+        }
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(u16, u16)> = Vec::new();
+    for (l, h) in ranges {
+        match merged.last_mut() {
+            Some(last) if l <= last.1.saturating_add(1) => last.1 = last.1.max(h),
+            _ => merged.push((l, h)),
+        }
+    }
+    match merged.as_slice() {
+        [] => {}
+        [one] => check.status = Some(*one),
+        _ => skip(
+            im,
+            &n.pos,
+            "status_code: statuses that are not one range; uvs takes one range; several are not in uvs yet; not taken",
+        ),
+    }
+}
+
+/// keepalived's hex payload (`read_hex_str`): pairs of hex digits.
+fn hex(v: &str) -> Option<Vec<u8>> {
+    if !v.len().is_multiple_of(2) || !v.is_ascii() {
+        return None;
+    }
+    (0..v.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&v[i..i + 2], 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::render::render;
+
+    /// A keepalived.conf with most of what the checker reads, and what uvs makes of it.
+    const ALL: &str = r#"global_defs {
+   router_id LB_A
+}
+vrrp_script chk { script "/bin/true" }
+virtual_server 10.0.0.1 443 {
+    delay_loop 5
+    lvs_sched sh
+    sh-port
+    sh-fallback
+    lvs_method DR
+    persistence_timeout
+    persistence_granularity 255.255.255.0
+    protocol TCP
+    virtualhost www.example.com
+    inhibit_on_failure
+    sorry_server 10.0.0.9 8080
+    sorry_server_lvs_method NAT
+    alpha
+    quorum 2
+    real_server 10.0.0.2 443 {
+        weight 3
+        uthreshold 100
+        lthreshold 10
+        SSL_GET {
+            url {
+                path /health
+                status_code 200-204 205
+                regex "^ok"
+            }
+            connect_timeout 2
+            retry 2
+        }
+    }
+    real_server 10.0.0.3 443 {
+        lvs_method NAT
+        notify_up /bin/up
+        HTTP_GET {
+            url {
+                path /
+                digest 9b3a0c85a887a256d6939da88aabd8cd
+            }
+            url { path /2 }
+        }
+        TCP_CHECK { }
+    }
+}
+virtual_server fwmark 7 {
+    ip_family inet6
+    lb_algo wrr
+    ops
+    persistence_engine sip
+    real_server 2001:db8::2 80 {
+        MISC_CHECK {
+            misc_path "/usr/local/bin/check --fast"
+            misc_timeout 4
+            misc_dynamic
+            user nobody
+        }
+    }
+}
+virtual_server 10.0.0.1 53 {
+    protocol UDP
+    lb_algo rr
+    lb_kind TUN
+    real_server 10.0.0.5 53 {
+        DNS_CHECK { type A name example.org. }
+    }
+    real_server 10.0.0.6 53 {
+        DNS_CHECK { type AAAA name example.org. }
+        PING_CHECK
+    }
+}
+virtual_server 10.0.0.1 25 {
+    protocol TCP
+    real_server 10.0.0.7 25 { SMTP_CHECK { helo_name lb } }
+}
+virtual_server_group G { 10.0.0.1 80 }
+virtual_server group G { real_server 10.0.0.2 80 }
+virtual_server 10.0.0.1 132 { protocol SCTP real_server 10.0.0.2 132 }
+virtual_server 10.0.0.1 81 { }
+"#;
+
+    #[test]
+    fn virtual_servers_real_servers_and_checks_map_with_keepalived_defaults() {
+        let imported = import(ALL, None).unwrap();
+        let lines: Vec<(usize, &str)> = imported
+            .skipped
+            .iter()
+            .map(|s| (s.line, s.message.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (
+                    1,
+                    "global_defs: keepalived's own settings; not uvs's job, not taken"
+                ),
+                (
+                    4,
+                    "vrrp_script chk: VRRP is keepalived's own job (it moves the VIP); not uvs's, not taken"
+                ),
+                (18, "alpha: not in uvs yet; not taken"),
+                (19, "quorum: not in uvs yet; not taken"),
+                (36, "notify_up: not in uvs yet; not taken"),
+                (40, "digest: not in uvs yet; not taken"),
+                (
+                    42,
+                    "url: a second URL; uvs checks one per server, the first; not taken"
+                ),
+                (
+                    44,
+                    "TCP_CHECK: a second check of one real server; uvs checks a server one way, the first; not taken"
+                ),
+                (
+                    54,
+                    "misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does"
+                ),
+                (
+                    57,
+                    "user: uvs runs check commands as its own user; not taken"
+                ),
+                (
+                    69,
+                    "type AAAA: uvs's dns check asks for A records; other types are not in uvs yet; not taken"
+                ),
+                (
+                    70,
+                    "PING_CHECK: uvs's checks speak TCP and UDP and send no ICMP echo; not taken"
+                ),
+                (
+                    75,
+                    "helo_name: uvs's smtp check reads the 220 banner and sends no HELO; not taken"
+                ),
+                (
+                    77,
+                    "virtual_server_group G: groups of virtual services are not in uvs's table yet; not taken"
+                ),
+                (
+                    78,
+                    "virtual_server group G: virtual_server_group is not in uvs's table yet; the service is not taken"
+                ),
+                (
+                    79,
+                    "protocol SCTP: uvs takes SCTP services into its table but does not serve them; the service is not taken"
+                ),
+                (
+                    80,
+                    "virtual_server 10.0.0.1 81: no real servers; keepalived leaves it out, and so does uvs"
+                )
+            ]
+        );
+        // global_defs, vrrp_script, misc_path's note, the service without servers.
+        assert_eq!(imported.others_job, 4);
+        assert_eq!(imported.failing(), 13);
+        let text = render(&imported.config);
+        assert_eq!(
+            text,
+            r#"[[service]]
+tcp = "10.0.0.1:443"
+scheduler = "sh"
+flags = ["sh-fallback", "sh-port"]
+persistent = "6m"
+netmask = "255.255.255.0"
+quiescent = true
+fallback = { address = "10.0.0.9:8080" }
+
+[[service.server]]
+address = "10.0.0.2:443"
+weight = 3
+forward = "gate"
+upper_threshold = 100
+lower_threshold = 10
+
+[service.server.check]
+type = "negotiate"
+service = "https"
+interval = "5s"
+timeout = "2s"
+failures = 3
+request = "/health"
+receive = "^ok"
+virtualhost = "www.example.com"
+status = "200-205"
+
+[[service.server]]
+address = "10.0.0.3:443"
+
+[service.server.check]
+type = "negotiate"
+service = "http"
+interval = "5s"
+timeout = "5s"
+failures = 2
+request = "/"
+virtualhost = "www.example.com"
+
+[[service]]
+fwmark = 7
+ipv6 = true
+scheduler = "wrr"
+one_packet = true
+pe = "sip"
+quiescent = false
+
+[service.check]
+type = "external"
+interval = "1m"
+timeout = "4s"
+failures = 1
+command = "/usr/local/bin/check --fast"
+dynamic_weight = true
+
+[[service.server]]
+address = "[2001:db8::2]:80"
+
+[[service]]
+udp = "10.0.0.1:53"
+scheduler = "rr"
+quiescent = false
+
+[service.check]
+type = "negotiate"
+service = "dns"
+interval = "1m"
+timeout = "5s"
+failures = 4
+
+[[service.server]]
+address = "10.0.0.5:53"
+forward = "ipip"
+
+[[service.server]]
+address = "10.0.0.6:53"
+forward = "ipip"
+
+[[service]]
+tcp = "10.0.0.1:25"
+scheduler = "wlc"
+quiescent = false
+
+[service.check]
+type = "negotiate"
+service = "smtp"
+interval = "1m"
+timeout = "5s"
+failures = 2
+
+[[service.server]]
+address = "10.0.0.7:25"
+"#
+        );
+        crate::config::schema::parse(&text, Path::new("all.toml")).expect("passes the schema");
+    }
+
+    /// keepalived's own quirks: UDP without `protocol`, `ops` reset on TCP, a scheduler
+    /// flag read before the scheduler, servers and sorry servers of the other family,
+    /// a server's own `inhibit_on_failure`, a service listed twice.
+    #[test]
+    fn keepalived_quirks_are_kept_and_what_ipvs_refuses_is_reported() {
+        let imported = import(
+            r#"virtual_server 10.0.0.1 53 {
+    ops
+    sh-port
+    lb_algo sh
+    real_server 10.0.0.2 53 {
+        inhibit_on_failure
+        TCP_CHECK { connect_port 5353 bindto 10.0.0.1 }
+    }
+    real_server 2001:db8::2 53 { }
+    real_server 2001:db8::3 53 { lvs_method TUN }
+}
+virtual_server 10.0.0.1 80 {
+    protocol TCP
+    ops
+    persistence_granularity 64
+    sorry_server 2001:db8::9 80
+    real_server 10.0.0.2 80 { uthreshold 5 lthreshold 10 }
+}
+virtual_server 10.0.0.1 80 {
+    protocol TCP
+    real_server 10.0.0.3 80
+}
+"#,
+            None,
+        )
+        .unwrap();
+        let lines: Vec<(usize, &str)> = imported
+            .skipped
+            .iter()
+            .map(|s| (s.line, s.message.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (
+                    1,
+                    "virtual_server 10.0.0.1 53: no protocol; keepalived makes it UDP, and so does uvs"
+                ),
+                (
+                    3,
+                    "sh-port: only for the sh scheduler, and it is wlc here (keepalived ignores it too); not taken"
+                ),
+                (
+                    6,
+                    "inhibit_on_failure of one real server: per-server quiescence is not in uvs yet; not taken"
+                ),
+                (
+                    9,
+                    "real_server [2001:db8::2]:53: of another address family than the virtual server, which IPVS takes only with TUN; not taken"
+                ),
+                (
+                    14,
+                    "ops: one-packet scheduling needs UDP; keepalived resets it, and so does uvs"
+                ),
+                (
+                    15,
+                    "persistence_granularity 64: not a contiguous netmask of the service's family; not taken"
+                ),
+                (
+                    16,
+                    "sorry_server: of another address family than the virtual server, which IPVS takes only with TUN; not taken"
+                ),
+                (
+                    19,
+                    "virtual_server 10.0.0.1 80: listed twice; the second is not taken"
+                )
+            ]
+        );
+        assert_eq!(imported.failing(), 6);
+        let text = render(&imported.config);
+        assert_eq!(
+            text,
+            r#"[[service]]
+udp = "10.0.0.1:53"
+scheduler = "sh"
+one_packet = true
+quiescent = false
+
+[[service.server]]
+address = "10.0.0.2:53"
+
+[service.server.check]
+type = "connect"
+port = 5353
+interval = "1m"
+timeout = "5s"
+failures = 2
+
+[[service.server]]
+address = "[2001:db8::3]:53"
+forward = "ipip"
+
+[service.server.check]
+type = "on"
+
+[[service]]
+tcp = "10.0.0.1:80"
+scheduler = "wlc"
+persistent = "6m"
+
+[[service.server]]
+address = "10.0.0.2:80"
+upper_threshold = 5
+"#
+        );
+        crate::config::schema::parse(&text, Path::new("edge.toml")).expect("passes the schema");
+    }
+
+    #[test]
+    fn an_http_check_without_url_is_left_out_as_keepalived_leaves_it() {
+        let text = "virtual_server 192.0.2.1 80 {\nprotocol TCP\nreal_server 198.51.100.1 80 {\nHTTP_GET {\nconnect_timeout 2\n}\n}\n}\n";
+        let imported = import(text, None).unwrap();
+        assert_eq!(imported.skipped.len(), 1);
+        assert_eq!(
+            (
+                imported.skipped[0].line,
+                imported.skipped[0].message.as_str()
+            ),
+            (
+                4,
+                "HTTP_GET: no url; keepalived ignores the check, and so does uvs"
+            )
+        );
+        assert_eq!(imported.failing(), 0);
+        assert_eq!(imported.config.services[0].health, Health::default());
+    }
+}

@@ -1,0 +1,338 @@
+//! `uvs import keepalived`: the field case of ../shared/cases/field as a test (exact TOML
+//! and stderr, and the TOML passes `uvs check`), standard input, a file that does not
+//! parse, a setting not taken; and a property: the importer never panics on fuzzed
+//! input, and what it renders passes the schema.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+const UVS: &str = env!("CARGO_BIN_EXE_uvs");
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/field")
+        .join(name)
+}
+
+/// `uvs ARGS` in `dir` with `input` on stdin, killed if it runs past 20 s.
+fn uvs(args: &[&str], dir: &Path, input: &str) -> Output {
+    let mut child = Command::new(UVS)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("RUST_BACKTRACE")
+        .spawn()
+        .expect("spawn uvs");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("uvs {args:?} did not finish within 20 s");
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const VIRTUAL_SERVER_TOML: &str = r#"[[service]]
+tcp = "192.0.2.60:80"
+scheduler = "wlc"
+persistent = "10m"
+quiescent = false
+
+[service.check]
+type = "connect"
+interval = "6s"
+timeout = "3s"
+failures = 2
+
+[[service.server]]
+address = "198.51.100.61:80"
+weight = 100
+
+[[service.server]]
+address = "198.51.100.62:80"
+weight = 100
+"#;
+
+#[test]
+fn keepalived_virtual_server_imports_as_keepalived_runs_it_and_checks() {
+    // TCP 192.0.2.60:80 wlc persistent 600, two NAT (masq) servers of weight 100, each
+    // with a TCP connect check of 3 s every 6 s (keepalived's TCP_CHECK retries once:
+    // down after two failures; a failed server is removed, not inhibited). The VRRP
+    // instance and global_defs are reported, and do not make the import fail.
+    let dir = fixture("");
+    let out = uvs(
+        &["import", "keepalived", "keepalived-virtual-server.conf"],
+        &dir,
+        "",
+    );
+    assert_eq!(text(&out.stdout), VIRTUAL_SERVER_TOML);
+    assert_eq!(
+        text(&out.stderr),
+        "keepalived-virtual-server.conf:2: global_defs: keepalived's own settings; not uvs's job, not taken\n\
+         keepalived-virtual-server.conf:5: vrrp_instance VI_1: VRRP is keepalived's own job (it moves the VIP); not uvs's, not taken\n"
+    );
+    assert_eq!(out.status.code(), Some(0));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let toml = tmp.path().join("uvs.toml");
+    std::fs::write(&toml, &out.stdout).unwrap();
+    let out = uvs(&["check", "-c", "uvs.toml"], tmp.path(), "");
+    assert_eq!(
+        text(&out.stdout),
+        "uvs.toml: OK, 1 service, 2 real servers\n"
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn standard_input_is_read_and_a_setting_not_taken_fails_the_import() {
+    let conf = std::fs::read_to_string(fixture("keepalived-virtual-server.conf")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = uvs(&["import", "keepalived", "-"], dir.path(), &conf);
+    assert_eq!(text(&out.stdout), VIRTUAL_SERVER_TOML);
+    assert_eq!(out.status.code(), Some(0));
+
+    let conf = "virtual_server 192.0.2.1 80 {\n  real_server 198.51.100.1 80 {\n    notify_up /bin/up\n    PING_CHECK\n  }\n}\nvrrp_sync_group G { }\n";
+    let out = uvs(&["import", "keepalived", "-"], dir.path(), conf);
+    assert_eq!(
+        text(&out.stderr),
+        "-:1: virtual_server 192.0.2.1 80: no protocol; keepalived makes it UDP, and so does uvs\n\
+         -:3: notify_up: not in uvs yet; not taken\n\
+         -:4: PING_CHECK: uvs's checks speak TCP and UDP and send no ICMP echo; not taken\n\
+         -:7: vrrp_sync_group G: VRRP is keepalived's own job (it moves the VIP); not uvs's, not taken\n\
+         uvs: -: 2 lines not taken\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_file_whose_braces_do_not_balance_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lvs.conf"),
+        "virtual_server 192.0.2.1 80 {\n  real_server 198.51.100.1 80 {\n  }\n}\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("keepalived.conf"),
+        "! the LVS half\ninclude l*.conf\n",
+    )
+    .unwrap();
+    let out = uvs(&["import", "keepalived", "keepalived.conf"], dir.path(), "");
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(
+        text(&out.stderr),
+        "uvs: keepalived.conf:2: lvs.conf:5: `}' closes no block\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn bytes_that_are_not_utf8_in_a_comment_are_read_as_keepalived_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conf = b"! r\xe9partiteur (Latin-1)\n".to_vec();
+    conf.extend_from_slice(
+        b"virtual_server 192.0.2.1 80 { # \xc4\xe3\xba\xc3 (GBK)\n  protocol TCP\n  real_server 198.51.100.1 80\n}\n",
+    );
+    std::fs::write(dir.path().join("keepalived.conf"), conf).unwrap();
+    let out = uvs(&["import", "keepalived", "keepalived.conf"], dir.path(), "");
+    assert_eq!(
+        text(&out.stdout),
+        "[[service]]\ntcp = \"192.0.2.1:80\"\nscheduler = \"wlc\"\n\n[[service.server]]\naddress = \"198.51.100.1:80\"\n"
+    );
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+/// Words keepalived.conf is made of, and some that it is not.
+fn word() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "virtual_server",
+            "real_server",
+            "virtual_server_group",
+            "group",
+            "fwmark",
+            "lb_algo",
+            "lvs_sched",
+            "lb_kind",
+            "lvs_method",
+            "NAT",
+            "DR",
+            "TUN",
+            "wlc",
+            "sh",
+            "mh",
+            "rr",
+            "sh-port",
+            "sh-fallback",
+            "mh-port",
+            "flag-1",
+            "ops",
+            "hashed",
+            "persistence_timeout",
+            "persistence_granularity",
+            "persistence_engine",
+            "sip",
+            "protocol",
+            "TCP",
+            "UDP",
+            "SCTP",
+            "ip_family",
+            "inet",
+            "inet6",
+            "delay_loop",
+            "retry",
+            "delay_before_retry",
+            "connect_timeout",
+            "virtualhost",
+            "sorry_server",
+            "sorry_server_lvs_method",
+            "inhibit_on_failure",
+            "quorum",
+            "alpha",
+            "weight",
+            "uthreshold",
+            "lthreshold",
+            "TCP_CHECK",
+            "HTTP_GET",
+            "SSL_GET",
+            "url",
+            "path",
+            "status_code",
+            "regex",
+            "digest",
+            "SMTP_CHECK",
+            "helo_name",
+            "DNS_CHECK",
+            "type",
+            "name",
+            "MISC_CHECK",
+            "misc_path",
+            "misc_timeout",
+            "misc_dynamic",
+            "UDP_CHECK",
+            "payload",
+            "require_reply",
+            "FILE_CHECK",
+            "PING_CHECK",
+            "connect_port",
+            "global_defs",
+            "vrrp_instance",
+            "{",
+            "}",
+            "{",
+            "}",
+            "!",
+            "#",
+            "\"",
+            "@x",
+            "@^x",
+            "$V=1",
+            "$V",
+            "${V}",
+            "~SEQ(i,1,3)",
+            "192.0.2.1",
+            "198.51.100.2",
+            "2001:db8::1",
+            "80",
+            "0",
+            "65536",
+            "-1",
+            "1.5",
+            "200-299",
+            "255.255.255.0",
+            "64",
+            "0a0b",
+        ])
+        .prop_map(str::to_string),
+        "[ -~]{0,8}",
+    ]
+}
+
+fn line() -> impl Strategy<Value = String> {
+    // No includes: a fuzzed one would read the working directory's files.
+    prop::collection::vec(word(), 0..6)
+        .prop_map(|w| w.join(" "))
+        .prop_filter("no includes", |l| !l.contains("include"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn fuzzed_keepalived_conf_never_panics_and_renders_what_the_schema_reads(
+        lines in prop::collection::vec(line(), 0..40),
+    ) {
+        let text = lines.join("\n");
+        if let Ok(imported) = uvs::config::import::keepalived::import(&text, None) {
+            let toml = uvs::config::render::render(&imported.config);
+            let read = uvs::config::schema::parse(&toml, Path::new("fuzzed.toml"));
+            prop_assert!(read.is_ok(), "{}\n---\n{}\n---\n{:?}", text, toml, read.err());
+        }
+    }
+}
+
+/// A line of keywords and values without braces, so that blocks stay whole.
+fn flat_line() -> impl Strategy<Value = String> {
+    line().prop_map(|l| l.replace(['{', '}'], ""))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn fuzzed_virtual_server_blocks_render_what_the_schema_reads(
+        vip in prop::sample::select(vec!["192.0.2.1 80", "2001:db8::1 443", "fwmark 7", "192.0.2.1", "x y"]),
+        rips in prop::collection::vec(prop::sample::select(vec!["198.51.100.2 80", "198.51.100.3", "2001:db8::2 80", "198.51.100.2 80"]), 0..4),
+        vs_lines in prop::collection::vec(flat_line(), 0..8),
+        rs_lines in prop::collection::vec(flat_line(), 0..6),
+        check in prop::sample::select(vec!["TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK", "DNS_CHECK", "MISC_CHECK", "UDP_CHECK", "FILE_CHECK"]),
+        check_lines in prop::collection::vec(flat_line(), 0..6),
+        twice in prop::bool::ANY,
+    ) {
+        let mut text = format!("virtual_server {vip} {{\n{}\n", vs_lines.join("\n"));
+        for rip in &rips {
+            text.push_str(&format!(
+                "real_server {rip} {{\n{}\n{check} {{\n{}\nurl {{\n{}\n}}\n}}\n}}\n",
+                rs_lines.join("\n"),
+                check_lines.join("\n"),
+                check_lines.join("\n"),
+            ));
+        }
+        text.push_str("}\n");
+        if twice {
+            text = text.repeat(2);
+        }
+        let imported = uvs::config::import::keepalived::import(&text, None);
+        // Blocks are whole, unless a multi-line definition (`$V=... \`) took the line
+        // after it, as keepalived's does.
+        prop_assert!(imported.is_ok() || text.contains("\\\n"), "{}\n{:?}", text, imported.err());
+        let Ok(imported) = imported else { return Ok(()) };
+        let toml = uvs::config::render::render(&imported.config);
+        let read = uvs::config::schema::parse(&toml, Path::new("fuzzed.toml"));
+        prop_assert!(read.is_ok(), "{}\n---\n{}\n---\n{:?}", text, toml, read.err());
+    }
+}
