@@ -10,7 +10,7 @@
 
 pub mod lexer;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
@@ -535,9 +535,10 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
     let mut servers = Vec::new();
     let mut checks = Vec::new();
     let mut inhibits = Vec::new();
-    let mut listed = HashSet::new();
+    // The servers as the table holds them, with whether each was named at another port.
+    let mut listed = HashMap::new();
     for r in reals {
-        let Some((server, check, inh)) = real_server(r, forward, &timers, key, im) else {
+        let Some((server, mut check, inh)) = real_server(r, forward, &timers, key, im) else {
             continue;
         };
         if !family_fits(&server, family) {
@@ -551,20 +552,39 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
             );
             continue;
         }
-        if !listed.insert(server.key()) {
+        // As the table holds it: uvs gives a DR or TUN real server the service's
+        // port, as ipvsadm does (keepalived's libipvs calls keep the port named).
+        let held = server.in_service(&key);
+        let moved = held.port != server.port;
+        if let Some(&earlier_moved) = listed.get(&held.key()) {
+            let why = if moved || earlier_moved {
+                " (a gate or ipip real server takes the service's port)"
+            } else {
+                ""
+            };
             skip(
                 im,
                 &r.pos,
-                format!("real_server {}: listed twice; not taken", server.key()),
+                format!("real_server {}: listed twice{why}; not taken", held.key()),
             );
             continue;
+        }
+        listed.insert(held.key(), moved);
+        // Its check still goes where keepalived sends it: the port named, unless
+        // connect_port says another.
+        if moved
+            && let Some(c) = check.as_mut()
+            && c.port.is_none()
+            && c.kind != Some(CheckKind::On)
+        {
+            c.port = Some(server.port);
         }
         servers.push(server);
         checks.push(check);
         inhibits.push(inh);
     }
     let mut health = Health::default();
-    let mut server_checks = std::collections::HashMap::new();
+    let mut server_checks = HashMap::new();
     if checks.iter().any(Option::is_some) {
         let on = Check {
             kind: Some(CheckKind::On),
@@ -1441,5 +1461,51 @@ upper_threshold = 5
         );
         assert_eq!(imported.failing(), 0);
         assert_eq!(imported.config.services[0].health, Health::default());
+    }
+
+    #[test]
+    fn a_dr_server_named_at_another_port_takes_the_vips_and_is_checked_at_its_own() {
+        // uvs's table (as ipvsadm) gives DR servers the service's port: the second
+        // server is then the first again (line 8); the first one's check still goes to
+        // the port it named, the masq one's to its own port.
+        let text = "\
+virtual_server 192.0.2.1 80 {
+    protocol TCP
+    lb_kind DR
+    real_server 198.51.100.1 8080 {
+        TCP_CHECK { connect_timeout 2 }
+    }
+    real_server 198.51.100.1 80 {
+        TCP_CHECK { connect_timeout 2 }
+    }
+    real_server 198.51.100.2 8081 {
+        lvs_method NAT
+        TCP_CHECK { connect_timeout 2 }
+    }
+}
+";
+        let imported = import(text, None).unwrap();
+        let lines: Vec<(usize, &str)> = imported
+            .skipped
+            .iter()
+            .map(|s| (s.line, s.message.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [(
+                7,
+                "real_server 198.51.100.1:80: listed twice (a gate or ipip real server takes the service's port); not taken"
+            )]
+        );
+        let spec = &imported.config.services[0];
+        assert_eq!(spec.servers.len(), 2);
+        let port_checked: Vec<Option<u16>> = spec
+            .servers
+            .iter()
+            .map(|s| spec.server_checks.get(&s.key()).and_then(|c| c.port))
+            .collect();
+        assert_eq!(port_checked, [Some(8080), None]);
+        let text = crate::config::render::render(&imported.config);
+        crate::config::schema::parse(&text, Path::new("dr.toml")).expect("passes the schema");
     }
 }
