@@ -573,6 +573,7 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
         // Its check still goes where keepalived sends it: the port named, unless
         // connect_port says another.
         if moved
+            && server.port != 0
             && let Some(c) = check.as_mut()
             && c.port.is_none()
             && c.kind != Some(CheckKind::On)
