@@ -266,15 +266,7 @@ pub fn delete_server_request(family: u16, service: ServiceKey, server: ServerKey
     service_attrs(&mut r, &identity(service));
     dest_attrs(
         &mut r,
-        &ServerConfig {
-            addr: server.addr,
-            port: server.port,
-            forward: Forward::Route,
-            weight: 1,
-            u_threshold: 0,
-            l_threshold: 0,
-            tunnel: Tunnel::default(),
-        },
+        &ServerConfig::new(server.addr, server.port, Forward::Route),
     );
     r
 }

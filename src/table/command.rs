@@ -61,16 +61,25 @@ impl ServiceConfig {
 }
 
 impl ServerConfig {
-    /// A real server as `-a ... -r ADDR:PORT -m -w WEIGHT` makes it (no thresholds).
-    pub fn masq(addr: std::net::SocketAddr, weight: i32) -> ServerConfig {
+    /// A real server as `-a ... -r ADDR:PORT` with `forward`'s switch makes it: weight
+    /// 1, no thresholds, a plain ipip tunnel.
+    pub fn new(addr: IpAddr, port: u16, forward: Forward) -> ServerConfig {
         ServerConfig {
-            addr: addr.ip(),
-            port: addr.port(),
-            forward: Forward::Masq,
-            weight,
+            addr,
+            port,
+            forward,
+            weight: 1,
             u_threshold: 0,
             l_threshold: 0,
             tunnel: Tunnel::default(),
+        }
+    }
+
+    /// A real server as `-a ... -r ADDR:PORT -m -w WEIGHT` makes it (no thresholds).
+    pub fn masq(addr: std::net::SocketAddr, weight: i32) -> ServerConfig {
+        ServerConfig {
+            weight,
+            ..ServerConfig::new(addr.ip(), addr.port(), Forward::Masq)
         }
     }
 

@@ -22,7 +22,7 @@ use super::{Imported, Importing};
 use crate::config::{Check, CheckKind, Health, NegotiateService, ServiceSpec};
 use crate::table::{
     Family, Forward, Netmask, PersistenceEngine, Protocol, ServerConfig, ServiceConfig,
-    ServiceFlags, ServiceKey, ServiceOptions, Tunnel,
+    ServiceFlags, ServiceKey, ServiceOptions,
 };
 
 /// The schedulers keepalived accepts (ipvswrapper.c's `lvs_schedulers`).
@@ -622,15 +622,7 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
     if let Some(s) = sorry {
         match address(s.arg(1), s.arg(2)) {
             Some((addr, port)) => {
-                let server = ServerConfig {
-                    addr,
-                    port,
-                    forward: sorry_method.unwrap_or(forward),
-                    weight: 1,
-                    u_threshold: 0,
-                    l_threshold: 0,
-                    tunnel: Tunnel::default(),
-                };
+                let server = ServerConfig::new(addr, port, sorry_method.unwrap_or(forward));
                 if family_fits(&server, family) {
                     health.fallback = Some(server);
                 } else {
@@ -716,15 +708,7 @@ fn real_server(
         );
         return None;
     };
-    let mut server = ServerConfig {
-        addr,
-        port,
-        forward,
-        weight: 1,
-        u_threshold: 0,
-        l_threshold: 0,
-        tunnel: Tunnel::default(),
-    };
+    let mut server = ServerConfig::new(addr, port, forward);
     let mut timers = Timers::default();
     let mut inhibit = None;
     let mut checkers = Vec::new();

@@ -297,13 +297,5 @@ pub fn fallback(
             .filter(|p| *p != 0)
             .ok_or("invalid port for fallback server")?,
     };
-    Ok(ServerConfig {
-        addr,
-        port,
-        forward,
-        weight: 1,
-        u_threshold: 0,
-        l_threshold: 0,
-        tunnel: Tunnel::default(),
-    })
+    Ok(ServerConfig::new(addr, port, forward))
 }
