@@ -228,8 +228,12 @@ fn service(out: &mut String, spec: &ServiceSpec) {
         if let Some(port) = asked_port {
             let _ = writeln!(
                 out,
-                "# port {port} asked for: a {} real server takes the service's port, as ipvsadm gives it",
-                forward_name(server.forward)
+                "# port {port} asked for: {} real server takes the service's port, as ipvsadm gives it",
+                if server.forward == Forward::Tunnel {
+                    "an ipip"
+                } else {
+                    "a gate"
+                }
             );
         }
         let _ = writeln!(

@@ -14,7 +14,8 @@
 //! Everything is bounded: include depth [`MAX_DEPTH`], files [`MAX_FILES`], the bytes of
 //! all files together [`crate::config::file::MAX_BYTES`] (each read with
 //! `config::file::read_bytes`), block depth [`MAX_NESTING`], a glob's matches [`MAX_FILES`],
-//! and a line after parameter replacement [`MAX_LINE`].
+//! and a line after parameter replacement [`MAX_LINE`]; what replacement adds counts
+//! with the files' bytes.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -258,7 +259,21 @@ impl Lexer<'_> {
                 }
                 rounds += 1;
                 match self.replace(&line) {
-                    Ok(Some(replaced)) => line = decomment(&replaced).0,
+                    Ok(Some(replaced)) => {
+                        // What parameters add counts with the files' bytes: a few
+                        // lines naming a long one must not make gigabytes of words.
+                        self.bytes += replaced.len().saturating_sub(line.len()) as u64;
+                        if self.bytes > file::MAX_BYTES {
+                            return Err(GrammarError {
+                                pos,
+                                message: format!(
+                                    "the files, with their parameters replaced, are over {} bytes",
+                                    file::MAX_BYTES
+                                ),
+                            });
+                        }
+                        line = decomment(&replaced).0;
+                    }
                     Ok(None) => break,
                     Err(message) => {
                         self.note(&pos, message, true);
@@ -288,9 +303,11 @@ impl Lexer<'_> {
             out.push_str(&rest[..at]);
             let after = &rest[at + 1..];
             let (name, used) = if let Some(braced) = after.strip_prefix('{') {
-                match braced.find('}') {
-                    Some(end) => (&braced[..end], end + 2),
-                    None => ("", 0),
+                // A name holds no `$`: looking no further than the next one keeps a
+                // line of many unclosed `${` linear.
+                match braced.find(['}', '$']) {
+                    Some(end) if braced[end..].starts_with('}') => (&braced[..end], end + 2),
+                    _ => ("", 0),
                 }
             } else {
                 let end = after
@@ -795,6 +812,42 @@ mod tests {
                 .iter()
                 .any(|n| n.pos.line == 5 && n.message.contains("over 65536 bytes"))
         );
+    }
+
+    #[test]
+    fn what_parameters_add_counts_with_the_files_bytes() {
+        // 30 000 bytes a line, 600 lines: 18 MB of words from an 18 kB file. (Found by
+        // a hostile review: 120 kB of such lines took 3.8 GB before.)
+        let text = format!(
+            "$A={}\nx {{\n{}}}\n",
+            "a ".repeat(15_000),
+            "$A\n".repeat(600)
+        );
+        let e = parse_all(&text, None).unwrap_err();
+        // The file's own bytes, then 29 998 more for each line from the third.
+        let mut bytes = text.len() as u64;
+        let mut line = 2;
+        while bytes <= file::MAX_BYTES {
+            line += 1;
+            bytes += 29_998;
+        }
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{line}: the files, with their parameters replaced, are over {} bytes",
+                file::MAX_BYTES
+            )
+        );
+    }
+
+    #[test]
+    fn a_name_ends_at_the_next_dollar_so_unclosed_braces_are_not_searched_again() {
+        // Many `${` and one `}` at the end: nothing is a parameter.
+        let text = format!("$A=y\nx \"{}}}\"\n", "${".repeat(20_000));
+        let p = parsed(&text);
+        assert_eq!(p.nodes.len(), 1);
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
+        assert_eq!(shape(&parsed("$A=y\nx ${A} $A\n").nodes), ["2: x y y"]);
     }
 
     #[test]

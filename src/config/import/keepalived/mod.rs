@@ -11,6 +11,8 @@
 pub mod lexer;
 
 use std::collections::{HashMap, HashSet};
+
+use crate::table::server_address::never_unicast;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
@@ -299,6 +301,14 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
             return None;
         }
         ("fwmark", mark) => match mark.parse::<u32>() {
+            Ok(0) => {
+                skip(
+                    im,
+                    &n.pos,
+                    format!("virtual_server {what}: IPVS takes firewall marks from 1; not taken"),
+                );
+                return None;
+            }
             Ok(m) => Target::Mark(m),
             Err(_) => {
                 skip(
@@ -552,6 +562,17 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
             );
             continue;
         }
+        if never_unicast(server.addr) {
+            skip(
+                im,
+                &r.pos,
+                format!(
+                    "real_server {}: not a unicast address, which IPVS refuses; not taken",
+                    server.key()
+                ),
+            );
+            continue;
+        }
         // As the table holds it: uvs gives a DR or TUN real server the service's
         // port, as ipvsadm does (keepalived's libipvs calls keep the port named).
         let held = server.in_service(&key);
@@ -623,7 +644,13 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
         match address(s.arg(1), s.arg(2)) {
             Some((addr, port)) => {
                 let server = ServerConfig::new(addr, port, sorry_method.unwrap_or(forward));
-                if family_fits(&server, family) {
+                if never_unicast(server.addr) {
+                    skip(
+                        im,
+                        &s.pos,
+                        "sorry_server: not a unicast address, which IPVS refuses; not taken",
+                    );
+                } else if family_fits(&server, family) {
                     health.fallback = Some(server);
                 } else {
                     // As keepalived's vs_end_handler: the sorry server is skipped.
@@ -1492,5 +1519,55 @@ virtual_server 192.0.2.1 80 {
         assert_eq!(port_checked, [Some(8080), None]);
         let text = crate::config::render::render(&imported.config);
         crate::config::schema::parse(&text, Path::new("dr.toml")).expect("passes the schema");
+    }
+
+    #[test]
+    fn what_ipvs_refuses_to_hold_is_reported_not_written() {
+        let text = "\
+virtual_server fwmark 0 {
+  real_server 127.0.0.2 80 {
+  }
+}
+virtual_server 127.0.0.1 80 {
+  protocol TCP
+  sorry_server 255.255.255.255 80
+  real_server 224.0.0.1 80 {
+  }
+  real_server 0.0.0.0 80 {
+  }
+  real_server 127.0.0.3 80 {
+  }
+}
+";
+        let imported = import(text, None).unwrap();
+        let lines: Vec<(usize, &str)> = imported
+            .skipped
+            .iter()
+            .map(|s| (s.line, s.message.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (
+                    1,
+                    "virtual_server fwmark 0: IPVS takes firewall marks from 1; not taken"
+                ),
+                (
+                    7,
+                    "sorry_server: not a unicast address, which IPVS refuses; not taken"
+                ),
+                (
+                    8,
+                    "real_server 224.0.0.1:80: not a unicast address, which IPVS refuses; not taken"
+                ),
+                (
+                    10,
+                    "real_server 0.0.0.0:80: not a unicast address, which IPVS refuses; not taken"
+                ),
+            ]
+        );
+        assert_eq!(imported.failing(), 4);
+        let text = crate::config::render::render(&imported.config);
+        crate::config::schema::parse(&text, Path::new("refused.toml")).expect("passes the schema");
     }
 }

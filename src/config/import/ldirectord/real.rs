@@ -4,6 +4,7 @@
 //! `ld_getservbyname` resolve them (through the importer's [`Names`]). Called by the
 //! block reader in the parent module once a virtual service's block is read.
 
+use crate::table::server_address::never_unicast;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::LazyLock;
 
@@ -162,6 +163,11 @@ pub fn reals(value: &[u8], family: Family, names: &mut dyn Names) -> Result<Real
         }
     };
     let (forward, check, weight, l_threshold, u_threshold) = flags_of(flags)?;
+    if let Some(addr) = addrs.iter().find(|a| never_unicast(**a)) {
+        return Err(format!(
+            "real server {addr}: not a unicast address, which IPVS refuses"
+        ));
+    }
     let servers = addrs
         .into_iter()
         .map(|addr| ServerConfig {
@@ -297,5 +303,10 @@ pub fn fallback(
             .filter(|p| *p != 0)
             .ok_or("invalid port for fallback server")?,
     };
+    if never_unicast(addr) {
+        return Err(format!(
+            "fallback {addr}: not a unicast address, which IPVS refuses"
+        ));
+    }
     Ok(ServerConfig::new(addr, port, forward))
 }

@@ -170,6 +170,37 @@ virtual=10.0.0.1:81
 }
 
 #[test]
+fn what_ipvs_refuses_to_hold_is_reported_not_written() {
+    let text = "\
+virtual=127.0.0.1:80
+\treal=255.255.255.255:80 masq
+\treal=127.0.0.2:80 masq
+\treal=223.255.255.255->224.0.0.1:80 masq
+\tfallback=224.0.0.1:80
+\tchecktype=on
+";
+    let imported = checked(import(text.as_bytes(), &mut NoNames));
+    assert_eq!(
+        skipped_lines(&imported),
+        [
+            (
+                2,
+                "real server 255.255.255.255: not a unicast address, which IPVS refuses"
+            ),
+            (
+                4,
+                "real server 224.0.0.0: not a unicast address, which IPVS refuses"
+            ),
+            (
+                5,
+                "fallback 224.0.0.1: not a unicast address, which IPVS refuses"
+            ),
+        ]
+    );
+    assert_eq!(imported.config.services[0].servers.len(), 1);
+}
+
+#[test]
 fn a_file_of_junk_keeps_the_first_hundred_lines_in_order_and_counts_all() {
     // Junk, and services whose problems are found once their block is read.
     let mut text = String::new();
