@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Backend, Behaviour, Daemon, UVS, connect, eventually, sighup, text, write_file};
+use common::{
+    Backend, Behaviour, Daemon, UVS, bounded, connect, eventually, sighup, text, write_file,
+};
 
 /// `uvs check -c PATH`, killed if it runs past the bound (a file that hangs its reader).
 fn check(path: &Path) -> std::process::Output {
@@ -556,30 +558,6 @@ fn kernel_mode_refuses_to_start_where_the_kernel_has_no_ipvs() {
         "uvs: mode kernel: the kernel has no IPVS (no generic netlink family \"IPVS\": is ip_vs loaded?)\n"
     );
     assert!(!dir.path().join("uvs.sock").exists(), "nothing was started");
-}
-
-/// Runs `cmd` to its end, which must come within 20 s (else it is killed and the test
-/// fails): for commands that a daemon stuck in a read would never answer.
-fn bounded(mut cmd: Command, what: &str) -> std::process::Output {
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .env_remove("RUST_BACKTRACE");
-    let child = cmd.spawn().expect("spawn");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(out) => out.expect("wait"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("{what} did not finish within 20 s");
-        }
-    }
 }
 
 /// uvsadm with `args` against `d`, bounded.

@@ -3,55 +3,24 @@
 //! parse, a setting not taken; and a property: the importer never panics on fuzzed
 //! input, and what it renders passes the schema.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use proptest::prelude::*;
 
-const UVS: &str = env!("CARGO_BIN_EXE_uvs");
+use common::{UVS, bounded_with_input, text};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/field")
-        .join(name)
+    common::fixture(&format!("fixtures/field/{name}"))
 }
 
 /// `uvs ARGS` in `dir` with `input` on stdin, killed if it runs past 20 s.
-fn uvs(args: &[&str], dir: &Path, input: &str) -> Output {
-    let mut child = Command::new(UVS)
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_remove("RUST_BACKTRACE")
-        .spawn()
-        .expect("spawn uvs");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_string();
-    std::thread::spawn(move || {
-        use std::io::Write;
-        let _ = stdin.write_all(input.as_bytes());
-    });
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(out) => out.expect("wait"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("uvs {args:?} did not finish within 20 s");
-        }
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+fn uvs(args: &[&str], dir: &Path, input: &str) -> std::process::Output {
+    let mut cmd = Command::new(UVS);
+    cmd.args(args).current_dir(dir);
+    bounded_with_input(cmd, input.as_bytes(), &format!("uvs {args:?}"))
 }
 
 const VIRTUAL_SERVER_TOML: &str = r#"[[service]]

@@ -4,7 +4,9 @@
 //! the importer never panics and what it renders always passes the schema. Names are
 //! resolved from the fixture hosts and services files only (no nameserver answers).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
 use proptest::prelude::*;
@@ -13,29 +15,26 @@ use uvs::adm::names::NoNames;
 use uvs::config::import::ldirectord;
 use uvs::config::render::render;
 
-fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join(path)
-}
+use common::{bounded, bounded_with_input, fixture, text};
 
-/// `uvs import ldirectord FILE`, names from the fixtures; (exit code, stdout, stderr).
-fn import(file: &Path) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_uvs"))
-        .args(["import", "ldirectord"])
-        .arg(file)
+/// `uvs import ldirectord`, for its file argument to follow, with names from the
+/// fixtures only.
+fn import_command() -> Command {
+    let mut cmd = Command::new(common::UVS);
+    cmd.args(["import", "ldirectord"])
         .env("UVS_HOSTS", fixture("fixtures/etc/hosts"))
         .env("UVS_SERVICES", fixture("fixtures/etc/services"))
         // Nothing listens there: a name not in the hosts file is not resolved.
-        .env("UVS_NAMESERVERS", "127.0.0.1:1")
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("run uvs import");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .env("UVS_NAMESERVERS", "127.0.0.1:1");
+    cmd
+}
+
+/// `uvs import ldirectord FILE`; (exit code, stdout, stderr).
+fn import(file: &Path) -> (Option<i32>, String, String) {
+    let mut cmd = import_command();
+    cmd.arg(file);
+    let out = bounded(cmd, "uvs import ldirectord");
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
 }
 
 /// The TOML passes the schema `uvs check` reads it with.
@@ -302,22 +301,11 @@ proptest! {
 
 #[test]
 fn standard_input_is_read_as_bytes_too() {
-    use std::io::Write as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_uvs"))
-        .args(["import", "ldirectord", "-"])
-        .env("UVS_HOSTS", fixture("fixtures/etc/hosts"))
-        .env("UVS_SERVICES", fixture("fixtures/etc/services"))
-        .env("UVS_NAMESERVERS", "127.0.0.1:1")
-        .env_remove("RUST_BACKTRACE")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run uvs import");
     let gbk = std::fs::read(fixture("fixtures/field/ldirectord-non-utf8-comment.cf")).unwrap();
-    child.stdin.take().unwrap().write_all(&gbk).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let mut cmd = import_command();
+    cmd.arg("-");
+    let out = bounded_with_input(cmd, &gbk, "uvs import ldirectord -");
+    assert_eq!(text(&out.stderr), "");
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("tcp = \"192.0.2.30:80\""));
+    assert!(text(&out.stdout).contains("tcp = \"192.0.2.30:80\""));
 }

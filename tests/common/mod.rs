@@ -434,6 +434,48 @@ pub fn run_with_input(mut cmd: Command, input: &str) -> Output {
     child.wait_with_output().expect("wait")
 }
 
+/// Runs `cmd` to its end, which must come within 20 s (else it is killed and the test
+/// fails, naming `what`): for commands that a daemon stuck in a read, or an importer
+/// stuck in its input, would never finish. Standard input is empty.
+pub fn bounded(mut cmd: Command, what: &str) -> Output {
+    cmd.stdin(Stdio::null());
+    bounded_run(cmd, None, what)
+}
+
+/// As [`bounded`], with `input` on standard input.
+pub fn bounded_with_input(mut cmd: Command, input: &[u8], what: &str) -> Output {
+    cmd.stdin(Stdio::piped());
+    bounded_run(cmd, Some(input.to_vec()), what)
+}
+
+fn bounded_run(mut cmd: Command, input: Option<Vec<u8>>, what: &str) -> Output {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("RUST_BACKTRACE");
+    let mut child = cmd.spawn().expect("spawn");
+    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) {
+        // From a thread of its own: a command that does not read must not hang the test.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+    }
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{what} did not finish within 20 s");
+        }
+    }
+}
+
 /// `uvsadm --socket SOCKET`, for its arguments to follow: the daemon named by option
 /// rather than by environment, and nothing of [`Daemon::configure`]'s environment.
 pub fn uvsadm_at(socket: &Path) -> Command {

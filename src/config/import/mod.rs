@@ -38,6 +38,15 @@ pub struct Imported {
 }
 
 impl Imported {
+    /// The lines not taken, with why, as tests compare them.
+    #[cfg(test)]
+    pub fn skipped_lines(&self) -> Vec<(usize, &str)> {
+        self.skipped
+            .iter()
+            .map(|s| (s.line, s.message.as_str()))
+            .collect()
+    }
+
     /// How many lines not taken make the import fail.
     pub fn failing(&self) -> usize {
         self.skipped_total.saturating_sub(self.others_job)

@@ -1173,11 +1173,7 @@ virtual_server 10.0.0.1 81 { }
     #[test]
     fn virtual_servers_real_servers_and_checks_map_with_keepalived_defaults() {
         let imported = import(ALL, None).unwrap();
-        let lines: Vec<(usize, &str)> = imported
-            .skipped
-            .iter()
-            .map(|s| (s.line, s.message.as_str()))
-            .collect();
+        let lines = imported.skipped_lines();
         assert_eq!(
             lines,
             [
@@ -1374,11 +1370,7 @@ virtual_server 10.0.0.1 80 {
             None,
         )
         .unwrap();
-        let lines: Vec<(usize, &str)> = imported
-            .skipped
-            .iter()
-            .map(|s| (s.line, s.message.as_str()))
-            .collect();
+        let lines = imported.skipped_lines();
         assert_eq!(
             lines,
             [
@@ -1497,11 +1489,7 @@ virtual_server 192.0.2.1 80 {
 }
 ";
         let imported = import(text, None).unwrap();
-        let lines: Vec<(usize, &str)> = imported
-            .skipped
-            .iter()
-            .map(|s| (s.line, s.message.as_str()))
-            .collect();
+        let lines = imported.skipped_lines();
         assert_eq!(
             lines,
             [(
@@ -1540,11 +1528,7 @@ virtual_server 127.0.0.1 80 {
 }
 ";
         let imported = import(text, None).unwrap();
-        let lines: Vec<(usize, &str)> = imported
-            .skipped
-            .iter()
-            .map(|s| (s.line, s.message.as_str()))
-            .collect();
+        let lines = imported.skipped_lines();
         assert_eq!(
             lines,
             [

@@ -8,15 +8,6 @@ use crate::adm::names::{Names, NoNames};
 use crate::config::render::render;
 use crate::config::{CheckKind, NegotiateService};
 
-/// The lines not taken, with why.
-fn skipped_lines(imported: &Imported) -> Vec<(usize, &str)> {
-    imported
-        .skipped
-        .iter()
-        .map(|s| (s.line, s.message.as_str()))
-        .collect()
-}
-
 #[test]
 fn a_virtual_service_with_its_checks_and_fallback() {
     let text = "\
@@ -44,7 +35,7 @@ virtual = 10.0.0.1:21
 \tlogin=\"anonymous\"
 ";
     let imported = checked(import(text.as_bytes(), &mut NoNames));
-    let lines = skipped_lines(&imported);
+    let lines = imported.skipped_lines();
     assert_eq!(
         lines,
         [
@@ -116,7 +107,7 @@ virtual=10.0.0.1:80
 \treal=10.0.0.1->10.0.0.4:80 gate
 ";
     let imported = checked(import(text.as_bytes(), &mut NoNames));
-    let lines = skipped_lines(&imported);
+    let lines = imported.skipped_lines();
     assert_eq!(
         lines,
         [
@@ -145,7 +136,7 @@ virtual=10.0.0.1:81
 ";
     let imported = checked(import(text.as_bytes(), &mut NoNames));
     assert_eq!(
-        skipped_lines(&imported),
+        imported.skipped_lines(),
         [(
             4,
             "10.0.0.2:80: listed twice (a gate or ipip real server takes the service's port)"
@@ -181,7 +172,7 @@ virtual=127.0.0.1:80
 ";
     let imported = checked(import(text.as_bytes(), &mut NoNames));
     assert_eq!(
-        skipped_lines(&imported),
+        imported.skipped_lines(),
         [
             (
                 2,
@@ -283,7 +274,7 @@ fn values_are_taken_with_ldirectords_unanchored_patterns() {
          \tpersistent=600s\n\
          \tchecktype=connect\n",
     );
-    assert_eq!(skipped_lines(&imported), []);
+    assert_eq!(imported.skipped_lines(), []);
     let s = &imported.config.services[0];
     assert_eq!(s.service.scheduler, "wlc");
     assert_eq!(s.service.timeout, 600);
@@ -331,7 +322,7 @@ fn lines_ldirectord_refuses_are_reported_with_their_number() {
          \treal=10.0.0.4:80 gate\n",
     );
     assert_eq!(
-        skipped_lines(&imported),
+        imported.skipped_lines(),
         [
             (1, "autoreload must be 'yes' or 'no'"),
             (
@@ -368,7 +359,7 @@ fn port_53_and_domain_are_udp_unless_told_otherwise_and_marks_are_not() {
          virtual=10.0.0.1:5353\n\treal=10.0.0.2:53 masq\n\
          virtual=53\n\treal=10.0.0.2:53 masq\n\tops=yes\n",
     );
-    assert_eq!(skipped_lines(&imported), []);
+    assert_eq!(imported.skipped_lines(), []);
     let keys: Vec<String> = imported
         .config
         .services
@@ -392,7 +383,7 @@ fn values_that_are_not_utf8_are_reported_not_rewritten() {
     text.extend_from_slice(b"\tcomment=caf\xe9\n");
     let imported = checked(import(&text, &mut TestNames));
     assert_eq!(
-        skipped_lines(&imported),
+        imported.skipped_lines(),
         [
             (
                 4,
@@ -415,7 +406,7 @@ fn ldirectords_defaults_are_written_out() {
          virtual=10.0.0.1:82\n\treal=10.0.0.2:82 gate\n\tnegotiatetimeout=7\n\tchecktype=connect\n\
          virtual=10.0.0.1:53\n\treal=10.0.0.2:53 gate\n\tops=yes\n\tchecktype=on\n",
     );
-    assert_eq!(skipped_lines(&imported), []);
+    assert_eq!(imported.skipped_lines(), []);
     let g = &imported.config.global.health;
     assert_eq!(
         (g.check.interval, g.check.failures, g.quiescent),
@@ -449,7 +440,7 @@ fn values_past_what_uvs_or_ipvsadm_takes_are_reported() {
          \tcheckinterval=4\n",
     );
     assert_eq!(
-        skipped_lines(&imported),
+        imported.skipped_lines(),
         [
             (
                 1,
@@ -482,7 +473,7 @@ fn what_ipvsadm_or_uvss_table_would_refuse_is_reported() {
          \treal=10.0.0.3->10.0.1.3:80 gate\n",
     );
     assert_eq!(
-        skipped_lines(&imported),
+        imported.skipped_lines(),
         [
             (
                 1,
@@ -511,7 +502,7 @@ fn requests_are_taken_as_ldirectords_checks_send_them() {
          virtual=10.0.0.1:53\n\treal=10.0.0.2:53 gate\n\trequest=\"/www.example.com\"\n\
          virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\trequest=\"index.html\"\n",
     );
-    assert_eq!(skipped_lines(&imported), []);
+    assert_eq!(imported.skipped_lines(), []);
     let s = &imported.config.services;
     assert_eq!(s[0].health.check.request.as_deref(), Some("HELO\n"));
     let one = &s[0].server_checks[&s[0].servers[0].key()];
