@@ -128,6 +128,9 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
             );
         }
     }
+    if let Some(q) = status.quorum.iter().find(|q| q.service == e.key) {
+        quorum_line(out, q);
+    }
     for s in &e.servers {
         server_line(out, s, udp);
         let health = status.health.iter().find(|h| {
@@ -175,7 +178,40 @@ fn health_line(out: &mut String, h: &crate::control::protocol::HealthStatus) {
     if let Some(e) = &h.last_error {
         let _ = write!(out, ", last error: {e}");
     }
+    if h.pending {
+        out.push_str(", down until its first good check (alpha)");
+    }
+    match h.quiescent {
+        Some(true) => out.push_str(", its own quiescent: weight 0 when down"),
+        Some(false) => out.push_str(", its own quiescent off: out of the table when down"),
+        None => {}
+    }
     out.push('\n');
+}
+
+/// A service's quorum (keepalived's `quorum`, `hysteresis`).
+fn quorum_line(out: &mut String, q: &crate::health::QuorumStatus) {
+    let state = if q.up { "up" } else { "lost" };
+    match q.quorum {
+        Some(quorum) => {
+            let _ = writeln!(
+                out,
+                "  quorum {state}: live weight {} (quorum {quorum}, hysteresis {})",
+                q.live, q.hysteresis
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  quorum {state}: {}",
+                if q.up {
+                    "a real server is up"
+                } else {
+                    "no real server is up"
+                }
+            );
+        }
+    }
 }
 
 /// Milliseconds as seconds, as a person writes them: 5 s, 1.5 s.

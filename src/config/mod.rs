@@ -18,6 +18,7 @@ pub mod schema;
 pub mod slot;
 pub mod status;
 pub mod watch;
+pub mod words;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +28,7 @@ use crate::proxy::forward::TransferMode;
 use crate::table::{ListenRule, ServerConfig, ServiceConfig, Timeouts};
 
 pub use reader::{Problem, Problems};
+pub use words::words;
 
 /// How a real server's health is checked (`[service.check]`, defaults in
 /// `[global.check]`): ldirectord's checks, named as ldirectord names them. The health
@@ -58,6 +60,14 @@ pub struct Check {
     pub dynamic_weight: Option<bool>,
     /// `https`: verify the server's certificate.
     pub verify_certificate: Option<bool>,
+    /// The first check comes after a random delay of up to this long (keepalived's
+    /// `warmup`, check_api.c `register_checkers_thread`); unset: within a tenth of the
+    /// interval.
+    pub warmup: Option<Duration>,
+    /// After a failed check of a server that is still up, the next check comes this
+    /// long after instead of the interval, until `failures` take it down (keepalived's
+    /// `delay_before_retry`, check_tcp.c `tcp_epilog`).
+    pub retry_delay: Option<Duration>,
 }
 
 impl Check {
@@ -82,6 +92,8 @@ impl Check {
             command: self.command.clone().or_else(|| base.command.clone()),
             dynamic_weight: self.dynamic_weight.or(base.dynamic_weight),
             verify_certificate: self.verify_certificate.or(base.verify_certificate),
+            warmup: self.warmup.or(base.warmup),
+            retry_delay: self.retry_delay.or(base.retry_delay),
         }
     }
 }
@@ -167,6 +179,38 @@ pub struct Health {
     pub quiescent: Option<bool>,
     /// ldirectord's fallback (keepalived's sorry server).
     pub fallback: Option<ServerConfig>,
+    /// A server starts down until its first good check (keepalived's `alpha`); unset:
+    /// the global setting, then false (a server starts up).
+    pub alpha: Option<bool>,
+    /// `notify_down` and `quorum_down` also run when the daemon stops (keepalived's
+    /// `omega`); unset: the global setting, then false.
+    pub omega: Option<bool>,
+    /// The least sum of the weights of live servers that keeps the service in quorum
+    /// (keepalived's `quorum`, from 1); unset: the service is in quorum while any of
+    /// its servers is up. Services only.
+    pub quorum: Option<u32>,
+    /// Quorum is lost below `quorum - hysteresis` and regained at `quorum +
+    /// hysteresis` (keepalived's `hysteresis`, less than the quorum). Services only.
+    pub hysteresis: Option<u32>,
+    /// Commands run once when the quorum is regained or lost (keepalived's `quorum_up`,
+    /// `quorum_down`), split into words as [`words`] does. Services only.
+    pub quorum_up: Option<String>,
+    pub quorum_down: Option<String>,
+    /// What single real servers say of their own health (`[[service.server]]`'s
+    /// `quiescent`, `notify_up`, `notify_down`). Services only.
+    pub servers: std::collections::BTreeMap<crate::table::ServerKey, ServerHealth>,
+}
+
+/// What one real server says of its own health: keepalived's `inhibit_on_failure`,
+/// `notify_up` and `notify_down` of a `real_server`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerHealth {
+    /// Down means weight 0 (true) or removal (false), over the service's setting.
+    pub quiescent: Option<bool>,
+    /// Commands run once each time the server goes up or down, split into words as
+    /// [`words`] does.
+    pub notify_up: Option<String>,
+    pub notify_down: Option<String>,
 }
 
 /// Where balancing happens (`mode`).

@@ -114,6 +114,8 @@ fn check_lines(c: &Check) -> String {
     );
     setting(&mut out, "dynamic_weight", c.dynamic_weight);
     setting(&mut out, "verify_certificate", c.verify_certificate);
+    setting(&mut out, "warmup", c.warmup.map(duration));
+    setting(&mut out, "retry_delay", c.retry_delay.map(duration));
     out
 }
 
@@ -125,6 +127,12 @@ fn health_lines(out: &mut String, h: &Health, service: Option<&ServiceKey>) {
         "fallback",
         h.fallback.as_ref().map(|f| inline_server(f, service)),
     );
+    setting(out, "alpha", h.alpha);
+    setting(out, "omega", h.omega);
+    setting(out, "quorum", h.quorum);
+    setting(out, "hysteresis", h.hysteresis);
+    setting(out, "quorum_up", h.quorum_up.as_deref().map(quoted));
+    setting(out, "quorum_down", h.quorum_down.as_deref().map(quoted));
 }
 
 fn service(out: &mut String, spec: &ServiceSpec) {
@@ -262,6 +270,16 @@ fn service(out: &mut String, spec: &ServiceSpec) {
             if t.checksum != TunnelChecksum::NoCsum {
                 let _ = writeln!(out, "tunnel_checksum = {}", quoted(t.checksum.name()));
             }
+        }
+        let own = spec
+            .health
+            .servers
+            .get(&asked.key())
+            .or_else(|| spec.health.servers.get(&server.key()));
+        if let Some(own) = own {
+            setting(out, "quiescent", own.quiescent);
+            setting(out, "notify_up", own.notify_up.as_deref().map(quoted));
+            setting(out, "notify_down", own.notify_down.as_deref().map(quoted));
         }
         // Last: the keys after a table header belong to that table.
         let check = spec

@@ -37,7 +37,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::reader::{Item, Problems, Report, Table, document};
-use super::{Check, CheckKind, Config, Global, Health, Mode, NegotiateService, ServiceSpec};
+use super::{
+    Check, CheckKind, Config, Global, Health, Mode, NegotiateService, ServerHealth, ServiceSpec,
+};
 use crate::proxy::congestion::CongestionControl;
 use crate::table::{
     Command, Family, Forward, ListenAddr, ListenRule, Netmask, Protocol, ProxyProtocol,
@@ -291,7 +293,65 @@ fn read_health(t: &Table<'_, '_>, service: Option<(&ServiceKey, &Report<'_>)>) -
             None => asked,
         });
     }
+    read_states(t, service.is_some(), &mut health);
     health
+}
+
+/// keepalived's `alpha` and `omega` (service or `[global]`), and a service's `quorum`,
+/// `hysteresis`, `quorum_up` and `quorum_down`. keepalived's parser takes a quorum
+/// from 1 (check_parser.c `quorum_handler`) and lowers a hysteresis that is not below
+/// it (check_data.c `validate_check_config`); uvs refuses that instead of guessing.
+fn read_states(t: &Table<'_, '_>, service: bool, health: &mut Health) {
+    if let Some(item) = t.get("alpha") {
+        health.alpha = item.bool();
+    }
+    if let Some(item) = t.get("omega") {
+        health.omega = item.bool();
+    }
+    if !service {
+        return;
+    }
+    if let Some(item) = t.get("quorum") {
+        health.quorum = item.integer(1..=i64::from(u32::MAX)).map(|n| n as u32);
+    }
+    if let Some(item) = t.get("hysteresis")
+        && let Some(n) = item.integer(0..=i64::from(u32::MAX))
+    {
+        let quorum = health.quorum.unwrap_or(1);
+        if n >= i64::from(quorum) {
+            item.problem(format!(
+                "the hysteresis must be less than the quorum ({quorum}), or the quorum could never be regained or lost"
+            ));
+        } else {
+            health.hysteresis = Some(n as u32);
+        }
+    }
+    health.quorum_up = command(t, "quorum_up");
+    health.quorum_down = command(t, "quorum_down");
+}
+
+/// A command line that [`super::words`] can split, from `key` of `t`.
+fn command(t: &Table<'_, '_>, key: &str) -> Option<String> {
+    let item = t.get(key)?;
+    let line = item.str("a command line, as \"/usr/local/bin/notify up\"")?;
+    match super::words(line) {
+        Ok(_) => Some(line.to_string()),
+        Err(e) => {
+            item.problem(format!("not a command: {e}"));
+            None
+        }
+    }
+}
+
+/// A real server's own `quiescent`, `notify_up` and `notify_down`; None if it has none.
+fn read_server_health(t: &Table<'_, '_>) -> Option<ServerHealth> {
+    let mut own = ServerHealth::default();
+    if let Some(item) = t.get("quiescent") {
+        own.quiescent = item.bool();
+    }
+    own.notify_up = command(t, "notify_up");
+    own.notify_down = command(t, "notify_down");
+    (own != ServerHealth::default()).then_some(own)
 }
 
 fn read_check(t: &Table<'_, '_>) -> Check {
@@ -361,6 +421,13 @@ fn read_check(t: &Table<'_, '_>) -> Check {
     }
     if let Some(item) = t.get("verify_certificate") {
         c.verify_certificate = item.bool();
+    }
+    if let Some(item) = t.get("warmup") {
+        c.warmup = item.duration(0..=86_400);
+    }
+    if let Some(item) = t.get("retry_delay") {
+        c.retry_delay =
+            item.nonzero_duration(86_400, "a duration of at least 1ms and at most a day");
     }
     c
 }
@@ -605,6 +672,7 @@ fn read_service(
     let mut servers = Vec::new();
     let mut server_spans = Vec::new();
     let mut server_checks = std::collections::HashMap::new();
+    let mut server_health = std::collections::BTreeMap::new();
     if let Some(list) = t.get("server") {
         let mut seen = HashSet::new();
         for (server, server_span) in list.tables() {
@@ -612,6 +680,7 @@ fn read_service(
                 .get("check")
                 .and_then(|item| item.table())
                 .map(|table| read_check(&table));
+            let own = read_server_health(&server);
             let Some(asked) = read_server(&server, &server_span, key.as_ref()) else {
                 continue;
             };
@@ -621,6 +690,9 @@ fn read_service(
             };
             if let Some(check) = check {
                 server_checks.insert(config.key(), check);
+            }
+            if let Some(own) = own {
+                server_health.insert(config.key(), own);
             }
             if !seen.insert(config.key()) {
                 let message = if asked.port == config.port {
@@ -640,7 +712,8 @@ fn read_service(
     }
     let text = |k: &str| t.get(k).and_then(|i| i.str("a text").map(str::to_string));
     let (name, comment) = (text("name"), text("comment"));
-    let health = read_health(t, key.as_ref().map(|k| (k, notes)));
+    let mut health = read_health(t, key.as_ref().map(|k| (k, notes)));
+    health.servers = server_health;
     let key = key?;
     Some((
         ServiceSpec {

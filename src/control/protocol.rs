@@ -55,6 +55,9 @@ pub struct Status {
     /// The health of every checked real server.
     #[serde(default)]
     pub health: Vec<HealthStatus>,
+    /// The quorum of each service that has one (keepalived's `quorum`).
+    #[serde(default)]
+    pub quorum: Vec<crate::health::QuorumStatus>,
     /// Where metrics are served, or why not.
     #[serde(default)]
     pub metrics: Option<String>,

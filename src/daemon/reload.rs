@@ -278,6 +278,12 @@ impl Reloader {
         }
     }
 
+    /// The daemon stops: the health checks end, and `omega` services run their
+    /// `notify_down` and `quorum_down` commands (`Checker::stop`).
+    pub async fn stop(&self) {
+        self.checker.stop().await;
+    }
+
     /// The reloader's piece of the status report: the file's fate, None before the
     /// first apply.
     pub fn status(&self) -> Option<ConfigStatus> {

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use super::reload::Reloader;
 use crate::config::status::ConfigStatus;
 use crate::control::protocol::{ListenerStatus, Status};
-use crate::health::{Findings, HealthStatus};
+use crate::health::{Findings, HealthStatus, QuorumStatus};
 use crate::proxy::congestion::CongestionControl;
 use crate::proxy::director::{Director, PlaneReport};
 use crate::table::ServiceEntry;
@@ -68,6 +68,8 @@ pub struct Report {
     pub plane: PlaneReport,
     /// One entry per checked real server.
     pub health: Vec<HealthStatus>,
+    /// The quorum of each service that has one (keepalived's `quorum`).
+    pub quorum: Vec<QuorumStatus>,
     /// None without `--metrics`.
     pub metrics: Option<MetricsEndpoint>,
     /// None without a configuration file.
@@ -137,6 +139,7 @@ impl Reporter {
             },
             plane: self.director.report(),
             health: self.health.statuses(),
+            quorum: self.health.quorum_statuses(),
             metrics: self.metrics.get().cloned(),
             config: self.config(),
         }
@@ -177,6 +180,7 @@ impl Report {
             udp_flows_dropped: plane.udp_flows_dropped,
             config: self.config.clone(),
             health: self.health.clone(),
+            quorum: self.quorum.clone(),
             metrics: self.metrics.as_ref().map(|m| match m {
                 MetricsEndpoint::Serving(at) => format!("at http://{at}/metrics"),
                 MetricsEndpoint::NotServed { addr, error } => {

@@ -269,6 +269,7 @@ async fn serve_reported(
     let watcher = tokio::spawn(Arc::clone(&reloader).run(Arc::clone(&director), reload));
     let result = serve_socket(reporter, settings, shutdown).await;
     watcher.abort();
+    reloader.stop().await;
     result
 }
 

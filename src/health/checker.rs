@@ -20,7 +20,10 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::AbortHandle;
 
 use super::check::{self, BuildError, Endpoint, Failure, HealthCheck, Unbuildable};
-use super::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Findings, Target, server_settings, watched};
+use super::command::{self, NOTIFY_BOUND, STOP_BOUND};
+use super::{
+    DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Findings, Target, quorum, server_settings, watched,
+};
 use crate::config::{Check, CheckKind, Config};
 use crate::lock::Locked;
 use crate::table::{Protocol, ServiceKey};
@@ -34,6 +37,13 @@ pub struct ServerCheck {
     pub endpoint: Endpoint,
     pub check: Check,
     pub maintenance_dir: Option<PathBuf>,
+    /// It starts down until its first good check (`alpha`).
+    pub alpha: bool,
+    /// Its own `quiescent`, if it has one (for `uvs status`).
+    pub quiescent: Option<bool>,
+    /// Run once when it goes up, and when it goes down.
+    pub notify_up: Option<String>,
+    pub notify_down: Option<String>,
 }
 
 impl ServerCheck {
@@ -73,6 +83,7 @@ pub fn server_checks(config: &Config) -> HashMap<Target, ServerCheck> {
                 service: spec.service.key,
                 server: server.key(),
             };
+            let own = spec.health.servers.get(&server.key());
             checks.insert(
                 target,
                 ServerCheck {
@@ -85,6 +96,10 @@ pub fn server_checks(config: &Config) -> HashMap<Target, ServerCheck> {
                     },
                     check,
                     maintenance_dir: config.global.maintenance_dir.clone(),
+                    alpha: quorum::alpha(&config.global, spec),
+                    quiescent: own.and_then(|o| o.quiescent),
+                    notify_up: own.and_then(|o| o.notify_up.clone()),
+                    notify_down: own.and_then(|o| o.notify_down.clone()),
                 },
             );
         }
@@ -94,11 +109,64 @@ pub fn server_checks(config: &Config) -> HashMap<Target, ServerCheck> {
 
 /// Runs the check tasks.
 pub struct Checker {
+    shared: Arc<Shared>,
+    tasks: Mutex<HashMap<Target, (ServerCheck, AbortHandle)>>,
+}
+
+/// What the checker and its tasks share.
+struct Shared {
     findings: Arc<Findings>,
     changed: Arc<Notify>,
-    tasks: Mutex<HashMap<Target, (ServerCheck, AbortHandle)>>,
     /// Turns for checks in progress.
     turns: Arc<Semaphore>,
+    /// The configuration last followed: the services whose quorum a change moves.
+    config: Mutex<Arc<Config>>,
+}
+
+impl Shared {
+    /// Judges the quorums again and runs the commands of those that changed
+    /// (`quorum_up`, `quorum_down`); true if any changed.
+    fn settle(&self) -> bool {
+        let config = Arc::clone(&self.config.locked());
+        let (changes, _) = quorum::settle(&config, &self.findings);
+        for c in &changes {
+            quorum_changed(c);
+        }
+        !changes.is_empty()
+    }
+}
+
+/// Logs a quorum's change and runs its command.
+fn quorum_changed(c: &quorum::Change) {
+    let what = if c.up { "regained" } else { "lost" };
+    match c.rule.quorum {
+        Some(q) => tracing::warn!(
+            service = %c.service,
+            "quorum {what}: live weight {} (quorum {q}, hysteresis {})",
+            c.live,
+            c.rule.hysteresis
+        ),
+        None => tracing::warn!(service = %c.service, "quorum {what}: {}", if c.up { "a real server is up" } else { "no real server is up" }),
+    }
+    if let Some(line) = &c.command {
+        let why = format!("quorum_{} of {}", if c.up { "up" } else { "down" }, c.service);
+        tokio::spawn(command::notify(why, line.clone(), NOTIFY_BOUND));
+    }
+}
+
+/// Runs `server`'s notify command for going `up` or down, if it has one.
+fn notify_server(server: &ServerCheck, up: bool, bound: Duration) -> Option<tokio::task::JoinHandle<()>> {
+    let line = if up { &server.notify_up } else { &server.notify_down }.clone()?;
+    let target = server.endpoint.target;
+    let why = format!(
+        "notify_{} of {} in {}",
+        if up { "up" } else { "down" },
+        target.server,
+        target.service
+    );
+    Some(tokio::spawn(async move {
+        let _ = command::notify(why, line, bound).await;
+    }))
 }
 
 impl Checker {
@@ -106,30 +174,46 @@ impl Checker {
     /// at most `at_once` checks run at the same time.
     pub fn new(findings: Arc<Findings>, changed: Arc<Notify>, at_once: usize) -> Checker {
         Checker {
-            findings,
-            changed,
+            shared: Arc::new(Shared {
+                findings,
+                changed,
+                turns: Arc::new(Semaphore::new(at_once.max(1))),
+                config: Mutex::new(Arc::new(Config::default())),
+            }),
             tasks: Mutex::new(HashMap::new()),
-            turns: Arc::new(Semaphore::new(at_once.max(1))),
         }
     }
 
-    /// Checks exactly the servers `config` has checks for: new ones start, changed ones
-    /// restart (keeping what is known of them), dropped ones stop and are forgotten.
-    /// A check is built (its `receive` compiled) as its task starts. Settings that
-    /// cannot be built (which the configuration's validation refuses, so only a
-    /// configuration made without it has them) are logged and keep the server down
-    /// with the reason. Must be called inside a Tokio runtime.
+    /// Checks exactly the servers `config` has checks for: new ones start (down until
+    /// a good check with `alpha`), changed ones restart (keeping what is known of them),
+    /// dropped ones stop and are forgotten. As keepalived's check/ipwrapper.c
+    /// `clear_diff_services` on a reload: a dropped server that was up runs its
+    /// `notify_down`, a dropped service that was in quorum its `quorum_down`, and the
+    /// quorums are judged again (`quorum::settle`), their commands run. A check is built
+    /// (its `receive` compiled) as its task starts. Settings that cannot be built
+    /// (which the configuration's validation refuses, so only a configuration made
+    /// without it has them) are logged and keep the server down with the reason. Must
+    /// be called inside a Tokio runtime.
     pub fn follow(&self, config: &Config) {
         let wanted = server_checks(config);
+        let findings = &self.shared.findings;
+        let old = std::mem::replace(
+            &mut *self.shared.config.locked(),
+            Arc::new(config.clone()),
+        );
         let mut tasks = self.tasks.locked();
         tasks.retain(|target, (running, task)| {
             let keep = wanted.get(target) == Some(running);
             if !keep {
                 task.abort();
+                if !wanted.contains_key(target) && findings.get(target).is_some_and(|h| h.up) {
+                    notify_server(running, false, NOTIFY_BOUND);
+                }
             }
             keep
         });
         for (target, server) in &wanted {
+            findings.start(*target, server.alpha, server.quiescent);
             if tasks.contains_key(target) {
                 continue;
             }
@@ -144,17 +228,87 @@ impl Checker {
                     server.maintenance_dir.as_deref(),
                 )
             });
-            let task = tokio::spawn(run(
-                server.clone(),
-                check,
-                Arc::clone(&self.findings),
-                Arc::clone(&self.changed),
-                Arc::clone(&self.turns),
-            ))
-            .abort_handle();
+            let task = tokio::spawn(run(server.clone(), check, Arc::clone(&self.shared)))
+                .abort_handle();
             tasks.insert(*target, (server.clone(), task));
         }
-        self.findings.retain(&wanted.keys().copied().collect());
+        drop(tasks);
+        findings.retain(&wanted.keys().copied().collect());
+        let (changes, gone) = quorum::settle(config, findings);
+        for (service, was_up) in gone {
+            let command = old
+                .services
+                .iter()
+                .find(|s| s.service.key == service)
+                .and_then(|s| s.health.quorum_down.clone());
+            if was_up {
+                quorum_changed(&quorum::Change {
+                    service,
+                    up: false,
+                    live: 0,
+                    rule: quorum::Rule {
+                        quorum: None,
+                        hysteresis: 0,
+                    },
+                    command,
+                });
+            }
+        }
+        for c in &changes {
+            quorum_changed(c);
+        }
+        if !changes.is_empty() {
+            self.shared.changed.notify_one();
+        }
+    }
+
+    /// The daemon stops: every check ends, and in the services with `omega` each server
+    /// still up runs its `notify_down` and the service its `quorum_down`, as keepalived's
+    /// check/ipwrapper.c `clear_service_rs` and `update_vs_notifies` do when stopping;
+    /// these commands get [`STOP_BOUND`] between them.
+    pub async fn stop(&self) {
+        let running: Vec<ServerCheck> = {
+            let mut tasks = self.tasks.locked();
+            tasks
+                .drain()
+                .map(|(_, (server, task))| {
+                    task.abort();
+                    server
+                })
+                .collect()
+        };
+        let config = Arc::clone(&self.shared.config.locked());
+        let omega = |key: &ServiceKey| {
+            config.services.iter().find(|s| s.service.key == *key).is_some_and(|s| {
+                s.health
+                    .omega
+                    .or(config.global.health.omega)
+                    .unwrap_or(false)
+            })
+        };
+        let mut commands = Vec::new();
+        for server in &running {
+            let target = server.endpoint.target;
+            if omega(&target.service)
+                && self.shared.findings.get(&target).is_some_and(|h| h.up)
+                && let Some(task) = notify_server(server, false, STOP_BOUND)
+            {
+                commands.push(task);
+            }
+        }
+        for spec in &config.services {
+            if omega(&spec.service.key)
+                && let Some(line) = spec.health.quorum_down.clone()
+            {
+                let why = format!("quorum_down of {} (stopping)", spec.service.key);
+                commands.push(tokio::spawn(async move {
+                    let _ = command::notify(why, line, STOP_BOUND).await;
+                }));
+            }
+        }
+        for c in commands {
+            let _ = c.await;
+        }
     }
 }
 
@@ -174,21 +328,21 @@ fn jitter_fraction(target: &Target, round: u64) -> f64 {
 }
 
 /// One server's checks, until the task is aborted.
-async fn run(
-    server: ServerCheck,
-    check: Box<dyn HealthCheck>,
-    findings: Arc<Findings>,
-    changed: Arc<Notify>,
-    turns: Arc<Semaphore>,
-) {
+async fn run(server: ServerCheck, check: Box<dyn HealthCheck>, shared: Arc<Shared>) {
+    let (findings, changed, turns) = (&shared.findings, &shared.changed, &shared.turns);
     let interval = server.check.interval.unwrap_or(DEFAULT_INTERVAL);
     let timeout = server.check.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let failures_needed = server.check.failures.unwrap_or(1).max(1);
     let rise = server.check.rise.unwrap_or(1).max(1);
     let target = server.endpoint.target;
-    // The first check soon, spread over up to a tenth of the interval; the next ones
-    // an interval apart, give or take 5%.
-    let mut wait = interval.mul_f64(jitter_fraction(&target, 0) / 10.0);
+    // The first check soon, spread over up to a tenth of the interval, or with a
+    // `warmup` over up to that long (keepalived's check_api.c
+    // `register_checkers_thread`: warmup * random() / RAND_MAX); the next ones an
+    // interval apart, give or take 5%.
+    let mut wait = match server.check.warmup {
+        Some(warmup) => warmup.mul_f64(jitter_fraction(&target, 0)),
+        None => interval.mul_f64(jitter_fraction(&target, 0) / 10.0),
+    };
     for round in 1u64.. {
         tokio::time::sleep(wait).await;
         // The semaphore is never closed; without a turn, check anyway.
@@ -198,7 +352,12 @@ async fn run(
         let took = started.elapsed();
         drop(turn);
         let now = crate::clock::unix_seconds();
-        let transition = findings.update(target, |h| {
+        // (what changed, whether it is up now, whether this was its first check under
+        // alpha and it failed).
+        let (transition, up, flipped, alpha_down) = findings.update(target, |h| {
+            let was_up = h.up;
+            let alpha_down = h.pending && result.is_err();
+            h.pending = false;
             h.last_check = Some(now);
             h.last_duration = took;
             match &result {
@@ -208,14 +367,15 @@ async fn run(
                     h.last_error = None;
                     let weight_changed = h.weight != *weight;
                     h.weight = *weight;
-                    if !h.up && h.successes >= rise {
+                    let what = if !h.up && h.successes >= rise {
                         h.up = true;
                         Some(format!("is up after {} good checks", h.successes))
                     } else if h.up && weight_changed {
                         Some(format!("has weight {} from its check", weight.unwrap_or(0)))
                     } else {
                         None
-                    }
+                    };
+                    (what, h.up, h.up != was_up, false)
                 }
                 Err(failure) => {
                     h.failures = h.failures.saturating_add(1);
@@ -223,7 +383,7 @@ async fn run(
                     h.last_error = Some(failure.to_string());
                     let now_down =
                         matches!(failure, Failure::Maintenance(_)) || h.failures >= failures_needed;
-                    if h.up && now_down {
+                    let what = if h.up && now_down {
                         h.up = false;
                         Some(format!(
                             "is down: {failure} ({} failed check{})",
@@ -232,22 +392,37 @@ async fn run(
                         ))
                     } else {
                         None
-                    }
+                    };
+                    (what, h.up, h.up != was_up, alpha_down)
                 }
             }
         });
-        if let Some(what) = transition {
+        if let Some(what) = &transition {
             tracing::warn!(
                 service = %target.service,
                 server = %target.server,
                 "real server {what}"
             );
+        }
+        // notify_up/notify_down once per change of state (a weight change is none);
+        // with alpha a first check that fails confirms the server down and runs
+        // notify_down too (keepalived's check/ipwrapper.c `update_svr_checker_state`).
+        if flipped || alpha_down {
+            notify_server(&server, up, NOTIFY_BOUND);
+        }
+        if transition.is_some() {
+            shared.settle();
             changed.notify_one();
         }
         let spread = 0.95 + jitter_fraction(&target, round) / 10.0;
-        wait = interval
-            .mul_f64(spread)
-            .saturating_sub(took.min(interval / 2));
+        wait = match server.check.retry_delay {
+            // Failed but not yet down: keepalived's `delay_before_retry`
+            // (check_tcp.c `tcp_epilog`: only while the checker is up).
+            Some(retry) if result.is_err() && up => retry,
+            _ => interval
+                .mul_f64(spread)
+                .saturating_sub(took.min(interval / 2)),
+        };
         if wait < Duration::from_millis(10) {
             wait = Duration::from_millis(10);
         }

@@ -11,7 +11,9 @@
 
 pub mod check;
 pub mod checker;
+pub mod command;
 pub mod orphans;
+pub mod quorum;
 mod status;
 pub mod tls;
 
@@ -23,7 +25,7 @@ use crate::config::{Check, Config, Global, ServiceSpec};
 use crate::lock::Locked;
 use crate::table::{ServerKey, ServiceKey};
 
-pub use status::HealthStatus;
+pub use status::{HealthStatus, QuorumStatus};
 
 /// ldirectord's defaults: checkinterval 10 s, checktimeout 5 s, failurecount 1.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -48,6 +50,23 @@ pub struct ServerHealth {
     pub last_error: Option<String>,
     /// The weight an external check with `dynamic_weight` asked for.
     pub weight: Option<u32>,
+    /// `alpha`: no check has ended yet, so the server is down until a good one.
+    pub pending: bool,
+    /// The server's own `quiescent`, when it has one (for `uvs status`).
+    pub quiescent: Option<bool>,
+}
+
+impl ServerHealth {
+    /// How a server starts: up, or with `alpha` down until its first good check
+    /// (keepalived's check/ipwrapper.c `init_service_rs`: "In alpha mode, be
+    /// pessimistic").
+    pub fn starting(alpha: bool) -> ServerHealth {
+        ServerHealth {
+            up: !alpha,
+            pending: alpha,
+            ..ServerHealth::default()
+        }
+    }
 }
 
 impl Default for ServerHealth {
@@ -61,6 +80,8 @@ impl Default for ServerHealth {
             last_duration: Duration::ZERO,
             last_error: None,
             weight: None,
+            pending: false,
+            quiescent: None,
         }
     }
 }
@@ -72,6 +93,8 @@ impl Default for ServerHealth {
 pub struct Findings {
     /// By service then server: the order statuses are listed in.
     map: Mutex<BTreeMap<Target, ServerHealth>>,
+    /// Each watched service's quorum as last judged (`quorum::settle`).
+    quorums: Mutex<BTreeMap<ServiceKey, quorum::State>>,
 }
 
 impl Findings {
@@ -93,6 +116,57 @@ impl Findings {
         self.map().retain(|t, _| targets.contains(t));
     }
 
+    /// Records a server now checked: as it starts (`alpha`) if it is new, with its own
+    /// `quiescent` either way.
+    pub fn start(&self, target: Target, alpha: bool, quiescent: Option<bool>) {
+        let mut map = self.map();
+        let h = map
+            .entry(target)
+            .or_insert_with(|| ServerHealth::starting(alpha));
+        h.quiescent = quiescent;
+    }
+
+    /// A service's quorum as last judged.
+    pub fn quorum(&self, service: &ServiceKey) -> Option<quorum::State> {
+        self.quorums.locked().get(service).copied()
+    }
+
+    fn set_quorum(&self, service: ServiceKey, state: quorum::State) {
+        self.quorums.locked().insert(service, state);
+    }
+
+    /// Forgets the quorums of services not in `keep`; returns them, with whether each
+    /// was in quorum.
+    fn retain_quorums(&self, keep: &HashSet<ServiceKey>) -> Vec<(ServiceKey, bool)> {
+        let mut quorums = self.quorums.locked();
+        let gone: Vec<(ServiceKey, bool)> = quorums
+            .iter()
+            .filter(|(k, _)| !keep.contains(k))
+            .map(|(k, s)| (*k, s.up))
+            .collect();
+        for (k, _) in &gone {
+            quorums.remove(k);
+        }
+        gone
+    }
+
+    /// The quorum of every service that has a `quorum` or a quorum command, for `uvs
+    /// status`, by service.
+    pub fn quorum_statuses(&self) -> Vec<QuorumStatus> {
+        self.quorums
+            .locked()
+            .iter()
+            .filter(|(_, s)| s.shown)
+            .map(|(k, s)| QuorumStatus {
+                service: *k,
+                up: s.up,
+                live: s.live,
+                quorum: s.rule.quorum,
+                hysteresis: s.rule.hysteresis,
+            })
+            .collect()
+    }
+
     /// Every checked server's health, by service then server, so that `uvs status`
     /// and /metrics list them in the same order every time.
     pub fn statuses(&self) -> Vec<HealthStatus> {
@@ -106,6 +180,8 @@ impl Findings {
                 last_check: h.last_check,
                 last_duration_ms: h.last_duration.as_millis() as u64,
                 last_error: h.last_error.clone(),
+                pending: h.pending,
+                quiescent: h.quiescent,
             })
             .collect()
     }
@@ -134,8 +210,13 @@ pub fn watched(global: &Global, spec: &ServiceSpec) -> bool {
 }
 
 /// The configuration as the table should be given the servers' health: down servers
-/// at weight 0 (quiescent, ldirectord's default) or left out, and the fallback server
-/// added while no real server of its service is up.
+/// at weight 0 (quiescent, ldirectord's default; a server's own `quiescent` over its
+/// service's, as keepalived's per-server `inhibit_on_failure`) or left out; a server
+/// with `alpha` down until its first good check; and, while the service is out of
+/// quorum (`quorum`: no server up, or too little live weight), the fallback server
+/// (keepalived's sorry server) added and every real server taken out as if down, as
+/// keepalived's check/ipwrapper.c `update_quorum_state` does with
+/// `perform_quorum_state` (a service without a fallback keeps its live servers).
 pub fn effective(config: &Config, findings: &Findings) -> Config {
     let mut out = config.clone();
     for spec in &mut out.services {
@@ -147,31 +228,36 @@ pub fn effective(config: &Config, findings: &Findings) -> Config {
             .quiescent
             .or(config.global.health.quiescent)
             .unwrap_or(true);
-        let key = spec.service.key;
-        let mut any_up = false;
-        spec.servers.retain_mut(|server| {
-            let health = findings
-                .get(&Target {
-                    service: key,
-                    server: server.key(),
-                })
-                .unwrap_or_default();
-            if health.up {
-                if let Some(w) = health.weight {
-                    server.weight = i32::try_from(w).unwrap_or(i32::MAX);
-                }
-                any_up = true;
-                return true;
-            }
-            server.weight = 0;
-            quiescent
-        });
+        let alpha = quorum::alpha(&config.global, spec);
         let fallback = spec
             .health
             .fallback
             .clone()
             .or_else(|| config.global.health.fallback.clone());
-        if !any_up
+        let sorry = fallback.is_some() && !quorum::in_quorum(&config.global, spec, findings);
+        let key = spec.service.key;
+        let own = spec.health.servers.clone();
+        spec.servers.retain_mut(|server| {
+            let health = quorum::health_of(
+                findings,
+                &Target {
+                    service: key,
+                    server: server.key(),
+                },
+                alpha,
+            );
+            if health.up && !sorry {
+                if let Some(w) = health.weight {
+                    server.weight = i32::try_from(w).unwrap_or(i32::MAX);
+                }
+                return true;
+            }
+            server.weight = 0;
+            own.get(&server.key())
+                .and_then(|s| s.quiescent)
+                .unwrap_or(quiescent)
+        });
+        if sorry
             && let Some(fallback) = fallback
             && !spec.servers.iter().any(|s| s.key() == fallback.key())
         {

@@ -15,4 +15,23 @@ pub struct HealthStatus {
     pub last_check: Option<u64>,
     pub last_duration_ms: u64,
     pub last_error: Option<String>,
+    /// `alpha`: no check has ended yet; down until a good one.
+    #[serde(default)]
+    pub pending: bool,
+    /// The server's own `quiescent`, when it has one.
+    #[serde(default)]
+    pub quiescent: Option<bool>,
+}
+
+/// A service's quorum (keepalived's `quorum`), as the checker last judged it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumStatus {
+    pub service: crate::table::ServiceKey,
+    pub up: bool,
+    /// The sum of the weights of its live real servers.
+    pub live: u64,
+    /// The quorum as applied (lowered to the servers' total weight); None: any
+    /// server up.
+    pub quorum: Option<u32>,
+    pub hysteresis: u32,
 }

@@ -2,11 +2,11 @@
 //! exit 0 is up. With `dynamic_weight` (keepalived's misc_dynamic), an exit code in
 //! 2..=255 is up with weight code-2. The command runs in a process group of its own,
 //! killed when the probe ends or is dropped (its timeout), and what leaves the group is
-//! the reaper's (`health::orphans`).
+//! the reaper's: spawned as every command the checker runs is (`health::command`).
 
 use super::{Endpoint, Failure, Outcome, Probe};
 use crate::config::Check;
-use crate::health::orphans;
+use crate::health::command;
 
 /// The command and how its exit code is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,22 +33,18 @@ impl External {
 
 impl Probe for External {
     async fn run(&self, at: &Endpoint) -> Outcome {
-        let (program, args) = self
+        let program = self
             .words
-            .split_first()
+            .first()
             .ok_or_else(|| Failure::Garbled("no command to run".into()))?;
-        let mut command = tokio::process::Command::new(program);
-        command
-            .args(args)
-            .arg(&at.vip)
-            .arg(at.vport.to_string())
-            .arg(at.target.server.addr.to_string())
-            .arg(at.dest.port().to_string())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+        let extra = [
+            at.vip.clone(),
+            at.vport.to_string(),
+            at.target.server.addr.to_string(),
+            at.dest.port().to_string(),
+        ];
         // Dropped, by any return or by the probe's timeout, it kills its group.
-        let mut child = orphans::spawn(&mut command)
+        let mut child = command::spawn(&self.words, &extra)
             .map_err(|e| Failure::Io(format!("cannot run {program}: {e}")))?;
         let status = child.wait().await.map_err(|e| Failure::Io(e.to_string()))?;
         match status.code() {

@@ -96,5 +96,7 @@ pub fn everything(kind: CheckKind, service: Option<NegotiateService>) -> Check {
         command: Some("/bin/check -v".into()),
         dynamic_weight: Some(true),
         verify_certificate: Some(true),
+        warmup: Some(Duration::from_secs(1)),
+        retry_delay: Some(Duration::from_secs(1)),
     }
 }

@@ -21,7 +21,7 @@ pub use lexer::GrammarError;
 use lexer::{Item, Node, Pos};
 
 use super::{Imported, Importing};
-use crate::config::{Check, CheckKind, Health, NegotiateService, ServiceSpec};
+use crate::config::{Check, CheckKind, Health, NegotiateService, ServerHealth, ServiceSpec};
 use crate::table::{
     Family, Forward, Netmask, PersistenceEngine, Protocol, ServerConfig, ServiceConfig,
     ServiceFlags, ServiceKey, ServiceOptions,
@@ -228,6 +228,10 @@ struct Timers {
     connect_timeout: Option<Duration>,
     retry: Option<u32>,
     virtualhost: Option<String>,
+    /// `alpha`, with where it was said.
+    alpha: Option<(bool, Pos)>,
+    warmup: Option<Duration>,
+    delay_before_retry: Option<Duration>,
 }
 
 impl Timers {
@@ -256,12 +260,27 @@ impl Timers {
                 ),
             },
             "virtualhost" if !v.is_empty() => self.virtualhost = Some(v.to_string()),
-            "delay_before_retry" => skip(
-                im,
-                &n.pos,
-                "delay_before_retry: uvs checks again at the check's interval; a delay of its own is not in uvs yet; not taken",
-            ),
-            "warmup" | "alpha" => not_yet(im, n),
+            // keepalived's read_timer from 0 (check_api.c `delay_before_retry_handler`,
+            // `warmup_handler`); uvs takes up to a day.
+            "delay_before_retry" | "warmup" => match seconds(v) {
+                Some(d) if d <= INTERVAL_MAX => {
+                    if n.keyword() == "warmup" {
+                        self.warmup = Some(d);
+                    } else {
+                        self.delay_before_retry = Some(d);
+                    }
+                }
+                _ => skip(
+                    im,
+                    &n.pos,
+                    format!(
+                        "{} {v}: uvs takes 0 to {} seconds; not taken",
+                        n.keyword(),
+                        INTERVAL_MAX.as_secs()
+                    ),
+                ),
+            },
+            "alpha" => self.alpha = Some((yes(n, im), n.pos.clone())),
             _ => return false,
         }
         true
@@ -273,6 +292,9 @@ impl Timers {
             delay_loop: self.delay_loop.or(base.delay_loop),
             connect_timeout: self.connect_timeout.or(base.connect_timeout),
             retry: self.retry.or(base.retry),
+            alpha: self.alpha.clone().or_else(|| base.alpha.clone()),
+            warmup: self.warmup.or(base.warmup),
+            delay_before_retry: self.delay_before_retry.or(base.delay_before_retry),
             virtualhost: self
                 .virtualhost
                 .clone()
@@ -345,6 +367,8 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
     let mut sorry: Option<&Node> = None;
     let mut sorry_method = None;
     let mut reals = Vec::new();
+    let (mut omega, mut quorum, mut hysteresis) = (false, None, None);
+    let (mut quorum_up, mut quorum_down) = (None, None);
     for c in n.children() {
         let (k, v) = (c.keyword(), c.arg(1));
         if timers.take(c, im) {
@@ -430,12 +454,30 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
             "sorry_server" => sorry = Some(c),
             "sorry_server_lvs_method" => sorry_method = method(c, im),
             "real_server" => reals.push(c),
+            "omega" => omega = true,
+            // check_parser.c `quorum_handler`: from 1, else 1 with an error.
+            "quorum" => match v.parse::<u32>() {
+                Ok(q) if q >= 1 => quorum = Some(q),
+                _ => {
+                    skip(
+                        im,
+                        &c.pos,
+                        format!("quorum {v}: keepalived takes 1 to 4294967295 and uses 1 instead; so does uvs"),
+                    );
+                    quorum = Some(1);
+                }
+            },
+            "hysteresis" => match v.parse::<u32>() {
+                Ok(h) => hysteresis = Some((h, c.pos.clone())),
+                Err(_) => skip(
+                    im,
+                    &c.pos,
+                    format!("hysteresis {v}: not a number; not taken"),
+                ),
+            },
+            "quorum_up" => quorum_up = command(c, im),
+            "quorum_down" => quorum_down = command(c, im),
             "sorry_server_inhibit"
-            | "omega"
-            | "quorum"
-            | "quorum_up"
-            | "quorum_down"
-            | "hysteresis"
             | "ha_suspend"
             | "weight"
             | "smtp_alert" => not_yet(im, c),
@@ -545,10 +587,35 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
     let mut servers = Vec::new();
     let mut checks = Vec::new();
     let mut inhibits = Vec::new();
+    let mut health = Health {
+        alpha: timers.alpha.as_ref().map(|(a, _)| *a),
+        omega: omega.then_some(true),
+        quorum,
+        quorum_up,
+        quorum_down,
+        ..Health::default()
+    };
+    // check_data.c `validate_check_config`: a hysteresis not below the quorum is
+    // lowered to one less.
+    if let Some((h, pos)) = hysteresis {
+        let q = quorum.unwrap_or(1);
+        if h >= q {
+            others(
+                im,
+                &pos,
+                format!(
+                    "hysteresis {h}: not below the quorum, {q}; keepalived lowers it to {}, and so does uvs",
+                    q - 1
+                ),
+            );
+        }
+        health.hysteresis = Some(h.min(q - 1));
+    }
     // The servers as the table holds them, with whether each was named at another port.
     let mut listed = HashMap::new();
     for r in reals {
-        let Some((server, mut check, inh)) = real_server(r, forward, &timers, key, im) else {
+        let Some((server, mut check, inh, own)) = real_server(r, forward, &timers, key, im)
+        else {
             continue;
         };
         if !family_fits(&server, family) {
@@ -601,11 +668,13 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
         {
             c.port = Some(server.port);
         }
+        if own != ServerHealth::default() {
+            health.servers.insert(server.key(), own);
+        }
         servers.push(server);
         checks.push(check);
         inhibits.push(inh);
     }
-    let mut health = Health::default();
     let mut server_checks = HashMap::new();
     if checks.iter().any(Option::is_some) {
         let on = Check {
@@ -629,12 +698,12 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
             if set.len() == inhibits.len() && set.windows(2).all(|w| w[0].0 == w[1].0) {
                 quiescent = set[0].0;
             } else {
-                for (_, pos) in set {
-                    skip(
-                        im,
-                        pos,
-                        "inhibit_on_failure of one real server: per-server quiescence is not in uvs yet; not taken",
-                    );
+                // check_data.c: a real server's own inhibit_on_failure, else its
+                // virtual server's.
+                for (server, own) in servers.iter().zip(&inhibits) {
+                    if let Some((q, _)) = own {
+                        health.servers.entry(server.key()).or_default().quiescent = Some(*q);
+                    }
                 }
             }
         }
@@ -712,9 +781,9 @@ fn yes(n: &Node, im: &mut Importing) -> bool {
     }
 }
 
-/// A real server, its check (None: it has none, so keepalived keeps it up) and its own
-/// `inhibit_on_failure`, with where it is.
-type Real = (ServerConfig, Option<Check>, Option<(bool, Pos)>);
+/// A real server, its check (None: it has none, so keepalived keeps it up), its own
+/// `inhibit_on_failure`, with where it is, and its `notify_up` and `notify_down`.
+type Real = (ServerConfig, Option<Check>, Option<(bool, Pos)>, ServerHealth);
 
 /// The real server of a `real_server` block, if uvs takes it.
 fn real_server(
@@ -738,6 +807,7 @@ fn real_server(
     let mut server = ServerConfig::new(addr, port, forward);
     let mut timers = Timers::default();
     let mut inhibit = None;
+    let mut notify = ServerHealth::default();
     let mut checkers = Vec::new();
     for c in n.children() {
         let (k, v) = (c.keyword(), c.arg(1));
@@ -764,7 +834,9 @@ fn real_server(
                 ),
             },
             "inhibit_on_failure" => inhibit = Some((yes(c, im), c.pos.clone())),
-            "notify_up" | "notify_down" | "smtp_alert" => not_yet(im, c),
+            "notify_up" => notify.notify_up = command(c, im),
+            "notify_down" => notify.notify_down = command(c, im),
+            "smtp_alert" => not_yet(im, c),
             "snmp_name" => skip(im, &c.pos, "snmp_name: uvs has no SNMP; not taken"),
             "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "SMTP_CHECK" | "DNS_CHECK" | "MISC_CHECK"
             | "UDP_CHECK" => checkers.push(c),
@@ -806,11 +878,52 @@ fn real_server(
             );
         }
     }
+    one_alpha(&timers, vs, "real server", im);
     let timers = timers.or(vs);
     let check = checkers
         .first()
         .and_then(|c| checker(c, &server, &timers, key, im));
-    Some((server, check, inhibit))
+    Some((server, check, inhibit, notify))
+}
+
+/// A real server's or a check's own `alpha` (`own`) other than its virtual server's
+/// (in `outer`): uvs's `alpha` is a service's, so it is reported as not taken.
+fn one_alpha(own: &Timers, outer: &Timers, what: &str, im: &mut Importing) {
+    let outer = outer.alpha.as_ref().is_some_and(|(a, _)| *a);
+    if let Some((a, pos)) = &own.alpha
+        && *a != outer
+    {
+        skip(
+            im,
+            pos,
+            format!("alpha of one {what}: uvs's alpha is its virtual server's; not taken"),
+        );
+    }
+}
+
+/// A `notify_up`, `notify_down`, `quorum_up` or `quorum_down` command: its first word
+/// as keepalived's core/notify.c `notify_script_init` takes it (quoted, it holds the
+/// arguments); words after it name a user and group to run it as, which uvs does not.
+fn command(n: &Node, im: &mut Importing) -> Option<String> {
+    let k = n.keyword();
+    if n.words.len() > 2 {
+        skip(
+            im,
+            &n.pos,
+            format!(
+                "{k}: the user and group after the command ({}): uvs runs commands as its own user; not taken",
+                n.words[2..].join(" ")
+            ),
+        );
+        return None;
+    }
+    match crate::config::words(n.arg(1)) {
+        Ok(_) => Some(n.arg(1).to_string()),
+        Err(e) => {
+            skip(im, &n.pos, format!("{k}: not a command: {e}; not taken"));
+            None
+        }
+    }
 }
 
 /// One of keepalived's checkers as a uvs check, or None if uvs has no counterpart.
@@ -1001,6 +1114,9 @@ fn checker(
         }
     }));
     check.failures = Some(t.retry.unwrap_or(default_retry) + 1);
+    check.warmup = t.warmup;
+    check.retry_delay = t.delay_before_retry;
+    one_alpha(&own, rs, "check", im);
     if matches!(
         service,
         Some(NegotiateService::Http | NegotiateService::Https)
@@ -1185,9 +1301,6 @@ virtual_server 10.0.0.1 81 { }
                     4,
                     "vrrp_script chk: VRRP is keepalived's own job (it moves the VIP); not uvs's, not taken"
                 ),
-                (18, "alpha: not in uvs yet; not taken"),
-                (19, "quorum: not in uvs yet; not taken"),
-                (36, "notify_up: not in uvs yet; not taken"),
                 (40, "digest: not in uvs yet; not taken"),
                 (
                     42,
@@ -1237,7 +1350,7 @@ virtual_server 10.0.0.1 81 { }
         );
         // global_defs, vrrp_script, misc_path's note, the service without servers.
         assert_eq!(imported.others_job, 4);
-        assert_eq!(imported.failing(), 13);
+        assert_eq!(imported.failing(), 10);
         let text = render(&imported.config);
         assert_eq!(
             text,
@@ -1249,6 +1362,8 @@ persistent = "6m"
 netmask = "255.255.255.0"
 quiescent = true
 fallback = { address = "10.0.0.9:8080" }
+alpha = true
+quorum = 2
 
 [[service.server]]
 address = "10.0.0.2:443"
@@ -1270,6 +1385,7 @@ status = "200-205"
 
 [[service.server]]
 address = "10.0.0.3:443"
+notify_up = "/bin/up"
 
 [service.server.check]
 type = "negotiate"
@@ -1383,10 +1499,6 @@ virtual_server 10.0.0.1 80 {
                     "sh-port: only for the sh scheduler, and it is wlc here (keepalived ignores it too); not taken"
                 ),
                 (
-                    6,
-                    "inhibit_on_failure of one real server: per-server quiescence is not in uvs yet; not taken"
-                ),
-                (
                     9,
                     "real_server [2001:db8::2]:53: of another address family than the virtual server, which IPVS takes only with TUN; not taken"
                 ),
@@ -1408,7 +1520,7 @@ virtual_server 10.0.0.1 80 {
                 )
             ]
         );
-        assert_eq!(imported.failing(), 6);
+        assert_eq!(imported.failing(), 5);
         let text = render(&imported.config);
         assert_eq!(
             text,
@@ -1420,6 +1532,7 @@ quiescent = false
 
 [[service.server]]
 address = "10.0.0.2:53"
+quiescent = true
 
 [service.server.check]
 type = "connect"

@@ -288,6 +288,7 @@ pub(super) fn service(
             check,
             quiescent: v.quiescent,
             fallback,
+            ..Health::default()
         },
         server_checks,
     })

@@ -1,0 +1,105 @@
+//! The one way the health checker runs a command: an external check's (`check::External`)
+//! and the notify commands keepalived runs on a change of state (`notify_up`,
+//! `notify_down`, `quorum_up`, `quorum_down`: `notify`). Each runs without a shell
+//! (its words as [`crate::config::words`] splits them, as keepalived's core/notify.c
+//! `system_call_script` execs them), in a process group of its own killed when it ends
+//! or its bound passes ([`orphans::spawn`]: what leaves the group is the reaper's),
+//! with standard input, output and error on /dev/null, so nothing it writes is kept.
+
+use std::io;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use super::orphans::{self, CheckCommand};
+
+/// How long a notify command may run before it is killed with its group. keepalived
+/// lets a notify script run as long as it likes while it runs (`notify_exec`); a bound
+/// keeps one that hangs from piling up behind every later change.
+pub const NOTIFY_BOUND: Duration = Duration::from_secs(30);
+
+/// How long the notify commands of a stop (`omega`) may run: keepalived gives them
+/// one second (`system_call_script(..., TIMER_HZ, ...)` in check/ipwrapper.c), uvs
+/// two, the time its reaper gives the children left at exit.
+pub const STOP_BOUND: Duration = Duration::from_secs(2);
+
+/// Spawns `words` (the program, then its arguments) with `extra` arguments after them.
+///
+/// # Errors
+/// No word at all, or the program could not be started.
+pub fn spawn(words: &[String], extra: &[String]) -> io::Result<CheckCommand> {
+    let (program, args) = words
+        .split_first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command to run"))?;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    orphans::spawn(&mut command)
+}
+
+/// Why a notify command did not run to a good end.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("not a command: {0}")]
+    Words(#[from] crate::config::words::WordsError),
+    #[error("cannot run it: {0}")]
+    Spawn(io::Error),
+    #[error("it ran over {0:?} and was killed")]
+    Timeout(Duration),
+    #[error("it exited with {0}")]
+    Exit(ExitStatus),
+}
+
+/// Runs the command line `line` once, bounded by `bound`; `what` says why, for the
+/// log. A failure is logged (keepalived: "Script errors aren't server errors").
+pub async fn notify(what: String, line: String, bound: Duration) -> Result<(), NotifyError> {
+    let result = run(&line, bound).await;
+    match &result {
+        Ok(()) => tracing::info!(command = %line, "{what}: ran"),
+        Err(e) => tracing::warn!(command = %line, "{what}: {e}"),
+    }
+    result
+}
+
+async fn run(line: &str, bound: Duration) -> Result<(), NotifyError> {
+    let words = crate::config::words(line)?;
+    let mut child = spawn(&words, &[]).map_err(NotifyError::Spawn)?;
+    match tokio::time::timeout(bound, child.wait()).await {
+        Err(_) => Err(NotifyError::Timeout(bound)),
+        Ok(Err(e)) => Err(NotifyError::Spawn(e)),
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(NotifyError::Exit(status)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_notify_command_runs_without_a_shell_and_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        // Words, not a shell line: the quotes group, `>` is an argument.
+        let line = format!(
+            "/bin/sh -c 'echo \"$0 $1\" > {}' 'a b' '>'",
+            out.display()
+        );
+        notify("test".into(), line, NOTIFY_BOUND).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "a b >\n");
+        let failed = notify("test".into(), "/bin/sh -c 'exit 3'".into(), NOTIFY_BOUND).await;
+        assert!(matches!(failed, Err(NotifyError::Exit(s)) if s.code() == Some(3)));
+        let hung = notify(
+            "test".into(),
+            "/bin/sleep 30".into(),
+            Duration::from_millis(200),
+        )
+        .await;
+        assert!(matches!(hung, Err(NotifyError::Timeout(_))), "{hung:?}");
+        let missing = notify("test".into(), "/nonexistent/x".into(), NOTIFY_BOUND).await;
+        assert!(matches!(missing, Err(NotifyError::Spawn(_))));
+    }
+}
