@@ -107,7 +107,9 @@ fn alpha_quorum_notify_and_omega_from_an_imported_keepalived_conf() {
         cport = c.addr.port(),
     );
     let mut import = Command::new(UVS);
-    import.args(["import", "keepalived", "-"]).current_dir(dir.path());
+    import
+        .args(["import", "keepalived", "-"])
+        .current_dir(dir.path());
     let out = bounded_with_input(import, conf.as_bytes(), "uvs import keepalived");
     assert!(
         out.status.success(),
@@ -131,11 +133,7 @@ fn alpha_quorum_notify_and_omega_from_an_imported_keepalived_conf() {
     // sorry server in, B (its own inhibit_on_failure) at weight 0, A and C (alpha,
     // no good check yet; removed when down) out.
     eventually("the sorry server stands in", || {
-        servers_of(&d, v)
-            == [
-                (b.addr.to_string(), 0),
-                (sorry.addr.to_string(), 1),
-            ]
+        servers_of(&d, v) == [(b.addr.to_string(), 0), (sorry.addr.to_string(), 1)]
     });
     eventually("A's first check failed: notify_down (alpha)", || {
         lines(&notify_log) == ["a-down"]
@@ -165,11 +163,7 @@ fn alpha_quorum_notify_and_omega_from_an_imported_keepalived_conf() {
     // A goes down again: notify_down, quorum lost, the sorry server back.
     drop(a_up);
     eventually("the sorry server is back", || {
-        servers_of(&d, v)
-            == [
-                (b.addr.to_string(), 0),
-                (sorry.addr.to_string(), 1),
-            ]
+        servers_of(&d, v) == [(b.addr.to_string(), 0), (sorry.addr.to_string(), 1)]
     });
     eventually("notify_down and quorum_down ran once more", || {
         lines(&notify_log) == ["a-down", "a-up", "a-down"]

@@ -1132,4 +1132,88 @@ address = "nowhere"
             ["t.toml:2:20: TOML syntax: invalid basic string, expected `\"`"]
         );
     }
+
+    #[test]
+    fn keepalived_states_are_read_and_bad_ones_refused_where_they_are() {
+        let c = parse(
+            r#"[global]
+alpha = true
+omega = true
+
+[[service]]
+tcp = "127.0.0.1:80"
+quorum = 3
+hysteresis = 2
+quorum_up = "/bin/up 'a b'"
+quorum_down = "/bin/down"
+[service.check]
+warmup = "5s"
+retry_delay = "2s"
+[[service.server]]
+address = "127.0.0.2:80"
+quiescent = false
+notify_up = "/bin/x up"
+notify_down = "/bin/x down"
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.global.health.alpha, c.global.health.omega),
+            (Some(true), Some(true))
+        );
+        let h = &c.services[0].health;
+        assert_eq!((h.quorum, h.hysteresis), (Some(3), Some(2)));
+        assert_eq!(h.quorum_up.as_deref(), Some("/bin/up 'a b'"));
+        assert_eq!(
+            h.check.warmup.zip(h.check.retry_delay),
+            Some((
+                std::time::Duration::from_secs(5),
+                std::time::Duration::from_secs(2)
+            ))
+        );
+        let own = &h.servers[&c.services[0].servers[0].key()];
+        assert_eq!(own.quiescent, Some(false));
+        assert_eq!(own.notify_down.as_deref(), Some("/bin/x down"));
+        // What is written reads back the same.
+        let again = parse(&crate::config::render::render(&c), Path::new("t.toml")).unwrap();
+        assert_eq!(again, c);
+
+        assert_eq!(
+            problems(
+                r#"[global]
+quorum = 2
+alpha = "yes"
+
+[[service]]
+tcp = "127.0.0.1:80"
+quorum = 0
+hysteresis = 1
+quorum_up = ""
+quorum_down = "/bin/down 'unclosed"
+[service.check]
+retry_delay = "-1s"
+[[service.server]]
+address = "127.0.0.2:80"
+notify_up = "/bin/x\\"
+
+[[service]]
+tcp = "127.0.0.1:81"
+quorum = 2
+hysteresis = 2
+"#
+            ),
+            [
+                "t.toml:2:1: global.quorum: unknown key",
+                "t.toml:3:9: global.alpha: expected true or false, found the string \"yes\"",
+                "t.toml:7:10: service[0].quorum: expected an integer from 1 to 4294967295, found the integer 0",
+                "t.toml:8:14: service[0].hysteresis: the hysteresis must be less than the quorum (1), or the quorum could never be regained or lost",
+                "t.toml:9:13: service[0].quorum_up: not a command: an empty command",
+                "t.toml:10:15: service[0].quorum_down: not a command: a ' quote that is not closed",
+                "t.toml:12:15: service[0].check.retry_delay: expected a duration from 0 to 86400 seconds, as \"30s\", \"5m\" or a number of seconds, found the string \"-1s\"",
+                "t.toml:15:13: service[0].server[0].notify_up: not a command: a backslash that escapes nothing at the end",
+                "t.toml:20:14: service[1].hysteresis: the hysteresis must be less than the quorum (2), or the quorum could never be regained or lost",
+            ]
+        );
+    }
 }

@@ -67,7 +67,10 @@ pub fn words(line: &str) -> Result<Vec<String>, WordsError> {
 fn escaped(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<char, WordsError> {
     let c = chars.next().ok_or(WordsError::TrailingBackslash)?;
     // keepalived keeps the low byte of what the digits say.
-    let number = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>, mut n: u32, radix: u32, most: usize| {
+    let number = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+                  mut n: u32,
+                  radix: u32,
+                  most: usize| {
         for _ in 0..most {
             match chars.peek().and_then(|d| d.to_digit(radix)) {
                 Some(d) => {

@@ -146,17 +146,32 @@ fn quorum_changed(c: &quorum::Change) {
             c.live,
             c.rule.hysteresis
         ),
-        None => tracing::warn!(service = %c.service, "quorum {what}: {}", if c.up { "a real server is up" } else { "no real server is up" }),
+        None => {
+            tracing::warn!(service = %c.service, "quorum {what}: {}", if c.up { "a real server is up" } else { "no real server is up" })
+        }
     }
     if let Some(line) = &c.command {
-        let why = format!("quorum_{} of {}", if c.up { "up" } else { "down" }, c.service);
+        let why = format!(
+            "quorum_{} of {}",
+            if c.up { "up" } else { "down" },
+            c.service
+        );
         tokio::spawn(command::notify(why, line.clone(), NOTIFY_BOUND));
     }
 }
 
 /// Runs `server`'s notify command for going `up` or down, if it has one.
-fn notify_server(server: &ServerCheck, up: bool, bound: Duration) -> Option<tokio::task::JoinHandle<()>> {
-    let line = if up { &server.notify_up } else { &server.notify_down }.clone()?;
+fn notify_server(
+    server: &ServerCheck,
+    up: bool,
+    bound: Duration,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let line = if up {
+        &server.notify_up
+    } else {
+        &server.notify_down
+    }
+    .clone()?;
     let target = server.endpoint.target;
     let why = format!(
         "notify_{} of {} in {}",
@@ -197,10 +212,7 @@ impl Checker {
     pub fn follow(&self, config: &Config) {
         let wanted = server_checks(config);
         let findings = &self.shared.findings;
-        let old = std::mem::replace(
-            &mut *self.shared.config.locked(),
-            Arc::new(config.clone()),
-        );
+        let old = std::mem::replace(&mut *self.shared.config.locked(), Arc::new(config.clone()));
         let mut tasks = self.tasks.locked();
         tasks.retain(|target, (running, task)| {
             let keep = wanted.get(target) == Some(running);
@@ -228,8 +240,8 @@ impl Checker {
                     server.maintenance_dir.as_deref(),
                 )
             });
-            let task = tokio::spawn(run(server.clone(), check, Arc::clone(&self.shared)))
-                .abort_handle();
+            let task =
+                tokio::spawn(run(server.clone(), check, Arc::clone(&self.shared))).abort_handle();
             tasks.insert(*target, (server.clone(), task));
         }
         drop(tasks);
@@ -279,12 +291,16 @@ impl Checker {
         };
         let config = Arc::clone(&self.shared.config.locked());
         let omega = |key: &ServiceKey| {
-            config.services.iter().find(|s| s.service.key == *key).is_some_and(|s| {
-                s.health
-                    .omega
-                    .or(config.global.health.omega)
-                    .unwrap_or(false)
-            })
+            config
+                .services
+                .iter()
+                .find(|s| s.service.key == *key)
+                .is_some_and(|s| {
+                    s.health
+                        .omega
+                        .or(config.global.health.omega)
+                        .unwrap_or(false)
+                })
         };
         let mut commands = Vec::new();
         for server in &running {
@@ -530,5 +546,120 @@ address = "127.0.0.2:80"
                 .is_some_and(|e| e.starts_with("not a regular expression: ")),
             "{health:?}"
         );
+    }
+
+    /// Waits, bounded for a broken test only, until `done` holds.
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..3000 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never: {what}");
+    }
+
+    fn lines(path: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn alpha_servers_wait_for_a_good_check_and_notify_once_per_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("notify");
+        let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let append = |word: &str| format!("/bin/sh -c 'echo {word} >> {}'", log.display());
+        let config = parse(
+            &format!(
+                r#"
+[[service]]
+tcp = "127.0.0.1:80"
+alpha = true
+quorum_down = "{qd}"
+quorum_up = "{qu}"
+[service.check]
+type = "connect"
+interval = "1s"
+[[service.server]]
+address = "{addr}"
+notify_up = "{up}"
+notify_down = "{down}"
+"#,
+                qd = append("quorum-down"),
+                qu = append("quorum-up"),
+                up = append("up"),
+                down = append("down"),
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let findings = Arc::new(Findings::default());
+        let checker = Checker::new(Arc::clone(&findings), Arc::new(Notify::new()), 1);
+        checker.follow(&config);
+        let target = *server_checks(&config).keys().next().unwrap();
+        // Before its first check: down, waiting; the service lost its quorum at start.
+        let first = findings.get(&target).unwrap();
+        assert!(!first.up && first.pending);
+        until("up after its first good check", || {
+            findings.get(&target).is_some_and(|h| h.up)
+        })
+        .await;
+        until("notified", || lines(&log).len() == 3).await;
+        let mut seen = lines(&log);
+        seen.sort();
+        assert_eq!(seen, ["quorum-down", "quorum-up", "up"]);
+        drop(listener);
+        until("down", || findings.get(&target).is_some_and(|h| !h.up)).await;
+        until("notified again", || lines(&log).len() == 5).await;
+        let mut seen = lines(&log)[3..].to_vec();
+        seen.sort();
+        assert_eq!(seen, ["down", "quorum-down"]);
+        // Dropped by a reload while down: nothing more runs.
+        checker.follow(&Config::default());
+        assert!(findings.get(&target).is_none());
+    }
+
+    #[tokio::test]
+    async fn warmup_and_retry_delay_bring_the_checks_of_a_long_interval_sooner() {
+        // Nothing listens there; an hour between checks, three failures to go down.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let config = parse(
+            &format!(
+                r#"
+[[service]]
+tcp = "127.0.0.1:80"
+[service.check]
+type = "connect"
+interval = "1h"
+timeout = "1s"
+failures = 3
+warmup = "1s"
+retry_delay = "100ms"
+[[service.server]]
+address = "127.0.0.3:{port}"
+"#
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let findings = Arc::new(Findings::default());
+        let checker = Checker::new(Arc::clone(&findings), Arc::new(Notify::new()), 1);
+        checker.follow(&config);
+        let target = *server_checks(&config).keys().next().unwrap();
+        // Without warmup the first check could come six minutes in; without the retry
+        // delay the second an hour after it.
+        until("down after three checks", || {
+            findings.get(&target).is_some_and(|h| !h.up)
+        })
+        .await;
+        assert_eq!(findings.get(&target).unwrap().failures, 3);
     }
 }

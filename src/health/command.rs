@@ -84,10 +84,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         // Words, not a shell line: the quotes group, `>` is an argument.
-        let line = format!(
-            "/bin/sh -c 'echo \"$0 $1\" > {}' 'a b' '>'",
-            out.display()
-        );
+        let line = format!("/bin/sh -c 'echo \"$0 $1\" > {}' 'a b' '>'", out.display());
         notify("test".into(), line, NOTIFY_BOUND).await.unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "a b >\n");
         let failed = notify("test".into(), "/bin/sh -c 'exit 3'".into(), NOTIFY_BOUND).await;

@@ -387,4 +387,142 @@ address = "127.0.0.3:80"
             );
         }
     }
+
+    fn target(c: &Config, server: &str) -> Target {
+        Target {
+            service: c.services[0].service.key,
+            server: ServerKey {
+                addr: server.parse().unwrap(),
+                port: 80,
+            },
+        }
+    }
+
+    #[test]
+    fn with_alpha_servers_start_down_and_a_servers_own_quiescent_wins() {
+        let c = parse(
+            r#"
+[global]
+alpha = true
+[[service]]
+tcp = "127.0.0.1:80"
+quiescent = false
+fallback = { address = "127.0.0.9:80" }
+[service.check]
+type = "connect"
+[[service.server]]
+address = "127.0.0.2:80"
+[[service.server]]
+address = "127.0.0.3:80"
+quiescent = true
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let findings = Findings::default();
+        assert_eq!(
+            servers(&effective(&c, &findings)),
+            [("127.0.0.3".into(), 0), ("127.0.0.9".into(), 1)],
+            "no check yet: both down, the fallback in"
+        );
+        findings.start(target(&c, "127.0.0.2"), true, None);
+        assert!(findings.get(&target(&c, "127.0.0.2")).unwrap().pending);
+        down(&findings, &c, "127.0.0.2", true, None);
+        assert_eq!(
+            servers(&effective(&c, &findings)),
+            [("127.0.0.2".into(), 1), ("127.0.0.3".into(), 0)]
+        );
+    }
+
+    #[test]
+    fn below_quorum_the_fallback_takes_over_from_the_live_servers_with_hysteresis() {
+        let c = parse(
+            r#"
+[[service]]
+tcp = "127.0.0.1:80"
+quorum = 3
+hysteresis = 1
+quorum_down = "/bin/down"
+quorum_up = "/bin/up"
+fallback = { address = "127.0.0.9:80" }
+[service.check]
+type = "connect"
+[[service.server]]
+address = "127.0.0.2:80"
+weight = 2
+[[service.server]]
+address = "127.0.0.3:80"
+weight = 2
+[[service.server]]
+address = "127.0.0.4:80"
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let findings = Findings::default();
+        let settle = || {
+            quorum::settle(&c, &findings)
+                .0
+                .into_iter()
+                .map(|ch| (ch.up, ch.live, ch.command))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(settle(), [], "starts in quorum, and keeps it");
+        down(&findings, &c, "127.0.0.2", false, None);
+        assert_eq!(settle(), [], "live 3: not below 3 - 1");
+        assert_eq!(
+            servers(&effective(&c, &findings)),
+            [
+                ("127.0.0.2".into(), 0),
+                ("127.0.0.3".into(), 2),
+                ("127.0.0.4".into(), 1)
+            ]
+        );
+        down(&findings, &c, "127.0.0.3", false, None);
+        assert_eq!(settle(), [(false, 1, Some("/bin/down".into()))]);
+        assert_eq!(settle(), [], "once");
+        assert_eq!(
+            servers(&effective(&c, &findings)),
+            [
+                ("127.0.0.2".into(), 0),
+                ("127.0.0.3".into(), 0),
+                ("127.0.0.4".into(), 0),
+                ("127.0.0.9".into(), 1)
+            ],
+            "the live server is taken out while the fallback stands in"
+        );
+        down(&findings, &c, "127.0.0.3", true, None);
+        assert_eq!(settle(), [], "live 3: not yet 3 + 1");
+        assert_eq!(servers(&effective(&c, &findings)).len(), 4);
+        down(&findings, &c, "127.0.0.2", true, None);
+        assert_eq!(settle(), [(true, 5, Some("/bin/up".into()))]);
+        assert_eq!(
+            servers(&effective(&c, &findings)),
+            [
+                ("127.0.0.2".into(), 2),
+                ("127.0.0.3".into(), 2),
+                ("127.0.0.4".into(), 1)
+            ]
+        );
+        let status = findings.quorum_statuses();
+        assert_eq!(
+            (status[0].up, status[0].live, status[0].quorum),
+            (true, 5, Some(3))
+        );
+    }
+
+    #[test]
+    fn a_quorum_above_the_total_weight_is_lowered_to_it_as_keepalived_does() {
+        let mut c = config(true);
+        c.services[0].health.quorum = Some(10);
+        c.services[0].health.hysteresis = Some(9);
+        // Weights 3 and 1.
+        assert_eq!(
+            quorum::Rule::of(&c.services[0]),
+            quorum::Rule {
+                quorum: Some(4),
+                hysteresis: 3
+            }
+        );
+    }
 }

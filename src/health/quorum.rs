@@ -84,9 +84,7 @@ pub fn live(global: &Global, spec: &ServiceSpec, findings: &Findings) -> (u64, b
         let h = health_of(findings, &target, alpha);
         if h.up {
             any = true;
-            sum += h
-                .weight
-                .map_or(server.weight.max(0) as u64, u64::from);
+            sum += h.weight.map_or(server.weight.max(0) as u64, u64::from);
         }
     }
     (sum, any)
@@ -138,7 +136,7 @@ pub fn settle(config: &Config, findings: &Findings) -> (Vec<Change>, Vec<(Servic
         keys.insert(key);
         let rule = Rule::of(spec);
         let (live, any_up) = live(&config.global, spec, findings);
-        let was = findings.quorum(&key).map_or(true, |s| s.up);
+        let was = findings.quorum(&key).is_none_or(|s| s.up);
         let up = rule.judge(was, live, any_up);
         let h = &spec.health;
         let shown = h.quorum.is_some() || h.quorum_up.is_some() || h.quorum_down.is_some();

@@ -462,7 +462,9 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
                     skip(
                         im,
                         &c.pos,
-                        format!("quorum {v}: keepalived takes 1 to 4294967295 and uses 1 instead; so does uvs"),
+                        format!(
+                            "quorum {v}: keepalived takes 1 to 4294967295 and uses 1 instead; so does uvs"
+                        ),
                     );
                     quorum = Some(1);
                 }
@@ -477,10 +479,7 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
             },
             "quorum_up" => quorum_up = command(c, im),
             "quorum_down" => quorum_down = command(c, im),
-            "sorry_server_inhibit"
-            | "ha_suspend"
-            | "weight"
-            | "smtp_alert" => not_yet(im, c),
+            "sorry_server_inhibit" | "ha_suspend" | "weight" | "smtp_alert" => not_yet(im, c),
             "snmp_name" => skip(im, &c.pos, "snmp_name: uvs has no SNMP; not taken"),
             _ => skip(
                 im,
@@ -614,8 +613,7 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
     // The servers as the table holds them, with whether each was named at another port.
     let mut listed = HashMap::new();
     for r in reals {
-        let Some((server, mut check, inh, own)) = real_server(r, forward, &timers, key, im)
-        else {
+        let Some((server, mut check, inh, own)) = real_server(r, forward, &timers, key, im) else {
             continue;
         };
         if !family_fits(&server, family) {
@@ -783,7 +781,12 @@ fn yes(n: &Node, im: &mut Importing) -> bool {
 
 /// A real server, its check (None: it has none, so keepalived keeps it up), its own
 /// `inhibit_on_failure`, with where it is, and its `notify_up` and `notify_down`.
-type Real = (ServerConfig, Option<Check>, Option<(bool, Pos)>, ServerHealth);
+type Real = (
+    ServerConfig,
+    Option<Check>,
+    Option<(bool, Pos)>,
+    ServerHealth,
+);
 
 /// The real server of a `real_server` block, if uvs takes it.
 fn real_server(
