@@ -88,10 +88,9 @@ fn standard_input_is_read_and_a_setting_not_taken_fails_the_import() {
     assert_eq!(
         text(&out.stderr),
         "-:1: virtual_server 192.0.2.1 80: no protocol; keepalived makes it UDP, and so does uvs\n\
-         -:3: notify_up: not in uvs yet; not taken\n\
          -:4: PING_CHECK: uvs's checks speak TCP and UDP and send no ICMP echo; not taken\n\
          -:7: vrrp_sync_group G: VRRP is keepalived's own job (it moves the VIP); not uvs's, not taken\n\
-         uvs: -: 2 lines not taken\n"
+         uvs: -: 1 line not taken\n"
     );
     assert_eq!(out.status.code(), Some(1));
 }
