@@ -12,7 +12,8 @@
 //! drop, until no child is left running). What is killed is logged at most every ten
 //! seconds, with a count.
 //!
-//! Called by `check::External`, which spawns every check command through [`spawn`], and
+//! Called by `health::command`, which spawns every command the checker runs (external
+//! checks, notify commands) through [`spawn`], and
 //! by `main`, which starts the [`Reaper`] for `uvs run` only. The daemon starts no other
 //! child process. Any future child process must be spawned through [`spawn`] (or
 //! registered as it does), or the reaper kills it as a leftover; a child the daemon was
