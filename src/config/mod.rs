@@ -68,6 +68,10 @@ pub struct Check {
     /// long after instead of the interval, until `failures` take it down (keepalived's
     /// `delay_before_retry`, check_tcp.c `tcp_epilog`).
     pub retry_delay: Option<Duration>,
+    /// `external`: the user the command runs as, and the group instead of the user's
+    /// own (keepalived's MISC_CHECK `user USER [GROUP]`); the daemon must be root.
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 impl Check {
@@ -94,6 +98,8 @@ impl Check {
             verify_certificate: self.verify_certificate.or(base.verify_certificate),
             warmup: self.warmup.or(base.warmup),
             retry_delay: self.retry_delay.or(base.retry_delay),
+            user: self.user.clone().or_else(|| base.user.clone()),
+            group: self.group.clone().or_else(|| base.group.clone()),
         }
     }
 }

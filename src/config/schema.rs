@@ -428,7 +428,36 @@ fn read_check(t: &Table<'_, '_>) -> Check {
     if let Some(item) = t.get("retry_delay") {
         c.retry_delay = item.duration(0..=86_400);
     }
+    read_run_as(t, &mut c);
     c
+}
+
+/// `user` and `group` of an external check: names the system knows (keepalived's
+/// parser refuses unknown ones too).
+fn read_run_as(t: &Table<'_, '_>, c: &mut Check) {
+    let name = |key: &str| {
+        let item = t.get(key)?;
+        let name = item.str(&format!("the name of a {key}"))?;
+        Some((item, name.to_string()))
+    };
+    let user = name("user");
+    let group = name("group");
+    if let Some((item, user)) = &user {
+        let g = group.as_ref().map(|(_, g)| g.as_str());
+        match super::words::run_as(user, g) {
+            Ok(_) => {}
+            Err(e @ super::words::RunAsError::NoGroup(_)) => {
+                if let Some((gitem, _)) = &group {
+                    gitem.problem(e.to_string());
+                }
+            }
+            Err(e) => item.problem(e.to_string()),
+        }
+    } else if let Some((item, _)) = &group {
+        item.problem("a group needs a user");
+    }
+    c.user = user.map(|(_, u)| u);
+    c.group = group.map(|(_, g)| g);
 }
 
 fn read_timeouts(t: &Table<'_, '_>) -> Option<Timeouts> {
@@ -1213,6 +1242,34 @@ hysteresis = 2
                 "t.toml:12:15: service[0].check.retry_delay: expected a duration from 0 to 86400 seconds, as \"30s\", \"5m\" or a number of seconds, found the string \"-1s\"",
                 "t.toml:15:13: service[0].server[0].notify_up: not a command: a backslash that escapes nothing at the end",
                 "t.toml:20:14: service[1].hysteresis: the hysteresis must be less than the quorum (2), or the quorum could never be regained or lost",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_external_checks_user_and_group_must_be_known_to_the_system() {
+        assert_eq!(
+            problems(
+                r#"[[service]]
+tcp = "127.0.0.1:80"
+[service.check]
+user = "no-such-user-uvs"
+[[service.server]]
+address = "127.0.0.2:80"
+[service.server.check]
+user = "root"
+group = "no-such-group-uvs"
+
+[[service]]
+tcp = "127.0.0.1:81"
+[service.check]
+group = "root"
+"#
+            ),
+            [
+                "t.toml:4:8: service[0].check.user: no user named no-such-user-uvs in the system's user database",
+                "t.toml:9:9: service[0].server[0].check.group: no group named no-such-group-uvs in the system's group database",
+                "t.toml:14:9: service[1].check.group: a group needs a user",
             ]
         );
     }

@@ -4,7 +4,8 @@
 //! backslash escaping the next character (`\n`, `\t`, octal `\101`, `\xHH` and the rest
 //! as C writes them). No shell is involved: a command that wants one names it. Used by
 //! `config::schema` to refuse what cannot be split, and by the health checker's command
-//! runner (`health::command`) to run it.
+//! runner (`health::command`) to run it. Also the user and group a command runs as
+//! ([`run_as`]: MISC_CHECK's `user`).
 
 /// Why a command line cannot be run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,6 +16,37 @@ pub enum WordsError {
     Unclosed(char),
     #[error("a backslash that escapes nothing at the end")]
     TrailingBackslash,
+}
+
+/// Why a command cannot run as the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunAsError {
+    #[error("no user named {0} in the system's user database")]
+    NoUser(String),
+    #[error("no group named {0} in the system's group database")]
+    NoGroup(String),
+    #[error("cannot look up {0}: {1}")]
+    Lookup(String, String),
+}
+
+/// The user id and group id a command runs as: `user`'s, with `group`'s id instead of
+/// its primary group if given, as keepalived's core/notify.c `set_uid_gid` takes them
+/// (getpwnam, getgrnam).
+///
+/// # Errors
+/// [`RunAsError`]: no such user or group, or the database could not be read.
+pub fn run_as(user: &str, group: Option<&str>) -> Result<(u32, u32), RunAsError> {
+    let lookup = |e: std::io::Error| RunAsError::Lookup(user.to_string(), e.to_string());
+    let (uid, primary) = crate::sys::user_ids(user)
+        .map_err(lookup)?
+        .ok_or_else(|| RunAsError::NoUser(user.to_string()))?;
+    let gid = match group {
+        None => primary,
+        Some(g) => crate::sys::group_id(g)
+            .map_err(|e| RunAsError::Lookup(g.to_string(), e.to_string()))?
+            .ok_or_else(|| RunAsError::NoGroup(g.to_string()))?,
+    };
+    Ok((uid, gid))
 }
 
 /// The words of `line`: the program, then its arguments.
@@ -112,5 +144,20 @@ mod tests {
         assert_eq!(words("  "), Err(WordsError::Empty));
         assert_eq!(words("/bin/x 'a"), Err(WordsError::Unclosed('\'')));
         assert_eq!(words("/bin/x a\\"), Err(WordsError::TrailingBackslash));
+    }
+
+    #[test]
+    fn a_user_and_group_are_looked_up_in_the_systems_databases() {
+        assert_eq!(run_as("root", None), Ok((0, 0)));
+        let (uid, gid) = run_as("root", Some("root")).unwrap();
+        assert_eq!((uid, gid), (0, 0));
+        assert_eq!(
+            run_as("no-such-user-uvs", None),
+            Err(RunAsError::NoUser("no-such-user-uvs".into()))
+        );
+        assert_eq!(
+            run_as("root", Some("no-such-group-uvs")),
+            Err(RunAsError::NoGroup("no-such-group-uvs".into()))
+        );
     }
 }

@@ -22,11 +22,17 @@ pub const NOTIFY_BOUND: Duration = Duration::from_secs(30);
 /// two, the time its reaper gives the children left at exit.
 pub const STOP_BOUND: Duration = Duration::from_secs(2);
 
-/// Spawns `words` (the program, then its arguments) with `extra` arguments after them.
+/// Spawns `words` (the program, then its arguments) with `extra` arguments after them,
+/// as the user and group ids `run_as` gives (setgid, then setuid in the child, with no
+/// supplementary groups: the daemon must be root), or as the daemon's own.
 ///
 /// # Errors
 /// No word at all, or the program could not be started.
-pub fn spawn(words: &[String], extra: &[String]) -> io::Result<CheckCommand> {
+pub fn spawn(
+    words: &[String],
+    extra: &[String],
+    run_as: Option<(u32, u32)>,
+) -> io::Result<CheckCommand> {
     let (program, args) = words
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command to run"))?;
@@ -37,6 +43,9 @@ pub fn spawn(words: &[String], extra: &[String]) -> io::Result<CheckCommand> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    if let Some((uid, gid)) = run_as {
+        command.uid(uid).gid(gid);
+    }
     orphans::spawn(&mut command)
 }
 
@@ -66,7 +75,7 @@ pub async fn notify(what: String, line: String, bound: Duration) -> Result<(), N
 
 async fn run(line: &str, bound: Duration) -> Result<(), NotifyError> {
     let words = crate::config::words(line)?;
-    let mut child = spawn(&words, &[]).map_err(NotifyError::Spawn)?;
+    let mut child = spawn(&words, &[], None).map_err(NotifyError::Spawn)?;
     match tokio::time::timeout(bound, child.wait()).await {
         Err(_) => Err(NotifyError::Timeout(bound)),
         Ok(Err(e)) => Err(NotifyError::Spawn(e)),

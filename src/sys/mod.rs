@@ -303,3 +303,62 @@ mod tests {
         assert!(tcp_segments(file.as_fd()).is_err());
     }
 }
+
+/// The user id and primary group id of the user named `name`, from the system's user
+/// database (getpwnam_r: /etc/passwd, or what NSS adds); None if there is no such user.
+pub fn user_ids(name: &str) -> std::io::Result<Option<(u32, u32)>> {
+    let name = c_name(name)?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: all-zero is a valid `passwd` (null pointers and zero ids), which
+        // getpwnam_r fills with pointers into `buf`; `buf` outlives the call and its
+        // length is passed; `found` is left null or pointed at `pwd`.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getpwnam_r(
+                name.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match rc {
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            0 => return Ok((!found.is_null()).then_some((pwd.pw_uid, pwd.pw_gid))),
+            e => return Err(std::io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+/// The id of the group named `name` (getgrnam_r); None if there is no such group.
+pub fn group_id(name: &str) -> std::io::Result<Option<u32>> {
+    let name = c_name(name)?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: as in `user_ids`, for `group` and getgrnam_r.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match rc {
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            0 => return Ok((!found.is_null()).then_some(grp.gr_gid)),
+            e => return Err(std::io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+fn c_name(name: &str) -> std::io::Result<std::ffi::CString> {
+    std::ffi::CString::new(name).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL byte in the name")
+    })
+}

@@ -4,7 +4,7 @@
 //! killed when the probe ends or is dropped (its timeout), and what leaves the group is
 //! the reaper's: spawned as every command the checker runs is (`health::command`).
 
-use super::{Endpoint, Failure, Outcome, Probe};
+use super::{BuildError, Endpoint, Failure, Outcome, Probe};
 use crate::config::Check;
 use crate::health::command;
 
@@ -14,11 +14,23 @@ pub struct External {
     /// The program, then its own arguments (the command split at white space).
     words: Vec<String>,
     dynamic_weight: bool,
+    /// The user (by name) and the user and group ids the command runs as
+    /// (keepalived's MISC_CHECK `user`).
+    run_as: Option<(String, u32, u32)>,
 }
 
 impl External {
-    pub fn build(settings: &Check) -> External {
-        External {
+    /// # Errors
+    /// A `user` or `group` the system does not know ([`BuildError::RunAs`]).
+    pub fn build(settings: &Check) -> Result<External, BuildError> {
+        let run_as = match &settings.user {
+            None => None,
+            Some(user) => {
+                let (uid, gid) = crate::config::words::run_as(user, settings.group.as_deref())?;
+                Some((user.clone(), uid, gid))
+            }
+        };
+        Ok(External {
             words: settings
                 .command
                 .as_deref()
@@ -27,7 +39,8 @@ impl External {
                 .map(str::to_string)
                 .collect(),
             dynamic_weight: settings.dynamic_weight == Some(true),
-        }
+            run_as,
+        })
     }
 }
 
@@ -43,8 +56,18 @@ impl Probe for External {
             at.target.server.addr.to_string(),
             at.dest.port().to_string(),
         ];
+        let ids = match &self.run_as {
+            // setuid needs root; keepalived runs as root, uvs may not.
+            Some((user, _, _)) if crate::sys::effective_uid() != 0 => {
+                return Err(Failure::Io(format!(
+                    "cannot run {program} as user {user}: uvs does not run as root"
+                )));
+            }
+            Some((_, uid, gid)) => Some((*uid, *gid)),
+            None => None,
+        };
         // Dropped, by any return or by the probe's timeout, it kills its group.
-        let mut child = command::spawn(&self.words, &extra)
+        let mut child = command::spawn(&self.words, &extra, ids)
             .map_err(|e| Failure::Io(format!("cannot run {program}: {e}")))?;
         let status = child.wait().await.map_err(|e| Failure::Io(e.to_string()))?;
         match status.code() {
@@ -69,10 +92,11 @@ mod tests {
     #[test]
     fn keeps_only_its_own_settings() {
         assert_eq!(
-            External::build(&everything(CheckKind::External, None)),
+            External::build(&everything(CheckKind::External, None)).unwrap(),
             External {
                 words: vec!["/bin/check".into(), "-v".into()],
                 dynamic_weight: true,
+                run_as: Some(("root".into(), 0, 0)),
             }
         );
     }
@@ -110,5 +134,47 @@ mod tests {
         };
         let weighing = build(&dynamic, None).unwrap();
         assert_eq!(probe(&*weighing, &at, timeout).await, Ok(Some(7)));
+    }
+
+    #[tokio::test]
+    async fn a_user_runs_the_command_as_that_user_or_is_refused_without_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // Anyone may write here: the command runs as nobody.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let out = dir.path().join("id");
+        let at = endpoint("127.0.0.1:8080".parse().unwrap(), Protocol::Tcp);
+        let settings = Check {
+            kind: Some(CheckKind::External),
+            command: Some(format!("/bin/sh -c id>{}", out.display())),
+            user: Some("nobody".into()),
+            ..Check::default()
+        };
+        let check = build(&settings, None).unwrap();
+        let result = probe(&*check, &at, Duration::from_secs(30)).await;
+        let (uid, gid) = crate::config::words::run_as("nobody", None).unwrap();
+        if crate::sys::effective_uid() == 0 {
+            assert_eq!(result, Ok(None));
+            let id = std::fs::read_to_string(&out).unwrap();
+            assert!(
+                id.starts_with(&format!("uid={uid}(")) && id.contains(&format!("gid={gid}(")),
+                "{id}"
+            );
+        } else {
+            assert_eq!(
+                result,
+                Err(Failure::Io(
+                    "cannot run /bin/sh as user nobody: uvs does not run as root".into()
+                ))
+            );
+        }
+        let unknown = Check {
+            user: Some("no-such-user-uvs".into()),
+            ..settings
+        };
+        assert_eq!(
+            build(&unknown, None).unwrap_err().to_string(),
+            "no user named no-such-user-uvs in the system's user database"
+        );
     }
 }

@@ -112,6 +112,9 @@ pub struct Endpoint {
 pub enum BuildError {
     #[error("not a regular expression: {0}")]
     Receive(#[from] regex::Error),
+    /// MISC_CHECK's `user` or `group`, which the system does not know.
+    #[error("{0}")]
+    RunAs(#[from] crate::config::words::RunAsError),
 }
 
 /// Why a check failed.
@@ -162,7 +165,7 @@ pub fn build(
         CheckKind::On => Box::new(On),
         CheckKind::Off => Box::new(Off),
         CheckKind::Connect => Box::new(Connect::build(settings)?),
-        CheckKind::External => Box::new(External::build(settings)),
+        CheckKind::External => Box::new(External::build(settings)?),
         CheckKind::Negotiate => match settings.service {
             Some(NegotiateService::Http) => Box::new(Http::build(settings)?),
             Some(NegotiateService::Https) => Box::new(Https::build(settings)?),

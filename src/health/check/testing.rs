@@ -98,5 +98,7 @@ pub fn everything(kind: CheckKind, service: Option<NegotiateService>) -> Check {
         verify_certificate: Some(true),
         warmup: Some(Duration::from_secs(1)),
         retry_delay: Some(Duration::from_secs(1)),
+        user: Some("root".into()),
+        group: None,
     }
 }

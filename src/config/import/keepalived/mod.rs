@@ -1066,11 +1066,12 @@ fn checker(
                 misc_timeout = within(c, TIMEOUT_MAX, im).or(misc_timeout)
             }
             ("MISC_CHECK", "misc_dynamic") => check.dynamic_weight = Some(true),
-            ("MISC_CHECK", "user") => skip(
-                im,
-                &c.pos,
-                "user: uvs runs check commands as its own user; not taken",
-            ),
+            // check_misc.c `misc_user_handler`: a user, then maybe a group.
+            ("MISC_CHECK", "user") if !v.is_empty() && c.words.len() <= 3 => {
+                check.user = Some(v.to_string());
+                check.group = c.words.get(2).cloned();
+            }
+            ("MISC_CHECK", "user") => skip(im, &c.pos, "user: a user and maybe a group; not taken"),
             ("UDP_CHECK", "payload") => match hex(v).and_then(|b| String::from_utf8(b).ok()) {
                 Some(p) => check.request = Some(p),
                 None => skip(
@@ -1318,10 +1319,6 @@ virtual_server 10.0.0.1 81 { }
                     "misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does"
                 ),
                 (
-                    57,
-                    "user: uvs runs check commands as its own user; not taken"
-                ),
-                (
                     69,
                     "type AAAA: uvs's dns check asks for A records; other types are not in uvs yet; not taken"
                 ),
@@ -1353,7 +1350,7 @@ virtual_server 10.0.0.1 81 { }
         );
         // global_defs, vrrp_script, misc_path's note, the service without servers.
         assert_eq!(imported.others_job, 4);
-        assert_eq!(imported.failing(), 10);
+        assert_eq!(imported.failing(), 9);
         let text = render(&imported.config);
         assert_eq!(
             text,
@@ -1414,6 +1411,7 @@ timeout = "4s"
 failures = 1
 command = "/usr/local/bin/check --fast"
 dynamic_weight = true
+user = "nobody"
 
 [[service.server]]
 address = "[2001:db8::2]:80"
