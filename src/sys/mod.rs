@@ -269,41 +269,6 @@ pub fn reap_child(pid: u32) -> std::io::Result<bool> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::{Read, Write};
-    use std::os::fd::AsFd;
-
-    #[test]
-    fn the_peer_of_a_socket_pair_is_this_process_owner() {
-        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        assert_eq!(peer_uid(a.as_fd()).unwrap(), effective_uid());
-    }
-
-    #[test]
-    fn a_loopback_connection_counts_its_segments() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut server, _) = listener.accept().unwrap();
-        client.write_all(b"ping").unwrap();
-        let mut got = [0; 4];
-        server.read_exact(&mut got).unwrap();
-        let (segs_in, segs_out) = tcp_segments(client.as_fd()).unwrap();
-        // The handshake's SYN-ACK in, and the SYN, ACK and data out at least.
-        assert!(
-            segs_in >= 1 && segs_out >= 2,
-            "{segs_in} in, {segs_out} out"
-        );
-    }
-
-    #[test]
-    fn an_option_of_a_descriptor_that_is_not_a_socket_is_an_error() {
-        let file = std::fs::File::open("/dev/null").unwrap();
-        assert!(tcp_segments(file.as_fd()).is_err());
-    }
-}
-
 /// The user id and primary group id of the user named `name`, from the system's user
 /// database (getpwnam_r: /etc/passwd, or what NSS adds); None if there is no such user.
 pub fn user_ids(name: &str) -> std::io::Result<Option<(u32, u32)>> {
@@ -361,4 +326,39 @@ fn c_name(name: &str) -> std::io::Result<std::ffi::CString> {
     std::ffi::CString::new(name).map_err(|_| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL byte in the name")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn the_peer_of_a_socket_pair_is_this_process_owner() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(peer_uid(a.as_fd()).unwrap(), effective_uid());
+    }
+
+    #[test]
+    fn a_loopback_connection_counts_its_segments() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        client.write_all(b"ping").unwrap();
+        let mut got = [0; 4];
+        server.read_exact(&mut got).unwrap();
+        let (segs_in, segs_out) = tcp_segments(client.as_fd()).unwrap();
+        // The handshake's SYN-ACK in, and the SYN, ACK and data out at least.
+        assert!(
+            segs_in >= 1 && segs_out >= 2,
+            "{segs_in} in, {segs_out} out"
+        );
+    }
+
+    #[test]
+    fn an_option_of_a_descriptor_that_is_not_a_socket_is_an_error() {
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert!(tcp_segments(file.as_fd()).is_err());
+    }
 }
