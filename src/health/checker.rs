@@ -662,4 +662,61 @@ address = "127.0.0.3:{port}"
         .await;
         assert_eq!(findings.get(&target).unwrap().failures, 3);
     }
+
+    fn up_server(log: &std::path::Path, omega: bool) -> Config {
+        let append = |word: &str| format!("/bin/sh -c 'echo {word} >> {}'", log.display());
+        parse(
+            &format!(
+                r#"
+[[service]]
+tcp = "127.0.0.1:80"
+omega = {omega}
+quorum_down = "{qd}"
+[service.check]
+type = "on"
+[[service.server]]
+address = "127.0.0.2:80"
+notify_down = "{down}"
+"#,
+                qd = append("quorum-down"),
+                down = append("down"),
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_reload_that_drops_a_live_server_and_its_service_runs_their_down_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("notify");
+        let findings = Arc::new(Findings::default());
+        let checker = Checker::new(Arc::clone(&findings), Arc::new(Notify::new()), 1);
+        checker.follow(&up_server(&log, false));
+        // keepalived's clear_diff_services: omega or not.
+        checker.follow(&Config::default());
+        until("both ran", || lines(&log).len() == 2).await;
+        let mut seen = lines(&log);
+        seen.sort();
+        assert_eq!(seen, ["down", "quorum-down"]);
+    }
+
+    #[tokio::test]
+    async fn a_stop_runs_the_down_commands_with_omega_only() {
+        for omega in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = dir.path().join("notify");
+            let findings = Arc::new(Findings::default());
+            let checker = Checker::new(Arc::clone(&findings), Arc::new(Notify::new()), 1);
+            checker.follow(&up_server(&log, omega));
+            checker.stop().await;
+            let mut seen = lines(&log);
+            seen.sort();
+            if omega {
+                assert_eq!(seen, ["down", "quorum-down"]);
+            } else {
+                assert!(seen.is_empty(), "{seen:?}");
+            }
+        }
+    }
 }
