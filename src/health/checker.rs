@@ -7,7 +7,12 @@
 //! table that follows (`effective`). The reloader tells the checker which servers to
 //! watch whenever it applies a configuration. At most a fixed number of checks are in
 //! progress at once (each holds a socket or a child process: their part of the
-//! descriptor reserve); a check waits for its turn before its clock starts.
+//! descriptor reserve); a check waits for its turn before its clock starts. A `warmup`
+//! spreads the first check over that long, a `retry_delay` brings the next check of a
+//! failing server that is still up sooner. On each change of a server the task runs
+//! its `notify_up`/`notify_down` and judges its service's quorum again
+//! (`quorum::settle`), running `quorum_up`/`quorum_down`; `Checker::stop` runs what
+//! `omega` asks for when the daemon stops.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -125,14 +130,13 @@ struct Shared {
 
 impl Shared {
     /// Judges the quorums again and runs the commands of those that changed
-    /// (`quorum_up`, `quorum_down`); true if any changed.
-    fn settle(&self) -> bool {
+    /// (`quorum_up`, `quorum_down`).
+    fn settle(&self) {
         let config = Arc::clone(&self.config.locked());
         let (changes, _) = quorum::settle(&config, &self.findings);
         for c in &changes {
             quorum_changed(c);
         }
-        !changes.is_empty()
     }
 }
 
@@ -247,23 +251,15 @@ impl Checker {
         drop(tasks);
         findings.retain(&wanted.keys().copied().collect());
         let (changes, gone) = quorum::settle(config, findings);
-        for (service, was_up) in gone {
+        for (service, _) in gone.into_iter().filter(|(_, was_up)| *was_up) {
             let command = old
                 .services
                 .iter()
                 .find(|s| s.service.key == service)
                 .and_then(|s| s.health.quorum_down.clone());
-            if was_up {
-                quorum_changed(&quorum::Change {
-                    service,
-                    up: false,
-                    live: 0,
-                    rule: quorum::Rule {
-                        quorum: None,
-                        hysteresis: 0,
-                    },
-                    command,
-                });
+            if let Some(line) = command {
+                let why = format!("quorum_down of {service} (no longer checked)");
+                tokio::spawn(command::notify(why, line, NOTIFY_BOUND));
             }
         }
         for c in &changes {

@@ -8,6 +8,12 @@
 //! configuration never fight over a server, and `uvsadm -L -n` shows what ldirectord
 //! would have made ipvsadm show. What external checks leave behind, even outside their
 //! process group, is adopted, killed and reaped by the daemon (`orphans`).
+//!
+//! keepalived's states are kept here too: a server with `alpha` starts down until its
+//! first good check; a service's quorum (`quorum`: the live servers' weights, with
+//! hysteresis) decides when the fallback stands in; the checker runs `notify_up`,
+//! `notify_down`, `quorum_up` and `quorum_down` once per change, and with `omega` at
+//! the daemon's stop, through the one command runner (`command`).
 
 pub mod check;
 pub mod checker;
@@ -95,6 +101,9 @@ pub struct Findings {
     map: Mutex<BTreeMap<Target, ServerHealth>>,
     /// Each watched service's quorum as last judged (`quorum::settle`).
     quorums: Mutex<BTreeMap<ServiceKey, quorum::State>>,
+    /// Held across a whole `quorum::settle`, so that two (a check's and a reload's)
+    /// never both see the same change and run its command twice.
+    settling: Mutex<()>,
 }
 
 impl Findings {

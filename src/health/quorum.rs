@@ -17,6 +17,7 @@
 
 use super::{Findings, ServerHealth, Target, watched};
 use crate::config::{Config, Global, ServiceSpec};
+use crate::lock::Locked;
 use crate::table::ServiceKey;
 
 /// What a service's quorum is judged by.
@@ -126,6 +127,7 @@ pub struct Change {
 /// Judges every watched service of `config` again, keeps what it found, and returns
 /// the changes, and the services no longer watched with whether they were in quorum.
 pub fn settle(config: &Config, findings: &Findings) -> (Vec<Change>, Vec<(ServiceKey, bool)>) {
+    let _one_at_a_time = findings.settling.locked();
     let mut changes = Vec::new();
     let mut keys = std::collections::HashSet::new();
     for spec in &config.services {
