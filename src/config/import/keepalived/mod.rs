@@ -1067,9 +1067,16 @@ fn checker(
             }
             ("MISC_CHECK", "misc_dynamic") => check.dynamic_weight = Some(true),
             // check_misc.c `misc_user_handler`: a user, then maybe a group.
+            // keepalived refuses names its system does not know; so does `uvs check`.
             ("MISC_CHECK", "user") if !v.is_empty() && c.words.len() <= 3 => {
-                check.user = Some(v.to_string());
-                check.group = c.words.get(2).cloned();
+                let group = c.words.get(2).cloned();
+                match crate::config::words::run_as(v, group.as_deref()) {
+                    Ok(_) => {
+                        check.user = Some(v.to_string());
+                        check.group = group;
+                    }
+                    Err(e) => skip(im, &c.pos, format!("user: {e}; not taken")),
+                }
             }
             ("MISC_CHECK", "user") => skip(im, &c.pos, "user: a user and maybe a group; not taken"),
             ("UDP_CHECK", "payload") => match hex(v).and_then(|b| String::from_utf8(b).ok()) {
@@ -1458,6 +1465,86 @@ address = "10.0.0.7:25"
     /// keepalived's own quirks: UDP without `protocol`, `ops` reset on TCP, a scheduler
     /// flag read before the scheduler, servers and sorry servers of the other family,
     /// a server's own `inhibit_on_failure`, a service listed twice.
+    #[test]
+    fn keepalived_states_map_to_the_services_and_servers_own() {
+        let imported = import(
+            r#"virtual_server 10.0.0.1 80 {
+    protocol TCP
+    omega
+    quorum 3
+    hysteresis 5
+    quorum_up "/bin/up 'a b'"
+    quorum_down /bin/down root
+    delay_before_retry 2
+    real_server 10.0.0.2 80 {
+        alpha
+        notify_down "/bin/x"
+        TCP_CHECK { warmup 0 }
+    }
+    real_server 10.0.0.3 80 {
+        TCP_CHECK {
+            alpha
+        }
+    }
+    real_server 10.0.0.4 80 {
+        MISC_CHECK {
+            misc_path /bin/true
+            user no-such-user-uvs
+        }
+    }
+}
+"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [
+                (
+                    5,
+                    "hysteresis 5: not below the quorum, 3; keepalived lowers it to 2, and so does uvs"
+                ),
+                (
+                    7,
+                    "quorum_down: the user and group after the command (root): uvs runs commands as its own user; not taken"
+                ),
+                (
+                    10,
+                    "alpha of one real server: uvs's alpha is its virtual server's; not taken"
+                ),
+                (
+                    16,
+                    "alpha of one check: uvs's alpha is its virtual server's; not taken"
+                ),
+                (
+                    21,
+                    "misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does"
+                ),
+                (
+                    22,
+                    "user: no user named no-such-user-uvs in the system's user database; not taken"
+                ),
+            ]
+        );
+        let spec = &imported.config.services[0];
+        let h = &spec.health;
+        assert_eq!(
+            (h.omega, h.quorum, h.hysteresis, h.alpha),
+            (Some(true), Some(3), Some(2), None)
+        );
+        assert_eq!(h.quorum_up.as_deref(), Some("/bin/up 'a b'"));
+        assert_eq!(h.quorum_down, None);
+        let first = spec.servers[0].key();
+        assert_eq!(h.servers[&first].notify_down.as_deref(), Some("/bin/x"));
+        let check = &spec.server_checks[&first];
+        assert_eq!(
+            (check.warmup, check.retry_delay),
+            (Some(Duration::ZERO), Some(Duration::from_secs(2)))
+        );
+        crate::config::schema::parse(&render(&imported.config), Path::new("t.toml"))
+            .expect("passes the schema");
+    }
+
     #[test]
     fn keepalived_quirks_are_kept_and_what_ipvs_refuses_is_reported() {
         let imported = import(
