@@ -246,7 +246,16 @@ pub fn effective(config: &Config, findings: &Findings) -> Config {
         let sorry = fallback.is_some() && !quorum::in_quorum(&config.global, spec, findings);
         let key = spec.service.key;
         let own = spec.health.servers.clone();
+        let standing_in = fallback.as_ref().filter(|_| sorry).map(|f| f.key());
         spec.servers.retain_mut(|server| {
+            // A fallback that is also a real server stands in as the fallback
+            // (keepalived's `s_svr_duplicates_rs`).
+            if standing_in == Some(server.key())
+                && let Some(f) = &fallback
+            {
+                *server = f.clone();
+                return true;
+            }
             let health = quorum::health_of(
                 findings,
                 &Target {
@@ -532,6 +541,36 @@ address = "127.0.0.4:80"
                 quorum: Some(4),
                 hysteresis: 3
             }
+        );
+    }
+
+    #[test]
+    fn a_fallback_that_is_also_a_real_server_stands_in_as_the_fallback() {
+        let c = parse(
+            r#"
+[[service]]
+tcp = "127.0.0.1:80"
+quorum = 4
+fallback = { address = "127.0.0.3:80" }
+[service.check]
+type = "connect"
+[[service.server]]
+address = "127.0.0.2:80"
+weight = 3
+[[service.server]]
+address = "127.0.0.3:80"
+weight = 2
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let findings = Findings::default();
+        down(&findings, &c, "127.0.0.2", false, None);
+        let _ = quorum::settle(&c, &findings);
+        assert_eq!(
+            servers(&effective(&c, &findings)),
+            [("127.0.0.2".into(), 0), ("127.0.0.3".into(), 1)],
+            "live 2 of 4: the fallback's weight, not the real server's, and not 0"
         );
     }
 }
