@@ -37,7 +37,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::reader::{Item, Problems, Report, Table, document};
-use super::{Check, CheckKind, Config, Global, Health, Mode, NegotiateService, ServiceSpec};
+use super::{
+    Check, CheckKind, Config, DnsType, Global, Health, Mode, NegotiateService, ServiceSpec, Url,
+};
 use crate::proxy::congestion::CongestionControl;
 use crate::table::{
     Command, Family, Forward, ListenAddr, ListenRule, Netmask, Protocol, ProxyProtocol,
@@ -296,13 +298,6 @@ fn read_health(t: &Table<'_, '_>, service: Option<(&ServiceKey, &Report<'_>)>) -
 
 fn read_check(t: &Table<'_, '_>) -> Check {
     let mut c = Check::default();
-    let one_of = |names: &[&str]| {
-        names
-            .iter()
-            .map(|n| format!("\"{n}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     if let Some(item) = t.get("type") {
         c.kind = item.parsed(&one_of(CheckKind::NAMES), CheckKind::from_name);
     }
@@ -346,15 +341,7 @@ fn read_check(t: &Table<'_, '_>) -> Check {
         });
     }
     if let Some(item) = t.get("status") {
-        let expected = "a status or a range of them, as 200 or \"200-399\"";
-        c.status = match item.value {
-            toml::de::DeValue::Integer(_) => item.integer(100..=599).map(|n| (n as u16, n as u16)),
-            _ => item.parsed(expected, |s| {
-                let (a, b) = s.split_once('-')?;
-                let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
-                ((100..=599).contains(&a) && (a..=599).contains(&b)).then_some((a, b))
-            }),
-        };
+        c.status = read_statuses(&item);
     }
     if let Some(item) = t.get("dynamic_weight") {
         c.dynamic_weight = item.bool();
@@ -362,7 +349,179 @@ fn read_check(t: &Table<'_, '_>) -> Check {
     if let Some(item) = t.get("verify_certificate") {
         c.verify_certificate = item.bool();
     }
+    read_check_kinds(t, &mut c);
     c
+}
+
+/// The settings of keepalived's check kinds (issue 15): digest, several URLs, DNS
+/// types, the file check, SMTP's HELO, and where a check connects from and to.
+fn read_check_kinds(t: &Table<'_, '_>, c: &mut Check) {
+    if let Some(item) = t.get("digest") {
+        c.digest = read_digest(&item);
+    }
+    if let Some(item) = t.get("url") {
+        let urls: Vec<Url> = item
+            .tables()
+            .into_iter()
+            .filter_map(|(u, span)| read_url(&u, &span))
+            .collect();
+        if matches!(item.value, toml::de::DeValue::Array(a) if a.is_empty()) {
+            item.problem("expected at least one [[url]] table");
+        }
+        if !urls.is_empty() {
+            if let Some(request) = t.get("request") {
+                request.problem("request and url tables: give each URL's path in its table");
+            }
+            c.urls = Some(urls);
+        }
+    }
+    if let Some(item) = t.get("query_type") {
+        c.query_type = item.parsed(&one_of(DnsType::NAMES), DnsType::from_name);
+    }
+    if let Some(item) = t.get("require_answer") {
+        c.require_answer = item.bool();
+    }
+    if let Some(item) = t.get("path") {
+        c.path = item.parsed("an absolute path, as \"/run/weight\"", |p| {
+            p.starts_with('/').then(|| PathBuf::from(p))
+        });
+    }
+    if let Some(item) = t.get("weight") {
+        c.file_weight = item
+            .integer(-i64::from(i32::MAX)..=i64::from(i32::MAX))
+            .map(|w| w as i32);
+    }
+    if let Some(item) = t.get("reverse") {
+        c.reverse = item.bool();
+    }
+    if let Some(item) = t.get("helo") {
+        c.helo = item.parsed("a host name, as \"lb.example.com\"", |h| {
+            (!h.is_empty() && !h.contains(char::is_whitespace)).then(|| h.to_string())
+        });
+    }
+    if let Some(item) = t.get("source") {
+        c.source = item.parsed("an address, as \"10.0.0.5\"", |a| a.parse().ok());
+    }
+    if let Some(item) = t.get("source_port") {
+        c.source_port = item.integer(1..=65535).map(|p| p as u16);
+    }
+    if let Some(item) = t.get("address") {
+        c.address = item.parsed("an address, as \"10.0.0.5\"", |a| a.parse().ok());
+    }
+    if let Some(item) = t.get("hosts") {
+        let hosts: Vec<Option<SocketAddr>> = item
+            .array("an array of addresses with ports, as [\"10.0.0.7:25\"]")
+            .iter()
+            .map(|h| {
+                h.parsed("an address with a port, as \"10.0.0.7:25\"", |a| {
+                    a.parse().ok()
+                })
+            })
+            .collect();
+        if hosts.is_empty() && matches!(item.value, toml::de::DeValue::Array(_)) {
+            item.problem("expected at least one address with a port");
+        }
+        c.hosts = hosts
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .filter(|h| !h.is_empty());
+    }
+    if c.kind == Some(CheckKind::File)
+        && c.path.is_none()
+        && t.get("path").is_none()
+        && let Some(item) = t.get("type")
+    {
+        item.problem("a file check needs a path");
+    }
+}
+
+/// Names as the error messages list them: `"a", "b"`.
+fn one_of(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `status`: 200, "200-399", or an array of them (keepalived's `status_code 200
+/// 301-302`, check_http.c's `status_code_handler`).
+fn read_statuses(item: &Item<'_, '_>) -> Option<Vec<(u16, u16)>> {
+    let one = |item: &Item<'_, '_>| {
+        let expected = "a status or a range of them, as 200 or \"200-399\"";
+        match item.value {
+            toml::de::DeValue::Integer(_) => item.integer(100..=599).map(|n| (n as u16, n as u16)),
+            _ => item.parsed(expected, |s| {
+                let (a, b) = s.split_once('-')?;
+                let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
+                ((100..=599).contains(&a) && (a..=599).contains(&b)).then_some((a, b))
+            }),
+        }
+    };
+    match item.value {
+        toml::de::DeValue::Array(_) => {
+            let elements = item.array("an array of statuses");
+            if elements.is_empty() {
+                item.problem("expected at least one status");
+                return None;
+            }
+            let read: Vec<_> = elements.iter().map(one).collect();
+            read.into_iter().collect()
+        }
+        _ => one(item).map(|r| vec![r]),
+    }
+}
+
+/// `digest`: an MD5, 32 hex digits (check_http.c's `digest_handler`), kept in lower
+/// case as genhash prints it.
+fn read_digest(item: &Item<'_, '_>) -> Option<String> {
+    item.parsed(
+        "an MD5 digest, 32 hex digits, as \"9b3a0c85a887a256d6939da88aabd8cd\"",
+        |d| {
+            (d.len() == 32 && d.chars().all(|c| c.is_ascii_hexdigit()))
+                .then(|| d.to_ascii_lowercase())
+        },
+    )
+}
+
+/// One `[[service.check.url]]` table: `path` (needed), `status`, `receive`, `digest`,
+/// `virtualhost`.
+fn read_url(t: &Table<'_, '_>, span: &Range<usize>) -> Option<Url> {
+    let mut url = Url::default();
+    let path = t.get("path").and_then(|i| {
+        i.parsed("a path, as \"/index.html\"", |p| {
+            (!p.is_empty()).then(|| p.to_string())
+        })
+    });
+    if let Some(item) = t.get("status") {
+        url.status = read_statuses(&item);
+    }
+    if let Some(item) = t.get("receive")
+        && let Some(pattern) = item.str("a regular expression")
+    {
+        match regex::Regex::new(pattern) {
+            Ok(_) => url.receive = Some(pattern.to_string()),
+            Err(e) => item.problem(format!("not a regular expression: {e}")),
+        }
+    }
+    if let Some(item) = t.get("digest") {
+        url.digest = read_digest(&item);
+    }
+    url.virtualhost = t
+        .get("virtualhost")
+        .and_then(|i| i.str("a host name").map(str::to_string));
+    match path {
+        Some(path) => {
+            url.path = path;
+            Some(url)
+        }
+        None => {
+            if t.get("path").is_none() {
+                t.report().at(span, t.path(), "a url needs a path");
+            }
+            None
+        }
+    }
 }
 
 fn read_timeouts(t: &Table<'_, '_>) -> Option<Timeouts> {
@@ -1039,7 +1198,7 @@ address = "nowhere"
                 "t.toml:10:18: service[0].proxy_protocol: expected \"v1\" or \"v2\", found the string \"v3\"",
                 "t.toml:11:11: service[0].listen[0]: expected \"tcp ADDR:PORT\" or \"udp ADDR:PORT\", found the string \"sctp 127.0.0.1:80\"",
                 "t.toml:11:32: service[0].listen[1]: expected \"tcp ADDR:PORT\" or \"udp ADDR:PORT\", found the integer 7",
-                "t.toml:14:8: service[0].check.type: expected \"connect\", \"negotiate\", \"external\", \"on\", \"off\", found the string \"ping\"",
+                "t.toml:14:8: service[0].check.type: expected \"connect\", \"negotiate\", \"external\", \"on\", \"off\", \"file\", found the string \"ping\"",
                 "t.toml:15:11: service[0].check.service: expected \"http\", \"https\", \"simpletcp\", \"smtp\", \"dns\", found the string \"gopher\"",
                 "t.toml:16:10: service[0].check.method: expected \"GET\" or \"HEAD\", found the string \"POST\"",
                 "t.toml:17:10: service[0].check.status: expected a status or a range of them, as 200 or \"200-399\", found the string \"600-700\"",

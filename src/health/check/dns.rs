@@ -2,21 +2,29 @@
 //! ("." without one), over UDP, or over TCP for TCP services; the server is up when it
 //! answers with at least one record and, given `receive`, one of them (an address in
 //! dotted form, another record as its debug text) matches it.
+//!
+//! keepalived's DNS_CHECK (keepalived/check/check_dns.c) adds `query_type` (its `type`:
+//! A, NS, CNAME, SOA, MX, TXT, AAAA, RRSIG, DNSKEY, `DNS_TYPE`) and takes any answer
+//! with the query's id, the response bit and rcode 0 as up, records or not
+//! (`dns_recv_thread`): `require_answer = false`.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::io::{io_failure, udp_exchange};
+use super::io::{Bind, io_failure, udp_exchange};
 use super::receive::Receive;
 use super::{BuildError, Endpoint, Failure, Outcome, Probe};
-use crate::config::Check;
+use crate::config::{Check, DnsType};
 use crate::table::Protocol;
 
-/// The name asked for, and what an answer must match.
+/// The name and type asked for, and what an answer must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dns {
     name: String,
     receive: Option<Receive>,
+    query_type: DnsType,
+    /// An answer without records is down (ldirectord) or up (keepalived).
+    require_answer: bool,
+    bind: Bind,
 }
 
 impl Dns {
@@ -26,6 +34,9 @@ impl Dns {
         Ok(Dns {
             name: settings.request.clone().unwrap_or_else(|| ".".into()),
             receive: Receive::of(settings)?,
+            query_type: settings.query_type.unwrap_or(DnsType::A),
+            require_answer: settings.require_answer.unwrap_or(true),
+            bind: Bind::of(settings),
         })
     }
 }
@@ -40,7 +51,7 @@ impl Probe for Dns {
             .map_err(|e| Failure::Garbled(e.to_string()))?;
         query.questions.push(Question::new(
             qname,
-            QTYPE::TYPE(TYPE::A),
+            QTYPE::TYPE(TYPE::from(self.query_type.code())),
             QCLASS::CLASS(CLASS::IN),
             false,
         ));
@@ -48,7 +59,7 @@ impl Probe for Dns {
             .build_bytes_vec()
             .map_err(|e| Failure::Garbled(e.to_string()))?;
         let answer = if at.protocol == Protocol::Tcp {
-            let mut stream = TcpStream::connect(at.dest).await.map_err(io_failure)?;
+            let mut stream = self.bind.connect(at.dest).await?;
             let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
             framed.extend_from_slice(&bytes);
             stream.write_all(&framed).await.map_err(io_failure)?;
@@ -57,15 +68,23 @@ impl Probe for Dns {
             stream.read_exact(&mut body).await.map_err(io_failure)?;
             body
         } else {
-            udp_exchange(at.dest, &bytes).await?
+            udp_exchange(&self.bind, at.dest, &bytes).await?
         };
         let reply = Packet::parse(&answer).map_err(|e| Failure::Garbled(format!("DNS: {e}")))?;
         if reply.id() != id {
             return Err(Failure::Garbled("DNS answer to another query".into()));
         }
-        if reply.rcode() != RCODE::NoError || reply.answers.is_empty() {
+        // The type is named when it is not ldirectord's A.
+        let what = match self.query_type {
+            DnsType::A => "DNS".to_string(),
+            other => format!("DNS {}", other.name()),
+        };
+        if !reply.has_flags(PacketFlag::RESPONSE) {
+            return Err(Failure::Garbled(format!("{what}: a query, not an answer")));
+        }
+        if reply.rcode() != RCODE::NoError || (self.require_answer && reply.answers.is_empty()) {
             return Err(Failure::Garbled(format!(
-                "DNS: {:?}, {} answers",
+                "{what}: {:?}, {} answers",
                 reply.rcode(),
                 reply.answers.len()
             )));
@@ -76,6 +95,9 @@ impl Probe for Dns {
         let found = reply.answers.iter().any(|rr| {
             let text = match &rr.rdata {
                 simple_dns::rdata::RData::A(a) => std::net::Ipv4Addr::from(a.address).to_string(),
+                simple_dns::rdata::RData::AAAA(a) => {
+                    std::net::Ipv6Addr::from(a.address).to_string()
+                }
                 other => format!("{other:?}"),
             };
             re.is_match(text.as_bytes())
@@ -105,6 +127,9 @@ mod tests {
             Dns {
                 name: "health".into(),
                 receive: Some(Receive::new("^ok").unwrap()),
+                query_type: DnsType::Aaaa,
+                require_answer: false,
+                bind: super::super::testing::everything_bind(),
             }
         );
     }

@@ -2,97 +2,210 @@
 //! (`/` without one) with `virtualhost` as Host (the server's address without one), the
 //! answer's status within `status` (2xx without one) and its body matching `receive`.
 //! No chunked answers: HTTP/1.0 servers do not send them. `https` speaks it over TLS.
+//!
+//! keepalived's HTTP_GET adds to it (keepalived/check/check_http.c): a `digest`, the
+//! MD5 of the body (`http_process_response` hashes the body, up to its Content-Length
+//! when it has one; `http_handle_response` compares it after the status and before the
+//! regex); statuses given as several ranges (`status_code_handler`); and several
+//! `url`s, asked one after another on connections of their own, the server up only
+//! when every one passes (`epilog`: the check completes when the last URL has passed;
+//! a failed URL fails it).
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::io::{io_failure, read_answer};
+use super::io::{Bind, read_answer};
 use super::receive::{Receive, matches};
 use super::{BuildError, Endpoint, Failure, Outcome, Probe};
 use crate::config::Check;
 
-/// An HTTP request and what its answer must be.
+/// The statuses taken as healthy without `status`: keepalived's and ldirectord's 2xx.
+const DEFAULT_STATUS: (u16, u16) = (200, 299);
+
+/// HTTP requests and what their answers must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Http {
+    /// GET or HEAD.
+    method: String,
+    /// The URLs asked for, in order; each must pass.
+    pages: Vec<Page>,
+    /// Where the check connects from.
+    pub(super) bind: Bind,
+}
+
+/// One URL and what its answer must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
     /// The path asked for, starting with `/`.
     path: String,
     /// The Host header; the server's address without one.
     pub(super) virtualhost: Option<String>,
-    /// GET or HEAD.
-    method: String,
-    /// The statuses taken as healthy, inclusive.
-    status: (u16, u16),
+    /// The statuses taken as healthy: inclusive ranges, any of which will do.
+    status: Vec<(u16, u16)>,
     /// What the body must match.
     receive: Option<Receive>,
+    /// The body's MD5, lower-case hex.
+    digest: Option<String>,
 }
 
 impl Http {
     /// # Errors
     /// A `receive` that is not a regular expression.
     pub fn build(settings: &Check) -> Result<Http, BuildError> {
-        let path = settings.request.as_deref().unwrap_or("/");
-        Ok(Http {
-            path: if path.starts_with('/') {
+        let rooted = |path: &str| {
+            if path.starts_with('/') {
                 path.to_string()
             } else {
                 format!("/{path}")
-            },
-            virtualhost: settings.virtualhost.clone(),
+            }
+        };
+        let status = || {
+            settings
+                .status
+                .clone()
+                .unwrap_or_else(|| vec![DEFAULT_STATUS])
+        };
+        let pages = match &settings.urls {
+            Some(urls) if !urls.is_empty() => urls
+                .iter()
+                .map(|u| {
+                    Ok(Page {
+                        path: rooted(&u.path),
+                        virtualhost: u.virtualhost.clone().or(settings.virtualhost.clone()),
+                        status: u.status.clone().unwrap_or_else(status),
+                        receive: u
+                            .receive
+                            .as_deref()
+                            .or(settings.receive.as_deref())
+                            .map(Receive::new)
+                            .transpose()?,
+                        digest: u.digest.clone().or(settings.digest.clone()),
+                    })
+                })
+                .collect::<Result<_, BuildError>>()?,
+            _ => vec![Page {
+                path: rooted(settings.request.as_deref().unwrap_or("/")),
+                virtualhost: settings.virtualhost.clone(),
+                status: status(),
+                receive: Receive::of(settings)?,
+                digest: settings.digest.clone(),
+            }],
+        };
+        Ok(Http {
             method: settings.method.clone().unwrap_or_else(|| "GET".into()),
-            status: settings.status.unwrap_or((200, 299)),
-            receive: Receive::of(settings)?,
+            pages,
+            bind: Bind::of(settings),
         })
+    }
+
+    /// The URLs, in the order they are asked for.
+    pub(super) fn pages(&self) -> &[Page] {
+        &self.pages
+    }
+
+    /// A failure of `page`, named by its path when there are several.
+    pub(super) fn of_page(&self, page: &Page, failure: Failure) -> Failure {
+        if self.pages.len() > 1 {
+            Failure::At(format!("url {}", page.path), Box::new(failure))
+        } else {
+            failure
+        }
     }
 }
 
 impl Probe for Http {
     async fn run(&self, at: &Endpoint) -> Outcome {
-        let mut stream = TcpStream::connect(at.dest).await.map_err(io_failure)?;
-        self.exchange(at, &mut stream).await?;
+        for page in &self.pages {
+            let result = async {
+                let mut stream = self.bind.connect(at.dest).await?;
+                self.exchange(at, page, &mut stream).await
+            }
+            .await;
+            result.map_err(|f| self.of_page(page, f))?;
+        }
         Ok(None)
     }
 }
 
 impl Http {
-    /// The request and its answer over `stream`, plain or TLS.
+    /// The request for `page` and its answer over `stream`, plain or TLS.
     pub(super) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         at: &Endpoint,
+        page: &Page,
         stream: &mut S,
     ) -> Result<(), Failure> {
-        let host = self
+        let host = page
             .virtualhost
             .clone()
             .unwrap_or_else(|| at.dest.ip().to_string());
         let request = format!(
             "{} {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: uvs-health-check\r\nConnection: close\r\n\r\n",
-            self.method, self.path
+            self.method, page.path
         );
         stream
             .write_all(request.as_bytes())
             .await
-            .map_err(io_failure)?;
+            .map_err(super::io::io_failure)?;
         let answer = read_answer(stream).await?;
         let head_end = answer
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
             .ok_or_else(|| Failure::Garbled("no HTTP answer".into()))?;
-        let status_line = answer[..head_end]
-            .split(|&b| b == b'\n')
-            .next()
-            .unwrap_or(&[]);
+        let head = &answer[..head_end];
+        let status_line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
         let status: u16 = std::str::from_utf8(status_line)
             .ok()
             .filter(|l| l.starts_with("HTTP/"))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| Failure::Garbled("no HTTP status line".into()))?;
-        let (low, high) = self.status;
-        if !(low..=high).contains(&status) {
+        if !page
+            .status
+            .iter()
+            .any(|&(low, high)| (low..=high).contains(&status))
+        {
             return Err(Failure::Status(status));
         }
-        matches(self.receive.as_ref(), &answer[head_end + 4..])
+        let body = &answer[head_end + 4..];
+        if let Some(want) = &page.digest {
+            let got = md5_hex(&body[..body.len().min(content_length(head).unwrap_or(usize::MAX))]);
+            if &got != want {
+                return Err(Failure::Digest {
+                    got,
+                    want: want.clone(),
+                });
+            }
+        }
+        matches(page.receive.as_ref(), body)
     }
+}
+
+/// The MD5 of `bytes` in lower-case hex, as keepalived's genhash prints it
+/// (check_http.c's `format_digest`: `%2.2x` per byte).
+pub fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest;
+    use std::fmt::Write;
+    let sum = md5::Md5::digest(bytes);
+    let mut hex = String::with_capacity(32);
+    for b in sum.iter() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// The Content-Length of an answer's `head`, if it has one (keepalived's
+/// `extract_content_length`: the body hashed is cut there).
+fn content_length(head: &[u8]) -> Option<usize> {
+    std::str::from_utf8(head)
+        .ok()?
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
 }
 
 #[cfg(test)]
@@ -111,11 +224,15 @@ mod tests {
         assert_eq!(
             built_from_everything(NegotiateService::Http, Http::build),
             Http {
-                path: "/health".into(),
-                virtualhost: Some("www.test".into()),
                 method: "HEAD".into(),
-                status: (200, 399),
-                receive: Some(Receive::new("^ok").unwrap()),
+                pages: vec![Page {
+                    path: "/health".into(),
+                    virtualhost: Some("www.test".into()),
+                    status: vec![(200, 399)],
+                    receive: Some(Receive::new("^ok").unwrap()),
+                    digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
+                }],
+                bind: super::super::testing::everything_bind(),
             }
         );
     }

@@ -2,10 +2,7 @@
 //! `health::tls`). The certificate is verified only when `verify_certificate` asks;
 //! `virtualhost` is also the name sent (SNI), the server's address without one.
 
-use tokio::net::TcpStream;
-
 use super::http::Http;
-use super::io::io_failure;
 use super::{BuildError, Endpoint, Failure, Outcome, Probe};
 use crate::config::Check;
 use crate::health::tls;
@@ -32,17 +29,24 @@ impl Https {
 impl Probe for Https {
     async fn run(&self, at: &Endpoint) -> Outcome {
         let config = tls::client_config(self.verify).map_err(Failure::Garbled)?;
-        let tcp = TcpStream::connect(at.dest).await.map_err(io_failure)?;
-        let name = match &self.http.virtualhost {
-            Some(host) => rustls::pki_types::ServerName::try_from(host.clone())
-                .map_err(|e| Failure::Garbled(format!("virtualhost: {e}")))?,
-            None => rustls::pki_types::ServerName::IpAddress(at.dest.ip().into()),
-        };
-        let mut stream = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| Failure::Garbled(format!("TLS: {e}")))?;
-        self.http.exchange(at, &mut stream).await?;
+        // Each URL on a connection of its own, as keepalived's SSL_GET asks them.
+        for page in self.http.pages() {
+            let result = async {
+                let tcp = self.http.bind.connect(at.dest).await?;
+                let name = match &page.virtualhost {
+                    Some(host) => rustls::pki_types::ServerName::try_from(host.clone())
+                        .map_err(|e| Failure::Garbled(format!("virtualhost: {e}")))?,
+                    None => rustls::pki_types::ServerName::IpAddress(at.dest.ip().into()),
+                };
+                let mut stream = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| Failure::Garbled(format!("TLS: {e}")))?;
+                self.http.exchange(at, page, &mut stream).await
+            }
+            .await;
+            result.map_err(|f| self.http.of_page(page, f))?;
+        }
         Ok(None)
     }
 }

@@ -28,6 +28,7 @@
 mod connect;
 mod dns;
 mod external;
+mod file;
 mod http;
 mod https;
 mod io;
@@ -50,6 +51,7 @@ use std::time::Duration;
 pub use connect::Connect;
 pub use dns::Dns;
 pub use external::External;
+pub use file::File;
 pub use http::Http;
 pub use https::Https;
 pub use maintenance::Maintenance;
@@ -101,8 +103,11 @@ pub struct Endpoint {
     /// What `external` commands get as vip and vport.
     pub vip: String,
     pub vport: u16,
-    /// Where the probe goes: the server, on the check port if there is one.
+    /// Where the probe goes: the server (or the check's `address`), on the check port
+    /// if there is one.
     pub dest: SocketAddr,
+    /// The server's configured weight, which a `file` check adds to.
+    pub weight: i32,
 }
 
 /// A check's settings that cannot be used; the configuration refuses them with the same
@@ -130,6 +135,14 @@ pub enum Failure {
     Killed,
     Off,
     Maintenance(PathBuf),
+    /// The body's MD5 is not the `digest` (keepalived's "MD5 digest error").
+    Digest {
+        got: String,
+        want: String,
+    },
+    /// A failure of one part of the check: a URL of several, an SMTP host, a source
+    /// address.
+    At(String, Box<Failure>),
 }
 
 impl fmt::Display for Failure {
@@ -145,6 +158,10 @@ impl fmt::Display for Failure {
             Failure::Killed => write!(f, "killed by a signal"),
             Failure::Off => write!(f, "check type off"),
             Failure::Maintenance(p) => write!(f, "maintenance file {}", p.display()),
+            Failure::Digest { got, want } => {
+                write!(f, "MD5 digest {got} of the body, not the expected {want}")
+            }
+            Failure::At(part, failure) => write!(f, "{part}: {failure}"),
         }
     }
 }
@@ -163,10 +180,11 @@ pub fn build(
         CheckKind::Off => Box::new(Off),
         CheckKind::Connect => Box::new(Connect::build(settings)?),
         CheckKind::External => Box::new(External::build(settings)),
+        CheckKind::File => Box::new(File::build(settings)),
         CheckKind::Negotiate => match settings.service {
             Some(NegotiateService::Http) => Box::new(Http::build(settings)?),
             Some(NegotiateService::Https) => Box::new(Https::build(settings)?),
-            Some(NegotiateService::Smtp) => Box::new(Smtp),
+            Some(NegotiateService::Smtp) => Box::new(Smtp::build(settings)),
             Some(NegotiateService::Dns) => Box::new(Dns::build(settings)?),
             Some(NegotiateService::SimpleTcp) | None => Box::new(SimpleTcp::build(settings)?),
         },
