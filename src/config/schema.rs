@@ -426,13 +426,6 @@ fn read_check_kinds(t: &Table<'_, '_>, c: &mut Check) {
             .collect::<Option<Vec<_>>>()
             .filter(|h| !h.is_empty());
     }
-    if c.kind == Some(CheckKind::File)
-        && c.path.is_none()
-        && t.get("path").is_none()
-        && let Some(item) = t.get("type")
-    {
-        item.problem("a file check needs a path");
-    }
 }
 
 /// Names as the error messages list them: `"a", "b"`.

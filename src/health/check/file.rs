@@ -17,7 +17,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use super::{Endpoint, Failure, Outcome, Probe};
+use super::{BuildError, Endpoint, Failure, Outcome, Probe};
 use crate::config::Check;
 
 /// The most of the file read (keepalived's `char buf[128]`, less its terminator).
@@ -36,9 +36,11 @@ pub struct File {
 }
 
 impl File {
-    pub fn build(settings: &Check) -> File {
-        File {
-            path: settings.path.clone().unwrap_or_default(),
+    /// # Errors
+    /// [`BuildError::NoPath`] without a `path`.
+    pub fn build(settings: &Check) -> Result<File, BuildError> {
+        Ok(File {
+            path: settings.path.clone().ok_or(BuildError::NoPath)?,
             weight: settings.file_weight.map_or(1, i64::from),
             multiplier: if settings.reverse == Some(true) {
                 -1
@@ -46,7 +48,7 @@ impl File {
                 1
             },
             last: AtomicI64::new(0),
-        }
+        })
     }
 
     /// The file's number now (`process_track_file`).
@@ -132,10 +134,24 @@ mod tests {
 
     #[test]
     fn keeps_only_its_own_settings() {
-        let file = File::build(&everything(CheckKind::File, None));
+        let file = File::build(&everything(CheckKind::File, None)).unwrap();
         assert_eq!(
             (file.path, file.weight, file.multiplier),
             (PathBuf::from("/run/weight"), -3, -1)
+        );
+    }
+
+    #[test]
+    fn a_file_check_without_a_path_cannot_be_built() {
+        let settings = Check {
+            kind: Some(CheckKind::File),
+            ..Check::default()
+        };
+        assert_eq!(
+            super::super::build(&settings, None)
+                .unwrap_err()
+                .to_string(),
+            "a file check needs a path"
         );
     }
 

@@ -213,7 +213,7 @@ mod tests {
     use super::super::receive::COMPILED;
     use tokio::io::AsyncReadExt;
 
-    use super::super::testing::{built_from_everything, endpoint, negotiate};
+    use super::super::testing::{build_and_probe, built_from_everything, endpoint, negotiate};
     use super::super::{build, probe};
     use super::*;
     use crate::config::NegotiateService;
@@ -282,6 +282,145 @@ mod tests {
             COMPILED.with(|n| n.get()),
             before + 1,
             "three probes compiled nothing"
+        );
+    }
+
+    /// An HTTP server that answers each of its first `clients` requests with the answer
+    /// of the page whose path the request line names, 404 for another.
+    async fn pages_server(
+        pages: &'static [(&'static str, &'static [u8])],
+        clients: usize,
+    ) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for _ in 0..clients {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request);
+                let path = text.split_whitespace().nth(1).unwrap_or("");
+                let answer = pages
+                    .iter()
+                    .find(|(p, _)| *p == path)
+                    .map_or(&b"HTTP/1.0 404 Not Found\r\n\r\n"[..], |(_, a)| a);
+                let _ = s.write_all(answer).await;
+            }
+        });
+        addr
+    }
+
+    fn http(settings: Check) -> Check {
+        settings.or(&negotiate(NegotiateService::Http))
+    }
+
+    #[test]
+    fn md5_is_printed_as_genhash_prints_it() {
+        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(md5_hex(b"healthy\n"), "3b1fb749c971d7a2c6a517b37f735df2");
+    }
+
+    #[tokio::test]
+    async fn a_digest_is_of_the_body_up_to_its_content_length() {
+        let good = pages_server(
+            &[(
+                "/",
+                b"HTTP/1.0 200 OK\r\nContent-Length: 8\r\n\r\nhealthy\ntrailing junk",
+            )],
+            1,
+        )
+        .await;
+        let check = http(Check {
+            digest: Some("3b1fb749c971d7a2c6a517b37f735df2".into()),
+            ..Check::default()
+        });
+        assert_eq!(build_and_probe(good, Protocol::Tcp, &check).await, Ok(None));
+        let bad = pages_server(&[("/", b"HTTP/1.0 200 OK\r\n\r\nbroken\n")], 1).await;
+        let failure = build_and_probe(bad, Protocol::Tcp, &check)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            failure.to_string(),
+            "MD5 digest 7657a3a3c58088d06aa33ab174622ef4 of the body, not the expected 3b1fb749c971d7a2c6a517b37f735df2"
+        );
+    }
+
+    #[tokio::test]
+    async fn any_of_several_status_ranges_will_do() {
+        let check = http(Check {
+            status: Some(vec![(200, 200), (301, 302)]),
+            ..Check::default()
+        });
+        for (answer, expected) in [
+            (&b"HTTP/1.0 302 Found\r\n\r\n"[..], Ok(None)),
+            (&b"HTTP/1.0 200 OK\r\n\r\n"[..], Ok(None)),
+            (&b"HTTP/1.0 301 Moved\r\n\r\n"[..], Ok(None)),
+            (
+                &b"HTTP/1.0 204 No Content\r\n\r\n"[..],
+                Err(Failure::Status(204)),
+            ),
+            (
+                &b"HTTP/1.0 303 See Other\r\n\r\n"[..],
+                Err(Failure::Status(303)),
+            ),
+        ] {
+            let answer: &'static [u8] = answer;
+            let pages: &'static [(&str, &[u8])] = Box::leak(Box::new([("/", answer)]));
+            let server = pages_server(pages, 1).await;
+            assert_eq!(
+                build_and_probe(server, Protocol::Tcp, &check).await,
+                expected,
+                "{}",
+                String::from_utf8_lossy(answer)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn every_url_must_pass_and_a_failure_names_its_url() {
+        const PAGES: &[(&str, &[u8])] = &[
+            ("/a", b"HTTP/1.0 200 OK\r\n\r\nhealthy\n"),
+            ("/b", b"HTTP/1.0 200 OK\r\n\r\nok\n"),
+        ];
+        let url = |path: &str, digest: Option<&str>| crate::config::Url {
+            path: path.into(),
+            digest: digest.map(str::to_string),
+            ..crate::config::Url::default()
+        };
+        let both = http(Check {
+            urls: Some(vec![
+                url("/a", Some("3b1fb749c971d7a2c6a517b37f735df2")),
+                crate::config::Url {
+                    receive: Some("^ok".into()),
+                    ..url("/b", None)
+                },
+            ]),
+            ..Check::default()
+        });
+        let server = pages_server(PAGES, 2).await;
+        assert_eq!(
+            build_and_probe(server, Protocol::Tcp, &both).await,
+            Ok(None)
+        );
+        let third = http(Check {
+            urls: Some(vec![url("/a", None), url("/b", None), url("/c", None)]),
+            ..Check::default()
+        });
+        let server = pages_server(PAGES, 3).await;
+        assert_eq!(
+            build_and_probe(server, Protocol::Tcp, &third)
+                .await
+                .unwrap_err()
+                .to_string(),
+            "url /c: wrong status 404"
         );
     }
 }

@@ -117,6 +117,9 @@ pub struct Endpoint {
 pub enum BuildError {
     #[error("not a regular expression: {0}")]
     Receive(#[from] regex::Error),
+    /// A `file` check given no `path` (here or in the checks it takes defaults from).
+    #[error("a file check needs a path")]
+    NoPath,
 }
 
 /// Why a check failed.
@@ -180,7 +183,7 @@ pub fn build(
         CheckKind::Off => Box::new(Off),
         CheckKind::Connect => Box::new(Connect::build(settings)?),
         CheckKind::External => Box::new(External::build(settings)),
-        CheckKind::File => Box::new(File::build(settings)),
+        CheckKind::File => Box::new(File::build(settings)?),
         CheckKind::Negotiate => match settings.service {
             Some(NegotiateService::Http) => Box::new(Http::build(settings)?),
             Some(NegotiateService::Https) => Box::new(Https::build(settings)?),
