@@ -319,6 +319,19 @@ address = "127.0.0.4"
         );
     }
 
+    #[test]
+    fn a_checks_address_is_where_it_goes_instead_of_the_servers() {
+        let config = parse(
+            "[[service]]\ntcp = \"127.0.0.1:80\"\n[service.check]\ntype = \"connect\"\naddress = \"127.0.0.9\"\n[[service.server]]\naddress = \"127.0.0.2:80\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let checks = server_checks(&config);
+        let check = checks.values().next().unwrap();
+        assert_eq!(check.endpoint.dest.to_string(), "127.0.0.9:80");
+        assert_eq!(check.endpoint.target.server.addr.to_string(), "127.0.0.2");
+    }
+
     #[tokio::test]
     async fn a_check_that_cannot_be_built_keeps_its_server_down_with_the_reason() {
         let mut config = parse(

@@ -78,4 +78,53 @@ mod tests {
             Err(Failure::Refused)
         );
     }
+
+    #[tokio::test]
+    async fn a_source_is_where_the_check_connects_from_and_is_named_in_its_failures() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        let check = Check {
+            kind: Some(CheckKind::Connect),
+            source: Some("127.0.0.5".parse().unwrap()),
+            ..Check::default()
+        };
+        let (probed, accepted) = tokio::join!(
+            build_and_probe(server, Protocol::Tcp, &check),
+            listener.accept()
+        );
+        assert_eq!(probed, Ok(None));
+        assert_eq!(accepted.unwrap().1.ip().to_string(), "127.0.0.5");
+        drop(listener);
+        assert_eq!(
+            build_and_probe(server, Protocol::Tcp, &check)
+                .await
+                .unwrap_err()
+                .to_string(),
+            "from 127.0.0.5:0: connection refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_source_port_is_bound_too() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        // A port free now, for the check to bind.
+        let port = std::net::TcpListener::bind("127.0.0.6:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let check = Check {
+            kind: Some(CheckKind::Connect),
+            source: Some("127.0.0.6".parse().unwrap()),
+            source_port: Some(port),
+            ..Check::default()
+        };
+        let (probed, accepted) = tokio::join!(
+            build_and_probe(server, Protocol::Tcp, &check),
+            listener.accept()
+        );
+        assert_eq!(probed, Ok(None));
+        assert_eq!(accepted.unwrap().1.to_string(), format!("127.0.0.6:{port}"));
+    }
 }

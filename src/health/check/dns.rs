@@ -176,4 +176,108 @@ mod tests {
             "no answer is down"
         );
     }
+
+    /// A DNS server on UDP that answers its first `replies` queries, each with an AAAA
+    /// record of 2001:db8::7 when the question is for AAAA, and none otherwise; it
+    /// sends back the type it was asked for.
+    async fn aaaa_server(
+        replies: usize,
+    ) -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<u16>) {
+        use simple_dns::rdata::{AAAA, RData};
+        use simple_dns::{CLASS, Packet, QTYPE, ResourceRecord, TYPE};
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let (asked, types) = tokio::sync::mpsc::channel(replies.max(1));
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            for _ in 0..replies {
+                let Ok((n, from)) = server.recv_from(&mut buf).await else {
+                    return;
+                };
+                let query = Packet::parse(&buf[..n]).unwrap();
+                let qtype = match query.questions[0].qtype {
+                    QTYPE::TYPE(t) => u16::from(t),
+                    _ => 0,
+                };
+                let _ = asked.send(qtype).await;
+                let mut reply = query.into_reply();
+                if qtype == u16::from(TYPE::AAAA) {
+                    reply.answers.push(ResourceRecord::new(
+                        reply.questions[0].qname.clone(),
+                        CLASS::IN,
+                        60,
+                        RData::AAAA(AAAA {
+                            address: u128::from(std::net::Ipv6Addr::new(
+                                0x2001, 0xdb8, 0, 0, 0, 0, 0, 7,
+                            )),
+                        }),
+                    ));
+                }
+                let bytes = reply.build_bytes_vec().unwrap();
+                let _ = server.send_to(&bytes, from).await;
+            }
+        });
+        (addr, types)
+    }
+
+    #[tokio::test]
+    async fn a_query_type_is_asked_for_and_its_records_matched() {
+        let (addr, mut asked) = aaaa_server(2).await;
+        let check = Check {
+            request: Some("www.example.com".into()),
+            query_type: Some(DnsType::Aaaa),
+            receive: Some("^2001:db8::7$".into()),
+            ..negotiate(NegotiateService::Dns)
+        };
+        assert_eq!(build_and_probe(addr, Protocol::Udp, &check).await, Ok(None));
+        assert_eq!(asked.recv().await, Some(28), "AAAA is type 28");
+        let mx = Check {
+            query_type: Some(DnsType::Mx),
+            ..check
+        };
+        assert_eq!(
+            build_and_probe(addr, Protocol::Udp, &mx).await,
+            Err(Failure::Garbled("DNS MX: NoError, 0 answers".into())),
+            "ldirectord's: no record is down"
+        );
+        assert_eq!(asked.recv().await, Some(15), "MX is type 15");
+    }
+
+    #[tokio::test]
+    async fn without_require_answer_any_noerror_answer_is_up_as_keepalived_takes_it() {
+        let (addr, _asked) = aaaa_server(1).await;
+        let check = Check {
+            query_type: Some(DnsType::Txt),
+            require_answer: Some(false),
+            ..negotiate(NegotiateService::Dns)
+        };
+        assert_eq!(build_and_probe(addr, Protocol::Udp, &check).await, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn an_error_rcode_is_down_with_or_without_require_answer() {
+        use simple_dns::{Packet, RCODE};
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            let Ok((n, from)) = server.recv_from(&mut buf).await else {
+                return;
+            };
+            let mut reply = Packet::parse(&buf[..n]).unwrap().into_reply();
+            *reply.rcode_mut() = RCODE::ServerFailure;
+            let _ = server
+                .send_to(&reply.build_bytes_vec().unwrap(), from)
+                .await;
+        });
+        let check = Check {
+            query_type: Some(DnsType::Soa),
+            require_answer: Some(false),
+            ..negotiate(NegotiateService::Dns)
+        };
+        assert_eq!(
+            build_and_probe(addr, Protocol::Udp, &check).await,
+            Err(Failure::Garbled("DNS SOA: ServerFailure, 0 answers".into()))
+        );
+    }
 }

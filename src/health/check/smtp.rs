@@ -132,4 +132,108 @@ mod tests {
             Err(Failure::Garbled("SMTP banner `421 too busy'".into()))
         );
     }
+
+    /// An SMTP server for one client: greets with `banner`, answers the first line it
+    /// reads with `helo_answer` and the next with 221; sends back the lines it read.
+    async fn smtp_server(
+        banner: &'static str,
+        helo_answer: &'static str,
+    ) -> (SocketAddr, tokio::sync::oneshot::Receiver<Vec<String>>) {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (said, heard) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let Ok((s, _)) = listener.accept().await else {
+                return;
+            };
+            let mut s = BufReader::new(s);
+            let mut lines = Vec::new();
+            let _ = s.get_mut().write_all(banner.as_bytes()).await;
+            for answer in [helo_answer, "221 bye\r\n"] {
+                let mut line = String::new();
+                if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                lines.push(line);
+                let _ = s.get_mut().write_all(answer.as_bytes()).await;
+            }
+            let _ = said.send(lines);
+        });
+        (addr, heard)
+    }
+
+    fn helo(name: &str) -> Check {
+        Check {
+            helo: Some(name.into()),
+            ..negotiate(NegotiateService::Smtp)
+        }
+    }
+
+    #[tokio::test]
+    async fn with_helo_a_250_is_wanted_then_quit_is_said() {
+        let (server, heard) = smtp_server("220 mail ESMTP\r\n", "250 hello\r\n").await;
+        assert_eq!(
+            build_and_probe(server, Protocol::Tcp, &helo("lb.test")).await,
+            Ok(None)
+        );
+        assert_eq!(heard.await.unwrap(), ["HELO lb.test\r\n", "QUIT\r\n"]);
+    }
+
+    #[tokio::test]
+    async fn with_helo_another_answer_is_down_naming_it() {
+        let (server, _) = smtp_server("220 mail ESMTP\r\n", "550 go away\r\n").await;
+        assert_eq!(
+            build_and_probe(server, Protocol::Tcp, &helo("lb.test")).await,
+            Err(Failure::Garbled(
+                "SMTP answer `550 go away' to HELO lb.test".into()
+            ))
+        );
+        // smtp_get_status: three digits and a space or the end, so not "250-".
+        let (server, _) = smtp_server("220 mail ESMTP\r\n", "250-hello\r\n").await;
+        assert_eq!(
+            build_and_probe(server, Protocol::Tcp, &helo("lb.test")).await,
+            Err(Failure::Garbled(
+                "SMTP answer `250-hello' to HELO lb.test".into()
+            ))
+        );
+        let (server, _) = smtp_server("220-mail\r\n", "250 hello\r\n").await;
+        assert_eq!(
+            build_and_probe(server, Protocol::Tcp, &helo("lb.test")).await,
+            Err(Failure::Garbled("SMTP banner `220-mail'".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn every_host_is_checked_and_a_failure_names_its_host() {
+        let (first, heard) = smtp_server("220 a\r\n", "250 a\r\n").await;
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let check = Check {
+            hosts: Some(vec![first, closed]),
+            ..helo("lb.test")
+        };
+        // The server's own address is not asked: only the hosts.
+        let unused = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(
+            build_and_probe(unused, Protocol::Tcp, &check)
+                .await
+                .unwrap_err()
+                .to_string(),
+            format!("host {closed}: connection refused")
+        );
+        assert_eq!(heard.await.unwrap().len(), 2, "the first host was checked");
+        let (a, _) = smtp_server("220 a\r\n", "250 a\r\n").await;
+        let (b, _) = smtp_server("220 b\r\n", "250 b\r\n").await;
+        let check = Check {
+            hosts: Some(vec![a, b]),
+            ..helo("lb.test")
+        };
+        assert_eq!(
+            build_and_probe(unused, Protocol::Tcp, &check).await,
+            Ok(None)
+        );
+    }
 }
