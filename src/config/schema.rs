@@ -1212,4 +1212,144 @@ address = "nowhere"
             ["t.toml:2:20: TOML syntax: invalid basic string, expected `\"`"]
         );
     }
+
+    #[test]
+    fn keepalived_check_settings_are_read_and_rendered_back() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+
+[service.check]
+type = "negotiate"
+service = "http"
+status = [200, "301-302"]
+digest = "9B3A0C85A887A256D6939DA88AABD8CD"
+source = "127.0.0.5"
+source_port = 4000
+address = "127.0.0.9"
+
+[[service.check.url]]
+path = "/a"
+status = "200-204"
+
+[[service.check.url]]
+path = "/b"
+receive = "^ok"
+digest = "3b1fb749c971d7a2c6a517b37f735df2"
+virtualhost = "b.test"
+
+[[service.server]]
+address = "127.0.0.2:53"
+
+[service.server.check]
+type = "negotiate"
+service = "dns"
+query_type = "aaaa"
+require_answer = false
+
+[[service.server]]
+address = "127.0.0.3:25"
+
+[service.server.check]
+type = "negotiate"
+service = "smtp"
+helo = "lb.test"
+hosts = ["127.0.0.3:25", "127.0.0.4:2525"]
+
+[[service.server]]
+address = "127.0.0.4:80"
+
+[service.server.check]
+type = "file"
+path = "/run/weight"
+weight = -3
+reverse = true
+"#;
+        let config = parse(text, Path::new("t.toml")).unwrap();
+        let check = &config.services[0].health.check;
+        assert_eq!(check.status, Some(vec![(200, 200), (301, 302)]));
+        assert_eq!(
+            check.digest.as_deref(),
+            Some("9b3a0c85a887a256d6939da88aabd8cd"),
+            "kept in lower case"
+        );
+        let urls = check.urls.as_ref().unwrap();
+        assert_eq!(
+            (urls[0].path.as_str(), &urls[0].status),
+            ("/a", &Some(vec![(200, 204)]))
+        );
+        assert_eq!(urls[1].virtualhost.as_deref(), Some("b.test"));
+        let rendered = crate::config::render::render(&config);
+        for line in [
+            "status = [200, \"301-302\"]",
+            "digest = \"9b3a0c85a887a256d6939da88aabd8cd\"",
+            "url = [{ path = \"/a\", status = \"200-204\" }, { path = \"/b\", receive = \"^ok\", digest = \"3b1fb749c971d7a2c6a517b37f735df2\", virtualhost = \"b.test\" }]",
+            "source = \"127.0.0.5\"",
+            "source_port = 4000",
+            "address = \"127.0.0.9\"",
+            "query_type = \"AAAA\"",
+            "require_answer = false",
+            "helo = \"lb.test\"",
+            "hosts = [\"127.0.0.3:25\", \"127.0.0.4:2525\"]",
+            "type = \"file\"",
+            "path = \"/run/weight\"",
+            "weight = -3",
+            "reverse = true",
+        ] {
+            assert!(rendered.lines().any(|l| l == line), "{line} in\n{rendered}");
+        }
+        assert_eq!(
+            parse(&rendered, Path::new("r.toml")).unwrap(),
+            config,
+            "what is rendered reads back the same"
+        );
+    }
+
+    #[test]
+    fn bad_keepalived_check_settings_are_refused_with_their_place() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+
+[service.check]
+status = [200, "600-700", true]
+digest = "9b3a0c85"
+query_type = "PTR"
+source = "here"
+source_port = 0
+address = 7
+helo = "two words"
+hosts = ["127.0.0.3"]
+path = "relative"
+weight = 2147483648
+reverse = "yes"
+request = "/"
+
+[[service.check.url]]
+status = []
+
+[[service.check.url]]
+path = "/b"
+digest = "zz3a0c85a887a256d6939da88aabd8cd"
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:5:16: service[0].check.status[1]: expected a status or a range of them, as 200 or \"200-399\", found the string \"600-700\"",
+                "t.toml:5:27: service[0].check.status[2]: expected a status or a range of them, as 200 or \"200-399\", found true",
+                "t.toml:6:10: service[0].check.digest: expected an MD5 digest, 32 hex digits, as \"9b3a0c85a887a256d6939da88aabd8cd\", found the string \"9b3a0c85\"",
+                "t.toml:7:14: service[0].check.query_type: expected \"A\", \"NS\", \"CNAME\", \"SOA\", \"MX\", \"TXT\", \"AAAA\", \"RRSIG\", \"DNSKEY\", found the string \"PTR\"",
+                "t.toml:8:10: service[0].check.source: expected an address, as \"10.0.0.5\", found the string \"here\"",
+                "t.toml:9:15: service[0].check.source_port: expected an integer from 1 to 65535, found the integer 0",
+                "t.toml:10:11: service[0].check.address: expected an address, as \"10.0.0.5\", found the integer 7",
+                "t.toml:11:8: service[0].check.helo: expected a host name, as \"lb.example.com\", found the string \"two words\"",
+                "t.toml:12:10: service[0].check.hosts[0]: expected an address with a port, as \"10.0.0.7:25\", found the string \"127.0.0.3\"",
+                "t.toml:13:8: service[0].check.path: expected an absolute path, as \"/run/weight\", found the string \"relative\"",
+                "t.toml:14:10: service[0].check.weight: expected an integer from -2147483647 to 2147483647, found the integer 2147483648",
+                "t.toml:15:11: service[0].check.reverse: expected true or false, found the string \"yes\"",
+                "t.toml:16:11: service[0].check.request: request and url tables: give each URL's path in its table",
+                "t.toml:18:1: service[0].check.url[0]: a url needs a path",
+                "t.toml:19:10: service[0].check.url[0].status: expected at least one status",
+                "t.toml:23:10: service[0].check.url[1].digest: expected an MD5 digest, 32 hex digits, as \"9b3a0c85a887a256d6939da88aabd8cd\", found the string \"zz3a0c85a887a256d6939da88aabd8cd\"",
+            ]
+        );
+    }
 }
