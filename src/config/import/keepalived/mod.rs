@@ -1787,4 +1787,234 @@ virtual_server 127.0.0.1 80 {
         let text = crate::config::render::render(&imported.config);
         crate::config::schema::parse(&text, Path::new("refused.toml")).expect("passes the schema");
     }
+
+    /// keepalived's check kinds and settings uvs has (issue 15): every url with its
+    /// digest, several status ranges, DNS types, SMTP's HELO and hosts, FILE_CHECK with
+    /// its track_file, and where checks connect from and to.
+    #[test]
+    fn check_kinds_and_settings_map_as_keepalived_runs_them() {
+        let text = r#"track_file weights {
+    file /run/uvs/weight
+    weight -10 reverse
+    init_file
+}
+virtual_server 10.0.0.1 80 {
+    protocol TCP
+    real_server 10.0.0.2 80 {
+        HTTP_GET {
+            url {
+                path /a
+                digest 9B3A0C85A887A256D6939DA88AABD8CD
+                status_code 200 301-302
+            }
+            url {
+                path /b
+                regex "^ok"
+            }
+            bindto 10.0.0.100
+            bind_port 4000
+            connect_ip 10.0.0.20
+        }
+    }
+    real_server 10.0.0.3 80 {
+        FILE_CHECK {
+            track_file weights
+        }
+    }
+    real_server 10.0.0.4 80 {
+        FILE_CHECK {
+            weight 0
+            track_file weights
+        }
+    }
+    real_server 10.0.0.5 80 {
+        FILE_CHECK {
+            track_file nosuch
+        }
+    }
+}
+virtual_server 10.0.0.1 25 {
+    protocol TCP
+    real_server 10.0.0.7 25 {
+        SMTP_CHECK {
+            host {
+                connect_ip 10.0.0.8
+            }
+            host {
+                connect_ip 10.0.0.9
+                connect_port 2525
+            }
+        }
+    }
+    real_server 10.0.0.8 25 {
+        SMTP_CHECK {
+            helo_name lb.example.com
+            connect_port 587
+            host {
+                connect_ip 10.0.0.9
+                bindto 10.0.0.100
+            }
+        }
+    }
+}
+virtual_server 10.0.0.1 53 {
+    protocol UDP
+    real_server 10.0.0.5 53 {
+        DNS_CHECK {
+            type mx
+            name example.org
+        }
+    }
+    real_server 10.0.0.6 53 {
+        DNS_CHECK {
+            type PTR
+        }
+    }
+}
+"#;
+        let imported = import(text, None).unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [
+                (
+                    1,
+                    "track_file weights: read by the FILE_CHECKs that name it; tracking by VRRP is keepalived's own job"
+                ),
+                (
+                    4,
+                    "init_file: uvs does not write the file; a missing file reads as 0, as keepalived's would"
+                ),
+                (
+                    36,
+                    "FILE_CHECK: no track_file; keepalived ignores the check, and so does uvs"
+                ),
+                (
+                    37,
+                    "track_file nosuch: no track_file of that name before it; not taken"
+                ),
+                (
+                    60,
+                    "host bindto 10.0.0.100: uvs takes a host's connect_ip and connect_port; not taken"
+                ),
+                (
+                    75,
+                    "type PTR: not a DNS type keepalived knows (A, NS, CNAME, SOA, MX, TXT, AAAA, RRSIG, DNSKEY); not taken"
+                ),
+            ]
+        );
+        assert_eq!(imported.failing(), 3);
+        let text = render(&imported.config);
+        assert_eq!(
+            text,
+            r#"[[service]]
+tcp = "10.0.0.1:80"
+scheduler = "wlc"
+quiescent = false
+
+[[service.server]]
+address = "10.0.0.2:80"
+
+[service.server.check]
+type = "negotiate"
+service = "http"
+interval = "1m"
+timeout = "5s"
+failures = 2
+url = [{ path = "/a", status = [200, "301-302"], digest = "9b3a0c85a887a256d6939da88aabd8cd" }, { path = "/b", receive = "^ok" }]
+source = "10.0.0.100"
+source_port = 4000
+address = "10.0.0.20"
+
+[[service.server]]
+address = "10.0.0.3:80"
+
+[service.server.check]
+type = "file"
+interval = "1s"
+timeout = "1s"
+failures = 1
+rise = 1
+path = "/run/uvs/weight"
+weight = -10
+reverse = true
+
+[[service.server]]
+address = "10.0.0.4:80"
+
+[service.server.check]
+type = "file"
+interval = "1s"
+timeout = "1s"
+failures = 1
+rise = 1
+path = "/run/uvs/weight"
+weight = 0
+
+[[service.server]]
+address = "10.0.0.5:80"
+
+[service.server.check]
+type = "on"
+
+[[service]]
+tcp = "10.0.0.1:25"
+scheduler = "wlc"
+quiescent = false
+
+[[service.server]]
+address = "10.0.0.7:25"
+
+[service.server.check]
+type = "negotiate"
+service = "smtp"
+interval = "1m"
+timeout = "5s"
+failures = 2
+helo = "smtpchecker.keepalived.org"
+hosts = ["10.0.0.8:25", "10.0.0.9:2525"]
+
+[[service.server]]
+address = "10.0.0.8:25"
+
+[service.server.check]
+type = "negotiate"
+service = "smtp"
+port = 587
+interval = "1m"
+timeout = "5s"
+failures = 2
+helo = "lb.example.com"
+
+[[service]]
+udp = "10.0.0.1:53"
+scheduler = "wlc"
+quiescent = false
+
+[[service.server]]
+address = "10.0.0.5:53"
+
+[service.server.check]
+type = "negotiate"
+service = "dns"
+interval = "1m"
+timeout = "5s"
+failures = 4
+request = "example.org"
+query_type = "MX"
+require_answer = false
+
+[[service.server]]
+address = "10.0.0.6:53"
+
+[service.server.check]
+type = "negotiate"
+service = "dns"
+interval = "1m"
+timeout = "5s"
+failures = 4
+require_answer = false
+"#
+        );
+        crate::config::schema::parse(&text, Path::new("kinds.toml")).expect("passes the schema");
+    }
 }
