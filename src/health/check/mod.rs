@@ -7,19 +7,21 @@
 //!
 //! The kinds are ldirectord's: `on`, `off`, `connect`, `external`, and `negotiate`
 //! speaking http, https, simpletcp, smtp or dns; ldirectord's maintenance files stand in
-//! front of any of them ([`maintenance`]).
+//! front of any of them ([`maintenance`]). keepalived's add to them: http's `digest`,
+//! status lists and several URLs, dns's query types, smtp's HELO and hosts, a source
+//! address for the TCP ones (`io::Bind`), and the `file` kind (FILE_CHECK).
 //!
 //! # Adding a check kind
 //!
-//! (keepalived's HTTP_GET/SSL_GET with digests, SMTP_CHECK, DNS_CHECK, MISC_CHECK...)
+//! (keepalived's PING_CHECK or BFD_CHECK, if uvs ever speaks ICMP or BFD...)
 //!
-//! 1. One file here, say `digest.rs`: a `//!` header naming the ldirectord/keepalived
+//! 1. One file here, say `ping.rs`: a `//!` header naming the ldirectord/keepalived
 //!    check it copies; a type holding only the settings it reads, each parsed, compiled
 //!    ([`Receive`] for a pattern) and defaulted in its `build(&Check) -> Result<Self,
 //!    BuildError>`; `impl Probe` (its `async fn run`); and tests,
 //!    against a real server on 127.0.0.1, of `build` keeping only its settings and of
 //!    the probe's up and down.
-//! 2. One line in [`build`] (`CheckKind::Digest => Box::new(Digest::build(settings)?)`),
+//! 2. One line in [`build`] (`CheckKind::Ping => Box::new(Ping::build(settings)?)`),
 //!    beside its `mod` line.
 //!
 //! The kind's name and any new setting are the configuration's to read and validate
