@@ -123,4 +123,72 @@ mod tests {
             "a self-signed certificate fails verification"
         );
     }
+
+    #[tokio::test]
+    async fn every_url_is_asked_over_a_tls_connection_of_its_own() {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let cert = rcgen::generate_simple_self_signed(vec!["backend.test".to_string()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for _ in 0..4 {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut buf = [0u8; 1024];
+                let n = tls.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                let answer: &[u8] = if request.starts_with("GET /b ") {
+                    b"HTTP/1.0 200 OK\r\n\r\nhealthy\n"
+                } else {
+                    b"HTTP/1.0 200 OK\r\n\r\nsecure"
+                };
+                let _ = tls.write_all(answer).await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        let urls = |digest: &str| {
+            Some(vec![
+                crate::config::Url {
+                    path: "/a".into(),
+                    receive: Some("^secure$".into()),
+                    ..crate::config::Url::default()
+                },
+                crate::config::Url {
+                    path: "/b".into(),
+                    digest: Some(digest.into()),
+                    ..crate::config::Url::default()
+                },
+            ])
+        };
+        let check = Check {
+            urls: urls("3b1fb749c971d7a2c6a517b37f735df2"),
+            ..negotiate(NegotiateService::Https)
+        };
+        assert_eq!(build_and_probe(addr, Protocol::Tcp, &check).await, Ok(None));
+        let wrong = Check {
+            urls: urls("00000000000000000000000000000000"),
+            ..check
+        };
+        assert_eq!(
+            build_and_probe(addr, Protocol::Tcp, &wrong)
+                .await
+                .unwrap_err()
+                .to_string(),
+            "url /b: MD5 digest 3b1fb749c971d7a2c6a517b37f735df2 of the body, not the expected 00000000000000000000000000000000"
+        );
+    }
 }

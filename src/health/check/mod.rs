@@ -207,10 +207,23 @@ pub fn behind_maintenance(check: Box<dyn HealthCheck>, dir: Option<&Path>) -> Bo
 
 /// Runs one probe of `check`, bounded by `timeout`: a probe still running then fails
 /// with [`Failure::Timeout`], and what it held is released as its future is dropped.
+///
+/// A check sent to another address than its server's (`address`, keepalived's
+/// `connect_ip`) says where in its failures: `at 10.0.0.9:80: connection refused`.
 pub async fn probe(check: &dyn HealthCheck, at: &Endpoint, timeout: Duration) -> Outcome {
-    tokio::time::timeout(timeout, check.probe(at))
+    let outcome = tokio::time::timeout(timeout, check.probe(at))
         .await
-        .unwrap_or(Err(Failure::Timeout))
+        .unwrap_or(Err(Failure::Timeout));
+    match outcome {
+        // A maintenance file is of the server, not of where it is checked; the checker
+        // takes it down at once by this variant.
+        Err(f)
+            if at.dest.ip() != at.target.server.addr && !matches!(f, Failure::Maintenance(_)) =>
+        {
+            Err(Failure::At(format!("at {}", at.dest), Box::new(f)))
+        }
+        outcome => outcome,
+    }
 }
 
 #[cfg(test)]
@@ -237,6 +250,31 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(problem.contains(&err.to_string()), "{problem}");
+    }
+
+    #[tokio::test]
+    async fn a_check_sent_elsewhere_than_its_server_says_where_it_failed() {
+        let closed = std::net::TcpListener::bind("127.0.0.9:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut at = endpoint(closed, Protocol::Tcp);
+        at.target.server.addr = "127.0.0.2".parse().unwrap();
+        let check = build(
+            &Check {
+                kind: Some(CheckKind::Connect),
+                ..Check::default()
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            probe(&*check, &at, Duration::from_secs(5))
+                .await
+                .unwrap_err()
+                .to_string(),
+            format!("at {closed}: connection refused")
+        );
     }
 
     #[tokio::test]
