@@ -2017,4 +2017,32 @@ require_answer = false
         );
         crate::config::schema::parse(&text, Path::new("kinds.toml")).expect("passes the schema");
     }
+
+    #[test]
+    fn one_urls_digest_is_the_checks_and_a_bad_one_is_reported() {
+        let text = "virtual_server 192.0.2.1 80 {\nprotocol TCP\nreal_server 198.51.100.1 80 {\nHTTP_GET {\nurl {\npath /\ndigest 9B3A0C85A887A256D6939DA88AABD8CD\nstatus_code 200\n}\nbindto here\n}\n}\nreal_server 198.51.100.2 80 {\nHTTP_GET {\nurl {\ndigest 9b3a\n}\n}\n}\n}\n";
+        let imported = import(text, None).unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [
+                (10, "bindto here: not an address; not taken"),
+                (
+                    16,
+                    "digest 9b3a: not an MD5 digest, 32 hex digits; not taken"
+                ),
+            ]
+        );
+        let servers: Vec<&Check> = imported.config.services[0].server_checks.values().collect();
+        let digests: Vec<_> = servers.iter().map(|c| c.digest.as_deref()).collect();
+        assert!(
+            digests.contains(&Some("9b3a0c85a887a256d6939da88aabd8cd")),
+            "{digests:?}"
+        );
+        assert!(
+            servers
+                .iter()
+                .any(|c| c.status == Some(vec![(200, 200)]) && c.request.as_deref() == Some("/")),
+            "{servers:?}"
+        );
+    }
 }
