@@ -22,7 +22,7 @@ pub fn io_failure(e: std::io::Error) -> Failure {
 }
 
 /// Where a TCP check connects from: keepalived's `bindto` and `bind_port`
-/// (check_api.c's `co_bindto_handler`, `co_bind_port_handler`; `tcp_bind_connect`
+/// (check_api.c's `co_srcip_handler`, `co_srcport_handler`; `tcp_bind_connect`
 /// binds the socket before connecting). Unset: the system's choice.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Bind {
