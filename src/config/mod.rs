@@ -52,8 +52,9 @@ pub struct Check {
     pub virtualhost: Option<String>,
     /// GET or HEAD.
     pub method: Option<String>,
-    /// The HTTP statuses taken as healthy, inclusive.
-    pub status: Option<(u16, u16)>,
+    /// The HTTP statuses taken as healthy: inclusive ranges, any of which will do
+    /// (keepalived's `status_code 200 301-302`).
+    pub status: Option<Vec<(u16, u16)>>,
     /// `external`: the command run with vip vport rip rport.
     pub command: Option<String>,
     /// `external`: the exit code sets the weight (keepalived's misc_dynamic).
@@ -72,6 +73,96 @@ pub struct Check {
     /// own (keepalived's MISC_CHECK `user USER [GROUP]`); the daemon must be root.
     pub user: Option<String>,
     pub group: Option<String>,
+    /// `http`/`https`: the MD5 of the answer's body, 32 lower-case hex digits
+    /// (keepalived's url `digest`, as its genhash prints it).
+    pub digest: Option<String>,
+    /// `http`/`https`: several URLs, each of which must pass (keepalived's `url`
+    /// blocks); without them, the one URL of `request`, `status`, `receive`, `digest`.
+    pub urls: Option<Vec<Url>>,
+    /// `dns`: the type of record asked for (A without one).
+    pub query_type: Option<DnsType>,
+    /// `dns`: whether the answer must hold a record (ldirectord's, the default) or
+    /// any NOERROR answer will do (keepalived's DNS_CHECK).
+    pub require_answer: Option<bool>,
+    /// `file`: the file whose number sets the server's health and weight (keepalived's
+    /// track_file `file`).
+    pub path: Option<PathBuf>,
+    /// `file`: what the file's number is multiplied by (keepalived's track_file
+    /// `weight`, -(2^31 - 1) to 2^31 - 1; 0: any number but 0 is down).
+    pub file_weight: Option<i32>,
+    /// `file`: the product is negated (keepalived's `weight W reverse`).
+    pub reverse: Option<bool>,
+    /// `smtp`: the name sent in HELO, after which a 250 is wanted (keepalived's
+    /// `helo_name`).
+    pub helo: Option<String>,
+    /// TCP-based checks: the address the check connects from (keepalived's `bindto`).
+    pub source: Option<std::net::IpAddr>,
+    /// TCP-based checks: the port it connects from (keepalived's `bind_port`).
+    pub source_port: Option<u16>,
+    /// The address checked, when not the server's own (keepalived's `connect_ip`).
+    pub address: Option<std::net::IpAddr>,
+    /// `smtp`: the addresses checked instead of the server's, every one of which must
+    /// pass (keepalived's `host` blocks).
+    pub hosts: Option<Vec<std::net::SocketAddr>>,
+}
+
+/// One URL of an HTTP check (`[[service.check.url]]`, keepalived's `url` block): what
+/// it leaves unset is the check's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Url {
+    pub path: String,
+    pub status: Option<Vec<(u16, u16)>>,
+    pub receive: Option<String>,
+    pub digest: Option<String>,
+    pub virtualhost: Option<String>,
+}
+
+/// The DNS record types a `dns` check asks for: keepalived's (check_dns.c's
+/// `DNS_TYPE`), with their numbers (RFC 1035, 3596, 4034).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsType {
+    A,
+    Ns,
+    Cname,
+    Soa,
+    Mx,
+    Txt,
+    Aaaa,
+    Rrsig,
+    Dnskey,
+}
+
+impl DnsType {
+    pub const NAMES: &'static [&'static str] = &[
+        "A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA", "RRSIG", "DNSKEY",
+    ];
+    const ALL: [DnsType; 9] = [
+        DnsType::A,
+        DnsType::Ns,
+        DnsType::Cname,
+        DnsType::Soa,
+        DnsType::Mx,
+        DnsType::Txt,
+        DnsType::Aaaa,
+        DnsType::Rrsig,
+        DnsType::Dnskey,
+    ];
+
+    /// The type named `name`, in any case (keepalived's `strcasecmp`).
+    pub fn from_name(name: &str) -> Option<DnsType> {
+        DnsType::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
+    }
+
+    pub fn name(self) -> &'static str {
+        DnsType::NAMES[self as usize]
+    }
+
+    /// The type's number on the wire.
+    pub fn code(self) -> u16 {
+        [1, 2, 5, 6, 15, 16, 28, 46, 48][self as usize]
+    }
 }
 
 impl Check {
@@ -92,7 +183,7 @@ impl Check {
                 .clone()
                 .or_else(|| base.virtualhost.clone()),
             method: self.method.clone().or_else(|| base.method.clone()),
-            status: self.status.or(base.status),
+            status: self.status.clone().or_else(|| base.status.clone()),
             command: self.command.clone().or_else(|| base.command.clone()),
             dynamic_weight: self.dynamic_weight.or(base.dynamic_weight),
             verify_certificate: self.verify_certificate.or(base.verify_certificate),
@@ -100,6 +191,18 @@ impl Check {
             retry_delay: self.retry_delay.or(base.retry_delay),
             user: self.user.clone().or_else(|| base.user.clone()),
             group: self.group.clone().or_else(|| base.group.clone()),
+            digest: self.digest.clone().or_else(|| base.digest.clone()),
+            urls: self.urls.clone().or_else(|| base.urls.clone()),
+            query_type: self.query_type.or(base.query_type),
+            require_answer: self.require_answer.or(base.require_answer),
+            path: self.path.clone().or_else(|| base.path.clone()),
+            file_weight: self.file_weight.or(base.file_weight),
+            reverse: self.reverse.or(base.reverse),
+            helo: self.helo.clone().or_else(|| base.helo.clone()),
+            source: self.source.or(base.source),
+            source_port: self.source_port.or(base.source_port),
+            address: self.address.or(base.address),
+            hosts: self.hosts.clone().or_else(|| base.hosts.clone()),
         }
     }
 }
@@ -114,10 +217,13 @@ pub enum CheckKind {
     On,
     /// Always down.
     Off,
+    /// A number in a file sets health and weight (keepalived's FILE_CHECK).
+    File,
 }
 
 impl CheckKind {
-    pub const NAMES: &'static [&'static str] = &["connect", "negotiate", "external", "on", "off"];
+    pub const NAMES: &'static [&'static str] =
+        &["connect", "negotiate", "external", "on", "off", "file"];
 
     pub fn from_name(name: &str) -> Option<CheckKind> {
         Some(match name {
@@ -126,6 +232,7 @@ impl CheckKind {
             "external" => CheckKind::External,
             "on" => CheckKind::On,
             "off" => CheckKind::Off,
+            "file" => CheckKind::File,
             _ => return None,
         })
     }
@@ -137,6 +244,7 @@ impl CheckKind {
             CheckKind::External => "external",
             CheckKind::On => "on",
             CheckKind::Off => "off",
+            CheckKind::File => "file",
         }
     }
 }

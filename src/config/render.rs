@@ -107,18 +107,80 @@ fn check_lines(c: &Check) -> String {
     ] {
         setting(&mut out, key, value.as_deref().map(quoted));
     }
-    setting(
-        &mut out,
-        "status",
-        c.status.map(|(a, b)| quoted(&format!("{a}-{b}"))),
-    );
+    setting(&mut out, "status", c.status.as_deref().map(statuses));
     setting(&mut out, "dynamic_weight", c.dynamic_weight);
     setting(&mut out, "verify_certificate", c.verify_certificate);
     setting(&mut out, "warmup", c.warmup.map(duration));
     setting(&mut out, "retry_delay", c.retry_delay.map(duration));
     setting(&mut out, "user", c.user.as_deref().map(quoted));
     setting(&mut out, "group", c.group.as_deref().map(quoted));
+    check_kinds_lines(&mut out, c);
     out
+}
+
+/// The settings of keepalived's check kinds (schema's `read_check_kinds`); URLs as an
+/// array of inline tables, which reads as `[[...check.url]]` tables do.
+fn check_kinds_lines(out: &mut String, c: &Check) {
+    setting(out, "digest", c.digest.as_deref().map(quoted));
+    if let Some(urls) = &c.urls {
+        let tables: Vec<String> = urls
+            .iter()
+            .map(|u| {
+                let mut t = format!("{{ path = {}", quoted(&u.path));
+                if let Some(s) = &u.status {
+                    let _ = write!(t, ", status = {}", statuses(s));
+                }
+                for (key, value) in [
+                    ("receive", &u.receive),
+                    ("digest", &u.digest),
+                    ("virtualhost", &u.virtualhost),
+                ] {
+                    if let Some(v) = value {
+                        let _ = write!(t, ", {key} = {}", quoted(v));
+                    }
+                }
+                t.push_str(" }");
+                t
+            })
+            .collect();
+        let _ = writeln!(out, "url = [{}]", tables.join(", "));
+    }
+    setting(out, "query_type", c.query_type.map(|t| quoted(t.name())));
+    setting(out, "require_answer", c.require_answer);
+    setting(
+        out,
+        "path",
+        c.path.as_deref().map(|p| quoted(&p.to_string_lossy())),
+    );
+    setting(out, "weight", c.file_weight);
+    setting(out, "reverse", c.reverse);
+    setting(out, "helo", c.helo.as_deref().map(quoted));
+    setting(out, "source", c.source.map(|a| quoted(&a.to_string())));
+    setting(out, "source_port", c.source_port);
+    setting(out, "address", c.address.map(|a| quoted(&a.to_string())));
+    if let Some(hosts) = &c.hosts {
+        let hosts: Vec<String> = hosts.iter().map(|h| quoted(&h.to_string())).collect();
+        let _ = writeln!(out, "hosts = [{}]", hosts.join(", "));
+    }
+}
+
+/// `status`: one range as "200-299" (as before several were taken), several as an
+/// array, a single status in it as a number.
+fn statuses(ranges: &[(u16, u16)]) -> String {
+    let one = |&(a, b): &(u16, u16)| {
+        if a == b {
+            a.to_string()
+        } else {
+            quoted(&format!("{a}-{b}"))
+        }
+    };
+    match ranges {
+        [(a, b)] => quoted(&format!("{a}-{b}")),
+        _ => format!(
+            "[{}]",
+            ranges.iter().map(one).collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
 
 /// `service` is None for `[global]`'s defaults.

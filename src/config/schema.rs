@@ -38,7 +38,8 @@ use std::path::{Path, PathBuf};
 
 use super::reader::{Item, Problems, Report, Table, document};
 use super::{
-    Check, CheckKind, Config, Global, Health, Mode, NegotiateService, ServerHealth, ServiceSpec,
+    Check, CheckKind, Config, DnsType, Global, Health, Mode, NegotiateService, ServerHealth,
+    ServiceSpec, Url,
 };
 use crate::proxy::congestion::CongestionControl;
 use crate::table::{
@@ -356,13 +357,6 @@ fn read_server_health(t: &Table<'_, '_>) -> Option<ServerHealth> {
 
 fn read_check(t: &Table<'_, '_>) -> Check {
     let mut c = Check::default();
-    let one_of = |names: &[&str]| {
-        names
-            .iter()
-            .map(|n| format!("\"{n}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     if let Some(item) = t.get("type") {
         c.kind = item.parsed(&one_of(CheckKind::NAMES), CheckKind::from_name);
     }
@@ -406,15 +400,7 @@ fn read_check(t: &Table<'_, '_>) -> Check {
         });
     }
     if let Some(item) = t.get("status") {
-        let expected = "a status or a range of them, as 200 or \"200-399\"";
-        c.status = match item.value {
-            toml::de::DeValue::Integer(_) => item.integer(100..=599).map(|n| (n as u16, n as u16)),
-            _ => item.parsed(expected, |s| {
-                let (a, b) = s.split_once('-')?;
-                let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
-                ((100..=599).contains(&a) && (a..=599).contains(&b)).then_some((a, b))
-            }),
-        };
+        c.status = read_statuses(&item);
     }
     if let Some(item) = t.get("dynamic_weight") {
         c.dynamic_weight = item.bool();
@@ -429,6 +415,7 @@ fn read_check(t: &Table<'_, '_>) -> Check {
         c.retry_delay = item.duration(0..=86_400);
     }
     read_run_as(t, &mut c);
+    read_check_kinds(t, &mut c);
     c
 }
 
@@ -458,6 +445,170 @@ fn read_run_as(t: &Table<'_, '_>, c: &mut Check) {
     }
     c.user = user.map(|(_, u)| u);
     c.group = group.map(|(_, g)| g);
+}
+
+/// The settings of keepalived's check kinds (issue 15): digest, several URLs, DNS
+/// types, the file check, SMTP's HELO, and where a check connects from and to.
+fn read_check_kinds(t: &Table<'_, '_>, c: &mut Check) {
+    if let Some(item) = t.get("digest") {
+        c.digest = read_digest(&item);
+    }
+    if let Some(item) = t.get("url") {
+        let urls: Vec<Url> = item
+            .tables()
+            .into_iter()
+            .filter_map(|(u, span)| read_url(&u, &span))
+            .collect();
+        if matches!(item.value, toml::de::DeValue::Array(a) if a.is_empty()) {
+            item.problem("expected at least one [[url]] table");
+        }
+        if !urls.is_empty() {
+            if let Some(request) = t.get("request") {
+                request.problem("request and url tables: give each URL's path in its table");
+            }
+            c.urls = Some(urls);
+        }
+    }
+    if let Some(item) = t.get("query_type") {
+        c.query_type = item.parsed(&one_of(DnsType::NAMES), DnsType::from_name);
+    }
+    if let Some(item) = t.get("require_answer") {
+        c.require_answer = item.bool();
+    }
+    if let Some(item) = t.get("path") {
+        c.path = item.parsed("an absolute path, as \"/run/weight\"", |p| {
+            p.starts_with('/').then(|| PathBuf::from(p))
+        });
+    }
+    if let Some(item) = t.get("weight") {
+        c.file_weight = item
+            .integer(-i64::from(i32::MAX)..=i64::from(i32::MAX))
+            .map(|w| w as i32);
+    }
+    if let Some(item) = t.get("reverse") {
+        c.reverse = item.bool();
+    }
+    if let Some(item) = t.get("helo") {
+        c.helo = item.parsed("a host name, as \"lb.example.com\"", |h| {
+            (!h.is_empty() && !h.contains(char::is_whitespace)).then(|| h.to_string())
+        });
+    }
+    if let Some(item) = t.get("source") {
+        c.source = item.parsed("an address, as \"10.0.0.5\"", |a| a.parse().ok());
+    }
+    if let Some(item) = t.get("source_port") {
+        c.source_port = item.integer(1..=65535).map(|p| p as u16);
+    }
+    if let Some(item) = t.get("address") {
+        c.address = item.parsed("an address, as \"10.0.0.5\"", |a| a.parse().ok());
+    }
+    if let Some(item) = t.get("hosts") {
+        let hosts: Vec<Option<SocketAddr>> = item
+            .array("an array of addresses with ports, as [\"10.0.0.7:25\"]")
+            .iter()
+            .map(|h| {
+                h.parsed("an address with a port, as \"10.0.0.7:25\"", |a| {
+                    a.parse().ok()
+                })
+            })
+            .collect();
+        if hosts.is_empty() && matches!(item.value, toml::de::DeValue::Array(_)) {
+            item.problem("expected at least one address with a port");
+        }
+        c.hosts = hosts
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .filter(|h| !h.is_empty());
+    }
+}
+
+/// Names as the error messages list them: `"a", "b"`.
+fn one_of(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `status`: 200, "200-399", or an array of them (keepalived's `status_code 200
+/// 301-302`, check_http.c's `status_code_handler`).
+fn read_statuses(item: &Item<'_, '_>) -> Option<Vec<(u16, u16)>> {
+    let one = |item: &Item<'_, '_>| {
+        let expected = "a status or a range of them, as 200 or \"200-399\"";
+        match item.value {
+            toml::de::DeValue::Integer(_) => item.integer(100..=599).map(|n| (n as u16, n as u16)),
+            _ => item.parsed(expected, |s| {
+                let (a, b) = s.split_once('-')?;
+                let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
+                ((100..=599).contains(&a) && (a..=599).contains(&b)).then_some((a, b))
+            }),
+        }
+    };
+    match item.value {
+        toml::de::DeValue::Array(_) => {
+            let elements = item.array("an array of statuses");
+            if elements.is_empty() {
+                item.problem("expected at least one status");
+                return None;
+            }
+            let read: Vec<_> = elements.iter().map(one).collect();
+            read.into_iter().collect()
+        }
+        _ => one(item).map(|r| vec![r]),
+    }
+}
+
+/// `digest`: an MD5, 32 hex digits (check_http.c's `digest_handler`), kept in lower
+/// case as genhash prints it.
+fn read_digest(item: &Item<'_, '_>) -> Option<String> {
+    item.parsed(
+        "an MD5 digest, 32 hex digits, as \"9b3a0c85a887a256d6939da88aabd8cd\"",
+        |d| {
+            (d.len() == 32 && d.chars().all(|c| c.is_ascii_hexdigit()))
+                .then(|| d.to_ascii_lowercase())
+        },
+    )
+}
+
+/// One `[[service.check.url]]` table: `path` (needed), `status`, `receive`, `digest`,
+/// `virtualhost`.
+fn read_url(t: &Table<'_, '_>, span: &Range<usize>) -> Option<Url> {
+    let mut url = Url::default();
+    let path = t.get("path").and_then(|i| {
+        i.parsed("a path, as \"/index.html\"", |p| {
+            (!p.is_empty()).then(|| p.to_string())
+        })
+    });
+    if let Some(item) = t.get("status") {
+        url.status = read_statuses(&item);
+    }
+    if let Some(item) = t.get("receive")
+        && let Some(pattern) = item.str("a regular expression")
+    {
+        match regex::Regex::new(pattern) {
+            Ok(_) => url.receive = Some(pattern.to_string()),
+            Err(e) => item.problem(format!("not a regular expression: {e}")),
+        }
+    }
+    if let Some(item) = t.get("digest") {
+        url.digest = read_digest(&item);
+    }
+    url.virtualhost = t
+        .get("virtualhost")
+        .and_then(|i| i.str("a host name").map(str::to_string));
+    match path {
+        Some(path) => {
+            url.path = path;
+            Some(url)
+        }
+        None => {
+            if t.get("path").is_none() {
+                t.report().at(span, t.path(), "a url needs a path");
+            }
+            None
+        }
+    }
 }
 
 fn read_timeouts(t: &Table<'_, '_>) -> Option<Timeouts> {
@@ -1140,7 +1291,7 @@ address = "nowhere"
                 "t.toml:10:18: service[0].proxy_protocol: expected \"v1\" or \"v2\", found the string \"v3\"",
                 "t.toml:11:11: service[0].listen[0]: expected \"tcp ADDR:PORT\" or \"udp ADDR:PORT\", found the string \"sctp 127.0.0.1:80\"",
                 "t.toml:11:32: service[0].listen[1]: expected \"tcp ADDR:PORT\" or \"udp ADDR:PORT\", found the integer 7",
-                "t.toml:14:8: service[0].check.type: expected \"connect\", \"negotiate\", \"external\", \"on\", \"off\", found the string \"ping\"",
+                "t.toml:14:8: service[0].check.type: expected \"connect\", \"negotiate\", \"external\", \"on\", \"off\", \"file\", found the string \"ping\"",
                 "t.toml:15:11: service[0].check.service: expected \"http\", \"https\", \"simpletcp\", \"smtp\", \"dns\", found the string \"gopher\"",
                 "t.toml:16:10: service[0].check.method: expected \"GET\" or \"HEAD\", found the string \"POST\"",
                 "t.toml:17:10: service[0].check.status: expected a status or a range of them, as 200 or \"200-399\", found the string \"600-700\"",
@@ -1270,6 +1421,146 @@ group = "root"
                 "t.toml:4:8: service[0].check.user: no user named no-such-user-uvs in the system's user database",
                 "t.toml:9:9: service[0].server[0].check.group: no group named no-such-group-uvs in the system's group database",
                 "t.toml:14:9: service[1].check.group: a group needs a user",
+            ]
+        );
+    }
+
+    #[test]
+    fn keepalived_check_settings_are_read_and_rendered_back() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+
+[service.check]
+type = "negotiate"
+service = "http"
+status = [200, "301-302"]
+digest = "9B3A0C85A887A256D6939DA88AABD8CD"
+source = "127.0.0.5"
+source_port = 4000
+address = "127.0.0.9"
+
+[[service.check.url]]
+path = "/a"
+status = "200-204"
+
+[[service.check.url]]
+path = "/b"
+receive = "^ok"
+digest = "3b1fb749c971d7a2c6a517b37f735df2"
+virtualhost = "b.test"
+
+[[service.server]]
+address = "127.0.0.2:53"
+
+[service.server.check]
+type = "negotiate"
+service = "dns"
+query_type = "aaaa"
+require_answer = false
+
+[[service.server]]
+address = "127.0.0.3:25"
+
+[service.server.check]
+type = "negotiate"
+service = "smtp"
+helo = "lb.test"
+hosts = ["127.0.0.3:25", "127.0.0.4:2525"]
+
+[[service.server]]
+address = "127.0.0.4:80"
+
+[service.server.check]
+type = "file"
+path = "/run/weight"
+weight = -3
+reverse = true
+"#;
+        let config = parse(text, Path::new("t.toml")).unwrap();
+        let check = &config.services[0].health.check;
+        assert_eq!(check.status, Some(vec![(200, 200), (301, 302)]));
+        assert_eq!(
+            check.digest.as_deref(),
+            Some("9b3a0c85a887a256d6939da88aabd8cd"),
+            "kept in lower case"
+        );
+        let urls = check.urls.as_ref().unwrap();
+        assert_eq!(
+            (urls[0].path.as_str(), &urls[0].status),
+            ("/a", &Some(vec![(200, 204)]))
+        );
+        assert_eq!(urls[1].virtualhost.as_deref(), Some("b.test"));
+        let rendered = crate::config::render::render(&config);
+        for line in [
+            "status = [200, \"301-302\"]",
+            "digest = \"9b3a0c85a887a256d6939da88aabd8cd\"",
+            "url = [{ path = \"/a\", status = \"200-204\" }, { path = \"/b\", receive = \"^ok\", digest = \"3b1fb749c971d7a2c6a517b37f735df2\", virtualhost = \"b.test\" }]",
+            "source = \"127.0.0.5\"",
+            "source_port = 4000",
+            "address = \"127.0.0.9\"",
+            "query_type = \"AAAA\"",
+            "require_answer = false",
+            "helo = \"lb.test\"",
+            "hosts = [\"127.0.0.3:25\", \"127.0.0.4:2525\"]",
+            "type = \"file\"",
+            "path = \"/run/weight\"",
+            "weight = -3",
+            "reverse = true",
+        ] {
+            assert!(rendered.lines().any(|l| l == line), "{line} in\n{rendered}");
+        }
+        assert_eq!(
+            parse(&rendered, Path::new("r.toml")).unwrap(),
+            config,
+            "what is rendered reads back the same"
+        );
+    }
+
+    #[test]
+    fn bad_keepalived_check_settings_are_refused_with_their_place() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+
+[service.check]
+status = [200, "600-700", true]
+digest = "9b3a0c85"
+query_type = "PTR"
+source = "here"
+source_port = 0
+address = 7
+helo = "two words"
+hosts = ["127.0.0.3"]
+path = "relative"
+weight = 2147483648
+reverse = "yes"
+request = "/"
+
+[[service.check.url]]
+status = []
+
+[[service.check.url]]
+path = "/b"
+digest = "zz3a0c85a887a256d6939da88aabd8cd"
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:5:16: service[0].check.status[1]: expected a status or a range of them, as 200 or \"200-399\", found the string \"600-700\"",
+                "t.toml:5:27: service[0].check.status[2]: expected a status or a range of them, as 200 or \"200-399\", found true",
+                "t.toml:6:10: service[0].check.digest: expected an MD5 digest, 32 hex digits, as \"9b3a0c85a887a256d6939da88aabd8cd\", found the string \"9b3a0c85\"",
+                "t.toml:7:14: service[0].check.query_type: expected \"A\", \"NS\", \"CNAME\", \"SOA\", \"MX\", \"TXT\", \"AAAA\", \"RRSIG\", \"DNSKEY\", found the string \"PTR\"",
+                "t.toml:8:10: service[0].check.source: expected an address, as \"10.0.0.5\", found the string \"here\"",
+                "t.toml:9:15: service[0].check.source_port: expected an integer from 1 to 65535, found the integer 0",
+                "t.toml:10:11: service[0].check.address: expected an address, as \"10.0.0.5\", found the integer 7",
+                "t.toml:11:8: service[0].check.helo: expected a host name, as \"lb.example.com\", found the string \"two words\"",
+                "t.toml:12:10: service[0].check.hosts[0]: expected an address with a port, as \"10.0.0.7:25\", found the string \"127.0.0.3\"",
+                "t.toml:13:8: service[0].check.path: expected an absolute path, as \"/run/weight\", found the string \"relative\"",
+                "t.toml:14:10: service[0].check.weight: expected an integer from -2147483647 to 2147483647, found the integer 2147483648",
+                "t.toml:15:11: service[0].check.reverse: expected true or false, found the string \"yes\"",
+                "t.toml:16:11: service[0].check.request: request and url tables: give each URL's path in its table",
+                "t.toml:18:1: service[0].check.url[0]: a url needs a path",
+                "t.toml:19:10: service[0].check.url[0].status: expected at least one status",
+                "t.toml:23:10: service[0].check.url[1].digest: expected an MD5 digest, 32 hex digits, as \"9b3a0c85a887a256d6939da88aabd8cd\", found the string \"zz3a0c85a887a256d6939da88aabd8cd\"",
             ]
         );
     }

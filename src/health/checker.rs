@@ -97,7 +97,8 @@ pub fn server_checks(config: &Config) -> HashMap<Target, ServerCheck> {
                         protocol,
                         vip: vip.clone(),
                         vport,
-                        dest: SocketAddr::new(server.addr, port),
+                        dest: SocketAddr::new(check.address.unwrap_or(server.addr), port),
+                        weight: server.weight,
                     },
                     check,
                     maintenance_dir: config.global.maintenance_dir.clone(),
@@ -503,6 +504,19 @@ address = "127.0.0.4"
             (c.check.kind, c.endpoint.dest.port()),
             (Some(CheckKind::Connect), 81)
         );
+    }
+
+    #[test]
+    fn a_checks_address_is_where_it_goes_instead_of_the_servers() {
+        let config = parse(
+            "[[service]]\ntcp = \"127.0.0.1:80\"\n[service.check]\ntype = \"connect\"\naddress = \"127.0.0.9\"\n[[service.server]]\naddress = \"127.0.0.2:80\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let checks = server_checks(&config);
+        let check = checks.values().next().unwrap();
+        assert_eq!(check.endpoint.dest.to_string(), "127.0.0.9:80");
+        assert_eq!(check.endpoint.target.server.addr.to_string(), "127.0.0.2");
     }
 
     #[tokio::test]

@@ -78,6 +78,9 @@ struct Importing {
     config: Config,
     skipped: Capped<usize, String>,
     others_job: usize,
+    /// keepalived's top-level `track_file`s so far, by name, for the FILE_CHECKs after
+    /// them.
+    track_files: std::collections::HashMap<String, keepalived::TrackFile>,
 }
 
 impl Importing {

@@ -2,9 +2,7 @@
 //! a UDP server when it answers a datagram (`request`, empty without one) with one that
 //! matches `receive` (any answer without one), and down when the port is refused.
 
-use tokio::net::TcpStream;
-
-use super::io::{io_failure, udp_exchange};
+use super::io::{Bind, udp_exchange};
 use super::receive::{Receive, matches};
 use super::{BuildError, Endpoint, Outcome, Probe};
 use crate::config::Check;
@@ -17,6 +15,8 @@ pub struct Connect {
     request: String,
     /// UDP only: what the answer must match.
     receive: Option<Receive>,
+    /// Where it connects from (keepalived's TCP_CHECK `bindto`, `bind_port`).
+    bind: Bind,
 }
 
 impl Connect {
@@ -26,6 +26,7 @@ impl Connect {
         Ok(Connect {
             request: settings.request.clone().unwrap_or_default(),
             receive: Receive::of(settings)?,
+            bind: Bind::of(settings),
         })
     }
 }
@@ -34,10 +35,10 @@ impl Probe for Connect {
     async fn run(&self, at: &Endpoint) -> Outcome {
         match at.protocol {
             Protocol::Udp => {
-                let answer = udp_exchange(at.dest, self.request.as_bytes()).await?;
+                let answer = udp_exchange(&self.bind, at.dest, self.request.as_bytes()).await?;
                 matches(self.receive.as_ref(), &answer)?;
             }
-            _ => drop(TcpStream::connect(at.dest).await.map_err(io_failure)?),
+            _ => drop(self.bind.connect(at.dest).await?),
         }
         Ok(None)
     }
@@ -57,6 +58,7 @@ mod tests {
             Connect {
                 request: "health".into(),
                 receive: Some(Receive::new("^ok").unwrap()),
+                bind: super::super::testing::everything_bind(),
             }
         );
     }
@@ -75,5 +77,54 @@ mod tests {
             build_and_probe(closed, Protocol::Udp, &check).await,
             Err(Failure::Refused)
         );
+    }
+
+    #[tokio::test]
+    async fn a_source_is_where_the_check_connects_from_and_is_named_in_its_failures() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        let check = Check {
+            kind: Some(CheckKind::Connect),
+            source: Some("127.0.0.5".parse().unwrap()),
+            ..Check::default()
+        };
+        let (probed, accepted) = tokio::join!(
+            build_and_probe(server, Protocol::Tcp, &check),
+            listener.accept()
+        );
+        assert_eq!(probed, Ok(None));
+        assert_eq!(accepted.unwrap().1.ip().to_string(), "127.0.0.5");
+        drop(listener);
+        assert_eq!(
+            build_and_probe(server, Protocol::Tcp, &check)
+                .await
+                .unwrap_err()
+                .to_string(),
+            "from 127.0.0.5:0: connection refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_source_port_is_bound_too() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        // A port free now, for the check to bind.
+        let port = std::net::TcpListener::bind("127.0.0.6:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let check = Check {
+            kind: Some(CheckKind::Connect),
+            source: Some("127.0.0.6".parse().unwrap()),
+            source_port: Some(port),
+            ..Check::default()
+        };
+        let (probed, accepted) = tokio::join!(
+            build_and_probe(server, Protocol::Tcp, &check),
+            listener.accept()
+        );
+        assert_eq!(probed, Ok(None));
+        assert_eq!(accepted.unwrap().1.to_string(), format!("127.0.0.6:{port}"));
     }
 }

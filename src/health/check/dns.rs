@@ -2,21 +2,29 @@
 //! ("." without one), over UDP, or over TCP for TCP services; the server is up when it
 //! answers with at least one record and, given `receive`, one of them (an address in
 //! dotted form, another record as its debug text) matches it.
+//!
+//! keepalived's DNS_CHECK (keepalived/check/check_dns.c) adds `query_type` (its `type`:
+//! A, NS, CNAME, SOA, MX, TXT, AAAA, RRSIG, DNSKEY, `DNS_TYPE`) and takes any answer
+//! with the query's id, the response bit and rcode 0 as up, records or not
+//! (`dns_recv_thread`): `require_answer = false`.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::io::{io_failure, udp_exchange};
+use super::io::{Bind, io_failure, udp_exchange};
 use super::receive::Receive;
 use super::{BuildError, Endpoint, Failure, Outcome, Probe};
-use crate::config::Check;
+use crate::config::{Check, DnsType};
 use crate::table::Protocol;
 
-/// The name asked for, and what an answer must match.
+/// The name and type asked for, and what an answer must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dns {
     name: String,
     receive: Option<Receive>,
+    query_type: DnsType,
+    /// An answer without records is down (ldirectord) or up (keepalived).
+    require_answer: bool,
+    bind: Bind,
 }
 
 impl Dns {
@@ -26,6 +34,9 @@ impl Dns {
         Ok(Dns {
             name: settings.request.clone().unwrap_or_else(|| ".".into()),
             receive: Receive::of(settings)?,
+            query_type: settings.query_type.unwrap_or(DnsType::A),
+            require_answer: settings.require_answer.unwrap_or(true),
+            bind: Bind::of(settings),
         })
     }
 }
@@ -40,7 +51,7 @@ impl Probe for Dns {
             .map_err(|e| Failure::Garbled(e.to_string()))?;
         query.questions.push(Question::new(
             qname,
-            QTYPE::TYPE(TYPE::A),
+            QTYPE::TYPE(TYPE::from(self.query_type.code())),
             QCLASS::CLASS(CLASS::IN),
             false,
         ));
@@ -48,7 +59,7 @@ impl Probe for Dns {
             .build_bytes_vec()
             .map_err(|e| Failure::Garbled(e.to_string()))?;
         let answer = if at.protocol == Protocol::Tcp {
-            let mut stream = TcpStream::connect(at.dest).await.map_err(io_failure)?;
+            let mut stream = self.bind.connect(at.dest).await?;
             let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
             framed.extend_from_slice(&bytes);
             stream.write_all(&framed).await.map_err(io_failure)?;
@@ -57,15 +68,23 @@ impl Probe for Dns {
             stream.read_exact(&mut body).await.map_err(io_failure)?;
             body
         } else {
-            udp_exchange(at.dest, &bytes).await?
+            udp_exchange(&self.bind, at.dest, &bytes).await?
         };
         let reply = Packet::parse(&answer).map_err(|e| Failure::Garbled(format!("DNS: {e}")))?;
         if reply.id() != id {
             return Err(Failure::Garbled("DNS answer to another query".into()));
         }
-        if reply.rcode() != RCODE::NoError || reply.answers.is_empty() {
+        // The type is named when it is not ldirectord's A.
+        let what = match self.query_type {
+            DnsType::A => "DNS".to_string(),
+            other => format!("DNS {}", other.name()),
+        };
+        if !reply.has_flags(PacketFlag::RESPONSE) {
+            return Err(Failure::Garbled(format!("{what}: a query, not an answer")));
+        }
+        if reply.rcode() != RCODE::NoError || (self.require_answer && reply.answers.is_empty()) {
             return Err(Failure::Garbled(format!(
-                "DNS: {:?}, {} answers",
+                "{what}: {:?}, {} answers",
                 reply.rcode(),
                 reply.answers.len()
             )));
@@ -76,6 +95,9 @@ impl Probe for Dns {
         let found = reply.answers.iter().any(|rr| {
             let text = match &rr.rdata {
                 simple_dns::rdata::RData::A(a) => std::net::Ipv4Addr::from(a.address).to_string(),
+                simple_dns::rdata::RData::AAAA(a) => {
+                    std::net::Ipv6Addr::from(a.address).to_string()
+                }
                 other => format!("{other:?}"),
             };
             re.is_match(text.as_bytes())
@@ -105,6 +127,9 @@ mod tests {
             Dns {
                 name: "health".into(),
                 receive: Some(Receive::new("^ok").unwrap()),
+                query_type: DnsType::Aaaa,
+                require_answer: false,
+                bind: super::super::testing::everything_bind(),
             }
         );
     }
@@ -149,6 +174,110 @@ mod tests {
                 Err(Failure::Garbled(e)) if e.contains("0 answers")
             ),
             "no answer is down"
+        );
+    }
+
+    /// A DNS server on UDP that answers its first `replies` queries, each with an AAAA
+    /// record of 2001:db8::7 when the question is for AAAA, and none otherwise; it
+    /// sends back the type it was asked for.
+    async fn aaaa_server(
+        replies: usize,
+    ) -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<u16>) {
+        use simple_dns::rdata::{AAAA, RData};
+        use simple_dns::{CLASS, Packet, QTYPE, ResourceRecord, TYPE};
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let (asked, types) = tokio::sync::mpsc::channel(replies.max(1));
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            for _ in 0..replies {
+                let Ok((n, from)) = server.recv_from(&mut buf).await else {
+                    return;
+                };
+                let query = Packet::parse(&buf[..n]).unwrap();
+                let qtype = match query.questions[0].qtype {
+                    QTYPE::TYPE(t) => u16::from(t),
+                    _ => 0,
+                };
+                let _ = asked.send(qtype).await;
+                let mut reply = query.into_reply();
+                if qtype == u16::from(TYPE::AAAA) {
+                    reply.answers.push(ResourceRecord::new(
+                        reply.questions[0].qname.clone(),
+                        CLASS::IN,
+                        60,
+                        RData::AAAA(AAAA {
+                            address: u128::from(std::net::Ipv6Addr::new(
+                                0x2001, 0xdb8, 0, 0, 0, 0, 0, 7,
+                            )),
+                        }),
+                    ));
+                }
+                let bytes = reply.build_bytes_vec().unwrap();
+                let _ = server.send_to(&bytes, from).await;
+            }
+        });
+        (addr, types)
+    }
+
+    #[tokio::test]
+    async fn a_query_type_is_asked_for_and_its_records_matched() {
+        let (addr, mut asked) = aaaa_server(2).await;
+        let check = Check {
+            request: Some("www.example.com".into()),
+            query_type: Some(DnsType::Aaaa),
+            receive: Some("^2001:db8::7$".into()),
+            ..negotiate(NegotiateService::Dns)
+        };
+        assert_eq!(build_and_probe(addr, Protocol::Udp, &check).await, Ok(None));
+        assert_eq!(asked.recv().await, Some(28), "AAAA is type 28");
+        let mx = Check {
+            query_type: Some(DnsType::Mx),
+            ..check
+        };
+        assert_eq!(
+            build_and_probe(addr, Protocol::Udp, &mx).await,
+            Err(Failure::Garbled("DNS MX: NoError, 0 answers".into())),
+            "ldirectord's: no record is down"
+        );
+        assert_eq!(asked.recv().await, Some(15), "MX is type 15");
+    }
+
+    #[tokio::test]
+    async fn without_require_answer_any_noerror_answer_is_up_as_keepalived_takes_it() {
+        let (addr, _asked) = aaaa_server(1).await;
+        let check = Check {
+            query_type: Some(DnsType::Txt),
+            require_answer: Some(false),
+            ..negotiate(NegotiateService::Dns)
+        };
+        assert_eq!(build_and_probe(addr, Protocol::Udp, &check).await, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn an_error_rcode_is_down_with_or_without_require_answer() {
+        use simple_dns::{Packet, RCODE};
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            let Ok((n, from)) = server.recv_from(&mut buf).await else {
+                return;
+            };
+            let mut reply = Packet::parse(&buf[..n]).unwrap().into_reply();
+            *reply.rcode_mut() = RCODE::ServerFailure;
+            let _ = server
+                .send_to(&reply.build_bytes_vec().unwrap(), from)
+                .await;
+        });
+        let check = Check {
+            query_type: Some(DnsType::Soa),
+            require_answer: Some(false),
+            ..negotiate(NegotiateService::Dns)
+        };
+        assert_eq!(
+            build_and_probe(addr, Protocol::Udp, &check).await,
+            Err(Failure::Garbled("DNS SOA: ServerFailure, 0 answers".into()))
         );
     }
 }

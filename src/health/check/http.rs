@@ -2,97 +2,210 @@
 //! (`/` without one) with `virtualhost` as Host (the server's address without one), the
 //! answer's status within `status` (2xx without one) and its body matching `receive`.
 //! No chunked answers: HTTP/1.0 servers do not send them. `https` speaks it over TLS.
+//!
+//! keepalived's HTTP_GET adds to it (keepalived/check/check_http.c): a `digest`, the
+//! MD5 of the body (`http_process_response` hashes the body, up to its Content-Length
+//! when it has one; `http_handle_response` compares it after the status and before the
+//! regex); statuses given as several ranges (`status_code_handler`); and several
+//! `url`s, asked one after another on connections of their own, the server up only
+//! when every one passes (`epilog`: the check completes when the last URL has passed;
+//! a failed URL fails it).
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::io::{io_failure, read_answer};
+use super::io::{Bind, read_answer};
 use super::receive::{Receive, matches};
 use super::{BuildError, Endpoint, Failure, Outcome, Probe};
 use crate::config::Check;
 
-/// An HTTP request and what its answer must be.
+/// The statuses taken as healthy without `status`: keepalived's and ldirectord's 2xx.
+const DEFAULT_STATUS: (u16, u16) = (200, 299);
+
+/// HTTP requests and what their answers must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Http {
+    /// GET or HEAD.
+    method: String,
+    /// The URLs asked for, in order; each must pass.
+    pages: Vec<Page>,
+    /// Where the check connects from.
+    pub(super) bind: Bind,
+}
+
+/// One URL and what its answer must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
     /// The path asked for, starting with `/`.
     path: String,
     /// The Host header; the server's address without one.
     pub(super) virtualhost: Option<String>,
-    /// GET or HEAD.
-    method: String,
-    /// The statuses taken as healthy, inclusive.
-    status: (u16, u16),
+    /// The statuses taken as healthy: inclusive ranges, any of which will do.
+    status: Vec<(u16, u16)>,
     /// What the body must match.
     receive: Option<Receive>,
+    /// The body's MD5, lower-case hex.
+    digest: Option<String>,
 }
 
 impl Http {
     /// # Errors
     /// A `receive` that is not a regular expression.
     pub fn build(settings: &Check) -> Result<Http, BuildError> {
-        let path = settings.request.as_deref().unwrap_or("/");
-        Ok(Http {
-            path: if path.starts_with('/') {
+        let rooted = |path: &str| {
+            if path.starts_with('/') {
                 path.to_string()
             } else {
                 format!("/{path}")
-            },
-            virtualhost: settings.virtualhost.clone(),
+            }
+        };
+        let status = || {
+            settings
+                .status
+                .clone()
+                .unwrap_or_else(|| vec![DEFAULT_STATUS])
+        };
+        let pages = match &settings.urls {
+            Some(urls) if !urls.is_empty() => urls
+                .iter()
+                .map(|u| {
+                    Ok(Page {
+                        path: rooted(&u.path),
+                        virtualhost: u.virtualhost.clone().or(settings.virtualhost.clone()),
+                        status: u.status.clone().unwrap_or_else(status),
+                        receive: u
+                            .receive
+                            .as_deref()
+                            .or(settings.receive.as_deref())
+                            .map(Receive::new)
+                            .transpose()?,
+                        digest: u.digest.clone().or(settings.digest.clone()),
+                    })
+                })
+                .collect::<Result<_, BuildError>>()?,
+            _ => vec![Page {
+                path: rooted(settings.request.as_deref().unwrap_or("/")),
+                virtualhost: settings.virtualhost.clone(),
+                status: status(),
+                receive: Receive::of(settings)?,
+                digest: settings.digest.clone(),
+            }],
+        };
+        Ok(Http {
             method: settings.method.clone().unwrap_or_else(|| "GET".into()),
-            status: settings.status.unwrap_or((200, 299)),
-            receive: Receive::of(settings)?,
+            pages,
+            bind: Bind::of(settings),
         })
+    }
+
+    /// The URLs, in the order they are asked for.
+    pub(super) fn pages(&self) -> &[Page] {
+        &self.pages
+    }
+
+    /// A failure of `page`, named by its path when there are several.
+    pub(super) fn of_page(&self, page: &Page, failure: Failure) -> Failure {
+        if self.pages.len() > 1 {
+            Failure::At(format!("url {}", page.path), Box::new(failure))
+        } else {
+            failure
+        }
     }
 }
 
 impl Probe for Http {
     async fn run(&self, at: &Endpoint) -> Outcome {
-        let mut stream = TcpStream::connect(at.dest).await.map_err(io_failure)?;
-        self.exchange(at, &mut stream).await?;
+        for page in &self.pages {
+            let result = async {
+                let mut stream = self.bind.connect(at.dest).await?;
+                self.exchange(at, page, &mut stream).await
+            }
+            .await;
+            result.map_err(|f| self.of_page(page, f))?;
+        }
         Ok(None)
     }
 }
 
 impl Http {
-    /// The request and its answer over `stream`, plain or TLS.
+    /// The request for `page` and its answer over `stream`, plain or TLS.
     pub(super) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         at: &Endpoint,
+        page: &Page,
         stream: &mut S,
     ) -> Result<(), Failure> {
-        let host = self
+        let host = page
             .virtualhost
             .clone()
             .unwrap_or_else(|| at.dest.ip().to_string());
         let request = format!(
             "{} {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: uvs-health-check\r\nConnection: close\r\n\r\n",
-            self.method, self.path
+            self.method, page.path
         );
         stream
             .write_all(request.as_bytes())
             .await
-            .map_err(io_failure)?;
+            .map_err(super::io::io_failure)?;
         let answer = read_answer(stream).await?;
         let head_end = answer
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
             .ok_or_else(|| Failure::Garbled("no HTTP answer".into()))?;
-        let status_line = answer[..head_end]
-            .split(|&b| b == b'\n')
-            .next()
-            .unwrap_or(&[]);
+        let head = &answer[..head_end];
+        let status_line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
         let status: u16 = std::str::from_utf8(status_line)
             .ok()
             .filter(|l| l.starts_with("HTTP/"))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| Failure::Garbled("no HTTP status line".into()))?;
-        let (low, high) = self.status;
-        if !(low..=high).contains(&status) {
+        if !page
+            .status
+            .iter()
+            .any(|&(low, high)| (low..=high).contains(&status))
+        {
             return Err(Failure::Status(status));
         }
-        matches(self.receive.as_ref(), &answer[head_end + 4..])
+        let body = &answer[head_end + 4..];
+        if let Some(want) = &page.digest {
+            let got = md5_hex(&body[..body.len().min(content_length(head).unwrap_or(usize::MAX))]);
+            if &got != want {
+                return Err(Failure::Digest {
+                    got,
+                    want: want.clone(),
+                });
+            }
+        }
+        matches(page.receive.as_ref(), body)
     }
+}
+
+/// The MD5 of `bytes` in lower-case hex, as keepalived's genhash prints it
+/// (check_http.c's `format_digest`: `%2.2x` per byte).
+pub fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest;
+    use std::fmt::Write;
+    let sum = md5::Md5::digest(bytes);
+    let mut hex = String::with_capacity(32);
+    for b in sum.iter() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// The Content-Length of an answer's `head`, if it has one (keepalived's
+/// `extract_content_length`: the body hashed is cut there).
+fn content_length(head: &[u8]) -> Option<usize> {
+    std::str::from_utf8(head)
+        .ok()?
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
 }
 
 #[cfg(test)]
@@ -100,7 +213,7 @@ mod tests {
     use super::super::receive::COMPILED;
     use tokio::io::AsyncReadExt;
 
-    use super::super::testing::{built_from_everything, endpoint, negotiate};
+    use super::super::testing::{build_and_probe, built_from_everything, endpoint, negotiate};
     use super::super::{build, probe};
     use super::*;
     use crate::config::NegotiateService;
@@ -111,11 +224,15 @@ mod tests {
         assert_eq!(
             built_from_everything(NegotiateService::Http, Http::build),
             Http {
-                path: "/health".into(),
-                virtualhost: Some("www.test".into()),
                 method: "HEAD".into(),
-                status: (200, 399),
-                receive: Some(Receive::new("^ok").unwrap()),
+                pages: vec![Page {
+                    path: "/health".into(),
+                    virtualhost: Some("www.test".into()),
+                    status: vec![(200, 399)],
+                    receive: Some(Receive::new("^ok").unwrap()),
+                    digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
+                }],
+                bind: super::super::testing::everything_bind(),
             }
         );
     }
@@ -165,6 +282,145 @@ mod tests {
             COMPILED.with(|n| n.get()),
             before + 1,
             "three probes compiled nothing"
+        );
+    }
+
+    /// An HTTP server that answers each of its first `clients` requests with the answer
+    /// of the page whose path the request line names, 404 for another.
+    async fn pages_server(
+        pages: &'static [(&'static str, &'static [u8])],
+        clients: usize,
+    ) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for _ in 0..clients {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request);
+                let path = text.split_whitespace().nth(1).unwrap_or("");
+                let answer = pages
+                    .iter()
+                    .find(|(p, _)| *p == path)
+                    .map_or(&b"HTTP/1.0 404 Not Found\r\n\r\n"[..], |(_, a)| a);
+                let _ = s.write_all(answer).await;
+            }
+        });
+        addr
+    }
+
+    fn http(settings: Check) -> Check {
+        settings.or(&negotiate(NegotiateService::Http))
+    }
+
+    #[test]
+    fn md5_is_printed_as_genhash_prints_it() {
+        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(md5_hex(b"healthy\n"), "3b1fb749c971d7a2c6a517b37f735df2");
+    }
+
+    #[tokio::test]
+    async fn a_digest_is_of_the_body_up_to_its_content_length() {
+        let good = pages_server(
+            &[(
+                "/",
+                b"HTTP/1.0 200 OK\r\nContent-Length: 8\r\n\r\nhealthy\ntrailing junk",
+            )],
+            1,
+        )
+        .await;
+        let check = http(Check {
+            digest: Some("3b1fb749c971d7a2c6a517b37f735df2".into()),
+            ..Check::default()
+        });
+        assert_eq!(build_and_probe(good, Protocol::Tcp, &check).await, Ok(None));
+        let bad = pages_server(&[("/", b"HTTP/1.0 200 OK\r\n\r\nbroken\n")], 1).await;
+        let failure = build_and_probe(bad, Protocol::Tcp, &check)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            failure.to_string(),
+            "MD5 digest 7657a3a3c58088d06aa33ab174622ef4 of the body, not the expected 3b1fb749c971d7a2c6a517b37f735df2"
+        );
+    }
+
+    #[tokio::test]
+    async fn any_of_several_status_ranges_will_do() {
+        let check = http(Check {
+            status: Some(vec![(200, 200), (301, 302)]),
+            ..Check::default()
+        });
+        for (answer, expected) in [
+            (&b"HTTP/1.0 302 Found\r\n\r\n"[..], Ok(None)),
+            (&b"HTTP/1.0 200 OK\r\n\r\n"[..], Ok(None)),
+            (&b"HTTP/1.0 301 Moved\r\n\r\n"[..], Ok(None)),
+            (
+                &b"HTTP/1.0 204 No Content\r\n\r\n"[..],
+                Err(Failure::Status(204)),
+            ),
+            (
+                &b"HTTP/1.0 303 See Other\r\n\r\n"[..],
+                Err(Failure::Status(303)),
+            ),
+        ] {
+            let answer: &'static [u8] = answer;
+            let pages: &'static [(&str, &[u8])] = Box::leak(Box::new([("/", answer)]));
+            let server = pages_server(pages, 1).await;
+            assert_eq!(
+                build_and_probe(server, Protocol::Tcp, &check).await,
+                expected,
+                "{}",
+                String::from_utf8_lossy(answer)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn every_url_must_pass_and_a_failure_names_its_url() {
+        const PAGES: &[(&str, &[u8])] = &[
+            ("/a", b"HTTP/1.0 200 OK\r\n\r\nhealthy\n"),
+            ("/b", b"HTTP/1.0 200 OK\r\n\r\nok\n"),
+        ];
+        let url = |path: &str, digest: Option<&str>| crate::config::Url {
+            path: path.into(),
+            digest: digest.map(str::to_string),
+            ..crate::config::Url::default()
+        };
+        let both = http(Check {
+            urls: Some(vec![
+                url("/a", Some("3b1fb749c971d7a2c6a517b37f735df2")),
+                crate::config::Url {
+                    receive: Some("^ok".into()),
+                    ..url("/b", None)
+                },
+            ]),
+            ..Check::default()
+        });
+        let server = pages_server(PAGES, 2).await;
+        assert_eq!(
+            build_and_probe(server, Protocol::Tcp, &both).await,
+            Ok(None)
+        );
+        let third = http(Check {
+            urls: Some(vec![url("/a", None), url("/b", None), url("/c", None)]),
+            ..Check::default()
+        });
+        let server = pages_server(PAGES, 3).await;
+        assert_eq!(
+            build_and_probe(server, Protocol::Tcp, &third)
+                .await
+                .unwrap_err()
+                .to_string(),
+            "url /c: wrong status 404"
         );
     }
 }

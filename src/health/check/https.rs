@@ -2,10 +2,7 @@
 //! `health::tls`). The certificate is verified only when `verify_certificate` asks;
 //! `virtualhost` is also the name sent (SNI), the server's address without one.
 
-use tokio::net::TcpStream;
-
 use super::http::Http;
-use super::io::io_failure;
 use super::{BuildError, Endpoint, Failure, Outcome, Probe};
 use crate::config::Check;
 use crate::health::tls;
@@ -32,17 +29,24 @@ impl Https {
 impl Probe for Https {
     async fn run(&self, at: &Endpoint) -> Outcome {
         let config = tls::client_config(self.verify).map_err(Failure::Garbled)?;
-        let tcp = TcpStream::connect(at.dest).await.map_err(io_failure)?;
-        let name = match &self.http.virtualhost {
-            Some(host) => rustls::pki_types::ServerName::try_from(host.clone())
-                .map_err(|e| Failure::Garbled(format!("virtualhost: {e}")))?,
-            None => rustls::pki_types::ServerName::IpAddress(at.dest.ip().into()),
-        };
-        let mut stream = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| Failure::Garbled(format!("TLS: {e}")))?;
-        self.http.exchange(at, &mut stream).await?;
+        // Each URL on a connection of its own, as keepalived's SSL_GET asks them.
+        for page in self.http.pages() {
+            let result = async {
+                let tcp = self.http.bind.connect(at.dest).await?;
+                let name = match &page.virtualhost {
+                    Some(host) => rustls::pki_types::ServerName::try_from(host.clone())
+                        .map_err(|e| Failure::Garbled(format!("virtualhost: {e}")))?,
+                    None => rustls::pki_types::ServerName::IpAddress(at.dest.ip().into()),
+                };
+                let mut stream = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| Failure::Garbled(format!("TLS: {e}")))?;
+                self.http.exchange(at, page, &mut stream).await
+            }
+            .await;
+            result.map_err(|f| self.http.of_page(page, f))?;
+        }
         Ok(None)
     }
 }
@@ -117,6 +121,74 @@ mod tests {
                 Err(Failure::Garbled(e)) if e.starts_with("TLS: ")
             ),
             "a self-signed certificate fails verification"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_url_is_asked_over_a_tls_connection_of_its_own() {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let cert = rcgen::generate_simple_self_signed(vec!["backend.test".to_string()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for _ in 0..4 {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut buf = [0u8; 1024];
+                let n = tls.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                let answer: &[u8] = if request.starts_with("GET /b ") {
+                    b"HTTP/1.0 200 OK\r\n\r\nhealthy\n"
+                } else {
+                    b"HTTP/1.0 200 OK\r\n\r\nsecure"
+                };
+                let _ = tls.write_all(answer).await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        let urls = |digest: &str| {
+            Some(vec![
+                crate::config::Url {
+                    path: "/a".into(),
+                    receive: Some("^secure$".into()),
+                    ..crate::config::Url::default()
+                },
+                crate::config::Url {
+                    path: "/b".into(),
+                    digest: Some(digest.into()),
+                    ..crate::config::Url::default()
+                },
+            ])
+        };
+        let check = Check {
+            urls: urls("3b1fb749c971d7a2c6a517b37f735df2"),
+            ..negotiate(NegotiateService::Https)
+        };
+        assert_eq!(build_and_probe(addr, Protocol::Tcp, &check).await, Ok(None));
+        let wrong = Check {
+            urls: urls("00000000000000000000000000000000"),
+            ..check
+        };
+        assert_eq!(
+            build_and_probe(addr, Protocol::Tcp, &wrong)
+                .await
+                .unwrap_err()
+                .to_string(),
+            "url /b: MD5 digest 3b1fb749c971d7a2c6a517b37f735df2 of the body, not the expected 00000000000000000000000000000000"
         );
     }
 }

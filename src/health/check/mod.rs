@@ -7,19 +7,21 @@
 //!
 //! The kinds are ldirectord's: `on`, `off`, `connect`, `external`, and `negotiate`
 //! speaking http, https, simpletcp, smtp or dns; ldirectord's maintenance files stand in
-//! front of any of them ([`maintenance`]).
+//! front of any of them ([`maintenance`]). keepalived's add to them: http's `digest`,
+//! status lists and several URLs, dns's query types, smtp's HELO and hosts, a source
+//! address for the TCP ones (`io::Bind`), and the `file` kind (FILE_CHECK).
 //!
 //! # Adding a check kind
 //!
-//! (keepalived's HTTP_GET/SSL_GET with digests, SMTP_CHECK, DNS_CHECK, MISC_CHECK...)
+//! (keepalived's PING_CHECK or BFD_CHECK, if uvs ever speaks ICMP or BFD...)
 //!
-//! 1. One file here, say `digest.rs`: a `//!` header naming the ldirectord/keepalived
+//! 1. One file here, say `ping.rs`: a `//!` header naming the ldirectord/keepalived
 //!    check it copies; a type holding only the settings it reads, each parsed, compiled
 //!    ([`Receive`] for a pattern) and defaulted in its `build(&Check) -> Result<Self,
 //!    BuildError>`; `impl Probe` (its `async fn run`); and tests,
 //!    against a real server on 127.0.0.1, of `build` keeping only its settings and of
 //!    the probe's up and down.
-//! 2. One line in [`build`] (`CheckKind::Digest => Box::new(Digest::build(settings)?)`),
+//! 2. One line in [`build`] (`CheckKind::Ping => Box::new(Ping::build(settings)?)`),
 //!    beside its `mod` line.
 //!
 //! The kind's name and any new setting are the configuration's to read and validate
@@ -28,6 +30,7 @@
 mod connect;
 mod dns;
 mod external;
+mod file;
 mod http;
 mod https;
 mod io;
@@ -50,6 +53,7 @@ use std::time::Duration;
 pub use connect::Connect;
 pub use dns::Dns;
 pub use external::External;
+pub use file::File;
 pub use http::Http;
 pub use https::Https;
 pub use maintenance::Maintenance;
@@ -101,8 +105,11 @@ pub struct Endpoint {
     /// What `external` commands get as vip and vport.
     pub vip: String,
     pub vport: u16,
-    /// Where the probe goes: the server, on the check port if there is one.
+    /// Where the probe goes: the server (or the check's `address`), on the check port
+    /// if there is one.
     pub dest: SocketAddr,
+    /// The server's configured weight, which a `file` check adds to.
+    pub weight: i32,
 }
 
 /// A check's settings that cannot be used; the configuration refuses them with the same
@@ -115,6 +122,9 @@ pub enum BuildError {
     /// MISC_CHECK's `user` or `group`, which the system does not know.
     #[error("{0}")]
     RunAs(#[from] crate::config::words::RunAsError),
+    /// A `file` check given no `path` (here or in the checks it takes defaults from).
+    #[error("a file check needs a path")]
+    NoPath,
 }
 
 /// Why a check failed.
@@ -133,6 +143,14 @@ pub enum Failure {
     Killed,
     Off,
     Maintenance(PathBuf),
+    /// The body's MD5 is not the `digest` (keepalived's "MD5 digest error").
+    Digest {
+        got: String,
+        want: String,
+    },
+    /// A failure of one part of the check: a URL of several, an SMTP host, a source
+    /// address.
+    At(String, Box<Failure>),
 }
 
 impl fmt::Display for Failure {
@@ -148,6 +166,10 @@ impl fmt::Display for Failure {
             Failure::Killed => write!(f, "killed by a signal"),
             Failure::Off => write!(f, "check type off"),
             Failure::Maintenance(p) => write!(f, "maintenance file {}", p.display()),
+            Failure::Digest { got, want } => {
+                write!(f, "MD5 digest {got} of the body, not the expected {want}")
+            }
+            Failure::At(part, failure) => write!(f, "{part}: {failure}"),
         }
     }
 }
@@ -166,10 +188,11 @@ pub fn build(
         CheckKind::Off => Box::new(Off),
         CheckKind::Connect => Box::new(Connect::build(settings)?),
         CheckKind::External => Box::new(External::build(settings)?),
+        CheckKind::File => Box::new(File::build(settings)?),
         CheckKind::Negotiate => match settings.service {
             Some(NegotiateService::Http) => Box::new(Http::build(settings)?),
             Some(NegotiateService::Https) => Box::new(Https::build(settings)?),
-            Some(NegotiateService::Smtp) => Box::new(Smtp),
+            Some(NegotiateService::Smtp) => Box::new(Smtp::build(settings)),
             Some(NegotiateService::Dns) => Box::new(Dns::build(settings)?),
             Some(NegotiateService::SimpleTcp) | None => Box::new(SimpleTcp::build(settings)?),
         },
@@ -187,10 +210,23 @@ pub fn behind_maintenance(check: Box<dyn HealthCheck>, dir: Option<&Path>) -> Bo
 
 /// Runs one probe of `check`, bounded by `timeout`: a probe still running then fails
 /// with [`Failure::Timeout`], and what it held is released as its future is dropped.
+///
+/// A check sent to another address than its server's (`address`, keepalived's
+/// `connect_ip`) says where in its failures: `at 10.0.0.9:80: connection refused`.
 pub async fn probe(check: &dyn HealthCheck, at: &Endpoint, timeout: Duration) -> Outcome {
-    tokio::time::timeout(timeout, check.probe(at))
+    let outcome = tokio::time::timeout(timeout, check.probe(at))
         .await
-        .unwrap_or(Err(Failure::Timeout))
+        .unwrap_or(Err(Failure::Timeout));
+    match outcome {
+        // A maintenance file is of the server, not of where it is checked; the checker
+        // takes it down at once by this variant.
+        Err(f)
+            if at.dest.ip() != at.target.server.addr && !matches!(f, Failure::Maintenance(_)) =>
+        {
+            Err(Failure::At(format!("at {}", at.dest), Box::new(f)))
+        }
+        outcome => outcome,
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +253,31 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(problem.contains(&err.to_string()), "{problem}");
+    }
+
+    #[tokio::test]
+    async fn a_check_sent_elsewhere_than_its_server_says_where_it_failed() {
+        let closed = std::net::TcpListener::bind("127.0.0.9:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut at = endpoint(closed, Protocol::Tcp);
+        at.target.server.addr = "127.0.0.2".parse().unwrap();
+        let check = build(
+            &Check {
+                kind: Some(CheckKind::Connect),
+                ..Check::default()
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            probe(&*check, &at, Duration::from_secs(5))
+                .await
+                .unwrap_err()
+                .to_string(),
+            format!("at {closed}: connection refused")
+        );
     }
 
     #[tokio::test]

@@ -3,9 +3,8 @@
 //! answer matches `receive` (up without one), failing when the peer closes first.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::io::{MAX_ANSWER, io_failure};
+use super::io::{Bind, MAX_ANSWER, io_failure};
 use super::receive::Receive;
 use super::{BuildError, Endpoint, Failure, Outcome, Probe};
 use crate::config::Check;
@@ -15,6 +14,8 @@ use crate::config::Check;
 pub struct SimpleTcp {
     request: Option<String>,
     receive: Option<Receive>,
+    /// Where it connects from.
+    bind: Bind,
 }
 
 impl SimpleTcp {
@@ -24,13 +25,14 @@ impl SimpleTcp {
         Ok(SimpleTcp {
             request: settings.request.clone(),
             receive: Receive::of(settings)?,
+            bind: Bind::of(settings),
         })
     }
 }
 
 impl Probe for SimpleTcp {
     async fn run(&self, at: &Endpoint) -> Outcome {
-        let mut stream = TcpStream::connect(at.dest).await.map_err(io_failure)?;
+        let mut stream = self.bind.connect(at.dest).await?;
         if let Some(request) = &self.request {
             stream
                 .write_all(request.as_bytes())
@@ -73,6 +75,7 @@ mod tests {
             SimpleTcp {
                 request: Some("health".into()),
                 receive: Some(Receive::new("^ok").unwrap()),
+                bind: super::super::testing::everything_bind(),
             }
         );
     }

@@ -30,6 +30,7 @@ pub fn endpoint(dest: SocketAddr, protocol: Protocol) -> Endpoint {
         vip: "127.0.0.1".into(),
         vport: 1,
         dest,
+        weight: 1,
     }
 }
 
@@ -92,7 +93,7 @@ pub fn everything(kind: CheckKind, service: Option<NegotiateService>) -> Check {
         receive: Some("^ok".into()),
         virtualhost: Some("www.test".into()),
         method: Some("HEAD".into()),
-        status: Some((200, 399)),
+        status: Some(vec![(200, 399)]),
         command: Some("/bin/check -v".into()),
         dynamic_weight: Some(true),
         verify_certificate: Some(true),
@@ -100,5 +101,26 @@ pub fn everything(kind: CheckKind, service: Option<NegotiateService>) -> Check {
         retry_delay: Some(Duration::from_secs(1)),
         user: Some("root".into()),
         group: None,
+        digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
+        // Several URLs would stand for `request`: http's own tests show them.
+        urls: None,
+        query_type: Some(crate::config::DnsType::Aaaa),
+        require_answer: Some(false),
+        path: Some("/run/weight".into()),
+        file_weight: Some(-3),
+        reverse: Some(true),
+        helo: Some("lb.test".into()),
+        source: Some(Ipv4Addr::new(127, 0, 0, 5).into()),
+        source_port: Some(4000),
+        address: Some(Ipv4Addr::new(127, 0, 0, 9).into()),
+        hosts: Some(vec!["127.0.0.9:25".parse().unwrap()]),
+    }
+}
+
+/// Where [`everything`] connects from.
+pub fn everything_bind() -> super::io::Bind {
+    super::io::Bind {
+        source: Some(Ipv4Addr::new(127, 0, 0, 5).into()),
+        port: Some(4000),
     }
 }

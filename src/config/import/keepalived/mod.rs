@@ -21,7 +21,9 @@ pub use lexer::GrammarError;
 use lexer::{Item, Node, Pos};
 
 use super::{Imported, Importing};
-use crate::config::{Check, CheckKind, Health, NegotiateService, ServerHealth, ServiceSpec};
+use crate::config::{
+    Check, CheckKind, DnsType, Health, NegotiateService, ServerHealth, ServiceSpec, Url,
+};
 use crate::table::{
     Family, Forward, Netmask, PersistenceEngine, Protocol, ServerConfig, ServiceConfig,
     ServiceFlags, ServiceKey, ServiceOptions,
@@ -36,6 +38,8 @@ const SCHEDULERS: &[&str] = &[
 const DELAY_LOOP: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const PERSISTENCE: u32 = 360;
+/// SMTP_CHECK's HELO name without `helo_name` (check_smtp.h's SMTP_DEFAULT_HELO).
+const SMTP_DEFAULT_HELO: &str = "smtpchecker.keepalived.org";
 /// The longest check interval and timeout uvs takes (the schema's).
 const INTERVAL_MAX: Duration = Duration::from_secs(86_400);
 const TIMEOUT_MAX: Duration = Duration::from_secs(3600);
@@ -105,6 +109,7 @@ fn top(n: &Node, keys: &mut HashSet<ServiceKey>, im: &mut Importing) {
                 n.arg(1)
             ),
         ),
+        "track_file" => track_file(n, im),
         "global_defs" => others(
             im,
             &n.pos,
@@ -133,7 +138,6 @@ fn top(n: &Node, keys: &mut HashSet<ServiceKey>, im: &mut Importing) {
         | "static_rules"
         | "garp_group"
         | "bfd_instance"
-        | "track_file"
         | "net_namespace"
         | "net_namespace_ipvs"
         | "instance"
@@ -150,6 +154,74 @@ fn top(n: &Node, keys: &mut HashSet<ServiceKey>, im: &mut Importing) {
             format!("{k}: not a keepalived keyword uvs knows; not taken"),
         ),
     }
+}
+
+/// A top-level `track_file` (keepalived/trackers/track_file.c): its file, weight and
+/// reverse, kept for the FILE_CHECKs that name it.
+#[derive(Debug, Clone)]
+pub(super) struct TrackFile {
+    file: Option<std::path::PathBuf>,
+    weight: i32,
+    reverse: bool,
+}
+
+fn track_file(n: &Node, im: &mut Importing) {
+    let name = n.arg(1).to_string();
+    let mut tf = TrackFile {
+        file: None,
+        weight: 1,
+        reverse: false,
+    };
+    for c in n.children() {
+        let (k, v) = (c.keyword(), c.arg(1));
+        match k {
+            "file" if v.starts_with('/') => tf.file = Some(v.into()),
+            "file" => skip(
+                im,
+                &c.pos,
+                format!("file {v}: uvs reads files named by absolute paths; not taken"),
+            ),
+            // track_file_weight_handler: -254 to 254, then reverse.
+            "weight" => match (v.parse::<i32>(), c.words.get(2).map(String::as_str)) {
+                (Ok(w), None | Some("reverse")) if (-254..=254).contains(&w) => {
+                    tf.weight = w;
+                    tf.reverse = c.words.len() > 2;
+                }
+                _ => skip(
+                    im,
+                    &c.pos,
+                    format!(
+                        "weight {}: a weight from -254 to 254, then reverse or nothing; not taken",
+                        c.words[1..].join(" ")
+                    ),
+                ),
+            },
+            // A missing file reads as 0, as init_file's default value.
+            "init_file" if matches!(v, "" | "0" | "overwrite") && c.words.len() <= 3 => others(
+                im,
+                &c.pos,
+                "init_file: uvs does not write the file; a missing file reads as 0, as keepalived's would",
+            ),
+            "init_file" => skip(
+                im,
+                &c.pos,
+                "init_file with a value: uvs does not write the file; not taken",
+            ),
+            _ => skip(
+                im,
+                &c.pos,
+                format!("{k}: not a track_file keyword uvs knows; not taken"),
+            ),
+        }
+    }
+    others(
+        im,
+        &n.pos,
+        format!(
+            "track_file {name}: read by the FILE_CHECKs that name it; tracking by VRRP is keepalived's own job"
+        ),
+    );
+    im.track_files.insert(name, tf);
 }
 
 /// keepalived's seconds: a decimal, to the microsecond (`read_timer`).
@@ -842,8 +914,7 @@ fn real_server(
             "smtp_alert" => not_yet(im, c),
             "snmp_name" => skip(im, &c.pos, "snmp_name: uvs has no SNMP; not taken"),
             "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "SMTP_CHECK" | "DNS_CHECK" | "MISC_CHECK"
-            | "UDP_CHECK" => checkers.push(c),
-            "FILE_CHECK" => not_yet(im, c),
+            | "UDP_CHECK" | "FILE_CHECK" => checkers.push(c),
             "PING_CHECK" => skip(
                 im,
                 &c.pos,
@@ -946,6 +1017,8 @@ fn checker(
         "SMTP_CHECK" => (CheckKind::Negotiate, Some(NegotiateService::Smtp), 1),
         "DNS_CHECK" => (CheckKind::Negotiate, Some(NegotiateService::Dns), 3),
         "MISC_CHECK" => (CheckKind::External, None, 0),
+        // check_file.c: no retries, no alpha; the file's state is taken at once.
+        "FILE_CHECK" => (CheckKind::File, None, 0),
         _ => {
             // UDP_CHECK
             if !matches!(
@@ -969,7 +1042,12 @@ fn checker(
     check.service = service;
     let mut own = Timers::default();
     let mut misc_timeout = None;
-    let mut urls = 0;
+    let mut urls: Vec<Url> = Vec::new();
+    // Whether the check names where it connects, and SMTP_CHECK's host blocks.
+    let mut connection = false;
+    let mut hosts: Vec<std::net::SocketAddr> = Vec::new();
+    let mut file: Option<(TrackFile, Pos)> = None;
+    let mut file_weight: Option<(i32, bool)> = None;
     let mut require_reply = false;
     for c in n.children() {
         let (k, v) = (c.keyword(), c.arg(1));
@@ -978,26 +1056,45 @@ fn checker(
         }
         match (n.keyword(), k) {
             (_, "connect_port") => match v.parse::<u16>() {
-                Ok(p) if p > 0 => check.port = Some(p),
+                Ok(p) if p > 0 => {
+                    connection = true;
+                    check.port = Some(p);
+                }
                 _ => skip(
                     im,
                     &c.pos,
                     format!("connect_port {v}: not a port; not taken"),
                 ),
             },
-            (_, "connect_ip") => {
-                if v.parse::<IpAddr>().ok() != Some(server.addr) {
-                    skip(
-                        im,
-                        &c.pos,
-                        "connect_ip: uvs checks the real server's own address; not taken",
-                    );
+            (_, "connect_ip") => match v.parse::<IpAddr>() {
+                Ok(ip) => {
+                    connection = true;
+                    check.address = (ip != server.addr).then_some(ip);
                 }
-            }
-            (_, "bindto" | "bind_port" | "bind_if") => skip(
+                Err(_) => skip(
+                    im,
+                    &c.pos,
+                    format!("connect_ip {v}: not an address; not taken"),
+                ),
+            },
+            (_, "bindto") => match v.parse::<IpAddr>() {
+                Ok(ip) => {
+                    connection = true;
+                    check.source = Some(ip);
+                }
+                Err(_) => skip(im, &c.pos, format!("bindto {v}: not an address; not taken")),
+            },
+            (_, "bind_port") => match v.parse::<u16>() {
+                Ok(p) if p > 0 => {
+                    connection = true;
+                    check.source_port = Some(p);
+                }
+                _ => skip(im, &c.pos, format!("bind_port {v}: not a port; not taken")),
+            },
+            (_, "bind_if") => skip(
                 im,
                 &c.pos,
-                format!("{k}: uvs's checks do not choose their source address; not taken"),
+                "bind_if: uvs's checks do not choose their interface; not taken",
             ),
             (_, "fwmark") => skip(
                 im,
@@ -1009,18 +1106,8 @@ fn checker(
                 &c.pos,
                 "log_all_failures: uvs logs each change of a server's health; not taken",
             ),
-            ("HTTP_GET" | "SSL_GET", "url") => {
-                urls += 1;
-                if urls > 1 {
-                    skip(
-                        im,
-                        &c.pos,
-                        "url: a second URL; uvs checks one per server, the first; not taken",
-                    );
-                } else {
-                    url(c, &mut check, im);
-                }
-            }
+            // Every url is checked, and all must pass (check_http.c's epilog).
+            ("HTTP_GET" | "SSL_GET", "url") => urls.push(url(c, im)),
             ("HTTP_GET" | "SSL_GET", "http_protocol") if v == "1.0" => {}
             (
                 "HTTP_GET" | "SSL_GET",
@@ -1032,25 +1119,46 @@ fn checker(
                     format!("{k}: uvs's http check speaks HTTP/1.0 without it; not taken"),
                 );
             }
-            ("SMTP_CHECK", "helo_name") => skip(
-                im,
-                &c.pos,
-                "helo_name: uvs's smtp check reads the 220 banner and sends no HELO; not taken",
-            ),
-            ("SMTP_CHECK", "host") => skip(
-                im,
-                &c.pos,
-                "host: uvs's smtp check checks the real server itself; not taken",
-            ),
-            ("DNS_CHECK", "type") => {
-                if !v.eq_ignore_ascii_case("A") {
-                    skip(
+            ("SMTP_CHECK", "helo_name") if !v.is_empty() => check.helo = Some(v.to_string()),
+            ("SMTP_CHECK", "host") => {
+                if let Some(host) = smtp_host(c, server, im) {
+                    hosts.push(host);
+                }
+            }
+            ("DNS_CHECK", "type") => match DnsType::from_name(v) {
+                Some(DnsType::A) => {}
+                Some(t) => check.query_type = Some(t),
+                None => skip(
+                    im,
+                    &c.pos,
+                    format!(
+                        "type {v}: not a DNS type keepalived knows ({}); not taken",
+                        DnsType::NAMES.join(", ")
+                    ),
+                ),
+            },
+            ("FILE_CHECK", "track_file") => match im.track_files.get(v) {
+                Some(tf) => file = Some((tf.clone(), c.pos.clone())),
+                None => skip(
+                    im,
+                    &c.pos,
+                    format!("track_file {v}: no track_file of that name before it; not taken"),
+                ),
+            },
+            // check_file.c's track_file_weight_handler.
+            ("FILE_CHECK", "weight") => {
+                match (v.parse::<i32>(), c.words.get(2).map(String::as_str)) {
+                    (Ok(w), None | Some("reverse" | "noreverse")) if w != i32::MIN => {
+                        file_weight = Some((w, c.words.get(2).is_some_and(|r| r == "reverse")));
+                    }
+                    _ => skip(
                         im,
                         &c.pos,
                         format!(
-                            "type {v}: uvs's dns check asks for A records; other types are not in uvs yet; not taken"
+                            "weight {}: a weight from -2147483647 to 2147483647, then reverse, noreverse or nothing; not taken",
+                            c.words[1..].join(" ")
                         ),
-                    );
+                    ),
                 }
             }
             ("DNS_CHECK", "name") => check.request = Some(v.to_string()),
@@ -1095,7 +1203,7 @@ fn checker(
             ),
         }
     }
-    if matches!(n.keyword(), "HTTP_GET" | "SSL_GET") && urls == 0 {
+    if matches!(n.keyword(), "HTTP_GET" | "SSL_GET") && urls.is_empty() {
         // check_http.c: "HTTP/SSL_GET checker has no urls specified - ignoring".
         others(
             im,
@@ -1113,6 +1221,41 @@ fn checker(
             &n.pos,
             "UDP_CHECK without require_reply: keepalived takes silence as up, uvs's check needs an answer; not taken as such",
         );
+    }
+    if n.keyword() == "FILE_CHECK" {
+        return file_check(n, check, file, file_weight, im);
+    }
+    if n.keyword() == "SMTP_CHECK" {
+        smtp_check(
+            &mut check,
+            server,
+            hosts,
+            connection || own.connect_timeout.is_some(),
+        );
+    }
+    if n.keyword() == "DNS_CHECK" {
+        // check_dns.c's dns_recv_thread: any NOERROR answer is up, records or not.
+        check.require_answer = Some(false);
+    }
+    match urls.len() {
+        0 => {}
+        // One URL is the check's own settings, as before several were taken.
+        1 => {
+            let u = urls.remove(0);
+            check.request = (!u.path.is_empty()).then_some(u.path);
+            check.status = u.status;
+            check.receive = u.receive;
+            check.digest = u.digest;
+            check.virtualhost = u.virtualhost;
+        }
+        _ => {
+            for u in &mut urls {
+                if u.path.is_empty() {
+                    u.path = "/".into();
+                }
+            }
+            check.urls = Some(urls);
+        }
     }
     let t = own.or(rs);
     check.interval = Some(t.delay_loop.unwrap_or(DELAY_LOOP));
@@ -1137,14 +1280,104 @@ fn checker(
     Some(check)
 }
 
-/// An HTTP_GET `url` block: `path`, `status_code`, `regex`, `virtualhost`.
-fn url(n: &Node, check: &mut Check, im: &mut Importing) {
+/// SMTP_CHECK's HELO and hosts (check_smtp.c's `smtp_check_end_handler`): HELO with
+/// keepalived's name without `helo_name`; each `host` is a checker of its own, all of
+/// which must be up, and the check's own address is one of them when it names where
+/// it connects (`connection`) or there are no hosts.
+fn smtp_check(
+    check: &mut Check,
+    server: &ServerConfig,
+    hosts: Vec<std::net::SocketAddr>,
+    connection: bool,
+) {
+    check.helo = check
+        .helo
+        .take()
+        .or_else(|| Some(SMTP_DEFAULT_HELO.to_string()));
+    if hosts.is_empty() {
+        return;
+    }
+    let mut all = Vec::new();
+    if connection {
+        let own = std::net::SocketAddr::new(
+            check.address.unwrap_or(server.addr),
+            check.port.unwrap_or(server.port),
+        );
+        all.push(own);
+    }
+    all.extend(hosts);
+    check.hosts = Some(all);
+}
+
+/// An SMTP_CHECK `host` block: its `connect_ip` and `connect_port` (the real server's
+/// without them); what else it says is not taken.
+fn smtp_host(n: &Node, server: &ServerConfig, im: &mut Importing) -> Option<std::net::SocketAddr> {
+    let mut addr = server.addr;
+    let mut port = server.port;
+    let mut ok = true;
+    for c in n.children() {
+        let (k, v) = (c.keyword(), c.arg(1));
+        match (k, v.parse::<IpAddr>(), v.parse::<u16>()) {
+            ("connect_ip", Ok(ip), _) => addr = ip,
+            ("connect_port", _, Ok(p)) if p > 0 => port = p,
+            _ => {
+                ok = false;
+                skip(
+                    im,
+                    &c.pos,
+                    format!(
+                        "host {k} {v}: uvs takes a host's connect_ip and connect_port; not taken"
+                    ),
+                );
+            }
+        }
+    }
+    (ok && port != 0).then(|| std::net::SocketAddr::new(addr, port))
+}
+
+/// A FILE_CHECK (check_file.c): the named track_file's file, with the FILE_CHECK's own
+/// weight or else the track_file's (`file_end_handler`); read every second (keepalived
+/// watches it with inotify) and taken at once, with no retries.
+fn file_check(
+    n: &Node,
+    mut check: Check,
+    file: Option<(TrackFile, Pos)>,
+    weight: Option<(i32, bool)>,
+    im: &mut Importing,
+) -> Option<Check> {
+    let Some((tf, pos)) = file else {
+        others(
+            im,
+            &n.pos,
+            "FILE_CHECK: no track_file; keepalived ignores the check, and so does uvs",
+        );
+        return None;
+    };
+    let Some(path) = tf.file else {
+        skip(im, &pos, "track_file: it names no file; not taken");
+        return None;
+    };
+    let (w, reverse) = weight.unwrap_or((tf.weight, tf.reverse));
+    check.path = Some(path);
+    check.file_weight = Some(w);
+    check.reverse = reverse.then_some(true);
+    check.interval = Some(Duration::from_secs(1));
+    check.timeout = Some(Duration::from_secs(1));
+    check.failures = Some(1);
+    check.rise = Some(1);
+    Some(check)
+}
+
+/// An HTTP_GET `url` block: `path`, `status_code`, `regex`, `virtualhost`, `digest`
+/// (a path of "" when it has none).
+fn url(n: &Node, im: &mut Importing) -> Url {
+    let mut url = Url::default();
     let mut ranges: Vec<(u16, u16)> = Vec::new();
     for c in n.children() {
         let (k, v) = (c.keyword(), c.arg(1));
         match k {
-            "path" => check.request = Some(v.to_string()),
-            "virtualhost" => check.virtualhost = Some(v.to_string()),
+            "path" => url.path = v.to_string(),
+            "virtualhost" => url.virtualhost = Some(v.to_string()),
             "status_code" => {
                 for w in &c.words[1..] {
                     let (low, high) = w.split_once('-').unwrap_or((w, w));
@@ -1163,15 +1396,24 @@ fn url(n: &Node, check: &mut Check, im: &mut Importing) {
                 }
             }
             "regex" => match regex::Regex::new(v) {
-                Ok(_) => check.receive = Some(v.to_string()),
+                Ok(_) => url.receive = Some(v.to_string()),
                 Err(e) => skip(
                     im,
                     &c.pos,
                     format!("regex: not a regular expression uvs reads: {e}"),
                 ),
             },
-            "digest" | "regex_no_match" | "regex_options" | "regex_min_offset"
-            | "regex_max_offset" | "regex_stack" => not_yet(im, c),
+            // check_http.c's digest_handler: 32 hex digits, either case.
+            "digest" if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                url.digest = Some(v.to_ascii_lowercase())
+            }
+            "digest" => skip(
+                im,
+                &c.pos,
+                format!("digest {v}: not an MD5 digest, 32 hex digits; not taken"),
+            ),
+            "regex_no_match" | "regex_options" | "regex_min_offset" | "regex_max_offset"
+            | "regex_stack" => not_yet(im, c),
             _ => skip(
                 im,
                 &c.pos,
@@ -1187,15 +1429,10 @@ fn url(n: &Node, check: &mut Check, im: &mut Importing) {
             _ => merged.push((l, h)),
         }
     }
-    match merged.as_slice() {
-        [] => {}
-        [one] => check.status = Some(*one),
-        _ => skip(
-            im,
-            &n.pos,
-            "status_code: statuses that are not one range; uvs takes one range; several are not in uvs yet; not taken",
-        ),
+    if !merged.is_empty() {
+        url.status = Some(merged);
     }
+    url
 }
 
 /// keepalived's hex payload (`read_hex_str`): pairs of hex digits.
@@ -1312,11 +1549,6 @@ virtual_server 10.0.0.1 81 { }
                     4,
                     "vrrp_script chk: VRRP is keepalived's own job (it moves the VIP); not uvs's, not taken"
                 ),
-                (40, "digest: not in uvs yet; not taken"),
-                (
-                    42,
-                    "url: a second URL; uvs checks one per server, the first; not taken"
-                ),
                 (
                     44,
                     "TCP_CHECK: a second check of one real server; uvs checks a server one way, the first; not taken"
@@ -1326,16 +1558,8 @@ virtual_server 10.0.0.1 81 { }
                     "misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does"
                 ),
                 (
-                    69,
-                    "type AAAA: uvs's dns check asks for A records; other types are not in uvs yet; not taken"
-                ),
-                (
                     70,
                     "PING_CHECK: uvs's checks speak TCP and UDP and send no ICMP echo; not taken"
-                ),
-                (
-                    75,
-                    "helo_name: uvs's smtp check reads the 220 banner and sends no HELO; not taken"
                 ),
                 (
                     77,
@@ -1357,7 +1581,7 @@ virtual_server 10.0.0.1 81 { }
         );
         // global_defs, vrrp_script, misc_path's note, the service without servers.
         assert_eq!(imported.others_job, 4);
-        assert_eq!(imported.failing(), 9);
+        assert_eq!(imported.failing(), 5);
         let text = render(&imported.config);
         assert_eq!(
             text,
@@ -1400,8 +1624,8 @@ service = "http"
 interval = "5s"
 timeout = "5s"
 failures = 2
-request = "/"
 virtualhost = "www.example.com"
+url = [{ path = "/", digest = "9b3a0c85a887a256d6939da88aabd8cd" }, { path = "/2" }]
 
 [[service]]
 fwmark = 7
@@ -1428,20 +1652,30 @@ udp = "10.0.0.1:53"
 scheduler = "rr"
 quiescent = false
 
-[service.check]
+[[service.server]]
+address = "10.0.0.5:53"
+forward = "ipip"
+
+[service.server.check]
 type = "negotiate"
 service = "dns"
 interval = "1m"
 timeout = "5s"
 failures = 4
-
-[[service.server]]
-address = "10.0.0.5:53"
-forward = "ipip"
+require_answer = false
 
 [[service.server]]
 address = "10.0.0.6:53"
 forward = "ipip"
+
+[service.server.check]
+type = "negotiate"
+service = "dns"
+interval = "1m"
+timeout = "5s"
+failures = 4
+query_type = "AAAA"
+require_answer = false
 
 [[service]]
 tcp = "10.0.0.1:25"
@@ -1454,6 +1688,7 @@ service = "smtp"
 interval = "1m"
 timeout = "5s"
 failures = 2
+helo = "lb"
 
 [[service.server]]
 address = "10.0.0.7:25"
@@ -1754,5 +1989,263 @@ virtual_server 127.0.0.1 80 {
         assert_eq!(imported.failing(), 4);
         let text = crate::config::render::render(&imported.config);
         crate::config::schema::parse(&text, Path::new("refused.toml")).expect("passes the schema");
+    }
+
+    /// keepalived's check kinds and settings uvs has (issue 15): every url with its
+    /// digest, several status ranges, DNS types, SMTP's HELO and hosts, FILE_CHECK with
+    /// its track_file, and where checks connect from and to.
+    #[test]
+    fn check_kinds_and_settings_map_as_keepalived_runs_them() {
+        let text = r#"track_file weights {
+    file /run/uvs/weight
+    weight -10 reverse
+    init_file
+}
+virtual_server 10.0.0.1 80 {
+    protocol TCP
+    real_server 10.0.0.2 80 {
+        HTTP_GET {
+            url {
+                path /a
+                digest 9B3A0C85A887A256D6939DA88AABD8CD
+                status_code 200 301-302
+            }
+            url {
+                path /b
+                regex "^ok"
+            }
+            bindto 10.0.0.100
+            bind_port 4000
+            connect_ip 10.0.0.20
+        }
+    }
+    real_server 10.0.0.3 80 {
+        FILE_CHECK {
+            track_file weights
+        }
+    }
+    real_server 10.0.0.4 80 {
+        FILE_CHECK {
+            weight 0
+            track_file weights
+        }
+    }
+    real_server 10.0.0.5 80 {
+        FILE_CHECK {
+            track_file nosuch
+        }
+    }
+}
+virtual_server 10.0.0.1 25 {
+    protocol TCP
+    real_server 10.0.0.7 25 {
+        SMTP_CHECK {
+            host {
+                connect_ip 10.0.0.8
+            }
+            host {
+                connect_ip 10.0.0.9
+                connect_port 2525
+            }
+        }
+    }
+    real_server 10.0.0.8 25 {
+        SMTP_CHECK {
+            helo_name lb.example.com
+            connect_port 587
+            host {
+                connect_ip 10.0.0.9
+                bindto 10.0.0.100
+            }
+        }
+    }
+}
+virtual_server 10.0.0.1 53 {
+    protocol UDP
+    real_server 10.0.0.5 53 {
+        DNS_CHECK {
+            type mx
+            name example.org
+        }
+    }
+    real_server 10.0.0.6 53 {
+        DNS_CHECK {
+            type PTR
+        }
+    }
+}
+"#;
+        let imported = import(text, None).unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [
+                (
+                    1,
+                    "track_file weights: read by the FILE_CHECKs that name it; tracking by VRRP is keepalived's own job"
+                ),
+                (
+                    4,
+                    "init_file: uvs does not write the file; a missing file reads as 0, as keepalived's would"
+                ),
+                (
+                    36,
+                    "FILE_CHECK: no track_file; keepalived ignores the check, and so does uvs"
+                ),
+                (
+                    37,
+                    "track_file nosuch: no track_file of that name before it; not taken"
+                ),
+                (
+                    60,
+                    "host bindto 10.0.0.100: uvs takes a host's connect_ip and connect_port; not taken"
+                ),
+                (
+                    75,
+                    "type PTR: not a DNS type keepalived knows (A, NS, CNAME, SOA, MX, TXT, AAAA, RRSIG, DNSKEY); not taken"
+                ),
+            ]
+        );
+        assert_eq!(imported.failing(), 3);
+        let text = render(&imported.config);
+        assert_eq!(
+            text,
+            r#"[[service]]
+tcp = "10.0.0.1:80"
+scheduler = "wlc"
+quiescent = false
+
+[[service.server]]
+address = "10.0.0.2:80"
+
+[service.server.check]
+type = "negotiate"
+service = "http"
+interval = "1m"
+timeout = "5s"
+failures = 2
+url = [{ path = "/a", status = [200, "301-302"], digest = "9b3a0c85a887a256d6939da88aabd8cd" }, { path = "/b", receive = "^ok" }]
+source = "10.0.0.100"
+source_port = 4000
+address = "10.0.0.20"
+
+[[service.server]]
+address = "10.0.0.3:80"
+
+[service.server.check]
+type = "file"
+interval = "1s"
+timeout = "1s"
+failures = 1
+rise = 1
+path = "/run/uvs/weight"
+weight = -10
+reverse = true
+
+[[service.server]]
+address = "10.0.0.4:80"
+
+[service.server.check]
+type = "file"
+interval = "1s"
+timeout = "1s"
+failures = 1
+rise = 1
+path = "/run/uvs/weight"
+weight = 0
+
+[[service.server]]
+address = "10.0.0.5:80"
+
+[service.server.check]
+type = "on"
+
+[[service]]
+tcp = "10.0.0.1:25"
+scheduler = "wlc"
+quiescent = false
+
+[[service.server]]
+address = "10.0.0.7:25"
+
+[service.server.check]
+type = "negotiate"
+service = "smtp"
+interval = "1m"
+timeout = "5s"
+failures = 2
+helo = "smtpchecker.keepalived.org"
+hosts = ["10.0.0.8:25", "10.0.0.9:2525"]
+
+[[service.server]]
+address = "10.0.0.8:25"
+
+[service.server.check]
+type = "negotiate"
+service = "smtp"
+port = 587
+interval = "1m"
+timeout = "5s"
+failures = 2
+helo = "lb.example.com"
+
+[[service]]
+udp = "10.0.0.1:53"
+scheduler = "wlc"
+quiescent = false
+
+[[service.server]]
+address = "10.0.0.5:53"
+
+[service.server.check]
+type = "negotiate"
+service = "dns"
+interval = "1m"
+timeout = "5s"
+failures = 4
+request = "example.org"
+query_type = "MX"
+require_answer = false
+
+[[service.server]]
+address = "10.0.0.6:53"
+
+[service.server.check]
+type = "negotiate"
+service = "dns"
+interval = "1m"
+timeout = "5s"
+failures = 4
+require_answer = false
+"#
+        );
+        crate::config::schema::parse(&text, Path::new("kinds.toml")).expect("passes the schema");
+    }
+
+    #[test]
+    fn one_urls_digest_is_the_checks_and_a_bad_one_is_reported() {
+        let text = "virtual_server 192.0.2.1 80 {\nprotocol TCP\nreal_server 198.51.100.1 80 {\nHTTP_GET {\nurl {\npath /\ndigest 9B3A0C85A887A256D6939DA88AABD8CD\nstatus_code 200\n}\nbindto here\n}\n}\nreal_server 198.51.100.2 80 {\nHTTP_GET {\nurl {\ndigest 9b3a\n}\n}\n}\n}\n";
+        let imported = import(text, None).unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [
+                (10, "bindto here: not an address; not taken"),
+                (
+                    16,
+                    "digest 9b3a: not an MD5 digest, 32 hex digits; not taken"
+                ),
+            ]
+        );
+        let servers: Vec<&Check> = imported.config.services[0].server_checks.values().collect();
+        let digests: Vec<_> = servers.iter().map(|c| c.digest.as_deref()).collect();
+        assert!(
+            digests.contains(&Some("9b3a0c85a887a256d6939da88aabd8cd")),
+            "{digests:?}"
+        );
+        assert!(
+            servers
+                .iter()
+                .any(|c| c.status == Some(vec![(200, 200)]) && c.request.as_deref() == Some("/")),
+            "{servers:?}"
+        );
     }
 }

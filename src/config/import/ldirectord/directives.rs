@@ -232,8 +232,9 @@ pub(super) fn virtual_directive(
                     ),
                 ),
                 _ => match CheckKind::from_name(&lossy(word)) {
-                    Some(kind) => v.check.kind = Some(kind),
-                    None => imported.skip(
+                    // keepalived's file check is no ldirectord checktype.
+                    Some(kind) if kind != CheckKind::File => v.check.kind = Some(kind),
+                    _ => imported.skip(
                         line,
                         "checktype must be \"connect\", \"negotiate\", \"on\", \"off\", \"ping\", \"external\", \"external-perl\" or a positive number",
                     ),

@@ -1,0 +1,223 @@
+//! keepalived's FILE_CHECK (keepalived/check/check_file.c, with the `track_file` it
+//! names, keepalived/trackers/track_file.c): a number in a file sets the real server's
+//! health and weight. keepalived watches the file with inotify; uvs reads it at each
+//! check, so a change takes effect within an interval.
+//!
+//! As `process_track_file` reads it: the file's first 127 bytes as C's `strtol` with
+//! base 0 reads them (leading blanks, a sign, then decimal, `0x` hex or `0` octal, up to
+//! the first other character; no digits is 0); a missing, unreadable or empty file is
+//! 0; a number outside -2^31 to 2^31 is ignored and the last one kept.
+//!
+//! As `update_track_file_status` and `process_update_checker_track_file_status` use it:
+//! with `weight` 0, a number other than 0 is down (with `reverse`, 0 is down) and the
+//! weight is left alone; otherwise the number times `weight` (negated with `reverse`,
+//! held within i32) is down at -2^31 or less, and is otherwise added to the server's
+//! configured weight, the sum held within 0 to 2^31 - 1 (`real_weight`).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use super::{BuildError, Endpoint, Failure, Outcome, Probe};
+use crate::config::Check;
+
+/// The most of the file read (keepalived's `char buf[128]`, less its terminator).
+const READ: usize = 127;
+
+/// The file, and what its number is multiplied by.
+#[derive(Debug)]
+pub struct File {
+    path: PathBuf,
+    /// track_file's `weight`, 1 without one.
+    weight: i64,
+    /// -1 with `reverse`, else 1.
+    multiplier: i64,
+    /// The last number read that was in range, for a read that is not.
+    last: AtomicI64,
+}
+
+impl File {
+    /// # Errors
+    /// [`BuildError::NoPath`] without a `path`.
+    pub fn build(settings: &Check) -> Result<File, BuildError> {
+        Ok(File {
+            path: settings.path.clone().ok_or(BuildError::NoPath)?,
+            weight: settings.file_weight.map_or(1, i64::from),
+            multiplier: if settings.reverse == Some(true) {
+                -1
+            } else {
+                1
+            },
+            last: AtomicI64::new(0),
+        })
+    }
+
+    /// The file's number now (`process_track_file`).
+    fn status(&self) -> i64 {
+        use std::io::Read;
+        let mut buf = Vec::with_capacity(READ);
+        let read =
+            std::fs::File::open(&self.path).and_then(|f| f.take(READ as u64).read_to_end(&mut buf));
+        let status = match read {
+            Ok(n) if n > 0 => match strtol(&buf) {
+                Some(n) if (i64::from(i32::MIN)..=i64::from(i32::MAX) + 1).contains(&n) => n,
+                _ => return self.last.load(Ordering::Relaxed),
+            },
+            _ => 0,
+        };
+        self.last.store(status, Ordering::Relaxed);
+        status
+    }
+}
+
+impl Probe for File {
+    async fn run(&self, at: &Endpoint) -> Outcome {
+        let status = self.status();
+        let file = self.path.display();
+        if self.weight == 0 {
+            return if (status != 0) != (self.multiplier == -1) {
+                Err(Failure::Garbled(format!("file {file} holds {status}")))
+            } else {
+                Ok(None)
+            };
+        }
+        let product = status
+            .saturating_mul(self.weight)
+            .saturating_mul(self.multiplier);
+        let product = product.clamp(i64::from(i32::MIN), i64::from(i32::MAX));
+        if product <= i64::from(i32::MIN) {
+            return Err(Failure::Garbled(format!(
+                "file {file} holds {status}, times weight {} is {product}",
+                self.weight * self.multiplier
+            )));
+        }
+        let weight = (i64::from(at.weight) + product).clamp(0, i64::from(i32::MAX));
+        Ok(Some(weight as u32))
+    }
+}
+
+/// C's `strtol(text, NULL, 0)`, None where it would overflow a long.
+fn strtol(text: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(text)
+        .unwrap_or_else(|e| std::str::from_utf8(&text[..e.valid_up_to()]).unwrap_or(""));
+    let text = text.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (negative, text) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let lower = text.to_ascii_lowercase();
+    let (radix, digits) =
+        if lower.starts_with("0x") && lower[2..].starts_with(|c: char| c.is_ascii_hexdigit()) {
+            (16, &text[2..])
+        } else if lower.starts_with('0') {
+            (8, text)
+        } else {
+            (10, text)
+        };
+    let end = digits
+        .find(|c: char| !c.is_digit(radix))
+        .unwrap_or(digits.len());
+    if end == 0 {
+        return Some(0);
+    }
+    let magnitude = i128::from_str_radix(&digits[..end], radix).ok()?;
+    let value = if negative { -magnitude } else { magnitude };
+    i64::try_from(value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{build_and_probe, everything};
+    use super::*;
+    use crate::config::CheckKind;
+    use crate::table::Protocol;
+
+    #[test]
+    fn keeps_only_its_own_settings() {
+        let file = File::build(&everything(CheckKind::File, None)).unwrap();
+        assert_eq!(
+            (file.path, file.weight, file.multiplier),
+            (PathBuf::from("/run/weight"), -3, -1)
+        );
+    }
+
+    #[test]
+    fn a_file_check_without_a_path_cannot_be_built() {
+        let settings = Check {
+            kind: Some(CheckKind::File),
+            ..Check::default()
+        };
+        assert_eq!(
+            super::super::build(&settings, None)
+                .unwrap_err()
+                .to_string(),
+            "a file check needs a path"
+        );
+    }
+
+    #[test]
+    fn numbers_are_read_as_strtol_reads_them() {
+        for (text, n) in [
+            ("12\n", Some(12)),
+            ("  -7 apples", Some(-7)),
+            ("+0x1F", Some(31)),
+            ("010", Some(8)),
+            ("0x", Some(0)),
+            ("junk", Some(0)),
+            ("", Some(0)),
+            ("99999999999999999999", None),
+        ] {
+            assert_eq!(strtol(text.as_bytes()), n, "{text:?}");
+        }
+    }
+
+    /// The server of `build_and_probe` has weight 1.
+    async fn probe_with(text: Option<&str>, weight: i32, reverse: bool) -> Outcome {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w");
+        if let Some(text) = text {
+            std::fs::write(&path, text).unwrap();
+        }
+        let check = Check {
+            kind: Some(CheckKind::File),
+            path: Some(path),
+            file_weight: Some(weight),
+            reverse: Some(reverse),
+            ..Check::default()
+        };
+        let unused = "127.0.0.1:1".parse().unwrap();
+        build_and_probe(unused, Protocol::Tcp, &check).await
+    }
+
+    #[tokio::test]
+    async fn weight_zero_is_down_on_any_number_but_zero() {
+        assert_eq!(probe_with(Some("0\n"), 0, false).await, Ok(None));
+        assert_eq!(probe_with(None, 0, false).await, Ok(None), "no file is 0");
+        let Err(failure) = probe_with(Some("3\n"), 0, false).await else {
+            panic!("3 with weight 0 is down");
+        };
+        assert!(failure.to_string().ends_with("/w holds 3"), "{failure}");
+        assert!(probe_with(Some("0\n"), 0, true).await.is_err(), "reverse");
+        assert_eq!(probe_with(Some("5"), 0, true).await, Ok(None), "reverse");
+    }
+
+    #[tokio::test]
+    async fn the_number_times_weight_is_added_to_the_servers_weight() {
+        assert_eq!(probe_with(Some("10"), 2, false).await, Ok(Some(21)));
+        assert_eq!(
+            probe_with(Some("10"), 2, true).await,
+            Ok(Some(0)),
+            "held at 0"
+        );
+        assert_eq!(probe_with(Some("-1"), 1, true).await, Ok(Some(2)));
+        let Err(failure) = probe_with(Some("-2147483648"), 1, false).await else {
+            panic!("-2^31 is down");
+        };
+        assert!(
+            failure
+                .to_string()
+                .ends_with("/w holds -2147483648, times weight 1 is -2147483648"),
+            "{failure}"
+        );
+    }
+}
