@@ -10,6 +10,7 @@
 
 pub mod capped;
 pub mod file;
+pub mod group;
 pub mod import;
 pub mod plan;
 pub mod reader;
@@ -391,6 +392,9 @@ pub struct ServiceSpec {
     pub health: Health,
     /// Checks of single servers (`[service.server.check]`), over the service's.
     pub server_checks: std::collections::HashMap<crate::table::ServerKey, Check>,
+    /// The group this service is a member of (`group = "NAME"`, keepalived's
+    /// `virtual_server_group`), if any: see [`group`].
+    pub group: Option<group::Group>,
 }
 
 /// A whole, valid configuration.

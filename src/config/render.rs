@@ -5,8 +5,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{Check, Config, Health, ServiceSpec};
-use crate::table::{Family, Forward, Netmask, ServerConfig, ServiceKey, Tunnel, TunnelChecksum};
+use super::{Check, Config, Health, ServiceSpec, group};
+use crate::table::{
+    Family, Forward, Netmask, Protocol, ServerConfig, ServiceKey, Tunnel, TunnelChecksum,
+};
 
 /// A TOML basic string.
 fn quoted(s: &str) -> String {
@@ -189,7 +191,76 @@ fn health_lines(out: &mut String, h: &Health, service: Option<&ServiceKey>) {
     );
 }
 
-fn service(out: &mut String, spec: &ServiceSpec) {
+/// A group's `group`, member lists and (for marks alone) `ipv6`: each kind of member in
+/// the order its first member comes, consecutive addresses of one port as ranges.
+fn group_lines(out: &mut String, name: &str, members: &[ServiceSpec]) {
+    let _ = writeln!(out, "group = {}", quoted(name));
+    let mut kinds: Vec<Option<Protocol>> = Vec::new();
+    for m in members {
+        let kind = match m.service.key {
+            ServiceKey::Inet { protocol, .. } => Some(protocol),
+            ServiceKey::Fwmark { .. } => None,
+        };
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    for kind in kinds {
+        let mut written = Vec::new();
+        match kind {
+            Some(protocol) => {
+                // Runs of one port, each written as its ranges.
+                let mut run: Vec<std::net::IpAddr> = Vec::new();
+                let mut run_port = None;
+                for m in members {
+                    if let ServiceKey::Inet {
+                        protocol: p,
+                        addr,
+                        port,
+                    } = m.service.key
+                        && p == protocol
+                    {
+                        if run_port.is_some_and(|rp| rp != port) {
+                            written.extend(group::write_members(&run, run_port.unwrap_or(0)));
+                            run.clear();
+                        }
+                        run_port = Some(port);
+                        run.push(addr);
+                    }
+                }
+                written.extend(group::write_members(&run, run_port.unwrap_or(0)));
+                let list: Vec<String> = written.iter().map(|w| quoted(w)).collect();
+                let _ = writeln!(
+                    out,
+                    "{} = [{}]",
+                    protocol.label().to_ascii_lowercase(),
+                    list.join(", ")
+                );
+            }
+            None => {
+                let marks: Vec<String> = members
+                    .iter()
+                    .filter_map(|m| match m.service.key {
+                        ServiceKey::Fwmark { mark, .. } => Some(mark.to_string()),
+                        ServiceKey::Inet { .. } => None,
+                    })
+                    .collect();
+                let _ = writeln!(out, "fwmark = [{}]", marks.join(", "));
+            }
+        }
+    }
+    let marks_only = members
+        .iter()
+        .all(|m| matches!(m.service.key, ServiceKey::Fwmark { .. }));
+    if marks_only && members[0].service.key.family() == Family::Inet6 {
+        out.push_str("ipv6 = true\n");
+    }
+}
+
+/// One `[[service]]`: a service alone, or the members of one group (`members`, in
+/// order, all of one group; the first one's settings and servers are the group's).
+fn service(out: &mut String, members: &[ServiceSpec]) {
+    let spec = &members[0];
     out.push_str("\n[[service]]\n");
     let s = &spec.service;
     if let Some(n) = &spec.name {
@@ -199,6 +270,10 @@ fn service(out: &mut String, spec: &ServiceSpec) {
         let _ = writeln!(out, "comment = {}", quoted(c));
     }
     match s.key {
+        _ if spec.group.is_some() => {
+            let name = spec.group.as_ref().map_or("", |g| g.name.as_str());
+            group_lines(out, name, members);
+        }
         ServiceKey::Inet {
             protocol,
             addr,
@@ -281,7 +356,7 @@ fn service(out: &mut String, spec: &ServiceSpec) {
         out.push_str("\n[service.check]\n");
         out.push_str(&check);
     }
-    for asked in &spec.servers {
+    for (i, asked) in spec.servers.iter().enumerate() {
         out.push_str("\n[[service.server]]\n");
         // The file says the port the table will hold, and why when that is not the
         // one the imported line asked for.
@@ -298,11 +373,20 @@ fn service(out: &mut String, spec: &ServiceSpec) {
                 }
             );
         }
-        let _ = writeln!(
-            out,
-            "address = {}",
-            quoted(&server_address(server, Some(&s.key)))
-        );
+        // In a group, a server every member holds at its own port is written without
+        // one, as it is read.
+        let each_at_its_own = spec.group.is_some()
+            && members.iter().all(|m| {
+                m.servers.get(i).is_some_and(|x| {
+                    x.in_service(&m.service.key).port == portless_port(Some(&m.service.key))
+                })
+            });
+        let address = if each_at_its_own {
+            server.addr.to_string()
+        } else {
+            server_address(server, Some(&s.key))
+        };
+        let _ = writeln!(out, "address = {}", quoted(&address));
         if server.weight != 1 {
             let _ = writeln!(out, "weight = {}", server.weight);
         }
@@ -421,8 +505,19 @@ pub fn render(config: &Config) -> String {
             }
         }
     }
-    for spec in &config.services {
-        service(&mut out, spec);
+    let mut rest = config.services.as_slice();
+    while !rest.is_empty() {
+        // A group's members are consecutive, as the reader and importers make them.
+        let name = rest[0].group.as_ref().map(|g| &g.name);
+        let n = match name {
+            None => 1,
+            Some(name) => rest
+                .iter()
+                .take_while(|m| m.group.as_ref().map(|g| &g.name) == Some(name))
+                .count(),
+        };
+        service(&mut out, &rest[..n]);
+        rest = &rest[n..];
     }
     out.trim_start_matches('\n').to_string()
 }

@@ -50,7 +50,8 @@ impl ServerCheck {
 pub fn server_checks(config: &Config) -> HashMap<Target, ServerCheck> {
     let mut checks = HashMap::new();
     for spec in &config.services {
-        if !watched(&config.global, spec) {
+        // A group's servers are checked once, for its first member (`config::group`).
+        if !watched(&config.global, spec) || !crate::config::group::runs_checks(spec) {
             continue;
         }
         let (protocol, vip, vport) = match spec.service.key {

@@ -149,11 +149,17 @@ pub fn effective(config: &Config, findings: &Findings) -> Config {
             .unwrap_or(true);
         let key = spec.service.key;
         let mut any_up = false;
+        // A member of a group has the findings of its group's first member's servers.
+        let member = spec.group.is_some().then(|| spec.clone());
         spec.servers.retain_mut(|server| {
+            let (service, server_key) = match &member {
+                Some(m) => crate::config::group::checked_as(&config.services, m, &server.key()),
+                None => (key, server.key()),
+            };
             let health = findings
                 .get(&Target {
-                    service: key,
-                    server: server.key(),
+                    service,
+                    server: server_key,
                 })
                 .unwrap_or_default();
             if health.up {

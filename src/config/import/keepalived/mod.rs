@@ -757,6 +757,7 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
         comment: None,
         health,
         server_checks,
+        group: None,
     })
 }
 

@@ -290,5 +290,6 @@ pub(super) fn service(
             fallback,
         },
         server_checks,
+        group: None,
     })
 }
