@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{Check, Config, Health, ServiceSpec, group};
 use crate::table::{
-    Family, Forward, Netmask, Protocol, ServerConfig, ServiceKey, Tunnel, TunnelChecksum,
+    Family, Forward, ListenRule, Netmask, Protocol, ServerConfig, ServiceKey, Tunnel, TunnelChecksum,
 };
 
 /// A TOML basic string.
@@ -336,9 +336,10 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
     if o.freebind {
         out.push_str("freebind = true\n");
     }
-    if !spec.listen.is_empty() {
-        let rules: Vec<String> = spec
-            .listen
+    // A group's rules are its members'.
+    let listen: Vec<&ListenRule> = members.iter().flat_map(|m| &m.listen).collect();
+    if !listen.is_empty() {
+        let rules: Vec<String> = listen
             .iter()
             .map(|r| {
                 quoted(&format!(
@@ -642,5 +643,64 @@ address = \"198.51.100.53:0\"
         let again = parse(&written, Path::new("written.toml")).unwrap();
         let ports: Vec<u16> = again.services[0].servers.iter().map(|s| s.port).collect();
         assert_eq!(ports, [80, 8080, 0]);
+    }
+
+    /// A group is written as one `[[service]]`: its members in order, consecutive
+    /// addresses as ranges, its servers once; it reads back to the same members.
+    #[test]
+    fn a_group_is_written_once_with_its_members_and_ranges() {
+        let text = r#"[[service]]
+group = "web"
+fwmark = 9
+tcp = ["127.0.0.5-127.0.0.7:80", "127.0.0.9:80", "127.0.0.10:443"]
+scheduler = "rr"
+listen = ["tcp 127.0.0.20:8443"]
+
+[[service.server]]
+address = "127.0.0.2"
+weight = 2
+
+[[service.server]]
+address = "127.0.0.3:8080"
+forward = "gate"
+
+[[service]]
+group = "v6"
+udp = ["[::1]:53", "[::1]:5353"]
+
+[[service.server]]
+address = "[::1]:5300"
+"#;
+        let config = parse(text, Path::new("t.toml")).unwrap();
+        assert_eq!(config.services.len(), 8);
+        let written = render(&config);
+        assert_eq!(
+            written,
+            r#"[[service]]
+group = "web"
+fwmark = [9]
+tcp = ["127.0.0.5-127.0.0.7:80", "127.0.0.9:80", "127.0.0.10:443"]
+scheduler = "rr"
+listen = ["tcp 127.0.0.20:8443"]
+
+[[service.server]]
+address = "127.0.0.2"
+weight = 2
+
+[[service.server]]
+address = "127.0.0.3:8080"
+forward = "gate"
+
+[[service]]
+group = "v6"
+udp = ["[::1]:53", "[::1]:5353"]
+scheduler = "wlc"
+
+[[service.server]]
+address = "[::1]:5300"
+"#
+        );
+        let again = parse(&written, Path::new("written.toml")).unwrap();
+        assert_eq!(again, config, "{written}");
     }
 }

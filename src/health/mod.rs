@@ -307,4 +307,66 @@ address = "127.0.0.3:80"
             );
         }
     }
+
+    /// A group's servers are checked once, for its first member, and what is found
+    /// applies to every member: a gate server held at each member's port included.
+    #[test]
+    fn a_groups_servers_are_checked_once_and_found_down_in_every_member() {
+        let c = parse(
+            r#"
+[[service]]
+group = "g"
+tcp = ["127.0.0.1:80", "127.0.0.1-127.0.0.2:443"]
+fwmark = 4
+[service.check]
+type = "connect"
+[[service.server]]
+address = "127.0.0.2:8080"
+[[service.server]]
+address = "127.0.0.3"
+forward = "gate"
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let first = c.services[0].service.key;
+        let checks = checker::server_checks(&c);
+        let mut targets: Vec<String> = checks
+            .keys()
+            .map(|t| format!("{} {}", t.service, t.server))
+            .collect();
+        targets.sort();
+        assert_eq!(
+            targets,
+            ["tcp 127.0.0.1:80 127.0.0.2:8080", "tcp 127.0.0.1:80 127.0.0.3:80"]
+        );
+        let findings = Findings::default();
+        findings.update(
+            Target {
+                service: first,
+                server: ServerKey {
+                    addr: "127.0.0.3".parse().unwrap(),
+                    port: 80,
+                },
+            },
+            |h| h.up = false,
+        );
+        let weights: Vec<Vec<(String, i32)>> = effective(&c, &findings)
+            .services
+            .iter()
+            .map(|s| {
+                s.servers
+                    .iter()
+                    .map(|r| (format!("{}:{}", r.addr, r.port), r.weight))
+                    .collect()
+            })
+            .collect();
+        let at = |port: u16| {
+            vec![
+                ("127.0.0.2:8080".to_string(), 1),
+                (format!("127.0.0.3:{port}"), 0),
+            ]
+        };
+        assert_eq!(weights, [at(80), at(443), at(443), at(0)]);
+    }
 }
