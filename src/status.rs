@@ -76,7 +76,11 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
         .as_ref()
         .and_then(|c| c.groups.iter().find(|g| g.members.contains(&e.key)));
     if let Some(g) = group {
-        let names: Vec<String> = g.members.iter().map(|m| service_name(m).replace("  ", " ")).collect();
+        let names: Vec<String> = g
+            .members
+            .iter()
+            .map(|m| service_name(m).replace("  ", " "))
+            .collect();
         if g.members[0] == e.key {
             let _ = writeln!(
                 out,
@@ -172,9 +176,11 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
         }
     }
     // Servers a check took out of the table are still the file's: say where they are.
-    for h in status.health.iter().filter(|h| {
-        h.service == checked && !e.servers.iter().any(|s| same(h, s.addr, s.port))
-    }) {
+    for h in status
+        .health
+        .iter()
+        .filter(|h| h.service == checked && !e.servers.iter().any(|s| same(h, s.addr, s.port)))
+    {
         let _ = writeln!(
             out,
             "  -> {:<28} out of the table while down",

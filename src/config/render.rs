@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::{Check, Config, Health, ServiceSpec, group};
 use crate::table::{
-    Family, Forward, ListenRule, Netmask, Protocol, ServerConfig, ServiceKey, Tunnel, TunnelChecksum,
+    Family, Forward, ListenRule, Netmask, Protocol, ServerConfig, ServiceKey, Tunnel,
+    TunnelChecksum,
 };
 
 /// A TOML basic string.

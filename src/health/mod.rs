@@ -338,7 +338,10 @@ forward = "gate"
         targets.sort();
         assert_eq!(
             targets,
-            ["tcp 127.0.0.1:80 127.0.0.2:8080", "tcp 127.0.0.1:80 127.0.0.3:80"]
+            [
+                "tcp 127.0.0.1:80 127.0.0.2:8080",
+                "tcp 127.0.0.1:80 127.0.0.3:80"
+            ]
         );
         let findings = Findings::default();
         findings.update(
