@@ -45,6 +45,10 @@ pub struct Groups {
 /// Reads a `virtual_server_group` block into `groups`.
 pub fn read(n: &Node, groups: &mut Groups, im: &mut Importing) {
     let name = n.arg(1).to_string();
+    if name.is_empty() {
+        skip(im, &n.pos, "virtual_server_group without a name; not taken");
+        return;
+    }
     if groups.by_name.contains_key(&name) {
         others(
             im,
@@ -291,7 +295,7 @@ pub fn members(
                 im,
                 pos,
                 format!(
-                    "fwmark {mark}: of another family than the group's other members; a uvs group is of one family; not taken"
+                    "virtual_server_group {name}: fwmark {mark}: of another family than the group's other members; a uvs group is of one family; not taken"
                 ),
             );
             continue;
