@@ -350,3 +350,104 @@ pub fn expand(
     }
     group::expand(template, &written, name, &kept)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::import;
+
+    /// The ranges' edges as keepalived reads them, and uvs's cap.
+    #[test]
+    fn range_edges_are_read_as_keepalived_reads_them() {
+        let text = r#"virtual_server_group g {
+  10.0.0.5-5 80
+  10.0.0.250-10.0.1.2 80
+  10.0.0.8/29 80
+  10.0.0.9/29 80
+  10.0.0.0/23 80
+  2001:db8::1-1ff 80
+  10.0.0.1 00
+  10.0.0.7-10.0.0.6 80
+  10.0.0.1 0
+  fwmark x
+  fwmark 3 inet7
+  fwmark 0
+}
+virtual_server group g {
+  protocol TCP
+  real_server 10.0.1.1 8080
+}
+"#;
+        let imported = import(text, None).unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [
+                (
+                    2,
+                    "virtual_server_group g: 10.0.0.5-5 80: the range's end is not after its start; keepalived skips the entry, and so does uvs"
+                ),
+                (
+                    3,
+                    "virtual_server_group g: 10.0.0.250-10.0.1.2 80: keepalived steps through the last octet only, and this range goes beyond it; not taken"
+                ),
+                (
+                    5,
+                    "virtual_server_group g: 10.0.0.9/29 80: address bits under the mask are set; keepalived skips the entry, and so does uvs"
+                ),
+                (
+                    6,
+                    "virtual_server_group g: 10.0.0.0/23 80: a range of more than 256 addresses; not taken"
+                ),
+                (
+                    7,
+                    "virtual_server_group g: 2001:db8::1-1ff 80: a range of more than 256 addresses; not taken"
+                ),
+                (
+                    9,
+                    "virtual_server_group g: 10.0.0.7-10.0.0.6 80: the range ends before it starts; keepalived skips the entry, and so does uvs"
+                ),
+                (
+                    11,
+                    "virtual_server_group g: fwmark x: not a firewall mark; keepalived skips the entry, and so does uvs"
+                ),
+                (
+                    12,
+                    "virtual_server_group g: fwmark 3 inet7: not a family (inet or inet6); keepalived skips the entry, and so does uvs"
+                ),
+                (
+                    13,
+                    "virtual_server_group g: fwmark 0: IPVS takes firewall marks from 1; not taken"
+                ),
+                (
+                    15,
+                    "virtual_server group g: tcp 10.0.0.1:0 is made twice (by this group or another virtual server); the second is not taken"
+                ),
+            ]
+        );
+        let members: Vec<String> = imported
+            .config
+            .services
+            .iter()
+            .map(|s| s.service.key.to_string())
+            .collect();
+        let mut wanted: Vec<String> = (8..=15).map(|l| format!("tcp 10.0.0.{l}:80")).collect();
+        wanted.push("tcp 10.0.0.1:0".to_string());
+        assert_eq!(
+            members, wanted,
+            "the /29, then port 0 (\"00\"; again without a port)"
+        );
+        let full = "virtual_server_group g {\n".to_string()
+            + &(0..=255)
+                .map(|i| format!("  10.0.{i}.1 80\n"))
+                .collect::<String>()
+            + "  10.1.0.1 80\n}\nvirtual_server group g {\n  protocol TCP\n  real_server 10.2.0.1 80\n}\n";
+        let imported = import(&full, None).unwrap();
+        assert_eq!(imported.config.services.len(), 256);
+        assert_eq!(
+            imported.skipped_lines(),
+            [(
+                258,
+                "virtual_server_group g: 10.1.0.1 80: a group makes at most 256 virtual services in uvs; not taken"
+            )]
+        );
+    }
+}

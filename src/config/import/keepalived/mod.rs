@@ -116,7 +116,7 @@ fn group_server(
                 im,
                 &n.pos,
                 format!(
-                    "virtual_server group {name}: {key} is also another virtual server's; listed twice, the second is not taken"
+                    "virtual_server group {name}: {key} is made twice (by this group or another virtual server); the second is not taken"
                 ),
             );
         }
