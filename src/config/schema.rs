@@ -212,11 +212,12 @@ fn rehearse(config: &Config, origins: &[Origin], report: &Report<'_>) {
                 server: server.clone(),
             };
             if let Err(e) = table.apply(&command, &UnicastOnly) {
-                report_at(
-                    &server_spans[i],
-                    &format!("{path}.server[{i}]"),
-                    e.to_string(),
-                );
+                // In a group, which member refuses it (a gate server takes its port).
+                let message = match &spec.group {
+                    Some(_) => format!("in {}: {e}", spec.service.key),
+                    None => e.to_string(),
+                };
+                report_at(&server_spans[i], &format!("{path}.server[{i}]"), message);
             }
         }
         for rule in &spec.listen {
@@ -338,7 +339,7 @@ fn read_health(t: &Table<'_, '_>, service: Option<(&ServiceKey, &Report<'_>)>) -
     {
         let key = service.map(|(key, _)| key);
         health.fallback = read_server(&table, &item.span, key).map(|asked| match service {
-            Some((key, notes)) => fitted(asked, key, &item.span, table.path(), notes),
+            Some((key, notes)) => fitted(asked, key, false, &item.span, table.path(), notes),
             None => asked,
         });
     }
@@ -997,7 +998,14 @@ fn read_service(
                 |a| matches!(a.value, toml::de::DeValue::String(s) if s.parse::<IpAddr>().is_ok()),
             );
             let config = match &key {
-                Some(k) => fitted(asked.clone(), k, &server_span, server.path(), notes),
+                Some(k) => fitted(
+                    asked.clone(),
+                    k,
+                    members.is_some(),
+                    &server_span,
+                    server.path(),
+                    notes,
+                ),
                 None => asked.clone(),
             };
             if let Some(check) = check {
@@ -1112,10 +1120,12 @@ fn read_server(
 }
 
 /// `asked` as `service`'s table will hold it (`ServerConfig::in_service`); a port the
-/// table will not hold is noted for `uvs check`'s warnings, at `span` (`path`).
+/// table will not hold is noted for `uvs check`'s warnings, at `span` (`path`); in a
+/// group (`grouped`, `service` its first member) each member's port is.
 fn fitted(
     asked: ServerConfig,
     service: &ServiceKey,
+    grouped: bool,
     span: &Range<usize>,
     path: &str,
     notes: &Report<'_>,
@@ -1130,10 +1140,17 @@ fn fitted(
         notes.at(
             span,
             path,
-            format!(
-                "{kind} real server takes the service's port, {}, as ipvsadm gives it; port {} is not used",
-                config.port, asked.port
-            ),
+            if grouped {
+                format!(
+                    "{kind} real server takes each member's port, as ipvsadm gives it; port {} is not used",
+                    asked.port
+                )
+            } else {
+                format!(
+                    "{kind} real server takes the service's port, {}, as ipvsadm gives it; port {} is not used",
+                    config.port, asked.port
+                )
+            },
         );
     }
     config
@@ -1759,6 +1776,42 @@ address = "127.0.0.3:8080"
             [
                 "t.toml:6:10: service[0].listen: listen in a group is for its one fwmark member, or its one port-0 member"
             ]
+        );
+    }
+
+    /// A gate server takes each member's port: `uvs check` says so, and two that meet
+    /// in one member are refused there, with the member named.
+    #[test]
+    fn gate_servers_in_a_group_are_warned_of_and_refused_where_they_meet() {
+        let warned = r#"
+[[service]]
+group = "g"
+tcp = ["127.0.0.1:80", "127.0.0.1:443"]
+[[service.server]]
+address = "127.0.0.2:8080"
+forward = "gate"
+"#;
+        assert_eq!(
+            warnings(warned, Path::new("t.toml")),
+            [
+                "t.toml:5:1: warning: service[0].server[0]: a gate real server takes each member's port, as ipvsadm gives it; port 8080 is not used"
+            ]
+        );
+        let meeting = r#"
+[[service]]
+group = "g"
+fwmark = 3
+tcp = "127.0.0.1:80"
+[[service.server]]
+address = "127.0.0.2:8080"
+forward = "gate"
+[[service.server]]
+address = "127.0.0.2:8081"
+forward = "gate"
+"#;
+        assert_eq!(
+            problems(meeting),
+            ["t.toml:9:1: service[0].server[1]: in tcp 127.0.0.1:80: Destination already exists"]
         );
     }
 }
