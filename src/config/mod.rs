@@ -5,7 +5,8 @@
 //! table match, touching only what changed (the daemon's reloader, `daemon::reload`,
 //! applies files at start, on SIGHUP and, with `autoreload`, when the file changes);
 //! `file` reads them, regular files only and bounded in size; `status` is what the
-//! reloader says of the file in `uvs status`. `uvs check`, `uvs run -c`, `uvs import`
+//! reloader says of the file in `uvs status`; `group` makes one service of each member
+//! of a group of virtual services (keepalived's `virtual_server_group`). `uvs check`, `uvs run -c`, `uvs import`
 //! and the daemon use it.
 
 pub mod capped;
