@@ -898,11 +898,26 @@ fn read_service(
     if let Some(item) = t.get("one_packet")
         && item.bool() == Some(true)
     {
+        // In a group, every member has the group's flags.
+        let tcp_member = members.as_ref().is_some_and(|m| {
+            m.keys.iter().any(|k| {
+                matches!(
+                    k.0,
+                    ServiceKey::Inet {
+                        protocol: Protocol::Tcp,
+                        ..
+                    }
+                )
+            })
+        });
         match key {
             Some(ServiceKey::Inet {
                 protocol: Protocol::Tcp,
                 ..
             }) => item.problem("One-Packet Scheduling is only for UDP virtual services"),
+            _ if tcp_member => {
+                item.problem("One-Packet Scheduling is only for UDP virtual services")
+            }
             _ => flags |= ServiceFlags::ONE_PACKET,
         }
     }
@@ -1756,7 +1771,7 @@ fwmark = 3
     }
 
     #[test]
-    fn a_groups_listen_rules_go_to_its_one_fwmark_member() {
+    fn a_groups_listen_rules_go_to_its_one_fwmark_member_and_its_flags_to_all() {
         let text = r#"
 [[service]]
 group = "g"
@@ -1770,6 +1785,14 @@ address = "127.0.0.3:8080"
         assert!(c.services[0].listen.is_empty());
         assert_eq!(c.services[1].listen.len(), 1);
         assert_eq!(c.services[1].listen[0].mark, Some(5));
+        let tcp_too = "[[service]]\ngroup = \"g\"\nudp = \"127.0.0.1:53\"\ntcp = \"127.0.0.1:53\"\none_packet = true\n";
+        assert_eq!(
+            problems(tcp_too),
+            [
+                "t.toml:5:14: service[0].one_packet: One-Packet Scheduling is only for UDP virtual services"
+            ],
+            "a group's flags are every member's"
+        );
         let two = text.replace("fwmark = 5", "fwmark = [5, 6]");
         assert_eq!(
             problems(&two),
