@@ -15,8 +15,9 @@ use super::ServiceSpec;
 use crate::table::{ListenRule, ServerConfig, ServerKey, ServiceKey};
 
 /// The most virtual services one group expands to (ranges counted address by
-/// address); keepalived's own range of one octet or hextet (check_data.c's
-/// `alloc_vsg_entry`) gives at most 256 per range.
+/// address), so a short file cannot make millions: as many as keepalived's IPv4 range
+/// of one octet holds (check_data.c's `alloc_vsg_entry`), and as the ldirectord
+/// importer takes from one range line (`MAX_RANGE`).
 pub const MAX_MEMBERS: usize = 256;
 
 /// What a member of a group carries: the group's name, and the member whose health
