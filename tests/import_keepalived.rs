@@ -364,6 +364,11 @@ fn word() -> impl Strategy<Value = String> {
             "192.0.2.1",
             "198.51.100.2",
             "2001:db8::1",
+            "192.0.2.1-9",
+            "192.0.2.1-192.0.2.3",
+            "192.0.2.0/30",
+            "2001:db8::1-ff",
+            "inet6",
             "80",
             "0",
             "65536",
@@ -412,7 +417,7 @@ proptest! {
 
     #[test]
     fn fuzzed_virtual_server_blocks_render_what_the_schema_reads(
-        vip in prop::sample::select(vec!["192.0.2.1 80", "2001:db8::1 443", "fwmark 7", "192.0.2.1", "x y"]),
+        vip in prop::sample::select(vec!["192.0.2.1 80", "2001:db8::1 443", "fwmark 7", "192.0.2.1", "x y", "group g", "group g6"]),
         rips in prop::collection::vec(prop::sample::select(vec!["198.51.100.2 80", "198.51.100.3", "2001:db8::2 80", "198.51.100.2 80"]), 0..4),
         vs_lines in prop::collection::vec(flat_line(), 0..8),
         rs_lines in prop::collection::vec(flat_line(), 0..6),
@@ -420,6 +425,8 @@ proptest! {
         check_lines in prop::collection::vec(flat_line(), 0..6),
         twice in prop::bool::ANY,
     ) {
+        // The groups a `virtual_server group` names, after it as keepalived allows.
+        let groups = "virtual_server_group g {\n192.0.2.1-3 80\n192.0.2.9\nfwmark 7\n}\nvirtual_server_group g6 {\n2001:db8::1-3 443\nfwmark 8 inet6\n}\n";
         let mut text = format!("virtual_server {vip} {{\n{}\n", vs_lines.join("\n"));
         for rip in &rips {
             text.push_str(&format!(
@@ -433,6 +440,7 @@ proptest! {
         if twice {
             text = text.repeat(2);
         }
+        text.push_str(groups);
         let imported = uvs::config::import::keepalived::import(&text, None);
         // Blocks are whole, unless a multi-line definition (`$V=... \`) took the line
         // after it, as keepalived's does.
