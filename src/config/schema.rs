@@ -1012,16 +1012,30 @@ fn read_service(
             let portless = server.get("address").is_some_and(
                 |a| matches!(a.value, toml::de::DeValue::String(s) if s.parse::<IpAddr>().is_ok()),
             );
-            let config = match &key {
-                Some(k) => fitted(
-                    asked.clone(),
-                    k,
-                    members.is_some(),
-                    &server_span,
-                    server.path(),
-                    notes,
-                ),
-                None => asked.clone(),
+            let config = match (&key, &members) {
+                // A group's servers are warned of for its first address member (a mark
+                // keeps every port), and held as its first member holds them.
+                (Some(k), Some(m)) => {
+                    let warn = m
+                        .keys
+                        .iter()
+                        .map(|x| x.0)
+                        .find(|x| matches!(x, ServiceKey::Inet { .. }))
+                        .unwrap_or(*k);
+                    let _ = fitted(
+                        asked.clone(),
+                        &warn,
+                        true,
+                        &server_span,
+                        server.path(),
+                        notes,
+                    );
+                    asked.in_service(k)
+                }
+                (Some(k), None) => {
+                    fitted(asked.clone(), k, false, &server_span, server.path(), notes)
+                }
+                (None, _) => asked.clone(),
             };
             if let Some(check) = check {
                 server_checks.insert(config.key(), check);
@@ -1809,6 +1823,7 @@ address = "127.0.0.3:8080"
         let warned = r#"
 [[service]]
 group = "g"
+fwmark = 3
 tcp = ["127.0.0.1:80", "127.0.0.1:443"]
 [[service.server]]
 address = "127.0.0.2:8080"
@@ -1817,7 +1832,7 @@ forward = "gate"
         assert_eq!(
             warnings(warned, Path::new("t.toml")),
             [
-                "t.toml:5:1: warning: service[0].server[0]: a gate real server takes each member's port, as ipvsadm gives it; port 8080 is not used"
+                "t.toml:6:1: warning: service[0].server[0]: a gate real server takes each member's port, as ipvsadm gives it; port 8080 is not used"
             ]
         );
         let meeting = r#"
