@@ -70,6 +70,42 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
         let _ = write!(out, " ({})", options.trim_start());
     }
     out.push('\n');
+    // A member of a group: the group, and whose checks its servers share.
+    let group = status
+        .config
+        .as_ref()
+        .and_then(|c| c.groups.iter().find(|g| g.members.contains(&e.key)));
+    if let Some(g) = group {
+        let names: Vec<String> = g
+            .members
+            .iter()
+            .map(|m| service_name(m).replace("  ", " "))
+            .collect();
+        if g.members[0] == e.key {
+            let _ = writeln!(
+                out,
+                "  group {}, {} members: {}; their real servers are checked once, here",
+                g.name,
+                g.members.len(),
+                names.join(", ")
+            );
+        } else {
+            let at = g.members.iter().position(|m| *m == e.key).unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "  group {}, member {} of {}; health as checked for {}",
+                g.name,
+                at + 1,
+                g.members.len(),
+                names[0]
+            );
+        }
+    }
+    let checked = group.map_or(e.key, |g| g.members[0]);
+    // In a group, a gate server is held at each member's port: the same address.
+    let same = |h: &crate::control::protocol::HealthStatus, addr: std::net::IpAddr, port: u16| {
+        h.service == checked && h.server.addr == addr && (h.server.port == port || group.is_some())
+    };
     let listeners: Vec<_> = status
         .listeners
         .iter()
@@ -133,26 +169,21 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
     }
     for s in &e.servers {
         server_line(out, s, udp);
-        let health = status.health.iter().find(|h| {
-            h.service == e.key
-                && h.server
-                    == crate::table::ServerKey {
-                        addr: s.addr,
-                        port: s.port,
-                    }
-        });
+        let health = status
+            .health
+            .iter()
+            .find(|h| same(h, s.addr, s.port) && h.server.port == s.port)
+            .or_else(|| status.health.iter().find(|h| same(h, s.addr, s.port)));
         if let Some(h) = health {
             health_line(out, h);
         }
     }
     // Servers a check took out of the table are still the file's: say where they are.
-    for h in status.health.iter().filter(|h| {
-        h.service == e.key
-            && !e
-                .servers
-                .iter()
-                .any(|s| s.addr == h.server.addr && s.port == h.server.port)
-    }) {
+    for h in status
+        .health
+        .iter()
+        .filter(|h| h.service == checked && !e.servers.iter().any(|s| same(h, s.addr, s.port)))
+    {
         let _ = writeln!(
             out,
             "  -> {:<28} out of the table while down",

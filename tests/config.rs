@@ -403,6 +403,54 @@ fn import(format: &str, file: &Path) -> std::process::Output {
     bounded(cmd, &format!("uvs import {format}"))
 }
 
+/// Editing a group and reloading changes exactly the members that changed: a member
+/// dropped from the group leaves the table, a new one comes, the others keep their
+/// services and servers untouched but for the server that changed.
+#[test]
+fn a_reload_changes_only_the_members_of_a_group_that_changed() {
+    let (_dir, path) = config_dir();
+    let a = Backend::start_on("127.0.0.2:0", "A", Behaviour::Name);
+    let (one, two, three) = (common::vip(), common::vip(), common::vip());
+    let group = |members: &[SocketAddr], weight: u32| {
+        let list: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
+        format!(
+            "[[service]]\ngroup = \"web\"\ntcp = [{}]\nscheduler = \"rr\"\n[[service.server]]\naddress = \"{}\"\nweight = {weight}\n",
+            list.join(", "),
+            a.addr
+        )
+    };
+    let d = Daemon::start_with_file(&path, &group(&[one, two], 1), &[]);
+    d.wait_listening(one);
+    d.wait_listening(two);
+    write_file(&path, &group(&[two, three], 4));
+    sighup(&d.child);
+    eventually("the reload is logged", || {
+        d.log().contains("SIGHUP: configuration reloaded")
+    });
+    d.wait_listening(three);
+    let listing = d.list(&["-L", "-n"]);
+    assert!(!listing.contains(&format!("TCP  {one} ")), "{listing}");
+    for member in [two, three] {
+        assert!(
+            listing.contains(&format!(
+                "TCP  {member} rr\n  -> {:<28} Masq    4 ",
+                a.addr.to_string()
+            )),
+            "{listing}"
+        );
+    }
+    let log = d.log();
+    for line in [
+        format!("table changed: -D -t {one} "),
+        format!("table changed: -A -t {three} -s rr "),
+        format!("table changed: -e -t {two} -r {} -m -w 4 ", a.addr),
+    ] {
+        assert!(log.contains(&line), "{line}\n{log}");
+    }
+    // The member both files name was added once, at start, and never again.
+    assert_eq!(log.matches(&format!("-A -t {two} ")).count(), 1, "{log}");
+}
+
 #[test]
 fn every_example_in_conf_passes_check() {
     let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");

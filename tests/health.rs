@@ -5,7 +5,9 @@
 //! every server is down (maintenance files) and leaves when one returns; a hanging
 //! server blocks neither the other checks nor the traffic; external checks set weights
 //! and leave no process behind them, not even those that left the check's process
-//! group or session, nor zombies.
+//! group or session, nor zombies. A group of virtual services checks each real
+//! server once, not once per member, and a server found down is quiesced in every
+//! member.
 
 mod common;
 
@@ -722,4 +724,104 @@ fn processes_that_leave_an_external_checks_group_are_killed_and_reaped() {
             || all.iter().all(|&pid| !sleep_alive(pid)),
         );
     }
+}
+
+/// The `->` lines of `-L -n` for firewall-mark service `mark`: (address, weight).
+fn fwmark_servers(d: &Daemon, mark: u32) -> Vec<(String, u32)> {
+    let listing = d.list(&["-L", "-n", "-f", &mark.to_string()]);
+    listing
+        .lines()
+        .filter(|l| l.starts_with("  -> 127."))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[1].to_string(), f[3].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn a_groups_servers_are_checked_once_per_interval_and_quiesced_in_every_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Backend::start_on("127.0.0.2:0", "A", Behaviour::Name);
+    let b = Backend::start_on("127.0.0.3:0", "B", Behaviour::Name);
+    // The same check on a service of its own: the pace one check per interval gives.
+    let alone = Backend::start_on("127.0.0.4:0", "C", Behaviour::Name);
+    let members = [vip(), vip(), vip()];
+    let single = vip();
+    let d = start(
+        dir.path(),
+        &format!(
+            r#"
+[global.check]
+type = "connect"
+interval = "1s"
+timeout = "1s"
+
+[[service]]
+group = "web"
+tcp = ["{}", "{}", "{}"]
+fwmark = 7
+scheduler = "rr"
+[[service.server]]
+address = "{}"
+[[service.server]]
+address = "{}"
+
+[[service]]
+tcp = "{single}"
+[[service.server]]
+address = "{}"
+"#,
+            members[0], members[1], members[2], a.addr, b.addr, alone.addr
+        ),
+    );
+    for m in members {
+        d.wait_listening(m);
+    }
+    eventually("four checks of the lone server", || {
+        alone.accepted.load(Ordering::Relaxed) >= 4
+    });
+    let paced = alone.accepted.load(Ordering::Relaxed);
+    for server in [&a, &b] {
+        let got = server.accepted.load(Ordering::Relaxed);
+        // Checked for each of the four members, it would be about four times as many.
+        assert!(
+            got + 1 >= paced && got <= paced + 1,
+            "{}: {got} checks while the lone server had {paced}",
+            server.addr
+        );
+    }
+    let b_addr = b.addr;
+    drop(b);
+    let both = |port_of_b: u16| {
+        vec![
+            (a.addr.to_string(), 1),
+            (format!("127.0.0.3:{port_of_b}"), 0),
+        ]
+    };
+    eventually("B quiesced in every member", || {
+        let mut lists: Vec<Vec<(String, u32)>> =
+            members.iter().map(|m| servers_of(&d, *m)).collect();
+        lists.push(fwmark_servers(&d, 7));
+        lists.iter_mut().for_each(|l| l.sort());
+        lists.iter().all(|l| *l == both(b_addr.port()))
+    });
+    let status = d.status();
+    let name = |m: SocketAddr| format!("TCP 127.0.0.1:{}", m.port());
+    assert!(
+        status.contains(&format!(
+            "  group web, 4 members: {}, {}, {}, FWM 7; their real servers are checked once, here",
+            name(members[0]),
+            name(members[1]),
+            name(members[2])
+        )),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!(
+            "  group web, member 4 of 4; health as checked for {}",
+            name(members[0])
+        )),
+        "{status}"
+    );
 }

@@ -1,6 +1,6 @@
 //! `uvs import keepalived`: the field case of ../shared/cases/field as a test (exact TOML
 //! and stderr, and the TOML passes `uvs check`), standard input, a file that does not
-//! parse, a setting not taken; and a property: the importer never panics on fuzzed
+//! parse, a setting not taken; virtual_server_group as uvs groups; and a property: the importer never panics on fuzzed
 //! input, and what it renders passes the schema.
 
 mod common;
@@ -93,6 +93,144 @@ fn standard_input_is_read_and_a_setting_not_taken_fails_the_import() {
          uvs: -: 1 line not taken\n"
     );
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// A keepalived.conf with `virtual_server_group`s: one read after the virtual server
+/// that uses it, members, ranges (`IP-N` of the last octet or hextet, `IP-IP`,
+/// `IP/MASK`), fwmarks; entries keepalived skips, an empty group, an unknown group, and
+/// what a uvs group cannot hold (two families).
+const GROUP_CONF: &str = r#"! a group of web VIPs, read before its group is defined
+virtual_server group web {
+    protocol TCP
+    lb_algo rr
+    lb_kind DR
+    delay_loop 5
+    real_server 198.51.100.1 80 {
+        weight 2
+        TCP_CHECK {
+            connect_timeout 2
+        }
+    }
+    real_server 198.51.100.2 8080 {
+        TCP_CHECK {
+            connect_timeout 2
+        }
+    }
+}
+virtual_server_group web {
+    192.0.2.1 80
+    192.0.2.10-12 80
+    192.0.2.20-192.0.2.21 443
+    192.0.2.32/31 80
+    fwmark 7
+    fwmark 8 inet6
+    192.0.2.40-300 80
+    192.0.2.50 http
+}
+virtual_server_group dns6 {
+    2001:db8::a-c 53
+}
+virtual_server group dns6 {
+    protocol UDP
+    real_server 2001:db8::53 53 {
+        MISC_CHECK {
+            misc_path /bin/true
+        }
+    }
+}
+virtual_server_group empty {
+}
+virtual_server group empty {
+    protocol TCP
+    real_server 198.51.100.9 80
+}
+virtual_server group nowhere {
+    protocol TCP
+    real_server 198.51.100.9 80
+}
+virtual_server_group mixed {
+    192.0.2.60 80
+    2001:db8::60 80
+}
+virtual_server group mixed {
+    protocol TCP
+    real_server 198.51.100.9 80
+}
+"#;
+
+const GROUP_TOML: &str = r#"[[service]]
+group = "web"
+tcp = ["192.0.2.1:80", "192.0.2.10-192.0.2.12:80", "192.0.2.20-192.0.2.21:443", "192.0.2.32-192.0.2.33:80"]
+fwmark = [7]
+scheduler = "rr"
+quiescent = false
+
+[[service.server]]
+address = "198.51.100.1:80"
+weight = 2
+forward = "gate"
+
+[service.server.check]
+type = "connect"
+interval = "5s"
+timeout = "2s"
+failures = 2
+
+[[service.server]]
+address = "198.51.100.2:80"
+forward = "gate"
+
+[service.server.check]
+type = "connect"
+port = 8080
+interval = "5s"
+timeout = "2s"
+failures = 2
+
+[[service]]
+group = "dns6"
+udp = ["[2001:db8::a-2001:db8::c]:53"]
+scheduler = "wlc"
+quiescent = false
+
+[service.check]
+type = "external"
+interval = "1m"
+timeout = "1m"
+failures = 1
+command = "/bin/true"
+
+[[service.server]]
+address = "2001:db8::53"
+"#;
+
+#[test]
+fn virtual_server_groups_import_as_groups_with_keepalived_members_and_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = uvs(&["import", "keepalived", "-"], dir.path(), GROUP_CONF);
+    assert_eq!(text(&out.stdout), GROUP_TOML);
+    assert_eq!(
+        text(&out.stderr),
+        "-:25: virtual_server_group web: fwmark 8: of another family than the group's other members; a uvs group is of one family; not taken\n\
+         -:26: virtual_server_group web: 192.0.2.40-300 80: not a range end (too large, or not a number); keepalived skips the entry, and so does uvs\n\
+         -:27: virtual_server_group web: 192.0.2.50 http: not a port; keepalived skips the entry, and so does uvs\n\
+         -:36: misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does\n\
+         -:40: virtual_server_group empty: no entries; keepalived removes it, and so does uvs\n\
+         -:42: virtual_server group empty: no virtual_server_group empty; keepalived ignores the virtual server, and so does uvs\n\
+         -:46: virtual_server group nowhere: no virtual_server_group nowhere; keepalived ignores the virtual server, and so does uvs\n\
+         -:54: virtual_server group mixed: IPv4 and IPv6 members; a uvs group is of one family, as its real servers are; not taken\n\
+         uvs: -: 2 lines not taken\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+
+    std::fs::write(dir.path().join("uvs.toml"), &out.stdout).unwrap();
+    let out = uvs(&["check", "-c", "uvs.toml"], dir.path(), "");
+    // web: 9 members (1 + 3 + 2 + 2 addresses, fwmark 7) of 2 servers; dns6: 3 of 1.
+    assert_eq!(
+        text(&out.stdout),
+        "uvs.toml: OK, 12 services, 21 real servers\n"
+    );
+    assert_eq!(out.status.code(), Some(0));
 }
 
 #[test]
@@ -225,6 +363,11 @@ fn word() -> impl Strategy<Value = String> {
             "192.0.2.1",
             "198.51.100.2",
             "2001:db8::1",
+            "192.0.2.1-9",
+            "192.0.2.1-192.0.2.3",
+            "192.0.2.0/30",
+            "2001:db8::1-ff",
+            "inet6",
             "80",
             "0",
             "65536",
@@ -273,7 +416,7 @@ proptest! {
 
     #[test]
     fn fuzzed_virtual_server_blocks_render_what_the_schema_reads(
-        vip in prop::sample::select(vec!["192.0.2.1 80", "2001:db8::1 443", "fwmark 7", "192.0.2.1", "x y"]),
+        vip in prop::sample::select(vec!["192.0.2.1 80", "2001:db8::1 443", "fwmark 7", "192.0.2.1", "x y", "group g", "group g6"]),
         rips in prop::collection::vec(prop::sample::select(vec!["198.51.100.2 80", "198.51.100.3", "2001:db8::2 80", "198.51.100.2 80"]), 0..4),
         vs_lines in prop::collection::vec(flat_line(), 0..8),
         rs_lines in prop::collection::vec(flat_line(), 0..6),
@@ -281,6 +424,8 @@ proptest! {
         check_lines in prop::collection::vec(flat_line(), 0..6),
         twice in prop::bool::ANY,
     ) {
+        // The groups a `virtual_server group` names, after it as keepalived allows.
+        let groups = "virtual_server_group g {\n192.0.2.1-3 80\n192.0.2.9\nfwmark 7\n}\nvirtual_server_group g6 {\n2001:db8::1-3 443\nfwmark 8 inet6\n}\n";
         let mut text = format!("virtual_server {vip} {{\n{}\n", vs_lines.join("\n"));
         for rip in &rips {
             text.push_str(&format!(
@@ -294,6 +439,7 @@ proptest! {
         if twice {
             text = text.repeat(2);
         }
+        text.push_str(groups);
         let imported = uvs::config::import::keepalived::import(&text, None);
         // Blocks are whole, unless a multi-line definition (`$V=... \`) took the line
         // after it, as keepalived's does.

@@ -5,11 +5,13 @@
 //! table match, touching only what changed (the daemon's reloader, `daemon::reload`,
 //! applies files at start, on SIGHUP and, with `autoreload`, when the file changes);
 //! `file` reads them, regular files only and bounded in size; `status` is what the
-//! reloader says of the file in `uvs status`. `uvs check`, `uvs run -c`, `uvs import`
+//! reloader says of the file in `uvs status`; `group` makes one service of each member
+//! of a group of virtual services (keepalived's `virtual_server_group`). `uvs check`, `uvs run -c`, `uvs import`
 //! and the daemon use it.
 
 pub mod capped;
 pub mod file;
+pub mod group;
 pub mod import;
 pub mod plan;
 pub mod reader;
@@ -441,6 +443,9 @@ pub struct ServiceSpec {
     pub health: Health,
     /// Checks of single servers (`[service.server.check]`), over the service's.
     pub server_checks: std::collections::HashMap<crate::table::ServerKey, Check>,
+    /// The group this service is a member of (`group = "NAME"`, keepalived's
+    /// `virtual_server_group`), if any: see [`group`].
+    pub group: Option<group::Group>,
 }
 
 /// A whole, valid configuration.

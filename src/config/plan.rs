@@ -301,4 +301,60 @@ address = "127.0.0.3:8080"
             "the rehearsed delete did not retire the running server"
         );
     }
+
+    /// Editing a group touches exactly the members that changed: a member added is
+    /// added, one removed is deleted, the others keep their servers untouched; a
+    /// server changed is changed in every member.
+    #[test]
+    fn a_group_edit_changes_only_the_members_that_changed() {
+        let group = |members: &str, weight: u32| {
+            config(&format!(
+                r#"
+[[service]]
+group = "web"
+tcp = [{members}]
+fwmark = 5
+[[service.server]]
+address = "127.0.0.2:8080"
+weight = {weight}
+"#
+            ))
+        };
+        let lines = |c: &[Command]| -> Vec<String> { c.iter().map(|c| c.to_string()).collect() };
+        let mut table = Table::new();
+        let first = group("\"127.0.0.1-127.0.0.2:80\"", 1);
+        let commands = plan(&first, &table, &Owned::default());
+        assert_eq!(
+            lines(&commands),
+            [
+                "-A -t 127.0.0.1:80 -s wlc",
+                "-a -t 127.0.0.1:80 -r 127.0.0.2:8080 -m -w 1",
+                "-A -t 127.0.0.2:80 -s wlc",
+                "-a -t 127.0.0.2:80 -r 127.0.0.2:8080 -m -w 1",
+                "-A -f 5 -s wlc",
+                "-a -f 5 -r 127.0.0.2:8080 -m -w 1",
+            ]
+        );
+        apply(&mut table, &commands);
+        let second = group("\"127.0.0.2:80\", \"127.0.0.3:80\"", 1);
+        let commands = plan(&second, &table, &Owned::of(&first));
+        assert_eq!(
+            lines(&commands),
+            [
+                "-D -t 127.0.0.1:80",
+                "-A -t 127.0.0.3:80 -s wlc",
+                "-a -t 127.0.0.3:80 -r 127.0.0.2:8080 -m -w 1",
+            ]
+        );
+        apply(&mut table, &commands);
+        let third = group("\"127.0.0.2:80\", \"127.0.0.3:80\"", 4);
+        assert_eq!(
+            lines(&plan(&third, &table, &Owned::of(&second))),
+            [
+                "-e -t 127.0.0.2:80 -r 127.0.0.2:8080 -m -w 4",
+                "-e -t 127.0.0.3:80 -r 127.0.0.2:8080 -m -w 4",
+                "-e -f 5 -r 127.0.0.2:8080 -m -w 4",
+            ]
+        );
+    }
 }

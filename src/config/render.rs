@@ -5,8 +5,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{Check, Config, Health, ServiceSpec};
-use crate::table::{Family, Forward, Netmask, ServerConfig, ServiceKey, Tunnel, TunnelChecksum};
+use super::{Check, Config, Health, ServiceSpec, group};
+use crate::table::{
+    Family, Forward, ListenRule, Netmask, Protocol, ServerConfig, ServiceKey, Tunnel,
+    TunnelChecksum,
+};
 
 /// A TOML basic string.
 fn quoted(s: &str) -> String {
@@ -199,7 +202,76 @@ fn health_lines(out: &mut String, h: &Health, service: Option<&ServiceKey>) {
     setting(out, "quorum_down", h.quorum_down.as_deref().map(quoted));
 }
 
-fn service(out: &mut String, spec: &ServiceSpec) {
+/// A group's `group`, member lists and (for marks alone) `ipv6`: each kind of member in
+/// the order its first member comes, consecutive addresses of one port as ranges.
+fn group_lines(out: &mut String, name: &str, members: &[ServiceSpec]) {
+    let _ = writeln!(out, "group = {}", quoted(name));
+    let mut kinds: Vec<Option<Protocol>> = Vec::new();
+    for m in members {
+        let kind = match m.service.key {
+            ServiceKey::Inet { protocol, .. } => Some(protocol),
+            ServiceKey::Fwmark { .. } => None,
+        };
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    for kind in kinds {
+        let mut written = Vec::new();
+        match kind {
+            Some(protocol) => {
+                // Runs of one port, each written as its ranges.
+                let mut run: Vec<std::net::IpAddr> = Vec::new();
+                let mut run_port = None;
+                for m in members {
+                    if let ServiceKey::Inet {
+                        protocol: p,
+                        addr,
+                        port,
+                    } = m.service.key
+                        && p == protocol
+                    {
+                        if run_port.is_some_and(|rp| rp != port) {
+                            written.extend(group::write_members(&run, run_port.unwrap_or(0)));
+                            run.clear();
+                        }
+                        run_port = Some(port);
+                        run.push(addr);
+                    }
+                }
+                written.extend(group::write_members(&run, run_port.unwrap_or(0)));
+                let list: Vec<String> = written.iter().map(|w| quoted(w)).collect();
+                let _ = writeln!(
+                    out,
+                    "{} = [{}]",
+                    protocol.label().to_ascii_lowercase(),
+                    list.join(", ")
+                );
+            }
+            None => {
+                let marks: Vec<String> = members
+                    .iter()
+                    .filter_map(|m| match m.service.key {
+                        ServiceKey::Fwmark { mark, .. } => Some(mark.to_string()),
+                        ServiceKey::Inet { .. } => None,
+                    })
+                    .collect();
+                let _ = writeln!(out, "fwmark = [{}]", marks.join(", "));
+            }
+        }
+    }
+    let marks_only = members
+        .iter()
+        .all(|m| matches!(m.service.key, ServiceKey::Fwmark { .. }));
+    if marks_only && members[0].service.key.family() == Family::Inet6 {
+        out.push_str("ipv6 = true\n");
+    }
+}
+
+/// One `[[service]]`: a service alone, or the members of one group (`members`, in
+/// order, all of one group; the first one's settings and servers are the group's).
+fn service(out: &mut String, members: &[ServiceSpec]) {
+    let spec = &members[0];
     out.push_str("\n[[service]]\n");
     let s = &spec.service;
     if let Some(n) = &spec.name {
@@ -209,6 +281,10 @@ fn service(out: &mut String, spec: &ServiceSpec) {
         let _ = writeln!(out, "comment = {}", quoted(c));
     }
     match s.key {
+        _ if spec.group.is_some() => {
+            let name = spec.group.as_ref().map_or("", |g| g.name.as_str());
+            group_lines(out, name, members);
+        }
         ServiceKey::Inet {
             protocol,
             addr,
@@ -271,9 +347,10 @@ fn service(out: &mut String, spec: &ServiceSpec) {
     if o.freebind {
         out.push_str("freebind = true\n");
     }
-    if !spec.listen.is_empty() {
-        let rules: Vec<String> = spec
-            .listen
+    // A group's rules are its members'.
+    let listen: Vec<&ListenRule> = members.iter().flat_map(|m| &m.listen).collect();
+    if !listen.is_empty() {
+        let rules: Vec<String> = listen
             .iter()
             .map(|r| {
                 quoted(&format!(
@@ -291,7 +368,7 @@ fn service(out: &mut String, spec: &ServiceSpec) {
         out.push_str("\n[service.check]\n");
         out.push_str(&check);
     }
-    for asked in &spec.servers {
+    for (i, asked) in spec.servers.iter().enumerate() {
         out.push_str("\n[[service.server]]\n");
         // The file says the port the table will hold, and why when that is not the
         // one the imported line asked for.
@@ -308,11 +385,20 @@ fn service(out: &mut String, spec: &ServiceSpec) {
                 }
             );
         }
-        let _ = writeln!(
-            out,
-            "address = {}",
-            quoted(&server_address(server, Some(&s.key)))
-        );
+        // In a group, a server every member holds at its own port is written without
+        // one, as it is read.
+        let each_at_its_own = spec.group.is_some()
+            && members.iter().all(|m| {
+                m.servers.get(i).is_some_and(|x| {
+                    x.in_service(&m.service.key).port == portless_port(Some(&m.service.key))
+                })
+            });
+        let address = if each_at_its_own {
+            server.addr.to_string()
+        } else {
+            server_address(server, Some(&s.key))
+        };
+        let _ = writeln!(out, "address = {}", quoted(&address));
         if server.weight != 1 {
             let _ = writeln!(out, "weight = {}", server.weight);
         }
@@ -441,8 +527,19 @@ pub fn render(config: &Config) -> String {
             }
         }
     }
-    for spec in &config.services {
-        service(&mut out, spec);
+    let mut rest = config.services.as_slice();
+    while !rest.is_empty() {
+        // A group's members are consecutive, as the reader and importers make them.
+        let name = rest[0].group.as_ref().map(|g| &g.name);
+        let n = match name {
+            None => 1,
+            Some(name) => rest
+                .iter()
+                .take_while(|m| m.group.as_ref().map(|g| &g.name) == Some(name))
+                .count(),
+        };
+        service(&mut out, &rest[..n]);
+        rest = &rest[n..];
     }
     out.trim_start_matches('\n').to_string()
 }
@@ -567,5 +664,64 @@ address = \"198.51.100.53:0\"
         let again = parse(&written, Path::new("written.toml")).unwrap();
         let ports: Vec<u16> = again.services[0].servers.iter().map(|s| s.port).collect();
         assert_eq!(ports, [80, 8080, 0]);
+    }
+
+    /// A group is written as one `[[service]]`: its members in order, consecutive
+    /// addresses as ranges, its servers once; it reads back to the same members.
+    #[test]
+    fn a_group_is_written_once_with_its_members_and_ranges() {
+        let text = r#"[[service]]
+group = "web"
+fwmark = 9
+tcp = ["127.0.0.5-127.0.0.7:80", "127.0.0.9:80", "127.0.0.10:443"]
+scheduler = "rr"
+listen = ["tcp 127.0.0.20:8443"]
+
+[[service.server]]
+address = "127.0.0.2"
+weight = 2
+
+[[service.server]]
+address = "127.0.0.3:8080"
+forward = "gate"
+
+[[service]]
+group = "v6"
+udp = ["[::1]:53", "[::1]:5353"]
+
+[[service.server]]
+address = "[::1]:5300"
+"#;
+        let config = parse(text, Path::new("t.toml")).unwrap();
+        assert_eq!(config.services.len(), 8);
+        let written = render(&config);
+        assert_eq!(
+            written,
+            r#"[[service]]
+group = "web"
+fwmark = [9]
+tcp = ["127.0.0.5-127.0.0.7:80", "127.0.0.9:80", "127.0.0.10:443"]
+scheduler = "rr"
+listen = ["tcp 127.0.0.20:8443"]
+
+[[service.server]]
+address = "127.0.0.2"
+weight = 2
+
+[[service.server]]
+address = "127.0.0.3:8080"
+forward = "gate"
+
+[[service]]
+group = "v6"
+udp = ["[::1]:53", "[::1]:5353"]
+scheduler = "wlc"
+
+[[service.server]]
+address = "[::1]:5300"
+"#
+        );
+        let again = parse(&written, Path::new("written.toml")).unwrap();
+        assert_eq!(again, config, "{written}");
     }
 }

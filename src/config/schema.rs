@@ -25,6 +25,13 @@
 //! forward = "masq"                # masq (nat), gate (dr, route), ipip (tun)
 //! ```
 //!
+//! A `[[service]]` with `group = "NAME"` is a group of virtual services sharing its
+//! real servers and checks (keepalived's `virtual_server_group`, `group`): `tcp`,
+//! `udp` and `sctp` then take an array of members, each `"ADDR:PORT"` or a range of
+//! whole addresses `"10.0.0.1-10.0.0.9:80"` / `"[2001:db8::1-2001:db8::9]:80"`, and
+//! `fwmark` an array of marks (of the addresses' family, or `ipv6 = true`); each
+//! member becomes one virtual service, at most [`group::MAX_MEMBERS`] in all.
+//!
 //! A real server's port is read as ipvsadm's parser reads `-r`: an address without a
 //! port takes the service's port (0 in an fwmark or port-0 service: the port the client
 //! reached), and a gate or ipip server of an address service takes the service's port
@@ -36,6 +43,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use super::group::{self, Written};
 use super::reader::{Item, Problems, Report, Table, document};
 use super::{
     Check, CheckKind, Config, DnsType, Global, Health, Mode, NegotiateService, ServerHealth,
@@ -106,8 +114,12 @@ fn parse_noting(text: &str, file: &Path, notes: &Report<'_>) -> Result<Config, P
     let mut origins = Vec::new();
     if let Some(list) = root.get("service") {
         let mut seen = HashSet::new();
+        let mut groups = HashSet::new();
         for (table, span) in list.tables() {
-            if let Some((spec, server_spans)) = read_service(&table, &span, notes) {
+            let Some((spec, server_spans, members)) = read_service(&table, &span, notes) else {
+                continue;
+            };
+            let Some(members) = members else {
                 if !seen.insert(spec.service.key) {
                     report.at(&span, table.path(), "this service is already defined above");
                     continue;
@@ -117,6 +129,33 @@ fn parse_noting(text: &str, file: &Path, notes: &Report<'_>) -> Result<Config, P
                     span,
                     path: table.path().to_string(),
                     servers: server_spans,
+                });
+                continue;
+            };
+            if !groups.insert(members.name.clone()) {
+                report.at(
+                    &members.name_span,
+                    &format!("{}.group", table.path()),
+                    format!("group {:?} is already defined above", members.name),
+                );
+                continue;
+            }
+            let keys: Vec<ServiceKey> = members.keys.iter().map(|m| m.0).collect();
+            let expanded = group::expand(&spec, &members.written, &members.name, &keys);
+            for (spec, (key, member_span, path)) in expanded.into_iter().zip(members.keys) {
+                if !seen.insert(key) {
+                    report.at(
+                        &member_span,
+                        &path,
+                        format!("{key}: this virtual service is already defined above"),
+                    );
+                    continue;
+                }
+                services.push(spec);
+                origins.push(Origin {
+                    span: span.clone(),
+                    path: table.path().to_string(),
+                    servers: server_spans.clone(),
                 });
             }
         }
@@ -145,6 +184,16 @@ struct Origin {
 /// the file asked for it.
 fn rehearse(config: &Config, origins: &[Origin], report: &Report<'_>) {
     let mut table = VsTable::new();
+    // The members of a group ask for the same things at the same place: one report.
+    let reported = std::cell::RefCell::new(HashSet::new());
+    let report_at = |span: &Range<usize>, path: &str, message: String| {
+        if reported
+            .borrow_mut()
+            .insert((path.to_string(), message.clone()))
+        {
+            report.at(span, path, message);
+        }
+    };
     for (
         spec,
         Origin {
@@ -155,7 +204,7 @@ fn rehearse(config: &Config, origins: &[Origin], report: &Report<'_>) {
     ) in config.services.iter().zip(origins)
     {
         if let Err(e) = table.apply(&Command::AddService(spec.service.clone()), &UnicastOnly) {
-            report.at(span, path, e.to_string());
+            report_at(span, path, e.to_string());
             continue;
         }
         for (i, server) in spec.servers.iter().enumerate() {
@@ -164,16 +213,17 @@ fn rehearse(config: &Config, origins: &[Origin], report: &Report<'_>) {
                 server: server.clone(),
             };
             if let Err(e) = table.apply(&command, &UnicastOnly) {
-                report.at(
-                    &server_spans[i],
-                    &format!("{path}.server[{i}]"),
-                    e.to_string(),
-                );
+                // In a group, which member refuses it (a gate server takes its port).
+                let message = match &spec.group {
+                    Some(_) => format!("in {}: {e}", spec.service.key),
+                    None => e.to_string(),
+                };
+                report_at(&server_spans[i], &format!("{path}.server[{i}]"), message);
             }
         }
         for rule in &spec.listen {
             if let Err(e) = table.apply(&Command::AddListener(*rule), &UnicastOnly) {
-                report.at(
+                report_at(
                     span,
                     &format!("{path}.listen"),
                     format!("{}: {e}", rule.listen),
@@ -290,7 +340,7 @@ fn read_health(t: &Table<'_, '_>, service: Option<(&ServiceKey, &Report<'_>)>) -
     {
         let key = service.map(|(key, _)| key);
         health.fallback = read_server(&table, &item.span, key).map(|asked| match service {
-            Some((key, notes)) => fitted(asked, key, &item.span, table.path(), notes),
+            Some((key, notes)) => fitted(asked, key, false, &item.span, table.path(), notes),
             None => asked,
         });
     }
@@ -777,12 +827,161 @@ fn read_listen(item: &Item<'_, '_>, key: &ServiceKey) -> Vec<ListenRule> {
     rules
 }
 
+/// What a `[[service]]` with `group = "NAME"` names: the group's name (and where),
+/// its members in the file's order, each with where it is written, and its real
+/// servers as written.
+struct Members {
+    name: String,
+    name_span: Range<usize>,
+    keys: Vec<(ServiceKey, Range<usize>, String)>,
+    written: Vec<Written>,
+}
+
+/// A list of virtual services without `group`: reported (true) at each list.
+fn listed_without_group(t: &Table<'_, '_>) -> bool {
+    let mut listed = false;
+    for k in ["tcp", "udp", "sctp", "fwmark"] {
+        if let Some(item) = t.get(k)
+            && matches!(item.value, toml::de::DeValue::Array(_))
+        {
+            item.problem("several virtual services sharing real servers are a group: name it with group = \"NAME\"");
+            listed = true;
+        }
+    }
+    if listed {
+        let _ = t.get("ipv6");
+    }
+    listed
+}
+
+/// One member or an array of them.
+fn entries<'a, 'i>(item: Item<'a, 'i>) -> Vec<Item<'a, 'i>> {
+    match item.value {
+        toml::de::DeValue::Array(_) => item.array("an array of members"),
+        _ => vec![item],
+    }
+}
+
+/// The members of a group: `tcp`, `udp`, `sctp` (each a member or an array of them,
+/// see [`group::parse_member`]) and `fwmark` (a mark or an array), in the file's
+/// order; the marks take the addresses' family, or `ipv6`'s when there are none.
+fn read_members(t: &Table<'_, '_>, name: &Item<'_, '_>) -> Option<Members> {
+    let expected = "a virtual address and port or a range of addresses, as \"10.0.0.1:80\", \"10.0.0.1-10.0.0.9:80\" or \"[2001:db8::1-2001:db8::9]:80\"";
+    let mut found: Vec<(ServiceKey, Range<usize>, String)> = Vec::new();
+    let mut ok = true;
+    for (k, protocol) in [
+        ("tcp", Protocol::Tcp),
+        ("udp", Protocol::Udp),
+        ("sctp", Protocol::Sctp),
+    ] {
+        for e in t.get(k).map(entries).unwrap_or_default() {
+            let Some(text) = e.str(expected) else {
+                ok = false;
+                continue;
+            };
+            match group::parse_member(text, group::MAX_MEMBERS) {
+                Ok((addrs, port)) => {
+                    for addr in addrs {
+                        let key = ServiceKey::Inet {
+                            protocol,
+                            addr,
+                            port,
+                        };
+                        found.push((key, e.span.clone(), e.key.clone()));
+                    }
+                }
+                Err(too_many) => {
+                    ok = false;
+                    if too_many {
+                        e.problem(format!(
+                            "a range of more than {} addresses; a group holds at most {} virtual services",
+                            group::MAX_MEMBERS,
+                            group::MAX_MEMBERS
+                        ));
+                    } else {
+                        e.wrong(expected);
+                    }
+                }
+            }
+        }
+    }
+    let families: HashSet<Family> = found.iter().map(|m| m.0.family()).collect();
+    let ipv6 = t.get("ipv6");
+    let family = match (families.len(), &ipv6) {
+        (0, Some(item)) => match item.bool() {
+            Some(true) => Family::Inet6,
+            _ => Family::Inet,
+        },
+        (0, None) => Family::Inet,
+        (1, ipv6) => {
+            if let Some(item) = ipv6 {
+                item.problem(
+                    "ipv6 is for groups of fwmarks only (the addresses say the group's family)",
+                );
+            }
+            found[0].0.family()
+        }
+        _ => {
+            name.problem("a group's virtual addresses are of one family, as its real servers are");
+            ok = false;
+            Family::Inet
+        }
+    };
+    for e in t.get("fwmark").map(entries).unwrap_or_default() {
+        match e.integer(1..=i64::from(u32::MAX)) {
+            Some(mark) => {
+                let key = ServiceKey::Fwmark {
+                    mark: mark as u32,
+                    family,
+                };
+                found.push((key, e.span.clone(), e.key.clone()));
+            }
+            None => ok = false,
+        }
+    }
+    // The file's order; a range's addresses stay in theirs (a stable sort).
+    found.sort_by_key(|m| m.1.start);
+    if let Some(over) = found.get(group::MAX_MEMBERS) {
+        t.report().at(
+            &over.1,
+            &over.2,
+            format!(
+                "a group holds at most {} virtual services (a range counts each address); this one makes more",
+                group::MAX_MEMBERS
+            ),
+        );
+        return None;
+    }
+    if found.is_empty() && ok {
+        name.problem("a group needs members: tcp, udp or sctp = [\"ADDR:PORT\", ...] or fwmark = [MARK, ...]");
+    }
+    let group_name = name.str("a group name")?;
+    if group_name.is_empty() {
+        name.wrong("a group name");
+        return None;
+    }
+    (ok && !found.is_empty()).then(|| Members {
+        name: group_name.to_string(),
+        name_span: name.span.clone(),
+        keys: found,
+        written: Vec::new(),
+    })
+}
+
 fn read_service(
     t: &Table<'_, '_>,
     span: &Range<usize>,
     notes: &Report<'_>,
-) -> Option<(ServiceSpec, Vec<Range<usize>>)> {
-    let key = read_key(t, span);
+) -> Option<(ServiceSpec, Vec<Range<usize>>, Option<Members>)> {
+    let (mut members, key) = match t.get("group") {
+        Some(name) => {
+            let members = read_members(t, &name);
+            let first = members.as_ref().map(|m| m.keys[0].0);
+            (members, first)
+        }
+        None if listed_without_group(t) => (None, None),
+        None => (None, read_key(t, span)),
+    };
     let scheduler = t
         .get("scheduler")
         .and_then(|i| i.str("a scheduler name, as \"wlc\"").map(str::to_string))
@@ -793,11 +992,26 @@ fn read_service(
     if let Some(item) = t.get("one_packet")
         && item.bool() == Some(true)
     {
+        // In a group, every member has the group's flags.
+        let tcp_member = members.as_ref().is_some_and(|m| {
+            m.keys.iter().any(|k| {
+                matches!(
+                    k.0,
+                    ServiceKey::Inet {
+                        protocol: Protocol::Tcp,
+                        ..
+                    }
+                )
+            })
+        });
         match key {
             Some(ServiceKey::Inet {
                 protocol: Protocol::Tcp,
                 ..
             }) => item.problem("One-Packet Scheduling is only for UDP virtual services"),
+            _ if tcp_member => {
+                item.problem("One-Packet Scheduling is only for UDP virtual services")
+            }
             _ => flags |= ServiceFlags::ONE_PACKET,
         }
     }
@@ -844,8 +1058,36 @@ fn read_service(
     if let Some(item) = t.get("freebind") {
         options.freebind = item.bool().unwrap_or(false);
     }
-    let listen = match (t.get("listen"), &key) {
+    // A group's listen rules are its one fwmark member's, or its one port-0 one's.
+    let listen_key = match &members {
+        None => key,
+        Some(m) => {
+            let marks: Vec<ServiceKey> = m
+                .keys
+                .iter()
+                .map(|k| k.0)
+                .filter(|k| matches!(k, ServiceKey::Fwmark { .. }))
+                .collect();
+            let portless: Vec<ServiceKey> = m
+                .keys
+                .iter()
+                .map(|k| k.0)
+                .filter(|k| matches!(k, ServiceKey::Inet { port: 0, .. }))
+                .collect();
+            match (marks.as_slice(), portless.as_slice()) {
+                ([one], _) | ([], [one]) => Some(*one),
+                _ => None,
+            }
+        }
+    };
+    let listen = match (t.get("listen"), &listen_key) {
         (Some(item), Some(key)) => read_listen(&item, key),
+        (Some(item), None) if members.is_some() => {
+            item.problem(
+                "listen in a group is for its one fwmark member, or its one port-0 member",
+            );
+            Vec::new()
+        }
         _ => Vec::new(),
     };
     let mut servers = Vec::new();
@@ -863,9 +1105,33 @@ fn read_service(
             let Some(asked) = read_server(&server, &server_span, key.as_ref()) else {
                 continue;
             };
-            let config = match &key {
-                Some(k) => fitted(asked.clone(), k, &server_span, server.path(), notes),
-                None => asked.clone(),
+            let portless = server.get("address").is_some_and(
+                |a| matches!(a.value, toml::de::DeValue::String(s) if s.parse::<IpAddr>().is_ok()),
+            );
+            let config = match (&key, &members) {
+                // A group's servers are warned of for its first address member (a mark
+                // keeps every port), and held as its first member holds them.
+                (Some(k), Some(m)) => {
+                    let warn = m
+                        .keys
+                        .iter()
+                        .map(|x| x.0)
+                        .find(|x| matches!(x, ServiceKey::Inet { .. }))
+                        .unwrap_or(*k);
+                    let _ = fitted(
+                        asked.clone(),
+                        &warn,
+                        true,
+                        &server_span,
+                        server.path(),
+                        notes,
+                    );
+                    asked.in_service(k)
+                }
+                (Some(k), None) => {
+                    fitted(asked.clone(), k, false, &server_span, server.path(), notes)
+                }
+                (None, _) => asked.clone(),
             };
             if let Some(check) = check {
                 server_checks.insert(config.key(), check);
@@ -884,6 +1150,12 @@ fn read_service(
                 };
                 t.report().at(&server_span, server.path(), message);
                 continue;
+            }
+            if let Some(m) = members.as_mut() {
+                m.written.push(Written {
+                    server: asked.clone(),
+                    portless,
+                });
             }
             servers.push(config);
             server_spans.push(server_span);
@@ -911,8 +1183,10 @@ fn read_service(
             comment,
             health,
             server_checks,
+            group: None,
         },
         server_spans,
+        members,
     ))
 }
 
@@ -975,10 +1249,12 @@ fn read_server(
 }
 
 /// `asked` as `service`'s table will hold it (`ServerConfig::in_service`); a port the
-/// table will not hold is noted for `uvs check`'s warnings, at `span` (`path`).
+/// table will not hold is noted for `uvs check`'s warnings, at `span` (`path`); in a
+/// group (`grouped`, `service` its first member) each member's port is.
 fn fitted(
     asked: ServerConfig,
     service: &ServiceKey,
+    grouped: bool,
     span: &Range<usize>,
     path: &str,
     notes: &Report<'_>,
@@ -993,10 +1269,17 @@ fn fitted(
         notes.at(
             span,
             path,
-            format!(
-                "{kind} real server takes the service's port, {}, as ipvsadm gives it; port {} is not used",
-                config.port, asked.port
-            ),
+            if grouped {
+                format!(
+                    "{kind} real server takes each member's port, as ipvsadm gives it; port {} is not used",
+                    asked.port
+                )
+            } else {
+                format!(
+                    "{kind} real server takes the service's port, {}, as ipvsadm gives it; port {} is not used",
+                    config.port, asked.port
+                )
+            },
         );
     }
     config
@@ -1562,6 +1845,223 @@ digest = "zz3a0c85a887a256d6939da88aabd8cd"
                 "t.toml:19:10: service[0].check.url[0].status: expected at least one status",
                 "t.toml:23:10: service[0].check.url[1].digest: expected an MD5 digest, 32 hex digits, as \"9b3a0c85a887a256d6939da88aabd8cd\", found the string \"zz3a0c85a887a256d6939da88aabd8cd\"",
             ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse(text, Path::new("t.toml")) {
+            Ok(_) => Vec::new(),
+            Err(p) => p.to_string().lines().map(str::to_string).collect(),
+        }
+    }
+
+    fn listed(c: &Config) -> Vec<String> {
+        c.services
+            .iter()
+            .map(|s| {
+                let servers: Vec<String> = s
+                    .servers
+                    .iter()
+                    .map(|r| format!("{}:{}", r.addr, r.port))
+                    .collect();
+                format!("{} -> {}", s.service.key, servers.join(" "))
+            })
+            .collect()
+    }
+
+    /// Each member is one virtual service with the group's settings and servers, in the
+    /// file's order; a port-less server takes each member's port, a gate server too.
+    #[test]
+    fn a_group_is_one_virtual_service_per_member() {
+        let text = r#"
+[[service]]
+group = "web"
+tcp = ["192.0.2.1:80", "192.0.2.5-192.0.2.7:443"]
+fwmark = [7]
+scheduler = "rr"
+persistent = 60
+[service.check]
+type = "connect"
+[[service.server]]
+address = "198.51.100.1"
+[[service.server]]
+address = "198.51.100.2:8080"
+forward = "gate"
+[[service.server]]
+address = "198.51.100.3:8080"
+[service.server.check]
+port = 9
+"#;
+        let c = parse(text, Path::new("t.toml")).unwrap();
+        assert_eq!(
+            listed(&c),
+            [
+                "tcp 192.0.2.1:80 -> 198.51.100.1:80 198.51.100.2:80 198.51.100.3:8080",
+                "tcp 192.0.2.5:443 -> 198.51.100.1:443 198.51.100.2:443 198.51.100.3:8080",
+                "tcp 192.0.2.6:443 -> 198.51.100.1:443 198.51.100.2:443 198.51.100.3:8080",
+                "tcp 192.0.2.7:443 -> 198.51.100.1:443 198.51.100.2:443 198.51.100.3:8080",
+                "fwmark 7 -> 198.51.100.1:0 198.51.100.2:8080 198.51.100.3:8080",
+            ]
+        );
+        let first = c.services[0].service.key;
+        for s in &c.services {
+            let g = s.group.as_ref().unwrap();
+            assert_eq!((g.name.as_str(), g.checks), ("web", first));
+            assert_eq!(
+                (s.service.scheduler.as_str(), s.service.timeout),
+                ("rr", 60)
+            );
+            let own = crate::table::ServerKey {
+                addr: "198.51.100.3".parse().unwrap(),
+                port: 8080,
+            };
+            assert_eq!(s.server_checks[&own].port, Some(9));
+        }
+        assert_eq!(
+            c.services[4].service.key,
+            ServiceKey::Fwmark {
+                mark: 7,
+                family: Family::Inet
+            },
+            "a mark takes the addresses' family"
+        );
+    }
+
+    #[test]
+    fn bad_members_overlaps_and_too_many_are_refused_where_written() {
+        let text = r#"
+[[service]]
+tcp = "192.0.2.9:80"
+
+[[service]]
+group = "g"
+tcp = ["192.0.2.1-192.0.2.3:80", "192.0.2.2:80", "192.0.2.9:80", "192.0.2.1-9:80"]
+udp = "[2001:db8::1]:53"
+fwmark = [0]
+
+[[service]]
+tcp = ["192.0.2.20:80", "192.0.2.21:80"]
+
+[[service]]
+group = "big"
+udp = ["10.0.0.0-10.0.0.255:53", "10.0.1.0:53"]
+
+[[service]]
+group = "huge"
+udp = "10.0.0.0-10.0.1.0:53"
+
+[[service]]
+group = "empty"
+
+[[service]]
+group = "big"
+fwmark = 3
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:6:9: service[1].group: a group's virtual addresses are of one family, as its real servers are",
+                "t.toml:7:66: service[1].tcp[3]: expected a virtual address and port or a range of addresses, as \"10.0.0.1:80\", \"10.0.0.1-10.0.0.9:80\" or \"[2001:db8::1-2001:db8::9]:80\", found the string \"192.0.2.1-9:80\"",
+                "t.toml:9:11: service[1].fwmark[0]: expected an integer from 1 to 4294967295, found the integer 0",
+                "t.toml:12:7: service[2].tcp: several virtual services sharing real servers are a group: name it with group = \"NAME\"",
+                "t.toml:16:34: service[3].udp[1]: a group holds at most 256 virtual services (a range counts each address); this one makes more",
+                "t.toml:20:7: service[4].udp: a range of more than 256 addresses; a group holds at most 256 virtual services",
+                "t.toml:23:9: service[5].group: a group needs members: tcp, udp or sctp = [\"ADDR:PORT\", ...] or fwmark = [MARK, ...]",
+            ]
+        );
+        let overlaps = r#"
+[[service]]
+tcp = "192.0.2.9:80"
+
+[[service]]
+group = "g"
+tcp = ["192.0.2.1-192.0.2.3:80", "192.0.2.2:80", "192.0.2.9:80"]
+
+[[service]]
+group = "g"
+fwmark = 3
+"#;
+        assert_eq!(
+            problems(overlaps),
+            [
+                "t.toml:7:34: service[1].tcp[1]: tcp 192.0.2.2:80: this virtual service is already defined above",
+                "t.toml:7:50: service[1].tcp[2]: tcp 192.0.2.9:80: this virtual service is already defined above",
+                "t.toml:10:9: service[2].group: group \"g\" is already defined above",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_groups_listen_rules_go_to_its_one_fwmark_member_and_its_flags_to_all() {
+        let text = r#"
+[[service]]
+group = "g"
+tcp = "127.0.0.1:80"
+fwmark = 5
+listen = ["tcp 127.0.0.2:443"]
+[[service.server]]
+address = "127.0.0.3:8080"
+"#;
+        let c = parse(text, Path::new("t.toml")).unwrap();
+        assert!(c.services[0].listen.is_empty());
+        assert_eq!(c.services[1].listen.len(), 1);
+        assert_eq!(c.services[1].listen[0].mark, Some(5));
+        let tcp_too = "[[service]]\ngroup = \"g\"\nudp = \"127.0.0.1:53\"\ntcp = \"127.0.0.1:53\"\none_packet = true\n";
+        assert_eq!(
+            problems(tcp_too),
+            [
+                "t.toml:5:14: service[0].one_packet: One-Packet Scheduling is only for UDP virtual services"
+            ],
+            "a group's flags are every member's"
+        );
+        let two = text.replace("fwmark = 5", "fwmark = [5, 6]");
+        assert_eq!(
+            problems(&two),
+            [
+                "t.toml:6:10: service[0].listen: listen in a group is for its one fwmark member, or its one port-0 member"
+            ]
+        );
+    }
+
+    /// A gate server takes each member's port: `uvs check` says so, and two that meet
+    /// in one member are refused there, with the member named.
+    #[test]
+    fn gate_servers_in_a_group_are_warned_of_and_refused_where_they_meet() {
+        let warned = r#"
+[[service]]
+group = "g"
+fwmark = 3
+tcp = ["127.0.0.1:80", "127.0.0.1:443"]
+[[service.server]]
+address = "127.0.0.2:8080"
+forward = "gate"
+"#;
+        assert_eq!(
+            warnings(warned, Path::new("t.toml")),
+            [
+                "t.toml:6:1: warning: service[0].server[0]: a gate real server takes each member's port, as ipvsadm gives it; port 8080 is not used"
+            ]
+        );
+        let meeting = r#"
+[[service]]
+group = "g"
+fwmark = 3
+tcp = "127.0.0.1:80"
+[[service.server]]
+address = "127.0.0.2:8080"
+forward = "gate"
+[[service.server]]
+address = "127.0.0.2:8081"
+forward = "gate"
+"#;
+        assert_eq!(
+            problems(meeting),
+            ["t.toml:9:1: service[0].server[1]: in tcp 127.0.0.1:80: Destination already exists"]
         );
     }
 }

@@ -302,6 +302,7 @@ impl Reloader {
         self.record(|c| {
             c.applied_at = crate::clock::unix_seconds();
             c.last_error = None;
+            c.groups = crate::config::status::GroupStatus::of(config);
         });
         self.settings.applied(&self.path, &config.global, director);
         self.autoreload.store(config.global.autoreload, Relaxed);

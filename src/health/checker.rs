@@ -65,7 +65,8 @@ impl ServerCheck {
 pub fn server_checks(config: &Config) -> HashMap<Target, ServerCheck> {
     let mut checks = HashMap::new();
     for spec in &config.services {
-        if !watched(&config.global, spec) {
+        // A group's servers are checked once, for its first member (`config::group`).
+        if !watched(&config.global, spec) || !crate::config::group::runs_checks(spec) {
             continue;
         }
         let (protocol, vip, vport) = match spec.service.key {
@@ -309,7 +310,12 @@ impl Checker {
                 commands.push(task);
             }
         }
-        for spec in &config.services {
+        // A group has one quorum, kept for its first member.
+        for spec in config
+            .services
+            .iter()
+            .filter(|s| crate::config::group::runs_checks(s))
+        {
             if omega(&spec.service.key)
                 && let Some(line) = spec.health.quorum_down.clone()
             {

@@ -228,7 +228,7 @@ pub fn watched(global: &Global, spec: &ServiceSpec) -> bool {
 /// `perform_quorum_state` (a service without a fallback keeps its live servers).
 pub fn effective(config: &Config, findings: &Findings) -> Config {
     let mut out = config.clone();
-    for spec in &mut out.services {
+    for (spec, asked) in out.services.iter_mut().zip(&config.services) {
         if !watched(&config.global, spec) {
             continue;
         }
@@ -243,8 +243,7 @@ pub fn effective(config: &Config, findings: &Findings) -> Config {
             .fallback
             .clone()
             .or_else(|| config.global.health.fallback.clone());
-        let sorry = fallback.is_some() && !quorum::in_quorum(&config.global, spec, findings);
-        let key = spec.service.key;
+        let sorry = fallback.is_some() && !quorum::in_quorum(config, asked, findings);
         let own = spec.health.servers.clone();
         let standing_in = fallback.as_ref().filter(|_| sorry).map(|f| f.key());
         spec.servers.retain_mut(|server| {
@@ -256,14 +255,10 @@ pub fn effective(config: &Config, findings: &Findings) -> Config {
                 *server = f.clone();
                 return true;
             }
-            let health = quorum::health_of(
-                findings,
-                &Target {
-                    service: key,
-                    server: server.key(),
-                },
-                alpha,
-            );
+            // A member of a group has the findings of its group's first member's
+            // servers (`config::group::checked_as`).
+            let target = quorum::target_of(config, asked, &server.key());
+            let health = quorum::health_of(findings, &target, alpha);
             if health.up && !sorry {
                 if let Some(w) = health.weight {
                     server.weight = i32::try_from(w).unwrap_or(i32::MAX);
@@ -572,5 +567,135 @@ weight = 2
             [("127.0.0.2".into(), 0), ("127.0.0.3".into(), 1)],
             "live 2 of 4: the fallback's weight, not the real server's, and not 0"
         );
+    }
+
+    /// A group's servers are checked once, for its first member, and what is found
+    /// applies to every member: a gate server held at each member's port included.
+    #[test]
+    fn a_groups_servers_are_checked_once_and_found_down_in_every_member() {
+        let c = parse(
+            r#"
+[[service]]
+group = "g"
+tcp = ["127.0.0.1:80", "127.0.0.1-127.0.0.2:443"]
+fwmark = 4
+[service.check]
+type = "connect"
+[[service.server]]
+address = "127.0.0.2:8080"
+[[service.server]]
+address = "127.0.0.3"
+forward = "gate"
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let first = c.services[0].service.key;
+        let checks = checker::server_checks(&c);
+        let mut targets: Vec<String> = checks
+            .keys()
+            .map(|t| format!("{} {}", t.service, t.server))
+            .collect();
+        targets.sort();
+        assert_eq!(
+            targets,
+            [
+                "tcp 127.0.0.1:80 127.0.0.2:8080",
+                "tcp 127.0.0.1:80 127.0.0.3:80"
+            ]
+        );
+        let findings = Findings::default();
+        findings.update(
+            Target {
+                service: first,
+                server: ServerKey {
+                    addr: "127.0.0.3".parse().unwrap(),
+                    port: 80,
+                },
+            },
+            |h| h.up = false,
+        );
+        let weights: Vec<Vec<(String, i32)>> = effective(&c, &findings)
+            .services
+            .iter()
+            .map(|s| {
+                s.servers
+                    .iter()
+                    .map(|r| (format!("{}:{}", r.addr, r.port), r.weight))
+                    .collect()
+            })
+            .collect();
+        let at = |port: u16| {
+            vec![
+                ("127.0.0.2:8080".to_string(), 1),
+                (format!("127.0.0.3:{port}"), 0),
+            ]
+        };
+        assert_eq!(weights, [at(80), at(443), at(443), at(0)]);
+    }
+
+    /// keepalived's virtual_server group is one virtual server: one quorum, one
+    /// quorum_down, and the sorry server in every member.
+    #[test]
+    fn a_group_has_one_quorum_for_all_its_members() {
+        let c = parse(
+            r#"
+[[service]]
+group = "g"
+tcp = ["127.0.0.1:80", "127.0.0.2:80"]
+quorum = 2
+quorum_down = "/bin/down"
+fallback = { address = "127.0.0.9:80" }
+[service.check]
+type = "connect"
+[[service.server]]
+address = "127.0.0.3:80"
+[[service.server]]
+address = "127.0.0.4:80"
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.services.len(), 2);
+        let findings = Findings::default();
+        // The checks are the first member's.
+        let first = c.services[0].service.key;
+        findings.update(
+            Target {
+                service: first,
+                server: ServerKey {
+                    addr: "127.0.0.3".parse().unwrap(),
+                    port: 80,
+                },
+            },
+            |h| h.up = false,
+        );
+        let (changes, _) = quorum::settle(&c, &findings);
+        assert_eq!(
+            changes
+                .iter()
+                .map(|ch| (ch.service, ch.up, ch.command.clone()))
+                .collect::<Vec<_>>(),
+            [(first, false, Some("/bin/down".to_string()))],
+            "once, for the group"
+        );
+        let table = effective(&c, &findings);
+        for member in &table.services {
+            let servers: Vec<(String, i32)> = member
+                .servers
+                .iter()
+                .map(|s| (s.addr.to_string(), s.weight))
+                .collect();
+            assert_eq!(
+                servers,
+                [
+                    ("127.0.0.3".into(), 0),
+                    ("127.0.0.4".into(), 0),
+                    ("127.0.0.9".into(), 1)
+                ],
+                "{}",
+                member.service.key
+            );
+        }
     }
 }

@@ -18,7 +18,7 @@
 use super::{Findings, ServerHealth, Target, watched};
 use crate::config::{Config, Global, ServiceSpec};
 use crate::lock::Locked;
-use crate::table::ServiceKey;
+use crate::table::{ServerKey, ServiceKey};
 
 /// What a service's quorum is judged by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,19 @@ pub fn health_of(findings: &Findings, target: &Target, alpha: bool) -> ServerHea
         .unwrap_or_else(|| ServerHealth::starting(alpha))
 }
 
+/// Where the findings of `spec`'s server `server` are kept: a member of a group has its
+/// group's first member's (`config::group::checked_as`).
+pub fn target_of(config: &Config, spec: &ServiceSpec, server: &ServerKey) -> Target {
+    let (service, server) = crate::config::group::checked_as(&config.services, spec, server);
+    Target { service, server }
+}
+
+/// Where `spec`'s quorum is kept: a group has one, as keepalived's one virtual server
+/// of a `virtual_server group`, kept for its first member.
+fn quorum_key(spec: &ServiceSpec) -> ServiceKey {
+    spec.group.as_ref().map_or(spec.service.key, |g| g.checks)
+}
+
 /// Whether `spec`'s servers start down (`alpha`, or the global one).
 pub fn alpha(global: &Global, spec: &ServiceSpec) -> bool {
     spec.health.alpha.or(global.health.alpha).unwrap_or(false)
@@ -73,15 +86,12 @@ pub fn alpha(global: &Global, spec: &ServiceSpec) -> bool {
 
 /// The sum of the weights of `spec`'s live servers (their checks' weights where they
 /// gave one), and whether any is up.
-pub fn live(global: &Global, spec: &ServiceSpec, findings: &Findings) -> (u64, bool) {
-    let alpha = alpha(global, spec);
+pub fn live(config: &Config, spec: &ServiceSpec, findings: &Findings) -> (u64, bool) {
+    let alpha = alpha(&config.global, spec);
     let mut sum = 0u64;
     let mut any = false;
     for server in &spec.servers {
-        let target = Target {
-            service: spec.service.key,
-            server: server.key(),
-        };
+        let target = target_of(config, spec, &server.key());
         let h = health_of(findings, &target, alpha);
         if h.up {
             any = true;
@@ -103,10 +113,10 @@ pub struct State {
 
 /// Whether `spec` is in quorum: as last judged, or, before any judgement, as it would
 /// be judged now.
-pub fn in_quorum(global: &Global, spec: &ServiceSpec, findings: &Findings) -> bool {
+pub fn in_quorum(config: &Config, spec: &ServiceSpec, findings: &Findings) -> bool {
     let rule = Rule::of(spec);
-    let (live, any_up) = live(global, spec, findings);
-    match (rule.quorum, findings.quorum(&spec.service.key)) {
+    let (live, any_up) = live(config, spec, findings);
+    match (rule.quorum, findings.quorum(&quorum_key(spec))) {
         // Stateless: the fallback's old rule, exactly.
         (None, _) => any_up,
         (Some(_), Some(state)) => state.up,
@@ -131,13 +141,14 @@ pub fn settle(config: &Config, findings: &Findings) -> (Vec<Change>, Vec<(Servic
     let mut changes = Vec::new();
     let mut keys = std::collections::HashSet::new();
     for spec in &config.services {
-        if !watched(&config.global, spec) {
+        // A group is judged once, for its first member.
+        if !watched(&config.global, spec) || !crate::config::group::runs_checks(spec) {
             continue;
         }
         let key = spec.service.key;
         keys.insert(key);
         let rule = Rule::of(spec);
-        let (live, any_up) = live(&config.global, spec, findings);
+        let (live, any_up) = live(config, spec, findings);
         let was = findings.quorum(&key).is_none_or(|s| s.up);
         let up = rule.judge(was, live, any_up);
         let h = &spec.health;

@@ -8,6 +8,7 @@
 //! makes the import fail; VRRP, `global_defs`, `static_*` and `lvs_sync_daemon` are
 //! reported as keepalived's own job and do not.
 
+mod group;
 pub mod lexer;
 
 use std::collections::{HashMap, HashSet};
@@ -55,12 +56,74 @@ pub fn import(text: &str, path: Option<&Path>) -> Result<Imported, GrammarError>
     // The services' keys so far, so that a file of many takes steps in proportion to
     // them, not to their square.
     let mut keys = HashSet::new();
+    // keepalived links groups to their virtual servers once the whole file is read:
+    // those blocks wait, with where their services go, until then.
+    let mut groups = group::Groups::default();
+    let mut waiting = Vec::new();
     lexer::parse(text, path, &mut |item| match item {
+        Item::Node(node) if node.keyword() == "virtual_server_group" => {
+            group::read(&node, &mut groups, &mut im);
+        }
+        Item::Node(node) if node.keyword() == "virtual_server" && node.arg(1) == "group" => {
+            waiting.push((im.config.services.len(), node));
+        }
         Item::Node(node) => top(&node, &mut keys, &mut im),
         Item::Note(note) if note.failing => skip(&mut im, &note.pos, note.message),
         Item::Note(note) => others(&mut im, &note.pos, note.message),
     })?;
+    let mut moved = 0;
+    for (at, node) in waiting {
+        let specs = group_server(&node, &mut groups, &mut keys, &mut im);
+        let n = specs.len();
+        im.config.services.splice(at + moved..at + moved, specs);
+        moved += n;
+    }
     Ok(im.finish())
+}
+
+/// A `virtual_server group NAME` block: one service per member of the group, less
+/// those another virtual server has already made.
+fn group_server(
+    n: &Node,
+    groups: &mut group::Groups,
+    keys: &mut HashSet<ServiceKey>,
+    im: &mut Importing,
+) -> Vec<ServiceSpec> {
+    let name = n.arg(2);
+    let Some(g) = groups.by_name.remove(name) else {
+        // ipwrapper.c's link_vsg_to_vs: "specified but not configured - ignoring".
+        others(
+            im,
+            &n.pos,
+            format!(
+                "virtual_server group {name}: no virtual_server_group {name}; keepalived ignores the virtual server, and so does uvs"
+            ),
+        );
+        return Vec::new();
+    };
+    let made = virtual_server(n, im, Some(&g)).and_then(|template| {
+        let (called, members) = group::members(n, &g, template.service.key, groups, im)?;
+        Some((template, called, members))
+    });
+    groups.by_name.insert(name.to_string(), g);
+    let Some((template, called, members)) = made else {
+        return Vec::new();
+    };
+    let mut fresh = Vec::new();
+    for key in members {
+        if keys.insert(key) {
+            fresh.push(key);
+        } else {
+            skip(
+                im,
+                &n.pos,
+                format!(
+                    "virtual_server group {name}: {key} is made twice (by this group or another virtual server); the second is not taken"
+                ),
+            );
+        }
+    }
+    group::expand(n, &template, &called, &fresh, im)
 }
 
 /// Reports what was not taken and makes the import fail.
@@ -86,7 +149,7 @@ fn top(n: &Node, keys: &mut HashSet<ServiceKey>, im: &mut Importing) {
     let k = n.keyword();
     match k {
         "virtual_server" => {
-            if let Some(spec) = virtual_server(n, im) {
+            if let Some(spec) = virtual_server(n, im, None) {
                 if !keys.insert(spec.service.key) {
                     skip(
                         im,
@@ -101,14 +164,6 @@ fn top(n: &Node, keys: &mut HashSet<ServiceKey>, im: &mut Importing) {
                 }
             }
         }
-        "virtual_server_group" => skip(
-            im,
-            &n.pos,
-            format!(
-                "virtual_server_group {}: groups of virtual services are not in uvs's table yet; not taken",
-                n.arg(1)
-            ),
-        ),
         "track_file" => track_file(n, im),
         "global_defs" => others(
             im,
@@ -381,19 +436,28 @@ enum Target {
     Mark(u32),
 }
 
-fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
+/// A `virtual_server` block; for `virtual_server group NAME`, `group` is the group,
+/// and the service is made for its first member (`group_server` makes the others).
+fn virtual_server(
+    n: &Node,
+    im: &mut Importing,
+    group: Option<&group::VsGroup>,
+) -> Option<ServiceSpec> {
     let what = n.words[1..].join(" ");
+    // A group's first mark may name its family (`fwmark N inet6`).
+    let mut mark_family = None;
     let target = match (n.arg(1), n.arg(2)) {
-        ("group", name) => {
-            skip(
-                im,
-                &n.pos,
-                format!(
-                    "virtual_server group {name}: virtual_server_group is not in uvs's table yet; the service is not taken"
-                ),
-            );
-            return None;
-        }
+        ("group", _) => match group {
+            Some(g) => match (g.addrs.first(), g.marks.first()) {
+                (Some(&(addr, port)), _) => Target::Addr(addr, port),
+                (None, Some(&(mark, family, _))) => {
+                    mark_family = family;
+                    Target::Mark(mark)
+                }
+                (None, None) => return None,
+            },
+            None => return None,
+        },
         ("fwmark", mark) => match mark.parse::<u32>() {
             Ok(0) => {
                 skip(
@@ -623,7 +687,10 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
                 });
             ServiceKey::Fwmark {
                 mark,
-                family: family.or(first_real).unwrap_or(Family::Inet),
+                family: mark_family
+                    .or(family)
+                    .or(first_real)
+                    .unwrap_or(Family::Inet),
             }
         }
     };
@@ -826,6 +893,7 @@ fn virtual_server(n: &Node, im: &mut Importing) -> Option<ServiceSpec> {
         comment: None,
         health,
         server_checks,
+        group: None,
     })
 }
 
@@ -1562,12 +1630,8 @@ virtual_server 10.0.0.1 81 { }
                     "PING_CHECK: uvs's checks speak TCP and UDP and send no ICMP echo; not taken"
                 ),
                 (
-                    77,
-                    "virtual_server_group G: groups of virtual services are not in uvs's table yet; not taken"
-                ),
-                (
                     78,
-                    "virtual_server group G: virtual_server_group is not in uvs's table yet; the service is not taken"
+                    "virtual_server group G: no protocol; keepalived makes it UDP, and so does uvs"
                 ),
                 (
                     79,
@@ -1579,9 +1643,10 @@ virtual_server 10.0.0.1 81 { }
                 )
             ]
         );
-        // global_defs, vrrp_script, misc_path's note, the service without servers.
-        assert_eq!(imported.others_job, 4);
-        assert_eq!(imported.failing(), 5);
+        // global_defs, vrrp_script, misc_path's note, the group's protocol, the service
+        // without servers.
+        assert_eq!(imported.others_job, 5);
+        assert_eq!(imported.failing(), 3);
         let text = render(&imported.config);
         assert_eq!(
             text,
@@ -1692,6 +1757,14 @@ helo = "lb"
 
 [[service.server]]
 address = "10.0.0.7:25"
+
+[[service]]
+group = "G"
+udp = ["10.0.0.1:80"]
+scheduler = "wlc"
+
+[[service.server]]
+address = "10.0.0.2"
 "#
         );
         crate::config::schema::parse(&text, Path::new("all.toml")).expect("passes the schema");

@@ -291,5 +291,6 @@ pub(super) fn service(
             ..Health::default()
         },
         server_checks,
+        group: None,
     })
 }
