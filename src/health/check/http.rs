@@ -30,6 +30,8 @@ pub struct Http {
     pages: Vec<Page>,
     /// Where the check connects from.
     pub(super) bind: Bind,
+    /// The bound of each URL's connection (the check's timeout).
+    pub(super) each: std::time::Duration,
 }
 
 /// One URL and what its answer must be.
@@ -94,6 +96,7 @@ impl Http {
             method: settings.method.clone().unwrap_or_else(|| "GET".into()),
             pages,
             bind: Bind::of(settings),
+            each: super::each_of(settings),
         })
     }
 
@@ -115,14 +118,18 @@ impl Http {
 impl Probe for Http {
     async fn run(&self, at: &Endpoint) -> Outcome {
         for page in &self.pages {
-            let result = async {
+            let result = super::each_bounded(self.each, async {
                 let mut stream = self.bind.connect(at.dest).await?;
                 self.exchange(at, page, &mut stream).await
-            }
+            })
             .await;
             result.map_err(|f| self.of_page(page, f))?;
         }
         Ok(None)
+    }
+
+    fn connections(&self) -> u32 {
+        u32::try_from(self.pages.len()).unwrap_or(u32::MAX)
     }
 }
 
@@ -291,6 +298,7 @@ mod tests {
                     digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
                 }],
                 bind: super::super::testing::everything_bind(),
+                each: std::time::Duration::from_secs(2),
             }
         );
     }
@@ -435,6 +443,39 @@ mod tests {
     fn md5_is_printed_as_genhash_prints_it() {
         assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
         assert_eq!(md5_hex(b"healthy\n"), "3b1fb749c971d7a2c6a517b37f735df2");
+    }
+
+    #[tokio::test]
+    async fn each_url_has_the_whole_timeout_to_itself() {
+        // Two URLs answered 0.6 s after asking, with a timeout of 1 s: keepalived gives
+        // each connection its connect_timeout; the two together take more than one.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for _ in 0..2 {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+                let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nok").await;
+            }
+        });
+        let url = |path: &str| crate::config::Url {
+            path: path.into(),
+            ..Default::default()
+        };
+        let settings = http(Check {
+            urls: Some(vec![url("/a"), url("/b")]),
+            timeout: Some(std::time::Duration::from_secs(1)),
+            ..Check::default()
+        });
+        let check = build(&settings, None).unwrap();
+        assert_eq!(check.connections(), 2);
+        let at = endpoint(addr, Protocol::Tcp);
+        let each = std::time::Duration::from_secs(1);
+        assert_eq!(probe(&*check, &at, each).await, Ok(None));
     }
 
     #[test]

@@ -81,6 +81,13 @@ pub trait HealthCheck: fmt::Debug + Send + Sync {
     /// dropping the future releases what it holds (sockets, an external command's
     /// process group).
     fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a>;
+
+    /// How many connections one probe makes, one after the other, each bounded by the
+    /// check's timeout (keepalived's `connect_timeout` is per connection): an HTTP
+    /// check's URLs, an SMTP check's hosts. [`probe`] bounds the whole by as many.
+    fn connections(&self) -> u32 {
+        1
+    }
 }
 
 /// What a kind implements: its probe as a plain `async fn run`. The boxing that lets
@@ -88,11 +95,20 @@ pub trait HealthCheck: fmt::Debug + Send + Sync {
 pub trait Probe: fmt::Debug + Send + Sync {
     /// Probes the real server at `at` once (see [`HealthCheck::probe`]).
     fn run(&self, at: &Endpoint) -> impl Future<Output = Outcome> + Send;
+
+    /// As [`HealthCheck::connections`]: one unless the kind makes several.
+    fn connections(&self) -> u32 {
+        1
+    }
 }
 
 impl<K: Probe> HealthCheck for K {
     fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a> {
         Box::pin(self.run(at))
+    }
+
+    fn connections(&self) -> u32 {
+        Probe::connections(self)
     }
 }
 
@@ -125,6 +141,22 @@ pub enum BuildError {
     /// A `file` check given no `path` (here or in the checks it takes defaults from).
     #[error("a file check needs a path")]
     NoPath,
+}
+
+/// Runs one connection of a check that makes several, bounded by `each` (the check's
+/// timeout) on its own, as keepalived bounds each by its `connect_timeout`.
+pub async fn each_bounded(
+    each: Duration,
+    connection: impl Future<Output = Result<(), Failure>>,
+) -> Result<(), Failure> {
+    tokio::time::timeout(each, connection)
+        .await
+        .unwrap_or(Err(Failure::Timeout))
+}
+
+/// The bound of each connection of a check: its timeout, or the default one.
+pub fn each_of(settings: &Check) -> Duration {
+    settings.timeout.unwrap_or(super::DEFAULT_TIMEOUT)
 }
 
 /// Why a check failed.
@@ -228,13 +260,15 @@ pub fn behind_maintenance(check: Box<dyn HealthCheck>, dir: Option<&Path>) -> Bo
     }
 }
 
-/// Runs one probe of `check`, bounded by `timeout`: a probe still running then fails
-/// with [`Failure::Timeout`], and what it held is released as its future is dropped.
+/// Runs one probe of `check`, bounded by `timeout` for each connection it makes
+/// ([`HealthCheck::connections`]): a probe still running then fails with
+/// [`Failure::Timeout`], and what it held is released as its future is dropped.
 ///
 /// A check sent to another address than its server's (`address`, keepalived's
 /// `connect_ip`) says where in its failures: `at 10.0.0.9:80: connection refused`.
 pub async fn probe(check: &dyn HealthCheck, at: &Endpoint, timeout: Duration) -> Outcome {
-    let outcome = tokio::time::timeout(timeout, check.probe(at))
+    let bound = timeout.saturating_mul(check.connections().max(1));
+    let outcome = tokio::time::timeout(bound, check.probe(at))
         .await
         .unwrap_or(Err(Failure::Timeout));
     match outcome {
