@@ -46,8 +46,8 @@ use std::path::{Path, PathBuf};
 use super::group::{self, Written};
 use super::reader::{Item, Problems, Report, Table, document};
 use super::{
-    Check, CheckKind, Config, DnsType, Global, Health, Mode, NegotiateService, ServerHealth,
-    ServiceSpec, Url,
+    Check, CheckKind, Config, DnsType, Global, Health, MAX_CHECKS, Mode, NegotiateService,
+    ServerHealth, ServiceSpec, Url,
 };
 use crate::proxy::congestion::CongestionControl;
 use crate::table::{
@@ -327,10 +327,14 @@ fn read_congestion(t: &Table<'_, '_>, key: &str) -> Option<CongestionControl> {
 /// `[global]` (None: a global fallback is fitted to each service by the planner).
 fn read_health(t: &Table<'_, '_>, service: Option<(&ServiceKey, &Report<'_>)>) -> Health {
     let mut health = Health::default();
-    if let Some(item) = t.get("check")
-        && let Some(table) = item.table()
-    {
-        health.check = read_check(&table);
+    if let Some(item) = t.get("check") {
+        if service.is_none() && matches!(item.value, toml::de::DeValue::Array(_)) {
+            // One set of defaults: several checks are a service's or a server's.
+            item.wrong("a table (the defaults of every check)");
+        } else if let Some((first, more)) = read_checks(&item) {
+            health.check = first;
+            health.more_checks = more;
+        }
     }
     if let Some(item) = t.get("quiescent") {
         health.quiescent = item.bool();
@@ -403,6 +407,32 @@ fn read_server_health(t: &Table<'_, '_>) -> Option<ServerHealth> {
     own.notify_up = command(t, "notify_up");
     own.notify_down = command(t, "notify_down");
     (own != ServerHealth::default()).then_some(own)
+}
+
+/// `check` as one table, or as an array of tables (`[[service.check]]`: several checks,
+/// keepalived's several checkers of one real server), at most [`MAX_CHECKS`] (the one
+/// past it is refused where it starts); the first and the others, None without any.
+fn read_checks(item: &Item<'_, '_>) -> Option<(Check, Vec<Check>)> {
+    let mut checks = if matches!(item.value, toml::de::DeValue::Array(_)) {
+        let tables = item.tables();
+        if let Some((_, span)) = tables.get(MAX_CHECKS) {
+            item.report.at(
+                span,
+                &format!("{}[{MAX_CHECKS}]", item.key),
+                format!("at most {MAX_CHECKS} checks for one real server"),
+            );
+        }
+        tables
+            .iter()
+            .take(MAX_CHECKS)
+            .map(|(table, _)| read_check(table))
+            .collect::<Vec<Check>>()
+    } else {
+        vec![read_check(&item.table()?)]
+    }
+    .into_iter();
+    let first = checks.next()?;
+    Some((first, checks.collect()))
 }
 
 fn read_check(t: &Table<'_, '_>) -> Check {
@@ -1093,14 +1123,12 @@ fn read_service(
     let mut servers = Vec::new();
     let mut server_spans = Vec::new();
     let mut server_checks = std::collections::HashMap::new();
+    let mut server_more_checks = std::collections::HashMap::new();
     let mut server_health = std::collections::BTreeMap::new();
     if let Some(list) = t.get("server") {
         let mut seen = HashSet::new();
         for (server, server_span) in list.tables() {
-            let check = server
-                .get("check")
-                .and_then(|item| item.table())
-                .map(|table| read_check(&table));
+            let check = server.get("check").and_then(|item| read_checks(&item));
             let own = read_server_health(&server);
             let Some(asked) = read_server(&server, &server_span, key.as_ref()) else {
                 continue;
@@ -1133,8 +1161,11 @@ fn read_service(
                 }
                 (None, _) => asked.clone(),
             };
-            if let Some(check) = check {
+            if let Some((check, more)) = check {
                 server_checks.insert(config.key(), check);
+                if !more.is_empty() {
+                    server_more_checks.insert(config.key(), more);
+                }
             }
             if let Some(own) = own {
                 server_health.insert(config.key(), own);
@@ -1183,6 +1214,7 @@ fn read_service(
             comment,
             health,
             server_checks,
+            server_more_checks,
             group: None,
         },
         server_spans,

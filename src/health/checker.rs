@@ -27,20 +27,26 @@ use tokio::task::AbortHandle;
 use super::check::{self, BuildError, Endpoint, Failure, HealthCheck, Unbuildable};
 use super::command::{self, NOTIFY_BOUND, STOP_BOUND};
 use super::{
-    DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Findings, Target, quorum, server_settings, watched,
+    CheckHealth, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Findings, ServerHealth, Target, quorum,
+    server_settings_all, watched,
 };
 use crate::config::{Check, CheckKind, Config};
 use crate::lock::Locked;
 use crate::table::{Protocol, ServiceKey};
 
-/// What one server's check is built from: the server as probes see it, its check's
+/// What one server's checks are built from: the server as probes see it, its check's
 /// settings (its own, then its service's, then the global ones) and the maintenance
-/// directory. A server whose `ServerCheck` a reload leaves equal keeps its task and
-/// its built check.
+/// directory. A server whose `ServerCheck` a reload leaves equal keeps its tasks and
+/// its built checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerCheck {
+    /// Where its (first) check goes, and its settings.
     pub endpoint: Endpoint,
     pub check: Check,
+    /// Its other checks, when it has several (keepalived's several checkers of one
+    /// real server, `health::server_settings_all`): each runs on its own schedule with
+    /// its own settings and state, and the server is up only while none is down.
+    pub more: Vec<OneCheck>,
     pub maintenance_dir: Option<PathBuf>,
     /// It starts down until its first good check (`alpha`).
     pub alpha: bool,
@@ -51,6 +57,13 @@ pub struct ServerCheck {
     pub notify_down: Option<String>,
 }
 
+/// One of several checks of a server: where it goes and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneCheck {
+    pub endpoint: Endpoint,
+    pub check: Check,
+}
+
 impl ServerCheck {
     /// The check these settings ask for, behind the maintenance files.
     ///
@@ -58,6 +71,36 @@ impl ServerCheck {
     /// As [`check::build`].
     pub fn build(&self) -> Result<Box<dyn HealthCheck>, BuildError> {
         check::build(&self.check, self.maintenance_dir.as_deref())
+    }
+
+    /// How many checks it has (1 to `config::MAX_CHECKS`).
+    pub fn count(&self) -> usize {
+        1 + self.more.len()
+    }
+
+    /// Its `n`th check (from 0; the first past the last is the last).
+    pub fn nth(&self, n: usize) -> (&Endpoint, &Check) {
+        match n
+            .checked_sub(1)
+            .and_then(|m| self.more.get(m).or(self.more.last()))
+        {
+            Some(one) => (&one.endpoint, &one.check),
+            None => (&self.endpoint, &self.check),
+        }
+    }
+
+    /// What each of its checks checks, for `uvs status`: its type, or a `negotiate`
+    /// check's service.
+    pub fn kinds(&self) -> Vec<String> {
+        (0..self.count())
+            .map(|n| {
+                let check = self.nth(n).1;
+                match (check.kind, check.service) {
+                    (Some(CheckKind::Negotiate), Some(service)) => service.name().to_string(),
+                    (kind, _) => kind.unwrap_or(CheckKind::On).name().to_string(),
+                }
+            })
+            .collect()
     }
 }
 
@@ -78,30 +121,41 @@ pub fn server_checks(config: &Config) -> HashMap<Target, ServerCheck> {
             ServiceKey::Fwmark { mark, .. } => (Protocol::Tcp, mark.to_string(), 0),
         };
         for server in &spec.servers {
-            let mut check = server_settings(&config.global, spec, &server.key());
-            // Watched without a check (a maintenance directory): always up but for it.
-            check.kind = check.kind.or(Some(CheckKind::On));
-            let port = check
-                .port
-                .or((server.port != 0).then_some(server.port))
-                .unwrap_or(vport);
             let target = Target {
                 service: spec.service.key,
                 server: server.key(),
             };
-            let own = spec.health.servers.get(&server.key());
-            checks.insert(
-                target,
-                ServerCheck {
-                    endpoint: Endpoint {
+            let mut all = server_settings_all(&config.global, spec, &server.key())
+                .into_iter()
+                .map(|mut check| {
+                    // Watched without a check (a maintenance directory): always up but
+                    // for it.
+                    check.kind = check.kind.or(Some(CheckKind::On));
+                    let port = check
+                        .port
+                        .or((server.port != 0).then_some(server.port))
+                        .unwrap_or(vport);
+                    let endpoint = Endpoint {
                         target,
                         protocol,
                         vip: vip.clone(),
                         vport,
                         dest: SocketAddr::new(check.address.unwrap_or(server.addr), port),
                         weight: server.weight,
-                    },
-                    check,
+                    };
+                    OneCheck { endpoint, check }
+                });
+            // server_settings_all gives at least one.
+            let Some(first) = all.next() else {
+                continue;
+            };
+            let own = spec.health.servers.get(&server.key());
+            checks.insert(
+                target,
+                ServerCheck {
+                    endpoint: first.endpoint,
+                    check: first.check,
+                    more: all.collect(),
                     maintenance_dir: config.global.maintenance_dir.clone(),
                     alpha: quorum::alpha(&config.global, spec),
                     quiescent: own.and_then(|o| o.quiescent),
@@ -117,7 +171,8 @@ pub fn server_checks(config: &Config) -> HashMap<Target, ServerCheck> {
 /// Runs the check tasks.
 pub struct Checker {
     shared: Arc<Shared>,
-    tasks: Mutex<HashMap<Target, (ServerCheck, AbortHandle)>>,
+    /// Each checked server's settings and its checks' tasks, one per check.
+    tasks: Mutex<HashMap<Target, (ServerCheck, Vec<AbortHandle>)>>,
 }
 
 /// What the checker and its tasks share.
@@ -220,10 +275,10 @@ impl Checker {
         let findings = &self.shared.findings;
         let old = std::mem::replace(&mut *self.shared.config.locked(), Arc::new(config.clone()));
         let mut tasks = self.tasks.locked();
-        tasks.retain(|target, (running, task)| {
+        tasks.retain(|target, (running, handles)| {
             let keep = wanted.get(target) == Some(running);
             if !keep {
-                task.abort();
+                handles.iter().for_each(AbortHandle::abort);
                 if !wanted.contains_key(target) && findings.get(target).is_some_and(|h| h.up) {
                     notify_server(running, false, NOTIFY_BOUND);
                 }
@@ -235,20 +290,27 @@ impl Checker {
             if tasks.contains_key(target) {
                 continue;
             }
-            let check = server.build().unwrap_or_else(|e| {
-                tracing::warn!(
-                    service = %target.service,
-                    server = %target.server,
-                    "health check not built: {e}"
-                );
-                check::behind_maintenance(
-                    Box::new(Unbuildable::from(e)),
-                    server.maintenance_dir.as_deref(),
-                )
-            });
-            let task =
-                tokio::spawn(run(server.clone(), check, Arc::clone(&self.shared))).abort_handle();
-            tasks.insert(*target, (server.clone(), task));
+            findings.start_checks(*target, &server.kinds());
+            let handles = (0..server.count())
+                .map(|n| {
+                    let settings = server.nth(n).1;
+                    let check = check::build(settings, server.maintenance_dir.as_deref())
+                        .unwrap_or_else(|e| {
+                            tracing::warn!(
+                                service = %target.service,
+                                server = %target.server,
+                                "health check not built: {e}"
+                            );
+                            check::behind_maintenance(
+                                Box::new(Unbuildable::from(e)),
+                                server.maintenance_dir.as_deref(),
+                            )
+                        });
+                    tokio::spawn(run(server.clone(), n, check, Arc::clone(&self.shared)))
+                        .abort_handle()
+                })
+                .collect();
+            tasks.insert(*target, (server.clone(), handles));
         }
         drop(tasks);
         findings.retain(&wanted.keys().copied().collect());
@@ -281,8 +343,8 @@ impl Checker {
             let mut tasks = self.tasks.locked();
             tasks
                 .drain()
-                .map(|(_, (server, task))| {
-                    task.abort();
+                .map(|(_, (server, handles))| {
+                    handles.iter().for_each(AbortHandle::abort);
                     server
                 })
                 .collect()
@@ -334,8 +396,8 @@ impl Checker {
 impl Drop for Checker {
     fn drop(&mut self) {
         let tasks = self.tasks.get_mut().unwrap_or_else(|e| e.into_inner());
-        for (_, (_, task)) in tasks.drain() {
-            task.abort();
+        for (_, (_, handles)) in tasks.drain() {
+            handles.iter().for_each(AbortHandle::abort);
         }
     }
 }
@@ -346,19 +408,205 @@ fn jitter_fraction(target: &Target, round: u64) -> f64 {
     (hash >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// One server's checks, until the task is aborted.
-async fn run(server: ServerCheck, check: Box<dyn HealthCheck>, shared: Arc<Shared>) {
+/// What one check's result did to its server.
+struct Recorded {
+    /// The server's change, for the log: it went up or down, or its weight changed.
+    transition: Option<String>,
+    /// The server is up now.
+    up: bool,
+    /// It went up or down.
+    flipped: bool,
+    /// With alpha, this first check failed and confirms the server down.
+    alpha_down: bool,
+    /// The check itself is up now (its retry delay applies only then).
+    check_up: bool,
+}
+
+/// One check's result, for a server with one check: the server's state is the check's.
+fn record_only(
+    h: &mut ServerHealth,
+    result: &check::Outcome,
+    (now, took): (u64, Duration),
+    (rise, failures_needed): (u32, u32),
+) -> Recorded {
+    let was_up = h.up;
+    let alpha_down = h.pending && result.is_err();
+    h.pending = false;
+    h.last_check = Some(now);
+    h.last_duration = took;
+    let (transition, alpha_down) = match result {
+        Ok(weight) => {
+            h.successes = h.successes.saturating_add(1);
+            h.failures = 0;
+            h.last_error = None;
+            let weight_changed = h.weight != *weight;
+            h.weight = *weight;
+            let what = if !h.up && h.successes >= rise {
+                h.up = true;
+                Some(format!("is up after {} good checks", h.successes))
+            } else if h.up && weight_changed {
+                Some(format!("has weight {} from its check", weight.unwrap_or(0)))
+            } else {
+                None
+            };
+            (what, false)
+        }
+        Err(failure) => {
+            h.failures = h.failures.saturating_add(1);
+            h.successes = 0;
+            h.last_error = Some(failure.to_string());
+            let now_down =
+                matches!(failure, Failure::Maintenance(_)) || h.failures >= failures_needed;
+            let what = if h.up && now_down {
+                h.up = false;
+                Some(format!(
+                    "is down: {failure} ({} failed check{})",
+                    h.failures,
+                    if h.failures == 1 { "" } else { "s" }
+                ))
+            } else {
+                None
+            };
+            (what, alpha_down)
+        }
+    };
+    Recorded {
+        transition,
+        up: h.up,
+        flipped: h.up != was_up,
+        alpha_down,
+        check_up: h.up,
+    }
+}
+
+/// The `n`th check's result, for a server with several, as keepalived's
+/// check/ipwrapper.c `update_svr_checker_state` and `set_checker_state` keep them: the
+/// check goes down after its own `failures` and up after its own `rise`, and the server
+/// is up only while none of its checks is down (`num_failed_checkers == 0`): it goes
+/// down with the first of them that does, and up with the last that comes back. Its
+/// weight is keepalived's effective weight ([`combined_weight`]). The server's own
+/// fields sum its checks up: the most failures in a row of any, the first failing
+/// one's error, the last check's time.
+fn record_one_of(
+    h: &mut ServerHealth,
+    n: usize,
+    result: &check::Outcome,
+    (now, took): (u64, Duration),
+    (rise, failures_needed): (u32, u32),
+    configured: i32,
+) -> Recorded {
+    let (was_up, was_weight) = (h.up, h.weight);
+    // No check has yet found the server down: with alpha, the first that does
+    // confirms it down, once for the server.
+    let none_down_yet = h.checks.iter().all(|c| c.pending || c.up);
+    let Some(c) = h.checks.get_mut(n) else {
+        // Not started with this many checks: nothing to record (cannot happen).
+        return Recorded {
+            transition: None,
+            up: h.up,
+            flipped: false,
+            alpha_down: false,
+            check_up: h.up,
+        };
+    };
+    let first_run = c.pending;
+    c.pending = false;
+    c.last_check = Some(now);
+    c.last_duration = took;
+    let mut went_down = None;
+    match result {
+        Ok(weight) => {
+            c.successes = c.successes.saturating_add(1);
+            c.failures = 0;
+            c.last_error = None;
+            c.weight = *weight;
+            if !c.up && c.successes >= rise {
+                c.up = true;
+            }
+        }
+        Err(failure) => {
+            c.failures = c.failures.saturating_add(1);
+            c.successes = 0;
+            c.last_error = Some(failure.to_string());
+            let now_down =
+                matches!(failure, Failure::Maintenance(_)) || c.failures >= failures_needed;
+            if c.up && now_down {
+                c.up = false;
+                went_down = Some(format!(
+                    "is down: its check {} ({}): {failure} ({} failed check{})",
+                    n + 1,
+                    c.kind,
+                    c.failures,
+                    if c.failures == 1 { "" } else { "s" }
+                ));
+            }
+        }
+    }
+    let check_up = c.up;
+    h.up = h.checks.iter().all(|c| c.up);
+    h.pending = h.checks.iter().any(|c| c.pending);
+    h.failures = h.checks.iter().map(|c| c.failures).max().unwrap_or(0);
+    h.successes = h.checks.iter().map(|c| c.successes).min().unwrap_or(0);
+    h.last_check = Some(now);
+    h.last_duration = took;
+    h.last_error = h.checks.iter().enumerate().find_map(|(i, c)| {
+        let e = c.last_error.as_ref()?;
+        Some(format!("check {} ({}): {e}", i + 1, c.kind))
+    });
+    h.weight = combined_weight(&h.checks, configured);
+    let transition = if h.up && !was_up {
+        Some(format!("is up: all its {} checks pass", h.checks.len()))
+    } else if !h.up && was_up {
+        went_down
+    } else if h.up && h.weight != was_weight {
+        Some(format!(
+            "has weight {} from its checks",
+            h.weight.unwrap_or(0)
+        ))
+    } else {
+        None
+    };
+    Recorded {
+        transition,
+        up: h.up,
+        flipped: h.up != was_up,
+        alpha_down: first_run && result.is_err() && none_down_yet && !h.up,
+        check_up,
+    }
+}
+
+/// The weight several checks give their server, as keepalived makes its effective
+/// weight (check_daemon.c `set_effective_weights`, check_misc.c, check_file.c): the
+/// configured weight plus each check's `cur_weight`, the difference between the weight
+/// it asks for alone and the configured one (a `dynamic_weight` external check's exit
+/// code less 2, a file check's configured weight plus its number times its weight),
+/// held within 0 to 2^31 - 1 (`real_weight`). So two dynamic checks that each ask for
+/// the configured weight plus 3 give it plus 6. None while none asks for a weight. A
+/// file check whose own sum is below 0 counts as 0 here (it reports its weight held
+/// within range), where keepalived would carry the negative into the sum.
+pub fn combined_weight(checks: &[CheckHealth], configured: i32) -> Option<u32> {
+    let base = i64::from(configured);
+    let mut asked = checks.iter().filter_map(|c| c.weight).peekable();
+    asked.peek()?;
+    let sum = base + asked.map(|w| i64::from(w) - base).sum::<i64>();
+    Some(sum.clamp(0, i64::from(i32::MAX)) as u32)
+}
+
+/// One of a server's checks (the `n`th, from 0), until the task is aborted.
+async fn run(server: ServerCheck, n: usize, check: Box<dyn HealthCheck>, shared: Arc<Shared>) {
     let (findings, changed, turns) = (&shared.findings, &shared.changed, &shared.turns);
-    let interval = server.check.interval.unwrap_or(DEFAULT_INTERVAL);
-    let timeout = server.check.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    let failures_needed = server.check.failures.unwrap_or(1).max(1);
-    let rise = server.check.rise.unwrap_or(1).max(1);
+    let several = server.count() > 1;
+    let (endpoint, settings) = server.nth(n);
+    let interval = settings.interval.unwrap_or(DEFAULT_INTERVAL);
+    let timeout = settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let failures_needed = settings.failures.unwrap_or(1).max(1);
+    let rise = settings.rise.unwrap_or(1).max(1);
     let target = server.endpoint.target;
     // The first check soon, spread over up to a tenth of the interval, or with a
     // `warmup` over up to that long (keepalived's check_api.c
     // `register_checkers_thread`: warmup * random() / RAND_MAX); the next ones an
     // interval apart, give or take 5%.
-    let mut wait = match server.check.warmup {
+    let mut wait = match settings.warmup {
         Some(warmup) => warmup.mul_f64(jitter_fraction(&target, 0)),
         None => interval.mul_f64(jitter_fraction(&target, 0) / 10.0),
     };
@@ -367,77 +615,42 @@ async fn run(server: ServerCheck, check: Box<dyn HealthCheck>, shared: Arc<Share
         // The semaphore is never closed; without a turn, check anyway.
         let turn = turns.acquire().await.ok();
         let started = Instant::now();
-        let result = check::probe(&*check, &server.endpoint, timeout).await;
+        let result = check::probe(&*check, endpoint, timeout).await;
         let took = started.elapsed();
         drop(turn);
         let now = crate::clock::unix_seconds();
-        // (what changed, whether it is up now, whether this was its first check under
-        // alpha and it failed).
-        let (transition, up, flipped, alpha_down) = findings.update(target, |h| {
-            let was_up = h.up;
-            let alpha_down = h.pending && result.is_err();
-            h.pending = false;
-            h.last_check = Some(now);
-            h.last_duration = took;
-            match &result {
-                Ok(weight) => {
-                    h.successes = h.successes.saturating_add(1);
-                    h.failures = 0;
-                    h.last_error = None;
-                    let weight_changed = h.weight != *weight;
-                    h.weight = *weight;
-                    let what = if !h.up && h.successes >= rise {
-                        h.up = true;
-                        Some(format!("is up after {} good checks", h.successes))
-                    } else if h.up && weight_changed {
-                        Some(format!("has weight {} from its check", weight.unwrap_or(0)))
-                    } else {
-                        None
-                    };
-                    (what, h.up, h.up != was_up, false)
-                }
-                Err(failure) => {
-                    h.failures = h.failures.saturating_add(1);
-                    h.successes = 0;
-                    h.last_error = Some(failure.to_string());
-                    let now_down =
-                        matches!(failure, Failure::Maintenance(_)) || h.failures >= failures_needed;
-                    let what = if h.up && now_down {
-                        h.up = false;
-                        Some(format!(
-                            "is down: {failure} ({} failed check{})",
-                            h.failures,
-                            if h.failures == 1 { "" } else { "s" }
-                        ))
-                    } else {
-                        None
-                    };
-                    (what, h.up, h.up != was_up, alpha_down)
-                }
+        let recorded = findings.update(target, |h| {
+            if several {
+                let weight = server.endpoint.weight;
+                record_one_of(h, n, &result, (now, took), (rise, failures_needed), weight)
+            } else {
+                record_only(h, &result, (now, took), (rise, failures_needed))
             }
         });
-        if let Some(what) = &transition {
+        if let Some(what) = &recorded.transition {
             tracing::warn!(
                 service = %target.service,
                 server = %target.server,
                 "real server {what}"
             );
         }
-        // notify_up/notify_down once per change of state (a weight change is none);
-        // with alpha a first check that fails confirms the server down and runs
-        // notify_down too (keepalived's check/ipwrapper.c `update_svr_checker_state`).
-        if flipped || alpha_down {
-            notify_server(&server, up, NOTIFY_BOUND);
+        // notify_up/notify_down once per change of the server's state (a weight change
+        // is none, nor is a change of one of several checks that leaves the server as
+        // it was); with alpha a first check that fails confirms the server down and
+        // runs notify_down too (keepalived's check/ipwrapper.c
+        // `update_svr_checker_state`), once for the server.
+        if recorded.flipped || recorded.alpha_down {
+            notify_server(&server, recorded.up, NOTIFY_BOUND);
         }
-        if transition.is_some() {
+        if recorded.transition.is_some() {
             shared.settle();
             changed.notify_one();
         }
         let spread = 0.95 + jitter_fraction(&target, round) / 10.0;
-        wait = match server.check.retry_delay {
+        wait = match settings.retry_delay {
             // Failed but not yet down: keepalived's `delay_before_retry`
             // (check_tcp.c `tcp_epilog`: only while the checker is up).
-            Some(retry) if result.is_err() && up => retry,
+            Some(retry) if result.is_err() && recorded.check_up => retry,
             _ => interval
                 .mul_f64(spread)
                 .saturating_sub(took.min(interval / 2)),
