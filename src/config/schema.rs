@@ -422,11 +422,10 @@ fn read_checks(item: &Item<'_, '_>) -> Option<(Check, Vec<Check>)> {
                 format!("at most {MAX_CHECKS} checks for one real server"),
             );
         }
-        tables
-            .iter()
-            .take(MAX_CHECKS)
-            .map(|(table, _)| read_check(table))
-            .collect::<Vec<Check>>()
+        // Each is read, so that its own faults are told too.
+        let mut checks: Vec<Check> = tables.iter().map(|(table, _)| read_check(table)).collect();
+        checks.truncate(MAX_CHECKS);
+        checks
     } else {
         vec![read_check(&item.table()?)]
     }
@@ -1876,6 +1875,96 @@ digest = "zz3a0c85a887a256d6939da88aabd8cd"
                 "t.toml:18:1: service[0].check.url[0]: a url needs a path",
                 "t.toml:19:10: service[0].check.url[0].status: expected at least one status",
                 "t.toml:23:10: service[0].check.url[1].digest: expected an MD5 digest, 32 hex digits, as \"9b3a0c85a887a256d6939da88aabd8cd\", found the string \"zz3a0c85a887a256d6939da88aabd8cd\"",
+            ]
+        );
+    }
+    #[test]
+    fn several_checks_are_arrays_of_tables_and_render_back_as_arrays() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+
+[[service.check]]
+type = "connect"
+
+[[service.check]]
+type = "negotiate"
+service = "http"
+
+[[service.check.url]]
+path = "/a"
+
+[[service.server]]
+address = "127.0.0.2:80"
+
+[[service.server]]
+address = "127.0.0.3:80"
+
+[[service.server.check]]
+type = "external"
+command = "/bin/true"
+
+[[service.server.check]]
+type = "file"
+path = "/run/w"
+
+[[service.server]]
+address = "127.0.0.4:80"
+
+[service.server.check]
+port = 81
+"#;
+        let config = parse(text, Path::new("t.toml")).unwrap();
+        let spec = &config.services[0];
+        assert_eq!(spec.health.check.kind, Some(CheckKind::Connect));
+        assert_eq!(spec.health.more_checks.len(), 1);
+        assert_eq!(
+            spec.health.more_checks[0].urls.as_ref().map(Vec::len),
+            Some(1),
+            "a url table belongs to the check it follows"
+        );
+        let key = |last: u8| crate::table::ServerKey {
+            addr: IpAddr::from([127, 0, 0, last]),
+            port: 80,
+        };
+        assert_eq!(spec.server_checks[&key(3)].kind, Some(CheckKind::External));
+        assert_eq!(
+            spec.server_more_checks[&key(3)][0].kind,
+            Some(CheckKind::File)
+        );
+        assert_eq!(spec.server_checks[&key(4)].port, Some(81));
+        assert!(!spec.server_more_checks.contains_key(&key(4)));
+        let rendered = crate::config::render::render(&config);
+        assert_eq!(rendered.matches("\n[[service.check]]\n").count(), 2);
+        assert_eq!(rendered.matches("\n[[service.server.check]]\n").count(), 2);
+        assert_eq!(
+            rendered.matches("\n[service.server.check]\n").count(),
+            1,
+            "one check: the table, as ever\n{rendered}"
+        );
+        assert_eq!(
+            parse(&rendered, Path::new("r.toml")).unwrap(),
+            config,
+            "what is rendered reads back the same"
+        );
+    }
+
+    #[test]
+    fn more_than_sixteen_checks_and_several_global_ones_are_refused_with_their_place() {
+        let mut text = String::from("[[service]]\ntcp = \"127.0.0.1:80\"\n");
+        for _ in 0..17 {
+            text.push_str("[[service.check]]\ntype = \"on\"\n");
+        }
+        text.push_str("[[service.server]]\naddress = \"127.0.0.2:80\"\n");
+        for _ in 0..17 {
+            text.push_str("[[service.server.check]]\ntype = \"on\"\n");
+        }
+        text.push_str("[[global.check]]\ntype = \"on\"\n");
+        assert_eq!(
+            problems(&text),
+            [
+                "t.toml:35:1: service[0].check[16]: at most 16 checks for one real server",
+                "t.toml:71:1: service[0].server[0].check[16]: at most 16 checks for one real server",
+                "t.toml:73:1: global.check: expected a table (the defaults of every check), found an array",
             ]
         );
     }

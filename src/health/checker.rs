@@ -667,6 +667,7 @@ mod tests {
 
     use super::*;
     use crate::config::schema::parse;
+    use crate::health::CheckHealth;
 
     #[test]
     fn a_server_check_overrides_its_services_and_the_global_one() {
@@ -947,5 +948,279 @@ notify_down = "{down}"
                 assert!(seen.is_empty(), "{seen:?}");
             }
         }
+    }
+
+    /// A server with a connect check on 127.0.0.2 and a file check (weight 0: a number
+    /// other than 0 is down) of `file`, each checked every second; its notify and its
+    /// service's quorum commands append to `log`.
+    fn two_checks(addr: SocketAddr, file: &Path, log: &Path, alpha: bool) -> Config {
+        let append = |word: &str| format!("/bin/sh -c 'echo {word} >> {}'", log.display());
+        parse(
+            &format!(
+                r#"
+[[service]]
+tcp = "127.0.0.1:80"
+alpha = {alpha}
+quorum_down = "{qd}"
+quorum_up = "{qu}"
+[[service.check]]
+type = "connect"
+interval = "1s"
+[[service.check]]
+type = "file"
+path = "{file}"
+weight = 0
+interval = "1s"
+[[service.server]]
+address = "{addr}"
+notify_up = "{up}"
+notify_down = "{down}"
+"#,
+                file = file.display(),
+                qd = append("quorum-down"),
+                qu = append("quorum-up"),
+                up = append("up"),
+                down = append("down"),
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap()
+    }
+
+    fn sorted(mut lines: Vec<String>) -> Vec<String> {
+        lines.sort();
+        lines
+    }
+
+    #[tokio::test]
+    async fn a_server_with_two_checks_is_down_while_either_is_and_notifies_once_per_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, log) = (dir.path().join("state"), dir.path().join("notify"));
+        std::fs::write(&file, "0\n").unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = two_checks(addr, &file, &log, false);
+        let checks = server_checks(&config);
+        let server = checks.values().next().unwrap();
+        assert_eq!(server.kinds(), ["connect", "file"]);
+        let target = server.endpoint.target;
+        let findings = Arc::new(Findings::default());
+        let checker = Checker::new(Arc::clone(&findings), Arc::new(Notify::new()), 2);
+        checker.follow(&config);
+        let state = |f: &Findings| {
+            let h = f.get(&target).unwrap();
+            (h.up, h.checks.iter().map(|c| c.up).collect::<Vec<_>>())
+        };
+        until("both checks ran", || {
+            findings
+                .get(&target)
+                .is_some_and(|h| h.checks.iter().all(|c| c.last_check.is_some()))
+        })
+        .await;
+        assert_eq!(state(&findings), (true, vec![true, true]));
+        // The file check fails: the server goes down with it.
+        std::fs::write(&file, "1\n").unwrap();
+        until("down", || state(&findings) == (false, vec![true, false])).await;
+        until("notified", || lines(&log).len() == 2).await;
+        assert_eq!(sorted(lines(&log)), ["down", "quorum-down"]);
+        // The connect check fails too: the server was down already.
+        drop(listener);
+        until("both down", || {
+            state(&findings) == (false, vec![false, false])
+        })
+        .await;
+        // The file check passes again: still down, the connect check is.
+        std::fs::write(&file, "0\n").unwrap();
+        until("file up", || state(&findings) == (false, vec![false, true])).await;
+        assert_eq!(lines(&log).len(), 2, "no change of the server, no command");
+        // Both pass: up, once.
+        let listener = std::net::TcpListener::bind(addr).unwrap();
+        until("up", || state(&findings) == (true, vec![true, true])).await;
+        until("notified again", || lines(&log).len() == 4).await;
+        assert_eq!(sorted(lines(&log)[2..].to_vec()), ["quorum-up", "up"]);
+        drop(listener);
+        checker.follow(&Config::default());
+    }
+
+    #[tokio::test]
+    async fn with_alpha_a_server_with_two_checks_is_up_only_when_both_passed_and_down_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, log) = (dir.path().join("state"), dir.path().join("notify"));
+        std::fs::write(&file, "1\n").unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = two_checks(addr, &file, &log, true);
+        let target = *server_checks(&config).keys().next().unwrap();
+        let findings = Arc::new(Findings::default());
+        let checker = Checker::new(Arc::clone(&findings), Arc::new(Notify::new()), 2);
+        checker.follow(&config);
+        let first = findings.get(&target).unwrap();
+        assert!(!first.up && first.pending && first.checks.iter().all(|c| c.pending));
+        // The connect check passes, the file check fails: confirmed down, once.
+        until("both ran", || {
+            findings
+                .get(&target)
+                .is_some_and(|h| h.checks.iter().all(|c| !c.pending))
+        })
+        .await;
+        let h = findings.get(&target).unwrap();
+        assert_eq!((h.up, h.checks[0].up, h.checks[1].up), (false, true, false));
+        // quorum-down at the start (alpha), down from the failing first check.
+        until("notified", || lines(&log).len() == 2).await;
+        assert_eq!(sorted(lines(&log)), ["down", "quorum-down"]);
+        std::fs::write(&file, "0\n").unwrap();
+        until("up", || findings.get(&target).is_some_and(|h| h.up)).await;
+        until("notified again", || lines(&log).len() == 4).await;
+        assert_eq!(sorted(lines(&log)[2..].to_vec()), ["quorum-up", "up"]);
+        drop(listener);
+        checker.follow(&Config::default());
+    }
+
+    #[tokio::test]
+    async fn the_dynamic_weights_of_two_checks_add_up_as_keepalived_adds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, script) = (dir.path().join("weight"), dir.path().join("check"));
+        std::fs::write(&file, "3\n").unwrap();
+        std::fs::write(&script, "exit 12\n").unwrap();
+        // Weight 2; the external check exits 12 (weight 10 alone, keepalived's
+        // cur_weight 12 - 2 - 2 = 8), the file says 3 (weight 5 alone, cur_weight 3):
+        // 2 + 8 + 3.
+        let config = parse(
+            &format!(
+                r#"
+[[service]]
+tcp = "127.0.0.1:80"
+[[service.check]]
+type = "external"
+command = "/bin/sh {}"
+dynamic_weight = true
+interval = "1s"
+[[service.check]]
+type = "file"
+path = "{}"
+interval = "1s"
+[[service.server]]
+address = "127.0.0.2:80"
+weight = 2
+"#,
+                script.display(),
+                file.display()
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let target = *server_checks(&config).keys().next().unwrap();
+        let findings = Arc::new(Findings::default());
+        let checker = Checker::new(Arc::clone(&findings), Arc::new(Notify::new()), 2);
+        checker.follow(&config);
+        until("both weighed", || {
+            findings.get(&target).is_some_and(|h| {
+                h.checks.iter().map(|c| c.weight).collect::<Vec<_>>() == [Some(10), Some(5)]
+            })
+        })
+        .await;
+        let h = findings.get(&target).unwrap();
+        assert_eq!((h.up, h.weight), (true, Some(13)), "{h:?}");
+        let table = super::super::effective(&config, &findings);
+        assert_eq!(table.services[0].servers[0].weight, 13);
+        // The file's number falls: 2 + 8 - 1.
+        std::fs::write(&file, "-1\n").unwrap();
+        until("weighed again", || {
+            findings.get(&target).is_some_and(|h| h.weight == Some(9))
+        })
+        .await;
+        checker.follow(&Config::default());
+    }
+
+    #[test]
+    fn combined_weights_are_the_configured_one_plus_each_checks_difference_held_in_range() {
+        let asking = |weights: &[Option<u32>]| -> Vec<CheckHealth> {
+            weights
+                .iter()
+                .map(|&weight| CheckHealth {
+                    weight,
+                    ..CheckHealth::default()
+                })
+                .collect()
+        };
+        assert_eq!(combined_weight(&asking(&[None, None]), 5), None);
+        assert_eq!(combined_weight(&asking(&[Some(8), None]), 5), Some(8));
+        assert_eq!(combined_weight(&asking(&[Some(8), Some(9)]), 5), Some(12));
+        // Two that each ask for 0 of 5: 5 - 5 - 5 is held at 0.
+        assert_eq!(combined_weight(&asking(&[Some(0), Some(0)]), 5), Some(0));
+        let most = i32::MAX as u32;
+        assert_eq!(
+            combined_weight(&asking(&[Some(most), Some(most)]), 0),
+            Some(most)
+        );
+    }
+
+    #[test]
+    fn a_servers_own_checks_replace_its_services_each_over_the_one_in_its_place() {
+        let config = parse(
+            r#"
+[global.check]
+interval = "3s"
+
+[[service]]
+tcp = "127.0.0.1:80"
+[[service.check]]
+type = "connect"
+port = 8080
+[[service.check]]
+type = "file"
+path = "/run/w"
+[[service.server]]
+address = "127.0.0.2:80"
+[[service.server]]
+address = "127.0.0.3:80"
+[service.server.check]
+port = 9090
+[[service.server]]
+address = "127.0.0.4:80"
+[[service.server.check]]
+timeout = "2s"
+[[service.server.check]]
+type = "external"
+command = "/bin/true"
+[[service.server.check]]
+type = "connect"
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let checks = server_checks(&config);
+        let of = |server: &str| {
+            let c = checks
+                .values()
+                .find(|p| p.endpoint.target.server.addr.to_string() == server)
+                .unwrap();
+            (0..c.count())
+                .map(|n| {
+                    let (at, check) = c.nth(n);
+                    format!(
+                        "{} {} {:?} {:?}",
+                        check.kind.unwrap().name(),
+                        at.dest.port(),
+                        check.interval,
+                        check.timeout
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            of("127.0.0.2"),
+            ["connect 8080 Some(3s) None", "file 80 Some(3s) None"]
+        );
+        // One table of its own: one check, over the service's first, as with one.
+        assert_eq!(of("127.0.0.3"), ["connect 9090 Some(3s) None"]);
+        assert_eq!(
+            of("127.0.0.4"),
+            [
+                "connect 8080 Some(3s) Some(2s)",
+                "external 80 Some(3s) None",
+                "connect 80 Some(3s) None"
+            ]
+        );
     }
 }
