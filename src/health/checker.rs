@@ -1,4 +1,6 @@
-//! The check tasks: one per checked real server, each on its own schedule (the check's
+//! The check tasks: one per check of each checked real server (most have one; a server
+//! with several, keepalived's several checkers, is up only while none of its checks is
+//! down: `record_one_of`), each on its own schedule (the check's
 //! interval, with a little random jitter so that the checks of many servers do not fire
 //! together), each bounded by its timeout, so a hanging server delays nothing but its
 //! own next check. A task counts failures and successes and flips the server down
