@@ -1123,11 +1123,14 @@ fn read_service(
     let mut server_spans = Vec::new();
     let mut server_checks = std::collections::HashMap::new();
     let mut server_more_checks = std::collections::HashMap::new();
+    // How many checks each server with its own has, and where they are.
+    let mut own_checks = Vec::new();
     let mut server_health = std::collections::BTreeMap::new();
     if let Some(list) = t.get("server") {
         let mut seen = HashSet::new();
         for (server, server_span) in list.tables() {
-            let check = server.get("check").and_then(|item| read_checks(&item));
+            let check_item = server.get("check");
+            let check = check_item.as_ref().and_then(read_checks);
             let own = read_server_health(&server);
             let Some(asked) = read_server(&server, &server_span, key.as_ref()) else {
                 continue;
@@ -1161,6 +1164,9 @@ fn read_service(
                 (None, _) => asked.clone(),
             };
             if let Some((check, more)) = check {
+                if let Some(item) = &check_item {
+                    own_checks.push((1 + more.len(), item.span.clone(), item.key.clone()));
+                }
                 server_checks.insert(config.key(), check);
                 if !more.is_empty() {
                     server_more_checks.insert(config.key(), more);
@@ -1195,6 +1201,20 @@ fn read_service(
     let (name, comment) = (text("name"), text("comment"));
     let mut health = read_health(t, key.as_ref().map(|k| (k, notes)));
     health.servers = server_health;
+    // A server's own checks replace its service's several (`health::server_settings_all`):
+    // one that lists fewer runs fewer, which `uvs check` says.
+    let service_checks = 1 + health.more_checks.len();
+    for (count, span, path) in own_checks {
+        if count < service_checks {
+            notes.at(
+                &span,
+                &path,
+                format!(
+                    "this server's own checks replace its service's {service_checks}: it runs {count}, each over the service's in its place"
+                ),
+            );
+        }
+    }
     let key = key?;
     Some((
         ServiceSpec {
@@ -1945,6 +1965,41 @@ port = 81
             parse(&rendered, Path::new("r.toml")).unwrap(),
             config,
             "what is rendered reads back the same"
+        );
+    }
+
+    #[test]
+    fn a_server_with_fewer_own_checks_than_its_service_is_warned_of() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+
+[[service.check]]
+type = "connect"
+
+[[service.check]]
+type = "file"
+path = "/run/w"
+
+[[service.server]]
+address = "127.0.0.2:80"
+
+[service.server.check]
+port = 81
+
+[[service.server]]
+address = "127.0.0.3:80"
+
+[[service.server.check]]
+port = 82
+
+[[service.server.check]]
+type = "on"
+"#;
+        assert_eq!(
+            warnings(text, Path::new("t.toml")),
+            [
+                "t.toml:14:1: warning: service[0].server[0].check: this server's own checks replace its service's 2: it runs 1, each over the service's in its place"
+            ]
         );
     }
 
