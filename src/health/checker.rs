@@ -492,7 +492,7 @@ fn record_only(
 fn record_one_of(
     h: &mut ServerHealth,
     n: usize,
-    result: &check::Outcome,
+    (result, cur_weight): (&check::Outcome, Option<i64>),
     (now, took): (u64, Duration),
     (rise, failures_needed): (u32, u32),
     configured: i32,
@@ -522,6 +522,7 @@ fn record_one_of(
             c.failures = 0;
             c.last_error = None;
             c.weight = *weight;
+            c.cur_weight = cur_weight;
             if !c.up && c.successes >= rise {
                 c.up = true;
             }
@@ -579,19 +580,40 @@ fn record_one_of(
 
 /// The weight several checks give their server, as keepalived makes its effective
 /// weight (check_daemon.c `set_effective_weights`, check_misc.c, check_file.c): the
-/// configured weight plus each check's `cur_weight`, the difference between the weight
-/// it asks for alone and the configured one (a `dynamic_weight` external check's exit
-/// code less 2, a file check's configured weight plus its number times its weight),
-/// held within 0 to 2^31 - 1 (`real_weight`). So two dynamic checks that each ask for
-/// the configured weight plus 3 give it plus 6. None while none asks for a weight. A
-/// file check whose own sum is below 0 counts as 0 here (it reports its weight held
-/// within range), where keepalived would carry the negative into the sum.
+/// configured weight plus each check's `cur_weight` ([`weighed`]), held within 0 to
+/// 2^31 - 1 (`real_weight`). So two dynamic checks that each ask for the configured
+/// weight plus 3 give it plus 6. None while none asks for a weight.
 pub fn combined_weight(checks: &[CheckHealth], configured: i32) -> Option<u32> {
-    let base = i64::from(configured);
-    let mut asked = checks.iter().filter_map(|c| c.weight).peekable();
-    asked.peek()?;
-    let sum = base + asked.map(|w| i64::from(w) - base).sum::<i64>();
+    let mut added = checks.iter().filter_map(|c| c.cur_weight).peekable();
+    added.peek()?;
+    let sum = i64::from(configured).saturating_add(added.sum::<i64>());
     Some(sum.clamp(0, i64::from(i32::MAX)) as u32)
+}
+
+/// The weight a file check of a server with several checks is probed as if its server
+/// had: its number times its weight comes back whole (within 2^30 either way), not
+/// held at 0 as the weight it would give alone is, so that a negative one takes from
+/// what the other checks add as keepalived's `cur_weight` does.
+const FILE_PROBED_AT: i32 = 1 << 30;
+
+/// A good check's weight as the weight it gives its server alone and what it adds to
+/// the configured weight (keepalived's `cur_weight`): a `dynamic_weight` external
+/// check's exit code less 2 less the configured weight (check_misc.c), a file check's
+/// number times its weight (check_file.c), read off a probe made as if the server
+/// weighed `probed_at`.
+fn weighed(
+    result: check::Outcome,
+    probed_at: i32,
+    configured: i32,
+) -> (check::Outcome, Option<i64>) {
+    match result {
+        Ok(Some(weight)) => {
+            let added = i64::from(weight) - i64::from(probed_at);
+            let alone = (i64::from(configured) + added).clamp(0, i64::from(i32::MAX));
+            (Ok(Some(alone as u32)), Some(added))
+        }
+        other => (other, None),
+    }
 }
 
 /// One of a server's checks (the `n`th, from 0), until the task is aborted.
@@ -604,6 +626,16 @@ async fn run(server: ServerCheck, n: usize, check: Box<dyn HealthCheck>, shared:
     let failures_needed = settings.failures.unwrap_or(1).max(1);
     let rise = settings.rise.unwrap_or(1).max(1);
     let target = server.endpoint.target;
+    let configured = server.endpoint.weight;
+    let probed_at = if several && settings.kind == Some(CheckKind::File) {
+        FILE_PROBED_AT
+    } else {
+        configured
+    };
+    let at = Endpoint {
+        weight: probed_at,
+        ..endpoint.clone()
+    };
     // The first check soon, spread over up to a tenth of the interval, or with a
     // `warmup` over up to that long (keepalived's check_api.c
     // `register_checkers_thread`: warmup * random() / RAND_MAX); the next ones an
@@ -617,14 +649,18 @@ async fn run(server: ServerCheck, n: usize, check: Box<dyn HealthCheck>, shared:
         // The semaphore is never closed; without a turn, check anyway.
         let turn = turns.acquire().await.ok();
         let started = Instant::now();
-        let result = check::probe(&*check, endpoint, timeout).await;
+        let (result, added) = weighed(
+            check::probe(&*check, &at, timeout).await,
+            probed_at,
+            configured,
+        );
         let took = started.elapsed();
         drop(turn);
         let now = crate::clock::unix_seconds();
         let recorded = findings.update(target, |h| {
             if several {
-                let weight = server.endpoint.weight;
-                record_one_of(h, n, &result, (now, took), (rise, failures_needed), weight)
+                let (result, times) = ((&result, added), (now, took));
+                record_one_of(h, n, result, times, (rise, failures_needed), configured)
             } else {
                 record_only(h, &result, (now, took), (rise, failures_needed))
             }
@@ -1125,23 +1161,30 @@ weight = 2
         assert_eq!((h.up, h.weight), (true, Some(13)), "{h:?}");
         let table = super::super::effective(&config, &findings);
         assert_eq!(table.services[0].servers[0].weight, 13);
-        // The file's number falls: 2 + 8 - 1.
-        std::fs::write(&file, "-1\n").unwrap();
+        // The file's number falls below 0: alone it would hold the server at 0, but
+        // keepalived adds its cur_weight whole: 2 + 8 - 5.
+        std::fs::write(&file, "-5\n").unwrap();
         until("weighed again", || {
-            findings.get(&target).is_some_and(|h| h.weight == Some(9))
+            findings.get(&target).is_some_and(|h| h.weight == Some(5))
         })
         .await;
+        let h = findings.get(&target).unwrap();
+        assert_eq!(h.checks[1].weight, Some(0), "alone: 2 - 5, held at 0");
         checker.follow(&Config::default());
     }
 
     #[test]
     fn combined_weights_are_the_configured_one_plus_each_checks_difference_held_in_range() {
+        // Each check's weight alone, for a server of weight 5.
         let asking = |weights: &[Option<u32>]| -> Vec<CheckHealth> {
             weights
                 .iter()
-                .map(|&weight| CheckHealth {
-                    weight,
-                    ..CheckHealth::default()
+                .map(|&weight| {
+                    let (_, cur_weight) = weighed(Ok(weight), 5, 5);
+                    CheckHealth {
+                        cur_weight,
+                        ..CheckHealth::default()
+                    }
                 })
                 .collect()
         };
@@ -1152,9 +1195,20 @@ weight = 2
         assert_eq!(combined_weight(&asking(&[Some(0), Some(0)]), 5), Some(0));
         let most = i32::MAX as u32;
         assert_eq!(
-            combined_weight(&asking(&[Some(most), Some(most)]), 0),
+            combined_weight(&asking(&[Some(most), Some(most)]), 5),
             Some(most)
         );
+        // A file check probed at FILE_PROBED_AT whose number times weight is -10: alone
+        // it gives 0, and it takes 10 from what the others add (keepalived's
+        // cur_weight), here an external check's 22 - 2 - 5 = 15: 5 - 10 + 15.
+        let (alone, file) = weighed(Ok(Some((FILE_PROBED_AT - 10) as u32)), FILE_PROBED_AT, 5);
+        assert_eq!((alone, file), (Ok(Some(0)), Some(-10)));
+        let (_, external) = weighed(Ok(Some(20)), 5, 5);
+        let checks = [file, external].map(|cur_weight| CheckHealth {
+            cur_weight,
+            ..CheckHealth::default()
+        });
+        assert_eq!(combined_weight(&checks, 5), Some(10));
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub struct CheckHealth {
     /// `dynamic_weight`, a file check's number): the server's weight, as if it were
     /// the only check.
     pub weight: Option<u32>,
+    /// What that adds to the server's configured weight (keepalived's `cur_weight`,
+    /// which may be below 0); None: it asks for no weight.
+    pub cur_weight: Option<i64>,
     /// `alpha`: it has not run yet.
     pub pending: bool,
 }
