@@ -67,12 +67,13 @@ pub struct OneCheck {
 }
 
 impl ServerCheck {
-    /// The check these settings ask for, behind the maintenance files.
+    /// Its `n`th check (from 0) as its settings ask for it, behind the maintenance
+    /// files.
     ///
     /// # Errors
     /// As [`check::build`].
-    pub fn build(&self) -> Result<Box<dyn HealthCheck>, BuildError> {
-        check::build(&self.check, self.maintenance_dir.as_deref())
+    pub fn build(&self, n: usize) -> Result<Box<dyn HealthCheck>, BuildError> {
+        check::build(self.nth(n).1, self.maintenance_dir.as_deref())
     }
 
     /// How many checks it has (1 to `config::MAX_CHECKS`).
@@ -295,19 +296,17 @@ impl Checker {
             findings.start_checks(*target, &server.kinds());
             let handles = (0..server.count())
                 .map(|n| {
-                    let settings = server.nth(n).1;
-                    let check = check::build(settings, server.maintenance_dir.as_deref())
-                        .unwrap_or_else(|e| {
-                            tracing::warn!(
-                                service = %target.service,
-                                server = %target.server,
-                                "health check not built: {e}"
-                            );
-                            check::behind_maintenance(
-                                Box::new(Unbuildable::from(e)),
-                                server.maintenance_dir.as_deref(),
-                            )
-                        });
+                    let check = server.build(n).unwrap_or_else(|e| {
+                        tracing::warn!(
+                            service = %target.service,
+                            server = %target.server,
+                            "health check not built: {e}"
+                        );
+                        check::behind_maintenance(
+                            Box::new(Unbuildable::from(e)),
+                            server.maintenance_dir.as_deref(),
+                        )
+                    });
                     tokio::spawn(run(server.clone(), n, check, Arc::clone(&self.shared)))
                         .abort_handle()
                 })
