@@ -648,11 +648,13 @@ async fn run(server: ServerCheck, n: usize, check: Box<dyn HealthCheck>, shared:
         // The semaphore is never closed; without a turn, check anyway.
         let turn = turns.acquire().await.ok();
         let started = Instant::now();
-        let (result, added) = weighed(
-            check::probe(&*check, &at, timeout).await,
-            probed_at,
-            configured,
-        );
+        let probed = check::probe(&*check, &at, timeout).await;
+        // One check: its weight is the server's, as ever.
+        let (result, added) = if several {
+            weighed(probed, probed_at, configured)
+        } else {
+            (probed, None)
+        };
         let took = started.elapsed();
         drop(turn);
         let now = crate::clock::unix_seconds();
