@@ -57,6 +57,12 @@ impl Probe for External {
             at.dest.port().to_string(),
         ];
         let ids = match &self.run_as {
+            // Already that user and group: nothing to switch, root or not.
+            Some((_, uid, gid))
+                if (*uid, *gid) == (crate::sys::effective_uid(), crate::sys::effective_gid()) =>
+            {
+                None
+            }
             // setuid needs root; keepalived runs as root, uvs may not.
             Some((user, _, _)) if crate::sys::effective_uid() != 0 => {
                 return Err(Failure::Io(format!(
@@ -134,6 +140,28 @@ mod tests {
         };
         let weighing = build(&dynamic, None).unwrap();
         assert_eq!(probe(&*weighing, &at, timeout).await, Ok(Some(7)));
+    }
+
+    #[tokio::test]
+    async fn the_daemons_own_user_needs_no_root() {
+        let me = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        let me = String::from_utf8(me.stdout).unwrap().trim().to_string();
+        let (uid, gid) = crate::config::words::run_as(&me, None).unwrap();
+        if (uid, gid) != (crate::sys::effective_uid(), crate::sys::effective_gid()) {
+            return; // Run under another group than the user's own: nothing to show.
+        }
+        let at = endpoint("127.0.0.1:8080".parse().unwrap(), Protocol::Tcp);
+        let settings = Check {
+            kind: Some(CheckKind::External),
+            command: Some("/bin/sh -c exit".into()),
+            user: Some(me),
+            ..Check::default()
+        };
+        let check = build(&settings, None).unwrap();
+        assert_eq!(probe(&*check, &at, Duration::from_secs(30)).await, Ok(None));
     }
 
     #[tokio::test]

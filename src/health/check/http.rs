@@ -134,10 +134,12 @@ impl Http {
         page: &Page,
         stream: &mut S,
     ) -> Result<(), Failure> {
+        // Without a virtual host, the address and port, IPv6 in brackets, as
+        // keepalived's check_http.c `http_request_thread` writes it.
         let host = page
             .virtualhost
             .clone()
-            .unwrap_or_else(|| at.dest.ip().to_string());
+            .unwrap_or_else(|| at.dest.to_string());
         let request = format!(
             "{} {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: uvs-health-check\r\nConnection: close\r\n\r\n",
             self.method, page.path
@@ -316,6 +318,50 @@ mod tests {
             }
         });
         addr
+    }
+
+    /// The Host line an http check sends to a server listening on `bind`.
+    async fn host_line(bind: &str) -> (std::net::SocketAddr, String) {
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await;
+            let _ = tx.send(String::from_utf8_lossy(&request).into_owned());
+        });
+        assert_eq!(
+            build_and_probe(addr, Protocol::Tcp, &negotiate(NegotiateService::Http)).await,
+            Ok(None)
+        );
+        let request = rx.await.unwrap();
+        let host = request
+            .lines()
+            .find(|l| l.starts_with("Host: "))
+            .unwrap_or("");
+        (addr, host.to_string())
+    }
+
+    #[tokio::test]
+    async fn without_a_virtual_host_the_host_is_the_address_and_port() {
+        let (v4, host) = host_line("127.0.0.1:0").await;
+        assert_eq!(host, format!("Host: 127.0.0.1:{}", v4.port()));
+        let (v6, host) = host_line("[::1]:0").await;
+        assert_eq!(
+            host,
+            format!("Host: [::1]:{}", v6.port()),
+            "brackets, RFC 2732"
+        );
     }
 
     fn http(settings: Check) -> Check {

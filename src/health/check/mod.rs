@@ -158,10 +158,10 @@ impl fmt::Display for Failure {
         match self {
             Failure::Timeout => write!(f, "timed out"),
             Failure::Refused => write!(f, "connection refused"),
-            Failure::Io(e) => write!(f, "{e}"),
+            Failure::Io(e) => write!(f, "{}", Printable(e)),
             Failure::Status(s) => write!(f, "wrong status {s}"),
             Failure::NoMatch => write!(f, "answer did not match receive"),
-            Failure::Garbled(what) => write!(f, "{what}"),
+            Failure::Garbled(what) => write!(f, "{}", Printable(what)),
             Failure::ExitCode(c) => write!(f, "exit code {c}"),
             Failure::Killed => write!(f, "killed by a signal"),
             Failure::Off => write!(f, "check type off"),
@@ -171,6 +171,26 @@ impl fmt::Display for Failure {
             }
             Failure::At(part, failure) => write!(f, "{part}: {failure}"),
         }
+    }
+}
+
+/// Text a real server (or a command) may have put into a failure, as it may be shown
+/// on a terminal (`uvs status`, the log): control characters escaped (`\u{1b}`, `\r`),
+/// so that a server's answer cannot move the cursor, retitle the window or overwrite
+/// the line it is shown on.
+struct Printable<'a>(&'a str);
+
+impl fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -253,6 +273,20 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(problem.contains(&err.to_string()), "{problem}");
+    }
+
+    #[test]
+    fn what_a_server_said_is_shown_with_its_control_characters_escaped() {
+        // A banner that would retitle the terminal, clear it, and overwrite the line.
+        let banner = "554 \u{1b}]0;pwned\u{7}\u{1b}[2J\rhealth up, all good";
+        let shown = Failure::Garbled(banner.into()).to_string();
+        assert_eq!(
+            shown,
+            "554 \\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\rhealth up, all good"
+        );
+        assert!(!shown.chars().any(char::is_control));
+        let nested = Failure::At("url /".into(), Box::new(Failure::Io("a\nb".into())));
+        assert_eq!(nested.to_string(), "url /: a\\nb");
     }
 
     #[tokio::test]
