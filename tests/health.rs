@@ -435,10 +435,10 @@ address = "{a}"
         status.matches(", last check ").count() == 3
             && checks(&d) == ["1 (connect): up", "2 (file): up"]
     });
-    assert_eq!(servers_of(&d, v), [(a.addr.to_string(), 1)]);
+    assert_eq!(d.servers(v), [(a.addr.to_string(), 1)]);
     write_file(&state, "1\n");
     eventually("the file check takes it down", || {
-        servers_of(&d, v) == [(a.addr.to_string(), 0)]
+        d.servers(v) == [(a.addr.to_string(), 0)]
     });
     assert_eq!(checks(&d), ["1 (connect): up", "2 (file): down"]);
     assert!(
@@ -448,7 +448,7 @@ address = "{a}"
     );
     write_file(&state, "0\n");
     eventually("back when both pass", || {
-        servers_of(&d, v) == [(a.addr.to_string(), 1)]
+        d.servers(v) == [(a.addr.to_string(), 1)]
     });
     assert_eq!(checks(&d), ["1 (connect): up", "2 (file): up"]);
 }
