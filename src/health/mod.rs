@@ -13,7 +13,10 @@
 //! first good check; a service's quorum (`quorum`: the live servers' weights, with
 //! hysteresis) decides when the fallback stands in; the checker runs `notify_up`,
 //! `notify_down`, `quorum_up` and `quorum_down` once per change, and with `omega` at
-//! the daemon's stop, through the one command runner (`command`).
+//! the daemon's stop, through the one command runner (`command`). A server may have
+//! several checks (keepalived's several checkers of a real server,
+//! [`server_settings_all`]): each runs and keeps its state on its own ([`CheckHealth`]),
+//! and the server is up only while none of them is down.
 
 pub mod check;
 pub mod checker;
