@@ -584,7 +584,7 @@ fn record_one_of(
 
 /// The weight several checks give their server, as keepalived makes its effective
 /// weight (check_daemon.c `set_effective_weights`, check_misc.c, check_file.c): the
-/// configured weight plus each check's `cur_weight` ([`weighed`]), held within 0 to
+/// configured weight plus each check's `cur_weight` (`weighed`), held within 0 to
 /// 2^31 - 1 (`real_weight`). So two dynamic checks that each ask for the configured
 /// weight plus 3 give it plus 6. None while none asks for a weight.
 pub fn combined_weight(checks: &[CheckHealth], configured: i32) -> Option<u32> {
