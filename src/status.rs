@@ -218,6 +218,31 @@ fn health_line(out: &mut String, h: &crate::control::protocol::HealthStatus) {
         None => {}
     }
     out.push('\n');
+    // Several checks (keepalived's several checkers): each one's own state under the
+    // server's, which is up only while every one is.
+    for (n, c) in h.checks.iter().enumerate() {
+        let _ = write!(
+            out,
+            "       check {} ({}): {}, failed checks in a row {}",
+            n + 1,
+            c.kind,
+            if c.up { "up" } else { "down" },
+            c.failures
+        );
+        match c.last_check {
+            Some(t) => {
+                let _ = write!(out, ", last check {} ({} ms)", utc(t), c.last_duration_ms);
+            }
+            None => out.push_str(", not checked yet"),
+        }
+        if let Some(e) = &c.last_error {
+            let _ = write!(out, ", last error: {e}");
+        }
+        if c.pending {
+            out.push_str(", down until its first good check (alpha)");
+        }
+        out.push('\n');
+    }
 }
 
 /// A service's quorum (keepalived's `quorum`, `hysteresis`).

@@ -7,7 +7,7 @@
 //! and leave no process behind them, not even those that left the check's process
 //! group or session, nor zombies. A group of virtual services checks each real
 //! server once, not once per member, and a server found down is quiesced in every
-//! member.
+//! member. A server with a TCP and a file check is down while its file check is.
 
 mod common;
 
@@ -384,6 +384,73 @@ address = "{a}"
     eventually("exit code 0 brings it back with its own weight", || {
         d.servers(v) == [(a.addr.to_string(), 1)]
     });
+}
+
+/// A real server with two checks (keepalived's several checkers): its TCP check passes
+/// throughout and its file check (weight 0: a number other than 0 is down) goes 0, then
+/// 1, then 0 again; the server is quiesced while the file check is down and comes back
+/// when it passes, and `uvs status` shows each check under it.
+#[test]
+fn a_server_whose_file_check_fails_is_down_though_its_tcp_check_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Backend::start("A", Behaviour::Name);
+    let state = dir.path().join("state");
+    write_file(&state, "0\n");
+    let v = vip();
+    let d = start(
+        dir.path(),
+        &format!(
+            r#"
+[[service]]
+tcp = "{v}"
+
+[[service.check]]
+type = "connect"
+interval = "1s"
+
+[[service.check]]
+type = "file"
+path = "{f}"
+weight = 0
+interval = "1s"
+
+[[service.server]]
+address = "{a}"
+"#,
+            f = state.display(),
+            a = a.addr
+        ),
+    );
+    d.wait_listening(v);
+    // Each check's line of `uvs status`, up to its state.
+    let checks = |d: &Daemon| -> Vec<String> {
+        d.status()
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("check "))
+            .map(|l| l.split(", failed").next().unwrap_or("").to_string())
+            .collect()
+    };
+    eventually("both checks ran and passed", || {
+        let status = d.status();
+        status.matches(", last check ").count() == 3
+            && checks(&d) == ["1 (connect): up", "2 (file): up"]
+    });
+    assert_eq!(d.servers(v), [(a.addr.to_string(), 1)]);
+    write_file(&state, "1\n");
+    eventually("the file check takes it down", || {
+        d.servers(v) == [(a.addr.to_string(), 0)]
+    });
+    assert_eq!(checks(&d), ["1 (connect): up", "2 (file): down"]);
+    assert!(
+        logged(&d, a.addr, "real server is down: its check 2 (file): "),
+        "{}",
+        d.log()
+    );
+    write_file(&state, "0\n");
+    eventually("back when both pass", || {
+        d.servers(v) == [(a.addr.to_string(), 1)]
+    });
+    assert_eq!(checks(&d), ["1 (connect): up", "2 (file): up"]);
 }
 
 /// Whether process `pid` still runs `sleep`: a zombie (state Z, waiting to be reaped by

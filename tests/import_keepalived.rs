@@ -1,6 +1,7 @@
 //! `uvs import keepalived`: the field case of ../shared/cases/field as a test (exact TOML
 //! and stderr, and the TOML passes `uvs check`), standard input, a file that does not
-//! parse, a setting not taken; virtual_server_group as uvs groups; and a property: the importer never panics on fuzzed
+//! parse, a setting not taken; virtual_server_group as uvs groups; a real server with
+//! several checkers; and a property: the importer never panics on fuzzed
 //! input, and what it renders passes the schema.
 
 mod common;
@@ -229,6 +230,109 @@ fn virtual_server_groups_import_as_groups_with_keepalived_members_and_ranges() {
     assert_eq!(
         text(&out.stdout),
         "uvs.toml: OK, 12 services, 21 real servers\n"
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+/// A real server with three checkers (keepalived.conf(5): "Can be multiple of each
+/// type"): keepalived runs every one and keeps the server only while none has failed;
+/// uvs takes every one, in order, as the server's checks (an array of tables), and a
+/// server with one checker keeps the single table.
+const SEVERAL_CHECKS_CONF: &str = r#"track_file maint {
+    file /run/lb/web.state
+    weight 0
+}
+virtual_server 192.0.2.70 80 {
+    protocol TCP
+    lb_algo wrr
+    lb_kind NAT
+    delay_loop 10
+    real_server 198.51.100.71 80 {
+        weight 5
+        TCP_CHECK {
+            connect_timeout 3
+        }
+        MISC_CHECK {
+            misc_path "/usr/local/bin/app-check --deep"
+            misc_timeout 8
+            misc_dynamic
+        }
+        FILE_CHECK {
+            track_file maint
+        }
+    }
+    real_server 198.51.100.72 80 {
+        weight 5
+        TCP_CHECK {
+            connect_timeout 3
+        }
+    }
+}
+"#;
+
+const SEVERAL_CHECKS_TOML: &str = r#"[[service]]
+tcp = "192.0.2.70:80"
+scheduler = "wrr"
+quiescent = false
+
+[[service.server]]
+address = "198.51.100.71:80"
+weight = 5
+
+[[service.server.check]]
+type = "connect"
+interval = "10s"
+timeout = "3s"
+failures = 2
+
+[[service.server.check]]
+type = "external"
+interval = "10s"
+timeout = "8s"
+failures = 1
+command = "/usr/local/bin/app-check --deep"
+dynamic_weight = true
+
+[[service.server.check]]
+type = "file"
+interval = "1s"
+timeout = "1s"
+failures = 1
+rise = 1
+path = "/run/lb/web.state"
+weight = 0
+
+[[service.server]]
+address = "198.51.100.72:80"
+weight = 5
+
+[service.server.check]
+type = "connect"
+interval = "10s"
+timeout = "3s"
+failures = 2
+"#;
+
+#[test]
+fn a_real_server_with_tcp_misc_and_file_checks_imports_with_all_three() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = uvs(
+        &["import", "keepalived", "-"],
+        dir.path(),
+        SEVERAL_CHECKS_CONF,
+    );
+    assert_eq!(text(&out.stdout), SEVERAL_CHECKS_TOML);
+    assert_eq!(
+        text(&out.stderr),
+        "-:1: track_file maint: read by the FILE_CHECKs that name it; tracking by VRRP is keepalived's own job\n\
+         -:16: misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does\n"
+    );
+    assert_eq!(out.status.code(), Some(0));
+    std::fs::write(dir.path().join("uvs.toml"), &out.stdout).unwrap();
+    let out = uvs(&["check", "-c", "uvs.toml"], dir.path(), "");
+    assert_eq!(
+        text(&out.stdout),
+        "uvs.toml: OK, 1 service, 2 real servers\n"
     );
     assert_eq!(out.status.code(), Some(0));
 }

@@ -87,10 +87,20 @@ pub fn expand(
                     Some((now.key(), check.clone()))
                 })
                 .collect();
+            let server_more_checks = template
+                .servers
+                .iter()
+                .zip(&servers)
+                .filter_map(|(was, now)| {
+                    let more = template.server_more_checks.get(&was.key())?;
+                    Some((now.key(), more.clone()))
+                })
+                .collect();
             let mut spec = template.clone();
             spec.service.key = *key;
             spec.servers = servers;
             spec.server_checks = server_checks;
+            spec.server_more_checks = server_more_checks;
             spec.health.fallback = spec.health.fallback.map(|f| f.in_service(key));
             spec.listen.retain(|rule| listens_for(rule, key));
             spec.group = Some(group.clone());

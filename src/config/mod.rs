@@ -286,11 +286,21 @@ impl NegotiateService {
     }
 }
 
+/// The most checks one real server may have (keepalived sets no bound; each is a task
+/// and, while it runs, a socket or a process).
+pub const MAX_CHECKS: usize = 16;
+
 /// What the health checker does with a service: its check, what "down" means, and the
 /// server that stands in while none is up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Health {
+    /// The check (the first, when there are several).
     pub check: Check,
+    /// The checks after the first (`[[service.check]]` with several tables, keepalived's
+    /// several checkers of a real server): each runs on its own and the server is up
+    /// only while none of them finds it down. Services only; at most
+    /// [`MAX_CHECKS`] - 1.
+    pub more_checks: Vec<Check>,
     /// Down means weight 0 (true) or removal (false); unset: the global setting.
     pub quiescent: Option<bool>,
     /// ldirectord's fallback (keepalived's sorry server).
@@ -441,8 +451,13 @@ pub struct ServiceSpec {
     pub name: Option<String>,
     pub comment: Option<String>,
     pub health: Health,
-    /// Checks of single servers (`[service.server.check]`), over the service's.
+    /// Checks of single servers (`[service.server.check]`, the first of
+    /// `[[service.server.check]]`), over the service's.
     pub server_checks: std::collections::HashMap<crate::table::ServerKey, Check>,
+    /// The checks after the first of single servers that have several
+    /// (`[[service.server.check]]`); see `health::server_settings_all` for how a
+    /// server's checks replace its service's.
+    pub server_more_checks: std::collections::HashMap<crate::table::ServerKey, Vec<Check>>,
     /// The group this service is a member of (`group = "NAME"`, keepalived's
     /// `virtual_server_group`), if any: see [`group`].
     pub group: Option<group::Group>,

@@ -121,6 +121,22 @@ fn check_lines(c: &Check) -> String {
     out
 }
 
+/// A service's or a server's checks under `header`: one as a table (not written when
+/// it sets nothing, as ever), several as an array of tables, each written even empty
+/// so that the others keep their places.
+fn checks_lines(out: &mut String, header: &str, first: &Check, more: &[Check]) {
+    if more.is_empty() {
+        let lines = check_lines(first);
+        if !lines.is_empty() {
+            let _ = write!(out, "\n[{header}]\n{lines}");
+        }
+        return;
+    }
+    for check in std::iter::once(first).chain(more) {
+        let _ = write!(out, "\n[[{header}]]\n{}", check_lines(check));
+    }
+}
+
 /// The settings of keepalived's check kinds (schema's `read_check_kinds`); URLs as an
 /// array of inline tables, which reads as `[[...check.url]]` tables do.
 fn check_kinds_lines(out: &mut String, c: &Check) {
@@ -363,11 +379,12 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
         let _ = writeln!(out, "listen = [{}]", rules.join(", "));
     }
     health_lines(out, &spec.health, Some(&s.key));
-    let check = check_lines(&spec.health.check);
-    if !check.is_empty() {
-        out.push_str("\n[service.check]\n");
-        out.push_str(&check);
-    }
+    checks_lines(
+        out,
+        "service.check",
+        &spec.health.check,
+        &spec.health.more_checks,
+    );
     for (i, asked) in spec.servers.iter().enumerate() {
         out.push_str("\n[[service.server]]\n");
         // The file says the port the table will hold, and why when that is not the
@@ -436,12 +453,17 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
             .server_checks
             .get(&asked.key())
             .or_else(|| spec.server_checks.get(&server.key()));
+        let more = spec
+            .server_more_checks
+            .get(&asked.key())
+            .or_else(|| spec.server_more_checks.get(&server.key()));
         if let Some(check) = check {
-            let lines = check_lines(check);
-            if !lines.is_empty() {
-                out.push_str("\n[service.server.check]\n");
-                out.push_str(&lines);
-            }
+            checks_lines(
+                out,
+                "service.server.check",
+                check,
+                more.map_or(&[][..], Vec::as_slice),
+            );
         }
     }
 }

@@ -46,8 +46,8 @@ use std::path::{Path, PathBuf};
 use super::group::{self, Written};
 use super::reader::{Item, Problems, Report, Table, document};
 use super::{
-    Check, CheckKind, Config, DnsType, Global, Health, Mode, NegotiateService, ServerHealth,
-    ServiceSpec, Url,
+    Check, CheckKind, Config, DnsType, Global, Health, MAX_CHECKS, Mode, NegotiateService,
+    ServerHealth, ServiceSpec, Url,
 };
 use crate::proxy::congestion::CongestionControl;
 use crate::table::{
@@ -327,10 +327,14 @@ fn read_congestion(t: &Table<'_, '_>, key: &str) -> Option<CongestionControl> {
 /// `[global]` (None: a global fallback is fitted to each service by the planner).
 fn read_health(t: &Table<'_, '_>, service: Option<(&ServiceKey, &Report<'_>)>) -> Health {
     let mut health = Health::default();
-    if let Some(item) = t.get("check")
-        && let Some(table) = item.table()
-    {
-        health.check = read_check(&table);
+    if let Some(item) = t.get("check") {
+        if service.is_none() && matches!(item.value, toml::de::DeValue::Array(_)) {
+            // One set of defaults: several checks are a service's or a server's.
+            item.wrong("a table (the defaults of every check)");
+        } else if let Some((first, more)) = read_checks(&item) {
+            health.check = first;
+            health.more_checks = more;
+        }
     }
     if let Some(item) = t.get("quiescent") {
         health.quiescent = item.bool();
@@ -403,6 +407,31 @@ fn read_server_health(t: &Table<'_, '_>) -> Option<ServerHealth> {
     own.notify_up = command(t, "notify_up");
     own.notify_down = command(t, "notify_down");
     (own != ServerHealth::default()).then_some(own)
+}
+
+/// `check` as one table, or as an array of tables (`[[service.check]]`: several checks,
+/// keepalived's several checkers of one real server), at most [`MAX_CHECKS`] (the one
+/// past it is refused where it starts); the first and the others, None without any.
+fn read_checks(item: &Item<'_, '_>) -> Option<(Check, Vec<Check>)> {
+    let mut checks = if matches!(item.value, toml::de::DeValue::Array(_)) {
+        let tables = item.tables();
+        if let Some((_, span)) = tables.get(MAX_CHECKS) {
+            item.report.at(
+                span,
+                &format!("{}[{MAX_CHECKS}]", item.key),
+                format!("at most {MAX_CHECKS} checks for one real server"),
+            );
+        }
+        // Each is read, so that its own faults are told too.
+        let mut checks: Vec<Check> = tables.iter().map(|(table, _)| read_check(table)).collect();
+        checks.truncate(MAX_CHECKS);
+        checks
+    } else {
+        vec![read_check(&item.table()?)]
+    }
+    .into_iter();
+    let first = checks.next()?;
+    Some((first, checks.collect()))
 }
 
 fn read_check(t: &Table<'_, '_>) -> Check {
@@ -1098,14 +1127,15 @@ fn read_service(
     let mut servers = Vec::new();
     let mut server_spans = Vec::new();
     let mut server_checks = std::collections::HashMap::new();
+    let mut server_more_checks = std::collections::HashMap::new();
+    // How many checks each server with its own has, and where they are.
+    let mut own_checks = Vec::new();
     let mut server_health = std::collections::BTreeMap::new();
     if let Some(list) = t.get("server") {
         let mut seen = HashSet::new();
         for (server, server_span) in list.tables() {
-            let check = server
-                .get("check")
-                .and_then(|item| item.table())
-                .map(|table| read_check(&table));
+            let check_item = server.get("check");
+            let check = check_item.as_ref().and_then(read_checks);
             let own = read_server_health(&server);
             let Some(asked) = read_server(&server, &server_span, key.as_ref()) else {
                 continue;
@@ -1138,8 +1168,14 @@ fn read_service(
                 }
                 (None, _) => asked.clone(),
             };
-            if let Some(check) = check {
+            if let Some((check, more)) = check {
+                if let Some(item) = &check_item {
+                    own_checks.push((1 + more.len(), item.span.clone(), item.key.clone()));
+                }
                 server_checks.insert(config.key(), check);
+                if !more.is_empty() {
+                    server_more_checks.insert(config.key(), more);
+                }
             }
             if let Some(own) = own {
                 server_health.insert(config.key(), own);
@@ -1170,6 +1206,20 @@ fn read_service(
     let (name, comment) = (text("name"), text("comment"));
     let mut health = read_health(t, key.as_ref().map(|k| (k, notes)));
     health.servers = server_health;
+    // A server's own checks replace its service's several (`health::server_settings_all`):
+    // one that lists fewer runs fewer, which `uvs check` says.
+    let service_checks = 1 + health.more_checks.len();
+    for (count, span, path) in own_checks {
+        if count < service_checks {
+            notes.at(
+                &span,
+                &path,
+                format!(
+                    "this server's own checks replace its service's {service_checks}: it runs {count}, each over the service's in its place"
+                ),
+            );
+        }
+    }
     let key = key?;
     Some((
         ServiceSpec {
@@ -1188,6 +1238,7 @@ fn read_service(
             comment,
             health,
             server_checks,
+            server_more_checks,
             group: None,
         },
         server_spans,
@@ -1849,6 +1900,131 @@ digest = "zz3a0c85a887a256d6939da88aabd8cd"
                 "t.toml:18:1: service[0].check.url[0]: a url needs a path",
                 "t.toml:19:10: service[0].check.url[0].status: expected at least one status",
                 "t.toml:23:10: service[0].check.url[1].digest: expected an MD5 digest, 32 hex digits, as \"9b3a0c85a887a256d6939da88aabd8cd\", found the string \"zz3a0c85a887a256d6939da88aabd8cd\"",
+            ]
+        );
+    }
+    #[test]
+    fn several_checks_are_arrays_of_tables_and_render_back_as_arrays() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+
+[[service.check]]
+type = "connect"
+
+[[service.check]]
+type = "negotiate"
+service = "http"
+
+[[service.check.url]]
+path = "/a"
+
+[[service.server]]
+address = "127.0.0.2:80"
+
+[[service.server]]
+address = "127.0.0.3:80"
+
+[[service.server.check]]
+type = "external"
+command = "/bin/true"
+
+[[service.server.check]]
+type = "file"
+path = "/run/w"
+
+[[service.server]]
+address = "127.0.0.4:80"
+
+[service.server.check]
+port = 81
+"#;
+        let config = parse(text, Path::new("t.toml")).unwrap();
+        let spec = &config.services[0];
+        assert_eq!(spec.health.check.kind, Some(CheckKind::Connect));
+        assert_eq!(spec.health.more_checks.len(), 1);
+        assert_eq!(
+            spec.health.more_checks[0].urls.as_ref().map(Vec::len),
+            Some(1),
+            "a url table belongs to the check it follows"
+        );
+        let key = |last: u8| crate::table::ServerKey {
+            addr: IpAddr::from([127, 0, 0, last]),
+            port: 80,
+        };
+        assert_eq!(spec.server_checks[&key(3)].kind, Some(CheckKind::External));
+        assert_eq!(
+            spec.server_more_checks[&key(3)][0].kind,
+            Some(CheckKind::File)
+        );
+        assert_eq!(spec.server_checks[&key(4)].port, Some(81));
+        assert!(!spec.server_more_checks.contains_key(&key(4)));
+        let rendered = crate::config::render::render(&config);
+        assert_eq!(rendered.matches("\n[[service.check]]\n").count(), 2);
+        assert_eq!(rendered.matches("\n[[service.server.check]]\n").count(), 2);
+        assert_eq!(
+            rendered.matches("\n[service.server.check]\n").count(),
+            1,
+            "one check: the table, as ever\n{rendered}"
+        );
+        assert_eq!(
+            parse(&rendered, Path::new("r.toml")).unwrap(),
+            config,
+            "what is rendered reads back the same"
+        );
+    }
+
+    #[test]
+    fn a_server_with_fewer_own_checks_than_its_service_is_warned_of() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+
+[[service.check]]
+type = "connect"
+
+[[service.check]]
+type = "file"
+path = "/run/w"
+
+[[service.server]]
+address = "127.0.0.2:80"
+
+[service.server.check]
+port = 81
+
+[[service.server]]
+address = "127.0.0.3:80"
+
+[[service.server.check]]
+port = 82
+
+[[service.server.check]]
+type = "on"
+"#;
+        assert_eq!(
+            warnings(text, Path::new("t.toml")),
+            [
+                "t.toml:14:1: warning: service[0].server[0].check: this server's own checks replace its service's 2: it runs 1, each over the service's in its place"
+            ]
+        );
+    }
+
+    #[test]
+    fn more_than_sixteen_checks_and_several_global_ones_are_refused_with_their_place() {
+        let mut text = String::from("[[service]]\ntcp = \"127.0.0.1:80\"\n");
+        for _ in 0..17 {
+            text.push_str("[[service.check]]\ntype = \"on\"\n");
+        }
+        text.push_str("[[service.server]]\naddress = \"127.0.0.2:80\"\n");
+        for _ in 0..17 {
+            text.push_str("[[service.server.check]]\ntype = \"on\"\n");
+        }
+        text.push_str("[[global.check]]\ntype = \"on\"\n");
+        assert_eq!(
+            problems(&text),
+            [
+                "t.toml:35:1: service[0].check[16]: at most 16 checks for one real server",
+                "t.toml:71:1: service[0].server[0].check[16]: at most 16 checks for one real server",
+                "t.toml:73:1: global.check: expected a table (the defaults of every check), found an array",
             ]
         );
     }

@@ -1,4 +1,6 @@
-//! The check tasks: one per checked real server, each on its own schedule (the check's
+//! The check tasks: one per check of each checked real server (most have one; a server
+//! with several, keepalived's several checkers, is up only while none of its checks is
+//! down: `record_one_of`), each on its own schedule (the check's
 //! interval, with a little random jitter so that the checks of many servers do not fire
 //! together), each bounded by its timeout, so a hanging server delays nothing but its
 //! own next check. A task counts failures and successes and flips the server down
@@ -27,20 +29,26 @@ use tokio::task::AbortHandle;
 use super::check::{self, BuildError, Endpoint, Failure, HealthCheck, Unbuildable};
 use super::command::{self, NOTIFY_BOUND, STOP_BOUND};
 use super::{
-    DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Findings, Target, quorum, server_settings, watched,
+    CheckHealth, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Findings, ServerHealth, Target, quorum,
+    server_settings_all, watched,
 };
 use crate::config::{Check, CheckKind, Config};
 use crate::lock::Locked;
 use crate::table::{Protocol, ServiceKey};
 
-/// What one server's check is built from: the server as probes see it, its check's
+/// What one server's checks are built from: the server as probes see it, its check's
 /// settings (its own, then its service's, then the global ones) and the maintenance
-/// directory. A server whose `ServerCheck` a reload leaves equal keeps its task and
-/// its built check.
+/// directory. A server whose `ServerCheck` a reload leaves equal keeps its tasks and
+/// its built checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerCheck {
+    /// Where its (first) check goes, and its settings.
     pub endpoint: Endpoint,
     pub check: Check,
+    /// Its other checks, when it has several (keepalived's several checkers of one
+    /// real server, `health::server_settings_all`): each runs on its own schedule with
+    /// its own settings and state, and the server is up only while none is down.
+    pub more: Vec<OneCheck>,
     pub maintenance_dir: Option<PathBuf>,
     /// It starts down until its first good check (`alpha`).
     pub alpha: bool,
@@ -51,13 +59,51 @@ pub struct ServerCheck {
     pub notify_down: Option<String>,
 }
 
+/// One of several checks of a server: where it goes and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneCheck {
+    pub endpoint: Endpoint,
+    pub check: Check,
+}
+
 impl ServerCheck {
-    /// The check these settings ask for, behind the maintenance files.
+    /// Its `n`th check (from 0) as its settings ask for it, behind the maintenance
+    /// files.
     ///
     /// # Errors
     /// As [`check::build`].
-    pub fn build(&self) -> Result<Box<dyn HealthCheck>, BuildError> {
-        check::build(&self.check, self.maintenance_dir.as_deref())
+    pub fn build(&self, n: usize) -> Result<Box<dyn HealthCheck>, BuildError> {
+        check::build(self.nth(n).1, self.maintenance_dir.as_deref())
+    }
+
+    /// How many checks it has (1 to `config::MAX_CHECKS`).
+    pub fn count(&self) -> usize {
+        1 + self.more.len()
+    }
+
+    /// Its `n`th check (from 0; the first past the last is the last).
+    pub fn nth(&self, n: usize) -> (&Endpoint, &Check) {
+        match n
+            .checked_sub(1)
+            .and_then(|m| self.more.get(m).or(self.more.last()))
+        {
+            Some(one) => (&one.endpoint, &one.check),
+            None => (&self.endpoint, &self.check),
+        }
+    }
+
+    /// What each of its checks checks, for `uvs status`: its type, or a `negotiate`
+    /// check's service.
+    pub fn kinds(&self) -> Vec<String> {
+        (0..self.count())
+            .map(|n| {
+                let check = self.nth(n).1;
+                match (check.kind, check.service) {
+                    (Some(CheckKind::Negotiate), Some(service)) => service.name().to_string(),
+                    (kind, _) => kind.unwrap_or(CheckKind::On).name().to_string(),
+                }
+            })
+            .collect()
     }
 }
 
@@ -78,30 +124,41 @@ pub fn server_checks(config: &Config) -> HashMap<Target, ServerCheck> {
             ServiceKey::Fwmark { mark, .. } => (Protocol::Tcp, mark.to_string(), 0),
         };
         for server in &spec.servers {
-            let mut check = server_settings(&config.global, spec, &server.key());
-            // Watched without a check (a maintenance directory): always up but for it.
-            check.kind = check.kind.or(Some(CheckKind::On));
-            let port = check
-                .port
-                .or((server.port != 0).then_some(server.port))
-                .unwrap_or(vport);
             let target = Target {
                 service: spec.service.key,
                 server: server.key(),
             };
-            let own = spec.health.servers.get(&server.key());
-            checks.insert(
-                target,
-                ServerCheck {
-                    endpoint: Endpoint {
+            let mut all = server_settings_all(&config.global, spec, &server.key())
+                .into_iter()
+                .map(|mut check| {
+                    // Watched without a check (a maintenance directory): always up but
+                    // for it.
+                    check.kind = check.kind.or(Some(CheckKind::On));
+                    let port = check
+                        .port
+                        .or((server.port != 0).then_some(server.port))
+                        .unwrap_or(vport);
+                    let endpoint = Endpoint {
                         target,
                         protocol,
                         vip: vip.clone(),
                         vport,
                         dest: SocketAddr::new(check.address.unwrap_or(server.addr), port),
                         weight: server.weight,
-                    },
-                    check,
+                    };
+                    OneCheck { endpoint, check }
+                });
+            // server_settings_all gives at least one.
+            let Some(first) = all.next() else {
+                continue;
+            };
+            let own = spec.health.servers.get(&server.key());
+            checks.insert(
+                target,
+                ServerCheck {
+                    endpoint: first.endpoint,
+                    check: first.check,
+                    more: all.collect(),
                     maintenance_dir: config.global.maintenance_dir.clone(),
                     alpha: quorum::alpha(&config.global, spec),
                     quiescent: own.and_then(|o| o.quiescent),
@@ -117,7 +174,8 @@ pub fn server_checks(config: &Config) -> HashMap<Target, ServerCheck> {
 /// Runs the check tasks.
 pub struct Checker {
     shared: Arc<Shared>,
-    tasks: Mutex<HashMap<Target, (ServerCheck, AbortHandle)>>,
+    /// Each checked server's settings and its checks' tasks, one per check.
+    tasks: Mutex<HashMap<Target, (ServerCheck, Vec<AbortHandle>)>>,
 }
 
 /// What the checker and its tasks share.
@@ -225,10 +283,10 @@ impl Checker {
         let findings = &self.shared.findings;
         let old = std::mem::replace(&mut *self.shared.config.locked(), Arc::new(config.clone()));
         let mut tasks = self.tasks.locked();
-        tasks.retain(|target, (running, task)| {
+        tasks.retain(|target, (running, handles)| {
             let keep = wanted.get(target) == Some(running);
             if !keep {
-                task.abort();
+                handles.iter().for_each(AbortHandle::abort);
                 if !wanted.contains_key(target) && findings.get(target).is_some_and(|h| h.up) {
                     notify_server(running, false, NOTIFY_BOUND);
                 }
@@ -240,20 +298,25 @@ impl Checker {
             if tasks.contains_key(target) {
                 continue;
             }
-            let check = server.build().unwrap_or_else(|e| {
-                tracing::warn!(
-                    service = %target.service,
-                    server = %target.server,
-                    "health check not built: {e}"
-                );
-                check::behind_maintenance(
-                    Box::new(Unbuildable::from(e)),
-                    server.maintenance_dir.as_deref(),
-                )
-            });
-            let task =
-                tokio::spawn(run(server.clone(), check, Arc::clone(&self.shared))).abort_handle();
-            tasks.insert(*target, (server.clone(), task));
+            findings.start_checks(*target, &server.kinds());
+            let handles = (0..server.count())
+                .map(|n| {
+                    let check = server.build(n).unwrap_or_else(|e| {
+                        tracing::warn!(
+                            service = %target.service,
+                            server = %target.server,
+                            "health check not built: {e}"
+                        );
+                        check::behind_maintenance(
+                            Box::new(Unbuildable::from(e)),
+                            server.maintenance_dir.as_deref(),
+                        )
+                    });
+                    tokio::spawn(run(server.clone(), n, check, Arc::clone(&self.shared)))
+                        .abort_handle()
+                })
+                .collect();
+            tasks.insert(*target, (server.clone(), handles));
         }
         drop(tasks);
         findings.retain(&wanted.keys().copied().collect());
@@ -286,8 +349,8 @@ impl Checker {
             let mut tasks = self.tasks.locked();
             tasks
                 .drain()
-                .map(|(_, (server, task))| {
-                    task.abort();
+                .map(|(_, (server, handles))| {
+                    handles.iter().for_each(AbortHandle::abort);
                     server
                 })
                 .collect()
@@ -339,8 +402,8 @@ impl Checker {
 impl Drop for Checker {
     fn drop(&mut self) {
         let tasks = self.tasks.get_mut().unwrap_or_else(|e| e.into_inner());
-        for (_, (_, task)) in tasks.drain() {
-            task.abort();
+        for (_, (_, handles)) in tasks.drain() {
+            handles.iter().for_each(AbortHandle::abort);
         }
     }
 }
@@ -351,19 +414,237 @@ fn jitter_fraction(target: &Target, round: u64) -> f64 {
     (hash >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// One server's checks, until the task is aborted.
-async fn run(server: ServerCheck, check: Box<dyn HealthCheck>, shared: Arc<Shared>) {
+/// What one check's result did to its server.
+struct Recorded {
+    /// The server's change, for the log: it went up or down, or its weight changed.
+    transition: Option<String>,
+    /// The server is up now.
+    up: bool,
+    /// It went up or down.
+    flipped: bool,
+    /// With alpha, this first check failed and confirms the server down.
+    alpha_down: bool,
+    /// The check itself is up now (its retry delay applies only then).
+    check_up: bool,
+}
+
+/// One check's result, for a server with one check: the server's state is the check's.
+fn record_only(
+    h: &mut ServerHealth,
+    result: &check::Outcome,
+    (now, took): (u64, Duration),
+    (rise, failures_needed): (u32, u32),
+) -> Recorded {
+    let was_up = h.up;
+    let alpha_down = h.pending && result.is_err();
+    h.pending = false;
+    h.last_check = Some(now);
+    h.last_duration = took;
+    let (transition, alpha_down) = match result {
+        Ok(weight) => {
+            h.successes = h.successes.saturating_add(1);
+            h.failures = 0;
+            h.last_error = None;
+            let weight_changed = h.weight != *weight;
+            h.weight = *weight;
+            let what = if !h.up && h.successes >= rise {
+                h.up = true;
+                Some(format!("is up after {} good checks", h.successes))
+            } else if h.up && weight_changed {
+                Some(format!("has weight {} from its check", weight.unwrap_or(0)))
+            } else {
+                None
+            };
+            (what, false)
+        }
+        Err(failure) => {
+            h.failures = h.failures.saturating_add(1);
+            h.successes = 0;
+            h.last_error = Some(failure.to_string());
+            let now_down =
+                matches!(failure, Failure::Maintenance(_)) || h.failures >= failures_needed;
+            let what = if h.up && now_down {
+                h.up = false;
+                Some(format!(
+                    "is down: {failure} ({} failed check{})",
+                    h.failures,
+                    if h.failures == 1 { "" } else { "s" }
+                ))
+            } else {
+                None
+            };
+            (what, alpha_down)
+        }
+    };
+    Recorded {
+        transition,
+        up: h.up,
+        flipped: h.up != was_up,
+        alpha_down,
+        check_up: h.up,
+    }
+}
+
+/// The `n`th check's result, for a server with several, as keepalived's
+/// check/ipwrapper.c `update_svr_checker_state` and `set_checker_state` keep them: the
+/// check goes down after its own `failures` and up after its own `rise`, and the server
+/// is up only while none of its checks is down (`num_failed_checkers == 0`): it goes
+/// down with the first of them that does, and up with the last that comes back. Its
+/// weight is keepalived's effective weight ([`combined_weight`]). The server's own
+/// fields sum its checks up: the most failures in a row of any, the first failing
+/// one's error, the last check's time.
+fn record_one_of(
+    h: &mut ServerHealth,
+    n: usize,
+    (result, cur_weight): (&check::Outcome, Option<i64>),
+    (now, took): (u64, Duration),
+    (rise, failures_needed): (u32, u32),
+    configured: i32,
+) -> Recorded {
+    let (was_up, was_weight) = (h.up, h.weight);
+    // No check has yet found the server down: with alpha, the first that does
+    // confirms it down, once for the server.
+    let none_down_yet = h.checks.iter().all(|c| c.pending || c.up);
+    let Some(c) = h.checks.get_mut(n) else {
+        // Not started with this many checks: nothing to record (cannot happen).
+        return Recorded {
+            transition: None,
+            up: h.up,
+            flipped: false,
+            alpha_down: false,
+            check_up: h.up,
+        };
+    };
+    let first_run = c.pending;
+    c.pending = false;
+    c.last_check = Some(now);
+    c.last_duration = took;
+    let mut went_down = None;
+    match result {
+        Ok(weight) => {
+            c.successes = c.successes.saturating_add(1);
+            c.failures = 0;
+            c.last_error = None;
+            c.weight = *weight;
+            c.cur_weight = cur_weight;
+            if !c.up && c.successes >= rise {
+                c.up = true;
+            }
+        }
+        Err(failure) => {
+            c.failures = c.failures.saturating_add(1);
+            c.successes = 0;
+            c.last_error = Some(failure.to_string());
+            let now_down =
+                matches!(failure, Failure::Maintenance(_)) || c.failures >= failures_needed;
+            if c.up && now_down {
+                c.up = false;
+                went_down = Some(format!(
+                    "is down: its check {} ({}): {failure} ({} failed check{})",
+                    n + 1,
+                    c.kind,
+                    c.failures,
+                    if c.failures == 1 { "" } else { "s" }
+                ));
+            }
+        }
+    }
+    let check_up = c.up;
+    h.up = h.checks.iter().all(|c| c.up);
+    h.pending = h.checks.iter().any(|c| c.pending);
+    h.failures = h.checks.iter().map(|c| c.failures).max().unwrap_or(0);
+    h.successes = h.checks.iter().map(|c| c.successes).min().unwrap_or(0);
+    h.last_check = Some(now);
+    h.last_duration = took;
+    h.last_error = h.checks.iter().enumerate().find_map(|(i, c)| {
+        let e = c.last_error.as_ref()?;
+        Some(format!("check {} ({}): {e}", i + 1, c.kind))
+    });
+    h.weight = combined_weight(&h.checks, configured);
+    let transition = if h.up && !was_up {
+        Some(format!("is up: all its {} checks pass", h.checks.len()))
+    } else if !h.up && was_up {
+        went_down
+    } else if h.up && h.weight != was_weight {
+        Some(format!(
+            "has weight {} from its checks",
+            h.weight.unwrap_or(0)
+        ))
+    } else {
+        None
+    };
+    Recorded {
+        transition,
+        up: h.up,
+        flipped: h.up != was_up,
+        alpha_down: first_run && result.is_err() && none_down_yet && !h.up,
+        check_up,
+    }
+}
+
+/// The weight several checks give their server, as keepalived makes its effective
+/// weight (check_daemon.c `set_effective_weights`, check_misc.c, check_file.c): the
+/// configured weight plus each check's `cur_weight` (`weighed`), held within 0 to
+/// 2^31 - 1 (`real_weight`). So two dynamic checks that each ask for the configured
+/// weight plus 3 give it plus 6. None while none asks for a weight.
+pub fn combined_weight(checks: &[CheckHealth], configured: i32) -> Option<u32> {
+    let mut added = checks.iter().filter_map(|c| c.cur_weight).peekable();
+    added.peek()?;
+    let sum = i64::from(configured).saturating_add(added.sum::<i64>());
+    Some(sum.clamp(0, i64::from(i32::MAX)) as u32)
+}
+
+/// The weight a file check of a server with several checks is probed as if its server
+/// had: its number times its weight comes back whole (within 2^30 either way), not
+/// held at 0 as the weight it would give alone is, so that a negative one takes from
+/// what the other checks add as keepalived's `cur_weight` does.
+const FILE_PROBED_AT: i32 = 1 << 30;
+
+/// A good check's weight as the weight it gives its server alone and what it adds to
+/// the configured weight (keepalived's `cur_weight`): a `dynamic_weight` external
+/// check's exit code less 2 less the configured weight (check_misc.c), a file check's
+/// number times its weight (check_file.c), read off a probe made as if the server
+/// weighed `probed_at`.
+fn weighed(
+    result: check::Outcome,
+    probed_at: i32,
+    configured: i32,
+) -> (check::Outcome, Option<i64>) {
+    match result {
+        Ok(Some(weight)) => {
+            let added = i64::from(weight) - i64::from(probed_at);
+            let alone = (i64::from(configured) + added).clamp(0, i64::from(i32::MAX));
+            (Ok(Some(alone as u32)), Some(added))
+        }
+        other => (other, None),
+    }
+}
+
+/// One of a server's checks (the `n`th, from 0), until the task is aborted.
+async fn run(server: ServerCheck, n: usize, check: Box<dyn HealthCheck>, shared: Arc<Shared>) {
     let (findings, changed, turns) = (&shared.findings, &shared.changed, &shared.turns);
-    let interval = server.check.interval.unwrap_or(DEFAULT_INTERVAL);
-    let timeout = server.check.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    let failures_needed = server.check.failures.unwrap_or(1).max(1);
-    let rise = server.check.rise.unwrap_or(1).max(1);
+    let several = server.count() > 1;
+    let (endpoint, settings) = server.nth(n);
+    let interval = settings.interval.unwrap_or(DEFAULT_INTERVAL);
+    let timeout = settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let failures_needed = settings.failures.unwrap_or(1).max(1);
+    let rise = settings.rise.unwrap_or(1).max(1);
     let target = server.endpoint.target;
+    let configured = server.endpoint.weight;
+    let probed_at = if several && settings.kind == Some(CheckKind::File) {
+        FILE_PROBED_AT
+    } else {
+        configured
+    };
+    let at = Endpoint {
+        weight: probed_at,
+        ..endpoint.clone()
+    };
     // The first check soon, spread over up to a tenth of the interval, or with a
     // `warmup` over up to that long (keepalived's check_api.c
     // `register_checkers_thread`: warmup * random() / RAND_MAX); the next ones an
     // interval apart, give or take 5%.
-    let mut wait = match server.check.warmup {
+    let mut wait = match settings.warmup {
         Some(warmup) => warmup.mul_f64(jitter_fraction(&target, 0)),
         None => interval.mul_f64(jitter_fraction(&target, 0) / 10.0),
     };
@@ -372,77 +653,48 @@ async fn run(server: ServerCheck, check: Box<dyn HealthCheck>, shared: Arc<Share
         // The semaphore is never closed; without a turn, check anyway.
         let turn = turns.acquire().await.ok();
         let started = Instant::now();
-        let result = check::probe(&*check, &server.endpoint, timeout).await;
+        let probed = check::probe(&*check, &at, timeout).await;
+        // One check: its weight is the server's, as ever.
+        let (result, added) = if several {
+            weighed(probed, probed_at, configured)
+        } else {
+            (probed, None)
+        };
         let took = started.elapsed();
         drop(turn);
         let now = crate::clock::unix_seconds();
-        // (what changed, whether it is up now, whether this was its first check under
-        // alpha and it failed).
-        let (transition, up, flipped, alpha_down) = findings.update(target, |h| {
-            let was_up = h.up;
-            let alpha_down = h.pending && result.is_err();
-            h.pending = false;
-            h.last_check = Some(now);
-            h.last_duration = took;
-            match &result {
-                Ok(weight) => {
-                    h.successes = h.successes.saturating_add(1);
-                    h.failures = 0;
-                    h.last_error = None;
-                    let weight_changed = h.weight != *weight;
-                    h.weight = *weight;
-                    let what = if !h.up && h.successes >= rise {
-                        h.up = true;
-                        Some(format!("is up after {} good checks", h.successes))
-                    } else if h.up && weight_changed {
-                        Some(format!("has weight {} from its check", weight.unwrap_or(0)))
-                    } else {
-                        None
-                    };
-                    (what, h.up, h.up != was_up, false)
-                }
-                Err(failure) => {
-                    h.failures = h.failures.saturating_add(1);
-                    h.successes = 0;
-                    h.last_error = Some(failure.to_string());
-                    let now_down =
-                        matches!(failure, Failure::Maintenance(_)) || h.failures >= failures_needed;
-                    let what = if h.up && now_down {
-                        h.up = false;
-                        Some(format!(
-                            "is down: {failure} ({} failed check{})",
-                            h.failures,
-                            if h.failures == 1 { "" } else { "s" }
-                        ))
-                    } else {
-                        None
-                    };
-                    (what, h.up, h.up != was_up, alpha_down)
-                }
+        let recorded = findings.update(target, |h| {
+            if several {
+                let (result, times) = ((&result, added), (now, took));
+                record_one_of(h, n, result, times, (rise, failures_needed), configured)
+            } else {
+                record_only(h, &result, (now, took), (rise, failures_needed))
             }
         });
-        if let Some(what) = &transition {
+        if let Some(what) = &recorded.transition {
             tracing::warn!(
                 service = %target.service,
                 server = %target.server,
                 "real server {what}"
             );
         }
-        // notify_up/notify_down once per change of state (a weight change is none);
-        // with alpha a first check that fails confirms the server down and runs
-        // notify_down too (keepalived's check/ipwrapper.c `update_svr_checker_state`).
-        if flipped || alpha_down {
-            notify_server(&server, up, NOTIFY_BOUND);
+        // notify_up/notify_down once per change of the server's state (a weight change
+        // is none, nor is a change of one of several checks that leaves the server as
+        // it was); with alpha a first check that fails confirms the server down and
+        // runs notify_down too (keepalived's check/ipwrapper.c
+        // `update_svr_checker_state`), once for the server.
+        if recorded.flipped || recorded.alpha_down {
+            notify_server(&server, recorded.up, NOTIFY_BOUND);
         }
-        if transition.is_some() {
+        if recorded.transition.is_some() {
             shared.settle();
             changed.notify_one();
         }
         let spread = 0.95 + jitter_fraction(&target, round) / 10.0;
-        wait = match server.check.retry_delay {
+        wait = match settings.retry_delay {
             // Failed but not yet down: keepalived's `delay_before_retry`
             // (check_tcp.c `tcp_epilog`: only while the checker is up).
-            Some(retry) if result.is_err() && up => retry,
+            Some(retry) if result.is_err() && recorded.check_up => retry,
             _ => interval
                 .mul_f64(spread)
                 .saturating_sub(took.min(interval / 2)),
@@ -459,6 +711,7 @@ mod tests {
 
     use super::*;
     use crate::config::schema::parse;
+    use crate::health::CheckHealth;
 
     #[test]
     fn a_server_check_overrides_its_services_and_the_global_one() {
@@ -741,5 +994,301 @@ notify_down = "{down}"
                 assert!(seen.is_empty(), "{seen:?}");
             }
         }
+    }
+
+    /// A server with a connect check on 127.0.0.2 and a file check (weight 0: a number
+    /// other than 0 is down) of `file`, each checked every second; its notify and its
+    /// service's quorum commands append to `log`.
+    fn two_checks(addr: SocketAddr, file: &Path, log: &Path, alpha: bool) -> Config {
+        let append = |word: &str| format!("/bin/sh -c 'echo {word} >> {}'", log.display());
+        parse(
+            &format!(
+                r#"
+[[service]]
+tcp = "127.0.0.1:80"
+alpha = {alpha}
+quorum_down = "{qd}"
+quorum_up = "{qu}"
+[[service.check]]
+type = "connect"
+interval = "1s"
+[[service.check]]
+type = "file"
+path = "{file}"
+weight = 0
+interval = "1s"
+[[service.server]]
+address = "{addr}"
+notify_up = "{up}"
+notify_down = "{down}"
+"#,
+                file = file.display(),
+                qd = append("quorum-down"),
+                qu = append("quorum-up"),
+                up = append("up"),
+                down = append("down"),
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap()
+    }
+
+    fn sorted(mut lines: Vec<String>) -> Vec<String> {
+        lines.sort();
+        lines
+    }
+
+    #[tokio::test]
+    async fn a_server_with_two_checks_is_down_while_either_is_and_notifies_once_per_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, log) = (dir.path().join("state"), dir.path().join("notify"));
+        std::fs::write(&file, "0\n").unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = two_checks(addr, &file, &log, false);
+        let checks = server_checks(&config);
+        let server = checks.values().next().unwrap();
+        assert_eq!(server.kinds(), ["connect", "file"]);
+        let target = server.endpoint.target;
+        let findings = Arc::new(Findings::default());
+        let checker = Checker::new(Arc::clone(&findings), Arc::new(Notify::new()), 2);
+        checker.follow(&config);
+        let state = |f: &Findings| {
+            let h = f.get(&target).unwrap();
+            (h.up, h.checks.iter().map(|c| c.up).collect::<Vec<_>>())
+        };
+        until("both checks ran", || {
+            findings
+                .get(&target)
+                .is_some_and(|h| h.checks.iter().all(|c| c.last_check.is_some()))
+        })
+        .await;
+        assert_eq!(state(&findings), (true, vec![true, true]));
+        // In quorum at start (keepalived's update_quorum_state(vs, init)).
+        until("quorum held at start", || lines(&log).len() == 1).await;
+        assert_eq!(lines(&log), ["quorum-up"]);
+        // The file check fails: the server goes down with it.
+        std::fs::write(&file, "1\n").unwrap();
+        until("down", || state(&findings) == (false, vec![true, false])).await;
+        until("notified", || lines(&log).len() == 3).await;
+        assert_eq!(sorted(lines(&log)[1..].to_vec()), ["down", "quorum-down"]);
+        // The connect check fails too: the server was down already.
+        drop(listener);
+        until("both down", || {
+            state(&findings) == (false, vec![false, false])
+        })
+        .await;
+        // The file check passes again: still down, the connect check is.
+        std::fs::write(&file, "0\n").unwrap();
+        until("file up", || state(&findings) == (false, vec![false, true])).await;
+        assert_eq!(lines(&log).len(), 3, "no change of the server, no command");
+        // Both pass: up, once.
+        let listener = std::net::TcpListener::bind(addr).unwrap();
+        until("up", || state(&findings) == (true, vec![true, true])).await;
+        until("notified again", || lines(&log).len() == 5).await;
+        assert_eq!(sorted(lines(&log)[3..].to_vec()), ["quorum-up", "up"]);
+        drop(listener);
+        checker.follow(&Config::default());
+    }
+
+    #[tokio::test]
+    async fn with_alpha_a_server_with_two_checks_is_up_only_when_both_passed_and_down_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, log) = (dir.path().join("state"), dir.path().join("notify"));
+        std::fs::write(&file, "1\n").unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = two_checks(addr, &file, &log, true);
+        let target = *server_checks(&config).keys().next().unwrap();
+        let findings = Arc::new(Findings::default());
+        let checker = Checker::new(Arc::clone(&findings), Arc::new(Notify::new()), 2);
+        checker.follow(&config);
+        let first = findings.get(&target).unwrap();
+        assert!(!first.up && first.pending && first.checks.iter().all(|c| c.pending));
+        // The connect check passes, the file check fails: confirmed down, once.
+        until("both ran", || {
+            findings
+                .get(&target)
+                .is_some_and(|h| h.checks.iter().all(|c| !c.pending))
+        })
+        .await;
+        let h = findings.get(&target).unwrap();
+        assert_eq!((h.up, h.checks[0].up, h.checks[1].up), (false, true, false));
+        // Out of quorum from the start, with no sorry server to bring in: no quorum
+        // command; down from the failing first check, once.
+        until("notified", || !lines(&log).is_empty()).await;
+        assert_eq!(lines(&log), ["down"]);
+        std::fs::write(&file, "0\n").unwrap();
+        until("up", || findings.get(&target).is_some_and(|h| h.up)).await;
+        until("notified again", || lines(&log).len() == 3).await;
+        assert_eq!(sorted(lines(&log)[1..].to_vec()), ["quorum-up", "up"]);
+        drop(listener);
+        checker.follow(&Config::default());
+    }
+
+    #[tokio::test]
+    async fn the_dynamic_weights_of_two_checks_add_up_as_keepalived_adds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, script) = (dir.path().join("weight"), dir.path().join("check"));
+        std::fs::write(&file, "3\n").unwrap();
+        std::fs::write(&script, "exit 12\n").unwrap();
+        // Weight 2; the external check exits 12 (weight 10 alone, keepalived's
+        // cur_weight 12 - 2 - 2 = 8), the file says 3 (weight 5 alone, cur_weight 3):
+        // 2 + 8 + 3.
+        let config = parse(
+            &format!(
+                r#"
+[[service]]
+tcp = "127.0.0.1:80"
+[[service.check]]
+type = "external"
+command = "/bin/sh {}"
+dynamic_weight = true
+interval = "1s"
+[[service.check]]
+type = "file"
+path = "{}"
+interval = "1s"
+[[service.server]]
+address = "127.0.0.2:80"
+weight = 2
+"#,
+                script.display(),
+                file.display()
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let target = *server_checks(&config).keys().next().unwrap();
+        let findings = Arc::new(Findings::default());
+        let checker = Checker::new(Arc::clone(&findings), Arc::new(Notify::new()), 2);
+        checker.follow(&config);
+        until("both weighed", || {
+            findings.get(&target).is_some_and(|h| {
+                h.checks.iter().map(|c| c.weight).collect::<Vec<_>>() == [Some(10), Some(5)]
+            })
+        })
+        .await;
+        let h = findings.get(&target).unwrap();
+        assert_eq!((h.up, h.weight), (true, Some(13)), "{h:?}");
+        let table = super::super::effective(&config, &findings);
+        assert_eq!(table.services[0].servers[0].weight, 13);
+        // The file's number falls below 0: alone it would hold the server at 0, but
+        // keepalived adds its cur_weight whole: 2 + 8 - 5.
+        std::fs::write(&file, "-5\n").unwrap();
+        until("weighed again", || {
+            findings.get(&target).is_some_and(|h| h.weight == Some(5))
+        })
+        .await;
+        let h = findings.get(&target).unwrap();
+        assert_eq!(h.checks[1].weight, Some(0), "alone: 2 - 5, held at 0");
+        checker.follow(&Config::default());
+    }
+
+    #[test]
+    fn combined_weights_are_the_configured_one_plus_each_checks_difference_held_in_range() {
+        // Each check's weight alone, for a server of weight 5.
+        let asking = |weights: &[Option<u32>]| -> Vec<CheckHealth> {
+            weights
+                .iter()
+                .map(|&weight| {
+                    let (_, cur_weight) = weighed(Ok(weight), 5, 5);
+                    CheckHealth {
+                        cur_weight,
+                        ..CheckHealth::default()
+                    }
+                })
+                .collect()
+        };
+        assert_eq!(combined_weight(&asking(&[None, None]), 5), None);
+        assert_eq!(combined_weight(&asking(&[Some(8), None]), 5), Some(8));
+        assert_eq!(combined_weight(&asking(&[Some(8), Some(9)]), 5), Some(12));
+        // Two that each ask for 0 of 5: 5 - 5 - 5 is held at 0.
+        assert_eq!(combined_weight(&asking(&[Some(0), Some(0)]), 5), Some(0));
+        let most = i32::MAX as u32;
+        assert_eq!(
+            combined_weight(&asking(&[Some(most), Some(most)]), 5),
+            Some(most)
+        );
+        // A file check probed at FILE_PROBED_AT whose number times weight is -10: alone
+        // it gives 0, and it takes 10 from what the others add (keepalived's
+        // cur_weight), here an external check's 22 - 2 - 5 = 15: 5 - 10 + 15.
+        let (alone, file) = weighed(Ok(Some((FILE_PROBED_AT - 10) as u32)), FILE_PROBED_AT, 5);
+        assert_eq!((alone, file), (Ok(Some(0)), Some(-10)));
+        let (_, external) = weighed(Ok(Some(20)), 5, 5);
+        let checks = [file, external].map(|cur_weight| CheckHealth {
+            cur_weight,
+            ..CheckHealth::default()
+        });
+        assert_eq!(combined_weight(&checks, 5), Some(10));
+    }
+
+    #[test]
+    fn a_servers_own_checks_replace_its_services_each_over_the_one_in_its_place() {
+        let config = parse(
+            r#"
+[global.check]
+interval = "3s"
+
+[[service]]
+tcp = "127.0.0.1:80"
+[[service.check]]
+type = "connect"
+port = 8080
+[[service.check]]
+type = "file"
+path = "/run/w"
+[[service.server]]
+address = "127.0.0.2:80"
+[[service.server]]
+address = "127.0.0.3:80"
+[service.server.check]
+port = 9090
+[[service.server]]
+address = "127.0.0.4:80"
+[[service.server.check]]
+timeout = "2s"
+[[service.server.check]]
+type = "external"
+command = "/bin/true"
+[[service.server.check]]
+type = "connect"
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let checks = server_checks(&config);
+        let of = |server: &str| {
+            let c = checks
+                .values()
+                .find(|p| p.endpoint.target.server.addr.to_string() == server)
+                .unwrap();
+            (0..c.count())
+                .map(|n| {
+                    let (at, check) = c.nth(n);
+                    format!(
+                        "{} {} {:?} {:?}",
+                        check.kind.unwrap().name(),
+                        at.dest.port(),
+                        check.interval,
+                        check.timeout
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            of("127.0.0.2"),
+            ["connect 8080 Some(3s) None", "file 80 Some(3s) None"]
+        );
+        // One table of its own: one check, over the service's first, as with one.
+        assert_eq!(of("127.0.0.3"), ["connect 9090 Some(3s) None"]);
+        assert_eq!(
+            of("127.0.0.4"),
+            [
+                "connect 8080 Some(3s) Some(2s)",
+                "external 80 Some(3s) None",
+                "connect 80 Some(3s) None"
+            ]
+        );
     }
 }

@@ -13,7 +13,10 @@
 //! first good check; a service's quorum (`quorum`: the live servers' weights, with
 //! hysteresis) decides when the fallback stands in; the checker runs `notify_up`,
 //! `notify_down`, `quorum_up` and `quorum_down` once per change, and with `omega` at
-//! the daemon's stop, through the one command runner (`command`).
+//! the daemon's stop, through the one command runner (`command`). A server may have
+//! several checks (keepalived's several checkers of a real server,
+//! [`server_settings_all`]): each runs and keeps its state on its own ([`CheckHealth`]),
+//! and the server is up only while none of them is down.
 
 pub mod check;
 pub mod checker;
@@ -31,7 +34,7 @@ use crate::config::{Check, Config, Global, ServiceSpec};
 use crate::lock::Locked;
 use crate::table::{ServerKey, ServiceKey};
 
-pub use status::{HealthStatus, QuorumStatus};
+pub use status::{CheckStatus, HealthStatus, QuorumStatus};
 
 /// ldirectord's defaults: checkinterval 10 s, checktimeout 5 s, failurecount 1.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -60,6 +63,34 @@ pub struct ServerHealth {
     pub pending: bool,
     /// The server's own `quiescent`, when it has one (for `uvs status`).
     pub quiescent: Option<bool>,
+    /// With several checks (keepalived's several checkers of a real server): each
+    /// one's own state, first to last; the server is up only while every one is
+    /// (keepalived's `num_failed_checkers == 0`), and the fields above sum them up
+    /// (`checker`). Empty for a server with one check, whose state is the fields above.
+    pub checks: Vec<CheckHealth>,
+}
+
+/// What one of several checks of a server knows (keepalived's `checker_t` `is_up`,
+/// `has_run`, `retry_it` and `cur_weight`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckHealth {
+    /// What it checks: its type, or a `negotiate` check's service (for `uvs status`).
+    pub kind: String,
+    pub up: bool,
+    pub failures: u32,
+    pub successes: u32,
+    pub last_check: Option<u64>,
+    pub last_duration: Duration,
+    pub last_error: Option<String>,
+    /// The weight its last good check asked for (an external check's
+    /// `dynamic_weight`, a file check's number): the server's weight, as if it were
+    /// the only check.
+    pub weight: Option<u32>,
+    /// What that adds to the server's configured weight (keepalived's `cur_weight`,
+    /// which may be below 0); None: it asks for no weight.
+    pub cur_weight: Option<i64>,
+    /// `alpha`: it has not run yet.
+    pub pending: bool,
 }
 
 impl ServerHealth {
@@ -88,6 +119,7 @@ impl Default for ServerHealth {
             weight: None,
             pending: false,
             quiescent: None,
+            checks: Vec::new(),
         }
     }
 }
@@ -133,6 +165,35 @@ impl Findings {
             .entry(target)
             .or_insert_with(|| ServerHealth::starting(alpha));
         h.quiescent = quiescent;
+    }
+
+    /// Records that a server now checked has the checks `kinds` (several: each keeps
+    /// its own state, see [`CheckHealth`]; one: none kept apart). A server whose
+    /// checks are those it had keeps what they know; otherwise each starts as the
+    /// server stands (with `alpha`, down and not yet run).
+    pub fn start_checks(&self, target: Target, kinds: &[String]) {
+        let mut map = self.map();
+        let Some(h) = map.get_mut(&target) else {
+            return;
+        };
+        let same =
+            h.checks.len() == kinds.len() && h.checks.iter().zip(kinds).all(|(c, k)| c.kind == *k);
+        if same || kinds.len() < 2 {
+            if kinds.len() < 2 {
+                h.checks.clear();
+            }
+            return;
+        }
+        h.checks = kinds
+            .iter()
+            .map(|kind| CheckHealth {
+                kind: kind.clone(),
+                up: h.up,
+                pending: h.pending,
+                weight: h.weight,
+                ..CheckHealth::default()
+            })
+            .collect();
     }
 
     /// A service's quorum as last judged.
@@ -191,6 +252,19 @@ impl Findings {
                 last_error: h.last_error.clone(),
                 pending: h.pending,
                 quiescent: h.quiescent,
+                checks: h
+                    .checks
+                    .iter()
+                    .map(|c| CheckStatus {
+                        kind: c.kind.clone(),
+                        up: c.up,
+                        failures: c.failures,
+                        last_check: c.last_check,
+                        last_duration_ms: c.last_duration.as_millis() as u64,
+                        last_error: c.last_error.clone(),
+                        pending: c.pending,
+                    })
+                    .collect(),
             })
             .collect()
     }
@@ -210,11 +284,39 @@ pub fn server_settings(global: &Global, spec: &ServiceSpec, server: &ServerKey) 
     }
 }
 
+/// Every check of one server, first to last (keepalived's several checkers of one
+/// real server; one for most): its own checks if it has any, else its service's. A
+/// server's own checks replace its service's: its n-th check takes what it leaves
+/// unset from its service's n-th (when there is one), then from `[global.check]`. So
+/// one `[service.server.check]` under several `[[service.check]]` leaves its server one
+/// check, the first over the service's first, exactly as it did under one service
+/// check; the first is always [`server_settings`].
+pub fn server_settings_all(global: &Global, spec: &ServiceSpec, server: &ServerKey) -> Vec<Check> {
+    let service: Vec<Check> = std::iter::once(merged_check(global, spec))
+        .chain(
+            spec.health
+                .more_checks
+                .iter()
+                .map(|c| c.or(&global.health.check)),
+        )
+        .collect();
+    let Some(own) = spec.server_checks.get(server) else {
+        return service;
+    };
+    std::iter::once(own)
+        .chain(spec.server_more_checks.get(server).into_iter().flatten())
+        .enumerate()
+        .map(|(n, c)| c.or(service.get(n).unwrap_or(&global.health.check)))
+        .collect()
+}
+
 /// Whether the servers of `spec` are watched: they have a check, or a maintenance
 /// directory can take them down.
 pub fn watched(global: &Global, spec: &ServiceSpec) -> bool {
     merged_check(global, spec).kind.is_some()
         || spec.server_checks.values().any(|c| c.kind.is_some())
+        || !spec.health.more_checks.is_empty()
+        || !spec.server_more_checks.is_empty()
         || global.maintenance_dir.is_some()
 }
 

@@ -21,6 +21,26 @@ pub struct HealthStatus {
     /// The server's own `quiescent`, when it has one.
     #[serde(default)]
     pub quiescent: Option<bool>,
+    /// With several checks, each one's state, first to last (absent with one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckStatus>,
+}
+
+/// One of several checks of a real server (keepalived's checkers of one
+/// `real_server`): the server is up only while every one of them is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckStatus {
+    /// Its type, or a `negotiate` check's service (`connect`, `http`, `file`, ...).
+    pub kind: String,
+    pub up: bool,
+    /// Failed checks in a row.
+    pub failures: u32,
+    /// When its last check ended (seconds since the epoch).
+    pub last_check: Option<u64>,
+    pub last_duration_ms: u64,
+    pub last_error: Option<String>,
+    /// `alpha`: it has not run yet.
+    pub pending: bool,
 }
 
 /// A service's quorum (keepalived's `quorum`), as the checker last judged it.

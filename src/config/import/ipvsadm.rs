@@ -90,6 +90,7 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
             comment: None,
             health: Default::default(),
             server_checks: Default::default(),
+            server_more_checks: Default::default(),
             group: None,
         });
     }

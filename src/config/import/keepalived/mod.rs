@@ -23,7 +23,7 @@ use lexer::{Item, Node, Pos};
 
 use super::{Imported, Importing};
 use crate::config::{
-    Check, CheckKind, DnsType, Health, NegotiateService, ServerHealth, ServiceSpec, Url,
+    Check, CheckKind, DnsType, Health, MAX_CHECKS, NegotiateService, ServerHealth, ServiceSpec, Url,
 };
 use crate::table::{
     Family, Forward, Netmask, PersistenceEngine, Protocol, ServerConfig, ServiceConfig,
@@ -752,7 +752,8 @@ fn virtual_server(
     // The servers as the table holds them, with whether each was named at another port.
     let mut listed = HashMap::new();
     for r in reals {
-        let Some((server, mut check, inh, own)) = real_server(r, forward, &timers, key, im) else {
+        let Some((server, mut server_checks, inh, own)) = real_server(r, forward, &timers, key, im)
+        else {
             continue;
         };
         if !family_fits(&server, family) {
@@ -797,36 +798,41 @@ fn virtual_server(
         listed.insert(held.key(), moved);
         // Its check still goes where keepalived sends it: the port named, unless
         // connect_port says another.
-        if moved
-            && server.port != 0
-            && let Some(c) = check.as_mut()
-            && c.port.is_none()
-            && c.kind != Some(CheckKind::On)
-        {
-            c.port = Some(server.port);
+        for c in &mut server_checks {
+            if moved && server.port != 0 && c.port.is_none() && c.kind != Some(CheckKind::On) {
+                c.port = Some(server.port);
+            }
         }
         if own != ServerHealth::default() {
             health.servers.insert(server.key(), own);
         }
         servers.push(server);
-        checks.push(check);
+        checks.push(server_checks);
         inhibits.push(inh);
     }
     let mut server_checks = HashMap::new();
-    if checks.iter().any(Option::is_some) {
+    let mut server_more_checks = HashMap::new();
+    if checks.iter().any(|c| !c.is_empty()) {
         let on = Check {
             kind: Some(CheckKind::On),
             ..Check::default()
         };
-        let all: Vec<Check> = checks
+        // Each server's checks, first to last; `on` for one without any.
+        let all: Vec<(Check, Vec<Check>)> = checks
             .into_iter()
-            .map(|c| c.unwrap_or_else(|| on.clone()))
+            .map(|c| {
+                let mut c = c.into_iter();
+                (c.next().unwrap_or_else(|| on.clone()), c.collect())
+            })
             .collect();
         if all.windows(2).all(|w| w[0] == w[1]) {
-            health.check = all[0].clone();
+            (health.check, health.more_checks) = all[0].clone();
         } else {
-            for (server, check) in servers.iter().zip(all) {
+            for (server, (check, more)) in servers.iter().zip(all) {
                 server_checks.insert(server.key(), check);
+                if !more.is_empty() {
+                    server_more_checks.insert(server.key(), more);
+                }
             }
         }
         let mut quiescent = inhibit;
@@ -893,6 +899,7 @@ fn virtual_server(
         comment: None,
         health,
         server_checks,
+        server_more_checks,
         group: None,
     })
 }
@@ -919,14 +926,10 @@ fn yes(n: &Node, im: &mut Importing) -> bool {
     }
 }
 
-/// A real server, its check (None: it has none, so keepalived keeps it up), its own
-/// `inhibit_on_failure`, with where it is, and its `notify_up` and `notify_down`.
-type Real = (
-    ServerConfig,
-    Option<Check>,
-    Option<(bool, Pos)>,
-    ServerHealth,
-);
+/// A real server, its checks (keepalived's several checkers, in order; none: keepalived
+/// keeps it up), its own `inhibit_on_failure`, with where it is, and its `notify_up`
+/// and `notify_down`.
+type Real = (ServerConfig, Vec<Check>, Option<(bool, Pos)>, ServerHealth);
 
 /// The real server of a `real_server` block, if uvs takes it.
 fn real_server(
@@ -1008,24 +1011,26 @@ fn real_server(
         );
         (server.l_threshold, server.u_threshold) = (0, 0);
     }
-    if checkers.len() > 1 {
-        for c in &checkers[1..] {
-            skip(
-                im,
-                &c.pos,
-                format!(
-                    "{}: a second check of one real server; uvs checks a server one way, the first; not taken",
-                    c.keyword()
-                ),
-            );
-        }
+    // keepalived runs every checker of a real server, and so does uvs (up to its
+    // bound on checks of one server).
+    for c in checkers.iter().skip(MAX_CHECKS) {
+        skip(
+            im,
+            &c.pos,
+            format!(
+                "{}: a real server's check past the {MAX_CHECKS} uvs runs; not taken",
+                c.keyword()
+            ),
+        );
     }
     one_alpha(&timers, vs, "real server", im);
     let timers = timers.or(vs);
-    let check = checkers
-        .first()
-        .and_then(|c| checker(c, &server, &timers, key, im));
-    Some((server, check, inhibit, notify))
+    let checks = checkers
+        .iter()
+        .take(MAX_CHECKS)
+        .filter_map(|c| checker(c, &server, &timers, key, im))
+        .collect();
+    Some((server, checks, inhibit, notify))
 }
 
 /// A real server's or a check's own `alpha` (`own`) other than its virtual server's
@@ -1643,10 +1648,6 @@ virtual_server 10.0.0.1 81 { }
                     "vrrp_script chk: VRRP is keepalived's own job (it moves the VIP); not uvs's, not taken"
                 ),
                 (
-                    44,
-                    "TCP_CHECK: a second check of one real server; uvs checks a server one way, the first; not taken"
-                ),
-                (
                     54,
                     "misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does"
                 ),
@@ -1671,7 +1672,7 @@ virtual_server 10.0.0.1 81 { }
         // global_defs, vrrp_script, misc_path's note, the group's protocol, the service
         // without servers.
         assert_eq!(imported.others_job, 5);
-        assert_eq!(imported.failing(), 3);
+        assert_eq!(imported.failing(), 2);
         let text = render(&imported.config);
         assert_eq!(
             text,
@@ -1708,7 +1709,7 @@ status = "200-205"
 address = "10.0.0.3:443"
 notify_up = "/bin/up"
 
-[service.server.check]
+[[service.server.check]]
 type = "negotiate"
 service = "http"
 interval = "5s"
@@ -1716,6 +1717,12 @@ timeout = "5s"
 failures = 2
 virtualhost = "www.example.com"
 url = [{ path = "/", digest = "9b3a0c85a887a256d6939da88aabd8cd" }, { path = "/2" }]
+
+[[service.server.check]]
+type = "connect"
+interval = "5s"
+timeout = "5s"
+failures = 2
 
 [[service]]
 fwmark = 7

@@ -291,6 +291,7 @@ pub(super) fn service(
             ..Health::default()
         },
         server_checks,
+        server_more_checks: Default::default(),
         group: None,
     })
 }
