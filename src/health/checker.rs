@@ -34,7 +34,7 @@ use super::{
 };
 use crate::config::{Check, CheckKind, Config};
 use crate::lock::Locked;
-use crate::table::{Protocol, ServiceKey};
+use crate::table::{Protocol, ServerKey, ServiceKey};
 
 /// What one server's checks are built from: the server as probes see it, its check's
 /// settings (its own, then its service's, then the global ones) and the maintenance
@@ -229,6 +229,48 @@ fn quorum_changed(c: &quorum::Change) {
     }
 }
 
+/// The groups whose checks move to another member between `old` and `new` (their first
+/// member was removed, or the members reordered): (from, to, each server's key then and
+/// now, paired by place where the address is the same). keepalived keeps one virtual
+/// server per group whatever its members (check/ipwrapper.c `clear_diff_vsg` touches
+/// no server's state and runs nothing), so what is known of the servers and of the
+/// quorum moves with them instead of being dropped and started again.
+fn group_moves(
+    old: &Config,
+    new: &Config,
+) -> Vec<(ServiceKey, ServiceKey, Vec<(ServerKey, ServerKey)>)> {
+    let checking = |name: &str| {
+        old.services.iter().find(|spec| {
+            spec.group.as_ref().is_some_and(|g| g.name == name)
+                && crate::config::group::runs_checks(spec)
+        })
+    };
+    let mut moves = Vec::new();
+    for spec in &new.services {
+        let Some(group) = &spec.group else {
+            continue;
+        };
+        if !crate::config::group::runs_checks(spec) {
+            continue;
+        }
+        let Some(was) = checking(&group.name) else {
+            continue;
+        };
+        if was.service.key == spec.service.key {
+            continue;
+        }
+        let servers = was
+            .servers
+            .iter()
+            .zip(&spec.servers)
+            .filter(|(a, b)| a.addr == b.addr)
+            .map(|(a, b)| (a.key(), b.key()))
+            .collect();
+        moves.push((was.service.key, spec.service.key, servers));
+    }
+    moves
+}
+
 /// Runs `server`'s notify command for going `up` or down, if it has one.
 fn notify_server(
     server: &ServerCheck,
@@ -283,6 +325,23 @@ impl Checker {
         let findings = &self.shared.findings;
         let old = std::mem::replace(&mut *self.shared.config.locked(), Arc::new(config.clone()));
         let mut tasks = self.tasks.locked();
+        for (from, to, servers) in group_moves(&old, config) {
+            findings.moved(from, to, &servers);
+            for (was, is) in &servers {
+                let old = Target {
+                    service: from,
+                    server: *was,
+                };
+                if let Some(task) = tasks.remove(&old) {
+                    let new = Target {
+                        service: to,
+                        server: *is,
+                    };
+                    // Its endpoint changed: it restarts below, knowing what it knew.
+                    tasks.insert(new, task);
+                }
+            }
+        }
         tasks.retain(|target, (running, handles)| {
             let keep = wanted.get(target) == Some(running);
             if !keep {
@@ -975,6 +1034,70 @@ notify_down = "{down}"
         let mut seen = lines(&log);
         seen.sort();
         assert_eq!(seen, ["down", "quorum-down"]);
+    }
+
+    #[tokio::test]
+    async fn a_groups_members_reordered_or_its_first_removed_keep_its_servers_and_quorum() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("notify");
+        let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let append = |word: &str| format!("/bin/sh -c 'echo {word} >> {}'", log.display());
+        let group = |members: &str| {
+            parse(
+                &format!(
+                    r#"
+[[service]]
+group = "web"
+tcp = [{members}]
+alpha = true
+quorum = 1
+quorum_down = "{qd}"
+quorum_up = "{qu}"
+[service.check]
+type = "connect"
+interval = "1s"
+[[service.server]]
+address = "{addr}"
+notify_up = "{up}"
+notify_down = "{down}"
+"#,
+                    qd = append("quorum-down"),
+                    qu = append("quorum-up"),
+                    up = append("up"),
+                    down = append("down"),
+                ),
+                Path::new("t.toml"),
+            )
+            .unwrap()
+        };
+        let findings = Arc::new(Findings::default());
+        let checker = Checker::new(Arc::clone(&findings), Arc::new(Notify::new()), 1);
+        checker.follow(&group("\"127.0.0.51:8080\", \"127.0.0.52:8080\""));
+        until("up, in quorum", || lines(&log).len() == 2).await;
+        // keepalived keeps one virtual server per group (ipwrapper.c clear_diff_vsg):
+        // neither edit changes a server's state or runs a command.
+        for members in [
+            "\"127.0.0.52:8080\", \"127.0.0.51:8080\"",
+            "\"127.0.0.51:8080\"",
+        ] {
+            let config = group(members);
+            checker.follow(&config);
+            let target = *server_checks(&config).keys().next().unwrap();
+            let health = findings.get(&target).unwrap();
+            assert!(health.up && !health.pending, "{members}: {health:?}");
+            assert!(in_quorum(&config, &findings), "{members}");
+            // Two checks' time for a command that should not run.
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            let mut seen = lines(&log);
+            seen.sort();
+            assert_eq!(seen, ["quorum-up", "up"], "{members}");
+        }
+    }
+
+    /// Whether the first service of `config` is in quorum.
+    fn in_quorum(config: &Config, findings: &Findings) -> bool {
+        super::quorum::in_quorum(config, &config.services[0], findings)
     }
 
     #[tokio::test]

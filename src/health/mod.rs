@@ -196,6 +196,33 @@ impl Findings {
             .collect();
     }
 
+    /// A group's checks moved from member `from` to member `to` (see
+    /// `checker::group_moves`): what is known of each server (`servers`: where it was,
+    /// where it is) and of the quorum moves with them.
+    pub fn moved(&self, from: ServiceKey, to: ServiceKey, servers: &[(ServerKey, ServerKey)]) {
+        let mut map = self.map();
+        for (was, is) in servers {
+            let old = Target {
+                service: from,
+                server: *was,
+            };
+            if let Some(h) = map.remove(&old) {
+                map.insert(
+                    Target {
+                        service: to,
+                        server: *is,
+                    },
+                    h,
+                );
+            }
+        }
+        drop(map);
+        let mut quorums = self.quorums.locked();
+        if let Some(state) = quorums.remove(&from) {
+            quorums.insert(to, state);
+        }
+    }
+
     /// A service's quorum as last judged.
     pub fn quorum(&self, service: &ServiceKey) -> Option<quorum::State> {
         self.quorums.locked().get(service).copied()
