@@ -229,16 +229,21 @@ fn quorum_changed(c: &quorum::Change) {
     }
 }
 
+/// A group's checks moving from one member to another, with each server's key there
+/// and here.
+struct GroupMove {
+    from: ServiceKey,
+    to: ServiceKey,
+    servers: Vec<(ServerKey, ServerKey)>,
+}
+
 /// The groups whose checks move to another member between `old` and `new` (their first
 /// member was removed, or the members reordered): (from, to, each server's key then and
 /// now, paired by place where the address is the same). keepalived keeps one virtual
 /// server per group whatever its members (check/ipwrapper.c `clear_diff_vsg` touches
 /// no server's state and runs nothing), so what is known of the servers and of the
 /// quorum moves with them instead of being dropped and started again.
-fn group_moves(
-    old: &Config,
-    new: &Config,
-) -> Vec<(ServiceKey, ServiceKey, Vec<(ServerKey, ServerKey)>)> {
+fn group_moves(old: &Config, new: &Config) -> Vec<GroupMove> {
     let checking = |name: &str| {
         old.services.iter().find(|spec| {
             spec.group.as_ref().is_some_and(|g| g.name == name)
@@ -266,7 +271,11 @@ fn group_moves(
             .filter(|(a, b)| a.addr == b.addr)
             .map(|(a, b)| (a.key(), b.key()))
             .collect();
-        moves.push((was.service.key, spec.service.key, servers));
+        moves.push(GroupMove {
+            from: was.service.key,
+            to: spec.service.key,
+            servers,
+        });
     }
     moves
 }
@@ -325,7 +334,7 @@ impl Checker {
         let findings = &self.shared.findings;
         let old = std::mem::replace(&mut *self.shared.config.locked(), Arc::new(config.clone()));
         let mut tasks = self.tasks.locked();
-        for (from, to, servers) in group_moves(&old, config) {
+        for GroupMove { from, to, servers } in group_moves(&old, config) {
             findings.moved(from, to, &servers);
             for (was, is) in &servers {
                 let old = Target {
