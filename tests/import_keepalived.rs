@@ -34,6 +34,8 @@ type = "connect"
 interval = "6s"
 timeout = "3s"
 failures = 2
+warmup = "6s"
+retry_delay = "1s"
 
 [[service.server]]
 address = "198.51.100.61:80"
@@ -175,6 +177,8 @@ type = "connect"
 interval = "5s"
 timeout = "2s"
 failures = 2
+warmup = "5s"
+retry_delay = "1s"
 
 [[service.server]]
 address = "198.51.100.2:80"
@@ -186,6 +190,8 @@ port = 8080
 interval = "5s"
 timeout = "2s"
 failures = 2
+warmup = "5s"
+retry_delay = "1s"
 
 [[service]]
 group = "dns6"
@@ -199,6 +205,8 @@ interval = "1m"
 timeout = "1m"
 failures = 1
 command = "/bin/true"
+warmup = "1m"
+retry_delay = "1s"
 
 [[service.server]]
 address = "2001:db8::53"

@@ -2,8 +2,10 @@
 //! [`lexer`]'s; this maps the statements keepalived's checker reads
 //! (keepalived/check/check_parser.c and the check_*.c files) to services, real servers
 //! and checks, with keepalived's defaults written out (NAT, wlc, weight 1, a check every
-//! 60 s with a 5 s timeout, down after `retry` + 1 failures in a row, a failed server
-//! removed unless `inhibit_on_failure`), so that the result behaves as keepalived's
+//! 60 s with a 5 s timeout, down after `retry` + 1 failures in a row, the first check
+//! spread over a delay loop (`warmup`), a retry 1 s after a failure (3 s for HTTP, a
+//! delay loop for DNS: `retry_delay`), a failed server removed unless
+//! `inhibit_on_failure`), so that the result behaves as keepalived's
 //! IPVS table would. What uvs has no counterpart for yet is reported with its line and
 //! makes the import fail; VRRP, `global_defs`, `static_*` and `lvs_sync_daemon` are
 //! reported as keepalived's own job and do not.
@@ -39,6 +41,11 @@ const SCHEDULERS: &[&str] = &[
 const DELAY_LOOP: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const PERSISTENCE: u32 = 360;
+/// `delay_before_retry` without one: check_api.c `queue_checker`'s
+/// default_delay_before_retry, and check_http.c `http_get_handler`'s for
+/// HTTP_GET and SSL_GET (DNS_CHECK's is its delay loop).
+const DELAY_BEFORE_RETRY: Duration = Duration::from_secs(1);
+const HTTP_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(3);
 /// SMTP_CHECK's HELO name without `helo_name` (check_smtp.h's SMTP_DEFAULT_HELO).
 const SMTP_DEFAULT_HELO: &str = "smtpchecker.keepalived.org";
 /// The longest check interval and timeout uvs takes (the schema's).
@@ -1336,8 +1343,17 @@ fn checker(
         }
     }));
     check.failures = Some(t.retry.unwrap_or(default_retry) + 1);
-    check.warmup = t.warmup;
-    check.retry_delay = t.delay_before_retry;
+    // Written out, as keepalived resolves them (check_data.c `validate_check_config`):
+    // warmup defaults to the checker's delay loop, delay_before_retry to the kind's
+    // default_delay_before_retry (check_api.c `queue_checker`'s 1 s, check_http.c's 3 s, check_dns.c's
+    // 0, which means the delay loop).
+    let interval = t.delay_loop.unwrap_or(DELAY_LOOP);
+    check.warmup = Some(t.warmup.unwrap_or(interval));
+    check.retry_delay = Some(t.delay_before_retry.unwrap_or(match n.keyword() {
+        "HTTP_GET" | "SSL_GET" => HTTP_DELAY_BEFORE_RETRY,
+        "DNS_CHECK" => interval,
+        _ => DELAY_BEFORE_RETRY,
+    }));
     one_alpha(&own, rs, "check", im);
     if matches!(
         service,
@@ -1678,6 +1694,8 @@ request = "/health"
 receive = "^ok"
 virtualhost = "www.example.com"
 status = "200-205"
+warmup = "5s"
+retry_delay = "3s"
 
 [[service.server]]
 address = "10.0.0.3:443"
@@ -1690,6 +1708,8 @@ interval = "5s"
 timeout = "5s"
 failures = 2
 virtualhost = "www.example.com"
+warmup = "5s"
+retry_delay = "3s"
 url = [{ path = "/", digest = "9b3a0c85a887a256d6939da88aabd8cd" }, { path = "/2" }]
 
 [[service]]
@@ -1707,6 +1727,8 @@ timeout = "4s"
 failures = 1
 command = "/usr/local/bin/check --fast"
 dynamic_weight = true
+warmup = "1m"
+retry_delay = "1s"
 user = "nobody"
 
 [[service.server]]
@@ -1727,6 +1749,8 @@ service = "dns"
 interval = "1m"
 timeout = "5s"
 failures = 4
+warmup = "1m"
+retry_delay = "1m"
 require_answer = false
 
 [[service.server]]
@@ -1739,6 +1763,8 @@ service = "dns"
 interval = "1m"
 timeout = "5s"
 failures = 4
+warmup = "1m"
+retry_delay = "1m"
 query_type = "AAAA"
 require_answer = false
 
@@ -1753,6 +1779,8 @@ service = "smtp"
 interval = "1m"
 timeout = "5s"
 failures = 2
+warmup = "1m"
+retry_delay = "1s"
 helo = "lb"
 
 [[service.server]]
@@ -1936,6 +1964,8 @@ port = 5353
 interval = "1m"
 timeout = "5s"
 failures = 2
+warmup = "1m"
+retry_delay = "1s"
 
 [[service.server]]
 address = "[2001:db8::3]:53"
@@ -2196,6 +2226,8 @@ service = "http"
 interval = "1m"
 timeout = "5s"
 failures = 2
+warmup = "1m"
+retry_delay = "3s"
 url = [{ path = "/a", status = [200, "301-302"], digest = "9b3a0c85a887a256d6939da88aabd8cd" }, { path = "/b", receive = "^ok" }]
 source = "10.0.0.100"
 source_port = 4000
@@ -2246,6 +2278,8 @@ service = "smtp"
 interval = "1m"
 timeout = "5s"
 failures = 2
+warmup = "1m"
+retry_delay = "1s"
 helo = "smtpchecker.keepalived.org"
 hosts = ["10.0.0.8:25", "10.0.0.9:2525"]
 
@@ -2259,6 +2293,8 @@ port = 587
 interval = "1m"
 timeout = "5s"
 failures = 2
+warmup = "1m"
+retry_delay = "1s"
 helo = "lb.example.com"
 
 [[service]]
@@ -2276,6 +2312,8 @@ interval = "1m"
 timeout = "5s"
 failures = 4
 request = "example.org"
+warmup = "1m"
+retry_delay = "1m"
 query_type = "MX"
 require_answer = false
 
@@ -2288,6 +2326,8 @@ service = "dns"
 interval = "1m"
 timeout = "5s"
 failures = 4
+warmup = "1m"
+retry_delay = "1m"
 require_answer = false
 "#
         );
