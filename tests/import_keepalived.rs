@@ -204,7 +204,8 @@ type = "external"
 interval = "1m"
 timeout = "1m"
 failures = 1
-command = "/bin/true"
+command = ["/bin/true"]
+target_arguments = false
 warmup = "1m"
 retry_delay = "1s"
 
@@ -222,7 +223,6 @@ fn virtual_server_groups_import_as_groups_with_keepalived_members_and_ranges() {
         "-:25: virtual_server_group web: fwmark 8: of another family than the group's other members; a uvs group is of one family; not taken\n\
          -:26: virtual_server_group web: 192.0.2.40-300 80: not a range end (too large, or not a number); keepalived skips the entry, and so does uvs\n\
          -:27: virtual_server_group web: 192.0.2.50 http: not a port; keepalived skips the entry, and so does uvs\n\
-         -:36: misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does\n\
          -:40: virtual_server_group empty: no entries; keepalived removes it, and so does uvs\n\
          -:42: virtual_server group empty: no virtual_server_group empty; keepalived ignores the virtual server, and so does uvs\n\
          -:46: virtual_server group nowhere: no virtual_server_group nowhere; keepalived ignores the virtual server, and so does uvs\n\

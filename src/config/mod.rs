@@ -57,8 +57,17 @@ pub struct Check {
     /// The HTTP statuses taken as healthy: inclusive ranges, any of which will do
     /// (keepalived's `status_code 200 301-302`).
     pub status: Option<Vec<(u16, u16)>>,
-    /// `external`: the command run with vip vport rip rport.
-    pub command: Option<String>,
+    /// `external`: the command run, with vip vport rip rport after it unless
+    /// `target_arguments` is false.
+    pub command: Option<CheckCommand>,
+    /// `external`: whether vip vport rip rport are appended to the command's words
+    /// (ldirectord's checkcommand; unset: true) or the words run as written (false:
+    /// keepalived's MISC_CHECK, check_misc.c `misc_check_thread`, passes none).
+    pub target_arguments: Option<bool>,
+    /// `dns`: the transport the query goes over, whatever the service's protocol
+    /// (keepalived's DNS_CHECK always speaks UDP, check_dns.c `dns_connect_thread`);
+    /// unset: the service's (ldirectord's). TCP or UDP only.
+    pub transport: Option<crate::table::Protocol>,
     /// `external`: the exit code sets the weight (keepalived's misc_dynamic).
     pub dynamic_weight: Option<bool>,
     /// `https`: verify the server's certificate.
@@ -106,6 +115,26 @@ pub struct Check {
     /// `smtp`: the addresses checked instead of the server's, every one of which must
     /// pass (keepalived's `host` blocks).
     pub hosts: Option<Vec<std::net::SocketAddr>>,
+}
+
+/// An external check's `command`: a line split at white space (`command =
+/// "/bin/check -v"`, ldirectord's checkcommand), or its words as written (`command =
+/// ["/opt/my check", "-v"]`: no quoting rules to learn, so `uvs import keepalived`
+/// writes a `misc_path` so, split as keepalived splits it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckCommand {
+    Line(String),
+    Words(Vec<String>),
+}
+
+impl CheckCommand {
+    /// The program, then its own arguments.
+    pub fn words(&self) -> Vec<String> {
+        match self {
+            CheckCommand::Line(line) => line.split_whitespace().map(str::to_string).collect(),
+            CheckCommand::Words(words) => words.clone(),
+        }
+    }
 }
 
 /// One URL of an HTTP check (`[[service.check.url]]`, keepalived's `url` block): what
@@ -187,6 +216,8 @@ impl Check {
             method: self.method.clone().or_else(|| base.method.clone()),
             status: self.status.clone().or_else(|| base.status.clone()),
             command: self.command.clone().or_else(|| base.command.clone()),
+            target_arguments: self.target_arguments.or(base.target_arguments),
+            transport: self.transport.or(base.transport),
             dynamic_weight: self.dynamic_weight.or(base.dynamic_weight),
             verify_certificate: self.verify_certificate.or(base.verify_certificate),
             warmup: self.warmup.or(base.warmup),

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{Check, Config, Health, ServiceSpec, group};
+use super::{Check, CheckCommand, Config, Health, ServiceSpec, group};
 use crate::table::{
     Family, Forward, ListenRule, Netmask, Protocol, ServerConfig, ServiceKey, Tunnel,
     TunnelChecksum,
@@ -106,10 +106,25 @@ fn check_lines(c: &Check) -> String {
         ("receive", &c.receive),
         ("virtualhost", &c.virtualhost),
         ("method", &c.method),
-        ("command", &c.command),
     ] {
         setting(&mut out, key, value.as_deref().map(quoted));
     }
+    setting(
+        &mut out,
+        "command",
+        c.command.as_ref().map(|command| match command {
+            CheckCommand::Line(line) => quoted(line),
+            CheckCommand::Words(words) => format!(
+                "[{}]",
+                words
+                    .iter()
+                    .map(|w| quoted(w))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    );
+    setting(&mut out, "target_arguments", c.target_arguments);
     setting(&mut out, "status", c.status.as_deref().map(statuses));
     setting(&mut out, "dynamic_weight", c.dynamic_weight);
     setting(&mut out, "verify_certificate", c.verify_certificate);
@@ -150,6 +165,11 @@ fn check_kinds_lines(out: &mut String, c: &Check) {
     }
     setting(out, "query_type", c.query_type.map(|t| quoted(t.name())));
     setting(out, "require_answer", c.require_answer);
+    setting(
+        out,
+        "transport",
+        c.transport.map(|p| quoted(&p.label().to_ascii_lowercase())),
+    );
     setting(
         out,
         "path",

@@ -46,8 +46,8 @@ use std::path::{Path, PathBuf};
 use super::group::{self, Written};
 use super::reader::{Item, Problems, Report, Table, document};
 use super::{
-    Check, CheckKind, Config, DnsType, Global, Health, Mode, NegotiateService, ServerHealth,
-    ServiceSpec, Url,
+    Check, CheckCommand, CheckKind, Config, DnsType, Global, Health, Mode, NegotiateService,
+    ServerHealth, ServiceSpec, Url,
 };
 use crate::proxy::congestion::CongestionControl;
 use crate::table::{
@@ -435,7 +435,12 @@ fn read_check(t: &Table<'_, '_>) -> Check {
         |key: &str, expected: &str| t.get(key).and_then(|i| i.str(expected).map(str::to_string));
     c.request = text("request", "the request, as \"/index.html\"");
     c.virtualhost = text("virtualhost", "a host name");
-    c.command = text("command", "a command line");
+    if let Some(item) = t.get("command") {
+        c.command = read_check_command(&item);
+    }
+    if let Some(item) = t.get("target_arguments") {
+        c.target_arguments = item.bool();
+    }
     if let Some(item) = t.get("receive")
         && let Some(pattern) = item.str("a regular expression")
     {
@@ -467,6 +472,55 @@ fn read_check(t: &Table<'_, '_>) -> Check {
     read_run_as(t, &mut c);
     read_check_kinds(t, &mut c);
     c
+}
+
+/// An external check's `command`: a line (split at white space when run) or an array
+/// of its words, the program first, each run as written.
+fn read_check_command(item: &Item<'_, '_>) -> Option<CheckCommand> {
+    let expected = "a command line, or its words as an array of strings";
+    match item.value {
+        toml::de::DeValue::Array(_) => {
+            let words: Option<Vec<String>> = item
+                .array(expected)
+                .iter()
+                .map(|w| {
+                    w.str("a word, as \"/usr/local/bin/check\"")
+                        .map(str::to_string)
+                })
+                .collect();
+            let words = words?;
+            if words.first().is_none_or(|w| w.is_empty()) {
+                item.problem("expected the program as the first word");
+                return None;
+            }
+            Some(CheckCommand::Words(words))
+        }
+        _ => item
+            .str(expected)
+            .map(|line| CheckCommand::Line(line.to_string())),
+    }
+}
+
+/// `transport` of a dns check: "tcp" or "udp" (keepalived's DNS_CHECK speaks UDP);
+/// refused in a table that makes the check another kind, where it would mean nothing.
+fn read_transport(t: &Table<'_, '_>, c: &mut Check) {
+    let Some(item) = t.get("transport") else {
+        return;
+    };
+    c.transport = item.parsed("\"tcp\" or \"udp\"", |p| match p {
+        "tcp" => Some(Protocol::Tcp),
+        "udp" => Some(Protocol::Udp),
+        _ => None,
+    });
+    let dns = match (c.kind, c.service) {
+        (Some(k), _) if k != CheckKind::Negotiate => false,
+        (_, Some(s)) => s == NegotiateService::Dns,
+        _ => true,
+    };
+    if c.transport.is_some() && !dns {
+        item.problem("transport is for dns checks only (keepalived's DNS_CHECK speaks UDP)");
+        c.transport = None;
+    }
 }
 
 /// `user` and `group` of an external check: names the system knows (keepalived's
@@ -525,6 +579,7 @@ fn read_check_kinds(t: &Table<'_, '_>, c: &mut Check) {
     if let Some(item) = t.get("require_answer") {
         c.require_answer = item.bool();
     }
+    read_transport(t, c);
     if let Some(item) = t.get("path") {
         c.path = item.parsed("an absolute path, as \"/run/weight\"", |p| {
             p.starts_with('/').then(|| PathBuf::from(p))
@@ -1796,6 +1851,92 @@ reverse = true
             parse(&rendered, Path::new("r.toml")).unwrap(),
             config,
             "what is rendered reads back the same"
+        );
+    }
+
+    #[test]
+    fn a_command_as_words_and_a_dns_transport_are_read_and_rendered_back() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+
+[service.check]
+type = "external"
+command = ["/opt/my check", "a b"]
+target_arguments = false
+
+[[service.server]]
+address = "127.0.0.2:80"
+
+[service.server.check]
+type = "negotiate"
+service = "dns"
+transport = "udp"
+"#;
+        let config = parse(text, Path::new("t.toml")).unwrap();
+        let spec = &config.services[0];
+        assert_eq!(
+            spec.health.check.command,
+            Some(CheckCommand::Words(vec![
+                "/opt/my check".into(),
+                "a b".into()
+            ]))
+        );
+        assert_eq!(spec.health.check.target_arguments, Some(false));
+        let server = spec.server_checks.values().next().unwrap();
+        assert_eq!(server.transport, Some(Protocol::Udp));
+        let rendered = super::super::render::render(&config);
+        for line in [
+            "command = [\"/opt/my check\", \"a b\"]",
+            "target_arguments = false",
+            "transport = \"udp\"",
+        ] {
+            assert!(rendered.lines().any(|l| l == line), "{line} in {rendered}");
+        }
+        assert_eq!(parse(&rendered, Path::new("t.toml")).unwrap(), config);
+    }
+
+    #[test]
+    fn a_bad_command_and_a_transport_where_it_means_nothing_are_refused() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+
+[service.check]
+type = "connect"
+transport = "udp"
+
+[[service.server]]
+address = "127.0.0.2:80"
+
+[service.server.check]
+type = "negotiate"
+service = "http"
+transport = "udp"
+
+[[service.server]]
+address = "127.0.0.3:80"
+
+[service.server.check]
+service = "dns"
+transport = "sctp"
+command = []
+target_arguments = "no"
+
+[[service.server]]
+address = "127.0.0.4:80"
+
+[service.server.check]
+command = ["/bin/check", 7]
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:6:13: service[0].check.transport: transport is for dns checks only (keepalived's DNS_CHECK speaks UDP)",
+                "t.toml:14:13: service[0].server[0].check.transport: transport is for dns checks only (keepalived's DNS_CHECK speaks UDP)",
+                "t.toml:21:13: service[0].server[1].check.transport: expected \"tcp\" or \"udp\", found the string \"sctp\"",
+                "t.toml:22:11: service[0].server[1].check.command: expected the program as the first word",
+                "t.toml:23:20: service[0].server[1].check.target_arguments: expected true or false, found the string \"no\"",
+                "t.toml:29:26: service[0].server[2].check.command[1]: expected a word, as \"/usr/local/bin/check\", found the integer 7",
+            ]
         );
     }
 

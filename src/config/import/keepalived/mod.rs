@@ -25,7 +25,8 @@ use lexer::{Item, Node, Pos};
 
 use super::{Imported, Importing};
 use crate::config::{
-    Check, CheckKind, DnsType, Health, NegotiateService, ServerHealth, ServiceSpec, Url,
+    Check, CheckCommand, CheckKind, DnsType, Health, NegotiateService, ServerHealth, ServiceSpec,
+    Url,
 };
 use crate::table::{
     Family, Forward, Netmask, PersistenceEngine, Protocol, ServerConfig, ServiceConfig,
@@ -1237,14 +1238,7 @@ fn checker(
                 }
             }
             ("DNS_CHECK", "name") => check.request = Some(v.to_string()),
-            ("MISC_CHECK", "misc_path") => {
-                check.command = Some(c.words[1..].join(" "));
-                others(
-                    im,
-                    &c.pos,
-                    "misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does",
-                );
-            }
+            ("MISC_CHECK", "misc_path") => misc_path(c, &mut check, im),
             ("MISC_CHECK", "misc_timeout") => {
                 misc_timeout = within(c, TIMEOUT_MAX, im).or(misc_timeout)
             }
@@ -1309,8 +1303,10 @@ fn checker(
         );
     }
     if n.keyword() == "DNS_CHECK" {
-        // check_dns.c's dns_recv_thread: any NOERROR answer is up, records or not.
+        // check_dns.c's dns_recv_thread: any NOERROR answer is up, records or not;
+        // dns_connect_thread asks over UDP, whatever the service's protocol.
         check.require_answer = Some(false);
+        check.transport = Some(Protocol::Udp);
     }
     match urls.len() {
         0 => {}
@@ -1362,6 +1358,35 @@ fn checker(
         check.virtualhost = check.virtualhost.take().or(t.virtualhost);
     }
     Some(check)
+}
+
+/// MISC_CHECK's `misc_path` (check_misc.c `misc_path_handler`, core/notify.c
+/// `set_script_params_array`): its first word, split again with keepalived's quoting
+/// ([`crate::config::words`]), is the program and its arguments, run with nothing after
+/// them; the line's further words are not run. Written as the words themselves, with
+/// `target_arguments = false`, so that uvs runs exactly those.
+fn misc_path(n: &Node, check: &mut Check, im: &mut Importing) {
+    if n.words.len() > 2 {
+        others(
+            im,
+            &n.pos,
+            format!(
+                "misc_path: keepalived runs its first word only (a command with arguments is quoted whole); {} not run, by keepalived or uvs",
+                n.words[2..].join(" ")
+            ),
+        );
+    }
+    match crate::config::words(n.arg(1)) {
+        Ok(words) => {
+            check.command = Some(CheckCommand::Words(words));
+            check.target_arguments = Some(false);
+        }
+        Err(e) => skip(
+            im,
+            &n.pos,
+            format!("misc_path: not a command: {e}; not taken"),
+        ),
+    }
 }
 
 /// SMTP_CHECK's HELO and hosts (check_smtp.c's `smtp_check_end_handler`): HELO with
@@ -1638,10 +1663,6 @@ virtual_server 10.0.0.1 81 { }
                     "TCP_CHECK: a second check of one real server; uvs checks a server one way, the first; not taken"
                 ),
                 (
-                    54,
-                    "misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does"
-                ),
-                (
                     70,
                     "PING_CHECK: uvs's checks speak TCP and UDP and send no ICMP echo; not taken"
                 ),
@@ -1659,9 +1680,8 @@ virtual_server 10.0.0.1 81 { }
                 )
             ]
         );
-        // global_defs, vrrp_script, misc_path's note, the group's protocol, the service
-        // without servers.
-        assert_eq!(imported.others_job, 5);
+        // global_defs, vrrp_script, the group's protocol, the service without servers.
+        assert_eq!(imported.others_job, 4);
         assert_eq!(imported.failing(), 3);
         let text = render(&imported.config);
         assert_eq!(
@@ -1725,7 +1745,8 @@ type = "external"
 interval = "1m"
 timeout = "4s"
 failures = 1
-command = "/usr/local/bin/check --fast"
+command = ["/usr/local/bin/check", "--fast"]
+target_arguments = false
 dynamic_weight = true
 warmup = "1m"
 retry_delay = "1s"
@@ -1752,6 +1773,7 @@ failures = 4
 warmup = "1m"
 retry_delay = "1m"
 require_answer = false
+transport = "udp"
 
 [[service.server]]
 address = "10.0.0.6:53"
@@ -1767,6 +1789,7 @@ warmup = "1m"
 retry_delay = "1m"
 query_type = "AAAA"
 require_answer = false
+transport = "udp"
 
 [[service]]
 tcp = "10.0.0.1:25"
@@ -1851,10 +1874,6 @@ address = "10.0.0.2"
                 (
                     16,
                     "alpha of one check: uvs's alpha is its virtual server's; not taken"
-                ),
-                (
-                    21,
-                    "misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does"
                 ),
                 (
                     22,
@@ -2316,6 +2335,7 @@ warmup = "1m"
 retry_delay = "1m"
 query_type = "MX"
 require_answer = false
+transport = "udp"
 
 [[service.server]]
 address = "10.0.0.6:53"
@@ -2329,6 +2349,7 @@ failures = 4
 warmup = "1m"
 retry_delay = "1m"
 require_answer = false
+transport = "udp"
 "#
         );
         crate::config::schema::parse(&text, Path::new("kinds.toml")).expect("passes the schema");
@@ -2360,5 +2381,72 @@ require_answer = false
                 .any(|c| c.status == Some(vec![(200, 200)]) && c.request.as_deref() == Some("/")),
             "{servers:?}"
         );
+    }
+
+    /// A quoted misc_path is split as keepalived splits it (a path with a space is one
+    /// word), and the check runs exactly those words: nothing after them.
+    #[tokio::test]
+    async fn a_misc_path_runs_the_words_keepalived_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("my check.sh");
+        let out = dir.path().join("args");
+        std::fs::write(&script, format!("echo \"$# $@\" > '{}'\n", out.display())).unwrap();
+        let conf = format!(
+            "virtual_server 127.0.0.1 80 {{\nprotocol TCP\nreal_server 127.0.0.2 80 {{\nMISC_CHECK {{\nmisc_path \"/bin/sh '{}' 'a b' c\" ignored\n}}\n}}\n}}\n",
+            script.display()
+        );
+        let imported = import(&conf, None).unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [(
+                5,
+                "misc_path: keepalived runs its first word only (a command with arguments is quoted whole); ignored not run, by keepalived or uvs"
+            )]
+        );
+        assert_eq!(imported.failing(), 0);
+        let check = &imported.config.services[0].health.check;
+        let words = vec![
+            "/bin/sh".to_string(),
+            script.display().to_string(),
+            "a b".into(),
+            "c".into(),
+        ];
+        assert_eq!(check.command, Some(CheckCommand::Words(words)));
+        // Through the TOML and back, then run.
+        let text = render(&imported.config);
+        let config = crate::config::schema::parse(&text, Path::new("t.toml")).unwrap();
+        let check = &config.services[0].health.check;
+        let built = crate::health::check::build(check, None).unwrap();
+        let at = crate::health::check::Endpoint {
+            target: crate::health::Target {
+                service: config.services[0].service.key,
+                server: config.services[0].servers[0].key(),
+            },
+            protocol: Protocol::Tcp,
+            vip: "127.0.0.1".into(),
+            vport: 80,
+            dest: "127.0.0.2:80".parse().unwrap(),
+            weight: 1,
+        };
+        let outcome = crate::health::check::probe(&*built, &at, Duration::from_secs(30)).await;
+        assert_eq!(outcome, Ok(None));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "2 a b c\n");
+    }
+
+    /// DNS_CHECK speaks UDP (check_dns.c), also for a TCP service.
+    #[test]
+    fn a_dns_check_of_a_tcp_service_asks_over_udp() {
+        let imported = import(
+            "virtual_server 192.0.2.1 53 {\nprotocol TCP\nreal_server 198.51.100.1 53 {\nDNS_CHECK { name example.org }\n}\n}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(imported.failing(), 0);
+        let text = render(&imported.config);
+        assert!(
+            text.contains("\nrequire_answer = false\ntransport = \"udp\"\n"),
+            "{text}"
+        );
+        crate::config::schema::parse(&text, Path::new("t.toml")).expect("passes the schema");
     }
 }
