@@ -513,6 +513,9 @@ fn virtual_server(
     let mut reals = Vec::new();
     let (mut omega, mut quorum, mut hysteresis) = (false, None, None);
     let (mut quorum_up, mut quorum_down) = (None, None);
+    // The weight of its real servers that name none (check_parser.c
+    // `vs_weight_handler`; check_data.c `validate_check_config` gives it them).
+    let mut weight = 1;
     for c in n.children() {
         let (k, v) = (c.keyword(), c.arg(1));
         if timers.take(c, im) {
@@ -623,7 +626,16 @@ fn virtual_server(
             },
             "quorum_up" => quorum_up = command(c, im),
             "quorum_down" => quorum_down = command(c, im),
-            "sorry_server_inhibit" | "ha_suspend" | "weight" | "smtp_alert" => not_yet(im, c),
+            // keepalived takes 1 to IPVS_WEIGHT_LIMIT; uvs's weights end at 65535.
+            "weight" => match v.parse::<i32>() {
+                Ok(w) if (1..=65535).contains(&w) => weight = w,
+                _ => skip(
+                    im,
+                    &c.pos,
+                    format!("weight {v}: not a weight from 1 to 65535; not taken"),
+                ),
+            },
+            "sorry_server_inhibit" | "ha_suspend" | "smtp_alert" => not_yet(im, c),
             "snmp_name" => skip(im, &c.pos, "snmp_name: uvs has no SNMP; not taken"),
             _ => skip(
                 im,
@@ -760,7 +772,9 @@ fn virtual_server(
     // The servers as the table holds them, with whether each was named at another port.
     let mut listed = HashMap::new();
     for r in reals {
-        let Some((server, mut check, inh, own)) = real_server(r, forward, &timers, key, im) else {
+        let Some((server, mut check, inh, own)) =
+            real_server(r, (forward, weight), &timers, key, im)
+        else {
             continue;
         };
         if !family_fits(&server, family) {
@@ -936,10 +950,11 @@ type Real = (
     ServerHealth,
 );
 
-/// The real server of a `real_server` block, if uvs takes it.
+/// The real server of a `real_server` block, if uvs takes it: its virtual server's
+/// forwarding method and weight unless it names its own.
 fn real_server(
     n: &Node,
-    forward: Forward,
+    (forward, weight): (Forward, i32),
     vs: &Timers,
     key: ServiceKey,
     im: &mut Importing,
@@ -956,6 +971,7 @@ fn real_server(
         return None;
     };
     let mut server = ServerConfig::new(addr, port, forward);
+    server.weight = weight;
     let mut timers = Timers::default();
     let mut inhibit = None;
     let mut notify = ServerHealth::default();
@@ -2448,5 +2464,33 @@ transport = "udp"
             "{text}"
         );
         crate::config::schema::parse(&text, Path::new("t.toml")).expect("passes the schema");
+    }
+
+    /// A virtual server's `weight` is its real servers' that name none; the sorry
+    /// server keeps 1 (check_data.c `alloc_ssvr`).
+    #[test]
+    fn a_virtual_servers_weight_is_written_on_each_server_without_its_own() {
+        let imported = import(
+            "virtual_server 192.0.2.1 80 {\nprotocol TCP\nweight 7\nsorry_server 198.51.100.9 80\nreal_server 198.51.100.1 80 { }\nreal_server 198.51.100.2 80 { weight 0 }\n}\nvirtual_server 192.0.2.1 81 {\nprotocol TCP\nweight 0\nreal_server 198.51.100.1 81 { }\n}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [(10, "weight 0: not a weight from 1 to 65535; not taken")]
+        );
+        let weights: Vec<Vec<i32>> = imported
+            .config
+            .services
+            .iter()
+            .map(|s| s.servers.iter().map(|r| r.weight).collect())
+            .collect();
+        assert_eq!(weights, [vec![7, 0], vec![1]]);
+        let fallback = imported.config.services[0]
+            .health
+            .fallback
+            .as_ref()
+            .unwrap();
+        assert_eq!(fallback.weight, 1);
     }
 }
