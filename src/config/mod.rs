@@ -326,6 +326,12 @@ pub struct Health {
     pub quiescent: Option<bool>,
     /// ldirectord's fallback (keepalived's sorry server).
     pub fallback: Option<ServerConfig>,
+    /// The fallback's own `quiescent` (`fallback = { ..., quiescent = true }`): while it
+    /// does not stand in it stays in the service at weight 0 instead of leaving it, as
+    /// keepalived's `sorry_server_inhibit` (check/ipwrapper.c `init_service_vs` adds the
+    /// sorry server at weight 0; `update_quorum_state` then sets it to 0 rather than
+    /// removing it, the inhibit of a real server's `inhibit_on_failure`). Unset: false.
+    pub fallback_quiescent: Option<bool>,
     /// A server starts down until its first good check (keepalived's `alpha`); unset:
     /// the global setting, then false (a server starts up).
     pub alpha: Option<bool>,

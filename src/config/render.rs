@@ -212,7 +212,14 @@ fn health_lines(out: &mut String, h: &Health, service: Option<&ServiceKey>) {
     setting(
         out,
         "fallback",
-        h.fallback.as_ref().map(|f| inline_server(f, service)),
+        h.fallback.as_ref().map(|f| {
+            let mut table = inline_server(f, service);
+            if let Some(q) = h.fallback_quiescent {
+                table.truncate(table.len() - 2);
+                let _ = write!(table, ", quiescent = {q} }}");
+            }
+            table
+        }),
     );
     setting(out, "alpha", h.alpha);
     setting(out, "omega", h.omega);

@@ -343,6 +343,9 @@ fn read_health(t: &Table<'_, '_>, service: Option<(&ServiceKey, &Report<'_>)>) -
             Some((key, notes)) => fitted(asked, key, false, &item.span, table.path(), notes),
             None => asked,
         });
+        if let Some(q) = table.get("quiescent") {
+            health.fallback_quiescent = q.bool();
+        }
     }
     read_states(t, service.is_some(), &mut health);
     health

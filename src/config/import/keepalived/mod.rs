@@ -510,6 +510,7 @@ fn virtual_server(
     let mut inhibit = false;
     let mut sorry: Option<&Node> = None;
     let mut sorry_method = None;
+    let mut sorry_inhibit = false;
     let mut reals = Vec::new();
     let (mut omega, mut quorum, mut hysteresis) = (false, None, None);
     let (mut quorum_up, mut quorum_down) = (None, None);
@@ -635,7 +636,15 @@ fn virtual_server(
                     format!("weight {v}: not a weight from 1 to 65535; not taken"),
                 ),
             },
-            "sorry_server_inhibit" | "ha_suspend" | "smtp_alert" => not_yet(im, c),
+            // check_parser.c `ssvri_handler`: the sorry server's inhibit, so only after
+            // a sorry_server.
+            "sorry_server_inhibit" if sorry.is_some() => sorry_inhibit = true,
+            "sorry_server_inhibit" => others(
+                im,
+                &c.pos,
+                "sorry_server_inhibit: before or without a sorry_server; keepalived ignores it, and so does uvs",
+            ),
+            "ha_suspend" | "smtp_alert" => not_yet(im, c),
             "snmp_name" => skip(im, &c.pos, "snmp_name: uvs has no SNMP; not taken"),
             _ => skip(
                 im,
@@ -880,6 +889,7 @@ fn virtual_server(
                     );
                 } else if family_fits(&server, family) {
                     health.fallback = Some(server);
+                    health.fallback_quiescent = sorry_inhibit.then_some(true);
                 } else {
                     // As keepalived's vs_end_handler: the sorry server is skipped.
                     skip(
@@ -2492,5 +2502,36 @@ transport = "udp"
             .as_ref()
             .unwrap();
         assert_eq!(fallback.weight, 1);
+    }
+
+    /// `sorry_server_inhibit` after a sorry server makes it quiescent; before one,
+    /// keepalived ignores it (check_parser.c `ssvri_handler`).
+    #[test]
+    fn sorry_server_inhibit_makes_the_fallback_quiescent_after_a_sorry_server() {
+        let imported = import(
+            "virtual_server 192.0.2.1 80 {\nprotocol TCP\nsorry_server 198.51.100.9 80\nsorry_server_inhibit\nreal_server 198.51.100.1 80 { TCP_CHECK { } }\n}\nvirtual_server 192.0.2.1 81 {\nprotocol TCP\nsorry_server_inhibit\nsorry_server 198.51.100.9 81\nreal_server 198.51.100.1 81 { TCP_CHECK { } }\n}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [(
+                9,
+                "sorry_server_inhibit: before or without a sorry_server; keepalived ignores it, and so does uvs"
+            )]
+        );
+        assert_eq!(imported.failing(), 0);
+        let quiescent: Vec<Option<bool>> = imported
+            .config
+            .services
+            .iter()
+            .map(|s| s.health.fallback_quiescent)
+            .collect();
+        assert_eq!(quiescent, [Some(true), None]);
+        let text = render(&imported.config);
+        assert!(
+            text.contains("fallback = { address = \"198.51.100.9:80\", quiescent = true }\n"),
+            "{text}"
+        );
     }
 }
