@@ -178,3 +178,46 @@ fn alpha_quorum_notify_and_omega_from_an_imported_keepalived_conf() {
     });
     assert_eq!(lines(&notify_log), ["a-down", "a-up", "a-down"]);
 }
+
+/// keepalived's `ha_suspend`: the checks of a service whose address is not an address
+/// of this host (127.0.0.77: in 127.0.0.0/8, but no interface has it) run no probe, so
+/// its closed real server stays as it started, while the same server of a service at
+/// 127.0.0.1 is found down; `uvs status` says which checks are suspended and why.
+#[test]
+fn ha_suspend_keeps_the_checks_of_a_vip_this_host_does_not_have_from_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed: SocketAddr = format!("127.0.0.3:{}", free_port()).parse().unwrap();
+    let away: SocketAddr = format!("127.0.0.77:{}", free_port()).parse().unwrap();
+    let here = common::vip();
+    let service = |vip: SocketAddr| {
+        format!(
+            r#"[[service]]
+tcp = "{vip}"
+quiescent = true
+ha_suspend = true
+[service.check]
+type = "connect"
+interval = "1s"
+timeout = "1s"
+[[service.server]]
+address = "{closed}"
+"#
+        )
+    };
+    let toml = format!("{}\n{}", service(away), service(here));
+    let d = Daemon::start_with_file(&dir.path().join("uvs.toml"), &toml, &[]);
+    d.wait_listening(here);
+    eventually("the checked server of the local VIP is down", || {
+        servers_of(&d, here) == [(closed.to_string(), 0)]
+    });
+    eventually("uvs status says the other's checks are suspended", || {
+        d.status().contains(&format!(
+            ", checks suspended: {} is not an address of this host (ha_suspend)",
+            away.ip()
+        ))
+    });
+    // Its checks had as long to run: it is still as it started.
+    assert_eq!(servers_of(&d, away), [(closed.to_string(), 1)]);
+    let status = d.status();
+    assert_eq!(status.matches("checks suspended").count(), 1, "{status}");
+}

@@ -349,6 +349,10 @@ pub struct Health {
     /// `quorum_down`), split into words as [`words`] does. Services only.
     pub quorum_up: Option<String>,
     pub quorum_down: Option<String>,
+    /// The service's checks are suspended while its virtual address is not an address
+    /// of this host (keepalived's `ha_suspend`; `health::suspend`). Services with an
+    /// address only.
+    pub ha_suspend: Option<bool>,
     /// What single real servers say of their own health (`[[service.server]]`'s
     /// `quiescent`, `notify_up`, `notify_down`). Services only.
     pub servers: std::collections::BTreeMap<crate::table::ServerKey, ServerHealth>,

@@ -227,6 +227,7 @@ fn health_lines(out: &mut String, h: &Health, service: Option<&ServiceKey>) {
     setting(out, "hysteresis", h.hysteresis);
     setting(out, "quorum_up", h.quorum_up.as_deref().map(quoted));
     setting(out, "quorum_down", h.quorum_down.as_deref().map(quoted));
+    setting(out, "ha_suspend", h.ha_suspend);
 }
 
 /// A group's `group`, member lists and (for marks alone) `ipv6`: each kind of member in

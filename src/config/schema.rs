@@ -348,6 +348,18 @@ fn read_health(t: &Table<'_, '_>, service: Option<(&ServiceKey, &Report<'_>)>) -
         }
     }
     read_states(t, service.is_some(), &mut health);
+    if let Some((key, _)) = service
+        && let Some(item) = t.get("ha_suspend")
+    {
+        health.ha_suspend = item.bool();
+        if health.ha_suspend == Some(true) && matches!(key, ServiceKey::Fwmark { .. }) {
+            // check_data.c `validate_check_config` clears it, with an error.
+            item.problem(
+                "ha_suspend looks for the service's address, and a fwmark service has none",
+            );
+            health.ha_suspend = None;
+        }
+    }
     health
 }
 
@@ -1895,6 +1907,41 @@ transport = "udp"
         ] {
             assert!(rendered.lines().any(|l| l == line), "{line} in {rendered}");
         }
+        assert_eq!(parse(&rendered, Path::new("t.toml")).unwrap(), config);
+    }
+
+    #[test]
+    fn ha_suspend_is_read_for_an_address_and_refused_for_a_mark() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+ha_suspend = true
+
+[[service]]
+fwmark = 3
+ha_suspend = true
+
+[[service]]
+tcp = "127.0.0.1:81"
+ha_suspend = "yes"
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:7:14: service[1].ha_suspend: ha_suspend looks for the service's address, and a fwmark service has none",
+                "t.toml:11:14: service[2].ha_suspend: expected true or false, found the string \"yes\"",
+            ]
+        );
+        let config = parse(
+            "[[service]]\ntcp = \"127.0.0.1:80\"\nha_suspend = true\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.services[0].health.ha_suspend, Some(true));
+        let rendered = super::super::render::render(&config);
+        assert!(
+            rendered.lines().any(|l| l == "ha_suspend = true"),
+            "{rendered}"
+        );
         assert_eq!(parse(&rendered, Path::new("t.toml")).unwrap(), config);
     }
 

@@ -21,6 +21,7 @@ pub mod command;
 pub mod orphans;
 pub mod quorum;
 mod status;
+pub mod suspend;
 pub mod tls;
 
 use std::collections::{BTreeMap, HashSet};
@@ -60,6 +61,8 @@ pub struct ServerHealth {
     pub pending: bool,
     /// The server's own `quiescent`, when it has one (for `uvs status`).
     pub quiescent: Option<bool>,
+    /// Why its checks are suspended (`ha_suspend`, [`suspend`]), while they are.
+    pub suspended: Option<String>,
 }
 
 impl ServerHealth {
@@ -88,6 +91,7 @@ impl Default for ServerHealth {
             weight: None,
             pending: false,
             quiescent: None,
+            suspended: None,
         }
     }
 }
@@ -191,6 +195,7 @@ impl Findings {
                 last_error: h.last_error.clone(),
                 pending: h.pending,
                 quiescent: h.quiescent,
+                suspended: h.suspended.clone(),
             })
             .collect()
     }

@@ -21,6 +21,9 @@ pub struct HealthStatus {
     /// The server's own `quiescent`, when it has one.
     #[serde(default)]
     pub quiescent: Option<bool>,
+    /// Why its checks are suspended (`ha_suspend`), while they are.
+    #[serde(default)]
+    pub suspended: Option<String>,
 }
 
 /// A service's quorum (keepalived's `quorum`), as the checker last judged it.

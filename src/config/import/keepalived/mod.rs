@@ -511,6 +511,7 @@ fn virtual_server(
     let mut sorry: Option<&Node> = None;
     let mut sorry_method = None;
     let mut sorry_inhibit = false;
+    let mut ha_suspend: Option<&Node> = None;
     let mut reals = Vec::new();
     let (mut omega, mut quorum, mut hysteresis) = (false, None, None);
     let (mut quorum_up, mut quorum_down) = (None, None);
@@ -644,7 +645,8 @@ fn virtual_server(
                 &c.pos,
                 "sorry_server_inhibit: before or without a sorry_server; keepalived ignores it, and so does uvs",
             ),
-            "ha_suspend" | "smtp_alert" => not_yet(im, c),
+            "ha_suspend" => ha_suspend = Some(c),
+            "smtp_alert" => not_yet(im, c),
             "snmp_name" => skip(im, &c.pos, "snmp_name: uvs has no SNMP; not taken"),
             _ => skip(
                 im,
@@ -724,6 +726,19 @@ fn virtual_server(
         }
     };
     let family = key.family();
+    // check_data.c `validate_check_config`: "cannot use ha_suspend with fwmarks".
+    let ha_suspend = match (ha_suspend, key) {
+        (Some(_), ServiceKey::Inet { .. }) => Some(true),
+        (Some(h), ServiceKey::Fwmark { .. }) => {
+            others(
+                im,
+                &h.pos,
+                "ha_suspend: a fwmark virtual server has no address to look for; keepalived clears it, and so does uvs",
+            );
+            None
+        }
+        (None, _) => None,
+    };
     let netmask = match granularity {
         None => Netmask::full(family),
         Some(g) => {
@@ -760,6 +775,7 @@ fn virtual_server(
         quorum,
         quorum_up,
         quorum_down,
+        ha_suspend,
         ..Health::default()
     };
     // check_data.c `validate_check_config`: a hysteresis not below the quorum is
@@ -2533,5 +2549,33 @@ transport = "udp"
             text.contains("fallback = { address = \"198.51.100.9:80\", quiescent = true }\n"),
             "{text}"
         );
+    }
+
+    /// `ha_suspend` of an address is taken; of a fwmark, keepalived clears it.
+    #[test]
+    fn ha_suspend_is_taken_for_an_address_and_cleared_for_a_mark() {
+        let imported = import(
+            "virtual_server 192.0.2.1 80 {\nprotocol TCP\nha_suspend\nreal_server 198.51.100.1 80 { TCP_CHECK { } }\n}\nvirtual_server fwmark 3 {\nha_suspend\nreal_server 198.51.100.1 80 { TCP_CHECK { } }\n}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [(
+                7,
+                "ha_suspend: a fwmark virtual server has no address to look for; keepalived clears it, and so does uvs"
+            )]
+        );
+        assert_eq!(imported.failing(), 0);
+        let taken: Vec<Option<bool>> = imported
+            .config
+            .services
+            .iter()
+            .map(|s| s.health.ha_suspend)
+            .collect();
+        assert_eq!(taken, [Some(true), None]);
+        let text = render(&imported.config);
+        assert!(text.contains("\nha_suspend = true\n"), "{text}");
+        crate::config::schema::parse(&text, Path::new("t.toml")).expect("passes the schema");
     }
 }
