@@ -347,8 +347,8 @@ pub struct Health {
     pub hysteresis: Option<u32>,
     /// Commands run once when the quorum is regained or lost (keepalived's `quorum_up`,
     /// `quorum_down`), split into words as [`words`] does. Services only.
-    pub quorum_up: Option<String>,
-    pub quorum_down: Option<String>,
+    pub quorum_up: Option<NotifyCommand>,
+    pub quorum_down: Option<NotifyCommand>,
     /// The service's checks are suspended while its virtual address is not an address
     /// of this host (keepalived's `ha_suspend`; `health::suspend`). Services with an
     /// address only.
@@ -366,8 +366,59 @@ pub struct ServerHealth {
     pub quiescent: Option<bool>,
     /// Commands run once each time the server goes up or down, split into words as
     /// [`words`] does.
-    pub notify_up: Option<String>,
-    pub notify_down: Option<String>,
+    pub notify_up: Option<NotifyCommand>,
+    pub notify_down: Option<NotifyCommand>,
+}
+
+/// A command keepalived runs on a change of state (`notify_up`, `notify_down`,
+/// `quorum_up`, `quorum_down`): its line, split into words as [`words`] does, and the
+/// user and group it runs as (keepalived's `notify_up CMD [USER [GROUP]]`, core/notify.c
+/// `notify_script_init` with `set_script_uid_gid`; unset: the daemon's own). Written
+/// `notify_up = "CMD"`, or `notify_up = { command = "CMD", user = "U", group = "G" }`
+/// to keep each user with its command, as keepalived does. Reads as its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyCommand {
+    pub line: String,
+    pub user: Option<String>,
+    /// Instead of the user's own group; only with a user.
+    pub group: Option<String>,
+}
+
+impl std::ops::Deref for NotifyCommand {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.line
+    }
+}
+
+impl std::fmt::Display for NotifyCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)?;
+        if let Some(user) = &self.user {
+            write!(f, " (as {user}")?;
+            if let Some(group) = &self.group {
+                write!(f, ":{group}")?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<String> for NotifyCommand {
+    fn from(line: String) -> NotifyCommand {
+        NotifyCommand {
+            line,
+            user: None,
+            group: None,
+        }
+    }
+}
+
+impl From<&str> for NotifyCommand {
+    fn from(line: &str) -> NotifyCommand {
+        NotifyCommand::from(line.to_string())
+    }
 }
 
 /// Where balancing happens (`mode`).

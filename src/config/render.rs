@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{Check, CheckCommand, Config, Health, ServiceSpec, group};
+use super::{Check, CheckCommand, Config, Health, NotifyCommand, ServiceSpec, group};
 use crate::table::{
     Family, Forward, ListenRule, Netmask, Protocol, ServerConfig, ServiceKey, Tunnel,
     TunnelChecksum,
@@ -225,9 +225,22 @@ fn health_lines(out: &mut String, h: &Health, service: Option<&ServiceKey>) {
     setting(out, "omega", h.omega);
     setting(out, "quorum", h.quorum);
     setting(out, "hysteresis", h.hysteresis);
-    setting(out, "quorum_up", h.quorum_up.as_deref().map(quoted));
-    setting(out, "quorum_down", h.quorum_down.as_deref().map(quoted));
+    setting(out, "quorum_up", h.quorum_up.as_ref().map(notify));
+    setting(out, "quorum_down", h.quorum_down.as_ref().map(notify));
     setting(out, "ha_suspend", h.ha_suspend);
+}
+
+/// A notify command: its line, or with a user an inline table (schema's `command`).
+fn notify(c: &NotifyCommand) -> String {
+    let Some(user) = &c.user else {
+        return quoted(&c.line);
+    };
+    let mut t = format!("{{ command = {}, user = {}", quoted(&c.line), quoted(user));
+    if let Some(group) = &c.group {
+        let _ = write!(t, ", group = {}", quoted(group));
+    }
+    t.push_str(" }");
+    t
 }
 
 /// A group's `group`, member lists and (for marks alone) `ipv6`: each kind of member in
@@ -456,8 +469,8 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
             .or_else(|| spec.health.servers.get(&server.key()));
         if let Some(own) = own {
             setting(out, "quiescent", own.quiescent);
-            setting(out, "notify_up", own.notify_up.as_deref().map(quoted));
-            setting(out, "notify_down", own.notify_down.as_deref().map(quoted));
+            setting(out, "notify_up", own.notify_up.as_ref().map(notify));
+            setting(out, "notify_down", own.notify_down.as_ref().map(notify));
         }
         // Last: the keys after a table header belong to that table.
         let check = spec

@@ -47,7 +47,7 @@ use super::group::{self, Written};
 use super::reader::{Item, Problems, Report, Table, document};
 use super::{
     Check, CheckCommand, CheckKind, Config, DnsType, Global, Health, Mode, NegotiateService,
-    ServerHealth, ServiceSpec, Url,
+    NotifyCommand, ServerHealth, ServiceSpec, Url,
 };
 use crate::proxy::congestion::CongestionControl;
 use crate::table::{
@@ -396,17 +396,58 @@ fn read_states(t: &Table<'_, '_>, service: bool, health: &mut Health) {
     health.quorum_down = command(t, "quorum_down");
 }
 
-/// A command line that [`super::words`] can split, from `key` of `t`.
-fn command(t: &Table<'_, '_>, key: &str) -> Option<String> {
+/// A notify command from `key` of `t`: a command line that [`super::words`] can
+/// split, or a table of one (`command`) with the `user` and `group` it runs as, names
+/// the system knows (keepalived ignores a script whose user it cannot find).
+fn command(t: &Table<'_, '_>, key: &str) -> Option<NotifyCommand> {
     let item = t.get(key)?;
-    let line = item.str("a command line, as \"/usr/local/bin/notify up\"")?;
-    match super::words(line) {
-        Ok(_) => Some(line.to_string()),
-        Err(e) => {
-            item.problem(format!("not a command: {e}"));
-            None
+    let expected =
+        "a command line, as \"/usr/local/bin/notify up\", or a table with command, user and group";
+    let line = |item: &Item<'_, '_>| {
+        let line = item.str(expected)?;
+        match super::words(line) {
+            Ok(_) => Some(line.to_string()),
+            Err(e) => {
+                item.problem(format!("not a command: {e}"));
+                None
+            }
         }
+    };
+    let toml::de::DeValue::Table(_) = item.value else {
+        return line(&item).map(NotifyCommand::from);
+    };
+    let table = item.table()?;
+    let command = table.get("command");
+    let name = |key: &str| {
+        let item = table.get(key)?;
+        let name = item.str(&format!("the name of a {key}"))?.to_string();
+        Some((item, name))
+    };
+    let (user, group) = (name("user"), name("group"));
+    match (&user, &group) {
+        (Some((uitem, u)), g) => {
+            match super::words::run_as(u, g.as_ref().map(|(_, g)| g.as_str())) {
+                Ok(_) => {}
+                Err(e @ super::words::RunAsError::NoGroup(_)) => {
+                    if let Some((gitem, _)) = g {
+                        gitem.problem(e.to_string());
+                    }
+                }
+                Err(e) => uitem.problem(e.to_string()),
+            }
+        }
+        (None, Some((gitem, _))) => gitem.problem("a group needs a user"),
+        (None, None) => {}
     }
+    let Some(command) = command else {
+        item.problem("a notify table needs a command");
+        return None;
+    };
+    Some(NotifyCommand {
+        line: line(&command)?,
+        user: user.map(|(_, u)| u),
+        group: group.map(|(_, g)| g),
+    })
 }
 
 /// A real server's own `quiescent`, `notify_up` and `notify_down`; None if it has none.
@@ -1907,6 +1948,53 @@ transport = "udp"
         ] {
             assert!(rendered.lines().any(|l| l == line), "{line} in {rendered}");
         }
+        assert_eq!(parse(&rendered, Path::new("t.toml")).unwrap(), config);
+    }
+
+    #[test]
+    fn notify_commands_take_a_user_and_group_in_a_table() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+quorum_up = { command = "/bin/up 'a b'", user = "nobody" }
+quorum_down = { command = "/bin/down", user = "no-such-user-uvs" }
+
+[[service.server]]
+address = "127.0.0.2:80"
+notify_up = { user = "nobody" }
+notify_down = { command = "/bin/x", group = "root" }
+
+[[service.server]]
+address = "127.0.0.3:80"
+notify_up = { command = "/bin/x", user = "root", group = "no-such-group-uvs" }
+notify_down = { command = "/bin/x", user = "root", shell = true }
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:4:47: service[0].quorum_down.user: no user named no-such-user-uvs in the system's user database",
+                "t.toml:8:13: service[0].server[0].notify_up: a notify table needs a command",
+                "t.toml:9:45: service[0].server[0].notify_down.group: a group needs a user",
+                "t.toml:13:58: service[0].server[1].notify_up.group: no group named no-such-group-uvs in the system's group database",
+                "t.toml:14:52: service[0].server[1].notify_down.shell: unknown key",
+            ]
+        );
+        let good = "[[service]]\ntcp = \"127.0.0.1:80\"\nquorum_up = { command = \"/bin/up 'a b'\", user = \"nobody\", group = \"root\" }\nquorum_down = \"/bin/down\"\n";
+        let config = parse(good, Path::new("t.toml")).unwrap();
+        let h = &config.services[0].health;
+        assert_eq!(
+            h.quorum_up,
+            Some(NotifyCommand {
+                line: "/bin/up 'a b'".into(),
+                user: Some("nobody".into()),
+                group: Some("root".into()),
+            })
+        );
+        assert_eq!(h.quorum_down, Some(NotifyCommand::from("/bin/down")));
+        let rendered = super::super::render::render(&config);
+        assert!(
+            rendered.contains("quorum_up = { command = \"/bin/up 'a b'\", user = \"nobody\", group = \"root\" }\nquorum_down = \"/bin/down\"\n"),
+            "{rendered}"
+        );
         assert_eq!(parse(&rendered, Path::new("t.toml")).unwrap(), config);
     }
 

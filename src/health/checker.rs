@@ -47,8 +47,8 @@ pub struct ServerCheck {
     /// Its own `quiescent`, if it has one (for `uvs status`).
     pub quiescent: Option<bool>,
     /// Run once when it goes up, and when it goes down.
-    pub notify_up: Option<String>,
-    pub notify_down: Option<String>,
+    pub notify_up: Option<crate::config::NotifyCommand>,
+    pub notify_down: Option<crate::config::NotifyCommand>,
     /// With `ha_suspend`: the address whose absence suspends its checks.
     pub ha_suspend: Option<std::net::IpAddr>,
 }

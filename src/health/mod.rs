@@ -737,7 +737,7 @@ address = "127.0.0.4:80"
         assert_eq!(
             changes
                 .iter()
-                .map(|ch| (ch.service, ch.up, ch.command.clone()))
+                .map(|ch| (ch.service, ch.up, ch.command.as_deref().map(str::to_string)))
                 .collect::<Vec<_>>(),
             [(first, false, Some("/bin/down".to_string()))],
             "once, for the group"

@@ -131,7 +131,7 @@ pub struct Change {
     pub up: bool,
     pub live: u64,
     pub rule: Rule,
-    pub command: Option<String>,
+    pub command: Option<crate::config::NotifyCommand>,
 }
 
 /// Judges every watched service of `config` again, keeps what it found, and returns

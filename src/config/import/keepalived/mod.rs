@@ -25,8 +25,8 @@ use lexer::{Item, Node, Pos};
 
 use super::{Imported, Importing};
 use crate::config::{
-    Check, CheckCommand, CheckKind, DnsType, Health, NegotiateService, ServerHealth, ServiceSpec,
-    Url,
+    Check, CheckCommand, CheckKind, DnsType, Health, NegotiateService, NotifyCommand, ServerHealth,
+    ServiceSpec, Url,
 };
 use crate::table::{
     Family, Forward, Netmask, PersistenceEngine, Protocol, ServerConfig, ServiceConfig,
@@ -1095,27 +1095,41 @@ fn one_alpha(own: &Timers, outer: &Timers, what: &str, im: &mut Importing) {
 
 /// A `notify_up`, `notify_down`, `quorum_up` or `quorum_down` command: its first word
 /// as keepalived's core/notify.c `notify_script_init` takes it (quoted, it holds the
-/// arguments); words after it name a user and group to run it as, which uvs does not.
-fn command(n: &Node, im: &mut Importing) -> Option<String> {
+/// arguments), then the user and group it runs as (`set_script_uid_gid`); keepalived
+/// ignores a command whose user or group it cannot find, and so does uvs.
+fn command(n: &Node, im: &mut Importing) -> Option<NotifyCommand> {
     let k = n.keyword();
-    if n.words.len() > 2 {
+    if let Err(e) = crate::config::words(n.arg(1)) {
+        skip(im, &n.pos, format!("{k}: not a command: {e}; not taken"));
+        return None;
+    }
+    let user = n.words.get(2).cloned();
+    let group = n.words.get(3).cloned();
+    if n.words.len() > 4 {
         skip(
             im,
             &n.pos,
             format!(
-                "{k}: the user and group after the command ({}): uvs runs commands as its own user; not taken",
-                n.words[2..].join(" ")
+                "{k}: words after the user and group ({}): keepalived ignores them, and so does uvs",
+                n.words[4..].join(" ")
             ),
+        );
+    }
+    if let Some(u) = &user
+        && let Err(e) = crate::config::words::run_as(u, group.as_deref())
+    {
+        skip(
+            im,
+            &n.pos,
+            format!("{k}: {e}; keepalived ignores the command, and so does uvs; not taken"),
         );
         return None;
     }
-    match crate::config::words(n.arg(1)) {
-        Ok(_) => Some(n.arg(1).to_string()),
-        Err(e) => {
-            skip(im, &n.pos, format!("{k}: not a command: {e}; not taken"));
-            None
-        }
-    }
+    Some(NotifyCommand {
+        line: n.arg(1).to_string(),
+        user,
+        group,
+    })
 }
 
 /// One of keepalived's checkers as a uvs check, or None if uvs has no counterpart.
@@ -1906,10 +1920,6 @@ address = "10.0.0.2"
                     "hysteresis 5: not below the quorum, 3; keepalived lowers it to 2, and so does uvs"
                 ),
                 (
-                    7,
-                    "quorum_down: the user and group after the command (root): uvs runs commands as its own user; not taken"
-                ),
-                (
                     10,
                     "alpha of one real server: uvs's alpha is its virtual server's; not taken"
                 ),
@@ -1930,7 +1940,15 @@ address = "10.0.0.2"
             (Some(true), Some(3), Some(2), None)
         );
         assert_eq!(h.quorum_up.as_deref(), Some("/bin/up 'a b'"));
-        assert_eq!(h.quorum_down, None);
+        // Run as root, as keepalived runs it.
+        assert_eq!(
+            h.quorum_down,
+            Some(NotifyCommand {
+                line: "/bin/down".into(),
+                user: Some("root".into()),
+                group: None,
+            })
+        );
         let first = spec.servers[0].key();
         assert_eq!(h.servers[&first].notify_down.as_deref(), Some("/bin/x"));
         let check = &spec.server_checks[&first];
@@ -2577,5 +2595,42 @@ transport = "udp"
         let text = render(&imported.config);
         assert!(text.contains("\nha_suspend = true\n"), "{text}");
         crate::config::schema::parse(&text, Path::new("t.toml")).expect("passes the schema");
+    }
+
+    /// `notify_up CMD USER [GROUP]`: taken with its user and group, rendered as a
+    /// table; one the system does not know drops the command, as keepalived drops it.
+    #[test]
+    fn a_notify_commands_user_and_group_are_taken_with_it() {
+        let imported = import(
+            "virtual_server 192.0.2.1 80 {\nprotocol TCP\nquorum_up \"/bin/up 'a b'\" root root\nquorum_down /bin/down no-such-user-uvs\nreal_server 198.51.100.1 80 {\nnotify_up /bin/x nobody\nnotify_down /bin/y root no-such-group-uvs\nTCP_CHECK { }\n}\n}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [
+                (
+                    4,
+                    "quorum_down: no user named no-such-user-uvs in the system's user database; keepalived ignores the command, and so does uvs; not taken"
+                ),
+                (
+                    7,
+                    "notify_down: no group named no-such-group-uvs in the system's group database; keepalived ignores the command, and so does uvs; not taken"
+                ),
+            ]
+        );
+        let spec = &imported.config.services[0];
+        assert_eq!(spec.health.quorum_down, None);
+        let own = &spec.health.servers[&spec.servers[0].key()];
+        assert_eq!(own.notify_down, None);
+        let text = render(&imported.config);
+        for line in [
+            "quorum_up = { command = \"/bin/up 'a b'\", user = \"root\", group = \"root\" }",
+            "notify_up = { command = \"/bin/x\", user = \"nobody\" }",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        let config = crate::config::schema::parse(&text, Path::new("t.toml")).unwrap();
+        assert_eq!(config.services[0].health.quorum_up, spec.health.quorum_up);
     }
 }
