@@ -458,3 +458,45 @@ proptest! {
         prop_assert!(read.is_ok(), "{}\n---\n{}\n---\n{:?}", text, toml, read.err());
     }
 }
+
+/// A MISC_CHECK whose misc_path is quoted, with a path that has a space in it, runs
+/// the words keepalived runs (check_misc.c `misc_path_handler`: the first word, split
+/// with keepalived's quoting) and nothing after them: imported, then run by `uvs run`.
+#[test]
+fn a_quoted_misc_path_with_a_space_runs_the_words_keepalived_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("my check.sh");
+    let args = dir.path().join("args");
+    std::fs::write(
+        &script,
+        format!(
+            "echo \"$# $@\" > '{}.new'\nmv '{0}.new' '{0}'\n",
+            args.display()
+        ),
+    )
+    .unwrap();
+    let vip = common::vip();
+    let conf = format!(
+        "virtual_server {} {} {{\n  protocol TCP\n  delay_loop 1\n  real_server 127.0.0.2 {} {{\n    MISC_CHECK {{\n      misc_path \"/bin/sh '{}' 'a b' c\"\n    }}\n  }}\n}}\n",
+        vip.ip(),
+        vip.port(),
+        vip.port(),
+        script.display()
+    );
+    let out = uvs(&["import", "keepalived", "-"], dir.path(), &conf);
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+    let toml = text(&out.stdout);
+    assert!(
+        toml.contains(&format!(
+            "command = [\"/bin/sh\", \"{}\", \"a b\", \"c\"]\ntarget_arguments = false\n",
+            script.display()
+        )),
+        "{toml}"
+    );
+    let d = common::Daemon::start_with_file(&dir.path().join("uvs.toml"), &toml, &[]);
+    d.wait_listening(vip);
+    common::eventually("the check ran", || args.exists());
+    // Two arguments after the script, "a b" and "c"; no vip vport rip rport.
+    assert_eq!(std::fs::read_to_string(&args).unwrap(), "2 a b c\n");
+}
