@@ -145,6 +145,26 @@ fn alpha_quorum_notify_and_omega_from_an_imported_keepalived_conf() {
         d.status()
             .contains("  quorum lost: live weight 1 (quorum 2, hysteresis 0)")
     });
+    // And /metrics: the quorum lost, with its live weight; C pending (alpha).
+    let service = format!(
+        "{{proto=\"TCP\",local_address=\"{}\",local_port=\"{}\",local_mark=\"\"}}",
+        v.ip(),
+        v.port()
+    );
+    let c_pending = format!(
+        "uvs_backend_check_pending{}{}remote_address=\"{}\",remote_port=\"{}\"}} 1",
+        &service[..service.len() - 1],
+        ",",
+        c.addr.ip(),
+        c.addr.port()
+    );
+    eventually("/metrics gives the quorum and the pending server", || {
+        let (_, body) = common::http_get(d.metrics_address(), "GET", "/metrics");
+        let has = |l: &str| body.lines().any(|b| b == l);
+        has(&format!("uvs_service_quorum_up{service} 0"))
+            && has(&format!("uvs_service_quorum_live_weight{service} 1"))
+            && has(&c_pending)
+    });
     let status = d.status();
     assert!(
         status.contains(", down until its first good check (alpha)"),
@@ -220,4 +240,19 @@ address = "{closed}"
     assert_eq!(servers_of(&d, away), [(closed.to_string(), 1)]);
     let status = d.status();
     assert_eq!(status.matches("checks suspended").count(), 1, "{status}");
+    // /metrics says the same (metrics scrapes may be a moment old: eventually).
+    let suspended = |vip: SocketAddr, value: u8| {
+        format!(
+            "uvs_backend_check_suspended{{proto=\"TCP\",local_address=\"{}\",local_port=\"{}\",local_mark=\"\",remote_address=\"{}\",remote_port=\"{}\"}} {value}",
+            vip.ip(),
+            vip.port(),
+            closed.ip(),
+            closed.port()
+        )
+    };
+    eventually("/metrics has the suspended checks", || {
+        let (_, body) = common::http_get(d.metrics_address(), "GET", "/metrics");
+        body.lines().any(|l| l == suspended(away, 1))
+            && body.lines().any(|l| l == suspended(here, 0))
+    });
 }
