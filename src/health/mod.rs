@@ -13,7 +13,10 @@
 //! first good check; a service's quorum (`quorum`: the live servers' weights, with
 //! hysteresis) decides when the fallback stands in; the checker runs `notify_up`,
 //! `notify_down`, `quorum_up` and `quorum_down` once per change, and with `omega` at
-//! the daemon's stop, through the one command runner (`command`).
+//! the daemon's stop, through the one command runner (`command`), as their user if
+//! they name one; with `ha_suspend` a service's checks wait while its address is not
+//! this host's (`suspend`); a quiescent fallback stays at weight 0 while it does not
+//! stand in (`sorry_server_inhibit`).
 
 pub mod check;
 pub mod checker;
