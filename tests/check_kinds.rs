@@ -4,85 +4,19 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use common::http::{Answer, HttpServer};
 use common::{Daemon, eventually, vip, write_file};
 
 /// The MD5 of "healthy\n" and of "broken\n", as keepalived's genhash prints them.
 const HEALTHY_MD5: &str = "3b1fb749c971d7a2c6a517b37f735df2";
 const BROKEN_MD5: &str = "7657a3a3c58088d06aa33ab174622ef4";
 
-/// An HTTP server answering 200 with the body the test sets; stops when dropped.
-struct HttpServer {
-    addr: SocketAddr,
-    body: Arc<Mutex<&'static str>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl HttpServer {
-    fn start(body: &'static str) -> HttpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let body = Arc::new(Mutex::new(body));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (body2, stop2) = (Arc::clone(&body), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                let Ok((mut s, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(2));
-                    continue;
-                };
-                let body = *body2.lock().unwrap();
-                std::thread::spawn(move || {
-                    s.set_nonblocking(false).unwrap();
-                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                    let mut buf = [0u8; 2048];
-                    let mut got = Vec::new();
-                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => got.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let _ = write!(
-                        s,
-                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                });
-            }
-        });
-        HttpServer { addr, body, stop }
-    }
-
-    fn set(&self, body: &'static str) {
-        *self.body.lock().unwrap() = body;
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 /// The `->` lines of `-L -n` for service `vip`: (address, weight), sorted.
 fn servers_of(d: &Daemon, vip: SocketAddr) -> Vec<(String, u32)> {
-    let listing = d.list(&["-L", "-n", "-t", &vip.to_string()]);
-    let mut servers: Vec<(String, u32)> = listing
-        .lines()
-        .filter(|l| l.starts_with("  -> 127."))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f[1].to_string(), f[3].parse().unwrap())
-        })
-        .collect();
+    let mut servers = d.servers(vip);
     servers.sort();
     servers
 }
@@ -95,8 +29,8 @@ fn start(dir: &Path, config: &str) -> Daemon {
 fn a_body_whose_digest_is_wrong_takes_its_server_out_until_it_is_right_again() {
     let dir = tempfile::tempdir().unwrap();
     let (good, flaky) = (
-        HttpServer::start("healthy\n"),
-        HttpServer::start("healthy\n"),
+        HttpServer::start(Answer::ok("healthy\n")),
+        HttpServer::start(Answer::ok("healthy\n")),
     );
     let v = vip();
     let d = start(
@@ -127,7 +61,7 @@ address = "{f}"
     let mut both = vec![(good.addr.to_string(), 1), (flaky.addr.to_string(), 1)];
     both.sort();
     eventually("both up", || servers_of(&d, v) == both);
-    flaky.set("broken\n");
+    flaky.set(Answer::ok("broken\n"));
     eventually("the flaky server out", || {
         servers_of(&d, v) == [(good.addr.to_string(), 1)]
     });
@@ -141,14 +75,14 @@ address = "{f}"
         "{}",
         d.log()
     );
-    flaky.set("healthy\n");
+    flaky.set(Answer::ok("healthy\n"));
     eventually("back", || servers_of(&d, v) == both);
 }
 
 #[test]
 fn a_file_checks_number_sets_its_servers_weight_and_can_take_it_down() {
     let dir = tempfile::tempdir().unwrap();
-    let server = HttpServer::start("healthy\n");
+    let server = HttpServer::start(Answer::ok("healthy\n"));
     let weight = dir.path().join("weight");
     write_file(&weight, "5\n");
     let v = vip();

@@ -12,103 +12,16 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
+use common::http::{Answer, HttpServer};
 use common::{Backend, Behaviour, Daemon, ask, eventually, free_port, vip, write_file};
 
-/// How a test HTTP server answers.
-const HEALTHY: u8 = 0;
-const ERROR_500: u8 = 1;
-const WRONG_BODY: u8 = 2;
-/// Reads the request and never answers.
-const HANG: u8 = 3;
-
-/// An HTTP server whose answer the test switches; stops when dropped.
-struct HttpServer {
-    addr: SocketAddr,
-    mode: Arc<AtomicU8>,
-    stop: Arc<AtomicBool>,
-}
-
-impl HttpServer {
-    fn start(name: &'static str, mode: u8) -> HttpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mode = Arc::new(AtomicU8::new(mode));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (mode2, stop2) = (Arc::clone(&mode), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                let Ok((mut s, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(2));
-                    continue;
-                };
-                let mode = mode2.load(Ordering::Relaxed);
-                let stop = Arc::clone(&stop2);
-                std::thread::spawn(move || {
-                    s.set_nonblocking(false).unwrap();
-                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                    let mut buf = [0u8; 2048];
-                    let mut got = Vec::new();
-                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => got.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let (status, body) = match mode {
-                        HEALTHY => ("200 OK", format!("OK from {name}")),
-                        ERROR_500 => ("500 Internal Server Error", "broken".to_string()),
-                        WRONG_BODY => ("200 OK", "something else".to_string()),
-                        _ => {
-                            // Hold the connection, bounded, without a word.
-                            for _ in 0..100 {
-                                if stop.load(Ordering::Relaxed) {
-                                    break;
-                                }
-                                std::thread::sleep(Duration::from_millis(50));
-                            }
-                            return;
-                        }
-                    };
-                    let _ = write!(
-                        s,
-                        "HTTP/1.0 {status}\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                });
-            }
-        });
-        HttpServer { addr, mode, stop }
-    }
-
-    fn set(&self, mode: u8) {
-        self.mode.store(mode, Ordering::Relaxed);
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// The `->` lines of `-L -n` for service `vip`: (address, weight).
-fn servers_of(d: &Daemon, vip: SocketAddr) -> Vec<(String, u32)> {
-    let listing = d.list(&["-L", "-n", "-t", &vip.to_string()]);
-    listing
-        .lines()
-        .filter(|l| l.starts_with("  -> 127."))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f[1].to_string(), f[3].parse().unwrap())
-        })
-        .collect()
+/// How a test HTTP server named `name` answers when it is well.
+fn healthy(name: &str) -> Answer {
+    Answer::ok(format!("OK from {name}"))
 }
 
 /// Whether the daemon logged `what` about real server `server`.
@@ -183,11 +96,11 @@ address = "{rb}"
     drop(qb);
     drop(rb);
     eventually("QB quiesced: weight 0, still listed", || {
-        servers_of(&d, quiet) == [(qa.addr.to_string(), 1), (qb_addr.to_string(), 0)]
-            || servers_of(&d, quiet) == [(qb_addr.to_string(), 0), (qa.addr.to_string(), 1)]
+        d.servers(quiet) == [(qa.addr.to_string(), 1), (qb_addr.to_string(), 0)]
+            || d.servers(quiet) == [(qb_addr.to_string(), 0), (qa.addr.to_string(), 1)]
     });
     eventually("RB removed: no line", || {
-        servers_of(&d, removing) == [(ra.addr.to_string(), 1)]
+        d.servers(removing) == [(ra.addr.to_string(), 1)]
     });
     // Both transitions came after two failed checks, and say why.
     for server in [qb_addr, rb_addr] {
@@ -229,8 +142,8 @@ address = "{rb}"
 fn a_wrong_http_answer_takes_a_server_out_until_it_rises_again() {
     let dir = tempfile::tempdir().unwrap();
     let (good, flaky) = (
-        HttpServer::start("good", HEALTHY),
-        HttpServer::start("flaky", HEALTHY),
+        HttpServer::start(healthy("good")),
+        HttpServer::start(healthy("flaky")),
     );
     let v = vip();
     let d = start(
@@ -263,17 +176,20 @@ weight = 3
     );
     d.wait_listening(v);
     let both = || {
-        let mut s = servers_of(&d, v);
+        let mut s = d.servers(v);
         s.sort();
         let mut want = vec![(good.addr.to_string(), 1), (flaky.addr.to_string(), 3)];
         want.sort();
         s == want
     };
-    let only_good = || servers_of(&d, v) == [(good.addr.to_string(), 1)];
+    let only_good = || d.servers(v) == [(good.addr.to_string(), 1)];
     assert!(both());
     for (mode, reason) in [
-        (ERROR_500, "wrong status 500"),
-        (WRONG_BODY, "answer did not match receive"),
+        (
+            Answer::Says("500 Internal Server Error", "broken".into()),
+            "wrong status 500",
+        ),
+        (Answer::ok("something else"), "answer did not match receive"),
     ] {
         flaky.set(mode);
         eventually(reason, only_good);
@@ -282,7 +198,7 @@ weight = 3
             "{}",
             d.log()
         );
-        flaky.set(HEALTHY);
+        flaky.set(healthy("flaky"));
         eventually("back with its configured weight", both);
     }
     let ups = d
@@ -340,12 +256,12 @@ address = "{b}"
     std::fs::write(maintenance.join(a.addr.to_string()), "").unwrap();
     std::fs::write(maintenance.join(b.addr.ip().to_string()), "").unwrap();
     eventually("only the fallback is left", || {
-        servers_of(&d, v) == [(sorry.addr.to_string(), 1)]
+        d.servers(v) == [(sorry.addr.to_string(), 1)]
     });
     assert_eq!(ask(v, None), "SORRY");
     std::fs::remove_file(maintenance.join(a.addr.to_string())).unwrap();
     eventually("A is back and the fallback gone", || {
-        servers_of(&d, v) == [(a.addr.to_string(), 1)]
+        d.servers(v) == [(a.addr.to_string(), 1)]
     });
     for _ in 0..5 {
         assert_eq!(ask(v, None), "A");
@@ -357,8 +273,8 @@ address = "{b}"
 fn a_hanging_server_blocks_neither_other_checks_nor_traffic() {
     let dir = tempfile::tempdir().unwrap();
     let (good, hung) = (
-        HttpServer::start("good", HEALTHY),
-        HttpServer::start("hung", HANG),
+        HttpServer::start(healthy("good")),
+        HttpServer::start(Answer::Hangs),
     );
     let v = vip();
     let d = start(
@@ -386,7 +302,7 @@ address = "{h}"
     );
     d.wait_listening(v);
     eventually("the hanging server is quiesced", || {
-        servers_of(&d, v).contains(&(hung.addr.to_string(), 0))
+        d.servers(v).contains(&(hung.addr.to_string(), 0))
     });
     assert!(
         logged(&d, hung.addr, "real server is down: timed out"),
@@ -459,14 +375,14 @@ address = "{a}"
     );
     d.wait_listening(v);
     eventually("exit code 7 gives weight 5", || {
-        servers_of(&d, v) == [(a.addr.to_string(), 5)]
+        d.servers(v) == [(a.addr.to_string(), 5)]
     });
     write_file(&verdict, "1");
-    eventually("exit code 1 takes it out", || servers_of(&d, v).is_empty());
+    eventually("exit code 1 takes it out", || d.servers(v).is_empty());
     assert!(d.log().contains("real server is down: exit code 1"));
     write_file(&verdict, "0");
     eventually("exit code 0 brings it back with its own weight", || {
-        servers_of(&d, v) == [(a.addr.to_string(), 1)]
+        d.servers(v) == [(a.addr.to_string(), 1)]
     });
 }
 
@@ -800,8 +716,7 @@ address = "{}"
         ]
     };
     eventually("B quiesced in every member", || {
-        let mut lists: Vec<Vec<(String, u32)>> =
-            members.iter().map(|m| servers_of(&d, *m)).collect();
+        let mut lists: Vec<Vec<(String, u32)>> = members.iter().map(|m| d.servers(*m)).collect();
         lists.push(fwmark_servers(&d, 7));
         lists.iter_mut().for_each(|l| l.sort());
         lists.iter().all(|l| *l == both(b_addr.port()))

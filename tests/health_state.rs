@@ -15,19 +15,6 @@ use std::time::Duration;
 
 use common::{Backend, Behaviour, Daemon, UVS, bounded_with_input, eventually, free_port, text};
 
-/// The `->` lines of `-L -n` for service `vip`: (address, weight).
-fn servers_of(d: &Daemon, vip: SocketAddr) -> Vec<(String, u32)> {
-    let listing = d.list(&["-L", "-n", "-t", &vip.to_string()]);
-    listing
-        .lines()
-        .filter(|l| l.starts_with("  -> 127."))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f[1].to_string(), f[3].parse().unwrap())
-        })
-        .collect()
-}
-
 /// A backend on `addr` again, once the last one there has let go of it (bounded).
 fn listen_again(addr: SocketAddr, name: &'static str) -> Backend {
     for _ in 0..500 {
@@ -134,7 +121,7 @@ fn alpha_quorum_notify_and_omega_from_an_imported_keepalived_conf() {
     // sorry server in, B (its own inhibit_on_failure) at weight 0, A and C (alpha,
     // no good check yet; removed when down) out.
     eventually("the sorry server stands in", || {
-        servers_of(&d, v) == [(b.addr.to_string(), 0), (sorry.addr.to_string(), 1)]
+        d.servers(v) == [(b.addr.to_string(), 0), (sorry.addr.to_string(), 1)]
     });
     eventually("A's first check failed: notify_down (alpha)", || {
         lines(&notify_log) == ["a-down"]
@@ -177,7 +164,7 @@ fn alpha_quorum_notify_and_omega_from_an_imported_keepalived_conf() {
     // A comes up: notify_up, quorum regained, the sorry server leaves.
     let a_up = listen_again(a, "A");
     eventually("A and B serve, without the sorry server", || {
-        servers_of(&d, v) == [(a.to_string(), 1), (b.addr.to_string(), 1)]
+        d.servers(v) == [(a.to_string(), 1), (b.addr.to_string(), 1)]
     });
     eventually("notify_up and quorum_up ran", || {
         lines(&notify_log) == ["a-down", "a-up"] && lines(&quorum_log) == ["down", "up"]
@@ -185,7 +172,7 @@ fn alpha_quorum_notify_and_omega_from_an_imported_keepalived_conf() {
     // A goes down again: notify_down, quorum lost, the sorry server back.
     drop(a_up);
     eventually("the sorry server is back", || {
-        servers_of(&d, v) == [(b.addr.to_string(), 0), (sorry.addr.to_string(), 1)]
+        d.servers(v) == [(b.addr.to_string(), 0), (sorry.addr.to_string(), 1)]
     });
     eventually("notify_down and quorum_down ran once more", || {
         lines(&notify_log) == ["a-down", "a-up", "a-down"]
@@ -228,7 +215,7 @@ address = "{closed}"
     let d = Daemon::start_with_file(&dir.path().join("uvs.toml"), &toml, &[]);
     d.wait_listening(here);
     eventually("the checked server of the local VIP is down", || {
-        servers_of(&d, here) == [(closed.to_string(), 0)]
+        d.servers(here) == [(closed.to_string(), 0)]
     });
     eventually("uvs status says the other's checks are suspended", || {
         d.status().contains(&format!(
@@ -237,7 +224,7 @@ address = "{closed}"
         ))
     });
     // Its checks had as long to run: it is still as it started.
-    assert_eq!(servers_of(&d, away), [(closed.to_string(), 1)]);
+    assert_eq!(d.servers(away), [(closed.to_string(), 1)]);
     let status = d.status();
     assert_eq!(status.matches("checks suspended").count(), 1, "{status}");
     // /metrics says the same (metrics scrapes may be a moment old: eventually).

@@ -157,12 +157,8 @@ pub fn runs_checks(spec: &ServiceSpec) -> bool {
 /// not after LAST): its addresses in order, or None when it is not one or holds more
 /// than `cap`.
 pub fn range(first: IpAddr, last: IpAddr, cap: usize) -> Option<Vec<IpAddr>> {
-    let (a, b) = match (first, last) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b))),
-        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b)),
-        _ => return None,
-    };
-    if a > b || b - a >= cap as u128 {
+    let (a, b) = ends(first, last)?;
+    if b - a >= cap as u128 {
         return None;
     }
     Some(
@@ -173,6 +169,16 @@ pub fn range(first: IpAddr, last: IpAddr, cap: usize) -> Option<Vec<IpAddr>> {
             })
             .collect(),
     )
+}
+
+/// A range's ends as numbers, None when they are of two families or backwards.
+fn ends(first: IpAddr, last: IpAddr) -> Option<(u128, u128)> {
+    let (a, b) = match (first, last) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b))),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b)),
+        _ => return None,
+    };
+    (a <= b).then_some((a, b))
 }
 
 /// A member written as the native TOML writes one: `"ADDR:PORT"`, `"[V6]:PORT"`, or a
@@ -196,11 +202,12 @@ pub fn parse_member(s: &str, cap: usize) -> Result<(Vec<IpAddr>, u16), bool> {
     if s.starts_with('[') != first.is_ipv6() || first.is_ipv6() != last.is_ipv6() {
         return Err(false);
     }
-    let whole = range(first, last, usize::MAX).ok_or(false)?;
-    if whole.len() > cap {
+    // Counted before anything is built: 0.0.0.0-255.255.255.255 is 2^32 addresses.
+    let (a, b) = ends(first, last).ok_or(false)?;
+    if b - a >= cap as u128 {
         return Err(true);
     }
-    Ok((whole, port))
+    Ok((range(first, last, cap).ok_or(false)?, port))
 }
 
 /// `addrs` (consecutive when they came from one range) written back as members: runs
@@ -261,6 +268,12 @@ mod tests {
             ))
         );
         assert_eq!(parse_member("10.0.0.0-10.0.1.0:80", 256), Err(true));
+        // Refused by their size, before a byte is spent on them.
+        assert_eq!(parse_member("0.0.0.0-255.255.255.255:80", 256), Err(true));
+        assert_eq!(
+            parse_member("[::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:80", 256),
+            Err(true)
+        );
         for bad in [
             "10.0.0.9-10.0.0.1:80",
             "10.0.0.1-9:80",

@@ -127,6 +127,13 @@ pub enum CheckCommand {
     Words(Vec<String>),
 }
 
+impl From<&str> for CheckCommand {
+    /// A line, split at white space.
+    fn from(line: &str) -> CheckCommand {
+        CheckCommand::Line(line.to_string())
+    }
+}
+
 impl CheckCommand {
     /// The program, then its own arguments.
     pub fn words(&self) -> Vec<String> {

@@ -986,6 +986,11 @@ fn read_members(t: &Table<'_, '_>, name: &Item<'_, '_>) -> Option<Members> {
         ("sctp", Protocol::Sctp),
     ] {
         for e in t.get(k).map(entries).unwrap_or_default() {
+            // Past the most a group holds the group is refused below; what comes after
+            // need not be read (a list of many ranges of 256 would take memory).
+            if found.len() > 2 * group::MAX_MEMBERS {
+                break;
+            }
             let Some(text) = e.str(expected) else {
                 ok = false;
                 continue;
@@ -2273,6 +2278,35 @@ fwmark = 3
                 "t.toml:10:9: service[2].group: group \"g\" is already defined above",
             ]
         );
+    }
+
+    #[test]
+    fn ranges_of_any_size_are_refused_by_their_size_without_being_built() {
+        // 2^32 and 2^128 addresses (the first took 73 GB before), and a list of many
+        // ranges of 256 that is not read past what the group is refused for.
+        let many: Vec<String> = (0..=255)
+            .flat_map(|b| (0..=255).map(move |c| format!("\"10.{b}.{c}.0-10.{b}.{c}.255:80\"")))
+            .collect();
+        let text = format!(
+            "[[service]]\ngroup = \"v4\"\ntcp = \"0.0.0.0-255.255.255.255:80\"\n\n\
+             [[service]]\ngroup = \"v6\"\ntcp = \"[::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:80\"\n\n\
+             [[service]]\ngroup = \"many\"\ntcp = [{}]\n",
+            many.join(", ")
+        );
+        let problems = problems(&text);
+        assert_eq!(
+            problems[..2],
+            [
+                "t.toml:3:7: service[0].tcp: a range of more than 256 addresses; a group holds at most 256 virtual services",
+                "t.toml:7:7: service[1].tcp: a range of more than 256 addresses; a group holds at most 256 virtual services",
+            ]
+        );
+        assert!(
+            problems[2].starts_with("t.toml:11:")
+                && problems[2].ends_with("service[2].tcp[1]: a group holds at most 256 virtual services (a range counts each address); this one makes more"),
+            "{problems:?}"
+        );
+        assert_eq!(problems.len(), 3);
     }
 
     #[test]

@@ -86,11 +86,16 @@ async fn run(line: &NotifyCommand, bound: Duration) -> Result<(), NotifyError> {
         None => None,
         Some(user) => {
             let ids = crate::config::words::run_as(user, line.group.as_deref())?;
-            // setuid needs root, as for an external check's user.
-            if crate::sys::effective_uid() != 0 {
+            let own = (crate::sys::effective_uid(), crate::sys::effective_gid());
+            if ids == own {
+                // Already that user and group: nothing to switch, root or not.
+                None
+            } else if own.0 != 0 {
+                // setuid needs root, as for an external check's user.
                 return Err(NotifyError::NotRoot(user.clone()));
+            } else {
+                Some(ids)
             }
-            Some(ids)
         }
     };
     let mut child = spawn(&words, &[], ids).map_err(NotifyError::Spawn)?;

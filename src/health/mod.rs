@@ -546,7 +546,12 @@ address = "127.0.0.4:80"
                 .map(|ch| (ch.up, ch.live, ch.command))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(settle(), [], "starts in quorum, and keeps it");
+        assert_eq!(
+            settle(),
+            [(true, 5, Some("/bin/up".into()))],
+            "starts in quorum: quorum_up (keepalived's \"Starting with quorum up\")"
+        );
+        assert_eq!(settle(), [], "and keeps it");
         down(&findings, &c, "127.0.0.2", false, None);
         assert_eq!(settle(), [], "live 3: not below 3 - 1");
         assert_eq!(

@@ -1,8 +1,9 @@
 //! A service's quorum, as keepalived keeps it (check/ipwrapper.c): the sum of the
 //! weights of its live real servers (`weigh_live_realservers`) against `quorum`, with
-//! `hysteresis` (`update_quorum_state`). A service starts in quorum
-//! (check_data.c `alloc_vs`: `quorum_state_up = true`) and is judged at once, so one
-//! whose servers start down (`alpha`) loses it at start and runs `quorum_down`. In
+//! `hysteresis` (`update_quorum_state`). A service starts out of quorum
+//! (check_data.c `set_quorum_states`, before any server is alive) and is judged at
+//! once: in quorum, it runs `quorum_up`; out of it (its servers start down with
+//! `alpha`, say), `quorum_down` where a sorry server is to stand in. In
 //! quorum, it is lost when the sum is 0 or below `quorum - hysteresis`; out of it, it
 //! is regained when the sum reaches `quorum + hysteresis`. A quorum above the servers'
 //! total weight is lowered to it, and a hysteresis not below the quorum to one less,
@@ -132,6 +133,8 @@ pub struct Change {
     pub live: u64,
     pub rule: Rule,
     pub command: Option<crate::config::NotifyCommand>,
+    /// The service's first judgement (the daemon starts, or a reload adds it).
+    pub starting: bool,
 }
 
 /// Judges every watched service of `config` again, keeps what it found, and returns
@@ -149,10 +152,24 @@ pub fn settle(config: &Config, findings: &Findings) -> (Vec<Change>, Vec<(Servic
         keys.insert(key);
         let rule = Rule::of(spec);
         let (live, any_up) = live(config, spec, findings);
-        let was = findings.quorum(&key).is_none_or(|s| s.up);
-        let up = rule.judge(was, live, any_up);
         let h = &spec.health;
         let shown = h.quorum.is_some() || h.quorum_up.is_some() || h.quorum_down.is_some();
+        let (up, changed, starting) = match findings.quorum(&key) {
+            Some(state) => {
+                let up = rule.judge(state.up, live, any_up);
+                (up, up != state.up, false)
+            }
+            // Starting (also a service a reload adds): judged from out of quorum, as
+            // check_data.c `set_quorum_states` leaves it before ipwrapper.c
+            // `update_quorum_state(vs, init)`, which runs quorum_up when the service
+            // starts in quorum, and quorum_down when it starts without it only where a
+            // sorry server is to stand in.
+            None => {
+                let up = rule.judge(false, live, any_up);
+                let fallback = h.fallback.is_some() || config.global.health.fallback.is_some();
+                (up, shown && (up || fallback), true)
+            }
+        };
         findings.set_quorum(
             key,
             State {
@@ -162,7 +179,7 @@ pub fn settle(config: &Config, findings: &Findings) -> (Vec<Change>, Vec<(Servic
                 shown,
             },
         );
-        if up != was {
+        if changed {
             let command = if up {
                 &spec.health.quorum_up
             } else {
@@ -174,6 +191,7 @@ pub fn settle(config: &Config, findings: &Findings) -> (Vec<Change>, Vec<(Servic
                 live,
                 rule,
                 command: command.clone(),
+                starting,
             });
         }
     }

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::unix::net::UnixStream;
@@ -291,6 +293,19 @@ impl Daemon {
             text(&out.stderr)
         );
         text(&out.stdout)
+    }
+
+    /// The `->` lines of `-L -n` for TCP service `vip`, in the listing's order:
+    /// (address, weight).
+    pub fn servers(&self, vip: std::net::SocketAddr) -> Vec<(String, u32)> {
+        self.list(&["-L", "-n", "-t", &vip.to_string()])
+            .lines()
+            .filter(|l| l.starts_with("  -> ") && !l.starts_with("  -> RemoteAddress"))
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[1].to_string(), f[3].parse().expect("a weight"))
+            })
+            .collect()
     }
 
     /// What a daemon started with [`Daemon::start_logged`] has logged so far.

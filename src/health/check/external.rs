@@ -65,6 +65,12 @@ impl Probe for External {
             &[]
         };
         let ids = match &self.run_as {
+            // Already that user and group: nothing to switch, root or not.
+            Some((_, uid, gid))
+                if (*uid, *gid) == (crate::sys::effective_uid(), crate::sys::effective_gid()) =>
+            {
+                None
+            }
             // setuid needs root; keepalived runs as root, uvs may not.
             Some((user, _, _)) if crate::sys::effective_uid() != 0 => {
                 return Err(Failure::Io(format!(
@@ -174,6 +180,28 @@ mod tests {
         let check = build(&settings, None).unwrap();
         assert_eq!(probe(&*check, &at, Duration::from_secs(30)).await, Ok(None));
         assert_eq!(std::fs::read_to_string(&args).unwrap(), "1 a b\n");
+    }
+
+    #[tokio::test]
+    async fn the_daemons_own_user_needs_no_root() {
+        let me = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        let me = String::from_utf8(me.stdout).unwrap().trim().to_string();
+        let (uid, gid) = crate::config::words::run_as(&me, None).unwrap();
+        if (uid, gid) != (crate::sys::effective_uid(), crate::sys::effective_gid()) {
+            return; // Run under another group than the user's own: nothing to show.
+        }
+        let at = endpoint("127.0.0.1:8080".parse().unwrap(), Protocol::Tcp);
+        let settings = Check {
+            kind: Some(CheckKind::External),
+            command: Some("/bin/sh -c exit".into()),
+            user: Some(me),
+            ..Check::default()
+        };
+        let check = build(&settings, None).unwrap();
+        assert_eq!(probe(&*check, &at, Duration::from_secs(30)).await, Ok(None));
     }
 
     #[tokio::test]

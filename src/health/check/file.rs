@@ -52,13 +52,10 @@ impl File {
     }
 
     /// The file's number now (`process_track_file`).
-    fn status(&self) -> i64 {
-        use std::io::Read;
-        let mut buf = Vec::with_capacity(READ);
-        let read =
-            std::fs::File::open(&self.path).and_then(|f| f.take(READ as u64).read_to_end(&mut buf));
+    async fn status(&self) -> i64 {
+        let read = head(self.path.clone()).await;
         let status = match read {
-            Ok(n) if n > 0 => match strtol(&buf) {
+            Ok(buf) if !buf.is_empty() => match strtol(&buf) {
                 Some(n) if (i64::from(i32::MIN)..=i64::from(i32::MAX) + 1).contains(&n) => n,
                 _ => return self.last.load(Ordering::Relaxed),
             },
@@ -71,7 +68,7 @@ impl File {
 
 impl Probe for File {
     async fn run(&self, at: &Endpoint) -> Outcome {
-        let status = self.status();
+        let status = self.status().await;
         let file = self.path.display();
         if self.weight == 0 {
             return if (status != 0) != (self.multiplier == -1) {
@@ -93,6 +90,27 @@ impl Probe for File {
         let weight = (i64::from(at.weight) + product).clamp(0, i64::from(i32::MAX));
         Ok(Some(weight as u32))
     }
+}
+
+/// The first [`READ`] bytes of the file at `path`, opened as keepalived's track_file.c
+/// opens it, `O_NONBLOCK` (a FIFO without a writer reads as empty instead of waiting
+/// for one), and read on a blocking thread, so that a read that hangs (a stale network
+/// mount) holds that thread until the probe's timeout gives up on it, never the
+/// daemon's.
+async fn head(path: PathBuf) -> std::io::Result<Vec<u8>> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(&path)?;
+        let mut buf = Vec::with_capacity(READ);
+        file.take(READ as u64).read_to_end(&mut buf)?;
+        Ok(buf)
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 /// C's `strtol(text, NULL, 0)`, None where it would overflow a long.
@@ -131,6 +149,39 @@ mod tests {
     use super::*;
     use crate::config::CheckKind;
     use crate::table::Protocol;
+
+    #[test]
+    fn a_fifo_reads_as_empty_at_once_instead_of_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("weight");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let check = Check {
+            kind: Some(CheckKind::File),
+            path: Some(fifo),
+            file_weight: Some(2),
+            ..Check::default()
+        };
+        // On a thread of its own, so that a probe that blocks (as one did, holding the
+        // daemon's only runtime thread in open(2)) fails the test instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let at: std::net::SocketAddr = "127.0.0.1:80".parse().unwrap();
+            let _ = tx.send(runtime.block_on(build_and_probe(at, Protocol::Tcp, &check)));
+        });
+        let outcome = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the probe of a FIFO came back");
+        // Empty is 0: the server's own weight (1), nothing added.
+        assert_eq!(outcome, Ok(Some(1)));
+    }
 
     #[test]
     fn keeps_only_its_own_settings() {

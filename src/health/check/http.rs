@@ -13,7 +13,7 @@
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::io::{Bind, read_answer};
+use super::io::{Bind, MAX_ANSWER, read_answer};
 use super::receive::{Receive, matches};
 use super::{BuildError, Endpoint, Failure, Outcome, Probe};
 use crate::config::Check;
@@ -30,6 +30,8 @@ pub struct Http {
     pages: Vec<Page>,
     /// Where the check connects from.
     pub(super) bind: Bind,
+    /// The bound of each URL's connection (the check's timeout).
+    pub(super) each: std::time::Duration,
 }
 
 /// One URL and what its answer must be.
@@ -94,6 +96,7 @@ impl Http {
             method: settings.method.clone().unwrap_or_else(|| "GET".into()),
             pages,
             bind: Bind::of(settings),
+            each: super::each_of(settings),
         })
     }
 
@@ -115,14 +118,18 @@ impl Http {
 impl Probe for Http {
     async fn run(&self, at: &Endpoint) -> Outcome {
         for page in &self.pages {
-            let result = async {
+            let result = super::each_bounded(self.each, async {
                 let mut stream = self.bind.connect(at.dest).await?;
                 self.exchange(at, page, &mut stream).await
-            }
+            })
             .await;
             result.map_err(|f| self.of_page(page, f))?;
         }
         Ok(None)
+    }
+
+    fn connections(&self) -> u32 {
+        u32::try_from(self.pages.len()).unwrap_or(u32::MAX)
     }
 }
 
@@ -134,10 +141,12 @@ impl Http {
         page: &Page,
         stream: &mut S,
     ) -> Result<(), Failure> {
+        // Without a virtual host, the address and port, IPv6 in brackets, as
+        // keepalived's check_http.c `http_request_thread` writes it.
         let host = page
             .virtualhost
             .clone()
-            .unwrap_or_else(|| at.dest.ip().to_string());
+            .unwrap_or_else(|| at.dest.to_string());
         let request = format!(
             "{} {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: uvs-health-check\r\nConnection: close\r\n\r\n",
             self.method, page.path
@@ -146,7 +155,11 @@ impl Http {
             .write_all(request.as_bytes())
             .await
             .map_err(super::io::io_failure)?;
-        let answer = read_answer(stream).await?;
+        let mut digest = page.digest.as_ref().map(|_| BodyDigest::default());
+        let answer = read_answer(stream, |bytes| {
+            digest.as_mut().is_some_and(|d| d.feed(bytes))
+        })
+        .await?;
         let head_end = answer
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
@@ -167,8 +180,8 @@ impl Http {
             return Err(Failure::Status(status));
         }
         let body = &answer[head_end + 4..];
-        if let Some(want) = &page.digest {
-            let got = md5_hex(&body[..body.len().min(content_length(head).unwrap_or(usize::MAX))]);
+        if let (Some(want), Some(digest)) = (&page.digest, digest) {
+            let got = digest.hex();
             if &got != want {
                 return Err(Failure::Digest {
                     got,
@@ -180,14 +193,66 @@ impl Http {
     }
 }
 
-/// The MD5 of `bytes` in lower-case hex, as keepalived's genhash prints it
-/// (check_http.c's `format_digest`: `%2.2x` per byte).
-pub fn md5_hex(bytes: &[u8]) -> String {
-    use md5::Digest;
+/// The MD5 of an answer's body, taken as the answer streams in, whatever its length, as
+/// keepalived's check_http.c takes it (`http_process_stream`): the body starts after
+/// the head and is cut at the head's Content-Length, if it has one. Holds the head
+/// only, at most `MAX_ANSWER` bytes of it.
+#[derive(Default)]
+struct BodyDigest {
+    /// The head so far; None once it has ended.
+    head: Option<Vec<u8>>,
+    /// Body bytes still to hash: the Content-Length, or all there are.
+    left: Option<usize>,
+    md5: md5::Md5,
+    started: bool,
+}
+
+impl BodyDigest {
+    /// Takes the next bytes of the answer; whether more of the body is wanted.
+    fn feed(&mut self, bytes: &[u8]) -> bool {
+        use md5::Digest;
+        let mut bytes = bytes;
+        if !self.started {
+            self.started = true;
+            self.head = Some(Vec::new());
+        }
+        if let Some(head) = &mut self.head {
+            let before = head.len();
+            head.extend_from_slice(bytes);
+            let from = before.saturating_sub(3);
+            match head[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+                Some(at) => {
+                    let end = from + at;
+                    self.left = content_length(&head[..end]);
+                    bytes = &bytes[end + 4 - before..];
+                    self.head = None;
+                }
+                None => {
+                    // A head this long is no HTTP answer: nothing more to read for it.
+                    return head.len() < MAX_ANSWER;
+                }
+            }
+        }
+        let n = bytes.len().min(self.left.unwrap_or(usize::MAX));
+        self.md5.update(&bytes[..n]);
+        if let Some(left) = &mut self.left {
+            *left -= n;
+            return *left > 0;
+        }
+        true
+    }
+
+    fn hex(self) -> String {
+        use md5::Digest;
+        hex(&self.md5.finalize())
+    }
+}
+
+/// `bytes` in lower-case hex (`%2.2x` each).
+fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    let sum = md5::Md5::digest(bytes);
-    let mut hex = String::with_capacity(32);
-    for b in sum.iter() {
+    let mut hex = String::with_capacity(2 * bytes.len());
+    for b in bytes {
         let _ = write!(hex, "{b:02x}");
     }
     hex
@@ -233,6 +298,7 @@ mod tests {
                     digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
                 }],
                 bind: super::super::testing::everything_bind(),
+                each: std::time::Duration::from_secs(2),
             }
         );
     }
@@ -318,14 +384,160 @@ mod tests {
         addr
     }
 
+    /// The Host line an http check sends to a server listening on `bind`.
+    async fn host_line(bind: &str) -> (std::net::SocketAddr, String) {
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await;
+            let _ = tx.send(String::from_utf8_lossy(&request).into_owned());
+        });
+        assert_eq!(
+            build_and_probe(addr, Protocol::Tcp, &negotiate(NegotiateService::Http)).await,
+            Ok(None)
+        );
+        let request = rx.await.unwrap();
+        let host = request
+            .lines()
+            .find(|l| l.starts_with("Host: "))
+            .unwrap_or("");
+        (addr, host.to_string())
+    }
+
+    #[tokio::test]
+    async fn without_a_virtual_host_the_host_is_the_address_and_port() {
+        let (v4, host) = host_line("127.0.0.1:0").await;
+        assert_eq!(host, format!("Host: 127.0.0.1:{}", v4.port()));
+        let (v6, host) = host_line("[::1]:0").await;
+        assert_eq!(
+            host,
+            format!("Host: [::1]:{}", v6.port()),
+            "brackets, RFC 2732"
+        );
+    }
+
     fn http(settings: Check) -> Check {
         settings.or(&negotiate(NegotiateService::Http))
+    }
+
+    /// The MD5 of `bytes` in lower-case hex, as keepalived's genhash prints it
+    /// (check_http.c's `format_digest`: `%2.2x` per byte).
+    fn md5_hex(bytes: &[u8]) -> String {
+        use md5::Digest;
+        super::hex(&md5::Md5::digest(bytes))
     }
 
     #[test]
     fn md5_is_printed_as_genhash_prints_it() {
         assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
         assert_eq!(md5_hex(b"healthy\n"), "3b1fb749c971d7a2c6a517b37f735df2");
+    }
+
+    #[tokio::test]
+    async fn each_url_has_the_whole_timeout_to_itself() {
+        // Two URLs answered 0.6 s after asking, with a timeout of 1 s: keepalived gives
+        // each connection its connect_timeout; the two together take more than one.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for _ in 0..2 {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+                let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nok").await;
+            }
+        });
+        let url = |path: &str| crate::config::Url {
+            path: path.into(),
+            ..Default::default()
+        };
+        let settings = http(Check {
+            urls: Some(vec![url("/a"), url("/b")]),
+            timeout: Some(std::time::Duration::from_secs(1)),
+            ..Check::default()
+        });
+        let check = build(&settings, None).unwrap();
+        assert_eq!(check.connections(), 2);
+        let at = endpoint(addr, Protocol::Tcp);
+        let each = std::time::Duration::from_secs(1);
+        assert_eq!(probe(&*check, &at, each).await, Ok(None));
+    }
+
+    #[test]
+    fn a_body_digest_is_taken_across_chunks_whatever_its_length() {
+        let body: Vec<u8> = (0..3 * MAX_ANSWER as u32)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let want = md5_hex(&body);
+        for head in [
+            format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()),
+            "HTTP/1.0 200 OK\r\n\r\n".to_string(),
+        ] {
+            let mut answer = head.into_bytes();
+            answer.extend_from_slice(&body);
+            answer.extend_from_slice(b"after Content-Length, not hashed");
+            // Odd chunks, the head's end split between two of them.
+            for chunk in [1, 3, 7, 16384] {
+                let mut digest = BodyDigest::default();
+                let mut more = true;
+                for piece in answer.chunks(chunk) {
+                    if !more {
+                        break;
+                    }
+                    more = digest.feed(piece);
+                }
+                let with_length = !more;
+                let got = digest.hex();
+                if with_length {
+                    assert_eq!(got, want, "cut at Content-Length, chunks of {chunk}");
+                } else {
+                    let mut all = body.clone();
+                    all.extend_from_slice(b"after Content-Length, not hashed");
+                    assert_eq!(got, md5_hex(&all), "to the end, chunks of {chunk}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_digest_of_a_body_past_what_is_kept_is_of_all_of_it() {
+        // 2 MiB: the check keeps 1 MiB of an answer, and hashed only that before.
+        let body: Vec<u8> = (0..2 * MAX_ANSWER as u32)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let digest = md5_hex(&body);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(&body).await;
+        });
+        let check = http(Check {
+            digest: Some(digest),
+            ..Check::default()
+        });
+        assert_eq!(build_and_probe(addr, Protocol::Tcp, &check).await, Ok(None));
     }
 
     #[tokio::test]

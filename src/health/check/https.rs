@@ -31,7 +31,7 @@ impl Probe for Https {
         let config = tls::client_config(self.verify).map_err(Failure::Garbled)?;
         // Each URL on a connection of its own, as keepalived's SSL_GET asks them.
         for page in self.http.pages() {
-            let result = async {
+            let result = super::each_bounded(self.http.each, async {
                 let tcp = self.http.bind.connect(at.dest).await?;
                 let name = match &page.virtualhost {
                     Some(host) => rustls::pki_types::ServerName::try_from(host.clone())
@@ -43,11 +43,15 @@ impl Probe for Https {
                     .await
                     .map_err(|e| Failure::Garbled(format!("TLS: {e}")))?;
                 self.http.exchange(at, page, &mut stream).await
-            }
+            })
             .await;
             result.map_err(|f| self.http.of_page(page, f))?;
         }
         Ok(None)
+    }
+
+    fn connections(&self) -> u32 {
+        self.http.connections()
     }
 }
 

@@ -94,9 +94,14 @@ pub async fn udp_exchange(
     Ok(buf)
 }
 
-/// Reads until the peer closes or `MAX_ANSWER` bytes have come. A TLS peer that
-/// closes without saying so ends the answer too.
-pub async fn read_answer<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, Failure> {
+/// Reads until the peer closes (a TLS peer that closes without saying so ends the
+/// answer too), keeping the answer's first `MAX_ANSWER` bytes and giving every byte
+/// that comes, in order, to `feed`, which says whether it wants more: the reading ends
+/// at `MAX_ANSWER` unless it does (then the check's timeout bounds it).
+pub async fn read_answer<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    mut feed: impl FnMut(&[u8]) -> bool,
+) -> Result<Vec<u8>, Failure> {
     let mut answer = Vec::new();
     let mut buf = [0u8; 16384];
     loop {
@@ -105,10 +110,13 @@ pub async fn read_answer<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => 0,
             Err(e) => return Err(io_failure(e)),
         };
-        if n == 0 || answer.len() + n > MAX_ANSWER {
-            answer.extend_from_slice(&buf[..n.min(MAX_ANSWER - answer.len())]);
+        if n == 0 {
             return Ok(answer);
         }
-        answer.extend_from_slice(&buf[..n]);
+        let more = feed(&buf[..n]);
+        answer.extend_from_slice(&buf[..n.min(MAX_ANSWER - answer.len())]);
+        if answer.len() == MAX_ANSWER && !more {
+            return Ok(answer);
+        }
     }
 }

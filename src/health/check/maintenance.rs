@@ -40,4 +40,8 @@ impl Probe for Maintenance {
         }
         self.then.probe(at).await
     }
+
+    fn connections(&self) -> u32 {
+        self.then.connections()
+    }
 }

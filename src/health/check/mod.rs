@@ -81,6 +81,13 @@ pub trait HealthCheck: fmt::Debug + Send + Sync {
     /// dropping the future releases what it holds (sockets, an external command's
     /// process group).
     fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a>;
+
+    /// How many connections one probe makes, one after the other, each bounded by the
+    /// check's timeout (keepalived's `connect_timeout` is per connection): an HTTP
+    /// check's URLs, an SMTP check's hosts. [`probe`] bounds the whole by as many.
+    fn connections(&self) -> u32 {
+        1
+    }
 }
 
 /// What a kind implements: its probe as a plain `async fn run`. The boxing that lets
@@ -88,11 +95,20 @@ pub trait HealthCheck: fmt::Debug + Send + Sync {
 pub trait Probe: fmt::Debug + Send + Sync {
     /// Probes the real server at `at` once (see [`HealthCheck::probe`]).
     fn run(&self, at: &Endpoint) -> impl Future<Output = Outcome> + Send;
+
+    /// As [`HealthCheck::connections`]: one unless the kind makes several.
+    fn connections(&self) -> u32 {
+        1
+    }
 }
 
 impl<K: Probe> HealthCheck for K {
     fn probe<'a>(&'a self, at: &'a Endpoint) -> Probing<'a> {
         Box::pin(self.run(at))
+    }
+
+    fn connections(&self) -> u32 {
+        Probe::connections(self)
     }
 }
 
@@ -127,6 +143,22 @@ pub enum BuildError {
     NoPath,
 }
 
+/// Runs one connection of a check that makes several, bounded by `each` (the check's
+/// timeout) on its own, as keepalived bounds each by its `connect_timeout`.
+pub async fn each_bounded(
+    each: Duration,
+    connection: impl Future<Output = Result<(), Failure>>,
+) -> Result<(), Failure> {
+    tokio::time::timeout(each, connection)
+        .await
+        .unwrap_or(Err(Failure::Timeout))
+}
+
+/// The bound of each connection of a check: its timeout, or the default one.
+pub fn each_of(settings: &Check) -> Duration {
+    settings.timeout.unwrap_or(super::DEFAULT_TIMEOUT)
+}
+
 /// Why a check failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -158,10 +190,10 @@ impl fmt::Display for Failure {
         match self {
             Failure::Timeout => write!(f, "timed out"),
             Failure::Refused => write!(f, "connection refused"),
-            Failure::Io(e) => write!(f, "{e}"),
+            Failure::Io(e) => write!(f, "{}", Printable(e)),
             Failure::Status(s) => write!(f, "wrong status {s}"),
             Failure::NoMatch => write!(f, "answer did not match receive"),
-            Failure::Garbled(what) => write!(f, "{what}"),
+            Failure::Garbled(what) => write!(f, "{}", Printable(what)),
             Failure::ExitCode(c) => write!(f, "exit code {c}"),
             Failure::Killed => write!(f, "killed by a signal"),
             Failure::Off => write!(f, "check type off"),
@@ -171,6 +203,26 @@ impl fmt::Display for Failure {
             }
             Failure::At(part, failure) => write!(f, "{part}: {failure}"),
         }
+    }
+}
+
+/// Text a real server (or a command) may have put into a failure, as it may be shown
+/// on a terminal (`uvs status`, the log): control characters escaped (`\u{1b}`, `\r`),
+/// so that a server's answer cannot move the cursor, retitle the window or overwrite
+/// the line it is shown on.
+struct Printable<'a>(&'a str);
+
+impl fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -208,13 +260,15 @@ pub fn behind_maintenance(check: Box<dyn HealthCheck>, dir: Option<&Path>) -> Bo
     }
 }
 
-/// Runs one probe of `check`, bounded by `timeout`: a probe still running then fails
-/// with [`Failure::Timeout`], and what it held is released as its future is dropped.
+/// Runs one probe of `check`, bounded by `timeout` for each connection it makes
+/// ([`HealthCheck::connections`]): a probe still running then fails with
+/// [`Failure::Timeout`], and what it held is released as its future is dropped.
 ///
 /// A check sent to another address than its server's (`address`, keepalived's
 /// `connect_ip`) says where in its failures: `at 10.0.0.9:80: connection refused`.
 pub async fn probe(check: &dyn HealthCheck, at: &Endpoint, timeout: Duration) -> Outcome {
-    let outcome = tokio::time::timeout(timeout, check.probe(at))
+    let bound = timeout.saturating_mul(check.connections().max(1));
+    let outcome = tokio::time::timeout(bound, check.probe(at))
         .await
         .unwrap_or(Err(Failure::Timeout));
     match outcome {
@@ -253,6 +307,20 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(problem.contains(&err.to_string()), "{problem}");
+    }
+
+    #[test]
+    fn what_a_server_said_is_shown_with_its_control_characters_escaped() {
+        // A banner that would retitle the terminal, clear it, and overwrite the line.
+        let banner = "554 \u{1b}]0;pwned\u{7}\u{1b}[2J\rhealth up, all good";
+        let shown = Failure::Garbled(banner.into()).to_string();
+        assert_eq!(
+            shown,
+            "554 \\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\rhealth up, all good"
+        );
+        assert!(!shown.chars().any(char::is_control));
+        let nested = Failure::At("url /".into(), Box::new(Failure::Io("a\nb".into())));
+        assert_eq!(nested.to_string(), "url /: a\\nb");
     }
 
     #[tokio::test]

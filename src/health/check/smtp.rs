@@ -28,6 +28,8 @@ pub struct Smtp {
     /// The addresses checked instead of the server's own, each of which must pass.
     hosts: Vec<SocketAddr>,
     bind: Bind,
+    /// The bound of each host's conversation (the check's timeout).
+    each: std::time::Duration,
 }
 
 impl Smtp {
@@ -36,6 +38,7 @@ impl Smtp {
             helo: settings.helo.clone(),
             hosts: settings.hosts.clone().unwrap_or_default(),
             bind: Bind::of(settings),
+            each: super::each_of(settings),
         }
     }
 
@@ -66,14 +69,18 @@ impl Smtp {
 impl Probe for Smtp {
     async fn run(&self, at: &Endpoint) -> Outcome {
         if self.hosts.is_empty() {
-            self.converse(at.dest).await?;
+            super::each_bounded(self.each, self.converse(at.dest)).await?;
         }
         for &host in &self.hosts {
-            self.converse(host)
+            super::each_bounded(self.each, self.converse(host))
                 .await
                 .map_err(|f| Failure::At(format!("host {host}"), Box::new(f)))?;
         }
         Ok(None)
+    }
+
+    fn connections(&self) -> u32 {
+        u32::try_from(self.hosts.len().max(1)).unwrap_or(u32::MAX)
     }
 }
 

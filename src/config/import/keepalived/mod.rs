@@ -1312,15 +1312,27 @@ fn checker(
                 }
             }
             ("MISC_CHECK", "user") => skip(im, &c.pos, "user: a user and maybe a group; not taken"),
-            ("UDP_CHECK", "payload") => match hex(v).and_then(|b| String::from_utf8(b).ok()) {
-                Some(p) => check.request = Some(p),
-                None => skip(
-                    im,
-                    &c.pos,
-                    "payload: uvs sends a check's request as text, and this is not hex of UTF-8 text; not taken",
-                ),
-            },
-            ("UDP_CHECK", "require_reply") => require_reply = true,
+            ("UDP_CHECK", "payload") => {
+                match hex(&c.words[1..]).and_then(|b| String::from_utf8(b).ok()) {
+                    Some(p) => check.request = Some(p),
+                    None => skip(
+                        im,
+                        &c.pos,
+                        "payload: uvs sends a check's request as text, and this is not hex of UTF-8 text; not taken",
+                    ),
+                }
+            }
+            ("UDP_CHECK", "require_reply") => {
+                require_reply = true;
+                if c.words.len() > 1 {
+                    // check_udp.c compares the reply with it, X digits matching any.
+                    skip(
+                        im,
+                        &c.pos,
+                        "require_reply with the reply's bytes: uvs's check wants an answer but does not compare it with them; an answer is required, the bytes are not taken",
+                    );
+                }
+            }
             (_, _) => skip(
                 im,
                 &c.pos,
@@ -1600,15 +1612,28 @@ fn url(n: &Node, im: &mut Importing) -> Url {
     url
 }
 
-/// keepalived's hex payload (`read_hex_str`): pairs of hex digits.
-fn hex(v: &str) -> Option<Vec<u8>> {
-    if !v.len().is_multiple_of(2) || !v.is_ascii() {
-        return None;
+/// keepalived's hex string (lib/parser.c `read_hex_str`), its words joined by spaces:
+/// blanks skipped, then a byte of two hex digits, or of one where a blank or the end
+/// follows it ("Ab12f 3" is AB 12 0F 03). None for anything else, or for no byte at all.
+fn hex(words: &[String]) -> Option<Vec<u8>> {
+    let text = words.join(" ");
+    let mut digits = text.chars().peekable();
+    let mut bytes = Vec::new();
+    while let Some(c) = digits.next() {
+        if c == ' ' || c == '\t' {
+            continue;
+        }
+        let high = c.to_digit(16)?;
+        let byte = match digits.peek() {
+            Some(&next) if next != ' ' => {
+                digits.next();
+                high << 4 | next.to_digit(16)?
+            }
+            _ => high,
+        };
+        bytes.push(u8::try_from(byte).ok()?);
     }
-    (0..v.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&v[i..i + 2], 16).ok())
-        .collect()
+    (!bytes.is_empty()).then_some(bytes)
 }
 
 #[cfg(test)]
@@ -2176,6 +2201,41 @@ virtual_server 127.0.0.1 80 {
     /// keepalived's check kinds and settings uvs has (issue 15): every url with its
     /// digest, several status ranges, DNS types, SMTP's HELO and hosts, FILE_CHECK with
     /// its track_file, and where checks connect from and to.
+    #[test]
+    fn hex_strings_are_read_as_keepalived_reads_them_across_words() {
+        let words = |t: &str| t.split(' ').map(str::to_string).collect::<Vec<_>>();
+        // keepalived.conf(5)'s own example.
+        assert_eq!(
+            hex(&words("Ab12f 3 456 546443123")),
+            Some(vec![
+                0xab, 0x12, 0x0f, 0x03, 0x45, 0x06, 0x54, 0x64, 0x43, 0x12, 0x03
+            ])
+        );
+        assert_eq!(hex(&words("4f 50 54")), Some(b"OPT".to_vec()));
+        for bad in ["", "4g", "XX", "0x41"] {
+            assert_eq!(hex(&words(bad)), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_udp_payload_is_every_word_and_a_reply_to_compare_is_reported() {
+        let text = "virtual_server 192.0.2.1 5060 {\nprotocol UDP\nreal_server 198.51.100.1 5060 {\nUDP_CHECK {\npayload 4f 50 54 49 4f 4e 53\nrequire_reply 53 49 50\n}\n}\n}\n";
+        let imported = import(text, None).unwrap();
+        assert_eq!(
+            render(&imported.config)
+                .lines()
+                .find(|l| l.starts_with("request = ")),
+            Some("request = \"OPTIONS\"")
+        );
+        assert_eq!(
+            imported.skipped_lines(),
+            [(
+                6,
+                "require_reply with the reply's bytes: uvs's check wants an answer but does not compare it with them; an answer is required, the bytes are not taken"
+            )]
+        );
+    }
+
     #[test]
     fn check_kinds_and_settings_map_as_keepalived_runs_them() {
         let text = r#"track_file weights {

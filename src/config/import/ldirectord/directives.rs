@@ -224,13 +224,21 @@ pub(super) fn virtual_directive(
             }
             let word = first(&WORD_DASH, value).unwrap_or_default();
             match word {
-                b"ping" | b"external-perl" => imported.skip(
-                    line,
-                    format!(
-                        "checktype={}: no uvs counterpart; negotiate is used",
-                        lossy(word)
-                    ),
-                ),
+                // The nearest uvs has, said as what it is: the import fails either way.
+                b"ping" => {
+                    imported.skip(
+                        line,
+                        "checktype=ping: uvs sends no ICMP echo; a connect check is used instead",
+                    );
+                    v.check.kind = Some(CheckKind::Connect);
+                }
+                b"external-perl" => {
+                    imported.skip(
+                        line,
+                        "checktype=external-perl: uvs runs no Perl inside itself; a connect check is used instead",
+                    );
+                    v.check.kind = Some(CheckKind::Connect);
+                }
                 _ => match CheckKind::from_name(&lossy(word)) {
                     // keepalived's file check is no ldirectord checktype.
                     Some(kind) if kind != CheckKind::File => v.check.kind = Some(kind),

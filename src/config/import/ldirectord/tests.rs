@@ -515,3 +515,21 @@ fn requests_are_taken_as_ldirectords_checks_send_them() {
     // uvs's HTTP check puts the `/` before the path itself, as ldirectord does.
     assert_eq!(s[2].health.check.request.as_deref(), Some("index.html"));
 }
+
+#[test]
+fn checks_uvs_has_not_are_stood_in_for_by_a_connect_check_and_say_so() {
+    for (checktype, why) in [
+        ("ping", "uvs sends no ICMP echo"),
+        ("external-perl", "uvs runs no Perl inside itself"),
+    ] {
+        // Port 80 would have negotiated http had the check been left unset.
+        let text =
+            format!("virtual=192.0.2.1:80\n\treal=198.51.100.1:80 masq\n\tchecktype={checktype}\n");
+        let imported = checked(import(text.as_bytes(), &mut NoNames));
+        let said = format!("checktype={checktype}: {why}; a connect check is used instead");
+        assert_eq!(imported.skipped_lines(), [(3, said.as_str())]);
+        let toml = render(&imported.config);
+        assert!(toml.contains("type = \"connect\"\n"), "{toml}");
+        assert!(!toml.contains("negotiate"), "{toml}");
+    }
+}
