@@ -1281,6 +1281,17 @@ fn read_service(
     let (name, comment) = (text("name"), text("comment"));
     let mut health = read_health(t, key.as_ref().map(|k| (k, notes)));
     health.servers = server_health;
+    // check_data.c `validate_check_config` clears it for a group with a mark in it.
+    if health.ha_suspend == Some(true)
+        && let Some(m) = &members
+        && m.keys
+            .iter()
+            .any(|k| matches!(k.0, ServiceKey::Fwmark { .. }))
+        && let Some(item) = t.get("ha_suspend")
+    {
+        item.problem("ha_suspend looks for the group's addresses, and a fwmark member has none");
+        health.ha_suspend = None;
+    }
     let key = key?;
     Some((
         ServiceSpec {
@@ -2016,12 +2027,19 @@ ha_suspend = true
 [[service]]
 tcp = "127.0.0.1:81"
 ha_suspend = "yes"
+
+[[service]]
+group = "g"
+tcp = ["127.0.0.1:82"]
+fwmark = [4]
+ha_suspend = true
 "#;
         assert_eq!(
             problems(text),
             [
                 "t.toml:7:14: service[1].ha_suspend: ha_suspend looks for the service's address, and a fwmark service has none",
                 "t.toml:11:14: service[2].ha_suspend: expected true or false, found the string \"yes\"",
+                "t.toml:17:14: service[3].ha_suspend: ha_suspend looks for the group's addresses, and a fwmark member has none",
             ]
         );
         let config = parse(

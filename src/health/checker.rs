@@ -49,8 +49,8 @@ pub struct ServerCheck {
     /// Run once when it goes up, and when it goes down.
     pub notify_up: Option<crate::config::NotifyCommand>,
     pub notify_down: Option<crate::config::NotifyCommand>,
-    /// With `ha_suspend`: the address whose absence suspends its checks.
-    pub ha_suspend: Option<std::net::IpAddr>,
+    /// With `ha_suspend`: the addresses whose absence suspends its checks.
+    pub ha_suspend: Vec<std::net::IpAddr>,
 }
 
 impl ServerCheck {
@@ -109,7 +109,7 @@ pub fn server_checks(config: &Config) -> HashMap<Target, ServerCheck> {
                     quiescent: own.and_then(|o| o.quiescent),
                     notify_up: own.and_then(|o| o.notify_up.clone()),
                     notify_down: own.and_then(|o| o.notify_down.clone()),
-                    ha_suspend: super::suspend::vip_of(spec),
+                    ha_suspend: super::suspend::vips_of(config, spec),
                 },
             );
         }
@@ -372,7 +372,7 @@ async fn run(server: ServerCheck, check: Box<dyn HealthCheck>, shared: Arc<Share
     };
     for round in 1u64.. {
         tokio::time::sleep(wait).await;
-        if super::suspend::holds(target, server.ha_suspend, findings) {
+        if super::suspend::holds(target, &server.ha_suspend, findings) {
             wait = interval;
             continue;
         }

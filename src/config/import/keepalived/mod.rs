@@ -727,17 +727,19 @@ fn virtual_server(
     };
     let family = key.family();
     // check_data.c `validate_check_config`: "cannot use ha_suspend with fwmarks".
-    let ha_suspend = match (ha_suspend, key) {
-        (Some(_), ServiceKey::Inet { .. }) => Some(true),
-        (Some(h), ServiceKey::Fwmark { .. }) => {
+    let marked =
+        matches!(key, ServiceKey::Fwmark { .. }) || group.is_some_and(|g| !g.marks.is_empty());
+    let ha_suspend = match ha_suspend {
+        Some(_) if !marked => Some(true),
+        Some(h) => {
             others(
                 im,
                 &h.pos,
-                "ha_suspend: a fwmark virtual server has no address to look for; keepalived clears it, and so does uvs",
+                "ha_suspend: a fwmark virtual server (or a group with one) has no address to look for; keepalived clears it, and so does uvs",
             );
             None
         }
-        (None, _) => None,
+        None => None,
     };
     let netmask = match granularity {
         None => Netmask::full(family),
@@ -2621,16 +2623,22 @@ transport = "udp"
     #[test]
     fn ha_suspend_is_taken_for_an_address_and_cleared_for_a_mark() {
         let imported = import(
-            "virtual_server 192.0.2.1 80 {\nprotocol TCP\nha_suspend\nreal_server 198.51.100.1 80 { TCP_CHECK { } }\n}\nvirtual_server fwmark 3 {\nha_suspend\nreal_server 198.51.100.1 80 { TCP_CHECK { } }\n}\n",
+            "virtual_server 192.0.2.1 80 {\nprotocol TCP\nha_suspend\nreal_server 198.51.100.1 80 { TCP_CHECK { } }\n}\nvirtual_server fwmark 3 {\nha_suspend\nreal_server 198.51.100.1 80 { TCP_CHECK { } }\n}\nvirtual_server_group G { 192.0.2.2 80\nfwmark 4 }\nvirtual_server group G {\nprotocol TCP\nha_suspend\nreal_server 198.51.100.1 80 { TCP_CHECK { } }\n}\n",
             None,
         )
         .unwrap();
         assert_eq!(
             imported.skipped_lines(),
-            [(
-                7,
-                "ha_suspend: a fwmark virtual server has no address to look for; keepalived clears it, and so does uvs"
-            )]
+            [
+                (
+                    7,
+                    "ha_suspend: a fwmark virtual server (or a group with one) has no address to look for; keepalived clears it, and so does uvs"
+                ),
+                (
+                    14,
+                    "ha_suspend: a fwmark virtual server (or a group with one) has no address to look for; keepalived clears it, and so does uvs"
+                )
+            ]
         );
         assert_eq!(imported.failing(), 0);
         let taken: Vec<Option<bool>> = imported
@@ -2639,7 +2647,7 @@ transport = "udp"
             .iter()
             .map(|s| s.health.ha_suspend)
             .collect();
-        assert_eq!(taken, [Some(true), None]);
+        assert_eq!(taken, [Some(true), None, None, None]);
         let text = render(&imported.config);
         assert!(text.contains("\nha_suspend = true\n"), "{text}");
         crate::config::schema::parse(&text, Path::new("t.toml")).expect("passes the schema");
