@@ -212,6 +212,9 @@ fn health_line(out: &mut String, h: &crate::control::protocol::HealthStatus) {
     if h.pending {
         out.push_str(", down until its first good check (alpha)");
     }
+    if let Some(why) = &h.suspended {
+        let _ = write!(out, ", checks suspended: {why}");
+    }
     match h.quiescent {
         Some(true) => out.push_str(", its own quiescent: weight 0 when down"),
         Some(false) => out.push_str(", its own quiescent off: out of the table when down"),

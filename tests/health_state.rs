@@ -132,6 +132,26 @@ fn alpha_quorum_notify_and_omega_from_an_imported_keepalived_conf() {
         d.status()
             .contains("  quorum lost: live weight 1 (quorum 2, hysteresis 0)")
     });
+    // And /metrics: the quorum lost, with its live weight; C pending (alpha).
+    let service = format!(
+        "{{proto=\"TCP\",local_address=\"{}\",local_port=\"{}\",local_mark=\"\"}}",
+        v.ip(),
+        v.port()
+    );
+    let c_pending = format!(
+        "uvs_backend_check_pending{}{}remote_address=\"{}\",remote_port=\"{}\"}} 1",
+        &service[..service.len() - 1],
+        ",",
+        c.addr.ip(),
+        c.addr.port()
+    );
+    eventually("/metrics gives the quorum and the pending server", || {
+        let (_, body) = common::http_get(d.metrics_address(), "GET", "/metrics");
+        let has = |l: &str| body.lines().any(|b| b == l);
+        has(&format!("uvs_service_quorum_up{service} 0"))
+            && has(&format!("uvs_service_quorum_live_weight{service} 1"))
+            && has(&c_pending)
+    });
     let status = d.status();
     assert!(
         status.contains(", down until its first good check (alpha)"),
@@ -164,4 +184,62 @@ fn alpha_quorum_notify_and_omega_from_an_imported_keepalived_conf() {
         lines(&quorum_log) == ["down", "up", "down", "down"]
     });
     assert_eq!(lines(&notify_log), ["a-down", "a-up", "a-down"]);
+}
+
+/// keepalived's `ha_suspend`: the checks of a service whose address is not an address
+/// of this host (127.0.0.77: in 127.0.0.0/8, but no interface has it) run no probe, so
+/// its closed real server stays as it started, while the same server of a service at
+/// 127.0.0.1 is found down; `uvs status` says which checks are suspended and why.
+#[test]
+fn ha_suspend_keeps_the_checks_of_a_vip_this_host_does_not_have_from_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed: SocketAddr = format!("127.0.0.3:{}", free_port()).parse().unwrap();
+    let away: SocketAddr = format!("127.0.0.77:{}", free_port()).parse().unwrap();
+    let here = common::vip();
+    let service = |vip: SocketAddr| {
+        format!(
+            r#"[[service]]
+tcp = "{vip}"
+quiescent = true
+ha_suspend = true
+[service.check]
+type = "connect"
+interval = "1s"
+timeout = "1s"
+[[service.server]]
+address = "{closed}"
+"#
+        )
+    };
+    let toml = format!("{}\n{}", service(away), service(here));
+    let d = Daemon::start_with_file(&dir.path().join("uvs.toml"), &toml, &[]);
+    d.wait_listening(here);
+    eventually("the checked server of the local VIP is down", || {
+        d.servers(here) == [(closed.to_string(), 0)]
+    });
+    eventually("uvs status says the other's checks are suspended", || {
+        d.status().contains(&format!(
+            ", checks suspended: {} is not an address of this host (ha_suspend)",
+            away.ip()
+        ))
+    });
+    // Its checks had as long to run: it is still as it started.
+    assert_eq!(d.servers(away), [(closed.to_string(), 1)]);
+    let status = d.status();
+    assert_eq!(status.matches("checks suspended").count(), 1, "{status}");
+    // /metrics says the same (metrics scrapes may be a moment old: eventually).
+    let suspended = |vip: SocketAddr, value: u8| {
+        format!(
+            "uvs_backend_check_suspended{{proto=\"TCP\",local_address=\"{}\",local_port=\"{}\",local_mark=\"\",remote_address=\"{}\",remote_port=\"{}\"}} {value}",
+            vip.ip(),
+            vip.port(),
+            closed.ip(),
+            closed.port()
+        )
+    };
+    eventually("/metrics has the suspended checks", || {
+        let (_, body) = common::http_get(d.metrics_address(), "GET", "/metrics");
+        body.lines().any(|l| l == suspended(away, 1))
+            && body.lines().any(|l| l == suspended(here, 0))
+    });
 }

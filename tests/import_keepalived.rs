@@ -35,6 +35,8 @@ type = "connect"
 interval = "6s"
 timeout = "3s"
 failures = 2
+warmup = "6s"
+retry_delay = "1s"
 
 [[service.server]]
 address = "198.51.100.61:80"
@@ -176,6 +178,8 @@ type = "connect"
 interval = "5s"
 timeout = "2s"
 failures = 2
+warmup = "5s"
+retry_delay = "1s"
 
 [[service.server]]
 address = "198.51.100.2:80"
@@ -187,6 +191,8 @@ port = 8080
 interval = "5s"
 timeout = "2s"
 failures = 2
+warmup = "5s"
+retry_delay = "1s"
 
 [[service]]
 group = "dns6"
@@ -199,7 +205,10 @@ type = "external"
 interval = "1m"
 timeout = "1m"
 failures = 1
-command = "/bin/true"
+command = ["/bin/true"]
+target_arguments = false
+warmup = "1m"
+retry_delay = "1s"
 
 [[service.server]]
 address = "2001:db8::53"
@@ -215,7 +224,6 @@ fn virtual_server_groups_import_as_groups_with_keepalived_members_and_ranges() {
         "-:25: virtual_server_group web: fwmark 8: of another family than the group's other members; a uvs group is of one family; not taken\n\
          -:26: virtual_server_group web: 192.0.2.40-300 80: not a range end (too large, or not a number); keepalived skips the entry, and so does uvs\n\
          -:27: virtual_server_group web: 192.0.2.50 http: not a port; keepalived skips the entry, and so does uvs\n\
-         -:36: misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does\n\
          -:40: virtual_server_group empty: no entries; keepalived removes it, and so does uvs\n\
          -:42: virtual_server group empty: no virtual_server_group empty; keepalived ignores the virtual server, and so does uvs\n\
          -:46: virtual_server group nowhere: no virtual_server_group nowhere; keepalived ignores the virtual server, and so does uvs\n\
@@ -284,14 +292,19 @@ type = "connect"
 interval = "10s"
 timeout = "3s"
 failures = 2
+warmup = "10s"
+retry_delay = "1s"
 
 [[service.server.check]]
 type = "external"
 interval = "10s"
 timeout = "8s"
 failures = 1
-command = "/usr/local/bin/app-check --deep"
+command = ["/usr/local/bin/app-check", "--deep"]
+target_arguments = false
 dynamic_weight = true
+warmup = "10s"
+retry_delay = "1s"
 
 [[service.server.check]]
 type = "file"
@@ -311,6 +324,8 @@ type = "connect"
 interval = "10s"
 timeout = "3s"
 failures = 2
+warmup = "10s"
+retry_delay = "1s"
 "#;
 
 #[test]
@@ -324,8 +339,7 @@ fn a_real_server_with_tcp_misc_and_file_checks_imports_with_all_three() {
     assert_eq!(text(&out.stdout), SEVERAL_CHECKS_TOML);
     assert_eq!(
         text(&out.stderr),
-        "-:1: track_file maint: read by the FILE_CHECKs that name it; tracking by VRRP is keepalived's own job\n\
-         -:16: misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does\n"
+        "-:1: track_file maint: read by the FILE_CHECKs that name it; tracking by VRRP is keepalived's own job\n"
     );
     assert_eq!(out.status.code(), Some(0));
     std::fs::write(dir.path().join("uvs.toml"), &out.stdout).unwrap();
@@ -553,4 +567,46 @@ proptest! {
         let read = uvs::config::schema::parse(&toml, Path::new("fuzzed.toml"));
         prop_assert!(read.is_ok(), "{}\n---\n{}\n---\n{:?}", text, toml, read.err());
     }
+}
+
+/// A MISC_CHECK whose misc_path is quoted, with a path that has a space in it, runs
+/// the words keepalived runs (check_misc.c `misc_path_handler`: the first word, split
+/// with keepalived's quoting) and nothing after them: imported, then run by `uvs run`.
+#[test]
+fn a_quoted_misc_path_with_a_space_runs_the_words_keepalived_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("my check.sh");
+    let args = dir.path().join("args");
+    std::fs::write(
+        &script,
+        format!(
+            "echo \"$# $@\" > '{}.new'\nmv '{0}.new' '{0}'\n",
+            args.display()
+        ),
+    )
+    .unwrap();
+    let vip = common::vip();
+    let conf = format!(
+        "virtual_server {} {} {{\n  protocol TCP\n  delay_loop 1\n  real_server 127.0.0.2 {} {{\n    MISC_CHECK {{\n      misc_path \"/bin/sh '{}' 'a b' c\"\n    }}\n  }}\n}}\n",
+        vip.ip(),
+        vip.port(),
+        vip.port(),
+        script.display()
+    );
+    let out = uvs(&["import", "keepalived", "-"], dir.path(), &conf);
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+    let toml = text(&out.stdout);
+    assert!(
+        toml.contains(&format!(
+            "command = [\"/bin/sh\", \"{}\", \"a b\", \"c\"]\ntarget_arguments = false\n",
+            script.display()
+        )),
+        "{toml}"
+    );
+    let d = common::Daemon::start_with_file(&dir.path().join("uvs.toml"), &toml, &[]);
+    d.wait_listening(vip);
+    common::eventually("the check ran", || args.exists());
+    // Two arguments after the script, "a b" and "c"; no vip vport rip rport.
+    assert_eq!(std::fs::read_to_string(&args).unwrap(), "2 a b c\n");
 }

@@ -57,8 +57,17 @@ pub struct Check {
     /// The HTTP statuses taken as healthy: inclusive ranges, any of which will do
     /// (keepalived's `status_code 200 301-302`).
     pub status: Option<Vec<(u16, u16)>>,
-    /// `external`: the command run with vip vport rip rport.
-    pub command: Option<String>,
+    /// `external`: the command run, with vip vport rip rport after it unless
+    /// `target_arguments` is false.
+    pub command: Option<CheckCommand>,
+    /// `external`: whether vip vport rip rport are appended to the command's words
+    /// (ldirectord's checkcommand; unset: true) or the words run as written (false:
+    /// keepalived's MISC_CHECK, check_misc.c `misc_check_thread`, passes none).
+    pub target_arguments: Option<bool>,
+    /// `dns`: the transport the query goes over, whatever the service's protocol
+    /// (keepalived's DNS_CHECK always speaks UDP, check_dns.c `dns_connect_thread`);
+    /// unset: the service's (ldirectord's). TCP or UDP only.
+    pub transport: Option<crate::table::Protocol>,
     /// `external`: the exit code sets the weight (keepalived's misc_dynamic).
     pub dynamic_weight: Option<bool>,
     /// `https`: verify the server's certificate.
@@ -106,6 +115,33 @@ pub struct Check {
     /// `smtp`: the addresses checked instead of the server's, every one of which must
     /// pass (keepalived's `host` blocks).
     pub hosts: Option<Vec<std::net::SocketAddr>>,
+}
+
+/// An external check's `command`: a line split at white space (`command =
+/// "/bin/check -v"`, ldirectord's checkcommand), or its words as written (`command =
+/// ["/opt/my check", "-v"]`: no quoting rules to learn, so `uvs import keepalived`
+/// writes a `misc_path` so, split as keepalived splits it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckCommand {
+    Line(String),
+    Words(Vec<String>),
+}
+
+impl From<&str> for CheckCommand {
+    /// A line, split at white space.
+    fn from(line: &str) -> CheckCommand {
+        CheckCommand::Line(line.to_string())
+    }
+}
+
+impl CheckCommand {
+    /// The program, then its own arguments.
+    pub fn words(&self) -> Vec<String> {
+        match self {
+            CheckCommand::Line(line) => line.split_whitespace().map(str::to_string).collect(),
+            CheckCommand::Words(words) => words.clone(),
+        }
+    }
 }
 
 /// One URL of an HTTP check (`[[service.check.url]]`, keepalived's `url` block): what
@@ -187,6 +223,8 @@ impl Check {
             method: self.method.clone().or_else(|| base.method.clone()),
             status: self.status.clone().or_else(|| base.status.clone()),
             command: self.command.clone().or_else(|| base.command.clone()),
+            target_arguments: self.target_arguments.or(base.target_arguments),
+            transport: self.transport.or(base.transport),
             dynamic_weight: self.dynamic_weight.or(base.dynamic_weight),
             verify_certificate: self.verify_certificate.or(base.verify_certificate),
             warmup: self.warmup.or(base.warmup),
@@ -305,6 +343,12 @@ pub struct Health {
     pub quiescent: Option<bool>,
     /// ldirectord's fallback (keepalived's sorry server).
     pub fallback: Option<ServerConfig>,
+    /// The fallback's own `quiescent` (`fallback = { ..., quiescent = true }`): while it
+    /// does not stand in it stays in the service at weight 0 instead of leaving it, as
+    /// keepalived's `sorry_server_inhibit` (check/ipwrapper.c `init_service_vs` adds the
+    /// sorry server at weight 0; `update_quorum_state` then sets it to 0 rather than
+    /// removing it, the inhibit of a real server's `inhibit_on_failure`). Unset: false.
+    pub fallback_quiescent: Option<bool>,
     /// A server starts down until its first good check (keepalived's `alpha`); unset:
     /// the global setting, then false (a server starts up).
     pub alpha: Option<bool>,
@@ -320,8 +364,12 @@ pub struct Health {
     pub hysteresis: Option<u32>,
     /// Commands run once when the quorum is regained or lost (keepalived's `quorum_up`,
     /// `quorum_down`), split into words as [`words`] does. Services only.
-    pub quorum_up: Option<String>,
-    pub quorum_down: Option<String>,
+    pub quorum_up: Option<NotifyCommand>,
+    pub quorum_down: Option<NotifyCommand>,
+    /// The service's checks are suspended while its virtual address is not an address
+    /// of this host (keepalived's `ha_suspend`; `health::suspend`). Services with an
+    /// address only.
+    pub ha_suspend: Option<bool>,
     /// What single real servers say of their own health (`[[service.server]]`'s
     /// `quiescent`, `notify_up`, `notify_down`). Services only.
     pub servers: std::collections::BTreeMap<crate::table::ServerKey, ServerHealth>,
@@ -335,8 +383,59 @@ pub struct ServerHealth {
     pub quiescent: Option<bool>,
     /// Commands run once each time the server goes up or down, split into words as
     /// [`words`] does.
-    pub notify_up: Option<String>,
-    pub notify_down: Option<String>,
+    pub notify_up: Option<NotifyCommand>,
+    pub notify_down: Option<NotifyCommand>,
+}
+
+/// A command keepalived runs on a change of state (`notify_up`, `notify_down`,
+/// `quorum_up`, `quorum_down`): its line, split into words as [`words`] does, and the
+/// user and group it runs as (keepalived's `notify_up CMD [USER [GROUP]]`, core/notify.c
+/// `notify_script_init` with `set_script_uid_gid`; unset: the daemon's own). Written
+/// `notify_up = "CMD"`, or `notify_up = { command = "CMD", user = "U", group = "G" }`
+/// to keep each user with its command, as keepalived does. Reads as its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyCommand {
+    pub line: String,
+    pub user: Option<String>,
+    /// Instead of the user's own group; only with a user.
+    pub group: Option<String>,
+}
+
+impl std::ops::Deref for NotifyCommand {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.line
+    }
+}
+
+impl std::fmt::Display for NotifyCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)?;
+        if let Some(user) = &self.user {
+            write!(f, " (as {user}")?;
+            if let Some(group) = &self.group {
+                write!(f, ":{group}")?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<String> for NotifyCommand {
+    fn from(line: String) -> NotifyCommand {
+        NotifyCommand {
+            line,
+            user: None,
+            group: None,
+        }
+    }
+}
+
+impl From<&str> for NotifyCommand {
+    fn from(line: &str) -> NotifyCommand {
+        NotifyCommand::from(line.to_string())
+    }
 }
 
 /// Where balancing happens (`mode`).

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{Check, Config, Health, ServiceSpec, group};
+use super::{Check, CheckCommand, Config, Health, NotifyCommand, ServiceSpec, group};
 use crate::table::{
     Family, Forward, ListenRule, Netmask, Protocol, ServerConfig, ServiceKey, Tunnel,
     TunnelChecksum,
@@ -106,10 +106,25 @@ fn check_lines(c: &Check) -> String {
         ("receive", &c.receive),
         ("virtualhost", &c.virtualhost),
         ("method", &c.method),
-        ("command", &c.command),
     ] {
         setting(&mut out, key, value.as_deref().map(quoted));
     }
+    setting(
+        &mut out,
+        "command",
+        c.command.as_ref().map(|command| match command {
+            CheckCommand::Line(line) => quoted(line),
+            CheckCommand::Words(words) => format!(
+                "[{}]",
+                words
+                    .iter()
+                    .map(|w| quoted(w))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    );
+    setting(&mut out, "target_arguments", c.target_arguments);
     setting(&mut out, "status", c.status.as_deref().map(statuses));
     setting(&mut out, "dynamic_weight", c.dynamic_weight);
     setting(&mut out, "verify_certificate", c.verify_certificate);
@@ -168,6 +183,11 @@ fn check_kinds_lines(out: &mut String, c: &Check) {
     setting(out, "require_answer", c.require_answer);
     setting(
         out,
+        "transport",
+        c.transport.map(|p| quoted(&p.label().to_ascii_lowercase())),
+    );
+    setting(
+        out,
         "path",
         c.path.as_deref().map(|p| quoted(&p.to_string_lossy())),
     );
@@ -208,14 +228,35 @@ fn health_lines(out: &mut String, h: &Health, service: Option<&ServiceKey>) {
     setting(
         out,
         "fallback",
-        h.fallback.as_ref().map(|f| inline_server(f, service)),
+        h.fallback.as_ref().map(|f| {
+            let mut table = inline_server(f, service);
+            if let Some(q) = h.fallback_quiescent {
+                table.truncate(table.len() - 2);
+                let _ = write!(table, ", quiescent = {q} }}");
+            }
+            table
+        }),
     );
     setting(out, "alpha", h.alpha);
     setting(out, "omega", h.omega);
     setting(out, "quorum", h.quorum);
     setting(out, "hysteresis", h.hysteresis);
-    setting(out, "quorum_up", h.quorum_up.as_deref().map(quoted));
-    setting(out, "quorum_down", h.quorum_down.as_deref().map(quoted));
+    setting(out, "quorum_up", h.quorum_up.as_ref().map(notify));
+    setting(out, "quorum_down", h.quorum_down.as_ref().map(notify));
+    setting(out, "ha_suspend", h.ha_suspend);
+}
+
+/// A notify command: its line, or with a user an inline table (schema's `command`).
+fn notify(c: &NotifyCommand) -> String {
+    let Some(user) = &c.user else {
+        return quoted(&c.line);
+    };
+    let mut t = format!("{{ command = {}, user = {}", quoted(&c.line), quoted(user));
+    if let Some(group) = &c.group {
+        let _ = write!(t, ", group = {}", quoted(group));
+    }
+    t.push_str(" }");
+    t
 }
 
 /// A group's `group`, member lists and (for marks alone) `ipv6`: each kind of member in
@@ -445,8 +486,8 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
             .or_else(|| spec.health.servers.get(&server.key()));
         if let Some(own) = own {
             setting(out, "quiescent", own.quiescent);
-            setting(out, "notify_up", own.notify_up.as_deref().map(quoted));
-            setting(out, "notify_down", own.notify_down.as_deref().map(quoted));
+            setting(out, "notify_up", own.notify_up.as_ref().map(notify));
+            setting(out, "notify_down", own.notify_down.as_ref().map(notify));
         }
         // Last: the keys after a table header belong to that table.
         let check = spec

@@ -46,8 +46,8 @@ use std::path::{Path, PathBuf};
 use super::group::{self, Written};
 use super::reader::{Item, Problems, Report, Table, document};
 use super::{
-    Check, CheckKind, Config, DnsType, Global, Health, MAX_CHECKS, Mode, NegotiateService,
-    ServerHealth, ServiceSpec, Url,
+    Check, CheckCommand, CheckKind, Config, DnsType, Global, Health, MAX_CHECKS, Mode,
+    NegotiateService, NotifyCommand, ServerHealth, ServiceSpec, Url,
 };
 use crate::proxy::congestion::CongestionControl;
 use crate::table::{
@@ -347,8 +347,23 @@ fn read_health(t: &Table<'_, '_>, service: Option<(&ServiceKey, &Report<'_>)>) -
             Some((key, notes)) => fitted(asked, key, false, &item.span, table.path(), notes),
             None => asked,
         });
+        if let Some(q) = table.get("quiescent") {
+            health.fallback_quiescent = q.bool();
+        }
     }
     read_states(t, service.is_some(), &mut health);
+    if let Some((key, _)) = service
+        && let Some(item) = t.get("ha_suspend")
+    {
+        health.ha_suspend = item.bool();
+        if health.ha_suspend == Some(true) && matches!(key, ServiceKey::Fwmark { .. }) {
+            // check_data.c `validate_check_config` clears it, with an error.
+            item.problem(
+                "ha_suspend looks for the service's address, and a fwmark service has none",
+            );
+            health.ha_suspend = None;
+        }
+    }
     health
 }
 
@@ -385,17 +400,58 @@ fn read_states(t: &Table<'_, '_>, service: bool, health: &mut Health) {
     health.quorum_down = command(t, "quorum_down");
 }
 
-/// A command line that [`super::words`] can split, from `key` of `t`.
-fn command(t: &Table<'_, '_>, key: &str) -> Option<String> {
+/// A notify command from `key` of `t`: a command line that [`super::words`] can
+/// split, or a table of one (`command`) with the `user` and `group` it runs as, names
+/// the system knows (keepalived ignores a script whose user it cannot find).
+fn command(t: &Table<'_, '_>, key: &str) -> Option<NotifyCommand> {
     let item = t.get(key)?;
-    let line = item.str("a command line, as \"/usr/local/bin/notify up\"")?;
-    match super::words(line) {
-        Ok(_) => Some(line.to_string()),
-        Err(e) => {
-            item.problem(format!("not a command: {e}"));
-            None
+    let expected =
+        "a command line, as \"/usr/local/bin/notify up\", or a table with command, user and group";
+    let line = |item: &Item<'_, '_>| {
+        let line = item.str(expected)?;
+        match super::words(line) {
+            Ok(_) => Some(line.to_string()),
+            Err(e) => {
+                item.problem(format!("not a command: {e}"));
+                None
+            }
         }
+    };
+    let toml::de::DeValue::Table(_) = item.value else {
+        return line(&item).map(NotifyCommand::from);
+    };
+    let table = item.table()?;
+    let command = table.get("command");
+    let name = |key: &str| {
+        let item = table.get(key)?;
+        let name = item.str(&format!("the name of a {key}"))?.to_string();
+        Some((item, name))
+    };
+    let (user, group) = (name("user"), name("group"));
+    match (&user, &group) {
+        (Some((uitem, u)), g) => {
+            match super::words::run_as(u, g.as_ref().map(|(_, g)| g.as_str())) {
+                Ok(_) => {}
+                Err(e @ super::words::RunAsError::NoGroup(_)) => {
+                    if let Some((gitem, _)) = g {
+                        gitem.problem(e.to_string());
+                    }
+                }
+                Err(e) => uitem.problem(e.to_string()),
+            }
+        }
+        (None, Some((gitem, _))) => gitem.problem("a group needs a user"),
+        (None, None) => {}
     }
+    let Some(command) = command else {
+        item.problem("a notify table needs a command");
+        return None;
+    };
+    Some(NotifyCommand {
+        line: line(&command)?,
+        user: user.map(|(_, u)| u),
+        group: group.map(|(_, g)| g),
+    })
 }
 
 /// A real server's own `quiescent`, `notify_up` and `notify_down`; None if it has none.
@@ -464,7 +520,12 @@ fn read_check(t: &Table<'_, '_>) -> Check {
         |key: &str, expected: &str| t.get(key).and_then(|i| i.str(expected).map(str::to_string));
     c.request = text("request", "the request, as \"/index.html\"");
     c.virtualhost = text("virtualhost", "a host name");
-    c.command = text("command", "a command line");
+    if let Some(item) = t.get("command") {
+        c.command = read_check_command(&item);
+    }
+    if let Some(item) = t.get("target_arguments") {
+        c.target_arguments = item.bool();
+    }
     if let Some(item) = t.get("receive")
         && let Some(pattern) = item.str("a regular expression")
     {
@@ -496,6 +557,55 @@ fn read_check(t: &Table<'_, '_>) -> Check {
     read_run_as(t, &mut c);
     read_check_kinds(t, &mut c);
     c
+}
+
+/// An external check's `command`: a line (split at white space when run) or an array
+/// of its words, the program first, each run as written.
+fn read_check_command(item: &Item<'_, '_>) -> Option<CheckCommand> {
+    let expected = "a command line, or its words as an array of strings";
+    match item.value {
+        toml::de::DeValue::Array(_) => {
+            let words: Option<Vec<String>> = item
+                .array(expected)
+                .iter()
+                .map(|w| {
+                    w.str("a word, as \"/usr/local/bin/check\"")
+                        .map(str::to_string)
+                })
+                .collect();
+            let words = words?;
+            if words.first().is_none_or(|w| w.is_empty()) {
+                item.problem("expected the program as the first word");
+                return None;
+            }
+            Some(CheckCommand::Words(words))
+        }
+        _ => item
+            .str(expected)
+            .map(|line| CheckCommand::Line(line.to_string())),
+    }
+}
+
+/// `transport` of a dns check: "tcp" or "udp" (keepalived's DNS_CHECK speaks UDP);
+/// refused in a table that makes the check another kind, where it would mean nothing.
+fn read_transport(t: &Table<'_, '_>, c: &mut Check) {
+    let Some(item) = t.get("transport") else {
+        return;
+    };
+    c.transport = item.parsed("\"tcp\" or \"udp\"", |p| match p {
+        "tcp" => Some(Protocol::Tcp),
+        "udp" => Some(Protocol::Udp),
+        _ => None,
+    });
+    let dns = match (c.kind, c.service) {
+        (Some(k), _) if k != CheckKind::Negotiate => false,
+        (_, Some(s)) => s == NegotiateService::Dns,
+        _ => true,
+    };
+    if c.transport.is_some() && !dns {
+        item.problem("transport is for dns checks only (keepalived's DNS_CHECK speaks UDP)");
+        c.transport = None;
+    }
 }
 
 /// `user` and `group` of an external check: names the system knows (keepalived's
@@ -554,6 +664,7 @@ fn read_check_kinds(t: &Table<'_, '_>, c: &mut Check) {
     if let Some(item) = t.get("require_answer") {
         c.require_answer = item.bool();
     }
+    read_transport(t, c);
     if let Some(item) = t.get("path") {
         c.path = item.parsed("an absolute path, as \"/run/weight\"", |p| {
             p.starts_with('/').then(|| PathBuf::from(p))
@@ -1206,6 +1317,17 @@ fn read_service(
     let (name, comment) = (text("name"), text("comment"));
     let mut health = read_health(t, key.as_ref().map(|k| (k, notes)));
     health.servers = server_health;
+    // check_data.c `validate_check_config` clears it for a group with a mark in it.
+    if health.ha_suspend == Some(true)
+        && let Some(m) = &members
+        && m.keys
+            .iter()
+            .any(|k| matches!(k.0, ServiceKey::Fwmark { .. }))
+        && let Some(item) = t.get("ha_suspend")
+    {
+        item.problem("ha_suspend looks for the group's addresses, and a fwmark member has none");
+        health.ha_suspend = None;
+    }
     // A server's own checks replace its service's several (`health::server_settings_all`):
     // one that lists fewer runs fewer, which `uvs check` says.
     let service_checks = 1 + health.more_checks.len();
@@ -1852,6 +1974,181 @@ reverse = true
             parse(&rendered, Path::new("r.toml")).unwrap(),
             config,
             "what is rendered reads back the same"
+        );
+    }
+
+    #[test]
+    fn a_command_as_words_and_a_dns_transport_are_read_and_rendered_back() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+
+[service.check]
+type = "external"
+command = ["/opt/my check", "a b"]
+target_arguments = false
+
+[[service.server]]
+address = "127.0.0.2:80"
+
+[service.server.check]
+type = "negotiate"
+service = "dns"
+transport = "udp"
+"#;
+        let config = parse(text, Path::new("t.toml")).unwrap();
+        let spec = &config.services[0];
+        assert_eq!(
+            spec.health.check.command,
+            Some(CheckCommand::Words(vec![
+                "/opt/my check".into(),
+                "a b".into()
+            ]))
+        );
+        assert_eq!(spec.health.check.target_arguments, Some(false));
+        let server = spec.server_checks.values().next().unwrap();
+        assert_eq!(server.transport, Some(Protocol::Udp));
+        let rendered = super::super::render::render(&config);
+        for line in [
+            "command = [\"/opt/my check\", \"a b\"]",
+            "target_arguments = false",
+            "transport = \"udp\"",
+        ] {
+            assert!(rendered.lines().any(|l| l == line), "{line} in {rendered}");
+        }
+        assert_eq!(parse(&rendered, Path::new("t.toml")).unwrap(), config);
+    }
+
+    #[test]
+    fn notify_commands_take_a_user_and_group_in_a_table() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+quorum_up = { command = "/bin/up 'a b'", user = "nobody" }
+quorum_down = { command = "/bin/down", user = "no-such-user-uvs" }
+
+[[service.server]]
+address = "127.0.0.2:80"
+notify_up = { user = "nobody" }
+notify_down = { command = "/bin/x", group = "root" }
+
+[[service.server]]
+address = "127.0.0.3:80"
+notify_up = { command = "/bin/x", user = "root", group = "no-such-group-uvs" }
+notify_down = { command = "/bin/x", user = "root", shell = true }
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:4:47: service[0].quorum_down.user: no user named no-such-user-uvs in the system's user database",
+                "t.toml:8:13: service[0].server[0].notify_up: a notify table needs a command",
+                "t.toml:9:45: service[0].server[0].notify_down.group: a group needs a user",
+                "t.toml:13:58: service[0].server[1].notify_up.group: no group named no-such-group-uvs in the system's group database",
+                "t.toml:14:52: service[0].server[1].notify_down.shell: unknown key",
+            ]
+        );
+        let good = "[[service]]\ntcp = \"127.0.0.1:80\"\nquorum_up = { command = \"/bin/up 'a b'\", user = \"nobody\", group = \"root\" }\nquorum_down = \"/bin/down\"\n";
+        let config = parse(good, Path::new("t.toml")).unwrap();
+        let h = &config.services[0].health;
+        assert_eq!(
+            h.quorum_up,
+            Some(NotifyCommand {
+                line: "/bin/up 'a b'".into(),
+                user: Some("nobody".into()),
+                group: Some("root".into()),
+            })
+        );
+        assert_eq!(h.quorum_down, Some(NotifyCommand::from("/bin/down")));
+        let rendered = super::super::render::render(&config);
+        assert!(
+            rendered.contains("quorum_up = { command = \"/bin/up 'a b'\", user = \"nobody\", group = \"root\" }\nquorum_down = \"/bin/down\"\n"),
+            "{rendered}"
+        );
+        assert_eq!(parse(&rendered, Path::new("t.toml")).unwrap(), config);
+    }
+
+    #[test]
+    fn ha_suspend_is_read_for_an_address_and_refused_for_a_mark() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+ha_suspend = true
+
+[[service]]
+fwmark = 3
+ha_suspend = true
+
+[[service]]
+tcp = "127.0.0.1:81"
+ha_suspend = "yes"
+
+[[service]]
+group = "g"
+tcp = ["127.0.0.1:82"]
+fwmark = [4]
+ha_suspend = true
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:7:14: service[1].ha_suspend: ha_suspend looks for the service's address, and a fwmark service has none",
+                "t.toml:11:14: service[2].ha_suspend: expected true or false, found the string \"yes\"",
+                "t.toml:17:14: service[3].ha_suspend: ha_suspend looks for the group's addresses, and a fwmark member has none",
+            ]
+        );
+        let config = parse(
+            "[[service]]\ntcp = \"127.0.0.1:80\"\nha_suspend = true\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.services[0].health.ha_suspend, Some(true));
+        let rendered = super::super::render::render(&config);
+        assert!(
+            rendered.lines().any(|l| l == "ha_suspend = true"),
+            "{rendered}"
+        );
+        assert_eq!(parse(&rendered, Path::new("t.toml")).unwrap(), config);
+    }
+
+    #[test]
+    fn a_bad_command_and_a_transport_where_it_means_nothing_are_refused() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+
+[service.check]
+type = "connect"
+transport = "udp"
+
+[[service.server]]
+address = "127.0.0.2:80"
+
+[service.server.check]
+type = "negotiate"
+service = "http"
+transport = "udp"
+
+[[service.server]]
+address = "127.0.0.3:80"
+
+[service.server.check]
+service = "dns"
+transport = "sctp"
+command = []
+target_arguments = "no"
+
+[[service.server]]
+address = "127.0.0.4:80"
+
+[service.server.check]
+command = ["/bin/check", 7]
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:6:13: service[0].check.transport: transport is for dns checks only (keepalived's DNS_CHECK speaks UDP)",
+                "t.toml:14:13: service[0].server[0].check.transport: transport is for dns checks only (keepalived's DNS_CHECK speaks UDP)",
+                "t.toml:21:13: service[0].server[1].check.transport: expected \"tcp\" or \"udp\", found the string \"sctp\"",
+                "t.toml:22:11: service[0].server[1].check.command: expected the program as the first word",
+                "t.toml:23:20: service[0].server[1].check.target_arguments: expected true or false, found the string \"no\"",
+                "t.toml:29:26: service[0].server[2].check.command[1]: expected a word, as \"/usr/local/bin/check\", found the integer 7",
+            ]
         );
     }
 

@@ -63,6 +63,18 @@ impl exporter::Source for Reporter {
                     up: h.up,
                     failures: h.failures,
                     last_duration_ms: h.last_duration_ms,
+                    pending: h.pending,
+                    suspended: h.suspended.is_some(),
+                })
+                .collect(),
+            quorum: self
+                .health()
+                .quorum_statuses()
+                .iter()
+                .map(|q| exporter::ServiceQuorum {
+                    service: q.service,
+                    up: q.up,
+                    live: q.live,
                 })
                 .collect(),
             udp_flows: count(director.udp_flows.count()),

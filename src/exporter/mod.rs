@@ -28,7 +28,7 @@ use crate::table::Table;
 
 pub use body::Body;
 pub use http::Limits;
-pub use source::{BackendHealth, ConfigReloads, Source, State};
+pub use source::{BackendHealth, ConfigReloads, ServiceQuorum, Source, State};
 
 /// The whole exposition of `snapshot`, of the daemon's state now (read from `source`)
 /// and of the endpoint's `drops`. Takes as long as the table is big (seconds for 100 000

@@ -80,6 +80,11 @@ names! {
     BACKEND_UP = "uvs_backend_up";
     BACKEND_CHECK_FAILURES = "uvs_backend_check_failures";
     BACKEND_CHECK_DURATION_SECONDS = "uvs_backend_check_duration_seconds";
+    BACKEND_CHECK_PENDING = "uvs_backend_check_pending";
+    BACKEND_CHECK_SUSPENDED = "uvs_backend_check_suspended";
+    // Per service with a quorum (keepalived's `quorum`) or quorum commands.
+    SERVICE_QUORUM_UP = "uvs_service_quorum_up";
+    SERVICE_QUORUM_LIVE_WEIGHT = "uvs_service_quorum_live_weight";
 
     // The daemon: UDP flows, persistence templates, TCP connections.
     UDP_FLOWS = "uvs_udp_flows";

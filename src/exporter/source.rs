@@ -20,6 +20,8 @@ pub trait Source: Send + Sync + 'static {
 pub struct State {
     /// What the health checks know, one entry per checked real server.
     pub health: Vec<BackendHealth>,
+    /// The quorum of each service that has one, or quorum commands.
+    pub quorum: Vec<ServiceQuorum>,
     /// UDP flows open, the cap on them, and new flows dropped at the cap.
     pub udp_flows: u64,
     pub udp_flows_max: u64,
@@ -50,6 +52,19 @@ pub struct BackendHealth {
     pub failures: u32,
     /// How long the last check took, in milliseconds.
     pub last_duration_ms: u64,
+    /// `alpha`: no check has ended yet, so it is down until a good one.
+    pub pending: bool,
+    /// Its checks are suspended (`ha_suspend`: its service's address is not here).
+    pub suspended: bool,
+}
+
+/// A service's quorum as the checks last judged it (keepalived's `quorum`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceQuorum {
+    pub service: ServiceKey,
+    pub up: bool,
+    /// The sum of the weights of its live real servers.
+    pub live: u64,
 }
 
 /// What became of the configuration file.

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::body::BodyWriter;
 use super::drops::DropCounts;
 use super::names;
-use super::source::{BackendHealth, State};
+use super::source::{BackendHealth, ServiceQuorum, State};
 use crate::descriptors::DescriptorStatus;
 use crate::proxy::udp::admission::UdpAdmissionStatus;
 use crate::stats::{Counters, LATENCY_BOUNDS};
@@ -109,6 +109,7 @@ pub fn write(sources: &Sources<'_>, out: &mut BodyWriter) {
     backend_series(&services, out);
     latency_series(&services, out);
     health_series(&sources.daemon.health, out);
+    quorum_series(&sources.daemon.quorum, out);
     daemon_series(sources, out);
 }
 
@@ -315,7 +316,7 @@ fn latency_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
 }
 
 fn health_series(health: &[BackendHealth], out: &mut BodyWriter) {
-    let gauges: [Reading<BackendHealth>; 3] = [
+    let gauges: [Reading<BackendHealth>; 5] = [
         (
             names::BACKEND_UP,
             "1 while the health checks find the real server up, 0 while down.",
@@ -331,11 +332,44 @@ fn health_series(health: &[BackendHealth], out: &mut BodyWriter) {
             "How long the last health check took.",
             |h| Number::Float(h.last_duration_ms as f64 / 1000.0),
         ),
+        (
+            names::BACKEND_CHECK_PENDING,
+            "1 while the real server is down until its first good check (alpha), else 0.",
+            |h| Number::Int(h.pending.into()),
+        ),
+        (
+            names::BACKEND_CHECK_SUSPENDED,
+            "1 while the real server's checks are suspended (ha_suspend), else 0.",
+            |h| Number::Int(h.suspended.into()),
+        ),
     ];
     for (name, help, value) in gauges {
         let samples = health
             .iter()
             .map(|h| (server_labels(&h.service, &h.server), value(h)));
+        family(out, name, help, Kind::Gauge, samples);
+    }
+}
+
+/// keepalived's quorum of each service that has one (check/ipwrapper.c
+/// `update_quorum_state`), as `uvs status` shows it.
+fn quorum_series(quorum: &[ServiceQuorum], out: &mut BodyWriter) {
+    let gauges: [Reading<ServiceQuorum>; 2] = [
+        (
+            names::SERVICE_QUORUM_UP,
+            "1 while the virtual service is in quorum, 0 while it has lost it.",
+            |q| Number::Int(q.up.into()),
+        ),
+        (
+            names::SERVICE_QUORUM_LIVE_WEIGHT,
+            "The sum of the weights of the virtual service's live real servers, judged against its quorum.",
+            |q| Number::Int(q.live),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let samples = quorum
+            .iter()
+            .map(|q| (service_labels(&q.service), value(q)));
         family(out, name, help, Kind::Gauge, samples);
     }
 }

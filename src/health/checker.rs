@@ -55,8 +55,10 @@ pub struct ServerCheck {
     /// Its own `quiescent`, if it has one (for `uvs status`).
     pub quiescent: Option<bool>,
     /// Run once when it goes up, and when it goes down.
-    pub notify_up: Option<String>,
-    pub notify_down: Option<String>,
+    pub notify_up: Option<crate::config::NotifyCommand>,
+    pub notify_down: Option<crate::config::NotifyCommand>,
+    /// With `ha_suspend`: the addresses whose absence suspends its checks.
+    pub ha_suspend: Vec<std::net::IpAddr>,
 }
 
 /// One of several checks of a server: where it goes and its settings.
@@ -164,6 +166,7 @@ pub fn server_checks(config: &Config) -> HashMap<Target, ServerCheck> {
                     quiescent: own.and_then(|o| o.quiescent),
                     notify_up: own.and_then(|o| o.notify_up.clone()),
                     notify_down: own.and_then(|o| o.notify_down.clone()),
+                    ha_suspend: super::suspend::vips_of(config, spec),
                 },
             );
         }
@@ -718,6 +721,10 @@ async fn run(server: ServerCheck, n: usize, check: Box<dyn HealthCheck>, shared:
     };
     for round in 1u64.. {
         tokio::time::sleep(wait).await;
+        if super::suspend::holds(target, &server.ha_suspend, findings) {
+            wait = interval;
+            continue;
+        }
         // The semaphore is never closed; without a turn, check anyway.
         let turn = turns.acquire().await.ok();
         let started = Instant::now();

@@ -11,6 +11,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use super::orphans::{self, CheckCommand};
+use crate::config::NotifyCommand;
 
 /// How long a notify command may run before it is killed with its group. keepalived
 /// lets a notify script run as long as it likes while it runs (`notify_exec`); a bound
@@ -54,6 +55,11 @@ pub fn spawn(
 pub enum NotifyError {
     #[error("not a command: {0}")]
     Words(#[from] crate::config::words::WordsError),
+    /// Its user or group, which the system does not know (any more).
+    #[error("{0}")]
+    RunAs(#[from] crate::config::words::RunAsError),
+    #[error("cannot run it as user {0}: uvs does not run as root")]
+    NotRoot(String),
     #[error("cannot run it: {0}")]
     Spawn(io::Error),
     #[error("it ran over {0:?} and was killed")]
@@ -62,9 +68,10 @@ pub enum NotifyError {
     Exit(ExitStatus),
 }
 
-/// Runs the command line `line` once, bounded by `bound`; `what` says why, for the
-/// log. A failure is logged (keepalived: "Script errors aren't server errors").
-pub async fn notify(what: String, line: String, bound: Duration) -> Result<(), NotifyError> {
+/// Runs the command `line` once, as its user if it names one, bounded by `bound`;
+/// `what` says why, for the log. A failure is logged (keepalived: "Script errors aren't
+/// server errors").
+pub async fn notify(what: String, line: NotifyCommand, bound: Duration) -> Result<(), NotifyError> {
     let result = run(&line, bound).await;
     match &result {
         Ok(()) => tracing::info!(command = %line, "{what}: ran"),
@@ -73,9 +80,25 @@ pub async fn notify(what: String, line: String, bound: Duration) -> Result<(), N
     result
 }
 
-async fn run(line: &str, bound: Duration) -> Result<(), NotifyError> {
+async fn run(line: &NotifyCommand, bound: Duration) -> Result<(), NotifyError> {
     let words = crate::config::words(line)?;
-    let mut child = spawn(&words, &[], None).map_err(NotifyError::Spawn)?;
+    let ids = match &line.user {
+        None => None,
+        Some(user) => {
+            let ids = crate::config::words::run_as(user, line.group.as_deref())?;
+            let own = (crate::sys::effective_uid(), crate::sys::effective_gid());
+            if ids == own {
+                // Already that user and group: nothing to switch, root or not.
+                None
+            } else if own.0 != 0 {
+                // setuid needs root, as for an external check's user.
+                return Err(NotifyError::NotRoot(user.clone()));
+            } else {
+                Some(ids)
+            }
+        }
+    };
+    let mut child = spawn(&words, &[], ids).map_err(NotifyError::Spawn)?;
     match tokio::time::timeout(bound, child.wait()).await {
         Err(_) => Err(NotifyError::Timeout(bound)),
         Ok(Err(e)) => Err(NotifyError::Spawn(e)),
@@ -94,7 +117,9 @@ mod tests {
         let out = dir.path().join("out");
         // Words, not a shell line: the quotes group, `>` is an argument.
         let line = format!("/bin/sh -c 'echo \"$0 $1\" > {}' 'a b' '>'", out.display());
-        notify("test".into(), line, NOTIFY_BOUND).await.unwrap();
+        notify("test".into(), line.into(), NOTIFY_BOUND)
+            .await
+            .unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "a b >\n");
         let failed = notify("test".into(), "/bin/sh -c 'exit 3'".into(), NOTIFY_BOUND).await;
         assert!(matches!(failed, Err(NotifyError::Exit(s)) if s.code() == Some(3)));
@@ -107,5 +132,41 @@ mod tests {
         assert!(matches!(hung, Err(NotifyError::Timeout(_))), "{hung:?}");
         let missing = notify("test".into(), "/nonexistent/x".into(), NOTIFY_BOUND).await;
         assert!(matches!(missing, Err(NotifyError::Spawn(_))));
+    }
+
+    /// keepalived's `notify_up CMD USER [GROUP]`: as that user and group, which needs
+    /// root; without root it is refused, not run as the daemon's user.
+    #[tokio::test]
+    async fn a_notify_command_runs_as_its_user_or_is_refused_without_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let out = dir.path().join("id");
+        let line = NotifyCommand {
+            line: format!("/bin/sh -c 'id > {}'", out.display()),
+            user: Some("nobody".into()),
+            group: None,
+        };
+        let result = notify("test".into(), line.clone(), NOTIFY_BOUND).await;
+        let (uid, _) = crate::config::words::run_as("nobody", None).unwrap();
+        if crate::sys::effective_uid() == 0 {
+            result.unwrap();
+            let id = std::fs::read_to_string(&out).unwrap();
+            assert!(id.starts_with(&format!("uid={uid}(")), "{id}");
+        } else {
+            assert!(
+                matches!(&result, Err(NotifyError::NotRoot(u)) if u == "nobody"),
+                "{result:?}"
+            );
+            assert!(!out.exists(), "not run as the daemon's user instead");
+        }
+        let unknown = NotifyCommand {
+            user: Some("no-such-user-uvs".into()),
+            ..line
+        };
+        assert!(matches!(
+            notify("test".into(), unknown, NOTIFY_BOUND).await,
+            Err(NotifyError::RunAs(_))
+        ));
     }
 }

@@ -16,7 +16,10 @@
 //! the daemon's stop, through the one command runner (`command`). A server may have
 //! several checks (keepalived's several checkers of a real server,
 //! [`server_settings_all`]): each runs and keeps its state on its own ([`CheckHealth`]),
-//! and the server is up only while none of them is down.
+//! and the server is up only while none of them is down. Commands run as their user if
+//! they name one; with `ha_suspend` a service's checks wait while its address is not
+//! this host's (`suspend`); a quiescent fallback stays at weight 0 while it does not
+//! stand in (`sorry_server_inhibit`).
 
 pub mod check;
 pub mod checker;
@@ -24,6 +27,7 @@ pub mod command;
 pub mod orphans;
 pub mod quorum;
 mod status;
+pub mod suspend;
 pub mod tls;
 
 use std::collections::{BTreeMap, HashSet};
@@ -63,6 +67,8 @@ pub struct ServerHealth {
     pub pending: bool,
     /// The server's own `quiescent`, when it has one (for `uvs status`).
     pub quiescent: Option<bool>,
+    /// Why its checks are suspended (`ha_suspend`, [`suspend`]), while they are.
+    pub suspended: Option<String>,
     /// With several checks (keepalived's several checkers of a real server): each
     /// one's own state, first to last; the server is up only while every one is
     /// (keepalived's `num_failed_checkers == 0`), and the fields above sum them up
@@ -120,6 +126,7 @@ impl Default for ServerHealth {
             pending: false,
             quiescent: None,
             checks: Vec::new(),
+            suspended: None,
         }
     }
 }
@@ -292,6 +299,7 @@ impl Findings {
                         pending: c.pending,
                     })
                     .collect(),
+                suspended: h.suspended.clone(),
             })
             .collect()
     }
@@ -367,11 +375,13 @@ pub fn effective(config: &Config, findings: &Findings) -> Config {
             .or(config.global.health.quiescent)
             .unwrap_or(true);
         let alpha = quorum::alpha(&config.global, spec);
-        let fallback = spec
-            .health
-            .fallback
-            .clone()
-            .or_else(|| config.global.health.fallback.clone());
+        let (fallback, fallback_quiescent) = match &spec.health.fallback {
+            Some(f) => (Some(f.clone()), spec.health.fallback_quiescent),
+            None => (
+                config.global.health.fallback.clone(),
+                config.global.health.fallback_quiescent,
+            ),
+        };
         let sorry = fallback.is_some() && !quorum::in_quorum(config, asked, findings);
         let own = spec.health.servers.clone();
         let standing_in = fallback.as_ref().filter(|_| sorry).map(|f| f.key());
@@ -399,10 +409,16 @@ pub fn effective(config: &Config, findings: &Findings) -> Config {
                 .and_then(|s| s.quiescent)
                 .unwrap_or(quiescent)
         });
-        if sorry
-            && let Some(fallback) = fallback
+        // Out of quorum the fallback stands in; in quorum a quiescent one stays at
+        // weight 0 (keepalived's `sorry_server_inhibit`). One that is also a real
+        // server is that server (`s_svr_duplicates_rs`).
+        if let Some(mut fallback) = fallback
+            && (sorry || fallback_quiescent == Some(true))
             && !spec.servers.iter().any(|s| s.key() == fallback.key())
         {
+            if !sorry {
+                fallback.weight = 0;
+            }
             spec.servers.push(fallback);
         }
     }
@@ -574,6 +590,56 @@ quiescent = true
             servers(&effective(&c, &findings)),
             [("127.0.0.2".into(), 1), ("127.0.0.3".into(), 0)]
         );
+    }
+
+    /// keepalived's `sorry_server_inhibit`: the sorry server is in the service from the
+    /// start at weight 0, takes its weight while it stands in, and goes back to 0.
+    #[test]
+    fn a_quiescent_fallback_stays_at_weight_0_while_it_does_not_stand_in() {
+        let text = |quiescent: bool| {
+            format!(
+                r#"
+[[service]]
+tcp = "127.0.0.1:80"
+fallback = {{ address = "127.0.0.9:80", weight = 5, quiescent = {quiescent} }}
+[service.check]
+type = "connect"
+[[service.server]]
+address = "127.0.0.2:80"
+"#
+            )
+        };
+        let c = parse(&text(true), Path::new("t.toml")).unwrap();
+        assert_eq!(c.services[0].health.fallback_quiescent, Some(true));
+        let findings = Findings::default();
+        assert_eq!(
+            servers(&effective(&c, &findings)),
+            [("127.0.0.2".into(), 1), ("127.0.0.9".into(), 0)]
+        );
+        down(&findings, &c, "127.0.0.2", false, None);
+        assert_eq!(
+            servers(&effective(&c, &findings)),
+            [("127.0.0.2".into(), 0), ("127.0.0.9".into(), 5)]
+        );
+        down(&findings, &c, "127.0.0.2", true, None);
+        assert_eq!(
+            servers(&effective(&c, &findings)),
+            [("127.0.0.2".into(), 1), ("127.0.0.9".into(), 0)]
+        );
+        let plain = parse(&text(false), Path::new("t.toml")).unwrap();
+        assert_eq!(
+            servers(&effective(&plain, &findings)),
+            [("127.0.0.2".into(), 1)],
+            "not quiescent: left out"
+        );
+        let rendered = crate::config::render::render(&c);
+        assert!(
+            rendered.contains(
+                "fallback = { address = \"127.0.0.9:80\", weight = 5, quiescent = true }\n"
+            ),
+            "{rendered}"
+        );
+        assert_eq!(parse(&rendered, Path::new("t.toml")).unwrap(), c);
     }
 
     #[test]
@@ -808,7 +874,7 @@ address = "127.0.0.4:80"
         assert_eq!(
             changes
                 .iter()
-                .map(|ch| (ch.service, ch.up, ch.command.clone()))
+                .map(|ch| (ch.service, ch.up, ch.command.as_deref().map(str::to_string)))
                 .collect::<Vec<_>>(),
             [(first, false, Some("/bin/down".to_string()))],
             "once, for the group"

@@ -132,7 +132,7 @@ pub struct Change {
     pub up: bool,
     pub live: u64,
     pub rule: Rule,
-    pub command: Option<String>,
+    pub command: Option<crate::config::NotifyCommand>,
     /// The service's first judgement (the daemon starts, or a reload adds it).
     pub starting: bool,
 }

@@ -21,6 +21,9 @@ pub struct HealthStatus {
     /// The server's own `quiescent`, when it has one.
     #[serde(default)]
     pub quiescent: Option<bool>,
+    /// Why its checks are suspended (`ha_suspend`), while they are.
+    #[serde(default)]
+    pub suspended: Option<String>,
     /// With several checks, each one's state, first to last (absent with one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckStatus>,

@@ -82,6 +82,13 @@ fn a_small_table_is_written_exactly() {
         up: true,
         failures: 0,
         last_duration_ms: 12,
+        pending: false,
+        suspended: true,
+    }];
+    let quorum = vec![crate::exporter::ServiceQuorum {
+        service: TCP,
+        up: false,
+        live: 3,
     }];
     let config = ConfigReloads {
         applied_at: 1_700_000_000,
@@ -91,6 +98,7 @@ fn a_small_table_is_written_exactly() {
     };
     let daemon = State {
         health,
+        quorum,
         udp_flows: 0,
         udp_flows_max: 10_000,
         udp_flows_dropped: 0,

@@ -6,7 +6,8 @@
 //! keepalived's DNS_CHECK (keepalived/check/check_dns.c) adds `query_type` (its `type`:
 //! A, NS, CNAME, SOA, MX, TXT, AAAA, RRSIG, DNSKEY, `DNS_TYPE`) and takes any answer
 //! with the query's id, the response bit and rcode 0 as up, records or not
-//! (`dns_recv_thread`): `require_answer = false`.
+//! (`dns_recv_thread`): `require_answer = false`; and it always asks over UDP, whatever
+//! the service's protocol (`dns_connect_thread`): `transport = "udp"`.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -24,6 +25,8 @@ pub struct Dns {
     query_type: DnsType,
     /// An answer without records is down (ldirectord) or up (keepalived).
     require_answer: bool,
+    /// The transport asked over; None: the service's.
+    transport: Option<Protocol>,
     bind: Bind,
 }
 
@@ -36,6 +39,7 @@ impl Dns {
             receive: Receive::of(settings)?,
             query_type: settings.query_type.unwrap_or(DnsType::A),
             require_answer: settings.require_answer.unwrap_or(true),
+            transport: settings.transport,
             bind: Bind::of(settings),
         })
     }
@@ -58,7 +62,7 @@ impl Probe for Dns {
         let bytes = query
             .build_bytes_vec()
             .map_err(|e| Failure::Garbled(e.to_string()))?;
-        let answer = if at.protocol == Protocol::Tcp {
+        let answer = if self.transport.unwrap_or(at.protocol) == Protocol::Tcp {
             let mut stream = self.bind.connect(at.dest).await?;
             let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
             framed.extend_from_slice(&bytes);
@@ -129,6 +133,7 @@ mod tests {
                 receive: Some(Receive::new("^ok").unwrap()),
                 query_type: DnsType::Aaaa,
                 require_answer: false,
+                transport: Some(Protocol::Udp),
                 bind: super::super::testing::everything_bind(),
             }
         );
@@ -252,6 +257,27 @@ mod tests {
             ..negotiate(NegotiateService::Dns)
         };
         assert_eq!(build_and_probe(addr, Protocol::Udp, &check).await, Ok(None));
+    }
+
+    /// keepalived's DNS_CHECK of a TCP service still asks over UDP: nothing listens on
+    /// TCP there, so the service's own transport would be refused.
+    #[tokio::test]
+    async fn a_transport_is_used_whatever_the_services_protocol() {
+        let (addr, mut asked) = aaaa_server(1).await;
+        let check = Check {
+            query_type: Some(DnsType::Aaaa),
+            ..negotiate(NegotiateService::Dns)
+        };
+        assert!(
+            build_and_probe(addr, Protocol::Tcp, &check).await.is_err(),
+            "without it, over TCP"
+        );
+        let udp = Check {
+            transport: Some(Protocol::Udp),
+            ..check
+        };
+        assert_eq!(build_and_probe(addr, Protocol::Tcp, &udp).await, Ok(None));
+        assert_eq!(asked.recv().await, Some(28));
     }
 
     #[tokio::test]

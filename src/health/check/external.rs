@@ -1,4 +1,6 @@
-//! ldirectord's `checktype = external`: `command` run with vip vport rip rport appended;
+//! ldirectord's `checktype = external`: `command` run with vip vport rip rport appended
+//! (with `target_arguments = false`, as keepalived's MISC_CHECK runs its misc_path:
+//! the words alone);
 //! exit 0 is up. With `dynamic_weight` (keepalived's misc_dynamic), an exit code in
 //! 2..=255 is up with weight code-2. The command runs in a process group of its own,
 //! killed when the probe ends or is dropped (its timeout), and what leaves the group is
@@ -11,8 +13,10 @@ use crate::health::command;
 /// The command and how its exit code is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct External {
-    /// The program, then its own arguments (the command split at white space).
+    /// The program, then its own arguments (`config::CheckCommand::words`).
     words: Vec<String>,
+    /// Whether vip vport rip rport follow them.
+    target_arguments: bool,
     dynamic_weight: bool,
     /// The user (by name) and the user and group ids the command runs as
     /// (keepalived's MISC_CHECK `user`).
@@ -33,11 +37,10 @@ impl External {
         Ok(External {
             words: settings
                 .command
-                .as_deref()
-                .unwrap_or("")
-                .split_whitespace()
-                .map(str::to_string)
-                .collect(),
+                .as_ref()
+                .map(crate::config::CheckCommand::words)
+                .unwrap_or_default(),
+            target_arguments: settings.target_arguments != Some(false),
             dynamic_weight: settings.dynamic_weight == Some(true),
             run_as,
         })
@@ -50,12 +53,17 @@ impl Probe for External {
             .words
             .first()
             .ok_or_else(|| Failure::Garbled("no command to run".into()))?;
-        let extra = [
+        let target = [
             at.vip.clone(),
             at.vport.to_string(),
             at.target.server.addr.to_string(),
             at.dest.port().to_string(),
         ];
+        let extra = if self.target_arguments {
+            &target[..]
+        } else {
+            &[]
+        };
         let ids = match &self.run_as {
             // Already that user and group: nothing to switch, root or not.
             Some((_, uid, gid))
@@ -73,7 +81,7 @@ impl Probe for External {
             None => None,
         };
         // Dropped, by any return or by the probe's timeout, it kills its group.
-        let mut child = command::spawn(&self.words, &extra, ids)
+        let mut child = command::spawn(&self.words, extra, ids)
             .map_err(|e| Failure::Io(format!("cannot run {program}: {e}")))?;
         let status = child.wait().await.map_err(|e| Failure::Io(e.to_string()))?;
         match status.code() {
@@ -92,7 +100,7 @@ mod tests {
     use super::super::testing::{endpoint, everything};
     use super::super::{build, probe};
     use super::*;
-    use crate::config::CheckKind;
+    use crate::config::{CheckCommand, CheckKind};
     use crate::table::Protocol;
 
     #[test]
@@ -101,6 +109,7 @@ mod tests {
             External::build(&everything(CheckKind::External, None)).unwrap(),
             External {
                 words: vec!["/bin/check".into(), "-v".into()],
+                target_arguments: false,
                 dynamic_weight: true,
                 run_as: Some(("root".into(), 0, 0)),
             }
@@ -121,7 +130,10 @@ mod tests {
         let at = endpoint("127.0.0.1:8080".parse().unwrap(), Protocol::Tcp);
         let settings = Check {
             kind: Some(CheckKind::External),
-            command: Some(format!("/bin/sh {} -x", script.display())),
+            command: Some(CheckCommand::Line(format!(
+                "/bin/sh {} -x",
+                script.display()
+            ))),
             ..Check::default()
         };
         let timeout = Duration::from_secs(30);
@@ -140,6 +152,34 @@ mod tests {
         };
         let weighing = build(&dynamic, None).unwrap();
         assert_eq!(probe(&*weighing, &at, timeout).await, Ok(Some(7)));
+    }
+
+    /// keepalived's misc_path as `uvs import keepalived` writes it: the words as
+    /// written, one of them with a space, and nothing after them.
+    #[tokio::test]
+    async fn words_as_written_run_as_they_are_without_the_target_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("my check.sh");
+        let args = dir.path().join("args");
+        std::fs::write(
+            &script,
+            format!("echo \"$# $@\" > '{}'\nexit 0\n", args.display()),
+        )
+        .unwrap();
+        let at = endpoint("127.0.0.1:8080".parse().unwrap(), Protocol::Tcp);
+        let settings = Check {
+            kind: Some(CheckKind::External),
+            command: Some(CheckCommand::Words(vec![
+                "/bin/sh".into(),
+                script.display().to_string(),
+                "a b".into(),
+            ])),
+            target_arguments: Some(false),
+            ..Check::default()
+        };
+        let check = build(&settings, None).unwrap();
+        assert_eq!(probe(&*check, &at, Duration::from_secs(30)).await, Ok(None));
+        assert_eq!(std::fs::read_to_string(&args).unwrap(), "1 a b\n");
     }
 
     #[tokio::test]
@@ -174,7 +214,10 @@ mod tests {
         let at = endpoint("127.0.0.1:8080".parse().unwrap(), Protocol::Tcp);
         let settings = Check {
             kind: Some(CheckKind::External),
-            command: Some(format!("/bin/sh -c id>{}", out.display())),
+            command: Some(CheckCommand::Line(format!(
+                "/bin/sh -c id>{}",
+                out.display()
+            ))),
             user: Some("nobody".into()),
             ..Check::default()
         };

@@ -2,8 +2,10 @@
 //! [`lexer`]'s; this maps the statements keepalived's checker reads
 //! (keepalived/check/check_parser.c and the check_*.c files) to services, real servers
 //! and checks, with keepalived's defaults written out (NAT, wlc, weight 1, a check every
-//! 60 s with a 5 s timeout, down after `retry` + 1 failures in a row, a failed server
-//! removed unless `inhibit_on_failure`), so that the result behaves as keepalived's
+//! 60 s with a 5 s timeout, down after `retry` + 1 failures in a row, the first check
+//! spread over a delay loop (`warmup`), a retry 1 s after a failure (3 s for HTTP, a
+//! delay loop for DNS: `retry_delay`), a failed server removed unless
+//! `inhibit_on_failure`), so that the result behaves as keepalived's
 //! IPVS table would. What uvs has no counterpart for yet is reported with its line and
 //! makes the import fail; VRRP, `global_defs`, `static_*` and `lvs_sync_daemon` are
 //! reported as keepalived's own job and do not.
@@ -23,7 +25,8 @@ use lexer::{Item, Node, Pos};
 
 use super::{Imported, Importing};
 use crate::config::{
-    Check, CheckKind, DnsType, Health, MAX_CHECKS, NegotiateService, ServerHealth, ServiceSpec, Url,
+    Check, CheckCommand, CheckKind, DnsType, Health, MAX_CHECKS, NegotiateService, NotifyCommand,
+    ServerHealth, ServiceSpec, Url,
 };
 use crate::table::{
     Family, Forward, Netmask, PersistenceEngine, Protocol, ServerConfig, ServiceConfig,
@@ -39,6 +42,11 @@ const SCHEDULERS: &[&str] = &[
 const DELAY_LOOP: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const PERSISTENCE: u32 = 360;
+/// `delay_before_retry` without one: check_api.c `queue_checker`'s
+/// default_delay_before_retry, and check_http.c `http_get_handler`'s for
+/// HTTP_GET and SSL_GET (DNS_CHECK's is its delay loop).
+const DELAY_BEFORE_RETRY: Duration = Duration::from_secs(1);
+const HTTP_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(3);
 /// SMTP_CHECK's HELO name without `helo_name` (check_smtp.h's SMTP_DEFAULT_HELO).
 const SMTP_DEFAULT_HELO: &str = "smtpchecker.keepalived.org";
 /// The longest check interval and timeout uvs takes (the schema's).
@@ -502,9 +510,14 @@ fn virtual_server(
     let mut inhibit = false;
     let mut sorry: Option<&Node> = None;
     let mut sorry_method = None;
+    let mut sorry_inhibit = false;
+    let mut ha_suspend: Option<&Node> = None;
     let mut reals = Vec::new();
     let (mut omega, mut quorum, mut hysteresis) = (false, None, None);
     let (mut quorum_up, mut quorum_down) = (None, None);
+    // The weight of its real servers that name none (check_parser.c
+    // `vs_weight_handler`; check_data.c `validate_check_config` gives it them).
+    let mut weight = 1;
     for c in n.children() {
         let (k, v) = (c.keyword(), c.arg(1));
         if timers.take(c, im) {
@@ -615,7 +628,25 @@ fn virtual_server(
             },
             "quorum_up" => quorum_up = command(c, im),
             "quorum_down" => quorum_down = command(c, im),
-            "sorry_server_inhibit" | "ha_suspend" | "weight" | "smtp_alert" => not_yet(im, c),
+            // keepalived takes 1 to IPVS_WEIGHT_LIMIT; uvs's weights end at 65535.
+            "weight" => match v.parse::<i32>() {
+                Ok(w) if (1..=65535).contains(&w) => weight = w,
+                _ => skip(
+                    im,
+                    &c.pos,
+                    format!("weight {v}: not a weight from 1 to 65535; not taken"),
+                ),
+            },
+            // check_parser.c `ssvri_handler`: the sorry server's inhibit, so only after
+            // a sorry_server.
+            "sorry_server_inhibit" if sorry.is_some() => sorry_inhibit = true,
+            "sorry_server_inhibit" => others(
+                im,
+                &c.pos,
+                "sorry_server_inhibit: before or without a sorry_server; keepalived ignores it, and so does uvs",
+            ),
+            "ha_suspend" => ha_suspend = Some(c),
+            "smtp_alert" => not_yet(im, c),
             "snmp_name" => skip(im, &c.pos, "snmp_name: uvs has no SNMP; not taken"),
             _ => skip(
                 im,
@@ -695,6 +726,21 @@ fn virtual_server(
         }
     };
     let family = key.family();
+    // check_data.c `validate_check_config`: "cannot use ha_suspend with fwmarks".
+    let marked =
+        matches!(key, ServiceKey::Fwmark { .. }) || group.is_some_and(|g| !g.marks.is_empty());
+    let ha_suspend = match ha_suspend {
+        Some(_) if !marked => Some(true),
+        Some(h) => {
+            others(
+                im,
+                &h.pos,
+                "ha_suspend: a fwmark virtual server (or a group with one) has no address to look for; keepalived clears it, and so does uvs",
+            );
+            None
+        }
+        None => None,
+    };
     let netmask = match granularity {
         None => Netmask::full(family),
         Some(g) => {
@@ -731,6 +777,7 @@ fn virtual_server(
         quorum,
         quorum_up,
         quorum_down,
+        ha_suspend,
         ..Health::default()
     };
     // check_data.c `validate_check_config`: a hysteresis not below the quorum is
@@ -752,7 +799,8 @@ fn virtual_server(
     // The servers as the table holds them, with whether each was named at another port.
     let mut listed = HashMap::new();
     for r in reals {
-        let Some((server, mut server_checks, inh, own)) = real_server(r, forward, &timers, key, im)
+        let Some((server, mut server_checks, inh, own)) =
+            real_server(r, (forward, weight), &timers, key, im)
         else {
             continue;
         };
@@ -864,6 +912,7 @@ fn virtual_server(
                     );
                 } else if family_fits(&server, family) {
                     health.fallback = Some(server);
+                    health.fallback_quiescent = sorry_inhibit.then_some(true);
                 } else {
                     // As keepalived's vs_end_handler: the sorry server is skipped.
                     skip(
@@ -931,10 +980,11 @@ fn yes(n: &Node, im: &mut Importing) -> bool {
 /// and `notify_down`.
 type Real = (ServerConfig, Vec<Check>, Option<(bool, Pos)>, ServerHealth);
 
-/// The real server of a `real_server` block, if uvs takes it.
+/// The real server of a `real_server` block, if uvs takes it: its virtual server's
+/// forwarding method and weight unless it names its own.
 fn real_server(
     n: &Node,
-    forward: Forward,
+    (forward, weight): (Forward, i32),
     vs: &Timers,
     key: ServiceKey,
     im: &mut Importing,
@@ -951,6 +1001,7 @@ fn real_server(
         return None;
     };
     let mut server = ServerConfig::new(addr, port, forward);
+    server.weight = weight;
     let mut timers = Timers::default();
     let mut inhibit = None;
     let mut notify = ServerHealth::default();
@@ -1050,27 +1101,41 @@ fn one_alpha(own: &Timers, outer: &Timers, what: &str, im: &mut Importing) {
 
 /// A `notify_up`, `notify_down`, `quorum_up` or `quorum_down` command: its first word
 /// as keepalived's core/notify.c `notify_script_init` takes it (quoted, it holds the
-/// arguments); words after it name a user and group to run it as, which uvs does not.
-fn command(n: &Node, im: &mut Importing) -> Option<String> {
+/// arguments), then the user and group it runs as (`set_script_uid_gid`); keepalived
+/// ignores a command whose user or group it cannot find, and so does uvs.
+fn command(n: &Node, im: &mut Importing) -> Option<NotifyCommand> {
     let k = n.keyword();
-    if n.words.len() > 2 {
+    if let Err(e) = crate::config::words(n.arg(1)) {
+        skip(im, &n.pos, format!("{k}: not a command: {e}; not taken"));
+        return None;
+    }
+    let user = n.words.get(2).cloned();
+    let group = n.words.get(3).cloned();
+    if n.words.len() > 4 {
         skip(
             im,
             &n.pos,
             format!(
-                "{k}: the user and group after the command ({}): uvs runs commands as its own user; not taken",
-                n.words[2..].join(" ")
+                "{k}: words after the user and group ({}): keepalived ignores them, and so does uvs",
+                n.words[4..].join(" ")
             ),
+        );
+    }
+    if let Some(u) = &user
+        && let Err(e) = crate::config::words::run_as(u, group.as_deref())
+    {
+        skip(
+            im,
+            &n.pos,
+            format!("{k}: {e}; keepalived ignores the command, and so does uvs; not taken"),
         );
         return None;
     }
-    match crate::config::words(n.arg(1)) {
-        Ok(_) => Some(n.arg(1).to_string()),
-        Err(e) => {
-            skip(im, &n.pos, format!("{k}: not a command: {e}; not taken"));
-            None
-        }
-    }
+    Some(NotifyCommand {
+        line: n.arg(1).to_string(),
+        user,
+        group,
+    })
 }
 
 /// One of keepalived's checkers as a uvs check, or None if uvs has no counterpart.
@@ -1235,14 +1300,7 @@ fn checker(
                 }
             }
             ("DNS_CHECK", "name") => check.request = Some(v.to_string()),
-            ("MISC_CHECK", "misc_path") => {
-                check.command = Some(c.words[1..].join(" "));
-                others(
-                    im,
-                    &c.pos,
-                    "misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does",
-                );
-            }
+            ("MISC_CHECK", "misc_path") => misc_path(c, &mut check, im),
             ("MISC_CHECK", "misc_timeout") => {
                 misc_timeout = within(c, TIMEOUT_MAX, im).or(misc_timeout)
             }
@@ -1319,8 +1377,10 @@ fn checker(
         );
     }
     if n.keyword() == "DNS_CHECK" {
-        // check_dns.c's dns_recv_thread: any NOERROR answer is up, records or not.
+        // check_dns.c's dns_recv_thread: any NOERROR answer is up, records or not;
+        // dns_connect_thread asks over UDP, whatever the service's protocol.
         check.require_answer = Some(false);
+        check.transport = Some(Protocol::Udp);
     }
     match urls.len() {
         0 => {}
@@ -1353,8 +1413,17 @@ fn checker(
         }
     }));
     check.failures = Some(t.retry.unwrap_or(default_retry) + 1);
-    check.warmup = t.warmup;
-    check.retry_delay = t.delay_before_retry;
+    // Written out, as keepalived resolves them (check_data.c `validate_check_config`):
+    // warmup defaults to the checker's delay loop, delay_before_retry to the kind's
+    // default_delay_before_retry (check_api.c `queue_checker`'s 1 s, check_http.c's 3 s, check_dns.c's
+    // 0, which means the delay loop).
+    let interval = t.delay_loop.unwrap_or(DELAY_LOOP);
+    check.warmup = Some(t.warmup.unwrap_or(interval));
+    check.retry_delay = Some(t.delay_before_retry.unwrap_or(match n.keyword() {
+        "HTTP_GET" | "SSL_GET" => HTTP_DELAY_BEFORE_RETRY,
+        "DNS_CHECK" => interval,
+        _ => DELAY_BEFORE_RETRY,
+    }));
     one_alpha(&own, rs, "check", im);
     if matches!(
         service,
@@ -1363,6 +1432,35 @@ fn checker(
         check.virtualhost = check.virtualhost.take().or(t.virtualhost);
     }
     Some(check)
+}
+
+/// MISC_CHECK's `misc_path` (check_misc.c `misc_path_handler`, core/notify.c
+/// `set_script_params_array`): its first word, split again with keepalived's quoting
+/// ([`crate::config::words`]), is the program and its arguments, run with nothing after
+/// them; the line's further words are not run. Written as the words themselves, with
+/// `target_arguments = false`, so that uvs runs exactly those.
+fn misc_path(n: &Node, check: &mut Check, im: &mut Importing) {
+    if n.words.len() > 2 {
+        others(
+            im,
+            &n.pos,
+            format!(
+                "misc_path: keepalived runs its first word only (a command with arguments is quoted whole); {} not run, by keepalived or uvs",
+                n.words[2..].join(" ")
+            ),
+        );
+    }
+    match crate::config::words(n.arg(1)) {
+        Ok(words) => {
+            check.command = Some(CheckCommand::Words(words));
+            check.target_arguments = Some(false);
+        }
+        Err(e) => skip(
+            im,
+            &n.pos,
+            format!("misc_path: not a command: {e}; not taken"),
+        ),
+    }
 }
 
 /// SMTP_CHECK's HELO and hosts (check_smtp.c's `smtp_check_end_handler`): HELO with
@@ -1648,10 +1746,6 @@ virtual_server 10.0.0.1 81 { }
                     "vrrp_script chk: VRRP is keepalived's own job (it moves the VIP); not uvs's, not taken"
                 ),
                 (
-                    54,
-                    "misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does"
-                ),
-                (
                     70,
                     "PING_CHECK: uvs's checks speak TCP and UDP and send no ICMP echo; not taken"
                 ),
@@ -1669,9 +1763,8 @@ virtual_server 10.0.0.1 81 { }
                 )
             ]
         );
-        // global_defs, vrrp_script, misc_path's note, the group's protocol, the service
-        // without servers.
-        assert_eq!(imported.others_job, 5);
+        // global_defs, vrrp_script, the group's protocol, the service without servers.
+        assert_eq!(imported.others_job, 4);
         assert_eq!(imported.failing(), 2);
         let text = render(&imported.config);
         assert_eq!(
@@ -1704,6 +1797,8 @@ request = "/health"
 receive = "^ok"
 virtualhost = "www.example.com"
 status = "200-205"
+warmup = "5s"
+retry_delay = "3s"
 
 [[service.server]]
 address = "10.0.0.3:443"
@@ -1716,6 +1811,8 @@ interval = "5s"
 timeout = "5s"
 failures = 2
 virtualhost = "www.example.com"
+warmup = "5s"
+retry_delay = "3s"
 url = [{ path = "/", digest = "9b3a0c85a887a256d6939da88aabd8cd" }, { path = "/2" }]
 
 [[service.server.check]]
@@ -1723,6 +1820,8 @@ type = "connect"
 interval = "5s"
 timeout = "5s"
 failures = 2
+warmup = "5s"
+retry_delay = "1s"
 
 [[service]]
 fwmark = 7
@@ -1737,8 +1836,11 @@ type = "external"
 interval = "1m"
 timeout = "4s"
 failures = 1
-command = "/usr/local/bin/check --fast"
+command = ["/usr/local/bin/check", "--fast"]
+target_arguments = false
 dynamic_weight = true
+warmup = "1m"
+retry_delay = "1s"
 user = "nobody"
 
 [[service.server]]
@@ -1759,7 +1861,10 @@ service = "dns"
 interval = "1m"
 timeout = "5s"
 failures = 4
+warmup = "1m"
+retry_delay = "1m"
 require_answer = false
+transport = "udp"
 
 [[service.server]]
 address = "10.0.0.6:53"
@@ -1771,8 +1876,11 @@ service = "dns"
 interval = "1m"
 timeout = "5s"
 failures = 4
+warmup = "1m"
+retry_delay = "1m"
 query_type = "AAAA"
 require_answer = false
+transport = "udp"
 
 [[service]]
 tcp = "10.0.0.1:25"
@@ -1785,6 +1893,8 @@ service = "smtp"
 interval = "1m"
 timeout = "5s"
 failures = 2
+warmup = "1m"
+retry_delay = "1s"
 helo = "lb"
 
 [[service.server]]
@@ -1845,20 +1955,12 @@ address = "10.0.0.2"
                     "hysteresis 5: not below the quorum, 3; keepalived lowers it to 2, and so does uvs"
                 ),
                 (
-                    7,
-                    "quorum_down: the user and group after the command (root): uvs runs commands as its own user; not taken"
-                ),
-                (
                     10,
                     "alpha of one real server: uvs's alpha is its virtual server's; not taken"
                 ),
                 (
                     16,
                     "alpha of one check: uvs's alpha is its virtual server's; not taken"
-                ),
-                (
-                    21,
-                    "misc_path: taken; uvs runs it with vip vport rip rport after its own arguments, as ldirectord does"
                 ),
                 (
                     22,
@@ -1873,7 +1975,15 @@ address = "10.0.0.2"
             (Some(true), Some(3), Some(2), None)
         );
         assert_eq!(h.quorum_up.as_deref(), Some("/bin/up 'a b'"));
-        assert_eq!(h.quorum_down, None);
+        // Run as root, as keepalived runs it.
+        assert_eq!(
+            h.quorum_down,
+            Some(NotifyCommand {
+                line: "/bin/down".into(),
+                user: Some("root".into()),
+                group: None,
+            })
+        );
         let first = spec.servers[0].key();
         assert_eq!(h.servers[&first].notify_down.as_deref(), Some("/bin/x"));
         let check = &spec.server_checks[&first];
@@ -1968,6 +2078,8 @@ port = 5353
 interval = "1m"
 timeout = "5s"
 failures = 2
+warmup = "1m"
+retry_delay = "1s"
 
 [[service.server]]
 address = "[2001:db8::3]:53"
@@ -2263,6 +2375,8 @@ service = "http"
 interval = "1m"
 timeout = "5s"
 failures = 2
+warmup = "1m"
+retry_delay = "3s"
 url = [{ path = "/a", status = [200, "301-302"], digest = "9b3a0c85a887a256d6939da88aabd8cd" }, { path = "/b", receive = "^ok" }]
 source = "10.0.0.100"
 source_port = 4000
@@ -2313,6 +2427,8 @@ service = "smtp"
 interval = "1m"
 timeout = "5s"
 failures = 2
+warmup = "1m"
+retry_delay = "1s"
 helo = "smtpchecker.keepalived.org"
 hosts = ["10.0.0.8:25", "10.0.0.9:2525"]
 
@@ -2326,6 +2442,8 @@ port = 587
 interval = "1m"
 timeout = "5s"
 failures = 2
+warmup = "1m"
+retry_delay = "1s"
 helo = "lb.example.com"
 
 [[service]]
@@ -2343,8 +2461,11 @@ interval = "1m"
 timeout = "5s"
 failures = 4
 request = "example.org"
+warmup = "1m"
+retry_delay = "1m"
 query_type = "MX"
 require_answer = false
+transport = "udp"
 
 [[service.server]]
 address = "10.0.0.6:53"
@@ -2355,7 +2476,10 @@ service = "dns"
 interval = "1m"
 timeout = "5s"
 failures = 4
+warmup = "1m"
+retry_delay = "1m"
 require_answer = false
+transport = "udp"
 "#
         );
         crate::config::schema::parse(&text, Path::new("kinds.toml")).expect("passes the schema");
@@ -2387,5 +2511,190 @@ require_answer = false
                 .any(|c| c.status == Some(vec![(200, 200)]) && c.request.as_deref() == Some("/")),
             "{servers:?}"
         );
+    }
+
+    /// A quoted misc_path is split as keepalived splits it (a path with a space is one
+    /// word), and written as exactly those words, with nothing after them.
+    #[test]
+    fn a_misc_path_is_written_as_the_words_keepalived_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("my check.sh");
+        let conf = format!(
+            "virtual_server 127.0.0.1 80 {{\nprotocol TCP\nreal_server 127.0.0.2 80 {{\nMISC_CHECK {{\nmisc_path \"/bin/sh '{}' 'a b' c\" ignored\n}}\n}}\n}}\n",
+            script.display()
+        );
+        let imported = import(&conf, None).unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [(
+                5,
+                "misc_path: keepalived runs its first word only (a command with arguments is quoted whole); ignored not run, by keepalived or uvs"
+            )]
+        );
+        assert_eq!(imported.failing(), 0);
+        let check = &imported.config.services[0].health.check;
+        let words = vec![
+            "/bin/sh".to_string(),
+            script.display().to_string(),
+            "a b".into(),
+            "c".into(),
+        ];
+        assert_eq!(check.command, Some(CheckCommand::Words(words)));
+        let text = render(&imported.config);
+        assert!(
+            text.contains(&format!(
+                "command = [\"/bin/sh\", \"{}\", \"a b\", \"c\"]\ntarget_arguments = false\n",
+                script.display()
+            )),
+            "{text}"
+        );
+        // tests/import_keepalived.rs runs it.
+    }
+
+    /// DNS_CHECK speaks UDP (check_dns.c), also for a TCP service.
+    #[test]
+    fn a_dns_check_of_a_tcp_service_asks_over_udp() {
+        let imported = import(
+            "virtual_server 192.0.2.1 53 {\nprotocol TCP\nreal_server 198.51.100.1 53 {\nDNS_CHECK { name example.org }\n}\n}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(imported.failing(), 0);
+        let text = render(&imported.config);
+        assert!(
+            text.contains("\nrequire_answer = false\ntransport = \"udp\"\n"),
+            "{text}"
+        );
+        crate::config::schema::parse(&text, Path::new("t.toml")).expect("passes the schema");
+    }
+
+    /// A virtual server's `weight` is its real servers' that name none; the sorry
+    /// server keeps 1 (check_data.c `alloc_ssvr`).
+    #[test]
+    fn a_virtual_servers_weight_is_written_on_each_server_without_its_own() {
+        let imported = import(
+            "virtual_server 192.0.2.1 80 {\nprotocol TCP\nweight 7\nsorry_server 198.51.100.9 80\nreal_server 198.51.100.1 80 { }\nreal_server 198.51.100.2 80 { weight 0 }\n}\nvirtual_server 192.0.2.1 81 {\nprotocol TCP\nweight 0\nreal_server 198.51.100.1 81 { }\n}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [(10, "weight 0: not a weight from 1 to 65535; not taken")]
+        );
+        let weights: Vec<Vec<i32>> = imported
+            .config
+            .services
+            .iter()
+            .map(|s| s.servers.iter().map(|r| r.weight).collect())
+            .collect();
+        assert_eq!(weights, [vec![7, 0], vec![1]]);
+        let fallback = imported.config.services[0]
+            .health
+            .fallback
+            .as_ref()
+            .unwrap();
+        assert_eq!(fallback.weight, 1);
+    }
+
+    /// `sorry_server_inhibit` after a sorry server makes it quiescent; before one,
+    /// keepalived ignores it (check_parser.c `ssvri_handler`).
+    #[test]
+    fn sorry_server_inhibit_makes_the_fallback_quiescent_after_a_sorry_server() {
+        let imported = import(
+            "virtual_server 192.0.2.1 80 {\nprotocol TCP\nsorry_server 198.51.100.9 80\nsorry_server_inhibit\nreal_server 198.51.100.1 80 { TCP_CHECK { } }\n}\nvirtual_server 192.0.2.1 81 {\nprotocol TCP\nsorry_server_inhibit\nsorry_server 198.51.100.9 81\nreal_server 198.51.100.1 81 { TCP_CHECK { } }\n}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [(
+                9,
+                "sorry_server_inhibit: before or without a sorry_server; keepalived ignores it, and so does uvs"
+            )]
+        );
+        assert_eq!(imported.failing(), 0);
+        let quiescent: Vec<Option<bool>> = imported
+            .config
+            .services
+            .iter()
+            .map(|s| s.health.fallback_quiescent)
+            .collect();
+        assert_eq!(quiescent, [Some(true), None]);
+        let text = render(&imported.config);
+        assert!(
+            text.contains("fallback = { address = \"198.51.100.9:80\", quiescent = true }\n"),
+            "{text}"
+        );
+    }
+
+    /// `ha_suspend` of an address is taken; of a fwmark, keepalived clears it.
+    #[test]
+    fn ha_suspend_is_taken_for_an_address_and_cleared_for_a_mark() {
+        let imported = import(
+            "virtual_server 192.0.2.1 80 {\nprotocol TCP\nha_suspend\nreal_server 198.51.100.1 80 { TCP_CHECK { } }\n}\nvirtual_server fwmark 3 {\nha_suspend\nreal_server 198.51.100.1 80 { TCP_CHECK { } }\n}\nvirtual_server_group G { 192.0.2.2 80\nfwmark 4 }\nvirtual_server group G {\nprotocol TCP\nha_suspend\nreal_server 198.51.100.1 80 { TCP_CHECK { } }\n}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [
+                (
+                    7,
+                    "ha_suspend: a fwmark virtual server (or a group with one) has no address to look for; keepalived clears it, and so does uvs"
+                ),
+                (
+                    14,
+                    "ha_suspend: a fwmark virtual server (or a group with one) has no address to look for; keepalived clears it, and so does uvs"
+                )
+            ]
+        );
+        assert_eq!(imported.failing(), 0);
+        let taken: Vec<Option<bool>> = imported
+            .config
+            .services
+            .iter()
+            .map(|s| s.health.ha_suspend)
+            .collect();
+        assert_eq!(taken, [Some(true), None, None, None]);
+        let text = render(&imported.config);
+        assert!(text.contains("\nha_suspend = true\n"), "{text}");
+        crate::config::schema::parse(&text, Path::new("t.toml")).expect("passes the schema");
+    }
+
+    /// `notify_up CMD USER [GROUP]`: taken with its user and group, rendered as a
+    /// table; one the system does not know drops the command, as keepalived drops it.
+    #[test]
+    fn a_notify_commands_user_and_group_are_taken_with_it() {
+        let imported = import(
+            "virtual_server 192.0.2.1 80 {\nprotocol TCP\nquorum_up \"/bin/up 'a b'\" root root\nquorum_down /bin/down no-such-user-uvs\nreal_server 198.51.100.1 80 {\nnotify_up /bin/x nobody\nnotify_down /bin/y root no-such-group-uvs\nTCP_CHECK { }\n}\n}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [
+                (
+                    4,
+                    "quorum_down: no user named no-such-user-uvs in the system's user database; keepalived ignores the command, and so does uvs; not taken"
+                ),
+                (
+                    7,
+                    "notify_down: no group named no-such-group-uvs in the system's group database; keepalived ignores the command, and so does uvs; not taken"
+                ),
+            ]
+        );
+        let spec = &imported.config.services[0];
+        assert_eq!(spec.health.quorum_down, None);
+        let own = &spec.health.servers[&spec.servers[0].key()];
+        assert_eq!(own.notify_down, None);
+        let text = render(&imported.config);
+        for line in [
+            "quorum_up = { command = \"/bin/up 'a b'\", user = \"root\", group = \"root\" }",
+            "notify_up = { command = \"/bin/x\", user = \"nobody\" }",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        let config = crate::config::schema::parse(&text, Path::new("t.toml")).unwrap();
+        assert_eq!(config.services[0].health.quorum_up, spec.health.quorum_up);
     }
 }

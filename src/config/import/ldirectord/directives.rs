@@ -254,7 +254,7 @@ pub(super) fn virtual_directive(
             if command.is_empty() {
                 imported.skip(line, "invalid check command");
             } else if let Some(s) = utf8(&key, command, line, imported) {
-                v.check.command = Some(s);
+                v.check.command = Some(crate::config::CheckCommand::Line(s));
             }
         }
         "connecttimeout" => imported.skip(
