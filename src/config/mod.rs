@@ -155,6 +155,31 @@ pub struct Url {
     pub virtualhost: Option<String>,
 }
 
+/// Why `name` cannot be asked for: keepalived's check_dns.c `dns_name_handler` refuses
+/// an empty label ("a..b", ".a"), and a label past 63 bytes or a name past 255 cannot
+/// be written in a query (RFC 1035 2.3.4). None: it can.
+pub fn dns_name_fault(name: &str) -> Option<String> {
+    if name == "." {
+        return None;
+    }
+    let labels: Vec<&str> = name.strip_suffix('.').unwrap_or(name).split('.').collect();
+    if labels.iter().any(|l| l.is_empty()) {
+        return Some(format!("the name {name:?} has an empty label"));
+    }
+    if let Some(long) = labels.iter().find(|l| l.len() > 63) {
+        return Some(format!(
+            "the name {name:?} has a label of {} bytes, past DNS's 63",
+            long.len()
+        ));
+    }
+    if name.len() > 253 {
+        return Some(format!("the name {name:?} is past DNS's 253 bytes"));
+    }
+    simple_dns::Name::new(name.trim_end_matches('.'))
+        .err()
+        .map(|e| format!("the name {name:?} cannot be asked for: {e}"))
+}
+
 /// The DNS record types a `dns` check asks for: keepalived's (check_dns.c's
 /// `DNS_TYPE`), with their numbers (RFC 1035, 3596, 4034).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

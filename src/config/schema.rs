@@ -556,6 +556,16 @@ fn read_check(t: &Table<'_, '_>) -> Check {
     }
     read_run_as(t, &mut c);
     read_check_kinds(t, &mut c);
+    // A dns check's name, where this table says it is one (as the checker would find
+    // when it builds the check: `health::check::dns`).
+    if c.service == Some(NegotiateService::Dns)
+        && let Some(name) = &c.request
+        && let Some(fault) = super::dns_name_fault(name)
+        && let Some(item) = t.get("request")
+    {
+        item.problem(fault);
+        c.request = None;
+    }
     c
 }
 
@@ -2472,6 +2482,18 @@ fwmark = 3
                 "t.toml:10:9: service[2].group: group \"g\" is already defined above",
             ]
         );
+    }
+
+    #[test]
+    fn a_dns_name_that_cannot_be_asked_for_is_refused_where_it_is() {
+        let text = "[[service]]\nudp = \"127.0.0.1:53\"\n[service.check]\ntype = \"negotiate\"\nservice = \"dns\"\nrequest = \"a..b\"\n[[service.server]]\naddress = \"127.0.0.2:53\"\n";
+        assert_eq!(
+            problems(text),
+            ["t.toml:6:11: service[0].check.request: the name \"a..b\" has an empty label"]
+        );
+        // Another kind's request is a path, not a name.
+        let http = text.replace("\"dns\"", "\"http\"");
+        assert_eq!(problems(&http), Vec::<String>::new());
     }
 
     #[test]

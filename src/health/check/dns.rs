@@ -11,7 +11,7 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::io::{Bind, io_failure, udp_exchange};
+use super::io::{Bind, io_failure};
 use super::receive::Receive;
 use super::{BuildError, Endpoint, Failure, Outcome, Probe};
 use crate::config::{Check, DnsType};
@@ -32,10 +32,15 @@ pub struct Dns {
 
 impl Dns {
     /// # Errors
-    /// A `receive` that is not a regular expression.
+    /// A `receive` that is not a regular expression; a name that cannot be asked for
+    /// ([`crate::config::dns_name_fault`]).
     pub fn build(settings: &Check) -> Result<Dns, BuildError> {
+        let name = settings.request.clone().unwrap_or_else(|| ".".into());
+        if let Some(fault) = crate::config::dns_name_fault(&name) {
+            return Err(BuildError::DnsName(fault));
+        }
         Ok(Dns {
-            name: settings.request.clone().unwrap_or_else(|| ".".into()),
+            name,
             receive: Receive::of(settings)?,
             query_type: settings.query_type.unwrap_or(DnsType::A),
             require_answer: settings.require_answer.unwrap_or(true),
@@ -72,20 +77,34 @@ impl Probe for Dns {
             stream.read_exact(&mut body).await.map_err(io_failure)?;
             body
         } else {
-            udp_exchange(&self.bind, at.dest, &bytes).await?
+            udp_answer(&self.bind, at, &bytes, id).await?
         };
-        let reply = Packet::parse(&answer).map_err(|e| Failure::Garbled(format!("DNS: {e}")))?;
-        if reply.id() != id {
-            return Err(Failure::Garbled("DNS answer to another query".into()));
-        }
-        // The type is named when it is not ldirectord's A.
+        // What keepalived looks at (`dns_recv_thread`): the header's id, answer bit and
+        // rcode; the records only where they are asked for.
         let what = match self.query_type {
             DnsType::A => "DNS".to_string(),
             other => format!("DNS {}", other.name()),
         };
-        if !reply.has_flags(PacketFlag::RESPONSE) {
+        let header = Header::of(&answer).ok_or_else(|| {
+            Failure::Garbled(format!("{what}: an answer of {} bytes", answer.len()))
+        })?;
+        if header.id != id {
+            return Err(Failure::Garbled("DNS answer to another query".into()));
+        }
+        if !header.response {
             return Err(Failure::Garbled(format!("{what}: a query, not an answer")));
         }
+        if !self.require_answer && self.receive.is_none() {
+            return match header.rcode {
+                0 => Ok(None),
+                rcode => Err(Failure::Garbled(format!(
+                    "{what}: {:?}, {} answers",
+                    RCODE::from(u16::from(rcode)),
+                    header.answers
+                ))),
+            };
+        }
+        let reply = Packet::parse(&answer).map_err(|e| Failure::Garbled(format!("DNS: {e}")))?;
         if reply.rcode() != RCODE::NoError || (self.require_answer && reply.answers.is_empty()) {
             return Err(Failure::Garbled(format!(
                 "{what}: {:?}, {} answers",
@@ -114,6 +133,46 @@ impl Probe for Dns {
     }
 }
 
+/// A DNS message's header, as far as a check reads it.
+struct Header {
+    id: u16,
+    response: bool,
+    rcode: u8,
+    answers: u16,
+}
+
+impl Header {
+    /// None for a message shorter than a header (12 bytes).
+    fn of(message: &[u8]) -> Option<Header> {
+        let head = message.get(..12)?;
+        Some(Header {
+            id: u16::from_be_bytes([head[0], head[1]]),
+            response: head[2] & 0x80 != 0,
+            rcode: head[3] & 0x0f,
+            answers: u16::from_be_bytes([head[6], head[7]]),
+        })
+    }
+}
+
+/// Sends `query` over UDP to `at` and waits for its answer: datagrams too short to be
+/// one, answers to another query and queries are passed over, as keepalived's
+/// `dns_recv_thread` passes them over, until the probe's timeout.
+async fn udp_answer(bind: &Bind, at: &Endpoint, query: &[u8], id: u16) -> Result<Vec<u8>, Failure> {
+    let socket = tokio::net::UdpSocket::bind(bind.address(at.dest))
+        .await
+        .map_err(io_failure)?;
+    socket.connect(at.dest).await.map_err(io_failure)?;
+    socket.send(query).await.map_err(io_failure)?;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = socket.recv(&mut buf).await.map_err(io_failure)?;
+        if Header::of(&buf[..n]).is_some_and(|h| h.id == id && h.response) {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -137,6 +196,66 @@ mod tests {
                 bind: super::super::testing::everything_bind(),
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_header_is_all_keepalived_reads_and_foreign_answers_are_passed_over() {
+        // Answers to the first query: a 5-byte scrap, an answer to another id, then
+        // the bare 12-byte header with NOERROR and garbage after it. To the second:
+        // the header with SERVFAIL.
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            for rcode in [0u8, 2] {
+                let Ok((_, from)) = server.recv_from(&mut buf).await else {
+                    return;
+                };
+                let (id0, id1) = (buf[0], buf[1]);
+                let _ = server.send_to(b"scrap", from).await;
+                let other = [id0 ^ 0xff, id1, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0];
+                let _ = server.send_to(&other, from).await;
+                let mut header = vec![id0, id1, 0x81, 0x80 | rcode, 0, 1, 0, 9, 0, 0, 0, 0];
+                header.extend_from_slice(b"\xff\xfe not records");
+                let _ = server.send_to(&header, from).await;
+            }
+        });
+        let check = Check {
+            require_answer: Some(false),
+            ..negotiate(NegotiateService::Dns)
+        };
+        assert_eq!(build_and_probe(addr, Protocol::Udp, &check).await, Ok(None));
+        assert_eq!(
+            build_and_probe(addr, Protocol::Udp, &check).await,
+            Err(Failure::Garbled("DNS: ServerFailure, 9 answers".into()))
+        );
+    }
+
+    #[test]
+    fn a_name_that_cannot_be_asked_for_is_not_built() {
+        for (name, fault) in [
+            ("a..b", "the name \"a..b\" has an empty label"),
+            (".a", "the name \".a\" has an empty label"),
+        ] {
+            let check = Check {
+                request: Some(name.into()),
+                ..negotiate(NegotiateService::Dns)
+            };
+            assert!(
+                matches!(Dns::build(&check), Err(BuildError::DnsName(f)) if f == fault),
+                "{name}"
+            );
+        }
+        let long = format!("{}.example", "a".repeat(70));
+        assert_eq!(
+            crate::config::dns_name_fault(&long),
+            Some(format!(
+                "the name {long:?} has a label of 70 bytes, past DNS's 63"
+            ))
+        );
+        for good in [".", "example.test", "example.test.", "_sip._udp.example"] {
+            assert_eq!(crate::config::dns_name_fault(good), None, "{good}");
+        }
     }
 
     #[tokio::test]

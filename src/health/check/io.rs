@@ -66,7 +66,7 @@ impl Bind {
 
     /// The local address bound for `dest`: the source, or the unspecified address of
     /// `dest`'s family, with the port (0: any).
-    fn address(&self, dest: SocketAddr) -> SocketAddr {
+    pub fn address(&self, dest: SocketAddr) -> SocketAddr {
         let any: std::net::IpAddr = if dest.is_ipv4() {
             std::net::Ipv4Addr::UNSPECIFIED.into()
         } else {

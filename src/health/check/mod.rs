@@ -141,6 +141,9 @@ pub enum BuildError {
     /// A `file` check given no `path` (here or in the checks it takes defaults from).
     #[error("a file check needs a path")]
     NoPath,
+    /// A dns check's name that cannot be asked for (`config::dns_name_fault`).
+    #[error("{0}")]
+    DnsName(String),
 }
 
 /// Runs one connection of a check that makes several, bounded by `each` (the check's

@@ -1299,7 +1299,12 @@ fn checker(
                     ),
                 }
             }
-            ("DNS_CHECK", "name") => check.request = Some(v.to_string()),
+            // check_dns.c `dns_name_handler` ignores a name with an empty label (the
+            // check asks for "."); one uvs cannot write in a query is reported too.
+            ("DNS_CHECK", "name") => match crate::config::dns_name_fault(v) {
+                None => check.request = Some(v.to_string()),
+                Some(fault) => skip(im, &c.pos, format!("name: {fault}; not taken")),
+            },
             ("MISC_CHECK", "misc_path") => misc_path(c, &mut check, im),
             ("MISC_CHECK", "misc_timeout") => {
                 misc_timeout = within(c, TIMEOUT_MAX, im).or(misc_timeout)
@@ -2211,6 +2216,17 @@ virtual_server 127.0.0.1 80 {
     /// keepalived's check kinds and settings uvs has (issue 15): every url with its
     /// digest, several status ranges, DNS types, SMTP's HELO and hosts, FILE_CHECK with
     /// its track_file, and where checks connect from and to.
+    #[test]
+    fn a_dns_name_with_an_empty_label_is_reported_as_keepalived_ignores_it() {
+        let text = "virtual_server 192.0.2.1 53 {\nprotocol UDP\nreal_server 198.51.100.1 53 {\nDNS_CHECK {\nname a..b\n}\n}\n}\n";
+        let imported = import(text, None).unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [(5, "name: the name \"a..b\" has an empty label; not taken")]
+        );
+        assert!(!render(&imported.config).contains("request"));
+    }
+
     #[test]
     fn hex_strings_are_read_as_keepalived_reads_them_across_words() {
         let words = |t: &str| t.split(' ').map(str::to_string).collect::<Vec<_>>();
