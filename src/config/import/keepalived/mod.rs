@@ -932,6 +932,15 @@ fn virtual_server(
             ),
         }
     }
+    // keepalived's quorum is 1 unless written (check_data.c `alloc_vs`): a sorry
+    // server stands in, and the quorum commands run, when the live servers weigh 0,
+    // weight 0 servers up included. uvs's rule without a quorum is "a server is up",
+    // so the import writes keepalived's where it decides anything.
+    if health.quorum.is_none()
+        && (health.fallback.is_some() || health.quorum_up.is_some() || health.quorum_down.is_some())
+    {
+        health.quorum = Some(1);
+    }
     Some(ServiceSpec {
         service: ServiceConfig {
             key,
@@ -2225,6 +2234,22 @@ virtual_server 127.0.0.1 80 {
             [(5, "name: the name \"a..b\" has an empty label; not taken")]
         );
         assert!(!render(&imported.config).contains("request"));
+    }
+
+    #[test]
+    fn keepalived_s_quorum_of_1_is_written_where_it_decides_anything() {
+        // A weight-0 server that is up weighs 0: below keepalived's quorum of 1, the
+        // sorry server stands in (quorum::Rule::judge: a live weight of 0 is out);
+        // uvs's rule without a quorum ("a server is up") would not bring it.
+        let text = "virtual_server 192.0.2.1 80 {\nprotocol TCP\nsorry_server 198.51.100.9 80\nreal_server 198.51.100.1 80 {\nweight 0\n}\n}\nvirtual_server 192.0.2.1 81 {\nprotocol TCP\nreal_server 198.51.100.1 81 {\n}\n}\n";
+        let imported = import(text, None).unwrap();
+        let quorums: Vec<Option<u32>> = imported
+            .config
+            .services
+            .iter()
+            .map(|s| s.health.quorum)
+            .collect();
+        assert_eq!(quorums, [Some(1), None], "none where nothing hangs on it");
     }
 
     #[test]
