@@ -303,6 +303,20 @@ mod tests {
         );
     }
 
+    /// A request's bytes up to its blank line (at most 8 KiB), or what came before the
+    /// client closed.
+    async fn read_request(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        request
+    }
+
     /// An HTTP server that reads each of its first `clients` requests to its end, then
     /// answers `answer` and closes.
     async fn http_server(answer: &'static [u8], clients: usize) -> std::net::SocketAddr {
@@ -313,14 +327,7 @@ mod tests {
                 let Ok((mut s, _)) = listener.accept().await else {
                     return;
                 };
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
+                read_request(&mut s).await;
                 let _ = s.write_all(answer).await;
             }
         });
@@ -364,14 +371,7 @@ mod tests {
                 let Ok((mut s, _)) = listener.accept().await else {
                     return;
                 };
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let request = read_request(&mut s).await;
                 let text = String::from_utf8_lossy(&request);
                 let path = text.split_whitespace().nth(1).unwrap_or("");
                 let answer = pages
@@ -393,14 +393,7 @@ mod tests {
             let Ok((mut s, _)) = listener.accept().await else {
                 return;
             };
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
+            let request = read_request(&mut s).await;
             let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await;
             let _ = tx.send(String::from_utf8_lossy(&request).into_owned());
         });

@@ -1266,6 +1266,13 @@ fn checker(
                     format!("{k}: uvs's http check speaks HTTP/1.0 without it; not taken"),
                 );
             }
+            ("SMTP_CHECK", "helo_name") if v.contains(char::is_whitespace) => skip(
+                im,
+                &c.pos,
+                format!(
+                    "helo_name {v:?}: a name with white space, which uvs does not send in HELO; not taken"
+                ),
+            ),
             ("SMTP_CHECK", "helo_name") if !v.is_empty() => check.helo = Some(v.to_string()),
             ("SMTP_CHECK", "host") => {
                 if let Some(host) = smtp_host(c, server, im) {
@@ -2250,6 +2257,25 @@ virtual_server 127.0.0.1 80 {
             .map(|s| s.health.quorum)
             .collect();
         assert_eq!(quorums, [Some(1), None], "none where nothing hangs on it");
+    }
+
+    #[test]
+    fn a_helo_name_with_white_space_is_reported_not_written() {
+        // The fuzzer found it with an unclosed quote; a quoted name does it as well.
+        let text = "virtual_server 192.0.2.1 25 {\nprotocol TCP\nreal_server 198.51.100.1 25 {\nSMTP_CHECK {\nhelo_name \"lb one\"\n}\n}\n}\n";
+        let imported = import(text, None).unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [(
+                5,
+                "helo_name \"lb one\": a name with white space, which uvs does not send in HELO; not taken"
+            )]
+        );
+        let toml = render(&imported.config);
+        assert!(
+            toml.contains("helo = \"smtpchecker.keepalived.org\"\n"),
+            "{toml}"
+        );
     }
 
     #[test]
