@@ -15,7 +15,8 @@
 //! configured weight, the sum held within 0 to 2^31 - 1 (`real_weight`).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use super::{BuildError, Endpoint, Failure, Outcome, Probe};
 use crate::config::Check;
@@ -33,6 +34,10 @@ pub struct File {
     multiplier: i64,
     /// The last number read that was in range, for a read that is not.
     last: AtomicI64,
+    /// A read of the file is still running (one that hangs, on a stale mount, outlives
+    /// its probe): no other is started while it does, so a check holds at most one
+    /// blocking thread.
+    reading: Arc<AtomicBool>,
 }
 
 impl File {
@@ -48,27 +53,34 @@ impl File {
                 1
             },
             last: AtomicI64::new(0),
+            reading: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    /// The file's number now (`process_track_file`).
-    async fn status(&self) -> i64 {
-        let read = head(self.path.clone()).await;
+    /// The file's number now (`process_track_file`), or why it cannot be read now.
+    async fn status(&self) -> Result<i64, Failure> {
+        if self.reading.swap(true, Ordering::AcqRel) {
+            return Err(Failure::Io(format!(
+                "the last read of {} has not returned",
+                self.path.display()
+            )));
+        }
+        let read = head(self.path.clone(), Arc::clone(&self.reading)).await;
         let status = match read {
             Ok(buf) if !buf.is_empty() => match strtol(&buf) {
                 Some(n) if (i64::from(i32::MIN)..=i64::from(i32::MAX) + 1).contains(&n) => n,
-                _ => return self.last.load(Ordering::Relaxed),
+                _ => return Ok(self.last.load(Ordering::Relaxed)),
             },
             _ => 0,
         };
         self.last.store(status, Ordering::Relaxed);
-        status
+        Ok(status)
     }
 }
 
 impl Probe for File {
     async fn run(&self, at: &Endpoint) -> Outcome {
-        let status = self.status().await;
+        let status = self.status().await?;
         let file = self.path.display();
         if self.weight == 0 {
             return if (status != 0) != (self.multiplier == -1) {
@@ -95,10 +107,11 @@ impl Probe for File {
 /// The first [`READ`] bytes of the file at `path`, opened as keepalived's track_file.c
 /// opens it, `O_NONBLOCK` (a FIFO without a writer reads as empty instead of waiting
 /// for one), and read on a blocking thread, so that a read that hangs (a stale network
-/// mount) holds that thread until the probe's timeout gives up on it, never the
-/// daemon's.
-async fn head(path: PathBuf) -> std::io::Result<Vec<u8>> {
+/// mount) holds that thread, never the daemon's; `reading` is cleared when it ends.
+async fn head(path: PathBuf, reading: Arc<AtomicBool>) -> std::io::Result<Vec<u8>> {
     tokio::task::spawn_blocking(move || {
+        // Cleared when the read ends, even one its probe has given up waiting for.
+        let _done = Cleared(reading);
         use std::io::Read;
         use std::os::unix::fs::OpenOptionsExt;
         let file = std::fs::OpenOptions::new()
@@ -111,6 +124,15 @@ async fn head(path: PathBuf) -> std::io::Result<Vec<u8>> {
     })
     .await
     .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
+/// Clears its flag when dropped.
+struct Cleared(Arc<AtomicBool>);
+
+impl Drop for Cleared {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// C's `strtol(text, NULL, 0)`, None where it would overflow a long.
@@ -149,6 +171,36 @@ mod tests {
     use super::*;
     use crate::config::CheckKind;
     use crate::table::Protocol;
+
+    #[tokio::test]
+    async fn no_read_starts_while_the_last_one_has_not_returned() {
+        // As a read hung on a stale mount leaves it: each probe would otherwise start
+        // one more blocking thread, until the pool's 512 held every check's reads.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weight");
+        std::fs::write(&path, "3\n").unwrap();
+        let settings = Check {
+            kind: Some(CheckKind::File),
+            path: Some(path.clone()),
+            ..Check::default()
+        };
+        let file = File::build(&settings).unwrap();
+        let at = super::super::testing::endpoint("127.0.0.1:80".parse().unwrap(), Protocol::Tcp);
+        file.reading.store(true, Ordering::Release);
+        assert_eq!(
+            file.run(&at).await,
+            Err(Failure::Io(format!(
+                "the last read of {} has not returned",
+                path.display()
+            )))
+        );
+        file.reading.store(false, Ordering::Release);
+        assert_eq!(file.run(&at).await, Ok(Some(4)), "its weight 1, and 3");
+        assert!(
+            !file.reading.load(Ordering::Acquire),
+            "cleared when the read ended"
+        );
+    }
 
     #[test]
     fn a_fifo_reads_as_empty_at_once_instead_of_waiting_for_a_writer() {
