@@ -33,11 +33,7 @@ impl Probe for Https {
         for page in self.http.pages() {
             let result = super::each_bounded(self.http.each, async {
                 let tcp = self.http.bind.connect(at.dest).await?;
-                let name = match &page.virtualhost {
-                    Some(host) => rustls::pki_types::ServerName::try_from(host.clone())
-                        .map_err(|e| Failure::Garbled(format!("virtualhost: {e}")))?,
-                    None => rustls::pki_types::ServerName::IpAddress(at.dest.ip().into()),
-                };
+                let name = server_name(page.virtualhost.as_deref(), at);
                 let mut stream = tokio_rustls::TlsConnector::from(config.clone())
                     .connect(name, tcp)
                     .await
@@ -55,6 +51,20 @@ impl Probe for Https {
     }
 }
 
+/// The name the TLS handshake gives: the virtual host where it is a host name (a port
+/// after it left off), else the server's address, which sends no SNI. The virtual
+/// host is the Host header's first; keepalived's SSL_GET sends it in no SNI at all
+/// without `enable_sni`, so one that is no host name ("10.0.0.1:8443", "a b") must
+/// not fail the check.
+fn server_name(virtualhost: Option<&str>, at: &Endpoint) -> rustls::pki_types::ServerName<'static> {
+    let host = virtualhost.map(|v| match v.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+        _ => v,
+    });
+    host.and_then(|h| rustls::pki_types::ServerName::try_from(h.to_string()).ok())
+        .unwrap_or_else(|| rustls::pki_types::ServerName::IpAddress(at.dest.ip().into()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -63,6 +73,22 @@ mod tests {
 
     use super::super::testing::{build_and_probe, built_from_everything, negotiate};
     use super::*;
+
+    #[test]
+    fn a_virtualhost_that_is_no_host_name_gives_the_address_and_fails_nothing() {
+        use rustls::pki_types::ServerName;
+        let at = super::super::testing::endpoint("127.0.0.1:443".parse().unwrap(), Protocol::Tcp);
+        let name = |v: Option<&str>| match server_name(v, &at) {
+            ServerName::DnsName(d) => d.as_ref().to_string(),
+            ServerName::IpAddress(_) => "the address".to_string(),
+            _ => "other".to_string(),
+        };
+        assert_eq!(name(Some("www.example.org")), "www.example.org");
+        assert_eq!(name(Some("www.example.org:20151")), "www.example.org");
+        assert_eq!(name(Some("a b")), "the address");
+        assert_eq!(name(Some("[::1]:443")), "the address");
+        assert_eq!(name(None), "the address");
+    }
     use crate::config::NegotiateService;
     use crate::table::Protocol;
 

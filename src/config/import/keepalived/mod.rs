@@ -1256,16 +1256,20 @@ fn checker(
             // Every url is checked, and all must pass (check_http.c's epilog).
             ("HTTP_GET" | "SSL_GET", "url") => urls.push(url(c, im)),
             ("HTTP_GET" | "SSL_GET", "http_protocol") if v == "1.0" => {}
-            (
-                "HTTP_GET" | "SSL_GET",
-                "http_protocol" | "enable_sni" | "sni_name" | "tls_compliant" | "fast_recovery",
-            ) => {
+            ("HTTP_GET" | "SSL_GET", "http_protocol" | "fast_recovery") => {
                 skip(
                     im,
                     &c.pos,
                     format!("{k}: uvs's http check speaks HTTP/1.0 without it; not taken"),
                 );
             }
+            ("HTTP_GET" | "SSL_GET", "enable_sni" | "sni_name" | "tls_compliant") => skip(
+                im,
+                &c.pos,
+                format!(
+                    "{k}: uvs's https check names the virtualhost in SNI when it is a host name, and the server's address otherwise; not taken"
+                ),
+            ),
             ("SMTP_CHECK", "helo_name") if v.contains(char::is_whitespace) => skip(
                 im,
                 &c.pos,
