@@ -53,7 +53,14 @@ impl Dns {
 impl Probe for Dns {
     async fn run(&self, at: &Endpoint) -> Outcome {
         use simple_dns::{CLASS, Name, Packet, PacketFlag, QCLASS, QTYPE, Question, RCODE, TYPE};
-        let id = (std::process::id() as u16) ^ (at.dest.port());
+        // A new id for each query, as keepalived's `random()`: now that a bare header
+        // answers, a fixed one would let a forger off the path keep a dead server up.
+        let id = {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish() as u16
+        };
         let mut query = Packet::new_query(id);
         query.set_flags(PacketFlag::RECURSION_DESIRED);
         let qname = Name::new(self.name.trim_end_matches('.'))
