@@ -305,7 +305,7 @@ fn read_global(t: &Table<'_, '_>) -> Global {
     if let Some(item) = t.get("maintenance_dir") {
         g.maintenance_dir = item.str("a directory").map(PathBuf::from);
     }
-    g.health = read_health(t, None);
+    g.health = read_health(t, false, None);
     g
 }
 
@@ -323,12 +323,17 @@ fn read_congestion(t: &Table<'_, '_>, key: &str) -> Option<CongestionControl> {
     }
 }
 
-/// `check`, `quiescent` and `fallback` of a service (`service`), or their defaults in
-/// `[global]` (None: a global fallback is fitted to each service by the planner).
-fn read_health(t: &Table<'_, '_>, service: Option<(&ServiceKey, &Report<'_>)>) -> Health {
+/// `check`, `quiescent` and `fallback` of a service (`in_service`; `service`: its key,
+/// when it has one: a group whose members did not read has none), or their defaults
+/// in `[global]` (a global fallback is fitted to each service by the planner).
+fn read_health(
+    t: &Table<'_, '_>,
+    in_service: bool,
+    service: Option<(&ServiceKey, &Report<'_>)>,
+) -> Health {
     let mut health = Health::default();
     if let Some(item) = t.get("check") {
-        if service.is_none() && matches!(item.value, toml::de::DeValue::Array(_)) {
+        if !in_service && matches!(item.value, toml::de::DeValue::Array(_)) {
             // One set of defaults: several checks are a service's or a server's.
             item.wrong("a table (the defaults of every check)");
         } else if let Some((first, more)) = read_checks(&item) {
@@ -351,12 +356,12 @@ fn read_health(t: &Table<'_, '_>, service: Option<(&ServiceKey, &Report<'_>)>) -
             health.fallback_quiescent = q.bool();
         }
     }
-    read_states(t, service.is_some(), &mut health);
-    if let Some((key, _)) = service
-        && let Some(item) = t.get("ha_suspend")
-    {
+    read_states(t, in_service, &mut health);
+    if in_service && let Some(item) = t.get("ha_suspend") {
         health.ha_suspend = item.bool();
-        if health.ha_suspend == Some(true) && matches!(key, ServiceKey::Fwmark { .. }) {
+        if health.ha_suspend == Some(true)
+            && service.is_some_and(|(key, _)| matches!(key, ServiceKey::Fwmark { .. }))
+        {
             // check_data.c `validate_check_config` clears it, with an error.
             item.problem(
                 "ha_suspend looks for the service's address, and a fwmark service has none",
@@ -1325,7 +1330,7 @@ fn read_service(
     }
     let text = |k: &str| t.get(k).and_then(|i| i.str("a text").map(str::to_string));
     let (name, comment) = (text("name"), text("comment"));
-    let mut health = read_health(t, key.as_ref().map(|k| (k, notes)));
+    let mut health = read_health(t, true, key.as_ref().map(|k| (k, notes)));
     health.servers = server_health;
     // check_data.c `validate_check_config` clears it for a group with a mark in it.
     if health.ha_suspend == Some(true)
@@ -2494,6 +2499,18 @@ fwmark = 3
         // Another kind's request is a path, not a name.
         let http = text.replace("\"dns\"", "\"http\"");
         assert_eq!(problems(&http), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_group_whose_members_do_not_read_still_reads_as_a_service() {
+        // Two families: that is said, and nothing about keys a service may have.
+        let text = "[[service]]\ngroup = \"g\"\ntcp = [\"127.0.1.1:20130\", \"[::1]:20131\"]\nquorum = 2\nha_suspend = true\n[[service.check]]\ntype = \"connect\"\n[[service.check]]\ntype = \"on\"\n[[service.server]]\naddress = \"127.0.0.2:80\"\n";
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:2:9: service[0].group: a group's virtual addresses are of one family, as its real servers are"
+            ]
+        );
     }
 
     #[test]
