@@ -510,8 +510,31 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released; tests use them at once).
+/// A port free for TCP and UDP on 127.0.0.1 (bound then released; tests use them at
+/// once), below the system's ephemeral range where it can: a port the system hands out
+/// to a client socket meanwhile (the UDP flood tests take thousands) cannot then take
+/// it from the daemon the test starts there.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Below 20000 stay the fixed ports some tests use (18000-18999).
+    if first_ephemeral > 21000 {
+        let span = u64::from(first_ephemeral - 20000);
+        for _ in 0..1000 {
+            let random = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            let port = 20000 + (random % span) as u16;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -745,11 +768,7 @@ pub fn http_get(addr: std::net::SocketAddr, method: &str, path: &str) -> (String
 
 /// A UDP port on 127.0.0.1 free at the time of asking.
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port()
 }
 
 /// Connects to `to`, from `from` if given, with bounded waits.
