@@ -37,6 +37,7 @@ timeout = "3s"
 failures = 2
 warmup = "6s"
 retry_delay = "1s"
+failures_at_start = 1
 
 [[service.server]]
 address = "198.51.100.61:80"
@@ -180,6 +181,7 @@ timeout = "2s"
 failures = 2
 warmup = "5s"
 retry_delay = "1s"
+failures_at_start = 1
 
 [[service.server]]
 address = "198.51.100.2:80"
@@ -193,6 +195,7 @@ timeout = "2s"
 failures = 2
 warmup = "5s"
 retry_delay = "1s"
+failures_at_start = 1
 
 [[service]]
 group = "dns6"
@@ -294,6 +297,7 @@ timeout = "3s"
 failures = 2
 warmup = "10s"
 retry_delay = "1s"
+failures_at_start = 1
 
 [[service.server.check]]
 type = "external"
@@ -326,6 +330,7 @@ timeout = "3s"
 failures = 2
 warmup = "10s"
 retry_delay = "1s"
+failures_at_start = 1
 "#;
 
 #[test]

@@ -80,6 +80,11 @@ pub struct Check {
     /// long after instead of the interval, until `failures` take it down (keepalived's
     /// `delay_before_retry`, check_tcp.c `tcp_epilog`).
     pub retry_delay: Option<Duration>,
+    /// Failed checks in a row that take down a server that has not passed a check
+    /// since the daemon started (unset: `failures`). keepalived's is 1: without
+    /// `alpha`, "one failure is enough initially" (check_data.c
+    /// `validate_check_config` counts the retries as spent).
+    pub failures_at_start: Option<u32>,
     /// `external`: the user the command runs as, and the group instead of the user's
     /// own (keepalived's MISC_CHECK `user USER [GROUP]`); the daemon must be root.
     pub user: Option<String>,
@@ -254,6 +259,7 @@ impl Check {
             verify_certificate: self.verify_certificate.or(base.verify_certificate),
             warmup: self.warmup.or(base.warmup),
             retry_delay: self.retry_delay.or(base.retry_delay),
+            failures_at_start: self.failures_at_start.or(base.failures_at_start),
             user: self.user.clone().or_else(|| base.user.clone()),
             group: self.group.clone().or_else(|| base.group.clone()),
             digest: self.digest.clone().or_else(|| base.digest.clone()),

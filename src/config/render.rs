@@ -130,6 +130,7 @@ fn check_lines(c: &Check) -> String {
     setting(&mut out, "verify_certificate", c.verify_certificate);
     setting(&mut out, "warmup", c.warmup.map(duration));
     setting(&mut out, "retry_delay", c.retry_delay.map(duration));
+    setting(&mut out, "failures_at_start", c.failures_at_start);
     setting(&mut out, "user", c.user.as_deref().map(quoted));
     setting(&mut out, "group", c.group.as_deref().map(quoted));
     check_kinds_lines(&mut out, c);

@@ -556,6 +556,9 @@ fn read_check(t: &Table<'_, '_>) -> Check {
     if let Some(item) = t.get("warmup") {
         c.warmup = item.duration(0..=86_400);
     }
+    if let Some(item) = t.get("failures_at_start") {
+        c.failures_at_start = item.integer(1..=1000).map(|n| n as u32);
+    }
     if let Some(item) = t.get("retry_delay") {
         c.retry_delay = item.duration(0..=86_400);
     }

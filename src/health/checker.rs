@@ -699,8 +699,16 @@ async fn run(server: ServerCheck, n: usize, check: Box<dyn HealthCheck>, shared:
     let interval = settings.interval.unwrap_or(DEFAULT_INTERVAL);
     let timeout = settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let failures_needed = settings.failures.unwrap_or(1).max(1);
+    let at_start = settings
+        .failures_at_start
+        .map_or(failures_needed, |n| n.max(1));
     let rise = settings.rise.unwrap_or(1).max(1);
     let target = server.endpoint.target;
+    // Whether the server has passed a check since the daemon started (a check restarted
+    // by a reload finds it up and checked); until then `failures_at_start` applies.
+    let mut passed = findings
+        .get(&target)
+        .is_some_and(|h| h.up && h.last_check.is_some());
     let configured = server.endpoint.weight;
     let probed_at = if several && settings.kind == Some(CheckKind::File) {
         FILE_PROBED_AT
@@ -738,6 +746,8 @@ async fn run(server: ServerCheck, n: usize, check: Box<dyn HealthCheck>, shared:
         let took = started.elapsed();
         drop(turn);
         let now = crate::clock::unix_seconds();
+        passed |= result.is_ok();
+        let failures_needed = if passed { failures_needed } else { at_start };
         let recorded = findings.update(target, |h| {
             if several {
                 let (result, times) = ((&result, added), (now, took));
@@ -1012,6 +1022,45 @@ address = "127.0.0.3:{port}"
         })
         .await;
         assert_eq!(findings.get(&target).unwrap().failures, 3);
+    }
+
+    #[tokio::test]
+    async fn until_its_first_good_check_a_server_goes_down_at_failures_at_start() {
+        // keepalived's "one failure is enough initially": three failures to go down
+        // once it has passed a check, one before. Nothing listens there.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let config = parse(
+            &format!(
+                r#"
+[[service]]
+tcp = "127.0.0.1:80"
+[service.check]
+type = "connect"
+interval = "1h"
+timeout = "1s"
+failures = 3
+failures_at_start = 1
+warmup = "0s"
+retry_delay = "1h"
+[[service.server]]
+address = "127.0.0.3:{port}"
+"#
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let findings = Arc::new(Findings::default());
+        let checker = Checker::new(Arc::clone(&findings), Arc::new(Notify::new()), 1);
+        checker.follow(&config);
+        let target = *server_checks(&config).keys().next().unwrap();
+        until("down at the first failure", || {
+            findings.get(&target).is_some_and(|h| !h.up)
+        })
+        .await;
+        assert_eq!(findings.get(&target).unwrap().failures, 1);
     }
 
     fn up_server(log: &std::path::Path, omega: bool) -> Config {

@@ -101,6 +101,7 @@ pub fn everything(kind: CheckKind, service: Option<NegotiateService>) -> Check {
         verify_certificate: Some(true),
         warmup: Some(Duration::from_secs(1)),
         retry_delay: Some(Duration::from_secs(1)),
+        failures_at_start: Some(1),
         user: Some("root".into()),
         group: None,
         digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),

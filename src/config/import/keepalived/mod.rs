@@ -1438,6 +1438,12 @@ fn checker(
         }
     }));
     check.failures = Some(t.retry.unwrap_or(default_retry) + 1);
+    // "For non alpha mode, one failure is enough initially" (check_data.c
+    // `validate_check_config`: retry_it = retry): until its first good check, a failure
+    // takes the server down. With alpha it starts down: nothing to write.
+    if check.failures > Some(1) && !t.alpha.as_ref().is_some_and(|(a, _)| *a) {
+        check.failures_at_start = Some(1);
+    }
     // Written out, as keepalived resolves them (check_data.c `validate_check_config`):
     // warmup defaults to the checker's delay loop, delay_before_retry to the kind's
     // default_delay_before_retry (check_api.c `queue_checker`'s 1 s, check_http.c's 3 s, check_dns.c's
@@ -1888,6 +1894,7 @@ timeout = "5s"
 failures = 4
 warmup = "1m"
 retry_delay = "1m"
+failures_at_start = 1
 require_answer = false
 transport = "udp"
 
@@ -1903,6 +1910,7 @@ timeout = "5s"
 failures = 4
 warmup = "1m"
 retry_delay = "1m"
+failures_at_start = 1
 query_type = "AAAA"
 require_answer = false
 transport = "udp"
@@ -1920,6 +1928,7 @@ timeout = "5s"
 failures = 2
 warmup = "1m"
 retry_delay = "1s"
+failures_at_start = 1
 helo = "lb"
 
 [[service.server]]
@@ -2105,6 +2114,7 @@ timeout = "5s"
 failures = 2
 warmup = "1m"
 retry_delay = "1s"
+failures_at_start = 1
 
 [[service.server]]
 address = "[2001:db8::3]:53"
@@ -2448,6 +2458,7 @@ timeout = "5s"
 failures = 2
 warmup = "1m"
 retry_delay = "3s"
+failures_at_start = 1
 url = [{ path = "/a", status = [200, "301-302"], digest = "9b3a0c85a887a256d6939da88aabd8cd" }, { path = "/b", receive = "^ok" }]
 source = "10.0.0.100"
 source_port = 4000
@@ -2500,6 +2511,7 @@ timeout = "5s"
 failures = 2
 warmup = "1m"
 retry_delay = "1s"
+failures_at_start = 1
 helo = "smtpchecker.keepalived.org"
 hosts = ["10.0.0.8:25", "10.0.0.9:2525"]
 
@@ -2515,6 +2527,7 @@ timeout = "5s"
 failures = 2
 warmup = "1m"
 retry_delay = "1s"
+failures_at_start = 1
 helo = "lb.example.com"
 
 [[service]]
@@ -2534,6 +2547,7 @@ failures = 4
 request = "example.org"
 warmup = "1m"
 retry_delay = "1m"
+failures_at_start = 1
 query_type = "MX"
 require_answer = false
 transport = "udp"
@@ -2549,6 +2563,7 @@ timeout = "5s"
 failures = 4
 warmup = "1m"
 retry_delay = "1m"
+failures_at_start = 1
 require_answer = false
 transport = "udp"
 "#
