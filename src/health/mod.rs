@@ -175,9 +175,9 @@ impl Findings {
     }
 
     /// Records that a server now checked has the checks `kinds` (several: each keeps
-    /// its own state, see [`CheckHealth`]; one: none kept apart). A server whose
-    /// checks are those it had keeps what they know; otherwise each starts as the
-    /// server stands (with `alpha`, down and not yet run).
+    /// its own state, see [`CheckHealth`]; one: none kept apart). A check of a kind
+    /// the server had keeps what it knew; a new one starts as the server stands (with
+    /// `alpha`, down and not yet run).
     pub fn start_checks(&self, target: Target, kinds: &[String]) {
         let mut map = self.map();
         let Some(h) = map.get_mut(&target) else {
@@ -191,14 +191,21 @@ impl Findings {
             }
             return;
         }
+        // As keepalived's check/ipwrapper.c `migrate_checkers`: a check that was there
+        // (the first of its kind not yet taken) keeps what it knew, its dynamic weight
+        // too; a new one starts as the server stands.
+        let mut known = std::mem::take(&mut h.checks);
         h.checks = kinds
             .iter()
-            .map(|kind| CheckHealth {
-                kind: kind.clone(),
-                up: h.up,
-                pending: h.pending,
-                weight: h.weight,
-                ..CheckHealth::default()
+            .map(|kind| match known.iter().position(|c| c.kind == *kind) {
+                Some(i) => known.remove(i),
+                None => CheckHealth {
+                    kind: kind.clone(),
+                    up: h.up,
+                    pending: h.pending,
+                    weight: h.weight,
+                    ..CheckHealth::default()
+                },
             })
             .collect();
     }
@@ -430,6 +437,46 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    #[test]
+    fn a_reload_that_adds_or_reorders_checks_keeps_what_each_knew() {
+        let findings = Findings::default();
+        let target = Target {
+            service: ServiceKey::Inet {
+                protocol: Protocol::Tcp,
+                addr: "127.0.0.1".parse().unwrap(),
+                port: 80,
+            },
+            server: ServerKey {
+                addr: "127.0.0.2".parse().unwrap(),
+                port: 80,
+            },
+        };
+        let kinds = |k: &[&str]| k.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        findings.start(target, false, None);
+        findings.start_checks(target, &kinds(&["external", "connect"]));
+        findings.update(target, |h| {
+            h.checks[0].cur_weight = Some(8);
+            h.checks[0].weight = Some(10);
+            h.checks[1].failures = 1;
+        });
+        findings.start_checks(target, &kinds(&["connect", "external", "file"]));
+        let h = findings.get(&target).unwrap();
+        let got: Vec<(&str, Option<i64>, u32)> = h
+            .checks
+            .iter()
+            .map(|c| (c.kind.as_str(), c.cur_weight, c.failures))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("connect", None, 1),
+                ("external", Some(8), 0),
+                ("file", None, 0)
+            ],
+            "each kept, the new one as the server stands"
+        );
+    }
     use crate::config::schema::parse;
     use crate::table::Protocol;
 
