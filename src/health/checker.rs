@@ -369,7 +369,15 @@ impl Checker {
             if tasks.contains_key(target) {
                 continue;
             }
-            findings.start_checks(*target, &server.kinds());
+            if findings.start_checks(*target, &server.kinds()) {
+                tracing::warn!(
+                    service = %target.service,
+                    server = %target.server,
+                    "real server is up: the check that was down is gone"
+                );
+                notify_server(server, true, NOTIFY_BOUND);
+                self.shared.changed.notify_one();
+            }
             let handles = (0..server.count())
                 .map(|n| {
                     let check = server.build(n).unwrap_or_else(|e| {

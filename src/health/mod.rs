@@ -175,26 +175,40 @@ impl Findings {
     }
 
     /// Records that a server now checked has the checks `kinds` (several: each keeps
-    /// its own state, see [`CheckHealth`]; one: none kept apart). A check of a kind
-    /// the server had keeps what it knew; a new one starts as the server stands (with
-    /// `alpha`, down and not yet run).
-    pub fn start_checks(&self, target: Target, kinds: &[String]) {
+    /// its own state, see [`CheckHealth`]; one: none kept apart). As keepalived's
+    /// check/ipwrapper.c `migrate_checkers`: a check of a kind the server had (the
+    /// first of that kind not yet taken) keeps what it knew, its dynamic weight too; a
+    /// new one starts as the server stands (with `alpha`, down and not yet run); the one
+    /// check left of several gives the server its state. Returns whether the server
+    /// came up by it (a check that was down is gone), as keepalived's
+    /// `perform_svr_state(true)` brings it up at the reload.
+    pub fn start_checks(&self, target: Target, kinds: &[String]) -> bool {
         let mut map = self.map();
         let Some(h) = map.get_mut(&target) else {
-            return;
+            return false;
         };
         let same =
             h.checks.len() == kinds.len() && h.checks.iter().zip(kinds).all(|(c, k)| c.kind == *k);
-        if same || kinds.len() < 2 {
-            if kinds.len() < 2 {
-                h.checks.clear();
-            }
-            return;
+        if same || (kinds.len() < 2 && h.checks.is_empty()) {
+            return false;
         }
-        // As keepalived's check/ipwrapper.c `migrate_checkers`: a check that was there
-        // (the first of its kind not yet taken) keeps what it knew, its dynamic weight
-        // too; a new one starts as the server stands.
+        if kinds.is_empty() {
+            h.checks.clear();
+            return false;
+        }
+        let was_up = h.up;
         let mut known = std::mem::take(&mut h.checks);
+        if let [kind] = kinds {
+            if let Some(c) = known.iter().find(|c| c.kind == *kind) {
+                h.up = c.up;
+                h.pending = c.pending;
+                h.failures = c.failures;
+                h.successes = c.successes;
+                h.weight = c.weight;
+                h.last_error.clone_from(&c.last_error);
+            }
+            return h.up && !was_up;
+        }
         h.checks = kinds
             .iter()
             .map(|kind| match known.iter().position(|c| c.kind == *kind) {
@@ -208,6 +222,8 @@ impl Findings {
                 },
             })
             .collect();
+        h.up = h.checks.iter().all(|c| c.up);
+        h.up && !was_up
     }
 
     /// A group's checks moved from member `from` to member `to` (see
@@ -437,9 +453,11 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::config::schema::parse;
+    use crate::table::Protocol;
 
     #[test]
-    fn a_reload_that_adds_or_reorders_checks_keeps_what_each_knew() {
+    fn a_reload_that_changes_checks_keeps_what_each_knew_and_brings_the_server_up() {
         let findings = Findings::default();
         let target = Target {
             service: ServiceKey::Inet {
@@ -476,9 +494,30 @@ mod tests {
             ],
             "each kept, the new one as the server stands"
         );
+        // The file check goes down, and so does the server; a reload that drops it
+        // brings the server up at once, with the others' states.
+        findings.update(target, |h| {
+            h.checks[2].up = false;
+            h.up = false;
+        });
+        assert!(findings.start_checks(target, &kinds(&["external", "connect"])));
+        assert!(findings.get(&target).unwrap().up);
+        findings.update(target, |h| {
+            h.checks[1].up = false;
+            h.up = false;
+        });
+        assert!(
+            findings.start_checks(target, &kinds(&["external"])),
+            "one left, which passes"
+        );
+        let h = findings.get(&target).unwrap();
+        assert!(h.up && h.checks.is_empty(), "{h:?}");
+        assert_eq!(h.weight, Some(10), "the one check's own weight");
+        assert!(
+            !findings.start_checks(target, &kinds(&["external"])),
+            "no change"
+        );
     }
-    use crate::config::schema::parse;
-    use crate::table::Protocol;
 
     #[test]
     fn statuses_come_by_service_then_server_whatever_the_map_holds() {
