@@ -993,28 +993,17 @@ notify_down = "{down}"
         assert!(findings.get(&target).is_none());
     }
 
-    #[tokio::test]
-    async fn warmup_and_retry_delay_bring_the_checks_of_a_long_interval_sooner() {
-        // Nothing listens there; an hour between checks, three failures to go down.
+    /// Checks a server on 127.0.0.3 where nothing listens, with a connect check of an
+    /// hour's interval and `settings` (TOML lines of its `[service.check]`), until it is
+    /// down; how many failed checks took it down.
+    async fn failures_to_go_down(settings: &str) -> u32 {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
             l.local_addr().unwrap().port()
         };
         let config = parse(
             &format!(
-                r#"
-[[service]]
-tcp = "127.0.0.1:80"
-[service.check]
-type = "connect"
-interval = "1h"
-timeout = "1s"
-failures = 3
-warmup = "1s"
-retry_delay = "100ms"
-[[service.server]]
-address = "127.0.0.3:{port}"
-"#
+                "[[service]]\ntcp = \"127.0.0.1:80\"\n[service.check]\ntype = \"connect\"\ninterval = \"1h\"\ntimeout = \"1s\"\n{settings}\n[[service.server]]\naddress = \"127.0.0.3:{port}\"\n"
             ),
             Path::new("t.toml"),
         )
@@ -1023,52 +1012,24 @@ address = "127.0.0.3:{port}"
         let checker = Checker::new(Arc::clone(&findings), Arc::new(Notify::new()), 1);
         checker.follow(&config);
         let target = *server_checks(&config).keys().next().unwrap();
-        // Without warmup the first check could come six minutes in; without the retry
-        // delay the second an hour after it.
-        until("down after three checks", || {
-            findings.get(&target).is_some_and(|h| !h.up)
-        })
-        .await;
-        assert_eq!(findings.get(&target).unwrap().failures, 3);
+        until("down", || findings.get(&target).is_some_and(|h| !h.up)).await;
+        findings.get(&target).unwrap().failures
+    }
+
+    #[tokio::test]
+    async fn warmup_and_retry_delay_bring_the_checks_of_a_long_interval_sooner() {
+        // Three failures to go down. Without warmup the first check could come six
+        // minutes in; without the retry delay the second an hour after it.
+        let settings = "failures = 3\nwarmup = \"1s\"\nretry_delay = \"100ms\"";
+        assert_eq!(failures_to_go_down(settings).await, 3);
     }
 
     #[tokio::test]
     async fn until_its_first_good_check_a_server_goes_down_at_failures_at_start() {
         // keepalived's "one failure is enough initially": three failures to go down
-        // once it has passed a check, one before. Nothing listens there.
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let config = parse(
-            &format!(
-                r#"
-[[service]]
-tcp = "127.0.0.1:80"
-[service.check]
-type = "connect"
-interval = "1h"
-timeout = "1s"
-failures = 3
-failures_at_start = 1
-warmup = "0s"
-retry_delay = "1h"
-[[service.server]]
-address = "127.0.0.3:{port}"
-"#
-            ),
-            Path::new("t.toml"),
-        )
-        .unwrap();
-        let findings = Arc::new(Findings::default());
-        let checker = Checker::new(Arc::clone(&findings), Arc::new(Notify::new()), 1);
-        checker.follow(&config);
-        let target = *server_checks(&config).keys().next().unwrap();
-        until("down at the first failure", || {
-            findings.get(&target).is_some_and(|h| !h.up)
-        })
-        .await;
-        assert_eq!(findings.get(&target).unwrap().failures, 1);
+        // once it has passed a check, one before.
+        let settings = "failures = 3\nfailures_at_start = 1\nwarmup = \"0s\"\nretry_delay = \"1h\"";
+        assert_eq!(failures_to_go_down(settings).await, 1);
     }
 
     fn up_server(log: &std::path::Path, omega: bool) -> Config {

@@ -103,8 +103,8 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn https_checks_trust_any_certificate_unless_asked_to_verify() {
+    /// A TLS acceptor with a self-signed certificate for backend.test.
+    fn acceptor() -> tokio_rustls::TlsAcceptor {
         use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
         let cert = rcgen::generate_simple_self_signed(vec!["backend.test".to_string()]).unwrap();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
@@ -116,7 +116,12 @@ mod tests {
         .with_no_client_auth()
         .with_single_cert(vec![cert.cert.der().clone()], key)
         .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
+    #[tokio::test]
+    async fn https_checks_trust_any_certificate_unless_asked_to_verify() {
+        let acceptor = acceptor();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -156,18 +161,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_url_is_asked_over_a_tls_connection_of_its_own() {
-        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-        let cert = rcgen::generate_simple_self_signed(vec!["backend.test".to_string()]).unwrap();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = acceptor();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
