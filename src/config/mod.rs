@@ -160,6 +160,12 @@ pub struct Url {
     pub virtualhost: Option<String>,
 }
 
+/// Whether an smtp check can send `name` in its HELO line: some text, no white space
+/// (the schema's rule, which the keepalived import keeps to).
+pub fn helo_sendable(name: &str) -> bool {
+    !name.is_empty() && !name.contains(char::is_whitespace)
+}
+
 /// Why `name` cannot be asked for: keepalived's check_dns.c `dns_name_handler` refuses
 /// an empty label ("a..b", ".a"), and a label past 63 bytes or a name past 255 cannot
 /// be written in a query (RFC 1035 2.3.4). None: it can.

@@ -698,7 +698,7 @@ fn read_check_kinds(t: &Table<'_, '_>, c: &mut Check) {
     }
     if let Some(item) = t.get("helo") {
         c.helo = item.parsed("a host name, as \"lb.example.com\"", |h| {
-            (!h.is_empty() && !h.contains(char::is_whitespace)).then(|| h.to_string())
+            super::helo_sendable(h).then(|| h.to_string())
         });
     }
     if let Some(item) = t.get("source") {

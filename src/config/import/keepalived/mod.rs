@@ -1270,14 +1270,16 @@ fn checker(
                     "{k}: uvs's https check names the virtualhost in SNI when it is a host name, and the server's address otherwise; not taken"
                 ),
             ),
-            ("SMTP_CHECK", "helo_name") if v.contains(char::is_whitespace) => skip(
+            ("SMTP_CHECK", "helo_name") if crate::config::helo_sendable(v) => {
+                check.helo = Some(v.to_string())
+            }
+            ("SMTP_CHECK", "helo_name") if !v.is_empty() => skip(
                 im,
                 &c.pos,
                 format!(
                     "helo_name {v:?}: a name with white space, which uvs does not send in HELO; not taken"
                 ),
             ),
-            ("SMTP_CHECK", "helo_name") if !v.is_empty() => check.helo = Some(v.to_string()),
             ("SMTP_CHECK", "host") => {
                 if let Some(host) = smtp_host(c, server, im) {
                     hosts.push(host);
