@@ -81,15 +81,6 @@ fn host_addresses() -> std::io::Result<Arc<HashSet<IpAddr>>> {
     Ok(addresses)
 }
 
-/// Whether `addr` is configured on one of this host's interfaces (as read at most a
-/// second ago).
-///
-/// # Errors
-/// The interfaces' addresses could not be read (getifaddrs failed).
-pub fn is_local(addr: IpAddr) -> std::io::Result<bool> {
-    Ok(host_addresses()?.contains(&addr))
-}
-
 /// Whether `target`'s next probe is to be skipped, because none of its service's
 /// `vips` (from [`vips_of`]; empty: no `ha_suspend`) is an address of this host; keeps
 /// the reason in its findings for `uvs status` and logs each change once. Addresses
@@ -146,6 +137,15 @@ pub fn holds(target: Target, vips: &[IpAddr], findings: &Findings) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `addr` is configured on one of this host's interfaces (as read at most a
+    /// second ago).
+    ///
+    /// # Errors
+    /// The interfaces' addresses could not be read (getifaddrs failed).
+    fn is_local(addr: IpAddr) -> std::io::Result<bool> {
+        Ok(host_addresses()?.contains(&addr))
+    }
     use crate::table::{Protocol, ServerKey};
 
     fn target(vip: &str) -> Target {
