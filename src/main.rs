@@ -30,7 +30,7 @@ use uvs::table::{HostInterfaces, TableHandle};
 #[derive(Parser)]
 #[command(
     name = "uvs",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("UVS_COMMIT"), ")"),
     about = "Userspace virtual server: IPVS, ipvsadm and ldirectord without the kernel module"
 )]
 struct Cli {

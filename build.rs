@@ -1,0 +1,97 @@
+//! Build script: names the commit in `uvs --version`, and finds the outside programs some
+//! tests drive (promtool, prometheus, chromium), so that a test whose program is absent
+//! is reported as ignored, with the reason, instead of passing having checked nothing.
+//!
+//! - `UVS_COMMIT` (compile-time env): `git rev-parse --short=12 HEAD`, else the
+//!   environment's `UVS_COMMIT` (a build from a tarball), else `unknown`.
+//! - `cfg(uvs_has_TOOL)` and the compile-time env `UVS_TOOL_PATH` for each tool found:
+//!   `UVS_TOOL` (e.g. `UVS_PROMTOOL=/path/promtool`) when set, else the first match on
+//!   `PATH`. With `UVS_REQUIRE_TOOLS=1` (CI) a missing tool fails the build.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The tools: (cfg suffix and env name, the program names to look for on PATH).
+const TOOLS: [(&str, &[&str]); 3] = [
+    ("promtool", &["promtool"]),
+    ("prometheus", &["prometheus"]),
+    ("chromium", &["chromium", "chromium-browser"]),
+];
+
+fn main() {
+    commit();
+    tools();
+}
+
+fn commit() {
+    println!("cargo::rerun-if-env-changed=UVS_COMMIT");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    // Rebuild when HEAD moves: HEAD itself (a checkout) and its reflog (a commit).
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        for f in ["HEAD", "logs/HEAD"] {
+            let p = Path::new(&dir).join(f);
+            if p.exists() {
+                println!("cargo::rerun-if-changed={}", p.display());
+            }
+        }
+    }
+    let commit = git(&["rev-parse", "--short=12", "HEAD"])
+        .or_else(|| env::var("UVS_COMMIT").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo::rustc-env=UVS_COMMIT={commit}");
+}
+
+fn tools() {
+    let require = env::var("UVS_REQUIRE_TOOLS").is_ok_and(|v| v == "1");
+    println!("cargo::rerun-if-env-changed=UVS_REQUIRE_TOOLS");
+    println!("cargo::rerun-if-env-changed=PATH");
+    // Debian's packages put their programs here: installing one re-runs this script.
+    if Path::new("/usr/bin").is_dir() {
+        println!("cargo::rerun-if-changed=/usr/bin");
+    }
+    let mut missing = Vec::new();
+    for (name, programs) in TOOLS {
+        let var = format!("UVS_{}", name.to_uppercase());
+        println!("cargo::rustc-check-cfg=cfg(uvs_has_{name})");
+        println!("cargo::rerun-if-env-changed={var}");
+        let found = match env::var_os(&var) {
+            Some(p) => Some(PathBuf::from(p)).filter(|p| is_program(p)),
+            None => programs.iter().find_map(|p| on_path(p)),
+        };
+        match found {
+            Some(path) => {
+                println!("cargo::rustc-cfg=uvs_has_{name}");
+                println!("cargo::rustc-env={var}_PATH={}", path.display());
+            }
+            None => missing.push(name),
+        }
+    }
+    if require && !missing.is_empty() {
+        panic!(
+            "UVS_REQUIRE_TOOLS=1 but not found: {} (set UVS_<TOOL>=PATH or put it on PATH)",
+            missing.join(", ")
+        );
+    }
+}
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    env::split_paths(&env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| is_program(p))
+}
+
+fn is_program(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
