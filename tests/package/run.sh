@@ -38,6 +38,11 @@ getent group uvs >/dev/null && had_group=yes
 cleanup() {
     local rc=$?
     set +e
+    if [[ -n ${daemon:-} ]]; then
+        kill -TERM "$daemon" 2>/dev/null
+        wait "$daemon" 2>/dev/null
+    fi
+    [[ -n ${rundir:-} ]] && rm -rf "$rundir"
     status=$(dpkg-query -W -f='${db:Status-Status}' uvs 2>/dev/null)
     if [[ -n $status && $status != not-installed ]]; then
         dpkg --purge uvs >/dev/null
@@ -165,6 +170,42 @@ IFS=: read -r _ _ uid gid _ home shell < <(getent passwd uvs) || fail "no user u
 ((uid < 1000)) || fail "uvs is not a system user (uid $uid)"
 [[ $(getent group uvs | cut -d: -f3) == "$gid" ]] || fail "uvs's group is not uvs"
 [[ $home == /nonexistent && $shell == */nologin ]] || fail "uvs has home $home, shell $shell"
+
+# The daemon as uvs.service runs it, without systemd: user uvs, CAP_NET_BIND_SERVICE
+# its one capability, the shipped uvs.toml, its socket in a directory of uvs's own
+# (RuntimeDirectory), where root's uvsadm reaches it; a service on a free low port of
+# loopback is listened on. Only the metrics port differs (any free one).
+rundir=$(mktemp -d /tmp/uvs-package-test.XXXXXX)
+chown uvs:uvs "$rundir" && chmod 0755 "$rundir"
+setpriv --reuid=uvs --regid=uvs --init-groups --no-new-privs \
+    --inh-caps=-all,+net_bind_service --ambient-caps=-all,+net_bind_service \
+    --bounding-set=-all,+net_bind_service \
+    /usr/sbin/uvs run --socket "$rundir/uvs.sock" -c /etc/uvs/uvs.toml --metrics 127.0.0.1:0 \
+    >"$work/daemon.log" 2>&1 &
+daemon=$!
+for ((i = 0; i < 300; i++)); do
+    [[ -S $rundir/uvs.sock ]] && break
+    kill -0 "$daemon" 2>/dev/null || { cat "$work/daemon.log" >&2; fail "uvs run as uvs exited"; }
+    sleep 0.1
+done
+UVS_SOCKET=$rundir/uvs.sock /usr/sbin/uvsadm -L -n | grep -q '^IP Virtual Server' ||
+    { cat "$work/daemon.log" >&2; fail "root's uvsadm does not reach the daemon of uvs"; }
+port=
+for p in $(shuf -i 600-1023); do
+    [[ -z $(ss -Htln "sport = :$p") ]] && { port=$p; break; }
+done
+[[ -n $port ]] || fail "no free port below 1024 on loopback"
+UVS_SOCKET=$rundir/uvs.sock /usr/sbin/uvsadm -A -t "127.0.0.1:$port" -s rr
+for ((i = 0; i < 300; i++)); do
+    [[ -n $(ss -Htln "src 127.0.0.1:$port") ]] && break
+    sleep 0.1
+done
+[[ -n $(ss -Htln "src 127.0.0.1:$port") ]] ||
+    { cat "$work/daemon.log" >&2; fail "uvs, as uvs, does not listen on low port $port"; }
+kill -TERM "$daemon"
+wait "$daemon" || { cat "$work/daemon.log" >&2; fail "uvs run did not stop cleanly"; }
+daemon=
+rm -rf "$rundir"
 
 # The ipvsadm alternative. With no daemon at $UVS_SOCKET, ipvsadm must be uvsadm
 # saying so (ipvsadm would say "Can't initialize ipvs: Protocol not available" or list
