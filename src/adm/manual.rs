@@ -180,7 +180,7 @@ pub const DOCS: &[Doc] = &[
             None,
             Commands,
             &["state"],
-            "Start the connection synchronisation daemon, master or backup (IPVS's sync daemon; uvs records the setting and syncs nothing).",
+            "Start IPVS's connection synchronisation daemon, master or backup. Parsed as ipvsadm parses it, then refused (status 255): uvs has no connection synchronisation.",
         )
     },
     Doc {
@@ -190,7 +190,7 @@ pub const DOCS: &[Doc] = &[
             None,
             Commands,
             &["state"],
-            "Stop the connection synchronisation daemon, master or backup.",
+            "Stop the connection synchronisation daemon, master or backup; refused as --start-daemon is.",
         )
     },
     doc(
@@ -257,21 +257,21 @@ pub const DOCS: &[Doc] = &[
         Some('m'),
         Options,
         &[],
-        "Forward by masquerading (NAT): the way uvs's userspace proxy forwards.",
+        "Forward by masquerading (NAT). In userspace every method is kept, listed and saved, and real servers see the director's address; the method takes effect in kernel mode.",
     ),
     doc(
         "ipip",
         Some('i'),
         Options,
         &[],
-        "Forward by IP-in-IP tunnelling (kernel mode).",
+        "Forward by IP-in-IP tunnelling (in kernel mode).",
     ),
     doc(
         "gatewaying",
         Some('g'),
         Options,
         &[],
-        "Forward by direct routing (gatewaying), the default; the real server keeps the service's port.",
+        "Forward by direct routing (gatewaying), ipvsadm's default (in kernel mode); the real server takes the service's port.",
     ),
     doc(
         "weight",
@@ -334,7 +334,7 @@ pub const DOCS: &[Doc] = &[
         None,
         Options,
         &[],
-        "With -L: list the sync daemon's state.",
+        "With -L: list the sync daemons (uvs has none: nothing).",
     ),
     doc(
         "stats",
