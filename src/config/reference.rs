@@ -21,7 +21,7 @@ pub struct Key {
     pub name: &'static str,
     /// The TOML type, as the page says it: "string", "duration", "integer 0-65535".
     pub kind: &'static str,
-    /// What an absent key means.
+    /// What an absent key means; "required" for a key the table cannot go without.
     pub default: &'static str,
     /// A value in TOML that the schema takes (the tests load it).
     pub example: &'static str,
@@ -571,7 +571,7 @@ pub const SECTIONS: &[Section] = &[
                 ..key(
                     "address",
                     "string ADDR[:PORT]",
-                    "none: needed",
+                    "required",
                     "\"127.0.0.1:9001\"",
                     "The real server; without a port, the service's (0 in an fwmark or port-0 service: the port the client reached).",
                     "ipvsadm -r",
@@ -972,7 +972,7 @@ pub const SECTIONS: &[Section] = &[
                 ..key(
                     "path",
                     "string",
-                    "none: needed",
+                    "required",
                     "\"/index.html\"",
                     "The path asked for.",
                     "keepalived's url path",
@@ -1021,7 +1021,7 @@ pub const SECTIONS: &[Section] = &[
                 ..key(
                     "address",
                     "string ADDR[:PORT]",
-                    "none: needed",
+                    "required",
                     "\"127.0.0.1:8000\"",
                     "The fallback server.",
                     "ldirectord's fallback",
@@ -1107,7 +1107,7 @@ pub const SECTIONS: &[Section] = &[
                 ..key(
                     "command",
                     "string (command line)",
-                    "none: needed",
+                    "required",
                     "\"/usr/local/bin/notify\"",
                     "The command.",
                     "keepalived's notify_up CMD",
@@ -1388,6 +1388,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A key the reference calls required is: its table without it is refused.
+    #[test]
+    fn a_required_key_is_refused_when_absent() {
+        let mut seen = 0;
+        for place in PLACES {
+            let section = section(place.section).expect("a section");
+            for k in section.keys.iter().filter(|k| k.default == "required") {
+                let companions: Vec<&str> = place
+                    .companions
+                    .lines()
+                    .filter(|l| names(l) != [k.name])
+                    .collect();
+                let text = format!(
+                    "{}{}\n{}\n",
+                    place.before,
+                    place.header,
+                    companions.join("\n")
+                );
+                assert!(!problems(&text).is_empty(), "{}: {text}", k.name);
+                seen += 1;
+            }
+        }
+        assert!(seen >= 4);
     }
 
     #[test]

@@ -343,7 +343,10 @@ fn toml_page() -> String {
         for key in section.keys {
             roff.control("TP", []);
             roff.text([bold(key.name), roman(", "), italic(key.kind)]);
-            let mut text = format!("{} Default: {}.", key.meaning, key.default);
+            let mut text = match key.default {
+                "required" => format!("{} Required.", key.meaning),
+                default => format!("{} Default: {default}.", key.meaning),
+            };
             if !key.source.is_empty() {
                 text.push_str(&format!(" As {}.", key.source));
             }
