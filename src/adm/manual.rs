@@ -355,7 +355,7 @@ pub const DOCS: &[Doc] = &[
         None,
         Options,
         &[],
-        "With -L: list the upper and lower thresholds and the persistent connections.",
+        "With -L: list the upper and lower connection thresholds of each real server.",
     ),
     doc(
         "persistent-conn",
