@@ -33,7 +33,7 @@ work=$(mktemp -d)
 had_user=no
 getent passwd uvs >/dev/null && had_user=yes
 had_group=no
-getent group uvs >/dev/null && had_group=yes
+getent group uvs >/dev/null && had_group=yes && group_gid=$(getent group uvs | cut -d: -f3)
 
 cleanup() {
     local rc=$?
@@ -51,6 +51,9 @@ cleanup() {
     pkg/deb/ipvsadm-alternative disable --quiet
     [[ $had_user == no ]] && getent passwd uvs >/dev/null && deluser --quiet --system uvs 2>/dev/null
     [[ $had_group == no ]] && getent group uvs >/dev/null && delgroup --quiet --system uvs 2>/dev/null
+    # deluser takes a user's empty group of the same name with it: one that was here stays.
+    [[ $had_group == yes ]] && ! getent group uvs >/dev/null &&
+        addgroup --quiet --system --gid "$group_gid" uvs
     rm -rf "$work"
     ((rc == 0)) || echo "package test: failed; the machine was put back as it was" >&2
     exit "$rc"
@@ -106,8 +109,10 @@ for p in /usr/sbin/uvs /usr/sbin/uvsadm /usr/share/man/man8/uvs.8.gz \
     /usr/share/uvs/ipvsadm-alternative; do
     [[ -e $p ]] || fail "$p is not installed"
 done
-dpkg-query -W -f='${Conffiles}\n' uvs | grep -q '^ /etc/uvs/uvs.toml ' ||
-    fail "/etc/uvs/uvs.toml is not a conffile"
+# (Output is read whole, then searched: `| grep -q` would end the writer early, and
+# pipefail would call that a failure.)
+conffiles=$(dpkg-query -W -f='${Conffiles}\n' uvs)
+grep -q '^ /etc/uvs/uvs.toml ' <<<"$conffiles" || fail "/etc/uvs/uvs.toml is not a conffile"
 
 # man finds and renders the pages.
 for page in "8 uvs" "8 uvsadm" "5 uvs.toml"; do
@@ -116,7 +121,8 @@ for page in "8 uvs" "8 uvsadm" "5 uvs.toml"; do
     [[ $found == /usr/share/man/man${page%% *}/${page#* }.${page%% *}.gz ]] ||
         fail "man -w $page finds $found"
     # shellcheck disable=SC2086
-    MANPAGER=cat MANWIDTH=80 man $page 2>/dev/null | grep -q "${page#* }" ||
+    text=$(MANPAGER=cat MANWIDTH=80 man $page 2>/dev/null) || fail "man $page fails"
+    grep -q "${page#* }" <<<"$text" ||
         fail "man $page renders nothing naming ${page#* }"
 done
 
@@ -142,8 +148,9 @@ else
 fi
 if command -v fish >/dev/null; then
     for c in uvs uvsadm; do
-        fish -c "source /usr/share/fish/vendor_completions.d/$c.fish; complete -c $c" | grep -q . ||
-            fail "fish: no completions for $c"
+        comps=$(fish -c "source /usr/share/fish/vendor_completions.d/$c.fish; complete -c $c") ||
+            fail "the fish completions of $c do not load"
+        [[ -n $comps ]] || fail "fish: no completions for $c"
     done
 else
     note "fish is not installed: its completions not run"
@@ -188,7 +195,7 @@ for ((i = 0; i < 300; i++)); do
     kill -0 "$daemon" 2>/dev/null || { cat "$work/daemon.log" >&2; fail "uvs run as uvs exited"; }
     sleep 0.1
 done
-UVS_SOCKET=$rundir/uvs.sock /usr/sbin/uvsadm -L -n | grep -q '^IP Virtual Server' ||
+listing=$(UVS_SOCKET=$rundir/uvs.sock /usr/sbin/uvsadm -L -n) && grep -q '^IP Virtual Server' <<<"$listing" ||
     { cat "$work/daemon.log" >&2; fail "root's uvsadm does not reach the daemon of uvs"; }
 port=
 for p in $(shuf -i 600-1023); do
