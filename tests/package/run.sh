@@ -28,6 +28,10 @@ done
 status=$(dpkg-query -W -f='${db:Status-Status}' uvs 2>/dev/null || true)
 [[ -z $status || $status == not-installed ]] ||
     fail "a uvs package is on this machine ($status): the test would replace it"
+# A hand install's configuration or ipvsadm alternative would be taken over, then removed.
+[[ ! -e /etc/uvs ]] || fail "/etc/uvs is there (a hand install?): the test would take it over"
+[[ $(pkg/deb/ipvsadm-alternative status) == "alternative ipvsadm: off" ]] ||
+    fail "the ipvsadm alternative is on here (a hand install?): the test would turn it off"
 
 work=$(mktemp -d)
 had_user=no
