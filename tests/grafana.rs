@@ -188,7 +188,17 @@ fn the_dashboard_is_one_grafana_can_import() {
             }
         }
     }
-    assert!(targets(&d).len() >= all.len());
+    // What the Prometheus test walks: every target of every panel.
+    let walked = targets(&d);
+    assert!(walked.len() >= all.len());
+    for t in walked {
+        assert!(
+            !t.expr.is_empty(),
+            "panel {} ({}): no expr",
+            t.panel,
+            t.ref_id
+        );
+    }
 }
 
 #[test]
