@@ -94,6 +94,28 @@ fn used_variables(text: &str) -> Vec<String> {
     out
 }
 
+/// The metric names in a PromQL expression: its words outside quotes that begin
+/// `uvs_` or `node_ipvs_`.
+fn metric_names(expr: &str) -> Vec<&str> {
+    // Even pieces are outside quotes (the dashboard's strings hold no escaped quote).
+    expr.split('"')
+        .step_by(2)
+        .flat_map(|outside| outside.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        .filter(|w| w.starts_with("uvs_") || w.starts_with("node_ipvs_"))
+        .collect()
+}
+
+/// Whether `name` is a family uvs exports (`src/exporter/names.rs`), or a histogram's
+/// `_bucket`, `_sum` or `_count` series.
+fn is_family(name: &str) -> bool {
+    let all = uvs::exporter::names::ALL;
+    all.contains(&name)
+        || ["_bucket", "_sum", "_count"]
+            .iter()
+            .filter_map(|suffix| name.strip_suffix(suffix))
+            .any(|base| all.contains(&base))
+}
+
 /// `text` with each variable replaced by its value from `values` (`$name`, `${name}`);
 /// an unknown variable is an error naming it.
 fn substitute(text: &str, values: &[(&str, String)]) -> Result<String, String> {
@@ -164,10 +186,14 @@ fn the_dashboard_is_one_grafana_can_import() {
             p["gridPos"]["x"].as_u64().unwrap() + p["gridPos"]["w"].as_u64().unwrap() <= 24,
             "{what}: wider than the grid"
         );
+        let description = p["description"].as_str().unwrap_or_default();
         assert!(
-            p["description"].as_str().is_some_and(|s| !s.is_empty()),
+            !description.is_empty(),
             "{what}: a description (the panel's ⓘ) says which series it shows"
         );
+        for name in metric_names(description) {
+            assert!(is_family(name), "{what}: its description names {name}");
+        }
         assert_eq!(p["datasource"]["uid"], uid.as_str(), "{what}");
         let targets = p["targets"].as_array().expect("targets");
         assert!(!targets.is_empty(), "{what}: no targets");
@@ -186,6 +212,33 @@ fn the_dashboard_is_one_grafana_can_import() {
                     "{what}: ${name} is no template variable"
                 );
             }
+        }
+    }
+    // The query variables: what Grafana runs (query) is what it shows (definition), a
+    // label_values the Prometheus test can run.
+    for v in list.iter().filter(|v| v["type"] == "query") {
+        let query = v["query"]
+            .as_str()
+            .expect("a query variable's query, as text");
+        assert_eq!(v["definition"], query, "${}", v["name"]);
+        assert!(
+            query.starts_with("label_values("),
+            "${}: {query}",
+            v["name"]
+        );
+        for name in used_variables(query) {
+            assert!(defined.contains(name.as_str()), "${}: ${name}", v["name"]);
+        }
+    }
+    // Every series a query names is one uvs exports (node_exporter's names included).
+    for t in targets(&d) {
+        for name in metric_names(&t.expr) {
+            assert!(
+                is_family(name),
+                "panel {} ({}): {name} is no series of uvs",
+                t.panel,
+                t.ref_id
+            );
         }
     }
     // What the Prometheus test walks: every target of every panel.
@@ -213,6 +266,10 @@ fn substitution_replaces_every_form_and_names_the_unknown() {
         "no value for variable $b"
     );
     assert_eq!(used_variables("$a ${b} ${c:regex} $"), ["a", "b", "c", ""]);
+    assert_eq!(
+        metric_names("sum by (le) (rate(uvs_x_bucket{a=\"uvs_no\"}[1m])) / node_ipvs_y"),
+        ["uvs_x_bucket", "node_ipvs_y"]
+    );
 }
 
 #[test]
@@ -513,7 +570,7 @@ mod live {
         // the test gives it.
         for v in list.iter().filter(|v| v["type"] == "query") {
             let name = v["name"].as_str().unwrap();
-            let definition = v["definition"].as_str().unwrap_or_default();
+            let definition = v["query"].as_str().unwrap_or_default();
             let inner = definition
                 .strip_prefix("label_values(")
                 .and_then(|r| r.strip_suffix(')'))
