@@ -4,7 +4,7 @@
 //! temporary data directory) scraping a `uvs run` under TCP and UDP traffic every
 //! second, every panel target's query and every template variable's `label_values`:
 //! each must parse and return series. A panel added later is covered without a word
-//! here; a template variable added later needs a value in [`live::values`].
+//! here; a template variable added later needs a value in `live::values`.
 
 mod common;
 
