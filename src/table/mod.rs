@@ -156,6 +156,14 @@ impl Table {
                     .remove(service)
                     .ok_or(TableError::NoSuchService)?;
                 effects.push(Effect::RetireServers(gone));
+                // Its listen rules go with it (`listener`).
+                self.listeners.retain(|listen, mark| {
+                    !ListenRule {
+                        listen: *listen,
+                        mark: *mark,
+                    }
+                    .leads_to(service)
+                });
             }
             Command::Flush {} => {
                 for gone in self.services.values() {
@@ -242,6 +250,7 @@ impl Table {
                 if self.listeners.contains_key(l) {
                     return Err(TableError::ListenerExists);
                 }
+                listener::check(rule, |key| self.services.contains_key(key))?;
                 self.listeners.insert(*l, rule.mark);
             }
             Command::DeleteListener { listen } => {
