@@ -11,6 +11,11 @@
 //! up or down is applied the same way (`health::effective`). The file's `[global]`
 //! settings go to the daemon, which knows the command line ([`GlobalSettings`]). Run
 //! by `uvs run -c FILE`.
+//!
+//! What the file owns is the file's: a uvsadm command that changes it (`-e` on one of
+//! its services, say) lasts until the next reload, or health change, re-applies the
+//! file. Both are said at WARN: the change, when it is made
+//! ([`Reloader::control_changed`]), and the reload that undoes it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -21,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::config::file::{self, Stamp};
-use crate::config::plan::{Owned, plan};
+use crate::config::plan::{Owned, Touched, plan};
 use crate::config::slot::{Outcome, Slot};
 use crate::config::status::ConfigStatus;
 use crate::config::watch::Watch;
@@ -31,7 +36,9 @@ use crate::lock::Locked;
 use crate::proxy::director::Director;
 use crate::rate_limit::RateLimit;
 use crate::table::loops::loops;
-use crate::table::{HostInterfaces, ListenAddr, OwnAddresses, Protocol, Table, TableError};
+use crate::table::{
+    Command, HostInterfaces, ListenAddr, OwnAddresses, Protocol, Table, TableError,
+};
 
 /// The log target of what is logged here: the module's before it moved from config/,
 /// so the log reads as it did (`INFO uvs::config::reload: table changed: ...`).
@@ -67,6 +74,41 @@ fn room_for_listeners(director: &Director, now: &Table, next: &Table) -> Result<
         });
     }
     Ok(())
+}
+
+/// Changes made through the control socket to something the file owns, since the
+/// file was last applied: what the next apply undoes. One per thing touched (so at
+/// most what the file owns), each with its first few commands.
+#[derive(Debug)]
+struct ControlChange {
+    touched: Touched,
+    /// The first [`COMMANDS_KEPT`] commands, as ipvsadm lines, and how many more.
+    commands: Vec<String>,
+    more: usize,
+}
+
+const COMMANDS_KEPT: usize = 4;
+
+/// At most this many changes undone are named one by one in a reload's log.
+const UNDONE_NAMED: usize = 8;
+
+impl ControlChange {
+    fn add(&mut self, command: &Command) {
+        if self.commands.len() < COMMANDS_KEPT {
+            self.commands.push(command.to_string());
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// "-e ...; -e ... and 2 more"
+    fn commands(&self) -> String {
+        let mut text = self.commands.join("; ");
+        if self.more > 0 {
+            text.push_str(&format!(" and {} more", self.more));
+        }
+        text
+    }
 }
 
 /// How often `autoreload` looks at the file.
@@ -155,6 +197,9 @@ pub struct Reloader {
     waiting: RateLimit,
     /// What the health checks know (the checker writes it; the table follows it).
     health: Arc<Findings>,
+    /// Changes by the control socket to what the file owns, which the next apply
+    /// undoes (locked after `applied`, never before).
+    changed_by_control: Mutex<Vec<ControlChange>>,
     /// The file's fate, for the status report (None until a first apply or refusal).
     status: Mutex<Option<ConfigStatus>>,
 }
@@ -274,6 +319,7 @@ impl Reloader {
             refused_again: RateLimit::new(),
             waiting: RateLimit::new(),
             health: findings,
+            changed_by_control: Mutex::new(Vec::new()),
             status: Mutex::new(None),
         }
     }
@@ -346,7 +392,90 @@ impl Reloader {
         for command in &commands {
             tracing::info!(target: LOG, file = %self.path.display(), by = why, "table changed: {command}");
         }
+        self.say_undone(&commands, why);
         Ok(commands.len())
+    }
+
+    /// `command`, from the control socket, was applied: if it changed something the
+    /// file owns, says at WARN that the next reload undoes it, and remembers it, so
+    /// that the reload that does can say so. uvsadm's own output is not touched.
+    pub fn control_changed(&self, command: &Command) {
+        let applied = self.applied.locked();
+        if applied.1.is_none() {
+            return; // not applied yet: nothing is the file's
+        }
+        let touched = applied.0.touched_by(command);
+        if touched.is_empty() {
+            return;
+        }
+        let mut changes = self.changed_by_control.locked();
+        for t in &touched {
+            match changes.iter_mut().find(|c| c.touched == *t) {
+                Some(change) => change.add(command),
+                None => {
+                    let mut change = ControlChange {
+                        touched: *t,
+                        commands: Vec::new(),
+                        more: 0,
+                    };
+                    change.add(command);
+                    changes.push(change);
+                }
+            }
+        }
+        drop(changes);
+        drop(applied);
+        let mut what: Vec<String> = touched
+            .iter()
+            .take(UNDONE_NAMED)
+            .map(ToString::to_string)
+            .collect();
+        if touched.len() > UNDONE_NAMED {
+            what.push(format!("{} more", touched.len() - UNDONE_NAMED));
+        }
+        let file = self.path.display();
+        tracing::warn!(target: LOG,
+            "uvsadm changed {}, which {file} owns ({command}): the next reload of {file} will undo it",
+            what.join(", ")
+        );
+    }
+
+    /// After `commands` made the table say what the file says again: names the
+    /// control socket's changes they undid (`why`: "file" for a load or reload, or a
+    /// health check), and forgets them all.
+    fn say_undone(&self, commands: &[Command], why: &str) {
+        let changes = std::mem::take(&mut *self.changed_by_control.locked());
+        let file = self.path.display();
+        let undone: Vec<(&ControlChange, Vec<String>)> = changes
+            .iter()
+            .filter_map(|change| {
+                let back: Vec<String> = commands
+                    .iter()
+                    .filter(|c| change.touched.put_back_by(c))
+                    .map(ToString::to_string)
+                    .collect();
+                (!back.is_empty()).then_some((change, back))
+            })
+            .collect();
+        let by = if why == "file" {
+            format!("reload of {file}")
+        } else {
+            format!("{why}: re-applying {file}")
+        };
+        for (change, back) in undone.iter().take(UNDONE_NAMED) {
+            tracing::warn!(target: LOG,
+                "{by} undoes the control socket's change to {} ({}): {}",
+                change.touched,
+                change.commands(),
+                back.join("; ")
+            );
+        }
+        if undone.len() > UNDONE_NAMED {
+            tracing::warn!(target: LOG,
+                "{by} undoes the control socket's changes to {} more services or listeners",
+                undone.len() - UNDONE_NAMED
+            );
+        }
     }
 
     /// A server went up or down: the table follows the configuration as it now stands.
