@@ -140,3 +140,60 @@ fn clients_that_reset_are_logged_once_then_summed_up() {
         said[0]
     );
 }
+
+/// A real server that answers a connection's first bytes with a byte, and closes it
+/// with a reset.
+fn resetting_server() -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..CONNECTIONS {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let mut first = [0u8; 2];
+            let _ = s.read_exact(&mut first);
+            let _ = s.write_all(b"x");
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_real_server_that_resets_is_logged_once_then_summed_up() {
+    use std::io::{Read, Write};
+    let d = Daemon::start_logged(&[]);
+    let server = resetting_server();
+    let v = vip();
+    d.add_service("-t", v, &["-s", "rr"]);
+    d.set_server("-a", "-t", v, server, &[]);
+    d.wait_listening(v);
+    for _ in 0..CONNECTIONS {
+        let mut s = connect(v, None).expect("connect to the VIP");
+        s.write_all(b"hi").expect("write to the VIP");
+        // The byte, then the reset passed on: until then the connection is open.
+        let _ = s.read_to_end(&mut Vec::new());
+    }
+    let summary = wait_for_line(&d, &[&format!("tcp {v}: "), "more connection"]);
+    assert!(summary.contains(" WARN "), "{summary}");
+    assert!(
+        summary.contains(&format!(
+            "tcp {v}: {} more connections reset by real servers in the last ",
+            CONNECTIONS - 1
+        )),
+        "{summary}"
+    );
+    let said = lines_with(&d, &[&format!("tcp {v}: "), "reset by"]);
+    assert_eq!(said.len(), 2, "one first line and one summary: {said:#?}");
+    assert!(
+        said[0].contains(" WARN ")
+            && said[0].contains(&format!(
+                "to real server {server} reset by the real server: Connection reset by peer \
+                 (os error 104) (further resets by real servers are summed up at most every 10 s)"
+            )),
+        "{}",
+        said[0]
+    );
+}
