@@ -91,7 +91,13 @@ fn a_listener_cannot_take_the_address_of_another_service() {
             &d,
             &["--add-listener", "-t", &shared.to_string(), "--mark", "8"]
         ),
-        (Some(255), "Listener already exists\n".to_string())
+        (
+            Some(255),
+            format!(
+                "-t {shared} already listens for fwmark 7: delete that listener first \
+                 (uvsadm --delete-listener -t {shared})\n"
+            )
+        )
     );
 }
 

@@ -35,9 +35,15 @@ pub enum TableError {
     /// ERANGE: negative weight, lower threshold above the upper one.
     #[error("Numerical result out of range")]
     OutOfRange,
-    /// `--add-listener` for an address that already has a rule.
-    #[error("Listener already exists")]
-    ListenerExists,
+    /// `--add-listener` for an address that already has a rule (leading to `service`).
+    #[error(
+        "{listen} already listens for {service}: delete that listener first (uvsadm \
+         --delete-listener {listen})"
+    )]
+    ListenerExists {
+        listen: ListenAddr,
+        service: ServiceKey,
+    },
     /// `--add-listener` for a service that does not exist (uvs's own command, so it is
     /// strict: the service comes first).
     #[error(

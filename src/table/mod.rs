@@ -247,8 +247,15 @@ impl Table {
                 if l.protocol == Protocol::Sctp || l.port == 0 || rule.mark == Some(0) {
                     return Err(TableError::InvalidOperation);
                 }
-                if self.listeners.contains_key(l) {
-                    return Err(TableError::ListenerExists);
+                if let Some(mark) = self.listeners.get(l) {
+                    let existing = ListenRule {
+                        listen: *l,
+                        mark: *mark,
+                    };
+                    return Err(TableError::ListenerExists {
+                        listen: *l,
+                        service: existing.service(),
+                    });
                 }
                 listener::check(rule, |key| self.services.contains_key(key))?;
                 self.listeners.insert(*l, rule.mark);
