@@ -107,4 +107,24 @@ fn a_uvsadm_change_the_file_owns_is_named_and_so_is_the_reload_that_undoes_it() 
             .count(),
         1
     );
+
+    // -C takes the file's service too: said, and put back by the next reload.
+    d.ok(&["-C"]);
+    let cleared = format!(
+        "uvsadm changed tcp {owned}, which {file_name} owns (-C): the next reload of \
+         {file_name} will undo it"
+    );
+    eventually("the flush is named in the log", || {
+        d.log().contains(&cleared)
+    });
+    sighup(&d.child);
+    let restored = format!(
+        "reload of {file_name} undoes the control socket's change to tcp {owned} (-C): \
+         -A -t {owned} -s rr; -a -t {owned} -r {a} -m -w 1",
+        a = a.addr
+    );
+    eventually("the reload says it put the service back", || {
+        d.log().contains(&restored)
+    });
+    assert_eq!(d.servers(owned), [(a.addr.to_string(), 1)]);
 }

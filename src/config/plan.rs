@@ -93,25 +93,25 @@ pub enum Touched {
 }
 
 impl Touched {
-    /// Whether `command`, of a plan, puts (part of) this back.
-    pub fn put_back_by(&self, command: &Command) -> bool {
-        match (self, command) {
-            (Touched::Service(key), Command::AddService(c) | Command::EditService(c)) => {
-                c.key == *key
-            }
-            (
-                Touched::Service(key),
-                Command::DeleteService { service }
-                | Command::AddServer { service, .. }
-                | Command::EditServer { service, .. }
-                | Command::DeleteServer { service, .. },
-            ) => service == key,
-            // A deleted service's rules went with it (`table::listener`).
-            (Touched::Service(key), Command::AddListener(rule)) => rule.leads_to(key),
-            (Touched::Listener(listen), Command::AddListener(rule)) => rule.listen == *listen,
-            (Touched::Listener(listen), Command::DeleteListener { listen: l }) => l == listen,
-            (Touched::Timeouts, Command::SetTimeouts(_)) => true,
-            _ => false,
+    /// What `command`, of a plan, puts back: what it works on (a listen rule, also the
+    /// service it leads to, whose rules went with it when it was deleted).
+    pub fn put_back_by(command: &Command) -> Vec<Touched> {
+        match command {
+            Command::AddService(c) | Command::EditService(c) => vec![Touched::Service(c.key)],
+            Command::DeleteService { service }
+            | Command::AddServer { service, .. }
+            | Command::EditServer { service, .. }
+            | Command::DeleteServer { service, .. } => vec![Touched::Service(*service)],
+            Command::AddListener(rule) => vec![
+                Touched::Listener(rule.listen),
+                Touched::Service(rule.service()),
+            ],
+            Command::DeleteListener { listen } => vec![Touched::Listener(*listen)],
+            Command::SetTimeouts(_) => vec![Touched::Timeouts],
+            Command::Flush {}
+            | Command::Zero { .. }
+            | Command::StartSyncDaemon { .. }
+            | Command::StopSyncDaemon { .. } => Vec::new(),
         }
     }
 }
@@ -348,7 +348,7 @@ address = "127.0.0.1:8082"
         apply(&mut table, std::slice::from_ref(&edit));
         let back = plan(&first, &table, &owned);
         assert_eq!(back.len(), 1);
-        assert!(Touched::Service(tcp80).put_back_by(&back[0]), "{}", back[0]);
+        assert_eq!(Touched::put_back_by(&back[0]), [Touched::Service(tcp80)]);
         // Counters, and a service the file never named, are not the file's.
         assert!(
             owned

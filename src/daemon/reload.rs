@@ -17,6 +17,7 @@
 //! file. Both are said at WARN: the change, when it is made
 //! ([`Reloader::control_changed`]), and the reload that undoes it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -76,14 +77,12 @@ fn room_for_listeners(director: &Director, now: &Table, next: &Table) -> Result<
     Ok(())
 }
 
-/// Changes made through the control socket to something the file owns, since the
-/// file was last applied: what the next apply undoes. One per thing touched (so at
-/// most what the file owns), each with its first few commands.
-#[derive(Debug)]
-struct ControlChange {
-    touched: Touched,
-    /// The first [`COMMANDS_KEPT`] commands, as ipvsadm lines, and how many more.
-    commands: Vec<String>,
+/// Commands that changed one thing the file owns, through the control socket, since
+/// the file was last applied (what the next apply undoes), or that put it back: the
+/// first [`COMMANDS_KEPT`], as ipvsadm lines, and how many more.
+#[derive(Debug, Default)]
+struct Commands {
+    kept: Vec<String>,
     more: usize,
 }
 
@@ -92,22 +91,24 @@ const COMMANDS_KEPT: usize = 4;
 /// At most this many changes undone are named one by one in a reload's log.
 const UNDONE_NAMED: usize = 8;
 
-impl ControlChange {
+impl Commands {
     fn add(&mut self, command: &Command) {
-        if self.commands.len() < COMMANDS_KEPT {
-            self.commands.push(command.to_string());
+        if self.kept.len() < COMMANDS_KEPT {
+            self.kept.push(command.to_string());
         } else {
             self.more += 1;
         }
     }
+}
 
-    /// "-e ...; -e ... and 2 more"
-    fn commands(&self) -> String {
-        let mut text = self.commands.join("; ");
+/// "-e ...; -e ... and 2 more"
+impl std::fmt::Display for Commands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.kept.join("; "))?;
         if self.more > 0 {
-            text.push_str(&format!(" and {} more", self.more));
+            write!(f, " and {} more", self.more)?;
         }
-        text
+        Ok(())
     }
 }
 
@@ -199,7 +200,8 @@ pub struct Reloader {
     health: Arc<Findings>,
     /// Changes by the control socket to what the file owns, which the next apply
     /// undoes (locked after `applied`, never before).
-    changed_by_control: Mutex<Vec<ControlChange>>,
+    /// One entry per thing touched: at most what the file owns.
+    changed_by_control: Mutex<HashMap<Touched, Commands>>,
     /// The file's fate, for the status report (None until a first apply or refusal).
     status: Mutex<Option<ConfigStatus>>,
 }
@@ -319,7 +321,7 @@ impl Reloader {
             refused_again: RateLimit::new(),
             waiting: RateLimit::new(),
             health: findings,
-            changed_by_control: Mutex::new(Vec::new()),
+            changed_by_control: Mutex::new(HashMap::new()),
             status: Mutex::new(None),
         }
     }
@@ -410,18 +412,7 @@ impl Reloader {
         }
         let mut changes = self.changed_by_control.locked();
         for t in &touched {
-            match changes.iter_mut().find(|c| c.touched == *t) {
-                Some(change) => change.add(command),
-                None => {
-                    let mut change = ControlChange {
-                        touched: *t,
-                        commands: Vec::new(),
-                        more: 0,
-                    };
-                    change.add(command);
-                    changes.push(change);
-                }
-            }
+            changes.entry(*t).or_default().add(command);
         }
         drop(changes);
         drop(applied);
@@ -445,29 +436,32 @@ impl Reloader {
     /// health check), and forgets them all.
     fn say_undone(&self, commands: &[Command], why: &str) {
         let changes = std::mem::take(&mut *self.changed_by_control.locked());
-        let file = self.path.display();
-        let undone: Vec<(&ControlChange, Vec<String>)> = changes
-            .iter()
-            .filter_map(|change| {
-                let back: Vec<String> = commands
-                    .iter()
-                    .filter(|c| change.touched.put_back_by(c))
-                    .map(ToString::to_string)
-                    .collect();
-                (!back.is_empty()).then_some((change, back))
-            })
+        if changes.is_empty() {
+            return;
+        }
+        // What put each change back, in one pass over the commands.
+        let mut back: HashMap<Touched, Commands> = HashMap::new();
+        for command in commands {
+            for t in Touched::put_back_by(command) {
+                if changes.contains_key(&t) {
+                    back.entry(t).or_default().add(command);
+                }
+            }
+        }
+        let mut undone: Vec<(String, &Commands, Commands)> = back
+            .into_iter()
+            .filter_map(|(t, back)| Some((t.to_string(), changes.get(&t)?, back)))
             .collect();
+        undone.sort_by(|a, b| a.0.cmp(&b.0));
+        let file = self.path.display();
         let by = if why == "file" {
             format!("reload of {file}")
         } else {
             format!("{why}: re-applying {file}")
         };
-        for (change, back) in undone.iter().take(UNDONE_NAMED) {
+        for (touched, changed, back) in undone.iter().take(UNDONE_NAMED) {
             tracing::warn!(target: LOG,
-                "{by} undoes the control socket's change to {} ({}): {}",
-                change.touched,
-                change.commands(),
-                back.join("; ")
+                "{by} undoes the control socket's change to {touched} ({changed}): {back}"
             );
         }
         if undone.len() > UNDONE_NAMED {
