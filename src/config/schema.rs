@@ -194,6 +194,8 @@ fn rehearse(config: &Config, origins: &[Origin], report: &Report<'_>) {
             report.at(span, path, message);
         }
     };
+    // Services refused: their listen rules are not looked at.
+    let mut refused = HashSet::new();
     for (
         spec,
         Origin {
@@ -205,6 +207,7 @@ fn rehearse(config: &Config, origins: &[Origin], report: &Report<'_>) {
     {
         if let Err(e) = table.apply(&Command::AddService(spec.service.clone()), &UnicastOnly) {
             report_at(span, path, e.to_string());
+            refused.insert(spec.service.key);
             continue;
         }
         for (i, server) in spec.servers.iter().enumerate() {
@@ -220,6 +223,13 @@ fn rehearse(config: &Config, origins: &[Origin], report: &Report<'_>) {
                 };
                 report_at(&server_spans[i], &format!("{path}.server[{i}]"), message);
             }
+        }
+    }
+    // Listen rules after every service, as the plan adds them: a rule is checked
+    // against all the services of the file (`table::listener::check`).
+    for (spec, Origin { span, path, .. }) in config.services.iter().zip(origins) {
+        if refused.contains(&spec.service.key) {
+            continue;
         }
         for rule in &spec.listen {
             if let Err(e) = table.apply(&Command::AddListener(*rule), &UnicastOnly) {
@@ -2543,6 +2553,26 @@ fwmark = 3
             "{problems:?}"
         );
         assert_eq!(problems.len(), 3);
+    }
+
+    /// A listen rule is checked against every service of the file, wherever it is,
+    /// as the plan adds rules after all the services.
+    #[test]
+    fn a_listen_rule_cannot_take_the_vip_of_a_service_later_in_the_file() {
+        let text = r#"
+[[service]]
+fwmark = 5
+listen = ["tcp 127.0.0.1:80"]
+
+[[service]]
+tcp = "127.0.0.1:80"
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:2:1: service[0].listen: -t 127.0.0.1:80: -t 127.0.0.1:80 is the address of virtual service tcp 127.0.0.1:80: a listener there would take its connections (delete the service first, or listen elsewhere)"
+            ]
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::control::protocol::Status;
 use crate::control::server;
 use crate::exporter::{self, BackendHealth, ConfigReloads};
 use crate::rate_limit::RateLimit;
-use crate::table::{ConnEntry, TableHandle};
+use crate::table::{Command, ConnEntry, TableHandle};
 
 use super::report::{Mode, Reporter};
 
@@ -38,6 +38,13 @@ impl server::Daemon for Reporter {
 
     fn max_clients(&self) -> usize {
         self.director().descriptors.reserve().control_clients
+    }
+
+    /// A change to what the configuration file owns is said in the log (the reloader's).
+    fn changed(&self, command: &Command) {
+        if let Some(reloader) = self.reloader() {
+            reloader.control_changed(command);
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! (`listeners`, recorded in `registry`), the TCP connection path (`tcp`, with the
 //! `congestion` control of its two legs), the byte path (`forward`, with per-thread
 //! `pools` of buffers and pipes), the UDP flows (`udp`), what both do alike to reach a
-//! real server (`scheduling`) and the counting of what moves (`accounting`).
+//! real server (`scheduling`), the counting of what moves (`accounting`) and the log of
+//! what fails (`failure_log`: failed connects and resets, rate-limited, with counts).
 //!
 //! Words: a connection's bytes move in a `forward::Transfer`, by copy or splice (its
 //! `TransferMode`, the `--forwarding` setting); IPVS's forwarding method (masquerading,
@@ -14,6 +15,7 @@
 pub mod accounting;
 pub mod congestion;
 pub mod director;
+pub mod failure_log;
 pub mod forward;
 pub mod listeners;
 pub mod pools;
