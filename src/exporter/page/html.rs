@@ -14,21 +14,22 @@ use crate::exporter::body::BodyWriter;
 use crate::exporter::source::{ConfigReloads, State};
 use crate::table::{Family, ServiceKey};
 
-/// The columns, in order: (header, CSS class: `w` is hidden on a narrow screen).
-const COLUMNS: [(&str, &str); 13] = [
-    ("Service / real server", "name"),
-    ("Sched / fwd", "fwd"),
-    ("Weight", ""),
-    ("Health", ""),
-    ("Active", ""),
-    ("Inactive", "w"),
-    ("Conn/s", ""),
-    ("In/s", "w"),
-    ("Out/s", "w"),
-    ("Conns", "w"),
-    ("Bytes in", "w"),
-    ("Bytes out", "w"),
-    ("Failed", ""),
+/// The columns, in order: (header, its short form for a narrow screen, CSS class: `w`
+/// is hidden on a narrow screen).
+const COLUMNS: [(&str, &str, &str); 13] = [
+    ("Service / real server", "Service / server", "name"),
+    ("Sched / fwd", "", "fwd w"),
+    ("Weight", "Wt", ""),
+    ("Health", "Health", ""),
+    ("Active", "Act", ""),
+    ("Inactive", "", "w"),
+    ("Conn/s", "Conn/s", ""),
+    ("In/s", "", "w"),
+    ("Out/s", "", "w"),
+    ("Conns", "", "w"),
+    ("Bytes in", "", "w"),
+    ("Bytes out", "", "w"),
+    ("Failed", "Fail", ""),
 ];
 
 const STYLE: &str = include_str!("style.css");
@@ -66,8 +67,15 @@ pub fn start(out: &mut BodyWriter, h: &Heading<'_>) {
         config(out, c);
     }
     out.push(b"<div class=\"wrap\"><table>\n<thead><tr>");
-    for (title, class) in COLUMNS {
-        let _ = write!(out, "<th class=\"{class}\">{title}</th>");
+    for (title, short, class) in COLUMNS {
+        if short.is_empty() || short == title {
+            let _ = write!(out, "<th class=\"{class}\">{title}</th>");
+        } else {
+            let _ = write!(
+                out,
+                "<th class=\"{class}\"><span class=\"l\">{title}</span><span class=\"s\">{short}</span></th>"
+            );
+        }
     }
     out.push(b"</tr></thead>\n");
 }
@@ -87,10 +95,11 @@ fn summary(out: &mut BodyWriter, s: &Summary) {
         (s.down, Health::Down),
         (s.quiescent, Health::Quiescent),
     ] {
+        // A zero greyed, whatever its colour would be.
+        let class = if n == 0 { "none" } else { health.class() };
         let _ = write!(
             out,
-            " <span class=\"pill {}\">{n} {}</span>",
-            health.class(),
+            " <span class=\"pill {class}\">{n} {}</span>",
             health.label().to_lowercase()
         );
     }
@@ -205,12 +214,12 @@ fn number(out: &mut BodyWriter, n: u64, class: &str) {
     }
 }
 
-/// A byte cell (`per` = "/s" for a rate).
-fn byte_cell(out: &mut BodyWriter, n: u64, per: &str) {
+/// A byte cell (`per` = "/s" for a rate) of class `class`.
+fn byte_cell(out: &mut BodyWriter, n: u64, per: &str, class: &str) {
     let zero = if n == 0 { " zero" } else { "" };
     let _ = write!(
         out,
-        "<td class=\"w{zero}\" title=\"{n}\">{}</td>",
+        "<td class=\"{class}{zero}\" title=\"{n}\">{}</td>",
         bytes(n, per)
     );
 }
@@ -220,11 +229,11 @@ fn figure_cells(out: &mut BodyWriter, f: &super::rows::Figures) {
     number(out, f.active, "act");
     number(out, f.inactive, "w inact");
     number(out, f.rates.cps, "cps");
-    byte_cell(out, f.rates.inbps, "/s");
-    byte_cell(out, f.rates.outbps, "/s");
+    byte_cell(out, f.rates.inbps, "/s", "w inbps");
+    byte_cell(out, f.rates.outbps, "/s", "w outbps");
     number(out, f.totals.conns, "w conns");
-    byte_cell(out, f.totals.inbytes, "");
-    byte_cell(out, f.totals.outbytes, "");
+    byte_cell(out, f.totals.inbytes, "", "w inbytes");
+    byte_cell(out, f.totals.outbytes, "", "w outbytes");
 }
 
 /// A service's rows: its own, then at most `budget - 1` of its servers' (error lines
@@ -248,7 +257,7 @@ pub fn service(out: &mut BodyWriter, row: &ServiceRow<'_>, budget: usize) -> usi
     }
     let _ = write!(
         out,
-        "</td><td class=\"fwd\">{}</td><td>{weight}</td>\
+        "</td><td class=\"fwd w\">{}</td><td>{weight}</td>\
          <td class=\"h {class}\">{serving}/{all} up</td>",
         row.service.scheduler.name()
     );
@@ -298,9 +307,9 @@ fn server(out: &mut BodyWriter, s: &ServerRow<'_>, udp: bool) -> usize {
     );
     match s.server {
         Some(r) => {
-            let _ = write!(out, "<td class=\"fwd\">{}</td>", r.forward.label());
+            let _ = write!(out, "<td class=\"fwd w\">{}</td>", r.forward.label());
         }
-        None => out.push(b"<td class=\"fwd\">out of table</td>"),
+        None => out.push(b"<td class=\"fwd w\">out of table</td>"),
     }
     match s.configured_weight() {
         Some(c) if c != s.weight() => {
@@ -322,14 +331,9 @@ fn server(out: &mut BodyWriter, s: &ServerRow<'_>, udp: bool) -> usize {
             let last = h.last_check.map_or("not checked yet".to_string(), |t| {
                 format!("last check {} ({} ms)", utc(t), h.last_duration_ms)
             });
-            let streak = if h.failures > 0 && health != Health::Up {
-                format!(" {}", h.failures)
-            } else {
-                String::new()
-            };
             let _ = write!(
                 out,
-                "<td class=\"h {}\" title=\"failed checks in a row {}; {last}\">{}{streak}</td>",
+                "<td class=\"h {}\" title=\"failed checks in a row {}; {last}\">{}</td>",
                 health.class(),
                 h.failures,
                 health.label()
@@ -381,9 +385,13 @@ fn server(out: &mut BodyWriter, s: &ServerRow<'_>, udp: bool) -> usize {
         .checked
         .and_then(|h| h.last_check)
         .map_or(String::new(), |t| format!(" at {}", utc(t)));
+    let streak = match s.checked.map_or(0, |h| h.failures) {
+        0 | 1 => String::new(),
+        n => format!(" ({n} in a row)"),
+    };
     let _ = write!(
         out,
-        "<tr class=\"why\"><td colspan=\"{}\">last check{when} failed: <span class=\"err\">{}</span></td></tr>\n",
+        "<tr class=\"why\"><td colspan=\"{}\">last check{when} failed{streak}: <span class=\"err\">{}</span></td></tr>\n",
         COLUMNS.len(),
         Escaped(error)
     );
