@@ -122,7 +122,7 @@ fn fetch(at: std::net::SocketAddr, method: &str, path: &str) -> (String, String)
 }
 
 /// The row of real server `addr` in `page` (its `<tr>` up to `</tr>`).
-fn row<'p>(page: &'p str, addr: std::net::SocketAddr) -> &'p str {
+fn row(page: &str, addr: std::net::SocketAddr) -> &str {
     let at = page
         .find(&format!("data-server=\"{addr}\""))
         .unwrap_or_else(|| panic!("no row for {addr} in\n{page}"));

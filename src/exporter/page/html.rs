@@ -48,14 +48,14 @@ pub struct Heading<'a> {
 
 /// The document up to the table's first row.
 pub fn start(out: &mut BodyWriter, h: &Heading<'_>) {
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta http-equiv=\"refresh\" content=\"{refresh}\">\n\
          <title>uvs status</title>\n<style>\n{STYLE}</style></head><body>\n\
          <header><h1>uvs<small>{version} · commit {commit}</small></h1>\
-         <p>up {up} · {now} · refreshes every {refresh} s</p></header>\n",
+         <p>up {up} · {now} · refreshes every {refresh} s</p></header>",
         refresh = h.refresh,
         version = env!("CARGO_PKG_VERSION"),
         commit = env!("UVS_COMMIT"),
@@ -103,18 +103,19 @@ fn summary(out: &mut BodyWriter, s: &Summary) {
             health.label().to_lowercase()
         );
     }
-    if s.other > 0 {
-        let _ = write!(
-            out,
-            " <span class=\"pill unchecked\">{} other</span>",
-            s.other
-        );
+    for (n, class, label) in [
+        (s.unchecked, "unchecked", "no check"),
+        (s.pending, "pending", "pending or suspended"),
+    ] {
+        if n > 0 {
+            let _ = write!(out, " <span class=\"pill {class}\">{n} {label}</span>");
+        }
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
         "</span><span>active <b>{}</b></span><span><b>{}</b> conn/s</span>\
          <span>in <b>{}</b></span><span>out <b>{}</b></span>\
-         <span>since start <b>{}</b> conns</span></div>\n",
+         <span>since start <b>{}</b> conns</span></div>",
         compact(s.active),
         compact(s.rates.cps),
         bytes(s.rates.inbps, "/s"),
@@ -270,9 +271,14 @@ pub fn service(out: &mut BodyWriter, row: &ServiceRow<'_>, budget: usize) -> usi
     } else {
         ("connections reset for want of a server", "failed connects")
     };
-    let _ = write!(
+    let zero = if row.figures.failures == 0 {
+        " zero"
+    } else {
+        ""
+    };
+    let _ = writeln!(
         out,
-        "<td class=\"fail\" title=\"{failed} {}; retried elsewhere {}; {what} {}\">{}</td></tr>\n",
+        "<td class=\"fail{zero}\" title=\"{failed} {}; retried elsewhere {}; {what} {}\">{}</td></tr>",
         row.figures.failures,
         row.retries,
         row.unavailable,
@@ -281,10 +287,10 @@ pub fn service(out: &mut BodyWriter, row: &ServiceRow<'_>, budget: usize) -> usi
     let mut rows = 1;
     for (i, s) in row.servers.iter().enumerate() {
         if rows >= budget {
-            let _ = write!(
+            let _ = writeln!(
                 out,
                 "<tr class=\"more\"><td colspan=\"{}\">{} more real servers of {name} not shown \
-                 (see <a href=\"/metrics\">/metrics</a> or <code>uvsadm -L -n</code>)</td></tr>\n",
+                 (see <a href=\"/metrics\">/metrics</a> or <code>uvsadm -L -n</code>)</td></tr>",
                 COLUMNS.len(),
                 row.servers.len() - i
             );
@@ -373,9 +379,9 @@ fn server(out: &mut BodyWriter, s: &ServerRow<'_>, udp: bool) -> usize {
         None => "out of the table while down".to_string(),
     };
     let zero = if s.figures.failures == 0 { " zero" } else { "" };
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<td class=\"fail{zero}\" title=\"{reasons}\">{}</td></tr>\n",
+        "<td class=\"fail{zero}\" title=\"{reasons}\">{}</td></tr>",
         compact(s.figures.failures)
     );
     let Some(error) = s.checked.and_then(|h| h.last_error.as_deref()) else {
@@ -389,9 +395,9 @@ fn server(out: &mut BodyWriter, s: &ServerRow<'_>, udp: bool) -> usize {
         0 | 1 => String::new(),
         n => format!(" ({n} in a row)"),
     };
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<tr class=\"why\"><td colspan=\"{}\">last check{when} failed{streak}: <span class=\"err\">{}</span></td></tr>\n",
+        "<tr class=\"why\"><td colspan=\"{}\">last check{when} failed{streak}: <span class=\"err\">{}</span></td></tr>",
         COLUMNS.len(),
         Escaped(error)
     );
@@ -402,11 +408,11 @@ fn server(out: &mut BodyWriter, s: &ServerRow<'_>, udp: bool) -> usize {
 pub fn finish(out: &mut BodyWriter, shown: usize, summary: &Summary, limit: usize) {
     out.push(b"</table></div>\n");
     if shown < summary.services {
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<p class=\"cfg\">Shown: the first {shown} of {} services in listing order (the \
              page stops at {limit} rows). Every one is in <a href=\"/metrics\">/metrics</a> \
-             and in <code>uvsadm -L -n</code>.</p>\n",
+             and in <code>uvsadm -L -n</code>.</p>",
             summary.services
         );
     }

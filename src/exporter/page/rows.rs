@@ -248,8 +248,9 @@ pub struct Summary {
     pub up: usize,
     pub down: usize,
     pub quiescent: usize,
-    /// Pending, suspended and unchecked.
-    pub other: usize,
+    pub unchecked: usize,
+    /// Pending or suspended.
+    pub pending: usize,
     pub active: u64,
     pub rates: Rates,
     pub totals: Counters,
@@ -285,6 +286,7 @@ fn count(sum: &mut Summary, health: Health) {
         Health::Up => sum.up += 1,
         Health::Down => sum.down += 1,
         Health::Quiescent => sum.quiescent += 1,
-        Health::Pending | Health::Suspended | Health::Unchecked => sum.other += 1,
+        Health::Unchecked => sum.unchecked += 1,
+        Health::Pending | Health::Suspended => sum.pending += 1,
     }
 }

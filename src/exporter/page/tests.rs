@@ -279,6 +279,7 @@ fn ten_thousand_services_make_a_bounded_page_that_says_so() {
     let page = page(&t, &State::default());
     assert!(page.len() < 2 << 20, "{} bytes", page.len());
     assert!(page.contains("<b>10000</b> services</span><span><b>40000</b> real servers:"));
+    assert!(page.contains("<span class=\"pill unchecked\">40000 no check</span>"));
     assert_eq!(page.matches("<tr class=\"svc\"").count(), 400);
     assert_eq!(page.matches("<tr class=\"rs\"").count(), 1600);
     assert!(
