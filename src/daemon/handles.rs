@@ -96,6 +96,7 @@ impl exporter::Source for Reporter {
                 last_applied: c.last_error.is_none(),
                 path: c.path.clone(),
                 last_error: c.last_error.clone(),
+                groups: c.groups.iter().map(|g| g.members.clone()).collect(),
             }),
         }
     }

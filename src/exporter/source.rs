@@ -86,4 +86,7 @@ pub struct ConfigReloads {
     pub path: String,
     /// Why the last reload was refused, while it is the last (the status page shows it).
     pub last_error: Option<String>,
+    /// The groups of virtual services the file makes, each its members in the file's
+    /// order: the first is the one its real servers' checks are run (and reported) for.
+    pub groups: Vec<Vec<ServiceKey>>,
 }

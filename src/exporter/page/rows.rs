@@ -6,6 +6,7 @@
 //! `page::html` writes these rows out.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -156,11 +157,16 @@ impl ServiceRow<'_> {
 }
 
 /// The checks' findings, by service and by server (looked up, not searched: a service
-/// may have thousands of servers).
+/// may have thousands of servers). A group's real servers are checked once, for its
+/// first member (as `uvs status` says): every member's servers read those findings, by
+/// address (a member's server may listen on the member's own port).
 #[derive(Debug, Default)]
 pub struct Checks<'a> {
     by_service: HashMap<ServiceKey, Vec<&'a BackendHealth>>,
     by_server: HashMap<(ServiceKey, ServerKey), &'a BackendHealth>,
+    by_address: HashMap<(ServiceKey, IpAddr), &'a BackendHealth>,
+    /// A group member's first member, the one checked.
+    checked_as: HashMap<ServiceKey, ServiceKey>,
 }
 
 impl<'a> Checks<'a> {
@@ -169,16 +175,42 @@ impl<'a> Checks<'a> {
         for h in &state.health {
             checks.by_service.entry(h.service).or_default().push(h);
             checks.by_server.insert((h.service, h.server), h);
+            checks
+                .by_address
+                .entry((h.service, h.server.addr))
+                .or_insert(h);
+        }
+        for members in state.config.iter().flat_map(|c| &c.groups) {
+            if let Some((first, rest)) = members.split_first() {
+                for m in rest {
+                    checks.checked_as.insert(*m, *first);
+                }
+            }
         }
         checks
     }
 
+    /// The service whose checks stand for `key`'s: its group's first member, or itself.
+    fn checked(&self, key: &ServiceKey) -> ServiceKey {
+        self.checked_as.get(key).copied().unwrap_or(*key)
+    }
+
     fn of_service(&self, key: &ServiceKey) -> &[&'a BackendHealth] {
-        self.by_service.get(key).map_or(&[], Vec::as_slice)
+        self.by_service
+            .get(&self.checked(key))
+            .map_or(&[], Vec::as_slice)
     }
 
     fn of_server(&self, service: &ServiceKey, server: &ServerKey) -> Option<&'a BackendHealth> {
-        self.by_server.get(&(*service, *server)).copied()
+        let checked = self.checked(service);
+        self.by_server
+            .get(&(checked, *server))
+            .or_else(|| {
+                (checked != *service)
+                    .then(|| self.by_address.get(&(checked, server.addr)))
+                    .flatten()
+            })
+            .copied()
     }
 }
 
@@ -215,7 +247,13 @@ pub fn service_row<'a>(service: &'a Arc<Service>, checks: &Checks<'a>) -> Servic
     if listed < checked.len() {
         let keys: std::collections::HashSet<ServerKey> =
             service.servers.iter().map(RealServer::key).collect();
-        for h in checked.iter().filter(|h| !keys.contains(&h.server)) {
+        let addresses: std::collections::HashSet<IpAddr> =
+            service.servers.iter().map(|r| r.addr).collect();
+        let grouped = checks.checked(&service.key) != service.key;
+        let in_table = |h: &&&BackendHealth| {
+            keys.contains(&h.server) || (grouped && addresses.contains(&h.server.addr))
+        };
+        for h in checked.iter().filter(|h| !in_table(h)) {
             servers.push(ServerRow {
                 key: h.server,
                 server: None,

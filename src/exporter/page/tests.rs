@@ -110,6 +110,7 @@ fn fixture() -> (Table, State) {
             last_applied: false,
             path: "/etc/uvs/<b>uvs.toml".into(),
             last_error: Some("line 3: unknown key `<iframe>`".into()),
+            groups: Vec::new(),
         }),
         ..State::default()
     };
@@ -312,5 +313,42 @@ fn a_service_bigger_than_the_page_is_cut_with_a_note() {
     assert!(
         !page.contains("Shown: the first"),
         "the one service is shown"
+    );
+}
+
+#[test]
+fn a_group_members_servers_show_the_health_checked_for_its_first_member() {
+    let member = ServiceKey::Inet {
+        protocol: Protocol::Tcp,
+        addr: IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 5)),
+        port: 8443,
+    };
+    let (mut t, mut state) = fixture();
+    apply(
+        &mut t,
+        &[
+            Command::AddService(ServiceConfig::new(member, "wrr")),
+            // A's and B's addresses at the member's own port.
+            Command::AddServer {
+                service: member,
+                server: server("127.0.0.2:8443", 2),
+            },
+            Command::AddServer {
+                service: member,
+                server: server("127.0.0.3:8443", 1),
+            },
+        ],
+    );
+    if let Some(c) = &mut state.config {
+        c.groups = vec![vec![TCP, member]];
+    }
+    let page = page(&t, &state);
+    assert_eq!(cell(row(&page, "127.0.0.2:8443"), "h up"), "UP");
+    assert_eq!(cell(row(&page, "127.0.0.3:8443"), "h down"), "DOWN");
+    // D, out of the first member's table, is out of the member's too.
+    assert_eq!(page.matches("data-server=\"127.0.0.9:8080\"").count(), 2);
+    assert!(
+        page.contains("<b>2</b> services</span><span><b>7</b> real servers:"),
+        "{page}"
     );
 }

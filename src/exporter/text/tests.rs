@@ -99,6 +99,7 @@ fn a_small_table_is_written_exactly() {
         last_applied: true,
         path: "uvs.toml".into(),
         last_error: None,
+        groups: Vec::new(),
     };
     let daemon = State {
         health,
