@@ -243,7 +243,7 @@ pub fn service(out: &mut BodyWriter, row: &ServiceRow<'_>, budget: usize) -> usi
     let name = service_name(&row.service.key);
     let (serving, all) = row.serving();
     let class = match (serving, all) {
-        (0, 0) | (0, _) => "down",
+        (0, _) => "down",
         (s, a) if s == a => "up",
         _ => "partial",
     };
