@@ -63,7 +63,7 @@ impl exporter::Source for Reporter {
             health: self
                 .health()
                 .statuses()
-                .iter()
+                .into_iter()
                 .map(|h| BackendHealth {
                     service: h.service,
                     server: h.server,
@@ -72,6 +72,8 @@ impl exporter::Source for Reporter {
                     last_duration_ms: h.last_duration_ms,
                     pending: h.pending,
                     suspended: h.suspended.is_some(),
+                    last_check: h.last_check,
+                    last_error: h.last_error,
                 })
                 .collect(),
             quorum: self
@@ -99,6 +101,9 @@ impl exporter::Source for Reporter {
                 reloads: c.reloads,
                 refused: c.refused,
                 last_applied: c.last_error.is_none(),
+                path: c.path.clone(),
+                last_error: c.last_error.clone(),
+                groups: c.groups.iter().map(|g| g.members.clone()).collect(),
             }),
         }
     }
