@@ -27,6 +27,9 @@ use uvs::proxy::congestion::CongestionControl;
 use uvs::proxy::forward::TransferMode;
 use uvs::table::{HostInterfaces, TableHandle};
 
+#[path = "main/generate.rs"]
+mod generate;
+
 #[derive(Parser)]
 #[command(
     name = "uvs",
@@ -195,6 +198,15 @@ enum Command {
         /// Control socket path [default: as for `uvs run`]
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
+    },
+    /// Write the manual pages (uvs.8, uvsadm.8, uvs.toml.5) or the shell completions
+    /// of uvs and uvsadm (bash/, zsh/, fish/) into DIR, which is made if missing.
+    Generate {
+        #[arg(value_enum)]
+        what: generate::What,
+        /// The directory to write into
+        #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        dir: PathBuf,
     },
 }
 
@@ -515,6 +527,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Status { socket } => status(socket).await,
+        Command::Generate { what, dir } => {
+            generate::generate(what, &dir, <Cli as clap::CommandFactory>::command())
+        }
     }
 }
 

@@ -173,6 +173,20 @@ const OPTIONS: &[OptionDef<Tag>] = &[
     opt("freebind", None, NoArg, Tag::Freebind),
 ];
 
+/// Every option the parser takes, in its table's order, without what it does: the
+/// words `adm::manual` describes for uvsadm(8) and the shell completions, read from
+/// the very table [`parse`] reads so that the two cannot drift. `--list` comes twice
+/// (`-L` and `-l`), as in ipvsadm's table; uvsadm's `--socket` is taken out before
+/// parsing (`adm::take_socket_option`) and is not here.
+pub fn options() -> impl Iterator<Item = OptionDef<()>> {
+    OPTIONS.iter().map(|d| OptionDef {
+        long: d.long,
+        short: d.short,
+        arg: d.arg,
+        tag: (),
+    })
+}
+
 /// The commands, in the order of ipvsadm's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cmd {

@@ -2,13 +2,15 @@
 //! control socket. Parsing (`popt`, `cmdline`, `inet`), the restore stream (`restore`),
 //! output formats (`listing`, `sort`), name lookups (`names`, `dns`), and ipvsadm's main
 //! program (`session`) over a [`backend::Backend`]; `bin/uvsadm.rs` runs it against the
-//! daemon's control socket.
+//! daemon's control socket. `manual` describes the command line for uvsadm(8) and the
+//! shell completions.
 
 pub mod backend;
 pub mod cmdline;
 pub mod dns;
 pub mod inet;
 pub mod listing;
+pub mod manual;
 pub mod names;
 pub mod popt;
 pub mod restore;

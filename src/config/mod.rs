@@ -6,7 +6,8 @@
 //! applies files at start, on SIGHUP and, with `autoreload`, when the file changes);
 //! `file` reads them, regular files only and bounded in size; `status` is what the
 //! reloader says of the file in `uvs status`; `group` makes one service of each member
-//! of a group of virtual services (keepalived's `virtual_server_group`). `uvs check`, `uvs run -c`, `uvs import`
+//! of a group of virtual services (keepalived's `virtual_server_group`); `reference`
+//! describes every key for uvs.toml(5). `uvs check`, `uvs run -c`, `uvs import`
 //! and the daemon use it.
 
 pub mod capped;
@@ -15,6 +16,7 @@ pub mod group;
 pub mod import;
 pub mod plan;
 pub mod reader;
+pub mod reference;
 pub mod render;
 pub mod schema;
 pub mod slot;

@@ -1,0 +1,1428 @@
+//! The configuration reference: every table and key of the TOML file with its type,
+//! default, meaning and, where the behaviour is copied, its ldirectord, keepalived or
+//! IPVS source. `uvs generate man` (main.rs) renders it as uvs.toml(5). The tests below
+//! hold it to the schema (`schema`): every key listed, with its example value, must
+//! load, and every key the schema takes in a table must be listed for that table, so
+//! the page cannot drift from what `uvs check` accepts.
+
+/// One table of the file (or a family of tables read alike, such as the checks).
+#[derive(Debug, Clone, Copy)]
+pub struct Section {
+    /// As written in the file: `[global]`, `[[service.server]]`.
+    pub header: &'static str,
+    /// What the table is, where else it may be written, how it is read.
+    pub about: &'static str,
+    pub keys: &'static [Key],
+}
+
+/// One key of a table.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub name: &'static str,
+    /// The TOML type, as the page says it: "string", "duration", "integer 0-65535".
+    pub kind: &'static str,
+    /// What an absent key means; "required" for a key the table cannot go without.
+    pub default: &'static str,
+    /// A value in TOML that the schema takes (the tests load it).
+    pub example: &'static str,
+    /// Other keys of the same table that the example needs, as TOML lines, in place
+    /// of the table's usual companions (see the tests); None: the usual ones.
+    pub with: Option<&'static str>,
+    pub meaning: &'static str,
+    /// Whose behaviour it copies: "ldirectord's checkinterval", "ipvsadm -s"; empty
+    /// for uvs's own.
+    pub source: &'static str,
+}
+
+const fn key(
+    name: &'static str,
+    kind: &'static str,
+    default: &'static str,
+    example: &'static str,
+    meaning: &'static str,
+    source: &'static str,
+) -> Key {
+    Key {
+        name,
+        kind,
+        default,
+        example,
+        with: None,
+        meaning,
+        source,
+    }
+}
+
+/// How durations are written, for the page.
+pub const DURATIONS: &str = "Durations are strings such as \"30s\", \"500ms\", \"5m\" or \"1h 30m\", or integers (seconds).";
+
+/// Every table, in the order of the page.
+pub const SECTIONS: &[Section] = &[
+    Section {
+        header: "[global]",
+        about: "Daemon settings and the defaults of every service's health. The command line of uvs run wins over the file, at start and on every reload. Settings that shape the running daemon take effect at the next start (a reload that changes them says so); autoreload and expire_quiescent_template apply on the reload that changes them, the health defaults with the services.",
+        keys: &[
+            key(
+                "mode",
+                "string: auto, userspace or kernel",
+                "auto",
+                "\"userspace\"",
+                "Where to balance: the kernel's IPVS (through generic netlink) where it can be used, else userspace; or one of them only.",
+                "",
+            ),
+            key(
+                "socket",
+                "string (path)",
+                "$UVS_SOCKET, else /run/uvs/uvs.sock for root, $XDG_RUNTIME_DIR/uvs/uvs.sock or $TMPDIR/uvs-UID/uvs.sock for others",
+                "\"/run/uvs/uvs.sock\"",
+                "The control socket that uvsadm and uvs status talk to.",
+                "",
+            ),
+            key(
+                "cleanstop",
+                "boolean",
+                "true",
+                "false",
+                "Kernel mode: remove uvs's services from the kernel when the daemon stops (false: leave them balancing).",
+                "ldirectord's cleanstop",
+            ),
+            key(
+                "metrics",
+                "string: ADDR:PORT or \"off\"",
+                "127.0.0.1:9280",
+                "\"127.0.0.1:9280\"",
+                "Where /metrics (Prometheus), /healthz and the status page / are served, or off.",
+                "",
+            ),
+            key(
+                "autoreload",
+                "boolean",
+                "false",
+                "true",
+                "Reload when the file changes (looked at every second), as well as on SIGHUP.",
+                "ldirectord's autoreload",
+            ),
+            key(
+                "threads",
+                "integer 1-1024",
+                "the number of CPUs",
+                "4",
+                "Worker threads serving connections.",
+                "",
+            ),
+            key(
+                "forwarding",
+                "string: auto, splice or copy",
+                "auto",
+                "\"copy\"",
+                "How TCP bytes move: copy small messages and splice bulk (auto, Linux), always splice, or always copy.",
+                "",
+            ),
+            key(
+                "max_udp_flows",
+                "integer 1-4294967295",
+                "65536, or half the open-files limit if that is less",
+                "100000",
+                "The most UDP flows open at once; new flows beyond it are dropped and counted.",
+                "",
+            ),
+            key(
+                "max_connections",
+                "integer 1-4294967295",
+                "what the open-files limit allows, two descriptors each",
+                "10000",
+                "The most TCP connections proxied at once; beyond it, clients wait in the listen backlog.",
+                "",
+            ),
+            key(
+                "metrics_max_connections",
+                "integer 1-65536",
+                "64",
+                "16",
+                "Connections the metrics endpoint serves at once.",
+                "",
+            ),
+            key(
+                "udp_unreplied_timeout",
+                "duration 1s-1d",
+                "5s",
+                "\"5s\"",
+                "How long a UDP flow lives until its real server answers; unanswered flows are the first to make room when the flow table is full.",
+                "",
+            ),
+            key(
+                "max_templates",
+                "integer 1-4294967295",
+                "1048576",
+                "100000",
+                "The most persistence templates held at once; at the cap, unused ones make room.",
+                "",
+            ),
+            key(
+                "udp_flows_per_source",
+                "integer 1-4294967295",
+                "no limit",
+                "64",
+                "The most UDP flows one client address may hold at once.",
+                "",
+            ),
+            key(
+                "drain_timeout",
+                "duration 0-1d",
+                "30s",
+                "\"30s\"",
+                "On SIGTERM or SIGINT, how long open connections may take to finish (a second SIGINT ends the wait).",
+                "",
+            ),
+            key(
+                "expire_quiescent_template",
+                "boolean",
+                "false",
+                "true",
+                "Persistent clients of a weight-0 real server are scheduled anew.",
+                "IPVS's net.ipv4.vs.expire_quiescent_template",
+            ),
+            key(
+                "connect_timeout",
+                "duration 1ms-1h",
+                "5s",
+                "\"2s\"",
+                "How long a TCP connect to a real server may take, for services without their own.",
+                "",
+            ),
+            key(
+                "retries",
+                "integer 0-100",
+                "1",
+                "2",
+                "Other real servers tried after a failed TCP connect.",
+                "",
+            ),
+            key(
+                "client_congestion_control",
+                "string",
+                "the system's (net.ipv4.tcp_congestion_control)",
+                "\"cubic\"",
+                "TCP congestion control for connections accepted from clients.",
+                "",
+            ),
+            key(
+                "server_congestion_control",
+                "string",
+                "the system's (net.ipv4.tcp_congestion_control)",
+                "\"cubic\"",
+                "TCP congestion control for connections to real servers.",
+                "",
+            ),
+            key(
+                "maintenance_dir",
+                "string (path)",
+                "none",
+                "\"/etc/uvs/maintenance\"",
+                "A file named IP:PORT or IP in this directory holds that real server down.",
+                "ldirectord's maintenancedir",
+            ),
+            key(
+                "check",
+                "table",
+                "none",
+                "{ type = \"connect\", interval = \"5s\" }",
+                "The defaults of every check ([global.check]; see the check tables below). One table, not an array.",
+                "ldirectord's global check settings",
+            ),
+            key(
+                "quiescent",
+                "boolean",
+                "true",
+                "false",
+                "Down means weight 0 (true: established and persistent clients finish) or removal from the service (false), for services that do not say.",
+                "ldirectord's quiescent",
+            ),
+            key(
+                "fallback",
+                "table",
+                "none",
+                "{ address = \"127.0.0.1:8000\" }",
+                "The default fallback server of every service (see the fallback table below).",
+                "ldirectord's fallback",
+            ),
+            key(
+                "alpha",
+                "boolean",
+                "false",
+                "true",
+                "A real server starts down until its first good check.",
+                "keepalived's alpha",
+            ),
+            key(
+                "omega",
+                "boolean",
+                "false",
+                "true",
+                "notify_down and quorum_down also run when the daemon stops.",
+                "keepalived's omega",
+            ),
+        ],
+    },
+    Section {
+        header: "[timeouts]",
+        about: "The connection timeouts, as ipvsadm --set tcp tcpfin udp sets them; unset ones stay as they are.",
+        keys: &[
+            key(
+                "tcp",
+                "duration 1s-1y",
+                "15m",
+                "\"15m\"",
+                "Idle timeout of an established TCP connection.",
+                "IPVS, ipvsadm --set",
+            ),
+            key(
+                "tcpfin",
+                "duration 1s-1y",
+                "2m",
+                "\"2m\"",
+                "Timeout of a TCP connection after a FIN.",
+                "IPVS, ipvsadm --set",
+            ),
+            key(
+                "udp",
+                "duration 1s-1y",
+                "5m",
+                "\"1m\"",
+                "Idle timeout of a UDP flow.",
+                "IPVS, ipvsadm --set",
+            ),
+        ],
+    },
+    Section {
+        header: "[[service]]",
+        about: "A virtual service (ipvsadm -A): exactly one of tcp, udp, sctp or fwmark; or, with group, a group of virtual services sharing real servers and checks (keepalived's virtual_server_group), each member one virtual service of the table.",
+        keys: &[
+            Key {
+                with: Some(""),
+                ..key(
+                    "tcp",
+                    "string ADDR:PORT; in a group, an array of ADDR:PORT or ranges",
+                    "none",
+                    "\"127.0.0.1:80\"",
+                    "A TCP virtual service. Port 0 with persistence reaches every port. In a group, members such as \"10.0.0.1-10.0.0.9:80\" or \"[2001:db8::1-2001:db8::9]:80\".",
+                    "ipvsadm -t",
+                )
+            },
+            Key {
+                with: Some(""),
+                ..key(
+                    "udp",
+                    "string ADDR:PORT; in a group, an array",
+                    "none",
+                    "\"127.0.0.1:53\"",
+                    "A UDP virtual service.",
+                    "ipvsadm -u",
+                )
+            },
+            Key {
+                with: Some(""),
+                ..key(
+                    "sctp",
+                    "string ADDR:PORT; in a group, an array",
+                    "none",
+                    "\"127.0.0.1:3868\"",
+                    "An SCTP virtual service (kernel mode).",
+                    "ipvsadm --sctp-service",
+                )
+            },
+            Key {
+                with: Some(""),
+                ..key(
+                    "fwmark",
+                    "integer 1-4294967295; in a group, an array",
+                    "none",
+                    "7",
+                    "A virtual service by firewall mark; in userspace its addresses are given by listen.",
+                    "ipvsadm -f",
+                )
+            },
+            Key {
+                with: Some("fwmark = 7"),
+                ..key(
+                    "ipv6",
+                    "boolean",
+                    "false",
+                    "true",
+                    "An fwmark service (or a group of marks alone) is IPv6; an address says its own family.",
+                    "ipvsadm -6",
+                )
+            },
+            Key {
+                with: Some("tcp = [\"127.0.0.1:80\", \"127.0.0.2:80\"]"),
+                ..key(
+                    "group",
+                    "string",
+                    "none",
+                    "\"web\"",
+                    "Names a group: tcp, udp, sctp and fwmark then list members, at most 256 (a range counts each address), of one family.",
+                    "keepalived's virtual_server_group",
+                )
+            },
+            key(
+                "scheduler",
+                "string",
+                "wlc",
+                "\"wrr\"",
+                "The scheduler: rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf or mh.",
+                "ipvsadm -s",
+            ),
+            Key {
+                with: Some("tcp = \"127.0.0.1:80\"\nscheduler = \"sh\""),
+                ..key(
+                    "flags",
+                    "array of strings",
+                    "none",
+                    "[\"sh-port\"]",
+                    "Scheduler flags: flag-1, flag-2, flag-3, sh-fallback, sh-port, mh-fallback, mh-port (the sh- and mh- ones for their scheduler).",
+                    "ipvsadm -b",
+                )
+            },
+            Key {
+                with: Some("udp = \"127.0.0.1:53\""),
+                ..key(
+                    "one_packet",
+                    "boolean",
+                    "false",
+                    "true",
+                    "One-packet scheduling: each datagram scheduled on its own. UDP services only.",
+                    "ipvsadm -o",
+                )
+            },
+            key(
+                "persistent",
+                "duration 1s-31d, or boolean",
+                "false",
+                "\"10m\"",
+                "Persistence: a client's connections go to the same real server this long after its last one; true is 300 s.",
+                "ipvsadm -p",
+            ),
+            key(
+                "netmask",
+                "string IPv4 netmask, or integer prefix length",
+                "255.255.255.255 (128 for IPv6)",
+                "\"255.255.255.0\"",
+                "The granularity of persistence.",
+                "ipvsadm -M",
+            ),
+            key(
+                "pe",
+                "string",
+                "none",
+                "\"sip\"",
+                "A persistence engine (kernel mode).",
+                "ipvsadm --pe",
+            ),
+            key(
+                "connect_timeout",
+                "duration 1ms-1h",
+                "[global] connect_timeout",
+                "\"2s\"",
+                "How long a TCP connect to a real server of this service may take.",
+                "uvsadm --connect-timeout",
+            ),
+            key(
+                "proxy_protocol",
+                "string: v1 or v2",
+                "none",
+                "\"v2\"",
+                "Send HAProxy's PROXY protocol header to the real servers.",
+                "uvsadm --proxy-protocol",
+            ),
+            key(
+                "freebind",
+                "boolean",
+                "false",
+                "true",
+                "Listen even while the virtual address is not one of this host's (IP_FREEBIND).",
+                "uvsadm --freebind",
+            ),
+            Key {
+                with: Some("fwmark = 7"),
+                ..key(
+                    "listen",
+                    "array of strings \"tcp ADDR:PORT\" or \"udp ADDR:PORT\"",
+                    "none",
+                    "[\"tcp 127.0.0.1:443\", \"udp 127.0.0.1:443\"]",
+                    "Where an fwmark service (or a port-0 service, on other ports of its address) listens in userspace.",
+                    "uvsadm --add-listener",
+                )
+            },
+            key(
+                "name",
+                "string",
+                "none",
+                "\"web\"",
+                "A name, shown by uvs status.",
+                "",
+            ),
+            key(
+                "comment",
+                "string",
+                "none",
+                "\"the shop's front end\"",
+                "A comment, shown by uvs status.",
+                "",
+            ),
+            key(
+                "check",
+                "table, or array of up to 16 tables",
+                "[global.check]",
+                "{ type = \"connect\" }",
+                "How the real servers are checked ([service.check]; several: [[service.check]], each run on its own, a server up only while none is down).",
+                "ldirectord's checktype; keepalived's several checkers",
+            ),
+            key(
+                "quiescent",
+                "boolean",
+                "[global] quiescent",
+                "false",
+                "Down means weight 0 (true) or removal (false).",
+                "ldirectord's quiescent",
+            ),
+            key(
+                "fallback",
+                "table",
+                "[global] fallback",
+                "{ address = \"127.0.0.1:8000\" }",
+                "The server in the service while no real server is up (see the fallback table below).",
+                "ldirectord's fallback; keepalived's sorry_server",
+            ),
+            key(
+                "alpha",
+                "boolean",
+                "[global] alpha",
+                "true",
+                "A real server starts down until its first good check.",
+                "keepalived's alpha",
+            ),
+            key(
+                "omega",
+                "boolean",
+                "[global] omega",
+                "true",
+                "notify_down and quorum_down also run when the daemon stops.",
+                "keepalived's omega",
+            ),
+            key(
+                "quorum",
+                "integer 1-4294967295",
+                "in quorum while any server is up",
+                "2",
+                "The least sum of the weights of live servers that keeps the service in quorum; out of quorum the fallback stands in.",
+                "keepalived's quorum",
+            ),
+            Key {
+                with: Some("tcp = \"127.0.0.1:80\"\nquorum = 3"),
+                ..key(
+                    "hysteresis",
+                    "integer, less than quorum",
+                    "0",
+                    "1",
+                    "Quorum is lost below quorum - hysteresis and regained at quorum + hysteresis.",
+                    "keepalived's hysteresis",
+                )
+            },
+            key(
+                "quorum_up",
+                "string (command line), or table",
+                "none",
+                "\"/usr/local/bin/notify up\"",
+                "Run once when the quorum is regained (see the command table below).",
+                "keepalived's quorum_up",
+            ),
+            key(
+                "quorum_down",
+                "string (command line), or table",
+                "none",
+                "\"/usr/local/bin/notify down\"",
+                "Run once when the quorum is lost.",
+                "keepalived's quorum_down",
+            ),
+            key(
+                "ha_suspend",
+                "boolean",
+                "false",
+                "true",
+                "Suspend the checks while the virtual address is not an address of this host. Not for fwmark services.",
+                "keepalived's ha_suspend",
+            ),
+            key(
+                "server",
+                "array of tables",
+                "none",
+                "[{ address = \"127.0.0.1:9001\" }]",
+                "The real servers ([[service.server]]).",
+                "ipvsadm -a",
+            ),
+        ],
+    },
+    Section {
+        header: "[[service.server]]",
+        about: "A real server of the service above (ipvsadm -a). Its port is what ipvsadm 1.31 gives it: an address without a port takes the service's, and a gate or ipip server of an address service takes the service's port whatever it names (uvs check warns).",
+        keys: &[
+            Key {
+                with: Some(""),
+                ..key(
+                    "address",
+                    "string ADDR[:PORT]",
+                    "required",
+                    "\"127.0.0.1:9001\"",
+                    "The real server; without a port, the service's (0 in an fwmark or port-0 service: the port the client reached).",
+                    "ipvsadm -r",
+                )
+            },
+            key(
+                "weight",
+                "integer 0-65535",
+                "1",
+                "3",
+                "The weight; 0 quiesces it.",
+                "ipvsadm -w",
+            ),
+            key(
+                "forward",
+                "string: masq (nat), gate (dr, route) or ipip (tun, tunnel)",
+                "masq",
+                "\"gate\"",
+                "The forwarding method; userspace forwards by masquerading, kernel mode by any.",
+                "ipvsadm -m, -g, -i",
+            ),
+            key(
+                "upper_threshold",
+                "integer 0-2147483647",
+                "0 (none)",
+                "100",
+                "Past this many connections the server takes no new ones.",
+                "ipvsadm -x",
+            ),
+            Key {
+                with: Some("address = \"127.0.0.1:9001\"\nupper_threshold = 100"),
+                ..key(
+                    "lower_threshold",
+                    "integer 0-2147483647, below upper_threshold",
+                    "0",
+                    "50",
+                    "Below this many a server over its upper threshold takes connections again.",
+                    "ipvsadm -y",
+                )
+            },
+            Key {
+                with: Some("address = \"127.0.0.1:9001\"\nforward = \"ipip\""),
+                ..key(
+                    "tunnel",
+                    "string: ipip, gue or gre",
+                    "ipip",
+                    "\"gre\"",
+                    "The tunnel of an ipip server (gue needs tunnel_port).",
+                    "ipvsadm --tun-type",
+                )
+            },
+            Key {
+                with: Some("address = \"127.0.0.1:9001\"\nforward = \"ipip\"\ntunnel = \"gue\""),
+                ..key(
+                    "tunnel_port",
+                    "integer 1-65535",
+                    "none",
+                    "6080",
+                    "The destination port of a gue tunnel.",
+                    "ipvsadm --tun-port",
+                )
+            },
+            Key {
+                with: Some("address = \"127.0.0.1:9001\"\nforward = \"ipip\""),
+                ..key(
+                    "tunnel_checksum",
+                    "string: nocsum, csum or remcsum",
+                    "nocsum",
+                    "\"csum\"",
+                    "The tunnel's checksum.",
+                    "ipvsadm --tun-nocsum, --tun-csum, --tun-remcsum",
+                )
+            },
+            key(
+                "check",
+                "table, or array of up to 16 tables",
+                "the service's checks",
+                "{ port = 8080 }",
+                "This server's own checks ([service.server.check]); its n-th takes what it leaves unset from the service's n-th.",
+                "",
+            ),
+            key(
+                "quiescent",
+                "boolean",
+                "the service's quiescent",
+                "false",
+                "This server's own quiescent.",
+                "keepalived's inhibit_on_failure",
+            ),
+            key(
+                "notify_up",
+                "string (command line), or table",
+                "none",
+                "\"/usr/local/bin/notify up\"",
+                "Run once each time the server comes up.",
+                "keepalived's notify_up",
+            ),
+            key(
+                "notify_down",
+                "string (command line), or table",
+                "none",
+                "\"/usr/local/bin/notify down\"",
+                "Run once each time the server goes down.",
+                "keepalived's notify_down",
+            ),
+        ],
+    },
+    Section {
+        header: "[service.check]",
+        about: "How each real server is checked. Written [service.check] (or [[service.check]], up to 16), [service.server.check] for one server, and [global.check] for the defaults: a check takes what it leaves unset from the server's service's, then from [global.check], then the built-in default.",
+        keys: &[
+            key(
+                "type",
+                "string: connect, negotiate, external, on, off or file",
+                "on",
+                "\"negotiate\"",
+                "What the check does: a TCP connect (for UDP a datagram that must be answered), a protocol exchange (service), a command, always up, always down, or a number read from a file.",
+                "ldirectord's checktype; keepalived's TCP_CHECK, HTTP_GET, MISC_CHECK, FILE_CHECK",
+            ),
+            key(
+                "service",
+                "string: http, https, simpletcp, smtp or dns",
+                "simpletcp",
+                "\"http\"",
+                "What a negotiate check speaks.",
+                "ldirectord's service",
+            ),
+            key(
+                "port",
+                "integer 1-65535",
+                "the server's port",
+                "8080",
+                "The port checked.",
+                "ldirectord's checkport; keepalived's connect_port",
+            ),
+            key(
+                "interval",
+                "duration 1s-1d",
+                "10s",
+                "\"5s\"",
+                "Time between checks.",
+                "ldirectord's checkinterval; keepalived's delay_loop",
+            ),
+            key(
+                "timeout",
+                "duration 1s-1h",
+                "5s",
+                "\"3s\"",
+                "How long one check may take.",
+                "ldirectord's checktimeout, negotiatetimeout; keepalived's connect_timeout",
+            ),
+            key(
+                "failures",
+                "integer 1-1000",
+                "1",
+                "3",
+                "Failed checks in a row before the server goes down.",
+                "ldirectord's failurecount; keepalived's retry",
+            ),
+            key(
+                "rise",
+                "integer 1-1000",
+                "1",
+                "2",
+                "Good checks in a row before it comes back.",
+                "",
+            ),
+            key(
+                "request",
+                "string",
+                "none",
+                "\"/health\"",
+                "http/https: the path asked for; simpletcp: what is sent; dns: the name asked for; a UDP connect check: the datagram sent.",
+                "ldirectord's request",
+            ),
+            key(
+                "receive",
+                "string (regular expression)",
+                "none",
+                "\"OK\"",
+                "What the answer must match.",
+                "ldirectord's receive",
+            ),
+            key(
+                "virtualhost",
+                "string",
+                "the server's address",
+                "\"www.example.com\"",
+                "http/https: the Host header.",
+                "ldirectord's virtualhost; keepalived's virtualhost",
+            ),
+            key(
+                "method",
+                "string: GET or HEAD",
+                "GET",
+                "\"HEAD\"",
+                "http/https: the request method.",
+                "ldirectord's httpmethod",
+            ),
+            key(
+                "status",
+                "integer, string range \"200-399\", or array of them",
+                "200-299",
+                "[200, \"301-302\"]",
+                "http/https: the statuses taken as healthy.",
+                "keepalived's status_code",
+            ),
+            key(
+                "command",
+                "string (command line), or array of words",
+                "none",
+                "\"/usr/local/bin/check\"",
+                "external: the command run, with vip vport rip rport after it; exit 0 is up.",
+                "ldirectord's checkcommand; keepalived's misc_path",
+            ),
+            key(
+                "target_arguments",
+                "boolean",
+                "true",
+                "false",
+                "external: append vip vport rip rport to the command (false: run it as written).",
+                "keepalived's MISC_CHECK passes none",
+            ),
+            key(
+                "dynamic_weight",
+                "boolean",
+                "false",
+                "true",
+                "external: exit codes 2-255 are up with weight code - 2.",
+                "keepalived's misc_dynamic",
+            ),
+            key(
+                "verify_certificate",
+                "boolean",
+                "false",
+                "true",
+                "https: verify the server's certificate against the system's roots.",
+                "",
+            ),
+            key(
+                "warmup",
+                "duration 0-1d",
+                "within a tenth of the interval",
+                "\"10s\"",
+                "The first check comes after a random delay of up to this long.",
+                "keepalived's warmup",
+            ),
+            key(
+                "failures_at_start",
+                "integer 1-1000",
+                "failures",
+                "1",
+                "Failed checks in a row that take down a server that has not passed a check since the daemon started.",
+                "keepalived's alpha rule",
+            ),
+            key(
+                "retry_delay",
+                "duration 0-1d",
+                "the interval",
+                "\"1s\"",
+                "After a failed check of a server still up, the next check comes this soon, until failures take it down.",
+                "keepalived's delay_before_retry",
+            ),
+            key(
+                "user",
+                "string (user name)",
+                "the daemon's",
+                "\"root\"",
+                "external: the user the command runs as (the daemon must be root).",
+                "keepalived's MISC_CHECK user",
+            ),
+            Key {
+                with: Some("user = \"root\""),
+                ..key(
+                    "group",
+                    "string (group name)",
+                    "the user's",
+                    "\"root\"",
+                    "external: the group the command runs as; only with user.",
+                    "keepalived's MISC_CHECK user USER GROUP",
+                )
+            },
+            key(
+                "digest",
+                "string, 32 hex digits",
+                "none",
+                "\"9b3a0c85a887a256d6939da88aabd8cd\"",
+                "http/https: the MD5 of the body, as genhash prints it.",
+                "keepalived's digest",
+            ),
+            key(
+                "url",
+                "array of tables",
+                "none",
+                "[{ path = \"/a\" }, { path = \"/b\" }]",
+                "http/https: several URLs, each of which must pass ([[service.check.url]]).",
+                "keepalived's url blocks",
+            ),
+            key(
+                "query_type",
+                "string: A, NS, CNAME, SOA, MX, TXT, AAAA, RRSIG or DNSKEY",
+                "A",
+                "\"AAAA\"",
+                "dns: the record type asked for.",
+                "keepalived's DNS_CHECK type",
+            ),
+            key(
+                "require_answer",
+                "boolean",
+                "true",
+                "false",
+                "dns: the answer must hold a record (false: any NOERROR answer will do).",
+                "ldirectord's dns check; keepalived's DNS_CHECK",
+            ),
+            Key {
+                with: Some("type = \"negotiate\"\nservice = \"dns\"\nrequest = \"example.com\""),
+                ..key(
+                    "transport",
+                    "string: tcp or udp",
+                    "the service's protocol",
+                    "\"udp\"",
+                    "dns: the transport the query goes over. dns checks only.",
+                    "keepalived's DNS_CHECK speaks UDP",
+                )
+            },
+            key(
+                "path",
+                "string (absolute path)",
+                "none",
+                "\"/run/uvs/weight\"",
+                "file: the file whose number sets the server's health and weight.",
+                "keepalived's track_file file",
+            ),
+            key(
+                "weight",
+                "integer -2147483647-2147483647",
+                "1",
+                "10",
+                "file: what the file's number is multiplied by (0: any number but 0 is down).",
+                "keepalived's track_file weight",
+            ),
+            key(
+                "reverse",
+                "boolean",
+                "false",
+                "true",
+                "file: the product is negated.",
+                "keepalived's weight W reverse",
+            ),
+            key(
+                "helo",
+                "string (host name)",
+                "none",
+                "\"lb.example.com\"",
+                "smtp: send HELO with this name after the 220 and want 250.",
+                "keepalived's helo_name",
+            ),
+            key(
+                "source",
+                "string (address)",
+                "the system's choice",
+                "\"127.0.0.1\"",
+                "The address a check connects from.",
+                "keepalived's bindto",
+            ),
+            key(
+                "source_port",
+                "integer 1-65535",
+                "the system's choice",
+                "40000",
+                "The port a check connects from.",
+                "keepalived's bind_port",
+            ),
+            key(
+                "address",
+                "string (address)",
+                "the server's address",
+                "\"127.0.0.9\"",
+                "The address checked.",
+                "keepalived's connect_ip",
+            ),
+            key(
+                "hosts",
+                "array of strings ADDR:PORT",
+                "none",
+                "[\"127.0.0.7:25\"]",
+                "smtp: the addresses checked instead of the server's, each of which must pass.",
+                "keepalived's SMTP_CHECK host blocks",
+            ),
+        ],
+    },
+    Section {
+        header: "[[service.check.url]]",
+        about: "One URL of an http or https check (keepalived's url block); what it leaves unset is the check's.",
+        keys: &[
+            Key {
+                with: Some(""),
+                ..key(
+                    "path",
+                    "string",
+                    "required",
+                    "\"/index.html\"",
+                    "The path asked for.",
+                    "keepalived's url path",
+                )
+            },
+            key(
+                "status",
+                "integer, string range, or array of them",
+                "the check's",
+                "200",
+                "The statuses taken as healthy.",
+                "keepalived's status_code",
+            ),
+            key(
+                "receive",
+                "string (regular expression)",
+                "the check's",
+                "\"OK\"",
+                "What the body must match.",
+                "ldirectord's receive",
+            ),
+            key(
+                "digest",
+                "string, 32 hex digits",
+                "the check's",
+                "\"9b3a0c85a887a256d6939da88aabd8cd\"",
+                "The MD5 of the body.",
+                "keepalived's digest",
+            ),
+            key(
+                "virtualhost",
+                "string",
+                "the check's",
+                "\"www.example.com\"",
+                "The Host header.",
+                "keepalived's virtualhost",
+            ),
+        ],
+    },
+    Section {
+        header: "fallback",
+        about: "fallback = { ... } in [global] or a [[service]] (or [service.fallback]): the server that is in the service only while none of its real servers is up, read as a real server is.",
+        keys: &[
+            Key {
+                with: Some(""),
+                ..key(
+                    "address",
+                    "string ADDR[:PORT]",
+                    "required",
+                    "\"127.0.0.1:8000\"",
+                    "The fallback server.",
+                    "ldirectord's fallback",
+                )
+            },
+            key("weight", "integer 0-65535", "1", "1", "Its weight.", ""),
+            key(
+                "forward",
+                "string: masq, gate or ipip",
+                "masq",
+                "\"masq\"",
+                "Its forwarding method.",
+                "",
+            ),
+            key(
+                "upper_threshold",
+                "integer 0-2147483647",
+                "0",
+                "10",
+                "Its upper threshold.",
+                "",
+            ),
+            Key {
+                with: Some("address = \"127.0.0.1:8000\"\nupper_threshold = 10"),
+                ..key(
+                    "lower_threshold",
+                    "integer 0-2147483647, below upper_threshold",
+                    "0",
+                    "5",
+                    "Its lower threshold.",
+                    "",
+                )
+            },
+            Key {
+                with: Some("address = \"127.0.0.1:8000\"\nforward = \"ipip\""),
+                ..key(
+                    "tunnel",
+                    "string: ipip, gue or gre",
+                    "ipip",
+                    "\"gre\"",
+                    "Its tunnel, when ipip.",
+                    "",
+                )
+            },
+            Key {
+                with: Some("address = \"127.0.0.1:8000\"\nforward = \"ipip\"\ntunnel = \"gue\""),
+                ..key(
+                    "tunnel_port",
+                    "integer 1-65535",
+                    "none",
+                    "6080",
+                    "Its gue port.",
+                    "",
+                )
+            },
+            Key {
+                with: Some("address = \"127.0.0.1:8000\"\nforward = \"ipip\""),
+                ..key(
+                    "tunnel_checksum",
+                    "string: nocsum, csum or remcsum",
+                    "nocsum",
+                    "\"remcsum\"",
+                    "Its tunnel checksum.",
+                    "",
+                )
+            },
+            key(
+                "quiescent",
+                "boolean",
+                "false",
+                "true",
+                "While it does not stand in, it stays in the service at weight 0 instead of leaving it.",
+                "keepalived's sorry_server_inhibit",
+            ),
+        ],
+    },
+    Section {
+        header: "command tables",
+        about: "notify_up, notify_down, quorum_up and quorum_down are a command line, or a table to run it as another user. Commands run without a shell: the line is split into words as keepalived splits a notify script; each runs with no arguments, in its own process group, killed after 30 s.",
+        keys: &[
+            Key {
+                with: Some(""),
+                ..key(
+                    "command",
+                    "string (command line)",
+                    "required",
+                    "\"/usr/local/bin/notify\"",
+                    "The command.",
+                    "keepalived's notify_up CMD",
+                )
+            },
+            key(
+                "user",
+                "string (user name)",
+                "the daemon's",
+                "\"root\"",
+                "The user it runs as (the daemon must be root).",
+                "keepalived's notify_up CMD USER",
+            ),
+            Key {
+                with: Some("command = \"/usr/local/bin/notify\"\nuser = \"root\""),
+                ..key(
+                    "group",
+                    "string (group name)",
+                    "the user's",
+                    "\"root\"",
+                    "The group it runs as; only with user.",
+                    "keepalived's notify_up CMD USER GROUP",
+                )
+            },
+        ],
+    },
+];
+
+/// The section written `header`.
+pub fn section(header: &str) -> Option<&'static Section> {
+    SECTIONS.iter().find(|s| s.header == header)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use super::*;
+
+    /// Where a section's keys can be written: the document that comes before the
+    /// table, the table's header, the table's usual companions, and the path the
+    /// schema names its keys by. Every place the schema reads such a table is here.
+    struct Place {
+        section: &'static str,
+        before: &'static str,
+        header: &'static str,
+        companions: &'static str,
+        path: &'static str,
+    }
+
+    const SERVICE: &str = "[[service]]\ntcp = \"127.0.0.1:80\"\n";
+    const SERVER: &str =
+        "[[service]]\ntcp = \"127.0.0.1:80\"\n[[service.server]]\naddress = \"127.0.0.2\"\n";
+
+    const PLACES: &[Place] = &[
+        Place {
+            section: "[global]",
+            before: "",
+            header: "[global]",
+            companions: "",
+            path: "global",
+        },
+        Place {
+            section: "[timeouts]",
+            before: "",
+            header: "[timeouts]",
+            companions: "",
+            path: "timeouts",
+        },
+        Place {
+            section: "[[service]]",
+            before: "",
+            header: "[[service]]",
+            companions: "tcp = \"127.0.0.1:80\"",
+            path: "service[0]",
+        },
+        Place {
+            section: "[[service.server]]",
+            before: SERVICE,
+            header: "[[service.server]]",
+            companions: "address = \"127.0.0.2\"",
+            path: "service[0].server[0]",
+        },
+        Place {
+            section: "[service.check]",
+            before: "",
+            header: "[global.check]",
+            companions: "",
+            path: "global.check",
+        },
+        Place {
+            section: "[service.check]",
+            before: SERVICE,
+            header: "[service.check]",
+            companions: "",
+            path: "service[0].check",
+        },
+        Place {
+            section: "[service.check]",
+            before: SERVICE,
+            header: "[[service.check]]",
+            companions: "",
+            path: "service[0].check[0]",
+        },
+        Place {
+            section: "[service.check]",
+            before: SERVER,
+            header: "[service.server.check]",
+            companions: "",
+            path: "service[0].server[0].check",
+        },
+        Place {
+            section: "[[service.check.url]]",
+            before: "[[service]]\ntcp = \"127.0.0.1:80\"\n[service.check]\ntype = \"negotiate\"\nservice = \"http\"\n",
+            header: "[[service.check.url]]",
+            companions: "path = \"/\"",
+            path: "service[0].check.url[0]",
+        },
+        Place {
+            section: "fallback",
+            before: "",
+            header: "[global.fallback]",
+            companions: "address = \"127.0.0.1:8000\"",
+            path: "global.fallback",
+        },
+        Place {
+            section: "fallback",
+            before: SERVICE,
+            header: "[service.fallback]",
+            companions: "address = \"127.0.0.1:8000\"",
+            path: "service[0].fallback",
+        },
+        Place {
+            section: "command tables",
+            before: SERVICE,
+            header: "[service.quorum_up]",
+            companions: "command = \"/bin/true\"",
+            path: "service[0].quorum_up",
+        },
+        Place {
+            section: "command tables",
+            before: SERVICE,
+            header: "[service.quorum_down]",
+            companions: "command = \"/bin/true\"",
+            path: "service[0].quorum_down",
+        },
+        Place {
+            section: "command tables",
+            before: SERVER,
+            header: "[service.server.notify_up]",
+            companions: "command = \"/bin/true\"",
+            path: "service[0].server[0].notify_up",
+        },
+        Place {
+            section: "command tables",
+            before: SERVER,
+            header: "[service.server.notify_down]",
+            companions: "command = \"/bin/true\"",
+            path: "service[0].server[0].notify_down",
+        },
+    ];
+
+    fn problems(text: &str) -> Vec<crate::config::Problem> {
+        match crate::config::schema::parse(text, Path::new("probe.toml")) {
+            Ok(_) => Vec::new(),
+            Err(p) => p.list,
+        }
+    }
+
+    /// The keys of `companions` (`a = 1\nb = 2`).
+    fn names(companions: &str) -> Vec<&str> {
+        companions
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+            .collect()
+    }
+
+    /// Whether the schema takes `key` in the table at `place`: it reports no "unknown
+    /// key" there (a wrong value is a problem of another kind).
+    fn takes(place: &Place, key: &str) -> bool {
+        let mut body = place.companions.to_string();
+        if !names(place.companions).contains(&key) {
+            body.push_str(&format!("\n{key} = true"));
+        }
+        let text = format!("{}{}\n{body}\n", place.before, place.header);
+        let unknown = format!("{}.{key}", place.path);
+        !problems(&text)
+            .iter()
+            .any(|p| p.key == unknown && p.message == "unknown key")
+    }
+
+    /// Every string literal of the schema's source that could be a key: the schema
+    /// asks its tables for keys by such literals (`t.get("weight")`).
+    fn candidates() -> BTreeSet<String> {
+        let source = include_str!("schema.rs");
+        let mut found = BTreeSet::new();
+        for (i, part) in source.split('"').enumerate() {
+            if i % 2 == 1
+                && !part.is_empty()
+                && part.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            {
+                found.insert(part.to_string());
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_place_of_every_section_is_probed() {
+        for s in SECTIONS {
+            assert!(
+                PLACES.iter().any(|p| p.section == s.header),
+                "{} is written nowhere the tests probe",
+                s.header
+            );
+        }
+        // And the probe finds unknown keys at all.
+        for place in PLACES {
+            assert!(!takes(place, "no_such_key"), "{}", place.path);
+            assert!(
+                problems(&format!(
+                    "{}{}\n{}\n",
+                    place.before, place.header, place.companions
+                ))
+                .is_empty(),
+                "{}: the probe's own document has problems",
+                place.path
+            );
+        }
+    }
+
+    /// The schema takes exactly the keys the reference lists, in every table.
+    #[test]
+    fn the_reference_lists_every_key_the_schema_takes_and_no_other() {
+        let candidates = candidates();
+        for place in PLACES {
+            let section = section(place.section).expect("a section of the reference");
+            let listed: BTreeSet<&str> = section.keys.iter().map(|k| k.name).collect();
+            for key in &listed {
+                assert!(
+                    takes(place, key),
+                    "the reference lists {}.{key}, which the schema refuses",
+                    place.path
+                );
+            }
+            for key in &candidates {
+                if takes(place, key) {
+                    assert!(
+                        listed.contains(key.as_str()),
+                        "the schema takes {}.{key}, which the reference ({}) lacks",
+                        place.path,
+                        section.header
+                    );
+                }
+            }
+        }
+    }
+
+    /// Each key's example loads, at every place its section is written.
+    #[test]
+    fn every_example_loads() {
+        for place in PLACES {
+            let section = section(place.section).expect("a section");
+            for k in section.keys {
+                let companions = k.with.unwrap_or(place.companions);
+                let text = format!(
+                    "{}{}\n{companions}\n{} = {}\n",
+                    place.before, place.header, k.name, k.example
+                );
+                let found = problems(&text);
+                assert!(
+                    found.is_empty(),
+                    "{}.{} = {}: {found:?}\n{text}",
+                    place.path,
+                    k.name,
+                    k.example
+                );
+            }
+        }
+    }
+
+    /// A key the reference calls required is: its table without it is refused.
+    #[test]
+    fn a_required_key_is_refused_when_absent() {
+        let mut seen = 0;
+        for place in PLACES {
+            let section = section(place.section).expect("a section");
+            for k in section.keys.iter().filter(|k| k.default == "required") {
+                let companions: Vec<&str> = place
+                    .companions
+                    .lines()
+                    .filter(|l| names(l) != [k.name])
+                    .collect();
+                let text = format!(
+                    "{}{}\n{}\n",
+                    place.before,
+                    place.header,
+                    companions.join("\n")
+                );
+                assert!(!problems(&text).is_empty(), "{}: {text}", k.name);
+                seen += 1;
+            }
+        }
+        assert!(seen >= 4);
+    }
+
+    #[test]
+    fn every_key_says_what_it_is() {
+        for s in SECTIONS {
+            let mut seen = BTreeSet::new();
+            for k in s.keys {
+                assert!(seen.insert(k.name), "{} twice in {}", k.name, s.header);
+                assert!(!k.kind.is_empty() && !k.default.is_empty() && !k.meaning.is_empty());
+            }
+        }
+    }
+}
