@@ -189,6 +189,9 @@ enum Command {
         config: PathBuf,
     },
     /// Run the seed lab: a VIP on 127.0.0.1:8080, round robin over two built-in backends.
+    #[command(mut_arg("socket", |a| a.help(
+        "Control socket path [default: $UVS_SOCKET, else a new uvs-demo-<pid>/uvs.sock in $TMPDIR]"
+    )))]
     Demo(DemoArgs),
     /// Show what a running daemon is doing: services, listeners, real servers.
     Status {
@@ -471,49 +474,63 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// `uvs demo`: the banner only once the VIP listens over TCP and UDP; when it cannot,
+/// the cause and exit 1, and no banner.
+async fn demo(args: DaemonArgs, vip: std::net::SocketAddr) -> anyhow::Result<()> {
+    let settings = Settings::resolve(None, &args.overrides());
+    let director = daemon::director(&settings, true)?;
+    let backends = uvs::demo::start(&director.table, vip)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let (rs1, rs2) = backends.tcp;
+    let socket = uvs::demo::socket(args.socket.clone());
+    let settings = Settings {
+        socket: socket.clone(),
+        ..settings
+    };
+    let udp_note = if backends.udp == backends.tcp {
+        String::new()
+    } else {
+        format!(
+            " (over UDP: RS1 on {} and RS2 on {})",
+            backends.udp.0, backends.udp.1
+        )
+    };
+    let failed = std::sync::Mutex::new(None);
+    let shutdown = async {
+        tokio::select! {
+            ready = uvs::demo::ready::listening(&director, vip) => {
+                if let Err(e) = ready {
+                    *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    return;
+                }
+            }
+            () = shutdown_signal(None) => return,
+        }
+        println!(
+            "uvs demo: a VIP on {vip}, TCP and UDP, balances round robin over two built-in\nbackends, RS1 on {rs1} and RS2 on {rs2}{udp_note}:\n"
+        );
+        print_table(&director.table);
+        let programs = uvs::demo::hints::Programs::here();
+        println!(
+            "\n{}Stop with Ctrl-C.",
+            uvs::demo::hints::hints(vip, &socket, &programs)
+        );
+        shutdown_signal(None).await;
+    };
+    daemon::serve(Arc::clone(&director), &settings, None, shutdown).await?;
+    if let Some(e) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e.into());
+    }
+    Ok(())
+}
+
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(args) => run(args).await,
         Command::Check { config } => check(&config),
         Command::Import { format, file } => import(format, &file),
-        Command::Demo(DemoArgs { daemon: args, vip }) => {
-            let settings = Settings::resolve(None, &args.overrides());
-            let director = daemon::director(&settings, true)?;
-            let backends = uvs::demo::start(&director.table, vip)
-                .await
-                .map_err(anyhow::Error::msg)?;
-            let (rs1, rs2) = backends.tcp;
-            let socket = match &args.socket {
-                Some(path) => path.clone(),
-                None => std::env::temp_dir()
-                    .join(format!("uvs-demo-{}", std::process::id()))
-                    .join("uvs.sock"),
-            };
-            let settings = Settings {
-                socket: socket.clone(),
-                ..settings
-            };
-            let udp_note = if backends.udp == backends.tcp {
-                String::new()
-            } else {
-                format!(
-                    " (over UDP: RS1 on {} and RS2 on {})",
-                    backends.udp.0, backends.udp.1
-                )
-            };
-            println!(
-                "uvs demo: a VIP on {vip}, TCP and UDP, balances round robin over two built-in\nbackends, RS1 on {rs1} and RS2 on {rs2}{udp_note}:\n"
-            );
-            print_table(&director.table);
-            println!(
-                "\nTry, in another terminal:\n  for i in $(seq 10); do curl -s {vip}; done\n  for i in $(seq 10); do exec 3<>/dev/udp/{ip}/{port}; echo hi >&3; timeout 1 dd bs=64 count=1 status=none <&3; exec 3<&-; done\n  uvsadm --socket {s} -L -n --stats\n  uvsadm --socket {s} -L -n -c\n  uvs status --socket {s}\nStop with Ctrl-C.",
-                ip = vip.ip(),
-                port = vip.port(),
-                s = socket.display()
-            );
-            daemon::serve(director, &settings, None, shutdown_signal(None)).await?;
-            Ok(())
-        }
+        Command::Demo(DemoArgs { daemon: args, vip }) => demo(args, vip).await,
         Command::Status { socket } => status(socket).await,
     }
 }
