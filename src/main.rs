@@ -421,15 +421,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `uvs status`. With no daemon there, one line: where it looked, by which rule, and
+/// how to start one.
 async fn status(socket: Option<PathBuf>) -> anyhow::Result<()> {
-    let socket = socket.unwrap_or_else(socket_path::from_env);
-    let mut client = Client::new(socket);
-    match client.call(&Request::Status {})? {
-        Response::Status { status } => {
+    let (socket, rule) = socket_path::chosen(socket);
+    let mut client = Client::new(socket.clone());
+    match client.call(&Request::Status {}) {
+        Ok(Response::Status { status }) => {
             out(&uvs::status::render(&status));
             Ok(())
         }
-        other => bail!("unexpected answer from the daemon: {other:?}"),
+        Ok(other) => bail!("unexpected answer from the daemon: {other:?}"),
+        Err(uvs::adm::backend::BackendError::Unreachable { error, .. }) => bail!(
+            "no uvs daemon at {} ({rule}): {error}; start one with `uvs run -c FILE` (or `uvs demo`, which prints its own --socket)",
+            socket.display()
+        ),
+        Err(e) => Err(e.into()),
     }
 }
 
