@@ -211,8 +211,9 @@ fn init_logging() {
         .init();
 }
 
-/// Completes on SIGTERM or SIGINT. SIGHUP asks for a configuration reload (`reload`),
-/// and is otherwise logged: it never kills the daemon.
+/// Completes on SIGTERM or SIGINT; a second one ends the drain that follows at once
+/// (`daemon::cut_drain`). SIGHUP asks for a configuration reload (`reload`), and is
+/// otherwise logged: it never kills the daemon.
 async fn shutdown_signal(reload: Option<Arc<Notify>>) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -222,10 +223,21 @@ async fn shutdown_signal(reload: Option<Arc<Notify>>) {
         tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
         return std::future::pending().await;
     };
+    // The second stop signal is awaited by a task of its own: the drain runs after
+    // this completes.
+    let second = |mut term: tokio::signal::unix::Signal, mut int: tokio::signal::unix::Signal| {
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            daemon::cut_drain();
+        });
+    };
     loop {
         tokio::select! {
-            _ = term.recv() => return,
-            _ = int.recv() => return,
+            _ = term.recv() => return second(term, int),
+            _ = int.recv() => return second(term, int),
             _ = hup.recv() => match &reload {
                 Some(reload) => reload.notify_one(),
                 None => tracing::info!("SIGHUP: no configuration file to reload (uvs run -c FILE)"),
