@@ -16,6 +16,7 @@ pub mod congestion;
 pub mod director;
 pub mod forward;
 pub mod listeners;
+pub mod low_port;
 pub mod pools;
 pub mod registry;
 pub mod scheduling;
