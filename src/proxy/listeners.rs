@@ -6,7 +6,8 @@
 //! not local yet, a port in use, no descriptors left) is shown by `uvs status` and
 //! retried, since the address may appear later (keepalived moving a VIP); the first
 //! few failures of every ten seconds are logged with their reason, the rest summed up
-//! in one rate-limited line. The manager also keeps the director's own listen addresses, which no
+//! in one rate-limited line; a port below the unprivileged limit refused also says
+//! why and what to do (`low_port`), once per address. The manager also keeps the director's own listen addresses, which no
 //! connection may be forwarded to, and names each real server that is one of them
 //! once. Run by the daemon.
 
