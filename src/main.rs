@@ -515,16 +515,20 @@ async fn demo(args: DaemonArgs, vip: std::net::SocketAddr) -> anyhow::Result<()>
             backends.udp.0, backends.udp.1
         )
     };
-    let failed = std::sync::Mutex::new(None);
+    // Why the VIP cannot be listened on, when it cannot: the daemon then stops at once.
+    let failed = std::cell::Cell::new(None);
     let shutdown = async {
+        // One set of signal handlers from the start: a Ctrl-C while waiting is not lost.
+        let stop = shutdown_signal(None);
+        tokio::pin!(stop);
         tokio::select! {
             ready = uvs::demo::ready::listening(&director, vip) => {
                 if let Err(e) = ready {
-                    *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    failed.set(Some(e));
                     return;
                 }
             }
-            () = shutdown_signal(None) => return,
+            () = &mut stop => return,
         }
         println!(
             "uvs demo: a VIP on {vip}, TCP and UDP, balances round robin over two built-in\nbackends, RS1 on {rs1} and RS2 on {rs2}{udp_note}:\n"
@@ -535,10 +539,10 @@ async fn demo(args: DaemonArgs, vip: std::net::SocketAddr) -> anyhow::Result<()>
             "\n{}Stop with Ctrl-C.",
             uvs::demo::hints::hints(vip, &socket, &programs)
         );
-        shutdown_signal(None).await;
+        stop.await;
     };
     daemon::serve(Arc::clone(&director), &settings, None, shutdown).await?;
-    if let Some(e) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+    if let Some(e) = failed.into_inner() {
         return Err(e.into());
     }
     Ok(())
