@@ -60,6 +60,16 @@ use crate::table::{
 const MAX_PERSISTENCE: u64 = 2_678_400;
 /// The longest connection timeout `--set` takes here: a year.
 const MAX_TIMEOUT: u64 = 31_536_000;
+/// The heaviest real server a file may name: ipvsadm(8)'s documented 0 to 65535 (its
+/// parser, and the table, take up to INT_MAX; `uvs import ipvsadm` reports what is
+/// heavier, as the ldirectord and keepalived imports do).
+pub const MAX_WEIGHT: i32 = 65_535;
+
+/// Whether a file can hold IPv4 persistence netmask `mask`: only contiguous ones (a
+/// prefix); ipvsadm's -M takes any address (`uvs import ipvsadm` reports the others).
+pub fn holds_netmask(mask: Ipv4Addr) -> bool {
+    u32::from(mask).leading_ones() == u32::from(mask).count_ones()
+}
 
 /// Reads `text` (the contents of `file`) into a configuration, or its problems (all
 /// counted, the first hundred listed: `reader`).
@@ -934,7 +944,7 @@ fn read_netmask(item: &Item<'_, '_>, family: Family) -> Option<Netmask> {
             // Only contiguous masks: as many leading ones as ones.
             item.parsed(expected, |s| {
                 let m = s.parse::<Ipv4Addr>().ok()?;
-                (u32::from(m).leading_ones() == u32::from(m).count_ones()).then_some(Netmask::V4(m))
+                holds_netmask(m).then_some(Netmask::V4(m))
             })
         }
         Family::Inet6 => item.integer(1..=128).map(|n| Netmask::V6(n as u32)),
@@ -1424,7 +1434,7 @@ fn read_server(
     };
     let weight = t
         .get("weight")
-        .map_or(Some(1), |item| item.integer(0..=65535))
+        .map_or(Some(1), |item| item.integer(0..=i64::from(MAX_WEIGHT)))
         .map(|w| w as i32);
     let forward = match t.get("forward") {
         None => Some(Forward::Masq),

@@ -1,6 +1,7 @@
 //! The data plane: its shared state (`director`: the table handle, connections,
 //! templates, workers, descriptor budget), listeners that follow the table
-//! (`listeners`, recorded in `registry`), the TCP connection path (`tcp`, with the
+//! (`listeners`, recorded in `registry`; `low_port` says why a port below the
+//! unprivileged limit is refused), the TCP connection path (`tcp`, with the
 //! `congestion` control of its two legs), the byte path (`forward`, with per-thread
 //! `pools` of buffers and pipes), the UDP flows (`udp`), what both do alike to reach a
 //! real server (`scheduling`), the counting of what moves (`accounting`) and the log of
@@ -18,6 +19,7 @@ pub mod director;
 pub mod failure_log;
 pub mod forward;
 pub mod listeners;
+pub mod low_port;
 pub mod pools;
 pub mod registry;
 pub mod scheduling;
