@@ -1,5 +1,6 @@
 //! Build script: names the commit in `uvs --version`, and finds the outside programs some
-//! tests drive (promtool, prometheus, chromium), so that a test whose program is absent
+//! tests drive (promtool, prometheus, chromium; groff, zsh and fish for the
+//! man pages and completions), so that a test whose program is absent
 //! is reported as ignored, with the reason, instead of passing having checked nothing.
 //!
 //! - `UVS_COMMIT` (compile-time env): `git rev-parse --short=12 HEAD`, else the
@@ -13,10 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The tools: (cfg suffix and env name, the program names to look for on PATH).
-const TOOLS: [(&str, &[&str]); 3] = [
+const TOOLS: [(&str, &[&str]); 6] = [
     ("promtool", &["promtool"]),
     ("prometheus", &["prometheus"]),
     ("chromium", &["chromium", "chromium-browser"]),
+    ("groff", &["groff"]),
+    ("zsh", &["zsh"]),
+    ("fish", &["fish"]),
 ];
 
 fn main() {

@@ -192,6 +192,9 @@ enum Command {
         config: PathBuf,
     },
     /// Run the seed lab: a VIP on 127.0.0.1:8080, round robin over two built-in backends.
+    #[command(mut_arg("socket", |a| a.help(
+        "Control socket path [default: $UVS_SOCKET, else a new uvs-demo-<pid>/uvs.sock in $TMPDIR]"
+    )))]
     Demo(DemoArgs),
     /// Show what a running daemon is doing: services, listeners, real servers.
     Status {
@@ -220,8 +223,9 @@ fn init_logging() {
         .init();
 }
 
-/// Completes on SIGTERM or SIGINT. SIGHUP asks for a configuration reload (`reload`),
-/// and is otherwise logged: it never kills the daemon.
+/// Completes on SIGTERM or SIGINT; a second one ends the drain that follows at once
+/// (`daemon::cut_drain`). SIGHUP asks for a configuration reload (`reload`), and is
+/// otherwise logged: it never kills the daemon.
 async fn shutdown_signal(reload: Option<Arc<Notify>>) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -231,10 +235,21 @@ async fn shutdown_signal(reload: Option<Arc<Notify>>) {
         tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
         return std::future::pending().await;
     };
+    // The second stop signal is awaited by a task of its own: the drain runs after
+    // this completes.
+    let second = |mut term: tokio::signal::unix::Signal, mut int: tokio::signal::unix::Signal| {
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            daemon::cut_drain();
+        });
+    };
     loop {
         tokio::select! {
-            _ = term.recv() => return,
-            _ = int.recv() => return,
+            _ = term.recv() => return second(term, int),
+            _ = int.recv() => return second(term, int),
             _ = hup.recv() => match &reload {
                 Some(reload) => reload.notify_one(),
                 None => tracing::info!("SIGHUP: no configuration file to reload (uvs run -c FILE)"),
@@ -430,15 +445,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `uvs status`. With no daemon there, one line: where it looked, by which rule, and
+/// how to start one.
 async fn status(socket: Option<PathBuf>) -> anyhow::Result<()> {
-    let socket = socket.unwrap_or_else(socket_path::from_env);
-    let mut client = Client::new(socket);
-    match client.call(&Request::Status {})? {
-        Response::Status { status } => {
+    let (socket, rule) = socket_path::chosen(socket);
+    let mut client = Client::new(socket.clone());
+    match client.call(&Request::Status {}) {
+        Ok(Response::Status { status }) => {
             out(&uvs::status::render(&status));
             Ok(())
         }
-        other => bail!("unexpected answer from the daemon: {other:?}"),
+        Ok(other) => bail!("unexpected answer from the daemon: {other:?}"),
+        Err(uvs::adm::backend::BackendError::Unreachable { error, .. }) => bail!(
+            "no uvs daemon at {} ({rule}): {error}; start one with `uvs run -c FILE` (or `uvs demo`, which prints its own --socket)",
+            socket.display()
+        ),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -483,49 +505,67 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// `uvs demo`: the banner only once the VIP listens over TCP and UDP; when it cannot,
+/// the cause and exit 1, and no banner.
+async fn demo(args: DaemonArgs, vip: std::net::SocketAddr) -> anyhow::Result<()> {
+    let settings = Settings::resolve(None, &args.overrides());
+    let director = daemon::director(&settings, true)?;
+    let backends = uvs::demo::start(&director.table, vip)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let (rs1, rs2) = backends.tcp;
+    let socket = uvs::demo::socket(args.socket.clone());
+    let settings = Settings {
+        socket: socket.clone(),
+        ..settings
+    };
+    let udp_note = if backends.udp == backends.tcp {
+        String::new()
+    } else {
+        format!(
+            " (over UDP: RS1 on {} and RS2 on {})",
+            backends.udp.0, backends.udp.1
+        )
+    };
+    // Why the VIP cannot be listened on, when it cannot: the daemon then stops at once.
+    let failed = std::cell::Cell::new(None);
+    let shutdown = async {
+        // One set of signal handlers from the start: a Ctrl-C while waiting is not lost.
+        let stop = shutdown_signal(None);
+        tokio::pin!(stop);
+        tokio::select! {
+            ready = uvs::demo::ready::listening(&director, vip) => {
+                if let Err(e) = ready {
+                    failed.set(Some(e));
+                    return;
+                }
+            }
+            () = &mut stop => return,
+        }
+        println!(
+            "uvs demo: a VIP on {vip}, TCP and UDP, balances round robin over two built-in\nbackends, RS1 on {rs1} and RS2 on {rs2}{udp_note}:\n"
+        );
+        print_table(&director.table);
+        let programs = uvs::demo::hints::Programs::here();
+        println!(
+            "\n{}Stop with Ctrl-C.",
+            uvs::demo::hints::hints(vip, &socket, &programs)
+        );
+        stop.await;
+    };
+    daemon::serve(Arc::clone(&director), &settings, None, shutdown).await?;
+    if let Some(e) = failed.into_inner() {
+        return Err(e.into());
+    }
+    Ok(())
+}
+
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(args) => run(args).await,
         Command::Check { config } => check(&config),
         Command::Import { format, file } => import(format, &file),
-        Command::Demo(DemoArgs { daemon: args, vip }) => {
-            let settings = Settings::resolve(None, &args.overrides());
-            let director = daemon::director(&settings, true)?;
-            let backends = uvs::demo::start(&director.table, vip)
-                .await
-                .map_err(anyhow::Error::msg)?;
-            let (rs1, rs2) = backends.tcp;
-            let socket = match &args.socket {
-                Some(path) => path.clone(),
-                None => std::env::temp_dir()
-                    .join(format!("uvs-demo-{}", std::process::id()))
-                    .join("uvs.sock"),
-            };
-            let settings = Settings {
-                socket: socket.clone(),
-                ..settings
-            };
-            let udp_note = if backends.udp == backends.tcp {
-                String::new()
-            } else {
-                format!(
-                    " (over UDP: RS1 on {} and RS2 on {})",
-                    backends.udp.0, backends.udp.1
-                )
-            };
-            println!(
-                "uvs demo: a VIP on {vip}, TCP and UDP, balances round robin over two built-in\nbackends, RS1 on {rs1} and RS2 on {rs2}{udp_note}:\n"
-            );
-            print_table(&director.table);
-            println!(
-                "\nTry, in another terminal:\n  for i in $(seq 10); do curl -s {vip}; done\n  for i in $(seq 10); do exec 3<>/dev/udp/{ip}/{port}; echo hi >&3; timeout 1 dd bs=64 count=1 status=none <&3; exec 3<&-; done\n  uvsadm --socket {s} -L -n --stats\n  uvsadm --socket {s} -L -n -c\n  uvs status --socket {s}\nStop with Ctrl-C.",
-                ip = vip.ip(),
-                port = vip.port(),
-                s = socket.display()
-            );
-            daemon::serve(director, &settings, None, shutdown_signal(None)).await?;
-            Ok(())
-        }
+        Command::Demo(DemoArgs { daemon: args, vip }) => demo(args, vip).await,
         Command::Status { socket } => status(socket).await,
         Command::Generate { what, dir } => {
             generate::generate(what, &dir, <Cli as clap::CommandFactory>::command())

@@ -444,7 +444,7 @@ impl Users {
         let mut c = self.command(uid, &self.uvs, &[]);
         c.args(["run", "--mode", "userspace", "--metrics", "off", "--socket"])
             .arg(socket);
-        let daemon = Running(c.spawn().unwrap());
+        let daemon = Running::spawn(c);
         common::eventually("the daemon listens", || UnixStream::connect(socket).is_ok());
         daemon
     }
@@ -457,13 +457,26 @@ impl Users {
     }
 }
 
-/// A process killed when the test ends, however it ends.
-struct Running(std::process::Child);
+/// A process killed when the test ends, however it ends; what it writes to stderr is
+/// kept in a file and shown only if the test fails (as a `Daemon`'s log).
+struct Running(std::process::Child, tempfile::NamedTempFile);
+
+impl Running {
+    fn spawn(mut command: Command) -> Running {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        command.stderr(log.reopen().unwrap());
+        Running(command.spawn().unwrap(), log)
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if std::thread::panicking() {
+            let log = common::log_tail(self.1.path());
+            eprintln!("--- stderr of pid {} ---\n{log}--- end ---", self.0.id());
+        }
     }
 }
 
@@ -562,7 +575,7 @@ fn a_socket_directory_another_user_made_or_can_write_is_refused_by_both_sides() 
     std::fs::set_permissions(&socket_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     let mut c = users.command(OWNER, &users.uvs, &[("TMPDIR", tmpdir)]);
     c.args(["run", "--mode", "userspace", "--metrics", "off"]);
-    let _daemon = Running(c.spawn().unwrap());
+    let _daemon = Running::spawn(c);
     let socket = socket_dir.join("uvs.sock");
     common::eventually("the owner's daemon listens", || {
         UnixStream::connect(&socket).is_ok()

@@ -147,3 +147,296 @@ fn the_demo_alternates_between_its_two_backends() {
     sigterm(&demo.0);
     assert!(demo.0.wait().unwrap().success());
 }
+
+/// `uvs demo ARGS` in `cwd` with `env`, once its banner is out: the process and the
+/// banner. The demo's metrics are off (many tests run at once).
+fn demo_in(
+    args: &[&str],
+    cwd: &std::path::Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (Running, String) {
+    let mut command = Command::new(UVS);
+    command
+        .arg("demo")
+        .args(args)
+        .args(["--metrics", "off"])
+        .current_dir(cwd)
+        .env("UVS_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut demo = command.spawn().expect("spawn uvs demo");
+    let stdout = demo.stdout.take().unwrap();
+    let demo = Running(demo);
+    // Read from a thread of its own, so that a demo that never finishes its banner
+    // fails the test within a bound.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut banner = String::new();
+        let mut lines = BufReader::new(stdout);
+        while !banner.contains("Stop with Ctrl-C.") {
+            let mut line = String::new();
+            if lines.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            banner.push_str(&line);
+        }
+        let _ = tx.send(banner);
+    });
+    let banner = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the demo's banner within 60 s");
+    assert!(banner.contains("Stop with Ctrl-C."), "{banner}");
+    (demo, banner)
+}
+
+/// The commands under "Try, in another terminal:".
+fn hints(banner: &str) -> Vec<String> {
+    banner
+        .lines()
+        .skip_while(|l| *l != "Try, in another terminal:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// Runs every hint of a demo started in `cwd` with `PATH` = `path`, with bash in the
+/// same place (each within 60 s), and requires each to succeed: the TCP and UDP
+/// loops answer RS1 and RS2, uvsadm and uvs status reach the demo. Returns the hints.
+fn every_hint_runs(cwd: &std::path::Path, path: &std::ffi::OsStr) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("uvs.sock");
+    let vip = vip();
+    let (demo, banner) = demo_in(
+        &[
+            "--vip",
+            &vip.to_string(),
+            "--socket",
+            socket.to_str().unwrap(),
+        ],
+        cwd,
+        &[("PATH", path)],
+    );
+    let hints = hints(&banner);
+    assert_eq!(hints.len(), 5, "{banner}");
+    for hint in &hints {
+        let out = common::bounded(
+            {
+                let mut bash = Command::new("timeout");
+                bash.args(["60", "bash", "-c", hint])
+                    .current_dir(cwd)
+                    .env("PATH", path);
+                bash
+            },
+            hint,
+        );
+        assert!(
+            out.status.success(),
+            "`{hint}' failed ({}): {}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let said = text(&out.stdout);
+        if hint.contains("curl") || hint.contains("/dev/udp") {
+            assert_eq!(said, "RS1\nRS2\n".repeat(5), "{hint}");
+        } else if hint.contains(" status ") {
+            assert!(said.contains(&format!("listen tcp {vip}")), "{said}");
+        } else {
+            assert!(
+                said.contains(&format!("127.0.0.1:{}", vip.port())),
+                "{said}"
+            );
+        }
+    }
+    sigterm(&demo.0);
+    hints
+}
+
+/// The PATH the hints run with: the tools they use (curl, timeout, dd, seq), without
+/// uvs or uvsadm unless `first` puts them there.
+fn path_with(first: Option<&std::path::Path>) -> std::ffi::OsString {
+    let mut dirs: Vec<std::path::PathBuf> = first.into_iter().map(Into::into).collect();
+    dirs.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(Into::into));
+    std::env::join_paths(dirs).unwrap()
+}
+
+/// The demo's hints name the uvs and uvsadm beside it as the shell reaches them from
+/// elsewhere: by their absolute paths.
+#[test]
+fn every_hint_the_demo_prints_works_from_another_directory() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let hints = every_hint_runs(elsewhere.path(), &path_with(None));
+    let beside = std::path::Path::new(UVS).parent().unwrap();
+    assert!(
+        hints[2].starts_with(&format!("{}/uvsadm ", beside.display())),
+        "{hints:?}"
+    );
+}
+
+/// From the repository, as the README's quick start runs it.
+#[test]
+fn every_hint_the_demo_prints_works_from_the_repository() {
+    every_hint_runs(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        &path_with(None),
+    );
+}
+
+/// From above the binaries (where `target/release/uvs demo` is typed): a path relative
+/// to the current directory.
+#[test]
+fn every_hint_the_demo_prints_works_from_above_its_binaries() {
+    let beside = std::fs::canonicalize(std::path::Path::new(UVS).parent().unwrap()).unwrap();
+    let above = beside.parent().unwrap();
+    let name = beside.file_name().unwrap().to_str().unwrap();
+    let hints = every_hint_runs(above, &path_with(None));
+    assert!(
+        hints[2].starts_with(&format!("{name}/uvsadm ")),
+        "{hints:?}"
+    );
+    assert!(
+        hints[4].starts_with(&format!("{name}/uvs status ")),
+        "{hints:?}"
+    );
+}
+
+/// With uvs and uvsadm on PATH (links to the very files): their bare names.
+#[test]
+fn every_hint_the_demo_prints_works_with_uvs_on_path() {
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(UVS, bin.path().join("uvs")).unwrap();
+    std::os::unix::fs::symlink(common::UVSADM, bin.path().join("uvsadm")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let hints = every_hint_runs(elsewhere.path(), &path_with(Some(bin.path())));
+    assert!(hints[2].starts_with("uvsadm --socket "), "{hints:?}");
+    assert!(hints[4].starts_with("uvs status --socket "), "{hints:?}");
+}
+
+/// `uvs demo` where its VIP cannot be had: the address and the cause on stderr, exit
+/// 1, and no banner.
+fn demo_refused(vip: SocketAddr, protocol: &str, cause: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(UVS);
+    command
+        .args([
+            "demo",
+            "--metrics",
+            "off",
+            "--vip",
+            &vip.to_string(),
+            "--socket",
+        ])
+        .arg(dir.path().join("uvs.sock"))
+        .env("UVS_LOG", "error");
+    let out = common::bounded(command, "uvs demo on a taken port");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "uvs: the demo cannot listen on {protocol} {vip}: {cause} \
+             (choose another address with --vip ADDR:PORT)\n"
+        )
+    );
+}
+
+#[test]
+fn the_demo_on_a_taken_tcp_port_says_so_and_exits_1_before_its_banner() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    demo_refused(
+        taken.local_addr().unwrap(),
+        "TCP",
+        "Address already in use (os error 98)",
+    );
+}
+
+#[test]
+fn the_demo_on_a_taken_udp_port_says_so_and_exits_1_before_its_banner() {
+    // A port free for both; UDP's is then taken, TCP's stays free.
+    let vip = vip();
+    let _taken = std::net::UdpSocket::bind(vip).unwrap();
+    demo_refused(
+        vip,
+        "UDP",
+        "Address already in use (another process is bound to it)",
+    );
+}
+
+/// A control socket another demo holds: its error, exit 1, no banner.
+#[test]
+fn the_demo_on_a_taken_control_socket_says_so_and_exits_1_before_its_banner() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("uvs.sock");
+    let (_first, _) = demo_in(
+        &[
+            "--vip",
+            &vip().to_string(),
+            "--socket",
+            socket.to_str().unwrap(),
+        ],
+        dir.path(),
+        &[],
+    );
+    let mut command = Command::new(UVS);
+    command
+        .args([
+            "demo",
+            "--metrics",
+            "off",
+            "--vip",
+            &vip().to_string(),
+            "--socket",
+        ])
+        .arg(&socket)
+        .env("UVS_LOG", "error");
+    let out = common::bounded(command, "a second uvs demo");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "uvs: uvs cannot start on {s}: another uvs daemon is already listening on {s}\n",
+            s = socket.display()
+        )
+    );
+}
+
+/// `UVS_SOCKET` places the demo's control socket, as `uvs demo --help` says, and the
+/// hints name it.
+#[test]
+fn the_demo_serves_on_uvs_socket_and_its_hints_name_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("from-env.sock");
+    let vip = vip();
+    let (demo, banner) = demo_in(
+        &["--vip", &vip.to_string()],
+        dir.path(),
+        &[("UVS_SOCKET", socket.as_os_str())],
+    );
+    for hint in &hints(&banner)[2..] {
+        assert!(
+            format!("{hint} ").contains(&format!(" --socket {} ", socket.display())),
+            "{hint}"
+        );
+    }
+    let out = common::bounded(status_at(&socket), "uvs status");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("listen tcp {vip}")));
+    let help = common::bounded(
+        {
+            let mut c = Command::new(UVS);
+            c.args(["demo", "--help"]);
+            c
+        },
+        "uvs demo --help",
+    );
+    assert!(
+        text(&help.stdout)
+            .contains("[default: $UVS_SOCKET, else a new uvs-demo-<pid>/uvs.sock in $TMPDIR]")
+    );
+    sigterm(&demo.0);
+}

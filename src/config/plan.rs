@@ -3,9 +3,12 @@
 //! (so they keep their counters, connections and persistence templates), changed ones
 //! an edit, missing ones an add, and what the file no longer names a delete. The file
 //! owns only what it named: services added at run time with uvsadm, and never named
-//! by the file, are left alone. Used by `reload`.
+//! by the file, are left alone. Used by `reload`, which also asks, of each command
+//! from the control socket, what of the file's it changes ([`Owned::touched_by`]), so it
+//! can say that the next reload puts it back ([`Touched::put_back_by`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt;
 
 use super::{Config, ServiceSpec};
 use crate::table::{Command, ListenAddr, ListenRule, ServerConfig, ServerKey, ServiceKey, Table};
@@ -15,6 +18,8 @@ use crate::table::{Command, ListenAddr, ListenRule, ServerConfig, ServerKey, Ser
 pub struct Owned {
     pub services: HashSet<ServiceKey>,
     pub listeners: BTreeSet<ListenAddr>,
+    /// Whether the file sets the timeouts (`--set`).
+    pub timeouts: bool,
 }
 
 impl Owned {
@@ -26,6 +31,97 @@ impl Owned {
                 .iter()
                 .flat_map(|s| s.listen.iter().map(|r| r.listen))
                 .collect(),
+            timeouts: config.timeouts.is_some(),
+        }
+    }
+
+    /// What of the file's `command` (from the control socket) changes, in a stable
+    /// order: the service it works on, the listen rule, the timeouts; everything the
+    /// file owns for `-C`. Empty when the file owns none of it (`-Z` changes only
+    /// counters, which a reload leaves alone).
+    pub fn touched_by(&self, command: &Command) -> Vec<Touched> {
+        let service = |key: &ServiceKey| {
+            if self.services.contains(key) {
+                vec![Touched::Service(*key)]
+            } else {
+                Vec::new()
+            }
+        };
+        let listener = |listen: &ListenAddr| {
+            if self.listeners.contains(listen) {
+                vec![Touched::Listener(*listen)]
+            } else {
+                Vec::new()
+            }
+        };
+        match command {
+            Command::AddService(c) | Command::EditService(c) => service(&c.key),
+            Command::DeleteService { service: key }
+            | Command::AddServer { service: key, .. }
+            | Command::EditServer { service: key, .. }
+            | Command::DeleteServer { service: key, .. } => service(key),
+            Command::Flush {} => {
+                let mut all: Vec<Touched> = self
+                    .services
+                    .iter()
+                    .copied()
+                    .map(Touched::Service)
+                    .collect();
+                all.sort_by_cached_key(ToString::to_string);
+                all.extend(self.listeners.iter().copied().map(Touched::Listener));
+                all
+            }
+            Command::SetTimeouts(_) if self.timeouts => vec![Touched::Timeouts],
+            Command::AddListener(rule) => listener(&rule.listen),
+            Command::DeleteListener { listen } => listener(listen),
+            Command::SetTimeouts(_)
+            | Command::Zero { .. }
+            | Command::StartSyncDaemon { .. }
+            | Command::StopSyncDaemon { .. } => Vec::new(),
+        }
+    }
+}
+
+/// Something the file owns that a command from elsewhere (uvsadm, through the control
+/// socket) changed: the next plan puts it back as the file says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Touched {
+    /// The service, its settings or its real servers.
+    Service(ServiceKey),
+    Listener(ListenAddr),
+    Timeouts,
+}
+
+impl Touched {
+    /// What `command`, of a plan, puts back: what it works on (a listen rule, also the
+    /// service it leads to, whose rules went with it when it was deleted).
+    pub fn put_back_by(command: &Command) -> Vec<Touched> {
+        match command {
+            Command::AddService(c) | Command::EditService(c) => vec![Touched::Service(c.key)],
+            Command::DeleteService { service }
+            | Command::AddServer { service, .. }
+            | Command::EditServer { service, .. }
+            | Command::DeleteServer { service, .. } => vec![Touched::Service(*service)],
+            Command::AddListener(rule) => vec![
+                Touched::Listener(rule.listen),
+                Touched::Service(rule.service()),
+            ],
+            Command::DeleteListener { listen } => vec![Touched::Listener(*listen)],
+            Command::SetTimeouts(_) => vec![Touched::Timeouts],
+            Command::Flush {}
+            | Command::Zero { .. }
+            | Command::StartSyncDaemon { .. }
+            | Command::StopSyncDaemon { .. } => Vec::new(),
+        }
+    }
+}
+
+impl fmt::Display for Touched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Touched::Service(key) => write!(f, "{key}"),
+            Touched::Listener(listen) => write!(f, "the listener {listen}"),
+            Touched::Timeouts => f.write_str("the timeouts"),
         }
     }
 }
@@ -226,6 +322,45 @@ address = "127.0.0.1:8082"
                 "-e -t 127.0.0.1:80 -r 127.0.0.1:8080 -m -w 3",
             ]
         );
+    }
+
+    /// What the file owns, a uvsadm command changes, and the next plan puts back.
+    #[test]
+    fn a_change_to_what_the_file_owns_is_put_back_by_the_next_plan() {
+        let mut table = Table::new();
+        let first = config(FIRST);
+        let commands = plan(&first, &table, &Owned::default());
+        apply(&mut table, &commands);
+        let owned = Owned::of(&first);
+        let tcp80 = first.services[0].service.key;
+        let mut server = first.services[0].servers[0].clone();
+        server.weight = 5;
+        let edit = Command::EditServer {
+            service: tcp80,
+            server,
+        };
+        assert_eq!(owned.touched_by(&edit), [Touched::Service(tcp80)]);
+        assert_eq!(
+            Touched::Service(tcp80).to_string(),
+            "tcp 127.0.0.1:80",
+            "as the log names it"
+        );
+        apply(&mut table, std::slice::from_ref(&edit));
+        let back = plan(&first, &table, &owned);
+        assert_eq!(back.len(), 1);
+        assert_eq!(Touched::put_back_by(&back[0]), [Touched::Service(tcp80)]);
+        // Counters, and a service the file never named, are not the file's.
+        assert!(
+            owned
+                .touched_by(&Command::Zero { service: None })
+                .is_empty()
+        );
+        let other = config("[[service]]\ntcp = \"127.0.0.1:99\"").services[0]
+            .service
+            .clone();
+        assert!(owned.touched_by(&Command::AddService(other)).is_empty());
+        // -C takes every service the file owns.
+        assert_eq!(owned.touched_by(&Command::Flush {}).len(), 2);
     }
 
     /// A configuration made without the reader (an import, the health layer's

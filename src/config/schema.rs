@@ -60,6 +60,16 @@ use crate::table::{
 const MAX_PERSISTENCE: u64 = 2_678_400;
 /// The longest connection timeout `--set` takes here: a year.
 const MAX_TIMEOUT: u64 = 31_536_000;
+/// The heaviest real server a file may name: ipvsadm(8)'s documented 0 to 65535 (its
+/// parser, and the table, take up to INT_MAX; `uvs import ipvsadm` reports what is
+/// heavier, as the ldirectord and keepalived imports do).
+pub const MAX_WEIGHT: i32 = 65_535;
+
+/// Whether a file can hold IPv4 persistence netmask `mask`: only contiguous ones (a
+/// prefix); ipvsadm's -M takes any address (`uvs import ipvsadm` reports the others).
+pub fn holds_netmask(mask: Ipv4Addr) -> bool {
+    u32::from(mask).leading_ones() == u32::from(mask).count_ones()
+}
 
 /// Reads `text` (the contents of `file`) into a configuration, or its problems (all
 /// counted, the first hundred listed: `reader`).
@@ -194,6 +204,8 @@ fn rehearse(config: &Config, origins: &[Origin], report: &Report<'_>) {
             report.at(span, path, message);
         }
     };
+    // Services refused: their listen rules are not looked at.
+    let mut refused = HashSet::new();
     for (
         spec,
         Origin {
@@ -205,6 +217,7 @@ fn rehearse(config: &Config, origins: &[Origin], report: &Report<'_>) {
     {
         if let Err(e) = table.apply(&Command::AddService(spec.service.clone()), &UnicastOnly) {
             report_at(span, path, e.to_string());
+            refused.insert(spec.service.key);
             continue;
         }
         for (i, server) in spec.servers.iter().enumerate() {
@@ -220,6 +233,13 @@ fn rehearse(config: &Config, origins: &[Origin], report: &Report<'_>) {
                 };
                 report_at(&server_spans[i], &format!("{path}.server[{i}]"), message);
             }
+        }
+    }
+    // Listen rules after every service, as the plan adds them: a rule is checked
+    // against all the services of the file (`table::listener::check`).
+    for (spec, Origin { span, path, .. }) in config.services.iter().zip(origins) {
+        if refused.contains(&spec.service.key) {
+            continue;
         }
         for rule in &spec.listen {
             if let Err(e) = table.apply(&Command::AddListener(*rule), &UnicastOnly) {
@@ -924,7 +944,7 @@ fn read_netmask(item: &Item<'_, '_>, family: Family) -> Option<Netmask> {
             // Only contiguous masks: as many leading ones as ones.
             item.parsed(expected, |s| {
                 let m = s.parse::<Ipv4Addr>().ok()?;
-                (u32::from(m).leading_ones() == u32::from(m).count_ones()).then_some(Netmask::V4(m))
+                holds_netmask(m).then_some(Netmask::V4(m))
             })
         }
         Family::Inet6 => item.integer(1..=128).map(|n| Netmask::V6(n as u32)),
@@ -1414,7 +1434,7 @@ fn read_server(
     };
     let weight = t
         .get("weight")
-        .map_or(Some(1), |item| item.integer(0..=65535))
+        .map_or(Some(1), |item| item.integer(0..=i64::from(MAX_WEIGHT)))
         .map(|w| w as i32);
     let forward = match t.get("forward") {
         None => Some(Forward::Masq),
@@ -2543,6 +2563,26 @@ fwmark = 3
             "{problems:?}"
         );
         assert_eq!(problems.len(), 3);
+    }
+
+    /// A listen rule is checked against every service of the file, wherever it is,
+    /// as the plan adds rules after all the services.
+    #[test]
+    fn a_listen_rule_cannot_take_the_vip_of_a_service_later_in_the_file() {
+        let text = r#"
+[[service]]
+fwmark = 5
+listen = ["tcp 127.0.0.1:80"]
+
+[[service]]
+tcp = "127.0.0.1:80"
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:2:1: service[0].listen: -t 127.0.0.1:80: -t 127.0.0.1:80 is the address of virtual service tcp 127.0.0.1:80: a listener there would take its connections (delete the service first, or listen elsewhere)"
+            ]
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use super::protocol::{
 };
 use crate::lock::Locked;
 use crate::sys;
-use crate::table::{ConnEntry, Info, TableHandle};
+use crate::table::{Command, ConnEntry, Info, TableHandle};
 
 /// What the control server reads and changes of the running daemon: the daemon passes
 /// one in, so that this module knows nothing of the daemon's parts.
@@ -38,6 +38,9 @@ pub trait Daemon: Send + Sync + 'static {
     fn status(&self) -> super::protocol::Status;
     /// Clients served at once (their part of the descriptor reserve; at least 1).
     fn max_clients(&self) -> usize;
+    /// `command` was applied (the daemon may have something to say of it in its log:
+    /// a change the configuration file will undo).
+    fn changed(&self, _command: &Command) {}
 }
 
 /// A client that sends nothing for this long, first or between requests, is
@@ -149,6 +152,7 @@ pub fn answer(request: Request, daemon: &dyn Daemon) -> Response {
         Request::Apply { command } => match table.apply(&command) {
             Ok(()) => {
                 tracing::info!("table changed: {command}");
+                daemon.changed(&command);
                 Response::Applied
             }
             Err(error) => {

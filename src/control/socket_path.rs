@@ -27,10 +27,59 @@ pub fn default_path() -> PathBuf {
 
 /// `UVS_SOCKET` when set and not empty, else [`default_path`].
 pub fn from_env() -> PathBuf {
-    match std::env::var_os("UVS_SOCKET") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => default_path(),
+    chosen(None).0
+}
+
+/// Which rule chose the control socket's path, for messages that say where a daemon
+/// was looked for (`uvs status` with none running).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// `--socket PATH`.
+    Flag,
+    /// `$UVS_SOCKET`.
+    Env,
+    /// Root's default, `/run/uvs/uvs.sock`.
+    Root,
+    /// Another user's default under `$XDG_RUNTIME_DIR`.
+    RuntimeDir,
+    /// Another user's default under `$TMPDIR` (no runtime directory).
+    TempDir,
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Rule::Flag => "given by --socket",
+            Rule::Env => "from $UVS_SOCKET",
+            Rule::Root => "root's default; --socket or $UVS_SOCKET choose another",
+            Rule::RuntimeDir => {
+                "the default, in $XDG_RUNTIME_DIR; --socket or $UVS_SOCKET choose another"
+            }
+            Rule::TempDir => {
+                "the default when $XDG_RUNTIME_DIR is unset; --socket or $UVS_SOCKET choose another"
+            }
+        })
     }
+}
+
+/// The control socket's path and the rule that chose it: `flag` (`--socket`) when
+/// given, else `UVS_SOCKET` when set and not empty, else [`default_path`]'s.
+pub fn chosen(flag: Option<PathBuf>) -> (PathBuf, Rule) {
+    if let Some(path) = flag {
+        return (path, Rule::Flag);
+    }
+    if let Some(p) = std::env::var_os("UVS_SOCKET").filter(|p| !p.is_empty()) {
+        return (PathBuf::from(p), Rule::Env);
+    }
+    let path = default_path();
+    let rule = if sys::effective_uid() == 0 {
+        Rule::Root
+    } else if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| Path::new(&d).is_absolute()) {
+        Rule::RuntimeDir
+    } else {
+        Rule::TempDir
+    };
+    (path, rule)
 }
 
 /// Why a directory on the way to the control socket is not trusted.

@@ -8,7 +8,7 @@ use crate::control::protocol::Status;
 use crate::control::server;
 use crate::exporter::{self, BackendHealth, ConfigReloads};
 use crate::rate_limit::RateLimit;
-use crate::table::{ConnEntry, TableHandle};
+use crate::table::{Command, ConnEntry, TableHandle};
 
 use super::report::{Mode, Reporter};
 
@@ -39,6 +39,13 @@ impl server::Daemon for Reporter {
     fn max_clients(&self) -> usize {
         self.director().descriptors.reserve().control_clients
     }
+
+    /// A change to what the configuration file owns is said in the log (the reloader's).
+    fn changed(&self, command: &Command) {
+        if let Some(reloader) = self.reloader() {
+            reloader.control_changed(command);
+        }
+    }
 }
 
 impl exporter::Source for Reporter {
@@ -56,7 +63,7 @@ impl exporter::Source for Reporter {
             health: self
                 .health()
                 .statuses()
-                .iter()
+                .into_iter()
                 .map(|h| BackendHealth {
                     service: h.service,
                     server: h.server,
@@ -65,6 +72,8 @@ impl exporter::Source for Reporter {
                     last_duration_ms: h.last_duration_ms,
                     pending: h.pending,
                     suspended: h.suspended.is_some(),
+                    last_check: h.last_check,
+                    last_error: h.last_error,
                 })
                 .collect(),
             quorum: self
@@ -92,6 +101,9 @@ impl exporter::Source for Reporter {
                 reloads: c.reloads,
                 refused: c.refused,
                 last_applied: c.last_error.is_none(),
+                path: c.path.clone(),
+                last_error: c.last_error.clone(),
+                groups: c.groups.iter().map(|g| g.members.clone()).collect(),
             }),
         }
     }

@@ -13,6 +13,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::UnixListener;
@@ -35,6 +36,17 @@ pub use run::{ConfigFile, RunError, director, run, serve};
 
 /// How long a stopping daemon waits for open connections by default.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Set by a second stop signal: the drain under way ends at once. Process-wide, as the
+/// signals that set it are.
+static DRAIN_CUT: AtomicBool = AtomicBool::new(false);
+
+/// Ends the drain of a stopping daemon now, closing its open connections as the drain
+/// timeout would (`main` calls it on a second SIGINT or SIGTERM). Before a stop, the
+/// drain that follows is cut from its start.
+pub fn cut_drain() {
+    DRAIN_CUT.store(true, Ordering::Relaxed);
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -107,11 +119,19 @@ impl Daemon {
             );
         }
         let deadline = tokio::time::Instant::now() + drain;
-        while director.conns.live_streams() > 0 && tokio::time::Instant::now() < deadline {
+        let cut = || DRAIN_CUT.load(Ordering::Relaxed);
+        while director.conns.live_streams() > 0 && tokio::time::Instant::now() < deadline && !cut()
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let left = director.conns.live_streams();
-        if left > 0 {
+        if left > 0 && cut() {
+            tracing::warn!(
+                left,
+                "second signal: closing {left} connection{} now",
+                if left == 1 { "" } else { "s" }
+            );
+        } else if left > 0 {
             tracing::warn!(left, "drain timeout: closing the remaining connections");
         }
         for task in tasks {

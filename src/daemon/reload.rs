@@ -11,7 +11,13 @@
 //! up or down is applied the same way (`health::effective`). The file's `[global]`
 //! settings go to the daemon, which knows the command line ([`GlobalSettings`]). Run
 //! by `uvs run -c FILE`.
+//!
+//! What the file owns is the file's: a uvsadm command that changes it (`-e` on one of
+//! its services, say) lasts until the next reload, or health change, re-applies the
+//! file. Both are said at WARN: the change, when it is made
+//! ([`Reloader::control_changed`]), and the reload that undoes it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -21,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::config::file::{self, Stamp};
-use crate::config::plan::{Owned, plan};
+use crate::config::plan::{Owned, Touched, plan};
 use crate::config::slot::{Outcome, Slot};
 use crate::config::status::ConfigStatus;
 use crate::config::watch::Watch;
@@ -31,7 +37,9 @@ use crate::lock::Locked;
 use crate::proxy::director::Director;
 use crate::rate_limit::RateLimit;
 use crate::table::loops::loops;
-use crate::table::{HostInterfaces, ListenAddr, OwnAddresses, Protocol, Table, TableError};
+use crate::table::{
+    Command, HostInterfaces, ListenAddr, OwnAddresses, Protocol, Table, TableError,
+};
 
 /// The log target of what is logged here: the module's before it moved from config/,
 /// so the log reads as it did (`INFO uvs::config::reload: table changed: ...`).
@@ -67,6 +75,41 @@ fn room_for_listeners(director: &Director, now: &Table, next: &Table) -> Result<
         });
     }
     Ok(())
+}
+
+/// Commands that changed one thing the file owns, through the control socket, since
+/// the file was last applied (what the next apply undoes), or that put it back: the
+/// first [`COMMANDS_KEPT`], as ipvsadm lines, and how many more.
+#[derive(Debug, Default)]
+struct Commands {
+    kept: Vec<String>,
+    more: usize,
+}
+
+const COMMANDS_KEPT: usize = 4;
+
+/// At most this many changes undone are named one by one in a reload's log.
+const UNDONE_NAMED: usize = 8;
+
+impl Commands {
+    fn add(&mut self, command: &Command) {
+        if self.kept.len() < COMMANDS_KEPT {
+            self.kept.push(command.to_string());
+        } else {
+            self.more += 1;
+        }
+    }
+}
+
+/// "-e ...; -e ... and 2 more"
+impl std::fmt::Display for Commands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.kept.join("; "))?;
+        if self.more > 0 {
+            write!(f, " and {} more", self.more)?;
+        }
+        Ok(())
+    }
 }
 
 /// How often `autoreload` looks at the file.
@@ -155,6 +198,10 @@ pub struct Reloader {
     waiting: RateLimit,
     /// What the health checks know (the checker writes it; the table follows it).
     health: Arc<Findings>,
+    /// Changes by the control socket to what the file owns, which the next apply
+    /// undoes (locked after `applied`, never before).
+    /// One entry per thing touched: at most what the file owns.
+    changed_by_control: Mutex<HashMap<Touched, Commands>>,
     /// The file's fate, for the status report (None until a first apply or refusal).
     status: Mutex<Option<ConfigStatus>>,
 }
@@ -274,6 +321,7 @@ impl Reloader {
             refused_again: RateLimit::new(),
             waiting: RateLimit::new(),
             health: findings,
+            changed_by_control: Mutex::new(HashMap::new()),
             status: Mutex::new(None),
         }
     }
@@ -346,7 +394,82 @@ impl Reloader {
         for command in &commands {
             tracing::info!(target: LOG, file = %self.path.display(), by = why, "table changed: {command}");
         }
+        self.say_undone(&commands, why);
         Ok(commands.len())
+    }
+
+    /// `command`, from the control socket, was applied: if it changed something the
+    /// file owns, says at WARN that the next reload undoes it, and remembers it, so
+    /// that the reload that does can say so. uvsadm's own output is not touched.
+    pub fn control_changed(&self, command: &Command) {
+        let applied = self.applied.locked();
+        if applied.1.is_none() {
+            return; // not applied yet: nothing is the file's
+        }
+        let touched = applied.0.touched_by(command);
+        if touched.is_empty() {
+            return;
+        }
+        let mut changes = self.changed_by_control.locked();
+        for t in &touched {
+            changes.entry(*t).or_default().add(command);
+        }
+        drop(changes);
+        drop(applied);
+        let mut what: Vec<String> = touched
+            .iter()
+            .take(UNDONE_NAMED)
+            .map(ToString::to_string)
+            .collect();
+        if touched.len() > UNDONE_NAMED {
+            what.push(format!("{} more", touched.len() - UNDONE_NAMED));
+        }
+        let file = self.path.display();
+        tracing::warn!(target: LOG,
+            "uvsadm changed {}, which {file} owns ({command}): the next reload of {file} will undo it",
+            what.join(", ")
+        );
+    }
+
+    /// After `commands` made the table say what the file says again: names the
+    /// control socket's changes they undid (`why`: "file" for a load or reload, or a
+    /// health check), and forgets them all.
+    fn say_undone(&self, commands: &[Command], why: &str) {
+        let changes = std::mem::take(&mut *self.changed_by_control.locked());
+        if changes.is_empty() {
+            return;
+        }
+        // What put each change back, in one pass over the commands.
+        let mut back: HashMap<Touched, Commands> = HashMap::new();
+        for command in commands {
+            for t in Touched::put_back_by(command) {
+                if changes.contains_key(&t) {
+                    back.entry(t).or_default().add(command);
+                }
+            }
+        }
+        let mut undone: Vec<(String, &Commands, Commands)> = back
+            .into_iter()
+            .filter_map(|(t, back)| Some((t.to_string(), changes.get(&t)?, back)))
+            .collect();
+        undone.sort_by(|a, b| a.0.cmp(&b.0));
+        let file = self.path.display();
+        let by = if why == "file" {
+            format!("reload of {file}")
+        } else {
+            format!("{why}: re-applying {file}")
+        };
+        for (touched, changed, back) in undone.iter().take(UNDONE_NAMED) {
+            tracing::warn!(target: LOG,
+                "{by} undoes the control socket's change to {touched} ({changed}): {back}"
+            );
+        }
+        if undone.len() > UNDONE_NAMED {
+            tracing::warn!(target: LOG,
+                "{by} undoes the control socket's changes to {} more services or listeners",
+                undone.len() - UNDONE_NAMED
+            );
+        }
     }
 
     /// A server went up or down: the table follows the configuration as it now stands.

@@ -145,6 +145,11 @@ impl Reporter {
         }
     }
 
+    /// The reloader (None without a configuration file).
+    pub fn reloader(&self) -> Option<&Arc<Reloader>> {
+        self.reloader.get()
+    }
+
     /// The reloader's piece: the configuration file's fate (None without one).
     pub fn config(&self) -> Option<ConfigStatus> {
         self.reloader.get().and_then(|r| r.status())

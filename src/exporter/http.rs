@@ -1,12 +1,14 @@
 //! The metrics endpoint: a small HTTP/1.x server (GET and HEAD only, one request per
 //! connection, `Connection: close`) with `/metrics` (the Prometheus text format),
-//! `/healthz` (for liveness and readiness probes) and `/` (a page of links); anything
-//! else gets 404 or 405. Started by the daemon on `--metrics`, on its control thread.
+//! `/healthz` (for liveness and readiness probes) and `/` (the status page, `page`);
+//! anything else gets 404 or 405. Started by the daemon on `--metrics`, on its control
+//! thread.
 //!
 //! Nothing a client does can take the daemon down: connections are capped ([`Limits`];
 //! at the cap a new one evicts an idle or slow one, see `conns`), the request head and
 //! the response each have a deadline, a failing accept (no descriptors left) backs off,
-//! and every `/metrics` client writes the same shared body (see `scrape`); a client
+//! and every `/metrics` client writes the same shared body (see `scrape`; the status
+//! page is rendered and shared the same way, by a `scrape` of its own); a client
 //! still reading a body two newer ones have replaced is reset, so slow readers hold at
 //! most two bodies between them. Each reset is counted by reason (`drops`).
 
@@ -28,9 +30,12 @@ pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9280";
 const MAX_REQUEST: usize = 8192;
 /// Slices handed to one vectored write.
 const SLICES_PER_WRITE: usize = 64;
-const INDEX: &str = "<html><head><title>uvs</title></head><body><h1>uvs</h1>\n\
-<p><a href=\"/metrics\">/metrics</a>: Prometheus metrics (node_ipvs_* and uvs_*)</p>\n\
-<p><a href=\"/healthz\">/healthz</a>: liveness</p>\n</body></html>\n";
+/// The status page's own headers: nothing but the page itself may load or run (its
+/// style is inline; it has no script), the browser takes it as HTML only, keeps no copy,
+/// and sends no referrer from its links.
+const PAGE_HEADERS: &str = "Content-Security-Policy: default-src 'none'; \
+style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n\
+X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nReferrer-Policy: no-referrer\r\n";
 
 /// What the endpoint allows each client, and all of them together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +68,13 @@ pub async fn serve(listener: TcpListener, source: Arc<dyn Source>, limits: Limit
     let cap = limits.max_connections.max(1);
     let registry = Registry::new();
     let drops = Arc::new(Drops::default());
+    // The page's uptime counts from here: the daemon starts its endpoint as it starts.
+    let started_at = crate::clock::unix_seconds();
+    let pages = Scrapes::rendered_by(
+        Arc::clone(&source),
+        Arc::clone(&drops),
+        Box::new(move |source, snapshot, _| super::page::render(source, snapshot, started_at)),
+    );
     let scrapes = Scrapes::new(source, Arc::clone(&drops));
     let warned = crate::rate_limit::RateLimit::new();
     let mut backoff = Backoff::default();
@@ -93,6 +105,7 @@ pub async fn serve(listener: TcpListener, source: Arc<dyn Source>, limits: Limit
         let slot = registry.open();
         let endpoint = Endpoint {
             scrapes: Arc::clone(&scrapes),
+            pages: Arc::clone(&pages),
             drops: Arc::clone(&drops),
             limits,
         };
@@ -121,6 +134,8 @@ impl Backoff {
 /// What every connection of one endpoint shares.
 struct Endpoint {
     scrapes: Arc<Scrapes>,
+    /// The status page's bodies.
+    pages: Arc<Scrapes>,
     drops: Arc<Drops>,
     limits: Limits,
 }
@@ -155,16 +170,17 @@ async fn answer(mut stream: TcpStream, slot: Slot, endpoint: Endpoint) {
 }
 
 /// What a request is answered with.
-enum Payload {
+enum Payload<'e> {
     Text(&'static str),
-    Metrics(Shared),
+    /// A body shared by `from`'s clients (`/metrics`, the status page).
+    Rendered(Shared, &'e Scrapes),
 }
 
-impl Payload {
+impl Payload<'_> {
     fn len(&self) -> usize {
         match self {
             Payload::Text(text) => text.len(),
-            Payload::Metrics(shared) => shared.body.len(),
+            Payload::Rendered(shared, _) => shared.body.len(),
         }
     }
 }
@@ -182,12 +198,13 @@ async fn exchange(stream: &mut TcpStream, slot: &Slot, endpoint: &Endpoint) -> O
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     let text = "text/plain; charset=utf-8";
+    let mut headers = "";
     let (status, content_type, payload) = match (method, path) {
         ("GET" | "HEAD", "/metrics") => match endpoint.scrapes.body().await {
             Ok(shared) => (
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",
-                Payload::Metrics(shared),
+                Payload::Rendered(shared, &endpoint.scrapes),
             ),
             Err(e) => {
                 tracing::warn!(error = %e, "metrics endpoint: no body for /metrics");
@@ -199,7 +216,24 @@ async fn exchange(stream: &mut TcpStream, slot: &Slot, endpoint: &Endpoint) -> O
             }
         },
         ("GET" | "HEAD", "/healthz") => ("200 OK", text, Payload::Text("ok\n")),
-        ("GET" | "HEAD", "/") => ("200 OK", "text/html; charset=utf-8", Payload::Text(INDEX)),
+        ("GET" | "HEAD", "/") => match endpoint.pages.body().await {
+            Ok(shared) => {
+                headers = PAGE_HEADERS;
+                (
+                    "200 OK",
+                    "text/html; charset=utf-8",
+                    Payload::Rendered(shared, &endpoint.pages),
+                )
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics endpoint: no status page");
+                (
+                    "500 Internal Server Error",
+                    text,
+                    Payload::Text("status page unavailable\n"),
+                )
+            }
+        },
         ("GET" | "HEAD", _) => (
             "404 Not Found",
             text,
@@ -217,7 +251,7 @@ async fn exchange(stream: &mut TcpStream, slot: &Slot, endpoint: &Endpoint) -> O
         ""
     };
     let response_head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{allow}\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{allow}{headers}\r\n",
         payload.len()
     );
     let mut parts: Vec<&[u8]> = vec![response_head.as_bytes()];
@@ -225,7 +259,7 @@ async fn exchange(stream: &mut TcpStream, slot: &Slot, endpoint: &Endpoint) -> O
         match &payload {
             Payload::Text(text) => parts.push(text.as_bytes()),
             // The shared chunks themselves: no copy per client.
-            Payload::Metrics(shared) => {
+            Payload::Rendered(shared, _) => {
                 parts.extend(shared.body.chunks().iter().map(Vec::as_slice));
             }
         }
@@ -235,8 +269,8 @@ async fn exchange(stream: &mut TcpStream, slot: &Slot, endpoint: &Endpoint) -> O
         // A reader still on a body two newer ones replaced goes, so that its body can:
         // otherwise slow readers spaced out in time would each hold one until their
         // deadline. (HEAD too: its body is held until the head is written.)
-        Payload::Metrics(shared) => tokio::select! {
-            () = endpoint.scrapes.stale(shared.generation) => {
+        Payload::Rendered(shared, from) => tokio::select! {
+            () = from.stale(shared.generation) => {
                 return Outcome::Dropped(Reason::StaleBody);
             }
             written = write => written,

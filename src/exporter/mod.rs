@@ -8,6 +8,7 @@
 //! - `text` writes the exposition from one table snapshot into a chunked `body`;
 //! - `scrape` renders it off the control thread (on `render_thread`) and shares one body
 //!   between the scrapes of a short interval;
+//! - `page` writes the status page at `/` from the same snapshot and state;
 //! - `http` serves `/metrics`, `/healthz` and `/` with a cap on connections (`conns`),
 //!   and counts the clients it resets (`drops`).
 //!
@@ -19,6 +20,7 @@ mod conns;
 pub mod drops;
 pub mod http;
 pub mod names;
+pub mod page;
 mod render_thread;
 pub mod scrape;
 mod source;

@@ -97,9 +97,15 @@ struct State {
     renderer: RenderThread<Render>,
 }
 
-/// The shared bodies of one endpoint.
+/// What a body is made with, from the daemon, one table snapshot and the endpoint's
+/// resets: `/metrics`'s exposition ([`super::render`]) or the status page
+/// ([`super::page::render`]).
+pub type Renderer = Box<dyn Fn(&dyn Source, &Table, &Drops) -> Body + Send + Sync>;
+
+/// The shared bodies of one endpoint (one `Scrapes` per kind of body).
 pub struct Scrapes {
     source: Arc<dyn Source>,
+    render: Renderer,
     /// The endpoint's resets, written into each body.
     drops: Arc<Drops>,
     state: Mutex<State>,
@@ -118,9 +124,20 @@ impl std::fmt::Debug for Scrapes {
 }
 
 impl Scrapes {
+    /// The `/metrics` bodies of `source`.
     pub fn new(source: Arc<dyn Source>, drops: Arc<Drops>) -> Arc<Scrapes> {
+        Scrapes::rendered_by(source, drops, Box::new(super::render))
+    }
+
+    /// Bodies made by `render`, shared and bounded as `/metrics`'s are.
+    pub fn rendered_by(
+        source: Arc<dyn Source>,
+        drops: Arc<Drops>,
+        render: Renderer,
+    ) -> Arc<Scrapes> {
         Arc::new(Scrapes {
             source,
+            render,
             drops,
             state: Mutex::default(),
             newest: watch::Sender::new(0),
@@ -235,7 +252,7 @@ impl render_thread::Job for Render {
     fn run(self) {
         let body = {
             let scrapes = &self.publish.scrapes;
-            super::render(&*scrapes.source, &self.snapshot, &scrapes.drops)
+            (scrapes.render)(&*scrapes.source, &self.snapshot, &scrapes.drops)
         };
         self.publish.done(body, self.snapshot);
     }

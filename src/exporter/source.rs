@@ -56,6 +56,11 @@ pub struct BackendHealth {
     pub pending: bool,
     /// Its checks are suspended (`ha_suspend`: its service's address is not here).
     pub suspended: bool,
+    /// When the last check ended (seconds since the epoch); None before the first.
+    pub last_check: Option<u64>,
+    /// Why the last check failed, as the check said it (text from the real server's
+    /// answer may be in it: the status page escapes it). None after a good check.
+    pub last_error: Option<String>,
 }
 
 /// A service's quorum as the checks last judged it (keepalived's `quorum`).
@@ -77,4 +82,11 @@ pub struct ConfigReloads {
     pub refused: u64,
     /// Whether the last load or reload was applied.
     pub last_applied: bool,
+    /// The file, as given to `uvs run -c`.
+    pub path: String,
+    /// Why the last reload was refused, while it is the last (the status page shows it).
+    pub last_error: Option<String>,
+    /// The groups of virtual services the file makes, each its members in the file's
+    /// order: the first is the one its real servers' checks are run (and reported) for.
+    pub groups: Vec<Vec<ServiceKey>>,
 }

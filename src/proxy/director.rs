@@ -208,13 +208,18 @@ impl Director {
         }
     }
 
-    /// Expires connections and templates, forever.
+    /// Expires connections and templates, and sums up the failures the log held back
+    /// (`failure_log`), every second, forever.
     pub async fn sweep(self: Arc<Director>) {
         let mut tick = tokio::time::interval(SWEEP_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let timeouts = self.table.snapshot().timeouts();
+            let snapshot = self.table.snapshot();
+            let timeouts = snapshot.timeouts();
+            // What the failure log held back, summed up once its interval is over.
+            crate::proxy::failure_log::flush(&snapshot);
+            drop(snapshot);
             let swept = self.conns.sweep(&timeouts);
             self.udp_flows.expired_unreplied(swept.unreplied_closed);
             self.templates.sweep();

@@ -21,6 +21,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::accounting::Accounting;
+use super::failure_log::Peer;
 use super::pools::Buffer;
 use crate::conn::{Clock, Conn, State};
 use crate::descriptors::Budget;
@@ -115,12 +116,39 @@ impl<'a> Transfer<'a> {
 }
 
 /// How a transfer ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum End {
     /// Both sides closed in order (FIN both ways).
     Closed,
-    /// A side reset or failed; the other is to be reset too.
-    Reset,
+    /// A side reset or failed; the other is to be reset too. Which side, and what its
+    /// socket said (None: neither, the director itself: no pipe could be had).
+    Reset(Option<(Peer, io::Error)>),
+}
+
+/// An error of one step of a direction, and whose socket it came from: the sender's
+/// (read), the receiver's (write), or neither (None: the director's own, a pipe).
+struct Failed {
+    at: Option<Side>,
+    error: io::Error,
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Sender,
+    Receiver,
+}
+
+impl Failed {
+    fn at(side: Side) -> impl FnOnce(io::Error) -> Failed {
+        move |error| Failed {
+            at: Some(side),
+            error,
+        }
+    }
+
+    fn local(error: io::Error) -> Failed {
+        Failed { at: None, error }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -162,34 +190,53 @@ impl Transfer<'_> {
                     self.ended(Way::Out, r, !in_done)
                 }
             };
-            if ended.is_err() {
-                return End::Reset;
+            if let Err(failed) = ended {
+                return End::Reset(failed);
             }
         }
         End::Closed
     }
 
-    /// One way is done. Err (logged) if it failed: the transfer ends in a reset. If it
-    /// closed in order and `first`, the connection takes the state IPVS gives the first
-    /// FIN of that way: CLOSE_WAIT when the client closed first, FIN_WAIT when the real
-    /// server did.
-    fn ended(&self, way: Way, result: io::Result<()>, first: bool) -> io::Result<()> {
-        if let Err(e) = &result {
-            match way {
-                Way::In => {
-                    tracing::debug!(client = %self.conn.client, error = %e, "client side failed")
+    /// One way is done. Err if it failed: the transfer ends in a reset, and the error
+    /// is the peer's whose socket it came from (client or real server). If it closed in
+    /// order and `first`, the connection takes the state IPVS gives the first FIN of
+    /// that way: CLOSE_WAIT when the client closed first, FIN_WAIT when the real server
+    /// did.
+    fn ended(
+        &self,
+        way: Way,
+        result: Result<(), Failed>,
+        first: bool,
+    ) -> Result<(), Option<(Peer, io::Error)>> {
+        match result {
+            Err(Failed { at, error }) => {
+                let peer = at.map(|side| match (way, side) {
+                    (Way::In, Side::Sender) | (Way::Out, Side::Receiver) => Peer::Client,
+                    (Way::In, Side::Receiver) | (Way::Out, Side::Sender) => Peer::Server,
+                });
+                match peer {
+                    Some(Peer::Client) => {
+                        tracing::debug!(client = %self.conn.client, error = %error, "client side failed")
+                    }
+                    Some(Peer::Server) => {
+                        tracing::debug!(server = %self.conn.dest, error = %error, "server side failed")
+                    }
+                    None => {
+                        tracing::debug!(client = %self.conn.client, error = %error, "transfer failed")
+                    }
                 }
-                Way::Out => {
-                    tracing::debug!(server = %self.conn.dest, error = %e, "server side failed")
-                }
+                Err(peer.map(|p| (p, error)))
             }
-        } else if first {
-            self.conn.set_state(match way {
-                Way::In => State::CloseWait,
-                Way::Out => State::FinWait,
-            });
+            Ok(()) => {
+                if first {
+                    self.conn.set_state(match way {
+                        Way::In => State::CloseWait,
+                        Way::Out => State::FinWait,
+                    });
+                }
+                Ok(())
+            }
         }
-        result
     }
 }
 
@@ -215,10 +262,13 @@ async fn direction(
     from: &TcpStream,
     to: &TcpStream,
     way: Way,
-) -> io::Result<()> {
+) -> Result<(), Failed> {
     let mut splicing = mode == TransferMode::Splice;
     loop {
-        let ready = from.ready(Interest::READABLE | Interest::ERROR).await?;
+        let ready = from
+            .ready(Interest::READABLE | Interest::ERROR)
+            .await
+            .map_err(Failed::at(Side::Sender))?;
         // The sender's FIN is in (and no reset): what can be read now is the last.
         let fin_seen = ready.is_read_closed() && !ready.is_error();
         let spliced = if splicing {
@@ -280,9 +330,9 @@ fn read_drained(from: &TcpStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
 /// read drains the socket, those bytes are the last: they are sent with MSG_MORE so the
 /// half-close that follows rides on the same segment, and the read that would only say
 /// "end of input" is saved (HAProxy does the same).
-async fn copy_step(from: &TcpStream, to: &TcpStream, fin_seen: bool) -> io::Result<Step> {
+async fn copy_step(from: &TcpStream, to: &TcpStream, fin_seen: bool) -> Result<Step, Failed> {
     let mut buf = Buffer::take();
-    let n = match read_drained(from, &mut buf)? {
+    let n = match read_drained(from, &mut buf).map_err(Failed::at(Side::Sender))? {
         Some(0) => return Ok(Step::End),
         Some(n) => n,
         None => return Ok(Step::Idle),
@@ -291,13 +341,13 @@ async fn copy_step(from: &TcpStream, to: &TcpStream, fin_seen: bool) -> io::Resu
     let flags = if last { libc::MSG_MORE } else { 0 };
     let mut sent = 0;
     while sent < n {
-        to.writable().await?;
+        to.writable().await.map_err(Failed::at(Side::Receiver))?;
         match to.try_io(Interest::WRITABLE, || {
             socket2::SockRef::from(to).send_with_flags(&buf[sent..n], flags)
         }) {
             Ok(m) => sent += m,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(Failed::at(Side::Receiver)(e)),
         }
     }
     Ok(if last { Step::Last(n) } else { Step::Moved(n) })
@@ -309,11 +359,11 @@ async fn splice_step(
     budget: &std::sync::Arc<Budget>,
     from: &TcpStream,
     to: &TcpStream,
-) -> io::Result<Option<Step>> {
+) -> Result<Option<Step>, Failed> {
     use super::pools::PooledPipe;
     use std::os::fd::AsFd;
 
-    let Some(mut pipe) = PooledPipe::take(budget)? else {
+    let Some(mut pipe) = PooledPipe::take(budget).map_err(Failed::local)? else {
         return Ok(None);
     };
     // Until it is empty again, a dropped pipe is closed, not pooled.
@@ -321,14 +371,14 @@ async fn splice_step(
         Ok(0) => return Ok(Some(Step::End)),
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some(Step::Idle)),
-        Err(e) => return Err(e),
+        Err(e) => return Err(Failed::at(Side::Sender)(e)),
     };
     while pipe.holds() > 0 {
-        to.writable().await?;
+        to.writable().await.map_err(Failed::at(Side::Receiver))?;
         match to.try_io(Interest::WRITABLE, || pipe.splice_out(to.as_fd())) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(Failed::at(Side::Receiver)(e)),
         }
     }
     Ok(Some(Step::Moved(n)))
@@ -339,6 +389,6 @@ async fn splice_step(
     _budget: &std::sync::Arc<Budget>,
     _from: &TcpStream,
     _to: &TcpStream,
-) -> io::Result<Option<Step>> {
+) -> Result<Option<Step>, Failed> {
     Ok(None)
 }

@@ -6,7 +6,8 @@
 //! not local yet, a port in use, no descriptors left) is shown by `uvs status` and
 //! retried, since the address may appear later (keepalived moving a VIP); the first
 //! few failures of every ten seconds are logged with their reason, the rest summed up
-//! in one rate-limited line. The manager also keeps the director's own listen addresses, which no
+//! in one rate-limited line; a port below the unprivileged limit refused also says
+//! why and what to do (`low_port`), once per address. The manager also keeps the director's own listen addresses, which no
 //! connection may be forwarded to, and names each real server that is one of them
 //! once. Run by the daemon.
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 use socket2::{Domain, Socket, Type};
 
 use super::congestion::CongestionControl;
+use super::low_port;
 use super::registry::{ListenerState, Serving};
 use super::tcp;
 use super::udp::SocketGroup;
@@ -161,7 +163,8 @@ impl FailureLog {
         }
     }
 
-    fn failed(&mut self, listen: &ListenAddr, reason: &str) {
+    /// Logs (or holds back) a failure; true when it was logged one by one.
+    fn failed(&mut self, listen: &ListenAddr, reason: &str) -> bool {
         if self.since.elapsed() >= Duration::from_secs(crate::rate_limit::INTERVAL_SECONDS) {
             self.since = tokio::time::Instant::now();
             self.told = 0;
@@ -169,10 +172,12 @@ impl FailureLog {
         if self.told < LOGGED_ONE_BY_ONE {
             self.told += 1;
             tracing::warn!(%listen, error = %reason, "cannot listen; retrying every {} s", RETRY_INTERVAL.as_secs());
+            true
         } else {
             self.held += 1;
             self.example
                 .get_or_insert_with(|| (*listen, reason.to_string()));
+            false
         }
     }
 
@@ -233,6 +238,10 @@ pub async fn manage(director: Arc<Director>) {
         read_at: None,
     };
     let mut failures = FailureLog::new();
+    // The listen addresses told why a low port is refused, each once.
+    let mut hinted: HashSet<ListenAddr> = HashSet::new();
+    let program =
+        std::env::current_exe().map_or_else(|_| "uvs".to_string(), |p| p.display().to_string());
     loop {
         let round = std::time::Instant::now();
         let snapshot = director.table.snapshot();
@@ -250,6 +259,7 @@ pub async fn manage(director: Arc<Director>) {
             }
         }
         logged.retain(|l, _| wanted.contains_key(l));
+        hinted.retain(|l| wanted.contains_key(l));
         let mut failing = 0usize;
         for (listen, service) in &wanted {
             if director.listeners.is_accepting(listen) {
@@ -277,8 +287,18 @@ pub async fn manage(director: Arc<Director>) {
                     failing += 1;
                     let reason = e.to_string();
                     if logged.get(listen) != Some(&reason) {
-                        failures.failed(listen, &reason);
+                        let told = failures.failed(listen, &reason);
+                        if told
+                            && !hinted.contains(listen)
+                            && let Some(hint) = low_port::unprivileged_port_start()
+                                .and_then(|start| low_port::hint(listen, &e, start, &program))
+                        {
+                            tracing::warn!(%listen, "cannot listen: {hint}");
+                            hinted.insert(*listen);
+                        }
                         logged.insert(*listen, reason.clone());
+                    } else {
+                        tracing::debug!(%listen, error = %reason, "still cannot listen; retrying");
                     }
                     director.listeners.set_state(
                         *listen,

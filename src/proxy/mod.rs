@@ -1,9 +1,11 @@
 //! The data plane: its shared state (`director`: the table handle, connections,
 //! templates, workers, descriptor budget), listeners that follow the table
-//! (`listeners`, recorded in `registry`), the TCP connection path (`tcp`, with the
+//! (`listeners`, recorded in `registry`; `low_port` says why a port below the
+//! unprivileged limit is refused), the TCP connection path (`tcp`, with the
 //! `congestion` control of its two legs), the byte path (`forward`, with per-thread
 //! `pools` of buffers and pipes), the UDP flows (`udp`), what both do alike to reach a
-//! real server (`scheduling`) and the counting of what moves (`accounting`).
+//! real server (`scheduling`), the counting of what moves (`accounting`) and the log of
+//! what fails (`failure_log`: failed connects and resets, rate-limited, with counts).
 //!
 //! Words: a connection's bytes move in a `forward::Transfer`, by copy or splice (its
 //! `TransferMode`, the `--forwarding` setting); IPVS's forwarding method (masquerading,
@@ -14,8 +16,10 @@
 pub mod accounting;
 pub mod congestion;
 pub mod director;
+pub mod failure_log;
 pub mod forward;
 pub mod listeners;
+pub mod low_port;
 pub mod pools;
 pub mod registry;
 pub mod scheduling;

@@ -219,25 +219,44 @@ struct Reached<'a> {
     accounting: Accounting,
 }
 
-/// Counts and logs a failed connect.
-fn connect_failed(server: &RealServer, dest: SocketAddr, e: &ConnectError) {
+/// Counts and logs a failed connect of `service` to `server` (at `dest`) that waited
+/// at most `timeout`.
+fn connect_failed(
+    service: &Service,
+    server: &RealServer,
+    dest: SocketAddr,
+    e: &ConnectError,
+    timeout: Duration,
+) {
+    use super::failure_log::{self, Cause};
     let failures = &server.state.connect_failures;
+    let log = |cause: Cause, detail: &dyn std::fmt::Display| {
+        failure_log::connect_failed(&service.key, &server.state, &server.key(), cause, detail);
+    };
     match e {
         ConnectError::Refused => {
             failures.refused.fetch_add(1, Relaxed);
             tracing::debug!(%dest, "connect refused");
+            log(Cause::Refused, &"connection refused");
         }
         ConnectError::Timeout => {
             failures.timeout.fetch_add(1, Relaxed);
             tracing::debug!(%dest, "connect timed out");
+            let waited = match timeout.as_millis() {
+                ms if ms % 1000 == 0 => format!("{} s", ms / 1000),
+                ms => format!("{ms} ms"),
+            };
+            log(Cause::TimedOut, &format_args!("timed out after {waited}"));
         }
         ConnectError::Loop => {
-            // Counted by the check (`Scheduling::loops_back`).
+            // Counted by the check (`Scheduling::loops_back`), and named in the log
+            // once, when the table made it so.
             tracing::debug!(%dest, "not connecting to the director's own listen address");
         }
         ConnectError::Other(err) => {
             failures.other.fetch_add(1, Relaxed);
             tracing::debug!(%dest, error = %err, "connect failed");
+            log(Cause::of(err), err);
         }
     }
 }
@@ -300,7 +319,7 @@ async fn reach_server<'a>(
                 });
             }
             Err(e) => {
-                connect_failed(&server, dest, &e);
+                connect_failed(service, &server, dest, &e, timeout);
                 drop(entry);
             }
         }
@@ -379,7 +398,10 @@ async fn connection(
     tracing::debug!(client = %peer, server = %entry.conn.dest, ?end, "connection ended");
     entry.end = match end {
         End::Closed => State::TimeWait,
-        End::Reset => {
+        End::Reset(failure) => {
+            if let Some((by, error)) = failure {
+                super::failure_log::reset(&service, by, &peer, &entry.conn.dest, &error);
+            }
             reset(&client);
             reset(&server);
             State::Close

@@ -30,7 +30,7 @@ fn listen(port: u16) -> ListenAddr {
 }
 
 /// rr on port 80 with servers A (.2), B (.3) and C (.4, upper threshold 2), wlc on port
-/// 81 with D (.5), and a listen rule for port 8080 to fwmark group 5.
+/// 81 with D (.5), and fwmark group 5 (no servers) with a listen rule for port 8080.
 fn build() -> TableHandle {
     let handle = TableHandle::new(Box::new(UnicastOnly));
     let mut c = server(4, 3);
@@ -54,6 +54,14 @@ fn build() -> TableHandle {
             service: tcp(81),
             server: server(5, 1),
         },
+        // The group the listen rule leads to (a rule needs its service).
+        Command::AddService(ServiceConfig::new(
+            ServiceKey::Fwmark {
+                mark: 5,
+                family: Family::Inet,
+            },
+            "wlc",
+        )),
         Command::AddListener(ListenRule {
             listen: listen(8080),
             mark: Some(5),

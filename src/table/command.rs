@@ -173,7 +173,7 @@ pub enum Command {
 }
 
 /// `-t 1.2.3.4:80`, `-f 5 -6`: the service as ipvsadm options.
-struct ServiceArgs<'a>(&'a ServiceKey);
+pub(crate) struct ServiceArgs<'a>(pub &'a ServiceKey);
 
 impl fmt::Display for ServiceArgs<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,8 +1,12 @@
 //! Why the table refused a command. The variants are the kernel's answers (errno values
 //! that ipvsadm turns into text), and their messages are ipvsadm's, byte for byte, so a
-//! refused `uvsadm` command reads exactly as a refused `ipvsadm` command.
+//! refused `uvsadm` command reads exactly as a refused `ipvsadm` command. uvs's own
+//! commands (the listen rules, the sync daemon) have messages of their own.
 
 use serde::{Deserialize, Serialize};
+
+use super::command::ServiceArgs;
+use super::{ListenAddr, ServiceKey};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -31,9 +35,31 @@ pub enum TableError {
     /// ERANGE: negative weight, lower threshold above the upper one.
     #[error("Numerical result out of range")]
     OutOfRange,
-    /// `--add-listener` for an address that already has a rule.
-    #[error("Listener already exists")]
-    ListenerExists,
+    /// `--add-listener` for an address that already has a rule (leading to `service`).
+    #[error(
+        "{listen} already listens for {service}: delete that listener first (uvsadm \
+         --delete-listener {listen})"
+    )]
+    ListenerExists {
+        listen: ListenAddr,
+        service: ServiceKey,
+    },
+    /// `--add-listener` for a service that does not exist (uvs's own command, so it is
+    /// strict: the service comes first).
+    #[error(
+        "{service} is not a virtual service: add it first (uvsadm -A {}), then its listeners",
+        ServiceArgs(service)
+    )]
+    NoListenerService { service: ServiceKey },
+    /// `--add-listener` on the address of a virtual service.
+    #[error(
+        "{listen} is the address of virtual service {service}: a listener there would take its \
+         connections (delete the service first, or listen elsewhere)"
+    )]
+    ListenerOnService {
+        listen: ListenAddr,
+        service: ServiceKey,
+    },
     /// `--delete-listener` for an address without a rule.
     #[error("No such listener")]
     NoSuchListener,

@@ -156,6 +156,14 @@ impl Table {
                     .remove(service)
                     .ok_or(TableError::NoSuchService)?;
                 effects.push(Effect::RetireServers(gone));
+                // Its listen rules go with it (`listener`).
+                self.listeners.retain(|listen, mark| {
+                    !ListenRule {
+                        listen: *listen,
+                        mark: *mark,
+                    }
+                    .leads_to(service)
+                });
             }
             Command::Flush {} => {
                 for gone in self.services.values() {
@@ -239,9 +247,17 @@ impl Table {
                 if l.protocol == Protocol::Sctp || l.port == 0 || rule.mark == Some(0) {
                     return Err(TableError::InvalidOperation);
                 }
-                if self.listeners.contains_key(l) {
-                    return Err(TableError::ListenerExists);
+                if let Some(mark) = self.listeners.get(l) {
+                    let existing = ListenRule {
+                        listen: *l,
+                        mark: *mark,
+                    };
+                    return Err(TableError::ListenerExists {
+                        listen: *l,
+                        service: existing.service(),
+                    });
                 }
+                listener::check(rule, |key| self.services.contains_key(key))?;
                 self.listeners.insert(*l, rule.mark);
             }
             Command::DeleteListener { listen } => {

@@ -144,6 +144,10 @@ pub struct ConnectFailures {
     /// Not tried: the server is one of the director's own listen addresses (see
     /// `table::loops`).
     pub looped: std::sync::atomic::AtomicU64,
+    /// The same failures (but loops), for the log, by cause (refused, timed out, no
+    /// route, other: `proxy::failure_log::Cause`): said at once the first
+    /// time and summed up at most every ten seconds.
+    pub logged: crate::rate_limit::Tally<4>,
 }
 
 /// Live state of a real server, shared by `Arc` between table snapshots and with the data

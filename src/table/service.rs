@@ -212,6 +212,10 @@ pub struct ServiceState {
     pub unavailable: std::sync::atomic::AtomicU64,
     /// New UDP flows dropped because the flow table was full.
     pub flows_dropped: std::sync::atomic::AtomicU64,
+    /// Connections reset mid-stream by a client, and by a real server, for the log
+    /// (`proxy::failure_log`).
+    pub client_resets: crate::rate_limit::Tally<1>,
+    pub server_resets: crate::rate_limit::Tally<1>,
 }
 
 /// One virtual service.

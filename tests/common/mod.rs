@@ -184,18 +184,20 @@ impl Daemon {
             // Every daemon its own port: many run at once.
             command.args(["--metrics", "127.0.0.1:0"]);
         }
+        // The log goes to a file of the test's, shown only if the test fails (or with
+        // UVS_TEST_LOG set): `cargo test` stays quiet, and a failure shows its daemon's
+        // side.
+        let log = std::fs::File::create(dir.path().join(DAEMON_LOG)).expect("log file");
         command
             .env(
                 "UVS_LOG",
                 std::env::var("UVS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
-            .stdin(Stdio::null());
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log);
         if logged {
-            let log = std::fs::File::create(dir.path().join("uvs.log")).expect("log file");
-            command
-                .env("UVS_LOG", "info")
-                .env_remove("RUST_BACKTRACE")
-                .stderr(log);
+            command.env("UVS_LOG", "info").env_remove("RUST_BACKTRACE");
         }
         let child = command.spawn().expect("spawn uvs run");
         let daemon = Daemon {
@@ -308,9 +310,10 @@ impl Daemon {
             .collect()
     }
 
-    /// What a daemon started with [`Daemon::start_logged`] has logged so far.
+    /// What the daemon has logged so far (at info level if started with
+    /// [`Daemon::start_logged`], else at warn or `UVS_TEST_LOG`'s level).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("uvs.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join(DAEMON_LOG)).unwrap_or_default()
     }
 
     /// Where this daemon serves metrics, from `uvs status`.
@@ -434,7 +437,47 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() || std::env::var_os("UVS_TEST_LOG").is_some() {
+            let log = log_tail(&self.dir.path().join(DAEMON_LOG));
+            eprintln!(
+                "--- log of uvs run (pid {}, socket {}) ---\n{log}--- end of its log ---",
+                self.child.id(),
+                self.socket.display(),
+            );
+        }
     }
+}
+
+/// A test daemon's log file, in its directory.
+const DAEMON_LOG: &str = "uvs.log";
+
+/// The most of a log a failing test shows: its last 64 KiB.
+pub const LOG_SHOWN: usize = 64 * 1024;
+
+/// The last [`LOG_SHOWN`] bytes of the file at `path` (from the first line start in
+/// them, after a line saying so), read without reading the rest; empty if there is no
+/// such file.
+pub fn log_tail(path: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(LOG_SHOWN as u64);
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(start)).is_err() || file.read_to_end(&mut bytes).is_err() {
+        return String::new();
+    }
+    if start > 0
+        && let Some(newline) = bytes.iter().position(|b| *b == b'\n')
+    {
+        bytes.drain(..=newline);
+        return format!(
+            "[... the log's first {start} bytes and more left out ...]\n{}",
+            text(&bytes)
+        );
+    }
+    text(&bytes)
 }
 
 pub fn run_with_input(mut cmd: Command, input: &str) -> Output {

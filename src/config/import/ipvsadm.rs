@@ -2,7 +2,9 @@
 //! by uvsadm's own ipvsadm grammar and applied, in order, to a scratch table, exactly as
 //! `ipvsadm -R` would apply it; the table that results becomes the configuration, its
 //! services in the order the input created them. Lines ipvsadm would refuse, and lines
-//! that are not table changes (`-Z`, listings, sync daemons), are reported.
+//! that are not table changes (`-Z`, listings, sync daemons), are reported, and so
+//! are those whose values ipvsadm takes but a uvs configuration file cannot hold
+//! ([`beyond_the_file`]): the TOML printed always passes `uvs check`.
 
 use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
@@ -12,7 +14,8 @@ use crate::adm::cmdline::{Context, Invocation, Parsed, parse};
 use crate::adm::names::Names;
 use crate::adm::restore::RestoreReader;
 use crate::config::ServiceSpec;
-use crate::table::{Command, ServiceKey, Table, UnicastOnly};
+use crate::config::schema::{MAX_WEIGHT, holds_netmask};
+use crate::table::{Command, Netmask, ServiceKey, Table, UnicastOnly};
 
 /// Imports the rules in `input`; `names` resolves host and service names (as `ipvsadm
 /// -R` would).
@@ -52,6 +55,10 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
                 continue;
             }
         };
+        if let Some(why) = beyond_the_file(&command) {
+            imported.skip(line, format!("`{command}': {why}; not taken"));
+            continue;
+        }
         match &command {
             Command::Zero { .. }
             | Command::StartSyncDaemon { .. }
@@ -95,6 +102,36 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
         });
     }
     imported.finish()
+}
+
+/// What in `command` ipvsadm (and the table) take but a configuration file cannot
+/// hold, in words; None when the file holds all of it. ipvsadm 1.31's parser against
+/// the schema, value by value:
+///
+/// - weight (`-w`): ipvsadm takes 0 to INT_MAX, a file 0 to [`MAX_WEIGHT`]: reported;
+/// - IPv4 netmask (`-M`): ipvsadm takes any address, a file contiguous masks only:
+///   reported; IPv6 prefix lengths (1 to 128) are the same in both;
+/// - thresholds (`-x`, `-y`: 0 to INT_MAX), persistence (`-p`: 1 s to 31 days),
+///   fwmarks (1 to 2^32-1), ports, tunnel ports, `--set` timeouts (to 31 days; a file
+///   holds a year), `--connect-timeout`, `--mark`: a file holds all of ipvsadm's range.
+fn beyond_the_file(command: &Command) -> Option<String> {
+    match command {
+        Command::AddServer { server, .. } | Command::EditServer { server, .. }
+            if !(0..=MAX_WEIGHT).contains(&server.weight) =>
+        {
+            Some(format!(
+                "weight {}: a uvs configuration holds weights from 0 to {MAX_WEIGHT}",
+                server.weight
+            ))
+        }
+        Command::AddService(service) | Command::EditService(service) => match service.netmask {
+            Netmask::V4(mask) if !holds_netmask(mask) => Some(format!(
+                "netmask {mask}: a uvs configuration holds contiguous netmasks only (a prefix, as 255.255.255.0)"
+            )),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -84,6 +84,8 @@ fn a_small_table_is_written_exactly() {
         last_duration_ms: 12,
         pending: false,
         suspended: true,
+        last_check: None,
+        last_error: None,
     }];
     let quorum = vec![crate::exporter::ServiceQuorum {
         service: TCP,
@@ -95,6 +97,9 @@ fn a_small_table_is_written_exactly() {
         reloads: 2,
         refused: 1,
         last_applied: true,
+        path: "uvs.toml".into(),
+        last_error: None,
+        groups: Vec::new(),
     };
     let daemon = State {
         health,

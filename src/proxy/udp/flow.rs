@@ -357,6 +357,7 @@ fn deliver(
                 // The server answered an earlier datagram with port unreachable.
                 conn.server.connect_failures.refused.fetch_add(1, Relaxed);
                 tracing::debug!(client = %key.0, server = %conn.dest, "real server refused: scheduling anew");
+                log_failure(conn, &e);
                 flow.end();
                 flows.remove(&key);
                 if refused_once {
@@ -681,6 +682,21 @@ fn flow_error(flow: &Flow, e: &io::Error) {
             failures.other.fetch_add(1, Relaxed);
         }
         tracing::debug!(client = %flow.client, server = %conn.dest, error = %e, "flow ended by its real server");
+        log_failure(conn, e);
+    }
+}
+
+/// Logs (rate-limited, with counts: `failure_log`) an error from a flow's real server;
+/// the service is named by the protocol and address the client reached.
+fn log_failure(conn: &Conn, e: &io::Error) {
+    use crate::proxy::failure_log::{Cause, connect_failed};
+    let reached = format_args!("{} {}", conn.protocol.services_name(), conn.local);
+    let cause = Cause::of(e);
+    if cause == Cause::Refused {
+        let detail = "connection refused (ICMP port unreachable)";
+        connect_failed(&reached, &conn.server, &conn.dest, cause, &detail);
+    } else {
+        connect_failed(&reached, &conn.server, &conn.dest, cause, e);
     }
 }
 

@@ -3,8 +3,15 @@
 //! 127.0.0.1:8080 balances them round robin in both protocols, so `curl -s
 //! 127.0.0.1:8080` alternates, and so do new UDP clients. The table is built with the
 //! same typed commands uvsadm sends.
+//!
+//! - `ready`: the VIP really listened on before the banner says so;
+//! - `hints`: the banner's commands to try, with programs the user's shell can run.
+
+pub mod hints;
+pub mod ready;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +24,21 @@ use crate::table::{
 
 /// The demo's VIP.
 pub const VIP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+
+/// The demo's control socket: `--socket` (`flag`), else `$UVS_SOCKET` when set and not
+/// empty, else a fresh `uvs-demo-PID/uvs.sock` in the temporary directory (the demo
+/// runs beside any daemon of the user's).
+pub fn socket(flag: Option<PathBuf>) -> PathBuf {
+    match crate::control::socket_path::chosen(flag) {
+        (
+            path,
+            crate::control::socket_path::Rule::Flag | crate::control::socket_path::Rule::Env,
+        ) => path,
+        _ => std::env::temp_dir()
+            .join(format!("uvs-demo-{}", std::process::id()))
+            .join("uvs.sock"),
+    }
+}
 
 /// Answers any HTTP request on the connection with `body`, then closes.
 async fn answer(mut stream: TcpStream, body: &'static str) {

@@ -1,0 +1,199 @@
+//! What the daemon logs at its default level (info) of traffic that fails: a real
+//! server refusing connections, and clients resetting theirs. The first is logged at
+//! once with its cause; the rest are summed up, with their count, once the interval
+//! (ten seconds) is over: one line, not one per connection. Over a real daemon and real
+//! sockets on loopback; the daemon's log is its stderr (`Daemon::start_logged`).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{Backend, Behaviour, Daemon, connect, echoed, refusing_port, vip};
+
+/// Connections in each test: more than one line's worth.
+const CONNECTIONS: usize = 12;
+
+/// The log lines of `d` that contain every one of `words`.
+fn lines_with(d: &Daemon, words: &[&str]) -> Vec<String> {
+    d.log()
+        .lines()
+        .filter(|l| words.iter().all(|w| l.contains(w)))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits (bounded: the summary comes ten seconds after the first line, and the
+/// sweeper writes it within a second more) until a line with every one of `words` is
+/// logged, and returns it.
+fn wait_for_line(d: &Daemon, words: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(line) = lines_with(d, words).pop() {
+            return line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {words:?} in the log:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// How many connects to `server` were refused, as `uvs status` counts them.
+fn refused_count(d: &Daemon, server: SocketAddr) -> u64 {
+    let status = d.status();
+    let line = status
+        .lines()
+        .find(|l| l.contains(&server.to_string()) && l.contains("failed connects"))
+        .unwrap_or_else(|| panic!("no line for {server} in:\n{status}"));
+    line.split("(refused ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no refused count in {line}"))
+}
+
+#[test]
+fn a_refusing_real_server_is_logged_once_with_its_cause_then_summed_up() {
+    let d = Daemon::start_logged(&[]);
+    let live = Backend::start("A", Behaviour::Name);
+    // Bound, not listening: connections to it are refused.
+    let (_dead_socket, dead) = refusing_port();
+    let v = vip();
+    d.add_service("-t", v, &["-s", "rr"]);
+    for server in [dead, live.addr] {
+        d.set_server("-a", "-t", v, server, &[]);
+    }
+    d.wait_listening(v);
+    for _ in 0..CONNECTIONS {
+        // A refused connect is retried on the live server: every client is served.
+        assert_eq!(common::ask(v, None), "A");
+    }
+    let refused = refused_count(&d, dead);
+    assert!(refused >= 2, "rr sent more than one connection to {dead}");
+    let first = format!(
+        "real server {dead} of tcp {v}: connect failed: connection refused (further failures \
+         of this server are summed up at most every 10 s)"
+    );
+    let summary = wait_for_line(&d, &[&format!("real server {dead} of tcp {v}: "), "more"]);
+    assert!(summary.contains(" WARN "), "{summary}");
+    let more = refused - 1;
+    assert!(
+        summary.ends_with(&format!(
+            "real server {dead} of tcp {v}: {more} more connect failures (refused {more}) in \
+             the last {} s",
+            summary
+                .rsplit("in the last ")
+                .next()
+                .and_then(|s| s.strip_suffix(" s"))
+                .unwrap_or("?")
+        )),
+        "{summary}"
+    );
+    let said = lines_with(&d, &[&format!("real server {dead} of tcp {v}: ")]);
+    assert_eq!(said.len(), 2, "one first line and one summary: {said:#?}");
+    assert!(said[0].contains(" WARN "), "{}", said[0]);
+    assert!(said[0].ends_with(&first), "{}", said[0]);
+    // The live server failed nothing, and is not named.
+    assert!(lines_with(&d, &[&format!("real server {}", live.addr)]).is_empty());
+}
+
+#[test]
+fn clients_that_reset_are_logged_once_then_summed_up() {
+    let d = Daemon::start_logged(&[]);
+    let echo = Backend::start("E", Behaviour::Echo);
+    let v = vip();
+    d.add_service("-t", v, &["-s", "rr"]);
+    d.set_server("-a", "-t", v, echo.addr, &[]);
+    d.wait_listening(v);
+    for _ in 0..CONNECTIONS {
+        let mut s = connect(v, None).expect("connect to the VIP");
+        // Through to the real server and back: the connection is established.
+        assert_eq!(echoed(&mut s, b"ping"), b"ping");
+        // Closed with a reset (RST), as a client that goes away does.
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(s);
+    }
+    let summary = wait_for_line(&d, &[&format!("tcp {v}: "), "more connection"]);
+    let more = CONNECTIONS - 1;
+    assert!(summary.contains(" INFO "), "{summary}");
+    assert!(
+        summary.contains(&format!(
+            "tcp {v}: {more} more connections reset by clients in the last "
+        )),
+        "{summary}"
+    );
+    let said = lines_with(&d, &[&format!("tcp {v}: "), "reset by"]);
+    assert_eq!(said.len(), 2, "one first line and one summary: {said:#?}");
+    assert!(
+        said[0].contains(&format!("tcp {v}: connection from 127.0.0.1:"))
+            && said[0].contains(&format!(
+                "to real server {} reset by the client: Connection reset by peer (os error 104) \
+                 (further resets by clients are summed up at most every 10 s)",
+                echo.addr
+            )),
+        "{}",
+        said[0]
+    );
+}
+
+/// A real server that answers a connection's first bytes with a byte, and closes it
+/// with a reset.
+fn resetting_server() -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..CONNECTIONS {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let mut first = [0u8; 2];
+            let _ = s.read_exact(&mut first);
+            let _ = s.write_all(b"x");
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_real_server_that_resets_is_logged_once_then_summed_up() {
+    use std::io::{Read, Write};
+    let d = Daemon::start_logged(&[]);
+    let server = resetting_server();
+    let v = vip();
+    d.add_service("-t", v, &["-s", "rr"]);
+    d.set_server("-a", "-t", v, server, &[]);
+    d.wait_listening(v);
+    for _ in 0..CONNECTIONS {
+        let mut s = connect(v, None).expect("connect to the VIP");
+        s.write_all(b"hi").expect("write to the VIP");
+        // The byte, then the reset passed on: until then the connection is open.
+        let _ = s.read_to_end(&mut Vec::new());
+    }
+    let summary = wait_for_line(&d, &[&format!("tcp {v}: "), "more connection"]);
+    assert!(summary.contains(" WARN "), "{summary}");
+    assert!(
+        summary.contains(&format!(
+            "tcp {v}: {} more connections reset by real servers in the last ",
+            CONNECTIONS - 1
+        )),
+        "{summary}"
+    );
+    let said = lines_with(&d, &[&format!("tcp {v}: "), "reset by"]);
+    assert_eq!(said.len(), 2, "one first line and one summary: {said:#?}");
+    assert!(
+        said[0].contains(" WARN ")
+            && said[0].contains(&format!(
+                "to real server {server} reset by the real server: Connection reset by peer \
+                 (os error 104) (further resets by real servers are summed up at most every 10 s)"
+            )),
+        "{}",
+        said[0]
+    );
+}

@@ -1,0 +1,130 @@
+//! A uvsadm change to a service the configuration file owns lasts until the next
+//! reload puts the file's table back: the daemon says so at WARN when the change is
+//! made (naming the file), and the reload that undoes it says what it undid. uvsadm's
+//! own output stays ipvsadm's (nothing). A change to a service the file never named is
+//! the operator's, and nothing of the kind is said. Over a real daemon on loopback.
+
+mod common;
+
+use common::{Backend, Behaviour, Daemon, eventually, sighup, text, vip};
+
+#[test]
+fn a_uvsadm_change_the_file_owns_is_named_and_so_is_the_reload_that_undoes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("uvs.toml");
+    let (a, b) = Backend::pair(Behaviour::Name);
+    let (owned, theirs) = (vip(), vip());
+    let file = format!(
+        "[[service]]\ntcp = \"{owned}\"\nscheduler = \"rr\"\n\
+         [[service.server]]\naddress = \"{}\"\nweight = 1\n",
+        a.addr
+    );
+    let d = Daemon::start_with_file(&path, &file, &[]);
+    let file_name = path.display().to_string();
+
+    // A service of uvsadm's own: nothing to say.
+    d.ok(&["-A", "-t", &theirs.to_string(), "-s", "rr"]);
+    let b_addr = b.addr.to_string();
+    d.ok(&["-a", "-t", &theirs.to_string(), "-r", &b_addr, "-m"]);
+    d.ok(&[
+        "-e",
+        "-t",
+        &theirs.to_string(),
+        "-r",
+        &b_addr,
+        "-m",
+        "-w",
+        "4",
+    ]);
+
+    // The file's service: uvsadm says nothing more than ipvsadm would...
+    let edit = [
+        "-e",
+        "-t",
+        &owned.to_string(),
+        "-r",
+        &a.addr.to_string(),
+        "-m",
+        "-w",
+        "5",
+    ];
+    let out = d.uvsadm(&edit);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr)),
+        (String::new(), String::new())
+    );
+    assert_eq!(d.servers(owned), [(a.addr.to_string(), 5)]);
+    // ...and the daemon's log names the change and the file.
+    let warning = format!(
+        "uvsadm changed tcp {owned}, which {file_name} owns (-e -t {owned} -r {a} -m -w 5): \
+         the next reload of {file_name} will undo it",
+        a = a.addr
+    );
+    eventually("the change is named in the log", || {
+        d.log().contains(&warning)
+    });
+    let log = d.log();
+    let line = log.lines().find(|l| l.contains(&warning)).unwrap();
+    assert!(line.contains(" WARN "), "{line}");
+    assert!(
+        !log.contains(&format!("uvsadm changed tcp {theirs}")),
+        "a service the file never named is not the file's:\n{log}"
+    );
+
+    // A comment is all that changes in the file; the reload still puts it back.
+    common::write_file(&path, &format!("# a comment\n{file}"));
+    sighup(&d.child);
+    let undone = format!(
+        "reload of {file_name} undoes the control socket's change to tcp {owned} \
+         (-e -t {owned} -r {a} -m -w 5): -e -t {owned} -r {a} -m -w 1",
+        a = a.addr
+    );
+    eventually("the reload says what it undid", || {
+        d.log().contains(&undone)
+    });
+    let log = d.log();
+    let line = log.lines().find(|l| l.contains(&undone)).unwrap();
+    assert!(line.contains(" WARN "), "{line}");
+    assert_eq!(
+        d.servers(owned),
+        [(a.addr.to_string(), 1)],
+        "the file's weight"
+    );
+    assert_eq!(
+        d.servers(theirs),
+        [(b.addr.to_string(), 4)],
+        "uvsadm's stays"
+    );
+    // Said once: the next reload has nothing to undo.
+    sighup(&d.child);
+    eventually("the second reload", || {
+        d.log().matches("SIGHUP: configuration reloaded").count() >= 2
+    });
+    assert_eq!(
+        d.log()
+            .matches("undoes the control socket's change")
+            .count(),
+        1
+    );
+
+    // -C takes the file's service too: said, and put back by the next reload.
+    d.ok(&["-C"]);
+    let cleared = format!(
+        "uvsadm changed tcp {owned}, which {file_name} owns (-C): the next reload of \
+         {file_name} will undo it"
+    );
+    eventually("the flush is named in the log", || {
+        d.log().contains(&cleared)
+    });
+    sighup(&d.child);
+    let restored = format!(
+        "reload of {file_name} undoes the control socket's change to tcp {owned} (-C): \
+         -A -t {owned} -s rr; -a -t {owned} -r {a} -m -w 1",
+        a = a.addr
+    );
+    eventually("the reload says it put the service back", || {
+        d.log().contains(&restored)
+    });
+    assert_eq!(d.servers(owned), [(a.addr.to_string(), 1)]);
+}

@@ -1,0 +1,280 @@
+//! What a newcomer meets around the daemon (issue 16): `uvs status` with no daemon says
+//! in one line where it looked and how to start one; a port below the unprivileged
+//! limit says why it is refused and what to do, once, while the daemon serves the rest;
+//! a second SIGINT ends the drain at once.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Backend, Behaviour, Daemon, UVS, eventually, text};
+
+/// `uvs status` on a socket nobody serves, with this environment.
+fn status_without_daemon(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = Command::new(UVS);
+    command
+        .arg("status")
+        .args(args)
+        .env_remove("UVS_SOCKET")
+        .env("UVS_LOG", "warn");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = common::bounded(command, "uvs status");
+    assert_eq!(text(&out.stdout), "");
+    (out.status.code(), text(&out.stderr))
+}
+
+#[test]
+fn uvs_status_without_a_daemon_says_where_it_looked_and_how_to_start_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("uvs.sock");
+    let s = socket.to_str().unwrap();
+    let tail = "No such file or directory (os error 2); start one with `uvs run -c FILE` \
+                (or `uvs demo`, which prints its own --socket)\n";
+    assert_eq!(
+        status_without_daemon(&["--socket", s], &[]),
+        (
+            Some(1),
+            format!("uvs: no uvs daemon at {s} (given by --socket): {tail}")
+        )
+    );
+    assert_eq!(
+        status_without_daemon(&[], &[("UVS_SOCKET", s)]),
+        (
+            Some(1),
+            format!("uvs: no uvs daemon at {s} (from $UVS_SOCKET): {tail}")
+        )
+    );
+    // A socket file nobody answers on (a daemon that died): refused, said the same way.
+    let _dead = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    drop(_dead);
+    let (code, said) = status_without_daemon(&["--socket", s], &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        said,
+        format!(
+            "uvs: no uvs daemon at {s} (given by --socket): Connection refused (os error 111); \
+             start one with `uvs run -c FILE` (or `uvs demo`, which prints its own --socket)\n"
+        )
+    );
+}
+
+/// The default rule is named too: another user's runtime directory.
+#[test]
+fn uvs_status_without_a_daemon_names_the_default_rule() {
+    let runtime = tempfile::tempdir().unwrap();
+    let r = runtime.path().to_str().unwrap();
+    let uid = text(&Command::new("id").arg("-u").output().unwrap().stdout);
+    let expected = if uid.trim() == "0" {
+        "uvs: no uvs daemon at /run/uvs/uvs.sock (root's default; --socket or $UVS_SOCKET choose another): "
+            .to_string()
+    } else {
+        format!(
+            "uvs: no uvs daemon at {r}/uvs/uvs.sock (the default, in $XDG_RUNTIME_DIR; --socket or $UVS_SOCKET choose another): "
+        )
+    };
+    if uid.trim() == "0" && std::path::Path::new("/run/uvs/uvs.sock").exists() {
+        eprintln!("a daemon may run at /run/uvs/uvs.sock: the test does nothing");
+        return;
+    }
+    let (code, said) = status_without_daemon(&[], &[("XDG_RUNTIME_DIR", r)]);
+    assert_eq!(code, Some(1));
+    assert!(said.starts_with(&expected), "{said}");
+    assert!(
+        said.ends_with(
+            "; start one with `uvs run -c FILE` (or `uvs demo`, which prints its own --socket)\n"
+        ),
+        "{said}"
+    );
+    assert_eq!(said.lines().count(), 1, "{said}");
+}
+
+/// A process killed when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for `child` to exit, at most `bound`; its status, None if it did not.
+fn exited_within(
+    child: &mut std::process::Child,
+    bound: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Not root, a TCP VIP on a low port: the log says once why (the sysctl's value, the
+/// capability, setcap, AmbientCapabilities, a higher port), the daemon keeps retrying
+/// it quietly and serves its other service.
+#[test]
+fn a_low_port_without_the_privilege_is_explained_once_and_the_rest_is_served() {
+    if text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() != "0" {
+        eprintln!("not root: another user cannot be played, the test does nothing");
+        return;
+    }
+    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .map_or(1024, |s| s.trim().parse().unwrap_or(1024));
+    if start <= 1 {
+        eprintln!("every port is unprivileged here: the test does nothing");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    // The binaries where any uid can run them, a socket directory of the user's own.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let uvs = dir.path().join("uvs");
+    std::fs::copy(UVS, &uvs).unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::os::unix::fs::chown(&run, Some(NOBODY), Some(NOBODY)).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let socket = run.join("uvs.sock");
+
+    let backend = Backend::start("A", Behaviour::Name);
+    let low = std::net::SocketAddr::from(([127, 0, 0, 1], start - 1));
+    let high = common::vip();
+    let config = dir.path().join("uvs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[service]]\ntcp = \"{low}\"\nscheduler = \"rr\"\n[[service.server]]\naddress = \"{b}\"\n\n\
+             [[service]]\ntcp = \"{high}\"\nscheduler = \"rr\"\n[[service.server]]\naddress = \"{b}\"\n",
+            b = backend.addr
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let log_path = dir.path().join("uvs.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut command = Command::new("setpriv");
+    command
+        .args([
+            format!("--reuid={NOBODY}"),
+            format!("--regid={NOBODY}"),
+            "--clear-groups".into(),
+            "--".into(),
+        ])
+        .arg(&uvs)
+        .args(["run", "--mode", "userspace", "--metrics", "off", "-c"])
+        .arg(&config)
+        .arg("--socket")
+        .arg(&socket)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("UVS_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(log);
+    let mut daemon = Running(command.spawn().unwrap());
+    eventually("the daemon listens", || {
+        UnixStream::connect(&socket).is_ok()
+    });
+    // Serves the other service, meanwhile retrying the low one (every 2 s): past three
+    // retries, the hint is still there once.
+    eventually("the high VIP answers", || {
+        common::connect(high, None)
+            .is_ok_and(|mut s| common::read_all(&mut s).is_ok_and(|b| b == b"A"))
+    });
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(common::ask(high, None), "A");
+    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon runs on");
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    let hint = format!(
+        "cannot listen: port {port} is below net.ipv4.ip_unprivileged_port_start ({start}): only root \
+         or a process with CAP_NET_BIND_SERVICE may listen on it. Run uvs as root, give it the \
+         capability (setcap cap_net_bind_service=+ep {uvs}, or \
+         AmbientCapabilities=CAP_NET_BIND_SERVICE in its systemd unit), lower the limit \
+         (sysctl net.ipv4.ip_unprivileged_port_start={port}), or use a port from {start} up",
+        port = low.port(),
+        uvs = uvs.display(),
+    );
+    assert_eq!(logged.matches(&hint).count(), 1, "{logged}");
+    assert_eq!(
+        logged.matches("cannot listen; retrying every 2 s").count(),
+        1,
+        "{logged}"
+    );
+    // uvs status shows it failing, not gone.
+    let status = common::bounded(
+        {
+            let mut c = Command::new("setpriv");
+            c.args([
+                format!("--reuid={NOBODY}"),
+                format!("--regid={NOBODY}"),
+                "--clear-groups".into(),
+                "--".into(),
+            ])
+            .arg(&uvs)
+            .arg("status")
+            .arg("--socket")
+            .arg(&socket)
+            .env_clear();
+            c
+        },
+        "uvs status",
+    );
+    let status = text(&status.stdout);
+    assert!(
+        status.contains(&format!(
+            "listen tcp {low}: cannot listen: Permission denied"
+        )),
+        "{status}"
+    );
+    common::sigterm(&daemon.0);
+    assert!(exited_within(&mut daemon.0, Duration::from_secs(20)).is_some_and(|s| s.success()));
+}
+
+/// A connection held open through the daemon, a SIGINT: the daemon drains (the
+/// connection still works); a second SIGINT: it ends the drain at once (well before
+/// its 300 s drain timeout), says so, and exits 0 as for a normal stop.
+#[test]
+fn a_second_sigint_ends_the_drain_at_once() {
+    let daemon = Daemon::start_logged(&["--drain-timeout", "300"]);
+    let backend = Backend::start("E", Behaviour::Echo);
+    let vip = common::vip();
+    daemon.balance_on("-t", vip, &["-s", "rr"], &[(backend.addr, &[])]);
+    let mut held = common::connect(vip, None).unwrap();
+    assert_eq!(common::echoed(&mut held, b"one"), b"one");
+
+    let sigint = |d: &Daemon| {
+        let status = Command::new("kill")
+            .args(["-INT", &d.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    sigint(&daemon);
+    eventually("the drain begins", || {
+        daemon.log().contains("draining open connections")
+    });
+    // Still draining: the held connection works, the daemon has not exited.
+    assert_eq!(common::echoed(&mut held, b"two"), b"two");
+    let mut daemon = daemon;
+    assert!(daemon.child.try_wait().unwrap().is_none());
+
+    sigint(&daemon);
+    let status = exited_within(&mut daemon.child, Duration::from_secs(20))
+        .expect("the daemon exits within 20 s of the second SIGINT (its drain timeout is 300 s)");
+    assert!(status.success(), "{status}");
+    let log = daemon.log();
+    assert!(
+        log.contains("second signal: closing 1 connection now"),
+        "{log}"
+    );
+    assert!(log.contains("uvs daemon stopped"), "{log}");
+    assert!(!daemon.socket.exists(), "the socket is removed");
+}
