@@ -456,11 +456,44 @@ async fn status(socket: Option<PathBuf>) -> anyhow::Result<()> {
             Ok(())
         }
         Ok(other) => bail!("unexpected answer from the daemon: {other:?}"),
-        Err(uvs::adm::backend::BackendError::Unreachable { error, .. }) => bail!(
-            "no uvs daemon at {} ({rule}): {error}; start one with `uvs run -c FILE` (or `uvs demo`, which prints its own --socket)",
-            socket.display()
-        ),
+        Err(uvs::adm::backend::BackendError::Unreachable { error, .. }) => {
+            bail!(unreachable(&socket, &rule, &error))
+        }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// What `uvs status` says when it cannot connect. Only a missing socket (no such file)
+/// and one nobody listens on (refused: a daemon that died) mean "no daemon"; denied
+/// means a socket is there (or a directory on the way is closed) that this user may not
+/// use, so starting another daemon is the wrong advice.
+fn unreachable(
+    socket: &std::path::Path,
+    rule: &socket_path::Rule,
+    error: &std::io::Error,
+) -> String {
+    use std::io::ErrorKind;
+    use std::os::unix::fs::MetadataExt;
+    let s = socket.display();
+    match error.kind() {
+        ErrorKind::NotFound | ErrorKind::ConnectionRefused => format!(
+            "no uvs daemon at {s} ({rule}): {error}; start one with `uvs run -c FILE` (or `uvs demo`, which prints its own --socket)"
+        ),
+        ErrorKind::PermissionDenied => {
+            let owner = match std::fs::metadata(socket) {
+                Ok(m) => format!(
+                    "the socket is there (owner uid {}, group gid {}, mode {:04o})",
+                    m.uid(),
+                    m.gid(),
+                    m.mode() & 0o7777
+                ),
+                Err(_) => "a directory on the way to it is closed to this user".to_string(),
+            };
+            format!(
+                "access to the uvs control socket at {s} ({rule}) is denied: {error}; {owner}: run `uvs status` as root, or as its owner or a member of its group"
+            )
+        }
+        _ => format!("cannot reach the uvs daemon at {s} ({rule}): {error}"),
     }
 }
 

@@ -63,6 +63,72 @@ fn uvs_status_without_a_daemon_says_where_it_looked_and_how_to_start_one() {
     );
 }
 
+/// Another user's socket (root's, mode 0600, as `uvs run` makes it) is no missing
+/// daemon: `uvs status` says the socket is there, whose it is, and that access is
+/// denied; not "start one". A directory on the way closed to the user is said as such.
+#[test]
+fn uvs_status_denied_the_socket_says_so_and_not_start_one() {
+    if text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() != "0" {
+        eprintln!("not root: another user cannot be played, the test does nothing");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let uvs = dir.path().join("uvs");
+    std::fs::copy(UVS, &uvs).unwrap();
+    let as_nobody = |socket: &std::path::Path| {
+        let mut c = Command::new("setpriv");
+        c.args([
+            format!("--reuid={NOBODY}"),
+            format!("--regid={NOBODY}"),
+            "--clear-groups".into(),
+            "--".into(),
+        ])
+        .arg(&uvs)
+        .arg("status")
+        .arg("--socket")
+        .arg(socket)
+        .env_clear()
+        .env("UVS_LOG", "warn");
+        let out = common::bounded(c, "uvs status");
+        assert_eq!(text(&out.stdout), "");
+        (out.status.code(), text(&out.stderr))
+    };
+    let socket = dir.path().join("uvs.sock");
+    let _listening = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let s = socket.to_str().unwrap();
+    assert_eq!(
+        as_nobody(&socket),
+        (
+            Some(1),
+            format!(
+                "uvs: access to the uvs control socket at {s} (given by --socket) is denied: \
+                 Permission denied (os error 13); the socket is there (owner uid 0, group gid 0, \
+                 mode 0600): run `uvs status` as root, or as its owner or a member of its group\n"
+            )
+        )
+    );
+    let closed = dir.path().join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let socket = closed.join("uvs.sock");
+    let _listening = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let s = socket.to_str().unwrap();
+    assert_eq!(
+        as_nobody(&socket),
+        (
+            Some(1),
+            format!(
+                "uvs: access to the uvs control socket at {s} (given by --socket) is denied: \
+                 Permission denied (os error 13); a directory on the way to it is closed to \
+                 this user: run `uvs status` as root, or as its owner or a member of its group\n"
+            )
+        )
+    );
+}
+
 /// The default rule is named too: another user's runtime directory.
 #[test]
 fn uvs_status_without_a_daemon_names_the_default_rule() {
