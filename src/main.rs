@@ -227,6 +227,12 @@ fn init_logging() {
 /// (`daemon::cut_drain`). SIGHUP asks for a configuration reload (`reload`), and is
 /// otherwise logged: it never kills the daemon.
 async fn shutdown_signal(reload: Option<Arc<Notify>>) {
+    // Counted before tokio's handlers exist, so that the count is raised before tokio's
+    // driver hears of a delivery: tokio merges deliveries it has not yet reported, and
+    // only the count tells two SIGINTs sent together from one.
+    let counted = uvs::sys::signals::count_stop_signals()
+        .inspect_err(|e| tracing::warn!("cannot count stop signals ({e}): a second signal sent with the first may not cut the drain"))
+        .is_ok();
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -236,12 +242,16 @@ async fn shutdown_signal(reload: Option<Arc<Notify>>) {
         return std::future::pending().await;
     };
     // The second stop signal is awaited by a task of its own: the drain runs after
-    // this completes.
-    let second = |mut term: tokio::signal::unix::Signal, mut int: tokio::signal::unix::Signal| {
+    // this completes. One that came with the first is in the count already; a later one
+    // is a new event for tokio.
+    let second = move |mut term: tokio::signal::unix::Signal,
+                       mut int: tokio::signal::unix::Signal| {
         tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+            if !(counted && uvs::sys::signals::stop_signals() >= 2) {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
             daemon::cut_drain();
         });

@@ -344,3 +344,51 @@ fn a_second_sigint_ends_the_drain_at_once() {
     assert!(log.contains("uvs daemon stopped"), "{log}");
     assert!(!daemon.socket.exists(), "the socket is removed");
 }
+
+/// Two SIGINTs delivered together (as `kill -INT $P; kill -INT $P` can be) are two: the
+/// drain is cut at once. The daemon is stopped while they are sent, one to the process
+/// and one to its main thread, so that the kernel keeps both (two signals to the
+/// process alone would be merged by the kernel) and delivers them back to back when
+/// it continues, before its event loop has seen the first.
+#[test]
+fn two_sigints_sent_together_end_the_drain_at_once() {
+    let mut daemon = Daemon::start_logged(&["--drain-timeout", "300"]);
+    let backend = Backend::start("E", Behaviour::Echo);
+    let vip = common::vip();
+    daemon.balance_on("-t", vip, &["-s", "rr"], &[(backend.addr, &[])]);
+    let mut held = common::connect(vip, None).unwrap();
+    assert_eq!(common::echoed(&mut held, b"one"), b"one");
+
+    let pid = daemon.child.id();
+    let kill = |signal: &str| {
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    kill("-STOP");
+    eventually("the daemon is stopped", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('T')
+        })
+    });
+    kill("-INT");
+    uvs::sys::signals::signal_thread(pid, pid, libc::SIGINT).unwrap();
+    kill("-CONT");
+
+    let status = exited_within(&mut daemon.child, Duration::from_secs(20))
+        .expect("the daemon exits within 20 s of the two SIGINTs (its drain timeout is 300 s)");
+    assert!(status.success(), "{status}");
+    let log = daemon.log();
+    assert!(log.contains("draining open connections"), "{log}");
+    assert!(
+        log.contains("second signal: closing 1 connection now"),
+        "{log}"
+    );
+    assert!(!daemon.socket.exists(), "the socket is removed");
+}
