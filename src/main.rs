@@ -66,6 +66,10 @@ struct DaemonArgs {
     /// [default: 127.0.0.1:9280]
     #[arg(long, value_name = "ADDR:PORT|off", value_parser = parse_metrics)]
     metrics: Option<MetricsAt>,
+    /// The status page at / on the metrics address: on or off (/ then answers 404;
+    /// /metrics and /healthz are served either way) [default: on]
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    status_page: Option<bool>,
     /// Kernel mode: leave uvs's services in the kernel when stopping (ldirectord's
     /// cleanstop = no)
     #[arg(long)]
@@ -123,6 +127,15 @@ fn parse_metrics(s: &str) -> Result<MetricsAt, String> {
     s.parse()
         .map(Some)
         .map_err(|_| format!("`{s}' is neither an address and port nor off"))
+}
+
+/// `--status-page`: on (true) or off (false).
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("`{s}' is neither on nor off")),
+    }
 }
 
 fn parse_congestion(s: &str) -> Result<CongestionControl, String> {
@@ -294,6 +307,7 @@ impl DaemonArgs {
             socket: self.socket.clone(),
             cleanstop: self.keep_kernel_services.then_some(false),
             metrics: self.metrics,
+            status_page: self.status_page,
             threads: self.threads,
             forwarding: self.forwarding,
             max_udp_flows: self.max_udp_flows,
@@ -653,6 +667,7 @@ mod tests {
             "--socket=/x/uvs.sock",
             "--keep-kernel-services",
             "--metrics=off",
+            "--status-page=off",
             "--threads=2",
             "--forwarding=copy",
             "--max-udp-flows=9",
