@@ -567,11 +567,12 @@ fn main() -> std::process::ExitCode {
 async fn demo(args: DaemonArgs, vip: std::net::SocketAddr) -> anyhow::Result<()> {
     let settings = Settings::resolve(None, &args.overrides());
     let director = daemon::director(&settings, true)?;
-    let backends = uvs::demo::start(&director.table, vip)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let backends = uvs::demo::start(&director.table, vip).await?;
     let (rs1, rs2) = backends.tcp;
-    let socket = uvs::demo::socket(args.socket.clone());
+    // Its directory, when the demo made it, is removed as this goes out of scope:
+    // after the daemon below has stopped and removed the socket.
+    let demo_socket = uvs::demo::socket(args.socket.clone());
+    let socket = demo_socket.path().to_path_buf();
     let settings = Settings {
         socket: socket.clone(),
         ..settings
