@@ -304,6 +304,73 @@ fn a_low_port_without_the_privilege_is_explained_once_and_the_rest_is_served() {
     assert!(exited_within(&mut daemon.0, Duration::from_secs(20)).is_some_and(|s| s.success()));
 }
 
+/// Root without CAP_NET_BIND_SERVICE (a container or unit that dropped it): the hint
+/// says what it lacks, not "run uvs as root", which it already is.
+#[test]
+fn a_root_without_the_capability_is_told_what_it_lacks() {
+    if text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() != "0" {
+        eprintln!("not root: the test does nothing");
+        return;
+    }
+    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .map_or(1024, |s| s.trim().parse().unwrap_or(1024));
+    if start <= 1 {
+        eprintln!("every port is unprivileged here: the test does nothing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("uvs.sock");
+    let backend = Backend::start("A", Behaviour::Name);
+    let low = std::net::SocketAddr::from(([127, 0, 0, 1], start - 1));
+    let config = dir.path().join("uvs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[service]]\ntcp = \"{low}\"\nscheduler = \"rr\"\n[[service.server]]\naddress = \"{b}\"\n",
+            b = backend.addr
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("uvs.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut command = Command::new("setpriv");
+    command
+        .args([
+            "--bounding-set=-net_bind_service",
+            "--inh-caps=-net_bind_service",
+            "--",
+            UVS,
+            "run",
+            "--mode",
+            "userspace",
+            "--metrics",
+            "off",
+            "-c",
+        ])
+        .arg(&config)
+        .arg("--socket")
+        .arg(&socket)
+        .env("UVS_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(log);
+    let daemon = Running(command.spawn().unwrap());
+    eventually("the low port's hint is logged", || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("cannot listen: port"))
+    });
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    let hint = format!(
+        "cannot listen: port {port} is below net.ipv4.ip_unprivileged_port_start ({start}): uvs \
+         runs as root but without CAP_NET_BIND_SERVICE among its effective capabilities \
+         (dropped by its container or its service manager). Give it back (docker run --cap-add \
+         NET_BIND_SERVICE; CAP_NET_BIND_SERVICE in the unit's CapabilityBoundingSet), lower the \
+         limit (sysctl net.ipv4.ip_unprivileged_port_start={port}), or use a port from {start} up",
+        port = low.port(),
+    );
+    assert_eq!(logged.matches(&hint).count(), 1, "{logged}");
+    assert!(!logged.contains("Run uvs as root"), "{logged}");
+    common::sigterm(&daemon.0);
+}
+
 /// A connection held open through the daemon, a SIGINT: the daemon drains (the
 /// connection still works); a second SIGINT: it ends the drain at once (well before
 /// its 300 s drain timeout), says so, and exits 0 as for a normal stop.
