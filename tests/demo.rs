@@ -440,3 +440,29 @@ fn the_demo_serves_on_uvs_socket_and_its_hints_name_it() {
     );
     sigterm(&demo.0);
 }
+
+/// With no socket given, the demo makes `uvs-demo-PID/` in `$TMPDIR` for its socket and
+/// removes it when it stops: a run leaves nothing behind.
+#[test]
+fn the_demo_leaves_nothing_in_tmpdir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vip = vip();
+    let (mut demo, banner) = demo_in(
+        &["--vip", &vip.to_string()],
+        tmp.path(),
+        &[
+            ("TMPDIR", tmp.path().as_os_str()),
+            ("UVS_SOCKET", std::ffi::OsStr::new("")),
+        ],
+    );
+    let dir = tmp.path().join(format!("uvs-demo-{}", demo.0.id()));
+    assert!(banner.contains(&dir.display().to_string()), "{banner}");
+    assert!(dir.join("uvs.sock").exists());
+    sigterm(&demo.0);
+    assert!(demo.0.wait().unwrap().success());
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in $TMPDIR: {left:?}");
+}

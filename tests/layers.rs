@@ -11,7 +11,7 @@
 //! readers  proxy, kernel, exporter, adm        serve, mirror, count and list the table
 //! core     table, sched, persist, conn, stats, the table, its schedulers, connections,
 //!          clock, lock, rate_limit,            templates, counters and small leaves
-//!          descriptors, workers
+//!          descriptors, workers, printable
 //! sys      sys                                 the few libc calls
 //! ```
 //!
@@ -53,6 +53,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "rate_limit",
             "descriptors",
             "workers",
+            "printable",
         ],
     ),
     ("readers", &["proxy", "kernel", "exporter", "adm"]),

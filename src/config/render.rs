@@ -523,6 +523,7 @@ pub fn render(config: &Config) -> String {
         .metrics
         .map(|m| m.map_or_else(|| quoted("off"), |a| quoted(&a.to_string())));
     setting(&mut global, "metrics", metrics);
+    setting(&mut global, "status_page", g.status_page);
     setting(&mut global, "autoreload", g.autoreload.then_some(true));
     setting(&mut global, "threads", g.threads);
     setting(

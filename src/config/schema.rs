@@ -268,6 +268,9 @@ fn read_global(t: &Table<'_, '_>) -> Global {
             _ => s.parse::<SocketAddr>().ok().map(Some),
         });
     }
+    if let Some(item) = t.get("status_page") {
+        g.status_page = item.bool();
+    }
     if let Some(item) = t.get("connect_timeout") {
         g.connect_timeout =
             item.nonzero_duration(3600, "a duration of at least 1ms and at most an hour");

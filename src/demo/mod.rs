@@ -11,7 +11,7 @@ pub mod hints;
 pub mod ready;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,17 +27,70 @@ pub const VIP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 808
 
 /// The demo's control socket: `--socket` (`flag`), else `$UVS_SOCKET` when set and not
 /// empty, else a fresh `uvs-demo-PID/uvs.sock` in the temporary directory (the demo
-/// runs beside any daemon of the user's).
-pub fn socket(flag: Option<PathBuf>) -> PathBuf {
+/// runs beside any daemon of the user's). The directory is made here (0700) when it is
+/// not there yet, and then removed when the [`DemoSocket`] is dropped.
+pub fn socket(flag: Option<PathBuf>) -> DemoSocket {
+    use std::os::unix::fs::DirBuilderExt;
     match crate::control::socket_path::chosen(flag) {
         (
             path,
             crate::control::socket_path::Rule::Flag | crate::control::socket_path::Rule::Env,
-        ) => path,
-        _ => std::env::temp_dir()
-            .join(format!("uvs-demo-{}", std::process::id()))
-            .join("uvs.sock"),
+        ) => DemoSocket { path, made: None },
+        _ => {
+            let dir = std::env::temp_dir().join(format!("uvs-demo-{}", std::process::id()));
+            // Not there before: this process's to remove. Already there (a pid reused
+            // after a demo killed with SIGKILL): left as it is; the daemon's bind checks
+            // whose it is.
+            let made = std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .is_ok()
+                .then(|| dir.clone());
+            DemoSocket {
+                path: dir.join("uvs.sock"),
+                made,
+            }
+        }
     }
+}
+
+/// The demo's control socket path, and the directory the demo made for it: removed on
+/// drop, with the socket if the daemon left it (so every run leaves nothing behind in
+/// `$TMPDIR`). Drop it after the daemon has stopped.
+#[derive(Debug)]
+pub struct DemoSocket {
+    path: PathBuf,
+    made: Option<PathBuf>,
+}
+
+impl DemoSocket {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for DemoSocket {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.made {
+            let _ = std::fs::remove_file(&self.path);
+            // Only if empty: anything else put there is not the demo's to remove.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A built-in backend could not bind its loopback port.
+    #[error("cannot start the demo backend {name}: {error}")]
+    Backend {
+        name: &'static str,
+        error: std::io::Error,
+    },
+    /// The table refused one of the demo's rules (`command`, as uvsadm writes it).
+    #[error("demo rule `{command}' refused: {error}")]
+    Rule { command: String, error: TableError },
 }
 
 /// Answers any HTTP request on the connection with `body`, then closes.
@@ -133,9 +186,12 @@ pub struct Backends {
 }
 
 /// Starts the backends and loads the demo table with its services on `vip`.
-pub async fn start(table: &Arc<TableHandle>, vip: SocketAddr) -> Result<Backends, String> {
-    let failed =
-        |name: &str, e: std::io::Error| format!("cannot start the demo backend {name}: {e}");
+///
+/// # Errors
+/// [`DemoError`]: a backend's bind failed, or the table refused a rule (a VIP that is
+/// not an address the table takes).
+pub async fn start(table: &Arc<TableHandle>, vip: SocketAddr) -> Result<Backends, DemoError> {
+    let failed = |name: &'static str, error: std::io::Error| DemoError::Backend { name, error };
     let rs1 = start_backend("RS1\n").await.map_err(|e| failed("RS1", e))?;
     let rs2 = start_backend("RS2\n").await.map_err(|e| failed("RS2", e))?;
     let udp1 = start_udp_backend(rs1.port(), "RS1\n")
@@ -150,7 +206,10 @@ pub async fn start(table: &Arc<TableHandle>, vip: SocketAddr) -> Result<Backends
     for command in all {
         table
             .apply(&command)
-            .map_err(|e: TableError| format!("demo rule `{command}' refused: {e}"))?;
+            .map_err(|error: TableError| DemoError::Rule {
+                command: command.to_string(),
+                error,
+            })?;
     }
     Ok(Backends {
         tcp: (rs1, rs2),

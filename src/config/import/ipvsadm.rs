@@ -33,10 +33,14 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
         if words.is_empty() {
             continue;
         }
+        // The line as ipvsadm read it (blank-separated words, no quoting): what reports
+        // quote, since a command's own display leaves out what it does not use (a
+        // netmask without persistence).
+        let raw = words.join(" ");
         let args: Vec<String> = std::iter::once("ipvsadm".to_string())
             .chain(words)
             .collect();
-        let command = match parse(&args, names, Context::Restore, false) {
+        let mut command = match parse(&args, names, Context::Restore, false) {
             Parsed::Run(Invocation::Apply(command)) => command,
             Parsed::Run(_) => {
                 imported.skip(line, "not a change to the table; skipped");
@@ -55,8 +59,17 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
                 continue;
             }
         };
+        if let Some(mask) = drop_unused_netmask(&mut command) {
+            imported.note(
+                line,
+                format!(
+                    "`{raw}': netmask {mask} without persistence (-p) is not used; \
+                     left out, the service taken"
+                ),
+            );
+        }
         if let Some(why) = beyond_the_file(&command) {
-            imported.skip(line, format!("`{command}': {why}; not taken"));
+            imported.skip(line, format!("`{raw}': {why}; not taken"));
             continue;
         }
         match &command {
@@ -74,7 +87,7 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
             _ => {}
         }
         if let Err(e) = table.apply(&command, &UnicastOnly) {
-            imported.skip(line, format!("`{command}': {e}"));
+            imported.skip(line, format!("`{raw}': {e}"));
         }
     }
     // Each service's listen rules, in one pass over them, in their order.
@@ -104,13 +117,34 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
     imported.finish()
 }
 
+/// A netmask a file cannot hold (not a prefix) on a service without persistence: IPVS
+/// uses the netmask only to group a persistent service's clients
+/// (ip_vs_sched_persist), and ipvsadm-save writes `-M` only after `-p`, so it means
+/// nothing there. Set back to the full mask in `command`, so that the service is taken
+/// rather than lost with every server line after it; the mask dropped, to be noted, or
+/// None. (A prefix the file holds is kept, as ipvsadm keeps it.)
+fn drop_unused_netmask(command: &mut Command) -> Option<Netmask> {
+    match command {
+        Command::AddService(service) | Command::EditService(service)
+            if !service.flags.persistent()
+                && matches!(service.netmask, Netmask::V4(mask) if !holds_netmask(mask)) =>
+        {
+            let mask = service.netmask;
+            service.netmask = Netmask::full(service.key.family());
+            Some(mask)
+        }
+        _ => None,
+    }
+}
+
 /// What in `command` ipvsadm (and the table) take but a configuration file cannot
 /// hold, in words; None when the file holds all of it. ipvsadm 1.31's parser against
 /// the schema, value by value:
 ///
 /// - weight (`-w`): ipvsadm takes 0 to INT_MAX, a file 0 to [`MAX_WEIGHT`]: reported;
 /// - IPv4 netmask (`-M`): ipvsadm takes any address, a file contiguous masks only:
-///   reported; IPv6 prefix lengths (1 to 128) are the same in both;
+///   reported with persistence (without, [`drop_unused_netmask`] has left it out
+///   before); IPv6 prefix lengths (1 to 128) are the same in both;
 /// - thresholds (`-x`, `-y`: 0 to INT_MAX), persistence (`-p`: 1 s to 31 days),
 ///   fwmarks (1 to 2^32-1), ports, tunnel ports, `--set` timeouts (to 31 days; a file
 ///   holds a year), `--connect-timeout`, `--mark`: a file holds all of ipvsadm's range.

@@ -352,3 +352,16 @@ fn a_group_members_servers_show_the_health_checked_for_its_first_member() {
         "{page}"
     );
 }
+
+/// Outside text sits in its own bidi context: what a right-to-left (or overriding)
+/// error says cannot reorder the page's own text around it.
+#[test]
+fn outside_text_is_isolated_for_bidi() {
+    let (t, state) = fixture();
+    let page = page(&t, &state);
+    assert!(
+        page.contains(".err,.cfg b,.cfg pre,.sub{unicode-bidi:isolate}"),
+        "{page}"
+    );
+    assert!(page.contains("<span class=\"err\">"), "{page}");
+}
