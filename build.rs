@@ -8,7 +8,9 @@
 //!   top of its own work tree, else `unknown` (`build/commit.rs`).
 //! - `cfg(uvs_has_TOOL)` and the compile-time env `UVS_TOOL_PATH` for each tool found:
 //!   `UVS_TOOL` (e.g. `UVS_PROMTOOL=/path/promtool`) when set, else the first match on
-//!   `PATH`. With `UVS_REQUIRE_TOOLS=1` (CI) a missing tool fails the build.
+//!   `PATH` as it was when this script last ran (it re-runs when build.rs or a
+//!   `UVS_*` variable changes). With `UVS_REQUIRE_TOOLS=1` (CI) a missing tool fails
+//!   the build.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -51,11 +53,9 @@ fn commit() {
 fn tools() {
     let require = env::var("UVS_REQUIRE_TOOLS").is_ok_and(|v| v == "1");
     println!("cargo::rerun-if-env-changed=UVS_REQUIRE_TOOLS");
-    println!("cargo::rerun-if-env-changed=PATH");
-    // Debian's packages put their programs here: installing one re-runs this script.
-    if Path::new("/usr/bin").is_dir() {
-        println!("cargo::rerun-if-changed=/usr/bin");
-    }
+    // Not PATH nor /usr/bin: a re-run recompiles the whole crate, and both change for
+    // reasons of their own (another shell, any package installed). A tool installed
+    // later is found once this script runs again: `touch build.rs`, or set UVS_TOOL.
     let mut missing = Vec::new();
     for (name, programs) in TOOLS {
         let var = format!("UVS_{}", name.to_uppercase());

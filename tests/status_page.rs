@@ -457,7 +457,7 @@ mod browser {
 #[test]
 #[cfg_attr(
     not(uvs_has_chromium),
-    ignore = "chromium not found when uvs was built: apt-get install chromium"
+    ignore = "chromium not found when uvs was built: apt-get install chromium, then touch build.rs"
 )]
 fn chromium_renders_the_services_servers_counts_and_the_down_servers_error() {
     #[cfg(uvs_has_chromium)]
