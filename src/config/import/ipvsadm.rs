@@ -75,13 +75,26 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
         }
         if let Err(e) = table.apply(&command, &UnicastOnly) {
             imported.skip(line, format!("`{command}': {e}"));
+        } else if let Command::AddService(c) = &command {
+            // The service wins a listen rule's address (`table::listener`); a file
+            // cannot hold both, so the rule is left out, and said.
+            for rule in table.rules_shadowed_by(&c.key) {
+                imported.skip(
+                    line,
+                    format!(
+                        "`{command}' holds the address of the listen rule `--add-listener \
+                         {rule}', which a configuration file cannot hold with it; the rule is \
+                         left out"
+                    ),
+                );
+            }
         }
     }
     // Each service's listen rules, in one pass over them, in their order.
     let mut listens: HashMap<ServiceKey, Vec<_>> = HashMap::new();
     for rule in table.listen_rules() {
-        if let Some(service) = table.route(&rule.listen) {
-            listens.entry(service.key).or_default().push(rule);
+        if !table.is_shadowed(&rule) {
+            listens.entry(rule.service()).or_default().push(rule);
         }
     }
     for key in order {
