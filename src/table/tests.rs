@@ -507,7 +507,11 @@ fn a_service_wins_its_address_over_a_listen_rule_in_either_order() {
         .unwrap();
     assert_eq!(effects.notes(), ["Shadowed"]);
     effects.carry_out();
-    assert_eq!(t.route(&at).map(|s| s.key), Some(vip), "the service's own address");
+    assert_eq!(
+        t.route(&at).map(|s| s.key),
+        Some(vip),
+        "the service's own address"
+    );
     assert_eq!(t.shadowed_rules(), [(ListenRule::new(at, Some(7)), vip)]);
     let listening: Vec<_> = t
         .listen_addresses()
