@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Backend, Behaviour, Daemon, ask, eventually, text, vip};
+use common::{Backend, Behaviour, Daemon, ask, eventually, sighup, text, vip, write_file};
 
 /// uvsadm's exit status and stderr for `args`, which must fail without a word on stdout.
 fn refused(d: &Daemon, args: &[&str]) -> (Option<i32>, String) {
@@ -266,4 +266,40 @@ fn a_listener_on_every_address_is_refused() {
     let one = format!("127.0.0.1:{port}");
     d.ok(&["--add-listener", "-t", &one, "--mark", "7"]);
     assert_eq!(rules(&d), format!("--add-listener -t {one} --mark 7\n"));
+}
+
+/// A reload that adds a service at the address of a listener uvsadm added is `-A` too:
+/// the file's service wins the address, the reload is not refused, and the rule is
+/// kept and said to be shadowed.
+#[test]
+fn a_reload_adding_a_service_at_a_listeners_address_wins_it() {
+    let group = Backend::start("GROUP", Behaviour::Name);
+    let own = Backend::start("OWN", Behaviour::Name);
+    let at = vip();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("uvs.toml");
+    let d = Daemon::start_with_file(&path, "", &[]);
+    d.ok(&["-A", "-f", "7", "-s", "rr"]);
+    d.ok(&["-a", "-f", "7", "-r", &group.addr.to_string(), "-m"]);
+    d.ok(&["--add-listener", "-t", &at.to_string(), "--mark", "7"]);
+    d.wait_listening(at);
+    assert_eq!(ask(at, None), "GROUP");
+    write_file(
+        &path,
+        &format!(
+            "[[service]]\ntcp = \"{at}\"\nscheduler = \"rr\"\n[[service.server]]\naddress = \"{}\"\n",
+            own.addr
+        ),
+    );
+    sighup(&d.child);
+    eventually("the reload is logged", || {
+        d.log().contains("SIGHUP: configuration reloaded")
+    });
+    logged(
+        &d,
+        "WARN",
+        &format!("virtual service tcp {at} takes its address from the listen rule"),
+    );
+    assert_eq!(ask(at, None), "OWN");
+    assert_eq!(rules(&d), format!("--add-listener -t {at} --mark 7\n"));
 }
