@@ -100,24 +100,22 @@ impl ListenRule {
     /// family on this port (a socket on 0.0.0.0:P takes P on every IPv4 address; IPv6
     /// sockets are IPv6-only). The service wins the address, the rule is shadowed.
     pub fn shadowed_by(&self, service: &ServiceKey) -> bool {
-        owners(&self.listen).contains(service)
+        owners(&self.listen).any(|k| k == *service)
     }
 }
 
 /// The keys of the services whose own address covers `listen`: the service at that
 /// address, and (for a concrete address) the service at the unspecified address of the
-/// same family, protocol and port.
-pub fn owners(listen: &ListenAddr) -> Vec<ServiceKey> {
+/// same family, protocol and port. No allocation: `Table::route` asks per connection.
+pub fn owners(listen: &ListenAddr) -> impl Iterator<Item = ServiceKey> {
     let at = |addr| ServiceKey::Inet {
         protocol: listen.protocol,
         addr,
         port: listen.port,
     };
-    let mut keys = vec![at(listen.addr)];
-    if !listen.addr.is_unspecified() {
-        keys.push(at(unspecified(Family::of(&listen.addr))));
-    }
-    keys
+    let wildcard =
+        (!listen.addr.is_unspecified()).then(|| at(unspecified(Family::of(&listen.addr))));
+    std::iter::once(at(listen.addr)).chain(wildcard)
 }
 
 fn unspecified(family: Family) -> IpAddr {
@@ -141,7 +139,7 @@ pub fn check(rule: &ListenRule, exists: impl Fn(&ServiceKey) -> bool) -> Result<
             listen: rule.listen,
         });
     }
-    if let Some(own) = owners(&rule.listen).into_iter().find(|k| exists(k)) {
+    if let Some(own) = owners(&rule.listen).find(|k| exists(k)) {
         return Err(TableError::ListenerOnService {
             listen: rule.listen,
             service: own,

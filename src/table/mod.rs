@@ -329,9 +329,7 @@ impl Table {
     /// The service whose own address `listen` is: the service at it, or one at 0.0.0.0
     /// or :: on its port (`listener::owners`).
     fn owner(&self, listen: &ListenAddr) -> Option<&Arc<Service>> {
-        listener::owners(listen)
-            .iter()
-            .find_map(|key| self.services.get(key))
+        listener::owners(listen).find_map(|key| self.services.get(&key))
     }
 
     /// Whether a virtual service holds `rule`'s address, so that the rule is not used.
@@ -368,7 +366,8 @@ impl Table {
                     .into_iter()
                     .collect()
             }
-            _ => self
+            ServiceKey::Fwmark { .. } => Vec::new(),
+            ServiceKey::Inet { .. } => self
                 .listen_rules()
                 .into_iter()
                 .filter(|r| r.shadowed_by(service))
