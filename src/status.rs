@@ -1,5 +1,6 @@
 //! `uvs status`: what the daemon is doing, for people: each service with its options,
-//! the addresses it listens on and their state, and its real servers.
+//! the addresses it listens on and their state (and the listen rules another service's
+//! own address shadows), and its real servers.
 
 use std::fmt::Write as _;
 
@@ -111,7 +112,13 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
         .iter()
         .filter(|l| l.service == e.key)
         .collect();
-    if listeners.is_empty() {
+    // Rules that lead here but whose address another service holds.
+    let shadowed: Vec<_> = status
+        .shadowed
+        .iter()
+        .filter(|s| s.rule.leads_to(&e.key))
+        .collect();
+    if listeners.is_empty() && shadowed.is_empty() {
         let why = match e.key {
             ServiceKey::Inet {
                 protocol: crate::table::Protocol::Sctp,
@@ -135,6 +142,19 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
             "  listen {} {addr}: {}",
             l.listen.protocol.services_name(),
             l.state
+        );
+    }
+    for s in shadowed {
+        let addr = crate::table::ServerKey {
+            addr: s.rule.listen.addr,
+            port: s.rule.listen.port,
+        };
+        let _ = writeln!(
+            out,
+            "  listen {} {addr}: shadowed: virtual service {} holds this address and gets its \
+             connections; not listened on until that service is deleted",
+            s.rule.listen.protocol.services_name(),
+            s.by
         );
     }
     let udp = matches!(

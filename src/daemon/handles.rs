@@ -4,7 +4,7 @@
 //! neither imports the daemon's parts. The kernel-or-userspace choice of `-L -c` is
 //! made here, where the mode is known.
 
-use crate::control::protocol::Status;
+use crate::control::protocol::{ShadowedRule, Status};
 use crate::control::server;
 use crate::exporter::{self, BackendHealth, ConfigReloads};
 use crate::rate_limit::RateLimit;
@@ -32,8 +32,14 @@ impl server::Daemon for Reporter {
     }
 
     fn status(&self) -> Status {
-        let services = self.director().table.snapshot().entries();
-        self.report().status(services)
+        let table = self.director().table.snapshot();
+        let mut status = self.report().status(table.entries());
+        status.shadowed = table
+            .shadowed_rules()
+            .into_iter()
+            .map(|(rule, by)| ShadowedRule { rule, by })
+            .collect();
+        status
     }
 
     fn max_clients(&self) -> usize {

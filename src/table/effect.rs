@@ -19,9 +19,16 @@
 //! [`CarryingOut`], which only [`Effects::carry_out`] can make: `Table::apply` cannot
 //! call them, the compiler refuses. The counters' `-Z` (`Stats::zero`) lives in
 //! `stats`, below the table, and takes no proof; in the table it is called here only.
+//!
+//! What a command did beyond what it names (a service added over a listen rule, rules
+//! deleted with their service) is said in the log the same way, as a [`Note`]: once the
+//! change is published, never for a refused batch or a trial (`uvs check`, a reload's
+//! rehearsal).
 
 use std::sync::Arc;
 
+use super::key::ServiceKey;
+use super::listener::ListenRule;
 use super::real_server::RealServerState;
 use super::service::Service;
 use crate::stats::Stats;
@@ -48,6 +55,65 @@ pub(super) enum Effect {
     ZeroService(Arc<Service>),
     /// `-Z`: the counters over all services too.
     ZeroTotals(Arc<Stats>),
+    /// Something the log must say about the change.
+    Say(Note),
+}
+
+/// What a command did to listen rules without naming them (`listener`).
+#[derive(Debug)]
+pub(super) enum Note {
+    /// `-A` of `service` at the address of `rules` (or at 0.0.0.0/:: on their port):
+    /// the service wins the address, the rules are kept but not used.
+    Shadowed {
+        service: ServiceKey,
+        rules: Vec<ListenRule>,
+    },
+    /// `-D` of `service` deleted the rules that led to it.
+    RulesDeleted {
+        service: ServiceKey,
+        rules: Vec<ListenRule>,
+    },
+    /// `-D` of `service` gave the rules it shadowed their addresses back.
+    Unshadowed {
+        service: ServiceKey,
+        rules: Vec<ListenRule>,
+    },
+}
+
+impl Note {
+    fn say(&self) {
+        let list = |rules: &[ListenRule]| {
+            rules
+                .iter()
+                .map(|r| format!("--add-listener {r}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            Note::Shadowed { service, rules } => tracing::warn!(
+                "virtual service {service} takes its address from the listen rule{} {}: the \
+                 service gets the connections there, and the rule is kept unused until the \
+                 service is deleted (uvs status shows it; uvsadm --delete-listener drops it)",
+                plural(rules),
+                list(rules)
+            ),
+            Note::RulesDeleted { service, rules } => tracing::info!(
+                "virtual service {service} deleted with the listen rule{} that led to it: {}",
+                plural(rules),
+                list(rules)
+            ),
+            Note::Unshadowed { service, rules } => tracing::info!(
+                "virtual service {service} deleted: the listen rule{} it shadowed listen{} again: {}",
+                plural(rules),
+                if rules.len() == 1 { "s" } else { "" },
+                list(rules)
+            ),
+        }
+    }
+}
+
+fn plural(rules: &[ListenRule]) -> &'static str {
+    if rules.len() == 1 { "" } else { "s" }
 }
 
 /// The effects of one command or a batch, in the order the commands asked for them.
@@ -79,6 +145,20 @@ impl Effects {
         self.0.extend(later.0);
     }
 
+    /// The kinds of the notes these effects would say, in order, for tests.
+    #[cfg(test)]
+    pub(crate) fn notes(&self) -> Vec<&'static str> {
+        self.0
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Say(Note::Shadowed { .. }) => Some("Shadowed"),
+                Effect::Say(Note::RulesDeleted { .. }) => Some("RulesDeleted"),
+                Effect::Say(Note::Unshadowed { .. }) => Some("Unshadowed"),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Writes to the shared state, in order. Call once the table that made these
     /// effects is the one readers see (or when no one else reads it).
     pub fn carry_out(self) {
@@ -104,6 +184,7 @@ impl Effects {
                     }
                 }
                 Effect::ZeroTotals(totals) => totals.zero(),
+                Effect::Say(note) => note.say(),
             }
         }
     }

@@ -88,13 +88,26 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
         }
         if let Err(e) = table.apply(&command, &UnicastOnly) {
             imported.skip(line, format!("`{raw}': {e}"));
+        } else if let Command::AddService(c) = &command {
+            // The service wins a listen rule's address (`table::listener`); a file
+            // cannot hold both, so the rule is left out, and said.
+            for rule in table.rules_shadowed_by(&c.key) {
+                imported.skip(
+                    line,
+                    format!(
+                        "`{raw}' holds the address of the listen rule `--add-listener \
+                         {rule}', which a configuration file cannot hold with it; the rule is \
+                         left out"
+                    ),
+                );
+            }
         }
     }
     // Each service's listen rules, in one pass over them, in their order.
     let mut listens: HashMap<ServiceKey, Vec<_>> = HashMap::new();
     for rule in table.listen_rules() {
-        if let Some(service) = table.route(&rule.listen) {
-            listens.entry(service.key).or_default().push(rule);
+        if !table.is_shadowed(&rule) {
+            listens.entry(rule.service()).or_default().push(rule);
         }
     }
     for key in order {
@@ -173,6 +186,38 @@ mod tests {
     use super::*;
     use crate::adm::names::NoNames;
     use crate::config::render::render;
+
+    /// What `uvsadm -S` writes for a service that won a listen rule's address: the rule,
+    /// then the service. A file cannot hold both, so the rule is left out and said, and
+    /// the TOML passes the file check.
+    #[test]
+    fn a_listen_rule_a_later_service_shadows_is_left_out_and_said() {
+        let dump = "\
+-A -f 7 -s rr
+--add-listener -t 127.0.0.1:80 --mark 7
+--add-listener -t 127.0.0.1:81 --mark 7
+-A -t 127.0.0.1:80 -s rr
+";
+        let imported = import(dump.as_bytes(), &mut NoNames);
+        assert_eq!(
+            imported.skipped,
+            [super::super::Skipped {
+                line: 4,
+                message: "`-A -t 127.0.0.1:80 -s rr' holds the address of the listen rule \
+                          `--add-listener -t 127.0.0.1:80 --mark 7', which a configuration \
+                          file cannot hold with it; the rule is left out"
+                    .into()
+            }]
+        );
+        let listen: Vec<String> = imported.config.services[0]
+            .listen
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(listen, ["-t 127.0.0.1:81 --mark 7"]);
+        let toml = render(&imported.config);
+        crate::config::schema::parse(&toml, std::path::Path::new("t.toml")).unwrap();
+    }
 
     #[test]
     fn a_save_dump_becomes_the_same_table_in_toml() {
