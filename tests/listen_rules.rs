@@ -47,11 +47,14 @@ fn a_listener_for_a_mark_without_its_service_is_refused_until_the_service_is_add
     assert_eq!(
         refused(&d, &["--add-listener", "-t", &other.to_string()]).1,
         format!(
-            "tcp {}:0 is not a virtual service: add it first (uvsadm -A -t {}:0), then its listeners\n",
+            "tcp {}:0 is not a virtual service: add it first (uvsadm -A -t {}:0 -p), then its listeners\n",
             other.ip(),
             other.ip()
         )
     );
+    // The command the message names is one uvsadm takes, and the rule then is too.
+    d.ok(&["-A", "-t", &format!("{}:0", other.ip()), "-p"]);
+    d.ok(&["--add-listener", "-t", &other.to_string()]);
 }
 
 #[test]

@@ -47,8 +47,11 @@ pub enum TableError {
     /// `--add-listener` for a service that does not exist (uvs's own command, so it is
     /// strict: the service comes first).
     #[error(
-        "{service} is not a virtual service: add it first (uvsadm -A {}), then its listeners",
-        ServiceArgs(service)
+        "{service} is not a virtual service: add it first (uvsadm -A {}{}), then its \
+         listeners",
+        ServiceArgs(service),
+        // ipvsadm takes port 0 only for a persistent service.
+        if matches!(service, ServiceKey::Inet { port: 0, .. }) { " -p" } else { "" }
     )]
     NoListenerService { service: ServiceKey },
     /// `--add-listener` on the address of a virtual service, or under a service at

@@ -195,7 +195,7 @@ mod tests {
             check(&rule("127.0.0.1:443", None), exists)
                 .unwrap_err()
                 .to_string(),
-            "tcp 127.0.0.1:0 is not a virtual service: add it first (uvsadm -A -t 127.0.0.1:0), then its listeners"
+            "tcp 127.0.0.1:0 is not a virtual service: add it first (uvsadm -A -t 127.0.0.1:0 -p), then its listeners"
         );
         assert_eq!(
             check(&rule("127.0.0.1:80", Some(7)), exists)
