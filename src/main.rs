@@ -499,6 +499,21 @@ fn unreachable(
     use std::io::ErrorKind;
     use std::os::unix::fs::MetadataExt;
     let s = socket.display();
+    // Connecting to a directory or a plain file is refused too: say what is there.
+    let not_a_socket = std::fs::metadata(socket).ok().and_then(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        let t = m.file_type();
+        (!t.is_socket()).then_some(if t.is_dir() {
+            "a directory"
+        } else {
+            "not a socket"
+        })
+    });
+    if let (ErrorKind::ConnectionRefused, Some(what)) = (error.kind(), not_a_socket) {
+        return format!(
+            "{s} ({rule}) is {what}, not a uvs control socket; give the daemon's socket (--socket PATH, or $UVS_SOCKET)"
+        );
+    }
     match error.kind() {
         ErrorKind::NotFound | ErrorKind::ConnectionRefused => format!(
             "no uvs daemon at {s} ({rule}): {error}; start one with `uvs run -c FILE` (or `uvs demo`, which prints its own --socket)"

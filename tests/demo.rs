@@ -399,7 +399,8 @@ fn the_demo_on_a_taken_control_socket_says_so_and_exits_1_before_its_banner() {
     assert_eq!(
         text(&out.stderr),
         format!(
-            "uvs: uvs cannot start on {s}: another uvs daemon is already listening on {s}\n",
+            "uvs: cannot start the control socket {s}: another uvs daemon is already listening \
+             on {s}; stop it, or give this one another socket (--socket PATH, or $UVS_SOCKET)\n",
             s = socket.display()
         )
     );

@@ -61,6 +61,25 @@ fn uvs_status_without_a_daemon_says_where_it_looked_and_how_to_start_one() {
              start one with `uvs run -c FILE` (or `uvs demo`, which prints its own --socket)\n"
         )
     );
+    // A path that is no socket at all (connecting to it is refused too) is said as such.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    for (path, what) in [
+        (dir.path(), "a directory"),
+        (file.as_path(), "not a socket"),
+    ] {
+        let p = path.to_str().unwrap();
+        assert_eq!(
+            status_without_daemon(&["--socket", p], &[]),
+            (
+                Some(1),
+                format!(
+                    "uvs: {p} (given by --socket) is {what}, not a uvs control socket; give the \
+                     daemon's socket (--socket PATH, or $UVS_SOCKET)\n"
+                )
+            )
+        );
+    }
 }
 
 /// Another user's socket (root's, mode 0600, as `uvs run` makes it) is no missing

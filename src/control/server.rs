@@ -54,7 +54,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
     #[error(
-        "another uvs daemon is already listening on {}{}",
+        "another uvs daemon is already listening on {}{}; stop it, or give this one \
+         another socket (--socket PATH, or $UVS_SOCKET)",
         path.display(),
         owner.map_or(String::new(), |uid| format!(" (a process of uid {uid})"))
     )]

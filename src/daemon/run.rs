@@ -47,7 +47,7 @@ pub enum RunError {
     #[error("cannot start the worker threads")]
     Workers(#[source] std::io::Error),
     /// The control socket could not be bound.
-    #[error("uvs cannot start on {}", path.display())]
+    #[error("cannot start the control socket {}", path.display())]
     ControlSocket {
         path: PathBuf,
         #[source]
