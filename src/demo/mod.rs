@@ -10,7 +10,7 @@
 pub mod hints;
 pub mod ready;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,9 +120,10 @@ async fn answer(mut stream: TcpStream, body: &'static str) {
     let _ = stream.shutdown().await;
 }
 
-/// Starts a backend on an ephemeral loopback port; returns its address.
-pub async fn start_backend(body: &'static str) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+/// Starts a backend on an ephemeral port of `host` (a loopback address); returns its
+/// address.
+pub async fn start_backend(host: IpAddr, body: &'static str) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind((host, 0)).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
@@ -134,12 +135,16 @@ pub async fn start_backend(body: &'static str) -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// Starts a UDP backend answering `body` to every datagram, on `port` if it is free (the
-/// TCP backend's, so one address serves both), else on an ephemeral one.
-pub async fn start_udp_backend(port: u16, body: &'static str) -> std::io::Result<SocketAddr> {
-    let socket = match UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).await {
+/// Starts a UDP backend answering `body` to every datagram, on `host` and `port` if it is
+/// free (the TCP backend's, so one address serves both), else on an ephemeral port.
+pub async fn start_udp_backend(
+    host: IpAddr,
+    port: u16,
+    body: &'static str,
+) -> std::io::Result<SocketAddr> {
+    let socket = match UdpSocket::bind((host, port)).await {
         Ok(s) => s,
-        Err(_) => UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?,
+        Err(_) => UdpSocket::bind((host, 0)).await?,
     };
     let addr = socket.local_addr()?;
     tokio::spawn(async move {
@@ -192,12 +197,21 @@ pub struct Backends {
 /// not an address the table takes).
 pub async fn start(table: &Arc<TableHandle>, vip: SocketAddr) -> Result<Backends, DemoError> {
     let failed = |name: &'static str, error: std::io::Error| DemoError::Backend { name, error };
-    let rs1 = start_backend("RS1\n").await.map_err(|e| failed("RS1", e))?;
-    let rs2 = start_backend("RS2\n").await.map_err(|e| failed("RS2", e))?;
-    let udp1 = start_udp_backend(rs1.port(), "RS1\n")
+    // IPVS forwards within one family: the backends take the VIP's loopback.
+    let host = match vip {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    };
+    let rs1 = start_backend(host, "RS1\n")
+        .await
+        .map_err(|e| failed("RS1", e))?;
+    let rs2 = start_backend(host, "RS2\n")
+        .await
+        .map_err(|e| failed("RS2", e))?;
+    let udp1 = start_udp_backend(host, rs1.port(), "RS1\n")
         .await
         .map_err(|e| failed("RS1 (UDP)", e))?;
-    let udp2 = start_udp_backend(rs2.port(), "RS2\n")
+    let udp2 = start_udp_backend(host, rs2.port(), "RS2\n")
         .await
         .map_err(|e| failed("RS2 (UDP)", e))?;
     let all = commands(Protocol::Tcp, vip, rs1, rs2)
