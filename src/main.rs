@@ -226,9 +226,10 @@ enum Command {
     },
 }
 
-fn init_logging() {
+/// `default` is the filter when UVS_LOG is not set.
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("UVS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -550,7 +551,13 @@ fn out(text: &str) {
 // connections run on the director's worker threads.
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The demo's only listen address is its VIP, and a VIP it cannot serve ends the demo
+    // with the cause (and the low-port hint) in one line: the listener manager's
+    // "retrying" warnings would say otherwise.
+    init_logging(match cli.command {
+        Command::Demo(_) => "info,uvs::proxy::listeners=error",
+        _ => "info",
+    });
     // Built here rather than by #[tokio::main], which panics when it cannot be made
     // (under an open-files limit too small for its event loop).
     let runtime = match tokio::runtime::Builder::new_current_thread()
