@@ -84,14 +84,15 @@ fn an_edit_to_a_weight_above_what_a_file_holds_is_reported_with_its_line() {
 
 #[test]
 fn a_netmask_that_is_not_a_prefix_is_reported_with_its_line() {
-    // Its service left out, its server's line is reported too.
+    // Its service left out, its server's line is reported too, naming the line.
     reported(
         "-A -t 10.0.0.1:80 -s rr -p 600 -M 255.0.255.0\n\
          -a -t 10.0.0.1:80 -r 10.0.0.2:80 -m\n\
          -A -u 10.0.0.1:53 -s rr -p 600 -M 255.255.0.0\n",
         "dump:1: `-A -t 10.0.0.1:80 -s rr -p 600 -M 255.0.255.0': netmask 255.0.255.0: a uvs \
          configuration holds contiguous netmasks only (a prefix, as 255.255.255.0); not taken\n\
-         dump:2: `-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m': Service not defined\n\
+         dump:2: `-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m': Service not defined (its service, \
+         line 1, was not taken)\n\
          uvs: dump: 2 lines not taken\n",
     );
 }

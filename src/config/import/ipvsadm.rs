@@ -15,7 +15,7 @@ use crate::adm::names::Names;
 use crate::adm::restore::RestoreReader;
 use crate::config::ServiceSpec;
 use crate::config::schema::{MAX_WEIGHT, holds_netmask};
-use crate::table::{Command, Netmask, ServiceKey, Table, UnicastOnly};
+use crate::table::{Command, Netmask, ServiceKey, Table, TableError, UnicastOnly};
 
 /// Imports the rules in `input`; `names` resolves host and service names (as `ipvsadm
 /// -R` would).
@@ -28,6 +28,8 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
     let mut ordered: HashSet<ServiceKey> = HashSet::new();
     let mut reader = RestoreReader::new(input, &["ipvsadm", "uvsadm"]);
     let mut line = 0;
+    // Services whose -A line was not taken, with that line.
+    let mut not_taken: HashMap<ServiceKey, usize> = HashMap::new();
     while let Some(words) = reader.next_line() {
         line += 1;
         if words.is_empty() {
@@ -70,6 +72,9 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
         }
         if let Some(why) = beyond_the_file(&command) {
             imported.skip(line, format!("`{raw}': {why}; not taken"));
+            if let Command::AddService(c) = &command {
+                not_taken.entry(c.key).or_insert(line);
+            }
             continue;
         }
         match &command {
@@ -87,7 +92,18 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
             _ => {}
         }
         if let Err(e) = table.apply(&command, &UnicastOnly) {
-            imported.skip(line, format!("`{raw}': {e}"));
+            // A rule of a service whose own line was not taken says so, rather than
+            // only the kernel's "Service not defined".
+            let because = match (&e, service_of(&command)) {
+                (TableError::ServiceNotDefined | TableError::NoSuchService, Some(key)) => not_taken
+                    .get(&key)
+                    .map(|n| format!(" (its service, line {n}, was not taken)")),
+                _ => None,
+            };
+            imported.skip(line, format!("`{raw}': {e}{}", because.unwrap_or_default()));
+            if let Command::AddService(c) = &command {
+                not_taken.entry(c.key).or_insert(line);
+            }
         } else if let Command::AddService(c) = &command {
             // The service wins a listen rule's address (`table::listener`); a file
             // cannot hold both, so the rule is left out, and said.
@@ -128,6 +144,19 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
         });
     }
     imported.finish()
+}
+
+/// The service a command is about, where it names one.
+fn service_of(command: &Command) -> Option<ServiceKey> {
+    match command {
+        Command::AddService(c) | Command::EditService(c) => Some(c.key),
+        Command::DeleteService { service }
+        | Command::AddServer { service, .. }
+        | Command::EditServer { service, .. }
+        | Command::DeleteServer { service, .. } => Some(*service),
+        Command::AddListener(rule) => Some(rule.service()),
+        _ => None,
+    }
 }
 
 /// A netmask a file cannot hold (not a prefix) on a service without persistence: IPVS
