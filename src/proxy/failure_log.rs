@@ -13,6 +13,7 @@ use std::io;
 
 use crate::rate_limit::{Line, Tally};
 use crate::table::{RealServerState, Service, ServiceKey, Table};
+use crate::words::plural;
 
 /// Why a connect to a real server failed, as the log counts it; the index of its count
 /// in `ConnectFailures::logged`.
@@ -59,10 +60,6 @@ impl<const N: usize> Display for Counts<'_, N> {
         }
         Ok(())
     }
-}
-
-fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
-    if n == 1 { one } else { many }
 }
 
 /// A connect from `service` (as the log names it: its key, or for a UDP flow the
