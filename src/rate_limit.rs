@@ -90,6 +90,11 @@ impl<const N: usize> Tally<N> {
         self.flush_at(crate::clock::monotonic_seconds())
     }
 
+    /// Whether any event is held back.
+    pub fn holds(&self) -> bool {
+        self.held.iter().any(|n| n.load(Relaxed) != 0)
+    }
+
     /// The summary of the events held back, whatever the time: for the last word on
     /// something that is going away (a real server deleted, say), whose events would
     /// otherwise never be summed up. None when nothing is held.
