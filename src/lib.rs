@@ -42,4 +42,5 @@ pub mod stats;
 pub mod status;
 pub mod sys;
 pub mod table;
+pub mod words;
 pub mod workers;

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::adm::inet::inet_ntop_port;
+use crate::clock::utc;
 use crate::control::protocol::Status;
 use crate::table::{ServerEntry, ServiceEntry, ServiceKey};
 
@@ -328,29 +329,6 @@ fn descriptor_lines(out: &mut String, d: &crate::control::protocol::DescriptorSt
         "TCP connections {}, {most}; accepting paused for want of room {} times",
         d.connections, d.pauses
     );
-}
-
-/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (the proleptic Gregorian
-/// calendar, counted from 1970-01-01 by days).
-fn utc(secs: u64) -> String {
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Shift the epoch to 0000-03-01 so that leap days end each 4-, 100- and 400-year
-    // cycle, then read the year, month and day off the cycles.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }
 
 /// The text of `uvs status`.

@@ -8,7 +8,7 @@ use crate::control::protocol::{ShadowedRule, Status};
 use crate::control::server;
 use crate::exporter::{self, BackendHealth, ConfigReloads};
 use crate::rate_limit::RateLimit;
-use crate::table::{Command, ConnEntry, TableHandle};
+use crate::table::{Command, ConnEntry, TableError, TableHandle};
 
 use super::report::{Mode, Reporter};
 
@@ -46,10 +46,17 @@ impl server::Daemon for Reporter {
         self.director().descriptors.reserve().control_clients
     }
 
-    /// A change to what the configuration file owns is said in the log (the reloader's).
-    fn changed(&self, command: &Command) {
-        if let Some(reloader) = self.reloader() {
-            reloader.control_changed(command);
+    /// With a configuration file, through its reloader: applied and recorded under
+    /// its lock, and a change to what the file owns said in the log.
+    fn apply(&self, command: &Command, applied: &dyn Fn()) -> Result<(), TableError> {
+        let table = &self.director().table;
+        match self.reloader() {
+            Some(reloader) => reloader.apply_from_control(table, command, applied),
+            None => {
+                table.apply(command)?;
+                applied();
+                Ok(())
+            }
         }
     }
 }

@@ -217,7 +217,12 @@ async fn exchange(stream: &mut TcpStream, slot: &Slot, endpoint: &Endpoint) -> O
                 Payload::Rendered(shared, &endpoint.scrapes),
             ),
             Err(e) => {
-                tracing::warn!(error = %e, "metrics endpoint: no body for /metrics");
+                // Every scrape would fail the same way: one line per interval.
+                static NO_METRICS: crate::rate_limit::RateLimit =
+                    crate::rate_limit::RateLimit::new();
+                NO_METRICS.warn(|suppressed| {
+                    tracing::warn!(error = %e, suppressed, "metrics endpoint: no body for /metrics");
+                });
                 (
                     "500 Internal Server Error",
                     text,
@@ -249,7 +254,10 @@ async fn exchange(stream: &mut TcpStream, slot: &Slot, endpoint: &Endpoint) -> O
                 )
             }
             Err(e) => {
-                tracing::warn!(error = %e, "metrics endpoint: no status page");
+                static NO_PAGE: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
+                NO_PAGE.warn(|suppressed| {
+                    tracing::warn!(error = %e, suppressed, "metrics endpoint: no status page");
+                });
                 (
                     "500 Internal Server Error",
                     text,

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use super::key::ServiceKey;
 use super::listener::ListenRule;
-use super::real_server::RealServerState;
+use super::real_server::{RealServer, RealServerState};
 use super::service::Service;
 use crate::stats::Stats;
 
@@ -38,7 +38,10 @@ use crate::stats::Stats;
 pub(super) enum Effect {
     /// `-d`: the real server left its service; persistence templates and UDP flows to
     /// it are void (the kernel clears IP_VS_DEST_F_AVAILABLE in __ip_vs_unlink_dest).
-    RetireServer(Arc<RealServerState>),
+    RetireServer {
+        service: ServiceKey,
+        server: RealServer,
+    },
     /// `-D`, `-C`: every real server of the service left with it.
     RetireServers(Arc<Service>),
     /// `-e`: the settings the data plane reads between snapshots follow the edit
@@ -122,6 +125,37 @@ fn plural(rules: &[ListenRule]) -> &'static str {
               table is the one readers see (TableHandle does it when it publishes)"]
 pub struct Effects(Vec<Effect>);
 
+/// A real server or a service that left the table (retired) while its log lines still
+/// held counts back (`proxy::failure_log`: failed connects, resets), with the names
+/// the log gives them; [`TableHandle`](super::TableHandle) keeps these until the
+/// failure log's sweeper takes them ([`TableHandle::take_retired`](super::TableHandle::take_retired)),
+/// so that the counts are said, not dropped with the server.
+#[derive(Debug, Clone)]
+pub enum Retired {
+    /// `-d`: the server, of this service.
+    Server {
+        service: ServiceKey,
+        server: RealServer,
+    },
+    /// `-D`, `-C`: the service and its servers.
+    Service(Arc<Service>),
+}
+
+impl Retired {
+    /// Whether its log holds anything back (only then is it kept).
+    fn holds(&self) -> bool {
+        let server_holds = |state: &RealServerState| state.connect_failures.logged.holds();
+        match self {
+            Retired::Server { server, .. } => server_holds(&server.state),
+            Retired::Service(svc) => {
+                svc.state.client_resets.holds()
+                    || svc.state.server_resets.holds()
+                    || svc.servers.iter().any(|s| server_holds(&s.state))
+            }
+        }
+    }
+}
+
 /// Proof that effects are being carried out, which only [`Effects::carry_out`] makes;
 /// the writers of shared marks ask for it.
 #[derive(Debug)]
@@ -162,13 +196,29 @@ impl Effects {
     /// Writes to the shared state, in order. Call once the table that made these
     /// effects is the one readers see (or when no one else reads it).
     pub fn carry_out(self) {
+        self.carry_out_keeping(|_| {});
+    }
+
+    /// As [`Effects::carry_out`], and hands `keep` each server or service retired
+    /// whose log still holds counts back.
+    pub(super) fn carry_out_keeping(self, mut keep: impl FnMut(Retired)) {
         let proof = CarryingOut(());
         for effect in self.0 {
             match effect {
-                Effect::RetireServer(state) => state.retire(&proof),
+                Effect::RetireServer { service, server } => {
+                    server.state.retire(&proof);
+                    let retired = Retired::Server { service, server };
+                    if retired.holds() {
+                        keep(retired);
+                    }
+                }
                 Effect::RetireServers(svc) => {
                     for server in &svc.servers {
                         server.state.retire(&proof);
+                    }
+                    let retired = Retired::Service(svc);
+                    if retired.holds() {
+                        keep(retired);
                     }
                 }
                 Effect::Configure {

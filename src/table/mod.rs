@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 pub use command::{Command, ServerConfig, ServiceConfig, SyncRole};
-pub use effect::Effects;
+pub use effect::{Effects, Retired};
 pub use entry::{ConnEntry, FailureCounts, Info, ServerEntry, ServiceEntry};
 pub use error::TableError;
 pub use key::{Family, Protocol, ServerKey, ServiceKey};
@@ -253,7 +253,10 @@ impl Table {
                     previous: index.checked_sub(1).map(|i| svc.servers[i].key()),
                 };
                 let gone = svc.servers.remove(index);
-                effects.push(Effect::RetireServer(gone.state));
+                effects.push(Effect::RetireServer {
+                    service: *service,
+                    server: gone,
+                });
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &change));
             }
             Command::Zero { service: None } => {
@@ -567,6 +570,9 @@ pub struct TableHandle {
     addresses: Box<dyn AddressClassifier>,
     /// Bumped on every published change, for readers that follow the table.
     version: tokio::sync::watch::Sender<u64>,
+    /// What left the table with log lines held back, until the failure log takes it
+    /// (every second; never filled where nothing is counted, as in kernel mode).
+    retired: Mutex<Vec<Retired>>,
 }
 
 impl TableHandle {
@@ -576,7 +582,14 @@ impl TableHandle {
             writer: Mutex::new(()),
             addresses,
             version: tokio::sync::watch::Sender::new(0),
+            retired: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The servers and services that left the table since the last call while their
+    /// log held counts back (`proxy::failure_log` says them at once).
+    pub fn take_retired(&self) -> Vec<Retired> {
+        std::mem::take(&mut *self.retired.locked())
     }
 
     /// A receiver that wakes on every change (the listener manager follows it).
@@ -628,7 +641,7 @@ impl TableHandle {
         // The batch is whole and published: now, and only now, the state the new
         // snapshot shares with the old one follows it. Still under the writer lock, so
         // the next batch sees it done.
-        effects.carry_out();
+        effects.carry_out_keeping(|r| self.retired.locked().push(r));
         self.version.send_modify(|v| *v += 1);
         Ok(())
     }
