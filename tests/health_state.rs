@@ -110,7 +110,7 @@ fn alpha_quorum_notify_and_omega_from_an_imported_keepalived_conf() {
         "omega = true",
         "quorum = 2",
         "hysteresis = 0",
-        "warmup = \"1day\"",
+        "warmup = \"1d\"",
         "quiescent = true",
     ] {
         assert!(toml.lines().any(|l| l == line), "{line} in:\n{toml}");
