@@ -114,7 +114,7 @@ fn uvs_8_names_every_command_and_option_and_the_sections_a_man_page_needs() {
         ".SH SIGNALS",
         "SIGHUP",
         "SIGTERM",
-        "A second SIGINT",
+        "A second SIGTERM or SIGINT",
         ".SH \"EXIT STATUS\"",
         ".SH \"SEE ALSO\"",
         "uvsadm(8), uvs.toml(5), ipvsadm(8), ldirectord(8), keepalived.conf(5)",

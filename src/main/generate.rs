@@ -211,7 +211,7 @@ fn uvs_sections(roff: &mut Roff) {
     item(
         roff,
         "SIGTERM, SIGINT",
-        "Stop: listeners close, open connections may finish for drain_timeout (30 s by default), then the daemon exits. A second SIGINT (Ctrl-C) ends the drain at once.",
+        "Stop: listeners close, open connections may finish for drain_timeout (30 s by default), then the daemon exits. A second SIGTERM or SIGINT (Ctrl-C again) ends the drain at once, closing what is still open.",
     );
     roff.control("SH", ["EXIT STATUS"]);
     item(
