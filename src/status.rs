@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::adm::inet::inet_ntop_port;
+use crate::adm::sort::{compare_service_keys, merge_sort};
 use crate::control::protocol::Status;
 use crate::table::{ServerEntry, ServiceEntry, ServiceKey};
 
@@ -431,7 +432,10 @@ pub fn render(status: &Status) -> String {
             t.count, t.max, t.evicted, t.not_made
         );
     }
-    for e in &status.services {
+    // In ipvsadm -L's order (TCP before UDP, then by address), as uvsadm lists them.
+    let mut services: Vec<&ServiceEntry> = status.services.iter().collect();
+    merge_sort(&mut services, &|a, b| compare_service_keys(&a.key, &b.key));
+    for e in services {
         service_block(&mut out, status, e);
     }
     out

@@ -113,6 +113,14 @@ fn the_demo_alternates_between_its_two_backends() {
         lines(udp1, udp2),
     );
     assert_eq!(uvsadm(&["-L", "-n"]), expected);
+    // uvs status lists the services in the same order: TCP, then UDP.
+    let status = text(&status_at(&socket).output().unwrap().stdout);
+    let at = |s: &str| {
+        status
+            .find(&format!("{s}  {vip}"))
+            .unwrap_or_else(|| panic!("no {s} service in\n{status}"))
+    };
+    assert!(at("TCP") < at("UDP"), "{status}");
 
     let bodies: Vec<String> = (0..10).map(|_| get(vip)).collect();
     assert_eq!(bodies, ["RS1\n", "RS2\n"].repeat(5));

@@ -352,3 +352,51 @@ fn a_group_members_servers_show_the_health_checked_for_its_first_member() {
         "{page}"
     );
 }
+
+#[test]
+fn services_are_in_ipvsadm_listing_order() {
+    let inet = |protocol, addr: &str| {
+        let a: SocketAddr = addr.parse().unwrap();
+        ServiceKey::Inet {
+            protocol,
+            addr: a.ip(),
+            port: a.port(),
+        }
+    };
+    let fwm = ServiceKey::Fwmark {
+        mark: 5,
+        family: crate::table::Family::Inet,
+    };
+    // Added in an order unlike the listing's, UDP first as the demo adds them.
+    let keys = [
+        fwm,
+        inet(Protocol::Tcp, "[::1]:80"),
+        inet(Protocol::Udp, "127.0.0.1:8080"),
+        inet(Protocol::Tcp, "127.0.0.2:80"),
+        inet(Protocol::Tcp, "127.0.0.1:8080"),
+    ];
+    let mut t = Table::new();
+    let adds: Vec<Command> = keys
+        .iter()
+        .map(|k| Command::AddService(ServiceConfig::new(*k, "rr")))
+        .collect();
+    apply(&mut t, &adds);
+    let page = page(&t, &State::default());
+    let listed: Vec<&str> = page
+        .split("data-service=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    // uvsadm -L -n: fwmark 0 (address services) first, then IPv4 before IPv6, TCP
+    // before UDP, then address and port.
+    assert_eq!(
+        listed,
+        [
+            "TCP 127.0.0.1:8080",
+            "TCP 127.0.0.2:80",
+            "UDP 127.0.0.1:8080",
+            "TCP [::1]:80",
+            "FWM 5",
+        ]
+    );
+}
