@@ -201,7 +201,7 @@ fn each_row_has_its_numbers() {
     // The service: its sums, and 1 of its 4 servers serving (C is quiesced, B and D down).
     let at = page.find("data-service=\"TCP 127.0.0.1:80\"").unwrap();
     let svc = &page[at..at + page[at..].find("</tr>").unwrap()];
-    assert_eq!(cell(svc, "h partial"), "1/4 up");
+    assert_eq!(cell(svc, "h partial"), "1/4 serving");
     assert_eq!(cell(svc, "act"), "3");
     assert_eq!(cell(svc, "w conns"), "7");
     assert_eq!(cell(svc, "fail"), "3");
@@ -280,7 +280,9 @@ fn ten_thousand_services_make_a_bounded_page_that_says_so() {
     let page = page(&t, &State::default());
     assert!(page.len() < 2 << 20, "{} bytes", page.len());
     assert!(page.contains("<b>10000</b> services</span><span><b>40000</b> real servers:"));
-    assert!(page.contains("<span class=\"pill unchecked\">40000 no check</span>"));
+    assert!(page.contains("<span class=\"pill unchecked\">40000 serving, no check</span>"));
+    // Each service counts its unchecked servers as serving too.
+    assert_eq!(page.matches(">4/4 serving</td>").count(), 400);
     assert_eq!(page.matches("<tr class=\"svc\"").count(), 400);
     assert_eq!(page.matches("<tr class=\"rs\"").count(), 1600);
     assert!(
