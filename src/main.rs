@@ -579,7 +579,7 @@ async fn demo(args: DaemonArgs, vip: std::net::SocketAddr) -> anyhow::Result<()>
         let programs = uvs::demo::hints::Programs::here();
         println!(
             "\n{}Stop with Ctrl-C.",
-            uvs::demo::hints::hints(vip, &socket, &programs)
+            uvs::demo::hints::hints(vip, &socket, &programs, settings.metrics)
         );
         stop.await;
     };

@@ -357,6 +357,13 @@ pub fn render(status: &Status) -> String {
     }
     if let Some(m) = &status.metrics {
         let _ = writeln!(out, "metrics {m}");
+        // The page is served beside /metrics ("at http://ADDR/metrics" when served).
+        if let Some(base) = m
+            .strip_prefix("at ")
+            .and_then(|url| url.strip_suffix("/metrics"))
+        {
+            let _ = writeln!(out, "status page at {base}/");
+        }
     }
     if let Some(c) = &status.congestion {
         let _ = writeln!(out, "TCP congestion control: {c}");

@@ -556,3 +556,21 @@ fn build_info_names_the_version_and_commit_uvs_version_says() {
     let with = [format!("version=\"{version}\",commit=\"{commit}\"")];
     assert_eq!(value(&scrape(&d), "uvs_build_info", &with), 1.0);
 }
+
+/// The startup log and `uvs status` name the status page beside /metrics, and it is
+/// there.
+#[test]
+fn the_log_and_uvs_status_name_the_status_page() {
+    let d = Daemon::start_logged(&[]);
+    let at = d.metrics_address();
+    let page = format!("status page at http://{at}/");
+    assert!(
+        d.status().contains(&format!("\n{page}\n")),
+        "{}",
+        d.status()
+    );
+    common::eventually("the startup log line", || d.log().contains(&page));
+    let (status, body) = http_get(at, "GET", "/");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("<title>uvs status</title>"), "{body}");
+}
