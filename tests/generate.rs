@@ -133,9 +133,10 @@ fn uvs_8_synopses_show_what_each_option_takes() {
         "[--mode MODE]",
         "[--expire-quiescent-template]",
         "[-c|--config FILE] [-h|--help]",
+        "uvs demo [--socket PATH] [--forwarding HOW]",
         "uvs check -c|--config FILE [-h|--help]",
-        "uvs import FORMAT FILE",
-        "uvs generate WHAT DIR",
+        "uvs import [-h|--help] FORMAT FILE",
+        "uvs generate [-h|--help] WHAT DIR",
         "Run a demonstration: a VIP on 127.0.0.1:8080 balancing two built-in backends",
     ] {
         assert!(page.contains(needed), "uvs(8) lacks {needed:?}");

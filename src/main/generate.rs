@@ -174,11 +174,14 @@ fn uvs_page(mut uvs: Command) -> anyhow::Result<Vec<u8>> {
 }
 
 /// A command's synopsis line, `uvs run [--socket PATH] ... [-c|--config FILE]`:
-/// clap_mangen's (0.2) leaves out what an option takes, so it is written here, in
-/// the order of `--help`.
+/// clap_mangen's (0.2) leaves out what an option takes, so it is written here, options
+/// in the order of `--help`, then the positional arguments.
 fn synopsis(cmd: &Command) -> Roff {
     let mut line = vec![bold(format!("uvs {}", cmd.get_name()))];
-    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+    let mut args: Vec<&clap::Arg> = cmd.get_arguments().filter(|a| !a.is_hide_set()).collect();
+    // As --help and OPTIONS list them (a flattened or changed argument keeps its place).
+    args.sort_by_key(|a| (a.is_positional(), a.get_display_order()));
+    for arg in args {
         let value = || {
             let names = arg
                 .get_value_names()
