@@ -3,15 +3,20 @@
 //! man pages and completions), so that a test whose program is absent
 //! is reported as ignored, with the reason, instead of passing having checked nothing.
 //!
-//! - `UVS_COMMIT` (compile-time env): `git rev-parse --short=12 HEAD`, else the
-//!   environment's `UVS_COMMIT` (a build from a tarball), else `unknown`.
+//! - `UVS_COMMIT` (compile-time env): the environment's `UVS_COMMIT` (a build from a
+//!   tarball or a package), else `git rev-parse --short=12 HEAD` when the crate is the
+//!   top of its own work tree, else `unknown` (`build/commit.rs`).
 //! - `cfg(uvs_has_TOOL)` and the compile-time env `UVS_TOOL_PATH` for each tool found:
 //!   `UVS_TOOL` (e.g. `UVS_PROMTOOL=/path/promtool`) when set, else the first match on
-//!   `PATH`. With `UVS_REQUIRE_TOOLS=1` (CI) a missing tool fails the build.
+//!   `PATH` as it was when this script last ran (it re-runs when build.rs or a
+//!   `UVS_*` variable changes). With `UVS_REQUIRE_TOOLS=1` (CI) a missing tool fails
+//!   the build.
 
 use std::env;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+#[path = "build/commit.rs"]
+mod commit;
 
 /// The tools: (cfg suffix and env name, the program names to look for on PATH).
 const TOOLS: [(&str, &[&str]); 6] = [
@@ -30,39 +35,27 @@ fn main() {
 
 fn commit() {
     println!("cargo::rerun-if-env-changed=UVS_COMMIT");
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-    };
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let from_env = env::var("UVS_COMMIT").ok();
+    let commit = commit::commit(&manifest_dir, from_env.as_deref());
     // Rebuild when HEAD moves: HEAD itself (a checkout) and its reflog (a commit).
-    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+    if let Some(dir) = &commit.git_dir {
         for f in ["HEAD", "logs/HEAD"] {
-            let p = Path::new(&dir).join(f);
+            let p = dir.join(f);
             if p.exists() {
                 println!("cargo::rerun-if-changed={}", p.display());
             }
         }
     }
-    let commit = git(&["rev-parse", "--short=12", "HEAD"])
-        .or_else(|| env::var("UVS_COMMIT").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "unknown".into());
-    println!("cargo::rustc-env=UVS_COMMIT={commit}");
+    println!("cargo::rustc-env=UVS_COMMIT={}", commit.name);
 }
 
 fn tools() {
     let require = env::var("UVS_REQUIRE_TOOLS").is_ok_and(|v| v == "1");
     println!("cargo::rerun-if-env-changed=UVS_REQUIRE_TOOLS");
-    println!("cargo::rerun-if-env-changed=PATH");
-    // Debian's packages put their programs here: installing one re-runs this script.
-    if Path::new("/usr/bin").is_dir() {
-        println!("cargo::rerun-if-changed=/usr/bin");
-    }
+    // Not PATH nor /usr/bin: a re-run recompiles the whole crate, and both change for
+    // reasons of their own (another shell, any package installed). A tool installed
+    // later is found once this script runs again: `touch build.rs`, or set UVS_TOOL.
     let mut missing = Vec::new();
     for (name, programs) in TOOLS {
         let var = format!("UVS_{}", name.to_uppercase());

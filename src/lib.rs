@@ -18,7 +18,7 @@
 //! - core: [`table`] (the single source of truth, its typed commands), [`sched`]
 //!   (IPVS's schedulers and `schedule`), [`persist`] (templates), [`conn`] (the
 //!   connection table), [`stats`] (counters, the rate estimator), and small leaves:
-//!   [`clock`], [`lock`], [`rate_limit`], [`descriptors`], [`workers`].
+//!   [`clock`], [`lock`], [`rate_limit`], [`descriptors`], [`workers`], [`printable`].
 //! - [`sys`]: the few libc calls; all `unsafe` lives there.
 
 pub mod adm;
@@ -34,6 +34,7 @@ pub mod health;
 pub mod kernel;
 pub mod lock;
 pub mod persist;
+pub mod printable;
 pub mod proxy;
 pub mod rate_limit;
 pub mod sched;
@@ -41,4 +42,5 @@ pub mod stats;
 pub mod status;
 pub mod sys;
 pub mod table;
+pub mod words;
 pub mod workers;

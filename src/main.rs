@@ -68,6 +68,10 @@ struct DaemonArgs {
     /// [default: 127.0.0.1:9280]
     #[arg(long, value_name = "ADDR:PORT|off", value_hint = ValueHint::Other, value_parser = parse_metrics)]
     metrics: Option<MetricsAt>,
+    /// The status page at / on the metrics address: on or off (/ then answers 404;
+    /// /metrics and /healthz are served either way) [default: on]
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    status_page: Option<bool>,
     /// Kernel mode: leave uvs's services in the kernel when stopping (ldirectord's
     /// cleanstop = no)
     #[arg(long)]
@@ -126,6 +130,15 @@ fn parse_metrics(s: &str) -> Result<MetricsAt, String> {
     s.parse()
         .map(Some)
         .map_err(|_| format!("`{s}' is neither an address and port nor off"))
+}
+
+/// `--status-page`: on (true) or off (false).
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("`{s}' is neither on nor off")),
+    }
 }
 
 fn parse_congestion(s: &str) -> Result<CongestionControl, String> {
@@ -243,9 +256,10 @@ enum Command {
     },
 }
 
-fn init_logging() {
+/// `default` is the filter when UVS_LOG is not set.
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("UVS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -257,6 +271,12 @@ fn init_logging() {
 /// (`daemon::cut_drain`). SIGHUP asks for a configuration reload (`reload`), and is
 /// otherwise logged: it never kills the daemon.
 async fn shutdown_signal(reload: Option<Arc<Notify>>) {
+    // Counted before tokio's handlers exist, so that the count is raised before tokio's
+    // driver hears of a delivery: tokio merges deliveries it has not yet reported, and
+    // only the count tells two SIGINTs sent together from one.
+    let counted = uvs::sys::signals::count_stop_signals()
+        .inspect_err(|e| tracing::warn!("cannot count stop signals ({e}): a second signal sent with the first may not cut the drain"))
+        .is_ok();
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -266,12 +286,16 @@ async fn shutdown_signal(reload: Option<Arc<Notify>>) {
         return std::future::pending().await;
     };
     // The second stop signal is awaited by a task of its own: the drain runs after
-    // this completes.
-    let second = |mut term: tokio::signal::unix::Signal, mut int: tokio::signal::unix::Signal| {
+    // this completes. One that came with the first is in the count already; a later one
+    // is a new event for tokio.
+    let second = move |mut term: tokio::signal::unix::Signal,
+                       mut int: tokio::signal::unix::Signal| {
         tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+            if !(counted && uvs::sys::signals::stop_signals() >= 2) {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
             daemon::cut_drain();
         });
@@ -314,6 +338,7 @@ impl DaemonArgs {
             socket: self.socket.clone(),
             cleanstop: self.keep_kernel_services.then_some(false),
             metrics: self.metrics,
+            status_page: self.status_page,
             threads: self.threads,
             forwarding: self.forwarding,
             max_udp_flows: self.max_udp_flows,
@@ -486,11 +511,59 @@ async fn status(socket: Option<PathBuf>) -> anyhow::Result<()> {
             Ok(())
         }
         Ok(other) => bail!("unexpected answer from the daemon: {other:?}"),
-        Err(uvs::adm::backend::BackendError::Unreachable { error, .. }) => bail!(
-            "no uvs daemon at {} ({rule}): {error}; start one with `uvs run -c FILE` (or `uvs demo`, which prints its own --socket)",
-            socket.display()
-        ),
+        Err(uvs::adm::backend::BackendError::Unreachable { error, .. }) => {
+            bail!(unreachable(&socket, &rule, &error))
+        }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// What `uvs status` says when it cannot connect. Only a missing socket (no such file)
+/// and one nobody listens on (refused: a daemon that died) mean "no daemon"; denied
+/// means a socket is there (or a directory on the way is closed) that this user may not
+/// use, so starting another daemon is the wrong advice.
+fn unreachable(
+    socket: &std::path::Path,
+    rule: &socket_path::Rule,
+    error: &std::io::Error,
+) -> String {
+    use std::io::ErrorKind;
+    use std::os::unix::fs::MetadataExt;
+    let s = socket.display();
+    // Connecting to a directory or a plain file is refused too: say what is there.
+    let not_a_socket = std::fs::metadata(socket).ok().and_then(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        let t = m.file_type();
+        (!t.is_socket()).then_some(if t.is_dir() {
+            "a directory"
+        } else {
+            "not a socket"
+        })
+    });
+    if let (ErrorKind::ConnectionRefused, Some(what)) = (error.kind(), not_a_socket) {
+        return format!(
+            "{s} ({rule}) is {what}, not a uvs control socket; give the daemon's socket (--socket PATH, or $UVS_SOCKET)"
+        );
+    }
+    match error.kind() {
+        ErrorKind::NotFound | ErrorKind::ConnectionRefused => format!(
+            "no uvs daemon at {s} ({rule}): {error}; start one with `uvs run -c FILE` (or `uvs demo`, which prints its own --socket)"
+        ),
+        ErrorKind::PermissionDenied => {
+            let owner = match std::fs::metadata(socket) {
+                Ok(m) => format!(
+                    "the socket is there (owner uid {}, group gid {}, mode {:04o})",
+                    m.uid(),
+                    m.gid(),
+                    m.mode() & 0o7777
+                ),
+                Err(_) => "a directory on the way to it is closed to this user".to_string(),
+            };
+            format!(
+                "access to the uvs control socket at {s} ({rule}) is denied: {error}; {owner}: run `uvs status` as root, or as its owner or a member of its group"
+            )
+        }
+        _ => format!("cannot reach the uvs daemon at {s} ({rule}): {error}"),
     }
 }
 
@@ -508,7 +581,13 @@ fn out(text: &str) {
 // connections run on the director's worker threads.
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The demo's only listen address is its VIP, and a VIP it cannot serve ends the demo
+    // with the cause (and the low-port hint) in one line: the listener manager's
+    // "retrying" warnings would say otherwise.
+    init_logging(match cli.command {
+        Command::Demo(_) => "info,uvs::proxy::listeners=error",
+        _ => "info",
+    });
     // Built here rather than by #[tokio::main], which panics when it cannot be made
     // (under an open-files limit too small for its event loop).
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -540,11 +619,12 @@ fn main() -> std::process::ExitCode {
 async fn demo(args: DaemonArgs, vip: std::net::SocketAddr) -> anyhow::Result<()> {
     let settings = Settings::resolve(None, &args.overrides());
     let director = daemon::director(&settings, true)?;
-    let backends = uvs::demo::start(&director.table, vip)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let backends = uvs::demo::start(&director.table, vip).await?;
     let (rs1, rs2) = backends.tcp;
-    let socket = uvs::demo::socket(args.socket.clone());
+    // Its directory, when the demo made it, is removed as this goes out of scope:
+    // after the daemon below has stopped and removed the socket.
+    let demo_socket = uvs::demo::socket(args.socket.clone());
+    let socket = demo_socket.path().to_path_buf();
     let settings = Settings {
         socket: socket.clone(),
         ..settings
@@ -640,6 +720,7 @@ mod tests {
             "--socket=/x/uvs.sock",
             "--keep-kernel-services",
             "--metrics=off",
+            "--status-page=off",
             "--threads=2",
             "--forwarding=copy",
             "--max-udp-flows=9",

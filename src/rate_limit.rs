@@ -3,7 +3,9 @@
 //! full flow table) must not turn into a flood of log lines. Used by every part of the
 //! daemon that warns about something outside its control. [`Tally`] does the same for
 //! events counted by kind where they happen (a real server's failed connects, by
-//! cause), for the data plane (`proxy::failure_log`).
+//! cause), for the data plane (`proxy::failure_log`); [`RateLimit`] is a tally of one
+//! kind. Intervals are measured on the monotonic clock (`clock::monotonic_seconds`):
+//! a step back of the wall clock must not silence a warning for as long.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
@@ -11,44 +13,31 @@ use std::sync::atomic::Ordering::Relaxed;
 /// The shortest time between two lines of one warning, in seconds.
 pub const INTERVAL_SECONDS: u64 = 10;
 
-/// One warning's rate limit. Cheap to hold in a `static` or per object.
+/// One warning's rate limit: a [`Tally`] of one kind, whose owner logs a line of its
+/// own with the count held back. Cheap to hold in a `static` or per object.
 #[derive(Debug, Default)]
-pub struct RateLimit {
-    /// When it was last logged (seconds since the epoch; 0: never).
-    last: AtomicU64,
-    /// Occurrences held back since then.
-    suppressed: AtomicU64,
-}
+pub struct RateLimit(Tally<1>);
 
 impl RateLimit {
     pub const fn new() -> RateLimit {
-        RateLimit {
-            last: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
+        RateLimit(Tally::new())
     }
 
     /// Runs `log(suppressed)` unless this warning was logged less than
     /// [`INTERVAL_SECONDS`] ago; `suppressed` is how many occurrences were held back
     /// since the last line. Returns whether it logged.
     pub fn warn(&self, log: impl FnOnce(u64)) -> bool {
-        self.warn_at(crate::clock::unix_seconds(), log)
+        self.warn_at(crate::clock::monotonic_seconds(), log)
     }
 
     fn warn_at(&self, now: u64, log: impl FnOnce(u64)) -> bool {
-        let before = self.last.load(Relaxed);
-        let due = before == 0 || now >= before + INTERVAL_SECONDS;
-        if due
-            && self
-                .last
-                .compare_exchange(before, now.max(1), Relaxed, Relaxed)
-                .is_ok()
-        {
-            log(self.suppressed.swap(0, Relaxed));
-            return true;
+        match self.0.count_at(now, 0) {
+            Some(Line::First) => log(0),
+            // The summary counts this occurrence too, which the line itself is.
+            Some(Line::Summary { counts, .. }) => log(counts[0].saturating_sub(1)),
+            None => return false,
         }
-        self.suppressed.fetch_add(1, Relaxed);
-        false
+        true
     }
 }
 
@@ -61,7 +50,7 @@ impl RateLimit {
 /// and bounded however many servers hold one.
 #[derive(Debug)]
 pub struct Tally<const N: usize> {
-    /// When a line was last logged (seconds since the epoch; 0: never).
+    /// When a line was last logged (`clock::monotonic_seconds`; 0: never).
     last: AtomicU64,
     /// Events held back since then, by kind.
     held: [AtomicU64; N],
@@ -92,13 +81,37 @@ impl<const N: usize> Tally<N> {
 
     /// Counts one event of kind `kind` (an index below `N`); Some: the line to log now.
     pub fn count(&self, kind: usize) -> Option<Line<N>> {
-        self.count_at(crate::clock::unix_seconds(), kind)
+        self.count_at(crate::clock::monotonic_seconds(), kind)
     }
 
     /// The summary of the events held back, once the interval since the last line is
     /// over; None when nothing is held or it is too soon.
     pub fn flush(&self) -> Option<Line<N>> {
-        self.flush_at(crate::clock::unix_seconds())
+        self.flush_at(crate::clock::monotonic_seconds())
+    }
+
+    /// Whether any event is held back.
+    pub fn holds(&self) -> bool {
+        self.held.iter().any(|n| n.load(Relaxed) != 0)
+    }
+
+    /// The summary of the events held back, whatever the time: for the last word on
+    /// something that is going away (a real server deleted, say), whose events would
+    /// otherwise never be summed up. None when nothing is held.
+    pub fn flush_now(&self) -> Option<Line<N>> {
+        self.flush_now_at(crate::clock::monotonic_seconds())
+    }
+
+    fn flush_now_at(&self, now: u64) -> Option<Line<N>> {
+        let counts: [u64; N] = std::array::from_fn(|i| self.held[i].swap(0, Relaxed));
+        if counts.iter().all(|&n| n == 0) {
+            return None;
+        }
+        let before = self.last.swap(now.max(1), Relaxed);
+        Some(Line::Summary {
+            counts,
+            seconds: now.saturating_sub(before),
+        })
     }
 
     fn due(before: u64, now: u64) -> bool {
@@ -195,5 +208,43 @@ mod tests {
             }
         }
         assert_eq!(lines, vec![(1000, 0), (1010, 7), (1100, 2)]);
+    }
+
+    #[test]
+    fn what_is_held_is_said_at_once_when_its_owner_goes() {
+        let tally = Tally::<2>::new();
+        assert_eq!(tally.flush_now_at(1000), None, "nothing held");
+        assert_eq!(tally.count_at(1000, 0), Some(Line::First));
+        tally.count_at(1001, 1);
+        tally.count_at(1002, 1);
+        assert_eq!(
+            tally.flush_at(1003),
+            None,
+            "too soon for the periodic flush"
+        );
+        assert_eq!(
+            tally.flush_now_at(1003),
+            Some(Line::Summary {
+                counts: [0, 2],
+                seconds: 3
+            })
+        );
+        assert_eq!(tally.flush_now_at(1004), None, "said once");
+    }
+
+    /// The lines' intervals are on the monotonic clock: a line logged "now" on it
+    /// holds the next one back, where the wall clock (seconds since 1970, which an
+    /// administrator or NTP may step back) would read as another time altogether.
+    #[test]
+    fn the_limits_read_the_monotonic_clock_not_the_wall_clock() {
+        let now = crate::clock::monotonic_seconds();
+        let tally = Tally::<1>::new();
+        assert_eq!(tally.count_at(now, 0), Some(Line::First));
+        assert_eq!(tally.count(0), None, "held back: same interval");
+        let limit = RateLimit::new();
+        let mut lines = 0;
+        limit.warn_at(now, |_| lines += 1);
+        limit.warn(|_| lines += 1);
+        assert_eq!(lines, 1);
     }
 }

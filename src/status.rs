@@ -1,10 +1,12 @@
 //! `uvs status`: what the daemon is doing, for people: each service with its options,
-//! the addresses it listens on and their state, and its real servers.
+//! the addresses it listens on and their state (and the listen rules another service's
+//! own address shadows), and its real servers.
 
 use std::fmt::Write as _;
 
 use crate::adm::inet::inet_ntop_port;
 use crate::adm::sort::{compare_service_keys, merge_sort};
+use crate::clock::utc;
 use crate::control::protocol::Status;
 use crate::table::{ServerEntry, ServiceEntry, ServiceKey};
 
@@ -112,7 +114,13 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
         .iter()
         .filter(|l| l.service == e.key)
         .collect();
-    if listeners.is_empty() {
+    // Rules that lead here but whose address another service holds.
+    let shadowed: Vec<_> = status
+        .shadowed
+        .iter()
+        .filter(|s| s.rule.leads_to(&e.key))
+        .collect();
+    if listeners.is_empty() && shadowed.is_empty() {
         let why = match e.key {
             ServiceKey::Inet {
                 protocol: crate::table::Protocol::Sctp,
@@ -136,6 +144,19 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
             "  listen {} {addr}: {}",
             l.listen.protocol.services_name(),
             l.state
+        );
+    }
+    for s in shadowed {
+        let addr = crate::table::ServerKey {
+            addr: s.rule.listen.addr,
+            port: s.rule.listen.port,
+        };
+        let _ = writeln!(
+            out,
+            "  listen {} {addr}: shadowed: virtual service {} holds this address and gets its \
+             connections; not listened on until that service is deleted",
+            s.rule.listen.protocol.services_name(),
+            s.by
         );
     }
     let udp = matches!(
@@ -309,29 +330,6 @@ fn descriptor_lines(out: &mut String, d: &crate::control::protocol::DescriptorSt
         "TCP connections {}, {most}; accepting paused for want of room {} times",
         d.connections, d.pauses
     );
-}
-
-/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (the proleptic Gregorian
-/// calendar, counted from 1970-01-01 by days).
-fn utc(secs: u64) -> String {
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Shift the epoch to 0000-03-01 so that leap days end each 4-, 100- and 400-year
-    // cycle, then read the year, month and day off the cycles.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }
 
 /// The text of `uvs status`.

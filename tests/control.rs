@@ -532,7 +532,7 @@ fn a_socket_directory_another_user_made_or_can_write_is_refused_by_both_sides() 
         if program == &users.uvs {
             assert_eq!(out.status.code(), Some(1), "{err}");
             assert!(
-                err.starts_with("uvs: uvs cannot start on "),
+                err.starts_with("uvs: cannot start the control socket "),
                 "the daemon names its socket: {err}"
             );
         } else {

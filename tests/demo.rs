@@ -411,7 +411,8 @@ fn the_demo_on_a_taken_control_socket_says_so_and_exits_1_before_its_banner() {
     assert_eq!(
         text(&out.stderr),
         format!(
-            "uvs: uvs cannot start on {s}: another uvs daemon is already listening on {s}\n",
+            "uvs: cannot start the control socket {s}: another uvs daemon is already listening \
+             on {s}; stop it, or give this one another socket (--socket PATH, or $UVS_SOCKET)\n",
             s = socket.display()
         )
     );
@@ -502,4 +503,30 @@ fn the_demo_names_its_status_page_in_a_hint_that_works() {
         "{status}"
     );
     sigterm(&demo.0);
+}
+
+/// With no socket given, the demo makes `uvs-demo-PID/` in `$TMPDIR` for its socket and
+/// removes it when it stops: a run leaves nothing behind.
+#[test]
+fn the_demo_leaves_nothing_in_tmpdir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vip = vip();
+    let (mut demo, banner) = demo_in(
+        &["--vip", &vip.to_string()],
+        tmp.path(),
+        &[
+            ("TMPDIR", tmp.path().as_os_str()),
+            ("UVS_SOCKET", std::ffi::OsStr::new("")),
+        ],
+    );
+    let dir = tmp.path().join(format!("uvs-demo-{}", demo.0.id()));
+    assert!(banner.contains(&dir.display().to_string()), "{banner}");
+    assert!(dir.join("uvs.sock").exists());
+    sigterm(&demo.0);
+    assert!(demo.0.wait().unwrap().success());
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in $TMPDIR: {left:?}");
 }

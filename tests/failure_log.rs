@@ -2,14 +2,17 @@
 //! server refusing connections, and clients resetting theirs. The first is logged at
 //! once with its cause; the rest are summed up, with their count, once the interval
 //! (ten seconds) is over: one line, not one per connection. Over a real daemon and real
-//! sockets on loopback; the daemon's log is its stderr (`Daemon::start_logged`).
+//! sockets on loopback; the daemon's log is its stderr (`Daemon::start_logged`). What
+//! a server or service held back when it leaves the table (deleted by uvsadm, a
+//! reload or a health check) is summed up at once, not lost; and a service is named
+//! the same way (its key) in the first line and in the summary.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Backend, Behaviour, Daemon, connect, echoed, refusing_port, vip};
+use common::{Backend, Behaviour, Daemon, connect, echoed, free_udp_port, refusing_port, vip};
 
 /// Connections in each test: more than one line's worth.
 const CONNECTIONS: usize = 12;
@@ -195,5 +198,120 @@ fn a_real_server_that_resets_is_logged_once_then_summed_up() {
             )),
         "{}",
         said[0]
+    );
+}
+
+/// Closes `CONNECTIONS` connections to `v` with a reset, as clients that go away do.
+fn reset_by_clients(v: SocketAddr) {
+    for _ in 0..CONNECTIONS {
+        let mut s = connect(v, None).expect("connect to the VIP");
+        assert_eq!(echoed(&mut s, b"ping"), b"ping");
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(s);
+    }
+}
+
+#[test]
+fn a_deleted_real_server_s_held_failures_are_summed_up_when_it_goes() {
+    let d = Daemon::start_logged(&[]);
+    let live = Backend::start("A", Behaviour::Name);
+    let (_dead_socket, dead) = refusing_port();
+    let v = vip();
+    d.add_service("-t", v, &["-s", "rr"]);
+    for server in [dead, live.addr] {
+        d.set_server("-a", "-t", v, server, &[]);
+    }
+    d.wait_listening(v);
+    for _ in 0..CONNECTIONS {
+        assert_eq!(common::ask(v, None), "A");
+    }
+    let refused = refused_count(&d, dead);
+    assert!(refused >= 2, "rr sent more than one connection to {dead}");
+    // Gone before its interval is over, as a health check's removal does it.
+    d.ok(&["-d", "-t", &v.to_string(), "-r", &dead.to_string()]);
+    let more = refused - 1;
+    let summary = wait_for_line(
+        &d,
+        &[&format!(
+            "real server {dead} of tcp {v}: {more} more connect failures (refused {more}) in \
+             the last "
+        )],
+    );
+    assert!(summary.contains(" WARN "), "{summary}");
+    let said = lines_with(&d, &[&format!("real server {dead} of tcp {v}: ")]);
+    assert_eq!(said.len(), 2, "one first line and one summary: {said:#?}");
+}
+
+#[test]
+fn a_deleted_service_s_held_resets_are_summed_up_when_it_goes() {
+    let d = Daemon::start_logged(&[]);
+    let echo = Backend::start("E", Behaviour::Echo);
+    let v = vip();
+    d.add_service("-t", v, &["-s", "rr"]);
+    d.set_server("-a", "-t", v, echo.addr, &[]);
+    d.wait_listening(v);
+    reset_by_clients(v);
+    // Each reset is counted when the daemon's side of the connection sees it, before
+    // the connection leaves the table: once none is open, all are counted.
+    common::eventually("the connections are closed", || {
+        d.status().contains(", 0 open connections")
+    });
+    // Gone before its interval is over.
+    d.ok(&["-D", "-t", &v.to_string()]);
+    let summary = wait_for_line(&d, &[&format!("tcp {v}: "), "more connection"]);
+    assert!(summary.contains(" INFO "), "{summary}");
+    assert!(
+        summary.contains(&format!(
+            "tcp {v}: {} more connections reset by clients in the last ",
+            CONNECTIONS - 1
+        )),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_udp_service_is_named_by_its_key_in_the_first_line_and_the_summary() {
+    use std::net::UdpSocket;
+    let d = Daemon::start_logged(&[]);
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    // A port nobody listens on: the kernel answers with ICMP port unreachable.
+    let closed = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    d.ok(&["-A", "-f", "7", "-s", "rr"]);
+    d.ok(&["-a", "-f", "7", "-r", &closed.to_string(), "-m"]);
+    d.ok(&["--add-listener", "-u", &listen.to_string(), "--mark", "7"]);
+    d.wait_listening_on("udp", listen);
+    let c = UdpSocket::bind("127.0.0.1:0").expect("client bind");
+    c.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let first = format!(
+        "real server {closed} of fwmark 7: connect failed: connection refused (ICMP port \
+         unreachable)"
+    );
+    // Each datagram's flow is refused; a few more after the first line, to be summed
+    // up (bounded: 200 datagrams, each waited on for 100 ms at most).
+    let mut after_first = 0;
+    for _ in 0..200 {
+        c.send_to(b"who", listen).expect("send to the VIP");
+        let _ = c.recv_from(&mut [0u8; 16]);
+        if !lines_with(&d, &[&first]).is_empty() {
+            after_first += 1;
+            if after_first == 5 {
+                break;
+            }
+        }
+    }
+    let said = lines_with(&d, &[&first]);
+    assert_eq!(
+        said.len(),
+        1,
+        "the first refusal, named by the service's key:\n{}",
+        d.log()
+    );
+    let summary = wait_for_line(&d, &[&format!("real server {closed} of "), "more connect"]);
+    assert!(
+        summary.contains(&format!("real server {closed} of fwmark 7: ")),
+        "{summary}"
     );
 }

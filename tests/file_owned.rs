@@ -128,3 +128,54 @@ fn a_uvsadm_change_the_file_owns_is_named_and_so_is_the_reload_that_undoes_it() 
     });
     assert_eq!(d.servers(owned), [(a.addr.to_string(), 1)]);
 }
+
+/// 500 changes to one service the file owns, through `-R`: one warning line (the
+/// first, at once), not 500; the reload still names what it undid, with the count.
+#[test]
+fn a_flood_of_changes_to_the_file_s_service_is_one_warning_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("uvs.toml");
+    let a = common::Backend::start("A", Behaviour::Name);
+    let owned = vip();
+    let file = format!(
+        "[[service]]\ntcp = \"{owned}\"\nscheduler = \"rr\"\n\
+         [[service.server]]\naddress = \"{}\"\nweight = 1\n",
+        a.addr
+    );
+    let d = Daemon::start_with_file(&path, &file, &[]);
+    let file_name = path.display().to_string();
+    let edits: String = (0..500)
+        .map(|i| {
+            format!(
+                "-E -t {owned} -s {}\n",
+                if i % 2 == 0 { "rr" } else { "wrr" }
+            )
+        })
+        .collect();
+    let out = d.uvsadm_with_input(&["-R"], &edits);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let warning =
+        format!("uvsadm changed tcp {owned}, which {file_name} owns (-E -t {owned} -s rr)");
+    eventually("the first change is named at once", || {
+        d.log().contains(&warning)
+    });
+    // Every edit was applied (uvsadm -R returned) and logged as such before this.
+    let log = d.log();
+    assert_eq!(log.matches("table changed: -E -t ").count(), 500, "{log}");
+    assert_eq!(
+        log.matches(&format!("uvsadm changed tcp {owned}")).count(),
+        1,
+        "one line, not one per command:\n{log}"
+    );
+    // The last edit left wrr; the file says rr. A comment makes the reload read it.
+    common::write_file(&path, &format!("# a comment\n{file}"));
+    sighup(&d.child);
+    let undone = format!(
+        "reload of {file_name} undoes the control socket's change to tcp {owned} \
+         (-E -t {owned} -s rr; -E -t {owned} -s wrr; -E -t {owned} -s rr; -E -t {owned} -s wrr \
+         and 496 more)"
+    );
+    eventually("the reload says what it undid", || {
+        d.log().contains(&undone)
+    });
+}

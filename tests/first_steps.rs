@@ -61,6 +61,91 @@ fn uvs_status_without_a_daemon_says_where_it_looked_and_how_to_start_one() {
              start one with `uvs run -c FILE` (or `uvs demo`, which prints its own --socket)\n"
         )
     );
+    // A path that is no socket at all (connecting to it is refused too) is said as such.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    for (path, what) in [
+        (dir.path(), "a directory"),
+        (file.as_path(), "not a socket"),
+    ] {
+        let p = path.to_str().unwrap();
+        assert_eq!(
+            status_without_daemon(&["--socket", p], &[]),
+            (
+                Some(1),
+                format!(
+                    "uvs: {p} (given by --socket) is {what}, not a uvs control socket; give the \
+                     daemon's socket (--socket PATH, or $UVS_SOCKET)\n"
+                )
+            )
+        );
+    }
+}
+
+/// Another user's socket (root's, mode 0600, as `uvs run` makes it) is no missing
+/// daemon: `uvs status` says the socket is there, whose it is, and that access is
+/// denied; not "start one". A directory on the way closed to the user is said as such.
+#[test]
+fn uvs_status_denied_the_socket_says_so_and_not_start_one() {
+    if text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() != "0" {
+        eprintln!("not root: another user cannot be played, the test does nothing");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let uvs = dir.path().join("uvs");
+    std::fs::copy(UVS, &uvs).unwrap();
+    let as_nobody = |socket: &std::path::Path| {
+        let mut c = Command::new("setpriv");
+        c.args([
+            format!("--reuid={NOBODY}"),
+            format!("--regid={NOBODY}"),
+            "--clear-groups".into(),
+            "--".into(),
+        ])
+        .arg(&uvs)
+        .arg("status")
+        .arg("--socket")
+        .arg(socket)
+        .env_clear()
+        .env("UVS_LOG", "warn");
+        let out = common::bounded(c, "uvs status");
+        assert_eq!(text(&out.stdout), "");
+        (out.status.code(), text(&out.stderr))
+    };
+    let socket = dir.path().join("uvs.sock");
+    let _listening = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let s = socket.to_str().unwrap();
+    assert_eq!(
+        as_nobody(&socket),
+        (
+            Some(1),
+            format!(
+                "uvs: access to the uvs control socket at {s} (given by --socket) is denied: \
+                 Permission denied (os error 13); the socket is there (owner uid 0, group gid 0, \
+                 mode 0600): run `uvs status` as root, or as its owner or a member of its group\n"
+            )
+        )
+    );
+    let closed = dir.path().join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let socket = closed.join("uvs.sock");
+    let _listening = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let s = socket.to_str().unwrap();
+    assert_eq!(
+        as_nobody(&socket),
+        (
+            Some(1),
+            format!(
+                "uvs: access to the uvs control socket at {s} (given by --socket) is denied: \
+                 Permission denied (os error 13); a directory on the way to it is closed to \
+                 this user: run `uvs status` as root, or as its owner or a member of its group\n"
+            )
+        )
+    );
 }
 
 /// The default rule is named too: another user's runtime directory.
@@ -238,6 +323,73 @@ fn a_low_port_without_the_privilege_is_explained_once_and_the_rest_is_served() {
     assert!(exited_within(&mut daemon.0, Duration::from_secs(20)).is_some_and(|s| s.success()));
 }
 
+/// Root without CAP_NET_BIND_SERVICE (a container or unit that dropped it): the hint
+/// says what it lacks, not "run uvs as root", which it already is.
+#[test]
+fn a_root_without_the_capability_is_told_what_it_lacks() {
+    if text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() != "0" {
+        eprintln!("not root: the test does nothing");
+        return;
+    }
+    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .map_or(1024, |s| s.trim().parse().unwrap_or(1024));
+    if start <= 1 {
+        eprintln!("every port is unprivileged here: the test does nothing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("uvs.sock");
+    let backend = Backend::start("A", Behaviour::Name);
+    let low = std::net::SocketAddr::from(([127, 0, 0, 1], start - 1));
+    let config = dir.path().join("uvs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[service]]\ntcp = \"{low}\"\nscheduler = \"rr\"\n[[service.server]]\naddress = \"{b}\"\n",
+            b = backend.addr
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("uvs.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut command = Command::new("setpriv");
+    command
+        .args([
+            "--bounding-set=-net_bind_service",
+            "--inh-caps=-net_bind_service",
+            "--",
+            UVS,
+            "run",
+            "--mode",
+            "userspace",
+            "--metrics",
+            "off",
+            "-c",
+        ])
+        .arg(&config)
+        .arg("--socket")
+        .arg(&socket)
+        .env("UVS_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(log);
+    let daemon = Running(command.spawn().unwrap());
+    eventually("the low port's hint is logged", || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("cannot listen: port"))
+    });
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    let hint = format!(
+        "cannot listen: port {port} is below net.ipv4.ip_unprivileged_port_start ({start}): uvs \
+         runs as root but without CAP_NET_BIND_SERVICE among its effective capabilities \
+         (dropped by its container or its service manager). Give it back (docker run --cap-add \
+         NET_BIND_SERVICE; CAP_NET_BIND_SERVICE in the unit's CapabilityBoundingSet), lower the \
+         limit (sysctl net.ipv4.ip_unprivileged_port_start={port}), or use a port from {start} up",
+        port = low.port(),
+    );
+    assert_eq!(logged.matches(&hint).count(), 1, "{logged}");
+    assert!(!logged.contains("Run uvs as root"), "{logged}");
+    common::sigterm(&daemon.0);
+}
+
 /// A connection held open through the daemon, a SIGINT: the daemon drains (the
 /// connection still works); a second SIGINT: it ends the drain at once (well before
 /// its 300 s drain timeout), says so, and exits 0 as for a normal stop.
@@ -276,5 +428,53 @@ fn a_second_sigint_ends_the_drain_at_once() {
         "{log}"
     );
     assert!(log.contains("uvs daemon stopped"), "{log}");
+    assert!(!daemon.socket.exists(), "the socket is removed");
+}
+
+/// Two SIGINTs delivered together (as `kill -INT $P; kill -INT $P` can be) are two: the
+/// drain is cut at once. The daemon is stopped while they are sent, one to the process
+/// and one to its main thread, so that the kernel keeps both (two signals to the
+/// process alone would be merged by the kernel) and delivers them back to back when
+/// it continues, before its event loop has seen the first.
+#[test]
+fn two_sigints_sent_together_end_the_drain_at_once() {
+    let mut daemon = Daemon::start_logged(&["--drain-timeout", "300"]);
+    let backend = Backend::start("E", Behaviour::Echo);
+    let vip = common::vip();
+    daemon.balance_on("-t", vip, &["-s", "rr"], &[(backend.addr, &[])]);
+    let mut held = common::connect(vip, None).unwrap();
+    assert_eq!(common::echoed(&mut held, b"one"), b"one");
+
+    let pid = daemon.child.id();
+    let kill = |signal: &str| {
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    kill("-STOP");
+    eventually("the daemon is stopped", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('T')
+        })
+    });
+    kill("-INT");
+    uvs::sys::signals::signal_thread(pid, pid, libc::SIGINT).unwrap();
+    kill("-CONT");
+
+    let status = exited_within(&mut daemon.child, Duration::from_secs(20))
+        .expect("the daemon exits within 20 s of the two SIGINTs (its drain timeout is 300 s)");
+    assert!(status.success(), "{status}");
+    let log = daemon.log();
+    assert!(log.contains("draining open connections"), "{log}");
+    assert!(
+        log.contains("second signal: closing 1 connection now"),
+        "{log}"
+    );
     assert!(!daemon.socket.exists(), "the socket is removed");
 }

@@ -222,7 +222,7 @@ fn uvs_toml_5_names_every_section_and_key_of_the_reference() {
 #[test]
 #[cfg_attr(
     not(uvs_has_groff),
-    ignore = "groff not found when uvs was built: apt-get install groff-base"
+    ignore = "groff not found when uvs was built: apt-get install groff-base, then touch build.rs"
 )]
 fn the_pages_render_without_warnings() {
     #[cfg(uvs_has_groff)]
@@ -311,7 +311,7 @@ fn completions_parse(shell: &str, flag: &str, files: [&str; 2]) {
 #[test]
 #[cfg_attr(
     not(uvs_has_zsh),
-    ignore = "zsh not found when uvs was built: apt-get install zsh"
+    ignore = "zsh not found when uvs was built: apt-get install zsh, then touch build.rs"
 )]
 fn zsh_completions_parse() {
     #[cfg(uvs_has_zsh)]
@@ -321,7 +321,7 @@ fn zsh_completions_parse() {
 #[test]
 #[cfg_attr(
     not(uvs_has_fish),
-    ignore = "fish not found when uvs was built: apt-get install fish"
+    ignore = "fish not found when uvs was built: apt-get install fish, then touch build.rs"
 )]
 fn fish_completions_parse() {
     #[cfg(uvs_has_fish)]

@@ -310,7 +310,7 @@ fn substitution_replaces_every_form_and_names_the_unknown() {
 #[test]
 #[cfg_attr(
     not(uvs_has_prometheus),
-    ignore = "prometheus not found when uvs was built: apt-get install prometheus"
+    ignore = "prometheus not found when uvs was built: apt-get install prometheus, then touch build.rs"
 )]
 fn every_panel_query_returns_series_from_prometheus() {
     #[cfg(uvs_has_prometheus)]

@@ -84,16 +84,56 @@ fn an_edit_to_a_weight_above_what_a_file_holds_is_reported_with_its_line() {
 
 #[test]
 fn a_netmask_that_is_not_a_prefix_is_reported_with_its_line() {
-    // Its service left out, its server's line is reported too.
+    // Its service left out, its server's line is reported too, naming the line.
     reported(
         "-A -t 10.0.0.1:80 -s rr -p 600 -M 255.0.255.0\n\
          -a -t 10.0.0.1:80 -r 10.0.0.2:80 -m\n\
          -A -u 10.0.0.1:53 -s rr -p 600 -M 255.255.0.0\n",
         "dump:1: `-A -t 10.0.0.1:80 -s rr -p 600 -M 255.0.255.0': netmask 255.0.255.0: a uvs \
          configuration holds contiguous netmasks only (a prefix, as 255.255.255.0); not taken\n\
-         dump:2: `-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1': Service not defined\n\
+         dump:2: `-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m': Service not defined (its service, \
+         line 1, was not taken)\n\
          uvs: dump: 2 lines not taken\n",
     );
+}
+
+/// A report quotes the line as written, with the option that caused it, in its place.
+#[test]
+fn a_netmask_report_quotes_the_line_as_written() {
+    reported(
+        "ipvsadm -A -t 10.0.0.1:80 -M 255.0.255.0 -s rr -p 600\n",
+        "dump:1: `-A -t 10.0.0.1:80 -M 255.0.255.0 -s rr -p 600': netmask 255.0.255.0: a uvs \
+         configuration holds contiguous netmasks only (a prefix, as 255.255.255.0); not taken\n\
+         uvs: dump: 1 line not taken\n",
+    );
+}
+
+/// Without persistence a netmask means nothing (IPVS groups only a persistent service's
+/// clients by it): one a file cannot hold is left out with a note, and the service and
+/// its servers are taken (exit 0, check passes).
+#[test]
+fn a_netmask_without_persistence_is_left_out_and_the_service_taken() {
+    let dump = "-A -t 10.0.0.1:80 -s rr -M 255.0.255.0\n\
+                -a -t 10.0.0.1:80 -r 10.0.0.2:80 -m\n\
+                -E -t 10.0.0.1:80 -s wrr -M 0.255.0.255\n";
+    let (code, said, checked, problems) = import_then_check(dump);
+    assert_eq!(
+        said,
+        "dump:1: `-A -t 10.0.0.1:80 -s rr -M 255.0.255.0': netmask 255.0.255.0 without \
+         persistence (-p) is not used; left out, the service taken\n\
+         dump:3: `-E -t 10.0.0.1:80 -s wrr -M 0.255.0.255': netmask 0.255.0.255 without \
+         persistence (-p) is not used; left out, the service taken\n"
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(checked, Some(0), "{problems}");
+    let imported = ipvsadm::import(dump.as_bytes(), &mut NoNames);
+    let toml = render(&imported.config);
+    assert!(
+        toml.contains("tcp = \"10.0.0.1:80\"\nscheduler = \"wrr\""),
+        "{toml}"
+    );
+    assert!(toml.contains("address = \"10.0.0.2:80\""), "{toml}");
+    assert!(!toml.contains("netmask"), "{toml}");
 }
 
 /// The ends of every other range ipvsadm takes: a file holds them all.

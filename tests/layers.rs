@@ -10,8 +10,8 @@
 //! writers  config, control, health, status     turn files, requests, checks into commands
 //! readers  proxy, kernel, exporter, adm        serve, mirror, count and list the table
 //! core     table, sched, persist, conn, stats, the table, its schedulers, connections,
-//!          clock, lock, rate_limit,            templates, counters and small leaves
-//!          descriptors, workers
+//!          clock, lock, rate_limit, words,     templates, counters and small leaves
+//!          descriptors, workers, printable
 //! sys      sys                                 the few libc calls
 //! ```
 //!
@@ -51,8 +51,10 @@ const LAYERS: &[(&str, &[&str])] = &[
             "clock",
             "lock",
             "rate_limit",
+            "words",
             "descriptors",
             "workers",
+            "printable",
         ],
     ),
     ("readers", &["proxy", "kernel", "exporter", "adm"]),

@@ -67,7 +67,7 @@ fn two_servers(behaviour: Behaviour) -> (Daemon, SocketAddr, Backend, Backend) {
 #[test]
 #[cfg_attr(
     not(uvs_has_promtool),
-    ignore = "promtool not found when uvs was built: apt-get install prometheus"
+    ignore = "promtool not found when uvs was built: apt-get install prometheus, then touch build.rs"
 )]
 fn promtool_accepts_a_scrape_taken_under_load() {
     #[cfg(uvs_has_promtool)]

@@ -111,10 +111,16 @@ address = "{u}"
     }
 }
 
-/// A raw GET or HEAD of `/`: the response head and body.
+/// A raw GET or HEAD of `/`, with the address in `Host` as a browser sends it: the
+/// response head and body.
 fn fetch(at: std::net::SocketAddr, method: &str, path: &str) -> (String, String) {
+    fetch_as(at, &at.to_string(), method, path)
+}
+
+/// As [`fetch`], with `host` in the `Host` header.
+fn fetch_as(at: std::net::SocketAddr, host: &str, method: &str, path: &str) -> (String, String) {
     let mut s = common::connect(at, None).expect("connect to the metrics address");
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
     let mut response = String::new();
     s.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
@@ -262,6 +268,92 @@ fn the_page_is_read_only_self_contained_and_shows_the_traffic() {
     drop(held);
 }
 
+/// DNS rebinding: a web page whose own name was made to resolve to the metrics address
+/// sends that name in `Host`. The page answers only an address or `localhost` there
+/// (421 otherwise, with no page in it); `/metrics` and `/healthz` answer any name
+/// (Prometheus may scrape by name).
+#[test]
+fn the_page_answers_only_an_address_or_localhost_in_host() {
+    let d = Daemon::start_logged(&[]);
+    let at = d.metrics_address();
+    let port = at.port();
+    for host in [
+        "attacker.example".to_string(),
+        format!("attacker.example:{port}"),
+        format!("127.0.0.1.nip.io:{port}"),
+        format!("localhost.attacker.example:{port}"),
+    ] {
+        for method in ["GET", "HEAD"] {
+            let (head, body) = fetch_as(at, &host, method, "/");
+            assert!(
+                head.starts_with("HTTP/1.1 421 Misdirected Request"),
+                "{host}: {head}"
+            );
+            assert!(!body.contains("<html") && !body.contains("uvs_"), "{body}");
+        }
+        let (head, body) = fetch_as(at, &host, "GET", "/metrics");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{host}: {head}");
+        assert!(body.contains("node_ipvs_"), "{body}");
+        let (head, _) = fetch_as(at, &host, "GET", "/healthz");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{host}: {head}");
+    }
+    let (_, body) = fetch_as(at, "attacker.example", "GET", "/");
+    assert_eq!(
+        body,
+        "the status page answers only to an address or localhost in Host \
+         (a guard against DNS rebinding): open it by address\n"
+    );
+    for host in [
+        at.to_string(),
+        "127.0.0.1".to_string(),
+        format!("localhost:{port}"),
+        format!("LOCALHOST:{port}"),
+    ] {
+        let (head, body) = fetch_as(at, &host, "GET", "/");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{host}: {head}");
+        assert!(body.contains("<html"), "{host}: {body}");
+    }
+}
+
+/// `--status-page off` (or `status_page = false` in `[global]`): `/` is not found,
+/// `/metrics` and `/healthz` are served as before.
+#[test]
+fn the_status_page_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let by_flag = Daemon::start_logged(&["--status-page", "off"]);
+    let by_file = Daemon::start_with_file(
+        &dir.path().join("uvs.toml"),
+        "[global]\nstatus_page = false\n",
+        &[],
+    );
+    for d in [&by_flag, &by_file] {
+        let at = d.metrics_address();
+        for method in ["GET", "HEAD"] {
+            let (head, body) = fetch(at, method, "/");
+            assert!(head.starts_with("HTTP/1.1 404 Not Found"), "{head}");
+            assert!(!body.contains("<html"), "{body}");
+        }
+        let (_, body) = fetch(at, "GET", "/");
+        assert_eq!(
+            body,
+            "not found: the status page is off (--status-page); try /metrics\n"
+        );
+        let (head, body) = fetch(at, "GET", "/metrics");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert!(body.contains("node_ipvs_"), "{body}");
+        let (head, _) = fetch(at, "GET", "/healthz");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    }
+    // The flag wins over the file.
+    let on = Daemon::start_with_file(
+        &dir.path().join("on.toml"),
+        "[global]\nstatus_page = false\n",
+        &["--status-page", "on"],
+    );
+    let (head, _) = fetch(on.metrics_address(), "GET", "/");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+}
+
 #[cfg(uvs_has_chromium)]
 mod browser {
     //! Headless Chromium, bounded: each run has a deadline and its whole process group
@@ -365,7 +457,7 @@ mod browser {
 #[test]
 #[cfg_attr(
     not(uvs_has_chromium),
-    ignore = "chromium not found when uvs was built: apt-get install chromium"
+    ignore = "chromium not found when uvs was built: apt-get install chromium, then touch build.rs"
 )]
 fn chromium_renders_the_services_servers_counts_and_the_down_servers_error() {
     #[cfg(uvs_has_chromium)]

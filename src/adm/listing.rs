@@ -368,11 +368,22 @@ pub fn version_line(out: &mut String, info: &Info) {
 
 /// `list_all` after the version line: title and every service, sorted unless NOSORT.
 pub fn services(out: &mut String, names: &mut dyn Names, entries: &[ServiceEntry], format: Format) {
+    title(out, format);
+    more_services(out, names, entries, format);
+}
+
+/// Services as [`services`] lists them, without the title: the ones `-S` writes after
+/// the listen rules they shadow (`Session::list`).
+pub fn more_services(
+    out: &mut String,
+    names: &mut dyn Names,
+    entries: &[ServiceEntry],
+    format: Format,
+) {
     let mut entries = entries.to_vec();
     if !format.has(Format::NOSORT) {
         merge_sort(&mut entries, &compare_services);
     }
-    title(out, format);
     for entry in &entries {
         service_entry(out, names, entry, format);
     }

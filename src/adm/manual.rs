@@ -494,7 +494,7 @@ pub const DOCS: &[Doc] = &[
         None,
         Uvs,
         &[],
-        "uvs: with -t or -u address:port, listen there too for a fwmark service (--mark N) or for the port-0 service of that address; the userspace counterpart of an iptables mark rule.",
+        "uvs: with -t or -u address:port, listen there too for a fwmark service (--mark N) or for the port-0 service of that address; the userspace counterpart of an iptables mark rule. The service must exist first; the address must be one address (not 0.0.0.0 or ::); another service's address is refused, and a service added there later wins it (the rule is kept, unused). Deleting the service deletes its rules.",
     ),
     doc(
         "delete-listener",

@@ -296,11 +296,24 @@ impl Session<'_> {
                     text.clear();
                 }
                 let entries = self.ask(|b| b.services())?;
-                listing::services(&mut text, self.names, &entries, format);
                 if format.has(Format::RULE) {
-                    // uvs's listen rules follow the services, so -R restores them too.
+                    // uvs's listen rules follow the services they lead to, so -R
+                    // restores them too; a service that holds a rule's address as its
+                    // own (shadows it) follows the rules, as --add-listener refuses a
+                    // rule at a service's address but -A of a service over a rule is
+                    // accepted, so -R gives the table back in any order it was made.
                     let rules = self.ask(|b| b.listeners())?;
+                    let owners: std::collections::HashSet<_> = rules
+                        .iter()
+                        .flat_map(|r| crate::table::listener::owners(&r.listen))
+                        .collect();
+                    let (shadowing, first): (Vec<_>, Vec<_>) =
+                        entries.into_iter().partition(|e| owners.contains(&e.key));
+                    listing::services(&mut text, self.names, &first, format);
                     listing::listen_rules(&mut text, self.names, &rules, format);
+                    listing::more_services(&mut text, self.names, &shadowing, format);
+                } else {
+                    listing::services(&mut text, self.names, &entries, format);
                 }
             }
             ListTarget::Service(key) => {

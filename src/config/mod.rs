@@ -516,6 +516,8 @@ pub struct Global {
     pub cleanstop: Option<bool>,
     /// Where `/metrics` is served: Some(None) is off.
     pub metrics: Option<Option<std::net::SocketAddr>>,
+    /// Whether `/` on the metrics address is the status page (default true).
+    pub status_page: Option<bool>,
     pub socket: Option<PathBuf>,
     pub autoreload: bool,
     pub threads: Option<u16>,
@@ -559,6 +561,7 @@ impl Global {
             "socket" => self.socket.is_some(),
             "cleanstop" => self.cleanstop.is_some(),
             "metrics" => self.metrics.is_some(),
+            "status_page" => self.status_page.is_some(),
             "threads" => self.threads.is_some(),
             "forwarding" => self.forwarding.is_some(),
             "max_udp_flows" => self.max_udp_flows.is_some(),

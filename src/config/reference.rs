@@ -95,6 +95,14 @@ pub const SECTIONS: &[Section] = &[
                 "",
             ),
             key(
+                "status_page",
+                "boolean",
+                "true",
+                "false",
+                "Serve the status page at / on the metrics address (false: / answers 404; /metrics and /healthz are served either way). The page answers only requests whose Host is an IP address or localhost (a guard against DNS rebinding): open it by address.",
+                "",
+            ),
+            key(
                 "autoreload",
                 "boolean",
                 "false",

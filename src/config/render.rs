@@ -32,8 +32,24 @@ fn quoted(s: &str) -> String {
     out
 }
 
+/// A duration as a person writes it: days at most ("31d", not humantime's "1month 13h
+/// 26m 24s" with its 30.44-day month), then h, m, s and what is below a second.
 fn duration(d: Duration) -> String {
-    quoted(&humantime::format_duration(d).to_string())
+    let secs = d.as_secs();
+    let mut parts: Vec<String> = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")]
+        .iter()
+        .scan(secs, |left, &(unit, name)| {
+            let n = *left / unit;
+            *left %= unit;
+            Some((n > 0).then(|| format!("{n}{name}")))
+        })
+        .flatten()
+        .collect();
+    let below = Duration::from_nanos(u64::from(d.subsec_nanos()));
+    if !below.is_zero() || parts.is_empty() {
+        parts.push(humantime::format_duration(below).to_string());
+    }
+    quoted(&parts.join(" "))
 }
 
 fn forward_name(f: Forward) -> &'static str {
@@ -523,6 +539,7 @@ pub fn render(config: &Config) -> String {
         .metrics
         .map(|m| m.map_or_else(|| quoted("off"), |a| quoted(&a.to_string())));
     setting(&mut global, "metrics", metrics);
+    setting(&mut global, "status_page", g.status_page);
     setting(&mut global, "autoreload", g.autoreload.then_some(true));
     setting(&mut global, "threads", g.threads);
     setting(
@@ -614,6 +631,23 @@ mod tests {
 
     use super::*;
     use crate::config::schema::parse;
+
+    #[test]
+    fn durations_are_written_in_days_at_most_and_read_back() {
+        for (secs, nanos, written) in [
+            (2_678_400, 0, "\"31d\""),
+            (90_061, 0, "\"1d 1h 1m 1s\""),
+            (300, 0, "\"5m\""),
+            (0, 0, "\"0s\""),
+            (1, 500_000_000, "\"1s 500ms\""),
+            (0, 250_000_000, "\"250ms\""),
+        ] {
+            let d = Duration::new(secs, nanos);
+            assert_eq!(duration(d), written);
+            let back = humantime::parse_duration(written.trim_matches('"')).unwrap();
+            assert_eq!(back, d, "{written}");
+        }
+    }
 
     #[test]
     fn what_is_written_reads_back_the_same() {

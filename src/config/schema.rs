@@ -268,6 +268,9 @@ fn read_global(t: &Table<'_, '_>) -> Global {
             _ => s.parse::<SocketAddr>().ok().map(Some),
         });
     }
+    if let Some(item) = t.get("status_page") {
+        g.status_page = item.bool();
+    }
     if let Some(item) = t.get("connect_timeout") {
         g.connect_timeout =
             item.nonzero_duration(3600, "a duration of at least 1ms and at most an hour");
@@ -2580,9 +2583,44 @@ tcp = "127.0.0.1:80"
         assert_eq!(
             problems(text),
             [
-                "t.toml:2:1: service[0].listen: -t 127.0.0.1:80: -t 127.0.0.1:80 is the address of virtual service tcp 127.0.0.1:80: a listener there would take its connections (delete the service first, or listen elsewhere)"
+                "t.toml:2:1: service[0].listen: -t 127.0.0.1:80: -t 127.0.0.1:80 is served by virtual service tcp 127.0.0.1:80: the service keeps its address and a listener there would never be used (delete the service first, or listen elsewhere)"
             ]
         );
+    }
+
+    /// A file's listen rule names one address: 0.0.0.0 or :: is refused, and a rule
+    /// under a service at 0.0.0.0 on its port is that service's address, in either
+    /// order in the file (as `uvsadm --add-listener` refuses them).
+    #[test]
+    fn a_listen_rule_on_every_address_or_under_a_wildcard_service_is_refused() {
+        let text = r#"
+[[service]]
+fwmark = 5
+listen = ["tcp 0.0.0.0:9000", "udp 0.0.0.0:9001"]
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:2:1: service[0].listen: -t 0.0.0.0:9000: -t 0.0.0.0:9000: a listener needs one address, not every address of the host (it would hold port 9000 on the VIPs added later too): add a listener for each address",
+                "t.toml:2:1: service[0].listen: -u 0.0.0.0:9001: -u 0.0.0.0:9001: a listener needs one address, not every address of the host (it would hold port 9001 on the VIPs added later too): add a listener for each address",
+            ]
+        );
+        let rule = r#"
+[[service]]
+fwmark = 5
+listen = ["tcp 127.0.0.71:9000"]
+"#;
+        let wildcard = r#"
+[[service]]
+tcp = "0.0.0.0:9000"
+"#;
+        let refused = "-t 127.0.0.71:9000: -t 127.0.0.71:9000 is served by virtual service tcp 0.0.0.0:9000: the service keeps its address and a listener there would never be used (delete the service first, or listen elsewhere)";
+        for (text, at) in [
+            (format!("{rule}{wildcard}"), "t.toml:2:1: service[0].listen"),
+            (format!("{wildcard}{rule}"), "t.toml:5:1: service[1].listen"),
+        ] {
+            assert_eq!(problems(&text), [format!("{at}: {refused}")], "{text}");
+        }
     }
 
     #[test]

@@ -31,6 +31,14 @@ pub struct ListenerStatus {
     pub state: String,
 }
 
+/// A listen rule whose address a virtual service holds as its own (`table::listener`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowedRule {
+    pub rule: crate::table::ListenRule,
+    /// The service that holds the address.
+    pub by: ServiceKey,
+}
+
 /// The daemon's view for `uvs status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
@@ -41,6 +49,9 @@ pub struct Status {
     pub forwarding: String,
     pub services: Vec<ServiceEntry>,
     pub listeners: Vec<ListenerStatus>,
+    /// Listen rules a virtual service holds the address of: kept, not listened on.
+    #[serde(default)]
+    pub shadowed: Vec<ShadowedRule>,
     pub live_connections: usize,
     /// UDP flows open, their cap, and new flows dropped for want of room.
     #[serde(default)]

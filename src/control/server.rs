@@ -25,7 +25,7 @@ use super::protocol::{
 };
 use crate::lock::Locked;
 use crate::sys;
-use crate::table::{Command, ConnEntry, Info, TableHandle};
+use crate::table::{Command, ConnEntry, Info, TableError, TableHandle};
 
 /// What the control server reads and changes of the running daemon: the daemon passes
 /// one in, so that this module knows nothing of the daemon's parts.
@@ -38,9 +38,17 @@ pub trait Daemon: Send + Sync + 'static {
     fn status(&self) -> super::protocol::Status;
     /// Clients served at once (their part of the descriptor reserve; at least 1).
     fn max_clients(&self) -> usize;
-    /// `command` was applied (the daemon may have something to say of it in its log:
-    /// a change the configuration file will undo).
-    fn changed(&self, _command: &Command) {}
+    /// Applies `command` to the table; `applied` runs once it is, before anything
+    /// else can change the table. A daemon with a configuration file applies it and
+    /// records what it changes of the file's as one step with respect to reloads (so a
+    /// reload cannot put the file back between the two, leaving a change recorded
+    /// that no longer is), and may say so in its log, after `applied`'s line.
+    /// Errors: the table's refusal.
+    fn apply(&self, command: &Command, applied: &dyn Fn()) -> Result<(), TableError> {
+        self.table().apply(command)?;
+        applied();
+        Ok(())
+    }
 }
 
 /// A client that sends nothing for this long, first or between requests, is
@@ -54,7 +62,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
     #[error(
-        "another uvs daemon is already listening on {}{}",
+        "another uvs daemon is already listening on {}{}; stop it, or give this one \
+         another socket (--socket PATH, or $UVS_SOCKET)",
         path.display(),
         owner.map_or(String::new(), |uid| format!(" (a process of uid {uid})"))
     )]
@@ -149,12 +158,10 @@ pub fn answer(request: Request, daemon: &dyn Daemon) -> Response {
         Request::Status {} => Response::Status {
             status: Box::new(daemon.status()),
         },
-        Request::Apply { command } => match table.apply(&command) {
-            Ok(()) => {
-                tracing::info!("table changed: {command}");
-                daemon.changed(&command);
-                Response::Applied
-            }
+        Request::Apply { command } => match daemon.apply(&command, &|| {
+            tracing::info!("table changed: {command}");
+        }) {
+            Ok(()) => Response::Applied,
             Err(error) => {
                 tracing::debug!("command refused: {command}: {error}");
                 Response::Refused { error }
@@ -330,5 +337,85 @@ async fn client(mut stream: UnixStream, daemon: &dyn Daemon, slot: &Leave) {
         ) {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::table::{Protocol, ServiceConfig, ServiceKey, UnicastOnly};
+
+    /// A daemon whose `apply` is the only way to the table, and says what it saw.
+    struct Hooked {
+        table: TableHandle,
+        seen: Mutex<Vec<String>>,
+    }
+
+    impl Daemon for Hooked {
+        fn table(&self) -> &TableHandle {
+            &self.table
+        }
+        fn connections(&self) -> Vec<ConnEntry> {
+            Vec::new()
+        }
+        fn status(&self) -> super::super::protocol::Status {
+            unreachable!("not asked")
+        }
+        fn max_clients(&self) -> usize {
+            1
+        }
+        fn apply(&self, command: &Command, applied: &dyn Fn()) -> Result<(), TableError> {
+            // As the reloader does: the lock is taken before the table changes and let
+            // go after the change is recorded.
+            let mut seen = self.seen.locked();
+            seen.push("locked".into());
+            self.table.apply(command)?;
+            applied();
+            seen.push(format!("recorded {command}"));
+            Ok(())
+        }
+    }
+
+    /// The control server changes the table only through the daemon's `apply`, so a
+    /// daemon can make the change and its record one step (a reload cannot come
+    /// between them, review of issue 16, point 8).
+    #[test]
+    fn a_command_is_applied_and_recorded_in_one_step_of_the_daemon() {
+        let daemon = Hooked {
+            table: TableHandle::new(Box::new(UnicastOnly)),
+            seen: Mutex::new(Vec::new()),
+        };
+        let key = ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            addr: "172.20.0.24".parse().unwrap(),
+            port: 80,
+        };
+        let command = Command::AddService(ServiceConfig::new(key, "rr"));
+        let answer = answer(
+            Request::Apply {
+                command: command.clone(),
+            },
+            &daemon,
+        );
+        assert!(matches!(answer, Response::Applied), "{answer:?}");
+        assert_eq!(
+            *daemon.seen.locked(),
+            ["locked".to_string(), format!("recorded {command}")]
+        );
+        assert!(daemon.table.snapshot().service(&key).is_some());
+        // Refused by the table: nothing is recorded.
+        let again = answer_again(&daemon, command);
+        assert!(matches!(again, Response::Refused { .. }), "{again:?}");
+        assert_eq!(
+            daemon.seen.locked().len(),
+            3,
+            "locked once more, not recorded"
+        );
+    }
+
+    fn answer_again(daemon: &Hooked, command: Command) -> Response {
+        answer(Request::Apply { command }, daemon)
     }
 }

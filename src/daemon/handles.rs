@@ -4,11 +4,11 @@
 //! neither imports the daemon's parts. The kernel-or-userspace choice of `-L -c` is
 //! made here, where the mode is known.
 
-use crate::control::protocol::Status;
+use crate::control::protocol::{ShadowedRule, Status};
 use crate::control::server;
 use crate::exporter::{self, BackendHealth, ConfigReloads};
 use crate::rate_limit::RateLimit;
-use crate::table::{Command, ConnEntry, TableHandle};
+use crate::table::{Command, ConnEntry, TableError, TableHandle};
 
 use super::report::{Mode, Reporter};
 
@@ -32,18 +32,31 @@ impl server::Daemon for Reporter {
     }
 
     fn status(&self) -> Status {
-        let services = self.director().table.snapshot().entries();
-        self.report().status(services)
+        let table = self.director().table.snapshot();
+        let mut status = self.report().status(table.entries());
+        status.shadowed = table
+            .shadowed_rules()
+            .into_iter()
+            .map(|(rule, by)| ShadowedRule { rule, by })
+            .collect();
+        status
     }
 
     fn max_clients(&self) -> usize {
         self.director().descriptors.reserve().control_clients
     }
 
-    /// A change to what the configuration file owns is said in the log (the reloader's).
-    fn changed(&self, command: &Command) {
-        if let Some(reloader) = self.reloader() {
-            reloader.control_changed(command);
+    /// With a configuration file, through its reloader: applied and recorded under
+    /// its lock, and a change to what the file owns said in the log.
+    fn apply(&self, command: &Command, applied: &dyn Fn()) -> Result<(), TableError> {
+        let table = &self.director().table;
+        match self.reloader() {
+            Some(reloader) => reloader.apply_from_control(table, command, applied),
+            None => {
+                table.apply(command)?;
+                applied();
+                Ok(())
+            }
         }
     }
 }

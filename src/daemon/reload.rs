@@ -15,7 +15,8 @@
 //! What the file owns is the file's: a uvsadm command that changes it (`-e` on one of
 //! its services, say) lasts until the next reload, or health change, re-applies the
 //! file. Both are said at WARN: the change, when it is made
-//! ([`Reloader::control_changed`]), and the reload that undoes it.
+//! ([`Reloader::apply_from_control`], at most a line per thing touched per ten
+//! seconds), and the reload that undoes it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,7 +39,7 @@ use crate::proxy::director::Director;
 use crate::rate_limit::RateLimit;
 use crate::table::loops::loops;
 use crate::table::{
-    Command, HostInterfaces, ListenAddr, OwnAddresses, Protocol, Table, TableError,
+    Command, HostInterfaces, ListenAddr, OwnAddresses, Protocol, Table, TableError, TableHandle,
 };
 
 /// The log target of what is logged here: the module's before it moved from config/,
@@ -99,6 +100,14 @@ impl Commands {
             self.more += 1;
         }
     }
+}
+
+/// What the control socket changed of one thing the file owns since the file was last
+/// applied, and the rate limit of the warnings that say so.
+#[derive(Debug, Default)]
+struct Change {
+    commands: Commands,
+    said: RateLimit,
 }
 
 /// "-e ...; -e ... and 2 more"
@@ -201,7 +210,7 @@ pub struct Reloader {
     /// Changes by the control socket to what the file owns, which the next apply
     /// undoes (locked after `applied`, never before).
     /// One entry per thing touched: at most what the file owns.
-    changed_by_control: Mutex<HashMap<Touched, Commands>>,
+    changed_by_control: Mutex<HashMap<Touched, Change>>,
     /// The file's fate, for the status report (None until a first apply or refusal).
     status: Mutex<Option<ConfigStatus>>,
 }
@@ -398,37 +407,69 @@ impl Reloader {
         Ok(commands.len())
     }
 
-    /// `command`, from the control socket, was applied: if it changed something the
-    /// file owns, says at WARN that the next reload undoes it, and remembers it, so
-    /// that the reload that does can say so. uvsadm's own output is not touched.
-    pub fn control_changed(&self, command: &Command) {
-        let applied = self.applied.locked();
-        if applied.1.is_none() {
-            return; // not applied yet: nothing is the file's
+    /// Applies `command`, from the control socket, to `table` (`applied` runs once it
+    /// is: the control server's line), and if it changed something the file owns,
+    /// remembers it, so that the reload that undoes it can say so, and says at WARN
+    /// that the next reload will. All under the lock a reload holds, so no reload
+    /// comes between the change and its record. The warning is limited per thing
+    /// touched: the first change at once, then at most one line per
+    /// [`INTERVAL_SECONDS`](crate::rate_limit::INTERVAL_SECONDS) with the count held
+    /// back (500 commands of a `-R` make one line), afresh after each reload. uvsadm's
+    /// own output is not touched. Errors: the table's refusal.
+    pub fn apply_from_control(
+        &self,
+        table: &TableHandle,
+        command: &Command,
+        applied: &dyn Fn(),
+    ) -> Result<(), TableError> {
+        let file = self.applied.locked();
+        table.apply(command)?;
+        applied();
+        if file.1.is_none() {
+            return Ok(()); // not applied yet: nothing is the file's
         }
-        let touched = applied.0.touched_by(command);
+        let touched = file.0.touched_by(command);
         if touched.is_empty() {
-            return;
+            return Ok(());
         }
         let mut changes = self.changed_by_control.locked();
+        let (mut said, mut held) = (Vec::new(), 0);
         for t in &touched {
-            changes.entry(*t).or_default().add(command);
+            let change = changes.entry(*t).or_default();
+            change.commands.add(command);
+            change.said.warn(|h| {
+                said.push(t);
+                held += h;
+            });
         }
         drop(changes);
-        drop(applied);
-        let mut what: Vec<String> = touched
+        if said.is_empty() {
+            return Ok(());
+        }
+        let mut what: Vec<String> = said
             .iter()
             .take(UNDONE_NAMED)
             .map(ToString::to_string)
             .collect();
-        if touched.len() > UNDONE_NAMED {
-            what.push(format!("{} more", touched.len() - UNDONE_NAMED));
+        if said.len() > UNDONE_NAMED {
+            what.push(format!("{} more", said.len() - UNDONE_NAMED));
         }
-        let file = self.path.display();
+        let more = if held > 0 {
+            format!(
+                " ({held} more {} to it not logged since the last such line)",
+                crate::words::plural(held, "change", "changes")
+            )
+        } else {
+            String::new()
+        };
+        let path = self.path.display();
+        // Said under the lock too, so it comes before the reload that undoes it.
         tracing::warn!(target: LOG,
-            "uvsadm changed {}, which {file} owns ({command}): the next reload of {file} will undo it",
+            "uvsadm changed {}, which {path} owns ({command}): the next reload of {path} will undo it{more}",
             what.join(", ")
         );
+        drop(file);
+        Ok(())
     }
 
     /// After `commands` made the table say what the file says again: names the
@@ -450,7 +491,7 @@ impl Reloader {
         }
         let mut undone: Vec<(String, &Commands, Commands)> = back
             .into_iter()
-            .filter_map(|(t, back)| Some((t.to_string(), changes.get(&t)?, back)))
+            .filter_map(|(t, back)| Some((t.to_string(), &changes.get(&t)?.commands, back)))
             .collect();
         undone.sort_by(|a, b| a.0.cmp(&b.0));
         let file = self.path.display();

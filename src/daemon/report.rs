@@ -179,6 +179,8 @@ impl Report {
                     },
                 })
                 .collect(),
+            // The table's, which the caller has (`Handles::status`).
+            shadowed: Vec::new(),
             live_connections: plane.live_connections,
             udp_flows: plane.udp_flows,
             max_udp_flows: plane.max_udp_flows,

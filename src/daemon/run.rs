@@ -47,7 +47,7 @@ pub enum RunError {
     #[error("cannot start the worker threads")]
     Workers(#[source] std::io::Error),
     /// The control socket could not be bound.
-    #[error("uvs cannot start on {}", path.display())]
+    #[error("cannot start the control socket {}", path.display())]
     ControlSocket {
         path: PathBuf,
         #[source]
@@ -284,14 +284,18 @@ async fn serve_socket(
             source,
         }
     })?;
-    serve_metrics(&reporter, settings.metrics).await;
+    serve_metrics(&reporter, settings.metrics, settings.status_page).await;
     daemon.run(shutdown, settings.drain_timeout).await;
     Ok(())
 }
 
 /// Starts the metrics endpoint; a failed bind is logged and shown by `uvs status`, and
 /// the daemon runs on without it.
-async fn serve_metrics(reporter: &Arc<Reporter>, at: Option<std::net::SocketAddr>) {
+async fn serve_metrics(
+    reporter: &Arc<Reporter>,
+    at: Option<std::net::SocketAddr>,
+    status_page: bool,
+) {
     let Some(addr) = at else {
         return;
     };
@@ -313,6 +317,7 @@ async fn serve_metrics(reporter: &Arc<Reporter>, at: Option<std::net::SocketAddr
                 listener,
                 Arc::clone(reporter) as _,
                 limits,
+                status_page,
             ));
             MetricsEndpoint::Serving(shown)
         }

@@ -85,6 +85,12 @@ pub const SETTINGS: &[Setting] = &[
         "false",
     ),
     setting("metrics", Some("metrics"), Applies::NextStart, "\"off\""),
+    setting(
+        "status_page",
+        Some("status-page"),
+        Applies::NextStart,
+        "false",
+    ),
     setting("autoreload", None, Applies::Live, "true"),
     setting("threads", Some("threads"), Applies::NextStart, "3"),
     setting(
@@ -211,6 +217,8 @@ pub struct Settings {
     pub cleanstop: bool,
     /// Where `/metrics` is served; None: not at all [default: 127.0.0.1:9280].
     pub metrics: Option<SocketAddr>,
+    /// Whether `/` on the metrics address is the status page [default: true].
+    pub status_page: bool,
     /// Reload when the file changes (ldirectord's autoreload) [default: false].
     pub autoreload: bool,
     /// Worker threads; None: one per CPU.
@@ -262,6 +270,7 @@ impl Settings {
                 .metrics
                 .or(file.metrics)
                 .unwrap_or_else(|| crate::exporter::http::DEFAULT_ADDRESS.parse().ok()),
+            status_page: cli.status_page.or(file.status_page).unwrap_or(true),
             autoreload: file.autoreload,
             threads: cli.threads.or(file.threads),
             forwarding: cli
@@ -316,6 +325,7 @@ impl Settings {
             "socket" => show(&self.socket),
             "cleanstop" => show(self.cleanstop),
             "metrics" => show(self.metrics),
+            "status_page" => show(self.status_page),
             "autoreload" => show(self.autoreload),
             "threads" => show(self.threads),
             "forwarding" => show(self.forwarding),

@@ -10,8 +10,8 @@
 pub mod hints;
 pub mod ready;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,17 +27,70 @@ pub const VIP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 808
 
 /// The demo's control socket: `--socket` (`flag`), else `$UVS_SOCKET` when set and not
 /// empty, else a fresh `uvs-demo-PID/uvs.sock` in the temporary directory (the demo
-/// runs beside any daemon of the user's).
-pub fn socket(flag: Option<PathBuf>) -> PathBuf {
+/// runs beside any daemon of the user's). The directory is made here (0700) when it is
+/// not there yet, and then removed when the [`DemoSocket`] is dropped.
+pub fn socket(flag: Option<PathBuf>) -> DemoSocket {
+    use std::os::unix::fs::DirBuilderExt;
     match crate::control::socket_path::chosen(flag) {
         (
             path,
             crate::control::socket_path::Rule::Flag | crate::control::socket_path::Rule::Env,
-        ) => path,
-        _ => std::env::temp_dir()
-            .join(format!("uvs-demo-{}", std::process::id()))
-            .join("uvs.sock"),
+        ) => DemoSocket { path, made: None },
+        _ => {
+            let dir = std::env::temp_dir().join(format!("uvs-demo-{}", std::process::id()));
+            // Not there before: this process's to remove. Already there (a pid reused
+            // after a demo killed with SIGKILL): left as it is; the daemon's bind checks
+            // whose it is.
+            let made = std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .is_ok()
+                .then(|| dir.clone());
+            DemoSocket {
+                path: dir.join("uvs.sock"),
+                made,
+            }
+        }
     }
+}
+
+/// The demo's control socket path, and the directory the demo made for it: removed on
+/// drop, with the socket if the daemon left it (so every run leaves nothing behind in
+/// `$TMPDIR`). Drop it after the daemon has stopped.
+#[derive(Debug)]
+pub struct DemoSocket {
+    path: PathBuf,
+    made: Option<PathBuf>,
+}
+
+impl DemoSocket {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for DemoSocket {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.made {
+            let _ = std::fs::remove_file(&self.path);
+            // Only if empty: anything else put there is not the demo's to remove.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A built-in backend could not bind its loopback port.
+    #[error("cannot start the demo backend {name}: {error}")]
+    Backend {
+        name: &'static str,
+        error: std::io::Error,
+    },
+    /// The table refused one of the demo's rules (`command`, as uvsadm writes it).
+    #[error("demo rule `{command}' refused: {error}")]
+    Rule { command: String, error: TableError },
 }
 
 /// Answers any HTTP request on the connection with `body`, then closes.
@@ -67,9 +120,10 @@ async fn answer(mut stream: TcpStream, body: &'static str) {
     let _ = stream.shutdown().await;
 }
 
-/// Starts a backend on an ephemeral loopback port; returns its address.
-pub async fn start_backend(body: &'static str) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+/// Starts a backend on an ephemeral port of `host` (a loopback address); returns its
+/// address.
+pub async fn start_backend(host: IpAddr, body: &'static str) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind((host, 0)).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
@@ -81,12 +135,16 @@ pub async fn start_backend(body: &'static str) -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// Starts a UDP backend answering `body` to every datagram, on `port` if it is free (the
-/// TCP backend's, so one address serves both), else on an ephemeral one.
-pub async fn start_udp_backend(port: u16, body: &'static str) -> std::io::Result<SocketAddr> {
-    let socket = match UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).await {
+/// Starts a UDP backend answering `body` to every datagram, on `host` and `port` if it is
+/// free (the TCP backend's, so one address serves both), else on an ephemeral port.
+pub async fn start_udp_backend(
+    host: IpAddr,
+    port: u16,
+    body: &'static str,
+) -> std::io::Result<SocketAddr> {
+    let socket = match UdpSocket::bind((host, port)).await {
         Ok(s) => s,
-        Err(_) => UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?,
+        Err(_) => UdpSocket::bind((host, 0)).await?,
     };
     let addr = socket.local_addr()?;
     tokio::spawn(async move {
@@ -133,15 +191,27 @@ pub struct Backends {
 }
 
 /// Starts the backends and loads the demo table with its services on `vip`.
-pub async fn start(table: &Arc<TableHandle>, vip: SocketAddr) -> Result<Backends, String> {
-    let failed =
-        |name: &str, e: std::io::Error| format!("cannot start the demo backend {name}: {e}");
-    let rs1 = start_backend("RS1\n").await.map_err(|e| failed("RS1", e))?;
-    let rs2 = start_backend("RS2\n").await.map_err(|e| failed("RS2", e))?;
-    let udp1 = start_udp_backend(rs1.port(), "RS1\n")
+///
+/// # Errors
+/// [`DemoError`]: a backend's bind failed, or the table refused a rule (a VIP that is
+/// not an address the table takes).
+pub async fn start(table: &Arc<TableHandle>, vip: SocketAddr) -> Result<Backends, DemoError> {
+    let failed = |name: &'static str, error: std::io::Error| DemoError::Backend { name, error };
+    // IPVS forwards within one family: the backends take the VIP's loopback.
+    let host = match vip {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    };
+    let rs1 = start_backend(host, "RS1\n")
+        .await
+        .map_err(|e| failed("RS1", e))?;
+    let rs2 = start_backend(host, "RS2\n")
+        .await
+        .map_err(|e| failed("RS2", e))?;
+    let udp1 = start_udp_backend(host, rs1.port(), "RS1\n")
         .await
         .map_err(|e| failed("RS1 (UDP)", e))?;
-    let udp2 = start_udp_backend(rs2.port(), "RS2\n")
+    let udp2 = start_udp_backend(host, rs2.port(), "RS2\n")
         .await
         .map_err(|e| failed("RS2 (UDP)", e))?;
     let all = commands(Protocol::Tcp, vip, rs1, rs2)
@@ -150,7 +220,10 @@ pub async fn start(table: &Arc<TableHandle>, vip: SocketAddr) -> Result<Backends
     for command in all {
         table
             .apply(&command)
-            .map_err(|e: TableError| format!("demo rule `{command}' refused: {e}"))?;
+            .map_err(|error: TableError| DemoError::Rule {
+                command: command.to_string(),
+                error,
+            })?;
     }
     Ok(Backends {
         tcp: (rs1, rs2),

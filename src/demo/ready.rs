@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::proxy::director::Director;
+use crate::proxy::low_port;
 use crate::table::{ListenAddr, Protocol};
 
 /// How often the listeners' states are read while waiting for the first round.
@@ -16,7 +17,8 @@ const POLL: Duration = Duration::from_millis(20);
 /// Why the demo cannot serve its VIP.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the demo cannot listen on {protocol} {vip}: {reason} (choose another address with --vip ADDR:PORT)"
+    "the demo cannot listen on {protocol} {vip}: {reason} (choose another address with --vip ADDR:PORT{})",
+    hint.as_ref().map_or(String::new(), |h| format!("; or: {h}"))
 )]
 pub struct NotListening {
     /// "TCP" or "UDP".
@@ -24,6 +26,18 @@ pub struct NotListening {
     pub vip: SocketAddr,
     /// The bind's error, as the listener manager recorded it.
     pub reason: String,
+    /// For a low port this process may not bind, what to do (`proxy::low_port::hint`).
+    pub hint: Option<String>,
+}
+
+/// The low-port hint for a bind that failed with `reason`, an `io::Error`'s text
+/// ("Permission denied (os error 13)": the code is read back from it).
+fn low_port_hint(listen: &ListenAddr, reason: &str) -> Option<String> {
+    let code = reason.rsplit_once("(os error ")?.1.strip_suffix(')')?;
+    let error = std::io::Error::from_raw_os_error(code.parse().ok()?);
+    let start = low_port::unprivileged_port_start()?;
+    let program = std::env::current_exe().ok()?;
+    low_port::hint(listen, &error, start, &program.display().to_string())
 }
 
 /// Waits until `director`'s listeners have tried `vip` over TCP and UDP: Ok when both
@@ -58,6 +72,7 @@ pub async fn listening(director: &Director, vip: SocketAddr) -> Result<(), NotLi
                     return Err(NotListening {
                         protocol: name,
                         vip,
+                        hint: low_port_hint(listen, &reason),
                         reason,
                     });
                 }

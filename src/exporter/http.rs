@@ -1,6 +1,7 @@
 //! The metrics endpoint: a small HTTP/1.x server (GET and HEAD only, one request per
 //! connection, `Connection: close`) with `/metrics` (the Prometheus text format),
-//! `/healthz` (for liveness and readiness probes) and `/` (the status page, `page`);
+//! `/healthz` (for liveness and readiness probes) and `/` (the status page, `page`:
+//! only to a `Host` that `host` allows, else 421; 404 when `--status-page off`);
 //! anything else gets 404 or 405. Started by the daemon on `--metrics`, on its control
 //! thread.
 //!
@@ -63,8 +64,14 @@ impl Default for Limits {
     }
 }
 
-/// Serves `listener` within `limits` until the task is aborted.
-pub async fn serve(listener: TcpListener, source: Arc<dyn Source>, limits: Limits) {
+/// Serves `listener` within `limits` until the task is aborted; `/` is the status page
+/// when `status_page`, else 404.
+pub async fn serve(
+    listener: TcpListener,
+    source: Arc<dyn Source>,
+    limits: Limits,
+    status_page: bool,
+) {
     let cap = limits.max_connections.max(1);
     let registry = Registry::new();
     let drops = Arc::new(Drops::default());
@@ -108,6 +115,7 @@ pub async fn serve(listener: TcpListener, source: Arc<dyn Source>, limits: Limit
             pages: Arc::clone(&pages),
             drops: Arc::clone(&drops),
             limits,
+            status_page,
         };
         tokio::spawn(answer(stream, slot, endpoint));
     }
@@ -138,6 +146,8 @@ struct Endpoint {
     pages: Arc<Scrapes>,
     drops: Arc<Drops>,
     limits: Limits,
+    /// Whether `/` is the status page (`--status-page`).
+    status_page: bool,
 }
 
 /// How one connection ended.
@@ -207,7 +217,12 @@ async fn exchange(stream: &mut TcpStream, slot: &Slot, endpoint: &Endpoint) -> O
                 Payload::Rendered(shared, &endpoint.scrapes),
             ),
             Err(e) => {
-                tracing::warn!(error = %e, "metrics endpoint: no body for /metrics");
+                // Every scrape would fail the same way: one line per interval.
+                static NO_METRICS: crate::rate_limit::RateLimit =
+                    crate::rate_limit::RateLimit::new();
+                NO_METRICS.warn(|suppressed| {
+                    tracing::warn!(error = %e, suppressed, "metrics endpoint: no body for /metrics");
+                });
                 (
                     "500 Internal Server Error",
                     text,
@@ -216,6 +231,19 @@ async fn exchange(stream: &mut TcpStream, slot: &Slot, endpoint: &Endpoint) -> O
             }
         },
         ("GET" | "HEAD", "/healthz") => ("200 OK", text, Payload::Text("ok\n")),
+        ("GET" | "HEAD", "/") if !endpoint.status_page => (
+            "404 Not Found",
+            text,
+            Payload::Text("not found: the status page is off (--status-page); try /metrics\n"),
+        ),
+        ("GET" | "HEAD", "/") if !super::host::page_may_answer(&head) => (
+            "421 Misdirected Request",
+            text,
+            Payload::Text(
+                "the status page answers only to an address or localhost in Host \
+                 (a guard against DNS rebinding): open it by address\n",
+            ),
+        ),
         ("GET" | "HEAD", "/") => match endpoint.pages.body().await {
             Ok(shared) => {
                 headers = PAGE_HEADERS;
@@ -226,7 +254,10 @@ async fn exchange(stream: &mut TcpStream, slot: &Slot, endpoint: &Endpoint) -> O
                 )
             }
             Err(e) => {
-                tracing::warn!(error = %e, "metrics endpoint: no status page");
+                static NO_PAGE: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
+                NO_PAGE.warn(|suppressed| {
+                    tracing::warn!(error = %e, suppressed, "metrics endpoint: no status page");
+                });
                 (
                     "500 Internal Server Error",
                     text,

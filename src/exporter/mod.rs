@@ -10,7 +10,8 @@
 //!   between the scrapes of a short interval;
 //! - `page` writes the status page at `/` from the same snapshot and state;
 //! - `http` serves `/metrics`, `/healthz` and `/` with a cap on connections (`conns`),
-//!   and counts the clients it resets (`drops`).
+//!   and counts the clients it resets (`drops`); `host` says which `Host` the page
+//!   answers (a guard against DNS rebinding).
 //!
 //! The daemon starts `http::serve` on `--metrics`, with a [`Source`] to read its state
 //! from.
@@ -18,6 +19,7 @@
 pub mod body;
 mod conns;
 pub mod drops;
+mod host;
 pub mod http;
 pub mod names;
 pub mod page;

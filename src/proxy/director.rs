@@ -215,11 +215,9 @@ impl Director {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let snapshot = self.table.snapshot();
-            let timeouts = snapshot.timeouts();
+            let timeouts = self.table.snapshot().timeouts();
             // What the failure log held back, summed up once its interval is over.
-            crate::proxy::failure_log::flush(&snapshot);
-            drop(snapshot);
+            crate::proxy::failure_log::flush(&self.table);
             let swept = self.conns.sweep(&timeouts);
             self.udp_flows.expired_unreplied(swept.unreplied_closed);
             self.templates.sweep();

@@ -5,14 +5,15 @@
 //! bounded however many servers and clients there are); the first after a quiet
 //! interval is logged at once with its cause, the rest summed up at most every ten
 //! seconds per server (per service for resets) by the sweeper ([`flush`], from
-//! `Director::sweep`) or by the next failure that finds the interval over.
+//! `Director::sweep`; at once for one that left the table) or by the next failure that finds the interval over.
 //! Called by `tcp` (connects, resets) and `udp::flow` (refusals).
 
 use std::fmt::{self, Display};
 use std::io;
 
 use crate::rate_limit::{Line, Tally};
-use crate::table::{RealServerState, Service, ServiceKey, Table};
+use crate::table::{RealServer, RealServerState, Retired, Service, ServiceKey, TableHandle};
+use crate::words::plural;
 
 /// Why a connect to a real server failed, as the log counts it; the index of its count
 /// in `ConnectFailures::logged`.
@@ -61,12 +62,8 @@ impl<const N: usize> Display for Counts<'_, N> {
     }
 }
 
-fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
-    if n == 1 { one } else { many }
-}
-
-/// A connect from `service` (as the log names it: its key, or for a UDP flow the
-/// protocol and address the client reached) to real server `server` (its state, at
+/// A connect from `service` (as the log names it: its key, as `uvsadm -L` and the
+/// summary name it) to real server `server` (its state, at
 /// `dest`) failed: counted, and logged at WARN when its turn says so. `detail` is the
 /// cause in words ("connection refused", "timed out after 5 s", the system's error).
 pub fn connect_failed(
@@ -154,10 +151,28 @@ fn reset_summary(key: &ServiceKey, by: Peer, n: u64, seconds: u64) {
     }
 }
 
-/// Sums up what was held back, for every service and server whose interval is over.
-/// Called every second by the sweeper; it reads atomics only.
-pub fn flush(table: &Table) {
-    for service in table.services() {
+/// Sums up what was held back, for every service and server whose interval is over,
+/// and, at once, for those that left the table since (deleted by uvsadm, a reload or
+/// a health check: no later sweep would find them, `TableHandle::take_retired`).
+/// Called every second by the sweeper (`Director::sweep`); it reads atomics only.
+pub fn flush(table: &TableHandle) {
+    for retired in table.take_retired() {
+        match retired {
+            Retired::Server { service, server } => flush_server_now(&service, &server),
+            Retired::Service(service) => {
+                for by in [Peer::Client, Peer::Server] {
+                    if let Some(Line::Summary { counts, seconds }) = tally(&service, by).flush_now()
+                    {
+                        reset_summary(&service.key, by, counts[0], seconds);
+                    }
+                }
+                for server in &service.servers {
+                    flush_server_now(&service.key, server);
+                }
+            }
+        }
+    }
+    for service in table.snapshot().services() {
         for by in [Peer::Client, Peer::Server] {
             if let Some(Line::Summary { counts, seconds }) = tally(service, by).flush() {
                 reset_summary(&service.key, by, counts[0], seconds);
@@ -173,24 +188,77 @@ pub fn flush(table: &Table) {
     }
 }
 
+/// The last word on a real server that left its service.
+fn flush_server_now(service: &ServiceKey, server: &RealServer) {
+    if let Some(Line::Summary { counts, seconds }) =
+        server.state.connect_failures.logged.flush_now()
+    {
+        connect_summary(service, &server.key(), &counts, seconds);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::{Command, Protocol, ServerConfig, ServiceConfig, UnicastOnly};
 
+    /// A real server deleted (or its service) with failures held back is kept for the
+    /// next sweep, which takes what it held (and logs it); one with nothing held is not
+    /// kept.
     #[test]
-    fn causes_and_counts_in_words() {
-        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
-        assert_eq!(Cause::of(&refused), Cause::Refused);
-        let no_route = io::Error::from_raw_os_error(libc::EHOSTUNREACH);
-        assert_eq!(Cause::of(&no_route), Cause::NoRoute);
-        assert_eq!(
-            Cause::of(&io::Error::from_raw_os_error(libc::EACCES)),
-            Cause::Other
+    fn what_a_deleted_server_or_service_held_is_taken_by_the_next_sweep() {
+        let key = ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            addr: "172.20.0.24".parse().unwrap(),
+            port: 80,
+        };
+        let table = TableHandle::new(Box::new(UnicastOnly));
+        table
+            .apply(&Command::AddService(ServiceConfig::new(key, "rr")))
+            .unwrap();
+        for port in [80, 81] {
+            let server =
+                ServerConfig::masq(std::net::SocketAddr::from(([172, 20, 0, 25], port)), 1);
+            table
+                .apply(&Command::AddServer {
+                    service: key,
+                    server,
+                })
+                .unwrap();
+        }
+        let service = std::sync::Arc::clone(table.snapshot().service(&key).unwrap());
+        let (failing, quiet) = (&service.servers[0], &service.servers[1]);
+        for _ in 0..3 {
+            failing
+                .state
+                .connect_failures
+                .logged
+                .count(Cause::Refused as usize);
+            service.state.client_resets.count(0);
+        }
+        for server in [quiet, failing] {
+            table
+                .apply(&Command::DeleteServer {
+                    service: key,
+                    server: server.key(),
+                })
+                .unwrap();
+        }
+        let retired = table.take_retired();
+        assert!(
+            matches!(&retired[..], [Retired::Server { server, .. }] if server.key() == failing.key()),
+            "{retired:?}"
         );
-        assert_eq!(
-            Counts(&[7, 0, 0, 2], CAUSES).to_string(),
-            "refused 7, other 2"
+        // Taken as the sweeper takes it.
+        table
+            .apply(&Command::DeleteService { service: key })
+            .unwrap();
+        flush(&table);
+        assert!(table.take_retired().is_empty());
+        assert!(!service.state.client_resets.holds(), "said at once");
+        assert!(
+            failing.state.connect_failures.logged.holds(),
+            "given back above, unsaid"
         );
-        assert_eq!(Counts(&[0, 3, 0, 0], CAUSES).to_string(), "timed out 3");
     }
 }

@@ -1,8 +1,9 @@
 //! The few calls into libc that the standard library does not offer. All `unsafe` of
 //! uvs lives here, each call with the reason it is sound; batched datagram I/O is in
-//! `datagram`.
+//! `datagram`; counting stop signals is in `signals`.
 
 pub mod datagram;
+pub mod signals;
 
 /// Registers a listening socket with the current tokio runtime's event loop, for
 /// accepting at the level of system calls (the TCP path accepts without registering the

@@ -19,10 +19,17 @@
 //! [`CarryingOut`], which only [`Effects::carry_out`] can make: `Table::apply` cannot
 //! call them, the compiler refuses. The counters' `-Z` (`Stats::zero`) lives in
 //! `stats`, below the table, and takes no proof; in the table it is called here only.
+//!
+//! What a command did beyond what it names (a service added over a listen rule, rules
+//! deleted with their service) is said in the log the same way, as a [`Note`]: once the
+//! change is published, never for a refused batch or a trial (`uvs check`, a reload's
+//! rehearsal).
 
 use std::sync::Arc;
 
-use super::real_server::RealServerState;
+use super::key::ServiceKey;
+use super::listener::ListenRule;
+use super::real_server::{RealServer, RealServerState};
 use super::service::Service;
 use crate::stats::Stats;
 
@@ -31,7 +38,10 @@ use crate::stats::Stats;
 pub(super) enum Effect {
     /// `-d`: the real server left its service; persistence templates and UDP flows to
     /// it are void (the kernel clears IP_VS_DEST_F_AVAILABLE in __ip_vs_unlink_dest).
-    RetireServer(Arc<RealServerState>),
+    RetireServer {
+        service: ServiceKey,
+        server: RealServer,
+    },
     /// `-D`, `-C`: every real server of the service left with it.
     RetireServers(Arc<Service>),
     /// `-e`: the settings the data plane reads between snapshots follow the edit
@@ -48,6 +58,65 @@ pub(super) enum Effect {
     ZeroService(Arc<Service>),
     /// `-Z`: the counters over all services too.
     ZeroTotals(Arc<Stats>),
+    /// Something the log must say about the change.
+    Say(Note),
+}
+
+/// What a command did to listen rules without naming them (`listener`).
+#[derive(Debug)]
+pub(super) enum Note {
+    /// `-A` of `service` at the address of `rules` (or at 0.0.0.0/:: on their port):
+    /// the service wins the address, the rules are kept but not used.
+    Shadowed {
+        service: ServiceKey,
+        rules: Vec<ListenRule>,
+    },
+    /// `-D` of `service` deleted the rules that led to it.
+    RulesDeleted {
+        service: ServiceKey,
+        rules: Vec<ListenRule>,
+    },
+    /// `-D` of `service` gave the rules it shadowed their addresses back.
+    Unshadowed {
+        service: ServiceKey,
+        rules: Vec<ListenRule>,
+    },
+}
+
+impl Note {
+    fn say(&self) {
+        let list = |rules: &[ListenRule]| {
+            rules
+                .iter()
+                .map(|r| format!("--add-listener {r}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            Note::Shadowed { service, rules } => tracing::warn!(
+                "virtual service {service} takes its address from the listen rule{} {}: the \
+                 service gets the connections there, and the rule is kept unused until the \
+                 service is deleted (uvs status shows it; uvsadm --delete-listener drops it)",
+                plural(rules),
+                list(rules)
+            ),
+            Note::RulesDeleted { service, rules } => tracing::info!(
+                "virtual service {service} deleted with the listen rule{} that led to it: {}",
+                plural(rules),
+                list(rules)
+            ),
+            Note::Unshadowed { service, rules } => tracing::info!(
+                "virtual service {service} deleted: the listen rule{} it shadowed listen{} again: {}",
+                plural(rules),
+                if rules.len() == 1 { "s" } else { "" },
+                list(rules)
+            ),
+        }
+    }
+}
+
+fn plural(rules: &[ListenRule]) -> &'static str {
+    if rules.len() == 1 { "" } else { "s" }
 }
 
 /// The effects of one command or a batch, in the order the commands asked for them.
@@ -55,6 +124,37 @@ pub(super) enum Effect {
 #[must_use = "a table's effects on shared state happen only when carried out, once the \
               table is the one readers see (TableHandle does it when it publishes)"]
 pub struct Effects(Vec<Effect>);
+
+/// A real server or a service that left the table (retired) while its log lines still
+/// held counts back (`proxy::failure_log`: failed connects, resets), with the names
+/// the log gives them; [`TableHandle`](super::TableHandle) keeps these until the
+/// failure log's sweeper takes them ([`TableHandle::take_retired`](super::TableHandle::take_retired)),
+/// so that the counts are said, not dropped with the server.
+#[derive(Debug, Clone)]
+pub enum Retired {
+    /// `-d`: the server, of this service.
+    Server {
+        service: ServiceKey,
+        server: RealServer,
+    },
+    /// `-D`, `-C`: the service and its servers.
+    Service(Arc<Service>),
+}
+
+impl Retired {
+    /// Whether its log holds anything back (only then is it kept).
+    fn holds(&self) -> bool {
+        let server_holds = |state: &RealServerState| state.connect_failures.logged.holds();
+        match self {
+            Retired::Server { server, .. } => server_holds(&server.state),
+            Retired::Service(svc) => {
+                svc.state.client_resets.holds()
+                    || svc.state.server_resets.holds()
+                    || svc.servers.iter().any(|s| server_holds(&s.state))
+            }
+        }
+    }
+}
 
 /// Proof that effects are being carried out, which only [`Effects::carry_out`] makes;
 /// the writers of shared marks ask for it.
@@ -79,16 +179,46 @@ impl Effects {
         self.0.extend(later.0);
     }
 
+    /// The kinds of the notes these effects would say, in order, for tests.
+    #[cfg(test)]
+    pub(crate) fn notes(&self) -> Vec<&'static str> {
+        self.0
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Say(Note::Shadowed { .. }) => Some("Shadowed"),
+                Effect::Say(Note::RulesDeleted { .. }) => Some("RulesDeleted"),
+                Effect::Say(Note::Unshadowed { .. }) => Some("Unshadowed"),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Writes to the shared state, in order. Call once the table that made these
     /// effects is the one readers see (or when no one else reads it).
     pub fn carry_out(self) {
+        self.carry_out_keeping(|_| {});
+    }
+
+    /// As [`Effects::carry_out`], and hands `keep` each server or service retired
+    /// whose log still holds counts back.
+    pub(super) fn carry_out_keeping(self, mut keep: impl FnMut(Retired)) {
         let proof = CarryingOut(());
         for effect in self.0 {
             match effect {
-                Effect::RetireServer(state) => state.retire(&proof),
+                Effect::RetireServer { service, server } => {
+                    server.state.retire(&proof);
+                    let retired = Retired::Server { service, server };
+                    if retired.holds() {
+                        keep(retired);
+                    }
+                }
                 Effect::RetireServers(svc) => {
                     for server in &svc.servers {
                         server.state.retire(&proof);
+                    }
+                    let retired = Retired::Service(svc);
+                    if retired.holds() {
+                        keep(retired);
                     }
                 }
                 Effect::Configure {
@@ -104,6 +234,7 @@ impl Effects {
                     }
                 }
                 Effect::ZeroTotals(totals) => totals.zero(),
+                Effect::Say(note) => note.say(),
             }
         }
     }

@@ -47,19 +47,30 @@ pub enum TableError {
     /// `--add-listener` for a service that does not exist (uvs's own command, so it is
     /// strict: the service comes first).
     #[error(
-        "{service} is not a virtual service: add it first (uvsadm -A {}), then its listeners",
-        ServiceArgs(service)
+        "{service} is not a virtual service: add it first (uvsadm -A {}{}), then its \
+         listeners",
+        ServiceArgs(service),
+        // ipvsadm takes port 0 only for a persistent service.
+        if matches!(service, ServiceKey::Inet { port: 0, .. }) { " -p" } else { "" }
     )]
     NoListenerService { service: ServiceKey },
-    /// `--add-listener` on the address of a virtual service.
+    /// `--add-listener` on the address of a virtual service, or under a service at
+    /// 0.0.0.0/:: on its port (the service wins the address: `listener`).
     #[error(
-        "{listen} is the address of virtual service {service}: a listener there would take its \
-         connections (delete the service first, or listen elsewhere)"
+        "{listen} is served by virtual service {service}: the service keeps its address and a \
+         listener there would never be used (delete the service first, or listen elsewhere)"
     )]
     ListenerOnService {
         listen: ListenAddr,
         service: ServiceKey,
     },
+    /// `--add-listener` on 0.0.0.0 or ::, which would hold the port on every address.
+    #[error(
+        "{listen}: a listener needs one address, not every address of the host (it would \
+         hold port {} on the VIPs added later too): add a listener for each address",
+        listen.port
+    )]
+    ListenerUnspecified { listen: ListenAddr },
     /// `--delete-listener` for an address without a rule.
     #[error("No such listener")]
     NoSuchListener,

@@ -6,10 +6,16 @@
 //!
 //! `--add-listener` is uvs's own command, so it can be strict where ipvsadm's commands
 //! cannot: a rule must lead to a service that exists ([`check`]: add the service
-//! first), and must not take the address of another virtual service. A rule lives no
-//! longer than its service: deleting the service deletes its rules ([`leads_to`]), so
-//! that every rule in the table (and in `-S`) leads somewhere and `-R` takes it back.
-//! Called by `Table::apply`.
+//! first), must name one address (not 0.0.0.0 or ::), and must not take the address of
+//! another virtual service. A rule lives no longer than its service: deleting the
+//! service deletes its rules ([`ListenRule::leads_to`]), so that every rule in the table
+//! (and in `-S`) leads somewhere and `-R` takes it back.
+//!
+//! `-A` is ipvsadm's command and is never refused for a rule's sake: a service added at
+//! an address a rule listens on (or at 0.0.0.0/:: on its port) wins it, and the rule is
+//! kept but *shadowed* ([`ListenRule::shadowed_by`]): not listened on, never routed to,
+//! until that service is deleted. Called by `Table::apply`, `Table::route`, and by `-S`
+//! (which writes shadowing services after the rules, so that `-R` takes both back).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -62,6 +68,12 @@ impl fmt::Display for ListenRule {
 }
 
 impl ListenRule {
+    /// The rule that sends connections to `listen` to fwmark group `mark`, or (None) to
+    /// the address's port-0 service.
+    pub fn new(listen: ListenAddr, mark: Option<u32>) -> ListenRule {
+        ListenRule { listen, mark }
+    }
+
     /// The service connections to this address go to: the fwmark service of the mark
     /// in the address's family, or the address's port-0 service.
     pub fn service(&self) -> ServiceKey {
@@ -82,19 +94,52 @@ impl ListenRule {
     pub fn leads_to(&self, service: &ServiceKey) -> bool {
         self.service() == *service
     }
+
+    /// Whether `service` holds this rule's address as its own: it is a TCP or UDP
+    /// service at this very address and port, or at the unspecified address of its
+    /// family on this port (a socket on 0.0.0.0:P takes P on every IPv4 address; IPv6
+    /// sockets are IPv6-only). The service wins the address, the rule is shadowed.
+    pub fn shadowed_by(&self, service: &ServiceKey) -> bool {
+        owners(&self.listen).any(|k| k == *service)
+    }
 }
 
-/// uvs's checks of a new rule, beyond its shape: the service it leads to must exist
-/// (`exists`), and its address must not be a virtual service's own (an fwmark rule
-/// there would take that service's connections, a port-0 rule would never be used).
-/// Errors: [`TableError::NoListenerService`], [`TableError::ListenerOnService`].
-pub fn check(rule: &ListenRule, exists: impl Fn(&ServiceKey) -> bool) -> Result<(), TableError> {
-    let own = ServiceKey::Inet {
-        protocol: rule.listen.protocol,
-        addr: rule.listen.addr,
-        port: rule.listen.port,
+/// The keys of the services whose own address covers `listen`: the service at that
+/// address, and (for a concrete address) the service at the unspecified address of the
+/// same family, protocol and port. No allocation: `Table::route` asks per connection.
+pub fn owners(listen: &ListenAddr) -> impl Iterator<Item = ServiceKey> {
+    let at = |addr| ServiceKey::Inet {
+        protocol: listen.protocol,
+        addr,
+        port: listen.port,
     };
-    if exists(&own) {
+    let wildcard =
+        (!listen.addr.is_unspecified()).then(|| at(unspecified(Family::of(&listen.addr))));
+    std::iter::once(at(listen.addr)).chain(wildcard)
+}
+
+fn unspecified(family: Family) -> IpAddr {
+    match family {
+        Family::Inet => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        Family::Inet6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+/// uvs's checks of a new rule, beyond its shape: its address must be one address (a
+/// socket on 0.0.0.0 or :: would take the port from every address of the host, the
+/// VIPs that `-A` adds later included, and the kernel, not the table, would then pick
+/// which socket gets a connection), must not be a virtual service's own, exactly or
+/// under a service at 0.0.0.0/:: (the rule would be shadowed from its start), and the
+/// service it leads to must exist (`exists`).
+/// Errors: [`TableError::ListenerUnspecified`], [`TableError::ListenerOnService`],
+/// [`TableError::NoListenerService`].
+pub fn check(rule: &ListenRule, exists: impl Fn(&ServiceKey) -> bool) -> Result<(), TableError> {
+    if rule.listen.addr.is_unspecified() {
+        return Err(TableError::ListenerUnspecified {
+            listen: rule.listen,
+        });
+    }
+    if let Some(own) = owners(&rule.listen).find(|k| exists(k)) {
         return Err(TableError::ListenerOnService {
             listen: rule.listen,
             service: own,
@@ -113,14 +158,14 @@ mod tests {
 
     fn rule(text: &str, mark: Option<u32>) -> ListenRule {
         let addr: std::net::SocketAddr = text.parse().unwrap();
-        ListenRule {
-            listen: ListenAddr {
+        ListenRule::new(
+            ListenAddr {
                 protocol: Protocol::Tcp,
                 addr: addr.ip(),
                 port: addr.port(),
             },
             mark,
-        }
+        )
     }
 
     #[test]
@@ -150,16 +195,68 @@ mod tests {
             check(&rule("127.0.0.1:443", None), exists)
                 .unwrap_err()
                 .to_string(),
-            "tcp 127.0.0.1:0 is not a virtual service: add it first (uvsadm -A -t 127.0.0.1:0), then its listeners"
+            "tcp 127.0.0.1:0 is not a virtual service: add it first (uvsadm -A -t 127.0.0.1:0 -p), then its listeners"
         );
         assert_eq!(
             check(&rule("127.0.0.1:80", Some(7)), exists)
                 .unwrap_err()
                 .to_string(),
-            "-t 127.0.0.1:80 is the address of virtual service tcp 127.0.0.1:80: a listener there \
-             would take its connections (delete the service first, or listen elsewhere)"
+            "-t 127.0.0.1:80 is served by virtual service tcp 127.0.0.1:80: the service keeps its \
+             address and a listener there would never be used (delete the service first, or \
+             listen elsewhere)"
         );
         assert!(rule("127.0.0.1:443", Some(7)).leads_to(&fwmark(7, Family::Inet)));
         assert!(!rule("[::1]:443", Some(7)).leads_to(&fwmark(7, Family::Inet)));
+    }
+
+    #[test]
+    fn an_unspecified_address_is_refused_and_a_wildcard_service_owns_its_port() {
+        let tcp = |text: &str| {
+            let a: std::net::SocketAddr = text.parse().unwrap();
+            ServiceKey::Inet {
+                protocol: Protocol::Tcp,
+                addr: a.ip(),
+                port: a.port(),
+            }
+        };
+        let fwmark = |family| ServiceKey::Fwmark { mark: 7, family };
+        let table = [
+            fwmark(Family::Inet),
+            fwmark(Family::Inet6),
+            tcp("0.0.0.0:9000"),
+        ];
+        let exists = |k: &ServiceKey| table.contains(k);
+        for wildcard in ["0.0.0.0:9001", "[::]:9001"] {
+            let refused = check(&rule(wildcard, Some(7)), exists).unwrap_err();
+            assert!(
+                matches!(refused, TableError::ListenerUnspecified { .. }),
+                "{refused}"
+            );
+        }
+        assert_eq!(
+            check(&rule("0.0.0.0:9001", Some(7)), exists)
+                .unwrap_err()
+                .to_string(),
+            "-t 0.0.0.0:9001: a listener needs one address, not every address of the host \
+             (it would hold port 9001 on the VIPs added later too): add a listener for each \
+             address"
+        );
+        // Under a service at 0.0.0.0 on its port, an IPv4 address is that service's.
+        assert_eq!(
+            check(&rule("127.0.0.71:9000", Some(7)), exists),
+            Err(TableError::ListenerOnService {
+                listen: rule("127.0.0.71:9000", None).listen,
+                service: tcp("0.0.0.0:9000"),
+            })
+        );
+        // Not another port's, nor IPv6's (uvs's IPv6 sockets are IPv6-only).
+        assert_eq!(check(&rule("127.0.0.71:9001", Some(7)), exists), Ok(()));
+        assert_eq!(check(&rule("[::1]:9000", Some(7)), exists), Ok(()));
+        let r = rule("127.0.0.71:9000", Some(7));
+        assert!(r.shadowed_by(&tcp("127.0.0.71:9000")));
+        assert!(r.shadowed_by(&tcp("0.0.0.0:9000")));
+        assert!(!r.shadowed_by(&tcp("127.0.0.72:9000")));
+        assert!(!r.shadowed_by(&tcp("[::]:9000")));
+        assert!(!r.shadowed_by(&fwmark(Family::Inet)));
     }
 }

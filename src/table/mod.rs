@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 pub use command::{Command, ServerConfig, ServiceConfig, SyncRole};
-pub use effect::Effects;
+pub use effect::{Effects, Retired};
 pub use entry::{ConnEntry, FailureCounts, Info, ServerEntry, ServiceEntry};
 pub use error::TableError;
 pub use key::{Family, Protocol, ServerKey, ServiceKey};
@@ -51,7 +51,7 @@ pub use timeouts::Timeouts;
 use crate::lock::Locked;
 use crate::sched::{ListChange, Scheduler};
 use crate::stats::Stats;
-use effect::Effect;
+use effect::{Effect, Note};
 
 /// The whole table at one moment. Cloning is O(1) and a change is O(log n): the
 /// service map is persistent (structurally shared between snapshots), so publishing a
@@ -131,6 +131,15 @@ impl Table {
                 };
                 self.next_created += 1;
                 self.services.insert(config.key, Arc::new(service));
+                // ipvsadm's command is not refused for a rule's sake: the service wins
+                // its address, and the rules there are shadowed, which is said.
+                let shadowed = self.rules_shadowed_by(&config.key);
+                if !shadowed.is_empty() {
+                    effects.push(Effect::Say(Note::Shadowed {
+                        service: config.key,
+                        rules: shadowed,
+                    }));
+                }
             }
             Command::EditService(config) => {
                 let current = self
@@ -156,14 +165,33 @@ impl Table {
                     .remove(service)
                     .ok_or(TableError::NoSuchService)?;
                 effects.push(Effect::RetireServers(gone));
-                // Its listen rules go with it (`listener`).
-                self.listeners.retain(|listen, mark| {
-                    !ListenRule {
-                        listen: *listen,
-                        mark: *mark,
-                    }
-                    .leads_to(service)
-                });
+                // Its listen rules go with it (`listener`), and those it shadowed have
+                // their addresses back; both are said.
+                let deleted: Vec<ListenRule> = self
+                    .listen_rules()
+                    .into_iter()
+                    .filter(|r| r.leads_to(service))
+                    .collect();
+                for rule in &deleted {
+                    self.listeners.remove(&rule.listen);
+                }
+                if !deleted.is_empty() {
+                    effects.push(Effect::Say(Note::RulesDeleted {
+                        service: *service,
+                        rules: deleted,
+                    }));
+                }
+                let freed: Vec<ListenRule> = self
+                    .rules_shadowed_by(service)
+                    .into_iter()
+                    .filter(|r| !self.is_shadowed(r))
+                    .collect();
+                if !freed.is_empty() {
+                    effects.push(Effect::Say(Note::Unshadowed {
+                        service: *service,
+                        rules: freed,
+                    }));
+                }
             }
             Command::Flush {} => {
                 for gone in self.services.values() {
@@ -225,7 +253,10 @@ impl Table {
                     previous: index.checked_sub(1).map(|i| svc.servers[i].key()),
                 };
                 let gone = svc.servers.remove(index);
-                effects.push(Effect::RetireServer(gone.state));
+                effects.push(Effect::RetireServer {
+                    service: *service,
+                    server: gone,
+                });
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &change));
             }
             Command::Zero { service: None } => {
@@ -248,13 +279,9 @@ impl Table {
                     return Err(TableError::InvalidOperation);
                 }
                 if let Some(mark) = self.listeners.get(l) {
-                    let existing = ListenRule {
-                        listen: *l,
-                        mark: *mark,
-                    };
                     return Err(TableError::ListenerExists {
                         listen: *l,
-                        service: existing.service(),
+                        service: ListenRule::new(*l, *mark).service(),
                     });
                 }
                 listener::check(rule, |key| self.services.contains_key(key))?;
@@ -296,43 +323,73 @@ impl Table {
         let mut rules: Vec<ListenRule> = self
             .listeners
             .iter()
-            .map(|(listen, mark)| ListenRule {
-                listen: *listen,
-                mark: *mark,
-            })
+            .map(|(listen, mark)| ListenRule::new(*listen, *mark))
             .collect();
         rules.sort_by_key(|r| (r.listen.protocol, r.listen.addr, r.listen.port));
         rules
     }
 
-    /// The service a connection to `listen` belongs to, by IPVS's precedence: an
-    /// fwmark group (through a rule), the exact service, the port-0 service (through a
-    /// rule).
-    pub fn route(&self, listen: &ListenAddr) -> Option<&Arc<Service>> {
-        let rule = self.listeners.get(listen);
-        if let Some(Some(mark)) = rule {
-            let family = Family::of(&listen.addr);
-            if let Some(svc) = self.services.get(&ServiceKey::Fwmark {
-                mark: *mark,
-                family,
-            }) {
-                return Some(svc);
+    /// The service whose own address `listen` is: the service at it, or one at 0.0.0.0
+    /// or :: on its port (`listener::owners`).
+    fn owner(&self, listen: &ListenAddr) -> Option<&Arc<Service>> {
+        listener::owners(listen).find_map(|key| self.services.get(&key))
+    }
+
+    /// Whether a virtual service holds `rule`'s address, so that the rule is not used.
+    pub fn is_shadowed(&self, rule: &ListenRule) -> bool {
+        self.owner(&rule.listen).is_some()
+    }
+
+    /// The listen rules a service holds the address of (shadowed), sorted, each with
+    /// that service: kept, not listened on, shown by `uvs status`.
+    pub fn shadowed_rules(&self) -> Vec<(ListenRule, ServiceKey)> {
+        self.listen_rules()
+            .into_iter()
+            .filter_map(|r| self.owner(&r.listen).map(|svc| (r, svc.key)))
+            .collect()
+    }
+
+    /// The rules whose address `service` holds as its own (whether or not another
+    /// service holds it too). A concrete service is looked up, one at 0.0.0.0/:: scans.
+    pub fn rules_shadowed_by(&self, service: &ServiceKey) -> Vec<ListenRule> {
+        match service {
+            ServiceKey::Inet {
+                protocol,
+                addr,
+                port,
+            } if !addr.is_unspecified() => {
+                let listen = ListenAddr {
+                    protocol: *protocol,
+                    addr: *addr,
+                    port: *port,
+                };
+                self.listeners
+                    .get(&listen)
+                    .map(|mark| ListenRule::new(listen, *mark))
+                    .into_iter()
+                    .collect()
             }
+            ServiceKey::Fwmark { .. } => Vec::new(),
+            ServiceKey::Inet { .. } => self
+                .listen_rules()
+                .into_iter()
+                .filter(|r| r.shadowed_by(service))
+                .collect(),
         }
-        let exact = ServiceKey::Inet {
-            protocol: listen.protocol,
-            addr: listen.addr,
-            port: listen.port,
-        };
-        if let Some(svc) = self.services.get(&exact) {
+    }
+
+    /// The service a connection to `listen` belongs to: the service whose own address
+    /// it is (exact, or at 0.0.0.0/:: on its port), else through a listen rule the
+    /// fwmark group of its mark or the address's port-0 service. A service's own
+    /// address wins over a rule (uvs's rules are its own, not iptables's: the service
+    /// added at an address is the one reached there; see `listener`).
+    pub fn route(&self, listen: &ListenAddr) -> Option<&Arc<Service>> {
+        if let Some(svc) = self.owner(listen) {
             return Some(svc);
         }
-        rule?;
-        self.services.get(&ServiceKey::Inet {
-            protocol: listen.protocol,
-            addr: listen.addr,
-            port: 0,
-        })
+        let mark = self.listeners.get(listen)?;
+        self.services
+            .get(&ListenRule::new(*listen, *mark).service())
     }
 
     /// Every address the data plane should listen on, with the service it leads to.
@@ -349,7 +406,13 @@ impl Table {
             }),
             _ => None,
         });
-        let ruled = self.listeners.keys().copied();
+        // A shadowed rule's address is its service's (a wildcard service's socket
+        // already takes it).
+        let ruled = self
+            .listen_rules()
+            .into_iter()
+            .filter(|r| !self.is_shadowed(r))
+            .map(|r| r.listen);
         let mut all: Vec<ListenAddr> = own.chain(ruled).collect();
         all.sort_by_key(|l| (l.protocol, l.addr, l.port));
         all.dedup();
@@ -507,6 +570,9 @@ pub struct TableHandle {
     addresses: Box<dyn AddressClassifier>,
     /// Bumped on every published change, for readers that follow the table.
     version: tokio::sync::watch::Sender<u64>,
+    /// What left the table with log lines held back, until the failure log takes it
+    /// (every second; never filled where nothing is counted, as in kernel mode).
+    retired: Mutex<Vec<Retired>>,
 }
 
 impl TableHandle {
@@ -516,7 +582,14 @@ impl TableHandle {
             writer: Mutex::new(()),
             addresses,
             version: tokio::sync::watch::Sender::new(0),
+            retired: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The servers and services that left the table since the last call while their
+    /// log held counts back (`proxy::failure_log` says them at once).
+    pub fn take_retired(&self) -> Vec<Retired> {
+        std::mem::take(&mut *self.retired.locked())
     }
 
     /// A receiver that wakes on every change (the listener manager follows it).
@@ -568,7 +641,7 @@ impl TableHandle {
         // The batch is whole and published: now, and only now, the state the new
         // snapshot shares with the old one follows it. Still under the writer lock, so
         // the next batch sees it done.
-        effects.carry_out();
+        effects.carry_out_keeping(|r| self.retired.locked().push(r));
         self.version.send_modify(|v| *v += 1);
         Ok(())
     }

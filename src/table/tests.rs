@@ -475,3 +475,82 @@ fn real_servers_take_the_port_ipvsadm_gives_them() {
     )
     .unwrap();
 }
+
+fn listen_at(addr: &str, port: u16) -> ListenAddr {
+    ListenAddr {
+        protocol: Protocol::Tcp,
+        addr: addr.parse().unwrap(),
+        port,
+    }
+}
+
+/// A service added at a rule's address (after the rule, as ipvsadm's `-A` is never
+/// refused for a rule's sake) wins it: the rule is kept, shadowed, not listened on,
+/// and said; a service at 0.0.0.0 on the port shadows it alike; deleting the service
+/// gives the rule its address back.
+#[test]
+fn a_service_wins_its_address_over_a_listen_rule_in_either_order() {
+    let mut t = Table::new();
+    let group = ServiceKey::Fwmark {
+        mark: 7,
+        family: Family::Inet,
+    };
+    apply(&mut t, Command::AddService(config(group, "rr"))).unwrap();
+    let at = listen_at("127.0.0.71", 8080);
+    apply(&mut t, Command::AddListener(ListenRule::new(at, Some(7)))).unwrap();
+    assert_eq!(t.route(&at).map(|s| s.key), Some(group));
+    assert_eq!(t.listen_addresses().len(), 1);
+
+    let vip = tcp("127.0.0.71", 8080);
+    let effects = t
+        .apply(&Command::AddService(config(vip, "rr")), &UnicastOnly)
+        .unwrap();
+    assert_eq!(effects.notes(), ["Shadowed"]);
+    effects.carry_out();
+    assert_eq!(
+        t.route(&at).map(|s| s.key),
+        Some(vip),
+        "the service's own address"
+    );
+    assert_eq!(t.shadowed_rules(), [(ListenRule::new(at, Some(7)), vip)]);
+    let listening: Vec<_> = t
+        .listen_addresses()
+        .into_iter()
+        .map(|(l, s)| (l, s.key))
+        .collect();
+    assert_eq!(listening, [(at, vip)]);
+    assert_eq!(t.listen_rules(), [ListenRule::new(at, Some(7))], "kept");
+
+    // A service at 0.0.0.0 on the port holds it too: the rule is not listened on.
+    let wildcard = tcp("0.0.0.0", 8080);
+    let effects = t
+        .apply(&Command::AddService(config(wildcard, "rr")), &UnicastOnly)
+        .unwrap();
+    assert_eq!(effects.notes(), ["Shadowed"]);
+    effects.carry_out();
+    let effects = t
+        .apply(&Command::DeleteService { service: vip }, &UnicastOnly)
+        .unwrap();
+    assert_eq!(effects.notes(), Vec::<&str>::new(), "still shadowed");
+    effects.carry_out();
+    assert_eq!(t.route(&at).map(|s| s.key), Some(wildcard));
+    assert!(
+        t.listen_addresses().iter().all(|(l, _)| *l != at),
+        "a wildcard service's socket takes the address"
+    );
+    let effects = t
+        .apply(&Command::DeleteService { service: wildcard }, &UnicastOnly)
+        .unwrap();
+    assert_eq!(effects.notes(), ["Unshadowed"]);
+    effects.carry_out();
+    assert_eq!(t.route(&at).map(|s| s.key), Some(group), "the rule's again");
+    assert_eq!(t.shadowed_rules(), []);
+
+    // Deleting the group deletes its rule, and says so.
+    let effects = t
+        .apply(&Command::DeleteService { service: group }, &UnicastOnly)
+        .unwrap();
+    assert_eq!(effects.notes(), ["RulesDeleted"]);
+    effects.carry_out();
+    assert_eq!(t.listen_rules(), []);
+}

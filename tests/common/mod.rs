@@ -797,7 +797,8 @@ impl Drop for UdpBackend {
 pub fn http_get(addr: std::net::SocketAddr, method: &str, path: &str) -> (String, String) {
     use std::io::{Read, Write};
     let mut s = connect(addr, None).expect("connect to the HTTP endpoint");
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    // By address, as a browser sends it: the status page refuses names (DNS rebinding).
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut response = String::new();
     s.read_to_string(&mut response).unwrap();
     let (head, body) = response

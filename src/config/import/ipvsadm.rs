@@ -15,7 +15,7 @@ use crate::adm::names::Names;
 use crate::adm::restore::RestoreReader;
 use crate::config::ServiceSpec;
 use crate::config::schema::{MAX_WEIGHT, holds_netmask};
-use crate::table::{Command, Netmask, ServiceKey, Table, UnicastOnly};
+use crate::table::{Command, Netmask, ServiceKey, Table, TableError, UnicastOnly};
 
 /// Imports the rules in `input`; `names` resolves host and service names (as `ipvsadm
 /// -R` would).
@@ -28,15 +28,21 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
     let mut ordered: HashSet<ServiceKey> = HashSet::new();
     let mut reader = RestoreReader::new(input, &["ipvsadm", "uvsadm"]);
     let mut line = 0;
+    // Services whose -A line was not taken, with that line.
+    let mut not_taken: HashMap<ServiceKey, usize> = HashMap::new();
     while let Some(words) = reader.next_line() {
         line += 1;
         if words.is_empty() {
             continue;
         }
+        // The line as ipvsadm read it (blank-separated words, no quoting): what reports
+        // quote, since a command's own display leaves out what it does not use (a
+        // netmask without persistence).
+        let raw = words.join(" ");
         let args: Vec<String> = std::iter::once("ipvsadm".to_string())
             .chain(words)
             .collect();
-        let command = match parse(&args, names, Context::Restore, false) {
+        let mut command = match parse(&args, names, Context::Restore, false) {
             Parsed::Run(Invocation::Apply(command)) => command,
             Parsed::Run(_) => {
                 imported.skip(line, "not a change to the table; skipped");
@@ -55,8 +61,20 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
                 continue;
             }
         };
+        if let Some(mask) = drop_unused_netmask(&mut command) {
+            imported.note(
+                line,
+                format!(
+                    "`{raw}': netmask {mask} without persistence (-p) is not used; \
+                     left out, the service taken"
+                ),
+            );
+        }
         if let Some(why) = beyond_the_file(&command) {
-            imported.skip(line, format!("`{command}': {why}; not taken"));
+            imported.skip(line, format!("`{raw}': {why}; not taken"));
+            if let Command::AddService(c) = &command {
+                not_taken.entry(c.key).or_insert(line);
+            }
             continue;
         }
         match &command {
@@ -74,14 +92,38 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
             _ => {}
         }
         if let Err(e) = table.apply(&command, &UnicastOnly) {
-            imported.skip(line, format!("`{command}': {e}"));
+            // A rule of a service whose own line was not taken says so, rather than
+            // only the kernel's "Service not defined".
+            let because = match (&e, service_of(&command)) {
+                (TableError::ServiceNotDefined | TableError::NoSuchService, Some(key)) => not_taken
+                    .get(&key)
+                    .map(|n| format!(" (its service, line {n}, was not taken)")),
+                _ => None,
+            };
+            imported.skip(line, format!("`{raw}': {e}{}", because.unwrap_or_default()));
+            if let Command::AddService(c) = &command {
+                not_taken.entry(c.key).or_insert(line);
+            }
+        } else if let Command::AddService(c) = &command {
+            // The service wins a listen rule's address (`table::listener`); a file
+            // cannot hold both, so the rule is left out, and said.
+            for rule in table.rules_shadowed_by(&c.key) {
+                imported.skip(
+                    line,
+                    format!(
+                        "`{raw}' holds the address of the listen rule `--add-listener \
+                         {rule}', which a configuration file cannot hold with it; the rule is \
+                         left out"
+                    ),
+                );
+            }
         }
     }
     // Each service's listen rules, in one pass over them, in their order.
     let mut listens: HashMap<ServiceKey, Vec<_>> = HashMap::new();
     for rule in table.listen_rules() {
-        if let Some(service) = table.route(&rule.listen) {
-            listens.entry(service.key).or_default().push(rule);
+        if !table.is_shadowed(&rule) {
+            listens.entry(rule.service()).or_default().push(rule);
         }
     }
     for key in order {
@@ -104,13 +146,47 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
     imported.finish()
 }
 
+/// The service a command is about, where it names one.
+fn service_of(command: &Command) -> Option<ServiceKey> {
+    match command {
+        Command::AddService(c) | Command::EditService(c) => Some(c.key),
+        Command::DeleteService { service }
+        | Command::AddServer { service, .. }
+        | Command::EditServer { service, .. }
+        | Command::DeleteServer { service, .. } => Some(*service),
+        Command::AddListener(rule) => Some(rule.service()),
+        _ => None,
+    }
+}
+
+/// A netmask a file cannot hold (not a prefix) on a service without persistence: IPVS
+/// uses the netmask only to group a persistent service's clients
+/// (ip_vs_sched_persist), and ipvsadm-save writes `-M` only after `-p`, so it means
+/// nothing there. Set back to the full mask in `command`, so that the service is taken
+/// rather than lost with every server line after it; the mask dropped, to be noted, or
+/// None. (A prefix the file holds is kept, as ipvsadm keeps it.)
+fn drop_unused_netmask(command: &mut Command) -> Option<Netmask> {
+    match command {
+        Command::AddService(service) | Command::EditService(service)
+            if !service.flags.persistent()
+                && matches!(service.netmask, Netmask::V4(mask) if !holds_netmask(mask)) =>
+        {
+            let mask = service.netmask;
+            service.netmask = Netmask::full(service.key.family());
+            Some(mask)
+        }
+        _ => None,
+    }
+}
+
 /// What in `command` ipvsadm (and the table) take but a configuration file cannot
 /// hold, in words; None when the file holds all of it. ipvsadm 1.31's parser against
 /// the schema, value by value:
 ///
 /// - weight (`-w`): ipvsadm takes 0 to INT_MAX, a file 0 to [`MAX_WEIGHT`]: reported;
 /// - IPv4 netmask (`-M`): ipvsadm takes any address, a file contiguous masks only:
-///   reported; IPv6 prefix lengths (1 to 128) are the same in both;
+///   reported with persistence (without, [`drop_unused_netmask`] has left it out
+///   before); IPv6 prefix lengths (1 to 128) are the same in both;
 /// - thresholds (`-x`, `-y`: 0 to INT_MAX), persistence (`-p`: 1 s to 31 days),
 ///   fwmarks (1 to 2^32-1), ports, tunnel ports, `--set` timeouts (to 31 days; a file
 ///   holds a year), `--connect-timeout`, `--mark`: a file holds all of ipvsadm's range.
@@ -139,6 +215,38 @@ mod tests {
     use super::*;
     use crate::adm::names::NoNames;
     use crate::config::render::render;
+
+    /// What `uvsadm -S` writes for a service that won a listen rule's address: the rule,
+    /// then the service. A file cannot hold both, so the rule is left out and said, and
+    /// the TOML passes the file check.
+    #[test]
+    fn a_listen_rule_a_later_service_shadows_is_left_out_and_said() {
+        let dump = "\
+-A -f 7 -s rr
+--add-listener -t 127.0.0.1:80 --mark 7
+--add-listener -t 127.0.0.1:81 --mark 7
+-A -t 127.0.0.1:80 -s rr
+";
+        let imported = import(dump.as_bytes(), &mut NoNames);
+        assert_eq!(
+            imported.skipped,
+            [super::super::Skipped {
+                line: 4,
+                message: "`-A -t 127.0.0.1:80 -s rr' holds the address of the listen rule \
+                          `--add-listener -t 127.0.0.1:80 --mark 7', which a configuration \
+                          file cannot hold with it; the rule is left out"
+                    .into()
+            }]
+        );
+        let listen: Vec<String> = imported.config.services[0]
+            .listen
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(listen, ["-t 127.0.0.1:81 --mark 7"]);
+        let toml = render(&imported.config);
+        crate::config::schema::parse(&toml, std::path::Path::new("t.toml")).unwrap();
+    }
 
     #[test]
     fn a_save_dump_becomes_the_same_table_in_toml() {

@@ -9,7 +9,8 @@ use std::fmt;
 pub const MAX_TEXT: usize = 600;
 
 /// `text` as HTML text or attribute value: `& < > " '` as character references,
-/// control characters (but newline and tab) as `�`, at most [`MAX_TEXT`] characters.
+/// control characters (but newline and tab), bidi, zero-width and other format
+/// characters (`printable::is_hidden`) as `�`, at most [`MAX_TEXT`] characters.
 #[derive(Debug, Clone, Copy)]
 pub struct Escaped<'a>(pub &'a str);
 
@@ -26,7 +27,7 @@ impl fmt::Display for Escaped<'_> {
                 '"' => f.write_str("&quot;")?,
                 '\'' => f.write_str("&#39;")?,
                 '\n' | '\t' => f.write_fmt(format_args!("{c}"))?,
-                c if c.is_control() => f.write_str("\u{fffd}")?,
+                c if crate::printable::is_hidden(c) => f.write_str("\u{fffd}")?,
                 c => f.write_fmt(format_args!("{c}"))?,
             }
         }
@@ -45,6 +46,15 @@ mod tests {
             Escaped(hostile).to_string(),
             "554 &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; \
              &quot;&lt;img src=x onerror=y&gt;&quot;\u{fffd}"
+        );
+    }
+
+    #[test]
+    fn bidi_and_zero_width_characters_become_the_replacement_character() {
+        let hostile = "554 abc\u{202e}lmth.exe\u{200b}\u{2066}\u{feff}\u{61c}\u{2028}x\ny";
+        assert_eq!(
+            Escaped(hostile).to_string(),
+            "554 abc\u{fffd}lmth.exe\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}x\ny"
         );
     }
 

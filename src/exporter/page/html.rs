@@ -9,10 +9,12 @@ use std::fmt::Write as _;
 
 use super::escape::Escaped;
 use super::rows::{Health, ServerRow, ServiceRow, Summary};
-use super::units::{bytes, compact, uptime, utc};
+use super::units::{bytes, compact, uptime};
+use crate::clock::utc;
 use crate::exporter::body::BodyWriter;
 use crate::exporter::source::{ConfigReloads, State};
 use crate::table::{Family, ServiceKey};
+use crate::words::plural;
 
 /// The columns, in order: (header, its short form for a narrow screen, CSS class: `w`
 /// is hidden on a narrow screen).
@@ -81,14 +83,13 @@ pub fn start(out: &mut BodyWriter, h: &Heading<'_>) {
 }
 
 fn summary(out: &mut BodyWriter, s: &Summary) {
-    let plural = |n: usize| if n == 1 { "" } else { "s" };
     let _ = write!(
         out,
-        "<div class=\"sum\"><span><b>{}</b> service{}</span><span><b>{}</b> real server{}:",
+        "<div class=\"sum\"><span><b>{}</b> {}</span><span><b>{}</b> {}:",
         s.services,
-        plural(s.services),
+        plural(s.services as u64, "service", "services"),
         s.servers,
-        plural(s.servers)
+        plural(s.servers as u64, "real server", "real servers")
     );
     for (n, health) in [
         (s.up, Health::Up),

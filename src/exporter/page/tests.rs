@@ -402,3 +402,16 @@ fn services_are_in_ipvsadm_listing_order() {
         ]
     );
 }
+
+/// Outside text sits in its own bidi context: what a right-to-left (or overriding)
+/// error says cannot reorder the page's own text around it.
+#[test]
+fn outside_text_is_isolated_for_bidi() {
+    let (t, state) = fixture();
+    let page = page(&t, &state);
+    assert!(
+        page.contains(".err,.cfg b,.cfg pre,.sub{unicode-bidi:isolate}"),
+        "{page}"
+    );
+    assert!(page.contains("<span class=\"err\">"), "{page}");
+}

@@ -1,6 +1,6 @@
 //! Numbers and times as the status page (`page::html`) shows them: counts exact up to
 //! 99 999 and then with an SI prefix (the exact value goes in the cell's `title`), byte
-//! rates with a unit, an uptime in two units, a time of day in UTC.
+//! rates with a unit, an uptime in two units (times of day: `clock::utc`).
 
 use std::fmt::Write as _;
 
@@ -63,33 +63,10 @@ pub fn uptime(secs: u64) -> String {
     out
 }
 
-/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (the proleptic Gregorian
-/// calendar, counted from 1970-01-01 by days; the same reckoning as `uvs status`, which
-/// sits a layer above the exporter).
-pub fn utc(secs: u64) -> String {
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Shift the epoch to 0000-03-01 so that leap days end each 4-, 100- and 400-year
-    // cycle, then read the year, month and day off the cycles.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::utc;
 
     #[test]
     fn counts_are_exact_until_they_get_long() {

@@ -65,6 +65,7 @@ pub use smtp::Smtp;
 
 use super::Target;
 use crate::config::{Check, CheckKind, NegotiateService};
+use crate::printable::Printable;
 use crate::table::Protocol;
 
 /// What one probe comes to: Ok with the weight an external check with dynamic weights
@@ -209,26 +210,6 @@ impl fmt::Display for Failure {
     }
 }
 
-/// Text a real server (or a command) may have put into a failure, as it may be shown
-/// on a terminal (`uvs status`, the log): control characters escaped (`\u{1b}`, `\r`),
-/// so that a server's answer cannot move the cursor, retitle the window or overwrite
-/// the line it is shown on.
-struct Printable<'a>(&'a str);
-
-impl fmt::Display for Printable<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use fmt::Write;
-        for c in self.0.chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                f.write_char(c)?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Builds the check `settings` ask for (no kind: `on`), behind ldirectord's maintenance
 /// files when there is a maintenance directory.
 ///
@@ -324,6 +305,15 @@ mod tests {
         assert!(!shown.chars().any(char::is_control));
         let nested = Failure::At("url /".into(), Box::new(Failure::Io("a\nb".into())));
         assert_eq!(nested.to_string(), "url /: a\\nb");
+    }
+
+    #[test]
+    fn what_a_server_said_is_shown_with_its_bidi_and_zero_width_characters_escaped() {
+        // A banner that would reverse what follows it on the line, and hide a character.
+        let banner = "220 mail\u{202e}\u{200b}kcehc ok\u{2066}";
+        let shown = Failure::Garbled(banner.into()).to_string();
+        assert_eq!(shown, "220 mail\\u{202e}\\u{200b}kcehc ok\\u{2066}");
+        assert!(!shown.chars().any(crate::printable::is_hidden));
     }
 
     #[tokio::test]

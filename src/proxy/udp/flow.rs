@@ -43,7 +43,7 @@ use crate::proxy::scheduling::Scheduling;
 use crate::sched::{Choice, Packet};
 use crate::sys::datagram::{Batch, SLOTS};
 use crate::table::real_server::locate;
-use crate::table::{Protocol, ServerKey, Service, Table};
+use crate::table::{Protocol, ServerKey, Service, ServiceKey, Table};
 
 /// What a flow is found by: the client, and the address it sent to.
 pub type FlowKey = (SocketAddr, IpAddr);
@@ -56,6 +56,8 @@ enum Route {
     Server {
         conn: Arc<Conn>,
         accounting: Accounting,
+        /// Its service, as the failure log names it (as `uvsadm -L` does).
+        service: ServiceKey,
     },
     /// Each datagram to the server the scheduler picks for it.
     OnePacket {
@@ -330,7 +332,9 @@ fn deliver(
             }
         };
         let Route::Server {
-            conn, accounting, ..
+            conn,
+            accounting,
+            service,
         } = &flow.route
         else {
             send_one_by_one(d, &flow, range);
@@ -357,7 +361,7 @@ fn deliver(
                 // The server answered an earlier datagram with port unreachable.
                 conn.server.connect_failures.refused.fetch_add(1, Relaxed);
                 tracing::debug!(client = %key.0, server = %conn.dest, "real server refused: scheduling anew");
-                log_failure(conn, &e);
+                log_failure(service, conn, &e);
                 flow.end();
                 flows.remove(&key);
                 if refused_once {
@@ -552,6 +556,7 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
             Route::Server {
                 conn: opened.conn,
                 accounting: opened.accounting,
+                service: service.key,
             },
         )
     };
@@ -674,7 +679,7 @@ async fn relay(end: FlowEnd) {
 
 /// Counts an error a flow's socket reported (an ICMP error from the server's side).
 fn flow_error(flow: &Flow, e: &io::Error) {
-    if let Route::Server { conn, .. } = &flow.route {
+    if let Route::Server { conn, service, .. } = &flow.route {
         let failures = &conn.server.connect_failures;
         if e.kind() == io::ErrorKind::ConnectionRefused {
             failures.refused.fetch_add(1, Relaxed);
@@ -682,21 +687,21 @@ fn flow_error(flow: &Flow, e: &io::Error) {
             failures.other.fetch_add(1, Relaxed);
         }
         tracing::debug!(client = %flow.client, server = %conn.dest, error = %e, "flow ended by its real server");
-        log_failure(conn, e);
+        log_failure(service, conn, e);
     }
 }
 
-/// Logs (rate-limited, with counts: `failure_log`) an error from a flow's real server;
-/// the service is named by the protocol and address the client reached.
-fn log_failure(conn: &Conn, e: &io::Error) {
+/// Logs (rate-limited, with counts: `failure_log`) an error from a flow's real server
+/// of `service`, named by its key in every line (a fwmark service's too), as the
+/// summaries name it and `uvsadm -L` shows it.
+fn log_failure(service: &ServiceKey, conn: &Conn, e: &io::Error) {
     use crate::proxy::failure_log::{Cause, connect_failed};
-    let reached = format_args!("{} {}", conn.protocol.services_name(), conn.local);
     let cause = Cause::of(e);
     if cause == Cause::Refused {
         let detail = "connection refused (ICMP port unreachable)";
-        connect_failed(&reached, &conn.server, &conn.dest, cause, &detail);
+        connect_failed(service, &conn.server, &conn.dest, cause, &detail);
     } else {
-        connect_failed(&reached, &conn.server, &conn.dest, cause, e);
+        connect_failed(service, &conn.server, &conn.dest, cause, e);
     }
 }
 
@@ -729,7 +734,9 @@ fn relay_replies(flow: &Flow, batch: &mut Batch, end: &FlowEnd) -> Option<bool> 
 fn reply(flow: &Flow, batch: &Batch, end: &FlowEnd) {
     let now = end.director.conns.clock.now_ms();
     match &flow.route {
-        Route::Server { conn, accounting } => {
+        Route::Server {
+            conn, accounting, ..
+        } => {
             // The socket is connected: what it receives comes from the real server.
             let sent = end
                 .listener
