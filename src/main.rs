@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::builder::{PossibleValue, TypedValueParser};
+use clap::{Args, Parser, Subcommand, ValueHint};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 
@@ -45,26 +46,27 @@ struct Cli {
 struct DaemonArgs {
     /// Control socket path [default: $UVS_SOCKET, else /run/uvs/uvs.sock for root,
     /// $XDG_RUNTIME_DIR/uvs/uvs.sock or $TMPDIR/uvs-<uid>/uvs.sock for others]
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
     socket: Option<PathBuf>,
     /// How TCP bytes move: auto (copy small messages, splice bulk; Linux), splice or copy
     /// [default: auto]
-    #[arg(long, value_name = "HOW")]
+    #[arg(long, value_name = "HOW", hide_possible_values = true,
+          value_parser = Choices { names: &["auto", "splice", "copy"], parse: str::parse::<TransferMode> })]
     forwarding: Option<TransferMode>,
     /// On SIGTERM/SIGINT, how long open connections may take to finish, in seconds
     /// [default: 30]
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_hint = ValueHint::Other)]
     drain_timeout: Option<u64>,
     /// Persistent clients of a weight-0 server are scheduled anew
     /// (IPVS's expire_quiescent_template)
     #[arg(long)]
     expire_quiescent_template: bool,
     /// Worker threads serving connections [default: the number of CPUs]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
     /// Where /metrics (Prometheus), /healthz and / are served, or "off"
     /// [default: 127.0.0.1:9280]
-    #[arg(long, value_name = "ADDR:PORT|off", value_parser = parse_metrics)]
+    #[arg(long, value_name = "ADDR:PORT|off", value_hint = ValueHint::Other, value_parser = parse_metrics)]
     metrics: Option<MetricsAt>,
     /// The status page at / on the metrics address: on or off (/ then answers 404;
     /// /metrics and /healthz are served either way) [default: on]
@@ -76,44 +78,45 @@ struct DaemonArgs {
     keep_kernel_services: bool,
     /// Where to balance: auto (the kernel's IPVS where it can be used, else
     /// userspace), userspace, or kernel [default: auto]
-    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    #[arg(long, value_name = "MODE", hide_possible_values = true,
+          value_parser = Choices { names: &["auto", "userspace", "kernel"], parse: parse_mode })]
     mode: Option<Mode>,
     /// How long a TCP connect to a real server may take, for services without their own
     /// (--connect-timeout on -A), as "5s" or "500ms" [default: 5s]
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_hint = ValueHint::Other, value_parser = humantime::parse_duration)]
     connect_timeout: Option<Duration>,
     /// Other real servers tried after a failed TCP connect [default: 1]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+    #[arg(long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u32).range(0..=100))]
     retries: Option<u32>,
     /// The most UDP flows open at once; new flows beyond it are dropped and counted
     /// [default: 65536, or half the open-files limit if that is less]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u32).range(1..))]
     max_udp_flows: Option<u32>,
     /// The most TCP connections proxied at once; beyond it, clients wait in the listen
     /// backlog [default: what the open-files limit allows, two descriptors each]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: Option<u32>,
     /// Connections the metrics endpoint serves at once [default: 64]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    #[arg(long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u32).range(1..=65536))]
     metrics_max_connections: Option<u32>,
     /// How long a UDP flow lives until its real server answers, as "5s"; unanswered
     /// flows are also the first to make room when the flow table is full [default: 5s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long, value_name = "DURATION", value_hint = ValueHint::Other, value_parser = parse_positive_duration)]
     udp_unreplied_timeout: Option<Duration>,
     /// The most persistence templates held at once; at the cap, unused ones make room
     /// [default: 1048576]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u32).range(1..))]
     max_templates: Option<u32>,
     /// The most UDP flows one client address may hold at once [default: no limit]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u32).range(1..))]
     udp_flows_per_source: Option<u32>,
     /// TCP congestion control for connections accepted from clients, as "cubic"
     /// [default: the system's, net.ipv4.tcp_congestion_control]
-    #[arg(long, value_name = "NAME", value_parser = parse_congestion)]
+    #[arg(long, value_name = "NAME", value_hint = ValueHint::Other, value_parser = parse_congestion)]
     client_congestion_control: Option<CongestionControl>,
     /// TCP congestion control for connections to real servers, as "cubic"
     /// [default: the system's, net.ipv4.tcp_congestion_control]
-    #[arg(long, value_name = "NAME", value_parser = parse_congestion)]
+    #[arg(long, value_name = "NAME", value_hint = ValueHint::Other, value_parser = parse_congestion)]
     server_congestion_control: Option<CongestionControl>,
 }
 
@@ -155,13 +158,38 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
     Mode::from_name(s).ok_or_else(|| format!("unknown mode `{s}' (auto, userspace or kernel)"))
 }
 
+/// A value parser for an option that takes one of a few names: `parse` reads the value
+/// (and words its errors), `names` are what completions and the man page offer.
+#[derive(Clone)]
+struct Choices<P> {
+    names: &'static [&'static str],
+    parse: P,
+}
+
+impl<P: TypedValueParser> TypedValueParser for Choices<P> {
+    type Value = P::Value;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        self.parse.parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(self.names.iter().copied().map(PossibleValue::new)))
+    }
+}
+
 #[derive(Args)]
 struct RunArgs {
     #[command(flatten)]
     daemon: DaemonArgs,
     /// Configuration file (TOML) to load, and to reload on SIGHUP; its [global] settings
     /// apply where the command line does not set them
-    #[arg(short = 'c', long, value_name = "FILE")]
+    #[arg(short = 'c', long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     config: Option<PathBuf>,
 }
 
@@ -170,7 +198,7 @@ struct DemoArgs {
     #[command(flatten)]
     daemon: DaemonArgs,
     /// Where the demo's virtual service listens
-    #[arg(long, value_name = "ADDR:PORT", default_value_t = uvs::demo::VIP)]
+    #[arg(long, value_name = "ADDR:PORT", value_hint = ValueHint::Other, default_value_t = uvs::demo::VIP)]
     vip: std::net::SocketAddr,
 }
 
@@ -195,24 +223,26 @@ enum Command {
         #[arg(value_enum)]
         format: ImportFormat,
         /// The file to read ("-" for standard input)
+        #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
         file: PathBuf,
     },
     /// Check a configuration file without starting anything: every problem, with its
     /// line and column; exit 0 when there is none, 1 otherwise.
     Check {
         /// The configuration file (TOML)
-        #[arg(short = 'c', long, value_name = "FILE")]
+        #[arg(short = 'c', long, value_name = "FILE", value_hint = ValueHint::FilePath)]
         config: PathBuf,
     },
-    /// Run the seed lab: a VIP on 127.0.0.1:8080, round robin over two built-in backends.
+    /// Run a demonstration: a VIP on 127.0.0.1:8080 balancing two built-in backends, no
+    /// setup.
     #[command(mut_arg("socket", |a| a.help(
         "Control socket path [default: $UVS_SOCKET, else a new uvs-demo-<pid>/uvs.sock in $TMPDIR]"
     )))]
     Demo(DemoArgs),
     /// Show what a running daemon is doing: services, listeners, real servers.
     Status {
-        /// Control socket path [default: as for `uvs run`]
-        #[arg(long, value_name = "PATH")]
+        /// Control socket path [default: as for uvs run]
+        #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
         socket: Option<PathBuf>,
     },
     /// Write the manual pages (uvs.8, uvsadm.8, uvs.toml.5) or the shell completions
@@ -221,7 +251,7 @@ enum Command {
         #[arg(value_enum)]
         what: generate::What,
         /// The directory to write into
-        #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        #[arg(value_name = "DIR", value_hint = ValueHint::DirPath)]
         dir: PathBuf,
     },
 }
@@ -629,7 +659,7 @@ async fn demo(args: DaemonArgs, vip: std::net::SocketAddr) -> anyhow::Result<()>
         let programs = uvs::demo::hints::Programs::here();
         println!(
             "\n{}Stop with Ctrl-C.",
-            uvs::demo::hints::hints(vip, &socket, &programs)
+            uvs::demo::hints::hints(vip, &socket, &programs, settings.metrics)
         );
         stop.await;
     };

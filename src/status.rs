@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::adm::inet::inet_ntop_port;
+use crate::adm::sort::{compare_service_keys, merge_sort};
 use crate::clock::utc;
 use crate::control::protocol::Status;
 use crate::table::{ServerEntry, ServiceEntry, ServiceKey};
@@ -354,6 +355,13 @@ pub fn render(status: &Status) -> String {
     }
     if let Some(m) = &status.metrics {
         let _ = writeln!(out, "metrics {m}");
+        // The page is served beside /metrics ("at http://ADDR/metrics" when served).
+        if let Some(base) = m
+            .strip_prefix("at ")
+            .and_then(|url| url.strip_suffix("/metrics"))
+        {
+            let _ = writeln!(out, "status page at {base}/");
+        }
     }
     if let Some(c) = &status.congestion {
         let _ = writeln!(out, "TCP congestion control: {c}");
@@ -429,7 +437,10 @@ pub fn render(status: &Status) -> String {
             t.count, t.max, t.evicted, t.not_made
         );
     }
-    for e in &status.services {
+    // In ipvsadm -L's order (TCP before UDP, then by address), as uvsadm lists them.
+    let mut services: Vec<&ServiceEntry> = status.services.iter().collect();
+    merge_sort(&mut services, &|a, b| compare_service_keys(&a.key, &b.key));
+    for e in services {
         service_block(&mut out, status, e);
     }
     out

@@ -113,6 +113,14 @@ fn the_demo_alternates_between_its_two_backends() {
         lines(udp1, udp2),
     );
     assert_eq!(uvsadm(&["-L", "-n"]), expected);
+    // uvs status lists the services in the same order: TCP, then UDP.
+    let status = text(&status_at(&socket).output().unwrap().stdout);
+    let at = |s: &str| {
+        status
+            .find(&format!("{s}  {vip}"))
+            .unwrap_or_else(|| panic!("no {s} service in\n{status}"))
+    };
+    assert!(at("TCP") < at("UDP"), "{status}");
 
     let bodies: Vec<String> = (0..10).map(|_| get(vip)).collect();
     assert_eq!(bodies, ["RS1\n", "RS2\n"].repeat(5));
@@ -149,7 +157,7 @@ fn the_demo_alternates_between_its_two_backends() {
 }
 
 /// `uvs demo ARGS` in `cwd` with `env`, once its banner is out: the process and the
-/// banner. The demo's metrics are off (many tests run at once).
+/// banner. The demo's metrics are off (many tests run at once) unless ARGS say where.
 fn demo_in(
     args: &[&str],
     cwd: &std::path::Path,
@@ -159,7 +167,11 @@ fn demo_in(
     command
         .arg("demo")
         .args(args)
-        .args(["--metrics", "off"])
+        .args(if args.contains(&"--metrics") {
+            &[][..]
+        } else {
+            &["--metrics", "off"][..]
+        })
         .current_dir(cwd)
         .env("UVS_LOG", "warn")
         .stdin(Stdio::null())
@@ -438,6 +450,57 @@ fn the_demo_serves_on_uvs_socket_and_its_hints_name_it() {
     assert!(
         text(&help.stdout)
             .contains("[default: $UVS_SOCKET, else a new uvs-demo-<pid>/uvs.sock in $TMPDIR]")
+    );
+    sigterm(&demo.0);
+}
+
+/// With metrics on, the last hint names the status page, and runs as printed.
+#[test]
+fn the_demo_names_its_status_page_in_a_hint_that_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("uvs.sock");
+    let metrics = vip();
+    let (demo, banner) = demo_in(
+        &[
+            "--vip",
+            &vip().to_string(),
+            "--socket",
+            socket.to_str().unwrap(),
+            "--metrics",
+            &metrics.to_string(),
+        ],
+        dir.path(),
+        &[],
+    );
+    let hints = hints(&banner);
+    assert_eq!(hints.len(), 6, "{banner}");
+    let page = &hints[5];
+    assert_eq!(
+        page,
+        &format!("curl -sI http://{metrics}/    # the status page: open it in a browser")
+    );
+    let out = common::bounded(
+        {
+            let mut bash = Command::new("timeout");
+            bash.args(["60", "bash", "-c", page]);
+            bash
+        },
+        page,
+    );
+    assert!(
+        out.status.success(),
+        "`{page}' failed: {}",
+        text(&out.stderr)
+    );
+    let said = text(&out.stdout);
+    assert!(said.starts_with("HTTP/1.1 200 OK\r\n"), "{said}");
+    assert!(said.contains("text/html"), "{said}");
+    // uvs status names it too.
+    let out = common::bounded(status_at(&socket), "uvs status");
+    let status = text(&out.stdout);
+    assert!(
+        status.contains(&format!("\nstatus page at http://{metrics}/\n")),
+        "{status}"
     );
     sigterm(&demo.0);
 }

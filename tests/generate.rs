@@ -114,12 +114,56 @@ fn uvs_8_names_every_command_and_option_and_the_sections_a_man_page_needs() {
         ".SH SIGNALS",
         "SIGHUP",
         "SIGTERM",
-        "A second SIGINT",
+        "A second SIGTERM or SIGINT",
         ".SH \"EXIT STATUS\"",
         ".SH \"SEE ALSO\"",
         "uvsadm(8), uvs.toml(5), ipvsadm(8), ldirectord(8), keepalived.conf(5)",
     ] {
         assert!(page.contains(needed), "uvs(8) lacks {needed:?}");
+    }
+}
+
+#[test]
+fn uvs_8_synopses_show_what_each_option_takes() {
+    let (_tmp, dir) = generated("man");
+    let page = plain(&read(&dir.join("uvs.8")));
+    for needed in [
+        "uvs run [--socket PATH] [--forwarding HOW] [--drain-timeout SECONDS]",
+        "[--metrics ADDR:PORT|off]",
+        "[--mode MODE]",
+        "[--expire-quiescent-template]",
+        "[-c|--config FILE] [-h|--help]",
+        "uvs demo [--socket PATH] [--forwarding HOW]",
+        "uvs check -c|--config FILE [-h|--help]",
+        "uvs import [-h|--help] FORMAT FILE",
+        "uvs generate [-h|--help] WHAT DIR",
+        "Run a demonstration: a VIP on 127.0.0.1:8080 balancing two built-in backends",
+    ] {
+        assert!(page.contains(needed), "uvs(8) lacks {needed:?}");
+    }
+}
+
+#[test]
+fn help_texts_are_plain_text_without_markup() {
+    let mut commands: Vec<Vec<&str>> = vec![vec![]];
+    let names = subcommands();
+    // `uvs help --help` is clap's, and asks which command.
+    commands.extend(
+        names
+            .iter()
+            .filter(|n| *n != "help")
+            .map(|n| vec![n.as_str()]),
+    );
+    for mut args in commands {
+        args.push("--help");
+        let help = String::from_utf8(uvs(&args).stdout).expect("UTF-8");
+        assert!(help.len() > 50, "uvs {args:?}");
+        for markup in ["`", "**", "]("] {
+            assert!(
+                !help.contains(markup),
+                "uvs {args:?} shows {markup:?}:\n{help}"
+            );
+        }
     }
 }
 
@@ -294,14 +338,86 @@ fn a_directory_that_cannot_be_made_is_a_clear_error_and_exit_1() {
     // A file where the directory should be: refused even for root.
     let file = tmp.path().join("file");
     std::fs::write(&file, "").expect("write");
-    for (what, dir) in [("man", file.clone()), ("completions", file.join("below"))] {
+    let not_a_dir = format!("{} is not a directory", file.display());
+    for (what, dir, said) in [
+        ("man", file.clone(), format!("uvs: {not_a_dir}\n")),
+        (
+            "completions",
+            file.join("below"),
+            format!(
+                "uvs: cannot create the directory {}: {not_a_dir}\n",
+                file.join("below/bash").display()
+            ),
+        ),
+    ] {
         let out = uvs(&["generate", what, dir.to_str().expect("UTF-8")]);
         assert_eq!(out.status.code(), Some(1), "{what}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.starts_with("uvs: cannot create the directory ") && err.contains("file"),
-            "{what}: {err}"
-        );
-        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(err, said, "{what}");
     }
+}
+
+/// What bash's completion function for uvs offers after `words` (the last one being
+/// the word completed), run as bash runs it on TAB.
+fn bash_offers(script: &Path, words: &[&str]) -> Vec<String> {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(
+            r#"source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1));
+               _uvs uvs "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}" 2>/dev/null;
+               printf '%s\n' "${COMPREPLY[@]}""#,
+        )
+        .arg("bash")
+        .arg(script)
+        .args(words)
+        .current_dir(script.parent().expect("a directory"))
+        .output()
+        .expect("bash");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn bash_completes_option_values_with_their_names_and_never_file_names() {
+    let (_tmp, dir) = generated("completions");
+    let script = dir.join("bash/uvs");
+    // Run in bash/, where the files are `uvs` and `uvsadm`: a file-name completion
+    // would offer them.
+    for (words, names) in [
+        (
+            &["uvs", "run", "--mode", ""][..],
+            &["auto", "userspace", "kernel"][..],
+        ),
+        (
+            &["uvs", "demo", "--mode", ""],
+            &["auto", "userspace", "kernel"],
+        ),
+        (
+            &["uvs", "run", "--forwarding", ""],
+            &["auto", "splice", "copy"],
+        ),
+        (&["uvs", "run", "--mode", "u"], &["userspace"]),
+    ] {
+        assert_eq!(bash_offers(&script, words), names, "{words:?}");
+    }
+    for option in [
+        "--metrics",
+        "--threads",
+        "--drain-timeout",
+        "--connect-timeout",
+    ] {
+        let offered = bash_offers(&script, &["uvs", "run", option, ""]);
+        assert!(
+            !offered.iter().any(|w| w.starts_with("uvs")),
+            "{option} offers file names: {offered:?}"
+        );
+    }
+    // Paths are still completed as paths.
+    assert_eq!(
+        bash_offers(&script, &["uvs", "run", "-c", "uvsa"]),
+        ["uvsadm"]
+    );
 }

@@ -23,6 +23,8 @@ struct Target {
     panel: String,
     ref_id: String,
     expr: String,
+    /// Its legendFormat ("" when it has none).
+    legend: String,
 }
 
 fn dashboard() -> Value {
@@ -56,6 +58,7 @@ fn targets(dashboard: &Value) -> Vec<Target> {
                 panel: format!("{row} / {title}"),
                 ref_id: t["refId"].as_str().unwrap_or("?").to_string(),
                 expr: t["expr"].as_str().unwrap_or_default().to_string(),
+                legend: t["legendFormat"].as_str().unwrap_or_default().to_string(),
             });
         }
     }
@@ -72,7 +75,14 @@ fn variables(dashboard: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// The names of the variables `text` uses: `$name` and `${name}` (and `${name:format}`).
+/// Whether `$name` is a capture group of a regex replacement (label_replace's `$1`),
+/// which Grafana leaves as it is (it has no variable of that name) for Prometheus.
+fn is_capture(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_digit())
+}
+
+/// The names of the variables `text` uses: `$name` and `${name}` (and `${name:format}`),
+/// not capture groups (`$1`).
 fn used_variables(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = text;
@@ -89,7 +99,9 @@ fn used_variables(text: &str) -> Vec<String> {
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect(),
         };
-        out.push(name);
+        if !is_capture(&name) {
+            out.push(name);
+        }
     }
     out
 }
@@ -136,6 +148,10 @@ fn substitute(text: &str, values: &[(&str, String)]) -> Result<String, String> {
                 (&rest[..end], end)
             }
         };
+        if is_capture(name) {
+            out.push('$');
+            continue;
+        }
         let value = values
             .iter()
             .find(|(n, _)| *n == name)
@@ -241,6 +257,19 @@ fn the_dashboard_is_one_grafana_can_import() {
             );
         }
     }
+    // Legends name services and real servers by the labels the queries build
+    // (`service`: "TCP 127.0.0.1:80", "FWM 0x1A"), not by node_exporter's raw ones,
+    // which read "FWM :0 0000001A" for an fwmark service.
+    for (row, p) in &all {
+        for t in p["targets"].as_array().unwrap() {
+            let legend = t["legendFormat"].as_str().unwrap_or_default();
+            assert!(
+                !legend.contains("{{local_mark}}") && !legend.contains("{{local_port}}"),
+                "panel {row} / {}: legend {legend}",
+                p["title"]
+            );
+        }
+    }
     // What the Prometheus test walks: every target of every panel.
     let walked = targets(&d);
     assert!(walked.len() >= all.len());
@@ -266,6 +295,12 @@ fn substitution_replaces_every_form_and_names_the_unknown() {
         "no value for variable $b"
     );
     assert_eq!(used_variables("$a ${b} ${c:regex} $"), ["a", "b", "c", ""]);
+    // label_replace's capture groups are Prometheus's, left as they are.
+    assert_eq!(used_variables("\"$1 [$2]:${3}\" $a"), ["a"]);
+    assert_eq!(
+        substitute("\"$1 [$2]:${3}\" $a", &values).unwrap(),
+        "\"$1 [$2]:${3}\" 1"
+    );
     assert_eq!(
         metric_names("sum by (le) (rate(uvs_x_bucket{a=\"uvs_no\"}[1m])) / node_ipvs_y"),
         ["uvs_x_bucket", "node_ipvs_y"]
@@ -537,6 +572,9 @@ mod live {
         d.wait_listening(vip);
         d.wait_listening_on("udp", vip);
         d.balance_on("-t", other, &["-s", "rr"], &[(a.addr, &[]), (refused, &[])]);
+        // An fwmark service (mark 26), whose legends must read as uvsadm's do.
+        d.ok(&["-A", "-f", "26", "-s", "rr"]);
+        d.ok(&["-a", "-f", "26", "-r", &a.addr.to_string(), "-m"]);
         // A connection held open: ActiveConn is not 0.
         let mut held = common::connect(vip, None).expect("connect to the VIP");
         held.write_all(b"held").unwrap();
@@ -611,13 +649,40 @@ mod live {
                 Err(e) => failures.push(format!("panel {} ({}): {e}", t.panel, t.ref_id)),
             }
         }
+        let services = [
+            format!("TCP {vip}"),
+            format!("UDP {vip}"),
+            format!("TCP {other}"),
+            "FWM 0x1A".to_string(),
+        ];
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let mut empty = Vec::new();
             for (i, expr) in pending {
                 let t = &all[i];
                 match prometheus.query(&expr) {
-                    Ok(series) if !series.is_empty() => {}
+                    Ok(series) if !series.is_empty() => {
+                        // The legends' labels read as uvsadm -L names services and
+                        // real servers (not node_exporter's raw labels).
+                        for s in &series {
+                            if let Some(name) = s["metric"]["service"].as_str()
+                                && !services.contains(&name.to_string())
+                            {
+                                failures.push(format!(
+                                    "panel {} ({}): service {name:?}, not one of {services:?}",
+                                    t.panel, t.ref_id
+                                ));
+                            }
+                            if let Some(name) = s["metric"]["server"].as_str()
+                                && !name.starts_with("127.0.0.1:")
+                            {
+                                failures.push(format!(
+                                    "panel {} ({}): server {name:?}",
+                                    t.panel, t.ref_id
+                                ));
+                            }
+                        }
+                    }
                     Ok(_) => empty.push((i, expr)),
                     Err(e) => failures.push(format!(
                         "panel {} ({}): Prometheus refused {expr}: {e}",
@@ -637,6 +702,36 @@ mod live {
                 "panel {} ({}): no series from {expr}",
                 t.panel, t.ref_id
             ));
+        }
+        // With All virtual addresses and ports (allValue ".*"), the fwmark service is
+        // in the per-service and per-server legends too, named as uvsadm names it.
+        let all_written: Vec<(&str, String)> = written
+            .iter()
+            .map(|(n, v)| match *n {
+                "vip" | "port" => (*n, ".*".to_string()),
+                _ => (*n, v.clone()),
+            })
+            .collect();
+        for legend in ["{{service}}", "{{service}} → {{server}}"] {
+            let t = all
+                .iter()
+                .find(|t| t.legend == legend)
+                .unwrap_or_else(|| panic!("no panel's legend is {legend}"));
+            let expr = substitute(&t.expr, &all_written).unwrap();
+            let named: Vec<String> = prometheus
+                .query(&expr)
+                .unwrap_or_else(|e| panic!("{expr}: {e}"))
+                .iter()
+                .filter_map(|s| s["metric"]["service"].as_str().map(String::from))
+                .collect();
+            for service in &services {
+                if !named.contains(service) {
+                    failures.push(format!(
+                        "panel {} ({}) with All: no {service} in {named:?}",
+                        t.panel, t.ref_id
+                    ));
+                }
+            }
         }
         stop.store(true, Ordering::Relaxed);
         load.join().expect("the traffic thread");

@@ -536,3 +536,41 @@ fn slow_readers_arriving_apart_hold_at_most_two_bodies() {
     );
     assert_eq!(http_get(at, "GET", "/healthz").0, "HTTP/1.1 200 OK");
 }
+
+/// `uvs_build_info` names the version and the commit `uvs --version` names.
+#[test]
+fn build_info_names_the_version_and_commit_uvs_version_says() {
+    let out = std::process::Command::new(common::UVS)
+        .arg("--version")
+        .output()
+        .unwrap();
+    // "uvs 0.1.0 (commit 0123456789ab)"
+    let said = text(&out.stdout);
+    let (version, commit) = said
+        .trim()
+        .strip_prefix("uvs ")
+        .and_then(|s| s.strip_suffix(')'))
+        .and_then(|s| s.split_once(" (commit "))
+        .unwrap_or_else(|| panic!("uvs --version said {said:?}"));
+    let d = Daemon::start();
+    let with = [format!("version=\"{version}\",commit=\"{commit}\"")];
+    assert_eq!(value(&scrape(&d), "uvs_build_info", &with), 1.0);
+}
+
+/// The startup log and `uvs status` name the status page beside /metrics, and it is
+/// there.
+#[test]
+fn the_log_and_uvs_status_name_the_status_page() {
+    let d = Daemon::start_logged(&[]);
+    let at = d.metrics_address();
+    let page = format!("status page at http://{at}/");
+    assert!(
+        d.status().contains(&format!("\n{page}\n")),
+        "{}",
+        d.status()
+    );
+    common::eventually("the startup log line", || d.log().contains(&page));
+    let (status, body) = http_get(at, "GET", "/");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("<title>uvs status</title>"), "{body}");
+}

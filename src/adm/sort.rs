@@ -77,8 +77,14 @@ fn service_fields(key: &ServiceKey) -> (u32, u16, u16, IpAddr, u16) {
 
 /// libipvs `ipvs_cmp_services`.
 pub fn compare_services(a: &ServiceEntry, b: &ServiceEntry) -> i32 {
-    let (fa, afa, pa, aa, porta) = service_fields(&a.key);
-    let (fb, afb, pb, ab, portb) = service_fields(&b.key);
+    compare_service_keys(&a.key, &b.key)
+}
+
+/// libipvs `ipvs_cmp_services` on the keys alone (all it reads), for listings of
+/// other shapes: `uvs status`, the status page.
+pub fn compare_service_keys(a: &ServiceKey, b: &ServiceKey) -> i32 {
+    let (fa, afa, pa, aa, porta) = service_fields(a);
+    let (fb, afb, pb, ab, portb) = service_fields(b);
     let r = fa.wrapping_sub(fb) as i32;
     if r != 0 {
         return r;

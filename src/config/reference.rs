@@ -179,7 +179,7 @@ pub const SECTIONS: &[Section] = &[
                 "duration 0-1d",
                 "30s",
                 "\"30s\"",
-                "On SIGTERM or SIGINT, how long open connections may take to finish (a second SIGINT ends the wait).",
+                "On SIGTERM or SIGINT, how long open connections may take to finish (a second SIGTERM or SIGINT ends the wait).",
                 "",
             ),
             key(

@@ -115,7 +115,7 @@ impl Daemon {
             tracing::info!(
                 open,
                 timeout_s = drain.as_secs(),
-                "draining open connections"
+                "draining open connections (a second Ctrl-C or SIGTERM closes them now)"
             );
         }
         let deadline = tokio::time::Instant::now() + drain;

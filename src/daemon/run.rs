@@ -302,7 +302,7 @@ async fn serve_metrics(
     let state = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => {
             let shown = listener.local_addr().unwrap_or(addr);
-            tracing::info!(target: LOG,address = %shown, "metrics at http://{shown}/metrics");
+            tracing::info!(target: LOG,address = %shown, "metrics at http://{shown}/metrics, status page at http://{shown}/");
             // The connections the descriptor budget keeps for it (--metrics-max-connections,
             // fewer under a small open-files limit).
             let limits = crate::exporter::http::Limits {

@@ -93,8 +93,14 @@ impl Programs {
 }
 
 /// The "Try, in another terminal" block: traffic to `vip` over TCP and UDP, then the
-/// table, connections and status of the daemon on `socket`.
-pub fn hints(vip: SocketAddr, socket: &Path, programs: &Programs) -> String {
+/// table, connections and status of the daemon on `socket`, and its status page when
+/// it serves one at `page` (the `--metrics` address).
+pub fn hints(
+    vip: SocketAddr,
+    socket: &Path,
+    programs: &Programs,
+    page: Option<SocketAddr>,
+) -> String {
     let s = quoted(&socket.to_string_lossy());
     let mut out = format!(
         "Try, in another terminal:\n  \
@@ -112,6 +118,11 @@ pub fn hints(vip: SocketAddr, socket: &Path, programs: &Programs) -> String {
         }
     }
     out.push_str(&format!("  {} status --socket {s}\n", programs.uvs));
+    if let Some(page) = page {
+        out.push_str(&format!(
+            "  curl -sI http://{page}/    # the status page: open it in a browser\n"
+        ));
+    }
     out
 }
 
@@ -188,9 +199,29 @@ mod tests {
             uvs: "target/release/uvs".into(),
             uvsadm: None,
         };
-        let text = hints(vip, Path::new("/tmp/d/uvs.sock"), &programs);
+        let text = hints(vip, Path::new("/tmp/d/uvs.sock"), &programs, None);
         assert!(!text.contains(" -L -n"), "{text}");
         assert!(text.contains("cargo build --release"), "{text}");
         assert!(text.ends_with("  target/release/uvs status --socket /tmp/d/uvs.sock\n"));
+    }
+
+    #[test]
+    fn the_status_page_is_named_where_the_daemon_serves_it() {
+        let vip: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let programs = Programs {
+            uvs: "uvs".into(),
+            uvsadm: Some("uvsadm".into()),
+        };
+        let page = "127.0.0.1:9280".parse().ok();
+        let text = hints(vip, Path::new("/tmp/d/uvs.sock"), &programs, page);
+        assert!(
+            text.ends_with(
+                "  uvs status --socket /tmp/d/uvs.sock\n  \
+                 curl -sI http://127.0.0.1:9280/    # the status page: open it in a browser\n"
+            ),
+            "{text}"
+        );
+        let text = hints(vip, Path::new("/tmp/d/uvs.sock"), &programs, None);
+        assert!(!text.contains("status page"), "{text}");
     }
 }

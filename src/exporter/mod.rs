@@ -43,6 +43,7 @@ pub fn render(source: &dyn Source, snapshot: &Table, drops: &drops::Drops) -> Bo
         daemon: &source.state(),
         clients_dropped: drops.read(),
         version: env!("CARGO_PKG_VERSION"),
+        commit: env!("UVS_COMMIT"),
     };
     let mut out = body::BodyWriter::new();
     text::write(&sources, &mut out);

@@ -44,6 +44,9 @@ pub struct Sources<'a> {
     pub clients_dropped: DropCounts,
     /// The `version` label of `uvs_build_info`.
     pub version: &'a str,
+    /// The `commit` label of `uvs_build_info`: what `uvs --version` names, `git
+    /// rev-parse --short=12 HEAD` at build time or `unknown` (build.rs).
+    pub commit: &'a str,
 }
 
 /// node_exporter's ipvs collector: names and HELP texts, exactly.
@@ -481,10 +484,12 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
     family(
         out,
         names::BUILD_INFO,
-        "1, labelled with the version of uvs.",
+        "1, labelled with the version of uvs and the commit it was built from.",
         Kind::Gauge,
         [(
-            Labels::NONE.with("version", Value::Text(sources.version)),
+            Labels::NONE
+                .with("version", Value::Text(sources.version))
+                .with("commit", Value::Text(sources.commit)),
             Number::Int(1),
         )],
     );

@@ -35,15 +35,30 @@ pub fn generate(what: What, dir: &Path, uvs: Command) -> anyhow::Result<()> {
         What::Man => man_pages(uvs)?,
         What::Completions => completions(uvs),
     };
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!("{} is not a directory", dir.display());
+    }
     for (name, text) in files {
         let path = dir.join(name);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create the directory {}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                let why = match not_a_directory(parent) {
+                    Some(file) => format!("{} is not a directory", file.display()),
+                    None => e.to_string(),
+                };
+                anyhow::anyhow!("cannot create the directory {}: {why}", parent.display())
+            })?;
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The nearest of `dir` and its ancestors that exists, when it is not a directory:
+/// what made `create_dir_all` fail with "File exists" or "Not a directory".
+fn not_a_directory(dir: &Path) -> Option<&Path> {
+    let existing = dir.ancestors().find(|a| a.symlink_metadata().is_ok())?;
+    (!existing.is_dir()).then_some(existing)
 }
 
 /// The completion scripts, by file name under DIR.
@@ -134,7 +149,7 @@ fn uvs_page(mut uvs: Command) -> anyhow::Result<Vec<u8>> {
         head.control("SS", [name.as_str()]);
         out.extend(head.render().into_bytes());
         let page = Man::new(sub.clone());
-        out.extend(body(|w| page.render_synopsis_section(w))?.into_bytes());
+        out.extend(synopsis(sub).render().into_bytes());
         out.extend(b".PP\n");
         out.extend(body(|w| page.render_description_section(w))?.into_bytes());
         if sub.get_arguments().any(|a| !a.is_hide_set()) {
@@ -156,6 +171,56 @@ fn uvs_page(mut uvs: Command) -> anyhow::Result<Vec<u8>> {
     uvs_sections(&mut roff);
     out.extend(roff.render().into_bytes());
     Ok(out)
+}
+
+/// A command's synopsis line, `uvs run [--socket PATH] ... [-c|--config FILE]`:
+/// clap_mangen's (0.2) leaves out what an option takes, so it is written here, options
+/// in the order of `--help`, then the positional arguments.
+fn synopsis(cmd: &Command) -> Roff {
+    let mut line = vec![bold(format!("uvs {}", cmd.get_name()))];
+    let mut args: Vec<&clap::Arg> = cmd.get_arguments().filter(|a| !a.is_hide_set()).collect();
+    // As --help and OPTIONS list them (a flattened or changed argument keeps its place).
+    args.sort_by_key(|a| (a.is_positional(), a.get_display_order()));
+    for arg in args {
+        let value = || {
+            let names = arg
+                .get_value_names()
+                .map(|n| n.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
+            italic(names)
+        };
+        let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values());
+        let (open, close) = if arg.is_required_set() {
+            ("", "")
+        } else {
+            ("[", "]")
+        };
+        line.push(roman(format!(" {open}")));
+        match (arg.get_short(), arg.get_long()) {
+            (None, None) => line.push(value()),
+            (short, long) => {
+                let flags: Vec<String> = short
+                    .map(|s| format!("-{s}"))
+                    .into_iter()
+                    .chain(long.map(|l| format!("--{l}")))
+                    .collect();
+                line.push(bold(flags.join("|")));
+                if takes_value {
+                    line.push(roman(" "));
+                    line.push(value());
+                }
+            }
+        }
+        line.push(roman(close));
+    }
+    // Unhyphenated and ragged: an option name broken across lines reads as two.
+    let mut roff = Roff::new();
+    roff.control("nh", []);
+    roff.control("ad", ["l"]);
+    roff.text(line);
+    roff.control("ad", ["b"]);
+    roff.control("hy", []);
+    roff
 }
 
 /// FILES, ENVIRONMENT, SIGNALS, EXIT STATUS and SEE ALSO of uvs(8).
@@ -211,7 +276,7 @@ fn uvs_sections(roff: &mut Roff) {
     item(
         roff,
         "SIGTERM, SIGINT",
-        "Stop: listeners close, open connections may finish for drain_timeout (30 s by default), then the daemon exits. A second SIGINT (Ctrl-C) ends the drain at once.",
+        "Stop: listeners close, open connections may finish for drain_timeout (30 s by default), then the daemon exits. A second SIGTERM or SIGINT (Ctrl-C again) ends the drain at once, closing what is still open.",
     );
     roff.control("SH", ["EXIT STATUS"]);
     item(

@@ -105,7 +105,9 @@ fn summary(out: &mut BodyWriter, s: &Summary) {
         );
     }
     for (n, class, label) in [
-        (s.unchecked, "unchecked", "no check"),
+        // Serving as "up" servers do, but nothing checks them: said so, as the
+        // services' "2/2 serving" counts them.
+        (s.unchecked, "unchecked", "serving, no check"),
         (s.pending, "pending", "pending or suspended"),
     ] {
         if n > 0 {
@@ -260,7 +262,7 @@ pub fn service(out: &mut BodyWriter, row: &ServiceRow<'_>, budget: usize) -> usi
     let _ = write!(
         out,
         "</td><td class=\"fwd w\">{}</td><td>{weight}</td>\
-         <td class=\"h {class}\">{serving}/{all} up</td>",
+         <td class=\"h {class}\">{serving}/{all} serving</td>",
         row.service.scheduler.name()
     );
     figure_cells(out, &row.figures);

@@ -21,6 +21,7 @@ mod units;
 
 use super::Source;
 use super::body::{Body, BodyWriter};
+use crate::adm::sort::{compare_service_keys, merge_sort};
 use crate::table::Table;
 
 /// Table rows (services, servers, error lines) the page shows at most.
@@ -40,7 +41,9 @@ pub fn render(source: &dyn Source, snapshot: &Table, started_at: u64) -> Body {
 /// [`render`] of `state` at `now`.
 fn render_at(state: &super::State, snapshot: &Table, started_at: u64, now: u64) -> Body {
     let checks = rows::Checks::of(state);
-    let services = snapshot.services();
+    // In ipvsadm -L's order (TCP before UDP, then by address), as uvsadm lists them.
+    let mut services = snapshot.services();
+    merge_sort(&mut services, &|a, b| compare_service_keys(&a.key, &b.key));
     let summary = rows::summary(snapshot, &services, &checks);
     let mut out = BodyWriter::new();
     html::start(

@@ -201,7 +201,7 @@ fn each_row_has_its_numbers() {
     // The service: its sums, and 1 of its 4 servers serving (C is quiesced, B and D down).
     let at = page.find("data-service=\"TCP 127.0.0.1:80\"").unwrap();
     let svc = &page[at..at + page[at..].find("</tr>").unwrap()];
-    assert_eq!(cell(svc, "h partial"), "1/4 up");
+    assert_eq!(cell(svc, "h partial"), "1/4 serving");
     assert_eq!(cell(svc, "act"), "3");
     assert_eq!(cell(svc, "w conns"), "7");
     assert_eq!(cell(svc, "fail"), "3");
@@ -280,7 +280,9 @@ fn ten_thousand_services_make_a_bounded_page_that_says_so() {
     let page = page(&t, &State::default());
     assert!(page.len() < 2 << 20, "{} bytes", page.len());
     assert!(page.contains("<b>10000</b> services</span><span><b>40000</b> real servers:"));
-    assert!(page.contains("<span class=\"pill unchecked\">40000 no check</span>"));
+    assert!(page.contains("<span class=\"pill unchecked\">40000 serving, no check</span>"));
+    // Each service counts its unchecked servers as serving too.
+    assert_eq!(page.matches(">4/4 serving</td>").count(), 400);
     assert_eq!(page.matches("<tr class=\"svc\"").count(), 400);
     assert_eq!(page.matches("<tr class=\"rs\"").count(), 1600);
     assert!(
@@ -350,6 +352,54 @@ fn a_group_members_servers_show_the_health_checked_for_its_first_member() {
     assert!(
         page.contains("<b>2</b> services</span><span><b>7</b> real servers:"),
         "{page}"
+    );
+}
+
+#[test]
+fn services_are_in_ipvsadm_listing_order() {
+    let inet = |protocol, addr: &str| {
+        let a: SocketAddr = addr.parse().unwrap();
+        ServiceKey::Inet {
+            protocol,
+            addr: a.ip(),
+            port: a.port(),
+        }
+    };
+    let fwm = ServiceKey::Fwmark {
+        mark: 5,
+        family: crate::table::Family::Inet,
+    };
+    // Added in an order unlike the listing's, UDP first as the demo adds them.
+    let keys = [
+        fwm,
+        inet(Protocol::Tcp, "[::1]:80"),
+        inet(Protocol::Udp, "127.0.0.1:8080"),
+        inet(Protocol::Tcp, "127.0.0.2:80"),
+        inet(Protocol::Tcp, "127.0.0.1:8080"),
+    ];
+    let mut t = Table::new();
+    let adds: Vec<Command> = keys
+        .iter()
+        .map(|k| Command::AddService(ServiceConfig::new(*k, "rr")))
+        .collect();
+    apply(&mut t, &adds);
+    let page = page(&t, &State::default());
+    let listed: Vec<&str> = page
+        .split("data-service=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    // uvsadm -L -n: fwmark 0 (address services) first, then IPv4 before IPv6, TCP
+    // before UDP, then address and port.
+    assert_eq!(
+        listed,
+        [
+            "TCP 127.0.0.1:8080",
+            "TCP 127.0.0.2:80",
+            "UDP 127.0.0.1:8080",
+            "TCP [::1]:80",
+            "FWM 5",
+        ]
     );
 }
 

@@ -147,6 +147,7 @@ fn a_small_table_is_written_exactly() {
             stale_body: 9,
         },
         version: "0.1.0 \"a\\b\"\nc",
+        commit: "0123456789ab",
     };
     let mut out = BodyWriter::new();
     write(&sources, &mut out);
