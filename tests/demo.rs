@@ -219,9 +219,17 @@ fn hints(banner: &str) -> Vec<String> {
 /// same place (each within 60 s), and requires each to succeed: the TCP and UDP
 /// loops answer RS1 and RS2, uvsadm and uvs status reach the demo. Returns the hints.
 fn every_hint_runs(cwd: &std::path::Path, path: &std::ffi::OsStr) -> Vec<String> {
+    every_hint_runs_on(cwd, path, vip())
+}
+
+/// [`every_hint_runs`] with the VIP on `vip`.
+fn every_hint_runs_on(
+    cwd: &std::path::Path,
+    path: &std::ffi::OsStr,
+    vip: SocketAddr,
+) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("uvs.sock");
-    let vip = vip();
     let (demo, banner) = demo_in(
         &[
             "--vip",
@@ -258,10 +266,7 @@ fn every_hint_runs(cwd: &std::path::Path, path: &std::ffi::OsStr) -> Vec<String>
         } else if hint.contains(" status ") {
             assert!(said.contains(&format!("listen tcp {vip}")), "{said}");
         } else {
-            assert!(
-                said.contains(&format!("127.0.0.1:{}", vip.port())),
-                "{said}"
-            );
+            assert!(said.contains(&vip.to_string()), "{said}");
         }
     }
     sigterm(&demo.0);
@@ -529,4 +534,83 @@ fn the_demo_leaves_nothing_in_tmpdir() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "left in $TMPDIR: {left:?}");
+}
+
+/// An IPv6 VIP: the backends take ::1 (IPVS forwards within one family), and every hint
+/// works as printed.
+#[test]
+fn an_ipv6_vip_is_balanced_and_its_hints_work() {
+    let vip = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, common::free_port()));
+    let hints = every_hint_runs_on(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        &path_with(None),
+        vip,
+    );
+    assert!(hints[0].contains(&format!("curl -s {vip}")), "{hints:?}");
+}
+
+/// As a user who may not bind a low port: one line, with the cause and what to do, and
+/// none of the listener manager's "retrying" warnings (the demo does not retry).
+#[test]
+fn the_demo_on_a_low_port_without_the_privilege_says_what_to_do_in_one_line() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() != "0" {
+        eprintln!("not root: another user cannot be played, the test does nothing");
+        return;
+    }
+    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .map_or(1024, |s| s.trim().parse().unwrap_or(1024));
+    if start <= 1 {
+        eprintln!("every port is unprivileged here: the test does nothing");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let uvs = dir.path().join("uvs");
+    std::fs::copy(UVS, &uvs).unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::os::unix::fs::chown(&run, Some(NOBODY), Some(NOBODY)).unwrap();
+    let vip = SocketAddr::from(([127, 0, 0, 1], start - 1));
+    let mut command = Command::new("setpriv");
+    command
+        .args([
+            format!("--reuid={NOBODY}"),
+            format!("--regid={NOBODY}"),
+            "--clear-groups".into(),
+            "--".into(),
+        ])
+        .arg(&uvs)
+        .args([
+            "demo",
+            "--metrics",
+            "off",
+            "--vip",
+            &vip.to_string(),
+            "--socket",
+        ])
+        .arg(run.join("uvs.sock"))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin");
+    let out = common::bounded(command, "uvs demo on a low port");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    let err = text(&out.stderr);
+    assert!(!err.contains("retrying"), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        format!(
+            "uvs: the demo cannot listen on TCP {vip}: Permission denied (os error 13) (choose \
+             another address with --vip ADDR:PORT; or: port {p} is below \
+             net.ipv4.ip_unprivileged_port_start ({start}): only root or a process with \
+             CAP_NET_BIND_SERVICE may listen on it. Run uvs as root, give it the capability \
+             (setcap cap_net_bind_service=+ep {uvs}, or AmbientCapabilities=CAP_NET_BIND_SERVICE \
+             in its systemd unit), lower the limit (sysctl \
+             net.ipv4.ip_unprivileged_port_start={p}), or use a port from {start} up)",
+            p = vip.port(),
+            uvs = uvs.display()
+        )
+    );
 }

@@ -128,8 +128,8 @@ impl Daemon {
         if left > 0 && cut() {
             tracing::warn!(
                 left,
-                "second signal: closing {left} connection{} now",
-                if left == 1 { "" } else { "s" }
+                "second signal: closing {left} {} now",
+                crate::words::plural(left as u64, "connection", "connections")
             );
         } else if left > 0 {
             tracing::warn!(left, "drain timeout: closing the remaining connections");
