@@ -560,45 +560,23 @@ fn an_ipv6_vip_is_balanced_and_its_hints_work() {
 /// none of the listener manager's "retrying" warnings (the demo does not retry).
 #[test]
 fn the_demo_on_a_low_port_without_the_privilege_says_what_to_do_in_one_line() {
-    use std::os::unix::fs::PermissionsExt as _;
-    if text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() != "0" {
-        eprintln!("not root: another user cannot be played, the test does nothing");
+    let Some(nobody) = common::AsNobody::new() else {
         return;
-    }
-    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-        .map_or(1024, |s| s.trim().parse().unwrap_or(1024));
-    if start <= 1 {
-        eprintln!("every port is unprivileged here: the test does nothing");
+    };
+    let Some(start) = common::unprivileged_port_start() else {
         return;
-    }
-    const NOBODY: u32 = 65534;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let uvs = dir.path().join("uvs");
-    std::fs::copy(UVS, &uvs).unwrap();
-    let run = dir.path().join("run");
-    std::fs::create_dir(&run).unwrap();
-    std::os::unix::fs::chown(&run, Some(NOBODY), Some(NOBODY)).unwrap();
+    };
     let vip = SocketAddr::from(([127, 0, 0, 1], start - 1));
-    let mut command = Command::new("setpriv");
+    let mut command = nobody.command([
+        "demo",
+        "--metrics",
+        "off",
+        "--vip",
+        &vip.to_string(),
+        "--socket",
+    ]);
     command
-        .args([
-            format!("--reuid={NOBODY}"),
-            format!("--regid={NOBODY}"),
-            "--clear-groups".into(),
-            "--".into(),
-        ])
-        .arg(&uvs)
-        .args([
-            "demo",
-            "--metrics",
-            "off",
-            "--vip",
-            &vip.to_string(),
-            "--socket",
-        ])
-        .arg(run.join("uvs.sock"))
-        .env_clear()
+        .arg(nobody.run.join("uvs.sock"))
         .env("PATH", "/usr/bin:/bin");
     let out = common::bounded(command, "uvs demo on a low port");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
@@ -617,7 +595,7 @@ fn the_demo_on_a_low_port_without_the_privilege_says_what_to_do_in_one_line() {
              in its systemd unit), lower the limit (sysctl \
              net.ipv4.ip_unprivileged_port_start={p}), or use a port from {start} up)",
             p = vip.port(),
-            uvs = uvs.display()
+            uvs = nobody.uvs.display()
         )
     );
 }

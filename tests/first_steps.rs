@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Backend, Behaviour, Daemon, UVS, eventually, text};
+use common::{AsNobody, Backend, Behaviour, Daemon, UVS, eventually, text};
 
 /// `uvs status` on a socket nobody serves, with this environment.
 fn status_without_daemon(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
@@ -87,29 +87,13 @@ fn uvs_status_without_a_daemon_says_where_it_looked_and_how_to_start_one() {
 /// denied; not "start one". A directory on the way closed to the user is said as such.
 #[test]
 fn uvs_status_denied_the_socket_says_so_and_not_start_one() {
-    if text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() != "0" {
-        eprintln!("not root: another user cannot be played, the test does nothing");
+    let Some(nobody) = AsNobody::new() else {
         return;
-    }
-    const NOBODY: u32 = 65534;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let uvs = dir.path().join("uvs");
-    std::fs::copy(UVS, &uvs).unwrap();
+    };
+    let dir = &nobody.dir;
     let as_nobody = |socket: &std::path::Path| {
-        let mut c = Command::new("setpriv");
-        c.args([
-            format!("--reuid={NOBODY}"),
-            format!("--regid={NOBODY}"),
-            "--clear-groups".into(),
-            "--".into(),
-        ])
-        .arg(&uvs)
-        .arg("status")
-        .arg("--socket")
-        .arg(socket)
-        .env_clear()
-        .env("UVS_LOG", "warn");
+        let mut c = nobody.command(["status", "--socket"]);
+        c.arg(socket).env("UVS_LOG", "warn");
         let out = common::bounded(c, "uvs status");
         assert_eq!(text(&out.stdout), "");
         (out.status.code(), text(&out.stderr))
@@ -208,27 +192,15 @@ fn exited_within(
 /// it quietly and serves its other service.
 #[test]
 fn a_low_port_without_the_privilege_is_explained_once_and_the_rest_is_served() {
-    if text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() != "0" {
-        eprintln!("not root: another user cannot be played, the test does nothing");
+    // The binary where any uid can run it, a socket directory of the user's own.
+    let Some(nobody) = AsNobody::new() else {
         return;
-    }
-    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-        .map_or(1024, |s| s.trim().parse().unwrap_or(1024));
-    if start <= 1 {
-        eprintln!("every port is unprivileged here: the test does nothing");
+    };
+    let Some(start) = common::unprivileged_port_start() else {
         return;
-    }
-    const NOBODY: u32 = 65534;
-    // The binaries where any uid can run them, a socket directory of the user's own.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let uvs = dir.path().join("uvs");
-    std::fs::copy(UVS, &uvs).unwrap();
-    let run = dir.path().join("run");
-    std::fs::create_dir(&run).unwrap();
-    std::os::unix::fs::chown(&run, Some(NOBODY), Some(NOBODY)).unwrap();
-    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let socket = run.join("uvs.sock");
+    };
+    let dir = &nobody.dir;
+    let socket = nobody.run.join("uvs.sock");
 
     let backend = Backend::start("A", Behaviour::Name);
     let low = std::net::SocketAddr::from(([127, 0, 0, 1], start - 1));
@@ -246,20 +218,11 @@ fn a_low_port_without_the_privilege_is_explained_once_and_the_rest_is_served() {
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
     let log_path = dir.path().join("uvs.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut command = Command::new("setpriv");
+    let mut command = nobody.command(["run", "--mode", "userspace", "--metrics", "off", "-c"]);
     command
-        .args([
-            format!("--reuid={NOBODY}"),
-            format!("--regid={NOBODY}"),
-            "--clear-groups".into(),
-            "--".into(),
-        ])
-        .arg(&uvs)
-        .args(["run", "--mode", "userspace", "--metrics", "off", "-c"])
         .arg(&config)
         .arg("--socket")
         .arg(&socket)
-        .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("UVS_LOG", "info")
         .stdin(Stdio::null())
@@ -285,7 +248,7 @@ fn a_low_port_without_the_privilege_is_explained_once_and_the_rest_is_served() {
          AmbientCapabilities=CAP_NET_BIND_SERVICE in its systemd unit), lower the limit \
          (sysctl net.ipv4.ip_unprivileged_port_start={port}), or use a port from {start} up",
         port = low.port(),
-        uvs = uvs.display(),
+        uvs = nobody.uvs.display(),
     );
     assert_eq!(logged.matches(&hint).count(), 1, "{logged}");
     assert_eq!(
@@ -296,18 +259,8 @@ fn a_low_port_without_the_privilege_is_explained_once_and_the_rest_is_served() {
     // uvs status shows it failing, not gone.
     let status = common::bounded(
         {
-            let mut c = Command::new("setpriv");
-            c.args([
-                format!("--reuid={NOBODY}"),
-                format!("--regid={NOBODY}"),
-                "--clear-groups".into(),
-                "--".into(),
-            ])
-            .arg(&uvs)
-            .arg("status")
-            .arg("--socket")
-            .arg(&socket)
-            .env_clear();
+            let mut c = nobody.command(["status", "--socket"]);
+            c.arg(&socket);
             c
         },
         "uvs status",
@@ -327,16 +280,13 @@ fn a_low_port_without_the_privilege_is_explained_once_and_the_rest_is_served() {
 /// says what it lacks, not "run uvs as root", which it already is.
 #[test]
 fn a_root_without_the_capability_is_told_what_it_lacks() {
-    if text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() != "0" {
+    if !common::is_root() {
         eprintln!("not root: the test does nothing");
         return;
     }
-    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-        .map_or(1024, |s| s.trim().parse().unwrap_or(1024));
-    if start <= 1 {
-        eprintln!("every port is unprivileged here: the test does nothing");
+    let Some(start) = common::unprivileged_port_start() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("uvs.sock");
     let backend = Backend::start("A", Behaviour::Name);

@@ -902,3 +902,76 @@ pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Whether the tests run as root (`id -u` is 0).
+pub fn is_root() -> bool {
+    text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() == "0"
+}
+
+/// net.ipv4.ip_unprivileged_port_start (1024 when unreadable); None, and says so, when
+/// every port is unprivileged (a low-port test then has nothing to test).
+pub fn unprivileged_port_start() -> Option<u16> {
+    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .map_or(1024, |s| s.trim().parse().unwrap_or(1024));
+    if start <= 1 {
+        eprintln!("every port is unprivileged here: the test does nothing");
+        return None;
+    }
+    Some(start)
+}
+
+/// uvs run as another user (nobody, 65534) under setpriv, as root plays it: a copy of
+/// the binary in a 0755 temporary directory (any uid can run it there; the build's
+/// target directory may be closed) and a run directory of that user's own (0700) for
+/// its socket. Removed on drop.
+pub struct AsNobody {
+    pub dir: tempfile::TempDir,
+    /// The copy of uvs.
+    pub uvs: PathBuf,
+    /// `dir/run`, owned by nobody.
+    pub run: PathBuf,
+}
+
+impl AsNobody {
+    pub const UID: u32 = 65534;
+
+    /// None, and says so, when the tests do not run as root (only root can play another
+    /// user).
+    pub fn new() -> Option<Self> {
+        use std::os::unix::fs::PermissionsExt as _;
+        if !is_root() {
+            eprintln!("not root: another user cannot be played, the test does nothing");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let uvs = dir.path().join("uvs");
+        std::fs::copy(UVS, &uvs).unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        std::os::unix::fs::chown(&run, Some(Self::UID), Some(Self::UID)).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Some(Self { dir, uvs, run })
+    }
+
+    /// `setpriv … -- uvs ARGS` as nobody (no supplementary groups), with an empty
+    /// environment: the caller adds what it wants (PATH, UVS_LOG) and more arguments.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = Command::new("setpriv");
+        command
+            .args([
+                format!("--reuid={}", Self::UID),
+                format!("--regid={}", Self::UID),
+                "--clear-groups".into(),
+                "--".into(),
+            ])
+            .arg(&self.uvs)
+            .args(args)
+            .env_clear();
+        command
+    }
+}
