@@ -96,24 +96,57 @@ fn refused_count(d: &Daemon, server: SocketAddr) -> u64 {
         .unwrap_or_else(|| panic!("no refused count in {line}"))
 }
 
+/// A logging daemon with an rr service `v` over a refusing real server `dead` and a
+/// live one, after `CONNECTIONS` clients, every one served; `refused` is how many
+/// connects `dead` refused (at least two).
+struct Refusing {
+    d: Daemon,
+    live: Backend,
+    /// Bound, not listening: connections to it are refused.
+    _dead_socket: socket2::Socket,
+    dead: SocketAddr,
+    v: SocketAddr,
+    refused: u64,
+}
+
+impl Refusing {
+    fn start() -> Self {
+        let d = Daemon::start_logged(&[]);
+        let live = Backend::start("A", Behaviour::Name);
+        let (_dead_socket, dead) = refusing_port();
+        let v = vip();
+        d.add_service("-t", v, &["-s", "rr"]);
+        for server in [dead, live.addr] {
+            d.set_server("-a", "-t", v, server, &[]);
+        }
+        d.wait_listening(v);
+        for _ in 0..CONNECTIONS {
+            // A refused connect is retried on the live server: every client is served.
+            assert_eq!(common::ask(v, None), "A");
+        }
+        let refused = refused_count(&d, dead);
+        assert!(refused >= 2, "rr sent more than one connection to {dead}");
+        Self {
+            d,
+            live,
+            _dead_socket,
+            dead,
+            v,
+            refused,
+        }
+    }
+}
+
 #[test]
 fn a_refusing_real_server_is_logged_once_with_its_cause_then_summed_up() {
-    let d = Daemon::start_logged(&[]);
-    let live = Backend::start("A", Behaviour::Name);
-    // Bound, not listening: connections to it are refused.
-    let (_dead_socket, dead) = refusing_port();
-    let v = vip();
-    d.add_service("-t", v, &["-s", "rr"]);
-    for server in [dead, live.addr] {
-        d.set_server("-a", "-t", v, server, &[]);
-    }
-    d.wait_listening(v);
-    for _ in 0..CONNECTIONS {
-        // A refused connect is retried on the live server: every client is served.
-        assert_eq!(common::ask(v, None), "A");
-    }
-    let refused = refused_count(&d, dead);
-    assert!(refused >= 2, "rr sent more than one connection to {dead}");
+    let Refusing {
+        d,
+        live,
+        _dead_socket,
+        dead,
+        v,
+        refused,
+    } = Refusing::start();
     let first = format!(
         "real server {dead} of tcp {v}: connect failed: connection refused (further failures \
          of this server are summed up at most every 10 s)"
@@ -160,16 +193,7 @@ fn clients_that_reset_are_logged_once_then_summed_up() {
     d.add_service("-t", v, &["-s", "rr"]);
     d.set_server("-a", "-t", v, echo.addr, &[]);
     d.wait_listening(v);
-    for _ in 0..CONNECTIONS {
-        let mut s = connect(v, None).expect("connect to the VIP");
-        // Through to the real server and back: the connection is established.
-        assert_eq!(echoed(&mut s, b"ping"), b"ping");
-        // Closed with a reset (RST), as a client that goes away does.
-        socket2::SockRef::from(&s)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(s);
-    }
+    reset_by_clients(v);
     let summaries = summed_up(
         &d,
         &[&format!("tcp {v}: "), "more connection"],
@@ -274,7 +298,9 @@ fn a_real_server_that_resets_is_logged_once_then_summed_up() {
 fn reset_by_clients(v: SocketAddr) {
     for _ in 0..CONNECTIONS {
         let mut s = connect(v, None).expect("connect to the VIP");
+        // Through to the real server and back: the connection is established.
         assert_eq!(echoed(&mut s, b"ping"), b"ping");
+        // Closed with a reset (RST), as a client that goes away does.
         socket2::SockRef::from(&s)
             .set_linger(Some(Duration::ZERO))
             .unwrap();
@@ -284,20 +310,14 @@ fn reset_by_clients(v: SocketAddr) {
 
 #[test]
 fn a_deleted_real_server_s_held_failures_are_summed_up_when_it_goes() {
-    let d = Daemon::start_logged(&[]);
-    let live = Backend::start("A", Behaviour::Name);
-    let (_dead_socket, dead) = refusing_port();
-    let v = vip();
-    d.add_service("-t", v, &["-s", "rr"]);
-    for server in [dead, live.addr] {
-        d.set_server("-a", "-t", v, server, &[]);
-    }
-    d.wait_listening(v);
-    for _ in 0..CONNECTIONS {
-        assert_eq!(common::ask(v, None), "A");
-    }
-    let refused = refused_count(&d, dead);
-    assert!(refused >= 2, "rr sent more than one connection to {dead}");
+    let Refusing {
+        d,
+        live: _live,
+        _dead_socket,
+        dead,
+        v,
+        refused,
+    } = Refusing::start();
     // Gone before its interval is over, as a health check's removal does it.
     d.ok(&["-d", "-t", &v.to_string(), "-r", &dead.to_string()]);
     let more = usize::try_from(refused).unwrap() - 1;
