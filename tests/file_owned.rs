@@ -8,6 +8,15 @@ mod common;
 
 use common::{Backend, Behaviour, Daemon, eventually, sighup, text, vip};
 
+/// Waits (bounded) until the daemon's log has `message`, on a line at WARN; the log.
+fn warned(d: &Daemon, what: &str, message: &str) -> String {
+    eventually(what, || d.log().contains(message));
+    let log = d.log();
+    let line = log.lines().find(|l| l.contains(message)).unwrap();
+    assert!(line.contains(" WARN "), "{line}");
+    log
+}
+
 #[test]
 fn a_uvsadm_change_the_file_owns_is_named_and_so_is_the_reload_that_undoes_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -61,12 +70,7 @@ fn a_uvsadm_change_the_file_owns_is_named_and_so_is_the_reload_that_undoes_it() 
          the next reload of {file_name} will undo it",
         a = a.addr
     );
-    eventually("the change is named in the log", || {
-        d.log().contains(&warning)
-    });
-    let log = d.log();
-    let line = log.lines().find(|l| l.contains(&warning)).unwrap();
-    assert!(line.contains(" WARN "), "{line}");
+    let log = warned(&d, "the change is named in the log", &warning);
     assert!(
         !log.contains(&format!("uvsadm changed tcp {theirs}")),
         "a service the file never named is not the file's:\n{log}"
@@ -80,12 +84,7 @@ fn a_uvsadm_change_the_file_owns_is_named_and_so_is_the_reload_that_undoes_it() 
          (-e -t {owned} -r {a} -m -w 5): -e -t {owned} -r {a} -m -w 1",
         a = a.addr
     );
-    eventually("the reload says what it undid", || {
-        d.log().contains(&undone)
-    });
-    let log = d.log();
-    let line = log.lines().find(|l| l.contains(&undone)).unwrap();
-    assert!(line.contains(" WARN "), "{line}");
+    warned(&d, "the reload says what it undid", &undone);
     assert_eq!(
         d.servers(owned),
         [(a.addr.to_string(), 1)],
