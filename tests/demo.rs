@@ -340,27 +340,39 @@ fn every_hint_the_demo_prints_works_with_uvs_on_path() {
     assert!(hints[4].starts_with("uvs status --socket "), "{hints:?}");
 }
 
+/// The arguments of `uvs demo` on `vip` with its control socket at `socket` and no
+/// metrics, as the tests of a demo that fails before its banner run it.
+fn demo_args(vip: SocketAddr, socket: &std::path::Path) -> Vec<std::ffi::OsString> {
+    vec![
+        "demo".into(),
+        "--metrics".into(),
+        "off".into(),
+        "--vip".into(),
+        vip.to_string().into(),
+        "--socket".into(),
+        socket.into(),
+    ]
+}
+
+/// Runs `command`, a demo that fails before its banner: exit 1, nothing on stdout;
+/// returns its stderr.
+fn failed_demo(command: Command, what: &str) -> String {
+    let out = common::bounded(command, what);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    text(&out.stderr)
+}
+
 /// `uvs demo` where its VIP cannot be had: the address and the cause on stderr, exit
 /// 1, and no banner.
 fn demo_refused(vip: SocketAddr, protocol: &str, cause: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut command = Command::new(UVS);
     command
-        .args([
-            "demo",
-            "--metrics",
-            "off",
-            "--vip",
-            &vip.to_string(),
-            "--socket",
-        ])
-        .arg(dir.path().join("uvs.sock"))
+        .args(demo_args(vip, &dir.path().join("uvs.sock")))
         .env("UVS_LOG", "error");
-    let out = common::bounded(command, "uvs demo on a taken port");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "");
     assert_eq!(
-        text(&out.stderr),
+        failed_demo(command, "uvs demo on a taken port"),
         format!(
             "uvs: the demo cannot listen on {protocol} {vip}: {cause} \
              (choose another address with --vip ADDR:PORT)\n"
@@ -407,21 +419,10 @@ fn the_demo_on_a_taken_control_socket_says_so_and_exits_1_before_its_banner() {
     );
     let mut command = Command::new(UVS);
     command
-        .args([
-            "demo",
-            "--metrics",
-            "off",
-            "--vip",
-            &vip().to_string(),
-            "--socket",
-        ])
-        .arg(&socket)
+        .args(demo_args(vip(), &socket))
         .env("UVS_LOG", "error");
-    let out = common::bounded(command, "a second uvs demo");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "");
     assert_eq!(
-        text(&out.stderr),
+        failed_demo(command, "a second uvs demo"),
         format!(
             "uvs: cannot start the control socket {s}: another uvs daemon is already listening \
              on {s}; stop it, or give this one another socket (--socket PATH, or $UVS_SOCKET)\n",
@@ -567,21 +568,9 @@ fn the_demo_on_a_low_port_without_the_privilege_says_what_to_do_in_one_line() {
         return;
     };
     let vip = SocketAddr::from(([127, 0, 0, 1], start - 1));
-    let mut command = nobody.command([
-        "demo",
-        "--metrics",
-        "off",
-        "--vip",
-        &vip.to_string(),
-        "--socket",
-    ]);
-    command
-        .arg(nobody.run.join("uvs.sock"))
-        .env("PATH", "/usr/bin:/bin");
-    let out = common::bounded(command, "uvs demo on a low port");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "");
-    let err = text(&out.stderr);
+    let mut command = nobody.command(demo_args(vip, &nobody.run.join("uvs.sock")));
+    command.env("PATH", "/usr/bin:/bin");
+    let err = failed_demo(command, "uvs demo on a low port");
     assert!(!err.contains("retrying"), "{err}");
     let last = err.lines().last().unwrap_or_default();
     assert_eq!(
