@@ -117,16 +117,23 @@ fn item(roff: &mut Roff, term: &str, text: &str) {
     roff.text([roman(text)]);
 }
 
-fn uvs_page(mut uvs: Command) -> anyhow::Result<Vec<u8>> {
-    uvs.build();
-    let man = Man::new(uvs.clone())
-        .title("UVS")
+/// A section 8 page of `cmd` (built here) titled `title`: the page (for clap_mangen's
+/// sections), its opening, and the roff that goes on with its SYNOPSIS heading.
+fn section_8(cmd: &mut Command, title: &'static str) -> anyhow::Result<(Man, Vec<u8>, Roff)> {
+    cmd.build();
+    let man = Man::new(cmd.clone())
+        .title(title)
         .section("8")
         .source(SOURCE)
         .manual("System Administration");
-    let mut out = opening(&man)?;
+    let out = opening(&man)?;
     let mut roff = Roff::new();
     roff.control("SH", ["SYNOPSIS"]);
+    Ok((man, out, roff))
+}
+
+fn uvs_page(mut uvs: Command) -> anyhow::Result<Vec<u8>> {
+    let (_, mut out, mut roff) = section_8(&mut uvs, "UVS")?;
     roff.text([
         bold("uvs"),
         roman(" "),
@@ -297,16 +304,7 @@ fn uvs_sections(roff: &mut Roff) {
 }
 
 fn uvsadm_page() -> anyhow::Result<Vec<u8>> {
-    let mut cmd = adm_manual::command();
-    cmd.build();
-    let man = Man::new(cmd)
-        .title("UVSADM")
-        .section("8")
-        .source(SOURCE)
-        .manual("System Administration");
-    let mut out = opening(&man)?;
-    let mut roff = Roff::new();
-    roff.control("SH", ["SYNOPSIS"]);
+    let (man, mut out, mut roff) = section_8(&mut adm_manual::command(), "UVSADM")?;
     // ipvsadm's usage forms, as uvsadm -h prints them.
     let usage = uvs::adm::session::usage("uvsadm");
     let forms: Vec<&str> = usage
