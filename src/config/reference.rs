@@ -53,6 +53,30 @@ const fn key(
     }
 }
 
+/// `alpha`, in [global] and in a service alike but for its `default`.
+const fn alpha(default: &'static str) -> Key {
+    key(
+        "alpha",
+        "boolean",
+        default,
+        "true",
+        "A real server starts down until its first good check.",
+        "keepalived's alpha",
+    )
+}
+
+/// `omega`, in [global] and in a service alike but for its `default`.
+const fn omega(default: &'static str) -> Key {
+    key(
+        "omega",
+        "boolean",
+        default,
+        "true",
+        "notify_down and quorum_down also run when the daemon stops.",
+        "keepalived's omega",
+    )
+}
+
 /// How durations are written, for the page.
 pub const DURATIONS: &str = "Durations are strings such as \"30s\", \"500ms\", \"5m\" or \"1h 30m\", or integers (seconds).";
 
@@ -254,22 +278,8 @@ pub const SECTIONS: &[Section] = &[
                 "The default fallback server of every service (see the fallback table below).",
                 "ldirectord's fallback",
             ),
-            key(
-                "alpha",
-                "boolean",
-                "false",
-                "true",
-                "A real server starts down until its first good check.",
-                "keepalived's alpha",
-            ),
-            key(
-                "omega",
-                "boolean",
-                "false",
-                "true",
-                "notify_down and quorum_down also run when the daemon stops.",
-                "keepalived's omega",
-            ),
+            alpha("false"),
+            omega("false"),
         ],
     },
     Section {
@@ -501,22 +511,8 @@ pub const SECTIONS: &[Section] = &[
                 "The server in the service while no real server is up (see the fallback table below).",
                 "ldirectord's fallback; keepalived's sorry_server",
             ),
-            key(
-                "alpha",
-                "boolean",
-                "[global] alpha",
-                "true",
-                "A real server starts down until its first good check.",
-                "keepalived's alpha",
-            ),
-            key(
-                "omega",
-                "boolean",
-                "[global] omega",
-                "true",
-                "notify_down and quorum_down also run when the daemon stops.",
-                "keepalived's omega",
-            ),
+            alpha("[global] alpha"),
+            omega("[global] omega"),
             key(
                 "quorum",
                 "integer 1-4294967295",
