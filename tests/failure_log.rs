@@ -82,6 +82,38 @@ fn summed_up(d: &Daemon, words: &[&str], total: usize, each: impl Fn(&str, usize
     }
 }
 
+/// The lines with every one of `words`: one first line, then `summaries`.
+fn first_then_summaries(d: &Daemon, words: &[&str], summaries: &[String]) -> Vec<String> {
+    let said = lines_with(d, words);
+    assert_eq!(
+        said.len(),
+        1 + summaries.len(),
+        "one first line, then summaries: {said:#?}"
+    );
+    said
+}
+
+/// Waits (bounded) for the summaries of the `CONNECTIONS - 1` resets of connections to
+/// `v` after the first, by `whom` ("clients", "real servers"), each at `level` (" INFO
+/// "); returns them.
+fn resets_summed_up(d: &Daemon, v: SocketAddr, level: &str, whom: &str) -> Vec<String> {
+    summed_up(
+        d,
+        &[&format!("tcp {v}: "), "more connection"],
+        CONNECTIONS - 1,
+        |summary, n| {
+            assert!(summary.contains(level), "{summary}");
+            assert!(
+                summary.contains(&format!(
+                    "tcp {v}: {n} more connection{} reset by {whom} in the last ",
+                    if n == 1 { "" } else { "s" }
+                )),
+                "{summary}"
+            );
+        },
+    )
+}
+
 /// How many connects to `server` were refused, as `uvs status` counts them.
 fn refused_count(d: &Daemon, server: SocketAddr) -> u64 {
     let status = d.status();
@@ -173,11 +205,10 @@ fn a_refusing_real_server_is_logged_once_with_its_cause_then_summed_up() {
             );
         },
     );
-    let said = lines_with(&d, &[&format!("real server {dead} of tcp {v}: ")]);
-    assert_eq!(
-        said.len(),
-        1 + summaries.len(),
-        "one first line, then summaries: {said:#?}"
+    let said = first_then_summaries(
+        &d,
+        &[&format!("real server {dead} of tcp {v}: ")],
+        &summaries,
     );
     assert!(said[0].contains(" WARN "), "{}", said[0]);
     assert!(said[0].ends_with(&first), "{}", said[0]);
@@ -194,27 +225,8 @@ fn clients_that_reset_are_logged_once_then_summed_up() {
     d.set_server("-a", "-t", v, echo.addr, &[]);
     d.wait_listening(v);
     reset_by_clients(v);
-    let summaries = summed_up(
-        &d,
-        &[&format!("tcp {v}: "), "more connection"],
-        CONNECTIONS - 1,
-        |summary, n| {
-            assert!(summary.contains(" INFO "), "{summary}");
-            assert!(
-                summary.contains(&format!(
-                    "tcp {v}: {n} more connection{} reset by clients in the last ",
-                    if n == 1 { "" } else { "s" }
-                )),
-                "{summary}"
-            );
-        },
-    );
-    let said = lines_with(&d, &[&format!("tcp {v}: "), "reset by"]);
-    assert_eq!(
-        said.len(),
-        1 + summaries.len(),
-        "one first line, then summaries: {said:#?}"
-    );
+    let summaries = resets_summed_up(&d, v, " INFO ", "clients");
+    let said = first_then_summaries(&d, &[&format!("tcp {v}: "), "reset by"], &summaries);
     assert!(
         said[0].contains(&format!("tcp {v}: connection from 127.0.0.1:"))
             && said[0].contains(&format!(
@@ -262,27 +274,8 @@ fn a_real_server_that_resets_is_logged_once_then_summed_up() {
         // The byte, then the reset passed on: until then the connection is open.
         let _ = s.read_to_end(&mut Vec::new());
     }
-    let summaries = summed_up(
-        &d,
-        &[&format!("tcp {v}: "), "more connection"],
-        CONNECTIONS - 1,
-        |summary, n| {
-            assert!(summary.contains(" WARN "), "{summary}");
-            assert!(
-                summary.contains(&format!(
-                    "tcp {v}: {n} more connection{} reset by real servers in the last ",
-                    if n == 1 { "" } else { "s" }
-                )),
-                "{summary}"
-            );
-        },
-    );
-    let said = lines_with(&d, &[&format!("tcp {v}: "), "reset by"]);
-    assert_eq!(
-        said.len(),
-        1 + summaries.len(),
-        "one first line, then summaries: {said:#?}"
-    );
+    let summaries = resets_summed_up(&d, v, " WARN ", "real servers");
+    let said = first_then_summaries(&d, &[&format!("tcp {v}: "), "reset by"], &summaries);
     assert!(
         said[0].contains(" WARN ")
             && said[0].contains(&format!(
@@ -337,11 +330,10 @@ fn a_deleted_real_server_s_held_failures_are_summed_up_when_it_goes() {
             );
         },
     );
-    let said = lines_with(&d, &[&format!("real server {dead} of tcp {v}: ")]);
-    assert_eq!(
-        said.len(),
-        1 + summaries.len(),
-        "one first line, then summaries: {said:#?}"
+    first_then_summaries(
+        &d,
+        &[&format!("real server {dead} of tcp {v}: ")],
+        &summaries,
     );
 }
 
@@ -361,21 +353,7 @@ fn a_deleted_service_s_held_resets_are_summed_up_when_it_goes() {
     });
     // Gone before its interval is over.
     d.ok(&["-D", "-t", &v.to_string()]);
-    summed_up(
-        &d,
-        &[&format!("tcp {v}: "), "more connection"],
-        CONNECTIONS - 1,
-        |summary, n| {
-            assert!(summary.contains(" INFO "), "{summary}");
-            assert!(
-                summary.contains(&format!(
-                    "tcp {v}: {n} more connection{} reset by clients in the last ",
-                    if n == 1 { "" } else { "s" }
-                )),
-                "{summary}"
-            );
-        },
-    );
+    resets_summed_up(&d, v, " INFO ", "clients");
 }
 
 #[test]
