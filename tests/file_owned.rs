@@ -8,6 +8,22 @@ mod common;
 
 use common::{Backend, Behaviour, Daemon, eventually, sighup, text, vip};
 
+/// A daemon whose file, `dir/uvs.toml`, owns one rr service `owned` with `server` at
+/// weight 1: the file's path, its text and the daemon.
+fn owning(
+    dir: &std::path::Path,
+    owned: std::net::SocketAddr,
+    server: std::net::SocketAddr,
+) -> (std::path::PathBuf, String, Daemon) {
+    let path = dir.join("uvs.toml");
+    let file = format!(
+        "[[service]]\ntcp = \"{owned}\"\nscheduler = \"rr\"\n\
+         [[service.server]]\naddress = \"{server}\"\nweight = 1\n"
+    );
+    let d = Daemon::start_with_file(&path, &file, &[]);
+    (path, file, d)
+}
+
 /// Waits (bounded) until the daemon's log has `message`, on a line at WARN; the log.
 fn warned(d: &Daemon, what: &str, message: &str) -> String {
     eventually(what, || d.log().contains(message));
@@ -20,15 +36,9 @@ fn warned(d: &Daemon, what: &str, message: &str) -> String {
 #[test]
 fn a_uvsadm_change_the_file_owns_is_named_and_so_is_the_reload_that_undoes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("uvs.toml");
     let (a, b) = Backend::pair(Behaviour::Name);
     let (owned, theirs) = (vip(), vip());
-    let file = format!(
-        "[[service]]\ntcp = \"{owned}\"\nscheduler = \"rr\"\n\
-         [[service.server]]\naddress = \"{}\"\nweight = 1\n",
-        a.addr
-    );
-    let d = Daemon::start_with_file(&path, &file, &[]);
+    let (path, file, d) = owning(dir.path(), owned, a.addr);
     let file_name = path.display().to_string();
 
     // A service of uvsadm's own: nothing to say.
@@ -133,15 +143,9 @@ fn a_uvsadm_change_the_file_owns_is_named_and_so_is_the_reload_that_undoes_it() 
 #[test]
 fn a_flood_of_changes_to_the_file_s_service_is_one_warning_per_interval() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("uvs.toml");
     let a = common::Backend::start("A", Behaviour::Name);
     let owned = vip();
-    let file = format!(
-        "[[service]]\ntcp = \"{owned}\"\nscheduler = \"rr\"\n\
-         [[service.server]]\naddress = \"{}\"\nweight = 1\n",
-        a.addr
-    );
-    let d = Daemon::start_with_file(&path, &file, &[]);
+    let (path, file, d) = owning(dir.path(), owned, a.addr);
     let file_name = path.display().to_string();
     let edits: String = (0..500)
         .map(|i| {
