@@ -218,13 +218,7 @@ fn a_refusing_real_server_is_logged_once_with_its_cause_then_summed_up() {
 
 #[test]
 fn clients_that_reset_are_logged_once_then_summed_up() {
-    let d = Daemon::start_logged(&[]);
-    let echo = Backend::start("E", Behaviour::Echo);
-    let v = vip();
-    d.add_service("-t", v, &["-s", "rr"]);
-    d.set_server("-a", "-t", v, echo.addr, &[]);
-    d.wait_listening(v);
-    reset_by_clients(v);
+    let (d, echo, v) = reset_by_clients_of_echo();
     let summaries = resets_summed_up(&d, v, " INFO ", "clients");
     let said = first_then_summaries(&d, &[&format!("tcp {v}: "), "reset by"], &summaries);
     assert!(
@@ -287,6 +281,19 @@ fn a_real_server_that_resets_is_logged_once_then_summed_up() {
     );
 }
 
+/// A logging daemon with an rr service `v` over one echo server, after
+/// `reset_by_clients(v)`: the daemon, the echo server and `v`.
+fn reset_by_clients_of_echo() -> (Daemon, Backend, SocketAddr) {
+    let d = Daemon::start_logged(&[]);
+    let echo = Backend::start("E", Behaviour::Echo);
+    let v = vip();
+    d.add_service("-t", v, &["-s", "rr"]);
+    d.set_server("-a", "-t", v, echo.addr, &[]);
+    d.wait_listening(v);
+    reset_by_clients(v);
+    (d, echo, v)
+}
+
 /// Closes `CONNECTIONS` connections to `v` with a reset, as clients that go away do.
 fn reset_by_clients(v: SocketAddr) {
     for _ in 0..CONNECTIONS {
@@ -339,13 +346,7 @@ fn a_deleted_real_server_s_held_failures_are_summed_up_when_it_goes() {
 
 #[test]
 fn a_deleted_service_s_held_resets_are_summed_up_when_it_goes() {
-    let d = Daemon::start_logged(&[]);
-    let echo = Backend::start("E", Behaviour::Echo);
-    let v = vip();
-    d.add_service("-t", v, &["-s", "rr"]);
-    d.set_server("-a", "-t", v, echo.addr, &[]);
-    d.wait_listening(v);
-    reset_by_clients(v);
+    let (d, _echo, v) = reset_by_clients_of_echo();
     // Each reset is counted when the daemon's side of the connection sees it, before
     // the connection leaves the table: once none is open, all are counted.
     common::eventually("the connections are closed", || {
