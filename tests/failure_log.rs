@@ -30,16 +30,22 @@ fn lines_with(d: &Daemon, words: &[&str]) -> Vec<String> {
 /// sweeper writes it within a second more) until a line with every one of `words` is
 /// logged, and returns it.
 fn wait_for_line(d: &Daemon, words: &[&str]) -> String {
+    within_a_minute(d, || {
+        lines_with(d, words)
+            .pop()
+            .ok_or_else(|| format!("no line with {words:?} in the log"))
+    })
+}
+
+/// Calls `step` every 100 ms until it gives a value, for a minute at most; past that,
+/// fails with what its last error says and the daemon's log.
+fn within_a_minute<T>(d: &Daemon, mut step: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(line) = lines_with(d, words).pop() {
-            return line;
+        match step() {
+            Ok(found) => return found,
+            Err(why) => assert!(Instant::now() < deadline, "{why}:\n{}", d.log()),
         }
-        assert!(
-            Instant::now() < deadline,
-            "no line with {words:?} in the log:\n{}",
-            d.log()
-        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -58,28 +64,22 @@ fn count_of(line: &str) -> usize {
 /// count. Usually one line; two when the traffic straddled an interval (a loaded
 /// machine), which is the limit working, not failing.
 fn summed_up(d: &Daemon, words: &[&str], total: usize, each: impl Fn(&str, usize)) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    within_a_minute(d, || {
         let lines: Vec<String> = lines_with(d, words)
             .into_iter()
             .filter(|l| l.contains(" more "))
             .collect();
         let sum: usize = lines.iter().map(|l| count_of(l)).sum();
         assert!(sum <= total, "more than {total} counted: {lines:#?}");
-        if sum == total {
-            assert!(lines.len() <= 3, "summed up line by line: {lines:#?}");
-            for line in &lines {
-                each(line, count_of(line));
-            }
-            return lines;
+        if sum != total {
+            return Err(format!("summaries with {words:?} count {sum} of {total}"));
         }
-        assert!(
-            Instant::now() < deadline,
-            "summaries with {words:?} count {sum} of {total}:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        assert!(lines.len() <= 3, "summed up line by line: {lines:#?}");
+        for line in &lines {
+            each(line, count_of(line));
+        }
+        Ok(lines)
+    })
 }
 
 /// The lines with every one of `words`: one first line, then `summaries`.
