@@ -657,9 +657,13 @@ async fn demo(args: DaemonArgs, vip: std::net::SocketAddr) -> anyhow::Result<()>
         );
         print_table(&director.table);
         let programs = uvs::demo::hints::Programs::here();
+        // The page's hint only where this daemon serves it: the metrics address may be
+        // another program's (a `uvs run` on the same default port), or the page off.
+        let (page, not_served) = demo_page(&socket).await;
         println!(
-            "\n{}Stop with Ctrl-C.",
-            uvs::demo::hints::hints(vip, &socket, &programs, settings.metrics)
+            "\n{}{}Stop with Ctrl-C.",
+            uvs::demo::hints::hints(vip, &socket, &programs, page),
+            not_served.map_or(String::new(), |why| format!("  (no status page: {why})\n"))
         );
         stop.await;
     };
@@ -668,6 +672,30 @@ async fn demo(args: DaemonArgs, vip: std::net::SocketAddr) -> anyhow::Result<()>
         return Err(e.into());
     }
     Ok(())
+}
+
+/// Where the demo's daemon serves its status page, asked of the daemon itself (from a
+/// blocking thread: the socket is served on this one): Some(address), or None and why
+/// not (metrics off: None and None).
+async fn demo_page(socket: &std::path::Path) -> (Option<std::net::SocketAddr>, Option<String>) {
+    let socket = socket.to_path_buf();
+    let asked =
+        tokio::task::spawn_blocking(move || Client::new(socket).call(&Request::Status {})).await;
+    let Ok(Ok(Response::Status { status })) = asked else {
+        return (None, None);
+    };
+    match status.metrics {
+        None => (None, None),
+        Some(m) => match m
+            .strip_prefix("at http://")
+            .and_then(|url| url.strip_suffix("/metrics"))
+            .and_then(|addr| addr.parse().ok())
+        {
+            Some(at) => (Some(at), None),
+            None if m.ends_with("(status page off)") => (None, None),
+            None => (None, Some(format!("metrics {m}"))),
+        },
+    }
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {

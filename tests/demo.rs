@@ -518,6 +518,47 @@ fn the_demo_names_its_status_page_in_a_hint_that_works() {
     sigterm(&demo.0);
 }
 
+/// No hint to a page this demo does not serve: its metrics address taken by another
+/// program (whose page the hint would reach) says why instead; a page turned off is
+/// not named.
+#[test]
+fn the_demo_names_no_status_page_it_does_not_serve() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics = taken.local_addr().unwrap();
+    for (metrics, extra, note) in [
+        (
+            metrics,
+            &[][..],
+            Some(format!(
+                "(no status page: metrics not served: cannot listen on {metrics}: Address \
+                 already in use (os error 98))"
+            )),
+        ),
+        (vip(), &["--status-page", "off"][..], None),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("uvs.sock");
+        let mut args = vec![
+            "--vip".to_string(),
+            vip().to_string(),
+            "--socket".into(),
+            socket.to_str().unwrap().into(),
+            "--metrics".into(),
+            metrics.to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (demo, banner) = demo_in(&args, dir.path(), &[]);
+        let hints = hints(&banner);
+        assert!(!banner.contains("curl -sI"), "{banner}");
+        match &note {
+            Some(note) => assert_eq!(hints.last(), Some(note), "{banner}"),
+            None => assert_eq!(hints.len(), 5, "{banner}"),
+        }
+        sigterm(&demo.0);
+    }
+}
+
 /// With no socket given, the demo makes `uvs-demo-PID/` in `$TMPDIR` for its socket and
 /// removes it when it stops: a run leaves nothing behind.
 #[test]

@@ -343,7 +343,19 @@ fn the_status_page_can_be_turned_off() {
         assert!(body.contains("node_ipvs_"), "{body}");
         let (head, _) = fetch(at, "GET", "/healthz");
         assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        // Nothing names a page that is not served.
+        let status = d.status();
+        assert!(
+            status.contains(&format!(
+                "metrics at http://{at}/metrics (status page off)\n"
+            )),
+            "{status}"
+        );
+        assert!(!status.contains("status page at"), "{status}");
     }
+    let log = by_flag.log();
+    assert!(log.contains("(status page off)"), "{log}");
+    assert!(!log.contains("status page at"), "{log}");
     // The flag wins over the file.
     let on = Daemon::start_with_file(
         &dir.path().join("on.toml"),

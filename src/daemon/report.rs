@@ -51,12 +51,10 @@ pub struct ModeChoice {
 /// The metrics endpoint's piece: where it serves, or why it does not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetricsEndpoint {
-    Serving(SocketAddr),
+    /// Serving /metrics at this address; `page`: the status page at / too.
+    Serving { at: SocketAddr, page: bool },
     /// The bind failed; the daemon runs on without metrics.
-    NotServed {
-        addr: SocketAddr,
-        error: String,
-    },
+    NotServed { addr: SocketAddr, error: String },
 }
 
 /// What the daemon says of itself at one moment; the table's services are read apart
@@ -189,7 +187,11 @@ impl Report {
             health: self.health.clone(),
             quorum: self.quorum.clone(),
             metrics: self.metrics.as_ref().map(|m| match m {
-                MetricsEndpoint::Serving(at) => format!("at http://{at}/metrics"),
+                MetricsEndpoint::Serving { at, page: true } => format!("at http://{at}/metrics"),
+                // `uvs status` names the page only from the first form.
+                MetricsEndpoint::Serving { at, page: false } => {
+                    format!("at http://{at}/metrics (status page off)")
+                }
                 MetricsEndpoint::NotServed { addr, error } => {
                     format!("not served: cannot listen on {addr}: {error}")
                 }

@@ -302,7 +302,11 @@ async fn serve_metrics(
     let state = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => {
             let shown = listener.local_addr().unwrap_or(addr);
-            tracing::info!(target: LOG,address = %shown, "metrics at http://{shown}/metrics, status page at http://{shown}/");
+            if status_page {
+                tracing::info!(target: LOG, address = %shown, "metrics at http://{shown}/metrics, status page at http://{shown}/");
+            } else {
+                tracing::info!(target: LOG, address = %shown, "metrics at http://{shown}/metrics (status page off)");
+            }
             // The connections the descriptor budget keeps for it (--metrics-max-connections,
             // fewer under a small open-files limit).
             let limits = crate::exporter::http::Limits {
@@ -319,7 +323,10 @@ async fn serve_metrics(
                 limits,
                 status_page,
             ));
-            MetricsEndpoint::Serving(shown)
+            MetricsEndpoint::Serving {
+                at: shown,
+                page: status_page,
+            }
         }
         Err(e) => {
             tracing::warn!(target: LOG,address = %addr, error = %e, "cannot serve metrics");

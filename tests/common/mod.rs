@@ -323,7 +323,8 @@ impl Daemon {
             .lines()
             .find_map(|l| l.strip_prefix("metrics at http://"))
             .unwrap_or_else(|| panic!("no metrics address in\n{status}"));
-        url.trim_end_matches("/metrics")
+        url.trim_end_matches(" (status page off)")
+            .trim_end_matches("/metrics")
             .parse()
             .expect("metrics address")
     }
