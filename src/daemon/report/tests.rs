@@ -198,7 +198,10 @@ fn the_metrics_piece_is_set_once() {
         error: "Address already in use".into(),
     };
     reporter.set_metrics(failed.clone());
-    reporter.set_metrics(MetricsEndpoint::Serving(addr));
+    reporter.set_metrics(MetricsEndpoint::Serving {
+        at: addr,
+        page: true,
+    });
     assert_eq!(reporter.report().metrics, Some(failed));
 }
 
