@@ -550,17 +550,29 @@ fn unreachable(
             "no uvs daemon at {s} ({rule}): {error}; start one with `uvs run -c FILE` (or `uvs demo`, which prints its own --socket)"
         ),
         ErrorKind::PermissionDenied => {
-            let owner = match std::fs::metadata(socket) {
-                Ok(m) => format!(
-                    "the socket is there (owner uid {}, group gid {}, mode {:04o})",
-                    m.uid(),
-                    m.gid(),
-                    m.mode() & 0o7777
+            // Who may: connecting needs write permission on the socket, so the group
+            // only where the mode gives it; past a closed directory, whoever may enter.
+            let (there, who) = match std::fs::metadata(socket) {
+                Ok(m) => (
+                    format!(
+                        "the socket is there (owner uid {}, group gid {}, mode {:04o})",
+                        m.uid(),
+                        m.gid(),
+                        m.mode() & 0o7777
+                    ),
+                    if m.mode() & 0o020 != 0 {
+                        "as root, or as its owner or a member of its group"
+                    } else {
+                        "as root or as its owner"
+                    },
                 ),
-                Err(_) => "a directory on the way to it is closed to this user".to_string(),
+                Err(_) => (
+                    "a directory on the way to it is closed to this user".to_string(),
+                    "as root, or as a user who may enter that directory",
+                ),
             };
             format!(
-                "access to the uvs control socket at {s} ({rule}) is denied: {error}; {owner}: run `uvs status` as root, or as its owner or a member of its group"
+                "access to the uvs control socket at {s} ({rule}) is denied: {error}; {there}: run `uvs status` {who}"
             )
         }
         _ => format!("cannot reach the uvs daemon at {s} ({rule}): {error}"),

@@ -109,7 +109,7 @@ fn uvs_status_denied_the_socket_says_so_and_not_start_one() {
             format!(
                 "uvs: access to the uvs control socket at {s} (given by --socket) is denied: \
                  Permission denied (os error 13); the socket is there (owner uid 0, group gid 0, \
-                 mode 0600): run `uvs status` as root, or as its owner or a member of its group\n"
+                 mode 0600): run `uvs status` as root or as its owner\n"
             )
         )
     );
@@ -126,7 +126,8 @@ fn uvs_status_denied_the_socket_says_so_and_not_start_one() {
             format!(
                 "uvs: access to the uvs control socket at {s} (given by --socket) is denied: \
                  Permission denied (os error 13); a directory on the way to it is closed to \
-                 this user: run `uvs status` as root, or as its owner or a member of its group\n"
+                 this user: run `uvs status` as root, or as a user who may enter that \
+                 directory\n"
             )
         )
     );
