@@ -306,3 +306,57 @@ fn a_reload_adding_a_service_at_a_listeners_address_wins_it() {
     assert_eq!(ask(at, None), "OWN");
     assert_eq!(rules(&d), format!("--add-listener -t {at} --mark 7\n"));
 }
+
+/// The other order: a service uvsadm added first, then a reload whose file (which
+/// `uvs check` passes: the service is not in it) adds a listen rule at its address. A
+/// service's own address wins over a rule in either order, so the reload is not
+/// refused: the rule is kept, shadowed and said, as when the service comes second, and
+/// deleting the service gives the rule its address.
+#[test]
+fn a_reload_adding_a_listener_at_a_services_address_keeps_it_shadowed() {
+    let group = Backend::start("GROUP", Behaviour::Name);
+    let own = Backend::start("OWN", Behaviour::Name);
+    let at = vip();
+    let at_s = at.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("uvs.toml");
+    let d = Daemon::start_with_file(&path, "", &[]);
+    d.ok(&["-A", "-t", &at_s, "-s", "rr"]);
+    d.ok(&["-a", "-t", &at_s, "-r", &own.addr.to_string(), "-m"]);
+    d.wait_listening(at);
+    assert_eq!(ask(at, None), "OWN");
+    write_file(
+        &path,
+        &format!(
+            "[[service]]\nfwmark = 9\nscheduler = \"rr\"\nlisten = [\"tcp {at}\"]\n\
+             [[service.server]]\naddress = \"{}\"\n",
+            group.addr
+        ),
+    );
+    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_uvs"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    sighup(&d.child);
+    eventually("the reload is logged", || {
+        let log = d.log();
+        log.contains("SIGHUP: configuration reloaded") || log.contains("reload refused")
+    });
+    assert!(!d.log().contains("reload refused"), "{}", d.log());
+    logged(
+        &d,
+        "WARN",
+        &format!(
+            "virtual service tcp {at} takes its address from the listen rule --add-listener \
+             -t {at} --mark 9: the service gets the connections there, and the rule is kept \
+             unused until the service is deleted"
+        ),
+    );
+    assert_eq!(ask(at, None), "OWN");
+    assert_eq!(rules(&d), format!("--add-listener -t {at} --mark 9\n"));
+    d.ok(&["-D", "-t", &at_s]);
+    d.wait_listening(at);
+    assert_eq!(ask(at, None), "GROUP");
+}

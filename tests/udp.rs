@@ -797,3 +797,96 @@ fn an_answered_flood_makes_room_with_its_own_flows_not_with_flows_in_use() {
     assert_eq!(mine(&d), 1, "the flow in use was not made room with");
     assert_eq!(exchange(&stream, v, b"still mine"), b"still mine");
 }
+
+/// A deleted UDP service that carried no traffic closes its sockets at once: its port
+/// is free again for anything else, and the same address can be added back.
+#[test]
+fn a_deleted_udp_service_without_traffic_frees_its_address() {
+    let d = Daemon::start();
+    let a = UdpBackend::start("A", Reply::Name);
+    let v = balance(&d, &["-s", "rr"], &[(a.addr, &[])]);
+    d.ok(&["-D", "-u", &v.to_string()]);
+    eventually("the port is free again", || UdpSocket::bind(v).is_ok());
+    // With a flow that has expired, alike.
+    d.ok(&["--set", "0", "0", "1"]);
+    balance_on(&d, v, &["-s", "rr"], &[(a.addr, &[])]);
+    assert_eq!(name(&client("127.0.0.1"), v), "A");
+    d.ok(&["-D", "-u", &v.to_string()]);
+    eventually("the port is free again once the flow expired", || {
+        UdpSocket::bind(v).is_ok()
+    });
+}
+
+/// Runs `test` on a thread in a network namespace of its own (with its loopback up),
+/// for a test that must bind 0.0.0.0: everything the thread starts (the daemon, the
+/// backends' threads, clients) lives there, the host's addresses are never bound.
+/// Root only (unshare needs CAP_SYS_ADMIN); elsewhere the test does nothing, and says so.
+fn in_own_network(test: impl FnOnce() + Send + 'static) {
+    if !common::is_root() {
+        eprintln!("not root: the test does nothing");
+        return;
+    }
+    let thread = std::thread::spawn(move || {
+        // SAFETY: unshare(2) with a constant flag; it changes only this thread's
+        // network namespace.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+        let up = std::process::Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .expect("ip link set lo up");
+        assert!(up.success());
+        test();
+    });
+    if let Err(panic) = thread.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// A UDP service at 0.0.0.0 added on the port of a listen rule shadows it: the rule's
+/// socket drains (its live flow goes on, a new client gets no flow from it, and the
+/// wildcard's failure to bind says the socket in the way is uvs's own), and once its
+/// last flow has ended the socket closes and the wildcard service listens and serves.
+#[test]
+fn a_wildcard_service_shadowing_a_udp_listen_rule_listens_once_the_rule_has_drained() {
+    in_own_network(|| {
+        let d = Daemon::start();
+        let (a, b) = UdpBackend::pair(Reply::Name);
+        let port = free_udp_port();
+        let at = SocketAddr::from(([127, 0, 0, 1], port));
+        let any = SocketAddr::from(([0, 0, 0, 0], port));
+        d.ok(&["-A", "-f", "7", "-s", "rr"]);
+        d.ok(&["-a", "-f", "7", "-r", &a.addr.to_string(), "-m"]);
+        d.ok(&["--add-listener", "-u", &at.to_string(), "--mark", "7"]);
+        d.wait_listening_on("udp", at);
+        let live = client("127.0.0.1");
+        assert_eq!(name(&live, at), "A");
+
+        d.ok(&["-A", "-u", &any.to_string(), "-s", "rr"]);
+        d.ok(&[
+            "-a",
+            "-u",
+            &any.to_string(),
+            "-r",
+            &b.addr.to_string(),
+            "-m",
+        ]);
+        let held = format!(
+            "listen udp {any}: cannot listen: Address already in use (by a socket of uvs's own"
+        );
+        eventually(&held, || d.status().contains(&held));
+        assert!(
+            !answered_within(&client("127.0.0.1"), at, Duration::from_millis(300)),
+            "a draining address makes no new flow"
+        );
+        assert_eq!(name(&live, at), "A", "the live flow goes on");
+        assert_eq!(b.received.load(std::sync::atomic::Ordering::Relaxed), 0);
+
+        // The live flow ends (its server leaves; its client's next datagram finds it
+        // gone), the rule's socket closes, the wildcard binds.
+        d.ok(&["-d", "-f", "7", "-r", &a.addr.to_string()]);
+        live.send_to(b"who", at).unwrap();
+        d.wait_listening_on("udp", any);
+        assert_eq!(name(&client("127.0.0.1"), at), "B");
+    });
+}

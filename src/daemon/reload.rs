@@ -39,7 +39,8 @@ use crate::proxy::director::Director;
 use crate::rate_limit::RateLimit;
 use crate::table::loops::loops;
 use crate::table::{
-    Command, HostInterfaces, ListenAddr, OwnAddresses, Protocol, Table, TableError, TableHandle,
+    Command, HostInterfaces, ListenAddr, OwnAddresses, Protocol, Source, Table, TableError,
+    TableHandle,
 };
 
 /// The log target of what is logged here: the module's before it moved from config/,
@@ -399,7 +400,7 @@ impl Reloader {
         };
         director
             .table
-            .apply_all_checked(&commands, refused, check)?;
+            .apply_all_from(&commands, Source::File, refused, check)?;
         for command in &commands {
             tracing::info!(target: LOG, file = %self.path.display(), by = why, "table changed: {command}");
         }

@@ -105,6 +105,22 @@ impl Listeners {
         group.revive().then_some(group)
     }
 
+    /// Whether a UDP group still draining holds a socket in the way of binding
+    /// `listen`: the same port and family, at the same address or where one of the two
+    /// is 0.0.0.0/:: (a wildcard socket takes the port from every address).
+    pub fn draining_over(&self, listen: &ListenAddr) -> bool {
+        self.draining.locked().values().any(|g| {
+            let held = &g.listen;
+            !g.is_closed()
+                && held.protocol == listen.protocol
+                && held.port == listen.port
+                && held.addr.is_ipv4() == listen.addr.is_ipv4()
+                && (held.addr == listen.addr
+                    || held.addr.is_unspecified()
+                    || listen.addr.is_unspecified())
+        })
+    }
+
     /// Stops listening on one address. TCP: the listener closes, established
     /// connections go on. UDP: no new flows; the sockets stay for the open ones.
     pub fn stop_accepting(&self, listen: &ListenAddr) {

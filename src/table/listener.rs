@@ -152,6 +152,27 @@ pub fn check(rule: &ListenRule, exists: impl Fn(&ServiceKey) -> bool) -> Result<
     Ok(())
 }
 
+/// [`check`] for a rule a configuration reload adds: a virtual service that holds its
+/// address (one uvsadm added, which the file does not name) is no error, since a
+/// service's own address wins over a rule in either order. Returns that service: the
+/// rule is kept, shadowed, as when the service comes second. Errors: as [`check`], but
+/// never [`TableError::ListenerOnService`].
+pub fn check_shadowable(
+    rule: &ListenRule,
+    exists: impl Fn(&ServiceKey) -> bool,
+) -> Result<Option<ServiceKey>, TableError> {
+    match check(rule, &exists) {
+        Err(TableError::ListenerOnService { service, .. }) => {
+            let leads_to = rule.service();
+            if !exists(&leads_to) {
+                return Err(TableError::NoListenerService { service: leads_to });
+            }
+            Ok(Some(service))
+        }
+        other => other.map(|()| None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -109,6 +109,18 @@ impl Table {
         command: &Command,
         addresses: &dyn AddressClassifier,
     ) -> Result<Effects, TableError> {
+        self.apply_from(command, addresses, Source::Command)
+    }
+
+    /// [`Table::apply`] for a command from `source`: a reload's `--add-listener` at a
+    /// virtual service's own address keeps the rule shadowed (said) rather than being
+    /// refused (`listener::check_shadowable`).
+    pub fn apply_from(
+        &mut self,
+        command: &Command,
+        addresses: &dyn AddressClassifier,
+        source: Source,
+    ) -> Result<Effects, TableError> {
         let mut effects = Effects::default();
         match command {
             Command::AddService(config) => {
@@ -284,8 +296,18 @@ impl Table {
                         service: ListenRule::new(*l, *mark).service(),
                     });
                 }
-                listener::check(rule, |key| self.services.contains_key(key))?;
+                let exists = |key: &ServiceKey| self.services.contains_key(key);
+                let owner = match source {
+                    Source::Command => listener::check(rule, exists).map(|()| None)?,
+                    Source::File => listener::check_shadowable(rule, exists)?,
+                };
                 self.listeners.insert(*l, rule.mark);
+                if let Some(service) = owner {
+                    effects.push(Effect::Say(Note::Shadowed {
+                        service,
+                        rules: vec![*rule],
+                    }));
+                }
             }
             Command::DeleteListener { listen } => {
                 self.listeners
@@ -562,6 +584,17 @@ fn entry_of(svc: &Service) -> ServiceEntry {
     }
 }
 
+/// Where a command comes from, for the one check that differs: uvs's own
+/// `--add-listener` is strict, a configuration reload's is not (`listener`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// uvsadm, `-R`, the control socket, an import: a rule at a service's address is
+    /// refused.
+    Command,
+    /// A configuration file's reload: such a rule is kept, shadowed, and said.
+    File,
+}
+
 /// The table as a running daemon holds it: one writer at a time, any number of readers
 /// loading the latest snapshot without waiting.
 pub struct TableHandle {
@@ -625,12 +658,24 @@ impl TableHandle {
         refused: impl FnOnce(usize, TableError) -> E,
         check: impl FnOnce(&Table, &Table) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.apply_all_from(commands, Source::Command, refused, check)
+    }
+
+    /// As [`TableHandle::apply_all_checked`], for commands from `source`
+    /// ([`Table::apply_from`]).
+    pub fn apply_all_from<E>(
+        &self,
+        commands: &[Command],
+        source: Source,
+        refused: impl FnOnce(usize, TableError) -> E,
+        check: impl FnOnce(&Table, &Table) -> Result<(), E>,
+    ) -> Result<(), E> {
         let _writer = self.writer.locked();
         let now = self.current.load_full();
         let mut next = Table::clone(&now);
         let mut effects = Effects::default();
         for (i, command) in commands.iter().enumerate() {
-            match next.apply(command, self.addresses.as_ref()) {
+            match next.apply_from(command, self.addresses.as_ref(), source) {
                 Ok(more) => effects.append(more),
                 // `next` and `effects` are dropped: the running table never saw them.
                 Err(e) => return Err(refused(i, e)),

@@ -554,3 +554,46 @@ fn a_service_wins_its_address_over_a_listen_rule_in_either_order() {
     effects.carry_out();
     assert_eq!(t.listen_rules(), []);
 }
+
+/// The other order: a rule added at a service's own address (exactly, or under one at
+/// 0.0.0.0 on its port) is refused from uvsadm, and from a reload kept, shadowed and
+/// said; a reload's rule still needs the service it leads to.
+#[test]
+fn a_reload_keeps_a_listen_rule_at_a_services_address_shadowed() {
+    let mut t = Table::new();
+    let group = ServiceKey::Fwmark {
+        mark: 9,
+        family: Family::Inet,
+    };
+    apply(&mut t, Command::AddService(config(group, "rr"))).unwrap();
+    for owner in [tcp("127.0.0.72", 9300), tcp("0.0.0.0", 9300)] {
+        let mut t = t.clone();
+        apply(&mut t, Command::AddService(config(owner, "rr"))).unwrap();
+        let rule = ListenRule::new(listen_at("127.0.0.72", 9300), Some(9));
+        assert_eq!(
+            apply(&mut t, Command::AddListener(rule)),
+            Err(TableError::ListenerOnService {
+                listen: rule.listen,
+                service: owner
+            })
+        );
+        let effects = t
+            .apply_from(&Command::AddListener(rule), &UnicastOnly, Source::File)
+            .unwrap();
+        assert_eq!(effects.notes(), ["Shadowed"]);
+        effects.carry_out();
+        assert_eq!(t.shadowed_rules(), [(rule, owner)]);
+        assert_eq!(t.route(&rule.listen).map(|s| s.key), Some(owner));
+
+        let nowhere = ListenRule::new(listen_at("127.0.0.72", 9300), Some(10));
+        let mut t = Table::new();
+        apply(&mut t, Command::AddService(config(owner, "rr"))).unwrap();
+        assert_eq!(
+            t.apply_from(&Command::AddListener(nowhere), &UnicastOnly, Source::File)
+                .map(|_| ()),
+            Err(TableError::NoListenerService {
+                service: nowhere.service()
+            })
+        );
+    }
+}

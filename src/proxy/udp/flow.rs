@@ -248,6 +248,8 @@ struct Delivery<'a> {
     /// Loaded when a datagram needs the scheduler.
     table: Option<Arc<Table>>,
     now_ms: u64,
+    /// False while the address drains.
+    new_flows: bool,
 }
 
 impl Delivery<'_> {
@@ -271,8 +273,15 @@ impl Delivery<'_> {
 }
 
 /// Sends each datagram of `batch` (just received on `listener`) on its client's flow,
-/// opening flows for new clients. Runs of datagrams from one client go in one call.
-pub(super) fn forward(listener: &Arc<ListenSocket>, batch: &Batch, director: &Arc<Director>) {
+/// opening flows for new clients when `new_flows` (a draining address makes none: its
+/// datagrams from other clients are dropped). Runs of datagrams from one client go in
+/// one call.
+pub(super) fn forward(
+    listener: &Arc<ListenSocket>,
+    batch: &Batch,
+    director: &Arc<Director>,
+    new_flows: bool,
+) {
     let wildcard = listener.listen.addr.is_unspecified();
     let local_of = |i: usize| {
         if wildcard {
@@ -287,6 +296,7 @@ pub(super) fn forward(listener: &Arc<ListenSocket>, batch: &Batch, director: &Ar
         batch,
         table: None,
         now_ms: director.conns.clock.now_ms(),
+        new_flows,
     };
     let mut flows = listener.flows();
     let n = batch.len();
@@ -323,6 +333,9 @@ fn deliver(
                     tracing::debug!(client = %key.0, "flow's server left the service: scheduling anew");
                     stale.end();
                     flows.remove(&key);
+                }
+                if !d.new_flows {
+                    return;
                 }
                 let Some(flow) = open(d, key) else {
                     return;

@@ -8,6 +8,8 @@
 //! A listen address the table no longer wants stops taking new flows but keeps serving
 //! the ones it has until they expire, as IPVS keeps forwarding the connections of a
 //! deleted service; if the address is wanted again meanwhile, the same sockets carry on.
+//! Its sockets close once its last flow has gone (at once when it has none), so the
+//! address is free again for whatever the table wants there next.
 //! Flows themselves live in `flow`; who gets one is decided by `admission`. Started and
 //! stopped by the listener manager (`listeners`).
 
@@ -26,7 +28,9 @@ use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 use self::flow::{Flow, FlowKey};
 use crate::descriptors::Held;
@@ -36,7 +40,8 @@ use crate::proxy::listeners::listen_socket;
 use crate::sys::datagram::{Batch, SLOTS};
 use crate::table::ListenAddr;
 
-/// How often a draining listen address looks whether its last flow has gone.
+/// How often a draining listen address looks whether its last flow has gone (it looks
+/// at once when it starts draining).
 const DRAIN_CHECK: Duration = Duration::from_secs(1);
 /// Batches taken from one socket before other tasks get a turn.
 const ROUNDS: usize = 8;
@@ -128,14 +133,15 @@ impl ListenSocket {
     }
 
     /// Takes the datagrams waiting on the socket, a batch at a time, and sends each to
-    /// its flow, for at most [`ROUNDS`] batches. Returns whether more may be waiting
+    /// its flow, for at most [`ROUNDS`] batches; new clients get a flow only when
+    /// `new_flows` (not while the address drains). Returns whether more may be waiting
     /// (the caller then lets other tasks run first).
-    fn receive(self: &Arc<Self>, director: &Arc<Director>) -> bool {
+    fn receive(self: &Arc<Self>, director: &Arc<Director>, new_flows: bool) -> bool {
         BATCH.with_borrow_mut(|batch| {
             for _ in 0..ROUNDS {
                 let result = self.socket.try_io(Interest::READABLE, || {
                     let n = batch.receive(self.socket.as_fd())?;
-                    flow::forward(self, batch, director);
+                    flow::forward(self, batch, director, new_flows);
                     if n < SLOTS {
                         // The queue is empty: let the readiness go now rather than
                         // after one more system call that finds nothing.
@@ -167,6 +173,9 @@ const CLOSED: u8 = 2;
 pub struct SocketGroup {
     pub listen: ListenAddr,
     state: AtomicU8,
+    /// Wakes the receive loops when the address starts or stops draining: an idle
+    /// socket must notice without a datagram arriving.
+    state_changed: Notify,
     sockets: Mutex<Vec<Arc<ListenSocket>>>,
     tasks: Mutex<Vec<AbortHandle>>,
     /// The sockets' descriptors, from the budget, until the group closes.
@@ -175,20 +184,28 @@ pub struct SocketGroup {
 
 impl SocketGroup {
     /// Binds `listen` once per worker, with the descriptors `held` for them, and starts
-    /// serving it; refused when another process is bound to the address.
+    /// serving it; refused when another process is bound to the address, or a draining
+    /// socket of uvs's own is (until its last flow has gone).
     pub fn start(
         director: &Arc<Director>,
         listen: ListenAddr,
         freebind: bool,
         held: Held,
     ) -> io::Result<Arc<SocketGroup>> {
-        check_unused(&listen, freebind)?;
+        check_unused(&listen, freebind).map_err(|e| {
+            if e.kind() == io::ErrorKind::AddrInUse && director.listeners.draining_over(&listen) {
+                io::Error::new(io::ErrorKind::AddrInUse, HELD_BY_DRAINING)
+            } else {
+                e
+            }
+        })?;
         let sockets = (0..director.workers.len())
             .map(|_| bind_udp(&listen, freebind))
             .collect::<io::Result<Vec<_>>>()?;
         let group = Arc::new(SocketGroup {
             listen,
             state: AtomicU8::new(SERVING),
+            state_changed: Notify::new(),
             sockets: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
             held: Mutex::new(Some(held)),
@@ -216,11 +233,16 @@ impl SocketGroup {
         self.sockets().iter().map(|s| s.flows().len()).sum()
     }
 
-    /// No new flows; the open ones go on until they expire, then the sockets close.
+    /// No new flows; the open ones go on until they expire, then the sockets close
+    /// (within [`DRAIN_CHECK`] of the last one's end; at once when there is none).
     pub fn drain(&self) {
-        let _ = self
+        if self
             .state
-            .compare_exchange(SERVING, DRAINING, Relaxed, Relaxed);
+            .compare_exchange(SERVING, DRAINING, Relaxed, Relaxed)
+            .is_ok()
+        {
+            self.state_changed.notify_waiters();
+        }
     }
 
     /// Takes new flows again, if the sockets are still open. False: they closed.
@@ -229,7 +251,10 @@ impl SocketGroup {
             .state
             .compare_exchange(DRAINING, SERVING, Relaxed, Relaxed)
         {
-            Ok(_) => true,
+            Ok(_) => {
+                self.state_changed.notify_waiters();
+                true
+            }
             Err(state) => state == SERVING,
         }
     }
@@ -273,6 +298,10 @@ impl SocketGroup {
     }
 }
 
+/// Why a listen address cannot be bound when the socket in the way is uvs's own.
+const HELD_BY_DRAINING: &str = "Address already in use (by a socket of uvs's own that \
+    stopped taking new flows and closes when its last flow expires)";
+
 static POLL_FAILED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
 
 /// One worker's receive loop for a listen address.
@@ -293,11 +322,26 @@ async fn serve(socket: std::net::UdpSocket, group: Arc<SocketGroup>, director: A
         flows: Mutex::new(HashMap::new()),
     });
     group.sockets.locked().push(Arc::clone(&listener));
+    // When a draining address next looks for its last flow: a deadline kept across
+    // datagrams, so that traffic does not put the look off.
+    let mut drain_check: Option<Instant> = None;
     loop {
         if group.is_closed() {
             return;
         }
+        // Registered before the state is read, so a change in between wakes it.
+        let state_changed = group.state_changed.notified();
+        tokio::pin!(state_changed);
+        state_changed.as_mut().enable();
         let draining = group.is_draining();
+        let check_at = match (draining, drain_check) {
+            (false, _) => {
+                drain_check = None;
+                Instant::now()
+            }
+            (true, Some(at)) => at,
+            (true, None) => *drain_check.insert(Instant::now()),
+        };
         tokio::select! {
             ready = listener.socket.readable() => {
                 if let Err(e) = ready {
@@ -306,17 +350,21 @@ async fn serve(socket: std::net::UdpSocket, group: Arc<SocketGroup>, director: A
                     });
                     return;
                 }
-                if listener.receive(&director) {
+                // The state now, not as it was before the wait: an address wanted again
+                // meanwhile takes this datagram's client.
+                if listener.receive(&director, !group.is_draining()) {
                     // A flood keeps the socket readable: without this, the tasks it
                     // makes (new flows' relays, ended flows to drop) would wait for
                     // tokio's budget to run out, tens of thousands of datagrams later.
                     tokio::task::yield_now().await;
                 }
             }
-            () = tokio::time::sleep(DRAIN_CHECK), if draining => {
+            () = &mut state_changed => {}
+            () = tokio::time::sleep_until(check_at), if draining => {
                 if group.close_if_drained() {
                     return;
                 }
+                drain_check = Some(Instant::now() + DRAIN_CHECK);
             }
         }
     }
