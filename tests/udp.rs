@@ -827,10 +827,7 @@ fn in_own_network(test: impl FnOnce() + Send + 'static) {
         return;
     }
     let thread = std::thread::spawn(move || {
-        // SAFETY: unshare(2) with a constant flag; it changes only this thread's
-        // network namespace.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+        uvs::sys::unshare_network().expect("unshare");
         let up = std::process::Command::new("ip")
             .args(["link", "set", "lo", "up"])
             .status()

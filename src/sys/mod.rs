@@ -335,6 +335,17 @@ fn c_name(name: &str) -> std::io::Result<std::ffi::CString> {
     })
 }
 
+/// Moves the calling thread into a network namespace of its own (unshare(2),
+/// CLONE_NEWNET; needs CAP_SYS_ADMIN): what it and the processes it starts bind is
+/// never the host's. Tests use it to bind wildcard addresses safely.
+pub fn unshare_network() -> std::io::Result<()> {
+    // SAFETY: unshare takes one integer flag and changes only this thread's namespace.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
