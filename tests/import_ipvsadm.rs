@@ -351,3 +351,18 @@ proptest! {
         );
     }
 }
+
+/// A service's -A not taken, then taken, then deleted: a later rule of it fails on the
+/// deletion, not on the first line (review 9a).
+#[test]
+fn a_rule_after_a_service_was_taken_and_deleted_does_not_blame_its_first_line() {
+    reported(
+        "-A -t 10.0.0.1:80 -s nope\n\
+         -A -t 10.0.0.1:80 -s rr\n\
+         -D -t 10.0.0.1:80\n\
+         -a -t 10.0.0.1:80 -r 10.0.0.2:80 -m\n",
+        "dump:1: `-A -t 10.0.0.1:80 -s nope': Scheduler or persistence engine not found\n\
+         dump:4: `-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m': Service not defined\n\
+         uvs: dump: 2 lines not taken\n",
+    );
+}

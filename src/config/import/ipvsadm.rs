@@ -28,7 +28,7 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
     let mut ordered: HashSet<ServiceKey> = HashSet::new();
     let mut reader = RestoreReader::new(input, &["ipvsadm", "uvsadm"]);
     let mut line = 0;
-    // Services whose -A line was not taken, with that line.
+    // Services whose -A line was not taken, with that line, until an -A of them is.
     let mut not_taken: HashMap<ServiceKey, usize> = HashMap::new();
     while let Some(words) = reader.next_line() {
         line += 1;
@@ -105,6 +105,9 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
                 not_taken.entry(c.key).or_insert(line);
             }
         } else if let Command::AddService(c) = &command {
+            // Taken now: a later rule failing on this service is not for an earlier -A
+            // line that was not taken (a -D between may have deleted it since).
+            not_taken.remove(&c.key);
             // The service wins a listen rule's address (`table::listener`); a file
             // cannot hold both, so the rule is left out, and said.
             for rule in table.rules_shadowed_by(&c.key) {
