@@ -366,3 +366,17 @@ fn a_rule_after_a_service_was_taken_and_deleted_does_not_blame_its_first_line() 
          uvs: dump: 2 lines not taken\n",
     );
 }
+
+/// Outside text in a report is escaped: a terminal escape and a bidi override in the
+/// quoted line are shown as `\u{1b}` and `\u{202e}`, never sent as themselves (review 7).
+#[test]
+fn reports_escape_control_and_bidi_characters_of_the_input() {
+    reported(
+        "-A -t 127.0.0.1:81 -s \x1b]0;TITLE\x07rr\n\
+         -A -t 127.0.0.1:80 -s rr \u{202e} evil\n",
+        "dump:1: `-A -t 127.0.0.1:81 -s \\u{1b}]0;TITLE\\u{7}rr': Scheduler or persistence \
+         engine not found\n\
+         dump:2: unexpected argument \\u{202e}\n\
+         uvs: dump: 2 lines not taken\n",
+    );
+}

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use super::Config;
 use super::capped::Capped;
+use crate::printable::Printable;
 
 /// A line of the input that was not (wholly) taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,12 +54,15 @@ impl Imported {
     }
 
     /// What `uvs import` says on stderr of the lines of `file` not taken: one line
-    /// each, then how many more there are.
+    /// each, then how many more there are. The reports quote the input (a line as
+    /// written, a name), so they are shown through [`Printable`]: a control or bidi
+    /// character in the file is escaped, never sent to the terminal as itself.
     pub fn not_taken(&self, file: &Path) -> String {
-        let file = file.display();
+        let file = file.display().to_string();
+        let file = Printable(&file);
         let mut out = String::new();
         for s in &self.skipped {
-            let _ = writeln!(out, "{file}:{}: {}", s.line, s.message);
+            let _ = writeln!(out, "{file}:{}: {}", s.line, Printable(&s.message));
         }
         let more = self.skipped_total.saturating_sub(self.skipped.len());
         if more > 0 {
