@@ -380,3 +380,19 @@ fn reports_escape_control_and_bidi_characters_of_the_input() {
          uvs: dump: 2 lines not taken\n",
     );
 }
+
+/// A v4-mapped VIP, which ipvsadm takes and `uvs check` refuses (uvs cannot listen on
+/// it), is reported, its servers with it (review 6).
+#[test]
+fn a_v4_mapped_vip_is_reported_with_the_ipv4_address_to_write() {
+    reported(
+        "-A -t [::ffff:127.0.0.1]:9402 -s rr\n\
+         -a -t [::ffff:127.0.0.1]:9402 -r [::1]:80 -m\n",
+        "dump:1: `-A -t [::ffff:127.0.0.1]:9402 -s rr': an IPv4-mapped IPv6 address cannot be \
+         listened on (uvs's IPv6 sockets are IPv6-only): write the IPv4 address, \
+         127.0.0.1:9402; not taken\n\
+         dump:2: `-a -t [::ffff:127.0.0.1]:9402 -r [::1]:80 -m': Service not defined (its \
+         service, line 1, was not taken)\n\
+         uvs: dump: 2 lines not taken\n",
+    );
+}
