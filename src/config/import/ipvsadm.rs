@@ -15,7 +15,7 @@ use crate::adm::names::Names;
 use crate::adm::restore::RestoreReader;
 use crate::config::ServiceSpec;
 use crate::config::schema::{MAX_WEIGHT, holds_netmask};
-use crate::table::{Command, Netmask, ServiceKey, Table, TableError, UnicastOnly};
+use crate::table::{Command, Netmask, ServiceConfig, ServiceKey, Table, TableError, UnicastOnly};
 
 /// Imports the rules in `input`; `names` resolves host and service names (as `ipvsadm
 /// -R` would).
@@ -204,16 +204,10 @@ fn beyond_the_file(command: &Command) -> Option<String> {
             ))
         }
         // `uvs check` refuses a file's v4-mapped VIP: uvs cannot listen on it.
-        Command::AddService(service)
-            if let ServiceKey::Inet { addr, port, .. } = service.key
-                && let Some(v4) = crate::table::listener::v4_mapped(&addr) =>
-        {
-            Some(format!(
-                "an IPv4-mapped IPv6 address cannot be listened on (uvs's IPv6 sockets are \
-                 IPv6-only): write the IPv4 address, {}",
-                std::net::SocketAddr::from((v4, port))
-            ))
-        }
+        Command::AddService(ServiceConfig {
+            key: ServiceKey::Inet { addr, port, .. },
+            ..
+        }) if let Some(why) = super::v4_mapped_vip(addr, *port) => Some(why),
         Command::AddService(service) | Command::EditService(service) => match service.netmask {
             Netmask::V4(mask) if !holds_netmask(mask) => Some(format!(
                 "netmask {mask}: a uvs configuration holds contiguous netmasks only (a prefix, as 255.255.255.0)"

@@ -76,6 +76,19 @@ impl Imported {
     }
 }
 
+/// Why a VIP at `addr`:`port` is not taken, when it is IPv4-mapped (`::ffff:10.0.0.1`):
+/// ipvsadm, ldirectord and keepalived take it as the IPv6 address it is, but `uvs
+/// check` refuses it in a file, since uvs cannot listen on it
+/// (`table::listener::v4_mapped`). None for any other address.
+fn v4_mapped_vip(addr: &std::net::IpAddr, port: u16) -> Option<String> {
+    let v4 = crate::table::listener::v4_mapped(addr)?;
+    Some(format!(
+        "an IPv4-mapped IPv6 address cannot be listened on (uvs's IPv6 sockets are \
+         IPv6-only): write the IPv4 address, {}",
+        std::net::SocketAddr::from((v4, port))
+    ))
+}
+
 /// An import under way: the configuration as far as it goes, and the lines not taken.
 #[derive(Default)]
 struct Importing {
