@@ -2189,6 +2189,30 @@ virtual_server ::ffff:192.0.2.1 80 {
             )]
         );
         assert!(imported.config.services.is_empty());
+        // A group's member too.
+        let text = "\
+virtual_server_group g {
+    ::ffff:192.0.2.1 80
+}
+virtual_server group g {
+    protocol TCP
+    real_server 198.51.100.1 80 {
+    }
+}
+";
+        let imported = import(text, None).unwrap();
+        let lines = imported.skipped_lines();
+        assert!(
+            lines.contains(&(
+                2,
+                "virtual_server_group g: ::ffff:192.0.2.1 80: an IPv4-mapped IPv6 address cannot \
+                 be listened on (uvs's IPv6 sockets are IPv6-only): write the IPv4 address, \
+                 192.0.2.1:80; not taken"
+            )),
+            "{lines:?}"
+        );
+        let toml = crate::config::render::render(&imported.config);
+        assert!(!toml.contains("ffff"), "{toml}");
     }
 
     #[test]
