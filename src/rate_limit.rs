@@ -39,6 +39,25 @@ impl RateLimit {
         }
         true
     }
+
+    /// How many occurrences were held back since the last line, once the interval
+    /// since it is over (for a periodic task, so that the count is said even when no
+    /// occurrence comes after); None when none is held or it is too soon.
+    pub fn flush(&self) -> Option<u64> {
+        match self.0.flush()? {
+            Line::Summary { counts, .. } => Some(counts[0]),
+            Line::First => None,
+        }
+    }
+
+    /// As [`RateLimit::flush`], whatever the time: for a line said at once that takes
+    /// the count with it.
+    pub fn flush_now(&self) -> Option<u64> {
+        match self.0.flush_now()? {
+            Line::Summary { counts, .. } => Some(counts[0]),
+            Line::First => None,
+        }
+    }
 }
 
 /// Events of `N` kinds (the causes of a real server's failed connects, say) counted

@@ -182,3 +182,90 @@ fn a_flood_of_changes_to_the_file_s_service_is_one_warning_per_interval() {
         d.log().contains(&undone)
     });
 }
+
+/// Waits, for at most a minute (a held-back count is said once its ten-second interval
+/// is over), until the daemon's log has `message`.
+fn logged_within_a_minute(d: &Daemon, what: &str, message: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !d.log().contains(message) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}\n{}",
+            d.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// An edit, then deletions of the file's server and service: the edit is named, and
+/// each deletion too, at once, however soon after it comes (review 5), the first
+/// taking with it the count of what was held back.
+#[test]
+fn deleting_what_the_file_owns_is_always_said_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = common::Backend::start("A", Behaviour::Name);
+    let owned = vip();
+    let (path, _file, d) = owning(dir.path(), owned, a.addr);
+    let file_name = path.display().to_string();
+    let (v, s) = (owned.to_string(), a.addr.to_string());
+    for args in [
+        &["-E", "-t", &v, "-s", "rr"][..],
+        &["-E", "-t", &v, "-s", "wrr"],
+        &["-d", "-t", &v, "-r", &s],
+        &["-D", "-t", &v],
+    ] {
+        d.ok(args);
+    }
+    let said = |command: &str, more: &str| {
+        format!(
+            "uvsadm changed tcp {owned}, which {file_name} owns ({command}): the next reload \
+             of {file_name} will undo it{more}"
+        )
+    };
+    let lines = [
+        said(&format!("-E -t {owned} -s rr"), ""),
+        said(
+            &format!("-d -t {owned} -r {s}"),
+            " (1 more change to it not logged since the last such line)",
+        ),
+        said(&format!("-D -t {owned}"), ""),
+    ];
+    eventually("the deletions are named", || d.log().contains(&lines[2]));
+    let log = d.log();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("uvsadm changed tcp"))
+        .collect();
+    assert_eq!(warned.len(), 3, "{warned:#?}");
+    for (line, expected) in warned.iter().zip(&lines) {
+        assert!(
+            line.contains(" WARN ") && line.ends_with(expected.as_str()),
+            "{line}"
+        );
+    }
+}
+
+/// A change held back with nothing after it is still said, once its interval is over,
+/// with its count (review 5): no change to what the file owns goes unsaid.
+#[test]
+fn a_change_held_back_is_said_when_its_interval_is_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = common::Backend::start("A", Behaviour::Name);
+    let owned = vip();
+    let (path, _file, d) = owning(dir.path(), owned, a.addr);
+    let file_name = path.display().to_string();
+    let v = owned.to_string();
+    for scheduler in ["wrr", "rr", "wlc"] {
+        d.ok(&["-E", "-t", &v, "-s", scheduler]);
+    }
+    let held = format!(
+        "uvsadm made 2 more changes to tcp {owned}, which {file_name} owns, not logged since \
+         the last such line: the next reload of {file_name} will undo them"
+    );
+    logged_within_a_minute(&d, "the count held back is said", &held);
+    let log = d.log();
+    let line = log.lines().find(|l| l.contains(&held)).unwrap();
+    assert!(line.contains(" WARN "), "{line}");
+    assert_eq!(log.matches("uvsadm changed tcp").count(), 1, "{log}");
+    assert_eq!(log.matches("uvsadm made ").count(), 1, "{log}");
+}

@@ -351,3 +351,48 @@ proptest! {
         );
     }
 }
+
+/// A service's -A not taken, then taken, then deleted: a later rule of it fails on the
+/// deletion, not on the first line (review 9a).
+#[test]
+fn a_rule_after_a_service_was_taken_and_deleted_does_not_blame_its_first_line() {
+    reported(
+        "-A -t 10.0.0.1:80 -s nope\n\
+         -A -t 10.0.0.1:80 -s rr\n\
+         -D -t 10.0.0.1:80\n\
+         -a -t 10.0.0.1:80 -r 10.0.0.2:80 -m\n",
+        "dump:1: `-A -t 10.0.0.1:80 -s nope': Scheduler or persistence engine not found\n\
+         dump:4: `-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m': Service not defined\n\
+         uvs: dump: 2 lines not taken\n",
+    );
+}
+
+/// Outside text in a report is escaped: a terminal escape and a bidi override in the
+/// quoted line are shown as `\u{1b}` and `\u{202e}`, never sent as themselves (review 7).
+#[test]
+fn reports_escape_control_and_bidi_characters_of_the_input() {
+    reported(
+        "-A -t 127.0.0.1:81 -s \x1b]0;TITLE\x07rr\n\
+         -A -t 127.0.0.1:80 -s rr \u{202e} evil\n",
+        "dump:1: `-A -t 127.0.0.1:81 -s \\u{1b}]0;TITLE\\u{7}rr': Scheduler or persistence \
+         engine not found\n\
+         dump:2: unexpected argument \\u{202e}\n\
+         uvs: dump: 2 lines not taken\n",
+    );
+}
+
+/// A v4-mapped VIP, which ipvsadm takes and `uvs check` refuses (uvs cannot listen on
+/// it), is reported, its servers with it (review 6).
+#[test]
+fn a_v4_mapped_vip_is_reported_with_the_ipv4_address_to_write() {
+    reported(
+        "-A -t [::ffff:127.0.0.1]:9402 -s rr\n\
+         -a -t [::ffff:127.0.0.1]:9402 -r [::1]:80 -m\n",
+        "dump:1: `-A -t [::ffff:127.0.0.1]:9402 -s rr': an IPv4-mapped IPv6 address cannot be \
+         listened on (uvs's IPv6 sockets are IPv6-only): write the IPv4 address, \
+         127.0.0.1:9402; not taken\n\
+         dump:2: `-a -t [::ffff:127.0.0.1]:9402 -r [::1]:80 -m': Service not defined (its \
+         service, line 1, was not taken)\n\
+         uvs: dump: 2 lines not taken\n",
+    );
+}

@@ -53,7 +53,7 @@ use crate::proxy::congestion::CongestionControl;
 use crate::table::{
     Command, Family, Forward, ListenAddr, ListenRule, Netmask, Protocol, ProxyProtocol,
     ServerConfig, ServiceConfig, ServiceFlags, ServiceKey, ServiceOptions, Table as VsTable,
-    Timeouts, Tunnel, TunnelChecksum, TunnelKind, UnicastOnly,
+    Timeouts, Tunnel, TunnelChecksum, TunnelKind, UnicastOnly, listener,
 };
 
 /// The longest persistence ipvsadm accepts (31 days).
@@ -893,6 +893,10 @@ fn read_key(t: &Table<'_, '_>, span: &Range<usize>) -> Option<ServiceKey> {
     ] {
         if let Some(item) = item {
             let addr = socket_addr(&item)?;
+            if let Some(v4) = listener::v4_mapped(&addr.ip()) {
+                item.problem(v4_mapped_vip(SocketAddr::from((v4, addr.port()))));
+                return None;
+            }
             return Some(ServiceKey::Inet {
                 protocol,
                 addr: addr.ip(),
@@ -906,6 +910,16 @@ fn read_key(t: &Table<'_, '_>, span: &Range<usize>) -> Option<ServiceKey> {
         _ => Family::Inet,
     };
     Some(ServiceKey::Fwmark { mark, family })
+}
+
+/// Why a file's VIP may not be IPv4-mapped (`::ffff:127.0.0.1`): uvs's IPv6 sockets are
+/// IPv6-only and cannot bind it (`listener::v4_mapped`); `v4`: the address to write.
+/// (`uvsadm -A` takes it, as ipvsadm does; a file is uvs's own and says so at once.)
+fn v4_mapped_vip(v4: SocketAddr) -> String {
+    format!(
+        "an IPv4-mapped IPv6 address cannot be listened on (uvs's IPv6 sockets are \
+         IPv6-only): write the IPv4 address, as \"{v4}\""
+    )
 }
 
 /// The scheduler flags by ipvsadm's names (`-b`), checked against the scheduler.
@@ -1067,6 +1081,11 @@ fn read_members(t: &Table<'_, '_>, name: &Item<'_, '_>) -> Option<Members> {
             };
             match group::parse_member(text, group::MAX_MEMBERS) {
                 Ok((addrs, port)) => {
+                    if let Some(v4) = addrs.iter().find_map(listener::v4_mapped) {
+                        ok = false;
+                        e.problem(v4_mapped_vip(SocketAddr::from((v4, port))));
+                        continue;
+                    }
                     for addr in addrs {
                         let key = ServiceKey::Inet {
                             protocol,

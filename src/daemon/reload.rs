@@ -103,6 +103,19 @@ impl Commands {
     }
 }
 
+/// The first [`UNDONE_NAMED`] of `touched`, then how many more: "tcp V, tcp W, 3 more".
+fn named(touched: &[&Touched]) -> String {
+    let mut what: Vec<String> = touched
+        .iter()
+        .take(UNDONE_NAMED)
+        .map(ToString::to_string)
+        .collect();
+    if touched.len() > UNDONE_NAMED {
+        what.push(format!("{} more", touched.len() - UNDONE_NAMED));
+    }
+    what.join(", ")
+}
+
 /// What the control socket changed of one thing the file owns since the file was last
 /// applied, and the rate limit of the warnings that say so.
 #[derive(Debug, Default)]
@@ -415,8 +428,11 @@ impl Reloader {
     /// comes between the change and its record. The warning is limited per thing
     /// touched: the first change at once, then at most one line per
     /// [`INTERVAL_SECONDS`](crate::rate_limit::INTERVAL_SECONDS) with the count held
-    /// back (500 commands of a `-R` make one line), afresh after each reload. uvsadm's
-    /// own output is not touched. Errors: the table's refusal.
+    /// back (500 commands of a `-R` make one line), afresh after each reload; the
+    /// count held back is said by the next line, or once the interval is over by
+    /// [`Reloader::say_held`]. A deletion (`-d`, `-D`, `-C`, `--delete-listener`) is
+    /// always said at once. uvsadm's own output is not touched. Errors: the table's
+    /// refusal.
     pub fn apply_from_control(
         &self,
         table: &TableHandle,
@@ -433,27 +449,33 @@ impl Reloader {
         if touched.is_empty() {
             return Ok(());
         }
+        // A deletion (-d, -D, -C, --delete-listener) is rare and the most consequential:
+        // always said at once, with what was held back of the thing it deletes.
+        let deletion = matches!(
+            command,
+            Command::DeleteServer { .. }
+                | Command::DeleteService { .. }
+                | Command::Flush {}
+                | Command::DeleteListener { .. }
+        );
         let mut changes = self.changed_by_control.locked();
         let (mut said, mut held) = (Vec::new(), 0);
         for t in &touched {
             let change = changes.entry(*t).or_default();
             change.commands.add(command);
-            change.said.warn(|h| {
+            if deletion {
                 said.push(t);
-                held += h;
-            });
+                held += change.said.flush_now().unwrap_or(0);
+            } else {
+                change.said.warn(|h| {
+                    said.push(t);
+                    held += h;
+                });
+            }
         }
         drop(changes);
         if said.is_empty() {
             return Ok(());
-        }
-        let mut what: Vec<String> = said
-            .iter()
-            .take(UNDONE_NAMED)
-            .map(ToString::to_string)
-            .collect();
-        if said.len() > UNDONE_NAMED {
-            what.push(format!("{} more", said.len() - UNDONE_NAMED));
         }
         let more = if held > 0 {
             format!(
@@ -467,10 +489,37 @@ impl Reloader {
         // Said under the lock too, so it comes before the reload that undoes it.
         tracing::warn!(target: LOG,
             "uvsadm changed {}, which {path} owns ({command}): the next reload of {path} will undo it{more}",
-            what.join(", ")
+            named(&said)
         );
         drop(file);
         Ok(())
+    }
+
+    /// The counts of the warnings of `apply_from_control` held back, once their
+    /// interval is over, in one line: without it a change held back would be said only
+    /// if another came after it (or by the reload that undoes it). Called every
+    /// [`POLL_INTERVAL`] by [`Reloader::run`].
+    fn say_held(&self) {
+        let changes = self.changed_by_control.locked();
+        let mut held: Vec<(&Touched, u64)> = changes
+            .iter()
+            .filter_map(|(t, change)| Some((t, change.said.flush()?)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        if held.is_empty() {
+            return;
+        }
+        held.sort_by_cached_key(|(t, _)| t.to_string());
+        let n: u64 = held.iter().map(|(_, n)| n).sum();
+        let touched: Vec<&Touched> = held.iter().map(|(t, _)| *t).collect();
+        let path = self.path.display();
+        tracing::warn!(target: LOG,
+            "uvsadm made {n} more {} to {}, which {path} owns, not logged since the last such \
+             line: the next reload of {path} will undo {}",
+            crate::words::plural(n, "change", "changes"),
+            named(&touched),
+            if n == 1 { "it" } else { "them" }
+        );
     }
 
     /// After `commands` made the table say what the file says again: names the
@@ -738,6 +787,7 @@ impl Reloader {
                 () = self.health_changed.notified() => self.follow_health(&director),
                 () = tokio::time::sleep_until(reading.next_poll) => {
                     reading.next_poll = tokio::time::Instant::now() + POLL_INTERVAL;
+                    self.say_held();
                     // A poll that finds the slot busy is skipped: one read at a time.
                     if self.autoreload.load(Relaxed) && !reading.slot.busy() {
                         self.start(&mut reading, Job::Look);

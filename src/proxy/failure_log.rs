@@ -80,16 +80,36 @@ pub fn connect_failed(
             crate::rate_limit::INTERVAL_SECONDS
         ),
         Some(Line::Summary { counts, seconds }) => {
-            connect_summary(service, dest, &counts, seconds);
+            connect_summary(service, dest, &counts, Span::Last(seconds));
         }
         None => {}
     }
 }
 
-fn connect_summary(service: &dyn Display, dest: &dyn Display, counts: &[u64; 4], seconds: u64) {
+/// Over what a summary counts: the seconds since the line before it, or, for the last
+/// word on something that left the table, its whole held time ("in the last 0 s" would
+/// be wrong there: the clock is read at the removal, not when the failures came).
+#[derive(Debug, Clone, Copy)]
+enum Span {
+    /// The last so many seconds.
+    Last(u64),
+    /// Until it was removed (`what`: "it", "the service").
+    Removed(&'static str),
+}
+
+impl Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Span::Last(seconds) => write!(f, "in the last {seconds} s"),
+            Span::Removed(what) => write!(f, "before {what} was removed"),
+        }
+    }
+}
+
+fn connect_summary(service: &dyn Display, dest: &dyn Display, counts: &[u64; 4], span: Span) {
     let n: u64 = counts.iter().sum();
     tracing::warn!(
-        "real server {dest} of {service}: {n} more connect {} ({}) in the last {seconds} s",
+        "real server {dest} of {service}: {n} more connect {} ({}) {span}",
         plural(n, "failure", "failures"),
         Counts(counts, CAUSES)
     );
@@ -126,7 +146,7 @@ pub fn reset(
             crate::rate_limit::INTERVAL_SECONDS
         ),
         (Some(Line::Summary { counts, seconds }), _) => {
-            reset_summary(key, by, counts[0], seconds);
+            reset_summary(key, by, counts[0], Span::Last(seconds));
         }
         (None, _) => {}
     }
@@ -139,15 +159,15 @@ fn tally(service: &Service, by: Peer) -> &Tally<1> {
     }
 }
 
-fn reset_summary(key: &ServiceKey, by: Peer, n: u64, seconds: u64) {
+fn reset_summary(key: &ServiceKey, by: Peer, n: u64, span: Span) {
     let connections = plural(n, "connection", "connections");
     match by {
         Peer::Client => {
-            tracing::info!("{key}: {n} more {connections} reset by clients in the last {seconds} s")
+            tracing::info!("{key}: {n} more {connections} reset by clients {span}")
         }
-        Peer::Server => tracing::warn!(
-            "{key}: {n} more {connections} reset by real servers in the last {seconds} s"
-        ),
+        Peer::Server => {
+            tracing::warn!("{key}: {n} more {connections} reset by real servers {span}")
+        }
     }
 }
 
@@ -161,9 +181,8 @@ pub fn flush(table: &TableHandle) {
             Retired::Server { service, server } => flush_server_now(&service, &server),
             Retired::Service(service) => {
                 for by in [Peer::Client, Peer::Server] {
-                    if let Some(Line::Summary { counts, seconds }) = tally(&service, by).flush_now()
-                    {
-                        reset_summary(&service.key, by, counts[0], seconds);
+                    if let Some(Line::Summary { counts, .. }) = tally(&service, by).flush_now() {
+                        reset_summary(&service.key, by, counts[0], Span::Removed("the service"));
                     }
                 }
                 for server in &service.servers {
@@ -175,25 +194,23 @@ pub fn flush(table: &TableHandle) {
     for service in table.snapshot().services() {
         for by in [Peer::Client, Peer::Server] {
             if let Some(Line::Summary { counts, seconds }) = tally(service, by).flush() {
-                reset_summary(&service.key, by, counts[0], seconds);
+                reset_summary(&service.key, by, counts[0], Span::Last(seconds));
             }
         }
         for server in &service.servers {
             if let Some(Line::Summary { counts, seconds }) =
                 server.state.connect_failures.logged.flush()
             {
-                connect_summary(&service.key, &server.key(), &counts, seconds);
+                connect_summary(&service.key, &server.key(), &counts, Span::Last(seconds));
             }
         }
     }
 }
 
-/// The last word on a real server that left its service.
+/// The last word on a real server that left its service (or whose service left).
 fn flush_server_now(service: &ServiceKey, server: &RealServer) {
-    if let Some(Line::Summary { counts, seconds }) =
-        server.state.connect_failures.logged.flush_now()
-    {
-        connect_summary(service, &server.key(), &counts, seconds);
+    if let Some(Line::Summary { counts, .. }) = server.state.connect_failures.logged.flush_now() {
+        connect_summary(service, &server.key(), &counts, Span::Removed("it"));
     }
 }
 

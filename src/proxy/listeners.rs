@@ -206,6 +206,19 @@ impl FailureLog {
 
 static SUMMED: RateLimit = RateLimit::new();
 
+/// Why `listen` cannot listen, from `e`: for an IPv4-mapped IPv6 address (which
+/// `uvsadm -A` takes, as ipvsadm does) the cause in words rather than a bare EINVAL,
+/// since an IPv6-only socket can never bind it, however often it is retried.
+fn why_not(listen: &ListenAddr, e: &io::Error) -> String {
+    match crate::table::listener::v4_mapped(&listen.addr) {
+        Some(v4) => format!(
+            "{e}: an IPv4-mapped IPv6 address cannot be listened on in userspace mode (uvs's \
+             IPv6 sockets are IPv6-only); use the IPv4 address, {v4}"
+        ),
+        None => e.to_string(),
+    }
+}
+
 /// The own addresses of the table as it stands, and the real servers that would loop,
 /// each named once while it stays.
 struct Loops {
@@ -285,7 +298,7 @@ pub async fn manage(director: Arc<Director>) {
                 }
                 Err(e) => {
                     failing += 1;
-                    let reason = e.to_string();
+                    let reason = why_not(listen, &e);
                     if logged.get(listen) != Some(&reason) {
                         let told = failures.failed(listen, &reason);
                         if told

@@ -71,6 +71,16 @@ pub enum TableError {
         listen.port
     )]
     ListenerUnspecified { listen: ListenAddr },
+    /// `--add-listener` (or a file's `listen`) on an IPv4-mapped IPv6 address
+    /// (`::ffff:127.0.0.1`), which an IPv6-only socket cannot bind (`listener::v4_mapped`).
+    #[error(
+        "{listen}: an IPv4-mapped IPv6 address cannot be listened on (uvs's IPv6 sockets \
+         are IPv6-only): write the IPv4 address, {v4}"
+    )]
+    ListenerV4Mapped {
+        listen: ListenAddr,
+        v4: std::net::Ipv4Addr,
+    },
     /// `--delete-listener` for an address without a rule.
     #[error("No such listener")]
     NoSuchListener,

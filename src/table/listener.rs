@@ -118,6 +118,18 @@ pub fn owners(listen: &ListenAddr) -> impl Iterator<Item = ServiceKey> {
     std::iter::once(at(listen.addr)).chain(wildcard)
 }
 
+/// The IPv4 address of an IPv4-mapped IPv6 address (`::ffff:127.0.0.1` → 127.0.0.1,
+/// RFC 4291 2.5.5.2); None for any other address. IPVS takes such an address as the
+/// IPv6 address it is (ip_vs_ctl.c reads an AF_INET6 service's address as it is
+/// given), but uvs's IPv6 sockets are IPV6_V6ONLY, and bind(2) refuses a v4-mapped
+/// address on them (EINVAL): in userspace mode it can never be listened on.
+pub fn v4_mapped(addr: &IpAddr) -> Option<std::net::Ipv4Addr> {
+    match addr {
+        IpAddr::V6(a) => a.to_ipv4_mapped(),
+        IpAddr::V4(_) => None,
+    }
+}
+
 fn unspecified(family: Family) -> IpAddr {
     match family {
         Family::Inet => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
@@ -130,13 +142,22 @@ fn unspecified(family: Family) -> IpAddr {
 /// VIPs that `-A` adds later included, and the kernel, not the table, would then pick
 /// which socket gets a connection), must not be a virtual service's own, exactly or
 /// under a service at 0.0.0.0/:: (the rule would be shadowed from its start), and the
-/// service it leads to must exist (`exists`).
-/// Errors: [`TableError::ListenerUnspecified`], [`TableError::ListenerOnService`],
-/// [`TableError::NoListenerService`].
+/// service it leads to must exist (`exists`). An IPv4-mapped IPv6 address
+/// ([`v4_mapped`]) can never be listened on: `::ffff:0.0.0.0` is refused as unspecified,
+/// any other as v4-mapped.
+/// Errors: [`TableError::ListenerUnspecified`], [`TableError::ListenerV4Mapped`],
+/// [`TableError::ListenerOnService`], [`TableError::NoListenerService`].
 pub fn check(rule: &ListenRule, exists: impl Fn(&ServiceKey) -> bool) -> Result<(), TableError> {
-    if rule.listen.addr.is_unspecified() {
+    let mapped = v4_mapped(&rule.listen.addr);
+    if rule.listen.addr.is_unspecified() || mapped.is_some_and(|v4| v4.is_unspecified()) {
         return Err(TableError::ListenerUnspecified {
             listen: rule.listen,
+        });
+    }
+    if let Some(v4) = mapped {
+        return Err(TableError::ListenerV4Mapped {
+            listen: rule.listen,
+            v4,
         });
     }
     if let Some(own) = owners(&rule.listen).find(|k| exists(k)) {
@@ -254,6 +275,19 @@ mod tests {
                 "{refused}"
             );
         }
+        // ::ffff:0.0.0.0 is 0.0.0.0 written in IPv6 (review 6).
+        let refused = check(&rule("[::ffff:0.0.0.0]:7001", Some(7)), exists).unwrap_err();
+        assert!(
+            matches!(refused, TableError::ListenerUnspecified { .. }),
+            "{refused}"
+        );
+        assert_eq!(
+            check(&rule("[::ffff:127.0.0.1]:9400", Some(7)), exists)
+                .unwrap_err()
+                .to_string(),
+            "-t [::ffff:127.0.0.1]:9400: an IPv4-mapped IPv6 address cannot be listened on \
+             (uvs's IPv6 sockets are IPv6-only): write the IPv4 address, 127.0.0.1"
+        );
         assert_eq!(
             check(&rule("0.0.0.0:9001", Some(7)), exists)
                 .unwrap_err()

@@ -15,7 +15,7 @@ use crate::adm::names::Names;
 use crate::adm::restore::RestoreReader;
 use crate::config::ServiceSpec;
 use crate::config::schema::{MAX_WEIGHT, holds_netmask};
-use crate::table::{Command, Netmask, ServiceKey, Table, TableError, UnicastOnly};
+use crate::table::{Command, Netmask, ServiceConfig, ServiceKey, Table, TableError, UnicastOnly};
 
 /// Imports the rules in `input`; `names` resolves host and service names (as `ipvsadm
 /// -R` would).
@@ -28,7 +28,7 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
     let mut ordered: HashSet<ServiceKey> = HashSet::new();
     let mut reader = RestoreReader::new(input, &["ipvsadm", "uvsadm"]);
     let mut line = 0;
-    // Services whose -A line was not taken, with that line.
+    // Services whose -A line was not taken, with that line, until an -A of them is.
     let mut not_taken: HashMap<ServiceKey, usize> = HashMap::new();
     while let Some(words) = reader.next_line() {
         line += 1;
@@ -105,6 +105,9 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
                 not_taken.entry(c.key).or_insert(line);
             }
         } else if let Command::AddService(c) = &command {
+            // Taken now: a later rule failing on this service is not for an earlier -A
+            // line that was not taken (a -D between may have deleted it since).
+            not_taken.remove(&c.key);
             // The service wins a listen rule's address (`table::listener`); a file
             // cannot hold both, so the rule is left out, and said.
             for rule in table.rules_shadowed_by(&c.key) {
@@ -200,6 +203,11 @@ fn beyond_the_file(command: &Command) -> Option<String> {
                 server.weight
             ))
         }
+        // `uvs check` refuses a file's v4-mapped VIP: uvs cannot listen on it.
+        Command::AddService(ServiceConfig {
+            key: ServiceKey::Inet { addr, port, .. },
+            ..
+        }) if let Some(why) = super::v4_mapped_vip(addr, *port) => Some(why),
         Command::AddService(service) | Command::EditService(service) => match service.netmask {
             Netmask::V4(mask) if !holds_netmask(mask) => Some(format!(
                 "netmask {mask}: a uvs configuration holds contiguous netmasks only (a prefix, as 255.255.255.0)"

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use super::Config;
 use super::capped::Capped;
+use crate::printable::Printable;
 
 /// A line of the input that was not (wholly) taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,12 +54,15 @@ impl Imported {
     }
 
     /// What `uvs import` says on stderr of the lines of `file` not taken: one line
-    /// each, then how many more there are.
+    /// each, then how many more there are. The reports quote the input (a line as
+    /// written, a name), so they are shown through [`Printable`]: a control or bidi
+    /// character in the file is escaped, never sent to the terminal as itself.
     pub fn not_taken(&self, file: &Path) -> String {
-        let file = file.display();
+        let file = file.display().to_string();
+        let file = Printable(&file);
         let mut out = String::new();
         for s in &self.skipped {
-            let _ = writeln!(out, "{file}:{}: {}", s.line, s.message);
+            let _ = writeln!(out, "{file}:{}: {}", s.line, Printable(&s.message));
         }
         let more = self.skipped_total.saturating_sub(self.skipped.len());
         if more > 0 {
@@ -70,6 +74,19 @@ impl Imported {
         }
         out
     }
+}
+
+/// Why a VIP at `addr`:`port` is not taken, when it is IPv4-mapped (`::ffff:10.0.0.1`):
+/// ipvsadm, ldirectord and keepalived take it as the IPv6 address it is, but `uvs
+/// check` refuses it in a file, since uvs cannot listen on it
+/// (`table::listener::v4_mapped`). None for any other address.
+fn v4_mapped_vip(addr: &std::net::IpAddr, port: u16) -> Option<String> {
+    let v4 = crate::table::listener::v4_mapped(addr)?;
+    Some(format!(
+        "an IPv4-mapped IPv6 address cannot be listened on (uvs's IPv6 sockets are \
+         IPv6-only): write the IPv4 address, {}",
+        std::net::SocketAddr::from((v4, port))
+    ))
 }
 
 /// An import under way: the configuration as far as it goes, and the lines not taken.

@@ -232,6 +232,12 @@ fn entry(e: &Node, name: &str, g: &mut VsGroup, im: &mut Importing) {
             Err(_) => return left_out(im, "not a numeric address"),
         }
     };
+    if let Some(why) = addrs
+        .iter()
+        .find_map(|a| super::super::v4_mapped_vip(a, port))
+    {
+        return skip(im, &e.pos, format!("{what}: {why}; not taken"));
+    }
     if addrs.len() > room {
         return too_many(e, &what, im);
     }

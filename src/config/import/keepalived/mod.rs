@@ -665,6 +665,16 @@ fn virtual_server(
         );
         return None;
     }
+    if let Target::Addr(addr, port) = target
+        && let Some(why) = super::v4_mapped_vip(&addr, port)
+    {
+        skip(
+            im,
+            &n.pos,
+            format!("virtual_server {what}: {why}; not taken"),
+        );
+        return None;
+    }
     let key = match target {
         Target::Addr(addr, port) => {
             // check_data.c: "If the protocol is 0, the kernel defaults to UDP".
@@ -2155,6 +2165,54 @@ upper_threshold = 5
         );
         assert_eq!(imported.failing(), 0);
         assert_eq!(imported.config.services[0].health, Health::default());
+    }
+
+    /// keepalived takes a v4-mapped VIP as the IPv6 address it is; a uvs file cannot
+    /// hold one (uvs cannot listen on it): reported, not taken (review 6).
+    #[test]
+    fn a_v4_mapped_virtual_server_is_reported_with_the_ipv4_address_to_write() {
+        let text = "\
+virtual_server ::ffff:192.0.2.1 80 {
+    protocol TCP
+    real_server 198.51.100.1 80 {
+    }
+}
+";
+        let imported = import(text, None).unwrap();
+        assert_eq!(
+            imported.skipped_lines(),
+            [(
+                1,
+                "virtual_server ::ffff:192.0.2.1 80: an IPv4-mapped IPv6 address cannot be \
+                 listened on (uvs's IPv6 sockets are IPv6-only): write the IPv4 address, \
+                 192.0.2.1:80; not taken"
+            )]
+        );
+        assert!(imported.config.services.is_empty());
+        // A group's member too.
+        let text = "\
+virtual_server_group g {
+    ::ffff:192.0.2.1 80
+}
+virtual_server group g {
+    protocol TCP
+    real_server 198.51.100.1 80 {
+    }
+}
+";
+        let imported = import(text, None).unwrap();
+        let lines = imported.skipped_lines();
+        assert!(
+            lines.contains(&(
+                2,
+                "virtual_server_group g: ::ffff:192.0.2.1 80: an IPv4-mapped IPv6 address cannot \
+                 be listened on (uvs's IPv6 sockets are IPv6-only): write the IPv4 address, \
+                 192.0.2.1:80; not taken"
+            )),
+            "{lines:?}"
+        );
+        let toml = crate::config::render::render(&imported.config);
+        assert!(!toml.contains("ffff"), "{toml}");
     }
 
     #[test]

@@ -99,6 +99,10 @@ pub(super) fn service(
                 });
                 return None;
             };
+            if let Some(why) = super::super::v4_mapped_vip(&addr, number) {
+                imported.skip(v.line, format!("virtual service: {why}; not taken"));
+                return None;
+            }
             let protocol = if v.protocol == "udp" {
                 Protocol::Udp
             } else {

@@ -533,3 +533,21 @@ fn checks_uvs_has_not_are_stood_in_for_by_a_connect_check_and_say_so() {
         assert!(!toml.contains("negotiate"), "{toml}");
     }
 }
+
+/// ldirectord takes a v4-mapped VIP (in hex: its pattern has no dots) as the IPv6
+/// address it is; a uvs file cannot hold one (uvs cannot listen on it): reported, not
+/// taken (review 6).
+#[test]
+fn a_v4_mapped_virtual_service_is_reported_with_the_ipv4_address_to_write() {
+    let text = "virtual6=[::ffff:c000:201]:80\n\treal6=[2001:db8::2]:80 masq\n";
+    let imported = checked(import(text.as_bytes(), &mut NoNames));
+    assert_eq!(
+        imported.skipped_lines(),
+        [(
+            1,
+            "virtual service: an IPv4-mapped IPv6 address cannot be listened on (uvs's IPv6 \
+             sockets are IPv6-only): write the IPv4 address, 192.0.2.1:80; not taken"
+        )]
+    );
+    assert!(imported.config.services.is_empty());
+}
