@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::proxy::director::Director;
-use crate::proxy::low_port;
 use crate::table::{ListenAddr, Protocol};
 
 /// How often the listeners' states are read while waiting for the first round.
@@ -26,18 +25,9 @@ pub struct NotListening {
     pub vip: SocketAddr,
     /// The bind's error, as the listener manager recorded it.
     pub reason: String,
-    /// For a low port this process may not bind, what to do (`proxy::low_port::hint`).
+    /// For a low port this process may not bind, what to do (the listener manager's
+    /// `proxy::low_port::hint`).
     pub hint: Option<String>,
-}
-
-/// The low-port hint for a bind that failed with `reason`, an `io::Error`'s text
-/// ("Permission denied (os error 13)": the code is read back from it).
-fn low_port_hint(listen: &ListenAddr, reason: &str) -> Option<String> {
-    let code = reason.rsplit_once("(os error ")?.1.strip_suffix(')')?;
-    let error = std::io::Error::from_raw_os_error(code.parse().ok()?);
-    let start = low_port::unprivileged_port_start()?;
-    let program = std::env::current_exe().ok()?;
-    low_port::hint(listen, &error, start, &program.display().to_string())
 }
 
 /// Waits until `director`'s listeners have tried `vip` over TCP and UDP: Ok when both
@@ -63,20 +53,20 @@ pub async fn listening(director: &Director, vip: SocketAddr) -> Result<(), NotLi
             report
                 .iter()
                 .find(|r| r.listen == *listen)
-                .map(|r| r.state.error.clone())
+                .map(|r| (r.state.error.clone(), r.state.hint.clone()))
         };
         let mut tried = 0;
         for (listen, name) in &wanted {
             match state(listen) {
-                Some(Some(reason)) => {
+                Some((Some(reason), hint)) => {
                     return Err(NotListening {
                         protocol: name,
                         vip,
-                        hint: low_port_hint(listen, &reason),
+                        hint,
                         reason,
                     });
                 }
-                Some(None) => tried += 1,
+                Some((None, _)) => tried += 1,
                 None => {}
             }
         }

@@ -253,6 +253,9 @@ pub async fn manage(director: Arc<Director>) {
     let mut failures = FailureLog::new();
     // The listen addresses told why a low port is refused, each once.
     let mut hinted: HashSet<ListenAddr> = HashSet::new();
+    // The low-port hint of each address failing for want of the privilege, worked out
+    // once per new cause and kept in its state (for `uvs demo`'s one-line error).
+    let mut hints: HashMap<ListenAddr, String> = HashMap::new();
     let program =
         std::env::current_exe().map_or_else(|_| "uvs".to_string(), |p| p.display().to_string());
     loop {
@@ -273,6 +276,7 @@ pub async fn manage(director: Arc<Director>) {
         }
         logged.retain(|l, _| wanted.contains_key(l));
         hinted.retain(|l| wanted.contains_key(l));
+        hints.retain(|l, _| wanted.contains_key(l));
         let mut failing = 0usize;
         for (listen, service) in &wanted {
             if director.listeners.is_accepting(listen) {
@@ -281,6 +285,7 @@ pub async fn manage(director: Arc<Director>) {
                     Some(ListenerState {
                         service: service.key,
                         error: None,
+                        hint: None,
                     }),
                 );
                 continue;
@@ -290,6 +295,7 @@ pub async fn manage(director: Arc<Director>) {
                     director
                         .listeners
                         .start_accepting(*listen, service.key, serving);
+                    hints.remove(listen);
                     if logged.remove(listen).is_some() {
                         tracing::info!(%listen, "now listening");
                     } else {
@@ -300,11 +306,16 @@ pub async fn manage(director: Arc<Director>) {
                     failing += 1;
                     let reason = why_not(listen, &e);
                     if logged.get(listen) != Some(&reason) {
+                        match low_port::unprivileged_port_start()
+                            .and_then(|start| low_port::hint(listen, &e, start, &program))
+                        {
+                            Some(hint) => hints.insert(*listen, hint),
+                            None => hints.remove(listen),
+                        };
                         let told = failures.failed(listen, &reason);
                         if told
                             && !hinted.contains(listen)
-                            && let Some(hint) = low_port::unprivileged_port_start()
-                                .and_then(|start| low_port::hint(listen, &e, start, &program))
+                            && let Some(hint) = hints.get(listen)
                         {
                             tracing::warn!(%listen, "cannot listen: {hint}");
                             hinted.insert(*listen);
@@ -318,6 +329,7 @@ pub async fn manage(director: Arc<Director>) {
                         Some(ListenerState {
                             service: service.key,
                             error: Some(reason),
+                            hint: hints.get(listen).cloned(),
                         }),
                     );
                 }

@@ -22,6 +22,8 @@ pub struct ListenerState {
     pub service: ServiceKey,
     /// None when listening, else why the last bind failed (it is retried).
     pub error: Option<String>,
+    /// For a low port this process may not bind, what to do (`low_port::hint`).
+    pub hint: Option<String>,
 }
 
 /// One listen address of the status report.
@@ -94,6 +96,7 @@ impl Listeners {
             Some(ListenerState {
                 service,
                 error: None,
+                hint: None,
             }),
         );
     }
