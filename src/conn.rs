@@ -326,7 +326,14 @@ impl ConnTable {
         }
     }
 
+    /// Counts the connection in (or out of) the live connections, the table's and its
+    /// server's (`RealServerState::open`).
     fn count_live(&self, conn: &Conn, up: bool) {
+        if up {
+            conn.server.open_conns.fetch_add(1, Relaxed);
+        } else {
+            let _ = (conn.server.open_conns).fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        }
         let counters = [
             Some(&self.live_count),
             (conn.protocol == Protocol::Udp).then_some(&self.live_udp),

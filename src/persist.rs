@@ -399,8 +399,16 @@ impl Templates {
         }
     }
 
+    /// A template leads to its server while the server is in its service, is not
+    /// quiesced under expire_quiescent_template, and is neither draining (unless the
+    /// drain keeps persistent clients) nor ejected (`table::pool`): its client is then
+    /// scheduled afresh.
     fn usable(&self, t: &Template) -> bool {
-        t.server.is_available() && !(self.expire_quiescent.load(Relaxed) && t.server.weight() == 0)
+        use crate::table::real_server::Hold;
+        t.server.is_available()
+            && !(self.expire_quiescent.load(Relaxed) && t.server.weight() == 0)
+            && !t.server.holds(Hold::Draining)
+            && !t.server.holds(Hold::Ejected)
     }
 
     /// The place of `client`'s template for `service` (the client reached `local`),

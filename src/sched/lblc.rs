@@ -105,7 +105,11 @@ impl NoDestHooks for LocalityLeastConnection {
             entry.last_use = now;
             if let Some(i) = position(servers, &entry.server) {
                 let s = &servers[i];
-                if s.state.is_available() && s.weight > 0 && !is_overloaded(s, servers) {
+                if s.state.is_available()
+                    && s.weight > 0
+                    && !s.state.is_held_by_pool()
+                    && !is_overloaded(s, servers)
+                {
                     return Some(i);
                 }
             }

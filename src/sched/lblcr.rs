@@ -57,7 +57,7 @@ fn set_min(set: &[Member], servers: &[RealServer]) -> Option<usize> {
     let mut iter = set.iter();
     let mut least = loop {
         let m = iter.next()?;
-        if m.state.is_overloaded() {
+        if m.state.is_held_out() {
             continue;
         }
         if let Some(i) = member_index(m, servers).filter(|i| servers[*i].weight > 0) {
@@ -66,7 +66,7 @@ fn set_min(set: &[Member], servers: &[RealServer]) -> Option<usize> {
     };
     let mut loh = servers[least].state.overhead();
     for m in iter {
-        if m.state.is_overloaded() {
+        if m.state.is_held_out() {
             continue;
         }
         let Some(i) = member_index(m, servers) else {
@@ -130,7 +130,9 @@ impl NoDestHooks for LocalityReplicated {
             entry.set.retain(|m| m.key != most);
             entry.last_modified = now;
         }
-        if let Some(i) = min.filter(|i| !is_overloaded(&servers[*i], servers)) {
+        if let Some(i) = min.filter(|i| {
+            !servers[*i].state.is_held_by_pool() && !is_overloaded(&servers[*i], servers)
+        }) {
             return Some(i);
         }
         let chosen = weighted_least(servers, |s| s.state.overhead())?;

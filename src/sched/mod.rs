@@ -211,9 +211,10 @@ impl NoDestHooks for NoScheduler {
     }
 }
 
-/// Usable for new connections: weight above zero and not overloaded.
+/// Usable for new connections: weight above zero and not held out (overloaded, or
+/// one of the pool controls' holds: `RealServerState::is_held_out`).
 fn usable(server: &RealServer) -> bool {
-    server.weight > 0 && !server.state.is_overloaded()
+    server.weight > 0 && !server.state.is_held_out()
 }
 
 /// The greatest common divisor of the positive values, 0 when there are none.
@@ -301,7 +302,7 @@ fn weighted_least_among(
     let mut least = first;
     let mut loh = overhead(&servers[first]);
     for (i, s) in servers.iter().enumerate().skip(first + 1) {
-        if s.state.is_overloaded() || !eligible(s) {
+        if s.state.is_held_out() || !eligible(s) {
             continue;
         }
         let doh = overhead(s);

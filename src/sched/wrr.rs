@@ -62,7 +62,7 @@ impl Algorithm for WeightedRoundRobin {
         let (mut last_pass, mut restarted) = (false, false);
         loop {
             for (i, s) in servers.iter().enumerate().skip(dest.map_or(0, |d| d + 1)) {
-                if !s.state.is_overloaded() && i64::from(s.weight) >= m.cw {
+                if !s.state.is_held_out() && i64::from(s.weight) >= m.cw {
                     m.cl = Some(Cursor::at(servers, i));
                     return Some(i);
                 }

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32};
 
 use serde::{Deserialize, Serialize};
 
@@ -135,6 +135,35 @@ pub struct Tunnel {
     pub checksum: TunnelChecksum,
 }
 
+/// A reason to take no new connection on a server, whatever its weight (see
+/// [`RealServerState::is_held_out`]). Overloaded is IPVS's; the others are uvs's pool
+/// controls (`table::pool`), each off unless configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// IP_VS_DEST_F_OVERLOAD: the upper threshold (`-x`) was reached, until the lower
+    /// one (`-y`) clears it.
+    Overloaded,
+    /// Draining, persistent clients included: no new connection, and persistence
+    /// templates naming the server are void. (A drain that keeps persistent clients
+    /// sets only the weight in force to 0, IPVS's quiescence, which templates outlive.)
+    Draining,
+    /// Passive ejection: taken out after consecutive failures, until its time passes.
+    Ejected,
+    /// At its `max_connections`: no slot until a connection ends.
+    Full,
+}
+
+impl Hold {
+    fn bit(self) -> u8 {
+        match self {
+            Hold::Overloaded => 1,
+            Hold::Draining => 2,
+            Hold::Ejected => 4,
+            Hold::Full => 8,
+        }
+    }
+}
+
 /// Failed connects, by reason.
 #[derive(Debug, Default)]
 pub struct ConnectFailures {
@@ -164,8 +193,14 @@ pub struct RealServerState {
     pub connect_failures: ConnectFailures,
     /// How long successful connects took.
     pub connect_latency: crate::stats::Latency,
-    /// IP_VS_DEST_F_OVERLOAD: set and cleared by the thresholds.
-    overloaded: AtomicBool,
+    /// Why the server takes no new connection now, whatever its weight: bits of
+    /// [`Hold`] (IPVS's IP_VS_DEST_F_OVERLOAD is one of them). One atomic, so the
+    /// schedulers' test costs one load however many pool controls exist.
+    hold: AtomicU8,
+    /// Connections (TCP) and flows (UDP) open now: from the entry's opening to the end
+    /// of its task, not counting entries kept for TIME_WAIT or CLOSE. What a drain
+    /// waits for and what `max_connections` limits (`conn::ConnTable` keeps it).
+    pub open_conns: AtomicU32,
     /// IP_VS_DEST_F_AVAILABLE: false once the server is deleted from its service.
     available: AtomicBool,
     weight: AtomicU32,
@@ -182,7 +217,8 @@ impl Default for RealServerState {
             persistent_conns: AtomicU32::new(0),
             connect_failures: ConnectFailures::default(),
             connect_latency: crate::stats::Latency::default(),
-            overloaded: AtomicBool::new(false),
+            hold: AtomicU8::new(0),
+            open_conns: AtomicU32::new(0),
             available: AtomicBool::new(true),
             weight: AtomicU32::new(0),
             u_threshold: AtomicU32::new(0),
@@ -205,8 +241,43 @@ impl RealServerState {
         (u64::from(self.active()) << 8) + u64::from(self.inactive())
     }
 
+    /// IPVS's overload: the upper threshold (`-x`) was reached.
     pub fn is_overloaded(&self) -> bool {
-        self.overloaded.load(Relaxed)
+        self.holds(Hold::Overloaded)
+    }
+
+    /// Whether `why` holds the server out of scheduling now.
+    pub fn holds(&self, why: Hold) -> bool {
+        self.hold.load(Relaxed) & why.bit() != 0
+    }
+
+    /// Whether anything holds the server out of scheduling now (overloaded, ejected,
+    /// at its connection limit, draining): what every scheduler tests where IPVS tests
+    /// IP_VS_DEST_F_OVERLOAD.
+    pub fn is_held_out(&self) -> bool {
+        self.hold.load(Relaxed) != 0
+    }
+
+    /// Whether a pool control (not IPVS's overload) holds the server out: for the
+    /// tests where the kernel looks at the weight but not at IP_VS_DEST_F_OVERLOAD
+    /// (lblc's and lblcr's remembered server).
+    pub fn is_held_by_pool(&self) -> bool {
+        self.hold.load(Relaxed) & !Hold::Overloaded.bit() != 0
+    }
+
+    /// Sets or clears one reason to hold the server out; true when this call changed it.
+    pub fn set_hold(&self, why: Hold, on: bool) -> bool {
+        let before = if on {
+            self.hold.fetch_or(why.bit(), Relaxed)
+        } else {
+            self.hold.fetch_and(!why.bit(), Relaxed)
+        };
+        (before & why.bit() != 0) != on
+    }
+
+    /// Connections and flows open now (see `open_conns`).
+    pub fn open(&self) -> u32 {
+        self.open_conns.load(Relaxed)
     }
 
     pub fn is_available(&self) -> bool {
@@ -232,7 +303,7 @@ impl RealServerState {
         }
         let upper = self.u_threshold.load(Relaxed);
         if upper != 0 && self.total() >= u64::from(upper) {
-            self.overloaded.store(true, Relaxed);
+            self.set_hold(Hold::Overloaded, true);
         }
     }
 
@@ -257,7 +328,7 @@ impl RealServerState {
             true
         };
         if clear {
-            self.overloaded.store(false, Relaxed);
+            self.set_hold(Hold::Overloaded, false);
         }
     }
 
@@ -298,7 +369,7 @@ impl RealServerState {
     ) {
         let old_upper = self.u_threshold.swap(u_threshold, Relaxed);
         if u_threshold == 0 || u_threshold > old_upper {
-            self.overloaded.store(false, Relaxed);
+            self.set_hold(Hold::Overloaded, false);
         }
         self.weight.store(weight, Relaxed);
         self.l_threshold.store(l_threshold, Relaxed);
