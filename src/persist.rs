@@ -405,10 +405,9 @@ impl Templates {
     /// scheduled afresh.
     fn usable(&self, t: &Template) -> bool {
         use crate::table::real_server::Hold;
-        t.server.is_available()
-            && !(self.expire_quiescent.load(Relaxed) && t.server.weight() == 0)
-            && !t.server.holds(Hold::Draining)
-            && !t.server.holds(Hold::Ejected)
+        let quiesced_out = self.expire_quiescent.load(Relaxed) && t.server.weight() == 0;
+        let taken_out = t.server.holds(Hold::Draining) || t.server.holds(Hold::Ejected);
+        t.server.is_available() && !quiesced_out && !taken_out
     }
 
     /// The place of `client`'s template for `service` (the client reached `local`),
