@@ -41,6 +41,7 @@ pub fn add_server(i: u32, j: u32) -> Command {
     Command::AddServer {
         service: service(i),
         server: ServerConfig {
+            options: Default::default(),
             addr: IpAddr::V4(Ipv4Addr::from(0xc0a8_0000 + j)),
             port: 8080,
             forward: Forward::Masq,

@@ -942,6 +942,7 @@ impl<'n> Parser<'n> {
             u_threshold: self.dest.u_threshold as u32,
             l_threshold: self.dest.l_threshold as u32,
             tunnel: self.dest.tunnel,
+            options: crate::table::ServerOptions::default(),
         }
     }
 }

@@ -1483,6 +1483,7 @@ fn read_server(
         u_threshold: upper?,
         l_threshold: lower?,
         tunnel: tunnel?,
+        options: crate::table::ServerOptions::default(),
     })
 }
 

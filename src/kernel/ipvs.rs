@@ -458,6 +458,8 @@ pub fn read_server(payload: &[u8], service_family: Family) -> Option<KernelServe
             u_threshold: get32(DEST_U_THRESH),
             l_threshold: get32(DEST_L_THRESH),
             tunnel,
+            // The kernel keeps none of uvs's own settings.
+            options: crate::table::ServerOptions::default(),
         },
         active: get32(DEST_ACTIVE_CONNS),
         inactive: get32(DEST_INACT_CONNS),
@@ -642,6 +644,7 @@ mod tests {
     #[test]
     fn servers_are_sent_as_ipvsadm_sends_them() {
         let masq = ServerConfig {
+            options: Default::default(),
             addr: "10.9.8.7".parse().unwrap(),
             port: 8080,
             forward: Forward::Masq,
@@ -657,6 +660,7 @@ mod tests {
         );
         // ipvsadm -a -t 10.1.2.3:80 -r 10.9.8.6 -i -w 2 --tun-type gue --tun-port 6080 --tun-csum
         let gue = ServerConfig {
+            options: Default::default(),
             addr: "10.9.8.6".parse().unwrap(),
             port: 80,
             forward: Forward::Tunnel,
@@ -754,6 +758,7 @@ mod tests {
         let read = read_service(service_request(FAMILY, &fwm, false).payload()).unwrap();
         assert_eq!(read.config, fwm);
         let gue = ServerConfig {
+            options: Default::default(),
             addr: "2001:db8::6".parse().unwrap(),
             port: 443,
             forward: Forward::Tunnel,

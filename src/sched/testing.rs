@@ -36,6 +36,7 @@ pub fn table_of(
     .carry_out();
     for addr in servers {
         let server = ServerConfig {
+            options: Default::default(),
             addr: *addr,
             port: 8080,
             forward: Forward::Masq,
@@ -65,6 +66,7 @@ pub fn servers(weights: &[u32]) -> Vec<RealServer> {
         .map(|(i, w)| {
             let state = Arc::new(RealServerState::with_settings(*w, 0, 0));
             RealServer {
+                options: Default::default(),
                 addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1)),
                 port: 80,
                 weight: *w,

@@ -42,7 +42,17 @@ pub struct ServerConfig {
     pub u_threshold: u32,
     pub l_threshold: u32,
     pub tunnel: Tunnel,
+    /// uvs's own settings of the server (the configuration file's per-server pool
+    /// keys); `-a` and `-e` from uvsadm set none of them.
+    #[serde(default)]
+    pub options: ServerOptions,
 }
+
+/// What uvs adds to a real server beyond IPVS: the pool controls' per-server settings
+/// (`table::pool`). ipvsadm's listings and `-S` do not show them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerOptions {}
 
 impl ServiceConfig {
     /// A service as `-A KEY -s SCHEDULER` makes it: no persistence, no flags, none of
@@ -72,6 +82,7 @@ impl ServerConfig {
             u_threshold: 0,
             l_threshold: 0,
             tunnel: Tunnel::default(),
+            options: ServerOptions::default(),
         }
     }
 
@@ -302,6 +313,7 @@ mod tests {
         });
         assert_eq!(add.to_string(), "-A -f 6 -6 -s sh -p 120 -M 64 -b sh-port");
         let server = ServerConfig {
+            options: Default::default(),
             addr: "2001:db8::20".parse().unwrap(),
             port: 0,
             forward: Forward::Tunnel,

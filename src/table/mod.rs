@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-pub use command::{Command, ServerConfig, ServiceConfig, SyncRole};
+pub use command::{Command, ServerConfig, ServerOptions, ServiceConfig, SyncRole};
 pub use effect::{Effects, Retired};
 pub use entry::{ConnEntry, FailureCounts, Info, ServerEntry, ServiceEntry};
 pub use error::TableError;
@@ -538,6 +538,7 @@ fn real_server(
         u_threshold: config.u_threshold,
         l_threshold: config.l_threshold,
         tunnel: config.tunnel,
+        options: config.options,
         state,
     }
 }

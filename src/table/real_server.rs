@@ -396,6 +396,8 @@ pub struct RealServer {
     pub u_threshold: u32,
     pub l_threshold: u32,
     pub tunnel: Tunnel,
+    /// uvs's own settings (the pool controls' per-server keys).
+    pub options: crate::table::ServerOptions,
     pub state: Arc<RealServerState>,
 }
 
@@ -410,6 +412,17 @@ impl RealServer {
             u_threshold: self.u_threshold,
             l_threshold: self.l_threshold,
             tunnel: self.tunnel,
+            options: self.options,
+        }
+    }
+
+    /// What IPVS holds of this server (the kernel mirror's comparison and requests):
+    /// its settings with the weight in force and none of uvs's own options.
+    pub fn ipvs_config(&self) -> crate::table::ServerConfig {
+        crate::table::ServerConfig {
+            weight: i32::try_from(self.weight).unwrap_or(i32::MAX),
+            options: crate::table::ServerOptions::default(),
+            ..self.config()
         }
     }
 

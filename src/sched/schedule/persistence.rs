@@ -156,6 +156,7 @@ fn a_removed_server_is_not_used_and_quiesced_ones_keep_their_clients() {
     let quiesce = |w: i32| Command::EditServer {
         service: key,
         server: ServerConfig {
+            options: Default::default(),
             addr: home.parse().unwrap(),
             port: 8080,
             forward: Forward::Masq,

@@ -178,6 +178,7 @@ pub fn reals(value: &[u8], family: Family, names: &mut dyn Names) -> Result<Real
             u_threshold,
             l_threshold,
             tunnel: Tunnel::default(),
+            options: crate::table::ServerOptions::default(),
         })
         .collect();
     Ok(Reals { servers, check })
