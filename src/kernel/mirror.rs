@@ -176,7 +176,8 @@ impl Mirror {
                     st.persistent_conns.store(k.persistent, Relaxed);
                 }
             }
-            let wanted: Vec<ServerConfig> = service.servers.iter().map(|s| s.ipvs_config()).collect();
+            let wanted: Vec<ServerConfig> =
+                service.servers.iter().map(|s| s.ipvs_config()).collect();
             for k in kernel_servers.keys() {
                 if !wanted.iter().any(|w| w.key() == *k)
                     && self.send(
