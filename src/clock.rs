@@ -16,12 +16,21 @@ pub fn unix_seconds() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// When the process first asked for monotonic time: the start of both counts.
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
 /// Monotonic seconds since the process first asked, counted from 1 (so that 0 can
 /// mean "never" in an atomic): CLOCK_MONOTONIC, which no setting of the wall clock
 /// moves, for intervals between log lines.
 pub fn monotonic_seconds() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_secs() + 1
+}
+
+/// Monotonic milliseconds since the process first asked (of [`monotonic_seconds`]'s
+/// clock, counted from 1 so that 0 can mean "never"): when a passive ejection ends,
+/// which the data plane and the health checks compare in atomics.
+pub fn monotonic_ms() -> u64 {
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 /// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (the proleptic Gregorian

@@ -460,6 +460,14 @@ pub const SECTIONS: &[Section] = &[
                 "Listen even while the virtual address is not one of this host's (IP_FREEBIND).",
                 "uvsadm --freebind",
             ),
+            key(
+                "ejection",
+                "table: failures (integer >= 1), base_time (duration 1ms-1d), max_share (number in (0, 1]), max_time (duration 1ms-1d, optional)",
+                "none (no passive ejection)",
+                "{ failures = 3, base_time = \"30s\", max_share = 0.5 }",
+                "Passive ejection: after `failures` failed connects in a row (refused, timed out; ICMP errors on UDP flows) a real server takes no new connections for base_time times its ejections in a row (one less per quiet base_time), at most max_time (300s unless set); never more than max_share of the servers at once, never the last usable one; back sooner when its health check passes.",
+                "Envoy's outlier_detection (consecutive_5xx, base_ejection_time, max_ejection_percent, max_ejection_time); HAProxy's observe layer4 + error-limit + on-error mark-down",
+            ),
             Key {
                 with: Some("fwmark = 7"),
                 ..key(

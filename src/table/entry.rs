@@ -50,6 +50,20 @@ pub struct ServerEntry {
     /// Connects to it that failed (uvs only; the kernel does not connect).
     #[serde(default)]
     pub connect_failures: FailureCounts,
+    /// Its passive ejection (uvs only; zeros unless its service ejects).
+    #[serde(default)]
+    pub ejection: EjectionCounts,
+}
+
+/// A real server's passive ejection (`table::ejection`), as listings see it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EjectionCounts {
+    /// Ejections so far.
+    pub ejections: u64,
+    /// Failed connects (or ICMP errors on flows) in a row now.
+    pub consecutive_failures: u32,
+    /// Milliseconds left of the ejection in force; None: not ejected.
+    pub left_ms: Option<u64>,
 }
 
 /// Failed connects to a real server, by cause.
@@ -85,6 +99,9 @@ pub struct ServiceEntry {
     /// New UDP flows dropped because the flow table was full (uvs only).
     #[serde(default)]
     pub flows_dropped: u64,
+    /// Passive ejections of its real servers so far (uvs only).
+    #[serde(default)]
+    pub ejections: u64,
     pub servers: Vec<ServerEntry>,
 }
 

@@ -19,6 +19,7 @@
 
 pub mod command;
 pub mod effect;
+pub mod ejection;
 pub mod entry;
 pub mod error;
 pub mod key;
@@ -36,7 +37,7 @@ use arc_swap::ArcSwap;
 
 pub use command::{Command, ServerConfig, ServerOptions, ServiceConfig, SyncRole};
 pub use effect::{Effects, Retired};
-pub use entry::{ConnEntry, FailureCounts, Info, ServerEntry, ServiceEntry};
+pub use entry::{ConnEntry, EjectionCounts, FailureCounts, Info, ServerEntry, ServiceEntry};
 pub use error::TableError;
 pub use key::{Family, Protocol, ServerKey, ServiceKey};
 pub use listener::{ListenAddr, ListenRule};
@@ -547,6 +548,7 @@ fn entry_of(svc: &Service) -> ServiceEntry {
     use std::sync::atomic::Ordering::Relaxed;
     // A listing shows a service's settings as `-A` would set them.
     let config = svc.config();
+    let now_ms = crate::clock::monotonic_ms();
     ServiceEntry {
         key: config.key,
         scheduler: config.scheduler,
@@ -559,6 +561,7 @@ fn entry_of(svc: &Service) -> ServiceEntry {
         retries: svc.state.retries.load(Relaxed),
         unavailable: svc.state.unavailable.load(Relaxed),
         flows_dropped: svc.state.flows_dropped.load(Relaxed),
+        ejections: svc.state.ejections.load(Relaxed),
         servers: svc
             .servers
             .iter()
@@ -579,6 +582,11 @@ fn entry_of(svc: &Service) -> ServiceEntry {
                     timed_out: s.state.connect_failures.timeout.load(Relaxed),
                     other: s.state.connect_failures.other.load(Relaxed),
                     looped: s.state.connect_failures.looped.load(Relaxed),
+                },
+                ejection: EjectionCounts {
+                    ejections: s.state.ejection.total(),
+                    consecutive_failures: s.state.ejection.consecutive(),
+                    left_ms: s.state.ejection.left_ms(now_ms),
                 },
             })
             .collect(),

@@ -162,6 +162,8 @@ pub struct ServiceOptions {
     pub proxy_protocol: Option<ProxyProtocol>,
     /// Listen even where the VIP is not (yet) a local address (IP_FREEBIND).
     pub freebind: bool,
+    /// Passive ejection of real servers that fail (`table::ejection`); None: off.
+    pub ejection: Option<super::ejection::EjectionConfig>,
 }
 
 impl ServiceOptions {
@@ -216,6 +218,10 @@ pub struct ServiceState {
     /// (`proxy::failure_log`).
     pub client_resets: crate::rate_limit::Tally<1>,
     pub server_resets: crate::rate_limit::Tally<1>,
+    /// Real servers passively ejected now (`table::ejection`: taken with a
+    /// compare-and-swap, never above the configured share), and ejections so far.
+    pub ejected: std::sync::atomic::AtomicU32,
+    pub ejections: std::sync::atomic::AtomicU64,
 }
 
 /// One virtual service.
