@@ -68,9 +68,8 @@ fn try_ask(vip: SocketAddr) -> std::io::Result<String> {
 /// A service on `v` with scheduler rr, `ejection` (a TOML inline table), `extra` lines
 /// in the service's table, and these real servers (masquerading).
 fn config(v: SocketAddr, ejection: &str, extra: &str, servers: &[SocketAddr]) -> String {
-    let mut text = format!(
-        "[[service]]\ntcp = \"{v}\"\nscheduler = \"rr\"\nejection = {ejection}\n{extra}\n"
-    );
+    let mut text =
+        format!("[[service]]\ntcp = \"{v}\"\nscheduler = \"rr\"\nejection = {ejection}\n{extra}\n");
     for s in servers {
         text.push_str(&format!(
             "\n[[service.server]]\naddress = \"{s}\"\nforward = \"masq\"\n"
@@ -194,7 +193,10 @@ fn a_good_health_check_readmits_an_ejected_server_before_its_time() {
     refuse(a);
     assert_eq!(clients_until_ejected(&d, v, a_addr), 2);
     let status = server_block(&d.status(), a_addr);
-    assert!(status.contains("ejected (3600s left)") || status.contains("ejected (3599s left)"), "{status}");
+    assert!(
+        status.contains("ejected (3600s left)") || status.contains("ejected (3599s left)"),
+        "{status}"
+    );
     let _back = Backend::start_on(&a_addr.to_string(), "A", Behaviour::Name);
     eventually("the good check readmits it", || !refusals(&d, a_addr).1);
     eventually("the readmitted server serves again", || {

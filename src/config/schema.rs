@@ -1797,11 +1797,21 @@ forward = "gate"
             .map(|s| s.service.options.ejection.unwrap())
             .collect();
         assert_eq!(
-            (e[0].failures, e[0].base_time_ms, e[0].max_share_permille, e[0].max_time_ms),
+            (
+                e[0].failures,
+                e[0].base_time_ms,
+                e[0].max_share_permille,
+                e[0].max_time_ms
+            ),
             (3, 1500, 500, 0)
         );
         assert_eq!(
-            (e[1].failures, e[1].base_time_ms, e[1].max_share_permille, e[1].max_time_ms),
+            (
+                e[1].failures,
+                e[1].base_time_ms,
+                e[1].max_share_permille,
+                e[1].max_time_ms
+            ),
             (1, 30_000, 1000, 120_000)
         );
     }

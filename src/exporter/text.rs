@@ -354,8 +354,7 @@ fn ejection_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
         ),
     ];
     for ((name, help, value), kind) in readings {
-        let samples =
-            servers(&ejecting).map(|(s, r)| (server_labels(&s.key, &r.key()), value(r)));
+        let samples = servers(&ejecting).map(|(s, r)| (server_labels(&s.key, &r.key()), value(r)));
         family(out, name, help, kind, samples);
     }
 }

@@ -263,7 +263,10 @@ mod tests {
             assert_ne!(chosen, home, "{scheduler}: not the held-out one");
         }
         let (chosen, _) = first_with_home_held(scheduler, Hold::Overloaded);
-        assert_eq!(chosen, None, "{scheduler}: IPVS's no server when overloaded");
+        assert_eq!(
+            chosen, None,
+            "{scheduler}: IPVS's no server when overloaded"
+        );
     }
 
     #[test]

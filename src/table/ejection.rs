@@ -227,8 +227,7 @@ pub fn readmit(
     if until == 0 || (why == Readmission::TimeUp && now_ms < until) {
         return false;
     }
-    if e
-        .until_ms
+    if e.until_ms
         .compare_exchange(until, 0, Relaxed, Relaxed)
         .is_err()
     {

@@ -697,7 +697,10 @@ async fn relay(end: FlowEnd) {
 fn flow_error(flow: &Flow, e: &io::Error, end: &FlowEnd) {
     if let Route::Server { conn, service, .. } = &flow.route {
         let snapshot = end.director.table.snapshot();
-        server_failed(snapshot.route(&end.listener.listen).map(|s| s.as_ref()), conn);
+        server_failed(
+            snapshot.route(&end.listener.listen).map(|s| s.as_ref()),
+            conn,
+        );
         let failures = &conn.server.connect_failures;
         if e.kind() == io::ErrorKind::ConnectionRefused {
             failures.refused.fetch_add(1, Relaxed);
