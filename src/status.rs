@@ -71,7 +71,8 @@ fn server_line(out: &mut String, s: &ServerEntry, udp: bool) {
     }
 }
 
-/// A service's passive ejection, when it has one: its setting and ejections so far.
+/// A service's passive ejection, when it has one: its setting and the ejections so far
+/// of the servers it has now.
 fn ejection_line(out: &mut String, e: &ServiceEntry) {
     let Some(c) = e.options.ejection else {
         return;
@@ -91,7 +92,7 @@ fn ejection_line(out: &mut String, e: &ServiceEntry) {
         ms(u64::from(c.base_time_ms)),
         ms(c.max_ms()),
         f64::from(c.max_share_permille) / 10.0,
-        e.ejections
+        e.servers.iter().map(|s| s.ejection.ejections).sum::<u64>()
     );
 }
 

@@ -198,7 +198,7 @@ impl Shared {
     /// A good check of `target`, which is up: if passive ejection holds it out, it
     /// comes back now rather than when its time is up (`table::ejection::readmit`).
     fn readmit(&self, target: &Target) {
-        use crate::table::ejection::{Readmission, readmit};
+        use crate::table::ejection::{Readmission, log_readmission, readmit};
         let Some(table) = self.table.get() else {
             return;
         };
@@ -210,12 +210,9 @@ impl Shared {
             return;
         };
         let now = crate::clock::monotonic_ms();
-        if readmit(&service.state, &server.state, Readmission::GoodCheck, now) {
-            tracing::info!(
-                "real server {} of {}: back from ejection (its health check passed)",
-                target.server,
-                target.service
-            );
+        let why = Readmission::GoodCheck;
+        if readmit(&service.state, &server.state, why, now) {
+            log_readmission(&target.service, &target.server, &server.state, why);
         }
     }
 

@@ -2,7 +2,8 @@
 //! (refused or timed out, never the director's own-address loop) and the ICMP errors
 //! that end its UDP flows, sets the count back at a good connect or a reply, ejects the
 //! server at the N-th failure in a row (`table::ejection::eject`: atomics only, at once)
-//! and starts the timer that takes it back when its time is up. Called by `tcp`
+//! and starts the timer that takes it back when its time is up. Each ejection is
+//! logged at WARN (rate-limited per server, as `failure_log` does). Called by `tcp`
 //! (`reach_server`) and `udp::flow`; with no `ejection` configured on the service each
 //! call is one test of the service's options and nothing else.
 
@@ -52,15 +53,22 @@ pub fn failed(service: &Service, server: &RealServer, dest: &dyn std::fmt::Displ
     let Some(out) = ejection::eject(&config, &service.servers, &service.state, state, now) else {
         return;
     };
-    tracing::warn!(
-        "real server {dest} of {}: ejected for {} after {} consecutive failed {} \
-         (ejection {} in a row)",
-        service.key,
-        seconds(out.duration_ms),
-        out.failures,
-        plural(u64::from(out.failures), "connect", "connects"),
-        out.times,
-    );
+    state.ejection.ejections_logged.warn(|held_back| {
+        let more = if held_back > 0 {
+            format!("; {held_back} more ejections since the last line")
+        } else {
+            String::new()
+        };
+        tracing::warn!(
+            "real server {dest} of {}: ejected for {} after {} consecutive failed {} \
+             (ejection {} in a row){more}",
+            service.key,
+            seconds(out.duration_ms),
+            out.failures,
+            plural(u64::from(out.failures), "connect", "connects"),
+            out.times,
+        );
+    });
     let readmit = Timer {
         service: Arc::clone(&service.state),
         server: Arc::clone(state),
@@ -99,17 +107,9 @@ impl Timer {
             }
             tokio::time::sleep(Duration::from_millis(self.until_ms - now)).await;
         }
-        if ejection::readmit(
-            &self.service,
-            &self.server,
-            Readmission::TimeUp,
-            monotonic_ms(),
-        ) {
-            tracing::info!(
-                "real server {} of {}: back from ejection (its time is up)",
-                self.dest,
-                self.service_key
-            );
+        let why = Readmission::TimeUp;
+        if ejection::readmit(&self.service, &self.server, why, monotonic_ms()) {
+            ejection::log_readmission(&self.service_key, &self.dest, &self.server, why);
         }
     }
 }

@@ -4,7 +4,8 @@
 //! server's live state in atomics ([`Ejection`], in `RealServerState`), and the two
 //! moves: [`eject`] (the data plane, `proxy::ejection`, after the N-th consecutive
 //! failure) and [`readmit`] (the data plane's timer when the time is up, or the health
-//! checks, `health::checker`, at a good check). Holding the server out is
+//! checks, `health::checker`, at a good check), and the log line of a readmission.
+//! Holding the server out is
 //! `Hold::Ejected`: the schedulers skip it at once and templates naming it are void.
 //!
 //! No lock and no table command: an ejection must act at once and exactly, from the
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::real_server::{Hold, RealServer, RealServerState};
 use super::service::ServiceState;
+use crate::rate_limit::RateLimit;
 
 /// A service's passive ejection (`ejection = { failures = N, base_time = "30s",
 /// max_share = 0.5, max_time = "300s" }`). Durations in milliseconds, the share in
@@ -94,6 +96,10 @@ pub struct Ejection {
     until_ms: AtomicU64,
     /// When the server was last readmitted (0: never ejected).
     readmitted_ms: AtomicU64,
+    /// The log of its ejections and readmissions: each said once, at most one line
+    /// per interval each (`rate_limit`), with the count held back.
+    pub ejections_logged: RateLimit,
+    pub readmissions_logged: RateLimit,
 }
 
 impl Ejection {
@@ -193,7 +199,6 @@ pub fn eject(
     let duration_ms = config.duration_ms(times);
     let until_ms = now_ms + duration_ms;
     e.total.fetch_add(1, Relaxed);
-    service.ejections.fetch_add(1, Relaxed);
     e.until_ms.store(until_ms, Relaxed);
     Some(Ejected {
         until_ms,
@@ -210,6 +215,37 @@ pub enum Readmission {
     TimeUp,
     /// Its active health check passed.
     GoodCheck,
+}
+
+impl Readmission {
+    /// Why, as the log says it.
+    pub fn words(self) -> &'static str {
+        match self {
+            Readmission::TimeUp => "its time is up",
+            Readmission::GoodCheck => "its health check passed",
+        }
+    }
+}
+
+/// Logs at INFO that real server `server` (its state `state`) of `service` is back
+/// (rate-limited per server, as the failure log is: `rate_limit`).
+pub fn log_readmission(
+    service: &dyn std::fmt::Display,
+    server: &dyn std::fmt::Display,
+    state: &RealServerState,
+    why: Readmission,
+) {
+    state.ejection.readmissions_logged.warn(|held_back| {
+        let more = if held_back > 0 {
+            format!("; {held_back} more readmissions since the last line")
+        } else {
+            String::new()
+        };
+        tracing::info!(
+            "real server {server} of {service}: back from ejection ({}){more}",
+            why.words()
+        );
+    });
 }
 
 /// Takes `server` (of a service whose state is `service`) back in at `now_ms`: when
@@ -356,6 +392,5 @@ mod tests {
         let third = eject(&c, &s, &service, state, 92_000).unwrap();
         assert_eq!(third.times, 1);
         assert_eq!(state.ejection.total(), 3);
-        assert_eq!(service.ejections.load(Relaxed), 3);
     }
 }

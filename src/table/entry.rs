@@ -99,9 +99,6 @@ pub struct ServiceEntry {
     /// New UDP flows dropped because the flow table was full (uvs only).
     #[serde(default)]
     pub flows_dropped: u64,
-    /// Passive ejections of its real servers so far (uvs only).
-    #[serde(default)]
-    pub ejections: u64,
     pub servers: Vec<ServerEntry>,
 }
 

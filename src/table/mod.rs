@@ -561,7 +561,6 @@ fn entry_of(svc: &Service) -> ServiceEntry {
         retries: svc.state.retries.load(Relaxed),
         unavailable: svc.state.unavailable.load(Relaxed),
         flows_dropped: svc.state.flows_dropped.load(Relaxed),
-        ejections: svc.state.ejections.load(Relaxed),
         servers: svc
             .servers
             .iter()

@@ -219,9 +219,8 @@ pub struct ServiceState {
     pub client_resets: crate::rate_limit::Tally<1>,
     pub server_resets: crate::rate_limit::Tally<1>,
     /// Real servers passively ejected now (`table::ejection`: taken with a
-    /// compare-and-swap, never above the configured share), and ejections so far.
+    /// compare-and-swap, never above the configured share).
     pub ejected: std::sync::atomic::AtomicU32,
-    pub ejections: std::sync::atomic::AtomicU64,
 }
 
 /// One virtual service.
