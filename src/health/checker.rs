@@ -196,23 +196,37 @@ struct Shared {
 
 impl Shared {
     /// A good check of `target`, which is up: if passive ejection holds it out, it
-    /// comes back now rather than when its time is up (`table::ejection::readmit`).
+    /// comes back now rather than when its time is up (`table::ejection::readmit`), in
+    /// its service and, for a group's checks, in every member (where a server written
+    /// without a port sits at each member's port).
     fn readmit(&self, target: &Target) {
         use crate::table::ejection::{Readmission, log_readmission, readmit};
         let Some(table) = self.table.get() else {
             return;
         };
+        let config = Arc::clone(&self.config.locked());
+        let members = config
+            .services
+            .iter()
+            .filter(|s| s.group.as_ref().is_some_and(|g| g.checks == target.service))
+            .map(|s| s.service.key)
+            .filter(|k| *k != target.service);
         let snapshot = table.snapshot();
-        let Some(service) = snapshot.service(&target.service) else {
-            return;
-        };
-        let Some(server) = service.servers.iter().find(|s| s.key() == target.server) else {
-            return;
-        };
         let now = crate::clock::monotonic_ms();
-        let why = Readmission::GoodCheck;
-        if readmit(&service.state, &server.state, why, now) {
-            log_readmission(&target.service, &target.server, &server.state, why);
+        for key in std::iter::once(target.service).chain(members) {
+            let Some(service) = snapshot.service(&key) else {
+                continue;
+            };
+            let same = |s: &&crate::table::RealServer| {
+                s.addr == target.server.addr
+                    && (s.port == target.server.port || key != target.service)
+            };
+            for server in service.servers.iter().filter(same) {
+                let why = Readmission::GoodCheck;
+                if readmit(&service.state, &server.state, why, now) {
+                    log_readmission(&key, &server.key(), &server.state, why);
+                }
+            }
         }
     }
 
