@@ -8,14 +8,15 @@
 //! (pingora-load-balancing/src/selection): each further [`Schedule::next`] is where the
 //! connection goes when the servers before could not be reached: the scheduler again,
 //! and if it insists on one already tried (hashing schedulers do), the least loaded
-//! usable server not yet tried. Retries have no template. Called by the data plane
+//! usable server not yet tried. Retries have no template. A new pick of a server in
+//! slow start may go elsewhere (`ramp`); templates and retries do not ramp. Called by the data plane
 //! (`proxy::tcp`, `proxy::udp::flow`, through `proxy::scheduling`); `persist` is the
 //! template store it reads and fills.
 
 use crate::persist::{Control, Templates};
 use crate::table::{RealServer, ServerKey, Service};
 
-use super::{Packet, least_loaded_except};
+use super::{Packet, least_loaded_except, ramp};
 
 /// The real server for a new connection, and its hold on the persistence template
 /// when the service persists (given back when dropped, unless the connection's table
@@ -82,8 +83,9 @@ impl Iterator for Schedule<'_> {
 /// template when the service persists).
 fn first(templates: &Templates, service: &Service, packet: &Packet) -> Option<Choice> {
     if !service.flags.persistent() {
-        return service.pick(packet).map(|server| Choice {
-            server: server.clone(),
+        let index = ramp::admit(&service.servers, service.pick_index(packet)?);
+        return Some(Choice {
+            server: service.servers[index].clone(),
             template: None,
         });
     }
@@ -101,7 +103,7 @@ fn sched_persist(templates: &Templates, service: &Service, packet: &Packet) -> O
             template: Some(template),
         });
     }
-    let index = service.pick_index(packet)?;
+    let index = ramp::admit(&service.servers, service.pick_index(packet)?);
     let server = service.servers[index].clone();
     let template = slot.make(&server, index, service.timeout);
     Some(Choice { server, template })

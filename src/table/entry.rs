@@ -50,6 +50,10 @@ pub struct ServerEntry {
     /// Connects to it that failed (uvs only; the kernel does not connect).
     #[serde(default)]
     pub connect_failures: FailureCounts,
+    /// While the server ramps (slow start), the share of its picks it takes, in
+    /// thousandths (`weight` is then the weight in force); None when not ramping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start: Option<u32>,
 }
 
 /// Failed connects to a real server, by cause.

@@ -28,6 +28,7 @@ pub mod order;
 pub mod real_server;
 pub mod server_address;
 pub mod service;
+pub mod slow_start;
 pub mod timeouts;
 
 use std::sync::{Arc, Mutex};
@@ -62,6 +63,11 @@ pub struct Table {
     listeners: imbl::HashMap<ListenAddr, Option<u32>>,
     timeouts: Timeouts,
     next_created: u64,
+    /// Services created before this number were in a published table: a server added
+    /// to one, or brought in, begins a slow start (`slow_start`); servers that come
+    /// with a new service (the daemon's start, a reload adding the service) do not, as
+    /// HAProxy's `slowstart` never applies when it starts.
+    published: u64,
     totals: Arc<Stats>,
 }
 
@@ -160,6 +166,16 @@ impl Table {
                     .ok_or(TableError::NoSuchService)?;
                 let resolved = ResolvedService::from_config(config)?;
                 let mut service = Service::clone(current);
+                if service.options.slow_start_ms != config.options.slow_start_ms {
+                    // Each server without its own window follows the service's.
+                    for server in &service.servers {
+                        effects.push(Effect::SlowStart {
+                            state: Arc::clone(&server.state),
+                            window_ms: config.options.slow_start_of(&server.options),
+                            begin: false,
+                        });
+                    }
+                }
                 if service.scheduler != resolved.scheduler {
                     service.algorithm = Arc::from(resolved.scheduler.algorithm(&service.servers));
                 }
@@ -214,6 +230,7 @@ impl Table {
             }
             Command::AddServer { service, server } => {
                 let server = &server.in_service(service);
+                let published = self.published;
                 let svc = self.server_command_target(service, server)?;
                 check_server_numbers(server)?;
                 if svc.servers.iter().any(|s| s.key() == server.key()) {
@@ -223,7 +240,15 @@ impl Table {
                     return Err(TableError::InvalidOperation);
                 }
                 let svc = Arc::make_mut(svc);
-                let added = real_server(server, None, None);
+                let window_ms = svc.options.slow_start_of(&server.options);
+                let added = real_server(server, None, None, window_ms);
+                if window_ms != 0 && added.weight != 0 && svc.created < published {
+                    effects.push(Effect::SlowStart {
+                        state: Arc::clone(&added.state),
+                        window_ms,
+                        begin: true,
+                    });
+                }
                 svc.servers.insert(0, added);
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Added));
             }
@@ -231,6 +256,7 @@ impl Table {
                 // The edited server is looked for at the port it is normalised to, as
                 // ipvsadm's `-e` looks for it (see `ServerConfig::in_service`).
                 let server = &server.in_service(service);
+                let published = self.published;
                 let svc = self.server_command_target(service, server)?;
                 check_server_numbers(server)?;
                 let index = svc
@@ -239,13 +265,22 @@ impl Table {
                     .position(|s| s.key() == server.key())
                     .ok_or(TableError::NoSuchServer)?;
                 let svc = Arc::make_mut(svc);
+                let window_ms = svc.options.slow_start_of(&server.options);
+                let running = svc.created < published;
                 let slot = &mut svc.servers[index];
-                *slot = real_server(server, Some(&slot.state), Some(slot.last_weight));
+                let was_weight = slot.weight;
+                *slot = real_server(server, Some(&slot.state), Some(slot.last_weight), 0);
                 effects.push(Effect::Configure {
                     state: Arc::clone(&slot.state),
                     weight: slot.weight,
                     u_threshold: slot.u_threshold,
                     l_threshold: slot.l_threshold,
+                });
+                // Back from weight 0 (a health check, `-e`, an undrain): a ramp.
+                effects.push(Effect::SlowStart {
+                    state: Arc::clone(&slot.state),
+                    window_ms,
+                    begin: running && was_weight == 0 && slot.weight != 0,
                 });
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Updated));
             }
@@ -508,11 +543,13 @@ fn check_server_numbers(server: &ServerConfig) -> Result<(), TableError> {
 
 /// The server a config describes. An edited server keeps its live state (`edited`, which
 /// the caller updates through an effect) and its last non-zero weight (`previous_last_weight`:
-/// an edit to weight 0 keeps it); an added one (None, None) gets a state of its own.
+/// an edit to weight 0 keeps it); an added one (None, None) gets a state of its own,
+/// with its slow-start window `slow_start_ms`.
 fn real_server(
     config: &ServerConfig,
     edited: Option<&Arc<RealServerState>>,
     previous_last_weight: Option<u32>,
+    slow_start_ms: u32,
 ) -> RealServer {
     // check_server_numbers has refused negative weights.
     let weight = config.weight.unsigned_abs();
@@ -523,6 +560,7 @@ fn real_server(
             weight,
             config.u_threshold,
             config.l_threshold,
+            slow_start_ms,
         )),
     };
     let last_weight = match previous_last_weight {
@@ -562,24 +600,29 @@ fn entry_of(svc: &Service) -> ServiceEntry {
         servers: svc
             .servers
             .iter()
-            .map(|s| ServerEntry {
-                addr: s.addr,
-                port: s.port,
-                forward: s.forward,
-                weight: s.weight,
-                u_threshold: s.u_threshold,
-                l_threshold: s.l_threshold,
-                active_conns: s.state.active_conns.load(Relaxed),
-                inactive_conns: s.state.inactive_conns.load(Relaxed),
-                persistent_conns: s.state.persistent_conns.load(Relaxed),
-                tunnel: s.tunnel,
-                stats: s.state.stats.view(),
-                connect_failures: FailureCounts {
-                    refused: s.state.connect_failures.refused.load(Relaxed),
-                    timed_out: s.state.connect_failures.timeout.load(Relaxed),
-                    other: s.state.connect_failures.other.load(Relaxed),
-                    looped: s.state.connect_failures.looped.load(Relaxed),
-                },
+            .map(|s| {
+                let ramp = s.state.slow_start_share();
+                ServerEntry {
+                    addr: s.addr,
+                    port: s.port,
+                    forward: s.forward,
+                    // While it ramps, what IPVS would show for the weight in force.
+                    weight: ramp.map_or(s.weight, |share| slow_start::weight_at(s.weight, share)),
+                    slow_start: ramp,
+                    u_threshold: s.u_threshold,
+                    l_threshold: s.l_threshold,
+                    active_conns: s.state.active_conns.load(Relaxed),
+                    inactive_conns: s.state.inactive_conns.load(Relaxed),
+                    persistent_conns: s.state.persistent_conns.load(Relaxed),
+                    tunnel: s.tunnel,
+                    stats: s.state.stats.view(),
+                    connect_failures: FailureCounts {
+                        refused: s.state.connect_failures.refused.load(Relaxed),
+                        timed_out: s.state.connect_failures.timeout.load(Relaxed),
+                        other: s.state.connect_failures.other.load(Relaxed),
+                        looped: s.state.connect_failures.looped.load(Relaxed),
+                    },
+                }
             })
             .collect(),
     }
@@ -607,6 +650,9 @@ pub struct TableHandle {
     /// What left the table with log lines held back, until the failure log takes it
     /// (every second; never filled where nothing is counted, as in kernel mode).
     retired: Mutex<Vec<Retired>>,
+    /// Whether servers brought in begin a slow start (`slow_start`): not in kernel
+    /// mode, where the kernel schedules with the full weight.
+    slow_starts: bool,
 }
 
 impl TableHandle {
@@ -617,7 +663,16 @@ impl TableHandle {
             addresses,
             version: tokio::sync::watch::Sender::new(0),
             retired: Mutex::new(Vec::new()),
+            slow_starts: true,
         }
+    }
+
+    /// This handle with slow starts (`slow_start`) begun only if `on`: off in kernel
+    /// mode, where the kernel's IPVS schedules with the full weight and the listing
+    /// must show what it holds.
+    pub fn with_slow_starts(mut self, on: bool) -> TableHandle {
+        self.slow_starts = on;
+        self
     }
 
     /// The servers and services that left the table since the last call while their
@@ -683,6 +738,10 @@ impl TableHandle {
             }
         }
         check(&now, &next)?;
+        next.published = next.next_created;
+        if !self.slow_starts {
+            effects.begin_no_slow_start();
+        }
         self.current.store(Arc::new(next));
         // The batch is whole and published: now, and only now, the state the new
         // snapshot shares with the old one follows it. Still under the writer lock, so
@@ -703,5 +762,7 @@ impl std::fmt::Debug for TableHandle {
 
 #[cfg(test)]
 mod batch_tests;
+#[cfg(test)]
+mod slow_start_tests;
 #[cfg(test)]
 mod tests;
