@@ -460,6 +460,14 @@ pub const SECTIONS: &[Section] = &[
                 "Listen even while the virtual address is not one of this host's (IP_FREEBIND).",
                 "uvsadm --freebind",
             ),
+            key(
+                "slow_start",
+                "duration 0s-1d",
+                "0s (none)",
+                "\"30s\"",
+                "After a real server is added to the running service or comes back (weight from 0, health check, ejection over), its share of the new connections it would get grows from 1/20 to all over this window (userspace mode).",
+                "HAProxy slowstart",
+            ),
             Key {
                 with: Some("fwmark = 7"),
                 ..key(
@@ -616,6 +624,14 @@ pub const SECTIONS: &[Section] = &[
                     "ipvsadm -y",
                 )
             },
+            key(
+                "slow_start",
+                "duration 0s-1d",
+                "the service's slow_start",
+                "\"10s\"",
+                "This server's own slow-start window; \"0s\" turns slow start off for it.",
+                "HAProxy slowstart",
+            ),
             Key {
                 with: Some("address = \"127.0.0.1:9001\"\nforward = \"ipip\""),
                 ..key(
@@ -1092,6 +1108,14 @@ pub const SECTIONS: &[Section] = &[
                     "",
                 )
             },
+            key(
+                "slow_start",
+                "duration 0s-1d",
+                "the service's slow_start",
+                "\"0s\"",
+                "Its slow-start window, when it comes into a running service.",
+                "",
+            ),
             key(
                 "quiescent",
                 "boolean",
