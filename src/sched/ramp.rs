@@ -79,4 +79,48 @@ mod tests {
         list[0].state.begin_slow_start();
         assert!((0..30).all(|_| admit(&list, 0) == 0));
     }
+
+    #[test]
+    fn a_template_naming_a_ramping_server_is_honoured_and_new_clients_ramp() {
+        use crate::clock::Clock;
+        use crate::persist::{DEFAULT_MAX_TEMPLATES, Templates};
+        use crate::sched::schedule;
+        use crate::table::{Netmask, Protocol, ServiceFlags, ServiceKey};
+
+        let key = ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            addr: "10.0.0.1".parse().unwrap(),
+            port: 80,
+        };
+        let addrs = ["10.1.0.1".parse().unwrap(), "10.1.0.2".parse().unwrap()];
+        let persistent = ServiceFlags(ServiceFlags::PERSISTENT);
+        let table = crate::sched::testing::table_of(
+            key,
+            "rr",
+            persistent,
+            Netmask::full(key.family()),
+            &addrs,
+        );
+        let svc = table.service(&key).unwrap();
+        let t = Templates::new(Clock::new(), DEFAULT_MAX_TEMPLATES);
+        let to = |client: &str| {
+            let p = crate::sched::Packet {
+                client: client.parse().unwrap(),
+                local: "10.0.0.1:80".parse().unwrap(),
+            };
+            schedule(&t, svc, &p).next().unwrap().server.addr
+        };
+        let kept = to("192.0.2.1:1000");
+        let ramping = svc.servers.iter().find(|s| s.addr == kept).unwrap();
+        ramping.state.slow_start.set_window(600_000);
+        ramping.state.begin_slow_start();
+        // The client it already has: every connection still goes there.
+        assert!((0..10).all(|i| to(&format!("192.0.2.1:{}", 2000 + i)) == kept));
+        // New clients: rr picks it for every other one, and at about 1/20 it takes
+        // none of these ten picks.
+        let news = (0..20)
+            .filter(|i| to(&format!("192.0.2.{}:1000", 10 + i)) == kept)
+            .count();
+        assert_eq!(news, 0);
+    }
 }

@@ -9,9 +9,9 @@
 //! connection goes when the servers before could not be reached: the scheduler again,
 //! and if it insists on one already tried (hashing schedulers do), the least loaded
 //! usable server not yet tried. Retries have no template. A new pick of a server in
-//! slow start may go elsewhere (`ramp`); templates and retries do not ramp. Called by the data plane
-//! (`proxy::tcp`, `proxy::udp::flow`, through `proxy::scheduling`); `persist` is the
-//! template store it reads and fills.
+//! slow start may go elsewhere (`ramp`); templates and retries do not ramp. Called by
+//! the data plane (`proxy::tcp`, `proxy::udp::flow`, through `proxy::scheduling`);
+//! `persist` is the template store it reads and fills.
 
 use crate::persist::{Control, Templates};
 use crate::table::{RealServer, ServerKey, Service};

@@ -600,32 +600,37 @@ fn entry_of(svc: &Service) -> ServiceEntry {
         servers: svc
             .servers
             .iter()
-            .map(|s| {
-                let ramp = s.state.slow_start_share();
-                ServerEntry {
-                    addr: s.addr,
-                    port: s.port,
-                    forward: s.forward,
-                    // While it ramps, what IPVS would show for the weight in force.
-                    weight: ramp.map_or(s.weight, |share| slow_start::weight_at(s.weight, share)),
-                    slow_start: ramp,
-                    u_threshold: s.u_threshold,
-                    l_threshold: s.l_threshold,
-                    active_conns: s.state.active_conns.load(Relaxed),
-                    inactive_conns: s.state.inactive_conns.load(Relaxed),
-                    persistent_conns: s.state.persistent_conns.load(Relaxed),
-                    tunnel: s.tunnel,
-                    stats: s.state.stats.view(),
-                    connect_failures: FailureCounts {
-                        refused: s.state.connect_failures.refused.load(Relaxed),
-                        timed_out: s.state.connect_failures.timeout.load(Relaxed),
-                        other: s.state.connect_failures.other.load(Relaxed),
-                        looped: s.state.connect_failures.looped.load(Relaxed),
-                    },
-                }
+            .map(|s| ServerEntry {
+                addr: s.addr,
+                port: s.port,
+                forward: s.forward,
+                // While it ramps, what IPVS would show for the weight in force.
+                weight: weight_in_force(s),
+                u_threshold: s.u_threshold,
+                l_threshold: s.l_threshold,
+                active_conns: s.state.active_conns.load(Relaxed),
+                inactive_conns: s.state.inactive_conns.load(Relaxed),
+                persistent_conns: s.state.persistent_conns.load(Relaxed),
+                tunnel: s.tunnel,
+                stats: s.state.stats.view(),
+                connect_failures: FailureCounts {
+                    refused: s.state.connect_failures.refused.load(Relaxed),
+                    timed_out: s.state.connect_failures.timeout.load(Relaxed),
+                    other: s.state.connect_failures.other.load(Relaxed),
+                    looped: s.state.connect_failures.looped.load(Relaxed),
+                },
+                slow_start: s.state.slow_start_share(),
             })
             .collect(),
     }
+}
+
+/// The weight IPVS would show for `s` now: its weight, or while it ramps (slow start)
+/// the weight times the share in force, rounded up (`slow_start::weight_at`).
+fn weight_in_force(s: &RealServer) -> u32 {
+    s.state
+        .slow_start_share()
+        .map_or(s.weight, |share| slow_start::weight_at(s.weight, share))
 }
 
 /// Where a command comes from, for the one check that differs: uvs's own
