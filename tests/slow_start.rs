@@ -150,7 +150,7 @@ fn a_returning_server_takes_a_rising_share_with_round_robin() {
     let port = format!("remote_port=\"{}\"", a.addr.port());
     let sample = page
         .lines()
-        .find(|l| l.starts_with("uvs_backend_slow_start_share{") && l.contains(&port))
+        .find(|l| l.starts_with("uvs_backend_slow_start_ratio{") && l.contains(&port))
         .unwrap_or_else(|| panic!("no slow-start share of A in\n{page}"));
     let value: f64 = sample.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(value > 0.0 && value < 1.0, "{sample}");

@@ -243,7 +243,7 @@ fn backend_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
         });
     family(
         out,
-        names::BACKEND_SLOW_START_SHARE,
+        names::BACKEND_SLOW_START_RATIO,
         "Slow start: the share of the new connections it would get that the real server takes now, from 0.05 to 1 over its window (1: not ramping); only servers with a window.",
         Kind::Gauge,
         ramps,
