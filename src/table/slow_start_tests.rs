@@ -77,7 +77,10 @@ fn a_server_added_to_a_running_service_ramps_and_is_listed_at_its_weight_in_forc
     let share = share.expect("a share while ramping");
     // The weight is read a moment before the share, which may have grown since.
     let at_share = slow_start::weight_at(20, share);
-    assert!(weight == at_share || weight + 1 == at_share, "{weight} at {share}");
+    assert!(
+        weight == at_share || weight + 1 == at_share,
+        "{weight} at {share}"
+    );
     assert!((1..20).contains(&weight), "{weight} at {share}");
 }
 
