@@ -1,7 +1,8 @@
 //! The daemon's clocks: wall-clock seconds for what people and scrapers read (logs,
 //! `uvs status`, metrics timestamps) and their words ([`utc`]); monotonic seconds
-//! since the process started for what measures intervals between log lines
-//! (`rate_limit`), which a step of the wall clock must not stretch; and a cheap
+//! (and milliseconds) since the process started for what measures intervals between
+//! log lines (`rate_limit`) and slow start's ramps, which a step of the wall clock must
+//! not stretch; and a cheap
 //! monotonic millisecond count for the connection table and persistence templates,
 //! which store it in atomics. The connection table owns one `Clock`; templates share
 //! it. Below everything that tells time: `status`, the exporter's page, `rate_limit`.
@@ -16,21 +17,25 @@ pub fn unix_seconds() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// When the process first asked for monotonic time: the start of both counts.
-static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-
 /// Monotonic seconds since the process first asked, counted from 1 (so that 0 can
 /// mean "never" in an atomic): CLOCK_MONOTONIC, which no setting of the wall clock
 /// moves, for intervals between log lines.
 pub fn monotonic_seconds() -> u64 {
-    START.get_or_init(Instant::now).elapsed().as_secs() + 1
+    process_start().elapsed().as_secs() + 1
 }
 
-/// Monotonic milliseconds since the process first asked (of [`monotonic_seconds`]'s
-/// clock, counted from 1 so that 0 can mean "never"): when a passive ejection ends,
-/// which the data plane and the health checks compare in atomics.
+/// Monotonic milliseconds since the process first asked, counted from 1 (0 means
+/// "never" in an atomic), on the same clock as [`monotonic_seconds`]: when a real
+/// server's slow start began (`table::slow_start`) and when a passive ejection ends
+/// (`table::ejection`), read by every thread.
 pub fn monotonic_ms() -> u64 {
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+    u64::try_from(process_start().elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// The moment the process first asked for monotonic time.
+fn process_start() -> Instant {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(Instant::now)
 }
 
 /// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (the proleptic Gregorian

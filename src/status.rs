@@ -225,6 +225,10 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
     }
     for s in &e.servers {
         server_line(out, s, udp);
+        if let Some(share) = s.slow_start {
+            // The weight above is already the weight in force (`table::slow_start`).
+            let _ = writeln!(out, "     slow start ({}%)", share / 10);
+        }
         let health = status
             .health
             .iter()

@@ -468,6 +468,14 @@ pub const SECTIONS: &[Section] = &[
                 "Passive ejection: after `failures` failed connects in a row (refused, timed out; ICMP errors on UDP flows) a real server takes no new connections for base_time times its ejections in a row (one less per quiet base_time), at most max_time (300s unless set); never more than max_share of the servers at once, never the last usable one; back sooner when its health check passes.",
                 "Envoy's outlier_detection (consecutive_5xx, base_ejection_time, max_ejection_percent, max_ejection_time); HAProxy's observe layer4 + error-limit + on-error mark-down",
             ),
+            key(
+                "slow_start",
+                "duration 0s-1d",
+                "0s (none)",
+                "\"30s\"",
+                "After a real server is added to the running service or comes back (weight from 0, health check, ejection over), its share of the new connections it would get grows from 1/20 to all over this window (userspace mode).",
+                "HAProxy slowstart",
+            ),
             Key {
                 with: Some("fwmark = 7"),
                 ..key(
@@ -624,6 +632,14 @@ pub const SECTIONS: &[Section] = &[
                     "ipvsadm -y",
                 )
             },
+            key(
+                "slow_start",
+                "duration 0s-1d",
+                "the service's slow_start",
+                "\"10s\"",
+                "This server's own slow-start window; \"0s\" turns slow start off for it.",
+                "HAProxy slowstart",
+            ),
             Key {
                 with: Some("address = \"127.0.0.1:9001\"\nforward = \"ipip\""),
                 ..key(
@@ -1100,6 +1116,14 @@ pub const SECTIONS: &[Section] = &[
                     "",
                 )
             },
+            key(
+                "slow_start",
+                "duration 0s-1d",
+                "the service's slow_start",
+                "\"0s\"",
+                "Its slow-start window, when it comes into a running service.",
+                "",
+            ),
             key(
                 "quiescent",
                 "boolean",

@@ -435,6 +435,10 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
         }
         out.push_str(" }\n");
     }
+    if o.slow_start_ms != 0 {
+        let window = Duration::from_millis(u64::from(o.slow_start_ms));
+        let _ = writeln!(out, "slow_start = {}", duration(window));
+    }
     // A group's rules are its members'.
     let listen: Vec<&ListenRule> = members.iter().flat_map(|m| &m.listen).collect();
     if !listen.is_empty() {
@@ -499,6 +503,10 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
         }
         if server.l_threshold != 0 {
             let _ = writeln!(out, "lower_threshold = {}", server.l_threshold);
+        }
+        if let Some(ms) = server.options.slow_start_ms {
+            let window = Duration::from_millis(u64::from(ms));
+            let _ = writeln!(out, "slow_start = {}", duration(window));
         }
         if server.forward == Forward::Tunnel && server.tunnel != Tunnel::default() {
             let t = server.tunnel;
@@ -749,6 +757,19 @@ address = "::1"
             ),
             "{written}"
         );
+        let again = parse(&written, Path::new("written.toml")).unwrap();
+        assert_eq!(again, config, "{written}");
+    }
+
+    #[test]
+    fn slow_start_windows_are_written_and_read_back() {
+        let text = "[[service]]\ntcp = \"127.0.0.1:80\"\nslow_start = \"1m 30s\"\n\n\
+                    [[service.server]]\naddress = \"127.0.0.1:8080\"\nslow_start = \"0s\"\n\n\
+                    [[service.server]]\naddress = \"127.0.0.2:8080\"\nslow_start = \"2s 500ms\"\n";
+        let config = parse(text, Path::new("t.toml")).unwrap();
+        let written = render(&config);
+        assert!(written.contains("slow_start = \"1m 30s\"\n"), "{written}");
+        assert!(written.contains("slow_start = \"0s\"\n"), "{written}");
         let again = parse(&written, Path::new("written.toml")).unwrap();
         assert_eq!(again, config, "{written}");
     }

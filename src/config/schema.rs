@@ -50,6 +50,7 @@ use super::{
     NegotiateService, NotifyCommand, ServerHealth, ServiceSpec, Url,
 };
 use crate::proxy::congestion::CongestionControl;
+use crate::table::slow_start::MAX_WINDOW_MS;
 use crate::table::{
     Command, Family, Forward, ListenAddr, ListenRule, Netmask, Protocol, ProxyProtocol,
     ServerConfig, ServiceConfig, ServiceFlags, ServiceKey, ServiceOptions, Table as VsTable,
@@ -1266,6 +1267,9 @@ fn read_service(
     if let Some(item) = t.get("ejection") {
         options.ejection = read_ejection(&item);
     }
+    if let Some(ms) = t.get("slow_start").and_then(|item| read_slow_start(&item)) {
+        options.slow_start_ms = ms;
+    }
     // A group's listen rules are its one fwmark member's, or its one port-0 one's.
     let listen_key = match &members {
         None => key,
@@ -1477,6 +1481,10 @@ fn read_server(
     };
     let (upper, lower) = (threshold("upper_threshold"), threshold("lower_threshold"));
     let tunnel = read_tunnel(t, forward);
+    let slow_start = match t.get("slow_start") {
+        None => Some(None),
+        Some(item) => read_slow_start(&item).map(Some),
+    };
     let (addr, port) = address?;
     Some(ServerConfig {
         addr,
@@ -1486,8 +1494,23 @@ fn read_server(
         u_threshold: upper?,
         l_threshold: lower?,
         tunnel: tunnel?,
-        options: crate::table::ServerOptions::default(),
+        options: crate::table::ServerOptions {
+            slow_start_ms: slow_start?,
+        },
     })
+}
+
+/// A `slow_start` window (a service's, or a server's own): a duration from 0 (off) to
+/// a day, in milliseconds (`table::slow_start`).
+fn read_slow_start(item: &Item<'_, '_>) -> Option<u32> {
+    let d = item.duration(0..=u64::from(MAX_WINDOW_MS / 1000))?;
+    match u32::try_from(d.as_millis()) {
+        Ok(ms) if ms <= MAX_WINDOW_MS => Some(ms),
+        _ => {
+            item.wrong("a duration of at most a day (0s turns slow start off)");
+            None
+        }
+    }
 }
 
 /// `asked` as `service`'s table will hold it (`ServerConfig::in_service`); a port the
@@ -2835,6 +2858,65 @@ forward = "gate"
         assert_eq!(
             problems(meeting),
             ["t.toml:9:1: service[0].server[1]: in tcp 127.0.0.1:80: Destination already exists"]
+        );
+    }
+
+    #[test]
+    fn slow_start_is_read_for_services_and_servers_and_bad_windows_are_refused() {
+        let text = r#"
+[[service]]
+tcp = "127.0.0.1:80"
+slow_start = "30s"
+
+[[service.server]]
+address = "127.0.0.1:8080"
+slow_start = "10s"
+
+[[service.server]]
+address = "127.0.0.2:8080"
+slow_start = "0s"
+
+[[service.server]]
+address = "127.0.0.3:8080"
+"#;
+        let c = parse(text, Path::new("t.toml")).unwrap();
+        let web = &c.services[0];
+        assert_eq!(web.service.options.slow_start_ms, 30_000);
+        let own: Vec<Option<u32>> = web
+            .servers
+            .iter()
+            .map(|s| s.options.slow_start_ms)
+            .collect();
+        assert_eq!(own, [Some(10_000), Some(0), None]);
+
+        let bad = r#"
+[[service]]
+tcp = "127.0.0.1:80"
+slow_start = "-5s"
+
+[[service.server]]
+address = "127.0.0.1:8080"
+slow_start = "2d"
+
+[[service]]
+tcp = "127.0.0.1:81"
+slow_start = "soon"
+"#;
+        let expected =
+            "a duration from 0 to 86400 seconds, as \"30s\", \"5m\" or a number of seconds";
+        assert_eq!(
+            problems(bad),
+            [
+                format!(
+                    "t.toml:4:14: service[0].slow_start: expected {expected}, found the string \"-5s\""
+                ),
+                format!(
+                    "t.toml:8:14: service[0].server[0].slow_start: expected {expected}, found the string \"2d\""
+                ),
+                format!(
+                    "t.toml:12:14: service[1].slow_start: expected {expected}, found the string \"soon\""
+                ),
+            ]
         );
     }
 }

@@ -155,7 +155,7 @@ impl Backend for Client {
 
     fn service(&mut self, key: &ServiceKey) -> Result<ServiceEntry, BackendError> {
         match self.call(&Request::GetService { service: *key })? {
-            Response::Service { service } => Ok(service),
+            Response::Service { service } => Ok(*service),
             other => Err(self.unexpected(other)),
         }
     }

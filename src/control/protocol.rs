@@ -145,8 +145,9 @@ pub enum Response {
     Services {
         services: Vec<ServiceEntry>,
     },
+    /// Boxed: a service's entry is much larger than the other answers.
     Service {
-        service: ServiceEntry,
+        service: Box<ServiceEntry>,
     },
     Timeouts {
         timeouts: Timeouts,

@@ -143,7 +143,9 @@ pub fn answer(request: Request, daemon: &dyn Daemon) -> Response {
             services: table.snapshot().entries(),
         },
         Request::GetService { service } => match table.snapshot().entry(&service) {
-            Ok(service) => Response::Service { service },
+            Ok(service) => Response::Service {
+                service: Box::new(service),
+            },
             Err(error) => Response::Refused { error },
         },
         Request::GetTimeouts {} => Response::Timeouts {

@@ -174,7 +174,8 @@ pub fn director(settings: &Settings, userspace: bool) -> Result<Arc<Director>, R
         }
     }
     let open_files = open_files_limit();
-    let table = Arc::new(TableHandle::new(Box::new(HostInterfaces)));
+    // Kernel mode does not ramp: the kernel schedules (`table::slow_start`).
+    let table = Arc::new(TableHandle::new(Box::new(HostInterfaces)).with_slow_starts(userspace));
     let director = Director::new(
         table,
         PlaneOptions {

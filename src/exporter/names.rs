@@ -72,6 +72,8 @@ names! {
     BACKEND_CONNECTIONS_INACTIVE = "uvs_backend_connections_inactive";
     BACKEND_CONNECTIONS_PERSISTENT = "uvs_backend_connections_persistent";
     BACKEND_WEIGHT = "uvs_backend_weight";
+    /// Only for servers with a slow-start window.
+    BACKEND_SLOW_START_RATIO = "uvs_backend_slow_start_ratio";
     BACKEND_CONNECT_FAILURES_TOTAL = "uvs_backend_connect_failures_total";
     /// A histogram: its samples are this name with `_bucket`, `_sum` and `_count`.
     BACKEND_CONNECT_DURATION_SECONDS = "uvs_backend_connect_duration_seconds";

@@ -232,6 +232,23 @@ fn backend_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
         let samples = servers(services).map(|(s, r)| (server_labels(&s.key, &r.key()), value(r)));
         family(out, name, help, Kind::Gauge, samples);
     }
+    // Only servers with a slow-start window: none without the control configured.
+    let ramps = servers(services)
+        .filter(|(_, r)| r.state.slow_start.window_ms() != 0)
+        .map(|(s, r)| {
+            let share = r
+                .state
+                .slow_start_share()
+                .map_or(1.0, |p| f64::from(p) / 1000.0);
+            (server_labels(&s.key, &r.key()), Number::Float(share))
+        });
+    family(
+        out,
+        names::BACKEND_SLOW_START_RATIO,
+        "Slow start: the share of the new connections it would get that the real server takes now, from 0.05 to 1 over its window (1: not ramping); only servers with a window.",
+        Kind::Gauge,
+        ramps,
+    );
     let failures = servers(services).flat_map(|(s, r)| {
         let labels = server_labels(&s.key, &r.key());
         let f = &r.state.connect_failures;

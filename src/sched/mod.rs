@@ -24,6 +24,7 @@ mod lc;
 mod mh;
 mod nq;
 mod ovf;
+mod ramp;
 mod rr;
 pub mod schedule;
 mod sed;

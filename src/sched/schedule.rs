@@ -10,14 +10,15 @@
 //! and if it insists on one already tried (hashing schedulers do), the least loaded
 //! usable server not yet tried. Retries have no template. A first choice the
 //! scheduler cannot make because a pool control holds a server out goes to the least
-//! loaded usable server ([`pool_fallback`]). Called by the data plane
+//! loaded usable server ([`pool_fallback`]). A new pick of a server in slow start may
+//! go elsewhere (`ramp`); templates and retries do not ramp. Called by the data plane
 //! (`proxy::tcp`, `proxy::udp::flow`, through `proxy::scheduling`); `persist` is the
 //! template store it reads and fills.
 
 use crate::persist::{Control, Templates};
 use crate::table::{RealServer, ServerKey, Service};
 
-use super::{Packet, least_loaded_except};
+use super::{Packet, least_loaded_except, ramp};
 
 /// The real server for a new connection, and its hold on the persistence template
 /// when the service persists (given back when dropped, unless the connection's table
@@ -84,8 +85,9 @@ impl Iterator for Schedule<'_> {
 /// template when the service persists).
 fn first(templates: &Templates, service: &Service, packet: &Packet) -> Option<Choice> {
     if !service.flags.persistent() {
-        return pick_or_pool_fallback(service, packet).map(|i| Choice {
-            server: service.servers[i].clone(),
+        let index = ramp::admit(&service.servers, pick_or_pool_fallback(service, packet)?);
+        return Some(Choice {
+            server: service.servers[index].clone(),
             template: None,
         });
     }
@@ -103,7 +105,7 @@ fn sched_persist(templates: &Templates, service: &Service, packet: &Packet) -> O
             template: Some(template),
         });
     }
-    let index = pick_or_pool_fallback(service, packet)?;
+    let index = ramp::admit(&service.servers, pick_or_pool_fallback(service, packet)?);
     let server = service.servers[index].clone();
     let template = slot.make(&server, index, service.timeout);
     Some(Choice { server, template })

@@ -64,7 +64,7 @@ pub fn servers(weights: &[u32]) -> Vec<RealServer> {
         .iter()
         .enumerate()
         .map(|(i, w)| {
-            let state = Arc::new(RealServerState::with_settings(*w, 0, 0));
+            let state = Arc::new(RealServerState::with_settings(*w, 0, 0, 0));
             RealServer {
                 options: Default::default(),
                 addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1)),

@@ -52,7 +52,13 @@ pub struct ServerConfig {
 /// (`table::pool`). ipvsadm's listings and `-S` do not show them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ServerOptions {}
+pub struct ServerOptions {
+    /// Its own slow-start window in milliseconds, over its service's
+    /// (`ServiceOptions::slow_start_ms`); `Some(0)` turns slow start off for it
+    /// (`table::slow_start`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow_start_ms: Option<u32>,
+}
 
 impl ServiceConfig {
     /// A service as `-A KEY -s SCHEDULER` makes it: no persistence, no flags, none of

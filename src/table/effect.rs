@@ -53,6 +53,15 @@ pub(super) enum Effect {
         u_threshold: u32,
         l_threshold: u32,
     },
+    /// A server's slow-start window follows its settings or its service's (`-a`, `-e`,
+    /// a service's `slow_start`), and with `begin` a ramp starts: the server was added
+    /// to a running service, or its weight went from 0 to above 0
+    /// (`table::slow_start`).
+    SlowStart {
+        state: Arc<RealServerState>,
+        window_ms: u32,
+        begin: bool,
+    },
     /// `-Z SERVICE`, and each service under `-Z`: the service's counters and its real
     /// servers' restart from zero in listings.
     ZeroService(Arc<Service>),
@@ -179,6 +188,16 @@ impl Effects {
         self.0.extend(later.0);
     }
 
+    /// No slow start begins when these are carried out (kernel mode): windows are
+    /// still mirrored.
+    pub(super) fn begin_no_slow_start(&mut self) {
+        for effect in &mut self.0 {
+            if let Effect::SlowStart { begin, .. } = effect {
+                *begin = false;
+            }
+        }
+    }
+
     /// The kinds of the notes these effects would say, in order, for tests.
     #[cfg(test)]
     pub(crate) fn notes(&self) -> Vec<&'static str> {
@@ -227,6 +246,11 @@ impl Effects {
                     u_threshold,
                     l_threshold,
                 } => state.configure(weight, u_threshold, l_threshold, &proof),
+                Effect::SlowStart {
+                    state,
+                    window_ms,
+                    begin,
+                } => state.configure_slow_start(window_ms, begin, &proof),
                 Effect::ZeroService(svc) => {
                     svc.state.stats.zero();
                     for server in &svc.servers {

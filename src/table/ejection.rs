@@ -271,11 +271,13 @@ pub fn readmit(
     }
     e.consecutive.store(0, Relaxed);
     e.readmitted_ms.store(now_ms, Relaxed);
+    // Back from ejection is coming back up: it ramps (when it has a window) from its
+    // first pick on, so the ramp begins before the hold is lifted.
+    server.begin_slow_start();
     server.set_hold(Hold::Ejected, false);
     let _ = service
         .ejected
         .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
-    // pool: begin_slow_start at readmission
     true
 }
 

@@ -53,6 +53,10 @@ pub struct ServerEntry {
     /// Its passive ejection (uvs only; zeros unless its service ejects).
     #[serde(default)]
     pub ejection: EjectionCounts,
+    /// While the server ramps (slow start), the share of its picks it takes, in
+    /// thousandths (`weight` is then the weight in force); None when not ramping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start: Option<u32>,
 }
 
 /// A real server's passive ejection (`table::ejection`), as listings see it.

@@ -29,6 +29,7 @@ pub mod order;
 pub mod real_server;
 pub mod server_address;
 pub mod service;
+pub mod slow_start;
 pub mod timeouts;
 
 use std::sync::{Arc, Mutex};
@@ -63,6 +64,11 @@ pub struct Table {
     listeners: imbl::HashMap<ListenAddr, Option<u32>>,
     timeouts: Timeouts,
     next_created: u64,
+    /// Services created before this number were in a published table: a server added
+    /// to one, or brought in, begins a slow start (`slow_start`); servers that come
+    /// with a new service (the daemon's start, a reload adding the service) do not, as
+    /// HAProxy's `slowstart` never applies when it starts.
+    published: u64,
     totals: Arc<Stats>,
 }
 
@@ -161,6 +167,16 @@ impl Table {
                     .ok_or(TableError::NoSuchService)?;
                 let resolved = ResolvedService::from_config(config)?;
                 let mut service = Service::clone(current);
+                if service.options.slow_start_ms != config.options.slow_start_ms {
+                    // Each server without its own window follows the service's.
+                    for server in &service.servers {
+                        effects.push(Effect::SlowStart {
+                            state: Arc::clone(&server.state),
+                            window_ms: config.options.slow_start_of(&server.options),
+                            begin: false,
+                        });
+                    }
+                }
                 if service.scheduler != resolved.scheduler {
                     service.algorithm = Arc::from(resolved.scheduler.algorithm(&service.servers));
                 }
@@ -215,6 +231,7 @@ impl Table {
             }
             Command::AddServer { service, server } => {
                 let server = &server.in_service(service);
+                let published = self.published;
                 let svc = self.server_command_target(service, server)?;
                 check_server_numbers(server)?;
                 if svc.servers.iter().any(|s| s.key() == server.key()) {
@@ -224,7 +241,15 @@ impl Table {
                     return Err(TableError::InvalidOperation);
                 }
                 let svc = Arc::make_mut(svc);
-                let added = real_server(server, None, None);
+                let window_ms = svc.options.slow_start_of(&server.options);
+                let added = real_server(server, None, None, window_ms);
+                if window_ms != 0 && added.weight != 0 && svc.created < published {
+                    effects.push(Effect::SlowStart {
+                        state: Arc::clone(&added.state),
+                        window_ms,
+                        begin: true,
+                    });
+                }
                 svc.servers.insert(0, added);
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Added));
             }
@@ -232,6 +257,7 @@ impl Table {
                 // The edited server is looked for at the port it is normalised to, as
                 // ipvsadm's `-e` looks for it (see `ServerConfig::in_service`).
                 let server = &server.in_service(service);
+                let published = self.published;
                 let svc = self.server_command_target(service, server)?;
                 check_server_numbers(server)?;
                 let index = svc
@@ -240,13 +266,22 @@ impl Table {
                     .position(|s| s.key() == server.key())
                     .ok_or(TableError::NoSuchServer)?;
                 let svc = Arc::make_mut(svc);
+                let window_ms = svc.options.slow_start_of(&server.options);
+                let running = svc.created < published;
                 let slot = &mut svc.servers[index];
-                *slot = real_server(server, Some(&slot.state), Some(slot.last_weight));
+                let was_weight = slot.weight;
+                *slot = real_server(server, Some(&slot.state), Some(slot.last_weight), 0);
                 effects.push(Effect::Configure {
                     state: Arc::clone(&slot.state),
                     weight: slot.weight,
                     u_threshold: slot.u_threshold,
                     l_threshold: slot.l_threshold,
+                });
+                // Back from weight 0 (a health check, `-e`, an undrain): a ramp.
+                effects.push(Effect::SlowStart {
+                    state: Arc::clone(&slot.state),
+                    window_ms,
+                    begin: running && was_weight == 0 && slot.weight != 0,
                 });
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Updated));
             }
@@ -509,11 +544,13 @@ fn check_server_numbers(server: &ServerConfig) -> Result<(), TableError> {
 
 /// The server a config describes. An edited server keeps its live state (`edited`, which
 /// the caller updates through an effect) and its last non-zero weight (`previous_last_weight`:
-/// an edit to weight 0 keeps it); an added one (None, None) gets a state of its own.
+/// an edit to weight 0 keeps it); an added one (None, None) gets a state of its own,
+/// with its slow-start window `slow_start_ms`.
 fn real_server(
     config: &ServerConfig,
     edited: Option<&Arc<RealServerState>>,
     previous_last_weight: Option<u32>,
+    slow_start_ms: u32,
 ) -> RealServer {
     // check_server_numbers has refused negative weights.
     let weight = config.weight.unsigned_abs();
@@ -524,6 +561,7 @@ fn real_server(
             weight,
             config.u_threshold,
             config.l_threshold,
+            slow_start_ms,
         )),
     };
     let last_weight = match previous_last_weight {
@@ -568,7 +606,8 @@ fn entry_of(svc: &Service) -> ServiceEntry {
                 addr: s.addr,
                 port: s.port,
                 forward: s.forward,
-                weight: s.weight,
+                // What IPVS would show for the weight in force (ejected, ramping).
+                weight: weight_in_force(s),
                 u_threshold: s.u_threshold,
                 l_threshold: s.l_threshold,
                 active_conns: s.state.active_conns.load(Relaxed),
@@ -587,9 +626,22 @@ fn entry_of(svc: &Service) -> ServiceEntry {
                     consecutive_failures: s.state.ejection.consecutive(),
                     left_ms: s.state.ejection.left_ms(now_ms),
                 },
+                slow_start: s.state.slow_start_share(),
             })
             .collect(),
     }
+}
+
+/// The weight IPVS would show for `s` now: 0 while it is ejected (taken out as a
+/// quiesced server is), else its weight, or while it ramps (slow start) the weight
+/// times the share in force, rounded up (`slow_start::weight_at`).
+fn weight_in_force(s: &RealServer) -> u32 {
+    if s.state.holds(real_server::Hold::Ejected) {
+        return 0;
+    }
+    s.state
+        .slow_start_share()
+        .map_or(s.weight, |share| slow_start::weight_at(s.weight, share))
 }
 
 /// Where a command comes from, for the one check that differs: uvs's own
@@ -614,6 +666,9 @@ pub struct TableHandle {
     /// What left the table with log lines held back, until the failure log takes it
     /// (every second; never filled where nothing is counted, as in kernel mode).
     retired: Mutex<Vec<Retired>>,
+    /// Whether servers brought in begin a slow start (`slow_start`): not in kernel
+    /// mode, where the kernel schedules with the full weight.
+    slow_starts: bool,
 }
 
 impl TableHandle {
@@ -624,7 +679,16 @@ impl TableHandle {
             addresses,
             version: tokio::sync::watch::Sender::new(0),
             retired: Mutex::new(Vec::new()),
+            slow_starts: true,
         }
+    }
+
+    /// This handle with slow starts (`slow_start`) begun only if `on`: off in kernel
+    /// mode, where the kernel's IPVS schedules with the full weight and the listing
+    /// must show what it holds.
+    pub fn with_slow_starts(mut self, on: bool) -> TableHandle {
+        self.slow_starts = on;
+        self
     }
 
     /// The servers and services that left the table since the last call while their
@@ -690,6 +754,10 @@ impl TableHandle {
             }
         }
         check(&now, &next)?;
+        next.published = next.next_created;
+        if !self.slow_starts {
+            effects.begin_no_slow_start();
+        }
         self.current.store(Arc::new(next));
         // The batch is whole and published: now, and only now, the state the new
         // snapshot shares with the old one follows it. Still under the writer lock, so
@@ -710,5 +778,7 @@ impl std::fmt::Debug for TableHandle {
 
 #[cfg(test)]
 mod batch_tests;
+#[cfg(test)]
+mod slow_start_tests;
 #[cfg(test)]
 mod tests;

@@ -204,6 +204,8 @@ pub struct RealServerState {
     /// Passive ejection: failures in a row, ejections, when the one in force ends
     /// (`table::ejection`; untouched unless the service configures it).
     pub ejection: super::ejection::Ejection,
+    /// The slow-start window and ramp (`table::slow_start`), read per pick.
+    pub slow_start: super::slow_start::SlowStart,
     /// IP_VS_DEST_F_AVAILABLE: false once the server is deleted from its service.
     available: AtomicBool,
     weight: AtomicU32,
@@ -223,6 +225,7 @@ impl Default for RealServerState {
             hold: AtomicU8::new(0),
             open_conns: AtomicU32::new(0),
             ejection: super::ejection::Ejection::default(),
+            slow_start: super::slow_start::SlowStart::default(),
             available: AtomicBool::new(true),
             weight: AtomicU32::new(0),
             u_threshold: AtomicU32::new(0),
@@ -282,6 +285,20 @@ impl RealServerState {
     /// Connections and flows open now (see `open_conns`).
     pub fn open(&self) -> u32 {
         self.open_conns.load(Relaxed)
+    }
+
+    /// Begins a slow start now if the server has a window (its own `slow_start`, else
+    /// its service's); a ramp in force starts over. The passive ejection calls it when a
+    /// server is readmitted; the table's publish calls it when a server is added to a
+    /// running service or its weight goes from 0 to above 0.
+    pub fn begin_slow_start(&self) {
+        self.slow_start.begin();
+    }
+
+    /// The share of its picks the server takes now, in thousandths, while it ramps
+    /// (None: all of them). See `table::slow_start`.
+    pub fn slow_start_share(&self) -> Option<u32> {
+        self.slow_start.share()
     }
 
     pub fn is_available(&self) -> bool {
@@ -347,14 +364,17 @@ impl RealServerState {
         to.fetch_add(1, Relaxed);
     }
 
-    /// The state of a server just added (nothing shares it yet): these settings,
-    /// available, not overloaded, no connections.
+    /// The state of a server just added (nothing shares it yet): these settings
+    /// (`slow_start_ms`: its slow-start window, 0 for none), available, not overloaded,
+    /// no connections, not ramping (the publish begins the ramp, `table::effect`).
     pub(crate) fn with_settings(
         weight: u32,
         u_threshold: u32,
         l_threshold: u32,
+        slow_start_ms: u32,
     ) -> RealServerState {
         let state = RealServerState::default();
+        state.slow_start.set_window(slow_start_ms);
         state.weight.store(weight, Relaxed);
         state.u_threshold.store(u_threshold, Relaxed);
         state.l_threshold.store(l_threshold, Relaxed);
@@ -378,6 +398,15 @@ impl RealServerState {
         self.weight.store(weight, Relaxed);
         self.l_threshold.store(l_threshold, Relaxed);
         self.available.store(true, Relaxed);
+    }
+
+    /// Mirrors the server's slow-start window once a change is published, and begins a
+    /// ramp when the change brings the server in (`begin`; see `table::effect`).
+    pub(crate) fn configure_slow_start(&self, window_ms: u32, begin: bool, _: &CarryingOut) {
+        self.slow_start.set_window(window_ms);
+        if begin {
+            self.slow_start.begin();
+        }
     }
 
     /// The server left its service, and that is published: persistence templates

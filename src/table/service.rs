@@ -164,6 +164,15 @@ pub struct ServiceOptions {
     pub freebind: bool,
     /// Passive ejection of real servers that fail (`table::ejection`); None: off.
     pub ejection: Option<super::ejection::EjectionConfig>,
+    /// The slow-start window of its real servers in milliseconds (0: none), HAProxy's
+    /// `slowstart`; a server's own `ServerOptions::slow_start_ms` wins
+    /// (`table::slow_start`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub slow_start_ms: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ServiceOptions {
@@ -177,6 +186,12 @@ impl ServiceOptions {
         } else {
             std::time::Duration::from_millis(u64::from(self.connect_timeout_ms))
         }
+    }
+
+    /// The slow-start window of `server` in this service, in milliseconds (0: none):
+    /// its own, else the service's.
+    pub fn slow_start_of(&self, server: &crate::table::ServerOptions) -> u32 {
+        server.slow_start_ms.unwrap_or(self.slow_start_ms)
     }
 
     /// The uvsadm options that set these (empty when all are defaults).

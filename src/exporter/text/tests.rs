@@ -78,6 +78,8 @@ fn table() -> Table {
     fwm.servers[0].state.inactive_conns.store(4, Relaxed);
     fwm.servers[0].state.persistent_conns.store(1, Relaxed);
     fwm.servers[0].state.ejection.failed(1);
+    // A slow-start window, not ramping: its share is the whole.
+    fwm.servers[0].state.slow_start.set_window(30_000);
     t.totals().add_conn();
     t
 }
