@@ -606,7 +606,7 @@ fn entry_of(svc: &Service) -> ServiceEntry {
                 addr: s.addr,
                 port: s.port,
                 forward: s.forward,
-                // What IPVS would show for the weight in force (ejected, ramping).
+                // While it ramps, what IPVS would show for the weight in force.
                 weight: weight_in_force(s),
                 u_threshold: s.u_threshold,
                 l_threshold: s.l_threshold,
@@ -632,13 +632,11 @@ fn entry_of(svc: &Service) -> ServiceEntry {
     }
 }
 
-/// The weight IPVS would show for `s` now: 0 while it is ejected (taken out as a
-/// quiesced server is), else its weight, or while it ramps (slow start) the weight
-/// times the share in force, rounded up (`slow_start::weight_at`).
+/// The weight IPVS would show for `s` now: its weight, or while it ramps (slow start)
+/// the weight times the share in force, rounded up (`slow_start::weight_at`). An
+/// ejection, like IPVS's overload, is a hold of the moment and leaves the weight as it
+/// is (`uvs status` says it).
 fn weight_in_force(s: &RealServer) -> u32 {
-    if s.state.holds(real_server::Hold::Ejected) {
-        return 0;
-    }
     s.state
         .slow_start_share()
         .map_or(s.weight, |share| slow_start::weight_at(s.weight, share))
