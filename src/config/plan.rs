@@ -74,10 +74,14 @@ impl Owned {
             Command::SetTimeouts(_) if self.timeouts => vec![Touched::Timeouts],
             Command::AddListener(rule) => listener(&rule.listen),
             Command::DeleteListener { listen } => listener(listen),
+            // A command-line drain is never undone by a reload, nor is its undrain
+            // (`table::pool`): nothing for the next reload to put back.
             Command::SetTimeouts(_)
             | Command::Zero { .. }
             | Command::StartSyncDaemon { .. }
-            | Command::StopSyncDaemon { .. } => Vec::new(),
+            | Command::StopSyncDaemon { .. }
+            | Command::Drain { .. }
+            | Command::Undrain { .. } => Vec::new(),
         }
     }
 }
@@ -101,7 +105,9 @@ impl Touched {
             Command::DeleteService { service }
             | Command::AddServer { service, .. }
             | Command::EditServer { service, .. }
-            | Command::DeleteServer { service, .. } => vec![Touched::Service(*service)],
+            | Command::DeleteServer { service, .. }
+            | Command::Drain { service, .. }
+            | Command::Undrain { service, .. } => vec![Touched::Service(*service)],
             Command::AddListener(rule) => vec![
                 Touched::Listener(rule.listen),
                 Touched::Service(rule.service()),

@@ -53,6 +53,12 @@ pub(super) enum Effect {
         u_threshold: u32,
         l_threshold: u32,
     },
+    /// A drain (`Some(keep_persistent)`) or undrain (None) of a real server
+    /// (`table::pool`): held Draining or not, templates usable or not.
+    Drain {
+        state: Arc<RealServerState>,
+        keep_persistent: Option<bool>,
+    },
     /// `-Z SERVICE`, and each service under `-Z`: the service's counters and its real
     /// servers' restart from zero in listings.
     ZeroService(Arc<Service>),
@@ -193,6 +199,19 @@ impl Effects {
             .collect()
     }
 
+    /// Whether these effects start a drain (the pool controller is woken for it).
+    pub(super) fn start_a_drain(&self) -> bool {
+        self.0.iter().any(|e| {
+            matches!(
+                e,
+                Effect::Drain {
+                    keep_persistent: Some(_),
+                    ..
+                }
+            )
+        })
+    }
+
     /// Writes to the shared state, in order. Call once the table that made these
     /// effects is the one readers see (or when no one else reads it).
     pub fn carry_out(self) {
@@ -227,6 +246,10 @@ impl Effects {
                     u_threshold,
                     l_threshold,
                 } => state.configure(weight, u_threshold, l_threshold, &proof),
+                Effect::Drain {
+                    state,
+                    keep_persistent,
+                } => state.set_draining(keep_persistent, &proof),
                 Effect::ZeroService(svc) => {
                     svc.state.stats.zero();
                     for server in &svc.servers {

@@ -25,6 +25,7 @@ pub mod key;
 pub mod listener;
 pub mod loops;
 pub mod order;
+pub mod pool;
 pub mod real_server;
 pub mod server_address;
 pub mod service;
@@ -140,6 +141,7 @@ impl Table {
                     created: self.next_created,
                     state: Arc::default(),
                     algorithm: Arc::from(resolved.scheduler.algorithm(&[])),
+                    drained_out: std::collections::BTreeSet::new(),
                 };
                 self.next_created += 1;
                 self.services.insert(config.key, Arc::new(service));
@@ -224,6 +226,8 @@ impl Table {
                 }
                 let svc = Arc::make_mut(svc);
                 let added = real_server(server, None, None);
+                // `-a` of a server a drain removed: it is wanted again.
+                svc.drained_out.remove(&added.key());
                 svc.servers.insert(0, added);
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Added));
             }
@@ -240,7 +244,14 @@ impl Table {
                     .ok_or(TableError::NoSuchServer)?;
                 let svc = Arc::make_mut(svc);
                 let slot = &mut svc.servers[index];
+                let drain = slot.drain;
                 *slot = real_server(server, Some(&slot.state), Some(slot.last_weight));
+                // `-e` of a draining server changes what comes back on undrain; the
+                // weight in force stays 0.
+                if drain.is_some() {
+                    slot.drain = drain;
+                    slot.weight = 0;
+                }
                 effects.push(Effect::Configure {
                     state: Arc::clone(&slot.state),
                     weight: slot.weight,
@@ -265,6 +276,10 @@ impl Table {
                     previous: index.checked_sub(1).map(|i| svc.servers[i].key()),
                 };
                 let gone = svc.servers.remove(index);
+                // A command-line drain's end: the file must not add it back (`pool`).
+                if gone.drain.is_some_and(|d| d.origin == Source::Command) {
+                    svc.drained_out.insert(*server);
+                }
                 effects.push(Effect::RetireServer {
                     service: *service,
                     server: gone,
@@ -282,6 +297,39 @@ impl Table {
                 effects.push(Effect::ZeroService(Arc::clone(svc)));
             }
             Command::SetTimeouts(set) => self.timeouts = self.timeouts.updated_with(*set),
+            Command::Drain {
+                service,
+                server,
+                deadline_ms,
+                keep_persistent,
+            } => {
+                let drain = |started: Option<u64>| {
+                    let now = crate::clock::monotonic_ms();
+                    pool::Drain {
+                        started_ms: started.unwrap_or(now),
+                        deadline_ms: deadline_ms.map(|d| now.saturating_add(d)),
+                        keep_persistent: *keep_persistent,
+                        origin: source,
+                    }
+                };
+                self.set_drain(service, server, &mut effects, |s| {
+                    Some(drain(s.drain.map(|d| d.started_ms)))
+                })?;
+            }
+            Command::Undrain { service, server } => {
+                let svc = self
+                    .services
+                    .get_mut(service)
+                    .ok_or(TableError::ServiceNotDefined)?;
+                if !svc.servers.iter().any(|s| s.key() == *server) {
+                    if !svc.drained_out.contains(server) {
+                        return Err(TableError::NoSuchServer);
+                    }
+                    Arc::make_mut(svc).drained_out.remove(server);
+                    return Ok(effects);
+                }
+                self.set_drain(service, server, &mut effects, |_| None)?;
+            }
             Command::StartSyncDaemon { .. } | Command::StopSyncDaemon { .. } => {
                 return Err(TableError::SyncUnavailable);
             }
@@ -338,6 +386,47 @@ impl Table {
         self.services
             .get_mut(key)
             .ok_or(TableError::ServiceNotDefined)
+    }
+
+    /// Sets (Some) or clears (None) the drain of `server` of `service` to what `drain`
+    /// makes of the server: the weight in force follows (0 while draining, the asked
+    /// weight else), and the live marks follow once published.
+    fn set_drain(
+        &mut self,
+        service: &ServiceKey,
+        server: &ServerKey,
+        effects: &mut Effects,
+        drain: impl FnOnce(&RealServer) -> Option<pool::Drain>,
+    ) -> Result<(), TableError> {
+        let svc = self
+            .services
+            .get_mut(service)
+            .ok_or(TableError::ServiceNotDefined)?;
+        let index = svc
+            .servers
+            .iter()
+            .position(|s| s.key() == *server)
+            .ok_or(TableError::NoSuchServer)?;
+        let svc = Arc::make_mut(svc);
+        let slot = &mut svc.servers[index];
+        slot.drain = drain(slot);
+        slot.weight = if slot.drain.is_some() {
+            0
+        } else {
+            slot.asked_weight
+        };
+        effects.push(Effect::Configure {
+            state: Arc::clone(&slot.state),
+            weight: slot.weight,
+            u_threshold: slot.u_threshold,
+            l_threshold: slot.l_threshold,
+        });
+        effects.push(Effect::Drain {
+            state: Arc::clone(&slot.state),
+            keep_persistent: slot.drain.map(|d| d.keep_persistent),
+        });
+        svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Updated));
+        Ok(())
     }
 
     /// The listen rules, sorted.
@@ -533,6 +622,8 @@ fn real_server(
         addr: config.addr,
         port: config.port,
         weight,
+        asked_weight: weight,
+        drain: None,
         last_weight,
         forward: config.forward,
         u_threshold: config.u_threshold,
@@ -580,6 +671,12 @@ fn entry_of(svc: &Service) -> ServiceEntry {
                     other: s.state.connect_failures.other.load(Relaxed),
                     looped: s.state.connect_failures.looped.load(Relaxed),
                 },
+                draining: s.drain.map(|d| pool::DrainStatus {
+                    open: s.state.connections_left(),
+                    left_ms: d.left_ms(crate::clock::monotonic_ms()),
+                    keep_persistent: d.keep_persistent,
+                    from_file: d.origin == Source::File,
+                }),
             })
             .collect(),
     }
@@ -607,6 +704,9 @@ pub struct TableHandle {
     /// What left the table with log lines held back, until the failure log takes it
     /// (every second; never filled where nothing is counted, as in kernel mode).
     retired: Mutex<Vec<Retired>>,
+    /// Poked when a published change starts a drain: the pool controller sleeps on it
+    /// while nothing drains (`pool`).
+    drains: tokio::sync::Notify,
 }
 
 impl TableHandle {
@@ -617,6 +717,7 @@ impl TableHandle {
             addresses,
             version: tokio::sync::watch::Sender::new(0),
             retired: Mutex::new(Vec::new()),
+            drains: tokio::sync::Notify::new(),
         }
     }
 
@@ -624,6 +725,12 @@ impl TableHandle {
     /// log held counts back (`proxy::failure_log` says them at once).
     pub fn take_retired(&self) -> Vec<Retired> {
         std::mem::take(&mut *self.retired.locked())
+    }
+
+    /// Woken when a published change starts a drain (a permit is kept when nobody
+    /// waits): what the pool controller sleeps on while nothing drains.
+    pub fn drain_started(&self) -> &tokio::sync::Notify {
+        &self.drains
     }
 
     /// A receiver that wakes on every change (the listener manager follows it).
@@ -683,12 +790,16 @@ impl TableHandle {
             }
         }
         check(&now, &next)?;
+        let drain_started = effects.start_a_drain();
         self.current.store(Arc::new(next));
         // The batch is whole and published: now, and only now, the state the new
         // snapshot shares with the old one follows it. Still under the writer lock, so
         // the next batch sees it done.
         effects.carry_out_keeping(|r| self.retired.locked().push(r));
         self.version.send_modify(|v| *v += 1);
+        if drain_started {
+            self.drains.notify_one();
+        }
         Ok(())
     }
 }
@@ -703,5 +814,7 @@ impl std::fmt::Debug for TableHandle {
 
 #[cfg(test)]
 mod batch_tests;
+#[cfg(test)]
+mod drain_tests;
 #[cfg(test)]
 mod tests;
