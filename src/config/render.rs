@@ -421,6 +421,10 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
     if o.freebind {
         out.push_str("freebind = true\n");
     }
+    if o.drain_on_remove_ms != 0 {
+        let d = Duration::from_millis(u64::from(o.drain_on_remove_ms));
+        let _ = writeln!(out, "drain_on_remove = {}", duration(d));
+    }
     // A group's rules are its members'.
     let listen: Vec<&ListenRule> = members.iter().flat_map(|m| &m.listen).collect();
     if !listen.is_empty() {
@@ -485,6 +489,13 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
         }
         if server.l_threshold != 0 {
             let _ = writeln!(out, "lower_threshold = {}", server.l_threshold);
+        }
+        match server.options.drain {
+            Some(crate::table::pool::DrainSetting::UntilEmpty) => out.push_str("drain = true\n"),
+            Some(crate::table::pool::DrainSetting::Deadline { ms }) => {
+                let _ = writeln!(out, "drain = {}", duration(Duration::from_millis(ms)));
+            }
+            None => {}
         }
         if server.forward == Forward::Tunnel && server.tunnel != Tunnel::default() {
             let t = server.tunnel;
