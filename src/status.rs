@@ -191,6 +191,10 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
     }
     for s in &e.servers {
         server_line(out, s, udp);
+        if let Some(d) = &s.draining {
+            // `draining (3 connections, 25s left)`: a pool control's state.
+            let _ = writeln!(out, "     {d}");
+        }
         let health = status
             .health
             .iter()

@@ -59,7 +59,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("readers", &["proxy", "kernel", "exporter", "adm"]),
-    ("writers", &["config", "control", "health", "status", "pool"]),
+    (
+        "writers",
+        &["config", "control", "health", "status", "pool"],
+    ),
     ("daemon", &["daemon", "demo"]),
     ("entry", &["main", "bin", "lib"]),
 ];

@@ -369,7 +369,8 @@ address = "127.0.0.1:8081"
         let first = config(DRAINED);
         let made = plan(&first, &table, &Owned::default());
         reload(&mut table, &made);
-        let fewer = config(&DRAINED.replace("[[service.server]]\naddress = \"127.0.0.1:8081\"\n", ""));
+        let fewer =
+            config(&DRAINED.replace("[[service.server]]\naddress = \"127.0.0.1:8081\"\n", ""));
         let commands = plan(&fewer, &table, &Owned::of(&first));
         assert_eq!(
             drains(&commands),

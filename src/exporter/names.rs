@@ -72,6 +72,8 @@ names! {
     BACKEND_CONNECTIONS_INACTIVE = "uvs_backend_connections_inactive";
     BACKEND_CONNECTIONS_PERSISTENT = "uvs_backend_connections_persistent";
     BACKEND_WEIGHT = "uvs_backend_weight";
+    BACKEND_CONNECTIONS_OPEN = "uvs_backend_connections_open";
+    BACKEND_DRAINING = "uvs_backend_draining";
     BACKEND_CONNECT_FAILURES_TOTAL = "uvs_backend_connect_failures_total";
     /// A histogram: its samples are this name with `_bucket`, `_sum` and `_count`.
     BACKEND_CONNECT_DURATION_SECONDS = "uvs_backend_connect_duration_seconds";

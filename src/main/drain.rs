@@ -94,7 +94,10 @@ impl Target {
             }
             Parsed::Fail(message) => Err(Failed(2, message)),
             Parsed::BadArgument { word, message } => Err(Failed(2, format!("{word}: {message}"))),
-            other => Err(Failed(2, format!("cannot read the service and server: {other:?}"))),
+            other => Err(Failed(
+                2,
+                format!("cannot read the service and server: {other:?}"),
+            )),
         }
     }
 
@@ -110,7 +113,9 @@ fn refused(e: BackendError) -> Failed {
         BackendError::Table(e) => Failed(255, e.to_string()),
         BackendError::Unreachable { .. } => Failed(
             2,
-            format!("{e}\nIs the uvs daemon running (uvs run)? Its control socket is chosen with --socket PATH or UVS_SOCKET."),
+            format!(
+                "{e}\nIs the uvs daemon running (uvs run)? Its control socket is chosen with --socket PATH or UVS_SOCKET."
+            ),
         ),
         other => Failed(2, other.to_string()),
     }
@@ -161,7 +166,11 @@ fn start(args: &DrainArgs) -> Result<String, Failed> {
         .map_or(0, |d| d.open);
     let connections = format!(
         "{open} {}",
-        if open == 1 { "connection" } else { "connections" }
+        if open == 1 {
+            "connection"
+        } else {
+            "connections"
+        }
     );
     let when = match args.deadline {
         Some(d) => format!(
@@ -200,7 +209,10 @@ fn stop(target: &Target) -> Result<String, Failed> {
             .find(|s| s.addr == server.addr && s.port == server.port)
     });
     Ok(match back {
-        Some(s) => format!("{server} of {service} takes new connections, weight {}", s.weight),
+        Some(s) => format!(
+            "{server} of {service} takes new connections, weight {}",
+            s.weight
+        ),
         None => format!(
             "{server} of {service} is no longer drained out: a configuration file that names it adds it again"
         ),

@@ -81,11 +81,7 @@ pub fn tick(director: &Director, seen: &mut HashSet<Seen>) -> usize {
             match remove(director, &id) {
                 Ok(()) => say_ended(&id, ended),
                 // Undrained or removed meanwhile: the next tick sees what is.
-                Err(e) => tracing::debug!(
-                    "drain of {} {}: not removed: {e}",
-                    svc.key,
-                    s.key()
-                ),
+                Err(e) => tracing::debug!("drain of {} {}: not removed: {e}", svc.key, s.key()),
             }
         }
     }
