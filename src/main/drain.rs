@@ -200,20 +200,24 @@ pub fn undrain(target: &Target) -> ExitCode {
 fn stop(target: &Target) -> Result<String, Failed> {
     let (service, server) = target.keys()?;
     let mut client = target.client();
+    let find = |client: &mut Client| {
+        client.service(&service).ok().and_then(|e| {
+            e.servers
+                .into_iter()
+                .find(|s| s.addr == server.addr && s.port == server.port)
+        })
+    };
+    // Absent before: drained out (the file may add it again, even at once).
+    let present = find(&mut client).is_some();
     client
         .apply(&Command::Undrain { service, server })
         .map_err(refused)?;
-    let back = client.service(&service).ok().and_then(|e| {
-        e.servers
-            .into_iter()
-            .find(|s| s.addr == server.addr && s.port == server.port)
-    });
-    Ok(match back {
-        Some(s) => format!(
+    Ok(match find(&mut client) {
+        Some(s) if present => format!(
             "{server} of {service} takes new connections, weight {}",
             s.weight
         ),
-        None => format!(
+        _ => format!(
             "{server} of {service} is no longer drained out: a configuration file that names it adds it again"
         ),
     })
