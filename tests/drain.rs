@@ -192,6 +192,16 @@ fn drain_under_load_fails_no_request_and_removes_the_server_after_its_last_conne
             .any(|l| l.starts_with("uvs_backend_draining{") && l.ends_with(&draining)),
         "{metrics}"
     );
+    let open_a = format!(
+        "remote_address=\"127.0.0.1\",remote_port=\"{}\"}} 3",
+        a.addr.port()
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("uvs_backend_connections_open{") && l.ends_with(&open_a)),
+        "{metrics}"
+    );
 
     // The long-lived connections go on, bytes intact, and then end one by one.
     for round in 0..3 {

@@ -732,6 +732,35 @@ address = "::1"
         assert_eq!(again, config, "{written}");
     }
 
+    #[test]
+    fn drain_keys_are_written_and_read_back() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+drain_on_remove = "1m 30s"
+
+[[service.server]]
+address = "127.0.0.1:8080"
+drain = true
+
+[[service.server]]
+address = "127.0.0.1:8081"
+drain = "30s"
+
+[[service.server]]
+address = "127.0.0.1:8082"
+"#;
+        let config = parse(text, Path::new("t.toml")).unwrap();
+        let written = render(&config);
+        assert!(
+            written.contains("drain_on_remove = \"1m 30s\"\n"),
+            "{written}"
+        );
+        assert!(written.contains("drain = true\n"), "{written}");
+        assert!(written.contains("drain = \"30s\"\n"), "{written}");
+        let again = parse(&written, Path::new("written.toml")).unwrap();
+        assert_eq!(again, config, "{written}");
+    }
+
     /// An import's servers are written at the port the table will give them, saying
     /// why where that is not the port asked for, and a port-0 server keeps its `:0`
     /// where an address alone would read as the service's port.
