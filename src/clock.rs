@@ -16,23 +16,21 @@ pub fn unix_seconds() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// When the process first asked for monotonic time: the start of both counts.
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
 /// Monotonic seconds since the process first asked, counted from 1 (so that 0 can
 /// mean "never" in an atomic): CLOCK_MONOTONIC, which no setting of the wall clock
 /// moves, for intervals between log lines.
 pub fn monotonic_seconds() -> u64 {
-    process_start().elapsed().as_secs() + 1
+    START.get_or_init(Instant::now).elapsed().as_secs() + 1
 }
 
-/// Monotonic milliseconds since the process first asked (the same start as
-/// [`monotonic_seconds`]): when a drain started and when its deadline falls
-/// (`table::pool`), which the table and the pool controller read alike.
+/// Monotonic milliseconds since the process first asked (of [`monotonic_seconds`]'s
+/// clock, counted from 1 so that 0 can mean "never"): when a passive ejection ends,
+/// which the data plane and the health checks compare in atomics.
 pub fn monotonic_ms() -> u64 {
-    u64::try_from(process_start().elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-fn process_start() -> Instant {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *START.get_or_init(Instant::now)
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 /// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (the proleptic Gregorian

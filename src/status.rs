@@ -61,6 +61,39 @@ fn server_line(out: &mut String, s: &ServerEntry, udp: bool) {
         s.inactive_conns,
         s.persistent_conns,
     );
+    if let Some(left) = s.ejection.left_ms {
+        let _ = writeln!(
+            out,
+            "     ejected ({}s left), {} consecutive failures",
+            left.div_ceil(1000),
+            s.ejection.consecutive_failures
+        );
+    }
+}
+
+/// A service's passive ejection, when it has one: its setting and the ejections so far
+/// of the servers it has now.
+fn ejection_line(out: &mut String, e: &ServiceEntry) {
+    let Some(c) = e.options.ejection else {
+        return;
+    };
+    let ms = |ms: u64| {
+        if ms.is_multiple_of(1000) {
+            format!("{}s", ms / 1000)
+        } else {
+            format!("{ms}ms")
+        }
+    };
+    let _ = writeln!(
+        out,
+        "  ejection: after {} failures in a row, for {} times the ejections in a row (at most \
+         {}), at most {}% of the servers at once; ejections so far {}",
+        c.failures,
+        ms(u64::from(c.base_time_ms)),
+        ms(c.max_ms()),
+        f64::from(c.max_share_permille) / 10.0,
+        e.servers.iter().map(|s| s.ejection.ejections).sum::<u64>()
+    );
 }
 
 fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
@@ -186,6 +219,7 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
             );
         }
     }
+    ejection_line(out, e);
     if let Some(q) = status.quorum.iter().find(|q| q.service == e.key) {
         quorum_line(out, q);
     }

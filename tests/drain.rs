@@ -650,12 +650,10 @@ fn a_file_drain_is_undone_by_the_file() {
     assert!(!d.status().contains("draining"));
 }
 
-/// sh sends a client by its address hash: a pick that lands on a draining server must
-/// fall back to another one rather than reset the client. That fallback is the `eject`
-/// helper's (sched/schedule.rs); until it is merged, sh without `sh-fallback` resets
-/// such clients. CHECK AFTER THE EJECT MERGE: remove the #[ignore].
+/// sh sends a client by its address hash: a pick that lands on a draining server
+/// falls back to another one (the hashing schedulers' fallback from a pool-held
+/// server) rather than reset the client.
 #[test]
-#[ignore = "needs the hashing schedulers' fallback from a pool-held server (eject)"]
 fn sh_clients_of_a_draining_server_go_elsewhere() {
     let d = Daemon::start();
     let (a, b) = (Server::start("A"), Server::start("B"));

@@ -468,6 +468,14 @@ pub const SECTIONS: &[Section] = &[
                 "A real server the file no longer names (or that its health checks take out) drains for at most this long instead of leaving at once: no new connections, its established ones go on until they end or the time is up.",
                 "",
             ),
+            key(
+                "ejection",
+                "table: failures (integer >= 1), base_time (duration 1ms-1d), max_share (number in (0, 1]), max_time (duration 1ms-1d, optional)",
+                "none (no passive ejection)",
+                "{ failures = 3, base_time = \"30s\", max_share = 0.5 }",
+                "Passive ejection: after `failures` failed connects in a row (refused, timed out; ICMP errors on UDP flows) a real server takes no new connections for base_time times its ejections in a row (one less per quiet base_time), at most max_time (300s unless set); never more than max_share of the servers at once, never the last usable one; back sooner when its health check passes.",
+                "Envoy's outlier_detection (consecutive_5xx, base_ejection_time, max_ejection_percent, max_ejection_time); HAProxy's observe layer4 + error-limit + on-error mark-down",
+            ),
             Key {
                 with: Some("fwmark = 7"),
                 ..key(

@@ -425,6 +425,20 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
         let d = Duration::from_millis(u64::from(o.drain_on_remove_ms));
         let _ = writeln!(out, "drain_on_remove = {}", duration(d));
     }
+    if let Some(e) = o.ejection {
+        let ms = |ms: u32| duration(Duration::from_millis(u64::from(ms)));
+        let _ = write!(
+            out,
+            "ejection = {{ failures = {}, base_time = {}, max_share = {}",
+            e.failures,
+            ms(e.base_time_ms),
+            f64::from(e.max_share_permille) / 1000.0
+        );
+        if e.max_time_ms != 0 {
+            let _ = write!(out, ", max_time = {}", ms(e.max_time_ms));
+        }
+        out.push_str(" }\n");
+    }
     // A group's rules are its members'.
     let listen: Vec<&ListenRule> = members.iter().flat_map(|m| &m.listen).collect();
     if !listen.is_empty() {
@@ -757,6 +771,24 @@ address = "127.0.0.1:8082"
         );
         assert!(written.contains("drain = true\n"), "{written}");
         assert!(written.contains("drain = \"30s\"\n"), "{written}");
+        let again = parse(&written, Path::new("written.toml")).unwrap();
+        assert_eq!(again, config, "{written}");
+    }
+
+    #[test]
+    fn an_ejection_is_written_and_reads_back_the_same() {
+        let text = "[[service]]\ntcp = \"127.0.0.1:80\"\n\
+                    ejection = { failures = 3, base_time = \"1s 500ms\", max_share = 0.25, max_time = \"2m\" }\n\
+                    [[service]]\ntcp = \"127.0.0.1:81\"\n\
+                    ejection = { failures = 1, base_time = \"30s\", max_share = 1 }\n";
+        let config = parse(text, Path::new("t.toml")).unwrap();
+        let written = render(&config);
+        assert!(
+            written.contains(
+                "ejection = { failures = 3, base_time = \"1s 500ms\", max_share = 0.25, max_time = \"2m\" }"
+            ),
+            "{written}"
+        );
         let again = parse(&written, Path::new("written.toml")).unwrap();
         assert_eq!(again, config, "{written}");
     }

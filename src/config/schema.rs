@@ -1271,6 +1271,9 @@ fn read_service(
             _ => item.wrong(DRAIN_DURATION),
         }
     }
+    if let Some(item) = t.get("ejection") {
+        options.ejection = read_ejection(&item);
+    }
     // A group's listen rules are its one fwmark member's, or its one port-0 one's.
     let listen_key = match &members {
         None => key,
@@ -1603,6 +1606,73 @@ fn read_tunnel(t: &Table<'_, '_>, forward: Option<Forward>) -> Option<Tunnel> {
     ok.then_some(tunnel)
 }
 
+/// The longest `base_time` and `max_time` of an ejection: a day.
+const MAX_EJECTION_SECS: u64 = 86_400;
+
+/// `ejection = { failures = N, base_time = "30s", max_share = 0.5, max_time = "300s" }`:
+/// passive ejection (`table::ejection`); all but `max_time` required.
+fn read_ejection(item: &Item<'_, '_>) -> Option<crate::table::ejection::EjectionConfig> {
+    let t = item.table()?;
+    let missing = |key: &str| item.problem(format!("an ejection table needs {key}"));
+    let failures = match t.get("failures") {
+        Some(i) => i.integer(1..=i64::from(u32::MAX)).map(|n| n as u32),
+        None => {
+            missing("failures");
+            None
+        }
+    };
+    let ms = |key: &str| -> Option<Option<u32>> {
+        let Some(i) = t.get(key) else {
+            return Some(None);
+        };
+        let expected = "a duration of at least 1ms and at most a day";
+        let d = i.nonzero_duration(MAX_EJECTION_SECS, expected)?;
+        match u32::try_from(d.as_millis()) {
+            Ok(ms) if ms > 0 => Some(Some(ms)),
+            _ => {
+                i.wrong(expected);
+                None
+            }
+        }
+    };
+    let base_time = ms("base_time");
+    let max_time = ms("max_time");
+    let max_share = match t.get("max_share") {
+        Some(i) => read_share(&i),
+        None => {
+            missing("max_share");
+            None
+        }
+    };
+    if matches!(base_time, Some(None)) {
+        missing("base_time");
+    }
+    Some(crate::table::ejection::EjectionConfig {
+        failures: failures?,
+        base_time_ms: base_time??,
+        max_share_permille: max_share?,
+        max_time_ms: max_time?.unwrap_or(0),
+    })
+}
+
+/// A share above 0 and at most 1 (`0.5`, `1`), in permille (rounded to the nearest).
+fn read_share(item: &Item<'_, '_>) -> Option<u16> {
+    let expected = "a number above 0 and at most 1, as 0.5";
+    let f = match item.value {
+        toml::de::DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+        toml::de::DeValue::Integer(i) => i.as_str().parse::<f64>().ok(),
+        _ => None,
+    };
+    let permille = f
+        .filter(|f| *f > 0.0 && *f <= 1.0)
+        .map(|f| (f * 1000.0).round() as u16)
+        .filter(|p| *p > 0);
+    if permille.is_none() {
+        item.wrong(expected);
+    }
+    permille
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1750,6 +1820,62 @@ forward = "gate"
             problems(twice),
             [
                 "t.toml:7:1: service[0].server[1]: this real server is already listed above: a gate or ipip real server takes the service's port, 80"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_ejection_is_read_in_milliseconds_and_permille() {
+        let text = "[[service]]\ntcp = \"127.0.0.1:80\"\n\
+                    ejection = { failures = 3, base_time = \"1s 500ms\", max_share = 0.5 }\n\
+                    [[service]]\ntcp = \"127.0.0.1:81\"\n\
+                    ejection = { failures = 1, base_time = \"30s\", max_share = 1, max_time = \"2m\" }\n";
+        let config = parse(text, Path::new("t.toml")).unwrap();
+        let e: Vec<_> = config
+            .services
+            .iter()
+            .map(|s| s.service.options.ejection.unwrap())
+            .collect();
+        assert_eq!(
+            (
+                e[0].failures,
+                e[0].base_time_ms,
+                e[0].max_share_permille,
+                e[0].max_time_ms
+            ),
+            (3, 1500, 500, 0)
+        );
+        assert_eq!(
+            (
+                e[1].failures,
+                e[1].base_time_ms,
+                e[1].max_share_permille,
+                e[1].max_time_ms
+            ),
+            (1, 30_000, 1000, 120_000)
+        );
+    }
+
+    #[test]
+    fn bad_ejection_values_are_named_with_the_key() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+ejection = { failures = 0, base_time = "0s", max_share = 1.5, max_time = "soon" }
+
+[[service]]
+tcp = "127.0.0.1:81"
+ejection = { failures = 2, max_share = 0, colour = "red" }
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:3:25: service[0].ejection.failures: expected an integer from 1 to 4294967295, found the integer 0",
+                "t.toml:3:40: service[0].ejection.base_time: expected a duration of at least 1ms and at most a day, found the string \"0s\"",
+                "t.toml:3:58: service[0].ejection.max_share: expected a number above 0 and at most 1, as 0.5, found the number 1.5",
+                "t.toml:3:74: service[0].ejection.max_time: expected a duration from 0 to 86400 seconds, as \"30s\", \"5m\" or a number of seconds, found the string \"soon\"",
+                "t.toml:7:12: service[1].ejection: an ejection table needs base_time",
+                "t.toml:7:40: service[1].ejection.max_share: expected a number above 0 and at most 1, as 0.5, found the integer 0",
+                "t.toml:7:43: service[1].ejection.colour: unknown key",
             ]
         );
     }

@@ -369,6 +369,7 @@ impl Reloader {
         applied.0 = Owned::of(config);
         applied.1 = Some(config.clone());
         drop(applied);
+        self.checker.readmit_in(&director.table);
         self.checker.follow(config);
         self.record(|c| {
             c.applied_at = crate::clock::unix_seconds();

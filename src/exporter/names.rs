@@ -77,6 +77,10 @@ names! {
     BACKEND_CONNECT_FAILURES_TOTAL = "uvs_backend_connect_failures_total";
     /// A histogram: its samples are this name with `_bucket`, `_sum` and `_count`.
     BACKEND_CONNECT_DURATION_SECONDS = "uvs_backend_connect_duration_seconds";
+    // Per real server of a service with passive ejection.
+    BACKEND_EJECTED = "uvs_backend_ejected";
+    BACKEND_EJECTIONS_TOTAL = "uvs_backend_ejections_total";
+    BACKEND_CONSECUTIVE_FAILURES = "uvs_backend_consecutive_failures";
 
     // Per checked real server: what the health checks know.
     BACKEND_UP = "uvs_backend_up";

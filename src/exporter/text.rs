@@ -111,6 +111,7 @@ pub fn write(sources: &Sources<'_>, out: &mut BodyWriter) {
     service_series(&services, out);
     backend_series(&services, out);
     latency_series(&services, out);
+    ejection_series(&services, out);
     health_series(&sources.daemon.health, out);
     quorum_series(&sources.daemon.quorum, out);
     daemon_series(sources, out);
@@ -326,6 +327,46 @@ fn latency_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
         }
     }
     header.close(out);
+}
+
+/// Passive ejection, for the real servers of services that configure it (none
+/// else: a family without samples writes nothing).
+fn ejection_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
+    let ejecting: Vec<&Arc<Service>> = services
+        .iter()
+        .copied()
+        .filter(|s| s.options.ejection.is_some())
+        .collect();
+    let readings: [(Reading<RealServer>, Kind); 3] = [
+        (
+            (
+                names::BACKEND_EJECTED,
+                "1 while the real server is passively ejected, else 0.",
+                |r| Number::Int(r.state.ejection.until_ms().is_some().into()),
+            ),
+            Kind::Gauge,
+        ),
+        (
+            (
+                names::BACKEND_EJECTIONS_TOTAL,
+                "Passive ejections of the real server.",
+                |r| Number::Int(r.state.ejection.total()),
+            ),
+            Kind::Counter,
+        ),
+        (
+            (
+                names::BACKEND_CONSECUTIVE_FAILURES,
+                "Failed connects (UDP: flows ended by ICMP errors) in a row, as passive ejection counts them.",
+                |r| Number::Int(r.state.ejection.consecutive().into()),
+            ),
+            Kind::Gauge,
+        ),
+    ];
+    for ((name, help, value), kind) in readings {
+        let samples = servers(&ejecting).map(|(s, r)| (server_labels(&s.key, &r.key()), value(r)));
+        family(out, name, help, kind, samples);
+    }
 }
 
 fn health_series(health: &[BackendHealth], out: &mut BodyWriter) {

@@ -189,9 +189,47 @@ struct Shared {
     turns: Arc<Semaphore>,
     /// The configuration last followed: the services whose quorum a change moves.
     config: Mutex<Arc<Config>>,
+    /// The table whose passively ejected servers a good check readmits (set once by
+    /// `Checker::readmit_in`; none in the checker's own tests).
+    table: std::sync::OnceLock<Arc<crate::table::TableHandle>>,
 }
 
 impl Shared {
+    /// A good check of `target`, which is up: if passive ejection holds it out, it
+    /// comes back now rather than when its time is up (`table::ejection::readmit`), in
+    /// its service and, for a group's checks, in every member (where a server written
+    /// without a port sits at each member's port).
+    fn readmit(&self, target: &Target) {
+        use crate::table::ejection::{Readmission, log_readmission, readmit};
+        let Some(table) = self.table.get() else {
+            return;
+        };
+        let config = Arc::clone(&self.config.locked());
+        let members = config
+            .services
+            .iter()
+            .filter(|s| s.group.as_ref().is_some_and(|g| g.checks == target.service))
+            .map(|s| s.service.key)
+            .filter(|k| *k != target.service);
+        let snapshot = table.snapshot();
+        let now = crate::clock::monotonic_ms();
+        for key in std::iter::once(target.service).chain(members) {
+            let Some(service) = snapshot.service(&key) else {
+                continue;
+            };
+            let same = |s: &&crate::table::RealServer| {
+                s.addr == target.server.addr
+                    && (s.port == target.server.port || key != target.service)
+            };
+            for server in service.servers.iter().filter(same) {
+                let why = Readmission::GoodCheck;
+                if readmit(&service.state, &server.state, why, now) {
+                    log_readmission(&key, &server.key(), &server.state, why);
+                }
+            }
+        }
+    }
+
     /// Judges the quorums again and runs the commands of those that changed
     /// (`quorum_up`, `quorum_down`).
     fn settle(&self) {
@@ -317,9 +355,15 @@ impl Checker {
                 changed,
                 turns: Arc::new(Semaphore::new(at_once.max(1))),
                 config: Mutex::new(Arc::new(Config::default())),
+                table: std::sync::OnceLock::new(),
             }),
             tasks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// From now on a good check readmits a passively ejected server of `table` at once.
+    pub fn readmit_in(&self, table: &Arc<crate::table::TableHandle>) {
+        let _ = self.shared.table.set(Arc::clone(table));
     }
 
     /// Checks exactly the servers `config` has checks for: new ones start (down until
@@ -778,6 +822,9 @@ async fn run(server: ServerCheck, n: usize, check: Box<dyn HealthCheck>, shared:
         // `update_svr_checker_state`), once for the server.
         if recorded.flipped || recorded.alpha_down {
             notify_server(&server, recorded.up, NOTIFY_BOUND);
+        }
+        if result.is_ok() && recorded.up {
+            shared.readmit(&target);
         }
         if recorded.transition.is_some() {
             shared.settle();

@@ -5,7 +5,8 @@
 //! `congestion` control of its two legs), the byte path (`forward`, with per-thread
 //! `pools` of buffers and pipes), the UDP flows (`udp`), what both do alike to reach a
 //! real server (`scheduling`), the counting of what moves (`accounting`) and the log of
-//! what fails (`failure_log`: failed connects and resets, rate-limited, with counts).
+//! what fails (`failure_log`: failed connects and resets, rate-limited, with counts)
+//! and the passive ejection of servers that keep failing (`ejection`).
 //!
 //! Words: a connection's bytes move in a `forward::Transfer`, by copy or splice (its
 //! `TransferMode`, the `--forwarding` setting); IPVS's forwarding method (masquerading,
@@ -16,6 +17,7 @@
 pub mod accounting;
 pub mod congestion;
 pub mod director;
+pub mod ejection;
 pub mod failure_log;
 pub mod forward;
 pub mod listeners;

@@ -262,7 +262,8 @@ fn connect_failed(
 }
 
 /// Chooses the real server as IPVS would and connects to it, and when that fails, on
-/// up to `retries` other servers, in the schedule's retry order. None: no server could
+/// up to `connect_retries` other servers (every other one with passive ejection:
+/// `ejection::retries`), in the schedule's retry order. None: no server could
 /// be had, and the client is to be reset. `task` is the connection's own task, which
 /// its table entry can end (idle timeout).
 async fn reach_server<'a>(
@@ -277,7 +278,8 @@ async fn reach_server<'a>(
     let timeout = service
         .options
         .connect_timeout_or(director.options.connect_timeout);
-    for _ in 0..=director.options.connect_retries {
+    let retries = super::ejection::retries(service, director.options.connect_retries);
+    for _ in 0..=retries {
         let retrying = servers.retrying();
         let Some(Choice { server, template }) = servers.next() else {
             scheduling.unavailable();
@@ -312,6 +314,7 @@ async fn reach_server<'a>(
         match reached {
             Ok(stream) => {
                 server.state.connect_latency.record(started.elapsed());
+                super::ejection::answered(service, &server.state);
                 return Some(Reached {
                     server: stream,
                     entry,
@@ -321,6 +324,9 @@ async fn reach_server<'a>(
             Err(e) => {
                 connect_failed(service, &server, dest, &e, timeout);
                 drop(entry);
+                if matches!(e, ConnectError::Refused | ConnectError::Timeout) {
+                    super::ejection::failed(service, &server, &dest);
+                }
             }
         }
     }

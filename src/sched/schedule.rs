@@ -8,7 +8,9 @@
 //! (pingora-load-balancing/src/selection): each further [`Schedule::next`] is where the
 //! connection goes when the servers before could not be reached: the scheduler again,
 //! and if it insists on one already tried (hashing schedulers do), the least loaded
-//! usable server not yet tried. Retries have no template. Called by the data plane
+//! usable server not yet tried. Retries have no template. A first choice the
+//! scheduler cannot make because a pool control holds a server out goes to the least
+//! loaded usable server ([`pool_fallback`]). Called by the data plane
 //! (`proxy::tcp`, `proxy::udp::flow`, through `proxy::scheduling`); `persist` is the
 //! template store it reads and fills.
 
@@ -82,8 +84,8 @@ impl Iterator for Schedule<'_> {
 /// template when the service persists).
 fn first(templates: &Templates, service: &Service, packet: &Packet) -> Option<Choice> {
     if !service.flags.persistent() {
-        return service.pick(packet).map(|server| Choice {
-            server: server.clone(),
+        return pick_or_pool_fallback(service, packet).map(|i| Choice {
+            server: service.servers[i].clone(),
             template: None,
         });
     }
@@ -101,10 +103,32 @@ fn sched_persist(templates: &Templates, service: &Service, packet: &Packet) -> O
             template: Some(template),
         });
     }
-    let index = service.pick_index(packet)?;
+    let index = pick_or_pool_fallback(service, packet)?;
     let server = service.servers[index].clone();
     let template = slot.make(&server, index, service.timeout);
     Some(Choice { server, template })
+}
+
+/// The scheduler's pick (an index in `service.servers`), or [`pool_fallback`] when it
+/// has none.
+fn pick_or_pool_fallback(service: &Service, packet: &Packet) -> Option<usize> {
+    service
+        .pick_index(packet)
+        .or_else(|| pool_fallback(&service.servers))
+}
+
+/// Where a connection goes when the scheduler picked no server while a pool control
+/// holds one out (ejected, draining, full: `RealServerState::is_held_by_pool`): the
+/// least loaded usable server. A hashing scheduler without its fallback flag (sh, mh,
+/// dh) gives nothing when the client's server is held out, and the client would be
+/// reset for a server the pool took out on purpose. With no server held by a pool
+/// control, None: IPVS's "no server" stays (the list is read only when the
+/// scheduler found nothing).
+pub fn pool_fallback(servers: &[RealServer]) -> Option<usize> {
+    if !servers.iter().any(|s| s.state.is_held_by_pool()) {
+        return None;
+    }
+    least_loaded_except(servers, &[])
 }
 
 /// A retry after failed connects: the scheduler again, and if it insists on a server
@@ -213,6 +237,51 @@ mod tests {
         let again = schedule(&t, svc, &packet("127.0.0.9:4001")).next();
         assert_eq!(again.map(|c| c.server.key()), Some(first.server.key()));
         assert_eq!(t.len(), 1);
+    }
+
+    /// The first choice for a client of a hashing `scheduler` (3 servers, no fallback
+    /// flag) whose own server is held out by `why`, and that server.
+    fn first_with_home_held(
+        scheduler: &str,
+        why: crate::table::real_server::Hold,
+    ) -> (Option<ServerKey>, ServerKey) {
+        let table = table(scheduler, false, 3);
+        let svc = table.service(&key()).unwrap();
+        let p = packet("127.0.0.9:4000");
+        let home = svc.pick(&p).expect("a server").clone();
+        home.state.set_hold(why, true);
+        let t = templates(16);
+        let chosen = schedule(&t, svc, &p).next().map(|c| c.server.key());
+        (chosen, home.key())
+    }
+
+    fn a_pool_hold_falls_back_and_an_overload_does_not(scheduler: &str) {
+        use crate::table::real_server::Hold;
+        for why in [Hold::Ejected, Hold::Draining, Hold::Full] {
+            let (chosen, home) = first_with_home_held(scheduler, why);
+            let chosen = chosen.unwrap_or_else(|| panic!("{scheduler}: a server for {why:?}"));
+            assert_ne!(chosen, home, "{scheduler}: not the held-out one");
+        }
+        let (chosen, _) = first_with_home_held(scheduler, Hold::Overloaded);
+        assert_eq!(
+            chosen, None,
+            "{scheduler}: IPVS's no server when overloaded"
+        );
+    }
+
+    #[test]
+    fn sh_falls_back_from_a_server_held_by_a_pool_control() {
+        a_pool_hold_falls_back_and_an_overload_does_not("sh");
+    }
+
+    #[test]
+    fn mh_falls_back_from_a_server_held_by_a_pool_control() {
+        a_pool_hold_falls_back_and_an_overload_does_not("mh");
+    }
+
+    #[test]
+    fn dh_falls_back_from_a_server_held_by_a_pool_control() {
+        a_pool_hold_falls_back_and_an_overload_does_not("dh");
     }
 
     #[test]

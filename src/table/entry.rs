@@ -53,6 +53,20 @@ pub struct ServerEntry {
     /// Its timed drain, while it drains (uvs only: `uvs status`, metrics).
     #[serde(default)]
     pub draining: Option<super::pool::DrainStatus>,
+    /// Its passive ejection (uvs only; zeros unless its service ejects).
+    #[serde(default)]
+    pub ejection: EjectionCounts,
+}
+
+/// A real server's passive ejection (`table::ejection`), as listings see it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EjectionCounts {
+    /// Ejections so far.
+    pub ejections: u64,
+    /// Failed connects (or ICMP errors on flows) in a row now.
+    pub consecutive_failures: u32,
+    /// Milliseconds left of the ejection in force; None: not ejected.
+    pub left_ms: Option<u64>,
 }
 
 /// Failed connects to a real server, by cause.

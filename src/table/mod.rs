@@ -19,6 +19,7 @@
 
 pub mod command;
 pub mod effect;
+pub mod ejection;
 pub mod entry;
 pub mod error;
 pub mod key;
@@ -37,7 +38,7 @@ use arc_swap::ArcSwap;
 
 pub use command::{Command, ServerConfig, ServerOptions, ServiceConfig, SyncRole};
 pub use effect::{Effects, Retired};
-pub use entry::{ConnEntry, FailureCounts, Info, ServerEntry, ServiceEntry};
+pub use entry::{ConnEntry, EjectionCounts, FailureCounts, Info, ServerEntry, ServiceEntry};
 pub use error::TableError;
 pub use key::{Family, Protocol, ServerKey, ServiceKey};
 pub use listener::{ListenAddr, ListenRule};
@@ -638,6 +639,7 @@ fn entry_of(svc: &Service) -> ServiceEntry {
     use std::sync::atomic::Ordering::Relaxed;
     // A listing shows a service's settings as `-A` would set them.
     let config = svc.config();
+    let now_ms = crate::clock::monotonic_ms();
     ServiceEntry {
         key: config.key,
         scheduler: config.scheduler,
@@ -673,10 +675,15 @@ fn entry_of(svc: &Service) -> ServiceEntry {
                 },
                 draining: s.drain.map(|d| pool::DrainStatus {
                     open: s.state.connections_left(),
-                    left_ms: d.left_ms(crate::clock::monotonic_ms()),
+                    left_ms: d.left_ms(now_ms),
                     keep_persistent: d.keep_persistent,
                     from_file: d.origin == Source::File,
                 }),
+                ejection: EjectionCounts {
+                    ejections: s.state.ejection.total(),
+                    consecutive_failures: s.state.ejection.consecutive(),
+                    left_ms: s.state.ejection.left_ms(now_ms),
+                },
             })
             .collect(),
     }

@@ -201,6 +201,9 @@ pub struct RealServerState {
     /// of its task, not counting entries kept for TIME_WAIT or CLOSE. What a drain
     /// waits for and what `max_connections` limits (`conn::ConnTable` keeps it).
     pub open_conns: AtomicU32,
+    /// Passive ejection: failures in a row, ejections, when the one in force ends
+    /// (`table::ejection`; untouched unless the service configures it).
+    pub ejection: super::ejection::Ejection,
     /// IP_VS_DEST_F_AVAILABLE: false once the server is deleted from its service.
     available: AtomicBool,
     /// A drain that keeps persistent clients (`uvs drain --keep-persistent`): the
@@ -222,6 +225,7 @@ impl Default for RealServerState {
             connect_latency: crate::stats::Latency::default(),
             hold: AtomicU8::new(0),
             open_conns: AtomicU32::new(0),
+            ejection: super::ejection::Ejection::default(),
             available: AtomicBool::new(true),
             keep_persistent: AtomicBool::new(false),
             weight: AtomicU32::new(0),

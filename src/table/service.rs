@@ -166,6 +166,8 @@ pub struct ServiceOptions {
     /// for at most this many milliseconds instead of leaving at once (0: it leaves at
     /// once, as ipvsadm's `-d`). A file setting: uvsadm has no option for it.
     pub drain_on_remove_ms: u32,
+    /// Passive ejection of real servers that fail (`table::ejection`); None: off.
+    pub ejection: Option<super::ejection::EjectionConfig>,
 }
 
 impl ServiceOptions {
@@ -220,6 +222,9 @@ pub struct ServiceState {
     /// (`proxy::failure_log`).
     pub client_resets: crate::rate_limit::Tally<1>,
     pub server_resets: crate::rate_limit::Tally<1>,
+    /// Real servers passively ejected now (`table::ejection`: taken with a
+    /// compare-and-swap, never above the configured share).
+    pub ejected: std::sync::atomic::AtomicU32,
 }
 
 /// One virtual service.

@@ -42,7 +42,18 @@ fn table() -> Table {
     for command in [
         service(TCP),
         server(TCP, "127.0.0.2", 8080, 3),
-        service(FWM),
+        Command::AddService(ServiceConfig {
+            options: crate::table::ServiceOptions {
+                ejection: Some(crate::table::ejection::EjectionConfig {
+                    failures: 3,
+                    base_time_ms: 30_000,
+                    max_share_permille: 500,
+                    max_time_ms: 0,
+                }),
+                ..Default::default()
+            },
+            ..ServiceConfig::new(FWM, "rr")
+        }),
         server(FWM, "127.0.0.3", 0, 1),
         service(SCTP),
         server(SCTP, "127.0.0.4", 9, 0),
@@ -66,6 +77,7 @@ fn table() -> Table {
     fwm.state.unavailable.store(5, Relaxed);
     fwm.servers[0].state.inactive_conns.store(4, Relaxed);
     fwm.servers[0].state.persistent_conns.store(1, Relaxed);
+    fwm.servers[0].state.ejection.failed(1);
     t.totals().add_conn();
     t
 }

@@ -11,7 +11,8 @@
 //! themselves.
 //!
 //! A flow ends, and the client's next datagram is scheduled anew, when its server
-//! refuses (ICMP port unreachable, seen as ECONNREFUSED) or leaves the service. A new
+//! refuses (ICMP port unreachable, seen as ECONNREFUSED: a failure for passive
+//! ejection, `proxy::ejection`, which its first reply clears) or leaves the service. A new
 //! flow is admitted by `admission` (the flow cap, unanswered flows making room, the
 //! per-source limit, a descriptor for its socket); flows not yet answered are kept in
 //! creation order per worker, so the oldest of them can make room. A real server that
@@ -375,6 +376,7 @@ fn deliver(
                 conn.server.connect_failures.refused.fetch_add(1, Relaxed);
                 tracing::debug!(client = %key.0, server = %conn.dest, "real server refused: scheduling anew");
                 log_failure(service, conn, &e);
+                server_failed(d.service().as_deref(), conn);
                 flow.end();
                 flows.remove(&key);
                 if refused_once {
@@ -670,7 +672,7 @@ async fn relay(end: FlowEnd) {
         if ready.is_error() {
             let error = flow.upstream.take_error().ok().flatten();
             if let Some(e) = error {
-                flow_error(flow, &e);
+                flow_error(flow, &e, &end);
                 if matches!(flow.route, Route::Server { .. }) {
                     return;
                 }
@@ -690,9 +692,15 @@ async fn relay(end: FlowEnd) {
     }
 }
 
-/// Counts an error a flow's socket reported (an ICMP error from the server's side).
-fn flow_error(flow: &Flow, e: &io::Error) {
+/// Counts an error a flow's socket reported (an ICMP error from the server's side),
+/// for the log and for passive ejection.
+fn flow_error(flow: &Flow, e: &io::Error, end: &FlowEnd) {
     if let Route::Server { conn, service, .. } = &flow.route {
+        let snapshot = end.director.table.snapshot();
+        server_failed(
+            snapshot.route(&end.listener.listen).map(|s| s.as_ref()),
+            conn,
+        );
         let failures = &conn.server.connect_failures;
         if e.kind() == io::ErrorKind::ConnectionRefused {
             failures.refused.fetch_add(1, Relaxed);
@@ -701,6 +709,21 @@ fn flow_error(flow: &Flow, e: &io::Error) {
         }
         tracing::debug!(client = %flow.client, server = %conn.dest, error = %e, "flow ended by its real server");
         log_failure(service, conn, e);
+    }
+}
+
+/// An ICMP error from `conn`'s real server ended a flow of `service` (as the table has
+/// it now): one more failure in a row for passive ejection, when the service ejects.
+fn server_failed(service: Option<&Service>, conn: &Conn) {
+    let Some(service) = service.filter(|s| s.options.ejection.is_some()) else {
+        return;
+    };
+    if let Some(server) = service
+        .servers
+        .iter()
+        .find(|s| Arc::ptr_eq(&s.state, &conn.server))
+    {
+        crate::proxy::ejection::failed(service, server, &conn.dest);
     }
 }
 
@@ -734,7 +757,7 @@ fn relay_replies(flow: &Flow, batch: &mut Batch, end: &FlowEnd) -> Option<bool> 
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(false),
             Err(e) => {
-                flow_error(flow, &e);
+                flow_error(flow, &e, end);
                 // An unconnected socket's errors say nothing about one server.
                 return matches!(flow.route, Route::OnePacket { .. }).then_some(false);
             }
@@ -757,10 +780,12 @@ fn reply(flow: &Flow, batch: &Batch, end: &FlowEnd) {
             let bytes = (0..sent).map(|i| batch.data(i).len()).sum();
             accounting.datagrams_out(sent, bytes);
             conn.touch(now);
-            if conn.mark_replied()
-                && let Some(t) = &conn.template
-            {
-                t.assure();
+            if conn.mark_replied() {
+                // The server answers: its run of failures (passive ejection) is over.
+                conn.server.ejection.succeeded();
+                if let Some(t) = &conn.template {
+                    t.assure();
+                }
             }
         }
         Route::OnePacket {
