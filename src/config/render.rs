@@ -507,7 +507,8 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
         match server.options.drain {
             Some(crate::table::pool::DrainSetting::UntilEmpty) => out.push_str("drain = true\n"),
             Some(crate::table::pool::DrainSetting::Deadline { ms }) => {
-                let _ = writeln!(out, "drain = {}", duration(Duration::from_millis(ms)));
+                let d = Duration::from_millis(u64::from(ms));
+                let _ = writeln!(out, "drain = {}", duration(d));
             }
             None => {}
         }

@@ -1456,7 +1456,7 @@ fn read_drain(item: &Item<'_, '_>) -> Option<crate::table::pool::DrainSetting> {
         toml::de::DeValue::String(s) => match humantime::parse_duration(s) {
             Ok(d) if !d.is_zero() && d.as_secs() <= MAX_DRAIN_SECS => {
                 Some(DrainSetting::Deadline {
-                    ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+                    ms: u32::try_from(d.as_millis()).unwrap_or(u32::MAX),
                 })
             }
             _ => {

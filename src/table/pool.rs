@@ -51,8 +51,9 @@ pub enum DrainSetting {
     /// `drain = true`: until the last connection ends, or for at most the service's
     /// `drain_on_remove` when it has one.
     UntilEmpty,
-    /// `drain = "30s"`: with this deadline, in milliseconds.
-    Deadline { ms: u64 },
+    /// `drain = "30s"`: with this deadline, in milliseconds (at most a day: u32
+    /// keeps `ServerConfig`, and so every `Command`, small).
+    Deadline { ms: u32 },
 }
 
 impl DrainSetting {
@@ -60,7 +61,7 @@ impl DrainSetting {
     /// `drain_on_remove_ms` is the service's (0: none).
     pub fn deadline_ms(self, drain_on_remove_ms: u32) -> Option<u64> {
         match self {
-            DrainSetting::Deadline { ms } => Some(ms),
+            DrainSetting::Deadline { ms } => Some(u64::from(ms)),
             DrainSetting::UntilEmpty => {
                 (drain_on_remove_ms != 0).then_some(u64::from(drain_on_remove_ms))
             }
