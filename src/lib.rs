@@ -11,7 +11,8 @@
 //!   report; [`demo`]: the built-in demonstration behind `uvs demo`.
 //! - writers: [`config`] (the TOML file, its plan against the running table, the
 //!   importers), [`control`] (the control socket: protocol, server, client), [`health`]
-//!   (checks that turn into commands), [`status`] (`uvs status`'s text).
+//!   (checks that turn into commands), [`status`] (`uvs status`'s text), [`pool`] (the
+//!   pool controller: timed drains carried out over time).
 //! - readers: [`proxy`] (the data plane: its shared state `proxy::director`,
 //!   listeners, TCP, UDP, the byte path), [`kernel`] (IPVS over generic netlink),
 //!   [`exporter`] (/metrics), [`adm`] (ipvsadm's language and listings).
@@ -34,6 +35,7 @@ pub mod health;
 pub mod kernel;
 pub mod lock;
 pub mod persist;
+pub mod pool;
 pub mod printable;
 pub mod proxy;
 pub mod rate_limit;

@@ -28,6 +28,8 @@ use uvs::proxy::congestion::CongestionControl;
 use uvs::proxy::forward::TransferMode;
 use uvs::table::{HostInterfaces, TableHandle};
 
+#[path = "main/drain.rs"]
+mod drain;
 #[path = "main/generate.rs"]
 mod generate;
 
@@ -245,6 +247,12 @@ enum Command {
         #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
         socket: Option<PathBuf>,
     },
+    /// Drain a real server: no new connections or UDP flows, its established ones go
+    /// on; it is removed when the last one ends, or at the deadline with the rest
+    /// closed. Exit 0 once the drain has started; ipvsadm's messages otherwise.
+    Drain(drain::DrainArgs),
+    /// Undo a drain: the real server takes new connections again at its weight.
+    Undrain(drain::Target),
     /// Write the manual pages (uvs.8, uvsadm.8, uvs.toml.5) or the shell completions
     /// of uvs and uvsadm (bash/, zsh/, fish/) into DIR, which is made if missing.
     Generate {
@@ -593,6 +601,12 @@ fn out(text: &str) {
 // connections run on the director's worker threads.
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // One request to the daemon each, with ipvsadm's exit statuses: no event loop.
+    match &cli.command {
+        Command::Drain(args) => return drain::drain(args),
+        Command::Undrain(target) => return drain::undrain(target),
+        _ => {}
+    }
     // The demo's only listen address is its VIP, and a VIP it cannot serve ends the demo
     // with the cause (and the low-port hint) in one line: the listener manager's
     // "retrying" warnings would say otherwise.
@@ -717,6 +731,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Import { format, file } => import(format, &file),
         Command::Demo(DemoArgs { daemon: args, vip }) => demo(args, vip).await,
         Command::Status { socket } => status(socket).await,
+        Command::Drain(_) | Command::Undrain(_) => unreachable!("answered in main"),
         Command::Generate { what, dir } => {
             generate::generate(what, &dir, <Cli as clap::CommandFactory>::command())
         }

@@ -406,7 +406,8 @@ impl Templates {
     fn usable(&self, t: &Template) -> bool {
         use crate::table::real_server::Hold;
         let quiesced_out = self.expire_quiescent.load(Relaxed) && t.server.weight() == 0;
-        let taken_out = t.server.holds(Hold::Draining) || t.server.holds(Hold::Ejected);
+        let drained = t.server.holds(Hold::Draining) && !t.server.keeps_persistent();
+        let taken_out = drained || t.server.holds(Hold::Ejected);
         t.server.is_available() && !quiesced_out && !taken_out
     }
 

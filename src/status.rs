@@ -229,6 +229,10 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
             // The weight above is already the weight in force (`table::slow_start`).
             let _ = writeln!(out, "     slow start ({}%)", share / 10);
         }
+        if let Some(d) = &s.draining {
+            // `draining (3 connections, 25s left)`: a pool control's state.
+            let _ = writeln!(out, "     {d}");
+        }
         let health = status
             .health
             .iter()

@@ -7,7 +7,8 @@
 //! ```text
 //! entry    main.rs, bin/                       parse the command line, call the library
 //! daemon   daemon/, demo                       wiring, reloader, status report, shutdown
-//! writers  config, control, health, status     turn files, requests, checks into commands
+//! writers  config, control, health, status,    turn files, requests, checks into commands
+//!          pool                                (pool: drains carried out over time)
 //! readers  proxy, kernel, exporter, adm        serve, mirror, count and list the table
 //! core     table, sched, persist, conn, stats, the table, its schedulers, connections,
 //!          clock, lock, rate_limit, words,     templates, counters and small leaves
@@ -58,7 +59,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("readers", &["proxy", "kernel", "exporter", "adm"]),
-    ("writers", &["config", "control", "health", "status"]),
+    (
+        "writers",
+        &["config", "control", "health", "status", "pool"],
+    ),
     ("daemon", &["daemon", "demo"]),
     ("entry", &["main", "bin", "lib"]),
 ];

@@ -74,10 +74,14 @@ impl Owned {
             Command::SetTimeouts(_) if self.timeouts => vec![Touched::Timeouts],
             Command::AddListener(rule) => listener(&rule.listen),
             Command::DeleteListener { listen } => listener(listen),
+            // A command-line drain is never undone by a reload, nor is its undrain
+            // (`table::pool`): nothing for the next reload to put back.
             Command::SetTimeouts(_)
             | Command::Zero { .. }
             | Command::StartSyncDaemon { .. }
-            | Command::StopSyncDaemon { .. } => Vec::new(),
+            | Command::StopSyncDaemon { .. }
+            | Command::Drain { .. }
+            | Command::Undrain { .. } => Vec::new(),
         }
     }
 }
@@ -101,7 +105,9 @@ impl Touched {
             Command::DeleteService { service }
             | Command::AddServer { service, .. }
             | Command::EditServer { service, .. }
-            | Command::DeleteServer { service, .. } => vec![Touched::Service(*service)],
+            | Command::DeleteServer { service, .. }
+            | Command::Drain { service, .. }
+            | Command::Undrain { service, .. } => vec![Touched::Service(*service)],
             Command::AddListener(rule) => vec![
                 Touched::Listener(rule.listen),
                 Touched::Service(rule.service()),
@@ -194,8 +200,8 @@ fn service_commands(spec: &ServiceSpec, table: &Table, commands: &mut Vec<Comman
     let Some(current) = table.service(&key) else {
         commands.push(Command::AddService(spec.service.clone()));
         // IPVS lists the newest server first: add in reverse so the list reads as the
-        // file does.
-        for server in servers.iter().rev() {
+        // file does. A server the file drains is not added: it stays drained out.
+        for server in servers.iter().rev().filter(|s| s.options.drain.is_none()) {
             commands.push(Command::AddServer {
                 service: key,
                 server: server.clone(),
@@ -207,25 +213,61 @@ fn service_commands(spec: &ServiceSpec, table: &Table, commands: &mut Vec<Comman
         commands.push(Command::EditService(spec.service.clone()));
     }
     let wanted: HashSet<ServerKey> = servers.iter().map(|s| s.key()).collect();
+    let drain_on_remove = spec.service.options.drain_on_remove_ms;
     for server in &current.servers {
-        if !wanted.contains(&server.key()) {
+        if wanted.contains(&server.key()) {
+            continue;
+        }
+        // With `drain_on_remove`, a server the file (or its health checks) no longer
+        // names drains instead of leaving at once; one already draining is left to it.
+        if drain_on_remove == 0 {
             commands.push(Command::DeleteServer {
                 service: key,
                 server: server.key(),
             });
+        } else if server.drain.is_none() {
+            commands.push(Command::Drain {
+                service: key,
+                server: server.key(),
+                deadline_ms: Some(u64::from(drain_on_remove)),
+                keep_persistent: false,
+            });
         }
     }
     for server in servers.iter().rev() {
-        match current.servers.iter().find(|s| s.key() == server.key()) {
-            None => commands.push(Command::AddServer {
+        let Some(s) = current.servers.iter().find(|s| s.key() == server.key()) else {
+            // Drained out: by the file's `drain`, or by a command-line drain until
+            // `uvs undrain` or `-a` (`table::pool`).
+            if server.options.drain.is_none() && !current.drained_out.contains(&server.key()) {
+                commands.push(Command::AddServer {
+                    service: key,
+                    server: server.clone(),
+                });
+            }
+            continue;
+        };
+        if s.config() != *server {
+            commands.push(Command::EditServer {
                 service: key,
                 server: server.clone(),
-            }),
-            Some(s) if s.config() != *server => commands.push(Command::EditServer {
+            });
+        }
+        match (server.options.drain, s.drain) {
+            (Some(setting), None) => commands.push(Command::Drain {
                 service: key,
-                server: server.clone(),
+                server: server.key(),
+                deadline_ms: setting.deadline_ms(drain_on_remove),
+                keep_persistent: false,
             }),
-            Some(_) => {}
+            // The file's own drain, undone by the file; a command-line drain is never
+            // undone by a plan.
+            (None, Some(d)) if d.origin == crate::table::Source::File => {
+                commands.push(Command::Undrain {
+                    service: key,
+                    server: server.key(),
+                });
+            }
+            _ => {}
         }
     }
 }
@@ -260,6 +302,142 @@ mod tests {
         for c in commands {
             table.apply(c, &UnicastOnly).unwrap().carry_out();
         }
+    }
+
+    /// Applies `commands` as a reload does (`Source::File`).
+    fn reload(table: &mut Table, commands: &[Command]) {
+        for c in commands {
+            table
+                .apply_from(c, &UnicastOnly, crate::table::Source::File)
+                .unwrap()
+                .carry_out();
+        }
+    }
+
+    const DRAINED: &str = r#"
+[[service]]
+tcp = "127.0.0.1:80"
+scheduler = "rr"
+drain_on_remove = "30s"
+[[service.server]]
+address = "127.0.0.1:8080"
+[[service.server]]
+address = "127.0.0.1:8081"
+"#;
+
+    fn drains(commands: &[Command]) -> Vec<String> {
+        commands.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_file_drain_drains_a_server_in_the_table_and_never_adds_one() {
+        let mut table = Table::new();
+        let first = config(DRAINED);
+        let made = plan(&first, &table, &Owned::default());
+        reload(&mut table, &made);
+        let drained = config(&format!("{DRAINED}drain = true\n"));
+        let commands = plan(&drained, &table, &Owned::of(&first));
+        assert_eq!(
+            drains(&commands)[1..],
+            ["drain -t 127.0.0.1:80 -r 127.0.0.1:8081 --deadline 30s"],
+            "{commands:?}"
+        );
+        reload(&mut table, &commands);
+        let svc = table.service(&first.services[0].service.key).unwrap();
+        let d = svc.servers.iter().find_map(|s| s.drain).unwrap();
+        assert_eq!(d.origin, crate::table::Source::File);
+        assert!(plan(&drained, &table, &Owned::of(&drained)).is_empty());
+
+        // The file names it again without `drain`: its own drain is undone.
+        let commands = plan(&first, &table, &Owned::of(&drained));
+        assert!(
+            drains(&commands).contains(&"undrain -t 127.0.0.1:80 -r 127.0.0.1:8081".to_string()),
+            "{commands:?}"
+        );
+
+        // A fresh table: the drained server is not added at all.
+        let fresh = plan(&drained, &Table::new(), &Owned::default());
+        assert!(
+            !drains(&fresh).iter().any(|c| c.contains("8081")),
+            "{fresh:?}"
+        );
+    }
+
+    #[test]
+    fn drain_on_remove_drains_a_removed_server_once() {
+        let mut table = Table::new();
+        let first = config(DRAINED);
+        let made = plan(&first, &table, &Owned::default());
+        reload(&mut table, &made);
+        let fewer =
+            config(&DRAINED.replace("[[service.server]]\naddress = \"127.0.0.1:8081\"\n", ""));
+        let commands = plan(&fewer, &table, &Owned::of(&first));
+        assert_eq!(
+            drains(&commands),
+            ["drain -t 127.0.0.1:80 -r 127.0.0.1:8081 --deadline 30s"]
+        );
+        reload(&mut table, &commands);
+        assert!(
+            plan(&fewer, &table, &Owned::of(&fewer)).is_empty(),
+            "a server already draining gets no command"
+        );
+        // Without drain_on_remove, the server leaves at once, as before.
+        let plain = config(&FIRST.replace("127.0.0.1:8081", "127.0.0.1:8082"));
+        let mut t = Table::new();
+        let start = config(FIRST);
+        let made = plan(&start, &t, &Owned::default());
+        apply(&mut t, &made);
+        assert!(
+            drains(&plan(&plain, &t, &Owned::of(&start)))
+                .contains(&"-d -t 127.0.0.1:80 -r 127.0.0.1:8081".to_string())
+        );
+    }
+
+    #[test]
+    fn a_command_line_drain_is_not_undone_and_its_server_not_added_back() {
+        let mut table = Table::new();
+        let first = config(DRAINED);
+        let made = plan(&first, &table, &Owned::default());
+        reload(&mut table, &made);
+        let key = first.services[0].service.key;
+        let server = ServerKey {
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 8081,
+        };
+        let drain = Command::Drain {
+            service: key,
+            server,
+            deadline_ms: None,
+            keep_persistent: false,
+        };
+        apply(&mut table, &[drain]);
+        assert!(
+            plan(&first, &table, &Owned::of(&first)).is_empty(),
+            "the reload leaves the drain alone"
+        );
+        // The pool controller removes it once drained.
+        apply(
+            &mut table,
+            &[Command::DeleteServer {
+                service: key,
+                server,
+            }],
+        );
+        assert!(
+            plan(&first, &table, &Owned::of(&first)).is_empty(),
+            "drained out: not added back"
+        );
+        apply(
+            &mut table,
+            &[Command::Undrain {
+                service: key,
+                server,
+            }],
+        );
+        assert_eq!(
+            drains(&plan(&first, &table, &Owned::of(&first))),
+            ["-a -t 127.0.0.1:80 -r 127.0.0.1:8081 -m -w 1"]
+        );
     }
 
     const FIRST: &str = r#"

@@ -461,6 +461,14 @@ pub const SECTIONS: &[Section] = &[
                 "uvsadm --freebind",
             ),
             key(
+                "drain_on_remove",
+                "duration 1ms-1d",
+                "none (a removed server leaves at once)",
+                "\"30s\"",
+                "A real server the file no longer names (or that its health checks take out) drains for at most this long instead of leaving at once: no new connections, its established ones go on until they end or the time is up.",
+                "",
+            ),
+            key(
                 "ejection",
                 "table: failures (integer >= 1), base_time (duration 1ms-1d), max_share (number in (0, 1]), max_time (duration 1ms-1d, optional)",
                 "none (no passive ejection)",
@@ -604,6 +612,14 @@ pub const SECTIONS: &[Section] = &[
                 "3",
                 "The weight; 0 quiesces it.",
                 "ipvsadm -w",
+            ),
+            key(
+                "drain",
+                "boolean, or duration 1ms-1d",
+                "false",
+                "\"30s\"",
+                "Drain the server: no new connections or UDP flows (persistent clients included), its established ones go on, and it is removed when the last one ends, or at this deadline with the rest closed (true: no deadline but the service's drain_on_remove). A server not in the table is not added. Removing the key undoes the file's drain; a drain started by uvs drain is never undone by a reload.",
+                "HAProxy's drain state",
             ),
             key(
                 "forward",

@@ -421,6 +421,10 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
     if o.freebind {
         out.push_str("freebind = true\n");
     }
+    if o.drain_on_remove_ms != 0 {
+        let d = Duration::from_millis(u64::from(o.drain_on_remove_ms));
+        let _ = writeln!(out, "drain_on_remove = {}", duration(d));
+    }
     if let Some(e) = o.ejection {
         let ms = |ms: u32| duration(Duration::from_millis(u64::from(ms)));
         let _ = write!(
@@ -507,6 +511,14 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
         if let Some(ms) = server.options.slow_start_ms {
             let window = Duration::from_millis(u64::from(ms));
             let _ = writeln!(out, "slow_start = {}", duration(window));
+        }
+        match server.options.drain {
+            Some(crate::table::pool::DrainSetting::UntilEmpty) => out.push_str("drain = true\n"),
+            Some(crate::table::pool::DrainSetting::Deadline { ms }) => {
+                let d = Duration::from_millis(u64::from(ms));
+                let _ = writeln!(out, "drain = {}", duration(d));
+            }
+            None => {}
         }
         if server.forward == Forward::Tunnel && server.tunnel != Tunnel::default() {
             let t = server.tunnel;
@@ -739,6 +751,35 @@ address = "::1"
 "#;
         let config = parse(text, Path::new("t.toml")).unwrap();
         let written = render(&config);
+        let again = parse(&written, Path::new("written.toml")).unwrap();
+        assert_eq!(again, config, "{written}");
+    }
+
+    #[test]
+    fn drain_keys_are_written_and_read_back() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+drain_on_remove = "1m 30s"
+
+[[service.server]]
+address = "127.0.0.1:8080"
+drain = true
+
+[[service.server]]
+address = "127.0.0.1:8081"
+drain = "30s"
+
+[[service.server]]
+address = "127.0.0.1:8082"
+"#;
+        let config = parse(text, Path::new("t.toml")).unwrap();
+        let written = render(&config);
+        assert!(
+            written.contains("drain_on_remove = \"1m 30s\"\n"),
+            "{written}"
+        );
+        assert!(written.contains("drain = true\n"), "{written}");
+        assert!(written.contains("drain = \"30s\"\n"), "{written}");
         let again = parse(&written, Path::new("written.toml")).unwrap();
         assert_eq!(again, config, "{written}");
     }

@@ -1264,6 +1264,14 @@ fn read_service(
     if let Some(item) = t.get("freebind") {
         options.freebind = item.bool().unwrap_or(false);
     }
+    if let Some(item) = t.get("drain_on_remove")
+        && let Some(d) = item.duration(0..=MAX_DRAIN_SECS)
+    {
+        match u32::try_from(d.as_millis()) {
+            Ok(ms) if ms > 0 => options.drain_on_remove_ms = ms,
+            _ => item.wrong(DRAIN_DURATION),
+        }
+    }
     if let Some(item) = t.get("ejection") {
         options.ejection = read_ejection(&item);
     }
@@ -1315,9 +1323,11 @@ fn read_service(
             let check_item = server.get("check");
             let check = check_item.as_ref().and_then(read_checks);
             let own = read_server_health(&server);
-            let Some(asked) = read_server(&server, &server_span, key.as_ref()) else {
+            let drain = server.get("drain").and_then(|item| read_drain(&item));
+            let Some(mut asked) = read_server(&server, &server_span, key.as_ref()) else {
                 continue;
             };
+            asked.options.drain = drain;
             let portless = server.get("address").is_some_and(
                 |a| matches!(a.value, toml::de::DeValue::String(s) if s.parse::<IpAddr>().is_ok()),
             );
@@ -1435,6 +1445,36 @@ fn read_service(
     ))
 }
 
+/// The longest drain the file may ask for (a day; `u32` milliseconds hold 49 days).
+const MAX_DRAIN_SECS: u64 = 86_400;
+const DRAIN_DURATION: &str = "a duration of at least 1ms and at most a day";
+
+/// A server's `drain`: true (until its last connection ends), or a deadline; false is
+/// no drain.
+fn read_drain(item: &Item<'_, '_>) -> Option<crate::table::pool::DrainSetting> {
+    use crate::table::pool::DrainSetting;
+    let expected = "true, false or a duration of at least 1ms and at most a day, as \"30s\"";
+    match item.value {
+        toml::de::DeValue::Boolean(true) => Some(DrainSetting::UntilEmpty),
+        toml::de::DeValue::Boolean(false) => None,
+        toml::de::DeValue::String(s) => match humantime::parse_duration(s) {
+            Ok(d) if !d.is_zero() && d.as_secs() <= MAX_DRAIN_SECS => {
+                Some(DrainSetting::Deadline {
+                    ms: u32::try_from(d.as_millis()).unwrap_or(u32::MAX),
+                })
+            }
+            _ => {
+                item.wrong(expected);
+                None
+            }
+        },
+        _ => {
+            item.wrong(expected);
+            None
+        }
+    }
+}
+
 /// A `[[service.server]]` (or `fallback`) table as written; without a port, the
 /// address takes `service`'s port, as ipvsadm's `-r ADDRESS` does. The caller fits it
 /// to its service (`ServerConfig::in_service`).
@@ -1494,8 +1534,10 @@ fn read_server(
         u_threshold: upper?,
         l_threshold: lower?,
         tunnel: tunnel?,
+        // `drain` is read by the caller, which knows whether it may be set here.
         options: crate::table::ServerOptions {
             slow_start_ms: slow_start?,
+            drain: None,
         },
     })
 }
@@ -1890,6 +1932,56 @@ persistent = "forever"
                 "t.toml:11:10: service[0].server[0].weight: expected an integer from 0 to 65535, found the integer -3",
                 "t.toml:14:7: service[1].udp: expected an address and port, as \"10.0.0.1:80\" or \"[2001:db8::1]:80\", found the string \"localhost:53\"",
                 "t.toml:15:14: service[1].persistent: expected a duration from 1 to 2678400 seconds, as \"30s\", \"5m\" or a number of seconds, found the string \"forever\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn drain_keys_read_and_bad_values_are_named() {
+        use crate::table::pool::DrainSetting;
+        let good = r#"
+[[service]]
+tcp = "127.0.0.1:80"
+drain_on_remove = "2m"
+[[service.server]]
+address = "127.0.0.1:8080"
+drain = true
+[[service.server]]
+address = "127.0.0.1:8081"
+drain = "30s"
+[[service.server]]
+address = "127.0.0.1:8082"
+drain = false
+"#;
+        let config = parse(good, Path::new("t.toml")).unwrap();
+        let svc = &config.services[0];
+        assert_eq!(svc.service.options.drain_on_remove_ms, 120_000);
+        let drains: Vec<_> = svc.servers.iter().map(|s| s.options.drain).collect();
+        assert_eq!(
+            drains,
+            [
+                Some(DrainSetting::UntilEmpty),
+                Some(DrainSetting::Deadline { ms: 30_000 }),
+                None
+            ]
+        );
+        let bad = r#"
+[[service]]
+tcp = "127.0.0.1:80"
+drain_on_remove = 0
+[[service.server]]
+address = "127.0.0.1:8080"
+drain = "soon"
+[[service.server]]
+address = "127.0.0.1:8081"
+drain = 0
+"#;
+        assert_eq!(
+            problems(bad),
+            [
+                "t.toml:4:19: service[0].drain_on_remove: expected a duration of at least 1ms and at most a day, found the integer 0",
+                "t.toml:7:9: service[0].server[0].drain: expected true, false or a duration of at least 1ms and at most a day, as \"30s\", found the string \"soon\"",
+                "t.toml:10:9: service[0].server[1].drain: expected true, false or a duration of at least 1ms and at most a day, as \"30s\", found the integer 0",
             ]
         );
     }

@@ -100,6 +100,8 @@ impl Daemon {
             tokio::spawn(server::serve(self.listener, control)),
             tokio::spawn(estimate_rates(Arc::clone(&director.table))),
             tokio::spawn(Arc::clone(&director).sweep()),
+            // Timed drains (`pool`): asleep until one starts.
+            tokio::spawn(crate::pool::run(Arc::clone(&director))),
         ];
         // In kernel mode the kernel moves the traffic: no listeners here.
         let plane = (self.reporter.mode() == Mode::Userspace)

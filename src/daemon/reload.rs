@@ -441,10 +441,17 @@ impl Reloader {
         applied: &dyn Fn(),
     ) -> Result<(), TableError> {
         let file = self.applied.locked();
+        let drained_out = matches!(command, Command::Undrain { service, server }
+            if table.snapshot().service(service).is_some_and(|s| s.drained_out.contains(server)));
         table.apply(command)?;
         applied();
         if file.1.is_none() {
             return Ok(()); // not applied yet: nothing is the file's
+        }
+        if drained_out {
+            // `uvs undrain` of a server a command-line drain removed: the file may
+            // have it again, now rather than at the next reload (`table::pool`).
+            self.health_changed.notify_one();
         }
         let touched = file.0.touched_by(command);
         if touched.is_empty() {

@@ -72,6 +72,8 @@ names! {
     BACKEND_CONNECTIONS_INACTIVE = "uvs_backend_connections_inactive";
     BACKEND_CONNECTIONS_PERSISTENT = "uvs_backend_connections_persistent";
     BACKEND_WEIGHT = "uvs_backend_weight";
+    BACKEND_CONNECTIONS_OPEN = "uvs_backend_connections_open";
+    BACKEND_DRAINING = "uvs_backend_draining";
     /// Only for servers with a slow-start window.
     BACKEND_SLOW_START_RATIO = "uvs_backend_slow_start_ratio";
     BACKEND_CONNECT_FAILURES_TOTAL = "uvs_backend_connect_failures_total";

@@ -206,7 +206,7 @@ fn backend_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
         let help = format!("{help}, per real server.");
         family(out, name, &help, Kind::Counter, samples);
     }
-    let gauges: [Reading<RealServer>; 4] = [
+    let gauges: [Reading<RealServer>; 6] = [
         (
             names::BACKEND_CONNECTIONS_ACTIVE,
             "Active connections (IPVS ActiveConn) per real server.",
@@ -226,6 +226,16 @@ fn backend_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
             names::BACKEND_WEIGHT,
             "Current weight per real server.",
             |r| Number::Int(r.weight.into()),
+        ),
+        (
+            names::BACKEND_CONNECTIONS_OPEN,
+            "Connections and UDP flows open now (TIME_WAIT not counted) per real server.",
+            |r| Number::Int(r.state.open().into()),
+        ),
+        (
+            names::BACKEND_DRAINING,
+            "Whether the real server is draining (1) or not (0).",
+            |r| Number::Int(u64::from(r.drain.is_some())),
         ),
     ];
     for (name, help, value) in gauges {

@@ -296,7 +296,16 @@ fn uvs_sections(roff: &mut Roff) {
         "1",
         "An error, said on standard error: a configuration with problems (uvs check), lines not taken (uvs import), an address that cannot be listened on, no daemon (uvs status).",
     );
-    item(roff, "2", "A command line that does not parse.");
+    item(
+        roff,
+        "2",
+        "A command line that does not parse; uvs drain and uvs undrain also when no daemon answers.",
+    );
+    item(
+        roff,
+        "255",
+        "uvs drain, uvs undrain: the daemon refused, in ipvsadm's words (Service not defined, No such destination), with ipvsadm's status.",
+    );
     roff.control("SH", ["SEE ALSO"]);
     roff.text([roman(
         "uvsadm(8), uvs.toml(5), ipvsadm(8), ldirectord(8), keepalived.conf(5)",

@@ -70,6 +70,8 @@ pub fn servers(weights: &[u32]) -> Vec<RealServer> {
                 addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1)),
                 port: 80,
                 weight: *w,
+                asked_weight: *w,
+                drain: None,
                 last_weight: *w,
                 forward: Forward::Masq,
                 u_threshold: 0,

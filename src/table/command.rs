@@ -58,6 +58,8 @@ pub struct ServerOptions {
     /// (`table::slow_start`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slow_start_ms: Option<u32>,
+    /// `drain`: the file keeps the server drained (`table::pool`).
+    pub drain: Option<super::pool::DrainSetting>,
 }
 
 impl ServiceConfig {
@@ -187,6 +189,27 @@ pub enum Command {
     DeleteListener {
         listen: ListenAddr,
     },
+    /// uvs's timed drain (`uvs drain`, a file's `drain`, `drain_on_remove`): the server
+    /// takes no new connection (weight in force 0, held Draining), its connections go
+    /// on, and the pool controller removes it when the last one ends or at the deadline
+    /// (`table::pool`). Asked again, the drain keeps its start and takes the new
+    /// deadline. Errors: ipvsadm's "Service not defined", "No such destination".
+    Drain {
+        service: ServiceKey,
+        server: ServerKey,
+        /// Milliseconds from now to the deadline; None: until the last connection ends.
+        deadline_ms: Option<u64>,
+        /// Persistence templates naming the server stay usable (`--keep-persistent`).
+        #[serde(default)]
+        keep_persistent: bool,
+    },
+    /// Undoes a drain: the asked weight is in force again. For a server a command-line
+    /// drain already removed, clears its mark so that the configuration file may add it
+    /// again; a server neither present nor so marked is "No such destination".
+    Undrain {
+        service: ServiceKey,
+        server: ServerKey,
+    },
 }
 
 /// `-t 1.2.3.4:80`, `-f 5 -6`: the service as ipvsadm options.
@@ -268,7 +291,8 @@ impl fmt::Display for ServerConfig {
     }
 }
 
-/// A command as an ipvsadm command line, numeric (for logs: the words operators know).
+/// A command as an ipvsadm command line, numeric (for logs: the words operators know);
+/// uvs's own drain and undrain as `uvs drain` / `uvs undrain` take them.
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -294,6 +318,25 @@ impl fmt::Display for Command {
             Command::StopSyncDaemon { role } => write!(f, "--stop-daemon {}", role.name()),
             Command::AddListener(rule) => write!(f, "--add-listener {rule}"),
             Command::DeleteListener { listen } => write!(f, "--delete-listener {listen}"),
+            Command::Drain {
+                service,
+                server,
+                deadline_ms,
+                keep_persistent,
+            } => {
+                write!(f, "drain {} -r {server}", ServiceArgs(service))?;
+                if let Some(ms) = deadline_ms {
+                    let d = std::time::Duration::from_millis(*ms);
+                    write!(f, " --deadline {}", humantime::format_duration(d))?;
+                }
+                if *keep_persistent {
+                    f.write_str(" --keep-persistent")?;
+                }
+                Ok(())
+            }
+            Command::Undrain { service, server } => {
+                write!(f, "undrain {} -r {server}", ServiceArgs(service))
+            }
         }
     }
 }
@@ -341,5 +384,42 @@ mod tests {
             "-a -f 6 -6 -r [2001:db8::20]:0 -i -w 3 -x 10 -y 5 --tun-type gue --tun-port 6080 --tun-csum"
         );
         assert_eq!(Command::Flush {}.to_string(), "-C");
+    }
+
+    #[test]
+    fn drain_and_undrain_read_as_uvs_words() {
+        let service = ServiceKey::Inet {
+            protocol: super::super::key::Protocol::Tcp,
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 80,
+        };
+        let server = ServerKey {
+            addr: "127.0.0.2".parse().unwrap(),
+            port: 80,
+        };
+        let drain = Command::Drain {
+            service,
+            server,
+            deadline_ms: Some(30_000),
+            keep_persistent: false,
+        };
+        assert_eq!(
+            drain.to_string(),
+            "drain -t 127.0.0.1:80 -r 127.0.0.2:80 --deadline 30s"
+        );
+        let kept = Command::Drain {
+            service,
+            server,
+            deadline_ms: None,
+            keep_persistent: true,
+        };
+        assert_eq!(
+            kept.to_string(),
+            "drain -t 127.0.0.1:80 -r 127.0.0.2:80 --keep-persistent"
+        );
+        assert_eq!(
+            Command::Undrain { service, server }.to_string(),
+            "undrain -t 127.0.0.1:80 -r 127.0.0.2:80"
+        );
     }
 }

@@ -62,6 +62,12 @@ pub(super) enum Effect {
         window_ms: u32,
         begin: bool,
     },
+    /// A drain (`Some(keep_persistent)`) or undrain (None) of a real server
+    /// (`table::pool`): held Draining or not, templates usable or not.
+    Drain {
+        state: Arc<RealServerState>,
+        keep_persistent: Option<bool>,
+    },
     /// `-Z SERVICE`, and each service under `-Z`: the service's counters and its real
     /// servers' restart from zero in listings.
     ZeroService(Arc<Service>),
@@ -212,6 +218,19 @@ impl Effects {
             .collect()
     }
 
+    /// Whether these effects start a drain (the pool controller is woken for it).
+    pub(super) fn start_a_drain(&self) -> bool {
+        self.0.iter().any(|e| {
+            matches!(
+                e,
+                Effect::Drain {
+                    keep_persistent: Some(_),
+                    ..
+                }
+            )
+        })
+    }
+
     /// Writes to the shared state, in order. Call once the table that made these
     /// effects is the one readers see (or when no one else reads it).
     pub fn carry_out(self) {
@@ -251,6 +270,10 @@ impl Effects {
                     window_ms,
                     begin,
                 } => state.configure_slow_start(window_ms, begin, &proof),
+                Effect::Drain {
+                    state,
+                    keep_persistent,
+                } => state.set_draining(keep_persistent, &proof),
                 Effect::ZeroService(svc) => {
                     svc.state.stats.zero();
                     for server in &svc.servers {

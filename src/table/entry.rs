@@ -50,6 +50,9 @@ pub struct ServerEntry {
     /// Connects to it that failed (uvs only; the kernel does not connect).
     #[serde(default)]
     pub connect_failures: FailureCounts,
+    /// Its timed drain, while it drains (uvs only: `uvs status`, metrics).
+    #[serde(default)]
+    pub draining: Option<super::pool::DrainStatus>,
     /// Its passive ejection (uvs only; zeros unless its service ejects).
     #[serde(default)]
     pub ejection: EjectionCounts,

@@ -26,6 +26,7 @@ pub mod key;
 pub mod listener;
 pub mod loops;
 pub mod order;
+pub mod pool;
 pub mod real_server;
 pub mod server_address;
 pub mod service;
@@ -147,6 +148,7 @@ impl Table {
                     created: self.next_created,
                     state: Arc::default(),
                     algorithm: Arc::from(resolved.scheduler.algorithm(&[])),
+                    drained_out: std::collections::BTreeSet::new(),
                 };
                 self.next_created += 1;
                 self.services.insert(config.key, Arc::new(service));
@@ -250,6 +252,8 @@ impl Table {
                         begin: true,
                     });
                 }
+                // `-a` of a server a drain removed: it is wanted again.
+                svc.drained_out.remove(&added.key());
                 svc.servers.insert(0, added);
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Added));
             }
@@ -270,7 +274,14 @@ impl Table {
                 let running = svc.created < published;
                 let slot = &mut svc.servers[index];
                 let was_weight = slot.weight;
+                let drain = slot.drain;
                 *slot = real_server(server, Some(&slot.state), Some(slot.last_weight), 0);
+                // `-e` of a draining server changes what comes back on undrain; the
+                // weight in force stays 0.
+                if drain.is_some() {
+                    slot.drain = drain;
+                    slot.weight = 0;
+                }
                 effects.push(Effect::Configure {
                     state: Arc::clone(&slot.state),
                     weight: slot.weight,
@@ -301,6 +312,12 @@ impl Table {
                     previous: index.checked_sub(1).map(|i| svc.servers[i].key()),
                 };
                 let gone = svc.servers.remove(index);
+                // A command-line drain's end: the file must not add it back (`pool`).
+                // A `-d` from uvsadm is a delete like any other, which a reload undoes.
+                if source == Source::Pool && gone.drain.is_some_and(|d| d.origin == Source::Command)
+                {
+                    svc.drained_out.insert(*server);
+                }
                 effects.push(Effect::RetireServer {
                     service: *service,
                     server: gone,
@@ -318,6 +335,39 @@ impl Table {
                 effects.push(Effect::ZeroService(Arc::clone(svc)));
             }
             Command::SetTimeouts(set) => self.timeouts = self.timeouts.updated_with(*set),
+            Command::Drain {
+                service,
+                server,
+                deadline_ms,
+                keep_persistent,
+            } => {
+                let drain = |started: Option<u64>| {
+                    let now = crate::clock::monotonic_ms();
+                    pool::Drain {
+                        started_ms: started.unwrap_or(now),
+                        deadline_ms: deadline_ms.map(|d| now.saturating_add(d)),
+                        keep_persistent: *keep_persistent,
+                        origin: source,
+                    }
+                };
+                self.set_drain(service, server, &mut effects, |s| {
+                    Some(drain(s.drain.map(|d| d.started_ms)))
+                })?;
+            }
+            Command::Undrain { service, server } => {
+                let svc = self
+                    .services
+                    .get_mut(service)
+                    .ok_or(TableError::ServiceNotDefined)?;
+                if !svc.servers.iter().any(|s| s.key() == *server) {
+                    if !svc.drained_out.contains(server) {
+                        return Err(TableError::NoSuchServer);
+                    }
+                    Arc::make_mut(svc).drained_out.remove(server);
+                    return Ok(effects);
+                }
+                self.set_drain(service, server, &mut effects, |_| None)?;
+            }
             Command::StartSyncDaemon { .. } | Command::StopSyncDaemon { .. } => {
                 return Err(TableError::SyncUnavailable);
             }
@@ -334,7 +384,9 @@ impl Table {
                 }
                 let exists = |key: &ServiceKey| self.services.contains_key(key);
                 let owner = match source {
-                    Source::Command => listener::check(rule, exists).map(|()| None)?,
+                    Source::Command | Source::Pool => {
+                        listener::check(rule, exists).map(|()| None)?
+                    }
                     Source::File => listener::check_shadowable(rule, exists)?,
                 };
                 self.listeners.insert(*l, rule.mark);
@@ -374,6 +426,59 @@ impl Table {
         self.services
             .get_mut(key)
             .ok_or(TableError::ServiceNotDefined)
+    }
+
+    /// Sets (Some) or clears (None) the drain of `server` of `service` to what `drain`
+    /// makes of the server: the weight in force follows (0 while draining, the asked
+    /// weight else), and the live marks follow once published.
+    fn set_drain(
+        &mut self,
+        service: &ServiceKey,
+        server: &ServerKey,
+        effects: &mut Effects,
+        drain: impl FnOnce(&RealServer) -> Option<pool::Drain>,
+    ) -> Result<(), TableError> {
+        let svc = self
+            .services
+            .get_mut(service)
+            .ok_or(TableError::ServiceNotDefined)?;
+        let index = svc
+            .servers
+            .iter()
+            .position(|s| s.key() == *server)
+            .ok_or(TableError::NoSuchServer)?;
+        let published = self.published;
+        let svc = Arc::make_mut(svc);
+        let running = svc.created < published;
+        let window_ms = svc.options.slow_start_of(&svc.servers[index].options);
+        let slot = &mut svc.servers[index];
+        let was_weight = slot.weight;
+        slot.drain = drain(slot);
+        slot.weight = if slot.drain.is_some() {
+            0
+        } else {
+            slot.asked_weight
+        };
+        // Back from a drain is coming back up: a ramp, as from weight 0.
+        if running && was_weight == 0 && slot.weight != 0 {
+            effects.push(Effect::SlowStart {
+                state: Arc::clone(&slot.state),
+                window_ms,
+                begin: true,
+            });
+        }
+        effects.push(Effect::Configure {
+            state: Arc::clone(&slot.state),
+            weight: slot.weight,
+            u_threshold: slot.u_threshold,
+            l_threshold: slot.l_threshold,
+        });
+        effects.push(Effect::Drain {
+            state: Arc::clone(&slot.state),
+            keep_persistent: slot.drain.map(|d| d.keep_persistent),
+        });
+        svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Updated));
+        Ok(())
     }
 
     /// The listen rules, sorted.
@@ -572,6 +677,8 @@ fn real_server(
         addr: config.addr,
         port: config.port,
         weight,
+        asked_weight: weight,
+        drain: None,
         last_weight,
         forward: config.forward,
         u_threshold: config.u_threshold,
@@ -621,6 +728,12 @@ fn entry_of(svc: &Service) -> ServiceEntry {
                     other: s.state.connect_failures.other.load(Relaxed),
                     looped: s.state.connect_failures.looped.load(Relaxed),
                 },
+                draining: s.drain.map(|d| pool::DrainStatus {
+                    open: s.state.connections_left(),
+                    left_ms: d.left_ms(now_ms),
+                    keep_persistent: d.keep_persistent,
+                    from_file: d.origin == Source::File,
+                }),
                 ejection: EjectionCounts {
                     ejections: s.state.ejection.total(),
                     consecutive_failures: s.state.ejection.consecutive(),
@@ -642,8 +755,10 @@ fn weight_in_force(s: &RealServer) -> u32 {
         .map_or(s.weight, |share| slow_start::weight_at(s.weight, share))
 }
 
-/// Where a command comes from, for the one check that differs: uvs's own
-/// `--add-listener` is strict, a configuration reload's is not (`listener`).
+/// Where a command comes from, for the checks that differ: uvs's own
+/// `--add-listener` is strict, a configuration reload's is not (`listener`); only the
+/// pool controller's removal of a drained server ends a command-line drain
+/// (`pool`), which the file must then not undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// uvsadm, `-R`, the control socket, an import: a rule at a service's address is
@@ -651,6 +766,9 @@ pub enum Source {
     Command,
     /// A configuration file's reload: such a rule is kept, shadowed, and said.
     File,
+    /// The pool controller (`pool`): a drain's end. Its commands are checked as a
+    /// command's.
+    Pool,
 }
 
 /// The table as a running daemon holds it: one writer at a time, any number of readers
@@ -667,6 +785,9 @@ pub struct TableHandle {
     /// Whether servers brought in begin a slow start (`slow_start`): not in kernel
     /// mode, where the kernel schedules with the full weight.
     slow_starts: bool,
+    /// Poked when a published change starts a drain: the pool controller sleeps on it
+    /// while nothing drains (`pool`).
+    drains: tokio::sync::Notify,
 }
 
 impl TableHandle {
@@ -678,6 +799,7 @@ impl TableHandle {
             version: tokio::sync::watch::Sender::new(0),
             retired: Mutex::new(Vec::new()),
             slow_starts: true,
+            drains: tokio::sync::Notify::new(),
         }
     }
 
@@ -693,6 +815,12 @@ impl TableHandle {
     /// log held counts back (`proxy::failure_log` says them at once).
     pub fn take_retired(&self) -> Vec<Retired> {
         std::mem::take(&mut *self.retired.locked())
+    }
+
+    /// Woken when a published change starts a drain (a permit is kept when nobody
+    /// waits): what the pool controller sleeps on while nothing drains.
+    pub fn drain_started(&self) -> &tokio::sync::Notify {
+        &self.drains
     }
 
     /// A receiver that wakes on every change (the listener manager follows it).
@@ -756,12 +884,16 @@ impl TableHandle {
         if !self.slow_starts {
             effects.begin_no_slow_start();
         }
+        let drain_started = effects.start_a_drain();
         self.current.store(Arc::new(next));
         // The batch is whole and published: now, and only now, the state the new
         // snapshot shares with the old one follows it. Still under the writer lock, so
         // the next batch sees it done.
         effects.carry_out_keeping(|r| self.retired.locked().push(r));
         self.version.send_modify(|v| *v += 1);
+        if drain_started {
+            self.drains.notify_one();
+        }
         Ok(())
     }
 }
@@ -776,6 +908,8 @@ impl std::fmt::Debug for TableHandle {
 
 #[cfg(test)]
 mod batch_tests;
+#[cfg(test)]
+mod drain_tests;
 #[cfg(test)]
 mod slow_start_tests;
 #[cfg(test)]

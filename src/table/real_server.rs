@@ -143,9 +143,9 @@ pub enum Hold {
     /// IP_VS_DEST_F_OVERLOAD: the upper threshold (`-x`) was reached, until the lower
     /// one (`-y`) clears it.
     Overloaded,
-    /// Draining, persistent clients included: no new connection, and persistence
-    /// templates naming the server are void. (A drain that keeps persistent clients
-    /// sets only the weight in force to 0, IPVS's quiescence, which templates outlive.)
+    /// Draining: no new connection, and persistence templates naming the server are
+    /// void, unless the drain keeps persistent clients
+    /// ([`RealServerState::keeps_persistent`]).
     Draining,
     /// Passive ejection: taken out after consecutive failures, until its time passes.
     Ejected,
@@ -208,6 +208,9 @@ pub struct RealServerState {
     pub slow_start: super::slow_start::SlowStart,
     /// IP_VS_DEST_F_AVAILABLE: false once the server is deleted from its service.
     available: AtomicBool,
+    /// A drain that keeps persistent clients (`uvs drain --keep-persistent`): the
+    /// templates naming the server stay usable while it is held Draining.
+    keep_persistent: AtomicBool,
     weight: AtomicU32,
     u_threshold: AtomicU32,
     l_threshold: AtomicU32,
@@ -227,6 +230,7 @@ impl Default for RealServerState {
             ejection: super::ejection::Ejection::default(),
             slow_start: super::slow_start::SlowStart::default(),
             available: AtomicBool::new(true),
+            keep_persistent: AtomicBool::new(false),
             weight: AtomicU32::new(0),
             u_threshold: AtomicU32::new(0),
             l_threshold: AtomicU32::new(0),
@@ -301,8 +305,29 @@ impl RealServerState {
         self.slow_start.share()
     }
 
+    /// The connections a drain waits for: those open now through the data plane, or
+    /// in kernel mode (where nothing opens through uvs) the kernel's active
+    /// connections as mirrored here. Entries kept for TIME_WAIT or CLOSE count in
+    /// neither.
+    pub fn connections_left(&self) -> u32 {
+        self.open().max(self.active())
+    }
+
     pub fn is_available(&self) -> bool {
         self.available.load(Relaxed)
+    }
+
+    /// Whether the server drains keeping its persistent clients: templates naming it
+    /// stay usable although it is held Draining (`persist`).
+    pub fn keeps_persistent(&self) -> bool {
+        self.keep_persistent.load(Relaxed)
+    }
+
+    /// Mirrors a published drain (`Some(keep_persistent)`) or undrain (None): the hold
+    /// Draining, and whether templates naming the server stay usable.
+    pub(crate) fn set_draining(&self, drain: Option<bool>, _: &CarryingOut) {
+        self.keep_persistent.store(drain.unwrap_or(false), Relaxed);
+        self.set_hold(Hold::Draining, drain.is_some());
     }
 
     /// The weight now (it may change after a connection picked the server).
@@ -421,7 +446,14 @@ impl RealServerState {
 pub struct RealServer {
     pub addr: IpAddr,
     pub port: u16,
+    /// The weight in force: what the schedulers, listings, `-S` and the kernel mirror
+    /// use; 0 while the server drains.
     pub weight: u32,
+    /// The weight the last add or edit asked for ([`RealServer::config`]): what the
+    /// server has again when a drain is undone.
+    pub asked_weight: u32,
+    /// The server's timed drain, while it drains (`table::pool`).
+    pub drain: Option<crate::table::pool::Drain>,
     /// The last weight that was not zero (the weight given when added): maglev keeps a
     /// quiesced server's slots with it.
     pub last_weight: u32,
@@ -435,13 +467,14 @@ pub struct RealServer {
 }
 
 impl RealServer {
-    /// What `-a` / `-e` would set to make this server as it is.
+    /// What `-a` / `-e` would set to make this server as it is: the asked weight (a
+    /// draining server's weight in force is 0, its asked weight comes back on undrain).
     pub fn config(&self) -> crate::table::ServerConfig {
         crate::table::ServerConfig {
             addr: self.addr,
             port: self.port,
             forward: self.forward,
-            weight: i32::try_from(self.weight).unwrap_or(i32::MAX),
+            weight: i32::try_from(self.asked_weight).unwrap_or(i32::MAX),
             u_threshold: self.u_threshold,
             l_threshold: self.l_threshold,
             tunnel: self.tunnel,

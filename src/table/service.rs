@@ -162,6 +162,10 @@ pub struct ServiceOptions {
     pub proxy_protocol: Option<ProxyProtocol>,
     /// Listen even where the VIP is not (yet) a local address (IP_FREEBIND).
     pub freebind: bool,
+    /// `drain_on_remove`: a real server the configuration file no longer names drains
+    /// for at most this many milliseconds instead of leaving at once (0: it leaves at
+    /// once, as ipvsadm's `-d`). A file setting: uvsadm has no option for it.
+    pub drain_on_remove_ms: u32,
     /// Passive ejection of real servers that fail (`table::ejection`); None: off.
     pub ejection: Option<super::ejection::EjectionConfig>,
     /// The slow-start window of its real servers in milliseconds (0: none), HAProxy's
@@ -257,6 +261,10 @@ pub struct Service {
     pub state: Arc<ServiceState>,
     /// The scheduler's state for exactly this list of servers.
     pub algorithm: Arc<dyn Algorithm>,
+    /// Real servers a command-line drain removed (`table::pool`): a reload does not add
+    /// them back until `uvs undrain` or `-a` clears the mark. Empty (no allocation)
+    /// unless such a drain ended.
+    pub drained_out: std::collections::BTreeSet<super::key::ServerKey>,
 }
 
 impl Service {

@@ -1,0 +1,157 @@
+//! The pool controller: carries out the timed drains the table holds (`table::pool`).
+//! A draining real server takes no new connection already (its weight in force is 0,
+//! it is held Draining: `Table::apply` and its effects see to that); what is left to do
+//! happens over time, and is done here:
+//!
+//! - once its last connection or UDP flow has ended (entries kept for TIME_WAIT or
+//!   CLOSE do not hold it; in kernel mode, the kernel's active connections), the
+//!   server is removed from its service, within a tick of [`TICK`];
+//! - at its deadline, its remaining connections are ended (`Conn::end`: the TCP task
+//!   is aborted and both sockets close; a UDP flow ends) and the server removed. In
+//!   kernel mode there is nothing of ours to end: the server is deleted, and IPVS keeps
+//!   the established connections to a deleted destination until they end.
+//!
+//! The removal is `Command::DeleteServer` applied straight to the table (not through
+//! the control socket: it is not uvsadm's change of what the file owns), and only
+//! while the drain is the one seen. Each drain is logged once when it is seen to start
+//! and once when it ends. Spawned by `daemon::Daemon::run` beside the sweeper; while
+//! nothing drains it sleeps until a published drain wakes it
+//! (`TableHandle::drain_started`), so a table without drains costs nothing.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::proxy::director::Director;
+use crate::table::pool::Drain;
+use crate::table::{Command, RealServerState, ServerKey, ServiceKey, Source, Table, TableError};
+
+/// How often draining servers are looked at: a drained server is gone at most this
+/// long (and a scheduling moment) after its last connection ended.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// One drain, as the log has said it started: a drain asked again keeps its start.
+type Seen = (ServiceKey, ServerKey, u64);
+
+/// Why a drain ended with the server's removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Its last connection ended.
+    Empty,
+    /// The deadline passed; this many connections were closed.
+    Deadline { closed: usize },
+}
+
+/// Runs the drains until the task is aborted.
+pub async fn run(director: Arc<Director>) {
+    let mut seen = HashSet::new();
+    loop {
+        if tick(&director, &mut seen) == 0 {
+            director.table.drain_started().notified().await;
+        } else {
+            tokio::time::sleep(TICK).await;
+        }
+    }
+}
+
+/// One look at every draining server: removes those done, logs those new; returns how
+/// many still drain.
+pub fn tick(director: &Director, seen: &mut HashSet<Seen>) -> usize {
+    let now = crate::clock::monotonic_ms();
+    let snapshot = director.table.snapshot();
+    let mut still = HashSet::new();
+    for svc in snapshot.services() {
+        for s in &svc.servers {
+            let Some(drain) = s.drain else { continue };
+            let id = (svc.key, s.key(), drain.started_ms);
+            let open = s.state.connections_left();
+            if !seen.contains(&id) {
+                started(&id, &drain, open, now);
+            }
+            let ended = if open == 0 {
+                Ended::Empty
+            } else if drain.is_due(now) {
+                Ended::Deadline {
+                    closed: close(director, &s.state),
+                }
+            } else {
+                still.insert(id);
+                continue;
+            };
+            match remove(director, &id) {
+                Ok(()) => say_ended(&id, ended),
+                // Undrained or removed meanwhile: the next tick sees what is.
+                Err(e) => tracing::debug!("drain of {} {}: not removed: {e}", svc.key, s.key()),
+            }
+        }
+    }
+    *seen = still;
+    seen.len()
+}
+
+fn started(id: &Seen, drain: &Drain, open: u32, now: u64) {
+    let (service, server, _) = id;
+    let deadline = match drain.left_ms(now) {
+        Some(ms) => format!(
+            "closing what is left in {}",
+            humantime::format_duration(Duration::from_millis(ms.div_ceil(1000) * 1000))
+        ),
+        None => "no deadline".to_string(),
+    };
+    tracing::info!(
+        %service, %server, open,
+        "draining real server {server} of {service}: {open} {} open, {deadline}{}",
+        crate::words::plural(u64::from(open), "connection", "connections"),
+        if drain.keep_persistent { ", persistent clients kept" } else { "" }
+    );
+}
+
+fn say_ended(id: &Seen, ended: Ended) {
+    let (service, server, _) = id;
+    match ended {
+        Ended::Empty => tracing::info!(
+            %service, %server,
+            "drained real server {server} of {service}: its last connection ended; removed"
+        ),
+        Ended::Deadline { closed } => tracing::info!(
+            %service, %server, closed,
+            "drained real server {server} of {service}: deadline reached, {closed} {} closed; removed",
+            crate::words::plural(closed as u64, "connection", "connections")
+        ),
+    }
+}
+
+/// Ends every live connection and flow of `server`; how many were ended.
+fn close(director: &Director, server: &Arc<RealServerState>) -> usize {
+    director
+        .conns
+        .live_connections()
+        .iter()
+        .filter(|c| Arc::ptr_eq(&c.server, server))
+        .filter(|c| c.end())
+        .count()
+}
+
+/// Removes the drained server, if it still drains the drain `id` names (the table may
+/// have changed since the snapshot: checked under the table's writer lock).
+fn remove(director: &Director, id: &Seen) -> Result<(), TableError> {
+    let (service, server, started) = *id;
+    let same = |now: &Table| {
+        now.service(&service)
+            .and_then(|svc| svc.servers.iter().find(|s| s.key() == server))
+            .and_then(|s| s.drain)
+            .is_some_and(|d| d.started_ms == started)
+    };
+    director.table.apply_all_from(
+        &[Command::DeleteServer { service, server }],
+        Source::Pool,
+        |_, e| e,
+        |now, _| {
+            if same(now) {
+                Ok(())
+            } else {
+                Err(TableError::NoSuchServer)
+            }
+        },
+    )
+}
