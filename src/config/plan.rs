@@ -416,13 +416,17 @@ address = "127.0.0.1:8081"
             "the reload leaves the drain alone"
         );
         // The pool controller removes it once drained.
-        apply(
-            &mut table,
-            &[Command::DeleteServer {
-                service: key,
-                server,
-            }],
-        );
+        table
+            .apply_from(
+                &Command::DeleteServer {
+                    service: key,
+                    server,
+                },
+                &UnicastOnly,
+                crate::table::Source::Pool,
+            )
+            .unwrap()
+            .carry_out();
         assert!(
             plan(&first, &table, &Owned::of(&first)).is_empty(),
             "drained out: not added back"
