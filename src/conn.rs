@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 pub use crate::clock::Clock;
 use crate::lock::Locked;
 use crate::persist::Control;
+use crate::table::limit::Slot;
 use crate::table::{ConnEntry, Protocol, RealServerState, Timeouts};
 
 /// IPVS's connection states (TCP), plus the single UDP state.
@@ -207,7 +208,9 @@ pub struct NewConn {
     pub client: SocketAddr,
     pub local: SocketAddr,
     pub dest: SocketAddr,
-    pub server: Arc<RealServerState>,
+    /// The connection's place on its real server (`table::limit`), which the entry
+    /// keeps until it leaves the live connections.
+    pub slot: Slot,
     pub template: Option<Control>,
     /// SYN_RECV for TCP, UDP for a flow.
     pub state: State,
@@ -279,14 +282,15 @@ impl ConnTable {
     /// A new connection, bound to its server in its first state.
     pub fn open(&self, new: NewConn) -> Arc<Conn> {
         let id = self.next_id.fetch_add(1, Relaxed);
-        new.server.bind_connection(new.state.is_active());
+        let server = new.slot.into_entry();
+        server.bind_connection(new.state.is_active());
         let conn = Arc::new(Conn {
             id,
             protocol: new.protocol,
             client: new.client,
             local: new.local,
             dest: new.dest,
-            server: new.server,
+            server,
             template: new.template,
             state: AtomicU8::new(new.state as u8),
             last_activity: AtomicU64::new(self.clock.now_ms()),
@@ -326,13 +330,12 @@ impl ConnTable {
         }
     }
 
-    /// Counts the connection in (or out of) the live connections, the table's and its
-    /// server's (`RealServerState::open`).
+    /// Counts the connection in (or out of) the live connections, the table's; out, it
+    /// gives its server's slot back (`RealServerState::open`, taken when the server was
+    /// chosen and handed over in `open`).
     fn count_live(&self, conn: &Conn, up: bool) {
-        if up {
-            conn.server.open_conns.fetch_add(1, Relaxed);
-        } else {
-            let _ = (conn.server.open_conns).fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        if !up {
+            conn.server.give_back_slot();
         }
         let counters = [
             Some(&self.live_count),
@@ -444,7 +447,7 @@ mod tests {
             client: addr("10.0.0.9:40000"),
             local: addr(&format!("10.0.0.1:{port}")),
             dest: addr(&format!("10.0.0.2:{port}")),
-            server: Arc::clone(server),
+            slot: Slot::take(server).expect("no limit"),
             template: None,
             state,
         }

@@ -484,6 +484,14 @@ pub const SECTIONS: &[Section] = &[
                 "After a real server is added to the running service or comes back (weight from 0, health check, ejection over), its share of the new connections it would get grows from 1/20 to all over this window (userspace mode).",
                 "HAProxy slowstart",
             ),
+            key(
+                "queue",
+                "table { length = integer 1-1000000, timeout = duration 1ms-1h }",
+                "none (reset)",
+                "{ length = 100, timeout = \"5s\" }",
+                "Where new TCP connections wait, first come first served, when every usable real server is at its max_connections: at most length of them, each at most timeout, then reset. Without it they are reset at once. UDP flows are never queued (dropped instead).",
+                "HAProxy's maxqueue and timeout queue",
+            ),
             Key {
                 with: Some("fwmark = 7"),
                 ..key(
@@ -636,6 +644,14 @@ pub const SECTIONS: &[Section] = &[
                 "100",
                 "Past this many connections the server takes no new ones.",
                 "ipvsadm -x",
+            ),
+            key(
+                "max_connections",
+                "integer 0-2147483647",
+                "0 (none)",
+                "100",
+                "At most this many connections (TCP) or flows (UDP) open at once; TIME_WAIT does not count, and a slot frees the moment a connection ends. A server at its limit takes no new connection; see the service's queue.",
+                "HAProxy's maxconn",
             ),
             Key {
                 with: Some("address = \"127.0.0.1:9001\"\nupper_threshold = 100"),
@@ -1086,6 +1102,14 @@ pub const SECTIONS: &[Section] = &[
                 "0",
                 "10",
                 "Its upper threshold.",
+                "",
+            ),
+            key(
+                "max_connections",
+                "integer 0-2147483647",
+                "0",
+                "10",
+                "Its connection limit.",
                 "",
             ),
             Key {

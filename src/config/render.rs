@@ -443,6 +443,14 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
         let window = Duration::from_millis(u64::from(o.slow_start_ms));
         let _ = writeln!(out, "slow_start = {}", duration(window));
     }
+    if let Some(q) = o.queue {
+        let _ = writeln!(
+            out,
+            "queue = {{ length = {}, timeout = {} }}",
+            q.length,
+            duration(Duration::from_millis(u64::from(q.timeout_ms)))
+        );
+    }
     // A group's rules are its members'.
     let listen: Vec<&ListenRule> = members.iter().flat_map(|m| &m.listen).collect();
     if !listen.is_empty() {
@@ -519,6 +527,9 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
                 let _ = writeln!(out, "drain = {}", duration(d));
             }
             None => {}
+        }
+        if server.options.max_connections != 0 {
+            let _ = writeln!(out, "max_connections = {}", server.options.max_connections);
         }
         if server.forward == Forward::Tunnel && server.tunnel != Tunnel::default() {
             let t = server.tunnel;

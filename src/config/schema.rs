@@ -53,14 +53,18 @@ use crate::proxy::congestion::CongestionControl;
 use crate::table::slow_start::MAX_WINDOW_MS;
 use crate::table::{
     Command, Family, Forward, ListenAddr, ListenRule, Netmask, Protocol, ProxyProtocol,
-    ServerConfig, ServiceConfig, ServiceFlags, ServiceKey, ServiceOptions, Table as VsTable,
-    Timeouts, Tunnel, TunnelChecksum, TunnelKind, UnicastOnly, listener,
+    QueueOptions, ServerConfig, ServiceConfig, ServiceFlags, ServiceKey, ServiceOptions,
+    Table as VsTable, Timeouts, Tunnel, TunnelChecksum, TunnelKind, UnicastOnly, listener,
 };
 
 /// The longest persistence ipvsadm accepts (31 days).
 const MAX_PERSISTENCE: u64 = 2_678_400;
 /// The longest connection timeout `--set` takes here: a year.
 const MAX_TIMEOUT: u64 = 31_536_000;
+/// The most connections `max_connections` may allow on one server.
+pub const MAX_CONNECTIONS: u32 = i32::MAX as u32;
+/// The longest queue a service may have: far beyond what a descriptor budget serves.
+pub const MAX_QUEUE_LENGTH: u32 = 1_000_000;
 /// The heaviest real server a file may name: ipvsadm(8)'s documented 0 to 65535 (its
 /// parser, and the table, take up to INT_MAX; `uvs import ipvsadm` reports what is
 /// heavier, as the ldirectord and keepalived imports do).
@@ -1278,6 +1282,8 @@ fn read_service(
     if let Some(ms) = t.get("slow_start").and_then(|item| read_slow_start(&item)) {
         options.slow_start_ms = ms;
     }
+    let queue_item = t.get("queue");
+    options.queue = queue_item.as_ref().and_then(read_queue);
     // A group's listen rules are its one fwmark member's, or its one port-0 one's.
     let listen_key = match &members {
         None => key,
@@ -1389,6 +1395,27 @@ fn read_service(
             servers.push(config);
             server_spans.push(server_span);
         }
+    }
+    if let Some(item) = &queue_item
+        && options.queue.is_some()
+        && !servers.is_empty()
+        && servers.iter().all(|s| s.options.max_connections == 0)
+    {
+        notes.at(
+            &item.span,
+            &item.key,
+            "no real server of this service has max_connections: the queue is never used",
+        );
+    }
+    if let Some(item) = &queue_item
+        && options.queue.is_some()
+        && key.is_some_and(|k| k.protocol() == Some(Protocol::Udp))
+    {
+        notes.at(
+            &item.span,
+            &item.key,
+            "datagrams have no queue: a new UDP flow that finds every real server at its max_connections is dropped",
+        );
     }
     let text = |k: &str| t.get(k).and_then(|i| i.str("a text").map(str::to_string));
     let (name, comment) = (text("name"), text("comment"));
@@ -1525,6 +1552,10 @@ fn read_server(
         None => Some(None),
         Some(item) => read_slow_start(&item).map(Some),
     };
+    let max_connections = t
+        .get("max_connections")
+        .map_or(Some(0), |item| item.integer(0..=i64::from(MAX_CONNECTIONS)))
+        .map(|n| n as u32);
     let (addr, port) = address?;
     Some(ServerConfig {
         addr,
@@ -1538,7 +1569,34 @@ fn read_server(
         options: crate::table::ServerOptions {
             slow_start_ms: slow_start?,
             drain: None,
+            max_connections: max_connections?,
         },
+    })
+}
+
+/// A service's `queue = { length = N, timeout = "5s" }` (`table::queue`): both keys,
+/// the length from 1 to [`MAX_QUEUE_LENGTH`], the timeout from 1ms to an hour.
+fn read_queue(item: &Item<'_, '_>) -> Option<QueueOptions> {
+    let table = item.table()?;
+    let length = match table.get("length") {
+        Some(l) => l.integer(1..=i64::from(MAX_QUEUE_LENGTH)).map(|n| n as u32),
+        None => {
+            item.problem("a queue needs a length (the connections that may wait)");
+            None
+        }
+    };
+    let timeout = match table.get("timeout") {
+        Some(d) => d
+            .nonzero_duration(3600, "a duration of at least 1ms and at most an hour")
+            .and_then(|d| u32::try_from(d.as_millis()).ok()),
+        None => {
+            item.problem("a queue needs a timeout (how long a connection may wait)");
+            None
+        }
+    };
+    Some(QueueOptions {
+        length: length?,
+        timeout_ms: timeout?,
     })
 }
 

@@ -23,6 +23,7 @@ pub mod forward;
 pub mod listeners;
 pub mod low_port;
 pub mod pools;
+pub mod queue;
 pub mod registry;
 pub mod scheduling;
 pub mod tcp;

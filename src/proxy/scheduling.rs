@@ -13,8 +13,9 @@ use super::accounting::Accounting;
 use crate::conn::{Conn, NewConn, State};
 use crate::persist::Control;
 use crate::proxy::director::Director;
-use crate::sched::{Packet, Schedule, schedule};
+use crate::sched::{Choice, Packet, Schedule, schedule};
 use crate::stats::Stats;
+use crate::table::limit::Slot;
 use crate::table::{Protocol, RealServer, Service};
 
 /// One new connection (or UDP flow) of `service`, opened by `packet`, being scheduled.
@@ -56,6 +57,28 @@ impl<'a> Scheduling<'a> {
         schedule(&self.director.templates, self.service, &self.packet)
     }
 
+    /// The next server of `servers` with a slot taken on it (`table::limit`): a server
+    /// that a racing connection filled since the scheduler looked is now held full,
+    /// and the schedule goes on to the next. None: the schedule has no server left.
+    pub fn next(&self, servers: &mut Schedule<'a>) -> Option<(Choice, Slot)> {
+        loop {
+            let choice = servers.next()?;
+            if let Some(slot) = Slot::take(&choice.server.state) {
+                return Some((choice, slot));
+            }
+        }
+    }
+
+    /// Whether the schedule found no server because of `max_connections`: at least one
+    /// server of weight above zero is held out by its limit and by nothing else, so
+    /// the connection may wait for a slot (`proxy::queue`).
+    pub fn at_limit(&self) -> bool {
+        self.service
+            .servers
+            .iter()
+            .any(|s| s.weight > 0 && s.state.is_only_full())
+    }
+
     /// No real server could be had for the connection: counted against the service.
     pub fn unavailable(&self) {
         self.service.state.unavailable.fetch_add(1, Relaxed);
@@ -93,11 +116,12 @@ impl<'a> Scheduling<'a> {
     }
 
     /// Counts the connection to `server` (at `dest`) and opens its entry in the
-    /// connection table in `state`, where its hold on the template (if any) stays until
-    /// the entry leaves.
+    /// connection table in `state`, where its hold on the template (if any) and its
+    /// `slot` on the server stay until the entry leaves.
     pub fn open(
         &self,
         server: &RealServer,
+        slot: Slot,
         template: Option<Control>,
         dest: SocketAddr,
         state: State,
@@ -109,7 +133,7 @@ impl<'a> Scheduling<'a> {
             client: self.packet.client,
             local: self.packet.local,
             dest,
-            server: Arc::clone(&server.state),
+            slot,
             template,
             state,
         });

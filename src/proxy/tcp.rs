@@ -22,6 +22,7 @@ use tokio::task::AbortHandle;
 use super::accounting::Accounting;
 use super::congestion::CongestionControl;
 use super::forward::{End, Transfer};
+use super::queue::Unreached;
 use super::scheduling::Scheduling;
 use crate::conn::{Conn, State};
 use crate::descriptors::Held;
@@ -263,8 +264,9 @@ fn connect_failed(
 
 /// Chooses the real server as IPVS would and connects to it, and when that fails, on
 /// up to `connect_retries` other servers (every other one with passive ejection:
-/// `ejection::retries`), in the schedule's retry order. None: no server could
-/// be had, and the client is to be reset. `task` is the connection's own task, which
+/// `ejection::retries`), in the schedule's retry order. An error: no server could
+/// be had (`Full`: every usable one is at its connection limit, and the connection
+/// may wait in the queue, `proxy::queue`). `task` is the connection's own task, which
 /// its table entry can end (idle timeout).
 async fn reach_server<'a>(
     director: &'a Director,
@@ -272,7 +274,7 @@ async fn reach_server<'a>(
     totals: &Arc<Stats>,
     packet: &Packet,
     task: Option<&AbortHandle>,
-) -> Option<Reached<'a>> {
+) -> Result<Reached<'a>, Unreached> {
     let scheduling = Scheduling::new(director, service, totals, *packet, Protocol::Tcp);
     let mut servers = scheduling.servers();
     let timeout = service
@@ -281,10 +283,9 @@ async fn reach_server<'a>(
     let retries = super::ejection::retries(service, director.options.connect_retries);
     for _ in 0..=retries {
         let retrying = servers.retrying();
-        let Some(Choice { server, template }) = servers.next() else {
-            scheduling.unavailable();
+        let Some((Choice { server, template }, slot)) = scheduling.next(&mut servers) else {
             tracing::debug!(client = %packet.client, "no real server available");
-            return None;
+            return Err(super::queue::no_server(&scheduling));
         };
         if retrying {
             service.state.retries.fetch_add(1, Relaxed);
@@ -292,6 +293,7 @@ async fn reach_server<'a>(
         let dest = scheduling.destination(&server);
         let opened = scheduling.open(
             &server,
+            slot,
             template,
             dest,
             State::SynRecv,
@@ -315,7 +317,7 @@ async fn reach_server<'a>(
             Ok(stream) => {
                 server.state.connect_latency.record(started.elapsed());
                 super::ejection::answered(service, &server.state);
-                return Some(Reached {
+                return Ok(Reached {
                     server: stream,
                     entry,
                     accounting: opened.accounting,
@@ -332,7 +334,7 @@ async fn reach_server<'a>(
     }
     scheduling.unavailable();
     tracing::debug!(client = %packet.client, "no real server reachable");
-    None
+    Err(Unreached::NoServer)
 }
 
 /// One proxied connection, from the accepted client socket to the close of both, on
@@ -370,11 +372,12 @@ async fn connection(
         client: peer,
         local,
     };
+    let (d, s, t, p, task) = (&*director, &service, &totals, &packet, own_task.as_ref());
     let Some(Reached {
         mut server,
         mut entry,
         accounting,
-    }) = reach_server(&director, &service, &totals, &packet, own_task.as_ref()).await
+    }) = super::queue::reach(&service, move || reach_server(d, s, t, p, task)).await
     else {
         reset(&client);
         return;

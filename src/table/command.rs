@@ -60,6 +60,14 @@ pub struct ServerOptions {
     pub slow_start_ms: Option<u32>,
     /// `drain`: the file keeps the server drained (`table::pool`).
     pub drain: Option<super::pool::DrainSetting>,
+    /// HAProxy's `maxconn`: connections (TCP) and flows (UDP) open at once on the
+    /// server, TIME_WAIT not counted (`table::limit`); 0: no limit.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_connections: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ServiceConfig {

@@ -68,6 +68,13 @@ pub(super) enum Effect {
         state: Arc<RealServerState>,
         keep_persistent: Option<bool>,
     },
+    /// A server added or edited: its `max_connections` in force, and the queue of its
+    /// service that its freed slots wake (`table::limit`).
+    Limit {
+        state: Arc<RealServerState>,
+        max_connections: u32,
+        queue: Arc<super::queue::Queue>,
+    },
     /// `-Z SERVICE`, and each service under `-Z`: the service's counters and its real
     /// servers' restart from zero in listings.
     ZeroService(Arc<Service>),
@@ -274,6 +281,11 @@ impl Effects {
                     state,
                     keep_persistent,
                 } => state.set_draining(keep_persistent, &proof),
+                Effect::Limit {
+                    state,
+                    max_connections,
+                    queue,
+                } => state.set_limit(max_connections, &queue, &proof),
                 Effect::ZeroService(svc) => {
                     svc.state.stats.zero();
                     for server in &svc.servers {

@@ -23,10 +23,12 @@ pub mod ejection;
 pub mod entry;
 pub mod error;
 pub mod key;
+pub mod limit;
 pub mod listener;
 pub mod loops;
 pub mod order;
 pub mod pool;
+pub mod queue;
 pub mod real_server;
 pub mod server_address;
 pub mod service;
@@ -47,7 +49,8 @@ pub use loops::{Loop, OwnAddresses};
 pub use real_server::{Forward, RealServer, RealServerState, Tunnel, TunnelChecksum, TunnelKind};
 pub use server_address::{AddressClassifier, HostInterfaces, UnicastOnly};
 pub use service::{
-    Netmask, PersistenceEngine, ProxyProtocol, Service, ServiceFlags, ServiceOptions, ServiceState,
+    Netmask, PersistenceEngine, ProxyProtocol, QueueOptions, Service, ServiceFlags, ServiceOptions,
+    ServiceState,
 };
 pub use timeouts::Timeouts;
 
@@ -254,6 +257,7 @@ impl Table {
                 }
                 // `-a` of a server a drain removed: it is wanted again.
                 svc.drained_out.remove(&added.key());
+                effects.push(limit(&added, &svc.state));
                 svc.servers.insert(0, added);
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Added));
             }
@@ -294,6 +298,7 @@ impl Table {
                     window_ms,
                     begin: running && was_weight == 0 && slot.weight != 0,
                 });
+                effects.push(limit(slot, &svc.state));
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Updated));
             }
             Command::DeleteServer { service, server } => {
@@ -645,6 +650,16 @@ fn check_server_numbers(server: &ServerConfig) -> Result<(), TableError> {
         return Err(TableError::InvalidOperation);
     }
     Ok(())
+}
+
+/// The effect that mirrors `server`'s connection limit and links it to the queue of
+/// its service (whose state is `service`).
+fn limit(server: &RealServer, service: &service::ServiceState) -> Effect {
+    Effect::Limit {
+        state: Arc::clone(&server.state),
+        max_connections: server.options.max_connections,
+        queue: Arc::clone(&service.queue),
+    }
 }
 
 /// The server a config describes. An edited server keeps its live state (`edited`, which

@@ -154,7 +154,7 @@ pub enum Hold {
 }
 
 impl Hold {
-    fn bit(self) -> u8 {
+    pub(super) fn bit(self) -> u8 {
         match self {
             Hold::Overloaded => 1,
             Hold::Draining => 2,
@@ -196,16 +196,22 @@ pub struct RealServerState {
     /// Why the server takes no new connection now, whatever its weight: bits of
     /// [`Hold`] (IPVS's IP_VS_DEST_F_OVERLOAD is one of them). One atomic, so the
     /// schedulers' test costs one load however many pool controls exist.
-    hold: AtomicU8,
+    pub(super) hold: AtomicU8,
     /// Connections (TCP) and flows (UDP) open now: from the entry's opening to the end
     /// of its task, not counting entries kept for TIME_WAIT or CLOSE. What a drain
-    /// waits for and what `max_connections` limits (`conn::ConnTable` keeps it).
+    /// waits for and what `max_connections` limits (`table::limit::Slot` keeps it: a
+    /// slot is taken when the server is chosen and given back when the entry leaves).
     pub open_conns: AtomicU32,
     /// Passive ejection: failures in a row, ejections, when the one in force ends
     /// (`table::ejection`; untouched unless the service configures it).
     pub ejection: super::ejection::Ejection,
     /// The slow-start window and ramp (`table::slow_start`), read per pick.
     pub slow_start: super::slow_start::SlowStart,
+    /// `max_connections` (0: no limit), mirrored at publish (`table::limit`).
+    pub(super) max_conns: AtomicU32,
+    /// The queue of the server's service, which a freed slot wakes (set at publish;
+    /// a server's state belongs to one service for its whole life).
+    pub(super) queue: std::sync::OnceLock<Arc<super::queue::Queue>>,
     /// IP_VS_DEST_F_AVAILABLE: false once the server is deleted from its service.
     available: AtomicBool,
     /// A drain that keeps persistent clients (`uvs drain --keep-persistent`): the
@@ -229,6 +235,8 @@ impl Default for RealServerState {
             open_conns: AtomicU32::new(0),
             ejection: super::ejection::Ejection::default(),
             slow_start: super::slow_start::SlowStart::default(),
+            max_conns: AtomicU32::new(0),
+            queue: std::sync::OnceLock::new(),
             available: AtomicBool::new(true),
             keep_persistent: AtomicBool::new(false),
             weight: AtomicU32::new(0),

@@ -173,10 +173,23 @@ pub struct ServiceOptions {
     /// (`table::slow_start`).
     #[serde(skip_serializing_if = "is_zero")]
     pub slow_start_ms: u32,
+    /// Where new TCP connections wait when every usable real server is at its
+    /// `max_connections` (`table::queue`); None: they are reset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueOptions>,
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// A service's queue (HAProxy's `maxqueue` and `timeout queue`): at most `length`
+/// connections wait, each at most `timeout_ms` milliseconds. Both above zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueOptions {
+    pub length: u32,
+    pub timeout_ms: u32,
 }
 
 impl ServiceOptions {
@@ -240,6 +253,9 @@ pub struct ServiceState {
     /// Real servers passively ejected now (`table::ejection`: taken with a
     /// compare-and-swap, never above the configured share).
     pub ejected: std::sync::atomic::AtomicU32,
+    /// The queue of connections waiting for a slot (`max_connections`), and its
+    /// counts; its real servers hold it to wake it.
+    pub queue: Arc<super::queue::Queue>,
 }
 
 /// One virtual service.

@@ -545,8 +545,14 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
     } else {
         let totals = d.table().totals_handle();
         let scheduling = Scheduling::new(d.director, &service, &totals, packet, Protocol::Udp);
-        let Some(Choice { server, template }) = scheduling.servers().next() else {
-            scheduling.unavailable();
+        let Some((Choice { server, template }, slot)) = scheduling.next(&mut scheduling.servers())
+        else {
+            if scheduling.at_limit() {
+                // Datagrams have no queue: the flow is dropped, and counted.
+                crate::proxy::queue::flow_refused(&service);
+            } else {
+                scheduling.unavailable();
+            }
             tracing::debug!(client = %key.0, "no real server available");
             return None;
         };
@@ -565,7 +571,7 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
                 return None;
             }
         };
-        let opened = scheduling.open(&server, template, dest, State::Udp, d.now_ms);
+        let opened = scheduling.open(&server, slot, template, dest, State::Udp, d.now_ms);
         (
             upstream,
             Route::Server {

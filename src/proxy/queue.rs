@@ -1,0 +1,109 @@
+//! Waiting for a slot (HAProxy's `maxqueue` and `timeout queue`): a new TCP connection
+//! that finds every usable real server at its `max_connections` waits in its service's
+//! queue (`table::queue`), holding no slot, until a slot comes back and it is the head;
+//! it is reset only when the queue is full or its wait runs out. While connections
+//! wait, a new one joins behind them rather than overtake. Without a queue configured,
+//! such a connection is reset, as IPVS resets one when every server is overloaded.
+//! Called by `proxy::tcp` around each connection's `reach_server` (and, for the
+//! counts of the flows refused, by `proxy::udp::flow`).
+//!
+//! The client's socket and the server's to be are counted by the descriptor budget from
+//! accept on (two per connection), so the connections waiting are bounded by the
+//! queues' lengths and by the budget, whichever is less.
+
+use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use super::scheduling::Scheduling;
+use crate::table::Service;
+
+/// Why a connection got no real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreached {
+    /// None available or none reachable: the client is reset (counted unavailable).
+    NoServer,
+    /// Every usable server is at its connection limit: the connection may wait.
+    Full,
+}
+
+/// What a schedule that gave no server means for the connection: `Full` when a slot
+/// would let it in (not counted unavailable: the queue counts what becomes of it),
+/// else `NoServer`, counted against the service.
+pub fn no_server(scheduling: &Scheduling<'_>) -> Unreached {
+    if scheduling.at_limit() {
+        Unreached::Full
+    } else {
+        scheduling.unavailable();
+        Unreached::NoServer
+    }
+}
+
+/// A UDP flow found every usable server at its limit: dropped (datagrams have no
+/// queue) and counted.
+pub fn flow_refused(service: &Service) {
+    service.state.queue.refused.fetch_add(1, Relaxed);
+}
+
+/// Runs `attempt` (the scheduling and connect of one connection to `service`) and, when
+/// every server is at its limit, waits in the service's queue and tries again at each
+/// turn. None: the client is to be reset.
+pub async fn reach<R, F, Fut>(service: &Service, mut attempt: F) -> Option<R>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<R, Unreached>>,
+{
+    let queue = &service.state.queue;
+    let Some(options) = service.options.queue else {
+        return match attempt().await {
+            Ok(reached) => Some(reached),
+            Err(Unreached::Full) => {
+                queue.refused.fetch_add(1, Relaxed);
+                None
+            }
+            Err(Unreached::NoServer) => None,
+        };
+    };
+    let mut frees_seen = queue.frees();
+    if queue.waiting() == 0 {
+        match attempt().await {
+            Ok(reached) => return Some(reached),
+            Err(Unreached::NoServer) => return None,
+            Err(Unreached::Full) => {}
+        }
+    }
+    let Some(mut place) = queue.enter(options.length, frees_seen) else {
+        queue.refused.fetch_add(1, Relaxed);
+        return None;
+    };
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(u64::from(options.timeout_ms));
+    loop {
+        let turn = tokio::time::timeout_at(deadline, place.turn()).await;
+        if turn.is_err() && place.time_out() {
+            return None;
+        }
+        frees_seen = queue.frees();
+        match attempt().await {
+            Ok(reached) => {
+                place.served(has_room(service));
+                return Some(reached);
+            }
+            // The place goes, and its turn to the next.
+            Err(Unreached::NoServer) => return None,
+            Err(Unreached::Full) if tokio::time::Instant::now() >= deadline => {
+                place.timed_out_after_turn();
+                return None;
+            }
+            Err(Unreached::Full) => place.rejoin(frees_seen),
+        }
+    }
+}
+
+/// Whether some server of weight above zero takes new connections now.
+fn has_room(service: &Service) -> bool {
+    service
+        .servers
+        .iter()
+        .any(|s| s.weight > 0 && !s.state.is_held_out())
+}
