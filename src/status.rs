@@ -96,6 +96,62 @@ fn ejection_line(out: &mut String, e: &ServiceEntry) {
     );
 }
 
+/// The service's queue (`queue N/LENGTH` and what became of those that came), or
+/// without one, the connections or flows refused at the servers' limits if any were.
+fn queue_line(out: &mut String, e: &ServiceEntry, udp: bool) {
+    let q = &e.queue;
+    match e.options.queue {
+        Some(options) if !udp => {
+            let mean = if q.served == 0 {
+                String::new()
+            } else {
+                format!(", mean wait {} ms", q.wait_ms / q.served)
+            };
+            let _ = writeln!(
+                out,
+                "  queue {}/{} (timeout {} ms): queued {}, served from the queue {}, timed out {}, reset with the queue full {}{mean}",
+                q.waiting,
+                options.length,
+                options.timeout_ms,
+                q.queued,
+                q.served,
+                q.timed_out,
+                q.refused
+            );
+        }
+        _ if q.refused > 0 => {
+            let what = if udp {
+                "new flows dropped with every server at its max_connections"
+            } else {
+                "reset with every server at its max_connections (no queue)"
+            };
+            let _ = writeln!(out, "  {what} {}", q.refused);
+        }
+        _ => {}
+    }
+}
+
+/// A server with `max_connections`: `at limit (N/MAX)` while it takes no more, else
+/// its open connections against the limit.
+fn limit_line(out: &mut String, s: &ServerEntry) {
+    if s.max_connections == 0 {
+        return;
+    }
+    if s.open_conns >= s.max_connections {
+        let _ = writeln!(
+            out,
+            "     at limit ({}/{})",
+            s.open_conns, s.max_connections
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "     open {} of max_connections {}",
+            s.open_conns, s.max_connections
+        );
+    }
+}
+
 fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
     let _ = write!(out, "{} {}", service_name(&e.key), e.scheduler);
     if e.flags.persistent() {
@@ -220,6 +276,7 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
         }
     }
     ejection_line(out, e);
+    queue_line(out, e, udp);
     if let Some(q) = status.quorum.iter().find(|q| q.service == e.key) {
         quorum_line(out, q);
     }
@@ -233,6 +290,7 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
             // `draining (3 connections, 25s left)`: a pool control's state.
             let _ = writeln!(out, "     {d}");
         }
+        limit_line(out, s);
         let health = status
             .health
             .iter()

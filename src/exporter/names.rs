@@ -61,6 +61,14 @@ names! {
     SERVICE_CONNECTIONS_RETRIED_TOTAL = "uvs_service_connections_retried_total";
     SERVICE_UNAVAILABLE_TOTAL = "uvs_service_unavailable_total";
     SERVICE_UDP_FLOWS_DROPPED_TOTAL = "uvs_service_udp_flows_dropped_total";
+    // Per virtual service with connection limits: its queue (`table::queue`).
+    SERVICE_QUEUE_LENGTH = "uvs_service_queue_length";
+    SERVICE_QUEUE_MAX_LENGTH = "uvs_service_queue_max_length";
+    SERVICE_QUEUED_TOTAL = "uvs_service_queued_total";
+    SERVICE_QUEUE_SERVED_TOTAL = "uvs_service_queue_served_total";
+    SERVICE_QUEUE_TIMEOUTS_TOTAL = "uvs_service_queue_timeouts_total";
+    SERVICE_QUEUE_FULL_TOTAL = "uvs_service_queue_full_total";
+    SERVICE_QUEUE_WAIT_SECONDS_TOTAL = "uvs_service_queue_wait_seconds_total";
 
     // Per real server: IPVS's five counters, its connections and weight, connects.
     BACKEND_CONNECTIONS_TOTAL = "uvs_backend_connections_total";
@@ -76,6 +84,7 @@ names! {
     BACKEND_DRAINING = "uvs_backend_draining";
     /// Only for servers with a slow-start window.
     BACKEND_SLOW_START_RATIO = "uvs_backend_slow_start_ratio";
+    BACKEND_MAX_CONNECTIONS = "uvs_backend_max_connections";
     BACKEND_CONNECT_FAILURES_TOTAL = "uvs_backend_connect_failures_total";
     /// A histogram: its samples are this name with `_bucket`, `_sum` and `_count`.
     BACKEND_CONNECT_DURATION_SECONDS = "uvs_backend_connect_duration_seconds";

@@ -195,6 +195,69 @@ fn service_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
         let samples = services.iter().map(|s| (service_labels(&s.key), value(s)));
         family(out, name, help, Kind::Counter, samples);
     }
+    queue_series(services, out);
+}
+
+/// The queues (`table::queue`) of the services that have one or whose servers have a
+/// `max_connections`: the others never queue nor refuse at a limit.
+fn queue_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
+    let limited = |s: &&&Arc<Service>| {
+        s.options.queue.is_some() || s.servers.iter().any(|r| r.options.max_connections > 0)
+    };
+    let queued = |s: &&&Arc<Service>| s.options.queue.is_some();
+    let gauges: [Reading<Service>; 2] = [
+        (
+            names::SERVICE_QUEUE_LENGTH,
+            "Connections waiting in the virtual service's queue for a real server's slot.",
+            |s| Number::Int(s.state.queue.waiting().into()),
+        ),
+        (
+            names::SERVICE_QUEUE_MAX_LENGTH,
+            "The most connections the virtual service's queue holds (queue.length).",
+            |s| Number::Int(s.options.queue.map_or(0, |q| q.length).into()),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let samples = services
+            .iter()
+            .filter(queued)
+            .map(|s| (service_labels(&s.key), value(s)));
+        family(out, name, help, Kind::Gauge, samples);
+    }
+    let counters: [Reading<Service>; 5] = [
+        (
+            names::SERVICE_QUEUED_TOTAL,
+            "Connections that waited in the virtual service's queue.",
+            |s| Number::Int(s.state.queue.queued.load(Relaxed)),
+        ),
+        (
+            names::SERVICE_QUEUE_SERVED_TOTAL,
+            "Connections from the queue that got a real server.",
+            |s| Number::Int(s.state.queue.served.load(Relaxed)),
+        ),
+        (
+            names::SERVICE_QUEUE_TIMEOUTS_TOTAL,
+            "Connections reset when their wait in the queue ran out.",
+            |s| Number::Int(s.state.queue.timed_out.load(Relaxed)),
+        ),
+        (
+            names::SERVICE_QUEUE_FULL_TOTAL,
+            "New connections reset (UDP: flows dropped) with every usable real server at its max_connections and no room in the queue (full, or none).",
+            |s| Number::Int(s.state.queue.refused.load(Relaxed)),
+        ),
+        (
+            names::SERVICE_QUEUE_WAIT_SECONDS_TOTAL,
+            "Seconds waited in the queue by the connections it served, summed (the mean wait: divided by uvs_service_queue_served_total).",
+            |s| Number::Float(s.state.queue.wait_ms.load(Relaxed) as f64 / 1000.0),
+        ),
+    ];
+    for (name, help, value) in counters {
+        let samples = services
+            .iter()
+            .filter(limited)
+            .map(|s| (service_labels(&s.key), value(s)));
+        family(out, name, help, Kind::Counter, samples);
+    }
 }
 
 fn backend_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
@@ -258,6 +321,21 @@ fn backend_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
         "Slow start: the share of the new connections it would get that the real server takes now, from 0.05 to 1 over its window (1: not ramping); only servers with a window.",
         Kind::Gauge,
         ramps,
+    );
+    let limits = servers(services)
+        .filter(|(_, r)| r.options.max_connections > 0)
+        .map(|(s, r)| {
+            (
+                server_labels(&s.key, &r.key()),
+                Number::Int(r.options.max_connections.into()),
+            )
+        });
+    family(
+        out,
+        names::BACKEND_MAX_CONNECTIONS,
+        "The real server's max_connections (only servers with one).",
+        Kind::Gauge,
+        limits,
     );
     let failures = servers(services).flat_map(|(s, r)| {
         let labels = server_labels(&s.key, &r.key());

@@ -53,6 +53,12 @@ pub struct ServerEntry {
     /// Its timed drain, while it drains (uvs only: `uvs status`, metrics).
     #[serde(default)]
     pub draining: Option<super::pool::DrainStatus>,
+    /// Connections and flows open now, TIME_WAIT not counted (uvs only).
+    #[serde(default)]
+    pub open_conns: u32,
+    /// Its `max_connections` (uvs only; 0: no limit).
+    #[serde(default)]
+    pub max_connections: u32,
     /// Its passive ejection (uvs only; zeros unless its service ejects).
     #[serde(default)]
     pub ejection: EjectionCounts,
@@ -71,6 +77,21 @@ pub struct EjectionCounts {
     pub consecutive_failures: u32,
     /// Milliseconds left of the ejection in force; None: not ejected.
     pub left_ms: Option<u64>,
+}
+
+/// A service's queue (`table::queue`): how many wait now, and what became of those
+/// that came (uvs only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCounts {
+    /// Connections waiting now (or woken and trying a server).
+    pub waiting: u32,
+    pub queued: u64,
+    pub served: u64,
+    pub timed_out: u64,
+    /// Reset (TCP) or dropped (UDP) at the connection limit with no room to wait.
+    pub refused: u64,
+    /// Milliseconds waited by the connections served, summed.
+    pub wait_ms: u64,
 }
 
 /// Failed connects to a real server, by cause.
@@ -106,6 +127,9 @@ pub struct ServiceEntry {
     /// New UDP flows dropped because the flow table was full (uvs only).
     #[serde(default)]
     pub flows_dropped: u64,
+    /// Its queue's counts (uvs only).
+    #[serde(default)]
+    pub queue: QueueCounts,
     pub servers: Vec<ServerEntry>,
 }
 

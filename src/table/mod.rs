@@ -41,7 +41,9 @@ use arc_swap::ArcSwap;
 
 pub use command::{Command, ServerConfig, ServerOptions, ServiceConfig, SyncRole};
 pub use effect::{Effects, Retired};
-pub use entry::{ConnEntry, EjectionCounts, FailureCounts, Info, ServerEntry, ServiceEntry};
+pub use entry::{
+    ConnEntry, EjectionCounts, FailureCounts, Info, QueueCounts, ServerEntry, ServiceEntry,
+};
 pub use error::TableError;
 pub use key::{Family, Protocol, ServerKey, ServiceKey};
 pub use listener::{ListenAddr, ListenRule};
@@ -721,6 +723,7 @@ fn entry_of(svc: &Service) -> ServiceEntry {
         retries: svc.state.retries.load(Relaxed),
         unavailable: svc.state.unavailable.load(Relaxed),
         flows_dropped: svc.state.flows_dropped.load(Relaxed),
+        queue: svc.state.queue.counts(),
         servers: svc
             .servers
             .iter()
@@ -755,6 +758,8 @@ fn entry_of(svc: &Service) -> ServiceEntry {
                     left_ms: s.state.ejection.left_ms(now_ms),
                 },
                 slow_start: s.state.slow_start_share(),
+                open_conns: s.state.open(),
+                max_connections: s.state.max_connections(),
             })
             .collect(),
     }

@@ -73,6 +73,18 @@ impl Queue {
         self.frees.load(SeqCst)
     }
 
+    /// The counts, for listings and metrics.
+    pub fn counts(&self) -> super::entry::QueueCounts {
+        super::entry::QueueCounts {
+            waiting: self.waiting(),
+            queued: self.queued.load(Relaxed),
+            served: self.served.load(Relaxed),
+            timed_out: self.timed_out.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+            wait_ms: self.wait_ms.load(Relaxed),
+        }
+    }
+
     /// A slot came back on one of the service's servers (or room appeared otherwise):
     /// the head of the queue is woken to try again. Costs one load when no one waits.
     pub fn slot_freed(&self) {

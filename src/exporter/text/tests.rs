@@ -39,9 +39,20 @@ const SCTP: ServiceKey = ServiceKey::Inet {
 
 fn table() -> Table {
     let mut t = Table::new();
+    // The TCP service has a queue, its server a connection limit.
+    let mut queued = ServiceConfig::new(TCP, "rr");
+    queued.options.queue = Some(crate::table::QueueOptions {
+        length: 8,
+        timeout_ms: 5000,
+    });
+    let mut limited = ServerConfig::masq(SocketAddr::new("127.0.0.2".parse().unwrap(), 8080), 3);
+    limited.options.max_connections = 2;
     for command in [
-        service(TCP),
-        server(TCP, "127.0.0.2", 8080, 3),
+        Command::AddService(queued),
+        Command::AddServer {
+            service: TCP,
+            server: limited,
+        },
         Command::AddService(ServiceConfig {
             options: crate::table::ServiceOptions {
                 ejection: Some(crate::table::ejection::EjectionConfig {
@@ -73,6 +84,11 @@ fn table() -> Table {
     rs.connect_failures.refused.store(2, Relaxed);
     rs.connect_latency.record(Duration::from_micros(300));
     rs.connect_latency.record(Duration::from_secs(7));
+    tcp.state.queue.queued.store(3, Relaxed);
+    tcp.state.queue.served.store(2, Relaxed);
+    tcp.state.queue.timed_out.store(1, Relaxed);
+    tcp.state.queue.refused.store(4, Relaxed);
+    tcp.state.queue.wait_ms.store(1500, Relaxed);
     let fwm = t.service(&FWM).unwrap();
     fwm.state.unavailable.store(5, Relaxed);
     fwm.servers[0].state.inactive_conns.store(4, Relaxed);
