@@ -97,6 +97,9 @@ fn inline_server(s: &ServerConfig, service: Option<&ServiceKey>) -> String {
     if s.weight != 1 {
         let _ = write!(out, ", weight = {}", s.weight);
     }
+    if s.options.max_connections != 0 {
+        let _ = write!(out, ", max_connections = {}", s.options.max_connections);
+    }
     out.push_str(" }");
     out
 }
@@ -822,6 +825,30 @@ address = "127.0.0.1:8082"
         let written = render(&config);
         assert!(written.contains("slow_start = \"1m 30s\"\n"), "{written}");
         assert!(written.contains("slow_start = \"0s\"\n"), "{written}");
+        let again = parse(&written, Path::new("written.toml")).unwrap();
+        assert_eq!(again, config, "{written}");
+    }
+
+    #[test]
+    fn limits_and_queues_are_written_and_read_back() {
+        let text = r#"
+[[service]]
+tcp = "127.0.0.1:80"
+queue = { length = 40, timeout = "2s 500ms" }
+fallback = { address = "127.0.0.9:80", max_connections = 7 }
+
+[[service.server]]
+address = "127.0.0.1:8080"
+max_connections = 100
+"#;
+        let config = parse(text, Path::new("t.toml")).unwrap();
+        let written = render(&config);
+        assert!(
+            written.contains("queue = { length = 40, timeout = \"2s 500ms\" }\n")
+                && written.contains("max_connections = 100\n")
+                && written.contains("max_connections = 7 }"),
+            "{written}"
+        );
         let again = parse(&written, Path::new("written.toml")).unwrap();
         assert_eq!(again, config, "{written}");
     }

@@ -3070,3 +3070,101 @@ slow_start = "soon"
         );
     }
 }
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse(text, Path::new("t.toml")) {
+            Ok(_) => Vec::new(),
+            Err(p) => p.to_string().lines().map(str::to_string).collect(),
+        }
+    }
+
+    fn service(queue: &str, max: &str) -> String {
+        format!(
+            "[[service]]\ntcp = \"127.0.0.1:80\"\n{queue}\n[[service.server]]\naddress = \"127.0.0.2:8080\"\n{max}\n"
+        )
+    }
+
+    #[test]
+    fn limits_and_queues_are_read() {
+        let text = service(
+            "queue = { length = 50, timeout = \"1500ms\" }",
+            "max_connections = 3",
+        );
+        let c = parse(&text, Path::new("t.toml")).expect("a good file");
+        let s = &c.services[0];
+        assert_eq!(
+            s.service.options.queue,
+            Some(QueueOptions {
+                length: 50,
+                timeout_ms: 1500
+            })
+        );
+        assert_eq!(s.servers[0].options.max_connections, 3);
+        assert!(warnings(&text, Path::new("t.toml")).is_empty());
+    }
+
+    #[test]
+    fn bad_limits_and_queues_are_named_with_their_values() {
+        let cases = [
+            (
+                service("", "max_connections = -1"),
+                "t.toml:6:19: service[0].server[0].max_connections: expected an integer from 0 to 2147483647, found the integer -1",
+            ),
+            (
+                service("", "max_connections = \"many\""),
+                "t.toml:6:19: service[0].server[0].max_connections: expected an integer from 0 to 2147483647, found the string \"many\"",
+            ),
+            (
+                service("queue = { length = 0, timeout = \"5s\" }", ""),
+                "t.toml:3:20: service[0].queue.length: expected an integer from 1 to 1000000, found the integer 0",
+            ),
+            (
+                service("queue = { length = 1000001, timeout = \"5s\" }", ""),
+                "t.toml:3:20: service[0].queue.length: expected an integer from 1 to 1000000, found the integer 1000001",
+            ),
+            (
+                service("queue = { length = 5, timeout = \"0s\" }", ""),
+                "t.toml:3:33: service[0].queue.timeout: expected a duration of at least 1ms and at most an hour, found the string \"0s\"",
+            ),
+            (
+                service("queue = { length = 5, timeout = \"soon\" }", ""),
+                "t.toml:3:33: service[0].queue.timeout: expected a duration from 0 to 3600 seconds, as \"30s\", \"5m\" or a number of seconds, found the string \"soon\"",
+            ),
+            (
+                service("queue = { length = 5 }", ""),
+                "t.toml:3:9: service[0].queue: a queue needs a timeout (how long a connection may wait)",
+            ),
+            (
+                service("queue = { length = 5, timeout = \"5s\", size = 2 }", ""),
+                "t.toml:3:39: service[0].queue.size: unknown key",
+            ),
+        ];
+        for (text, expected) in cases {
+            let found = problems(&text);
+            assert!(
+                found.iter().any(|p| p == expected),
+                "{text}\nwanted: {expected}\nfound: {found:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_queue_no_server_can_fill_is_warned_of() {
+        let text = service("queue = { length = 5, timeout = \"5s\" }", "");
+        let warned = warnings(&text, Path::new("t.toml"));
+        assert_eq!(
+            warned,
+            vec![
+                "t.toml:3:9: warning: service[0].queue: no real server of this service has max_connections: the queue is never used"
+            ]
+        );
+        let udp = text.replace("tcp =", "udp =") + "max_connections = 1\n";
+        let warned = warnings(&udp, Path::new("t.toml"));
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(warned[0].contains("datagrams have no queue"), "{warned:?}");
+    }
+}
