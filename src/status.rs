@@ -102,11 +102,10 @@ fn queue_line(out: &mut String, e: &ServiceEntry, udp: bool) {
     let q = &e.queue;
     match e.options.queue {
         Some(options) if !udp => {
-            let mean = if q.served == 0 {
-                String::new()
-            } else {
-                format!(", mean wait {} ms", q.wait_ms / q.served)
-            };
+            let mean = q
+                .wait_ms
+                .checked_div(q.served)
+                .map_or(String::new(), |ms| format!(", mean wait {ms} ms"));
             let _ = writeln!(
                 out,
                 "  queue {}/{} (timeout {} ms): queued {}, served from the queue {}, timed out {}, reset with the queue full {}{mean}",

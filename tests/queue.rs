@@ -8,7 +8,7 @@ mod common;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
@@ -115,7 +115,7 @@ fn config_path() -> (tempfile::TempDir, PathBuf) {
 
 /// A daemon balancing `vip` (rr) over `servers`, each with `max_connections`, and the
 /// service's `queue` line (empty: none).
-fn daemon(path: &PathBuf, vip: SocketAddr, queue: &str, servers: &[(SocketAddr, u32)]) -> Daemon {
+fn daemon(path: &Path, vip: SocketAddr, queue: &str, servers: &[(SocketAddr, u32)]) -> Daemon {
     let mut file = format!("[[service]]\ntcp = \"{vip}\"\nscheduler = \"rr\"\n{queue}\n");
     for (addr, max) in servers {
         file.push_str(&format!(

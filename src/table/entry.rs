@@ -127,9 +127,10 @@ pub struct ServiceEntry {
     /// New UDP flows dropped because the flow table was full (uvs only).
     #[serde(default)]
     pub flows_dropped: u64,
-    /// Its queue's counts (uvs only).
+    /// Its queue's counts (uvs only; boxed: most services have no queue, and a
+    /// listing's entries stay small).
     #[serde(default)]
-    pub queue: QueueCounts,
+    pub queue: Box<QueueCounts>,
     pub servers: Vec<ServerEntry>,
 }
 
