@@ -1579,7 +1579,9 @@ fn read_server(
 fn read_queue(item: &Item<'_, '_>) -> Option<QueueOptions> {
     let table = item.table()?;
     let length = match table.get("length") {
-        Some(l) => l.integer(1..=i64::from(MAX_QUEUE_LENGTH)).map(|n| n as u32),
+        Some(l) => l
+            .integer(1..=i64::from(MAX_QUEUE_LENGTH))
+            .and_then(|n| std::num::NonZeroU32::new(n as u32)),
         None => {
             item.problem("a queue needs a length (the connections that may wait)");
             None
@@ -3099,7 +3101,7 @@ mod limit_tests {
         assert_eq!(
             s.service.options.queue,
             Some(QueueOptions {
-                length: 50,
+                length: std::num::NonZeroU32::new(50).unwrap(),
                 timeout_ms: 1500
             })
         );

@@ -214,7 +214,7 @@ fn queue_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
         (
             names::SERVICE_QUEUE_MAX_LENGTH,
             "The most connections the virtual service's queue holds (queue.length).",
-            |s| Number::Int(s.options.queue.map_or(0, |q| q.length).into()),
+            |s| Number::Int(s.options.queue.map_or(0, |q| q.length.get()).into()),
         ),
     ];
     for (name, help, value) in gauges {

@@ -72,7 +72,7 @@ where
             Err(Unreached::Full) => {}
         }
     }
-    let Some(mut place) = queue.enter(options.length, frees_seen) else {
+    let Some(mut place) = queue.enter(options.length.get(), frees_seen) else {
         queue.refused.fetch_add(1, Relaxed);
         return None;
     };

@@ -127,10 +127,9 @@ pub struct ServiceEntry {
     /// New UDP flows dropped because the flow table was full (uvs only).
     #[serde(default)]
     pub flows_dropped: u64,
-    /// Its queue's counts (uvs only; boxed: most services have no queue, and a
-    /// listing's entries stay small).
+    /// Its queue's counts (uvs only).
     #[serde(default)]
-    pub queue: Box<QueueCounts>,
+    pub queue: QueueCounts,
     pub servers: Vec<ServerEntry>,
 }
 

@@ -723,7 +723,7 @@ fn entry_of(svc: &Service) -> ServiceEntry {
         retries: svc.state.retries.load(Relaxed),
         unavailable: svc.state.unavailable.load(Relaxed),
         flows_dropped: svc.state.flows_dropped.load(Relaxed),
-        queue: Box::new(svc.state.queue.counts()),
+        queue: svc.state.queue.counts(),
         servers: svc
             .servers
             .iter()

@@ -184,11 +184,12 @@ fn is_zero(n: &u32) -> bool {
 }
 
 /// A service's queue (HAProxy's `maxqueue` and `timeout queue`): at most `length`
-/// connections wait, each at most `timeout_ms` milliseconds. Both above zero.
+/// connections wait, each at most `timeout_ms` milliseconds. Both above zero (the
+/// length's zero is the niche of `Option<QueueOptions>`, which keeps commands small).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueOptions {
-    pub length: u32,
+    pub length: std::num::NonZeroU32,
     pub timeout_ms: u32,
 }
 

@@ -42,7 +42,7 @@ fn table() -> Table {
     // The TCP service has a queue, its server a connection limit.
     let mut queued = ServiceConfig::new(TCP, "rr");
     queued.options.queue = Some(crate::table::QueueOptions {
-        length: 8,
+        length: std::num::NonZeroU32::new(8).unwrap(),
         timeout_ms: 5000,
     });
     let mut limited = ServerConfig::masq(SocketAddr::new("127.0.0.2".parse().unwrap(), 8080), 3);
