@@ -276,6 +276,18 @@ impl Table {
                     .position(|s| s.key() == server.key())
                     .ok_or(TableError::NoSuchServer)?;
                 let svc = Arc::make_mut(svc);
+                // uvsadm's `-e` knows nothing of uvs's own per-server settings: it keeps
+                // the server's (a reload, which does, sets them as the file says).
+                let kept;
+                let server = if source == Source::File {
+                    server
+                } else {
+                    kept = ServerConfig {
+                        options: svc.servers[index].options,
+                        ..server.clone()
+                    };
+                    &kept
+                };
                 let window_ms = svc.options.slow_start_of(&server.options);
                 let running = svc.created < published;
                 let slot = &mut svc.servers[index];

@@ -158,3 +158,44 @@ fn begin_slow_start_ramps_only_a_server_with_a_window() {
     svc.servers[1].state.begin_slow_start();
     assert!(!svc.servers[1].state.slow_start.is_ramping());
 }
+
+#[test]
+fn an_edit_from_uvsadm_keeps_the_servers_own_settings_and_a_reload_sets_them() {
+    let handle = running(true);
+    let mut own = server(3, 20);
+    own.options.slow_start_ms = Some(0);
+    own.options.max_connections = 7;
+    handle
+        .apply(&Command::AddServer {
+            service: key(),
+            server: own.clone(),
+        })
+        .unwrap();
+    let options = |h: &TableHandle| {
+        let table = h.snapshot();
+        let svc = table.service(&key()).unwrap();
+        let s = svc.servers.iter().find(|s| s.key() == own.key()).unwrap();
+        s.options
+    };
+    // `uvsadm -e -w 5`: what ipvsadm sets, and none of uvs's own.
+    let by_uvsadm = Command::EditServer {
+        service: key(),
+        server: ServerConfig {
+            weight: 5,
+            options: ServerOptions::default(),
+            ..own.clone()
+        },
+    };
+    handle.apply(&by_uvsadm).unwrap();
+    assert_eq!(options(&handle), own.options, "uvsadm's -e keeps them");
+    // A reload's edit says what the file says.
+    handle
+        .apply_all_from(
+            std::slice::from_ref(&by_uvsadm),
+            Source::File,
+            |_, e| e,
+            |_, _| Ok(()),
+        )
+        .unwrap();
+    assert_eq!(options(&handle), ServerOptions::default());
+}
