@@ -279,9 +279,16 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
     if let Some(q) = status.quorum.iter().find(|q| q.service == e.key) {
         quorum_line(out, q);
     }
+    for key in &e.drained_out {
+        let _ = writeln!(
+            out,
+            "  -> {key}: drained out by uvs drain; not added back until uvs undrain"
+        );
+    }
     for s in &e.servers {
         server_line(out, s, udp);
-        if let Some(share) = s.slow_start {
+        // A draining server takes no new connection: its ramp, if any, is moot.
+        if let Some(share) = s.slow_start.filter(|_| s.draining.is_none()) {
             // The weight above is already the weight in force (`table::slow_start`).
             let _ = writeln!(out, "     slow start ({}%)", share / 10);
         }

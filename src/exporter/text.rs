@@ -155,7 +155,7 @@ fn node_series(table: &Table, services: &[&Arc<Service>], out: &mut BodyWriter) 
         (
             names::NODE_BACKEND_WEIGHT,
             "The current backend weight by local and remote address.",
-            |r| Number::Int(r.weight.into()),
+            |r| Number::Int(r.weight_in_force().into()),
         ),
     ];
     for (name, help, value) in backends {
@@ -287,8 +287,8 @@ fn backend_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
         ),
         (
             names::BACKEND_WEIGHT,
-            "Current weight per real server.",
-            |r| Number::Int(r.weight.into()),
+            "Current weight per real server: the weight in force (0 while draining, ramped in slow start), as listings show it.",
+            |r| Number::Int(r.weight_in_force().into()),
         ),
         (
             names::BACKEND_CONNECTIONS_OPEN,

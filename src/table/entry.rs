@@ -131,6 +131,10 @@ pub struct ServiceEntry {
     #[serde(default)]
     pub queue: QueueCounts,
     pub servers: Vec<ServerEntry>,
+    /// Real servers a command-line drain took out, which the file still names and a
+    /// reload does not add back until `uvs undrain` (uvs only; `table::pool`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drained_out: Vec<super::key::ServerKey>,
 }
 
 /// One entry of the connection table (`-L -c`), as /proc/net/ip_vs_conn describes it.

@@ -736,6 +736,7 @@ fn entry_of(svc: &Service) -> ServiceEntry {
         unavailable: svc.state.unavailable.load(Relaxed),
         flows_dropped: svc.state.flows_dropped.load(Relaxed),
         queue: svc.state.queue.counts(),
+        drained_out: svc.drained_out.iter().copied().collect(),
         servers: svc
             .servers
             .iter()
@@ -744,7 +745,7 @@ fn entry_of(svc: &Service) -> ServiceEntry {
                 port: s.port,
                 forward: s.forward,
                 // While it ramps, what IPVS would show for the weight in force.
-                weight: weight_in_force(s),
+                weight: s.weight_in_force(),
                 u_threshold: s.u_threshold,
                 l_threshold: s.l_threshold,
                 active_conns: s.state.active_conns.load(Relaxed),
@@ -775,16 +776,6 @@ fn entry_of(svc: &Service) -> ServiceEntry {
             })
             .collect(),
     }
-}
-
-/// The weight IPVS would show for `s` now: its weight, or while it ramps (slow start)
-/// the weight times the share in force, rounded up (`slow_start::weight_at`). An
-/// ejection, like IPVS's overload, is a hold of the moment and leaves the weight as it
-/// is (`uvs status` says it).
-fn weight_in_force(s: &RealServer) -> u32 {
-    s.state
-        .slow_start_share()
-        .map_or(s.weight, |share| slow_start::weight_at(s.weight, share))
 }
 
 /// Where a command comes from, for the checks that differ: uvs's own

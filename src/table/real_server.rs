@@ -490,6 +490,16 @@ impl RealServer {
         }
     }
 
+    /// The weight IPVS would show for the server now (listings, `-S`, metrics): its
+    /// weight, or while it ramps (slow start) the weight times the share in force,
+    /// rounded up (`slow_start::weight_at`). An ejection, like IPVS's overload, is a
+    /// hold of the moment and leaves the weight as it is (`uvs status` says it).
+    pub fn weight_in_force(&self) -> u32 {
+        self.state.slow_start_share().map_or(self.weight, |share| {
+            super::slow_start::weight_at(self.weight, share)
+        })
+    }
+
     /// What IPVS holds of this server (the kernel mirror's comparison and requests):
     /// its settings with the weight in force and none of uvs's own options.
     pub fn ipvs_config(&self) -> crate::table::ServerConfig {
