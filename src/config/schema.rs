@@ -1417,6 +1417,22 @@ fn read_service(
             "datagrams have no queue: a new UDP flow that finds every real server at its max_connections is dropped",
         );
     }
+    if let Some(item) = t.get("ejection")
+        && let Some(e) = options.ejection
+        && !servers.is_empty()
+        && e.cap(servers.len()) == 0
+    {
+        notes.at(
+            &item.span,
+            &item.key,
+            &format!(
+                "max_share {} of {} real {} rounds down to none: no server is ever ejected",
+                f64::from(e.max_share_permille) / 1000.0,
+                servers.len(),
+                crate::words::plural(servers.len() as u64, "server", "servers")
+            ),
+        );
+    }
     let text = |k: &str| t.get(k).and_then(|i| i.str("a text").map(str::to_string));
     let (name, comment) = (text("name"), text("comment"));
     let mut health = read_health(t, true, key.as_ref().map(|k| (k, notes)));
@@ -3152,6 +3168,29 @@ mod limit_tests {
                 "{text}\nwanted: {expected}\nfound: {found:#?}"
             );
         }
+    }
+
+    #[test]
+    fn an_ejection_share_that_rounds_down_to_no_server_is_warned_of() {
+        let text = "[[service]]\ntcp = \"127.0.0.1:80\"\n\
+                    ejection = { failures = 2, base_time = \"30s\", max_share = 0.3 }\n\
+                    [[service.server]]\naddress = \"127.0.0.2:80\"\n\
+                    [[service.server]]\naddress = \"127.0.0.3:80\"\n";
+        let warned = warnings(text, Path::new("t.toml"));
+        assert_eq!(
+            warned,
+            [
+                "t.toml:3:12: warning: service[0].ejection: max_share 0.3 of 2 real servers rounds down to none: no server is ever ejected"
+            ]
+        );
+        let four = format!(
+            "{text}[[service.server]]\naddress = \"127.0.0.4:80\"\n\
+                            [[service.server]]\naddress = \"127.0.0.5:80\"\n"
+        );
+        assert!(
+            warnings(&four, Path::new("t.toml")).is_empty(),
+            "0.3 of 4 is 1"
+        );
     }
 
     #[test]
