@@ -1425,7 +1425,7 @@ fn read_service(
         notes.at(
             &item.span,
             &item.key,
-            &format!(
+            format!(
                 "max_share {} of {} real {} rounds down to none: no server is ever ejected",
                 f64::from(e.max_share_permille) / 1000.0,
                 servers.len(),
