@@ -335,6 +335,11 @@ fn server(out: &mut BodyWriter, s: &ServerRow<'_>, udp: bool) -> usize {
         None => out.push(b"<td class=\"wt zero\">-</td>"),
     }
     let health = s.health;
+    // The pool controls' state goes under the health word (our own words and numbers).
+    let pool = s
+        .pool(crate::clock::monotonic_ms())
+        .map(|p| format!("<br><span class=\"pool\">{p}</span>"))
+        .unwrap_or_default();
     match s.checked {
         Some(h) => {
             let last = h.last_check.map_or("not checked yet".to_string(), |t| {
@@ -342,7 +347,7 @@ fn server(out: &mut BodyWriter, s: &ServerRow<'_>, udp: bool) -> usize {
             });
             let _ = write!(
                 out,
-                "<td class=\"h {}\" title=\"failed checks in a row {}; {last}\">{}</td>",
+                "<td class=\"h {}\" title=\"failed checks in a row {}; {last}\">{}{pool}</td>",
                 health.class(),
                 h.failures,
                 health.label()
@@ -351,7 +356,7 @@ fn server(out: &mut BodyWriter, s: &ServerRow<'_>, udp: bool) -> usize {
         None => {
             let _ = write!(
                 out,
-                "<td class=\"h {}\">{}</td>",
+                "<td class=\"h {}\">{}{pool}</td>",
                 health.class(),
                 health.label()
             );

@@ -109,20 +109,47 @@ pub struct ServerRow<'a> {
 }
 
 impl ServerRow<'_> {
-    /// The weight in force (0 when out of the table).
+    /// The weight in force, as listings show it (0 while draining or out of the table,
+    /// ramped in slow start).
     pub fn weight(&self) -> u32 {
-        self.server.map_or(0, |r| r.weight)
+        self.server.map_or(0, RealServer::weight_in_force)
     }
 
-    /// The weight it was given (what a check that quiesced it will give back).
+    /// The weight it was given (what a check that quiesced it, or an undrain, will
+    /// give back).
     pub fn configured_weight(&self) -> Option<u32> {
         self.server.map(|r| {
-            if r.weight == 0 {
+            if r.asked_weight == 0 {
                 r.last_weight
             } else {
-                r.weight
+                r.asked_weight
             }
         })
+    }
+
+    /// What the pool controls are doing to it now, for its health cell: `draining (3
+    /// open, 25s left)`, `ejected (30s left)`, `slow start 40%`, `at limit 2/2`; None
+    /// when none is.
+    pub fn pool(&self, now_ms: u64) -> Option<String> {
+        let r = self.server?;
+        let mut notes = Vec::new();
+        if let Some(d) = r.drain {
+            let mut note = format!("draining ({} open", r.state.connections_left());
+            if let Some(left) = d.left_ms(now_ms) {
+                note.push_str(&format!(", {}s left", left.div_ceil(1000)));
+            }
+            notes.push(note + ")");
+        } else if let Some(share) = r.state.slow_start_share() {
+            notes.push(format!("slow start {}%", share / 10));
+        }
+        if let Some(left) = r.state.ejection.left_ms(now_ms) {
+            notes.push(format!("ejected ({}s left)", left.div_ceil(1000)));
+        }
+        let max = r.state.max_connections();
+        if max != 0 && r.state.open() >= max {
+            notes.push(format!("at limit {}/{max}", r.state.open()));
+        }
+        (!notes.is_empty()).then(|| notes.join("; "))
     }
 }
 

@@ -415,3 +415,26 @@ fn outside_text_is_isolated_for_bidi() {
     );
     assert!(page.contains("<span class=\"err\">"), "{page}");
 }
+
+#[test]
+fn a_draining_server_shows_its_asked_weight_and_the_drain_under_its_health() {
+    let (mut t, state) = fixture();
+    apply(
+        &mut t,
+        &[Command::Drain {
+            service: TCP,
+            server: key("127.0.0.2:8080"),
+            deadline_ms: None,
+            keep_persistent: false,
+        }],
+    );
+    let page = page(&t, &state);
+    let a = row(&page, "127.0.0.2:8080");
+    assert_eq!(cell(a, "wt"), "0 / 2", "in force / asked");
+    assert_eq!(
+        cell(a, "h quiescent"),
+        "quiescent<br><span class=\"pool\">draining (3 open)</span>"
+    );
+    // Nothing is said of a server no pool control touches.
+    assert!(!row(&page, "127.0.0.4:8080").contains("class=\"pool\""));
+}
