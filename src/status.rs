@@ -294,7 +294,7 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
         }
         if let Some(d) = &s.draining {
             // `draining (3 connections, 25s left)`: a pool control's state.
-            let _ = writeln!(out, "     {d}");
+            let _ = writeln!(out, "     {}", d.describe(&e.key));
         }
         limit_line(out, s);
         let health = status

@@ -413,15 +413,13 @@ fn udp_flows_go_on_and_new_flows_go_elsewhere() {
     let old = client("127.0.0.1");
     assert_eq!(ask(&old), "A");
     d.set_server("-a", "-u", vip, b.addr, &[]);
-    uvs_ok(
+    let said = uvs_ok(
         &d,
         &["drain", "-u", &vip.to_string(), "-r", &a.addr.to_string()],
     );
-    assert!(
-        d.status().contains("draining (1 connection)"),
-        "{}",
-        d.status()
-    );
+    assert!(said.contains(": 1 flow open, removed when"), "{said}");
+    // A UDP drain counts flows (this said "1 connection" before issue 17's review).
+    assert!(d.status().contains("draining (1 flow)"), "{}", d.status());
     for _ in 0..3 {
         assert_eq!(ask(&old), "A", "the flow goes on");
     }
@@ -490,6 +488,73 @@ fn drain_and_undrain_say_ipvsadms_errors_with_its_statuses() {
     assert!(text(&out.stderr).contains("cannot reach the uvs daemon"));
     // Nothing changed.
     assert_eq!(listed(&d, "-t", vip), [(a.addr.to_string(), 1)]);
+}
+
+#[test]
+fn a_deadline_over_a_day_is_refused_and_undrain_of_a_server_not_draining_says_so() {
+    let d = Daemon::start();
+    let a = Server::start("A");
+    let vip = vip();
+    d.balance_on("-t", vip, &["-s", "rr"], &[(a.addr, &["-w", "0"])]);
+    let target = ["-t", &vip.to_string(), "-r", &a.addr.to_string()].map(String::from);
+    let args = |verb: &str, more: &[&str]| -> Vec<String> {
+        [verb]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(target.iter().cloned())
+            .chain(more.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let run = |a: &[String]| uvs(&d, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    for long in ["18446744073709551615", "86401", "1d 1ms"] {
+        let out = run(&args("drain", &["--deadline", long]));
+        assert_eq!(out.status.code(), Some(2), "{long}");
+        assert!(
+            text(&out.stderr).contains("a deadline of at most a day"),
+            "{long}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert!(!d.status().contains("draining"), "nothing drains");
+    // Not draining: said plainly, exit 0 (undrain is idempotent), nothing changed.
+    let out = run(&args("undrain", &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{} of tcp {vip} was not draining: nothing to undo, weight 0 (it takes no new connection)\n",
+            a.addr
+        )
+    );
+    assert_eq!(listed(&d, "-t", vip), [(a.addr.to_string(), 0)]);
+}
+
+/// A drain ended by a delete the pool controller did not make (`uvsadm -d` here) is
+/// logged once, with what was open.
+#[test]
+fn a_drain_ended_by_uvsadm_is_logged_once() {
+    let d = Daemon::start_logged(&[]);
+    let (a, b) = (Server::start("A"), Server::start("B"));
+    let vip = vip();
+    d.balance_on("-t", vip, &["-s", "rr"], &[(a.addr, &[]), (b.addr, &[])]);
+    let mut held = Vec::new();
+    while held.len() < 2 {
+        let (name, s) = open(vip, None);
+        held.push((name, s));
+    }
+    assert!(held.iter().any(|(n, _)| n == "A"), "rr reaches both");
+    uvs_ok(
+        &d,
+        &["drain", "-t", &vip.to_string(), "-r", &a.addr.to_string()],
+    );
+    d.ok(&["-d", "-t", &vip.to_string(), "-r", &a.addr.to_string()]);
+    let line = format!(
+        "drain of {} of tcp {vip} ended: deleted (1 connection open)",
+        a.addr
+    );
+    eventually("the end logged", || d.log().contains(&line));
+    assert_eq!(d.log().matches(&line).count(), 1, "{}", d.log());
+    assert!(!d.log().contains("drained real server"), "{}", d.log());
 }
 
 /// The reloads `uvs status` counts.

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
 use super::{Config, ServiceSpec};
-use crate::table::{Command, ListenAddr, ListenRule, ServerConfig, ServerKey, ServiceKey, Table};
+use crate::table::{
+    Command, ListenAddr, ListenRule, ServerConfig, ServerKey, ServiceKey, Source, Table,
+};
 
 /// What the last applied file named: what the next one may change or remove.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -218,18 +220,26 @@ fn service_commands(spec: &ServiceSpec, table: &Table, commands: &mut Vec<Comman
         if wanted.contains(&server.key()) {
             continue;
         }
+        // A command-line drain is the pool controller's to end, whatever the file or
+        // a failed health check says (`table::pool`): a delete here would undo it, and
+        // a passed check would add the server back at its full weight.
+        if server.drain.is_some_and(|d| d.origin == Source::Command) {
+            continue;
+        }
         // With `drain_on_remove`, a server the file (or its health checks) no longer
-        // names drains instead of leaving at once; one already draining is left to it.
+        // names drains instead of leaving at once; one already draining is left to it,
+        // unless the deadline the file asks changed (draining again restarts it).
+        let asked = Some(u64::from(drain_on_remove));
         if drain_on_remove == 0 {
             commands.push(Command::DeleteServer {
                 service: key,
                 server: server.key(),
             });
-        } else if server.drain.is_none() {
+        } else if server.drain.is_none_or(|d| d.asked_ms != asked) {
             commands.push(Command::Drain {
                 service: key,
                 server: server.key(),
-                deadline_ms: Some(u64::from(drain_on_remove)),
+                deadline_ms: asked,
                 keep_persistent: false,
             });
         }
@@ -259,9 +269,22 @@ fn service_commands(spec: &ServiceSpec, table: &Table, commands: &mut Vec<Comman
                 deadline_ms: setting.deadline_ms(drain_on_remove),
                 keep_persistent: false,
             }),
+            // The file's own drain with another deadline than the file asks now: drained
+            // again, the deadline restarts from now (as `uvs drain` asked again does).
+            (Some(setting), Some(d))
+                if d.origin == Source::File
+                    && d.asked_ms != setting.deadline_ms(drain_on_remove) =>
+            {
+                commands.push(Command::Drain {
+                    service: key,
+                    server: server.key(),
+                    deadline_ms: setting.deadline_ms(drain_on_remove),
+                    keep_persistent: false,
+                });
+            }
             // The file's own drain, undone by the file; a command-line drain is never
             // undone by a plan.
-            (None, Some(d)) if d.origin == crate::table::Source::File => {
+            (None, Some(d)) if d.origin == Source::File => {
                 commands.push(Command::Undrain {
                     service: key,
                     server: server.key(),
@@ -442,6 +465,130 @@ address = "127.0.0.1:8081"
             drains(&plan(&first, &table, &Owned::of(&first))),
             ["-a -t 127.0.0.1:80 -r 127.0.0.1:8081 -m -w 1"]
         );
+    }
+
+    /// A health check's flap (quiescent = false: a failed server leaves the file's
+    /// configuration, a passed one comes back) neither deletes a server under a
+    /// command-line drain nor adds it back at its weight.
+    #[test]
+    fn a_health_flap_leaves_a_command_line_drain_alone() {
+        let plain = DRAINED.replace("drain_on_remove = \"30s\"\n", "");
+        let both = config(&plain);
+        let failed =
+            config(&plain.replace("[[service.server]]\naddress = \"127.0.0.1:8081\"\n", ""));
+        let mut table = Table::new();
+        let made = plan(&both, &table, &Owned::default());
+        reload(&mut table, &made);
+        let key = both.services[0].service.key;
+        let server = ServerKey {
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 8081,
+        };
+        apply(
+            &mut table,
+            &[Command::Drain {
+                service: key,
+                server,
+                deadline_ms: None,
+                keep_persistent: false,
+            }],
+        );
+        assert!(
+            plan(&failed, &table, &Owned::of(&both)).is_empty(),
+            "the check failed: the drain goes on"
+        );
+        assert!(
+            plan(&both, &table, &Owned::of(&failed)).is_empty(),
+            "the check passed: still draining, not re-added"
+        );
+        let svc = table.service(&key).unwrap();
+        let s = svc.servers.iter().find(|s| s.key() == server).unwrap();
+        assert_eq!(
+            (s.weight, s.drain.map(|d| d.origin)),
+            (0, Some(Source::Command))
+        );
+        // The controller ends it while the check fails; a passed check adds nothing.
+        table
+            .apply_from(
+                &Command::DeleteServer {
+                    service: key,
+                    server,
+                },
+                &UnicastOnly,
+                Source::Pool,
+            )
+            .unwrap()
+            .carry_out();
+        assert!(plan(&failed, &table, &Owned::of(&both)).is_empty());
+        assert!(plan(&both, &table, &Owned::of(&failed)).is_empty());
+    }
+
+    /// The deadline of the drain in force, from now, in whole seconds.
+    fn deadline_secs(table: &Table, port: u16) -> Option<u64> {
+        let svc = table.services().into_iter().next().unwrap();
+        let s = svc.servers.iter().find(|s| s.port == port).unwrap();
+        let d = s.drain.unwrap();
+        d.left_ms(crate::clock::monotonic_ms())
+            .map(|ms| ms.div_ceil(1000))
+    }
+
+    #[test]
+    fn a_changed_file_deadline_drains_again_with_it() {
+        let mut table = Table::new();
+        let first = config(DRAINED);
+        let made = plan(&first, &table, &Owned::default());
+        reload(&mut table, &made);
+        let thirty = config(&format!("{DRAINED}drain = \"45s\"\n"));
+        let made = plan(&thirty, &table, &Owned::of(&first));
+        reload(&mut table, &made);
+        assert_eq!(deadline_secs(&table, 8081), Some(45));
+        let hour = config(&format!("{DRAINED}drain = \"1h\"\n"));
+        let commands = plan(&hour, &table, &Owned::of(&thirty));
+        assert_eq!(
+            drains(&commands),
+            [
+                "-e -t 127.0.0.1:80 -r 127.0.0.1:8081 -m -w 1",
+                "drain -t 127.0.0.1:80 -r 127.0.0.1:8081 --deadline 1h"
+            ],
+            "the edit records the file's new setting; the weight it sends is the asked one"
+        );
+        reload(&mut table, &commands);
+        assert_eq!(deadline_secs(&table, 8081), Some(3600));
+        let svc = table.services().into_iter().next().unwrap();
+        let s = svc.servers.iter().find(|s| s.port == 8081).unwrap();
+        assert_eq!((s.weight, s.asked_weight), (0, 1), "still drains");
+        assert!(plan(&hour, &table, &Owned::of(&hour)).is_empty());
+        // `drain = true` takes the service's drain_on_remove (30s): changed too.
+        let until = config(&format!("{DRAINED}drain = true\n"));
+        let commands = plan(&until, &table, &Owned::of(&hour));
+        assert!(
+            drains(&commands)
+                .contains(&"drain -t 127.0.0.1:80 -r 127.0.0.1:8081 --deadline 30s".to_string()),
+            "{commands:?}"
+        );
+    }
+
+    #[test]
+    fn a_changed_drain_on_remove_drains_a_removed_server_again() {
+        let mut table = Table::new();
+        let first = config(DRAINED);
+        let made = plan(&first, &table, &Owned::default());
+        reload(&mut table, &made);
+        let without = DRAINED.replace("[[service.server]]\naddress = \"127.0.0.1:8081\"\n", "");
+        let fewer = config(&without);
+        let made = plan(&fewer, &table, &Owned::of(&first));
+        reload(&mut table, &made);
+        assert_eq!(deadline_secs(&table, 8081), Some(30));
+        let longer = config(&without.replace("\"30s\"", "\"2m\""));
+        let commands = plan(&longer, &table, &Owned::of(&fewer));
+        assert_eq!(
+            drains(&commands)[1..],
+            ["drain -t 127.0.0.1:80 -r 127.0.0.1:8081 --deadline 2m"],
+            "{commands:?}"
+        );
+        reload(&mut table, &commands);
+        assert_eq!(deadline_secs(&table, 8081), Some(120));
+        assert!(plan(&longer, &table, &Owned::of(&longer)).is_empty());
     }
 
     const FIRST: &str = r#"

@@ -626,7 +626,7 @@ pub const SECTIONS: &[Section] = &[
                 "boolean, or duration 1ms-1d",
                 "false",
                 "\"30s\"",
-                "Drain the server: no new connections or UDP flows (persistent clients included), its established ones go on, and it is removed when the last one ends, or at this deadline with the rest closed (true: no deadline but the service's drain_on_remove). A server not in the table is not added. Removing the key undoes the file's drain; a drain started by uvs drain is never undone by a reload.",
+                "Drain the server: no new connections or UDP flows (persistent clients included), its established ones go on, and it is removed when the last one ends, or at this deadline with the rest closed (true: no deadline but the service's drain_on_remove). A server not in the table is not added. A changed deadline drains again with it, counted from the reload. Removing the key undoes the file's drain; a drain started by uvs drain is never undone by a reload.",
                 "HAProxy's drain state",
             ),
             key(

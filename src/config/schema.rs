@@ -1271,8 +1271,8 @@ fn read_service(
     if let Some(item) = t.get("drain_on_remove")
         && let Some(d) = item.duration(0..=MAX_DRAIN_SECS)
     {
-        match u32::try_from(d.as_millis()) {
-            Ok(ms) if ms > 0 => options.drain_on_remove_ms = ms,
+        match drain_ms(d) {
+            Some(ms) if ms > 0 => options.drain_on_remove_ms = ms,
             _ => item.wrong(DRAIN_DURATION),
         }
     }
@@ -1497,25 +1497,35 @@ const DRAIN_DURATION: &str = "a duration of at least 1ms and at most a day";
 fn read_drain(item: &Item<'_, '_>) -> Option<crate::table::pool::DrainSetting> {
     use crate::table::pool::DrainSetting;
     let expected = "true, false or a duration of at least 1ms and at most a day, as \"30s\"";
-    match item.value {
-        toml::de::DeValue::Boolean(true) => Some(DrainSetting::UntilEmpty),
-        toml::de::DeValue::Boolean(false) => None,
-        toml::de::DeValue::String(s) => match humantime::parse_duration(s) {
-            Ok(d) if !d.is_zero() && d.as_secs() <= MAX_DRAIN_SECS => {
-                Some(DrainSetting::Deadline {
-                    ms: u32::try_from(d.as_millis()).unwrap_or(u32::MAX),
-                })
-            }
-            _ => {
-                item.wrong(expected);
-                None
-            }
+    // A number of seconds, written as a number or a string, as the other durations
+    // take it (and `uvs drain --deadline`).
+    let d = match item.value {
+        toml::de::DeValue::Boolean(true) => return Some(DrainSetting::UntilEmpty),
+        toml::de::DeValue::Boolean(false) => return None,
+        toml::de::DeValue::Integer(i) => u64::from_str_radix(i.as_str(), i.radix())
+            .ok()
+            .map(std::time::Duration::from_secs),
+        toml::de::DeValue::String(s) => match s.trim().parse::<u64>() {
+            Ok(secs) => Some(std::time::Duration::from_secs(secs)),
+            Err(_) => humantime::parse_duration(s).ok(),
         },
+        _ => None,
+    };
+    match d.and_then(drain_ms) {
+        Some(ms) if ms > 0 => Some(DrainSetting::Deadline { ms }),
         _ => {
             item.wrong(expected);
             None
         }
     }
+}
+
+/// A drain's duration in milliseconds, if at most a day (compared in milliseconds:
+/// "1d 1ms" is over).
+fn drain_ms(d: std::time::Duration) -> Option<u32> {
+    u32::try_from(d.as_millis())
+        .ok()
+        .filter(|ms| u64::from(*ms) <= MAX_DRAIN_SECS * 1000)
 }
 
 /// A `[[service.server]]` (or `fallback`) table as written; without a port, the
@@ -2058,6 +2068,41 @@ drain = 0
                 "t.toml:4:19: service[0].drain_on_remove: expected a duration of at least 1ms and at most a day, found the integer 0",
                 "t.toml:7:9: service[0].server[0].drain: expected true, false or a duration of at least 1ms and at most a day, as \"30s\", found the string \"soon\"",
                 "t.toml:10:9: service[0].server[1].drain: expected true, false or a duration of at least 1ms and at most a day, as \"30s\", found the integer 0",
+            ]
+        );
+    }
+
+    /// `drain` takes plain seconds as every other duration does; its cap of a day is
+    /// kept to the millisecond, for `drain_on_remove` too.
+    #[test]
+    fn drain_takes_plain_seconds_and_caps_a_day_to_the_millisecond() {
+        use crate::table::pool::DrainSetting;
+        let text = |value: &str, on_remove: &str| {
+            format!(
+                "[[service]]\ntcp = \"127.0.0.1:80\"\ndrain_on_remove = {on_remove}\n\
+                 [[service.server]]\naddress = \"127.0.0.1:8080\"\ndrain = {value}\n"
+            )
+        };
+        for value in ["30", "\"30\"", "\"30s\""] {
+            let config = parse(&text(value, "30"), Path::new("t.toml")).unwrap();
+            let svc = &config.services[0];
+            assert_eq!(
+                svc.servers[0].options.drain,
+                Some(DrainSetting::Deadline { ms: 30_000 }),
+                "{value}"
+            );
+            assert_eq!(svc.service.options.drain_on_remove_ms, 30_000);
+        }
+        let day = parse(&text("\"1d\"", "86400"), Path::new("t.toml")).unwrap();
+        assert_eq!(
+            day.services[0].servers[0].options.drain,
+            Some(DrainSetting::Deadline { ms: 86_400_000 })
+        );
+        assert_eq!(
+            problems(&text("\"1d 1ms\"", "\"1d 1ms\"")),
+            [
+                "t.toml:3:19: service[0].drain_on_remove: expected a duration of at least 1ms and at most a day, found the string \"1d 1ms\"",
+                "t.toml:6:9: service[0].server[0].drain: expected true, false or a duration of at least 1ms and at most a day, as \"30s\", found the string \"1d 1ms\"",
             ]
         );
     }

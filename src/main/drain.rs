@@ -15,7 +15,8 @@ use uvs::adm::cmdline::{Context, Invocation, Parsed, parse};
 use uvs::adm::names::{NameSources, SystemNames};
 use uvs::control::client::Client;
 use uvs::control::socket_path;
-use uvs::table::{Command, ServerKey, ServiceKey};
+use uvs::table::pool::open_words;
+use uvs::table::{Command, Protocol, ServerKey, ServiceKey};
 
 /// The service and real server, as uvsadm writes them.
 #[derive(Args, Debug, Clone)]
@@ -55,8 +56,12 @@ pub struct DrainArgs {
     keep_persistent: bool,
 }
 
+/// The longest deadline, as the configuration file's `drain` caps it: a day.
+const MAX_DEADLINE: Duration = Duration::from_secs(86_400);
+
 /// A duration as the configuration file writes them: "30s", "2m", "1h 30m", or a
-/// number of seconds; at least a millisecond.
+/// number of seconds; at least a millisecond and at most a day, as the file's `drain`
+/// (clap refuses anything else with exit 2, as uvsadm does a bad argument).
 fn duration(text: &str) -> Result<Duration, String> {
     let d = match text.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),
@@ -65,6 +70,12 @@ fn duration(text: &str) -> Result<Duration, String> {
     };
     if d.as_millis() == 0 {
         return Err("a deadline of at least 1ms".into());
+    }
+    if d > MAX_DEADLINE {
+        return Err(format!(
+            "a deadline of at most a day (1d, 86400 seconds), as the configuration's drain; {} is longer",
+            humantime::format_duration(d)
+        ));
     }
     Ok(d)
 }
@@ -164,14 +175,7 @@ fn start(args: &DrainArgs) -> Result<String, Failed> {
         })
         .and_then(|s| s.draining)
         .map_or(0, |d| d.open);
-    let connections = format!(
-        "{open} {}",
-        if open == 1 {
-            "connection"
-        } else {
-            "connections"
-        }
-    );
+    let connections = open_words(&service, u64::from(open));
     let when = match args.deadline {
         Some(d) => format!(
             "removed when they end, or in {} with what is left closed",
@@ -185,14 +189,24 @@ fn start(args: &DrainArgs) -> Result<String, Failed> {
         ""
     };
     Ok(if open == 0 {
-        format!("draining {server} of {service}: no connection open, removed now{persistent}")
+        let none = match service {
+            ServiceKey::Inet {
+                protocol: Protocol::Udp,
+                ..
+            } => "no flow",
+            ServiceKey::Inet { .. } => "no connection",
+            ServiceKey::Fwmark { .. } => "no connection or flow",
+        };
+        format!("draining {server} of {service}: {none} open, removed now{persistent}")
     } else {
         format!("draining {server} of {service}: {connections} open, {when}{persistent}")
     })
 }
 
 /// `uvs undrain`: the server takes new connections again at its weight (or, drained
-/// out by `uvs drain`, the configuration file may add it again).
+/// out by `uvs drain`, the configuration file may add it again). A server that was not
+/// draining is left as it is and said so, with exit 0: undrain is idempotent, as
+/// ipvsadm's `-e` with the server's own settings is.
 pub fn undrain(target: &Target) -> ExitCode {
     finish(stop(target))
 }
@@ -208,24 +222,84 @@ fn stop(target: &Target) -> Result<String, Failed> {
         })
     };
     // Absent before: drained out (the file may add it again, even at once).
-    let present = find(&mut client).is_some();
+    let before = find(&mut client);
     client
         .apply(&Command::Undrain { service, server })
         .map_err(refused)?;
-    Ok(match find(&mut client) {
-        Some(s) if present => format!(
-            "{server} of {service} takes new connections, weight {}",
-            s.weight
+    let after = find(&mut client);
+    Ok(undrained(
+        &service,
+        &server,
+        before.map(|s| s.draining.is_some()),
+        after.map(|s| s.weight),
+    ))
+}
+
+/// What `uvs undrain` says: `was_draining` None when the server was not in the table
+/// (drained out), `weight` the weight it has now (None: not in the table).
+fn undrained(
+    service: &ServiceKey,
+    server: &ServerKey,
+    was_draining: Option<bool>,
+    weight: Option<u32>,
+) -> String {
+    match (was_draining, weight) {
+        (Some(false), Some(w)) => format!(
+            "{server} of {service} was not draining: nothing to undo, weight {w}{}",
+            if w == 0 {
+                " (it takes no new connection)"
+            } else {
+                ""
+            }
         ),
+        (Some(true), Some(w)) => format!("{server} of {service} takes new connections, weight {w}"),
         _ => format!(
             "{server} of {service} is no longer drained out: a configuration file that names it adds it again"
         ),
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::duration;
+    use super::{duration, undrained};
+
+    #[test]
+    fn a_deadline_over_a_day_is_refused_as_the_file_refuses_it() {
+        assert_eq!(duration("1d"), Ok(std::time::Duration::from_secs(86_400)));
+        assert_eq!(
+            duration("86400"),
+            Ok(std::time::Duration::from_secs(86_400))
+        );
+        for long in ["18446744073709551615", "86401", "1d 1ms", "2years"] {
+            let e = duration(long).unwrap_err();
+            assert!(e.contains("at most a day"), "{long}: {e}");
+        }
+    }
+
+    #[test]
+    fn undrain_of_a_server_not_draining_says_so() {
+        let service: uvs::table::ServiceKey = uvs::table::ServiceKey::Inet {
+            protocol: uvs::table::Protocol::Tcp,
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 80,
+        };
+        let server = uvs::table::ServerKey {
+            addr: "127.0.0.2".parse().unwrap(),
+            port: 80,
+        };
+        assert_eq!(
+            undrained(&service, &server, Some(false), Some(0)),
+            "127.0.0.2:80 of tcp 127.0.0.1:80 was not draining: nothing to undo, weight 0 (it takes no new connection)"
+        );
+        assert_eq!(
+            undrained(&service, &server, Some(false), Some(3)),
+            "127.0.0.2:80 of tcp 127.0.0.1:80 was not draining: nothing to undo, weight 3"
+        );
+        assert_eq!(
+            undrained(&service, &server, Some(true), Some(3)),
+            "127.0.0.2:80 of tcp 127.0.0.1:80 takes new connections, weight 3"
+        );
+    }
 
     #[test]
     fn deadlines_read_as_the_configuration_writes_them() {

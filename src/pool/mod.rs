@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::proxy::director::Director;
-use crate::table::pool::Drain;
+use crate::table::pool::{Drain, open_words};
 use crate::table::{Command, RealServerState, ServerKey, ServiceKey, Source, Table, TableError};
 
 /// How often draining servers are looked at: a drained server is gone at most this
@@ -78,7 +78,7 @@ pub fn tick(director: &Director, seen: &mut HashSet<Seen>) -> usize {
                 still.insert(id);
                 continue;
             };
-            match remove(director, &id) {
+            match remove(director, &id, now) {
                 Ok(()) => say_ended(&id, ended),
                 // Undrained or removed meanwhile: the next tick sees what is.
                 Err(e) => tracing::debug!("drain of {} {}: not removed: {e}", svc.key, s.key()),
@@ -94,16 +94,22 @@ fn started(id: &Seen, drain: &Drain, open: u32, now: u64) {
     let deadline = match drain.left_ms(now) {
         Some(ms) => format!(
             "closing what is left in {}",
-            humantime::format_duration(Duration::from_millis(ms.div_ceil(1000) * 1000))
+            humantime::format_duration(whole_seconds(ms))
         ),
         None => "no deadline".to_string(),
     };
     tracing::info!(
         %service, %server, open,
-        "draining real server {server} of {service}: {open} {} open, {deadline}{}",
-        crate::words::plural(u64::from(open), "connection", "connections"),
+        "draining real server {server} of {service}: {} open, {deadline}{}",
+        open_words(service, u64::from(open)),
         if drain.keep_persistent { ", persistent clients kept" } else { "" }
     );
+}
+
+/// `ms` rounded up to whole seconds, for the log; saturating (a deadline read from
+/// the control socket may be anything).
+fn whole_seconds(ms: u64) -> Duration {
+    Duration::from_secs(ms.div_ceil(1000))
 }
 
 fn say_ended(id: &Seen, ended: Ended) {
@@ -111,12 +117,17 @@ fn say_ended(id: &Seen, ended: Ended) {
     match ended {
         Ended::Empty => tracing::info!(
             %service, %server,
-            "drained real server {server} of {service}: its last connection ended; removed"
+            "drained real server {server} of {service}: its last {} ended; removed",
+            if matches!(service, ServiceKey::Inet { protocol: crate::table::Protocol::Udp, .. }) {
+                "flow"
+            } else {
+                "connection"
+            }
         ),
         Ended::Deadline { closed } => tracing::info!(
             %service, %server, closed,
-            "drained real server {server} of {service}: deadline reached, {closed} {} closed; removed",
-            crate::words::plural(closed as u64, "connection", "connections")
+            "drained real server {server} of {service}: deadline reached, {} closed; removed",
+            open_words(service, closed as u64)
         ),
     }
 }
@@ -132,26 +143,93 @@ fn close(director: &Director, server: &Arc<RealServerState>) -> usize {
         .count()
 }
 
-/// Removes the drained server, if it still drains the drain `id` names (the table may
-/// have changed since the snapshot: checked under the table's writer lock).
-fn remove(director: &Director, id: &Seen) -> Result<(), TableError> {
-    let (service, server, started) = *id;
-    let same = |now: &Table| {
-        now.service(&service)
-            .and_then(|svc| svc.servers.iter().find(|s| s.key() == server))
-            .and_then(|s| s.drain)
-            .is_some_and(|d| d.started_ms == started)
-    };
+/// Removes the drained server, if it still drains the drain `id` names and is still
+/// done with at `now_ms` (the table and the data plane may have changed since the
+/// snapshot: checked under the table's writer lock).
+fn remove(director: &Director, id: &Seen, now_ms: u64) -> Result<(), TableError> {
+    let (service, server, _) = *id;
     director.table.apply_all_from(
         &[Command::DeleteServer { service, server }],
         Source::Pool,
         |_, e| e,
         |now, _| {
-            if same(now) {
+            if still_done(now, id, now_ms) {
                 Ok(())
             } else {
                 Err(TableError::NoSuchServer)
             }
         },
     )
+}
+
+/// Whether `table` still holds the drain `id` names, and it is done at `now_ms`: no
+/// connection or flow left (one a kept persistent client opened since the snapshot
+/// holds it), or its deadline passed.
+fn still_done(table: &Table, id: &Seen, now_ms: u64) -> bool {
+    let (service, server, started) = *id;
+    table
+        .service(&service)
+        .and_then(|svc| svc.servers.iter().find(|s| s.key() == server))
+        .and_then(|s| s.drain.map(|d| (d, s.state.connections_left())))
+        .is_some_and(|(d, open)| d.started_ms == started && (open == 0 || d.is_due(now_ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{ServerConfig, ServiceConfig, UnicastOnly};
+    use std::sync::atomic::Ordering::Relaxed;
+
+    #[test]
+    fn the_log_rounds_any_deadline_up_to_seconds_without_overflow() {
+        assert_eq!(whole_seconds(24_100), Duration::from_secs(25));
+        assert_eq!(
+            whole_seconds(u64::MAX),
+            Duration::from_secs(u64::MAX.div_ceil(1000))
+        );
+    }
+
+    /// A connection opened after the snapshot (a kept persistent client) keeps the
+    /// server: the removal's check under the writer lock sees it.
+    #[test]
+    fn a_connection_opened_since_the_snapshot_keeps_the_server() {
+        let mut t = Table::new();
+        let service = ServiceKey::Inet {
+            protocol: crate::table::Protocol::Tcp,
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 80,
+        };
+        let config = ServerConfig::masq("127.0.0.2:80".parse().unwrap(), 1);
+        let server = config.key();
+        for c in [
+            Command::AddService(ServiceConfig::new(service, "rr")),
+            Command::AddServer {
+                service,
+                server: config,
+            },
+            Command::Drain {
+                service,
+                server,
+                deadline_ms: Some(30_000),
+                keep_persistent: true,
+            },
+        ] {
+            t.apply(&c, &UnicastOnly).unwrap().carry_out();
+        }
+        let s = t.service(&service).unwrap().servers[0].clone();
+        let d = s.drain.unwrap();
+        let id = (service, server, d.started_ms);
+        assert!(still_done(&t, &id, d.started_ms), "nothing open");
+        s.state.open_conns.store(1, Relaxed);
+        assert!(!still_done(&t, &id, d.started_ms), "one opened since");
+        assert!(
+            still_done(&t, &id, d.deadline_ms.unwrap()),
+            "the deadline passed: closed and removed"
+        );
+        assert!(!still_done(
+            &t,
+            &(service, server, d.started_ms + 1),
+            u64::MAX
+        ));
+    }
 }

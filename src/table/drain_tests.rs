@@ -242,3 +242,42 @@ fn a_published_drain_wakes_the_pool_controller() {
     handle.apply(&drain(svc, server_key, false)).unwrap();
     assert!(woken(&handle), "the permit waits for the controller");
 }
+
+/// A drain ended by a delete the pool controller did not make (`-d`, `-D`, `-C`, a
+/// reload's) is said once when carried out; the controller's own removal is said by
+/// the controller.
+#[test]
+fn a_drain_ended_by_a_delete_is_said_unless_the_controller_removed_it() {
+    let (mut t, svc, server) = with_server();
+    let delete = Command::DeleteServer {
+        service: svc,
+        server,
+    };
+    let ended = |effects: &Effects| -> Vec<(ServiceKey, ServerKey)> {
+        effects
+            .drains_ended()
+            .into_iter()
+            .map(|(service, s)| (service, s.key()))
+            .collect()
+    };
+    // Not draining: nothing to say.
+    let effects = t.clone().apply(&delete, &UnicastOnly).unwrap();
+    assert!(ended(&effects).is_empty());
+    apply(&mut t, drain(svc, server, false)).unwrap();
+    for source in [Source::Command, Source::File] {
+        let effects = t.clone().apply_from(&delete, &UnicastOnly, source).unwrap();
+        assert_eq!(ended(&effects), [(svc, server)], "{source:?}");
+    }
+    let by_pool = t
+        .clone()
+        .apply_from(&delete, &UnicastOnly, Source::Pool)
+        .unwrap();
+    assert!(ended(&by_pool).is_empty(), "the controller says its own");
+    let gone = t
+        .clone()
+        .apply(&Command::DeleteService { service: svc }, &UnicastOnly)
+        .unwrap();
+    assert_eq!(ended(&gone), [(svc, server)], "-D");
+    let flushed = t.clone().apply(&Command::Flush {}, &UnicastOnly).unwrap();
+    assert_eq!(ended(&flushed), [(svc, server)], "-C");
+}

@@ -41,6 +41,9 @@ pub(super) enum Effect {
     RetireServer {
         service: ServiceKey,
         server: RealServer,
+        /// Whether a drain the server was under ends here unsaid: true unless the pool
+        /// controller removed it (it says its own removals).
+        drain_ended: bool,
     },
     /// `-D`, `-C`: every real server of the service left with it.
     RetireServers(Arc<Service>),
@@ -225,6 +228,29 @@ impl Effects {
             .collect()
     }
 
+    /// The drains these effects end unsaid (a delete not made by the pool controller:
+    /// `-d`, `-D`, `-C`, a reload's delete): the service, the server, what was open.
+    pub(crate) fn drains_ended(&self) -> Vec<(ServiceKey, &RealServer)> {
+        let mut ended = Vec::new();
+        for effect in &self.0 {
+            match effect {
+                Effect::RetireServer {
+                    service,
+                    server,
+                    drain_ended: true,
+                } if server.drain.is_some() => ended.push((*service, server)),
+                Effect::RetireServers(svc) => ended.extend(
+                    svc.servers
+                        .iter()
+                        .filter(|s| s.drain.is_some())
+                        .map(|s| (svc.key, s)),
+                ),
+                _ => {}
+            }
+        }
+        ended
+    }
+
     /// Whether these effects start a drain (the pool controller is woken for it).
     pub(super) fn start_a_drain(&self) -> bool {
         self.0.iter().any(|e| {
@@ -248,9 +274,20 @@ impl Effects {
     /// whose log still holds counts back.
     pub(super) fn carry_out_keeping(self, mut keep: impl FnMut(Retired)) {
         let proof = CarryingOut(());
+        for (service, server) in self.drains_ended() {
+            let open = server.state.connections_left();
+            tracing::info!(
+                %service, server = %server.key(), open,
+                "drain of {} of {service} ended: deleted ({} open)",
+                server.key(),
+                super::pool::open_words(&service, u64::from(open))
+            );
+        }
         for effect in self.0 {
             match effect {
-                Effect::RetireServer { service, server } => {
+                Effect::RetireServer {
+                    service, server, ..
+                } => {
                     server.state.retire(&proof);
                     let retired = Retired::Server { service, server };
                     if retired.holds() {

@@ -340,6 +340,8 @@ impl Table {
                 effects.push(Effect::RetireServer {
                     service: *service,
                     server: gone,
+                    // The pool controller says its own removals (`pool`).
+                    drain_ended: source != Source::Pool,
                 });
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &change));
             }
@@ -365,6 +367,7 @@ impl Table {
                     pool::Drain {
                         started_ms: started.unwrap_or(now),
                         deadline_ms: deadline_ms.map(|d| now.saturating_add(d)),
+                        asked_ms: *deadline_ms,
                         keep_persistent: *keep_persistent,
                         origin: source,
                     }

@@ -22,6 +22,10 @@ pub struct Drain {
     /// When the remaining connections are closed and the server removed; None: only
     /// when its last connection ends.
     pub deadline_ms: Option<u64>,
+    /// The deadline as it was asked, in milliseconds from when it was asked (None:
+    /// none): what the configuration's planner compares with the file's, so that a
+    /// changed `drain` or `drain_on_remove` drains again with the new deadline.
+    pub asked_ms: Option<u64>,
     /// Whether persistence templates naming the server still lead to it (`uvs drain
     /// --keep-persistent`): its persistent clients keep coming until the drain ends.
     pub keep_persistent: bool,
@@ -69,6 +73,22 @@ impl DrainSetting {
     }
 }
 
+/// What a drain waits for, counted: "3 connections" for TCP, "2 flows" for UDP, "3
+/// connections and flows" where both may be (an fwmark service).
+pub fn open_words(service: &super::ServiceKey, open: u64) -> String {
+    use super::Protocol;
+    let words = match service {
+        super::ServiceKey::Inet {
+            protocol: Protocol::Udp,
+            ..
+        } => ["flow", "flows"],
+        super::ServiceKey::Inet { .. } => ["connection", "connections"],
+        super::ServiceKey::Fwmark { .. } => ["connection or flow", "connections and flows"],
+    };
+    let words = words[usize::from(open != 1)];
+    format!("{open} {words}")
+}
+
 /// A draining server as `uvs status` shows it: `draining (N connections, Ts left)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrainStatus {
@@ -82,18 +102,33 @@ pub struct DrainStatus {
     pub from_file: bool,
 }
 
-impl std::fmt::Display for DrainStatus {
-    /// `draining (3 connections, 25s left)`, `draining (1 connection)`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = if self.open == 1 { "" } else { "s" };
-        write!(f, "draining ({} connection{s}", self.open)?;
+impl DrainStatus {
+    /// As `uvs status` shows it for a server of `service`: `draining (3 connections,
+    /// 25s left)`, `draining (1 flow)` for UDP, "connections and flows" for an fwmark
+    /// service.
+    pub fn describe(&self, service: &super::ServiceKey) -> String {
+        let mut line = format!("draining ({}", open_words(service, u64::from(self.open)));
         if let Some(left) = self.left_ms {
-            write!(f, ", {}s left", left.div_ceil(1000))?;
+            line.push_str(&format!(", {}s left", left.div_ceil(1000)));
         }
         if self.keep_persistent {
-            f.write_str(", persistent clients kept")?;
+            line.push_str(", persistent clients kept");
         }
-        f.write_str(")")
+        line.push(')');
+        line
+    }
+}
+
+impl std::fmt::Display for DrainStatus {
+    /// As [`DrainStatus::describe`] says it for a TCP service: `draining (3
+    /// connections, 25s left)`, `draining (1 connection)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tcp = super::ServiceKey::Inet {
+            protocol: super::Protocol::Tcp,
+            addr: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            port: 0,
+        };
+        f.write_str(&self.describe(&tcp))
     }
 }
 
@@ -106,6 +141,7 @@ mod tests {
         let d = Drain {
             started_ms: 1000,
             deadline_ms: Some(31_000),
+            asked_ms: Some(30_000),
             keep_persistent: false,
             origin: Source::Command,
         };
@@ -126,5 +162,31 @@ mod tests {
             ..status
         };
         assert_eq!(one.to_string(), "draining (1 connection)");
+    }
+
+    #[test]
+    fn udp_drains_count_flows_and_fwmark_drains_both() {
+        let udp = crate::table::ServiceKey::Inet {
+            protocol: crate::table::Protocol::Udp,
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 53,
+        };
+        let mark = crate::table::ServiceKey::Fwmark {
+            mark: 5,
+            family: crate::table::Family::Inet,
+        };
+        let status = DrainStatus {
+            open: 13,
+            left_ms: Some(u64::MAX),
+            keep_persistent: false,
+            from_file: false,
+        };
+        assert_eq!(
+            status.describe(&udp),
+            format!("draining (13 flows, {}s left)", u64::MAX.div_ceil(1000))
+        );
+        assert_eq!(open_words(&udp, 1), "1 flow");
+        assert_eq!(open_words(&mark, 2), "2 connections and flows");
+        assert_eq!(open_words(&mark, 1), "1 connection or flow");
     }
 }
