@@ -321,6 +321,27 @@ fn an_idle_server_is_removed_at_once() {
     });
 }
 
+/// A service made with uvsadm, which no file names: once drained out, a server is gone
+/// for good, and `uvs undrain` says so rather than promising a file would add it back.
+#[test]
+fn undrain_of_a_server_drained_out_of_a_service_no_file_owns_says_no_such_destination() {
+    let d = Daemon::start();
+    let (a, b) = (Server::start("A"), Server::start("B"));
+    let vip = vip();
+    d.balance_on("-t", vip, &["-s", "rr"], &[(a.addr, &[]), (b.addr, &[])]);
+    let target = ["-t", &vip.to_string(), "-r", &a.addr.to_string()].map(String::from);
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    uvs_ok(&d, &[&["drain"][..], &target].concat());
+    eventually("removed", || !is_listed(&d, "-t", vip, a.addr));
+    let out = uvs(&d, &[&["undrain"][..], &target].concat());
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stderr), "No such destination\n");
+    assert_eq!(listed(&d, "-t", vip), [(b.addr.to_string(), 1)]);
+    // The mark went with the answer: a second undrain says the same.
+    let out = uvs(&d, &[&["undrain"][..], &target].concat());
+    assert_eq!(out.status.code(), Some(255));
+}
+
 #[test]
 fn persistent_clients_go_elsewhere_unless_kept() {
     let d = Daemon::start();
@@ -606,6 +627,13 @@ fn a_reload_neither_undoes_a_command_line_drain_nor_adds_its_server_back() {
         "the reload does not add it back"
     );
     assert!(
+        d.status().contains(&format!(
+            "  -> {drained}: drained out by uvs drain; not added back until uvs undrain\n"
+        )),
+        "uvs status names it:\n{}",
+        d.status()
+    );
+    assert!(
         !d.log().contains("will undo it"),
         "no file-owned warning for the drain:\n{}",
         d.log()
@@ -624,6 +652,7 @@ fn a_reload_neither_undoes_a_command_line_drain_nor_adds_its_server_back() {
     eventually("the file's server is back at once", || {
         listed(&d, "-t", vip).contains(&(drained.to_string(), 1))
     });
+    assert!(!d.status().contains("drained out"), "{}", d.status());
 }
 
 #[test]

@@ -53,12 +53,27 @@ impl server::Daemon for Reporter {
         match self.reloader() {
             Some(reloader) => reloader.apply_from_control(table, command, applied),
             None => {
+                if let Command::Undrain { service, server } = command
+                    && (table.snapshot().service(service))
+                        .is_some_and(|s| s.drained_out.contains(server))
+                {
+                    return gone_for_good(table, command);
+                }
                 table.apply(command)?;
                 applied();
                 Ok(())
             }
         }
     }
+}
+
+/// `uvs undrain` of a server a command-line drain removed from a service no
+/// configuration file owns: nothing will add it back, so the answer is ipvsadm's "No
+/// such destination" (add it again with `uvsadm -a`), and its drained-out mark, which
+/// no plan reads, is cleared.
+pub(super) fn gone_for_good(table: &TableHandle, undrain: &Command) -> Result<(), TableError> {
+    table.apply(undrain)?;
+    Err(TableError::NoSuchServer)
 }
 
 impl exporter::Source for Reporter {

@@ -443,6 +443,13 @@ impl Reloader {
         let file = self.applied.locked();
         let drained_out = matches!(command, Command::Undrain { service, server }
             if table.snapshot().service(service).is_some_and(|s| s.drained_out.contains(server)));
+        if drained_out
+            && let Command::Undrain { service, .. } = command
+            && (file.1.is_none() || !file.0.services.contains(service))
+        {
+            // No file names it: nothing would bring it back (`uvsadm -a` does).
+            return super::handles::gone_for_good(table, command);
+        }
         table.apply(command)?;
         applied();
         if file.1.is_none() {
