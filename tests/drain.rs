@@ -536,6 +536,14 @@ fn a_deadline_over_a_day_is_refused_and_undrain_of_a_server_not_draining_says_so
             text(&out.stderr)
         );
     }
+    // A negative one is read as a deadline (and refused), not as an unknown option.
+    let out = run(&args("drain", &["--deadline", "-5s"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("invalid value '-5s' for '--deadline <DURATION>'"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!d.status().contains("draining"), "nothing drains");
     // Not draining: said plainly, exit 0 (undrain is idempotent), nothing changed.
     let out = run(&args("undrain", &[]));

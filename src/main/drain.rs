@@ -49,7 +49,9 @@ pub struct DrainArgs {
     target: Target,
     /// Close what is still open after this long and remove the server ("30s", "2m", or
     /// seconds) [default: only when its last connection ends]
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    // A negative deadline reaches the parser, which says why it is refused, rather
+    // than reading as an unknown option.
+    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
     deadline: Option<Duration>,
     /// Persistent clients (templates) keep reaching the server while it drains
     #[arg(long)]
