@@ -102,6 +102,7 @@ pub fn failed(service: &Service, server: &RealServer, dest: &dyn std::fmt::Displ
             server: Arc::clone(state),
             service_key: service.key,
             dest: dest.to_string(),
+            held: true,
         };
         runtime.spawn(timer.run());
     } else {
@@ -113,24 +114,37 @@ pub fn failed(service: &Service, server: &RealServer, dest: &dyn std::fmt::Displ
 /// The server's one ejection timer (`Ejection::start_timer`): sleeps until the
 /// ejection in force ends, reading its end again whenever it wakes (a later ejection
 /// moves it), readmits the server when its time is up, and ends when the server is
-/// no longer ejected (a good health check readmitted it) or left its service.
+/// no longer ejected (a good health check readmitted it) or left its service. Dropped
+/// unfinished (the runtime shut down), it gives the server's timer back.
 struct Timer {
     server: Arc<RealServerState>,
     service_key: ServiceKey,
     dest: String,
+    /// Whether this task holds the server's timer (`Ejection::start_timer`).
+    held: bool,
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if self.held {
+            self.server.ejection.timer_ended();
+        }
+    }
 }
 
 impl Timer {
-    async fn run(self) {
-        let e = &self.server.ejection;
+    async fn run(mut self) {
         loop {
             self.until_out().await;
+            self.held = false;
+            let e = &self.server.ejection;
             e.timer_ended();
             // An ejection between the last look and the end above saw a timer running
             // and started none: this one goes on if it can take the timer back.
             if !self.out() || !e.start_timer() {
                 return;
             }
+            self.held = true;
         }
     }
 
@@ -274,6 +288,25 @@ mod tests {
             .retire(&crate::table::effect::CarryingOut::in_a_test());
         until(|| server.state.ejection.timers() == 0).await;
         assert!(server.state.holds(Hold::Ejected), "not readmitted");
+    }
+
+    /// A timer dropped unfinished (its runtime shut down) gives the server's timer
+    /// back: a later ejection gets one.
+    #[test]
+    fn a_timer_dropped_with_its_runtime_gives_its_place_back() {
+        let s = service(60_000);
+        let server = &s.servers[0];
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            failed(&s, server, &"127.0.0.2:8080", Failure::Connect);
+            tokio::task::yield_now().await;
+        });
+        assert_eq!(server.state.ejection.timers(), 1);
+        drop(runtime);
+        assert_eq!(server.state.ejection.timers(), 0);
     }
 
     #[test]
