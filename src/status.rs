@@ -64,9 +64,14 @@ fn server_line(out: &mut String, s: &ServerEntry, udp: bool) {
     if let Some(left) = s.ejection.left_ms {
         let _ = writeln!(
             out,
-            "     ejected ({}s left), {} consecutive failures",
+            "     ejected ({}s left), {} consecutive {}",
             left.div_ceil(1000),
-            s.ejection.consecutive_failures
+            s.ejection.consecutive_failures,
+            crate::words::plural(
+                u64::from(s.ejection.consecutive_failures),
+                "failure",
+                "failures"
+            )
         );
     }
 }
@@ -86,9 +91,10 @@ fn ejection_line(out: &mut String, e: &ServiceEntry) {
     };
     let _ = writeln!(
         out,
-        "  ejection: after {} failures in a row, for {} times the ejections in a row (at most \
+        "  ejection: after {} {} in a row, for {} times the ejections in a row (at most \
          {}), at most {}% of the servers at once; ejections so far {}",
         c.failures,
+        crate::words::plural(u64::from(c.failures), "failure", "failures"),
         ms(u64::from(c.base_time_ms)),
         ms(c.max_ms()),
         f64::from(c.max_share_permille) / 10.0,

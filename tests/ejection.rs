@@ -246,6 +246,47 @@ fn at_most_the_configured_share_is_out_and_no_client_is_reset() {
         !server_block(&d.status(), e.addr).contains("ejected"),
         "the last usable server stays"
     );
+    // One failure, said in the singular.
+    let status = d.status();
+    assert!(
+        status.contains("  ejection: after 1 failure in a row,"),
+        "{status}"
+    );
+    assert!(status.contains("), 1 consecutive failure\n"), "{status}");
+}
+
+#[test]
+fn a_server_removed_while_ejected_frees_its_place_in_the_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let [a, b, c] = three();
+    let e = Backend::start_on("127.0.0.5:0", "E", Behaviour::Name);
+    let f = Backend::start_on("127.0.0.6:0", "F", Behaviour::Name);
+    let v = vip();
+    let d = start(
+        dir.path(),
+        &config(
+            v,
+            "{ failures = 1, base_time = \"1h\", max_share = 0.5 }",
+            "",
+            &[a.addr, b.addr, c.addr, e.addr, f.addr],
+        ),
+    );
+    d.wait_listening(v);
+    // Two of five out: the share is full.
+    let (a_addr, b_addr) = (refuse(a), refuse(b));
+    clients_until_ejected(&d, v, a_addr);
+    clients_until_ejected(&d, v, b_addr);
+    // A leaves while out: of the four left one is out, so another may go.
+    d.ok(&["-d", "-t", &v.to_string(), "-r", &a_addr.to_string()]);
+    let c_addr = refuse(c);
+    clients_until_ejected(&d, v, c_addr);
+    let log = d.log();
+    assert!(
+        !log.contains(&format!(
+            "real server {a_addr} of tcp {v}: back from ejection"
+        )),
+        "{log}"
+    );
 }
 
 #[test]
@@ -303,4 +344,11 @@ fn a_udp_server_whose_port_is_closed_is_ejected_after_n_icmp_errors() {
         assert_eq!(&buf[..n], b"B");
     }
     assert_eq!(refusals(&d, closed).0, 3);
+    let log = d.log();
+    assert!(
+        log.contains(&format!(
+            "real server {closed} of udp {v}: ejected for 3600 s after 3 consecutive ICMP errors (ejection 1 in a row)"
+        )),
+        "{log}"
+    );
 }

@@ -321,14 +321,7 @@ impl<'a, 'i> Item<'a, 'i> {
             range.start(),
             range.end()
         );
-        let d = match self.value {
-            DeValue::Integer(i) => u64::from_str_radix(i.as_str(), i.radix())
-                .ok()
-                .map(Duration::from_secs),
-            DeValue::String(s) => humantime::parse_duration(s).ok(),
-            _ => None,
-        };
-        match d {
+        match self.parsed_duration() {
             Some(d) if range.contains(&d.as_secs()) => Some(d),
             _ => {
                 self.wrong(&expected);
@@ -337,15 +330,28 @@ impl<'a, 'i> Item<'a, 'i> {
         }
     }
 
-    /// A duration of at most `max_secs` seconds that is not zero; zero is reported as
-    /// not `expected`.
-    pub fn nonzero_duration(&self, max_secs: u64, expected: &str) -> Option<Duration> {
-        let d = self.duration(0..=max_secs)?;
-        if d.is_zero() {
-            self.wrong(expected);
-            return None;
+    /// The value as a duration, whatever its length; None when it is not one.
+    fn parsed_duration(&self) -> Option<Duration> {
+        match self.value {
+            DeValue::Integer(i) => u64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(Duration::from_secs),
+            DeValue::String(s) => humantime::parse_duration(s).ok(),
+            _ => None,
         }
-        Some(d)
+    }
+
+    /// A duration of at most `max_secs` seconds that is not zero; anything else (zero,
+    /// too long, not a duration) is reported as not `expected`, which says the range
+    /// (0 is refused, so "from 0" would be wrong).
+    pub fn nonzero_duration(&self, max_secs: u64, expected: &str) -> Option<Duration> {
+        match self.parsed_duration() {
+            Some(d) if !d.is_zero() && d.as_secs() <= max_secs => Some(d),
+            _ => {
+                self.wrong(expected);
+                None
+            }
+        }
     }
 
     /// The elements of an array.

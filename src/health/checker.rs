@@ -223,7 +223,7 @@ impl Shared {
             };
             for server in service.servers.iter().filter(same) {
                 let why = Readmission::GoodCheck;
-                if readmit(&service.state, &server.state, why, now) {
+                if readmit(&server.state, why, now) {
                     log_readmission(&key, &server.key(), &server.state, why);
                 }
             }

@@ -327,7 +327,12 @@ async fn reach_server<'a>(
                 connect_failed(service, &server, dest, &e, timeout);
                 drop(entry);
                 if matches!(e, ConnectError::Refused | ConnectError::Timeout) {
-                    super::ejection::failed(service, &server, &dest);
+                    super::ejection::failed(
+                        service,
+                        &server,
+                        &dest,
+                        super::ejection::Failure::Connect,
+                    );
                 }
             }
         }

@@ -9,9 +9,11 @@
 //! `Hold::Ejected`: the schedulers skip it at once and templates naming it are void.
 //!
 //! No lock and no table command: an ejection must act at once and exactly, from the
-//! connection that saw the failure. The service's count of ejected servers
-//! (`ServiceState::ejected`) is taken with a compare-and-swap, so at most
-//! floor(max_share × servers) are ever out, and one usable server always stays in.
+//! connection that saw the failure. The servers out are counted in the service's list
+//! at the moment of an ejection (a rare event), after the server's own hold is set, so
+//! at most floor(max_share × servers) are ever out and one usable server always stays
+//! in; a server that leaves its service leaves the count with it (no separate counter
+//! to leak). A server that left (retired) is never readmitted nor said to be back.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -19,7 +21,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use serde::{Deserialize, Serialize};
 
 use super::real_server::{Hold, RealServer, RealServerState};
-use super::service::ServiceState;
 use crate::rate_limit::RateLimit;
 
 /// A service's passive ejection (`ejection = { failures = N, base_time = "30s",
@@ -100,6 +101,13 @@ pub struct Ejection {
     /// per interval each (`rate_limit`), with the count held back.
     pub ejections_logged: RateLimit,
     pub readmissions_logged: RateLimit,
+    /// Timer tasks running for this server (`proxy::ejection`): at most one, taken with
+    /// [`Ejection::start_timer`], so that a server flapping against its health check
+    /// does not pile up sleeping tasks.
+    timers: AtomicU32,
+    /// Wakes the running timer when an ejection moves `until_ms` (it may end sooner
+    /// than the one the timer sleeps for).
+    pub wake: tokio::sync::Notify,
 }
 
 impl Ejection {
@@ -132,6 +140,22 @@ impl Ejection {
         n
     }
 
+    /// Takes the server's one timer: true when none was running (the caller then runs
+    /// one, and calls [`Ejection::timer_ended`] when it ends).
+    pub fn start_timer(&self) -> bool {
+        self.timers.compare_exchange(0, 1, Relaxed, Relaxed).is_ok()
+    }
+
+    /// The server's timer ended.
+    pub fn timer_ended(&self) {
+        self.timers.fetch_sub(1, Relaxed);
+    }
+
+    /// Timer tasks running now (0 or 1).
+    pub fn timers(&self) -> u32 {
+        self.timers.load(Relaxed)
+    }
+
     /// A good connect or a reply: the run of failures is over. A load, and a store only
     /// when there was a run (the common path writes nothing).
     pub fn succeeded(&self) {
@@ -151,39 +175,43 @@ pub struct Ejected {
     pub failures: u32,
 }
 
-/// Ejects `server` of a service (`servers` its list, `service` its state, `config` its
-/// setting) at `now_ms`, if it is not out already, the service's count of ejected
-/// servers stays within [`EjectionConfig::cap`], and another of `servers` stays usable
+/// Ejects `server` of a service (`servers` its list, `config` its setting) at `now_ms`,
+/// if it is still in the service and not out already, the servers of `servers` out
+/// with it stay within [`EjectionConfig::cap`], and another of `servers` stays usable
 /// (weight above 0, nothing holding it out). None: it stays in (or was out already).
 pub fn eject(
     config: &EjectionConfig,
     servers: &[RealServer],
-    service: &ServiceState,
     server: &RealServerState,
     now_ms: u64,
 ) -> Option<Ejected> {
+    if !server.is_available() {
+        return None;
+    }
     // The hold first: it is the gate (one ejection at a time), and no readmission can
     // take it off before `until_ms` is set below.
     if !server.set_hold(Hold::Ejected, true) {
         return None;
     }
-    let cap = config.cap(servers.len());
-    let taken = service
-        .ejected
-        .fetch_update(Relaxed, Relaxed, |n| (n < cap).then_some(n + 1))
-        .is_ok();
-    // Tested after the hold, so two servers ejected at once cannot both see the other
-    // usable and leave none: each sees the other's hold.
-    let other_usable = servers.iter().any(|s| {
-        !std::ptr::eq(&*s.state, server)
-            && s.weight > 0
-            && s.state.is_available()
-            && !s.state.is_held_out()
-    });
-    if !taken || !other_usable {
-        if taken {
-            service.ejected.fetch_sub(1, Relaxed);
-        }
+    // Counted after the hold, so two servers ejected at once cannot both see room for
+    // one more, nor both see the other usable and leave none: each sees the other's
+    // hold (both may then back off, which is safe). The server itself counts once,
+    // whether or not the list (maybe a connection's older snapshot) still holds it;
+    // one that left the service since (retired) counts no more.
+    let others = |s: &&RealServer| !std::ptr::eq(&*s.state, server);
+    let out = servers
+        .iter()
+        .filter(others)
+        .filter(|s| s.state.is_available() && s.state.holds(Hold::Ejected))
+        .count()
+        + 1;
+    let within_share =
+        u64::try_from(out).unwrap_or(u64::MAX) <= u64::from(config.cap(servers.len()));
+    let other_usable = servers
+        .iter()
+        .filter(others)
+        .any(|s| s.weight > 0 && s.state.is_available() && !s.state.is_held_out());
+    if !within_share || !other_usable {
         server.set_hold(Hold::Ejected, false);
         return None;
     }
@@ -248,16 +276,15 @@ pub fn log_readmission(
     });
 }
 
-/// Takes `server` (of a service whose state is `service`) back in at `now_ms`: when
-/// its ejection time has passed, or at once for a good check. True when this call
-/// ended an ejection (each ends once, whoever comes first); the server then starts
-/// slow (`begin_slow_start`), its failures counted afresh.
-pub fn readmit(
-    service: &ServiceState,
-    server: &RealServerState,
-    why: Readmission,
-    now_ms: u64,
-) -> bool {
+/// Takes `server` back in at `now_ms`: when its ejection time has passed, or at once
+/// for a good check. True when this call ended an ejection (each ends once, whoever
+/// comes first); the server then starts slow (`begin_slow_start`), its failures
+/// counted afresh. False for a server that left its service (retired): it is not
+/// back.
+pub fn readmit(server: &RealServerState, why: Readmission, now_ms: u64) -> bool {
+    if !server.is_available() {
+        return false;
+    }
     let e = &server.ejection;
     let until = e.until_ms.load(Relaxed);
     if until == 0 || (why == Readmission::TimeUp && now_ms < until) {
@@ -275,9 +302,8 @@ pub fn readmit(
     // first pick on, so the ramp begins before the hold is lifted.
     server.begin_slow_start();
     server.set_hold(Hold::Ejected, false);
-    let _ = service
-        .ejected
-        .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+    // The server's timer, if it sleeps for this ejection, ends now rather than then.
+    e.wake.notify_one();
     true
 }
 
@@ -285,6 +311,14 @@ pub fn readmit(
 mod tests {
     use super::*;
     use crate::table::real_server::Hold;
+
+    /// The servers of `servers` passively ejected now.
+    fn ejected(servers: &[RealServer]) -> usize {
+        servers
+            .iter()
+            .filter(|s| s.state.holds(Hold::Ejected))
+            .count()
+    }
 
     fn config(failures: u32, base_s: u32, share: u16) -> EjectionConfig {
         EjectionConfig {
@@ -344,55 +378,70 @@ mod tests {
     #[test]
     fn ejections_stay_within_the_share_and_leave_one_server_in() {
         let s = servers(4);
-        let service = ServiceState::default();
         let c = config(1, 30, 500);
-        assert!(eject(&c, &s, &service, &s[0].state, 1).is_some());
-        assert!(
-            eject(&c, &s, &service, &s[0].state, 1).is_none(),
-            "out already"
-        );
-        assert!(eject(&c, &s, &service, &s[1].state, 1).is_some());
-        assert!(
-            eject(&c, &s, &service, &s[2].state, 1).is_none(),
-            "2 of 4 are out"
-        );
+        assert!(eject(&c, &s, &s[0].state, 1).is_some());
+        assert!(eject(&c, &s, &s[0].state, 1).is_none(), "out already");
+        assert!(eject(&c, &s, &s[1].state, 1).is_some());
+        assert!(eject(&c, &s, &s[2].state, 1).is_none(), "2 of 4 are out");
         assert!(!s[2].state.holds(Hold::Ejected));
-        assert_eq!(service.ejected.load(Relaxed), 2);
+        assert_eq!(ejected(&s), 2);
 
         // All may go, but the last usable one stays.
         let two = servers(2);
         let all = config(1, 30, 1000);
-        let service = ServiceState::default();
-        assert!(eject(&all, &two, &service, &two[0].state, 1).is_some());
-        assert!(eject(&all, &two, &service, &two[1].state, 1).is_none());
-        assert_eq!(service.ejected.load(Relaxed), 1);
+        assert!(eject(&all, &two, &two[0].state, 1).is_some());
+        assert!(eject(&all, &two, &two[1].state, 1).is_none());
+        assert_eq!(ejected(&two), 1);
     }
 
     #[test]
     fn a_readmission_ends_each_ejection_once_and_the_next_lasts_longer() {
         let s = servers(2);
-        let service = ServiceState::default();
         let c = config(1, 30, 500);
         let state = &s[0].state;
         state.ejection.failed(1_000);
-        let first = eject(&c, &s, &service, state, 1_000).unwrap();
+        let first = eject(&c, &s, state, 1_000).unwrap();
         assert_eq!((first.duration_ms, first.times), (30_000, 1));
-        assert!(!readmit(&service, state, Readmission::TimeUp, 30_999));
-        assert!(readmit(&service, state, Readmission::TimeUp, 31_000));
-        assert!(!readmit(&service, state, Readmission::GoodCheck, 31_000));
+        assert!(!readmit(state, Readmission::TimeUp, 30_999));
+        assert!(readmit(state, Readmission::TimeUp, 31_000));
+        assert!(!readmit(state, Readmission::GoodCheck, 31_000));
         assert!(!state.holds(Hold::Ejected));
-        assert_eq!(service.ejected.load(Relaxed), 0);
+        assert_eq!(ejected(&s), 0);
         assert_eq!(state.ejection.consecutive(), 0);
 
         // Failing again at once: twice as long.
         state.ejection.failed(31_500);
-        let second = eject(&c, &s, &service, state, 31_500).unwrap();
+        let second = eject(&c, &s, state, 31_500).unwrap();
         assert_eq!((second.duration_ms, second.times), (60_000, 2));
-        assert!(readmit(&service, state, Readmission::GoodCheck, 32_000));
+        assert!(readmit(state, Readmission::GoodCheck, 32_000));
         // Two quiet base times later: one again.
         state.ejection.failed(92_000);
-        let third = eject(&c, &s, &service, state, 92_000).unwrap();
+        let third = eject(&c, &s, state, 92_000).unwrap();
         assert_eq!(third.times, 1);
         assert_eq!(state.ejection.total(), 3);
+    }
+
+    /// An ejected server that leaves its service (file reload, `uvsadm -d`, a finished
+    /// drain) takes its place in the share with it: another may be ejected at once,
+    /// and the left server's time up does not bring it "back".
+    #[test]
+    fn a_server_that_leaves_frees_its_share_and_is_never_back() {
+        let s = servers(5);
+        let c = config(1, 30, 500);
+        assert!(eject(&c, &s[..4], &s[0].state, 1_000).is_some());
+        assert!(eject(&c, &s[..4], &s[1].state, 1_000).is_some());
+        // s[0] leaves (retired, as the table's publish does) and s[4] comes in.
+        let proof = crate::table::effect::CarryingOut::in_a_test();
+        s[0].state.retire(&proof);
+        let now: Vec<RealServer> = s[1..].to_vec();
+        assert!(
+            eject(&c, &now, &now[1].state, 2_000).is_some(),
+            "1 of the 4 servers it has now is out: room for another"
+        );
+        assert_eq!(ejected(&now), 2);
+        assert!(
+            !readmit(&s[0].state, Readmission::TimeUp, 40_000),
+            "a server that left is not back"
+        );
     }
 }

@@ -251,9 +251,6 @@ pub struct ServiceState {
     /// (`proxy::failure_log`).
     pub client_resets: crate::rate_limit::Tally<1>,
     pub server_resets: crate::rate_limit::Tally<1>,
-    /// Real servers passively ejected now (`table::ejection`: taken with a
-    /// compare-and-swap, never above the configured share).
-    pub ejected: std::sync::atomic::AtomicU32,
     /// The queue of connections waiting for a slot (`max_connections`), and its
     /// counts; its real servers hold it to wake it.
     pub queue: Arc<super::queue::Queue>,

@@ -729,7 +729,12 @@ fn server_failed(service: Option<&Service>, conn: &Conn) {
         .iter()
         .find(|s| Arc::ptr_eq(&s.state, &conn.server))
     {
-        crate::proxy::ejection::failed(service, server, &conn.dest);
+        crate::proxy::ejection::failed(
+            service,
+            server,
+            &conn.dest,
+            crate::proxy::ejection::Failure::Icmp,
+        );
     }
 }
 
