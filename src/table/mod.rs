@@ -316,15 +316,7 @@ impl Table {
                 svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Updated));
             }
             Command::DeleteServer { service, server } => {
-                let svc = self
-                    .services
-                    .get_mut(service)
-                    .ok_or(TableError::ServiceNotDefined)?;
-                let index = svc
-                    .servers
-                    .iter()
-                    .position(|s| s.key() == *server)
-                    .ok_or(TableError::NoSuchServer)?;
+                let (svc, index) = self.server_at(service, server)?;
                 let svc = Arc::make_mut(svc);
                 let change = ListChange::Removed {
                     removed: *server,
@@ -460,16 +452,8 @@ impl Table {
         effects: &mut Effects,
         drain: impl FnOnce(&RealServer) -> Option<pool::Drain>,
     ) -> Result<(), TableError> {
-        let svc = self
-            .services
-            .get_mut(service)
-            .ok_or(TableError::ServiceNotDefined)?;
-        let index = svc
-            .servers
-            .iter()
-            .position(|s| s.key() == *server)
-            .ok_or(TableError::NoSuchServer)?;
         let published = self.published;
+        let (svc, index) = self.server_at(service, server)?;
         let svc = Arc::make_mut(svc);
         let running = svc.created < published;
         let window_ms = svc.options.slow_start_of(&svc.servers[index].options);
@@ -501,6 +485,26 @@ impl Table {
         });
         svc.algorithm = Arc::from(svc.algorithm.next(&svc.servers, &ListChange::Updated));
         Ok(())
+    }
+
+    /// The service `service` (to change through `Arc::make_mut`) and the index of its
+    /// real server `server`, with the kernel's errors for either missing (`-d`'s
+    /// order: "Service not defined", then "No such destination").
+    fn server_at(
+        &mut self,
+        service: &ServiceKey,
+        server: &ServerKey,
+    ) -> Result<(&mut Arc<Service>, usize), TableError> {
+        let svc = self
+            .services
+            .get_mut(service)
+            .ok_or(TableError::ServiceNotDefined)?;
+        let index = svc
+            .servers
+            .iter()
+            .position(|s| s.key() == *server)
+            .ok_or(TableError::NoSuchServer)?;
+        Ok((svc, index))
     }
 
     /// The listen rules, sorted.
