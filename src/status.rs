@@ -112,9 +112,14 @@ fn queue_line(out: &mut String, e: &ServiceEntry, udp: bool) {
                 .wait_ms
                 .checked_div(q.served)
                 .map_or(String::new(), |ms| format!(", mean wait {ms} ms"));
+            let left = if q.left > 0 {
+                format!(", left while waiting {}", q.left)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "  queue {}/{} (timeout {} ms): queued {}, served from the queue {}, timed out {}, reset with the queue full {}{mean}",
+                "  queue {}/{} (timeout {} ms): queued {}, served from the queue {}, timed out {}, reset with the queue full {}{left}{mean}",
                 q.waiting,
                 options.length,
                 options.timeout_ms,

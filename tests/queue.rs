@@ -273,3 +273,78 @@ fn a_new_udp_flow_is_dropped_when_its_server_is_full() {
     // The first flow goes on.
     assert_eq!(ask(&first).as_deref(), Some(&b"A"[..]));
 }
+
+#[test]
+fn a_client_that_leaves_while_waiting_loses_its_place_and_reaches_no_server() {
+    let (_dir, path) = config_path();
+    let a = Holding::start("127.0.0.2", "A", Duration::from_secs(3));
+    let vip = common::vip();
+    let d = daemon(
+        &path,
+        vip,
+        "queue = { length = 10, timeout = \"20s\" }",
+        &[(a.addr, 1)],
+    );
+    let first = std::thread::spawn(move || client(vip));
+    eventually("the server at its limit", || {
+        d.status().contains("at limit (1/1)")
+    });
+    // Three clients wait, one of them having sent its request already, then all go.
+    let mut leaving: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| connect(vip, None).expect("connect"))
+        .collect();
+    {
+        use std::io::Write;
+        leaving[0].write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    }
+    eventually("three waiting", || queue_line(&d).starts_with("queue 3/10"));
+    drop(leaving);
+    eventually("their places gone", || {
+        queue_line(&d).starts_with(
+            "queue 0/10 (timeout 20000 ms): queued 3, served from the queue 0, timed out 0, reset with the queue full 0, left while waiting 3",
+        )
+    });
+    assert_eq!(first.join().unwrap(), Outcome::Served("A".into()));
+    // The slot that freed went to no one who had left: the next client has it at once.
+    assert_eq!(client(vip), Outcome::Served("A".into()));
+    assert_eq!(a.most(), 1, "never more than one at once");
+}
+
+#[test]
+fn a_server_added_while_clients_wait_serves_them() {
+    let (_dir, path) = config_path();
+    let hold = Duration::from_secs(30);
+    let a = Holding::start("127.0.0.2", "A", hold);
+    let b = Holding::start("127.0.0.3", "B", Duration::from_millis(10));
+    let vip = common::vip();
+    let d = daemon(
+        &path,
+        vip,
+        "queue = { length = 5, timeout = \"20s\" }",
+        &[(a.addr, 1)],
+    );
+    // A holds its one slot far longer than the queue's timeout: only B can serve.
+    let first = std::thread::spawn(move || {
+        let _ = client(vip);
+    });
+    eventually("the server at its limit", || {
+        d.status().contains("at limit (1/1)")
+    });
+    let waiting = std::thread::spawn(move || clients_at_once(vip, 2));
+    eventually("two waiting", || queue_line(&d).starts_with("queue 2/5"));
+    d.ok(&[
+        "-a",
+        "-t",
+        &vip.to_string(),
+        "-r",
+        &b.addr.to_string(),
+        "-m",
+    ]);
+    let outcomes = waiting.join().unwrap();
+    assert_eq!(
+        outcomes,
+        vec![Outcome::Served("B".into()), Outcome::Served("B".into())]
+    );
+    drop(a);
+    drop(first);
+}

@@ -45,13 +45,28 @@ pub fn flow_refused(service: &Service) {
     service.state.queue.refused.fetch_add(1, Relaxed);
 }
 
-/// Runs `attempt` (the scheduling and connect of one connection to `service`) and, when
-/// every server is at its limit, waits in the service's queue and tries again at each
-/// turn. None: the client is to be reset.
-pub async fn reach<R, F, Fut>(service: &Service, mut attempt: F) -> Option<R>
+/// How often a waiting connection looks at the running table: a change that made room
+/// without freeing a slot (a server added, a weight from 0, an undrain, a limit
+/// raised) wakes the head of the queue within this.
+const LOOK_AGAIN: Duration = Duration::from_millis(200);
+
+/// Runs `attempt` (the scheduling and connect of one connection to its service, as the
+/// running table has it at each attempt) and, when every server is at its limit, waits
+/// in the queue of `service` (the service when the connection came) and tries again at
+/// each turn. `current` gives the service as the running table has it now (None: it was
+/// deleted, and the waiting connection is reset); `gone` resolves when the client goes
+/// away, which ends the wait (counted as left). None: the client is to be reset.
+pub async fn reach<R, F, Fut, C, G>(
+    service: &Service,
+    current: C,
+    gone: G,
+    mut attempt: F,
+) -> Option<R>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<R, Unreached>>,
+    C: Fn() -> Option<std::sync::Arc<Service>>,
+    G: Future<Output = ()>,
 {
     let queue = &service.state.queue;
     let Some(options) = service.options.queue else {
@@ -78,9 +93,31 @@ where
     };
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(u64::from(options.timeout_ms));
+    let mut gone = std::pin::pin!(gone);
     loop {
-        let turn = tokio::time::timeout_at(deadline, place.turn()).await;
-        if turn.is_err() && place.time_out() {
+        // Waits for its turn, until the deadline, looking at the running table now and
+        // then (room may appear without a slot freed), and at its client.
+        let turned = loop {
+            let look = (tokio::time::Instant::now() + LOOK_AGAIN).min(deadline);
+            tokio::select! {
+                () = place.turn() => break true,
+                () = &mut gone => {
+                    place.left();
+                    return None;
+                }
+                () = tokio::time::sleep_until(look) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        break false;
+                    }
+                    match current() {
+                        None => return None, // the service was deleted
+                        Some(now) if has_room(&now) => queue.slot_freed(),
+                        Some(_) => {}
+                    }
+                }
+            }
+        };
+        if !turned && place.time_out() {
             return None;
         }
         frees_seen = queue.frees();

@@ -342,6 +342,34 @@ async fn reach_server<'a>(
     Err(Unreached::NoServer)
 }
 
+/// Resolves when the client goes away (its FIN or reset arrives) while its connection
+/// waits in the queue. Bytes it sent meanwhile stay in the socket for the real server:
+/// they are only peeked at, and the readiness they raised cleared, so the wait does not
+/// spin on them.
+async fn client_gone(client: &TcpStream) {
+    loop {
+        let Ok(ready) = client.ready(tokio::io::Interest::READABLE).await else {
+            return;
+        };
+        if ready.is_read_closed() || ready.is_error() {
+            return;
+        }
+        let peeked = client.try_io(tokio::io::Interest::READABLE, || {
+            let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+            match socket2::SockRef::from(client).peek(&mut byte)? {
+                0 => Ok(()),
+                // Data, not an end: clear the readiness and wait for the next event.
+                _ => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        });
+        match peeked {
+            Ok(()) => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return, // reset
+        }
+    }
+}
+
 /// One proxied connection, from the accepted client socket to the close of both, on
 /// the worker that runs it (whose event loop the socket joins here). `_held` counts it
 /// against that worker, and its two descriptors against the budget, for as long as it
@@ -377,12 +405,28 @@ async fn connection(
         client: peer,
         local,
     };
-    let (d, s, t, p, task) = (&*director, &service, &totals, &packet, own_task.as_ref());
+    let (d, t, p, task) = (&*director, &totals, &packet, own_task.as_ref());
+    // The service as the running table has it: a connection that waited in the queue
+    // tries the servers of now, not those of when it came.
+    let current = || d.table.snapshot().route(&listen).cloned();
+    let mut first = Some(&service);
+    let attempt = || {
+        let svc = match first.take() {
+            Some(svc) => Some(std::borrow::Cow::Borrowed(svc)),
+            None => current().map(std::borrow::Cow::Owned),
+        };
+        async move {
+            match svc {
+                Some(svc) => reach_server(d, &svc, t, p, task).await,
+                None => Err(super::queue::Unreached::NoServer),
+            }
+        }
+    };
     let Some(Reached {
         mut server,
         mut entry,
         accounting,
-    }) = super::queue::reach(&service, move || reach_server(d, s, t, p, task)).await
+    }) = super::queue::reach(&service, current, client_gone(&client), attempt).await
     else {
         reset(&client);
         return;

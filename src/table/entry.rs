@@ -92,6 +92,9 @@ pub struct QueueCounts {
     pub refused: u64,
     /// Milliseconds waited by the connections served, summed.
     pub wait_ms: u64,
+    /// Connections whose client went away while they waited.
+    #[serde(default)]
+    pub left: u64,
 }
 
 /// Failed connects to a real server, by cause.

@@ -41,6 +41,8 @@ pub struct Queue {
     pub refused: AtomicU64,
     /// Milliseconds waited by the connections served from the queue, summed.
     pub wait_ms: AtomicU64,
+    /// Of those that joined, connections whose client went away while they waited.
+    pub left: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +84,7 @@ impl Queue {
             timed_out: self.timed_out.load(Relaxed),
             refused: self.refused.load(Relaxed),
             wait_ms: self.wait_ms.load(Relaxed),
+            left: self.left.load(Relaxed),
         }
     }
 
@@ -170,6 +173,12 @@ impl Place<'_> {
         if self.queue.frees() != frees_seen {
             waiters.wake_head();
         }
+    }
+
+    /// The client went away while the connection waited: counted, and the place goes
+    /// (a turn that came meanwhile passes to the next).
+    pub fn left(self) {
+        self.queue.left.fetch_add(1, Relaxed);
     }
 
     /// The wait ran out after a turn that found no slot: counted, and the place goes.
