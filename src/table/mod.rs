@@ -154,6 +154,7 @@ impl Table {
                     state: Arc::default(),
                     algorithm: Arc::from(resolved.scheduler.algorithm(&[])),
                     drained_out: std::collections::BTreeSet::new(),
+                    trash: std::collections::BTreeMap::new(),
                 };
                 self.next_created += 1;
                 self.services.insert(config.key, Arc::new(service));
@@ -249,7 +250,34 @@ impl Table {
                 }
                 let svc = Arc::make_mut(svc);
                 let window_ms = svc.options.slow_start_of(&server.options);
-                let added = real_server(server, None, None, window_ms);
+                // Back while connections from before its delete are still open: its
+                // old state, so they count (IPVS takes its destination from the trash).
+                // Not an ejected one, whose readmission ended with its delete.
+                let reused = (svc.trash.remove(&server.key()))
+                    .and_then(|w| w.upgrade())
+                    .filter(|old| old.open() > 0 && !old.holds(real_server::Hold::Ejected));
+                let added = match &reused {
+                    Some(old) => {
+                        let added = real_server(server, Some(old), None, window_ms);
+                        effects.push(Effect::Configure {
+                            state: Arc::clone(old),
+                            weight: added.weight,
+                            u_threshold: added.u_threshold,
+                            l_threshold: added.l_threshold,
+                        });
+                        effects.push(Effect::Drain {
+                            state: Arc::clone(old),
+                            keep_persistent: None,
+                        });
+                        effects.push(Effect::SlowStart {
+                            state: Arc::clone(old),
+                            window_ms,
+                            begin: false,
+                        });
+                        added
+                    }
+                    None => real_server(server, None, None, window_ms),
+                };
                 if window_ms != 0 && added.weight != 0 && svc.created < published {
                     effects.push(Effect::SlowStart {
                         state: Arc::clone(&added.state),
@@ -323,6 +351,8 @@ impl Table {
                     previous: index.checked_sub(1).map(|i| svc.servers[i].key()),
                 };
                 let gone = svc.servers.remove(index);
+                svc.trash.retain(|_, state| state.strong_count() > 0);
+                svc.trash.insert(*server, Arc::downgrade(&gone.state));
                 // A command-line drain's end: the file must not add it back (`pool`).
                 // A `-d` from uvsadm is a delete like any other, which a reload undoes.
                 if source == Source::Pool && gone.drain.is_some_and(|d| d.origin == Source::Command)

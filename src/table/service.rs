@@ -279,6 +279,13 @@ pub struct Service {
     /// them back until `uvs undrain` or `-a` clears the mark. Empty (no allocation)
     /// unless such a drain ended.
     pub drained_out: std::collections::BTreeSet<super::key::ServerKey>,
+    /// Real servers deleted while connections were open on them, by key, as IPVS's
+    /// trash of destinations (ip_vs_ctl.c `ip_vs_trash_get_dest`): one added again
+    /// while they are still open takes its old live state back, so its open count
+    /// (and `max_connections`) counts them. Only weak references: the connections hold
+    /// the state; an entry whose state is gone is dropped at the next delete.
+    pub trash:
+        std::collections::BTreeMap<super::key::ServerKey, std::sync::Weak<super::RealServerState>>,
 }
 
 impl Service {

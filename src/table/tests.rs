@@ -597,3 +597,47 @@ fn a_reload_keeps_a_listen_rule_at_a_services_address_shadowed() {
         );
     }
 }
+
+/// IPVS's trash of destinations: a server deleted while connections are open on it and
+/// added again takes its old state back, so those connections still count against its
+/// limit; deleted with none open, it comes back fresh.
+#[test]
+fn a_server_added_back_while_its_connections_are_open_keeps_its_state() {
+    let (mut t, svc) = with_service();
+    let mut limited = server("10.1.1.1", 80, 1);
+    limited.options.max_connections = 2;
+    let add = Command::AddServer {
+        service: svc,
+        server: limited.clone(),
+    };
+    let delete = Command::DeleteServer {
+        service: svc,
+        server: limited.key(),
+    };
+    apply(&mut t, add.clone()).unwrap();
+    let state = |t: &Table| Arc::clone(&t.service(&svc).unwrap().servers[0].state);
+    let before = state(&t);
+    before
+        .open_conns
+        .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+    apply(&mut t, delete.clone()).unwrap();
+    assert!(!before.is_available());
+    apply(&mut t, add.clone()).unwrap();
+    let after = state(&t);
+    assert!(
+        Arc::ptr_eq(&before, &after),
+        "its old state, from the trash"
+    );
+    assert!(after.is_available());
+    assert_eq!(after.open(), 2, "its open connections still count");
+    // With nothing open any more, a delete and an add give a fresh state.
+    after
+        .open_conns
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    apply(&mut t, delete).unwrap();
+    apply(&mut t, add).unwrap();
+    assert!(
+        !Arc::ptr_eq(&after, &state(&t)),
+        "nothing open: a new state"
+    );
+}
