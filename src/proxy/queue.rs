@@ -142,5 +142,5 @@ fn has_room(service: &Service) -> bool {
     service
         .servers
         .iter()
-        .any(|s| s.weight > 0 && !s.state.is_held_out())
+        .any(crate::table::RealServer::is_usable)
 }

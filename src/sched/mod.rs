@@ -212,10 +212,9 @@ impl NoDestHooks for NoScheduler {
     }
 }
 
-/// Usable for new connections: weight above zero and not held out (overloaded, or
-/// one of the pool controls' holds: `RealServerState::is_held_out`).
+/// Usable for new connections (`RealServer::is_usable`).
 fn usable(server: &RealServer) -> bool {
-    server.weight > 0 && !server.state.is_held_out()
+    server.is_usable()
 }
 
 /// The greatest common divisor of the positive values, 0 when there are none.

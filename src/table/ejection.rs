@@ -210,7 +210,7 @@ pub fn eject(
     let other_usable = servers
         .iter()
         .filter(others)
-        .any(|s| s.weight > 0 && s.state.is_available() && !s.state.is_held_out());
+        .any(|s| s.is_usable() && s.state.is_available());
     if !within_share || !other_usable {
         server.set_hold(Hold::Ejected, false);
         return None;

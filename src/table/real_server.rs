@@ -490,6 +490,13 @@ impl RealServer {
         }
     }
 
+    /// Whether the server takes new connections now: weight above zero and not held
+    /// out (overloaded, or one of the pool controls' holds:
+    /// [`RealServerState::is_held_out`]). What every scheduler asks of a server.
+    pub fn is_usable(&self) -> bool {
+        self.weight > 0 && !self.state.is_held_out()
+    }
+
     /// The weight IPVS would show for the server now (listings, `-S`, metrics): its
     /// weight, or while it ramps (slow start) the weight times the share in force,
     /// rounded up (`slow_start::weight_at`). An ejection, like IPVS's overload, is a
