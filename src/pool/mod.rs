@@ -42,51 +42,87 @@ pub enum Ended {
     Deadline { closed: usize },
 }
 
-/// Runs the drains until the task is aborted.
+/// Runs the drains until the task is aborted. A started drain (the table pokes
+/// `drain_started`, whose permit waits if the controller is busy) makes the next look
+/// a walk over the whole table; between, only the drains already known are looked at,
+/// so a large table costs nothing per tick.
 pub async fn run(director: Arc<Director>) {
     let mut seen = HashSet::new();
+    let mut everything = true;
     loop {
-        if tick(&director, &mut seen) == 0 {
-            director.table.drain_started().notified().await;
+        let left = tick(&director, &mut seen, everything);
+        let started = director.table.drain_started().notified();
+        everything = if left == 0 {
+            started.await;
+            true
         } else {
-            tokio::time::sleep(TICK).await;
-        }
+            tokio::select! {
+                () = started => true,
+                () = tokio::time::sleep(TICK) => false,
+            }
+        };
     }
 }
 
-/// One look at every draining server: removes those done, logs those new; returns how
-/// many still drain.
-pub fn tick(director: &Director, seen: &mut HashSet<Seen>) -> usize {
+/// One look at the draining servers (every server of the table with `everything`,
+/// else those in `seen`): removes those done, logs those new; returns how many still
+/// drain.
+pub fn tick(director: &Director, seen: &mut HashSet<Seen>, everything: bool) -> usize {
     let now = crate::clock::monotonic_ms();
     let snapshot = director.table.snapshot();
     let mut still = HashSet::new();
-    for svc in snapshot.services() {
-        for s in &svc.servers {
-            let Some(drain) = s.drain else { continue };
-            let id = (svc.key, s.key(), drain.started_ms);
-            let open = s.state.connections_left();
-            if !seen.contains(&id) {
-                started(&id, &drain, open, now);
+    if everything {
+        for svc in snapshot.services() {
+            for s in svc.servers.iter().filter(|s| s.drain.is_some()) {
+                look(director, &svc.key, s, seen, &mut still, now);
             }
-            let ended = if open == 0 {
-                Ended::Empty
-            } else if drain.is_due(now) {
-                Ended::Deadline {
-                    closed: close(director, &s.state),
-                }
-            } else {
-                still.insert(id);
-                continue;
-            };
-            match remove(director, &id, now) {
-                Ok(()) => say_ended(&id, ended),
-                // Undrained or removed meanwhile: the next tick sees what is.
-                Err(e) => tracing::debug!("drain of {} {}: not removed: {e}", svc.key, s.key()),
+        }
+    } else {
+        for (service, server, _) in seen.iter() {
+            let found = snapshot
+                .service(service)
+                .and_then(|svc| svc.servers.iter().find(|s| s.key() == *server));
+            if let Some(s) = found.filter(|s| s.drain.is_some()) {
+                look(director, service, s, seen, &mut still, now);
             }
         }
     }
     *seen = still;
     seen.len()
+}
+
+/// One draining server `s` of `service`: its start logged once (`seen`: the drains
+/// logged), and its removal when its last connection ended or its deadline passed;
+/// else it goes into `still`.
+fn look(
+    director: &Director,
+    service: &ServiceKey,
+    s: &crate::table::RealServer,
+    seen: &HashSet<Seen>,
+    still: &mut HashSet<Seen>,
+    now: u64,
+) {
+    let Some(drain) = s.drain else { return };
+    let id = (*service, s.key(), drain.started_ms);
+    let open = s.state.connections_left();
+    if !seen.contains(&id) {
+        started(&id, &drain, open, now);
+    }
+    let ended = if open == 0 {
+        Ended::Empty
+    } else if drain.is_due(now) {
+        Ended::Deadline {
+            closed: close(director, &s.state),
+        }
+    } else {
+        still.insert(id);
+        return;
+    };
+    match remove(director, &id, now) {
+        Ok(()) => say_ended(&id, ended),
+        // Undrained or removed meanwhile: the next tick sees what is.
+        Err(e) => tracing::debug!("drain of {service} {}: not removed: {e}", s.key()),
+    }
 }
 
 fn started(id: &Seen, drain: &Drain, open: u32, now: u64) {
