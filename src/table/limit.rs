@@ -37,11 +37,6 @@ impl Slot {
         })
     }
 
-    /// The server the slot is on.
-    pub fn server(&self) -> Option<&Arc<RealServerState>> {
-        self.server.as_ref()
-    }
-
     /// Hands the slot to a table entry, which gives it back
     /// ([`RealServerState::give_back_slot`]) when it leaves the live connections: the
     /// server, for the entry to keep.
