@@ -141,6 +141,72 @@ fn queue_line(out: &mut String, e: &ServiceEntry, udp: bool) {
     }
 }
 
+/// Who may connect (`table::admission`): the PROXY header taken, the access list and
+/// the per-client limits, each with what it refused (the global list's and limits'
+/// refusals of this service's clients included), when the service has it or it refused
+/// any.
+fn admission_lines(out: &mut String, e: &ServiceEntry) {
+    let o = &e.options;
+    let a = &e.admission;
+    if let Some(version) = o.accept_proxy {
+        let within = match o.accept_proxy_timeout_ms {
+            0 => crate::proxy::proxy_in::DEFAULT_TIMEOUT.as_millis(),
+            ms => u128::from(ms),
+        };
+        let _ = writeln!(
+            out,
+            "  accepts PROXY {} (header within {within} ms): PROXY headers rejected {}",
+            version.name(),
+            a.proxy_rejected
+        );
+    } else if a.proxy_rejected > 0 {
+        let _ = writeln!(out, "  PROXY headers rejected {}", a.proxy_rejected);
+    }
+    let own = &o.admission;
+    match &own.access {
+        Some(list) => {
+            let _ = writeln!(
+                out,
+                "  access list: allow {}, deny {}, deny_action {}: refused by access list {}",
+                list.allow().len(),
+                list.deny().len(),
+                own.deny_action.name(),
+                a.refused_access
+            );
+        }
+        None if a.refused_access > 0 => {
+            let _ = writeln!(out, "  refused by access list {}", a.refused_access);
+        }
+        None => {}
+    }
+    match &own.limits {
+        Some(l) => {
+            let mut set = Vec::new();
+            for (name, n) in [
+                ("connections_per_source", l.connections_per_source),
+                ("new_per_second_per_source", l.new_per_second_per_source),
+                ("flows_per_source", l.flows_per_source),
+            ] {
+                if n > 0 {
+                    set.push(format!("{name} {n}"));
+                }
+            }
+            let _ = writeln!(
+                out,
+                "  limits: {} (sources /{} and /{}): refused by limits {}",
+                set.join(", "),
+                l.source_prefix_v4,
+                l.source_prefix_v6,
+                a.refused_limits
+            );
+        }
+        None if a.refused_limits > 0 => {
+            let _ = writeln!(out, "  refused by limits {}", a.refused_limits);
+        }
+        None => {}
+    }
+}
+
 /// A server with `max_connections`: `at limit (N/MAX)` while it takes no more, else
 /// its open connections against the limit.
 fn limit_line(out: &mut String, s: &ServerEntry) {
@@ -287,6 +353,7 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
     }
     ejection_line(out, e);
     queue_line(out, e, udp);
+    admission_lines(out, e);
     if let Some(q) = status.quorum.iter().find(|q| q.service == e.key) {
         quorum_line(out, q);
     }

@@ -934,7 +934,7 @@ impl<'n> Parser<'n> {
                 Family::Inet => Netmask::V4(Ipv4Addr::from(self.svc.netmask)),
             },
             pe: (!self.svc.pe_name.is_empty()).then(|| self.svc.pe_name.clone()),
-            options: self.svc.options,
+            options: self.svc.options.clone(),
         }
     }
 

@@ -10,6 +10,7 @@
 //! describes every key for uvs.toml(5). `uvs check`, `uvs run -c`, `uvs import`
 //! and the daemon use it.
 
+pub mod admission;
 pub mod capped;
 pub mod file;
 pub mod group;
@@ -609,6 +610,8 @@ pub struct ServiceSpec {
 pub struct Config {
     pub global: Global,
     pub timeouts: Option<Timeouts>,
+    /// `[global]`'s access lists and per-client limits, for every service.
+    pub admission: crate::table::Admission,
     pub services: Vec<ServiceSpec>,
 }
 

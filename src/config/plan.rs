@@ -79,6 +79,7 @@ impl Owned {
             // A command-line drain is never undone by a reload, nor is its undrain
             // (`table::pool`): nothing for the next reload to put back.
             Command::SetTimeouts(_)
+            | Command::SetAdmission(_)
             | Command::Zero { .. }
             | Command::StartSyncDaemon { .. }
             | Command::StopSyncDaemon { .. }
@@ -116,7 +117,9 @@ impl Touched {
             ],
             Command::DeleteListener { listen } => vec![Touched::Listener(*listen)],
             Command::SetTimeouts(_) => vec![Touched::Timeouts],
+            // The file's global admission is compared with the table's at each plan.
             Command::Flush {}
+            | Command::SetAdmission(_)
             | Command::Zero { .. }
             | Command::StartSyncDaemon { .. }
             | Command::StopSyncDaemon { .. } => Vec::new(),
@@ -142,6 +145,9 @@ pub fn plan(config: &Config, table: &Table, owned: &Owned) -> Vec<Command> {
         && table.timeouts().updated_with(set) != table.timeouts()
     {
         commands.push(Command::SetTimeouts(set));
+    }
+    if config.admission != *table.admission() {
+        commands.push(Command::SetAdmission(config.admission.clone()));
     }
     let wanted_rules: BTreeMap<ListenAddr, ListenRule> = config
         .services

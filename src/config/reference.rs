@@ -53,6 +53,49 @@ const fn key(
     }
 }
 
+/// The admission keys (`table::admission`), alike in `[global]` (for every service,
+/// checked before the service's own) and in a `[[service]]`.
+const ALLOW: Key = key(
+    "allow",
+    "array of strings (CIDR prefixes or addresses)",
+    "none (everyone not denied)",
+    "[\"127.0.0.0/8\", \"::1\"]",
+    "Client prefixes that may connect; with an allow list, any other client is refused. The most specific prefix of allow and deny that holds the client decides (deny on a tie). Checked on the real client's address (after a PROXY header). In [global] for every service, before the service's own list: a client must pass both.",
+    "nginx's allow, HAProxy's acl src",
+);
+const DENY: Key = key(
+    "deny",
+    "array of strings (CIDR prefixes or addresses)",
+    "none",
+    "[\"127.0.0.66/32\"]",
+    "Client prefixes refused (see allow for which prefix decides). UDP datagrams of a denied client are dropped; TCP connections get deny_action.",
+    "nginx's deny, HAProxy's tcp-request connection reject",
+);
+const DENY_ACTION: Key = key(
+    "deny_action",
+    "string \"reset\" or \"drop\"",
+    "\"reset\"",
+    "\"drop\"",
+    "What a TCP client refused by an access list or a limit gets: a reset, or nothing at all (the connection is dropped without a word, and the client times out).",
+    "HAProxy's tcp-request connection reject and silent-drop",
+);
+const CLOSE_DENIED: Key = key(
+    "close_denied",
+    "boolean",
+    "false",
+    "true",
+    "When a reload changes the access lists, also close the established connections and flows of clients they now deny (false: those go on; only new ones are refused).",
+    "",
+);
+const LIMITS: Key = key(
+    "limits",
+    "table { connections_per_source, new_per_second_per_source, flows_per_source = integer, source_prefix_v4 = 0-32, source_prefix_v6 = 0-128, max_sources = integer 1-16777216 }",
+    "none",
+    "{ connections_per_source = 10, new_per_second_per_source = 20 }",
+    "Limits per client source (an address, or the /source_prefix_v4 or /source_prefix_v6 it is in; default /32 and /64): TCP connections open at once, new TCP connections per second, UDP flows open at once (0: no limit). Over a limit a connection gets deny_action, a flow is dropped. At most max_sources (default 65536) sources are tracked; past it the least recently seen is forgotten. In [global], counted over all services together.",
+    "HAProxy's stick-table conn_cur and conn_rate, nginx's limit_conn",
+);
+
 /// `alpha`, in [global] and in a service alike but for its `default`.
 const fn alpha(default: &'static str) -> Key {
     key(
@@ -254,6 +297,11 @@ pub const SECTIONS: &[Section] = &[
                 "A file named IP:PORT or IP in this directory holds that real server down.",
                 "ldirectord's maintenancedir",
             ),
+            ALLOW,
+            DENY,
+            DENY_ACTION,
+            CLOSE_DENIED,
+            LIMITS,
             key(
                 "check",
                 "table",
@@ -492,6 +540,27 @@ pub const SECTIONS: &[Section] = &[
                 "Where new TCP connections wait, first come first served, when every usable real server is at its max_connections: at most length of them, each at most timeout, then reset. Without it they are reset at once. UDP flows are never queued (dropped instead).",
                 "HAProxy's maxqueue and timeout queue",
             ),
+            key(
+                "accept_proxy",
+                "string \"v1\", \"v2\" or \"any\"",
+                "none (clients send no PROXY header)",
+                "\"v2\"",
+                "Clients (a load balancer or proxy in front) send a PROXY protocol header first; the address in it is the client for everything (scheduling, persistence, -L -c, access lists, limits, logs). A missing, malformed or late header closes the connection (UDP: drops the datagram). LOCAL headers (the balancer's own health checks) are served as from the balancer.",
+                "HAProxy's accept-proxy, nginx's proxy_protocol on listen",
+            ),
+            key(
+                "accept_proxy_timeout",
+                "duration 1ms-1m",
+                "\"3s\"",
+                "\"5s\"",
+                "How long a client has to send its whole PROXY header.",
+                "nginx's proxy_protocol_timeout",
+            ),
+            ALLOW,
+            DENY,
+            DENY_ACTION,
+            CLOSE_DENIED,
+            LIMITS,
             Key {
                 with: Some("fwmark = 7"),
                 ..key(

@@ -454,6 +454,8 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
             duration(Duration::from_millis(u64::from(q.timeout_ms)))
         );
     }
+    super::admission::render_accept_proxy(out, o);
+    super::admission::render_admission(out, &o.admission);
     // A group's rules are its members'.
     let listen: Vec<&ListenRule> = members.iter().flat_map(|m| &m.listen).collect();
     if !listen.is_empty() {
@@ -634,6 +636,7 @@ pub fn render(config: &Config) -> String {
         "maintenance_dir",
         g.maintenance_dir.as_ref().map(path),
     );
+    super::admission::render_admission(&mut global, &config.admission);
     health_lines(&mut global, &g.health, None);
     let global_check = check_lines(&g.health.check);
     if !global.is_empty() || !global_check.is_empty() {

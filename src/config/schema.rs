@@ -116,10 +116,10 @@ fn parse_noting(text: &str, file: &Path, notes: &Report<'_>) -> Result<Config, P
         return report.finish(file).map(|()| Config::default());
     };
     let root = Table::new(&doc, "", &report);
-    let global = root
+    let (global, admission) = root
         .get("global")
         .and_then(|g| g.table())
-        .map(|t| read_global(&t))
+        .map(|t| (read_global(&t), super::admission::read_admission(&t)))
         .unwrap_or_default();
     let timeouts = root
         .get("timeouts")
@@ -179,6 +179,7 @@ fn parse_noting(text: &str, file: &Path, notes: &Report<'_>) -> Result<Config, P
     let config = Config {
         global,
         timeouts,
+        admission,
         services,
     };
     // What read cleanly is also tried on a table, so that its refusals come in the
@@ -1284,6 +1285,8 @@ fn read_service(
     }
     let queue_item = t.get("queue");
     options.queue = queue_item.as_ref().and_then(read_queue);
+    super::admission::read_accept_proxy(t, &mut options);
+    options.admission = super::admission::read_admission(t);
     // A group's listen rules are its one fwmark member's, or its one port-0 one's.
     let listen_key = match &members {
         None => key,

@@ -69,6 +69,11 @@ names! {
     SERVICE_QUEUE_TIMEOUTS_TOTAL = "uvs_service_queue_timeouts_total";
     SERVICE_QUEUE_FULL_TOTAL = "uvs_service_queue_full_total";
     SERVICE_QUEUE_WAIT_SECONDS_TOTAL = "uvs_service_queue_wait_seconds_total";
+    // Per virtual service with access lists, limits or PROXY headers taken, or any
+    // global ones (`table::admission`).
+    SERVICE_REFUSED_ACCESS_LIST_TOTAL = "uvs_service_refused_access_list_total";
+    SERVICE_REFUSED_LIMITS_TOTAL = "uvs_service_refused_limits_total";
+    SERVICE_PROXY_HEADERS_REJECTED_TOTAL = "uvs_service_proxy_headers_rejected_total";
 
     // Per real server: IPVS's five counters, its connections and weight, connects.
     BACKEND_CONNECTIONS_TOTAL = "uvs_backend_connections_total";

@@ -109,6 +109,7 @@ pub fn write(sources: &Sources<'_>, out: &mut BodyWriter) {
     let services = sources.table.services();
     node_series(sources.table, &services, out);
     service_series(&services, out);
+    admission_series(&services, !sources.table.admission().is_open(), out);
     backend_series(&services, out);
     latency_series(&services, out);
     ejection_series(&services, out);
@@ -255,6 +256,43 @@ fn queue_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
         let samples = services
             .iter()
             .filter(limited)
+            .map(|s| (service_labels(&s.key), value(s)));
+        family(out, name, help, Kind::Counter, samples);
+    }
+}
+
+/// What the access lists, per-client limits and PROXY header checks refused, for the
+/// services that have any of them (all services when `global`: the global lists and
+/// limits apply to every one), or that refused anything.
+fn admission_series(services: &[&Arc<Service>], global: bool, out: &mut BodyWriter) {
+    let watched = |s: &&&Arc<Service>| {
+        let a = s.state.admission.view();
+        global
+            || s.options.accept_proxy.is_some()
+            || !s.options.admission.is_open()
+            || a != crate::table::entry::AdmissionCounts::default()
+    };
+    let counters: [Reading<Service>; 3] = [
+        (
+            names::SERVICE_REFUSED_ACCESS_LIST_TOTAL,
+            "New connections (UDP: flows) refused by an access list, the global one included.",
+            |s| Number::Int(s.state.admission.refused_access.load(Relaxed)),
+        ),
+        (
+            names::SERVICE_REFUSED_LIMITS_TOTAL,
+            "New connections (UDP: flows) refused by a per-client limit, the global ones included.",
+            |s| Number::Int(s.state.admission.refused_limits.load(Relaxed)),
+        ),
+        (
+            names::SERVICE_PROXY_HEADERS_REJECTED_TOTAL,
+            "Connections closed (UDP: datagrams dropped) for a missing, malformed or late PROXY header.",
+            |s| Number::Int(s.state.admission.proxy_rejected.load(Relaxed)),
+        ),
+    ];
+    for (name, help, value) in counters {
+        let samples = services
+            .iter()
+            .filter(watched)
             .map(|s| (service_labels(&s.key), value(s)));
         family(out, name, help, Kind::Counter, samples);
     }

@@ -15,6 +15,7 @@
 //! A `udp::flow::Flow` is a UDP client's flow (an IPVS UDP connection).
 
 pub mod accounting;
+pub mod admit;
 pub mod congestion;
 pub mod director;
 pub mod ejection;
@@ -23,6 +24,8 @@ pub mod forward;
 pub mod listeners;
 pub mod low_port;
 pub mod pools;
+pub mod proxy_in;
+pub mod proxy_out;
 pub mod queue;
 pub mod registry;
 pub mod scheduling;

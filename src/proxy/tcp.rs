@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
 use super::accounting::Accounting;
+use super::admit::New;
 use super::congestion::CongestionControl;
 use super::forward::{End, Transfer};
 use super::queue::Unreached;
@@ -29,7 +30,7 @@ use crate::descriptors::Held;
 use crate::proxy::director::Director;
 use crate::sched::{Choice, Packet};
 use crate::stats::Stats;
-use crate::table::{ListenAddr, Protocol, ProxyProtocol, RealServer, Service};
+use crate::table::{ListenAddr, Protocol, RealServer, Service};
 use crate::workers::Load;
 
 /// Accepts connections on `listener`, the copy of it that worker `worker` (an index)
@@ -121,7 +122,7 @@ fn local_address(client: &TcpStream, listen: &ListenAddr) -> io::Result<SocketAd
 }
 
 /// Closes with a reset (RST), as a refused or failed connection should look.
-fn reset(stream: &TcpStream) {
+pub(super) fn reset(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
@@ -194,21 +195,6 @@ async fn connect(
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(ConnectError::Refused),
         Ok(Err(e)) => Err(ConnectError::Other(e)),
         Err(_) => Err(ConnectError::Timeout),
-    }
-}
-
-pub fn proxy_header(version: ProxyProtocol, client: SocketAddr, local: SocketAddr) -> Vec<u8> {
-    match version {
-        ProxyProtocol::V1 => ppp::v1::Addresses::from((client, local))
-            .to_string()
-            .into_bytes(),
-        ProxyProtocol::V2 => ppp::v2::Builder::with_addresses(
-            ppp::v2::Version::Two | ppp::v2::Command::Proxy,
-            ppp::v2::Protocol::Stream,
-            (client, local),
-        )
-        .build()
-        .unwrap_or_default(),
     }
 }
 
@@ -398,6 +384,15 @@ async fn connection(
         reset(&client);
         return;
     };
+    // Who connected: the PROXY header, when the service takes one, says who the client
+    // is (`proxy_in`), before anything about the client is decided.
+    let _admitted = match super::admit::admit(&snapshot, &service, peer.ip(), New::Connection) {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            super::admit::refuse(&client, refused.action);
+            return;
+        }
+    };
     let totals = snapshot.totals_handle();
     drop(snapshot);
     let own_task = own_task.await.ok();
@@ -436,7 +431,7 @@ async fn connection(
         t.assure();
     }
     if let Some(version) = service.options.proxy_protocol {
-        let header = proxy_header(version, peer, local);
+        let header = super::proxy_out::header(version, peer, local);
         if server.write_all(&header).await.is_err() {
             reset(&client);
             reset(&server);
@@ -465,24 +460,4 @@ async fn connection(
             State::Close
         }
     };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proxy_headers() {
-        let c: SocketAddr = "127.0.0.2:40000".parse().unwrap();
-        let l: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        assert_eq!(
-            proxy_header(ProxyProtocol::V1, c, l),
-            b"PROXY TCP4 127.0.0.2 127.0.0.1 40000 8080\r\n"
-        );
-        let v2 = proxy_header(ProxyProtocol::V2, c, l);
-        assert_eq!(&v2[..12], b"\r\n\r\n\x00\r\nQUIT\n");
-        assert_eq!(v2[12], 0x21, "version 2, PROXY");
-        assert_eq!(v2[13], 0x11, "TCP over IPv4");
-        assert_eq!(v2.len(), 16 + 12);
-    }
 }

@@ -186,6 +186,9 @@ pub enum Command {
     },
     /// `--set tcp tcpfin udp`; a zero keeps the current value.
     SetTimeouts(Timeouts),
+    /// The access lists and per-client limits of every service (`[global]`'s
+    /// `allow`, `deny`, `deny_action`, `limits`; `table::admission`). Not ipvsadm's.
+    SetAdmission(super::admission::Admission),
     StartSyncDaemon {
         role: SyncRole,
     },
@@ -322,6 +325,18 @@ impl fmt::Display for Command {
                 service: Some(service),
             } => write!(f, "-Z {}", ServiceArgs(service)),
             Command::SetTimeouts(t) => write!(f, "--set {} {} {}", t.tcp, t.tcp_fin, t.udp),
+            Command::SetAdmission(a) => {
+                let (allow, deny) = a
+                    .access
+                    .as_ref()
+                    .map_or((0, 0), |l| (l.allow().len(), l.deny().len()));
+                write!(
+                    f,
+                    "global admission: allow {allow}, deny {deny}, deny_action {}, limits {}",
+                    a.deny_action.name(),
+                    if a.limits.is_some() { "on" } else { "off" }
+                )
+            }
             Command::StartSyncDaemon { role } => write!(f, "--start-daemon {}", role.name()),
             Command::StopSyncDaemon { role } => write!(f, "--stop-daemon {}", role.name()),
             Command::AddListener(rule) => write!(f, "--add-listener {rule}"),

@@ -97,6 +97,18 @@ pub struct QueueCounts {
     pub left: u64,
 }
 
+/// What a service's admission refused (`table::admission`; uvs only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdmissionCounts {
+    /// Connections and flows refused by an access list, the global one included.
+    pub refused_access: u64,
+    /// Connections and flows refused by a per-client limit, the global one included.
+    pub refused_limits: u64,
+    /// Connections closed (datagrams dropped) for a missing, malformed or late PROXY
+    /// header.
+    pub proxy_rejected: u64,
+}
+
 /// Failed connects to a real server, by cause.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureCounts {
@@ -133,6 +145,9 @@ pub struct ServiceEntry {
     /// Its queue's counts (uvs only).
     #[serde(default)]
     pub queue: QueueCounts,
+    /// What its access lists, limits and PROXY header checks refused (uvs only).
+    #[serde(default)]
+    pub admission: AdmissionCounts,
     pub servers: Vec<ServerEntry>,
     /// Real servers a command-line drain took out, which the file still names and a
     /// reload does not add back until `uvs undrain` (uvs only; `table::pool`).

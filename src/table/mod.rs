@@ -17,6 +17,8 @@
 //! has changed; the writers of the shared marks cannot even be called from `apply`.
 //! Single commands go through the same path as a batch of one.
 
+pub mod access;
+pub mod admission;
 pub mod command;
 pub mod effect;
 pub mod ejection;
@@ -39,6 +41,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+pub use admission::Admission;
 pub use command::{Command, ServerConfig, ServerOptions, ServiceConfig, SyncRole};
 pub use effect::{Effects, Retired};
 pub use entry::{
@@ -51,8 +54,8 @@ pub use loops::{Loop, OwnAddresses};
 pub use real_server::{Forward, RealServer, RealServerState, Tunnel, TunnelChecksum, TunnelKind};
 pub use server_address::{AddressClassifier, HostInterfaces, UnicastOnly};
 pub use service::{
-    Netmask, PersistenceEngine, ProxyProtocol, QueueOptions, Service, ServiceFlags, ServiceOptions,
-    ServiceState,
+    AcceptProxy, Netmask, PersistenceEngine, ProxyProtocol, QueueOptions, Service, ServiceFlags,
+    ServiceOptions, ServiceState,
 };
 pub use timeouts::Timeouts;
 
@@ -76,6 +79,12 @@ pub struct Table {
     /// HAProxy's `slowstart` never applies when it starts.
     published: u64,
     totals: Arc<Stats>,
+    /// The access lists and per-client limits of every service (`[global]`), checked
+    /// before each service's own.
+    admission: Admission,
+    /// What the global admission refused and the sources its limits track: kept
+    /// across edits, as the totals are.
+    admission_state: Arc<admission::GlobalState>,
 }
 
 impl Table {
@@ -97,6 +106,16 @@ impl Table {
 
     pub fn timeouts(&self) -> Timeouts {
         self.timeouts
+    }
+
+    /// The access lists and limits of every service (`Command::SetAdmission`).
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// The global admission's live state.
+    pub fn admission_state(&self) -> &Arc<admission::GlobalState> {
+        &self.admission_state
     }
 
     /// Counters over all services, past and present.
@@ -148,7 +167,7 @@ impl Table {
                     timeout: config.timeout,
                     netmask: config.netmask,
                     pe: resolved.pe,
-                    options: config.options,
+                    options: config.options.clone(),
                     servers: Vec::new(),
                     created: self.next_created,
                     state: Arc::default(),
@@ -175,12 +194,19 @@ impl Table {
                     .ok_or(TableError::NoSuchService)?;
                 let resolved = ResolvedService::from_config(config)?;
                 let mut service = Service::clone(current);
-                if service.options.slow_start_ms != config.options.slow_start_ms {
+                // uvsadm's `-E` knows only some of uvs's own settings: it keeps the
+                // others (a reload, which knows them all, sets them as the file says).
+                let options = if source == Source::File {
+                    config.options.clone()
+                } else {
+                    config.options.clone().from_command(&service.options)
+                };
+                if service.options.slow_start_ms != options.slow_start_ms {
                     // Each server without its own window follows the service's.
                     for server in &service.servers {
                         effects.push(Effect::SlowStart {
                             state: Arc::clone(&server.state),
-                            window_ms: config.options.slow_start_of(&server.options),
+                            window_ms: options.slow_start_of(&server.options),
                             begin: false,
                         });
                     }
@@ -193,7 +219,7 @@ impl Table {
                 service.timeout = config.timeout;
                 service.netmask = config.netmask;
                 service.pe = resolved.pe;
-                service.options = config.options;
+                service.options = options;
                 self.services.insert(config.key, Arc::new(service));
             }
             Command::DeleteService { service } => {
@@ -378,6 +404,7 @@ impl Table {
                 effects.push(Effect::ZeroService(Arc::clone(svc)));
             }
             Command::SetTimeouts(set) => self.timeouts = self.timeouts.updated_with(*set),
+            Command::SetAdmission(admission) => self.admission = admission.clone(),
             Command::Drain {
                 service,
                 server,
@@ -773,6 +800,7 @@ fn entry_of(svc: &Service) -> ServiceEntry {
         unavailable: svc.state.unavailable.load(Relaxed),
         flows_dropped: svc.state.flows_dropped.load(Relaxed),
         queue: svc.state.queue.counts(),
+        admission: svc.state.admission.view(),
         drained_out: svc.drained_out.iter().copied().collect(),
         servers: svc
             .servers

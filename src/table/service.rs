@@ -152,9 +152,30 @@ impl ProxyProtocol {
     }
 }
 
+/// PROXY protocol headers a service takes from its clients (`accept_proxy`): the
+/// address in the header is the client for everything uvs does (`proxy::proxy_in`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AcceptProxy {
+    V1,
+    V2,
+    /// Either version, told apart by the first bytes.
+    Any,
+}
+
+impl AcceptProxy {
+    pub fn name(self) -> &'static str {
+        match self {
+            AcceptProxy::V1 => "v1",
+            AcceptProxy::V2 => "v2",
+            AcceptProxy::Any => "any",
+        }
+    }
+}
+
 /// What uvs adds to a service beyond IPVS (set with uvsadm's extra options or the
 /// configuration file; ipvsadm's listings do not show them).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServiceOptions {
     /// How long to wait for a real server to accept, in milliseconds (0: the default).
@@ -177,6 +198,17 @@ pub struct ServiceOptions {
     /// `max_connections` (`table::queue`); None: they are reset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueOptions>,
+    /// The PROXY protocol header its clients send first (`accept_proxy`); None: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept_proxy: Option<AcceptProxy>,
+    /// How long a client has to send its whole PROXY header, in milliseconds (0: the
+    /// default, `proxy::proxy_in::DEFAULT_TIMEOUT`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub accept_proxy_timeout_ms: u32,
+    /// Its access lists and per-client limits (`table::admission`), over the global
+    /// ones.
+    #[serde(skip_serializing_if = "super::admission::Admission::is_open")]
+    pub admission: super::admission::Admission,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -210,6 +242,18 @@ impl ServiceOptions {
     /// its own, else the service's.
     pub fn slow_start_of(&self, server: &crate::table::ServerOptions) -> u32 {
         server.slow_start_ms.unwrap_or(self.slow_start_ms)
+    }
+
+    /// These options as `-E` from uvsadm gives them, over `current` (the service's):
+    /// uvsadm has options only for some (connect timeout, PROXY header to servers,
+    /// freebind); the file's own settings are kept, as `-e` keeps a server's.
+    pub fn from_command(self, current: &ServiceOptions) -> ServiceOptions {
+        ServiceOptions {
+            connect_timeout_ms: self.connect_timeout_ms,
+            proxy_protocol: self.proxy_protocol,
+            freebind: self.freebind,
+            ..current.clone()
+        }
     }
 
     /// The uvsadm options that set these (empty when all are defaults).
@@ -254,6 +298,8 @@ pub struct ServiceState {
     /// The queue of connections waiting for a slot (`max_connections`), and its
     /// counts; its real servers hold it to wake it.
     pub queue: Arc<super::queue::Queue>,
+    /// What its access lists, per-client limits and PROXY header checks refused.
+    pub admission: super::admission::AdmissionCounts,
 }
 
 /// One virtual service.
@@ -298,7 +344,7 @@ impl Service {
             timeout: self.timeout,
             netmask: self.netmask,
             pe: self.pe.map(|pe| pe.name().to_string()),
-            options: self.options,
+            options: self.options.clone(),
         }
     }
 

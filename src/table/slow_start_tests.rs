@@ -24,6 +24,13 @@ fn service(slow_start_ms: u32) -> ServiceConfig {
 
 /// A handle whose table has the service (a window of 10 s) and servers .1 and .2 at
 /// weight 20, added in one batch, as a daemon's start does.
+/// Applies `command` as a reload does.
+fn from_file(handle: &TableHandle, command: Command) {
+    handle
+        .apply_all_from(&[command], Source::File, |_, e| e, |_, _| Ok(()))
+        .unwrap();
+}
+
 fn running(slow_starts: bool) -> TableHandle {
     let handle = TableHandle::new(Box::new(UnicastOnly)).with_slow_starts(slow_starts);
     let add = |last| Command::AddServer {
@@ -133,8 +140,9 @@ fn a_server_s_own_window_wins_and_the_service_s_follows_its_edits() {
         })
         .unwrap();
     assert!(ramping(&handle, 4));
-    // The service's window to 0: the ramp ends, and .3 keeps its own.
-    handle.apply(&Command::EditService(service(0))).unwrap();
+    // The service's window to 0 (a reload's edit: uvsadm has no option for it): the
+    // ramp ends, and .3 keeps its own.
+    from_file(&handle, Command::EditService(service(0)));
     assert!(!ramping(&handle, 4));
     let table = handle.snapshot();
     let windows: Vec<u32> = table
@@ -154,7 +162,7 @@ fn begin_slow_start_ramps_only_a_server_with_a_window() {
     let svc = table.service(&key()).unwrap();
     svc.servers[0].state.begin_slow_start();
     assert!(svc.servers[0].state.slow_start.is_ramping());
-    handle.apply(&Command::EditService(service(0))).unwrap();
+    from_file(&handle, Command::EditService(service(0)));
     svc.servers[1].state.begin_slow_start();
     assert!(!svc.servers[1].state.slow_start.is_ramping());
 }
@@ -198,4 +206,40 @@ fn an_edit_from_uvsadm_keeps_the_servers_own_settings_and_a_reload_sets_them() {
         )
         .unwrap();
     assert_eq!(options(&handle), ServerOptions::default());
+}
+
+#[test]
+fn an_edit_from_uvsadm_keeps_the_services_own_settings_and_a_reload_sets_them() {
+    let handle = running(true);
+    let options = |h: &TableHandle| h.snapshot().service(&key()).unwrap().options.clone();
+    let mut own = service(30_000);
+    own.options.queue = Some(crate::table::QueueOptions {
+        length: std::num::NonZeroU32::new(4).unwrap(),
+        timeout_ms: 1000,
+    });
+    own.options.accept_proxy = Some(crate::table::AcceptProxy::Any);
+    own.options.admission.access = Some(std::sync::Arc::new(
+        crate::table::admission::AccessList::new(vec!["127.0.0.0/8".parse().unwrap()], vec![]),
+    ));
+    from_file(&handle, Command::EditService(own.clone()));
+    // `uvsadm -E -t ... -s rr --connect-timeout 2`: what uvsadm can say is set, the
+    // rest kept.
+    let mut by_uvsadm = ServiceConfig::new(key(), "rr");
+    by_uvsadm.options.connect_timeout_ms = 2000;
+    handle
+        .apply(&Command::EditService(by_uvsadm.clone()))
+        .unwrap();
+    let kept = options(&handle);
+    assert_eq!(kept.connect_timeout_ms, 2000);
+    assert_eq!(
+        ServiceOptions {
+            connect_timeout_ms: 0,
+            ..kept
+        },
+        own.options,
+        "uvsadm's -E keeps them"
+    );
+    // A reload's edit says what the file says.
+    from_file(&handle, Command::EditService(by_uvsadm.clone()));
+    assert_eq!(options(&handle), by_uvsadm.options);
 }

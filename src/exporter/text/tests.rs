@@ -39,8 +39,10 @@ const SCTP: ServiceKey = ServiceKey::Inet {
 
 fn table() -> Table {
     let mut t = Table::new();
-    // The TCP service has a queue, its server a connection limit.
+    // The TCP service has a queue, its server a connection limit; it takes PROXY
+    // headers.
     let mut queued = ServiceConfig::new(TCP, "rr");
+    queued.options.accept_proxy = Some(crate::table::AcceptProxy::V2);
     queued.options.queue = Some(crate::table::QueueOptions {
         length: std::num::NonZeroU32::new(8).unwrap(),
         timeout_ms: 5000,
@@ -89,6 +91,7 @@ fn table() -> Table {
     tcp.state.queue.timed_out.store(1, Relaxed);
     tcp.state.queue.refused.store(4, Relaxed);
     tcp.state.queue.wait_ms.store(1500, Relaxed);
+    tcp.state.admission.proxy_rejected.store(5, Relaxed);
     let fwm = t.service(&FWM).unwrap();
     fwm.state.unavailable.store(5, Relaxed);
     fwm.servers[0].state.inactive_conns.store(4, Relaxed);
@@ -183,6 +186,10 @@ fn a_small_table_is_written_exactly() {
     write(&sources, &mut out);
     let text = String::from_utf8(out.finish().to_vec()).unwrap();
     let expected = include_str!("sample.prom");
+    // UVS_WRITE_SAMPLE=PATH writes what was written, to compare with the sample.
+    if let Ok(path) = std::env::var("UVS_WRITE_SAMPLE") {
+        std::fs::write(path, &text).unwrap();
+    }
     if text != expected {
         for (i, (got, want)) in text.lines().zip(expected.lines()).enumerate() {
             assert_eq!(got, want, "line {}", i + 1);

@@ -39,6 +39,7 @@ use super::{BATCH, ListenSocket, ROUNDS};
 use crate::conn::{Conn, State};
 use crate::descriptors::Held;
 use crate::proxy::accounting::Accounting;
+use crate::proxy::admit::New;
 use crate::proxy::director::Director;
 use crate::proxy::scheduling::Scheduling;
 use crate::sched::{Choice, Packet};
@@ -84,6 +85,8 @@ pub struct Flow {
     created_ms: u64,
     /// The socket's descriptor, from the data plane's budget.
     _held: Held,
+    /// Its place under its client's per-source limits (`proxy::admit`).
+    _admitted: crate::proxy::admit::Admitted,
 }
 
 /// A flow that has carried a datagram either way this long after it was made, having
@@ -525,6 +528,7 @@ impl Drop for Admitted<'_> {
 /// dropped (no service, no room, no server, no socket), each counted where it belongs.
 fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
     let service = d.service()?;
+    let client = crate::proxy::admit::admit(&d.table(), &service, key.0.ip(), New::Flow).ok()?;
     let admitted = Admitted::new(d.director, &service, key.0.ip())?;
     let packet = d.packet(key);
     let route = if service.flags.one_packet() {
@@ -592,6 +596,7 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
         ended: AtomicBool::new(false),
         created_ms: d.now_ms,
         _held: held,
+        _admitted: client,
     });
     remember_unreplied(&flow);
     let end = FlowEnd {
