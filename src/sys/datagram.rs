@@ -2,6 +2,11 @@
 //! sockets bound to a wildcard address the local address each datagram reached
 //! (IP_PKTINFO / IPV6_PKTINFO), so that a reply leaves from the address the client
 //! spoke to. The UDP data plane (`proxy::udp`) moves every datagram through here.
+//!
+//! For PROXY protocol over UDP a batch can also cut a header off the front of a
+//! received datagram ([`Batch::strip`]) and send datagrams with a header in front of
+//! each ([`Batch::send_prefixed`]): the header goes as an iovec of its own, so the
+//! payload is never copied.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -13,6 +18,11 @@ use std::sync::atomic::Ordering::Relaxed;
 /// Room for the largest datagram IP can carry (65 507 bytes of UDP payload over IPv4,
 /// 65 527 over IPv6): nothing is ever cut short.
 pub const MAX_DATAGRAM: usize = 65536;
+
+/// The largest UDP payload over IPv4 (65 535 less the IP and UDP headers).
+pub const MAX_PAYLOAD_V4: usize = 65507;
+/// The largest UDP payload over IPv6 without jumbograms (65 535 less the UDP header).
+pub const MAX_PAYLOAD_V6: usize = 65527;
 
 /// Datagrams one batch holds.
 pub const SLOTS: usize = 32;
@@ -29,6 +39,10 @@ pub struct Batch {
     control_lens: [usize; SLOTS],
     truncated: [bool; SLOTS],
     filled: usize,
+    /// Bytes cut off the front of each datagram by [`Batch::strip`] (all zero unless
+    /// `stripped`).
+    starts: [usize; SLOTS],
+    stripped: bool,
 }
 
 impl Default for Batch {
@@ -50,6 +64,8 @@ impl Batch {
             control_lens: [0; SLOTS],
             truncated: [false; SLOTS],
             filled: 0,
+            starts: [0; SLOTS],
+            stripped: false,
         }
     }
 
@@ -62,9 +78,27 @@ impl Batch {
         self.filled == 0
     }
 
+    /// Datagram `i` whole, as received (a header [`Batch::strip`] cut off included).
     pub fn data(&self, i: usize) -> &[u8] {
         let start = i * MAX_DATAGRAM;
         &self.buffers[start..start + self.lens[i]]
+    }
+
+    /// Datagram `i` without what [`Batch::strip`] cut off its front: what is sent.
+    pub fn payload(&self, i: usize) -> &[u8] {
+        &self.data(i)[self.starts[i]..]
+    }
+
+    /// The length of [`Batch::payload`] `i`, in bytes.
+    pub fn payload_len(&self, i: usize) -> usize {
+        self.lens[i] - self.starts[i]
+    }
+
+    /// Cuts `n` bytes (at most the datagram's length) off the front of datagram `i`
+    /// (a PROXY header read): it is sent without them. Until the next receive.
+    pub fn strip(&mut self, i: usize, n: usize) {
+        self.starts[i] = n.min(self.lens[i]);
+        self.stripped = true;
     }
 
     /// Whether datagram `i` was larger than its buffer (never for UDP over IP).
@@ -140,6 +174,10 @@ impl Batch {
     /// WouldBlock when none is waiting.
     pub fn receive(&mut self, socket: BorrowedFd<'_>) -> io::Result<usize> {
         self.filled = 0;
+        if self.stripped {
+            self.starts = [0; SLOTS];
+            self.stripped = false;
+        }
         // SAFETY: plain old data, every field set below before use.
         let mut iovecs: [libc::iovec; SLOTS] = unsafe { zeroed() };
         // SAFETY: as above.
@@ -191,7 +229,8 @@ impl Batch {
     /// datagrams of one size go as one segmented send (UDP GSO) when the kernel takes
     /// it: the stack is walked once for the run and the datagrams are cut apart at the
     /// far end, each one arriving as sent. Returns how many datagrams went; WouldBlock
-    /// when the socket could take none.
+    /// when the socket could take none. A datagram [`Batch::strip`] cut goes without
+    /// what was cut.
     pub fn send(
         &self,
         socket: BorrowedFd<'_>,
@@ -199,12 +238,44 @@ impl Batch {
         to: Option<SocketAddr>,
         from: Option<IpAddr>,
     ) -> io::Result<usize> {
+        if self.stripped {
+            return self.send_prefixed(socket, range, to, from, &[]);
+        }
+        self.send_runs::<1>(socket, range, to, from, &[])
+    }
+
+    /// As [`Batch::send`], with `prefix` in front of every datagram (a PROXY v2 header),
+    /// sent from its own buffer: each datagram leaves as `prefix` then its payload, in
+    /// one UDP datagram. The caller keeps each within the largest UDP payload
+    /// ([`MAX_PAYLOAD_V4`], [`MAX_PAYLOAD_V6`]): the kernel refuses a larger one
+    /// (EMSGSIZE), and the datagrams after it in the call.
+    pub fn send_prefixed(
+        &self,
+        socket: BorrowedFd<'_>,
+        range: std::ops::Range<usize>,
+        to: Option<SocketAddr>,
+        from: Option<IpAddr>,
+        prefix: &[u8],
+    ) -> io::Result<usize> {
+        self.send_runs::<2>(socket, range, to, from, prefix)
+    }
+
+    /// The sends of [`Batch::send`] (`N` = 1: one iovec per datagram, its data) and
+    /// [`Batch::send_prefixed`] (`N` = 2: the prefix, then the payload).
+    fn send_runs<const N: usize>(
+        &self,
+        socket: BorrowedFd<'_>,
+        range: std::ops::Range<usize>,
+        to: Option<SocketAddr>,
+        from: Option<IpAddr>,
+        prefix: &[u8],
+    ) -> io::Result<usize> {
         let range = range.start..range.end.min(range.start + SLOTS);
         if range.is_empty() {
             return Ok(0);
         }
         if SEGMENTING.load(Relaxed) {
-            match self.send_messages(socket, range.clone(), to, from, true) {
+            match self.send_messages::<N>(socket, range.clone(), to, from, true, prefix) {
                 Err(e) if segmenting_refused(&e) => {
                     // No GSO on this kernel or this route (no checksum offload, a path
                     // MTU below the size): this send goes datagram by datagram, and a
@@ -216,45 +287,69 @@ impl Batch {
                 other => return other,
             }
         }
-        self.send_messages(socket, range, to, from, false)
+        self.send_messages::<N>(socket, range, to, from, false, prefix)
     }
 
-    fn send_messages(
+    fn send_messages<const N: usize>(
         &self,
         socket: BorrowedFd<'_>,
         range: std::ops::Range<usize>,
         to: Option<SocketAddr>,
         from: Option<IpAddr>,
         segment: bool,
+        prefix: &[u8],
     ) -> io::Result<usize> {
         let to = to.map(socket2::SockAddr::from);
         // SAFETY: plain old data, every field used set below.
-        let mut iovecs: [libc::iovec; SLOTS] = unsafe { zeroed() };
+        let mut iovecs: [[libc::iovec; N]; SLOTS] = unsafe { zeroed() };
         // SAFETY: as above.
         let mut headers: [libc::mmsghdr; SLOTS] = unsafe { zeroed() };
         let mut controls = [[0u64; CONTROL_WORDS]; SLOTS];
         // Datagrams carried by each message.
         let mut carried = [0usize; SLOTS];
+        // The size of datagram j as it leaves (N is a constant: no test is left at run
+        // time).
+        let size_of = |j: usize| {
+            if N == 1 {
+                self.lens[j]
+            } else {
+                prefix.len() + self.payload_len(j)
+            }
+        };
         let mut messages = 0;
         let mut i = range.start;
         while i < range.end {
-            let size = self.lens[i];
-            // A run: datagrams of `size`, the last of it possibly shorter.
+            let size = size_of(i);
+            // A run: datagrams of `size`, the last of it possibly shorter (but not
+            // empty: an empty last segment is no segment, and would be lost).
             let mut end = i + 1;
             if segment && size <= MAX_SEGMENT {
-                while end < range.end && self.lens[end] <= size {
+                while end < range.end && size_of(end) <= size && size_of(end) > 0 {
                     end += 1;
-                    if self.lens[end - 1] < size {
+                    if size_of(end - 1) < size {
                         break;
                     }
                 }
             }
             for (k, j) in (i..end).enumerate() {
-                let data = self.data(j);
-                iovecs[i - range.start + k] = libc::iovec {
-                    iov_base: data.as_ptr() as *mut libc::c_void,
-                    iov_len: data.len(),
-                };
+                let slot = &mut iovecs[i - range.start + k];
+                if N == 1 {
+                    let data = self.data(j);
+                    slot[0] = libc::iovec {
+                        iov_base: data.as_ptr() as *mut libc::c_void,
+                        iov_len: data.len(),
+                    };
+                } else {
+                    let payload = self.payload(j);
+                    slot[0] = libc::iovec {
+                        iov_base: prefix.as_ptr() as *mut libc::c_void,
+                        iov_len: prefix.len(),
+                    };
+                    slot[N - 1] = libc::iovec {
+                        iov_base: payload.as_ptr() as *mut libc::c_void,
+                        iov_len: payload.len(),
+                    };
+                }
             }
             let control = &mut controls[messages];
             let mut control_len = 0;
@@ -269,8 +364,12 @@ impl Batch {
                 h.msg_name = to.as_ptr() as *mut libc::c_void;
                 h.msg_namelen = to.len();
             }
-            h.msg_iov = &mut iovecs[i - range.start];
-            h.msg_iovlen = (end - i) as _;
+            // The run's iovecs lie one after the other in `iovecs`, N per datagram.
+            h.msg_iov = iovecs
+                .as_mut_ptr()
+                .cast::<libc::iovec>()
+                .wrapping_add((i - range.start) * N);
+            h.msg_iovlen = ((end - i) * N) as _;
             if control_len > 0 {
                 h.msg_control = control.as_mut_ptr().cast();
                 h.msg_controllen = control_len as _;
@@ -279,9 +378,9 @@ impl Batch {
             messages += 1;
             i = end;
         }
-        // SAFETY: the headers point at this batch's buffers, at `to`, at the iovecs and
-        // at the control buffers, all alive for the call; the kernel only reads them
-        // (msg_len is written into the headers, which are ours).
+        // SAFETY: the headers point at this batch's buffers, at `prefix`, at `to`, at
+        // the iovecs and at the control buffers, all alive for the call; the kernel only
+        // reads them (msg_len is written into the headers, which are ours).
         let n = unsafe {
             libc::sendmmsg(
                 socket.as_raw_fd(),
@@ -489,5 +588,97 @@ mod tests {
         assert_eq!(batch.receive(server.as_fd()).unwrap(), 1);
         assert_eq!(batch.data(0), big.as_slice());
         assert_eq!(batch.local(0), None, "not asked for");
+    }
+
+    #[test]
+    fn a_prefix_goes_in_front_of_every_datagram_and_runs_still_segment() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.set_nonblocking(true).unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.set_nonblocking(true).unwrap();
+        let sizes = [100, 100, 100, 50, 1424, 1424, 1425, 0, 7];
+        for (i, &n) in sizes.iter().enumerate() {
+            b.send_to(&vec![i as u8; n], a.local_addr().unwrap())
+                .unwrap();
+        }
+        let mut batch = Batch::new();
+        assert_eq!(batch.receive(a.as_fd()).unwrap(), sizes.len());
+        let prefix = b"HEADER-28-BYTES-LONG-PREFIX!";
+        let sent = batch
+            .send_prefixed(a.as_fd(), 0..sizes.len(), b.local_addr().ok(), None, prefix)
+            .unwrap();
+        assert_eq!(sent, sizes.len());
+        let mut back = Batch::new();
+        assert_eq!(back.receive(b.as_fd()).unwrap(), sizes.len());
+        for (i, &n) in sizes.iter().enumerate() {
+            let mut want = prefix.to_vec();
+            want.extend(vec![i as u8; n]);
+            assert_eq!(back.data(i), want.as_slice(), "datagram {i}");
+        }
+        // Received again, cut and sent on: without the cut bytes, with or without a
+        // new prefix; the next receive forgets the cuts.
+        for i in 0..sizes.len() {
+            back.strip(i, prefix.len());
+            assert_eq!(back.payload(i), vec![i as u8; sizes[i]].as_slice());
+            assert_eq!(back.payload_len(i), sizes[i]);
+        }
+        assert_eq!(
+            back.send(b.as_fd(), 0..sizes.len(), a.local_addr().ok(), None)
+                .unwrap(),
+            sizes.len()
+        );
+        assert_eq!(
+            back.send_prefixed(b.as_fd(), 0..2, a.local_addr().ok(), None, b"P")
+                .unwrap(),
+            2
+        );
+        assert_eq!(batch.receive(a.as_fd()).unwrap(), sizes.len() + 2);
+        for (i, &n) in sizes.iter().enumerate() {
+            assert_eq!(batch.data(i), vec![i as u8; n].as_slice(), "datagram {i}");
+            assert_eq!(batch.payload(i), batch.data(i), "nothing cut");
+        }
+        assert_eq!(
+            batch.data(sizes.len()),
+            [b"P".as_slice(), &[0; 100]].concat()
+        );
+    }
+
+    #[test]
+    fn a_prefix_over_the_largest_datagram_is_refused_by_the_kernel() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.set_nonblocking(true).unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.send_to(&vec![1; MAX_PAYLOAD_V4], a.local_addr().unwrap())
+            .unwrap();
+        let mut batch = Batch::new();
+        assert_eq!(batch.receive(a.as_fd()).unwrap(), 1);
+        let e = batch
+            .send_prefixed(a.as_fd(), 0..1, b.local_addr().ok(), None, b"x")
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE));
+    }
+
+    #[test]
+    fn an_empty_datagram_after_a_run_is_not_lost() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.set_nonblocking(true).unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.set_nonblocking(true).unwrap();
+        let sizes = [100, 100, 0, 0, 5];
+        for (i, &n) in sizes.iter().enumerate() {
+            b.send_to(&vec![i as u8; n], a.local_addr().unwrap())
+                .unwrap();
+        }
+        let mut batch = Batch::new();
+        assert_eq!(batch.receive(a.as_fd()).unwrap(), sizes.len());
+        let sent = batch
+            .send(a.as_fd(), 0..sizes.len(), b.local_addr().ok(), None)
+            .unwrap();
+        assert_eq!(sent, sizes.len());
+        let mut back = Batch::new();
+        assert_eq!(back.receive(b.as_fd()).unwrap(), sizes.len());
+        for (i, &n) in sizes.iter().enumerate() {
+            assert_eq!(back.data(i).len(), n, "datagram {i}");
+        }
     }
 }
