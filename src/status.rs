@@ -612,6 +612,13 @@ pub fn render(status: &Status) -> String {
         u.evicted_answered,
         u.unreplied_expired
     );
+    if u.oversized > 0 {
+        let _ = writeln!(
+            out,
+            "  UDP datagrams dropped as too large for their PROXY v2 header {}",
+            u.oversized
+        );
+    }
     let t = &status.templates;
     if t.count > 0 || t.evicted > 0 || t.not_made > 0 {
         let _ = writeln!(

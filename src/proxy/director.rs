@@ -186,6 +186,7 @@ impl Director {
             evicted: c.evicted,
             evicted_answered: c.evicted_answered,
             unreplied_expired: c.unreplied_expired,
+            oversized: c.oversized,
         }
     }
 

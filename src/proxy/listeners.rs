@@ -121,10 +121,16 @@ fn no_descriptors(needed: usize) -> io::Error {
 /// Starts serving `listen`: a TCP listener, or UDP sockets (the draining ones, if the
 /// address left the table only a moment ago), one per worker, each a descriptor of the
 /// budget.
-fn serve(director: &Arc<Director>, listen: &ListenAddr, freebind: bool) -> io::Result<Serving> {
+fn serve(
+    director: &Arc<Director>,
+    listen: &ListenAddr,
+    options: &crate::table::ServiceOptions,
+) -> io::Result<Serving> {
+    let (freebind, accept_proxy) = (options.freebind, options.accept_proxy.is_some());
     if listen.protocol == Protocol::Udp
         && let Some(group) = director.listeners.take_back_draining(listen)
     {
+        group.set_accepts_proxy(accept_proxy);
         return Ok(Serving::Udp(group));
     }
     let needed = director.workers.len();
@@ -133,7 +139,9 @@ fn serve(director: &Arc<Director>, listen: &ListenAddr, freebind: bool) -> io::R
         .try_take(needed)
         .ok_or_else(|| no_descriptors(needed))?;
     match listen.protocol {
-        Protocol::Udp => SocketGroup::start(director, *listen, freebind, held).map(Serving::Udp),
+        Protocol::Udp => {
+            SocketGroup::start(director, *listen, freebind, accept_proxy, held).map(Serving::Udp)
+        }
         _ => bind_tcp(listen, freebind, director.options.client_congestion)
             .and_then(|l| accept_everywhere(director, l, *listen))
             .map(|tasks| Serving::Tcp(tasks, held)),
@@ -288,9 +296,13 @@ pub async fn manage(director: Arc<Director>) {
                         hint: None,
                     }),
                 );
+                if listen.protocol == Protocol::Udp {
+                    let accepts = service.options.accept_proxy.is_some();
+                    director.listeners.set_accept_proxy(listen, accepts);
+                }
                 continue;
             }
-            match serve(&director, listen, service.options.freebind) {
+            match serve(&director, listen, &service.options) {
                 Ok(serving) => {
                     director
                         .listeners

@@ -101,6 +101,14 @@ impl Listeners {
         );
     }
 
+    /// Whether UDP `listen`'s service takes PROXY v2 headers (`accept_proxy`), as the
+    /// table now says (nothing for an address not served, or TCP).
+    pub fn set_accept_proxy(&self, listen: &ListenAddr, on: bool) {
+        if let Some(Serving::Udp(group)) = self.serving.locked().get(listen) {
+            group.set_accepts_proxy(on);
+        }
+    }
+
     /// A UDP address dropped by the table and wanted again while its flows still run:
     /// the same sockets take new flows again.
     pub fn take_back_draining(&self, listen: &ListenAddr) -> Option<Arc<SocketGroup>> {

@@ -166,6 +166,7 @@ fn a_small_table_is_written_exactly() {
             evicted: 11,
             evicted_answered: 5,
             unreplied_expired: 13,
+            oversized: 0,
         },
         config: Some(config),
     };

@@ -106,6 +106,8 @@ pub struct AdmissionCounts {
     pub evicted_answered: u64,
     /// Unanswered flows that ended at the unreplied timeout.
     pub unreplied_expired: u64,
+    /// Datagrams dropped as too large to carry their PROXY v2 header.
+    pub oversized: u64,
 }
 
 #[derive(Debug)]
@@ -123,6 +125,7 @@ pub struct Admission {
     evicted: AtomicU64,
     evicted_answered: AtomicU64,
     unreplied_expired: AtomicU64,
+    oversized: AtomicU64,
     warn_full: RateLimit,
     warn_per_source: RateLimit,
     warn_descriptors: RateLimit,
@@ -143,6 +146,7 @@ impl Admission {
             evicted: AtomicU64::new(0),
             evicted_answered: AtomicU64::new(0),
             unreplied_expired: AtomicU64::new(0),
+            oversized: AtomicU64::new(0),
             warn_full: RateLimit::new(),
             warn_per_source: RateLimit::new(),
             warn_descriptors: RateLimit::new(),
@@ -175,6 +179,7 @@ impl Admission {
             evicted: self.evicted.load(Relaxed),
             evicted_answered: self.evicted_answered.load(Relaxed),
             unreplied_expired: self.unreplied_expired.load(Relaxed),
+            oversized: self.oversized.load(Relaxed),
         }
     }
 
@@ -233,6 +238,12 @@ impl Admission {
     /// Unanswered flows ended at the unreplied timeout.
     pub fn expired_unreplied(&self, n: usize) {
         self.unreplied_expired.fetch_add(n as u64, Relaxed);
+    }
+
+    /// A datagram was dropped as too large to carry its PROXY v2 header (a UDP
+    /// service with `proxy_protocol = "v2"`).
+    pub fn oversized(&self) {
+        self.oversized.fetch_add(1, Relaxed);
     }
 
     /// Counts a refused flow and warns, at most every ten seconds per reason.
@@ -298,6 +309,10 @@ pub struct UdpAdmissionStatus {
     #[serde(default)]
     pub evicted_answered: u64,
     pub unreplied_expired: u64,
+    /// Datagrams dropped as too large to carry their PROXY v2 header (over the UDP
+    /// limit with it: 65 507 bytes over IPv4, 65 527 over IPv6).
+    #[serde(default)]
+    pub oversized: u64,
 }
 
 #[cfg(test)]

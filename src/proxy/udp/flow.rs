@@ -18,9 +18,20 @@
 //! creation order per worker, so the oldest of them can make room. A real server that
 //! is one of the director's own listen addresses gets no flow (it would loop). Called
 //! by the receive loops in `udp`.
+//!
+//! PROXY protocol v2 over UDP, each way only when the service asks: with
+//! `proxy_protocol = "v2"` every datagram goes to the real server behind the flow's
+//! header (built once per flow, sent as an iovec of its own: the payload is not
+//! copied); with `accept_proxy` every datagram must begin with a header
+//! (`proxy_header`), which is cut off, and the client it names is the flow's client for
+//! everything (admission, scheduling, persistence, `-L -c`, logs), while replies go
+//! back to the peer that sent it (the balancer). Such flows are kept apart, keyed by
+//! (peer, VIP, client): a balancer that sends many clients from one port gets a flow per
+//! client. Without `accept_proxy` the flows and their keys are as ever.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
@@ -43,12 +54,26 @@ use crate::proxy::admit::New;
 use crate::proxy::director::Director;
 use crate::proxy::scheduling::Scheduling;
 use crate::sched::{Choice, Packet};
-use crate::sys::datagram::{Batch, SLOTS};
+use crate::sys::datagram::{Batch, MAX_PAYLOAD_V4, MAX_PAYLOAD_V6, SLOTS};
 use crate::table::real_server::locate;
-use crate::table::{Protocol, ServerKey, Service, ServiceKey, Table};
+use crate::table::{Protocol, ProxyProtocol, ServerKey, Service, ServiceKey, Table};
 
 /// What a flow is found by: the client, and the address it sent to.
 pub type FlowKey = (SocketAddr, IpAddr);
+
+/// What a flow of a service that takes PROXY headers (`accept_proxy`) is found by: the
+/// peer that sent the datagram (the balancer), the address it sent to, and the client
+/// its header names.
+pub type ProxiedKey = (SocketAddr, IpAddr, SocketAddr);
+
+/// Who a run of datagrams is from: the client (the header's, with `accept_proxy`), the
+/// address it was sent to, and the peer that sent it when that is not the client.
+#[derive(Debug, Clone, Copy)]
+struct Who {
+    client: SocketAddr,
+    local: IpAddr,
+    peer: Option<SocketAddr>,
+}
 
 /// Where a flow's datagrams go.
 #[derive(Debug)]
@@ -87,6 +112,23 @@ pub struct Flow {
     _held: Held,
     /// Its place under its client's per-source limits (`proxy::admit`).
     _admitted: crate::proxy::admit::Admitted,
+    /// PROXY protocol over UDP; None (no allocation) when the service neither takes
+    /// nor sends headers.
+    proxy: Option<Box<FlowProxy>>,
+}
+
+/// What a flow keeps for the PROXY protocol over UDP.
+#[derive(Debug)]
+struct FlowProxy {
+    /// The peer whose datagrams name this flow's client in their header
+    /// (`accept_proxy`): replies go back to it. None: the client sends itself.
+    peer: Option<SocketAddr>,
+    /// The PROXY v2 header sent in front of each datagram to the real server
+    /// (`proxy_protocol = "v2"`); empty: none.
+    header: Box<[u8]>,
+    /// The largest payload that fits one datagram behind `header` (the UDP limit of
+    /// the real server's family less the header).
+    max_payload: usize,
 }
 
 /// A flow that has carried a datagram either way this long after it was made, having
@@ -113,8 +155,17 @@ pub enum Eviction {
 }
 
 impl Flow {
-    fn key(&self) -> FlowKey {
-        (self.client, self.local)
+    /// Where its replies go: the client, or the peer that speaks for it.
+    fn reply_to(&self) -> SocketAddr {
+        match &self.proxy {
+            None => self.client,
+            Some(p) => p.peer.unwrap_or(self.client),
+        }
+    }
+
+    /// The peer that sends for the client (`accept_proxy`).
+    fn peer(&self) -> Option<SocketAddr> {
+        self.proxy.as_ref().and_then(|p| p.peer)
     }
 
     /// Whether the client's datagrams may still follow this flow: not when its server
@@ -268,10 +319,10 @@ impl Delivery<'_> {
         self.table().route(&self.listener.listen).cloned()
     }
 
-    fn packet(&self, key: FlowKey) -> Packet {
+    fn packet(&self, client: SocketAddr, local: IpAddr) -> Packet {
         Packet {
-            client: key.0,
-            local: SocketAddr::new(key.1, self.listener.listen.port),
+            client,
+            local: SocketAddr::new(local, self.listener.listen.port),
         }
     }
 }
@@ -314,16 +365,107 @@ pub(super) fn forward(
         while j < n && batch.peer(j) == Some(client) && local_of(j) == local {
             j += 1;
         }
-        deliver(&mut delivery, &mut flows, (client, local), i..j);
+        let who = Who {
+            client,
+            local,
+            peer: None,
+        };
+        deliver(&mut delivery, &mut flows, (client, local), who, i..j);
         i = j;
     }
 }
 
-/// Sends datagrams `range` of the batch, all from one client, on its flow.
-fn deliver(
+static PROXY_REJECTED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
+
+/// [`forward`] for a service that takes PROXY headers (`accept_proxy`): each datagram's
+/// header is read and cut off, and the datagram goes on the flow of (peer, VIP, the
+/// client it names); a datagram without a good header is dropped and counted in the
+/// service's `proxy_rejected`, with a warning at most every ten seconds.
+pub(super) fn forward_proxied(
+    listener: &Arc<ListenSocket>,
+    batch: &mut Batch,
+    director: &Arc<Director>,
+    new_flows: bool,
+) {
+    let n = batch.len();
+    // Each datagram's client; None: dropped.
+    let mut clients: [Option<SocketAddr>; SLOTS] = [None; SLOTS];
+    let mut rejected = 0u64;
+    for (i, client) in clients.iter_mut().enumerate().take(n) {
+        let Some(peer) = batch.peer(i) else { continue };
+        match super::proxy_header::read(batch.data(i)) {
+            Ok(header) => {
+                batch.strip(i, header.len);
+                *client = Some(header.client.unwrap_or(peer));
+            }
+            Err(why) => {
+                rejected += 1;
+                PROXY_REJECTED.warn(|suppressed| {
+                    tracing::warn!(listen = %listener.listen, %peer, reason = %why, suppressed,
+                        "UDP datagram without a good PROXY v2 header dropped");
+                });
+            }
+        }
+    }
+    let batch = &*batch;
+    let wildcard = listener.listen.addr.is_unspecified();
+    let local_of = |i: usize| {
+        if wildcard {
+            batch.local(i).unwrap_or(listener.listen.addr)
+        } else {
+            listener.listen.addr
+        }
+    };
+    let mut delivery = Delivery {
+        listener,
+        director,
+        batch,
+        table: None,
+        now_ms: director.conns.clock.now_ms(),
+        new_flows,
+    };
+    if rejected > 0
+        && let Some(service) = delivery.service()
+    {
+        service
+            .state
+            .admission
+            .proxy_rejected
+            .fetch_add(rejected, Relaxed);
+    }
+    let mut flows = listener.proxied();
+    let mut i = 0;
+    while i < n {
+        let (Some(peer), Some(client)) = (batch.peer(i), clients[i]) else {
+            i += 1;
+            continue;
+        };
+        let local = local_of(i);
+        let mut j = i + 1;
+        while j < n
+            && clients[j] == Some(client)
+            && batch.peer(j) == Some(peer)
+            && local_of(j) == local
+        {
+            j += 1;
+        }
+        let who = Who {
+            client,
+            local,
+            peer: Some(peer),
+        };
+        deliver(&mut delivery, &mut flows, (peer, local, client), who, i..j);
+        i = j;
+    }
+}
+
+/// Sends datagrams `range` of the batch, all from one client (`who`), on its flow,
+/// found in `flows` by `key`.
+fn deliver<K: Copy + Eq + Hash>(
     d: &mut Delivery<'_>,
-    flows: &mut HashMap<FlowKey, Arc<Flow>>,
-    key: FlowKey,
+    flows: &mut HashMap<K, Arc<Flow>>,
+    key: K,
+    who: Who,
     range: std::ops::Range<usize>,
 ) {
     let mut refused_once = false;
@@ -334,14 +476,14 @@ fn deliver(
             Some(flow) if flow.is_usable() || d.service().is_none() => Arc::clone(flow),
             existing => {
                 if let Some(stale) = existing {
-                    tracing::debug!(client = %key.0, "flow's server left the service: scheduling anew");
+                    tracing::debug!(client = %who.client, "flow's server left the service: scheduling anew");
                     stale.end();
                     flows.remove(&key);
                 }
                 if !d.new_flows {
                     return;
                 }
-                let Some(flow) = open(d, key) else {
+                let Some(flow) = open(d, who) else {
                     return;
                 };
                 flows.insert(key, Arc::clone(&flow));
@@ -360,16 +502,8 @@ fn deliver(
         // Sent straight, not through the runtime's write readiness: a new socket is not
         // known writable until the next turn of the event loop, and a UDP send that
         // finds the buffer full drops the datagram, as the network would.
-        let result = d
-            .batch
-            .send(flow.upstream.as_fd(), range.clone(), None, None);
-        match result {
-            Ok(sent) => {
-                let bytes = range
-                    .clone()
-                    .take(sent)
-                    .map(|i| d.batch.data(i).len())
-                    .sum();
+        match send_upstream(d, &flow, range.clone(), None) {
+            Ok((sent, bytes)) => {
                 accounting.datagrams_in(sent, bytes);
                 conn.touch(d.now_ms);
                 return;
@@ -377,7 +511,7 @@ fn deliver(
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 // The server answered an earlier datagram with port unreachable.
                 conn.server.connect_failures.refused.fetch_add(1, Relaxed);
-                tracing::debug!(client = %key.0, server = %conn.dest, "real server refused: scheduling anew");
+                tracing::debug!(client = %who.client, server = %conn.dest, "real server refused: scheduling anew");
                 log_failure(service, conn, &e);
                 server_failed(d.service().as_deref(), conn);
                 flow.end();
@@ -388,7 +522,7 @@ fn deliver(
                 refused_once = true;
             }
             Err(e) => {
-                tracing::trace!(client = %key.0, error = %e, "datagram dropped");
+                tracing::trace!(client = %who.client, error = %e, "datagram dropped");
                 return;
             }
         }
@@ -404,7 +538,7 @@ fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Rang
     let Some(service) = d.service() else {
         return;
     };
-    let packet = d.packet(flow.key());
+    let packet = d.packet(flow.client, flow.local);
     let totals = d.table().totals_handle();
     let scheduling = Scheduling::new(d.director, &service, &totals, packet, Protocol::Udp);
     for i in range {
@@ -419,15 +553,63 @@ fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Rang
             continue;
         }
         let accounting = scheduling.count(&server, d.now_ms);
-        match d
-            .batch
-            .send(flow.upstream.as_fd(), i..i + 1, Some(dest), None)
-        {
-            Ok(1) => accounting.datagrams_in(1, d.batch.data(i).len()),
+        match send_upstream(d, flow, i..i + 1, Some(dest)) {
+            Ok((1, bytes)) => accounting.datagrams_in(1, bytes),
             Ok(_) => {}
             Err(e) => tracing::trace!(%dest, error = %e, "datagram dropped"),
         }
     }
+}
+
+/// Sends datagrams `range` of the batch on the flow's socket (to `to`; None: the
+/// server it is connected to), behind the flow's PROXY v2 header when it has one.
+/// Returns the datagrams sent and their bytes, counted as the client sent them (no
+/// header: IPVS counts what the client sent). A datagram too large to carry the header
+/// (over 65 507 bytes with it over IPv4, 65 527 over IPv6) is dropped and counted
+/// (`udp::admission`, `uvs status`).
+fn send_upstream(
+    d: &Delivery<'_>,
+    flow: &Flow,
+    range: std::ops::Range<usize>,
+    to: Option<SocketAddr>,
+) -> io::Result<(usize, usize)> {
+    let batch = d.batch;
+    let bytes = |r: std::ops::Range<usize>| r.map(|i| batch.payload_len(i)).sum::<usize>();
+    let socket = flow.upstream.as_fd();
+    let Some(proxy) = flow.proxy.as_deref().filter(|p| !p.header.is_empty()) else {
+        let sent = batch.send(socket, range.clone(), to, None)?;
+        return Ok((sent, bytes(range.start..range.start + sent)));
+    };
+    let (mut sent, mut total) = (0, 0);
+    let mut i = range.start;
+    while i < range.end {
+        if batch.payload_len(i) > proxy.max_payload {
+            d.director.udp_flows.oversized();
+            tracing::trace!(client = %flow.client, bytes = batch.payload_len(i),
+                "datagram too large for its PROXY v2 header: dropped");
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        while j < range.end && batch.payload_len(j) <= proxy.max_payload {
+            j += 1;
+        }
+        match batch.send_prefixed(socket, i..j, to, None, &proxy.header) {
+            Ok(n) => {
+                sent += n;
+                total += bytes(i..i + n);
+                if i + n < j {
+                    // The socket took no more: the rest are dropped, as a full buffer
+                    // drops them.
+                    break;
+                }
+            }
+            Err(e) if sent == 0 => return Err(e),
+            Err(_) => break,
+        }
+        i = j;
+    }
+    Ok((sent, total))
 }
 
 /// A socket towards real servers of `family_of`'s address family, connected to `dest`
@@ -526,11 +708,18 @@ impl Drop for Admitted<'_> {
 /// Opens a flow for a client's first datagram: schedules it (or, for one-packet
 /// scheduling, only makes the reply path), if it is admitted. None: the datagram is
 /// dropped (no service, no room, no server, no socket), each counted where it belongs.
-fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
+fn open(d: &mut Delivery<'_>, who: Who) -> Option<Arc<Flow>> {
     let service = d.service()?;
-    let client = crate::proxy::admit::admit(&d.table(), &service, key.0.ip(), New::Flow).ok()?;
-    let admitted = Admitted::new(d.director, &service, key.0.ip())?;
-    let packet = d.packet(key);
+    if service.options.accept_proxy.is_some() != who.peer.is_some() {
+        // The listener has not caught up with a change of `accept_proxy` yet (its
+        // manager follows the table): a datagram read the other way is dropped.
+        tracing::debug!(client = %who.client, "accept_proxy changed a moment ago: datagram dropped");
+        return None;
+    }
+    let client =
+        crate::proxy::admit::admit(&d.table(), &service, who.client.ip(), New::Flow).ok()?;
+    let admitted = Admitted::new(d.director, &service, who.client.ip())?;
+    let packet = d.packet(who.client, who.local);
     let route = if service.flags.one_packet() {
         let upstream = match upstream_socket(packet.local, None) {
             Ok(s) => s,
@@ -557,13 +746,13 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
             } else {
                 scheduling.unavailable();
             }
-            tracing::debug!(client = %key.0, "no real server available");
+            tracing::debug!(client = %who.client, "no real server available");
             return None;
         };
         let dest = scheduling.destination(&server);
         if scheduling.loops_back(&server, dest) {
             scheduling.unavailable();
-            tracing::debug!(client = %key.0, %dest, "not forwarding to the director's own listen address");
+            tracing::debug!(client = %who.client, %dest, "not forwarding to the director's own listen address");
             return None;
         }
         let upstream = match upstream_socket(dest, Some(dest)) {
@@ -585,10 +774,34 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
             },
         )
     };
+    // Over UDP only v2 exists: a fwmark service's "v1" (for its TCP listeners) sends
+    // nothing on its UDP ones.
+    let header = match service.options.proxy_protocol {
+        Some(ProxyProtocol::V2) => {
+            super::super::proxy_out::datagram_header(who.client, packet.local)
+        }
+        _ => Vec::new(),
+    };
+    let proxy = (who.peer.is_some() || !header.is_empty()).then(|| {
+        let server_v6 = match &route.1 {
+            Route::Server { conn, .. } => conn.dest.is_ipv6(),
+            Route::OnePacket { .. } => packet.local.is_ipv6(),
+        };
+        let limit = if server_v6 {
+            MAX_PAYLOAD_V6
+        } else {
+            MAX_PAYLOAD_V4
+        };
+        Box::new(FlowProxy {
+            peer: who.peer,
+            max_payload: limit.saturating_sub(header.len()),
+            header: header.into_boxed_slice(),
+        })
+    });
     let held = admitted.into_flow()?;
     let flow = Arc::new(Flow {
-        client: key.0,
-        local: key.1,
+        client: who.client,
+        local: who.local,
         upstream: route.0,
         route: route.1,
         task: OnceLock::new(),
@@ -597,6 +810,7 @@ fn open(d: &mut Delivery<'_>, key: FlowKey) -> Option<Arc<Flow>> {
         created_ms: d.now_ms,
         _held: held,
         _admitted: client,
+        proxy,
     });
     remember_unreplied(&flow);
     let end = FlowEnd {
@@ -622,12 +836,15 @@ struct FlowEnd {
 
 impl Drop for FlowEnd {
     fn drop(&mut self) {
-        let key = self.flow.key();
-        let mut flows = self.listener.flows();
-        if flows.get(&key).is_some_and(|f| Arc::ptr_eq(f, &self.flow)) {
-            flows.remove(&key);
+        let (client, local) = (self.flow.client, self.flow.local);
+        match self.flow.peer() {
+            None => forget(&mut self.listener.flows(), (client, local), &self.flow),
+            Some(peer) => forget(
+                &mut self.listener.proxied(),
+                (peer, local, client),
+                &self.flow,
+            ),
         }
-        drop(flows);
         if let Route::Server { conn, .. } = &self.flow.route {
             self.director.conns.remove(conn);
         }
@@ -636,6 +853,13 @@ impl Drop for FlowEnd {
             admission.release_place();
         }
         admission.release_source(self.flow.client.ip());
+    }
+}
+
+/// Takes `flow` out of `flows` (by `key`), if it is still the one there.
+fn forget<K: Eq + Hash>(flows: &mut HashMap<K, Arc<Flow>>, key: K, flow: &Arc<Flow>) {
+    if flows.get(&key).is_some_and(|f| Arc::ptr_eq(f, flow)) {
+        flows.remove(&key);
     }
 }
 
@@ -790,9 +1014,9 @@ fn reply(flow: &Flow, batch: &Batch, end: &FlowEnd) {
             conn, accounting, ..
         } => {
             // The socket is connected: what it receives comes from the real server.
-            let sent = end
-                .listener
-                .send_to_client(batch, 0..batch.len(), flow.client, flow.local);
+            let sent =
+                end.listener
+                    .send_to_client(batch, 0..batch.len(), flow.reply_to(), flow.local);
             let bytes = (0..sent).map(|i| batch.data(i).len()).sum();
             accounting.datagrams_out(sent, bytes);
             conn.touch(now);
@@ -843,7 +1067,7 @@ fn reply_one_by_one(flow: &Flow, batch: &Batch, end: &FlowEnd) -> bool {
         };
         if end
             .listener
-            .send_to_client(batch, i..i + 1, flow.client, flow.local)
+            .send_to_client(batch, i..i + 1, flow.reply_to(), flow.local)
             == 1
         {
             passed = true;

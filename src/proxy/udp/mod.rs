@@ -10,19 +10,22 @@
 //! deleted service; if the address is wanted again meanwhile, the same sockets carry on.
 //! Its sockets close once its last flow has gone (at once when it has none), so the
 //! address is free again for whatever the table wants there next.
-//! Flows themselves live in `flow`; who gets one is decided by `admission`. Started and
-//! stopped by the listener manager (`listeners`).
+//! Flows themselves live in `flow`; who gets one is decided by `admission`; the PROXY
+//! v2 header a service may take in each datagram is read by `proxy_header`. Started and
+//! stopped by the listener manager (`listeners`), which also tells each address whether
+//! its service takes PROXY headers (`accept_proxy`).
 
 pub mod admission;
 pub mod flow;
+pub mod proxy_header;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
-use std::sync::atomic::AtomicU8;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -32,7 +35,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use self::flow::{Flow, FlowKey};
+use self::flow::{Flow, FlowKey, ProxiedKey};
 use crate::descriptors::Held;
 use crate::lock::Locked;
 use crate::proxy::director::Director;
@@ -95,11 +98,24 @@ pub struct ListenSocket {
     pub listen: ListenAddr,
     socket: UdpSocket,
     flows: Mutex<HashMap<FlowKey, Arc<Flow>>>,
+    /// The flows of clients named by PROXY headers (`accept_proxy`); empty otherwise.
+    proxied: Mutex<HashMap<ProxiedKey, Arc<Flow>>>,
+    /// Whether the service takes a PROXY v2 header in each datagram (the group's).
+    accepts_proxy: Arc<AtomicBool>,
 }
 
 impl ListenSocket {
     fn flows(&self) -> MutexGuard<'_, HashMap<FlowKey, Arc<Flow>>> {
         self.flows.locked()
+    }
+
+    fn proxied(&self) -> MutexGuard<'_, HashMap<ProxiedKey, Arc<Flow>>> {
+        self.proxied.locked()
+    }
+
+    /// Flows open on this socket.
+    fn flow_count(&self) -> usize {
+        self.flows().len() + self.proxied().len()
     }
 
     /// Sends datagrams `range` of `batch` to `client`, from `local` when the socket is a
@@ -141,7 +157,12 @@ impl ListenSocket {
             for _ in 0..ROUNDS {
                 let result = self.socket.try_io(Interest::READABLE, || {
                     let n = batch.receive(self.socket.as_fd())?;
-                    flow::forward(self, batch, director, new_flows);
+                    // One load per batch: without `accept_proxy` the path is as ever.
+                    if self.accepts_proxy.load(Relaxed) {
+                        flow::forward_proxied(self, batch, director, new_flows);
+                    } else {
+                        flow::forward(self, batch, director, new_flows);
+                    }
                     if n < SLOTS {
                         // The queue is empty: let the readiness go now rather than
                         // after one more system call that finds nothing.
@@ -176,6 +197,9 @@ pub struct SocketGroup {
     /// Wakes the receive loops when the address starts or stops draining: an idle
     /// socket must notice without a datagram arriving.
     state_changed: Notify,
+    /// Whether its service takes a PROXY v2 header in each datagram (`accept_proxy`),
+    /// as the listener manager last saw the table.
+    accepts_proxy: Arc<AtomicBool>,
     sockets: Mutex<Vec<Arc<ListenSocket>>>,
     tasks: Mutex<Vec<AbortHandle>>,
     /// The sockets' descriptors, from the budget, until the group closes.
@@ -184,12 +208,14 @@ pub struct SocketGroup {
 
 impl SocketGroup {
     /// Binds `listen` once per worker, with the descriptors `held` for them, and starts
-    /// serving it; refused when another process is bound to the address, or a draining
-    /// socket of uvs's own is (until its last flow has gone).
+    /// serving it (reading a PROXY v2 header in each datagram when `accept_proxy`);
+    /// refused when another process is bound to the address, or a draining socket of
+    /// uvs's own is (until its last flow has gone).
     pub fn start(
         director: &Arc<Director>,
         listen: ListenAddr,
         freebind: bool,
+        accept_proxy: bool,
         held: Held,
     ) -> io::Result<Arc<SocketGroup>> {
         check_unused(&listen, freebind).map_err(|e| {
@@ -206,6 +232,7 @@ impl SocketGroup {
             listen,
             state: AtomicU8::new(SERVING),
             state_changed: Notify::new(),
+            accepts_proxy: Arc::new(AtomicBool::new(accept_proxy)),
             sockets: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
             held: Mutex::new(Some(held)),
@@ -230,7 +257,14 @@ impl SocketGroup {
 
     /// Flows open on this address.
     pub fn flow_count(&self) -> usize {
-        self.sockets().iter().map(|s| s.flows().len()).sum()
+        self.sockets().iter().map(|s| s.flow_count()).sum()
+    }
+
+    /// Whether its service takes a PROXY v2 header in each datagram (`accept_proxy`):
+    /// the receive loops read the next batch so. Flows opened the other way carry
+    /// their clients' datagrams no more and expire.
+    pub fn set_accepts_proxy(&self, on: bool) {
+        self.accepts_proxy.store(on, Relaxed);
     }
 
     /// No new flows; the open ones go on until they expire, then the sockets close
@@ -277,6 +311,9 @@ impl SocketGroup {
             for (_, flow) in socket.flows().drain() {
                 flow.end();
             }
+            for (_, flow) in socket.proxied().drain() {
+                flow.end();
+            }
         }
         self.sockets.locked().clear();
         self.held.locked().take();
@@ -320,6 +357,8 @@ async fn serve(socket: std::net::UdpSocket, group: Arc<SocketGroup>, director: A
         listen: group.listen,
         socket,
         flows: Mutex::new(HashMap::new()),
+        proxied: Mutex::new(HashMap::new()),
+        accepts_proxy: Arc::clone(&group.accepts_proxy),
     });
     group.sockets.locked().push(Arc::clone(&listener));
     // When a draining address next looks for its last flow: a deadline kept across
