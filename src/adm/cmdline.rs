@@ -1070,6 +1070,18 @@ fn finish(p: &mut Parser<'_>, cmd: Cmd, timeouts: Timeouts) -> Result<Invocation
                 "One-Packet Scheduling is only for UDP virtual services".into(),
             ));
         }
+        // v1 is text in a TCP stream; over UDP a header rides in each datagram, and
+        // only v2 can (an fwmark service may carry v1 for its TCP listeners).
+        if p.svc.options.proxy_protocol == Some(ProxyProtocol::V1)
+            && p.svc.fwmark == 0
+            && p.svc.protocol == Some(Protocol::Udp)
+        {
+            return Err(Parsed::Fail(
+                "PROXY protocol v1 is for TCP virtual services: a UDP virtual service \
+                 sends only v2 (--proxy-protocol v2)"
+                    .into(),
+            ));
+        }
         if p.svc.sched_name.is_empty() {
             p.svc.sched_name = "wlc".into();
         }

@@ -131,6 +131,32 @@ pub fn read_accept_proxy(t: &Table<'_, '_>, options: &mut ServiceOptions) {
     }
 }
 
+/// PROXY protocol v1 is text in a TCP stream: a UDP service (or a group with UDP
+/// members, `udp`) sends and takes only v2, one header per datagram. "any" takes v2
+/// there.
+pub fn check_udp_proxy(t: &Table<'_, '_>, options: &ServiceOptions, udp: bool) {
+    use crate::table::ProxyProtocol;
+    if !udp {
+        return;
+    }
+    if options.proxy_protocol == Some(ProxyProtocol::V1)
+        && let Some(item) = t.get("proxy_protocol")
+    {
+        item.problem(
+            "PROXY protocol v1 cannot be sent over UDP: only \"v2\" works over UDP (a \
+             header in front of each datagram)",
+        );
+    }
+    if options.accept_proxy == Some(AcceptProxy::V1)
+        && let Some(item) = t.get("accept_proxy")
+    {
+        item.problem(
+            "PROXY protocol v1 cannot be taken over UDP: only \"v2\" works over UDP (a \
+             header at the front of each datagram; \"any\" means v2 there)",
+        );
+    }
+}
+
 /// The lines of `admission`'s keys, as `read_admission` reads them (nothing when it is
 /// open); for the file writer (`render`).
 pub fn render_admission(out: &mut String, admission: &Admission) {

@@ -1286,6 +1286,11 @@ fn read_service(
     let queue_item = t.get("queue");
     options.queue = queue_item.as_ref().and_then(read_queue);
     super::admission::read_accept_proxy(t, &mut options);
+    let udp = key
+        .into_iter()
+        .chain(members.iter().flat_map(|m| m.keys.iter().map(|k| k.0)))
+        .any(|k| k.protocol() == Some(Protocol::Udp));
+    super::admission::check_udp_proxy(t, &options, udp);
     options.admission = super::admission::read_admission(t);
     // A group's listen rules are its one fwmark member's, or its one port-0 one's.
     let listen_key = match &members {

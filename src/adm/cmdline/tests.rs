@@ -411,3 +411,19 @@ fn sync_daemon_commands_parse_and_then_reach_the_table() {
         "invalid IPv4 mcast-group `10.0.0.1'"
     );
 }
+
+#[test]
+fn proxy_protocol_v1_is_refused_on_a_udp_service() {
+    let said = "PROXY protocol v1 is for TCP virtual services: a UDP virtual service sends \
+                only v2 (--proxy-protocol v2)";
+    assert_eq!(fail("-A -u 1.2.3.4:53 --proxy-protocol v1"), said);
+    assert_eq!(fail("-E -u 1.2.3.4:53 -s rr --proxy-protocol 1"), said);
+    // v2 on UDP, v1 on TCP and on an fwmark service (its TCP listeners) are taken.
+    for line in [
+        "-A -u 1.2.3.4:53 --proxy-protocol v2",
+        "-A -t 1.2.3.4:80 --proxy-protocol v1",
+        "-A -f 7 --proxy-protocol v1",
+    ] {
+        command(line);
+    }
+}
