@@ -617,10 +617,10 @@ mod tests {
         }
         // Received again, cut and sent on: without the cut bytes, with or without a
         // new prefix; the next receive forgets the cuts.
-        for i in 0..sizes.len() {
+        for (i, &n) in sizes.iter().enumerate() {
             back.strip(i, prefix.len());
-            assert_eq!(back.payload(i), vec![i as u8; sizes[i]].as_slice());
-            assert_eq!(back.payload_len(i), sizes[i]);
+            assert_eq!(back.payload(i), vec![i as u8; n].as_slice());
+            assert_eq!(back.payload_len(i), n);
         }
         assert_eq!(
             back.send(b.as_fd(), 0..sizes.len(), a.local_addr().ok(), None)
