@@ -494,10 +494,10 @@ pub const SECTIONS: &[Section] = &[
             ),
             key(
                 "proxy_protocol",
-                "string: v1 or v2",
+                "string: v1 or v2 (UDP: v2 only)",
                 "none",
                 "\"v2\"",
-                "Send HAProxy's PROXY protocol header to the real servers.",
+                "Send HAProxy's PROXY protocol header to the real servers: on TCP before the client's first byte; on UDP (v2 only) in front of every datagram, command PROXY, transport DGRAM.",
                 "uvsadm --proxy-protocol",
             ),
             key(
@@ -545,7 +545,7 @@ pub const SECTIONS: &[Section] = &[
                 "string \"v1\", \"v2\" or \"any\"",
                 "none (clients send no PROXY header)",
                 "\"v2\"",
-                "Clients (a load balancer or proxy in front) send a PROXY protocol header first; the address in it is the client for everything (scheduling, persistence, -L -c, access lists, limits, logs). A missing, malformed or late header closes the connection (UDP: drops the datagram). LOCAL headers (the balancer's own health checks) are served as from the balancer.",
+                "Clients (a load balancer or proxy in front) send a PROXY protocol header first; the address in it is the client for everything (scheduling, persistence, -L -c, access lists, limits, logs). A missing, malformed or late header closes the connection (UDP: every datagram carries a v2 header, which is cut off; one without a good one is dropped; \"v1\" is refused on UDP, \"any\" means v2 there). LOCAL headers (the balancer's own health checks) are served as from the balancer.",
                 "HAProxy's accept-proxy, nginx's proxy_protocol on listen",
             ),
             key(
