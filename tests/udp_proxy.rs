@@ -498,3 +498,46 @@ fn uvsadm_refuses_proxy_protocol_v1_on_a_udp_service() {
         d.save()
     );
 }
+
+#[test]
+fn a_reload_that_turns_accept_proxy_on_reads_headers_from_then_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("uvs.toml");
+    let echo = UdpBackend::start("E", Reply::Echo);
+    let vip = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    let d = Daemon::start_with_file(&path, &service(vip, "", &[echo.addr]), &[]);
+    d.wait_listening_on("udp", vip);
+    let plain = client("127.0.0.2");
+    plain.send_to(b"plain", vip).unwrap();
+    assert_eq!(receive(&plain), (b"plain".to_vec(), vip));
+    common::write_file(&path, &accepting(vip, &[echo.addr]));
+    common::sighup(&d.child);
+    eventually("the reload", || d.status().contains("accepts PROXY v2"));
+    // The listener follows the table a moment later: until then a datagram read the
+    // old way is dropped, never passed on with its header.
+    let balancer = client("127.0.0.1");
+    balancer
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let named: SocketAddr = "127.0.0.7:7000".parse().unwrap();
+    let mut answered = None;
+    for _ in 0..100 {
+        balancer
+            .send_to(&with_header(named, vip, b"proxied"), vip)
+            .unwrap();
+        let mut buf = [0u8; 256];
+        if let Ok((n, from)) = balancer.recv_from(&mut buf) {
+            answered = Some((buf[..n].to_vec(), from));
+            break;
+        }
+    }
+    assert_eq!(answered, Some((b"proxied".to_vec(), vip)));
+    assert!(
+        flows(&d).iter().any(|e| e.0 == named.to_string()),
+        "{:?}",
+        flows(&d)
+    );
+    // A datagram without a header is now refused.
+    plain.send_to(b"plain", vip).unwrap();
+    eventually("one rejected", || proxy_rejected(&d) == 1);
+}
