@@ -778,7 +778,7 @@ fn open(d: &mut Delivery<'_>, who: Who) -> Option<Arc<Flow>> {
     // nothing on its UDP ones.
     let header = match service.options.proxy_protocol {
         Some(ProxyProtocol::V2) => {
-            super::super::proxy_out::datagram_header(who.client, packet.local)
+            crate::proxy::proxy_out::datagram_header(who.client, packet.local)
         }
         _ => Vec::new(),
     };
