@@ -1,12 +1,13 @@
 //! The TCP data plane: accept on a listen address (only while the descriptor budget has
 //! room for the connection's two sockets), find the service (fwmark group, exact
 //! service, port-0 service), take the client's PROXY header when the service wants one
-//! (`proxy_in`: its address is the client from then on), choose the real server as IPVS does (persistence template,
-//! else the scheduler), connect within the service's connect timeout (on other servers,
-//! up to the retry count, if refused or timed out; never to one of the director's own
-//! listen addresses, which would loop), send the PROXY header if the service wants one,
-//! and forward. The connection's IPVS state and counts are kept in the connection table
-//! all along. Called by the listener manager, one accept loop per address.
+//! (`proxy_in`: its address is the client from then on), choose the real server as
+//! IPVS does (persistence template, else the scheduler), connect within the service's
+//! connect timeout (on other servers, up to the retry count, if refused or timed out;
+//! never to one of the director's own listen addresses, which would loop), send the
+//! PROXY header if the service wants one (`proxy_out`), and forward. The connection's
+//! IPVS state and counts are kept in the connection table all along. Called by the
+//! listener manager, one accept loop per address.
 
 use std::io;
 use std::net::SocketAddr;
