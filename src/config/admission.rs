@@ -1,8 +1,9 @@
 //! The file's keys of who may connect (`table::admission`): `allow`, `deny`,
 //! `deny_action`, `close_denied` and `limits`, alike in `[global]` (every service) and
-//! in a `[[service]]`, and a service's `accept_proxy` and `accept_proxy_timeout`. Called
-//! by the schema (`schema::parse`) for each of those tables; each bad value is reported
-//! where it is, naming the key and what it should be.
+//! in a `[[service]]`, and a service's `accept_proxy`, `accept_proxy_timeout` and
+//! `proxy_protocol_tlvs`. Called by the schema (`schema::parse`) for each of those
+//! tables; each bad value is reported where it is, naming the key and what it should
+//! be.
 
 use std::sync::Arc;
 
@@ -111,7 +112,8 @@ fn read_limits(item: &Item<'_, '_>) -> Option<ClientLimits> {
     Some(limits)
 }
 
-/// A service's `accept_proxy` and `accept_proxy_timeout`, into `options`.
+/// A service's `accept_proxy`, `accept_proxy_timeout` and `proxy_protocol_tlvs`, into
+/// `options` (whose `proxy_protocol` is read already).
 pub fn read_accept_proxy(t: &Table<'_, '_>, options: &mut ServiceOptions) {
     if let Some(item) = t.get("accept_proxy") {
         options.accept_proxy = item.parsed("\"v1\", \"v2\" or \"any\"", |s| match s {
@@ -207,7 +209,8 @@ pub fn render_admission(out: &mut String, admission: &Admission) {
     }
 }
 
-/// The lines of a service's `accept_proxy` and `accept_proxy_timeout`.
+/// The lines of a service's `accept_proxy`, `proxy_protocol_tlvs` and
+/// `accept_proxy_timeout`.
 pub fn render_accept_proxy(out: &mut String, options: &ServiceOptions) {
     use std::fmt::Write as _;
     if let Some(version) = options.accept_proxy {
