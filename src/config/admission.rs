@@ -1,14 +1,15 @@
 //! The file's keys of who may connect (`table::admission`): `allow`, `deny`,
 //! `deny_action`, `close_denied` and `limits`, alike in `[global]` (every service) and
-//! in a `[[service]]`, and a service's `accept_proxy` and `accept_proxy_timeout`. Called
-//! by the schema (`schema::parse`) for each of those tables; each bad value is reported
-//! where it is, naming the key and what it should be.
+//! in a `[[service]]`, and a service's `accept_proxy`, `accept_proxy_timeout` and
+//! `proxy_protocol_tlvs`. Called by the schema (`schema::parse`) for each of those
+//! tables; each bad value is reported where it is, naming the key and what it should
+//! be.
 
 use std::sync::Arc;
 
 use super::reader::{Item, Table};
 use crate::table::admission::{AccessList, Admission, Cidr, ClientLimits, DenyAction};
-use crate::table::{AcceptProxy, ServiceOptions};
+use crate::table::{AcceptProxy, ProxyProtocol, ProxyTlvs, ServiceOptions};
 
 /// The most prefixes one `allow` or `deny` list may hold: a list is compiled for the
 /// data plane at each reload, and a file is 16 MiB at most anyway.
@@ -111,7 +112,8 @@ fn read_limits(item: &Item<'_, '_>) -> Option<ClientLimits> {
     Some(limits)
 }
 
-/// A service's `accept_proxy` and `accept_proxy_timeout`, into `options`.
+/// A service's `accept_proxy`, `accept_proxy_timeout` and `proxy_protocol_tlvs`, into
+/// `options` (whose `proxy_protocol` is read already).
 pub fn read_accept_proxy(t: &Table<'_, '_>, options: &mut ServiceOptions) {
     if let Some(item) = t.get("accept_proxy") {
         options.accept_proxy = item.parsed("\"v1\", \"v2\" or \"any\"", |s| match s {
@@ -121,6 +123,7 @@ pub fn read_accept_proxy(t: &Table<'_, '_>, options: &mut ServiceOptions) {
             _ => None,
         });
     }
+    read_proxy_tlvs(t, options);
     if let Some(item) = t.get("accept_proxy_timeout")
         && let Some(d) = item.nonzero_duration(
             MAX_ACCEPT_PROXY_SECS,
@@ -155,6 +158,32 @@ pub fn check_udp_proxy(t: &Table<'_, '_>, options: &ServiceOptions, udp: bool) {
              header at the front of each datagram; \"any\" means v2 there)",
         );
     }
+}
+
+/// A service's `proxy_protocol_tlvs` (uvs's own TLVs in the v2 header to its real
+/// servers), into `options`; `proxy_protocol` must be read before: the key needs it to
+/// be "v2".
+fn read_proxy_tlvs(t: &Table<'_, '_>, options: &mut ServiceOptions) {
+    let Some(item) = t.get("proxy_protocol_tlvs") else {
+        return;
+    };
+    let mut tlvs = ProxyTlvs::default();
+    let array = "an array of TLV names, as [\"unique_id\", \"service_name\"]";
+    for entry in item.array(array) {
+        if let Some(tlv) = entry.parsed("\"unique_id\" or \"service_name\"", |s| {
+            ProxyTlvs::ALL
+                .iter()
+                .find(|(_, name)| *name == s)
+                .map(|(tlv, _)| *tlv)
+        }) {
+            tlvs = tlvs.with(tlv);
+        }
+    }
+    if options.proxy_protocol != Some(ProxyProtocol::V2) {
+        item.problem("needs proxy_protocol = \"v2\": only a v2 header carries TLVs");
+        return;
+    }
+    options.proxy_protocol_tlvs = tlvs;
 }
 
 /// The lines of `admission`'s keys, as `read_admission` reads them (nothing when it is
@@ -206,11 +235,21 @@ pub fn render_admission(out: &mut String, admission: &Admission) {
     }
 }
 
-/// The lines of a service's `accept_proxy` and `accept_proxy_timeout`.
+/// The lines of a service's `accept_proxy`, `proxy_protocol_tlvs` and
+/// `accept_proxy_timeout`.
 pub fn render_accept_proxy(out: &mut String, options: &ServiceOptions) {
     use std::fmt::Write as _;
     if let Some(version) = options.accept_proxy {
         let _ = writeln!(out, "accept_proxy = \"{}\"", version.name());
+    }
+    if !options.proxy_protocol_tlvs.is_empty() {
+        let names: Vec<String> = options
+            .proxy_protocol_tlvs
+            .names()
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect();
+        let _ = writeln!(out, "proxy_protocol_tlvs = [{}]", names.join(", "));
     }
     if options.accept_proxy_timeout_ms != 0 {
         let d = std::time::Duration::from_millis(u64::from(options.accept_proxy_timeout_ms));
@@ -219,5 +258,85 @@ pub fn render_accept_proxy(out: &mut String, options: &ServiceOptions) {
             "accept_proxy_timeout = \"{}\"",
             humantime::format_duration(d)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::table::{AcceptProxy, ProxyTlvs};
+
+    fn problems(text: &str) -> Vec<String> {
+        match super::super::schema::parse(text, Path::new("t.toml")) {
+            Ok(_) => Vec::new(),
+            Err(p) => p.to_string().lines().map(str::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn bad_accept_proxy_values_are_named_where_they_are() {
+        let text = r#"
+[[service]]
+tcp = "127.0.0.1:80"
+accept_proxy = "v3"
+accept_proxy_timeout = 0
+proxy_protocol_tlvs = ["unique_id"]
+
+[[service]]
+tcp = "127.0.0.1:81"
+accept_proxy = 2
+accept_proxy_timeout = "2m"
+proxy_protocol = "v2"
+proxy_protocol_tlvs = ["unique_id", "client_cert"]
+
+[[service]]
+tcp = "127.0.0.1:82"
+proxy_protocol = "v1"
+proxy_protocol_tlvs = "service_name"
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:4:16: service[0].accept_proxy: expected \"v1\", \"v2\" or \"any\", found the string \"v3\"",
+                "t.toml:5:24: service[0].accept_proxy_timeout: expected a duration of at least 1ms and at most a minute, found the integer 0",
+                "t.toml:6:23: service[0].proxy_protocol_tlvs: needs proxy_protocol = \"v2\": only a v2 header carries TLVs",
+                "t.toml:10:16: service[1].accept_proxy: expected \"v1\", \"v2\" or \"any\", found the integer 2",
+                "t.toml:11:24: service[1].accept_proxy_timeout: expected a duration of at least 1ms and at most a minute, found the string \"2m\"",
+                "t.toml:13:37: service[1].proxy_protocol_tlvs[1]: expected \"unique_id\" or \"service_name\", found the string \"client_cert\"",
+                "t.toml:18:23: service[2].proxy_protocol_tlvs: expected an array of TLV names, as [\"unique_id\", \"service_name\"], found the string \"service_name\"",
+                "t.toml:18:23: service[2].proxy_protocol_tlvs: needs proxy_protocol = \"v2\": only a v2 header carries TLVs",
+            ]
+        );
+    }
+
+    #[test]
+    fn accept_proxy_and_the_tlvs_read_and_render_back() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+proxy_protocol = "v2"
+accept_proxy = "any"
+proxy_protocol_tlvs = ["service_name", "unique_id"]
+accept_proxy_timeout = "1s 500ms"
+"#;
+        let config = super::super::schema::parse(text, Path::new("t.toml")).unwrap();
+        let o = &config.services[0].service.options;
+        assert_eq!(o.accept_proxy, Some(AcceptProxy::Any));
+        assert_eq!(o.accept_proxy_timeout_ms, 1500);
+        assert_eq!(
+            o.proxy_protocol_tlvs,
+            ProxyTlvs::default()
+                .with(ProxyTlvs::UNIQUE_ID)
+                .with(ProxyTlvs::SERVICE_NAME)
+        );
+        let mut out = String::new();
+        super::render_accept_proxy(&mut out, o);
+        assert_eq!(
+            out,
+            "accept_proxy = \"any\"\nproxy_protocol_tlvs = [\"unique_id\", \"service_name\"]\naccept_proxy_timeout = \"1s 500ms\"\n"
+        );
+        let again = super::super::render::render(&config);
+        let back = super::super::schema::parse(&again, Path::new("t.toml")).unwrap();
+        assert_eq!(back.services[0].service.options, *o);
     }
 }

@@ -556,6 +556,17 @@ pub const SECTIONS: &[Section] = &[
                 "How long a client has to send its whole PROXY header.",
                 "nginx's proxy_protocol_timeout",
             ),
+            Key {
+                with: Some("tcp = \"127.0.0.1:80\"\nproxy_protocol = \"v2\""),
+                ..key(
+                    "proxy_protocol_tlvs",
+                    "array of strings: \"unique_id\", \"service_name\"",
+                    "none",
+                    "[\"unique_id\", \"service_name\"]",
+                    "uvs's own TLVs in the PROXY v2 header to the real servers (needs proxy_protocol = \"v2\"): unique_id is PP2_TYPE_UNIQUE_ID (0x05), 16 bytes no other connection gets; service_name is type 0xE5, the service as uvs names it (\"tcp 127.0.0.1:80\"). They replace received TLVs of the same type (accept_proxy); the other received TLVs go on unchanged.",
+                    "HAProxy's send-proxy-v2 proxy-v2-options unique-id",
+                )
+            },
             ALLOW,
             DENY,
             DENY_ACTION,

@@ -1,11 +1,13 @@
 //! The TCP data plane: accept on a listen address (only while the descriptor budget has
 //! room for the connection's two sockets), find the service (fwmark group, exact
-//! service, port-0 service), choose the real server as IPVS does (persistence template,
-//! else the scheduler), connect within the service's connect timeout (on other servers,
-//! up to the retry count, if refused or timed out; never to one of the director's own
-//! listen addresses, which would loop), send the PROXY header if the service wants one,
-//! and forward. The connection's IPVS state and counts are kept in the connection table
-//! all along. Called by the listener manager, one accept loop per address.
+//! service, port-0 service), take the client's PROXY header when the service wants one
+//! (`proxy_in`: its address is the client from then on), choose the real server as
+//! IPVS does (persistence template, else the scheduler), connect within the service's
+//! connect timeout (on other servers, up to the retry count, if refused or timed out;
+//! never to one of the director's own listen addresses, which would loop), send the
+//! PROXY header if the service wants one (`proxy_out`), and forward. The connection's
+//! IPVS state and counts are kept in the connection table all along. Called by the
+//! listener manager, one accept loop per address.
 
 use std::io;
 use std::net::SocketAddr;
@@ -356,6 +358,37 @@ async fn client_gone(client: &TcpStream) {
     }
 }
 
+/// The client's PROXY header (`accept_proxy`), within the service's deadline; None when
+/// it was rejected: then the client is reset, and the rejection counted and logged.
+async fn take_header(
+    client: &TcpStream,
+    service: &Service,
+    accept: crate::table::AcceptProxy,
+    peer: SocketAddr,
+) -> Option<super::proxy_in::Header> {
+    let within = super::proxy_in::deadline(service.options.accept_proxy_timeout_ms);
+    match super::proxy_in::read(client, accept, within).await {
+        Ok(header) => Some(header),
+        Err(e) => {
+            service.state.admission.proxy_rejected.fetch_add(1, Relaxed);
+            tracing::debug!(service = %service.key, %peer, error = %e, "PROXY header rejected");
+            PROXY_WARNED.warn(|suppressed| {
+                tracing::warn!(
+                    service = %service.key,
+                    %peer,
+                    error = %e,
+                    suppressed,
+                    "PROXY header rejected; connection reset"
+                );
+            });
+            reset(client);
+            None
+        }
+    }
+}
+
+static PROXY_WARNED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
+
 /// One proxied connection, from the accepted client socket to the close of both, on
 /// the worker that runs it (whose event loop the socket joins here). `_held` counts it
 /// against that worker, and its two descriptors against the budget, for as long as it
@@ -379,13 +412,29 @@ async fn connection(
     let Ok(local) = local_address(&client, &listen) else {
         return;
     };
-    let snapshot = director.table.snapshot();
+    let mut snapshot = director.table.snapshot();
     let Some(service) = snapshot.route(&listen).cloned() else {
         reset(&client);
         return;
     };
     // Who connected: the PROXY header, when the service takes one, says who the client
     // is (`proxy_in`), before anything about the client is decided.
+    let mut received = None;
+    let mut client_addr = peer;
+    if let Some(accept) = service.options.accept_proxy {
+        // No table held while the client takes its time.
+        drop(snapshot);
+        match take_header(&client, &service, accept, peer).await {
+            Some(super::proxy_in::Header::Proxy(r)) => {
+                client_addr = r.client;
+                received = Some(r);
+            }
+            Some(super::proxy_in::Header::Local) => {}
+            None => return,
+        }
+        snapshot = director.table.snapshot();
+    }
+    let peer = client_addr;
     let _admitted = match super::admit::admit(&snapshot, &service, peer.ip(), New::Connection) {
         Ok(admitted) => admitted,
         Err(refused) => {
@@ -431,13 +480,22 @@ async fn connection(
         t.assure();
     }
     if let Some(version) = service.options.proxy_protocol {
-        let header = super::proxy_out::header(version, peer, local);
+        let header = super::proxy_out::Sent {
+            client: peer,
+            destination: received.as_ref().map_or(local, |r| r.destination),
+            passed: received.as_ref().map_or(&[][..], |r| &r.tlvs),
+            own: service.options.proxy_protocol_tlvs,
+            service: Some(&service.key),
+        }
+        .bytes(version);
         if server.write_all(&header).await.is_err() {
             reset(&client);
             reset(&server);
             return;
         }
     }
+    // Its TLVs are said; the connection may last hours.
+    drop(received);
     let transfer = Transfer::new(
         &client,
         &server,

@@ -149,6 +149,28 @@ pub fn resize_pipe(pipe: std::os::fd::BorrowedFd<'_>, bytes: usize) -> std::io::
     Ok(n as usize)
 }
 
+/// Copies up to `buf.len()` bytes waiting on socket `fd` into `buf` without taking
+/// them (recv with MSG_PEEK, never blocking): for reading a PROXY header
+/// (`proxy::proxy_in`) without a byte of what follows it. Ok(0) means end of input;
+/// WouldBlock, nothing waiting.
+pub fn peek(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is borrowed (open for the call); the kernel writes at most
+    // `buf.len()` bytes into `buf`, which is that long and initialised.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// Moves up to `len` bytes from `from` to `to` inside the kernel (one of them a pipe),
 /// without blocking. Ok(0) means end of input.
 #[cfg(target_os = "linux")]

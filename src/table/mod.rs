@@ -54,8 +54,8 @@ pub use loops::{Loop, OwnAddresses};
 pub use real_server::{Forward, RealServer, RealServerState, Tunnel, TunnelChecksum, TunnelKind};
 pub use server_address::{AddressClassifier, HostInterfaces, UnicastOnly};
 pub use service::{
-    AcceptProxy, Netmask, PersistenceEngine, ProxyProtocol, QueueOptions, Service, ServiceFlags,
-    ServiceOptions, ServiceState,
+    AcceptProxy, Netmask, PersistenceEngine, ProxyProtocol, ProxyTlvs, QueueOptions, Service,
+    ServiceFlags, ServiceOptions, ServiceState,
 };
 pub use timeouts::Timeouts;
 

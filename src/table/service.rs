@@ -152,6 +152,46 @@ impl ProxyProtocol {
     }
 }
 
+/// uvs's own TLVs in the PROXY v2 header sent to real servers (`proxy_protocol_tlvs`,
+/// `proxy::proxy_out`): a set of [`ProxyTlvs::UNIQUE_ID`] and
+/// [`ProxyTlvs::SERVICE_NAME`], as bits of one byte.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProxyTlvs(u8);
+
+impl ProxyTlvs {
+    /// PP2_TYPE_UNIQUE_ID (0x05): an id of the connection, never the same twice.
+    pub const UNIQUE_ID: ProxyTlvs = ProxyTlvs(1);
+    /// The service's name, in uvs's own TLV type (`proxy_out::SERVICE_NAME_TYPE`).
+    pub const SERVICE_NAME: ProxyTlvs = ProxyTlvs(2);
+    /// Every TLV with its name in the file, in the order they are written.
+    pub const ALL: [(ProxyTlvs, &'static str); 2] = [
+        (ProxyTlvs::UNIQUE_ID, "unique_id"),
+        (ProxyTlvs::SERVICE_NAME, "service_name"),
+    ];
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn contains(self, tlv: ProxyTlvs) -> bool {
+        self.0 & tlv.0 == tlv.0
+    }
+
+    pub fn with(self, tlv: ProxyTlvs) -> ProxyTlvs {
+        ProxyTlvs(self.0 | tlv.0)
+    }
+
+    /// The file's names of the TLVs in the set, in [`ProxyTlvs::ALL`]'s order.
+    pub fn names(self) -> Vec<&'static str> {
+        ProxyTlvs::ALL
+            .iter()
+            .filter(|(tlv, _)| self.contains(*tlv))
+            .map(|(_, name)| *name)
+            .collect()
+    }
+}
+
 /// PROXY protocol headers a service takes from its clients (`accept_proxy`): the
 /// address in the header is the client for everything uvs does (`proxy::proxy_in`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -205,6 +245,9 @@ pub struct ServiceOptions {
     /// default, `proxy::proxy_in::DEFAULT_TIMEOUT`).
     #[serde(skip_serializing_if = "is_zero")]
     pub accept_proxy_timeout_ms: u32,
+    /// uvs's own TLVs in the PROXY v2 header to real servers (`proxy_protocol_tlvs`).
+    #[serde(skip_serializing_if = "ProxyTlvs::is_empty")]
+    pub proxy_protocol_tlvs: ProxyTlvs,
     /// Its access lists and per-client limits (`table::admission`), over the global
     /// ones.
     #[serde(skip_serializing_if = "super::admission::Admission::is_open")]
