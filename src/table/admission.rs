@@ -116,6 +116,22 @@ impl Admission {
     }
 }
 
+/// Makes `next` (an edit's admission) keep the running list of `current` when its
+/// lists are the same, so that the counts per rule go on across a reload that does not
+/// change them (the counts live in the list: `AccessList::count`); a changed list
+/// counts from zero. True when the list changed and `next` asks for `close_denied`:
+/// the established connections it denies are to be closed.
+pub fn keep_running_list(current: &Admission, next: &mut Admission) -> bool {
+    match (&current.access, &mut next.access) {
+        (Some(running), Some(new)) if **running == **new => {
+            *new = Arc::clone(running);
+            false
+        }
+        (None, None) => false,
+        (_, new) => next.close_denied && new.is_some(),
+    }
+}
+
 impl AdmissionCounts {
     /// The counts now, for listings.
     pub fn view(&self) -> super::entry::AdmissionCounts {
