@@ -167,12 +167,18 @@ fn admission_lines(out: &mut String, e: &ServiceEntry) {
         Some(list) => {
             let _ = writeln!(
                 out,
-                "  access list: allow {}, deny {}, deny_action {}: refused by access list {}",
+                "  access list: allow {}, deny {}, deny_action {}{}: refused by access list {}",
                 list.allow().len(),
                 list.deny().len(),
                 own.deny_action.name(),
+                if own.close_denied {
+                    ", close_denied"
+                } else {
+                    ""
+                },
                 a.refused_access
             );
+            rule_lines(out, &e.access_rules);
         }
         None if a.refused_access > 0 => {
             let _ = writeln!(out, "  refused by access list {}", a.refused_access);
@@ -205,6 +211,29 @@ fn admission_lines(out: &mut String, e: &ServiceEntry) {
         }
         None => {}
     }
+}
+
+/// What each rule of an access list refused, one line each (only rules that refused
+/// any): `    deny 127.0.0.66/32: 12`, `    not in allow: 3`.
+fn rule_lines(out: &mut String, rules: &[crate::table::access::RuleRefusals]) {
+    for r in rules {
+        let _ = writeln!(out, "    {r}");
+    }
+}
+
+/// The global access list (every service's, checked before their own), when there is
+/// one: what it refused over all services, and per rule.
+fn global_access_lines(out: &mut String, g: &crate::table::entry::GlobalAccessEntry) {
+    let _ = writeln!(
+        out,
+        "global access list: allow {}, deny {}, deny_action {}{}: refused by access list {}",
+        g.allow,
+        g.deny,
+        g.deny_action,
+        if g.close_denied { ", close_denied" } else { "" },
+        g.refused
+    );
+    rule_lines(out, &g.rules);
 }
 
 /// A server with `max_connections`: `at limit (N/MAX)` while it takes no more, else
@@ -627,6 +656,9 @@ pub fn render(status: &Status) -> String {
              scheduled without one {}",
             t.count, t.max, t.evicted, t.not_made
         );
+    }
+    if let Some(g) = &status.global_access {
+        global_access_lines(&mut out, g);
     }
     // In ipvsadm -L's order (TCP before UDP, then by address), as uvsadm lists them.
     let mut services: Vec<&ServiceEntry> = status.services.iter().collect();

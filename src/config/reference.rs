@@ -76,7 +76,7 @@ const DENY_ACTION: Key = key(
     "string \"reset\" or \"drop\"",
     "\"reset\"",
     "\"drop\"",
-    "What a TCP client refused by an access list or a limit gets: a reset, or nothing at all (the connection is dropped without a word, and the client times out).",
+    "What a TCP client refused by an access list or a limit gets: a reset, or nothing at all (the connection is dropped without a word, and the client times out: TCP repair mode, which needs CAP_NET_ADMIN; without it, a reset with a TTL of 1, which dies at the first router but reaches a client on the same host or link).",
     "HAProxy's tcp-request connection reject and silent-drop",
 );
 const CLOSE_DENIED: Key = key(
@@ -84,7 +84,7 @@ const CLOSE_DENIED: Key = key(
     "boolean",
     "false",
     "true",
-    "When a reload changes the access lists, also close the established connections and flows of clients they now deny (false: those go on; only new ones are refused).",
+    "When a reload changes the access lists, also close the established connections and flows of clients they now deny, counted as refused by the list (false: those go on; only new ones are refused).",
     "",
 );
 const LIMITS: Key = key(

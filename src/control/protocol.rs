@@ -93,6 +93,9 @@ pub struct Status {
     /// Persistence templates and their bound.
     #[serde(default)]
     pub templates: TemplateStatus,
+    /// The global access list and what it refused, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_access: Option<crate::table::entry::GlobalAccessEntry>,
 }
 
 pub const PROTOCOL_VERSION: u32 = 1;

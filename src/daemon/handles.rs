@@ -39,6 +39,7 @@ impl server::Daemon for Reporter {
             .into_iter()
             .map(|(rule, by)| ShadowedRule { rule, by })
             .collect();
+        status.global_access = table.global_access_entry();
         status
     }
 

@@ -102,6 +102,8 @@ impl Daemon {
             tokio::spawn(Arc::clone(&director).sweep()),
             // Timed drains (`pool`): asleep until one starts.
             tokio::spawn(crate::pool::run(Arc::clone(&director))),
+            // `close_denied` (`pool::denied`): asleep until a list changes under it.
+            tokio::spawn(crate::pool::denied::run(Arc::clone(&director))),
         ];
         // In kernel mode the kernel moves the traffic: no listeners here.
         let plane = (self.reporter.mode() == Mode::Userspace)

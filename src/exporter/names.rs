@@ -74,6 +74,10 @@ names! {
     SERVICE_REFUSED_ACCESS_LIST_TOTAL = "uvs_service_refused_access_list_total";
     SERVICE_REFUSED_LIMITS_TOTAL = "uvs_service_refused_limits_total";
     SERVICE_PROXY_HEADERS_REJECTED_TOTAL = "uvs_service_proxy_headers_rejected_total";
+    // Per access-list rule that refused any, of a service's list and of the global one
+    // (`table::access`).
+    ACCESS_RULE_REFUSED_TOTAL = "uvs_access_rule_refused_total";
+    GLOBAL_ACCESS_RULE_REFUSED_TOTAL = "uvs_global_access_rule_refused_total";
 
     // Per real server: IPVS's five counters, its connections and weight, connects.
     BACKEND_CONNECTIONS_TOTAL = "uvs_backend_connections_total";

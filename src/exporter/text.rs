@@ -110,6 +110,7 @@ pub fn write(sources: &Sources<'_>, out: &mut BodyWriter) {
     node_series(sources.table, &services, out);
     service_series(&services, out);
     admission_series(&services, !sources.table.admission().is_open(), out);
+    access_rule_series(sources.table, &services, out);
     backend_series(&services, out);
     latency_series(&services, out);
     ejection_series(&services, out);
@@ -296,6 +297,61 @@ fn admission_series(services: &[&Arc<Service>], global: bool, out: &mut BodyWrit
             .map(|s| (service_labels(&s.key), value(s)));
         family(out, name, help, Kind::Counter, samples);
     }
+}
+
+/// What each access-list rule refused, per service and for the global list: one
+/// sample per `deny` rule that refused anything (`rule` its prefix) and one for the
+/// clients in no `allow` prefix (`list="allow"`, `rule=""`), when any were. Only rules
+/// that refused at least once have a series, so a list of a million prefixes costs
+/// nothing here until they refuse.
+fn access_rule_series(table: &Table, services: &[&Arc<Service>], out: &mut BodyWriter) {
+    let texts = |r: &crate::table::access::RuleRefusals| {
+        (
+            r.list(),
+            r.rule.map(|c| c.to_string()).unwrap_or_default(),
+            r.refused,
+        )
+    };
+    let per_service: Vec<_> = services
+        .iter()
+        .filter_map(|s| Some((s, s.options.admission.access.as_ref()?)))
+        .flat_map(|(s, list)| {
+            list.refusals()
+                .iter()
+                .map(|r| (s.key, texts(r)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    family(
+        out,
+        names::ACCESS_RULE_REFUSED_TOTAL,
+        "New connections (UDP: flows) refused by a rule of a service's own access list: a deny prefix (rule), or being in no allow prefix (list=\"allow\"); only rules that refused any.",
+        Kind::Counter,
+        per_service.iter().map(|(key, (list, rule, n))| {
+            let labels = service_labels(key)
+                .with("list", Value::Text(list))
+                .with("rule", Value::Text(rule));
+            (labels, Number::Int(*n))
+        }),
+    );
+    let global: Vec<_> = table
+        .admission()
+        .access
+        .as_ref()
+        .map(|l| l.refusals().iter().map(texts).collect())
+        .unwrap_or_default();
+    family(
+        out,
+        names::GLOBAL_ACCESS_RULE_REFUSED_TOTAL,
+        "New connections (UDP: flows) refused by a rule of the global access list, over all services; only rules that refused any.",
+        Kind::Counter,
+        global.iter().map(|(list, rule, n)| {
+            let labels = Labels::NONE
+                .with("list", Value::Text(list))
+                .with("rule", Value::Text(rule));
+            (labels, Number::Int(*n))
+        }),
+    );
 }
 
 fn backend_series(services: &[&Arc<Service>], out: &mut BodyWriter) {

@@ -18,6 +18,8 @@
 //! nothing drains it sleeps until a published drain wakes it
 //! (`TableHandle::drain_started`), so a table without drains costs nothing.
 
+pub mod denied;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;

@@ -44,7 +44,8 @@ pub struct Refused {
 pub struct Admitted {}
 
 /// Whether `client` may open a new connection or flow (`new`) to `service`, the global
-/// admission of `table` first. A refusal is counted (`AdmissionCounts`).
+/// admission of `table` first. A refusal is counted (`AdmissionCounts`, and on the
+/// list's rule that decided it).
 pub fn admit(
     table: &Table,
     service: &Service,
@@ -80,16 +81,92 @@ pub fn admit(
     Ok(Admitted::default())
 }
 
-fn allowed(admission: &Admission, client: IpAddr) -> bool {
-    admission
-        .access
-        .as_ref()
-        .is_none_or(|list| list.check(client) == Verdict::Allowed)
+/// Whether the access list of `admission` (none: everyone) admits `client`; a
+/// refusal is counted on the rule that decided it (`AccessList::count`). Also asked
+/// of established connections when a reload changes a list under `close_denied`
+/// (`pool::denied`).
+pub fn allowed(admission: &Admission, client: IpAddr) -> bool {
+    match &admission.access {
+        None => true,
+        Some(list) => {
+            let verdict = list.check(client);
+            list.count(verdict);
+            verdict == Verdict::Allowed
+        }
+    }
 }
 
-/// Closes a refused TCP client as `action` says.
+/// Closes a refused TCP client as `action` says, once the caller drops it: a reset,
+/// or a silent drop.
+///
+/// The silent drop is HAProxy's `silent-drop` (src/tcp_act.c,
+/// `tcp_exec_action_silent_drop`): what the client sent is acknowledged at once
+/// (TCP_QUICKACK, so that it does not retransmit into a socket that answers with a
+/// reset), then the socket is put in repair mode (TCP_REPAIR, needs CAP_NET_ADMIN),
+/// whose close sends nothing at all: the client learns nothing and times out. Without
+/// the privilege, the reset is sent with a TTL (IPv6: hop limit) of 1, so that it dies
+/// at the first router and never reaches a client beyond it; a client on the same host
+/// or link still gets it.
 pub fn refuse(client: &tokio::net::TcpStream, action: DenyAction) {
-    match action {
-        DenyAction::Reset | DenyAction::Drop => super::tcp::reset(client),
+    if action == DenyAction::Drop {
+        silent_drop(client);
+    }
+    super::tcp::reset(client);
+}
+
+/// Readies `client` so that its close says nothing, or as little as can be (see
+/// [`refuse`]); whether it is in repair mode.
+fn silent_drop(client: &tokio::net::TcpStream) -> bool {
+    use std::os::fd::AsFd;
+    let sock = socket2::SockRef::from(client);
+    let _ = sock.set_tcp_quickack(true);
+    if crate::sys::set_tcp_repair(client.as_fd()).is_ok() {
+        return true;
+    }
+    // An IPv6 socket may carry IPv4 (mapped addresses): both limits are set on it.
+    if client.local_addr().is_ok_and(|a| a.is_ipv6()) {
+        let _ = sock.set_unicast_hops_v6(1);
+    }
+    let _ = sock.set_ttl_v4(1);
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// A drop leaves the socket silent when it may (repair mode, root), else with a
+    /// TTL of 1 on its reset; either way the client's socket was touched.
+    #[tokio::test]
+    async fn a_drop_repairs_the_socket_or_lowers_its_ttl() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let ttl_before = socket2::SockRef::from(&accepted).ttl_v4().unwrap();
+        assert!(ttl_before > 1);
+        let repaired = silent_drop(&accepted);
+        let ttl = socket2::SockRef::from(&accepted).ttl_v4().unwrap();
+        assert_eq!(
+            crate::sys::tcp_repair(accepted.as_fd()).unwrap(),
+            repaired,
+            "repair mode as said"
+        );
+        if repaired {
+            assert_eq!(
+                ttl, ttl_before,
+                "in repair mode nothing is sent: no TTL to lower"
+            );
+        } else {
+            assert_eq!(
+                ttl, 1,
+                "without repair mode the reset dies at the first router"
+            );
+        }
+        // As root (CI), repair mode is what is taken.
+        if crate::sys::effective_uid() == 0 {
+            assert!(repaired, "root may put a socket in repair mode");
+        }
     }
 }

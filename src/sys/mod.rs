@@ -69,6 +69,37 @@ unsafe fn getsockopt<T>(
     Ok(value)
 }
 
+/// Puts a TCP socket in repair mode (TCP_REPAIR, Linux 3.5; needs CAP_NET_ADMIN):
+/// closed then, it goes away without sending anything, no FIN and no RST (HAProxy's
+/// `silent-drop`, src/tcp_act.c). An error (EPERM without the privilege) leaves the
+/// socket as it was.
+pub fn set_tcp_repair(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: the fd is borrowed (open for the call); TCP_REPAIR's value is an int,
+    // read by the kernel from `one` for `size_of::<c_int>()` bytes.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_REPAIR,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether a TCP socket is in repair mode ([`set_tcp_repair`]).
+pub fn tcp_repair(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<bool> {
+    // SAFETY: TCP_REPAIR's value is an int.
+    let on: libc::c_int = unsafe { getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR)? };
+    Ok(on != 0)
+}
+
 /// Runs `f` with the file-creation mask set to `mask`, then restores the previous mask.
 /// The daemon binds its control socket this way so the socket is never, even for an
 /// instant, accessible to anyone but its owner. The mask is process-wide: call this

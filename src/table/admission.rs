@@ -116,6 +116,22 @@ impl Admission {
     }
 }
 
+/// Makes `next` (an edit's admission) keep the running list of `current` when its
+/// lists are the same, so that the counts per rule go on across a reload that does not
+/// change them (the counts live in the list: `AccessList::count`); a changed list
+/// counts from zero. True when the list changed and `next` asks for `close_denied`:
+/// the established connections it denies are to be closed.
+pub fn keep_running_list(current: &Admission, next: &mut Admission) -> bool {
+    match (&current.access, &mut next.access) {
+        (Some(running), Some(new)) if **running == **new => {
+            *new = Arc::clone(running);
+            false
+        }
+        (None, None) => false,
+        (_, new) => next.close_denied && new.is_some(),
+    }
+}
+
 impl AdmissionCounts {
     /// The counts now, for listings.
     pub fn view(&self) -> super::entry::AdmissionCounts {
@@ -148,4 +164,46 @@ pub struct GlobalState {
     /// What the global lists and limits refused, over all services (each refusal is
     /// also counted on the service the client came to).
     pub counts: AdmissionCounts,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(deny: &[&str], close_denied: bool) -> Admission {
+        let deny = deny.iter().map(|c| c.parse().unwrap()).collect();
+        Admission {
+            access: Some(Arc::new(AccessList::new(Vec::new(), deny))),
+            close_denied,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_unchanged_list_is_kept_with_its_counts_and_a_changed_one_closes_when_asked() {
+        let running = with(&["10.0.0.0/8"], true);
+        let list = running.access.as_ref().unwrap();
+        list.count(list.check("10.1.1.1".parse().unwrap()));
+        let mut next = with(&["10.0.0.0/8"], true);
+        assert!(!keep_running_list(&running, &mut next), "nothing to close");
+        assert!(Arc::ptr_eq(
+            running.access.as_ref().unwrap(),
+            next.access.as_ref().unwrap()
+        ));
+        assert_eq!(next.access.unwrap().refusals()[0].refused, 1);
+        let mut changed = with(&["10.0.0.0/9"], true);
+        assert!(keep_running_list(&running, &mut changed));
+        let mut quiet = with(&["10.0.0.0/9"], false);
+        assert!(!keep_running_list(&running, &mut quiet), "no close_denied");
+        let mut gone = Admission {
+            close_denied: true,
+            ..Default::default()
+        };
+        assert!(
+            !keep_running_list(&running, &mut gone),
+            "no list denies no one"
+        );
+        let mut added = with(&["10.0.0.0/9"], true);
+        assert!(keep_running_list(&Admission::default(), &mut added));
+    }
 }

@@ -83,6 +83,10 @@ pub(super) enum Effect {
     ZeroService(Arc<Service>),
     /// `-Z`: the counters over all services too.
     ZeroTotals(Arc<Stats>),
+    /// A service's access list (None: the global one) changed under `close_denied`:
+    /// the established connections and flows it now denies are to be closed
+    /// (`pool::denied`, woken by `TableHandle`).
+    CloseDenied(Option<ServiceKey>),
     /// Something the log must say about the change.
     Say(Note),
 }
@@ -264,6 +268,18 @@ impl Effects {
         })
     }
 
+    /// The access lists these effects changed under `close_denied` (a service's, None:
+    /// the global one).
+    pub(crate) fn close_denied(&self) -> Vec<Option<ServiceKey>> {
+        self.0
+            .iter()
+            .filter_map(|e| match e {
+                Effect::CloseDenied(service) => Some(*service),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Writes to the shared state, in order. Call once the table that made these
     /// effects is the one readers see (or when no one else reads it).
     pub fn carry_out(self) {
@@ -330,6 +346,8 @@ impl Effects {
                     }
                 }
                 Effect::ZeroTotals(totals) => totals.zero(),
+                // Carried out by `pool::denied`, which can see the connections.
+                Effect::CloseDenied(_) => {}
                 Effect::Say(note) => note.say(),
             }
         }

@@ -148,11 +148,31 @@ pub struct ServiceEntry {
     /// What its access lists, limits and PROXY header checks refused (uvs only).
     #[serde(default)]
     pub admission: AdmissionCounts,
+    /// What each rule of its own access list refused, for the rules that refused any
+    /// (uvs only; `table::access`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_rules: Vec<super::access::RuleRefusals>,
     pub servers: Vec<ServerEntry>,
     /// Real servers a command-line drain took out, which the file still names and a
     /// reload does not add back until `uvs undrain` (uvs only; `table::pool`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drained_out: Vec<super::key::ServerKey>,
+}
+
+/// The global access list (`[global]`'s `allow`, `deny`; `table::admission`), for
+/// `uvs status` (uvs only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalAccessEntry {
+    /// How many prefixes each list has.
+    pub allow: usize,
+    pub deny: usize,
+    /// "reset" or "drop".
+    pub deny_action: String,
+    pub close_denied: bool,
+    /// New connections and flows it refused, over all services.
+    pub refused: u64,
+    /// What each of its rules refused, for the rules that refused any.
+    pub rules: Vec<super::access::RuleRefusals>,
 }
 
 /// One entry of the connection table (`-L -c`), as /proc/net/ip_vs_conn describes it.

@@ -113,6 +113,20 @@ impl Table {
         &self.admission
     }
 
+    /// The global access list and what it refused, for `uvs status`; None without one.
+    pub fn global_access_entry(&self) -> Option<entry::GlobalAccessEntry> {
+        let list = self.admission.access.as_ref()?;
+        Some(entry::GlobalAccessEntry {
+            allow: list.allow().len(),
+            deny: list.deny().len(),
+            deny_action: self.admission.deny_action.name().to_string(),
+            close_denied: self.admission.close_denied,
+            refused: (self.admission_state.counts.refused_access)
+                .load(std::sync::atomic::Ordering::Relaxed),
+            rules: list.refusals(),
+        })
+    }
+
     /// The global admission's live state.
     pub fn admission_state(&self) -> &Arc<admission::GlobalState> {
         &self.admission_state
@@ -196,11 +210,15 @@ impl Table {
                 let mut service = Service::clone(current);
                 // uvsadm's `-E` knows only some of uvs's own settings: it keeps the
                 // others (a reload, which knows them all, sets them as the file says).
-                let options = if source == Source::File {
+                let mut options = if source == Source::File {
                     config.options.clone()
                 } else {
                     config.options.clone().from_command(&service.options)
                 };
+                let access = &mut options.admission;
+                if admission::keep_running_list(&service.options.admission, access) {
+                    effects.push(Effect::CloseDenied(Some(config.key)));
+                }
                 if service.options.slow_start_ms != options.slow_start_ms {
                     // Each server without its own window follows the service's.
                     for server in &service.servers {
@@ -404,7 +422,13 @@ impl Table {
                 effects.push(Effect::ZeroService(Arc::clone(svc)));
             }
             Command::SetTimeouts(set) => self.timeouts = self.timeouts.updated_with(*set),
-            Command::SetAdmission(admission) => self.admission = admission.clone(),
+            Command::SetAdmission(admission) => {
+                let mut admission = admission.clone();
+                if admission::keep_running_list(&self.admission, &mut admission) {
+                    effects.push(Effect::CloseDenied(None));
+                }
+                self.admission = admission;
+            }
             Command::Drain {
                 service,
                 server,
@@ -801,6 +825,9 @@ fn entry_of(svc: &Service) -> ServiceEntry {
         flows_dropped: svc.state.flows_dropped.load(Relaxed),
         queue: svc.state.queue.counts(),
         admission: svc.state.admission.view(),
+        access_rules: (svc.options.admission.access.as_ref())
+            .map(|l| l.refusals())
+            .unwrap_or_default(),
         drained_out: svc.drained_out.iter().copied().collect(),
         servers: svc
             .servers
@@ -876,6 +903,10 @@ pub struct TableHandle {
     /// Poked when a published change starts a drain: the pool controller sleeps on it
     /// while nothing drains (`pool`).
     drains: tokio::sync::Notify,
+    /// Access lists changed under `close_denied` (a service's, None: the global one),
+    /// until `pool::denied` takes them; poked when one is added.
+    denied: Mutex<Vec<Option<ServiceKey>>>,
+    denials: tokio::sync::Notify,
 }
 
 impl TableHandle {
@@ -888,6 +919,8 @@ impl TableHandle {
             retired: Mutex::new(Vec::new()),
             slow_starts: true,
             drains: tokio::sync::Notify::new(),
+            denied: Mutex::new(Vec::new()),
+            denials: tokio::sync::Notify::new(),
         }
     }
 
@@ -909,6 +942,19 @@ impl TableHandle {
     /// waits): what the pool controller sleeps on while nothing drains.
     pub fn drain_started(&self) -> &tokio::sync::Notify {
         &self.drains
+    }
+
+    /// Woken when a published change gave a service (or every service) an access list
+    /// under `close_denied` (a permit is kept when nobody waits): `pool::denied` sleeps
+    /// on it, then takes the changes with [`TableHandle::take_denied`].
+    pub fn denials(&self) -> &tokio::sync::Notify {
+        &self.denials
+    }
+
+    /// The access lists changed under `close_denied` since the last call: each the
+    /// service's, None for the global one.
+    pub fn take_denied(&self) -> Vec<Option<ServiceKey>> {
+        std::mem::take(&mut *self.denied.locked())
     }
 
     /// A receiver that wakes on every change (the listener manager follows it).
@@ -973,6 +1019,7 @@ impl TableHandle {
             effects.begin_no_slow_start();
         }
         let drain_started = effects.start_a_drain();
+        let denied = effects.close_denied();
         self.current.store(Arc::new(next));
         // The batch is whole and published: now, and only now, the state the new
         // snapshot shares with the old one follows it. Still under the writer lock, so
@@ -981,6 +1028,10 @@ impl TableHandle {
         self.version.send_modify(|v| *v += 1);
         if drain_started {
             self.drains.notify_one();
+        }
+        if !denied.is_empty() {
+            self.denied.locked().extend(denied);
+            self.denials.notify_one();
         }
         Ok(())
     }

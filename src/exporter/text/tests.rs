@@ -43,6 +43,14 @@ fn table() -> Table {
     // headers.
     let mut queued = ServiceConfig::new(TCP, "rr");
     queued.options.accept_proxy = Some(crate::table::AcceptProxy::V2);
+    // And an access list, as every service has the global one.
+    let access = |allow: &[&str], deny: &[&str]| {
+        let parse = |v: &[&str]| v.iter().map(|c| c.parse().unwrap()).collect();
+        Some(std::sync::Arc::new(
+            crate::table::admission::AccessList::new(parse(allow), parse(deny)),
+        ))
+    };
+    queued.options.admission.access = access(&["127.0.0.0/8"], &["127.0.0.66/32", "127.0.0.67/32"]);
     queued.options.queue = Some(crate::table::QueueOptions {
         length: std::num::NonZeroU32::new(8).unwrap(),
         timeout_ms: 5000,
@@ -70,6 +78,10 @@ fn table() -> Table {
         server(FWM, "127.0.0.3", 0, 1),
         service(SCTP),
         server(SCTP, "127.0.0.4", 9, 0),
+        Command::SetAdmission(crate::table::Admission {
+            access: access(&[], &["10.0.0.0/8"]),
+            ..Default::default()
+        }),
     ] {
         t.apply(&command, &UnicastOnly).unwrap().carry_out();
     }
@@ -92,6 +104,15 @@ fn table() -> Table {
     tcp.state.queue.refused.store(4, Relaxed);
     tcp.state.queue.wait_ms.store(1500, Relaxed);
     tcp.state.admission.proxy_rejected.store(5, Relaxed);
+    // Two refused by the first deny rule, one by none of the allow list; none by the
+    // second rule (no series); one by the global list.
+    let list = tcp.options.admission.access.as_ref().unwrap();
+    for client in ["127.0.0.66", "127.0.0.66", "10.1.1.1"] {
+        list.count(list.check(client.parse().unwrap()));
+    }
+    let global = t.admission().access.as_ref().unwrap();
+    global.count(global.check("10.1.1.1".parse().unwrap()));
+    tcp.state.admission.refused_access.store(4, Relaxed);
     let fwm = t.service(&FWM).unwrap();
     fwm.state.unavailable.store(5, Relaxed);
     fwm.servers[0].state.inactive_conns.store(4, Relaxed);
