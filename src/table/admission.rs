@@ -148,4 +148,6 @@ pub struct GlobalState {
     /// What the global lists and limits refused, over all services (each refusal is
     /// also counted on the service the client came to).
     pub counts: AdmissionCounts,
+    /// The sources the global limits track, over all services (`table::sources`).
+    pub sources: super::sources::Tables,
 }

@@ -35,6 +35,7 @@ pub mod real_server;
 pub mod server_address;
 pub mod service;
 pub mod slow_start;
+pub mod sources;
 pub mod timeouts;
 
 use std::sync::{Arc, Mutex};
