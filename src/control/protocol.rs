@@ -93,6 +93,9 @@ pub struct Status {
     /// Persistence templates and their bound.
     #[serde(default)]
     pub templates: TemplateStatus,
+    /// The global per-client limits (`[global] limits`), when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_limits: Option<crate::table::admission::GlobalLimitsView>,
 }
 
 pub const PROTOCOL_VERSION: u32 = 1;

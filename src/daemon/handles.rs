@@ -39,6 +39,7 @@ impl server::Daemon for Reporter {
             .into_iter()
             .map(|(rule, by)| ShadowedRule { rule, by })
             .collect();
+        status.global_limits = table.global_limits();
         status
     }
 

@@ -207,6 +207,8 @@ impl Report {
             descriptors: userspace.then(|| plane.descriptors.clone()),
             udp: plane.udp.clone(),
             templates: plane.templates,
+            // The table's, which the caller has (`Handles::status`).
+            global_limits: None,
         }
     }
 }

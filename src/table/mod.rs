@@ -114,6 +114,11 @@ impl Table {
         &self.admission
     }
 
+    /// The global per-client limits with what they track and refused (`uvs status`).
+    pub fn global_limits(&self) -> Option<admission::GlobalLimitsView> {
+        self.admission_state.limits_view(&self.admission)
+    }
+
     /// The global admission's live state.
     pub fn admission_state(&self) -> &Arc<admission::GlobalState> {
         &self.admission_state
@@ -801,7 +806,10 @@ fn entry_of(svc: &Service) -> ServiceEntry {
         unavailable: svc.state.unavailable.load(Relaxed),
         flows_dropped: svc.state.flows_dropped.load(Relaxed),
         queue: svc.state.queue.counts(),
-        admission: svc.state.admission.view(),
+        admission: crate::table::entry::AdmissionCounts {
+            sources: (svc.options.admission.limits).map_or(0, |l| svc.state.sources.tracked(&l)),
+            ..svc.state.admission.view()
+        },
         drained_out: svc.drained_out.iter().copied().collect(),
         servers: svc
             .servers

@@ -344,6 +344,16 @@ impl Tables {
     pub fn current(&self) -> Option<Arc<SourceTable>> {
         self.current.load_full()
     }
+
+    /// The sources tracked now under `limits` (0 when no table fits them yet: a
+    /// leftover of older limits of another shape is not theirs).
+    pub fn tracked(&self, limits: &ClientLimits) -> u64 {
+        self.current
+            .load()
+            .as_ref()
+            .filter(|t| t.fits(limits))
+            .map_or(0, |t| t.len() as u64)
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::exporter::{BackendHealth, ConfigReloads};
+use crate::table::admission::ClientLimits;
 use crate::table::{Command, Family, ServerConfig, ServiceConfig, UnicastOnly};
 
 fn service(key: ServiceKey) -> Command {
@@ -43,6 +44,16 @@ fn table() -> Table {
     // headers.
     let mut queued = ServiceConfig::new(TCP, "rr");
     queued.options.accept_proxy = Some(crate::table::AcceptProxy::V2);
+    // And per-client limits; the global limits too.
+    let own_limits = ClientLimits {
+        connections_per_source: 4,
+        ..ClientLimits::default()
+    };
+    queued.options.admission.limits = Some(own_limits);
+    let global_limits = ClientLimits {
+        flows_per_source: 8,
+        ..ClientLimits::default()
+    };
     queued.options.queue = Some(crate::table::QueueOptions {
         length: std::num::NonZeroU32::new(8).unwrap(),
         timeout_ms: 5000,
@@ -70,6 +81,10 @@ fn table() -> Table {
         server(FWM, "127.0.0.3", 0, 1),
         service(SCTP),
         server(SCTP, "127.0.0.4", 9, 0),
+        Command::SetAdmission(crate::table::Admission {
+            limits: Some(global_limits),
+            ..Default::default()
+        }),
     ] {
         t.apply(&command, &UnicastOnly).unwrap().carry_out();
     }
@@ -92,6 +107,18 @@ fn table() -> Table {
     tcp.state.queue.refused.store(4, Relaxed);
     tcp.state.queue.wait_ms.store(1500, Relaxed);
     tcp.state.admission.proxy_rejected.store(5, Relaxed);
+    tcp.state.admission.refused_limits.store(2, Relaxed);
+    let client = |last| IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, last));
+    let (connection, flow) = (
+        crate::table::sources::Kind::Connection,
+        crate::table::sources::Kind::Flow,
+    );
+    let _ = (tcp.state.sources.get(&own_limits)).admit(&own_limits, client(9), connection, 1);
+    let global = t.admission_state();
+    for last in [9, 10] {
+        let _ = (global.sources.get(&global_limits)).admit(&global_limits, client(last), flow, 1);
+    }
+    global.counts.refused_limits.store(1, Relaxed);
     let fwm = t.service(&FWM).unwrap();
     fwm.state.unavailable.store(5, Relaxed);
     fwm.servers[0].state.inactive_conns.store(4, Relaxed);
