@@ -37,7 +37,7 @@
 //! once.
 //!
 //! **Memory**: about 140 bytes per tracked source on glibc (measured by
-//! `benches/sources.rs`: the allocator's bytes requested, 120 per source: the LRU entry
+//! `benches/sources.rs`: the allocator's bytes requested, 122 per source: the LRU entry
 //! 48, the shared counts 40, the map's bucket and control byte at its load factor,
 //! plus glibc's 8-byte chunk header rounded to 16); 65 536 sources, the default cap,
 //! take about 9 MiB.
