@@ -187,23 +187,13 @@ fn admission_lines(out: &mut String, e: &ServiceEntry) {
     }
     match &own.limits {
         Some(l) => {
-            let mut set = Vec::new();
-            for (name, n) in [
-                ("connections_per_source", l.connections_per_source),
-                ("new_per_second_per_source", l.new_per_second_per_source),
-                ("flows_per_source", l.flows_per_source),
-            ] {
-                if n > 0 {
-                    set.push(format!("{name} {n}"));
-                }
-            }
             let _ = writeln!(
                 out,
-                "  limits: {} (sources /{} and /{}): refused by limits {}",
-                set.join(", "),
-                l.source_prefix_v4,
-                l.source_prefix_v6,
-                a.refused_limits
+                "  limits: {}: refused by limits {}, sources tracked {}/{}",
+                limits_words(l),
+                a.refused_limits,
+                a.sources,
+                l.max_sources
             );
         }
         None if a.refused_limits > 0 => {
@@ -234,6 +224,40 @@ fn global_access_lines(out: &mut String, g: &crate::table::entry::GlobalAccessEn
         g.refused
     );
     rule_lines(out, &g.rules);
+}
+
+/// The limits set and the prefixes that make a source: `connections_per_source 2,
+/// flows_per_source 8 (sources /32 and /64)`.
+fn limits_words(l: &crate::table::admission::ClientLimits) -> String {
+    let mut set = Vec::new();
+    for (name, n) in [
+        ("connections_per_source", l.connections_per_source),
+        ("new_per_second_per_source", l.new_per_second_per_source),
+        ("flows_per_source", l.flows_per_source),
+    ] {
+        if n > 0 {
+            set.push(format!("{name} {n}"));
+        }
+    }
+    format!(
+        "{} (sources /{} and /{})",
+        set.join(", "),
+        l.source_prefix_v4,
+        l.source_prefix_v6
+    )
+}
+
+/// The global per-client limits, counted over all services.
+fn global_limits_line(out: &mut String, g: &crate::table::admission::GlobalLimitsView) {
+    let _ = writeln!(
+        out,
+        "global limits: {}, deny_action {}: refused by limits {}, sources tracked {}/{}",
+        limits_words(&g.limits),
+        g.deny_action.name(),
+        g.refused_limits,
+        g.sources,
+        g.limits.max_sources
+    );
 }
 
 /// A server with `max_connections`: `at limit (N/MAX)` while it takes no more, else
@@ -659,6 +683,9 @@ pub fn render(status: &Status) -> String {
     }
     if let Some(g) = &status.global_access {
         global_access_lines(&mut out, g);
+    }
+    if let Some(g) = &status.global_limits {
+        global_limits_line(&mut out, g);
     }
     // In ipvsadm -L's order (TCP before UDP, then by address), as uvsadm lists them.
     let mut services: Vec<&ServiceEntry> = status.services.iter().collect();

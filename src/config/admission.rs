@@ -15,6 +15,10 @@ use crate::table::{AcceptProxy, ProxyProtocol, ProxyTlvs, ServiceOptions};
 /// data plane at each reload, and a file is 16 MiB at most anyway.
 pub const MAX_PREFIXES: usize = 1_000_000;
 
+/// The highest per-client limit (`connections_per_source`, `new_per_second_per_source`,
+/// `flows_per_source`): 2^24, as `max_sources`; more is no limit at all.
+pub const MAX_LIMIT: u32 = 16_777_216;
+
 /// The longest `accept_proxy_timeout`, in seconds.
 pub const MAX_ACCEPT_PROXY_SECS: u64 = 60;
 
@@ -82,9 +86,14 @@ fn read_prefixes(item: &Item<'_, '_>) -> Vec<Cidr> {
 fn read_limits(item: &Item<'_, '_>) -> Option<ClientLimits> {
     let t = item.table()?;
     let mut limits = ClientLimits::default();
-    let count = |key: &str, into: &mut u32| {
-        if let Some(n) = t.get(key).and_then(|i| i.integer(0..=i64::from(u32::MAX))) {
-            *into = n as u32;
+    // Whether a limit was wrong (reported on its own, not again as no limit).
+    let mut wrong = false;
+    let mut count = |key: &str, into: &mut u32| {
+        if let Some(item) = t.get(key) {
+            match item.integer(0..=i64::from(MAX_LIMIT)) {
+                Some(n) => *into = n as u32,
+                None => wrong = true,
+            }
         }
     };
     count("connections_per_source", &mut limits.connections_per_source);
@@ -103,10 +112,12 @@ fn read_limits(item: &Item<'_, '_>) -> Option<ClientLimits> {
         limits.max_sources = n as u32;
     }
     if limits.is_empty() {
-        item.problem(
-            "limits sets no limit: give connections_per_source, new_per_second_per_source \
-             or flows_per_source",
-        );
+        if !wrong {
+            item.problem(
+                "sets no limit: give connections_per_source, new_per_second_per_source or \
+                 flows_per_source above 0",
+            );
+        }
         return None;
     }
     Some(limits)

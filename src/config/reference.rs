@@ -89,7 +89,7 @@ const CLOSE_DENIED: Key = key(
 );
 const LIMITS: Key = key(
     "limits",
-    "table { connections_per_source, new_per_second_per_source, flows_per_source = integer, source_prefix_v4 = 0-32, source_prefix_v6 = 0-128, max_sources = integer 1-16777216 }",
+    "table { connections_per_source, new_per_second_per_source, flows_per_source = integer 0-16777216, source_prefix_v4 = 0-32, source_prefix_v6 = 0-128, max_sources = integer 1-16777216 }",
     "none",
     "{ connections_per_source = 10, new_per_second_per_source = 20 }",
     "Limits per client source (an address, or the /source_prefix_v4 or /source_prefix_v6 it is in; default /32 and /64): TCP connections open at once, new TCP connections per second, UDP flows open at once (0: no limit). Over a limit a connection gets deny_action, a flow is dropped. At most max_sources (default 65536) sources are tracked; past it the least recently seen is forgotten. In [global], counted over all services together.",

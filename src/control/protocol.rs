@@ -96,6 +96,9 @@ pub struct Status {
     /// The global access list and what it refused, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub global_access: Option<crate::table::entry::GlobalAccessEntry>,
+    /// The global per-client limits (`[global] limits`), when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_limits: Option<crate::table::admission::GlobalLimitsView>,
 }
 
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -40,6 +40,7 @@ impl server::Daemon for Reporter {
             .map(|(rule, by)| ShadowedRule { rule, by })
             .collect();
         status.global_access = table.global_access_entry();
+        status.global_limits = table.global_limits();
         status
     }
 

@@ -209,6 +209,7 @@ impl Report {
             templates: plane.templates,
             // The table's, which the caller has (`Handles::status`).
             global_access: None,
+            global_limits: None,
         }
     }
 }

@@ -74,6 +74,8 @@ names! {
     SERVICE_REFUSED_ACCESS_LIST_TOTAL = "uvs_service_refused_access_list_total";
     SERVICE_REFUSED_LIMITS_TOTAL = "uvs_service_refused_limits_total";
     SERVICE_PROXY_HEADERS_REJECTED_TOTAL = "uvs_service_proxy_headers_rejected_total";
+    // Per virtual service with per-client limits (`table::sources`).
+    SERVICE_LIMITS_SOURCES = "uvs_service_limits_sources";
     // Per access-list rule that refused any, of a service's list and of the global one
     // (`table::access`).
     ACCESS_RULE_REFUSED_TOTAL = "uvs_access_rule_refused_total";
@@ -125,6 +127,9 @@ names! {
     UDP_FLOWS_REFUSED_TOTAL = "uvs_udp_flows_refused_total";
     UDP_FLOWS_EVICTED_TOTAL = "uvs_udp_flows_evicted_total";
     UDP_FLOWS_UNANSWERED_EXPIRED_TOTAL = "uvs_udp_flows_unanswered_expired_total";
+    // The global per-client limits (only when `[global] limits` is set).
+    LIMITS_SOURCES = "uvs_limits_sources";
+    LIMITS_REFUSED_TOTAL = "uvs_limits_refused_total";
     // The descriptor budget (userspace mode only).
     OPEN_FILES_LIMIT = "uvs_open_files_limit";
     DESCRIPTORS_RESERVED = "uvs_descriptors_reserved";

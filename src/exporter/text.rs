@@ -297,6 +297,40 @@ fn admission_series(services: &[&Arc<Service>], global: bool, out: &mut BodyWrit
             .map(|s| (service_labels(&s.key), value(s)));
         family(out, name, help, Kind::Counter, samples);
     }
+    let tracked = services.iter().filter_map(|s| {
+        let limits = s.options.admission.limits?;
+        let n = s.state.sources.tracked(&limits);
+        Some((service_labels(&s.key), Number::Int(n)))
+    });
+    family(
+        out,
+        names::SERVICE_LIMITS_SOURCES,
+        "Client sources the service's per-client limits track now (at most its max_sources).",
+        Kind::Gauge,
+        tracked,
+    );
+}
+
+/// The global per-client limits: the sources they track over all services, and what
+/// they refused.
+fn global_limits_series(table: &crate::table::Table, out: &mut BodyWriter) {
+    let Some(g) = table.global_limits() else {
+        return;
+    };
+    family(
+        out,
+        names::LIMITS_SOURCES,
+        "Client sources the global per-client limits track now, over all services.",
+        Kind::Gauge,
+        [(Labels::NONE, Number::Int(g.sources))],
+    );
+    family(
+        out,
+        names::LIMITS_REFUSED_TOTAL,
+        "New connections (UDP: flows) the global per-client limits refused, over all services.",
+        Kind::Counter,
+        [(Labels::NONE, Number::Int(g.refused_limits))],
+    );
 }
 
 /// What each access-list rule refused, per service and for the global list: one
@@ -673,6 +707,7 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
         family(out, name, help, kind, [(Labels::NONE, Number::Int(value))]);
     }
     udp_admission_series(&daemon.udp, out);
+    global_limits_series(sources.table, out);
     if let Some(d) = &daemon.descriptors {
         descriptor_series(d, out);
     }

@@ -7,9 +7,11 @@
 //! branches.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::table::admission::{Admission, DenyAction, Verdict};
+use crate::table::admission::{Admission, ClientLimits, DenyAction, Verdict};
+use crate::table::sources::{Kind, Source, Tables};
 use crate::table::{Service, Table};
 
 /// What the connection or flow is, for the limits that count it.
@@ -36,12 +38,45 @@ pub struct Refused {
     pub action: DenyAction,
 }
 
+impl New {
+    fn kind(self) -> Kind {
+        match self {
+            New::Connection => Kind::Connection,
+            New::Flow => Kind::Flow,
+        }
+    }
+}
+
 /// An admitted connection or flow: what it holds against the per-client limits while
-/// it is open, given back when it is dropped. Hold it as long as the connection (the
-/// TCP task) or the flow lives.
-#[derive(Debug, Default)]
+/// it is open (its source's entry in the global table and in the service's, each
+/// counted one up), given back when it is dropped. Hold it as long as the connection
+/// (the TCP task, from before it waits in the queue to its close) or the flow lives.
+/// Three words; empty (nothing to give back) without limits.
+#[derive(Debug)]
 #[must_use = "the connection's place under the per-client limits ends when this is dropped"]
-pub struct Admitted {}
+pub struct Admitted {
+    global: Option<Arc<Source>>,
+    own: Option<Arc<Source>>,
+    kind: Kind,
+}
+
+impl Default for Admitted {
+    fn default() -> Admitted {
+        Admitted {
+            global: None,
+            own: None,
+            kind: Kind::Connection,
+        }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        for source in [&self.global, &self.own].into_iter().flatten() {
+            source.release(self.kind);
+        }
+    }
+}
 
 /// Whether `client` may open a new connection or flow (`new`) to `service`, the global
 /// admission of `table` first. A refusal is counted (`AdmissionCounts`, and on the
@@ -57,7 +92,6 @@ pub fn admit(
     if global.is_open() && own.is_open() {
         return Ok(Admitted::default());
     }
-    let _ = new;
     let counts = &service.state.admission;
     if !allowed(global, client) {
         counts.refused_access.fetch_add(1, Relaxed);
@@ -78,7 +112,58 @@ pub fn admit(
             action: own.deny_action,
         });
     }
-    Ok(Admitted::default())
+    let mut admitted = Admitted {
+        global: None,
+        own: None,
+        kind: new.kind(),
+    };
+    if let Some(limits) = &global.limits {
+        let state = table.admission_state();
+        admitted.global = held(&state.sources, limits, client, new, || {
+            counts.refused_limits.fetch_add(1, Relaxed);
+            state.counts.refused_limits.fetch_add(1, Relaxed);
+            Refused {
+                why: Refusal::Limits,
+                action: global.deny_action,
+            }
+        })?;
+    }
+    if let Some(limits) = &own.limits {
+        admitted.own = held(&service.state.sources, limits, client, new, || {
+            counts.refused_limits.fetch_add(1, Relaxed);
+            Refused {
+                why: Refusal::Limits,
+                action: own.deny_action,
+            }
+        })?;
+    }
+    Ok(admitted)
+}
+
+/// The place of `client`'s source under `limits` (kept in `tables`), when they limit
+/// what `new` is (None: nothing to count, e.g. a flow under connection limits only);
+/// `refused` counts and says a refusal.
+fn held(
+    tables: &Tables,
+    limits: &ClientLimits,
+    client: IpAddr,
+    new: New,
+    refused: impl FnOnce() -> Refused,
+) -> Result<Option<Arc<Source>>, Refused> {
+    let counts = match new {
+        New::Connection => {
+            limits.connections_per_source > 0 || limits.new_per_second_per_source > 0
+        }
+        New::Flow => limits.flows_per_source > 0,
+    };
+    if !counts {
+        return Ok(None);
+    }
+    let now = crate::clock::monotonic_ms();
+    match tables.get(limits).admit(limits, client, new.kind(), now) {
+        Ok(source) => Ok(Some(source)),
+        Err(_) => Err(refused()),
+    }
 }
 
 /// Whether the access list of `admission` (none: everyone) admits `client`; a

@@ -140,6 +140,7 @@ impl AdmissionCounts {
             refused_access: self.refused_access.load(Relaxed),
             refused_limits: self.refused_limits.load(Relaxed),
             proxy_rejected: self.proxy_rejected.load(Relaxed),
+            sources: 0,
         }
     }
 }
@@ -164,6 +165,36 @@ pub struct GlobalState {
     /// What the global lists and limits refused, over all services (each refusal is
     /// also counted on the service the client came to).
     pub counts: AdmissionCounts,
+    /// The sources the global limits track, over all services (`table::sources`).
+    pub sources: super::sources::Tables,
+}
+
+impl GlobalState {
+    /// The global limits with what they track and refused, for `uvs status`; None
+    /// without global limits.
+    pub fn limits_view(&self, admission: &Admission) -> Option<GlobalLimitsView> {
+        let limits = admission.limits?;
+        Some(GlobalLimitsView {
+            limits,
+            deny_action: admission.deny_action,
+            sources: self.sources.tracked(&limits),
+            refused_limits: self
+                .counts
+                .refused_limits
+                .load(std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+}
+
+/// The global per-client limits (`[global] limits`) as `uvs status` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalLimitsView {
+    pub limits: ClientLimits,
+    pub deny_action: DenyAction,
+    /// Sources tracked now, over all services.
+    pub sources: u64,
+    /// New connections and flows the global limits refused, over all services.
+    pub refused_limits: u64,
 }
 
 #[cfg(test)]

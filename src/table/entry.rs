@@ -107,6 +107,9 @@ pub struct AdmissionCounts {
     /// Connections closed (datagrams dropped) for a missing, malformed or late PROXY
     /// header.
     pub proxy_rejected: u64,
+    /// Sources its per-client limits track now (`table::sources`; 0 without limits).
+    #[serde(default)]
+    pub sources: u64,
 }
 
 /// Failed connects to a real server, by cause.

@@ -35,6 +35,7 @@ pub mod real_server;
 pub mod server_address;
 pub mod service;
 pub mod slow_start;
+pub mod sources;
 pub mod timeouts;
 
 use std::sync::{Arc, Mutex};
@@ -125,6 +126,11 @@ impl Table {
                 .load(std::sync::atomic::Ordering::Relaxed),
             rules: list.refusals(),
         })
+    }
+
+    /// The global per-client limits with what they track and refused (`uvs status`).
+    pub fn global_limits(&self) -> Option<admission::GlobalLimitsView> {
+        self.admission_state.limits_view(&self.admission)
     }
 
     /// The global admission's live state.
@@ -824,7 +830,10 @@ fn entry_of(svc: &Service) -> ServiceEntry {
         unavailable: svc.state.unavailable.load(Relaxed),
         flows_dropped: svc.state.flows_dropped.load(Relaxed),
         queue: svc.state.queue.counts(),
-        admission: svc.state.admission.view(),
+        admission: crate::table::entry::AdmissionCounts {
+            sources: (svc.options.admission.limits).map_or(0, |l| svc.state.sources.tracked(&l)),
+            ..svc.state.admission.view()
+        },
         access_rules: (svc.options.admission.access.as_ref())
             .map(|l| l.refusals())
             .unwrap_or_default(),

@@ -343,6 +343,8 @@ pub struct ServiceState {
     pub queue: Arc<super::queue::Queue>,
     /// What its access lists, per-client limits and PROXY header checks refused.
     pub admission: super::admission::AdmissionCounts,
+    /// The sources its per-client limits track (`table::sources`), made on first use.
+    pub sources: super::sources::Tables,
 }
 
 /// One virtual service.

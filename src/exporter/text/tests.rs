@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::exporter::{BackendHealth, ConfigReloads};
+use crate::table::admission::ClientLimits;
 use crate::table::{Command, Family, ServerConfig, ServiceConfig, UnicastOnly};
 
 fn service(key: ServiceKey) -> Command {
@@ -51,6 +52,16 @@ fn table() -> Table {
         ))
     };
     queued.options.admission.access = access(&["127.0.0.0/8"], &["127.0.0.66/32", "127.0.0.67/32"]);
+    // And per-client limits; the global limits too.
+    let own_limits = ClientLimits {
+        connections_per_source: 4,
+        ..ClientLimits::default()
+    };
+    queued.options.admission.limits = Some(own_limits);
+    let global_limits = ClientLimits {
+        flows_per_source: 8,
+        ..ClientLimits::default()
+    };
     queued.options.queue = Some(crate::table::QueueOptions {
         length: std::num::NonZeroU32::new(8).unwrap(),
         timeout_ms: 5000,
@@ -80,6 +91,7 @@ fn table() -> Table {
         server(SCTP, "127.0.0.4", 9, 0),
         Command::SetAdmission(crate::table::Admission {
             access: access(&[], &["10.0.0.0/8"]),
+            limits: Some(global_limits),
             ..Default::default()
         }),
     ] {
@@ -113,6 +125,18 @@ fn table() -> Table {
     let global = t.admission().access.as_ref().unwrap();
     global.count(global.check("10.1.1.1".parse().unwrap()));
     tcp.state.admission.refused_access.store(4, Relaxed);
+    tcp.state.admission.refused_limits.store(2, Relaxed);
+    let client = |last| IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, last));
+    let (connection, flow) = (
+        crate::table::sources::Kind::Connection,
+        crate::table::sources::Kind::Flow,
+    );
+    let _ = (tcp.state.sources.get(&own_limits)).admit(&own_limits, client(9), connection, 1);
+    let global = t.admission_state();
+    for last in [9, 10] {
+        let _ = (global.sources.get(&global_limits)).admit(&global_limits, client(last), flow, 1);
+    }
+    global.counts.refused_limits.store(1, Relaxed);
     let fwm = t.service(&FWM).unwrap();
     fwm.state.unavailable.store(5, Relaxed);
     fwm.servers[0].state.inactive_conns.store(4, Relaxed);
