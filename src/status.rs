@@ -148,7 +148,21 @@ fn queue_line(out: &mut String, e: &ServiceEntry, udp: bool) {
 fn admission_lines(out: &mut String, e: &ServiceEntry) {
     let o = &e.options;
     let a = &e.admission;
-    if let Some(version) = o.accept_proxy {
+    let udp = matches!(
+        e.key,
+        crate::table::ServiceKey::Inet {
+            protocol: crate::table::Protocol::Udp,
+            ..
+        }
+    );
+    if o.accept_proxy.is_some() && udp {
+        // Over UDP only v2 exists, one header per datagram: no deadline.
+        let _ = writeln!(
+            out,
+            "  accepts PROXY v2 in every datagram: PROXY headers rejected {}",
+            a.proxy_rejected
+        );
+    } else if let Some(version) = o.accept_proxy {
         let within = match o.accept_proxy_timeout_ms {
             0 => crate::proxy::proxy_in::DEFAULT_TIMEOUT.as_millis(),
             ms => u128::from(ms),

@@ -443,7 +443,7 @@ fn bad_headers_are_dropped_and_counted_while_a_good_client_goes_on() {
     assert_eq!(entries[0].0, good.local_addr().unwrap().to_string());
     assert!(
         d.status()
-            .contains("accepts PROXY v2 (header within 3000 ms): PROXY headers rejected 5"),
+            .contains("accepts PROXY v2 in every datagram: PROXY headers rejected 5"),
         "{}",
         d.status()
     );

@@ -62,7 +62,8 @@ pub fn close(director: &Director, changed: &[Option<ServiceKey>]) -> usize {
         let Some(svc) = of_server.get(&Arc::as_ptr(&conn.server)) else {
             continue;
         };
-        let client = conn.client.ip();
+        // IPv4-mapped as IPv4, as `proxy::admit` asks.
+        let client = conn.client.ip().to_canonical();
         let by_global = global.then(|| denies(table.admission(), client)).flatten();
         let refused = match by_global {
             Some(d) => Some((d, true)),

@@ -92,6 +92,10 @@ pub fn admit(
     if global.is_open() && own.is_open() {
         return Ok(Admitted::default());
     }
+    // A client named by a PROXY header of a dual-stack balancer may be IPv4-mapped
+    // (`::ffff:10.1.2.3`): the IPv4 prefixes and limits are the ones that concern it,
+    // as nginx's access module decides (ngx_stream_access_handler).
+    let client = client.to_canonical();
     let counts = &service.state.admission;
     if !allowed(global, client) {
         counts.refused_access.fetch_add(1, Relaxed);
@@ -253,5 +257,42 @@ mod tests {
         if crate::sys::effective_uid() == 0 {
             assert!(repaired, "root may put a socket in repair mode");
         }
+    }
+
+    /// A client a PROXY header names IPv4-mapped is the IPv4 client it maps: the IPv4
+    /// prefixes and limits concern it.
+    #[test]
+    fn an_ipv4_mapped_client_is_judged_as_ipv4() {
+        use crate::table::{Command, ServiceConfig, ServiceKey};
+        let key = ServiceKey::Inet {
+            protocol: crate::table::Protocol::Tcp,
+            addr: "::1".parse().unwrap(),
+            port: 80,
+        };
+        let mut config = ServiceConfig::new(key, "rr");
+        config.options.admission.access = Some(Arc::new(crate::table::admission::AccessList::new(
+            vec![],
+            vec!["127.0.0.0/8".parse().unwrap()],
+        )));
+        config.options.admission.limits = Some(ClientLimits {
+            connections_per_source: 1,
+            ..ClientLimits::default()
+        });
+        let mut table = Table::new();
+        let _ = table
+            .apply(&Command::AddService(config), &crate::table::UnicastOnly)
+            .unwrap();
+        let service = Arc::clone(table.service(&key).unwrap());
+        let mapped: IpAddr = "::ffff:127.0.0.2".parse().unwrap();
+        let refused = admit(&table, &service, mapped, New::Connection).unwrap_err();
+        assert_eq!(refused.why, Refusal::AccessList);
+        // Out of the denied prefix, the mapped and plain forms are one source.
+        let mapped: IpAddr = "::ffff:10.1.1.1".parse().unwrap();
+        let plain: IpAddr = "10.1.1.1".parse().unwrap();
+        let held = admit(&table, &service, mapped, New::Connection).unwrap();
+        let refused = admit(&table, &service, plain, New::Connection).unwrap_err();
+        assert_eq!(refused.why, Refusal::Limits);
+        drop(held);
+        assert!(admit(&table, &service, plain, New::Connection).is_ok());
     }
 }

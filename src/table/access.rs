@@ -66,7 +66,8 @@ impl Cidr {
     }
 
     /// Whether `ip` is in the prefix (never across families: an IPv4-mapped IPv6
-    /// address is an IPv6 address here, as it is to the socket that saw it).
+    /// address is an IPv6 address here; the data plane asks about one as the IPv4
+    /// address it maps, `proxy::admit`).
     pub fn contains(&self, ip: IpAddr) -> bool {
         ip.is_ipv4() == self.addr.is_ipv4() && masked(ip, self.len) == self.addr
     }
