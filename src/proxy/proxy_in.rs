@@ -127,7 +127,10 @@ enum Step {
 async fn read_header(stream: &TcpStream, accept: AcceptProxy) -> Result<Header, Rejected> {
     let mut buf = vec![0u8; FIRST_PEEK];
     let len = loop {
-        stream.readable().await?;
+        // A client that half-closed or reset stays readable for good: what the socket
+        // holds then is all there will ever be.
+        let ready = stream.ready(Interest::READABLE).await?;
+        let ended = ready.is_read_closed() || ready.is_error();
         let step = stream.try_io(Interest::READABLE, || {
             let n = crate::sys::peek(stream.as_fd(), &mut buf)?;
             if n == 0 {
@@ -137,6 +140,7 @@ async fn read_header(stream: &TcpStream, accept: AcceptProxy) -> Result<Header, 
                 Err(e) => Ok(Step::Rejected(e)),
                 Ok(Some(len)) if len <= n => Ok(Step::Whole(len)),
                 Ok(Some(len)) if len > buf.len() => Ok(Step::Grow(len)),
+                Ok(_) if ended => Ok(Step::End),
                 // Not all of it yet: clear the readiness and wait for more bytes.
                 Ok(_) => Err(io::ErrorKind::WouldBlock.into()),
             }
@@ -231,7 +235,7 @@ fn decode_v1(bytes: &[u8]) -> Result<Header, Rejected> {
             SocketAddr::new(IpAddr::V4(a.destination_address), a.destination_port),
         ),
         Addresses::Tcp6(a) => (
-            SocketAddr::new(IpAddr::V6(a.source_address), a.source_port),
+            SocketAddr::new(IpAddr::V6(a.source_address).to_canonical(), a.source_port),
             SocketAddr::new(IpAddr::V6(a.destination_address), a.destination_port),
         ),
     };
@@ -244,6 +248,11 @@ fn decode_v1(bytes: &[u8]) -> Result<Header, Rejected> {
 
 fn decode_v2(bytes: &[u8]) -> Result<Header, Rejected> {
     use ppp::v2::{Addresses, Command, Protocol};
+    // LOCAL (version 2, command 0): its address block is discarded whatever it holds,
+    // even a family with no addresses, which ppp's parse refuses.
+    if bytes.get(12) == Some(&0x20) {
+        return Ok(Header::Local);
+    }
     let header =
         ppp::v2::Header::try_from(bytes).map_err(|e| Rejected::Malformed(e.to_string()))?;
     // TLVs that do not add up would be passed on broken (`proxy_out`).
@@ -266,7 +275,9 @@ fn decode_v2(bytes: &[u8]) -> Result<Header, Rejected> {
             SocketAddr::new(IpAddr::V4(a.destination_address), a.destination_port),
         ),
         (Protocol::Stream, Addresses::IPv6(a)) => (
-            SocketAddr::new(IpAddr::V6(a.source_address), a.source_port),
+            // An IPv4 client written IPv4-mapped (a dual-stack balancer) is that IPv4
+            // client, as over UDP (`udp::proxy_header`).
+            SocketAddr::new(IpAddr::V6(a.source_address).to_canonical(), a.source_port),
             SocketAddr::new(IpAddr::V6(a.destination_address), a.destination_port),
         ),
     };
@@ -397,5 +408,52 @@ mod tests {
         let n = broken.len();
         broken[n - 3] = 9;
         assert!(matches!(decode(&broken), Err(Rejected::Malformed(_))));
+    }
+
+    /// A dual-stack balancer writes an IPv4 client IPv4-mapped: it is that IPv4
+    /// client (as over UDP); the destination is kept as written, for what is sent on.
+    /// A LOCAL block is discarded whatever it holds, a family with no addresses too.
+    #[test]
+    fn a_mapped_client_is_ipv4_and_any_local_block_is_the_balancer_s_own() {
+        let mapped = decode(b"PROXY TCP6 ::ffff:127.0.0.5 ::ffff:127.0.0.1 40000 80\r\n").unwrap();
+        let Header::Proxy(r) = mapped else {
+            panic!("{mapped:?}")
+        };
+        assert_eq!(r.client, "127.0.0.5:40000".parse().unwrap());
+        assert_eq!(r.destination, "[::ffff:127.0.0.1]:80".parse().unwrap());
+        let mut local = b"\r\n\r\n\x00\r\nQUIT\n".to_vec();
+        local.extend_from_slice(&[0x20, 0x11, 0x00, 0x00]);
+        assert_eq!(decode(&local).unwrap(), Header::Local);
+    }
+
+    /// A client that half-closes (or resets) part way through its header is done at
+    /// once: its socket stays readable for good, and waiting on it must not spin. Run
+    /// on a thread of its own, so that a spinning read fails the test, not hangs it.
+    #[test]
+    fn a_client_that_ends_mid_header_is_closed_at_once() {
+        use std::io::Write as _;
+        let (done, result) = std::sync::mpsc::channel();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        client.write_all(b"PROXY TCP4 127.0.0.2").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let got = rt.block_on(async {
+                accepted.set_nonblocking(true).unwrap();
+                let stream = TcpStream::from_std(accepted).unwrap();
+                read(&stream, AcceptProxy::Any, Duration::from_secs(60)).await
+            });
+            let _ = done.send(got);
+        });
+        let got = result
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the read ended, not spun");
+        assert!(matches!(got, Err(Rejected::Closed)), "{got:?}");
     }
 }

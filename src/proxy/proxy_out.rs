@@ -59,15 +59,17 @@ impl Sent<'_> {
     /// The header in `version`. v1 carries no TLVs.
     pub fn bytes(&self, version: ProxyProtocol) -> Vec<u8> {
         match version {
-            ProxyProtocol::V1 => ppp::v1::Addresses::from((self.client, self.destination))
-                .to_string()
-                .into_bytes(),
+            ProxyProtocol::V1 => {
+                ppp::v1::Addresses::from(one_family(self.client, self.destination))
+                    .to_string()
+                    .into_bytes()
+            }
             ProxyProtocol::V2 => self.v2(),
         }
     }
 
     fn v2(&self) -> Vec<u8> {
-        let addresses = ppp::v2::Addresses::from((self.client, self.destination));
+        let addresses = ppp::v2::Addresses::from(one_family(self.client, self.destination));
         let mut tlvs = Vec::new();
         let (id, service_name);
         if self.own.contains(ProxyTlvs::UNIQUE_ID) {
@@ -243,15 +245,7 @@ mod tests {
 /// IPv4, 52 over IPv6. Addresses of two families are both written as IPv6 (the IPv4
 /// one as `::ffff:a.b.c.d`), since a header holds one family. Built once per flow.
 pub fn datagram_header(client: SocketAddr, local: SocketAddr) -> Vec<u8> {
-    let v6 = |a: SocketAddr| match a {
-        SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
-        v6 => v6,
-    };
-    let (client, local) = if client.is_ipv4() == local.is_ipv4() {
-        (client, local)
-    } else {
-        (v6(client), v6(local))
-    };
+    let (client, local) = one_family(client, local);
     ppp::v2::Builder::with_addresses(
         ppp::v2::Version::Two | ppp::v2::Command::Proxy,
         ppp::v2::Protocol::Datagram,
@@ -289,5 +283,46 @@ mod datagram_tests {
                 .unwrap()
                 .octets()
         );
+    }
+}
+
+/// `a` and `b` in one family, as a header holds them: both as they are when they are
+/// of one, else both IPv6 (the IPv4 one as `::ffff:a.b.c.d`). Two families meet when a
+/// PROXY header names an IPv4 client (or one IPv4-mapped, which uvs takes as IPv4) of
+/// an IPv6 address; ppp would write such a pair as UNKNOWN, losing the client.
+fn one_family(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
+    let v6 = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+        v6 => v6,
+    };
+    if a.is_ipv4() == b.is_ipv4() {
+        (a, b)
+    } else {
+        (v6(a), v6(b))
+    }
+}
+
+#[cfg(test)]
+mod family_tests {
+    use super::*;
+
+    /// An IPv4 client of an IPv6 address (a mapped client taken as IPv4) goes on as
+    /// IPv6, the client mapped: never as UNKNOWN.
+    #[test]
+    fn two_families_are_written_as_ipv6() {
+        let sent = Sent {
+            client: "127.0.0.2:40000".parse().unwrap(),
+            destination: "[::1]:80".parse().unwrap(),
+            passed: &[],
+            own: ProxyTlvs::default(),
+            service: None,
+        };
+        assert_eq!(
+            sent.bytes(ProxyProtocol::V1),
+            b"PROXY TCP6 ::ffff:127.0.0.2 ::1 40000 80\r\n"
+        );
+        let v2 = sent.bytes(ProxyProtocol::V2);
+        assert_eq!(v2[13], 0x21, "TCP over IPv6");
+        assert_eq!(v2.len(), 16 + 36);
     }
 }

@@ -291,12 +291,17 @@ impl ServiceOptions {
     /// uvsadm has options only for some (connect timeout, PROXY header to servers,
     /// freebind); the file's own settings are kept, as `-e` keeps a server's.
     pub fn from_command(self, current: &ServiceOptions) -> ServiceOptions {
-        ServiceOptions {
+        let mut options = ServiceOptions {
             connect_timeout_ms: self.connect_timeout_ms,
             proxy_protocol: self.proxy_protocol,
             freebind: self.freebind,
             ..current.clone()
+        };
+        // uvs's own TLVs ride only in a v2 header: without one there are none.
+        if options.proxy_protocol != Some(ProxyProtocol::V2) {
+            options.proxy_protocol_tlvs = ProxyTlvs::default();
         }
+        options
     }
 
     /// The uvsadm options that set these (empty when all are defaults).
