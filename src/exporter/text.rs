@@ -276,12 +276,12 @@ fn admission_series(services: &[&Arc<Service>], global: bool, out: &mut BodyWrit
     let counters: [Reading<Service>; 3] = [
         (
             names::SERVICE_REFUSED_ACCESS_LIST_TOTAL,
-            "New connections (UDP: flows) refused by an access list, the global one included.",
+            "New connections (UDP: datagrams that would open a flow) refused by an access list, the global one included.",
             |s| Number::Int(s.state.admission.refused_access.load(Relaxed)),
         ),
         (
             names::SERVICE_REFUSED_LIMITS_TOTAL,
-            "New connections (UDP: flows) refused by a per-client limit, the global ones included.",
+            "New connections (UDP: datagrams that would open a flow) refused by a per-client limit, the global ones included.",
             |s| Number::Int(s.state.admission.refused_limits.load(Relaxed)),
         ),
         (
@@ -327,7 +327,7 @@ fn global_limits_series(table: &crate::table::Table, out: &mut BodyWriter) {
     family(
         out,
         names::LIMITS_REFUSED_TOTAL,
-        "New connections (UDP: flows) the global per-client limits refused, over all services.",
+        "New connections (UDP: datagrams that would open a flow) the global per-client limits refused, over all services.",
         Kind::Counter,
         [(Labels::NONE, Number::Int(g.refused_limits))],
     );
@@ -359,7 +359,7 @@ fn access_rule_series(table: &Table, services: &[&Arc<Service>], out: &mut BodyW
     family(
         out,
         names::ACCESS_RULE_REFUSED_TOTAL,
-        "New connections (UDP: flows) refused by a rule of a service's own access list: a deny prefix (rule), or being in no allow prefix (list=\"allow\"); only rules that refused any.",
+        "New connections (UDP: datagrams that would open a flow) refused by a rule of a service's own access list: a deny prefix (rule), or being in no allow prefix (list=\"allow\"); only rules that refused any.",
         Kind::Counter,
         per_service.iter().map(|(key, (list, rule, n))| {
             let labels = service_labels(key)
@@ -377,7 +377,7 @@ fn access_rule_series(table: &Table, services: &[&Arc<Service>], out: &mut BodyW
     family(
         out,
         names::GLOBAL_ACCESS_RULE_REFUSED_TOTAL,
-        "New connections (UDP: flows) refused by a rule of the global access list, over all services; only rules that refused any.",
+        "New connections (UDP: datagrams that would open a flow) refused by a rule of the global access list, over all services; only rules that refused any.",
         Kind::Counter,
         global.iter().map(|(list, rule, n)| {
             let labels = Labels::NONE

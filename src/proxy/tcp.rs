@@ -413,7 +413,7 @@ async fn connection(
         return;
     };
     let mut snapshot = director.table.snapshot();
-    let Some(service) = snapshot.route(&listen).cloned() else {
+    let Some(mut service) = snapshot.route(&listen).cloned() else {
         reset(&client);
         return;
     };
@@ -433,6 +433,13 @@ async fn connection(
             None => return,
         }
         snapshot = director.table.snapshot();
+        // The table of now: the service may have changed, or gone, while the client
+        // took its time.
+        let Some(current) = snapshot.route(&listen).cloned() else {
+            reset(&client);
+            return;
+        };
+        service = current;
     }
     let peer = client_addr;
     let _admitted = match super::admit::admit(&snapshot, &service, peer.ip(), New::Connection) {

@@ -483,7 +483,7 @@ fn deliver<K: Copy + Eq + Hash>(
                 if !d.new_flows {
                     return;
                 }
-                let Some(flow) = open(d, who) else {
+                let Some(flow) = open(d, who, range.len()) else {
                     return;
                 };
                 flows.insert(key, Arc::clone(&flow));
@@ -708,7 +708,7 @@ impl Drop for Admitted<'_> {
 /// Opens a flow for a client's first datagram: schedules it (or, for one-packet
 /// scheduling, only makes the reply path), if it is admitted. None: the datagram is
 /// dropped (no service, no room, no server, no socket), each counted where it belongs.
-fn open(d: &mut Delivery<'_>, who: Who) -> Option<Arc<Flow>> {
+fn open(d: &mut Delivery<'_>, who: Who, datagrams: usize) -> Option<Arc<Flow>> {
     let service = d.service()?;
     if service.options.accept_proxy.is_some() != who.peer.is_some() {
         // The listener has not caught up with a change of `accept_proxy` yet (its
@@ -716,8 +716,16 @@ fn open(d: &mut Delivery<'_>, who: Who) -> Option<Arc<Flow>> {
         tracing::debug!(client = %who.client, "accept_proxy changed a moment ago: datagram dropped");
         return None;
     }
-    let client =
-        crate::proxy::admit::admit(&d.table(), &service, who.client.ip(), New::Flow).ok()?;
+    let table = d.table();
+    let admit = || crate::proxy::admit::admit(&table, &service, who.client.ip(), New::Flow);
+    let Ok(client) = admit() else {
+        // A refusal is counted per datagram dropped, however the datagrams fell into
+        // batches: the rest of this run is asked about (and counted) too.
+        for _ in 1..datagrams {
+            let _ = admit();
+        }
+        return None;
+    };
     let admitted = Admitted::new(d.director, &service, who.client.ip())?;
     let packet = d.packet(who.client, who.local);
     let route = if service.flags.one_packet() {
