@@ -135,6 +135,17 @@ pub fn admit(
     if let Some(limits) = &own.limits {
         admitted.own = held(&service.state.sources, limits, client, new, || {
             counts.refused_limits.fetch_add(1, Relaxed);
+            // The global limits let it in: their token goes back, as a refused
+            // connection takes nothing (its count goes back with `admitted`).
+            if let (Some(global_limits), Some(_), New::Connection) =
+                (&global.limits, &admitted.global, new)
+            {
+                let state = table.admission_state();
+                state
+                    .sources
+                    .get(global_limits)
+                    .refund_token(global_limits, client);
+            }
             Refused {
                 why: Refusal::Limits,
                 action: own.deny_action,
@@ -168,6 +179,31 @@ fn held(
         Ok(source) => Ok(Some(source)),
         Err(_) => Err(refused()),
     }
+}
+
+/// Whether `client`'s datagram may still go on a flow it opened, now that the lists
+/// may have changed: the access lists again (not the limits, which counted the flow
+/// when it opened), a refusal counted as `admit`'s. For one-packet scheduling (`-o`),
+/// whose flows have no connection entry for `close_denied` (`pool::denied`) to end:
+/// asked per datagram, only when a list is set.
+pub fn still_allowed(table: &Table, service: &Service, client: IpAddr) -> bool {
+    let global = table.admission();
+    let own = &service.options.admission;
+    if global.access.is_none() && own.access.is_none() {
+        return true;
+    }
+    let client = client.to_canonical();
+    let counts = &service.state.admission;
+    if !allowed(global, client) {
+        counts.refused_access.fetch_add(1, Relaxed);
+        (table.admission_state().counts.refused_access).fetch_add(1, Relaxed);
+        return false;
+    }
+    if !allowed(own, client) {
+        counts.refused_access.fetch_add(1, Relaxed);
+        return false;
+    }
+    true
 }
 
 /// Whether the access list of `admission` (none: everyone) admits `client`; a
@@ -294,5 +330,92 @@ mod tests {
         assert_eq!(refused.why, Refusal::Limits);
         drop(held);
         assert!(admit(&table, &service, plain, New::Connection).is_ok());
+    }
+
+    fn tcp(port: u16) -> crate::table::ServiceKey {
+        crate::table::ServiceKey::Inet {
+            protocol: crate::table::Protocol::Tcp,
+            addr: "127.0.0.1".parse().unwrap(),
+            port,
+        }
+    }
+
+    /// A connection the service's limit refuses gives back the global token it took:
+    /// a client held at one service's limit keeps its rate for the others.
+    #[test]
+    fn a_connection_refused_by_the_service_takes_no_global_token() {
+        use crate::table::{Command, ServiceConfig};
+        let mut limited = ServiceConfig::new(tcp(80), "rr");
+        limited.options.admission.limits = Some(ClientLimits {
+            connections_per_source: 1,
+            ..ClientLimits::default()
+        });
+        let mut table = Table::new();
+        let global = crate::table::Admission {
+            limits: Some(ClientLimits {
+                new_per_second_per_source: 2,
+                ..ClientLimits::default()
+            }),
+            ..crate::table::Admission::default()
+        };
+        for command in [
+            Command::AddService(limited),
+            Command::AddService(ServiceConfig::new(tcp(81), "rr")),
+            Command::SetAdmission(global),
+        ] {
+            let _ = table.apply(&command, &crate::table::UnicastOnly).unwrap();
+        }
+        let (a, b) = (
+            Arc::clone(table.service(&tcp(80)).unwrap()),
+            Arc::clone(table.service(&tcp(81)).unwrap()),
+        );
+        let client: IpAddr = "127.0.0.2".parse().unwrap();
+        let held = admit(&table, &a, client, New::Connection).unwrap();
+        for _ in 0..3 {
+            let refused = admit(&table, &a, client, New::Connection).unwrap_err();
+            assert_eq!(refused.why, Refusal::Limits);
+        }
+        // The second token of the bucket is still there for the other service.
+        let other = admit(&table, &b, client, New::Connection);
+        assert!(other.is_ok(), "{other:?}");
+        drop((held, other));
+    }
+
+    /// A one-packet flow's datagrams are asked about the lists of now, and a refusal
+    /// is counted as a new connection's.
+    #[test]
+    fn still_allowed_asks_the_lists_of_now_and_counts() {
+        use crate::table::{Command, ServiceConfig};
+        let mut config = ServiceConfig::new(tcp(80), "rr");
+        let mut table = Table::new();
+        let _ = table
+            .apply(
+                &Command::AddService(config.clone()),
+                &crate::table::UnicastOnly,
+            )
+            .unwrap();
+        let client: IpAddr = "127.0.0.2".parse().unwrap();
+        let service = Arc::clone(table.service(&tcp(80)).unwrap());
+        assert!(still_allowed(&table, &service, client));
+        config.options.admission.access = Some(Arc::new(crate::table::admission::AccessList::new(
+            vec![],
+            vec!["127.0.0.2".parse().unwrap()],
+        )));
+        // A reload's edit: uvsadm's keeps the lists as they were.
+        let _ = table
+            .apply_from(
+                &Command::EditService(config),
+                &crate::table::UnicastOnly,
+                crate::table::Source::File,
+            )
+            .unwrap();
+        let service = Arc::clone(table.service(&tcp(80)).unwrap());
+        assert!(!still_allowed(&table, &service, client));
+        assert!(still_allowed(
+            &table,
+            &service,
+            "127.0.0.3".parse().unwrap()
+        ));
+        assert_eq!(service.state.admission.refused_access.load(Relaxed), 1);
     }
 }

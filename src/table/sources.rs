@@ -207,8 +207,8 @@ impl SourceTable {
     /// Admits a new connection or flow (`kind`) of `client` under `limits` at
     /// `now_ms` (`clock::monotonic_ms`), counting it on its source, whose entry is
     /// returned for the caller to `Source::release` when it ends. A refusal counts
-    /// nothing and takes no token. A connection's token is taken here even if a later
-    /// check (the service's limits after the global ones) refuses it.
+    /// nothing and takes no token; a connection a later check refuses (the service's
+    /// limits after the global ones) gets its token back (`refund_token`).
     pub fn admit(
         &self,
         limits: &ClientLimits,
@@ -268,6 +268,26 @@ impl SourceTable {
             }
         }
         Ok(entry)
+    }
+}
+
+impl SourceTable {
+    /// Gives back the new-connection token `admit` took for `client` under `limits`
+    /// (a later check refused the connection: a refused connection takes nothing), if
+    /// its source is still tracked.
+    pub fn refund_token(&self, limits: &ClientLimits, client: IpAddr) {
+        let rate = u64::from(limits.new_per_second_per_source);
+        if rate == 0 {
+            return;
+        }
+        let source = limits.source_of(client);
+        let hash = self.hasher.hash_one(source);
+        let shard = &self.shards[(hash >> 32) as usize % self.shards.len()];
+        let shard = lock(shard);
+        if let Some(entry) = shard.map.peek(&source) {
+            let tokens = entry.tokens.load(Relaxed).saturating_add(MILLI);
+            entry.tokens.store(tokens.min(rate * MILLI), Relaxed);
+        }
     }
 }
 

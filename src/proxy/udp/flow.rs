@@ -539,9 +539,14 @@ fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Rang
         return;
     };
     let packet = d.packet(flow.client, flow.local);
-    let totals = d.table().totals_handle();
+    let table = d.table();
+    let totals = table.totals_handle();
     let scheduling = Scheduling::new(d.director, &service, &totals, packet, Protocol::Udp);
     for i in range {
+        // Each datagram is a connection of its own here: the lists of now decide.
+        if !crate::proxy::admit::still_allowed(&table, &service, packet.client.ip()) {
+            continue;
+        }
         let Some(Choice { server, template }) = scheduling.servers().next() else {
             scheduling.unavailable();
             continue;
