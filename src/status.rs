@@ -155,11 +155,17 @@ fn admission_lines(out: &mut String, e: &ServiceEntry) {
             ..
         }
     );
+    // Who may send the header (`accept_proxy_from`): said only when it is limited.
+    let from = match &o.accept_proxy_from {
+        Some(list) if list.allow().len() == 1 => " from 1 prefix".to_string(),
+        Some(list) => format!(" from {} prefixes", list.allow().len()),
+        None => String::new(),
+    };
     if o.accept_proxy.is_some() && udp {
         // Over UDP only v2 exists, one header per datagram: no deadline.
         let _ = writeln!(
             out,
-            "  accepts PROXY v2 in every datagram: PROXY headers rejected {}",
+            "  accepts PROXY v2 in every datagram{from}: PROXY headers rejected {}",
             a.proxy_rejected
         );
     } else if let Some(version) = o.accept_proxy {
@@ -169,7 +175,7 @@ fn admission_lines(out: &mut String, e: &ServiceEntry) {
         };
         let _ = writeln!(
             out,
-            "  accepts PROXY {} (header within {within} ms): PROXY headers rejected {}",
+            "  accepts PROXY {} (header within {within} ms){from}: PROXY headers rejected {}",
             version.name(),
             a.proxy_rejected
         );

@@ -464,3 +464,49 @@ fn v1_any_local_and_unknown_are_taken_and_the_request_follows_the_header_whole()
         "{status}"
     );
 }
+
+#[test]
+fn only_the_peers_in_accept_proxy_from_may_send_the_header() {
+    let dir = config_dir();
+    let parsing = Parsing::start();
+    let v = vip();
+    let d = start(
+        dir.path(),
+        "uvs.toml",
+        &service(
+            v,
+            "accept_proxy = \"v2\"\naccept_proxy_from = [\"127.0.0.1/32\"]\nproxy_protocol = \"v2\"",
+            &[parsing.addr],
+        ),
+    );
+    d.wait_listening(v);
+    let claim = v2_header(
+        ppp::v2::Command::Proxy,
+        "127.0.0.2:4000".parse().unwrap(),
+        "127.0.0.8:80".parse().unwrap(),
+    );
+    let request = b"GET / HTTP/1.0\r\n\r\n";
+    let first = [&claim[..], &request[..]].concat();
+
+    // From a peer not in the list: reset, nothing of it reaches the real server. The
+    // reset comes without waiting for a byte, so it may already be there when the
+    // socket's options are set after the connect.
+    match connect(v, Some("127.0.0.9")) {
+        Ok(mut s) => {
+            let _ = s.write_all(&first);
+            let _ = closed_after(s, Instant::now());
+        }
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+
+    // From the trusted balancer: the claimed client is the client.
+    let (l, rest) = exchange(v, "127.0.0.1", &first, request.len());
+    assert_eq!(l, "127.0.0.2:4000 127.0.0.8:80 -");
+    assert_eq!(rest, request);
+
+    let expected =
+        "  accepts PROXY v2 (header within 3000 ms) from 1 prefix: PROXY headers rejected 1";
+    eventually("one rejected", || d.status().lines().any(|l| l == expected));
+    let status = d.status();
+    assert!(status.lines().any(|l| l == expected), "{status}");
+}

@@ -541,3 +541,53 @@ fn a_reload_that_turns_accept_proxy_on_reads_headers_from_then_on() {
     plain.send_to(b"plain", vip).unwrap();
     eventually("one rejected", || proxy_rejected(&d) == 1);
 }
+
+#[test]
+fn only_the_peers_in_accept_proxy_from_may_send_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = UdpBackend::start("E", Reply::Echo);
+    let vip = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    let d = Daemon::start_with_file(
+        &dir.path().join("uvs.toml"),
+        &service(
+            vip,
+            "accept_proxy = \"v2\"\naccept_proxy_from = [\"127.0.0.1/32\"]\n",
+            &[echo.addr],
+        ),
+        &[],
+    );
+    d.wait_listening_on("udp", vip);
+    let claimed: SocketAddr = "127.0.0.2:4000".parse().unwrap();
+    // From a peer not in the list: dropped unread, counted, not answered.
+    let untrusted = client("127.0.0.9");
+    untrusted
+        .send_to(&with_header(claimed, vip, b"from .9"), vip)
+        .unwrap();
+    eventually("one rejected", || proxy_rejected(&d) == 1);
+    // From the trusted balancer: the claimed client is the flow's client.
+    let trusted = client("127.0.0.1");
+    trusted
+        .send_to(&with_header(claimed, vip, b"from .1"), vip)
+        .unwrap();
+    assert_eq!(receive(&trusted), (b"from .1".to_vec(), vip));
+    untrusted
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        untrusted.recv_from(&mut buf).is_err(),
+        "nothing answers an untrusted peer"
+    );
+    assert_eq!(echo.received.load(Ordering::Relaxed), 1);
+    let entries = flows(&d);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].0, claimed.to_string());
+    let status = d.status();
+    assert!(
+        status
+            .lines()
+            .any(|l| l
+                == "  accepts PROXY v2 in every datagram from 1 prefix: PROXY headers rejected 1"),
+        "{status}"
+    );
+}

@@ -1,7 +1,7 @@
 //! The file's keys of who may connect (`table::admission`): `allow`, `deny`,
 //! `deny_action`, `close_denied` and `limits`, alike in `[global]` (every service) and
-//! in a `[[service]]`, and a service's `accept_proxy`, `accept_proxy_timeout` and
-//! `proxy_protocol_tlvs`. Called by the schema (`schema::parse`) for each of those
+//! in a `[[service]]`, and a service's `accept_proxy`, `accept_proxy_timeout`,
+//! `accept_proxy_from` and `proxy_protocol_tlvs`. Called by the schema (`schema::parse`) for each of those
 //! tables; each bad value is reported where it is, naming the key and what it should
 //! be.
 
@@ -123,8 +123,9 @@ fn read_limits(item: &Item<'_, '_>) -> Option<ClientLimits> {
     Some(limits)
 }
 
-/// A service's `accept_proxy`, `accept_proxy_timeout` and `proxy_protocol_tlvs`, into
-/// `options` (whose `proxy_protocol` is read already).
+/// A service's `accept_proxy`, `accept_proxy_timeout`, `accept_proxy_from` (prefixes as
+/// `allow`'s, an allow-only list; an error without `accept_proxy`) and
+/// `proxy_protocol_tlvs`, into `options` (whose `proxy_protocol` is read already).
 pub fn read_accept_proxy(t: &Table<'_, '_>, options: &mut ServiceOptions) {
     if let Some(item) = t.get("accept_proxy") {
         options.accept_proxy = item.parsed("\"v1\", \"v2\" or \"any\"", |s| match s {
@@ -142,6 +143,22 @@ pub fn read_accept_proxy(t: &Table<'_, '_>, options: &mut ServiceOptions) {
         )
     {
         options.accept_proxy_timeout_ms = u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+    }
+    if let Some(item) = t.get("accept_proxy_from") {
+        let from = read_prefixes(&item);
+        if options.accept_proxy.is_none() {
+            item.problem(
+                "needs accept_proxy: it says which peers may send the PROXY header the \
+                 service takes",
+            );
+        } else if matches!(item.value, toml::de::DeValue::Array(a) if a.is_empty()) {
+            item.problem(
+                "is empty: no peer could send the header; leave the key out to take it from \
+                 any peer",
+            );
+        } else if !from.is_empty() {
+            options.accept_proxy_from = Some(Arc::new(AccessList::new(from, Vec::new())));
+        }
     }
 }
 
@@ -246,8 +263,8 @@ pub fn render_admission(out: &mut String, admission: &Admission) {
     }
 }
 
-/// The lines of a service's `accept_proxy`, `proxy_protocol_tlvs` and
-/// `accept_proxy_timeout`.
+/// The lines of a service's `accept_proxy`, `proxy_protocol_tlvs`,
+/// `accept_proxy_timeout` and `accept_proxy_from`.
 pub fn render_accept_proxy(out: &mut String, options: &ServiceOptions) {
     use std::fmt::Write as _;
     if let Some(version) = options.accept_proxy {
@@ -269,6 +286,10 @@ pub fn render_accept_proxy(out: &mut String, options: &ServiceOptions) {
             "accept_proxy_timeout = \"{}\"",
             humantime::format_duration(d)
         );
+    }
+    if let Some(list) = &options.accept_proxy_from {
+        let items: Vec<String> = list.allow().iter().map(|c| format!("\"{c}\"")).collect();
+        let _ = writeln!(out, "accept_proxy_from = [{}]", items.join(", "));
     }
 }
 
@@ -319,6 +340,56 @@ proxy_protocol_tlvs = "service_name"
                 "t.toml:18:23: service[2].proxy_protocol_tlvs: needs proxy_protocol = \"v2\": only a v2 header carries TLVs",
             ]
         );
+    }
+
+    #[test]
+    fn accept_proxy_from_needs_accept_proxy_and_reads_and_renders_back() {
+        let text = r#"
+[[service]]
+tcp = "127.0.0.1:80"
+accept_proxy_from = ["10.0.0.0/8"]
+
+[[service]]
+tcp = "127.0.0.1:81"
+accept_proxy = "v2"
+accept_proxy_from = []
+
+[[service]]
+tcp = "127.0.0.1:82"
+accept_proxy = "v2"
+accept_proxy_from = ["10.0.0.300/8"]
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:4:21: service[0].accept_proxy_from: needs accept_proxy: it says which peers may send the PROXY header the service takes",
+                "t.toml:9:21: service[1].accept_proxy_from: is empty: no peer could send the header; leave the key out to take it from any peer",
+                "t.toml:14:22: service[2].accept_proxy_from[0]: \"10.0.0.300/8\" is not a CIDR prefix: not an IPv4 or IPv6 address",
+            ]
+        );
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+accept_proxy = "v2"
+accept_proxy_from = ["10.0.0.0/24", "2001:db8::/64"]
+"#;
+        let config = super::super::schema::parse(text, Path::new("t.toml")).unwrap();
+        let o = &config.services[0].service.options;
+        assert!(o.trusts_proxy_from("10.0.0.7".parse().unwrap()));
+        assert!(o.trusts_proxy_from("::ffff:10.0.0.7".parse().unwrap()));
+        assert!(o.trusts_proxy_from("2001:db8::1".parse().unwrap()));
+        assert!(!o.trusts_proxy_from("10.0.1.7".parse().unwrap()));
+        let mut out = String::new();
+        super::render_accept_proxy(&mut out, o);
+        assert_eq!(
+            out,
+            "accept_proxy = \"v2\"\naccept_proxy_from = [\"10.0.0.0/24\", \"2001:db8::/64\"]\n"
+        );
+        let again = super::super::render::render(&config);
+        let back = super::super::schema::parse(&again, Path::new("t.toml")).unwrap();
+        assert_eq!(back.services[0].service.options, *o);
+        // uvsadm -E keeps it (a file setting).
+        let kept = crate::table::ServiceOptions::default().from_command(o);
+        assert_eq!(kept.accept_proxy_from, o.accept_proxy_from);
     }
 
     #[test]

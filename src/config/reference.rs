@@ -557,6 +557,17 @@ pub const SECTIONS: &[Section] = &[
                 "nginx's proxy_protocol_timeout",
             ),
             Key {
+                with: Some("tcp = \"127.0.0.1:80\"\naccept_proxy = \"v2\""),
+                ..key(
+                    "accept_proxy_from",
+                    "array of CIDR prefixes (as allow)",
+                    "none (any peer may send the header)",
+                    "[\"10.0.0.0/24\", \"2001:db8::/64\"]",
+                    "The peers (the socket's address, not the header's) that may send the PROXY header (needs accept_proxy). A connection from any other peer is reset before its header is read, a datagram dropped, each counted as a rejected PROXY header. Without it any peer that reaches the VIP can claim any client: firewall the VIP to the balancer in front, or set this.",
+                    "HAProxy's tcp-request connection expect-proxy layer4 if { src -f trusted }, nginx's set_real_ip_from",
+                )
+            },
+            Key {
                 with: Some("tcp = \"127.0.0.1:80\"\nproxy_protocol = \"v2\""),
                 ..key(
                     "proxy_protocol_tlvs",

@@ -126,7 +126,7 @@ fn serve(
     listen: &ListenAddr,
     options: &crate::table::ServiceOptions,
 ) -> io::Result<Serving> {
-    let (freebind, accept_proxy) = (options.freebind, options.accept_proxy.is_some());
+    let (freebind, accept_proxy) = (options.freebind, super::udp::ProxyHeaders::of(options));
     if listen.protocol == Protocol::Udp
         && let Some(group) = director.listeners.take_back_draining(listen)
     {
@@ -297,7 +297,7 @@ pub async fn manage(director: Arc<Director>) {
                     }),
                 );
                 if listen.protocol == Protocol::Udp {
-                    let accepts = service.options.accept_proxy.is_some();
+                    let accepts = super::udp::ProxyHeaders::of(&service.options);
                     director.listeners.set_accept_proxy(listen, accepts);
                 }
                 continue;

@@ -91,6 +91,9 @@ pub enum Rejected {
     TimedOut(u128),
     #[error("reading the PROXY header: {0}")]
     Io(#[from] io::Error),
+    /// The peer is in none of `accept_proxy_from`'s prefixes (nothing of it was read).
+    #[error("a peer not trusted to send a PROXY header (not in accept_proxy_from)")]
+    Untrusted,
 }
 
 /// The deadline of a service's `accept_proxy_timeout_ms` (0: [`DEFAULT_TIMEOUT`]).

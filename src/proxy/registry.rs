@@ -103,9 +103,9 @@ impl Listeners {
 
     /// Whether UDP `listen`'s service takes PROXY v2 headers (`accept_proxy`), as the
     /// table now says (nothing for an address not served, or TCP).
-    pub fn set_accept_proxy(&self, listen: &ListenAddr, on: bool) {
+    pub fn set_accept_proxy(&self, listen: &ListenAddr, mode: super::udp::ProxyHeaders) {
         if let Some(Serving::Udp(group)) = self.serving.locked().get(listen) {
-            group.set_accepts_proxy(on);
+            group.set_accepts_proxy(mode);
         }
     }
 

@@ -366,8 +366,15 @@ async fn take_header(
     accept: crate::table::AcceptProxy,
     peer: SocketAddr,
 ) -> Option<super::proxy_in::Header> {
-    let within = super::proxy_in::deadline(service.options.accept_proxy_timeout_ms);
-    match super::proxy_in::read(client, accept, within).await {
+    // A peer not trusted to send the header (`accept_proxy_from`) is refused as one
+    // with a bad header, before a byte of it is read.
+    let header = if service.options.trusts_proxy_from(peer.ip()) {
+        let within = super::proxy_in::deadline(service.options.accept_proxy_timeout_ms);
+        super::proxy_in::read(client, accept, within).await
+    } else {
+        Err(super::proxy_in::Rejected::Untrusted)
+    };
+    match header {
         Ok(header) => Some(header),
         Err(e) => {
             service.state.admission.proxy_rejected.fetch_add(1, Relaxed);

@@ -245,6 +245,12 @@ pub struct ServiceOptions {
     /// default, `proxy::proxy_in::DEFAULT_TIMEOUT`).
     #[serde(skip_serializing_if = "is_zero")]
     pub accept_proxy_timeout_ms: u32,
+    /// The peers that may send the PROXY header (`accept_proxy_from`, an allow-only
+    /// list: HAProxy's `expect-proxy ... if { src -f trusted }`, nginx's
+    /// `set_real_ip_from`); any other peer is refused as one with a bad header. None:
+    /// any peer may. A file setting: uvsadm has no option for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept_proxy_from: Option<Arc<super::access::AccessList>>,
     /// uvs's own TLVs in the PROXY v2 header to real servers (`proxy_protocol_tlvs`).
     #[serde(skip_serializing_if = "ProxyTlvs::is_empty")]
     pub proxy_protocol_tlvs: ProxyTlvs,
@@ -302,6 +308,16 @@ impl ServiceOptions {
             options.proxy_protocol_tlvs = ProxyTlvs::default();
         }
         options
+    }
+
+    /// Whether `peer` (the socket's address, not a header's) may send this service a
+    /// PROXY header: it is in `accept_proxy_from`, or that is not set. An IPv4-mapped
+    /// peer is judged as its IPv4 address.
+    pub fn trusts_proxy_from(&self, peer: std::net::IpAddr) -> bool {
+        match &self.accept_proxy_from {
+            None => true,
+            Some(list) => list.check(peer.to_canonical()) == super::access::Verdict::Allowed,
+        }
     }
 
     /// The uvsadm options that set these (empty when all are defaults).

@@ -380,26 +380,44 @@ static PROXY_REJECTED: crate::rate_limit::RateLimit = crate::rate_limit::RateLim
 /// [`forward`] for a service that takes PROXY headers (`accept_proxy`): each datagram's
 /// header is read and cut off, and the datagram goes on the flow of (peer, VIP, the
 /// client it names); a datagram without a good header is dropped and counted in the
-/// service's `proxy_rejected`, with a warning at most every ten seconds.
+/// service's `proxy_rejected`, with a warning at most every ten seconds. When
+/// `trusted_only` (`accept_proxy_from`), the service of now is looked up once for the
+/// batch, and a datagram from a peer not in its list is rejected so, unread.
 pub(super) fn forward_proxied(
     listener: &Arc<ListenSocket>,
     batch: &mut Batch,
     director: &Arc<Director>,
     new_flows: bool,
+    trusted_only: bool,
 ) {
     let n = batch.len();
     // Each datagram's client; None: dropped.
     let mut clients: [Option<SocketAddr>; SLOTS] = [None; SLOTS];
     let mut rejected = 0u64;
+    let (table, service) = if trusted_only {
+        let table = director.table.snapshot();
+        let service = table.route(&listener.listen).cloned();
+        (Some(table), service)
+    } else {
+        (None, None)
+    };
     for (i, client) in clients.iter_mut().enumerate().take(n) {
         let Some(peer) = batch.peer(i) else { continue };
-        match super::proxy_header::read(batch.data(i)) {
+        let header = match &service {
+            Some(s) if !s.options.trusts_proxy_from(peer.ip()) => {
+                Err(super::proxy_header::Rejected::Untrusted)
+            }
+            _ => super::proxy_header::read(batch.data(i)),
+        };
+        match header {
             Ok(header) => {
                 batch.strip(i, header.len);
                 *client = Some(header.client.unwrap_or(peer));
             }
             Err(why) => {
                 rejected += 1;
+                tracing::debug!(listen = %listener.listen, %peer, reason = %why,
+                    "UDP datagram without a good PROXY v2 header dropped");
                 PROXY_REJECTED.warn(|suppressed| {
                     tracing::warn!(listen = %listener.listen, %peer, reason = %why, suppressed,
                         "UDP datagram without a good PROXY v2 header dropped");
@@ -420,7 +438,7 @@ pub(super) fn forward_proxied(
         listener,
         director,
         batch,
-        table: None,
+        table,
         now_ms: director.conns.clock.now_ms(),
         new_flows,
     };
@@ -719,6 +737,20 @@ fn open(d: &mut Delivery<'_>, who: Who, datagrams: usize) -> Option<Arc<Flow>> {
         // The listener has not caught up with a change of `accept_proxy` yet (its
         // manager follows the table): a datagram read the other way is dropped.
         tracing::debug!(client = %who.client, "accept_proxy changed a moment ago: datagram dropped");
+        return None;
+    }
+    if let Some(peer) = who.peer
+        && !service.options.trusts_proxy_from(peer.ip())
+    {
+        // `accept_proxy_from` was set a moment ago and the listener has not caught up
+        // (it checks every batch once it has): no flow for an untrusted peer meanwhile.
+        let rejected = u64::try_from(datagrams).unwrap_or(u64::MAX);
+        service
+            .state
+            .admission
+            .proxy_rejected
+            .fetch_add(rejected, Relaxed);
+        tracing::debug!(%peer, "PROXY header from a peer not in accept_proxy_from: datagram dropped");
         return None;
     }
     let table = d.table();

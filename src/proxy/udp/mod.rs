@@ -24,8 +24,8 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
+use std::sync::atomic::AtomicU8;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -100,8 +100,34 @@ pub struct ListenSocket {
     flows: Mutex<HashMap<FlowKey, Arc<Flow>>>,
     /// The flows of clients named by PROXY headers (`accept_proxy`); empty otherwise.
     proxied: Mutex<HashMap<ProxiedKey, Arc<Flow>>>,
-    /// Whether the service takes a PROXY v2 header in each datagram (the group's).
-    accepts_proxy: Arc<AtomicBool>,
+    /// Whether the service takes a PROXY v2 header in each datagram, and from whom (the
+    /// group's: a [`ProxyHeaders`] as u8).
+    accepts_proxy: Arc<AtomicU8>,
+}
+
+/// Whether a UDP address's service takes a PROXY v2 header in each datagram
+/// (`accept_proxy`), and whether only from some peers (`accept_proxy_from`): the
+/// receive loop reads it once per batch, so a service without either pays one branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ProxyHeaders {
+    Off = 0,
+    /// From any peer.
+    AnyPeer = 1,
+    /// From the peers in `accept_proxy_from` only: the service's list is looked at once
+    /// per batch.
+    TrustedPeers = 2,
+}
+
+impl ProxyHeaders {
+    /// What `options` say.
+    pub fn of(options: &crate::table::ServiceOptions) -> ProxyHeaders {
+        match (&options.accept_proxy, &options.accept_proxy_from) {
+            (None, _) => ProxyHeaders::Off,
+            (Some(_), None) => ProxyHeaders::AnyPeer,
+            (Some(_), Some(_)) => ProxyHeaders::TrustedPeers,
+        }
+    }
 }
 
 impl ListenSocket {
@@ -158,10 +184,12 @@ impl ListenSocket {
                 let result = self.socket.try_io(Interest::READABLE, || {
                     let n = batch.receive(self.socket.as_fd())?;
                     // One load per batch: without `accept_proxy` the path is as ever.
-                    if self.accepts_proxy.load(Relaxed) {
-                        flow::forward_proxied(self, batch, director, new_flows);
-                    } else {
-                        flow::forward(self, batch, director, new_flows);
+                    match self.accepts_proxy.load(Relaxed) {
+                        0 => flow::forward(self, batch, director, new_flows),
+                        mode => {
+                            let trusted_only = mode == ProxyHeaders::TrustedPeers as u8;
+                            flow::forward_proxied(self, batch, director, new_flows, trusted_only)
+                        }
                     }
                     if n < SLOTS {
                         // The queue is empty: let the readiness go now rather than
@@ -198,8 +226,8 @@ pub struct SocketGroup {
     /// socket must notice without a datagram arriving.
     state_changed: Notify,
     /// Whether its service takes a PROXY v2 header in each datagram (`accept_proxy`),
-    /// as the listener manager last saw the table.
-    accepts_proxy: Arc<AtomicBool>,
+    /// and from whom, as the listener manager last saw the table ([`ProxyHeaders`]).
+    accepts_proxy: Arc<AtomicU8>,
     sockets: Mutex<Vec<Arc<ListenSocket>>>,
     tasks: Mutex<Vec<AbortHandle>>,
     /// The sockets' descriptors, from the budget, until the group closes.
@@ -215,7 +243,7 @@ impl SocketGroup {
         director: &Arc<Director>,
         listen: ListenAddr,
         freebind: bool,
-        accept_proxy: bool,
+        accept_proxy: ProxyHeaders,
         held: Held,
     ) -> io::Result<Arc<SocketGroup>> {
         check_unused(&listen, freebind).map_err(|e| {
@@ -232,7 +260,7 @@ impl SocketGroup {
             listen,
             state: AtomicU8::new(SERVING),
             state_changed: Notify::new(),
-            accepts_proxy: Arc::new(AtomicBool::new(accept_proxy)),
+            accepts_proxy: Arc::new(AtomicU8::new(accept_proxy as u8)),
             sockets: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
             held: Mutex::new(Some(held)),
@@ -263,8 +291,8 @@ impl SocketGroup {
     /// Whether its service takes a PROXY v2 header in each datagram (`accept_proxy`):
     /// the receive loops read the next batch so. Flows opened the other way carry
     /// their clients' datagrams no more and expire.
-    pub fn set_accepts_proxy(&self, on: bool) {
-        self.accepts_proxy.store(on, Relaxed);
+    pub fn set_accepts_proxy(&self, mode: ProxyHeaders) {
+        self.accepts_proxy.store(mode as u8, Relaxed);
     }
 
     /// No new flows; the open ones go on until they expire, then the sockets close

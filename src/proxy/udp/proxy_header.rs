@@ -35,6 +35,10 @@ pub enum Rejected {
     Stream,
     #[error("a PROXY v2 header whose addresses are not IP (AF_UNIX)")]
     NotIp,
+    /// The peer is in none of the service's `accept_proxy_from` prefixes (the datagram
+    /// was not read).
+    #[error("a peer not trusted to send a PROXY header (not in accept_proxy_from)")]
+    Untrusted,
 }
 
 /// Reads the PROXY v2 header at the front of `datagram`.
