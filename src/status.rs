@@ -185,12 +185,17 @@ fn admission_lines(out: &mut String, e: &ServiceEntry) {
     let own = &o.admission;
     match &own.access {
         Some(list) => {
+            // A refused datagram is always dropped: no deny_action to say.
+            let action = if udp {
+                String::new()
+            } else {
+                format!(", deny_action {}", own.deny_action.name())
+            };
             let _ = writeln!(
                 out,
-                "  access list: allow {}, deny {}, deny_action {}{}: refused by access list {}",
+                "  access list: allow {}, deny {}{action}{}: refused by access list {}",
                 list.allow().len(),
                 list.deny().len(),
-                own.deny_action.name(),
                 if own.close_denied {
                     ", close_denied"
                 } else {

@@ -222,7 +222,7 @@ fn a_denied_clients_datagrams_are_dropped_and_counted_and_an_allowed_one_is_serv
     assert_eq!(
         status_lines(&d, "  access list", 2),
         [
-            "  access list: allow 0, deny 1, deny_action reset: refused by access list 3",
+            "  access list: allow 0, deny 1: refused by access list 3",
             "    deny 127.0.0.3/32: 3",
         ]
     );

@@ -24,7 +24,17 @@ pub const MAX_ACCEPT_PROXY_SECS: u64 = 60;
 
 /// `allow`, `deny`, `deny_action`, `close_denied` and `limits` of `t`.
 pub fn read_admission(t: &Table<'_, '_>) -> Admission {
-    let allow = t.get("allow").map(|item| read_prefixes(&item));
+    let allow = t.get("allow").map(|item| {
+        // `allow = []` would read as no list: everyone admitted, the opposite of what
+        // it looks like.
+        if matches!(item.value, toml::de::DeValue::Array(a) if a.is_empty()) {
+            item.problem(
+                "an empty allow list would admit everyone (no list); to refuse everyone \
+                 write deny = [\"0.0.0.0/0\", \"::/0\"], or remove the key",
+            );
+        }
+        read_prefixes(&item)
+    });
     let deny = t.get("deny").map(|item| read_prefixes(&item));
     let access = match (allow, deny) {
         (None, None) => None,
@@ -121,6 +131,112 @@ fn read_limits(item: &Item<'_, '_>) -> Option<ClientLimits> {
         return None;
     }
     Some(limits)
+}
+
+/// What a service's admission keys say about its traffic, for [`note_admission`].
+pub struct Carries {
+    /// Whether it may take TCP connections (a TCP key, a fwmark, a group member).
+    pub tcp: bool,
+    /// Whether it may take UDP datagrams.
+    pub udp: bool,
+    /// Its address family when every key of it has an address of one family that
+    /// takes clients of that family only (an IPv4 address, an IPv6 one that is not
+    /// `::`, which may take IPv4 clients too); None else.
+    pub family: Option<crate::table::Family>,
+}
+
+/// Warnings (`uvs check`) for a service's keys of who may connect that do nothing:
+/// limits that count nothing of its protocol, a `deny_action` on datagrams (always
+/// dropped), a header deadline without a header, an allow list with no prefix of the
+/// service's family (every client refused), a prefix both allowed and denied.
+pub fn note_admission(
+    t: &Table<'_, '_>,
+    options: &ServiceOptions,
+    carries: &Carries,
+    notes: &super::reader::Report<'_>,
+) {
+    let note = |key: &str, message: &str| {
+        if let Some(item) = t.get(key) {
+            notes.at(&item.span, &item.key, message);
+        }
+    };
+    let admission = &options.admission;
+    if let Some(limits) = &admission.limits {
+        if !carries.tcp && limits.flows_per_source == 0 {
+            note(
+                "limits",
+                "only flows_per_source applies to UDP: these limits count nothing here",
+            );
+        }
+        if !carries.udp && limits.flows_per_source > 0 {
+            note(
+                "limits",
+                "flows_per_source counts UDP flows: it does nothing on a TCP service",
+            );
+        }
+    }
+    if !carries.tcp && options.proxy_protocol_tlvs != ProxyTlvs::default() {
+        note(
+            "proxy_protocol_tlvs",
+            "the header in front of a datagram carries no TLVs: they do nothing on a UDP \
+             service",
+        );
+    }
+    if !carries.tcp {
+        note(
+            "deny_action",
+            "a refused datagram is always dropped: deny_action does nothing on a UDP service",
+        );
+    }
+    if options.accept_proxy.is_none() {
+        note(
+            "accept_proxy_timeout",
+            "without accept_proxy no header is awaited: the timeout does nothing",
+        );
+    } else if !carries.tcp {
+        note(
+            "accept_proxy_timeout",
+            "a UDP service takes a header in every datagram, with no deadline: the timeout \
+             does nothing",
+        );
+    }
+    let Some(list) = &admission.access else {
+        return;
+    };
+    if let Some(family) = carries.family
+        && options.accept_proxy.is_none()
+        && !list.allow().is_empty()
+        && !list
+            .allow()
+            .iter()
+            .any(|c| crate::table::Family::of(&c.addr()) == family)
+    {
+        note(
+            "allow",
+            &format!(
+                "no prefix of the service's family ({}): every client is refused",
+                match family {
+                    crate::table::Family::Inet => "IPv4",
+                    crate::table::Family::Inet6 => "IPv6",
+                }
+            ),
+        );
+    }
+    let both: Vec<String> = list
+        .allow()
+        .iter()
+        .filter(|c| list.deny().contains(c))
+        .map(|c| c.to_string())
+        .collect();
+    if !both.is_empty() {
+        note(
+            "deny",
+            &format!(
+                "{} in allow too: deny wins a tie, the allow entry does nothing",
+                both.join(", ")
+            ),
+        );
+    }
 }
 
 /// A service's `accept_proxy`, `accept_proxy_timeout`, `accept_proxy_from` (prefixes as
@@ -304,6 +420,64 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(p) => p.to_string().lines().map(str::to_string).collect(),
         }
+    }
+
+    #[test]
+    fn settings_that_do_nothing_are_warned_of() {
+        let text = r#"
+[[service]]
+udp = "127.0.0.1:53"
+limits = { connections_per_source = 5 }
+deny_action = "drop"
+accept_proxy_timeout = "1s"
+
+[[service]]
+tcp = "127.0.0.1:80"
+limits = { flows_per_source = 5 }
+accept_proxy_timeout = "1s"
+allow = ["2001:db8::/32"]
+deny = ["2001:db8::/32", "10.0.0.0/8"]
+
+[[service]]
+udp = "127.0.0.1:54"
+accept_proxy = "v2"
+accept_proxy_timeout = "1s"
+limits = { flows_per_source = 5, connections_per_source = 5 }
+proxy_protocol = "v2"
+proxy_protocol_tlvs = ["unique_id"]
+
+[[service]]
+tcp = "[::]:80"
+allow = ["10.0.0.0/8"]
+deny_action = "drop"
+limits = { connections_per_source = 5 }
+"#;
+        assert_eq!(
+            super::super::schema::warnings(text, Path::new("t.toml")),
+            [
+                "t.toml:4:10: warning: service[0].limits: only flows_per_source applies to UDP: these limits count nothing here",
+                "t.toml:5:15: warning: service[0].deny_action: a refused datagram is always dropped: deny_action does nothing on a UDP service",
+                "t.toml:6:24: warning: service[0].accept_proxy_timeout: without accept_proxy no header is awaited: the timeout does nothing",
+                "t.toml:10:10: warning: service[1].limits: flows_per_source counts UDP flows: it does nothing on a TCP service",
+                "t.toml:11:24: warning: service[1].accept_proxy_timeout: without accept_proxy no header is awaited: the timeout does nothing",
+                "t.toml:12:9: warning: service[1].allow: no prefix of the service's family (IPv4): every client is refused",
+                "t.toml:13:8: warning: service[1].deny: 2001:db8::/32 in allow too: deny wins a tie, the allow entry does nothing",
+                "t.toml:18:24: warning: service[2].accept_proxy_timeout: a UDP service takes a header in every datagram, with no deadline: the timeout does nothing",
+                "t.toml:21:23: warning: service[2].proxy_protocol_tlvs: the header in front of a datagram carries no TLVs: they do nothing on a UDP service",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_allow_list_is_an_error() {
+        let text = "[global]\nallow = []\n[[service]]\ntcp = \"127.0.0.1:80\"\nallow = []\n";
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:2:9: global.allow: an empty allow list would admit everyone (no list); to refuse everyone write deny = [\"0.0.0.0/0\", \"::/0\"], or remove the key",
+                "t.toml:5:9: service[0].allow: an empty allow list would admit everyone (no list); to refuse everyone write deny = [\"0.0.0.0/0\", \"::/0\"], or remove the key",
+            ]
+        );
     }
 
     #[test]

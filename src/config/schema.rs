@@ -1292,6 +1292,27 @@ fn read_service(
         .any(|k| k.protocol() == Some(Protocol::Udp));
     super::admission::check_udp_proxy(t, &options, udp);
     options.admission = super::admission::read_admission(t);
+    let keys: Vec<ServiceKey> = key
+        .into_iter()
+        .chain(members.iter().flat_map(|m| m.keys.iter().map(|k| k.0)))
+        .collect();
+    if let Some(first) = keys.first() {
+        let family = first.family();
+        let carries = super::admission::Carries {
+            tcp: keys.iter().any(|k| k.protocol() != Some(Protocol::Udp)),
+            udp: keys.iter().any(|k| k.protocol() != Some(Protocol::Tcp)),
+            family: keys
+                .iter()
+                .all(|k| match k {
+                    ServiceKey::Inet { addr, .. } => {
+                        Family::of(addr) == family && !(addr.is_ipv6() && addr.is_unspecified())
+                    }
+                    ServiceKey::Fwmark { .. } => false,
+                })
+                .then_some(family),
+        };
+        super::admission::note_admission(t, &options, &carries, notes);
+    }
     // A group's listen rules are its one fwmark member's, or its one port-0 one's.
     let listen_key = match &members {
         None => key,

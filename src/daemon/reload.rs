@@ -43,6 +43,64 @@ use crate::table::{
     TableHandle,
 };
 
+/// For the log line of an edit from the file that changes who may connect to a
+/// service (its access list, limits, `accept_proxy`: no ipvsadm words say it, so the
+/// command's text alone reads as if nothing changed), what it now is, as
+/// `; allow 3, deny 1, deny_action drop, limits connections_per_source 10`; "" for any
+/// other command.
+fn admission_words(command: &Command, before: &Table) -> String {
+    let Command::EditService(c) = command else {
+        return String::new();
+    };
+    let Some(old) = before.service(&c.key) else {
+        return String::new();
+    };
+    let (was, now) = (&old.options, &c.options);
+    if was.admission == now.admission
+        && was.accept_proxy == now.accept_proxy
+        && was.accept_proxy_timeout_ms == now.accept_proxy_timeout_ms
+    {
+        return String::new();
+    }
+    let a = &now.admission;
+    let mut words = Vec::new();
+    match &a.access {
+        Some(list) => words.push(format!(
+            "allow {}, deny {}",
+            list.allow().len(),
+            list.deny().len()
+        )),
+        None => words.push("no access list".to_string()),
+    }
+    if a.access.is_some() || a.limits.is_some() {
+        words.push(format!("deny_action {}", a.deny_action.name()));
+    }
+    if a.close_denied {
+        words.push("close_denied".to_string());
+    }
+    match &a.limits {
+        Some(l) => {
+            let set: Vec<String> = [
+                ("connections_per_source", l.connections_per_source),
+                ("new_per_second_per_source", l.new_per_second_per_source),
+                ("flows_per_source", l.flows_per_source),
+            ]
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+            words.push(format!("limits {}", set.join(", ")));
+        }
+        None => words.push("no limits".to_string()),
+    }
+    match now.accept_proxy {
+        Some(v) => words.push(format!("accept_proxy {}", v.name())),
+        None if was.accept_proxy.is_some() => words.push("no accept_proxy".to_string()),
+        None => {}
+    }
+    format!("; {}", words.join(", "))
+}
+
 /// The log target of what is logged here: the module's before it moved from config/,
 /// so the log reads as it did (`INFO uvs::config::reload: table changed: ...`).
 const LOG: &str = "uvs::config::reload";
@@ -416,7 +474,8 @@ impl Reloader {
             .table
             .apply_all_from(&commands, Source::File, refused, check)?;
         for command in &commands {
-            tracing::info!(target: LOG, file = %self.path.display(), by = why, "table changed: {command}");
+            let admission = admission_words(command, &snapshot);
+            tracing::info!(target: LOG, file = %self.path.display(), by = why, "table changed: {command}{admission}");
         }
         self.say_undone(&commands, why);
         Ok(commands.len())
@@ -817,5 +876,56 @@ impl Reloader {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::admission::{AccessList, ClientLimits, DenyAction};
+    use crate::table::{ServiceConfig, ServiceKey, UnicastOnly};
+
+    fn table_with(config: &ServiceConfig) -> Table {
+        let mut table = Table::new();
+        let _ = table
+            .apply(&Command::AddService(config.clone()), &UnicastOnly)
+            .unwrap();
+        table
+    }
+
+    /// An edit of who may connect says what it makes of it; other edits say nothing.
+    #[test]
+    fn an_edit_of_who_may_connect_is_said_in_the_log_line() {
+        let key = ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 80,
+        };
+        let plain = ServiceConfig::new(key, "rr");
+        let mut guarded = plain.clone();
+        let prefix = |s: &str| s.parse().unwrap();
+        guarded.options.admission.access = Some(Arc::new(AccessList::new(
+            vec![prefix("10.0.0.0/8"), prefix("10.1.0.0/16"), prefix("::1")],
+            vec![prefix("10.2.0.0/16")],
+        )));
+        guarded.options.admission.deny_action = DenyAction::Drop;
+        guarded.options.admission.limits = Some(ClientLimits {
+            connections_per_source: 10,
+            ..ClientLimits::default()
+        });
+        let before = table_with(&plain);
+        assert_eq!(
+            admission_words(&Command::EditService(plain.clone()), &before),
+            ""
+        );
+        assert_eq!(
+            admission_words(&Command::EditService(guarded.clone()), &before),
+            "; allow 3, deny 1, deny_action drop, limits connections_per_source 10"
+        );
+        let before = table_with(&guarded);
+        assert_eq!(
+            admission_words(&Command::EditService(plain), &before),
+            "; no access list, no limits"
+        );
     }
 }

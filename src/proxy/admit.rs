@@ -1,7 +1,9 @@
 //! Who gets in: a new TCP connection or UDP flow of a client address, before it is
 //! scheduled, against the global access list and the service's (`table::access`),
 //! then the global per-client limits and the service's (`table::admission`). Each
-//! refusal is counted on the service (and the global ones on the table too). Called by
+//! refusal is counted on the service (and the global ones on the table too) and logged
+//! (a debug line each, a warning at most once per 10 s naming the service, the client
+//! and the rule or limit). Called by
 //! the TCP path (`tcp::connection`) and the UDP flows (`udp::flow::open`), on the real
 //! client's address (after a PROXY header); with nothing configured it costs two
 //! branches.
@@ -10,8 +12,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::table::admission::{Admission, ClientLimits, DenyAction, Verdict};
-use crate::table::sources::{Kind, Source, Tables};
+use crate::table::admission::{Admission, Cidr, ClientLimits, DenyAction, Verdict};
+use crate::table::sources::{Kind, Over, Source, Tables};
 use crate::table::{Service, Table};
 
 /// What the connection or flow is, for the limits that count it.
@@ -97,20 +99,29 @@ pub fn admit(
     // as nginx's access module decides (ngx_stream_access_handler).
     let client = client.to_canonical();
     let counts = &service.state.admission;
-    if !allowed(global, client) {
+    if let Some(rule) = denied(global, client) {
         counts.refused_access.fetch_add(1, Relaxed);
         table
             .admission_state()
             .counts
             .refused_access
             .fetch_add(1, Relaxed);
+        log_refusal(service, client, Reason::Access { global: true, rule });
         return Err(Refused {
             why: Refusal::AccessList,
             action: global.deny_action,
         });
     }
-    if !allowed(own, client) {
+    if let Some(rule) = denied(own, client) {
         counts.refused_access.fetch_add(1, Relaxed);
+        log_refusal(
+            service,
+            client,
+            Reason::Access {
+                global: false,
+                rule,
+            },
+        );
         return Err(Refused {
             why: Refusal::AccessList,
             action: own.deny_action,
@@ -123,9 +134,10 @@ pub fn admit(
     };
     if let Some(limits) = &global.limits {
         let state = table.admission_state();
-        admitted.global = held(&state.sources, limits, client, new, || {
+        admitted.global = held(&state.sources, limits, client, new, |over| {
             counts.refused_limits.fetch_add(1, Relaxed);
             state.counts.refused_limits.fetch_add(1, Relaxed);
+            log_refusal(service, client, Reason::limit(true, limits, over));
             Refused {
                 why: Refusal::Limits,
                 action: global.deny_action,
@@ -133,7 +145,7 @@ pub fn admit(
         })?;
     }
     if let Some(limits) = &own.limits {
-        admitted.own = held(&service.state.sources, limits, client, new, || {
+        admitted.own = held(&service.state.sources, limits, client, new, |over| {
             counts.refused_limits.fetch_add(1, Relaxed);
             // The global limits let it in: their token goes back, as a refused
             // connection takes nothing (its count goes back with `admitted`).
@@ -146,6 +158,7 @@ pub fn admit(
                     .get(global_limits)
                     .refund_token(global_limits, client);
             }
+            log_refusal(service, client, Reason::limit(false, limits, over));
             Refused {
                 why: Refusal::Limits,
                 action: own.deny_action,
@@ -155,15 +168,85 @@ pub fn admit(
     Ok(admitted)
 }
 
+/// Why a client was refused, in words for the log: the rule, or the limit.
+#[derive(Debug, Clone, Copy)]
+enum Reason {
+    /// By `deny` rule `rule`, or (None) by being in no `allow` prefix; of the global
+    /// list or the service's.
+    Access { global: bool, rule: Option<Cidr> },
+    /// Over a per-client limit (its key and value), global or the service's.
+    Limit {
+        global: bool,
+        key: &'static str,
+        most: u32,
+    },
+}
+
+impl Reason {
+    fn limit(global: bool, limits: &ClientLimits, over: Over) -> Reason {
+        let (key, most) = match over {
+            Over::Connections => ("connections_per_source", limits.connections_per_source),
+            Over::Rate => (
+                "new_per_second_per_source",
+                limits.new_per_second_per_source,
+            ),
+            Over::Flows => ("flows_per_source", limits.flows_per_source),
+        };
+        Reason::Limit { global, key, most }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let whose = |global: bool| {
+            if global {
+                "the global"
+            } else {
+                "the service's"
+            }
+        };
+        match *self {
+            Reason::Access {
+                global,
+                rule: Some(rule),
+            } => write!(f, "denied by {} deny rule {rule}", whose(global)),
+            Reason::Access { global, rule: None } => {
+                write!(f, "in no prefix of {} allow list", whose(global))
+            }
+            Reason::Limit { global, key, most } => {
+                write!(f, "over {} limits: {key} = {most}", whose(global))
+            }
+        }
+    }
+}
+
+/// Logs a refusal: a debug line each, and a warning at most once per
+/// `rate_limit::INTERVAL_SECONDS` with the count held back. Only refusals pay for it.
+#[cold]
+fn log_refusal(service: &Service, client: IpAddr, reason: Reason) {
+    tracing::debug!(service = %service.key, %client, %reason, "client refused");
+    REFUSED_WARNED.warn(|suppressed| {
+        tracing::warn!(
+            service = %service.key,
+            %client,
+            %reason,
+            suppressed,
+            "client refused (at most one warning per 10 s; each refusal at debug level)"
+        );
+    });
+}
+
+static REFUSED_WARNED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
+
 /// The place of `client`'s source under `limits` (kept in `tables`), when they limit
 /// what `new` is (None: nothing to count, e.g. a flow under connection limits only);
-/// `refused` counts and says a refusal.
+/// `refused` counts and says a refusal, given which limit it is over.
 fn held(
     tables: &Tables,
     limits: &ClientLimits,
     client: IpAddr,
     new: New,
-    refused: impl FnOnce() -> Refused,
+    refused: impl FnOnce(Over) -> Refused,
 ) -> Result<Option<Arc<Source>>, Refused> {
     let counts = match new {
         New::Connection => {
@@ -177,7 +260,20 @@ fn held(
     let now = crate::clock::monotonic_ms();
     match tables.get(limits).admit(limits, client, new.kind(), now) {
         Ok(source) => Ok(Some(source)),
-        Err(_) => Err(refused()),
+        Err(over) => Err(refused(over)),
+    }
+}
+
+/// Whether the access list of `admission` refuses `client`, and by which `deny` rule
+/// (`Some(None)`: by being in no `allow` prefix); a refusal is counted on the rule that
+/// decided it (`AccessList::count`).
+fn denied(admission: &Admission, client: IpAddr) -> Option<Option<Cidr>> {
+    let list = admission.access.as_ref()?;
+    let verdict = list.check(client);
+    list.count(verdict);
+    match verdict {
+        Verdict::Allowed => None,
+        Verdict::Denied { rule } => Some(rule.and_then(|i| list.deny().get(i).copied())),
     }
 }
 
@@ -211,14 +307,7 @@ pub fn still_allowed(table: &Table, service: &Service, client: IpAddr) -> bool {
 /// of established connections when a reload changes a list under `close_denied`
 /// (`pool::denied`).
 pub fn allowed(admission: &Admission, client: IpAddr) -> bool {
-    match &admission.access {
-        None => true,
-        Some(list) => {
-            let verdict = list.check(client);
-            list.count(verdict);
-            verdict == Verdict::Allowed
-        }
-    }
+    denied(admission, client).is_none()
 }
 
 /// Closes a refused TCP client as `action` says, once the caller drops it: a reset,
@@ -293,6 +382,48 @@ mod tests {
         if crate::sys::effective_uid() == 0 {
             assert!(repaired, "root may put a socket in repair mode");
         }
+    }
+
+    /// A refusal is logged with the rule or the limit that made it.
+    #[test]
+    fn a_refusal_is_said_with_its_rule_or_limit() {
+        use crate::table::admission::AccessList;
+        let list = AccessList::new(
+            vec!["10.0.0.0/8".parse().unwrap()],
+            vec!["10.1.0.0/16".parse().unwrap()],
+        );
+        let admission = Admission {
+            access: Some(Arc::new(list)),
+            ..Admission::default()
+        };
+        let rule = denied(&admission, "10.1.2.3".parse().unwrap()).unwrap();
+        assert_eq!(
+            Reason::Access {
+                global: false,
+                rule
+            }
+            .to_string(),
+            "denied by the service's deny rule 10.1.0.0/16"
+        );
+        let rule = denied(&admission, "192.0.2.1".parse().unwrap()).unwrap();
+        assert_eq!(
+            Reason::Access { global: true, rule }.to_string(),
+            "in no prefix of the global allow list"
+        );
+        assert_eq!(denied(&admission, "10.2.0.1".parse().unwrap()), None);
+        let limits = ClientLimits {
+            connections_per_source: 3,
+            new_per_second_per_source: 7,
+            ..ClientLimits::default()
+        };
+        assert_eq!(
+            Reason::limit(true, &limits, Over::Connections).to_string(),
+            "over the global limits: connections_per_source = 3"
+        );
+        assert_eq!(
+            Reason::limit(false, &limits, Over::Rate).to_string(),
+            "over the service's limits: new_per_second_per_source = 7"
+        );
     }
 
     /// A client a PROXY header names IPv4-mapped is the IPv4 client it maps: the IPv4
