@@ -327,6 +327,16 @@ impl Delivery<'_> {
     }
 }
 
+/// The address datagram `i` of `batch` was sent to: the listener's own, or on a
+/// wildcard listener the one the kernel said (IP_PKTINFO).
+fn local_of(listener: &ListenSocket, batch: &Batch, i: usize) -> IpAddr {
+    if listener.listen.addr.is_unspecified() {
+        batch.local(i).unwrap_or(listener.listen.addr)
+    } else {
+        listener.listen.addr
+    }
+}
+
 /// Sends each datagram of `batch` (just received on `listener`) on its client's flow,
 /// opening flows for new clients when `new_flows` (a draining address makes none: its
 /// datagrams from other clients are dropped). Runs of datagrams from one client go in
@@ -337,14 +347,7 @@ pub(super) fn forward(
     director: &Arc<Director>,
     new_flows: bool,
 ) {
-    let wildcard = listener.listen.addr.is_unspecified();
-    let local_of = |i: usize| {
-        if wildcard {
-            batch.local(i).unwrap_or(listener.listen.addr)
-        } else {
-            listener.listen.addr
-        }
-    };
+    let local_of = |i: usize| local_of(listener, batch, i);
     let mut delivery = Delivery {
         listener,
         director,
@@ -426,14 +429,7 @@ pub(super) fn forward_proxied(
         }
     }
     let batch = &*batch;
-    let wildcard = listener.listen.addr.is_unspecified();
-    let local_of = |i: usize| {
-        if wildcard {
-            batch.local(i).unwrap_or(listener.listen.addr)
-        } else {
-            listener.listen.addr
-        }
-    };
+    let local_of = |i: usize| local_of(listener, batch, i);
     let mut delivery = Delivery {
         listener,
         director,
