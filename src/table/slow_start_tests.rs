@@ -243,3 +243,32 @@ fn an_edit_from_uvsadm_keeps_the_services_own_settings_and_a_reload_sets_them() 
     from_file(&handle, Command::EditService(by_uvsadm.clone()));
     assert_eq!(options(&handle), by_uvsadm.options);
 }
+
+/// uvs's own TLVs ride only in a v2 header: `-E` that leaves out `--proxy-protocol v2`
+/// leaves none configured; one that keeps it keeps them.
+#[test]
+fn an_edit_from_uvsadm_without_a_v2_header_drops_uvs_s_tlvs() {
+    use crate::table::service::ProxyTlvs;
+    let handle = running(true);
+    let mut own = service(0);
+    own.options.proxy_protocol = Some(crate::table::ProxyProtocol::V2);
+    own.options.proxy_protocol_tlvs = ProxyTlvs::default().with(ProxyTlvs::UNIQUE_ID);
+    from_file(&handle, Command::EditService(own.clone()));
+    let tlvs = |h: &TableHandle| {
+        let table = h.snapshot();
+        table.service(&key()).unwrap().options.proxy_protocol_tlvs
+    };
+    let mut by_uvsadm = ServiceConfig::new(key(), "rr");
+    by_uvsadm.options.proxy_protocol = Some(crate::table::ProxyProtocol::V2);
+    handle
+        .apply(&Command::EditService(by_uvsadm.clone()))
+        .unwrap();
+    assert_eq!(
+        tlvs(&handle),
+        own.options.proxy_protocol_tlvs,
+        "v2 kept: TLVs kept"
+    );
+    by_uvsadm.options.proxy_protocol = None;
+    handle.apply(&Command::EditService(by_uvsadm)).unwrap();
+    assert_eq!(tlvs(&handle), ProxyTlvs::default(), "no header: no TLVs");
+}
