@@ -98,35 +98,8 @@ pub fn admit(
     // (`::ffff:10.1.2.3`): the IPv4 prefixes and limits are the ones that concern it,
     // as nginx's access module decides (ngx_stream_access_handler).
     let client = client.to_canonical();
+    access(table, service, client)?;
     let counts = &service.state.admission;
-    if let Some(rule) = denied(global, client) {
-        counts.refused_access.fetch_add(1, Relaxed);
-        table
-            .admission_state()
-            .counts
-            .refused_access
-            .fetch_add(1, Relaxed);
-        log_refusal(service, client, Reason::Access { global: true, rule });
-        return Err(Refused {
-            why: Refusal::AccessList,
-            action: global.deny_action,
-        });
-    }
-    if let Some(rule) = denied(own, client) {
-        counts.refused_access.fetch_add(1, Relaxed);
-        log_refusal(
-            service,
-            client,
-            Reason::Access {
-                global: false,
-                rule,
-            },
-        );
-        return Err(Refused {
-            why: Refusal::AccessList,
-            action: own.deny_action,
-        });
-    }
     let mut admitted = Admitted {
         global: None,
         own: None,
@@ -277,6 +250,42 @@ fn denied(admission: &Admission, client: IpAddr) -> Option<Option<Cidr>> {
     }
 }
 
+/// The global access list, then the service's, on `client` (canonical already): a
+/// refusal counted on the service (and the table, for the global list) and logged.
+fn access(table: &Table, service: &Service, client: IpAddr) -> Result<(), Refused> {
+    let (global, own) = (table.admission(), &service.options.admission);
+    let counts = &service.state.admission;
+    if let Some(rule) = denied(global, client) {
+        counts.refused_access.fetch_add(1, Relaxed);
+        table
+            .admission_state()
+            .counts
+            .refused_access
+            .fetch_add(1, Relaxed);
+        log_refusal(service, client, Reason::Access { global: true, rule });
+        return Err(Refused {
+            why: Refusal::AccessList,
+            action: global.deny_action,
+        });
+    }
+    if let Some(rule) = denied(own, client) {
+        counts.refused_access.fetch_add(1, Relaxed);
+        log_refusal(
+            service,
+            client,
+            Reason::Access {
+                global: false,
+                rule,
+            },
+        );
+        return Err(Refused {
+            why: Refusal::AccessList,
+            action: own.deny_action,
+        });
+    }
+    Ok(())
+}
+
 /// Whether `client`'s datagram may still go on a flow it opened, now that the lists
 /// may have changed: the access lists again (not the limits, which counted the flow
 /// when it opened), a refusal counted as `admit`'s. For one-packet scheduling (`-o`),
@@ -288,26 +297,7 @@ pub fn still_allowed(table: &Table, service: &Service, client: IpAddr) -> bool {
     if global.access.is_none() && own.access.is_none() {
         return true;
     }
-    let client = client.to_canonical();
-    let counts = &service.state.admission;
-    if !allowed(global, client) {
-        counts.refused_access.fetch_add(1, Relaxed);
-        (table.admission_state().counts.refused_access).fetch_add(1, Relaxed);
-        return false;
-    }
-    if !allowed(own, client) {
-        counts.refused_access.fetch_add(1, Relaxed);
-        return false;
-    }
-    true
-}
-
-/// Whether the access list of `admission` (none: everyone) admits `client`; a
-/// refusal is counted on the rule that decided it (`AccessList::count`). Also asked
-/// of established connections when a reload changes a list under `close_denied`
-/// (`pool::denied`).
-pub fn allowed(admission: &Admission, client: IpAddr) -> bool {
-    denied(admission, client).is_none()
+    access(table, service, client.to_canonical()).is_ok()
 }
 
 /// Closes a refused TCP client as `action` says, once the caller drops it: a reset,
