@@ -112,12 +112,12 @@ struct DaemonArgs {
     /// The most UDP flows one client address may hold at once [default: no limit]
     #[arg(long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u32).range(1..))]
     udp_flows_per_source: Option<u32>,
-    /// TCP congestion control for connections accepted from clients, as "cubic"
-    /// [default: the system's, net.ipv4.tcp_congestion_control]
+    /// TCP congestion control for connections accepted from clients, as "cubic", or
+    /// "system" [default: the system's, net.ipv4.tcp_congestion_control]
     #[arg(long, value_name = "NAME", value_hint = ValueHint::Other, value_parser = parse_congestion)]
     client_congestion_control: Option<CongestionControl>,
-    /// TCP congestion control for connections to real servers, as "cubic"
-    /// [default: the system's, net.ipv4.tcp_congestion_control]
+    /// TCP congestion control for connections to real servers, as "cubic", or "system"
+    /// [default: the system's, net.ipv4.tcp_congestion_control, but cubic where that is BBR]
     #[arg(long, value_name = "NAME", value_hint = ValueHint::Other, value_parser = parse_congestion)]
     server_congestion_control: Option<CongestionControl>,
 }

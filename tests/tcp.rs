@@ -685,6 +685,43 @@ fn congestion_control_is_set_on_both_legs_and_unknown_ones_are_refused() {
     );
 }
 
+/// Unset, the real-server leg takes cubic where the system's default is BBR (and
+/// cubic may be set: root may), the system's default otherwise; `system` keeps the
+/// system's on both legs.
+#[test]
+fn the_real_server_leg_defaults_to_cubic_in_place_of_bbr() {
+    let system = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap();
+    let system = system.trim().to_string();
+    let cubic_here = system.starts_with("bbr") && common::is_root();
+    let backend = Backend::start("echo", Behaviour::Echo);
+    for (args, server_leg) in [
+        (&[][..], if cubic_here { "cubic" } else { &system }),
+        (&["--server-congestion-control", "system"][..], &system[..]),
+    ] {
+        let d = Daemon::start_with(Zone::default(), args);
+        let v = balance(&d, &["-s", "rr"], &[(backend.addr, &[])]);
+        let mut client = connect(v, None).unwrap();
+        assert_eq!(echoed(&mut client, b"ping"), b"ping");
+        let accepted = congestion_of(&format!(
+            "( sport = :{} and dport = :{} )",
+            v.port(),
+            client.local_addr().unwrap().port()
+        ));
+        assert_eq!(accepted, [system.as_str()], "client leg, {args:?}");
+        let to_server = congestion_of(&format!("( dport = :{} )", backend.addr.port()));
+        assert_eq!(to_server, [server_leg], "server leg, {args:?}");
+        let said = d
+            .status()
+            .lines()
+            .find(|l| l.starts_with("TCP congestion control"))
+            .map(str::to_string);
+        let expected = (server_leg != system).then(|| {
+            format!("TCP congestion control: clients the system's, real servers {server_leg}")
+        });
+        assert_eq!(said, expected, "{args:?}");
+    }
+}
+
 /// The "TCP connections per worker" counts and the hand-over count of `uvs status`.
 fn worker_connections(d: &Daemon) -> (Vec<usize>, u64) {
     let status = d.status();

@@ -284,9 +284,9 @@ pub const SECTIONS: &[Section] = &[
             key(
                 "server_congestion_control",
                 "string",
-                "the system's (net.ipv4.tcp_congestion_control)",
+                "the system's (net.ipv4.tcp_congestion_control), but cubic where that is BBR",
                 "\"cubic\"",
-                "TCP congestion control for connections to real servers.",
+                "TCP congestion control for connections to real servers; \"system\" keeps the system's default even where it is BBR (BBR's pacing costs a third of a bulk transfer on the short path to real servers on the same host or LAN; where cubic needs CAP_NET_ADMIN, the system's default stays).",
                 "",
             ),
             key(

@@ -20,7 +20,7 @@ use crate::config::{Loaded, Mode};
 use crate::health::orphans::Reaper;
 use crate::kernel::mirror::{self, Mirror, Unusable};
 use crate::lock::Locked;
-use crate::proxy::congestion::CongestionError;
+use crate::proxy::congestion::{self, CongestionError};
 use crate::proxy::director::{Director, PlaneOptions};
 use crate::table::{HostInterfaces, TableHandle};
 use crate::workers::Workers;
@@ -168,7 +168,7 @@ pub fn director(settings: &Settings, userspace: bool) -> Result<Arc<Director>, R
         ("server", settings.server_congestion_control),
     ];
     for (leg, cc) in legs {
-        if let Some(cc) = cc {
+        if let Some(cc) = cc.filter(|cc| !cc.is_system()) {
             cc.check_usable()
                 .map_err(|source| RunError::Congestion { leg, source })?;
         }
@@ -190,8 +190,8 @@ pub fn director(settings: &Settings, userspace: bool) -> Result<Arc<Director>, R
             connect_timeout: settings.connect_timeout,
             connect_retries: settings.retries,
             userspace,
-            client_congestion: settings.client_congestion_control,
-            server_congestion: settings.server_congestion_control,
+            client_congestion: congestion::resolve_here(settings.client_congestion_control, false),
+            server_congestion: congestion::resolve_here(settings.server_congestion_control, true),
             open_files,
             max_connections: settings.max_connections,
             metrics_connections: settings.metrics_max_connections,
