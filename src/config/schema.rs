@@ -264,8 +264,10 @@ fn rehearse(config: &Config, origins: &[Origin], report: &Report<'_>) {
 }
 
 fn read_global(t: &Table<'_, '_>) -> Global {
-    let mut g = Global::default();
-    g.source = super::source::read_source(t).flatten();
+    let mut g = Global {
+        source: super::source::read_source(t).flatten(),
+        ..Global::default()
+    };
     if let Some(item) = t.get("mode") {
         g.mode = item.parsed("\"auto\", \"userspace\" or \"kernel\"", Mode::from_name);
     }

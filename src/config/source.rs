@@ -44,7 +44,7 @@ fn read_addresses(item: &Item<'_, '_>) -> Vec<AddrRange> {
         };
         match parse_range(s) {
             Ok(r) => {
-                let n = r.len().unwrap_or(u32::MAX);
+                let n = r.count().unwrap_or(u32::MAX);
                 total = total.saturating_add(n);
                 out.push(r);
             }
@@ -85,7 +85,7 @@ fn parse_range(s: &str) -> Result<AddrRange, String> {
     if range.first.is_ipv4() != range.last.is_ipv4() {
         return Err("a range of two address families".into());
     }
-    if range.len().is_none() {
+    if range.count().is_none() {
         return Err("a reversed range (the first address is above the last)".into());
     }
     if range.first.is_unspecified() || range.first.is_multicast() {
@@ -255,7 +255,7 @@ source_ports = 65536
     #[test]
     fn ranges_are_read_and_refused_as_the_file_says() {
         let r = parse_range("127.0.0.10-127.0.0.19").unwrap();
-        assert_eq!(r.len(), Some(10));
+        assert_eq!(r.count(), Some(10));
         assert_eq!(r.to_string(), "127.0.0.10-127.0.0.19");
         assert_eq!(parse_range("::1").unwrap().to_string(), "::1");
         assert!(

@@ -31,7 +31,7 @@ pub struct AddrRange {
 impl AddrRange {
     /// How many addresses it holds (at least 1), None when `first` and `last` are of two
     /// families or reversed; saturated at `u32::MAX`.
-    pub fn len(&self) -> Option<u32> {
+    pub fn count(&self) -> Option<u32> {
         let (a, b) = (bits(self.first), bits(self.last));
         if self.first.is_ipv4() != self.last.is_ipv4() || b < a {
             return None;
@@ -58,7 +58,7 @@ pub struct PortRange {
 }
 
 impl PortRange {
-    pub fn len(&self) -> u32 {
+    pub fn count(&self) -> u32 {
         u32::from(self.high) - u32::from(self.low) + 1
     }
 }
@@ -107,7 +107,7 @@ impl Source {
                 .addresses
                 .iter()
                 .filter(|r| r.first.is_ipv6() == v6)
-                .filter_map(|r| Some((bits(r.first), r.len()?)))
+                .filter_map(|r| Some((bits(r.first), r.count()?)))
                 .collect();
             let ranges = match (ranges.is_empty(), config.ports) {
                 (false, _) => ranges,
@@ -198,7 +198,7 @@ impl Pool {
         let port = match self.ports {
             None => 0,
             Some(p) => {
-                let i = (k / n) % p.len() as usize;
+                let i = (k / n) % p.count() as usize;
                 p.low + i as u16
             }
         };
@@ -208,7 +208,7 @@ impl Pool {
     /// How many (address, port) pairs there are: `next` gives each once in that many
     /// calls.
     pub fn slots(&self) -> u64 {
-        u64::from(self.addresses) * u64::from(self.ports.map_or(1, |p| p.len()))
+        u64::from(self.addresses) * u64::from(self.ports.map_or(1, |p| p.count()))
     }
 
     /// The `i`th address (i < `addresses`).
@@ -320,8 +320,8 @@ mod tests {
         let (a, b) = (Source::new(config.clone()), Source::new(config));
         a.pool_for(&"127.0.0.1:1".parse().unwrap()).unwrap().next();
         assert_eq!(a, b);
-        assert_eq!(range("127.0.0.9", "127.0.0.2").len(), None);
-        assert_eq!(range("127.0.0.2", "::1").len(), None);
-        assert_eq!(range("::", "ffff::").len(), Some(u32::MAX));
+        assert_eq!(range("127.0.0.9", "127.0.0.2").count(), None);
+        assert_eq!(range("127.0.0.2", "::1").count(), None);
+        assert_eq!(range("::", "ffff::").count(), Some(u32::MAX));
     }
 }
