@@ -1322,6 +1322,9 @@ fn read_service(
                 .then_some(family),
         };
         super::admission::note_admission(t, &options, &carries, notes);
+        if !carries.tcp {
+            super::source::note_udp(t, notes);
+        }
     }
     // A group's listen rules are its one fwmark member's, or its one port-0 one's.
     let listen_key = match &members {

@@ -126,6 +126,21 @@ fn read_ports(item: &Item<'_, '_>) -> Option<Option<PortRange>> {
     }
 }
 
+/// A warning for `source` or `source_ports` in a service that carries no TCP: they
+/// bind TCP connects to real servers only; UDP flows leave their source to the kernel.
+pub fn note_udp(t: &Table<'_, '_>, notes: &super::reader::Report<'_>) {
+    for key in ["source", "source_ports"] {
+        if let Some(item) = t.get(key) {
+            notes.at(
+                &item.span,
+                &item.key,
+                "does nothing here: it binds TCP connects to real servers, and this \
+                 service carries UDP only",
+            );
+        }
+    }
+}
+
 /// The lines of `source`, as `read_source` reads them back (nothing when None).
 pub fn render_source(out: &mut String, source: Option<&Source>) {
     let Some(source) = source else {
@@ -219,6 +234,20 @@ source_ports = 30000
         let o = &config.services[0].service.options;
         let kept = crate::table::ServiceOptions::default().from_command(o);
         assert_eq!(kept.source, o.source);
+    }
+
+    #[test]
+    fn a_udp_service_is_warned_that_sources_do_nothing_there() {
+        let text = r#"[[service]]
+udp = "127.0.0.1:53"
+source = ["127.0.0.2"]
+"#;
+        assert_eq!(
+            super::super::schema::warnings(text, Path::new("t.toml")),
+            [
+                "t.toml:3:10: warning: service[0].source: does nothing here: it binds TCP connects to real servers, and this service carries UDP only"
+            ]
+        );
     }
 
     #[test]

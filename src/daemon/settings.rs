@@ -173,12 +173,7 @@ pub const SETTINGS: &[Setting] = &[
         Applies::WithTheServices,
         "\"/x/maintenance\"",
     ),
-    setting(
-        "source",
-        None,
-        Applies::WithTheServices,
-        "[\"127.0.0.2\"]",
-    ),
+    setting("source", None, Applies::WithTheServices, "[\"127.0.0.2\"]"),
     Setting {
         field: "source",
         ..setting(
