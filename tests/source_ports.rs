@@ -11,7 +11,9 @@
 //!   times while its TIME_WAIT is still there (TcpExt TWRecycled counts the
 //!   takeovers);
 //! - with 8 `source` addresses and the kernel's ports (IP_BIND_ADDRESS_NO_PORT), zero
-//!   failures over 4 000 (500 per address of its 1 000 ports).
+//!   failures over 4 000 (500 per address of its 1 000 ports);
+//! - both over IPv6 ([::1]) as well; and a connect whose every source is busy fails
+//!   as "no free source port", counted.
 //!
 //! Root only (unshare needs CAP_SYS_ADMIN); elsewhere each test does nothing, and says
 //! so. Bounded: a fixed count of connections, each with 10 s timeouts, and 300 s in all
@@ -27,6 +29,8 @@ use common::Daemon;
 
 const VIP: &str = "127.0.0.1:8080";
 const BACKEND: &str = "127.0.0.1:9090";
+const VIP6: &str = "[::1]:8080";
+const BACKEND6: &str = "[::1]:9090";
 /// The kernel's ports for connect() in the namespace: 1 000.
 const PORT_RANGE: &str = "40000 40999";
 /// Far more than the test needs; a stop of its own, never a measure.
@@ -61,11 +65,11 @@ fn in_own_network(test: impl FnOnce() + Send + 'static) {
     }
 }
 
-/// A real server on `BACKEND` that reads each connection until EOF, then answers
-/// "pong " and what it read, and closes: the client (and so uvs, on this leg) closes
-/// first. Its threads end with the test's process.
-fn start_backend() {
-    let listener = TcpListener::bind(BACKEND).expect("bind the backend");
+/// A real server on `at` that reads each connection until EOF, then answers "pong "
+/// and what it read, and closes: the client (and so uvs, on this leg) closes first.
+/// Its threads end with the test's process.
+fn start_backend(at: &str) {
+    let listener = TcpListener::bind(at).expect("bind the backend");
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
@@ -81,20 +85,24 @@ fn start_backend() {
     });
 }
 
-/// A client connection from 127.1.x.y (its own address: the client's own ports and
-/// TIME_WAITs never run short; the port is the kernel's at connect, per 4-tuple) that
-/// sends "ping N", closes its side and reads the answer. Ok(true): the answer was
-/// exact; Ok(false): a reset or a wrong answer.
-fn ask(n: u32) -> std::io::Result<bool> {
+/// A client connection to `vip` from 127.1.x.y (its own address: the client's own
+/// ports and TIME_WAITs never run short; the port is the kernel's at connect, per
+/// 4-tuple), or from ::1 to an IPv6 `vip`, that sends "ping N", closes its side and
+/// reads the answer. Ok(true): the answer was exact; Ok(false): a reset or a wrong
+/// answer.
+fn ask(n: u32, vip: SocketAddr) -> std::io::Result<bool> {
     use socket2::{Domain, Socket, Type};
-    let from = SocketAddr::from(([127, 1, (n / 250) as u8, (n % 250 + 1) as u8], 0));
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    let from = if vip.is_ipv6() {
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))
+    } else {
+        SocketAddr::from(([127, 1, (n / 250) as u8, (n % 250 + 1) as u8], 0))
+    };
+    let socket = Socket::new(Domain::for_address(vip), Type::STREAM, None)?;
     {
         use std::os::fd::AsFd;
         uvs::sys::set_bind_address_no_port(socket.as_fd())?;
     }
     socket.bind(&from.into())?;
-    let vip: SocketAddr = VIP.parse().unwrap();
     match socket.connect_timeout(&vip.into(), IO_TIMEOUT) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(false),
@@ -115,11 +123,13 @@ fn ask(n: u32) -> std::io::Result<bool> {
     }
 }
 
-/// The sockets in TIME_WAIT toward the backend's port in this namespace
+/// The sockets in TIME_WAIT toward `backend`'s port in this namespace
 /// (/proc/thread-self/net: this thread's; /proc/net is the process's first thread's).
-fn time_waits_to_backend() -> usize {
-    let port = format!(":{:04X}", BACKEND.parse::<SocketAddr>().unwrap().port());
-    let tcp = std::fs::read_to_string("/proc/thread-self/net/tcp").expect("/proc/net/tcp");
+fn time_waits_to(backend: SocketAddr) -> usize {
+    let port = format!(":{:04X}", backend.port());
+    let table = if backend.is_ipv6() { "tcp6" } else { "tcp" };
+    let tcp =
+        std::fs::read_to_string(format!("/proc/thread-self/net/{table}")).expect("/proc/net/tcp");
     tcp.lines()
         .skip(1)
         .filter(|l| {
@@ -156,11 +166,23 @@ struct Run {
 /// `count` sequential connections through a daemon on a file with a TCP service at
 /// `VIP` to `BACKEND` and these keys; stops at the first failure when `stop_at_failure`.
 fn run(keys: &str, count: u32, stop_at_failure: bool) -> (Run, Daemon, tempfile::TempDir) {
-    start_backend();
+    run_at((VIP, BACKEND), keys, count, stop_at_failure)
+}
+
+/// As [`run`], with the service at `vip` to `backend`.
+fn run_at(
+    (vip, backend): (&str, &str),
+    keys: &str,
+    count: u32,
+    stop_at_failure: bool,
+) -> (Run, Daemon, tempfile::TempDir) {
+    start_backend(backend);
+    let (vip_addr, backend_addr): (SocketAddr, SocketAddr) =
+        (vip.parse().unwrap(), backend.parse().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let file = format!(
-        "[[service]]\ntcp = \"{VIP}\"\nscheduler = \"rr\"\n{keys}\n\
-         [[service.server]]\naddress = \"{BACKEND}\"\n"
+        "[[service]]\ntcp = \"{vip}\"\nscheduler = \"rr\"\n{keys}\n\
+         [[service.server]]\naddress = \"{backend}\"\n"
     );
     // The metrics port outside the 1 000.
     let d = Daemon::start_with_file(
@@ -168,7 +190,7 @@ fn run(keys: &str, count: u32, stop_at_failure: bool) -> (Run, Daemon, tempfile:
         &file,
         &["--metrics", "127.0.0.1:9280"],
     );
-    d.wait_listening(VIP.parse().unwrap());
+    d.wait_listening(vip_addr);
     let recycled_before = tw_recycled();
     let started = Instant::now();
     let mut run = Run {
@@ -181,7 +203,7 @@ fn run(keys: &str, count: u32, stop_at_failure: bool) -> (Run, Daemon, tempfile:
         if started.elapsed() > GIVE_UP {
             panic!("gave up after {GIVE_UP:?}: {} served", run.served);
         }
-        if ask(n).unwrap_or_else(|e| panic!("connection {n}: {e}\n{}", d.log())) {
+        if ask(n, vip_addr).unwrap_or_else(|e| panic!("connection {n}: {e}\n{}", d.log())) {
             run.served += 1;
         } else {
             run.failed += 1;
@@ -190,7 +212,7 @@ fn run(keys: &str, count: u32, stop_at_failure: bool) -> (Run, Daemon, tempfile:
             }
         }
         if n % 100 == 99 {
-            run.most_time_waits = run.most_time_waits.max(time_waits_to_backend());
+            run.most_time_waits = run.most_time_waits.max(time_waits_to(backend_addr));
         }
     }
     run.recycled = tw_recycled() - recycled_before;
@@ -296,5 +318,30 @@ fn when_every_source_port_is_busy_the_connect_fails_as_no_free_source_port() {
             "{log}"
         );
         drop(held);
+    });
+}
+
+/// The same over IPv6 ([::1]), both ways: 8 addresses are not to be had on ::1 alone,
+/// so one address with the kernel's ports (IP_BIND_ADDRESS_NO_PORT on an IPv6 socket)
+/// for fewer connections than its 1 000 ports, then `source_ports` over 100 ports for
+/// 3 times as many connections, each port's TIME_WAIT taken over.
+#[test]
+fn over_ipv6_both_settings_hold_too() {
+    in_own_network(|| {
+        let (run, d, _dir) = run_at((VIP6, BACKEND6), "source = [\"::1\"]", 300, false);
+        assert_eq!((run.served, run.failed), (300, 0));
+        assert!(run.most_time_waits >= 200, "{}", run.most_time_waits);
+        drop(d);
+    });
+    in_own_network(|| {
+        let keys = "source = [\"::1\"]\nsource_ports = \"20000-20099\"";
+        let (run, d, _dir) = run_at((VIP6, BACKEND6), keys, 300, false);
+        assert_eq!((run.served, run.failed), (300, 0));
+        assert!(run.recycled >= 200, "TWRecycled {}", run.recycled);
+        let status = d.status();
+        assert!(
+            status.contains("source ::1, ports 20000-20099: connects with no free source port 0"),
+            "{status}"
+        );
     });
 }
