@@ -145,6 +145,26 @@ fn queue_line(out: &mut String, e: &ServiceEntry, udp: bool) {
 /// the per-client limits, each with what it refused (the global list's and limits'
 /// refusals of this service's clients included), when the service has it or it refused
 /// any.
+/// A service's sources (`source`, `source_ports`) and the connects that found none
+/// free; nothing for a service without.
+fn source_line(out: &mut String, e: &ServiceEntry) {
+    let Some(source) = &e.options.source else {
+        return;
+    };
+    let c = source.config();
+    let addresses: Vec<String> = c.addresses.iter().map(|r| r.to_string()).collect();
+    let from = match (addresses.is_empty(), c.ports) {
+        (true, Some(p)) => format!("ports {p}"),
+        (false, Some(p)) => format!("{}, ports {p}", addresses.join(", ")),
+        (_, None) => addresses.join(", "),
+    };
+    let _ = writeln!(
+        out,
+        "  source {from}: connects with no free source port {}",
+        e.source_port_exhausted
+    );
+}
+
 fn admission_lines(out: &mut String, e: &ServiceEntry) {
     let o = &e.options;
     let a = &e.admission;
@@ -421,6 +441,7 @@ fn service_block(out: &mut String, status: &Status, e: &ServiceEntry) {
             "  connections retried elsewhere {}, reset for want of a server {}",
             e.retries, e.unavailable
         );
+        source_line(out, e);
         if e.flows_dropped > 0 {
             let _ = writeln!(
                 out,

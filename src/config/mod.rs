@@ -21,6 +21,7 @@ pub mod reference;
 pub mod render;
 pub mod schema;
 pub mod slot;
+pub mod source;
 pub mod status;
 pub mod watch;
 pub mod words;
@@ -549,6 +550,9 @@ pub struct Global {
     /// A file named `ip:port` or `ip` here forces that server down (ldirectord's
     /// maintenancedir).
     pub maintenance_dir: Option<PathBuf>,
+    /// The sources of services that say nothing of theirs (`source`, `source_ports`;
+    /// `config::source`): copied into those services' options when the file is read.
+    pub source: Option<std::sync::Arc<crate::table::source::Source>>,
 }
 
 impl Global {

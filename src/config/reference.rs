@@ -96,6 +96,25 @@ const LIMITS: Key = key(
     "HAProxy's stick-table conn_cur and conn_rate, nginx's limit_conn",
 );
 
+/// The source keys (`table::source`), alike in `[global]` (for every service that says
+/// neither) and in a `[[service]]`.
+const SOURCE: Key = key(
+    "source",
+    "array of strings (addresses, or inclusive ranges \"FIRST-LAST\" of one family)",
+    "none (the kernel chooses the source address and port)",
+    "[\"127.0.0.2\", \"127.0.0.10-127.0.0.19\", \"::1\"]",
+    "The local addresses uvs connects to TCP real servers from, taken in turn (one cursor per family; at most 65536 addresses in all). A real server of a family with no address here is connected as without the key. Without source_ports the kernel still picks the port at connect (IP_BIND_ADDRESS_NO_PORT), so each address adds the ports of net.ipv4.ip_local_port_range per 60 s of TIME_WAIT to each real server. The addresses must be local. In [global], for every service that has neither source nor source_ports; source = [] in a service says none.",
+    "HAProxy's source, IPVS has no counterpart (it keeps the client's address)",
+);
+const SOURCE_PORTS: Key = key(
+    "source_ports",
+    "string \"LOW-HIGH\" (1-65535), or one port",
+    "none (the kernel picks the port)",
+    "\"20000-29999\"",
+    "The ports uvs binds itself, in turn with the source addresses (SO_REUSEADDR, then bind, then connect): such a connect may take over a TIME_WAIT of its 4-tuple that has timestamps (tcp_twsk_unique), whatever net.ipv4.tcp_tw_reuse says, so there is no TIME_WAIT limit. Without source, the unspecified address of the real server's family with these ports. A busy port (held by another socket, or its 4-tuple in use) is skipped for the next, 32 at most; then the connect fails as no free source port (uvs_service_source_port_exhausted_total). Best outside net.ipv4.ip_local_port_range, which the kernel's own choices use.",
+    "HAProxy's source ADDR:LOW-HIGH",
+);
+
 /// `alpha`, in [global] and in a service alike but for its `default`.
 const fn alpha(default: &'static str) -> Key {
     key(
@@ -302,6 +321,8 @@ pub const SECTIONS: &[Section] = &[
             DENY_ACTION,
             CLOSE_DENIED,
             LIMITS,
+            SOURCE,
+            SOURCE_PORTS,
             key(
                 "check",
                 "table",
@@ -583,6 +604,8 @@ pub const SECTIONS: &[Section] = &[
             DENY_ACTION,
             CLOSE_DENIED,
             LIMITS,
+            SOURCE,
+            SOURCE_PORTS,
             Key {
                 with: Some("fwmark = 7"),
                 ..key(

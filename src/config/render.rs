@@ -347,7 +347,11 @@ fn group_lines(out: &mut String, name: &str, members: &[ServiceSpec]) {
 
 /// One `[[service]]`: a service alone, or the members of one group (`members`, in
 /// order, all of one group; the first one's settings and servers are the group's).
-fn service(out: &mut String, members: &[ServiceSpec]) {
+fn service(
+    out: &mut String,
+    members: &[ServiceSpec],
+    global_source: Option<&std::sync::Arc<crate::table::source::Source>>,
+) {
     let spec = &members[0];
     out.push_str("\n[[service]]\n");
     let s = &spec.service;
@@ -456,6 +460,7 @@ fn service(out: &mut String, members: &[ServiceSpec]) {
     }
     super::admission::render_accept_proxy(out, o);
     super::admission::render_admission(out, &o.admission);
+    super::source::render_service_source(out, o.source.as_ref(), global_source);
     // A group's rules are its members'.
     let listen: Vec<&ListenRule> = members.iter().flat_map(|m| &m.listen).collect();
     if !listen.is_empty() {
@@ -637,6 +642,7 @@ pub fn render(config: &Config) -> String {
         g.maintenance_dir.as_ref().map(path),
     );
     super::admission::render_admission(&mut global, &config.admission);
+    super::source::render_source(&mut global, g.source.as_deref());
     health_lines(&mut global, &g.health, None);
     let global_check = check_lines(&g.health.check);
     if !global.is_empty() || !global_check.is_empty() {
@@ -670,7 +676,7 @@ pub fn render(config: &Config) -> String {
                 .take_while(|m| m.group.as_ref().map(|g| &g.name) == Some(name))
                 .count(),
         };
-        service(&mut out, &rest[..n]);
+        service(&mut out, &rest[..n], g.source.as_ref());
         rest = &rest[n..];
     }
     out.trim_start_matches('\n').to_string()

@@ -131,9 +131,13 @@ fn parse_noting(text: &str, file: &Path, notes: &Report<'_>) -> Result<Config, P
         let mut seen = HashSet::new();
         let mut groups = HashSet::new();
         for (table, span) in list.tables() {
-            let Some((spec, server_spans, members)) = read_service(&table, &span, notes) else {
+            let Some((mut spec, server_spans, members)) = read_service(&table, &span, notes) else {
                 continue;
             };
+            // A service that says nothing of its sources takes `[global]`'s.
+            if table.get("source").is_none() && table.get("source_ports").is_none() {
+                spec.service.options.source.clone_from(&global.source);
+            }
             let Some(members) = members else {
                 if !seen.insert(spec.service.key) {
                     report.at(&span, table.path(), "this service is already defined above");
@@ -260,7 +264,10 @@ fn rehearse(config: &Config, origins: &[Origin], report: &Report<'_>) {
 }
 
 fn read_global(t: &Table<'_, '_>) -> Global {
-    let mut g = Global::default();
+    let mut g = Global {
+        source: super::source::read_source(t).flatten(),
+        ..Global::default()
+    };
     if let Some(item) = t.get("mode") {
         g.mode = item.parsed("\"auto\", \"userspace\" or \"kernel\"", Mode::from_name);
     }
@@ -1292,6 +1299,9 @@ fn read_service(
         .any(|k| k.protocol() == Some(Protocol::Udp));
     super::admission::check_udp_proxy(t, &options, udp);
     options.admission = super::admission::read_admission(t);
+    if let Some(said) = super::source::read_source(t) {
+        options.source = said;
+    }
     let keys: Vec<ServiceKey> = key
         .into_iter()
         .chain(members.iter().flat_map(|m| m.keys.iter().map(|k| k.0)))
@@ -1312,6 +1322,9 @@ fn read_service(
                 .then_some(family),
         };
         super::admission::note_admission(t, &options, &carries, notes);
+        if !carries.tcp {
+            super::source::note_udp(t, notes);
+        }
     }
     // A group's listen rules are its one fwmark member's, or its one port-0 one's.
     let listen_key = match &members {

@@ -30,8 +30,9 @@ pub enum Applies {
     /// At the next start: it shapes what the daemon built when it started (threads,
     /// sockets, caps). A reload that changes it says so in a warning.
     NextStart,
-    /// With the services, on the reload that changes it: the health-check defaults,
-    /// which the reload plans into the table with everything else.
+    /// With the services, on the reload that changes it: the health-check defaults and
+    /// the services' source addresses and ports, which the reload plans into the table
+    /// with everything else.
     WithTheServices,
 }
 
@@ -172,6 +173,16 @@ pub const SETTINGS: &[Setting] = &[
         Applies::WithTheServices,
         "\"/x/maintenance\"",
     ),
+    setting("source", None, Applies::WithTheServices, "[\"127.0.0.2\"]"),
+    Setting {
+        field: "source",
+        ..setting(
+            "source_ports",
+            None,
+            Applies::WithTheServices,
+            "\"20000-20009\"",
+        )
+    },
     Setting {
         field: "health",
         ..setting("quiescent", None, Applies::WithTheServices, "false")

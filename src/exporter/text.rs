@@ -197,6 +197,20 @@ fn service_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
         let samples = services.iter().map(|s| (service_labels(&s.key), value(s)));
         family(out, name, help, Kind::Counter, samples);
     }
+    let samples = services
+        .iter()
+        .filter(|s| s.options.source.is_some())
+        .map(|s| {
+            let n = s.state.source_port_exhausted.load(Relaxed);
+            (service_labels(&s.key), Number::Int(n))
+        });
+    family(
+        out,
+        names::SERVICE_SOURCE_PORT_EXHAUSTED_TOTAL,
+        "TCP connects to real servers that failed because every source address and port tried was busy.",
+        Kind::Counter,
+        samples,
+    );
     queue_series(services, out);
 }
 

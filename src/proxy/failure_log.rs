@@ -24,10 +24,18 @@ pub enum Cause {
     /// No route to the host or its network (EHOSTUNREACH, ENETUNREACH).
     NoRoute = 2,
     Other = 3,
+    /// Every source address and port tried was busy (`proxy::source`).
+    NoSourcePort = 4,
 }
 
 /// The causes' words in a summary, in index order.
-const CAUSES: [&str; 4] = ["refused", "timed out", "no route", "other"];
+const CAUSES: [&str; 5] = [
+    "refused",
+    "timed out",
+    "no route",
+    "other",
+    "no free source port",
+];
 
 impl Cause {
     /// The cause of a connect that failed with `e`.
@@ -106,7 +114,7 @@ impl Display for Span {
     }
 }
 
-fn connect_summary(service: &dyn Display, dest: &dyn Display, counts: &[u64; 4], span: Span) {
+fn connect_summary(service: &dyn Display, dest: &dyn Display, counts: &[u64; 5], span: Span) {
     let n: u64 = counts.iter().sum();
     tracing::warn!(
         "real server {dest} of {service}: {n} more connect {} ({}) {span}",

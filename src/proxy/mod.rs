@@ -29,5 +29,6 @@ pub mod proxy_out;
 pub mod queue;
 pub mod registry;
 pub mod scheduling;
+pub mod source;
 pub mod tcp;
 pub mod udp;

@@ -150,31 +150,46 @@ enum ConnectError {
     Timeout,
     /// Not tried: the server is one of the director's own listen addresses.
     Loop,
+    /// Every source address and port tried was busy (`proxy::source`).
+    NoSourcePort(io::Error),
     Other(io::Error),
 }
 
 /// A non-blocking connect that asks the socket for its error (getsockopt SO_ERROR) only
 /// when the wake-up flagged one: writable with no error or hang-up is a success, and
 /// costs no extra system call.
+/// With `source` (the service's, when it has one for `dest`'s family), bound to its
+/// next source first (`proxy::source`).
 async fn connect_to(
     dest: SocketAddr,
     congestion: Option<CongestionControl>,
+    source: Option<&crate::table::source::Source>,
 ) -> io::Result<TcpStream> {
     use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(
-        Domain::for_address(dest),
-        Type::STREAM.nonblocking(),
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_tcp_nodelay(true)?;
-    if let Some(cc) = congestion {
-        cc.apply(&socket)?;
-    }
-    match socket.connect(&dest.into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
+    let make = || {
+        let socket = Socket::new(
+            Domain::for_address(dest),
+            Type::STREAM.nonblocking(),
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_tcp_nodelay(true)?;
+        if let Some(cc) = congestion {
+            cc.apply(&socket)?;
+        }
+        Ok(socket)
+    };
+    let socket = match source.and_then(|s| s.pool_for(&dest)) {
+        Some(pool) => super::source::connect(pool, dest, make)?,
+        None => {
+            let socket = make()?;
+            match socket.connect(&dest.into()) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                Err(e) => return Err(e),
+            }
+            socket
+        }
+    };
     let stream = TcpStream::from_std(std::net::TcpStream::from(socket))?;
     let ready = stream
         .ready(tokio::io::Interest::WRITABLE | tokio::io::Interest::ERROR)
@@ -191,10 +206,12 @@ async fn connect(
     dest: SocketAddr,
     timeout: Duration,
     congestion: Option<CongestionControl>,
+    source: Option<&crate::table::source::Source>,
 ) -> Result<TcpStream, ConnectError> {
-    match tokio::time::timeout(timeout, connect_to(dest, congestion)).await {
+    match tokio::time::timeout(timeout, connect_to(dest, congestion, source)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(ConnectError::Refused),
+        Ok(Err(e)) if super::source::is_no_free_port(&e) => Err(ConnectError::NoSourcePort(e)),
         Ok(Err(e)) => Err(ConnectError::Other(e)),
         Err(_) => Err(ConnectError::Timeout),
     }
@@ -241,6 +258,11 @@ fn connect_failed(
             // Counted by the check (`Scheduling::loops_back`), and named in the log
             // once, when the table made it so.
             tracing::debug!(%dest, "not connecting to the director's own listen address");
+        }
+        ConnectError::NoSourcePort(err) => {
+            service.state.source_port_exhausted.fetch_add(1, Relaxed);
+            tracing::debug!(%dest, error = %err, "connect failed");
+            log(Cause::NoSourcePort, err);
         }
         ConnectError::Other(err) => {
             failures.other.fetch_add(1, Relaxed);
@@ -299,7 +321,8 @@ async fn reach_server<'a>(
         let reached = if scheduling.loops_back(&server, dest) {
             Err(ConnectError::Loop)
         } else {
-            connect(dest, timeout, director.options.server_congestion).await
+            let source = service.options.source.as_deref();
+            connect(dest, timeout, director.options.server_congestion, source).await
         };
         match reached {
             Ok(stream) => {

@@ -93,6 +93,29 @@ pub fn set_tcp_repair(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Sets IP_BIND_ADDRESS_NO_PORT (Linux 4.2) on a socket of either family: bind() then
+/// takes the address only, and the port is chosen at connect(), for the whole 4-tuple
+/// (`proxy::source`; HAProxy sets it for `source` too).
+pub fn set_bind_address_no_port(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: the fd is borrowed (open for the call); the option's value is an int,
+    // read by the kernel from `one` for `size_of::<c_int>()` bytes.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Whether a TCP socket is in repair mode ([`set_tcp_repair`]).
 pub fn tcp_repair(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<bool> {
     // SAFETY: TCP_REPAIR's value is an int.

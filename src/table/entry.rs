@@ -145,6 +145,9 @@ pub struct ServiceEntry {
     /// New UDP flows dropped because the flow table was full (uvs only).
     #[serde(default)]
     pub flows_dropped: u64,
+    /// TCP connects that found no free source port (uvs only; `table::source`).
+    #[serde(default)]
+    pub source_port_exhausted: u64,
     /// Its queue's counts (uvs only).
     #[serde(default)]
     pub queue: QueueCounts,

@@ -35,6 +35,7 @@ pub mod real_server;
 pub mod server_address;
 pub mod service;
 pub mod slow_start;
+pub mod source;
 pub mod sources;
 pub mod timeouts;
 
@@ -829,6 +830,7 @@ fn entry_of(svc: &Service) -> ServiceEntry {
         retries: svc.state.retries.load(Relaxed),
         unavailable: svc.state.unavailable.load(Relaxed),
         flows_dropped: svc.state.flows_dropped.load(Relaxed),
+        source_port_exhausted: svc.state.source_port_exhausted.load(Relaxed),
         queue: svc.state.queue.counts(),
         admission: crate::table::entry::AdmissionCounts {
             sources: (svc.options.admission.limits).map_or(0, |l| svc.state.sources.tracked(&l)),

@@ -174,9 +174,9 @@ pub struct ConnectFailures {
     /// `table::loops`).
     pub looped: std::sync::atomic::AtomicU64,
     /// The same failures (but loops), for the log, by cause (refused, timed out, no
-    /// route, other: `proxy::failure_log::Cause`): said at once the first
-    /// time and summed up at most every ten seconds.
-    pub logged: crate::rate_limit::Tally<4>,
+    /// route, other, no free source port: `proxy::failure_log::Cause`): said at once
+    /// the first time and summed up at most every ten seconds.
+    pub logged: crate::rate_limit::Tally<5>,
 }
 
 /// Live state of a real server, shared by `Arc` between table snapshots and with the data

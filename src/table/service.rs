@@ -258,6 +258,11 @@ pub struct ServiceOptions {
     /// ones.
     #[serde(skip_serializing_if = "super::admission::Admission::is_open")]
     pub admission: super::admission::Admission,
+    /// The source addresses and ports of its connections to real servers (`source`,
+    /// `source_ports`; `table::source`); None: the kernel chooses both. A file
+    /// setting: uvsadm has no option for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<Arc<super::source::Source>>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -355,6 +360,9 @@ pub struct ServiceState {
     pub unavailable: std::sync::atomic::AtomicU64,
     /// New UDP flows dropped because the flow table was full.
     pub flows_dropped: std::sync::atomic::AtomicU64,
+    /// TCP connects that found no free source address and port (`source`,
+    /// `source_ports`; `proxy::source`) and so failed.
+    pub source_port_exhausted: std::sync::atomic::AtomicU64,
     /// Connections reset mid-stream by a client, and by a real server, for the log
     /// (`proxy::failure_log`).
     pub client_resets: crate::rate_limit::Tally<1>,

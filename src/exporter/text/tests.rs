@@ -62,6 +62,19 @@ fn table() -> Table {
         flows_per_source: 8,
         ..ClientLimits::default()
     };
+    // And source addresses with ports (`table::source`).
+    queued.options.source = Some(std::sync::Arc::new(crate::table::source::Source::new(
+        crate::table::source::SourceConfig {
+            addresses: vec![crate::table::source::AddrRange {
+                first: "127.0.0.2".parse().unwrap(),
+                last: "127.0.0.3".parse().unwrap(),
+            }],
+            ports: Some(crate::table::source::PortRange {
+                low: 20000,
+                high: 29999,
+            }),
+        },
+    )));
     queued.options.queue = Some(crate::table::QueueOptions {
         length: std::num::NonZeroU32::new(8).unwrap(),
         timeout_ms: 5000,
@@ -102,6 +115,7 @@ fn table() -> Table {
     tcp.state.stats.add_in(3, 120);
     tcp.state.stats.add_out(2, 4000);
     tcp.state.retries.store(1, Relaxed);
+    tcp.state.source_port_exhausted.store(6, Relaxed);
     let rs = &tcp.servers[0].state;
     rs.stats.add_conn();
     rs.stats.add_in(3, 120);
