@@ -172,6 +172,16 @@ impl Control {
         }
     }
 
+    /// The hold, moved into a new `Control` (the closed entry that outlives the
+    /// connection's `Conn`, `conn::closed`); this one then holds nothing. None when it
+    /// was released before.
+    pub fn hand_over(&self) -> Option<Control> {
+        (!self.released.swap(true, Relaxed)).then(|| Control {
+            template: Arc::clone(&self.template),
+            released: AtomicBool::new(false),
+        })
+    }
+
     /// The connection no longer counts in its template; only the first call does
     /// anything.
     pub fn release(&self) {
