@@ -21,6 +21,10 @@ use crate::table::{ConnEntry, Protocol, RealServerState};
 
 /// Records copied per lock hold by a listing.
 pub(super) const LIST_CHUNK: usize = 1024;
+/// Records per part of a bucket: a bucket grows by parts, so that filing an entry never
+/// copies more than one part (22 KB) under the lock, however many connections close in
+/// one second.
+const PART: usize = 256;
 
 /// The plain part of a closed entry (what `-L -c` shows): 64 bytes.
 #[derive(Debug, Clone, Copy)]
@@ -116,11 +120,41 @@ pub(super) struct Closing<'a> {
     pub template: Option<Control>,
 }
 
+/// The closed entries of one second, in the order they were filed, in parts of at most
+/// [`PART`].
+#[derive(Debug, Default)]
+struct Bucket {
+    parts: Vec<Vec<Closed>>,
+}
+
+impl Bucket {
+    fn push(&mut self, c: Closed) {
+        match self.parts.last_mut() {
+            Some(last) if last.len() < PART => last.push(c),
+            _ => self.parts.push(vec![c]),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.parts.iter().map(Vec::len).sum()
+    }
+
+    /// The entries from the `skip`th on.
+    fn from(&self, skip: usize) -> impl Iterator<Item = &Closed> {
+        let within = skip % PART;
+        let parts = self.parts.get(skip / PART..).unwrap_or_default();
+        parts.iter().enumerate().flat_map(move |(i, p)| {
+            let start = if i == 0 { within } else { 0 };
+            p.get(start..).unwrap_or_default()
+        })
+    }
+}
+
 /// Closed entries by the second they expire (the first second at or after their
 /// expiry, so a bucket is due as a whole).
 #[derive(Debug, Default)]
 pub(super) struct ClosedEntries {
-    buckets: Mutex<BTreeMap<u64, Vec<Closed>>>,
+    buckets: Mutex<BTreeMap<u64, Bucket>>,
 }
 
 /// Where a listing stopped: the bucket's second and the records of it already copied.
@@ -164,7 +198,7 @@ impl ClosedEntries {
             };
             buckets += 1;
             expired += bucket.len();
-            for c in bucket {
+            for c in bucket.parts.into_iter().flatten() {
                 c.unbind();
             }
         }
@@ -184,13 +218,14 @@ impl ClosedEntries {
             } else {
                 0
             };
-            let rest = bucket.get(skip..).unwrap_or_default();
             let room = LIST_CHUNK.saturating_sub(out.len());
-            out.extend(rest.iter().take(room).map(|c| (second, c.record)));
-            if rest.len() >= room {
+            let before = out.len();
+            out.extend(bucket.from(skip).take(room).map(|c| (second, c.record)));
+            let copied = out.len() - before;
+            if copied == room {
                 return Some(Cursor {
                     second,
-                    copied: skip + room,
+                    copied: skip + copied,
                 });
             }
         }
@@ -218,7 +253,13 @@ impl ClosedEntries {
     #[cfg(test)]
     pub(super) fn refile_all(&self, second: u64) {
         let mut all = self.buckets.locked();
-        let every: Vec<Closed> = std::mem::take(&mut *all).into_values().flatten().collect();
+        let mut every = Bucket::default();
+        let closed = std::mem::take(&mut *all)
+            .into_values()
+            .flat_map(|b| b.parts);
+        for c in closed.flatten() {
+            every.push(c);
+        }
         all.insert(second, every);
     }
 }
@@ -251,5 +292,28 @@ mod tests {
         assert_eq!(e.state, "TIME_WAIT");
         // Expires at 120.750 s: 119 whole seconds left at 1 s.
         assert_eq!(e.expires, 119);
+    }
+
+    #[test]
+    fn a_bucket_grows_by_parts_and_is_read_from_any_entry() {
+        let server = Arc::new(RealServerState::default());
+        let mut bucket = Bucket::default();
+        let n = PART * 2 + 88;
+        for port in 0..n {
+            let addrs = [SocketAddr::from(([10, 0, 0, 9], port as u16)); 3];
+            bucket.push(Closed {
+                record: Record::new(Protocol::Tcp, addrs, State::TimeWait, 0),
+                server: Arc::clone(&server),
+                template: None,
+            });
+        }
+        assert_eq!(bucket.len(), n);
+        assert_eq!(bucket.parts.len(), 3);
+        assert!(bucket.parts.iter().all(|p| p.capacity() <= PART));
+        for skip in [0, 1, PART - 1, PART, PART + 7, n - 1, n, n + 5] {
+            let ports: Vec<u16> = bucket.from(skip).map(|c| c.record.ports[0]).collect();
+            let expected: Vec<u16> = (skip.min(n)..n).map(|p| p as u16).collect();
+            assert_eq!(ports, expected, "from {skip}");
+        }
     }
 }
