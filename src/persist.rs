@@ -45,7 +45,8 @@ use crate::table::{
 
 /// How long an expired template that still controls connections waits again.
 const REARM_MS: u64 = 60_000;
-/// The most templates held at once, unless configured (about 270 bytes each).
+/// The most templates held at once, unless configured (about 310 bytes each: README,
+/// "Memory per entry").
 pub const DEFAULT_MAX_TEMPLATES: usize = 1 << 20;
 /// Templates looked at for one that controls no connection before giving up (orphans,
 /// then found ones).

@@ -78,14 +78,26 @@ fn new_conn(n: usize, server: &Arc<RealServerState>) -> NewConn {
     }
 }
 
+/// A closed entry, its connection's task (a future of 2 KB, as the TCP path's is)
+/// ended and its `Conn` dropped, as the TCP path does: the entry must not keep the task.
 #[test]
 fn a_closed_entry_costs_at_most_256_bytes() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     let table = ConnTable::new();
     let server = Arc::new(RealServerState::default());
     let t = Timeouts::default();
     let before = held();
     for n in 0..N {
         let c = table.open(new_conn(n, &server));
+        let task = rt.spawn(async {
+            let state = [1u8; 2048];
+            tokio::task::yield_now().await;
+            std::hint::black_box(&state);
+        });
+        c.attach(task.abort_handle());
+        let _ = rt.block_on(task);
         c.set_state(State::Established);
         table.close(&c, State::TimeWait, &t);
     }
