@@ -561,20 +561,24 @@ mod tests {
             ));
             table.close(&c, State::TimeWait, &t);
         }
+        let until = table.closed.end();
         let mut cursor = Some(Default::default());
         let mut chunks = 0;
         let mut ports = Vec::new();
         while let Some(from) = cursor {
             let mut chunk = Vec::new();
-            cursor = table.closed.chunk(from, &mut chunk);
+            cursor = table.closed.chunk(from, until, &mut chunk);
             assert!(chunk.len() <= closed::LIST_CHUNK);
             ports.extend(chunk.iter().map(|(s, r)| r.entry(*s, 0).virtual_port));
             chunks += 1;
+            // Connections closing while the listing goes on are not waited for.
+            let c = table.open(new_conn(Protocol::Tcp, 0, &server, State::SynRecv));
+            table.close(&c, State::TimeWait, &t);
         }
         assert_eq!(chunks, 3);
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), n, "every entry, once");
-        assert_eq!(table.entries(&t).len(), n);
+        assert_eq!(table.entries(&t).len(), n + chunks);
     }
 }

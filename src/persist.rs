@@ -579,9 +579,11 @@ impl Templates {
     }
 
     /// Every template, as `-L -c` lists it: found ones, then orphans, each in line,
-    /// copied [`CHUNK`] at a time with the lock released in between.
+    /// copied [`CHUNK`] at a time with the lock released in between; those made (or
+    /// moved in line by eviction) since the listing began are not waited for.
     pub fn entries(&self) -> Vec<ConnEntry> {
         let now = self.clock.now_ms();
+        let end = self.held.locked().next_seq;
         let mut out = Vec::new();
         for orphans in [false, true] {
             let mut from = 0;
@@ -589,7 +591,7 @@ impl Templates {
                 let chunk: Vec<(u64, Arc<Template>)> = {
                     let mut held = self.held.locked();
                     held.line(orphans)
-                        .range(from..)
+                        .range(from..=end)
                         .take(CHUNK)
                         .map(|(&seq, t)| (seq, Arc::clone(t)))
                         .collect()

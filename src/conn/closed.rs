@@ -125,10 +125,12 @@ pub(super) struct Closing<'a> {
 #[derive(Debug, Default)]
 struct Bucket {
     parts: Vec<Vec<Closed>>,
+    len: usize,
 }
 
 impl Bucket {
     fn push(&mut self, c: Closed) {
+        self.len += 1;
         match self.parts.last_mut() {
             Some(last) if last.len() < PART => last.push(c),
             _ => self.parts.push(vec![c]),
@@ -136,7 +138,7 @@ impl Bucket {
     }
 
     fn len(&self) -> usize {
-        self.parts.iter().map(Vec::len).sum()
+        self.len
     }
 
     /// The entries from the `skip`th on.
@@ -205,22 +207,47 @@ impl ClosedEntries {
         (expired, buckets)
     }
 
-    /// Copies up to [`LIST_CHUNK`] records from `from` on into `out`, with their
-    /// seconds, under one lock hold; the cursor to go on from, None when done. Entries
-    /// filed or swept between two chunks may or may not be listed, as for a table read
-    /// while it changes; none is listed twice (a bucket only grows at its end, and only
-    /// goes as a whole).
-    pub(super) fn chunk(&self, from: Cursor, out: &mut Vec<(u64, Record)>) -> Option<Cursor> {
+    /// Where the entries held now end: a listing that stops there lists no more than
+    /// the table held when it began, however fast connections close meanwhile.
+    pub(super) fn end(&self) -> Cursor {
         let all = self.buckets.locked();
-        for (&second, bucket) in all.range(from.second..) {
+        all.last_key_value()
+            .map_or(Cursor::default(), |(&second, b)| Cursor {
+                second,
+                copied: b.len(),
+            })
+    }
+
+    /// Copies up to [`LIST_CHUNK`] records from `from` on, up to `until`, into `out`,
+    /// with their seconds, under one lock hold; the cursor to go on from, None when
+    /// done. Entries swept between two chunks are not listed, as for a table read while
+    /// it changes; none is listed twice (a bucket only grows at its end, and only goes
+    /// as a whole).
+    pub(super) fn chunk(
+        &self,
+        from: Cursor,
+        until: Cursor,
+        out: &mut Vec<(u64, Record)>,
+    ) -> Option<Cursor> {
+        if from.second > until.second {
+            return None;
+        }
+        let all = self.buckets.locked();
+        for (&second, bucket) in all.range(from.second..=until.second) {
             let skip = if second == from.second {
                 from.copied
             } else {
                 0
             };
+            let limit = if second == until.second {
+                until.copied
+            } else {
+                usize::MAX
+            };
             let room = LIST_CHUNK.saturating_sub(out.len());
+            let want = limit.saturating_sub(skip).min(room);
             let before = out.len();
-            out.extend(bucket.from(skip).take(room).map(|c| (second, c.record)));
+            out.extend(bucket.from(skip).take(want).map(|c| (second, c.record)));
             let copied = out.len() - before;
             if copied == room {
                 return Some(Cursor {
@@ -234,11 +261,12 @@ impl ClosedEntries {
 
     /// Every record, a chunk at a time, as `-L -c` lists them at `now_ms`.
     pub(super) fn entries(&self, now_ms: u64, out: &mut Vec<ConnEntry>) {
+        let until = self.end();
         let mut cursor = Some(Cursor::default());
         let mut chunk = Vec::with_capacity(LIST_CHUNK);
         while let Some(from) = cursor {
             chunk.clear();
-            cursor = self.chunk(from, &mut chunk);
+            cursor = self.chunk(from, until, &mut chunk);
             out.extend(chunk.iter().map(|(s, r)| r.entry(*s, now_ms)));
         }
     }
