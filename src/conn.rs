@@ -7,8 +7,13 @@
 //! CLOSE after a reset) until its timeout, still counted as inactive. A sweeper expires
 //! closed entries and closes live connections idle longer than their state's timeout
 //! (`--set tcp tcpfin udp`). `uvsadm -L -c` lists the table.
+//!
+//! A closed entry is a compact record (`closed`), not the live `Conn`: the
+//! connection's task and its `Conn` are freed when the connection ends.
 
-use std::collections::{BTreeMap, HashMap};
+mod closed;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize};
@@ -20,6 +25,7 @@ use crate::lock::Locked;
 use crate::persist::Control;
 use crate::table::limit::Slot;
 use crate::table::{ConnEntry, Protocol, RealServerState, Timeouts};
+use closed::{ClosedEntries, Closing};
 
 /// IPVS's connection states (TCP), plus the single UDP state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,14 +227,15 @@ const SHARDS: usize = 16;
 /// How long a UDP flow lives before its real server answers, unless configured.
 pub const DEFAULT_UNREPLIED_TIMEOUT_MS: u64 = 5_000;
 
-/// All connections: live ones by id, closed ones by the second they expire.
+/// All connections: live ones by id, closed ones (compact records) by the second they
+/// expire.
 #[derive(Debug)]
 pub struct ConnTable {
     pub clock: Clock,
     /// How long an unanswered UDP flow lives, in milliseconds.
     unreplied_ms: AtomicU64,
     live: Vec<Mutex<HashMap<u64, Arc<Conn>>>>,
-    closed: Mutex<BTreeMap<u64, Vec<Arc<Conn>>>>,
+    closed: ClosedEntries,
     next_id: AtomicU64,
     live_count: AtomicUsize,
     /// Of which UDP flows.
@@ -248,6 +255,8 @@ pub struct Sweep {
     pub idle_closed: usize,
     /// Of those, UDP flows whose real server never answered.
     pub unreplied_closed: usize,
+    /// Buckets of closed entries taken (each one second's, all due).
+    pub buckets: usize,
 }
 
 impl ConnTable {
@@ -256,7 +265,7 @@ impl ConnTable {
             clock: Clock::new(),
             unreplied_ms: AtomicU64::new(DEFAULT_UNREPLIED_TIMEOUT_MS),
             live: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            closed: Mutex::new(BTreeMap::new()),
+            closed: ClosedEntries::default(),
             next_id: AtomicU64::new(1),
             live_count: AtomicUsize::new(0),
             live_udp: AtomicUsize::new(0),
@@ -304,7 +313,9 @@ impl ConnTable {
     }
 
     /// The connection's task is over: the entry waits out `state`'s timeout (TIME_WAIT
-    /// after an orderly close, CLOSE after a reset), counted as inactive.
+    /// after an orderly close, CLOSE after a reset), counted as inactive, as a compact
+    /// record that takes over the connection's hold on its template (the `Conn` itself
+    /// is freed with the task).
     pub fn close(&self, conn: &Arc<Conn>, state: State, timeouts: &Timeouts) {
         if self.shard(conn.id).remove(&conn.id).is_none() {
             return;
@@ -313,12 +324,14 @@ impl ConnTable {
         conn.set_state(state);
         let now = self.clock.now_ms();
         conn.touch(now);
-        let expiry_second = (now + state.timeout_ms(timeouts)).div_ceil(1000);
-        self.closed
-            .locked()
-            .entry(expiry_second)
-            .or_default()
-            .push(Arc::clone(conn));
+        self.closed.add(Closing {
+            protocol: conn.protocol,
+            addrs: [conn.client, conn.local, conn.dest],
+            state,
+            expires_ms: now + state.timeout_ms(timeouts),
+            server: &conn.server,
+            template: conn.template.as_ref().and_then(Control::hand_over),
+        });
     }
 
     /// A UDP flow ends (idle, refused, its server gone, its listener closed): IPVS keeps
@@ -364,20 +377,16 @@ impl ConnTable {
     /// Expires closed entries whose time has come, and closes live connections idle
     /// longer than their state allows (their task ends and closes them).
     pub fn sweep(&self, timeouts: &Timeouts) -> Sweep {
-        let now = self.clock.now_ms();
+        self.sweep_at(self.clock.now_ms(), timeouts)
+    }
+
+    /// [`ConnTable::sweep`] as of `now` (milliseconds on the table's clock; benches and
+    /// tests move time on with it). Closed entries: only the due seconds' buckets are
+    /// taken, each under the lock for O(log buckets), and unbound after it is released.
+    pub fn sweep_at(&self, now: u64, timeouts: &Timeouts) -> Sweep {
         let unreplied_ms = self.unreplied_ms();
         let mut result = Sweep::default();
-        let due: Vec<Vec<Arc<Conn>>> = {
-            let mut closed = self.closed.locked();
-            let later = closed.split_off(&(now / 1000 + 1));
-            std::mem::replace(&mut *closed, later)
-                .into_values()
-                .collect()
-        };
-        for conn in due.into_iter().flatten() {
-            conn.unbind();
-            result.expired += 1;
-        }
+        (result.expired, result.buckets) = self.closed.sweep(now);
         for shard in &self.live {
             let idle: Vec<Arc<Conn>> = shard
                 .locked()
@@ -399,22 +408,18 @@ impl ConnTable {
         result
     }
 
-    /// The table as `-L -c` lists it.
+    /// The table as `-L -c` lists it: each live shard's connections are copied out
+    /// (an Arc each) under its lock and formatted after; closed entries a chunk at a
+    /// time (`closed::LIST_CHUNK`), the lock released in between.
     pub fn entries(&self, timeouts: &Timeouts) -> Vec<ConnEntry> {
         let now = self.clock.now_ms();
         let unreplied_ms = self.unreplied_ms();
         let mut out = Vec::new();
         for shard in &self.live {
-            let shard = shard.locked();
-            out.extend(shard.values().map(|c| c.entry(now, timeouts, unreplied_ms)));
+            let conns: Vec<Arc<Conn>> = shard.locked().values().cloned().collect();
+            out.extend(conns.iter().map(|c| c.entry(now, timeouts, unreplied_ms)));
         }
-        let closed = self.closed.locked();
-        out.extend(
-            closed
-                .values()
-                .flatten()
-                .map(|c| c.entry(now, timeouts, unreplied_ms)),
-        );
+        self.closed.entries(now, &mut out);
         out
     }
 
@@ -507,18 +512,73 @@ mod tests {
         table.close(&c, State::Close, &zero);
         // CLOSE waits 10 s; pretend the time has passed by sweeping a table whose clock
         // is behind: move the entry to an expired bucket instead.
-        let due = table
-            .closed
-            .lock()
-            .unwrap()
-            .values()
-            .flatten()
-            .cloned()
-            .collect::<Vec<_>>();
-        table.closed.lock().unwrap().clear();
-        table.closed.lock().unwrap().insert(0, due);
+        table.closed.refile_all(0);
         assert_eq!(table.sweep(&zero).expired, 1);
         assert_eq!((server.active(), server.inactive()), (0, 0));
         assert!(table.entries(&zero).is_empty());
+    }
+
+    #[test]
+    fn a_sweep_takes_only_the_due_seconds() {
+        let table = ConnTable::new();
+        let server = Arc::new(RealServerState::default());
+        let t = Timeouts::default();
+        let now = table.clock.now_ms();
+        for (port, state) in [(1, State::Close), (2, State::TimeWait), (3, State::Close)] {
+            let c = table.open(new_conn(Protocol::Tcp, port, &server, State::SynRecv));
+            table.close(&c, state, &t);
+        }
+        assert_eq!((server.active(), server.inactive()), (0, 3));
+        let before = table.closed.seconds();
+        // CLOSE's 10 s are over, TIME_WAIT's 120 s are not.
+        let at = now + 60_000;
+        let due = before.iter().filter(|&&s| s * 1000 <= at).count();
+        let swept = table.sweep_at(at, &t);
+        assert_eq!((swept.expired, swept.buckets), (2, due));
+        let after = table.closed.seconds();
+        assert_eq!(after, before[due..], "the buckets not due are untouched");
+        assert_eq!((server.active(), server.inactive()), (0, 1));
+        let listed = table.entries(&t);
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].state.as_str(), listed[0].virtual_port),
+            ("TIME_WAIT", 2)
+        );
+    }
+
+    #[test]
+    fn a_listing_copies_a_chunk_at_a_time_and_lists_each_entry_once() {
+        let table = ConnTable::new();
+        let server = Arc::new(RealServerState::default());
+        let t = Timeouts::default();
+        let n = closed::LIST_CHUNK * 5 / 2;
+        for port in 0..n {
+            let c = table.open(new_conn(
+                Protocol::Tcp,
+                port as u16,
+                &server,
+                State::SynRecv,
+            ));
+            table.close(&c, State::TimeWait, &t);
+        }
+        let until = table.closed.end();
+        let mut cursor = Some(Default::default());
+        let mut chunks = 0;
+        let mut ports = Vec::new();
+        while let Some(from) = cursor {
+            let mut chunk = Vec::new();
+            cursor = table.closed.chunk(from, until, &mut chunk);
+            assert!(chunk.len() <= closed::LIST_CHUNK);
+            ports.extend(chunk.iter().map(|(s, r)| r.entry(*s, 0).virtual_port));
+            chunks += 1;
+            // Connections closing while the listing goes on are not waited for.
+            let c = table.open(new_conn(Protocol::Tcp, 0, &server, State::SynRecv));
+            table.close(&c, State::TimeWait, &t);
+        }
+        assert_eq!(chunks, 3);
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), n, "every entry, once");
+        assert_eq!(table.entries(&t).len(), n + chunks);
     }
 }

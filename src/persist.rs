@@ -21,12 +21,17 @@
 //! takes the place of the oldest one that controls no connection (it is only memory
 //! then; its client is scheduled afresh next time); when every template is in use, the
 //! new client is scheduled without one. Both are counted.
+//!
+//! At a million templates nothing that takes the store's lock (which scheduling takes
+//! for every new connection of a persistent service) walks them all: a sweep takes only
+//! the templates filed under a due second, a listing copies a bounded chunk at a time,
+//! and eviction looks at a bounded number.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
@@ -40,10 +45,14 @@ use crate::table::{
 
 /// How long an expired template that still controls connections waits again.
 const REARM_MS: u64 = 60_000;
-/// The most templates held at once, unless configured (about 270 bytes each).
+/// The most templates held at once, unless configured (about 310 bytes each: README,
+/// "Memory per entry").
 pub const DEFAULT_MAX_TEMPLATES: usize = 1 << 20;
-/// Templates looked at for one that controls no connection before giving up.
+/// Templates looked at for one that controls no connection before giving up (orphans,
+/// then found ones).
 const EVICTION_TRIES: usize = 64;
+/// Templates a sweep looks at, or a listing copies, per hold of the store's lock.
+const CHUNK: usize = 1024;
 const FTP_PORT: u16 = 21;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,6 +85,10 @@ pub struct Template {
     children: AtomicU32,
     /// A connection through it was established (IPVS lists such templates ASSURED).
     assured: AtomicBool,
+    /// Its place in line (`Held::found`/`Held::orphans`), and the second it is filed
+    /// under for the sweep (`Held::due`): written under the store's lock only.
+    seq: AtomicU64,
+    filed: AtomicU64,
 }
 
 impl Template {
@@ -172,6 +185,16 @@ impl Control {
         }
     }
 
+    /// The hold, moved into a new `Control` (the closed entry that outlives the
+    /// connection's `Conn`, `conn::closed`); this one then holds nothing. None when it
+    /// was released before.
+    pub fn hand_over(&self) -> Option<Control> {
+        (!self.released.swap(true, Relaxed)).then(|| Control {
+            template: Arc::clone(&self.template),
+            released: AtomicBool::new(false),
+        })
+    }
+
     /// The connection no longer counts in its template; only the first call does
     /// anything.
     pub fn release(&self) {
@@ -195,12 +218,81 @@ impl Drop for Control {
     }
 }
 
-/// The templates found by key, and in the order they were made (entries of templates
-/// gone since are skipped and pruned).
+/// The templates: found ones by key and in line, orphans in line, and all of them by
+/// the second the sweep next looks at them.
 #[derive(Debug, Default)]
 struct Held {
     map: HashMap<TemplateKey, Arc<Template>>,
-    order: VecDeque<Weak<Template>>,
+    /// The found templates by place in line: the order they were made in, one in use
+    /// moved to the end when eviction passes it over.
+    found: BTreeMap<u64, Arc<Template>>,
+    /// Templates no longer found (their server left), kept until they expire.
+    orphans: BTreeMap<u64, Arc<Template>>,
+    /// (second, place in line) of every template: the second is its expiry rounded up
+    /// when filed; a template used since is filed again when that second comes.
+    due: BTreeSet<(u64, u64)>,
+    next_seq: u64,
+}
+
+impl Held {
+    fn len(&self) -> usize {
+        self.map.len() + self.orphans.len()
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    fn file(&mut self, t: &Template, second: u64) {
+        t.filed.store(second, Relaxed);
+        self.due.insert((second, t.seq.load(Relaxed)));
+    }
+
+    fn line(&mut self, orphans: bool) -> &mut BTreeMap<u64, Arc<Template>> {
+        if orphans {
+            &mut self.orphans
+        } else {
+            &mut self.found
+        }
+    }
+
+    /// Moves `t` to the end of its line (found or orphans), keeping its second.
+    fn requeue(&mut self, t: &Arc<Template>, orphans: bool) {
+        let (old, second) = (t.seq.load(Relaxed), t.filed.load(Relaxed));
+        self.due.remove(&(second, old));
+        let seq = self.next_seq();
+        t.seq.store(seq, Relaxed);
+        let line = self.line(orphans);
+        line.remove(&old);
+        line.insert(seq, Arc::clone(t));
+        self.due.insert((second, seq));
+    }
+
+    /// A found template is no longer found: it waits among the orphans.
+    fn orphan(&mut self, t: Arc<Template>) {
+        self.map.remove(&t.key);
+        let seq = t.seq.load(Relaxed);
+        self.found.remove(&seq);
+        self.orphans.insert(seq, t);
+    }
+
+    /// `t` leaves the store (its entry in `due` already taken when `filed` is false).
+    fn remove(&mut self, t: &Template, filed: bool) {
+        let seq = t.seq.load(Relaxed);
+        if filed {
+            self.due.remove(&(t.filed.load(Relaxed), seq));
+        }
+        if self.found.remove(&seq).is_some() {
+            self.map.remove(&t.key);
+        } else {
+            self.orphans.remove(&seq);
+        }
+    }
+
+    fn get(&self, seq: u64) -> Option<&Arc<Template>> {
+        self.found.get(&seq).or_else(|| self.orphans.get(&seq))
+    }
 }
 
 /// One client's place in the template store, locked while its connection is scheduled
@@ -228,8 +320,7 @@ impl Slot<'_> {
                 Some((i, Control::new(t)))
             }
             _ => {
-                self.held.map.remove(&self.key);
-                self.templates.orphans.locked().push(t);
+                self.held.orphan(t);
                 None
             }
         }
@@ -256,6 +347,7 @@ impl Slot<'_> {
         }
         let timeout_ms = u64::from(timeout_s) * 1000;
         server.state.persistent_conns.fetch_add(1, Relaxed);
+        let seq = self.held.next_seq();
         let template = Arc::new(Template {
             key: self.key,
             server_key: server.key(),
@@ -266,9 +358,19 @@ impl Slot<'_> {
             expires_ms: AtomicU64::new(self.now + timeout_ms),
             children: AtomicU32::new(0),
             assured: AtomicBool::new(false),
+            seq: AtomicU64::new(seq),
+            filed: AtomicU64::new(0),
         });
-        self.held.order.push_back(Arc::downgrade(&template));
-        self.held.map.insert(self.key, Arc::clone(&template));
+        let held = &mut *self.held;
+        held.file(&template, (self.now + timeout_ms).div_ceil(1000));
+        held.found.insert(seq, Arc::clone(&template));
+        // `find` came first: the client's key has no template in the map now.
+        if let Some(old) = held.map.insert(self.key, Arc::clone(&template)) {
+            let old_seq = old.seq.load(Relaxed);
+            if let Some(old) = held.found.remove(&old_seq) {
+                held.orphans.insert(old_seq, old);
+            }
+        }
         Some(Control::new(template))
     }
 }
@@ -285,13 +387,19 @@ pub struct TemplateStatus {
     pub not_made: u64,
 }
 
+/// What one sweep of the templates did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TemplateSweep {
+    pub expired: usize,
+    /// Templates looked at: those filed under a due second only.
+    pub looked_at: usize,
+}
+
 /// All templates.
 #[derive(Debug)]
 pub struct Templates {
     clock: Clock,
     held: Mutex<Held>,
-    /// Templates no longer found (their server left), kept until they expire.
-    orphans: Mutex<Vec<Arc<Template>>>,
     /// IPVS's expire_quiescent_template: weight-0 servers lose their persistent clients.
     expire_quiescent: AtomicBool,
     /// The most templates held at once (found and orphaned).
@@ -309,7 +417,6 @@ impl Templates {
         Templates {
             clock,
             held: Mutex::new(Held::default()),
-            orphans: Mutex::new(Vec::new()),
             expire_quiescent: AtomicBool::new(false),
             max: max.max(1),
             evicted: AtomicU64::new(0),
@@ -344,35 +451,29 @@ impl Templates {
     }
 
     /// Makes room for one more template: an orphan that controls no connection goes
-    /// first, else the oldest found one that controls none. False when none could go.
+    /// first, else the oldest found one that controls none; templates in use passed
+    /// over go to the end of their line. At most [`EVICTION_TRIES`] of each are looked
+    /// at. False when none could go.
     fn make_room(&self, held: &mut Held) -> bool {
-        let mut orphans = self.orphans.locked();
-        if held.map.len() + orphans.len() < self.max {
+        if held.len() < self.max {
             return true;
         }
-        if let Some(i) = orphans.iter().position(|t| t.children.load(Relaxed) == 0) {
-            forget(&orphans.swap_remove(i));
-            self.evicted.fetch_add(1, Relaxed);
-            return true;
-        }
-        drop(orphans);
-        for _ in 0..EVICTION_TRIES {
-            let Some(weak) = held.order.pop_front() else {
-                break;
-            };
-            let Some(t) = weak.upgrade() else { continue };
-            if !held.map.get(&t.key).is_some_and(|m| Arc::ptr_eq(m, &t)) {
-                continue; // replaced or orphaned since
+        for orphans in [true, false] {
+            for _ in 0..EVICTION_TRIES {
+                let Some((_, t)) = held.line(orphans).first_key_value() else {
+                    break;
+                };
+                let t = Arc::clone(t);
+                if t.children.load(Relaxed) > 0 {
+                    // In use: it stays, and is looked at again after the others.
+                    held.requeue(&t, orphans);
+                    continue;
+                }
+                held.remove(&t, true);
+                forget(&t);
+                self.evicted.fetch_add(1, Relaxed);
+                return true;
             }
-            if t.children.load(Relaxed) > 0 {
-                // In use: it stays, and is looked at again after the others.
-                held.order.push_back(weak);
-                continue;
-            }
-            held.map.remove(&t.key);
-            forget(&t);
-            self.evicted.fetch_add(1, Relaxed);
-            return true;
         }
         false
     }
@@ -428,51 +529,85 @@ impl Templates {
 
     /// Expires templates: gone when due and unused, re-armed for 60 s when still used.
     pub fn sweep(&self) -> usize {
-        let now = self.clock.now_ms();
-        let due = |t: &Arc<Template>| now >= t.expires_ms.load(Relaxed);
-        let keep = |t: &Arc<Template>| {
-            if !due(t) {
-                return true;
-            }
-            if t.children.load(Relaxed) > 0 {
-                t.expires_ms.store(now + REARM_MS, Relaxed);
-                return true;
-            }
-            forget(t);
-            false
-        };
-        let mut expired = 0;
-        let mut held = self.held.locked();
-        held.map.retain(|_, t| {
-            let k = keep(t);
-            expired += usize::from(!k);
-            k
-        });
-        held.order.retain(|w| w.strong_count() > 0);
-        drop(held);
-        let mut orphans = self.orphans.locked();
-        orphans.retain(|t| {
-            let k = keep(t);
-            expired += usize::from(!k);
-            k
-        });
-        expired
+        self.sweep_at(self.clock.now_ms()).expired
     }
 
-    /// Every template, as `-L -c` lists it.
+    /// [`Templates::sweep`] as of `now` (milliseconds on the store's clock). Only the
+    /// templates filed under a second that has come are looked at, [`CHUNK`] per hold
+    /// of the lock; one used since it was filed is filed again under its new expiry.
+    pub fn sweep_at(&self, now: u64) -> TemplateSweep {
+        let due = now / 1000;
+        let mut result = TemplateSweep::default();
+        loop {
+            let mut gone = Vec::new();
+            let mut looked = 0;
+            {
+                let mut held = self.held.locked();
+                while looked < CHUNK {
+                    let Some(&(second, seq)) = held.due.first() else {
+                        break;
+                    };
+                    if second > due {
+                        break;
+                    }
+                    held.due.pop_first();
+                    looked += 1;
+                    let Some(t) = held.get(seq).cloned() else {
+                        continue;
+                    };
+                    let expires = t.expires_ms.load(Relaxed);
+                    if now < expires {
+                        held.file(&t, expires.div_ceil(1000));
+                    } else if t.children.load(Relaxed) > 0 {
+                        t.expires_ms.store(now + REARM_MS, Relaxed);
+                        held.file(&t, (now + REARM_MS).div_ceil(1000));
+                    } else {
+                        held.remove(&t, false);
+                        forget(&t);
+                        gone.push(t);
+                    }
+                }
+            }
+            result.looked_at += looked;
+            result.expired += gone.len();
+            // Freed with the lock released.
+            drop(gone);
+            if looked < CHUNK {
+                return result;
+            }
+        }
+    }
+
+    /// Every template, as `-L -c` lists it: found ones, then orphans, each in line,
+    /// copied [`CHUNK`] at a time with the lock released in between; those made (or
+    /// moved in line by eviction) since the listing began are not waited for.
     pub fn entries(&self) -> Vec<ConnEntry> {
         let now = self.clock.now_ms();
-        let held = self.held.locked();
-        let orphans = self.orphans.locked();
-        held.map
-            .values()
-            .chain(orphans.iter())
-            .map(|t| t.entry(now))
-            .collect()
+        let end = self.held.locked().next_seq;
+        let mut out = Vec::new();
+        for orphans in [false, true] {
+            let mut from = 0;
+            loop {
+                let chunk: Vec<(u64, Arc<Template>)> = {
+                    let mut held = self.held.locked();
+                    held.line(orphans)
+                        .range(from..=end)
+                        .take(CHUNK)
+                        .map(|(&seq, t)| (seq, Arc::clone(t)))
+                        .collect()
+                };
+                out.extend(chunk.iter().map(|(_, t)| t.entry(now)));
+                match chunk.last() {
+                    Some(&(seq, _)) if chunk.len() == CHUNK => from = seq + 1,
+                    _ => break,
+                }
+            }
+        }
+        out
     }
 
     pub fn len(&self) -> usize {
-        self.held.locked().map.len() + self.orphans.locked().len()
+        self.held.locked().len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -224,3 +224,120 @@ fn at_the_cap_an_unused_template_makes_room_and_templates_in_use_stay() {
     }
     assert_eq!(persisted(svc), 3, "PersistConn counts the templates held");
 }
+
+#[test]
+fn a_sweep_looks_only_at_templates_whose_second_has_come() {
+    let key = tcp("10.0.0.1", 80);
+    let table = table(key, ONE_CLIENT);
+    let svc = table.service(&key).unwrap();
+    let clock = Clock::new();
+    let t = Templates::new(clock, DEFAULT_MAX_TEMPLATES);
+    let now = clock.now_ms();
+    let mut in_use = None;
+    for i in 0..100u32 {
+        let client = format!("127.1.{}.{}:1", i / 200, i % 200 + 1);
+        let choice = schedule(&t, svc, &packet(&client, "10.0.0.1:80")).next();
+        if i == 0 {
+            in_use = choice;
+        }
+    }
+    assert_eq!(t.len(), 100);
+    let made = clock.now_ms();
+    let timeout_ms = u64::from(svc.timeout) * 1000;
+    // Nothing due: nothing looked at.
+    let none = t.sweep_at(now + timeout_ms - 1_000);
+    assert_eq!((none.expired, none.looked_at), (0, 0));
+    // All due: each looked at once; the one in use is re-armed for 60 s.
+    let at = made + timeout_ms + 1_000;
+    let all = t.sweep_at(at);
+    assert_eq!((all.expired, all.looked_at), (99, 100));
+    assert_eq!(t.len(), 1);
+    assert_eq!(persisted(svc), 1);
+    let again = t.sweep_at(at + 1_000);
+    assert_eq!((again.expired, again.looked_at), (0, 0));
+    drop(in_use);
+    let later = t.sweep_at(at + 61_000);
+    assert_eq!((later.expired, later.looked_at), (1, 1));
+    assert!(t.is_empty());
+    assert_eq!(persisted(svc), 0);
+}
+
+#[test]
+fn a_template_used_since_it_was_filed_is_filed_again_not_expired() {
+    let key = tcp("10.0.0.1", 80);
+    let table = table(key, ONE_CLIENT);
+    let svc = table.service(&key).unwrap();
+    let clock = Clock::new();
+    let t = Templates::new(clock, DEFAULT_MAX_TEMPLATES);
+    chosen(&t, svc, "127.0.0.2:1", "10.0.0.1:80");
+    let made = clock.now_ms();
+    let timeout_ms = u64::from(svc.timeout) * 1000;
+    // Used again later: its timer restarted, past the second it was filed under.
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    chosen(&t, svc, "127.0.0.2:2", "10.0.0.1:80");
+    let filed = made + timeout_ms + 1_000;
+    let s = t.sweep_at(filed);
+    assert_eq!((s.expired, s.looked_at, t.len()), (0, 1, 1));
+    let s = t.sweep_at(filed + 60_000);
+    assert_eq!((s.expired, s.looked_at, t.len()), (1, 1, 0));
+}
+
+#[test]
+fn a_listing_of_many_templates_lists_each_once() {
+    let key = tcp("10.0.0.1", 80);
+    let table = table(key, ONE_CLIENT);
+    let svc = table.service(&key).unwrap();
+    let t = templates();
+    // More than two chunks of the listing.
+    let n = 2_600u32;
+    for i in 0..n {
+        chosen(
+            &t,
+            svc,
+            &format!("127.1.{}.{}:1", i / 200, i % 200 + 1),
+            "10.0.0.1:80",
+        );
+    }
+    let mut clients: Vec<_> = t.entries().iter().map(|e| e.client_addr).collect();
+    clients.sort_unstable();
+    clients.dedup();
+    assert_eq!(clients.len(), n as usize);
+}
+
+#[test]
+fn a_closed_connection_keeps_its_template_until_its_entry_expires() {
+    use crate::conn::{ConnTable, NewConn, State};
+    use crate::table::limit::Slot;
+    let key = tcp("10.0.0.1", 80);
+    let table = table(key, ONE_CLIENT);
+    let svc = table.service(&key).unwrap();
+    let conns = ConnTable::new();
+    let t = Templates::new(conns.clock, DEFAULT_MAX_TEMPLATES);
+    let choice = schedule(&t, svc, &packet("127.0.0.2:1", "10.0.0.1:80"))
+        .next()
+        .expect("a server");
+    let now = conns.clock.now_ms();
+    let conn = conns.open(NewConn {
+        protocol: Protocol::Tcp,
+        client: "127.0.0.2:1".parse().unwrap(),
+        local: "10.0.0.1:80".parse().unwrap(),
+        dest: std::net::SocketAddr::new(choice.server.addr, 80),
+        slot: Slot::take(&choice.server.state).expect("no limit"),
+        template: choice.template,
+        state: State::SynRecv,
+    });
+    let timeouts = crate::table::Timeouts::default();
+    conns.close(&conn, State::TimeWait, &timeouts);
+    drop(conn);
+    let timeout_ms = u64::from(svc.timeout) * 1000;
+    // The template is due, but its connection's TIME_WAIT entry still holds it.
+    let s = t.sweep_at(now + timeout_ms + 2_000);
+    assert_eq!((s.expired, s.looked_at), (0, 1));
+    // The entry expires (TIME_WAIT's 120 s are over), giving the template back.
+    assert_eq!(
+        conns.sweep_at(now + timeout_ms + 2_000, &timeouts).expired,
+        1
+    );
+    let s = t.sweep_at(now + timeout_ms + 2_000 + 61_000);
+    assert_eq!((s.expired, t.len()), (1, 0));
+}
