@@ -191,7 +191,7 @@ pub fn flush(table: &TableHandle) {
             }
         }
     }
-    for service in table.snapshot().services() {
+    for service in table.snapshot().each_service() {
         for by in [Peer::Client, Peer::Server] {
             if let Some(Line::Summary { counts, seconds }) = tally(service, by).flush() {
                 reset_summary(&service.key, by, counts[0], Span::Last(seconds));
