@@ -148,7 +148,7 @@ impl Table {
         // The position is a hash of the key: computed once per service, not once per
         // comparison (at 100 000 services that was most of a listing's sort). No two
         // services share a creation number, so the unstable sort gives the one order.
-        let mut all: Vec<((u8, u32), std::cmp::Reverse<u64>, &Arc<Service>)> = self
+        let mut all: Vec<_> = self
             .services
             .values()
             .map(|s| {
