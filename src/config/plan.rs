@@ -858,7 +858,8 @@ weight = {weight}
         }
         let first = config(&text);
         let mut table = Table::new();
-        reload(&mut table, &plan(&first, &table, &Owned::default()));
+        let made = plan(&first, &table, &Owned::default());
+        reload(&mut table, &made);
         let owned = Owned::of(&first);
         assert!(plan(&first, &table, &owned).is_empty());
 
