@@ -217,7 +217,7 @@ fn service_commands(spec: &ServiceSpec, table: &Table, commands: &mut Vec<Comman
         }
         return;
     };
-    if current.config() != spec.service {
+    if !current.is_configured_as(&spec.service) {
         commands.push(Command::EditService(spec.service.clone()));
     }
     let wanted: HashSet<ServerKey> = servers.iter().map(|s| s.key()).collect();
@@ -826,5 +826,51 @@ weight = {weight}
                 "-e -f 5 -r 127.0.0.2:8080 -m -w 4",
             ]
         );
+    }
+
+    /// A file of many services, some with every setting a service can have, and one
+    /// weight changed: the plan is that one command, and the same file again is none
+    /// (`Service::is_configured_as` agrees with the table's copy of every setting).
+    #[test]
+    fn one_weight_changed_among_many_services_is_one_command() {
+        let mut text = String::new();
+        for i in 0..500u32 {
+            text.push_str(&format!(
+                "[[service]]\nudp = \"127.0.{}.{}:5060\"\nscheduler = \"wlc\"\n",
+                i / 250,
+                i % 250 + 1
+            ));
+            if i % 2 == 0 {
+                text.push_str(
+                    "persistent = \"10m\"\nnetmask = \"255.255.255.0\"\npe = \"sip\"\n\
+                     one_packet = true\nconnect_timeout = \"2s\"\n\
+                     allow = [\"127.0.0.0/29\"]\ndeny = [\"127.0.0.3/32\"]\n",
+                );
+            }
+            for j in 0..2 {
+                text.push_str(&format!(
+                    "[[service.server]]\naddress = \"127.1.{}.{}:{}\"\nweight = 1\n",
+                    i / 250,
+                    i % 250 + 1,
+                    8000 + j
+                ));
+            }
+        }
+        let first = config(&text);
+        let mut table = Table::new();
+        let made = plan(&first, &table, &Owned::default());
+        reload(&mut table, &made);
+        let owned = Owned::of(&first);
+        assert!(plan(&first, &table, &owned).is_empty());
+
+        let i = text.rfind("weight = 1").unwrap();
+        let changed = config(&format!("{}weight = 7{}", &text[..i], &text[i + 10..]));
+        let commands = plan(&changed, &table, &owned);
+        assert_eq!(
+            drains(&commands),
+            ["-e -u 127.0.1.250:5060 -r 127.1.1.250:8001 -m -w 7"]
+        );
+        reload(&mut table, &commands);
+        assert!(plan(&changed, &table, &Owned::of(&changed)).is_empty());
     }
 }

@@ -154,7 +154,7 @@ async fn estimate_rates(table: Arc<TableHandle>) {
     loop {
         tick.tick().await;
         let snapshot = table.snapshot();
-        for service in snapshot.services() {
+        for service in snapshot.each_service() {
             service.state.stats.estimate();
             for server in &service.servers {
                 server.state.stats.estimate();

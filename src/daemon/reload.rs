@@ -264,7 +264,7 @@ pub struct Reloader {
     path: PathBuf,
     /// What the last applied file named, and that file; one lock for both, held while a
     /// change is planned and applied.
-    applied: Mutex<(Owned, Option<Config>)>,
+    applied: Mutex<(Owned, Option<Arc<Config>>)>,
     checker: Checker,
     /// Rung by the checks when a server goes up or down.
     health_changed: Arc<Notify>,
@@ -422,13 +422,21 @@ impl Reloader {
     /// Makes the table say what `config` says, given the servers' health, and checks
     /// the servers it asks to be checked. Must be called inside a Tokio runtime.
     pub fn apply(&self, director: &Director, config: &Config) -> Result<Applied, ReloadError> {
+        self.apply_owned(director, config.clone())
+    }
+
+    /// [`Reloader::apply`] of a configuration read for it: kept as it is, and shared
+    /// with the health checks, never copied.
+    fn apply_owned(&self, director: &Director, config: Config) -> Result<Applied, ReloadError> {
+        let config = Arc::new(config);
         let mut applied = self.applied.locked();
-        let commands = self.make_table(director, config, &applied.0, "file")?;
-        applied.0 = Owned::of(config);
-        applied.1 = Some(config.clone());
+        let commands = self.make_table(director, &config, &applied.0, "file")?;
+        applied.0 = Owned::of(&config);
+        applied.1 = Some(Arc::clone(&config));
         drop(applied);
         self.checker.readmit_in(&director.table);
-        self.checker.follow(config);
+        self.checker.follow_shared(Arc::clone(&config));
+        let config = &*config;
         self.record(|c| {
             c.applied_at = crate::clock::unix_seconds();
             c.last_error = None;
@@ -449,7 +457,17 @@ impl Reloader {
         why: &str,
     ) -> Result<usize, ReloadError> {
         let snapshot = director.table.snapshot();
-        let wanted = health::effective(config, &self.health);
+        // Only a file with health checks has servers whose health changes the table: for
+        // any other the file is the table, taken as it is (not copied).
+        let checked = config
+            .services
+            .iter()
+            .any(|s| health::watched(&config.global, s));
+        let wanted = if checked {
+            std::borrow::Cow::Owned(health::effective(config, &self.health))
+        } else {
+            std::borrow::Cow::Borrowed(config)
+        };
         let commands = plan(&wanted, &snapshot, owned);
         let refused = |i: usize, error: TableError| ReloadError::Refused {
             command: commands[i].to_string(),
@@ -821,7 +839,7 @@ impl Reloader {
         let result = match found.config {
             // The same contents as last read: nothing to do.
             Ok(None) => return,
-            Ok(Some(config)) => self.apply(director, &config),
+            Ok(Some(config)) => self.apply_owned(director, config),
             Err(e) => Err(e),
         };
         self.report(why, result);

@@ -377,9 +377,17 @@ impl Checker {
     /// without it has them) are logged and keep the server down with the reason. Must
     /// be called inside a Tokio runtime.
     pub fn follow(&self, config: &Config) {
-        let wanted = server_checks(config);
+        self.follow_shared(Arc::new(config.clone()));
+    }
+
+    /// [`Checker::follow`] of a configuration the caller keeps too (the reloader's
+    /// last applied file): shared rather than copied, which at 100 000 services is a
+    /// copy of some hundred megabytes less per reload.
+    pub fn follow_shared(&self, config: Arc<Config>) {
+        let wanted = server_checks(&config);
         let findings = &self.shared.findings;
-        let old = std::mem::replace(&mut *self.shared.config.locked(), Arc::new(config.clone()));
+        let old = std::mem::replace(&mut *self.shared.config.locked(), Arc::clone(&config));
+        let config = &*config;
         let mut tasks = self.tasks.locked();
         for GroupMove { from, to, servers } in group_moves(&old, config) {
             findings.moved(from, to, &servers);

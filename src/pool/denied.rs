@@ -47,7 +47,7 @@ pub fn close(director: &Director, changed: &[Option<ServiceKey>]) -> usize {
     let global = changed.contains(&None);
     // A connection's service, by its real server's shared state.
     let mut of_server: HashMap<*const RealServerState, &Arc<Service>> = HashMap::new();
-    for svc in table.services() {
+    for svc in table.each_service() {
         if global || changed.contains(&Some(svc.key)) {
             for s in &svc.servers {
                 of_server.insert(Arc::as_ptr(&s.state), svc);

@@ -74,7 +74,7 @@ pub fn tick(director: &Director, seen: &mut HashSet<Seen>, everything: bool) -> 
     let snapshot = director.table.snapshot();
     let mut still = HashSet::new();
     if everything {
-        for svc in snapshot.services() {
+        for svc in snapshot.each_service() {
             for s in svc.servers.iter().filter(|s| s.drain.is_some()) {
                 look(director, &svc.key, s, seen, &mut still, now);
             }

@@ -218,16 +218,23 @@ impl AcceptProxy {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServiceOptions {
+    // Settings at their defaults are left out of what is sent (every service of a
+    // listing carries its options; `default` above fills them back in).
     /// How long to wait for a real server to accept, in milliseconds (0: the default).
+    #[serde(skip_serializing_if = "is_zero")]
     pub connect_timeout_ms: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<ProxyProtocol>,
     /// Listen even where the VIP is not (yet) a local address (IP_FREEBIND).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub freebind: bool,
     /// `drain_on_remove`: a real server the configuration file no longer names drains
     /// for at most this many milliseconds instead of leaving at once (0: it leaves at
     /// once, as ipvsadm's `-d`). A file setting: uvsadm has no option for it.
+    #[serde(skip_serializing_if = "is_zero")]
     pub drain_on_remove_ms: u32,
     /// Passive ejection of real servers that fail (`table::ejection`); None: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ejection: Option<super::ejection::EjectionConfig>,
     /// The slow-start window of its real servers in milliseconds (0: none), HAProxy's
     /// `slowstart`; a server's own `ServerOptions::slow_start_ms` wins
@@ -420,6 +427,19 @@ impl Service {
             pe: self.pe.map(|pe| pe.name().to_string()),
             options: self.options.clone(),
         }
+    }
+
+    /// Whether `-A` / `-E` with `config` would leave this service as it is: what
+    /// `self.config() == *config` says, without building the copy (a reload asks it of
+    /// every service of the file).
+    pub fn is_configured_as(&self, config: &crate::table::ServiceConfig) -> bool {
+        self.key == config.key
+            && self.scheduler.name() == config.scheduler
+            && self.flags == config.flags
+            && self.timeout == config.timeout
+            && self.netmask == config.netmask
+            && self.pe.map(PersistenceEngine::name) == config.pe.as_deref()
+            && self.options == config.options
     }
 
     /// The server IPVS's scheduler picks for a new connection from `packet`.

@@ -641,3 +641,29 @@ fn a_server_added_back_while_its_connections_are_open_keeps_its_state() {
         "nothing open: a new state"
     );
 }
+
+/// The unordered walk visits every service once; the listing's order is the kernel's
+/// dump order (by hash position, then newest first within a position).
+#[test]
+fn each_service_visits_what_services_lists() {
+    let mut t = Table::new();
+    for port in 1..=300u16 {
+        apply(
+            &mut t,
+            Command::AddService(config(tcp("127.0.0.1", port), "rr")),
+        )
+        .unwrap();
+    }
+    let listed: Vec<ServiceKey> = t.services().iter().map(|s| s.key).collect();
+    let mut walked: Vec<ServiceKey> = t.each_service().map(|s| s.key).collect();
+    assert_eq!(listed.len(), 300);
+    let keys = |v: &[ServiceKey]| -> std::collections::BTreeSet<String> {
+        v.iter().map(ToString::to_string).collect()
+    };
+    assert_eq!(keys(&listed), keys(&walked));
+    walked.sort_by_key(|k| {
+        let s = t.service(k).unwrap();
+        (super::order::dump_position(k), std::cmp::Reverse(s.created))
+    });
+    assert_eq!(listed, walked);
+}
