@@ -788,6 +788,9 @@ impl Reloader {
             }
             (Some(Job::Read(why)), Outcome::Finished(Found::File(found))) => {
                 self.read_done(director, reading, why, *found);
+                // The file, its parse and the plan are freed by now; most of it in
+                // the reading thread's arena, which glibc keeps unless asked.
+                crate::sys::release_free_memory();
             }
             (Some(Job::Read(why)), outcome @ (Outcome::Overdue | Outcome::Lost)) => {
                 if let Why::Changed(stamp) = why {

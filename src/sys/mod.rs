@@ -411,6 +411,20 @@ fn c_name(name: &str) -> std::io::Result<std::ffi::CString> {
     })
 }
 
+/// Gives the allocator's free memory back to the system: glibc's `malloc_trim(0)`,
+/// which since glibc 2.8 also releases the free pages inside every arena, not only the
+/// top of the main heap. A reload parses the file on a thread of its own, whose arena
+/// keeps what the parse used after it is freed (600 MiB at 100 000 services, README
+/// "Large tables"). Elsewhere a no-op.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes a size and touches only the allocator's own state,
+    // under its own locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Moves the calling thread into a network namespace of its own (unshare(2),
 /// CLONE_NEWNET; needs CAP_SYS_ADMIN): what it and the processes it starts bind is
 /// never the host's. Tests use it to bind wildcard addresses safely.
