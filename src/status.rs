@@ -36,9 +36,15 @@ fn server_line(out: &mut String, s: &ServerEntry, udp: bool) {
             f.other
         )
     } else {
+        // No source to connect from: only with `source` or `source_ports`, said only
+        // when it happened.
+        let source = match f.source {
+            0 => String::new(),
+            n => format!(", no source {n}"),
+        };
         format!(
-            "failed connects {} (refused {}, timed out {}, other {})",
-            f.refused + f.timed_out + f.other,
+            "failed connects {} (refused {}, timed out {}, other {}{source})",
+            f.refused + f.timed_out + f.other + f.source,
             f.refused,
             f.timed_out,
             f.other
@@ -141,12 +147,9 @@ fn queue_line(out: &mut String, e: &ServiceEntry, udp: bool) {
     }
 }
 
-/// Who may connect (`table::admission`): the PROXY header taken, the access list and
-/// the per-client limits, each with what it refused (the global list's and limits'
-/// refusals of this service's clients included), when the service has it or it refused
-/// any.
-/// A service's sources (`source`, `source_ports`) and the connects that found none
-/// free; nothing for a service without.
+/// A service's sources (`source`, `source_ports`), the connects that found none free,
+/// and the binds that found a source address not on this host; nothing for a service
+/// without.
 fn source_line(out: &mut String, e: &ServiceEntry) {
     let Some(source) = &e.options.source else {
         return;
@@ -160,11 +163,15 @@ fn source_line(out: &mut String, e: &ServiceEntry) {
     };
     let _ = writeln!(
         out,
-        "  source {from}: connects with no free source port {}",
-        e.source_port_exhausted
+        "  source {from}: connects with no free source port {}, source address not local {}",
+        e.source_port_exhausted, e.source_address_unavailable
     );
 }
 
+/// Who may connect (`table::admission`): the PROXY header taken, the access list and
+/// the per-client limits, each with what it refused (the global list's and limits'
+/// refusals of this service's clients included), when the service has it or it refused
+/// any.
 fn admission_lines(out: &mut String, e: &ServiceEntry) {
     let o = &e.options;
     let a = &e.admission;

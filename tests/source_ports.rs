@@ -21,8 +21,10 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Daemon;
@@ -65,14 +67,22 @@ fn in_own_network(test: impl FnOnce() + Send + 'static) {
     }
 }
 
+/// The source addresses a real server accepted connections from, with how many each.
+type Peers = Arc<Mutex<BTreeMap<IpAddr, u32>>>;
+
 /// A real server on `at` that reads each connection until EOF, then answers "pong "
 /// and what it read, and closes: the client (and so uvs, on this leg) closes first.
-/// Its threads end with the test's process.
-fn start_backend(at: &str) {
+/// Its threads end with the test's process. It counts the addresses it accepted from.
+fn start_backend(at: &str) -> Peers {
     let listener = TcpListener::bind(at).expect("bind the backend");
+    let peers = Peers::default();
+    let seen = Arc::clone(&peers);
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
+            if let Ok(peer) = conn.peer_addr() {
+                *seen.lock().unwrap().entry(peer.ip()).or_default() += 1;
+            }
             std::thread::spawn(move || {
                 let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
                 let mut got = Vec::new();
@@ -83,6 +93,13 @@ fn start_backend(at: &str) {
             });
         }
     });
+    peers
+}
+
+/// What `peers` holds now, as "addr count" words in address order.
+fn seen(peers: &Peers) -> Vec<String> {
+    let peers = peers.lock().unwrap();
+    peers.iter().map(|(a, n)| format!("{a} {n}")).collect()
 }
 
 /// A client connection to `vip` from 127.1.x.y (its own address: the client's own
@@ -161,6 +178,8 @@ struct Run {
     /// The most TIME_WAITs toward the backend seen (sampled every 100 connections).
     most_time_waits: usize,
     recycled: u64,
+    /// Each real server's peers (`start_backend`), in the order given.
+    peers: Vec<Peers>,
 }
 
 /// `count` sequential connections through a daemon on a file with a TCP service at
@@ -176,14 +195,27 @@ fn run_at(
     count: u32,
     stop_at_failure: bool,
 ) -> (Run, Daemon, tempfile::TempDir) {
-    start_backend(backend);
+    run_servers(vip, &[backend], keys, count, stop_at_failure)
+}
+
+/// As [`run`], with the service at `vip` to each of `backends` (rr), the TIME_WAITs
+/// sampled toward the first.
+fn run_servers(
+    vip: &str,
+    backends: &[&str],
+    keys: &str,
+    count: u32,
+    stop_at_failure: bool,
+) -> (Run, Daemon, tempfile::TempDir) {
+    let peers: Vec<Peers> = backends.iter().map(|b| start_backend(b)).collect();
     let (vip_addr, backend_addr): (SocketAddr, SocketAddr) =
-        (vip.parse().unwrap(), backend.parse().unwrap());
+        (vip.parse().unwrap(), backends[0].parse().unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let file = format!(
-        "[[service]]\ntcp = \"{vip}\"\nscheduler = \"rr\"\n{keys}\n\
-         [[service.server]]\naddress = \"{backend}\"\n"
-    );
+    let servers: String = backends
+        .iter()
+        .map(|b| format!("[[service.server]]\naddress = \"{b}\"\n"))
+        .collect();
+    let file = format!("[[service]]\ntcp = \"{vip}\"\nscheduler = \"rr\"\n{keys}\n{servers}");
     // The metrics port outside the 1 000.
     let d = Daemon::start_with_file(
         &dir.path().join("uvs.toml"),
@@ -198,6 +230,7 @@ fn run_at(
         failed: 0,
         most_time_waits: 0,
         recycled: 0,
+        peers,
     };
     for n in 0..count {
         if started.elapsed() > GIVE_UP {
@@ -275,6 +308,9 @@ fn with_eight_source_addresses_the_ports_are_eight_times_as_many() {
         let (run, d, _dir) = run(keys, 4_000, false);
         assert_eq!((run.served, run.failed), (4_000, 0));
         assert!(run.most_time_waits >= 3_000, "{}", run.most_time_waits);
+        // Each address in turn: 500 connections from each (the key not ignored).
+        let every: Vec<String> = (10..=17).map(|i| format!("127.0.0.{i} 500")).collect();
+        assert_eq!(seen(&run.peers[0]), every);
         let status = d.status();
         assert!(
             status.contains("source 127.0.0.10-127.0.0.17: connects with no free source port 0"),
@@ -328,10 +364,21 @@ fn when_every_source_port_is_busy_the_connect_fails_as_no_free_source_port() {
 #[test]
 fn over_ipv6_both_settings_hold_too() {
     in_own_network(|| {
-        let (run, d, _dir) = run_at((VIP6, BACKEND6), "source = [\"::1\"]", 300, false);
+        // 2001:db8::1 is not on this host: its bind fails (no packet is ever sent), so
+        // that the count shows the key bound every connect (::1 is the kernel's own
+        // choice as well).
+        let keys = "source = [\"2001:db8::1\", \"::1\"]";
+        let (run, d, _dir) = run_at((VIP6, BACKEND6), keys, 300, false);
         assert_eq!((run.served, run.failed), (300, 0));
         assert!(run.most_time_waits >= 200, "{}", run.most_time_waits);
-        drop(d);
+        assert_eq!(seen(&run.peers[0]), ["::1 300"]);
+        let status = d.status();
+        assert!(
+            status.contains(
+                "source 2001:db8::1, ::1: connects with no free source port 0, source address not local 300"
+            ),
+            "{status}"
+        );
     });
     in_own_network(|| {
         let keys = "source = [\"::1\"]\nsource_ports = \"20000-20099\"";
@@ -343,5 +390,151 @@ fn over_ipv6_both_settings_hold_too() {
             status.contains("source ::1, ports 20000-20099: connects with no free source port 0"),
             "{status}"
         );
+    });
+}
+
+/// With `source_ports` holding the real server's own port and the server down here,
+/// bind(0.0.0.0:P) then connect(127.0.0.1:P) would be a TCP self-connect: uvs would
+/// "reach" itself and send the client its own bytes as the answer. That source is
+/// never used: the connect fails as "no free source port", on the service and on the
+/// server, and the client gets nothing back but a reset.
+#[test]
+fn a_source_port_that_is_the_real_servers_own_never_connects_to_itself() {
+    in_own_network(|| {
+        let vip: SocketAddr = VIP.parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = format!(
+            "[[service]]\ntcp = \"{VIP}\"\nscheduler = \"rr\"\nsource_ports = \"9090\"\n\
+             [[service.server]]\naddress = \"{BACKEND}\"\n"
+        );
+        let d = Daemon::start_with_file(
+            &dir.path().join("uvs.toml"),
+            &file,
+            &["--metrics", "127.0.0.1:9280"],
+        );
+        d.wait_listening(vip);
+        for n in 0..2 {
+            // A reset may come as soon as the handshake: nothing came back then.
+            let mut s = match TcpStream::connect_timeout(&vip, IO_TIMEOUT) {
+                Ok(s) => s,
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => continue,
+                Err(e) => panic!("connect: {e}"),
+            };
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            let ping = format!("ping {n}");
+            let _ = s.write_all(ping.as_bytes());
+            let _ = s.shutdown(Shutdown::Write);
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got);
+            assert!(
+                !String::from_utf8_lossy(&got).contains("ping"),
+                "the client got its own bytes back: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+        }
+        let status = d.status();
+        assert!(
+            status.contains("source ports 9090-9090: connects with no free source port 2"),
+            "{status}"
+        );
+        assert!(
+            status.contains("failed connects 2 (refused 0, timed out 0, other 0, no source 2)"),
+            "{status}"
+        );
+        let log = d.log();
+        assert!(log.contains("a connect to itself"), "{log}");
+    });
+}
+
+/// An address of `source` that is not on this host (192.0.2.1: not on the namespace's
+/// lo, so its bind fails with EADDRNOTAVAIL and no packet is ever sent) is skipped
+/// for the other: every connection is served from 127.0.0.2, and each skip counted
+/// (status, metric) and logged with the address. Alone, it fails every connect as
+/// "source address not local", counted on the real server too (reason "source").
+#[test]
+fn a_source_address_not_on_this_host_is_skipped_counted_and_logged() {
+    in_own_network(|| {
+        let keys = "source = [\"192.0.2.1\", \"127.0.0.2\"]";
+        let (run, d, _dir) = run(keys, 40, false);
+        assert_eq!((run.served, run.failed), (40, 0));
+        assert_eq!(seen(&run.peers[0]), ["127.0.0.2 40"]);
+        let status = d.status();
+        assert!(
+            status.contains(
+                "source 192.0.2.1, 127.0.0.2: connects with no free source port 0, source address not local 40"
+            ),
+            "{status}"
+        );
+        assert!(
+            status.contains("failed connects 0 (refused 0, timed out 0, other 0)"),
+            "{status}"
+        );
+        let (_, metrics) = common::http_get(d.metrics_address(), "GET", "/metrics");
+        assert!(
+            metrics.contains(
+                "uvs_service_source_address_unavailable_total{proto=\"TCP\",local_address=\"127.0.0.1\",local_port=\"8080\",local_mark=\"\"} 40"
+            ),
+            "{metrics}"
+        );
+        let log = d.log();
+        assert!(
+            log.contains("connect failed: source address 192.0.2.1 is not local (bind: "),
+            "{log}"
+        );
+    });
+    in_own_network(|| {
+        let (run, d, _dir) = run("source = [\"192.0.2.1\"]", 2, false);
+        assert_eq!((run.served, run.failed), (0, 2));
+        let status = d.status();
+        assert!(
+            status.contains(
+                "source 192.0.2.1: connects with no free source port 0, source address not local 2"
+            ),
+            "{status}"
+        );
+        assert!(
+            status.contains("failed connects 2 (refused 0, timed out 0, other 0, no source 2)"),
+            "{status}"
+        );
+        let (_, metrics) = common::http_get(d.metrics_address(), "GET", "/metrics");
+        assert!(
+            metrics.contains(
+                "uvs_backend_connect_failures_total{proto=\"TCP\",local_address=\"127.0.0.1\",local_port=\"8080\",local_mark=\"\",remote_address=\"127.0.0.1\",remote_port=\"9090\",reason=\"source\"} 2"
+            ),
+            "{metrics}"
+        );
+    });
+}
+
+/// With rr over two real servers and two source addresses, each server still gets
+/// connections from both addresses: the sources turn per server, not in step with the
+/// scheduler (one cursor for all would give each server one address only).
+#[test]
+fn each_real_server_gets_every_source_address() {
+    in_own_network(|| {
+        let keys = "source = [\"127.0.0.2-127.0.0.3\"]";
+        let backends = [BACKEND, "127.0.0.1:9091"];
+        let (run, _d, _dir) = run_servers(VIP, &backends, keys, 40, false);
+        assert_eq!((run.served, run.failed), (40, 0));
+        for peers in &run.peers {
+            assert_eq!(seen(peers), ["127.0.0.2 10", "127.0.0.3 10"]);
+        }
+    });
+}
+
+/// One source address and the kernel's ports (IP_BIND_ADDRESS_NO_PORT: the port is
+/// chosen at connect, per 4-tuple) reaches each of two real servers on its own 1 000
+/// ports: 1 500 connections, none failed, though the address has only 1 000 ports to
+/// bind (a bind that took the port itself would run out at 1 000).
+#[test]
+fn with_the_kernels_ports_one_source_address_has_its_ports_per_real_server() {
+    in_own_network(|| {
+        let keys = "source = [\"127.0.0.10\"]";
+        let backends = [BACKEND, "127.0.0.1:9091"];
+        let (run, _d, _dir) = run_servers(VIP, &backends, keys, 1_500, true);
+        assert_eq!((run.served, run.failed), (1_500, 0));
+        for peers in &run.peers {
+            assert_eq!(seen(peers), ["127.0.0.10 750"]);
+        }
     });
 }

@@ -103,7 +103,7 @@ const SOURCE: Key = key(
     "array of strings (addresses, or inclusive ranges \"FIRST-LAST\" of one family)",
     "none (the kernel chooses the source address and port)",
     "[\"127.0.0.2\", \"127.0.0.10-127.0.0.19\", \"::1\"]",
-    "The local addresses uvs connects to TCP real servers from, taken in turn (one cursor per family; at most 65536 addresses in all). A real server of a family with no address here is connected as without the key. Without source_ports the kernel still picks the port at connect (IP_BIND_ADDRESS_NO_PORT), so each address adds the ports of net.ipv4.ip_local_port_range per 60 s of TIME_WAIT to each real server. The addresses must be local. In [global], for every service that has neither source nor source_ports; source = [] in a service says none.",
+    "The local addresses uvs connects to TCP real servers from, taken in turn (one cursor per real server, so each server's connects use every address; at most 65536 addresses in all; no duplicates, no unspecified, multicast, broadcast or IPv4-mapped IPv6 address). A real server of a family with no address here is connected as without the key. Without source_ports the kernel still picks the port at connect (IP_BIND_ADDRESS_NO_PORT), so each address adds the ports of net.ipv4.ip_local_port_range per 60 s of TIME_WAIT to each real server. The addresses must be local: a bind that finds one not on this host (EADDRNOTAVAIL, a floating address not up here) skips it for the connect and counts it (uvs_service_source_address_unavailable_total). In [global], for every service that has neither source nor source_ports; source = [] in a service says none.",
     "HAProxy's source, IPVS has no counterpart (it keeps the client's address)",
 );
 const SOURCE_PORTS: Key = key(
@@ -111,7 +111,7 @@ const SOURCE_PORTS: Key = key(
     "string \"LOW-HIGH\" (1-65535), or one port",
     "none (the kernel picks the port)",
     "\"20000-29999\"",
-    "The ports uvs binds itself, in turn with the source addresses (SO_REUSEADDR, then bind, then connect): such a connect may take over a TIME_WAIT of its 4-tuple that has timestamps (tcp_twsk_unique), whatever net.ipv4.tcp_tw_reuse says, so there is no TIME_WAIT limit. Without source, the unspecified address of the real server's family with these ports. A busy port (held by another socket, or its 4-tuple in use) is skipped for the next, 32 at most; then the connect fails as no free source port (uvs_service_source_port_exhausted_total). Best outside net.ipv4.ip_local_port_range, which the kernel's own choices use.",
+    "The ports uvs binds itself, in turn with the source addresses (SO_REUSEADDR, then bind, then connect): such a connect may take over a TIME_WAIT of its 4-tuple that has timestamps (tcp_twsk_unique), whatever net.ipv4.tcp_tw_reuse says, so there is no TIME_WAIT limit. Without source, the unspecified address of the real server's family with these ports. The real server's own port is never bound with its address or the unspecified one (a connect to itself). A busy port (held by another socket, or its 4-tuple in use) is skipped for the next, 32 at most; then the connect fails as no free source port (uvs_service_source_port_exhausted_total). Best outside net.ipv4.ip_local_port_range, which the kernel's own choices use, and the ports services listen on (uvs check warns of both).",
     "HAProxy's source ADDR:LOW-HIGH",
 );
 

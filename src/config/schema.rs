@@ -119,7 +119,12 @@ fn parse_noting(text: &str, file: &Path, notes: &Report<'_>) -> Result<Config, P
     let (global, admission) = root
         .get("global")
         .and_then(|g| g.table())
-        .map(|t| (read_global(&t), super::admission::read_admission(&t)))
+        .map(|t| {
+            let global = read_global(&t);
+            let ports = global.source.as_ref().and_then(|s| s.config().ports);
+            super::source::note_ports(&t, ports, &[], notes);
+            (global, super::admission::read_admission(&t))
+        })
         .unwrap_or_default();
     let timeouts = root
         .get("timeouts")
@@ -1300,6 +1305,16 @@ fn read_service(
     super::admission::check_udp_proxy(t, &options, udp);
     options.admission = super::admission::read_admission(t);
     if let Some(said) = super::source::read_source(t) {
+        let tcp_ports: Vec<u16> = key
+            .into_iter()
+            .chain(members.iter().flat_map(|m| m.keys.iter().map(|k| k.0)))
+            .filter_map(|k| match k {
+                ServiceKey::Inet { protocol, port, .. } if protocol != Protocol::Udp => Some(port),
+                _ => None,
+            })
+            .collect();
+        let ports = said.as_ref().and_then(|s| s.config().ports);
+        super::source::note_ports(t, ports, &tcp_ports, notes);
         options.source = said;
     }
     let keys: Vec<ServiceKey> = key

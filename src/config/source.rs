@@ -38,6 +38,7 @@ fn read_addresses(item: &Item<'_, '_>) -> Vec<AddrRange> {
                     \"10.0.0.10-10.0.0.19\", \"2001:db8::2\"]";
     let mut total: u32 = 0;
     let mut out = Vec::new();
+    let mut read = Vec::new();
     for a in item.array(expected) {
         let Some(s) = a.str(expected) else {
             continue;
@@ -47,6 +48,7 @@ fn read_addresses(item: &Item<'_, '_>) -> Vec<AddrRange> {
                 let n = r.count().unwrap_or(u32::MAX);
                 total = total.saturating_add(n);
                 out.push(r);
+                read.push((r, s, a));
             }
             Err(why) => a.problem(format!("{s:?}: {why}")),
         }
@@ -62,10 +64,39 @@ fn read_addresses(item: &Item<'_, '_>) -> Vec<AddrRange> {
         ));
         return Vec::new();
     }
+    // An address twice would be taken twice as often, and a sign of a typing error:
+    // each range against those before it in the file, in the order of their first
+    // addresses (n log n, however long the list).
+    let mut order: Vec<usize> = (0..read.len()).collect();
+    order.sort_by_key(|&i| (read[i].0.first.is_ipv6(), bits(read[i].0.first), i));
+    let mut reach: Option<usize> = None; // the range reaching farthest so far
+    for &i in &order {
+        let r = read[i].0;
+        match reach {
+            Some(j) if read[j].0.first.is_ipv6() == r.first.is_ipv6() => {
+                if bits(r.first) <= bits(read[j].0.last) {
+                    // Said at the one later in the file; `r.first` is in both.
+                    let (later, earlier) = (i.max(j), i.min(j));
+                    read[later].2.problem(format!(
+                        "{:?}: {} is already in the list, in {:?}",
+                        read[later].1, r.first, read[earlier].1
+                    ));
+                    return Vec::new();
+                }
+                if bits(r.last) > bits(read[j].0.last) {
+                    reach = Some(i);
+                }
+            }
+            _ => reach = Some(i),
+        }
+    }
     out
 }
 
-/// "ADDR" or "FIRST-LAST" of one family, FIRST ≤ LAST.
+/// "ADDR" or "FIRST-LAST" of one family, FIRST ≤ LAST, each an address to connect
+/// from: not the unspecified address, a multicast one, IPv4's broadcast, nor an
+/// IPv4-mapped IPv6 one (the IPv4 address is to be written), and no such address in
+/// between.
 fn parse_range(s: &str) -> Result<AddrRange, String> {
     let addr = |a: &str| {
         a.trim()
@@ -88,10 +119,50 @@ fn parse_range(s: &str) -> Result<AddrRange, String> {
     if range.count().is_none() {
         return Err("a reversed range (the first address is above the last)".into());
     }
-    if range.first.is_unspecified() || range.first.is_multicast() {
-        return Err("not an address to connect from".into());
+    for a in [range.first, range.last] {
+        if let IpAddr::V6(v6) = a
+            && let Some(v4) = v6.to_ipv4_mapped()
+        {
+            return Err(format!(
+                "{a} is an IPv4-mapped IPv6 address: write the IPv4 address, {v4}"
+            ));
+        }
+        let what = match a {
+            _ if a.is_unspecified() => "the unspecified address",
+            _ if a.is_multicast() => "a multicast address",
+            IpAddr::V4(v4) if v4.is_broadcast() => "the broadcast address",
+            _ => continue,
+        };
+        return Err(format!("{a} is {what}: not an address to connect from"));
+    }
+    // Within: a block of such addresses that neither end is in.
+    let (first, last) = (bits(range.first), bits(range.last));
+    let blocks: &[(u128, u128, &str)] = if range.first.is_ipv4() {
+        &[(0xe000_0000, 0xefff_ffff, "multicast addresses")]
+    } else {
+        &[
+            (0xff00 << 112, u128::MAX, "multicast addresses"),
+            (
+                0xffff << 32,
+                (0xffff << 32) | 0xffff_ffff,
+                "IPv4-mapped IPv6 addresses",
+            ),
+        ]
+    };
+    for &(low, high, what) in blocks {
+        if first <= high && last >= low {
+            return Err(format!("holds {what}: not addresses to connect from"));
+        }
     }
     Ok(range)
+}
+
+/// An address as a number, IPv4 in the low 32 bits.
+fn bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
 }
 
 /// `source_ports = "20000-29999"` (or one port, as a string or an integer): Some(None)
@@ -139,6 +210,63 @@ pub fn note_udp(t: &Table<'_, '_>, notes: &super::reader::Report<'_>) {
             );
         }
     }
+}
+
+/// Warnings for a `source_ports` of `t` (`ports`, as read) that other sockets may
+/// well hold: every port; one the service listens on (`listen`: its TCP listen ports);
+/// one in `net.ipv4.ip_local_port_range`, the kernel's picks for every other connect
+/// (read now, from /proc). A port held is skipped at connect, a try lost; the README
+/// advises a range of its own.
+pub fn note_ports(
+    t: &Table<'_, '_>,
+    ports: Option<PortRange>,
+    listen: &[u16],
+    notes: &super::reader::Report<'_>,
+) {
+    let (Some(p), Some(item)) = (ports, t.get("source_ports")) else {
+        return;
+    };
+    let say = |message: String| notes.at(&item.span, &item.key, message);
+    if (p.low, p.high) == (1, 65535) {
+        say(format!(
+            "{p}: every port, those services listen on and the kernel's own among them; \
+             best a range of their own, as \"20000-29999\""
+        ));
+        return;
+    }
+    let mut own: Vec<u16> = listen
+        .iter()
+        .copied()
+        .filter(|l| (p.low..=p.high).contains(l))
+        .collect();
+    own.sort_unstable();
+    own.dedup();
+    if !own.is_empty() {
+        let list: Vec<String> = own.iter().map(u16::to_string).collect();
+        say(format!(
+            "{p} holds {}, where this service listens: those ports are skipped at \
+             connect; best outside them",
+            list.join(", ")
+        ));
+    }
+    if let Some((low, high)) = local_port_range()
+        && p.low <= high
+        && p.high >= low
+    {
+        say(format!(
+            "{p} overlaps net.ipv4.ip_local_port_range ({low}-{high}), the kernel's own \
+             ports for every other connect: a port it gave away is skipped at connect; \
+             best outside it"
+        ));
+    }
+}
+
+/// `net.ipv4.ip_local_port_range` of this host (of the reader's network namespace);
+/// None when it cannot be read.
+pub fn local_port_range() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut numbers = text.split_whitespace().map(|n| n.parse::<u16>().ok());
+    Some((numbers.next()??, numbers.next()??))
 }
 
 /// The lines of `source`, as `read_source` reads them back (nothing when None).
@@ -278,6 +406,64 @@ source_ports = 65536
                 "t.toml:9:16: service[1].source_ports: \"0-70000\": ports are 1 to 65535; a range of ports, as \"20000-29999\"",
                 "t.toml:13:16: service[2].source_ports: expected an integer from 1 to 65535, found the integer 65536",
             ]
+        );
+    }
+
+    #[test]
+    fn addresses_not_to_connect_from_are_refused_at_either_end_and_within() {
+        let text = r#"[[service]]
+tcp = "127.0.0.1:80"
+source = ["223.0.0.0-240.0.0.0", "223.255.255.250-224.0.0.1", "255.255.255.255", "::ffff:127.0.0.2", "::fffe:0:1-::1:0:0:1", "0.0.0.0-127.0.0.1"]
+
+[[service]]
+tcp = "127.0.0.1:81"
+source = ["127.0.0.2-127.0.0.5", "127.0.0.9", "127.0.0.4"]
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "t.toml:3:11: service[0].source[0]: \"223.0.0.0-240.0.0.0\": holds multicast addresses: not addresses to connect from",
+                "t.toml:3:34: service[0].source[1]: \"223.255.255.250-224.0.0.1\": 224.0.0.1 is a multicast address: not an address to connect from",
+                "t.toml:3:63: service[0].source[2]: \"255.255.255.255\": 255.255.255.255 is the broadcast address: not an address to connect from",
+                "t.toml:3:82: service[0].source[3]: \"::ffff:127.0.0.2\": ::ffff:127.0.0.2 is an IPv4-mapped IPv6 address: write the IPv4 address, 127.0.0.2",
+                "t.toml:3:102: service[0].source[4]: \"::fffe:0:1-::1:0:0:1\": holds IPv4-mapped IPv6 addresses: not addresses to connect from",
+                "t.toml:3:126: service[0].source[5]: \"0.0.0.0-127.0.0.1\": 0.0.0.0 is the unspecified address: not an address to connect from",
+                "t.toml:7:47: service[1].source[2]: \"127.0.0.4\": 127.0.0.4 is already in the list, in \"127.0.0.2-127.0.0.5\"",
+            ]
+        );
+    }
+
+    /// `source_ports` over every port, over the service's own listen port, or in the
+    /// kernel's ip_local_port_range is warned of (not refused).
+    #[test]
+    fn source_ports_other_sockets_hold_are_warned_of() {
+        let mut text = r#"[global]
+source_ports = "1-65535"
+
+[[service]]
+tcp = "127.0.0.1:1000"
+source_ports = "1000-1001"
+"#
+        .to_string();
+        let mut expected = vec![
+            "t.toml:2:16: warning: global.source_ports: 1-65535: every port, those services listen on and the kernel's own among them; best a range of their own, as \"20000-29999\"".to_string(),
+            "t.toml:6:16: warning: service[0].source_ports: 1000-1001 holds 1000, where this service listens: those ports are skipped at connect; best outside them".to_string(),
+        ];
+        if let Some((low, high)) = local_port_range() {
+            assert!(
+                low > 1001,
+                "this host's ip_local_port_range starts at {low}"
+            );
+            text.push_str(&format!(
+                "\n[[service]]\ntcp = \"127.0.0.1:81\"\nsource_ports = \"{low}-{low}\"\n"
+            ));
+            expected.push(format!(
+                "t.toml:10:16: warning: service[1].source_ports: {low}-{low} overlaps net.ipv4.ip_local_port_range ({low}-{high}), the kernel's own ports for every other connect: a port it gave away is skipped at connect; best outside it"
+            ));
+        }
+        assert_eq!(
+            super::super::schema::warnings(&text, Path::new("t.toml")),
+            expected
         );
     }
 

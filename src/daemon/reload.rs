@@ -101,6 +101,35 @@ fn admission_words(command: &Command, before: &Table) -> String {
     format!("; {}", words.join(", "))
 }
 
+/// For the log line of an edit from the file that changes a service's sources
+/// (`source`, `source_ports`: no ipvsadm words say them either), what they now are,
+/// as `; source 127.0.0.2-127.0.0.3, source ports 20000-29999` or `; source none`; ""
+/// for any other command.
+fn source_words(command: &Command, before: &Table) -> String {
+    let Command::EditService(c) = command else {
+        return String::new();
+    };
+    let Some(old) = before.service(&c.key) else {
+        return String::new();
+    };
+    if old.options.source == c.options.source {
+        return String::new();
+    }
+    let Some(source) = &c.options.source else {
+        return "; source none".to_string();
+    };
+    let config = source.config();
+    let mut words = Vec::new();
+    if !config.addresses.is_empty() {
+        let list: Vec<String> = config.addresses.iter().map(|r| r.to_string()).collect();
+        words.push(format!("source {}", list.join(" ")));
+    }
+    if let Some(p) = config.ports {
+        words.push(format!("source ports {p}"));
+    }
+    format!("; {}", words.join(", "))
+}
+
 /// The log target of what is logged here: the module's before it moved from config/,
 /// so the log reads as it did (`INFO uvs::config::reload: table changed: ...`).
 const LOG: &str = "uvs::config::reload";
@@ -493,7 +522,8 @@ impl Reloader {
             .apply_all_from(&commands, Source::File, refused, check)?;
         for command in &commands {
             let admission = admission_words(command, &snapshot);
-            tracing::info!(target: LOG, file = %self.path.display(), by = why, "table changed: {command}{admission}");
+            let source = source_words(command, &snapshot);
+            tracing::info!(target: LOG, file = %self.path.display(), by = why, "table changed: {command}{admission}{source}");
         }
         self.say_undone(&commands, why);
         Ok(commands.len())
@@ -947,6 +977,50 @@ mod tests {
         assert_eq!(
             admission_words(&Command::EditService(plain), &before),
             "; no access list, no limits"
+        );
+    }
+
+    /// An edit of the sources says what they now are; other edits say nothing.
+    #[test]
+    fn an_edit_of_the_sources_is_said_in_the_log_line() {
+        use crate::table::source::{AddrRange, PortRange, Source, SourceConfig};
+        let key = ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 80,
+        };
+        let plain = ServiceConfig::new(key, "rr");
+        let mut sourced = plain.clone();
+        sourced.options.source = Some(Arc::new(Source::new(SourceConfig {
+            addresses: vec![
+                AddrRange {
+                    first: "127.0.0.2".parse().unwrap(),
+                    last: "127.0.0.3".parse().unwrap(),
+                },
+                AddrRange {
+                    first: "::1".parse().unwrap(),
+                    last: "::1".parse().unwrap(),
+                },
+            ],
+            ports: Some(PortRange {
+                low: 20000,
+                high: 29999,
+            }),
+        })));
+        let before = table_with(&plain);
+        assert_eq!(
+            source_words(&Command::EditService(plain.clone()), &before),
+            ""
+        );
+        assert_eq!(
+            source_words(&Command::EditService(sourced.clone()), &before),
+            "; source 127.0.0.2-127.0.0.3 ::1, source ports 20000-29999"
+        );
+        let before = table_with(&sourced);
+        assert_eq!(source_words(&Command::EditService(sourced), &before), "");
+        assert_eq!(
+            source_words(&Command::EditService(plain), &before),
+            "; source none"
         );
     }
 }

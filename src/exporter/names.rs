@@ -63,6 +63,7 @@ names! {
     SERVICE_UDP_FLOWS_DROPPED_TOTAL = "uvs_service_udp_flows_dropped_total";
     // Per virtual service with source addresses or ports (`table::source`).
     SERVICE_SOURCE_PORT_EXHAUSTED_TOTAL = "uvs_service_source_port_exhausted_total";
+    SERVICE_SOURCE_ADDRESS_UNAVAILABLE_TOTAL = "uvs_service_source_address_unavailable_total";
     // Per virtual service with connection limits: its queue (`table::queue`).
     SERVICE_QUEUE_LENGTH = "uvs_service_queue_length";
     SERVICE_QUEUE_MAX_LENGTH = "uvs_service_queue_max_length";

@@ -197,17 +197,26 @@ fn service_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
         let samples = services.iter().map(|s| (service_labels(&s.key), value(s)));
         family(out, name, help, Kind::Counter, samples);
     }
-    let samples = services
-        .iter()
-        .filter(|s| s.options.source.is_some())
-        .map(|s| {
-            let n = s.state.source_port_exhausted.load(Relaxed);
-            (service_labels(&s.key), Number::Int(n))
-        });
+    let sourced = || services.iter().filter(|s| s.options.source.is_some());
+    let samples = sourced().map(|s| {
+        let n = s.state.source_port_exhausted.load(Relaxed);
+        (service_labels(&s.key), Number::Int(n))
+    });
     family(
         out,
         names::SERVICE_SOURCE_PORT_EXHAUSTED_TOTAL,
         "TCP connects to real servers that failed because every source address and port tried was busy.",
+        Kind::Counter,
+        samples,
+    );
+    let samples = sourced().map(|s| {
+        let n = s.state.source_address_unavailable.load(Relaxed);
+        (service_labels(&s.key), Number::Int(n))
+    });
+    family(
+        out,
+        names::SERVICE_SOURCE_ADDRESS_UNAVAILABLE_TOTAL,
+        "Binds of TCP connects to real servers that found the source address not on this host (EADDRNOTAVAIL); the connect went on from another address, if any.",
         Kind::Counter,
         samples,
     );
@@ -482,13 +491,17 @@ fn backend_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
     let failures = servers(services).flat_map(|(s, r)| {
         let labels = server_labels(&s.key, &r.key());
         let f = &r.state.connect_failures;
+        // source: only for the servers of a service with sources.
+        let source = s.options.source.is_some().then_some(("source", &f.source));
         [
             ("refused", &f.refused),
             ("timeout", &f.timeout),
             ("other", &f.other),
             ("loop", &f.looped),
         ]
-        .map(|(reason, n)| {
+        .into_iter()
+        .chain(source)
+        .map(move |(reason, n)| {
             (
                 labels.with("reason", Value::Text(reason)),
                 Number::Int(n.load(Relaxed)),
@@ -499,7 +512,9 @@ fn backend_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
         out,
         names::BACKEND_CONNECT_FAILURES_TOTAL,
         "Failed connects to the real server (UDP: flows ended by ICMP errors), by reason; \
-         loop: not tried, the server being the director's own listen address.",
+         loop: not tried, the server being the director's own listen address; source \
+         (servers of a service with source or source_ports): no source address and port \
+         to connect from.",
         Kind::Counter,
         failures,
     );

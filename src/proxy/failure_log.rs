@@ -28,15 +28,19 @@ pub enum Cause {
     Other = 3,
     /// Every source address and port tried was busy (`proxy::source`).
     NoSourcePort = 4,
+    /// A source address is not on this host: its bind failed with EADDRNOTAVAIL
+    /// (`proxy::source`).
+    SourceNotLocal = 5,
 }
 
 /// The causes' words in a summary, in index order.
-const CAUSES: [&str; 5] = [
+const CAUSES: [&str; 6] = [
     "refused",
     "timed out",
     "no route",
     "other",
     "no free source port",
+    "source address not local",
 ];
 
 impl Cause {
@@ -120,7 +124,7 @@ impl Display for Span {
     }
 }
 
-fn connect_summary(service: &dyn Display, dest: &dyn Display, counts: &[u64; 5], span: Span) {
+fn connect_summary(service: &dyn Display, dest: &dyn Display, counts: &[u64; 6], span: Span) {
     let n: u64 = counts.iter().sum();
     tracing::warn!(
         "real server {dest} of {service}: {n} more connect {} ({}) {span}",

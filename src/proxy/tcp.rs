@@ -152,18 +152,30 @@ enum ConnectError {
     Loop,
     /// Every source address and port tried was busy (`proxy::source`).
     NoSourcePort(io::Error),
+    /// Every source address tried is not on this host (`proxy::source`); each was
+    /// counted and logged as it was found.
+    SourceNotLocal,
     Other(io::Error),
+}
+
+/// Where a connect of a service with sources comes from: its setting, and the real
+/// server whose cursor turns over it (`RealServerState::source_cursor`); `not_local`
+/// counts and logs an address found not on this host.
+struct Sourced<'a> {
+    source: &'a crate::table::source::Source,
+    cursor: &'a std::sync::atomic::AtomicUsize,
+    not_local: &'a (dyn Fn(std::net::IpAddr, &io::Error) + Sync),
 }
 
 /// A non-blocking connect that asks the socket for its error (getsockopt SO_ERROR) only
 /// when the wake-up flagged one: writable with no error or hang-up is a success, and
 /// costs no extra system call.
 /// With `source` (the service's, when it has one for `dest`'s family), bound to its
-/// next source first (`proxy::source`).
+/// next source for this server first (`proxy::source`).
 async fn connect_to(
     dest: SocketAddr,
     congestion: Option<CongestionControl>,
-    source: Option<&crate::table::source::Source>,
+    source: Option<Sourced<'_>>,
 ) -> io::Result<TcpStream> {
     use socket2::{Domain, Socket, Type};
     let make = || {
@@ -178,8 +190,8 @@ async fn connect_to(
         }
         Ok(socket)
     };
-    let socket = match source.and_then(|s| s.pool_for(&dest)) {
-        Some(pool) => super::source::connect(pool, dest, make)?,
+    let socket = match source.and_then(|s| Some((s.source.pool_for(&dest)?, s))) {
+        Some((pool, s)) => super::source::connect(pool, s.cursor, dest, make, s.not_local)?,
         None => {
             let socket = make()?;
             match socket.connect(&dest.into()) {
@@ -206,13 +218,20 @@ async fn connect(
     dest: SocketAddr,
     timeout: Duration,
     congestion: Option<CongestionControl>,
-    source: Option<&crate::table::source::Source>,
+    source: Option<Sourced<'_>>,
 ) -> Result<TcpStream, ConnectError> {
+    use super::source::{SourceError, source_error};
     match tokio::time::timeout(timeout, connect_to(dest, congestion, source)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(ConnectError::Refused),
-        Ok(Err(e)) if super::source::is_no_free_port(&e) => Err(ConnectError::NoSourcePort(e)),
-        Ok(Err(e)) => Err(ConnectError::Other(e)),
+        Ok(Err(e)) => {
+            let not_local = source_error(&e).map(|s| matches!(s, SourceError::NotLocal { .. }));
+            match not_local {
+                Some(false) => Err(ConnectError::NoSourcePort(e)),
+                Some(true) => Err(ConnectError::SourceNotLocal),
+                None => Err(ConnectError::Other(e)),
+            }
+        }
         Err(_) => Err(ConnectError::Timeout),
     }
 }
@@ -261,8 +280,14 @@ fn connect_failed(
         }
         ConnectError::NoSourcePort(err) => {
             service.state.source_port_exhausted.fetch_add(1, Relaxed);
+            failures.source.fetch_add(1, Relaxed);
             tracing::debug!(%dest, error = %err, "connect failed");
             log(Cause::NoSourcePort, err);
+        }
+        ConnectError::SourceNotLocal => {
+            // Counted on the service and logged per address (`source_not_local`).
+            failures.source.fetch_add(1, Relaxed);
+            tracing::debug!(%dest, "connect failed: no source address is local");
         }
         ConnectError::Other(err) => {
             failures.other.fetch_add(1, Relaxed);
@@ -270,6 +295,30 @@ fn connect_failed(
             log(Cause::of(err), err);
         }
     }
+}
+
+/// A bind of a connect of `service` to `server` found source `address` not on this
+/// host (EADDRNOTAVAIL, `e`): counted on the service, and logged as the server's
+/// failed connects are (the connect goes on from another address, if it has one).
+fn source_not_local(
+    service: &Service,
+    server: &RealServer,
+    address: std::net::IpAddr,
+    e: &io::Error,
+) {
+    use super::failure_log::{self, Cause};
+    service
+        .state
+        .source_address_unavailable
+        .fetch_add(1, Relaxed);
+    tracing::debug!(%address, error = %e, "source address not local");
+    failure_log::connect_failed(
+        &service.key,
+        &server.state,
+        &server.key(),
+        Cause::SourceNotLocal,
+        &format_args!("source address {address} is not local (bind: {e})"),
+    );
 }
 
 /// Chooses the real server as IPVS would and connects to it, and when that fails, on
@@ -321,7 +370,12 @@ async fn reach_server<'a>(
         let reached = if scheduling.loops_back(&server, dest) {
             Err(ConnectError::Loop)
         } else {
-            let source = service.options.source.as_deref();
+            let not_local = |address, e: &io::Error| source_not_local(service, &server, address, e);
+            let source = service.options.source.as_deref().map(|source| Sourced {
+                source,
+                cursor: &server.state.source_cursor,
+                not_local: &not_local,
+            });
             connect(dest, timeout, director.options.server_congestion, source).await
         };
         match reached {

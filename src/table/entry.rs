@@ -121,6 +121,10 @@ pub struct FailureCounts {
     /// Refused before trying: the server is the director's own listen address.
     #[serde(default)]
     pub looped: u64,
+    /// No source to connect from (`source`, `source_ports`): every one busy or not
+    /// local.
+    #[serde(default)]
+    pub source: u64,
 }
 
 /// One virtual service as a listing sees it, with its servers in list order.
@@ -148,6 +152,10 @@ pub struct ServiceEntry {
     /// TCP connects that found no free source port (uvs only; `table::source`).
     #[serde(default)]
     pub source_port_exhausted: u64,
+    /// Binds to a source address that is not on this host (EADDRNOTAVAIL), each
+    /// skipped for another (uvs only; `proxy::source`).
+    #[serde(default)]
+    pub source_address_unavailable: u64,
     /// Its queue's counts (uvs only).
     #[serde(default)]
     pub queue: QueueCounts,

@@ -851,6 +851,7 @@ fn entry_of(svc: &Service) -> ServiceEntry {
         unavailable: svc.state.unavailable.load(Relaxed),
         flows_dropped: svc.state.flows_dropped.load(Relaxed),
         source_port_exhausted: svc.state.source_port_exhausted.load(Relaxed),
+        source_address_unavailable: svc.state.source_address_unavailable.load(Relaxed),
         queue: svc.state.queue.counts(),
         admission: crate::table::entry::AdmissionCounts {
             sources: (svc.options.admission.limits).map_or(0, |l| svc.state.sources.tracked(&l)),
@@ -881,6 +882,7 @@ fn entry_of(svc: &Service) -> ServiceEntry {
                     timed_out: s.state.connect_failures.timeout.load(Relaxed),
                     other: s.state.connect_failures.other.load(Relaxed),
                     looped: s.state.connect_failures.looped.load(Relaxed),
+                    source: s.state.connect_failures.source.load(Relaxed),
                 },
                 draining: s.drain.map(|d| pool::DrainStatus {
                     open: s.state.connections_left(),

@@ -173,10 +173,14 @@ pub struct ConnectFailures {
     /// Not tried: the server is one of the director's own listen addresses (see
     /// `table::loops`).
     pub looped: std::sync::atomic::AtomicU64,
+    /// No source to connect from (`source`, `source_ports`; `proxy::source`): every
+    /// one tried was busy, or not a local address.
+    pub source: std::sync::atomic::AtomicU64,
     /// The same failures (but loops), for the log, by cause (refused, timed out, no
-    /// route, other, no free source port: `proxy::failure_log::Cause`): said at once
-    /// the first time and summed up at most every ten seconds.
-    pub logged: crate::rate_limit::Tally<5>,
+    /// route, other, no free source port, source address not local:
+    /// `proxy::failure_log::Cause`): said at once the first time and summed up at most
+    /// every ten seconds.
+    pub logged: crate::rate_limit::Tally<6>,
 }
 
 /// Live state of a real server, shared by `Arc` between table snapshots and with the data
@@ -193,6 +197,10 @@ pub struct RealServerState {
     pub connect_failures: ConnectFailures,
     /// How long successful connects took.
     pub connect_latency: crate::stats::Latency,
+    /// The cursor over the service's sources (`table::source::Pool::at`), turned by
+    /// each connect to this server of a service with `source` or `source_ports`: per
+    /// server, so that each server's connects use every source.
+    pub source_cursor: std::sync::atomic::AtomicUsize,
     /// Why the server takes no new connection now, whatever its weight: bits of
     /// [`Hold`] (IPVS's IP_VS_DEST_F_OVERLOAD is one of them). One atomic, so the
     /// schedulers' test costs one load however many pool controls exist.
@@ -231,6 +239,7 @@ impl Default for RealServerState {
             persistent_conns: AtomicU32::new(0),
             connect_failures: ConnectFailures::default(),
             connect_latency: crate::stats::Latency::default(),
+            source_cursor: std::sync::atomic::AtomicUsize::new(0),
             hold: AtomicU8::new(0),
             open_conns: AtomicU32::new(0),
             ejection: super::ejection::Ejection::default(),

@@ -370,6 +370,9 @@ pub struct ServiceState {
     /// TCP connects that found no free source address and port (`source`,
     /// `source_ports`; `proxy::source`) and so failed.
     pub source_port_exhausted: std::sync::atomic::AtomicU64,
+    /// Binds to a source address not on this host (EADDRNOTAVAIL: a floating address
+    /// not up here), each skipped for another address of the list.
+    pub source_address_unavailable: std::sync::atomic::AtomicU64,
     /// Connections reset mid-stream by a client, and by a real server, for the log
     /// (`proxy::failure_log`).
     pub client_resets: crate::rate_limit::Tally<1>,

@@ -1,9 +1,12 @@
 //! The source addresses and ports of a service's connections to its real servers
 //! (`source`, `source_ports`; HAProxy's `source addr[:low-high]`): the setting as the
 //! file writes it ([`SourceConfig`], kept in `ServiceOptions::source`), and the pools
-//! the data plane takes the next source from ([`Source::pool_for`], `Pool::next`),
-//! without a lock: one atomic cursor per address family. Read by `proxy::source`, which
-//! binds and connects; written by `config::source`.
+//! the data plane takes the sources from ([`Source::pool_for`], `Pool::at`), without
+//! a lock: the cursor that turns over them is the real server's
+//! (`RealServerState::source_cursor`), so each server's connects go through every
+//! (address, port) whatever order the scheduler takes the servers in, and services
+//! sharing `[global]`'s setting share no cursor. Read by `proxy::source`, which binds
+//! and connects; written by `config::source`.
 //!
 //! Why: the leg to a real server ends in TIME_WAIT on uvs's side whenever uvs closes it
 //! first, and a TIME_WAIT holds its 4-tuple for 60 s. With the kernel choosing the port
@@ -13,7 +16,6 @@
 //! (tcp_ipv4.c `tcp_twsk_unique` with `twp == NULL`), so they have no such limit.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 
@@ -89,8 +91,8 @@ impl SourceConfig {
     }
 }
 
-/// A service's sources with the data plane's cursors: equal, hashed and written as its
-/// [`SourceConfig`] alone (the cursors are where the rotation is, not a setting).
+/// A service's sources as the data plane takes them: equal, hashed and written as its
+/// [`SourceConfig`] alone.
 #[derive(Debug)]
 pub struct Source {
     config: SourceConfig,
@@ -123,7 +125,6 @@ impl Source {
                 ranges,
                 addresses,
                 ports: config.ports,
-                cursor: AtomicUsize::new(0),
             })
         };
         Source {
@@ -174,8 +175,7 @@ impl<'de> Deserialize<'de> for Source {
     }
 }
 
-/// The source addresses of one family, with the ports uvs picks or none, and the
-/// cursor that turns over them.
+/// The source addresses of one family, with the ports uvs picks or none.
 #[derive(Debug)]
 pub struct Pool {
     v6: bool,
@@ -184,16 +184,15 @@ pub struct Pool {
     /// Their sum, at least 1.
     addresses: u32,
     pub ports: Option<PortRange>,
-    cursor: AtomicUsize,
 }
 
 impl Pool {
-    /// The next source to bind: the next address, with port 0 when the kernel picks the
-    /// port (`ports` is None), else with the next port. With ports, one cursor turns
-    /// over address × port, addresses fastest, so that successive connects use every
-    /// address before a port comes back.
-    pub fn next(&self) -> SocketAddr {
-        let k = self.cursor.fetch_add(1, Relaxed);
+    /// The `k`th source to bind (a cursor's value, any `usize`): an address, with port
+    /// 0 when the kernel picks the port (`ports` is None), else with a port. With
+    /// ports, `k` turns over address × port, addresses fastest, so that successive
+    /// values use every address before a port comes back; every pair comes once in
+    /// [`slots`](Pool::slots) successive values.
+    pub fn at(&self, k: usize) -> SocketAddr {
         let n = self.addresses.max(1) as usize;
         let port = match self.ports {
             None => 0,
@@ -205,8 +204,8 @@ impl Pool {
         SocketAddr::new(self.address(k % n), port)
     }
 
-    /// How many (address, port) pairs there are: `next` gives each once in that many
-    /// calls.
+    /// How many (address, port) pairs there are: `at` gives each once in that many
+    /// successive values.
     pub fn slots(&self) -> u64 {
         u64::from(self.addresses) * u64::from(self.ports.map_or(1, |p| p.count()))
     }
@@ -266,7 +265,7 @@ mod tests {
             }),
         });
         let v4 = s.pool_for(&"127.0.0.1:80".parse().unwrap()).unwrap();
-        let got: Vec<String> = (0..7).map(|_| v4.next().to_string()).collect();
+        let got: Vec<String> = (0..7).map(|k| v4.at(k).to_string()).collect();
         assert_eq!(
             got,
             [
@@ -281,7 +280,7 @@ mod tests {
         );
         assert_eq!(v4.slots(), 6);
         let v6 = s.pool_for(&"[::1]:80".parse().unwrap()).unwrap();
-        assert_eq!(v6.next().to_string(), "[::1]:20000");
+        assert_eq!(v6.at(0).to_string(), "[::1]:20000");
     }
 
     #[test]
@@ -291,8 +290,8 @@ mod tests {
             ports: None,
         });
         let v4 = s.pool_for(&"127.0.0.1:80".parse().unwrap()).unwrap();
-        assert_eq!(v4.next().to_string(), "127.0.0.2:0");
-        assert_eq!(v4.next().to_string(), "127.0.0.3:0");
+        assert_eq!(v4.at(0).to_string(), "127.0.0.2:0");
+        assert_eq!(v4.at(1).to_string(), "127.0.0.3:0");
         assert!(s.pool_for(&"[::1]:80".parse().unwrap()).is_none());
     }
 
@@ -306,19 +305,18 @@ mod tests {
             }),
         });
         let v4 = s.pool_for(&"127.0.0.1:80".parse().unwrap()).unwrap();
-        assert_eq!(v4.next().to_string(), "0.0.0.0:30000");
+        assert_eq!(v4.at(0).to_string(), "0.0.0.0:30000");
         let v6 = s.pool_for(&"[::1]:80".parse().unwrap()).unwrap();
-        assert_eq!(v6.next().to_string(), "[::]:30000");
+        assert_eq!(v6.at(0).to_string(), "[::]:30000");
     }
 
     #[test]
-    fn equal_by_setting_not_by_cursor() {
+    fn equal_by_setting() {
         let config = SourceConfig {
             addresses: vec![range("127.0.0.2", "127.0.0.9")],
             ports: None,
         };
         let (a, b) = (Source::new(config.clone()), Source::new(config));
-        a.pool_for(&"127.0.0.1:1".parse().unwrap()).unwrap().next();
         assert_eq!(a, b);
         assert_eq!(range("127.0.0.9", "127.0.0.2").count(), None);
         assert_eq!(range("127.0.0.2", "::1").count(), None);

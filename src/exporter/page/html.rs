@@ -375,8 +375,13 @@ fn server(out: &mut BodyWriter, s: &ServerRow<'_>, udp: bool) -> usize {
                     load(&f.other)
                 )
             } else {
+                // No source to connect from (`source`): said only when it happened.
+                let source = match load(&f.source) {
+                    0 => String::new(),
+                    n => format!(", no source {n}"),
+                };
                 format!(
-                    "failed connects: refused {}, timed out {}, other {}, loop {}",
+                    "failed connects: refused {}, timed out {}, other {}, loop {}{source}",
                     load(&f.refused),
                     load(&f.timeout),
                     load(&f.other),

@@ -251,7 +251,7 @@ pub fn service_row<'a>(service: &'a Arc<Service>, checks: &Checks<'a>) -> Servic
             let key = r.key();
             let h = checks.of_server(&service.key, &key);
             let f = &r.state.connect_failures;
-            let failures = [&f.refused, &f.timeout, &f.other, &f.looped]
+            let failures = [&f.refused, &f.timeout, &f.other, &f.looped, &f.source]
                 .iter()
                 .map(|n| n.load(Relaxed))
                 .fold(0u64, u64::saturating_add);

@@ -116,12 +116,14 @@ fn table() -> Table {
     tcp.state.stats.add_out(2, 4000);
     tcp.state.retries.store(1, Relaxed);
     tcp.state.source_port_exhausted.store(6, Relaxed);
+    tcp.state.source_address_unavailable.store(7, Relaxed);
     let rs = &tcp.servers[0].state;
     rs.stats.add_conn();
     rs.stats.add_in(3, 120);
     rs.stats.add_out(2, 4000);
     rs.active_conns.store(1, Relaxed);
     rs.connect_failures.refused.store(2, Relaxed);
+    rs.connect_failures.source.store(3, Relaxed);
     rs.connect_latency.record(Duration::from_micros(300));
     rs.connect_latency.record(Duration::from_secs(7));
     tcp.state.queue.queued.store(3, Relaxed);
