@@ -42,29 +42,16 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs `test` on a thread in a network namespace of its own (with its loopback up,
 /// `tcp_tw_reuse` off and 1 000 local ports): everything the thread starts (the daemon,
 /// the backend's threads, the clients) lives there. Root only; elsewhere the test does
-/// nothing, and says so. (As tests/udp.rs's, plus the two settings, which are the
-/// namespace's own.)
+/// nothing, and says so (`common::in_own_network`, plus the two settings, which are
+/// the namespace's own).
 fn in_own_network(test: impl FnOnce() + Send + 'static) {
-    if !common::is_root() {
-        eprintln!("not root: the test does nothing");
-        return;
-    }
-    let thread = std::thread::spawn(move || {
-        uvs::sys::unshare_network().expect("unshare");
-        let up = std::process::Command::new("ip")
-            .args(["link", "set", "lo", "up"])
-            .status()
-            .expect("ip link set lo up");
-        assert!(up.success());
+    common::in_own_network(move || {
         // /proc/sys/net is the opening thread's namespace's.
         let net = "/proc/sys/net/ipv4";
         std::fs::write(format!("{net}/tcp_tw_reuse"), "0").expect("tcp_tw_reuse");
         std::fs::write(format!("{net}/ip_local_port_range"), PORT_RANGE).expect("port range");
         test();
     });
-    if let Err(panic) = thread.join() {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 /// The source addresses a real server accepted connections from, with how many each.

@@ -817,36 +817,13 @@ fn a_deleted_udp_service_without_traffic_frees_its_address() {
     });
 }
 
-/// Runs `test` on a thread in a network namespace of its own (with its loopback up),
-/// for a test that must bind 0.0.0.0: everything the thread starts (the daemon, the
-/// backends' threads, clients) lives there, the host's addresses are never bound.
-/// Root only (unshare needs CAP_SYS_ADMIN); elsewhere the test does nothing, and says so.
-fn in_own_network(test: impl FnOnce() + Send + 'static) {
-    if !common::is_root() {
-        eprintln!("not root: the test does nothing");
-        return;
-    }
-    let thread = std::thread::spawn(move || {
-        uvs::sys::unshare_network().expect("unshare");
-        let up = std::process::Command::new("ip")
-            .args(["link", "set", "lo", "up"])
-            .status()
-            .expect("ip link set lo up");
-        assert!(up.success());
-        test();
-    });
-    if let Err(panic) = thread.join() {
-        std::panic::resume_unwind(panic);
-    }
-}
-
 /// A UDP service at 0.0.0.0 added on the port of a listen rule shadows it: the rule's
 /// socket drains (its live flow goes on, a new client gets no flow from it, and the
 /// wildcard's failure to bind says the socket in the way is uvs's own), and once its
 /// last flow has ended the socket closes and the wildcard service listens and serves.
 #[test]
 fn a_wildcard_service_shadowing_a_udp_listen_rule_listens_once_the_rule_has_drained() {
-    in_own_network(|| {
+    common::in_own_network(|| {
         let d = Daemon::start();
         let (a, b) = UdpBackend::pair(Reply::Name);
         let port = free_udp_port();

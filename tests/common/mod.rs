@@ -904,6 +904,30 @@ pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Runs `test` on a thread in a network namespace of its own (with its loopback up):
+/// everything the thread starts (the daemon, backends' threads, clients) lives there,
+/// so a test may bind 0.0.0.0 or set the namespace's own sysctls (/proc/sys/net is the
+/// opening thread's namespace's) without touching the host's. Root only (unshare needs
+/// CAP_SYS_ADMIN); elsewhere the test does nothing, and says so.
+pub fn in_own_network(test: impl FnOnce() + Send + 'static) {
+    if !is_root() {
+        eprintln!("not root: the test does nothing");
+        return;
+    }
+    let thread = std::thread::spawn(move || {
+        uvs::sys::unshare_network().expect("unshare");
+        let up = Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .expect("ip link set lo up");
+        assert!(up.success());
+        test();
+    });
+    if let Err(panic) = thread.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// Whether the tests run as root (`id -u` is 0).
 pub fn is_root() -> bool {
     text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() == "0"
