@@ -48,7 +48,15 @@ fn listening(vips: &[SocketAddr]) -> BTreeSet<u64> {
 fn a_reload_that_changes_one_weight_makes_one_command_and_keeps_every_listener() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("uvs.toml");
-    let vips: Vec<SocketAddr> = (0..64).map(|_| common::vip()).collect();
+    // Distinct: 64 random free ports would repeat one time in six.
+    let mut vips: Vec<SocketAddr> = Vec::new();
+    for _ in 0..1000 {
+        let vip = common::vip();
+        if vips.len() < 64 && !vips.contains(&vip) {
+            vips.push(vip);
+        }
+    }
+    assert_eq!(vips.len(), 64, "64 distinct free ports");
     let d = Daemon::start_with_file(&path, &file(&vips, 1), &[]);
     for vip in &vips {
         d.wait_listening(*vip);
