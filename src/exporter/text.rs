@@ -197,29 +197,26 @@ fn service_series(services: &[&Arc<Service>], out: &mut BodyWriter) {
         let samples = services.iter().map(|s| (service_labels(&s.key), value(s)));
         family(out, name, help, Kind::Counter, samples);
     }
-    let sourced = || services.iter().filter(|s| s.options.source.is_some());
-    let samples = sourced().map(|s| {
-        let n = s.state.source_port_exhausted.load(Relaxed);
-        (service_labels(&s.key), Number::Int(n))
-    });
-    family(
-        out,
-        names::SERVICE_SOURCE_PORT_EXHAUSTED_TOTAL,
-        "TCP connects to real servers that failed because every source address and port tried was busy.",
-        Kind::Counter,
-        samples,
-    );
-    let samples = sourced().map(|s| {
-        let n = s.state.source_address_unavailable.load(Relaxed);
-        (service_labels(&s.key), Number::Int(n))
-    });
-    family(
-        out,
-        names::SERVICE_SOURCE_ADDRESS_UNAVAILABLE_TOTAL,
-        "Binds of TCP connects to real servers that found the source address not on this host (EADDRNOTAVAIL); the connect went on from another address, if any.",
-        Kind::Counter,
-        samples,
-    );
+    // Only for services with `source`: for the others the counts cannot move.
+    let sourced: [Reading<Service>; 2] = [
+        (
+            names::SERVICE_SOURCE_PORT_EXHAUSTED_TOTAL,
+            "TCP connects to real servers that failed because every source address and port tried was busy.",
+            |s| Number::Int(s.state.source_port_exhausted.load(Relaxed)),
+        ),
+        (
+            names::SERVICE_SOURCE_ADDRESS_UNAVAILABLE_TOTAL,
+            "Binds of TCP connects to real servers that found the source address not on this host (EADDRNOTAVAIL); the connect went on from another address, if any.",
+            |s| Number::Int(s.state.source_address_unavailable.load(Relaxed)),
+        ),
+    ];
+    for (name, help, value) in sourced {
+        let samples = services
+            .iter()
+            .filter(|s| s.options.source.is_some())
+            .map(|s| (service_labels(&s.key), value(s)));
+        family(out, name, help, Kind::Counter, samples);
+    }
     queue_series(services, out);
 }
 
