@@ -16,7 +16,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::scheduling::Scheduling;
-use crate::table::Service;
+use crate::table::queue::Place;
+use crate::table::{QueueOptions, Service};
 
 /// Why a connection got no real server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,10 +55,51 @@ const LOOK_AGAIN: Duration = Duration::from_millis(200);
 /// running table has it at each attempt) and, when every server is at its limit, waits
 /// in the queue of `service` (the service when the connection came) and tries again at
 /// each turn. `current` gives the service as the running table has it now (None: it was
-/// deleted, and the waiting connection is reset); `gone` resolves when the client goes
+/// deleted, and the waiting connection is reset); `gone()` resolves when the client goes
 /// away, which ends the wait (counted as left). None: the client is to be reset.
+///
+/// The wait's state is on the heap, only while a connection waits: every connection's
+/// task is sized to its largest state, and most connections never wait (`tcp`, memory
+/// per connection).
 pub async fn reach<R, F, Fut, C, G>(
     service: &Service,
+    current: C,
+    gone: impl FnOnce() -> G,
+    mut attempt: F,
+) -> Option<R>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<R, Unreached>>,
+    C: Fn() -> Option<std::sync::Arc<Service>>,
+    G: Future<Output = ()>,
+{
+    let queue = &service.state.queue;
+    let options = service.options.queue;
+    // Read only with a queue: slots given back anywhere write this count.
+    let frees_seen = if options.is_some() { queue.frees() } else { 0 };
+    if options.is_none() || queue.waiting() == 0 {
+        match attempt().await {
+            Ok(reached) => return Some(reached),
+            Err(Unreached::NoServer) => return None,
+            Err(Unreached::Full) => {}
+        }
+    }
+    // No queue, or a full one: refused (counted), before anything is allocated.
+    let Some((options, place)) =
+        options.and_then(|o| Some((o, queue.enter(o.length.get(), frees_seen)?)))
+    else {
+        queue.refused.fetch_add(1, Relaxed);
+        return None;
+    };
+    Box::pin(wait(service, options, place, current, gone(), attempt)).await
+}
+
+/// [`reach`] once the connection has its `place` in the queue: waits for its turn and
+/// tries again, until the queue's timeout.
+async fn wait<R, F, Fut, C, G>(
+    service: &Service,
+    options: QueueOptions,
+    mut place: Place<'_>,
     current: C,
     gone: G,
     mut attempt: F,
@@ -69,28 +111,6 @@ where
     G: Future<Output = ()>,
 {
     let queue = &service.state.queue;
-    let Some(options) = service.options.queue else {
-        return match attempt().await {
-            Ok(reached) => Some(reached),
-            Err(Unreached::Full) => {
-                queue.refused.fetch_add(1, Relaxed);
-                None
-            }
-            Err(Unreached::NoServer) => None,
-        };
-    };
-    let mut frees_seen = queue.frees();
-    if queue.waiting() == 0 {
-        match attempt().await {
-            Ok(reached) => return Some(reached),
-            Err(Unreached::NoServer) => return None,
-            Err(Unreached::Full) => {}
-        }
-    }
-    let Some(mut place) = queue.enter(options.length.get(), frees_seen) else {
-        queue.refused.fetch_add(1, Relaxed);
-        return None;
-    };
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(u64::from(options.timeout_ms));
     let mut gone = std::pin::pin!(gone);
@@ -120,7 +140,7 @@ where
         if !turned && place.time_out() {
             return None;
         }
-        frees_seen = queue.frees();
+        let frees_seen = queue.frees();
         match attempt().await {
             Ok(reached) => {
                 place.served(has_room(service));

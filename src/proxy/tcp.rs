@@ -167,12 +167,11 @@ struct Sourced<'a> {
     not_local: &'a (dyn Fn(std::net::IpAddr, &io::Error) + Sync),
 }
 
-/// A non-blocking connect that asks the socket for its error (getsockopt SO_ERROR) only
-/// when the wake-up flagged one: writable with no error or hang-up is a success, and
-/// costs no extra system call.
-/// With `source` (the service's, when it has one for `dest`'s family), bound to its
-/// next source for this server first (`proxy::source`).
-async fn connect_to(
+/// Starts a non-blocking connect to `dest`: the socket (TCP_NODELAY, `congestion`),
+/// bound first to the next source of `source` for this server when the service has one
+/// for `dest`'s family (`proxy::source`), and registered with this worker's event loop.
+/// Synchronous, so that only the wait (`connect`) is part of the connection's future.
+fn start_connect(
     dest: SocketAddr,
     congestion: Option<CongestionControl>,
     source: Option<Sourced<'_>>,
@@ -202,37 +201,51 @@ async fn connect_to(
             socket
         }
     };
-    let stream = TcpStream::from_std(std::net::TcpStream::from(socket))?;
-    let ready = stream
-        .ready(tokio::io::Interest::WRITABLE | tokio::io::Interest::ERROR)
-        .await?;
-    if (ready.is_error() || ready.is_write_closed())
-        && let Some(e) = stream.take_error()?
-    {
-        return Err(e);
-    }
-    Ok(stream)
+    TcpStream::from_std(std::net::TcpStream::from(socket))
 }
 
-async fn connect(
+/// Connects to `dest` within `timeout` (from now: making the socket, binding a source
+/// and starting the connect count too): these are done at once, and the future
+/// returned holds only the wait (the connection's future carries it while it waits,
+/// `connection`).
+fn connect(
     dest: SocketAddr,
     timeout: Duration,
     congestion: Option<CongestionControl>,
     source: Option<Sourced<'_>>,
-) -> Result<TcpStream, ConnectError> {
-    use super::source::{SourceError, source_error};
-    match tokio::time::timeout(timeout, connect_to(dest, congestion, source)).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(ConnectError::Refused),
-        Ok(Err(e)) => {
-            let not_local = source_error(&e).map(|s| matches!(s, SourceError::NotLocal { .. }));
-            match not_local {
-                Some(false) => Err(ConnectError::NoSourcePort(e)),
-                Some(true) => Err(ConnectError::SourceNotLocal),
-                None => Err(ConnectError::Other(e)),
+) -> impl Future<Output = Result<TcpStream, ConnectError>> + use<> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let started = start_connect(dest, congestion, source);
+    async move {
+        let stream = started.map_err(connect_error)?;
+        // The socket's error (getsockopt SO_ERROR) is asked for only when the wake-up
+        // flagged one: writable with no error or hang-up is a success, and costs no
+        // extra system call.
+        let writable = stream.ready(tokio::io::Interest::WRITABLE | tokio::io::Interest::ERROR);
+        let ready = match tokio::time::timeout_at(deadline, writable).await {
+            Ok(ready) => ready.map_err(connect_error)?,
+            Err(_) => return Err(ConnectError::Timeout),
+        };
+        if ready.is_error() || ready.is_write_closed() {
+            match stream.take_error() {
+                Ok(Some(e)) | Err(e) => return Err(connect_error(e)),
+                Ok(None) => {}
             }
         }
-        Err(_) => Err(ConnectError::Timeout),
+        Ok(stream)
+    }
+}
+
+/// What a failed connect's error means.
+fn connect_error(e: io::Error) -> ConnectError {
+    use super::source::{SourceError, source_error};
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        return ConnectError::Refused;
+    }
+    match source_error(&e).map(|s| matches!(s, SourceError::NotLocal { .. })) {
+        Some(false) => ConnectError::NoSourcePort(e),
+        Some(true) => ConnectError::SourceNotLocal,
+        None => ConnectError::Other(e),
     }
 }
 
@@ -321,29 +334,45 @@ fn source_not_local(
     );
 }
 
+/// What each attempt of a connection to reach a real server works from, passed by
+/// reference (each copy of a reference is bytes of the connection's future).
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
+    director: &'a Director,
+    /// The table's totals.
+    totals: &'a Arc<Stats>,
+    packet: &'a Packet,
+    /// The connection's own task, which its table entry can end (idle timeout).
+    task: Option<&'a AbortHandle>,
+}
+
 /// Chooses the real server as IPVS would and connects to it, and when that fails, on
 /// up to `connect_retries` other servers (every other one with passive ejection:
 /// `ejection::retries`), in the schedule's retry order. An error: no server could
 /// be had (`Full`: every usable one is at its connection limit, and the connection
-/// may wait in the queue, `proxy::queue`). `task` is the connection's own task, which
-/// its table entry can end (idle timeout).
+/// may wait in the queue, `proxy::queue`).
 async fn reach_server<'a>(
-    director: &'a Director,
+    context: &Attempt<'a>,
     service: &Service,
-    totals: &Arc<Stats>,
-    packet: &Packet,
-    task: Option<&AbortHandle>,
 ) -> Result<Reached<'a>, Unreached> {
-    let scheduling = Scheduling::new(director, service, totals, *packet, Protocol::Tcp);
+    let scheduling = Scheduling::new(
+        context.director,
+        service,
+        context.totals,
+        *context.packet,
+        Protocol::Tcp,
+    );
     let mut servers = scheduling.servers();
-    let timeout = service
-        .options
-        .connect_timeout_or(director.options.connect_timeout);
-    let retries = super::ejection::retries(service, director.options.connect_retries);
+    let timeout = || {
+        service
+            .options
+            .connect_timeout_or(context.director.options.connect_timeout)
+    };
+    let retries = super::ejection::retries(service, context.director.options.connect_retries);
     for _ in 0..=retries {
         let retrying = servers.retrying();
         let Some((Choice { server, template }, slot)) = scheduling.next(&mut servers) else {
-            tracing::debug!(client = %packet.client, "no real server available");
+            tracing::debug!(client = %context.packet.client, "no real server available");
             return Err(super::queue::no_server(&scheduling));
         };
         if retrying {
@@ -356,13 +385,13 @@ async fn reach_server<'a>(
             template,
             dest,
             State::SynRecv,
-            director.conns.clock.now_ms(),
+            context.director.conns.clock.now_ms(),
         );
-        if let Some(task) = task {
+        if let Some(task) = context.task {
             opened.conn.attach(task.clone());
         }
         let entry = ConnGuard {
-            director,
+            director: context.director,
             conn: opened.conn,
             end: State::Close,
         };
@@ -370,13 +399,24 @@ async fn reach_server<'a>(
         let reached = if scheduling.loops_back(&server, dest) {
             Err(ConnectError::Loop)
         } else {
-            let not_local = |address, e: &io::Error| source_not_local(service, &server, address, e);
-            let source = service.options.source.as_deref().map(|source| Sourced {
-                source,
-                cursor: &server.state.source_cursor,
-                not_local: &not_local,
-            });
-            connect(dest, timeout, director.options.server_congestion, source).await
+            // The connect is started here, and what it started from is not kept
+            // while it waits (memory per connection, `connection`).
+            let connecting = {
+                let not_local =
+                    |address, e: &io::Error| source_not_local(service, &server, address, e);
+                let source = service.options.source.as_deref().map(|source| Sourced {
+                    source,
+                    cursor: &server.state.source_cursor,
+                    not_local: &not_local,
+                });
+                connect(
+                    dest,
+                    timeout(),
+                    context.director.options.server_congestion,
+                    source,
+                )
+            };
+            connecting.await
         };
         match reached {
             Ok(stream) => {
@@ -389,7 +429,7 @@ async fn reach_server<'a>(
                 });
             }
             Err(e) => {
-                connect_failed(service, &server, dest, &e, timeout);
+                connect_failed(service, &server, dest, &e, timeout());
                 drop(entry);
                 if matches!(e, ConnectError::Refused | ConnectError::Timeout) {
                     super::ejection::failed(
@@ -403,7 +443,7 @@ async fn reach_server<'a>(
         }
     }
     scheduling.unavailable();
-    tracing::debug!(client = %packet.client, "no real server reachable");
+    tracing::debug!(client = %context.packet.client, "no real server reachable");
     Err(Unreached::NoServer)
 }
 
@@ -477,6 +517,11 @@ static PROXY_WARNED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit
 /// the worker that runs it (whose event loop the socket joins here). `_held` counts it
 /// against that worker, and its two descriptors against the budget, for as long as it
 /// lives.
+///
+/// Memory: the task is as large as the largest state of this future, and an idle
+/// connection keeps it for hours, so what is held across the connect is kept small
+/// (the rare states, a wait in the queue and a received PROXY header, are on the heap
+/// while they last; `tests::a_connection_future_fits_its_task_size`).
 async fn connection(
     client: std::net::TcpStream,
     peer: SocketAddr,
@@ -511,7 +556,9 @@ async fn connection(
         match take_header(&client, &service, accept, peer).await {
             Some(super::proxy_in::Header::Proxy(r)) => {
                 client_addr = r.client;
-                received = Some(r);
+                // Boxed: it is rare, and the future's every state would carry its
+                // bytes (memory per connection, `connection`).
+                received = Some(Box::new(r));
             }
             Some(super::proxy_in::Header::Local) => {}
             None => return,
@@ -525,34 +572,42 @@ async fn connection(
         };
         service = current;
     }
-    let peer = client_addr;
-    let _admitted = match super::admit::admit(&snapshot, &service, peer.ip(), New::Connection) {
-        Ok(admitted) => admitted,
-        Err(refused) => {
-            super::admit::refuse(&client, refused.action);
-            return;
-        }
+    let packet = Packet {
+        client: client_addr,
+        local,
     };
+    let _admitted =
+        match super::admit::admit(&snapshot, &service, packet.client.ip(), New::Connection) {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                super::admit::refuse(&client, refused.action);
+                return;
+            }
+        };
     let totals = snapshot.totals_handle();
     drop(snapshot);
     let own_task = own_task.await.ok();
-    let packet = Packet {
-        client: peer,
-        local,
+    let context = Attempt {
+        director: &director,
+        totals: &totals,
+        packet: &packet,
+        task: own_task.as_ref(),
     };
-    let (d, t, p, task) = (&*director, &totals, &packet, own_task.as_ref());
+    let (d, context) = (&*director, &context);
     // The service as the running table has it: a connection that waited in the queue
     // tries the servers of now, not those of when it came.
     let current = || d.table.snapshot().route(&listen).cloned();
-    let mut first = Some(&service);
-    let attempt = || {
+    let (now, mut first) = (&current, Some(&service));
+    // Owns its references, and is passed by reference: each copy of a reference is
+    // bytes of the future (memory per connection, above).
+    let mut attempt = move || {
         let svc = match first.take() {
             Some(svc) => Some(std::borrow::Cow::Borrowed(svc)),
-            None => current().map(std::borrow::Cow::Owned),
+            None => now().map(std::borrow::Cow::Owned),
         };
         async move {
             match svc {
-                Some(svc) => reach_server(d, &svc, t, p, task).await,
+                Some(svc) => reach_server(context, &svc).await,
                 None => Err(super::queue::Unreached::NoServer),
             }
         }
@@ -561,7 +616,7 @@ async fn connection(
         mut server,
         mut entry,
         accounting,
-    }) = super::queue::reach(&service, current, client_gone(&client), attempt).await
+    }) = super::queue::reach(&service, &current, || client_gone(&client), &mut attempt).await
     else {
         reset(&client);
         return;
@@ -572,8 +627,8 @@ async fn connection(
     }
     if let Some(version) = service.options.proxy_protocol {
         let header = super::proxy_out::Sent {
-            client: peer,
-            destination: received.as_ref().map_or(local, |r| r.destination),
+            client: packet.client,
+            destination: received.as_ref().map_or(packet.local, |r| r.destination),
             passed: received.as_ref().map_or(&[][..], |r| &r.tlvs),
             own: service.options.proxy_protocol_tlvs,
             service: Some(&service.key),
@@ -597,16 +652,66 @@ async fn connection(
     );
     let end = transfer.run(director.options.forwarding).await;
     accounting.packets(&client, &server, director.conns.clock.now_ms());
-    tracing::debug!(client = %peer, server = %entry.conn.dest, ?end, "connection ended");
+    tracing::debug!(client = %packet.client, server = %entry.conn.dest, ?end, "connection ended");
     entry.end = match end {
         End::Closed => State::TimeWait,
         End::Reset(failure) => {
             if let Some((by, error)) = failure {
-                super::failure_log::reset(&service, by, &peer, &entry.conn.dest, &error);
+                super::failure_log::reset(&service, by, &packet.client, &entry.conn.dest, &error);
             }
             reset(&client);
             reset(&server);
             State::Close
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::director::PlaneOptions;
+    use crate::table::{TableHandle, UnicastOnly};
+
+    /// The largest a connection's future may be and still fit a 1 664-byte task in the
+    /// release build, with tokio 1.5x's task layout (128-byte aligned: header 32,
+    /// scheduler and id 16, the future and its stage tag, trailer 48). Each open
+    /// connection keeps its task for as long as it lasts, so one step more is 128 bytes
+    /// more per connection (README, "Memory per entry"). That bound is checked by
+    /// `cargo test --release`; an unoptimized build lays the same future out 32 bytes
+    /// larger, so `cargo test` checks that figure of today, which catches most growth
+    /// but is not itself a step. To see where the bytes are: `RUSTFLAGS=-Zprint-type-sizes cargo
+    /// +nightly build --release --lib`, and look for `async fn body of
+    /// proxy::tcp::connection()`.
+    const LARGEST_CONNECTION_FUTURE: usize = if cfg!(debug_assertions) { 1592 } else { 1560 };
+
+    #[test]
+    fn a_connection_future_fits_its_task_size() {
+        let table = Arc::new(TableHandle::new(Box::new(UnicastOnly)));
+        let options = PlaneOptions {
+            threads: 1,
+            ..PlaneOptions::default()
+        };
+        let director = Director::new(table, options).expect("director");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let _client = std::net::TcpStream::connect(addr).expect("connect");
+        let (stream, peer) = listener.accept().expect("accept");
+        let listen = ListenAddr {
+            protocol: Protocol::Tcp,
+            addr: addr.ip(),
+            port: addr.port(),
+        };
+        let held = (
+            director.workers.place(0),
+            director.descriptors.take_connection(),
+        );
+        let (_tx, rx) = oneshot::channel();
+        let future = connection(stream, peer, listen, Arc::clone(&director), rx, held);
+        let size = std::mem::size_of_val(&future);
+        assert!(
+            size <= LARGEST_CONNECTION_FUTURE,
+            "a connection's future is {size} bytes, above {LARGEST_CONNECTION_FUTURE}: \
+             every open connection would cost 128 bytes more"
+        );
+    }
 }
