@@ -434,15 +434,25 @@ impl Service {
 
     /// Whether `-A` / `-E` with `config` would leave this service as it is: what
     /// `self.config() == *config` says, without building the copy (a reload asks it of
-    /// every service of the file).
+    /// every service of the file). Every field is named, so a setting added to
+    /// `ServiceConfig` does not compile until it is compared here too.
     pub fn is_configured_as(&self, config: &crate::table::ServiceConfig) -> bool {
-        self.key == config.key
-            && self.scheduler.name() == config.scheduler
-            && self.flags == config.flags
-            && self.timeout == config.timeout
-            && self.netmask == config.netmask
-            && self.pe.map(PersistenceEngine::name) == config.pe.as_deref()
-            && self.options == config.options
+        let crate::table::ServiceConfig {
+            key,
+            scheduler,
+            flags,
+            timeout,
+            netmask,
+            pe,
+            options,
+        } = config;
+        self.key == *key
+            && self.scheduler.name() == scheduler
+            && self.flags == *flags
+            && self.timeout == *timeout
+            && self.netmask == *netmask
+            && self.pe.map(PersistenceEngine::name) == pe.as_deref()
+            && self.options == *options
     }
 
     /// The server IPVS's scheduler picks for a new connection from `packet`.
