@@ -24,7 +24,7 @@ pub struct Scheduling<'a> {
     service: &'a Service,
     /// The table's totals, counted with the service and the server.
     totals: &'a Arc<Stats>,
-    packet: Packet,
+    packet: &'a Packet,
     protocol: Protocol,
 }
 
@@ -40,7 +40,7 @@ impl<'a> Scheduling<'a> {
         director: &'a Director,
         service: &'a Service,
         totals: &'a Arc<Stats>,
-        packet: Packet,
+        packet: &'a Packet,
         protocol: Protocol,
     ) -> Scheduling<'a> {
         Scheduling {
@@ -53,14 +53,14 @@ impl<'a> Scheduling<'a> {
     }
 
     /// The real servers to try, first choice first (see `sched::schedule`).
-    pub fn servers(&self) -> Schedule<'a> {
-        schedule(&self.director.templates, self.service, &self.packet)
+    pub fn servers(&self) -> Schedule<'a, 'a> {
+        schedule(&self.director.templates, self.service, self.packet)
     }
 
     /// The next server of `servers` with a slot taken on it (`table::limit`): a server
     /// that a racing connection filled since the scheduler looked is now held full,
     /// and the schedule goes on to the next. None: the schedule has no server left.
-    pub fn next(&self, servers: &mut Schedule<'a>) -> Option<(Choice, Slot)> {
+    pub fn next(&self, servers: &mut Schedule<'a, '_>) -> Option<(Choice<'a>, Slot)> {
         loop {
             let choice = servers.next()?;
             if let Some(slot) = Slot::take(&choice.server.state) {

@@ -217,7 +217,11 @@ fn connect(
     let deadline = tokio::time::Instant::now() + timeout;
     let started = start_connect(dest, congestion, source);
     async move {
-        let stream = started.map_err(connect_error)?;
+        // The stream stays where it is (a second copy would be bytes of the future).
+        let stream = match started {
+            Ok(ref stream) => stream,
+            Err(e) => return Err(connect_error(e)),
+        };
         // The socket's error (getsockopt SO_ERROR) is asked for only when the wake-up
         // flagged one: writable with no error or hang-up is a success, and costs no
         // extra system call.
@@ -232,7 +236,7 @@ fn connect(
                 Ok(None) => {}
             }
         }
-        Ok(stream)
+        started.map_err(connect_error)
     }
 }
 
@@ -255,6 +259,13 @@ struct Reached<'a> {
     server: TcpStream,
     entry: ConnGuard<'a>,
     accounting: Accounting,
+}
+
+/// How long a connect of `service` may take: its own timeout, else the daemon's.
+fn connect_timeout(service: &Service, director: &Director) -> Duration {
+    service
+        .options
+        .connect_timeout_or(director.options.connect_timeout)
 }
 
 /// Counts and logs a failed connect of `service` to `server` (at `dest`) that waited
@@ -359,15 +370,10 @@ async fn reach_server<'a>(
         context.director,
         service,
         context.totals,
-        *context.packet,
+        context.packet,
         Protocol::Tcp,
     );
     let mut servers = scheduling.servers();
-    let timeout = || {
-        service
-            .options
-            .connect_timeout_or(context.director.options.connect_timeout)
-    };
     let retries = super::ejection::retries(service, context.director.options.connect_retries);
     for _ in 0..=retries {
         let retrying = servers.retrying();
@@ -378,9 +384,9 @@ async fn reach_server<'a>(
         if retrying {
             service.state.retries.fetch_add(1, Relaxed);
         }
-        let dest = scheduling.destination(&server);
+        let dest = scheduling.destination(server);
         let opened = scheduling.open(
-            &server,
+            server,
             slot,
             template,
             dest,
@@ -396,14 +402,14 @@ async fn reach_server<'a>(
             end: State::Close,
         };
         let started = std::time::Instant::now();
-        let reached = if scheduling.loops_back(&server, dest) {
+        let reached = if scheduling.loops_back(server, dest) {
             Err(ConnectError::Loop)
         } else {
             // The connect is started here, and what it started from is not kept
             // while it waits (memory per connection, `connection`).
             let connecting = {
                 let not_local =
-                    |address, e: &io::Error| source_not_local(service, &server, address, e);
+                    |address, e: &io::Error| source_not_local(service, server, address, e);
                 let source = service.options.source.as_deref().map(|source| Sourced {
                     source,
                     cursor: &server.state.source_cursor,
@@ -411,7 +417,7 @@ async fn reach_server<'a>(
                 });
                 connect(
                     dest,
-                    timeout(),
+                    connect_timeout(service, context.director),
                     context.director.options.server_congestion,
                     source,
                 )
@@ -429,12 +435,18 @@ async fn reach_server<'a>(
                 });
             }
             Err(e) => {
-                connect_failed(service, &server, dest, &e, timeout());
+                connect_failed(
+                    service,
+                    server,
+                    dest,
+                    &e,
+                    connect_timeout(service, context.director),
+                );
                 drop(entry);
                 if matches!(e, ConnectError::Refused | ConnectError::Timeout) {
                     super::ejection::failed(
                         service,
-                        &server,
+                        server,
                         &dest,
                         super::ejection::Failure::Connect,
                     );
@@ -514,7 +526,7 @@ async fn take_header(
 static PROXY_WARNED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
 
 /// One proxied connection, from the accepted client socket to the close of both, on
-/// the worker that runs it (whose event loop the socket joins here). `_held` counts it
+/// the worker that runs it (whose event loop the socket joins here). `held` counts it
 /// against that worker, and its two descriptors against the budget, for as long as it
 /// lives.
 ///
@@ -522,148 +534,161 @@ static PROXY_WARNED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit
 /// connection keeps it for hours, so what is held across the connect is kept small
 /// (the rare states, a wait in the queue and a received PROXY header, are on the heap
 /// while they last; `tests::a_connection_future_fits_its_task_size`).
-async fn connection(
+// An async block, not an async fn: an async fn's future keeps a second copy of each
+// argument it moves into its body.
+#[allow(clippy::manual_async_fn)]
+fn connection(
     client: std::net::TcpStream,
     peer: SocketAddr,
     listen: ListenAddr,
     director: Arc<Director>,
     own_task: oneshot::Receiver<AbortHandle>,
-    _held: (Load, Held),
-) {
-    let client = match TcpStream::from_std(client) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(client = %peer, error = %e, "cannot poll the connection");
-            return;
-        }
-    };
-    // TCP_NODELAY came from the listener.
-    let Ok(local) = local_address(&client, &listen) else {
-        return;
-    };
-    let mut snapshot = director.table.snapshot();
-    let Some(mut service) = snapshot.route(&listen).cloned() else {
-        reset(&client);
-        return;
-    };
-    // Who connected: the PROXY header, when the service takes one, says who the client
-    // is (`proxy_in`), before anything about the client is decided.
-    let mut received = None;
-    let mut client_addr = peer;
-    if let Some(accept) = service.options.accept_proxy {
-        // No table held while the client takes its time.
-        drop(snapshot);
-        match take_header(&client, &service, accept, peer).await {
-            Some(super::proxy_in::Header::Proxy(r)) => {
-                client_addr = r.client;
-                // Boxed: it is rare, and the future's every state would carry its
-                // bytes (memory per connection, `connection`).
-                received = Some(Box::new(r));
-            }
-            Some(super::proxy_in::Header::Local) => {}
-            None => return,
-        }
-        snapshot = director.table.snapshot();
-        // The table of now: the service may have changed, or gone, while the client
-        // took its time.
-        let Some(current) = snapshot.route(&listen).cloned() else {
-            reset(&client);
-            return;
-        };
-        service = current;
-    }
-    let packet = Packet {
-        client: client_addr,
-        local,
-    };
-    let _admitted =
-        match super::admit::admit(&snapshot, &service, packet.client.ip(), New::Connection) {
-            Ok(admitted) => admitted,
-            Err(refused) => {
-                super::admit::refuse(&client, refused.action);
+    held: (Load, Held),
+) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let client = match TcpStream::from_std(client) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(client = %peer, error = %e, "cannot poll the connection");
                 return;
             }
         };
-    let totals = snapshot.totals_handle();
-    drop(snapshot);
-    let own_task = own_task.await.ok();
-    let context = Attempt {
-        director: &director,
-        totals: &totals,
-        packet: &packet,
-        task: own_task.as_ref(),
-    };
-    let (d, context) = (&*director, &context);
-    // The service as the running table has it: a connection that waited in the queue
-    // tries the servers of now, not those of when it came.
-    let current = || d.table.snapshot().route(&listen).cloned();
-    let (now, mut first) = (&current, Some(&service));
-    // Owns its references, and is passed by reference: each copy of a reference is
-    // bytes of the future (memory per connection, above).
-    let mut attempt = move || {
-        let svc = match first.take() {
-            Some(svc) => Some(std::borrow::Cow::Borrowed(svc)),
-            None => now().map(std::borrow::Cow::Owned),
-        };
-        async move {
-            match svc {
-                Some(svc) => reach_server(context, &svc).await,
-                None => Err(super::queue::Unreached::NoServer),
-            }
-        }
-    };
-    let Some(Reached {
-        mut server,
-        mut entry,
-        accounting,
-    }) = super::queue::reach(&service, &current, || client_gone(&client), &mut attempt).await
-    else {
-        reset(&client);
-        return;
-    };
-    entry.conn.set_state(State::Established);
-    if let Some(t) = &entry.conn.template {
-        t.assure();
-    }
-    if let Some(version) = service.options.proxy_protocol {
-        let header = super::proxy_out::Sent {
-            client: packet.client,
-            destination: received.as_ref().map_or(packet.local, |r| r.destination),
-            passed: received.as_ref().map_or(&[][..], |r| &r.tlvs),
-            own: service.options.proxy_protocol_tlvs,
-            service: Some(&service.key),
-        }
-        .bytes(version);
-        if server.write_all(&header).await.is_err() {
-            reset(&client);
-            reset(&server);
+        // TCP_NODELAY came from the listener.
+        let Ok(local) = local_address(&client, &listen) else {
             return;
-        }
-    }
-    // Its TLVs are said; the connection may last hours.
-    drop(received);
-    let transfer = Transfer::new(
-        &client,
-        &server,
-        &entry.conn,
-        &director.conns.clock,
-        &accounting,
-        &director.descriptors,
-    );
-    let end = transfer.run(director.options.forwarding).await;
-    accounting.packets(&client, &server, director.conns.clock.now_ms());
-    tracing::debug!(client = %packet.client, server = %entry.conn.dest, ?end, "connection ended");
-    entry.end = match end {
-        End::Closed => State::TimeWait,
-        End::Reset(failure) => {
-            if let Some((by, error)) = failure {
-                super::failure_log::reset(&service, by, &packet.client, &entry.conn.dest, &error);
-            }
+        };
+        let mut snapshot = director.table.snapshot();
+        let Some(mut service) = snapshot.route(&listen).cloned() else {
             reset(&client);
-            reset(&server);
-            State::Close
+            return;
+        };
+        // Who connected: the PROXY header, when the service takes one, says who the client
+        // is (`proxy_in`), before anything about the client is decided.
+        let mut received = None;
+        let mut client_addr = peer;
+        if let Some(accept) = service.options.accept_proxy {
+            // No table held while the client takes its time.
+            drop(snapshot);
+            match take_header(&client, &service, accept, peer).await {
+                Some(super::proxy_in::Header::Proxy(r)) => {
+                    client_addr = r.client;
+                    // Boxed: it is rare, and the future's every state would carry its
+                    // bytes (memory per connection, `connection`).
+                    received = Some(Box::new(r));
+                }
+                Some(super::proxy_in::Header::Local) => {}
+                None => return,
+            }
+            snapshot = director.table.snapshot();
+            // The table of now: the service may have changed, or gone, while the client
+            // took its time.
+            let Some(current) = snapshot.route(&listen).cloned() else {
+                reset(&client);
+                return;
+            };
+            service = current;
         }
-    };
+        let packet = Packet {
+            client: client_addr,
+            local,
+        };
+        let _admitted =
+            match super::admit::admit(&snapshot, &service, packet.client.ip(), New::Connection) {
+                Ok(admitted) => admitted,
+                Err(refused) => {
+                    super::admit::refuse(&client, refused.action);
+                    return;
+                }
+            };
+        let totals = snapshot.totals_handle();
+        drop(snapshot);
+        let own_task = own_task.await.ok();
+        let context = Attempt {
+            director: &director,
+            totals: &totals,
+            packet: &packet,
+            task: own_task.as_ref(),
+        };
+        let (d, context) = (&*director, &context);
+        // The service as the running table has it: a connection that waited in the queue
+        // tries the servers of now, not those of when it came.
+        let current = || d.table.snapshot().route(&listen).cloned();
+        let (now, mut first) = (&current, Some(&service));
+        // Owns its references, and is passed by reference: each copy of a reference is
+        // bytes of the future (memory per connection, above).
+        let mut attempt = move || {
+            let svc = match first.take() {
+                Some(svc) => Some(std::borrow::Cow::Borrowed(svc)),
+                None => now().map(std::borrow::Cow::Owned),
+            };
+            async move {
+                match svc {
+                    Some(svc) => reach_server(context, &svc).await,
+                    None => Err(super::queue::Unreached::NoServer),
+                }
+            }
+        };
+        let Some(Reached {
+            mut server,
+            mut entry,
+            accounting,
+        }) = super::queue::reach(&service, &current, || client_gone(&client), &mut attempt).await
+        else {
+            reset(&client);
+            return;
+        };
+        entry.conn.set_state(State::Established);
+        if let Some(t) = &entry.conn.template {
+            t.assure();
+        }
+        if let Some(version) = service.options.proxy_protocol {
+            let header = super::proxy_out::Sent {
+                client: packet.client,
+                destination: received.as_ref().map_or(packet.local, |r| r.destination),
+                passed: received.as_ref().map_or(&[][..], |r| &r.tlvs),
+                own: service.options.proxy_protocol_tlvs,
+                service: Some(&service.key),
+            }
+            .bytes(version);
+            if server.write_all(&header).await.is_err() {
+                reset(&client);
+                reset(&server);
+                return;
+            }
+        }
+        // Its TLVs are said; the connection may last hours.
+        drop(received);
+        let transfer = Transfer::new(
+            &client,
+            &server,
+            &entry.conn,
+            &director.conns.clock,
+            &accounting,
+            &director.descriptors,
+        );
+        let end = transfer.run(director.options.forwarding).await;
+        accounting.packets(&client, &server, director.conns.clock.now_ms());
+        tracing::debug!(client = %packet.client, server = %entry.conn.dest, ?end, "connection ended");
+        entry.end = match end {
+            End::Closed => State::TimeWait,
+            End::Reset(failure) => {
+                if let Some((by, error)) = failure {
+                    super::failure_log::reset(
+                        &service,
+                        by,
+                        &packet.client,
+                        &entry.conn.dest,
+                        &error,
+                    );
+                }
+                reset(&client);
+                reset(&server);
+                State::Close
+            }
+        };
+        // Named, so the block owns it: it is counted until the connection ends.
+        drop(held);
+    }
 }
 
 #[cfg(test)]
@@ -672,17 +697,17 @@ mod tests {
     use crate::proxy::director::PlaneOptions;
     use crate::table::{TableHandle, UnicastOnly};
 
-    /// The largest a connection's future may be and still fit a 1 664-byte task in the
+    /// The largest a connection's future may be and still fit a 1 408-byte task in the
     /// release build, with tokio 1.5x's task layout (128-byte aligned: header 32,
     /// scheduler and id 16, the future and its stage tag, trailer 48). Each open
     /// connection keeps its task for as long as it lasts, so one step more is 128 bytes
     /// more per connection (README, "Memory per entry"). That bound is checked by
-    /// `cargo test --release`; an unoptimized build lays the same future out 32 bytes
-    /// larger, so `cargo test` checks that figure of today, which catches most growth
-    /// but is not itself a step. To see where the bytes are: `RUSTFLAGS=-Zprint-type-sizes cargo
+    /// `cargo test --release` (1 240 bytes today); an unoptimized build lays the same
+    /// future out 16 bytes larger, so `cargo test` checks that figure of today, which
+    /// catches most growth but is not itself a step. To see where the bytes are: `RUSTFLAGS=-Zprint-type-sizes cargo
     /// +nightly build --release --lib`, and look for `async fn body of
     /// proxy::tcp::connection()`.
-    const LARGEST_CONNECTION_FUTURE: usize = if cfg!(debug_assertions) { 1592 } else { 1560 };
+    const LARGEST_CONNECTION_FUTURE: usize = if cfg!(debug_assertions) { 1256 } else { 1304 };
 
     #[test]
     fn a_connection_future_fits_its_task_size() {

@@ -24,18 +24,19 @@ use super::{Packet, least_loaded_except, ramp};
 /// when the service persists (given back when dropped, unless the connection's table
 /// entry takes it).
 #[derive(Debug)]
-pub struct Choice {
-    pub server: RealServer,
+pub struct Choice<'a> {
+    /// The server, as the service scheduled has it.
+    pub server: &'a RealServer,
     pub template: Option<Control>,
 }
 
 /// The servers for a new connection, in the order to try them (see the module's
 /// header). Ends (None) when no server is available, or none is left untried.
 #[derive(Debug)]
-pub struct Schedule<'a> {
+pub struct Schedule<'a, 'p> {
     templates: &'a Templates,
     service: &'a Service,
-    packet: Packet,
+    packet: &'p Packet,
     /// The server given last, while it is not known to have failed. Kept apart from
     /// `tried` so that a connection whose first choice serves it (nearly all) never
     /// allocates.
@@ -45,36 +46,36 @@ pub struct Schedule<'a> {
 }
 
 /// The servers for the connection `packet` opens to `service`, first choice first.
-pub fn schedule<'a>(
+pub fn schedule<'a, 'p>(
     templates: &'a Templates,
     service: &'a Service,
-    packet: &Packet,
-) -> Schedule<'a> {
+    packet: &'p Packet,
+) -> Schedule<'a, 'p> {
     Schedule {
         templates,
         service,
-        packet: *packet,
+        packet,
         given: None,
         tried: Vec::new(),
     }
 }
 
-impl Schedule<'_> {
+impl Schedule<'_, '_> {
     /// Whether the next server given is a retry (a server was given before).
     pub fn retrying(&self) -> bool {
         self.given.is_some() || !self.tried.is_empty()
     }
 }
 
-impl Iterator for Schedule<'_> {
-    type Item = Choice;
+impl<'a> Iterator for Schedule<'a, '_> {
+    type Item = Choice<'a>;
 
-    fn next(&mut self) -> Option<Choice> {
+    fn next(&mut self) -> Option<Choice<'a>> {
         let choice = if self.retrying() {
             self.tried.extend(self.given.take());
-            retry(self.service, &self.packet, &self.tried)
+            retry(self.service, self.packet, &self.tried)
         } else {
-            first(self.templates, self.service, &self.packet)
+            first(self.templates, self.service, self.packet)
         }?;
         self.given = Some(choice.server.key());
         Some(choice)
@@ -83,11 +84,11 @@ impl Iterator for Schedule<'_> {
 
 /// `ip_vs_schedule`: the template's server, or the scheduler's pick (with a new
 /// template when the service persists).
-fn first(templates: &Templates, service: &Service, packet: &Packet) -> Option<Choice> {
+fn first<'a>(templates: &Templates, service: &'a Service, packet: &Packet) -> Option<Choice<'a>> {
     if !service.flags.persistent() {
         let index = ramp::admit(&service.servers, pick_or_pool_fallback(service, packet)?);
         return Some(Choice {
-            server: service.servers[index].clone(),
+            server: &service.servers[index],
             template: None,
         });
     }
@@ -97,17 +98,21 @@ fn first(templates: &Templates, service: &Service, packet: &Packet) -> Option<Ch
 /// `ip_vs_sched_persist`: the client's template if it has a usable one, else the
 /// scheduler's pick and a template for it (none when the store is full of templates in
 /// use). The client's slot stays locked from lookup to new template.
-fn sched_persist(templates: &Templates, service: &Service, packet: &Packet) -> Option<Choice> {
+fn sched_persist<'a>(
+    templates: &Templates,
+    service: &'a Service,
+    packet: &Packet,
+) -> Option<Choice<'a>> {
     let mut slot = templates.slot(service, packet.client.ip(), packet.local.ip());
     if let Some((index, template)) = slot.find(&service.servers) {
         return Some(Choice {
-            server: service.servers[index].clone(),
+            server: &service.servers[index],
             template: Some(template),
         });
     }
     let index = ramp::admit(&service.servers, pick_or_pool_fallback(service, packet)?);
-    let server = service.servers[index].clone();
-    let template = slot.make(&server, index, service.timeout);
+    let server = &service.servers[index];
+    let template = slot.make(server, index, service.timeout);
     Some(Choice { server, template })
 }
 
@@ -135,13 +140,13 @@ pub fn pool_fallback(servers: &[RealServer]) -> Option<usize> {
 
 /// A retry after failed connects: the scheduler again, and if it insists on a server
 /// already tried, the least loaded usable server not yet tried.
-fn retry(service: &Service, packet: &Packet, tried: &[ServerKey]) -> Option<Choice> {
+fn retry<'a>(service: &'a Service, packet: &Packet, tried: &[ServerKey]) -> Option<Choice<'a>> {
     let server = match service.pick(packet).filter(|s| !tried.contains(&s.key())) {
         Some(s) => s,
         None => &service.servers[least_loaded_except(&service.servers, tried)?],
     };
     Some(Choice {
-        server: server.clone(),
+        server,
         template: None,
     })
 }

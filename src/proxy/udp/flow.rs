@@ -555,7 +555,7 @@ fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Rang
     let packet = d.packet(flow.client, flow.local);
     let table = d.table();
     let totals = table.totals_handle();
-    let scheduling = Scheduling::new(d.director, &service, &totals, packet, Protocol::Udp);
+    let scheduling = Scheduling::new(d.director, &service, &totals, &packet, Protocol::Udp);
     for i in range {
         // Each datagram is a connection of its own here: the lists of now decide.
         if !crate::proxy::admit::still_allowed(&table, &service, packet.client.ip()) {
@@ -567,11 +567,11 @@ fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Rang
         };
         // The "connection" ends with its one datagram.
         drop(template);
-        let dest = scheduling.destination(&server);
-        if scheduling.loops_back(&server, dest) {
+        let dest = scheduling.destination(server);
+        if scheduling.loops_back(server, dest) {
             continue;
         }
-        let accounting = scheduling.count(&server, d.now_ms);
+        let accounting = scheduling.count(server, d.now_ms);
         match send_upstream(d, flow, i..i + 1, Some(dest)) {
             Ok((1, bytes)) => accounting.datagrams_in(1, bytes),
             Ok(_) => {}
@@ -778,7 +778,7 @@ fn open(d: &mut Delivery<'_>, who: Who, datagrams: usize) -> Option<Arc<Flow>> {
         )
     } else {
         let totals = d.table().totals_handle();
-        let scheduling = Scheduling::new(d.director, &service, &totals, packet, Protocol::Udp);
+        let scheduling = Scheduling::new(d.director, &service, &totals, &packet, Protocol::Udp);
         let Some((Choice { server, template }, slot)) = scheduling.next(&mut scheduling.servers())
         else {
             if scheduling.at_limit() {
@@ -790,8 +790,8 @@ fn open(d: &mut Delivery<'_>, who: Who, datagrams: usize) -> Option<Arc<Flow>> {
             tracing::debug!(client = %who.client, "no real server available");
             return None;
         };
-        let dest = scheduling.destination(&server);
-        if scheduling.loops_back(&server, dest) {
+        let dest = scheduling.destination(server);
+        if scheduling.loops_back(server, dest) {
             scheduling.unavailable();
             tracing::debug!(client = %who.client, %dest, "not forwarding to the director's own listen address");
             return None;
@@ -805,7 +805,7 @@ fn open(d: &mut Delivery<'_>, who: Who, datagrams: usize) -> Option<Arc<Flow>> {
                 return None;
             }
         };
-        let opened = scheduling.open(&server, slot, template, dest, State::Udp, d.now_ms);
+        let opened = scheduling.open(server, slot, template, dest, State::Udp, d.now_ms);
         (
             upstream,
             Route::Server {
