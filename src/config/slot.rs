@@ -3,12 +3,17 @@
 //! runtime also serves uvsadm, /metrics and the signals). A job past its deadline is
 //! abandoned: the caller hears of it at once and goes on, but the slot stays taken
 //! until the job's thread ends, so a file that hangs its readers (a dead network
-//! mount) never has more than one thread stuck on it. Used by the reloader (`reload`).
+//! mount) never has more than one thread stuck on it. A job can say that the part that
+//! could hang is over ([`Lift`]): what is left is bounded work (parsing a file of at
+//! most `file::MAX_BYTES`), which the deadline does not cut short. Used by the
+//! reloader (`reload`).
 //!
 //! The job runs on a plain thread, not tokio's blocking pool: the runtime waits for its
 //! blocking tasks when it shuts down, and a stuck read must not keep the daemon from
 //! exiting.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -30,7 +35,21 @@ pub enum Outcome<T> {
 struct Running<T> {
     answer: oneshot::Receiver<T>,
     deadline: Instant,
+    /// Set by the job ([`Lift::lift`]): the deadline no longer applies.
+    lifted: Arc<AtomicBool>,
     abandoned: bool,
+}
+
+/// Given to a job: [`Lift::lift`] says that the part that could hang (reading a file)
+/// is over, and the rest (parsing what was read) is bounded: the slot then waits for
+/// the job however long it takes.
+#[derive(Debug)]
+pub struct Lift(Arc<AtomicBool>);
+
+impl Lift {
+    pub fn lift(&self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 /// The slot: empty, or one job running.
@@ -56,7 +75,8 @@ impl<T: Send + 'static> Slot<T> {
     }
 
     /// Runs `job` on a new thread named `name`, for at most `deadline` before it is
-    /// abandoned. The slot must be free.
+    /// abandoned, unless the job lifts the deadline first (its [`Lift`]). The slot must
+    /// be free.
     ///
     /// # Errors
     /// The thread could not be started (the slot stays free); or the slot was busy
@@ -65,22 +85,25 @@ impl<T: Send + 'static> Slot<T> {
         &mut self,
         name: &str,
         deadline: Duration,
-        job: impl FnOnce() -> T + Send + 'static,
+        job: impl FnOnce(&Lift) -> T + Send + 'static,
     ) -> std::io::Result<()> {
         if self.busy() {
             return Err(std::io::ErrorKind::WouldBlock.into());
         }
         let (tx, answer) = oneshot::channel();
+        let lifted = Arc::new(AtomicBool::new(false));
+        let lift = Lift(Arc::clone(&lifted));
         // Detached: the thread ends when the job does; the answer goes nowhere if the
         // slot gave up on it.
         std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
-                let _ = tx.send(job());
+                let _ = tx.send(job(&lift));
             })?;
         self.running = Some(Running {
             answer,
             deadline: Instant::now() + deadline,
+            lifted,
             abandoned: false,
         });
         Ok(())
@@ -98,18 +121,20 @@ impl<T: Send + 'static> Slot<T> {
             self.running = None;
             return Outcome::Ended;
         }
-        tokio::select! {
-            answer = &mut running.answer => {
-                self.running = None;
-                match answer {
-                    Ok(value) => Outcome::Finished(value),
-                    Err(_) => Outcome::Lost,
-                }
-            }
+        let answer = tokio::select! {
+            answer = &mut running.answer => answer,
             () = tokio::time::sleep_until(running.deadline) => {
-                running.abandoned = true;
-                Outcome::Overdue
+                if !running.lifted.load(Ordering::Acquire) {
+                    running.abandoned = true;
+                    return Outcome::Overdue;
+                }
+                (&mut running.answer).await
             }
+        };
+        self.running = None;
+        match answer {
+            Ok(value) => Outcome::Finished(value),
+            Err(_) => Outcome::Lost,
         }
     }
 }
@@ -131,7 +156,7 @@ mod tests {
     fn a_job_in_time_finishes_and_frees_the_slot() {
         runtime().block_on(async {
             let mut slot = Slot::default();
-            slot.start("t", Duration::from_secs(30), || 7).unwrap();
+            slot.start("t", Duration::from_secs(30), |_| 7).unwrap();
             assert!(slot.busy());
             assert_eq!(slot.done().await, Outcome::Finished(7));
             assert!(!slot.busy());
@@ -145,7 +170,7 @@ mod tests {
             // The job waits for the test's word, so it is late whatever the machine's
             // speed.
             let (release, wait) = mpsc::channel::<()>();
-            slot.start("t", Duration::from_millis(10), move || {
+            slot.start("t", Duration::from_millis(10), move |_| {
                 let _ = wait.recv_timeout(Duration::from_secs(30));
                 1
             })
@@ -153,15 +178,42 @@ mod tests {
             assert_eq!(slot.done().await, Outcome::Overdue);
             assert!(slot.busy() && slot.stuck());
             assert!(
-                slot.start("t", Duration::from_secs(30), || 2).is_err(),
+                slot.start("t", Duration::from_secs(30), |_| 2).is_err(),
                 "one job at a time"
             );
             release.send(()).unwrap();
             assert_eq!(slot.done().await, Outcome::Ended);
             assert!(!slot.busy());
             // The slot takes a job again (with time enough, whatever the load).
-            slot.start("t", Duration::from_secs(30), || 3).unwrap();
+            slot.start("t", Duration::from_secs(30), |_| 3).unwrap();
             assert_eq!(slot.done().await, Outcome::Finished(3));
+        });
+    }
+
+    #[test]
+    fn a_job_that_lifted_its_deadline_is_waited_for_past_it() {
+        runtime().block_on(async {
+            let mut slot = Slot::default();
+            // Lifted, then past the deadline: waits for the test's word, so it is late
+            // whatever the machine's speed, and the test says it only once the
+            // deadline has passed.
+            let (release, wait) = mpsc::channel::<()>();
+            let (lifted_tx, lifted) = mpsc::channel::<()>();
+            slot.start("t", Duration::from_millis(10), move |lift| {
+                lift.lift();
+                let _ = lifted_tx.send(());
+                let _ = wait.recv_timeout(Duration::from_secs(30));
+                4
+            })
+            .unwrap();
+            lifted.recv_timeout(Duration::from_secs(30)).unwrap();
+            let releaser = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                release.send(()).unwrap();
+            });
+            assert_eq!(slot.done().await, Outcome::Finished(4));
+            assert!(!slot.busy());
+            releaser.join().unwrap();
         });
     }
 
@@ -169,7 +221,7 @@ mod tests {
     fn a_job_that_panics_is_lost_not_waited_for() {
         runtime().block_on(async {
             let mut slot: Slot<u8> = Slot::default();
-            slot.start("t", Duration::from_secs(30), || panic!("the job fails"))
+            slot.start("t", Duration::from_secs(30), |_| panic!("the job fails"))
                 .unwrap();
             assert_eq!(slot.done().await, Outcome::Lost);
             assert!(!slot.busy());
