@@ -5,8 +5,8 @@
 //! until the job's thread ends, so a file that hangs its readers (a dead network
 //! mount) never has more than one thread stuck on it. A job can say that the part that
 //! could hang is over ([`Lift`]): what is left is bounded work (parsing a file of at
-//! most `file::MAX_BYTES`), which the deadline does not cut short. Used by the
-//! reloader (`reload`).
+//! most `file::MAX_BYTES`), which the first deadline does not cut short; a second,
+//! longer one still does, should that work never end. Used by the reloader (`reload`).
 //!
 //! The job runs on a plain thread, not tokio's blocking pool: the runtime waits for its
 //! blocking tasks when it shuts down, and a stuck read must not keep the daemon from
@@ -22,10 +22,11 @@ use tokio::time::Instant;
 /// How a job in the slot ended, as far as the caller is concerned.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome<T> {
-    /// It finished in time, with this.
+    /// It finished within its deadline (the one in force: see [`Lift`]), with this.
     Finished(T),
     /// Its deadline passed: it is abandoned, and the slot stays busy until it ends.
-    Overdue,
+    /// `lifted`: the job had lifted the first deadline, and passed the second.
+    Overdue { lifted: bool },
     /// An abandoned job ended; what it made is dropped. The slot is free.
     Ended,
     /// The job's thread died without an answer (it panicked). The slot is free.
@@ -34,15 +35,21 @@ pub enum Outcome<T> {
 
 struct Running<T> {
     answer: oneshot::Receiver<T>,
+    started: Instant,
+    /// The deadline in force: the first, then, once the job lifted it, `started` plus
+    /// `after_lift`.
     deadline: Instant,
-    /// Set by the job ([`Lift::lift`]): the deadline no longer applies.
+    after_lift: Duration,
+    /// Set by the job ([`Lift::lift`]).
     lifted: Arc<AtomicBool>,
+    /// The deadline in force is the second.
+    extended: bool,
     abandoned: bool,
 }
 
 /// Given to a job: [`Lift::lift`] says that the part that could hang (reading a file)
 /// is over, and the rest (parsing what was read) is bounded: the slot then waits for
-/// the job however long it takes.
+/// the job up to its second, longer deadline (`after_lift`, from the start).
 #[derive(Debug)]
 pub struct Lift(Arc<AtomicBool>);
 
@@ -75,8 +82,8 @@ impl<T: Send + 'static> Slot<T> {
     }
 
     /// Runs `job` on a new thread named `name`, for at most `deadline` before it is
-    /// abandoned, unless the job lifts the deadline first (its [`Lift`]). The slot must
-    /// be free.
+    /// abandoned, or, once the job lifted that deadline (its [`Lift`]), for at most
+    /// `after_lift` in all. The slot must be free.
     ///
     /// # Errors
     /// The thread could not be started (the slot stays free); or the slot was busy
@@ -85,6 +92,7 @@ impl<T: Send + 'static> Slot<T> {
         &mut self,
         name: &str,
         deadline: Duration,
+        after_lift: Duration,
         job: impl FnOnce(&Lift) -> T + Send + 'static,
     ) -> std::io::Result<()> {
         if self.busy() {
@@ -100,10 +108,14 @@ impl<T: Send + 'static> Slot<T> {
             .spawn(move || {
                 let _ = tx.send(job(&lift));
             })?;
+        let started = Instant::now();
         self.running = Some(Running {
             answer,
-            deadline: Instant::now() + deadline,
+            started,
+            deadline: started + deadline,
+            after_lift,
             lifted,
+            extended: false,
             abandoned: false,
         });
         Ok(())
@@ -121,14 +133,22 @@ impl<T: Send + 'static> Slot<T> {
             self.running = None;
             return Outcome::Ended;
         }
-        let answer = tokio::select! {
-            answer = &mut running.answer => answer,
-            () = tokio::time::sleep_until(running.deadline) => {
-                if !running.lifted.load(Ordering::Acquire) {
+        let answer = loop {
+            tokio::select! {
+                // An answer and a deadline ready together: the answer is taken.
+                biased;
+                answer = &mut running.answer => break answer,
+                () = tokio::time::sleep_until(running.deadline) => {
+                    if !running.extended && running.lifted.load(Ordering::Acquire) {
+                        running.extended = true;
+                        running.deadline = running.started + running.after_lift;
+                        continue;
+                    }
                     running.abandoned = true;
-                    return Outcome::Overdue;
+                    return Outcome::Overdue {
+                        lifted: running.extended,
+                    };
                 }
-                (&mut running.answer).await
             }
         };
         self.running = None;
@@ -156,7 +176,8 @@ mod tests {
     fn a_job_in_time_finishes_and_frees_the_slot() {
         runtime().block_on(async {
             let mut slot = Slot::default();
-            slot.start("t", Duration::from_secs(30), |_| 7).unwrap();
+            slot.start("t", Duration::from_secs(30), Duration::from_secs(30), |_| 7)
+                .unwrap();
             assert!(slot.busy());
             assert_eq!(slot.done().await, Outcome::Finished(7));
             assert!(!slot.busy());
@@ -170,22 +191,29 @@ mod tests {
             // The job waits for the test's word, so it is late whatever the machine's
             // speed.
             let (release, wait) = mpsc::channel::<()>();
-            slot.start("t", Duration::from_millis(10), move |_| {
-                let _ = wait.recv_timeout(Duration::from_secs(30));
-                1
-            })
+            slot.start(
+                "t",
+                Duration::from_millis(10),
+                Duration::from_secs(30),
+                move |_| {
+                    let _ = wait.recv_timeout(Duration::from_secs(30));
+                    1
+                },
+            )
             .unwrap();
-            assert_eq!(slot.done().await, Outcome::Overdue);
+            assert_eq!(slot.done().await, Outcome::Overdue { lifted: false });
             assert!(slot.busy() && slot.stuck());
             assert!(
-                slot.start("t", Duration::from_secs(30), |_| 2).is_err(),
+                slot.start("t", Duration::from_secs(30), Duration::from_secs(30), |_| 2)
+                    .is_err(),
                 "one job at a time"
             );
             release.send(()).unwrap();
             assert_eq!(slot.done().await, Outcome::Ended);
             assert!(!slot.busy());
             // The slot takes a job again (with time enough, whatever the load).
-            slot.start("t", Duration::from_secs(30), |_| 3).unwrap();
+            slot.start("t", Duration::from_secs(30), Duration::from_secs(30), |_| 3)
+                .unwrap();
             assert_eq!(slot.done().await, Outcome::Finished(3));
         });
     }
@@ -199,21 +227,59 @@ mod tests {
             // deadline has passed.
             let (release, wait) = mpsc::channel::<()>();
             let (lifted_tx, lifted) = mpsc::channel::<()>();
-            slot.start("t", Duration::from_millis(10), move |lift| {
-                lift.lift();
-                let _ = lifted_tx.send(());
-                let _ = wait.recv_timeout(Duration::from_secs(30));
-                4
-            })
+            let started = std::time::Instant::now();
+            slot.start(
+                "t",
+                Duration::from_millis(10),
+                Duration::from_secs(30),
+                move |lift| {
+                    lift.lift();
+                    let _ = lifted_tx.send(());
+                    let _ = wait.recv_timeout(Duration::from_secs(30));
+                    4
+                },
+            )
             .unwrap();
             lifted.recv_timeout(Duration::from_secs(30)).unwrap();
             let releaser = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(200));
                 release.send(()).unwrap();
             });
             assert_eq!(slot.done().await, Outcome::Finished(4));
+            assert!(
+                started.elapsed() >= Duration::from_millis(200),
+                "past the deadline"
+            );
             assert!(!slot.busy());
             releaser.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_lifted_job_that_never_ends_is_abandoned_at_its_second_deadline() {
+        runtime().block_on(async {
+            let mut slot = Slot::default();
+            let (release, wait) = mpsc::channel::<()>();
+            let (lifted_tx, lifted) = mpsc::channel::<()>();
+            slot.start(
+                "t",
+                Duration::from_millis(10),
+                Duration::from_millis(100),
+                move |lift| {
+                    lift.lift();
+                    let _ = lifted_tx.send(());
+                    let _ = wait.recv_timeout(Duration::from_secs(30));
+                    5
+                },
+            )
+            .unwrap();
+            // Lifted before the slot looks, however slow the thread was to start.
+            lifted.recv_timeout(Duration::from_secs(30)).unwrap();
+            assert_eq!(slot.done().await, Outcome::Overdue { lifted: true });
+            assert!(slot.busy() && slot.stuck());
+            release.send(()).unwrap();
+            assert_eq!(slot.done().await, Outcome::Ended);
+            assert!(!slot.busy());
         });
     }
 
@@ -221,8 +287,13 @@ mod tests {
     fn a_job_that_panics_is_lost_not_waited_for() {
         runtime().block_on(async {
             let mut slot: Slot<u8> = Slot::default();
-            slot.start("t", Duration::from_secs(30), |_| panic!("the job fails"))
-                .unwrap();
+            slot.start(
+                "t",
+                Duration::from_secs(30),
+                Duration::from_secs(30),
+                |_| panic!("the job fails"),
+            )
+            .unwrap();
             assert_eq!(slot.done().await, Outcome::Lost);
             assert!(!slot.busy());
         });

@@ -2,8 +2,9 @@
 //! reloads on SIGHUP and, with `autoreload = true`, whenever the file changes (its
 //! stamp is looked at every second, as ldirectord's autoreload polls, and a change is
 //! read once two polls in a row saw it the same, `watch`; an editor's atomic rename is
-//! seen too). Reading and parsing happen on a thread of their own with a deadline
-//! (`slot`), so a reload never holds up the control thread, which serves uvsadm,
+//! seen too). Reading and parsing happen on a thread of their own (`slot`), with a
+//! deadline on the read (a hung mount) and a longer one on the parse, so a reload
+//! never holds up the control thread, which serves uvsadm,
 //! /metrics and the signals; only the apply runs on it. A reload applies only the
 //! difference (`plan`), all of it or none: a file that does not read, an invalid one,
 //! or a change the table refuses, is reported and the running table stays exactly as
@@ -232,6 +233,11 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// services, 10 MB, takes seconds (README, "Large tables").
 pub const READ_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long reading and parsing the file may take in all, once it is read: parsing a
+/// file at the size limit takes seconds (26 s for `uvs check` of one with four busy
+/// loops on two cores), so this only ends a parse that would never end.
+pub const PARSE_DEADLINE: Duration = Duration::from_secs(300);
+
 /// Why a reload changed nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -263,13 +269,19 @@ pub enum ReloadError {
         path.display()
     )]
     Empty { path: PathBuf },
-    /// Reading the file took longer than `after` ([`READ_DEADLINE`]).
+    /// Reading the file took longer than `after` ([`READ_DEADLINE`]), or, once read,
+    /// reading and parsing it did (`parsing`, [`PARSE_DEADLINE`]).
     #[error(
-        "reading {} took longer than {} s: the reload was abandoned",
+        "{} {} took longer than {} s: the reload was abandoned",
+        if *parsing { "reading and parsing" } else { "reading" },
         path.display(),
         after.as_secs()
     )]
-    Abandoned { path: PathBuf, after: Duration },
+    Abandoned {
+        path: PathBuf,
+        after: Duration,
+        parsing: bool,
+    },
     /// No thread could be started to read the file, or it died without an answer.
     #[error("cannot read {}: {why}", path.display())]
     Reader { path: PathBuf, why: String },
@@ -767,11 +779,13 @@ impl Reloader {
     fn start(&self, reading: &mut Reading, job: Job) {
         let path = self.path.clone();
         let started = match job {
-            Job::Look => reading
-                .slot
-                .start("uvs-autoreload", READ_DEADLINE, move |_| {
-                    Found::Stamp(Stamp::at(&path).ok())
-                }),
+            Job::Look => {
+                reading
+                    .slot
+                    .start("uvs-autoreload", READ_DEADLINE, READ_DEADLINE, move |_| {
+                        Found::Stamp(Stamp::at(&path).ok())
+                    })
+            }
             Job::Read(why) => {
                 // SIGHUP reloads whatever the contents; autoreload only a change.
                 let unless = match why {
@@ -780,7 +794,7 @@ impl Reloader {
                 };
                 reading
                     .slot
-                    .start("uvs-reload", READ_DEADLINE, move |lift| {
+                    .start("uvs-reload", READ_DEADLINE, PARSE_DEADLINE, move |lift| {
                         Found::File(Box::new(read(&path, unless, lift)))
                     })
             }
@@ -828,16 +842,21 @@ impl Reloader {
                 // the reading thread's arena, which glibc keeps unless asked.
                 crate::sys::release_free_memory();
             }
-            (Some(Job::Read(why)), outcome @ (Outcome::Overdue | Outcome::Lost)) => {
+            (Some(Job::Read(why)), outcome @ (Outcome::Overdue { .. } | Outcome::Lost)) => {
                 if let Why::Changed(stamp) = why {
                     // Remembered as read, so autoreload does not retry it every second.
                     reading.watch.was_read(Some(stamp));
                     reading.digest = None;
                 }
-                let error = if matches!(outcome, Outcome::Overdue) {
+                let error = if let Outcome::Overdue { lifted } = outcome {
                     ReloadError::Abandoned {
                         path: self.path.clone(),
-                        after: READ_DEADLINE,
+                        after: if lifted {
+                            PARSE_DEADLINE
+                        } else {
+                            READ_DEADLINE
+                        },
+                        parsing: lifted,
                     }
                 } else {
                     ReloadError::Reader {
@@ -847,7 +866,7 @@ impl Reloader {
                 };
                 self.report(why, Err(error));
             }
-            (Some(Job::Look), Outcome::Overdue) => {
+            (Some(Job::Look), Outcome::Overdue { .. }) => {
                 tracing::warn!(target: LOG,
                     file = %self.path.display(),
                     "autoreload: looking at the file took longer than {} s; no reload until it answers",
