@@ -218,29 +218,31 @@ mod tests {
         });
     }
 
+    /// Starts a job with a first deadline of 10 ms that lifts it at once, then waits
+    /// for the test's word (so it is late whatever the machine's speed) and answers
+    /// `value`; returns once the job has lifted (however slow its thread was to
+    /// start), with the sender of the word.
+    fn start_lifting(slot: &mut Slot<u8>, after_lift: Duration, value: u8) -> mpsc::Sender<()> {
+        let (release, wait) = mpsc::channel::<()>();
+        let (lifted_tx, lifted) = mpsc::channel::<()>();
+        slot.start("t", Duration::from_millis(10), after_lift, move |lift| {
+            lift.lift();
+            let _ = lifted_tx.send(());
+            let _ = wait.recv_timeout(Duration::from_secs(30));
+            value
+        })
+        .unwrap();
+        lifted.recv_timeout(Duration::from_secs(30)).unwrap();
+        release
+    }
+
     #[test]
     fn a_job_that_lifted_its_deadline_is_waited_for_past_it() {
         runtime().block_on(async {
             let mut slot = Slot::default();
-            // Lifted, then past the deadline: waits for the test's word, so it is late
-            // whatever the machine's speed, and the test says it only once the
-            // deadline has passed.
-            let (release, wait) = mpsc::channel::<()>();
-            let (lifted_tx, lifted) = mpsc::channel::<()>();
+            // The word comes only once the first deadline has passed.
             let started = std::time::Instant::now();
-            slot.start(
-                "t",
-                Duration::from_millis(10),
-                Duration::from_secs(30),
-                move |lift| {
-                    lift.lift();
-                    let _ = lifted_tx.send(());
-                    let _ = wait.recv_timeout(Duration::from_secs(30));
-                    4
-                },
-            )
-            .unwrap();
-            lifted.recv_timeout(Duration::from_secs(30)).unwrap();
+            let release = start_lifting(&mut slot, Duration::from_secs(30), 4);
             let releaser = std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(200));
                 release.send(()).unwrap();
@@ -259,22 +261,7 @@ mod tests {
     fn a_lifted_job_that_never_ends_is_abandoned_at_its_second_deadline() {
         runtime().block_on(async {
             let mut slot = Slot::default();
-            let (release, wait) = mpsc::channel::<()>();
-            let (lifted_tx, lifted) = mpsc::channel::<()>();
-            slot.start(
-                "t",
-                Duration::from_millis(10),
-                Duration::from_millis(100),
-                move |lift| {
-                    lift.lift();
-                    let _ = lifted_tx.send(());
-                    let _ = wait.recv_timeout(Duration::from_secs(30));
-                    5
-                },
-            )
-            .unwrap();
-            // Lifted before the slot looks, however slow the thread was to start.
-            lifted.recv_timeout(Duration::from_secs(30)).unwrap();
+            let release = start_lifting(&mut slot, Duration::from_millis(100), 5);
             assert_eq!(slot.done().await, Outcome::Overdue { lifted: true });
             assert!(slot.busy() && slot.stuck());
             release.send(()).unwrap();
