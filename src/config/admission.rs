@@ -413,14 +413,8 @@ pub fn render_accept_proxy(out: &mut String, options: &ServiceOptions) {
 mod tests {
     use std::path::Path;
 
+    use crate::config::schema::problems;
     use crate::table::{AcceptProxy, ProxyTlvs};
-
-    fn problems(text: &str) -> Vec<String> {
-        match super::super::schema::parse(text, Path::new("t.toml")) {
-            Ok(_) => Vec::new(),
-            Err(p) => p.to_string().lines().map(str::to_string).collect(),
-        }
-    }
 
     #[test]
     fn settings_that_do_nothing_are_warned_of() {

@@ -1841,16 +1841,19 @@ fn read_share(item: &Item<'_, '_>) -> Option<u16> {
     permille
 }
 
+/// The problems [`parse`] finds in `text`, one line of its report each (none: it
+/// parsed): what the configuration's tests compare.
+#[cfg(test)]
+pub(crate) fn problems(text: &str) -> Vec<String> {
+    match parse(text, Path::new("t.toml")) {
+        Ok(_) => Vec::new(),
+        Err(p) => p.to_string().lines().map(str::to_string).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn problems(text: &str) -> Vec<String> {
-        match parse(text, Path::new("t.toml")) {
-            Ok(_) => Vec::new(),
-            Err(p) => p.to_string().lines().map(str::to_string).collect(),
-        }
-    }
 
     #[test]
     fn a_whole_file_reads_into_commands_worth_of_config() {
@@ -2811,13 +2814,6 @@ type = "on"
 mod group_tests {
     use super::*;
 
-    fn problems(text: &str) -> Vec<String> {
-        match parse(text, Path::new("t.toml")) {
-            Ok(_) => Vec::new(),
-            Err(p) => p.to_string().lines().map(str::to_string).collect(),
-        }
-    }
-
     fn listed(c: &Config) -> Vec<String> {
         c.services
             .iter()
@@ -3194,13 +3190,6 @@ slow_start = "soon"
 #[cfg(test)]
 mod limit_tests {
     use super::*;
-
-    fn problems(text: &str) -> Vec<String> {
-        match parse(text, Path::new("t.toml")) {
-            Ok(_) => Vec::new(),
-            Err(p) => p.to_string().lines().map(str::to_string).collect(),
-        }
-    }
 
     fn service(queue: &str, max: &str) -> String {
         format!(

@@ -301,14 +301,8 @@ pub fn render_service_source(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::schema::problems;
     use std::path::Path;
-
-    fn problems(text: &str) -> Vec<String> {
-        match super::super::schema::parse(text, Path::new("t.toml")) {
-            Ok(_) => Vec::new(),
-            Err(p) => p.to_string().lines().map(str::to_string).collect(),
-        }
-    }
 
     #[test]
     fn global_sources_are_the_default_and_round_trip() {
