@@ -625,6 +625,23 @@ fn congestion_of(filter: &str) -> Vec<String> {
         .collect()
 }
 
+/// The congestion control of uvs's two sockets of `client`'s connection through `v`
+/// to `server`: the one accepted on the VIP (client leg), the one connected to the
+/// real server (server leg).
+fn congestion_of_legs(
+    v: SocketAddr,
+    client: &std::net::TcpStream,
+    server: SocketAddr,
+) -> (Vec<String>, Vec<String>) {
+    let accepted = congestion_of(&format!(
+        "( sport = :{} and dport = :{} )",
+        v.port(),
+        client.local_addr().unwrap().port()
+    ));
+    let to_server = congestion_of(&format!("( dport = :{} )", server.port()));
+    (accepted, to_server)
+}
+
 #[test]
 fn congestion_control_is_set_on_both_legs_and_unknown_ones_are_refused() {
     // One that is not the system's default, so the test sees uvs's choice.
@@ -647,14 +664,8 @@ fn congestion_control_is_set_on_both_legs_and_unknown_ones_are_refused() {
     let v = balance(&d, &["-s", "rr"], &[(backend.addr, &[])]);
     let mut client = connect(v, None).unwrap();
     assert_eq!(echoed(&mut client, b"ping"), b"ping");
-    // uvs's two sockets: the one accepted on the VIP, the one connected to the server.
-    let accepted = congestion_of(&format!(
-        "( sport = :{} and dport = :{} )",
-        v.port(),
-        client.local_addr().unwrap().port()
-    ));
+    let (accepted, to_server) = congestion_of_legs(v, &client, backend.addr);
     assert_eq!(accepted, [chosen], "client leg");
-    let to_server = congestion_of(&format!("( dport = :{} )", backend.addr.port()));
     assert_eq!(to_server, [chosen], "server leg");
     // The test's own client socket keeps the system's.
     let own = congestion_of(&format!(
@@ -702,13 +713,8 @@ fn the_real_server_leg_defaults_to_cubic_in_place_of_bbr() {
         let v = balance(&d, &["-s", "rr"], &[(backend.addr, &[])]);
         let mut client = connect(v, None).unwrap();
         assert_eq!(echoed(&mut client, b"ping"), b"ping");
-        let accepted = congestion_of(&format!(
-            "( sport = :{} and dport = :{} )",
-            v.port(),
-            client.local_addr().unwrap().port()
-        ));
+        let (accepted, to_server) = congestion_of_legs(v, &client, backend.addr);
         assert_eq!(accepted, [system.as_str()], "client leg, {args:?}");
-        let to_server = congestion_of(&format!("( dport = :{} )", backend.addr.port()));
         assert_eq!(to_server, [server_leg], "server leg, {args:?}");
         let said = d
             .status()
