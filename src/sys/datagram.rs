@@ -487,21 +487,7 @@ pub fn report_local_address(socket: BorrowedFd<'_>, ipv6: bool) -> io::Result<()
     } else {
         (libc::IPPROTO_IP, libc::IP_PKTINFO)
     };
-    let on: libc::c_int = 1;
-    // SAFETY: the option takes an int, passed by pointer with its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&on as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    super::set_int_option(socket, level, name, 1)
 }
 
 #[cfg(test)]

@@ -74,16 +74,25 @@ unsafe fn getsockopt<T>(
 /// `silent-drop`, src/tcp_act.c). An error (EPERM without the privilege) leaves the
 /// socket as it was.
 pub fn set_tcp_repair(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR, 1)
+}
+
+/// Sets socket option `level`/`name` of `fd`, one whose value is an int, to `value`.
+fn set_int_option(
+    fd: std::os::fd::BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: the fd is borrowed (open for the call); TCP_REPAIR's value is an int,
-    // read by the kernel from `one` for `size_of::<c_int>()` bytes.
+    // SAFETY: the fd is borrowed (open for the call); the option's value is an int,
+    // read by the kernel from `value` for `size_of::<c_int>()` bytes.
     let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_REPAIR,
-            (&one as *const libc::c_int).cast(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -97,23 +106,7 @@ pub fn set_tcp_repair(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
 /// takes the address only, and the port is chosen at connect(), for the whole 4-tuple
 /// (`proxy::source`; HAProxy sets it for `source` too).
 pub fn set_bind_address_no_port(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: the fd is borrowed (open for the call); the option's value is an int,
-    // read by the kernel from `one` for `size_of::<c_int>()` bytes.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    set_int_option(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)
 }
 
 /// Whether a TCP socket is in repair mode ([`set_tcp_repair`]).
