@@ -270,6 +270,9 @@ impl Backend for Fixed {
     fn listeners(&mut self) -> Result<Vec<uvs::table::ListenRule>, BackendError> {
         Ok(Vec::new())
     }
+    fn daemons(&mut self) -> Result<Vec<uvs::table::SyncDaemon>, BackendError> {
+        Ok(Vec::new())
+    }
     fn apply(&mut self, _: &Command) -> Result<(), BackendError> {
         unreachable!("listings only")
     }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::table::{
-    AddressClassifier, Command, ConnEntry, Info, ListenRule, ServiceEntry, ServiceKey, TableError,
-    TableHandle, Timeouts,
+    AddressClassifier, Command, ConnEntry, Info, ListenRule, ServiceEntry, ServiceKey, SyncDaemon,
+    TableError, TableHandle, Timeouts,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,8 @@ pub trait Backend {
     fn connections(&mut self) -> Result<Vec<ConnEntry>, BackendError>;
     /// uvs's listen rules.
     fn listeners(&mut self) -> Result<Vec<ListenRule>, BackendError>;
+    /// `-L --daemon`: the connection-sync daemons that run.
+    fn daemons(&mut self) -> Result<Vec<SyncDaemon>, BackendError>;
     fn apply(&mut self, command: &Command) -> Result<(), BackendError>;
 }
 
@@ -79,6 +81,16 @@ impl Backend for LocalBackend {
 
     fn listeners(&mut self) -> Result<Vec<ListenRule>, BackendError> {
         Ok(self.table.snapshot().listen_rules())
+    }
+
+    fn daemons(&mut self) -> Result<Vec<SyncDaemon>, BackendError> {
+        Ok(self
+            .table
+            .snapshot()
+            .sync_daemons()
+            .iter()
+            .cloned()
+            .collect())
     }
 
     fn apply(&mut self, command: &Command) -> Result<(), BackendError> {

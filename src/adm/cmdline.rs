@@ -18,8 +18,8 @@ use super::names::Names;
 use super::popt::{ArgMode, OptionDef, Popt};
 use crate::table::{
     Command, Family, Forward, ListenAddr, ListenRule, Netmask, Protocol, ProxyProtocol,
-    ServerConfig, ServerKey, ServiceConfig, ServiceFlags, ServiceKey, ServiceOptions, SyncRole,
-    Timeouts, Tunnel, TunnelChecksum, TunnelKind,
+    ServerConfig, ServerKey, ServiceConfig, ServiceFlags, ServiceKey, ServiceOptions, SyncDaemon,
+    SyncRole, Timeouts, Tunnel, TunnelChecksum, TunnelKind,
 };
 
 /// `MAX_TIMEOUT`: 31 days.
@@ -435,7 +435,7 @@ struct Parser<'n> {
     format: Format,
     svc: ServiceArgs,
     dest: ServerArgs,
-    sync_role: SyncRole,
+    daemon: SyncDaemon,
     sched_flags_arg: String,
     mark: Option<u32>,
 }
@@ -488,7 +488,15 @@ impl<'n> Parser<'n> {
                 l_threshold: 0,
                 tunnel: Tunnel::default(),
             },
-            sync_role: SyncRole::Master,
+            daemon: SyncDaemon {
+                role: SyncRole::Master,
+                interface: String::new(),
+                syncid: 0,
+                maxlen: 0,
+                group: None,
+                port: 0,
+                ttl: 0,
+            },
             sched_flags_arg: String::new(),
             mark: None,
         }
@@ -687,10 +695,14 @@ impl<'n> Parser<'n> {
                 self.set_option(Opt::NUMERIC)?;
                 self.format = self.format.with(Format::NUMERIC);
             }
-            Tag::McastInterface => self.set_option(Opt::MCAST)?,
+            Tag::McastInterface => {
+                self.set_option(Opt::MCAST)?;
+                // strncpy into IP_VS_IFNAME_MAXLEN bytes; the kernel reads up to its NUL.
+                self.daemon.interface = c_truncate(v, crate::table::sync::INTERFACE_MAX);
+            }
             Tag::SyncId => {
                 self.set_option(Opt::SYNCID)?;
-                Self::number(v, 0, 255, "syncid")?;
+                self.daemon.syncid = Self::number(v, 0, 255, "syncid")? as u8;
             }
             Tag::Timeout => self.set_option(Opt::TIMEOUT)?,
             Tag::Daemon => self.set_option(Opt::DAEMON)?,
@@ -723,25 +735,30 @@ impl<'n> Parser<'n> {
             }
             Tag::McastGroup => {
                 self.set_option(Opt::MCAST_GROUP)?;
-                if v.contains(':') {
-                    if !v.parse::<Ipv6Addr>().is_ok_and(|a| a.is_multicast()) {
-                        return Err(Parsed::Fail(format!("invalid IPv6 mcast-group `{v}'")));
+                let group = if v.contains(':') {
+                    match v.parse::<Ipv6Addr>() {
+                        Ok(a) if a.is_multicast() => IpAddr::V6(a),
+                        _ => return Err(Parsed::Fail(format!("invalid IPv6 mcast-group `{v}'"))),
                     }
-                } else if !v.parse::<Ipv4Addr>().is_ok_and(|a| a.is_multicast()) {
-                    return Err(Parsed::Fail(format!("invalid IPv4 mcast-group `{v}'")));
-                }
+                } else {
+                    match v.parse::<Ipv4Addr>() {
+                        Ok(a) if a.is_multicast() => IpAddr::V4(a),
+                        _ => return Err(Parsed::Fail(format!("invalid IPv4 mcast-group `{v}'"))),
+                    }
+                };
+                self.daemon.group = Some(group);
             }
             Tag::McastPort => {
                 self.set_option(Opt::MCAST_PORT)?;
-                Self::number(v, 1, 65535, "mcast-port")?;
+                self.daemon.port = Self::number(v, 1, 65535, "mcast-port")? as u16;
             }
             Tag::McastTtl => {
                 self.set_option(Opt::MCAST_TTL)?;
-                Self::number(v, 1, 255, "mcast-ttl")?;
+                self.daemon.ttl = Self::number(v, 1, 255, "mcast-ttl")? as u8;
             }
             Tag::SyncMaxlen => {
                 self.set_option(Opt::SYNC_MAXLEN)?;
-                Self::number(v, 1, 65535 - 20 - 8, "sync-maxlen")?;
+                self.daemon.maxlen = Self::number(v, 1, 65535 - 20 - 8, "sync-maxlen")? as u16;
             }
             Tag::TunInfo => self.flag(Opt::TUN_INFO, Format::TUN_INFO)?,
             Tag::TunType => {
@@ -980,7 +997,7 @@ pub fn parse(args: &[String], names: &mut dyn Names, context: Context, posix: bo
                     }
                     _ => return Parsed::Fail("illegal start_daemon specified".into()),
                 };
-                p.sync_role = role;
+                p.daemon.role = role;
                 if found.tag == Tag::StartDaemon {
                     Cmd::StartDaemon
                 } else {
@@ -1172,8 +1189,16 @@ fn finish(p: &mut Parser<'_>, cmd: Cmd, timeouts: Timeouts) -> Result<Invocation
             },
         }),
         Cmd::Timeout => Invocation::Apply(Command::SetTimeouts(timeouts)),
-        Cmd::StartDaemon => Invocation::Apply(Command::StartSyncDaemon { role: p.sync_role }),
-        Cmd::StopDaemon => Invocation::Apply(Command::StopSyncDaemon { role: p.sync_role }),
+        Cmd::StartDaemon => {
+            let mut daemon = p.daemon.clone();
+            if daemon.interface.is_empty() {
+                daemon.interface = crate::table::sync::DEFAULT_INTERFACE.to_string();
+            }
+            Invocation::Apply(Command::StartSyncDaemon(daemon))
+        }
+        Cmd::StopDaemon => Invocation::Apply(Command::StopSyncDaemon {
+            role: p.daemon.role,
+        }),
         Cmd::AddListener | Cmd::DeleteListener => {
             let listen = match key {
                 ServiceKey::Inet {

@@ -409,6 +409,14 @@ pub fn timeouts(out: &mut String, t: &Timeouts) {
     );
 }
 
+/// `list_daemon`: one line per running sync daemon, master first, nothing when none
+/// runs (shared/golden/daemon_L_n_daemon.out, daemon_after_stop_L_n_daemon.out).
+pub fn daemons(out: &mut String, daemons: &[crate::table::SyncDaemon]) {
+    for d in daemons {
+        let _ = writeln!(out, "{d}");
+    }
+}
+
 /// `list_conn`: the connection table.
 pub fn connections(out: &mut String, names: &mut dyn Names, conns: &[ConnEntry], format: Format) {
     out.push_str("IPVS connection entries\n");

@@ -333,9 +333,8 @@ impl Session<'_> {
                 listing::listen_rules(&mut text, self.names, &rules, format);
             }
             ListTarget::Daemons => {
-                // uvs runs no sync daemon, so there is nothing to list; the daemon is
-                // still asked, so a missing daemon is reported as for any listing.
-                self.ask(|b| b.info())?;
+                let daemons = self.ask(|b| b.daemons())?;
+                listing::daemons(&mut text, &daemons);
             }
         }
         self.out(&text);

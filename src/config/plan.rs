@@ -81,7 +81,7 @@ impl Owned {
             Command::SetTimeouts(_)
             | Command::SetAdmission(_)
             | Command::Zero { .. }
-            | Command::StartSyncDaemon { .. }
+            | Command::StartSyncDaemon(_)
             | Command::StopSyncDaemon { .. }
             | Command::Drain { .. }
             | Command::Undrain { .. } => Vec::new(),
@@ -121,7 +121,7 @@ impl Touched {
             Command::Flush {}
             | Command::SetAdmission(_)
             | Command::Zero { .. }
-            | Command::StartSyncDaemon { .. }
+            | Command::StartSyncDaemon(_)
             | Command::StopSyncDaemon { .. } => Vec::new(),
         }
     }

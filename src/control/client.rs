@@ -13,7 +13,9 @@ use super::protocol::{
     MAX_RESPONSE_BYTES, Request, Response, decode_response, encode_request, read_frame, write_frame,
 };
 use crate::adm::backend::{Backend, BackendError};
-use crate::table::{Command, ConnEntry, Info, ListenRule, ServiceEntry, ServiceKey, Timeouts};
+use crate::table::{
+    Command, ConnEntry, Info, ListenRule, ServiceEntry, ServiceKey, SyncDaemon, Timeouts,
+};
 
 /// How long uvsadm waits for the daemon's answer before giving up.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -177,6 +179,13 @@ impl Backend for Client {
     fn listeners(&mut self) -> Result<Vec<ListenRule>, BackendError> {
         match self.call(&Request::ListListeners {})? {
             Response::Listeners { rules } => Ok(rules),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    fn daemons(&mut self) -> Result<Vec<SyncDaemon>, BackendError> {
+        match self.call(&Request::ListDaemons {})? {
+            Response::Daemons { daemons } => Ok(daemons),
             other => Err(self.unexpected(other)),
         }
     }

@@ -120,6 +120,8 @@ pub enum Request {
     GetTimeouts {},
     ListConnections {},
     ListListeners {},
+    /// `-L --daemon`: the connection-sync daemons that run.
+    ListDaemons {},
     /// What the data plane is doing: listeners and their state (`uvs status`).
     Status {},
     Apply {
@@ -163,6 +165,9 @@ pub enum Response {
     },
     Listeners {
         rules: Vec<ListenRule>,
+    },
+    Daemons {
+        daemons: Vec<crate::table::SyncDaemon>,
     },
     Status {
         status: Box<Status>,

@@ -34,6 +34,17 @@ pub trait Daemon: Send + Sync + 'static {
     fn table(&self) -> &TableHandle;
     /// `-L -c`: connections and persistence templates (in kernel mode, the kernel's).
     fn connections(&self) -> Vec<ConnEntry>;
+    /// `-L --daemon`: the sync daemons that run, defaults filled in (in kernel mode,
+    /// the kernel's). Errors: the table's words for why they cannot be read.
+    fn sync_daemons(&self) -> Result<Vec<crate::table::SyncDaemon>, TableError> {
+        Ok(self
+            .table()
+            .snapshot()
+            .sync_daemons()
+            .iter()
+            .cloned()
+            .collect())
+    }
     /// `uvs status`, in its wire form.
     fn status(&self) -> super::protocol::Status;
     /// Clients served at once (their part of the descriptor reserve; at least 1).
@@ -156,6 +167,10 @@ pub fn answer(request: Request, daemon: &dyn Daemon) -> Response {
         },
         Request::ListListeners {} => Response::Listeners {
             rules: table.snapshot().listen_rules(),
+        },
+        Request::ListDaemons {} => match daemon.sync_daemons() {
+            Ok(daemons) => Response::Daemons { daemons },
+            Err(error) => Response::Refused { error },
         },
         Request::Status {} => Response::Status {
             status: Box::new(daemon.status()),

@@ -12,6 +12,7 @@ use super::key::{Family, ServerKey, ServiceKey};
 use super::listener::{ListenAddr, ListenRule};
 use super::real_server::{Forward, Tunnel, TunnelKind};
 use super::service::{Netmask, ServiceFlags, ServiceOptions};
+use super::sync::{SyncDaemon, SyncRole};
 use super::timeouts::Timeouts;
 
 /// Everything `-A` / `-E` set on a service. `-E` replaces all of it, as IPVS does.
@@ -140,23 +141,6 @@ impl ServerConfig {
     }
 }
 
-/// Role of an IPVS connection-sync daemon.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SyncRole {
-    Master,
-    Backup,
-}
-
-impl SyncRole {
-    pub fn name(self) -> &'static str {
-        match self {
-            SyncRole::Master => "master",
-            SyncRole::Backup => "backup",
-        }
-    }
-}
-
 /// One change to the table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -189,9 +173,8 @@ pub enum Command {
     /// The access lists and per-client limits of every service (`[global]`'s
     /// `allow`, `deny`, `deny_action`, `limits`; `table::admission`). Not ipvsadm's.
     SetAdmission(super::admission::Admission),
-    StartSyncDaemon {
-        role: SyncRole,
-    },
+    /// `--start-daemon`: run a connection-sync daemon (one per role).
+    StartSyncDaemon(SyncDaemon),
     StopSyncDaemon {
         role: SyncRole,
     },
@@ -337,7 +320,7 @@ impl fmt::Display for Command {
                     if a.limits.is_some() { "on" } else { "off" }
                 )
             }
-            Command::StartSyncDaemon { role } => write!(f, "--start-daemon {}", role.name()),
+            Command::StartSyncDaemon(d) => write!(f, "--start-daemon {}", d.role.name()),
             Command::StopSyncDaemon { role } => write!(f, "--stop-daemon {}", role.name()),
             Command::AddListener(rule) => write!(f, "--add-listener {rule}"),
             Command::DeleteListener { listen } => write!(f, "--delete-listener {listen}"),

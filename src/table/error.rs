@@ -84,10 +84,15 @@ pub enum TableError {
     /// `--delete-listener` for an address without a rule.
     #[error("No such listener")]
     NoSuchListener,
-    /// Connection-state synchronisation (ipvsadm --start-daemon) is a kernel feature uvs
-    /// does not offer.
-    #[error(
-        "Connection state synchronisation is not available: uvs runs no sync daemon (--start-daemon/--stop-daemon)"
-    )]
-    SyncUnavailable,
+    /// `--start-daemon` for a role that already runs (libipvs: EEXIST on
+    /// ipvs_start_daemon).
+    #[error("Daemon has already run")]
+    SyncDaemonRunning,
+    /// `--stop-daemon` for a role that does not run (libipvs: ESRCH on ipvs_stop_daemon).
+    #[error("No daemon is running")]
+    NoSyncDaemon,
+    /// `--start-daemon` with settings the kernel refuses (ip_vs_ctl.c
+    /// `ip_vs_genl_new_daemon`, ip_vs_sync.c `start_sync_thread`: EINVAL).
+    #[error("Invalid operation.  Possibly wrong module version, address not unicast, ...")]
+    SyncDaemonInvalid,
 }

@@ -37,6 +37,7 @@ pub mod service;
 pub mod slow_start;
 pub mod source;
 pub mod sources;
+pub mod sync;
 pub mod timeouts;
 
 use std::sync::{Arc, Mutex};
@@ -44,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 pub use admission::Admission;
-pub use command::{Command, ServerConfig, ServerOptions, ServiceConfig, SyncRole};
+pub use command::{Command, ServerConfig, ServerOptions, ServiceConfig};
 pub use effect::{Effects, Retired};
 pub use entry::{
     ConnEntry, EjectionCounts, FailureCounts, Info, QueueCounts, ServerEntry, ServiceEntry,
@@ -59,6 +60,7 @@ pub use service::{
     AcceptProxy, Netmask, PersistenceEngine, ProxyProtocol, ProxyTlvs, QueueOptions, Service,
     ServiceFlags, ServiceOptions, ServiceState,
 };
+pub use sync::{SyncDaemon, SyncDaemons, SyncRole};
 pub use timeouts::Timeouts;
 
 use crate::lock::Locked;
@@ -87,6 +89,8 @@ pub struct Table {
     /// What the global admission refused and the sources its limits track: kept
     /// across edits, as the totals are.
     admission_state: Arc<admission::GlobalState>,
+    /// The connection-sync daemons asked for (`--start-daemon`, the file's `[sync]`).
+    sync: SyncDaemons,
 }
 
 impl Table {
@@ -108,6 +112,11 @@ impl Table {
 
     pub fn timeouts(&self) -> Timeouts {
         self.timeouts
+    }
+
+    /// The connection-sync daemons the table asks for, as given (defaults unfilled).
+    pub fn sync_daemons(&self) -> &SyncDaemons {
+        &self.sync
     }
 
     /// The access lists and limits of every service (`Command::SetAdmission`).
@@ -490,8 +499,18 @@ impl Table {
                 }
                 self.set_drain(service, server, &mut effects, |_| None)?;
             }
-            Command::StartSyncDaemon { .. } | Command::StopSyncDaemon { .. } => {
-                return Err(TableError::SyncUnavailable);
+            Command::StartSyncDaemon(daemon) => {
+                sync::check(daemon)?;
+                let slot = self.sync.slot(daemon.role);
+                if slot.is_some() {
+                    return Err(TableError::SyncDaemonRunning);
+                }
+                *slot = Some(daemon.clone());
+            }
+            Command::StopSyncDaemon { role } => {
+                if self.sync.slot(*role).take().is_none() {
+                    return Err(TableError::NoSyncDaemon);
+                }
             }
             Command::AddListener(rule) => {
                 let l = &rule.listen;

@@ -297,15 +297,50 @@ fn timeouts_and_sync_daemon() {
             udp: 300
         }
     );
+    let master = SyncDaemon {
+        role: SyncRole::Master,
+        interface: "lo".into(),
+        syncid: 7,
+        maxlen: 0,
+        group: None,
+        port: 0,
+        ttl: 0,
+    };
+    apply(&mut t, Command::StartSyncDaemon(master.clone())).unwrap();
+    // libipvs's words for the kernel's EEXIST and ESRCH.
+    let again = apply(&mut t, Command::StartSyncDaemon(master.clone()));
+    assert_eq!(again, Err(TableError::SyncDaemonRunning));
+    assert_eq!(again.unwrap_err().to_string(), "Daemon has already run");
+    let backup = SyncDaemon {
+        role: SyncRole::Backup,
+        ..master.clone()
+    };
+    apply(&mut t, Command::StartSyncDaemon(backup.clone())).unwrap();
     assert_eq!(
-        apply(
-            &mut t,
-            Command::StartSyncDaemon {
-                role: SyncRole::Master
-            }
-        ),
-        Err(TableError::SyncUnavailable)
+        t.sync_daemons().iter().collect::<Vec<_>>(),
+        [&master, &backup]
     );
+    let role = SyncRole::Master;
+    apply(&mut t, Command::StopSyncDaemon { role }).unwrap();
+    let gone = apply(&mut t, Command::StopSyncDaemon { role });
+    assert_eq!(gone.unwrap_err().to_string(), "No daemon is running");
+    assert_eq!(t.sync_daemons().iter().collect::<Vec<_>>(), [&backup]);
+    // EINVAL from the kernel: no interface, a group that is not multicast.
+    for bad in [
+        SyncDaemon {
+            interface: String::new(),
+            ..master.clone()
+        },
+        SyncDaemon {
+            group: Some("10.0.0.1".parse().unwrap()),
+            ..master.clone()
+        },
+    ] {
+        assert_eq!(
+            apply(&mut t, Command::StartSyncDaemon(bad)),
+            Err(TableError::SyncDaemonInvalid)
+        );
+    }
 }
 
 #[test]

@@ -78,9 +78,7 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
             continue;
         }
         match &command {
-            Command::Zero { .. }
-            | Command::StartSyncDaemon { .. }
-            | Command::StopSyncDaemon { .. } => {
+            Command::Zero { .. } | Command::StartSyncDaemon(_) | Command::StopSyncDaemon { .. } => {
                 imported.skip(line, format!("`{command}' is not configuration; skipped"));
                 continue;
             }
