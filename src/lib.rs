@@ -18,7 +18,8 @@
 //!   [`exporter`] (/metrics), [`adm`] (ipvsadm's language and listings).
 //! - core: [`table`] (the single source of truth, its typed commands), [`sched`]
 //!   (IPVS's schedulers and `schedule`), [`persist`] (templates), [`conn`] (the
-//!   connection table), [`stats`] (counters, the rate estimator), and small leaves:
+//!   connection table), [`stats`] (counters, the rate estimator), [`sync`] (IPVS
+//!   connection sync's wire format), and small leaves:
 //!   [`clock`], [`lock`], [`rate_limit`], [`descriptors`], [`workers`], [`printable`].
 //! - [`sys`]: the few libc calls; all `unsafe` lives there.
 
@@ -42,6 +43,7 @@ pub mod rate_limit;
 pub mod sched;
 pub mod stats;
 pub mod status;
+pub mod sync;
 pub mod sys;
 pub mod table;
 pub mod words;

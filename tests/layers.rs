@@ -11,8 +11,9 @@
 //!          pool                                (pool: drains carried out over time)
 //! readers  proxy, kernel, exporter, adm        serve, mirror, count and list the table
 //! core     table, sched, persist, conn, stats, the table, its schedulers, connections,
-//!          clock, lock, rate_limit, words,     templates, counters and small leaves
-//!          descriptors, workers, printable
+//!          sync, clock, lock, rate_limit,      templates, counters, sync's wire format
+//!          words, descriptors, workers,        and small leaves
+//!          printable
 //! sys      sys                                 the few libc calls
 //! ```
 //!
@@ -49,6 +50,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "persist",
             "conn",
             "stats",
+            "sync",
             "clock",
             "lock",
             "rate_limit",
