@@ -104,6 +104,28 @@ impl Template {
         self.assured.store(true, Relaxed);
     }
 
+    /// What a sync master sends of it (ip_vs_sync.c `ip_vs_sync_conn` on a template):
+    /// IPPROTO_IP (0) and the mark for an fwmark service's template, as
+    /// `ip_vs_sched_persist` makes them, else the service's protocol; the client's
+    /// network with port 0; the virtual address and port it is found by; the real
+    /// server; its timeout in seconds.
+    pub fn synced(&self) -> SyncedTemplate {
+        let k = &self.key;
+        let (protocol, fwmark) = match k.scope {
+            Scope::Protocol(p) => (p.number() as u8, 0),
+            Scope::Fwmark(mark) => (0, mark),
+        };
+        SyncedTemplate {
+            protocol,
+            fwmark,
+            client: k.client_net,
+            vaddr: SocketAddr::new(k.vaddr, k.vport),
+            dest: self.dest,
+            timeout_s: (self.timeout_ms / 1000) as u32,
+            assured: self.assured.load(Relaxed),
+        }
+    }
+
     fn entry(&self, now_ms: u64) -> ConnEntry {
         let k = &self.key;
         ConnEntry {
@@ -128,6 +150,36 @@ impl Template {
             pe_data: None,
         }
     }
+}
+
+/// A template as the sync daemon sends it ([`Template::synced`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncedTemplate {
+    /// IPPROTO_* of the service, 0 (IPPROTO_IP) for an fwmark service's.
+    pub protocol: u8,
+    /// The service's mark, 0 for an address service's.
+    pub fwmark: u32,
+    /// The client's network (its address under the persistence netmask).
+    pub client: IpAddr,
+    /// The address and port the template is found by (for an fwmark service, the mark
+    /// as an address and port 0).
+    pub vaddr: SocketAddr,
+    pub dest: SocketAddr,
+    pub timeout_s: u32,
+    /// A connection through it was established (state ASSURED, 1).
+    pub assured: bool,
+}
+
+/// What [`Templates::install`] did with a template a sync master sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    /// A new template now leads the client to the server.
+    New,
+    /// The client had a template: its timer restarted and its server was kept, as the
+    /// kernel keeps an existing template's (ip_vs_sync.c `ip_vs_proc_conn`).
+    Refreshed,
+    /// The store is full of templates in use: none was made.
+    Full,
 }
 
 /// A template leaves the tables: it no longer counts in its server's PersistConn.
@@ -524,6 +576,38 @@ impl Templates {
             held: self.held.locked(),
             key,
             now,
+        }
+    }
+
+    /// A template a sync master sent (ip_vs_sync.c `ip_vs_proc_conn` with
+    /// IP_VS_CONN_F_TEMPLATE): `client` reached `vaddr` of `service` and was sent to
+    /// `server` (at `index` in the service's list); the template lives `timeout_s`
+    /// seconds unless a connection uses it, as one made here does. An existing template
+    /// for the client keeps its server and restarts its timer.
+    pub fn install(
+        &self,
+        service: &Service,
+        client: IpAddr,
+        vaddr: IpAddr,
+        server: &RealServer,
+        index: usize,
+        timeout_s: u32,
+    ) -> Installed {
+        let slot = self.slot(service, client, vaddr);
+        if let Some(t) = slot.held.map.get(&slot.key) {
+            let until = slot.now + u64::from(timeout_s) * 1000;
+            if t.expires_ms.load(Relaxed) < until {
+                t.expires_ms.store(until, Relaxed);
+            }
+            return Installed::Refreshed;
+        }
+        match slot.make(server, index, timeout_s) {
+            // The hold a connection would take is not wanted: nothing uses it yet.
+            Some(control) => {
+                control.release();
+                Installed::New
+            }
+            None => Installed::Full,
         }
     }
 

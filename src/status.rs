@@ -734,6 +734,7 @@ pub fn render(status: &Status) -> String {
             t.count, t.max, t.evicted, t.not_made
         );
     }
+    sync_lines(&mut out, status);
     if let Some(g) = &status.global_access {
         global_access_lines(&mut out, g);
     }
@@ -747,6 +748,40 @@ pub fn render(status: &Status) -> String {
         service_block(&mut out, status, e);
     }
     out
+}
+
+/// The sync daemons that run and what uvs's did: one line per daemon as `-L --daemon`
+/// prints it, then the counts, then what was dropped by reason.
+fn sync_lines(out: &mut String, status: &Status) {
+    for d in &status.sync_daemons {
+        let _ = writeln!(out, "{d}");
+    }
+    let s = &status.sync;
+    let active = s.sent_messages + s.send_errors + s.received_messages + s.synced_connections > 0;
+    if !active && s.dropped.is_empty() {
+        return;
+    }
+    let _ = write!(
+        out,
+        "sync: sent {} datagrams ({} entries, {} failed); received {} datagrams ({} entries \
+         applied); {} connections held from masters",
+        s.sent_messages,
+        s.sent_entries,
+        s.send_errors,
+        s.received_messages,
+        s.received_entries,
+        s.synced_connections
+    );
+    match s.last_peer {
+        Some(peer) => {
+            let _ = writeln!(out, "; last master {peer}");
+        }
+        None => out.push('\n'),
+    }
+    if !s.dropped.is_empty() {
+        let reasons: Vec<String> = s.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(out, "  sync dropped: {}", reasons.join(", "));
+    }
 }
 
 #[cfg(test)]

@@ -99,6 +99,12 @@ pub struct Status {
     /// The global per-client limits (`[global] limits`), when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub global_limits: Option<crate::table::admission::GlobalLimitsView>,
+    /// The connection-sync daemons that run (`-L --daemon`'s).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync_daemons: Vec<crate::table::SyncDaemon>,
+    /// What uvs's own sync daemons did (userspace mode).
+    #[serde(default)]
+    pub sync: crate::sync::counters::SyncStatus,
 }
 
 pub const PROTOCOL_VERSION: u32 = 1;

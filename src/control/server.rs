@@ -37,13 +37,11 @@ pub trait Daemon: Send + Sync + 'static {
     /// `-L --daemon`: the sync daemons that run, defaults filled in (in kernel mode,
     /// the kernel's). Errors: the table's words for why they cannot be read.
     fn sync_daemons(&self) -> Result<Vec<crate::table::SyncDaemon>, TableError> {
-        Ok(self
-            .table()
-            .snapshot()
-            .sync_daemons()
-            .iter()
-            .cloned()
-            .collect())
+        let table = self.table().snapshot();
+        let resolve = |d: &crate::table::SyncDaemon| {
+            d.resolved(crate::sync::socket::interface_mtu(&d.interface))
+        };
+        Ok(table.sync_daemons().iter().map(resolve).collect())
     }
     /// `uvs status`, in its wire form.
     fn status(&self) -> super::protocol::Status;

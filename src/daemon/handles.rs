@@ -41,6 +41,7 @@ impl server::Daemon for Reporter {
             .collect();
         status.global_access = table.global_access_entry();
         status.global_limits = table.global_limits();
+        status.sync_daemons = server::Daemon::sync_daemons(self).unwrap_or_default();
         status
     }
 

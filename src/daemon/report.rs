@@ -210,6 +210,8 @@ impl Report {
             // The table's, which the caller has (`Handles::status`).
             global_access: None,
             global_limits: None,
+            sync_daemons: Vec::new(),
+            sync: plane.sync.clone(),
         }
     }
 }

@@ -104,8 +104,13 @@ pub async fn run(
     let kernel = mirror
         .as_ref()
         .map(|m| tokio::spawn(mirror::run(Arc::clone(&director.table), Arc::clone(m))));
+    // In kernel mode the kernel's own sync threads serve the table's daemons.
+    let sync = mirror
+        .is_none()
+        .then(|| AbortOnDrop(tokio::spawn(crate::sync::follow(Arc::clone(&director)))));
     let reporter = Reporter::new(director, Some(why));
     let result = serve_reported(reporter, &settings, config, shutdown).await;
+    drop(sync);
     if let (Some(task), Some(mirror)) = (kernel, mirror) {
         task.abort();
         if settings.cleanstop {
@@ -115,6 +120,15 @@ pub async fn run(
         }
     }
     result
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Where the traffic is balanced: the kernel (its IPVS, opened and checked) or here,

@@ -93,6 +93,9 @@ pub struct Director {
     own: arc_swap::ArcSwap<OwnAddresses>,
     /// What serves each listen address, and how each is doing.
     pub listeners: Listeners,
+    /// The userspace sync daemons' state: the master's queue, the connections held
+    /// from masters, the counters.
+    pub sync: crate::sync::Shared,
 }
 
 /// The data plane's piece of the status report, read at one moment.
@@ -115,6 +118,8 @@ pub struct PlaneReport {
     /// New UDP flows refused and unanswered flows ended, by reason.
     pub udp: UdpAdmissionStatus,
     pub templates: TemplateStatus,
+    /// What uvs's own sync daemons did.
+    pub sync: crate::sync::counters::SyncStatus,
     /// TCP connections per worker thread, and connections handed to a less loaded one.
     pub worker_connections: Vec<usize>,
     pub handed_over: u64,
@@ -148,6 +153,7 @@ impl Director {
             descriptors,
             own: arc_swap::ArcSwap::from_pointee(OwnAddresses::default()),
             listeners: Listeners::default(),
+            sync: crate::sync::Shared::default(),
         }))
     }
 
@@ -157,7 +163,17 @@ impl Director {
         let timeouts = self.table.snapshot().timeouts();
         let mut all = self.templates.entries();
         all.extend(self.conns.entries(&timeouts));
+        all.extend(self.sync.synced.entries(self.conns.clock.now_ms()));
         all
+    }
+
+    /// `conn` entered `state`: queued for the sync master when one runs
+    /// (`sync::queue::SyncQueue::conn` says which states are sent).
+    pub fn sync_conn(&self, conn: &crate::conn::Conn, state: crate::conn::State) {
+        if self.sync.queue.is_on() {
+            let timeouts = self.table.snapshot().timeouts();
+            self.sync.queue.conn(conn, state, &timeouts);
+        }
     }
 
     /// The director's own listen addresses, as the listener manager last saw them.
@@ -203,6 +219,7 @@ impl Director {
             udp_flows_dropped: self.udp_flows.dropped(),
             udp: self.udp_admission(),
             templates: self.templates.status(),
+            sync: self.sync.status(),
             worker_connections: self.workers.loads(),
             handed_over: self.workers.handed_over(),
             descriptors: self.descriptor_status(),
@@ -222,6 +239,7 @@ impl Director {
             let swept = self.conns.sweep(&timeouts);
             self.udp_flows.expired_unreplied(swept.unreplied_closed);
             self.templates.sweep();
+            self.sync.synced.sweep(self.conns.clock.now_ms());
         }
     }
 }

@@ -137,6 +137,7 @@ impl<'a> Scheduling<'a> {
             template,
             state,
         });
+        self.director.sync_conn(&conn, state);
         Opened { conn, accounting }
     }
 }

@@ -141,6 +141,7 @@ impl Drop for ConnGuard<'_> {
     fn drop(&mut self) {
         let timeouts = self.director.table.snapshot().timeouts();
         self.director.conns.close(&self.conn, self.end, &timeouts);
+        self.director.sync_conn(&self.conn, self.end);
     }
 }
 
@@ -644,6 +645,7 @@ fn connection(
         if let Some(t) = &entry.conn.template {
             t.assure();
         }
+        director.sync_conn(&entry.conn, State::Established);
         if let Some(version) = service.options.proxy_protocol {
             let header = super::proxy_out::Sent {
                 client: packet.client,

@@ -40,6 +40,16 @@ impl Protocol {
         }
     }
 
+    /// The protocol of an IP protocol number, None for any other number.
+    pub fn from_number(number: u8) -> Option<Protocol> {
+        match number {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            132 => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
     /// The name ipvsadm prints in listings ("TCP", "UDP", "SCTP").
     pub fn label(self) -> &'static str {
         match self {

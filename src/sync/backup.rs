@@ -1,0 +1,130 @@
+//! The userspace sync backup (ip_vs_sync.c `sync_thread_backup`, `ip_vs_process_message`,
+//! `ip_vs_proc_conn`): reads the masters' datagrams into a buffer of the daemon's
+//! maxlen (a longer datagram arrives cut and is dropped as the kernel drops it), and
+//! applies what `wire::parse` takes: a template is installed in the persistence store
+//! for its service and real server, so that a client that fails over to this director
+//! goes where its template says; a connection is held for `-L -c` (`sync::synced`).
+//! Nothing else of the table changes. Every datagram and entry not applied is counted
+//! by reason. Run by `sync::follow` while the table has a backup.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::socket::{self, SocketError};
+use super::wire::{self, Entry};
+use crate::persist::Installed;
+use crate::proxy::director::Director;
+use crate::table::{Family, Protocol, ServiceKey, Timeouts};
+
+/// A template's lifetime when the master sent none (version 0): 3 minutes, as
+/// `ip_vs_proc_conn` gives it.
+const TEMPLATE_TIMEOUT_S: u32 = 180;
+
+/// Runs the backup `daemon` (settings resolved) until the task is aborted.
+///
+/// # Errors
+/// The socket could not be made (no such interface, the port taken without
+/// SO_REUSEADDR, ...).
+pub async fn run(daemon: crate::table::SyncDaemon, director: &Director) -> Result<(), SocketError> {
+    let socket = socket::receiver(&daemon)?;
+    let shared = &director.sync;
+    let mut buffer = vec![0u8; usize::from(daemon.maxlen.max(wire::HEADER_LEN as u16))];
+    loop {
+        let (len, peer) = match socket.recv_from(&mut buffer).await {
+            Ok(got) => got,
+            Err(e) => {
+                tracing::debug!(error = %e, "sync backup: receive failed");
+                continue;
+            }
+        };
+        if shared.own() == Some(peer) {
+            continue;
+        }
+        shared.counters.received_messages.fetch_add(1, Relaxed);
+        match wire::parse(&buffer[..len], daemon.syncid) {
+            Err(why) => shared.counters.drop_one(why.reason()),
+            Ok(message) => {
+                shared.counters.heard(peer);
+                for skipped in &message.skipped {
+                    shared.counters.drop_one(skipped.reason());
+                }
+                for entry in &message.entries {
+                    match apply(entry, director) {
+                        Ok(()) => {
+                            shared.counters.received_entries.fetch_add(1, Relaxed);
+                        }
+                        Err(reason) => shared.counters.drop_one(reason),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies one entry; the reason it was not, as a metric label.
+fn apply(entry: &Entry, director: &Director) -> Result<(), &'static str> {
+    let table = director.table.snapshot();
+    if entry.flags.is_template() {
+        let key = if entry.fwmark != 0 {
+            let family = match entry.client.ip() {
+                IpAddr::V4(_) => Family::Inet,
+                IpAddr::V6(_) => Family::Inet6,
+            };
+            ServiceKey::Fwmark {
+                mark: entry.fwmark,
+                family,
+            }
+        } else {
+            let protocol = entry.protocol.ok_or("no_service")?;
+            ServiceKey::Inet {
+                protocol,
+                addr: entry.vip.ip(),
+                port: entry.vip.port(),
+            }
+        };
+        let service = table.service(&key).ok_or("no_service")?;
+        let index = service
+            .servers
+            .iter()
+            .position(|s| s.addr == entry.real.ip() && s.port == entry.real.port())
+            .ok_or("no_server")?;
+        let timeout = match entry.timeout {
+            0 => TEMPLATE_TIMEOUT_S,
+            t => t,
+        };
+        let installed = director.templates.install(
+            service,
+            entry.client.ip(),
+            entry.vip.ip(),
+            &service.servers[index],
+            index,
+            timeout,
+        );
+        return match installed {
+            Installed::New | Installed::Refreshed => Ok(()),
+            Installed::Full => Err("full"),
+        };
+    }
+    let protocol = entry.protocol.ok_or("unsupported_protocol")?;
+    let timeout = match entry.timeout {
+        0 => state_timeout(protocol, entry.state_name(), &table.timeouts()),
+        t => t,
+    };
+    let now = director.conns.clock.now_ms();
+    if director.sync.synced.put(entry, protocol, timeout, now) {
+        Ok(())
+    } else {
+        Err("full")
+    }
+}
+
+/// A connection's lifetime when the master sent none (version 0): the table's timeout
+/// for its state (`--set tcp tcpfin udp`), else a minute.
+fn state_timeout(protocol: Protocol, state: &str, t: &Timeouts) -> u32 {
+    match (protocol, state) {
+        (Protocol::Udp, _) => t.udp,
+        (_, "ESTABLISHED") => t.tcp,
+        (_, "FIN_WAIT" | "TIME_WAIT" | "CLOSE_WAIT" | "LAST_ACK") => t.tcp_fin,
+        _ => 60,
+    }
+}

@@ -1,0 +1,164 @@
+//! The sync daemons' multicast sockets, made as the kernel's (ip_vs_sync.c
+//! `make_send_sock`, `make_receive_sock`) but without privileges: the master's is bound
+//! to the interface's address and sends to the group through that interface with the
+//! daemon's TTL; the backup's is bound to the group's port, with SO_REUSEADDR as the
+//! kernel's, and joins the group on the interface. Multicast loopback stays on (the
+//! kernel turns it off) so that directors on one host, or in one test, hear each
+//! other; a backup ignores its own master's datagrams by their source
+//! (`sync::backup`). Called by `sync::master` and `sync::backup`.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
+
+use crate::table::SyncDaemon;
+
+/// Why a sync daemon's socket could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    /// No interface of that name (the kernel: ENODEV).
+    #[error("no interface {0}")]
+    NoInterface(String),
+    /// An IPv4 group on an interface without an IPv4 address to send from.
+    #[error("interface {0} has no IPv4 address to send from")]
+    NoAddress(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io(what: &'static str) -> impl FnOnce(io::Error) -> SocketError {
+    move |source| SocketError::Io { what, source }
+}
+
+/// The interface's index (if_nametoindex).
+pub fn interface_index(name: &str) -> Result<u32, SocketError> {
+    let missing = || SocketError::NoInterface(name.to_string());
+    let c = std::ffi::CString::new(name).map_err(|_| missing())?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        Err(missing())
+    } else {
+        Ok(index)
+    }
+}
+
+/// The interface's MTU (/sys/class/net/NAME/mtu), 1500 when it cannot be read.
+pub fn interface_mtu(name: &str) -> u32 {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return 1500;
+    }
+    std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1500)
+}
+
+/// The interface's first IPv4 address (the kernel's `inet_select_addr`, which the
+/// master binds to).
+fn interface_v4(name: &str) -> Option<Ipv4Addr> {
+    if_addrs::get_if_addrs()
+        .ok()?
+        .into_iter()
+        .find_map(|i| match i.addr {
+            if_addrs::IfAddr::V4(v4) if i.name == name => Some(v4.ip),
+            _ => None,
+        })
+}
+
+fn group(daemon: &SyncDaemon) -> IpAddr {
+    daemon
+        .group
+        .unwrap_or(IpAddr::V4(crate::table::sync::DEFAULT_GROUP_V4))
+}
+
+/// Where the master sends: the group and port.
+pub fn destination(daemon: &SyncDaemon) -> SocketAddr {
+    let port = if daemon.port == 0 {
+        crate::table::sync::DEFAULT_PORT
+    } else {
+        daemon.port
+    };
+    SocketAddr::new(group(daemon), port)
+}
+
+fn udp(ipv6: bool) -> Result<Socket, SocketError> {
+    let domain = if ipv6 { Domain::IPV6 } else { Domain::IPV4 };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(io("socket"))?;
+    socket.set_nonblocking(true).map_err(io("O_NONBLOCK"))?;
+    Ok(socket)
+}
+
+/// The master's socket: bound to the interface's address (IPv4), multicasting through
+/// the interface with the daemon's TTL. Returns it with the address it sends from.
+pub fn sender(daemon: &SyncDaemon) -> Result<(tokio::net::UdpSocket, SocketAddr), SocketError> {
+    let index = interface_index(&daemon.interface)?;
+    let ttl = u32::from(daemon.ttl.max(1));
+    let socket = match group(daemon) {
+        IpAddr::V4(_) => {
+            let addr = interface_v4(&daemon.interface)
+                .ok_or_else(|| SocketError::NoAddress(daemon.interface.clone()))?;
+            let s = udp(false)?;
+            s.set_multicast_if_v4(&addr)
+                .map_err(io("IP_MULTICAST_IF"))?;
+            s.set_multicast_ttl_v4(ttl)
+                .map_err(io("IP_MULTICAST_TTL"))?;
+            s.set_multicast_loop_v4(true)
+                .map_err(io("IP_MULTICAST_LOOP"))?;
+            s.bind(&SocketAddr::new(IpAddr::V4(addr), 0).into())
+                .map_err(io("bind"))?;
+            s
+        }
+        IpAddr::V6(_) => {
+            let s = udp(true)?;
+            s.set_multicast_if_v6(index)
+                .map_err(io("IPV6_MULTICAST_IF"))?;
+            s.set_multicast_hops_v6(ttl)
+                .map_err(io("IPV6_MULTICAST_HOPS"))?;
+            s.set_multicast_loop_v6(true)
+                .map_err(io("IPV6_MULTICAST_LOOP"))?;
+            s.bind(&SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0).into())
+                .map_err(io("bind"))?;
+            s
+        }
+    };
+    let local = socket
+        .local_addr()
+        .map_err(io("getsockname"))?
+        .as_socket()
+        .ok_or_else(|| io("getsockname")(io::Error::other("not an IP socket")))?;
+    let socket = tokio::net::UdpSocket::from_std(socket.into()).map_err(io("register"))?;
+    Ok((socket, local))
+}
+
+/// The backup's socket: bound to the group's port, member of the group on the
+/// interface.
+pub fn receiver(daemon: &SyncDaemon) -> Result<tokio::net::UdpSocket, SocketError> {
+    let index = interface_index(&daemon.interface)?;
+    let at = destination(daemon);
+    let socket = match at.ip() {
+        IpAddr::V4(g) => {
+            let s = udp(false)?;
+            s.set_reuse_address(true).map_err(io("SO_REUSEADDR"))?;
+            s.bind(&at.into()).map_err(io("bind"))?;
+            s.join_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(index))
+                .map_err(io("IP_ADD_MEMBERSHIP"))?;
+            s
+        }
+        IpAddr::V6(g) => {
+            let s = udp(true)?;
+            s.set_reuse_address(true).map_err(io("SO_REUSEADDR"))?;
+            s.set_only_v6(true).map_err(io("IPV6_V6ONLY"))?;
+            s.bind(&at.into()).map_err(io("bind"))?;
+            s.join_multicast_v6(&g, index)
+                .map_err(io("IPV6_JOIN_GROUP"))?;
+            s
+        }
+    };
+    tokio::net::UdpSocket::from_std(socket.into()).map_err(io("register"))
+}
