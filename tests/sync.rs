@@ -289,6 +289,12 @@ fn malformed_and_foreign_sync_datagrams_are_dropped_counted_and_change_nothing()
     for reason in ["foreign_syncid", "no_service", "no_server", "bad_size"] {
         assert!(dropped(&status, reason) >= 1, "{reason} counted: {status}");
     }
+    let (_, metrics) = common::http_get(backup.metrics_address(), "GET", "/metrics");
+    assert!(
+        metrics.contains("uvs_sync_dropped_total{reason=\"foreign_syncid\"}")
+            && metrics.contains("uvs_sync_received_entries_total 1\n"),
+        "the scrape counts them: {metrics}"
+    );
     // The good one came last and arrived: the client goes to its template's server.
     assert_eq!(ask(client(1), vip), "rs1");
 }
