@@ -7,10 +7,12 @@
 use crate::control::protocol::{ShadowedRule, Status};
 use crate::control::server;
 use crate::exporter::{self, BackendHealth, ConfigReloads};
+use crate::lock::Locked;
 use crate::rate_limit::RateLimit;
-use crate::table::{Command, ConnEntry, TableError, TableHandle};
+use crate::table::{Command, ConnEntry, SyncDaemon, TableError, TableHandle};
 
 use super::report::{Mode, Reporter};
+use super::sync;
 
 impl server::Daemon for Reporter {
     fn table(&self) -> &TableHandle {
@@ -48,9 +50,46 @@ impl server::Daemon for Reporter {
         self.director().descriptors.reserve().control_clients
     }
 
+    /// `-L --daemon`: in kernel mode the kernel's daemons, whoever started them (as
+    /// ipvsadm lists them); else the table's.
+    fn sync_daemons(&self) -> Result<Vec<SyncDaemon>, TableError> {
+        match self.kernel() {
+            Some(mirror) => mirror
+                .locked()
+                .daemons()
+                .map_err(|e| crate::kernel::daemons::refusal(&e, false)),
+            None => Ok(self
+                .table()
+                .snapshot()
+                .sync_daemons()
+                .iter()
+                .cloned()
+                .collect()),
+        }
+    }
+
     /// With a configuration file, through its reloader: applied and recorded under
-    /// its lock, and a change to what the file owns said in the log.
+    /// its lock, and a change to what the file owns said in the log. A sync daemon's
+    /// start is checked and resolved for its interface first, and in kernel mode a
+    /// start or stop goes to the kernel before the table (`sync`).
     fn apply(&self, command: &Command, applied: &dyn Fn()) -> Result<(), TableError> {
+        let daemon = matches!(
+            command,
+            Command::StartSyncDaemon(_) | Command::StopSyncDaemon { .. }
+        );
+        match self.kernel() {
+            Some(mirror) if daemon => {
+                let table = &self.director().table;
+                sync::in_kernel(mirror, table, command, &|c| self.apply_to_table(c, applied))
+            }
+            _ => self.apply_to_table(&*sync::prepare(command)?, applied),
+        }
+    }
+}
+
+impl Reporter {
+    /// [`server::Daemon::apply`] once the command is ready for the table.
+    fn apply_to_table(&self, command: &Command, applied: &dyn Fn()) -> Result<(), TableError> {
         let table = &self.director().table;
         match self.reloader() {
             Some(reloader) => reloader.apply_from_control(table, command, applied),

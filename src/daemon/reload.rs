@@ -513,7 +513,22 @@ impl Reloader {
         } else {
             std::borrow::Cow::Borrowed(config)
         };
-        let commands = plan(&wanted, &snapshot, owned);
+        let mut commands = plan(&wanted, &snapshot, owned);
+        // A sync daemon's interface is the host's: looked up, and the daemon resolved
+        // for it, before anything is applied (`super::sync`).
+        for command in &mut commands {
+            if let Command::StartSyncDaemon(daemon) = command {
+                match super::sync::resolve(daemon) {
+                    Ok(resolved) => *daemon = resolved,
+                    Err(error) => {
+                        return Err(ReloadError::Refused {
+                            command: command.to_string(),
+                            error,
+                        });
+                    }
+                }
+            }
+        }
         let refused = |i: usize, error: TableError| ReloadError::Refused {
             command: commands[i].to_string(),
             error,

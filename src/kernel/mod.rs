@@ -2,9 +2,10 @@
 //! `netlink` is the transport (messages, attributes, the socket), `ipvs` the IPVS
 //! family's commands and answers, built from and read into the table's own types.
 //! `daemons` is the sync daemons' part of the family. `mirror` is kernel mode: the
-//! table programmed into the kernel.
+//! table programmed into the kernel (`daemon_mirror`: its policy for the daemons).
 
 pub mod connections;
+pub mod daemon_mirror;
 pub mod daemons;
 pub mod ipvs;
 pub mod mirror;

@@ -197,7 +197,7 @@ impl SyncDaemons {
 /// What the kernel refuses at `--start-daemon` with EINVAL before it looks at the
 /// interface (ip_vs_ctl.c `ip_vs_genl_new_daemon`): an empty interface name and a group
 /// that is not multicast. That the interface exists is the runner's to check (ENODEV).
-pub(super) fn check(daemon: &SyncDaemon) -> Result<(), super::TableError> {
+pub fn check(daemon: &SyncDaemon) -> Result<(), super::TableError> {
     let bad_group = daemon.group.is_some_and(|g| !g.is_multicast());
     if daemon.interface.is_empty() || daemon.interface.len() > INTERFACE_MAX || bad_group {
         return Err(super::TableError::SyncDaemonInvalid);
