@@ -602,14 +602,16 @@ impl Reloader {
         if touched.is_empty() {
             return Ok(());
         }
-        // A deletion (-d, -D, -C, --delete-listener) is rare and the most consequential:
-        // always said at once, with what was held back of the thing it deletes.
+        // A deletion (-d, -D, -C, --delete-listener, --stop-daemon) is rare and the most
+        // consequential: always said at once, with what was held back of the thing it
+        // deletes.
         let deletion = matches!(
             command,
             Command::DeleteServer { .. }
                 | Command::DeleteService { .. }
                 | Command::Flush {}
                 | Command::DeleteListener { .. }
+                | Command::StopSyncDaemon { .. }
         );
         let mut changes = self.changed_by_control.locked();
         let (mut said, mut held) = (Vec::new(), 0);
