@@ -132,7 +132,7 @@ mod tests {
         assert_eq!(
             steps(
                 &wanted(Some(changed.clone()), None),
-                &[m.clone()],
+                std::slice::from_ref(&m),
                 &owned(&[Master])
             ),
             [Step::Stop(Master), Step::Start(changed)]
@@ -144,12 +144,19 @@ mod tests {
         let m = daemon(Master, 7);
         let theirs = daemon(Master, 3);
         // Not asked for, not uvs's: untouched.
-        assert!(steps(&wanted(None, None), &[theirs.clone()], &owned(&[])).is_empty());
+        assert!(
+            steps(
+                &wanted(None, None),
+                std::slice::from_ref(&theirs),
+                &owned(&[])
+            )
+            .is_empty()
+        );
         // Asked for with other settings: reported, not stopped.
         assert_eq!(
             steps(
                 &wanted(Some(m.clone()), None),
-                &[theirs.clone()],
+                std::slice::from_ref(&theirs),
                 &owned(&[])
             ),
             [Step::Foreign(theirs)]
