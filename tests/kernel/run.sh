@@ -6,5 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 vm=${IPVS_VM:-../shared/ipvs-vm/ipvs-vm.sh}
 cargo build --release
+golden=()
+for f in tests/golden/daemon_*; do golden+=(-f "$f=/opt/uvs/golden/"); done
 "$vm" -t 300 -f target/release/uvs=/opt/uvs/uvs -f target/release/uvsadm=/opt/uvs/uvsadm \
-    tests/kernel/in-vm.sh
+    "${golden[@]}" tests/kernel/in-vm.sh
