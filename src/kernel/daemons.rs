@@ -397,6 +397,72 @@ mod tests {
         assert_eq!(read_daemon(&[CMD_NEW_DAEMON, 1]), None);
     }
 
+    /// tests/fixtures/netlink/capture.out: what ipvsadm 1.31 sent to Linux 6.1, and
+    /// what the kernel answered to `-L -n --daemon`.
+    #[test]
+    fn requests_and_answers_are_those_captured_on_a_real_kernel() {
+        use crate::kernel::ipvs::tests::{captured, payloads};
+        assert_eq!(
+            start_request(FAMILY, &master_lo_7()).payload(),
+            captured("start daemon", CMD_NEW_DAEMON)
+        );
+        let all = SyncDaemon {
+            role: SyncRole::Backup,
+            interface: "lo".into(),
+            syncid: 200,
+            maxlen: 1400,
+            group: Some("239.1.2.3".parse().unwrap()),
+            port: 9000,
+            ttl: 3,
+        };
+        assert_eq!(
+            start_request(FAMILY, &all).payload(),
+            captured("start daemon every option", CMD_NEW_DAEMON)
+        );
+        assert_eq!(
+            stop_request(FAMILY, SyncRole::Backup).payload(),
+            captured("stop daemon", CMD_DEL_DAEMON)
+        );
+        assert_eq!(
+            daemons_dump(FAMILY).payload(),
+            captured("daemons dump", CMD_GET_DAEMON)
+        );
+        let v6 = SyncDaemon {
+            role: SyncRole::Backup,
+            interface: "lo".into(),
+            syncid: 0,
+            maxlen: 0,
+            group: Some("ff02::1:81".parse().unwrap()),
+            port: 0,
+            ttl: 0,
+        };
+        assert_eq!(
+            start_request(FAMILY, &v6).payload(),
+            captured("start daemon v6", CMD_NEW_DAEMON)
+        );
+        let listed = |section: &str| -> Vec<SyncDaemon> {
+            payloads(section, "recvmsg")
+                .iter()
+                .filter(|p| p.first() == Some(&CMD_NEW_DAEMON))
+                .filter_map(|p| read_daemon(p))
+                .collect()
+        };
+        // lo's MTU is 65536: the backup takes the largest datagram.
+        let both = listed("daemons dump");
+        let lines: Vec<String> = both.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "master sync daemon (mcast=lo, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)",
+                "backup sync daemon (mcast=lo, syncid=200, maxlen=1400, group=239.1.2.3, port=9000, ttl=3)",
+            ]
+        );
+        // And uvs resolves as the kernel did.
+        assert_eq!(both, [master_lo_7().resolved(65536), all.resolved(65536)]);
+        assert_eq!(listed("daemons dump v6"), [v6.resolved(65536)]);
+        assert_eq!(listed("daemons dump v6")[0].maxlen, 65535 - 48);
+    }
+
     #[test]
     fn the_kernels_refusals_are_in_libipvs_words() {
         let said = |errno, stop| refusal(&io::Error::from_raw_os_error(errno), stop).to_string();
