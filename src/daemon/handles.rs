@@ -9,7 +9,9 @@ use crate::control::server;
 use crate::exporter::{self, BackendHealth, ConfigReloads};
 use crate::lock::Locked;
 use crate::rate_limit::RateLimit;
-use crate::table::{Command, ConnEntry, SyncDaemon, TableError, TableHandle};
+use crate::table::{
+    Command, ConnEntry, ServiceEntry, ServiceKey, SyncDaemon, TableError, TableHandle,
+};
 
 use super::report::{Mode, Reporter};
 use super::sync;
@@ -48,6 +50,37 @@ impl server::Daemon for Reporter {
 
     fn max_clients(&self) -> usize {
         self.director().descriptors.reserve().control_clients
+    }
+
+    /// `-L`, `-S`: in kernel mode the kernel's whole table, as ipvsadm lists it (uvs's
+    /// services as the table has them, `kernel::listing`); the table's alone when the
+    /// kernel cannot be read (said in the log).
+    fn services(&self) -> Vec<ServiceEntry> {
+        let entries = self.table().snapshot().entries();
+        let Some(mirror) = self.kernel() else {
+            return entries;
+        };
+        mirror.locked().listing(entries).unwrap_or_else(|e| {
+            static UNREADABLE: RateLimit = RateLimit::new();
+            UNREADABLE.warn(|suppressed| {
+                tracing::warn!(error = %e, suppressed, "cannot read the kernel's services; listing uvs's only");
+            });
+            self.table().snapshot().entries()
+        })
+    }
+
+    /// `-L -t VIP`: the table's service, else in kernel mode the kernel's.
+    fn service(&self, key: &ServiceKey) -> Result<ServiceEntry, TableError> {
+        let ours = self.table().snapshot().entry(key);
+        match (ours, self.kernel()) {
+            (Err(TableError::NoSuchService), Some(mirror)) => mirror
+                .locked()
+                .kernel_entry(*key)
+                .ok()
+                .flatten()
+                .ok_or(TableError::NoSuchService),
+            (ours, _) => ours,
+        }
     }
 
     /// `-L --daemon`: in kernel mode the kernel's daemons, whoever started them (as

@@ -25,7 +25,8 @@ use super::ipvs::{self, Ipvs, KernelServer};
 use crate::lock::Locked;
 use crate::stats::{Counters, Rates};
 use crate::table::{
-    ServerConfig, ServiceKey, SyncDaemon, SyncRole, Table, TableError, TableHandle, Timeouts,
+    ServerConfig, ServiceEntry, ServiceKey, SyncDaemon, SyncRole, Table, TableError, TableHandle,
+    Timeouts,
 };
 
 /// How often the kernel is compared with the table when nothing changed, and its
@@ -119,6 +120,30 @@ impl Mirror {
         }
         self.daemons.remove(&role);
         result
+    }
+
+    /// `-L` and `-S`: the kernel's whole table, uvs's services as `table` has them
+    /// (`listing::merge`).
+    pub fn listing(&mut self, table: Vec<ServiceEntry>) -> io::Result<Vec<ServiceEntry>> {
+        let kernel = self.ipvs.services()?;
+        let ipvs = &mut self.ipvs;
+        super::listing::merge(&kernel, table, |k| {
+            Ok(super::listing::entry(k, &ipvs.servers(k.config.key)?))
+        })
+    }
+
+    /// `-L -t VIP` of a service uvs did not create: the kernel's, if it has it.
+    pub fn kernel_entry(&mut self, key: ServiceKey) -> io::Result<Option<ServiceEntry>> {
+        let Some(service) = self
+            .ipvs
+            .services()?
+            .into_iter()
+            .find(|s| s.config.key == key)
+        else {
+            return Ok(None);
+        };
+        let servers = self.ipvs.servers(key)?;
+        Ok(Some(super::listing::entry(&service, &servers)))
     }
 
     /// The kernel's running sync daemons (`-L --daemon`), whoever started them.
