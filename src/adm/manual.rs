@@ -180,7 +180,7 @@ pub const DOCS: &[Doc] = &[
             None,
             Commands,
             &["state"],
-            "Start IPVS's connection synchronisation daemon, master or backup. Parsed as ipvsadm parses it, then refused (status 255): uvs has no connection synchronisation.",
+            "Start IPVS's connection synchronisation daemon, master or backup (one of each at most). The interface must exist (\"No such device\"); the kernel's defaults are filled in for its MTU. In kernel mode it is the kernel's daemon, and the kernel's refusal is uvsadm's.",
         )
     },
     Doc {
@@ -190,7 +190,7 @@ pub const DOCS: &[Doc] = &[
             None,
             Commands,
             &["state"],
-            "Stop the connection synchronisation daemon, master or backup; refused as --start-daemon is.",
+            "Stop the connection synchronisation daemon, master or backup (\"No daemon is running\" when none runs). In kernel mode the kernel's daemon of that role is stopped, whoever started it.",
         )
     },
     doc(
@@ -334,7 +334,7 @@ pub const DOCS: &[Doc] = &[
         None,
         Options,
         &[],
-        "With -L: list the sync daemons (uvs has none: nothing).",
+        "With -L: list the sync daemons that run (in kernel mode the kernel's, whoever started them).",
     ),
     doc(
         "stats",
