@@ -429,7 +429,8 @@ pub fn interface_mtu(name: &str) -> std::io::Result<u32> {
     if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
         return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
     }
-    let socket = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+    // Unbound: the ioctl needs only a socket of the namespace, not an address in it.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
     // SAFETY: an all-zero ifreq is valid (a C struct of bytes and integers).
     let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
     for (slot, &b) in request.ifr_name.iter_mut().zip(bytes) {
