@@ -757,6 +757,15 @@ fn sync_lines(out: &mut String, status: &Status) {
         let _ = writeln!(out, "{d}");
     }
     let s = &status.sync;
+    for (role, state) in &s.daemons {
+        if let crate::sync::counters::DaemonState::Down { reason } = state {
+            let _ = writeln!(
+                out,
+                "  the {role} sync daemon is not running: {reason}; retrying every {} s",
+                crate::sync::RETRY_INTERVAL.as_secs()
+            );
+        }
+    }
     let active = s.sent_messages + s.send_errors + s.received_messages + s.synced_connections > 0;
     if !active && s.dropped.is_empty() {
         return;

@@ -336,24 +336,65 @@ fn the_save_script() {
     );
 }
 
+/// The sync daemons in userspace mode: a start checks its interface as the kernel
+/// does and is listed resolved for it (shared/golden/daemon_*), and the kernel's
+/// refusals come in libipvs's words with ipvsadm's status 255.
 #[test]
-fn sync_daemon_commands_say_state_sync_is_unavailable() {
+fn sync_daemons_start_list_and_stop_as_ipvsadm_says() {
     let d = loaded();
-    for args in [
-        &["--start-daemon", "master", "--mcast-interface", "lo"][..],
-        &["--stop-daemon", "backup"],
-    ] {
+    let ok = |args: &[&str]| {
         let out = d.uvsadm(args);
-        assert_eq!(out.status.code(), Some(255));
-        assert!(
-            text(&out.stderr).contains("synchronisation is not available"),
-            "{}",
-            text(&out.stderr)
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let refused = |args: &[&str], words: &str| {
+        let out = d.uvsadm(args);
+        assert_eq!(out.status.code(), Some(255), "{args:?}");
+        assert_eq!(text(&out.stderr), format!("{words}\n"), "{args:?}");
+        assert!(out.stdout.is_empty());
+    };
+    assert_eq!(ok(&["-L", "-n", "--daemon"]), "");
+    ok(&[
+        "--start-daemon",
+        "master",
+        "--mcast-interface",
+        "lo",
+        "--syncid",
+        "7",
+    ]);
+    let line = "master sync daemon (mcast=lo, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n";
+    assert_eq!(ok(&["-L", "-n", "--daemon"]), line);
+    assert_eq!(ok(&["-L", "--daemon"]), line);
+    refused(
+        &["--start-daemon", "master", "--mcast-interface", "lo"],
+        "Daemon has already run",
+    );
+    // The interface is looked up before the role (ip_vs_sync.c start_sync_thread).
+    for role in ["master", "backup"] {
+        refused(
+            &["--start-daemon", role, "--mcast-interface", "uvs-nosuch0"],
+            "No such device",
         );
     }
-    let out = d.uvsadm(&["-L", "--daemon"]);
-    assert!(out.status.success());
-    assert!(out.stdout.is_empty());
+    ok(&[
+        "--start-daemon",
+        "backup",
+        "--mcast-interface",
+        "lo",
+        "--sync-maxlen",
+        "100",
+    ]);
+    let listed = ok(&["-L", "-n", "--daemon"]);
+    assert_eq!(
+        listed,
+        format!(
+            "{line}backup sync daemon (mcast=lo, syncid=0, maxlen=1024, group=224.0.0.81, port=8848, ttl=1)\n"
+        )
+    );
+    ok(&["--stop-daemon", "master"]);
+    refused(&["--stop-daemon", "master"], "No daemon is running");
+    ok(&["--stop-daemon", "backup"]);
+    assert_eq!(ok(&["-L", "-n", "--daemon"]), "");
 }
 
 #[test]

@@ -269,3 +269,77 @@ fn a_change_held_back_is_said_when_its_interval_is_over() {
     assert_eq!(log.matches("uvsadm changed tcp").count(), 1, "{log}");
     assert_eq!(log.matches("uvsadm made ").count(), 1, "{log}");
 }
+
+/// The file's `[sync]`: its daemon runs from the start, resolved for `lo` as the kernel
+/// would; a uvsadm stop of it is named and undone by the next reload; a changed section
+/// restarts its daemons; one on an interface the host lacks is refused whole, leaving
+/// the running ones; a removed section stops them.
+#[test]
+fn the_files_sync_section_runs_its_daemons_and_reloads_keep_them_as_it_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("uvs.toml");
+    let file_name = path.display().to_string();
+    let section = |role: &str, interface: &str, syncid: u8| {
+        format!("[sync]\nrole = \"{role}\"\ninterface = \"{interface}\"\nsyncid = {syncid}\n")
+    };
+    let d = Daemon::start_with_file(&path, &section("master", "lo", 7), &[]);
+    let daemons = || d.list(&["-L", "-n", "--daemon"]);
+    let master = |id: u8| {
+        format!(
+            "master sync daemon (mcast=lo, syncid={id}, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+        )
+    };
+    assert_eq!(daemons(), master(7));
+
+    d.ok(&["--stop-daemon", "master"]);
+    assert_eq!(daemons(), "");
+    warned(
+        &d,
+        "the stop is named",
+        &format!(
+            "uvsadm changed the master sync daemon, which {file_name} owns (--stop-daemon master): \
+             the next reload of {file_name} will undo it"
+        ),
+    );
+    sighup(&d.child);
+    warned(
+        &d,
+        "the reload says what it undid",
+        &format!(
+            "reload of {file_name} undoes the control socket's change to the master sync daemon \
+             (--stop-daemon master): --start-daemon master"
+        ),
+    );
+    assert_eq!(daemons(), master(7));
+
+    let reloaded = |n: usize| {
+        sighup(&d.child);
+        eventually("the reload", || {
+            let log = d.log();
+            log.matches("SIGHUP: configuration reloaded").count()
+                + log.matches("SIGHUP: reload refused").count()
+                >= n
+        });
+    };
+    common::write_file(&path, &section("both", "lo", 9));
+    reloaded(2);
+    let backup = d.list(&["-L", "-n", "--daemon"]);
+    assert!(
+        backup.starts_with(&master(9))
+            && backup.contains("backup sync daemon (mcast=lo, syncid=9, maxlen="),
+        "{backup}"
+    );
+
+    common::write_file(&path, &section("both", "uvs-nosuch0", 9));
+    reloaded(3);
+    eventually("the refusal", || d.log().contains("No such device"));
+    assert_eq!(
+        d.list(&["-L", "-n", "--daemon"]),
+        backup,
+        "the running daemons stay"
+    );
+
+    common::write_file(&path, "# no [sync] any more\n");
+    reloaded(4);
+    eventually("the daemons stop", || daemons().is_empty());
+}

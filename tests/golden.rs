@@ -2,7 +2,8 @@
 //! (tests/golden, copied from shared/golden: INDEX.tsv lists every command with its
 //! captured stdout, stderr and exit status) against `uvs run`, with `uvsadm` standing in
 //! for `ipvsadm` and `ipvsadm-save`, and requires the same bytes and status for every
-//! command except those that need kernel traffic, /proc files or the environment.
+//! command except those that need kernel traffic, /proc files or the environment (the
+//! sync daemon's group runs on `lo`, which every host has).
 //!
 //! The `--nosort` listings, which depend on the kernel's hash order, are compared
 //! exactly too: uvs reproduces that order (see `table::order`).
@@ -13,8 +14,8 @@ use std::process::Command;
 
 use common::{Daemon, fixture, run_with_input, text};
 
-/// Groups that need what uvs (in userspace) does not have: traffic through the kernel
-/// or the host environment. (The sync daemon group runs: uvs's own daemon on lo.)
+/// Groups that need what uvs (in userspace) does not have: traffic through the kernel,
+/// or the host environment.
 const EXCLUDED: [&str; 4] = ["traffic_", "env_", "proc_", "empty_proc_"];
 
 /// Reads of /proc/net/ip_vs* (also inside other groups, e.g. `sort_proc_net_ip_vs`).

@@ -329,7 +329,7 @@ fn a_keepalived_conf_with_every_keyword_imports_and_runs_as_keepalived_runs_it()
 const EXPECTED_IMPORT_STDERR: &str = "\
 keepalived.conf:5: global_defs: keepalived's own settings; not uvs's job, not taken
 keepalived.conf:9: vrrp_instance VI_1: VRRP is keepalived's own job (it moves the VIP); not uvs's, not taken
-keepalived.conf:19: lvs_sync_daemon: IPVS connection sync between directors is keepalived's and the kernel's; not uvs's job, not taken
+keepalived.conf:19: lvs_sync_daemon: keepalived reads it in global_defs only (here it is an unknown keyword, ignored), and so does uvs
 keepalived.conf:21: track_file spare: read by the FILE_CHECKs that name it; tracking by VRRP is keepalived's own job
 keepalived.conf:93: hashed: keepalived sets nothing for it; nothing to take
 keepalived.conf:197: PING_CHECK: uvs's checks speak TCP and UDP and send no ICMP echo; not taken

@@ -375,3 +375,57 @@ fn a_client_keeps_its_real_server_when_the_backup_takes_over_the_address() {
         );
     }
 }
+
+#[test]
+fn a_daemon_that_cannot_get_its_port_is_refused_at_once() {
+    let d = Daemon::start_logged(&[]);
+    let port = free_port();
+    // Another program holds the group's port without SO_REUSEADDR.
+    let squatter = UdpSocket::bind(SocketAddrV4::new(GROUP, port)).expect("hold the port");
+    let start = [
+        "--start-daemon",
+        "backup",
+        "--mcast-interface",
+        "lo",
+        "--mcast-port",
+        &port.to_string(),
+    ];
+    let out = d.uvsadm(&start);
+    assert_eq!(out.status.code(), Some(255));
+    let said = common::text(&out.stderr);
+    assert!(
+        said.starts_with("cannot run the backup sync daemon on lo: bind: Address already in use"),
+        "{said}"
+    );
+    assert_eq!(d.list(&["-L", "-n", "--daemon"]), "", "nothing is listed");
+    drop(squatter);
+    d.ok(&start);
+    assert!(
+        d.list(&["-L", "-n", "--daemon"])
+            .starts_with("backup sync daemon (mcast=lo")
+    );
+}
+
+#[test]
+fn a_file_daemon_that_cannot_get_its_port_is_shown_down_and_tried_again() {
+    let port = free_port();
+    let squatter = UdpSocket::bind(SocketAddrV4::new(GROUP, port)).expect("hold the port");
+    let dir = tempfile::tempdir().expect("a directory");
+    let file = dir.path().join("uvs.toml");
+    let d = Daemon::start_with_file(
+        &file,
+        &format!("[sync]\nrole = \"backup\"\ninterface = \"lo\"\nport = {port}\n"),
+        &[],
+    );
+    let scrape = || common::http_get(d.metrics_address(), "GET", "/metrics").1;
+    wait_for("the daemon shown down", || {
+        d.status()
+            .contains("the backup sync daemon is not running: bind: Address already in use")
+    });
+    assert!(scrape().contains("uvs_sync_daemon_up{role=\"backup\"} 0\n"));
+    drop(squatter);
+    wait_for("the daemon running", || {
+        scrape().contains("uvs_sync_daemon_up{role=\"backup\"} 1\n")
+    });
+    assert!(!d.status().contains("is not running"));
+}

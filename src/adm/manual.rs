@@ -180,7 +180,7 @@ pub const DOCS: &[Doc] = &[
             None,
             Commands,
             &["state"],
-            "Start a connection synchronisation daemon, master or backup, with the --mcast-interface (default eth0), --syncid, --sync-maxlen, --mcast-group, --mcast-port and --mcast-ttl options: the kernel's in kernel mode, uvs's own (the same protocol over UDP multicast) in userspace mode. One per role.",
+            "Start a connection synchronisation daemon, master or backup (one of each at most), with the --mcast-interface (default eth0), --syncid, --sync-maxlen, --mcast-group, --mcast-port and --mcast-ttl options. The interface must exist (\"No such device\"); the kernel's defaults are filled in for its MTU. In kernel mode it is the kernel's daemon, and the kernel's refusal is uvsadm's; in userspace mode it is uvs's own, speaking the same protocol over UDP multicast.",
         )
     },
     Doc {
@@ -190,7 +190,7 @@ pub const DOCS: &[Doc] = &[
             None,
             Commands,
             &["state"],
-            "Stop the connection synchronisation daemon of that role (\"No daemon is running\" when there is none).",
+            "Stop the connection synchronisation daemon, master or backup (\"No daemon is running\" when none runs). In kernel mode the kernel's daemon of that role is stopped, whoever started it.",
         )
     },
     doc(
@@ -334,7 +334,7 @@ pub const DOCS: &[Doc] = &[
         None,
         Options,
         &[],
-        "With -L: list the sync daemons (uvs has none: nothing).",
+        "With -L: list the sync daemons that run (in kernel mode the kernel's, whoever started them).",
     ),
     doc(
         "stats",

@@ -23,6 +23,7 @@ pub mod schema;
 pub mod slot;
 pub mod source;
 pub mod status;
+pub mod sync;
 pub mod watch;
 pub mod words;
 
@@ -617,6 +618,9 @@ pub struct Config {
     /// `[global]`'s access lists and per-client limits, for every service.
     pub admission: crate::table::Admission,
     pub services: Vec<ServiceSpec>,
+    /// `[sync]`'s connection-sync daemons, as written (the kernel's defaults
+    /// unfilled): none, one, or a master and a backup alike (`role = "both"`).
+    pub sync: Vec<crate::table::SyncDaemon>,
 }
 
 /// Why a file could not be used.

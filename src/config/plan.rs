@@ -3,7 +3,10 @@
 //! (so they keep their counters, connections and persistence templates), changed ones
 //! an edit, missing ones an add, and what the file no longer names a delete. The file
 //! owns only what it named: services added at run time with uvsadm, and never named
-//! by the file, are left alone. Used by `reload`, which also asks, of each command
+//! by the file, are left alone. The same holds for the sync daemons of `[sync]`: an
+//! unchanged section sends nothing, a changed one stops and starts its daemons again,
+//! a removed one stops those the file started, and a daemon of a role the file does
+//! not name (`uvsadm --start-daemon`) is left alone. Used by `reload`, which also asks, of each command
 //! from the control socket, what of the file's it changes ([`Owned::touched_by`]), so it
 //! can say that the next reload puts it back ([`Touched::put_back_by`]).
 
@@ -12,7 +15,7 @@ use std::fmt;
 
 use super::{Config, ServiceSpec};
 use crate::table::{
-    Command, ListenAddr, ListenRule, ServerConfig, ServerKey, ServiceKey, Source, Table,
+    Command, ListenAddr, ListenRule, ServerConfig, ServerKey, ServiceKey, Source, SyncRole, Table,
 };
 
 /// What the last applied file named: what the next one may change or remove.
@@ -22,6 +25,8 @@ pub struct Owned {
     pub listeners: BTreeSet<ListenAddr>,
     /// Whether the file sets the timeouts (`--set`).
     pub timeouts: bool,
+    /// The roles of the sync daemons `[sync]` runs.
+    pub sync: HashSet<SyncRole>,
 }
 
 impl Owned {
@@ -34,6 +39,7 @@ impl Owned {
                 .flat_map(|s| s.listen.iter().map(|r| r.listen))
                 .collect(),
             timeouts: config.timeouts.is_some(),
+            sync: config.sync.iter().map(|d| d.role).collect(),
         }
     }
 
@@ -74,6 +80,12 @@ impl Owned {
                 all
             }
             Command::SetTimeouts(_) if self.timeouts => vec![Touched::Timeouts],
+            Command::StartSyncDaemon(daemon) if self.sync.contains(&daemon.role) => {
+                vec![Touched::Sync(daemon.role)]
+            }
+            Command::StopSyncDaemon { role } if self.sync.contains(role) => {
+                vec![Touched::Sync(*role)]
+            }
             Command::AddListener(rule) => listener(&rule.listen),
             Command::DeleteListener { listen } => listener(listen),
             // A command-line drain is never undone by a reload, nor is its undrain
@@ -97,6 +109,8 @@ pub enum Touched {
     Service(ServiceKey),
     Listener(ListenAddr),
     Timeouts,
+    /// The `[sync]` daemon of this role.
+    Sync(SyncRole),
 }
 
 impl Touched {
@@ -117,12 +131,10 @@ impl Touched {
             ],
             Command::DeleteListener { listen } => vec![Touched::Listener(*listen)],
             Command::SetTimeouts(_) => vec![Touched::Timeouts],
+            Command::StartSyncDaemon(daemon) => vec![Touched::Sync(daemon.role)],
+            Command::StopSyncDaemon { role } => vec![Touched::Sync(*role)],
             // The file's global admission is compared with the table's at each plan.
-            Command::Flush {}
-            | Command::SetAdmission(_)
-            | Command::Zero { .. }
-            | Command::StartSyncDaemon(_)
-            | Command::StopSyncDaemon { .. } => Vec::new(),
+            Command::Flush {} | Command::SetAdmission(_) | Command::Zero { .. } => Vec::new(),
         }
     }
 }
@@ -133,12 +145,14 @@ impl fmt::Display for Touched {
             Touched::Service(key) => write!(f, "{key}"),
             Touched::Listener(listen) => write!(f, "the listener {listen}"),
             Touched::Timeouts => f.write_str("the timeouts"),
+            Touched::Sync(role) => write!(f, "the {} sync daemon", role.name()),
         }
     }
 }
 
 /// The commands, in an order the table accepts: timeouts; listen rules and services
-/// the file dropped; then each service of the file with its servers and rules.
+/// the file dropped; then each service of the file with its servers and rules; then
+/// the sync daemons.
 pub fn plan(config: &Config, table: &Table, owned: &Owned) -> Vec<Command> {
     let mut commands = Vec::new();
     if let Some(set) = config.timeouts
@@ -183,7 +197,31 @@ pub fn plan(config: &Config, table: &Table, owned: &Owned) -> Vec<Command> {
             commands.push(Command::AddListener(*rule));
         }
     }
+    sync_commands(config, table, owned, &mut commands);
     commands
+}
+
+/// The sync daemons of `[sync]`, master first: started when the table has none of
+/// that role; left alone when the table's runs as the file asks
+/// (`SyncDaemon::runs_as`: the table holds them resolved); stopped and started again
+/// when it differs (a changed section, or one uvsadm started for a role the file now
+/// names); stopped when the file no longer names a role it did.
+fn sync_commands(config: &Config, table: &Table, owned: &Owned, commands: &mut Vec<Command>) {
+    for role in [SyncRole::Master, SyncRole::Backup] {
+        let wanted = config.sync.iter().find(|d| d.role == role);
+        match (wanted, table.sync_daemons().get(role)) {
+            (Some(want), None) => commands.push(Command::StartSyncDaemon(want.clone())),
+            (Some(want), Some(running)) if running.runs_as(want) => {}
+            (Some(want), Some(_)) => {
+                commands.push(Command::StopSyncDaemon { role });
+                commands.push(Command::StartSyncDaemon(want.clone()));
+            }
+            (None, Some(_)) if owned.sync.contains(&role) => {
+                commands.push(Command::StopSyncDaemon { role });
+            }
+            (None, _) => {}
+        }
+    }
 }
 
 /// The servers of `spec` as the table will hold them (`ServerConfig::in_service`: a gate
@@ -872,5 +910,97 @@ weight = {weight}
         );
         reload(&mut table, &commands);
         assert!(plan(&changed, &table, &Owned::of(&changed)).is_empty());
+    }
+
+    /// Applies `commands` as the daemon does: a start resolved for the interface (here
+    /// for a 65536-byte MTU, as `lo`'s), as `daemon::sync` resolves it.
+    fn apply_resolved(table: &mut Table, commands: &[Command]) {
+        let resolved: Vec<Command> = commands
+            .iter()
+            .map(|c| match c {
+                Command::StartSyncDaemon(d) => Command::StartSyncDaemon(d.resolved(65536)),
+                other => other.clone(),
+            })
+            .collect();
+        reload(table, &resolved);
+    }
+
+    const SYNC: &str = "[sync]\nrole = \"both\"\ninterface = \"lo\"\nsyncid = 7\n";
+
+    #[test]
+    fn a_sync_section_starts_its_daemons_once_and_restarts_them_when_changed() {
+        let mut table = Table::new();
+        let first = config(SYNC);
+        let made = plan(&first, &table, &Owned::default());
+        assert_eq!(
+            drains(&made),
+            ["--start-daemon master", "--start-daemon backup"]
+        );
+        apply_resolved(&mut table, &made);
+        // Unchanged: nothing, though the table holds them resolved.
+        assert!(plan(&first, &table, &Owned::of(&first)).is_empty());
+        // A changed sync id: each role stopped, then started with the new settings.
+        let changed = config(&SYNC.replace("syncid = 7", "syncid = 9"));
+        let commands = plan(&changed, &table, &Owned::of(&first));
+        assert_eq!(
+            drains(&commands),
+            [
+                "--stop-daemon master",
+                "--start-daemon master",
+                "--stop-daemon backup",
+                "--start-daemon backup"
+            ]
+        );
+        apply_resolved(&mut table, &commands);
+        assert_eq!(table.sync_daemons().master.as_ref().unwrap().syncid, 9);
+        // Master only: the backup the file started is stopped.
+        let master = config(
+            &SYNC
+                .replace("both", "master")
+                .replace("syncid = 7", "syncid = 9"),
+        );
+        let commands = plan(&master, &table, &Owned::of(&changed));
+        assert_eq!(drains(&commands), ["--stop-daemon backup"]);
+        apply_resolved(&mut table, &commands);
+        // Removed: the master goes too.
+        let none = config(FIRST);
+        let commands = plan(&none, &table, &Owned::of(&master));
+        assert!(drains(&commands).contains(&"--stop-daemon master".to_string()));
+    }
+
+    #[test]
+    fn a_daemon_uvsadm_started_is_left_alone_and_one_it_stopped_is_started_again() {
+        let mut table = Table::new();
+        let master = config(&SYNC.replace("both", "master"));
+        let made = plan(&master, &table, &Owned::default());
+        apply_resolved(&mut table, &made);
+        let owned = Owned::of(&master);
+        // uvsadm --start-daemon backup: no role of the file's; reloads leave it.
+        let by_hand = Command::StartSyncDaemon(crate::table::SyncDaemon {
+            role: SyncRole::Backup,
+            ..master.sync[0].clone()
+        });
+        assert!(owned.touched_by(&by_hand).is_empty());
+        apply_resolved(&mut table, std::slice::from_ref(&by_hand));
+        assert!(plan(&master, &table, &owned).is_empty());
+        let none = config(FIRST);
+        let commands = plan(&none, &table, &owned);
+        assert!(!drains(&commands).contains(&"--stop-daemon backup".to_string()));
+        // uvsadm --stop-daemon master: the file's; the next reload starts it again.
+        let stop = Command::StopSyncDaemon {
+            role: SyncRole::Master,
+        };
+        assert_eq!(owned.touched_by(&stop), [Touched::Sync(SyncRole::Master)]);
+        assert_eq!(
+            Touched::Sync(SyncRole::Master).to_string(),
+            "the master sync daemon"
+        );
+        reload(&mut table, &[stop]);
+        let commands = plan(&master, &table, &owned);
+        assert_eq!(drains(&commands), ["--start-daemon master"]);
+        assert_eq!(
+            Touched::put_back_by(&commands[0]),
+            [Touched::Sync(SyncRole::Master)]
+        );
     }
 }

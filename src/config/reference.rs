@@ -382,6 +382,74 @@ pub const SECTIONS: &[Section] = &[
         ],
     },
     Section {
+        header: "[sync]",
+        about: "The connection-sync daemons uvs runs, as ipvsadm --start-daemon starts them: a master sends the state of the connections it balances to a multicast group, and a backup takes what it hears into its own connection table, so that connections survive the move of a VIP to another director. In kernel mode they are the kernel's daemons (IPVS_CMD_NEW_DAEMON); in userspace mode uvs's own. uvs starts them at start and on every reload that changes the section (a changed section stops and starts its daemons again, an unchanged one touches nothing, a removed one stops what the file started); a daemon started with uvsadm for a role the file does not name is left alone, and one of the file's that uvsadm stopped is started again at the next reload. A clean stop stops them, unless cleanstop = false. uvs check refuses a bad value with its key; that the interface exists is checked at start and on reload (\"No such device\", as the kernel answers).",
+        keys: &[
+            Key {
+                with: Some("interface = \"lo\""),
+                ..key(
+                    "role",
+                    "string \"master\", \"backup\" or \"both\"",
+                    "required",
+                    "\"both\"",
+                    "Which daemon runs: the master (sends), the backup (receives), or both at once (each director sends what it balances and takes what the other sends; keepalived instead switches between them as its VRRP instance moves, which uvs import keepalived maps to both).",
+                    "ipvsadm --start-daemon master|backup",
+                )
+            },
+            Key {
+                with: Some("role = \"master\""),
+                ..key(
+                    "interface",
+                    "string, a network interface name (at most 15 bytes)",
+                    "required",
+                    "\"lo\"",
+                    "The interface the master sends through and the backup listens on; its MTU sets a backup's largest message.",
+                    "ipvsadm --mcast-interface, keepalived's lvs_sync_daemon INTERFACE",
+                )
+            },
+            key(
+                "syncid",
+                "integer 0-255",
+                "0",
+                "7",
+                "The sync id the master puts in its messages; a backup with a non-zero id takes only messages carrying it (several clusters on one link).",
+                "ipvsadm --syncid, keepalived's lvs_sync_daemon id",
+            ),
+            key(
+                "maxlen",
+                "integer 1-65507",
+                "the kernel's: 1472 for a master (a 1500-byte frame), the interface's MTU for a backup",
+                "1400",
+                "The largest sync message, in bytes of UDP payload (a backup takes at least 1024).",
+                "ipvsadm --sync-maxlen, keepalived's lvs_sync_daemon maxlen",
+            ),
+            key(
+                "group",
+                "string, an IPv4 or IPv6 multicast address",
+                "\"224.0.0.81\"",
+                "\"239.1.2.3\"",
+                "The multicast group the messages go to.",
+                "ipvsadm --mcast-group, keepalived's lvs_sync_daemon group",
+            ),
+            key(
+                "port",
+                "integer 1-65535",
+                "8848",
+                "8848",
+                "The UDP port of the group.",
+                "ipvsadm --mcast-port, keepalived's lvs_sync_daemon port",
+            ),
+            key(
+                "ttl",
+                "integer 1-255",
+                "1",
+                "1",
+                "The multicast TTL of the messages.",
+                "ipvsadm --mcast-ttl, keepalived's lvs_sync_daemon ttl",
+            ),
+        ],
+    },
+    Section {
         header: "[[service]]",
         about: "A virtual service (ipvsadm -A): exactly one of tcp, udp, sctp or fwmark; or, with group, a group of virtual services sharing real servers and checks (keepalived's virtual_server_group), each member one virtual service of the table.",
         keys: &[
@@ -1367,6 +1435,13 @@ mod tests {
             header: "[timeouts]",
             companions: "",
             path: "timeouts",
+        },
+        Place {
+            section: "[sync]",
+            before: "",
+            header: "[sync]",
+            companions: "role = \"master\"\ninterface = \"lo\"",
+            path: "sync",
         },
         Place {
             section: "[[service]]",

@@ -12,7 +12,7 @@ use crate::table::{
 };
 
 /// A TOML basic string.
-fn quoted(s: &str) -> String {
+pub(super) fn quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -679,6 +679,7 @@ pub fn render(config: &Config) -> String {
         service(&mut out, &rest[..n], g.source.as_ref());
         rest = &rest[n..];
     }
+    super::sync::render_sync(&mut out, &config.sync);
     out.trim_start_matches('\n').to_string()
 }
 

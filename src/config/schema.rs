@@ -1,5 +1,6 @@
-//! The TOML schema: `[global]`, `[timeouts]`, and `[[service]]` tables each with their
-//! `[[service.server]]` tables, read into a [`Config`]. Every problem is collected with
+//! The TOML schema: `[global]`, `[timeouts]`, `[sync]` (`super::sync`), and
+//! `[[service]]` tables each with their `[[service.server]]` tables, read into a
+//! [`Config`]. Every problem is collected with
 //! its position; a file that reads cleanly is then rehearsed against an empty table, so
 //! that what the table itself would refuse (an unknown scheduler, a netmask of the wrong
 //! family, thresholds the wrong way round) is reported at the service or server that
@@ -184,12 +185,20 @@ fn parse_noting(text: &str, file: &Path, notes: &Report<'_>) -> Result<Config, P
             }
         }
     }
+    let sync = root
+        .get("sync")
+        .and_then(|item| {
+            let span = item.span.clone();
+            item.table().map(|t| super::sync::read_sync(&t, &span))
+        })
+        .unwrap_or_default();
     drop(root);
     let config = Config {
         global,
         timeouts,
         admission,
         services,
+        sync,
     };
     // What read cleanly is also tried on a table, so that its refusals come in the
     // same pass.

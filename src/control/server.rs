@@ -25,7 +25,7 @@ use super::protocol::{
 };
 use crate::lock::Locked;
 use crate::sys;
-use crate::table::{Command, ConnEntry, Info, TableError, TableHandle};
+use crate::table::{Command, ConnEntry, Info, ServiceEntry, ServiceKey, TableError, TableHandle};
 
 /// What the control server reads and changes of the running daemon: the daemon passes
 /// one in, so that this module knows nothing of the daemon's parts.
@@ -34,14 +34,20 @@ pub trait Daemon: Send + Sync + 'static {
     fn table(&self) -> &TableHandle;
     /// `-L -c`: connections and persistence templates (in kernel mode, the kernel's).
     fn connections(&self) -> Vec<ConnEntry>;
+    /// `-L`, `-S`: every service (in kernel mode, the kernel's whole table).
+    fn services(&self) -> Vec<ServiceEntry> {
+        self.table().snapshot().entries()
+    }
+    /// `-L -t VIP`: one service (in kernel mode, the kernel's too). Errors: "No such
+    /// service".
+    fn service(&self, key: &ServiceKey) -> Result<ServiceEntry, TableError> {
+        self.table().snapshot().entry(key)
+    }
     /// `-L --daemon`: the sync daemons that run, defaults filled in (in kernel mode,
     /// the kernel's). Errors: the table's words for why they cannot be read.
     fn sync_daemons(&self) -> Result<Vec<crate::table::SyncDaemon>, TableError> {
         let table = self.table().snapshot();
-        let resolve = |d: &crate::table::SyncDaemon| {
-            d.resolved(crate::sync::socket::interface_mtu(&d.interface))
-        };
-        Ok(table.sync_daemons().iter().map(resolve).collect())
+        Ok(table.sync_daemons().iter().cloned().collect())
     }
     /// `uvs status`, in its wire form.
     fn status(&self) -> super::protocol::Status;
@@ -149,9 +155,9 @@ pub fn answer(request: Request, daemon: &dyn Daemon) -> Response {
             info: Info::default(),
         },
         Request::ListServices {} => Response::Services {
-            services: table.snapshot().entries(),
+            services: daemon.services(),
         },
-        Request::GetService { service } => match table.snapshot().entry(&service) {
+        Request::GetService { service } => match daemon.service(&service) {
             Ok(service) => Response::Service {
                 service: Box::new(service),
             },

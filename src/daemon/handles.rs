@@ -7,10 +7,14 @@
 use crate::control::protocol::{ShadowedRule, Status};
 use crate::control::server;
 use crate::exporter::{self, BackendHealth, ConfigReloads};
+use crate::lock::Locked;
 use crate::rate_limit::RateLimit;
-use crate::table::{Command, ConnEntry, TableError, TableHandle};
+use crate::table::{
+    Command, ConnEntry, ServiceEntry, ServiceKey, SyncDaemon, TableError, TableHandle,
+};
 
 use super::report::{Mode, Reporter};
+use super::sync;
 
 impl server::Daemon for Reporter {
     fn table(&self) -> &TableHandle {
@@ -49,9 +53,82 @@ impl server::Daemon for Reporter {
         self.director().descriptors.reserve().control_clients
     }
 
+    /// `-L`, `-S`: in kernel mode the kernel's whole table, as ipvsadm lists it (uvs's
+    /// services as the table has them, `kernel::listing`); the table's alone when the
+    /// kernel cannot be read (said in the log).
+    fn services(&self) -> Vec<ServiceEntry> {
+        let entries = self.table().snapshot().entries();
+        let Some(mirror) = self.kernel() else {
+            return entries;
+        };
+        mirror.locked().listing(entries).unwrap_or_else(|e| {
+            static UNREADABLE: RateLimit = RateLimit::new();
+            UNREADABLE.warn(|suppressed| {
+                tracing::warn!(error = %e, suppressed, "cannot read the kernel's services; listing uvs's only");
+            });
+            self.table().snapshot().entries()
+        })
+    }
+
+    /// `-L -t VIP`: the table's service, else in kernel mode the kernel's.
+    fn service(&self, key: &ServiceKey) -> Result<ServiceEntry, TableError> {
+        let ours = self.table().snapshot().entry(key);
+        match (ours, self.kernel()) {
+            (Err(TableError::NoSuchService), Some(mirror)) => mirror
+                .locked()
+                .kernel_entry(*key)
+                .ok()
+                .flatten()
+                .ok_or(TableError::NoSuchService),
+            (ours, _) => ours,
+        }
+    }
+
+    /// `-L --daemon`: in kernel mode the kernel's daemons, whoever started them (as
+    /// ipvsadm lists them); else the table's.
+    fn sync_daemons(&self) -> Result<Vec<SyncDaemon>, TableError> {
+        match self.kernel() {
+            Some(mirror) => mirror
+                .locked()
+                .daemons()
+                .map_err(|e| crate::kernel::daemons::refusal(&e, false)),
+            None => Ok(self
+                .table()
+                .snapshot()
+                .sync_daemons()
+                .iter()
+                .cloned()
+                .collect()),
+        }
+    }
+
     /// With a configuration file, through its reloader: applied and recorded under
-    /// its lock, and a change to what the file owns said in the log.
+    /// its lock, and a change to what the file owns said in the log. A sync daemon's
+    /// start is checked and resolved for its interface first, and in kernel mode a
+    /// start or stop goes to the kernel before the table (`sync`).
     fn apply(&self, command: &Command, applied: &dyn Fn()) -> Result<(), TableError> {
+        let daemon = matches!(
+            command,
+            Command::StartSyncDaemon(_) | Command::StopSyncDaemon { .. }
+        );
+        match self.kernel() {
+            Some(mirror) if daemon => {
+                let table = &self.director().table;
+                sync::in_kernel(mirror, table, command, &|c| self.apply_to_table(c, applied))
+            }
+            Some(_) => self.apply_to_table(&*sync::prepare(command)?, applied),
+            None => {
+                let prepared = sync::prepare(command)?;
+                sync::probe(&prepared, &self.director().table)?;
+                self.apply_to_table(&prepared, applied)
+            }
+        }
+    }
+}
+
+impl Reporter {
+    /// [`server::Daemon::apply`] once the command is ready for the table.
+    fn apply_to_table(&self, command: &Command, applied: &dyn Fn()) -> Result<(), TableError> {
         let table = &self.director().table;
         match self.reloader() {
             Some(reloader) => reloader.apply_from_control(table, command, applied),

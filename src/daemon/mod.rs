@@ -8,7 +8,9 @@
 //! - `reload`: the reloader: the configuration file, followed, and the health checks
 //!   it asks for;
 //! - `report`: the status report, built from each part's typed piece;
-//! - `handles`: what the control server and the exporter get to read it through.
+//! - `handles`: what the control server and the exporter get to read it through;
+//! - `sync`: the sync daemons' commands, checked against the host (and in kernel
+//!   mode sent to the kernel) before the table takes them.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,7 @@ pub mod report;
 
 mod run;
 pub mod settings;
+pub mod sync;
 
 pub use run::{ConfigFile, RunError, director, run, serve};
 

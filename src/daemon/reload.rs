@@ -513,7 +513,22 @@ impl Reloader {
         } else {
             std::borrow::Cow::Borrowed(config)
         };
-        let commands = plan(&wanted, &snapshot, owned);
+        let mut commands = plan(&wanted, &snapshot, owned);
+        // A sync daemon's interface is the host's: looked up, and the daemon resolved
+        // for it, before anything is applied (`super::sync`).
+        for command in &mut commands {
+            if let Command::StartSyncDaemon(daemon) = command {
+                match super::sync::resolve(daemon) {
+                    Ok(resolved) => *daemon = resolved,
+                    Err(error) => {
+                        return Err(ReloadError::Refused {
+                            command: command.to_string(),
+                            error,
+                        });
+                    }
+                }
+            }
+        }
         let refused = |i: usize, error: TableError| ReloadError::Refused {
             command: commands[i].to_string(),
             error,
@@ -587,14 +602,16 @@ impl Reloader {
         if touched.is_empty() {
             return Ok(());
         }
-        // A deletion (-d, -D, -C, --delete-listener) is rare and the most consequential:
-        // always said at once, with what was held back of the thing it deletes.
+        // A deletion (-d, -D, -C, --delete-listener, --stop-daemon) is rare and the most
+        // consequential: always said at once, with what was held back of the thing it
+        // deletes.
         let deletion = matches!(
             command,
             Command::DeleteServer { .. }
                 | Command::DeleteService { .. }
                 | Command::Flush {}
                 | Command::DeleteListener { .. }
+                | Command::StopSyncDaemon { .. }
         );
         let mut changes = self.changed_by_control.locked();
         let (mut said, mut held) = (Vec::new(), 0);

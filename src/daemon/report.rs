@@ -11,12 +11,13 @@
 //! fields, and tests look at the fields.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::reload::Reloader;
 use crate::config::status::ConfigStatus;
 use crate::control::protocol::{ListenerStatus, Status};
 use crate::health::{Findings, HealthStatus, QuorumStatus};
+use crate::kernel::mirror::Mirror;
 use crate::proxy::congestion::CongestionControl;
 use crate::proxy::director::{Director, PlaneReport};
 use crate::table::ServiceEntry;
@@ -84,6 +85,9 @@ pub struct Reporter {
     mode_reason: Option<String>,
     reloader: OnceLock<Arc<Reloader>>,
     metrics: OnceLock<MetricsEndpoint>,
+    /// Kernel mode's mirror: the sync daemons' commands and listing go to the kernel
+    /// through it (`handles`, `sync`).
+    kernel: OnceLock<Arc<Mutex<Mirror>>>,
 }
 
 impl Reporter {
@@ -96,6 +100,7 @@ impl Reporter {
             mode_reason,
             reloader: OnceLock::new(),
             metrics: OnceLock::new(),
+            kernel: OnceLock::new(),
         })
     }
 
@@ -120,6 +125,16 @@ impl Reporter {
     /// ignored: a daemon has one.
     pub fn set_reloader(&self, reloader: Arc<Reloader>) {
         let _ = self.reloader.set(reloader);
+    }
+
+    /// Kernel mode's mirror. Later calls are ignored: a daemon has one.
+    pub fn set_kernel(&self, mirror: Arc<Mutex<Mirror>>) {
+        let _ = self.kernel.set(mirror);
+    }
+
+    /// Kernel mode's mirror (None in userspace mode).
+    pub fn kernel(&self) -> Option<&Arc<Mutex<Mirror>>> {
+        self.kernel.get()
     }
 
     /// Where the metrics endpoint serves, or why not. Later calls are ignored.

@@ -76,7 +76,8 @@ pub struct ConfigFile {
 
 /// Runs the daemon `settings` describe, with the table of `config` when there is one,
 /// until `shutdown` completes; then drains (`settings.drain_timeout`), removes the
-/// control socket and, in kernel mode with `cleanstop`, uvs's services from the kernel.
+/// control socket and, in kernel mode with `cleanstop`, uvs's services and sync daemons
+/// from the kernel.
 /// Must be called inside a Tokio runtime, whose thread becomes the control thread
 /// (socket, listeners, reloads); connections run on the director's worker threads.
 ///
@@ -109,6 +110,9 @@ pub async fn run(
         .is_none()
         .then(|| AbortOnDrop(tokio::spawn(crate::sync::follow(Arc::clone(&director)))));
     let reporter = Reporter::new(director, Some(why));
+    if let Some(mirror) = &mirror {
+        reporter.set_kernel(Arc::clone(mirror));
+    }
     let result = serve_reported(reporter, &settings, config, shutdown).await;
     drop(sync);
     if let (Some(task), Some(mirror)) = (kernel, mirror) {
@@ -116,7 +120,7 @@ pub async fn run(
         if settings.cleanstop {
             mirror.locked().clean();
         } else {
-            tracing::info!(target: LOG,"kernel: services left in the kernel (cleanstop off)");
+            tracing::info!(target: LOG,"kernel: services and sync daemons left in the kernel (cleanstop off)");
         }
     }
     result

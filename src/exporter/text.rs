@@ -804,6 +804,21 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
 /// by reason (every reason seen so far; `sync::counters` names them), the connections
 /// held from masters.
 fn sync_series(s: &crate::sync::counters::SyncStatus, out: &mut BodyWriter) {
+    let up = s.daemons.iter().map(|(role, state)| {
+        let up = matches!(state, crate::sync::counters::DaemonState::Up);
+        (
+            Labels::NONE.with("role", Value::Text(role)),
+            Number::Int(up.into()),
+        )
+    });
+    family(
+        out,
+        names::SYNC_DAEMON_UP,
+        "1 while the sync daemon of the role runs; 0 while its socket cannot be made \
+         (tried again every 2 s; uvs status says why).",
+        Kind::Gauge,
+        up,
+    );
     let scalars = [
         (
             names::SYNC_SENT_DATAGRAMS_TOTAL,

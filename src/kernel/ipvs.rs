@@ -520,14 +520,14 @@ impl Ipvs {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// The quoted payloads (after the netlink header, in strace's \x notation) of the
     /// `call` lines ("sendmsg", "recvmsg") to or from the IPVS family (type 0x20 on the
     /// capturing kernel) in one section of tests/fixtures/netlink/capture.out: what
     /// ipvsadm 1.31 and Linux 6.1 exchanged.
-    fn payloads(section: &str, call: &str) -> Vec<Vec<u8>> {
+    pub(in crate::kernel) fn payloads(section: &str, call: &str) -> Vec<Vec<u8>> {
         let text = include_str!("../../tests/fixtures/netlink/capture.out");
         let mut in_section = false;
         let mut out: Vec<Vec<u8>> = Vec::new();
@@ -555,7 +555,7 @@ mod tests {
     }
 
     /// What ipvsadm sent for IPVS command `cmd` in `section`.
-    fn captured(section: &str, cmd: u8) -> Vec<u8> {
+    pub(in crate::kernel) fn captured(section: &str, cmd: u8) -> Vec<u8> {
         payloads(section, "sendmsg")
             .into_iter()
             .find(|p| p.first() == Some(&cmd))

@@ -7,7 +7,11 @@
 //! is reported and left alone, never edited or flushed. A change the kernel refuses is
 //! logged with the kernel's reason and tried again at the next pass; the daemon runs
 //! on. On a clean stop uvs removes its services unless told to leave them (ldirectord's
-//! cleanstop). Run by `uvs run --mode kernel`.
+//! cleanstop). The connection-sync daemons the table asks for are kept running in the
+//! kernel the same way (`daemon_mirror` has the policy), and `--start-daemon` /
+//! `--stop-daemon` from uvsadm reach the kernel before the table
+//! ([`Mirror::start_daemon`], [`Mirror::stop_daemon`]), so that uvsadm hears the
+//! kernel's refusal. Run by `uvs run --mode kernel`.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -15,10 +19,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use super::daemon_mirror::{self, Step};
+use super::daemons;
 use super::ipvs::{self, Ipvs, KernelServer};
 use crate::lock::Locked;
 use crate::stats::{Counters, Rates};
-use crate::table::{ServerConfig, ServiceKey, Table, TableHandle, Timeouts};
+use crate::table::{
+    ServerConfig, ServiceEntry, ServiceKey, SyncDaemon, SyncRole, Table, TableError, TableHandle,
+    Timeouts,
+};
 
 /// How often the kernel is compared with the table when nothing changed, and its
 /// counters read: as often as its estimator updates them.
@@ -67,6 +76,10 @@ pub struct Mirror {
     /// Services found in the kernel that uvs did not make (reported once).
     foreign: HashSet<ServiceKey>,
     timeouts: Option<Timeouts>,
+    /// The roles whose kernel sync daemon is uvs's (started or adopted by it).
+    daemons: HashSet<SyncRole>,
+    /// Roles whose daemon is someone else's, reported once.
+    foreign_daemons: HashSet<SyncRole>,
 }
 
 impl Mirror {
@@ -76,7 +89,126 @@ impl Mirror {
             owned: HashSet::new(),
             foreign: HashSet::new(),
             timeouts: None,
+            daemons: HashSet::new(),
+            foreign_daemons: HashSet::new(),
         }
+    }
+
+    /// `--start-daemon` from uvsadm: `asked` (as uvsadm gave it, so the kernel fills
+    /// in its defaults as it does for ipvsadm) is started in the kernel, and is uvs's.
+    /// Errors: the kernel's refusal in ipvsadm's words ("Daemon has already run", "No
+    /// such device", ...).
+    pub fn start_daemon(&mut self, asked: &SyncDaemon) -> Result<(), TableError> {
+        self.ipvs
+            .start_daemon(asked)
+            .map_err(|e| daemons::refusal(&e, false))?;
+        tracing::info!("kernel: --start-daemon {}", asked.role.name());
+        self.daemons.insert(asked.role);
+        self.foreign_daemons.remove(&asked.role);
+        Ok(())
+    }
+
+    /// `--stop-daemon` from uvsadm, or of uvs's own daemon: the kernel's daemon of
+    /// `role` is stopped, whoever started it (as ipvsadm would). Errors: the kernel's
+    /// errno (ESRCH: none runs; uvs's claim to the role is dropped then too).
+    pub fn stop_daemon(&mut self, role: SyncRole) -> io::Result<()> {
+        let result = self.ipvs.stop_daemon(role);
+        match &result {
+            Ok(()) => tracing::info!("kernel: --stop-daemon {}", role.name()),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+            Err(_) => return result,
+        }
+        self.daemons.remove(&role);
+        result
+    }
+
+    /// `-L` and `-S`: the kernel's whole table, uvs's services as `table` has them
+    /// (`listing::merge`).
+    pub fn listing(&mut self, table: Vec<ServiceEntry>) -> io::Result<Vec<ServiceEntry>> {
+        let kernel = self.ipvs.services()?;
+        let ipvs = &mut self.ipvs;
+        super::listing::merge(&kernel, table, |k| {
+            Ok(super::listing::entry(k, &ipvs.servers(k.config.key)?))
+        })
+    }
+
+    /// `-L -t VIP` of a service uvs did not create: the kernel's, if it has it.
+    pub fn kernel_entry(&mut self, key: ServiceKey) -> io::Result<Option<ServiceEntry>> {
+        let Some(service) = self
+            .ipvs
+            .services()?
+            .into_iter()
+            .find(|s| s.config.key == key)
+        else {
+            return Ok(None);
+        };
+        let servers = self.ipvs.servers(key)?;
+        Ok(Some(super::listing::entry(&service, &servers)))
+    }
+
+    /// The kernel's running sync daemons (`-L --daemon`), whoever started them.
+    pub fn daemons(&mut self) -> io::Result<Vec<SyncDaemon>> {
+        self.ipvs.daemons()
+    }
+
+    /// Makes the kernel's sync daemons what the table asks for (`daemon_mirror`);
+    /// returns how many changes were sent. Not being able to list them (a kernel
+    /// without GET_DAEMON) is logged and leaves them as they are.
+    fn sync_daemons(&mut self, table: &Table) -> usize {
+        let running = match self.ipvs.daemons() {
+            Ok(running) => running,
+            Err(e) => {
+                KERNEL_UNREADABLE.warn(|suppressed| {
+                    tracing::error!(error = %e, suppressed, "kernel: cannot list the sync daemons");
+                });
+                return 0;
+            }
+        };
+        let mut sent = 0;
+        for step in daemon_mirror::steps(table.sync_daemons(), &running, &self.daemons) {
+            match step {
+                Step::Start(daemon) => {
+                    let family = self.ipvs.family();
+                    if self.send(
+                        &format!("--start-daemon {}", daemon.role.name()),
+                        &daemons::start_request(family, &daemon),
+                    ) {
+                        self.daemons.insert(daemon.role);
+                        self.foreign_daemons.remove(&daemon.role);
+                        sent += 1;
+                    }
+                }
+                Step::Stop(role) => match self.stop_daemon(role) {
+                    Ok(()) => sent += 1,
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) => {
+                        KERNEL_REFUSED.warn(|suppressed| {
+                            tracing::error!(error = %e, suppressed, "kernel refused: --stop-daemon {}", role.name());
+                        });
+                    }
+                },
+                Step::Adopt(role) => {
+                    tracing::info!(
+                        "kernel: the {} sync daemon already running is as the table asks; taken as uvs's",
+                        role.name()
+                    );
+                    self.daemons.insert(role);
+                    self.foreign_daemons.remove(&role);
+                }
+                Step::Foreign(daemon) => {
+                    if self.foreign_daemons.insert(daemon.role) {
+                        tracing::warn!(
+                            "kernel: a {} that uvs did not start runs with other settings than the table asks; left alone (stop it for uvs's to run)",
+                            daemon
+                        );
+                    }
+                }
+                Step::Forget(role) => {
+                    self.daemons.remove(&role);
+                }
+            }
+        }
+        sent
     }
 
     /// Sends one request; a refusal is logged with the kernel's reason.
@@ -223,10 +355,12 @@ impl Mirror {
                 sent += 1;
             }
         }
+        sent += self.sync_daemons(table);
         Ok(sent)
     }
 
-    /// Removes the services uvs created (a clean stop).
+    /// Removes the services uvs created and stops the sync daemons it started (a
+    /// clean stop).
     pub fn clean(&mut self) {
         let family = self.ipvs.family();
         for key in std::mem::take(&mut self.owned) {
@@ -234,6 +368,15 @@ impl Mirror {
                 &format!("-D {key}"),
                 &ipvs::delete_service_request(family, key),
             );
+        }
+        let mut roles: Vec<SyncRole> = self.daemons.iter().copied().collect();
+        roles.sort_by_key(|r| r.state());
+        for role in roles {
+            if let Err(e) = self.stop_daemon(role)
+                && e.raw_os_error() != Some(libc::ESRCH)
+            {
+                tracing::error!(error = %e, "kernel refused: --stop-daemon {}", role.name());
+            }
         }
     }
 }

@@ -101,11 +101,6 @@ fn apply(entry: &Entry, director: &Director) -> Result<(), &'static str> {
         if !service.flags.persistent() {
             return Err("not_persistent");
         }
-        let index = service
-            .servers
-            .iter()
-            .position(|s| s.addr == entry.real.ip() && s.port == entry.real.port())
-            .ok_or("no_server")?;
         // No longer than this director's own persistence: a master (or anyone on its
         // link) cannot pin clients for longer than the backup would itself.
         let timeout = match entry.timeout {
@@ -117,14 +112,14 @@ fn apply(entry: &Entry, director: &Director) -> Result<(), &'static str> {
             service,
             entry.client.ip(),
             entry.vip.ip(),
-            &service.servers[index],
-            index,
+            entry.real,
             timeout,
             entry.state == 1,
         );
         return match installed {
             Installed::New | Installed::Refreshed => Ok(()),
             Installed::Full => Err("full"),
+            Installed::NoServer => Err("no_server"),
         };
     }
     let protocol = entry.protocol.ok_or("unsupported_protocol")?;

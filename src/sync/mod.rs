@@ -104,7 +104,8 @@ pub async fn follow(director: Arc<Director>) {
             }
             if let Some(daemon) = want {
                 // Defaults as the kernel fills them; the table may hold them filled.
-                let resolved = daemon.resolved(socket::interface_mtu(&daemon.interface));
+                let mtu = crate::sys::interface_mtu(&daemon.interface).unwrap_or(1500);
+                let resolved = daemon.resolved(mtu);
                 tracing::info!("sync: {resolved}");
                 let task = tokio::spawn(serve(resolved, Arc::clone(&director)));
                 running[i] = Some((daemon.clone(), task));

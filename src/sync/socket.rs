@@ -48,17 +48,6 @@ pub fn interface_index(name: &str) -> Result<u32, SocketError> {
     }
 }
 
-/// The interface's MTU (/sys/class/net/NAME/mtu), 1500 when it cannot be read.
-pub fn interface_mtu(name: &str) -> u32 {
-    if name.is_empty() || name.contains('/') || name.starts_with('.') {
-        return 1500;
-    }
-    std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(1500)
-}
-
 /// The interface's first IPv4 address (the kernel's `inet_select_addr`, which the
 /// master binds to).
 fn interface_v4(name: &str) -> Option<Ipv4Addr> {
@@ -97,6 +86,32 @@ fn udp(ipv6: bool) -> Result<Socket, SocketError> {
 /// The master's socket: bound to the interface's address (IPv4), multicasting through
 /// the interface with the daemon's TTL. Returns it with the address it sends from.
 pub fn sender(daemon: &SyncDaemon) -> Result<(tokio::net::UdpSocket, SocketAddr), SocketError> {
+    let (socket, local) = sender_socket(daemon)?;
+    let socket = tokio::net::UdpSocket::from_std(socket.into()).map_err(io("register"))?;
+    Ok((socket, local))
+}
+
+/// The backup's socket: bound to the group's port, member of the group on the
+/// interface.
+pub fn receiver(daemon: &SyncDaemon) -> Result<tokio::net::UdpSocket, SocketError> {
+    let socket = receiver_socket(daemon)?;
+    tokio::net::UdpSocket::from_std(socket.into()).map_err(io("register"))
+}
+
+/// Makes and drops the socket `daemon` would run with, so that `--start-daemon`
+/// refuses at once what could not run (a port another user holds without
+/// SO_REUSEADDR, an interface without an IPv4 address for an IPv4 group).
+///
+/// # Errors
+/// Why the socket cannot be made.
+pub fn probe(daemon: &SyncDaemon) -> Result<(), SocketError> {
+    match daemon.role {
+        crate::table::SyncRole::Master => sender_socket(daemon).map(drop),
+        crate::table::SyncRole::Backup => receiver_socket(daemon).map(drop),
+    }
+}
+
+fn sender_socket(daemon: &SyncDaemon) -> Result<(Socket, SocketAddr), SocketError> {
     let index = interface_index(&daemon.interface)?;
     let ttl = u32::from(daemon.ttl.max(1));
     let socket = match group(daemon) {
@@ -132,13 +147,10 @@ pub fn sender(daemon: &SyncDaemon) -> Result<(tokio::net::UdpSocket, SocketAddr)
         .map_err(io("getsockname"))?
         .as_socket()
         .ok_or_else(|| io("getsockname")(io::Error::other("not an IP socket")))?;
-    let socket = tokio::net::UdpSocket::from_std(socket.into()).map_err(io("register"))?;
     Ok((socket, local))
 }
 
-/// The backup's socket: bound to the group's port, member of the group on the
-/// interface.
-pub fn receiver(daemon: &SyncDaemon) -> Result<tokio::net::UdpSocket, SocketError> {
+fn receiver_socket(daemon: &SyncDaemon) -> Result<Socket, SocketError> {
     let index = interface_index(&daemon.interface)?;
     let at = destination(daemon);
     let socket = match at.ip() {
@@ -167,5 +179,5 @@ pub fn receiver(daemon: &SyncDaemon) -> Result<tokio::net::UdpSocket, SocketErro
             s
         }
     };
-    tokio::net::UdpSocket::from_std(socket.into()).map_err(io("register"))
+    Ok(socket)
 }

@@ -1,8 +1,8 @@
 //! The wire format of IPVS connection sync: the UDP datagrams a master director
 //! multicasts so that backup directors hold the same connections and persistence
-//! templates. Called by the sync daemon (still to be written): its master side turns
-//! connection changes into [`Entry`]s and sends what [`Builder`] hands back; its backup
-//! side passes every datagram it receives to [`parse`]. No I/O and no clock here.
+//! templates. Called by the sync daemons: the master (`sync::master`) turns the queued
+//! connection changes into [`Entry`]s and sends what [`Builder`] hands back; the backup
+//! (`sync::backup`) passes every datagram it receives to [`parse`]. No I/O and no clock here.
 //!
 //! Both directions follow Linux (net/netfilter/ipvs/ip_vs_sync.c, 6.18), so that a
 //! kernel backup accepts what [`Builder`] makes and [`parse`] refuses what a kernel
@@ -28,26 +28,13 @@
 //! vport, dport, caddr, vaddr, daddr, 16-bit flags, state), each followed by 24 bytes of
 //! [`SeqOptions`] when its flags have [`Flags::SEQ_MASK`] bits.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::table::{Forward, Protocol, SyncRole};
+use crate::table::{Forward, Protocol};
 
-/// The multicast group when none is given: 224.0.0.81 (`IP_VS_SYNC_GROUP`, used by
-/// `start_sync_thread`). There is no IPv6 default: an IPv6 group must be named.
-pub const DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
-
-/// The UDP port when none is given (`IP_VS_SYNC_PORT`). With several sync threads
-/// (`net.ipv4.vs.sync_ports`), thread `id` uses this port + `id` (`get_mcast_sockaddr`).
-pub const DEFAULT_PORT: u16 = 8848;
-
-/// The multicast TTL when none is given (`start_sync_thread`): the directors share a link.
-pub const DEFAULT_TTL: u8 = 1;
-
-/// The master's datagram limit when none is given, for an IPv4 group: 1500 less the IP
-/// and UDP headers, whatever the interface's MTU (`start_sync_thread`); `ipvsadm -L
-/// --daemon` lists it as `maxlen=1472`. See [`sync_maxlen`] for the other cases.
-pub const DEFAULT_MAXLEN: usize = 1472;
+// The defaults of a daemon's settings (group, port, TTL, maxlen) are `table::sync`'s,
+// filled in by `SyncDaemon::resolved` as `start_sync_thread` fills them.
 
 /// How long the kernel's master keeps a datagram open for more entries before it sends
 /// it anyway (`IPVS_SYNC_FLUSH_TIME`, include/net/ip_vs.h): the caller's cue for
@@ -133,25 +120,6 @@ pub const SCTP_STATES: [&str; 14] = [
 /// A persistence template's states by number (`IP_VS_CTPL_S_*`;
 /// `ip_vs_ctpl_state_name_table`, ip_vs_proto.c).
 pub const TEMPLATE_STATES: [&str; 2] = ["NONE", "ASSURED"];
-
-/// The datagram limit a sync daemon uses (`start_sync_thread`): `requested` (ipvsadm's
-/// `--sync-maxlen`, 0 when not given) clamped to 1..=65535 less the IP and UDP headers
-/// (1024 at least for a backup); else 1500 less the headers for a master, and the
-/// interface's MTU (1500..=65535) less the headers for a backup, which must take
-/// whatever a master with a larger limit sends. `ipv6` is the group's family (headers
-/// of 48 bytes instead of 28). A backup should receive into a buffer this long: the
-/// kernel does, and a datagram cut short then fails the size check.
-pub fn sync_maxlen(role: SyncRole, ipv6: bool, requested: u16, interface_mtu: u32) -> usize {
-    let headers = if ipv6 { 40 + 8 } else { 20 + 8 };
-    let (min, mtu) = match role {
-        SyncRole::Master => (1, 1500),
-        SyncRole::Backup => (1024, interface_mtu.clamp(1500, 65535) as usize),
-    };
-    match requested {
-        0 => mtu - headers,
-        n => usize::from(n).clamp(min, 65535 - headers),
-    }
-}
 
 /// The number of state `name` of a connection of `protocol` (None: `IPPROTO_IP`, which
 /// only templates carry), or of a template; the inverse of [`Entry::state_name`]. For a

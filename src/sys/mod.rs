@@ -418,6 +418,36 @@ pub fn release_free_memory() {
     }
 }
 
+/// The MTU of network interface `name` in this network namespace (SIOCGIFMTU on a
+/// datagram socket, the lookup the kernel's sync daemon makes, ip_vs_sync.c
+/// `start_sync_thread`: `__dev_get_by_name`). ENODEV when there is no such
+/// interface; EINVAL for a name the kernel could not hold (empty, 16 bytes or more,
+/// or with a NUL byte).
+pub fn interface_mtu(name: &str) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // Unbound: the ioctl needs only a socket of the namespace, not an address in it.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    // SAFETY: an all-zero ifreq is valid (a C struct of bytes and integers).
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, &b) in request.ifr_name.iter_mut().zip(bytes) {
+        *slot = b as libc::c_char;
+    }
+    // SAFETY: the socket is open for the call; SIOCGIFMTU reads the NUL-terminated name
+    // (at most IFNAMSIZ - 1 bytes were written into a zeroed array) and writes only the
+    // ifreq's union, which is as large as the kernel's.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFMTU, &mut request) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFMTU filled the union's MTU member.
+    let mtu = unsafe { request.ifr_ifru.ifru_mtu };
+    u32::try_from(mtu).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+}
+
 /// Moves the calling thread into a network namespace of its own (unshare(2),
 /// CLONE_NEWNET; needs CAP_SYS_ADMIN): what it and the processes it starts bind is
 /// never the host's. Tests use it to bind wildcard addresses safely.
@@ -455,6 +485,17 @@ mod tests {
             segs_in >= 1 && segs_out >= 2,
             "{segs_in} in, {segs_out} out"
         );
+    }
+
+    #[test]
+    fn the_loopback_interface_has_an_mtu_and_a_missing_one_is_enodev() {
+        assert!(interface_mtu("lo").unwrap() >= 1280);
+        let missing = interface_mtu("uvs-no-such0").unwrap_err();
+        assert_eq!(missing.raw_os_error(), Some(libc::ENODEV));
+        for bad in ["", "sixteen-bytes-xx", "a\0b"] {
+            let e = interface_mtu(bad).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{bad:?}");
+        }
     }
 
     #[test]

@@ -95,4 +95,13 @@ pub enum TableError {
     /// `ip_vs_genl_new_daemon`, ip_vs_sync.c `start_sync_thread`: EINVAL).
     #[error("Invalid operation.  Possibly wrong module version, address not unicast, ...")]
     SyncDaemonInvalid,
+    /// `--start-daemon` on an interface this host does not have (ip_vs_sync.c
+    /// `start_sync_thread`: ENODEV, which libipvs's `ipvs_strerror` leaves to
+    /// strerror).
+    #[error("No such device")]
+    NoSuchDevice,
+    /// Any other refusal of the kernel's IPVS, in libipvs's words for its errno
+    /// (`ipvs_strerror`: its table, else strerror).
+    #[error("{message}")]
+    Kernel { message: String },
 }

@@ -114,7 +114,8 @@ impl Table {
         self.timeouts
     }
 
-    /// The connection-sync daemons the table asks for, as given (defaults unfilled).
+    /// The connection-sync daemons the table asks for: as the daemon gave them, which
+    /// is resolved for the interface (`SyncDaemon::resolved`, `daemon::sync`).
     pub fn sync_daemons(&self) -> &SyncDaemons {
         &self.sync
     }

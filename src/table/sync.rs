@@ -81,7 +81,7 @@ impl SyncDaemon {
     /// frame and a backup takes what its interface's MTU allows (1500-65535).
     pub fn resolved(&self, mtu: u32) -> SyncDaemon {
         let group = self.group.unwrap_or(IpAddr::V4(DEFAULT_GROUP_V4));
-        let headers: u32 = if group.is_ipv6() { 40 + 8 } else { 20 + 8 };
+        let headers = headers(group);
         let (frame, least) = match self.role {
             SyncRole::Master => (1500, 1),
             SyncRole::Backup => (mtu.clamp(1500, 65535), 1024),
@@ -103,6 +103,36 @@ impl SyncDaemon {
             },
             ttl: if self.ttl == 0 { DEFAULT_TTL } else { self.ttl },
         }
+    }
+}
+
+/// The IP and UDP headers in front of a sync message sent to `group` (ip_vs_sync.c
+/// `start_sync_thread`'s `hlen`).
+fn headers(group: IpAddr) -> u32 {
+    if group.is_ipv6() { 40 + 8 } else { 20 + 8 }
+}
+
+impl SyncDaemon {
+    /// Whether this daemon, as it runs (resolved by uvs, or as the kernel reports it:
+    /// an older kernel leaves out maxlen, group, port and TTL, which then count as
+    /// matching), is what `asked` asks for: the same role, interface and sync id, and
+    /// every other setting what `asked` resolves to. A backup asked without a maxlen
+    /// takes its interface's MTU, which is not known here: any maxlen that some MTU
+    /// gives matches. The file's `[sync]` is compared so at every reload, so that an
+    /// unchanged section restarts nothing.
+    pub fn runs_as(&self, asked: &SyncDaemon) -> bool {
+        if self.role != asked.role
+            || self.interface != asked.interface
+            || self.syncid != asked.syncid
+        {
+            return false;
+        }
+        let group = asked.group.unwrap_or(IpAddr::V4(DEFAULT_GROUP_V4));
+        let want = asked.resolved(u32::from(self.maxlen) + headers(group));
+        (self.maxlen == 0 || self.maxlen == want.maxlen)
+            && (self.group.is_none() || self.group == want.group)
+            && (self.port == 0 || self.port == want.port)
+            && (self.ttl == 0 || self.ttl == want.ttl)
     }
 }
 
@@ -167,7 +197,7 @@ impl SyncDaemons {
 /// What the kernel refuses at `--start-daemon` with EINVAL before it looks at the
 /// interface (ip_vs_ctl.c `ip_vs_genl_new_daemon`): an empty interface name and a group
 /// that is not multicast. That the interface exists is the runner's to check (ENODEV).
-pub(super) fn check(daemon: &SyncDaemon) -> Result<(), super::TableError> {
+pub fn check(daemon: &SyncDaemon) -> Result<(), super::TableError> {
     let bad_group = daemon.group.is_some_and(|g| !g.is_multicast());
     if daemon.interface.is_empty() || daemon.interface.len() > INTERFACE_MAX || bad_group {
         return Err(super::TableError::SyncDaemonInvalid);
@@ -211,6 +241,85 @@ mod tests {
             ..d.clone()
         };
         assert_eq!(v6.resolved(1500).maxlen, 1452);
+        // start_sync_thread's clamps: a backup takes its MTU (1500-65535), a given
+        // maxlen stays within 1 (master) or 1024 (backup) and 65535 less the headers.
+        let with = |role, maxlen, group: Option<IpAddr>, mtu| {
+            SyncDaemon {
+                role,
+                maxlen,
+                group,
+                ..d.clone()
+            }
+            .resolved(mtu)
+            .maxlen
+        };
+        let v6g = Some("ff02::1:81".parse().unwrap());
+        assert_eq!(with(SyncRole::Backup, 0, None, 1280), 1472);
+        assert_eq!(with(SyncRole::Backup, 0, None, 9000), 8972);
+        assert_eq!(with(SyncRole::Master, 0, None, 9000), 1472);
+        assert_eq!(with(SyncRole::Master, 100, None, 1500), 100);
+        assert_eq!(with(SyncRole::Master, 65535, None, 1500), 65507);
+        assert_eq!(with(SyncRole::Master, 65535, v6g, 1500), 65487);
         assert_eq!(d.to_string(), "master sync daemon (mcast=lo, syncid=7)");
+    }
+
+    #[test]
+    fn a_running_daemon_is_compared_with_what_was_asked_as_resolved() {
+        let asked = SyncDaemon {
+            role: SyncRole::Backup,
+            interface: "lo".into(),
+            syncid: 7,
+            maxlen: 0,
+            group: None,
+            port: 0,
+            ttl: 0,
+        };
+        // Whatever MTU the interface had: the defaults, and the maxlen it gave.
+        for mtu in [1500, 9000, 65536] {
+            assert!(asked.resolved(mtu).runs_as(&asked), "{mtu}");
+        }
+        // An older kernel reports no maxlen, group, port or TTL.
+        assert!(asked.runs_as(&asked));
+        let ran = asked.resolved(65536);
+        assert!(ran.runs_as(&ran), "a resolved daemon asks for itself");
+        for other in [
+            SyncDaemon {
+                syncid: 8,
+                ..asked.clone()
+            },
+            SyncDaemon {
+                interface: "eth0".into(),
+                ..asked.clone()
+            },
+            SyncDaemon {
+                role: SyncRole::Master,
+                ..asked.clone()
+            },
+            SyncDaemon {
+                maxlen: 1400,
+                ..asked.clone()
+            },
+            SyncDaemon {
+                port: 9000,
+                ..asked.clone()
+            },
+            SyncDaemon {
+                ttl: 2,
+                ..asked.clone()
+            },
+            SyncDaemon {
+                group: Some("239.1.2.3".parse().unwrap()),
+                ..asked.clone()
+            },
+        ] {
+            assert!(!ran.runs_as(&other), "{other:?}");
+        }
+        // A backup's maxlen below 1024 is raised to it: asking for 100 is what runs.
+        let small = SyncDaemon {
+            maxlen: 100,
+            ..asked.clone()
+        };
+        assert!(small.resolved(1500).runs_as(&small));
+        assert!(!small.resolved(1500).runs_as(&asked));
     }
 }

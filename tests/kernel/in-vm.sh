@@ -4,8 +4,14 @@
 # masqueraded real servers in two other namespaces, and over loopback, follows wrr 3:1;
 # after the start, traffic, a reload, a health check, a uvsadm change and a change
 # behind uvs's back, the kernel's table as ipvsadm lists, saves, counts (--stats,
-# --rate) and lists connections (-L -c) must be what uvsadm shows; a service uvs did
-# not make stays untouched; a clean stop leaves only that one.
+# --rate) and lists connections (-L -c) must be what uvsadm shows, the kernel's whole
+# table: a service uvs did not make is listed by uvsadm too, and stays untouched; a
+# clean stop leaves only that one. The sync daemons:
+# uvsadm's --start-daemon, -L --daemon and --stop-daemon answer byte for byte as
+# ipvsadm did (tests/golden/daemon_*, put in /opt/uvs/golden by run.sh) and as it does
+# here, refusals included; a daemon someone else starts is listed; the file's [sync]
+# starts the kernel's daemon, a stop behind uvs's back is repaired, and a clean stop
+# stops it.
 set -u
 cd /root
 fail() { echo "FAIL: $*"; echo "--- uvs log"; cat uvs.log; exit 1; }
@@ -96,6 +102,11 @@ address = "127.0.0.2"
 forward = "gate"
 '
 CHECKED='
+[sync]
+role = "master"
+interface = "lo"
+syncid = 9
+
 [[service]]
 tcp = "127.0.0.11:80"
 scheduler = "rr"
@@ -117,9 +128,9 @@ U="/opt/uvs/uvsadm --socket /root/uvs.sock"
 
 compare() {
     for _ in $(seq 30); do
-        ipvsadm -L -n | grep -v '127.0.0.99:99' > k.txt
+        ipvsadm -L -n > k.txt
         $U -L -n > u.txt
-        ipvsadm -S -n | grep -v '127.0.0.99:99' > ks.txt
+        ipvsadm -S -n > ks.txt
         $U -S -n > us.txt
         cmp -s k.txt u.txt && cmp -s ks.txt us.txt && { echo "ok $1"; return; }
         sleep 0.2
@@ -135,6 +146,45 @@ head -1 status.txt | grep -q "(kernel mode" || fail "uvs status does not say ker
 grep -qx "mode auto: kernel (the kernel has IPVS and uvs may change it)" status.txt || fail "uvs status does not say why"
 compare "start"
 ipvsadm -L --timeout | grep -q 'Timeout (tcp tcpfin udp): 600 120 300' || fail "timeouts"
+grep -q '127.0.0.99:99' u.txt || fail "uvsadm -L does not list the service uvs did not make"
+[ "$($U -L -n -t 127.0.0.99:99)" = "$(ipvsadm -L -n -t 127.0.0.99:99)" ] || fail "uvsadm -L -t of someone else's service"
+
+# The sync daemons from uvsadm: what ipvsadm 1.31 printed for the same commands
+# (golden), and what ipvsadm says here for the refusals and listings.
+as_golden() {
+    local name=$1; shift
+    $U "$@" > go.txt 2> ge.txt; local rc=$?
+    cmp -s go.txt /opt/uvs/golden/$name.out && cmp -s ge.txt /opt/uvs/golden/$name.err &&
+        [ "$rc" = "$(cat /opt/uvs/golden/$name.rc)" ] ||
+        { echo "--- uvsadm $* (rc $rc)"; cat go.txt ge.txt; fail "uvsadm $* is not ipvsadm's $name"; }
+}
+as_ipvsadm() {
+    $U "$@" > uo.txt 2> ue.txt; local urc=$?
+    ipvsadm "$@" > ko.txt 2> ke.txt; local krc=$?
+    cmp -s uo.txt ko.txt && cmp -s ue.txt ke.txt && [ "$urc" = "$krc" ] ||
+        { echo "--- ipvsadm $* (rc $krc)"; cat ko.txt ke.txt; echo "--- uvsadm (rc $urc)"; cat uo.txt ue.txt; fail "uvsadm $* differs from ipvsadm"; }
+}
+as_golden daemon_start --start-daemon master --mcast-interface lo --syncid 7
+as_golden daemon_L_n_daemon -L -n --daemon
+as_golden daemon_L_daemon -L --daemon
+as_ipvsadm -L -n --daemon
+as_ipvsadm --start-daemon master --mcast-interface lo --syncid 7
+grep -qx "Daemon has already run" ue.txt || fail "a second start: $(cat ue.txt)"
+as_ipvsadm --start-daemon backup --mcast-interface uvs-nosuch0
+grep -qx "No such device" ue.txt || fail "an unknown interface: $(cat ue.txt)"
+as_golden daemon_stop --stop-daemon master
+as_golden daemon_after_stop_L_n_daemon -L -n --daemon
+as_ipvsadm --stop-daemon master
+grep -qx "No daemon is running" ue.txt || fail "a stop of none: $(cat ue.txt)"
+ipvsadm --start-daemon backup --mcast-interface lo --syncid 5   # someone else's
+as_ipvsadm -L --daemon
+grep -q "^backup sync daemon (mcast=lo, syncid=5" uo.txt || fail "someone else's daemon is not listed"
+sleep 2.5   # a repair pass: someone else's daemon is left alone
+ipvsadm -L -n --daemon | grep -q "syncid=5" || fail "uvs stopped someone else's daemon"
+ipvsadm --stop-daemon backup
+echo "ok sync daemons from uvsadm, as ipvsadm"
+as_ipvsadm -L -n --nosort
+echo "ok -L --nosort lists the kernel's order"
 
 # Traffic through the kernel's VIP: wrr 3:1 over two web servers (masquerading).
 for port in 8080 8081; do
@@ -149,9 +199,9 @@ answers=$(ask_from_client 8)
 echo "ok traffic between namespaces: $answers"
 sleep 3   # the kernel's estimator folds counters in every 2 s
 for _ in $(seq 30); do
-    ipvsadm -L -n --stats --exact | grep -v '127.0.0.99:99' > k.txt
+    ipvsadm -L -n --stats --exact > k.txt
     $U -L -n --stats --exact > u.txt
-    ipvsadm -L -n --rate --exact | grep -v '127.0.0.99:99' > kr.txt
+    ipvsadm -L -n --rate --exact > kr.txt
     $U -L -n --rate --exact > ur.txt
     cmp -s k.txt u.txt && cmp -s kr.txt ur.txt && break
     sleep 0.2
@@ -193,6 +243,17 @@ echo "ok -Z"
 write_config 5 8082 "$CHECKED"
 kill -HUP $pid
 compare "reload (weights, servers, services)"
+# The file's [sync] starts the kernel's master daemon; a stop behind uvs's back is
+# repaired at the next pass.
+wait_daemon() {
+    for _ in $(seq 50); do ipvsadm -L -n --daemon | grep -q "$1" && return; sleep 0.2; done
+    ipvsadm -L -n --daemon; fail "$2"
+}
+wait_daemon "^master sync daemon (mcast=lo, syncid=9, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)$" "[sync] did not start the kernel's daemon"
+as_ipvsadm -L -n --daemon
+ipvsadm --stop-daemon master
+wait_daemon "^master sync daemon (mcast=lo, syncid=9" "the daemon stopped behind uvs's back was not started again"
+echo "ok [sync] runs the kernel's daemon"
 # A new server starts up; its first check, within a second, takes it out.
 for _ in $(seq 50); do
     ipvsadm -L -n | grep -q '127.0.0.1:9002' || break
@@ -211,4 +272,5 @@ kill -TERM $pid
 wait $pid
 saved=$(ipvsadm -S -n)
 [ "$saved" = "-A -t 127.0.0.99:99 -s rr" ] || fail "after a clean stop the kernel has: $saved"
+[ -z "$(ipvsadm -L -n --daemon)" ] || fail "after a clean stop a sync daemon runs: $(ipvsadm -L -n --daemon)"
 echo "ok clean stop"

@@ -11,7 +11,9 @@ vm=${IPVS_VM:-../shared/ipvs-vm/ipvs-vm.sh}
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release
 cargo build --example many_clients
+golden=()
+for f in tests/golden/daemon_*; do golden+=(-f "$f=/opt/uvs/golden/"); done
 "$vm" -t 300 -f "$target/release/uvs=/opt/uvs/uvs" -f "$target/release/uvsadm=/opt/uvs/uvsadm" \
-    tests/kernel/in-vm.sh
+    "${golden[@]}" tests/kernel/in-vm.sh
 "$vm" -t 300 -c 2 -f "$target/release/uvs=/opt/uvs/uvs" -f "$target/release/uvsadm=/opt/uvs/uvsadm" \
     -f "$target/debug/examples/many_clients=/opt/uvs/many_clients" tests/kernel/mh-in-vm.sh

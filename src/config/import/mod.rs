@@ -98,6 +98,9 @@ struct Importing {
     /// keepalived's top-level `track_file`s so far, by name, for the FILE_CHECKs after
     /// them.
     track_files: std::collections::HashMap<String, keepalived::TrackFile>,
+    /// keepalived's `lvs_sync_daemon` and its VRRP instances' ids, until the file is
+    /// read.
+    keepalived_sync: keepalived::sync::State,
 }
 
 impl Importing {

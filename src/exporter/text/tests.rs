@@ -237,6 +237,7 @@ fn a_small_table_is_written_exactly() {
             received_entries: 30,
             dropped: [("foreign_syncid".to_string(), 1)].into(),
             synced_connections: 12,
+            daemons: [("backup".to_string(), crate::sync::counters::DaemonState::Up)].into(),
             ..Default::default()
         }),
     };

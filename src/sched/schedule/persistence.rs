@@ -54,6 +54,11 @@ fn packet(client: &str, local: &str) -> Packet {
     }
 }
 
+/// A real server's address and port, as a sync master names it.
+fn dest(s: &crate::table::RealServer) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(s.addr, s.port)
+}
+
 fn chosen(t: &Templates, svc: &Service, client: &str, local: &str) -> String {
     schedule(t, svc, &packet(client, local))
         .next()
@@ -358,7 +363,7 @@ fn a_synced_template_leads_its_client_and_an_existing_one_keeps_its_server() {
     let (i, j) = (at("10.1.0.2"), at("10.1.0.1"));
     let (second, first) = (&svc.servers[i], &svc.servers[j]);
     assert_eq!(
-        t.install(svc, client, vip, second, i, 600, true),
+        t.install(svc, client, vip, dest(second), 600, true),
         Installed::New
     );
     assert_eq!(persisted(svc), 1, "counted in PersistConn");
@@ -371,18 +376,23 @@ fn a_synced_template_leads_its_client_and_an_existing_one_keeps_its_server() {
     assert_eq!(chosen(&t, svc, "127.0.0.2:1000", "10.0.0.1:80"), "10.1.0.2");
     // Sent again naming the other server: the kernel keeps the template's server.
     assert_eq!(
-        t.install(svc, client, vip, first, j, 600, false),
+        t.install(svc, client, vip, dest(first), 600, false),
         Installed::Refreshed
     );
     assert_eq!(chosen(&t, svc, "127.0.0.2:1001", "10.0.0.1:80"), "10.1.0.2");
     assert_eq!(t.len(), 1);
+    let stranger = "127.0.0.1:9".parse().unwrap();
+    assert_eq!(
+        t.install(svc, client, vip, stranger, 600, false),
+        Installed::NoServer
+    );
     // At the cap with every template in use, none is made.
     let full = Templates::new(Clock::new(), 1);
     let _held = schedule(&full, svc, &packet("127.0.0.3:1", "10.0.0.1:80"))
         .next()
         .expect("a server");
     assert_eq!(
-        full.install(svc, client, vip, second, i, 600, false),
+        full.install(svc, client, vip, dest(second), 600, false),
         Installed::Full
     );
 }
@@ -398,7 +408,7 @@ fn a_listing_of_exactly_a_chunk_of_templates_ends() {
         for i in 0..n {
             let client = std::net::IpAddr::V4(Ipv4Addr::from(0x7f01_0000 + i));
             let vip = "10.0.0.1".parse().unwrap();
-            let installed = t.install(svc, client, vip, &svc.servers[0], 0, 600, false);
+            let installed = t.install(svc, client, vip, dest(&svc.servers[0]), 600, false);
             assert_eq!(installed, Installed::New);
         }
         assert_eq!(t.entries().len(), n as usize);
@@ -418,7 +428,7 @@ fn a_synced_template_never_ends_a_clients_own_to_make_room() {
     let vip = "10.0.0.1".parse().unwrap();
     let stranger = "127.0.0.9".parse().unwrap();
     assert_eq!(
-        t.install(svc, stranger, vip, &svc.servers[0], 0, 600, false),
+        t.install(svc, stranger, vip, dest(&svc.servers[0]), 600, false),
         Installed::Full
     );
     assert_eq!((t.len(), t.evicted()), (2, 0));

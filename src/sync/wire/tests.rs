@@ -1,11 +1,14 @@
 //! Byte vectors written from the kernel's struct layouts (ip_vs_sync.c), every drop
 //! rule of `ip_vs_process_message` and its helpers, and round trips.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use proptest::prelude::*;
 
 use super::*;
+
+/// A master's datagram limit for an IPv4 group when none is given.
+const MAXLEN: usize = 1472;
 use crate::conn::State;
 
 fn v4(a: [u8; 4], port: u16) -> SocketAddr {
@@ -82,7 +85,7 @@ fn a_v1_ipv4_tcp_connection() {
     assert_eq!(e.state_name(), "ESTABLISHED");
     assert_eq!(e.flags.forward(), Some(Forward::Masq));
     assert!(!e.flags.is_template() && !e.flags.is_inactive());
-    assert_eq!(build(7, DEFAULT_MAXLEN, &[tcp_v4()]), vec![TCP_V4.to_vec()]);
+    assert_eq!(build(7, MAXLEN, &[tcp_v4()]), vec![TCP_V4.to_vec()]);
 }
 
 const UDP_V6: [u8; 80] = [
@@ -129,7 +132,7 @@ fn a_v1_ipv6_udp_connection() {
     assert_eq!(e.state_name(), "UDP");
     assert_eq!(e.flags.forward(), Some(Forward::Route));
     assert!(e.flags.is_inactive());
-    assert_eq!(build(1, DEFAULT_MAXLEN, &[udp_v6()]), vec![UDP_V6.to_vec()]);
+    assert_eq!(build(1, MAXLEN, &[udp_v6()]), vec![UDP_V6.to_vec()]);
 }
 
 /// Two templates: an fwmark service's and a TCP port's (`ip_vs_sched_persist`).
@@ -203,10 +206,7 @@ fn v1_persistence_templates_fwmark_and_port() {
         (fwmark.state_name(), port.state_name()),
         ("NONE", "ASSURED")
     );
-    assert_eq!(
-        build(2, DEFAULT_MAXLEN, &templates()),
-        vec![TEMPLATES.to_vec()]
-    );
+    assert_eq!(build(2, MAXLEN, &templates()), vec![TEMPLATES.to_vec()]);
 }
 
 /// A sip template with engine data and name (46 bytes, so 2 bytes of padding), then a
@@ -262,10 +262,7 @@ fn persistence_engine_options_and_alignment() {
     assert_eq!(m.entries, sip().to_vec());
     let pe = m.entries[0].pe.as_ref().expect("engine data");
     assert_eq!((pe.name(), pe.data()), ("sip", &b"abc"[..]));
-    assert_eq!(
-        build(3, DEFAULT_MAXLEN, &sip()),
-        vec![PE_AND_PADDING.to_vec()]
-    );
+    assert_eq!(build(3, MAXLEN, &sip()), vec![PE_AND_PADDING.to_vec()]);
 }
 
 /// A version 0 message with two entries.
@@ -387,7 +384,7 @@ fn v1_sequence_options_are_in_network_order_and_built_as_the_kernel_places_them(
             previous_delta: 9,
         },
     });
-    let [d] = &build(7, DEFAULT_MAXLEN, std::slice::from_ref(&e))[..] else {
+    let [d] = &build(7, MAXLEN, std::slice::from_ref(&e))[..] else {
         panic!("one datagram")
     };
     assert_eq!(d.len(), 8 + 36 + 2 + 24);
@@ -878,7 +875,7 @@ fn an_entry_longer_than_maxlen_goes_alone() {
 
 #[test]
 fn finish_returns_only_what_waits() {
-    let mut b = Builder::new(1, DEFAULT_MAXLEN);
+    let mut b = Builder::new(1, MAXLEN);
     assert_eq!(b.finish(), None);
     assert_eq!(b.push(&udp_v6()), Ok(None));
     assert_eq!(b.pending(), 1);
@@ -888,7 +885,7 @@ fn finish_returns_only_what_waits() {
 
 #[test]
 fn mixed_families_are_refused_and_change_nothing() {
-    let mut b = Builder::new(7, DEFAULT_MAXLEN);
+    let mut b = Builder::new(7, MAXLEN);
     assert_eq!(b.push(&tcp_v4()), Ok(None));
     let mut mixed = tcp_v4();
     mixed.real = v6("2001:db8::2", 80);
@@ -900,29 +897,11 @@ fn mixed_families_are_refused_and_change_nothing() {
 fn the_hashed_flag_stays_home() {
     let mut e = tcp_v4();
     e.flags = Flags(Flags::HASHED | Flags::INACTIVE);
-    let out = build(7, DEFAULT_MAXLEN, &[e]);
+    let out = build(7, MAXLEN, &[e]);
     assert_eq!(&out[0][12..16], &[0, 0, 0x01, 0x00]);
 }
 
 // ---- defaults, flags, states ----
-
-#[test]
-fn sync_maxlen_as_start_sync_thread_sets_it() {
-    use SyncRole::{Backup, Master};
-    assert_eq!(sync_maxlen(Master, false, 0, 65536), DEFAULT_MAXLEN);
-    assert_eq!(sync_maxlen(Master, true, 0, 9000), 1452);
-    assert_eq!(sync_maxlen(Backup, false, 0, 65536), 65507); // lo
-    assert_eq!(sync_maxlen(Backup, false, 0, 1280), 1472);
-    assert_eq!(sync_maxlen(Backup, false, 0, 9000), 8972);
-    assert_eq!(sync_maxlen(Master, false, 100, 1500), 100);
-    assert_eq!(sync_maxlen(Backup, false, 100, 1500), 1024);
-    assert_eq!(sync_maxlen(Master, false, 65535, 1500), 65507);
-    assert_eq!(sync_maxlen(Master, true, 65535, 1500), 65487);
-    assert_eq!(
-        (DEFAULT_GROUP, DEFAULT_PORT, DEFAULT_TTL),
-        (Ipv4Addr::new(224, 0, 0, 81), 8848, 1)
-    );
-}
 
 #[test]
 fn flags_name_their_bits() {

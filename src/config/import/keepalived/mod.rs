@@ -7,11 +7,13 @@
 //! delay loop for DNS: `retry_delay`), a failed server removed unless
 //! `inhibit_on_failure`), so that the result behaves as keepalived's
 //! IPVS table would. What uvs has no counterpart for yet is reported with its line and
-//! makes the import fail; VRRP, `global_defs`, `static_*` and `lvs_sync_daemon` are
-//! reported as keepalived's own job and do not.
+//! makes the import fail; VRRP, `global_defs` and `static_*` are reported as
+//! keepalived's own job and do not. `global_defs`'s `lvs_sync_daemon` becomes the
+//! `[sync]` section (`sync`).
 
 mod group;
 pub mod lexer;
+pub(super) mod sync;
 
 use std::collections::{HashMap, HashSet};
 
@@ -79,6 +81,7 @@ pub fn import(text: &str, path: Option<&Path>) -> Result<Imported, GrammarError>
         Item::Note(note) if note.failing => skip(&mut im, &note.pos, note.message),
         Item::Note(note) => others(&mut im, &note.pos, note.message),
     })?;
+    sync::finish(&mut im);
     let mut moved = 0;
     for (at, node) in waiting {
         let specs = group_server(&node, &mut groups, &mut keys, &mut im);
@@ -173,29 +176,37 @@ fn top(n: &Node, keys: &mut HashSet<ServiceKey>, im: &mut Importing) {
             }
         }
         "track_file" => track_file(n, im),
-        "global_defs" => others(
-            im,
-            &n.pos,
-            "global_defs: keepalived's own settings; not uvs's job, not taken",
-        ),
+        "global_defs" => {
+            others(
+                im,
+                &n.pos,
+                "global_defs: keepalived's own settings; not uvs's job, not taken",
+            );
+            sync::global_defs(n, im);
+        }
         "lvs_sync_daemon" => others(
             im,
             &n.pos,
-            "lvs_sync_daemon: IPVS connection sync between directors is keepalived's and the kernel's; not uvs's job, not taken",
+            "lvs_sync_daemon: keepalived reads it in global_defs only (here it is an unknown keyword, ignored), and so does uvs",
         ),
         "SSL" => skip(
             im,
             &n.pos,
             "SSL: uvs's https check presents no client certificate; not taken",
         ),
-        _ if k.starts_with("vrrp_") => others(
-            im,
-            &n.pos,
-            format!(
-                "{}: VRRP is keepalived's own job (it moves the VIP); not uvs's, not taken",
-                n.words.join(" ")
-            ),
-        ),
+        _ if k.starts_with("vrrp_") => {
+            others(
+                im,
+                &n.pos,
+                format!(
+                    "{}: VRRP is keepalived's own job (it moves the VIP); not uvs's, not taken",
+                    n.words.join(" ")
+                ),
+            );
+            if k == "vrrp_instance" {
+                sync::vrrp_instance(n, im);
+            }
+        }
         "static_ipaddress"
         | "static_routes"
         | "static_rules"

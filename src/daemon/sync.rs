@@ -1,0 +1,123 @@
+//! The connection-sync daemons' commands as they enter the daemon, from uvsadm and
+//! from the configuration file's plan. The table is pure; here, where the host is
+//! known, a `--start-daemon` is checked as the kernel checks it before it starts a
+//! daemon (ip_vs_ctl.c `ip_vs_genl_new_daemon`, ip_vs_sync.c `start_sync_thread`): the
+//! settings first (EINVAL), then that the interface exists (ENODEV, "No such device"),
+//! and the daemon goes to the table resolved for the interface's MTU
+//! ([`SyncDaemon::resolved`]), so `-L --daemon` prints ipvsadm 1.31's line and the
+//! runner has every setting. In kernel mode uvsadm's start and stop go to the kernel
+//! first ([`in_kernel`]) and to the table only if the kernel took them; the file's go
+//! to the table, and the mirror follows it (`kernel::daemon_mirror`).
+
+use std::sync::Mutex;
+
+use crate::kernel::daemons::refusal;
+use crate::kernel::mirror::Mirror;
+use crate::lock::Locked;
+use crate::table::{Command, SyncDaemon, TableError, TableHandle, sync};
+
+/// `daemon` as the kernel would run it: its settings checked, its interface looked
+/// up, its defaults filled in for the interface's MTU.
+///
+/// # Errors
+/// `SyncDaemonInvalid` for settings the kernel refuses, `NoSuchDevice` for an
+/// interface this host does not have, `Kernel` when the interface cannot be looked up.
+pub fn resolve(daemon: &SyncDaemon) -> Result<SyncDaemon, TableError> {
+    sync::check(daemon)?;
+    let mtu = crate::sys::interface_mtu(&daemon.interface).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENODEV) => TableError::NoSuchDevice,
+        Some(libc::EINVAL) => TableError::SyncDaemonInvalid,
+        _ => TableError::Kernel {
+            message: e.to_string(),
+        },
+    })?;
+    Ok(daemon.resolved(mtu))
+}
+
+/// `command` ready for the table: a `--start-daemon` [`resolve`]d, anything else as
+/// it is.
+///
+/// # Errors
+/// [`resolve`]'s.
+pub fn prepare(command: &Command) -> Result<std::borrow::Cow<'_, Command>, TableError> {
+    match command {
+        Command::StartSyncDaemon(daemon) => Ok(std::borrow::Cow::Owned(Command::StartSyncDaemon(
+            resolve(daemon)?,
+        ))),
+        _ => Ok(std::borrow::Cow::Borrowed(command)),
+    }
+}
+
+/// In userspace mode, a `--start-daemon` (already [`prepare`]d) for a role that does
+/// not run yet makes and drops the socket uvs's daemon would run with, so that uvsadm
+/// hears at once why it could not run; the daemon itself is started by the table's
+/// change (`sync::follow`).
+///
+/// # Errors
+/// `Kernel` with the socket's error (the port held by another user, no IPv4 address
+/// on the interface, ...).
+pub fn probe(command: &Command, table: &TableHandle) -> Result<(), TableError> {
+    match command {
+        Command::StartSyncDaemon(d) if table.snapshot().sync_daemons().get(d.role).is_none() => {
+            crate::sync::socket::probe(d).map_err(|e| TableError::Kernel {
+                message: format!(
+                    "cannot run the {} sync daemon on {}: {e}",
+                    d.role.name(),
+                    d.interface
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A `--start-daemon` or `--stop-daemon` from uvsadm in kernel mode, under the
+/// mirror's lock (so that no repair pass comes between the kernel and the table):
+/// the kernel first, then `to_table` with the command as the table takes it.
+///
+/// A start is refused as ipvsadm's would be: its settings and interface, then a
+/// daemon of that role in the table ("Daemon has already run": if the kernel lost it,
+/// the mirror starts it again), then the kernel's own answer (EEXIST for a daemon
+/// someone else started). Should the table then refuse it (a reload started one
+/// meanwhile), the kernel's is stopped again.
+///
+/// A stop stops the kernel's daemon of that role whoever started it, as ipvsadm's
+/// would, and removes the table's; "No daemon is running" only when neither had one.
+pub fn in_kernel(
+    mirror: &Mutex<Mirror>,
+    table: &TableHandle,
+    command: &Command,
+    to_table: &dyn Fn(&Command) -> Result<(), TableError>,
+) -> Result<(), TableError> {
+    let mut mirror = mirror.locked();
+    match command {
+        Command::StartSyncDaemon(asked) => {
+            let resolved = resolve(asked)?;
+            if table.snapshot().sync_daemons().get(asked.role).is_some() {
+                return Err(TableError::SyncDaemonRunning);
+            }
+            mirror.start_daemon(asked)?;
+            let result = to_table(&Command::StartSyncDaemon(resolved));
+            if result.is_err()
+                && let Err(e) = mirror.stop_daemon(asked.role)
+            {
+                tracing::error!(error = %e, "kernel: cannot stop the {} sync daemon the table refused", asked.role.name());
+            }
+            result
+        }
+        Command::StopSyncDaemon { role } => {
+            let kernel = mirror.stop_daemon(*role);
+            let in_table = table.snapshot().sync_daemons().get(*role).is_some();
+            match kernel {
+                Err(e) if !in_table || e.raw_os_error() != Some(libc::ESRCH) => {
+                    Err(refusal(&e, true))
+                }
+                // Someone stopped it already: uvs's is stopped now too.
+                _ if in_table => to_table(command),
+                // Someone else's, stopped as ipvsadm would.
+                _ => Ok(()),
+            }
+        }
+        other => to_table(other),
+    }
+}
