@@ -8,3 +8,4 @@ vm=${IPVS_VM:-../shared/ipvs-vm/ipvs-vm.sh}
 cargo build --release
 "$vm" -t 300 -f target/release/uvs=/opt/uvs/uvs -f target/release/uvsadm=/opt/uvs/uvsadm \
     tests/kernel/in-vm.sh
+cargo build --example many_clients && "$vm" -t 600 -c 2 -f "${CARGO_TARGET_DIR:-target}/release/uvs=/opt/uvs/uvs" -f "${CARGO_TARGET_DIR:-target}/release/uvsadm=/opt/uvs/uvsadm" -f "${CARGO_TARGET_DIR:-target}/debug/examples/many_clients=/opt/uvs/many_clients" tests/kernel/sync-in-vm.sh
