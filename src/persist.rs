@@ -582,7 +582,8 @@ impl Templates {
     /// A template a sync master sent (ip_vs_sync.c `ip_vs_proc_conn` with
     /// IP_VS_CONN_F_TEMPLATE): `client` reached `vaddr` of `service` and was sent to
     /// `server` (at `index` in the service's list); the template lives `timeout_s`
-    /// seconds unless a connection uses it, as one made here does. An existing template
+    /// seconds unless a connection uses it, as one made here does; `assured` when the
+    /// master's had an established connection (state ASSURED). An existing template
     /// for the client keeps its server and restarts its timer.
     pub fn install(
         &self,
@@ -592,6 +593,7 @@ impl Templates {
         server: &RealServer,
         index: usize,
         timeout_s: u32,
+        assured: bool,
     ) -> Installed {
         let slot = self.slot(service, client, vaddr);
         if let Some(t) = slot.held.map.get(&slot.key) {
@@ -599,11 +601,17 @@ impl Templates {
             if t.expires_ms.load(Relaxed) < until {
                 t.expires_ms.store(until, Relaxed);
             }
+            if assured {
+                t.assure();
+            }
             return Installed::Refreshed;
         }
         match slot.make(server, index, timeout_s) {
             // The hold a connection would take is not wanted: nothing uses it yet.
             Some(control) => {
+                if assured {
+                    control.assure();
+                }
                 control.release();
                 Installed::New
             }

@@ -65,13 +65,14 @@ fn director(listen: SocketAddr, servers: &[SocketAddr]) -> Daemon {
     d
 }
 
-/// (client, real server) of every template `-L -c -n` lists.
+/// (client, real server) of every template `-L -c -n` lists (the entries in state
+/// NONE or ASSURED).
 fn templates(d: &Daemon) -> BTreeMap<String, String> {
     d.list(&["-L", "-c", "-n"])
         .lines()
-        .filter(|l| l.starts_with("IP "))
-        .map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
+        .map(|l| l.split_whitespace().collect::<Vec<&str>>())
+        .filter(|w| w.len() == 6 && matches!(w[2], "NONE" | "ASSURED"))
+        .map(|w| {
             let client = w[3].split(':').next().unwrap_or_default();
             (client.to_string(), w[5].to_string())
         })
@@ -289,6 +290,12 @@ fn malformed_and_foreign_sync_datagrams_are_dropped_counted_and_change_nothing()
     for reason in ["foreign_syncid", "no_service", "no_server", "bad_size"] {
         assert!(dropped(&status, reason) >= 1, "{reason} counted: {status}");
     }
+    let (_, metrics) = common::http_get(backup.metrics_address(), "GET", "/metrics");
+    assert!(
+        metrics.contains("uvs_sync_dropped_total{reason=\"foreign_syncid\"}")
+            && metrics.contains("uvs_sync_received_entries_total 1\n"),
+        "the scrape counts them: {metrics}"
+    );
     // The good one came last and arrived: the client goes to its template's server.
     assert_eq!(ask(client(1), vip), "rs1");
 }
@@ -303,4 +310,68 @@ fn dropped(status: &str, reason: &str) -> u64 {
                 .find_map(|r| r.strip_prefix(reason)?.trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// A director with the persistent TCP service `vip` (rr, 600 s) over `servers`; it
+/// may not get the address while another director holds it (it retries).
+fn tcp_director(vip: SocketAddr, servers: &[SocketAddr]) -> Daemon {
+    let d = Daemon::start_logged(&[]);
+    d.ok(&["-A", "-t", &vip.to_string(), "-s", "rr", "-p", "600"]);
+    for s in servers {
+        d.ok(&["-a", "-t", &vip.to_string(), "-r", &s.to_string(), "-m"]);
+    }
+    d
+}
+
+#[test]
+fn a_client_keeps_its_real_server_when_the_backup_takes_over_the_address() {
+    let servers = [
+        identity_server("rs1"),
+        identity_server("rs2"),
+        identity_server("rs3"),
+    ];
+    let vip = SocketAddr::from(([127, 0, 0, 44], free_port()));
+    let master = tcp_director(vip, &servers);
+    master.wait_listening(vip);
+    // The backup has the same service; the address is the master's while it runs.
+    let backup = tcp_director(vip, &servers);
+    let port = free_port().to_string();
+    for (d, role) in [(&backup, "backup"), (&master, "master")] {
+        d.ok(&[
+            "--start-daemon",
+            role,
+            "--mcast-interface",
+            "lo",
+            "--mcast-port",
+            &port,
+        ]);
+    }
+    let clients: Vec<Ipv4Addr> = (1..=60).map(|i| Ipv4Addr::new(127, 10, 2, i)).collect();
+    let chosen: Vec<String> = clients.iter().map(|&c| ask(c, vip)).collect();
+    assert_eq!(
+        chosen
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        3,
+        "rr used every server"
+    );
+    let on_master = templates(&master);
+    assert_eq!(on_master.len(), clients.len());
+    wait_for("the backup's templates", || templates(&backup) == on_master);
+
+    // The master goes; the backup takes the address (it retries every 2 s) and sends
+    // every client where the master did.
+    drop(master);
+    wait_for("the backup listening", || {
+        std::net::TcpStream::connect_timeout(&vip, Duration::from_millis(200)).is_ok()
+    });
+    let listed = backup.list(&["-L", "-c", "-n"]);
+    for (c, was) in clients.iter().zip(&chosen) {
+        assert_eq!(
+            &ask(*c, vip),
+            was,
+            "client {c} after the takeover; the backup listed:\n{listed}"
+        );
+    }
 }

@@ -180,7 +180,7 @@ pub const DOCS: &[Doc] = &[
             None,
             Commands,
             &["state"],
-            "Start IPVS's connection synchronisation daemon, master or backup. Parsed as ipvsadm parses it, then refused (status 255): uvs has no connection synchronisation.",
+            "Start a connection synchronisation daemon, master or backup, with the --mcast-interface (default eth0), --syncid, --sync-maxlen, --mcast-group, --mcast-port and --mcast-ttl options: the kernel's in kernel mode, uvs's own (the same protocol over UDP multicast) in userspace mode. One per role.",
         )
     },
     Doc {
@@ -190,7 +190,7 @@ pub const DOCS: &[Doc] = &[
             None,
             Commands,
             &["state"],
-            "Stop the connection synchronisation daemon, master or backup; refused as --start-daemon is.",
+            "Stop the connection synchronisation daemon of that role (\"No daemon is running\" when there is none).",
         )
     },
     doc(

@@ -127,6 +127,7 @@ impl exporter::Source for Reporter {
             connections_open: count(director.conns.live_streams()),
             descriptors: (self.mode() == Mode::Userspace).then(|| director.descriptor_status()),
             udp: director.udp_admission(),
+            sync: (self.mode() == Mode::Userspace).then(|| director.sync.status()),
             config: self.config().map(|c| ConfigReloads {
                 applied_at: c.applied_at,
                 reloads: c.reloads,

@@ -146,6 +146,14 @@ names! {
     CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS =
         "uvs_config_last_reload_success_timestamp_seconds";
     CONFIG_RELOADS_TOTAL = "uvs_config_reloads_total";
+    // uvs's own connection-sync daemons (userspace mode).
+    SYNC_SENT_DATAGRAMS_TOTAL = "uvs_sync_sent_datagrams_total";
+    SYNC_SENT_ENTRIES_TOTAL = "uvs_sync_sent_entries_total";
+    SYNC_SEND_ERRORS_TOTAL = "uvs_sync_send_errors_total";
+    SYNC_RECEIVED_DATAGRAMS_TOTAL = "uvs_sync_received_datagrams_total";
+    SYNC_RECEIVED_ENTRIES_TOTAL = "uvs_sync_received_entries_total";
+    SYNC_CONNECTIONS = "uvs_sync_connections";
+    SYNC_DROPPED_TOTAL = "uvs_sync_dropped_total";
     // The metrics endpoint itself, and the build.
     METRICS_CLIENTS_DROPPED_TOTAL = "uvs_metrics_clients_dropped_total";
     BUILD_INFO = "uvs_build_info";

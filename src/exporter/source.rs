@@ -40,6 +40,8 @@ pub struct State {
     pub udp: UdpAdmissionStatus,
     /// The configuration file's fate, when the daemon runs from one.
     pub config: Option<ConfigReloads>,
+    /// What uvs's own sync daemons did (userspace mode); None in kernel mode.
+    pub sync: Option<crate::sync::counters::SyncStatus>,
 }
 
 /// What the health checks know of one real server of one service.

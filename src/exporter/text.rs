@@ -766,6 +766,9 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
             reloads,
         );
     }
+    if let Some(s) = &daemon.sync {
+        sync_series(s, out);
+    }
     let dropped = sources.clients_dropped.by_reason().map(|(reason, n)| {
         (
             Labels::NONE.with("reason", Value::Text(reason)),
@@ -797,6 +800,67 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
 }
 
 /// New UDP flows refused and unanswered flows ended, by reason.
+/// uvs's own sync daemons: datagrams and entries sent and received, what was dropped
+/// by reason (every reason seen so far; `sync::counters` names them), the connections
+/// held from masters.
+fn sync_series(s: &crate::sync::counters::SyncStatus, out: &mut BodyWriter) {
+    let scalars = [
+        (
+            names::SYNC_SENT_DATAGRAMS_TOTAL,
+            "Sync datagrams the master sent.",
+            Kind::Counter,
+            s.sent_messages,
+        ),
+        (
+            names::SYNC_SENT_ENTRIES_TOTAL,
+            "Connections and templates the master sent.",
+            Kind::Counter,
+            s.sent_entries,
+        ),
+        (
+            names::SYNC_SEND_ERRORS_TOTAL,
+            "Sync datagrams the master could not send.",
+            Kind::Counter,
+            s.send_errors,
+        ),
+        (
+            names::SYNC_RECEIVED_DATAGRAMS_TOTAL,
+            "Sync datagrams the backup received from other directors.",
+            Kind::Counter,
+            s.received_messages,
+        ),
+        (
+            names::SYNC_RECEIVED_ENTRIES_TOTAL,
+            "Connections and templates the backup applied.",
+            Kind::Counter,
+            s.received_entries,
+        ),
+        (
+            names::SYNC_CONNECTIONS,
+            "Connections held from masters (listed by -L -c).",
+            Kind::Gauge,
+            s.synced_connections,
+        ),
+    ];
+    for (name, help, kind, value) in scalars {
+        family(out, name, help, kind, [(Labels::NONE, Number::Int(value))]);
+    }
+    let dropped = s.dropped.iter().map(|(reason, n)| {
+        (
+            Labels::NONE.with("reason", Value::Text(reason)),
+            Number::Int(*n),
+        )
+    });
+    family(
+        out,
+        names::SYNC_DROPPED_TOTAL,
+        "Sync datagrams and entries dropped, by reason (a malformed datagram, a foreign \
+         sync id, a service or real server this director lacks, a full table, ...).",
+        Kind::Counter,
+        dropped,
+    );
+}
+
 fn udp_admission_series(u: &UdpAdmissionStatus, out: &mut BodyWriter) {
     let refused = [
         ("per_source", u.refused_per_source),

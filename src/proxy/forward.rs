@@ -21,9 +21,10 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::accounting::Accounting;
+use super::director::Director;
 use super::failure_log::Peer;
 use super::pools::Buffer;
-use crate::conn::{Clock, Conn, State};
+use crate::conn::{Conn, State};
 use crate::descriptors::Budget;
 
 /// In `auto` mode, a read of at least this many bytes switches a direction to splice,
@@ -86,10 +87,9 @@ pub struct Transfer<'a> {
     pub client: &'a TcpStream,
     pub server: &'a TcpStream,
     pub conn: &'a Conn,
-    pub clock: &'a Clock,
+    /// Its clock, the descriptors splice pipes take, and the sync master's queue.
+    pub director: &'a Director,
     pub accounting: &'a Accounting,
-    /// Where splice pipes take their descriptors from.
-    pub descriptors: &'a std::sync::Arc<Budget>,
     /// One direction has seen its end of input.
     one_way_ended: AtomicBool,
 }
@@ -99,17 +99,15 @@ impl<'a> Transfer<'a> {
         client: &'a TcpStream,
         server: &'a TcpStream,
         conn: &'a Conn,
-        clock: &'a Clock,
+        director: &'a Director,
         accounting: &'a Accounting,
-        descriptors: &'a std::sync::Arc<Budget>,
     ) -> Transfer<'a> {
         Transfer {
             client,
             server,
             conn,
-            clock,
+            director,
             accounting,
-            descriptors,
             one_way_ended: AtomicBool::new(false),
         }
     }
@@ -161,7 +159,7 @@ enum Way {
 
 impl Transfer<'_> {
     fn moved(&self, way: Way, n: usize) {
-        let now = self.clock.now_ms();
+        let now = self.director.conns.clock.now_ms();
         self.conn.touch(now);
         match way {
             Way::In => self.accounting.bytes_in(n),
@@ -229,10 +227,12 @@ impl Transfer<'_> {
             }
             Ok(()) => {
                 if first {
-                    self.conn.set_state(match way {
+                    let state = match way {
                         Way::In => State::CloseWait,
                         Way::Out => State::FinWait,
-                    });
+                    };
+                    self.conn.set_state(state);
+                    self.director.sync_conn(self.conn, state);
                 }
                 Ok(())
             }
@@ -272,7 +272,7 @@ async fn direction(
         // The sender's FIN is in (and no reset): what can be read now is the last.
         let fin_seen = ready.is_read_closed() && !ready.is_error();
         let spliced = if splicing {
-            splice_step(transfer.descriptors, from, to).await?
+            splice_step(&transfer.director.descriptors, from, to).await?
         } else {
             None
         };

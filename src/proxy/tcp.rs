@@ -663,14 +663,7 @@ fn connection(
         }
         // Its TLVs are said; the connection may last hours.
         drop(received);
-        let transfer = Transfer::new(
-            &client,
-            &server,
-            &entry.conn,
-            &director.conns.clock,
-            &accounting,
-            &director.descriptors,
-        );
+        let transfer = Transfer::new(&client, &server, &entry.conn, &director, &accounting);
         let end = transfer.run(director.options.forwarding).await;
         accounting.packets(&client, &server, director.conns.clock.now_ms());
         tracing::debug!(client = %packet.client, server = %entry.conn.dest, ?end, "connection ended");

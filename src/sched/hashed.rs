@@ -2,10 +2,19 @@
 //! ip_vs_mh.c's `ip_vs_mh_get_fallback`, and their plain lookups): the client's slot in
 //! the scheduler's table, and with `*-fallback` a walk around the table past unusable
 //! servers. Called by `sh` and `mh`, which differ only in how they hash and fill it.
+//! Also the kernel's `hash_32`, with which `sh` and `dh` pick their bucket.
 
 use super::{Packet, usable};
 use crate::table::key::addr_fold;
 use crate::table::{RealServer, ServiceFlags};
+
+/// The kernel's `hash_32(value, bits)` (include/linux/hash.h, the generic version every
+/// architecture but a few small ones uses): the top `bits` bits of `value` times
+/// GOLDEN_RATIO_32, so that every bit of the value moves the bucket.
+pub(super) fn hash_32(value: u32, bits: u32) -> u32 {
+    const GOLDEN_RATIO_32: u32 = 0x61c8_8647;
+    value.wrapping_mul(GOLDEN_RATIO_32) >> (32 - bits)
+}
 
 /// The server in the client's slot of `table` (a server's index in the list it was
 /// filled from), if it is usable. Otherwise, with SCHED1 (sh-fallback, mh-fallback),

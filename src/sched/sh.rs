@@ -8,7 +8,7 @@ use crate::table::{RealServer, ServiceFlags};
 
 const TAB_BITS: u32 = 8;
 const TAB_SIZE: usize = 1 << TAB_BITS;
-const TAB_MASK: u64 = TAB_SIZE as u64 - 1;
+const TAB_MASK: u32 = TAB_SIZE as u32 - 1;
 
 #[derive(Debug)]
 pub struct SourceHashing {
@@ -35,10 +35,12 @@ pub(super) fn weighted_buckets(servers: &[RealServer]) -> Vec<Option<u32>> {
         .collect()
 }
 
-/// `ip_vs_sh_hashkey`: the bucket of a client address and port, at `offset`.
+/// `ip_vs_sh_hashkey`: the bucket of a client address and port, at `offset`: the top
+/// bits of `hash_32` of their sum (not the low bits of a multiplication by 2654435761,
+/// as kernels before `hash_32` did: Linux 6.1 picks by `hash_32`).
 fn hash(addr: u32, port: u16, offset: u32) -> usize {
-    let mixed = u64::from(port).wrapping_add(u64::from(addr)) & 0xffff_ffff;
-    ((u64::from(offset) + mixed.wrapping_mul(2_654_435_761)) & TAB_MASK) as usize
+    let mixed = u32::from(port).wrapping_add(addr);
+    (offset.wrapping_add(hashed::hash_32(mixed, TAB_BITS)) & TAB_MASK) as usize
 }
 
 impl SourceHashing {
@@ -81,9 +83,10 @@ mod tests {
     fn a_client_sticks_and_the_port_matters_only_with_sh_port() {
         let s = servers(&[1, 1, 1, 1]);
         let sh = SourceHashing::new(&s);
-        // hash(10.1.2.3) = (0x0a010203 * 2654435761) & 255
-        let h = ((0x0a01_0203u64 * 2_654_435_761) & 255) as usize;
-        let expected = name(h % 4);
+        // hash_32(10.1.2.3, 8) = (0x0a010203 * 0x61c88647 mod 2^32) >> 24 = 2: bucket 2,
+        // which the list's four servers of weight 1 fill A B C D A B ...: C. (The low
+        // bits of 0x0a010203 * 2654435761, which older kernels took, say 19: D.)
+        let expected = 'C';
         for port in [1000, 2000, 3000] {
             assert_eq!(pick(&sh, &s, 0, &format!("10.1.2.3:{port}")), expected);
         }

@@ -99,6 +99,7 @@ fn apply(entry: &Entry, director: &Director) -> Result<(), &'static str> {
             &service.servers[index],
             index,
             timeout,
+            entry.state == 1,
         );
         return match installed {
             Installed::New | Installed::Refreshed => Ok(()),

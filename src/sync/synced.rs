@@ -37,14 +37,29 @@ struct Held {
     due: BTreeSet<(u64, Key)>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SyncedConns {
     held: Mutex<Held>,
+    max: usize,
+}
+
+impl Default for SyncedConns {
+    fn default() -> SyncedConns {
+        SyncedConns::with_max(SYNCED_MAX)
+    }
 }
 
 impl SyncedConns {
+    /// A store that holds at most `max` connections.
+    pub fn with_max(max: usize) -> SyncedConns {
+        SyncedConns {
+            held: Mutex::new(Held::default()),
+            max,
+        }
+    }
+
     /// Holds `entry` (a connection, not a template) until `timeout_s` seconds after
-    /// `now_ms`. False when [`SYNCED_MAX`] are held and it is new.
+    /// `now_ms`. False when the most it may hold are held and it is new.
     pub fn put(&self, entry: &Entry, protocol: Protocol, timeout_s: u32, now_ms: u64) -> bool {
         let key = (protocol, entry.client, entry.vip);
         let expires_ms = now_ms + u64::from(timeout_s) * 1000;
@@ -60,7 +75,7 @@ impl SyncedConns {
             held.due.insert((filed, key));
             return true;
         }
-        if held.map.len() >= SYNCED_MAX {
+        if held.map.len() >= self.max {
             return false;
         }
         held.map.insert(
@@ -125,5 +140,50 @@ impl SyncedConns {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::wire::Flags;
+
+    fn conn(client: &str, state: u16) -> Entry {
+        Entry {
+            protocol: Some(Protocol::Tcp),
+            client: client.parse().unwrap(),
+            vip: "127.0.0.1:80".parse().unwrap(),
+            real: "127.0.0.2:8080".parse().unwrap(),
+            fwmark: 0,
+            flags: Flags(0),
+            state,
+            timeout: 0,
+            seq: None,
+            pe: None,
+        }
+    }
+
+    #[test]
+    fn entries_are_listed_updated_in_place_expired_when_due_and_bounded() {
+        let s = SyncedConns::with_max(2);
+        assert!(s.put(&conn("127.0.0.9:1000", 1), Protocol::Tcp, 900, 0));
+        // The same connection in a new state: one entry, its new state and timer.
+        assert!(s.put(&conn("127.0.0.9:1000", 5), Protocol::Tcp, 120, 1_000));
+        assert!(s.put(&conn("127.0.0.9:1001", 1), Protocol::Tcp, 900, 1_000));
+        // Full: a third connection is refused, the two stay.
+        assert!(!s.put(&conn("127.0.0.9:1002", 1), Protocol::Tcp, 900, 1_000));
+        let mut listed = s.entries(1_000);
+        listed.sort_by_key(|e| e.client_port);
+        let got: Vec<(u16, &str, u32)> = listed
+            .iter()
+            .map(|e| (e.client_port, e.state.as_str(), e.expires))
+            .collect();
+        assert_eq!(got, [(1000, "TIME_WAIT", 120), (1001, "ESTABLISHED", 900)]);
+        // The TIME_WAIT is due at 121 s; the other not before 901 s.
+        assert_eq!(s.sweep(120_000), 0);
+        assert_eq!(s.sweep(121_000), 1);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.sweep(901_000), 1);
+        assert!(s.is_empty());
     }
 }

@@ -153,6 +153,69 @@ fn servers_are_listed_newest_first_and_edits_keep_their_place() {
     );
 }
 
+/// A server deleted and added again comes back first, as the kernel's `list_add` puts
+/// it (a trashed destination too), and quiescing keeps its place and its last weight:
+/// what mh and sh fill their tables from, so what directors must agree on.
+#[test]
+fn a_server_added_again_comes_back_first_and_a_quiesced_one_keeps_its_place() {
+    let (mut t, key) = with_service();
+    for a in ["10.0.0.4", "10.0.0.3", "10.0.0.2", "10.0.0.1"] {
+        let server = server(a, 80, 2);
+        apply(
+            &mut t,
+            Command::AddServer {
+                service: key,
+                server,
+            },
+        )
+        .unwrap();
+    }
+    let order = |t: &Table| -> Vec<(String, u32, u32)> {
+        let svc = t.service(&key).unwrap();
+        let list = svc.servers.iter();
+        list.map(|s| (s.addr.to_string(), s.weight, s.last_weight))
+            .collect()
+    };
+    let gone = server("10.0.0.3", 80, 2).key();
+    apply(
+        &mut t,
+        Command::DeleteServer {
+            service: key,
+            server: gone,
+        },
+    )
+    .unwrap();
+    let back = server("10.0.0.3", 80, 2);
+    apply(
+        &mut t,
+        Command::AddServer {
+            service: key,
+            server: back,
+        },
+    )
+    .unwrap();
+    let quiesced = server("10.0.0.2", 80, 0);
+    apply(
+        &mut t,
+        Command::EditServer {
+            service: key,
+            server: quiesced,
+        },
+    )
+    .unwrap();
+    let want = [
+        ("10.0.0.3", 2, 2),
+        ("10.0.0.1", 2, 2),
+        ("10.0.0.2", 0, 2),
+        ("10.0.0.4", 2, 2),
+    ];
+    let want: Vec<(String, u32, u32)> = want
+        .iter()
+        .map(|(a, w, l)| (a.to_string(), *w, *l))
+        .collect();
+    assert_eq!(order(&t), want);
+}
+
 #[test]
 fn server_errors_follow_the_kernel() {
     let (mut t, key) = with_service();

@@ -230,6 +230,15 @@ fn a_small_table_is_written_exactly() {
             oversized: 0,
         },
         config: Some(config),
+        sync: Some(crate::sync::counters::SyncStatus {
+            sent_messages: 4,
+            sent_entries: 96,
+            received_messages: 2,
+            received_entries: 30,
+            dropped: [("foreign_syncid".to_string(), 1)].into(),
+            synced_connections: 12,
+            ..Default::default()
+        }),
     };
     let sources = Sources {
         table: &table,

@@ -341,3 +341,48 @@ fn a_closed_connection_keeps_its_template_until_its_entry_expires() {
     let s = t.sweep_at(now + timeout_ms + 2_000 + 61_000);
     assert_eq!((s.expired, t.len()), (1, 0));
 }
+
+#[test]
+fn a_synced_template_leads_its_client_and_an_existing_one_keeps_its_server() {
+    let key = tcp("10.0.0.1", 80);
+    let table = table(key, ONE_CLIENT);
+    let svc = table.service(&key).unwrap();
+    let t = templates();
+    let client: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let vip = "10.0.0.1".parse().unwrap();
+    let at = |a: &str| {
+        let i = svc.servers.iter().position(|s| s.addr.to_string() == a);
+        i.expect("a server")
+    };
+    // Whatever rr would pick, the master's template says 10.1.0.2.
+    let (i, j) = (at("10.1.0.2"), at("10.1.0.1"));
+    let (second, first) = (&svc.servers[i], &svc.servers[j]);
+    assert_eq!(
+        t.install(svc, client, vip, second, i, 600, true),
+        Installed::New
+    );
+    assert_eq!(persisted(svc), 1, "counted in PersistConn");
+    let listed = t.entries();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].state.as_str(), listed[0].expires),
+        ("ASSURED", 600)
+    );
+    assert_eq!(chosen(&t, svc, "127.0.0.2:1000", "10.0.0.1:80"), "10.1.0.2");
+    // Sent again naming the other server: the kernel keeps the template's server.
+    assert_eq!(
+        t.install(svc, client, vip, first, j, 600, false),
+        Installed::Refreshed
+    );
+    assert_eq!(chosen(&t, svc, "127.0.0.2:1001", "10.0.0.1:80"), "10.1.0.2");
+    assert_eq!(t.len(), 1);
+    // At the cap with every template in use, none is made.
+    let full = Templates::new(Clock::new(), 1);
+    let _held = schedule(&full, svc, &packet("127.0.0.3:1", "10.0.0.1:80"))
+        .next()
+        .expect("a server");
+    assert_eq!(
+        full.install(svc, client, vip, second, i, 600, false),
+        Installed::Full
+    );
+}
