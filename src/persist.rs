@@ -584,7 +584,10 @@ impl Templates {
     /// `server` (at `index` in the service's list); the template lives `timeout_s`
     /// seconds unless a connection uses it, as one made here does; `assured` when the
     /// master's had an established connection (state ASSURED). An existing template
-    /// for the client keeps its server and restarts its timer.
+    /// for the client keeps its server and its timer is set to `timeout_s` from now,
+    /// as the kernel sets it. A synced template never makes room by ending another
+    /// (a master, or anyone on its link, could otherwise push out the clients'
+    /// own): with the store full it is not made ([`Installed::Full`]).
     pub fn install(
         &self,
         service: &Service,
@@ -598,13 +601,14 @@ impl Templates {
         let slot = self.slot(service, client, vaddr);
         if let Some(t) = slot.held.map.get(&slot.key) {
             let until = slot.now + u64::from(timeout_s) * 1000;
-            if t.expires_ms.load(Relaxed) < until {
-                t.expires_ms.store(until, Relaxed);
-            }
+            t.expires_ms.store(until, Relaxed);
             if assured {
                 t.assure();
             }
             return Installed::Refreshed;
+        }
+        if slot.held.len() >= self.max {
+            return Installed::Full;
         }
         match slot.make(server, index, timeout_s) {
             // The hold a connection would take is not wanted: nothing uses it yet.
@@ -624,10 +628,33 @@ impl Templates {
         self.sweep_at(self.clock.now_ms()).expired
     }
 
+    /// [`Templates::sweep`], telling `rearmed` (after the store's lock is released) of
+    /// each template re-armed because connections still use it: the sync master sends
+    /// it again, as the kernel's re-sends a template with its connections' packets, so
+    /// that a backup's copy outlives a long connection too.
+    pub fn sweep_telling(&self, rearmed: &mut dyn FnMut(&Template)) -> usize {
+        let mut told = Vec::new();
+        let expired = self
+            .sweep_collecting(self.clock.now_ms(), Some(&mut told))
+            .expired;
+        for t in &told {
+            rearmed(t);
+        }
+        expired
+    }
+
     /// [`Templates::sweep`] as of `now` (milliseconds on the store's clock). Only the
     /// templates filed under a second that has come are looked at, [`CHUNK`] per hold
     /// of the lock; one used since it was filed is filed again under its new expiry.
     pub fn sweep_at(&self, now: u64) -> TemplateSweep {
+        self.sweep_collecting(now, None)
+    }
+
+    fn sweep_collecting(
+        &self,
+        now: u64,
+        mut rearmed: Option<&mut Vec<Arc<Template>>>,
+    ) -> TemplateSweep {
         let due = now / 1000;
         let mut result = TemplateSweep::default();
         loop {
@@ -653,6 +680,9 @@ impl Templates {
                     } else if t.children.load(Relaxed) > 0 {
                         t.expires_ms.store(now + REARM_MS, Relaxed);
                         held.file(&t, (now + REARM_MS).div_ceil(1000));
+                        if let Some(told) = rearmed.as_deref_mut() {
+                            told.push(Arc::clone(&t));
+                        }
                     } else {
                         held.remove(&t, false);
                         forget(&t);
@@ -690,7 +720,7 @@ impl Templates {
                 };
                 out.extend(chunk.iter().map(|(_, t)| t.entry(now)));
                 match chunk.last() {
-                    Some(&(seq, _)) if chunk.len() == CHUNK => from = seq + 1,
+                    Some(&(seq, _)) if chunk.len() == CHUNK && seq < end => from = seq + 1,
                     _ => break,
                 }
             }

@@ -238,7 +238,12 @@ impl Director {
             crate::proxy::failure_log::flush(&self.table);
             let swept = self.conns.sweep(&timeouts);
             self.udp_flows.expired_unreplied(swept.unreplied_closed);
-            self.templates.sweep();
+            if self.sync.queue.is_on() {
+                self.templates
+                    .sweep_telling(&mut |t| self.sync.queue.template(t));
+            } else {
+                self.templates.sweep();
+            }
             self.sync.synced.sweep(self.conns.clock.now_ms());
         }
     }

@@ -14,7 +14,9 @@ use super::socket::{self, SocketError};
 use super::wire::{self, Entry};
 use crate::persist::Installed;
 use crate::proxy::director::Director;
-use crate::table::{Family, Protocol, ServiceKey, Timeouts};
+use std::sync::Arc;
+
+use crate::table::{Family, Protocol, Service, ServiceKey, Table, Timeouts};
 
 /// A template's lifetime when the master sent none (version 0): 3 minutes, as
 /// `ip_vs_proc_conn` gives it.
@@ -28,6 +30,7 @@ const TEMPLATE_TIMEOUT_S: u32 = 180;
 pub async fn run(daemon: crate::table::SyncDaemon, director: &Director) -> Result<(), SocketError> {
     let socket = socket::receiver(&daemon)?;
     let shared = &director.sync;
+    shared.set_state(daemon.role, Some(super::counters::DaemonState::Up));
     let mut buffer = vec![0u8; usize::from(daemon.maxlen.max(wire::HEADER_LEN as u16))];
     loop {
         let (len, peer) = match socket.recv_from(&mut buffer).await {
@@ -37,7 +40,7 @@ pub async fn run(daemon: crate::table::SyncDaemon, director: &Director) -> Resul
                 continue;
             }
         };
-        if shared.own() == Some(peer) {
+        if shared.is_own(peer) {
             continue;
         }
         shared.counters.received_messages.fetch_add(1, Relaxed);
@@ -61,37 +64,55 @@ pub async fn run(daemon: crate::table::SyncDaemon, director: &Director) -> Resul
     }
 }
 
+/// The service an entry belongs to, found as the kernel's backup finds it
+/// (ip_vs_ctl.c `ip_vs_service_find` through `ip_vs_find_dest`): by its mark when it
+/// has one, else (or when no service has that mark) by protocol, address and port,
+/// then a port-zero service of the address (persistence on every port).
+fn service_of<'t>(entry: &Entry, table: &'t Table) -> Option<&'t Arc<Service>> {
+    if entry.fwmark != 0 {
+        let family = match entry.vip.ip() {
+            IpAddr::V4(_) if entry.client.is_ipv4() => Family::Inet,
+            _ => Family::Inet6,
+        };
+        let key = ServiceKey::Fwmark {
+            mark: entry.fwmark,
+            family,
+        };
+        if let Some(s) = table.service(&key) {
+            return Some(s);
+        }
+    }
+    let protocol = entry.protocol?;
+    let key = |port| ServiceKey::Inet {
+        protocol,
+        addr: entry.vip.ip(),
+        port,
+    };
+    table
+        .service(&key(entry.vip.port()))
+        .or_else(|| table.service(&key(0)))
+}
+
 /// Applies one entry; the reason it was not, as a metric label.
 fn apply(entry: &Entry, director: &Director) -> Result<(), &'static str> {
     let table = director.table.snapshot();
+    let service = service_of(entry, &table).ok_or("no_service")?;
     if entry.flags.is_template() {
-        let key = if entry.fwmark != 0 {
-            let family = match entry.client.ip() {
-                IpAddr::V4(_) => Family::Inet,
-                IpAddr::V6(_) => Family::Inet6,
-            };
-            ServiceKey::Fwmark {
-                mark: entry.fwmark,
-                family,
-            }
-        } else {
-            let protocol = entry.protocol.ok_or("no_service")?;
-            ServiceKey::Inet {
-                protocol,
-                addr: entry.vip.ip(),
-                port: entry.vip.port(),
-            }
-        };
-        let service = table.service(&key).ok_or("no_service")?;
+        if !service.flags.persistent() {
+            return Err("not_persistent");
+        }
         let index = service
             .servers
             .iter()
             .position(|s| s.addr == entry.real.ip() && s.port == entry.real.port())
             .ok_or("no_server")?;
+        // No longer than this director's own persistence: a master (or anyone on its
+        // link) cannot pin clients for longer than the backup would itself.
         let timeout = match entry.timeout {
             0 => TEMPLATE_TIMEOUT_S,
             t => t,
-        };
+        }
+        .min(service.timeout.max(1));
         let installed = director.templates.install(
             service,
             entry.client.ip(),
@@ -120,12 +141,16 @@ fn apply(entry: &Entry, director: &Director) -> Result<(), &'static str> {
 }
 
 /// A connection's lifetime when the master sent none (version 0): the table's timeout
-/// for its state (`--set tcp tcpfin udp`), else a minute.
+/// for ESTABLISHED, FIN_WAIT and UDP (`--set tcp tcpfin udp`), else the kernel's
+/// default for the state (ip_vs_proto_tcp.c `tcp_timeouts`).
 fn state_timeout(protocol: Protocol, state: &str, t: &Timeouts) -> u32 {
     match (protocol, state) {
         (Protocol::Udp, _) => t.udp,
         (_, "ESTABLISHED") => t.tcp,
-        (_, "FIN_WAIT" | "TIME_WAIT" | "CLOSE_WAIT" | "LAST_ACK") => t.tcp_fin,
-        _ => 60,
+        (_, "FIN_WAIT") => t.tcp_fin,
+        (_, "CLOSE") => 10,
+        (_, "LAST_ACK") => 30,
+        (_, "SYN_RECV" | "CLOSE_WAIT") => 60,
+        _ => 120,
     }
 }

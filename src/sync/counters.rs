@@ -42,6 +42,21 @@ pub struct SyncStatus {
     pub last_peer: Option<SocketAddr>,
     /// Entries held from masters (listed by `-L -c`).
     pub synced_connections: u64,
+    /// Each daemon uvs runs ("master", "backup"): whether it runs, and if not why
+    /// (it is tried again every few seconds).
+    #[serde(default)]
+    pub daemons: BTreeMap<String, DaemonState>,
+}
+
+/// Whether one of uvs's sync daemons runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum DaemonState {
+    Up,
+    /// Its socket could not be made: the error, tried again every few seconds.
+    Down {
+        reason: String,
+    },
 }
 
 impl SyncCounters {
@@ -59,7 +74,12 @@ impl SyncCounters {
         *self.last_peer.locked() = Some(peer);
     }
 
-    pub fn status(&self, synced_connections: u64, queue_overflow: u64) -> SyncStatus {
+    pub fn status(
+        &self,
+        synced_connections: u64,
+        queue_overflow: u64,
+        daemons: BTreeMap<String, DaemonState>,
+    ) -> SyncStatus {
         let mut dropped: BTreeMap<String, u64> = self
             .dropped
             .locked()
@@ -78,6 +98,7 @@ impl SyncCounters {
             dropped,
             last_peer: *self.last_peer.locked(),
             synced_connections,
+            daemons,
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::table::SyncDaemon;
 pub async fn run(daemon: SyncDaemon, shared: &Shared) -> Result<(), SocketError> {
     let (socket, local) = socket::sender(&daemon)?;
     shared.set_own(Some(local));
+    shared.set_state(daemon.role, Some(super::counters::DaemonState::Up));
     let to = socket::destination(&daemon);
     let mut builder = Builder::new(daemon.syncid, usize::from(daemon.maxlen));
     let mut batch = Vec::new();

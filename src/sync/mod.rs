@@ -15,10 +15,12 @@ pub mod socket;
 pub mod synced;
 pub mod wire;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use counters::{SyncCounters, SyncStatus};
+use counters::{DaemonState, SyncCounters, SyncStatus};
 use queue::SyncQueue;
 use synced::SyncedConns;
 
@@ -35,22 +37,45 @@ pub struct Shared {
     pub counters: SyncCounters,
     /// The address the master sends from: the backup ignores datagrams from it.
     own: Mutex<Option<SocketAddr>>,
+    /// The daemons uvs runs, by role, and how each is doing.
+    daemons: Mutex<BTreeMap<&'static str, DaemonState>>,
     warned: RateLimit,
 }
+
+/// How long a daemon whose socket could not be made waits before it tries again.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(2);
 
 impl Shared {
     fn set_own(&self, at: Option<SocketAddr>) {
         *self.own.locked() = at;
     }
 
-    fn own(&self) -> Option<SocketAddr> {
-        *self.own.locked()
+    /// Whether `peer` is this director's master: its port, and its address unless the
+    /// master is bound to none (an IPv6 master sends from the interface's address).
+    fn is_own(&self, peer: SocketAddr) -> bool {
+        self.own.locked().is_some_and(|own| {
+            own.port() == peer.port() && (own.ip().is_unspecified() || own.ip() == peer.ip())
+        })
     }
 
     /// The counters at this moment.
     pub fn status(&self) -> SyncStatus {
+        let daemons = self
+            .daemons
+            .locked()
+            .iter()
+            .map(|(role, state)| ((*role).to_string(), state.clone()))
+            .collect();
         self.counters
-            .status(self.synced.len() as u64, self.queue.overflow())
+            .status(self.synced.len() as u64, self.queue.overflow(), daemons)
+    }
+
+    fn set_state(&self, role: SyncRole, state: Option<DaemonState>) {
+        let mut daemons = self.daemons.locked();
+        match state {
+            Some(state) => daemons.insert(role.name(), state),
+            None => daemons.remove(role.name()),
+        };
     }
 }
 
@@ -70,6 +95,7 @@ pub async fn follow(director: Arc<Director>) {
             }
             if let Some((_, task)) = running[i].take() {
                 task.abort();
+                director.sync.set_state(role, None);
                 if role == SyncRole::Master {
                     director.sync.queue.set_on(false);
                     director.sync.set_own(None);
@@ -90,19 +116,36 @@ pub async fn follow(director: Arc<Director>) {
     }
 }
 
+/// Runs one daemon until aborted: when its socket cannot be made it is marked down
+/// with the reason (status, metrics; logged once per new reason) and tried again every
+/// [`RETRY_INTERVAL`], as a listener that cannot listen is.
 async fn serve(daemon: SyncDaemon, director: Arc<Director>) {
-    let result = match daemon.role {
-        SyncRole::Master => master::run(daemon.clone(), &director.sync).await,
-        SyncRole::Backup => backup::run(daemon.clone(), &director).await,
-    };
-    if let Err(e) = result {
-        if daemon.role == SyncRole::Master {
-            director.sync.queue.set_on(false);
+    let role = daemon.role;
+    let mut said = String::new();
+    loop {
+        let result = match role {
+            SyncRole::Master => master::run(daemon.clone(), &director.sync).await,
+            SyncRole::Backup => backup::run(daemon.clone(), &director).await,
+        };
+        if let Err(e) = result {
+            if role == SyncRole::Master {
+                director.sync.queue.set_on(false);
+                director.sync.set_own(None);
+            }
+            let reason = e.to_string();
+            if reason != said {
+                tracing::error!(
+                    "sync: the {} daemon on {} cannot run: {reason}; retrying every {} s",
+                    role.name(),
+                    daemon.interface,
+                    RETRY_INTERVAL.as_secs()
+                );
+                said.clone_from(&reason);
+            }
+            director
+                .sync
+                .set_state(role, Some(DaemonState::Down { reason }));
         }
-        tracing::error!(
-            "sync: {} daemon on {} stopped: {e}",
-            daemon.role.name(),
-            daemon.interface
-        );
+        tokio::time::sleep(RETRY_INTERVAL).await;
     }
 }

@@ -154,6 +154,13 @@ pub fn receiver(daemon: &SyncDaemon) -> Result<tokio::net::UdpSocket, SocketErro
             let s = udp(true)?;
             s.set_reuse_address(true).map_err(io("SO_REUSEADDR"))?;
             s.set_only_v6(true).map_err(io("IPV6_V6ONLY"))?;
+            // A link-local group is bound with the interface as its scope.
+            let scope = if g.segments()[0] & 0xff0f == 0xff02 {
+                index
+            } else {
+                0
+            };
+            let at = std::net::SocketAddrV6::new(g, at.port(), 0, scope);
             s.bind(&at.into()).map_err(io("bind"))?;
             s.join_multicast_v6(&g, index)
                 .map_err(io("IPV6_JOIN_GROUP"))?;

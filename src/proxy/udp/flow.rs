@@ -565,7 +565,11 @@ fn send_one_by_one(d: &mut Delivery<'_>, flow: &Arc<Flow>, range: std::ops::Rang
             scheduling.unavailable();
             continue;
         };
-        // The "connection" ends with its one datagram.
+        // The "connection" ends with its one datagram; its template is synced, as the
+        // kernel's master goes on to an OPS connection's template (ip_vs_sync_conn).
+        if let Some(t) = &template {
+            d.director.sync.queue.template(t);
+        }
         drop(template);
         let dest = scheduling.destination(server);
         if scheduling.loops_back(server, dest) {

@@ -386,3 +386,40 @@ fn a_synced_template_leads_its_client_and_an_existing_one_keeps_its_server() {
         Installed::Full
     );
 }
+
+#[test]
+fn a_listing_of_exactly_a_chunk_of_templates_ends() {
+    // 1024 is the listing's chunk: a list of exactly that many once asked past its end.
+    let key = tcp("10.0.0.1", 80);
+    let table = table(key, ONE_CLIENT);
+    let svc = table.service(&key).unwrap();
+    for n in [1024u32, 2048] {
+        let t = Templates::new(Clock::new(), 4096);
+        for i in 0..n {
+            let client = std::net::IpAddr::V4(Ipv4Addr::from(0x7f01_0000 + i));
+            let vip = "10.0.0.1".parse().unwrap();
+            let installed = t.install(svc, client, vip, &svc.servers[0], 0, 600, false);
+            assert_eq!(installed, Installed::New);
+        }
+        assert_eq!(t.entries().len(), n as usize);
+    }
+}
+
+#[test]
+fn a_synced_template_never_ends_a_clients_own_to_make_room() {
+    let key = tcp("10.0.0.1", 80);
+    let table = table(key, ONE_CLIENT);
+    let svc = table.service(&key).unwrap();
+    let t = Templates::new(Clock::new(), 2);
+    // Two clients' templates, no longer in use: a new client's would push one out.
+    for c in ["127.0.0.2:1", "127.0.0.3:1"] {
+        drop(schedule(&t, svc, &packet(c, "10.0.0.1:80")).next());
+    }
+    let vip = "10.0.0.1".parse().unwrap();
+    let stranger = "127.0.0.9".parse().unwrap();
+    assert_eq!(
+        t.install(svc, stranger, vip, &svc.servers[0], 0, 600, false),
+        Installed::Full
+    );
+    assert_eq!((t.len(), t.evicted()), (2, 0));
+}
