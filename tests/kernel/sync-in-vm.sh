@@ -148,6 +148,12 @@ stop_daemons() {
 }
 sync_status() { $S /opt/uvs/uvs status --socket /root/uvs.sock | grep '^sync\|sync dropped' | tr '\n' ' '; }
 states() { awk '{print $4 "/" $5}' "$1" | sort | uniq -c | awk '{printf " %s %s", $1, $2}'; }
+# The soonest and the latest expiry of the templates `-L -c -n` ($1...) lists for
+# clients $PREFIX (shown, not compared: they count down).
+expiry() {
+    "$@" -L -c -n | awk -v p="$PREFIX" '$4 ~ /:0$/ && index($4, p) == 1 {print $2}' | sort |
+        awk 'NR == 1 {a = $1} {b = $1} END {printf "%s-%s", a, b}'
+}
 
 # The kernel's master, uvs's backup: clients from $2 on (label $1, daemon options $3)
 # ask the kernel; uvs lists its templates and sends the clients where it did.
@@ -173,6 +179,7 @@ kernel_to_uvs() {
     fi
     if cmp -s "res/kernel-$step.templates" "res/uvs-$step.templates"; then
         echo "ok $step: and the same protocol and state:$(states "res/uvs-$step.templates")"
+        echo "   templates expire in: kernel $(expiry $K ipvsadm), uvs $(expiry $U)"
     else
         diff "res/kernel-$step.templates" "res/uvs-$step.templates" | head -10
         fail "$step: uvs's templates (protocol, state) are not the kernel's"
@@ -222,6 +229,7 @@ uvs_to_kernel() {
     fi
     if cmp -s "res/uvs-$step.templates" "res/kernel-$step.templates"; then
         echo "ok $step: and the same protocol and state:$(states "res/kernel-$step.templates")"
+        echo "   templates expire in: uvs $(expiry $U), kernel $(expiry $K ipvsadm)"
     else
         diff "res/uvs-$step.templates" "res/kernel-$step.templates" | head -10
         fail "$step: the kernel's templates (protocol, state) are not uvs's"
