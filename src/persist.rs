@@ -180,6 +180,8 @@ pub enum Installed {
     Refreshed,
     /// The store is full of templates in use: none was made.
     Full,
+    /// The service has no real server at that index: none was made.
+    NoServer,
 }
 
 /// A template leaves the tables: it no longer counts in its server's PersistConn.
@@ -581,7 +583,7 @@ impl Templates {
 
     /// A template a sync master sent (ip_vs_sync.c `ip_vs_proc_conn` with
     /// IP_VS_CONN_F_TEMPLATE): `client` reached `vaddr` of `service` and was sent to
-    /// `server` (at `index` in the service's list); the template lives `timeout_s`
+    /// the real server at `index` in the service's list; the template lives `timeout_s`
     /// seconds unless a connection uses it, as one made here does; `assured` when the
     /// master's had an established connection (state ASSURED). An existing template
     /// for the client keeps its server and its timer is set to `timeout_s` from now,
@@ -593,11 +595,13 @@ impl Templates {
         service: &Service,
         client: IpAddr,
         vaddr: IpAddr,
-        server: &RealServer,
         index: usize,
         timeout_s: u32,
         assured: bool,
     ) -> Installed {
+        let Some(server) = service.servers.get(index) else {
+            return Installed::NoServer;
+        };
         let slot = self.slot(service, client, vaddr);
         if let Some(t) = slot.held.map.get(&slot.key) {
             let until = slot.now + u64::from(timeout_s) * 1000;

@@ -117,7 +117,6 @@ fn apply(entry: &Entry, director: &Director) -> Result<(), &'static str> {
             service,
             entry.client.ip(),
             entry.vip.ip(),
-            &service.servers[index],
             index,
             timeout,
             entry.state == 1,
@@ -125,6 +124,7 @@ fn apply(entry: &Entry, director: &Director) -> Result<(), &'static str> {
         return match installed {
             Installed::New | Installed::Refreshed => Ok(()),
             Installed::Full => Err("full"),
+            Installed::NoServer => Err("no_server"),
         };
     }
     let protocol = entry.protocol.ok_or("unsupported_protocol")?;

@@ -356,11 +356,7 @@ fn a_synced_template_leads_its_client_and_an_existing_one_keeps_its_server() {
     };
     // Whatever rr would pick, the master's template says 10.1.0.2.
     let (i, j) = (at("10.1.0.2"), at("10.1.0.1"));
-    let (second, first) = (&svc.servers[i], &svc.servers[j]);
-    assert_eq!(
-        t.install(svc, client, vip, second, i, 600, true),
-        Installed::New
-    );
+    assert_eq!(t.install(svc, client, vip, i, 600, true), Installed::New);
     assert_eq!(persisted(svc), 1, "counted in PersistConn");
     let listed = t.entries();
     assert_eq!(listed.len(), 1);
@@ -371,7 +367,7 @@ fn a_synced_template_leads_its_client_and_an_existing_one_keeps_its_server() {
     assert_eq!(chosen(&t, svc, "127.0.0.2:1000", "10.0.0.1:80"), "10.1.0.2");
     // Sent again naming the other server: the kernel keeps the template's server.
     assert_eq!(
-        t.install(svc, client, vip, first, j, 600, false),
+        t.install(svc, client, vip, j, 600, false),
         Installed::Refreshed
     );
     assert_eq!(chosen(&t, svc, "127.0.0.2:1001", "10.0.0.1:80"), "10.1.0.2");
@@ -382,8 +378,13 @@ fn a_synced_template_leads_its_client_and_an_existing_one_keeps_its_server() {
         .next()
         .expect("a server");
     assert_eq!(
-        full.install(svc, client, vip, second, i, 600, false),
+        full.install(svc, client, vip, i, 600, false),
         Installed::Full
+    );
+    // A real server the service does not have.
+    assert_eq!(
+        t.install(svc, client, vip, svc.servers.len(), 600, false),
+        Installed::NoServer
     );
 }
 
@@ -398,7 +399,7 @@ fn a_listing_of_exactly_a_chunk_of_templates_ends() {
         for i in 0..n {
             let client = std::net::IpAddr::V4(Ipv4Addr::from(0x7f01_0000 + i));
             let vip = "10.0.0.1".parse().unwrap();
-            let installed = t.install(svc, client, vip, &svc.servers[0], 0, 600, false);
+            let installed = t.install(svc, client, vip, 0, 600, false);
             assert_eq!(installed, Installed::New);
         }
         assert_eq!(t.entries().len(), n as usize);
@@ -418,7 +419,7 @@ fn a_synced_template_never_ends_a_clients_own_to_make_room() {
     let vip = "10.0.0.1".parse().unwrap();
     let stranger = "127.0.0.9".parse().unwrap();
     assert_eq!(
-        t.install(svc, stranger, vip, &svc.servers[0], 0, 600, false),
+        t.install(svc, stranger, vip, 0, 600, false),
         Installed::Full
     );
     assert_eq!((t.len(), t.evicted()), (2, 0));
