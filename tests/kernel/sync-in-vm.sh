@@ -94,8 +94,8 @@ $U -S -n > u.rules
 cmp -s k.rules u.rules || { cat k.rules u.rules; die "the two tables differ"; }
 echo "ok setup: namespaces kern (vk 192.0.2.1) and uvs (vu 192.0.2.2), the same service in both: $(tr '\n' ' ' < k.rules)"
 
-# "client virtual real state" of the templates (source port 0) `-L -c -n` ($1...)
-# lists for clients starting with $2, sorted.
+# "client virtual real protocol state" of the templates (source port 0) that
+# `-L -c -n` (the command $1...) lists for clients starting with $PREFIX, sorted.
 templates() {
     "$@" -L -c -n | awk -v p="$PREFIX" '$4 ~ /:0$/ && index($4, p) == 1 {
         sub(/:0$/, "", $4); print $4, $5, $6, $1, $3 }' | sort
