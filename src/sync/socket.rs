@@ -181,3 +181,40 @@ fn receiver_socket(daemon: &SyncDaemon) -> Result<Socket, SocketError> {
     };
     Ok(socket)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::SyncRole;
+
+    /// A UDP port free on [::1] at this moment.
+    fn free_port() -> u16 {
+        let s = std::net::UdpSocket::bind("[::1]:0").expect("bind [::1]:0");
+        s.local_addr().expect("its address").port()
+    }
+
+    // A backup on a link-local IPv6 group (ff02::81 on a Linux kernel's veth, checked
+    // against the kernel's sync master by tests/kernel/sync-in-vm.sh) did not start:
+    // "bind: Invalid argument", the group bound without the interface as its scope.
+    #[tokio::test]
+    async fn a_backup_joins_a_link_local_ipv6_group_on_its_interface() {
+        let daemon = SyncDaemon {
+            role: SyncRole::Backup,
+            interface: "lo".to_string(),
+            syncid: 5,
+            maxlen: 0,
+            group: Some("ff02::81".parse().expect("a group")),
+            port: free_port(),
+            ttl: 0,
+        };
+        let lo = interface_index("lo").expect("lo");
+        let socket = receiver(&daemon).expect("a backup's socket on ff02::81 on lo");
+        let SocketAddr::V6(at) = socket.local_addr().expect("its address") else {
+            panic!("an IPv6 socket");
+        };
+        assert_eq!(
+            (*at.ip(), at.port(), at.scope_id()),
+            ("ff02::81".parse::<Ipv6Addr>().unwrap(), daemon.port, lo)
+        );
+    }
+}

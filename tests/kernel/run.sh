@@ -17,3 +17,5 @@ for f in tests/golden/daemon_*; do golden+=(-f "$f=/opt/uvs/golden/"); done
     "${golden[@]}" tests/kernel/in-vm.sh
 "$vm" -t 300 -c 2 -f "$target/release/uvs=/opt/uvs/uvs" -f "$target/release/uvsadm=/opt/uvs/uvsadm" \
     -f "$target/debug/examples/many_clients=/opt/uvs/many_clients" tests/kernel/mh-in-vm.sh
+"$vm" -t 300 -c 2 -f "$target/release/uvs=/opt/uvs/uvs" -f "$target/release/uvsadm=/opt/uvs/uvsadm" \
+    -f "$target/debug/examples/many_clients=/opt/uvs/many_clients" tests/kernel/sync-in-vm.sh
