@@ -44,6 +44,7 @@ pub mod sched;
 pub mod stats;
 pub mod status;
 pub mod sync;
+pub mod syncd;
 pub mod sys;
 pub mod table;
 pub mod words;

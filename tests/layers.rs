@@ -9,7 +9,8 @@
 //! daemon   daemon/, demo                       wiring, reloader, status report, shutdown
 //! writers  config, control, health, status,    turn files, requests, checks into commands
 //!          pool                                (pool: drains carried out over time)
-//! readers  proxy, kernel, exporter, adm        serve, mirror, count and list the table
+//! readers  proxy, kernel, exporter, adm,       serve, mirror, count and list the table,
+//!          syncd                               sync it with other directors
 //! core     table, sched, persist, conn, stats, the table, its schedulers, connections,
 //!          sync, clock, lock, rate_limit,      templates, counters, sync's wire format
 //!          words, descriptors, workers,        and small leaves
@@ -60,7 +61,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "printable",
         ],
     ),
-    ("readers", &["proxy", "kernel", "exporter", "adm"]),
+    ("readers", &["proxy", "kernel", "exporter", "adm", "syncd"]),
     (
         "writers",
         &["config", "control", "health", "status", "pool"],

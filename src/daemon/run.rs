@@ -108,7 +108,7 @@ pub async fn run(
     // In kernel mode the kernel's own sync threads serve the table's daemons.
     let sync = mirror
         .is_none()
-        .then(|| AbortOnDrop(tokio::spawn(crate::sync::follow(Arc::clone(&director)))));
+        .then(|| AbortOnDrop(tokio::spawn(crate::syncd::follow(Arc::clone(&director)))));
     let reporter = Reporter::new(director, Some(why));
     if let Some(mirror) = &mirror {
         reporter.set_kernel(Arc::clone(mirror));

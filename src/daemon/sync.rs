@@ -59,7 +59,7 @@ pub fn prepare(command: &Command) -> Result<std::borrow::Cow<'_, Command>, Table
 pub fn probe(command: &Command, table: &TableHandle) -> Result<(), TableError> {
     match command {
         Command::StartSyncDaemon(d) if table.snapshot().sync_daemons().get(d.role).is_none() => {
-            crate::sync::socket::probe(d).map_err(|e| TableError::Kernel {
+            crate::syncd::socket::probe(d).map_err(|e| TableError::Kernel {
                 message: format!(
                     "cannot run the {} sync daemon on {}: {e}",
                     d.role.name(),

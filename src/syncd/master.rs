@@ -11,9 +11,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use super::Shared;
 use super::socket::{self, SocketError};
-use super::wire::{Builder, FLUSH_AFTER, HEADER_LEN};
+use crate::sync::Shared;
+use crate::sync::wire::{Builder, FLUSH_AFTER, HEADER_LEN};
 use crate::table::SyncDaemon;
 
 /// Runs the master `daemon` (settings resolved) until the task is aborted.
@@ -23,7 +23,7 @@ use crate::table::SyncDaemon;
 pub async fn run(daemon: SyncDaemon, shared: &Shared) -> Result<(), SocketError> {
     let (socket, local) = socket::sender(&daemon)?;
     shared.set_own(Some(local));
-    shared.set_state(daemon.role, Some(super::counters::DaemonState::Up));
+    shared.set_state(daemon.role, Some(crate::sync::counters::DaemonState::Up));
     let to = socket::destination(&daemon);
     let mut builder = Builder::new(daemon.syncid, usize::from(daemon.maxlen));
     let mut batch = Vec::new();

@@ -11,9 +11,9 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::socket::{self, SocketError};
-use super::wire::{self, Entry};
 use crate::persist::Installed;
 use crate::proxy::director::Director;
+use crate::sync::wire::{self, Entry};
 use std::sync::Arc;
 
 use crate::table::{Family, Protocol, Service, ServiceKey, Table, Timeouts};
@@ -30,7 +30,7 @@ const TEMPLATE_TIMEOUT_S: u32 = 180;
 pub async fn run(daemon: crate::table::SyncDaemon, director: &Director) -> Result<(), SocketError> {
     let socket = socket::receiver(&daemon)?;
     let shared = &director.sync;
-    shared.set_state(daemon.role, Some(super::counters::DaemonState::Up));
+    shared.set_state(daemon.role, Some(crate::sync::counters::DaemonState::Up));
     let mut buffer = vec![0u8; usize::from(daemon.maxlen.max(wire::HEADER_LEN as u16))];
     loop {
         let (len, peer) = match socket.recv_from(&mut buffer).await {
