@@ -211,27 +211,7 @@ fn two_mh_directors_send_every_client_to_the_same_server_through_changes() {
     // B quiesced (weight 0, as a failed health check does by default): mh keeps its
     // slots (its last non-zero weight counts), so nobody else moves and B's clients get
     // no server (mh-fallback would re-hash them), on both directors alike.
-    for (d, vip) in [(&one, vip1), (&two, vip2)] {
-        d.ok(&[
-            "-e",
-            "-t",
-            &vip.to_string(),
-            "-r",
-            address_of('B'),
-            "-m",
-            "-w",
-            "0",
-        ]);
-    }
-    let quiesced = choices(vip1, CLIENTS);
-    assert_eq!(
-        differing(&quiesced, &choices(vip2, CLIENTS)),
-        Vec::<usize>::new()
-    );
-    assert_eq!(
-        differing(&quiesced, &kernel("mh-B-quiesced", CLIENTS)),
-        Vec::<usize>::new()
-    );
+    let quiesced = quiesce_b([(&one, vip1), (&two, vip2)], "mh-B-quiesced");
     let changed = differing(&without_c, &quiesced);
     assert!(
         changed
@@ -319,26 +299,25 @@ fn two_sh_directors_send_every_client_to_the_same_server() {
     // a server of weight 0 takes one bucket a turn, as it did at weight 1: nobody else
     // moves here (with heavier weights, everybody after B in the list would), and B's
     // clients get no server (sh-fallback would re-hash them), as in the kernel.
-    for (d, vip) in [(&one, vip1), (&two, vip2)] {
-        d.ok(&[
-            "-e",
-            "-t",
-            &vip.to_string(),
-            "-r",
-            address_of('B'),
-            "-m",
-            "-w",
-            "0",
-        ]);
-    }
-    let quiesced = choices(vip1, CLIENTS);
-    assert_eq!(
-        differing(&quiesced, &choices(vip2, CLIENTS)),
-        Vec::<usize>::new()
-    );
-    assert_eq!(
-        differing(&quiesced, &kernel("sh-B-quiesced", CLIENTS)),
-        Vec::<usize>::new()
-    );
+    let quiesced = quiesce_b([(&one, vip1), (&two, vip2)], "sh-B-quiesced");
     assert_eq!(counts(&quiesced), "-=500 A=501 C=498 D=501");
+}
+
+/// Real server B quiesced (weight 0) on both directors: their choices, which must be
+/// the same on both and the kernel's for `kernel_case`.
+fn quiesce_b(directors: [(&Daemon, SocketAddr); 2], kernel_case: &str) -> Vec<String> {
+    for (d, vip) in directors {
+        let vip = vip.to_string();
+        d.ok(&["-e", "-t", &vip, "-r", address_of('B'), "-m", "-w", "0"]);
+    }
+    let quiesced = choices(directors[0].1, CLIENTS);
+    assert_eq!(
+        differing(&quiesced, &choices(directors[1].1, CLIENTS)),
+        Vec::<usize>::new()
+    );
+    assert_eq!(
+        differing(&quiesced, &kernel(kernel_case, CLIENTS)),
+        Vec::<usize>::new()
+    );
+    quiesced
 }

@@ -488,15 +488,7 @@ impl<'n> Parser<'n> {
                 l_threshold: 0,
                 tunnel: Tunnel::default(),
             },
-            daemon: SyncDaemon {
-                role: SyncRole::Master,
-                interface: String::new(),
-                syncid: 0,
-                maxlen: 0,
-                group: None,
-                port: 0,
-                ttl: 0,
-            },
+            daemon: SyncDaemon::new(SyncRole::Master, ""),
             sched_flags_arg: String::new(),
             mark: None,
         }

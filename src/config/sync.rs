@@ -174,13 +174,12 @@ mod tests {
                     group = \"239.1.2.3\"\nport = 9000\nttl = 3\n";
         let config = parse(text, Path::new("t.toml")).unwrap();
         let master = SyncDaemon {
-            role: SyncRole::Master,
-            interface: "eth1".into(),
             syncid: 7,
             maxlen: 1400,
             group: Some("239.1.2.3".parse().unwrap()),
             port: 9000,
             ttl: 3,
+            ..SyncDaemon::new(SyncRole::Master, "eth1")
         };
         let backup = SyncDaemon {
             role: SyncRole::Backup,
@@ -195,18 +194,7 @@ mod tests {
             Path::new("t.toml"),
         )
         .unwrap();
-        assert_eq!(
-            config.sync,
-            [SyncDaemon {
-                role: SyncRole::Backup,
-                interface: "lo".into(),
-                syncid: 0,
-                maxlen: 0,
-                group: None,
-                port: 0,
-                ttl: 0,
-            }]
-        );
+        assert_eq!(config.sync, [SyncDaemon::new(SyncRole::Backup, "lo")]);
         let again = parse(&crate::config::render::render(&config), Path::new("t.toml")).unwrap();
         assert_eq!(again.sync, config.sync);
     }

@@ -235,13 +235,8 @@ mod tests {
 
     fn master_lo_7() -> SyncDaemon {
         SyncDaemon {
-            role: SyncRole::Master,
-            interface: "lo".into(),
             syncid: 7,
-            maxlen: 0,
-            group: None,
-            port: 0,
-            ttl: 0,
+            ..SyncDaemon::new(SyncRole::Master, "lo")
         }
     }
 
@@ -264,13 +259,12 @@ mod tests {
         );
         // Every option: maxlen, port, TTL, then the group (libipvs's order).
         let all = SyncDaemon {
-            role: SyncRole::Backup,
-            interface: "eth1".into(),
             syncid: 200,
             maxlen: 1400,
             group: Some("239.1.2.3".parse().unwrap()),
             port: 9000,
             ttl: 3,
+            ..SyncDaemon::new(SyncRole::Backup, "eth1")
         };
         let expected = message(
             CMD_NEW_DAEMON,
@@ -407,13 +401,12 @@ mod tests {
             captured("start daemon", CMD_NEW_DAEMON)
         );
         let all = SyncDaemon {
-            role: SyncRole::Backup,
-            interface: "lo".into(),
             syncid: 200,
             maxlen: 1400,
             group: Some("239.1.2.3".parse().unwrap()),
             port: 9000,
             ttl: 3,
+            ..SyncDaemon::new(SyncRole::Backup, "lo")
         };
         assert_eq!(
             start_request(FAMILY, &all).payload(),
@@ -428,13 +421,8 @@ mod tests {
             captured("daemons dump", CMD_GET_DAEMON)
         );
         let v6 = SyncDaemon {
-            role: SyncRole::Backup,
-            interface: "lo".into(),
-            syncid: 0,
-            maxlen: 0,
             group: Some("ff02::1:81".parse().unwrap()),
-            port: 0,
-            ttl: 0,
+            ..SyncDaemon::new(SyncRole::Backup, "lo")
         };
         assert_eq!(
             start_request(FAMILY, &v6).payload(),

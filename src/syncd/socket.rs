@@ -199,13 +199,10 @@ mod tests {
     #[tokio::test]
     async fn a_backup_joins_a_link_local_ipv6_group_on_its_interface() {
         let daemon = SyncDaemon {
-            role: SyncRole::Backup,
-            interface: "lo".to_string(),
             syncid: 5,
-            maxlen: 0,
             group: Some("ff02::81".parse().expect("a group")),
             port: free_port(),
-            ttl: 0,
+            ..SyncDaemon::new(SyncRole::Backup, "lo")
         };
         let lo = interface_index("lo").expect("lo");
         let socket = receiver(&daemon).expect("a backup's socket on ff02::81 on lo");

@@ -73,6 +73,20 @@ pub struct SyncDaemon {
 }
 
 impl SyncDaemon {
+    /// A daemon of `role` on `interface` with every other setting left to its default
+    /// (sync id 0, the kernel's maxlen, group, port and TTL).
+    pub fn new(role: SyncRole, interface: &str) -> SyncDaemon {
+        SyncDaemon {
+            role,
+            interface: interface.to_string(),
+            syncid: 0,
+            maxlen: 0,
+            group: None,
+            port: 0,
+            ttl: 0,
+        }
+    }
+
     /// The settings with defaults filled in as the kernel fills them when the daemon
     /// starts (ip_vs_sync.c `start_sync_thread`), given the interface's MTU: without a
     /// group the IPv4 group 224.0.0.81, port 8848, TTL 1; a given maxlen is clamped to
@@ -212,13 +226,8 @@ mod tests {
     #[test]
     fn a_resolved_daemon_prints_as_ipvsadm_1_31_does() {
         let d = SyncDaemon {
-            role: SyncRole::Master,
-            interface: "lo".into(),
             syncid: 7,
-            maxlen: 0,
-            group: None,
-            port: 0,
-            ttl: 0,
+            ..SyncDaemon::new(SyncRole::Master, "lo")
         };
         // shared/golden/daemon_L_n_daemon.out
         assert_eq!(
@@ -266,13 +275,8 @@ mod tests {
     #[test]
     fn a_running_daemon_is_compared_with_what_was_asked_as_resolved() {
         let asked = SyncDaemon {
-            role: SyncRole::Backup,
-            interface: "lo".into(),
             syncid: 7,
-            maxlen: 0,
-            group: None,
-            port: 0,
-            ttl: 0,
+            ..SyncDaemon::new(SyncRole::Backup, "lo")
         };
         // Whatever MTU the interface had: the defaults, and the maxlen it gave.
         for mtu in [1500, 9000, 65536] {

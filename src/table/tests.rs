@@ -361,13 +361,8 @@ fn timeouts_and_sync_daemon() {
         }
     );
     let master = SyncDaemon {
-        role: SyncRole::Master,
-        interface: "lo".into(),
         syncid: 7,
-        maxlen: 0,
-        group: None,
-        port: 0,
-        ttl: 0,
+        ..SyncDaemon::new(SyncRole::Master, "lo")
     };
     apply(&mut t, Command::StartSyncDaemon(master.clone())).unwrap();
     // libipvs's words for the kernel's EEXIST and ESRCH.

@@ -395,13 +395,8 @@ fn sync_daemon_commands_parse_and_then_reach_the_table() {
     assert_eq!(
         command("--start-daemon backup --mcast-interface lo --syncid 7"),
         Command::StartSyncDaemon(SyncDaemon {
-            role: SyncRole::Backup,
-            interface: "lo".into(),
             syncid: 7,
-            maxlen: 0,
-            group: None,
-            port: 0,
-            ttl: 0,
+            ..SyncDaemon::new(SyncRole::Backup, "lo")
         })
     );
     // ipvsadm's DEF_MCAST_IFN when no interface is given; every setting is kept.
@@ -411,13 +406,12 @@ fn sync_daemon_commands_parse_and_then_reach_the_table() {
              --mcast-port 9000 --mcast-ttl 3"
         ),
         Command::StartSyncDaemon(SyncDaemon {
-            role: SyncRole::Master,
-            interface: "eth0".into(),
             syncid: 200,
             maxlen: 1400,
             group: Some("239.1.2.3".parse().unwrap()),
             port: 9000,
             ttl: 3,
+            ..SyncDaemon::new(SyncRole::Master, "eth0")
         })
     );
     assert_eq!(

@@ -85,15 +85,7 @@ fn read(n: &Node, im: &mut Importing) {
         skip(im, &n.pos, format!("lvs_sync_daemon: {problem}; not taken"));
         return;
     }
-    let mut daemon = SyncDaemon {
-        role: SyncRole::Master,
-        interface: interface.to_string(),
-        syncid: 0,
-        maxlen: 0,
-        group: None,
-        port: 0,
-        ttl: 0,
-    };
+    let mut daemon = SyncDaemon::new(SyncRole::Master, interface);
     let mut instance = None;
     let mut syncid = false;
     let mut i = 2;
