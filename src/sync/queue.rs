@@ -21,6 +21,21 @@ use crate::table::Timeouts;
 /// Entries waiting for the master at most.
 pub const QUEUE_MAX: usize = 65_536;
 
+/// The kernel's defaults for syncing a connection again as its packets pass
+/// (net.ipv4.vs.sync_threshold "3 50"): at its 3rd packet, then every 50th.
+pub const SYNC_THRESHOLD: u32 = 3;
+pub const SYNC_PERIOD: u32 = 50;
+
+/// Whether a flow that had passed `before` packets and now passed `more` reached a
+/// count the kernel's master syncs at (`ip_vs_sync_conn_needed`: `pkts % sync_period
+/// == sync_threshold`).
+pub fn resync_due(before: u32, more: u32) -> bool {
+    let first = before.wrapping_add(1);
+    let next =
+        first.wrapping_add((SYNC_PERIOD + SYNC_THRESHOLD - first % SYNC_PERIOD) % SYNC_PERIOD);
+    more > 0 && next.wrapping_sub(before) <= more
+}
+
 #[derive(Debug, Default)]
 pub struct SyncQueue {
     on: AtomicBool,
@@ -64,7 +79,8 @@ impl SyncQueue {
     /// connection's controlling template). TCP: on reaching ESTABLISHED, FIN_WAIT,
     /// CLOSE_WAIT, TIME_WAIT or CLOSE (`ip_vs_sync_conn_needed`'s forced states; the
     /// kernel syncs ESTABLISHED at the connection's third packet, which a proxy sees
-    /// as the connection being established); UDP: when the flow opens. SYN_RECV is not
+    /// as the connection being established); UDP: when the flow opens, then at its
+    /// client's 3rd datagram and every 50th after ([`resync_due`]). SYN_RECV is not
     /// synced, as in the kernel.
     pub fn conn(&self, conn: &Conn, state: State, timeouts: &Timeouts) {
         if !self.is_on() || state == State::SynRecv {
@@ -126,5 +142,26 @@ impl SyncQueue {
     /// Waits until something was pushed since the last wait.
     pub async fn ready(&self) {
         self.ready.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flow_is_synced_again_at_its_third_packet_and_every_fiftieth_after() {
+        // One datagram at a time: the counts that sync are 3, 53, 103.
+        let at: Vec<u32> = (0..120)
+            .filter(|&n| resync_due(n, 1))
+            .map(|n| n + 1)
+            .collect();
+        assert_eq!(at, [3, 53, 103]);
+        // A batch that passes one of them syncs once; one that passes none, not.
+        assert!(resync_due(0, 3));
+        assert!(!resync_due(3, 49));
+        assert!(resync_due(3, 50));
+        assert!(resync_due(40, 64));
+        assert!(!resync_due(7, 0));
     }
 }

@@ -36,7 +36,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -108,6 +108,9 @@ pub struct Flow {
     ended: AtomicBool,
     /// When it was made (the connection table's clock, milliseconds).
     created_ms: u64,
+    /// Datagrams from the client, counted only while a sync master runs (the
+    /// kernel's `in_pkts`, which decides when a connection is synced again).
+    in_packets: AtomicU32,
     /// The socket's descriptor, from the data plane's budget.
     _held: Held,
     /// Its place under its client's per-source limits (`proxy::admit`).
@@ -520,6 +523,12 @@ fn deliver<K: Copy + Eq + Hash>(
             Ok((sent, bytes)) => {
                 accounting.datagrams_in(sent, bytes);
                 conn.touch(d.now_ms);
+                if d.director.sync.queue.is_on() {
+                    let before = flow.in_packets.fetch_add(sent as u32, Relaxed);
+                    if crate::sync::queue::resync_due(before, sent as u32) {
+                        d.director.sync_conn(conn, State::Udp);
+                    }
+                }
                 return;
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
@@ -851,6 +860,7 @@ fn open(d: &mut Delivery<'_>, who: Who, datagrams: usize) -> Option<Arc<Flow>> {
         route: route.1,
         task: OnceLock::new(),
         counted: AtomicBool::new(true),
+        in_packets: AtomicU32::new(0),
         ended: AtomicBool::new(false),
         created_ms: d.now_ms,
         _held: held,
