@@ -14,7 +14,8 @@ use super::wire::Entry;
 use crate::lock::Locked;
 use crate::table::{ConnEntry, Protocol};
 
-/// Synced connections held at once, at most (about 120 bytes each).
+/// Synced connections held at once, at most (about 420 bytes of RSS each, measured:
+/// 110 MB for a full store).
 pub const SYNCED_MAX: usize = 1 << 18;
 /// Entries a sweep removes per hold of the lock.
 const CHUNK: usize = 1024;
