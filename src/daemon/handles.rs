@@ -131,7 +131,7 @@ impl Reporter {
     fn apply_to_table(&self, command: &Command, applied: &dyn Fn()) -> Result<(), TableError> {
         let table = &self.director().table;
         match self.reloader() {
-            Some(reloader) => reloader.apply_from_control(table, command, applied),
+            Some(reloader) => reloader.apply_from_control(self.director(), command, applied),
             None => {
                 if let Command::Undrain { service, server } = command
                     && (table.snapshot().service(service))

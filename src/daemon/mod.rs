@@ -10,7 +10,8 @@
 //! - `report`: the status report, built from each part's typed piece;
 //! - `handles`: what the control server and the exporter get to read it through;
 //! - `sync`: the sync daemons' commands, checked against the host (and in kernel
-//!   mode sent to the kernel) before the table takes them.
+//!   mode sent to the kernel) before the table takes them;
+//! - `waiting_sync`: the file's sync daemons whose interface is missing, retried.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ pub mod report;
 mod run;
 pub mod settings;
 pub mod sync;
+mod waiting_sync;
 
 pub use run::{ConfigFile, RunError, director, run, serve};
 

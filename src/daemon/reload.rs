@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::waiting_sync::{WaitingDaemons, resolve_or_wait};
 use crate::config::file::{self, Stamp};
 use crate::config::plan::{Owned, Touched, plan};
 use crate::config::slot::{Lift, Outcome, Slot};
@@ -40,8 +41,8 @@ use crate::proxy::director::Director;
 use crate::rate_limit::RateLimit;
 use crate::table::loops::loops;
 use crate::table::{
-    Command, HostInterfaces, ListenAddr, OwnAddresses, Protocol, Source, Table, TableError,
-    TableHandle,
+    Command, HostInterfaces, ListenAddr, OwnAddresses, Protocol, Source, SyncDaemon, Table,
+    TableError,
 };
 
 /// For the log line of an edit from the file that changes who may connect to a
@@ -328,6 +329,9 @@ pub struct Reloader {
     changed_by_control: Mutex<HashMap<Touched, Change>>,
     /// The file's fate, for the status report (None until a first apply or refusal).
     status: Mutex<Option<ConfigStatus>>,
+    /// The file's `[sync]` daemons whose interface is missing (locked after `applied`,
+    /// never before).
+    waiting_sync: Mutex<WaitingDaemons>,
 }
 
 /// Why a reload reads the file.
@@ -449,6 +453,7 @@ impl Reloader {
             health: findings,
             changed_by_control: Mutex::new(HashMap::new()),
             status: Mutex::new(None),
+            waiting_sync: Mutex::new(WaitingDaemons::default()),
         }
     }
 
@@ -514,21 +519,22 @@ impl Reloader {
             std::borrow::Cow::Borrowed(config)
         };
         let mut commands = plan(&wanted, &snapshot, owned);
-        // A sync daemon's interface is the host's: looked up, and the daemon resolved
-        // for it, before anything is applied (`super::sync`).
-        for command in &mut commands {
-            if let Command::StartSyncDaemon(daemon) = command {
-                match super::sync::resolve(daemon) {
-                    Ok(resolved) => *daemon = resolved,
-                    Err(error) => {
-                        return Err(ReloadError::Refused {
-                            command: command.to_string(),
-                            error,
-                        });
-                    }
-                }
-            }
-        }
+        let waiting = if why == "file" {
+            // A sync daemon's interface is the host's: looked up, and the daemon resolved
+            // for it, before anything is applied (`super::sync`); one whose interface is
+            // missing waits, and the rest of the file is applied (`waiting_sync`).
+            resolve_or_wait(&mut commands)
+        } else {
+            // A health change moves servers, never the sync daemons: re-planning them
+            // here would restart one uvsadm stopped, or fail on an interface that went.
+            commands.retain(|c| {
+                !matches!(
+                    c,
+                    Command::StartSyncDaemon(_) | Command::StopSyncDaemon { .. }
+                )
+            });
+            Vec::new()
+        };
         let refused = |i: usize, error: TableError| ReloadError::Refused {
             command: commands[i].to_string(),
             error,
@@ -557,7 +563,53 @@ impl Reloader {
             tracing::info!(target: LOG, file = %self.path.display(), by = why, "table changed: {command}{admission}{source}");
         }
         self.say_undone(&commands, why);
+        if why == "file" {
+            for w in &waiting {
+                tracing::error!(target: LOG, file = %self.path.display(),
+                    "the {} sync daemon cannot start: {}; the rest of the file is applied, and \
+                     the daemon is tried again every {} s",
+                    w.daemon.role.name(), w.reason(), crate::sync::RETRY_INTERVAL.as_secs()
+                );
+            }
+            let table = &director.table;
+            self.waiting_sync
+                .locked()
+                .replace(waiting, &director.sync, |role| {
+                    table.snapshot().sync_daemons().get(role).is_some()
+                });
+        }
         Ok(commands.len())
+    }
+
+    /// The file's `[sync]` daemons that wait for their interface, tried again: those
+    /// whose interface is there now are started (as the file's), under the lock a
+    /// reload holds. Called every [`RETRY_INTERVAL`](crate::sync::RETRY_INTERVAL) by
+    /// [`Reloader::run`] while any waits.
+    fn retry_sync(&self, director: &Director) {
+        let _applied = self.applied.locked();
+        let table = &director.table;
+        let running = |role| table.snapshot().sync_daemons().get(role).is_some();
+        let retried = self.waiting_sync.locked().retry(&director.sync, running);
+        let path = self.path.display();
+        for w in &retried.changed {
+            tracing::error!(target: LOG, file = %path,
+                "the {} sync daemon still cannot start: {}", w.daemon.role.name(), w.reason());
+        }
+        for daemon in retried.ready {
+            let command = Command::StartSyncDaemon(daemon);
+            let result = table.apply_all_from(
+                std::slice::from_ref(&command),
+                Source::File,
+                |_, e| e,
+                |_, _| Ok(()),
+            );
+            match result {
+                Ok(()) => tracing::info!(target: LOG, file = %path,
+                    "sync.interface is there now: table changed: {command}"),
+                Err(e) => tracing::error!(target: LOG, file = %path,
+                    "the file's `{command}' was refused: {e}"),
+            }
+        }
     }
 
     /// Applies `command`, from the control socket, to `table` (`applied` runs once it
@@ -574,10 +626,11 @@ impl Reloader {
     /// refusal.
     pub fn apply_from_control(
         &self,
-        table: &TableHandle,
+        director: &Director,
         command: &Command,
         applied: &dyn Fn(),
     ) -> Result<(), TableError> {
+        let table = &director.table;
         let file = self.applied.locked();
         let drained_out = matches!(command, Command::Undrain { service, server }
             if table.snapshot().service(service).is_some_and(|s| s.drained_out.contains(server)));
@@ -590,6 +643,16 @@ impl Reloader {
         }
         table.apply(command)?;
         applied();
+        if let Command::StartSyncDaemon(SyncDaemon { role, .. })
+        | Command::StopSyncDaemon { role } = command
+        {
+            // uvsadm decides this role now, until the next reload: the file's daemon
+            // stops waiting for its interface.
+            let running = table.snapshot().sync_daemons().get(*role).is_some();
+            self.waiting_sync
+                .locked()
+                .forget(*role, &director.sync, running);
+        }
         if file.1.is_none() {
             return Ok(()); // not applied yet: nothing is the file's
         }
@@ -933,6 +996,8 @@ impl Reloader {
             digest: Some(digest),
             next_poll: tokio::time::Instant::now() + POLL_INTERVAL,
         };
+        let mut retry = tokio::time::interval(crate::sync::RETRY_INTERVAL);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = hangup.notified() => {
@@ -952,6 +1017,11 @@ impl Reloader {
                     }
                 }
                 () = self.health_changed.notified() => self.follow_health(&director),
+                _ = retry.tick() => {
+                    if self.waiting_sync.locked().any() {
+                        self.retry_sync(&director);
+                    }
+                }
                 () = tokio::time::sleep_until(reading.next_poll) => {
                     reading.next_poll = tokio::time::Instant::now() + POLL_INTERVAL;
                     self.say_held();

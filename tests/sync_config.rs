@@ -1,0 +1,125 @@
+//! The file's `[sync]` section against the rest of the file: a daemon whose interface
+//! is missing waits and is shown down while everything else is applied, and health
+//! changes, which re-apply the file, leave the sync daemons as they are.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, free_port};
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An address on loopback nothing listens on (yet).
+fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("its address")
+}
+
+/// A file with `sync` and one service at `vip` whose one real server, `server`, is
+/// checked by connecting every second and listed only while it answers.
+fn file(sync: &str, vip: SocketAddr, server: SocketAddr) -> String {
+    format!(
+        "{sync}\n[[service]]\ntcp = \"{vip}\"\nscheduler = \"rr\"\nquiescent = false\n\n\
+         [service.check]\ntype = \"connect\"\ninterval = \"1s\"\ntimeout = \"1s\"\n\n\
+         [[service.server]]\naddress = \"{server}\"\n"
+    )
+}
+
+/// The real servers `-L -n -t vip` lists.
+fn listed(d: &Daemon, vip: SocketAddr) -> Vec<String> {
+    d.list(&["-L", "-n", "-t", &vip.to_string()])
+        .lines()
+        .filter(|l| l.trim_start().starts_with("->") && !l.contains("RemoteAddress"))
+        .map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn a_sync_daemon_whose_interface_is_missing_waits_and_the_rest_of_the_file_runs() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let path = dir.path().join("uvs.toml");
+    let (vip, server) = (
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+        closed_port(),
+    );
+    // 15 bytes, a valid name no host has.
+    let sync = "[sync]\nrole = \"master\"\ninterface = \"uvs-no-such-if0\"\n";
+    let d = Daemon::start_with_file(&path, &file(sync, vip, server), &[]);
+    d.wait_listening(vip);
+    let down = "the master sync daemon is not running: No such device \
+                (sync.interface = \"uvs-no-such-if0\"); retrying every 2 s";
+    wait_for("the daemon shown down", || d.status().contains(down));
+    let metrics = common::http_get(d.metrics_address(), "GET", "/metrics").1;
+    assert!(
+        metrics.contains("uvs_sync_daemon_up{role=\"master\"} 0\n"),
+        "{metrics}"
+    );
+    assert_eq!(d.list(&["-L", "-n", "--daemon"]), "");
+    assert!(
+        d.log()
+            .contains("the master sync daemon cannot start: No such device")
+    );
+    // A health change is applied all the same.
+    wait_for("the server found down", || listed(&d, vip).is_empty());
+    let _up = TcpListener::bind(server).expect("the real server comes up");
+    wait_for("the server listed", || {
+        listed(&d, vip) == [server.to_string()]
+    });
+    // uvsadm takes the role over: the file's daemon stops waiting.
+    let port = free_port().to_string();
+    d.ok(&[
+        "--start-daemon",
+        "master",
+        "--mcast-interface",
+        "lo",
+        "--mcast-port",
+        &port,
+    ]);
+    wait_for("the waiting forgotten", || {
+        !d.status().contains("is not running")
+    });
+    assert!(
+        d.list(&["-L", "-n", "--daemon"])
+            .starts_with("master sync daemon (mcast=lo,"),
+    );
+}
+
+#[test]
+fn a_health_change_does_not_start_again_a_sync_daemon_uvsadm_stopped() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let path = dir.path().join("uvs.toml");
+    let (vip, server) = (
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+        closed_port(),
+    );
+    let sync = format!(
+        "[sync]\nrole = \"master\"\ninterface = \"lo\"\nport = {}\n",
+        free_port()
+    );
+    let d = Daemon::start_with_file(&path, &file(&sync, vip, server), &[]);
+    d.wait_listening(vip);
+    wait_for("the server found down", || listed(&d, vip).is_empty());
+    assert!(
+        d.list(&["-L", "-n", "--daemon"])
+            .starts_with("master sync daemon (mcast=lo,")
+    );
+    d.ok(&["--stop-daemon", "master"]);
+    assert_eq!(d.list(&["-L", "-n", "--daemon"]), "");
+    let _up = TcpListener::bind(server).expect("the real server comes up");
+    wait_for("the server listed", || {
+        listed(&d, vip) == [server.to_string()]
+    });
+    // The health change re-applied the file's services, not its [sync].
+    assert_eq!(d.list(&["-L", "-n", "--daemon"]), "");
+}
