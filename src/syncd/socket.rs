@@ -2,7 +2,7 @@
 //! `make_send_sock`, `make_receive_sock`) but without privileges: the master's is bound
 //! to the interface's address and sends to the group through that interface with the
 //! daemon's TTL; the backup's is bound to the group's port, with SO_REUSEADDR as the
-//! kernel's, and joins the group on the interface. Multicast loopback stays on (the
+//! kernel's, tied to the interface, and joins the group on it. Multicast loopback stays on (the
 //! kernel turns it off) so that directors on one host, or in one test, hear each
 //! other; a backup ignores its own master's datagrams by their source
 //! (`sync::backup`). Called by `sync::master` and `sync::backup`.
@@ -150,6 +150,18 @@ fn sender_socket(daemon: &SyncDaemon) -> Result<(Socket, SocketAddr), SocketErro
     Ok((socket, local))
 }
 
+/// Ties `s` to the daemon's interface, as the kernel ties its backup's socket
+/// (`sk_bound_dev_if`), so that the group's datagrams arriving on another interface are
+/// not taken. Linux lets an unprivileged process do it since 5.7; where it may not
+/// (EPERM), the socket stays untied, as uvs's backup was before, and only its group
+/// membership is the interface's.
+fn tie_to_interface(s: &Socket, daemon: &SyncDaemon) -> Result<(), SocketError> {
+    match s.bind_device(Some(daemon.interface.as_bytes())) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
+        other => other.map_err(io("SO_BINDTODEVICE")),
+    }
+}
+
 fn receiver_socket(daemon: &SyncDaemon) -> Result<Socket, SocketError> {
     let index = interface_index(&daemon.interface)?;
     let at = destination(daemon);
@@ -157,6 +169,7 @@ fn receiver_socket(daemon: &SyncDaemon) -> Result<Socket, SocketError> {
         IpAddr::V4(g) => {
             let s = udp(false)?;
             s.set_reuse_address(true).map_err(io("SO_REUSEADDR"))?;
+            tie_to_interface(&s, daemon)?;
             s.bind(&at.into()).map_err(io("bind"))?;
             s.join_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(index))
                 .map_err(io("IP_ADD_MEMBERSHIP"))?;
@@ -166,6 +179,7 @@ fn receiver_socket(daemon: &SyncDaemon) -> Result<Socket, SocketError> {
             let s = udp(true)?;
             s.set_reuse_address(true).map_err(io("SO_REUSEADDR"))?;
             s.set_only_v6(true).map_err(io("IPV6_V6ONLY"))?;
+            tie_to_interface(&s, daemon)?;
             // A link-local group is bound with the interface as its scope.
             let scope = if g.segments()[0] & 0xff0f == 0xff02 {
                 index
@@ -213,5 +227,25 @@ mod tests {
             (*at.ip(), at.port(), at.scope_id()),
             ("ff02::81".parse::<Ipv6Addr>().unwrap(), daemon.port, lo)
         );
+    }
+
+    /// The kernel's backup takes the group's datagrams from its interface only
+    /// (`make_receive_sock` sets `sk_bound_dev_if`); uvs's socket was bound to the
+    /// group and port alone, so the same group on another link reached it too.
+    #[test]
+    fn a_backups_socket_is_tied_to_its_interface() {
+        for group in ["224.0.0.81", "ff02::81"] {
+            let daemon = SyncDaemon {
+                group: Some(group.parse().expect("a group")),
+                port: free_port(),
+                ..SyncDaemon::new(SyncRole::Backup, "lo")
+            };
+            let socket = receiver_socket(&daemon).expect("a backup's socket");
+            assert_eq!(
+                socket.device().expect("SO_BINDTODEVICE").as_deref(),
+                Some(&b"lo"[..]),
+                "{group}"
+            );
+        }
     }
 }
