@@ -456,14 +456,29 @@ fn import(format: ImportFormat, file: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `uvs check -c FILE`: problems are errors; real servers that would loop back into
-/// the director, and gate or ipip servers named at a port the table will not hold, are
-/// warnings (the table takes them, as ipvsadm does).
+/// the director, gate or ipip servers named at a port the table will not hold (the
+/// table takes them, as ipvsadm does), and a `[sync]` interface this host does not
+/// have, are warnings.
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let config = read_config(path)?.config;
     let table = uvs::config::plan::table_of(&config);
     let own = uvs::table::OwnAddresses::of(&table, HostInterfaces::addresses);
     for l in uvs::table::loops::loops(&table, &own) {
         eprintln!("{}: warning: {l}", path.display());
+    }
+    // A sync daemon's interface is the host's: one missing here makes `uvs run` wait
+    // for it (`daemon::waiting_sync`), which is worth knowing before.
+    for daemon in &config.sync {
+        if let Err(e) = daemon::sync::resolve(daemon) {
+            eprintln!(
+                "{}: warning: sync.interface = \"{}\": {e} on this host: the {} sync daemon \
+                 will not run until it is there (tried every {} s)",
+                path.display(),
+                daemon.interface,
+                daemon.role.name(),
+                uvs::sync::RETRY_INTERVAL.as_secs()
+            );
+        }
     }
     // Ports the table will not hold as written (gate and ipip servers, as ipvsadm).
     for w in uvs::config::schema::warnings(&uvs::config::file::read(path)?.text, path) {

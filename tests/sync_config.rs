@@ -123,3 +123,31 @@ fn a_health_change_does_not_start_again_a_sync_daemon_uvsadm_stopped() {
     // The health change re-applied the file's services, not its [sync].
     assert_eq!(d.list(&["-L", "-n", "--daemon"]), "");
 }
+
+#[test]
+fn check_warns_of_a_sync_interface_this_host_does_not_have_and_passes() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let path = dir.path().join("uvs.toml");
+    let sync = "[sync]\nrole = \"both\"\ninterface = \"uvs-no-such-if0\"\n";
+    common::write_file(&path, sync);
+    let mut cmd = std::process::Command::new(common::UVS);
+    cmd.args(["check", "-c"]).arg(&path);
+    let out = common::bounded(cmd, "uvs check");
+    assert!(out.status.success(), "{out:?}");
+    let p = path.display();
+    assert_eq!(
+        common::text(&out.stderr),
+        format!(
+            "{p}: warning: sync.interface = \"uvs-no-such-if0\": No such device on this host: \
+             the master sync daemon will not run until it is there (tried every 2 s)\n\
+             {p}: warning: sync.interface = \"uvs-no-such-if0\": No such device on this host: \
+             the backup sync daemon will not run until it is there (tried every 2 s)\n"
+        )
+    );
+    // On an interface the host has: nothing to say.
+    common::write_file(&path, &sync.replace("uvs-no-such-if0", "lo"));
+    let mut cmd = std::process::Command::new(common::UVS);
+    cmd.args(["check", "-c"]).arg(&path);
+    let out = common::bounded(cmd, "uvs check");
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+}
