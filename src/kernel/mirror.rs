@@ -7,12 +7,14 @@
 //! is reported and left alone, never edited or flushed. A change the kernel refuses is
 //! logged with the kernel's reason and tried again at the next pass; the daemon runs
 //! on (a sync daemon the kernel refuses is also shown down, with the reason, in `uvs
-//! status` and the metrics, [`Mirror::report_daemons`]). On a clean stop uvs removes its services unless told to leave them (ldirectord's
-//! cleanstop). The connection-sync daemons the table asks for are kept running in the
-//! kernel the same way (`daemon_mirror` has the policy), and `--start-daemon` /
-//! `--stop-daemon` from uvsadm reach the kernel before the table
-//! ([`Mirror::start_daemon`], [`Mirror::stop_daemon`]), so that uvsadm hears the
-//! kernel's refusal. Run by `uvs run --mode kernel`.
+//! status` and the metrics, [`Mirror::report_daemons`]). On a clean stop uvs removes
+//! its services unless told to leave them (ldirectord's cleanstop). The connection-sync
+//! daemons the table asks for are kept running in the kernel the same way
+//! (`daemon_mirror` has the policy), and `--start-daemon` / `--stop-daemon` from
+//! uvsadm reach the kernel before the table ([`Mirror::start_daemon`],
+//! [`Mirror::stop_daemon`]), so that uvsadm hears the kernel's refusal. Commands on
+//! services the kernel holds and uvs did not create are refused (`others`). Run by
+//! `uvs run --mode kernel`.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
