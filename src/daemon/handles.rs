@@ -70,17 +70,21 @@ impl server::Daemon for Reporter {
         })
     }
 
-    /// `-L -t VIP`: the table's service, else in kernel mode the kernel's.
+    /// `-L -t VIP`: the table's service; in kernel mode the kernel's when uvs did not
+    /// create it there (someone else's, as `-L` lists it, `kernel::listing`), the
+    /// table's when the kernel has none at that key yet.
     fn service(&self, key: &ServiceKey) -> Result<ServiceEntry, TableError> {
         let ours = self.table().snapshot().entry(key);
-        match (ours, self.kernel()) {
-            (Err(TableError::NoSuchService), Some(mirror)) => mirror
-                .locked()
-                .kernel_entry(*key)
-                .ok()
-                .flatten()
-                .ok_or(TableError::NoSuchService),
-            (ours, _) => ours,
+        let Some(mirror) = self.kernel() else {
+            return ours;
+        };
+        let mut mirror = mirror.locked();
+        if ours.is_ok() && mirror.owns(key) {
+            return ours;
+        }
+        match mirror.kernel_entry(*key) {
+            Ok(Some(theirs)) => Ok(theirs),
+            Ok(None) | Err(_) => ours,
         }
     }
 
@@ -105,7 +109,8 @@ impl server::Daemon for Reporter {
     /// With a configuration file, through its reloader: applied and recorded under
     /// its lock, and a change to what the file owns said in the log. A sync daemon's
     /// start is checked and resolved for its interface first, and in kernel mode a
-    /// start or stop goes to the kernel before the table (`sync`).
+    /// start or stop goes to the kernel before the table (`sync`), and a command on a
+    /// service the kernel holds but uvs did not create is refused (`kernel::others`).
     fn apply(&self, command: &Command, applied: &dyn Fn()) -> Result<(), TableError> {
         let daemon = matches!(
             command,
@@ -116,7 +121,14 @@ impl server::Daemon for Reporter {
                 let table = &self.director().table;
                 sync::in_kernel(mirror, table, command, &|c| self.apply_to_table(c, applied))
             }
-            Some(_) => self.apply_to_table(&*sync::prepare(command)?, applied),
+            Some(mirror) => {
+                let refused = {
+                    let mut mirror = mirror.locked();
+                    crate::kernel::others::refuse(command, |key| mirror.others(key))
+                };
+                refused?;
+                self.apply_to_table(&*sync::prepare(command)?, applied)
+            }
             None => {
                 let prepared = sync::prepare(command)?;
                 sync::probe(&prepared, &self.director().table)?;
@@ -204,6 +216,7 @@ impl exporter::Source for Reporter {
             connections_open: count(director.conns.live_streams()),
             descriptors: (self.mode() == Mode::Userspace).then(|| director.descriptor_status()),
             udp: director.udp_admission(),
+            sync_daemons: director.sync.status().daemons,
             sync: (self.mode() == Mode::Userspace).then(|| director.sync.status()),
             config: self.config().map(|c| ConfigReloads {
                 applied_at: c.applied_at,

@@ -100,8 +100,15 @@ pub async fn run(
         }
     };
     let (mirror, why) = choose_mode(settings.mode)?;
-    let mirror = mirror.map(|m| Arc::new(Mutex::new(m)));
     let director = director(&settings, mirror.is_none())?;
+    let mirror = mirror.map(|mut m| {
+        // `uvs status` and the metrics show whether the kernel runs the table's daemons.
+        let shows = Arc::clone(&director);
+        m.report_daemons(Box::new(move |role, state| {
+            shows.sync.set_state(role, state)
+        }));
+        Arc::new(Mutex::new(m))
+    });
     let kernel = mirror
         .as_ref()
         .map(|m| tokio::spawn(mirror::run(Arc::clone(&director.table), Arc::clone(m))));

@@ -75,11 +75,16 @@ pub fn probe(command: &Command, table: &TableHandle) -> Result<(), TableError> {
 /// mirror's lock (so that no repair pass comes between the kernel and the table):
 /// the kernel first, then `to_table` with the command as the table takes it.
 ///
-/// A start is refused as ipvsadm's would be: its settings and interface, then a
-/// daemon of that role in the table ("Daemon has already run": if the kernel lost it,
-/// the mirror starts it again), then the kernel's own answer (EEXIST for a daemon
-/// someone else started). Should the table then refuse it (a reload started one
-/// meanwhile), the kernel's is stopped again.
+/// A start is refused as ipvsadm's would be: its settings and interface, then the
+/// kernel's own answer ("Daemon has already run" while any daemon of that role runs,
+/// uvs's or someone else's; "No such device", ...). The kernel decides, not the table:
+/// a daemon of that role the table has and the kernel does not run (the kernel
+/// refused it, shown down in `uvs status`; or someone stopped it and the mirror has
+/// not started it again yet) does not stand in the way, and once the kernel runs the
+/// asked daemon it replaces the table's (a `[sync]` role's: until the next reload
+/// puts the file's back, as for any uvsadm change to what the file owns). Should the
+/// table then refuse it (a reload started one meanwhile), the kernel's is stopped
+/// again.
 ///
 /// A stop stops the kernel's daemon of that role whoever started it, as ipvsadm's
 /// would, and removes the table's; "No daemon is running" only when neither had one.
@@ -93,11 +98,13 @@ pub fn in_kernel(
     match command {
         Command::StartSyncDaemon(asked) => {
             let resolved = resolve(asked)?;
-            if table.snapshot().sync_daemons().get(asked.role).is_some() {
-                return Err(TableError::SyncDaemonRunning);
-            }
             mirror.start_daemon(asked)?;
-            let result = to_table(&Command::StartSyncDaemon(resolved));
+            let role = asked.role;
+            let replaced = match table.snapshot().sync_daemons().get(role) {
+                Some(_) => to_table(&Command::StopSyncDaemon { role }),
+                None => Ok(()),
+            };
+            let result = replaced.and_then(|()| to_table(&Command::StartSyncDaemon(resolved)));
             if result.is_err()
                 && let Err(e) = mirror.stop_daemon(asked.role)
             {

@@ -146,7 +146,8 @@ names! {
     CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS =
         "uvs_config_last_reload_success_timestamp_seconds";
     CONFIG_RELOADS_TOTAL = "uvs_config_reloads_total";
-    // uvs's own connection-sync daemons (userspace mode).
+    // The connection-sync daemons: whether each runs (both modes), what uvs's own
+    // did (userspace mode).
     SYNC_DAEMON_UP = "uvs_sync_daemon_up";
     SYNC_SENT_DATAGRAMS_TOTAL = "uvs_sync_sent_datagrams_total";
     SYNC_SENT_ENTRIES_TOTAL = "uvs_sync_sent_entries_total";

@@ -40,7 +40,11 @@ pub struct State {
     pub udp: UdpAdmissionStatus,
     /// The configuration file's fate, when the daemon runs from one.
     pub config: Option<ConfigReloads>,
-    /// What uvs's own sync daemons did (userspace mode); None in kernel mode.
+    /// Whether each of the table's sync daemons runs, by role, in either mode
+    /// (userspace: uvs's socket; kernel: the kernel took it).
+    pub sync_daemons: std::collections::BTreeMap<String, crate::sync::counters::DaemonState>,
+    /// What uvs's own sync daemons did (userspace mode); None in kernel mode, where
+    /// the kernel's threads do the work.
     pub sync: Option<crate::sync::counters::SyncStatus>,
 }
 

@@ -766,6 +766,7 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
             reloads,
         );
     }
+    sync_up_series(&daemon.sync_daemons, out);
     if let Some(s) = &daemon.sync {
         sync_series(s, out);
     }
@@ -800,11 +801,12 @@ fn daemon_series(sources: &Sources<'_>, out: &mut BodyWriter) {
 }
 
 /// New UDP flows refused and unanswered flows ended, by reason.
-/// uvs's own sync daemons: datagrams and entries sent and received, what was dropped
-/// by reason (every reason seen so far; `sync::counters` names them), the connections
-/// held from masters.
-fn sync_series(s: &crate::sync::counters::SyncStatus, out: &mut BodyWriter) {
-    let up = s.daemons.iter().map(|(role, state)| {
+/// Whether each of the table's sync daemons runs, in either mode.
+fn sync_up_series(
+    daemons: &std::collections::BTreeMap<String, crate::sync::counters::DaemonState>,
+    out: &mut BodyWriter,
+) {
+    let up = daemons.iter().map(|(role, state)| {
         let up = matches!(state, crate::sync::counters::DaemonState::Up);
         (
             Labels::NONE.with("role", Value::Text(role)),
@@ -814,11 +816,18 @@ fn sync_series(s: &crate::sync::counters::SyncStatus, out: &mut BodyWriter) {
     family(
         out,
         names::SYNC_DAEMON_UP,
-        "1 while the sync daemon of the role runs; 0 while its socket cannot be made \
-         (tried again every 2 s; uvs status says why).",
+        "1 while the sync daemon of the role runs; 0 while it cannot (userspace mode: its \
+         socket cannot be made; kernel mode: the kernel refuses it, or runs another daemon \
+         of that role), tried again every 2 s; uvs status says why.",
         Kind::Gauge,
         up,
     );
+}
+
+/// uvs's own sync daemons (userspace mode): datagrams and entries sent and received,
+/// what was dropped by reason (every reason seen so far; `sync::counters` names them),
+/// the connections held from masters.
+fn sync_series(s: &crate::sync::counters::SyncStatus, out: &mut BodyWriter) {
     let scalars = [
         (
             names::SYNC_SENT_DATAGRAMS_TOTAL,

@@ -6,12 +6,15 @@
 //! the services it created: one that was in the kernel before uvs (someone's ipvsadm)
 //! is reported and left alone, never edited or flushed. A change the kernel refuses is
 //! logged with the kernel's reason and tried again at the next pass; the daemon runs
-//! on. On a clean stop uvs removes its services unless told to leave them (ldirectord's
-//! cleanstop). The connection-sync daemons the table asks for are kept running in the
-//! kernel the same way (`daemon_mirror` has the policy), and `--start-daemon` /
-//! `--stop-daemon` from uvsadm reach the kernel before the table
-//! ([`Mirror::start_daemon`], [`Mirror::stop_daemon`]), so that uvsadm hears the
-//! kernel's refusal. Run by `uvs run --mode kernel`.
+//! on (a sync daemon the kernel refuses is also shown down, with the reason, in `uvs
+//! status` and the metrics, [`Mirror::report_daemons`]). On a clean stop uvs removes
+//! its services unless told to leave them (ldirectord's cleanstop). The connection-sync
+//! daemons the table asks for are kept running in the kernel the same way
+//! (`daemon_mirror` has the policy), and `--start-daemon` / `--stop-daemon` from
+//! uvsadm reach the kernel before the table ([`Mirror::start_daemon`],
+//! [`Mirror::stop_daemon`]), so that uvsadm hears the kernel's refusal. Commands on
+//! services the kernel holds and uvs did not create are refused (`others`). Run by
+//! `uvs run --mode kernel`.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -24,10 +27,15 @@ use super::daemons;
 use super::ipvs::{self, Ipvs, KernelServer};
 use crate::lock::Locked;
 use crate::stats::{Counters, Rates};
+use crate::sync::counters::DaemonState;
 use crate::table::{
     ServerConfig, ServiceEntry, ServiceKey, SyncDaemon, SyncRole, Table, TableError, TableHandle,
     Timeouts,
 };
+
+/// Where the mirror says how each of the table's sync daemons is doing in the kernel
+/// (`sync::Shared::set_state`: None when the table asks for none of that role).
+pub type DaemonReport = Box<dyn Fn(SyncRole, Option<DaemonState>) + Send>;
 
 /// How often the kernel is compared with the table when nothing changed, and its
 /// counters read: as often as its estimator updates them.
@@ -80,6 +88,15 @@ pub struct Mirror {
     daemons: HashSet<SyncRole>,
     /// Roles whose daemon is someone else's, reported once.
     foreign_daemons: HashSet<SyncRole>,
+    /// Why the kernel last refused to start the table's daemon of a role, said once
+    /// per new reason.
+    refused: HashMap<SyncRole, String>,
+    report: Option<DaemonReport>,
+    /// Roles last reported with a state: only these are reported gone (None) when the
+    /// table no longer asks for them, so that what others say of a role the table
+    /// has no daemon of (the reloader's daemon waiting for its interface,
+    /// `daemon::waiting_sync`) is not cleared at every pass.
+    reported: HashSet<SyncRole>,
 }
 
 impl Mirror {
@@ -91,7 +108,31 @@ impl Mirror {
             timeouts: None,
             daemons: HashSet::new(),
             foreign_daemons: HashSet::new(),
+            refused: HashMap::new(),
+            report: None,
+            reported: HashSet::new(),
         }
+    }
+
+    /// Where each pass says whether the table's sync daemons run in the kernel: Up
+    /// when the kernel runs it, Down with the kernel's refusal in ipvsadm's words (or
+    /// because another daemon holds the role), None when the table asks for none.
+    pub fn report_daemons(&mut self, report: DaemonReport) {
+        self.report = Some(report);
+    }
+
+    /// Whether uvs created the kernel's service `key` (and so changes it).
+    pub fn owns(&self, key: &ServiceKey) -> bool {
+        self.owned.contains(key)
+    }
+
+    /// Whether the kernel holds a service at `key` that uvs did not create: someone
+    /// else's, which uvs leaves alone. Errors: the kernel's, reading its services.
+    pub fn others(&mut self, key: &ServiceKey) -> io::Result<bool> {
+        if self.owned.contains(key) {
+            return Ok(false);
+        }
+        Ok(self.ipvs.services()?.iter().any(|s| s.config.key == *key))
     }
 
     /// `--start-daemon` from uvsadm: `asked` (as uvsadm gave it, so the kernel fills
@@ -105,6 +146,7 @@ impl Mirror {
         tracing::info!("kernel: --start-daemon {}", asked.role.name());
         self.daemons.insert(asked.role);
         self.foreign_daemons.remove(&asked.role);
+        self.refused.remove(&asked.role);
         Ok(())
     }
 
@@ -122,12 +164,12 @@ impl Mirror {
         result
     }
 
-    /// `-L` and `-S`: the kernel's whole table, uvs's services as `table` has them
-    /// (`listing::merge`).
+    /// `-L` and `-S`: the kernel's whole table, uvs's services as `table` has them and
+    /// the others as the kernel has them (`listing::merge`).
     pub fn listing(&mut self, table: Vec<ServiceEntry>) -> io::Result<Vec<ServiceEntry>> {
         let kernel = self.ipvs.services()?;
         let ipvs = &mut self.ipvs;
-        super::listing::merge(&kernel, table, |k| {
+        super::listing::merge(&kernel, table, &self.owned, |k| {
             Ok(super::listing::entry(k, &ipvs.servers(k.config.key)?))
         })
     }
@@ -151,9 +193,10 @@ impl Mirror {
         self.ipvs.daemons()
     }
 
-    /// Makes the kernel's sync daemons what the table asks for (`daemon_mirror`);
-    /// returns how many changes were sent. Not being able to list them (a kernel
-    /// without GET_DAEMON) is logged and leaves them as they are.
+    /// Makes the kernel's sync daemons what the table asks for (`daemon_mirror`), and
+    /// reports how each of the table's is doing ([`Mirror::report_daemons`]); returns
+    /// how many changes were sent. Not being able to list them (a kernel without
+    /// GET_DAEMON) is logged and leaves them, and their report, as they are.
     fn sync_daemons(&mut self, table: &Table) -> usize {
         let running = match self.ipvs.daemons() {
             Ok(running) => running,
@@ -164,20 +207,18 @@ impl Mirror {
                 return 0;
             }
         };
+        let wanted = table.sync_daemons();
         let mut sent = 0;
-        for step in daemon_mirror::steps(table.sync_daemons(), &running, &self.daemons) {
+        // Why the table's daemon of a role does not run, once this pass is done.
+        let mut down: HashMap<SyncRole, String> = HashMap::new();
+        for step in daemon_mirror::steps(wanted, table.sync_from_file(), &running, &self.daemons) {
             match step {
-                Step::Start(daemon) => {
-                    let family = self.ipvs.family();
-                    if self.send(
-                        &format!("--start-daemon {}", daemon.role.name()),
-                        &daemons::start_request(family, &daemon),
-                    ) {
-                        self.daemons.insert(daemon.role);
-                        self.foreign_daemons.remove(&daemon.role);
-                        sent += 1;
+                Step::Start(daemon) => match self.start(&daemon) {
+                    Ok(()) => sent += 1,
+                    Err(reason) => {
+                        down.insert(daemon.role, reason);
                     }
-                }
+                },
                 Step::Stop(role) => match self.stop_daemon(role) {
                     Ok(()) => sent += 1,
                     Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
@@ -195,6 +236,40 @@ impl Mirror {
                     self.daemons.insert(role);
                     self.foreign_daemons.remove(&role);
                 }
+                Step::Replace { theirs, want } => {
+                    let role = want.role;
+                    if self.foreign_daemons.insert(role) {
+                        tracing::warn!(
+                            "kernel: a {theirs} that uvs did not start holds the role the file's [sync] names; stopped for the file's"
+                        );
+                    }
+                    match self.ipvs.stop_daemon(role) {
+                        Ok(()) => {
+                            tracing::info!("kernel: --stop-daemon {}", role.name());
+                            sent += 1;
+                        }
+                        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                        Err(e) => {
+                            let reason = daemons::refusal(&e, true).to_string();
+                            self.say_refused(
+                                role,
+                                &format!("--stop-daemon {}", role.name()),
+                                &reason,
+                            );
+                            down.insert(
+                                role,
+                                format!("{theirs} holds the role and cannot be stopped: {reason}"),
+                            );
+                            continue;
+                        }
+                    }
+                    match self.start(&want) {
+                        Ok(()) => sent += 1,
+                        Err(reason) => {
+                            down.insert(role, reason);
+                        }
+                    }
+                }
                 Step::Foreign(daemon) => {
                     if self.foreign_daemons.insert(daemon.role) {
                         tracing::warn!(
@@ -202,13 +277,70 @@ impl Mirror {
                             daemon
                         );
                     }
+                    down.insert(
+                        daemon.role,
+                        format!("the kernel runs another {daemon}, which uvs did not start"),
+                    );
                 }
                 Step::Forget(role) => {
                     self.daemons.remove(&role);
                 }
             }
         }
+        for role in [SyncRole::Master, SyncRole::Backup] {
+            let state = wanted.get(role).map(|_| match down.remove(&role) {
+                Some(reason) => DaemonState::Down { reason },
+                None => DaemonState::Up,
+            });
+            if state.is_none() || state == Some(DaemonState::Up) {
+                self.refused.remove(&role);
+            }
+            let tell = match state {
+                Some(_) => {
+                    self.reported.insert(role);
+                    true
+                }
+                None => self.reported.remove(&role),
+            };
+            if let Some(report) = &self.report
+                && tell
+            {
+                report(role, state);
+            }
+        }
         sent
+    }
+
+    /// Starts the table's `daemon` in the kernel, uvs's once started. Errors: the
+    /// kernel's refusal in ipvsadm's words, logged once per new reason.
+    fn start(&mut self, daemon: &SyncDaemon) -> Result<(), String> {
+        let role = daemon.role;
+        let request = daemons::start_request(self.ipvs.family(), daemon);
+        match self.ipvs.ask(&request) {
+            Ok(_) => {
+                tracing::info!("kernel: --start-daemon {}", role.name());
+                self.daemons.insert(role);
+                self.foreign_daemons.remove(&role);
+                self.refused.remove(&role);
+                Ok(())
+            }
+            Err(e) => {
+                let reason = daemons::refusal(&e, false).to_string();
+                self.say_refused(role, &format!("--start-daemon {}", role.name()), &reason);
+                Err(reason)
+            }
+        }
+    }
+
+    /// Logs the kernel's refusal of `what` for `role`, unless it is the reason said
+    /// last for that role: the pass tries again every 2 s.
+    fn say_refused(&mut self, role: SyncRole, what: &str, reason: &str) {
+        if new_reason(&mut self.refused, role, reason) {
+            tracing::error!(
+                "kernel refused: {what}: {reason} (tried again every {} s; uvs status shows it down)",
+                REPAIR_INTERVAL.as_secs()
+            );
+        }
     }
 
     /// Sends one request; a refusal is logged with the kernel's reason.
@@ -413,6 +545,16 @@ fn same_service(kernel: &crate::table::ServiceConfig, table: &crate::table::Serv
         && kernel.pe == table.pe
 }
 
+/// Records `reason` as the last said for `role`; true when it is new (none was said,
+/// or another).
+fn new_reason(said: &mut HashMap<SyncRole, String>, role: SyncRole, reason: &str) -> bool {
+    if said.get(&role).is_some_and(|r| r == reason) {
+        return false;
+    }
+    said.insert(role, reason.to_string());
+    true
+}
+
 static KERNEL_REFUSED: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
 static KERNEL_UNREADABLE: crate::rate_limit::RateLimit = crate::rate_limit::RateLimit::new();
 
@@ -420,8 +562,13 @@ static KERNEL_UNREADABLE: crate::rate_limit::RateLimit = crate::rate_limit::Rate
 pub async fn run(table: Arc<TableHandle>, mirror: Arc<std::sync::Mutex<Mirror>>) {
     let mut changes = table.subscribe();
     loop {
-        let snapshot = table.snapshot();
-        let result = mirror.locked().sync(&snapshot);
+        // The snapshot is taken under the mirror's lock: a uvsadm --start-daemon holds
+        // it from the kernel to the table (`daemon::sync::in_kernel`), and an older
+        // snapshot would have the pass stop the daemon just started.
+        let result = {
+            let mut mirror = mirror.locked();
+            mirror.sync(&table.snapshot())
+        };
         if let Err(e) = result {
             KERNEL_UNREADABLE.warn(|suppressed| {
                 tracing::error!(error = %e, suppressed, "kernel: cannot read the IPVS table");
@@ -435,5 +582,28 @@ pub async fn run(table: Arc<TableHandle>, mirror: Arc<std::sync::Mutex<Mirror>>)
             }
             () = tokio::time::sleep(REPAIR_INTERVAL) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_said_once_per_new_reason() {
+        let mut said = HashMap::new();
+        let master = SyncRole::Master;
+        assert!(new_reason(&mut said, master, "Network is unreachable"));
+        assert!(!new_reason(&mut said, master, "Network is unreachable"));
+        assert!(new_reason(
+            &mut said,
+            SyncRole::Backup,
+            "Network is unreachable"
+        ));
+        assert!(new_reason(&mut said, master, "No such device"));
+        assert!(!new_reason(&mut said, master, "No such device"));
+        // Once started (the reason forgotten), a new refusal is said again.
+        said.remove(&master);
+        assert!(new_reason(&mut said, master, "No such device"));
     }
 }

@@ -94,7 +94,8 @@ pub struct Director {
     /// What serves each listen address, and how each is doing.
     pub listeners: Listeners,
     /// The userspace sync daemons' state: the master's queue, the connections held
-    /// from masters, the counters.
+    /// from masters, the counters; and in either mode whether each of the table's
+    /// daemons runs (kernel mode: written by the mirror).
     pub sync: crate::sync::Shared,
 }
 

@@ -30,7 +30,8 @@ pub struct Shared {
     pub counters: SyncCounters,
     /// The address the master sends from: the backup ignores datagrams from it.
     own: Mutex<Option<SocketAddr>>,
-    /// The daemons uvs runs, by role, and how each is doing.
+    /// The daemons uvs runs, by role, and how each is doing (kernel mode: whether the
+    /// kernel runs the table's, `kernel::mirror`).
     daemons: Mutex<BTreeMap<&'static str, DaemonState>>,
     /// Sends that failed, warned of at most once per interval.
     pub warned: RateLimit,

@@ -100,6 +100,15 @@ pub enum TableError {
     /// strerror).
     #[error("No such device")]
     NoSuchDevice,
+    /// Kernel mode: a command on a service the kernel holds that uvs did not create
+    /// (ipvsadm's, or another tool's), which uvs lists but never changes
+    /// (`kernel::others`).
+    #[error(
+        "virtual service {} in the kernel is not uvs's (uvs did not create it, and \
+         leaves it alone): change it with ipvsadm",
+        ServiceArgs(service)
+    )]
+    OthersService { service: ServiceKey },
     /// Any other refusal of the kernel's IPVS, in libipvs's words for its errno
     /// (`ipvs_strerror`: its table, else strerror).
     #[error("{message}")]

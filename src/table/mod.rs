@@ -60,7 +60,7 @@ pub use service::{
     AcceptProxy, Netmask, PersistenceEngine, ProxyProtocol, ProxyTlvs, QueueOptions, Service,
     ServiceFlags, ServiceOptions, ServiceState,
 };
-pub use sync::{SyncDaemon, SyncDaemons, SyncRole};
+pub use sync::{SyncDaemon, SyncDaemons, SyncFromFile, SyncRole};
 pub use timeouts::Timeouts;
 
 use crate::lock::Locked;
@@ -91,6 +91,9 @@ pub struct Table {
     admission_state: Arc<admission::GlobalState>,
     /// The connection-sync daemons asked for (`--start-daemon`, the file's `[sync]`).
     sync: SyncDaemons,
+    /// The roles whose daemon in `sync` came from a configuration file
+    /// ([`Source::File`]): the file's `[sync]` owns them (`kernel::daemon_mirror`).
+    sync_from_file: SyncFromFile,
 }
 
 impl Table {
@@ -118,6 +121,12 @@ impl Table {
     /// is resolved for the interface (`SyncDaemon::resolved`, `daemon::sync`).
     pub fn sync_daemons(&self) -> &SyncDaemons {
         &self.sync
+    }
+
+    /// Which of [`Table::sync_daemons`] a configuration file's reload started
+    /// ([`Source::File`]); the others came from uvsadm.
+    pub fn sync_from_file(&self) -> SyncFromFile {
+        self.sync_from_file
     }
 
     /// The access lists and limits of every service (`Command::SetAdmission`).
@@ -507,11 +516,13 @@ impl Table {
                     return Err(TableError::SyncDaemonRunning);
                 }
                 *slot = Some(daemon.clone());
+                self.sync_from_file.set(daemon.role, source == Source::File);
             }
             Command::StopSyncDaemon { role } => {
                 if self.sync.slot(*role).take().is_none() {
                     return Err(TableError::NoSyncDaemon);
                 }
+                self.sync_from_file.set(*role, false);
             }
             Command::AddListener(rule) => {
                 let l = &rule.listen;

@@ -208,6 +208,29 @@ impl SyncDaemons {
     }
 }
 
+/// Which of the table's sync daemons a configuration file started, by role.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncFromFile {
+    pub master: bool,
+    pub backup: bool,
+}
+
+impl SyncFromFile {
+    pub fn get(&self, role: SyncRole) -> bool {
+        match role {
+            SyncRole::Master => self.master,
+            SyncRole::Backup => self.backup,
+        }
+    }
+
+    pub(super) fn set(&mut self, role: SyncRole, from_file: bool) {
+        match role {
+            SyncRole::Master => self.master = from_file,
+            SyncRole::Backup => self.backup = from_file,
+        }
+    }
+}
+
 /// What the kernel refuses at `--start-daemon` with EINVAL before it looks at the
 /// interface (ip_vs_ctl.c `ip_vs_genl_new_daemon`): an empty interface name and a group
 /// that is not multicast. That the interface exists is the runner's to check (ENODEV).

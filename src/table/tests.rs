@@ -401,6 +401,48 @@ fn timeouts_and_sync_daemon() {
     }
 }
 
+/// The kernel mirror replaces a daemon someone else runs only for a role the file's
+/// `[sync]` owns: the table says which roles' daemons a reload started.
+#[test]
+fn the_table_knows_which_sync_daemons_the_file_started() {
+    let mut t = Table::new();
+    let master = SyncDaemon::new(SyncRole::Master, "lo");
+    let backup = SyncDaemon::new(SyncRole::Backup, "lo");
+    let start = |d: &SyncDaemon| Command::StartSyncDaemon(d.clone());
+    t.apply_from(&start(&master), &UnicastOnly, Source::File)
+        .map(Effects::carry_out)
+        .unwrap();
+    apply(&mut t, start(&backup)).unwrap();
+    let from_file = t.sync_from_file();
+    assert_eq!((from_file.master, from_file.backup), (true, false));
+    assert!(from_file.get(SyncRole::Master) && !from_file.get(SyncRole::Backup));
+    // uvsadm's stop and start of the file's role: uvsadm's from then on.
+    apply(
+        &mut t,
+        Command::StopSyncDaemon {
+            role: SyncRole::Master,
+        },
+    )
+    .unwrap();
+    assert!(!t.sync_from_file().master);
+    t.apply_from(&start(&master), &UnicastOnly, Source::File)
+        .map(Effects::carry_out)
+        .unwrap();
+    apply(
+        &mut t,
+        Command::StopSyncDaemon {
+            role: SyncRole::Master,
+        },
+    )
+    .unwrap();
+    apply(&mut t, start(&master)).unwrap();
+    assert_eq!(t.sync_from_file(), SyncFromFile::default());
+    // A refused start changes nothing.
+    let again = t.apply_from(&start(&master), &UnicastOnly, Source::File);
+    assert_eq!(again.map(drop), Err(TableError::SyncDaemonRunning));
+    assert!(!t.sync_from_file().master);
+}
+
 #[test]
 fn handle_publishes_only_successful_changes() {
     let handle = TableHandle::new(Box::new(UnicastOnly));

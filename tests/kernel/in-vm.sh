@@ -11,12 +11,22 @@
 # ipvsadm did (tests/golden/daemon_*, put in /opt/uvs/golden by run.sh) and as it does
 # here, refusals included; a daemon someone else starts is listed; the file's [sync]
 # starts the kernel's daemon, a stop behind uvs's back is repaired, and a clean stop
-# stops it.
+# stops it. A service someone else made at one of the file's keys is listed as the
+# kernel has it, and uvsadm's commands on others' services are refused, the kernel
+# untouched. A [sync] daemon the kernel refuses is shown down with its reason (uvs
+# status, metrics), said once in the log, and uvsadm --start-daemon of that role goes
+# to the kernel. After a stop with cleanstop = false, a restart with another [sync]
+# replaces the daemon the earlier uvs left; a daemon of a role [sync] does not name
+# stays.
 set -u
 cd /root
 fail() { echo "FAIL: $*"; echo "--- uvs log"; cat uvs.log; exit 1; }
 
 ipvsadm -A -t 127.0.0.99:99 -s rr   # someone else's
+# Someone else's, at a key the file names too: the mirror leaves it alone.
+ipvsadm -A -t 127.0.0.98:98 -s wlc
+ipvsadm -a -t 127.0.0.98:98 -r 127.0.0.1:7000 -m -w 4
+others=$(ipvsadm -S -n)
 
 # A client and two real servers in network namespaces of their own, routed through
 # this (the director's) namespace; the VIP is on lo. Inside the VM: nothing leaves it.
@@ -74,6 +84,12 @@ weight = 3
 address = "198.51.100.6:80"
 
 [[service]]
+tcp = "127.0.0.98:98"
+scheduler = "rr"
+[[service.server]]
+address = "127.0.0.1:7001"
+
+[[service]]
 tcp = "127.0.0.10:80"
 scheduler = "wrr"
 [[service.server]]
@@ -101,12 +117,13 @@ flags = ["sh-port"]
 address = "127.0.0.2"
 forward = "gate"
 '
-CHECKED='
+SYNC9='
 [sync]
 role = "master"
 interface = "lo"
 syncid = 9
-
+'
+CHECKED=$SYNC9'
 [[service]]
 tcp = "127.0.0.11:80"
 scheduler = "rr"
@@ -148,6 +165,30 @@ compare "start"
 ipvsadm -L --timeout | grep -q 'Timeout (tcp tcpfin udp): 600 120 300' || fail "timeouts"
 grep -q '127.0.0.99:99' u.txt || fail "uvsadm -L does not list the service uvs did not make"
 [ "$($U -L -n -t 127.0.0.99:99)" = "$(ipvsadm -L -n -t 127.0.0.99:99)" ] || fail "uvsadm -L -t of someone else's service"
+[ "$($U -L -n -t 127.0.0.98:98)" = "$(ipvsadm -L -n -t 127.0.0.98:98)" ] || fail "uvsadm -L -t of someone else's service at the file's key"
+grep -q 'already there; left alone' uvs.log || fail "the service at the file's key is not said to be someone else's"
+
+# uvsadm's commands on others' services: refused, saying whose it is; the kernel and
+# the listing as they were.
+refused_as_others() {
+    local vip=$1; shift
+    $U "$@" > uo.txt 2> ue.txt && fail "uvsadm $* was taken"
+    grep -qx "virtual service -t $vip in the kernel is not uvs's (uvs did not create it, and leaves it alone): change it with ipvsadm" ue.txt ||
+        fail "uvsadm $*: $(cat ue.txt)"
+}
+for vip in 127.0.0.98:98 127.0.0.99:99; do
+    refused_as_others $vip -A -t $vip -s rr
+    refused_as_others $vip -E -t $vip -s lc
+    refused_as_others $vip -D -t $vip
+    refused_as_others $vip -a -t $vip -r 127.0.0.1:7002 -m
+    refused_as_others $vip -e -t $vip -r 127.0.0.1:7000 -m -w 9
+    refused_as_others $vip -d -t $vip -r 127.0.0.1:7000
+    refused_as_others $vip -Z -t $vip
+done
+$U -C || fail "uvsadm -C"
+kill -HUP $pid   # the file's services back
+[ "$(ipvsadm -S -n | grep -e 127.0.0.98 -e 127.0.0.99)" = "$others" ] || fail "others' services changed: $(ipvsadm -S -n)"
+compare "uvsadm's commands on others' services"
 
 # The sync daemons from uvsadm: what ipvsadm 1.31 printed for the same commands
 # (golden), and what ipvsadm says here for the refusals and listings.
@@ -268,9 +309,73 @@ compare "uvsadm -a"
 ipvsadm -d -t 127.0.0.10:80 -r 127.0.0.1:8090
 compare "a change made behind uvs's back is repaired"
 
+# A [sync] daemon the kernel refuses (an IPv6 group on lo: ENETUNREACH) is shown
+# down with the kernel's reason, tried again, and said once in the log.
+write_config 5 8082 "$SYNC9"'group = "ff02::1:81"'"${CHECKED#"$SYNC9"}"
+kill -HUP $pid
+metric_up() {
+    busybox wget -q -O - http://127.0.0.1:9280/metrics | awk -v m="uvs_sync_daemon_up{role=\"$1\"}" '$1 == m {print $2}'
+}
+down_line="  the master sync daemon is not running: Network is unreachable; retrying every 2 s"
+for _ in $(seq 50); do
+    /opt/uvs/uvs status --socket /root/uvs.sock > status.txt
+    grep -qxF "$down_line" status.txt && break
+    sleep 0.2
+done
+grep -qxF "$down_line" status.txt || { cat status.txt; fail "the refused [sync] daemon is not shown down"; }
+[ "$(metric_up master)" = 0 ] || fail "uvs_sync_daemon_up{role=master} is $(metric_up master)"
+sleep 5   # passes go on trying
+[ "$(grep -c 'kernel refused: --start-daemon master: Network is unreachable' uvs.log)" = 1 ] ||
+    { grep 'kernel refused' uvs.log; fail "the refusal is not said once"; }
+[ -z "$(ipvsadm -L -n --daemon)" ] || fail "a daemon runs: $(ipvsadm -L -n --daemon)"
+as_ipvsadm -L -n --daemon
+echo "ok a [sync] daemon the kernel refuses is shown down with its reason"
+# uvsadm's start of that role goes to the kernel, which takes it: it is the table's.
+$U --start-daemon master --mcast-interface lo --syncid 4 || fail "--start-daemon of the refused role"
+sleep 2.5   # a pass: the daemon uvsadm started stays
+wait_daemon "^master sync daemon (mcast=lo, syncid=4, " "uvsadm's daemon does not run"
+as_ipvsadm -L -n --daemon
+/opt/uvs/uvs status --socket /root/uvs.sock > status.txt
+grep -q "not running" status.txt && { cat status.txt; fail "still shown down"; }
+grep -qx "master sync daemon (mcast=lo, syncid=4, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)" status.txt ||
+    { cat status.txt; fail "uvs status does not list the kernel's daemon"; }
+[ "$(metric_up master)" = 1 ] || fail "uvs_sync_daemon_up{role=master} is $(metric_up master) once it runs"
+as_ipvsadm --start-daemon master --mcast-interface lo --syncid 4
+grep -qx "Daemon has already run" ue.txt || fail "a second start: $(cat ue.txt)"
+echo "ok uvsadm --start-daemon of a refused role goes to the kernel"
+
 kill -TERM $pid
 wait $pid
 saved=$(ipvsadm -S -n)
-[ "$saved" = "-A -t 127.0.0.99:99 -s rr" ] || fail "after a clean stop the kernel has: $saved"
+[ "$saved" = "$others" ] || fail "after a clean stop the kernel has: $saved"
 [ -z "$(ipvsadm -L -n --daemon)" ] || fail "after a clean stop a sync daemon runs: $(ipvsadm -L -n --daemon)"
 echo "ok clean stop"
+
+# cleanstop = false leaves the file's daemon running; the next uvs, whose [sync] has
+# another sync id, replaces it; someone else's backup (a role [sync] does not name)
+# stays.
+sync_only() {
+    printf '[global]\nmode = "kernel"\ncleanstop = %s\n%s' "$1" "${SYNC9/syncid = 9/syncid = $2}" > uvs.toml
+}
+sync_only false 9
+/opt/uvs/uvs run --socket /root/uvs.sock -c uvs.toml 2> uvs.log &
+pid=$!
+wait_daemon "^master sync daemon (mcast=lo, syncid=9, " "[sync] did not start the kernel's daemon"
+kill -TERM $pid
+wait $pid
+ipvsadm -L -n --daemon | grep -q "^master sync daemon (mcast=lo, syncid=9, " || fail "cleanstop = false stopped the daemon"
+ipvsadm --start-daemon backup --mcast-interface lo --syncid 5   # someone else's
+sync_only true 10
+/opt/uvs/uvs run --socket /root/uvs.sock -c uvs.toml 2> uvs.log &
+pid=$!
+wait_daemon "^master sync daemon (mcast=lo, syncid=10, " "the daemon an earlier uvs left was not replaced"
+sleep 2.5   # a pass: someone else's backup stays, and the replacement is said once
+[ "$(grep -c "that uvs did not start holds the role the file's \[sync\] names; stopped for the file's" uvs.log)" = 1 ] ||
+    fail "the replacement is not said once"
+ipvsadm -L -n --daemon | grep -q "^backup sync daemon (mcast=lo, syncid=5, " || fail "uvs stopped someone else's backup"
+as_ipvsadm -L -n --daemon
+kill -TERM $pid
+wait $pid
+[ "$(ipvsadm -L -n --daemon | cut -d, -f1,2)" = "backup sync daemon (mcast=lo, syncid=5" ] ||
+    fail "after a clean stop: $(ipvsadm -L -n --daemon)"
+echo "ok the file's [sync] replaces the daemon an earlier uvs left, and only in its roles"

@@ -230,6 +230,7 @@ fn a_small_table_is_written_exactly() {
             oversized: 0,
         },
         config: Some(config),
+        sync_daemons: [("backup".to_string(), crate::sync::counters::DaemonState::Up)].into(),
         sync: Some(crate::sync::counters::SyncStatus {
             sent_messages: 4,
             sent_entries: 96,
@@ -302,5 +303,45 @@ fn names_quoted_in_help_texts_exist() {
     assert!(
         quoted > 0,
         "uvs_udp_flows_refused_total's HELP names another family"
+    );
+}
+
+/// Kernel mode: the kernel's threads do the syncing, so only whether each of the
+/// table's daemons runs is uvs's to say (a refused start: 0), and no counters.
+#[test]
+fn kernel_mode_says_whether_the_sync_daemons_run_and_nothing_else_of_them() {
+    let table = Table::new();
+    let down = crate::sync::counters::DaemonState::Down {
+        reason: "Network is unreachable".into(),
+    };
+    let daemon = State {
+        sync_daemons: [
+            ("backup".to_string(), crate::sync::counters::DaemonState::Up),
+            ("master".to_string(), down),
+        ]
+        .into(),
+        sync: None,
+        ..State::default()
+    };
+    let sources = Sources {
+        table: &table,
+        daemon: &daemon,
+        clients_dropped: crate::exporter::drops::DropCounts::default(),
+        version: "0.1.0",
+        commit: "0123456789ab",
+    };
+    let mut out = BodyWriter::new();
+    write(&sources, &mut out);
+    let text = String::from_utf8(out.finish().to_vec()).unwrap();
+    let sync: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("uvs_sync_"))
+        .collect();
+    assert_eq!(
+        sync,
+        [
+            "uvs_sync_daemon_up{role=\"backup\"} 1",
+            "uvs_sync_daemon_up{role=\"master\"} 0"
+        ]
     );
 }
