@@ -79,6 +79,17 @@ fn templates(d: &Daemon) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The clients of the connection entries (not templates) `-L -c -n` lists to `vip`.
+fn conn_clients(d: &Daemon, vip: SocketAddr) -> std::collections::BTreeSet<String> {
+    let vip = vip.to_string();
+    d.list(&["-L", "-c", "-n"])
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<&str>>())
+        .filter(|w| w.len() == 6 && w[0] == "TCP" && w[4] == vip)
+        .filter_map(|w| Some(w[3].split(':').next()?.to_string()))
+        .collect()
+}
+
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -147,6 +158,15 @@ fn a_masters_templates_reach_the_backup_and_send_its_clients_to_the_same_servers
         templates(&backup).len() == usize::from(CLIENTS)
     });
     assert_eq!(templates(&backup), on_master);
+    // And the master's connections: each carries the service's mark, as the kernel's
+    // (cp->fwmark), by which the backup finds fwmark service 1; none is dropped for
+    // want of a service.
+    let every_client: std::collections::BTreeSet<String> =
+        (1..=CLIENTS).map(|i| client(i).to_string()).collect();
+    wait_for("the backup's connections", || {
+        conn_clients(&backup, master_vip) == every_client
+    });
+    assert_eq!(dropped(&backup.status(), "no_service"), 0);
 
     // A client that fails over to the backup goes to its template's server.
     for i in 1..=CLIENTS {
