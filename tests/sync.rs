@@ -460,3 +460,41 @@ fn a_file_daemon_that_cannot_get_its_port_is_shown_down_and_tried_again() {
     });
     assert!(!d.status().contains("is not running"));
 }
+
+#[test]
+fn an_interface_name_that_is_not_utf8_is_refused_naming_the_option_from_argv_and_restore() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::process::{Command, Stdio};
+    let d = Daemon::start_logged(&[]);
+    let said = "illegal mcast-interface `lo\\xff' specified: the name's first 15 bytes (what \
+                ipvsadm keeps of it) are not UTF-8, and uvs keeps interface names as text\n";
+    let mut cmd = Command::new(common::UVSADM);
+    cmd.args(["--start-daemon", "backup", "--mcast-interface"])
+        .arg(OsStr::from_bytes(b"lo\xff"));
+    d.configure(&mut cmd);
+    let out = cmd.output().expect("run uvsadm");
+    assert_eq!(
+        (out.status.code(), common::text(&out.stderr)),
+        (Some(2), said.to_string())
+    );
+    let mut cmd = Command::new(common::UVSADM);
+    cmd.arg("-R")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    d.configure(&mut cmd);
+    let mut child = cmd.spawn().expect("run uvsadm -R");
+    child
+        .stdin
+        .take()
+        .expect("its stdin")
+        .write_all(b"--start-daemon backup --mcast-interface lo\xff\n")
+        .expect("write the rules");
+    let out = child.wait_with_output().expect("uvsadm -R ends");
+    assert_eq!(
+        (out.status.code(), common::text(&out.stderr)),
+        (Some(2), said.to_string())
+    );
+    assert_eq!(d.list(&["-L", "-n", "--daemon"]), "", "no daemon runs");
+}
