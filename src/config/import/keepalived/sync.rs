@@ -452,10 +452,8 @@ mod tests {
 
     #[test]
     fn a_global_lvs_sync_daemon_above_wins_over_the_deprecated_form() {
-        let text = format!(
-            "global_defs {{\n    lvs_sync_daemon lo VI_1\n}}\nvrrp_instance VI_1 {{\n    virtual_router_id 51\n    lvs_sync_daemon_interface eth1\n}}\n"
-        );
-        let imported = import(&text, None).unwrap();
+        let text = "global_defs {\n    lvs_sync_daemon lo VI_1\n}\nvrrp_instance VI_1 {\n    virtual_router_id 51\n    lvs_sync_daemon_interface eth1\n}\n";
+        let imported = import(text, None).unwrap();
         assert!(
             imported
                 .config
@@ -463,7 +461,7 @@ mod tests {
                 .iter()
                 .all(|d| d.interface == "lo" && d.syncid == 51)
         );
-        assert!(said(&text).contains(&(
+        assert!(said(text).contains(&(
             6,
             "lvs_sync_daemon_interface: lvs_sync_daemon lo is already given above; keepalived ignores this one, and so does uvs".to_string()
         )));
