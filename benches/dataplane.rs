@@ -124,6 +124,7 @@ fn conn_table(c: &mut Criterion) {
             client: p.client,
             local: p.local,
             dest: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            fwmark: 0,
             slot: uvs::table::limit::Slot::take(&server).expect("no limit"),
             template: None,
             state: State::SynRecv,

@@ -88,6 +88,7 @@ fn new_conn(n: usize, server: &Arc<RealServerState>) -> NewConn {
         client: p.client,
         local: p.local,
         dest: "192.168.0.1:8080".parse().expect("address"),
+        fwmark: 0,
         slot: Slot::take(server).expect("no limit"),
         template: None,
         state: State::SynRecv,

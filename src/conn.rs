@@ -102,6 +102,11 @@ pub struct Conn {
     pub local: SocketAddr,
     /// The real server's address and the port connected to.
     pub dest: SocketAddr,
+    /// The packet mark the connection came with, as the kernel's `cp->fwmark`
+    /// (ip_vs_conn.c `ip_vs_conn_new` is given `skb->mark`): an fwmark service's mark,
+    /// which is what matched its packets, and 0 for an address service. The sync
+    /// master sends it, and a backup finds the service by it.
+    pub fwmark: u32,
     pub server: Arc<RealServerState>,
     /// The persistence template this connection belongs to (its hold on it, given back
     /// when the entry leaves the table).
@@ -214,6 +219,8 @@ pub struct NewConn {
     pub client: SocketAddr,
     pub local: SocketAddr,
     pub dest: SocketAddr,
+    /// The mark of the service's packets: its fwmark, or 0 ([`Conn::fwmark`]).
+    pub fwmark: u32,
     /// The connection's place on its real server (`table::limit`), which the entry
     /// keeps until it leaves the live connections.
     pub slot: Slot,
@@ -299,6 +306,7 @@ impl ConnTable {
             client: new.client,
             local: new.local,
             dest: new.dest,
+            fwmark: new.fwmark,
             server,
             template: new.template,
             state: AtomicU8::new(new.state as u8),
@@ -452,6 +460,7 @@ mod tests {
             client: addr("10.0.0.9:40000"),
             local: addr(&format!("10.0.0.1:{port}")),
             dest: addr(&format!("10.0.0.2:{port}")),
+            fwmark: 0,
             slot: Slot::take(server).expect("no limit"),
             template: None,
             state,

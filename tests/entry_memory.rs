@@ -72,6 +72,7 @@ fn new_conn(n: usize, server: &Arc<RealServerState>) -> NewConn {
         client: client(n),
         local: "10.0.0.1:80".parse().unwrap(),
         dest: "192.168.0.1:8080".parse().unwrap(),
+        fwmark: 0,
         slot: Slot::take(server).expect("no limit"),
         template: None,
         state: State::SynRecv,

@@ -615,3 +615,36 @@ fn a_quoted_misc_path_with_a_space_runs_the_words_keepalived_runs() {
     // Two arguments after the script, "a b" and "c"; no vip vport rip rport.
     assert_eq!(std::fs::read_to_string(&args).unwrap(), "2 a b c\n");
 }
+
+#[test]
+fn the_deprecated_lvs_sync_daemon_interface_is_taken_first_come_as_keepalived_takes_it() {
+    // keepalived/vrrp/vrrp_parser.c vrrp_lvs_syncd_handler: the first sync daemon
+    // setting of the file is kept, of either form; the deprecated one follows its own
+    // instance with sync id 0 (vrrp.c vrrp_complete_init).
+    let dir = common::fixture("fixtures/keepalived");
+    let out = uvs(
+        &["import", "keepalived", "lvs-sync-daemon-interface.conf"],
+        &dir,
+        "",
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "[sync]\nrole = \"both\"\ninterface = \"eth1\"\n"
+    );
+    let f = "lvs-sync-daemon-interface.conf";
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{f}:2: vrrp_instance VI_1: VRRP is keepalived's own job (it moves the VIP); not uvs's, not taken\n\
+             {f}:10: lvs_sync_daemon_interface: deprecated in keepalived (vrrp_instance VI_1); the same in global_defs is `lvs_sync_daemon eth1 inst VI_1 id 0`\n\
+             {f}:10: lvs_sync_daemon_interface eth1: taken as [sync] role = \"both\" (syncid 0): keepalived runs the master sync daemon while vrrp_instance VI_1 is MASTER and the backup otherwise, with sync id 0 (this form has no id); uvs has no VRRP and runs both at once\n\
+             {f}:12: vrrp_instance VI_2: VRRP is keepalived's own job (it moves the VIP); not uvs's, not taken\n\
+             {f}:17: lvs_sync_daemon_interface: deprecated in keepalived (vrrp_instance VI_2); the same in global_defs is `lvs_sync_daemon eth2 inst VI_2 id 0`\n\
+             {f}:17: lvs_sync_daemon_interface: lvs_sync_daemon_interface eth1 is already given above; keepalived ignores this one, and so does uvs\n\
+             {f}:19: global_defs: keepalived's own settings; not uvs's job, not taken\n\
+             {f}:20: lvs_sync_daemon: lvs_sync_daemon_interface eth1 is already given above; keepalived ignores this one, and so does uvs\n\
+             uvs: {f}: 2 lines not taken\n"
+        )
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

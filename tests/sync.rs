@@ -79,6 +79,17 @@ fn templates(d: &Daemon) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The clients of the connection entries (not templates) `-L -c -n` lists to `vip`.
+fn conn_clients(d: &Daemon, vip: SocketAddr) -> std::collections::BTreeSet<String> {
+    let vip = vip.to_string();
+    d.list(&["-L", "-c", "-n"])
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<&str>>())
+        .filter(|w| w.len() == 6 && w[0] == "TCP" && w[4] == vip)
+        .filter_map(|w| Some(w[3].split(':').next()?.to_string()))
+        .collect()
+}
+
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -147,6 +158,15 @@ fn a_masters_templates_reach_the_backup_and_send_its_clients_to_the_same_servers
         templates(&backup).len() == usize::from(CLIENTS)
     });
     assert_eq!(templates(&backup), on_master);
+    // And the master's connections: each carries the service's mark, as the kernel's
+    // (cp->fwmark), by which the backup finds fwmark service 1; none is dropped for
+    // want of a service.
+    let every_client: std::collections::BTreeSet<String> =
+        (1..=CLIENTS).map(|i| client(i).to_string()).collect();
+    wait_for("the backup's connections", || {
+        conn_clients(&backup, master_vip) == every_client
+    });
+    assert_eq!(dropped(&backup.status(), "no_service"), 0);
 
     // A client that fails over to the backup goes to its template's server.
     for i in 1..=CLIENTS {
@@ -439,4 +459,42 @@ fn a_file_daemon_that_cannot_get_its_port_is_shown_down_and_tried_again() {
         scrape().contains("uvs_sync_daemon_up{role=\"backup\"} 1\n")
     });
     assert!(!d.status().contains("is not running"));
+}
+
+#[test]
+fn an_interface_name_that_is_not_utf8_is_refused_naming_the_option_from_argv_and_restore() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::process::{Command, Stdio};
+    let d = Daemon::start_logged(&[]);
+    let said = "illegal mcast-interface `lo\\xff' specified: the name's first 15 bytes (what \
+                ipvsadm keeps of it) are not UTF-8, and uvs keeps interface names as text\n";
+    let mut cmd = Command::new(common::UVSADM);
+    cmd.args(["--start-daemon", "backup", "--mcast-interface"])
+        .arg(OsStr::from_bytes(b"lo\xff"));
+    d.configure(&mut cmd);
+    let out = cmd.output().expect("run uvsadm");
+    assert_eq!(
+        (out.status.code(), common::text(&out.stderr)),
+        (Some(2), said.to_string())
+    );
+    let mut cmd = Command::new(common::UVSADM);
+    cmd.arg("-R")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    d.configure(&mut cmd);
+    let mut child = cmd.spawn().expect("run uvsadm -R");
+    child
+        .stdin
+        .take()
+        .expect("its stdin")
+        .write_all(b"--start-daemon backup --mcast-interface lo\xff\n")
+        .expect("write the rules");
+    let out = child.wait_with_output().expect("uvsadm -R ends");
+    assert_eq!(
+        (out.status.code(), common::text(&out.stderr)),
+        (Some(2), said.to_string())
+    );
+    assert_eq!(d.list(&["-L", "-n", "--daemon"]), "", "no daemon runs");
 }

@@ -16,6 +16,7 @@ use super::inet::{atoi, inet_aton, string_to_number, strtol};
 use super::listing::Format;
 use super::names::Names;
 use super::popt::{ArgMode, OptionDef, Popt};
+use super::words::Words;
 use crate::table::{
     Command, Family, Forward, ListenAddr, ListenRule, Netmask, Protocol, ProxyProtocol,
     ServerConfig, ServerKey, ServiceConfig, ServiceFlags, ServiceKey, ServiceOptions, SyncDaemon,
@@ -449,6 +450,26 @@ fn parse_connect_timeout(v: &str) -> Option<u32> {
     Some(ms as u32)
 }
 
+/// `--mcast-interface`'s value as ipvsadm 1.31 keeps it: `strncpy(mcast_ifn, optarg,
+/// IP_VS_IFNAME_MAXLEN - 1)` into a zeroed field, so its bytes up to a NUL (which a
+/// line of `-R` input can hold), at most the first 15, cut wherever the 15th falls.
+/// What is longer is cut, silently, as ipvsadm does; cut bytes that are not UTF-8 are
+/// refused with an error naming the option, as uvs keeps interface names as text (the
+/// `[sync]` section of uvs.toml, which cannot hold other bytes, says how to run a sync
+/// daemon the table has).
+fn mcast_interface(bytes: &[u8]) -> Result<String, Parsed> {
+    let given = bytes.split(|&b| b == 0).next().unwrap_or_default();
+    let kept = &given[..given.len().min(crate::table::sync::INTERFACE_MAX)];
+    match std::str::from_utf8(kept) {
+        Ok(name) => Ok(name.to_string()),
+        Err(_) => Err(Parsed::Fail(format!(
+            "illegal mcast-interface `{}' specified: the name's first {} bytes (what ipvsadm keeps of it) are not UTF-8, and uvs keeps interface names as text",
+            kept.escape_ascii(),
+            crate::table::sync::INTERFACE_MAX,
+        ))),
+    }
+}
+
 fn c_truncate(s: &str, max: usize) -> String {
     let mut cut = s.len().min(max);
     while !s.is_char_boundary(cut) {
@@ -592,7 +613,15 @@ impl<'n> Parser<'n> {
             .ok_or_else(|| Parsed::Fail(format!("illegal {what} specified")))
     }
 
-    fn handle(&mut self, tag: Tag, value: Option<String>, bad_word: &str) -> Result<(), Parsed> {
+    /// One option and its value (`bytes`: the value as given, which differs from
+    /// `value` only for a word that is not UTF-8).
+    fn handle(
+        &mut self,
+        tag: Tag,
+        value: Option<String>,
+        bytes: &[u8],
+        bad_word: &str,
+    ) -> Result<(), Parsed> {
         let v = value.as_deref().unwrap_or("");
         match tag {
             Tag::Tcp | Tag::Udp | Tag::Sctp => {
@@ -689,8 +718,7 @@ impl<'n> Parser<'n> {
             }
             Tag::McastInterface => {
                 self.set_option(Opt::MCAST)?;
-                // strncpy into IP_VS_IFNAME_MAXLEN bytes; the kernel reads up to its NUL.
-                self.daemon.interface = c_truncate(v, crate::table::sync::INTERFACE_MAX);
+                self.daemon.interface = mcast_interface(bytes)?;
             }
             Tag::SyncId => {
                 self.set_option(Opt::SYNCID)?;
@@ -963,6 +991,13 @@ impl<'n> Parser<'n> {
 
 /// Parses one ipvsadm invocation (`args[0]` is the program name).
 pub fn parse(args: &[String], names: &mut dyn Names, context: Context, posix: bool) -> Parsed {
+    parse_words(&Words::from(args), names, context, posix)
+}
+
+/// [`parse`] of words given as bytes: an option ipvsadm copies as bytes
+/// (`--mcast-interface`) sees the bytes of a word that is not UTF-8.
+pub fn parse_words(words: &Words, names: &mut dyn Names, context: Context, posix: bool) -> Parsed {
+    let args = words.text();
     let mut p = Parser::new(names, context);
     let mut popt = Popt::new(OPTIONS, args, posix);
 
@@ -1009,7 +1044,14 @@ pub fn parse(args: &[String], names: &mut dyn Names, context: Context, posix: bo
     while let Some(next) = popt.next_option() {
         match next {
             Ok(found) => {
-                if let Err(stop) = p.handle(found.tag, found.value, popt.bad_option()) {
+                let bytes = found
+                    .value
+                    .as_deref()
+                    .map(|v| words.bytes_of(found.word, v))
+                    .unwrap_or_default();
+                if let Err(stop) =
+                    p.handle(found.tag, found.value.clone(), bytes, popt.bad_option())
+                {
                     return stop;
                 }
             }

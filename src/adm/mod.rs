@@ -16,23 +16,33 @@ pub mod popt;
 pub mod restore;
 pub mod session;
 pub mod sort;
+pub mod words;
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
+use words::Words;
+
 /// Takes uvsadm's own `--socket PATH` / `--socket=PATH` out of the arguments (ipvsadm
-/// has no such option, so the word cannot mean anything else), before a `--`.
-pub fn take_socket_option(args: &mut Vec<String>) -> Option<PathBuf> {
+/// has no such option, so the word cannot mean anything else), before a `--`. The path
+/// is the word's bytes.
+pub fn take_socket_option(args: &mut Words) -> Option<PathBuf> {
     let mut found = None;
     let mut i = 1;
     while i < args.len() {
-        if args[i] == "--" {
+        let word = &args.text()[i];
+        if word == "--" {
             break;
         }
-        if let Some(path) = args[i].strip_prefix("--socket=") {
-            found = Some(PathBuf::from(path));
+        if word.starts_with("--socket=") {
+            let bytes = args.os(i).map(OsStringExt::into_vec).unwrap_or_default();
+            let path = bytes.get("--socket=".len()..).unwrap_or_default();
+            found = Some(PathBuf::from(OsStr::from_bytes(path)));
             args.remove(i);
-        } else if args[i] == "--socket" && i + 1 < args.len() {
-            found = Some(PathBuf::from(args.remove(i + 1)));
+        } else if word == "--socket" && i + 1 < args.len() {
+            found = args.os(i + 1).map(PathBuf::from);
+            args.remove(i + 1);
             args.remove(i);
         } else {
             i += 1;
@@ -45,8 +55,8 @@ pub fn take_socket_option(args: &mut Vec<String>) -> Option<PathBuf> {
 mod tests {
     use super::*;
 
-    fn words(s: &[&str]) -> Vec<String> {
-        s.iter().map(|w| w.to_string()).collect()
+    fn words(s: &[&str]) -> Words {
+        Words::from(s.iter().map(|w| w.to_string()).collect::<Vec<_>>())
     }
 
     #[test]
@@ -60,5 +70,10 @@ mod tests {
         let mut c = words(&["uvsadm", "--set", "--", "--socket", "x"]);
         assert_eq!(take_socket_option(&mut c), None);
         assert_eq!(c.len(), 5);
+        let mut d = Words::from_bytes([b"uvsadm".to_vec(), b"--socket=/s\xff".to_vec()]);
+        assert_eq!(
+            take_socket_option(&mut d),
+            Some(PathBuf::from(OsStr::from_bytes(b"/s\xff")))
+        );
     }
 }

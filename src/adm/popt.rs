@@ -49,6 +49,8 @@ impl PoptError {
 pub struct Found<T> {
     pub tag: T,
     pub value: Option<String>,
+    /// The index of the argument word the value is (or ends) in; 0 without a value.
+    pub word: usize,
 }
 
 /// Walks an argument vector (argv[0] included, and skipped).
@@ -164,28 +166,30 @@ impl<'a, T: Copy> Popt<'a, T> {
             return Ok(Found {
                 tag: def.tag,
                 value: None,
+                word: 0,
             });
         }
-        let value = if long_value.is_some() {
-            long_value
+        let (value, word) = if long_value.is_some() {
+            (long_value, self.next - 1)
         } else if let Some((i, off)) = self.cluster.take() {
             let rest = &self.args[i][off..];
-            Some(rest.strip_prefix('=').unwrap_or(rest).to_string())
+            (Some(rest.strip_prefix('=').unwrap_or(rest).to_string()), i)
         } else if let Some(word) = self.args.get(self.next) {
             if def.arg == ArgMode::Optional && word.starts_with('-') {
-                None
+                (None, 0)
             } else {
                 self.next += 1;
-                Some(word.clone())
+                (Some(word.clone()), self.next - 1)
             }
         } else if def.arg == ArgMode::Required {
             return Err(PoptError::MissingArgument);
         } else {
-            None
+            (None, 0)
         };
         Ok(Found {
             tag: def.tag,
             value,
+            word,
         })
     }
 }
@@ -264,6 +268,20 @@ mod tests {
             ]
         );
         assert_eq!(l, vec!["x".to_string(), "-n".to_string()]);
+    }
+
+    #[test]
+    fn a_value_names_the_word_it_is_in() {
+        let args: Vec<String> = ["prog", "-Lw5", "--weight=7", "-w", "8"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let mut p = Popt::new(TABLE, &args, false);
+        let mut words = Vec::new();
+        while let Some(Ok(f)) = p.next_option() {
+            words.push((f.tag, f.word));
+        }
+        assert_eq!(words, [('L', 0), ('w', 1), ('w', 2), ('w', 4)]);
     }
 
     #[test]

@@ -8,8 +8,9 @@ use std::io::BufRead;
 
 const MAX_WORD: usize = 4096;
 
-/// The words of one command line, without argv[0].
-pub type Line = Vec<String>;
+/// The words of one command line, without argv[0], as bytes (ipvsadm's are C strings;
+/// `words::Words` keeps the bytes of a word that is not UTF-8).
+pub type Line = Vec<Vec<u8>>;
 
 pub struct RestoreReader<R> {
     input: R,
@@ -71,8 +72,7 @@ impl<R: BufRead> RestoreReader<R> {
             if separator.is_some() {
                 self.input.consume(1);
             }
-            let word = String::from_utf8_lossy(&word).into_owned();
-            if !self.dropped.contains(&word) {
+            if !self.dropped.iter().any(|d| d.as_bytes() == word) {
                 words.push(word);
             }
             if separator == Some(b'\n') {
@@ -97,7 +97,7 @@ mod tests {
     }
 
     fn words(s: &[&str]) -> Line {
-        s.iter().map(|w| w.to_string()).collect()
+        s.iter().map(|w| w.as_bytes().to_vec()).collect()
     }
 
     #[test]
@@ -123,6 +123,15 @@ mod tests {
     fn a_last_line_ending_in_blanks_without_newline_is_lost() {
         assert_eq!(lines("-C\n-Z  "), vec![words(&["-C"])]);
         assert_eq!(lines("-C\n-Z "), vec![words(&["-C"]), words(&["-Z"])]);
+    }
+
+    #[test]
+    fn words_are_bytes() {
+        let mut r = RestoreReader::new(&b"--mcast-interface e\xfft\0x\n"[..], &["ipvsadm"]);
+        assert_eq!(
+            r.next_line(),
+            Some(vec![b"--mcast-interface".to_vec(), b"e\xfft\0x".to_vec()])
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::cmdline::{self, Context, Invocation, ListTarget, Parsed};
 use super::listing::{self, Format};
 use super::names::Names;
 use super::restore::RestoreReader;
+use super::words::Words;
 
 /// The version line of `-v` and `-h`.
 pub fn version_line() -> String {
@@ -142,6 +143,11 @@ pub struct Session<'a> {
 impl Session<'_> {
     /// Runs `args` (args[0] is the program name) and returns the exit status.
     pub fn run(&mut self, args: &[String]) -> i32 {
+        self.run_words(&Words::from(args))
+    }
+
+    /// [`Session::run`] of words given as bytes (the program's own argv).
+    pub fn run_words(&mut self, args: &Words) -> i32 {
         let flow = if args.len() <= 1 {
             self.list(&ListTarget::All, Format::default()).map(|()| 0)
         } else {
@@ -198,8 +204,8 @@ impl Session<'_> {
         Exit(255)
     }
 
-    fn process(&mut self, args: &[String], context: Context) -> Result<i32, Exit> {
-        match cmdline::parse(args, self.names, context, self.posix) {
+    fn process(&mut self, args: &Words, context: Context) -> Result<i32, Exit> {
+        match cmdline::parse_words(args, self.names, context, self.posix) {
             Parsed::Help => {
                 let text = usage(&self.program);
                 self.out(&text);
@@ -250,7 +256,8 @@ impl Session<'_> {
             if words.is_empty() {
                 continue;
             }
-            let args: Vec<String> = std::iter::once(self.program.clone()).chain(words).collect();
+            let args =
+                Words::from_bytes(std::iter::once(self.program.clone().into_bytes()).chain(words));
             result = self.process(&args, Context::Restore)?;
         }
         Ok(result)

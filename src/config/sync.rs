@@ -24,9 +24,19 @@ use crate::table::{SyncDaemon, SyncRole};
 /// The largest `maxlen`: a UDP payload in an IPv4 datagram (ipvsadm's 65535 - 20 - 8).
 pub const MAX_MAXLEN: u16 = 65_507;
 
+/// Whether the kernel's `isspace` takes byte `b` for white space (lib/ctype.c, `_S` in
+/// `_ctype`): ASCII's tab, newline, vertical tab, form feed, carriage return and space,
+/// and 0xA0, Latin-1's no-break space, which the kernel's table marks too.
+fn kernel_space(b: u8) -> bool {
+    matches!(b, b'\t'..=b'\r' | b' ' | 0xA0)
+}
+
 /// What is wrong with `name` as a network interface's name, if anything: the kernel's
-/// rule (`dev_valid_name`: not empty, at most 15 bytes, not "." or "..", no '/', ':'
-/// or white space) and no NUL byte.
+/// rule on its bytes (net/core/dev.c `dev_valid_name`: not empty, at most 15 bytes, not
+/// "." or "..", no '/', ':' or byte `isspace` takes for white space) and no NUL byte
+/// (the kernel's copy would end there). The rule is on bytes, so a character whose
+/// UTF-8 holds the byte 0xA0 (U+00A0 is C2 A0, "à" is C3 A0) is refused, as the kernel
+/// refuses it, and other Unicode spaces (U+2003 is E2 80 83) are not.
 pub fn interface_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("an interface name cannot be empty".to_string());
@@ -40,9 +50,17 @@ pub fn interface_problem(name: &str) -> Option<String> {
     if name == "." || name == ".." {
         return Some(format!("{name:?} cannot be an interface name"));
     }
-    if name.contains(['/', ':', '\0']) || name.chars().any(char::is_whitespace) {
+    if name.contains(['/', ':', '\0']) || name.bytes().any(|b| b.is_ascii() && kernel_space(b)) {
         return Some(format!(
             "{name:?} cannot be an interface name: no '/', ':' or white space"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.to_string().bytes().any(kernel_space))
+    {
+        return Some(format!(
+            "{name:?} cannot be an interface name: {c:?} is written with the byte 0xA0 in UTF-8, which the kernel takes for white space"
         ));
     }
     None
@@ -246,6 +264,12 @@ mod tests {
             ]
         );
         assert_eq!(
+            with("role = \"master\"\ninterface = \"\u{a0}x\""),
+            [
+                "t.toml:3:13: sync.interface: \"\\u{a0}x\" cannot be an interface name: '\\u{a0}' is written with the byte 0xA0 in UTF-8, which the kernel takes for white space"
+            ]
+        );
+        assert_eq!(
             with(&format!("{base}\nsync_id = 3")),
             ["t.toml:4:1: sync.sync_id: unknown key"]
         );
@@ -259,5 +283,73 @@ mod tests {
                 "t.toml:1:1: sync: a [sync] section needs an interface (ipvsadm's --mcast-interface), as \"eth0\""
             ]
         );
+    }
+
+    /// The kernel's rule at its edges (dev_valid_name on the name's bytes).
+    #[test]
+    fn interface_names_are_judged_by_the_kernels_rule_on_bytes() {
+        let fifteen = "abcdefghijklmno";
+        for good in [
+            "lo",
+            "eth0",
+            fifteen,
+            "...",
+            ".a",
+            "a.b",
+            "eth0.100",
+            "br-lan_1@x",
+            "é",                                           // C3 A9
+            "eth\u{2003}0", // EM SPACE, E2 80 83: no byte the kernel calls space
+            "x\u{85}",      // NEXT LINE, C2 85: likewise
+            "\u{1F600}\u{1F600}\u{1F600}", // 12 bytes
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}a", // 15 bytes
+        ] {
+            assert_eq!(interface_problem(good), None, "{good:?}");
+        }
+        let no_specials = |n: &str| {
+            Some(format!(
+                "{n:?} cannot be an interface name: no '/', ':' or white space"
+            ))
+        };
+        for bad in [
+            "a/b", "a:b", "a b", "a\tb", "\n", "a\x0b", "a\x0c", "a\r", " ", "a\0b",
+        ] {
+            assert_eq!(interface_problem(bad), no_specials(bad), "{bad:?}");
+        }
+        assert_eq!(
+            interface_problem(""),
+            Some("an interface name cannot be empty".into())
+        );
+        for dots in [".", ".."] {
+            assert_eq!(
+                interface_problem(dots),
+                Some(format!("{dots:?} cannot be an interface name"))
+            );
+        }
+        let sixteen = "abcdefghijklmnop";
+        assert_eq!(
+            interface_problem(sixteen),
+            Some(
+                "\"abcdefghijklmnop\" is 16 bytes long; an interface name has at most 15 (the kernel's IFNAMSIZ less its NUL)".into()
+            )
+        );
+        // Eight characters, sixteen bytes: the limit is in bytes.
+        assert!(
+            interface_problem("\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}")
+                .is_some_and(|p| p.contains("is 16 bytes long"))
+        );
+        // 0xA0 inside a character's UTF-8 is white space to the kernel.
+        for (bad, c) in [
+            ("\u{a0}x", '\u{a0}'),
+            ("\u{e0}", '\u{e0}'),
+            ("x\u{4e20}", '\u{4e20}'),
+        ] {
+            assert_eq!(
+                interface_problem(bad),
+                Some(format!(
+                    "{bad:?} cannot be an interface name: {c:?} is written with the byte 0xA0 in UTF-8, which the kernel takes for white space"
+                ))
+            );
+        }
     }
 }

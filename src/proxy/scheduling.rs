@@ -133,6 +133,7 @@ impl<'a> Scheduling<'a> {
             client: self.packet.client,
             local: self.packet.local,
             dest,
+            fwmark: self.service.key.fwmark(),
             slot,
             template,
             state,

@@ -99,7 +99,9 @@ impl SyncQueue {
             client: conn.client,
             vip: conn.local,
             real: conn.dest,
-            fwmark: 0,
+            // The kernel sends cp->fwmark: an fwmark service's connections carry its mark,
+            // by which a backup finds the service.
+            fwmark: conn.fwmark,
             flags: Flags(flags),
             state: number,
             timeout: (state.timeout_ms(timeouts) / 1000) as u32,
@@ -163,5 +165,58 @@ mod tests {
         assert!(resync_due(3, 50));
         assert!(resync_due(40, 64));
         assert!(!resync_due(7, 0));
+    }
+
+    /// The datagram a master sends for one connection of `fwmark`'s service: client
+    /// 127.0.0.9:40000 reached 127.0.0.1:80 and went to 127.0.0.2:8080.
+    fn datagram_for(fwmark: u32) -> Vec<u8> {
+        use crate::conn::{ConnTable, NewConn, State};
+        use crate::table::RealServerState;
+        use crate::table::limit::Slot;
+        let server = std::sync::Arc::new(RealServerState::default());
+        let conns = ConnTable::new();
+        let conn = conns.open(NewConn {
+            protocol: crate::table::Protocol::Tcp,
+            client: "127.0.0.9:40000".parse().unwrap(),
+            local: "127.0.0.1:80".parse().unwrap(),
+            dest: "127.0.0.2:8080".parse().unwrap(),
+            fwmark,
+            slot: Slot::take(&server).expect("no limit"),
+            template: None,
+            state: State::SynRecv,
+        });
+        let queue = SyncQueue::default();
+        queue.set_on(true);
+        queue.conn(&conn, State::Established, &Timeouts::default());
+        let mut entries = Vec::new();
+        queue.take(&mut entries);
+        let mut builder = super::super::wire::Builder::new(9, 1472);
+        for e in &entries {
+            assert!(builder.push(e).expect("encodable").is_none());
+        }
+        builder.finish().expect("a datagram")
+    }
+
+    #[test]
+    fn a_connection_of_an_fwmark_service_is_sent_with_its_mark() {
+        // ip_vs_sync_conn puts cp->fwmark on the wire, and ip_vs_conn_new took it from
+        // skb->mark: the service's mark. A backup finds the service by it
+        // (ip_vs_proc_conn -> ip_vs_find_dest -> ip_vs_service_find).
+        #[rustfmt::skip]
+        let expected: Vec<u8> = vec![
+            0, 9, 0, 44, 1, 1, 0, 0,     // header: syncid 9, 44 bytes, 1 entry, version 1
+            0, 6, 0x00, 36,              // IPv4, TCP, version 0 | 36 bytes
+            0, 0, 0, 0,                  // flags: masquerading, active
+            0, 1,                        // ESTABLISHED
+            0x9c, 0x40, 0, 80, 0x1f, 0x90, // cport 40000, vport 80, dport 8080
+            0, 0, 0, 7,                  // fwmark 7
+            0, 0, 0x03, 0x84,            // timeout 900 s
+            127, 0, 0, 9, 127, 0, 0, 1, 127, 0, 0, 2,
+        ];
+        assert_eq!(datagram_for(7), expected);
+        // An address service's connections carry no mark.
+        let mut unmarked = expected;
+        unmarked[27] = 0;
+        assert_eq!(datagram_for(0), unmarked);
     }
 }

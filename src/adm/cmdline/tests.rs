@@ -449,3 +449,64 @@ fn proxy_protocol_v1_is_refused_on_a_udp_service() {
         command(line);
     }
 }
+
+/// The interface a `--start-daemon master` with these words names, or the failure.
+fn daemon_interface(words: &[&[u8]]) -> Result<String, String> {
+    let args = crate::adm::words::Words::from_bytes(
+        [&b"ipvsadm"[..], b"--start-daemon", b"master"]
+            .iter()
+            .chain(words)
+            .map(|w| w.to_vec()),
+    );
+    match super::parse_words(&args, &mut TestNames, Context::CommandLine, false) {
+        Parsed::Run(Invocation::Apply(Command::StartSyncDaemon(d))) => Ok(d.interface),
+        Parsed::Fail(message) => Err(message),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn mcast_interface_keeps_the_first_15_bytes_as_ipvsadm() {
+    // ipvsadm 1.31: strncpy(ce->daemon.mcast_ifn, optarg, IP_VS_IFNAME_MAXLEN - 1).
+    let i = |w: &[u8]| daemon_interface(&[b"--mcast-interface", w]);
+    assert_eq!(i(b"abcdefghijklmno"), Ok("abcdefghijklmno".into()));
+    assert_eq!(i(b"abcdefghijklmnop"), Ok("abcdefghijklmno".into()));
+    assert_eq!(
+        daemon_interface(&[b"--mcast-interface=abcdefghijklmnopq"]),
+        Ok("abcdefghijklmno".into())
+    );
+    // Bytes past the 15th are not kept, whatever they are.
+    assert_eq!(i(b"abcdefghijklmno\xff"), Ok("abcdefghijklmno".into()));
+    // Seven two-byte characters and one byte: 15 bytes, kept whole.
+    assert_eq!(
+        i("\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}a".as_bytes()),
+        Ok("\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}a".into())
+    );
+    // A NUL (only a line of -R input can hold one) ends the C string.
+    assert_eq!(i(b"lo\0ignored"), Ok("lo".into()));
+    // Nothing before it: ipvsadm's DEF_MCAST_IFN.
+    assert_eq!(i(b"\0x"), Ok("eth0".into()));
+}
+
+#[test]
+fn mcast_interface_bytes_uvs_cannot_keep_are_refused_naming_the_option() {
+    let said = |kept: &str| {
+        format!(
+            "illegal mcast-interface `{kept}' specified: the name's first 15 bytes (what \
+             ipvsadm keeps of it) are not UTF-8, and uvs keeps interface names as text"
+        )
+    };
+    let i = |w: &[u8]| daemon_interface(&[b"--mcast-interface", w]);
+    assert_eq!(i(b"e\xfft"), Err(said("e\\xfft")));
+    assert_eq!(
+        daemon_interface(&[b"--mcast-interface=e\xfft"]),
+        Err(said("e\\xfft"))
+    );
+    // The 15th byte is the first of a two-byte character: ipvsadm keeps half of it.
+    assert_eq!(
+        i("abcdefghijklmn\u{e9}".as_bytes()),
+        Err(said("abcdefghijklmn\\xc3"))
+    );
+    // U+FFFD given as such is a character like any other.
+    assert_eq!(i("e\u{fffd}t".as_bytes()), Ok("e\u{fffd}t".into()));
+}

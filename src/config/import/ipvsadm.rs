@@ -10,9 +10,10 @@ use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 
 use super::{Imported, Importing};
-use crate::adm::cmdline::{Context, Invocation, Parsed, parse};
+use crate::adm::cmdline::{Context, Invocation, Parsed, parse_words};
 use crate::adm::names::Names;
 use crate::adm::restore::RestoreReader;
+use crate::adm::words::Words;
 use crate::config::ServiceSpec;
 use crate::config::schema::{MAX_WEIGHT, holds_netmask};
 use crate::table::{Command, Netmask, ServiceConfig, ServiceKey, Table, TableError, UnicastOnly};
@@ -38,11 +39,9 @@ pub fn import(input: impl BufRead, names: &mut dyn Names) -> Imported {
         // The line as ipvsadm read it (blank-separated words, no quoting): what reports
         // quote, since a command's own display leaves out what it does not use (a
         // netmask without persistence).
-        let raw = words.join(" ");
-        let args: Vec<String> = std::iter::once("ipvsadm".to_string())
-            .chain(words)
-            .collect();
-        let mut command = match parse(&args, names, Context::Restore, false) {
+        let args = Words::from_bytes(std::iter::once(b"ipvsadm".to_vec()).chain(words));
+        let raw = args.text()[1..].join(" ");
+        let mut command = match parse_words(&args, names, Context::Restore, false) {
             Parsed::Run(Invocation::Apply(command)) => command,
             Parsed::Run(_) => {
                 imported.skip(line, "not a change to the table; skipped");

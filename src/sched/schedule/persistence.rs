@@ -327,6 +327,7 @@ fn a_closed_connection_keeps_its_template_until_its_entry_expires() {
         client: "127.0.0.2:1".parse().unwrap(),
         local: "10.0.0.1:80".parse().unwrap(),
         dest: std::net::SocketAddr::new(choice.server.addr, 80),
+        fwmark: 0,
         slot: Slot::take(&choice.server.state).expect("no limit"),
         template: choice.template,
         state: State::SynRecv,

@@ -8,8 +8,9 @@
 //! `inhibit_on_failure`), so that the result behaves as keepalived's
 //! IPVS table would. What uvs has no counterpart for yet is reported with its line and
 //! makes the import fail; VRRP, `global_defs` and `static_*` are reported as
-//! keepalived's own job and do not. `global_defs`'s `lvs_sync_daemon` becomes the
-//! `[sync]` section (`sync`).
+//! keepalived's own job and do not. `global_defs`'s `lvs_sync_daemon`, or the
+//! deprecated `lvs_sync_daemon_interface` of a `vrrp_instance`, becomes the `[sync]`
+//! section (`sync`).
 
 mod group;
 pub mod lexer;

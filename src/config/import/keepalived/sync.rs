@@ -1,16 +1,23 @@
-//! keepalived's `lvs_sync_daemon` (global_defs; keepalived/core/global_parser.c
-//! `lvs_syncd_handler`): `lvs_sync_daemon INTERFACE [VRRP_INSTANCE] [id SYNC_ID]
-//! [maxlen LEN] [port PORT] [ttl TTL] [group IP]`, to the `[sync]` section.
+//! keepalived's sync daemon settings, to the `[sync]` section: `lvs_sync_daemon`
+//! (global_defs; keepalived/core/global_parser.c `lvs_syncd_handler`): `lvs_sync_daemon
+//! INTERFACE [VRRP_INSTANCE] [id SYNC_ID] [maxlen LEN] [port PORT] [ttl TTL] [group IP]`,
+//! and its deprecated older form, `lvs_sync_daemon_interface INTERFACE` inside a
+//! `vrrp_instance` (keepalived/vrrp/vrrp_parser.c `vrrp_lvs_syncd_handler`), which
+//! makes that instance the one the daemon follows. keepalived keeps one sync daemon
+//! setting: the first of either form in the file, ignoring (and saying so) any after.
 //!
-//! keepalived runs one daemon at a time: the master while the named VRRP instance is
-//! MASTER and the backup otherwise (keepalived/vrrp/vrrp.c calls ipvswrapper.c
-//! `ipvs_syncd_master` / `ipvs_syncd_backup`, each of which stops the other). uvs has
-//! no VRRP to follow, so the section says `role = "both"`: the kernel runs both at
-//! once, each director sending the connections it balances and taking those the
-//! other sends, which is what the pair of keepalived daemons achieves over a failover;
-//! the import says so. Without `id` the sync id is the instance's
-//! `virtual_router_id`, as keepalived's ("defaulting to vrid"); a named instance the
-//! file does not have disables the daemon in keepalived, and here.
+//! keepalived runs one daemon at a time for an instance: the master while the VRRP
+//! instance is MASTER and the backup otherwise (keepalived/vrrp/vrrp.c calls
+//! ipvswrapper.c `ipvs_syncd_master` / `ipvs_syncd_backup`, each of which stops the
+//! other). uvs has no VRRP to follow, so the section says `role = "both"`: the kernel
+//! runs both at once, each director sending the connections it balances and taking
+//! those the other sends, which is what the pair of keepalived daemons achieves over a
+//! failover; the import says so. With no instance, keepalived's checker itself runs
+//! both at once (check_daemon.c `checker_ipvs_syncd_needed`, keepalived 2.1.4 on), as
+//! uvs does. The sync id (keepalived/vrrp/vrrp.c `vrrp_complete_init`): `id` if given;
+//! else the named instance's `virtual_router_id` ("defaulting to vrid"); else 0, which
+//! is what the deprecated form always gets, as it names no instance and has no `id`.
+//! A named instance the file does not have disables the daemon in keepalived, and here.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,6 +26,7 @@ use super::lexer::{Node, Pos};
 use super::{others, skip};
 use crate::config::import::Importing;
 use crate::config::sync::{MAX_MAXLEN, interface_problem};
+use crate::table::sync::INTERFACE_MAX;
 use crate::table::{SyncDaemon, SyncRole};
 
 /// What the file says of the sync daemon, read as it comes, settled once the whole
@@ -33,11 +41,29 @@ pub(in crate::config::import) struct State {
 #[derive(Debug)]
 struct Asked {
     pos: Pos,
+    /// The statement: `lvs_sync_daemon` or `lvs_sync_daemon_interface`.
+    keyword: &'static str,
     interface: String,
-    instance: Option<String>,
+    follows: Follows,
     daemon: SyncDaemon,
-    /// Whether `id` was given (else the instance's vrid).
+    /// Whether `id` was given (else the instance's vrid, or 0).
     syncid: bool,
+}
+
+/// The VRRP instance whose state picks the daemon keepalived runs.
+#[derive(Debug)]
+enum Follows {
+    /// None: keepalived's checker runs the master and the backup at once.
+    Nothing,
+    /// `lvs_sync_daemon`'s instance, by name (its vrid is the default sync id).
+    Named(String),
+    /// The `vrrp_instance` that holds `lvs_sync_daemon_interface`.
+    Enclosing(String),
+}
+
+/// What keepalived already took, for the message that ignores another.
+fn already(asked: &Asked) -> String {
+    format!("{} {}", asked.keyword, asked.interface)
 }
 
 /// A `global_defs` block: its `lvs_sync_daemon`, if any (the rest is keepalived's).
@@ -49,7 +75,8 @@ pub(super) fn global_defs(n: &Node, im: &mut Importing) {
     }
 }
 
-/// A `vrrp_instance NAME { virtual_router_id N ... }`: its vrid, kept.
+/// A `vrrp_instance NAME { virtual_router_id N ... }`: its vrid, kept, and its
+/// deprecated `lvs_sync_daemon_interface`, if any.
 pub(super) fn vrrp_instance(n: &Node, im: &mut Importing) {
     let vrid = n
         .children()
@@ -59,6 +86,73 @@ pub(super) fn vrrp_instance(n: &Node, im: &mut Importing) {
     if let Some(vrid) = vrid {
         im.keepalived_sync.vrids.insert(n.arg(1).to_string(), vrid);
     }
+    for c in n.children() {
+        if c.keyword() == "lvs_sync_daemon_interface" {
+            read_deprecated(c, n.arg(1), im);
+        }
+    }
+}
+
+/// `lvs_sync_daemon_interface INTERFACE` in `vrrp_instance instance`
+/// (vrrp_parser.c `vrrp_lvs_syncd_handler`): deprecated, said so, and taken unless a
+/// sync daemon was given above. keepalived copies the name into the kernel's 16-byte
+/// field (ipvswrapper.c `ipvs_syncd_cmd`, `strcpy_safe`), keeping its first 15 bytes.
+fn read_deprecated(n: &Node, instance: &str, im: &mut Importing) {
+    let given = n.arg(1);
+    others(
+        im,
+        &n.pos,
+        format!(
+            "lvs_sync_daemon_interface: deprecated in keepalived (vrrp_instance {instance}); \
+             the same in global_defs is `lvs_sync_daemon {given} inst {instance} id 0`"
+        ),
+    );
+    if let Some(asked) = &im.keepalived_sync.asked {
+        let taken = already(asked);
+        skip(
+            im,
+            &n.pos,
+            format!(
+                "lvs_sync_daemon_interface: {taken} is already given above; keepalived ignores this one, and so does uvs"
+            ),
+        );
+        return;
+    }
+    let Some(interface) = given.get(..given.len().min(INTERFACE_MAX)) else {
+        skip(
+            im,
+            &n.pos,
+            format!(
+                "lvs_sync_daemon_interface: {given:?}: keepalived keeps its first {INTERFACE_MAX} bytes, which end inside a character; not taken"
+            ),
+        );
+        return;
+    };
+    if let Some(problem) = interface_problem(interface) {
+        skip(
+            im,
+            &n.pos,
+            format!("lvs_sync_daemon_interface: {problem}; not taken"),
+        );
+        return;
+    }
+    if interface != given {
+        others(
+            im,
+            &n.pos,
+            format!(
+                "lvs_sync_daemon_interface: {given:?} is longer than {INTERFACE_MAX} bytes; keepalived passes the kernel {interface:?}, and so does uvs"
+            ),
+        );
+    }
+    im.keepalived_sync.asked = Some(Asked {
+        pos: n.pos.clone(),
+        keyword: "lvs_sync_daemon_interface",
+        interface: interface.to_string(),
+        follows: Follows::Enclosing(instance.to_string()),
+        daemon: SyncDaemon::new(SyncRole::Master, interface),
+        syncid: false,
+    });
 }
 
 /// An unsigned number within `range`, as keepalived's `read_unsigned_strvec`.
@@ -68,11 +162,14 @@ fn number(word: &str, range: std::ops::RangeInclusive<u32>) -> Option<u32> {
 
 /// One `lvs_sync_daemon` statement.
 fn read(n: &Node, im: &mut Importing) {
-    if im.keepalived_sync.asked.is_some() {
+    if let Some(asked) = &im.keepalived_sync.asked {
+        let taken = already(asked);
         skip(
             im,
             &n.pos,
-            "lvs_sync_daemon: already given above; keepalived ignores this one, and so does uvs",
+            format!(
+                "lvs_sync_daemon: {taken} is already given above; keepalived ignores this one, and so does uvs"
+            ),
         );
         return;
     }
@@ -161,8 +258,9 @@ fn read(n: &Node, im: &mut Importing) {
     }
     im.keepalived_sync.asked = Some(Asked {
         pos: n.pos.clone(),
+        keyword: "lvs_sync_daemon",
         interface: interface.to_string(),
-        instance,
+        follows: instance.map_or(Follows::Nothing, Follows::Named),
         daemon,
         syncid,
     });
@@ -173,33 +271,38 @@ pub(super) fn finish(im: &mut Importing) {
     let Some(mut asked) = im.keepalived_sync.asked.take() else {
         return;
     };
-    let Some(name) = asked.instance.clone() else {
-        others(
-            im,
-            &asked.pos,
-            "lvs_sync_daemon: no VRRP instance; keepalived runs no sync daemon without one, and neither does uvs",
-        );
-        return;
-    };
-    let Some(&vrid) = im.keepalived_sync.vrids.get(&name) else {
-        others(
-            im,
-            &asked.pos,
+    let why = match &asked.follows {
+        Follows::Nothing => "with no VRRP instance named, keepalived's checker runs the master \
+             and the backup sync daemon at once (keepalived 2.1.4 and later), as uvs does"
+            .to_string(),
+        Follows::Named(name) => {
+            let Some(&vrid) = im.keepalived_sync.vrids.get(name) else {
+                others(
+                    im,
+                    &asked.pos,
+                    format!(
+                        "lvs_sync_daemon: no vrrp_instance {name} with a virtual_router_id; keepalived disables the sync daemon, and so does uvs"
+                    ),
+                );
+                return;
+            };
+            if !asked.syncid {
+                asked.daemon.syncid = vrid;
+            }
             format!(
-                "lvs_sync_daemon: no vrrp_instance {name} with a virtual_router_id; keepalived disables the sync daemon, and so does uvs"
-            ),
-        );
-        return;
+                "keepalived runs the master sync daemon while vrrp_instance {name} is MASTER and the backup otherwise; uvs has no VRRP and runs both at once"
+            )
+        }
+        Follows::Enclosing(name) => format!(
+            "keepalived runs the master sync daemon while vrrp_instance {name} is MASTER and the backup otherwise, with sync id 0 (this form has no id); uvs has no VRRP and runs both at once"
+        ),
     };
-    if !asked.syncid {
-        asked.daemon.syncid = vrid;
-    }
     others(
         im,
         &asked.pos,
         format!(
-            "lvs_sync_daemon {}: taken as [sync] role = \"both\" (syncid {}): keepalived runs the master sync daemon while vrrp_instance {name} is MASTER and the backup otherwise; uvs has no VRRP and runs both at once",
-            asked.interface, asked.daemon.syncid
+            "{} {}: taken as [sync] role = \"both\" (syncid {}): {why}",
+            asked.keyword, asked.interface, asked.daemon.syncid
         ),
     );
     let master = asked.daemon;
@@ -213,6 +316,7 @@ pub(super) fn finish(im: &mut Importing) {
 #[cfg(test)]
 mod tests {
     use super::super::import;
+    use crate::table::SyncRole;
 
     const INSTANCE: &str = "vrrp_instance VI_1 {\n    virtual_router_id 51\n}\n";
 
@@ -252,28 +356,18 @@ mod tests {
 
     #[test]
     fn what_keepalived_would_ignore_makes_no_sync_section() {
-        for (text, said) in [
-            (
-                "global_defs {\n    lvs_sync_daemon lo VI_2\n}\n".to_string() + INSTANCE,
-                "no vrrp_instance VI_2",
-            ),
-            (
-                "global_defs {\n    lvs_sync_daemon lo\n}\n".to_string(),
-                "no VRRP instance",
-            ),
-        ] {
-            let imported = import(&text, None).unwrap();
-            assert!(imported.config.sync.is_empty());
-            assert_eq!(imported.failing(), 0);
-            assert!(
-                imported
-                    .skipped_lines()
-                    .iter()
-                    .any(|(_, m)| m.contains(said)),
-                "{:?}",
-                imported.skipped_lines()
-            );
-        }
+        let text = "global_defs {\n    lvs_sync_daemon lo VI_2\n}\n".to_string() + INSTANCE;
+        let imported = import(&text, None).unwrap();
+        assert!(imported.config.sync.is_empty());
+        assert_eq!(imported.failing(), 0);
+        assert!(
+            imported
+                .skipped_lines()
+                .iter()
+                .any(|(_, m)| m.contains("no vrrp_instance VI_2")),
+            "{:?}",
+            imported.skipped_lines()
+        );
         // Bad values are not taken, and say so.
         let text = format!(
             "global_defs {{\n    lvs_sync_daemon lo VI_1 ttl 0 group 10.0.0.1 bogus 1\n}}\n{INSTANCE}"
@@ -288,5 +382,117 @@ mod tests {
             assert!(lines.iter().any(|(_, m)| *m == said), "{said}: {lines:?}");
         }
         assert!(imported.failing() >= 3);
+    }
+
+    /// The notes of `text`'s import, as (line, message).
+    fn said(text: &str) -> Vec<(usize, String)> {
+        let imported = import(text, None).unwrap();
+        imported
+            .skipped_lines()
+            .iter()
+            .map(|(l, m)| (*l, m.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn with_no_instance_both_daemons_run_as_keepalived_checker_runs_them() {
+        // check_daemon.c: no instance named, the checker starts master and backup with
+        // the sync id given, or 0.
+        for (words, syncid) in [("lo", 0), ("lo id 9", 9)] {
+            let text = format!("global_defs {{\n    lvs_sync_daemon {words}\n}}\n");
+            let imported = import(&text, None).unwrap();
+            assert_eq!(imported.failing(), 0);
+            let roles: Vec<_> = imported.config.sync.iter().map(|d| d.role).collect();
+            assert_eq!(roles, [SyncRole::Master, SyncRole::Backup]);
+            assert!(
+                imported
+                    .config
+                    .sync
+                    .iter()
+                    .all(|d| d.syncid == syncid && d.interface == "lo")
+            );
+            assert!(said(&text).contains(&(
+                2,
+                format!(
+                    "lvs_sync_daemon lo: taken as [sync] role = \"both\" (syncid {syncid}): with no VRRP instance named, keepalived's checker runs the master and the backup sync daemon at once (keepalived 2.1.4 and later), as uvs does"
+                )
+            )));
+        }
+    }
+
+    #[test]
+    fn the_deprecated_form_follows_its_instance_with_sync_id_0() {
+        let text = "vrrp_instance VI_1 {\n    virtual_router_id 51\n    lvs_sync_daemon_interface eth1\n}\n";
+        let imported = import(text, None).unwrap();
+        assert_eq!(imported.failing(), 0, "{:?}", imported.skipped_lines());
+        let daemons: Vec<_> = imported
+            .config
+            .sync
+            .iter()
+            .map(|d| (d.role, d.interface.as_str(), d.syncid))
+            .collect();
+        assert_eq!(
+            daemons,
+            [(SyncRole::Master, "eth1", 0), (SyncRole::Backup, "eth1", 0)]
+        );
+        assert_eq!(
+            said(text)[1..],
+            [
+                (
+                    3,
+                    "lvs_sync_daemon_interface: deprecated in keepalived (vrrp_instance VI_1); the same in global_defs is `lvs_sync_daemon eth1 inst VI_1 id 0`".to_string()
+                ),
+                (
+                    3,
+                    "lvs_sync_daemon_interface eth1: taken as [sync] role = \"both\" (syncid 0): keepalived runs the master sync daemon while vrrp_instance VI_1 is MASTER and the backup otherwise, with sync id 0 (this form has no id); uvs has no VRRP and runs both at once".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_global_lvs_sync_daemon_above_wins_over_the_deprecated_form() {
+        let text = "global_defs {\n    lvs_sync_daemon lo VI_1\n}\nvrrp_instance VI_1 {\n    virtual_router_id 51\n    lvs_sync_daemon_interface eth1\n}\n";
+        let imported = import(text, None).unwrap();
+        assert!(
+            imported
+                .config
+                .sync
+                .iter()
+                .all(|d| d.interface == "lo" && d.syncid == 51)
+        );
+        assert!(said(text).contains(&(
+            6,
+            "lvs_sync_daemon_interface: lvs_sync_daemon lo is already given above; keepalived ignores this one, and so does uvs".to_string()
+        )));
+    }
+
+    #[test]
+    fn the_deprecated_forms_name_is_cut_to_15_bytes_as_keepalived_cuts_it() {
+        let conf = |name: &str| {
+            format!(
+                "vrrp_instance V {{\n    virtual_router_id 1\n    lvs_sync_daemon_interface {name}\n}}\n"
+            )
+        };
+        let text = conf("abcdefghijklmnop");
+        let imported = import(&text, None).unwrap();
+        assert_eq!(imported.config.sync[0].interface, "abcdefghijklmno");
+        assert!(said(&text).contains(&(
+            3,
+            "lvs_sync_daemon_interface: \"abcdefghijklmnop\" is longer than 15 bytes; keepalived passes the kernel \"abcdefghijklmno\", and so does uvs".to_string()
+        )));
+        // The 15th byte inside a character: keepalived would pass half of it.
+        let text = conf("abcdefghijklmn\u{e9}");
+        let imported = import(&text, None).unwrap();
+        assert!(imported.config.sync.is_empty());
+        assert_eq!(imported.failing(), 1);
+        // A name the kernel cannot have.
+        let text = conf("eth1:0");
+        let imported = import(&text, None).unwrap();
+        assert!(imported.config.sync.is_empty());
+        assert!(said(&text).contains(&(
+            3,
+            "lvs_sync_daemon_interface: \"eth1:0\" cannot be an interface name: no '/', ':' or white space; not taken".to_string()
+        )));
     }
 }
