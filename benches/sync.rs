@@ -53,6 +53,7 @@ fn connection(persistent: bool) -> (Templates, ConnTable, Arc<Conn>) {
         client,
         local,
         dest,
+        fwmark: 0,
         slot: uvs::table::limit::Slot::take(&real.state).expect("no limit"),
         template,
         state: State::SynRecv,
@@ -78,7 +79,7 @@ fn hook(c: &mut Criterion) {
                 queue.conn(black_box(&conn), State::Established, &timeouts);
                 // The master takes what waits in batches, as its task does.
                 n = n.wrapping_add(1);
-                if n % 64 == 0 {
+                if n.is_multiple_of(64) {
                     taken.clear();
                     queue.take(&mut taken);
                 }
