@@ -17,7 +17,8 @@
 # status, metrics), said once in the log, and uvsadm --start-daemon of that role goes
 # to the kernel. After a stop with cleanstop = false, a restart with another [sync]
 # replaces the daemon the earlier uvs left; a daemon of a role [sync] does not name
-# stays.
+# stays. A [sync] daemon whose interface is missing waits, shown down with the
+# reason (which the mirror's passes leave alone), until the interface comes.
 set -u
 cd /root
 fail() { echo "FAIL: $*"; echo "--- uvs log"; cat uvs.log; exit 1; }
@@ -379,3 +380,37 @@ wait $pid
 [ "$(ipvsadm -L -n --daemon | cut -d, -f1,2)" = "backup sync daemon (mcast=lo, syncid=5" ] ||
     fail "after a clean stop: $(ipvsadm -L -n --daemon)"
 echo "ok the file's [sync] replaces the daemon an earlier uvs left, and only in its roles"
+
+# A [sync] daemon whose interface is missing waits, shown down with the reason, while
+# the rest of the file runs; the mirror's passes do not clear what the reloader says of
+# it; once the interface is there, the daemon runs in the kernel.
+ipvsadm --stop-daemon backup
+printf '[global]\nmode = "kernel"\nmetrics = "127.0.0.1:9280"\n%s\n[[service]]\ntcp = "127.0.0.12:80"\n[[service.server]]\naddress = "127.0.0.1:9003"\n' \
+    "${SYNC9/interface = \"lo\"/interface = \"uvssync0\"}" > uvs.toml
+/opt/uvs/uvs run --socket /root/uvs.sock -c uvs.toml 2> uvs.log &
+pid=$!
+down_line='  the master sync daemon is not running: No such device (sync.interface = "uvssync0"); retrying every 2 s'
+for _ in $(seq 50); do
+    /opt/uvs/uvs status --socket /root/uvs.sock > status.txt 2>/dev/null
+    grep -qxF "$down_line" status.txt && break
+    sleep 0.2
+done
+grep -qxF "$down_line" status.txt || { cat status.txt; fail "the [sync] daemon without its interface is not shown down"; }
+ipvsadm -L -n | grep -q '^TCP  127.0.0.12:80 ' || fail "the file's service is not in the kernel"
+sleep 4.5   # two of the mirror's passes
+/opt/uvs/uvs status --socket /root/uvs.sock > status.txt
+grep -qxF "$down_line" status.txt || { cat status.txt; fail "a mirror pass cleared the waiting daemon's state"; }
+[ "$(metric_up master)" = 0 ] || fail "uvs_sync_daemon_up{role=master} is $(metric_up master) while it waits"
+ip link add uvssync0 type dummy
+ip addr add 127.77.77.1/32 dev uvssync0
+ip link set uvssync0 up
+wait_daemon "^master sync daemon (mcast=uvssync0, syncid=9, " "the waiting daemon did not start once its interface came"
+sleep 2.5   # a pass
+/opt/uvs/uvs status --socket /root/uvs.sock > status.txt
+grep -q "not running" status.txt && { cat status.txt; fail "still shown down once running"; }
+[ "$(metric_up master)" = 1 ] || fail "uvs_sync_daemon_up{role=master} is $(metric_up master) once it runs"
+kill -TERM $pid
+wait $pid
+ip link del uvssync0
+[ -z "$(ipvsadm -L -n --daemon)" ] || fail "after a clean stop: $(ipvsadm -L -n --daemon)"
+echo "ok a [sync] daemon whose interface is missing waits, shown down, and starts once it is there"
