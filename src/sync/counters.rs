@@ -24,7 +24,7 @@ pub struct SyncCounters {
     pub received_entries: AtomicU64,
     /// Datagrams and entries dropped, by reason (`wire::Malformed::reason`,
     /// `wire::Skipped::reason`, and the backup's own: "no_service", "no_server",
-    /// "full", "queue_full"). The reasons are a fixed set of names, so the map stays small.
+    /// "full", "queue_full", "receive_buffer_full"). The reasons are a fixed set of names, so the map stays small.
     dropped: Mutex<BTreeMap<&'static str, u64>>,
     last_peer: Mutex<Option<SocketAddr>>,
 }

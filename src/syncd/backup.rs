@@ -32,8 +32,20 @@ pub async fn run(daemon: crate::table::SyncDaemon, director: &Director) -> Resul
     let shared = &director.sync;
     shared.set_state(daemon.role, Some(crate::sync::counters::DaemonState::Up));
     let mut buffer = vec![0u8; usize::from(daemon.maxlen.max(wire::HEADER_LEN as u16))];
+    // Datagrams the kernel dropped for a full receive buffer (a master faster than this
+    // backup), looked at every second and counted as `receive_buffer_full`: the kernel's
+    // backup loses them the same way, but says nothing.
+    let mut drops_seen = 0u32;
+    let mut look = tokio::time::interval(DROPS_INTERVAL);
     loop {
-        let (len, peer) = match socket.recv_from(&mut buffer).await {
+        let received = tokio::select! {
+            got = socket.recv_from(&mut buffer) => got,
+            _ = look.tick() => {
+                count_socket_drops(&socket, &mut drops_seen, shared);
+                continue;
+            }
+        };
+        let (len, peer) = match received {
             Ok(got) => got,
             Err(e) => {
                 tracing::debug!(error = %e, "sync backup: receive failed");
@@ -61,6 +73,25 @@ pub async fn run(daemon: crate::table::SyncDaemon, director: &Director) -> Resul
                 }
             }
         }
+    }
+}
+
+/// How often the backup reads its socket's drop count.
+const DROPS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Adds to the `receive_buffer_full` drops what the kernel dropped at `socket` since
+/// `seen`.
+fn count_socket_drops(
+    socket: &tokio::net::UdpSocket,
+    seen: &mut u32,
+    shared: &crate::sync::Shared,
+) {
+    use std::os::fd::AsFd;
+    if let Ok(now) = crate::sys::socket_drops(socket.as_fd()) {
+        shared
+            .counters
+            .drop_many("receive_buffer_full", u64::from(now.wrapping_sub(*seen)));
+        *seen = now;
     }
 }
 

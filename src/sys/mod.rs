@@ -158,6 +158,16 @@ pub fn tcp_segments(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<(u32, u3
     Ok((info.tcpi_segs_in, info.tcpi_segs_out))
 }
 
+/// Datagrams the kernel dropped since the socket was made because its receive buffer
+/// was full (SO_MEMINFO's SK_MEMINFO_DROPS, Linux 4.12 and later).
+pub fn socket_drops(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u32> {
+    // asm-generic/socket.h, which x86 and arm use (libc names it only for some).
+    const SO_MEMINFO: libc::c_int = 55;
+    // SAFETY: SO_MEMINFO's value is SK_MEMINFO_VARS (9) u32s; all-zero is valid.
+    let info: [u32; 9] = unsafe { getsockopt(fd, libc::SOL_SOCKET, SO_MEMINFO)? };
+    Ok(info[libc::SK_MEMINFO_DROPS as usize])
+}
+
 /// A non-blocking pipe for splicing: (read end, write end).
 #[cfg(target_os = "linux")]
 pub fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
@@ -469,6 +479,33 @@ mod tests {
     fn the_peer_of_a_socket_pair_is_this_process_owner() {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         assert_eq!(peer_uid(a.as_fd()).unwrap(), effective_uid());
+    }
+
+    #[test]
+    fn datagrams_a_full_receive_buffer_dropped_are_counted() {
+        let receiver = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+            .expect("a socket");
+        // The smallest buffer the kernel allows: a few datagrams fit.
+        receiver.set_recv_buffer_size(1).expect("SO_RCVBUF");
+        receiver
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind");
+        let receiver: std::net::UdpSocket = receiver.into();
+        let to = receiver.local_addr().expect("its address");
+        assert_eq!(socket_drops(receiver.as_fd()).expect("SO_MEMINFO"), 0);
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("a sender");
+        const SENT: u32 = 100;
+        for _ in 0..SENT {
+            sender.send_to(&[7; 1000], to).expect("send");
+        }
+        receiver.set_nonblocking(true).expect("O_NONBLOCK");
+        let mut read = 0;
+        while receiver.recv(&mut [0; 2000]).is_ok() {
+            read += 1;
+        }
+        let dropped = socket_drops(receiver.as_fd()).expect("SO_MEMINFO");
+        assert!(read > 0 && dropped > 0, "read {read}, dropped {dropped}");
+        assert_eq!(read + dropped, SENT);
     }
 
     #[test]
