@@ -5,20 +5,8 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener};
-use std::time::{Duration, Instant};
 
-use common::{Daemon, free_port};
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use common::{Daemon, eventually, free_port};
 
 /// An address on loopback nothing listens on (yet).
 fn closed_port() -> SocketAddr {
@@ -59,7 +47,7 @@ fn a_sync_daemon_whose_interface_is_missing_waits_and_the_rest_of_the_file_runs(
     d.wait_listening(vip);
     let down = "the master sync daemon is not running: No such device \
                 (sync.interface = \"uvs-no-such-if0\"); retrying every 2 s";
-    wait_for("the daemon shown down", || d.status().contains(down));
+    eventually("the daemon shown down", || d.status().contains(down));
     let metrics = common::http_get(d.metrics_address(), "GET", "/metrics").1;
     assert!(
         metrics.contains("uvs_sync_daemon_up{role=\"master\"} 0\n"),
@@ -71,9 +59,9 @@ fn a_sync_daemon_whose_interface_is_missing_waits_and_the_rest_of_the_file_runs(
             .contains("the master sync daemon cannot start: No such device")
     );
     // A health change is applied all the same.
-    wait_for("the server found down", || listed(&d, vip).is_empty());
+    eventually("the server found down", || listed(&d, vip).is_empty());
     let _up = TcpListener::bind(server).expect("the real server comes up");
-    wait_for("the server listed", || {
+    eventually("the server listed", || {
         listed(&d, vip) == [server.to_string()]
     });
     // uvsadm takes the role over: the file's daemon stops waiting.
@@ -86,7 +74,7 @@ fn a_sync_daemon_whose_interface_is_missing_waits_and_the_rest_of_the_file_runs(
         "--mcast-port",
         &port,
     ]);
-    wait_for("the waiting forgotten", || {
+    eventually("the waiting forgotten", || {
         !d.status().contains("is not running")
     });
     assert!(
@@ -109,7 +97,7 @@ fn a_health_change_does_not_start_again_a_sync_daemon_uvsadm_stopped() {
     );
     let d = Daemon::start_with_file(&path, &file(&sync, vip, server), &[]);
     d.wait_listening(vip);
-    wait_for("the server found down", || listed(&d, vip).is_empty());
+    eventually("the server found down", || listed(&d, vip).is_empty());
     assert!(
         d.list(&["-L", "-n", "--daemon"])
             .starts_with("master sync daemon (mcast=lo,")
@@ -117,7 +105,7 @@ fn a_health_change_does_not_start_again_a_sync_daemon_uvsadm_stopped() {
     d.ok(&["--stop-daemon", "master"]);
     assert_eq!(d.list(&["-L", "-n", "--daemon"]), "");
     let _up = TcpListener::bind(server).expect("the real server comes up");
-    wait_for("the server listed", || {
+    eventually("the server listed", || {
         listed(&d, vip) == [server.to_string()]
     });
     // The health change re-applied the file's services, not its [sync].

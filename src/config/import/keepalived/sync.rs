@@ -107,15 +107,7 @@ fn read_deprecated(n: &Node, instance: &str, im: &mut Importing) {
              the same in global_defs is `lvs_sync_daemon {given} inst {instance} id 0`"
         ),
     );
-    if let Some(asked) = &im.keepalived_sync.asked {
-        let taken = already(asked);
-        skip(
-            im,
-            &n.pos,
-            format!(
-                "lvs_sync_daemon_interface: {taken} is already given above; keepalived ignores this one, and so does uvs"
-            ),
-        );
+    if taken_already(n, "lvs_sync_daemon_interface", im) {
         return;
     }
     let Some(interface) = given.get(..given.len().min(INTERFACE_MAX)) else {
@@ -160,17 +152,26 @@ fn number(word: &str, range: std::ops::RangeInclusive<u32>) -> Option<u32> {
     word.parse::<u32>().ok().filter(|v| range.contains(v))
 }
 
+/// Whether a sync daemon was given above (keepalived keeps the first of either form):
+/// then `n`, a `keyword` statement, is skipped with a line saying so.
+fn taken_already(n: &Node, keyword: &str, im: &mut Importing) -> bool {
+    let Some(asked) = &im.keepalived_sync.asked else {
+        return false;
+    };
+    let taken = already(asked);
+    skip(
+        im,
+        &n.pos,
+        format!(
+            "{keyword}: {taken} is already given above; keepalived ignores this one, and so does uvs"
+        ),
+    );
+    true
+}
+
 /// One `lvs_sync_daemon` statement.
 fn read(n: &Node, im: &mut Importing) {
-    if let Some(asked) = &im.keepalived_sync.asked {
-        let taken = already(asked);
-        skip(
-            im,
-            &n.pos,
-            format!(
-                "lvs_sync_daemon: {taken} is already given above; keepalived ignores this one, and so does uvs"
-            ),
-        );
+    if taken_already(n, "lvs_sync_daemon", im) {
         return;
     }
     let interface = n.arg(1);
