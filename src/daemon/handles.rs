@@ -119,7 +119,20 @@ impl server::Daemon for Reporter {
         match self.kernel() {
             Some(mirror) if daemon => {
                 let table = &self.director().table;
-                sync::in_kernel(mirror, table, command, &|c| self.apply_to_table(c, applied))
+                sync::in_kernel(mirror, table, command, &|c| {
+                    if let (Command::StopSyncDaemon { .. }, Command::StartSyncDaemon(_)) =
+                        (c, command)
+                    {
+                        // uvsadm's start replaces the table's daemon of its role: the
+                        // stop is said as itself, not as the start.
+                        let said = || {
+                            tracing::info!("table changed: {c} (replaced by uvsadm's {command})")
+                        };
+                        self.apply_to_table(c, &said)
+                    } else {
+                        self.apply_to_table(c, applied)
+                    }
+                })
             }
             Some(mirror) => {
                 let refused = {
