@@ -139,3 +139,48 @@ fn check_warns_of_a_sync_interface_this_host_does_not_have_and_passes() {
     let out = common::bounded(cmd, "uvs check");
     assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
 }
+
+#[test]
+fn a_running_daemon_a_reload_moves_to_a_missing_interface_is_shown_down_and_said_once() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let path = dir.path().join("uvs.toml");
+    let port = free_port();
+    let on = |interface: &str| {
+        format!("[sync]\nrole = \"master\"\ninterface = \"{interface}\"\nport = {port}\n")
+    };
+    let d = Daemon::start_with_file(&path, &on("lo"), &[]);
+    let up = |d: &Daemon| {
+        common::http_get(d.metrics_address(), "GET", "/metrics")
+            .1
+            .contains("uvs_sync_daemon_up{role=\"master\"} 1\n")
+    };
+    eventually("the master up", || up(&d));
+    common::write_file(&path, &on("uvs-no-such-if0"));
+    common::sighup(&d.child);
+    let down = "the master sync daemon is not running: No such device \
+                (sync.interface = \"uvs-no-such-if0\"); retrying every 2 s";
+    eventually("the master shown down", || d.status().contains(down));
+    // The stop of the daemon that ran, and the retries after it, do not clear it.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(d.status().contains(down), "{}", d.status());
+    let metrics = common::http_get(d.metrics_address(), "GET", "/metrics").1;
+    assert!(
+        metrics.contains("uvs_sync_daemon_up{role=\"master\"} 0\n"),
+        "{metrics}"
+    );
+    assert_eq!(d.list(&["-L", "-n", "--daemon"]), "");
+    // Reloads of the same file say it no more.
+    for n in 2..=4 {
+        common::sighup(&d.child);
+        eventually("the reload done", || {
+            d.status().contains(&format!("reloads {n},"))
+        });
+    }
+    let said = "the master sync daemon cannot start: No such device";
+    assert_eq!(d.log().matches(said).count(), 1, "{}", d.log());
+    // Back on lo: up again.
+    common::write_file(&path, &on("lo"));
+    common::sighup(&d.child);
+    eventually("the master up again", || up(&d));
+    assert!(!d.status().contains("is not running"), "{}", d.status());
+}

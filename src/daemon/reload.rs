@@ -564,19 +564,15 @@ impl Reloader {
         }
         self.say_undone(&commands, why);
         if why == "file" {
-            for w in &waiting {
+            // Said once: a reload that leaves a daemon waiting as it was says nothing.
+            let news = self.waiting_sync.locked().replace(waiting, &director.sync);
+            for w in &news {
                 tracing::error!(target: LOG, file = %self.path.display(),
                     "the {} sync daemon cannot start: {}; the rest of the file is applied, and \
                      the daemon is tried again every {} s",
                     w.daemon.role.name(), w.reason(), crate::sync::RETRY_INTERVAL.as_secs()
                 );
             }
-            let table = &director.table;
-            self.waiting_sync
-                .locked()
-                .replace(waiting, &director.sync, |role| {
-                    table.snapshot().sync_daemons().get(role).is_some()
-                });
         }
         Ok(commands.len())
     }
@@ -643,15 +639,10 @@ impl Reloader {
         }
         table.apply(command)?;
         applied();
-        if let Command::StartSyncDaemon(SyncDaemon { role, .. })
-        | Command::StopSyncDaemon { role } = command
-        {
+        if let Command::StartSyncDaemon(SyncDaemon { role, .. }) = command {
             // uvsadm decides this role now, until the next reload: the file's daemon
             // stops waiting for its interface.
-            let running = table.snapshot().sync_daemons().get(*role).is_some();
-            self.waiting_sync
-                .locked()
-                .forget(*role, &director.sync, running);
+            self.waiting_sync.locked().forget(*role, &director.sync);
         }
         if file.1.is_none() {
             return Ok(()); // not applied yet: nothing is the file's

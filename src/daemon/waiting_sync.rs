@@ -4,13 +4,13 @@
 //! file: a reload, or `uvs run` itself, applies everything else, and the daemon waits
 //! here, shown down with the reason in `uvs status` and `uvs_sync_daemon_up`, and is
 //! tried again every [`RETRY_INTERVAL`](crate::sync::RETRY_INTERVAL) until the
-//! interface is there, the file no longer asks for it, or uvsadm starts or stops a
-//! daemon of that role itself. keepalived does the same with a `lvs_sync_daemon` whose
+//! interface is there, the file no longer asks for it, or uvsadm starts a daemon of
+//! that role itself (a `--stop-daemon` answers "No daemon is running", as nothing
+//! runs; the file's daemon waits on). keepalived does the same with a `lvs_sync_daemon` whose
 //! interface is missing: it logs and runs on (ipvswrapper.c `ipvs_start`). Kept by the
 //! reloader, under its lock.
 
 use crate::sync::Shared;
-use crate::sync::counters::DaemonState;
 use crate::table::{Command, SyncDaemon, SyncRole, TableError};
 
 /// One daemon of the file's that waits for its interface, and why.
@@ -71,64 +71,58 @@ impl WaitingDaemons {
     }
 
     /// The daemons a reload of the file left waiting, in place of those before: each
-    /// shown down in `shared` with its reason, and a role that no longer waits cleared
-    /// unless `running` says the table now runs a daemon of it (whose state is its
-    /// runner's to say).
-    pub fn replace(
-        &mut self,
-        now: Vec<Waiting>,
-        shared: &Shared,
-        running: impl Fn(SyncRole) -> bool,
-    ) {
+    /// shown down in `shared` with its reason (`Shared::set_waiting`, which no runner
+    /// clears), a role that no longer waits cleared. Returns those that did not wait,
+    /// or waited for another reason, before: what is news to say (a reload of an
+    /// unchanged file says nothing again).
+    pub fn replace(&mut self, now: Vec<Waiting>, shared: &Shared) -> Vec<Waiting> {
         for old in &self.waiting {
-            let role = old.daemon.role;
-            if !now.iter().any(|w| w.daemon.role == role) && !running(role) {
-                shared.set_state(role, None);
-            }
+            shared.set_waiting(old.daemon.role, None);
         }
         for w in &now {
-            shared.set_state(
-                w.daemon.role,
-                Some(DaemonState::Down { reason: w.reason() }),
-            );
+            shared.set_waiting(w.daemon.role, Some(w.reason()));
         }
+        let news = now
+            .iter()
+            .filter(|w| !self.waiting.contains(w))
+            .cloned()
+            .collect();
         self.waiting = now;
+        news
     }
 
-    /// uvsadm started or stopped a daemon of `role`: it decides that role from now on
-    /// (until the next reload of the file), so the file's stops waiting. Its state is
-    /// cleared if the table does not run one (`running`).
-    pub fn forget(&mut self, role: SyncRole, shared: &Shared, running: bool) {
+    /// uvsadm started a daemon of `role`: it decides that role from now on (until the
+    /// next reload of the file), so the file's stops waiting.
+    pub fn forget(&mut self, role: SyncRole, shared: &Shared) {
         let before = self.waiting.len();
         self.waiting.retain(|w| w.daemon.role != role);
-        if self.waiting.len() != before && !running {
-            shared.set_state(role, None);
+        if self.waiting.len() != before {
+            shared.set_waiting(role, None);
         }
     }
 
     /// One more try: the waiting daemons whose interface can now be looked up, resolved
-    /// and taken out to be started (their state cleared for their runner to set); the
-    /// others' errors brought up to date (a changed reason is returned too, to be
-    /// said). A role the table already runs (`running`) stops waiting.
+    /// and taken out to be started (shown down no more: their runner says how they
+    /// do); the others' errors brought up to date (a changed reason is returned too,
+    /// to be said). A role the table already runs (`running`) stops waiting.
     pub fn retry(&mut self, shared: &Shared, running: impl Fn(SyncRole) -> bool) -> Retried {
         let mut retried = Retried::default();
         let mut still = Vec::new();
         for mut w in std::mem::take(&mut self.waiting) {
-            if running(w.daemon.role) {
+            let role = w.daemon.role;
+            if running(role) {
+                shared.set_waiting(role, None);
                 continue;
             }
             match super::sync::resolve(&w.daemon) {
                 Ok(resolved) => {
-                    shared.set_state(w.daemon.role, None);
+                    shared.set_waiting(role, None);
                     retried.ready.push(resolved);
                 }
                 Err(error) => {
                     if error != w.error {
                         w.error = error;
-                        shared.set_state(
-                            w.daemon.role,
-                            Some(DaemonState::Down { reason: w.reason() }),
-                        );
+                        shared.set_waiting(role, Some(w.reason()));
                         retried.changed.push(w.clone());
                     }
                     still.push(w);
@@ -152,6 +146,7 @@ pub struct Retried {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::counters::DaemonState;
 
     /// An interface name no host has (15 bytes, the kernel's longest).
     const NOWHERE: &str = "uvs-no-such-if0";
@@ -200,7 +195,8 @@ mod tests {
             start(SyncRole::Master, NOWHERE),
             start(SyncRole::Backup, NOWHERE),
         ];
-        waiting.replace(resolve_or_wait(&mut commands), &shared, |_| false);
+        let news = waiting.replace(resolve_or_wait(&mut commands), &shared);
+        assert_eq!(news.len(), 2);
         let down = DaemonState::Down {
             reason: "No such device (sync.interface = \"uvs-no-such-if0\")".into(),
         };
@@ -211,15 +207,29 @@ mod tests {
                 ("master".to_string(), down.clone())
             ]
         );
+        // A runner stopping its daemon of the role (the reload's stop) clears nothing.
+        shared.set_state(SyncRole::Master, None);
+        assert_eq!(states(&shared).len(), 2);
+        // The same again (a reload of the same file): nothing new to say.
+        let mut again = vec![
+            start(SyncRole::Master, NOWHERE),
+            start(SyncRole::Backup, NOWHERE),
+        ];
+        assert!(
+            waiting
+                .replace(resolve_or_wait(&mut again), &shared)
+                .is_empty()
+        );
+        assert_eq!(states(&shared).len(), 2);
         // Still missing: waits on, nothing to say.
         let r = waiting.retry(&shared, |_| false);
         assert!(r.ready.is_empty() && r.changed.is_empty());
         assert!(waiting.any());
         // uvsadm took the backup role over.
-        waiting.forget(SyncRole::Backup, &shared, false);
+        waiting.forget(SyncRole::Backup, &shared);
         assert_eq!(states(&shared), [("master".to_string(), down)]);
         // A reload whose file no longer names it.
-        waiting.replace(Vec::new(), &shared, |_| false);
+        assert!(waiting.replace(Vec::new(), &shared).is_empty());
         assert!(states(&shared).is_empty());
         assert!(!waiting.any());
     }
@@ -235,7 +245,6 @@ mod tests {
                 error: TableError::NoSuchDevice,
             }],
             &shared,
-            |_| false,
         );
         let r = waiting.retry(&shared, |_| false);
         let mtu = crate::sys::interface_mtu("lo").unwrap();
@@ -248,11 +257,11 @@ mod tests {
     }
 
     #[test]
-    fn a_role_the_table_runs_meanwhile_stops_waiting_and_keeps_its_state() {
+    fn a_role_the_table_runs_meanwhile_stops_waiting_and_its_runner_says_how_it_does() {
         let shared = Shared::default();
         let mut waiting = WaitingDaemons::default();
         let mut commands = vec![start(SyncRole::Master, NOWHERE)];
-        waiting.replace(resolve_or_wait(&mut commands), &shared, |_| false);
+        waiting.replace(resolve_or_wait(&mut commands), &shared);
         shared.set_state(SyncRole::Master, Some(DaemonState::Up));
         let r = waiting.retry(&shared, |role| role == SyncRole::Master);
         assert!(r.ready.is_empty());

@@ -22,7 +22,10 @@ use crate::table::SyncDaemon;
 /// The socket could not be made (no such interface, no address on it, ...).
 pub async fn run(daemon: SyncDaemon, shared: &Shared) -> Result<(), SocketError> {
     let (socket, local) = socket::sender(&daemon)?;
-    shared.set_own(Some(local));
+    shared.set_own(Some(crate::sync::Own {
+        at: local,
+        addresses: socket::interface_addresses(&daemon.interface),
+    }));
     shared.set_state(daemon.role, Some(crate::sync::counters::DaemonState::Up));
     let to = socket::destination(&daemon);
     let mut builder = Builder::new(daemon.syncid, usize::from(daemon.maxlen));
