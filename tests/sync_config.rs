@@ -184,3 +184,46 @@ fn a_running_daemon_a_reload_moves_to_a_missing_interface_is_shown_down_and_said
     eventually("the master up again", || up(&d));
     assert!(!d.status().contains("is not running"), "{}", d.status());
 }
+
+#[test]
+fn a_file_daemon_that_is_down_is_not_listed_and_uvsadm_may_start_one_in_its_place() {
+    let port = free_port();
+    // Held without SO_REUSEADDR: the backup cannot bind the group's port.
+    let group = std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(224, 0, 0, 81), port);
+    let _squatter = std::net::UdpSocket::bind(group).expect("hold the port");
+    let dir = tempfile::tempdir().expect("a directory");
+    let path = dir.path().join("uvs.toml");
+    let d = Daemon::start_with_file(
+        &path,
+        &format!("[sync]\nrole = \"backup\"\ninterface = \"lo\"\nport = {port}\n"),
+        &[],
+    );
+    eventually("the daemon shown down", || {
+        d.status()
+            .contains("the backup sync daemon is not running: bind: Address already in use")
+    });
+    // Nothing runs, so nothing is listed, and a start is not "Daemon has already run".
+    assert_eq!(d.list(&["-L", "-n", "--daemon"]), "");
+    let other = free_port();
+    d.ok(&[
+        "--start-daemon",
+        "backup",
+        "--mcast-interface",
+        "lo",
+        "--mcast-port",
+        &other.to_string(),
+    ]);
+    eventually("uvsadm's daemon up", || {
+        !d.status().contains("is not running")
+    });
+    let listed = d.list(&["-L", "-n", "--daemon"]);
+    assert!(
+        listed.starts_with("backup sync daemon (mcast=lo, syncid=0, ")
+            && listed.ends_with(&format!("port={other}, ttl=1)\n")),
+        "{listed}"
+    );
+    // A second start is refused as the kernel refuses it.
+    let out = d.uvsadm(&["--start-daemon", "backup", "--mcast-interface", "lo"]);
+    assert!(!out.status.success());
+    assert_eq!(common::text(&out.stderr), "Daemon has already run\n");
+}

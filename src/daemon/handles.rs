@@ -89,18 +89,27 @@ impl server::Daemon for Reporter {
     }
 
     /// `-L --daemon`: in kernel mode the kernel's daemons, whoever started them (as
-    /// ipvsadm lists them); else the table's.
+    /// ipvsadm lists them); else the table's that are not down.
     fn sync_daemons(&self) -> Result<Vec<SyncDaemon>, TableError> {
         match self.kernel() {
             Some(mirror) => mirror
                 .locked()
                 .daemons()
                 .map_err(|e| crate::kernel::daemons::refusal(&e, false)),
+            // The table's that run: one that is down (its socket could not be made)
+            // is shown in `uvs status`, not listed, as the kernel lists none it
+            // could not start.
             None => Ok(self
                 .table()
                 .snapshot()
                 .sync_daemons()
                 .iter()
+                .filter(|d| {
+                    !matches!(
+                        self.director().sync.state(d.role),
+                        Some(crate::sync::counters::DaemonState::Down { .. })
+                    )
+                })
                 .cloned()
                 .collect()),
         }
@@ -119,19 +128,8 @@ impl server::Daemon for Reporter {
         match self.kernel() {
             Some(mirror) if daemon => {
                 let table = &self.director().table;
-                sync::in_kernel(mirror, table, command, &|c| {
-                    if let (Command::StopSyncDaemon { .. }, Command::StartSyncDaemon(_)) =
-                        (c, command)
-                    {
-                        // uvsadm's start replaces the table's daemon of its role: the
-                        // stop is said as itself, not as the start.
-                        let said = || {
-                            tracing::info!("table changed: {c} (replaced by uvsadm's {command})")
-                        };
-                        self.apply_to_table(c, &said)
-                    } else {
-                        self.apply_to_table(c, applied)
-                    }
+                sync::in_kernel(mirror, table, command, &|step| {
+                    self.apply_daemon_step(step, command, applied)
                 })
             }
             Some(mirror) => {
@@ -142,16 +140,35 @@ impl server::Daemon for Reporter {
                 refused?;
                 self.apply_to_table(&*sync::prepare(command)?, applied)
             }
-            None => {
-                let prepared = sync::prepare(command)?;
-                sync::probe(&prepared, &self.director().table)?;
-                self.apply_to_table(&prepared, applied)
+            None if daemon => {
+                let director = self.director();
+                sync::in_userspace(&director.table, &director.sync, command, &|step| {
+                    self.apply_daemon_step(step, command, applied)
+                })
             }
+            None => self.apply_to_table(command, applied),
         }
     }
 }
 
 impl Reporter {
+    /// [`Reporter::apply_to_table`] of one `step` uvsadm's `command` about a sync daemon
+    /// becomes (`sync::in_kernel`, `sync::in_userspace`): when a start replaces the
+    /// table's daemon of its role, the stop is said as itself, not as the start.
+    fn apply_daemon_step(
+        &self,
+        step: &Command,
+        command: &Command,
+        applied: &dyn Fn(),
+    ) -> Result<(), TableError> {
+        if let (Command::StopSyncDaemon { .. }, Command::StartSyncDaemon(_)) = (step, command) {
+            let said = || tracing::info!("table changed: {step} (replaced by uvsadm's {command})");
+            self.apply_to_table(step, &said)
+        } else {
+            self.apply_to_table(step, applied)
+        }
+    }
+
     /// [`server::Daemon::apply`] once the command is ready for the table.
     fn apply_to_table(&self, command: &Command, applied: &dyn Fn()) -> Result<(), TableError> {
         let table = &self.director().table;

@@ -14,6 +14,8 @@ use std::sync::Mutex;
 use crate::kernel::daemons::refusal;
 use crate::kernel::mirror::Mirror;
 use crate::lock::Locked;
+use crate::sync::Shared;
+use crate::sync::counters::DaemonState;
 use crate::table::{Command, SyncDaemon, TableError, TableHandle, sync};
 
 /// `daemon` as the kernel would run it: its settings checked, its interface looked
@@ -48,27 +50,44 @@ pub fn prepare(command: &Command) -> Result<std::borrow::Cow<'_, Command>, Table
     }
 }
 
-/// In userspace mode, a `--start-daemon` (already [`prepare`]d) for a role that does
-/// not run yet makes and drops the socket uvs's daemon would run with, so that uvsadm
-/// hears at once why it could not run; the daemon itself is started by the table's
-/// change (`sync::follow`).
+/// A `--start-daemon` or `--stop-daemon` from uvsadm in userspace mode: `to_table`
+/// with the command as the table takes it.
 ///
-/// # Errors
-/// `Kernel` with the socket's error (the port held by another user, no IPv4 address
-/// on the interface, ...).
-pub fn probe(command: &Command, table: &TableHandle) -> Result<(), TableError> {
-    match command {
-        Command::StartSyncDaemon(d) if table.snapshot().sync_daemons().get(d.role).is_none() => {
-            crate::syncd::socket::probe(d).map_err(|e| TableError::Kernel {
-                message: format!(
-                    "cannot run the {} sync daemon on {}: {e}",
-                    d.role.name(),
-                    d.interface
-                ),
-            })
-        }
-        _ => Ok(()),
+/// A start is refused as the kernel refuses it: its settings and interface, then
+/// "Daemon has already run" while uvs's daemon of that role runs (or is starting),
+/// then the socket it would run with, made and dropped first, so that uvsadm hears at
+/// once why it could not run (the port held by another user, no IPv4 address on the
+/// interface, ...). A daemon of that role the table has but that is down (its socket
+/// could not be made: shown in `uvs status`, tried again every 2 s) does not stand in
+/// the way, as nothing runs, just as the kernel's refusal of one does not in kernel
+/// mode: the asked daemon replaces it.
+pub fn in_userspace(
+    table: &TableHandle,
+    shared: &Shared,
+    command: &Command,
+    to_table: &dyn Fn(&Command) -> Result<(), TableError>,
+) -> Result<(), TableError> {
+    let Command::StartSyncDaemon(asked) = command else {
+        return to_table(command);
+    };
+    let resolved = resolve(asked)?;
+    let role = asked.role;
+    let held = table.snapshot().sync_daemons().get(role).is_some();
+    let down = matches!(shared.state(role), Some(DaemonState::Down { .. }));
+    if held && !down {
+        return Err(TableError::SyncDaemonRunning);
     }
+    crate::syncd::socket::probe(&resolved).map_err(|e| TableError::Kernel {
+        message: format!(
+            "cannot run the {} sync daemon on {}: {e}",
+            role.name(),
+            resolved.interface
+        ),
+    })?;
+    if held {
+        to_table(&Command::StopSyncDaemon { role })?;
+    }
+    to_table(&Command::StartSyncDaemon(resolved))
 }
 
 /// A `--start-daemon` or `--stop-daemon` from uvsadm in kernel mode, under the
