@@ -43,6 +43,8 @@ pub async fn run(daemon: SyncDaemon, shared: &Shared) -> Result<(), SocketError>
             }
             None => shared.queue.ready().await,
         }
+        // Entries gather for a moment: one wake-up takes many (`queue::SEND_DELAY`).
+        shared.queue.gathered().await;
         shared.queue.take(&mut batch);
         for entry in batch.drain(..) {
             match builder.push(&entry) {
