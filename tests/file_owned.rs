@@ -272,8 +272,8 @@ fn a_change_held_back_is_said_when_its_interval_is_over() {
 
 /// The file's `[sync]`: its daemon runs from the start, resolved for `lo` as the kernel
 /// would; a uvsadm stop of it is named and undone by the next reload; a changed section
-/// restarts its daemons; one on an interface the host lacks is refused whole, leaving
-/// the running ones; a removed section stops them.
+/// restarts its daemons; one on an interface the host lacks stops the running ones and
+/// waits for it, shown down; a removed section ends all of it.
 #[test]
 fn the_files_sync_section_runs_its_daemons_and_reloads_keep_them_as_it_says() {
     let dir = tempfile::tempdir().unwrap();
@@ -323,23 +323,32 @@ fn the_files_sync_section_runs_its_daemons_and_reloads_keep_them_as_it_says() {
     };
     common::write_file(&path, &section("both", "lo", 9));
     reloaded(2);
-    let backup = d.list(&["-L", "-n", "--daemon"]);
+    let both = d.list(&["-L", "-n", "--daemon"]);
     assert!(
-        backup.starts_with(&master(9))
-            && backup.contains("backup sync daemon (mcast=lo, syncid=9, maxlen="),
-        "{backup}"
+        both.starts_with(&master(9))
+            && both.contains("backup sync daemon (mcast=lo, syncid=9, maxlen="),
+        "{both}"
     );
 
+    // An interface this host does not have: the file is applied, the daemons it no
+    // longer asks for stop, and its own wait for the interface, shown down.
     common::write_file(&path, &section("both", "uvs-nosuch0", 9));
     reloaded(3);
-    eventually("the refusal", || d.log().contains("No such device"));
-    assert_eq!(
-        d.list(&["-L", "-n", "--daemon"]),
-        backup,
-        "the running daemons stay"
-    );
+    eventually("the daemons wait", || {
+        let status = d.status();
+        ["master", "backup"].iter().all(|role| {
+            status.contains(&format!(
+                "the {role} sync daemon is not running: No such device \
+                 (sync.interface = \"uvs-nosuch0\"); retrying every 2 s"
+            ))
+        })
+    });
+    assert_eq!(daemons(), "", "nothing runs");
 
     common::write_file(&path, "# no [sync] any more\n");
     reloaded(4);
-    eventually("the daemons stop", || daemons().is_empty());
+    eventually("the waits end", || {
+        !d.status().contains("sync daemon is not running")
+    });
+    assert_eq!(daemons(), "");
 }
