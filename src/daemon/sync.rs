@@ -60,7 +60,8 @@ pub fn prepare(command: &Command) -> Result<std::borrow::Cow<'_, Command>, Table
 /// interface, ...). A daemon of that role the table has but that is down (its socket
 /// could not be made: shown in `uvs status`, tried again every 2 s) does not stand in
 /// the way, as nothing runs, just as the kernel's refusal of one does not in kernel
-/// mode: the asked daemon replaces it.
+/// mode: the asked daemon replaces it (or, asked with the settings it has, is tried
+/// again at once).
 pub fn in_userspace(
     table: &TableHandle,
     shared: &Shared,
@@ -72,9 +73,10 @@ pub fn in_userspace(
     };
     let resolved = resolve(asked)?;
     let role = asked.role;
-    let held = table.snapshot().sync_daemons().get(role).is_some();
+    let snapshot = table.snapshot();
+    let held = snapshot.sync_daemons().get(role);
     let down = matches!(shared.state(role), Some(DaemonState::Down { .. }));
-    if held && !down {
+    if held.is_some() && !down {
         return Err(TableError::SyncDaemonRunning);
     }
     crate::syncd::socket::probe(&resolved).map_err(|e| TableError::Kernel {
@@ -84,10 +86,20 @@ pub fn in_userspace(
             resolved.interface
         ),
     })?;
-    if held {
-        to_table(&Command::StopSyncDaemon { role })?;
+    match held {
+        // The daemon that is down, asked for again as it is: nothing for the table to
+        // change (its runner would not see a stop and start of the same settings),
+        // so its runner tries again now.
+        Some(held) if *held == resolved => {
+            shared.retry_now(role);
+            Ok(())
+        }
+        Some(_) => {
+            to_table(&Command::StopSyncDaemon { role })?;
+            to_table(&Command::StartSyncDaemon(resolved))
+        }
+        None => to_table(&Command::StartSyncDaemon(resolved)),
     }
-    to_table(&Command::StartSyncDaemon(resolved))
 }
 
 /// A `--start-daemon` or `--stop-daemon` from uvsadm in kernel mode, under the
@@ -145,5 +157,100 @@ pub fn in_kernel(
             }
         }
         other => to_table(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{SyncRole, UnicastOnly};
+    use std::cell::RefCell;
+
+    fn free_port() -> u16 {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.local_addr().expect("its address").port()
+    }
+
+    /// A table with the backup `daemon` (resolved for lo), shown down by its runner.
+    fn down_backup(port: u16) -> (TableHandle, Shared, SyncDaemon) {
+        let table = TableHandle::new(Box::new(UnicastOnly));
+        let daemon = resolve(&SyncDaemon {
+            port,
+            ..SyncDaemon::new(SyncRole::Backup, "lo")
+        })
+        .expect("lo");
+        table
+            .apply(&Command::StartSyncDaemon(daemon.clone()))
+            .expect("a backup");
+        let shared = Shared::default();
+        shared.set_state(
+            SyncRole::Backup,
+            Some(DaemonState::Down {
+                reason: "bind: Address already in use".into(),
+            }),
+        );
+        (table, shared, daemon)
+    }
+
+    fn start(port: u16) -> Command {
+        Command::StartSyncDaemon(SyncDaemon {
+            port,
+            ..SyncDaemon::new(SyncRole::Backup, "lo")
+        })
+    }
+
+    /// Asked again with the settings it has, a daemon that is down is tried again at
+    /// once by its runner: a stop and a start of the same settings in the table would
+    /// be one unchanged table to the runner, and nothing would happen.
+    #[test]
+    fn a_down_daemon_asked_for_as_it_is_is_tried_again_now() {
+        let port = free_port();
+        let (table, shared, _) = down_backup(port);
+        let sent = RefCell::new(Vec::new());
+        let to_table = |c: &Command| {
+            sent.borrow_mut().push(c.clone());
+            Ok(())
+        };
+        in_userspace(&table, &shared, &start(port), &to_table).expect("taken");
+        assert!(sent.borrow().is_empty(), "{:?}", sent.borrow());
+        let mut retry = std::pin::pin!(shared.retry_wanted(SyncRole::Backup));
+        let polled = std::future::Future::poll(
+            retry.as_mut(),
+            &mut std::task::Context::from_waker(std::task::Waker::noop()),
+        );
+        assert!(polled.is_ready(), "the runner is not told to try again");
+    }
+
+    /// Asked with other settings, it is replaced; while it runs, a start is refused.
+    #[test]
+    fn a_down_daemon_is_replaced_and_a_running_one_is_not() {
+        let (port, other) = (free_port(), free_port());
+        let (table, shared, held) = down_backup(port);
+        let sent = RefCell::new(Vec::new());
+        let to_table = |c: &Command| {
+            sent.borrow_mut().push(c.clone());
+            Ok(())
+        };
+        in_userspace(&table, &shared, &start(other), &to_table).expect("taken");
+        let asked = resolve(&SyncDaemon {
+            port: other,
+            ..SyncDaemon::new(SyncRole::Backup, "lo")
+        })
+        .expect("lo");
+        assert_eq!(
+            *sent.borrow(),
+            [
+                Command::StopSyncDaemon {
+                    role: SyncRole::Backup
+                },
+                Command::StartSyncDaemon(asked)
+            ]
+        );
+        assert_ne!(held.port, other);
+        shared.set_state(SyncRole::Backup, Some(DaemonState::Up));
+        assert_eq!(
+            in_userspace(&table, &shared, &start(other), &to_table),
+            Err(TableError::SyncDaemonRunning)
+        );
     }
 }

@@ -39,6 +39,8 @@ pub struct Shared {
     waiting: Mutex<BTreeMap<&'static str, String>>,
     /// Sends that failed, warned of at most once per interval.
     pub warned: RateLimit,
+    /// Rung to have a daemon that is down try again at once, by role (master, backup).
+    retry: [tokio::sync::Notify; 2],
 }
 
 /// How long a daemon whose socket could not be made waits before it tries again.
@@ -100,6 +102,34 @@ impl Shared {
         self.daemons.locked().get(role.name()).cloned()
     }
 
+    /// Has the daemon of `role`, if it is down, try again now rather than at its next
+    /// retry (uvsadm's `--start-daemon` of the settings it already has).
+    pub fn retry_now(&self, role: SyncRole) {
+        self.retry[role_index(role)].notify_one();
+    }
+
+    /// Waits until [`Shared::retry_now`] is called for `role`.
+    pub async fn retry_wanted(&self, role: SyncRole) {
+        self.retry[role_index(role)].notified().await;
+    }
+
+    /// The master's port when its socket is bound to no address: a datagram from that
+    /// port may be its own, from any of the host's addresses (`set_own_addresses`).
+    pub fn own_unbound_port(&self) -> Option<u16> {
+        self.own
+            .locked()
+            .as_ref()
+            .filter(|own| own.at.ip().is_unspecified())
+            .map(|own| own.at.port())
+    }
+
+    /// The host's addresses the master, bound to none, may send from, looked up again.
+    pub fn set_own_addresses(&self, addresses: Vec<std::net::IpAddr>) {
+        if let Some(own) = self.own.locked().as_mut() {
+            own.addresses = addresses;
+        }
+    }
+
     /// How the daemon of `role` is doing (None: it does not run).
     pub fn set_state(&self, role: SyncRole, state: Option<DaemonState>) {
         let mut daemons = self.daemons.locked();
@@ -110,12 +140,21 @@ impl Shared {
     }
 }
 
+fn role_index(role: SyncRole) -> usize {
+    match role {
+        SyncRole::Master => 0,
+        SyncRole::Backup => 1,
+    }
+}
+
 /// Where this director's master sends from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Own {
     /// Its socket's address (an unspecified address when it is bound to none).
     pub at: SocketAddr,
-    /// The addresses of its interface, which it may send from when `at` names none.
+    /// The host's addresses it may send from when `at` names none (the route picks
+    /// the source, RFC 6724, not always on the interface): looked up when it starts,
+    /// and again when a datagram comes from its port and another address.
     pub addresses: Vec<std::net::IpAddr>,
 }
 

@@ -37,6 +37,7 @@ pub async fn run(daemon: crate::table::SyncDaemon, director: &Director) -> Resul
     // backup loses them the same way, but says nothing.
     let mut drops_seen = 0u32;
     let mut look = tokio::time::interval(DROPS_INTERVAL);
+    let mut addresses_looked_up = std::time::Instant::now();
     loop {
         let received = tokio::select! {
             got = socket.recv_from(&mut buffer) => got,
@@ -54,6 +55,18 @@ pub async fn run(daemon: crate::table::SyncDaemon, director: &Director) -> Resul
         };
         if shared.is_own(peer) {
             continue;
+        }
+        // From the port of this director's master, bound to no address, and an address
+        // not known as the host's: one the host got since (a VLAN's link-local address
+        // comes after the VLAN), looked up again at most once a second.
+        if shared.own_unbound_port() == Some(peer.port())
+            && addresses_looked_up.elapsed() >= std::time::Duration::from_secs(1)
+        {
+            addresses_looked_up = std::time::Instant::now();
+            shared.set_own_addresses(socket::host_addresses());
+            if shared.is_own(peer) {
+                continue;
+            }
         }
         shared.counters.received_messages.fetch_add(1, Relaxed);
         match wire::parse(&buffer[..len], daemon.syncid) {

@@ -24,7 +24,7 @@ pub async fn run(daemon: SyncDaemon, shared: &Shared) -> Result<(), SocketError>
     let (socket, local) = socket::sender(&daemon)?;
     shared.set_own(Some(crate::sync::Own {
         at: local,
-        addresses: socket::interface_addresses(&daemon.interface),
+        addresses: socket::host_addresses(),
     }));
     shared.set_state(daemon.role, Some(crate::sync::counters::DaemonState::Up));
     let to = socket::destination(&daemon);

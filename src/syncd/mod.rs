@@ -19,8 +19,8 @@ use crate::table::{SyncDaemon, SyncRole};
 
 /// Runs, forever, the sync daemons the table asks for: on every change of the table a
 /// daemon whose settings changed is stopped and started again, a new one started, a
-/// removed one stopped. A daemon whose socket cannot be made is logged and left
-/// stopped until its settings change.
+/// removed one stopped. A daemon whose socket cannot be made is shown down and tried
+/// again every [`RETRY_INTERVAL`], or at once when told (`Shared::retry_now`).
 pub async fn follow(director: Arc<Director>) {
     let mut changes = director.table.subscribe();
     let mut running: [Option<(SyncDaemon, tokio::task::JoinHandle<()>)>; 2] = [None, None];
@@ -33,6 +33,10 @@ pub async fn follow(director: Arc<Director>) {
             }
             if let Some((_, task)) = running[i].take() {
                 task.abort();
+                // An abort does not stop a poll running on another worker: waited for,
+                // so that its last word (a retry's "down", the queue off) cannot land
+                // after the new daemon's.
+                let _ = task.await;
                 director.sync.set_state(role, None);
                 if role == SyncRole::Master {
                     director.sync.queue.set_on(false);
@@ -85,6 +89,9 @@ async fn serve(daemon: SyncDaemon, director: Arc<Director>) {
                 .sync
                 .set_state(role, Some(DaemonState::Down { reason }));
         }
-        tokio::time::sleep(RETRY_INTERVAL).await;
+        tokio::select! {
+            () = tokio::time::sleep(RETRY_INTERVAL) => {}
+            () = director.sync.retry_wanted(role) => {}
+        }
     }
 }

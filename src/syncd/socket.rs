@@ -60,13 +60,12 @@ fn interface_v4(name: &str) -> Option<Ipv4Addr> {
         })
 }
 
-/// Every address of the interface (the master may send from any when it is bound to
-/// none).
-pub fn interface_addresses(name: &str) -> Vec<IpAddr> {
+/// Every address of this host (a master bound to none may send from any: the route
+/// picks the source).
+pub fn host_addresses() -> Vec<IpAddr> {
     if_addrs::get_if_addrs()
         .unwrap_or_default()
         .into_iter()
-        .filter(|i| i.name == name)
         .map(|i| i.ip())
         .collect()
 }
