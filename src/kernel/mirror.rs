@@ -92,11 +92,6 @@ pub struct Mirror {
     /// per new reason.
     refused: HashMap<SyncRole, String>,
     report: Option<DaemonReport>,
-    /// Roles last reported with a state: only these are reported gone (None) when the
-    /// table no longer asks for them, so that what others say of a role the table
-    /// has no daemon of (the reloader's daemon waiting for its interface,
-    /// `daemon::waiting_sync`) is not cleared at every pass.
-    reported: HashSet<SyncRole>,
 }
 
 impl Mirror {
@@ -110,7 +105,6 @@ impl Mirror {
             foreign_daemons: HashSet::new(),
             refused: HashMap::new(),
             report: None,
-            reported: HashSet::new(),
         }
     }
 
@@ -243,11 +237,8 @@ impl Mirror {
                             "kernel: a {theirs} that uvs did not start holds the role the file's [sync] names; stopped for the file's"
                         );
                     }
-                    match self.ipvs.stop_daemon(role) {
-                        Ok(()) => {
-                            tracing::info!("kernel: --stop-daemon {}", role.name());
-                            sent += 1;
-                        }
+                    match self.stop_daemon(role) {
+                        Ok(()) => sent += 1,
                         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
                         Err(e) => {
                             let reason = daemons::refusal(&e, true).to_string();
@@ -295,41 +286,22 @@ impl Mirror {
             if state.is_none() || state == Some(DaemonState::Up) {
                 self.refused.remove(&role);
             }
-            let tell = match state {
-                Some(_) => {
-                    self.reported.insert(role);
-                    true
-                }
-                None => self.reported.remove(&role),
-            };
-            if let Some(report) = &self.report
-                && tell
-            {
+            if let Some(report) = &self.report {
                 report(role, state);
             }
         }
         sent
     }
 
-    /// Starts the table's `daemon` in the kernel, uvs's once started. Errors: the
+    /// Starts the table's `daemon` in the kernel ([`Mirror::start_daemon`]). Errors: the
     /// kernel's refusal in ipvsadm's words, logged once per new reason.
     fn start(&mut self, daemon: &SyncDaemon) -> Result<(), String> {
-        let role = daemon.role;
-        let request = daemons::start_request(self.ipvs.family(), daemon);
-        match self.ipvs.ask(&request) {
-            Ok(_) => {
-                tracing::info!("kernel: --start-daemon {}", role.name());
-                self.daemons.insert(role);
-                self.foreign_daemons.remove(&role);
-                self.refused.remove(&role);
-                Ok(())
-            }
-            Err(e) => {
-                let reason = daemons::refusal(&e, false).to_string();
-                self.say_refused(role, &format!("--start-daemon {}", role.name()), &reason);
-                Err(reason)
-            }
-        }
+        self.start_daemon(daemon).map_err(|refused| {
+            let reason = refused.to_string();
+            let role = daemon.role;
+            self.say_refused(role, &format!("--start-daemon {}", role.name()), &reason);
+            reason
+        })
     }
 
     /// Logs the kernel's refusal of `what` for `role`, unless it is the reason said
