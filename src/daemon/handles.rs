@@ -138,7 +138,7 @@ impl server::Daemon for Reporter {
                     crate::kernel::others::refuse(command, |key| mirror.others(key))
                 };
                 refused?;
-                self.apply_to_table(&*sync::prepare(command)?, applied)
+                self.apply_to_table(command, applied)
             }
             None if daemon => {
                 let director = self.director();

@@ -6,8 +6,9 @@
 //! and the daemon goes to the table resolved for the interface's MTU
 //! ([`SyncDaemon::resolved`]), so `-L --daemon` prints ipvsadm 1.31's line and the
 //! runner has every setting. In kernel mode uvsadm's start and stop go to the kernel
-//! first ([`in_kernel`]) and to the table only if the kernel took them; the file's go
-//! to the table, and the mirror follows it (`kernel::daemon_mirror`).
+//! first ([`in_kernel`]) and to the table only if the kernel took them; in userspace
+//! mode a start's socket is made first ([`in_userspace`]); the file's go to the table
+//! (resolved by the reloader), and the mirror or `syncd` follows it.
 
 use std::sync::Mutex;
 
@@ -34,20 +35,6 @@ pub fn resolve(daemon: &SyncDaemon) -> Result<SyncDaemon, TableError> {
         },
     })?;
     Ok(daemon.resolved(mtu))
-}
-
-/// `command` ready for the table: a `--start-daemon` [`resolve`]d, anything else as
-/// it is.
-///
-/// # Errors
-/// [`resolve`]'s.
-pub fn prepare(command: &Command) -> Result<std::borrow::Cow<'_, Command>, TableError> {
-    match command {
-        Command::StartSyncDaemon(daemon) => Ok(std::borrow::Cow::Owned(Command::StartSyncDaemon(
-            resolve(daemon)?,
-        ))),
-        _ => Ok(std::borrow::Cow::Borrowed(command)),
-    }
 }
 
 /// A `--start-daemon` or `--stop-daemon` from uvsadm in userspace mode: `to_table`

@@ -6,9 +6,9 @@
 //! tried again every [`RETRY_INTERVAL`](crate::sync::RETRY_INTERVAL) until the
 //! interface is there, the file no longer asks for it, or uvsadm starts a daemon of
 //! that role itself (a `--stop-daemon` answers "No daemon is running", as nothing
-//! runs; the file's daemon waits on). keepalived does the same with a `lvs_sync_daemon` whose
-//! interface is missing: it logs and runs on (ipvswrapper.c `ipvs_start`). Kept by the
-//! reloader, under its lock.
+//! runs; the file's daemon waits on). keepalived does the same with a
+//! `lvs_sync_daemon` whose interface is missing: it logs and runs on (ipvswrapper.c
+//! `ipvs_start`). Kept by the reloader, under its lock.
 
 use crate::sync::Shared;
 use crate::table::{Command, SyncDaemon, SyncRole, TableError};

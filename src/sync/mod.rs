@@ -53,9 +53,9 @@ impl Shared {
     }
 
     /// Whether `peer` is this director's master: its port, and its address, or one of
-    /// its interface's when it is bound to none (an IPv6 master sends from the
-    /// address the route picks). Another director's master that happens to send from
-    /// the same port is not taken for it.
+    /// the host's ([`Own::addresses`]) when it is bound to none (an IPv6 master sends
+    /// from the address the route picks). Another director's master that happens to
+    /// send from the same port is not taken for it.
     pub fn is_own(&self, peer: SocketAddr) -> bool {
         self.own.locked().as_ref().is_some_and(|own| {
             own.at.port() == peer.port()
@@ -154,7 +154,8 @@ pub struct Own {
     pub at: SocketAddr,
     /// The host's addresses it may send from when `at` names none (the route picks
     /// the source, RFC 6724, not always on the interface): looked up when it starts,
-    /// and again when a datagram comes from its port and another address.
+    /// and again when a datagram comes from its port and another address; empty when
+    /// `at` names one.
     pub addresses: Vec<std::net::IpAddr>,
 }
 
@@ -174,7 +175,7 @@ mod tests {
         assert!(shared.is_own(sock("127.0.0.1:6000")));
         assert!(!shared.is_own(sock("127.0.0.2:6000")));
         assert!(!shared.is_own(sock("127.0.0.1:6001")));
-        // Bound to none (IPv6): one of its interface's addresses, at its port.
+        // Bound to none (IPv6): one of the host's addresses, at its port.
         shared.set_own(Some(Own {
             at: sock("[::]:7000"),
             addresses: vec!["::1".parse().unwrap(), "fe80::1".parse().unwrap()],

@@ -24,7 +24,12 @@ pub async fn run(daemon: SyncDaemon, shared: &Shared) -> Result<(), SocketError>
     let (socket, local) = socket::sender(&daemon)?;
     shared.set_own(Some(crate::sync::Own {
         at: local,
-        addresses: socket::host_addresses(),
+        // Only a master bound to no address sends from one the route picks.
+        addresses: if local.ip().is_unspecified() {
+            socket::host_addresses()
+        } else {
+            Vec::new()
+        },
     }));
     shared.set_state(daemon.role, Some(crate::sync::counters::DaemonState::Up));
     let to = socket::destination(&daemon);
